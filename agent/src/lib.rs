@@ -1,0 +1,2 @@
+//! Siaga agent library.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Siaga collector library.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! The Siaga test lab.
