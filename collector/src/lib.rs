@@ -1,2 +1,5 @@
-//! Siaga collector library.
+//! Siaga collector: ingest, store, health, tickets, the SOP chain and the admin API.
 #![forbid(unsafe_code)]
+
+pub mod health;
+pub mod sop;

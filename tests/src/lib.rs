@@ -1,1 +1,5 @@
-//! The Siaga test lab.
+//! Siaga's test lab: real collector and agent processes, and OPD networks
+//! built from network namespaces.
+
+pub mod harness;
+pub mod lab;

@@ -1,0 +1,1 @@
+//! Health engine: per-device and per-link state machines, rules, flap detection.

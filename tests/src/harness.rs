@@ -1,0 +1,1 @@
+//! Starting real collector, agent and CLI processes for end-to-end tests.
