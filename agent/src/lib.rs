@@ -1,2 +1,11 @@
-//! Siaga agent library.
+//! Siaga agent: probes an OPD's devices and streams what it sees to the collector.
 #![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod metrics;
+pub mod probe;
+pub mod scheduler;
+pub mod spool;

@@ -1,1 +1,243 @@
-fn main() {}
+//! `siaga-agent`: probes an OPD's devices and streams what it sees to the collector.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use siaga_agent::config::{AgentConfig, EXAMPLE};
+use siaga_agent::metrics::Metrics;
+use siaga_agent::probe::icmp::IcmpProber;
+use siaga_agent::scheduler::Scheduler;
+use siaga_agent::spool::Spool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// Bad command line or configuration (sysexits.h EX_USAGE).
+const EX_USAGE: u8 = 64;
+/// How long tasks get to finish after a shutdown signal.
+const GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "siaga-agent",
+    version,
+    about = "Siaga agent: probes an OPD's devices and streams health data to the collector"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    Run {
+        /// Path of agent.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check agent.toml and the files it names; exit 64 when unusable.
+    Validate {
+        /// Path of agent.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print a commented example agent.toml.
+    PrintConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            // Printing help or an error to a closed pipe is not worth a panic.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::PrintConfig => {
+            print!("{EXAMPLE}");
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config } => match load(&config, true) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok (agent {} of OPD {}, collector {})",
+                    config.display(),
+                    cfg.id,
+                    cfg.opd,
+                    cfg.collector
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let cfg = match load(&config, true) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    eprintln!("siaga-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Loads the configuration; on error prints it (file:line: key: message)
+/// and returns the exit code.
+fn load(path: &Path, check_files: bool) -> Result<AgentConfig, ExitCode> {
+    let cfg = AgentConfig::load(path).and_then(|c| {
+        if check_files {
+            c.check_files(path)?;
+        }
+        Ok(c)
+    });
+    cfg.map_err(|e| {
+        eprintln!("siaga-agent: {e}");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("siaga-agent")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
+    info!(
+        agent = %cfg.id,
+        opd = %cfg.opd,
+        collector = %cfg.collector,
+        version = env!("CARGO_PKG_VERSION"),
+        "starting"
+    );
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let metrics = Metrics::default();
+    let spool =
+        Spool::open(&cfg.data_dir, &cfg.spool, metrics.clone()).context("opening the spool")?;
+    let st = spool.stats();
+    info!(
+        depth = st.depth,
+        dropped = st.dropped,
+        last_seq = st.last_seq,
+        "spool opened"
+    );
+    let cached = match spool.cached_inventory() {
+        Ok(inv) => inv,
+        Err(e) => {
+            warn!(error = %e, "ignoring unreadable cached inventory");
+            None
+        }
+    };
+    if let Some(inv) = &cached {
+        info!(
+            revision = inv.revision,
+            devices = inv.devices.len(),
+            "probing the cached inventory until the collector sends one"
+        );
+    }
+    let (_inventory_tx, inventory_rx) = watch::channel(cached.map(Arc::new));
+
+    let prober = IcmpProber::new().context("opening ICMP sockets")?;
+    let cancel = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    if let Some(addr) = cfg.metrics_listen {
+        let (_, task) =
+            siaga_agent::metrics::serve(addr, &cfg.data_dir, &metrics, cancel.child_token())
+                .await
+                .context("starting the metrics endpoint")?;
+        tasks.push(("metrics", task));
+    }
+
+    let scheduler = Scheduler {
+        prober: Arc::new(prober),
+        sink: spool.sink(),
+        inventory: inventory_rx,
+        default_interval: cfg.interval,
+        metrics: metrics.clone(),
+    };
+    tasks.push((
+        "scheduler",
+        tokio::spawn(scheduler.run(cancel.child_token())),
+    ));
+
+    shutdown_signal().await.context("waiting for a signal")?;
+    info!("shutting down");
+    cancel.cancel();
+    let names: Vec<&str> = tasks.iter().map(|(n, _)| *n).collect();
+    let joined = futures::future::join_all(tasks.into_iter().map(|(_, t)| t));
+    match tokio::time::timeout(GRACE, joined).await {
+        Ok(results) => {
+            for (name, r) in names.iter().zip(results) {
+                if let Err(e) = r {
+                    warn!(task = name, error = %e, "task ended abnormally");
+                }
+            }
+        }
+        Err(_) => warn!(
+            grace = %humantime::format_duration(GRACE),
+            "grace period over; tasks still running are abandoned"
+        ),
+    }
+    spool.flush().await.context("flushing the spool")?;
+    let st = spool.stats();
+    info!(
+        depth = st.depth,
+        dropped = st.dropped,
+        "spool flushed; stopped"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}

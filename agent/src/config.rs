@@ -1,0 +1,441 @@
+//! `agent.toml`: what the agent is, where it sends, where it keeps its spool.
+//!
+//! Relative paths in the file are relative to the directory of the file, so
+//! an enrolment bundle (`agent.toml`, `ca.pem`, `agent.pem`, `agent.key`)
+//! can be moved as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// The agent's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Agent id, as in the agent's certificate (`siaga://agent/<opd>/<id>`).
+    pub id: String,
+    /// The OPD this agent speaks for.
+    pub opd: String,
+    /// The collector's uplink URL, e.g. `https://127.0.0.1:7443`.
+    pub collector: String,
+    /// TLS name to verify on the collector's certificate (default: the host
+    /// of `collector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Directory of the spool and the cached inventory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Probe cycle used until the collector's inventory names one.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Address of the Prometheus endpoint (off when absent). Port 0 picks a
+    /// free port; the bound address is written to `<data_dir>/metrics.addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Address of the SNMP trap receiver (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trap_listen: Option<SocketAddr>,
+    /// Certificates for mutual TLS with the collector.
+    pub tls: TlsConfig,
+    /// Bounds of the local spool.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+}
+
+/// Files for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The collector's CA certificate (PEM): the only CA the agent trusts.
+    pub ca: PathBuf,
+    /// The agent's certificate (PEM), issued by the collector's CA.
+    pub cert: PathBuf,
+    /// The agent's private key (PEM); keep it mode 0600.
+    pub key: PathBuf,
+}
+
+/// Bounds of the spool: beyond either, the oldest samples are dropped and
+/// counted (the count reaches the collector in every Hello and Heartbeat).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Largest total size of the unacknowledged samples, in bytes.
+    pub max_bytes: u64,
+    /// Oldest age of an unacknowledged sample.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            max_bytes: 256 * 1024 * 1024,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca: PathBuf::from("ca.pem"),
+            cert: PathBuf::from("agent.pem"),
+            key: PathBuf::from("agent.key"),
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    /// The example configuration: an agent of OPD `dinkes` talking to a
+    /// collector on this host.
+    fn default() -> Self {
+        AgentConfig {
+            id: "dinkes-agent".into(),
+            opd: "dinkes".into(),
+            collector: "https://127.0.0.1:7443".into(),
+            server_name: None,
+            data_dir: default_data_dir(),
+            interval: default_interval(),
+            metrics_listen: None,
+            trap_listen: None,
+            tls: TlsConfig::default(),
+            spool: SpoolConfig::default(),
+        }
+    }
+}
+
+/// A commented example of `agent.toml` (printed by `siaga-agent print-config`).
+pub const EXAMPLE: &str = r#"# siaga-agent configuration. Relative paths are relative to this file.
+
+# Agent id, as in the agent's certificate (siaga://agent/<opd>/<id>).
+id = "dinkes-agent"
+# The OPD this agent speaks for.
+opd = "dinkes"
+# The collector's uplink URL.
+collector = "https://127.0.0.1:7443"
+# Optional: TLS name to verify on the collector's certificate
+# (default: the host of `collector`).
+# server_name = "localhost"
+# Spool and cached inventory.
+data_dir = "data"
+# Probe cycle until the collector's inventory names one.
+interval = "10s"
+# Optional Prometheus endpoint; port 0 picks a free port and the bound
+# address is written to <data_dir>/metrics.addr.
+# metrics_listen = "127.0.0.1:9465"
+# Optional SNMP trap receiver.
+# trap_listen = "0.0.0.0:162"
+
+[tls]
+# The collector's CA: the only CA this agent trusts.
+ca = "ca.pem"
+# This agent's certificate and private key (mode 0600), issued by the collector.
+cert = "agent.pem"
+key = "agent.key"
+
+[spool]
+# Samples are written here before they are sent and deleted when the
+# collector acknowledges them. Beyond either bound the oldest are dropped
+# and counted; the count is reported to the collector.
+max_bytes = 268435456
+max_age = "7d"
+"#;
+
+impl AgentConfig {
+    /// Reads and checks `path`, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        for p in [
+            &mut cfg.data_dir,
+            &mut cfg.tls.ca,
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and checks `text`; `path` only names the file in errors.
+    /// Paths are left as written.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let cfg: AgentConfig = toml::from_str(text).map_err(|e| {
+            let (line, key) = locate(text, e.span(), e.message());
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                key,
+                message: first_line(e.message()),
+            }
+        })?;
+        cfg.check(path, text)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_key(text, key),
+            key: key.to_string(),
+            message,
+        };
+        for (key, value) in [("id", &self.id), ("opd", &self.opd)] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must not be empty".into()));
+            }
+        }
+        self.collector_host().map_err(|m| invalid("collector", m))?;
+        if let Some(name) = &self.server_name
+            && name.trim().is_empty()
+        {
+            return Err(invalid("server_name", "must not be empty".into()));
+        }
+        if self.interval < Duration::from_millis(100) {
+            return Err(invalid("interval", "must be at least 100ms".into()));
+        }
+        if self.spool.max_bytes < 4096 {
+            return Err(invalid("spool.max_bytes", "must be at least 4096".into()));
+        }
+        if self.spool.max_age < Duration::from_secs(1) {
+            return Err(invalid("spool.max_age", "must be at least 1s".into()));
+        }
+        Ok(())
+    }
+
+    /// Host part of `collector`, checked to be an `https://host:port` URL.
+    pub fn collector_host(&self) -> Result<String, String> {
+        let rest = self
+            .collector
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("{:?} must start with https://", self.collector))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = if let Some(v6) = authority.strip_prefix('[') {
+            v6.split(']').next().unwrap_or_default()
+        } else {
+            authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+        };
+        if host.is_empty() {
+            return Err(format!("{:?} has no host", self.collector));
+        }
+        Ok(host.to_string())
+    }
+
+    /// The TLS name the collector's certificate must carry.
+    pub fn tls_name(&self) -> Result<String, String> {
+        match &self.server_name {
+            Some(n) => Ok(n.clone()),
+            None => self.collector_host(),
+        }
+    }
+
+    /// Checks that the TLS files are readable PEM (what `validate` adds to
+    /// parsing). Call after [`AgentConfig::load`].
+    pub fn check_files(&self, config_path: &Path) -> Result<(), ConfigError> {
+        for (key, file, marker) in [
+            ("tls.ca", &self.tls.ca, "CERTIFICATE"),
+            ("tls.cert", &self.tls.cert, "CERTIFICATE"),
+            ("tls.key", &self.tls.key, "PRIVATE KEY"),
+        ] {
+            let err = |message: String| ConfigError::File {
+                config: config_path.to_path_buf(),
+                key: key.into(),
+                file: file.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
+            if !text.contains("-----BEGIN") || !text.contains(marker) {
+                return Err(err(format!("not a PEM file with a {marker}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// Finds the 1-based line and the dotted key of a toml error.
+fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> (usize, String) {
+    let start = span.map_or(0, |s| s.start).min(text.len());
+    let end_of_span = text.get(start..).unwrap_or_default();
+    let line = text.get(..start).unwrap_or_default().matches('\n').count() + 1;
+    let table = table_at(text, line);
+    let named = between_backticks(message, "unknown field `")
+        .or_else(|| between_backticks(message, "missing field `"));
+    let key = match named {
+        Some(k) => k,
+        None => {
+            let line_text = text.lines().nth(line - 1).unwrap_or_default();
+            match line_text.split_once('=') {
+                Some((k, _)) if !line_text.trim_start().starts_with('[') => {
+                    k.trim().trim_matches('"').to_string()
+                }
+                _ => end_of_span
+                    .split(|c: char| c.is_whitespace() || c == '=')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            }
+        }
+    };
+    // A missing field is reported with the span of its table; if that span
+    // starts at the table's header the header line is what the user edits.
+    let key = if table.is_empty() || key.starts_with(&format!("{table}.")) {
+        key
+    } else {
+        format!("{table}.{key}")
+    };
+    (line, key)
+}
+
+fn between_backticks(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.split_once(prefix)?.1;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Name of the `[table]` in force at 1-based `line` ("" for the top level).
+fn table_at(text: &str, line: usize) -> String {
+    let mut table = String::new();
+    for l in text.lines().take(line) {
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = t
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+        }
+    }
+    table
+}
+
+/// 1-based line on which dotted `key` is set, or 0 when it is not in the file.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let (table, leaf) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            current = table_at(t, 1);
+            continue;
+        }
+        if current == table
+            && let Some((k, _)) = t.split_once('=')
+            && k.trim().trim_matches('"') == leaf
+        {
+            return i + 1;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::parse(Path::new("agent.toml"), text)
+    }
+
+    #[test]
+    fn example_parses_to_default() {
+        let cfg = parse(EXAMPLE).expect("example parses");
+        assert_eq!(cfg, AgentConfig::default());
+    }
+
+    const GOOD: &str = "id = \"a\"\nopd = \"dinkes\"\ncollector = \"https://127.0.0.1:7443\"\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n[spool]\nmax_bytes = 100000\nmax_age = \"2h\"\n";
+
+    #[test]
+    fn good_file_parses() {
+        let cfg = parse(GOOD).expect("parses");
+        assert_eq!(cfg.spool.max_age, Duration::from_secs(7200));
+        assert_eq!(cfg.interval, Duration::from_secs(10));
+        assert_eq!(cfg.tls_name().as_deref(), Ok("127.0.0.1"));
+    }
+
+    // (file text, expected "file:line: key" prefix)
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:4: bogus: unknown field"; "unknown top-level key")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n[spool]\nmax_age = \"forever\"\n",
+        "agent.toml:9: spool.max_age:"; "bad duration")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n[spool]\nmax_bytes = \"big\"\n",
+        "agent.toml:9: spool.max_bytes:"; "string for integer")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\ncrl = \"d\"\n",
+        "agent.toml:8: tls.crl: unknown field"; "unknown key in table")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\n",
+        "agent.toml:4: tls.key: missing field"; "missing key in table")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"http://h:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:3: collector: \"http://h:1\" must start with https://"; "plain http")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\ninterval = \"0s\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:4: interval: must be at least 100ms"; "zero interval")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\ninterval = 5\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:4: interval:"; "number for duration")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\n[tls\n",
+        "agent.toml:4:"; "broken toml")]
+    fn errors_name_file_line_and_key(text: &str, expected: &str) {
+        let err = parse(text).expect_err("must be rejected").to_string();
+        assert!(
+            err.starts_with(expected),
+            "error {err:?} does not start with {expected:?}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("bundle");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let path = sub.join("agent.toml");
+        std::fs::write(
+            &path,
+            GOOD.replace("ca = \"ca.pem\"", "ca = \"/etc/ca.pem\""),
+        )
+        .expect("write");
+        let cfg = AgentConfig::load(&path).expect("load");
+        assert_eq!(cfg.data_dir, sub.join("data"));
+        assert_eq!(cfg.tls.cert, sub.join("agent.pem"));
+        assert_eq!(cfg.tls.ca, PathBuf::from("/etc/ca.pem"));
+        let err = cfg
+            .check_files(&path)
+            .expect_err("files missing")
+            .to_string();
+        assert!(err.contains("tls.ca"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Probes: how the agent measures devices.
+
+pub mod icmp;
