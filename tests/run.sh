@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs Siaga's whole test suite. On a Debian machine as root it first
+# installs the packages the tests use (snmpd, snmp, snmptrapd, nftables,
+# iproute2, fping); then it builds every binary and runs every test.
+# Safe to run again. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(snmpd snmp snmptrapd nftables iproute2 fping)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}" >&2
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The lab starts its own snmpd/snmptrapd inside network namespaces; the
+# system services the packages may have started are not needed.
+for svc in snmpd snmptrapd; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  elif [ -x "/etc/init.d/$svc" ]; then
+    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+  fi
+done
+
+cargo build --workspace --bins
+cargo test --workspace "$@"
