@@ -1,1 +1,25 @@
 //! The SOP disposition chain: the SOP file, the business calendar, the workflow and its records.
+//!
+//! The chain is data ([`file`] loads and validates `sop.toml` into a [`model::Sop`]);
+//! [`workflow::Workflow`] moves a ticket along it, checking every action against the
+//! caller's roles; [`escalation`] decides when a late step is told upward;
+//! [`audit`] keeps the hash-chained event trail; [`card`] and [`register`] render
+//! the documents that leave the system (Bahasa Indonesia by default).
+//!
+//! Everything here is pure: time is passed in (`now`), nothing touches the disk
+//! except [`file::load`].
+
+pub mod audit;
+pub mod calendar;
+pub mod card;
+pub mod escalation;
+pub mod file;
+pub mod model;
+pub mod register;
+pub mod workflow;
+
+pub use audit::{AuditRecord, Tamper};
+pub use calendar::{Calendar, CalendarConfig};
+pub use file::SopFileError;
+pub use model::{Lang, Sop, SopVersion, Step, TimeStandard, WorkDuration};
+pub use workflow::{Action, Actor, Event, EventKind, Origin, TicketSop, Workflow, WorkflowError};

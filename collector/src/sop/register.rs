@@ -1,0 +1,479 @@
+//! The register "Buku permintaan Layanan dan Gangguan": one row per ticket opened
+//! in a period, as CSV (the `csv` crate) or xlsx (`rust_xlsxwriter`).
+
+use std::io::Write;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::calendar::Calendar;
+use super::card::duration_label;
+use super::model::{Lang, Sop};
+use super::workflow::{Event, EventKind, TicketInfo, TicketSop, Workflow};
+
+/// A ticket as the register needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// Ticket facts.
+    pub info: &'a TicketInfo,
+    /// Its SOP state.
+    pub state: &'a TicketSop,
+    /// Its events (from the audit trail).
+    pub events: &'a [Event],
+    /// The SOP it runs on.
+    pub sop: &'a Sop,
+}
+
+/// One row of the register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Ticket number.
+    pub number: String,
+    /// Date opened (local).
+    pub date: String,
+    /// OPD.
+    pub opd: String,
+    /// Letter number, or "deteksi otomatis".
+    pub origin: String,
+    /// Fault description.
+    pub description: String,
+    /// Device / link.
+    pub device_link: String,
+    /// Current step ("6 – Tim Teknis") or "Selesai".
+    pub current_step: String,
+    /// The technician (who did the work step).
+    pub technician: String,
+    /// Date closed (local), empty while open.
+    pub closed: String,
+    /// Opened to closed, calendar time; empty while open.
+    pub total_duration: String,
+    /// Steps done late (and the current one if overdue now), e.g. "3, 6".
+    pub steps_late: String,
+}
+
+/// Column headers.
+pub fn headers(lang: Lang) -> [&'static str; 11] {
+    match lang {
+        Lang::Id => [
+            "Nomor",
+            "Tanggal",
+            "OPD",
+            "Asal",
+            "Uraian gangguan",
+            "Perangkat/link",
+            "Langkah saat ini",
+            "Teknisi",
+            "Tanggal selesai",
+            "Total durasi",
+            "Langkah terlambat",
+        ],
+        Lang::En => [
+            "number",
+            "date",
+            "opd",
+            "origin",
+            "description",
+            "device_link",
+            "current_step",
+            "technician",
+            "closed",
+            "total_duration",
+            "steps_late",
+        ],
+    }
+}
+
+impl Row {
+    fn cells(&self) -> [&str; 11] {
+        [
+            &self.number,
+            &self.date,
+            &self.opd,
+            &self.origin,
+            &self.description,
+            &self.device_link,
+            &self.current_step,
+            &self.technician,
+            &self.closed,
+            &self.total_duration,
+            &self.steps_late,
+        ]
+    }
+}
+
+fn technician(e: &Entry<'_>) -> String {
+    let work: Vec<u32> = e
+        .sop
+        .steps
+        .iter()
+        .filter(|s| s.work)
+        .map(|s| s.number)
+        .collect();
+    // Who disposed the work step, else who last updated its status, else who it was handed to.
+    let mut disposed = None;
+    let mut updated = None;
+    let mut assigned = None;
+    for ev in e.events {
+        match &ev.kind {
+            EventKind::Disposed { .. } if work.contains(&ev.step) => {
+                disposed = Some(ev.user.clone())
+            }
+            EventKind::StatusUpdated { .. } if work.contains(&ev.step) => {
+                updated = Some(ev.user.clone())
+            }
+            EventKind::Disposed {
+                to_step,
+                to_user: Some(u),
+                ..
+            } if work.contains(to_step) => assigned = Some(u.clone()),
+            _ => {}
+        }
+    }
+    disposed.or(updated).or(assigned).unwrap_or_default()
+}
+
+/// The rows for tickets opened from `from` to `to` (local dates, both included),
+/// in order of opening. `now` decides whether an open ticket's step is overdue.
+pub fn rows(
+    entries: &[Entry<'_>],
+    cal: &Calendar,
+    from: NaiveDate,
+    to: NaiveDate,
+    lang: Lang,
+    now: DateTime<Utc>,
+) -> Vec<Row> {
+    let mut picked: Vec<&Entry<'_>> = entries
+        .iter()
+        .filter(|e| {
+            let d = cal.local_date(e.info.opened_at);
+            d >= from && d <= to
+        })
+        .collect();
+    picked.sort_by(|a, b| {
+        (a.info.opened_at, &a.info.number).cmp(&(b.info.opened_at, &b.info.number))
+    });
+    picked
+        .into_iter()
+        .map(|e| {
+            let wf = Workflow::new(e.sop, cal);
+            let mut late: Vec<u32> = e
+                .events
+                .iter()
+                .filter(|ev| match &ev.kind {
+                    EventKind::Disposed {
+                        timing: Some(t), ..
+                    }
+                    | EventKind::Returned {
+                        timing: Some(t), ..
+                    } => !t.met,
+                    _ => false,
+                })
+                .map(|ev| ev.step)
+                .collect();
+            if wf.is_overdue(e.state, now) {
+                late.push(e.state.position.step);
+            }
+            late.sort_unstable();
+            late.dedup();
+            let current_step = match e.state.closed_at {
+                Some(_) => match lang {
+                    Lang::Id => "Selesai".to_string(),
+                    Lang::En => "Done".to_string(),
+                },
+                None => {
+                    let roles = e
+                        .sop
+                        .step(e.state.position.step)
+                        .map(|s| {
+                            s.actors_at(e.state.position.handoff)
+                                .iter()
+                                .map(|r| e.sop.role_name(r))
+                                .collect::<Vec<_>>()
+                                .join(" / ")
+                        })
+                        .unwrap_or_default();
+                    format!("{} – {roles}", e.state.position.step)
+                }
+            };
+            Row {
+                number: e.info.number.clone(),
+                date: cal
+                    .local_date(e.info.opened_at)
+                    .format("%Y-%m-%d")
+                    .to_string(),
+                opd: e
+                    .info
+                    .opd_name
+                    .clone()
+                    .unwrap_or_else(|| e.info.opd.clone()),
+                origin: e.info.origin.label(lang),
+                description: e.info.problem.clone(),
+                device_link: e.info.device_link(),
+                current_step,
+                technician: technician(e),
+                closed: e
+                    .state
+                    .closed_at
+                    .map(|c| cal.local_date(c).format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                total_duration: e
+                    .state
+                    .closed_at
+                    .map(|c| duration_label((c - e.info.opened_at).num_seconds(), lang))
+                    .unwrap_or_default(),
+                steps_late: late
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })
+        .collect()
+}
+
+/// Write the rows as CSV with a header line.
+pub fn write_csv<W: Write>(rows: &[Row], lang: Lang, out: W) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(headers(lang))?;
+    for r in rows {
+        w.write_record(r.cells())?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The rows as an xlsx workbook (bytes), one sheet with a bold header row.
+pub fn to_xlsx(rows: &[Row], lang: Lang) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let mut wb = Workbook::new();
+    let sheet = wb.add_worksheet();
+    sheet.set_name(match lang {
+        Lang::Id => "Buku Layanan dan Gangguan",
+        Lang::En => "Service and fault register",
+    })?;
+    let bold = Format::new().set_bold();
+    for (c, h) in headers(lang).iter().enumerate() {
+        let col = u16::try_from(c).unwrap_or(u16::MAX);
+        sheet.write_string_with_format(0, col, *h, &bold)?;
+        sheet.set_column_width(col, if c == 4 { 48 } else { 18 })?;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let row = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        for (c, v) in r.cells().iter().enumerate() {
+            sheet.write_string(row, u16::try_from(c).unwrap_or(u16::MAX), *v)?;
+        }
+    }
+    wb.save_to_buffer()
+}
+
+/// Title of the register for a period.
+pub fn title(lang: Lang, from: NaiveDate, to: NaiveDate) -> String {
+    match lang {
+        Lang::Id => format!("Buku permintaan Layanan dan Gangguan, {from} s.d. {to}"),
+        Lang::En => format!("Register of service and fault requests, {from} to {to}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sop::file::default_sop;
+    use crate::sop::workflow::tests::{dispose, user_for, walk, wib};
+    use crate::sop::workflow::{Actor, Origin};
+    use chrono::Duration;
+    use test_case::test_case;
+
+    struct Fixture {
+        sop: Sop,
+        cal: Calendar,
+        tickets: Vec<(TicketInfo, TicketSop, Vec<Event>)>,
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+    }
+
+    fn fixture() -> Fixture {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let mut tickets = Vec::new();
+        {
+            let wf = Workflow::new(&sop, &cal);
+            // Before the period.
+            let opened = wib("2026-10-31 23:30");
+            let (t, ev) = wf.start(Origin::Detected, "dinkes", false, &Actor::system(), opened);
+            tickets.push((info("PJ-2026-0001", Origin::Detected, opened), t, vec![ev]));
+            // In the period, walked to the end in good time.
+            let opened = wib("2026-11-02 08:00");
+            let (t, evs) = walk(&wf, opened, Duration::minutes(10));
+            tickets.push((info("PJ-2026-0002", Origin::Detected, opened), t, evs));
+            // In the period, from a letter; step 2 done late; now at step 3.
+            let opened = wib("2026-11-30 09:00");
+            let letter = Origin::Letter {
+                number: "005/77/BAPPEDA/XI/2026".into(),
+                date: date("2026-11-28"),
+                subject: "Internet ruang rapat putus".into(),
+            };
+            let (mut t, ev) = wf.start(
+                letter.clone(),
+                "bappeda",
+                false,
+                &user_for("helpdesk"),
+                opened,
+            );
+            let mut evs = vec![ev];
+            evs.push(
+                wf.apply(
+                    &mut t,
+                    dispose(),
+                    &user_for("pemohon"),
+                    wib("2026-11-30 09:10"),
+                )
+                .expect("ok"),
+            );
+            evs.push(
+                wf.apply(
+                    &mut t,
+                    dispose(),
+                    &user_for("kepala_dinas"),
+                    wib("2026-12-01 12:00"),
+                )
+                .expect("ok"),
+            );
+            let mut i = info("PJ-2026-0003", letter, opened);
+            i.opd = "bappeda".into();
+            i.opd_name = None;
+            i.problem = "Internet ruang rapat putus, pelapor: \"Pak Joko\"".into();
+            i.device = None;
+            i.link = Some("ruang-rapat".into());
+            tickets.push((i, t, evs));
+            // After the period.
+            let opened = wib("2026-12-01 00:10");
+            let (t, ev) = wf.start(Origin::Detected, "dinkes", false, &Actor::system(), opened);
+            tickets.push((info("PJ-2026-0004", Origin::Detected, opened), t, vec![ev]));
+        }
+        Fixture { sop, cal, tickets }
+    }
+
+    fn info(number: &str, origin: Origin, opened_at: DateTime<Utc>) -> TicketInfo {
+        TicketInfo {
+            number: number.into(),
+            opd: "dinkes".into(),
+            opd_name: Some("Dinas Kesehatan".into()),
+            origin,
+            problem: "Loss 40% ke dinkes-rtr".into(),
+            device: Some("dinkes-rtr".into()),
+            link: None,
+            opened_at,
+        }
+    }
+
+    fn period_rows(f: &Fixture, lang: Lang) -> Vec<Row> {
+        let entries: Vec<Entry<'_>> = f
+            .tickets
+            .iter()
+            .map(|(i, s, e)| Entry {
+                info: i,
+                state: s,
+                events: e,
+                sop: &f.sop,
+            })
+            .collect();
+        rows(
+            &entries,
+            &f.cal,
+            date("2026-11-01"),
+            date("2026-11-30"),
+            lang,
+            wib("2026-12-01 12:00"),
+        )
+    }
+
+    #[test]
+    fn csv_holds_exactly_the_period_with_the_right_columns() {
+        let f = fixture();
+        let mut buf = Vec::new();
+        write_csv(&period_rows(&f, Lang::Id), Lang::Id, &mut buf).expect("csv");
+        let mut rd = csv::Reader::from_reader(buf.as_slice());
+        let hdr: Vec<String> = rd
+            .headers()
+            .expect("headers")
+            .iter()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(hdr, headers(Lang::Id));
+        let recs: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>().expect("records");
+        let numbers: Vec<&str> = recs.iter().map(|r| &r[0]).collect();
+        assert_eq!(numbers, ["PJ-2026-0002", "PJ-2026-0003"]);
+        let done = &recs[0];
+        assert_eq!(
+            done.iter().collect::<Vec<_>>(),
+            [
+                "PJ-2026-0002",
+                "2026-11-02",
+                "Dinas Kesehatan",
+                "deteksi otomatis",
+                "Loss 40% ke dinkes-rtr",
+                "dinkes-rtr",
+                "Selesai",
+                "teknisi",
+                "2026-11-02",
+                "1 jam 40 menit",
+                ""
+            ]
+        );
+        let open = &recs[1];
+        assert_eq!(&open[2], "bappeda");
+        assert_eq!(&open[3], "005/77/BAPPEDA/XI/2026");
+        assert_eq!(
+            &open[4],
+            "Internet ruang rapat putus, pelapor: \"Pak Joko\""
+        );
+        assert_eq!(&open[5], "ruang-rapat");
+        assert_eq!(&open[6], "3 – Kepala Bidang Aplikasi dan Informatika");
+        assert_eq!(&open[8], "");
+        // Step 2 took from Monday 09:10 to Tuesday 12:00 (more than a working day).
+        assert_eq!(&open[10], "2");
+    }
+
+    #[test_case(Lang::En, "automatic detection", "Done" ; "english")]
+    #[test_case(Lang::Id, "deteksi otomatis", "Selesai" ; "indonesian")]
+    fn languages(lang: Lang, origin: &str, done: &str) {
+        let f = fixture();
+        let rows = period_rows(&f, lang);
+        assert_eq!(rows[0].origin, origin);
+        assert_eq!(rows[0].current_step, done);
+    }
+
+    #[test]
+    fn overdue_open_step_counts_as_late() {
+        let f = fixture();
+        let entries: Vec<Entry<'_>> = f
+            .tickets
+            .iter()
+            .map(|(i, s, e)| Entry {
+                info: i,
+                state: s,
+                events: e,
+                sop: &f.sop,
+            })
+            .collect();
+        let later = rows(
+            &entries,
+            &f.cal,
+            date("2026-11-30"),
+            date("2026-11-30"),
+            Lang::Id,
+            wib("2026-12-02 12:00"),
+        );
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].steps_late, "2, 3");
+    }
+
+    #[test]
+    fn xlsx_is_a_zip_workbook() {
+        let f = fixture();
+        let bytes = to_xlsx(&period_rows(&f, Lang::Id), Lang::Id).expect("xlsx");
+        assert!(bytes.starts_with(b"PK\x03\x04"), "an xlsx is a zip archive");
+        assert!(bytes.len() > 1000);
+    }
+}
