@@ -1,5 +1,11 @@
 //! Siaga collector: ingest, store, health, tickets, the SOP chain and the admin API.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod error;
 pub mod health;
+pub mod inventory;
+pub mod pki;
 pub mod sop;
+pub mod store;
+pub mod users;

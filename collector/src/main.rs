@@ -1,1 +1,253 @@
-fn main() {}
+//! `siaga-collector`: the collector daemon and its administration commands.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use siaga_collector::config::{CollectorConfig, parse_toml};
+use siaga_collector::error::{ConfigError, PkiError};
+use siaga_collector::inventory::Inventory;
+use siaga_collector::{pki, users};
+
+/// Exit code for a bad command line or configuration (EX_USAGE).
+const EX_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "siaga-collector",
+    version,
+    about = "Siaga collector: stores what the agents see, serves the admin API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create a collector directory: CA, server certificate, collector.toml, inventory.toml, sop.toml.
+    Init {
+        /// Directory to create.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Address to listen on, e.g. 0.0.0.0:7443.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Host names (or addresses) clients use to reach the collector; the first is the TLS name agents verify.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Issue a certificate and a config for an agent or a person.
+    Enroll {
+        #[command(subcommand)]
+        what: Enroll,
+    },
+    /// Run the collector.
+    Serve {
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check collector.toml, inventory.toml, sop.toml and the users without starting.
+    Validate {
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Make the running collector re-read inventory.toml and the users (like SIGHUP).
+    Reload {
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print a commented example collector.toml.
+    GenConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum Enroll {
+    /// An agent for one OPD: writes OUT/agent.toml, agent.key, agent.pem, ca.pem.
+    Agent {
+        /// The collector directory (with collector.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The OPD the agent speaks for.
+        #[arg(long)]
+        opd: String,
+        /// Agent id (default: `<opd>-agent`).
+        #[arg(long)]
+        id: Option<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A person: writes OUT/siaga.toml, user.key, user.pem, ca.pem and records the user's roles.
+    User {
+        /// The collector directory (with collector.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// User name.
+        #[arg(long)]
+        name: String,
+        /// SOP role (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// An error with the exit code it deserves.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        let usage = error.chain().any(|c| {
+            c.downcast_ref::<ConfigError>().is_some()
+                || matches!(
+                    c.downcast_ref::<PkiError>(),
+                    Some(PkiError::InvalidName(_) | PkiError::Config(_))
+                )
+        });
+        Failure {
+            code: if usage { EX_USAGE } else { 1 },
+            error,
+        }
+    }
+}
+
+fn usage(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EX_USAGE,
+        error: error.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("siaga-collector: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.cmd {
+        Cmd::Init { dir, listen, hosts } => {
+            let report = pki::init(&dir, listen, &hosts)?;
+            for f in &report.files {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "next: edit {}, then `siaga-collector enroll agent --dir {} --opd demo --out AGENT_DIR`",
+                dir.join("inventory.toml").display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Enroll {
+            what: Enroll::Agent { dir, opd, id, out },
+        } => {
+            if let Ok(cfg) = CollectorConfig::load(&dir.join("collector.toml"))
+                && let Ok(inv) = Inventory::load(&cfg.inventory)
+                && !inv.opds.contains_key(&opd)
+            {
+                eprintln!(
+                    "warning: OPD {opd:?} is not in {} yet; the agent gets no devices until it is",
+                    cfg.inventory.display()
+                );
+            }
+            let identity = pki::enroll_agent(&dir, &opd, id.as_deref(), &out)?;
+            println!(
+                "enrolled {identity}; wrote {}",
+                out.join("agent.toml").display()
+            );
+            Ok(())
+        }
+        Cmd::Enroll {
+            what:
+                Enroll::User {
+                    dir,
+                    name,
+                    roles,
+                    out,
+                },
+        } => {
+            let identity = pki::enroll_user(&dir, &name, &roles, &out)?;
+            println!(
+                "enrolled {identity} ({}); wrote {}; a running collector picks the user up on `siaga-collector reload`",
+                roles.join(", "),
+                out.join("siaga.toml").display()
+            );
+            Ok(())
+        }
+        Cmd::Validate { config } => {
+            validate(&config)?;
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+        Cmd::GenConfig => {
+            print!(
+                "{}",
+                CollectorConfig::example(CollectorConfig::default().listen)
+            );
+            Ok(())
+        }
+        Cmd::Serve { config } => {
+            let cfg = validate(&config)?;
+            serve(config, cfg)
+        }
+        Cmd::Reload { config } => reload(&config),
+    }
+}
+
+/// Loads and checks everything the collector reads at start.
+fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
+    let cfg = CollectorConfig::load(config).map_err(usage)?;
+    Inventory::load(&cfg.inventory).map_err(usage)?;
+    let sop = std::fs::read_to_string(&cfg.sop).map_err(|source| {
+        usage(ConfigError::Read {
+            file: cfg.sop.clone(),
+            source,
+        })
+    })?;
+    parse_toml::<toml::Table>(&cfg.sop, &sop).map_err(usage)?;
+    users::load_users(&cfg.users).map_err(usage)?;
+    for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
+        if !f.exists() {
+            return Err(usage(anyhow::anyhow!(
+                "{}: not found (tls in {})",
+                f.display(),
+                config.display()
+            )));
+        }
+    }
+    Ok(cfg)
+}
+
+fn serve(_path: PathBuf, _cfg: CollectorConfig) -> Result<(), Failure> {
+    Err(anyhow::anyhow!("serve is not available in this build").into())
+}
+
+fn reload(config: &Path) -> Result<(), Failure> {
+    let cfg = CollectorConfig::load(config).map_err(usage)?;
+    Inventory::load(&cfg.inventory).map_err(usage)?;
+    let _ = cfg.data_dir.join("collector.pid");
+    Err(anyhow::anyhow!("reload is not available in this build").into())
+}

@@ -1,0 +1,281 @@
+//! `collector.toml`: where the collector listens, keeps its data and finds its
+//! certificates, inventory, SOP and users.
+//!
+//! Relative paths are resolved against the directory of the file itself, so a
+//! directory made by `siaga-collector init` can be moved as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// The collector's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Address the gRPC server (agent uplink and admin API) listens on. Port 0
+    /// picks a free port; the one bound is written to `<data_dir>/collector.addr`.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store, pid and address files.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The inventory file (OPDs, devices, links).
+    #[serde(default = "default_inventory")]
+    pub inventory: PathBuf,
+    /// The SOP file (the disposition chain).
+    #[serde(default = "default_sop")]
+    pub sop: PathBuf,
+    /// Directory with one `NAME.toml` per enrolled user (name and roles),
+    /// written by `siaga-collector enroll user`.
+    #[serde(default = "default_users")]
+    pub users: PathBuf,
+    /// Optional address of the Prometheus metrics endpoint (`/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Certificates of the collector and its CA.
+    #[serde(default)]
+    pub tls: TlsFiles,
+    /// How long data is kept.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// Certificate and key files of the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// CA certificate (PEM): client certificates must chain to it.
+    pub ca: PathBuf,
+    /// CA private key (PEM), used by `enroll` only.
+    pub ca_key: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl Default for TlsFiles {
+    fn default() -> Self {
+        Self {
+            ca: "ca.pem".into(),
+            ca_key: "ca.key".into(),
+            cert: "server.pem".into(),
+            key: "server.key".into(),
+        }
+    }
+}
+
+/// Retention of stored data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Raw samples older than this many days are pruned (0 = keep forever).
+    pub raw_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { raw_days: 30 }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    "data".into()
+}
+fn default_inventory() -> PathBuf {
+    "inventory.toml".into()
+}
+fn default_sop() -> PathBuf {
+    "sop.toml".into()
+}
+fn default_users() -> PathBuf {
+    "users".into()
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            data_dir: default_data_dir(),
+            inventory: default_inventory(),
+            sop: default_sop(),
+            users: default_users(),
+            metrics_listen: None,
+            tls: TlsFiles::default(),
+            retention: Retention::default(),
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Reads and parses `path`, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg: CollectorConfig = parse_toml(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve(base);
+        Ok(cfg)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        for p in [
+            &mut self.data_dir,
+            &mut self.inventory,
+            &mut self.sop,
+            &mut self.users,
+            &mut self.tls.ca,
+            &mut self.tls.ca_key,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+        ] {
+            *p = resolve(base, p);
+        }
+    }
+
+    /// The commented `collector.toml` that `init` writes.
+    pub fn example(listen: SocketAddr) -> String {
+        format!(
+            r#"# Siaga collector configuration.
+# Relative paths are relative to the directory of this file.
+# Check it with `siaga-collector validate --config collector.toml`.
+
+# Address of the gRPC server: the agents' uplink and the admin API for `siaga`.
+# Port 0 picks a free port; the bound address is written to <data_dir>/collector.addr.
+listen = "{listen}"
+
+# Embedded store (redb), pid file and address files.
+data_dir = "data"
+
+# OPDs, devices and links. Apply changes with `siaga-collector reload`.
+inventory = "inventory.toml"
+
+# The SOP disposition chain.
+sop = "sop.toml"
+
+# One NAME.toml per person enrolled with `siaga-collector enroll user`.
+users = "users"
+
+# Prometheus metrics at http://<metrics_listen>/metrics (optional).
+# metrics_listen = "127.0.0.1:9464"
+
+[tls]
+ca = "ca.pem"          # clients must present a certificate issued by this CA
+ca_key = "ca.key"      # used by `enroll` only; keep it private
+cert = "server.pem"
+key = "server.key"
+
+[retention]
+raw_days = 30          # raw samples older than this are pruned (0 = keep forever)
+"#
+        )
+    }
+}
+
+/// `path` if absolute, else `base/path`.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Parses TOML text, turning a parse error into one naming file, line and key.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, key) = match e.span() {
+            Some(span) => locate(text, span.start),
+            None => (1, String::new()),
+        };
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message: e.message().trim().to_string(),
+        }
+    })
+}
+
+/// The 1-based line of byte `offset` and the dotted key at that line (table
+/// header plus the `key =` on that line), as far as the text shows it.
+pub fn locate(text: &str, offset: usize) -> (usize, String) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let idx = line_no.saturating_sub(1);
+    let mut table = String::new();
+    for l in lines.iter().take(idx + 1).rev() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = t
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            break;
+        }
+    }
+    let here = lines.get(idx).map(|l| l.trim()).unwrap_or("");
+    let key = if here.starts_with('[') {
+        table.clone()
+    } else if let Some((k, _)) = here.split_once('=') {
+        let k = k.trim().trim_matches('"');
+        if table.is_empty() {
+            k.to_string()
+        } else {
+            format!("{table}.{k}")
+        }
+    } else {
+        table
+    };
+    (line_no, key)
+}
+
+/// The 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    locate(text, offset).0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("collector.toml");
+        std::fs::write(&p, CollectorConfig::example("127.0.0.1:0".parse().unwrap())).unwrap();
+        let cfg = CollectorConfig::load(&p).unwrap();
+        assert_eq!(cfg.data_dir, dir.path().join("data"));
+        assert_eq!(cfg.tls.ca_key, dir.path().join("ca.key"));
+        assert_eq!(cfg.retention.raw_days, 30);
+        assert_eq!(cfg.metrics_listen, None);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "listen = \"127.0.0.1:1\"\n\n[tls]\nca = \"a\"\nca_key = \"b\"\ncert = \"c\"\nkey = \"d\"\ncolour = \"red\"\n";
+        let err = parse_toml::<CollectorConfig>(Path::new("collector.toml"), text).unwrap_err();
+        let s = err.to_string();
+        assert!(s.starts_with("collector.toml:8: tls.colour: "), "{s}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let text = "listen = \"not an address\"\n";
+        let err = parse_toml::<CollectorConfig>(Path::new("c.toml"), text).unwrap_err();
+        assert!(err.to_string().starts_with("c.toml:1: listen: "), "{err}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Error types of the collector library.
+
+use std::path::PathBuf;
+
+/// A configuration or data file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but something in it is wrong: the file, the line
+    /// (1-based) and the key say where.
+    #[error("{}:{line}: {}{message}", file.display(), key_prefix(key))]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line of the offending entry.
+        line: usize,
+        /// Dotted key path of the offending entry (e.g. `device.parent`), empty
+        /// when the error concerns the file's syntax as a whole.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+/// Creating or reading certificates and keys failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Certificate generation or signing failed.
+    #[error("certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A name cannot be used in a certificate or identity.
+    #[error("{0}")]
+    InvalidName(String),
+    /// A file that should already exist (e.g. the CA) is missing: wrong directory?
+    #[error("{}: not found (run `siaga-collector init` first?)", path.display())]
+    Missing {
+        /// The expected file.
+        path: PathBuf,
+    },
+    /// A configuration file was wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Identity taken from a client certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The TLS layer presented no client certificate.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate could not be parsed.
+    #[error("unreadable client certificate: {0}")]
+    Unparsable(String),
+    /// The certificate has no `siaga://` URI SAN, or a malformed one.
+    #[error("client certificate carries no siaga identity ({0})")]
+    NoIdentity(String),
+}
+
+/// The collector's store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded database reported an error.
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored record could not be decoded (corruption or a newer format).
+    #[error("store: cannot decode {what}: {message}")]
+    Decode {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The data directory could not be created.
+    #[error("store: {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The ingest writer has stopped (shutdown in progress).
+    #[error("store: writer has stopped")]
+    WriterGone,
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,620 @@
+//! The collector's small CA: `init` makes the CA and the server certificate,
+//! `enroll` issues certificates for agents and people. Identities are carried
+//! as URI SANs: `siaga://agent/<opd>/<agent-id>` and `siaga://user/<name>`.
+//! Private keys are written mode 0600. No external tools are needed.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, Duration as ChronoDuration, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+
+use crate::config::CollectorConfig;
+use crate::error::{IdentityError, PkiError};
+use crate::inventory::check_id;
+use crate::users::User;
+
+/// Who a client certificate speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// An agent bound to one OPD.
+    Agent {
+        /// The OPD it speaks for.
+        opd: String,
+        /// The agent's id.
+        id: String,
+    },
+    /// A person.
+    User {
+        /// The user's name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.uri())
+    }
+}
+
+impl Identity {
+    /// The URI SAN form of this identity.
+    pub fn uri(&self) -> String {
+        match self {
+            Identity::Agent { opd, id } => format!("siaga://agent/{opd}/{id}"),
+            Identity::User { name } => format!("siaga://user/{name}"),
+        }
+    }
+
+    /// Parses a `siaga://` URI.
+    pub fn from_uri(uri: &str) -> Option<Identity> {
+        let rest = uri.strip_prefix("siaga://")?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["agent", opd, id] if check_id(opd).is_ok() && check_id(id).is_ok() => {
+                Some(Identity::Agent {
+                    opd: (*opd).to_string(),
+                    id: (*id).to_string(),
+                })
+            }
+            ["user", name] if check_id(name).is_ok() => Some(Identity::User {
+                name: (*name).to_string(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The identity in a DER certificate (the first `siaga://` URI SAN).
+    pub fn from_der(der: &[u8]) -> Result<Identity, IdentityError> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| IdentityError::Unparsable(e.to_string()))?
+            .ok_or_else(|| IdentityError::NoIdentity("no subjectAltName".into()))?;
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::URI(uri) = name
+                && uri.starts_with("siaga://")
+            {
+                return Identity::from_uri(uri)
+                    .ok_or_else(|| IdentityError::NoIdentity(format!("malformed {uri:?}")));
+            }
+        }
+        Err(IdentityError::NoIdentity("no siaga:// URI".into()))
+    }
+}
+
+/// Writes `data` to `path` with mode 0600 (private keys).
+pub fn write_private(path: &Path, data: &str) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    // An existing file keeps its old mode on open: set it explicitly.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    f.write_all(data.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Writes a public file (certificates, configs).
+pub fn write_public(path: &Path, data: &str) -> Result<(), PkiError> {
+    std::fs::write(path, data).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            PkiError::Missing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            PkiError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), PkiError> {
+    std::fs::create_dir_all(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn validity(params: &mut CertificateParams, years: i64) {
+    let from = Utc::now() - ChronoDuration::days(1);
+    let to = Utc::now() + ChronoDuration::days(365 * years);
+    let ymd = |d: chrono::DateTime<Utc>| {
+        rcgen::date_time_ymd(
+            d.year(),
+            u8::try_from(d.month()).unwrap_or(1),
+            u8::try_from(d.day()).unwrap_or(1),
+        )
+    };
+    params.not_before = ymd(from);
+    params.not_after = ymd(to);
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+}
+
+fn ia5(s: &str) -> Result<rcgen::string::Ia5String, PkiError> {
+    s.try_into()
+        .map_err(|_| PkiError::InvalidName(format!("{s:?} cannot be used in a certificate")))
+}
+
+/// The CA: its certificate (PEM) and the issuer that signs with its key.
+pub struct Ca {
+    /// CA certificate, PEM.
+    pub cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// Makes a new CA. Returns it and its key (PEM).
+    pub fn generate(common_name: &str) -> Result<(Ca, String), PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Siaga");
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut params, 20);
+        let cert = params.self_signed(&key)?;
+        let key_pem = key.serialize_pem();
+        Ok((
+            Ca {
+                cert_pem: cert.pem(),
+                issuer: Issuer::new(params, key),
+            },
+            key_pem,
+        ))
+    }
+
+    /// Loads a CA from its certificate and key files.
+    pub fn load(cert: &Path, key: &Path) -> Result<Ca, PkiError> {
+        let cert_pem = read(cert)?;
+        let key = KeyPair::from_pem(&read(key)?)?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
+        Ok(Ca { cert_pem, issuer })
+    }
+
+    fn issue(
+        &self,
+        mut params: CertificateParams,
+        years: i64,
+    ) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate()?;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, years);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A server certificate for `hosts` and `ips` (plus localhost and 127.0.0.1). Returns (cert, key) PEM.
+    pub fn server_cert(
+        &self,
+        hosts: &[String],
+        ips: &[IpAddr],
+    ) -> Result<(String, String), PkiError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            hosts.first().map(String::as_str).unwrap_or("localhost"),
+        );
+        let mut sans = Vec::new();
+        let mut names: Vec<String> = hosts.to_vec();
+        names.push("localhost".into());
+        for h in names {
+            let san = match h.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(ia5(&h)?),
+            };
+            if !sans.contains(&san) {
+                sans.push(san);
+            }
+        }
+        let mut ips = ips.to_vec();
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        for ip in ips {
+            let san = SanType::IpAddress(ip);
+            if !ip.is_unspecified() && !sans.contains(&san) {
+                sans.push(san);
+            }
+        }
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params, 10)
+    }
+
+    /// A client certificate carrying `identity`. Returns (cert, key) PEM.
+    pub fn client_cert(&self, identity: &Identity) -> Result<(String, String), PkiError> {
+        let mut params = CertificateParams::default();
+        let cn = match identity {
+            Identity::Agent { id, .. } => id.clone(),
+            Identity::User { name } => name.clone(),
+        };
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Siaga");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.subject_alt_names = vec![SanType::URI(ia5(&identity.uri())?)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, 5)
+    }
+}
+
+/// What `init` wrote.
+#[derive(Debug)]
+pub struct InitReport {
+    /// The collector.toml written.
+    pub config: PathBuf,
+    /// Every file written.
+    pub files: Vec<PathBuf>,
+}
+
+/// `siaga-collector init`: CA, server certificate, collector.toml, inventory.toml, sop.toml.
+/// Refuses to overwrite an existing CA.
+pub fn init(dir: &Path, listen: SocketAddr, hosts: &[String]) -> Result<InitReport, PkiError> {
+    mkdir(dir)?;
+    let defaults = CollectorConfig::default();
+    let ca_path = dir.join(&defaults.tls.ca);
+    if ca_path.exists() {
+        return Err(PkiError::InvalidName(format!(
+            "{} already exists: refusing to replace the CA of an existing collector",
+            ca_path.display()
+        )));
+    }
+    for h in hosts {
+        if h.parse::<IpAddr>().is_err() {
+            ia5(h)?;
+        }
+    }
+    let (ca, ca_key) = Ca::generate("Siaga collector CA")?;
+    let (srv, srv_key) = ca.server_cert(hosts, &[listen.ip()])?;
+    let mut files = Vec::new();
+    let mut put = |name: &Path, data: &str, private: bool| -> Result<(), PkiError> {
+        let p = dir.join(name);
+        if private {
+            write_private(&p, data)?;
+        } else {
+            write_public(&p, data)?;
+        }
+        files.push(p);
+        Ok(())
+    };
+    put(&defaults.tls.ca_key, &ca_key, true)?;
+    put(&defaults.tls.ca, &ca.cert_pem, false)?;
+    put(&defaults.tls.key, &srv_key, true)?;
+    put(&defaults.tls.cert, &srv, false)?;
+    put(
+        Path::new("collector.toml"),
+        &CollectorConfig::example(listen),
+        false,
+    )?;
+    for (name, data) in [
+        (
+            &defaults.inventory,
+            include_str!("../assets/inventory.toml"),
+        ),
+        (&defaults.sop, include_str!("../assets/sop.toml")),
+    ] {
+        // Keep an inventory or SOP the office already edited.
+        if !dir.join(name).exists() {
+            put(name, data, false)?;
+        }
+    }
+    mkdir(&dir.join(&defaults.users))?;
+    mkdir(&dir.join(&defaults.data_dir))?;
+    Ok(InitReport {
+        config: dir.join("collector.toml"),
+        files,
+    })
+}
+
+/// The collector as seen from a client: its URL and the TLS name to verify.
+fn collector_endpoint(cfg: &CollectorConfig) -> Result<(String, String), PkiError> {
+    let pem = read(&cfg.tls.cert)?;
+    let der = rustls_pem_first(&pem).ok_or_else(|| {
+        PkiError::InvalidName(format!("{}: no certificate", cfg.tls.cert.display()))
+    })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| PkiError::InvalidName(format!("{}: {e}", cfg.tls.cert.display())))?;
+    let mut first_dns = None;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                first_dns = Some((*d).to_string());
+                break;
+            }
+        }
+    }
+    let server_name = first_dns.unwrap_or_else(|| "localhost".into());
+    let ip = cfg.listen.ip();
+    let host = if ip.is_unspecified() {
+        server_name.clone()
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Ok((format!("https://{host}:{}", cfg.listen.port()), server_name))
+}
+
+fn rustls_pem_first(pem: &str) -> Option<Vec<u8>> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    Some(p.contents)
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// `siaga-collector enroll agent`: writes OUT/agent.toml, agent.key, agent.pem, ca.pem.
+pub fn enroll_agent(
+    dir: &Path,
+    opd: &str,
+    id: Option<&str>,
+    out: &Path,
+) -> Result<Identity, PkiError> {
+    check_id(opd).map_err(|m| PkiError::InvalidName(format!("--opd: {m}")))?;
+    let id = id
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{opd}-agent"));
+    check_id(&id).map_err(|m| PkiError::InvalidName(format!("--id: {m}")))?;
+    let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
+    let ca = Ca::load(&cfg.tls.ca, &cfg.tls.ca_key)?;
+    let identity = Identity::Agent {
+        opd: opd.to_string(),
+        id: id.clone(),
+    };
+    let (cert, key) = ca.client_cert(&identity)?;
+    let (url, server_name) = collector_endpoint(&cfg)?;
+    mkdir(out)?;
+    write_private(&out.join("agent.key"), &key)?;
+    write_public(&out.join("agent.pem"), &cert)?;
+    write_public(&out.join("ca.pem"), &ca.cert_pem)?;
+    let toml = format!(
+        r#"# Siaga agent configuration, written by `siaga-collector enroll agent`.
+# Relative paths are relative to the directory of this file.
+id = {id}                      # agent id (as in the certificate)
+opd = {opd}                     # the OPD it speaks for
+collector = {url}   # the collector's uplink URL
+server_name = {server_name}            # TLS name to verify
+data_dir = "data"                 # spool and cached inventory
+interval = "10s"                  # probe cycle until the inventory says otherwise
+# metrics_listen = "127.0.0.1:9465" # optional Prometheus endpoint
+
+[tls]
+ca = "ca.pem"
+cert = "agent.pem"
+key = "agent.key"
+
+[spool]
+max_bytes = 268435456             # oldest samples dropped (and counted) beyond this
+max_age = "7d"
+"#,
+        id = toml_str(&id),
+        opd = toml_str(opd),
+        url = toml_str(&url),
+        server_name = toml_str(&server_name),
+    );
+    write_public(&out.join("agent.toml"), &toml)?;
+    Ok(identity)
+}
+
+/// `siaga-collector enroll user`: writes OUT/siaga.toml, user.key, user.pem, ca.pem and
+/// records the user with its roles in the collector's users directory.
+pub fn enroll_user(
+    dir: &Path,
+    name: &str,
+    roles: &[String],
+    out: &Path,
+) -> Result<Identity, PkiError> {
+    check_id(name).map_err(|m| PkiError::InvalidName(format!("--name: {m}")))?;
+    let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
+    let known = crate::users::known_roles(&cfg.sop);
+    for r in roles {
+        if !known.contains(r) {
+            return Err(PkiError::InvalidName(format!(
+                "--role {r:?} is not a role of the SOP ({})",
+                known.join(", ")
+            )));
+        }
+    }
+    let ca = Ca::load(&cfg.tls.ca, &cfg.tls.ca_key)?;
+    let identity = Identity::User {
+        name: name.to_string(),
+    };
+    let (cert, key) = ca.client_cert(&identity)?;
+    let (url, server_name) = collector_endpoint(&cfg)?;
+    mkdir(out)?;
+    write_private(&out.join("user.key"), &key)?;
+    write_public(&out.join("user.pem"), &cert)?;
+    write_public(&out.join("ca.pem"), &ca.cert_pem)?;
+    let toml = format!(
+        r#"# Siaga CLI configuration, written by `siaga-collector enroll user`.
+# Relative paths are relative to the directory of this file.
+collector = {url}
+server_name = {server_name}
+user = {name}     # informative; the identity is the certificate
+
+[tls]
+ca = "ca.pem"
+cert = "user.pem"
+key = "user.key"
+"#,
+        url = toml_str(&url),
+        server_name = toml_str(&server_name),
+        name = toml_str(name),
+    );
+    write_public(&out.join("siaga.toml"), &toml)?;
+    mkdir(&cfg.users)?;
+    let user = User {
+        name: name.to_string(),
+        roles: roles.to_vec(),
+    };
+    write_public(&cfg.users.join(format!("{name}.toml")), &user.to_toml())?;
+    Ok(identity)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::*;
+
+    fn der(pem: &str) -> Vec<u8> {
+        rustls_pem_first(pem).unwrap()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn verify_chain(leaf_pem: &str, ca_pem: &str) {
+        let ca_der = der(ca_pem);
+        let leaf_der = der(leaf_pem);
+        let (_, ca) = parse_x509_certificate(&ca_der).unwrap();
+        let (_, leaf) = parse_x509_certificate(&leaf_der).unwrap();
+        assert_eq!(leaf.issuer(), ca.subject());
+        leaf.verify_signature(Some(ca.public_key()))
+            .expect("signed by the CA");
+        assert!(ca.is_ca());
+    }
+
+    #[test]
+    fn init_and_enroll_write_chained_certs_with_identities() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("collector");
+        let report = init(
+            &dir,
+            "198.18.0.1:7443".parse().unwrap(),
+            &["kominfo.example".into()],
+        )
+        .unwrap();
+        assert!(report.config.exists());
+        for f in ["ca.key", "server.key"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        let ca_pem = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+        let srv_pem = std::fs::read_to_string(dir.join("server.pem")).unwrap();
+        verify_chain(&srv_pem, &ca_pem);
+        let srv_der = der(&srv_pem);
+        let (_, srv) = parse_x509_certificate(&srv_der).unwrap();
+        let sans: Vec<String> = srv
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::IPAddress(b) if b.len() == 4 => {
+                    IpAddr::from(<[u8; 4]>::try_from(*b).unwrap()).to_string()
+                }
+                other => other.to_string(),
+            })
+            .collect();
+        for want in ["kominfo.example", "localhost", "198.18.0.1", "127.0.0.1"] {
+            assert!(sans.iter().any(|s| s.contains(want)), "{want} in {sans:?}");
+        }
+        // The inventory and SOP the collector starts with.
+        assert!(crate::inventory::Inventory::load(&dir.join("inventory.toml")).is_ok());
+        assert!(dir.join("sop.toml").exists());
+        // A second init does not replace the CA.
+        assert!(init(&dir, "127.0.0.1:1".parse().unwrap(), &[]).is_err());
+
+        let out = tmp.path().join("agent");
+        let id = enroll_agent(&dir, "demo", None, &out).unwrap();
+        assert_eq!(
+            id,
+            Identity::Agent {
+                opd: "demo".into(),
+                id: "demo-agent".into()
+            }
+        );
+        assert_eq!(mode(&out.join("agent.key")), 0o600);
+        let agent_pem = std::fs::read_to_string(out.join("agent.pem")).unwrap();
+        verify_chain(&agent_pem, &ca_pem);
+        assert_eq!(Identity::from_der(&der(&agent_pem)).unwrap(), id);
+        let agent_toml = std::fs::read_to_string(out.join("agent.toml")).unwrap();
+        let v: toml::Table = toml::from_str(&agent_toml).unwrap();
+        assert_eq!(v["collector"].as_str(), Some("https://198.18.0.1:7443"));
+        assert_eq!(v["server_name"].as_str(), Some("kominfo.example"));
+        assert_eq!(v["opd"].as_str(), Some("demo"));
+        assert_eq!(std::fs::read_to_string(out.join("ca.pem")).unwrap(), ca_pem);
+
+        let uout = tmp.path().join("budi");
+        let uid = enroll_user(
+            &dir,
+            "budi",
+            &["helpdesk".into(), "tim_teknis".into()],
+            &uout,
+        )
+        .unwrap();
+        assert_eq!(mode(&uout.join("user.key")), 0o600);
+        let user_pem = std::fs::read_to_string(uout.join("user.pem")).unwrap();
+        verify_chain(&user_pem, &ca_pem);
+        assert_eq!(Identity::from_der(&der(&user_pem)).unwrap(), uid);
+        let users = crate::users::load_users(&dir.join("users")).unwrap();
+        assert_eq!(users["budi"].roles, ["helpdesk", "tim_teknis"]);
+        assert!(enroll_user(&dir, "eve", &["wizard".into()], &uout).is_err());
+    }
+
+    #[test]
+    fn identity_uris_round_trip_and_reject_garbage() {
+        for id in [
+            Identity::Agent {
+                opd: "a".into(),
+                id: "x-1".into(),
+            },
+            Identity::User {
+                name: "budi".into(),
+            },
+        ] {
+            assert_eq!(Identity::from_uri(&id.uri()), Some(id));
+        }
+        for bad in [
+            "siaga://agent/a",
+            "siaga://user/",
+            "siaga://agent/A/../x",
+            "http://user/x",
+            "siaga://user/a/b",
+        ] {
+            assert_eq!(Identity::from_uri(bad), None, "{bad}");
+        }
+    }
+}

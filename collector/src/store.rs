@@ -1,0 +1,649 @@
+//! The collector's store: samples, the latest reading per device, and agents.
+//!
+//! [`Store`] is the seam where a shared database can replace the embedded one
+//! later; [`RedbStore`] is the embedded implementation (redb, one file in the
+//! data directory, fsync on every commit).
+//!
+//! Samples are keyed `(device, ts, agent, seq)`, so one device's history in
+//! time order is a single range scan. A second table keyed `(agent, seq)`
+//! drops duplicates: an agent replays what it has not seen acknowledged, and a
+//! replay must never double a sample.
+//!
+//! All writes go through one [`Writer`] thread that group-commits whatever
+//! batches are waiting in one transaction and answers each batch only after
+//! that transaction is durable: the acknowledgement an agent receives means
+//! "on disk".
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use siaga_proto::v1;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::StoreError;
+
+/// `(device, ts_us, agent, seq)` → encoded [`v1::Sample`].
+const SAMPLES: TableDefinition<(&str, i64, &str, u64), &[u8]> = TableDefinition::new("samples");
+/// `(agent, seq)` → ts_us: which samples are stored already.
+const SEEN: TableDefinition<(&str, u64), i64> = TableDefinition::new("seen");
+/// `(device, kind)` → encoded newest [`v1::Sample`] of that kind.
+const LATEST: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("latest");
+/// agent id → JSON [`AgentRecord`].
+const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+
+/// What the collector remembers about an agent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentRecord {
+    /// Agent id (from its certificate).
+    pub id: String,
+    /// OPD (from its certificate).
+    pub opd: String,
+    /// Agent software version.
+    pub version: String,
+    /// Host name the agent reported.
+    pub hostname: String,
+    /// Remote address of the last connection.
+    pub address: String,
+    /// Last message from the agent, µs since the epoch.
+    pub last_seen_us: i64,
+    /// Samples waiting in its spool.
+    pub spool_depth: u64,
+    /// Samples its spool dropped because it was full.
+    pub dropped: u64,
+    /// Samples the collector refused from it (devices outside its OPD).
+    pub refused: u64,
+    /// Host CPU use, percent.
+    pub cpu_pct: f64,
+    /// Host memory use, percent.
+    pub mem_used_pct: f64,
+    /// Host disk use, percent.
+    pub disk_used_pct: f64,
+    /// Inventory revision the agent runs with.
+    pub inventory_revision: u64,
+}
+
+/// A stored sample with the agent that sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample {
+    /// Sending agent.
+    pub agent: String,
+    /// The sample.
+    pub sample: v1::Sample,
+}
+
+/// Samples of one agent to store together.
+#[derive(Debug, Clone)]
+pub struct IngestBatch {
+    /// Sending agent.
+    pub agent: String,
+    /// Samples (already checked against the agent's OPD).
+    pub samples: Vec<v1::Sample>,
+}
+
+/// What happened to one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Newly stored.
+    pub stored: u32,
+    /// Already stored earlier (same agent and sequence).
+    pub duplicates: u32,
+}
+
+/// The newest readings of one device.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latest {
+    /// Newest ICMP sample.
+    pub icmp: Option<v1::Sample>,
+    /// Newest SNMP sample.
+    pub snmp: Option<v1::Sample>,
+    /// Time of the newest sample of any kind, µs.
+    pub last_sample_us: Option<i64>,
+}
+
+/// Storage of the collector. Implementations must make a commit durable
+/// before returning from [`Store::commit`].
+pub trait Store: Send + Sync + 'static {
+    /// Stores `batches` (dropping duplicates) and `agents` in one durable transaction.
+    fn commit(
+        &self,
+        batches: &[IngestBatch],
+        agents: &[AgentRecord],
+    ) -> Result<Vec<BatchOutcome>, StoreError>;
+    /// Samples of `device` with `ts >= since_us`, oldest first, at most `limit`.
+    fn history(
+        &self,
+        device: &str,
+        since_us: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSample>, StoreError>;
+    /// The newest readings of `device`.
+    fn latest(&self, device: &str) -> Result<Latest, StoreError>;
+    /// Every agent ever seen.
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Deletes samples older than `before_us`; returns how many.
+    fn prune(&self, before_us: i64) -> Result<u64, StoreError>;
+}
+
+/// The embedded store.
+pub struct RedbStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore").finish_non_exhaustive()
+    }
+}
+
+fn kind_of(s: &v1::Sample) -> &'static str {
+    match s.kind {
+        Some(v1::sample::Kind::Icmp(_)) => "icmp",
+        Some(v1::sample::Kind::Snmp(_)) => "snmp",
+        Some(v1::sample::Kind::Event(_)) => "event",
+        None => "none",
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<v1::Sample, StoreError> {
+    v1::Sample::decode(bytes).map_err(|e| StoreError::Decode {
+        what: "sample",
+        message: e.to_string(),
+    })
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store in `data_dir/collector.redb`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let db = Database::create(data_dir.join("collector.redb"))?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(SAMPLES)?;
+            tx.open_table(SEEN)?;
+            tx.open_table(LATEST)?;
+            tx.open_table(AGENTS)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+}
+
+impl Store for RedbStore {
+    fn commit(
+        &self,
+        batches: &[IngestBatch],
+        agents: &[AgentRecord],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let tx = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        {
+            let mut samples = tx.open_table(SAMPLES)?;
+            let mut seen = tx.open_table(SEEN)?;
+            let mut latest = tx.open_table(LATEST)?;
+            // Newest sample per (device, kind) in this transaction.
+            let mut newest: HashMap<(&str, &'static str), &v1::Sample> = HashMap::new();
+            let mut buf = Vec::with_capacity(256);
+            for b in batches {
+                let mut out = BatchOutcome::default();
+                for s in &b.samples {
+                    if seen.insert((b.agent.as_str(), s.seq), s.ts_us)?.is_some() {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    buf.clear();
+                    s.encode(&mut buf).map_err(|e| StoreError::Decode {
+                        what: "sample",
+                        message: e.to_string(),
+                    })?;
+                    samples.insert(
+                        (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq),
+                        buf.as_slice(),
+                    )?;
+                    out.stored += 1;
+                    let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
+                    if s.ts_us >= e.ts_us {
+                        *e = s;
+                    }
+                }
+                outcomes.push(out);
+            }
+            for ((device, kind), s) in newest {
+                // Replays are older than what is already there: keep the newest.
+                let older = match latest.get((device, kind))? {
+                    Some(old) => decode(old.value())?.ts_us <= s.ts_us,
+                    None => true,
+                };
+                if older {
+                    latest.insert((device, kind), s.encode_to_vec().as_slice())?;
+                }
+            }
+            let mut table = tx.open_table(AGENTS)?;
+            for a in agents {
+                let json = serde_json::to_vec(a).map_err(|e| StoreError::Decode {
+                    what: "agent",
+                    message: e.to_string(),
+                })?;
+                table.insert(a.id.as_str(), json.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    fn history(
+        &self,
+        device: &str,
+        since_us: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSample>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SAMPLES)?;
+        let mut out = Vec::new();
+        for row in table
+            .range((device, since_us, "", 0u64)..=(device, i64::MAX, "\u{10FFFF}", u64::MAX))?
+        {
+            let (k, v) = row?;
+            let (_, _, agent, _) = k.value();
+            out.push(StoredSample {
+                agent: agent.to_string(),
+                sample: decode(v.value())?,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn latest(&self, device: &str) -> Result<Latest, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(LATEST)?;
+        let mut l = Latest::default();
+        for row in table.range((device, "")..=(device, "\u{10FFFF}"))? {
+            let (k, v) = row?;
+            let s = decode(v.value())?;
+            l.last_sample_us = Some(l.last_sample_us.map_or(s.ts_us, |t| t.max(s.ts_us)));
+            match k.value().1 {
+                "icmp" => l.icmp = Some(s),
+                "snmp" => l.snmp = Some(s),
+                _ => {}
+            }
+        }
+        Ok(l)
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(AGENTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Decode {
+                    what: "agent",
+                    message: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write()?;
+        let mut removed = 0u64;
+        {
+            let devices: Vec<String> = {
+                let latest = tx.open_table(LATEST)?;
+                let mut d: Vec<String> = Vec::new();
+                for row in latest.iter()? {
+                    let (k, _) = row?;
+                    let dev = k.value().0.to_string();
+                    if d.last() != Some(&dev) {
+                        d.push(dev);
+                    }
+                }
+                d
+            };
+            let mut samples = tx.open_table(SAMPLES)?;
+            for dev in &devices {
+                let d = dev.as_str();
+                samples.retain_in((d, i64::MIN, "", 0u64)..(d, before_us, "", 0u64), |_, _| {
+                    removed += 1;
+                    false
+                })?;
+            }
+            let mut seen = tx.open_table(SEEN)?;
+            seen.retain(|_, ts| ts >= before_us)?;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+}
+
+/// One request to the writer.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// Store a batch; the answer comes once it is durable.
+    Batch {
+        /// The batch.
+        batch: IngestBatch,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<BatchOutcome, String>>,
+    },
+    /// Persist an agent row (heartbeat, connect, disconnect).
+    Agent(AgentRecord),
+}
+
+/// Handle to the single writer thread.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<WriteOp>,
+}
+
+/// Called after each commit with its duration, the number of batches and samples.
+pub type CommitHook = Box<dyn Fn(Duration, usize, usize) + Send>;
+
+/// Most samples group-committed in one transaction.
+const MAX_GROUP_SAMPLES: usize = 100_000;
+
+impl Writer {
+    /// Starts the writer thread. It ends, after committing everything queued,
+    /// once every [`Writer`] handle is dropped; join the returned handle to wait.
+    pub fn start(
+        store: Arc<dyn Store>,
+        queue: usize,
+        hook: CommitHook,
+    ) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<WriteOp>(queue);
+        let handle = std::thread::Builder::new()
+            .name("ingest-writer".into())
+            .spawn(move || {
+                let mut pending: Vec<WriteOp> = Vec::new();
+                while let Some(first) = rx.blocking_recv() {
+                    pending.push(first);
+                    let mut n = 0;
+                    while n < MAX_GROUP_SAMPLES {
+                        match rx.try_recv() {
+                            Ok(op) => {
+                                if let WriteOp::Batch { batch, .. } = &op {
+                                    n += batch.samples.len();
+                                }
+                                pending.push(op);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let mut batches = Vec::new();
+                    let mut replies = Vec::new();
+                    let mut agents: HashMap<String, AgentRecord> = HashMap::new();
+                    for op in pending.drain(..) {
+                        match op {
+                            WriteOp::Batch { batch, reply } => {
+                                batches.push(batch);
+                                replies.push(reply);
+                            }
+                            WriteOp::Agent(a) => {
+                                agents.insert(a.id.clone(), a);
+                            }
+                        }
+                    }
+                    let agents: Vec<AgentRecord> = agents.into_values().collect();
+                    let started = Instant::now();
+                    let samples: usize = batches.iter().map(|b| b.samples.len()).sum();
+                    match store.commit(&batches, &agents) {
+                        Ok(outcomes) => {
+                            hook(started.elapsed(), batches.len(), samples);
+                            for (r, o) in replies.into_iter().zip(outcomes) {
+                                let _ = r.send(Ok(o));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, batches = batches.len(), "ingest commit failed");
+                            for r in replies {
+                                let _ = r.send(Err(e.to_string()));
+                            }
+                        }
+                    }
+                }
+                tracing::debug!("ingest writer finished");
+            })
+            .unwrap_or_else(|e| panic!("cannot start the ingest writer thread: {e}"));
+        (Writer { tx }, handle)
+    }
+
+    /// Queues a batch; resolves once it is durable. Waits when the queue is full.
+    pub async fn store(
+        &self,
+        batch: IngestBatch,
+    ) -> Result<oneshot::Receiver<Result<BatchOutcome, String>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteOp::Batch { batch, reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
+    /// Queues an agent row update.
+    pub async fn agent(&self, record: AgentRecord) -> Result<(), StoreError> {
+        self.tx
+            .send(WriteOp::Agent(record))
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn icmp(seq: u64, ts_us: i64, device: &str, loss: f64) -> v1::Sample {
+        v1::Sample {
+            seq,
+            ts_us,
+            device: device.into(),
+            kind: Some(v1::sample::Kind::Icmp(v1::IcmpResult {
+                sent: 4,
+                received: 4,
+                loss_pct: loss,
+                rtt_avg_us: Some(1500),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn batch(agent: &str, samples: Vec<v1::Sample>) -> IngestBatch {
+        IngestBatch {
+            agent: agent.into(),
+            samples,
+        }
+    }
+
+    #[test]
+    fn duplicates_by_agent_and_seq_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        let o = s
+            .commit(
+                &[batch(
+                    "a1",
+                    vec![icmp(1, 10, "d", 0.0), icmp(2, 20, "d", 0.0)],
+                )],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            o,
+            [BatchOutcome {
+                stored: 2,
+                duplicates: 0
+            }]
+        );
+        // A replay of seq 2 plus a new one; the same seq from another agent is not a duplicate.
+        let o = s
+            .commit(
+                &[
+                    batch("a1", vec![icmp(2, 20, "d", 0.0), icmp(3, 30, "d", 0.0)]),
+                    batch("a2", vec![icmp(2, 25, "d", 0.0)]),
+                ],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            o,
+            [
+                BatchOutcome {
+                    stored: 1,
+                    duplicates: 1
+                },
+                BatchOutcome {
+                    stored: 1,
+                    duplicates: 0
+                }
+            ]
+        );
+        let h = s.history("d", 0, 100).unwrap();
+        let keys: Vec<(&str, u64)> = h.iter().map(|x| (x.agent.as_str(), x.sample.seq)).collect();
+        assert_eq!(keys, [("a1", 1), ("a1", 2), ("a2", 2), ("a1", 3)]);
+    }
+
+    #[test]
+    fn history_is_time_ordered_per_device_and_respects_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        // Arrives out of order (a replay after live samples) and mixed with another device.
+        s.commit(
+            &[batch(
+                "a",
+                vec![icmp(5, 500, "x", 0.0), icmp(6, 600, "y", 0.0)],
+            )],
+            &[],
+        )
+        .unwrap();
+        s.commit(
+            &[batch(
+                "a",
+                vec![
+                    icmp(1, 100, "x", 0.0),
+                    icmp(2, 200, "x", 50.0),
+                    icmp(3, 300, "xy", 0.0),
+                ],
+            )],
+            &[],
+        )
+        .unwrap();
+        let ts: Vec<i64> = s
+            .history("x", 0, 100)
+            .unwrap()
+            .iter()
+            .map(|h| h.sample.ts_us)
+            .collect();
+        assert_eq!(ts, [100, 200, 500]);
+        let ts: Vec<i64> = s
+            .history("x", 200, 100)
+            .unwrap()
+            .iter()
+            .map(|h| h.sample.ts_us)
+            .collect();
+        assert_eq!(ts, [200, 500]);
+        assert_eq!(s.history("x", 0, 2).unwrap().len(), 2);
+        // The replayed older sample does not replace the newest reading.
+        let l = s.latest("x").unwrap();
+        assert_eq!(l.icmp.map(|i| i.ts_us), Some(500));
+        assert_eq!(l.last_sample_us, Some(500));
+        assert_eq!(s.latest("nope").unwrap(), Latest::default());
+    }
+
+    #[test]
+    fn prune_removes_only_old_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        s.commit(
+            &[batch(
+                "a",
+                vec![
+                    icmp(1, 100, "x", 0.0),
+                    icmp(2, 200, "y", 0.0),
+                    icmp(3, 300, "x", 0.0),
+                ],
+            )],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.prune(250).unwrap(), 2);
+        assert_eq!(s.history("x", 0, 10).unwrap().len(), 1);
+        assert!(s.history("y", 0, 10).unwrap().is_empty());
+        assert_eq!(s.prune(250).unwrap(), 0);
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RedbStore::open(dir.path()).unwrap();
+            let rec = AgentRecord {
+                id: "a".into(),
+                opd: "o".into(),
+                dropped: 7,
+                refused: 2,
+                ..Default::default()
+            };
+            s.commit(&[batch("a", vec![icmp(1, 100, "x", 0.0)])], &[rec])
+                .unwrap();
+        }
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(s.history("x", 0, 10).unwrap().len(), 1);
+        let agents = s.agents().unwrap();
+        assert_eq!(
+            (agents[0].id.as_str(), agents[0].dropped, agents[0].refused),
+            ("a", 7, 2)
+        );
+        // Dedup state survives too.
+        let o = s
+            .commit(&[batch("a", vec![icmp(1, 100, "x", 0.0)])], &[])
+            .unwrap();
+        assert_eq!(o[0].duplicates, 1);
+    }
+
+    #[tokio::test]
+    async fn writer_answers_each_batch_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let (w, join) = Writer::start(store.clone(), 16, Box::new(|_, _, _| {}));
+        let mut rx = Vec::new();
+        for i in 0..10u64 {
+            rx.push(
+                w.store(batch(
+                    "a",
+                    vec![icmp(i, i as i64, "x", 0.0), icmp(i, i as i64, "x", 0.0)],
+                ))
+                .await
+                .unwrap(),
+            );
+        }
+        for r in rx {
+            assert_eq!(
+                r.await.unwrap().unwrap(),
+                BatchOutcome {
+                    stored: 1,
+                    duplicates: 1
+                }
+            );
+        }
+        drop(w);
+        tokio::task::spawn_blocking(move || join.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(store.history("x", 0, 100).unwrap().len(), 10);
+    }
+}
