@@ -105,6 +105,47 @@ pub enum ProbeError {
         /// The error from the operating system.
         source: std::io::Error,
     },
+    /// Neither a RAW nor a DGRAM ICMP socket is allowed to this process.
+    #[error(
+        "cannot open an ICMP socket ({source}); ICMP probing needs one of: run as root, \
+         grant CAP_NET_RAW (e.g. `setcap cap_net_raw+ep siaga-agent` or \
+         `AmbientCapabilities=CAP_NET_RAW` in the systemd unit), or allow unprivileged ping \
+         for the agent's group with `sysctl -w net.ipv4.ping_group_range=\"{gid} {gid}\"` \
+         (now \"{range}\")"
+    )]
+    IcmpPermission {
+        /// The error of the last attempt (DGRAM socket).
+        source: std::io::Error,
+        /// The process's group id, for the sysctl hint.
+        gid: u32,
+        /// The current value of `net.ipv4.ping_group_range`.
+        range: String,
+    },
+    /// Any other socket error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The trap receiver could not bind its address.
+    #[error("cannot listen for SNMP traps on {addr}: {source}")]
+    TrapBind {
+        /// The configured listen address.
+        addr: std::net::SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl ProbeError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
 }
 
 /// Failure of the uplink to the collector.

@@ -1,36 +1,54 @@
-//! ICMP echo bursts against one address (surge-ping).
+//! ICMP echo bursts: N paced echo requests per device, summarised as loss,
+//! RTT min/avg/median/p95/max and jitter.
 //!
-//! One socket per address family is shared by every burst. Each echo request
-//! carries a process-wide sequence number so that concurrent bursts to the
-//! same host never collide: on unprivileged (DGRAM) sockets the kernel
-//! rewrites the identifier and replies can only be told apart by sequence.
+//! One socket per address family is shared by every burst. One receiver
+//! thread per socket blocks in `recvfrom` and stamps each reply the moment
+//! the kernel hands it over, then wakes the waiting burst through a oneshot
+//! keyed by (host, sequence). The send time is taken *before* `sendto`, so a
+//! round trip can never read 0 (surge-ping takes it after the send future
+//! completes). A sequence counter per host keeps (host, seq) unique even on
+//! unprivileged DGRAM sockets, where the kernel rewrites the identifier.
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use siaga_proto::v1::IcmpResult;
-use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::sync::oneshot;
 
 use crate::error::ProbeError;
 
-/// Shape of one burst.
+/// Receive buffer asked for: a reply burst from 1,000+ targets must not
+/// overflow it (the kernel caps it at twice `net.core.rmem_max`).
+const RECV_BUFFER: usize = 8 * 1024 * 1024;
+/// Send buffer asked for, so a cycle's worth of requests queues at once.
+const SEND_BUFFER: usize = 4 * 1024 * 1024;
+/// ICMP payload, as `ping`'s default (56 bytes): an 8-byte cookie, then a pattern.
+const PAYLOAD_LEN: usize = 56;
+/// How often a blocked receiver thread looks whether its prober is gone.
+const RECV_POLL: Duration = Duration::from_millis(200);
+
+/// How one burst is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BurstOptions {
-    /// Echo requests to send.
+    /// Echo requests per burst.
     pub count: u32,
-    /// Time between two requests.
-    pub interval: std::time::Duration,
-    /// How long to wait for each reply.
-    pub timeout: std::time::Duration,
-    /// Whether to return every round trip in `rtts_us`.
+    /// Time between two requests to the same host.
+    pub interval: Duration,
+    /// How long to wait for each reply, from its request.
+    pub timeout: Duration,
+    /// Keep the individual round trips in `rtts_us` (on-demand measurements).
     pub keep_rtts: bool,
 }
 
 impl Default for BurstOptions {
     fn default() -> Self {
-        BurstOptions {
-            count: 3,
+        Self {
+            count: 5,
             interval: Duration::from_millis(100),
             timeout: Duration::from_secs(1),
             keep_rtts: false,
@@ -38,241 +56,490 @@ impl Default for BurstOptions {
     }
 }
 
-/// Sends ICMP echo bursts. Share it (`Arc`) between tasks.
+/// Which kind of ICMP socket the prober got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketMode {
+    /// `SOCK_RAW`: root or CAP_NET_RAW. Sees every ICMP packet; ours are
+    /// told apart by identifier and cookie.
+    Raw,
+    /// `SOCK_DGRAM` "ping socket": unprivileged, allowed by
+    /// `net.ipv4.ping_group_range`. The kernel sets the identifier.
+    Dgram,
+}
+
+/// Sends ICMP echo bursts. Cheap to clone; all clones share the sockets.
+#[derive(Clone)]
 pub struct IcmpProber {
-    v4: Client,
-    v6: Option<Client>,
-    seq: AtomicU16,
+    handle: Arc<Handle>,
 }
 
 impl std::fmt::Debug for IcmpProber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IcmpProber")
-            .field("v6", &self.v6.is_some())
+            .field("mode", &self.handle.shared.mode)
+            .field("ipv6", &self.handle.shared.v6.is_some())
             .finish()
     }
 }
 
-const PAYLOAD: [u8; 56] = [0x5a; 56];
+/// Stops the receiver threads when the last clone of the prober is dropped.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+type Waiters = HashMap<(IpAddr, u16), oneshot::Sender<Instant>>;
+
+struct Shared {
+    mode: SocketMode,
+    v4: Socket,
+    v6: Option<Socket>,
+    ident: u16,
+    cookie: [u8; 8],
+    waiters: Mutex<Waiters>,
+    seqs: Mutex<HashMap<IpAddr, u16>>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_seq(&self, host: IpAddr) -> u16 {
+        let mut seqs = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = seqs.entry(host).or_insert(0);
+        let this = *seq;
+        *seq = seq.wrapping_add(1);
+        this
+    }
+}
 
 impl IcmpProber {
-    /// Opens the ICMP sockets (raw when allowed, else unprivileged datagram).
-    ///
-    /// Fails with a message that says how to get ICMP rights (root,
-    /// CAP_NET_RAW, or net.ipv4.ping_group_range). Must be called inside a
-    /// tokio runtime.
-    pub fn new() -> Result<Self, crate::error::ProbeError> {
-        let open = |kind: ICMP| {
-            Client::new(
-                &Config::builder()
-                    .kind(kind)
-                    .sock_type_hint(socket2::Type::RAW)
-                    .build(),
-            )
-        };
-        let v4 = open(ICMP::V4).map_err(|source| ProbeError::IcmpSocket {
-            version: "v4",
-            source,
-        })?;
-        // A host without IPv6 still probes IPv4 devices.
-        let v6 = match open(ICMP::V6) {
-            Ok(c) => Some(c),
+    /// Opens the ICMP sockets: RAW if the process may, else an unprivileged
+    /// DGRAM ping socket, else an error saying how to grant the right.
+    pub fn new() -> Result<Self, ProbeError> {
+        Self::open(None)
+    }
+
+    /// Opens the sockets of one given mode only (e.g. to check that the
+    /// unprivileged path works).
+    pub fn with_mode(mode: SocketMode) -> Result<Self, ProbeError> {
+        Self::open(Some(mode))
+    }
+
+    /// The socket kind in use.
+    pub fn mode(&self) -> SocketMode {
+        self.handle.shared.mode
+    }
+
+    fn open(want: Option<SocketMode>) -> Result<Self, ProbeError> {
+        let (mode, v4) = open_family(Domain::IPV4, want).map_err(permission_error)?;
+        let v6 = match open_family(Domain::IPV6, Some(mode)) {
+            Ok((_, s)) => Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "no ICMPv6 socket: IPv6 devices cannot be pinged");
+                tracing::debug!(error = %e, "no ICMPv6 socket; IPv6 targets will report an error");
                 None
             }
         };
-        Ok(IcmpProber {
+        let shared = Arc::new(Shared {
+            mode,
             v4,
             v6,
-            seq: AtomicU16::new(rand::random()),
+            ident: rand::random(),
+            cookie: rand::random(),
+            waiters: Mutex::new(HashMap::new()),
+            seqs: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        });
+        spawn_receiver(&shared, false)?;
+        if shared.v6.is_some() {
+            spawn_receiver(&shared, true)?;
+        }
+        Ok(Self {
+            handle: Arc::new(Handle { shared }),
         })
     }
 
-    /// Sends `opts.count` echo requests to `addr`, `opts.interval` apart, and
-    /// summarises the replies. Never fails: a probe that cannot run at all
-    /// says so in `error`.
-    pub async fn burst(&self, addr: IpAddr, opts: &BurstOptions) -> siaga_proto::v1::IcmpResult {
-        let client = match addr {
-            IpAddr::V4(_) => &self.v4,
-            IpAddr::V6(_) => match &self.v6 {
-                Some(c) => c,
+    /// Sends `opts.count` echo requests to `addr`, `opts.interval` apart,
+    /// and waits up to `opts.timeout` after each for its reply.
+    pub async fn burst(&self, addr: IpAddr, opts: &BurstOptions) -> IcmpResult {
+        let shared = &self.handle.shared;
+        let (sock, v6) = match addr {
+            IpAddr::V4(_) => (&shared.v4, false),
+            IpAddr::V6(_) => match &shared.v6 {
+                Some(s) => (s, true),
                 None => {
                     return IcmpResult {
-                        sent: 0,
-                        error: "no ICMPv6 socket on this host".into(),
-                        ..Default::default()
+                        error: "IPv6 ICMP is not available on this host".into(),
+                        ..IcmpResult::default()
                     };
                 }
             },
         };
-        if opts.count == 0 {
-            return IcmpResult {
-                error: "burst count must be at least 1".into(),
-                ..Default::default()
-            };
+        let count = opts.count.max(1);
+        let dest = SockAddr::from(SocketAddr::new(addr, 0));
+        let start = tokio::time::Instant::now();
+        let mut inflight = Vec::with_capacity(count as usize);
+        let mut send_error = None;
+        for i in 0..count {
+            if i > 0 {
+                tokio::time::sleep_until(start + opts.interval * i).await;
+            }
+            let seq = shared.next_seq(addr);
+            let packet = echo_request(v6, shared.ident, seq, &shared.cookie);
+            let (tx, rx) = oneshot::channel();
+            shared.waiters().insert((addr, seq), tx);
+            match send(sock, &packet, &dest, opts.timeout).await {
+                Ok(sent_at) => inflight.push((seq, sent_at, rx)),
+                Err(e) => {
+                    shared.waiters().remove(&(addr, seq));
+                    send_error = Some(e);
+                }
+            }
         }
-        let ident = PingIdentifier(rand::random());
-        let mut pings = Vec::with_capacity(opts.count as usize);
-        for i in 0..opts.count {
-            let seq = PingSequence(self.seq.fetch_add(1, Ordering::Relaxed));
-            let delay = opts.interval.saturating_mul(i);
-            let timeout = opts.timeout;
-            pings.push(async move {
-                tokio::time::sleep(delay).await;
-                let mut pinger = client.pinger(addr, ident).await;
-                pinger.timeout(timeout);
-                // Timed from before the send: surge-ping starts its clock
-                // after `send_to` returns, which can read 0 on loopback.
-                let t0 = Instant::now();
-                pinger.ping(seq, &PAYLOAD).await.map(|_| t0.elapsed())
-            });
+        let mut rtts = Vec::with_capacity(inflight.len());
+        for (seq, sent_at, rx) in inflight {
+            let deadline = tokio::time::Instant::from_std(sent_at + opts.timeout);
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(received_at)) => rtts.push(received_at.saturating_duration_since(sent_at)),
+                _ => {
+                    shared.waiters().remove(&(addr, seq));
+                }
+            }
         }
-        let results = futures::future::join_all(pings).await;
-        summarise(&results, opts.keep_rtts)
+        let mut result = summarize(count, &rtts, opts.keep_rtts);
+        if let Some(e) = send_error {
+            result.error = format!("sending to {addr}: {e}");
+        }
+        result
     }
 }
 
-fn summarise(results: &[Result<Duration, SurgeError>], keep_rtts: bool) -> IcmpResult {
-    let sent = u32::try_from(results.len()).unwrap_or(u32::MAX);
-    let rtts: Vec<u64> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1))
-        .collect();
-    let received = u32::try_from(rtts.len()).unwrap_or(u32::MAX);
+/// Sends one packet without blocking the runtime; a full send buffer is
+/// retried for up to `patience`. Returns the time taken just before the
+/// successful `sendto`.
+async fn send(
+    sock: &Socket,
+    packet: &[u8],
+    dest: &SockAddr,
+    patience: Duration,
+) -> io::Result<Instant> {
+    let give_up = Instant::now() + patience;
+    loop {
+        let sent_at = Instant::now();
+        match sock.send_to_with_flags(packet, dest, libc::MSG_DONTWAIT) {
+            Ok(_) => return Ok(sent_at),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn open_family(domain: Domain, want: Option<SocketMode>) -> io::Result<(SocketMode, Socket)> {
+    let proto = if domain == Domain::IPV6 {
+        Protocol::ICMPV6
+    } else {
+        Protocol::ICMPV4
+    };
+    let socket = match want {
+        Some(SocketMode::Raw) => (
+            SocketMode::Raw,
+            Socket::new(domain, Type::RAW, Some(proto))?,
+        ),
+        Some(SocketMode::Dgram) => (
+            SocketMode::Dgram,
+            Socket::new(domain, Type::DGRAM, Some(proto))?,
+        ),
+        None => match Socket::new(domain, Type::RAW, Some(proto)) {
+            Ok(s) => (SocketMode::Raw, s),
+            Err(raw) => match Socket::new(domain, Type::DGRAM, Some(proto)) {
+                Ok(s) => (SocketMode::Dgram, s),
+                Err(dgram) => {
+                    tracing::debug!(raw = %raw, dgram = %dgram, "no ICMP socket");
+                    return Err(dgram);
+                }
+            },
+        },
+    };
+    let (_, s) = &socket;
+    if let Err(e) = s.set_recv_buffer_size(RECV_BUFFER) {
+        tracing::warn!(error = %e, "cannot raise the ICMP receive buffer");
+    }
+    if let Err(e) = s.set_send_buffer_size(SEND_BUFFER) {
+        tracing::warn!(error = %e, "cannot raise the ICMP send buffer");
+    }
+    s.set_read_timeout(Some(RECV_POLL))?;
+    Ok(socket)
+}
+
+fn permission_error(e: io::Error) -> ProbeError {
+    if matches!(e.kind(), io::ErrorKind::PermissionDenied) || e.raw_os_error() == Some(libc::EPERM)
+    {
+        ProbeError::IcmpPermission {
+            source: e,
+            gid: process_gid().unwrap_or(0),
+            range: std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unknown".into()),
+        }
+    } else {
+        ProbeError::io("opening the ICMP socket", e)
+    }
+}
+
+/// The real group id, read from /proc (no unsafe libc call).
+fn process_gid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Gid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn spawn_receiver(shared: &Arc<Shared>, v6: bool) -> Result<(), ProbeError> {
+    let sock = if v6 {
+        shared.v6.as_ref()
+    } else {
+        Some(&shared.v4)
+    };
+    let Some(sock) = sock else { return Ok(()) };
+    let sock: UdpSocket = sock
+        .try_clone()
+        .map_err(|e| ProbeError::io("cloning the ICMP socket", e))?
+        .into();
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name(if v6 { "icmp6-recv" } else { "icmp-recv" }.into())
+        .spawn(move || receive_loop(&shared, &sock, v6))
+        .map_err(|e| ProbeError::io("starting the ICMP receiver", e))?;
+    Ok(())
+}
+
+fn receive_loop(shared: &Shared, sock: &UdpSocket, v6: bool) {
+    let mut buf = [0u8; 2048];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (len, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ICMP receive failed");
+                std::thread::sleep(RECV_POLL);
+                continue;
+            }
+        };
+        let received_at = Instant::now();
+        let Some(reply) = parse_echo_reply(&buf[..len], v6, shared.mode == SocketMode::Raw) else {
+            continue;
+        };
+        if reply.payload.get(..8) != Some(&shared.cookie[..]) {
+            continue;
+        }
+        if shared.mode == SocketMode::Raw && reply.ident != shared.ident {
+            continue;
+        }
+        if let Some(tx) = shared.waiters().remove(&(from.ip(), reply.seq)) {
+            // The burst may have given up on this packet already.
+            let _ = tx.send(received_at);
+        }
+    }
+}
+
+/// An echo reply's fields.
+#[derive(Debug, PartialEq, Eq)]
+struct EchoReply<'a> {
+    ident: u16,
+    seq: u16,
+    payload: &'a [u8],
+}
+
+/// Parses an echo reply; `with_ip_header` for IPv4 RAW sockets, which
+/// deliver the IP header too. Anything else (other ICMP types, short or
+/// odd packets) is `None`.
+fn parse_echo_reply(buf: &[u8], v6: bool, with_ip_header: bool) -> Option<EchoReply<'_>> {
+    let icmp = if with_ip_header && !v6 {
+        let first = *buf.first()?;
+        if first >> 4 != 4 {
+            return None;
+        }
+        buf.get(usize::from(first & 0x0f) * 4..)?
+    } else {
+        buf
+    };
+    let reply_type = if v6 { 129 } else { 0 };
+    if icmp.len() < 8 || icmp[0] != reply_type || icmp[1] != 0 {
+        return None;
+    }
+    Some(EchoReply {
+        ident: u16::from_be_bytes([icmp[4], icmp[5]]),
+        seq: u16::from_be_bytes([icmp[6], icmp[7]]),
+        payload: &icmp[8..],
+    })
+}
+
+/// An echo request. The ICMPv6 checksum is left to the kernel (it covers a
+/// pseudo-header only the kernel knows); ICMPv4's is computed here.
+fn echo_request(v6: bool, ident: u16, seq: u16, cookie: &[u8; 8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(8 + PAYLOAD_LEN);
+    p.extend_from_slice(&[if v6 { 128 } else { 8 }, 0, 0, 0]);
+    p.extend_from_slice(&ident.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(cookie);
+    p.extend((0..PAYLOAD_LEN - cookie.len()).map(|i| (i % 256) as u8));
+    if !v6 {
+        let sum = checksum(&p);
+        p[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    p
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Round trip in whole microseconds, rounded up so that no reply reads 0.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// Loss and RTT statistics of one burst; `rtts` in sending order.
+pub fn summarize(sent: u32, rtts: &[Duration], keep_rtts: bool) -> IcmpResult {
+    let us: Vec<u64> = rtts.iter().map(|d| micros(*d)).collect();
+    let received = u32::try_from(us.len()).unwrap_or(u32::MAX).min(sent);
     let loss_pct = if sent == 0 {
-        100.0
+        0.0
     } else {
         f64::from(sent - received) * 100.0 / f64::from(sent)
     };
-    // An error other than a timeout (unreachable network, send failure) with
-    // no reply at all means the probe could not run.
-    let error = if received == 0 {
-        results
-            .iter()
-            .find_map(|r| match r {
-                Err(SurgeError::Timeout { .. }) | Ok(_) => None,
-                Err(e) => Some(e.to_string()),
-            })
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    let mut r = IcmpResult {
+    let mut result = IcmpResult {
         sent,
         received,
         loss_pct,
-        error,
-        ..Default::default()
+        ..IcmpResult::default()
     };
-    if !rtts.is_empty() {
-        let mut sorted = rtts.clone();
-        sorted.sort_unstable();
-        let n = sorted.len();
-        let sum: u128 = sorted.iter().map(|&v| u128::from(v)).sum();
-        r.rtt_min_us = sorted.first().copied();
-        r.rtt_max_us = sorted.last().copied();
-        r.rtt_avg_us = u64::try_from(sum / n as u128).ok();
-        r.rtt_median_us = Some(if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-        });
-        // Nearest-rank percentile.
-        let rank = (95 * n).div_ceil(100).clamp(1, n);
-        r.rtt_p95_us = Some(sorted[rank - 1]);
-        // Mean absolute difference of consecutive round trips, in send order.
-        r.jitter_us = if n >= 2 {
-            let diffs: u64 = rtts.windows(2).map(|w| w[0].abs_diff(w[1])).sum();
-            Some(diffs / (n as u64 - 1))
-        } else {
-            None
-        };
-        if keep_rtts {
-            r.rtts_us = rtts;
-        }
+    if us.is_empty() {
+        return result;
     }
-    r
+    let mut sorted = us.clone();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    let sum: u128 = sorted.iter().map(|&v| u128::from(v)).sum();
+    result.rtt_min_us = Some(sorted[0]);
+    result.rtt_max_us = Some(sorted[n - 1]);
+    result.rtt_avg_us = Some(u64::try_from(sum / n as u128).unwrap_or(u64::MAX));
+    result.rtt_median_us = Some(if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    });
+    // Nearest rank: the smallest value with at least 95 % of samples at or below it.
+    let rank = (95 * n).div_ceil(100).max(1);
+    result.rtt_p95_us = Some(sorted[rank - 1]);
+    result.jitter_us = Some(if n < 2 {
+        0
+    } else {
+        let diffs: u128 = us.windows(2).map(|w| u128::from(w[0].abs_diff(w[1]))).sum();
+        u64::try_from(diffs / (n as u128 - 1)).unwrap_or(u64::MAX)
+    });
+    if keep_rtts {
+        result.rtts_us = us;
+    }
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_case::test_case;
 
-    fn ms(v: u64) -> Result<Duration, SurgeError> {
-        Ok(Duration::from_millis(v))
-    }
-    fn lost() -> Result<Duration, SurgeError> {
-        Err(SurgeError::Timeout {
-            seq: PingSequence(0),
-        })
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&u| Duration::from_micros(u)).collect()
     }
 
     #[test]
-    fn summary_of_a_lossy_burst() {
-        let r = summarise(&[ms(10), lost(), ms(30), ms(20)], true);
-        assert_eq!((r.sent, r.received), (4, 3));
-        assert_eq!(r.loss_pct, 25.0);
-        assert_eq!(r.rtt_min_us, Some(10_000));
-        assert_eq!(r.rtt_max_us, Some(30_000));
-        assert_eq!(r.rtt_avg_us, Some(20_000));
-        assert_eq!(r.rtt_median_us, Some(20_000));
-        assert_eq!(r.rtt_p95_us, Some(30_000));
-        // |10-30| + |30-20| over 2 gaps.
-        assert_eq!(r.jitter_us, Some(15_000));
-        assert_eq!(r.rtts_us, vec![10_000, 30_000, 20_000]);
-        assert!(r.error.is_empty());
+    fn summary_of_a_full_burst() {
+        let r = summarize(5, &ms(&[100, 300, 200, 500, 400]), true);
+        assert_eq!((r.sent, r.received), (5, 5));
+        assert_eq!(r.loss_pct, 0.0);
+        assert_eq!(r.rtt_min_us, Some(100));
+        assert_eq!(r.rtt_max_us, Some(500));
+        assert_eq!(r.rtt_avg_us, Some(300));
+        assert_eq!(r.rtt_median_us, Some(300));
+        assert_eq!(r.rtt_p95_us, Some(500));
+        // |300-100| + |200-300| + |500-200| + |400-500| = 700, over 4 pairs
+        assert_eq!(r.jitter_us, Some(175));
+        assert_eq!(r.rtts_us, vec![100, 300, 200, 500, 400]);
+    }
+
+    #[test_case(5, &[], 100.0 ; "all lost")]
+    #[test_case(5, &[10, 20], 60.0 ; "three of five lost")]
+    #[test_case(4, &[10, 20, 30, 40], 0.0 ; "none lost")]
+    fn loss(sent: u32, rtts: &[u64], loss: f64) {
+        let r = summarize(sent, &ms(rtts), false);
+        assert_eq!(r.loss_pct, loss);
+        assert!(r.rtts_us.is_empty());
+        assert_eq!(r.rtt_min_us.is_some(), !rtts.is_empty());
     }
 
     #[test]
-    fn all_lost_is_full_loss_without_rtts() {
-        let r = summarise(&[lost(), lost()], false);
-        assert_eq!((r.sent, r.received, r.loss_pct), (2, 0, 100.0));
-        assert_eq!(r.rtt_avg_us, None);
-        assert!(r.error.is_empty(), "a timeout is loss, not an error");
-    }
-
-    #[test]
-    fn send_failure_without_replies_is_an_error() {
-        let r = summarise(
-            &[Err(SurgeError::IOError(std::io::Error::other(
-                "unreachable",
-            )))],
+    fn even_median_and_no_zero_rtt() {
+        let r = summarize(
+            2,
+            &[Duration::from_nanos(10), Duration::from_micros(3)],
             false,
         );
-        assert_eq!(r.received, 0);
-        assert!(r.error.contains("unreachable"), "{}", r.error);
+        assert_eq!(r.rtt_min_us, Some(1));
+        assert_eq!(r.rtt_median_us, Some(2));
     }
 
-    /// Real ICMP to loopback. Needs ICMP rights (root or CAP_NET_RAW);
-    /// without them it checks that the error says how to get them.
-    #[tokio::test]
-    async fn loopback_answers() {
-        let prober = match IcmpProber::new() {
-            Ok(p) => p,
-            Err(e) => {
-                let msg = e.to_string();
-                assert!(msg.contains("CAP_NET_RAW") && msg.contains("ping_group_range"));
-                return;
-            }
-        };
-        let opts = BurstOptions {
-            count: 4,
-            interval: Duration::from_millis(10),
-            timeout: Duration::from_secs(2),
-            keep_rtts: true,
-        };
-        // Two bursts at once to the same host must not steal each other's replies.
-        let (a, b) = tokio::join!(
-            prober.burst("127.0.0.1".parse().expect("addr"), &opts),
-            prober.burst("127.0.0.1".parse().expect("addr"), &opts)
-        );
-        for r in [a, b] {
-            assert_eq!((r.sent, r.received), (4, 4), "{r:?}");
-            assert_eq!(r.loss_pct, 0.0);
-            assert_eq!(r.rtts_us.len(), 4);
-            assert!(r.rtt_min_us.is_some_and(|v| v > 0));
-        }
+    #[test]
+    fn request_checksum_verifies() {
+        let p = echo_request(false, 0x1234, 7, &[1; 8]);
+        assert_eq!(p.len(), 64);
+        assert_eq!(checksum(&p), 0);
+    }
+
+    #[test]
+    fn parses_raw_ipv4_reply_and_ignores_others() {
+        let mut reply = echo_request(false, 0xbeef, 42, &[9; 8]);
+        reply[0] = 0;
+        let mut ip = vec![0x45u8];
+        ip.extend_from_slice(&[0; 19]);
+        ip.extend_from_slice(&reply);
+        let r = parse_echo_reply(&ip, false, true).expect("reply");
+        assert_eq!((r.ident, r.seq), (0xbeef, 42));
+        assert_eq!(&r.payload[..8], &[9; 8]);
+        // our own request looped back, a truncated packet, garbage
+        let req = echo_request(false, 1, 1, &[0; 8]);
+        assert_eq!(parse_echo_reply(&req, false, false), None);
+        assert_eq!(parse_echo_reply(&ip[..24], false, true), None);
+        assert_eq!(parse_echo_reply(&[0x4f], false, true), None);
+        assert_eq!(parse_echo_reply(&[], false, true), None);
     }
 }

@@ -1,3 +1,4 @@
-//! Probes: how the agent measures devices.
+//! Probes: how the agent measures devices (ICMP bursts, SNMP interface
+//! health, SNMP traps).
 
 pub mod icmp;
