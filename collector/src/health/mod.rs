@@ -1,1 +1,510 @@
-//! Health engine: per-device and per-link state machines, rules, flap detection.
+//! Health engine: per-device and per-link state machines, rules, flap
+//! detection, and the incidents they open.
+//!
+//! [`Engine`] is fed every sample, heartbeat and a clock tick; it returns the
+//! state changes (for the event list) and the incident decisions (for tickets).
+
+pub mod incident;
+pub mod rules;
+pub mod state;
+
+pub use incident::{Decision, Incident, IncidentBook, MaintenanceWindow, Schedule, Scope};
+pub use rules::{HealthRules, Level};
+pub use state::{Health, Problem, Reading, StateChange, Subject, Topology, Tracker, TsUs};
+
+use siaga_proto::v1::Sample;
+
+/// What one input produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Output {
+    /// Visible state changes, in order.
+    pub changes: Vec<StateChange>,
+    /// Incident decisions, in order.
+    pub decisions: Vec<Decision>,
+}
+
+impl Output {
+    fn extend(&mut self, other: Output) {
+        self.changes.extend(other.changes);
+        self.decisions.extend(other.decisions);
+    }
+}
+
+/// The health engine: state machines plus the incident book.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    tracker: Tracker,
+    book: IncidentBook,
+    windows: Vec<MaintenanceWindow>,
+}
+
+impl Engine {
+    /// An engine with no history.
+    pub fn new(rules: HealthRules, topo: Topology) -> Self {
+        Self {
+            tracker: Tracker::new(rules, topo),
+            book: IncidentBook::default(),
+            windows: Vec::new(),
+        }
+    }
+
+    /// Restores the open incidents (after a restart).
+    pub fn restore(&mut self, incidents: impl IntoIterator<Item = Incident>) {
+        self.book = IncidentBook::restore(incidents);
+    }
+
+    /// Replaces the maintenance windows.
+    pub fn set_windows(&mut self, windows: Vec<MaintenanceWindow>) {
+        self.windows = windows;
+    }
+
+    /// The maintenance windows in force.
+    pub fn windows(&self) -> &[MaintenanceWindow] {
+        &self.windows
+    }
+
+    /// Applies a new inventory.
+    pub fn set_topology(&mut self, topo: Topology) {
+        self.tracker.set_topology(topo);
+    }
+
+    /// The state machines.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// The open incidents.
+    pub fn book(&self) -> &IncidentBook {
+        &self.book
+    }
+
+    /// People closed the ticket of this incident.
+    pub fn close(&mut self, key: &str) -> Option<Incident> {
+        self.book.close(key)
+    }
+
+    /// A sample from the agent of `opd`, received at collector time `now`.
+    pub fn sample(&mut self, opd: &str, s: &Sample, now: TsUs) -> Output {
+        let up = self.tracker.sample(opd, s, now);
+        let mut out = self.returned(&up.returned);
+        out.changes.extend(up.changes);
+        if self.tracker.in_past_silence(opd, s.ts_us).is_some() {
+            // Seen while cut off: evidence for the agent's incident; the
+            // subjects are judged again on live readings and ticks.
+            let readings = up
+                .touched
+                .iter()
+                .filter_map(|t| self.tracker.machine(t).and_then(|m| m.last().cloned()))
+                .collect();
+            out.decisions.extend(self.book.replayed(opd, readings));
+            return out;
+        }
+        let mut seen = Vec::new();
+        for subject in up
+            .touched
+            .iter()
+            .chain(out.changes.iter().map(|c| &c.subject))
+        {
+            if seen.contains(subject) {
+                continue;
+            }
+            seen.push(subject.clone());
+            let step = up
+                .steps
+                .iter()
+                .find(|(s, _)| s == subject)
+                .map(|(_, st)| st);
+            let d = self
+                .book
+                .evaluate(&self.tracker, subject, step, &self.windows, now);
+            out.decisions.extend(d);
+        }
+        out
+    }
+
+    /// A heartbeat from the agent of `opd` at collector time `now`.
+    pub fn heartbeat(&mut self, opd: &str, now: TsUs) -> Output {
+        let up = self.tracker.heartbeat(opd, now);
+        let mut out = self.returned(&up.returned);
+        out.changes.extend(up.changes);
+        out
+    }
+
+    fn returned(&mut self, returned: &[(String, TsUs, TsUs)]) -> Output {
+        let mut out = Output::default();
+        for (opd, _since, back) in returned {
+            out.decisions.extend(self.book.agent_back(opd, *back));
+        }
+        out
+    }
+
+    /// The clock: agents' silence, maintenance windows that ended, faults
+    /// that waited for an ancestor. Call about once a second.
+    pub fn tick(&mut self, now: TsUs) -> Output {
+        let up = self.tracker.tick(now);
+        let mut out = Output {
+            changes: up.changes,
+            decisions: Vec::new(),
+        };
+        for (opd, since) in &up.silenced {
+            let d = self
+                .book
+                .agent_silent(&self.tracker, opd, *since, &self.windows, now);
+            out.decisions.extend(d);
+        }
+        let mut rest = Output::default();
+        for subject in self.tracker.subjects() {
+            let replayed = self
+                .tracker
+                .machine(&subject)
+                .and_then(|m| m.last())
+                .is_some_and(|r| {
+                    self.tracker
+                        .topology()
+                        .opd_of(&subject)
+                        .is_some_and(|o| self.tracker.in_past_silence(o, r.at).is_some())
+                });
+            if replayed {
+                continue;
+            }
+            let d = self
+                .book
+                .evaluate(&self.tracker, &subject, None, &self.windows, now);
+            rest.decisions.extend(d);
+        }
+        out.extend(rest);
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::incident::Decision as D;
+    use super::state::tests::{SEC, icmp, iface, topo, trap};
+    use super::*;
+
+    fn engine() -> Engine {
+        Engine::new(HealthRules::default(), topo())
+    }
+
+    fn opens(out: &[Decision]) -> Vec<&Incident> {
+        out.iter()
+            .filter_map(|d| match d {
+                D::Open { incident, .. } => Some(incident),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every device of dinkes answers cleanly for `cycles` cycles from `t0`.
+    fn healthy(e: &mut Engine, from: i64, cycles: i64, all: &mut Vec<Decision>) {
+        for c in from..from + cycles {
+            let t = c * 10 * SEC;
+            for d in ["dinkes-core", "dinkes-rtr", "dinkes-sw1", "dinkes-sw2"] {
+                all.extend(e.sample("dinkes", &icmp(d, t, 0.0), t).decisions);
+            }
+            all.extend(e.sample("dinkes", &iface("dinkes-rtr", t, 1), t).decisions);
+            all.extend(e.tick(t).decisions);
+        }
+    }
+
+    #[test]
+    fn forty_percent_loss_opens_one_incident_then_recovers() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        assert!(all.is_empty());
+        for c in 3..10 {
+            let t = c * 10 * SEC;
+            all.extend(
+                e.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t)
+                    .decisions,
+            );
+            all.extend(e.tick(t + SEC).decisions);
+        }
+        let o = opens(&all);
+        assert_eq!(o.len(), 1, "{all:#?}");
+        assert_eq!(
+            o[0].sentence,
+            "Packet loss 40 % on dinkes-sw1 (threshold 20 %)"
+        );
+        assert_eq!(o[0].key, "device:dinkes-sw1:loss");
+        // Opened on the second bad cycle (hysteresis 2).
+        assert_eq!(o[0].opened_at, 40 * SEC);
+        let mut after = Vec::new();
+        healthy(&mut e, 10, 4, &mut after);
+        let rec: Vec<_> = after
+            .iter()
+            .filter(|d| matches!(d, D::Recovered { key, .. } if key == "device:dinkes-sw1:loss"))
+            .collect();
+        assert_eq!(rec.len(), 1, "{after:#?}");
+        assert!(opens(&after).is_empty());
+        assert_eq!(
+            e.book().get("device:dinkes-sw1:loss").unwrap().recovered_at,
+            Some(120 * SEC)
+        );
+    }
+
+    #[test]
+    fn a_problem_back_while_the_ticket_is_open_attaches_and_counts() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        for round in 0..3 {
+            let base = 3 + round * 6;
+            for c in base..base + 2 {
+                let t = c * 10 * SEC;
+                all.extend(
+                    e.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t)
+                        .decisions,
+                );
+            }
+            healthy(&mut e, base + 2, 4, &mut all);
+        }
+        assert_eq!(opens(&all).len(), 1);
+        let inc = e.book().get("device:dinkes-sw1:loss").unwrap();
+        assert_eq!(inc.occurrences, 3);
+        let attaches = all.iter().filter(|d| matches!(d, D::Attach { .. })).count();
+        assert_eq!(attaches, 2);
+        // People close the ticket: the next fault opens a new incident.
+        e.close("device:dinkes-sw1:loss");
+        let mut again = Vec::new();
+        for c in 40..42 {
+            let t = c * 10 * SEC;
+            again.extend(
+                e.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t)
+                    .decisions,
+            );
+        }
+        assert_eq!(opens(&again).len(), 1);
+    }
+
+    #[test]
+    fn router_down_is_one_incident_with_both_switches_affected() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        for c in 3..8 {
+            let t = c * 10 * SEC;
+            // The switches report first, as they may in a batch.
+            for d in ["dinkes-sw1", "dinkes-sw2", "dinkes-rtr"] {
+                all.extend(e.sample("dinkes", &icmp(d, t, 100.0), t).decisions);
+            }
+            all.extend(
+                e.sample("dinkes", &icmp("dinkes-core", t, 0.0), t)
+                    .decisions,
+            );
+            all.extend(e.tick(t + SEC).decisions);
+        }
+        let o = opens(&all);
+        assert_eq!(o.len(), 1, "{all:#?}");
+        assert_eq!(o[0].subject, Subject::device("dinkes-rtr"));
+        assert_eq!(
+            o[0].sentence,
+            "No reply from dinkes-rtr: packet loss 100 % (threshold 100 %)"
+        );
+        let inc = e.book().get("device:dinkes-rtr:loss").unwrap();
+        assert_eq!(
+            inc.affected.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["dinkes-sw1", "dinkes-sw2"]
+        );
+        for sw in ["dinkes-sw1", "dinkes-sw2"] {
+            assert_eq!(
+                e.tracker().health(&Subject::device(sw)),
+                Health::Unreachable
+            );
+        }
+    }
+
+    #[test]
+    fn a_flapping_link_is_one_incident_and_its_recovery_is_recorded() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        let mut t = 30 * SEC;
+        // 20 down/up toggles in two minutes, traps plus polls in between.
+        for i in 0..20 {
+            t += 3 * SEC;
+            all.extend(
+                e.sample("dinkes", &trap("dinkes-rtr", t, "link_down"), t)
+                    .decisions,
+            );
+            if i % 2 == 0 {
+                all.extend(
+                    e.sample("dinkes", &iface("dinkes-rtr", t + 1, 2), t + 1)
+                        .decisions,
+                );
+            }
+            t += 3 * SEC;
+            all.extend(
+                e.sample("dinkes", &trap("dinkes-rtr", t, "link_up"), t)
+                    .decisions,
+            );
+            all.extend(
+                e.sample("dinkes", &iface("dinkes-rtr", t + 1, 1), t + 1)
+                    .decisions,
+            );
+            all.extend(e.tick(t + 2).decisions);
+        }
+        let o = opens(&all);
+        assert_eq!(o.len(), 1, "{:#?}", o);
+        let key = o[0].key.clone();
+        assert_eq!(key, "link:dinkes-rtr/uplink:oper_down");
+        assert!(e.book().get(&key).unwrap().flapping);
+        assert!(
+            all.iter()
+                .any(|d| matches!(d, D::Flapping { flapping: true, .. }))
+        );
+        // While flapping no recovery was sent.
+        assert!(!all.iter().any(|d| matches!(d, D::Recovered { .. })));
+        // It settles: stable polls until the flap percentage falls.
+        let mut after = Vec::new();
+        for _ in 0..25 {
+            t += 5 * SEC;
+            after.extend(e.sample("dinkes", &iface("dinkes-rtr", t, 1), t).decisions);
+            after.extend(e.tick(t + 1).decisions);
+        }
+        assert!(opens(&after).is_empty());
+        assert!(after.iter().any(|d| matches!(
+            d,
+            D::Flapping {
+                flapping: false,
+                ..
+            }
+        )));
+        let rec = after
+            .iter()
+            .filter(|d| matches!(d, D::Recovered { key: k, .. } if *k == key))
+            .count();
+        assert_eq!(rec, 1, "{after:#?}");
+        assert!(e.book().get(&key).unwrap().recovered_at.is_some());
+    }
+
+    #[test]
+    fn inside_a_maintenance_window_no_incident_and_an_event_says_why() {
+        let mut e = engine();
+        e.set_windows(vec![MaintenanceWindow {
+            id: 7,
+            scope: Scope::Device {
+                device: "dinkes-sw1".into(),
+            },
+            schedule: Schedule::Once {
+                start_us: 0,
+                end_us: 100 * SEC,
+            },
+            reason: "ganti switch".into(),
+            created_by: "budi".into(),
+        }]);
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        for c in 3..9 {
+            let t = c * 10 * SEC;
+            all.extend(
+                e.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t)
+                    .decisions,
+            );
+            all.extend(e.tick(t).decisions);
+        }
+        assert!(opens(&all).is_empty());
+        let sup: Vec<_> = all
+            .iter()
+            .filter_map(|d| match d {
+                D::Suppressed { reason, window, .. } => Some((reason.clone(), *window)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sup.len(), 1, "announced once: {sup:?}");
+        assert_eq!(
+            sup[0].0,
+            "Packet loss 40 % on dinkes-sw1 (threshold 20 %); no ticket: inside maintenance window 7: ganti switch"
+        );
+        // The window ends with the fault still there: now it opens.
+        let t = 100 * SEC;
+        let out = e.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t);
+        assert_eq!(opens(&out.decisions).len(), 1);
+    }
+
+    #[test]
+    fn a_silent_agent_is_one_incident_and_its_replay_attaches() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        // Last message at 20 s; silent after 3 intervals.
+        let mut changes = Vec::new();
+        for t in [30, 40, 51, 60, 70] {
+            let out = e.tick(t * SEC);
+            changes.extend(out.changes);
+            all.extend(out.decisions);
+        }
+        let o = opens(&all);
+        assert_eq!(o.len(), 1, "{all:#?}");
+        assert_eq!(o[0].key, "opd:dinkes:agent_unreachable");
+        assert_eq!(o[0].affected.len(), 4);
+        assert!(
+            o[0].sentence
+                .starts_with("The agent of OPD dinkes is unreachable")
+        );
+        let unknown = changes.iter().filter(|c| c.to == Health::Unknown).count();
+        assert_eq!(unknown, 5, "4 devices and 1 link: {changes:#?}");
+        // The agent comes back at 80 s and replays 30..70 s: sw1 lost
+        // everything meanwhile.
+        let mut back = e.heartbeat("dinkes", 80 * SEC).decisions;
+        for c in 3..8 {
+            let ts = c * 10 * SEC;
+            back.extend(
+                e.sample("dinkes", &icmp("dinkes-sw1", ts, 100.0), 80 * SEC)
+                    .decisions,
+            );
+            back.extend(e.tick(80 * SEC).decisions);
+        }
+        assert!(opens(&back).is_empty(), "{back:#?}");
+        assert!(back.iter().any(
+            |d| matches!(d, D::Recovered { key, .. } if key == "opd:dinkes:agent_unreachable")
+        ));
+        let evidence: usize = back
+            .iter()
+            .map(|d| match d {
+                D::Evidence { key, evidence } if key == "opd:dinkes:agent_unreachable" => {
+                    evidence.len()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(evidence, 5);
+        // Live readings show sw1 still down: its own incident opens now.
+        let t = 90 * SEC;
+        let out = e.sample("dinkes", &icmp("dinkes-sw1", t, 100.0), t);
+        assert_eq!(opens(&out.decisions).len(), 1);
+    }
+
+    #[test]
+    fn restored_incidents_hold_their_keys() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        for c in 3..5 {
+            let t = c * 10 * SEC;
+            all.extend(
+                e.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t)
+                    .decisions,
+            );
+        }
+        assert_eq!(opens(&all).len(), 1);
+        let saved: Vec<Incident> = e.book().all().cloned().collect();
+        // Restart: fresh machines, the book from the store.
+        let mut e2 = engine();
+        e2.restore(saved);
+        let mut after = Vec::new();
+        for c in 5..10 {
+            let t = c * 10 * SEC;
+            after.extend(
+                e2.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t)
+                    .decisions,
+            );
+            after.extend(e2.tick(t).decisions);
+        }
+        assert!(opens(&after).is_empty(), "{after:#?}");
+        assert!(!after.iter().any(|d| matches!(d, D::Recovered { .. })));
+    }
+}

@@ -1,0 +1,734 @@
+//! Incidents: when a state change opens one, attaches to one, or recovers one.
+//!
+//! An incident key is the subject plus the problem it opened with. While an
+//! incident for a subject is open (its ticket not closed by people), new
+//! occurrences attach to it; a device that is only unreachable because an
+//! ancestor is down is listed on the ancestor's incident; a silent agent is
+//! one incident for its OPD. Inside a maintenance window nothing is opened.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Duration, NaiveTime, Weekday};
+use serde::{Deserialize, Serialize};
+
+use super::rules::Level;
+use super::state::{Finding, Health, Problem, Reading, Step, Subject, Tracker, TsUs, fmt_num};
+
+/// One open incident (its ticket is not closed yet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `device:ID:problem`, `link:DEVICE/LINK:problem` or `opd:ID:agent_unreachable`.
+    pub key: String,
+    /// What it is about.
+    pub subject: Subject,
+    /// The OPD.
+    pub opd: String,
+    /// The problem it opened with.
+    pub problem: Problem,
+    /// The problem in a sentence.
+    pub sentence: String,
+    /// When it opened.
+    pub opened_at: TsUs,
+    /// When it last recovered; cleared when the problem comes back.
+    pub recovered_at: Option<TsUs>,
+    /// How often the problem occurred while the incident was open.
+    pub occurrences: u32,
+    /// Devices unreachable because of this one (or, for an agent, its devices).
+    pub affected: BTreeSet<String>,
+    /// The subject is flapping.
+    pub flapping: bool,
+}
+
+/// The key of an incident for `subject` with `problem`.
+pub fn incident_key(subject: &Subject, problem: Problem) -> String {
+    let p = problem.as_str();
+    match subject {
+        Subject::Device { device } => format!("device:{device}:{p}"),
+        Subject::Link { device, link } => format!("link:{device}/{link}:{p}"),
+        Subject::Opd { opd } => format!("opd:{opd}:{p}"),
+    }
+}
+
+/// What the incident book decided; the caller turns these into tickets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// A new incident: open a ticket.
+    Open {
+        /// The incident.
+        incident: Incident,
+        /// The readings that triggered it.
+        evidence: Vec<Reading>,
+    },
+    /// The problem occurred again while the incident was open.
+    Attach {
+        /// Incident key.
+        key: String,
+        /// When.
+        at: TsUs,
+        /// Occurrences now.
+        occurrences: u32,
+        /// The readings of this occurrence.
+        evidence: Vec<Reading>,
+    },
+    /// Readings replayed by an agent that was cut off, for its incident.
+    Evidence {
+        /// Incident key.
+        key: String,
+        /// The readings.
+        evidence: Vec<Reading>,
+    },
+    /// A device is unreachable because of this incident's subject.
+    Affected {
+        /// Incident key.
+        key: String,
+        /// The device.
+        device: String,
+        /// When.
+        at: TsUs,
+    },
+    /// The subject is healthy again (and not flapping). The ticket stays open.
+    Recovered {
+        /// Incident key.
+        key: String,
+        /// When.
+        at: TsUs,
+        /// The reading that confirmed it.
+        cause: Option<Reading>,
+    },
+    /// Flapping started or stopped.
+    Flapping {
+        /// Incident key.
+        key: String,
+        /// Flapping now.
+        flapping: bool,
+        /// Percent state change.
+        pct: f64,
+        /// When.
+        at: TsUs,
+    },
+    /// A problem inside a maintenance window: no incident.
+    Suppressed {
+        /// The subject.
+        subject: Subject,
+        /// Its OPD.
+        opd: String,
+        /// The window.
+        window: u64,
+        /// Why, for the event list.
+        reason: String,
+        /// When.
+        at: TsUs,
+    },
+}
+
+/// What a maintenance window covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scope {
+    /// Everything of an OPD, its agent included.
+    Opd {
+        /// OPD id.
+        opd: String,
+    },
+    /// A device and its links.
+    Device {
+        /// Device id.
+        device: String,
+    },
+    /// One link.
+    Link {
+        /// Device id.
+        device: String,
+        /// Link name.
+        link: String,
+    },
+}
+
+impl Scope {
+    fn covers(&self, subject: &Subject, opd: &str) -> bool {
+        match (self, subject) {
+            (Scope::Opd { opd: o }, _) => o == opd,
+            (Scope::Device { device }, s) => s.device_id() == Some(device.as_str()),
+            (Scope::Link { device, link }, Subject::Link { device: d, link: l }) => {
+                device == d && link == l
+            }
+            (Scope::Link { .. }, _) => false,
+        }
+    }
+}
+
+/// When a maintenance window is in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    /// Once, from `start` to `end` (microseconds since the epoch).
+    Once {
+        /// Start.
+        start_us: TsUs,
+        /// End (exclusive).
+        end_us: TsUs,
+    },
+    /// Every week on the given days.
+    Weekly {
+        /// Days: "mon" … "sun".
+        days: Vec<String>,
+        /// Local start time "HH:MM".
+        start: String,
+        /// Length in seconds (may run past midnight).
+        duration_s: u64,
+        /// Local time's offset from UTC in minutes (WIB = 420).
+        utc_offset_minutes: i32,
+    },
+}
+
+/// A maintenance window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceWindow {
+    /// Id, unique in the store.
+    pub id: u64,
+    /// What it covers.
+    pub scope: Scope,
+    /// When.
+    pub schedule: Schedule,
+    /// Why (shown in events).
+    pub reason: String,
+    /// Who made it.
+    #[serde(default)]
+    pub created_by: String,
+}
+
+/// A window that does not make sense.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct WindowError(pub String);
+
+fn parse_day(d: &str) -> Result<Weekday, WindowError> {
+    d.trim()
+        .parse::<Weekday>()
+        .map_err(|_| WindowError(format!("unknown day {d:?} (use mon, tue, … sun)")))
+}
+
+impl Schedule {
+    /// Checks the fields that a person typed.
+    pub fn validate(&self) -> Result<(), WindowError> {
+        match self {
+            Schedule::Once { start_us, end_us } => {
+                if end_us <= start_us {
+                    return Err(WindowError("the window ends before it starts".into()));
+                }
+            }
+            Schedule::Weekly {
+                days,
+                start,
+                duration_s,
+                utc_offset_minutes,
+            } => {
+                if days.is_empty() {
+                    return Err(WindowError("a weekly window needs at least one day".into()));
+                }
+                for d in days {
+                    parse_day(d)?;
+                }
+                NaiveTime::parse_from_str(start, "%H:%M")
+                    .map_err(|_| WindowError(format!("start {start:?} is not HH:MM")))?;
+                if *duration_s == 0 || *duration_s > 7 * 86_400 {
+                    return Err(WindowError(
+                        "duration must be between 1 s and 7 days".into(),
+                    ));
+                }
+                if utc_offset_minutes.abs() > 14 * 60 {
+                    return Err(WindowError("UTC offset beyond ±14 h".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the schedule is in force at `at`.
+    pub fn active(&self, at: TsUs) -> bool {
+        match self {
+            Schedule::Once { start_us, end_us } => *start_us <= at && at < *end_us,
+            Schedule::Weekly {
+                days,
+                start,
+                duration_s,
+                utc_offset_minutes,
+            } => {
+                let Ok(start) = NaiveTime::parse_from_str(start, "%H:%M") else {
+                    return false;
+                };
+                let days: Vec<Weekday> = days.iter().filter_map(|d| parse_day(d).ok()).collect();
+                let Some(utc) = DateTime::from_timestamp_micros(at) else {
+                    return false;
+                };
+                let local = utc.naive_utc() + Duration::minutes(i64::from(*utc_offset_minutes));
+                let len = Duration::seconds(i64::try_from(*duration_s).unwrap_or(i64::MAX / 2));
+                (0..=7).any(|k| {
+                    let day = local.date() - Duration::days(k);
+                    let begin = day.and_time(start);
+                    days.contains(&day.weekday()) && begin <= local && local < begin + len
+                })
+            }
+        }
+    }
+}
+
+impl MaintenanceWindow {
+    /// Whether the window covers `subject` of `opd` at `at`.
+    pub fn covers(&self, subject: &Subject, opd: &str, at: TsUs) -> bool {
+        self.scope.covers(subject, opd) && self.schedule.active(at)
+    }
+}
+
+/// Human-readable time for sentences.
+pub fn fmt_time(at: TsUs) -> String {
+    DateTime::from_timestamp_micros(at)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| at.to_string())
+}
+
+/// The problem of an incident in one sentence.
+pub fn sentence(
+    subject: &Subject,
+    problem: Problem,
+    finding: Option<&Finding>,
+    flap_pct: f64,
+) -> String {
+    let on = match subject {
+        Subject::Device { device } => device.clone(),
+        Subject::Link { device, link } => format!("link {link} of {device}"),
+        Subject::Opd { opd } => format!("OPD {opd}"),
+    };
+    let value = finding.map(|f| fmt_num(f.value)).unwrap_or_default();
+    let th = |unit: &str| {
+        finding
+            .and_then(|f| f.threshold)
+            .map(|t| format!(" (threshold {} {unit})", fmt_num(t)).replace(" /s", "/s"))
+            .unwrap_or_default()
+    };
+    let detail = finding.map(|f| f.detail.clone()).unwrap_or_default();
+    match problem {
+        Problem::Loss if finding.is_some_and(|f| f.value >= 100.0) => {
+            format!("No reply from {on}: packet loss 100 %{}", th("%"))
+        }
+        Problem::Loss => format!("Packet loss {value} % on {on}{}", th("%")),
+        Problem::Rtt => format!("Round-trip time {value} ms on {on}{}", th("ms")),
+        Problem::Jitter => format!("Jitter {value} ms on {on}{}", th("ms")),
+        Problem::SnmpUnreachable => format!("{on} does not answer SNMP ({detail})"),
+        Problem::OperDown => {
+            let on = on.strip_prefix("link ").unwrap_or(&on);
+            format!("Link {on} is down ({detail})")
+        }
+        Problem::Utilisation => format!("Utilisation {value} % on {on}{}", th("%")),
+        Problem::Errors => format!("Interface errors {value}/s on {on}{}", th("/s")),
+        Problem::Flapping => format!("{on} is flapping ({} % state change)", fmt_num(flap_pct)),
+        Problem::AgentUnreachable => format!("The agent of {on} is unreachable"),
+    }
+}
+
+/// The open incidents and the announcements already made.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentBook {
+    open: BTreeMap<String, Incident>,
+    announced: BTreeSet<(Subject, u64)>,
+}
+
+impl IncidentBook {
+    /// A book holding incidents restored from the store.
+    pub fn restore(incidents: impl IntoIterator<Item = Incident>) -> Self {
+        Self {
+            open: incidents.into_iter().map(|i| (i.key.clone(), i)).collect(),
+            announced: BTreeSet::new(),
+        }
+    }
+
+    /// An open incident by key.
+    pub fn get(&self, key: &str) -> Option<&Incident> {
+        self.open.get(key)
+    }
+
+    /// All open incidents.
+    pub fn all(&self) -> impl Iterator<Item = &Incident> {
+        self.open.values()
+    }
+
+    /// People closed the ticket: the next problem opens a new incident.
+    pub fn close(&mut self, key: &str) -> Option<Incident> {
+        self.open.remove(key)
+    }
+
+    /// The open incident of a subject: the unrecovered one first.
+    pub fn for_subject(&self, s: &Subject) -> Option<&Incident> {
+        let mut it = self.open.values().filter(|i| &i.subject == s);
+        let all: Vec<&Incident> = it.by_ref().collect();
+        all.iter()
+            .find(|i| i.recovered_at.is_none())
+            .or(all.first())
+            .copied()
+    }
+
+    fn window<'a>(
+        windows: &'a [MaintenanceWindow],
+        s: &Subject,
+        opd: &str,
+        at: TsUs,
+    ) -> Option<&'a MaintenanceWindow> {
+        windows.iter().find(|w| w.covers(s, opd, at))
+    }
+
+    fn suppress(
+        &mut self,
+        w: &MaintenanceWindow,
+        s: &Subject,
+        opd: &str,
+        what: &str,
+        at: TsUs,
+    ) -> Vec<Decision> {
+        if !self.announced.insert((s.clone(), w.id)) {
+            return Vec::new();
+        }
+        let why = if w.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", w.reason)
+        };
+        vec![Decision::Suppressed {
+            subject: s.clone(),
+            opd: opd.to_string(),
+            window: w.id,
+            reason: format!("{what}; no ticket: inside maintenance window {}{why}", w.id),
+            at,
+        }]
+    }
+
+    /// Decides for one subject after its state may have changed.
+    /// `step` is the machine step of this input, if any; `now` the time used
+    /// for maintenance windows and decisions without a reading.
+    pub fn evaluate(
+        &mut self,
+        tracker: &Tracker,
+        subject: &Subject,
+        step: Option<&Step>,
+        windows: &[MaintenanceWindow],
+        now: TsUs,
+    ) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let Some(opd) = tracker.topology().opd_of(subject).map(str::to_string) else {
+            return out;
+        };
+        let health = tracker.health(subject);
+        let Some(m) = tracker.machine(subject) else {
+            return out;
+        };
+        let at = step
+            .and_then(|s| s.evidence.last().map(|r| r.at))
+            .or_else(|| m.last().map(|r| r.at))
+            .unwrap_or(now);
+        match health {
+            Health::Unknown => return out,
+            Health::Unreachable => {
+                if let Subject::Device { device } = subject
+                    && let Some(root) = tracker.down_ancestor(device)
+                    && let Some(inc) = self
+                        .for_subject(&Subject::device(root))
+                        .map(|i| i.key.clone())
+                    && let Some(i) = self.open.get_mut(&inc)
+                    && i.affected.insert(device.clone())
+                {
+                    out.push(Decision::Affected {
+                        key: inc,
+                        device: device.clone(),
+                        at,
+                    });
+                }
+                return out;
+            }
+            _ => {}
+        }
+        let flapping = m.flapping();
+        let problem_now = health.is_problem() || flapping;
+        let existing = self.for_subject(subject).map(|i| i.key.clone());
+
+        if problem_now {
+            // A fault that may be an ancestor's: wait for the ancestor.
+            if health == Health::Down
+                && let Some(dev) = subject.device_id()
+                && (tracker.ancestor_pending(dev)
+                    || (subject.link_name().is_some()
+                        && tracker
+                            .machine(&Subject::device(dev))
+                            .is_some_and(|d| d.pending_worse())))
+            {
+                return out;
+            }
+            let entered = step.is_some_and(
+                |s| matches!(s.changed, Some((Some(Level::Up), to)) if to > Level::Up),
+            );
+            if let Some(key) = existing
+                && let Some(i) = self.open.get_mut(&key)
+            {
+                if i.recovered_at.is_some() || entered {
+                    i.recovered_at = None;
+                    i.occurrences += 1;
+                    out.push(Decision::Attach {
+                        key: key.clone(),
+                        at,
+                        occurrences: i.occurrences,
+                        evidence: step.map(|s| s.evidence.clone()).unwrap_or_default(),
+                    });
+                }
+                if i.flapping != flapping {
+                    i.flapping = flapping;
+                    out.push(Decision::Flapping {
+                        key,
+                        flapping,
+                        pct: m.flap_pct(),
+                        at,
+                    });
+                }
+                return out;
+            }
+            let worst =
+                m.last().and_then(Reading::worst).cloned().or_else(|| {
+                    step.and_then(|s| s.evidence.last().and_then(Reading::worst).cloned())
+                });
+            let problem = match (&worst, health.is_problem()) {
+                (Some(f), true) => f.problem,
+                _ => Problem::Flapping,
+            };
+            let text = sentence(subject, problem, worst.as_ref(), m.flap_pct());
+            if let Some(w) = Self::window(windows, subject, &opd, now) {
+                return self.suppress(&w.clone(), subject, &opd, &text, at);
+            }
+            let key = super::incident::incident_key(subject, problem);
+            let evidence = match step {
+                Some(s) if !s.evidence.is_empty() => s.evidence.clone(),
+                _ => m.last().cloned().into_iter().collect(),
+            };
+            let mut affected = BTreeSet::new();
+            if let Subject::Device { device } = subject {
+                for d in tracker.descendants(device) {
+                    if tracker.health(&Subject::device(d.clone())) == Health::Unreachable {
+                        affected.insert(d);
+                    }
+                }
+            }
+            let incident = Incident {
+                key: key.clone(),
+                subject: subject.clone(),
+                opd,
+                problem,
+                sentence: text,
+                opened_at: at,
+                recovered_at: None,
+                occurrences: 1,
+                affected,
+                flapping,
+            };
+            self.open.insert(key, incident.clone());
+            out.push(Decision::Open { incident, evidence });
+            return out;
+        }
+
+        // Healthy (or only degraded below the problem line): recover.
+        if let Some(key) = existing
+            && let Some(i) = self.open.get_mut(&key)
+        {
+            if i.flapping {
+                i.flapping = false;
+                out.push(Decision::Flapping {
+                    key: key.clone(),
+                    flapping: false,
+                    pct: m.flap_pct(),
+                    at,
+                });
+            }
+            if health == Health::Up && i.recovered_at.is_none() {
+                i.recovered_at = Some(at);
+                out.push(Decision::Recovered {
+                    key,
+                    at,
+                    cause: m.last().cloned(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The agent of `opd` went silent at `since` (noticed at `now`).
+    pub fn agent_silent(
+        &mut self,
+        tracker: &Tracker,
+        opd: &str,
+        since: TsUs,
+        windows: &[MaintenanceWindow],
+        now: TsUs,
+    ) -> Vec<Decision> {
+        let subject = Subject::Opd {
+            opd: opd.to_string(),
+        };
+        let key = incident_key(&subject, Problem::AgentUnreachable);
+        let text = format!(
+            "The agent of OPD {opd} is unreachable: no heartbeat since {}",
+            fmt_time(since)
+        );
+        if let Some(i) = self.open.get_mut(&key) {
+            if i.recovered_at.take().is_some() {
+                i.occurrences += 1;
+                return vec![Decision::Attach {
+                    key,
+                    at: now,
+                    occurrences: i.occurrences,
+                    evidence: Vec::new(),
+                }];
+            }
+            return Vec::new();
+        }
+        if let Some(w) = Self::window(windows, &subject, opd, now) {
+            return self.suppress(&w.clone(), &subject, opd, &text, now);
+        }
+        let affected = tracker
+            .topology()
+            .devices
+            .iter()
+            .filter(|(_, d)| d.opd == opd)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let incident = Incident {
+            key: key.clone(),
+            subject,
+            opd: opd.to_string(),
+            problem: Problem::AgentUnreachable,
+            sentence: text,
+            opened_at: now,
+            recovered_at: None,
+            occurrences: 1,
+            affected,
+            flapping: false,
+        };
+        self.open.insert(key, incident.clone());
+        vec![Decision::Open {
+            incident,
+            evidence: Vec::new(),
+        }]
+    }
+
+    /// The agent of `opd` is back at `at`.
+    pub fn agent_back(&mut self, opd: &str, at: TsUs) -> Vec<Decision> {
+        let key = incident_key(
+            &Subject::Opd {
+                opd: opd.to_string(),
+            },
+            Problem::AgentUnreachable,
+        );
+        match self.open.get_mut(&key) {
+            Some(i) if i.recovered_at.is_none() => {
+                i.recovered_at = Some(at);
+                vec![Decision::Recovered {
+                    key,
+                    at,
+                    cause: None,
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Readings the agent of `opd` replayed from the time it was cut off.
+    pub fn replayed(&mut self, opd: &str, readings: Vec<Reading>) -> Vec<Decision> {
+        let key = incident_key(
+            &Subject::Opd {
+                opd: opd.to_string(),
+            },
+            Problem::AgentUnreachable,
+        );
+        if readings.is_empty() || !self.open.contains_key(&key) {
+            return Vec::new();
+        }
+        vec![Decision::Evidence {
+            key,
+            evidence: readings,
+        }]
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    const SEC: i64 = 1_000_000;
+    // 2026-11-23 is a Monday; 15:00 UTC = 22:00 WIB.
+    const MON_15_UTC: i64 = 1_795_446_000 * SEC;
+
+    fn weekly(days: &[&str], start: &str, dur: u64) -> Schedule {
+        Schedule::Weekly {
+            days: days.iter().map(|d| d.to_string()).collect(),
+            start: start.into(),
+            duration_s: dur,
+            utc_offset_minutes: 420,
+        }
+    }
+
+    #[test]
+    fn monday_constant_is_a_monday_22_wib() {
+        let t = DateTime::from_timestamp_micros(MON_15_UTC).unwrap();
+        assert_eq!(t.format("%a %H:%M").to_string(), "Mon 15:00");
+    }
+
+    #[test_case(weekly(&["mon"], "22:00", 7200), 0 => true; "at start")]
+    #[test_case(weekly(&["mon"], "22:00", 7200), -1 => false; "just before")]
+    #[test_case(weekly(&["mon"], "22:00", 7200), 7199 => true; "last second, past midnight")]
+    #[test_case(weekly(&["mon"], "22:00", 7200), 7200 => false; "end is exclusive")]
+    #[test_case(weekly(&["tue"], "22:00", 7200), 0 => false; "other day")]
+    #[test_case(weekly(&["sun"], "23:00", 86_400), 0 => true; "long window from yesterday")]
+    #[test_case(weekly(&["mon"], "22:00", 7200), 7 * 86_400 => true; "next week")]
+    #[test_case(Schedule::Once { start_us: MON_15_UTC, end_us: MON_15_UTC + 60 * SEC }, 30 => true; "once inside")]
+    #[test_case(Schedule::Once { start_us: MON_15_UTC, end_us: MON_15_UTC + 60 * SEC }, 60 => false; "once after")]
+    fn schedule_active(s: Schedule, offset_s: i64) -> bool {
+        s.active(MON_15_UTC + offset_s * SEC)
+    }
+
+    #[test_case(weekly(&[], "22:00", 60) => Some("a weekly window needs at least one day".to_string()); "no days")]
+    #[test_case(weekly(&["mnd"], "22:00", 60) => Some("unknown day \"mnd\" (use mon, tue, … sun)".to_string()); "bad day")]
+    #[test_case(weekly(&["mon"], "25:00", 60) => Some("start \"25:00\" is not HH:MM".to_string()); "bad time")]
+    #[test_case(weekly(&["mon"], "22:00", 0) => Some("duration must be between 1 s and 7 days".to_string()); "zero length")]
+    #[test_case(Schedule::Once { start_us: 5, end_us: 5 } => Some("the window ends before it starts".to_string()); "empty once")]
+    #[test_case(weekly(&["Mon", "fri"], "08:30", 60) => None; "fine")]
+    fn schedule_validate(s: Schedule) -> Option<String> {
+        s.validate().err().map(|e| e.0)
+    }
+
+    #[test_case(Scope::Opd { opd: "dinkes".into() }, Subject::link("dinkes-rtr", "uplink") => true; "opd covers links")]
+    #[test_case(Scope::Opd { opd: "bappeda".into() }, Subject::device("dinkes-rtr") => false; "other opd")]
+    #[test_case(Scope::Device { device: "dinkes-rtr".into() }, Subject::link("dinkes-rtr", "uplink") => true; "device covers its links")]
+    #[test_case(Scope::Device { device: "dinkes-rtr".into() }, Subject::device("dinkes-sw1") => false; "not the children")]
+    #[test_case(Scope::Link { device: "dinkes-rtr".into(), link: "uplink".into() }, Subject::device("dinkes-rtr") => false; "link does not cover device")]
+    #[test_case(Scope::Link { device: "dinkes-rtr".into(), link: "uplink".into() }, Subject::link("dinkes-rtr", "uplink") => true; "link itself")]
+    fn scope_covers(scope: Scope, s: Subject) -> bool {
+        scope.covers(&s, "dinkes")
+    }
+
+    fn f(problem: Problem, value: f64, threshold: Option<f64>, detail: &str) -> Finding {
+        Finding {
+            problem,
+            level: Level::Degraded,
+            value,
+            threshold,
+            detail: detail.into(),
+        }
+    }
+
+    #[test_case(Subject::device("dinkes-rtr"), Problem::Loss, Some(f(Problem::Loss, 40.0, Some(20.0), "")) => "Packet loss 40 % on dinkes-rtr (threshold 20 %)"; "loss")]
+    #[test_case(Subject::device("dinkes-rtr"), Problem::Loss, Some(f(Problem::Loss, 100.0, Some(100.0), "")) => "No reply from dinkes-rtr: packet loss 100 % (threshold 100 %)"; "no reply")]
+    #[test_case(Subject::device("sw"), Problem::Rtt, Some(f(Problem::Rtt, 212.46, Some(150.0), "")) => "Round-trip time 212.5 ms on sw (threshold 150 ms)"; "rtt")]
+    #[test_case(Subject::device("sw"), Problem::SnmpUnreachable, Some(f(Problem::SnmpUnreachable, 0.0, None, "timeout")) => "sw does not answer SNMP (timeout)"; "snmp")]
+    #[test_case(Subject::link("rtr", "uplink"), Problem::OperDown, Some(f(Problem::OperDown, 2.0, None, "linkDown trap")) => "Link uplink of rtr is down (linkDown trap)"; "link down")]
+    #[test_case(Subject::link("rtr", "uplink"), Problem::Errors, Some(f(Problem::Errors, 12.5, Some(10.0), "")) => "Interface errors 12.5/s on link uplink of rtr (threshold 10/s)"; "errors")]
+    #[test_case(Subject::link("rtr", "uplink"), Problem::Flapping, None => "link uplink of rtr is flapping (45 % state change)"; "flapping")]
+    fn sentences(s: Subject, p: Problem, finding: Option<Finding>) -> String {
+        sentence(&s, p, finding.as_ref(), 45.0)
+    }
+}
