@@ -25,8 +25,11 @@ pub struct Incident {
     pub opd: String,
     /// The problem it opened with.
     pub problem: Problem,
-    /// The problem in a sentence.
+    /// The problem in a sentence (English).
     pub sentence: String,
+    /// The problem in a sentence in Bahasa Indonesia.
+    #[serde(default)]
+    pub sentence_id: String,
     /// When it opened.
     pub opened_at: TsUs,
     /// When it last recovered; cleared when the problem comes back.
@@ -327,6 +330,48 @@ pub fn sentence(
     }
 }
 
+/// The problem of an incident in one sentence, in Bahasa Indonesia.
+pub fn sentence_id(
+    subject: &Subject,
+    problem: Problem,
+    finding: Option<&Finding>,
+    flap_pct: f64,
+) -> String {
+    let on = match subject {
+        Subject::Device { device } => device.clone(),
+        Subject::Link { device, link } => format!("link {link} di {device}"),
+        Subject::Opd { opd } => format!("OPD {opd}"),
+    };
+    let value = finding.map(|f| fmt_num(f.value)).unwrap_or_default();
+    let th = |unit: &str| {
+        finding
+            .and_then(|f| f.threshold)
+            .map(|t| format!(" (ambang {} {unit})", fmt_num(t)).replace(" /s", "/s"))
+            .unwrap_or_default()
+    };
+    let detail = finding.map(|f| f.detail.clone()).unwrap_or_default();
+    match problem {
+        Problem::Loss if finding.is_some_and(|f| f.value >= 100.0) => {
+            format!("Tidak ada balasan dari {on}: packet loss 100 %{}", th("%"))
+        }
+        Problem::Loss => format!("Packet loss {value} % pada {on}{}", th("%")),
+        Problem::Rtt => format!("Round-trip time {value} ms pada {on}{}", th("ms")),
+        Problem::Jitter => format!("Jitter {value} ms pada {on}{}", th("ms")),
+        Problem::SnmpUnreachable => format!("{on} tidak menjawab SNMP ({detail})"),
+        Problem::OperDown => {
+            let on = on.strip_prefix("link ").unwrap_or(&on);
+            format!("Link {on} putus ({detail})")
+        }
+        Problem::Utilisation => format!("Utilisasi {value} % pada {on}{}", th("%")),
+        Problem::Errors => format!("Error antarmuka {value}/s pada {on}{}", th("/s")),
+        Problem::Flapping => format!(
+            "{on} naik-turun (flapping, {} % perubahan status)",
+            fmt_num(flap_pct)
+        ),
+        Problem::AgentUnreachable => format!("Agen {on} tidak terjangkau"),
+    }
+}
+
 /// The open incidents and the announcements already made.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentBook {
@@ -498,6 +543,7 @@ impl IncidentBook {
                 _ => Problem::Flapping,
             };
             let text = sentence(subject, problem, worst.as_ref(), m.flap_pct());
+            let text_id = sentence_id(subject, problem, worst.as_ref(), m.flap_pct());
             if let Some(w) = Self::window(windows, subject, &opd, now) {
                 return self.suppress(&w.clone(), subject, &opd, &text, at);
             }
@@ -520,6 +566,7 @@ impl IncidentBook {
                 opd,
                 problem,
                 sentence: text,
+                sentence_id: text_id,
                 opened_at: at,
                 recovered_at: None,
                 occurrences: 1,
@@ -600,6 +647,10 @@ impl IncidentBook {
             subject,
             opd: opd.to_string(),
             problem: Problem::AgentUnreachable,
+            sentence_id: format!(
+                "Agen OPD {opd} tidak terjangkau: tidak ada heartbeat sejak {}",
+                fmt_time(since)
+            ),
             sentence: text,
             opened_at: now,
             recovered_at: None,
@@ -730,5 +781,12 @@ mod tests {
     #[test_case(Subject::link("rtr", "uplink"), Problem::Flapping, None => "link uplink of rtr is flapping (45 % state change)"; "flapping")]
     fn sentences(s: Subject, p: Problem, finding: Option<Finding>) -> String {
         sentence(&s, p, finding.as_ref(), 45.0)
+    }
+
+    #[test_case(Subject::device("dinkes-rtr"), Problem::Loss, Some(f(Problem::Loss, 40.0, Some(20.0), "")) => "Packet loss 40 % pada dinkes-rtr (ambang 20 %)"; "loss")]
+    #[test_case(Subject::link("rtr", "uplink"), Problem::OperDown, Some(f(Problem::OperDown, 2.0, None, "linkDown trap")) => "Link uplink di rtr putus (linkDown trap)"; "link down")]
+    #[test_case(Subject::device("sw"), Problem::Loss, Some(f(Problem::Loss, 100.0, Some(100.0), "")) => "Tidak ada balasan dari sw: packet loss 100 % (ambang 100 %)"; "no reply")]
+    fn sentences_id(s: Subject, p: Problem, finding: Option<Finding>) -> String {
+        sentence_id(&s, p, finding.as_ref(), 45.0)
     }
 }
