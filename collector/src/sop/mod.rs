@@ -9,6 +9,7 @@
 //! Everything here is pure: time is passed in (`now`), nothing touches the disk
 //! except [`file::load`].
 
+pub mod api;
 pub mod audit;
 pub mod calendar;
 pub mod card;
@@ -16,6 +17,7 @@ pub mod escalation;
 pub mod file;
 pub mod model;
 pub mod register;
+pub mod store;
 pub mod workflow;
 
 pub use audit::{AuditRecord, Tamper};

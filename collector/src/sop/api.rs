@@ -1,0 +1,864 @@
+//! The SOP part of the admin API: JSON calls (`Admin.Call` with `method` and `json`)
+//! for the `siaga` CLI. The server passes the caller (user from the certificate,
+//! roles from the user store) and a [`Directory`] to look up other users and OPDs.
+//!
+//! Methods: `ticket.new`, `ticket.dispose`, `ticket.return`, `ticket.update`,
+//! `ticket.acknowledge`, `ticket.sop`, `ticket.card`, `register`, `inbox`, `audit.verify`.
+
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::card;
+use super::model::Lang;
+use super::register;
+use super::store::{SopStore, SopTicket, StoreError};
+use super::workflow::{
+    Action, Actor, Event, LETTER_ROLES, Measurements, Origin, TicketInfo, Workflow,
+};
+
+/// What the API needs from the rest of the collector.
+pub trait Directory: Send + Sync {
+    /// Roles of a user; `None` if there is no such user.
+    fn roles(&self, user: &str) -> Option<Vec<String>>;
+    /// Whether an OPD exists, with its name.
+    fn opd(&self, id: &str) -> Option<String>;
+    /// Which measurements (before, after the work) are attached to a ticket.
+    fn measurements(&self, ticket: &str) -> (bool, bool);
+}
+
+/// Why a call failed; the server maps these to gRPC status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bad arguments (InvalidArgument).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not allowed (PermissionDenied); an SOP refusal is also audited.
+    #[error("{0}")]
+    Denied(String),
+    /// No such ticket or user (NotFound).
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed (Internal).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoTicket(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Exists(_) => ApiError::BadRequest(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn args<T: for<'de> Deserialize<'de>>(method: &str, json: &str) -> Result<T, ApiError> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    serde_json::from_str(json)
+        .map_err(|e| ApiError::BadRequest(format!("{method}: bad arguments: {e}")))
+}
+
+fn out<T: Serialize>(v: &T) -> Result<String, ApiError> {
+    serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// A ticket's SOP view: whose turn it is and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketView {
+    /// Ticket number.
+    pub id: String,
+    /// OPD.
+    pub opd: String,
+    /// "detected" or "letter".
+    pub origin: String,
+    /// Letter number, if any.
+    pub letter_number: Option<String>,
+    /// The problem.
+    pub problem: String,
+    /// Device.
+    pub device: Option<String>,
+    /// Link.
+    pub link: Option<String>,
+    /// Current step.
+    pub step: u32,
+    /// Hand-off within the step.
+    pub handoff: u32,
+    /// Roles whose turn it is (joined with " / " for display).
+    pub role: String,
+    /// Named user, if any.
+    pub assignee: Option<String>,
+    /// When the step is due.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Past due.
+    pub overdue: bool,
+    /// Seconds left (negative when overdue), counted as the ticket counts time.
+    pub time_left_secs: Option<i64>,
+    /// Follow-up status.
+    pub status: Option<String>,
+    /// Who acknowledged the work report.
+    pub acknowledged_by: Option<String>,
+    /// Opened.
+    pub opened_at: DateTime<Utc>,
+    /// Closed ("selesai").
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Urgent (calendar time).
+    pub urgent: bool,
+    /// SOP version, e.g. "pemeliharaan-jaringan-tik v1 (abcdef012345)".
+    pub sop: String,
+}
+
+/// The view of a ticket at `now`.
+pub fn view(store: &SopStore, t: &SopTicket, now: DateTime<Utc>) -> Result<TicketView, ApiError> {
+    let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+    let wf = Workflow::new(&sop, store.calendar());
+    let roles = sop
+        .step(t.state.position.step)
+        .map(|s| s.actors_at(t.state.position.handoff).join(" / "))
+        .unwrap_or_default();
+    let (origin, letter_number) = match &t.info.origin {
+        Origin::Detected => ("detected".to_string(), None),
+        Origin::Letter { number, .. } => ("letter".to_string(), Some(number.clone())),
+    };
+    Ok(TicketView {
+        id: t.info.number.clone(),
+        opd: t.info.opd.clone(),
+        origin,
+        letter_number,
+        problem: t.info.problem.clone(),
+        device: t.info.device.clone(),
+        link: t.info.link.clone(),
+        step: t.state.position.step,
+        handoff: t.state.position.handoff,
+        role: if t.state.is_closed() {
+            String::new()
+        } else {
+            roles
+        },
+        assignee: t.state.assignee.clone(),
+        due_at: wf.due_at(&t.state),
+        overdue: wf.is_overdue(&t.state, now),
+        time_left_secs: wf.time_left(&t.state, now).map(|d| d.num_seconds()),
+        status: t.state.status.clone(),
+        acknowledged_by: t.state.acknowledged.as_ref().map(|a| a.by.clone()),
+        opened_at: t.info.opened_at,
+        closed_at: t.state.closed_at,
+        urgent: t.state.urgent,
+        sop: t.state.sop.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketArg {
+    ticket: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisposeArgs {
+    ticket: String,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    no_measurement_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnArgs {
+    ticket: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateArgs {
+    ticket: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckArgs {
+    ticket: String,
+    by: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewArgs {
+    opd: String,
+    letter_number: String,
+    letter_date: NaiveDate,
+    subject: String,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    link: Option<String>,
+    #[serde(default)]
+    urgent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardArgs {
+    ticket: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    lang: Option<Lang>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterArgs {
+    from: NaiveDate,
+    to: NaiveDate,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    lang: Option<Lang>,
+}
+
+/// The answer to an action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionReply {
+    /// The ticket after the action.
+    pub ticket: TicketView,
+    /// The event recorded.
+    pub event: Event,
+}
+
+/// A document: text, or base64 bytes for binary formats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    /// "text", "html", "csv" or "xlsx".
+    pub format: String,
+    /// Text content (text, html, csv).
+    pub text: Option<String>,
+    /// Base64 content (xlsx).
+    pub base64: Option<String>,
+}
+
+impl Document {
+    /// The bytes of the document.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        match (&self.text, &self.base64) {
+            (Some(t), _) => Ok(t.as_bytes().to_vec()),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| format!("bad document from the collector: {e}")),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+}
+
+/// One line of `siaga inbox`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// The ticket.
+    #[serde(flatten)]
+    pub ticket: TicketView,
+    /// Named to the caller.
+    pub assigned_to_me: bool,
+    /// The role the caller would act for (Sekretaris for the Kepala Dinas).
+    pub acting_for: Option<String>,
+}
+
+/// Result of `audit.verify` for one ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyItem {
+    /// Ticket.
+    pub ticket: String,
+    /// Intact.
+    pub ok: bool,
+    /// Index of the first bad record.
+    pub index: Option<u64>,
+    /// What is wrong.
+    pub reason: Option<String>,
+}
+
+/// Handle an SOP call. Returns `None` when `method` is not an SOP method (the
+/// server then tries its other handlers).
+pub fn handle(
+    store: &SopStore,
+    dir: &dyn Directory,
+    method: &str,
+    json: &str,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Option<Result<String, ApiError>> {
+    let r = match method {
+        "ticket.new" => new_ticket(store, dir, args(method, json), caller, now),
+        "ticket.dispose" => args::<DisposeArgs>(method, json).and_then(|a| {
+            let to = match &a.to {
+                None => None,
+                Some(u) => Some(Actor {
+                    user: u.clone(),
+                    roles: dir
+                        .roles(u)
+                        .ok_or_else(|| ApiError::NotFound(format!("no user {u}")))?,
+                }),
+            };
+            let (before, after) = dir.measurements(&a.ticket);
+            let action = Action::Dispose {
+                to,
+                note: a.note,
+                measurements: Measurements {
+                    before,
+                    after,
+                    waived: a.no_measurement_reason,
+                },
+            };
+            act(store, &a.ticket, action, caller, now)
+        }),
+        "ticket.return" => args::<ReturnArgs>(method, json).and_then(|a| {
+            act(
+                store,
+                &a.ticket,
+                Action::Return { reason: a.reason },
+                caller,
+                now,
+            )
+        }),
+        "ticket.update" => args::<UpdateArgs>(method, json).and_then(|a| {
+            act(
+                store,
+                &a.ticket,
+                Action::UpdateStatus { status: a.status },
+                caller,
+                now,
+            )
+        }),
+        "ticket.acknowledge" => args::<AckArgs>(method, json).and_then(|a| {
+            act(
+                store,
+                &a.ticket,
+                Action::Acknowledge { by: a.by },
+                caller,
+                now,
+            )
+        }),
+        "ticket.sop" => args::<TicketArg>(method, json).and_then(|a| {
+            let t = store.get(&a.ticket)?;
+            out(&view(store, &t, now)?)
+        }),
+        "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, a)),
+        "register" => args::<RegisterArgs>(method, json).and_then(|a| register_doc(store, a, now)),
+        "inbox" => inbox(store, caller, now).and_then(|v| out(&v)),
+        "audit.verify" => {
+            if !caller.roles.iter().any(|r| r == "admin") {
+                Err(ApiError::Denied("audit.verify is for admin".into()))
+            } else {
+                store.verify().map_err(ApiError::from).and_then(|v| {
+                    let items: Vec<VerifyItem> = v
+                        .into_iter()
+                        .map(|(ticket, r)| match r {
+                            Ok(()) => VerifyItem {
+                                ticket,
+                                ok: true,
+                                index: None,
+                                reason: None,
+                            },
+                            Err(t) => VerifyItem {
+                                ticket,
+                                ok: false,
+                                index: Some(t.index),
+                                reason: Some(t.reason),
+                            },
+                        })
+                        .collect();
+                    out(&items)
+                })
+            }
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn act(
+    store: &SopStore,
+    ticket: &str,
+    action: Action,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Result<String, ApiError> {
+    let (t, outcome) = store.act(ticket, action, caller, now)?;
+    match outcome {
+        Ok(event) => out(&ActionReply {
+            ticket: view(store, &t, now)?,
+            event,
+        }),
+        Err(rej) => Err(ApiError::Denied(rej.error.to_string())),
+    }
+}
+
+fn new_ticket(
+    store: &SopStore,
+    dir: &dyn Directory,
+    a: Result<NewArgs, ApiError>,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Result<String, ApiError> {
+    let a = a?;
+    if !caller
+        .roles
+        .iter()
+        .any(|r| LETTER_ROLES.contains(&r.as_str()))
+    {
+        return Err(ApiError::Denied(format!(
+            "a letter ticket is entered by {}; {}",
+            LETTER_ROLES.join(" or "),
+            if caller.roles.is_empty() {
+                "you have no role".to_string()
+            } else {
+                format!("you are {}", caller.roles.join(", "))
+            }
+        )));
+    }
+    for (k, v) in [("letter_number", &a.letter_number), ("subject", &a.subject)] {
+        if v.trim().is_empty() {
+            return Err(ApiError::BadRequest(format!("{k} must not be empty")));
+        }
+    }
+    let Some(opd_name) = dir.opd(&a.opd) else {
+        return Err(ApiError::NotFound(format!(
+            "no OPD {} in the inventory",
+            a.opd
+        )));
+    };
+    let info = TicketInfo {
+        number: String::new(),
+        opd: a.opd,
+        opd_name: Some(opd_name).filter(|n| !n.is_empty()),
+        origin: Origin::Letter {
+            number: a.letter_number,
+            date: a.letter_date,
+            subject: a.subject.clone(),
+        },
+        problem: a.subject,
+        device: a.device,
+        link: a.link,
+        opened_at: now,
+    };
+    let t = store.open(info, TICKET_PREFIX, a.urgent, caller, now)?;
+    let events = store.events(&t.info.number)?;
+    out(&ActionReply {
+        ticket: view(store, &t, now)?,
+        event: events
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::Internal("opened without an event".into()))?,
+    })
+}
+
+/// Prefix of ticket numbers (PJ: Pemeliharaan Jaringan).
+pub const TICKET_PREFIX: &str = "PJ";
+
+fn card_doc(store: &SopStore, a: CardArgs) -> Result<String, ApiError> {
+    let t = store.get(&a.ticket)?;
+    let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+    let events = store.events(&t.info.number)?;
+    let c = card::build(
+        &t.info,
+        &t.state,
+        &events,
+        &sop,
+        store.calendar(),
+        a.lang.unwrap_or_default(),
+    );
+    let format = a.format.unwrap_or_else(|| "text".into());
+    let text = match format.as_str() {
+        "text" => c.to_text(),
+        "html" => c.to_html(),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown card format `{other}` (text or html)"
+            )));
+        }
+    };
+    out(&Document {
+        format,
+        text: Some(text),
+        base64: None,
+    })
+}
+
+fn register_doc(store: &SopStore, a: RegisterArgs, now: DateTime<Utc>) -> Result<String, ApiError> {
+    if a.to < a.from {
+        return Err(ApiError::BadRequest(format!(
+            "--to {} is before --from {}",
+            a.to, a.from
+        )));
+    }
+    let lang = a.lang.unwrap_or_default();
+    let tickets = store.list()?;
+    let mut owned = Vec::new();
+    for t in &tickets {
+        let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+        owned.push((t, sop, store.events(&t.info.number)?));
+    }
+    let entries: Vec<register::Entry<'_>> = owned
+        .iter()
+        .map(|(t, sop, ev)| register::Entry {
+            info: &t.info,
+            state: &t.state,
+            events: ev,
+            sop,
+        })
+        .collect();
+    let rows = register::rows(&entries, store.calendar(), a.from, a.to, lang, now);
+    let format = a.format.unwrap_or_else(|| "csv".into());
+    let doc = match format.as_str() {
+        "csv" => {
+            let mut buf = Vec::new();
+            register::write_csv(&rows, lang, &mut buf)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Document {
+                format,
+                text: Some(String::from_utf8_lossy(&buf).into_owned()),
+                base64: None,
+            }
+        }
+        "xlsx" => {
+            let bytes =
+                register::to_xlsx(&rows, lang).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Document {
+                format,
+                text: None,
+                base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            }
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown register format `{other}` (csv or xlsx)"
+            )));
+        }
+    };
+    out(&doc)
+}
+
+/// What waits on the caller: open tickets whose current step the caller may take
+/// (by role or acting for one) or that were handed to them by name; most urgent first.
+pub fn inbox(
+    store: &SopStore,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Vec<InboxItem>, ApiError> {
+    let mut items = Vec::new();
+    for t in store.list()? {
+        if t.state.is_closed() {
+            continue;
+        }
+        let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+        let Some(step) = sop.step(t.state.position.step) else {
+            continue;
+        };
+        let roles = step.actors_at(t.state.position.handoff);
+        let cap = sop.capacity_any(&caller.roles, roles);
+        let mine = t.state.assignee.as_deref() == Some(caller.user.as_str());
+        // Waiting on the OPD's acknowledgement counts for those who may give it.
+        let ack = step.requires_acknowledgement()
+            && t.state.acknowledged.is_none()
+            && (sop
+                .capacity_any(&caller.roles, &step.acknowledged_by)
+                .is_some()
+                || sop
+                    .capacity_any(&caller.roles, &step.acknowledged_on_behalf_by)
+                    .is_some());
+        if cap.is_none() && !mine && !ack {
+            continue;
+        }
+        items.push(InboxItem {
+            ticket: view(store, &t, now)?,
+            assigned_to_me: mine,
+            acting_for: cap.and_then(|c| c.acting_for().map(str::to_string)),
+        });
+    }
+    items.sort_by(|a, b| {
+        let key = |i: &InboxItem| {
+            (
+                i.ticket.due_at.is_none(),
+                i.ticket.due_at,
+                i.ticket.id.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sop::store::tests::{info, store};
+    use crate::sop::workflow::tests::{user_for, wib};
+    use std::collections::HashMap;
+    use test_case::test_case;
+
+    struct Dir {
+        users: HashMap<String, Vec<String>>,
+    }
+
+    impl Directory for Dir {
+        fn roles(&self, user: &str) -> Option<Vec<String>> {
+            self.users.get(user).cloned()
+        }
+        fn opd(&self, id: &str) -> Option<String> {
+            (id == "dinkes").then(|| "Dinas Kesehatan".to_string())
+        }
+        fn measurements(&self, _ticket: &str) -> (bool, bool) {
+            (true, true)
+        }
+    }
+
+    fn dir() -> Dir {
+        let mut users = HashMap::new();
+        for r in [
+            "pemohon",
+            "kepala_dinas",
+            "sekretaris_dinas",
+            "kabid_aptika",
+            "pranata_komputer",
+            "helpdesk",
+            "tim_teknis",
+        ] {
+            let a = user_for(r);
+            users.insert(a.user, a.roles);
+        }
+        users.insert("root".into(), vec!["admin".into()]);
+        Dir { users }
+    }
+
+    fn call(
+        s: &SopStore,
+        method: &str,
+        json: serde_json::Value,
+        who: &Actor,
+        now: &str,
+    ) -> Result<String, ApiError> {
+        handle(s, &dir(), method, &json.to_string(), who, wib(now)).expect("an SOP method")
+    }
+
+    #[test]
+    fn letter_ticket_walks_the_chain_through_the_api() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = store(tmp.path());
+        let new = serde_json::json!({"opd": "dinkes", "letter_number": "005/1/DINKES", "letter_date": "2026-11-20", "subject": "Internet putus"});
+        let r = call(
+            &s,
+            "ticket.new",
+            new.clone(),
+            &user_for("tim_teknis"),
+            "2026-11-23 08:00",
+        )
+        .expect_err("not helpdesk");
+        assert_eq!(
+            r.to_string(),
+            "a letter ticket is entered by helpdesk or admin; you are tim_teknis"
+        );
+        let reply: ActionReply = serde_json::from_str(
+            &call(
+                &s,
+                "ticket.new",
+                new,
+                &user_for("helpdesk"),
+                "2026-11-23 08:00",
+            )
+            .expect("new"),
+        )
+        .expect("json");
+        let id = reply.ticket.id.clone();
+        assert_eq!(
+            (
+                id.as_str(),
+                reply.ticket.origin.as_str(),
+                reply.ticket.role.as_str()
+            ),
+            ("PJ-2026-0001", "letter", "pemohon")
+        );
+        let steps: [(&str, &str, serde_json::Value); 4] = [
+            (
+                "ticket.dispose",
+                "pemohon",
+                serde_json::json!({"ticket": id}),
+            ),
+            (
+                "ticket.dispose",
+                "sekretaris_dinas",
+                serde_json::json!({"ticket": id, "note": "segera"}),
+            ),
+            (
+                "ticket.dispose",
+                "kabid_aptika",
+                serde_json::json!({"ticket": id, "to": "prakom"}),
+            ),
+            (
+                "ticket.dispose",
+                "pranata_komputer",
+                serde_json::json!({"ticket": id}),
+            ),
+        ];
+        for (m, who, a) in steps {
+            call(&s, m, a, &user_for(who), "2026-11-23 09:00")
+                .unwrap_or_else(|e| panic!("{who}: {e}"));
+        }
+        let inbox: Vec<InboxItem> = serde_json::from_str(
+            &call(
+                &s,
+                "inbox",
+                serde_json::json!({}),
+                &user_for("helpdesk"),
+                "2026-11-23 09:30",
+            )
+            .expect("inbox"),
+        )
+        .expect("json");
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0].ticket.step, 5);
+        assert_eq!(inbox[0].ticket.time_left_secs, Some(30 * 60));
+        let card: Document = serde_json::from_str(
+            &call(
+                &s,
+                "ticket.card",
+                serde_json::json!({"ticket": id}),
+                &user_for("helpdesk"),
+                "2026-11-23 09:30",
+            )
+            .expect("card"),
+        )
+        .expect("json");
+        let text = card.text.expect("text");
+        assert!(text.contains("a.n. Kepala Dinas"), "{text}");
+        assert!(text.contains("Pranata Komputer: prakom"), "{text}");
+    }
+
+    #[test_case("ticket.dispose", serde_json::json!({"ticket": "PJ-2026-0001"}), "kabid_aptika", "step 1 belongs to pemohon; you are kabid_aptika" ; "refused")]
+    #[test_case("ticket.dispose", serde_json::json!({"ticket": "PJ-2026-0009"}), "pemohon", "no ticket PJ-2026-0009" ; "no ticket")]
+    #[test_case("ticket.dispose", serde_json::json!({"ticket": "PJ-2026-0001", "to": "nobody"}), "pemohon", "no user nobody" ; "no user")]
+    #[test_case("ticket.dispose", serde_json::json!({"tiket": "PJ-2026-0001"}), "pemohon", "unknown field `tiket`" ; "bad field")]
+    #[test_case("audit.verify", serde_json::json!({}), "helpdesk", "audit.verify is for admin" ; "verify by non admin")]
+    #[test_case("register", serde_json::json!({"from": "2026-12-01", "to": "2026-11-01"}), "helpdesk", "before --from" ; "period backwards")]
+    fn errors(method: &str, a: serde_json::Value, who: &str, words: &str) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = store(tmp.path());
+        s.open(
+            info("dinkes", wib("2026-11-23 08:00")),
+            "PJ",
+            false,
+            &Actor::system(),
+            wib("2026-11-23 08:00"),
+        )
+        .expect("open");
+        let e = call(&s, method, a, &user_for(who), "2026-11-23 08:30").expect_err("error");
+        assert!(e.to_string().contains(words), "{e}");
+    }
+
+    #[test]
+    fn refusals_are_audited_and_verify_reports() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = store(tmp.path());
+        s.open(
+            info("dinkes", wib("2026-11-23 08:00")),
+            "PJ",
+            false,
+            &Actor::system(),
+            wib("2026-11-23 08:00"),
+        )
+        .expect("open");
+        call(
+            &s,
+            "ticket.dispose",
+            serde_json::json!({"ticket": "PJ-2026-0001"}),
+            &user_for("helpdesk"),
+            "2026-11-23 08:30",
+        )
+        .expect_err("refused");
+        let events = s.events("PJ-2026-0001").expect("events");
+        assert!(matches!(
+            events.last().map(|e| &e.kind),
+            Some(crate::sop::EventKind::Refused { .. })
+        ));
+        let v: Vec<VerifyItem> = serde_json::from_str(
+            &call(
+                &s,
+                "audit.verify",
+                serde_json::json!({}),
+                &Actor::new("root", &["admin"]),
+                "2026-11-23 09:00",
+            )
+            .expect("verify"),
+        )
+        .expect("json");
+        assert_eq!(
+            v,
+            [VerifyItem {
+                ticket: "PJ-2026-0001".into(),
+                ok: true,
+                index: None,
+                reason: None
+            }]
+        );
+        assert!(
+            handle(
+                &s,
+                &dir(),
+                "devices",
+                "{}",
+                &user_for("helpdesk"),
+                wib("2026-11-23 09:00")
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn register_xlsx_comes_back_as_bytes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = store(tmp.path());
+        s.open(
+            info("dinkes", wib("2026-11-23 08:00")),
+            "PJ",
+            false,
+            &Actor::system(),
+            wib("2026-11-23 08:00"),
+        )
+        .expect("open");
+        let d: Document = serde_json::from_str(
+            &call(
+                &s,
+                "register",
+                serde_json::json!({"from": "2026-11-01", "to": "2026-11-30", "format": "xlsx"}),
+                &user_for("helpdesk"),
+                "2026-11-23 09:00",
+            )
+            .expect("xlsx"),
+        )
+        .expect("json");
+        assert!(d.bytes().expect("bytes").starts_with(b"PK"));
+        let d: Document = serde_json::from_str(
+            &call(
+                &s,
+                "register",
+                serde_json::json!({"from": "2026-11-01", "to": "2026-11-30"}),
+                &user_for("helpdesk"),
+                "2026-11-23 09:00",
+            )
+            .expect("csv"),
+        )
+        .expect("json");
+        let text = d.text.expect("csv");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("PJ-2026-0001,2026-11-23,dinkes,deteksi otomatis,")),
+            "{text}"
+        );
+    }
+}

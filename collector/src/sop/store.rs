@@ -1,0 +1,695 @@
+//! Durable SOP state in the collector's redb database: each ticket's place in the
+//! chain, its hash-chained audit trail (with its head), and the text of every SOP
+//! version a ticket runs on, so a ticket keeps its version when `sop.toml` changes.
+//!
+//! Every action is one write transaction: read the state, apply the action,
+//! append the event (a refusal too), write the state, commit. Tables are
+//! prefixed `sop_` so they sit beside the other parts' tables in the same file.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Datelike, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::audit::{self, AuditRecord, Head, Tamper};
+use super::calendar::Calendar;
+use super::escalation::{self, Escalation};
+use super::file;
+use super::model::Sop;
+use super::workflow::{Action, Actor, Event, Rejection, TicketInfo, TicketSop, Workflow};
+
+const TICKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("sop_tickets");
+const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sop_audit");
+const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("sop_heads");
+const TEXTS: TableDefinition<&str, &str> = TableDefinition::new("sop_texts");
+const NUMBERS: TableDefinition<u32, u32> = TableDefinition::new("sop_ticket_numbers");
+
+/// Errors of the SOP store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("store: {0}")]
+    Db(String),
+    /// A stored record cannot be read back.
+    #[error("store: ticket {ticket}: unreadable record: {why}")]
+    Corrupt {
+        /// Ticket.
+        ticket: String,
+        /// Why.
+        why: String,
+    },
+    /// No such ticket.
+    #[error("no ticket {0}")]
+    NoTicket(String),
+    /// A ticket with that number exists.
+    #[error("ticket {0} exists already")]
+    Exists(String),
+    /// The ticket's SOP text is missing or invalid.
+    #[error("ticket {ticket}: its SOP version {hash} is not available: {why}")]
+    Sop {
+        /// Ticket.
+        ticket: String,
+        /// Hash.
+        hash: String,
+        /// Why.
+        why: String,
+    },
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A ticket as the SOP part keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SopTicket {
+    /// Facts about the ticket.
+    pub info: TicketInfo,
+    /// Its place in the chain.
+    pub state: TicketSop,
+}
+
+/// The outcome of an action: applied, or refused (and audited either way).
+pub type Outcome = Result<Event, Rejection>;
+
+/// An escalation to deliver, with its ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketEscalation {
+    /// Ticket.
+    pub ticket: SopTicket,
+    /// What to send.
+    pub escalation: Escalation,
+}
+
+/// A ticket's trail checked: its number and the result.
+pub type Verified = (String, Result<(), Tamper>);
+
+/// The SOP store over a redb database shared with the rest of the collector.
+pub struct SopStore {
+    db: Arc<Database>,
+    current: Arc<Sop>,
+    current_text: String,
+    calendar: Calendar,
+    cache: Mutex<HashMap<String, Arc<Sop>>>,
+}
+
+impl std::fmt::Debug for SopStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SopStore")
+            .field("sop", &self.current.version())
+            .finish()
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(ticket: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        ticket: ticket.to_string(),
+        why: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))
+}
+
+impl SopStore {
+    /// Open over `db` with the current SOP (its text, as read from `sop.toml`) and calendar.
+    pub fn new(
+        db: Arc<Database>,
+        sop_text: &str,
+        sop_path: &Path,
+        calendar: Calendar,
+    ) -> Result<Self, file::SopFileError> {
+        let current = Arc::new(file::parse(sop_text, sop_path)?);
+        let mut cache = HashMap::new();
+        cache.insert(current.hash.clone(), current.clone());
+        Ok(SopStore {
+            db,
+            current,
+            current_text: sop_text.to_string(),
+            calendar,
+            cache: Mutex::new(cache),
+        })
+    }
+
+    /// The current SOP (new tickets start on it).
+    pub fn sop(&self) -> &Sop {
+        &self.current
+    }
+
+    /// The business calendar.
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// Create the tables (so reads before the first write find them).
+    pub fn init(&self) -> Result<(), StoreError> {
+        let w = self.db.begin_write()?;
+        w.open_table(TICKETS)?;
+        w.open_table(AUDIT)?;
+        w.open_table(HEADS)?;
+        w.open_table(TEXTS)?;
+        w.open_table(NUMBERS)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// The SOP with this hash (the current one, or one stored for an older ticket).
+    pub fn sop_by_hash(&self, ticket: &str, hash: &str) -> Result<Arc<Sop>, StoreError> {
+        if let Some(s) = self.cache.lock().ok().and_then(|c| c.get(hash).cloned()) {
+            return Ok(s);
+        }
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TEXTS)?;
+        let text = t
+            .get(hash)?
+            .map(|g| g.value().to_string())
+            .ok_or_else(|| StoreError::Sop {
+                ticket: ticket.to_string(),
+                hash: hash.to_string(),
+                why: "not stored".into(),
+            })?;
+        let sop =
+            Arc::new(
+                file::parse(&text, Path::new("stored sop")).map_err(|e| StoreError::Sop {
+                    ticket: ticket.to_string(),
+                    hash: hash.to_string(),
+                    why: e.to_string(),
+                })?,
+            );
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(hash.to_string(), sop.clone());
+        }
+        Ok(sop)
+    }
+
+    /// Open a ticket at the first step of the current SOP. An empty `info.number`
+    /// gets the next `PREFIX-YEAR-NNNN` number (sequential per year).
+    pub fn open(
+        &self,
+        mut info: TicketInfo,
+        prefix: &str,
+        urgent: bool,
+        by: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<SopTicket, StoreError> {
+        let wf = Workflow::new(&self.current, &self.calendar);
+        let (state, ev) = wf.start(info.origin.clone(), &info.opd, urgent, by, now);
+        let w = self.db.begin_write()?;
+        let t = {
+            let mut texts = w.open_table(TEXTS)?;
+            if texts.get(self.current.hash.as_str())?.is_none() {
+                texts.insert(self.current.hash.as_str(), self.current_text.as_str())?;
+            }
+            if info.number.is_empty() {
+                let year = u32::try_from(self.calendar.local(now).year()).unwrap_or(0);
+                let mut numbers = w.open_table(NUMBERS)?;
+                let n = numbers.get(year)?.map_or(0, |g| g.value()) + 1;
+                numbers.insert(year, n)?;
+                info.number = format!("{prefix}-{year}-{n:04}");
+            }
+            let mut tickets = w.open_table(TICKETS)?;
+            if tickets.get(info.number.as_str())?.is_some() {
+                return Err(StoreError::Exists(info.number));
+            }
+            let t = SopTicket { info, state };
+            tickets.insert(t.info.number.as_str(), encode(&t)?.as_slice())?;
+            t
+        };
+        append(&w, &t.info.number, ev)?;
+        w.commit()?;
+        Ok(t)
+    }
+
+    /// Apply an action to a ticket by `actor` at `now`; the event (or the refusal) is
+    /// in the trail when this returns `Ok`.
+    pub fn act(
+        &self,
+        number: &str,
+        action: Action,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(SopTicket, Outcome), StoreError> {
+        let w = self.db.begin_write()?;
+        let outcome;
+        let mut t: SopTicket;
+        {
+            let mut tickets = w.open_table(TICKETS)?;
+            t = match tickets.get(number)? {
+                Some(g) => decode(number, g.value())?,
+                None => return Err(StoreError::NoTicket(number.to_string())),
+            };
+            let sop = self.sop_by_hash(number, &t.state.sop.hash)?;
+            let wf = Workflow::new(&sop, &self.calendar);
+            outcome = wf.apply(&mut t.state, action, actor, now);
+            let ev = match &outcome {
+                Ok(e) => e.clone(),
+                Err(r) => (*r.event).clone(),
+            };
+            tickets.insert(number, encode(&t)?.as_slice())?;
+            append(&w, number, ev)?;
+        }
+        w.commit()?;
+        Ok((t, outcome))
+    }
+
+    /// Check every open ticket for an escalation due at `now`; each one returned is
+    /// recorded (marked and audited) before this returns, so it is never sent twice.
+    pub fn escalations(&self, now: DateTime<Utc>) -> Result<Vec<TicketEscalation>, StoreError> {
+        let w = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut tickets = w.open_table(TICKETS)?;
+            let mut all = Vec::new();
+            for item in tickets.iter()? {
+                let (k, v) = item?;
+                all.push((k.value().to_string(), v.value().to_vec()));
+            }
+            for (number, bytes) in all {
+                let mut t: SopTicket = decode(&number, &bytes)?;
+                if t.state.is_closed() {
+                    continue;
+                }
+                let sop = self.sop_by_hash(&number, &t.state.sop.hash)?;
+                let wf = Workflow::new(&sop, &self.calendar);
+                if let Some(e) = escalation::check(&wf, &t.state, now) {
+                    t.state.mark_escalated(&e);
+                    tickets.insert(number.as_str(), encode(&t)?.as_slice())?;
+                    append(&w, &number, e.event(now))?;
+                    out.push(TicketEscalation {
+                        ticket: t,
+                        escalation: e,
+                    });
+                }
+            }
+        }
+        w.commit()?;
+        Ok(out)
+    }
+
+    /// One ticket.
+    pub fn get(&self, number: &str) -> Result<SopTicket, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TICKETS)?;
+        match t.get(number)? {
+            Some(g) => decode(number, g.value()),
+            None => Err(StoreError::NoTicket(number.to_string())),
+        }
+    }
+
+    /// All tickets.
+    pub fn list(&self) -> Result<Vec<SopTicket>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TICKETS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A ticket's audit trail, in order.
+    pub fn trail(&self, number: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for item in t.range((number, 0u64)..=(number, u64::MAX))? {
+            let (_, v) = item?;
+            out.push(decode(number, v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A ticket's events (from its trail).
+    pub fn events(&self, number: &str) -> Result<Vec<Event>, StoreError> {
+        Ok(self.trail(number)?.into_iter().map(|r| r.event).collect())
+    }
+
+    /// Verify every ticket's trail against its head: (ticket, result) for each.
+    pub fn verify(&self) -> Result<Vec<Verified>, StoreError> {
+        let r = self.db.begin_read()?;
+        let heads = r.open_table(HEADS)?;
+        let audit_t = r.open_table(AUDIT)?;
+        let mut numbers: Vec<String> = Vec::new();
+        for item in heads.iter()? {
+            numbers.push(item?.0.value().to_string());
+        }
+        // Trails without a head (a head deleted behind our back) are checked too.
+        for item in audit_t.iter()? {
+            let (k, _) = item?;
+            let n = k.value().0.to_string();
+            if numbers.last() != Some(&n) && !numbers.contains(&n) {
+                numbers.push(n);
+            }
+        }
+        let mut out = Vec::new();
+        for n in numbers {
+            let mut trail = Vec::new();
+            let mut bad = None;
+            for item in audit_t.range((n.as_str(), 0u64)..=(n.as_str(), u64::MAX))? {
+                let (k, v) = item?;
+                match serde_json::from_slice::<AuditRecord>(v.value()) {
+                    Ok(rec) => trail.push(rec),
+                    Err(e) => {
+                        bad = Some(Tamper {
+                            index: k.value().1,
+                            reason: format!("record cannot be read: {e}"),
+                        });
+                        break;
+                    }
+                }
+            }
+            let head: Option<Head> = match heads.get(n.as_str())? {
+                Some(g) => serde_json::from_slice(g.value()).ok(),
+                None => None,
+            };
+            let result = match (bad, head) {
+                (Some(t), _) => Err(t),
+                (None, None) => Err(Tamper {
+                    index: 0,
+                    reason: "the trail's head record is missing".into(),
+                }),
+                (None, Some(h)) => audit::verify_with_head(&trail, &h),
+            };
+            out.push((n, result));
+        }
+        Ok(out)
+    }
+}
+
+fn append(w: &redb::WriteTransaction, number: &str, ev: Event) -> Result<(), StoreError> {
+    let mut heads = w.open_table(HEADS)?;
+    let mut audit_t = w.open_table(AUDIT)?;
+    let prev: Option<AuditRecord> = match heads.get(number)? {
+        Some(g) => {
+            let h: Head = decode(number, g.value())?;
+            match h.len.checked_sub(1) {
+                Some(last) => match audit_t.get((number, last))? {
+                    Some(r) => Some(decode(number, r.value())?),
+                    None => None,
+                },
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let rec = AuditRecord::next(prev.as_ref(), number, ev);
+    audit_t.insert((number, rec.index), encode(&rec)?.as_slice())?;
+    let head = Head {
+        len: rec.index + 1,
+        hash: rec.hash.clone(),
+    };
+    heads.insert(number, encode(&head)?.as_slice())?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::sop::file::DEFAULT_SOP;
+    use crate::sop::workflow::tests::{dispose, user_for, wib};
+    use crate::sop::workflow::{EventKind, Origin, Position};
+
+    pub(crate) fn store(dir: &Path) -> SopStore {
+        let db = Arc::new(Database::create(dir.join("collector.redb")).expect("db"));
+        let s = SopStore::new(db, DEFAULT_SOP, Path::new("sop.toml"), Calendar::default())
+            .expect("sop");
+        s.init().expect("init");
+        s
+    }
+
+    pub(crate) fn info(opd: &str, at: DateTime<Utc>) -> TicketInfo {
+        TicketInfo {
+            number: String::new(),
+            opd: opd.into(),
+            opd_name: None,
+            origin: Origin::Detected,
+            problem: "Loss 40%".into(),
+            device: Some(format!("{opd}-rtr")),
+            link: None,
+            opened_at: at,
+        }
+    }
+
+    #[test]
+    fn numbers_actions_and_refusals_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let s = store(dir.path());
+            let a = s
+                .open(
+                    info("dinkes", wib("2026-11-23 08:00")),
+                    "PJ",
+                    false,
+                    &Actor::system(),
+                    wib("2026-11-23 08:00"),
+                )
+                .expect("open");
+            let b = s
+                .open(
+                    info("bappeda", wib("2026-11-23 08:05")),
+                    "PJ",
+                    false,
+                    &Actor::system(),
+                    wib("2026-11-23 08:05"),
+                )
+                .expect("open");
+            assert_eq!(
+                (a.info.number.as_str(), b.info.number.as_str()),
+                ("PJ-2026-0001", "PJ-2026-0002")
+            );
+            let (_, out) = s
+                .act(
+                    "PJ-2026-0001",
+                    dispose(),
+                    &user_for("helpdesk"),
+                    wib("2026-11-23 08:10"),
+                )
+                .expect("act");
+            assert_eq!(
+                out.expect_err("refused").to_string(),
+                "step 1 belongs to pemohon; you are helpdesk"
+            );
+            let (t, out) = s
+                .act(
+                    "PJ-2026-0001",
+                    dispose(),
+                    &user_for("pemohon"),
+                    wib("2026-11-23 08:11"),
+                )
+                .expect("act");
+            out.expect("accepted");
+            assert_eq!(
+                t.state.position,
+                Position {
+                    step: 2,
+                    handoff: 0
+                }
+            );
+        }
+        let db = Arc::new(Database::open(dir.path().join("collector.redb")).expect("reopen"));
+        let s = SopStore::new(db, DEFAULT_SOP, Path::new("sop.toml"), Calendar::default())
+            .expect("sop");
+        assert_eq!(s.get("PJ-2026-0001").expect("get").state.position.step, 2);
+        let kinds: Vec<&str> = s
+            .events("PJ-2026-0001")
+            .expect("events")
+            .iter()
+            .map(|e| match e.kind {
+                EventKind::Opened { .. } => "opened",
+                EventKind::Refused { .. } => "refused",
+                EventKind::Disposed { .. } => "disposed",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["opened", "refused", "disposed"]);
+        assert!(s.verify().expect("verify").iter().all(|(_, r)| r.is_ok()));
+        let c = s
+            .open(
+                info("dinkes", wib("2026-11-24 08:00")),
+                "PJ",
+                false,
+                &Actor::system(),
+                wib("2026-11-24 08:00"),
+            )
+            .expect("open");
+        assert_eq!(c.info.number, "PJ-2026-0003");
+    }
+
+    #[test]
+    fn a_ticket_keeps_its_sop_when_the_file_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Arc::new(Database::create(dir.path().join("c.redb")).expect("db"));
+        let old = SopStore::new(
+            db.clone(),
+            DEFAULT_SOP,
+            Path::new("sop.toml"),
+            Calendar::default(),
+        )
+        .expect("sop");
+        old.init().expect("init");
+        old.open(
+            info("dinkes", wib("2026-11-23 08:00")),
+            "PJ",
+            false,
+            &Actor::system(),
+            wib("2026-11-23 08:00"),
+        )
+        .expect("open");
+        // The office edits sop.toml: step 2 now belongs to the sekretaris only.
+        let edited = DEFAULT_SOP
+            .replacen(
+                "actors = [\"kepala_dinas\"]",
+                "actors = [\"sekretaris_dinas\"]",
+                1,
+            )
+            .replace("version = 1", "version = 2");
+        let new =
+            SopStore::new(db, &edited, Path::new("sop.toml"), Calendar::default()).expect("sop");
+        new.act(
+            "PJ-2026-0001",
+            dispose(),
+            &user_for("pemohon"),
+            wib("2026-11-23 08:10"),
+        )
+        .expect("act")
+        .1
+        .expect("ok");
+        let (t, out) = new
+            .act(
+                "PJ-2026-0001",
+                dispose(),
+                &user_for("kepala_dinas"),
+                wib("2026-11-23 08:20"),
+            )
+            .expect("act");
+        out.expect("the old chain still lets the kepala dinas dispose");
+        assert_eq!(t.state.sop.version, 1);
+        let fresh = new
+            .open(
+                info("dinkes", wib("2026-11-23 09:00")),
+                "PJ",
+                false,
+                &Actor::system(),
+                wib("2026-11-23 09:00"),
+            )
+            .expect("open");
+        assert_eq!(fresh.state.sop.version, 2);
+    }
+
+    #[test]
+    fn escalations_are_recorded_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store(dir.path());
+        s.open(
+            info("dinkes", wib("2026-11-27 15:30")),
+            "PJ",
+            false,
+            &Actor::system(),
+            wib("2026-11-27 15:30"),
+        )
+        .expect("open");
+        assert!(
+            s.escalations(wib("2026-11-30 15:30"))
+                .expect("check")
+                .is_empty()
+        );
+        let first = s.escalations(wib("2026-11-30 15:31")).expect("check");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].escalation.notify_roles, ["pemohon", "helpdesk"]);
+        assert!(
+            s.escalations(wib("2026-11-30 15:55"))
+                .expect("check")
+                .is_empty()
+        );
+        let events = s.events("PJ-2026-0001").expect("events");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Escalated { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn editing_the_stored_trail_is_detected() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("collector.redb");
+        {
+            let s = store(dir.path());
+            s.open(
+                info("dinkes", wib("2026-11-23 08:00")),
+                "PJ",
+                false,
+                &Actor::system(),
+                wib("2026-11-23 08:00"),
+            )
+            .expect("open");
+            s.act(
+                "PJ-2026-0001",
+                dispose(),
+                &user_for("pemohon"),
+                wib("2026-11-23 08:10"),
+            )
+            .expect("act")
+            .1
+            .expect("ok");
+            s.act(
+                "PJ-2026-0001",
+                dispose(),
+                &user_for("kepala_dinas"),
+                wib("2026-11-23 08:20"),
+            )
+            .expect("act")
+            .1
+            .expect("ok");
+        }
+        // Behind the collector's back: rewrite who disposed step 2.
+        {
+            let db = Database::open(&path).expect("db");
+            let w = db.begin_write().expect("w");
+            {
+                let mut t = w.open_table(AUDIT).expect("t");
+                let raw = t
+                    .get(("PJ-2026-0001", 2u64))
+                    .expect("get")
+                    .expect("rec")
+                    .value()
+                    .to_vec();
+                let text = String::from_utf8(raw)
+                    .expect("utf8")
+                    .replace("\"kadis\"", "\"sekdis\"");
+                t.insert(("PJ-2026-0001", 2u64), text.as_bytes())
+                    .expect("insert");
+            }
+            w.commit().expect("commit");
+        }
+        let db = Arc::new(Database::open(&path).expect("db"));
+        let s = SopStore::new(db, DEFAULT_SOP, Path::new("sop.toml"), Calendar::default())
+            .expect("sop");
+        let results = s.verify().expect("verify");
+        assert_eq!(results.len(), 1);
+        let err = results[0].1.clone().expect_err("tampered");
+        assert_eq!(err.index, 2);
+        assert!(err.reason.contains("altered"), "{err}");
+    }
+}
