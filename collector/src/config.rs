@@ -40,6 +40,9 @@ pub struct CollectorConfig {
     /// How long data is kept.
     #[serde(default)]
     pub retention: Retention,
+    /// Business calendar on which the SOP's time standards count.
+    #[serde(default)]
+    pub calendar: crate::sop::CalendarConfig,
 }
 
 /// Certificate and key files of the collector.
@@ -105,6 +108,7 @@ impl Default for CollectorConfig {
             metrics_listen: None,
             tls: TlsFiles::default(),
             retention: Retention::default(),
+            calendar: crate::sop::CalendarConfig::default(),
         }
     }
 }
@@ -171,6 +175,16 @@ key = "server.key"
 
 [retention]
 raw_days = 30          # raw samples older than this are pruned (0 = keep forever)
+
+# Business calendar for the SOP's time standards: "1d" is one working day,
+# "1h" one working hour; urgent tickets count calendar time instead.
+[calendar]
+working_days = ["Mon", "Tue", "Wed", "Thu", "Fri"]
+start = "07:30"
+end = "16:00"
+utc_offset = "+07:00"  # WIB; Indonesia has no daylight saving time
+time_zone = "Asia/Jakarta"
+holidays = []          # e.g. ["2026-08-17", "2026-12-25"]
 "#
         )
     }
@@ -262,6 +276,7 @@ mod tests {
         assert_eq!(cfg.tls.ca_key, dir.path().join("ca.key"));
         assert_eq!(cfg.retention.raw_days, 30);
         assert_eq!(cfg.metrics_listen, None);
+        assert_eq!(cfg.calendar, crate::sop::CalendarConfig::default());
     }
 
     #[test]

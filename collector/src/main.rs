@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use siaga_collector::config::{CollectorConfig, parse_toml};
+use siaga_collector::config::CollectorConfig;
 use siaga_collector::error::{ConfigError, PkiError};
 use siaga_collector::inventory::Inventory;
 use siaga_collector::{pki, users};
@@ -227,7 +227,9 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
             source,
         })
     })?;
-    parse_toml::<toml::Table>(&cfg.sop, &sop).map_err(usage)?;
+    siaga_collector::sop::file::parse(&sop, &cfg.sop).map_err(usage)?;
+    siaga_collector::sop::Calendar::new(&cfg.calendar)
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
     users::load_users(&cfg.users).map_err(usage)?;
     for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
         if !f.exists() {
