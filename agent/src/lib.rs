@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod probe;
 pub mod scheduler;
 pub mod spool;
+pub mod uplink;

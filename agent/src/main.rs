@@ -13,6 +13,7 @@ use siaga_agent::metrics::Metrics;
 use siaga_agent::probe::icmp::IcmpProber;
 use siaga_agent::scheduler::Scheduler;
 use siaga_agent::spool::Spool;
+use siaga_agent::uplink::{Uplink, UplinkSettings};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -177,7 +178,7 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
             "probing the cached inventory until the collector sends one"
         );
     }
-    let (_inventory_tx, inventory_rx) = watch::channel(cached.map(Arc::new));
+    let (inventory_tx, inventory_rx) = watch::channel(cached.map(Arc::new));
 
     let prober = IcmpProber::new().context("opening ICMP sockets")?;
     let cancel = CancellationToken::new();
@@ -202,6 +203,10 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
         "scheduler",
         tokio::spawn(scheduler.run(cancel.child_token())),
     ));
+
+    let settings = UplinkSettings::from_config(&cfg).context("uplink settings")?;
+    let uplink = Uplink::new(settings, spool.clone(), inventory_tx, metrics.clone());
+    tasks.push(("uplink", tokio::spawn(uplink.run(cancel.child_token()))));
 
     shutdown_signal().await.context("waiting for a signal")?;
     info!("shutting down");

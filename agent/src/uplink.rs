@@ -1,0 +1,462 @@
+//! The stream to the collector: samples and heartbeats up; acknowledgements,
+//! inventory and commands down.
+//!
+//! Delivery: samples are read from the spool oldest first and sent in
+//! batches, with at most [`UplinkSettings::window`] batches unacknowledged
+//! at a time. An `Ack` deletes exactly its batch's sequence numbers from the
+//! spool. When the stream breaks, nothing is deleted: the next session starts
+//! from the oldest unacknowledged sample again, and the collector drops what
+//! it already has by (agent, seq). New samples need no special path: they
+//! have higher sequence numbers and follow the replay.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use siaga_proto::v1::{
+    AgentMessage, Heartbeat, Hello, Inventory, MeasureCommand, MeasureResult, SampleBatch,
+    agent_message, collector_message, uplink_client::UplinkClient,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::config::AgentConfig;
+use crate::error::UplinkError;
+use crate::host::{HostSampler, hostname};
+use crate::metrics::Metrics;
+use crate::scheduler::cycle_interval;
+use crate::spool::{Spool, now_us};
+
+/// Answer to a measurement request until this agent can take measurements.
+pub const MEASURE_UNSUPPORTED: &str = "measurements are not supported by this agent version";
+
+/// Everything the uplink needs to know.
+#[derive(Debug, Clone)]
+pub struct UplinkSettings {
+    /// Agent id (informative in Hello; identity is the certificate).
+    pub agent_id: String,
+    /// OPD (informative in Hello).
+    pub opd: String,
+    /// `https://host:port` of the collector.
+    pub collector: String,
+    /// Name the collector's certificate must carry.
+    pub tls_name: String,
+    /// CA certificate (PEM).
+    pub ca: PathBuf,
+    /// Agent certificate (PEM).
+    pub cert: PathBuf,
+    /// Agent private key (PEM).
+    pub key: PathBuf,
+    /// Heartbeat interval until the inventory names a cycle.
+    pub default_interval: Duration,
+    /// Most samples per batch.
+    pub batch_samples: usize,
+    /// About the most bytes per batch.
+    pub batch_bytes: usize,
+    /// Most unacknowledged batches in flight.
+    pub window: usize,
+    /// Reconnect policy.
+    pub backoff: Backoff,
+    /// Directory whose filesystem usage heartbeats report.
+    pub data_dir: PathBuf,
+}
+
+impl UplinkSettings {
+    /// Settings from the agent's configuration, with default batching.
+    pub fn from_config(cfg: &AgentConfig) -> Result<Self, UplinkError> {
+        let tls_name = cfg.tls_name().map_err(|message| UplinkError::Address {
+            url: cfg.collector.clone(),
+            message,
+        })?;
+        Ok(UplinkSettings {
+            agent_id: cfg.id.clone(),
+            opd: cfg.opd.clone(),
+            collector: cfg.collector.clone(),
+            tls_name,
+            ca: cfg.tls.ca.clone(),
+            cert: cfg.tls.cert.clone(),
+            key: cfg.tls.key.clone(),
+            default_interval: cfg.interval,
+            batch_samples: 500,
+            batch_bytes: 4 * 1024 * 1024,
+            window: 8,
+            backoff: Backoff::reconnect(),
+            data_dir: cfg.data_dir.clone(),
+        })
+    }
+}
+
+/// The uplink task.
+pub struct Uplink {
+    settings: UplinkSettings,
+    spool: Spool,
+    inventory: watch::Sender<Option<Arc<Inventory>>>,
+    metrics: Metrics,
+    host: Option<HostSampler>,
+}
+
+impl std::fmt::Debug for Uplink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uplink")
+            .field("collector", &self.settings.collector)
+            .finish()
+    }
+}
+
+/// How a session ended.
+enum End {
+    /// Cancelled: stop for good.
+    Shutdown,
+}
+
+impl Uplink {
+    /// An uplink that hands received inventories to `inventory`.
+    pub fn new(
+        settings: UplinkSettings,
+        spool: Spool,
+        inventory: watch::Sender<Option<Arc<Inventory>>>,
+        metrics: Metrics,
+    ) -> Self {
+        let host = match HostSampler::new(&settings.data_dir) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                warn!(error = %e, "host metrics unavailable; heartbeats carry none");
+                None
+            }
+        };
+        Uplink {
+            settings,
+            spool,
+            inventory,
+            metrics,
+            host,
+        }
+    }
+
+    /// Connects, streams, and reconnects with backoff until `cancel` fires.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut first = true;
+        loop {
+            if !first {
+                self.metrics.reconnects.inc();
+            }
+            first = false;
+            let result = self.session(&cancel).await;
+            self.metrics.stream_connected.set(0);
+            match result {
+                Ok(End::Shutdown) => return,
+                Err(e) => {
+                    let delay = self.settings.backoff.next_delay();
+                    warn!(
+                        error = %e,
+                        retry_in = %humantime::format_duration(round_ms(delay)),
+                        "uplink to the collector down"
+                    );
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Channel, UplinkError> {
+        let s = &self.settings;
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| UplinkError::Tls(format!("{}: {e}", p.display())))
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&s.ca)?))
+            .identity(Identity::from_pem(read(&s.cert)?, read(&s.key)?))
+            .domain_name(s.tls_name.clone());
+        let endpoint = Endpoint::from_shared(s.collector.clone())
+            .map_err(|e| UplinkError::Address {
+                url: s.collector.clone(),
+                message: e.to_string(),
+            })?
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        Ok(endpoint.connect().await?)
+    }
+
+    fn heartbeat(&mut self) -> AgentMessage {
+        let st = self.spool.stats();
+        let revision = self.inventory.borrow().as_ref().map_or(0, |i| i.revision);
+        AgentMessage {
+            msg: Some(agent_message::Msg::Heartbeat(Heartbeat {
+                ts_us: now_us(),
+                spool_depth: st.depth,
+                spool_bytes: st.bytes,
+                dropped: st.dropped,
+                host: self.host.as_mut().map(HostSampler::sample),
+                inventory_revision: revision,
+            })),
+        }
+    }
+
+    fn heartbeat_every(&self) -> Duration {
+        cycle_interval(
+            self.inventory.borrow().as_deref(),
+            self.settings.default_interval,
+        )
+    }
+
+    async fn session(&mut self, cancel: &CancellationToken) -> Result<End, UplinkError> {
+        let channel = tokio::select! {
+            () = cancel.cancelled() => return Ok(End::Shutdown),
+            c = self.connect() => c?,
+        };
+        let mut client = UplinkClient::new(channel)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
+
+        // Bounded by the window: at most `window` batches plus a few
+        // heartbeats and answers are ever queued.
+        let (tx, rx) = mpsc::channel::<AgentMessage>(self.settings.window + 8);
+        let st = self.spool.stats();
+        let hello = Hello {
+            protocol_major: siaga_proto::PROTOCOL_MAJOR,
+            protocol_minor: siaga_proto::PROTOCOL_MINOR,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            agent_id: self.settings.agent_id.clone(),
+            opd: self.settings.opd.clone(),
+            inventory_revision: self.inventory.borrow().as_ref().map_or(0, |i| i.revision),
+            spool_depth: st.depth,
+            dropped: st.dropped,
+            hostname: hostname(),
+        };
+        send(
+            &tx,
+            AgentMessage {
+                msg: Some(agent_message::Msg::Hello(hello)),
+            },
+        )
+        .await?;
+        let mut inbound = tokio::select! {
+            () = cancel.cancelled() => return Ok(End::Shutdown),
+            r = client.stream(ReceiverStream::new(rx)) => r?.into_inner(),
+        };
+        self.metrics.stream_connected.set(1);
+        debug!(collector = %self.settings.collector, "stream open");
+
+        let mut inflight: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut cursor = 0u64;
+        let mut next_batch = 1u64;
+        let mut committed = self.spool.watch_committed();
+        let mut hb_every = self.heartbeat_every();
+        let mut hb = tokio::time::interval(hb_every);
+        hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            // Fill the window, oldest unacknowledged first.
+            committed.borrow_and_update();
+            while inflight.len() < self.settings.window {
+                let page = self
+                    .spool
+                    .read_after(
+                        cursor,
+                        self.settings.batch_samples,
+                        self.settings.batch_bytes,
+                    )
+                    .await?;
+                let Some(&last) = page.seqs.last() else { break };
+                cursor = last;
+                if page.samples.is_empty() {
+                    // Only unreadable records: nothing to send, drop them.
+                    self.spool.ack(page.seqs).await?;
+                    continue;
+                }
+                let batch_id = next_batch;
+                next_batch += 1;
+                debug!(
+                    batch_id,
+                    samples = page.samples.len(),
+                    first = page.seqs.first().copied().unwrap_or(0),
+                    last,
+                    "sending batch"
+                );
+                inflight.insert(batch_id, page.seqs);
+                let batch = AgentMessage {
+                    msg: Some(agent_message::Msg::Batch(SampleBatch {
+                        batch_id,
+                        samples: page.samples,
+                    })),
+                };
+                if tx.send(batch).await.is_err() {
+                    // The stream is closing. Acknowledgements may still be
+                    // buffered ahead of the final status: apply them, so
+                    // that only the unacknowledged are sent again.
+                    return Err(self.drain(&mut inbound, &mut inflight).await);
+                }
+            }
+
+            let window_open = inflight.len() < self.settings.window;
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    // Stop sending; take the acknowledgements of what is in
+                    // flight so that fewer samples are sent twice later.
+                    drop(tx);
+                    self.drain(&mut inbound, &mut inflight).await;
+                    return Ok(End::Shutdown);
+                }
+                m = inbound.message() => {
+                    let Some(m) = m? else { return Err(UplinkError::Closed) };
+                    let Some(m) = m.msg else { continue };
+                    match self.handle(m, &tx, &mut inflight).await {
+                        Ok(()) => {}
+                        // Our side of the stream is gone; acknowledgements
+                        // may still be buffered ahead of the final status.
+                        Err(UplinkError::Closed) => {
+                            return Err(self.drain(&mut inbound, &mut inflight).await);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    let every = self.heartbeat_every();
+                    if every != hb_every {
+                        hb_every = every;
+                        hb = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                        hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                }
+                r = committed.changed(), if window_open => {
+                    if r.is_err() {
+                        return Err(UplinkError::Spool(crate::error::SpoolError::Closed));
+                    }
+                }
+                _ = hb.tick() => {
+                    // A heartbeat that does not fit now is skipped, not queued.
+                    if tx.try_send(self.heartbeat()).is_err() {
+                        debug!("heartbeat skipped: stream busy");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        m: collector_message::Msg,
+        tx: &mpsc::Sender<AgentMessage>,
+        inflight: &mut BTreeMap<u64, Vec<u64>>,
+    ) -> Result<(), UplinkError> {
+        match m {
+            collector_message::Msg::Welcome(w) => {
+                if !siaga_proto::compatible(w.protocol_major) {
+                    return Err(UplinkError::Version {
+                        major: w.protocol_major,
+                        minor: w.protocol_minor,
+                        ours: format!(
+                            "{}.{}",
+                            siaga_proto::PROTOCOL_MAJOR,
+                            siaga_proto::PROTOCOL_MINOR
+                        ),
+                    });
+                }
+                self.settings.backoff.reset();
+                info!(
+                    collector_version = %w.collector_version,
+                    agent = %w.agent_id,
+                    opd = %w.opd,
+                    spool_depth = self.spool.stats().depth,
+                    "connected to the collector"
+                );
+            }
+            collector_message::Msg::Ack(a) => match inflight.remove(&a.batch_id) {
+                Some(seqs) => {
+                    if a.refused > 0 {
+                        warn!(
+                            batch_id = a.batch_id,
+                            refused = a.refused,
+                            "collector refused samples of this batch"
+                        );
+                    }
+                    let n = self.spool.ack(seqs).await?;
+                    debug!(
+                        batch_id = a.batch_id,
+                        deleted = n,
+                        stored = a.stored,
+                        duplicates = a.duplicates,
+                        "batch acknowledged"
+                    );
+                }
+                None => warn!(batch_id = a.batch_id, "ack for a batch not in flight"),
+            },
+            collector_message::Msg::Inventory(inv) => {
+                info!(
+                    revision = inv.revision,
+                    devices = inv.devices.len(),
+                    interval_ms = inv.interval_ms,
+                    "inventory received"
+                );
+                if let Err(e) = self.spool.save_inventory(&inv).await {
+                    warn!(error = %e, "cannot cache the inventory");
+                }
+                self.inventory.send_replace(Some(Arc::new(inv)));
+            }
+            collector_message::Msg::Refusal(r) => {
+                warn!(reason = %r.reason, "collector refused");
+            }
+            collector_message::Msg::Measure(MeasureCommand { id, ticket, .. }) => {
+                warn!(%id, %ticket, "measurement requested; not supported by this agent version");
+                send(
+                    tx,
+                    AgentMessage {
+                        msg: Some(agent_message::Msg::MeasureResult(MeasureResult {
+                            id,
+                            samples: vec![],
+                            error: MEASURE_UNSUPPORTED.into(),
+                        })),
+                    },
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the collector still sends (for at most a few seconds)
+    /// and applies its acknowledgements; returns why the stream ended.
+    async fn drain(
+        &mut self,
+        inbound: &mut tonic::Streaming<siaga_proto::v1::CollectorMessage>,
+        inflight: &mut BTreeMap<u64, Vec<u64>>,
+    ) -> UplinkError {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, inbound.message()).await {
+                Ok(Ok(Some(siaga_proto::v1::CollectorMessage {
+                    msg: Some(collector_message::Msg::Ack(a)),
+                }))) => {
+                    if let Some(seqs) = inflight.remove(&a.batch_id)
+                        && let Err(e) = self.spool.ack(seqs).await
+                    {
+                        return e.into();
+                    }
+                }
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => return UplinkError::Closed,
+                Ok(Err(status)) => return status.into(),
+                Err(_) => break,
+            }
+        }
+        UplinkError::Closed
+    }
+}
+
+async fn send(tx: &mpsc::Sender<AgentMessage>, m: AgentMessage) -> Result<(), UplinkError> {
+    tx.send(m).await.map_err(|_| UplinkError::Closed)
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

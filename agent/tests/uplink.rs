@@ -1,0 +1,413 @@
+//! The uplink against a fake collector: a real tonic server with real mTLS
+//! (certificates made by rcgen), a real spool on disk.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use siaga_agent::backoff::{Backoff, Jitter};
+use siaga_agent::config::SpoolConfig;
+use siaga_agent::metrics::Metrics;
+use siaga_agent::spool::Spool;
+use siaga_agent::uplink::{MEASURE_UNSUPPORTED, Uplink, UplinkSettings};
+use siaga_proto::v1::uplink_server::{Uplink as UplinkService, UplinkServer};
+use siaga_proto::v1::{
+    Ack, AgentMessage, CollectorMessage, Device, Event, Hello, Inventory, MeasureCommand,
+    MeasureResult, Welcome, agent_message, collector_message, sample,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+fn make_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, name.to_string());
+    let key = KeyPair::generate().expect("key");
+    let cert = p.self_signed(&key).expect("self-signed");
+    (cert.pem(), Issuer::new(p, key))
+}
+
+fn leaf(issuer: &Issuer<'static, KeyPair>, sans: Vec<SanType>) -> (String, String) {
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.subject_alt_names = sans;
+    let key = KeyPair::generate().expect("key");
+    let cert = p.signed_by(&key, issuer).expect("sign");
+    (cert.pem(), key.serialize_pem())
+}
+
+impl Pki {
+    /// A collector CA with a server certificate for `localhost` and an
+    /// agent certificate; `agent_ca` names who signs the agent's one.
+    fn new(agent_from_other_ca: bool) -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca_pem, ca) = make_ca("test collector CA");
+        let (srv, srv_key) = leaf(
+            &ca,
+            vec![SanType::DnsName("localhost".try_into().expect("dns"))],
+        );
+        let (_, other) = make_ca("some other CA");
+        let agent_issuer = if agent_from_other_ca { &other } else { &ca };
+        let (agent, agent_key) = leaf(
+            agent_issuer,
+            vec![SanType::URI(
+                "siaga://agent/dinkes/a1".try_into().expect("uri"),
+            )],
+        );
+        for (name, text) in [
+            ("ca.pem", ca_pem),
+            ("server.pem", srv),
+            ("server.key", srv_key),
+            ("agent.pem", agent),
+            ("agent.key", agent_key),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("write pem");
+        }
+        Pki { dir }
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).expect("read pem")
+    }
+}
+
+/// What the fake collector saw.
+#[derive(Default, Debug)]
+struct Seen {
+    hellos: Vec<Hello>,
+    /// (session, seq) in arrival order.
+    received: Vec<(usize, u64)>,
+    acked: BTreeSet<u64>,
+    acked_in_first_session: BTreeSet<u64>,
+    heartbeats_with_host: usize,
+    measure_results: Vec<MeasureResult>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    seen: Arc<Mutex<Seen>>,
+    /// In the first session, acknowledge this many batches, then break the
+    /// stream when the next one arrives.
+    first_session_acks: usize,
+}
+
+type Out = Pin<Box<dyn Stream<Item = Result<CollectorMessage, Status>> + Send>>;
+
+fn msg(m: collector_message::Msg) -> Result<CollectorMessage, Status> {
+    Ok(CollectorMessage { msg: Some(m) })
+}
+
+#[tonic::async_trait]
+impl UplinkService for Fake {
+    type StreamStream = Out;
+
+    async fn stream(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<Out>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let seen = self.seen.clone();
+        let first_session_acks = self.first_session_acks;
+        tokio::spawn(async move {
+            let mut session = 0;
+            let mut acked_batches = 0;
+            while let Ok(Some(m)) = inbound.message().await {
+                match m.msg {
+                    Some(agent_message::Msg::Hello(h)) => {
+                        session = {
+                            let mut s = seen.lock().expect("lock");
+                            s.hellos.push(h);
+                            s.hellos.len()
+                        };
+                        let _ = tx
+                            .send(msg(collector_message::Msg::Welcome(Welcome {
+                                protocol_major: siaga_proto::PROTOCOL_MAJOR,
+                                protocol_minor: siaga_proto::PROTOCOL_MINOR,
+                                collector_version: "fake".into(),
+                                agent_id: "a1".into(),
+                                opd: "dinkes".into(),
+                            })))
+                            .await;
+                        let _ = tx
+                            .send(msg(collector_message::Msg::Inventory(Inventory {
+                                revision: 7,
+                                opd: "dinkes".into(),
+                                devices: vec![Device {
+                                    id: "lo".into(),
+                                    address: "127.0.0.1".into(),
+                                    ..Default::default()
+                                }],
+                                interval_ms: 60_000,
+                                ..Default::default()
+                            })))
+                            .await;
+                        let _ = tx
+                            .send(msg(collector_message::Msg::Measure(MeasureCommand {
+                                id: "m1".into(),
+                                ticket: "T-1".into(),
+                                ..Default::default()
+                            })))
+                            .await;
+                    }
+                    Some(agent_message::Msg::Batch(b)) => {
+                        let seqs: Vec<u64> = b.samples.iter().map(|s| s.seq).collect();
+                        let break_now = {
+                            let mut s = seen.lock().expect("lock");
+                            s.received.extend(seqs.iter().map(|q| (session, *q)));
+                            let break_now = session == 1 && acked_batches >= first_session_acks;
+                            if !break_now {
+                                s.acked.extend(seqs.iter().copied());
+                                if session == 1 {
+                                    s.acked_in_first_session.extend(seqs.iter().copied());
+                                }
+                            }
+                            break_now
+                        };
+                        if break_now {
+                            let _ = tx.send(Err(Status::unavailable("going away"))).await;
+                            return;
+                        }
+                        acked_batches += 1;
+                        let _ = tx
+                            .send(msg(collector_message::Msg::Ack(Ack {
+                                batch_id: b.batch_id,
+                                stored: u32::try_from(seqs.len()).unwrap_or(0),
+                                duplicates: 0,
+                                refused: 0,
+                            })))
+                            .await;
+                    }
+                    Some(agent_message::Msg::Heartbeat(h))
+                        if h.host.is_some_and(|h| h.mem_total_bytes > 0) =>
+                    {
+                        seen.lock().expect("lock").heartbeats_with_host += 1;
+                    }
+                    Some(agent_message::Msg::MeasureResult(r)) => {
+                        seen.lock().expect("lock").measure_results.push(r);
+                    }
+                    Some(agent_message::Msg::Heartbeat(_)) | None => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+async fn start_fake(pki: &Pki, fake: Fake) -> (String, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            pki.read("server.pem"),
+            pki.read("server.key"),
+        ))
+        .client_ca_root(Certificate::from_pem(pki.read("ca.pem")));
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let server = Server::builder()
+        .tls_config(tls)
+        .expect("server tls")
+        .add_service(UplinkServer::new(fake));
+    tokio::spawn(async move {
+        let _ = server
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), s.cancelled())
+            .await;
+    });
+    (format!("https://{addr}"), stop)
+}
+
+fn settings(pki: &Pki, url: String) -> UplinkSettings {
+    UplinkSettings {
+        agent_id: "a1".into(),
+        opd: "dinkes".into(),
+        collector: url,
+        tls_name: "localhost".into(),
+        ca: pki.dir.path().join("ca.pem"),
+        cert: pki.dir.path().join("agent.pem"),
+        key: pki.dir.path().join("agent.key"),
+        default_interval: Duration::from_secs(1),
+        batch_samples: 100,
+        batch_bytes: 1 << 20,
+        window: 4,
+        backoff: Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(200),
+            Jitter::Full,
+        ),
+        data_dir: pki.dir.path().to_path_buf(),
+    }
+}
+
+fn event(i: usize) -> sample::Kind {
+    sample::Kind::Event(Event {
+        kind: "test".into(),
+        detail: format!("n{i}"),
+        source: "agent".into(),
+        ..Default::default()
+    })
+}
+
+/// Waits (with a generous deadline, never a fixed sleep) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_exactly_the_unacknowledged_after_a_broken_stream() {
+    let pki = Pki::new(false);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (url, stop) = start_fake(
+        &pki,
+        Fake {
+            seen: seen.clone(),
+            first_session_acks: 2,
+        },
+    )
+    .await;
+
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(
+        spool_dir.path(),
+        &SpoolConfig::default(),
+        Metrics::default(),
+    )
+    .expect("spool");
+    let sink = spool.sink();
+    // Pushed concurrently, so that the spool commits them in groups.
+    let mut pushed: BTreeSet<u64> =
+        futures::future::join_all((0..1200).map(|i| sink.push("dev".into(), event(i))))
+            .await
+            .into_iter()
+            .map(|r| r.expect("push"))
+            .collect();
+    assert_eq!(pushed.len(), 1200);
+
+    let metrics = Metrics::default();
+    let (inv_tx, inv_rx) = watch::channel(None);
+    let uplink = Uplink::new(settings(&pki, url), spool.clone(), inv_tx, metrics.clone());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(uplink.run(cancel.clone()));
+
+    // Session 2 begins after the fake broke session 1.
+    until("a second session", || {
+        seen.lock().expect("lock").hellos.len() >= 2
+    })
+    .await;
+    // New samples keep flowing while the replay runs.
+    for r in futures::future::join_all((0..300).map(|i| sink.push("dev".into(), event(i)))).await {
+        pushed.insert(r.expect("push"));
+    }
+    until("every sample acknowledged", || {
+        seen.lock().expect("lock").acked.len() == pushed.len()
+    })
+    .await;
+    until("the spool emptied", || spool.stats().depth == 0).await;
+    until("the measure answer", || {
+        !seen.lock().expect("lock").measure_results.is_empty()
+    })
+    .await;
+    cancel.cancel();
+    task.await.expect("uplink ends on cancel");
+    stop.cancel();
+
+    let s = seen.lock().expect("lock");
+    assert_eq!(s.acked, pushed, "everything pushed was delivered");
+    assert_eq!(
+        s.acked_in_first_session.len(),
+        200,
+        "two batches of 100 acked"
+    );
+    let second: Vec<u64> = s
+        .received
+        .iter()
+        .filter(|(sess, _)| *sess == 2)
+        .map(|(_, q)| *q)
+        .collect();
+    // The replay starts at the oldest unacknowledged sample and goes in order.
+    let oldest_unacked = pushed
+        .iter()
+        .find(|q| !s.acked_in_first_session.contains(q))
+        .copied();
+    assert_eq!(second.first().copied(), oldest_unacked);
+    assert!(second.windows(2).all(|w| w[0] < w[1]), "not oldest first");
+    // Exactly the unacknowledged ones are sent again: nothing acknowledged
+    // in session 1 comes back.
+    assert!(second.iter().all(|q| !s.acked_in_first_session.contains(q)));
+    let expected_second: BTreeSet<u64> = pushed
+        .difference(&s.acked_in_first_session)
+        .copied()
+        .collect();
+    assert_eq!(
+        second.iter().copied().collect::<BTreeSet<_>>(),
+        expected_second
+    );
+    // Hello reports what was left: 1200 pushed, 200 acknowledged.
+    assert_eq!(s.hellos[1].spool_depth, 1000);
+    assert_eq!(s.hellos[0].agent_id, "a1");
+    assert_eq!(s.hellos[0].protocol_major, siaga_proto::PROTOCOL_MAJOR);
+    assert!(s.heartbeats_with_host >= 1);
+    assert_eq!(s.measure_results[0].id, "m1");
+    assert_eq!(s.measure_results[0].error, MEASURE_UNSUPPORTED);
+    assert!(metrics.reconnects.get() >= 1);
+    // The inventory reached the scheduler's watch and the on-disk cache.
+    assert_eq!(inv_rx.borrow().as_ref().map(|i| i.revision), Some(7));
+    assert_eq!(
+        spool.cached_inventory().expect("read").map(|i| i.revision),
+        Some(7)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_never_gets_a_stream() {
+    let pki = Pki::new(true);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (url, stop) = start_fake(
+        &pki,
+        Fake {
+            seen: seen.clone(),
+            first_session_acks: usize::MAX,
+        },
+    )
+    .await;
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(
+        spool_dir.path(),
+        &SpoolConfig::default(),
+        Metrics::default(),
+    )
+    .expect("spool");
+    spool
+        .sink()
+        .push("dev".into(), event(0))
+        .await
+        .expect("push");
+    let metrics = Metrics::default();
+    let (inv_tx, _inv_rx) = watch::channel(None);
+    let uplink = Uplink::new(settings(&pki, url), spool.clone(), inv_tx, metrics.clone());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(uplink.run(cancel.clone()));
+    until("several refused attempts", || metrics.reconnects.get() >= 3).await;
+    cancel.cancel();
+    task.await.expect("uplink ends on cancel");
+    stop.cancel();
+    assert!(seen.lock().expect("lock").hellos.is_empty());
+    assert_eq!(spool.stats().depth, 1, "nothing deleted without an ack");
+}
