@@ -91,6 +91,8 @@ pub struct TicketView {
     pub assignee: Option<String>,
     /// When the step is due.
     pub due_at: Option<DateTime<Utc>>,
+    /// The same in the calendar's local time, e.g. "2026-11-24 08:00 +07:00".
+    pub due_local: Option<String>,
     /// Past due.
     pub overdue: bool,
     /// Seconds left (negative when overdue), counted as the ticket counts time.
@@ -138,6 +140,10 @@ pub fn view(store: &SopStore, t: &SopTicket, now: DateTime<Utc>) -> Result<Ticke
         },
         assignee: t.state.assignee.clone(),
         due_at: wf.due_at(&t.state),
+        due_local: wf.due_at(&t.state).map(|d| {
+            let c = store.calendar();
+            format!("{} {}", c.fmt_local(d), c.local(d).offset())
+        }),
         overdue: wf.is_overdue(&t.state, now),
         time_left_secs: wf.time_left(&t.state, now).map(|d| d.num_seconds()),
         status: t.state.status.clone(),

@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod calendar;
 pub mod card;
+pub mod cli;
 pub mod escalation;
 pub mod file;
 pub mod model;

@@ -218,14 +218,28 @@ impl SopStore {
             if texts.get(self.current.hash.as_str())?.is_none() {
                 texts.insert(self.current.hash.as_str(), self.current_text.as_str())?;
             }
-            if info.number.is_empty() {
-                let year = u32::try_from(self.calendar.local(now).year()).unwrap_or(0);
-                let mut numbers = w.open_table(NUMBERS)?;
-                let n = numbers.get(year)?.map_or(0, |g| g.value()) + 1;
-                numbers.insert(year, n)?;
-                info.number = format!("{prefix}-{year}-{n:04}");
-            }
             let mut tickets = w.open_table(TICKETS)?;
+            let mut numbers = w.open_table(NUMBERS)?;
+            if info.number.is_empty() {
+                // One sequence per year, shared with numbers given by callers: the
+                // counter, or the highest number already stored, whichever is higher.
+                let year = u32::try_from(self.calendar.local(now).year()).unwrap_or(0);
+                let head = format!("{prefix}-{year}-");
+                let mut last = numbers.get(year)?.map_or(0, |g| g.value());
+                for item in tickets.range(head.as_str()..)? {
+                    let (k, _) = item?;
+                    let Some(seq) = k.value().strip_prefix(head.as_str()) else {
+                        break;
+                    };
+                    last = last.max(seq.parse().unwrap_or(0));
+                }
+                let n = last + 1;
+                numbers.insert(year, n)?;
+                info.number = format!("{head}{n:04}");
+            } else if let Some((year, seq)) = split_number(&info.number) {
+                let last = numbers.get(year)?.map_or(0, |g| g.value());
+                numbers.insert(year, last.max(seq))?;
+            }
             if tickets.get(info.number.as_str())?.is_some() {
                 return Err(StoreError::Exists(info.number));
             }
@@ -393,6 +407,14 @@ impl SopStore {
         }
         Ok(out)
     }
+}
+
+/// (year, sequence) of a number like `PJ-2026-0001`.
+fn split_number(n: &str) -> Option<(u32, u32)> {
+    let mut parts = n.rsplitn(3, '-');
+    let seq = parts.next()?.parse().ok()?;
+    let year = parts.next()?.parse().ok()?;
+    Some((year, seq))
 }
 
 fn append(w: &redb::WriteTransaction, number: &str, ev: Event) -> Result<(), StoreError> {

@@ -1,0 +1,587 @@
+//! The `siaga` commands of the SOP chain: what each sends over `Admin.Call` and
+//! how its answer is shown. The binary only connects and passes the JSON through.
+//!
+//! `siaga ticket dispose|return|update|acknowledge|new|card`, `siaga inbox`,
+//! `siaga register`, `siaga user list|grant|revoke`.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+
+use super::api::{ActionReply, Document, InboxItem};
+use super::workflow::EventKind;
+
+/// `siaga ticket …` (the SOP actions).
+#[derive(Debug, Clone, Subcommand)]
+pub enum TicketCmd {
+    /// Complete the current step and hand the ticket to the next.
+    Dispose {
+        /// Ticket number, e.g. PJ-2026-0001.
+        id: String,
+        /// Hand it to this user (who must be able to take the next step).
+        #[arg(long)]
+        to: Option<String>,
+        /// Note on the disposition.
+        #[arg(long)]
+        note: Option<String>,
+        /// At a step that needs measurements before and after the work: why there are none.
+        #[arg(long)]
+        no_measurement_reason: Option<String>,
+    },
+    /// Send the ticket one step back.
+    Return {
+        /// Ticket number.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Keep the follow-up status current (Tim Teknis, step 6).
+    Update {
+        /// Ticket number.
+        id: String,
+        /// The status.
+        #[arg(long)]
+        status: String,
+    },
+    /// Record the OPD's acknowledgement of the work report.
+    Acknowledge {
+        /// Ticket number.
+        id: String,
+        /// Who acknowledged: "NAME, JABATAN".
+        #[arg(long)]
+        by: String,
+    },
+    /// Enter a ticket from an OPD's request letter (helpdesk or admin).
+    New {
+        /// The OPD.
+        #[arg(long)]
+        opd: String,
+        /// The letter's number.
+        #[arg(long)]
+        letter_number: String,
+        /// The letter's date, YYYY-MM-DD.
+        #[arg(long)]
+        letter_date: NaiveDate,
+        /// The letter's subject.
+        #[arg(long)]
+        subject: String,
+        /// The device concerned.
+        #[arg(long)]
+        device: Option<String>,
+        /// The link concerned.
+        #[arg(long)]
+        link: Option<String>,
+        /// Count calendar time instead of working time.
+        #[arg(long)]
+        urgent: bool,
+    },
+    /// The control card (Kartu Kendali / Lembar Disposisi).
+    Card {
+        /// Ticket number.
+        id: String,
+        /// text or html.
+        #[arg(long, default_value = "text", value_parser = ["text", "html"])]
+        format: String,
+        /// id (Bahasa Indonesia) or en.
+        #[arg(long, default_value = "id", value_parser = ["id", "en"])]
+        lang: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `siaga register`: the Buku permintaan Layanan dan Gangguan for a period.
+#[derive(Debug, Clone, Args)]
+pub struct RegisterCmd {
+    /// First day, YYYY-MM-DD.
+    #[arg(long)]
+    pub from: NaiveDate,
+    /// Last day (included), YYYY-MM-DD.
+    #[arg(long)]
+    pub to: NaiveDate,
+    /// csv or xlsx.
+    #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
+    pub format: String,
+    /// id (Bahasa Indonesia) or en.
+    #[arg(long, default_value = "id", value_parser = ["id", "en"])]
+    pub lang: String,
+    /// Write to this file (required for xlsx) instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `siaga inbox`: what waits on me, most urgent first.
+#[derive(Debug, Clone, Args)]
+pub struct InboxCmd {
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `siaga user …` (admin).
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCmd {
+    /// Users and their roles.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a user a role.
+    Grant {
+        /// User name.
+        name: String,
+        /// Role id.
+        role: String,
+    },
+    /// Take a role from a user.
+    Revoke {
+        /// User name.
+        name: String,
+        /// Role id.
+        role: String,
+    },
+}
+
+/// A call to make: method and JSON arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `Admin.Call` method.
+    pub method: &'static str,
+    /// Arguments.
+    pub json: String,
+}
+
+fn req(method: &'static str, v: Value) -> Request {
+    Request {
+        method,
+        json: v.to_string(),
+    }
+}
+
+fn parse<T: for<'de> serde::Deserialize<'de>>(reply: &str) -> Result<T, String> {
+    serde_json::from_str(reply)
+        .map_err(|e| format!("the collector sent an answer this siaga cannot read: {e}"))
+}
+
+fn when(t: Option<DateTime<Utc>>, local: &Option<String>) -> String {
+    match (local, t) {
+        (Some(l), _) => l.clone(),
+        (None, Some(t)) => t.to_rfc3339(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// "1h 05m", "-2h 10m" (overdue), "3d 4h".
+pub fn left_label(secs: i64) -> String {
+    let sign = if secs < 0 { "-" } else { "" };
+    let m = secs.unsigned_abs() / 60;
+    let (h, m) = (m / 60, m % 60);
+    if h >= 24 {
+        format!("{sign}{}d {}h", h / 24, h % 24)
+    } else {
+        format!("{sign}{h}h {m:02}m")
+    }
+}
+
+fn write_out(out: &Option<PathBuf>, bytes: &[u8], what: &str) -> Result<String, String> {
+    match out {
+        Some(p) => {
+            std::fs::write(p, bytes).map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
+            Ok(format!("wrote {what} to {}", p.display()))
+        }
+        None => Ok(String::from_utf8_lossy(bytes).trim_end().to_string()),
+    }
+}
+
+impl TicketCmd {
+    /// The call this command makes.
+    pub fn request(&self) -> Request {
+        match self {
+            TicketCmd::Dispose {
+                id,
+                to,
+                note,
+                no_measurement_reason,
+            } => req(
+                "ticket.dispose",
+                json!({"ticket": id, "to": to, "note": note, "no_measurement_reason": no_measurement_reason}),
+            ),
+            TicketCmd::Return { id, reason } => {
+                req("ticket.return", json!({"ticket": id, "reason": reason}))
+            }
+            TicketCmd::Update { id, status } => {
+                req("ticket.update", json!({"ticket": id, "status": status}))
+            }
+            TicketCmd::Acknowledge { id, by } => {
+                req("ticket.acknowledge", json!({"ticket": id, "by": by}))
+            }
+            TicketCmd::New {
+                opd,
+                letter_number,
+                letter_date,
+                subject,
+                device,
+                link,
+                urgent,
+            } => req(
+                "ticket.new",
+                json!({"opd": opd, "letter_number": letter_number, "letter_date": letter_date,
+                       "subject": subject, "device": device, "link": link, "urgent": urgent}),
+            ),
+            TicketCmd::Card {
+                id, format, lang, ..
+            } => req(
+                "ticket.card",
+                json!({"ticket": id, "format": format, "lang": lang}),
+            ),
+        }
+    }
+
+    /// What to print for the collector's answer (a card may be written to a file).
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        if let TicketCmd::Card { out, .. } = self {
+            let d: Document = parse(reply)?;
+            return write_out(out, &d.bytes()?, "the control card");
+        }
+        let r: ActionReply = parse(reply)?;
+        let t = &r.ticket;
+        let next = if t.closed_at.is_some() {
+            "selesai (done)".to_string()
+        } else {
+            let who = match &t.assignee {
+                Some(u) => format!("{} ({u})", t.role),
+                None => t.role.clone(),
+            };
+            format!(
+                "step {} {who}, due {}",
+                t.step,
+                when(t.due_at, &t.due_local)
+            )
+        };
+        let acting = r
+            .event
+            .acting_for
+            .as_ref()
+            .map(|a| format!(" (acting for {a})"))
+            .unwrap_or_default();
+        Ok(match &r.event.kind {
+            EventKind::Opened { .. } => format!("opened {}: now at {next}", t.id),
+            EventKind::Disposed { .. } => format!(
+                "{}: disposed step {}{acting}; now at {next}",
+                t.id, r.event.step
+            ),
+            EventKind::Returned { .. } => format!(
+                "{}: returned from step {}; now at {next}",
+                t.id, r.event.step
+            ),
+            EventKind::StatusUpdated { status } => format!(
+                "{}: status \"{status}\" recorded at step {}",
+                t.id, r.event.step
+            ),
+            EventKind::Acknowledged { by, on_behalf } => format!(
+                "{}: work report acknowledged by {by}{}",
+                t.id,
+                if *on_behalf {
+                    " (recorded on the OPD's behalf)"
+                } else {
+                    ""
+                }
+            ),
+            _ => format!("{}: now at {next}", t.id),
+        })
+    }
+}
+
+impl RegisterCmd {
+    /// The call.
+    pub fn request(&self) -> Result<Request, String> {
+        if self.format == "xlsx" && self.out.is_none() {
+            return Err("--format xlsx needs --out FILE".into());
+        }
+        Ok(req(
+            "register",
+            json!({"from": self.from, "to": self.to, "format": self.format, "lang": self.lang}),
+        ))
+    }
+
+    /// Print the CSV, or write the file.
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        let d: Document = parse(reply)?;
+        write_out(&self.out, &d.bytes()?, "the register")
+    }
+}
+
+impl InboxCmd {
+    /// The call.
+    pub fn request(&self) -> Request {
+        req("inbox", json!({}))
+    }
+
+    /// A table, or the JSON array.
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        let items: Vec<InboxItem> = parse(reply)?;
+        if self.json {
+            return serde_json::to_string_pretty(&items).map_err(|e| e.to_string());
+        }
+        if items.is_empty() {
+            return Ok("nothing waits on you".into());
+        }
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header([
+            "ticket", "opd", "step", "role", "problem", "due", "left", "",
+        ]);
+        for i in &items {
+            let v = &i.ticket;
+            let mut flags = Vec::new();
+            if v.overdue {
+                flags.push("OVERDUE".to_string());
+            }
+            if i.assigned_to_me {
+                flags.push("yours".to_string());
+            }
+            if let Some(a) = &i.acting_for {
+                flags.push(format!("acting for {a}"));
+            }
+            t.add_row([
+                v.id.clone(),
+                v.opd.clone(),
+                v.step.to_string(),
+                v.role.clone(),
+                v.problem.clone(),
+                when(v.due_at, &v.due_local),
+                v.time_left_secs.map_or_else(|| "-".into(), left_label),
+                flags.join(", "),
+            ]);
+        }
+        Ok(t.to_string())
+    }
+}
+
+impl UserCmd {
+    /// The call.
+    pub fn request(&self) -> Request {
+        match self {
+            UserCmd::List { .. } => req("user.list", json!({})),
+            UserCmd::Grant { name, role } => req("user.grant", json!({"name": name, "role": role})),
+            UserCmd::Revoke { name, role } => {
+                req("user.revoke", json!({"name": name, "role": role}))
+            }
+        }
+    }
+
+    /// A table, the JSON array, or a confirmation.
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        let v: Value = parse(reply)?;
+        match self {
+            UserCmd::List { json: true } => {
+                serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
+            }
+            UserCmd::List { json: false } => {
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED);
+                t.set_header(["user", "roles"]);
+                for u in v.as_array().into_iter().flatten() {
+                    let roles: Vec<&str> = u["roles"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    t.add_row([
+                        u["name"].as_str().unwrap_or_default().to_string(),
+                        roles.join(", "),
+                    ]);
+                }
+                Ok(t.to_string())
+            }
+            UserCmd::Grant { name, .. } | UserCmd::Revoke { name, .. } => {
+                let roles: Vec<&str> = v["roles"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                Ok(format!(
+                    "{name}: {}",
+                    if roles.is_empty() {
+                        "no roles".to_string()
+                    } else {
+                        roles.join(", ")
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// Decode a base64 document (kept here so the binary needs no base64 of its own).
+pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sop::api::{self, Directory};
+    use crate::sop::store::tests::store;
+    use crate::sop::workflow::tests::{user_for, wib};
+    use clap::Parser;
+    use test_case::test_case;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Top,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Top {
+        #[command(subcommand)]
+        Ticket(TicketCmd),
+        Register(RegisterCmd),
+        Inbox(InboxCmd),
+    }
+
+    struct Dir;
+    impl Directory for Dir {
+        fn roles(&self, user: &str) -> Option<Vec<String>> {
+            (user == "prakom").then(|| vec!["pranata_komputer".to_string()])
+        }
+        fn opd(&self, id: &str) -> Option<String> {
+            (id == "dinkes").then(String::new)
+        }
+        fn measurements(&self, _: &str) -> (bool, bool) {
+            (false, false)
+        }
+    }
+
+    fn run(
+        line: &str,
+        who: &str,
+        now: &str,
+        s: &crate::sop::store::SopStore,
+    ) -> Result<String, String> {
+        let cli = Cli::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
+        let (r, render): (Request, Box<dyn Fn(&str) -> Result<String, String>>) = match cli.cmd {
+            Top::Ticket(c) => (c.request(), Box::new(move |x| c.render(x))),
+            Top::Register(c) => (c.request()?, Box::new(move |x| c.render(x))),
+            Top::Inbox(c) => (c.request(), Box::new(move |x| c.render(x))),
+        };
+        let reply = api::handle(s, &Dir, r.method, &r.json, &user_for(who), wib(now))
+            .ok_or("not an SOP method")?
+            .map_err(|e| e.to_string())?;
+        render(&reply)
+    }
+
+    #[test]
+    fn commands_round_trip_through_the_api() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = store(tmp.path());
+        let out = run(
+            "siaga ticket new --opd dinkes --letter-number 005/9 --letter-date 2026-11-20 --subject Putus",
+            "helpdesk",
+            "2026-11-23 08:00",
+            &s,
+        )
+        .expect("new");
+        assert_eq!(
+            out,
+            "opened PJ-2026-0001: now at step 1 pemohon, due 2026-11-24 08:00 +07:00"
+        );
+        let out = run(
+            "siaga ticket dispose PJ-2026-0001",
+            "pemohon",
+            "2026-11-23 08:30",
+            &s,
+        )
+        .expect("dispose");
+        assert_eq!(
+            out,
+            "PJ-2026-0001: disposed step 1; now at step 2 kepala_dinas, due 2026-11-24 08:30 +07:00"
+        );
+        let out = run(
+            "siaga ticket dispose PJ-2026-0001",
+            "sekretaris_dinas",
+            "2026-11-23 09:00",
+            &s,
+        )
+        .expect("dispose");
+        assert!(out.contains("(acting for kepala_dinas)"), "{out}");
+        let out = run(
+            "siaga ticket dispose PJ-2026-0001 --to prakom",
+            "kabid_aptika",
+            "2026-11-23 09:10",
+            &s,
+        )
+        .expect("dispose");
+        assert!(
+            out.ends_with("now at step 4 pranata_komputer (prakom), due 2026-11-23 10:10 +07:00"),
+            "{out}"
+        );
+        let err = run(
+            "siaga ticket update PJ-2026-0001 --status x",
+            "helpdesk",
+            "2026-11-23 09:20",
+            &s,
+        )
+        .expect_err("refused");
+        assert_eq!(err, "step 4 belongs to pranata_komputer; you are helpdesk");
+        let inbox = run("siaga inbox", "pranata_komputer", "2026-11-23 10:40", &s).expect("inbox");
+        assert!(
+            inbox.contains("OVERDUE") && inbox.contains("-0h 30m"),
+            "{inbox}"
+        );
+        let card = run(
+            "siaga ticket card PJ-2026-0001 --lang en",
+            "helpdesk",
+            "2026-11-23 10:40",
+            &s,
+        )
+        .expect("card");
+        assert!(
+            card.starts_with("CONTROL CARD / DISPOSITION SHEET"),
+            "{card}"
+        );
+        let file = tmp.path().join("reg.xlsx");
+        let out = run(
+            &format!(
+                "siaga register --from 2026-11-01 --to 2026-11-30 --format xlsx --out {}",
+                file.display()
+            ),
+            "helpdesk",
+            "2026-11-23 10:40",
+            &s,
+        )
+        .expect("register");
+        assert!(out.starts_with("wrote the register to"), "{out}");
+        assert!(std::fs::read(&file).expect("file").starts_with(b"PK"));
+    }
+
+    #[test_case("siaga register --from 2026-11-01 --to 2026-11-30 --format xlsx", "--format xlsx needs --out FILE" ; "xlsx needs out")]
+    #[test_case("siaga ticket return PJ-2026-0001", "--reason" ; "return needs reason")]
+    #[test_case("siaga ticket card PJ-2026-0001 --format pdf", "pdf" ; "bad card format")]
+    #[test_case("siaga ticket new --opd dinkes --letter-number 1 --letter-date 20-11-2026 --subject x", "letter-date" ; "bad date")]
+    fn bad_command_lines(line: &str, words: &str) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = store(tmp.path());
+        let err = run(line, "helpdesk", "2026-11-23 08:00", &s).expect_err("refused");
+        assert!(err.contains(words), "{err}");
+    }
+
+    #[test_case(90 * 60, "1h 30m")]
+    #[test_case(-5 * 60, "-0h 05m")]
+    #[test_case(50 * 3600, "2d 2h")]
+    fn left(secs: i64, want: &str) {
+        assert_eq!(left_label(secs), want);
+    }
+}
