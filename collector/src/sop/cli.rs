@@ -472,7 +472,7 @@ mod tests {
         s: &crate::sop::store::SopStore,
     ) -> Result<String, String> {
         let cli = Cli::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
-        let (r, render): (Request, Box<dyn Fn(&str) -> Result<String, String>>) = match cli.cmd {
+        let (r, render): (Request, Render) = match cli.cmd {
             Top::Ticket(c) => (c.request(), Box::new(move |x| c.render(x))),
             Top::Register(c) => (c.request()?, Box::new(move |x| c.render(x))),
             Top::Inbox(c) => (c.request(), Box::new(move |x| c.render(x))),
