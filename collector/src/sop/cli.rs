@@ -465,6 +465,8 @@ mod tests {
         }
     }
 
+    type Render = Box<dyn Fn(&str) -> Result<String, String>>;
+
     fn run(
         line: &str,
         who: &str,
