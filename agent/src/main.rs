@@ -141,7 +141,11 @@ fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .thread_name("siaga-agent")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run_async(cfg))
+    let result = rt.block_on(run_async(cfg));
+    // Everything that matters is committed by now; do not wait for stray
+    // blocking threads (e.g. a socket poll) longer than a moment.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {

@@ -153,7 +153,7 @@ impl Uplink {
                 Err(e) => {
                     let delay = self.settings.backoff.next_delay();
                     warn!(
-                        error = %e,
+                        error = %chain(&e),
                         retry_in = %humantime::format_duration(round_ms(delay)),
                         "uplink to the collector down"
                     );
@@ -455,6 +455,21 @@ impl Uplink {
 
 async fn send(tx: &mpsc::Sender<AgentMessage>, m: AgentMessage) -> Result<(), UplinkError> {
     tx.send(m).await.map_err(|_| UplinkError::Closed)
+}
+
+/// An error with its causes: "connect: transport error: tcp connect error: Connection refused".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 fn round_ms(d: Duration) -> Duration {
