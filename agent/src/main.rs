@@ -230,12 +230,12 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
             "grace period over; tasks still running are abandoned"
         ),
     }
-    spool.flush().await.context("flushing the spool")?;
     let st = spool.stats();
+    spool.close().await.context("closing the spool")?;
     info!(
         depth = st.depth,
         dropped = st.dropped,
-        "spool flushed; stopped"
+        "spool committed and closed; stopped"
     );
     Ok(())
 }

@@ -61,6 +61,9 @@ enum Cmd {
     Flush {
         reply: oneshot::Sender<Result<u64, SpoolError>>,
     },
+    Close {
+        reply: oneshot::Sender<Result<u64, SpoolError>>,
+    },
 }
 
 impl Cmd {
@@ -69,7 +72,8 @@ impl Cmd {
             Cmd::Push { reply, .. }
             | Cmd::Ack { reply, .. }
             | Cmd::SaveInventory { reply, .. }
-            | Cmd::Flush { reply } => reply,
+            | Cmd::Flush { reply }
+            | Cmd::Close { reply } => reply,
         };
         // The caller may have given up waiting (shutdown); nothing to do then.
         let _ = tx.send(r);
@@ -240,6 +244,14 @@ impl Spool {
     /// Returns once everything queued before is committed.
     pub async fn flush(&self) -> Result<(), SpoolError> {
         self.call(|reply| Cmd::Flush { reply }).await.map(|_| ())
+    }
+
+    /// Commits what is queued, stops the writer and releases the database
+    /// file once this is the last handle (other handles can then only read).
+    pub async fn close(self) -> Result<(), SpoolError> {
+        let r = self.call(|reply| Cmd::Close { reply }).await.map(|_| ());
+        drop(self);
+        r
     }
 
     /// Caches the inventory so that probing resumes after a restart even
@@ -440,6 +452,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut closing = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
@@ -448,7 +461,26 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.apply(group);
+            let (close, group): (Vec<Cmd>, Vec<Cmd>) = group
+                .into_iter()
+                .partition(|c| matches!(c, Cmd::Close { .. }));
+            if !group.is_empty() {
+                self.apply(group);
+            }
+            if !close.is_empty() {
+                closing = close;
+                break;
+            }
+        }
+        // Refuse what is still queued, release the database file, and only
+        // then tell the closers.
+        rx.close();
+        while let Ok(c) = rx.try_recv() {
+            c.reply(Err(SpoolError::Closed));
+        }
+        drop(self);
+        for c in closing {
+            c.reply(Ok(0));
         }
     }
 
@@ -556,7 +588,7 @@ impl Writer {
                             .map_err(SpoolError::storage)?;
                         results.push(0);
                     }
-                    Cmd::Flush { .. } => results.push(0),
+                    Cmd::Flush { .. } | Cmd::Close { .. } => results.push(0),
                 }
             }
         }

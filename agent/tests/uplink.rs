@@ -1,12 +1,13 @@
 //! The uplink against a fake collector: a real tonic server with real mTLS
 //! (certificates made by rcgen), a real spool on disk.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use siaga_agent::backoff::{Backoff, Jitter};
 use siaga_agent::config::SpoolConfig;
 use siaga_agent::metrics::Metrics;
@@ -24,63 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-fn make_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, name.to_string());
-    let key = KeyPair::generate().expect("key");
-    let cert = p.self_signed(&key).expect("self-signed");
-    (cert.pem(), Issuer::new(p, key))
-}
-
-fn leaf(issuer: &Issuer<'static, KeyPair>, sans: Vec<SanType>) -> (String, String) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-    p.subject_alt_names = sans;
-    let key = KeyPair::generate().expect("key");
-    let cert = p.signed_by(&key, issuer).expect("sign");
-    (cert.pem(), key.serialize_pem())
-}
-
-impl Pki {
-    /// A collector CA with a server certificate for `localhost` and an
-    /// agent certificate; `agent_ca` names who signs the agent's one.
-    fn new(agent_from_other_ca: bool) -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (ca_pem, ca) = make_ca("test collector CA");
-        let (srv, srv_key) = leaf(
-            &ca,
-            vec![SanType::DnsName("localhost".try_into().expect("dns"))],
-        );
-        let (_, other) = make_ca("some other CA");
-        let agent_issuer = if agent_from_other_ca { &other } else { &ca };
-        let (agent, agent_key) = leaf(
-            agent_issuer,
-            vec![SanType::URI(
-                "siaga://agent/dinkes/a1".try_into().expect("uri"),
-            )],
-        );
-        for (name, text) in [
-            ("ca.pem", ca_pem),
-            ("server.pem", srv),
-            ("server.key", srv_key),
-            ("agent.pem", agent),
-            ("agent.key", agent_key),
-        ] {
-            std::fs::write(dir.path().join(name), text).expect("write pem");
-        }
-        Pki { dir }
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.dir.path().join(name)).expect("read pem")
-    }
-}
+use common::Pki;
 
 /// What the fake collector saw.
 #[derive(Default, Debug)]
