@@ -182,3 +182,637 @@ fn lab_cleans_up_after_a_panic() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------- SNMP
+
+use siaga_agent::probe::snmp::{SnmpPoller, decode_message};
+use siaga_agent::probe::trap::{TrapCredentials, TrapReceiver, TrapSource};
+use siaga_proto::v1::{Device, Event, Interface, Link, SnmpResult, SnmpStatus, SnmpTarget};
+
+fn v2c(lab: &Lab, id: &str, community: &str) -> anyhow::Result<Device> {
+    Ok(Device {
+        id: id.into(),
+        address: lab.target(IpAddr::V4(lab.addr(id)?))?.to_string(),
+        snmp: Some(SnmpTarget {
+            version: "2c".into(),
+            community: community.into(),
+            timeout_ms: 1500,
+            retries: 1,
+            ..SnmpTarget::default()
+        }),
+        ..Device::default()
+    })
+}
+
+fn v3(
+    lab: &Lab,
+    id: &str,
+    user: &str,
+    auth: &str,
+    auth_pw: &str,
+    privacy: &str,
+    priv_pw: &str,
+) -> anyhow::Result<Device> {
+    Ok(Device {
+        id: id.into(),
+        address: lab.target(IpAddr::V4(lab.addr(id)?))?.to_string(),
+        snmp: Some(SnmpTarget {
+            version: "3".into(),
+            user: user.into(),
+            auth_protocol: auth.into(),
+            auth_password: auth_pw.into(),
+            priv_protocol: privacy.into(),
+            priv_password: priv_pw.into(),
+            timeout_ms: 1500,
+            retries: 1,
+            ..SnmpTarget::default()
+        }),
+        ..Device::default()
+    })
+}
+
+/// Longer than net-snmp's interface cache (3 s): one poll interval.
+const SNMPD_CACHE: Duration = Duration::from_millis(3500);
+
+fn iface<'a>(r: &'a SnmpResult, name: &str) -> &'a Interface {
+    r.interfaces
+        .iter()
+        .find(|i| i.if_name == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no interface {name} in {:?}",
+                r.interfaces.iter().map(|i| &i.if_name).collect::<Vec<_>>()
+            )
+        })
+}
+
+fn status(r: &SnmpResult) -> SnmpStatus {
+    SnmpStatus::try_from(r.status).unwrap_or(SnmpStatus::Unspecified)
+}
+
+/// Polls until `cond` holds or `deadline` passes (snmpd caches interface
+/// state for a few seconds, as real devices do); returns the last poll.
+async fn poll_until(
+    poller: &SnmpPoller,
+    dev: &Device,
+    links: &[Link],
+    deadline: Duration,
+    cond: impl Fn(&SnmpResult) -> bool,
+) -> (SnmpResult, Vec<Event>) {
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let (r, e) = poller.poll(dev, links).await;
+        if cond(&r) || tokio::time::Instant::now() > end {
+            return (r, e);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snmp_v2c_interfaces_and_a_link_going_down_and_up() -> anyhow::Result<()> {
+    let lab = Lab::new()?
+        .device("sw1")
+        .snmpd_v2c("public")
+        .spare_link("port2")
+        .start()?;
+    let dev = v2c(&lab, "sw1", "public")?;
+    let links = vec![Link {
+        device: "sw1".into(),
+        interface: "port2".into(),
+        if_index: 0,
+        name: "sw1-port2".into(),
+    }];
+    let poller = SnmpPoller::new();
+    let (r, events) = poller.poll(&dev, &links).await;
+    assert_eq!(status(&r), SnmpStatus::Ok, "{r:?}");
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(r.sys_name, "sw1");
+    assert!(r.sys_descr.contains("sw1"), "{}", r.sys_descr);
+    assert!(r.sys_uptime_cs.is_some());
+    let port = iface(&r, "port2");
+    assert_eq!(port.link_name, "sw1-port2");
+    assert_eq!((port.admin_status, port.oper_status), (1, 1), "{port:?}");
+    assert!(
+        port.hc_counters && port.in_octets.is_some() && port.out_errors.is_some(),
+        "{port:?}"
+    );
+    assert!(port.speed_bps > 0, "{port:?}");
+    assert_eq!(
+        iface(&r, "eth0").link_name,
+        "",
+        "only inventory links are named"
+    );
+    assert_eq!(port.in_bps, None, "no rate on a first poll");
+
+    // snmpd, like real devices, caches interface state (3 s); an agent polls
+    // less often than that, so the first poll after a change must show it.
+    lab.set_link_down("sw1", "port2")?;
+    tokio::time::sleep(SNMPD_CACHE).await;
+    let (r, _) = poller.poll(&dev, &links).await;
+    let port = iface(&r, "port2");
+    assert_eq!((port.admin_status, port.oper_status), (2, 2), "{port:?}");
+    lab.set_link_up("sw1", "port2")?;
+    tokio::time::sleep(SNMPD_CACHE).await;
+    let (r, _) = poller.poll(&dev, &links).await;
+    assert_eq!(
+        (
+            iface(&r, "port2").admin_status,
+            iface(&r, "port2").oper_status
+        ),
+        (1, 1)
+    );
+
+    // A cut cable: the interface stays admin up but is oper down.
+    lab.cut_link("sw1", "port2")?;
+    tokio::time::sleep(SNMPD_CACHE).await;
+    let (r, _) = poller.poll(&dev, &links).await;
+    let port = iface(&r, "port2");
+    assert_eq!((port.admin_status, port.oper_status), (1, 2), "{port:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_shows_as_utilisation_matching_the_bytes_sent() -> anyhow::Result<()> {
+    let lab = Lab::new()?.device("sw1").snmpd_v2c("public").start()?;
+    let dev = v2c(&lab, "sw1", "public")?;
+    let poller = SnmpPoller::new();
+    let octets = |r: &SnmpResult| iface(r, "eth0").in_octets.unwrap_or(0);
+    let poll = || async {
+        let (r, _) = poller.poll(&dev, &[]).await;
+        (r, std::time::Instant::now())
+    };
+    // Settle: snmpd caches counters for a while; wait until they stand still.
+    let (mut base, mut base_at);
+    (base, _) = poll().await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let (r, at) = poll().await;
+        let still = octets(&r) == octets(&base);
+        (base, base_at) = (r, at);
+        if still {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < give_up, "counter never settled");
+    }
+    let sent = lab.send_udp("sw1", 4000, 1000)?;
+    // Poll on until the counter has taken the traffic in and stands still.
+    let (mut prev, mut prev_at) = (base.clone(), base_at);
+    let mut by_rate = 0.0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let (r, at) = poll().await;
+        let e = iface(&r, "eth0");
+        let bps = e.in_bps.ok_or_else(|| anyhow::anyhow!("no rate: {e:?}"))?;
+        by_rate += bps * (at - prev_at).as_secs_f64() / 8.0;
+        let util = e
+            .util_in_pct
+            .ok_or_else(|| anyhow::anyhow!("no utilisation: {e:?}"))?;
+        assert!(
+            (util - bps * 100.0 / e.speed_bps as f64).abs() < 1e-9,
+            "{e:?}"
+        );
+        let settled = octets(&r) > octets(&base) && octets(&r) == octets(&prev);
+        (prev, prev_at) = (r, at);
+        if settled {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < give_up, "counter never settled");
+    }
+    let counted = octets(&prev) - octets(&base);
+    for (what, v) in [("ifHCInOctets", counted as f64), ("in_bps x time", by_rate)] {
+        let ratio = v / sent as f64;
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "sent {sent} bytes, {what} says {v:.0}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snmpd_restart_gives_a_reset_event_not_a_spike() -> anyhow::Result<()> {
+    let mut lab = Lab::new()?.device("sw1").snmpd_v2c("public").start()?;
+    let dev = v2c(&lab, "sw1", "public")?;
+    let poller = SnmpPoller::new();
+    let (first, _) = poller.poll(&dev, &[]).await;
+    assert_eq!(status(&first), SnmpStatus::Ok, "{first:?}");
+    // Let the device be up a while, so that a restart visibly resets sysUpTime.
+    let (second, events) = poll_until(&poller, &dev, &[], Duration::from_secs(20), |r| {
+        r.sys_uptime_cs.unwrap_or(0) >= 200
+    })
+    .await;
+    assert!(events.is_empty(), "{events:?}");
+    assert!(
+        iface(&second, "eth0").in_bps.is_some(),
+        "rates from the second poll on"
+    );
+
+    lab.restart_snmpd("sw1")?;
+    let (r, events) = poller.poll(&dev, &[]).await;
+    assert_eq!(status(&r), SnmpStatus::Ok, "{r:?}");
+    assert!(
+        r.sys_uptime_cs < second.sys_uptime_cs,
+        "sysUpTime should start again"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "device_rebooted" && e.source == "poll"),
+        "{events:?}"
+    );
+    assert!(
+        r.interfaces
+            .iter()
+            .all(|i| i.in_bps.is_none() && i.out_bps.is_none() && i.errors_per_s.is_none()),
+        "rate right after a reboot: {r:?}"
+    );
+    // And the poll after that has rates again, without a spike.
+    let (r, events) = poller.poll(&dev, &[]).await;
+    assert!(events.is_empty(), "{events:?}");
+    let e = iface(&r, "eth0");
+    assert!(e.in_bps.is_some_and(|b| b < 1e9), "{e:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snmpv3_auth_priv_and_the_three_failure_states() -> anyhow::Result<()> {
+    let lab = Lab::new()?
+        .device("sw3")
+        .snmpd_v2c("public")
+        .snmpd_v3("admin", "authpass123", "privpass123")
+        .snmpd_v3_user(siaga_tests::lab::V3User {
+            user: "legacy".into(),
+            auth_protocol: "SHA".into(),
+            auth_password: "legacyauth1".into(),
+            priv_protocol: "AES".into(),
+            priv_password: "legacypriv1".into(),
+        })
+        .device("quiet")
+        .start()?;
+    let poller = SnmpPoller::new();
+
+    let good = v3(
+        &lab,
+        "sw3",
+        "admin",
+        "sha256",
+        "authpass123",
+        "aes",
+        "privpass123",
+    )?;
+    let (r, _) = poller.poll(&good, &[]).await;
+    assert_eq!(status(&r), SnmpStatus::Ok, "SHA-256/AES: {r:?}");
+    assert_eq!(r.sys_name, "sw3");
+    assert!(
+        r.interfaces
+            .iter()
+            .any(|i| i.if_name == "eth0" && i.hc_counters)
+    );
+    let sha1 = v3(
+        &lab,
+        "sw3",
+        "legacy",
+        "sha",
+        "legacyauth1",
+        "aes",
+        "legacypriv1",
+    )?;
+    let (r, _) = poller.poll(&sha1, &[]).await;
+    assert_eq!(status(&r), SnmpStatus::Ok, "SHA/AES: {r:?}");
+
+    let wrong_pw = v3(
+        &lab,
+        "sw3",
+        "admin",
+        "sha256",
+        "wrongpass123",
+        "aes",
+        "privpass123",
+    )?;
+    let (r, _) = poller.poll(&wrong_pw, &[]).await;
+    assert_eq!(
+        status(&r),
+        SnmpStatus::AuthFailure,
+        "wrong v3 password: {r:?}"
+    );
+    let unknown_user = v3(
+        &lab,
+        "sw3",
+        "nobody",
+        "sha256",
+        "authpass123",
+        "aes",
+        "privpass123",
+    )?;
+    let (r, _) = poller.poll(&unknown_user, &[]).await;
+    assert_eq!(
+        status(&r),
+        SnmpStatus::AuthFailure,
+        "unknown v3 user: {r:?}"
+    );
+
+    let wrong_community = v2c(&lab, "sw3", "private")?;
+    let (r, _) = poller.poll(&wrong_community, &[]).await;
+    assert_eq!(
+        status(&r),
+        SnmpStatus::AuthFailure,
+        "wrong community: {r:?}"
+    );
+    assert!(r.error.contains("community"), "{}", r.error);
+
+    // A host without SNMP: silence, which is a timeout.
+    let silent = v2c(&lab, "quiet", "public")?;
+    let (r, _) = poller.poll(&silent, &[]).await;
+    assert_eq!(status(&r), SnmpStatus::Timeout, "{r:?}");
+    assert!(r.interfaces.is_empty());
+
+    // v1 against the same device works too (no Counter64: 32-bit octets).
+    let mut v1 = v2c(&lab, "sw3", "public")?;
+    if let Some(t) = v1.snmp.as_mut() {
+        t.version = "1".into();
+    }
+    let (r, _) = poller.poll(&v1, &[]).await;
+    assert_eq!(status(&r), SnmpStatus::Ok, "v1: {r:?}");
+    let e = iface(&r, "eth0");
+    assert!(!e.hc_counters && e.in_octets.is_some(), "{e:?}");
+    Ok(())
+}
+
+// A BER TLV (definite length).
+fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = body.len();
+    if n < 128 {
+        out.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn oid_ber(arcs: &[u32]) -> Vec<u8> {
+    let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
+    for &a in &arcs[2..] {
+        let mut chunk = vec![(a & 0x7f) as u8];
+        let mut v = a >> 7;
+        while v > 0 {
+            chunk.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        chunk.reverse();
+        body.extend(chunk);
+    }
+    tlv(0x06, &body)
+}
+
+/// Reads (tag, body, rest) of the TLV at the start of `b`.
+fn read_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)?;
+    let (len, hdr) = if first < 128 {
+        (first as usize, 2)
+    } else {
+        let k = (first & 0x7f) as usize;
+        let len = b
+            .get(2..2 + k)?
+            .iter()
+            .fold(0usize, |acc, x| acc << 8 | *x as usize);
+        (len, 2 + k)
+    };
+    Some((tag, b.get(hdr..hdr + len)?, b.get(hdr + len..)?))
+}
+
+/// A fake v2c agent on loopback: answers every request with the right
+/// request id but a sysUpTime that is a string (a malformed answer).
+fn malformed_agent() -> anyhow::Result<std::net::SocketAddr> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let addr = sock.local_addr()?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let Some((_, msg, _)) = read_tlv(&buf[..n]) else {
+                continue;
+            };
+            let Some((_, _version, rest)) = read_tlv(msg) else {
+                continue;
+            };
+            let Some((_, community, rest)) = read_tlv(rest) else {
+                continue;
+            };
+            let Some((_, pdu, _)) = read_tlv(rest) else {
+                continue;
+            };
+            let Some((_, reqid, _)) = read_tlv(pdu) else {
+                continue;
+            };
+            let vb = |arcs: &[u32], value: Vec<u8>| tlv(0x30, &[oid_ber(arcs), value].concat());
+            let vbs = [
+                vb(&[1, 3, 6, 1, 2, 1, 1, 1, 0], tlv(0x04, b"descr")),
+                vb(&[1, 3, 6, 1, 2, 1, 1, 3, 0], tlv(0x04, b"not a timetick")),
+                vb(&[1, 3, 6, 1, 2, 1, 1, 5, 0], tlv(0x04, b"name")),
+            ]
+            .concat();
+            let pdu = tlv(
+                0xa2,
+                &[
+                    tlv(0x02, reqid),
+                    tlv(0x02, &[0]),
+                    tlv(0x02, &[0]),
+                    tlv(0x30, &vbs),
+                ]
+                .concat(),
+            );
+            let reply = tlv(0x30, &[tlv(0x02, &[1]), tlv(0x04, community), pdu].concat());
+            let _ = sock.send_to(&reply, from);
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_answer_is_its_own_state() -> anyhow::Result<()> {
+    let addr = malformed_agent()?;
+    let dev = Device {
+        id: "odd".into(),
+        address: addr.ip().to_string(),
+        snmp: Some(SnmpTarget {
+            version: "2c".into(),
+            community: "public".into(),
+            port: u32::from(addr.port()),
+            timeout_ms: 1000,
+            ..SnmpTarget::default()
+        }),
+        ..Device::default()
+    };
+    let (r, _) = SnmpPoller::new().poll(&dev, &[]).await;
+    assert_eq!(status(&r), SnmpStatus::Malformed, "{r:?}");
+    assert!(r.error.contains("sysUpTime"), "{}", r.error);
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        let _ = decode_message(&bytes);
+    }
+
+    #[test]
+    fn mangled_answers_never_panic_the_decoder(
+        flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 1..8),
+        cut in 0usize..400,
+    ) {
+        let vb = |arcs: &[u32], value: Vec<u8>| tlv(0x30, &[oid_ber(arcs), value].concat());
+        let vbs = [
+            vb(&[1, 3, 6, 1, 2, 1, 1, 3, 0], tlv(0x43, &[1, 2, 3])),
+            vb(&[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6, 2], tlv(0x46, &[0x12, 0x34, 0x56, 0x78, 0x9a])),
+            vb(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 2, 2], tlv(0x04, b"eth0")),
+        ].concat();
+        let pdu = tlv(0xa2, &[tlv(0x02, &[7]), tlv(0x02, &[0]), tlv(0x02, &[0]), tlv(0x30, &vbs)].concat());
+        let mut msg = tlv(0x30, &[tlv(0x02, &[1]), tlv(0x04, b"public"), pdu].concat());
+        proptest::prop_assert!(decode_message(&msg).is_ok(), "the unmangled message must decode");
+        for (at, byte) in flips {
+            let n = msg.len();
+            msg[at % n] = byte;
+        }
+        msg.truncate(cut.max(1));
+        let _ = decode_message(&msg);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
+    let lab = Lab::new()?
+        .device("sw1")
+        .snmpd_v2c("public")
+        .spare_link("port2")
+        .start()?;
+    let listen = std::net::SocketAddr::new(IpAddr::V4(lab.agent_addr("sw1")?), 0);
+    let creds = TrapCredentials {
+        communities: vec!["public".into()],
+        users: vec![(
+            "trapper".into(),
+            "sha256".into(),
+            "trapauth123".into(),
+            "aes".into(),
+            "trappriv123".into(),
+        )],
+    };
+    let receiver = TrapReceiver::bind(listen, &creds).await?;
+    let port = receiver.local_addr().port();
+    let sw1 = IpAddr::V4(lab.addr("sw1")?);
+    let links = vec![Link {
+        device: "sw1".into(),
+        interface: "port2".into(),
+        if_index: 0,
+        name: "sw1-port2".into(),
+    }];
+    let lookup = move |ip: IpAddr| {
+        (ip == sw1).then(|| TrapSource {
+            device: "sw1".into(),
+            links: links.clone(),
+        })
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Event)>();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(receiver.run(
+        lookup,
+        move |d: &str, e: Event| {
+            let _ = tx.send((d.to_string(), e));
+        },
+        cancel.clone(),
+    ));
+    let dest = format!("{}:{port}", lab.agent_addr("sw1")?);
+
+    let v2c_trap = [
+        "snmptrap",
+        "-v",
+        "2c",
+        "-c",
+        "public",
+        &dest,
+        "",
+        "1.3.6.1.6.3.1.1.5.3",
+        "1.3.6.1.2.1.2.2.1.1.7",
+        "i",
+        "7",
+        "1.3.6.1.2.1.2.2.1.2.7",
+        "s",
+        "port2",
+    ];
+    let v3_trap = [
+        "snmptrap",
+        "-v",
+        "3",
+        "-u",
+        "trapper",
+        "-l",
+        "authPriv",
+        "-a",
+        "SHA-256",
+        "-A",
+        "trapauth123",
+        "-x",
+        "AES",
+        "-X",
+        "trappriv123",
+        "-e",
+        "0x8000000001020304",
+        &dest,
+        "",
+        "1.3.6.1.6.3.1.1.5.4",
+        "1.3.6.1.2.1.2.2.1.1.7",
+        "i",
+        "7",
+        "1.3.6.1.2.1.31.1.1.1.1.7",
+        "s",
+        "port2",
+    ];
+    let wrong_community = [
+        "snmptrap",
+        "-v",
+        "2c",
+        "-c",
+        "guess",
+        &dest,
+        "",
+        "1.3.6.1.6.3.1.1.5.3",
+        "1.3.6.1.2.1.2.2.1.1.9",
+        "i",
+        "9",
+    ];
+    lab.exec("sw1", &wrong_community)?;
+    for (argv, kind) in [(&v2c_trap[..], "link_down"), (&v3_trap[..], "link_up")] {
+        lab.exec("sw1", argv)?;
+        let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        let (device, event) = got
+            .map_err(|_| anyhow::anyhow!("no {kind} event within 1 s"))?
+            .ok_or_else(|| anyhow::anyhow!("receiver ended"))?;
+        assert_eq!(device, "sw1");
+        assert_eq!(
+            (event.kind.as_str(), event.source.as_str(), event.if_index),
+            (kind, "trap", 7),
+            "{event:?}"
+        );
+        assert_eq!(event.link, "sw1-port2", "{event:?}");
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "the trap with a wrong community must be dropped"
+    );
+    cancel.cancel();
+    task.await?;
+    Ok(())
+}

@@ -2,3 +2,5 @@
 //! health, SNMP traps).
 
 pub mod icmp;
+pub mod snmp;
+pub mod trap;
