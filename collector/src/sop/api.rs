@@ -3,7 +3,7 @@
 //! roles from the user store) and a [`Directory`] to look up other users and OPDs.
 //!
 //! Methods: `ticket.new`, `ticket.dispose`, `ticket.return`, `ticket.update`,
-//! `ticket.acknowledge`, `ticket.sop`, `ticket.card`, `register`, `inbox`, `audit.verify`.
+//! `ticket.acknowledge`, `ticket.sop`, `ticket.audit`, `ticket.card`, `register`, `inbox`, `audit.verify`.
 
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -352,6 +352,10 @@ pub fn handle(
         "ticket.sop" => args::<TicketArg>(method, json).and_then(|a| {
             let t = store.get(&a.ticket)?;
             out(&view(store, &t, now)?)
+        }),
+        "ticket.audit" => args::<TicketArg>(method, json).and_then(|a| {
+            store.get(&a.ticket)?;
+            out(&store.trail(&a.ticket)?)
         }),
         "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, a)),
         "register" => args::<RegisterArgs>(method, json).and_then(|a| register_doc(store, a, now)),

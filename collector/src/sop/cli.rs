@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
-use super::api::{ActionReply, Document, InboxItem};
+use super::api::{ActionReply, Document, InboxItem, TicketView};
+use super::audit::AuditRecord;
 use super::workflow::EventKind;
 
 /// `siaga ticket …` (the SOP actions).
@@ -79,6 +80,22 @@ pub enum TicketCmd {
         /// Count calendar time instead of working time.
         #[arg(long)]
         urgent: bool,
+    },
+    /// Whose turn it is, until when.
+    Turn {
+        /// Ticket number.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The ticket's audit trail: every event, refusals included.
+    Audit {
+        /// Ticket number.
+        id: String,
+        /// Print a JSON array of the hash-chained records.
+        #[arg(long)]
+        json: bool,
     },
     /// The control card (Kartu Kendali / Lembar Disposisi).
     Card {
@@ -235,6 +252,8 @@ impl TicketCmd {
                 json!({"opd": opd, "letter_number": letter_number, "letter_date": letter_date,
                        "subject": subject, "device": device, "link": link, "urgent": urgent}),
             ),
+            TicketCmd::Turn { id, .. } => req("ticket.sop", json!({"ticket": id})),
+            TicketCmd::Audit { id, .. } => req("ticket.audit", json!({"ticket": id})),
             TicketCmd::Card {
                 id, format, lang, ..
             } => req(
@@ -249,6 +268,21 @@ impl TicketCmd {
         if let TicketCmd::Card { out, .. } = self {
             let d: Document = parse(reply)?;
             return write_out(out, &d.bytes()?, "the control card");
+        }
+        match self {
+            TicketCmd::Turn { json: true, .. } | TicketCmd::Audit { json: true, .. } => {
+                let v: Value = parse(reply)?;
+                return serde_json::to_string_pretty(&v).map_err(|e| e.to_string());
+            }
+            TicketCmd::Turn { json: false, .. } => {
+                let t: TicketView = parse(reply)?;
+                return Ok(turn_line(&t));
+            }
+            TicketCmd::Audit { json: false, .. } => {
+                let recs: Vec<AuditRecord> = parse(reply)?;
+                return Ok(audit_table(&recs));
+            }
+            _ => {}
         }
         let r: ActionReply = parse(reply)?;
         let t = &r.ticket;
@@ -297,6 +331,89 @@ impl TicketCmd {
             _ => format!("{}: now at {next}", t.id),
         })
     }
+}
+
+fn turn_line(t: &TicketView) -> String {
+    if let Some(c) = t.closed_at {
+        return format!("{}: selesai (done) at {}", t.id, c.to_rfc3339());
+    }
+    let who = match &t.assignee {
+        Some(u) => format!("{} ({u})", t.role),
+        None => t.role.clone(),
+    };
+    let left = t.time_left_secs.map_or_else(|| "-".into(), left_label);
+    format!(
+        "{}: step {} {who}, due {} ({left} left{})",
+        t.id,
+        t.step,
+        when(t.due_at, &t.due_local),
+        if t.overdue { ", OVERDUE" } else { "" }
+    )
+}
+
+fn audit_table(recs: &[AuditRecord]) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["#", "at", "user", "role", "step", "event", "detail"]);
+    for r in recs {
+        let e = &r.event;
+        let role = match (&e.role, &e.acting_for) {
+            (Some(r), Some(f)) => format!("{r} for {f}"),
+            (Some(r), None) => r.clone(),
+            _ => String::new(),
+        };
+        let (kind, detail) = match &e.kind {
+            EventKind::Opened { origin, .. } => ("opened", format!("{origin:?}")),
+            EventKind::Disposed {
+                to_step,
+                to_user,
+                note,
+                timing,
+                ..
+            } => (
+                "disposed",
+                format!(
+                    "to step {to_step}{}{}{}",
+                    to_user
+                        .as_ref()
+                        .map(|u| format!(" ({u})"))
+                        .unwrap_or_default(),
+                    note.as_ref().map(|n| format!(": {n}")).unwrap_or_default(),
+                    timing
+                        .as_ref()
+                        .map(|t| if t.met { ", in time" } else { ", LATE" })
+                        .unwrap_or_default()
+                ),
+            ),
+            EventKind::Returned {
+                to_step, reason, ..
+            } => ("returned", format!("to step {to_step}: {reason}")),
+            EventKind::StatusUpdated { status } => ("status", status.clone()),
+            EventKind::Acknowledged { by, on_behalf } => (
+                "acknowledged",
+                format!("{by}{}", if *on_behalf { " (on behalf)" } else { "" }),
+            ),
+            EventKind::Refused { action, reason } => ("REFUSED", format!("{action}: {reason}")),
+            EventKind::Escalated {
+                level,
+                notify_roles,
+                ..
+            } => (
+                "escalated",
+                format!("level {level} to {}", notify_roles.join(", ")),
+            ),
+        };
+        t.add_row([
+            r.index.to_string(),
+            e.at.to_rfc3339(),
+            e.user.clone(),
+            role,
+            e.step.to_string(),
+            kind.to_string(),
+            detail,
+        ]);
+    }
+    t.to_string()
 }
 
 impl RegisterCmd {
