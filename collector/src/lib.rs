@@ -7,6 +7,7 @@ pub mod health;
 pub mod inventory;
 pub mod notify;
 pub mod pki;
+pub mod revoke;
 pub mod sop;
 pub mod store;
 pub mod ticket;
