@@ -43,11 +43,13 @@ impl Backoff {
         }
     }
 
-    /// The agent's reconnect policy: 500 ms doubling to 30 s, decorrelated.
+    /// The agent's reconnect policy: 500 ms growing to 15 s, decorrelated.
+    /// The cap keeps the gap after a collector restart short while a
+    /// province's agents still spread their reconnects over 15 s.
     pub fn reconnect() -> Self {
         Self::new(
             Duration::from_millis(500),
-            Duration::from_secs(30),
+            Duration::from_secs(15),
             Jitter::Decorrelated,
         )
     }

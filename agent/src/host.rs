@@ -12,6 +12,7 @@ pub struct HostSampler {
     networks: Networks,
     data_dir: PathBuf,
     pid: Option<Pid>,
+    cpu_refreshed: std::time::Instant,
 }
 
 impl std::fmt::Debug for HostSampler {
@@ -31,6 +32,7 @@ impl HostSampler {
             networks: Networks::new_with_refreshed_list()?,
             data_dir: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
             pid: sysinfo::get_current_pid().ok(),
+            cpu_refreshed: std::time::Instant::now(),
         };
         // Prime the CPU counters so the first sample has a baseline.
         s.system.refresh_cpu_usage();
@@ -39,7 +41,12 @@ impl HostSampler {
 
     /// Current figures. CPU usage is over the time since the previous call.
     pub fn sample(&mut self) -> HostMetrics {
-        self.system.refresh_cpu_usage();
+        // Closer together than this, sysinfo's CPU figure is noise; keep
+        // the previous one.
+        if self.cpu_refreshed.elapsed() >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
+            self.system.refresh_cpu_usage();
+            self.cpu_refreshed = std::time::Instant::now();
+        }
         self.system.refresh_memory();
         self.disks.refresh(true);
         self.networks.refresh(true);
@@ -108,7 +115,7 @@ mod tests {
     fn figures_are_plausible() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = HostSampler::new(dir.path()).expect("sysinfo");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
         let m = s.sample();
         assert!(m.mem_total_bytes > 0);
         assert!(m.mem_used_pct > 0.0 && m.mem_used_pct <= 100.0, "{m:?}");

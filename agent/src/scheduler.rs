@@ -90,16 +90,29 @@ impl Scheduler {
                 }
             }
             let next = started + cycle;
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep_until(next) => {}
-                // A new inventory (e.g. the first one) is probed at once.
-                r = self.inventory.changed() => {
-                    if r.is_err() {
-                        // The uplink is gone: keep the last inventory.
-                        tokio::select! {
-                            () = cancel.cancelled() => return,
-                            () = tokio::time::sleep_until(next) => {}
+            let current = inv.as_ref().map(|i| (i.revision, cycle));
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep_until(next) => break,
+                    r = self.inventory.changed() => {
+                        if r.is_err() {
+                            // The uplink is gone: keep the last inventory.
+                            tokio::select! {
+                                () = cancel.cancelled() => return,
+                                () = tokio::time::sleep_until(next) => {}
+                            }
+                            break;
+                        }
+                        // A different inventory (e.g. the first one) is
+                        // probed at once; the same one again (sent on every
+                        // reconnect) keeps the rhythm.
+                        let new = self.inventory.borrow().clone();
+                        let new = new.as_ref().map(|i| {
+                            (i.revision, cycle_interval(Some(i), self.default_interval))
+                        });
+                        if new != current {
+                            break;
                         }
                     }
                 }
