@@ -266,6 +266,16 @@ impl StateMachine {
         self.streak.last().is_some_and(|r| r.level() > hard)
     }
 
+    /// Forgets a confirmed `down`: used on the descendants of a device that
+    /// recovered, whose own `down` was seen through the dead ancestor and must
+    /// be confirmed afresh. Good readings already in the streak still count.
+    pub fn forget_down(&mut self) {
+        if self.hard == Some(Level::Down) {
+            self.hard = None;
+            self.streak.retain(|r| r.level() == Level::Up);
+        }
+    }
+
     /// Feeds one reading.
     pub fn observe(&mut self, r: Reading, rules: &HealthRules) -> Step {
         let mut step = Step::default();
@@ -731,7 +741,20 @@ impl Tracker {
             up.steps.push((subject.clone(), step));
         }
         let mut affected = vec![subject.clone()];
+        let recovered_from_down = matches!(
+            up.steps.last(),
+            Some((s, st)) if s == &subject
+                && matches!(st.changed, Some((Some(Level::Down), to)) if to < Level::Down)
+        );
         if changed_hard && let Subject::Device { device } = &subject {
+            if recovered_from_down {
+                let below = self.descendants(device);
+                for (s, m) in self.machines.iter_mut() {
+                    if s.device_id().is_some_and(|d| below.iter().any(|b| b == d)) {
+                        m.forget_down();
+                    }
+                }
+            }
             for d in self.descendants(device) {
                 affected.push(Subject::device(d));
             }

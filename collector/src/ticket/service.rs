@@ -1,0 +1,917 @@
+//! The health task: feeds the engine, turns its decisions into tickets that
+//! enter step 1 of the SOP with the OPD as pemohon, keeps the event list, and
+//! tells people.
+//!
+//! Ingest never waits on it: samples arrive over a bounded channel; when it
+//! is full the batch is skipped for health (it is stored all the same),
+//! counted and logged.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use siaga_proto::v1::Sample;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::store::{HealthEvent, OpenIncident, TicketHealth, TicketNote, TicketStore};
+use crate::error::StoreError;
+use crate::health::incident::fmt_time;
+use crate::health::state::{DeviceNode, LinkNode};
+use crate::health::{
+    Decision, Engine, Health, HealthRules, Output, StateChange, Subject, Topology,
+};
+use crate::inventory::Inventory;
+use crate::notify::{EventKind, Notifier, TicketEvent};
+use crate::sop::store::{SopStore, SopTicket};
+use crate::sop::workflow::{Actor, Origin, TicketInfo, Workflow};
+
+/// The state of one subject as the admin API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectView {
+    /// Visible state.
+    pub health: Health,
+    /// Flapping.
+    pub flapping: bool,
+    /// Since when, µs.
+    pub since_us: i64,
+}
+
+/// What the health task shares with the admin API.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Visible state per subject.
+    pub states: RwLock<BTreeMap<Subject, SubjectView>>,
+    /// Sample batches skipped because the health queue was full.
+    pub skipped_batches: AtomicU64,
+}
+
+impl Shared {
+    /// The visible state of a device ("unknown" when nothing is known).
+    pub fn device_state(&self, device: &str) -> String {
+        self.states
+            .read()
+            .ok()
+            .and_then(|m| m.get(&Subject::device(device)).map(|v| v.health))
+            .unwrap_or(Health::Unknown)
+            .as_str()
+            .to_string()
+    }
+}
+
+/// The inventory as the health engine needs it.
+pub fn topology(inv: &Inventory) -> Topology {
+    Topology {
+        devices: inv
+            .devices
+            .iter()
+            .map(|(id, d)| {
+                (
+                    id.clone(),
+                    DeviceNode {
+                        opd: d.opd.clone(),
+                        parent: d.parent.clone(),
+                    },
+                )
+            })
+            .collect(),
+        links: inv
+            .links
+            .iter()
+            .map(|l| LinkNode {
+                device: l.device.clone(),
+                name: if l.name.is_empty() {
+                    l.interface.clone()
+                } else {
+                    l.name.clone()
+                },
+                interface: (!l.interface.is_empty()).then(|| l.interface.clone()),
+                if_index: (l.if_index != 0).then_some(l.if_index),
+            })
+            .collect(),
+        intervals_us: inv
+            .opds
+            .iter()
+            .filter(|(_, o)| !o.interval.is_zero())
+            .map(|(id, o)| (id.clone(), o.interval.as_micros() as i64))
+            .collect(),
+        default_interval_us: inv.interval.as_micros().max(1) as i64,
+    }
+}
+
+fn utc(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Prefix of ticket numbers (Pemeliharaan Jaringan).
+pub const TICKET_PREFIX: &str = "PJ";
+
+/// The notification event for a ticket as it is now.
+pub fn ticket_event(
+    sop_store: &SopStore,
+    t: &SopTicket,
+    h: &TicketHealth,
+    kind: EventKind,
+) -> TicketEvent {
+    let roles = sop_store
+        .sop_by_hash(&t.info.number, &t.state.sop.hash)
+        .ok()
+        .and_then(|sop| {
+            Workflow::new(&sop, sop_store.calendar())
+                .turn(&t.state)
+                .ok()
+                .map(|x| x.roles)
+        })
+        .unwrap_or_default();
+    TicketEvent {
+        ticket: t.info.number.clone(),
+        event: kind,
+        sequence: h.notify_seq,
+        at: rfc3339(Utc::now()),
+        opd: t.info.opd.clone(),
+        device: t.info.device.clone(),
+        link: t.info.link.clone(),
+        problem: t.info.problem.clone(),
+        problem_id: (!h.problem_id.is_empty()).then(|| h.problem_id.clone()),
+        origin: match t.info.origin {
+            Origin::Detected => "detected".into(),
+            Origin::Letter { .. } => "letter".into(),
+        },
+        step: t.state.position.step,
+        role: roles.join(","),
+        opened_at: rfc3339(t.info.opened_at),
+        recovered_at: h.recovered_at.map(rfc3339),
+        occurrences: h.occurrences,
+        affected: h.affected.iter().cloned().collect(),
+    }
+}
+
+/// Tells receivers that a ticket moved to another step (called after an SOP
+/// action succeeded). Bumps the ticket's notification sequence.
+pub fn notify_step_changed(
+    sop_store: &SopStore,
+    store: &TicketStore,
+    notifier: &Notifier,
+    number: &str,
+) -> Result<(), String> {
+    let t = sop_store.get(number).map_err(|e| e.to_string())?;
+    let h = store
+        .update(number, |h| h.notify_seq += 1)
+        .map_err(|e| e.to_string())?;
+    let _ = notifier.notify(ticket_event(sop_store, &t, &h, EventKind::StepChanged));
+    Ok(())
+}
+
+/// The engine plus everything its decisions touch.
+#[derive(Debug)]
+pub struct HealthCore {
+    engine: Engine,
+    store: Arc<TicketStore>,
+    sop_store: Arc<SopStore>,
+    notifier: Option<Notifier>,
+    shared: Arc<Shared>,
+    opd_names: BTreeMap<String, String>,
+    last_close_check: i64,
+}
+
+impl HealthCore {
+    /// Restores open incidents and maintenance windows from the store.
+    pub fn new(
+        rules: HealthRules,
+        inv: &Inventory,
+        store: Arc<TicketStore>,
+        sop_store: Arc<SopStore>,
+        notifier: Option<Notifier>,
+    ) -> Result<Self, StoreError> {
+        let mut engine = Engine::new(rules, topology(inv));
+        engine.restore(store.incidents()?.into_iter().map(|o| o.incident));
+        engine.set_windows(store.windows()?);
+        Ok(Self {
+            engine,
+            store,
+            sop_store,
+            notifier,
+            shared: Arc::default(),
+            opd_names: inv
+                .opds
+                .iter()
+                .map(|(id, o)| (id.clone(), o.name.clone()))
+                .collect(),
+            last_close_check: 0,
+        })
+    }
+
+    /// What is shared with the admin API.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// The engine (for tests and diagnostics).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A new inventory.
+    pub fn set_inventory(&mut self, inv: &Inventory) {
+        self.engine.set_topology(topology(inv));
+        self.opd_names = inv
+            .opds
+            .iter()
+            .map(|(id, o)| (id.clone(), o.name.clone()))
+            .collect();
+    }
+
+    /// Samples from the agent of `opd`.
+    pub fn samples(&mut self, opd: &str, samples: &[Sample], now_us: i64) {
+        for s in samples {
+            let out = self.engine.sample(opd, s, now_us);
+            self.apply(out, now_us);
+        }
+    }
+
+    /// A heartbeat from the agent of `opd`.
+    pub fn heartbeat(&mut self, opd: &str, now_us: i64) {
+        let out = self.engine.heartbeat(opd, now_us);
+        self.apply(out, now_us);
+    }
+
+    /// The clock.
+    pub fn tick(&mut self, now_us: i64) {
+        match self.store.windows() {
+            Ok(w) => self.engine.set_windows(w),
+            Err(e) => warn!(task = "health", error = %e, "cannot read maintenance windows"),
+        }
+        if now_us - self.last_close_check >= 2_000_000 {
+            self.last_close_check = now_us;
+            self.forget_closed();
+        }
+        let out = self.engine.tick(now_us);
+        self.apply(out, now_us);
+    }
+
+    /// Incidents whose tickets people closed stop holding their key.
+    fn forget_closed(&mut self) {
+        let Ok(open) = self.store.incidents() else {
+            return;
+        };
+        for o in open {
+            let closed = match self.sop_store.get(&o.ticket) {
+                Ok(t) => t.state.is_closed(),
+                Err(crate::sop::store::StoreError::NoTicket(_)) => true,
+                Err(_) => false,
+            };
+            if closed {
+                self.engine.close(&o.incident.key);
+                if let Err(e) = self.store.remove_incident(&o.incident.key) {
+                    warn!(task = "health", error = %e, "cannot forget incident");
+                }
+                info!(task = "health", incident = %o.incident.key, ticket = %o.ticket, "ticket closed: incident key released");
+            }
+        }
+    }
+
+    fn ticket_subject_event(&self, t: &TicketHealth, reason: &str) -> HealthEvent {
+        let inc = t
+            .incident
+            .as_deref()
+            .and_then(|k| self.engine.book().get(k).cloned());
+        let (subject, opd) = match inc {
+            Some(i) => (i.subject, i.opd),
+            None => (Subject::Opd { opd: String::new() }, String::new()),
+        };
+        subject_event(&subject, &opd, reason, Some(t.number.clone()))
+    }
+
+    fn apply(&mut self, out: Output, now_us: i64) {
+        if out.changes.is_empty() && out.decisions.is_empty() {
+            return;
+        }
+        let mut events: Vec<HealthEvent> = out.changes.iter().map(state_event).collect();
+        if let Ok(mut m) = self.shared.states.write() {
+            for c in &out.changes {
+                m.insert(
+                    c.subject.clone(),
+                    SubjectView {
+                        health: c.to,
+                        flapping: c.flapping,
+                        since_us: c.at,
+                    },
+                );
+            }
+        }
+        for c in &out.changes {
+            info!(task = "health", subject = %c.subject, from = %c.from, to = %c.to, reason = %c.reason, "state changed");
+        }
+        for d in out.decisions {
+            match self.decide(d, now_us) {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => {}
+                Err(e) => warn!(task = "health", error = %e, "cannot record a ticket change"),
+            }
+        }
+        if let Err(e) = self.store.append_events(&events) {
+            warn!(task = "health", error = %e, "cannot record health events");
+        }
+    }
+
+    fn save_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let Some(rec) = self.store.incident(key)? else {
+            return Ok(None);
+        };
+        if let Some(i) = self.engine.book().get(key) {
+            self.store.put_incident(&OpenIncident {
+                incident: i.clone(),
+                ticket: rec.ticket.clone(),
+            })?;
+        }
+        Ok(Some(rec.ticket))
+    }
+
+    fn notify(&self, h: &TicketHealth, kind: EventKind) {
+        let Some(n) = &self.notifier else {
+            return;
+        };
+        match self.sop_store.get(&h.number) {
+            Ok(t) => {
+                let _ = n.notify(ticket_event(&self.sop_store, &t, h, kind));
+            }
+            Err(e) => warn!(task = "health", ticket = %h.number, error = %e, "cannot notify"),
+        }
+    }
+
+    fn decide(&mut self, d: Decision, now_us: i64) -> Result<Option<HealthEvent>, StoreError> {
+        match d {
+            Decision::Open { incident, evidence } => {
+                let at = utc(incident.opened_at.max(0));
+                let info = TicketInfo {
+                    number: String::new(),
+                    opd: incident.opd.clone(),
+                    opd_name: self.opd_names.get(&incident.opd).cloned(),
+                    origin: Origin::Detected,
+                    problem: incident.sentence.clone(),
+                    device: incident.subject.device_id().map(str::to_string),
+                    link: incident.subject.link_name().map(str::to_string),
+                    opened_at: at,
+                };
+                // The SOP ticket first: should the health record not follow
+                // (a crash in between), the incident opens again on restart
+                // and the ticket without it still stands in the SOP.
+                let t = self
+                    .sop_store
+                    .open(info, TICKET_PREFIX, false, &Actor::system(), utc(now_us))
+                    .map_err(|e| StoreError::Decode {
+                        what: "sop ticket",
+                        message: e.to_string(),
+                    })?;
+                let mut h = TicketHealth {
+                    number: t.info.number.clone(),
+                    incident: Some(incident.key.clone()),
+                    problem_id: incident.sentence_id.clone(),
+                    recovered_at: None,
+                    occurrences: incident.occurrences,
+                    affected: incident.affected.clone(),
+                    flapping: incident.flapping,
+                    evidence: Vec::new(),
+                    notes: vec![TicketNote {
+                        at,
+                        kind: "opened".into(),
+                        text: format!("dibuka otomatis: {}", incident.sentence_id),
+                    }],
+                    notify_seq: 1,
+                };
+                h.add_evidence(evidence);
+                self.store.create(&h, Some(&incident))?;
+                info!(task = "health", ticket = %h.number, incident = %incident.key, problem = %incident.sentence, "ticket opened");
+                self.notify(&h, EventKind::Opened);
+                Ok(Some(HealthEvent {
+                    ts_us: incident.opened_at,
+                    kind: "opened".into(),
+                    ..subject_event(
+                        &incident.subject,
+                        &incident.opd,
+                        &incident.sentence,
+                        Some(h.number),
+                    )
+                }))
+            }
+            Decision::Attach {
+                key,
+                at,
+                occurrences,
+                evidence,
+            } => {
+                let Some(number) = self.save_incident(&key)? else {
+                    return Ok(None);
+                };
+                let t = self.store.update(&number, |t| {
+                    t.occurrences = occurrences;
+                    t.recovered_at = None;
+                    t.add_evidence(evidence);
+                    t.notes.push(TicketNote {
+                        at: utc(at),
+                        kind: "occurrence".into(),
+                        text: format!("gangguan terjadi lagi (kejadian ke-{occurrences})"),
+                    });
+                })?;
+                Ok(Some(t).map(|t| HealthEvent {
+                    ts_us: at,
+                    kind: "occurrence".into(),
+                    ..self.ticket_subject_event(&t, &format!("occurrence {occurrences} attached"))
+                }))
+            }
+            Decision::Evidence { key, evidence } => {
+                let Some(number) = self.save_incident(&key)? else {
+                    return Ok(None);
+                };
+                let n = evidence.len();
+                self.store.update(&number, |t| {
+                    t.add_evidence(evidence);
+                    t.notes.push(TicketNote {
+                        at: utc(now_us),
+                        kind: "evidence".into(),
+                        text: format!("{n} pengukuran dari masa agen terputus"),
+                    });
+                })?;
+                Ok(None)
+            }
+            Decision::Affected { key, device, at } => {
+                let Some(number) = self.save_incident(&key)? else {
+                    return Ok(None);
+                };
+                let t = self.store.update(&number, |t| {
+                    t.affected.insert(device.clone());
+                    t.notes.push(TicketNote {
+                        at: utc(at),
+                        kind: "affected".into(),
+                        text: format!("{device} tidak terjangkau karena gangguan ini"),
+                    });
+                })?;
+                Ok(Some(t).map(|t| HealthEvent {
+                    ts_us: at,
+                    kind: "affected".into(),
+                    ..self
+                        .ticket_subject_event(&t, &format!("{device} unreachable because of this"))
+                }))
+            }
+            Decision::Recovered { key, at, .. } => {
+                let Some(number) = self.save_incident(&key)? else {
+                    return Ok(None);
+                };
+                let t = self.store.update(&number, |t| {
+                    t.recovered_at = Some(utc(at));
+                    t.notify_seq += 1;
+                    t.notes.push(TicketNote {
+                        at: utc(at),
+                        kind: "recovered".into(),
+                        text: format!("pulih pada {}", fmt_time(at)),
+                    });
+                })?;
+                info!(task = "health", ticket = %t.number, incident = %key, "recovered");
+                self.notify(&t, EventKind::Recovered);
+                Ok(Some(t).map(|t| HealthEvent {
+                    ts_us: at,
+                    kind: "recovered".into(),
+                    ..self.ticket_subject_event(&t, &format!("recovered at {}", fmt_time(at)))
+                }))
+            }
+            Decision::Flapping {
+                key,
+                flapping,
+                pct,
+                at,
+            } => {
+                let Some(number) = self.save_incident(&key)? else {
+                    return Ok(None);
+                };
+                let text = if flapping {
+                    format!("mulai flapping ({:.0} % perubahan status)", pct)
+                } else {
+                    format!("flapping berhenti ({:.0} % perubahan status)", pct)
+                };
+                let t = self.store.update(&number, |t| {
+                    t.flapping |= flapping;
+                    t.notes.push(TicketNote {
+                        at: utc(at),
+                        kind: if flapping { "flapping" } else { "settled" }.into(),
+                        text,
+                    });
+                })?;
+                let what = if flapping {
+                    format!("flapping started ({pct:.0} % state change)")
+                } else {
+                    format!("flapping stopped ({pct:.0} % state change)")
+                };
+                Ok(Some(t).map(|t| HealthEvent {
+                    ts_us: at,
+                    kind: "flapping".into(),
+                    flapping,
+                    ..self.ticket_subject_event(&t, &what)
+                }))
+            }
+            Decision::Suppressed {
+                subject,
+                opd,
+                reason,
+                at,
+                ..
+            } => {
+                info!(task = "health", subject = %subject, reason = %reason, "no ticket: maintenance window");
+                Ok(Some(HealthEvent {
+                    ts_us: at,
+                    kind: "suppressed".into(),
+                    ..subject_event(&subject, &opd, &reason, None)
+                }))
+            }
+        }
+    }
+}
+
+fn subject_text(s: &Subject) -> String {
+    match s {
+        Subject::Device { device } => format!("device {device}"),
+        Subject::Link { device, link } => format!("link {device}/{link}"),
+        Subject::Opd { opd } => format!("opd {opd}"),
+    }
+}
+
+fn subject_event(s: &Subject, opd: &str, reason: &str, ticket: Option<String>) -> HealthEvent {
+    HealthEvent {
+        ts_us: 0,
+        kind: String::new(),
+        subject: subject_text(s),
+        device: s.device_id().map(str::to_string),
+        link: s.link_name().map(str::to_string),
+        opd: opd.to_string(),
+        from: None,
+        to: None,
+        flapping: false,
+        reason: reason.to_string(),
+        ticket,
+    }
+}
+
+fn state_event(c: &StateChange) -> HealthEvent {
+    HealthEvent {
+        ts_us: c.at,
+        kind: "state".into(),
+        from: Some(c.from.as_str().into()),
+        to: Some(c.to.as_str().into()),
+        flapping: c.flapping,
+        ..subject_event(&c.subject, &c.opd, &c.reason, None)
+    }
+}
+
+/// Input of the health task.
+#[derive(Debug)]
+pub enum Input {
+    /// Samples stored for the agent of an OPD.
+    Samples {
+        /// The OPD.
+        opd: String,
+        /// The samples.
+        samples: Vec<Sample>,
+    },
+    /// The agent of an OPD is alive.
+    Heartbeat {
+        /// The OPD.
+        opd: String,
+    },
+    /// A new inventory.
+    Inventory(Arc<Inventory>),
+}
+
+/// The handle ingest and the admin API hold.
+#[derive(Debug, Clone)]
+pub struct HealthHandle {
+    tx: mpsc::Sender<Input>,
+    shared: Arc<Shared>,
+}
+
+impl HealthHandle {
+    /// Samples stored for `opd`'s agent. Never waits: a full queue skips them for health (counted).
+    pub fn samples(&self, opd: &str, samples: Vec<Sample>) {
+        let n = samples.len();
+        if self
+            .tx
+            .try_send(Input::Samples {
+                opd: opd.to_string(),
+                samples,
+            })
+            .is_err()
+        {
+            let skipped = self.shared.skipped_batches.fetch_add(1, Ordering::Relaxed) + 1;
+            warn!(
+                task = "health",
+                opd,
+                samples = n,
+                skipped,
+                "health queue full: batch skipped for health"
+            );
+        }
+    }
+
+    /// The agent of `opd` is alive. Never waits.
+    pub fn heartbeat(&self, opd: &str) {
+        let _ = self.tx.try_send(Input::Heartbeat {
+            opd: opd.to_string(),
+        });
+    }
+
+    /// A new inventory.
+    pub fn inventory(&self, inv: Arc<Inventory>) {
+        let _ = self.tx.try_send(Input::Inventory(inv));
+    }
+
+    /// Shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+/// Starts the health task; it ends when `cancel` fires.
+pub fn spawn(
+    mut core: HealthCore,
+    capacity: usize,
+    cancel: CancellationToken,
+) -> (HealthHandle, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel(capacity.max(1));
+    let shared = core.shared();
+    let task = tokio::spawn(async move {
+        info!(task = "health", "health engine started");
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => core.tick(now_us()),
+                input = rx.recv() => match input {
+                    None => break,
+                    Some(Input::Samples { opd, samples }) => core.samples(&opd, &samples, now_us()),
+                    Some(Input::Heartbeat { opd }) => core.heartbeat(&opd, now_us()),
+                    Some(Input::Inventory(inv)) => core.set_inventory(&inv),
+                },
+            }
+        }
+        info!(task = "health", "health engine stopped");
+    });
+    (HealthHandle { tx, shared }, task)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+
+    use siaga_proto::v1::{IcmpResult, sample::Kind};
+
+    use super::*;
+    use crate::sop::Calendar;
+    use crate::sop::file::DEFAULT_SOP;
+    use crate::ticket::api;
+
+    const SEC: i64 = 1_000_000;
+    // 2026-11-24 03:00:00 UTC.
+    const T0: i64 = 1_795_489_200 * SEC;
+
+    const INV: &str = r#"
+interval = "10s"
+[[opd]]
+id = "dinkes"
+name = "Dinas Kesehatan"
+[[device]]
+id = "dinkes-rtr"
+opd = "dinkes"
+kind = "router"
+address = "198.18.1.1"
+[[device]]
+id = "dinkes-sw1"
+opd = "dinkes"
+kind = "switch"
+address = "198.18.1.2"
+parent = "dinkes-rtr"
+[[device]]
+id = "dinkes-sw2"
+opd = "dinkes"
+kind = "switch"
+address = "198.18.1.3"
+parent = "dinkes-rtr"
+"#;
+
+    fn icmp(device: &str, t: i64, loss: f64) -> Sample {
+        let received = ((100.0 - loss) / 10.0).round() as u32;
+        Sample {
+            seq: (t / SEC) as u64,
+            ts_us: t,
+            device: device.into(),
+            kind: Some(Kind::Icmp(IcmpResult {
+                sent: 10,
+                received,
+                loss_pct: loss,
+                rtt_avg_us: (received > 0).then_some(1_000),
+                jitter_us: (received > 0).then_some(100),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn core(dir: &Path) -> HealthCore {
+        let inv = Inventory::parse(Path::new("inventory.toml"), INV).unwrap();
+        let db = Arc::new(redb::Database::create(dir.join("tickets.redb")).unwrap());
+        let sop_store = Arc::new(
+            SopStore::new(
+                db.clone(),
+                DEFAULT_SOP,
+                Path::new("sop.toml"),
+                Calendar::default(),
+            )
+            .unwrap(),
+        );
+        sop_store.init().unwrap();
+        let store = Arc::new(TicketStore::new(db).unwrap());
+        HealthCore::new(HealthRules::default(), &inv, store, sop_store, None).unwrap()
+    }
+
+    fn cycle(c: &mut HealthCore, n: i64, loss: &[(&str, f64)]) {
+        let t = T0 + n * 10 * SEC;
+        let samples: Vec<Sample> = loss.iter().map(|(d, l)| icmp(d, t, *l)).collect();
+        c.samples("dinkes", &samples, t);
+        c.tick(t + SEC);
+    }
+
+    fn call(c: &HealthCore, roles: &[&str], method: &str, json: &str) -> serde_json::Value {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let out = api::call(&c.store, &c.sop_store, "budi", &roles, method, json)
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(&out).unwrap()
+    }
+
+    const ALL_OK: [(&str, f64); 3] = [
+        ("dinkes-rtr", 0.0),
+        ("dinkes-sw1", 0.0),
+        ("dinkes-sw2", 0.0),
+    ];
+    const RTR_DOWN: [(&str, f64); 3] = [
+        ("dinkes-sw1", 100.0),
+        ("dinkes-sw2", 100.0),
+        ("dinkes-rtr", 100.0),
+    ];
+
+    #[test]
+    fn a_router_down_opens_one_ticket_at_step_one_that_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut c = core(dir.path());
+            for n in 0..3 {
+                cycle(&mut c, n, &ALL_OK);
+            }
+            for n in 3..6 {
+                cycle(&mut c, n, &RTR_DOWN);
+            }
+            let list = call(&c, &["helpdesk"], "tickets.list", "{}");
+            let list = list.as_array().unwrap();
+            assert_eq!(list.len(), 1, "{list:#?}");
+            let t = &list[0];
+            assert_eq!(t["id"], "PJ-2026-0001");
+            assert_eq!(t["device"], "dinkes-rtr");
+            assert_eq!(t["link"], serde_json::Value::Null);
+            assert_eq!(t["origin"], "detected");
+            assert_eq!(t["step"], 1);
+            assert_eq!(t["role"], "pemohon");
+            assert_eq!(
+                t["affected"],
+                serde_json::json!(["dinkes-sw1", "dinkes-sw2"])
+            );
+            assert_eq!(c.shared().device_state("dinkes-sw1"), "unreachable");
+            assert_eq!(c.shared().device_state("dinkes-rtr"), "down");
+            // The OPD (pemohon) sees it in its inbox, the helpdesk not yet.
+            let inbox = |roles: &[&str]| {
+                let actor = Actor::new("budi", roles);
+                crate::sop::api::inbox(&c.sop_store, &actor, Utc::now())
+                    .unwrap()
+                    .len()
+            };
+            assert_eq!(inbox(&["pemohon"]), 1);
+            assert_eq!(inbox(&["helpdesk"]), 0);
+        }
+        // Restart with the router still down: no second ticket.
+        let mut c = core(dir.path());
+        for n in 6..10 {
+            cycle(&mut c, n, &RTR_DOWN);
+        }
+        let l = call(&c, &[], "tickets.list", "{}");
+        assert_eq!(l.as_array().unwrap().len(), 1, "{l:#?}");
+        // It recovers: recorded on the ticket, which stays open.
+        for n in 10..14 {
+            cycle(&mut c, n, &ALL_OK);
+        }
+        let t = call(&c, &[], "tickets.show", r#"{"id":"pj-2026-0001"}"#);
+        assert!(t["recovered_at"].is_string(), "{t:#?}");
+        assert_eq!(t["closed"], false);
+        assert!(t["notes"].as_array().unwrap().iter().any(|n| {
+            n["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("pulih pada 2026-11-24")
+        }));
+        assert!(!t["evidence"].as_array().unwrap().is_empty());
+        assert_eq!(t["trail"][0]["event"]["kind"]["type"], "opened");
+        let open = call(&c, &[], "tickets.list", r#"{"open":true}"#);
+        assert_eq!(open.as_array().unwrap().len(), 1);
+        let events = call(&c, &[], "events.list", "{}");
+        let kinds: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&"opened") && kinds.contains(&"recovered"),
+            "{kinds:?}"
+        );
+    }
+
+    #[test]
+    fn maintenance_windows_from_the_api_suppress_tickets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = core(dir.path());
+        let req = serde_json::json!({
+            "scope": {"kind": "device", "device": "dinkes-sw1"},
+            "schedule": {"kind": "once", "start_us": T0, "end_us": T0 + 3600 * SEC},
+            "reason": "ganti switch",
+        });
+        let roles: Vec<String> = vec!["pemohon".into()];
+        let refused = api::call(
+            &c.store,
+            &c.sop_store,
+            "x",
+            &roles,
+            "maintenance.add",
+            &req.to_string(),
+        );
+        assert!(refused.unwrap_err().contains("only admin"));
+        let w = call(&c, &["tim_teknis"], "maintenance.add", &req.to_string());
+        assert_eq!(w["id"], 1);
+        assert_eq!(w["created_by"], "budi");
+        for n in 0..3 {
+            cycle(&mut c, n, &ALL_OK);
+        }
+        for n in 3..7 {
+            cycle(&mut c, n, &[("dinkes-rtr", 0.0), ("dinkes-sw1", 40.0)]);
+        }
+        assert_eq!(
+            call(&c, &[], "tickets.list", "{}")
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        let events = call(&c, &[], "events.list", "{}");
+        let why: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "suppressed")
+            .map(|e| e["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(why.len(), 1);
+        assert!(
+            why[0].contains("inside maintenance window 1: ganti switch"),
+            "{why:?}"
+        );
+        assert_eq!(
+            call(&c, &[], "maintenance.list", "")
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        call(&c, &["admin"], "maintenance.remove", r#"{"id":1}"#);
+        assert_eq!(
+            call(&c, &[], "maintenance.list", "")
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        // Without the window the fault opens its ticket.
+        cycle(&mut c, 7, &[("dinkes-rtr", 0.0), ("dinkes-sw1", 40.0)]);
+        let list = call(&c, &[], "tickets.list", "{}");
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        assert_eq!(
+            list[0]["problem"],
+            "Packet loss 40 % on dinkes-sw1 (threshold 20 %)"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! Durable tickets, open incidents, health events and maintenance windows.
+//!
+//! Kept in their own redb file beside the sample store (`tickets.redb` in the
+//! data directory): these records are few and precious, the samples many and
+//! pruned. The SOP part keeps the ticket itself (number, facts, place in the
+//! chain, audit trail); this keeps what health knows about it (incident,
+//! evidence, recovery, occurrences, affected devices) and the open incidents.
+//! Both may share one database file. Every change is one durable transaction.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::health::{Incident, MaintenanceWindow, Reading};
+
+/// ticket number → JSON [`TicketHealth`].
+const TICKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("health_tickets");
+/// incident key → JSON [`OpenIncident`].
+const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("health_open_incidents");
+/// counter name → value ("window", "event").
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("health_counters");
+/// (ts_us, seq) → JSON [`HealthEvent`].
+const EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("health_events");
+/// window id → JSON [`MaintenanceWindow`].
+const WINDOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("health_maintenance");
+
+/// Evidence kept per ticket; older readings beyond this are dropped.
+pub const MAX_EVIDENCE: usize = 200;
+
+/// A line in a ticket's health log ("pulih pada …").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketNote {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// opened, occurrence, recovered, flapping, settled, affected, evidence.
+    pub kind: String,
+    /// What, in a sentence.
+    pub text: String,
+}
+
+/// What the health part keeps about a ticket (the SOP part keeps its
+/// number, facts, place in the chain and audit trail).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TicketHealth {
+    /// Ticket number.
+    pub number: String,
+    /// The incident it was opened for.
+    pub incident: Option<String>,
+    /// The problem in Bahasa Indonesia.
+    pub problem_id: String,
+    /// When the device or link recovered last (cleared when it fails again).
+    pub recovered_at: Option<DateTime<Utc>>,
+    /// Occurrences of the problem while the ticket was open.
+    pub occurrences: u32,
+    /// Devices unreachable because of it.
+    pub affected: BTreeSet<String>,
+    /// The subject flapped while the ticket was open.
+    pub flapping: bool,
+    /// The readings that triggered it and came after.
+    pub evidence: Vec<Reading>,
+    /// Health log.
+    pub notes: Vec<TicketNote>,
+    /// Sequence of notification events sent for it.
+    pub notify_seq: u64,
+}
+
+impl TicketHealth {
+    /// Adds evidence, keeping the newest [`MAX_EVIDENCE`].
+    pub fn add_evidence(&mut self, readings: impl IntoIterator<Item = Reading>) {
+        self.evidence.extend(readings);
+        if self.evidence.len() > MAX_EVIDENCE {
+            let cut = self.evidence.len() - MAX_EVIDENCE;
+            self.evidence.drain(..cut);
+        }
+    }
+}
+
+/// An open incident and its ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    /// The incident as the engine keeps it.
+    pub incident: Incident,
+    /// Its ticket number.
+    pub ticket: String,
+}
+
+/// Something the health engine saw, for `siaga events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthEvent {
+    /// When, µs since the epoch.
+    pub ts_us: i64,
+    /// `state`, `suppressed`, `opened`, `recovered`, `occurrence`, `flapping`, `affected`.
+    pub kind: String,
+    /// `device ID`, `link DEVICE/LINK` or `opd ID`.
+    pub subject: String,
+    /// Device id, if any.
+    pub device: Option<String>,
+    /// Link name, if any.
+    pub link: Option<String>,
+    /// OPD.
+    pub opd: String,
+    /// State before (state changes).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// State after (state changes).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Flapping after the change.
+    #[serde(default)]
+    pub flapping: bool,
+    /// Why, in words.
+    pub reason: String,
+    /// Ticket concerned, if any.
+    #[serde(default)]
+    pub ticket: Option<String>,
+}
+
+/// The health part's tables.
+pub struct TicketStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for TicketStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketStore").finish_non_exhaustive()
+    }
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising plain data structures to JSON cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn dec<T: for<'de> Deserialize<'de>>(what: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Decode {
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn next_counter(t: &mut redb::Table<&str, u64>, name: &str) -> Result<u64, StoreError> {
+    let cur = t.get(name)?.map(|v| v.value()).unwrap_or(0);
+    let next = cur + 1;
+    t.insert(name, next)?;
+    Ok(next)
+}
+
+impl TicketStore {
+    /// Opens (or creates) `<data_dir>/tickets.redb` on its own.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let db = Database::create(data_dir.join("tickets.redb"))?;
+        Self::new(Arc::new(db))
+    }
+
+    /// The tables in a database shared with other parts (the SOP store).
+    pub fn new(db: Arc<Database>) -> Result<Self, StoreError> {
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(TICKETS)?;
+            tx.open_table(INCIDENTS)?;
+            tx.open_table(COUNTERS)?;
+            tx.open_table(EVENTS)?;
+            tx.open_table(WINDOWS)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Stores the health record of a new ticket together with its incident.
+    pub fn create(
+        &self,
+        rec: &TicketHealth,
+        incident: Option<&Incident>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut tickets = tx.open_table(TICKETS)?;
+            tickets.insert(rec.number.as_str(), enc(rec).as_slice())?;
+            if let Some(i) = incident {
+                let mut inc = tx.open_table(INCIDENTS)?;
+                let o = OpenIncident {
+                    incident: i.clone(),
+                    ticket: rec.number.clone(),
+                };
+                inc.insert(i.key.as_str(), enc(&o).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The health record of one ticket (none for a ticket from a letter).
+    pub fn get(&self, number: &str) -> Result<Option<TicketHealth>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TICKETS)?;
+        t.get(number)?
+            .map(|v| dec("ticket health", v.value()))
+            .transpose()
+    }
+
+    /// Every health record.
+    pub fn list(&self) -> Result<Vec<TicketHealth>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TICKETS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(dec::<TicketHealth>("ticket health", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Changes one health record in one transaction (creating it for a
+    /// ticket that has none); returns it as stored.
+    pub fn update(
+        &self,
+        number: &str,
+        f: impl FnOnce(&mut TicketHealth),
+    ) -> Result<TicketHealth, StoreError> {
+        let tx = self.db.begin_write()?;
+        let rec = {
+            let mut t = tx.open_table(TICKETS)?;
+            let cur = t.get(number)?.map(|v| v.value().to_vec());
+            let mut rec: TicketHealth = match cur {
+                Some(bytes) => dec("ticket health", &bytes)?,
+                None => TicketHealth {
+                    number: number.to_string(),
+                    ..TicketHealth::default()
+                },
+            };
+            f(&mut rec);
+            t.insert(number, enc(&rec).as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// The open incidents.
+    pub fn incidents(&self) -> Result<Vec<OpenIncident>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(INCIDENTS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(dec("incident", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The ticket of an open incident.
+    pub fn incident(&self, key: &str) -> Result<Option<OpenIncident>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(INCIDENTS)?;
+        t.get(key)?.map(|v| dec("incident", v.value())).transpose()
+    }
+
+    /// Saves the engine's view of an open incident.
+    pub fn put_incident(&self, rec: &OpenIncident) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(INCIDENTS)?;
+            t.insert(rec.incident.key.as_str(), enc(rec).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets an incident (its ticket was closed).
+    pub fn remove_incident(&self, key: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(INCIDENTS)?;
+            t.remove(key)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends events.
+    pub fn append_events(&self, events: &[HealthEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut counters = tx.open_table(COUNTERS)?;
+            let mut t = tx.open_table(EVENTS)?;
+            for e in events {
+                let seq = next_counter(&mut counters, "event")?;
+                t.insert((e.ts_us, seq), enc(e).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Events with `ts >= since_us`, oldest first, at most `limit` (the newest ones).
+    pub fn events_since(
+        &self,
+        since_us: i64,
+        limit: usize,
+    ) -> Result<Vec<HealthEvent>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for row in t.range((since_us, 0)..)?.rev() {
+            let (_, v) = row?;
+            out.push(dec::<HealthEvent>("event", v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Stores a new window, giving it the next id.
+    pub fn add_window(&self, mut w: MaintenanceWindow) -> Result<MaintenanceWindow, StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut counters = tx.open_table(COUNTERS)?;
+            w.id = next_counter(&mut counters, "window")?;
+            let mut t = tx.open_table(WINDOWS)?;
+            t.insert(w.id, enc(&w).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(w)
+    }
+
+    /// Every window.
+    pub fn windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(WINDOWS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(dec("maintenance window", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes a window; false when there was none.
+    pub fn remove_window(&self, id: u64) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let found = {
+            let mut t = tx.open_table(WINDOWS)?;
+            t.remove(id)?.is_some()
+        };
+        tx.commit()?;
+        Ok(found)
+    }
+}
