@@ -18,6 +18,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+mod systemd;
+
 /// Bad command line or configuration (sysexits.h EX_USAGE).
 const EX_USAGE: u8 = 64;
 /// How long tasks get to finish after a shutdown signal.
@@ -212,8 +214,13 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
     let uplink = Uplink::new(settings, spool.clone(), inventory_tx, metrics.clone());
     tasks.push(("uplink", tokio::spawn(uplink.run(cancel.child_token()))));
 
+    if let Some(task) = systemd::ready(cancel.child_token()) {
+        tasks.push(("watchdog", task));
+    }
+
     shutdown_signal().await.context("waiting for a signal")?;
     info!("shutting down");
+    systemd::stopping();
     cancel.cancel();
     let names: Vec<&str> = tasks.iter().map(|(n, _)| *n).collect();
     let joined = futures::future::join_all(tasks.into_iter().map(|(_, t)| t));

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -944,5 +945,107 @@ fn agent_without_cap_net_raw_says_how_to_fix_it() -> Result<()> {
     }
     // The message names the group to allow: nogroup's id.
     assert!(stderr.contains("65534 65534"), "{stderr}");
+    Ok(())
+}
+
+/// What a service manager hears on its notify socket.
+struct NotifySocket {
+    sock: UnixDatagram,
+    path: PathBuf,
+    heard: Vec<String>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> Result<Self> {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path)?;
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(Self {
+            sock,
+            path,
+            heard: Vec::new(),
+        })
+    }
+
+    /// Waits until `count` messages with the line `line` have arrived.
+    fn wait_for(&mut self, line: &str, count: usize, child: &mut Kill) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self
+                .heard
+                .iter()
+                .filter(|m| m.lines().any(|l| l == line))
+                .count();
+            if n >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no {count} x {line} on the notify socket; heard {:?}",
+                    self.heard
+                );
+            }
+            match self.sock.recv(&mut buf) {
+                Ok(n) => self
+                    .heard
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if let Some(status) = child.0.try_wait()? {
+                        bail!("exited ({status}) before {line}; heard {:?}", self.heard);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[test]
+fn agent_tells_systemd_it_is_ready_and_feeds_the_watchdog() -> Result<()> {
+    need_root()?;
+    let dir = agent_dir()?;
+    let agent = dir.path().join("agent");
+    let ns = Netns::new("notify")?;
+    let mut notify = NotifySocket::bind(dir.path())?;
+    let child = ns
+        .exec(&[])
+        .arg(bin("siaga-agent")?)
+        .arg("run")
+        .arg("--config")
+        .arg(agent.join("agent.toml"))
+        .env("NOTIFY_SOCKET", &notify.path)
+        // 1 s: the agent feeds it every 500 ms.
+        .env("WATCHDOG_USEC", "1000000")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut child = Kill(child);
+    notify.wait_for("READY=1", 1, &mut child)?;
+    notify.wait_for("WATCHDOG=1", 3, &mut child)?;
+    let ready_at = notify
+        .heard
+        .iter()
+        .position(|m| m.lines().any(|l| l == "READY=1"));
+    assert_eq!(
+        ready_at,
+        Some(0),
+        "READY=1 must come first: {:?}",
+        notify.heard
+    );
+    run(Command::new("kill").args(["-TERM", &child.0.id().to_string()]))?;
+    // Datagrams queued before the agent exits are still read first.
+    notify.wait_for("STOPPING=1", 1, &mut child)?;
+    let exit = wait_for("the agent to stop", Duration::from_secs(30), || {
+        Ok(child.0.try_wait()?)
+    })?;
+    assert!(exit.success(), "agent exit {exit}");
     Ok(())
 }
