@@ -2,6 +2,7 @@
 //! task that opens them, and the admin calls that show them.
 
 pub mod api;
+pub mod cli;
 pub mod number;
 pub mod service;
 pub mod store;

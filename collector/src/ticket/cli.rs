@@ -1,0 +1,551 @@
+//! The `siaga` commands of the health part: what each sends over
+//! `Admin.Call` and how its answer is shown.
+//!
+//! `siaga tickets [--open] [--json]`, `siaga ticket show ID [--json]`,
+//! `siaga events [--since DURATION] [--json]`,
+//! `siaga maintenance add|list|remove`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use clap::{ArgGroup, Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+
+use crate::sop::cli::Request;
+
+fn req(method: &'static str, v: Value) -> Request {
+    Request {
+        method,
+        json: v.to_string(),
+    }
+}
+
+fn parse(reply: &str) -> Result<Value, String> {
+    serde_json::from_str(reply)
+        .map_err(|e| format!("the collector sent an answer this siaga cannot read: {e}"))
+}
+
+fn pretty(v: &Value) -> Result<String, String> {
+    serde_json::to_string_pretty(v).map_err(|e| e.to_string())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.to_vec());
+    t
+}
+
+fn time_us(us: i64) -> String {
+    DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| us.to_string())
+}
+
+/// `siaga tickets`.
+#[derive(Debug, Clone, Args)]
+pub struct TicketsCmd {
+    /// Only tickets not closed yet.
+    #[arg(long)]
+    pub open: bool,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TicketsCmd {
+    /// The call.
+    pub fn request(&self) -> Request {
+        req("tickets.list", json!({ "open": self.open }))
+    }
+
+    /// A table or the JSON array.
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        let v = parse(reply)?;
+        if self.json {
+            return pretty(&v);
+        }
+        let mut t = table(&[
+            "id", "opd", "device / link", "problem", "step", "role", "opened", "recovered", "occ",
+            "affected",
+        ]);
+        for x in v.as_array().into_iter().flatten() {
+            let subject = match (x["device"].as_str(), x["link"].as_str()) {
+                (Some(d), Some(l)) => format!("{d} / {l}"),
+                (Some(d), None) => d.to_string(),
+                _ => "-".into(),
+            };
+            let mut problem = s(&x["problem"]);
+            if x["flapping"] == true {
+                problem.push_str(" [flapping]");
+            }
+            let affected: Vec<String> = x["affected"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            t.add_row(vec![
+                s(&x["id"]),
+                s(&x["opd"]),
+                subject,
+                problem,
+                s(&x["step"]),
+                if x["closed"] == true {
+                    "closed".into()
+                } else {
+                    s(&x["role"])
+                },
+                s(&x["opened_at"]),
+                s(&x["recovered_at"]),
+                s(&x["occurrences"]),
+                affected.join(", "),
+            ]);
+        }
+        Ok(t.to_string())
+    }
+}
+
+/// `siaga ticket show`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TicketShowCmd {
+    /// One ticket with its evidence and events.
+    Show {
+        /// Ticket number, e.g. PJ-2026-0001.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl TicketShowCmd {
+    /// The call.
+    pub fn request(&self) -> Request {
+        let TicketShowCmd::Show { id, .. } = self;
+        req("tickets.show", json!({ "id": id }))
+    }
+
+    /// The ticket as text or JSON.
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        let TicketShowCmd::Show { json, .. } = self;
+        let v = parse(reply)?;
+        if *json {
+            return pretty(&v);
+        }
+        let mut out = String::new();
+        let line = |out: &mut String, k: &str, val: String| {
+            out.push_str(&format!("{k:<12} {val}\n"));
+        };
+        line(&mut out, "ticket", s(&v["id"]));
+        line(&mut out, "opd", s(&v["opd"]));
+        line(&mut out, "device", s(&v["device"]));
+        line(&mut out, "link", s(&v["link"]));
+        line(&mut out, "problem", s(&v["problem"]));
+        line(&mut out, "origin", s(&v["origin"]));
+        let turn = if v["closed"] == true {
+            "closed".to_string()
+        } else {
+            format!("step {} ({})", s(&v["step"]), s(&v["role"]))
+        };
+        line(&mut out, "turn", turn);
+        line(&mut out, "opened", s(&v["opened_at"]));
+        line(&mut out, "recovered", s(&v["recovered_at"]));
+        line(&mut out, "occurrences", s(&v["occurrences"]));
+        line(&mut out, "flapping", s(&v["flapping"]));
+        let affected: Vec<String> = v["affected"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        line(&mut out, "affected", affected.join(", "));
+        out.push_str("\nevents:\n");
+        for n in v["notes"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  {}  {}\n", s(&n["at"]), s(&n["text"])));
+        }
+        for r in v["trail"].as_array().into_iter().flatten() {
+            let e = &r["event"];
+            out.push_str(&format!(
+                "  {}  step {} {} by {}\n",
+                s(&e["at"]),
+                s(&e["step"]),
+                s(&e["kind"]["type"]),
+                s(&e["user"])
+            ));
+        }
+        let ev = v["evidence"].as_array().cloned().unwrap_or_default();
+        out.push_str(&format!("\nevidence ({} readings, newest last):\n", ev.len()));
+        for r in ev.iter().rev().take(10).rev() {
+            let worst = r["findings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| f["level"] != "up")
+                .map(|f| format!("{} {} ({})", s(&f["problem"]), s(&f["value"]), s(&f["level"])))
+                .collect::<Vec<_>>();
+            let what = if worst.is_empty() {
+                "all within thresholds".to_string()
+            } else {
+                worst.join(", ")
+            };
+            out.push_str(&format!(
+                "  {}  {}  {}\n",
+                time_us(r["at"].as_i64().unwrap_or(0)),
+                s(&r["sample"]["device"]),
+                what
+            ));
+        }
+        Ok(out.trim_end().to_string())
+    }
+}
+
+/// `siaga events`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsCmd {
+    /// How far back, e.g. 1h, 30m, 2d (default 24h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EventsCmd {
+    /// The call.
+    pub fn request(&self) -> Request {
+        let since = self.since.unwrap_or(Duration::from_secs(86_400));
+        let since_us = Utc::now().timestamp_micros()
+            - i64::try_from(since.as_micros()).unwrap_or(i64::MAX / 2);
+        req("events.list", json!({ "since_us": since_us.max(0) }))
+    }
+
+    /// A table or the JSON array.
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        let v = parse(reply)?;
+        if self.json {
+            return pretty(&v);
+        }
+        let mut t = table(&["time", "subject", "what", "reason", "ticket"]);
+        for e in v.as_array().into_iter().flatten() {
+            let what = if e["kind"] == "state" {
+                let mut w = format!("{} → {}", s(&e["from"]), s(&e["to"]));
+                if e["flapping"] == true {
+                    w.push_str(" (flapping)");
+                }
+                w
+            } else {
+                s(&e["kind"])
+            };
+            t.add_row(vec![
+                time_us(e["ts_us"].as_i64().unwrap_or(0)),
+                s(&e["subject"]),
+                what,
+                s(&e["reason"]),
+                s(&e["ticket"]),
+            ]);
+        }
+        Ok(t.to_string())
+    }
+}
+
+/// `siaga maintenance …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum MaintenanceCmd {
+    /// Add a window: no tickets are opened inside it.
+    #[command(group(ArgGroup::new("scope").required(true).args(["opd", "device", "link"])))]
+    Add {
+        /// The whole OPD (its agent included).
+        #[arg(long)]
+        opd: Option<String>,
+        /// One device and its links.
+        #[arg(long)]
+        device: Option<String>,
+        /// One link: DEVICE/LINK.
+        #[arg(long)]
+        link: Option<String>,
+        /// Start (RFC 3339, e.g. 2026-11-24T22:00:00+07:00); default now.
+        #[arg(long)]
+        from: Option<DateTime<chrono::FixedOffset>>,
+        /// End (RFC 3339). Give this or --for.
+        #[arg(long, conflicts_with_all = ["duration", "weekly"])]
+        until: Option<DateTime<chrono::FixedOffset>>,
+        /// Length, e.g. 2h (one-off from --from, or each weekly window).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Every week on these days, e.g. mon,wed (needs --at and --for).
+        #[arg(long, value_delimiter = ',', requires_all = ["at", "duration"])]
+        weekly: Vec<String>,
+        /// Local start time of a weekly window, HH:MM.
+        #[arg(long)]
+        at: Option<String>,
+        /// Offset of local time from UTC for --at, e.g. +07:00 (WIB, default), +08:00, +09:00.
+        #[arg(long, default_value = "+07:00", allow_hyphen_values = true)]
+        utc_offset: String,
+        /// Why (shown in events).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List windows.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a window.
+    Remove {
+        /// Window id (from `list`).
+        id: u64,
+    },
+}
+
+fn offset_minutes(s: &str) -> Result<i32, String> {
+    let bad = || format!("--utc-offset {s:?}: expected e.g. +07:00");
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let t = NaiveTime::parse_from_str(rest, "%H:%M").map_err(|_| bad())?;
+    let m = i32::try_from(t.signed_duration_since(NaiveTime::MIN).num_minutes()).map_err(|_| bad())?;
+    Ok(sign * m)
+}
+
+impl MaintenanceCmd {
+    /// The call; bad combinations of options are errors.
+    pub fn request(&self) -> Result<Request, String> {
+        match self {
+            MaintenanceCmd::List { .. } => Ok(req("maintenance.list", json!({}))),
+            MaintenanceCmd::Remove { id } => Ok(req("maintenance.remove", json!({ "id": id }))),
+            MaintenanceCmd::Add {
+                opd,
+                device,
+                link,
+                from,
+                until,
+                duration,
+                weekly,
+                at,
+                utc_offset,
+                reason,
+            } => {
+                let scope = match (opd, device, link) {
+                    (Some(o), _, _) => json!({"kind": "opd", "opd": o}),
+                    (_, Some(d), _) => json!({"kind": "device", "device": d}),
+                    (_, _, Some(l)) => {
+                        let (d, name) = l
+                            .split_once('/')
+                            .ok_or_else(|| format!("--link {l:?}: expected DEVICE/LINK"))?;
+                        json!({"kind": "link", "device": d, "link": name})
+                    }
+                    _ => return Err("give --opd, --device or --link".into()),
+                };
+                let schedule = if !weekly.is_empty() {
+                    let dur = duration.ok_or("--weekly needs --for")?;
+                    json!({
+                        "kind": "weekly",
+                        "days": weekly,
+                        "start": at.clone().ok_or("--weekly needs --at HH:MM")?,
+                        "duration_s": dur.as_secs(),
+                        "utc_offset_minutes": offset_minutes(utc_offset)?,
+                    })
+                } else {
+                    let start = from
+                        .map(|f| f.with_timezone(&Utc))
+                        .unwrap_or_else(Utc::now);
+                    let end = match (until, duration) {
+                        (Some(u), _) => u.with_timezone(&Utc),
+                        (None, Some(d)) => {
+                            start
+                                + chrono::Duration::from_std(*d)
+                                    .map_err(|_| "--for is too long".to_string())?
+                        }
+                        (None, None) => return Err("give --until or --for (or --weekly)".into()),
+                    };
+                    json!({
+                        "kind": "once",
+                        "start_us": start.timestamp_micros(),
+                        "end_us": end.timestamp_micros(),
+                    })
+                };
+                Ok(req(
+                    "maintenance.add",
+                    json!({"scope": scope, "schedule": schedule, "reason": reason}),
+                ))
+            }
+        }
+    }
+
+    /// What to print.
+    pub fn render(&self, reply: &str) -> Result<String, String> {
+        let v = parse(reply)?;
+        match self {
+            MaintenanceCmd::List { json: true } => pretty(&v),
+            MaintenanceCmd::List { json: false } => {
+                let mut t = table(&["id", "covers", "when", "reason", "by"]);
+                for w in v.as_array().into_iter().flatten() {
+                    t.add_row(vec![
+                        s(&w["id"]),
+                        scope_text(&w["scope"]),
+                        schedule_text(&w["schedule"]),
+                        s(&w["reason"]),
+                        s(&w["created_by"]),
+                    ]);
+                }
+                Ok(t.to_string())
+            }
+            MaintenanceCmd::Add { .. } => Ok(format!(
+                "maintenance window {} added: {}, {}",
+                s(&v["id"]),
+                scope_text(&v["scope"]),
+                schedule_text(&v["schedule"])
+            )),
+            MaintenanceCmd::Remove { id } => Ok(format!("maintenance window {id} removed")),
+        }
+    }
+}
+
+fn scope_text(v: &Value) -> String {
+    match v["kind"].as_str() {
+        Some("opd") => format!("opd {}", s(&v["opd"])),
+        Some("device") => format!("device {}", s(&v["device"])),
+        Some("link") => format!("link {}/{}", s(&v["device"]), s(&v["link"])),
+        _ => s(v),
+    }
+}
+
+fn schedule_text(v: &Value) -> String {
+    match v["kind"].as_str() {
+        Some("once") => format!(
+            "{} – {} UTC",
+            time_us(v["start_us"].as_i64().unwrap_or(0)),
+            time_us(v["end_us"].as_i64().unwrap_or(0))
+        ),
+        Some("weekly") => {
+            let days: Vec<String> = v["days"].as_array().into_iter().flatten().map(s).collect();
+            let off = v["utc_offset_minutes"].as_i64().unwrap_or(0);
+            format!(
+                "weekly {} at {} (UTC{}{:02}:{:02}) for {}",
+                days.join(","),
+                s(&v["start"]),
+                if off < 0 { '-' } else { '+' },
+                off.abs() / 60,
+                off.abs() % 60,
+                humantime::format_duration(Duration::from_secs(
+                    v["duration_s"].as_u64().unwrap_or(0)
+                ))
+            )
+        }
+        _ => s(v),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser;
+    use test_case::test_case;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: MaintenanceCmd,
+    }
+
+    fn add(args: &[&str]) -> Result<Value, String> {
+        let mut argv = vec!["siaga", "add"];
+        argv.extend(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let r = cli.cmd.request()?;
+        assert_eq!(r.method, "maintenance.add");
+        Ok(serde_json::from_str(&r.json).unwrap())
+    }
+
+    #[test]
+    fn weekly_window() {
+        let v = add(&[
+            "--device", "dinkes-rtr", "--weekly", "mon,thu", "--at", "22:00", "--for", "2h",
+            "--reason", "patch",
+        ])
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "scope": {"kind": "device", "device": "dinkes-rtr"},
+                "schedule": {"kind": "weekly", "days": ["mon", "thu"], "start": "22:00",
+                             "duration_s": 7200, "utc_offset_minutes": 420},
+                "reason": "patch",
+            })
+        );
+    }
+
+    #[test]
+    fn one_off_window() {
+        let v = add(&[
+            "--link", "dinkes-rtr/Uplink ke Diskominfo", "--from", "2026-11-24T22:00:00+07:00",
+            "--until", "2026-11-25T01:00:00+07:00",
+        ])
+        .unwrap();
+        assert_eq!(v["scope"]["link"], "Uplink ke Diskominfo");
+        assert_eq!(v["schedule"]["start_us"], 1_795_532_400_000_000_i64);
+        assert_eq!(v["schedule"]["end_us"], 1_795_543_200_000_000_i64);
+    }
+
+    #[test_case(&["--weekly", "mon", "--at", "22:00", "--for", "1h"] => matches Err(e) if e.contains("--opd"); "scope required")]
+    #[test_case(&["--opd", "x"] => matches Err(e) if e.contains("--until or --for"); "no end")]
+    #[test_case(&["--link", "nolink", "--for", "1h"] => matches Err(e) if e.contains("DEVICE/LINK"); "bad link")]
+    #[test_case(&["--opd", "x", "--weekly", "mon", "--for", "1h"] => matches Err(e) if e.contains("--at"); "weekly needs at")]
+    #[test_case(&["--opd", "x", "--weekly", "mon", "--at", "22:00", "--for", "1h", "--utc-offset", "7"] => matches Err(e) if e.contains("--utc-offset"); "bad offset")]
+    #[test_case(&["--opd", "x", "--for", "90m"] => matches Ok(_); "for from now")]
+    fn add_errors(args: &[&str]) -> Result<Value, String> {
+        add(args)
+    }
+
+    #[test_case("+07:00" => Ok(420); "wib")]
+    #[test_case("+09:00" => Ok(540); "wit")]
+    #[test_case("-03:30" => Ok(-210); "negative")]
+    #[test_case("07:00" => matches Err(_); "no sign")]
+    fn offsets(s: &str) -> Result<i32, String> {
+        offset_minutes(s)
+    }
+
+    #[test]
+    fn tickets_table_shows_what_a_helpdesk_needs() {
+        let reply = json!([{
+            "id": "PJ-2026-0001", "opd": "dinkes", "device": "dinkes-rtr", "link": null,
+            "problem": "No reply from dinkes-rtr", "origin": "detected", "step": 1,
+            "role": "pemohon", "opened_at": "2026-11-24T03:00:00Z", "recovered_at": null,
+            "occurrences": 1, "affected": ["dinkes-sw1", "dinkes-sw2"], "flapping": false,
+            "closed": false, "incident": "device:dinkes-rtr:loss"
+        }])
+        .to_string();
+        let out = TicketsCmd {
+            open: false,
+            json: false,
+        }
+        .render(&reply)
+        .unwrap();
+        for want in ["PJ-2026-0001", "dinkes-rtr", "pemohon", "dinkes-sw1, dinkes-sw2"] {
+            assert!(out.contains(want), "{want} in\n{out}");
+        }
+        let json_out = TicketsCmd {
+            open: true,
+            json: true,
+        }
+        .render(&reply)
+        .unwrap();
+        let back: Value = serde_json::from_str(&json_out).unwrap();
+        assert_eq!(back[0]["affected"][1], "dinkes-sw2");
+    }
+}
