@@ -43,6 +43,12 @@ pub struct CollectorConfig {
     /// Business calendar on which the SOP's time standards count.
     #[serde(default)]
     pub calendar: crate::sop::CalendarConfig,
+    /// Health rules: thresholds, hysteresis, flap detection, agent silence.
+    #[serde(default)]
+    pub health: crate::health::HealthRules,
+    /// Where ticket events are sent (webhooks, e-mail).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Certificate and key files of the collector.
@@ -109,6 +115,8 @@ impl Default for CollectorConfig {
             tls: TlsFiles::default(),
             retention: Retention::default(),
             calendar: crate::sop::CalendarConfig::default(),
+            health: crate::health::HealthRules::default(),
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -185,7 +193,29 @@ end = "16:00"
 utc_offset = "+07:00"  # WIB; Indonesia has no daylight saving time
 time_zone = "Asia/Jakarta"
 holidays = []          # e.g. ["2026-08-17", "2026-12-25"]
-"#
+
+{health}
+# Ticket events (opened, recovered, step changed) for the helpdesk.
+[notify]
+queue_capacity = 1024  # events waiting; beyond this new ones are dropped and counted
+max_attempts = 24      # per event and receiver
+retry_initial = "2s"   # doubling up to retry_max, with jitter
+retry_max = "5m"
+
+# A JSON POST per event with an Idempotency-Key header (ticket:event:sequence).
+# [[notify.webhook]]
+# url = "https://helpdesk.example/siaga"
+# timeout = "10s"
+
+# E-mail, in Bahasa Indonesia unless language = "en".
+# [notify.email]
+# host = "127.0.0.1"
+# port = 25
+# security = "none"    # or "starttls" (port 587)
+# from = "Siaga <siaga@diskominfo.example>"
+# to = ["helpdesk@diskominfo.example"]
+"#,
+            health = crate::health::HealthRules::example_toml().trim_end()
         )
     }
 }
@@ -277,6 +307,8 @@ mod tests {
         assert_eq!(cfg.retention.raw_days, 30);
         assert_eq!(cfg.metrics_listen, None);
         assert_eq!(cfg.calendar, crate::sop::CalendarConfig::default());
+        assert_eq!(cfg.health, crate::health::HealthRules::default());
+        assert_eq!(cfg.notify, crate::notify::NotifyConfig::default());
     }
 
     #[test]

@@ -230,6 +230,11 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     siaga_collector::sop::file::parse(&sop, &cfg.sop).map_err(usage)?;
     siaga_collector::sop::Calendar::new(&cfg.calendar)
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
+    cfg.health
+        .validate()
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
+    siaga_collector::notify::Notifier::new(&cfg.notify)
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
     users::load_users(&cfg.users).map_err(usage)?;
     for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
         if !f.exists() {

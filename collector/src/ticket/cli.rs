@@ -75,7 +75,15 @@ impl TicketsCmd {
             return pretty(&v);
         }
         let mut t = table(&[
-            "id", "opd", "device / link", "problem", "step", "role", "opened", "recovered", "occ",
+            "id",
+            "opd",
+            "device / link",
+            "problem",
+            "step",
+            "role",
+            "opened",
+            "recovered",
+            "occ",
             "affected",
         ]);
         for x in v.as_array().into_iter().flatten() {
@@ -184,14 +192,24 @@ impl TicketShowCmd {
             ));
         }
         let ev = v["evidence"].as_array().cloned().unwrap_or_default();
-        out.push_str(&format!("\nevidence ({} readings, newest last):\n", ev.len()));
+        out.push_str(&format!(
+            "\nevidence ({} readings, newest last):\n",
+            ev.len()
+        ));
         for r in ev.iter().rev().take(10).rev() {
             let worst = r["findings"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter(|f| f["level"] != "up")
-                .map(|f| format!("{} {} ({})", s(&f["problem"]), s(&f["value"]), s(&f["level"])))
+                .map(|f| {
+                    format!(
+                        "{} {} ({})",
+                        s(&f["problem"]),
+                        s(&f["value"]),
+                        s(&f["level"])
+                    )
+                })
                 .collect::<Vec<_>>();
             let what = if worst.is_empty() {
                 "all within thresholds".to_string()
@@ -316,7 +334,8 @@ fn offset_minutes(s: &str) -> Result<i32, String> {
         _ => return Err(bad()),
     };
     let t = NaiveTime::parse_from_str(rest, "%H:%M").map_err(|_| bad())?;
-    let m = i32::try_from(t.signed_duration_since(NaiveTime::MIN).num_minutes()).map_err(|_| bad())?;
+    let m =
+        i32::try_from(t.signed_duration_since(NaiveTime::MIN).num_minutes()).map_err(|_| bad())?;
     Ok(sign * m)
 }
 
@@ -359,9 +378,7 @@ impl MaintenanceCmd {
                         "utc_offset_minutes": offset_minutes(utc_offset)?,
                     })
                 } else {
-                    let start = from
-                        .map(|f| f.with_timezone(&Utc))
-                        .unwrap_or_else(Utc::now);
+                    let start = from.map(|f| f.with_timezone(&Utc)).unwrap_or_else(Utc::now);
                     let end = match (until, duration) {
                         (Some(u), _) => u.with_timezone(&Utc),
                         (None, Some(d)) => {
@@ -475,8 +492,16 @@ mod tests {
     #[test]
     fn weekly_window() {
         let v = add(&[
-            "--device", "dinkes-rtr", "--weekly", "mon,thu", "--at", "22:00", "--for", "2h",
-            "--reason", "patch",
+            "--device",
+            "dinkes-rtr",
+            "--weekly",
+            "mon,thu",
+            "--at",
+            "22:00",
+            "--for",
+            "2h",
+            "--reason",
+            "patch",
         ])
         .unwrap();
         assert_eq!(
@@ -493,8 +518,12 @@ mod tests {
     #[test]
     fn one_off_window() {
         let v = add(&[
-            "--link", "dinkes-rtr/Uplink ke Diskominfo", "--from", "2026-11-24T22:00:00+07:00",
-            "--until", "2026-11-25T01:00:00+07:00",
+            "--link",
+            "dinkes-rtr/Uplink ke Diskominfo",
+            "--from",
+            "2026-11-24T22:00:00+07:00",
+            "--until",
+            "2026-11-25T01:00:00+07:00",
         ])
         .unwrap();
         assert_eq!(v["scope"]["link"], "Uplink ke Diskominfo");
@@ -536,7 +565,12 @@ mod tests {
         }
         .render(&reply)
         .unwrap();
-        for want in ["PJ-2026-0001", "dinkes-rtr", "pemohon", "dinkes-sw1, dinkes-sw2"] {
+        for want in [
+            "PJ-2026-0001",
+            "dinkes-rtr",
+            "pemohon",
+            "dinkes-sw1, dinkes-sw2",
+        ] {
             assert!(out.contains(want), "{want} in\n{out}");
         }
         let json_out = TicketsCmd {
