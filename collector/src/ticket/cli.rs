@@ -277,6 +277,8 @@ impl EventsCmd {
 }
 
 /// `siaga maintenance …`.
+// Parsed once per run: the size of `Add` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum MaintenanceCmd {
     /// Add a window: no tickets are opened inside it.
