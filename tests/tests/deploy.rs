@@ -1013,11 +1013,11 @@ fn agent_tells_systemd_it_is_ready_and_feeds_the_watchdog() -> Result<()> {
     let agent = dir.path().join("agent");
     let ns = Netns::new("notify")?;
     let mut notify = NotifySocket::bind(dir.path())?;
+    // Started as the unit starts it with SIAGA_AGENT_OPTS="--log-format json".
     let child = ns
         .exec(&[])
         .arg(bin("siaga-agent")?)
-        .arg("run")
-        .arg("--config")
+        .args(["--log-format", "json", "run", "--config"])
         .arg(agent.join("agent.toml"))
         .env("NOTIFY_SOCKET", &notify.path)
         // 1 s: the agent feeds it every 500 ms.
@@ -1025,7 +1025,7 @@ fn agent_tells_systemd_it_is_ready_and_feeds_the_watchdog() -> Result<()> {
         .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
     let mut child = Kill(child);
     notify.wait_for("READY=1", 1, &mut child)?;
@@ -1047,5 +1047,30 @@ fn agent_tells_systemd_it_is_ready_and_feeds_the_watchdog() -> Result<()> {
         Ok(child.0.try_wait()?)
     })?;
     assert!(exit.success(), "agent exit {exit}");
+
+    // The journal gets one JSON object per line, one line per event.
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut stderr)?;
+    }
+    let mut messages = Vec::new();
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("log line is not one JSON object: {line:?}"))?;
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    for m in ["starting", "feeding the systemd watchdog", "shutting down"] {
+        assert!(messages.iter().any(|x| x == m), "no {m:?} in {messages:?}");
+    }
     Ok(())
 }
