@@ -240,11 +240,8 @@ fn main() -> Result<()> {
             barrier.clone(),
         )));
     }
-    rt.block_on(tokio::time::timeout(
-        Duration::from_secs(60),
-        barrier.wait(),
-    ))
-    .map_err(|_| anyhow!("agents did not connect within 60 s:\n{}", c.log_tail(20)))?;
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), barrier.wait()).await })
+        .map_err(|_| anyhow!("agents did not connect within 60 s:\n{}", c.log_tail(20)))?;
     let t0 = Instant::now();
     let cpu0 = cpu_ticks(pid);
     let mut last = 0;

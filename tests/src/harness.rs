@@ -34,8 +34,12 @@ pub fn secs(n: u64) -> Duration {
 }
 
 /// Where cargo put the binaries: the test executable lives in
-/// `<target>/<profile>/deps/`, the binaries one level up.
+/// `<target>/<profile>/deps/`, the binaries one level up. `SIAGA_BIN_DIR`
+/// overrides this (e.g. to test a release build).
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SIAGA_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     if dir
@@ -351,6 +355,9 @@ impl Inventory {
 /// directory, on a port chosen once so that agents find it again after a
 /// restart.
 pub struct Collector {
+    // Dropped first (fields drop in order): the process, and its log printed
+    // on a panic, go before the directory does.
+    proc: Proc,
     root: tempfile::TempDir,
     /// `collector.toml`.
     pub config: PathBuf,
@@ -358,7 +365,6 @@ pub struct Collector {
     pub data_dir: PathBuf,
     /// The uplink/admin address.
     pub listen: SocketAddr,
-    proc: Proc,
     enrolled: usize,
 }
 
@@ -444,14 +450,19 @@ impl Collector {
         self.proc.spawn()?;
         let listen = self.listen;
         let proc = &mut self.proc;
+        let mut exited = false;
         wait_until(secs(30), "the collector to write collector.addr", || {
             if !proc.running() {
-                bail!("siaga-collector exited:\n{}", proc.log_tail(20));
+                exited = true;
+                return Ok(true);
             }
             let text = fs::read_to_string(&addr_file).unwrap_or_default();
             Ok(text.contains(&listen.port().to_string())
                 && TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_ok())
         })?;
+        if exited {
+            bail!("siaga-collector exited:\n{}", self.proc.log_tail(20));
+        }
         Ok(self)
     }
 
@@ -531,7 +542,8 @@ impl Collector {
     }
 
     /// `siaga-collector enroll user --name NAME --role ROLE`; returns the CLI
-    /// bound to the written `siaga.toml`.
+    /// bound to the written `siaga.toml`. A running collector learns of the
+    /// user on `reload`, so enroll before [`Collector::serve`].
     pub fn enroll_user(&mut self, name: &str, role: &str) -> Result<Siaga> {
         let out = self.root.path().join(format!("user-{name}"));
         let dir = self.dir();
