@@ -198,6 +198,26 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
         tasks.push(("metrics", task));
     }
 
+    if let Some(addr) = cfg.trap_listen {
+        let task = siaga_agent::probe::cycle::spawn_trap_receiver(
+            addr,
+            inventory_rx.clone(),
+            spool.sink(),
+            cancel.child_token(),
+        )
+        .await
+        .context("starting the SNMP trap receiver")?;
+        tasks.push(("traps", task));
+    }
+    let snmp = siaga_agent::probe::cycle::SnmpCycle {
+        poller: Arc::new(siaga_agent::probe::snmp::SnmpPoller::new()),
+        sink: spool.sink(),
+        inventory: inventory_rx.clone(),
+        default_interval: cfg.interval,
+        metrics: metrics.clone(),
+    };
+    tasks.push(("snmp", tokio::spawn(snmp.run(cancel.child_token()))));
+
     let scheduler = Scheduler {
         prober: Arc::new(prober),
         sink: spool.sink(),

@@ -11,11 +11,18 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use nix::sys::time::TimeSpec;
 use siaga_proto::v1::IcmpResult;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::sync::oneshot;
@@ -324,28 +331,47 @@ fn spawn_receiver(shared: &Arc<Shared>, v6: bool) -> Result<(), ProbeError> {
 }
 
 fn receive_loop(shared: &Shared, sock: &UdpSocket, v6: bool) {
+    // Kernel receive timestamps, as `ping` uses: the reply's time is when
+    // the kernel took it in, not when this thread got to run.
+    let kernel_stamps = setsockopt(sock, sockopt::ReceiveTimestampns, &true)
+        .map_err(
+            |e| tracing::debug!(error = %e, "no kernel receive timestamps; stamping in user space"),
+        )
+        .is_ok();
     let mut buf = [0u8; 2048];
+    let mut cmsg = nix::cmsg_space!(TimeSpec);
     while !shared.stop.load(Ordering::Relaxed) {
-        let (len, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let received = recvmsg::<SockaddrStorage>(
+            sock.as_raw_fd(),
+            &mut iov,
+            kernel_stamps.then_some(&mut cmsg),
+            MsgFlags::empty(),
+        );
+        let (len, from, stamp) = match received {
+            Ok(msg) => {
+                let stamp = msg.cmsgs().ok().and_then(|mut it| {
+                    it.find_map(|c| match c {
+                        ControlMessageOwned::ScmTimestampns(ts) => Some(ts),
+                        _ => None,
+                    })
+                });
+                (msg.bytes, msg.address.and_then(|a| socket_ip(&a)), stamp)
             }
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "ICMP receive failed");
                 std::thread::sleep(RECV_POLL);
                 continue;
             }
         };
-        let received_at = Instant::now();
-        let Some(reply) = parse_echo_reply(&buf[..len], v6, shared.mode == SocketMode::Raw) else {
+        let received_at = received_at(stamp);
+        let Some(from) = from else { continue };
+        let Some(reply) = parse_echo_reply(
+            &buf[..len.min(buf.len())],
+            v6,
+            shared.mode == SocketMode::Raw,
+        ) else {
             continue;
         };
         if reply.payload.get(..8) != Some(&shared.cookie[..]) {
@@ -354,10 +380,30 @@ fn receive_loop(shared: &Shared, sock: &UdpSocket, v6: bool) {
         if shared.mode == SocketMode::Raw && reply.ident != shared.ident {
             continue;
         }
-        if let Some(tx) = shared.waiters().remove(&(from.ip(), reply.seq)) {
+        if let Some(tx) = shared.waiters().remove(&(from, reply.seq)) {
             // The burst may have given up on this packet already.
             let _ = tx.send(received_at);
         }
+    }
+}
+
+fn socket_ip(a: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+}
+
+/// The monotonic instant of a kernel (wall clock) receive timestamp: now,
+/// less how long ago the kernel stamped it. Without a stamp, now.
+fn received_at(stamp: Option<TimeSpec>) -> Instant {
+    let now = Instant::now();
+    let Some(ts) = stamp else { return now };
+    let stamped = UNIX_EPOCH + Duration::from(ts);
+    match SystemTime::now().duration_since(stamped) {
+        // A clock step between the two readings would make this absurd.
+        Ok(lag) if lag < Duration::from_secs(1) => now.checked_sub(lag).unwrap_or(now),
+        _ => now,
     }
 }
 
