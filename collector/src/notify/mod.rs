@@ -407,4 +407,4 @@ async fn deliver(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests;
+pub(crate) mod tests;

@@ -38,10 +38,10 @@ fn event(kind: EventKind, seq: u64) -> TicketEvent {
 }
 
 /// What the test webhook receiver saw: (Idempotency-Key header, body).
-type Seen = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
 /// An HTTP receiver that answers `statuses[i]` to the i-th request, then 200.
-async fn receiver(statuses: Vec<u16>) -> (String, Seen) {
+pub(crate) async fn receiver(statuses: Vec<u16>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
@@ -104,7 +104,7 @@ fn config(url: Option<String>) -> NotifyConfig {
 }
 
 /// Waits for a condition with a generous deadline (no timing is asserted).
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

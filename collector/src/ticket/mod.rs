@@ -10,3 +10,249 @@ pub mod store;
 pub use number::TicketNumber;
 pub use service::{HealthCore, HealthHandle, Shared};
 pub use store::{TicketHealth, TicketStore};
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use redb::Database;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CollectorConfig;
+use crate::inventory::Inventory;
+use crate::notify::Notifier;
+use crate::sop::store::SopStore;
+
+/// Capacity of the health input queue, in sample batches.
+pub const HEALTH_QUEUE: usize = 4096;
+
+/// The running health part: what the server holds.
+#[derive(Debug)]
+pub struct HealthPart {
+    /// Feed samples, heartbeats and inventories here (never waits).
+    pub handle: HealthHandle,
+    /// Health records, incidents, events, maintenance windows.
+    pub store: Arc<TicketStore>,
+    /// Ticket event delivery.
+    pub notifier: Notifier,
+    /// The SOP store tickets live in.
+    pub sop_store: Arc<SopStore>,
+    /// The health task and the notifier task.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl HealthPart {
+    /// Starts the health engine and the notifier. `db` is the database the
+    /// SOP store uses (the health tables sit beside its tables). Counters are
+    /// registered in `registry` when given.
+    pub fn start(
+        cfg: &CollectorConfig,
+        inv: &Inventory,
+        db: Arc<Database>,
+        sop_store: Arc<SopStore>,
+        registry: Option<&mut Registry>,
+        cancel: CancellationToken,
+    ) -> Result<Self, String> {
+        cfg.health.validate().map_err(|e| e.to_string())?;
+        let store = Arc::new(TicketStore::new(db).map_err(|e| e.to_string())?);
+        let (notifier, dispatcher) = Notifier::new(&cfg.notify)?;
+        if let Some(r) = registry {
+            notifier.metrics().register(r);
+        }
+        let core = HealthCore::new(
+            cfg.health.clone(),
+            inv,
+            store.clone(),
+            sop_store.clone(),
+            Some(notifier.clone()),
+        )
+        .map_err(|e| e.to_string())?;
+        let (handle, health_task) = service::spawn(core, HEALTH_QUEUE, cancel.clone());
+        let notify_task = tokio::spawn(dispatcher.run(cancel));
+        Ok(Self {
+            handle,
+            store,
+            notifier,
+            sop_store,
+            tasks: vec![health_task, notify_task],
+        })
+    }
+
+    /// Answers the health part's `Admin.Call` methods (`Ok(None)`: not ours).
+    pub fn call(
+        &self,
+        user: &str,
+        roles: &[String],
+        method: &str,
+        json: &str,
+    ) -> Result<Option<String>, String> {
+        api::call(&self.store, &self.sop_store, user, roles, method, json)
+    }
+
+    /// After an SOP call answered without error: a ticket that moved to
+    /// another step is announced (webhook, e-mail).
+    pub fn after_sop_call(&self, method: &str, json: &str) {
+        if !matches!(method, "ticket.dispose" | "ticket.return") {
+            return;
+        }
+        let Some(number) = serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v["ticket"].as_str().map(str::to_string))
+        else {
+            return;
+        };
+        let number = number.trim().to_ascii_uppercase();
+        let moved = self
+            .sop_store
+            .trail(&number)
+            .ok()
+            .and_then(|t| t.last().cloned())
+            .is_some_and(|r| {
+                matches!(
+                    r.event.kind,
+                    crate::sop::workflow::EventKind::Disposed { .. }
+                        | crate::sop::workflow::EventKind::Returned { .. }
+                )
+            });
+        if moved
+            && let Err(e) =
+                service::notify_step_changed(&self.sop_store, &self.store, &self.notifier, &number)
+        {
+            tracing::warn!(ticket = %number, error = %e, "cannot announce the step change");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use siaga_proto::v1::{IcmpResult, Sample, sample::Kind};
+
+    use super::*;
+    use crate::notify::WebhookConfig;
+    use crate::notify::tests::{receiver, until};
+    use crate::sop::Calendar;
+    use crate::sop::file::DEFAULT_SOP;
+    use crate::sop::workflow::{Action, Actor};
+
+    const INV: &str = r#"
+interval = "10s"
+[[opd]]
+id = "dinkes"
+name = "Dinas Kesehatan"
+[[device]]
+id = "dinkes-sw1"
+opd = "dinkes"
+kind = "switch"
+address = "198.18.1.2"
+"#;
+
+    fn icmp(seq: u64, loss: f64) -> Sample {
+        Sample {
+            seq,
+            ts_us: Utc::now().timestamp_micros(),
+            device: "dinkes-sw1".into(),
+            kind: Some(Kind::Icmp(IcmpResult {
+                sent: 10,
+                received: ((100.0 - loss) / 10.0) as u32,
+                loss_pct: loss,
+                rtt_avg_us: Some(1_000),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn loss_opens_one_ticket_told_once_by_webhook_and_step_changes_are_told_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, seen) = receiver(vec![500]).await;
+        let mut cfg = CollectorConfig::default();
+        cfg.notify.webhook.push(WebhookConfig {
+            url,
+            timeout: Duration::from_secs(5),
+        });
+        cfg.notify.retry_initial = Duration::from_millis(20);
+        let inv = Inventory::parse(Path::new("inventory.toml"), INV).unwrap();
+        let db = Arc::new(Database::create(dir.path().join("tickets.redb")).unwrap());
+        let sop_store = Arc::new(
+            SopStore::new(
+                db.clone(),
+                DEFAULT_SOP,
+                Path::new("sop.toml"),
+                Calendar::default(),
+            )
+            .unwrap(),
+        );
+        sop_store.init().unwrap();
+        let mut registry = Registry::default();
+        let cancel = CancellationToken::new();
+        let part = HealthPart::start(
+            &cfg,
+            &inv,
+            db,
+            sop_store.clone(),
+            Some(&mut registry),
+            cancel.clone(),
+        )
+        .unwrap();
+        for seq in 0..3 {
+            part.handle.samples("dinkes", vec![icmp(seq, 0.0)]);
+        }
+        for seq in 3..8 {
+            part.handle.samples("dinkes", vec![icmp(seq, 40.0)]);
+        }
+        let list = || {
+            let out = part
+                .call("budi", &[], "tickets.list", "{}")
+                .unwrap()
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        };
+        until("a ticket", || !list().as_array().unwrap().is_empty()).await;
+        let tickets = list();
+        assert_eq!(tickets.as_array().unwrap().len(), 1);
+        let id = tickets[0]["id"].as_str().unwrap().to_string();
+        assert!(
+            tickets[0]["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("Packet loss 40 %")
+        );
+        let m = part.notifier.metrics().clone();
+        until("opened delivered", || m.delivered_of("webhook") == 1).await;
+
+        // The OPD's step is done: the ticket moves on and receivers are told.
+        let pemohon = Actor::new("opd-dinkes", &["pemohon"]);
+        let action = Action::Dispose {
+            to: None,
+            note: None,
+            measurements: Default::default(),
+        };
+        let (_, outcome) = sop_store.act(&id, action, &pemohon, Utc::now()).unwrap();
+        outcome.unwrap();
+        part.after_sop_call("ticket.dispose", &format!(r#"{{"ticket":"{id}"}}"#));
+        until("step change delivered", || m.delivered_of("webhook") == 2).await;
+
+        let seen = seen.lock().unwrap().clone();
+        let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+        let opened = format!("{id}:opened:1");
+        let stepped = format!("{id}:step_changed:2");
+        assert_eq!(keys, [opened.as_str(), opened.as_str(), stepped.as_str()]);
+        assert_eq!(seen[2].1["step"], 2);
+        assert_eq!(seen[2].1["role"], "kepala_dinas");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"siaga_notify_retries_total{sink="webhook"} 1"#),
+            "{text}"
+        );
+        cancel.cancel();
+        for t in part.tasks {
+            t.await.unwrap();
+        }
+    }
+}
