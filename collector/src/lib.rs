@@ -1,14 +1,22 @@
 //! Siaga collector: ingest, store, health, tickets, the SOP chain and the admin API.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod hub;
+pub mod ingest;
 pub mod inventory;
+pub mod metrics;
 pub mod notify;
 pub mod pki;
 pub mod revoke;
+pub mod server;
 pub mod sop;
+pub mod state;
 pub mod store;
 pub mod ticket;
 pub mod users;

@@ -191,7 +191,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let identity = pki::enroll_user(&dir, &name, &roles, &out)?;
             println!(
-                "enrolled {identity} ({}); wrote {}; a running collector picks the user up on `siaga-collector reload`",
+                "enrolled {identity} ({}); wrote {}; a running collector knows the user at once",
                 roles.join(", "),
                 out.join("siaga.toml").display()
             );
@@ -248,13 +248,60 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     Ok(cfg)
 }
 
-fn serve(_path: PathBuf, _cfg: CollectorConfig) -> Result<(), Failure> {
-    Err(anyhow::anyhow!("serve is not available in this build").into())
+fn serve(path: PathBuf, cfg: CollectorConfig) -> Result<(), Failure> {
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("collector")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    rt.block_on(siaga_collector::server::serve(path, cfg))
+        .map_err(|e| Failure { code: 1, error: e })
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("SIAGA_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn reload(config: &Path) -> Result<(), Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
+    // Say what is wrong here too; the collector would only log it.
     Inventory::load(&cfg.inventory).map_err(usage)?;
-    let _ = cfg.data_dir.join("collector.pid");
-    Err(anyhow::anyhow!("reload is not available in this build").into())
+    users::load_users(&cfg.users).map_err(usage)?;
+    let pid_file = cfg.data_dir.join("collector.pid");
+    let text = std::fs::read_to_string(&pid_file)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (is the collector running?)", pid_file.display()))?;
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: not a process id: {:?}",
+                pid_file.display(),
+                text.trim()
+            )
+        })?;
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).map_err(|e| {
+        anyhow::anyhow!(
+            "signalling collector (pid {}): {e} (is it running?)",
+            pid.as_raw_nonzero()
+        )
+    })?;
+    println!(
+        "reload requested (pid {}); the collector logs the outcome",
+        pid.as_raw_nonzero()
+    );
+    Ok(())
 }

@@ -108,7 +108,7 @@ pub struct Latest {
 
 /// Storage of the collector. Implementations must make a commit durable
 /// before returning from [`Store::commit`].
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores `batches` (dropping duplicates) and `agents` in one durable transaction.
     fn commit(
         &self,

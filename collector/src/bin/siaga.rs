@@ -1,1 +1,179 @@
-fn main() {}
+//! `siaga`: the CLI for people. Talks to the collector's admin API only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use siaga_collector::cli::{self, CliError, SiagaConfig};
+use siaga_proto::v1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "siaga",
+    version,
+    about = "Siaga: network health of the OPDs, from the collector"
+)]
+struct Args {
+    /// siaga.toml (default: $SIAGA_CONFIG, else ~/.config/siaga/siaga.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The agents: connected, last seen, spool, dropped and refused samples, host health.
+    Agents {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The devices of the inventory with their state and newest readings.
+    Devices {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Only this OPD.
+        #[arg(long)]
+        opd: Option<String>,
+    },
+    /// One device's samples in time order.
+    History {
+        /// Device id.
+        device: String,
+        /// How far back, e.g. 30m, 6h, 2d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who the collector thinks you are.
+    Whoami,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("siaga: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Config(e)) => {
+            eprintln!("siaga: {e}");
+            ExitCode::from(64)
+        }
+        Err(e) => {
+            eprintln!("siaga: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &Value) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Message(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+async fn run(args: Args) -> Result<(), CliError> {
+    let path = cli::config_path(args.config)?;
+    let cfg = SiagaConfig::load(&path)?;
+    let url = cfg.collector.clone();
+    let mut client = cli::connect(&cfg).await?;
+    let fail = |s| cli::status_error(&url, s);
+    match args.cmd {
+        Cmd::Agents { json } => {
+            let r = client
+                .list_agents(v1::ListAgentsRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                print_json(&cli::agents_json(&r.agents))
+            } else {
+                println!("{}", cli::agents_table(&r.agents));
+                Ok(())
+            }
+        }
+        Cmd::Devices { json, opd } => {
+            let r = client
+                .list_devices(v1::ListDevicesRequest {
+                    opd: opd.unwrap_or_default(),
+                })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                print_json(&cli::devices_json(&r.devices))
+            } else {
+                println!("{}", cli::devices_table(&r.devices));
+                Ok(())
+            }
+        }
+        Cmd::History {
+            device,
+            since,
+            json,
+        } => {
+            let d = humantime::parse_duration(&since).map_err(|e| {
+                CliError::Message(format!("--since {since:?}: {e} (e.g. 30m, 6h, 2d)"))
+            })?;
+            let since_us = chrono::Utc::now().timestamp_micros()
+                - i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2);
+            let r = client
+                .history(v1::HistoryRequest {
+                    device,
+                    since_us: since_us.max(0),
+                    limit: 0,
+                })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            let mut samples = Vec::with_capacity(r.samples_json.len());
+            for s in &r.samples_json {
+                samples.push(
+                    serde_json::from_str::<Value>(s).map_err(|e| {
+                        CliError::Message(format!("collector sent a bad sample: {e}"))
+                    })?,
+                );
+            }
+            if json {
+                print_json(&Value::Array(samples))
+            } else {
+                println!("{}", cli::history_table(&samples));
+                Ok(())
+            }
+        }
+        Cmd::Whoami => {
+            let r = client
+                .who_am_i(v1::WhoAmIRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner();
+            println!(
+                "{} ({}) at collector {}",
+                r.user,
+                r.roles.join(", "),
+                r.collector_version
+            );
+            Ok(())
+        }
+    }
+}

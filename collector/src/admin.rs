@@ -1,0 +1,303 @@
+//! The `Admin` service for people (the `siaga` CLI). Callers are identified
+//! by their `siaga://user/<name>` certificate and must be enrolled; agent
+//! certificates are refused.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use siaga_proto::v1::admin_server::Admin;
+use siaga_proto::v1::{self, sample::Kind};
+use tonic::{Request, Response, Status};
+
+use crate::auth::peer_identity;
+use crate::hub::Hub;
+use crate::ingest::now_us;
+use crate::pki::Identity;
+use crate::state::device_state;
+use crate::store::StoredSample;
+use crate::users::User;
+
+/// Most samples one History call returns when the caller sets no limit.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100_000;
+
+/// The admin service.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    hub: Arc<Hub>,
+}
+
+impl AdminService {
+    /// A service on `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+
+    fn caller<T>(&self, req: &Request<T>) -> Result<User, Status> {
+        match peer_identity(req)? {
+            Identity::User { name } => self.hub.user(&name).ok_or_else(|| {
+                tracing::warn!(user = %name, "admin call from a user who is not enrolled here");
+                Status::permission_denied(format!(
+                    "user {name:?} is not enrolled at this collector"
+                ))
+            }),
+            agent @ Identity::Agent { .. } => {
+                tracing::warn!(%agent, "an agent certificate was used on the admin API; refused");
+                Err(Status::permission_denied(
+                    "the admin API is for people; this is an agent certificate",
+                ))
+            }
+        }
+    }
+}
+
+fn us_to_ms(us: Option<u64>) -> Value {
+    us.map_or(Value::Null, |v| json!(v as f64 / 1000.0))
+}
+
+/// RFC 3339 (UTC, milliseconds) of µs since the epoch.
+pub fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// One stored sample as the JSON object `History` returns: `ts` plus its values.
+pub fn sample_json(s: &StoredSample) -> Value {
+    let mut m = Map::new();
+    m.insert("ts".into(), json!(rfc3339(s.sample.ts_us)));
+    m.insert("agent".into(), json!(s.agent));
+    m.insert("seq".into(), json!(s.sample.seq));
+    match &s.sample.kind {
+        Some(Kind::Icmp(i)) => {
+            m.insert("kind".into(), json!("icmp"));
+            m.insert("sent".into(), json!(i.sent));
+            m.insert("received".into(), json!(i.received));
+            m.insert("loss_pct".into(), json!(i.loss_pct));
+            m.insert("rtt_min_ms".into(), us_to_ms(i.rtt_min_us));
+            m.insert("rtt_avg_ms".into(), us_to_ms(i.rtt_avg_us));
+            m.insert("rtt_median_ms".into(), us_to_ms(i.rtt_median_us));
+            m.insert("rtt_max_ms".into(), us_to_ms(i.rtt_max_us));
+            m.insert("rtt_p95_ms".into(), us_to_ms(i.rtt_p95_us));
+            m.insert("jitter_ms".into(), us_to_ms(i.jitter_us));
+            if !i.error.is_empty() {
+                m.insert("error".into(), json!(i.error));
+            }
+        }
+        Some(Kind::Snmp(n)) => {
+            m.insert("kind".into(), json!("snmp"));
+            let status = v1::SnmpStatus::try_from(n.status)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("SNMP_STATUS_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_else(|_| "unknown".into());
+            m.insert("status".into(), json!(status));
+            if !n.error.is_empty() {
+                m.insert("error".into(), json!(n.error));
+            }
+            m.insert("sys_uptime_cs".into(), json!(n.sys_uptime_cs));
+            m.insert("sys_name".into(), json!(n.sys_name));
+            m.insert("poll_ms".into(), json!(n.poll_us as f64 / 1000.0));
+            let ifs: Vec<Value> = n
+                .interfaces
+                .iter()
+                .map(|i| {
+                    json!({
+                        "if_index": i.if_index, "if_name": i.if_name, "if_descr": i.if_descr,
+                        "link": i.link_name, "admin_status": i.admin_status, "oper_status": i.oper_status,
+                        "speed_bps": i.speed_bps, "in_octets": i.in_octets, "out_octets": i.out_octets,
+                        "in_errors": i.in_errors, "out_errors": i.out_errors,
+                        "in_discards": i.in_discards, "out_discards": i.out_discards,
+                        "in_bps": i.in_bps, "out_bps": i.out_bps,
+                        "util_in_pct": i.util_in_pct, "util_out_pct": i.util_out_pct,
+                        "errors_per_s": i.errors_per_s, "discards_per_s": i.discards_per_s,
+                    })
+                })
+                .collect();
+            m.insert("interfaces".into(), Value::Array(ifs));
+        }
+        Some(Kind::Event(e)) => {
+            m.insert("kind".into(), json!("event"));
+            m.insert("event".into(), json!(e.kind));
+            m.insert("link".into(), json!(e.link));
+            m.insert("if_index".into(), json!(e.if_index));
+            m.insert("detail".into(), json!(e.detail));
+            m.insert("source".into(), json!(e.source));
+        }
+        None => {
+            m.insert("kind".into(), json!("none"));
+        }
+    }
+    Value::Object(m)
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "admin call failed");
+    Status::internal(e.to_string())
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn who_am_i(
+        &self,
+        req: Request<v1::WhoAmIRequest>,
+    ) -> Result<Response<v1::WhoAmIResponse>, Status> {
+        let user = self.caller(&req)?;
+        Ok(Response::new(v1::WhoAmIResponse {
+            user: user.name,
+            roles: user.roles,
+            collector_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn list_agents(
+        &self,
+        req: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        self.caller(&req)?;
+        let agents = self
+            .hub
+            .agents()
+            .into_iter()
+            .map(|a| {
+                let r = a.record;
+                v1::AgentInfo {
+                    id: r.id,
+                    opd: r.opd,
+                    version: r.version,
+                    connected: a.streams > 0,
+                    last_seen_us: r.last_seen_us,
+                    spool_depth: r.spool_depth,
+                    dropped: r.dropped,
+                    cpu_pct: r.cpu_pct,
+                    mem_used_pct: r.mem_used_pct,
+                    disk_used_pct: r.disk_used_pct,
+                    hostname: r.hostname,
+                    refused: r.refused,
+                    address: r.address,
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::ListAgentsResponse { agents }))
+    }
+
+    async fn list_devices(
+        &self,
+        req: Request<v1::ListDevicesRequest>,
+    ) -> Result<Response<v1::ListDevicesResponse>, Status> {
+        self.caller(&req)?;
+        let opd_filter = req.into_inner().opd;
+        let hub = self.hub.clone();
+        let devices =
+            tokio::task::spawn_blocking(move || -> Result<Vec<v1::DeviceInfo>, Status> {
+                let inv = hub.inventory();
+                let now = now_us();
+                // The newest sign of life from any agent of each OPD; a connected agent is alive now.
+                let mut seen: std::collections::HashMap<String, i64> =
+                    std::collections::HashMap::new();
+                for a in hub.agents() {
+                    let t = if a.streams > 0 {
+                        now
+                    } else {
+                        a.record.last_seen_us
+                    };
+                    let e = seen.entry(a.record.opd.clone()).or_insert(t);
+                    *e = (*e).max(t);
+                }
+                let mut out = Vec::new();
+                for d in inv.devices.values() {
+                    if !opd_filter.is_empty() && d.opd != opd_filter {
+                        continue;
+                    }
+                    let latest = hub.store.latest(&d.id).map_err(internal)?;
+                    let interval = inv.opds.get(&d.opd).map_or(inv.interval, |o| o.interval);
+                    let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
+                    let state = device_state(
+                        latest.icmp.as_ref(),
+                        seen.get(&d.opd).copied(),
+                        interval_us,
+                        now,
+                    );
+                    let icmp = match latest.icmp.as_ref().and_then(|s| s.kind.as_ref()) {
+                        Some(Kind::Icmp(i)) => Some(i.clone()),
+                        _ => None,
+                    };
+                    let snmp_status = match latest.snmp.as_ref().and_then(|s| s.kind.as_ref()) {
+                        Some(Kind::Snmp(s)) => v1::SnmpStatus::try_from(s.status)
+                            .map(|s| {
+                                s.as_str_name()
+                                    .trim_start_matches("SNMP_STATUS_")
+                                    .to_ascii_lowercase()
+                            })
+                            .unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    out.push(v1::DeviceInfo {
+                        id: d.id.clone(),
+                        opd: d.opd.clone(),
+                        kind: d.kind.clone(),
+                        address: d.address.to_string(),
+                        state: state.to_string(),
+                        last_sample_at_us: latest.last_sample_us.unwrap_or(0),
+                        rtt_ms: icmp
+                            .as_ref()
+                            .and_then(|i| i.rtt_avg_us)
+                            .map(|v| v as f64 / 1000.0),
+                        loss_pct: icmp.as_ref().filter(|i| i.sent > 0).map(|i| i.loss_pct),
+                        jitter_ms: icmp
+                            .as_ref()
+                            .and_then(|i| i.jitter_us)
+                            .map(|v| v as f64 / 1000.0),
+                        parent: d.parent.clone().unwrap_or_default(),
+                        name: d.name.clone(),
+                        snmp_status,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(internal)??;
+        Ok(Response::new(v1::ListDevicesResponse { devices }))
+    }
+
+    async fn history(
+        &self,
+        req: Request<v1::HistoryRequest>,
+    ) -> Result<Response<v1::HistoryResponse>, Status> {
+        self.caller(&req)?;
+        let r = req.into_inner();
+        let limit = if r.limit == 0 {
+            DEFAULT_HISTORY_LIMIT
+        } else {
+            r.limit as usize
+        };
+        let hub = self.hub.clone();
+        let samples = tokio::task::spawn_blocking(move || -> Result<Vec<String>, Status> {
+            let rows = hub
+                .store
+                .history(&r.device, r.since_us, limit)
+                .map_err(internal)?;
+            if rows.is_empty() && !hub.inventory().devices.contains_key(&r.device) {
+                return Err(Status::not_found(format!("unknown device {:?}", r.device)));
+            }
+            Ok(rows.iter().map(|s| sample_json(s).to_string()).collect())
+        })
+        .await
+        .map_err(internal)??;
+        Ok(Response::new(v1::HistoryResponse {
+            samples_json: samples,
+        }))
+    }
+
+    async fn call(
+        &self,
+        req: Request<v1::CallRequest>,
+    ) -> Result<Response<v1::CallResponse>, Status> {
+        self.caller(&req)?;
+        let method = req.into_inner().method;
+        Err(Status::unimplemented(format!(
+            "{method:?} is not available in this collector version"
+        )))
+    }
+}

@@ -1,0 +1,141 @@
+//! What the running collector's tasks share: the inventory in force, the
+//! agents it knows, the enrolled users, the store and its writer, metrics.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::StoreError;
+use crate::inventory::Inventory;
+use crate::metrics::Metrics;
+use crate::store::{AgentRecord, Store, Writer};
+use crate::users::{self, User};
+
+/// An agent as the running collector sees it.
+#[derive(Debug, Clone, Default)]
+pub struct LiveAgent {
+    /// The persistent part.
+    pub record: AgentRecord,
+    /// Open streams (normally 0 or 1).
+    pub streams: u32,
+}
+
+/// Shared state of the running collector.
+#[derive(Debug)]
+pub struct Hub {
+    /// The inventory in force; replaced on a successful reload.
+    pub inventory: watch::Sender<Arc<Inventory>>,
+    /// Agents by id.
+    pub agents: Mutex<HashMap<String, LiveAgent>>,
+    /// Enrolled users by name.
+    pub users: RwLock<HashMap<String, User>>,
+    /// Where the user files live.
+    pub users_dir: PathBuf,
+    /// The store (reads).
+    pub store: Arc<dyn Store>,
+    /// The single writer (all writes).
+    pub writer: Writer,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled on shutdown.
+    pub cancel: CancellationToken,
+}
+
+impl Hub {
+    /// Builds the hub, loading the known agents from the store.
+    pub fn new(
+        inventory: Inventory,
+        users: HashMap<String, User>,
+        users_dir: PathBuf,
+        store: Arc<dyn Store>,
+        writer: Writer,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let agents = store
+            .agents()?
+            .into_iter()
+            .map(|record| (record.id.clone(), LiveAgent { record, streams: 0 }))
+            .collect();
+        let (inventory, _) = watch::channel(Arc::new(inventory));
+        Ok(Hub {
+            inventory,
+            agents: Mutex::new(agents),
+            users: RwLock::new(users),
+            users_dir,
+            store,
+            writer,
+            metrics,
+            cancel,
+        })
+    }
+
+    /// The inventory in force.
+    pub fn inventory(&self) -> Arc<Inventory> {
+        self.inventory.borrow().clone()
+    }
+
+    /// Updates an agent with `f` and returns a copy of its record.
+    pub fn with_agent(&self, id: &str, opd: &str, f: impl FnOnce(&mut LiveAgent)) -> AgentRecord {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let a = agents.entry(id.to_string()).or_insert_with(|| LiveAgent {
+            record: AgentRecord {
+                id: id.to_string(),
+                opd: opd.to_string(),
+                ..Default::default()
+            },
+            streams: 0,
+        });
+        a.record.opd = opd.to_string();
+        f(a);
+        a.record.clone()
+    }
+
+    /// A snapshot of all agents, sorted by id.
+    pub fn agents(&self) -> Vec<LiveAgent> {
+        let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<LiveAgent> = agents.values().cloned().collect();
+        v.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+        v
+    }
+
+    /// The user `name`, re-reading its file when it is not known yet (it may
+    /// have been enrolled while the collector runs).
+    pub fn user(&self, name: &str) -> Option<User> {
+        if let Some(u) = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Some(u.clone());
+        }
+        match users::load_users(&self.users_dir) {
+            Ok(all) => {
+                let found = all.get(name).cloned();
+                *self.users.write().unwrap_or_else(|p| p.into_inner()) = all;
+                found
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading users failed");
+                None
+            }
+        }
+    }
+
+    /// Re-reads the users directory (on reload); keeps the old set on error.
+    pub fn reload_users(&self) {
+        match users::load_users(&self.users_dir) {
+            Ok(all) => {
+                tracing::info!(users = all.len(), "users reloaded");
+                *self.users.write().unwrap_or_else(|p| p.into_inner()) = all;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "users rejected; the previous set stays in force")
+            }
+        }
+    }
+}

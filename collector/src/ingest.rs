@@ -1,0 +1,336 @@
+//! The `Uplink` service: one long-lived stream per agent.
+//!
+//! The agent's identity and OPD come from its certificate, never from what it
+//! says. After `Hello` the collector answers `Welcome` and the OPD's
+//! inventory (again whenever a reload changes that OPD). Each `SampleBatch` is
+//! checked against the OPD (samples for other devices are refused, counted
+//! and logged), queued to the single writer, and acknowledged only once the
+//! writer's transaction is durable. Acks leave in batch order; a few batches
+//! may be in flight per stream so that commits of many agents group.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesOrdered;
+use futures::{Future, StreamExt};
+use siaga_proto::v1::agent_message::Msg as AgentMsg;
+use siaga_proto::v1::collector_message::Msg as CollectorMsg;
+use siaga_proto::v1::uplink_server::Uplink;
+use siaga_proto::v1::{self, AgentMessage, CollectorMessage};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::auth::peer_identity;
+use crate::hub::Hub;
+use crate::metrics::AgentLabel;
+use crate::pki::Identity;
+use crate::store::{BatchOutcome, IngestBatch};
+
+/// Batches of one stream waiting for their commit at most.
+const MAX_IN_FLIGHT: usize = 8;
+/// How long an agent has to say `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// The uplink service.
+#[derive(Debug, Clone)]
+pub struct UplinkService {
+    hub: Arc<Hub>,
+}
+
+impl UplinkService {
+    /// A service on `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+fn msg(m: CollectorMsg) -> Result<CollectorMessage, Status> {
+    Ok(CollectorMessage { msg: Some(m) })
+}
+
+fn projection(hub: &Hub, opd: &str) -> v1::Inventory {
+    hub.inventory()
+        .for_opd(opd)
+        .unwrap_or_else(|| v1::Inventory {
+            opd: opd.to_string(),
+            revision: hub.inventory().revision,
+            interval_ms: u64::try_from(hub.inventory().interval.as_millis()).unwrap_or(u64::MAX),
+            ..Default::default()
+        })
+}
+
+fn same_projection(a: &v1::Inventory, b: &v1::Inventory) -> bool {
+    let mut a = a.clone();
+    a.revision = b.revision;
+    &a == b
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = (u64, u32, Result<BatchOutcome, String>)> + Send>>;
+
+#[tonic::async_trait]
+impl Uplink for UplinkService {
+    type StreamStream = ReceiverStream<Result<CollectorMessage, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let identity = peer_identity(&request)?;
+        let (opd, id) = match &identity {
+            Identity::Agent { opd, id } => (opd.clone(), id.clone()),
+            Identity::User { name } => {
+                warn!(user = %name, "a user certificate was used on the agent uplink; refused");
+                return Err(Status::permission_denied(
+                    "the uplink is for agents; this is a user certificate",
+                ));
+            }
+        };
+        let remote = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage {
+                msg: Some(AgentMsg::Hello(h)),
+            }))) => h,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello")),
+            Ok(Ok(_)) => return Err(Status::invalid_argument("the first message must be Hello")),
+        };
+        if !siaga_proto::compatible(hello.protocol_major) {
+            warn!(agent = %identity, major = hello.protocol_major, "incompatible protocol");
+            return Err(Status::failed_precondition(format!(
+                "protocol {}.{} is not supported by this collector (speaks {}.{})",
+                hello.protocol_major,
+                hello.protocol_minor,
+                siaga_proto::PROTOCOL_MAJOR,
+                siaga_proto::PROTOCOL_MINOR
+            )));
+        }
+        if (!hello.agent_id.is_empty() && hello.agent_id != id)
+            || (!hello.opd.is_empty() && hello.opd != opd)
+        {
+            warn!(agent = %identity, said_id = %hello.agent_id, said_opd = %hello.opd,
+                "Hello names another agent than the certificate; the certificate wins");
+        }
+        if !self.hub.inventory().opds.contains_key(&opd) {
+            warn!(agent = %identity, %opd, "agent's OPD is not in the inventory; it gets no devices");
+        }
+        let record = self.hub.with_agent(&id, &opd, |a| {
+            a.streams += 1;
+            a.record.version = hello.agent_version.clone();
+            a.record.hostname = hello.hostname.clone();
+            a.record.address = remote.clone();
+            a.record.spool_depth = hello.spool_depth;
+            a.record.dropped = hello.dropped;
+            a.record.inventory_revision = hello.inventory_revision;
+            a.record.last_seen_us = now_us();
+        });
+        self.hub.metrics.agents_connected.inc();
+        info!(agent = %identity, version = %hello.agent_version, %remote, spool_depth = hello.spool_depth, "agent connected");
+        let _ = self.hub.writer.agent(record).await;
+
+        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT * 2 + 8);
+        let welcome = v1::Welcome {
+            protocol_major: siaga_proto::PROTOCOL_MAJOR,
+            protocol_minor: siaga_proto::PROTOCOL_MINOR,
+            collector_version: env!("CARGO_PKG_VERSION").to_string(),
+            agent_id: id.clone(),
+            opd: opd.clone(),
+        };
+        let inventory = projection(&self.hub, &opd);
+        let _ = tx.send(msg(CollectorMsg::Welcome(welcome))).await;
+        let _ = tx
+            .send(msg(CollectorMsg::Inventory(inventory.clone())))
+            .await;
+        let session = Session {
+            hub: self.hub.clone(),
+            identity,
+            opd,
+            id,
+            tx,
+            sent_inventory: inventory,
+        };
+        tokio::spawn(session.run(inbound));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct Session {
+    hub: Arc<Hub>,
+    identity: Identity,
+    opd: String,
+    id: String,
+    tx: mpsc::Sender<Result<CollectorMessage, Status>>,
+    sent_inventory: v1::Inventory,
+}
+
+impl Session {
+    async fn run(mut self, mut inbound: Streaming<AgentMessage>) {
+        let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+        let mut inv_rx = self.hub.inventory.subscribe();
+        let cancel = self.hub.cancel.clone();
+        let mut reading = true;
+        let reason: String = loop {
+            if !reading && pending.is_empty() {
+                break "ended".into();
+            }
+            tokio::select! {
+                Some((batch_id, refused, outcome)) = pending.next(), if !pending.is_empty() => {
+                    match outcome {
+                        Ok(o) => {
+                            self.hub.metrics.samples_stored.inc_by(u64::from(o.stored));
+                            self.hub.metrics.samples_duplicate.inc_by(u64::from(o.duplicates));
+                            self.hub.metrics.acks.inc();
+                            let ack = v1::Ack { batch_id, stored: o.stored, duplicates: o.duplicates, refused };
+                            if self.tx.send(msg(CollectorMsg::Ack(ack))).await.is_err() {
+                                break "agent went away".into();
+                            }
+                        }
+                        Err(e) => {
+                            let _ = self.tx.send(Err(Status::unavailable(format!("store failed: {e}")))).await;
+                            break format!("store failed: {e}");
+                        }
+                    }
+                }
+                _ = cancel.cancelled(), if reading => {
+                    // Stop taking batches; answer those in flight, then close.
+                    reading = false;
+                }
+                changed = inv_rx.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let new = projection(&self.hub, &self.opd);
+                    if !same_projection(&self.sent_inventory, &new) {
+                        info!(agent = %self.identity, revision = new.revision, devices = new.devices.len(), "pushing new inventory");
+                        self.sent_inventory = new.clone();
+                        if self.tx.send(msg(CollectorMsg::Inventory(new))).await.is_err() {
+                            break "agent went away".into();
+                        }
+                    }
+                }
+                m = inbound.message(), if reading && pending.len() < MAX_IN_FLIGHT => {
+                    match m {
+                        Ok(Some(AgentMessage { msg: Some(m) })) => {
+                            if let Some(fut) = self.handle(m).await {
+                                pending.push_back(fut);
+                            }
+                        }
+                        Ok(Some(AgentMessage { msg: None })) => {}
+                        Ok(None) => reading = false,
+                        Err(e) => break format!("stream error: {}", e.message()),
+                    }
+                }
+            }
+        };
+        let record = self.hub.with_agent(&self.id, &self.opd, |a| {
+            a.streams = a.streams.saturating_sub(1);
+            a.record.last_seen_us = now_us();
+        });
+        self.hub.metrics.agents_connected.dec();
+        info!(agent = %self.identity, %reason, "agent disconnected");
+        let _ = self.hub.writer.agent(record).await;
+    }
+
+    async fn handle(&mut self, m: AgentMsg) -> Option<AckFuture> {
+        match m {
+            AgentMsg::Batch(batch) => Some(self.batch(batch).await),
+            AgentMsg::Heartbeat(hb) => {
+                let record = self.hub.with_agent(&self.id, &self.opd, |a| {
+                    let r = &mut a.record;
+                    r.last_seen_us = now_us();
+                    r.spool_depth = hb.spool_depth;
+                    r.dropped = hb.dropped;
+                    r.inventory_revision = hb.inventory_revision;
+                    if let Some(h) = &hb.host {
+                        r.cpu_pct = h.cpu_pct;
+                        r.mem_used_pct = h.mem_used_pct;
+                        r.disk_used_pct = h.disk_used_pct;
+                    }
+                });
+                let _ = self.hub.writer.agent(record).await;
+                None
+            }
+            AgentMsg::Hello(_) => {
+                debug!(agent = %self.identity, "repeated Hello ignored");
+                None
+            }
+            AgentMsg::MeasureResult(r) => {
+                debug!(agent = %self.identity, id = %r.id, "measure result (no ticket engine yet)");
+                None
+            }
+        }
+    }
+
+    async fn batch(&mut self, batch: v1::SampleBatch) -> AckFuture {
+        let batch_id = batch.batch_id;
+        let n = batch.samples.len();
+        self.hub.metrics.samples_received.inc_by(n as u64);
+        let inventory = self.hub.inventory();
+        let mut refused_devices: Vec<String> = Vec::new();
+        let mut refused = 0u32;
+        let samples: Vec<v1::Sample> = batch
+            .samples
+            .into_iter()
+            .filter(|s| {
+                let ok = inventory
+                    .devices
+                    .get(&s.device)
+                    .is_some_and(|d| d.opd == self.opd);
+                if !ok {
+                    refused += 1;
+                    if !refused_devices.contains(&s.device) {
+                        refused_devices.push(s.device.clone());
+                    }
+                }
+                ok
+            })
+            .collect();
+        let record = self.hub.with_agent(&self.id, &self.opd, |a| {
+            a.record.last_seen_us = now_us();
+            a.record.refused += u64::from(refused);
+        });
+        if refused > 0 {
+            for device in &refused_devices {
+                warn!(agent = %self.identity, %device, "refused samples for a device outside the agent's OPD");
+            }
+            self.hub
+                .metrics
+                .samples_refused
+                .get_or_create(&AgentLabel {
+                    agent: self.id.clone(),
+                    opd: self.opd.clone(),
+                })
+                .inc_by(u64::from(refused));
+            let _ = self.hub.writer.agent(record).await;
+        }
+        if samples.is_empty() {
+            return Box::pin(async move { (batch_id, refused, Ok(BatchOutcome::default())) });
+        }
+        let queued = self
+            .hub
+            .writer
+            .store(IngestBatch {
+                agent: self.id.clone(),
+                samples,
+            })
+            .await;
+        Box::pin(async move {
+            let outcome = match queued {
+                Ok(rx) => rx.await.unwrap_or_else(|_| Err("writer stopped".into())),
+                Err(e) => Err(e.to_string()),
+            };
+            (batch_id, refused, outcome)
+        })
+    }
+}
