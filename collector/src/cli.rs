@@ -55,9 +55,9 @@ pub enum CliError {
 impl SiagaConfig {
     /// Reads `path`, resolving the TLS files against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut c: SiagaConfig = parse_toml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));

@@ -124,9 +124,9 @@ impl Default for CollectorConfig {
 impl CollectorConfig {
     /// Reads and parses `path`, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut cfg: CollectorConfig = parse_toml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read: {source}", file.display())]
+    #[error("{}: cannot read: {error}", file.display())]
     Read {
         /// The file.
         file: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file was read but something in it is wrong: the file, the line
     /// (1-based) and the key say where.
@@ -41,12 +41,12 @@ fn key_prefix(key: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Certificate generation or signing failed.
     #[error("certificate: {0}")]
@@ -94,12 +94,12 @@ pub enum StoreError {
         message: String,
     },
     /// The data directory could not be created.
-    #[error("store: {}: {source}", path.display())]
+    #[error("store: {}: {error}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The ingest writer has stopped (shutdown in progress).
     #[error("store: writer has stopped")]

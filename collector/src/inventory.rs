@@ -221,9 +221,9 @@ pub fn check_id(id: &str) -> Result<(), String> {
 impl Inventory {
     /// Reads and validates an inventory file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::parse(path, &text)
     }

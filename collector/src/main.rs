@@ -221,10 +221,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
     Inventory::load(&cfg.inventory).map_err(usage)?;
-    let sop = std::fs::read_to_string(&cfg.sop).map_err(|source| {
+    let sop = std::fs::read_to_string(&cfg.sop).map_err(|error| {
         usage(ConfigError::Read {
             file: cfg.sop.clone(),
-            source,
+            error,
         })
     })?;
     siaga_collector::sop::file::parse(&sop, &cfg.sop).map_err(usage)?;

@@ -92,9 +92,9 @@ impl Identity {
 
 /// Writes `data` to `path` with mode 0600 (private keys).
 pub fn write_private(path: &Path, data: &str) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io {
+    let io = |error| PkiError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut f = OpenOptions::new()
         .write(true)
@@ -112,31 +112,31 @@ pub fn write_private(path: &Path, data: &str) -> Result<(), PkiError> {
 
 /// Writes a public file (certificates, configs).
 pub fn write_public(path: &Path, data: &str) -> Result<(), PkiError> {
-    std::fs::write(path, data).map_err(|source| PkiError::Io {
+    std::fs::write(path, data).map_err(|error| PkiError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    std::fs::read_to_string(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
             PkiError::Missing {
                 path: path.to_path_buf(),
             }
         } else {
             PkiError::Io {
                 path: path.to_path_buf(),
-                source,
+                error,
             }
         }
     })
 }
 
 fn mkdir(path: &Path) -> Result<(), PkiError> {
-    std::fs::create_dir_all(path).map_err(|source| PkiError::Io {
+    std::fs::create_dir_all(path).map_err(|error| PkiError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

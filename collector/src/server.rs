@@ -60,6 +60,15 @@ pub fn reload_inventory(hub: &Hub, path: &Path) {
 
 /// Runs the collector until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf, cfg: CollectorConfig) -> anyhow::Result<()> {
+    serve_until(config_path, cfg, CancellationToken::new()).await
+}
+
+/// Runs the collector until SIGTERM, SIGINT or `cancel`.
+pub async fn serve_until(
+    config_path: PathBuf,
+    cfg: CollectorConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let inventory = Inventory::load(&cfg.inventory)?;
     let users = users::load_users(&cfg.users)?;
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&cfg.data_dir).with_context(|| {
@@ -78,7 +87,6 @@ pub async fn serve(config_path: PathBuf, cfg: CollectorConfig) -> anyhow::Result
             hook_metrics.commit_batches.observe(batches as f64);
         }),
     );
-    let cancel = CancellationToken::new();
     let hub = Arc::new(Hub::new(
         inventory,
         users,
@@ -237,4 +245,310 @@ pub async fn serve(config_path: PathBuf, cfg: CollectorConfig) -> anyhow::Result
     }
     info!("collector stopped");
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The real server on a loopback port with certificates made by `init`/`enroll`.
+
+    use std::path::Path;
+
+    use siaga_proto::v1::admin_client::AdminClient;
+    use siaga_proto::v1::uplink_client::UplinkClient;
+    use siaga_proto::v1::{
+        self, AgentMessage, agent_message::Msg as A, collector_message::Msg as C,
+    };
+    use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+    use super::*;
+    use crate::pki::{self, Ca, Identity};
+
+    const INVENTORY: &str = r#"
+interval = "10s"
+[[opd]]
+id = "a"
+[[opd]]
+id = "b"
+[[device]]
+id = "a-dev"
+opd = "a"
+kind = "switch"
+address = "127.0.0.1"
+[[device]]
+id = "b-dev"
+opd = "b"
+kind = "switch"
+address = "127.0.0.2"
+"#;
+
+    async fn channel(
+        addr: &str,
+        ca: &Path,
+        cert_key: Option<(String, String)>,
+    ) -> Result<Channel, String> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()))
+            .domain_name("localhost");
+        if let Some((cert, key)) = cert_key {
+            tls = tls.identity(TlsIdentity::from_pem(cert, key));
+        }
+        Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn files(dir: &Path, cert: &str, key: &str) -> Option<(String, String)> {
+        Some((
+            std::fs::read_to_string(dir.join(cert)).unwrap(),
+            std::fs::read_to_string(dir.join(key)).unwrap(),
+        ))
+    }
+
+    fn icmp(seq: u64, device: &str, received: u32) -> v1::Sample {
+        v1::Sample {
+            seq,
+            ts_us: now_us() - 1000 + seq as i64,
+            device: device.into(),
+            kind: Some(v1::sample::Kind::Icmp(v1::IcmpResult {
+                sent: 4,
+                received,
+                loss_pct: 100.0 * f64::from(4 - received) / 4.0,
+                rtt_avg_us: Some(800),
+                ..Default::default()
+            })),
+        }
+    }
+
+    async fn who(ch: Result<Channel, String>) -> Result<String, String> {
+        let mut c = AdminClient::new(ch?);
+        c.who_am_i(v1::WhoAmIRequest {})
+            .await
+            .map(|r| r.into_inner().user)
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mtls_identities_opd_binding_and_durable_acks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        pki::init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
+        std::fs::write(dir.join("inventory.toml"), INVENTORY).unwrap();
+        let agent_dir = tmp.path().join("agent");
+        pki::enroll_agent(&dir, "a", None, &agent_dir).unwrap();
+        let user_dir = tmp.path().join("user");
+        pki::enroll_user(&dir, "budi", &["helpdesk".into()], &user_dir).unwrap();
+
+        let config = dir.join("collector.toml");
+        let cfg = CollectorConfig::load(&config).unwrap();
+        let data_dir = cfg.data_dir.clone();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve_until(config, cfg, cancel.clone()));
+        let addr_file = data_dir.join("collector.addr");
+        let mut addr = String::new();
+        for _ in 0..300 {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                addr = a.trim().to_string();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!addr.is_empty(), "collector.addr written");
+        let ca = dir.join("ca.pem");
+
+        // People: an enrolled user is known; no certificate or another CA's certificate is refused.
+        let user = files(&user_dir, "user.pem", "user.key");
+        assert_eq!(
+            who(channel(&addr, &ca, user.clone()).await).await,
+            Ok("budi".into())
+        );
+        assert!(
+            who(channel(&addr, &ca, None).await).await.is_err(),
+            "no client certificate"
+        );
+        let (other_ca, _) = Ca::generate("another CA").unwrap();
+        let forged = other_ca
+            .client_cert(&Identity::User {
+                name: "budi".into(),
+            })
+            .unwrap();
+        assert!(
+            who(channel(&addr, &ca, Some(forged)).await).await.is_err(),
+            "certificate of another CA"
+        );
+        // An agent certificate is refused on the admin API.
+        let agent = files(&agent_dir, "agent.pem", "agent.key");
+        let err = who(channel(&addr, &ca, agent.clone()).await)
+            .await
+            .unwrap_err();
+        assert!(err.starts_with("PermissionDenied"), "{err}");
+        // A user certificate is refused on the uplink.
+        let (utx, urx) = tokio::sync::mpsc::channel::<AgentMessage>(4);
+        let mut up = UplinkClient::new(channel(&addr, &ca, user.clone()).await.unwrap());
+        utx.send(AgentMessage {
+            msg: Some(A::Hello(v1::Hello {
+                protocol_major: 1,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let status = up
+            .stream(tokio_stream::wrappers::ReceiverStream::new(urx))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+
+        // The agent of OPD a: Welcome, a's inventory only, acks after commit, b's device refused.
+        let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(16);
+        let mut up = UplinkClient::new(channel(&addr, &ca, agent).await.unwrap());
+        let hello = v1::Hello {
+            protocol_major: siaga_proto::PROTOCOL_MAJOR,
+            agent_version: "t".into(),
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        tx.send(AgentMessage {
+            msg: Some(A::Hello(hello)),
+        })
+        .await
+        .unwrap();
+        let mut down = up
+            .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let next = |m: Option<v1::CollectorMessage>| m.and_then(|m| m.msg);
+        match next(down.message().await.unwrap()) {
+            Some(C::Welcome(w)) => {
+                assert_eq!((w.agent_id.as_str(), w.opd.as_str()), ("a-agent", "a"))
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        match next(down.message().await.unwrap()) {
+            Some(C::Inventory(i)) => {
+                assert_eq!(
+                    i.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+                    ["a-dev"]
+                );
+                assert_eq!(i.interval_ms, 10_000);
+            }
+            other => panic!("expected Inventory, got {other:?}"),
+        }
+        let batch = v1::SampleBatch {
+            batch_id: 7,
+            samples: vec![
+                icmp(1, "a-dev", 4),
+                icmp(2, "b-dev", 4),
+                icmp(3, "a-dev", 3),
+            ],
+        };
+        tx.send(AgentMessage {
+            msg: Some(A::Batch(batch.clone())),
+        })
+        .await
+        .unwrap();
+        match next(down.message().await.unwrap()) {
+            Some(C::Ack(a)) => assert_eq!(
+                (a.batch_id, a.stored, a.duplicates, a.refused),
+                (7, 2, 0, 1)
+            ),
+            other => panic!("expected Ack, got {other:?}"),
+        }
+        // A replay is acknowledged again without doubling anything.
+        tx.send(AgentMessage {
+            msg: Some(A::Batch(v1::SampleBatch {
+                batch_id: 8,
+                ..batch
+            })),
+        })
+        .await
+        .unwrap();
+        match next(down.message().await.unwrap()) {
+            Some(C::Ack(a)) => assert_eq!(
+                (a.batch_id, a.stored, a.duplicates, a.refused),
+                (8, 0, 2, 1)
+            ),
+            other => panic!("expected Ack, got {other:?}"),
+        }
+
+        let mut admin = AdminClient::new(channel(&addr, &ca, user).await.unwrap());
+        let agents = admin
+            .list_agents(v1::ListAgentsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .agents;
+        let a = agents.iter().find(|a| a.id == "a-agent").unwrap();
+        assert!(a.connected);
+        assert_eq!(
+            (a.opd.as_str(), a.refused, a.hostname.as_str()),
+            ("a", 2, "h")
+        );
+        let hist = admin
+            .history(v1::HistoryRequest {
+                device: "a-dev".into(),
+                since_us: 0,
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .samples_json;
+        let hist: Vec<serde_json::Value> = hist
+            .iter()
+            .map(|s| serde_json::from_str(s).unwrap())
+            .collect();
+        assert_eq!(hist.len(), 2);
+        assert_eq!(
+            (hist[0]["received"].as_u64(), hist[1]["loss_pct"].as_f64()),
+            (Some(4), Some(25.0))
+        );
+        assert_eq!(
+            (hist[0]["seq"].as_u64(), hist[1]["seq"].as_u64()),
+            (Some(1), Some(3))
+        );
+        assert!(hist[0]["ts"].as_str().unwrap().ends_with('Z'));
+        assert!(
+            admin
+                .history(v1::HistoryRequest {
+                    device: "b-dev".into(),
+                    since_us: 0,
+                    limit: 0
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .samples_json
+                .is_empty()
+        );
+        let devices = admin
+            .list_devices(v1::ListDevicesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .devices;
+        let state = |id: &str| {
+            devices
+                .iter()
+                .find(|d| d.id == id)
+                .map(|d| d.state.clone())
+                .unwrap()
+        };
+        assert_eq!(state("a-dev"), "degraded");
+        assert_eq!(state("b-dev"), "unknown");
+
+        // Shutdown ends the agent's stream and the server.
+        cancel.cancel();
+        drop(tx);
+        while let Ok(Some(_)) = down.message().await {}
+        server.await.unwrap().unwrap();
+        assert!(!data_dir.join("collector.pid").exists());
+        let store = RedbStore::open(&data_dir).unwrap();
+        assert_eq!(store.history("a-dev", 0, 10).unwrap().len(), 2);
+    }
 }

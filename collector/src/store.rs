@@ -5,9 +5,11 @@
 //! data directory, fsync on every commit).
 //!
 //! Samples are keyed `(device, ts, agent, seq)`, so one device's history in
-//! time order is a single range scan. A second table keyed `(agent, seq)`
-//! drops duplicates: an agent replays what it has not seen acknowledged, and a
-//! replay must never double a sample.
+//! time order is a single range scan. The same key drops duplicates: an agent
+//! replays what it has not seen acknowledged, a replayed sample carries the
+//! same sequence number (never reused by the agent) and therefore the same
+//! key, and the insert reports it as already there. One B-tree insert per
+//! sample keeps the write volume (the limit on a small disk) low.
 //!
 //! All writes go through one [`Writer`] thread that group-commits whatever
 //! batches are waiting in one transaction and answers each batch only after
@@ -27,10 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
 
-/// `(device, ts_us, agent, seq)` → encoded [`v1::Sample`].
+/// `(device, ts_us, agent, seq)` → encoded [`v1::Sample`] without the fields the key holds.
 const SAMPLES: TableDefinition<(&str, i64, &str, u64), &[u8]> = TableDefinition::new("samples");
-/// `(agent, seq)` → ts_us: which samples are stored already.
-const SEEN: TableDefinition<(&str, u64), i64> = TableDefinition::new("seen");
 /// `(device, kind)` → encoded newest [`v1::Sample`] of that kind.
 const LATEST: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("latest");
 /// agent id → JSON [`AgentRecord`].
@@ -160,15 +160,14 @@ fn decode(bytes: &[u8]) -> Result<v1::Sample, StoreError> {
 impl RedbStore {
     /// Opens (or creates) the store in `data_dir/collector.redb`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+        std::fs::create_dir_all(data_dir).map_err(|error| StoreError::Io {
             path: data_dir.to_path_buf(),
-            source,
+            error,
         })?;
         let db = Database::create(data_dir.join("collector.redb"))?;
         let tx = db.begin_write()?;
         {
             tx.open_table(SAMPLES)?;
-            tx.open_table(SEEN)?;
             tx.open_table(LATEST)?;
             tx.open_table(AGENTS)?;
         }
@@ -187,7 +186,6 @@ impl Store for RedbStore {
         let mut outcomes = Vec::with_capacity(batches.len());
         {
             let mut samples = tx.open_table(SAMPLES)?;
-            let mut seen = tx.open_table(SEEN)?;
             let mut latest = tx.open_table(LATEST)?;
             // Newest sample per (device, kind) in this transaction.
             let mut newest: HashMap<(&str, &'static str), &v1::Sample> = HashMap::new();
@@ -195,19 +193,23 @@ impl Store for RedbStore {
             for b in batches {
                 let mut out = BatchOutcome::default();
                 for s in &b.samples {
-                    if seen.insert((b.agent.as_str(), s.seq), s.ts_us)?.is_some() {
-                        out.duplicates += 1;
-                        continue;
-                    }
                     buf.clear();
-                    s.encode(&mut buf).map_err(|e| StoreError::Decode {
+                    // Device, time and sequence live in the key.
+                    let body = v1::Sample {
+                        seq: 0,
+                        ts_us: 0,
+                        device: String::new(),
+                        kind: s.kind.clone(),
+                    };
+                    body.encode(&mut buf).map_err(|e| StoreError::Decode {
                         what: "sample",
                         message: e.to_string(),
                     })?;
-                    samples.insert(
-                        (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq),
-                        buf.as_slice(),
-                    )?;
+                    let key = (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq);
+                    if samples.insert(key, buf.as_slice())?.is_some() {
+                        out.duplicates += 1;
+                        continue;
+                    }
                     out.stored += 1;
                     let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
                     if s.ts_us >= e.ts_us {
@@ -252,10 +254,14 @@ impl Store for RedbStore {
             .range((device, since_us, "", 0u64)..=(device, i64::MAX, "\u{10FFFF}", u64::MAX))?
         {
             let (k, v) = row?;
-            let (_, _, agent, _) = k.value();
+            let (device, ts_us, agent, seq) = k.value();
+            let mut sample = decode(v.value())?;
+            sample.device = device.to_string();
+            sample.ts_us = ts_us;
+            sample.seq = seq;
             out.push(StoredSample {
                 agent: agent.to_string(),
-                sample: decode(v.value())?,
+                sample,
             });
             if out.len() >= limit {
                 break;
@@ -321,8 +327,6 @@ impl Store for RedbStore {
                     false
                 })?;
             }
-            let mut seen = tx.open_table(SEEN)?;
-            seen.retain(|_, ts| ts >= before_us)?;
         }
         tx.commit()?;
         Ok(removed)

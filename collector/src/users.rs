@@ -55,10 +55,10 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(users),
-        Err(source) => {
+        Err(error) => {
             return Err(ConfigError::Read {
                 file: dir.to_path_buf(),
-                source,
+                error,
             });
         }
     };
@@ -68,9 +68,9 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         .collect();
     paths.sort();
     for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
             file: path.clone(),
-            source,
+            error,
         })?;
         let user: User = parse_toml(&path, &text)?;
         users.insert(user.name.clone(), user);
