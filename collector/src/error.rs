@@ -94,12 +94,12 @@ pub enum StoreError {
         message: String,
     },
     /// The data directory could not be created.
-    #[error("store: {}: {error}", path.display())]
+    #[error("store: {}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
         /// Why.
-        error: std::io::Error,
+        source: std::io::Error,
     },
     /// The ingest writer has stopped (shutdown in progress).
     #[error("store: writer has stopped")]

@@ -160,9 +160,9 @@ fn decode(bytes: &[u8]) -> Result<v1::Sample, StoreError> {
 impl RedbStore {
     /// Opens (or creates) the store in `data_dir/collector.redb`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|error| StoreError::Io {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_path_buf(),
-            error,
+            source,
         })?;
         let db = Database::create(data_dir.join("collector.redb"))?;
         let tx = db.begin_write()?;
