@@ -816,3 +816,78 @@ async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
     task.await?;
     Ok(())
 }
+
+#[test]
+fn agent_check_prints_devices_and_links_without_a_collector() -> anyhow::Result<()> {
+    let lab = Lab::new()?
+        .device("sw1")
+        .snmpd_v2c("public")
+        .device("mute")
+        .start()?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "id = \"lab-agent\"\nopd = \"lab\"\ncollector = \"https://127.0.0.1:7443\"\ndata_dir = \"data\"\n\
+         [tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
+    )?;
+    let sw1 = lab.target(IpAddr::V4(lab.addr("sw1")?))?;
+    let mute = lab.target(IpAddr::V4(lab.addr("mute")?))?;
+    let inventory = dir.path().join("inventory.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &inventory,
+            format!(
+                "interval = \"10s\"\n[[opd]]\nid = \"lab\"\nname = \"Lab\"\n\n\
+                 [[device]]\nid = \"sw1\"\nopd = \"lab\"\nkind = \"switch\"\naddress = \"{sw1}\"\n\
+                 [device.snmp]\nversion = \"2c\"\ncommunity = \"public\"\n\n\
+                 [[link]]\ndevice = \"sw1\"\ninterface = \"eth0\"\nname = \"sw1-uplink\"\n{extra}"
+            ),
+        )
+    };
+    let run = || {
+        std::process::Command::new(siaga_tests::harness::bin("siaga-agent")?)
+            .args(["check", "--config"])
+            .arg(&config)
+            .arg("--inventory")
+            .arg(&inventory)
+            .output()
+            .map_err(anyhow::Error::from)
+    };
+    write("")?;
+    let out = run()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("sw1 ").contains(" ok "), "{text}");
+    assert!(
+        row("sw1-uplink").contains("eth0") && row("sw1-uplink").contains(" up "),
+        "{text}"
+    );
+
+    // A device that does not answer SNMP: its own state, and exit 1.
+    write(&format!(
+        "\n[[device]]\nid = \"mute\"\nopd = \"lab\"\naddress = \"{mute}\"\n[device.snmp]\nversion = \"2c\"\ncommunity = \"public\"\ntimeout_ms = 500\n"
+    ))?;
+    let out = run()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(row_of(&text, "mute").contains("timeout"), "{text}");
+    Ok(())
+}
+
+fn row_of(text: &str, name: &str) -> String {
+    text.lines()
+        .find(|l| l.contains(name))
+        .unwrap_or_default()
+        .to_string()
+}
