@@ -29,8 +29,8 @@ fn collector_with_agent() -> Result<(Collector, Siaga, Agent)> {
             .device("a-1", "a", "127.0.0.1")
             .device("a-2", "a", "127.0.0.2"),
     )?;
-    c.serve()?;
     let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
     let cfg = c.enroll_agent("a")?;
     cfg.set("interval", "1s")?;
     let agent = Agent::start(cfg)?;
@@ -83,8 +83,8 @@ fn clients_without_a_certificate_or_from_another_ca_are_refused() -> Result<()> 
             .opd("a")
             .device("a-1", "a", "127.0.0.1"),
     )?;
-    c.serve()?;
     let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
     let agent = c.enroll_agent("a")?;
     let rt = runtime()?;
 
@@ -170,8 +170,8 @@ fn an_agent_cannot_write_samples_for_another_opds_device() -> Result<()> {
             .device("a-1", "a", "127.0.0.1")
             .device("b-1", "b", "127.0.0.2"),
     )?;
-    c.serve()?;
     let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
     let agent = c.enroll_agent("a")?;
     let rt = runtime()?;
 
@@ -226,8 +226,8 @@ fn every_acknowledged_sample_survives_kill9_of_the_collector_exactly_once() -> R
             .opd("a")
             .device("a-1", "a", "127.0.0.1"),
     )?;
-    c.serve()?;
     let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
     let agent = c.enroll_agent("a")?;
     let tls = agent.tls()?;
     let rt = runtime()?;
@@ -423,8 +423,8 @@ fn a_full_spool_drops_the_oldest_and_the_count_reaches_siaga_agents() -> Result<
         inv = inv.device(&format!("a-{i}"), "a", &format!("127.0.0.{i}"));
     }
     c.write_inventory(&inv)?;
-    c.serve()?;
     let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
     let cfg = c.enroll_agent("a")?;
     cfg.set("interval", "1s")?
         .set("metrics_listen", "127.0.0.1:0")?
@@ -578,8 +578,8 @@ fn broken_config_and_inventory_name_file_line_and_key() -> Result<()> {
     assert_names(&stderr(&out), &agent.path, line, "interval");
 
     // reload: a broken inventory is refused and the old one stays.
-    c.serve()?;
     let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
     let ids = |v: Vec<Value>| -> Vec<String> {
         v.iter()
             .filter_map(|d| d["id"].as_str().map(str::to_string))
