@@ -235,7 +235,8 @@ fn every_acknowledged_sample_survives_kill9_of_the_collector_exactly_once() -> R
     // Stream batches of 10 samples until the collector dies; keep what was
     // acknowledged.
     let acked: Arc<Mutex<Vec<i64>>> = Arc::default();
-    let base = now_us() - 600_000_000;
+    // Whole milliseconds: `siaga history` prints times to the millisecond.
+    let base = now_us() / 1000 * 1000 - 600_000_000;
     let task = {
         let (acked, tls, id) = (acked.clone(), tls.clone(), agent.id.clone());
         rt.spawn(async move {
