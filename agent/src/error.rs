@@ -171,6 +171,9 @@ pub enum UplinkError {
     /// The collector closed the stream.
     #[error("collector closed the stream")]
     Closed,
+    /// A batch stayed unacknowledged too long.
+    #[error("no acknowledgement for {0:?}; reconnecting to send again")]
+    AckTimeout(std::time::Duration),
     /// The collector speaks an incompatible protocol version.
     #[error("collector speaks protocol {major}.{minor}, this agent speaks {ours}")]
     Version {

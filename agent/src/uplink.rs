@@ -35,6 +35,9 @@ use crate::spool::{Spool, now_us};
 /// Answer to a measurement request until this agent can take measurements.
 pub const MEASURE_UNSUPPORTED: &str = "measurements are not supported by this agent version";
 
+/// Longest wait for the acknowledgement of a batch before reconnecting.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Everything the uplink needs to know.
 #[derive(Debug, Clone)]
 pub struct UplinkSettings {
@@ -242,6 +245,10 @@ impl Uplink {
             },
         )
         .await?;
+        // The first heartbeat right behind the Hello, so that the collector
+        // knows the host's figures from the start.
+        let first_heartbeat = self.heartbeat();
+        send(&tx, first_heartbeat).await?;
         let mut inbound = tokio::select! {
             () = cancel.cancelled() => return Ok(End::Shutdown),
             r = client.stream(ReceiverStream::new(rx)) => r?.into_inner(),
@@ -250,11 +257,12 @@ impl Uplink {
         debug!(collector = %self.settings.collector, "stream open");
 
         let mut inflight: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut sent_at: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
         let mut cursor = 0u64;
         let mut next_batch = 1u64;
         let mut committed = self.spool.watch_committed();
         let mut hb_every = self.heartbeat_every();
-        let mut hb = tokio::time::interval(hb_every);
+        let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_every, hb_every);
         hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
@@ -286,6 +294,7 @@ impl Uplink {
                     "sending batch"
                 );
                 inflight.insert(batch_id, page.seqs);
+                sent_at.insert(batch_id, tokio::time::Instant::now());
                 let batch = AgentMessage {
                     msg: Some(agent_message::Msg::Batch(SampleBatch {
                         batch_id,
@@ -334,6 +343,14 @@ impl Uplink {
                     }
                 }
                 _ = hb.tick() => {
+                    // A collector that takes batches but never acknowledges
+                    // them would stall the window for good: start over.
+                    sent_at.retain(|id, _| inflight.contains_key(id));
+                    if let Some(t) = sent_at.values().next()
+                        && t.elapsed() > ACK_TIMEOUT
+                    {
+                        return Err(UplinkError::AckTimeout(ACK_TIMEOUT));
+                    }
                     // A heartbeat that does not fit now is skipped, not queued.
                     if tx.try_send(self.heartbeat()).is_err() {
                         debug!("heartbeat skipped: stream busy");
