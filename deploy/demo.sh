@@ -23,14 +23,12 @@ if [ ! -f "$demo/collector/collector.toml" ]; then
 fi
 
 pids=()
-stop() {
-  trap - INT TERM EXIT
-  echo
-  echo "stopping ..."
+cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait
+  wait 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap 'echo; echo "stopping ..."; cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 "$bin/siaga-collector" serve --config "$demo/collector/collector.toml" &
 pids+=($!)
