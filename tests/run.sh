@@ -34,4 +34,4 @@ for svc in snmpd snmptrapd; do
 done
 
 cargo build --workspace --bins
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
