@@ -891,3 +891,102 @@ fn row_of(text: &str, name: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// `siaga-agent check` as an unprivileged user inside a lab namespace
+/// (where `net.ipv4.ping_group_range` is the namespace's own): ICMP works
+/// with CAP_NET_RAW only, and with a DGRAM ping socket where the range
+/// allows it; with neither, one message says what to set up.
+#[test]
+fn icmp_without_root_raw_capability_or_ping_group() -> anyhow::Result<()> {
+    let lab = Lab::new()?.device("sw1").start()?;
+    let gw = lab.target(IpAddr::V4(lab.gateway("sw1")?))?;
+    // World-readable files: the probe runs as nobody.
+    let dir = tempfile::Builder::new().prefix("siaga-unpriv-").tempdir()?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "id = \"a\"\nopd = \"lab\"\ncollector = \"https://127.0.0.1:7443\"\n[tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+    )?;
+    let inventory = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inventory,
+        format!("[[device]]\nid = \"gw\"\nopd = \"lab\"\naddress = \"{gw}\"\n"),
+    )?;
+    for f in [&config, &inventory] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    }
+    // A copy the unprivileged user can reach whatever the build directory's modes.
+    let agent = dir.path().join("siaga-agent");
+    std::fs::copy(siaga_tests::harness::bin("siaga-agent")?, &agent)?;
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let agent = agent.to_string_lossy().into_owned();
+    let (config, inventory) = (
+        config.to_string_lossy().into_owned(),
+        inventory.to_string_lossy().into_owned(),
+    );
+    let check = |range: &str, caps: &[&str]| -> anyhow::Result<std::process::Output> {
+        lab.exec(
+            "sw1",
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv4.ping_group_range={range}"),
+            ],
+        )?;
+        let mut argv = vec![
+            "ip",
+            "netns",
+            "exec",
+            lab.netns("sw1")?,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ];
+        argv.extend_from_slice(caps);
+        argv.extend_from_slice(&[
+            agent.as_str(),
+            "check",
+            "--config",
+            &config,
+            "--inventory",
+            &inventory,
+        ]);
+        Ok(std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .output()?)
+    };
+    let no_caps = ["--inh-caps=-all", "--bounding-set=-all"];
+    let raw_only = [
+        "--inh-caps=-all,+net_raw",
+        "--ambient-caps=+net_raw",
+        "--bounding-set=-all,+net_raw",
+    ];
+
+    let out = check("1 0", &raw_only)?;
+    assert!(
+        out.status.success(),
+        "CAP_NET_RAW only: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check("65534 65534", &no_caps)?;
+    assert!(
+        out.status.success(),
+        "DGRAM: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check("1 0", &no_caps)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("CAP_NET_RAW") && err.contains("ping_group_range") && err.contains("root"),
+        "{err}"
+    );
+    Ok(())
+}
