@@ -722,6 +722,11 @@ impl Drop for Kill {
 /// an inventory with one device at 127.0.0.1 probed every second, so the
 /// agent probes without a collector.
 fn agent_dir() -> Result<tempfile::TempDir> {
+    agent_dir_with("")
+}
+
+/// [`agent_dir`] with more top-level keys in agent.toml.
+fn agent_dir_with(extra: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     let ctl = dir.path().join("collector");
     let agent = dir.path().join("agent");
@@ -750,7 +755,7 @@ fn agent_dir() -> Result<tempfile::TempDir> {
     // Top-level keys must precede the first table.
     let text = text.replacen(
         "[tls]",
-        "metrics_listen = \"127.0.0.1:0\"\ninterval = \"1s\"\n\n[tls]",
+        &format!("metrics_listen = \"127.0.0.1:0\"\ninterval = \"1s\"\n{extra}\n[tls]"),
         1,
     );
     fs::write(&cfg, text)?;
@@ -777,7 +782,8 @@ fn agent_dir() -> Result<tempfile::TempDir> {
             siaga_agent::metrics::Metrics::default(),
         )?;
         spool.save_inventory(&inventory).await?;
-        spool.flush().await?;
+        // Releases the file now, not whenever the writer thread ends.
+        spool.close().await?;
         anyhow::Ok(())
     })?;
     drop(rt);
@@ -1072,5 +1078,65 @@ fn agent_tells_systemd_it_is_ready_and_feeds_the_watchdog() -> Result<()> {
     for m in ["starting", "feeding the systemd watchdog", "shutting down"] {
         assert!(messages.iter().any(|x| x == m), "no {m:?} in {messages:?}");
     }
+    Ok(())
+}
+
+/// Runs the agent of `dir` in `ns` as nobody with exactly `caps` (setpriv
+/// capability names, e.g. "net_raw").
+fn agent_as_nobody(ns: &Netns, dir: &Path, caps: &[&str]) -> Result<Command> {
+    let list: String = caps.iter().map(|c| format!(",+{c}")).collect();
+    let ambient: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
+    let mut cmd = ns.exec(&[
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        &format!("--bounding-set=-all{list}"),
+        &format!("--inh-caps=-all{list}"),
+    ]);
+    if !caps.is_empty() {
+        cmd.arg(format!("--ambient-caps={}", ambient.join(",")));
+    }
+    cmd.arg("--")
+        .arg(bin("siaga-agent")?)
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("agent/agent.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Ok(cmd)
+}
+
+#[test]
+fn trap_receiver_on_port_162_needs_exactly_the_dropin_capability() -> Result<()> {
+    need_root()?;
+    let dir = agent_dir_with("trap_listen = \"127.0.0.1:162\"\n")?;
+    let ns = Netns::new("trap")?;
+
+    // The unit's capability alone: the agent refuses to start, naming the port.
+    let out = output(&mut agent_as_nobody(&ns, dir.path(), &["net_raw"])?)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen for SNMP traps on 127.0.0.1:162"),
+        "{stderr}"
+    );
+
+    // With the drop-in's CAP_NET_BIND_SERVICE added it listens on 162.
+    let child = agent_as_nobody(&ns, dir.path(), &["net_raw", "net_bind_service"])?
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut child = Kill(child);
+    wait_for(
+        "a listener on udp 127.0.0.1:162",
+        Duration::from_secs(60),
+        || {
+            if let Some(status) = child.0.try_wait()? {
+                bail!("the agent exited: {status}");
+            }
+            let ss = run(&mut ns.exec(&["ss", "-Hlun", "sport", "=", ":162"]))?;
+            Ok(ss.contains("127.0.0.1:162").then_some(()))
+        },
+    )?;
     Ok(())
 }
