@@ -213,12 +213,16 @@ impl Admin for AdminService {
                     let latest = hub.store.latest(&d.id).map_err(internal)?;
                     let interval = inv.opds.get(&d.opd).map_or(inv.interval, |o| o.interval);
                     let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
-                    let state = device_state(
-                        latest.icmp.as_ref(),
-                        seen.get(&d.opd).copied(),
-                        interval_us,
-                        now,
-                    );
+                    let state = match hub.health.get() {
+                        Some(h) => h.handle.shared().device_state(&d.id),
+                        None => device_state(
+                            latest.icmp.as_ref(),
+                            seen.get(&d.opd).copied(),
+                            interval_us,
+                            now,
+                        )
+                        .to_string(),
+                    };
                     let icmp = match latest.icmp.as_ref().and_then(|s| s.kind.as_ref()) {
                         Some(Kind::Icmp(i)) => Some(i.clone()),
                         _ => None,
@@ -294,10 +298,65 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::CallRequest>,
     ) -> Result<Response<v1::CallResponse>, Status> {
-        self.caller(&req)?;
-        let method = req.into_inner().method;
-        Err(Status::unimplemented(format!(
-            "{method:?} is not available in this collector version"
-        )))
+        let user = self.caller(&req)?;
+        let v1::CallRequest { method, json } = req.into_inner();
+        let Some(health) = self.hub.health.get().cloned() else {
+            return Err(Status::unavailable("the health engine is not running"));
+        };
+        let hub = self.hub.clone();
+        let answer = tokio::task::spawn_blocking(move || -> Result<String, Status> {
+            if let Some(r) = health
+                .call(&user.name, &user.roles, &method, &json)
+                .map_err(Status::invalid_argument)?
+            {
+                return Ok(r);
+            }
+            let caller = crate::sop::workflow::Actor {
+                user: user.name.clone(),
+                roles: user.roles.clone(),
+            };
+            let dir = HubDirectory(hub);
+            match crate::sop::api::handle(
+                &health.sop_store,
+                &dir,
+                &method,
+                &json,
+                &caller,
+                chrono::Utc::now(),
+            ) {
+                Some(Ok(reply)) => {
+                    health.after_sop_call(&method, &json);
+                    Ok(reply)
+                }
+                Some(Err(e)) => Err(match e {
+                    crate::sop::api::ApiError::BadRequest(m) => Status::invalid_argument(m),
+                    crate::sop::api::ApiError::Denied(m) => Status::permission_denied(m),
+                    crate::sop::api::ApiError::NotFound(m) => Status::not_found(m),
+                    crate::sop::api::ApiError::Internal(m) => internal(m),
+                }),
+                None => Err(Status::unimplemented(format!(
+                    "{method:?} is not available in this collector version"
+                ))),
+            }
+        })
+        .await
+        .map_err(internal)??;
+        Ok(Response::new(v1::CallResponse { json: answer }))
+    }
+}
+
+/// Users and OPDs for the SOP calls.
+struct HubDirectory(Arc<Hub>);
+
+impl crate::sop::api::Directory for HubDirectory {
+    fn roles(&self, user: &str) -> Option<Vec<String>> {
+        self.0.user(user).map(|u| u.roles)
+    }
+    fn opd(&self, id: &str) -> Option<String> {
+        self.0.inventory().opds.get(id).map(|o| o.name.clone())
+    }
+    fn measurements(&self, _ticket: &str) -> (bool, bool) {
+        // Before/after measurements are attached by the report part.
+        (false, false)
     }
 }

@@ -42,6 +42,8 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
+    /// The health engine, tickets and notifications (set once at start).
+    pub health: std::sync::OnceLock<Arc<crate::ticket::HealthPart>>,
 }
 
 impl Hub {
@@ -70,6 +72,7 @@ impl Hub {
             writer,
             metrics,
             cancel,
+            health: std::sync::OnceLock::new(),
         })
     }
 

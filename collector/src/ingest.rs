@@ -259,6 +259,9 @@ impl Session {
                     }
                 });
                 let _ = self.hub.writer.agent(record).await;
+                if let Some(h) = self.hub.health.get() {
+                    h.handle.heartbeat(&self.opd);
+                }
                 None
             }
             AgentMsg::Hello(_) => {
@@ -317,6 +320,12 @@ impl Session {
         if samples.is_empty() {
             return Box::pin(async move { (batch_id, refused, Ok(BatchOutcome::default())) });
         }
+        // The health engine sees what is durable, after the commit.
+        let for_health = self
+            .hub
+            .health
+            .get()
+            .map(|h| (h.clone(), self.opd.clone(), samples.clone()));
         let queued = self
             .hub
             .writer
@@ -330,6 +339,11 @@ impl Session {
                 Ok(rx) => rx.await.unwrap_or_else(|_| Err("writer stopped".into())),
                 Err(e) => Err(e.to_string()),
             };
+            if outcome.is_ok()
+                && let Some((h, opd, samples)) = for_health
+            {
+                h.handle.samples(&opd, samples);
+            }
             (batch_id, refused, outcome)
         })
     }

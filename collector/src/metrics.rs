@@ -57,6 +57,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The registry, for parts that register their own counters at start.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Registers all metrics.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("siaga_collector");

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use siaga_collector::cli::{self, CliError, SiagaConfig};
+use siaga_collector::{sop, ticket};
 use siaga_proto::v1;
 
 #[derive(Debug, Parser)]
@@ -52,6 +53,50 @@ enum Cmd {
     },
     /// Who the collector thinks you are.
     Whoami,
+    /// Maintenance tickets.
+    Tickets(ticket::cli::TicketsCmd),
+    /// One ticket: show it, or take an SOP action on it.
+    Ticket {
+        #[command(subcommand)]
+        cmd: TicketSub,
+    },
+    /// State changes and what the health engine did about them.
+    Events(ticket::cli::EventsCmd),
+    /// What waits on you (your roles' turn in the SOP).
+    Inbox(sop::cli::InboxCmd),
+    /// Maintenance windows: no tickets are opened inside one.
+    Maintenance {
+        #[command(subcommand)]
+        cmd: ticket::cli::MaintenanceCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TicketSub {
+    #[command(flatten)]
+    Show(ticket::cli::TicketShowCmd),
+    #[command(flatten)]
+    Sop(sop::cli::TicketCmd),
+}
+
+/// Makes one `Admin.Call` and prints what the command renders of the answer.
+async fn call(
+    client: &mut v1::admin_client::AdminClient<tonic::transport::Channel>,
+    url: &str,
+    r: sop::cli::Request,
+    render: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<(), CliError> {
+    let reply = client
+        .call(v1::CallRequest {
+            method: r.method.to_string(),
+            json: r.json,
+        })
+        .await
+        .map_err(|s| cli::status_error(url, s))?
+        .into_inner();
+    let out = render(&reply.json).map_err(CliError::Message)?;
+    println!("{out}");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -160,6 +205,19 @@ async fn run(args: Args) -> Result<(), CliError> {
                 println!("{}", cli::history_table(&samples));
                 Ok(())
             }
+        }
+        Cmd::Tickets(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Show(c),
+        } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Sop(c),
+        } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Events(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Maintenance { cmd } => {
+            let r = cmd.request().map_err(CliError::Message)?;
+            call(&mut client, &url, r, |reply| cmd.render(reply)).await
         }
         Cmd::Whoami => {
             let r = client
