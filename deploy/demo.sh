@@ -27,7 +27,8 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap 'echo; echo "stopping ..."; cleanup; exit 0' INT TERM
+stopping=0
+trap 'stopping=1' INT TERM
 trap cleanup EXIT
 
 "$bin/siaga-collector" serve --config "$demo/collector/collector.toml" &
@@ -52,7 +53,12 @@ the devices in $demo/collector/inventory.toml. In another terminal:
 
 Ctrl-C stops both.
 MSG
-# Return as soon as either process ends; the trap stops the other.
+# Return on Ctrl-C or as soon as either process ends; stop the other.
 wait -n || true
+if [ "$stopping" = 1 ]; then
+  echo "stopping ..."
+  cleanup
+  exit 0
+fi
 echo "a Siaga process exited; see the messages above" >&2
 exit 1
