@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::StoreError;
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
+use crate::revoke::RevocationList;
 use crate::store::{AgentRecord, Store, Writer};
 use crate::users::{self, User};
 
@@ -44,10 +45,13 @@ pub struct Hub {
     pub cancel: CancellationToken,
     /// The health engine, tickets and notifications (set once at start).
     pub health: std::sync::OnceLock<Arc<crate::ticket::HealthPart>>,
+    /// Revoked client certificates (`<data_dir>/revoked.toml`).
+    pub revoked: RevocationList,
 }
 
 impl Hub {
     /// Builds the hub, loading the known agents from the store.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         inventory: Inventory,
         users: HashMap<String, User>,
@@ -56,6 +60,7 @@ impl Hub {
         writer: Writer,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
+        revoked: RevocationList,
     ) -> Result<Self, StoreError> {
         let agents = store
             .agents()?
@@ -73,6 +78,7 @@ impl Hub {
             metrics,
             cancel,
             health: std::sync::OnceLock::new(),
+            revoked,
         })
     }
 

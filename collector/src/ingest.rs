@@ -83,7 +83,7 @@ impl Uplink for UplinkService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let identity = peer_identity(&request)?;
+        let identity = peer_identity(&request, &self.hub.revoked)?;
         let (opd, id) = match &identity {
             Identity::Agent { opd, id } => (opd.clone(), id.clone()),
             Identity::User { name } => {

@@ -123,6 +123,7 @@ pub async fn serve_until(
         writer,
         metrics.clone(),
         cancel.clone(),
+        crate::revoke::RevocationList::new(&cfg.data_dir),
     )?);
     let _ = hub.health.set(Arc::new(health));
 
@@ -572,6 +573,22 @@ address = "127.0.0.2"
         // row (hysteresis); one clean and one lossy burst confirm nothing yet.
         assert_eq!(state("a-dev"), "unknown");
         assert_eq!(state("b-dev"), "unknown");
+
+        // A revoked certificate is refused from the next call on.
+        let pem = std::fs::read_to_string(user_dir.join("user.pem")).unwrap();
+        crate::revoke::revoke(
+            &data_dir,
+            &crate::revoke::pem_to_der(&pem).unwrap(),
+            "lost laptop",
+        )
+        .unwrap();
+        let err = who(channel(&addr, &ca, files(&user_dir, "user.pem", "user.key")).await)
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("Unauthenticated") && err.contains("revoked"),
+            "{err}"
+        );
 
         // Shutdown ends the agent's stream and the server.
         cancel.cancel();
