@@ -18,5 +18,6 @@ pub mod server;
 pub mod sop;
 pub mod state;
 pub mod store;
+pub mod systemd;
 pub mod ticket;
 pub mod users;

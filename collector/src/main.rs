@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use siaga_collector::config::CollectorConfig;
 use siaga_collector::error::{ConfigError, PkiError};
 use siaga_collector::inventory::Inventory;
@@ -20,8 +20,17 @@ const EX_USAGE: u8 = 64;
     about = "Siaga collector: stores what the agents see, serves the admin API"
 )]
 struct Cli {
+    /// Log format of `serve` on stderr: one line per event, text or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "SIAGA_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,7 +220,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Serve { config } => {
             let cfg = validate(&config)?;
-            serve(config, cfg)
+            serve(config, cfg, cli.log_format)
         }
         Cmd::Reload { config } => reload(&config),
     }
@@ -248,8 +257,8 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     Ok(cfg)
 }
 
-fn serve(path: PathBuf, cfg: CollectorConfig) -> Result<(), Failure> {
-    init_tracing();
+fn serve(path: PathBuf, cfg: CollectorConfig, log_format: LogFormat) -> Result<(), Failure> {
+    init_tracing(log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("collector")
@@ -259,10 +268,10 @@ fn serve(path: PathBuf, cfg: CollectorConfig) -> Result<(), Failure> {
         .map_err(|e| Failure { code: 1, error: e })
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("SIAGA_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let json = format == LogFormat::Json;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -242,6 +242,7 @@ pub async fn serve_until(
     write_atomic(&cfg.data_dir.join("collector.addr"), &format!("{local}\n"))
         .context("writing collector.addr")?;
     info!(%local, config = %config_path.display(), inventory_revision = hub.inventory().revision, "collector serving");
+    tasks.spawn(crate::systemd::ready(cancel.clone()));
 
     tokio::pin!(server);
     let result = tokio::select! {

@@ -227,10 +227,7 @@ fn packages_carry_binaries_units_maintainer_scripts_and_conffiles() -> Result<()
         );
         for b in bins {
             let v = run(Command::new(x.path().join("usr/bin").join(b)).arg("--version"))?;
-            // The `siaga` CLI is still a placeholder in this build.
-            if *b != "siaga" {
-                assert_eq!(v.trim(), format!("{b} {VERSION}"));
-            }
+            assert_eq!(v.trim(), format!("{b} {VERSION}"));
         }
     }
     let c = contents(&debs.agent)?;
@@ -1138,5 +1135,68 @@ fn trap_receiver_on_port_162_needs_exactly_the_dropin_capability() -> Result<()>
             Ok(ss.contains("127.0.0.1:162").then_some(()))
         },
     )?;
+    Ok(())
+}
+
+#[test]
+fn collector_tells_systemd_it_is_ready_once_bound_and_feeds_the_watchdog() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ctl = dir.path().join("collector");
+    run(Command::new(bin("siaga-collector")?)
+        .args([
+            "init",
+            "--listen",
+            "127.0.0.1:0",
+            "--host",
+            "localhost",
+            "--dir",
+        ])
+        .arg(&ctl))?;
+    let mut notify = NotifySocket::bind(dir.path())?;
+    // Started as the unit starts it with SIAGA_COLLECTOR_OPTS="--log-format json".
+    let child = Command::new(bin("siaga-collector")?)
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(ctl.join("collector.toml"))
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("SIAGA_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut child = Kill(child);
+    notify.wait_for("READY=1", 1, &mut child)?;
+    // Ready means bound: the address is already published.
+    let addr = fs::read_to_string(ctl.join("data/collector.addr"))
+        .context("READY=1 before collector.addr was written")?;
+    assert!(addr.trim().starts_with("127.0.0.1:"), "{addr}");
+    notify.wait_for("WATCHDOG=1", 3, &mut child)?;
+    run(Command::new("kill").args(["-TERM", &child.0.id().to_string()]))?;
+    notify.wait_for("STOPPING=1", 1, &mut child)?;
+    let exit = wait_for("the collector to stop", Duration::from_secs(60), || {
+        Ok(child.0.try_wait()?)
+    })?;
+    assert!(exit.success(), "collector exit {exit}");
+
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut stderr)?;
+    }
+    let mut messages = Vec::new();
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("log line is not one JSON object: {line:?}"))?;
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    for m in ["collector serving", "feeding the systemd watchdog"] {
+        assert!(messages.iter().any(|x| x == m), "no {m:?} in {messages:?}");
+    }
     Ok(())
 }
