@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs Siaga's whole test suite. On a Debian machine as root it first
 # installs the packages the tests use (snmpd, snmp, snmptrapd, nftables,
-# iproute2, fping; for the package tests systemd, adduser, dpkg-dev,
+# iproute2, fping, iputils-ping; for the package tests systemd, adduser, dpkg-dev,
 # binutils); then it builds every binary and runs every test.
 # Safe to run again. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(snmpd snmp snmptrapd nftables iproute2 fping
+packages=(snmpd snmp snmptrapd nftables iproute2 fping iputils-ping
   systemd adduser dpkg-dev binutils)
 missing=()
 for p in "${packages[@]}"; do

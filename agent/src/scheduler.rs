@@ -20,7 +20,7 @@ use crate::probe::icmp::{BurstOptions, IcmpProber};
 use crate::spool::SampleSink;
 
 /// Echo requests per device and cycle unless the inventory says otherwise.
-pub const DEFAULT_ICMP_COUNT: u32 = 3;
+pub const DEFAULT_ICMP_COUNT: u32 = 5;
 /// Devices probed at the same time.
 pub const CONCURRENCY: usize = 64;
 
@@ -155,9 +155,9 @@ mod tests {
     use super::*;
     use test_case::test_case;
 
-    #[test_case(0, 10_000, 3, 100, 1000; "defaults on a 10 s cycle")]
+    #[test_case(0, 10_000, 5, 100, 1000; "defaults on a 10 s cycle")]
     #[test_case(5, 1_000, 5, 50, 500; "short cycle shrinks spacing and timeout")]
-    #[test_case(0, 200, 3, 16, 100; "very short cycle")]
+    #[test_case(0, 200, 5, 10, 100; "very short cycle")]
     fn bursts_fit_the_cycle(count: u32, cycle_ms: u64, n: u32, spacing_ms: u64, timeout_ms: u64) {
         let d = Device {
             icmp_count: count,

@@ -153,7 +153,11 @@ pub async fn check(inv: &Inventory, prober: Option<&IcmpProber>) -> (String, boo
         let icmp = match (prober, d.address.trim().parse::<IpAddr>()) {
             (Some(p), Ok(ip)) => {
                 let opts = BurstOptions {
-                    count: if d.icmp_count > 0 { d.icmp_count } else { 5 },
+                    count: if d.icmp_count > 0 {
+                        d.icmp_count
+                    } else {
+                        crate::scheduler::DEFAULT_ICMP_COUNT
+                    },
                     ..BurstOptions::default()
                 };
                 p.burst(ip, &opts).await
