@@ -64,6 +64,8 @@ enum Cmd {
     Events(ticket::cli::EventsCmd),
     /// What waits on you (your roles' turn in the SOP).
     Inbox(sop::cli::InboxCmd),
+    /// The Buku permintaan Layanan dan Gangguan for a period (CSV or xlsx).
+    Register(sop::cli::RegisterCmd),
     /// Maintenance windows: no tickets are opened inside one.
     Maintenance {
         #[command(subcommand)]
@@ -215,6 +217,10 @@ async fn run(args: Args) -> Result<(), CliError> {
         } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Events(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Register(c) => {
+            let r = c.request().map_err(CliError::Message)?;
+            call(&mut client, &url, r, |reply| c.render(reply)).await
+        }
         Cmd::Maintenance { cmd } => {
             let r = cmd.request().map_err(CliError::Message)?;
             call(&mut client, &url, r, |reply| cmd.render(reply)).await

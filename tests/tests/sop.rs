@@ -1,0 +1,397 @@
+//! The SOP disposition chain end to end: a real collector, real certificates,
+//! one enrolled user per role, the `siaga` CLI for every step.
+
+use std::collections::HashMap;
+use std::process::Output;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use redb::ReadableTable;
+use serde_json::Value;
+use siaga_tests::harness::{Collector, Inventory, Siaga, bin};
+
+const USERS: [(&str, &str); 8] = [
+    ("opd", "pemohon"),
+    ("kadis", "kepala_dinas"),
+    ("sekdis", "sekretaris_dinas"),
+    ("kabid", "kabid_aptika"),
+    ("prakom", "pranata_komputer"),
+    ("hd", "helpdesk"),
+    ("teknisi", "tim_teknis"),
+    ("root", "admin"),
+];
+
+struct Office {
+    collector: Collector,
+    users: HashMap<&'static str, Siaga>,
+}
+
+impl Office {
+    fn start() -> Result<Office> {
+        let mut collector = Collector::init()?;
+        collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
+        let mut users = HashMap::new();
+        for (name, role) in USERS {
+            users.insert(name, collector.enroll_user(name, role)?);
+        }
+        collector.serve()?;
+        Ok(Office { collector, users })
+    }
+
+    fn user(&self, name: &str) -> Result<&Siaga> {
+        self.users
+            .get(name)
+            .ok_or_else(|| anyhow!("no user {name}"))
+    }
+
+    /// `siaga <args>` as `who`; must succeed; its standard output.
+    fn ok(&self, who: &str, args: &[&str]) -> Result<String> {
+        let out = self.user(who)?.run(args)?;
+        if !out.status.success() {
+            bail!(
+                "{who}: siaga {args:?} failed: {}\ncollector log:\n{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                self.collector.log_tail(20)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// `siaga <args>` as `who`; must fail; its error line.
+    fn refused(&self, who: &str, args: &[&str]) -> Result<String> {
+        let out: Output = self.user(who)?.run(args)?;
+        ensure!(
+            !out.status.success(),
+            "{who}: siaga {args:?} should have been refused: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Ok(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+
+    fn json(&self, who: &str, args: &[&str]) -> Result<Value> {
+        self.user(who)?.json(args)
+    }
+
+    /// A letter ticket entered by the helpdesk; its number.
+    fn letter(&self, extra: &[&str]) -> Result<String> {
+        let mut args = vec![
+            "ticket",
+            "new",
+            "--opd",
+            "dinkes",
+            "--letter-number",
+            "005/123/DINKES/XI/2026",
+            "--letter-date",
+            "2026-11-20",
+            "--subject",
+            "Internet ruang rapat putus",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.ok("hd", &args)?;
+        out.strip_prefix("opened ")
+            .and_then(|r| r.split(':').next())
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("unexpected output of ticket new: {out}"))
+    }
+
+    fn turn(&self, id: &str) -> Result<Value> {
+        self.json("hd", &["ticket", "turn", id, "--json"])
+    }
+
+    fn audit(&self, id: &str) -> Result<Vec<Value>> {
+        match self.json("hd", &["ticket", "audit", id, "--json"])? {
+            Value::Array(a) => Ok(a),
+            other => bail!("audit is not an array: {other}"),
+        }
+    }
+}
+
+fn event_type(rec: &Value) -> &str {
+    rec["event"]["kind"]["type"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn seven_people_walk_a_letter_ticket_through_all_ten_steps() -> Result<()> {
+    let o = Office::start()?;
+    let id = o.letter(&[])?;
+    let step = |who: &str, args: &[&str]| -> Result<String> {
+        let mut all = vec!["ticket"];
+        all.extend_from_slice(args);
+        o.ok(who, &all)
+    };
+    step("opd", &["dispose", &id, "--note", "mohon ditindaklanjuti"])?;
+    step("kadis", &["dispose", &id, "--note", "Kabid Aptika: segera"])?;
+    step("kabid", &["dispose", &id, "--to", "prakom"])?;
+    step("prakom", &["dispose", &id])?;
+    step("hd", &["dispose", &id, "--to", "teknisi"])?;
+    step("teknisi", &["update", &id, "--status", "menuju lokasi"])?;
+    let err = o.refused(
+        "teknisi",
+        &[
+            "ticket",
+            "dispose",
+            &id,
+            "--no-measurement-reason",
+            "perangkat mati total",
+        ],
+    )?;
+    ensure!(err.contains("acknowledgement"), "{err}");
+    step("opd", &["acknowledge", &id, "--by", "Andi, Kasubag Umum"])?;
+    let err = o.refused("teknisi", &["ticket", "dispose", &id])?;
+    ensure!(err.contains("needs measurements before and after"), "{err}");
+    step(
+        "teknisi",
+        &[
+            "dispose",
+            &id,
+            "--no-measurement-reason",
+            "perangkat mati total",
+        ],
+    )?;
+    step("hd", &["dispose", &id])?;
+    step("prakom", &["dispose", &id])?;
+    step("kabid", &["dispose", &id])?;
+    let last = step("sekdis", &["dispose", &id])?;
+    ensure!(
+        last.contains("acting for kepala_dinas") && last.contains("selesai"),
+        "{last}"
+    );
+
+    let t = o.turn(&id)?;
+    ensure!(t["closed_at"].is_string() && t["step"] == 10, "{t}");
+    let card = o.ok("hd", &["ticket", "card", &id])?;
+    ensure!(
+        card.starts_with("KARTU KENDALI / LEMBAR DISPOSISI"),
+        "{card}"
+    );
+    for words in [
+        "Langkah 1",
+        "mohon ditindaklanjuti",
+        "Pranata Komputer: prakom",
+        "Status: menuju lokasi",
+        "Laporan pekerjaan diketahui oleh Andi, Kasubag Umum",
+        "Tanpa pengukuran: perangkat mati total",
+        "Langkah 8a",
+        "Langkah 8b",
+        "a.n. Kepala Dinas",
+        "Selesai pada",
+    ] {
+        ensure!(card.contains(words), "card lacks {words:?}:\n{card}");
+    }
+    let dispositions = card.lines().filter(|l| l.contains(" → ")).count();
+    // Opened, 10 dispositions (step 8 twice), a status update, the acknowledgement.
+    ensure!(dispositions == 13, "{dispositions} rows:\n{card}");
+    let html = o.ok(
+        "hd",
+        &["ticket", "card", &id, "--format", "html", "--lang", "en"],
+    )?;
+    ensure!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("CONTROL CARD"),
+        "{html}"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_other_role_is_refused_and_the_refusal_is_audited() -> Result<()> {
+    let o = Office::start()?;
+    let id = o.letter(&[])?;
+    let mut refusals = 0;
+    for (name, role) in USERS {
+        if role == "pemohon" {
+            continue;
+        }
+        let err = o.refused(name, &["ticket", "dispose", &id])?;
+        ensure!(
+            err.contains(&format!("step 1 belongs to pemohon; you are {role}")),
+            "{name}: {err}"
+        );
+        refusals += 1;
+    }
+    let audit = o.audit(&id)?;
+    let refused: Vec<&Value> = audit
+        .iter()
+        .filter(|r| event_type(r) == "refused")
+        .collect();
+    ensure!(
+        refused.len() == refusals,
+        "{} refusals in {audit:?}",
+        refused.len()
+    );
+    ensure!(o.turn(&id)?["step"] == 1);
+    // The Sekretaris Dinas takes step 2 for the Kepala Dinas, recorded as acting.
+    o.ok("opd", &["ticket", "dispose", &id])?;
+    o.ok("sekdis", &["ticket", "dispose", &id])?;
+    let audit = o.audit(&id)?;
+    let last = audit.last().ok_or_else(|| anyhow!("empty audit"))?;
+    ensure!(
+        last["event"]["user"] == "sekdis"
+            && last["event"]["role"] == "sekretaris_dinas"
+            && last["event"]["acting_for"] == "kepala_dinas",
+        "{last}"
+    );
+    // The admin manages users but takes no step without the role.
+    let err = o.refused("root", &["ticket", "dispose", &id])?;
+    ensure!(
+        err.contains("step 3 belongs to kabid_aptika; you are admin"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn return_goes_back_one_step_and_restarts_its_clock() -> Result<()> {
+    let o = Office::start()?;
+    // Urgent: calendar time, so the due time is exactly a day after the step starts.
+    let id = o.letter(&["--urgent"])?;
+    o.ok("opd", &["ticket", "dispose", &id])?;
+    o.ok("kadis", &["ticket", "dispose", &id])?;
+    let before = o.turn(&id)?;
+    ensure!(before["step"] == 3, "{before}");
+    let err = o.refused("kabid", &["ticket", "return", &id, "--reason", " "])?;
+    ensure!(err.contains("reason"), "{err}");
+    o.ok(
+        "kabid",
+        &[
+            "ticket",
+            "return",
+            &id,
+            "--reason",
+            "disposisi belum lengkap",
+        ],
+    )?;
+    let after = o.turn(&id)?;
+    ensure!(
+        after["step"] == 2 && after["role"] == "kepala_dinas",
+        "{after}"
+    );
+    let audit = o.audit(&id)?;
+    let ret = audit.last().ok_or_else(|| anyhow!("empty audit"))?;
+    ensure!(event_type(ret) == "returned", "{ret}");
+    let at = chrono::DateTime::parse_from_rfc3339(ret["event"]["at"].as_str().unwrap_or_default())?;
+    let due = chrono::DateTime::parse_from_rfc3339(after["due_at"].as_str().unwrap_or_default())?;
+    ensure!(
+        due - at == chrono::Duration::days(1),
+        "step 2's clock restarts at the return: {at} → {due}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_register_csv_holds_exactly_the_period() -> Result<()> {
+    let o = Office::start()?;
+    let a = o.letter(&[])?;
+    let b = o.letter(&["--device", "dinkes-rtr"])?;
+    o.ok("opd", &["ticket", "dispose", &a])?;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).context("offset")?);
+    let day = today.format("%Y-%m-%d").to_string();
+    let csv_text = o.ok("hd", &["register", "--from", &day, "--to", &day])?;
+    let mut rd = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers: Vec<String> = rd.headers()?.iter().map(str::to_string).collect();
+    ensure!(
+        headers
+            == [
+                "Nomor",
+                "Tanggal",
+                "OPD",
+                "Asal",
+                "Uraian gangguan",
+                "Perangkat/link",
+                "Langkah saat ini",
+                "Teknisi",
+                "Tanggal selesai",
+                "Total durasi",
+                "Langkah terlambat"
+            ],
+        "{headers:?}"
+    );
+    let rows: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>()?;
+    let numbers: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    ensure!(numbers == [a.as_str(), b.as_str()], "{numbers:?}");
+    ensure!(
+        &rows[0][3] == "005/123/DINKES/XI/2026" && &rows[0][1] == day,
+        "{:?}",
+        rows[0]
+    );
+    ensure!(
+        rows[0][6].starts_with("2 ") && rows[1][6].starts_with("1 "),
+        "{rows:?}"
+    );
+    ensure!(&rows[1][5] == "dinkes-rtr", "{:?}", rows[1]);
+    let old = o.ok(
+        "hd",
+        &["register", "--from", "2020-01-01", "--to", "2020-12-31"],
+    )?;
+    ensure!(
+        old.lines().count() == 1,
+        "only the header for a period without tickets: {old}"
+    );
+    let xlsx = o.collector.root().join("register.xlsx");
+    let xlsx_s = xlsx.to_string_lossy().to_string();
+    o.ok(
+        "hd",
+        &[
+            "register", "--from", &day, "--to", &day, "--format", "xlsx", "--out", &xlsx_s,
+        ],
+    )?;
+    ensure!(
+        std::fs::read(&xlsx)?.starts_with(b"PK"),
+        "an xlsx is a zip archive"
+    );
+    Ok(())
+}
+
+#[test]
+fn editing_the_stored_audit_trail_is_detected_by_verify() -> Result<()> {
+    let mut o = Office::start()?;
+    let id = o.letter(&[])?;
+    o.ok("opd", &["ticket", "dispose", &id, "--note", "asli"])?;
+    o.ok("kadis", &["ticket", "dispose", &id])?;
+    o.collector.stop();
+    let verify = |c: &Collector| -> Result<Output> {
+        let cfg = c.config.to_string_lossy().to_string();
+        Ok(std::process::Command::new(bin("siaga-collector")?)
+            .args(["verify", "--config", &cfg])
+            .output()?)
+    };
+    let clean = verify(&o.collector)?;
+    ensure!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    // Behind the collector's back: change the note of record 1.
+    {
+        let db = redb::Database::open(o.collector.data_dir.join("tickets.redb"))?;
+        let table: redb::TableDefinition<(&str, u64), &[u8]> =
+            redb::TableDefinition::new("sop_audit");
+        let w = db.begin_write()?;
+        {
+            let mut t = w.open_table(table)?;
+            let raw = t
+                .get((id.as_str(), 1u64))?
+                .ok_or_else(|| anyhow!("no record 1"))?
+                .value()
+                .to_vec();
+            let text = String::from_utf8(raw)?.replace("\"asli\"", "\"palsu\"");
+            ensure!(text.contains("palsu"), "the record holds the note: {text}");
+            t.insert((id.as_str(), 1u64), text.as_bytes())?;
+        }
+        w.commit()?;
+    }
+    let out = verify(&o.collector)?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !out.status.success(),
+        "verify passed a tampered trail: {text}"
+    );
+    ensure!(
+        text.contains(&id) && text.contains("record 1") && text.contains("altered"),
+        "{text}"
+    );
+    Ok(())
+}
