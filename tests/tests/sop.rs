@@ -309,7 +309,7 @@ fn the_register_csv_holds_exactly_the_period() -> Result<()> {
     let numbers: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
     ensure!(numbers == [a.as_str(), b.as_str()], "{numbers:?}");
     ensure!(
-        &rows[0][3] == "005/123/DINKES/XI/2026" && &rows[0][1] == day,
+        &rows[0][3] == "005/123/DINKES/XI/2026" && rows[0][1] == *day,
         "{:?}",
         rows[0]
     );
