@@ -253,6 +253,7 @@ pub async fn serve_until(
         }
     };
     cancel.cancel();
+    crate::systemd::stopping();
     health
         .set_not_serving::<UplinkServer<UplinkService>>()
         .await;

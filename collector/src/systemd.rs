@@ -12,7 +12,7 @@ use tracing::{info, warn};
 /// Tells systemd the collector is serving (`READY=1`, call it once the
 /// listeners are bound) and returns the task to spawn: it sends
 /// `WATCHDOG=1` at half the unit's watchdog interval while the runtime is
-/// alive, and `STOPPING=1` when `cancel` fires.
+/// alive, until `cancel` fires.
 pub fn ready(cancel: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
     send(&[NotifyState::Ready], "READY=1");
     let period = watchdog_period(sd_notify::watchdog_enabled());
@@ -33,8 +33,12 @@ pub fn ready(cancel: CancellationToken) -> impl Future<Output = ()> + Send + 'st
             }
             None => cancel.cancelled().await,
         }
-        send(&[NotifyState::Stopping], "STOPPING=1");
     }
+}
+
+/// Tells systemd the collector is shutting down (`STOPPING=1`).
+pub fn stopping() {
+    send(&[NotifyState::Stopping], "STOPPING=1");
 }
 
 /// Half the watchdog timeout systemd asked for, never zero.
