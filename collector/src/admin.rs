@@ -15,7 +15,7 @@ use crate::ingest::now_us;
 use crate::pki::Identity;
 use crate::state::device_state;
 use crate::store::StoredSample;
-use crate::users::User;
+use crate::users::{User, UserCallError};
 
 /// Most samples one History call returns when the caller sets no limit.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100_000;
@@ -300,6 +300,24 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::CallResponse>, Status> {
         let user = self.caller(&req)?;
         let v1::CallRequest { method, json } = req.into_inner();
+        if method.starts_with("user.") {
+            let hub = self.hub.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                crate::users::call(&HubUsers(hub), &user, &method, &json)
+            })
+            .await
+            .map_err(internal)?;
+            return match answer {
+                Some(Ok(json)) => Ok(Response::new(v1::CallResponse { json })),
+                Some(Err(e)) => Err(match e {
+                    UserCallError::Denied(m) => Status::permission_denied(m),
+                    UserCallError::BadRequest(m) => Status::invalid_argument(m),
+                    UserCallError::NotFound(m) => Status::not_found(m),
+                    UserCallError::Internal(m) => internal(m),
+                }),
+                None => Err(Status::unimplemented("not a user call")),
+            };
+        }
         let Some(health) = self.hub.health.get().cloned() else {
             return Err(Status::unavailable("the health engine is not running"));
         };
@@ -358,5 +376,48 @@ impl crate::sop::api::Directory for HubDirectory {
     fn measurements(&self, _ticket: &str) -> (bool, bool) {
         // Before/after measurements are attached by the report part.
         (false, false)
+    }
+}
+
+/// The enrolled users for the `user.*` calls.
+struct HubUsers(Arc<Hub>);
+
+impl crate::users::UserDirectory for HubUsers {
+    fn all(&self) -> Vec<User> {
+        self.0.reload_users();
+        self.0
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+    fn get(&self, name: &str) -> Option<User> {
+        self.0.reload_users();
+        self.0.user(name)
+    }
+    fn dir(&self) -> &std::path::Path {
+        &self.0.users_dir
+    }
+    fn known_roles(&self) -> Vec<String> {
+        let mut roles: Vec<String> = match self.0.health.get() {
+            Some(h) => h
+                .sop_store
+                .sop()
+                .roles
+                .iter()
+                .map(|r| r.id.clone())
+                .collect(),
+            None => crate::users::DEFAULT_ROLES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        };
+        roles.push("admin".into());
+        roles
+    }
+    fn reload(&self) {
+        self.0.reload_users();
     }
 }

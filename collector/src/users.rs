@@ -97,3 +97,167 @@ pub fn known_roles(sop: &Path) -> Vec<String> {
     roles.push("admin".into());
     roles
 }
+
+/// Name of the append-only trail of user management (JSON lines) in the users directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// Writes a user's file (atomically: a temporary file renamed over it).
+pub fn write_user(dir: &Path, user: &User) -> Result<(), String> {
+    let path = dir.join(format!("{}.toml", user.name));
+    let tmp = dir.join(format!(".{}.toml.tmp", user.name));
+    std::fs::write(&tmp, user.to_toml()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Appends one record to the user-management trail: who, what, on whom, and
+/// whether it was done or refused (with why).
+pub fn audit(dir: &Path, by: &str, action: &str, user: &str, role: &str, outcome: &str) {
+    use std::io::Write as _;
+    let line = serde_json::json!({
+        "at": chrono::Utc::now().to_rfc3339(),
+        "by": by,
+        "action": action,
+        "user": user,
+        "role": role,
+        "outcome": outcome,
+    });
+    let path = dir.join(AUDIT_FILE);
+    let r = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = r {
+        tracing::error!(file = %path.display(), error = %e, "cannot write the user audit trail");
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleArgs {
+    name: String,
+    role: String,
+}
+
+/// What `user.*` calls need from the running collector.
+pub trait UserDirectory {
+    /// Every user, re-read from the directory.
+    fn all(&self) -> Vec<User>;
+    /// One user.
+    fn get(&self, name: &str) -> Option<User>;
+    /// Where the user files live.
+    fn dir(&self) -> &Path;
+    /// Role ids a user may hold (the SOP's plus `admin`).
+    fn known_roles(&self) -> Vec<String>;
+    /// Re-read the files after a change.
+    fn reload(&self);
+}
+
+/// A refused or failed `user.*` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCallError {
+    /// Not admin.
+    Denied(String),
+    /// Bad arguments or unknown role.
+    BadRequest(String),
+    /// No such user.
+    NotFound(String),
+    /// Could not write.
+    Internal(String),
+}
+
+/// `user.list`, `user.grant`, `user.revoke` (admin only; every grant, revoke
+/// and refusal is appended to the audit trail). `None` if `method` is not one of them.
+pub fn call(
+    users: &dyn UserDirectory,
+    caller: &User,
+    method: &str,
+    json: &str,
+) -> Option<Result<String, UserCallError>> {
+    let what = method.strip_prefix("user.")?;
+    if !matches!(what, "list" | "grant" | "revoke") {
+        return Some(Err(UserCallError::BadRequest(format!(
+            "unknown call {method} (user.list, user.grant, user.revoke)"
+        ))));
+    }
+    let args: Option<RoleArgs> = if what == "list" {
+        None
+    } else {
+        let json = if json.trim().is_empty() { "{}" } else { json };
+        match serde_json::from_str(json) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                return Some(Err(UserCallError::BadRequest(format!(
+                    "{method}: bad arguments: {e}"
+                ))));
+            }
+        }
+    };
+    let (target, role) = args
+        .as_ref()
+        .map_or(("", ""), |a| (a.name.as_str(), a.role.as_str()));
+    if !caller.roles.iter().any(|r| r == "admin") {
+        let msg = format!(
+            "managing users is for admin; {}",
+            if caller.roles.is_empty() {
+                "you have no role".to_string()
+            } else {
+                format!("you are {}", caller.roles.join(", "))
+            }
+        );
+        tracing::warn!(by = %caller.name, %method, user = %target, %role, "user management refused");
+        audit(
+            users.dir(),
+            &caller.name,
+            what,
+            target,
+            role,
+            &format!("refused: {msg}"),
+        );
+        return Some(Err(UserCallError::Denied(msg)));
+    }
+    let Some(a) = args else {
+        let mut list = users.all();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|u| serde_json::json!({"name": u.name, "roles": u.roles}))
+            .collect();
+        return Some(Ok(serde_json::Value::Array(v).to_string()));
+    };
+    let known = users.known_roles();
+    if !known.contains(&a.role) {
+        return Some(Err(UserCallError::BadRequest(format!(
+            "`{}` is not a role ({})",
+            a.role,
+            known.join(", ")
+        ))));
+    }
+    let Some(mut user) = users.get(&a.name) else {
+        return Some(Err(UserCallError::NotFound(format!(
+            "no user {} (enroll with `siaga-collector enroll user`)",
+            a.name
+        ))));
+    };
+    if what == "grant" {
+        if !user.roles.contains(&a.role) {
+            user.roles.push(a.role.clone());
+        }
+    } else {
+        if a.role == "admin" && a.name == caller.name {
+            return Some(Err(UserCallError::BadRequest(
+                "you cannot take the admin role from yourself".into(),
+            )));
+        }
+        user.roles.retain(|r| *r != a.role);
+    }
+    if let Err(e) = write_user(users.dir(), &user) {
+        return Some(Err(UserCallError::Internal(e)));
+    }
+    users.reload();
+    audit(users.dir(), &caller.name, what, &a.name, &a.role, "done");
+    tracing::info!(by = %caller.name, user = %user.name, role = %a.role, action = what, "user roles changed");
+    Some(Ok(
+        serde_json::json!({"name": user.name, "roles": user.roles}).to_string(),
+    ))
+}

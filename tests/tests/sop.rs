@@ -27,10 +27,15 @@ struct Office {
 
 impl Office {
     fn start() -> Result<Office> {
+        Office::start_with(&[])
+    }
+
+    /// The office plus more users (name, role).
+    fn start_with(extra: &[(&'static str, &str)]) -> Result<Office> {
         let mut collector = Collector::init()?;
         collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
         let mut users = HashMap::new();
-        for (name, role) in USERS {
+        for &(name, role) in USERS.iter().chain(extra) {
             users.insert(name, collector.enroll_user(name, role)?);
         }
         collector.serve()?;
@@ -392,6 +397,88 @@ fn editing_the_stored_audit_trail_is_detected_by_verify() -> Result<()> {
     ensure!(
         text.contains(&id) && text.contains("record 1") && text.contains("altered"),
         "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_admin_grants_and_revokes_roles_and_nobody_else_may() -> Result<()> {
+    let o = Office::start_with(&[("wati", "tim_teknis")])?;
+    let a = o.letter(&[])?;
+    let b = o.letter(&[])?;
+    for id in [&a, &b] {
+        o.ok("opd", &["ticket", "dispose", id])?;
+        o.ok("kadis", &["ticket", "dispose", id])?;
+    }
+    let err = o.refused("wati", &["ticket", "dispose", &a])?;
+    ensure!(
+        err.contains("step 3 belongs to kabid_aptika; you are tim_teknis"),
+        "{err}"
+    );
+    // Someone without the admin role may not grant, and the attempt is audited.
+    let err = o.refused("hd", &["user", "grant", "wati", "kabid_aptika"])?;
+    ensure!(
+        err.contains("managing users is for admin; you are helpdesk"),
+        "{err}"
+    );
+    let trail = std::fs::read_to_string(o.collector.dir().join("users").join("audit.jsonl"))?;
+    let refused: Vec<Value> = trail
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        refused.len() == 1
+            && refused[0]["by"] == "hd"
+            && refused[0]["action"] == "grant"
+            && refused[0]["user"] == "wati"
+            && refused[0]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("refused")),
+        "{trail}"
+    );
+    let err = o.refused("root", &["user", "grant", "wati", "bupati"])?;
+    ensure!(err.contains("`bupati` is not a role"), "{err}");
+
+    let granted = o.ok("root", &["user", "grant", "wati", "kabid_aptika"])?;
+    ensure!(granted == "wati: tim_teknis, kabid_aptika", "{granted}");
+    let list = o.json("root", &["user", "list", "--json"])?;
+    let wati = list
+        .as_array()
+        .and_then(|l| l.iter().find(|u| u["name"] == "wati"))
+        .ok_or_else(|| anyhow!("wati not listed: {list}"))?;
+    ensure!(
+        wati["roles"] == serde_json::json!(["tim_teknis", "kabid_aptika"]),
+        "{wati}"
+    );
+    o.ok("wati", &["ticket", "dispose", &a, "--to", "prakom"])?;
+    ensure!(o.turn(&a)?["step"] == 4);
+
+    let revoked = o.ok("root", &["user", "revoke", "wati", "kabid_aptika"])?;
+    ensure!(revoked == "wati: tim_teknis", "{revoked}");
+    let err = o.refused("wati", &["ticket", "dispose", &b])?;
+    ensure!(
+        err.contains("step 3 belongs to kabid_aptika; you are tim_teknis"),
+        "{err}"
+    );
+    ensure!(o.turn(&b)?["step"] == 3);
+    let trail = std::fs::read_to_string(o.collector.dir().join("users").join("audit.jsonl"))?;
+    let done: Vec<(String, String)> = trail
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["outcome"] == "done")
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or_default().to_string(),
+                r["by"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    ensure!(
+        done == [
+            ("grant".into(), "root".into()),
+            ("revoke".into(), "root".into())
+        ],
+        "{trail}"
     );
     Ok(())
 }

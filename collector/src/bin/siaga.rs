@@ -66,6 +66,11 @@ enum Cmd {
     Inbox(sop::cli::InboxCmd),
     /// The Buku permintaan Layanan dan Gangguan for a period (CSV or xlsx).
     Register(sop::cli::RegisterCmd),
+    /// Users and their roles (admin).
+    User {
+        #[command(subcommand)]
+        cmd: sop::cli::UserCmd,
+    },
     /// Maintenance windows: no tickets are opened inside one.
     Maintenance {
         #[command(subcommand)]
@@ -221,6 +226,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             let r = c.request().map_err(CliError::Message)?;
             call(&mut client, &url, r, |reply| c.render(reply)).await
         }
+        Cmd::User { cmd } => call(&mut client, &url, cmd.request(), |r| cmd.render(r)).await,
         Cmd::Maintenance { cmd } => {
             let r = cmd.request().map_err(CliError::Message)?;
             call(&mut client, &url, r, |reply| cmd.render(reply)).await
