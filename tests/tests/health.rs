@@ -14,6 +14,52 @@ fn tickets(siaga: &Siaga) -> Result<Vec<Value>> {
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
+fn events(siaga: &Siaga) -> Result<Vec<Value>> {
+    let v = siaga.json(&["events", "--since", "1h", "--json"])?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+/// The state `siaga devices --json` shows for one device.
+fn state(siaga: &Siaga, device: &str) -> Result<String> {
+    Ok(siaga
+        .devices()?
+        .iter()
+        .find(|d| d["id"] == device)
+        .and_then(|d| d["state"].as_str())
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn all_up(siaga: &Siaga, devices: &[&str]) -> Result<bool> {
+    for d in devices {
+        if state(siaga, d)? != "up" {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The device ids in a ticket's `affected`.
+fn affected(t: &Value) -> Vec<String> {
+    t["affected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits until `n` more samples of `device` are stored than now: the
+/// health engine has seen that many further cycles.
+fn wait_cycles(siaga: &Siaga, device: &str, n: usize) -> Result<()> {
+    let before = siaga.history(device)?.len();
+    wait_until(secs(60), &format!("{n} more samples of {device}"), || {
+        Ok(siaga.history(device)?.len() >= before + n)
+    })
+}
+
+const OPD: &str = "[[opd]]\nid = \"dinkes\"\nname = \"Dinas Kesehatan\"\n";
+
 #[test]
 fn forty_percent_loss_opens_one_ticket_and_its_recovery_is_recorded() -> Result<()> {
     let lab = Lab::new()?.device("sw1").start()?;
@@ -106,6 +152,166 @@ fn forty_percent_loss_opens_one_ticket_and_its_recovery_is_recorded() -> Result<
     ensure!(
         kinds.contains(&"opened") && kinds.contains(&"recovered"),
         "{kinds:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn loss_inside_a_maintenance_window_opens_no_ticket_and_the_events_say_why() -> Result<()> {
+    let lab = Lab::new()?.device("sw1").start()?;
+    let addr = lab.addr("sw1")?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&format!(
+        "interval = \"1s\"\n\n{OPD}\n[[device]]\nid = \"dinkes-sw1\"\nopd = \"dinkes\"\n\
+         kind = \"switch\"\naddress = \"{addr}\"\nicmp_count = 20\n"
+    ))?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    let admin = c.enroll_user("adi", "admin")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "dinkes-sw1 up", || {
+        all_up(&siaga, &["dinkes-sw1"])
+    })?;
+
+    let out = admin.run(&[
+        "maintenance",
+        "add",
+        "--device",
+        "dinkes-sw1",
+        "--for",
+        "2h",
+        "--reason",
+        "ganti switch",
+    ])?;
+    ensure!(
+        out.status.success(),
+        "maintenance add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let windows = admin.json(&["maintenance", "list", "--json"])?;
+    ensure!(
+        windows.as_array().map(Vec::len) == Some(1),
+        "one window: {windows:#}"
+    );
+
+    lab.set_loss("sw1", 40)?;
+    wait_until(secs(60), "an event saying why no ticket opened", || {
+        Ok(events(&siaga)?.iter().any(|e| {
+            e["kind"] == "suppressed"
+                && e["device"] == "dinkes-sw1"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("maintenance window") && r.contains("ganti switch"))
+        }))
+    })?;
+    ensure!(
+        state(&siaga, "dinkes-sw1")? == "degraded",
+        "the loss is seen: the device is degraded"
+    );
+    wait_cycles(&siaga, "dinkes-sw1", 5)?;
+    let t = tickets(&siaga)?;
+    ensure!(t.is_empty(), "no ticket inside the window: {t:#?}");
+    Ok(())
+}
+
+#[test]
+fn a_killed_agent_is_one_agent_unreachable_ticket_for_its_opd() -> Result<()> {
+    let lab = Lab::new()?.device("sw1").device("sw2").start()?;
+    let mut c = Collector::init()?;
+    let mut inv = format!("interval = \"1s\"\n\n{OPD}");
+    for sw in ["sw1", "sw2"] {
+        inv.push_str(&format!(
+            "\n[[device]]\nid = \"dinkes-{sw}\"\nopd = \"dinkes\"\nkind = \"switch\"\n\
+             address = \"{}\"\n",
+            lab.addr(sw)?
+        ));
+    }
+    c.write_inventory_text(&inv)?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let mut agent = Agent::start(agent_cfg)?;
+    let all = ["dinkes-sw1", "dinkes-sw2"];
+    wait_until(secs(60), "both switches up", || all_up(&siaga, &all))?;
+
+    agent.kill9();
+    wait_until(secs(60), "an agent-unreachable ticket", || {
+        Ok(!tickets(&siaga)?.is_empty())
+    })?;
+    wait_until(secs(60), "both switches unknown", || {
+        Ok(state(&siaga, "dinkes-sw1")? == "unknown" && state(&siaga, "dinkes-sw2")? == "unknown")
+    })?;
+    let t = tickets(&siaga)?;
+    ensure!(
+        t.len() == 1,
+        "one ticket for the OPD, not one per device: {t:#?}"
+    );
+    let t = &t[0];
+    ensure!(t["opd"] == "dinkes" && t["origin"] == "detected", "{t:#?}");
+    ensure!(t["device"].is_null() && t["link"].is_null(), "{t:#?}");
+    let problem = t["problem"].as_str().unwrap_or_default();
+    ensure!(
+        problem.contains("agent") && problem.contains("unreachable"),
+        "problem names the agent: {problem}"
+    );
+    ensure!(
+        affected(t) == ["dinkes-sw1", "dinkes-sw2"],
+        "the OPD's devices are affected: {t:#?}"
+    );
+    Ok(())
+}
+
+/// The one ticket there is, once the CLI answers again.
+fn only_ticket(siaga: &Siaga) -> Result<Value> {
+    let t = tickets(siaga)?;
+    ensure!(t.len() == 1, "exactly one ticket: {t:#?}");
+    Ok(t[0].clone())
+}
+
+#[test]
+fn a_cut_lab_link_opens_one_ticket_for_that_link() -> Result<()> {
+    let lab = Lab::new()?
+        .device("sw1")
+        .snmpd_v2c("public")
+        .spare_link("port2")
+        .start()?;
+    let addr = lab.addr("sw1")?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&format!(
+        "interval = \"1s\"\n\n{OPD}\n[[device]]\nid = \"dinkes-sw1\"\nopd = \"dinkes\"\n\
+         kind = \"switch\"\naddress = \"{addr}\"\n\n[device.snmp]\nversion = \"2c\"\n\
+         community = \"public\"\n\n[[link]]\ndevice = \"dinkes-sw1\"\ninterface = \"port2\"\n\
+         name = \"ke-puskesmas\"\n"
+    ))?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "dinkes-sw1 up", || {
+        all_up(&siaga, &["dinkes-sw1"])
+    })?;
+    wait_until(secs(60), "the link seen up", || {
+        Ok(events(&siaga)?
+            .iter()
+            .any(|e| e["link"] == "ke-puskesmas" && e["to"] == "up"))
+    })?;
+    ensure!(tickets(&siaga)?.is_empty(), "no ticket while healthy");
+
+    lab.cut_link("sw1", "port2")?;
+    wait_until(secs(60), "a ticket for the link", || {
+        Ok(!tickets(&siaga)?.is_empty())
+    })?;
+    wait_cycles(&siaga, "dinkes-sw1", 5)?;
+    let t = only_ticket(&siaga)?;
+    ensure!(
+        t["device"] == "dinkes-sw1" && t["link"] == "ke-puskesmas" && t["opd"] == "dinkes",
+        "the ticket is the link's: {t:#?}"
+    );
+    ensure!(t["origin"] == "detected", "{t:#?}");
+    ensure!(
+        state(&siaga, "dinkes-sw1")? == "up",
+        "the device itself is fine"
     );
     Ok(())
 }
