@@ -132,6 +132,229 @@ pub fn sample_json(s: &StoredSample) -> Value {
     Value::Object(m)
 }
 
+/// IF-MIB ifOperStatus as a word.
+pub fn oper_status_name(v: u32) -> &'static str {
+    match v {
+        1 => "up",
+        2 => "down",
+        3 => "testing",
+        4 => "unknown",
+        5 => "dormant",
+        6 => "not_present",
+        7 => "lower_layer_down",
+        _ => "unknown",
+    }
+}
+
+/// IF-MIB ifAdminStatus as a word.
+pub fn admin_status_name(v: u32) -> &'static str {
+    match v {
+        1 => "up",
+        2 => "down",
+        3 => "testing",
+        _ => "unknown",
+    }
+}
+
+/// How far back `device.show` looks when the caller does not say.
+pub const DEFAULT_DEVICE_WINDOW_US: i64 = 3_600_000_000;
+
+/// Samples `device.show` reads at most for its history.
+const DEVICE_HISTORY_LIMIT: usize = 20_000;
+
+fn interface_json(i: &v1::Interface) -> Value {
+    json!({
+        "if_index": i.if_index,
+        "if_name": i.if_name,
+        "if_descr": i.if_descr,
+        "if_alias": i.if_alias,
+        "link": i.link_name,
+        "oper_status": oper_status_name(i.oper_status),
+        "admin_status": admin_status_name(i.admin_status),
+        "speed_mbps": i.speed_bps as f64 / 1e6,
+        "in_bps": i.in_bps,
+        "out_bps": i.out_bps,
+        "util_in_pct": i.util_in_pct,
+        "util_out_pct": i.util_out_pct,
+        "errors_per_s": i.errors_per_s,
+        "discards_per_s": i.discards_per_s,
+        "in_errors": i.in_errors,
+        "out_errors": i.out_errors,
+    })
+}
+
+/// The interface of `snmp` that is inventory link `l`: the one the agent
+/// tagged with the link's name, else the one named or numbered as in the inventory.
+fn link_interface<'a>(
+    l: &crate::inventory::Link,
+    snmp: &'a v1::SnmpResult,
+) -> Option<&'a v1::Interface> {
+    snmp.interfaces
+        .iter()
+        .find(|i| !i.link_name.is_empty() && i.link_name == l.name)
+        .or_else(|| {
+            snmp.interfaces.iter().find(|i| {
+                (l.if_index != 0 && i.if_index == l.if_index)
+                    || (!l.interface.is_empty()
+                        && (i.if_name == l.interface || i.if_descr == l.interface))
+            })
+        })
+}
+
+fn latest_snmp(hub: &Hub, device: &str) -> Result<Option<(i64, v1::SnmpResult)>, Status> {
+    let latest = hub.store.latest(device).map_err(internal)?;
+    Ok(match latest.snmp {
+        Some(v1::Sample {
+            ts_us,
+            kind: Some(Kind::Snmp(s)),
+            ..
+        }) => Some((ts_us, s)),
+        _ => None,
+    })
+}
+
+/// `links.list`: every inventory link with its newest SNMP reading.
+pub fn links_list(hub: &Hub) -> Result<Value, Status> {
+    let inv = hub.inventory();
+    let mut cache: std::collections::HashMap<String, Option<(i64, v1::SnmpResult)>> =
+        std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(inv.links.len());
+    for l in &inv.links {
+        if !cache.contains_key(&l.device) {
+            cache.insert(l.device.clone(), latest_snmp(hub, &l.device)?);
+        }
+        let snmp = cache.get(&l.device).and_then(Option::as_ref);
+        let iface = snmp.and_then(|(_, s)| link_interface(l, s));
+        let interface = if l.interface.is_empty() {
+            iface.map_or_else(|| format!("ifIndex {}", l.if_index), |i| i.if_name.clone())
+        } else {
+            l.interface.clone()
+        };
+        let mut row = json!({
+            "device": l.device,
+            "interface": interface,
+            "name": l.name,
+            "oper_status": Value::Null,
+            "admin_status": Value::Null,
+            "speed_mbps": Value::Null,
+            "in_bps": Value::Null,
+            "out_bps": Value::Null,
+            "util_in_pct": Value::Null,
+            "util_out_pct": Value::Null,
+            "errors_per_s": Value::Null,
+            "if_index": Value::Null,
+            "snmp_status": Value::Null,
+            "last_sample_at": Value::Null,
+        });
+        if let Some((ts, s)) = snmp {
+            row["last_sample_at"] = json!(rfc3339(*ts));
+            row["snmp_status"] = json!(snmp_status_name(s.status));
+        }
+        if let Some(i) = iface {
+            let j = interface_json(i);
+            for k in [
+                "oper_status",
+                "admin_status",
+                "speed_mbps",
+                "in_bps",
+                "out_bps",
+                "util_in_pct",
+                "util_out_pct",
+                "errors_per_s",
+                "if_index",
+            ] {
+                row[k] = j[k].clone();
+            }
+        }
+        out.push(row);
+    }
+    Ok(Value::Array(out))
+}
+
+fn snmp_status_name(status: i32) -> String {
+    v1::SnmpStatus::try_from(status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("SNMP_STATUS_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `device.show`: one device, all its interfaces from the newest SNMP sample,
+/// and its ICMP history and events since `since_us`.
+pub fn device_show(hub: &Hub, id: &str, since_us: i64) -> Result<Value, Status> {
+    let inv = hub.inventory();
+    let Some(d) = inv.devices.get(id) else {
+        return Err(Status::not_found(format!("unknown device {id:?}")));
+    };
+    let snmp = latest_snmp(hub, id)?;
+    let links: std::collections::HashMap<u32, String> = match &snmp {
+        Some((_, s)) => inv
+            .links
+            .iter()
+            .filter(|l| l.device == *id)
+            .filter_map(|l| link_interface(l, s).map(|i| (i.if_index, l.name.clone())))
+            .collect(),
+        None => Default::default(),
+    };
+    let interfaces: Vec<Value> = snmp
+        .as_ref()
+        .map(|(_, s)| {
+            s.interfaces
+                .iter()
+                .map(|i| {
+                    let mut j = interface_json(i);
+                    if let Some(name) = links.get(&i.if_index) {
+                        j["link"] = json!(name);
+                    }
+                    j
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = hub
+        .store
+        .history(id, since_us, DEVICE_HISTORY_LIMIT)
+        .map_err(internal)?;
+    let mut history = Vec::new();
+    let mut events = Vec::new();
+    for r in &rows {
+        match &r.sample.kind {
+            Some(Kind::Icmp(i)) => history.push(json!({
+                "ts": rfc3339(r.sample.ts_us),
+                "rtt_ms": us_to_ms(i.rtt_avg_us),
+                "loss_pct": if i.sent > 0 { json!(i.loss_pct) } else { Value::Null },
+                "jitter_ms": us_to_ms(i.jitter_us),
+            })),
+            Some(Kind::Event(_)) => events.push(sample_json(r)),
+            _ => {}
+        }
+    }
+    let state = match hub.health.get() {
+        Some(h) => h.handle.shared().device_state(id),
+        None => String::new(),
+    };
+    Ok(json!({
+        "id": d.id,
+        "opd": d.opd,
+        "kind": d.kind,
+        "name": d.name,
+        "address": d.address.to_string(),
+        "parent": d.parent,
+        "state": state,
+        "snmp_status": snmp.as_ref().map(|(_, s)| snmp_status_name(s.status)),
+        "snmp_error": snmp.as_ref().map(|(_, s)| s.error.clone()).filter(|e| !e.is_empty()),
+        "sys_name": snmp.as_ref().map(|(_, s)| s.sys_name.clone()),
+        "sys_uptime_cs": snmp.as_ref().map(|(_, s)| s.sys_uptime_cs),
+        "last_snmp_at": snmp.as_ref().map(|(t, _)| rfc3339(*t)),
+        "since": rfc3339(since_us),
+        "interfaces": interfaces,
+        "history": history,
+        "events": events,
+    }))
+}
+
 fn internal(e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "admin call failed");
     Status::internal(e.to_string())
@@ -318,6 +541,9 @@ impl Admin for AdminService {
                 None => Err(Status::unimplemented("not a user call")),
             };
         }
+        if let Some(answer) = self.probe_call(&method, &json).await? {
+            return Ok(Response::new(v1::CallResponse { json: answer }));
+        }
         let Some(health) = self.hub.health.get().cloned() else {
             return Err(Status::unavailable("the health engine is not running"));
         };
@@ -360,6 +586,38 @@ impl Admin for AdminService {
         .await
         .map_err(internal)??;
         Ok(Response::new(v1::CallResponse { json: answer }))
+    }
+}
+
+impl AdminService {
+    /// The probing views (`links.list`, `device.show`); `None` for other methods.
+    async fn probe_call(&self, method: &str, json: &str) -> Result<Option<String>, Status> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct DeviceArgs {
+            id: String,
+            #[serde(default)]
+            since_us: Option<i64>,
+        }
+        let hub = self.hub.clone();
+        let answer = match method {
+            "links.list" => tokio::task::spawn_blocking(move || links_list(&hub))
+                .await
+                .map_err(internal)??,
+            "device.show" => {
+                let args: DeviceArgs = serde_json::from_str(json)
+                    .map_err(|e| Status::invalid_argument(format!("device.show: {e}")))?;
+                let since = args
+                    .since_us
+                    .unwrap_or_else(|| now_us() - DEFAULT_DEVICE_WINDOW_US)
+                    .max(0);
+                tokio::task::spawn_blocking(move || device_show(&hub, &args.id, since))
+                    .await
+                    .map_err(internal)??
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(answer.to_string()))
     }
 }
 

@@ -321,10 +321,268 @@ pub fn history_table(samples: &[Value]) -> String {
     t.to_string()
 }
 
+/// A terminal sparkline of `values` (`None` is a gap, drawn as a space),
+/// scaled from `lo` (or the smallest value) to the largest value.
+pub fn sparkline(values: &[Option<f64>], lo: Option<f64>) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite = || values.iter().flatten().copied().filter(|v| v.is_finite());
+    let min = lo.unwrap_or_else(|| finite().fold(f64::INFINITY, f64::min));
+    let max = finite().fold(f64::NEG_INFINITY, f64::max);
+    values
+        .iter()
+        .map(|v| match v {
+            Some(v) if v.is_finite() => {
+                let span = max - min;
+                if span <= 0.0 {
+                    BARS[0]
+                } else {
+                    let i = ((v - min) / span * 7.0).round().clamp(0.0, 7.0);
+                    BARS[i as usize]
+                }
+            }
+            _ => ' ',
+        })
+        .collect()
+}
+
+/// At most `width` values: consecutive points are averaged into buckets.
+fn squeeze(values: &[Option<f64>], width: usize) -> Vec<Option<f64>> {
+    if values.len() <= width || width == 0 {
+        return values.to_vec();
+    }
+    (0..width)
+        .map(|b| {
+            let a = b * values.len() / width;
+            let z = ((b + 1) * values.len() / width).max(a + 1);
+            let xs: Vec<f64> = values[a..z].iter().flatten().copied().collect();
+            if xs.is_empty() {
+                None
+            } else {
+                Some(xs.iter().sum::<f64>() / xs.len() as f64)
+            }
+        })
+        .collect()
+}
+
+fn jstr(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn jnum(v: &Value, k: &str, digits: usize) -> String {
+    num(v.get(k).and_then(Value::as_f64), digits)
+}
+
+fn bps(v: &Value, k: &str) -> String {
+    match v.get(k).and_then(Value::as_f64) {
+        None => "-".into(),
+        Some(x) if x >= 1e9 => format!("{:.2} G", x / 1e9),
+        Some(x) if x >= 1e6 => format!("{:.2} M", x / 1e6),
+        Some(x) if x >= 1e3 => format!("{:.1} k", x / 1e3),
+        Some(x) => format!("{x:.0}"),
+    }
+}
+
+/// Human table of `links.list`.
+pub fn links_table(links: &Value) -> Result<String, String> {
+    let rows = links
+        .as_array()
+        .ok_or("collector sent links that are not a list")?;
+    let mut t = table(&[
+        "device",
+        "interface",
+        "link",
+        "oper",
+        "admin",
+        "speed Mb/s",
+        "in b/s",
+        "out b/s",
+        "util in %",
+        "util out %",
+        "errors/s",
+        "last sample",
+    ]);
+    for l in rows {
+        t.add_row(vec![
+            jstr(l, "device"),
+            jstr(l, "interface"),
+            jstr(l, "name"),
+            jstr(l, "oper_status"),
+            jstr(l, "admin_status"),
+            jnum(l, "speed_mbps", 0),
+            bps(l, "in_bps"),
+            bps(l, "out_bps"),
+            jnum(l, "util_in_pct", 1),
+            jnum(l, "util_out_pct", 1),
+            jnum(l, "errors_per_s", 2),
+            jstr(l, "last_sample_at"),
+        ]);
+    }
+    Ok(t.to_string())
+}
+
+/// Width of the sparklines of `siaga device`.
+const SPARK_WIDTH: usize = 60;
+
+/// Human view of `device.show`: a header, the RTT and loss sparklines, the
+/// interfaces and the recent events.
+pub fn device_view(d: &Value) -> Result<String, String> {
+    let empty = Vec::new();
+    let list = |k: &str| d.get(k).and_then(Value::as_array).unwrap_or(&empty);
+    let mut out = format!(
+        "{} ({}) {}  opd {}  kind {}  state {}\n",
+        jstr(d, "id"),
+        jstr(d, "name"),
+        jstr(d, "address"),
+        jstr(d, "opd"),
+        jstr(d, "kind"),
+        jstr(d, "state"),
+    );
+    out += &format!(
+        "snmp {}  sysName {}  uptime {} cs  last poll {}\n",
+        jstr(d, "snmp_status"),
+        jstr(d, "sys_name"),
+        jstr(d, "sys_uptime_cs"),
+        jstr(d, "last_snmp_at"),
+    );
+    if let Some(e) = d.get("snmp_error").and_then(Value::as_str) {
+        out += &format!("snmp error: {e}\n");
+    }
+    let history = list("history");
+    let series = |k: &str| -> Vec<Option<f64>> {
+        history
+            .iter()
+            .map(|p| p.get(k).and_then(Value::as_f64))
+            .collect()
+    };
+    let rtt = series("rtt_ms");
+    let loss = series("loss_pct");
+    let range = |xs: &[Option<f64>]| {
+        let v: Vec<f64> = xs.iter().flatten().copied().collect();
+        if v.is_empty() {
+            "no data".to_string()
+        } else {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{lo:.2} … {hi:.2}")
+        }
+    };
+    out += &format!(
+        "\nsince {} ({} probes)\nrtt ms  {}  {}\nloss %  {}  {}\n",
+        jstr(d, "since"),
+        history.len(),
+        sparkline(&squeeze(&rtt, SPARK_WIDTH), None),
+        range(&rtt),
+        sparkline(&squeeze(&loss, SPARK_WIDTH), Some(0.0)),
+        range(&loss),
+    );
+    let ifs = list("interfaces");
+    if !ifs.is_empty() {
+        let mut t = table(&[
+            "ifIndex",
+            "interface",
+            "alias",
+            "link",
+            "oper",
+            "admin",
+            "speed Mb/s",
+            "in b/s",
+            "out b/s",
+            "util in %",
+            "util out %",
+            "errors/s",
+        ]);
+        for i in ifs {
+            let link = i.get("link").and_then(Value::as_str).unwrap_or_default();
+            t.add_row(vec![
+                jstr(i, "if_index"),
+                jstr(i, "if_name"),
+                jstr(i, "if_alias"),
+                if link.is_empty() {
+                    "-".into()
+                } else {
+                    link.to_string()
+                },
+                jstr(i, "oper_status"),
+                jstr(i, "admin_status"),
+                jnum(i, "speed_mbps", 0),
+                bps(i, "in_bps"),
+                bps(i, "out_bps"),
+                jnum(i, "util_in_pct", 1),
+                jnum(i, "util_out_pct", 1),
+                jnum(i, "errors_per_s", 2),
+            ]);
+        }
+        out += &format!("\n{t}\n");
+    }
+    let events = list("events");
+    if !events.is_empty() {
+        out += "\nevents\n";
+        for e in events {
+            out += &format!(
+                "  {}  {} {} {}\n",
+                jstr(e, "ts"),
+                jstr(e, "event"),
+                jstr(e, "link"),
+                e.get("detail").and_then(Value::as_str).unwrap_or_default()
+            );
+        }
+    }
+    Ok(out.trim_end().to_string())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use test_case::test_case;
+
+    #[test_case(&[Some(1.0), Some(8.0)], None, "▁█"; "min to max")]
+    #[test_case(&[Some(0.0), Some(50.0), Some(100.0)], Some(0.0), "▁▅█"; "loss from zero")]
+    #[test_case(&[Some(3.0), None, Some(3.0)], None, "▁ ▁"; "flat with a gap")]
+    #[test_case(&[Some(0.0), Some(0.0)], Some(0.0), "▁▁"; "no loss")]
+    #[test_case(&[], None, ""; "empty")]
+    fn sparkline_scales(values: &[Option<f64>], lo: Option<f64>, want: &str) {
+        assert_eq!(sparkline(values, lo), want);
+    }
+
+    #[test]
+    fn squeeze_averages_buckets() {
+        let v: Vec<Option<f64>> = (0..10).map(|i| Some(f64::from(i))).collect();
+        assert_eq!(
+            squeeze(&v, 5),
+            vec![Some(0.5), Some(2.5), Some(4.5), Some(6.5), Some(8.5)]
+        );
+        assert_eq!(squeeze(&v[..3], 5).len(), 3);
+        assert_eq!(
+            squeeze(&[None, None, Some(2.0), Some(4.0)], 2),
+            vec![None, Some(3.0)]
+        );
+    }
+
+    #[test]
+    fn device_view_draws_history_and_interfaces() {
+        let d = json!({
+            "id": "sw1", "name": "Switch", "address": "198.18.0.2", "opd": "dinkes",
+            "kind": "switch", "state": "up", "snmp_status": "ok", "sys_name": "sw1",
+            "sys_uptime_cs": 100, "last_snmp_at": "2026-01-01T00:00:00.000Z",
+            "since": "2026-01-01T00:00:00.000Z",
+            "history": [{"rtt_ms": 1.0, "loss_pct": 0.0}, {"rtt_ms": 2.0, "loss_pct": 100.0}],
+            "interfaces": [{"if_index": 2, "if_name": "eth0", "link": "uplink",
+                            "oper_status": "down", "admin_status": "up", "speed_mbps": 1000.0}],
+            "events": [{"ts": "2026-01-01T00:00:01.000Z", "event": "link_down", "link": "uplink"}],
+        });
+        let out = device_view(&d).unwrap();
+        assert!(out.contains("rtt ms  ▁█"), "{out}");
+        assert!(out.contains("loss %  ▁█"), "{out}");
+        assert!(out.contains("uplink") && out.contains("down"), "{out}");
+        assert!(out.contains("link_down"), "{out}");
+        assert!(device_view(&json!({})).is_ok());
+        assert!(links_table(&json!({})).is_err());
+    }
 
     #[test]
     fn json_has_exactly_the_documented_fields() {

@@ -51,6 +51,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The links of the inventory with their newest SNMP reading.
+    Links {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One device: its interfaces and its recent RTT and loss.
+    Device {
+        /// Device id.
+        id: String,
+        /// How far back the history goes, e.g. 30m, 6h, 2d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Who the collector thinks you are.
     Whoami,
     /// Maintenance tickets.
@@ -138,6 +155,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// µs since the epoch of `--since` ago.
+fn since_us(since: &str) -> Result<i64, CliError> {
+    let d = humantime::parse_duration(since)
+        .map_err(|e| CliError::Message(format!("--since {since:?}: {e} (e.g. 30m, 6h, 2d)")))?;
+    let us = chrono::Utc::now().timestamp_micros()
+        - i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2);
+    Ok(us.max(0))
+}
+
+/// A Call reply as pretty JSON, or drawn by `human`.
+fn render(
+    reply: &str,
+    json: bool,
+    human: impl FnOnce(&Value) -> Result<String, String>,
+) -> Result<String, String> {
+    let v: Value =
+        serde_json::from_str(reply).map_err(|e| format!("collector sent bad JSON: {e}"))?;
+    if json {
+        serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
+    } else {
+        human(&v)
+    }
+}
+
 fn print_json(v: &Value) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Message(e.to_string()))?;
     println!("{s}");
@@ -184,15 +225,11 @@ async fn run(args: Args) -> Result<(), CliError> {
             since,
             json,
         } => {
-            let d = humantime::parse_duration(&since).map_err(|e| {
-                CliError::Message(format!("--since {since:?}: {e} (e.g. 30m, 6h, 2d)"))
-            })?;
-            let since_us = chrono::Utc::now().timestamp_micros()
-                - i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2);
+            let since_us = since_us(&since)?;
             let r = client
                 .history(v1::HistoryRequest {
                     device,
-                    since_us: since_us.max(0),
+                    since_us,
                     limit: 0,
                 })
                 .await
@@ -212,6 +249,27 @@ async fn run(args: Args) -> Result<(), CliError> {
                 println!("{}", cli::history_table(&samples));
                 Ok(())
             }
+        }
+        Cmd::Links { json } => {
+            let r = sop::cli::Request {
+                method: "links.list",
+                json: "{}".into(),
+            };
+            call(&mut client, &url, r, |reply| {
+                render(reply, json, cli::links_table)
+            })
+            .await
+        }
+        Cmd::Device { id, since, json } => {
+            let since_us = since_us(&since)?;
+            let r = sop::cli::Request {
+                method: "device.show",
+                json: serde_json::json!({ "id": id, "since_us": since_us }).to_string(),
+            };
+            call(&mut client, &url, r, |reply| {
+                render(reply, json, cli::device_view)
+            })
+            .await
         }
         Cmd::Tickets(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Ticket {
