@@ -78,6 +78,25 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Refuse a certificate from now on (a lost laptop): every certificate
+    /// issued to a user, one PEM file, or one serial.
+    RevokeCert {
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// A user: every certificate `enroll user` issued to them.
+        #[arg(long, group = "which")]
+        name: Option<String>,
+        /// A certificate (PEM), e.g. a `user.pem` or `agent.pem`.
+        #[arg(long, group = "which")]
+        cert: Option<PathBuf>,
+        /// A serial number in hex.
+        #[arg(long, group = "which")]
+        serial: Option<String>,
+        /// Why (kept in the list).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +249,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Reload { config } => reload(&config),
         Cmd::Verify { config } => verify(&config),
+        Cmd::RevokeCert {
+            config,
+            name,
+            cert,
+            serial,
+            reason,
+        } => revoke_cert(
+            &config,
+            name.as_deref(),
+            cert.as_deref(),
+            serial.as_deref(),
+            &reason,
+        ),
     }
 }
 
@@ -367,5 +399,63 @@ fn verify(config: &Path) -> Result<(), Failure> {
         );
     }
     println!("{} audit trails intact", results.len());
+    Ok(())
+}
+
+/// `revoke-cert`: add certificates to the list the running collector checks
+/// (re-read on change, so no reload is needed).
+fn revoke_cert(
+    config: &Path,
+    name: Option<&str>,
+    cert: Option<&Path>,
+    serial: Option<&str>,
+    reason: &str,
+) -> Result<(), Failure> {
+    use siaga_collector::revoke;
+    let cfg = CollectorConfig::load(config).map_err(usage)?;
+    let entries = match (name, cert, serial) {
+        (Some(n), _, _) => {
+            let all = users::load_users(&cfg.users).map_err(usage)?;
+            let Some(user) = all.get(n) else {
+                return Err(usage(anyhow::anyhow!(
+                    "--name: no user {n:?} in {}",
+                    cfg.users.display()
+                )));
+            };
+            if user.certificates.is_empty() {
+                return Err(usage(anyhow::anyhow!(
+                    "{}: user {n:?} has no recorded certificate serials; revoke with --cert FILE or --serial HEX",
+                    cfg.users.join(format!("{n}.toml")).display()
+                )));
+            }
+            let identity = format!("siaga://user/{n}");
+            user.certificates
+                .iter()
+                .map(|s| revoke::revoke_serial(&cfg.data_dir, s, &identity, reason))
+                .collect::<Result<Vec<_>, _>>()
+        }
+        (None, Some(p), _) => {
+            let pem = std::fs::read_to_string(p)
+                .map_err(|e| usage(anyhow::anyhow!("{}: cannot read: {e}", p.display())))?;
+            let der = revoke::pem_to_der(&pem)
+                .map_err(|e| usage(anyhow::anyhow!("{}: {e}", p.display())))?;
+            revoke::revoke(&cfg.data_dir, &der, reason).map(|e| vec![e])
+        }
+        (None, None, Some(s)) => {
+            revoke::revoke_serial(&cfg.data_dir, s, "", reason).map(|e| vec![e])
+        }
+        (None, None, None) => {
+            return Err(usage(anyhow::anyhow!(
+                "give --name USER, --cert FILE or --serial HEX"
+            )));
+        }
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
+    for e in &entries {
+        println!(
+            "revoked certificate {} {}; the collector refuses it from its next call",
+            e.serial, e.identity
+        );
+    }
     Ok(())
 }

@@ -482,9 +482,22 @@ key = "user.key"
     );
     write_public(&out.join("siaga.toml"), &toml)?;
     mkdir(&cfg.users)?;
+    // A person enrolled again keeps the serials of earlier certificates, so a
+    // lost laptop's can still be revoked by name.
+    let mut certificates = crate::users::load_users(&cfg.users)
+        .ok()
+        .and_then(|mut all| all.remove(name))
+        .map(|u| u.certificates)
+        .unwrap_or_default();
+    if let Ok((serial, _)) =
+        crate::revoke::pem_to_der(&cert).and_then(|der| crate::revoke::cert_serial(&der))
+    {
+        certificates.push(serial);
+    }
     let user = User {
         name: name.to_string(),
         roles: roles.to_vec(),
+        certificates,
     };
     write_public(&cfg.users.join(format!("{name}.toml")), &user.to_toml())?;
     Ok(identity)

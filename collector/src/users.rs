@@ -31,6 +31,10 @@ pub struct User {
     /// SOP role ids (plus `admin`).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Serials (hex) of the certificates issued to this person, newest last;
+    /// `siaga-collector revoke-cert --name` revokes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
 }
 
 impl User {
@@ -41,11 +45,23 @@ impl User {
             .iter()
             .map(|r| toml::Value::String(r.clone()).to_string())
             .collect();
-        format!(
+        let certs: Vec<String> = self
+            .certificates
+            .iter()
+            .map(|c| toml::Value::String(c.clone()).to_string())
+            .collect();
+        let mut text = format!(
             "# Written by `siaga-collector enroll user`; edit roles here, then `siaga-collector reload`.\nname = {}\nroles = [{}]\n",
             toml::Value::String(self.name.clone()),
             roles.join(", ")
-        )
+        );
+        if !certs.is_empty() {
+            text.push_str(&format!(
+                "# Serials of the certificates issued (for `siaga-collector revoke-cert --name`).\ncertificates = [{}]\n",
+                certs.join(", ")
+            ));
+        }
+        text
     }
 }
 

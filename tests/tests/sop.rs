@@ -482,3 +482,44 @@ fn the_admin_grants_and_revokes_roles_and_nobody_else_may() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_revoked_users_certificate_is_refused_from_then_on() -> Result<()> {
+    let o = Office::start()?;
+    let id = o.letter(&[])?;
+    let inbox = o.ok("opd", &["inbox"])?;
+    ensure!(inbox.contains(&id), "{inbox}");
+    let revoke = |args: &[&str]| -> Result<Output> {
+        let cfg = o.collector.config.to_string_lossy().to_string();
+        let mut all = vec!["revoke-cert", "--config", cfg.as_str()];
+        all.extend_from_slice(args);
+        Ok(std::process::Command::new(bin("siaga-collector")?)
+            .args(&all)
+            .output()?)
+    };
+    let unknown = revoke(&["--name", "nobody"])?;
+    ensure!(
+        unknown.status.code() == Some(64)
+            && String::from_utf8_lossy(&unknown.stderr).contains("no user \"nobody\""),
+        "{unknown:?}"
+    );
+    let out = revoke(&["--name", "opd", "--reason", "laptop hilang"])?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success()
+            && said.contains("revoked certificate")
+            && said.contains("siaga://user/opd"),
+        "{out:?}"
+    );
+    let err = o.refused("opd", &["inbox"])?;
+    ensure!(
+        err.contains("has been revoked") && err.contains("siaga://user/opd"),
+        "{err}"
+    );
+    let err = o.refused("opd", &["ticket", "dispose", &id])?;
+    ensure!(err.contains("has been revoked"), "{err}");
+    ensure!(o.turn(&id)?["step"] == 1, "the revoked user moved nothing");
+    // Everyone else goes on.
+    o.ok("kadis", &["inbox"])?;
+    Ok(())
+}
