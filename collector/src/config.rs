@@ -201,6 +201,7 @@ queue_capacity = 1024  # events waiting; beyond this new ones are dropped and co
 max_attempts = 24      # per event and receiver
 retry_initial = "2s"   # doubling up to retry_max, with jitter
 retry_max = "5m"
+escalation_every = "1m"   # how often late SOP steps are looked for
 
 # A JSON POST per event with an Idempotency-Key header (ticket:event:sequence).
 # [[notify.webhook]]

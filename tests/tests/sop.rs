@@ -523,3 +523,136 @@ fn a_revoked_users_certificate_is_refused_from_then_on() -> Result<()> {
     o.ok("kadis", &["inbox"])?;
     Ok(())
 }
+
+/// A webhook receiver on loopback: every POSTed JSON body, in arrival order.
+fn webhook_receiver() -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let Ok(mut out) = conn.try_clone() else {
+                    return;
+                };
+                let mut rd = BufReader::new(conn);
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match rd.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = l.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if rd.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                        store.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+                    }
+                    if out
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((url, seen))
+}
+
+#[test]
+fn a_late_urgent_step_is_escalated_exactly_once() -> Result<()> {
+    let (url, seen) = webhook_receiver()?;
+    let mut collector = Collector::init()?;
+    collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
+    // Step 1's standard: one minute (the shortest the SOP file allows).
+    let sop = collector.dir().join("sop.toml");
+    let text = std::fs::read_to_string(&sop)?;
+    ensure!(text.contains("time_standard = \"1d\""), "{text}");
+    std::fs::write(
+        &sop,
+        text.replacen("time_standard = \"1d\"", "time_standard = \"1m\"", 1),
+    )?;
+    let mut hook = toml::Table::new();
+    hook.insert("url".into(), toml::Value::String(url));
+    siaga_tests::harness::set_toml(
+        &collector.config,
+        "notify.webhook",
+        toml::Value::Array(vec![toml::Value::Table(hook)]),
+    )?;
+    siaga_tests::harness::set_toml(
+        &collector.config,
+        "notify.escalation_every",
+        toml::Value::String("200ms".into()),
+    )?;
+    let mut users = HashMap::new();
+    for (name, role) in USERS {
+        users.insert(name, collector.enroll_user(name, role)?);
+    }
+    collector.serve()?;
+    let o = Office { collector, users };
+    let a = o.letter(&["--urgent"])?;
+    // A second late ticket, opened later: when its escalation arrives, the
+    // collector has looked at the first one many times since.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let b = o.letter(&["--urgent"])?;
+    let escalations = |id: &str| -> Vec<Value> {
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|v| v["event"] == "escalated" && v["ticket"] == id)
+            .cloned()
+            .collect()
+    };
+    siaga_tests::harness::wait_until(
+        std::time::Duration::from_secs(120),
+        "the escalation of the second ticket",
+        || Ok(!escalations(&b).is_empty()),
+    )
+    .map_err(|e| anyhow!("{e}\ncollector log:\n{}", o.collector.log_tail(30)))?;
+    let ea = escalations(&a);
+    ensure!(ea.len() == 1, "exactly one escalation of {a}: {ea:?}");
+    let e = &ea[0];
+    let roles: Vec<&str> = e["escalation"]["notify_roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        e["step"] == 1
+            && e["escalation"]["level"] == 1
+            && roles.first() == Some(&"pemohon")
+            && roles.len() >= 2,
+        "{e}"
+    );
+    ensure!(escalations(&b).len() == 1, "{:?}", escalations(&b));
+    let t = o.turn(&a)?;
+    ensure!(t["overdue"] == true, "{t}");
+    let trail = o.audit(&a)?;
+    let recorded = trail
+        .iter()
+        .filter(|r| event_type(r) == "escalated")
+        .count();
+    ensure!(recorded == 1, "{trail:?}");
+    Ok(())
+}

@@ -162,6 +162,16 @@ pub fn render(ev: &TicketEvent, lang: Language) -> (String, String) {
                 EventKind::Opened => "dibuka".to_string(),
                 EventKind::Recovered => format!("pulih pada {}", dash(&ev.recovered_at)),
                 EventKind::StepChanged => format!("pindah ke langkah {} ({})", ev.step, ev.role),
+                EventKind::Escalated => format!(
+                    "terlambat di langkah {} ({}){}",
+                    ev.step,
+                    ev.role,
+                    if ev.escalation.as_ref().is_some_and(|e| e.level >= 2) {
+                        ", melewati dua kali standar waktu"
+                    } else {
+                        ""
+                    }
+                ),
             };
             let subject = format!("[Siaga] Tiket {} {}: {}", ev.ticket, what, problem);
             let origin = if ev.origin == "detected" {
@@ -200,6 +210,16 @@ pub fn render(ev: &TicketEvent, lang: Language) -> (String, String) {
                 EventKind::Opened => "opened".to_string(),
                 EventKind::Recovered => format!("recovered at {}", dash(&ev.recovered_at)),
                 EventKind::StepChanged => format!("moved to step {} ({})", ev.step, ev.role),
+                EventKind::Escalated => format!(
+                    "late at step {} ({}){}",
+                    ev.step,
+                    ev.role,
+                    if ev.escalation.as_ref().is_some_and(|e| e.level >= 2) {
+                        ", past twice the time standard"
+                    } else {
+                        ""
+                    }
+                ),
             };
             let subject = format!("[Siaga] Ticket {} {}: {}", ev.ticket, what, problem);
             let body = format!(

@@ -38,6 +38,9 @@ pub enum EventKind {
     Recovered,
     /// It moved to another SOP step.
     StepChanged,
+    /// Its current SOP step is past its time standard (level 1) or past
+    /// twice the standard (level 2); `escalation` says who is told.
+    Escalated,
 }
 
 impl EventKind {
@@ -47,6 +50,7 @@ impl EventKind {
             EventKind::Opened => "opened",
             EventKind::Recovered => "recovered",
             EventKind::StepChanged => "step_changed",
+            EventKind::Escalated => "escalated",
         }
     }
 }
@@ -89,6 +93,24 @@ pub struct TicketEvent {
     /// Devices unreachable because of it.
     #[serde(default)]
     pub affected: Vec<String>,
+    /// For `escalated`: the late step and who is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<EscalationNotice>,
+}
+
+/// A late SOP step, as sent to receivers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalationNotice {
+    /// The late step.
+    pub step: u32,
+    /// 1: past the standard; 2: past twice the standard.
+    pub level: u8,
+    /// When the step was due (RFC 3339).
+    pub due_at: String,
+    /// Roles told: the step's actors and the roles above them.
+    pub notify_roles: Vec<String>,
+    /// Users told by name (the assignee).
+    pub notify_users: Vec<String>,
 }
 
 impl TicketEvent {
@@ -130,6 +152,9 @@ pub struct NotifyConfig {
     /// Longest delay between retries.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// How often late SOP steps are looked for (and escalated).
+    #[serde(with = "humantime_serde")]
+    pub escalation_every: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -143,6 +168,7 @@ impl Default for NotifyConfig {
             max_attempts: 24,
             retry_initial: Duration::from_secs(2),
             retry_max: Duration::from_secs(300),
+            escalation_every: Duration::from_secs(60),
         }
     }
 }

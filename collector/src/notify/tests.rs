@@ -34,6 +34,7 @@ fn event(kind: EventKind, seq: u64) -> TicketEvent {
         recovered_at: None,
         occurrences: 1,
         affected: vec![],
+        escalation: None,
     }
 }
 

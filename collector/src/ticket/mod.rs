@@ -67,14 +67,24 @@ impl HealthPart {
             Some(notifier.clone()),
         )
         .map_err(|e| e.to_string())?;
+        if cfg.notify.escalation_every.is_zero() {
+            return Err("notify.escalation_every: must be more than 0".into());
+        }
         let (handle, health_task) = service::spawn(core, HEALTH_QUEUE, cancel.clone());
+        let escalation_task = tokio::spawn(escalation_loop(
+            sop_store.clone(),
+            store.clone(),
+            notifier.clone(),
+            cfg.notify.escalation_every,
+            cancel.clone(),
+        ));
         let notify_task = tokio::spawn(dispatcher.run(cancel));
         Ok(Self {
             handle,
             store,
             notifier,
             sop_store,
-            tasks: vec![health_task, notify_task],
+            tasks: vec![health_task, notify_task, escalation_task],
         })
     }
 
@@ -119,6 +129,51 @@ impl HealthPart {
                 service::notify_step_changed(&self.sop_store, &self.store, &self.notifier, &number)
         {
             tracing::warn!(ticket = %number, error = %e, "cannot announce the step change");
+        }
+    }
+}
+
+/// Looks for late SOP steps every `every`: each is recorded on its ticket
+/// (once per step visit and level, by the SOP store) and sent to the receivers.
+async fn escalation_loop(
+    sop_store: Arc<SopStore>,
+    store: Arc<TicketStore>,
+    notifier: Notifier,
+    every: std::time::Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (s, t, n) = (sop_store.clone(), store.clone(), notifier.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            let found = match s.escalations(chrono::Utc::now()) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "escalation check failed");
+                    return;
+                }
+            };
+            for e in &found {
+                tracing::warn!(
+                    ticket = %e.ticket.info.number,
+                    step = e.escalation.step,
+                    level = e.escalation.level,
+                    notify = %e.escalation.notify_roles.join(","),
+                    "SOP step overdue; escalated"
+                );
+                if let Err(err) = service::notify_escalation(&s, &t, &n, e) {
+                    tracing::warn!(ticket = %e.ticket.info.number, error = %err, "cannot send the escalation");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "escalation task failed");
         }
     }
 }

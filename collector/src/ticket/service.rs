@@ -150,7 +150,32 @@ pub fn ticket_event(
         recovered_at: h.recovered_at.map(rfc3339),
         occurrences: h.occurrences,
         affected: h.affected.iter().cloned().collect(),
+        escalation: None,
     }
+}
+
+/// Tells receivers that a ticket's step is late: the step's actors and the
+/// roles above them (and the assignee by name). Bumps the notification sequence.
+pub fn notify_escalation(
+    sop_store: &SopStore,
+    store: &TicketStore,
+    notifier: &Notifier,
+    e: &crate::sop::store::TicketEscalation,
+) -> Result<(), String> {
+    let number = &e.ticket.info.number;
+    let h = store
+        .update(number, |h| h.notify_seq += 1)
+        .map_err(|e| e.to_string())?;
+    let mut ev = ticket_event(sop_store, &e.ticket, &h, EventKind::Escalated);
+    ev.step = e.escalation.step;
+    ev.escalation = Some(crate::notify::EscalationNotice {
+        step: e.escalation.step,
+        level: e.escalation.level,
+        due_at: rfc3339(e.escalation.due_at),
+        notify_roles: e.escalation.notify_roles.clone(),
+        notify_users: e.escalation.notify_users.clone(),
+    });
+    notifier.notify(ev).map_err(|e| e.to_string())
 }
 
 /// Tells receivers that a ticket moved to another step (called after an SOP
