@@ -241,9 +241,16 @@ impl Lab {
         let mut rules =
             String::from("table inet siaga_lab_loss\ndelete table inet siaga_lab_loss\n");
         if pct > 0 {
+            // nftables refuses `mod 100 < 100` (the value must be 0..=99):
+            // total loss is a plain drop.
+            let rule = if pct >= 100 {
+                "drop".to_string()
+            } else {
+                format!("numgen random mod 100 < {pct} drop")
+            };
             let _ = write!(
                 rules,
-                "table inet siaga_lab_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    numgen random mod 100 < {pct} drop\n  }}\n}}\n"
+                "table inet siaga_lab_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    {rule}\n  }}\n}}\n"
             );
         }
         let file = self.dir.path().join(format!("{device}-loss.nft"));
