@@ -270,6 +270,81 @@ fn only_ticket(siaga: &Siaga) -> Result<Value> {
 }
 
 #[test]
+fn a_restarted_collector_keeps_its_open_ticket_and_the_incident_key() -> Result<()> {
+    let lab = Lab::new()?.device("sw1").start()?;
+    let addr = lab.addr("sw1")?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&format!(
+        "interval = \"1s\"\n\n{OPD}\n[[device]]\nid = \"dinkes-sw1\"\nopd = \"dinkes\"\n\
+         kind = \"switch\"\naddress = \"{addr}\"\nicmp_count = 20\n"
+    ))?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "dinkes-sw1 up", || {
+        all_up(&siaga, &["dinkes-sw1"])
+    })?;
+    lab.set_loss("sw1", 40)?;
+    // The SOP ticket is written a moment before its health record (incident
+    // key, occurrences): wait for both.
+    wait_until(secs(60), "a ticket for the loss with its incident", || {
+        Ok(tickets(&siaga)?.iter().any(|t| !t["incident"].is_null()))
+    })?;
+    let first = only_ticket(&siaga)?;
+    let id = first["id"].as_str().unwrap_or_default().to_string();
+    ensure!(first["occurrences"] == 1, "{first:#?}");
+
+    for (occurrences, how) in (1..).zip(["SIGTERM", "kill -9"]) {
+        if how == "SIGTERM" {
+            ensure!(c.stop(), "the collector stops cleanly on SIGTERM");
+        } else {
+            c.kill9();
+        }
+        c.restart()?;
+        wait_until(secs(60), "the ticket back after the restart", || {
+            Ok(!tickets(&siaga)?.is_empty())
+        })?;
+        let t = only_ticket(&siaga)?;
+        ensure!(t["id"] == id.as_str(), "{how}: same ticket: {t:#?}");
+        ensure!(
+            t["occurrences"] == occurrences,
+            "{how}: nothing lost: {t:#?}"
+        );
+        // The loss goes on and reaches the new process: it stays on the
+        // same ticket, no second one opens.
+        wait_until(secs(60), "the loss seen again", || {
+            Ok(state(&siaga, "dinkes-sw1")? == "degraded")
+        })?;
+        wait_cycles(&siaga, "dinkes-sw1", 5)?;
+        let t = only_ticket(&siaga)?;
+        ensure!(
+            t["id"] == id.as_str() && t["recovered_at"].is_null(),
+            "{how}: the continuing loss stays on the ticket: {t:#?}"
+        );
+        // The incident key holds: a new bout of the same fault attaches.
+        lab.set_loss("sw1", 0)?;
+        wait_until(secs(60), "the recovery", || {
+            Ok(tickets(&siaga)?
+                .iter()
+                .any(|t| t["id"] == id.as_str() && !t["recovered_at"].is_null()))
+        })?;
+        lab.set_loss("sw1", 40)?;
+        wait_until(secs(60), "the loss again attached to the ticket", || {
+            Ok(tickets(&siaga)?
+                .iter()
+                .any(|t| t["id"] == id.as_str() && t["occurrences"] == occurrences + 1))
+        })?;
+        let t = only_ticket(&siaga)?;
+        ensure!(
+            t["id"] == id.as_str() && t["recovered_at"].is_null(),
+            "{how}: the fault is on the same ticket again: {t:#?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn a_cut_lab_link_opens_one_ticket_for_that_link() -> Result<()> {
     let lab = Lab::new()?
         .device("sw1")
