@@ -496,8 +496,9 @@ impl IncidentBook {
         let existing = self.for_subject(subject).map(|i| i.key.clone());
 
         if problem_now {
-            // A fault that may be an ancestor's: wait for the ancestor.
-            if health == Health::Down
+            // A fault that may be an ancestor's: wait for the ancestor. A
+            // burst cut half-way reads as loss (degraded), not down, so both.
+            if matches!(health, Health::Down | Health::Degraded)
                 && let Some(dev) = subject.device_id()
                 && (tracker.ancestor_pending(dev)
                     || (subject.link_name().is_some()
