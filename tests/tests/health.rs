@@ -157,6 +157,74 @@ fn forty_percent_loss_opens_one_ticket_and_its_recovery_is_recorded() -> Result<
 }
 
 #[test]
+fn a_router_down_is_one_ticket_listing_the_switches_behind_it_as_unreachable() -> Result<()> {
+    let lab = Lab::new()?
+        .router("r1")
+        .device("sw1")
+        .behind("r1")
+        .device("sw2")
+        .behind("r1")
+        .start()?;
+    let mut c = Collector::init()?;
+    let mut inv = format!("interval = \"1s\"\n\n{OPD}");
+    inv.push_str(&format!(
+        "\n[[device]]\nid = \"dinkes-r1\"\nopd = \"dinkes\"\nkind = \"router\"\naddress = \"{}\"\n",
+        lab.addr("r1")?
+    ));
+    for sw in ["sw1", "sw2"] {
+        inv.push_str(&format!(
+            "\n[[device]]\nid = \"dinkes-{sw}\"\nopd = \"dinkes\"\nkind = \"switch\"\n\
+             address = \"{}\"\nparent = \"dinkes-r1\"\n",
+            lab.addr(sw)?
+        ));
+    }
+    c.write_inventory_text(&inv)?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    let all = ["dinkes-r1", "dinkes-sw1", "dinkes-sw2"];
+    wait_until(secs(60), "router and switches up", || all_up(&siaga, &all))?;
+    ensure!(tickets(&siaga)?.is_empty(), "no ticket while healthy");
+
+    // The router's uplink goes dead: nothing behind it answers either.
+    lab.set_link_down("r1", "eth0")?;
+    wait_until(
+        secs(60),
+        "the router's ticket listing both switches",
+        || {
+            Ok(tickets(&siaga)?.iter().any(|t| {
+                let a = affected(t);
+                t["device"] == "dinkes-r1"
+                    && a.contains(&"dinkes-sw1".to_string())
+                    && a.contains(&"dinkes-sw2".to_string())
+            }))
+        },
+    )?;
+    wait_until(secs(60), "both switches unreachable", || {
+        Ok(state(&siaga, "dinkes-sw1")? == "unreachable"
+            && state(&siaga, "dinkes-sw2")? == "unreachable")
+    })?;
+    ensure!(state(&siaga, "dinkes-r1")? == "down", "the router is down");
+    // Let the engine see more cycles of the dead switches: still no ticket of theirs.
+    wait_cycles(&siaga, "dinkes-sw1", 5)?;
+    let t = tickets(&siaga)?;
+    ensure!(t.len() == 1, "one ticket, the router's: {t:#?}");
+    ensure!(
+        t[0]["device"] == "dinkes-r1" && t[0]["opd"] == "dinkes" && t[0]["origin"] == "detected",
+        "{t:#?}"
+    );
+    ensure!(
+        affected(&t[0]) == ["dinkes-sw1", "dinkes-sw2"],
+        "exactly the switches are affected: {t:#?}"
+    );
+    for sw in ["dinkes-sw1", "dinkes-sw2"] {
+        ensure!(state(&siaga, sw)? == "unreachable", "{sw} unreachable");
+    }
+    Ok(())
+}
+
+#[test]
 fn loss_inside_a_maintenance_window_opens_no_ticket_and_the_events_say_why() -> Result<()> {
     let lab = Lab::new()?.device("sw1").start()?;
     let addr = lab.addr("sw1")?;
