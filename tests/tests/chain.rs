@@ -57,6 +57,19 @@ fn walk(users: &[(&str, Siaga)], id: &str) -> Result<Vec<(u64, String)>> {
     ];
     for (who, args) in steps {
         turn(users)?;
+        // `siaga tickets` says whose turn it is and by when.
+        let list = user(users, "hd")?.json(&["tickets", "--json"])?;
+        let row = list
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["id"] == id))
+            .ok_or_else(|| anyhow!("{id} not in siaga tickets: {list}"))?;
+        ensure!(
+            row["due_at"].is_string() && row["overdue"] == false,
+            "due_at/overdue of {id}: {row}"
+        );
+        if who == "prakom" {
+            ensure!(row["assignee"] == "prakom", "assignee of {id}: {row}");
+        }
         let mut all = vec!["ticket"];
         all.extend_from_slice(args);
         ok(users, who, &all)?;

@@ -41,6 +41,15 @@ pub struct TicketSummary {
     pub step: u32,
     /// Whose turn (roles, comma separated).
     pub role: String,
+    /// The person the ticket was handed to by name, if any.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// When the current step is due, RFC 3339 (none once closed).
+    #[serde(default)]
+    pub due_at: Option<String>,
+    /// The current step is past its time standard.
+    #[serde(default)]
+    pub overdue: bool,
     /// Opened, RFC 3339.
     pub opened_at: String,
     /// Recovered, RFC 3339, if it has.
@@ -101,6 +110,13 @@ pub fn summary(v: &TicketView, h: Option<&TicketHealth>) -> TicketSummary {
         origin: v.origin.clone(),
         step: v.step,
         role: v.role.clone(),
+        assignee: v.assignee.clone(),
+        due_at: if v.closed_at.is_some() {
+            None
+        } else {
+            v.due_at.map(rfc3339)
+        },
+        overdue: v.closed_at.is_none() && v.overdue,
         opened_at: rfc3339(v.opened_at),
         recovered_at: h.and_then(|h| h.recovered_at).map(rfc3339),
         occurrences: h.map(|h| h.occurrences).unwrap_or(0),

@@ -81,6 +81,7 @@ impl TicketsCmd {
             "problem",
             "step",
             "role",
+            "due",
             "opened",
             "recovered",
             "occ",
@@ -111,7 +112,15 @@ impl TicketsCmd {
                 if x["closed"] == true {
                     "closed".into()
                 } else {
-                    s(&x["role"])
+                    match x["assignee"].as_str() {
+                        Some(who) => format!("{} ({who})", s(&x["role"])),
+                        None => s(&x["role"]),
+                    }
+                },
+                match (x["due_at"].as_str(), x["overdue"] == true) {
+                    (Some(due), true) => format!("{due} LATE"),
+                    (Some(due), false) => due.to_string(),
+                    (None, _) => "-".into(),
                 },
                 s(&x["opened_at"]),
                 s(&x["recovered_at"]),
