@@ -10,6 +10,7 @@ pub mod health;
 pub mod hub;
 pub mod ingest;
 pub mod inventory;
+pub mod measure;
 pub mod metrics;
 pub mod notify;
 pub mod pki;

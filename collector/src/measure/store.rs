@@ -1,0 +1,261 @@
+//! Measurement records, in the database the tickets live in.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::model::{MeasureState, Measurement};
+use crate::error::StoreError;
+
+/// id → JSON [`Measurement`].
+const MEASUREMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("measurements");
+/// `next` → last id number handed out.
+const MEASURE_COUNTER: TableDefinition<&str, u64> = TableDefinition::new("measurement_counter");
+
+/// The measurement table.
+pub struct MeasureStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for MeasureStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeasureStore").finish_non_exhaustive()
+    }
+}
+
+fn dec(b: &[u8]) -> Result<Measurement, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Decode {
+        what: "measurement",
+        message: e.to_string(),
+    })
+}
+
+fn enc(m: &Measurement) -> Vec<u8> {
+    // Plain data: serialising to JSON cannot fail.
+    serde_json::to_vec(m).unwrap_or_default()
+}
+
+impl MeasureStore {
+    /// The tables in a shared database (the tickets' one).
+    pub fn new(db: Arc<Database>) -> Result<Self, StoreError> {
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(MEASUREMENTS)?;
+            tx.open_table(MEASURE_COUNTER)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Stores a new measurement, giving it the next id (`M-000001`, …).
+    pub fn create(&self, mut m: Measurement) -> Result<Measurement, StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut counter = tx.open_table(MEASURE_COUNTER)?;
+            let next = counter.get("next")?.map(|v| v.value()).unwrap_or(0) + 1;
+            counter.insert("next", next)?;
+            m.id = format!("M-{next:06}");
+            let mut t = tx.open_table(MEASUREMENTS)?;
+            t.insert(m.id.as_str(), enc(&m).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(m)
+    }
+
+    /// Replaces a stored measurement (same id).
+    pub fn update(&self, m: &Measurement) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(MEASUREMENTS)?;
+            t.insert(m.id.as_str(), enc(m).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One measurement.
+    pub fn get(&self, id: &str) -> Result<Option<Measurement>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MEASUREMENTS)?;
+        t.get(id)?.map(|v| dec(v.value())).transpose()
+    }
+
+    /// Every measurement, oldest first.
+    pub fn all(&self) -> Result<Vec<Measurement>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MEASUREMENTS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(dec(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The measurements of a ticket, oldest first.
+    pub fn for_ticket(&self, ticket: &str) -> Result<Vec<Measurement>, StoreError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|m| m.ticket.as_deref() == Some(ticket))
+            .collect())
+    }
+
+    /// Queued measurements for an OPD's agent, oldest first.
+    pub fn queued(&self, opd: &str) -> Result<Vec<Measurement>, StoreError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|m| m.opd == opd && matches!(m.state, MeasureState::Queued { .. }))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::model::Phase;
+    use chrono::Utc;
+    use siaga_proto::v1::{
+        IcmpResult, Interface, MeasureResult, Sample, SnmpResult, SnmpStatus, sample,
+    };
+
+    fn request(ticket: Option<&str>, phase: Option<Phase>) -> Measurement {
+        Measurement {
+            id: String::new(),
+            ticket: ticket.map(str::to_string),
+            phase,
+            opd: "dinkes".into(),
+            devices: vec!["dinkes-sw1".into()],
+            links: vec!["uplink".into()],
+            icmp_count: 100,
+            window_ms: 10_000,
+            requested_by: "teknisi".into(),
+            requested_at: Utc::now(),
+            completed_at: None,
+            agent: None,
+            state: MeasureState::Queued {
+                expires_at: Utc::now(),
+            },
+            device_figures: vec![],
+            link_figures: vec![],
+        }
+    }
+
+    #[test]
+    fn ids_are_sequential_and_records_survive_reopening() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.redb");
+        {
+            let s = MeasureStore::new(Arc::new(Database::create(&path).expect("db"))).expect("s");
+            let a = s
+                .create(request(Some("PJ-2026-0001"), Some(Phase::Before)))
+                .expect("a");
+            let b = s.create(request(None, None)).expect("b");
+            assert_eq!((a.id.as_str(), b.id.as_str()), ("M-000001", "M-000002"));
+        }
+        let s = MeasureStore::new(Arc::new(Database::create(&path).expect("db"))).expect("s");
+        let c = s
+            .create(request(Some("PJ-2026-0001"), Some(Phase::After)))
+            .expect("c");
+        assert_eq!(c.id, "M-000003");
+        let on_ticket = s.for_ticket("PJ-2026-0001").expect("list");
+        assert_eq!(
+            on_ticket.iter().map(|m| m.phase).collect::<Vec<_>>(),
+            vec![Some(Phase::Before), Some(Phase::After)]
+        );
+        assert_eq!(s.queued("dinkes").expect("q").len(), 3);
+        assert!(s.queued("bappeda").expect("q").is_empty());
+    }
+
+    #[test]
+    fn an_answer_fills_device_and_link_figures_and_a_failed_poll_marks_its_links() {
+        let mut m = request(Some("PJ-2026-0001"), Some(Phase::Before));
+        m.links = vec!["uplink".into(), "core".into()];
+        let answer = MeasureResult {
+            id: "M-000001".into(),
+            samples: vec![
+                Sample {
+                    seq: 0,
+                    ts_us: 0,
+                    device: "dinkes-sw1".into(),
+                    kind: Some(sample::Kind::Icmp(IcmpResult {
+                        sent: 100,
+                        received: 50,
+                        loss_pct: 50.0,
+                        rtt_median_us: Some(120),
+                        rtts_us: vec![100, 120, 140],
+                        ..Default::default()
+                    })),
+                },
+                Sample {
+                    seq: 0,
+                    ts_us: 0,
+                    device: "dinkes-sw1".into(),
+                    kind: Some(sample::Kind::Snmp(SnmpResult {
+                        status: SnmpStatus::Ok as i32,
+                        interfaces: vec![Interface {
+                            if_name: "eth1".into(),
+                            oper_status: 2,
+                            admin_status: 1,
+                            speed_bps: 1_000_000_000,
+                            link_name: "uplink".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })),
+                },
+                Sample {
+                    seq: 0,
+                    ts_us: 0,
+                    device: "dinkes-rtr".into(),
+                    kind: Some(sample::Kind::Snmp(SnmpResult {
+                        status: SnmpStatus::Timeout as i32,
+                        ..Default::default()
+                    })),
+                },
+            ],
+            error: String::new(),
+        };
+        m.complete(&answer, "agent-dinkes", Utc::now(), |l| {
+            Some(
+                if l == "uplink" {
+                    "dinkes-sw1"
+                } else {
+                    "dinkes-rtr"
+                }
+                .to_string(),
+            )
+        });
+        assert_eq!(m.state, MeasureState::Done);
+        let d = m.device("dinkes-sw1").expect("device figures");
+        assert_eq!((d.sent, d.received, d.loss_pct), (100, 50, 50.0));
+        assert_eq!(d.rtts_us, vec![100, 120, 140]);
+        let up = m.link("uplink").expect("uplink");
+        assert_eq!(
+            (up.oper_status.as_str(), up.admin_status.as_str()),
+            ("down", "up")
+        );
+        assert_eq!(up.speed_mbps, Some(1000.0));
+        let core = m.link("core").expect("core");
+        assert_eq!(core.error.as_deref(), Some("SNMP: no answer (timeout)"));
+    }
+
+    #[test]
+    fn an_agent_error_fails_the_measurement() {
+        let mut m = request(None, None);
+        let answer = MeasureResult {
+            id: "x".into(),
+            samples: vec![],
+            error: "device unknown to this agent".into(),
+        };
+        m.complete(&answer, "a", Utc::now(), |_| None);
+        assert_eq!(
+            m.state,
+            MeasureState::Failed {
+                error: "device unknown to this agent".into()
+            }
+        );
+        assert!(m.state.is_final());
+    }
+}
