@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use siaga_agent::config::{AgentConfig, EXAMPLE};
 use siaga_agent::metrics::Metrics;
 use siaga_agent::probe::icmp::IcmpProber;
+use siaga_agent::probe::measure::Measurer;
 use siaga_agent::scheduler::Scheduler;
 use siaga_agent::spool::Spool;
 use siaga_agent::uplink::{Uplink, UplinkSettings};
@@ -261,7 +262,8 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     let (inventory_tx, inventory_rx) = watch::channel(cached.map(Arc::new));
 
-    let prober = IcmpProber::new().context("opening ICMP sockets")?;
+    let prober = Arc::new(IcmpProber::new().context("opening ICMP sockets")?);
+    let measurer = Measurer::new(prober.clone(), inventory_rx.clone());
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -294,7 +296,7 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
     tasks.push(("snmp", tokio::spawn(snmp.run(cancel.child_token()))));
 
     let scheduler = Scheduler {
-        prober: Arc::new(prober),
+        prober,
         sink: spool.sink(),
         inventory: inventory_rx,
         default_interval: cfg.interval,
@@ -306,7 +308,8 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
     ));
 
     let settings = UplinkSettings::from_config(&cfg).context("uplink settings")?;
-    let uplink = Uplink::new(settings, spool.clone(), inventory_tx, metrics.clone());
+    let uplink =
+        Uplink::new(settings, spool.clone(), inventory_tx, metrics.clone()).with_measurer(measurer);
     tasks.push(("uplink", tokio::spawn(uplink.run(cancel.child_token()))));
 
     if let Some(task) = systemd::ready(cancel.child_token()) {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siaga_proto::v1::{
-    AgentMessage, Heartbeat, Hello, Inventory, MeasureCommand, MeasureResult, SampleBatch,
-    agent_message, collector_message, uplink_client::UplinkClient,
+    AgentMessage, Heartbeat, Hello, Inventory, MeasureResult, SampleBatch, agent_message,
+    collector_message, uplink_client::UplinkClient,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,11 +29,13 @@ use crate::config::AgentConfig;
 use crate::error::UplinkError;
 use crate::host::{HostSampler, hostname};
 use crate::metrics::Metrics;
+use crate::probe::measure::Measurer;
 use crate::scheduler::cycle_interval;
 use crate::spool::{Spool, now_us};
 
-/// Answer to a measurement request until this agent can take measurements.
-pub const MEASURE_UNSUPPORTED: &str = "measurements are not supported by this agent version";
+/// Answer to a measurement request when the uplink was built without a
+/// [`Measurer`] (no ICMP sockets to measure with).
+pub const MEASURE_UNSUPPORTED: &str = "this agent cannot take measurements";
 
 /// Longest wait for the acknowledgement of a batch before reconnecting.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -101,6 +103,7 @@ pub struct Uplink {
     inventory: watch::Sender<Option<Arc<Inventory>>>,
     metrics: Metrics,
     host: Option<HostSampler>,
+    measurer: Option<Measurer>,
 }
 
 impl std::fmt::Debug for Uplink {
@@ -138,7 +141,15 @@ impl Uplink {
             inventory,
             metrics,
             host,
+            measurer: None,
         }
+    }
+
+    /// Takes the collector's measurement commands with `measurer`
+    /// (without one, each is answered with [`MEASURE_UNSUPPORTED`]).
+    pub fn with_measurer(mut self, measurer: Measurer) -> Self {
+        self.measurer = Some(measurer);
+        self
     }
 
     /// Connects, streams, and reconnects with backoff until `cancel` fires.
@@ -255,6 +266,10 @@ impl Uplink {
         };
         self.metrics.stream_connected.set(1);
         debug!(collector = %self.settings.collector, "stream open");
+        // Measurements of this session stop with it: their answer could
+        // only go down this stream (the collector marks them failed).
+        let measurements = cancel.child_token();
+        let _stop_measurements = measurements.clone().drop_guard();
 
         let mut inflight: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         let mut sent_at: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
@@ -321,7 +336,7 @@ impl Uplink {
                 m = inbound.message() => {
                     let Some(m) = m? else { return Err(UplinkError::Closed) };
                     let Some(m) = m.msg else { continue };
-                    match self.handle(m, &tx, &mut inflight).await {
+                    match self.handle(m, &tx, &mut inflight, &measurements).await {
                         Ok(()) => {}
                         // Our side of the stream is gone; acknowledgements
                         // may still be buffered ahead of the final status.
@@ -365,6 +380,7 @@ impl Uplink {
         m: collector_message::Msg,
         tx: &mpsc::Sender<AgentMessage>,
         inflight: &mut BTreeMap<u64, Vec<u64>>,
+        measurements: &CancellationToken,
     ) -> Result<(), UplinkError> {
         match m {
             collector_message::Msg::Welcome(w) => {
@@ -423,19 +439,46 @@ impl Uplink {
             collector_message::Msg::Refusal(r) => {
                 warn!(reason = %r.reason, "collector refused");
             }
-            collector_message::Msg::Measure(MeasureCommand { id, ticket, .. }) => {
-                warn!(%id, %ticket, "measurement requested; not supported by this agent version");
-                send(
-                    tx,
-                    AgentMessage {
-                        msg: Some(agent_message::Msg::MeasureResult(MeasureResult {
-                            id,
-                            samples: vec![],
-                            error: MEASURE_UNSUPPORTED.into(),
-                        })),
-                    },
-                )
-                .await?;
+            collector_message::Msg::Measure(cmd) => {
+                let Some(measurer) = self.measurer.clone() else {
+                    warn!(id = %cmd.id, ticket = %cmd.ticket, "measurement requested; this agent cannot take measurements");
+                    return send(
+                        tx,
+                        AgentMessage {
+                            msg: Some(agent_message::Msg::MeasureResult(MeasureResult {
+                                id: cmd.id,
+                                samples: vec![],
+                                error: MEASURE_UNSUPPORTED.into(),
+                            })),
+                        },
+                    )
+                    .await;
+                };
+                // Its own task: a measurement takes seconds and must hold up
+                // neither the stream nor the regular probing. A weak sender,
+                // so that a running measurement does not keep a dead
+                // session's stream open.
+                let tx = tx.downgrade();
+                let stop = measurements.clone();
+                tokio::spawn(async move {
+                    let id = cmd.id.clone();
+                    let result = tokio::select! {
+                        () = stop.cancelled() => {
+                            info!(%id, "measurement abandoned: the stream to the collector closed");
+                            return;
+                        }
+                        r = measurer.measure(&cmd) => r,
+                    };
+                    let answer = AgentMessage {
+                        msg: Some(agent_message::Msg::MeasureResult(result)),
+                    };
+                    match tx.upgrade() {
+                        Some(tx) if tx.send(answer).await.is_ok() => {}
+                        _ => {
+                            warn!(%id, "measurement done but the stream to the collector closed; the answer is lost")
+                        }
+                    }
+                });
             }
         }
         Ok(())

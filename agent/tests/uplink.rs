@@ -45,6 +45,16 @@ struct Fake {
     /// In the first session, acknowledge this many batches, then break the
     /// stream when the next one arrives.
     first_session_acks: usize,
+    /// Measurement commands sent after each Hello.
+    measure: Vec<MeasureCommand>,
+}
+
+fn unsupported_probe() -> Vec<MeasureCommand> {
+    vec![MeasureCommand {
+        id: "m1".into(),
+        ticket: "T-1".into(),
+        ..Default::default()
+    }]
 }
 
 type Out = Pin<Box<dyn Stream<Item = Result<CollectorMessage, Status>> + Send>>;
@@ -62,6 +72,7 @@ impl UplinkService for Fake {
         let (tx, rx) = mpsc::channel(64);
         let seen = self.seen.clone();
         let first_session_acks = self.first_session_acks;
+        let measure = self.measure.clone();
         tokio::spawn(async move {
             let mut session = 0;
             let mut acked_batches = 0;
@@ -95,13 +106,11 @@ impl UplinkService for Fake {
                                 ..Default::default()
                             })))
                             .await;
-                        let _ = tx
-                            .send(msg(collector_message::Msg::Measure(MeasureCommand {
-                                id: "m1".into(),
-                                ticket: "T-1".into(),
-                                ..Default::default()
-                            })))
-                            .await;
+                        for m in &measure {
+                            let _ = tx
+                                .send(msg(collector_message::Msg::Measure(m.clone())))
+                                .await;
+                        }
                     }
                     Some(agent_message::Msg::Batch(b)) => {
                         let seqs: Vec<u64> = b.samples.iter().map(|s| s.seq).collect();
@@ -224,6 +233,7 @@ async fn replays_exactly_the_unacknowledged_after_a_broken_stream() {
         Fake {
             seen: seen.clone(),
             first_session_acks: 2,
+            measure: unsupported_probe(),
         },
     )
     .await;
@@ -329,6 +339,7 @@ async fn a_certificate_from_another_ca_never_gets_a_stream() {
         Fake {
             seen: seen.clone(),
             first_session_acks: usize::MAX,
+            measure: unsupported_probe(),
         },
     )
     .await;
@@ -355,4 +366,95 @@ async fn a_certificate_from_another_ca_never_gets_a_stream() {
     stop.cancel();
     assert!(seen.lock().expect("lock").hellos.is_empty());
     assert_eq!(spool.stats().depth, 1, "nothing deleted without an ack");
+}
+
+/// A measurement runs in its own task: batches keep being sent and
+/// acknowledged while it runs, its answer carries every round trip, and an
+/// unknown device is an answer naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measurements_run_beside_the_stream_and_answer() {
+    let Ok(prober) = siaga_agent::probe::icmp::IcmpProber::new() else {
+        return; // no ICMP rights here; the lab tests cover it
+    };
+    let pki = Pki::new(false);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (url, stop) = start_fake(
+        &pki,
+        Fake {
+            seen: seen.clone(),
+            first_session_acks: usize::MAX,
+            measure: vec![
+                MeasureCommand {
+                    id: "M-000001".into(),
+                    ticket: "PJ-2026-0001".into(),
+                    devices: vec!["lo".into()],
+                    icmp_count: 20,
+                    window_ms: 2000,
+                    ..Default::default()
+                },
+                MeasureCommand {
+                    id: "M-000002".into(),
+                    devices: vec!["nope".into()],
+                    ..Default::default()
+                },
+            ],
+        },
+    )
+    .await;
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(
+        spool_dir.path(),
+        &SpoolConfig::default(),
+        Metrics::default(),
+    )
+    .expect("spool");
+    let (inv_tx, inv_rx) = watch::channel(None);
+    let measurer = siaga_agent::probe::measure::Measurer::new(Arc::new(prober), inv_rx);
+    let uplink = Uplink::new(
+        settings(&pki, url),
+        spool.clone(),
+        inv_tx,
+        Metrics::default(),
+    )
+    .with_measurer(measurer);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(uplink.run(cancel.clone()));
+    until("the refusal of the unknown device", || {
+        !seen.lock().expect("lock").measure_results.is_empty()
+    })
+    .await;
+    // While the burst to "lo" runs (20 echoes over 2 s), samples flow.
+    let sink = spool.sink();
+    for r in futures::future::join_all((0..300).map(|i| sink.push("dev".into(), event(i)))).await {
+        r.expect("push");
+    }
+    until("every sample acknowledged", || {
+        seen.lock().expect("lock").acked.len() == 300
+    })
+    .await;
+    until("the measurement's answer", || {
+        seen.lock().expect("lock").measure_results.len() == 2
+    })
+    .await;
+    cancel.cancel();
+    task.await.expect("uplink ends on cancel");
+    stop.cancel();
+
+    let s = seen.lock().expect("lock");
+    // The second command was answered first: the first one's burst did not
+    // hold up the stream.
+    let refused = &s.measure_results[0];
+    assert_eq!(refused.id, "M-000002");
+    assert!(refused.error.contains("\"nope\""), "{refused:?}");
+    let done = &s.measure_results[1];
+    assert_eq!(done.id, "M-000001");
+    assert!(done.error.is_empty(), "{done:?}");
+    let icmp = match done.samples.first().and_then(|x| x.kind.as_ref()) {
+        Some(sample::Kind::Icmp(i)) => i.clone(),
+        other => panic!("expected the burst of lo, got {other:?}"),
+    };
+    assert_eq!(done.samples[0].device, "lo");
+    assert_eq!((icmp.sent, icmp.received), (20, 20));
+    assert_eq!(icmp.rtts_us.len(), 20);
+    assert!(icmp.rtt_p95_us >= icmp.rtt_median_us);
 }

@@ -1,8 +1,9 @@
 //! Probes: how the agent measures devices (ICMP bursts, SNMP interface
-//! health, SNMP traps).
+//! health, SNMP traps, measurements on command).
 
 pub mod check;
 pub mod cycle;
 pub mod icmp;
+pub mod measure;
 pub mod snmp;
 pub mod trap;
