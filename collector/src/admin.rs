@@ -61,10 +61,16 @@ pub fn rfc3339(us: i64) -> String {
         .unwrap_or_default()
 }
 
-/// One stored sample as the JSON object `History` returns: `ts` plus its values.
+/// One stored sample as the JSON object `History` returns: `ts` (the
+/// agent's time of the measurement), `received_at` (the collector's time of
+/// arrival, null for samples stored before it was kept) plus its values.
 pub fn sample_json(s: &StoredSample) -> Value {
     let mut m = Map::new();
     m.insert("ts".into(), json!(rfc3339(s.sample.ts_us)));
+    m.insert(
+        "received_at".into(),
+        s.received_us.map_or(Value::Null, |t| json!(rfc3339(t))),
+    );
     m.insert("agent".into(), json!(s.agent));
     m.insert("seq".into(), json!(s.sample.seq));
     match &s.sample.kind {

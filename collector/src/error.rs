@@ -101,6 +101,40 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// A store file could not be opened.
+    #[error("{}: {message}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A store file was written by a newer collector.
+    #[error(
+        "{}: store schema version {found} is newer than this collector supports ({supported}); \
+         run a collector of that version or newer, or restore a backup taken with this one",
+        path.display()
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u64,
+        /// The version this collector reads and writes.
+        supported: u64,
+    },
+    /// Migrating a store file to the next schema version failed.
+    #[error("{}: migrating the store from version {from} to {to} failed: {message}", path.display())]
+    Migrate {
+        /// The file.
+        path: PathBuf,
+        /// Version before.
+        from: u64,
+        /// Version after.
+        to: u64,
+        /// Why.
+        message: String,
+    },
     /// The ingest writer has stopped (shutdown in progress).
     #[error("store: writer has stopped")]
     WriterGone,

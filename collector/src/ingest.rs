@@ -276,6 +276,8 @@ impl Session {
     }
 
     async fn batch(&mut self, batch: v1::SampleBatch) -> AckFuture {
+        // The collector's own time of arrival, kept beside the agent's time.
+        let received_us = now_us();
         let batch_id = batch.batch_id;
         let n = batch.samples.len();
         self.hub.metrics.samples_received.inc_by(n as u64);
@@ -331,6 +333,7 @@ impl Session {
             .writer
             .store(IngestBatch {
                 agent: self.id.clone(),
+                received_us,
                 samples,
             })
             .await;

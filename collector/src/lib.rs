@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pki;
 pub mod revoke;
+pub mod schema;
 pub mod server;
 pub mod sop;
 pub mod state;

@@ -75,18 +75,10 @@ pub async fn serve_until(
 ) -> anyhow::Result<()> {
     let inventory = Inventory::load(&cfg.inventory)?;
     let users = users::load_users(&cfg.users)?;
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&cfg.data_dir).with_context(|| {
-        format!(
-            "opening the store in {} (is another collector running?)",
-            cfg.data_dir.display()
-        )
-    })?);
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&cfg.data_dir)?);
     let mut metrics = Metrics::new();
     // Tickets, their SOP state and the health records share one file beside the samples.
-    let tickets_db = Arc::new(
-        redb::Database::create(cfg.data_dir.join("tickets.redb"))
-            .with_context(|| format!("opening tickets.redb in {}", cfg.data_dir.display()))?,
-    );
+    let tickets_db = Arc::new(crate::schema::open_tickets(&cfg.data_dir)?);
     let sop_text = std::fs::read_to_string(&cfg.sop)
         .with_context(|| format!("reading {}", cfg.sop.display()))?;
     let calendar =
@@ -479,6 +471,7 @@ address = "127.0.0.2"
                 icmp(3, "a-dev", 3),
             ],
         };
+        let sent_ts = batch.samples[0].ts_us;
         tx.send(AgentMessage {
             msg: Some(A::Batch(batch.clone())),
         })
@@ -545,6 +538,12 @@ address = "127.0.0.2"
             (Some(1), Some(3))
         );
         assert!(hist[0]["ts"].as_str().unwrap().ends_with('Z'));
+        // The collector's own receive time, beside the agent's time.
+        let received =
+            chrono::DateTime::parse_from_rfc3339(hist[0]["received_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_micros();
+        assert!(received >= sent_ts && received <= now_us(), "{received}");
         assert!(
             admin
                 .history(v1::HistoryRequest {

@@ -11,6 +11,11 @@
 //! key, and the insert reports it as already there. One B-tree insert per
 //! sample keeps the write volume (the limit on a small disk) low.
 //!
+//! Each sample is stored with the time the collector received it beside the
+//! agent's own time of the measurement: an agent whose clock is wrong or
+//! jumped still shows when its samples really arrived. Samples stored before
+//! schema 2 have no receive time (`None`); the migration does not invent one.
+//!
 //! All writes go through one [`Writer`] thread that group-commits whatever
 //! batches are waiting in one transaction and answers each batch only after
 //! that transaction is durable: the acknowledgement an agent receives means
@@ -22,15 +27,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use siaga_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
+use crate::schema::{self, SAMPLES_FILE};
 
-/// `(device, ts_us, agent, seq)` → encoded [`v1::Sample`] without the fields the key holds.
-const SAMPLES: TableDefinition<(&str, i64, &str, u64), &[u8]> = TableDefinition::new("samples");
+/// The key of a sample: `(device, ts_us, agent, seq)`.
+type SampleKey = (&'static str, i64, &'static str, u64);
+
+/// `(device, ts_us, agent, seq)` → (receive time at the collector, µs, `None`
+/// for samples stored before schema 2; encoded [`v1::Sample`] without the
+/// fields the key holds).
+const SAMPLES: TableDefinition<SampleKey, (Option<i64>, &[u8])> = TableDefinition::new("samples");
+/// Schema 1 of the same table: no receive time. Read only by the migration.
+const SAMPLES_V1: TableDefinition<SampleKey, &[u8]> = TableDefinition::new("samples");
+/// Where the migration to schema 2 puts the samples before the table takes
+/// the name `samples` again.
+const SAMPLES_MIGRATING: TableDefinition<SampleKey, (Option<i64>, &[u8])> =
+    TableDefinition::new("samples_migrating_to_2");
+/// Samples moved per transaction by the migration: a crash in between
+/// loses nothing (each transaction moves them atomically) and the next
+/// start carries on.
+const MIGRATE_CHUNK: usize = 100_000;
 /// `(device, kind)` → encoded newest [`v1::Sample`] of that kind.
 const LATEST: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("latest");
 /// agent id → JSON [`AgentRecord`].
@@ -73,6 +94,9 @@ pub struct AgentRecord {
 pub struct StoredSample {
     /// Sending agent.
     pub agent: String,
+    /// When the collector received it, µs since the epoch (by the
+    /// collector's clock); `None` for samples stored before schema 2.
+    pub received_us: Option<i64>,
     /// The sample.
     pub sample: v1::Sample,
 }
@@ -82,6 +106,8 @@ pub struct StoredSample {
 pub struct IngestBatch {
     /// Sending agent.
     pub agent: String,
+    /// When the collector received the batch, µs since the epoch.
+    pub received_us: i64,
     /// Samples (already checked against the agent's OPD).
     pub samples: Vec<v1::Sample>,
 }
@@ -157,14 +183,65 @@ fn decode(bytes: &[u8]) -> Result<v1::Sample, StoreError> {
     })
 }
 
+/// Brings `collector.redb` from schema `from` to `from + 1`.
+fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
+    match from {
+        1 => migrate_1_to_2(db, MIGRATE_CHUNK),
+        _ => schema::no_step(db, from),
+    }
+}
+
+/// Schema 1 → 2: every sample gets a receive time of `None` (unknown; not
+/// the sample's own time, which is the agent's clock), `chunk` samples per
+/// transaction.
+fn migrate_1_to_2(db: &Database, chunk: usize) -> Result<(), StoreError> {
+    let mut moved = 0u64;
+    loop {
+        let (n, done) = migrate_1_to_2_chunk(db, chunk)?;
+        moved += n;
+        tracing::info!(moved, done, "samples moved to schema 2");
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Moves up to `chunk` samples to the new table in one transaction; the
+/// transaction that empties the old table also drops it, gives the new one
+/// its name and stamps version 2. Returns how many moved and whether done.
+fn migrate_1_to_2_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), StoreError> {
+    let tx = db.begin_write()?;
+    let (n, done) = {
+        let mut old = tx.open_table(SAMPLES_V1)?;
+        let mut new = tx.open_table(SAMPLES_MIGRATING)?;
+        let mut n = 0u64;
+        while n < chunk as u64 {
+            let Some((k, v)) = old.pop_first()? else {
+                break;
+            };
+            new.insert(k.value(), (None, v.value()))?;
+            n += 1;
+        }
+        (n, old.is_empty()?)
+    };
+    if done {
+        tx.delete_table(SAMPLES_V1)?;
+        tx.rename_table(SAMPLES_MIGRATING, SAMPLES)?;
+        schema::stamp(&tx, 2)?;
+    }
+    tx.commit()?;
+    Ok((n, done))
+}
+
 impl RedbStore {
-    /// Opens (or creates) the store in `data_dir/collector.redb`.
+    /// Opens (or creates) the store in `data_dir/collector.redb`, migrating
+    /// an older schema and refusing a newer one.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let db = Database::create(data_dir.join("collector.redb"))?;
+        let db = schema::open(&data_dir.join(SAMPLES_FILE.name), SAMPLES_FILE, &migrate)?;
         let tx = db.begin_write()?;
         {
             tx.open_table(SAMPLES)?;
@@ -206,7 +283,10 @@ impl Store for RedbStore {
                         message: e.to_string(),
                     })?;
                     let key = (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq);
-                    if samples.insert(key, buf.as_slice())?.is_some() {
+                    if samples
+                        .insert(key, (Some(b.received_us), buf.as_slice()))?
+                        .is_some()
+                    {
                         out.duplicates += 1;
                         continue;
                     }
@@ -255,12 +335,14 @@ impl Store for RedbStore {
         {
             let (k, v) = row?;
             let (device, ts_us, agent, seq) = k.value();
-            let mut sample = decode(v.value())?;
+            let (received_us, body) = v.value();
+            let mut sample = decode(body)?;
             sample.device = device.to_string();
             sample.ts_us = ts_us;
             sample.seq = seq;
             out.push(StoredSample {
                 agent: agent.to_string(),
+                received_us,
                 sample,
             });
             if out.len() >= limit {
@@ -469,6 +551,7 @@ mod tests {
     fn batch(agent: &str, samples: Vec<v1::Sample>) -> IngestBatch {
         IngestBatch {
             agent: agent.into(),
+            received_us: 1_000_000,
             samples,
         }
     }
@@ -617,6 +700,103 @@ mod tests {
             .commit(&[batch("a", vec![icmp(1, 100, "x", 0.0)])], &[])
             .unwrap();
         assert_eq!(o[0].duplicates, 1);
+    }
+
+    /// A `collector.redb` as schema 1 wrote it: samples without a receive
+    /// time, no meta table.
+    fn schema_1_store(dir: &Path, n: u64) {
+        let db = Database::create(dir.join("collector.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(SAMPLES_V1).unwrap();
+            for i in 0..n {
+                let body = v1::Sample {
+                    kind: icmp(0, 0, "", i as f64).kind,
+                    ..Default::default()
+                };
+                let dev = if i % 2 == 0 { "x" } else { "y" };
+                t.insert(
+                    (dev, i as i64 * 10, "a", i + 1),
+                    body.encode_to_vec().as_slice(),
+                )
+                .unwrap();
+            }
+            tx.open_table(LATEST).unwrap();
+            tx.open_table(AGENTS).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn schema_1_samples_get_no_receive_time_and_new_ones_get_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        schema_1_store(dir.path(), 7);
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(schema::version(&s.db).unwrap(), Some(2));
+        let x = s.history("x", 0, 100).unwrap();
+        assert_eq!(
+            x.iter()
+                .map(|h| (h.sample.seq, h.sample.ts_us, h.received_us))
+                .collect::<Vec<_>>(),
+            [(1, 0, None), (3, 20, None), (5, 40, None), (7, 60, None)]
+        );
+        assert_eq!(s.history("y", 0, 100).unwrap().len(), 3);
+        // The values survive the move.
+        match &x[3].sample.kind {
+            Some(v1::sample::Kind::Icmp(i)) => assert_eq!(i.loss_pct, 6.0),
+            other => panic!("{other:?}"),
+        }
+        // A replayed old sample is still a duplicate; a new one has its receive time.
+        let o = s
+            .commit(
+                &[batch(
+                    "a",
+                    vec![icmp(7, 60, "x", 6.0), icmp(8, 70, "x", 0.0)],
+                )],
+                &[],
+            )
+            .unwrap();
+        assert_eq!((o[0].stored, o[0].duplicates), (1, 1));
+        let last = s.history("x", 65, 10).unwrap();
+        assert_eq!(last[0].received_us, Some(1_000_000));
+    }
+
+    #[test]
+    fn an_interrupted_migration_carries_on_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        schema_1_store(dir.path(), 10);
+        {
+            // The first chunk committed, then the process died.
+            let db = Database::create(dir.path().join("collector.redb")).unwrap();
+            assert_eq!(migrate_1_to_2_chunk(&db, 4).unwrap(), (4, false));
+            assert_eq!(schema::version(&db).unwrap(), Some(1));
+        }
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(schema::version(&s.db).unwrap(), Some(2));
+        let seqs: Vec<u64> = ["x", "y"]
+            .iter()
+            .flat_map(|d| s.history(d, 0, 100).unwrap())
+            .map(|h| h.sample.seq)
+            .collect();
+        assert_eq!(seqs, [1, 3, 5, 7, 9, 2, 4, 6, 8, 10]);
+    }
+
+    #[test]
+    fn a_store_of_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RedbStore::open(dir.path()).unwrap();
+            let tx = s.db.begin_write().unwrap();
+            schema::stamp(&tx, 3).unwrap();
+            tx.commit().unwrap();
+        }
+        let err = RedbStore::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "collector.redb: store schema version 3 is newer than this collector supports (2)"
+            ),
+            "{err}"
+        );
     }
 
     #[tokio::test]

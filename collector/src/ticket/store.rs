@@ -159,8 +159,7 @@ impl TicketStore {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let db = Database::create(data_dir.join("tickets.redb"))?;
-        Self::new(Arc::new(db))
+        Self::new(Arc::new(crate::schema::open_tickets(data_dir)?))
     }
 
     /// The tables in a database shared with other parts (the SOP store).

@@ -1,0 +1,230 @@
+//! Schema versions of the collector's store files.
+//!
+//! Each redb file in the data directory carries the version of the layout it
+//! was written in, in its `meta` table. A collector opening a file:
+//!
+//! - stamps a new (empty) file with the version it writes;
+//! - migrates a file of an older version, step by step, before anything
+//!   else reads it (a file from before versions existed counts as 1);
+//! - refuses a file of a newer version, naming the file, its version and the
+//!   version it supports: it cannot know what a newer layout means.
+//!
+//! The version goes up when a change needs existing records rewritten or
+//! cannot be read by an older collector (a table's key or value type, the
+//! meaning of a field). Adding a table, or a field that older records simply
+//! lack (serde default), does not need a new version.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+
+use crate::error::StoreError;
+
+/// `schema_version` → the layout version of this file.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The key of the version in [`META`].
+pub const VERSION_KEY: &str = "schema_version";
+
+/// One store file of the data directory and the schema this collector writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFile {
+    /// File name in the data directory.
+    pub name: &'static str,
+    /// Schema version this collector writes (and reads).
+    pub version: u64,
+}
+
+/// Samples, newest readings and agents. Version 2 added each sample's
+/// receive time at the collector.
+pub const SAMPLES_FILE: StoreFile = StoreFile {
+    name: "collector.redb",
+    version: 2,
+};
+
+/// Tickets, their SOP state and trail, health records, events, maintenance
+/// windows and measurements.
+pub const TICKETS_FILE: StoreFile = StoreFile {
+    name: "tickets.redb",
+    version: 1,
+};
+
+/// Every store file, in the order a backup lists them.
+pub const FILES: [StoreFile; 2] = [SAMPLES_FILE, TICKETS_FILE];
+
+/// The version stored in `db`: `None` for a new file without any table,
+/// 1 for a file written before versions existed.
+pub fn version(db: &Database) -> Result<Option<u64>, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(META) {
+        Ok(t) => {
+            if let Some(v) = t.get(VERSION_KEY)? {
+                return Ok(Some(v.value()));
+            }
+        }
+        Err(TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let any_table = r.list_tables()?.next().is_some();
+    Ok(any_table.then_some(1))
+}
+
+/// Writes `version` into `db`'s meta table within `tx`.
+pub fn stamp(tx: &redb::WriteTransaction, version: u64) -> Result<(), StoreError> {
+    let mut t = tx.open_table(META)?;
+    t.insert(VERSION_KEY, version)?;
+    Ok(())
+}
+
+/// A migration step: brings the database from version `from` to `from + 1`
+/// (and stamps that version in its last transaction).
+pub type Step<'a> = &'a dyn Fn(&Database, u64) -> Result<(), StoreError>;
+
+/// Opens (or creates) `path`, a store file of kind `file`: refuses a newer
+/// version, migrates an older one with `step`, stamps a new one.
+pub fn open(path: &Path, file: StoreFile, step: Step<'_>) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(|e| StoreError::Open {
+        path: path.to_path_buf(),
+        message: match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                "in use by another process (is a collector running?)".into()
+            }
+            e => e.to_string(),
+        },
+    })?;
+    check_and_migrate(&db, path, file, step)?;
+    Ok(db)
+}
+
+/// The version checks and migrations of [`open`] on an open database.
+pub fn check_and_migrate(
+    db: &Database,
+    path: &Path,
+    file: StoreFile,
+    step: Step<'_>,
+) -> Result<(), StoreError> {
+    match version(db)? {
+        None => {
+            let tx = db.begin_write()?;
+            stamp(&tx, file.version)?;
+            tx.commit()?;
+        }
+        Some(v) if v > file.version => {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: v,
+                supported: file.version,
+            });
+        }
+        Some(v) if v < file.version => {
+            for from in v..file.version {
+                tracing::info!(file = %path.display(), from, to = from + 1, "migrating the store");
+                step(db, from).map_err(|e| StoreError::Migrate {
+                    path: path.to_path_buf(),
+                    from,
+                    to: from + 1,
+                    message: e.to_string(),
+                })?;
+            }
+            tracing::info!(file = %path.display(), version = file.version, "store migrated");
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// A migration step for a file that has no older layout to convert.
+pub fn no_step(_db: &Database, from: u64) -> Result<(), StoreError> {
+    Err(StoreError::Decode {
+        what: "schema",
+        message: format!("no migration from version {from}"),
+    })
+}
+
+/// Opens (or creates) `tickets.redb` in `data_dir` with its version checked.
+pub fn open_tickets(data_dir: &Path) -> Result<Database, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    // Version 1 is the first layout: nothing older to convert.
+    open(&data_dir.join(TICKETS_FILE.name), TICKETS_FILE, &no_step)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const OTHER: TableDefinition<&str, &str> = TableDefinition::new("other");
+    const FILE: StoreFile = StoreFile {
+        name: "x.redb",
+        version: 3,
+    };
+
+    #[test]
+    fn new_file_is_stamped_old_file_is_migrated_newer_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.redb");
+        let steps = std::cell::RefCell::new(Vec::new());
+        let step = |db: &Database, from: u64| {
+            steps.borrow_mut().push(from);
+            let tx = db.begin_write()?;
+            stamp(&tx, from + 1)?;
+            tx.commit()?;
+            Ok(())
+        };
+        // New: stamped with the current version, no migration.
+        let db = open(&path, FILE, &step).unwrap();
+        assert_eq!(version(&db).unwrap(), Some(3));
+        drop(db);
+        assert!(steps.borrow().is_empty());
+
+        // A file from before versions: a table but no meta. Migrated 1→2→3.
+        std::fs::remove_file(&path).unwrap();
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(OTHER).unwrap().insert("k", "v").unwrap();
+            tx.commit().unwrap();
+        }
+        let db = open(&path, FILE, &step).unwrap();
+        assert_eq!(version(&db).unwrap(), Some(3));
+        assert_eq!(*steps.borrow(), [1, 2]);
+        // Newer than supported: refused, saying which file and which versions.
+        let tx = db.begin_write().unwrap();
+        stamp(&tx, 7).unwrap();
+        tx.commit().unwrap();
+        drop(db);
+        let err = open(&path, FILE, &step).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: store schema version 7 is newer than this collector supports (3); \
+                 run a collector of that version or newer, or restore a backup taken with this one",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_failed_step_names_the_file_and_the_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(OTHER).unwrap().insert("k", "v").unwrap();
+            tx.commit().unwrap();
+        }
+        let err = open(&path, FILE, &|db, from| no_step(db, from))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: migrating the store from version 1 to 2 failed:",
+                path.display()
+            )),
+            "{err}"
+        );
+    }
+}
