@@ -204,11 +204,27 @@ impl SopStore {
     /// gets the next `PREFIX-YEAR-NNNN` number (sequential per year).
     pub fn open(
         &self,
+        info: TicketInfo,
+        prefix: &str,
+        urgent: bool,
+        by: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<SopTicket, StoreError> {
+        self.open_with(info, prefix, urgent, by, now, |_, _| Ok(()))
+    }
+
+    /// [`Self::open`], and `also` writes other records of the new ticket
+    /// (its health record, its incident) in the same transaction: after an
+    /// error or a crash there is all of it or none, never a ticket without
+    /// its records nor a number used twice.
+    pub fn open_with(
+        &self,
         mut info: TicketInfo,
         prefix: &str,
         urgent: bool,
         by: &Actor,
         now: DateTime<Utc>,
+        also: impl FnOnce(&redb::WriteTransaction, &SopTicket) -> Result<(), StoreError>,
     ) -> Result<SopTicket, StoreError> {
         let wf = Workflow::new(&self.current, &self.calendar);
         let (state, ev) = wf.start(info.origin.clone(), &info.opd, urgent, by, now);
@@ -248,6 +264,7 @@ impl SopStore {
             t
         };
         append(&w, &t.info.number, ev)?;
+        also(&w, &t)?;
         w.commit()?;
         Ok(t)
     }
@@ -469,6 +486,42 @@ pub(crate) mod tests {
             link: None,
             opened_at: at,
         }
+    }
+
+    #[test]
+    fn a_ticket_whose_other_records_fail_is_not_opened_and_its_number_not_used() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store(dir.path());
+        let at = wib("2026-11-23 08:00");
+        let err = s
+            .open_with(
+                info("dinkes", at),
+                "PJ",
+                false,
+                &Actor::system(),
+                at,
+                |w, t| {
+                    // Written in the same transaction, then the caller fails.
+                    let mut x: redb::Table<&str, u64> =
+                        w.open_table(redb::TableDefinition::new("test_other"))?;
+                    x.insert(t.info.number.as_str(), 1)?;
+                    Err(StoreError::Db("health record refused".into()))
+                },
+            )
+            .expect_err("refused");
+        assert_eq!(err.to_string(), "store: health record refused");
+        assert!(s.list().expect("list").is_empty());
+        assert!(s.trail("PJ-2026-0001").expect("trail").is_empty());
+        let t = s
+            .open(info("dinkes", at), "PJ", false, &Actor::system(), at)
+            .expect("open");
+        assert_eq!(t.info.number, "PJ-2026-0001");
+        let r = s.db.begin_read().expect("read");
+        assert!(
+            r.open_table(redb::TableDefinition::<&str, u64>::new("test_other"))
+                .is_err(),
+            "the other record went with the ticket"
+        );
     }
 
     #[test]

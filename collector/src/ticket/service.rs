@@ -7,11 +7,11 @@
 //! counted and logged.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
 use siaga_proto::v1::Sample;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,8 +45,9 @@ pub struct SubjectView {
 pub struct Shared {
     /// Visible state per subject.
     pub states: RwLock<BTreeMap<Subject, SubjectView>>,
-    /// Sample batches skipped because the health queue was full.
-    pub skipped_batches: AtomicU64,
+    /// Sample batches skipped because the health queue was full (exported
+    /// as `siaga_collector_health_skipped_batches_total`).
+    pub skipped_batches: Counter,
 }
 
 impl Shared {
@@ -385,18 +386,8 @@ impl HealthCore {
                     link: incident.subject.link_name().map(str::to_string),
                     opened_at: at,
                 };
-                // The SOP ticket first: should the health record not follow
-                // (a crash in between), the incident opens again on restart
-                // and the ticket without it still stands in the SOP.
-                let t = self
-                    .sop_store
-                    .open(info, TICKET_PREFIX, false, &Actor::system(), utc(now_us))
-                    .map_err(|e| StoreError::Decode {
-                        what: "sop ticket",
-                        message: e.to_string(),
-                    })?;
                 let mut h = TicketHealth {
-                    number: t.info.number.clone(),
+                    number: String::new(),
                     incident: Some(incident.key.clone()),
                     problem_id: incident.sentence_id.clone(),
                     recovered_at: None,
@@ -412,7 +403,26 @@ impl HealthCore {
                     notify_seq: 1,
                 };
                 h.add_evidence(evidence);
-                self.store.create(&h, Some(&incident))?;
+                // The SOP ticket, its health record and the incident in one
+                // transaction: a crash leaves all of them or none, so the
+                // incident key never points nowhere and never opens twice.
+                self.sop_store
+                    .open_with(
+                        info,
+                        TICKET_PREFIX,
+                        false,
+                        &Actor::system(),
+                        utc(now_us),
+                        |w, t| {
+                            h.number = t.info.number.clone();
+                            TicketStore::create_in(w, &h, Some(&incident))
+                                .map_err(|e| crate::sop::store::StoreError::Db(e.to_string()))
+                        },
+                    )
+                    .map_err(|e| StoreError::Decode {
+                        what: "sop ticket",
+                        message: e.to_string(),
+                    })?;
                 info!(task = "health", ticket = %h.number, incident = %incident.key, problem = %incident.sentence, "ticket opened");
                 self.notify(&h, EventKind::Opened);
                 Ok(Some(HealthEvent {
@@ -631,7 +641,7 @@ impl HealthHandle {
             })
             .is_err()
         {
-            let skipped = self.shared.skipped_batches.fetch_add(1, Ordering::Relaxed) + 1;
+            let skipped = self.shared.skipped_batches.inc() + 1;
             warn!(
                 task = "health",
                 opd,
@@ -865,6 +875,39 @@ parent = "dinkes-rtr"
             kinds.contains(&"opened") && kinds.contains(&"recovered"),
             "{kinds:?}"
         );
+    }
+
+    #[test]
+    fn an_opened_ticket_has_its_health_record_and_incident_from_the_same_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = core(dir.path());
+        for n in 0..3 {
+            cycle(&mut c, n, &ALL_OK);
+        }
+        for n in 3..5 {
+            cycle(&mut c, n, &[("dinkes-rtr", 0.0), ("dinkes-sw1", 40.0)]);
+        }
+        let tickets = c.sop_store.list().unwrap();
+        assert_eq!(tickets.len(), 1);
+        let number = &tickets[0].info.number;
+        let h = c.store.get(number).unwrap().unwrap();
+        assert_eq!(h.incident.as_deref(), Some("device:dinkes-sw1:loss"));
+        assert_eq!(h.occurrences, 1);
+        let o = c.store.incident("device:dinkes-sw1:loss").unwrap().unwrap();
+        assert_eq!(&o.ticket, number);
+    }
+
+    #[test]
+    fn a_full_queue_skips_the_batch_and_counts_it() {
+        let (tx, _rx) = mpsc::channel(1);
+        let h = HealthHandle {
+            tx,
+            shared: Arc::default(),
+        };
+        h.samples("dinkes", vec![icmp("dinkes-sw1", T0, 0.0)]);
+        assert_eq!(h.shared().skipped_batches.get(), 0);
+        h.samples("dinkes", vec![icmp("dinkes-sw1", T0 + SEC, 0.0)]);
+        assert_eq!(h.shared().skipped_batches.get(), 1);
     }
 
     #[test]

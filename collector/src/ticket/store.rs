@@ -5,7 +5,9 @@
 //! pruned. The SOP part keeps the ticket itself (number, facts, place in the
 //! chain, audit trail); this keeps what health knows about it (incident,
 //! evidence, recovery, occurrences, affected devices) and the open incidents.
-//! Both may share one database file. Every change is one durable transaction.
+//! Both share one database file, so that a new ticket, its health record and
+//! its incident are written in one transaction. Every change is one durable
+//! transaction.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -183,6 +185,18 @@ impl TicketStore {
         incident: Option<&Incident>,
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
+        Self::create_in(&tx, rec, incident)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// [`Self::create`] inside a transaction of the caller (the one that
+    /// opens the SOP ticket), which commits it.
+    pub fn create_in(
+        tx: &redb::WriteTransaction,
+        rec: &TicketHealth,
+        incident: Option<&Incident>,
+    ) -> Result<(), StoreError> {
         {
             let mut tickets = tx.open_table(TICKETS)?;
             tickets.insert(rec.number.as_str(), enc(rec).as_slice())?;
@@ -195,7 +209,6 @@ impl TicketStore {
                 inc.insert(i.key.as_str(), enc(&o).as_slice())?;
             }
         }
-        tx.commit()?;
         Ok(())
     }
 
