@@ -3,7 +3,7 @@
 //!
 //! [`Notifier::notify`] never waits: it puts the event on a bounded queue and
 //! returns. When the queue is full the new event is dropped, counted in
-//! `siaga_notify_dropped_total` and logged (the ticket itself is safe in the
+//! `siaga_collector_notify_dropped_total` and logged (the ticket itself is safe in the
 //! store; only the message is lost). A dispatcher task takes events off the
 //! queue and delivers each to every sink in its own task, retrying with
 //! exponential backoff until it is delivered, permanently refused, or out of
@@ -193,9 +193,10 @@ fn sink(name: &str) -> Vec<(String, String)> {
 }
 
 impl NotifyMetrics {
-    /// Registers the counters (as `siaga_notify_*`).
+    /// Registers the counters as `notify_*` in the collector's registry
+    /// (whose prefix makes them `siaga_collector_notify_*`).
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("siaga_notify");
+        let r = registry.sub_registry_with_prefix("notify");
         r.register(
             "queued",
             "Ticket events accepted for delivery",

@@ -196,11 +196,14 @@ async fn a_full_queue_drops_the_new_event_without_waiting() {
     let err = n.notify(event(EventKind::StepChanged, 3)).unwrap_err();
     assert_eq!(err.0, "PJ-2026-0001:step_changed:3");
     assert_eq!(n.metrics().dropped.get(), 1);
-    let mut reg = Registry::default();
+    let mut reg = Registry::with_prefix("siaga_collector");
     n.metrics().register(&mut reg);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
-    assert!(text.contains("siaga_notify_dropped_total 1"), "{text}");
+    assert!(
+        text.contains("siaga_collector_notify_dropped_total 1"),
+        "{text}"
+    );
 }
 
 #[test]

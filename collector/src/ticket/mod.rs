@@ -56,9 +56,6 @@ impl HealthPart {
         cfg.health.validate().map_err(|e| e.to_string())?;
         let store = Arc::new(TicketStore::new(db).map_err(|e| e.to_string())?);
         let (notifier, dispatcher) = Notifier::new(&cfg.notify)?;
-        if let Some(r) = registry {
-            notifier.metrics().register(r);
-        }
         let core = HealthCore::new(
             cfg.health.clone(),
             inv,
@@ -67,6 +64,14 @@ impl HealthPart {
             Some(notifier.clone()),
         )
         .map_err(|e| e.to_string())?;
+        if let Some(r) = registry {
+            notifier.metrics().register(r);
+            r.register(
+                "health_skipped_batches",
+                "Sample batches the health engine skipped because its queue was full (stored all the same)",
+                core.shared().skipped_batches.clone(),
+            );
+        }
         if cfg.notify.escalation_every.is_zero() {
             return Err("notify.escalation_every: must be more than 0".into());
         }
@@ -243,7 +248,7 @@ address = "198.18.1.2"
             .unwrap(),
         );
         sop_store.init().unwrap();
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix("siaga_collector");
         let cancel = CancellationToken::new();
         let part = HealthPart::start(
             &cfg,
@@ -302,7 +307,7 @@ address = "198.18.1.2"
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
-            text.contains(r#"siaga_notify_retries_total{sink="webhook"} 1"#),
+            text.contains(r#"siaga_collector_notify_retries_total{sink="webhook"} 1"#),
             "{text}"
         );
         cancel.cancel();
