@@ -71,6 +71,7 @@ struct NodeSpec {
     v3: Vec<V3User>,
     spares: Vec<String>,
     hosts: u32,
+    link_traps: bool,
 }
 
 /// Describes a lab before it is built; see [`Lab::new`].
@@ -104,6 +105,8 @@ struct Node {
     gateway: Ipv4Addr,
     /// Extra addresses of a `hosts` node.
     host_addrs: Vec<Ipv4Addr>,
+    /// Where its snmpd sends linkDown/linkUp traps, if it does.
+    trap_sink: Option<SocketAddr>,
     snmpd: Option<Child>,
 }
 
@@ -166,6 +169,15 @@ impl Lab {
     /// The network namespace of a device.
     pub fn netns(&self, device: &str) -> Result<&str> {
         Ok(&self.node(device)?.netns)
+    }
+
+    /// The UDP address on the agent host that the device's snmpd sends its
+    /// linkDown/linkUp traps to (see [`LabBuilder::link_traps`]): let the
+    /// agent's `trap_listen` listen there.
+    pub fn trap_sink(&self, device: &str) -> Result<SocketAddr> {
+        self.node(device)?
+            .trap_sink
+            .ok_or_else(|| anyhow!("{device} sends no traps (LabBuilder::link_traps)"))
     }
 
     /// The pid of a device's snmpd, if it runs one.
@@ -376,6 +388,18 @@ impl LabBuilder {
         self
     }
 
+    /// Makes the current device's snmpd send a linkDown (linkUp) trap,
+    /// SNMPv2c with its first community, when an interface's oper status
+    /// goes down (up), to a UDP port on the agent host ([`Lab::trap_sink`]).
+    /// net-snmp does this with its DisMan event monitor, set here to look
+    /// every second (`linkUpDownNotifications` looks every minute); its
+    /// ifTable cache adds up to a few seconds, so a trap leaves the device
+    /// one to three seconds after the change. Needs [`Self::snmpd_v2c`].
+    pub fn link_traps(mut self) -> Self {
+        self.current().link_traps = true;
+        self
+    }
+
     /// Gives the current device a spare interface to cut: a veth pair with
     /// both ends in the device (`name` and `name` + "p").
     pub fn spare_link(mut self, name: &str) -> Self {
@@ -412,6 +436,11 @@ impl LabBuilder {
                     n.name
                 );
             }
+            ensure!(
+                !n.link_traps || !n.communities.is_empty(),
+                "{} sends link traps but runs no v2c snmpd (call snmpd_v2c first)",
+                n.name
+            );
             if !n.communities.is_empty() || !n.v3.is_empty() {
                 ensure!(
                     which("snmpd"),
@@ -457,6 +486,7 @@ impl Lab {
                 addr: Ipv4Addr::UNSPECIFIED,
                 gateway: Ipv4Addr::UNSPECIFIED,
                 host_addrs: Vec::new(),
+                trap_sink: None,
                 snmpd: None,
                 spec,
             };
@@ -581,6 +611,19 @@ impl Lab {
                 node.host_addrs = self.add_hosts(&netns, far, node.spec.hosts)?;
             }
             let name = node.spec.name.clone();
+            if node.spec.link_traps {
+                // The agent host's address facing this device (or its router).
+                let host = match &node.spec.behind {
+                    None => near,
+                    Some(router) => self.agent_addr(router)?,
+                };
+                // A port free a moment ago, for the agent to listen on.
+                let port = UdpSocket::bind((host, 0))
+                    .and_then(|s| s.local_addr())
+                    .with_context(|| format!("choosing a trap port on {host}"))?
+                    .port();
+                node.trap_sink = Some(SocketAddr::new(IpAddr::V4(host), port));
+            }
             if !node.spec.communities.is_empty() || !node.spec.v3.is_empty() {
                 // Interfaces exist now: snmpd sees them all from its start.
                 node.snmpd = Some(start_snmpd(self.dir.path(), &node)?);
@@ -761,6 +804,34 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
             u.user, u.auth_protocol, u.auth_password, u.priv_protocol, u.priv_password
         );
         let _ = writeln!(c, "rouser {} priv", u.user);
+    }
+    if let (Some(sink), Some(community)) = (node.trap_sink, node.spec.communities.first()) {
+        // The event monitor reads the ifTable through an internal SNMPv3 user.
+        let _ = writeln!(c, "createUser siagaiq SHA \"siaga-iquery-1\"");
+        let _ = writeln!(c, "rouser siagaiq auth");
+        let _ = writeln!(c, "iquerySecName siagaiq");
+        let _ = writeln!(c, "trap2sink {sink} {community}");
+        // linkUpDownNotifications, spelled out with numeric OIDs (no MIB
+        // files) and checked every second instead of every minute: linkDown
+        // / linkUp with ifIndex, ifAdminStatus and ifOperStatus.
+        const IF_COLUMNS: &str =
+            "-o .1.3.6.1.2.1.2.2.1.1 -o .1.3.6.1.2.1.2.2.1.7 -o .1.3.6.1.2.1.2.2.1.8";
+        let _ = writeln!(
+            c,
+            "notificationEvent siagaLinkDown .1.3.6.1.6.3.1.1.5.3 {IF_COLUMNS}"
+        );
+        let _ = writeln!(
+            c,
+            "notificationEvent siagaLinkUp .1.3.6.1.6.3.1.1.5.4 {IF_COLUMNS}"
+        );
+        let _ = writeln!(
+            c,
+            "monitor -r 1 -S -e siagaLinkDown \"linkDown\" .1.3.6.1.2.1.2.2.1.8 == 2"
+        );
+        let _ = writeln!(
+            c,
+            "monitor -r 1 -S -e siagaLinkUp \"linkUp\" .1.3.6.1.2.1.2.2.1.8 == 1"
+        );
     }
     fs::write(&conf, c).context("writing snmpd.conf")?;
     let child = Command::new("ip")
