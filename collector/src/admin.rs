@@ -17,6 +17,45 @@ use crate::state::device_state;
 use crate::store::StoredSample;
 use crate::users::{User, UserCallError};
 
+/// Size of the chunks a backup is streamed in.
+const BACKUP_CHUNK: usize = 1 << 20;
+
+/// Sends what is written to it as [`v1::BackupChunk`]s of [`BACKUP_CHUNK`].
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<v1::BackupChunk, Status>>,
+    buf: Vec<u8>,
+    sent: u64,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(BACKUP_CHUNK));
+        self.sent += data.len() as u64;
+        self.tx
+            .blocking_send(Ok(v1::BackupChunk { data }))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the caller left"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = BACKUP_CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= BACKUP_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
 /// Most samples one History call returns when the caller sets no limit.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100_000;
 
@@ -368,6 +407,69 @@ fn internal(e: impl std::fmt::Display) -> Status {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<v1::BackupChunk, Status>>;
+
+    async fn backup(
+        &self,
+        req: Request<v1::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let user = self.caller(&req)?;
+        if !user.roles.iter().any(|r| r == "admin") {
+            tracing::warn!(user = %user.name, "backup refused: not admin");
+            return Err(Status::permission_denied(format!(
+                "backup is for admin; {}",
+                if user.roles.is_empty() {
+                    "you have no role".to_string()
+                } else {
+                    format!("you are {}", user.roles.join(", "))
+                }
+            )));
+        }
+        let Some(health) = self.hub.health.get().cloned() else {
+            return Err(Status::unavailable("the ticket store is not open yet"));
+        };
+        if self.hub.store.redb().is_none() {
+            return Err(Status::unimplemented(
+                "the samples live in a shared database: back it up with its own tools",
+            ));
+        }
+        let hub = self.hub.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let Some(samples) = hub.store.redb() else {
+                return;
+            };
+            let src = crate::backup::Sources {
+                samples,
+                tickets: health.store.database(),
+                data_dir: &hub.data_dir,
+            };
+            let mut out = ChunkWriter {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(BACKUP_CHUNK),
+                sent: 0,
+            };
+            match crate::backup::write(src, &mut out) {
+                Ok(m) => tracing::info!(
+                    by = %user.name,
+                    bytes = out.sent,
+                    samples = m.rows(crate::schema::SAMPLES_FILE.name, "samples"),
+                    tickets = m.rows(crate::schema::TICKETS_FILE.name, "sop_tickets"),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "backup taken"
+                ),
+                Err(e) => {
+                    tracing::error!(by = %user.name, error = %e, "backup failed");
+                    let _ = tx.blocking_send(Err(Status::internal(format!("backup failed: {e}"))));
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn who_am_i(
         &self,
         req: Request<v1::WhoAmIRequest>,

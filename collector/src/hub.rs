@@ -47,6 +47,8 @@ pub struct Hub {
     pub health: std::sync::OnceLock<Arc<crate::ticket::HealthPart>>,
     /// Revoked client certificates (`<data_dir>/revoked.toml`).
     pub revoked: RevocationList,
+    /// The data directory (backups make their copies in it).
+    pub data_dir: PathBuf,
 }
 
 impl Hub {
@@ -61,6 +63,7 @@ impl Hub {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
         revoked: RevocationList,
+        data_dir: PathBuf,
     ) -> Result<Self, StoreError> {
         let agents = store
             .agents()?
@@ -79,6 +82,7 @@ impl Hub {
             cancel,
             health: std::sync::OnceLock::new(),
             revoked,
+            data_dir,
         })
     }
 

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use siaga_collector::cli::{self, SiagaConfig};
 use siaga_collector::config::CollectorConfig;
 use siaga_collector::error::{ConfigError, PkiError};
 use siaga_collector::inventory::Inventory;
-use siaga_collector::{pki, users};
+use siaga_collector::{backup, pki, users};
 
 /// Exit code for a bad command line or configuration (EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -77,6 +78,30 @@ enum Cmd {
         /// collector.toml
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Take a consistent backup of the running collector's stores (admin role):
+    /// the collector copies them while it serves and streams a tar archive.
+    Backup {
+        /// Where to write the archive.
+        #[arg(long)]
+        out: PathBuf,
+        /// siaga.toml of a user with the admin role (default: $SIAGA_CONFIG,
+        /// else ~/.config/siaga/siaga.toml).
+        #[arg(long)]
+        user_config: Option<PathBuf>,
+    },
+    /// Put a backup into the data directory of collector.toml (with the
+    /// collector stopped); the next `serve` runs on it.
+    Restore {
+        /// The archive `backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Replace the stores of a data directory that is not empty.
+        #[arg(long)]
+        force: bool,
     },
     /// Refuse a certificate from now on (a lost laptop): every certificate
     /// issued to a user, one PEM file, or one serial.
@@ -249,6 +274,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Reload { config } => reload(&config),
         Cmd::Verify { config } => verify(&config),
+        Cmd::Backup { out, user_config } => backup(&out, user_config),
+        Cmd::Restore {
+            from,
+            config,
+            force,
+        } => restore(&from, &config, force),
         Cmd::RevokeCert {
             config,
             name,
@@ -401,6 +432,120 @@ fn verify(config: &Path) -> Result<(), Failure> {
         );
     }
     println!("{} audit trails intact", results.len());
+    Ok(())
+}
+
+/// One line per store file of a manifest.
+fn describe(m: &backup::Manifest) -> String {
+    m.files
+        .iter()
+        .map(|f| {
+            let what = match f.name.as_str() {
+                "collector.redb" => format!(
+                    ", {} samples of {} agents",
+                    f.tables.get("samples").copied().unwrap_or(0),
+                    f.tables.get("agents").copied().unwrap_or(0)
+                ),
+                "tickets.redb" => format!(
+                    ", {} tickets, {} events, {} maintenance windows",
+                    f.tables.get("sop_tickets").copied().unwrap_or(0),
+                    f.tables.get("health_events").copied().unwrap_or(0),
+                    f.tables.get("health_maintenance").copied().unwrap_or(0)
+                ),
+                _ => String::new(),
+            };
+            let schema = f
+                .schema_version
+                .map_or(String::new(), |v| format!(" schema {v}"));
+            format!("  {}{schema}: {} bytes{what}", f.name, f.bytes)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `backup`: the running collector streams a consistent copy of its stores
+/// (admin role); written to OUT.partial, checked against its manifest, then
+/// renamed to OUT.
+fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = cli::config_path(user_config).map_err(usage)?;
+    let cfg = SiagaConfig::load(&path).map_err(usage)?;
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    let fetched = rt.block_on(async {
+        let mut client = cli::connect(&cfg).await?;
+        let mut stream = client
+            .backup(siaga_proto::v1::BackupRequest {})
+            .await
+            .map_err(|s| cli::status_error(&cfg.collector, s))?
+            .into_inner();
+        // It holds everything the collector knows: for its owner's eyes only.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", partial.display()))?;
+        let mut hash = sha2::Sha256::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|s| cli::status_error(&cfg.collector, s))?
+        {
+            hash.update(&chunk.data);
+            bytes += chunk.data.len() as u64;
+            file.write_all(&chunk.data)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", partial.display()))?;
+        }
+        file.sync_all()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", partial.display()))?;
+        Ok::<_, anyhow::Error>((bytes, hex::encode(hash.finalize())))
+    });
+    let checked = fetched.and_then(|(bytes, sha)| {
+        let m = backup::verify(&partial)?;
+        std::fs::rename(&partial, out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+        Ok((bytes, sha, m))
+    });
+    match checked {
+        Ok((bytes, sha, m)) => {
+            println!(
+                "wrote {} ({bytes} bytes, sha256 {sha}), taken {} by collector {}:\n{}",
+                out.display(),
+                m.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                m.collector_version,
+                describe(&m)
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(Failure { code: 1, error: e })
+        }
+    }
+}
+
+/// `restore`: a backup into the data directory of `config` (collector stopped).
+fn restore(from: &Path, config: &Path, force: bool) -> Result<(), Failure> {
+    let cfg = CollectorConfig::load(config).map_err(usage)?;
+    let m = backup::restore(from, &cfg.data_dir, force)?;
+    println!(
+        "restored {} (taken {} by collector {}) into {}:\n{}\nnext: start the collector (`siaga-collector serve --config {}` or `systemctl start siaga-collector`)",
+        from.display(),
+        m.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        m.collector_version,
+        cfg.data_dir.display(),
+        describe(&m),
+        config.display()
+    );
     Ok(())
 }
 

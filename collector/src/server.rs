@@ -116,6 +116,7 @@ pub async fn serve_until(
         metrics.clone(),
         cancel.clone(),
         crate::revoke::RevocationList::new(&cfg.data_dir),
+        cfg.data_dir.clone(),
     )?);
     let _ = hub.health.set(Arc::new(health));
 

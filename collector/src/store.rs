@@ -154,6 +154,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     /// Deletes samples older than `before_us`; returns how many.
     fn prune(&self, before_us: i64) -> Result<u64, StoreError>;
+    /// The embedded database behind this store, which `backup` copies; `None`
+    /// for a store that is backed up by its own means (a shared database).
+    fn redb(&self) -> Option<&Database> {
+        None
+    }
 }
 
 /// The embedded store.
@@ -234,6 +239,11 @@ fn migrate_1_to_2_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), Stor
 }
 
 impl RedbStore {
+    /// The database (for backups: readers never block the writer).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Opens (or creates) the store in `data_dir/collector.redb`, migrating
     /// an older schema and refusing a newer one.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -383,6 +393,10 @@ impl Store for RedbStore {
             );
         }
         Ok(out)
+    }
+
+    fn redb(&self) -> Option<&Database> {
+        Some(&self.db)
     }
 
     fn prune(&self, before_us: i64) -> Result<u64, StoreError> {

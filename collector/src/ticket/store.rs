@@ -155,6 +155,11 @@ fn next_counter(t: &mut redb::Table<&str, u64>, name: &str) -> Result<u64, Store
 }
 
 impl TicketStore {
+    /// The database these tables live in (shared with the SOP part).
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
     /// Opens (or creates) `<data_dir>/tickets.redb` on its own.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
