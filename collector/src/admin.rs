@@ -652,6 +652,9 @@ impl Admin for AdminService {
         if let Some(answer) = self.probe_call(&method, &json).await? {
             return Ok(Response::new(v1::CallResponse { json: answer }));
         }
+        if let Some(answer) = self.measure_call(&user, &method, &json).await? {
+            return Ok(Response::new(v1::CallResponse { json: answer }));
+        }
         let Some(health) = self.hub.health.get().cloned() else {
             return Err(Status::unavailable("the health engine is not running"));
         };
@@ -661,7 +664,11 @@ impl Admin for AdminService {
                 .call(&user.name, &user.roles, &method, &json)
                 .map_err(Status::invalid_argument)?
             {
-                return Ok(r);
+                return Ok(if method == "tickets.show" {
+                    with_measurements(&hub, r)
+                } else {
+                    r
+                });
             }
             let caller = crate::sop::workflow::Actor {
                 user: user.name.clone(),
@@ -697,7 +704,78 @@ impl Admin for AdminService {
     }
 }
 
+/// `tickets.show` with the ticket's measurements added (`measurements`).
+fn with_measurements(hub: &Hub, reply: String) -> String {
+    let Some(service) = hub.measure.get() else {
+        return reply;
+    };
+    let Ok(mut v) = serde_json::from_str::<Value>(&reply) else {
+        return reply;
+    };
+    let Some(id) = v["id"].as_str().map(str::to_string) else {
+        return reply;
+    };
+    match service.for_ticket(&id) {
+        Ok(list) => {
+            v["measurements"] = serde_json::to_value(list).unwrap_or(Value::Null);
+            v.to_string()
+        }
+        Err(e) => {
+            tracing::warn!(ticket = %id, error = %e, "cannot read the ticket's measurements");
+            reply
+        }
+    }
+}
+
 impl AdminService {
+    /// The measurement calls (`ticket.measure`, `measure`, `measure.get`,
+    /// `ticket.measurements`); `None` for other methods.
+    async fn measure_call(
+        &self,
+        user: &User,
+        method: &str,
+        json: &str,
+    ) -> Result<Option<String>, Status> {
+        if !matches!(
+            method,
+            "ticket.measure" | "measure" | "measure.get" | "ticket.measurements"
+        ) {
+            return Ok(None);
+        }
+        let (Some(service), Some(health)) = (self.hub.measure.get(), self.hub.health.get()) else {
+            return Err(Status::unavailable("measurements are not available yet"));
+        };
+        let mut last_seen = std::collections::HashMap::new();
+        for a in self.hub.agents() {
+            if let Some(t) = chrono::DateTime::from_timestamp_micros(a.record.last_seen_us)
+                .filter(|_| a.record.last_seen_us > 0)
+            {
+                let e = last_seen.entry(a.record.opd.clone()).or_insert(t);
+                *e = (*e).max(t);
+            }
+        }
+        let inventory = self.hub.inventory();
+        let env = crate::measure::api::Env {
+            service,
+            inventory: &inventory,
+            sop_store: &health.sop_store,
+            tickets: &health.store,
+            last_seen,
+        };
+        use crate::measure::MeasureError as E;
+        match crate::measure::api::call(&env, &user.name, &user.roles, method, json).await {
+            None => Ok(None),
+            Some(Ok(reply)) => Ok(Some(reply)),
+            Some(Err(e)) => Err(match e {
+                E::BadRequest(m) => Status::invalid_argument(m),
+                E::Denied(m) => Status::permission_denied(m),
+                E::NotFound(m) => Status::not_found(m),
+                E::Offline(m) => Status::failed_precondition(m),
+                E::Internal(m) => internal(m),
+            }),
+        }
+    }
+
     /// The probing views (`links.list`, `device.show`); `None` for other methods.
     async fn probe_call(&self, method: &str, json: &str) -> Result<Option<String>, Status> {
         #[derive(serde::Deserialize)]
@@ -739,9 +817,15 @@ impl crate::sop::api::Directory for HubDirectory {
     fn opd(&self, id: &str) -> Option<String> {
         self.0.inventory().opds.get(id).map(|o| o.name.clone())
     }
-    fn measurements(&self, _ticket: &str) -> (bool, bool) {
-        // Before/after measurements are attached by the report part.
-        (false, false)
+    fn measurements(&self, ticket: &str) -> (bool, bool) {
+        let Some(service) = self.0.measure.get() else {
+            return (false, false);
+        };
+        let number = ticket.trim().to_ascii_uppercase();
+        service.phases_done(&number).unwrap_or_else(|e| {
+            tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
+            (false, false)
+        })
     }
 }
 

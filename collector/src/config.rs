@@ -49,6 +49,40 @@ pub struct CollectorConfig {
     /// Where ticket events are sent (webhooks, e-mail).
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// Measurements on command (before/after the work on a ticket).
+    #[serde(default)]
+    pub measure: MeasureConfig,
+}
+
+/// The `[measure]` section: measurements on command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeasureConfig {
+    /// How long a queued measurement (`--queue`, its agent offline) waits
+    /// for the agent to reconnect before it expires.
+    #[serde(with = "humantime_serde")]
+    pub queue_expiry: std::time::Duration,
+}
+
+impl Default for MeasureConfig {
+    fn default() -> Self {
+        Self {
+            queue_expiry: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl MeasureConfig {
+    /// Values the types allow but that make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.queue_expiry.is_zero() {
+            return Err("measure.queue_expiry: must be more than 0 (e.g. \"24h\")".into());
+        }
+        if self.queue_expiry > std::time::Duration::from_secs(366 * 86_400) {
+            return Err("measure.queue_expiry: at most a year".into());
+        }
+        Ok(())
+    }
 }
 
 /// Certificate and key files of the collector.
@@ -117,6 +151,7 @@ impl Default for CollectorConfig {
             calendar: crate::sop::CalendarConfig::default(),
             health: crate::health::HealthRules::default(),
             notify: crate::notify::NotifyConfig::default(),
+            measure: MeasureConfig::default(),
         }
     }
 }
@@ -215,6 +250,10 @@ escalation_every = "1m"   # how often late SOP steps are looked for
 # security = "none"    # or "starttls" (port 587)
 # from = "Siaga <siaga@diskominfo.example>"
 # to = ["helpdesk@diskominfo.example"]
+
+# Measurements on command (`siaga ticket measure`, `siaga measure`).
+# [measure]
+# queue_expiry = "24h"   # a --queue'd measurement whose agent stays offline this long expires
 "#,
             health = crate::health::HealthRules::example_toml().trim_end()
         )
@@ -310,6 +349,49 @@ mod tests {
         assert_eq!(cfg.calendar, crate::sop::CalendarConfig::default());
         assert_eq!(cfg.health, crate::health::HealthRules::default());
         assert_eq!(cfg.notify, crate::notify::NotifyConfig::default());
+        assert_eq!(cfg.measure, MeasureConfig::default());
+    }
+
+    #[test]
+    fn measure_section_is_checked_with_file_line_and_key() {
+        let base = "listen = \"127.0.0.1:1\"\n\n[measure]\n";
+        let ok: CollectorConfig = parse_toml(
+            Path::new("c.toml"),
+            &format!("{base}queue_expiry = \"2h\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.measure.queue_expiry,
+            std::time::Duration::from_secs(7200)
+        );
+        let err = parse_toml::<CollectorConfig>(
+            Path::new("c.toml"),
+            &format!("{base}queue_expiry = \"soon\"\n"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:4: measure.queue_expiry: "),
+            "{err}"
+        );
+        let err =
+            parse_toml::<CollectorConfig>(Path::new("c.toml"), &format!("{base}expiry = \"2h\"\n"))
+                .unwrap_err();
+        assert!(
+            err.to_string().starts_with("c.toml:4: measure.expiry: "),
+            "{err}"
+        );
+        let zero: CollectorConfig = parse_toml(
+            Path::new("c.toml"),
+            &format!("{base}queue_expiry = \"0s\"\n"),
+        )
+        .unwrap();
+        assert!(
+            zero.measure
+                .validate()
+                .unwrap_err()
+                .contains("measure.queue_expiry")
+        );
     }
 
     #[test]

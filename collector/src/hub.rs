@@ -49,6 +49,8 @@ pub struct Hub {
     pub revoked: RevocationList,
     /// The data directory (backups make their copies in it).
     pub data_dir: PathBuf,
+    /// Measurements on command and the routes to the agents (set once at start).
+    pub measure: std::sync::OnceLock<Arc<crate::measure::MeasureService>>,
 }
 
 impl Hub {
@@ -83,6 +85,7 @@ impl Hub {
             health: std::sync::OnceLock::new(),
             revoked,
             data_dir,
+            measure: std::sync::OnceLock::new(),
         })
     }
 

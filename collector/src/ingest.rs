@@ -176,6 +176,13 @@ struct Session {
 
 impl Session {
     async fn run(mut self, mut inbound: Streaming<AgentMessage>) {
+        // The stream is the route for measurements to this OPD from now on;
+        // queued ones go down it behind the inventory.
+        let measure = self.hub.measure.get().cloned();
+        let measure_session = match &measure {
+            Some(m) => Some(m.attach(&self.id, &self.opd, self.tx.clone()).await),
+            None => None,
+        };
         let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
         let mut inv_rx = self.hub.inventory.subscribe();
         let cancel = self.hub.cancel.clone();
@@ -237,6 +244,9 @@ impl Session {
             a.streams = a.streams.saturating_sub(1);
             a.record.last_seen_us = now_us();
         });
+        if let (Some(m), Some(session)) = (&measure, measure_session) {
+            m.detach(&self.id, session);
+        }
         self.hub.metrics.agents_connected.dec();
         info!(agent = %self.identity, %reason, "agent disconnected");
         let _ = self.hub.writer.agent(record).await;
@@ -269,7 +279,30 @@ impl Session {
                 None
             }
             AgentMsg::MeasureResult(r) => {
-                debug!(agent = %self.identity, id = %r.id, "measure result (no ticket engine yet)");
+                match self.hub.measure.get() {
+                    Some(m) => {
+                        let inventory = self.hub.inventory();
+                        let opd = self.opd.clone();
+                        // Figures only of this OPD's links and devices.
+                        let link_device = |name: &str| {
+                            inventory
+                                .links
+                                .iter()
+                                .find(|l| l.name == name)
+                                .filter(|l| {
+                                    inventory
+                                        .devices
+                                        .get(&l.device)
+                                        .is_some_and(|d| d.opd == opd)
+                                })
+                                .map(|l| l.device.clone())
+                        };
+                        m.answer(&self.id, &r, link_device);
+                    }
+                    None => {
+                        debug!(agent = %self.identity, id = %r.id, "measure result without a measurement service; ignored")
+                    }
+                }
                 None
             }
         }

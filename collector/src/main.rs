@@ -314,6 +314,9 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
     siaga_collector::notify::Notifier::new(&cfg.notify)
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
+    cfg.measure
+        .validate()
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
     users::load_users(&cfg.users).map_err(usage)?;
     for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
         if !f.exists() {

@@ -30,6 +30,8 @@ pub const GRACE: Duration = Duration::from_secs(10);
 const WRITE_QUEUE: usize = 256;
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often queued measurements are checked for expiry.
+const MEASURE_SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Writes `text` to `path` atomically (readers never see half a file).
 fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
@@ -88,6 +90,17 @@ pub async fn serve_until(
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     sop_store.init().map_err(|e| anyhow::anyhow!("{e}"))?;
+    cfg.measure
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let measure = Arc::new(
+        crate::measure::MeasureService::new(
+            crate::measure::MeasureStore::new(tickets_db.clone())
+                .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?,
+            cfg.measure.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?,
+    );
     let health = crate::ticket::HealthPart::start(
         &cfg,
         &inventory,
@@ -119,6 +132,7 @@ pub async fn serve_until(
         cfg.data_dir.clone(),
     )?);
     let _ = hub.health.set(Arc::new(health));
+    let _ = hub.measure.set(measure.clone());
 
     let tls = ServerTlsConfig::new()
         .identity(TlsIdentity::from_pem(
@@ -182,6 +196,26 @@ pub async fn serve_until(
                     }
                     Ok(Err(e)) => warn!(error = %e, "retention failed"),
                     Err(e) => warn!(error = %e, "retention task failed"),
+                }
+            }
+        });
+    }
+
+    // Queued measurements expire, lost ones time out, even with no one looking.
+    {
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(MEASURE_SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let m = measure.clone();
+                match tokio::task::spawn_blocking(move || m.sweep(chrono::Utc::now())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "measurement sweep failed"),
+                    Err(e) => warn!(error = %e, "measurement sweep task failed"),
                 }
             }
         });

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use siaga_collector::cli::{self, CliError, SiagaConfig};
-use siaga_collector::{sop, ticket};
+use siaga_collector::{measure, sop, ticket};
 use siaga_proto::v1;
 
 #[derive(Debug, Parser)]
@@ -93,6 +93,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ticket::cli::MaintenanceCmd,
     },
+    /// Have the OPD's agent measure a device now (ICMP burst; with --link,
+    /// the link's SNMP status and rates); waits for the figures.
+    Measure(measure::cli::MeasureCmd),
+    /// One measurement (see `siaga ticket measurements`).
+    Measurement(measure::cli::MeasurementCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +106,8 @@ enum TicketSub {
     Show(ticket::cli::TicketShowCmd),
     #[command(flatten)]
     Sop(sop::cli::TicketCmd),
+    #[command(flatten)]
+    Measure(measure::cli::TicketMeasureCmd),
 }
 
 /// Makes one `Admin.Call` and prints what the command renders of the answer.
@@ -278,6 +285,11 @@ async fn run(args: Args) -> Result<(), CliError> {
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
         } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Measure(c),
+        } => measure::cli::ticket(&mut client, &url, &c).await,
+        Cmd::Measure(c) => measure::cli::device(&mut client, &url, &c).await,
+        Cmd::Measurement(c) => measure::cli::show(&mut client, &url, &c).await,
         Cmd::Events(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Register(c) => {

@@ -3,8 +3,12 @@
 //! technician's work (or of any device, outside a ticket). The records live
 //! beside the tickets; the closing report reads them.
 
+pub mod api;
+pub mod cli;
 pub mod model;
+pub mod service;
 pub mod store;
 
 pub use model::{DeviceFigures, LinkFigures, MeasureState, Measurement, Phase};
+pub use service::{MeasureError, MeasureService};
 pub use store::MeasureStore;

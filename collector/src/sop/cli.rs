@@ -30,7 +30,7 @@ pub enum TicketCmd {
         #[arg(long)]
         note: Option<String>,
         /// At a step that needs measurements before and after the work: why there are none.
-        #[arg(long)]
+        #[arg(long, alias = "no-measure-reason")]
         no_measurement_reason: Option<String>,
     },
     /// Send the ticket one step back.

@@ -232,6 +232,16 @@ impl TicketShowCmd {
                 what
             ));
         }
+        if let Some(list) = v.get("measurements").filter(|m| m.is_array())
+            && let Ok(list) =
+                serde_json::from_value::<Vec<crate::measure::Measurement>>(list.clone())
+        {
+            out.push_str(&format!("\nmeasurements ({}):\n", list.len()));
+            if !list.is_empty() {
+                out.push_str(&crate::measure::cli::list_table(&list));
+                out.push('\n');
+            }
+        }
         Ok(out.trim_end().to_string())
     }
 }
