@@ -9,12 +9,14 @@
 //!
 //! Bounds: beyond `max_bytes` (sum of the stored records) or `max_age` (by
 //! the sample's timestamp), the oldest samples are deleted and counted in a
-//! persisted `dropped` counter.
+//! persisted `dropped` counter. The age compares a sample's time with the
+//! wall clock, the only place the wall clock matters here: a host clock
+//! stepped forward by more than `max_age` (7 days by default) would age out
+//! what is spooled, a step back keeps samples longer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -141,11 +143,9 @@ impl SampleSink {
     }
 }
 
-/// Microseconds since the Unix epoch by the agent's wall clock.
+/// Microseconds since the Unix epoch by the agent's wall clock (see [`crate::clock`]).
 pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    crate::clock::now_us()
 }
 
 impl Spool {

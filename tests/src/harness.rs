@@ -672,6 +672,11 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent.
     pub fn start(cfg: AgentConfig) -> Result<Self> {
+        Agent::start_with_env(cfg, &[])
+    }
+
+    /// Starts the agent with extra environment variables.
+    pub fn start_with_env(cfg: AgentConfig, env: &[(&str, &str)]) -> Result<Self> {
         let log = cfg
             .path
             .parent()
@@ -683,6 +688,10 @@ impl Agent {
             vec!["run".into(), "--config".into(), path_str(&cfg.path)?.into()],
             log,
         );
+        proc.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         proc.spawn()?;
         Ok(Agent {
             id: cfg.id.clone(),
@@ -709,6 +718,11 @@ impl Agent {
     /// Whether the process is running.
     pub fn running(&mut self) -> bool {
         self.proc.running()
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.proc.pid()
     }
 
     /// The text of the agent's Prometheus endpoint (needs `metrics_listen`).
