@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs Siaga's whole test suite. On a Debian machine as root it first
 # installs the packages the tests use (snmpd, snmp, snmptrapd, nftables,
-# iproute2, fping, iputils-ping; for the package tests systemd, adduser, dpkg-dev,
-# binutils); then it builds every binary and runs every test.
+# iproute2, fping, iputils-ping; poppler-utils for reading reports' PDFs; for
+# the package tests systemd, adduser, dpkg-dev, binutils); then it builds
+# every binary and runs every test.
 # Safe to run again. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(snmpd snmp snmptrapd nftables iproute2 fping iputils-ping
+packages=(snmpd snmp snmptrapd nftables iproute2 fping iputils-ping poppler-utils
   systemd adduser dpkg-dev binutils)
 missing=()
 for p in "${packages[@]}"; do

@@ -660,6 +660,17 @@ impl Admin for AdminService {
         };
         let hub = self.hub.clone();
         let answer = tokio::task::spawn_blocking(move || -> Result<String, Status> {
+            let api_status = |e: crate::sop::api::ApiError| match e {
+                crate::sop::api::ApiError::BadRequest(m) => Status::invalid_argument(m),
+                crate::sop::api::ApiError::Denied(m) => Status::permission_denied(m),
+                crate::sop::api::ApiError::NotFound(m) => Status::not_found(m),
+                crate::sop::api::ApiError::Internal(m) => internal(m),
+            };
+            if let Some(r) =
+                crate::report::api::handle(&health.reports, &method, &json, chrono::Utc::now())
+            {
+                return r.map_err(api_status);
+            }
             if let Some(r) = health
                 .call(&user.name, &user.roles, &method, &json)
                 .map_err(Status::invalid_argument)?
@@ -687,12 +698,7 @@ impl Admin for AdminService {
                     health.after_sop_call(&method, &json);
                     Ok(reply)
                 }
-                Some(Err(e)) => Err(match e {
-                    crate::sop::api::ApiError::BadRequest(m) => Status::invalid_argument(m),
-                    crate::sop::api::ApiError::Denied(m) => Status::permission_denied(m),
-                    crate::sop::api::ApiError::NotFound(m) => Status::not_found(m),
-                    crate::sop::api::ApiError::Internal(m) => internal(m),
-                }),
+                Some(Err(e)) => Err(api_status(e)),
                 None => Err(Status::unimplemented(format!(
                     "{method:?} is not available in this collector version"
                 ))),

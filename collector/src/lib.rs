@@ -15,6 +15,7 @@ pub mod measure;
 pub mod metrics;
 pub mod notify;
 pub mod pki;
+pub mod report;
 pub mod revoke;
 pub mod schema;
 pub mod server;

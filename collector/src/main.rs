@@ -73,7 +73,8 @@ enum Cmd {
     },
     /// Print a commented example collector.toml.
     GenConfig,
-    /// Check every ticket's hash-chained audit trail (run with the collector stopped).
+    /// Check every ticket's hash-chained audit trail and the stored frozen
+    /// work reports against the hashes it records (run with the collector stopped).
     Verify {
         /// collector.toml
         #[arg(long)]
@@ -388,8 +389,9 @@ fn reload(config: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `verify`: every ticket's audit trail, with the collector stopped (the store
-/// is opened directly). Exit 1 if any trail was tampered with.
+/// `verify`: every ticket's audit trail and every frozen work report, with the
+/// collector stopped (the store is opened directly). Exit 1 if any trail was
+/// tampered with or any frozen report's bytes differ from their recorded hash.
 fn verify(config: &Path) -> Result<(), Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
     let path = cfg.data_dir.join("tickets.redb");
@@ -411,13 +413,9 @@ fn verify(config: &Path) -> Result<(), Failure> {
         .map_err(|e| usage(anyhow::anyhow!("{}: cannot read: {e}", cfg.sop.display())))?;
     let calendar = siaga_collector::sop::Calendar::new(&cfg.calendar)
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
-    let store = siaga_collector::sop::store::SopStore::new(
-        std::sync::Arc::new(db),
-        &text,
-        &cfg.sop,
-        calendar,
-    )
-    .map_err(usage)?;
+    let db = std::sync::Arc::new(db);
+    let store = siaga_collector::sop::store::SopStore::new(db.clone(), &text, &cfg.sop, calendar)
+        .map_err(usage)?;
     let results = store.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut bad = 0;
     for (ticket, r) in &results {
@@ -429,12 +427,40 @@ fn verify(config: &Path) -> Result<(), Failure> {
             }
         }
     }
-    if bad > 0 {
-        return Err(
-            anyhow::anyhow!("{bad} of {} audit trails tampered with", results.len()).into(),
-        );
+    // The frozen work reports: their bytes against the hashes in the trails.
+    let reports =
+        siaga_collector::report::store::verify(&db, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bad_reports = 0;
+    for c in &reports {
+        match &c.problem {
+            None => println!("{}: frozen report {}: ok", c.ticket, c.document),
+            Some(p) => {
+                bad_reports += 1;
+                println!("{}: frozen report {}: {p}", c.ticket, c.document);
+            }
+        }
     }
-    println!("{} audit trails intact", results.len());
+    if bad > 0 || bad_reports > 0 {
+        let mut what = Vec::new();
+        if bad > 0 {
+            what.push(format!(
+                "{bad} of {} audit trails tampered with",
+                results.len()
+            ));
+        }
+        if bad_reports > 0 {
+            what.push(format!(
+                "{bad_reports} of {} frozen reports do not match their audit records",
+                reports.len()
+            ));
+        }
+        return Err(anyhow::anyhow!("{}", what.join("; ")).into());
+    }
+    println!(
+        "{} audit trails intact, {} frozen report documents match",
+        results.len(),
+        reports.len()
+    );
     Ok(())
 }
 

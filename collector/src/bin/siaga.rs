@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use siaga_collector::cli::{self, CliError, SiagaConfig};
-use siaga_collector::{measure, sop, ticket};
+use siaga_collector::{measure, report, sop, ticket};
 use siaga_proto::v1;
 
 #[derive(Debug, Parser)]
@@ -108,6 +108,9 @@ enum TicketSub {
     Sop(sop::cli::TicketCmd),
     #[command(flatten)]
     Measure(measure::cli::TicketMeasureCmd),
+    /// The work report (laporan pekerjaan): a draft until the Kepala Dinas's
+    /// review, then the frozen final one.
+    Report(report::cli::ReportCmd),
 }
 
 /// Makes one `Admin.Call` and prints what the command renders of the answer.
@@ -290,6 +293,9 @@ async fn run(args: Args) -> Result<(), CliError> {
         } => measure::cli::ticket(&mut client, &url, &c).await,
         Cmd::Measure(c) => measure::cli::device(&mut client, &url, &c).await,
         Cmd::Measurement(c) => measure::cli::show(&mut client, &url, &c).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Report(c),
+        } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Events(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Register(c) => {

@@ -245,7 +245,8 @@ pub fn build(
                 standard(e.step),
                 (tr(lang, "Melebihi waktu", "Exceeded"), true),
             ),
-            EventKind::Refused { .. } => continue,
+            // Not a disposition: the trail and `siaga ticket audit` show it.
+            EventKind::ReportFrozen { .. } | EventKind::Refused { .. } => continue,
         };
         rows.push(CardRow {
             no: rows.len() + 1,

@@ -394,6 +394,14 @@ fn audit_table(recs: &[AuditRecord]) -> String {
                 format!("{by}{}", if *on_behalf { " (on behalf)" } else { "" }),
             ),
             EventKind::Refused { action, reason } => ("REFUSED", format!("{action}: {reason}")),
+            EventKind::ReportFrozen { documents, .. } => (
+                "report frozen",
+                documents
+                    .iter()
+                    .map(|d| format!("{} {:?} sha256 {}", d.format, d.lang, d.sha256))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
             EventKind::Escalated {
                 level,
                 notify_roles,

@@ -53,6 +53,10 @@ struct RawSop {
     name: Spanned<String>,
     version: Spanned<i64>,
     #[serde(default)]
+    office: String,
+    #[serde(default)]
+    office_unit: String,
+    #[serde(default)]
     role: Vec<Spanned<RawRole>>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
@@ -96,6 +100,8 @@ struct RawStep {
     work: bool,
     #[serde(default, rename = "final")]
     is_final: bool,
+    #[serde(default)]
+    freezes_report: Option<Spanned<bool>>,
 }
 
 /// Line (1-based) of a byte offset.
@@ -213,6 +219,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
     // Steps.
     let mut numbers: BTreeMap<i64, usize> = BTreeMap::new();
     let mut steps = Vec::new();
+    let mut freezing: Option<i64> = None;
     for (i, s) in raw.step.iter().enumerate() {
         let span = s.span();
         let s = s.get_ref();
@@ -356,6 +363,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
                 "given without time_standard".into(),
             );
         }
+        let freezes_report = s.freezes_report.as_ref().is_some_and(|f| *f.get_ref());
+        if let Some(f) = &s.freezes_report
+            && *f.get_ref()
+        {
+            if s.is_final {
+                problem(
+                    f.span(),
+                    format!("{key}.freezes_report"),
+                    "the final step takes no action; mark the review step before it".into(),
+                );
+            }
+            if let Some(first) = freezing.replace(n) {
+                problem(
+                    f.span(),
+                    format!("{key}.freezes_report"),
+                    format!("only one step freezes the report (also step {first})"),
+                );
+            }
+        }
         steps.push(Step {
             number: u32::try_from(n).unwrap_or(u32::MAX),
             actors,
@@ -377,6 +403,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
                 .collect(),
             work: s.work,
             is_final: s.is_final,
+            freezes_report,
         });
     }
     steps.sort_by_key(|s| s.number);
@@ -430,6 +457,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
         id: raw.id.into_inner(),
         name: raw.name.into_inner(),
         version: u32::try_from(version).unwrap_or(1),
+        office: raw.office.trim().to_string(),
+        office_unit: raw.office_unit.trim().to_string(),
         roles,
         steps,
         hash: hex::encode(Sha256::digest(text.as_bytes())),
@@ -532,6 +561,44 @@ final = true
         );
         assert_eq!(sop.capacity(&roles(&["helpdesk"]), "kepala_dinas"), None);
         assert_eq!(sop.hash.len(), 64);
+        assert_eq!(sop.office, "Dinas Komunikasi dan Informatika");
+        assert_eq!(sop.office_unit, "Bidang Aplikasi dan Informatika");
+        assert_eq!(sop.report_step().map(|s| s.number), Some(9));
+    }
+
+    #[test]
+    fn the_report_freezes_at_the_marked_step_else_before_the_final_one() {
+        let steps = "[[step]]\nnumber = 1\nactors = [\"a\"]\nactivity = \"x\"\ntime_standard = \"1h\"\n\
+                     [[step]]\nnumber = 2\nactors = [\"b\"]\nactivity = \"y\"\ntime_standard = \"1h\"\n";
+        let sop = p(&format!("{HEAD}{steps}{FINAL}")).expect("valid");
+        assert_eq!(sop.report_step().map(|s| s.number), Some(2));
+        assert_eq!(sop.office, "");
+        let marked = steps.replacen(
+            "time_standard = \"1h\"\n",
+            "time_standard = \"1h\"\nfreezes_report = true\n",
+            1,
+        );
+        let sop = p(&format!("{HEAD}{marked}{FINAL}")).expect("valid");
+        assert_eq!(sop.report_step().map(|s| s.number), Some(1));
+    }
+
+    #[test_case("freezes_report = true\n[[step]]\nnumber = 2\nactors = [\"b\"]\nactivity = \"y\"\ntime_standard = \"1h\"\nfreezes_report = true\n", "only one step" ; "twice")]
+    #[test_case("[[step]]\nnumber = 9\nactivity = \"Selesai\"\nfinal = true\nfreezes_report = true\n", "the final step takes no action" ; "on the final step")]
+    fn refuses_bad_freezing_steps(rest: &str, words: &str) {
+        let steps =
+            "[[step]]\nnumber = 1\nactors = [\"a\"]\nactivity = \"x\"\ntime_standard = \"1h\"\n";
+        let text = if rest.contains("final = true") {
+            format!("{HEAD}{steps}{rest}")
+        } else {
+            format!("{HEAD}{steps}{rest}{FINAL}")
+        };
+        let err = p(&text).expect_err("must be refused");
+        assert!(
+            err.problems
+                .iter()
+                .any(|pr| pr.key.ends_with(".freezes_report") && pr.message.contains(words)),
+            "{err}"
+        );
     }
 
     #[test]

@@ -247,6 +247,9 @@ pub struct Step {
     pub work: bool,
     /// The last step ("selesai"): reaching it closes the ticket.
     pub is_final: bool,
+    /// Disposing this step (the Kepala Dinas's review) freezes the work report.
+    #[serde(default)]
+    pub freezes_report: bool,
 }
 
 impl Step {
@@ -326,6 +329,12 @@ pub struct Sop {
     pub name: String,
     /// `version` from the file.
     pub version: u32,
+    /// The office that issues the documents, e.g. "Dinas Komunikasi dan Informatika".
+    #[serde(default)]
+    pub office: String,
+    /// Its unit that does the work, e.g. "Bidang Aplikasi dan Informatika".
+    #[serde(default)]
+    pub office_unit: String,
     /// Roles.
     pub roles: Vec<Role>,
     /// Steps in order of their number; the last one is final.
@@ -363,6 +372,15 @@ impl Sop {
     pub fn first_step(&self) -> &Step {
         // Validation guarantees at least one working step and a final one.
         &self.steps[0]
+    }
+
+    /// The step whose disposal freezes the work report: the one marked
+    /// `freezes_report`, else the last step before the final one.
+    pub fn report_step(&self) -> Option<&Step> {
+        self.steps
+            .iter()
+            .find(|s| s.freezes_report)
+            .or_else(|| self.steps.iter().rev().find(|s| !s.is_final))
     }
 
     /// The step after `number`, in order.

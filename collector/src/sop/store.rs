@@ -357,6 +357,28 @@ impl SopStore {
         Ok(out)
     }
 
+    /// Appends an event the collector records by itself (a frozen work report)
+    /// to a ticket's trail, in one transaction with `also`, which writes what
+    /// the event records beside it.
+    pub fn record(
+        &self,
+        number: &str,
+        event: Event,
+        also: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let w = self.db.begin_write()?;
+        {
+            let tickets = w.open_table(TICKETS)?;
+            if tickets.get(number)?.is_none() {
+                return Err(StoreError::NoTicket(number.to_string()));
+            }
+        }
+        also(&w)?;
+        append(&w, number, event)?;
+        w.commit()?;
+        Ok(())
+    }
+
     /// A ticket's audit trail, in order.
     pub fn trail(&self, number: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let r = self.db.begin_read()?;

@@ -333,6 +333,27 @@ pub enum EventKind {
         /// Users told by name.
         notify_users: Vec<String>,
     },
+    /// The work report was frozen after the review: its documents are stored
+    /// with the ticket and their hashes recorded here.
+    ReportFrozen {
+        /// Index in this trail of the disposal (the review) it was frozen for.
+        review_index: u64,
+        /// The documents stored.
+        documents: Vec<FrozenDocument>,
+    },
+}
+
+/// One document of a frozen work report, as the audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrozenDocument {
+    /// `html` or `pdf`.
+    pub format: String,
+    /// Its language.
+    pub lang: super::Lang,
+    /// Hex sha256 of the stored bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
 }
 
 /// One event on a ticket.

@@ -37,6 +37,8 @@ pub struct HealthPart {
     pub notifier: Notifier,
     /// The SOP store tickets live in.
     pub sop_store: Arc<SopStore>,
+    /// The tickets' work reports (drafts, and the frozen finals).
+    pub reports: Arc<crate::report::Reports>,
     /// The health task and the notifier task.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -54,7 +56,11 @@ impl HealthPart {
         cancel: CancellationToken,
     ) -> Result<Self, String> {
         cfg.health.validate().map_err(|e| e.to_string())?;
-        let store = Arc::new(TicketStore::new(db).map_err(|e| e.to_string())?);
+        let store = Arc::new(TicketStore::new(db.clone()).map_err(|e| e.to_string())?);
+        let reports = Arc::new(
+            crate::report::Reports::new(db, sop_store.clone(), store.clone())
+                .map_err(|e| e.to_string())?,
+        );
         let (notifier, dispatcher) = Notifier::new(&cfg.notify)?;
         let core = HealthCore::new(
             cfg.health.clone(),
@@ -89,6 +95,7 @@ impl HealthPart {
             store,
             notifier,
             sop_store,
+            reports,
             tasks: vec![health_task, notify_task, escalation_task],
         })
     }
@@ -105,8 +112,15 @@ impl HealthPart {
     }
 
     /// After an SOP call answered without error: a ticket that moved to
-    /// another step is announced (webhook, e-mail).
+    /// another step is announced (webhook, e-mail), and a disposal of the
+    /// review step freezes the work report.
     pub fn after_sop_call(&self, method: &str, json: &str) {
+        self.announce(method, json);
+        self.reports
+            .after_sop_call(method, json, chrono::Utc::now());
+    }
+
+    fn announce(&self, method: &str, json: &str) {
         if !matches!(method, "ticket.dispose" | "ticket.return") {
             return;
         }

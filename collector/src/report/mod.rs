@@ -1,0 +1,308 @@
+//! The work report (laporan pekerjaan) of a ticket: what was wrong, the proof
+//! (measurements before and after the work, side by side, with a verdict per
+//! figure), the work, the OPD's acknowledgement, the disposition timeline and
+//! the Kepala Dinas's review, as one self-contained HTML file or a PDF made
+//! in-process. Bahasa Indonesia by default, English on request.
+//!
+//! [`data`] gathers the content from a ticket's records; [`html`] and [`pdf`]
+//! draw it; [`verdict`] holds the rules. Before the review the report is a
+//! draft (marked DRAF) rendered on request. Disposing the review step (the
+//! SOP's `freezes_report` step) freezes it: both formats in both languages are
+//! rendered once, stored with the ticket ([`store`]) and their sha256 appended
+//! to the ticket's audit trail in the same transaction; from then on the
+//! stored bytes are what `ticket.report` returns, and `siaga-collector verify`
+//! recomputes their hashes.
+
+pub mod api;
+pub mod chart;
+pub mod cli;
+pub mod data;
+pub mod html;
+pub mod pdf;
+pub mod store;
+pub mod verdict;
+pub mod words;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use redb::Database;
+use tracing::{info, warn};
+
+pub use data::ReportData;
+
+use crate::measure::store::MeasureStore;
+use crate::sop::Lang;
+use crate::sop::store::{SopStore, StoreError};
+use crate::sop::workflow::{Event, EventKind, FrozenDocument, SYSTEM_USER};
+use crate::ticket::TicketStore;
+
+/// The two formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One self-contained HTML file.
+    Html,
+    /// A4 PDF.
+    Pdf,
+}
+
+impl Format {
+    /// `html` / `pdf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "html" => Ok(Format::Html),
+            "pdf" => Ok(Format::Pdf),
+            other => Err(format!("unknown report format `{other}` (html or pdf)")),
+        }
+    }
+}
+
+/// Why a report could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// No such ticket.
+    #[error("no ticket {0}")]
+    NoTicket(String),
+    /// A store failed.
+    #[error("{0}")]
+    Store(String),
+    /// The PDF could not be made.
+    #[error("{0}")]
+    Pdf(#[from] pdf::PdfError),
+    /// The frozen report in the store does not match its audit record.
+    #[error("the frozen report of {ticket} ({document}) {why}; run `siaga-collector verify`")]
+    Tampered {
+        /// Ticket.
+        ticket: String,
+        /// `pdf/id`, …
+        document: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl From<StoreError> for ReportError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoTicket(t) => ReportError::NoTicket(t),
+            other => ReportError::Store(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::error::StoreError> for ReportError {
+    fn from(e: crate::error::StoreError) -> Self {
+        ReportError::Store(e.to_string())
+    }
+}
+
+/// Renders `d` in `format`.
+pub fn render(d: &ReportData, format: Format) -> Result<Vec<u8>, ReportError> {
+    Ok(match format {
+        Format::Html => html::render(d).into_bytes(),
+        Format::Pdf => pdf::render(d)?,
+    })
+}
+
+/// A report as given out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The document.
+    pub bytes: Vec<u8>,
+    /// The final report (frozen) rather than a draft.
+    pub is_final: bool,
+    /// Local time of the review, for a final report.
+    pub reviewed_at: Option<String>,
+}
+
+/// The reports of the tickets in one database.
+pub struct Reports {
+    db: Arc<Database>,
+    sop: Arc<SopStore>,
+    health: Arc<TicketStore>,
+    measures: MeasureStore,
+    /// One freeze at a time, so a ticket is frozen once per review.
+    freezing: Mutex<()>,
+}
+
+impl std::fmt::Debug for Reports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reports").finish_non_exhaustive()
+    }
+}
+
+impl Reports {
+    /// Over the tickets' database (shared with the SOP, health and measurement tables).
+    pub fn new(
+        db: Arc<Database>,
+        sop: Arc<SopStore>,
+        health: Arc<TicketStore>,
+    ) -> Result<Self, ReportError> {
+        store::init(&db)?;
+        let measures = MeasureStore::new(db.clone())?;
+        Ok(Reports {
+            db,
+            sop,
+            health,
+            measures,
+            freezing: Mutex::new(()),
+        })
+    }
+
+    /// The report's content for a ticket as its records stand.
+    pub fn data(&self, ticket: &str, lang: Lang) -> Result<ReportData, ReportError> {
+        Ok(self.data_all(ticket, &[lang])?.remove(0))
+    }
+
+    fn data_all(&self, ticket: &str, langs: &[Lang]) -> Result<Vec<ReportData>, ReportError> {
+        let t = self.sop.get(ticket)?;
+        let trail = self.sop.trail(ticket)?;
+        let sop = self.sop.sop_by_hash(ticket, &t.state.sop.hash)?;
+        let health = self.health.get(ticket)?;
+        let measurements = self.measures.for_ticket(ticket)?;
+        let inputs = data::Inputs {
+            info: &t.info,
+            state: &t.state,
+            trail: &trail,
+            sop: &sop,
+            calendar: self.sop.calendar(),
+            health: health.as_ref(),
+            measurements: &measurements,
+        };
+        Ok(langs.iter().map(|l| data::build(&inputs, *l)).collect())
+    }
+
+    /// Freezes the ticket's report if its review step was disposed and the
+    /// report was not frozen for that review yet: renders both formats in
+    /// both languages, stores them and records their hashes. The documents
+    /// frozen, or `None` when there was nothing to do.
+    pub fn freeze(
+        &self,
+        ticket: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<FrozenDocument>>, ReportError> {
+        let _one = self.freezing.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.sop.get(ticket)?;
+        let trail = self.sop.trail(ticket)?;
+        let sop = self.sop.sop_by_hash(ticket, &t.state.sop.hash)?;
+        let Some(review) = data::review(&sop, &t.state, &trail) else {
+            return Ok(None);
+        };
+        let done = trail.iter().any(|r| {
+            matches!(r.event.kind, EventKind::ReportFrozen { review_index, .. } if review_index == review.index)
+        });
+        if done {
+            return Ok(None);
+        }
+        let review_index = review.index;
+        let mut docs = Vec::new();
+        let mut records = Vec::new();
+        for d in self.data_all(ticket, &[Lang::Id, Lang::En])? {
+            for format in [Format::Html, Format::Pdf] {
+                let bytes = render(&d, format)?;
+                records.push(FrozenDocument {
+                    format: format.as_str().to_string(),
+                    lang: d.lang,
+                    sha256: store::sha256(&bytes),
+                    bytes: bytes.len() as u64,
+                });
+                docs.push((store::key(format.as_str(), d.lang), bytes));
+            }
+        }
+        let event = Event {
+            at: now,
+            user: SYSTEM_USER.to_string(),
+            role: None,
+            acting_for: None,
+            step: t.state.position.step,
+            handoff: t.state.position.handoff,
+            kind: EventKind::ReportFrozen {
+                review_index,
+                documents: records.clone(),
+            },
+        };
+        self.sop
+            .record(ticket, event, |w| store::put(w, ticket, &docs))?;
+        info!(
+            ticket,
+            documents = records.len(),
+            "work report frozen after the review"
+        );
+        Ok(Some(records))
+    }
+
+    /// After an SOP call that succeeded: a disposal may have been the review.
+    pub fn after_sop_call(&self, method: &str, json: &str, now: DateTime<Utc>) {
+        if method != "ticket.dispose" {
+            return;
+        }
+        let Some(number) = serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v["ticket"].as_str().map(|s| s.trim().to_ascii_uppercase()))
+        else {
+            return;
+        };
+        if let Err(e) = self.freeze(&number, now) {
+            // `ticket.report` freezes it on the next request.
+            warn!(ticket = %number, error = %e, "cannot freeze the work report");
+        }
+    }
+
+    /// The report of a ticket: the frozen original once reviewed (checked
+    /// against its recorded hash), else a draft rendered now.
+    pub fn document(
+        &self,
+        ticket: &str,
+        format: Format,
+        lang: Lang,
+        now: DateTime<Utc>,
+    ) -> Result<Rendered, ReportError> {
+        let d = self.data(ticket, lang)?;
+        if !d.is_final() {
+            return Ok(Rendered {
+                bytes: render(&d, format)?,
+                is_final: false,
+                reviewed_at: None,
+            });
+        }
+        // Reviewed: freeze now if that did not happen at the review.
+        self.freeze(ticket, now)?;
+        let reviewed_at = match &d.status {
+            data::Status::Final { reviewed_at } => Some(reviewed_at.clone()),
+            data::Status::Draft { .. } => None,
+        };
+        let document = store::key(format.as_str(), lang);
+        let recorded = store::recorded(&self.sop, ticket)?;
+        let tampered = |why: &str| ReportError::Tampered {
+            ticket: ticket.to_string(),
+            document: document.clone(),
+            why: why.to_string(),
+        };
+        let rec = recorded
+            .get(&document)
+            .ok_or_else(|| tampered("is not in the audit trail"))?;
+        let bytes = store::get(&self.db, ticket, format.as_str(), lang)?
+            .ok_or_else(|| tampered("is missing from the store"))?;
+        if store::sha256(&bytes) != rec.sha256 {
+            return Err(tampered("does not match the hash in the audit trail"));
+        }
+        Ok(Rendered {
+            bytes,
+            is_final: true,
+            reviewed_at,
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Frozen work reports: their bytes, kept beside the tickets in the same
+//! database, one entry per ticket, format and language. The hashes live in
+//! the ticket's audit trail (a `report_frozen` record), written in the same
+//! transaction as the bytes; [`verify`] recomputes them.
+
+use std::collections::BTreeMap;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use sha2::{Digest, Sha256};
+
+use crate::sop::Lang;
+use crate::sop::store::{SopStore, StoreError};
+use crate::sop::workflow::{EventKind, FrozenDocument};
+
+/// (ticket, `pdf/id`) → the document's bytes.
+const FROZEN: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("report_frozen");
+
+/// The key of one document: `pdf/id`, `html/en`, …
+pub fn key(format: &str, lang: Lang) -> String {
+    format!("{format}/{}", super::words::code(lang))
+}
+
+/// Hex sha256.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes a ticket's frozen documents in `w` (the caller commits).
+pub fn put(
+    w: &redb::WriteTransaction,
+    ticket: &str,
+    docs: &[(String, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let mut t = w.open_table(FROZEN)?;
+    for (k, bytes) in docs {
+        t.insert((ticket, k.as_str()), bytes.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Creates the table, so reads before the first freeze find it.
+pub fn init(db: &Database) -> Result<(), StoreError> {
+    let w = db.begin_write()?;
+    w.open_table(FROZEN)?;
+    w.commit()?;
+    Ok(())
+}
+
+/// The stored bytes of one document of a ticket.
+pub fn get(
+    db: &Database,
+    ticket: &str,
+    format: &str,
+    lang: Lang,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let r = db.begin_read()?;
+    let t = match r.open_table(FROZEN) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(t.get((ticket, key(format, lang).as_str()))?
+        .map(|g| g.value().to_vec()))
+}
+
+/// The documents a ticket's trail says were frozen last: key → record.
+pub fn recorded(
+    store: &SopStore,
+    ticket: &str,
+) -> Result<BTreeMap<String, FrozenDocument>, StoreError> {
+    let mut out = BTreeMap::new();
+    for r in store.trail(ticket)? {
+        if let EventKind::ReportFrozen { documents, .. } = r.event.kind {
+            for d in documents {
+                out.insert(key(&d.format, d.lang), d);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One frozen document checked against the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Ticket.
+    pub ticket: String,
+    /// `pdf/id`, …
+    pub document: String,
+    /// What is wrong, or `None` when the bytes match their recorded hash.
+    pub problem: Option<String>,
+}
+
+/// Recomputes the hash of every stored frozen report and compares it with the
+/// one in its ticket's audit trail; also reports a recorded document whose
+/// bytes are gone and bytes that no record speaks for.
+pub fn verify(db: &Database, store: &SopStore) -> Result<Vec<Check>, StoreError> {
+    let mut stored: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
+    {
+        let r = db.begin_read()?;
+        match r.open_table(FROZEN) {
+            Ok(t) => {
+                for item in t.iter()? {
+                    let (k, v) = item?;
+                    let (ticket, doc) = k.value();
+                    stored.insert((ticket.to_string(), doc.to_string()), v.value().to_vec());
+                }
+            }
+            Err(TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = Vec::new();
+    let mut tickets: Vec<String> = store.list()?.into_iter().map(|t| t.info.number).collect();
+    for (t, _) in stored.keys() {
+        if !tickets.contains(t) {
+            tickets.push(t.clone());
+        }
+    }
+    for ticket in tickets {
+        let recorded = recorded(store, &ticket)?;
+        for (doc, rec) in &recorded {
+            let problem = match stored.remove(&(ticket.clone(), doc.clone())) {
+                None => Some("recorded in the audit trail but missing from the store".to_string()),
+                Some(bytes) => {
+                    let got = sha256(&bytes);
+                    if got != rec.sha256 {
+                        Some(format!(
+                            "altered: its bytes hash to {got}, the audit trail recorded {} ({} bytes recorded, {} stored)",
+                            rec.sha256,
+                            rec.bytes,
+                            bytes.len()
+                        ))
+                    } else {
+                        None
+                    }
+                }
+            };
+            out.push(Check {
+                ticket: ticket.clone(),
+                document: doc.clone(),
+                problem,
+            });
+        }
+    }
+    for (ticket, doc) in stored.into_keys() {
+        out.push(Check {
+            ticket,
+            document: doc,
+            problem: Some("stored, but the audit trail records no such frozen report".into()),
+        });
+    }
+    Ok(out)
+}
