@@ -186,7 +186,7 @@ fn samples_tables(v: &mut impl Tables) -> Result<(), StoreError> {
 }
 
 /// Every table of `tickets.redb` (see `sop/store.rs`, `ticket/store.rs`,
-/// `measure/store.rs`).
+/// `measure/store.rs`, `report/store.rs`).
 fn tickets_tables(v: &mut impl Tables) -> Result<(), StoreError> {
     v.table(schema::META)?;
     v.table(TableDefinition::<&str, &[u8]>::new("sop_tickets"))?;
@@ -200,7 +200,8 @@ fn tickets_tables(v: &mut impl Tables) -> Result<(), StoreError> {
     v.table(TableDefinition::<(i64, u64), &[u8]>::new("health_events"))?;
     v.table(TableDefinition::<u64, &[u8]>::new("health_maintenance"))?;
     v.table(TableDefinition::<&str, &[u8]>::new("measurements"))?;
-    v.table(TableDefinition::<&str, u64>::new("measurement_counter"))
+    v.table(TableDefinition::<&str, u64>::new("measurement_counter"))?;
+    v.table(TableDefinition::<(&str, &str), &[u8]>::new("report_frozen"))
 }
 
 fn visit(file: StoreFile, v: &mut impl Tables) -> Result<(), StoreError> {

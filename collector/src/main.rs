@@ -408,7 +408,7 @@ fn verify(config: &Path) -> Result<(), Failure> {
         )
     })?;
     use siaga_collector::schema;
-    schema::check_and_migrate(&db, &path, schema::TICKETS_FILE, &schema::no_step)?;
+    schema::check_and_migrate(&db, &path, schema::TICKETS_FILE, &schema::migrate_tickets)?;
     let text = std::fs::read_to_string(&cfg.sop)
         .map_err(|e| usage(anyhow::anyhow!("{}: cannot read: {e}", cfg.sop.display())))?;
     let calendar = siaga_collector::sop::Calendar::new(&cfg.calendar)

@@ -42,10 +42,12 @@ pub const SAMPLES_FILE: StoreFile = StoreFile {
 };
 
 /// Tickets, their SOP state and trail, health records, events, maintenance
-/// windows and measurements.
+/// windows, measurements and frozen work reports. Version 2 may hold what a
+/// collector of version 1 cannot read: `report_frozen` records in the audit
+/// trails, and SOP texts with `office`, `office_unit` and `freezes_report`.
 pub const TICKETS_FILE: StoreFile = StoreFile {
     name: "tickets.redb",
-    version: 1,
+    version: 2,
 };
 
 /// Every store file, in the order a backup lists them.
@@ -140,14 +142,31 @@ pub fn no_step(_db: &Database, from: u64) -> Result<(), StoreError> {
     })
 }
 
+/// The migration steps of `tickets.redb`. 1 → 2 rewrites nothing: version 2
+/// only adds records and a table that version 1 does not have.
+pub fn migrate_tickets(db: &Database, from: u64) -> Result<(), StoreError> {
+    match from {
+        1 => {
+            let tx = db.begin_write()?;
+            stamp(&tx, 2)?;
+            tx.commit()?;
+            Ok(())
+        }
+        _ => no_step(db, from),
+    }
+}
+
 /// Opens (or creates) `tickets.redb` in `data_dir` with its version checked.
 pub fn open_tickets(data_dir: &Path) -> Result<Database, StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
         path: data_dir.to_path_buf(),
         source,
     })?;
-    // Version 1 is the first layout: nothing older to convert.
-    open(&data_dir.join(TICKETS_FILE.name), TICKETS_FILE, &no_step)
+    open(
+        &data_dir.join(TICKETS_FILE.name),
+        TICKETS_FILE,
+        &migrate_tickets,
+    )
 }
 
 #[cfg(test)]
