@@ -475,6 +475,25 @@ pub fn write(src: Sources<'_>, out: impl Write) -> Result<Manifest, BackupError>
     Ok(manifest)
 }
 
+/// Removes the temporary directories of backups cut short (the collector
+/// died while it made one); called at start, before any backup can run.
+pub fn remove_leftovers(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if e.file_name().to_string_lossy().starts_with(".backup-") && path.is_dir() {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::info!(dir = %path.display(), "removed an unfinished backup"),
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove an unfinished backup")
+                }
+            }
+        }
+    }
+}
+
 fn bad(path: &Path, why: impl Into<String>) -> BackupError {
     BackupError::BadArchive {
         path: path.to_path_buf(),
@@ -756,12 +775,18 @@ mod tests {
             Some(TICKETS_FILE.version)
         );
         assert!(manifest.file(REVOKED).is_some());
-        // Nothing left behind in the live directory.
+        // Nothing left behind in the live directory; what a cut-short
+        // backup leaves is removed at the next start.
         let left: Vec<_> = std::fs::read_dir(&live)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left.len(), 3, "{left:?}");
+        std::fs::create_dir(live.join(".backup-cut")).unwrap();
+        std::fs::write(live.join(".backup-cut").join("collector.redb"), "x").unwrap();
+        remove_leftovers(&live);
+        assert!(!live.join(".backup-cut").exists());
+        assert!(live.join("collector.redb").exists());
 
         let restored = tmp.path().join("restored");
         assert_eq!(restore(&archive, &restored, false).unwrap(), manifest);

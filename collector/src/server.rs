@@ -78,6 +78,7 @@ pub async fn serve_until(
     let inventory = Inventory::load(&cfg.inventory)?;
     let users = users::load_users(&cfg.users)?;
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&cfg.data_dir)?);
+    crate::backup::remove_leftovers(&cfg.data_dir);
     let mut metrics = Metrics::new();
     // Tickets, their SOP state and the health records share one file beside the samples.
     let tickets_db = Arc::new(crate::schema::open_tickets(&cfg.data_dir)?);
