@@ -118,3 +118,40 @@ fn report(reports: &Reports, json: &str, now: DateTime<Utc>) -> Result<String, A
     };
     serde_json::to_string(&doc).map_err(|e| ApiError::Internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_that_does_not_match_its_hash_is_refused() {
+        let bytes = b"%PDF-1.7 laporan".to_vec();
+        let mut d = ReportDocument {
+            ticket: "PJ-2026-0001".into(),
+            format: "pdf".into(),
+            lang: Lang::Id,
+            is_final: true,
+            reviewed_at: None,
+            sha256: store::sha256(&bytes),
+            bytes: bytes.len() as u64,
+            base64: base64::engine::general_purpose::STANDARD.encode(&bytes),
+        };
+        assert_eq!(d.decode(), Ok(bytes));
+        d.base64 = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7 palsu");
+        assert!(d.decode().expect_err("changed").contains("does not match"));
+        let json = serde_json::to_value(&d).expect("json");
+        assert_eq!(json["final"], true, "the JSON says final");
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!("PDF".parse::<Format>(), Ok(Format::Pdf));
+        assert_eq!("html".parse::<Format>(), Ok(Format::Html));
+        assert!(
+            "docx"
+                .parse::<Format>()
+                .expect_err("no")
+                .contains("html or pdf")
+        );
+    }
+}

@@ -714,10 +714,11 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
         .filter(|r| !matches!(r.event.kind, EventKind::ReportFrozen { .. }))
         .map(|r| r.event.clone())
         .collect();
+    // A draft lists every measurement as it stands; the final report those
+    // finished by the review (a queued or running one may finish later).
     let ms: Vec<&Measurement> = measurements
         .iter()
-        .filter(|m| in_time(m.requested_at))
-        .filter(|m| m.completed_at.is_none_or(&in_time) || m.state != MeasureState::Done)
+        .filter(|m| cutoff.is_none() || m.completed_at.is_some_and(&in_time))
         .collect();
 
     let status = match reviewed {

@@ -403,6 +403,29 @@ fn the_review_freezes_both_formats_and_languages_and_the_store_gives_them_back()
 fn a_final_report_renders_again_byte_for_byte_whatever_came_after() {
     let o = office();
     at_review(&o, "menuju lokasi");
+    // Asked for before the review, still running at it.
+    let mut late = o
+        .measures
+        .create(Measurement {
+            id: String::new(),
+            ticket: Some(T.into()),
+            phase: Some(Phase::After),
+            opd: "dinkes".into(),
+            devices: vec!["dinkes-rtr".into()],
+            links: vec![],
+            icmp_count: 100,
+            window_ms: 10_000,
+            requested_by: "teknisi".into(),
+            requested_at: wib("2026-11-23 10:15"),
+            completed_at: None,
+            agent: None,
+            state: MeasureState::Running {
+                sent_at: wib("2026-11-23 10:15"),
+            },
+            device_figures: vec![],
+            link_figures: vec![],
+        })
+        .expect("create");
     act(
         &o,
         "kepala_dinas",
@@ -413,7 +436,12 @@ fn a_final_report_renders_again_byte_for_byte_whatever_came_after() {
         .iter()
         .map(|f| render(&o.reports.data(T, Lang::Id).expect("data"), *f).expect("render"))
         .collect();
-    // After the review: another measurement and a health note.
+    // After the review: the running one fails, another one is taken, a health note.
+    late.state = MeasureState::Failed {
+        error: "no answer from the agent".into(),
+    };
+    late.completed_at = Some(wib("2026-11-23 10:40"));
+    o.measures.update(&late).expect("update");
     measurement(
         &o,
         Phase::After,
