@@ -392,9 +392,9 @@ impl LabBuilder {
     /// SNMPv2c with its first community, when an interface's oper status
     /// goes down (up), to a UDP port on the agent host ([`Lab::trap_sink`]).
     /// net-snmp does this with its DisMan event monitor, set here to look
-    /// every second (`linkUpDownNotifications` looks every minute); its
-    /// ifTable cache adds up to a few seconds, so a trap leaves the device
-    /// one to three seconds after the change. Needs [`Self::snmpd_v2c`].
+    /// every second (`linkUpDownNotifications` looks every minute), so a
+    /// trap leaves the device within about a second of the change (the lab
+    /// switches snmpd's ifTable cache off). Needs [`Self::snmpd_v2c`].
     pub fn link_traps(mut self) -> Self {
         self.current().link_traps = true;
         self
@@ -797,6 +797,9 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
     for community in &node.spec.communities {
         let _ = writeln!(c, "rocommunity {community} default");
     }
+    // Write access for the device itself only, to switch off the ifTable
+    // cache once it runs (see `live_interface_status`).
+    let _ = writeln!(c, "rwcommunity {LAB_RW_COMMUNITY} {}/32", node.addr);
     for u in &node.spec.v3 {
         let _ = writeln!(
             c,
@@ -857,6 +860,11 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
     loop {
         let out = run(&["ip", "netns", "exec", &node.netns, "ss", "-Hlun"]).unwrap_or_default();
         if out.contains(&want) {
+            if let Err(e) = live_interface_status(node) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
             return Ok(child);
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -871,6 +879,40 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Community with write access from the device's own address only.
+const LAB_RW_COMMUNITY: &str = "siaga-lab-rw";
+
+/// net-snmp answers ifTable/ifXTable from a cache refreshed every 3 s, so a
+/// cut shows up to 3 s late; a switch reports its ports' status live. Setting
+/// the table's `nsCacheTimeout` (NET-SNMP-AGENT-MIB, indexed by the table's
+/// OID) to 0 makes every request read the kernel's interfaces afresh.
+fn live_interface_status(node: &Node) -> Result<()> {
+    const IF_TABLE_CACHE_TIMEOUT: &str = ".1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2";
+    let addr = node.addr.to_string();
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &node.netns,
+        "snmpset",
+        "-v2c",
+        "-c",
+        LAB_RW_COMMUNITY,
+        "-m",
+        "",
+        "-r",
+        "3",
+        "-t",
+        "1",
+        &addr,
+        IF_TABLE_CACHE_TIMEOUT,
+        "i",
+        "0",
+    ])
+    .with_context(|| format!("switching off the ifTable cache of {}", node.spec.name))?;
+    Ok(())
 }
 
 fn wait_child(child: &mut Child, grace: Duration) {

@@ -504,11 +504,11 @@ fn a_link_toggled_twenty_times_in_two_minutes_is_one_flapping_ticket_that_record
         .start()?;
     let mut c = Collector::init()?;
     c.write_inventory_text(&one_link_inventory(lab.addr("sw1")?, "1s"))?;
-    // Flap thresholds for a 1 s poll. The link changes every 3 s, but snmpd
-    // serves its ifTable from a cache of a few seconds, so the 1 s polls see
-    // one change every 2 to 4 readings: about a third of Icinga's 21 checks
+    // Flap thresholds for a 1 s poll. The link changes every 3 s, so the 1 s
+    // polls see a change every third reading or so (more with the hysteresis
+    // of entering and leaving down): about a third of Icinga's 21 checks
     // change, which hovers around its 30 % start threshold. A 20 % start
-    // still keeps a single cut (two changes, about 12 %) from counting as
+    // still keeps a single cut (two changes, about 10 %) from counting as
     // flapping; below 10 % it has settled, which takes some 15 stable polls
     // once the link stays up.
     let mut flap = toml::Table::new();
