@@ -3,4 +3,5 @@
 
 pub mod harness;
 pub mod lab;
+pub mod office;
 pub mod sinks;

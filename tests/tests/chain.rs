@@ -3,46 +3,18 @@
 //! opens the ticket by itself, and the same seven people walk both tickets
 //! through all ten steps with the `siaga` CLI. Needs root (namespaces, ICMP).
 
-use anyhow::{Result, anyhow, bail, ensure};
+use anyhow::{Result, anyhow, ensure};
 use serde_json::Value;
-use siaga_tests::harness::{Agent, Collector, Siaga, secs, wait_until};
+use siaga_tests::harness::{Agent, Collector};
 use siaga_tests::lab::Lab;
-
-const USERS: [(&str, &str); 7] = [
-    ("opd", "pemohon"),
-    ("kadis", "kepala_dinas"),
-    ("kabid", "kabid_aptika"),
-    ("prakom", "pranata_komputer"),
-    ("hd", "helpdesk"),
-    ("teknisi", "tim_teknis"),
-    ("sekdis", "sekretaris_dinas"),
-];
-
-fn user<'a>(users: &'a [(&str, Siaga)], name: &str) -> Result<&'a Siaga> {
-    users
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| s)
-        .ok_or_else(|| anyhow!("no user {name}"))
-}
-
-fn ok(users: &[(&str, Siaga)], who: &str, args: &[&str]) -> Result<String> {
-    let out = user(users, who)?.run(args)?;
-    if !out.status.success() {
-        bail!(
-            "{who}: siaga {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+use siaga_tests::office::{Office, office_users_but, wait_device_up, wait_for_ticket};
 
 /// Walks one ticket from step 1 to "selesai"; the (step, role) pairs it
 /// waited on, in order, as `siaga ticket turn` showed them.
-fn walk(users: &[(&str, Siaga)], id: &str) -> Result<Vec<(u64, String)>> {
+fn walk(o: &Office, id: &str) -> Result<Vec<(u64, String)>> {
     let mut turns = Vec::new();
-    let mut turn = |users: &[(&str, Siaga)]| -> Result<Value> {
-        let t = user(users, "hd")?.json(&["ticket", "turn", id, "--json"])?;
+    let mut turn = || -> Result<Value> {
+        let t = o.turn(id)?;
         let step = t["step"].as_u64().unwrap_or_default();
         let role = t["role"].as_str().unwrap_or_default().to_string();
         turns.push((step, role));
@@ -56,9 +28,9 @@ fn walk(users: &[(&str, Siaga)], id: &str) -> Result<Vec<(u64, String)>> {
         ("hd", &["dispose", id, "--to", "teknisi"]),
     ];
     for (who, args) in steps {
-        turn(users)?;
+        turn()?;
         // `siaga tickets` says whose turn it is and by when.
-        let list = user(users, "hd")?.json(&["tickets", "--json"])?;
+        let list = o.json("hd", &["tickets", "--json"])?;
         let row = list
             .as_array()
             .and_then(|t| t.iter().find(|t| t["id"] == id))
@@ -72,21 +44,18 @@ fn walk(users: &[(&str, Siaga)], id: &str) -> Result<Vec<(u64, String)>> {
         }
         let mut all = vec!["ticket"];
         all.extend_from_slice(args);
-        ok(users, who, &all)?;
+        o.ok(who, &all)?;
     }
-    turn(users)?;
-    ok(
-        users,
+    turn()?;
+    o.ok(
         "teknisi",
         &["ticket", "update", id, "--status", "diperiksa"],
     )?;
-    ok(
-        users,
+    o.ok(
         "opd",
         &["ticket", "acknowledge", id, "--by", "Andi, Kasubag Umum"],
     )?;
-    ok(
-        users,
+    o.ok(
         "teknisi",
         &[
             "ticket",
@@ -97,10 +66,10 @@ fn walk(users: &[(&str, Siaga)], id: &str) -> Result<Vec<(u64, String)>> {
         ],
     )?;
     for who in ["hd", "prakom", "kabid", "sekdis"] {
-        turn(users)?;
-        ok(users, who, &["ticket", "dispose", id])?;
+        turn()?;
+        o.ok(who, &["ticket", "dispose", id])?;
     }
-    let last = turn(users)?;
+    let last = turn()?;
     ensure!(
         last["step"] == 10 && last["closed_at"].is_string(),
         "{id} did not reach selesai: {last}"
@@ -119,62 +88,28 @@ fn a_detected_and_a_letter_ticket_go_through_the_same_chain() -> Result<()> {
          address = \"{addr}\"\n"
     ))?;
     let agent_cfg = c.enroll_agent("dinkes")?;
-    let mut users = Vec::new();
-    for (name, role) in USERS {
-        users.push((name, c.enroll_user(name, role)?));
-    }
-    c.serve()?;
+    let o = Office::serve(c, &office_users_but(&["root"]))?;
     let _agent = Agent::start(agent_cfg)?;
-    let hd = user(&users, "hd")?;
-    wait_until(secs(60), "dinkes-rtr up", || {
-        Ok(hd
-            .devices()?
-            .iter()
-            .any(|d| d["id"] == "dinkes-rtr" && d["state"] == "up"))
-    })?;
+    let hd = o.user("hd")?;
+    wait_device_up(hd, "dinkes-rtr")?;
 
     lab.set_loss("rtr", 100)?;
-    wait_until(secs(60), "a detected ticket", || {
-        Ok(hd
-            .json(&["tickets", "--json"])?
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["origin"] == "detected")))
-    })?;
-    let detected = hd.json(&["tickets", "--json"])?;
-    let detected = detected
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["origin"] == "detected"))
-        .and_then(|t| t["id"].as_str())
+    let detected = wait_for_ticket(hd, "a detected ticket", |t| t["origin"] == "detected")?;
+    let detected = detected["id"]
+        .as_str()
         .ok_or_else(|| anyhow!("no detected ticket"))?
         .to_string();
 
-    let out = ok(
-        &users,
-        "hd",
-        &[
-            "ticket",
-            "new",
-            "--opd",
-            "dinkes",
-            "--letter-number",
-            "005/77/DINKES/XI/2026",
-            "--letter-date",
-            "2026-11-20",
-            "--subject",
-            "Jaringan lantai 2 putus",
-            "--device",
-            "dinkes-rtr",
-        ],
+    let letter = o.new_letter(
+        "005/77/DINKES/XI/2026",
+        "2026-11-20",
+        "Jaringan lantai 2 putus",
+        &["--device", "dinkes-rtr"],
     )?;
-    let letter = out
-        .strip_prefix("opened ")
-        .and_then(|r| r.split(':').next())
-        .ok_or_else(|| anyhow!("unexpected output of ticket new: {out}"))?
-        .to_string();
     ensure!(letter != detected, "two tickets: {letter} {detected}");
 
-    let a = walk(&users, &detected)?;
-    let b = walk(&users, &letter)?;
+    let a = walk(&o, &detected)?;
+    let b = walk(&o, &letter)?;
     ensure!(
         a == b,
         "the same chain for both:\ndetected {a:?}\nletter   {b:?}"
@@ -186,7 +121,7 @@ fn a_detected_and_a_letter_ticket_go_through_the_same_chain() -> Result<()> {
 
     // Both control cards carry the whole chain; only the origin differs.
     for id in [&detected, &letter] {
-        let card = ok(&users, "hd", &["ticket", "card", id])?;
+        let card = o.ok("hd", &["ticket", "card", id])?;
         for words in [
             "Langkah 1",
             "Langkah 6",

@@ -10,6 +10,9 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
 use siaga_tests::harness::{Agent, Collector, Siaga, secs, wait_until};
 use siaga_tests::lab::Lab;
+use siaga_tests::office::{
+    Office, office_users_but, opened_ticket, wait_device_up, wait_for_ticket,
+};
 
 const OPD: &str = "[[opd]]\nid = \"dinkes\"\nname = \"Dinas Kesehatan\"\n";
 
@@ -63,15 +66,6 @@ fn link<'a>(m: &'a Value, name: &str) -> Result<&'a Value> {
         .ok_or_else(|| anyhow!("no figures of link {name} in {m:#}"))
 }
 
-fn wait_up(siaga: &Siaga) -> Result<()> {
-    wait_until(secs(60), "dinkes-sw1 up", || {
-        Ok(siaga
-            .devices()?
-            .iter()
-            .any(|d| d["id"] == "dinkes-sw1" && d["state"] == "up"))
-    })
-}
-
 fn connected(siaga: &Siaga, agent: &str) -> Result<bool> {
     Ok(siaga.agent(agent)?.is_some_and(|a| a["connected"] == true))
 }
@@ -98,19 +92,12 @@ fn fifty_percent_loss_is_measured_before_and_its_repair_after() -> Result<()> {
             c.log_tail(30)
         ))
     };
-    wait_up(&hd).map_err(logs)?;
+    wait_device_up(&hd, "dinkes-sw1").map_err(logs)?;
 
     lab.set_loss("sw1", 50)?;
-    wait_until(secs(60), "a ticket for the loss", || {
-        Ok(hd
-            .json(&["tickets", "--json"])?
-            .as_array()
-            .is_some_and(|t| !t.is_empty()))
-    })
-    .map_err(logs)?;
-    let tickets = hd.json(&["tickets", "--json"])?;
-    let id = tickets[0]["id"].as_str().context("ticket id")?.to_string();
-    ensure!(tickets[0]["device"] == "dinkes-sw1", "{tickets:#}");
+    let ticket = wait_for_ticket(&hd, "a ticket for the loss", |_| true).map_err(logs)?;
+    let id = ticket["id"].as_str().context("ticket id")?.to_string();
+    ensure!(ticket["device"] == "dinkes-sw1", "{ticket:#}");
 
     // Before the work: 100 echo requests (the default) see the loss.
     let before = teknisi
@@ -207,7 +194,7 @@ fn an_offline_agent_fails_at_once_and_a_queued_measurement_runs_when_it_returns(
     let teknisi = c.enroll_user("teknisi", "tim_teknis")?;
     c.serve()?;
     let mut agent = Agent::start(agent_cfg)?;
-    wait_up(&teknisi)?;
+    wait_device_up(&teknisi, "dinkes-sw1")?;
     ensure!(agent.stop(), "the agent stops cleanly");
     wait_until(secs(30), "the agent shown disconnected", || {
         Ok(!connected(&teknisi, &agent.id)?)
@@ -255,48 +242,15 @@ fn an_offline_agent_fails_at_once_and_a_queued_measurement_runs_when_it_returns(
     Ok(())
 }
 
-const USERS: [(&str, &str); 6] = [
-    ("opd", "pemohon"),
-    ("kadis", "kepala_dinas"),
-    ("kabid", "kabid_aptika"),
-    ("prakom", "pranata_komputer"),
-    ("hd", "helpdesk"),
-    ("teknisi", "tim_teknis"),
-];
-
-fn user<'a>(users: &'a [(&str, Siaga)], name: &str) -> Result<&'a Siaga> {
-    users
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| s)
-        .ok_or_else(|| anyhow!("no user {name}"))
-}
-
 /// A letter ticket about dinkes-sw1, walked to step 6 with its status
 /// updated and the OPD's acknowledgement given.
-fn ticket_at_step_6(users: &[(&str, Siaga)], subject: &str) -> Result<String> {
-    let out = ok(
-        user(users, "hd")?,
-        &[
-            "ticket",
-            "new",
-            "--opd",
-            "dinkes",
-            "--letter-number",
-            "005/12/DINKES/XII/2026",
-            "--letter-date",
-            "2026-12-01",
-            "--subject",
-            subject,
-            "--device",
-            "dinkes-sw1",
-        ],
+fn ticket_at_step_6(o: &Office, subject: &str) -> Result<String> {
+    let id = o.new_letter(
+        "005/12/DINKES/XII/2026",
+        "2026-12-01",
+        subject,
+        &["--device", "dinkes-sw1"],
     )?;
-    let id = out
-        .strip_prefix("opened ")
-        .and_then(|r| r.split(':').next())
-        .ok_or_else(|| anyhow!("unexpected output of ticket new: {out}"))?
-        .to_string();
     let steps: [(&str, &[&str]); 5] = [
         ("opd", &[]),
         ("kadis", &[]),
@@ -307,25 +261,23 @@ fn ticket_at_step_6(users: &[(&str, Siaga)], subject: &str) -> Result<String> {
     for (who, extra) in steps {
         let mut args = vec!["ticket", "dispose", id.as_str()];
         args.extend_from_slice(extra);
-        ok(user(users, who)?, &args)?;
+        o.ok(who, &args)?;
     }
-    ok(
-        user(users, "teknisi")?,
+    o.ok(
+        "teknisi",
         &["ticket", "update", &id, "--status", "switch diganti"],
     )?;
-    ok(
-        user(users, "opd")?,
+    o.ok(
+        "opd",
         &["ticket", "acknowledge", &id, "--by", "Andi, Kasubag Umum"],
     )?;
-    let turn = user(users, "hd")?.json(&["ticket", "turn", &id, "--json"])?;
+    let turn = o.turn(&id)?;
     ensure!(turn["step"] == 6, "{id} at step 6: {turn:#}");
     Ok(id)
 }
 
-fn step(users: &[(&str, Siaga)], id: &str) -> Result<u64> {
-    user(users, "hd")?.json(&["ticket", "turn", id, "--json"])?["step"]
-        .as_u64()
-        .context("step")
+fn step(o: &Office, id: &str) -> Result<u64> {
+    o.turn(id)?["step"].as_u64().context("step")
 }
 
 #[test]
@@ -335,17 +287,13 @@ fn step_6_is_not_disposed_without_a_before_and_an_after_measurement_or_a_reason(
     let mut c = Collector::init()?;
     c.write_inventory_text(&inventory(&addr, false))?;
     let agent_cfg = c.enroll_agent("dinkes")?;
-    let mut users = Vec::new();
-    for (name, role) in USERS {
-        users.push((name, c.enroll_user(name, role)?));
-    }
-    c.serve()?;
+    let o = Office::serve(c, &office_users_but(&["sekdis", "root"]))?;
     let _agent = Agent::start(agent_cfg)?;
-    let teknisi = user(&users, "teknisi")?;
-    wait_up(teknisi)?;
+    let teknisi = o.user("teknisi")?;
+    wait_device_up(teknisi, "dinkes-sw1")?;
 
-    let measured = ticket_at_step_6(&users, "Switch lantai 2 mati")?;
-    let waived = ticket_at_step_6(&users, "Switch gudang mati")?;
+    let measured = ticket_at_step_6(&o, "Switch lantai 2 mati")?;
+    let waived = ticket_at_step_6(&o, "Switch gudang mati")?;
     let measure = |id: &str, phase: &str| -> Result<Value> {
         teknisi.json(&[
             "ticket", "measure", id, "--phase", phase, "--count", "10", "--window", "1s", "--json",
@@ -373,12 +321,12 @@ fn step_6_is_not_disposed_without_a_before_and_an_after_measurement_or_a_reason(
         err.contains("needs measurements before and after the work (after missing)"),
         "{err}"
     );
-    ensure!(step(&users, &measured)? == 6, "still at step 6");
+    ensure!(step(&o, &measured)? == 6, "still at step 6");
 
     ensure!(measure(&measured, "after")?["state"] == "done");
     let out = dispose(&measured, &[])?;
     ensure!(out.status.success(), "disposed with both: {}", stderr(&out));
-    ensure!(step(&users, &measured)? == 7, "on to step 7");
+    ensure!(step(&o, &measured)? == 7, "on to step 7");
 
     // No measurement at all, but a reason: allowed, and recorded (the
     // issue's spelling of the flag; `--no-measurement-reason` is the same).
@@ -391,7 +339,7 @@ fn step_6_is_not_disposed_without_a_before_and_an_after_measurement_or_a_reason(
         "disposed with a reason: {}",
         stderr(&out)
     );
-    ensure!(step(&users, &waived)? == 7, "on to step 7");
+    ensure!(step(&o, &waived)? == 7, "on to step 7");
     let audit = ok(teknisi, &["ticket", "audit", &waived, "--json"])?;
     ensure!(
         audit.contains("switch diganti unit baru"),
@@ -425,11 +373,7 @@ fn a_helpdesk_user_cannot_take_a_ticket_measurement() -> Result<()> {
             "dinkes-sw1",
         ],
     )?;
-    let id = out
-        .strip_prefix("opened ")
-        .and_then(|r| r.split(':').next())
-        .ok_or_else(|| anyhow!("unexpected output of ticket new: {out}"))?
-        .to_string();
+    let id = opened_ticket(&out)?;
     let out = hd.run(&["ticket", "measure", &id, "--phase", "before"])?;
     ensure!(!out.status.success(), "a helpdesk user measured a ticket");
     let err = stderr(&out);

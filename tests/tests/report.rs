@@ -8,104 +8,41 @@
 //! "membaik". PDFs are read back with `pdftotext` (Debian package
 //! poppler-utils).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use redb::ReadableTable;
 use serde_json::Value;
-use siaga_tests::harness::{Agent, Collector, Inventory, Siaga, bin, secs, wait_until};
+use siaga_tests::harness::{Agent, Collector, bin};
 use siaga_tests::lab::Lab;
+use siaga_tests::office::{OFFICE_USERS, Office, wait_device_up, wait_for_ticket};
 
-const USERS: [(&str, &str); 8] = [
-    ("opd", "pemohon"),
-    ("kadis", "kepala_dinas"),
-    ("sekdis", "sekretaris_dinas"),
-    ("kabid", "kabid_aptika"),
-    ("prakom", "pranata_komputer"),
-    ("hd", "helpdesk"),
-    ("teknisi", "tim_teknis"),
-    ("root", "admin"),
-];
-
-struct Office {
-    collector: Collector,
-    users: HashMap<&'static str, Siaga>,
-}
-
-impl Office {
-    fn start() -> Result<Office> {
-        let mut collector = Collector::init()?;
-        collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
-        let mut users = HashMap::new();
-        for (name, role) in USERS {
-            users.insert(name, collector.enroll_user(name, role)?);
-        }
-        collector.serve()?;
-        Ok(Office { collector, users })
-    }
-
-    fn ok(&self, who: &str, args: &[&str]) -> Result<String> {
-        let user = self
-            .users
-            .get(who)
-            .ok_or_else(|| anyhow!("no user {who}"))?;
-        let out = user.run(args)?;
-        if !out.status.success() {
-            bail!(
-                "{who}: siaga {args:?} failed: {}\ncollector log:\n{}",
-                String::from_utf8_lossy(&out.stderr).trim(),
-                self.collector.log_tail(20)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    fn refused(&self, who: &str, args: &[&str]) -> Result<String> {
-        let user = self
-            .users
-            .get(who)
-            .ok_or_else(|| anyhow!("no user {who}"))?;
-        let out = user.run(args)?;
-        ensure!(
-            !out.status.success(),
-            "{who}: siaga {args:?} should have failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        Ok(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
-
-    /// `siaga ticket report` as `who` into `file`: what it printed, the bytes.
-    fn report(
-        &self,
-        who: &str,
-        id: &str,
-        format: &str,
-        lang: &str,
-        file: &Path,
-    ) -> Result<(String, Vec<u8>)> {
-        let out = self.ok(
-            who,
-            &[
-                "ticket",
-                "report",
-                id,
-                "--format",
-                format,
-                "--lang",
-                lang,
-                "--out",
-                file.to_str().ok_or_else(|| anyhow!("path"))?,
-            ],
-        )?;
-        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        Ok((out, bytes))
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.collector.root().join(name)
-    }
+/// `siaga ticket report` as `who` into `file`: what it printed, the bytes.
+fn report(
+    o: &Office,
+    who: &str,
+    id: &str,
+    format: &str,
+    lang: &str,
+    file: &Path,
+) -> Result<(String, Vec<u8>)> {
+    let out = o.ok(
+        who,
+        &[
+            "ticket",
+            "report",
+            id,
+            "--format",
+            format,
+            "--lang",
+            lang,
+            "--out",
+            file.to_str().ok_or_else(|| anyhow!("path"))?,
+        ],
+    )?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok((out, bytes))
 }
 
 /// The text of a PDF, as a PDF text extractor reads it.
@@ -168,27 +105,13 @@ fn verify(c: &Collector) -> Result<(bool, String)> {
 #[test]
 fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_verify() -> Result<()>
 {
-    let mut o = Office::start()?;
-    let out = o.ok(
-        "hd",
-        &[
-            "ticket",
-            "new",
-            "--opd",
-            "dinkes",
-            "--letter-number",
-            "005/321/DINKES/XI/2026",
-            "--letter-date",
-            "2026-11-20",
-            "--subject",
-            "Internet lantai 3 putus",
-        ],
+    let mut o = Office::start(&OFFICE_USERS)?;
+    let id = o.new_letter(
+        "005/321/DINKES/XI/2026",
+        "2026-11-20",
+        "Internet lantai 3 putus",
+        &[],
     )?;
-    let id = out
-        .strip_prefix("opened ")
-        .and_then(|r| r.split(':').next())
-        .ok_or_else(|| anyhow!("unexpected output of ticket new: {out}"))?
-        .to_string();
     for (who, extra) in [
         ("opd", vec![]),
         ("kadis", vec!["--note", "Kabid Aptika: segera"]),
@@ -238,7 +161,7 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
     }
 
     // Before the review: a draft, in both formats.
-    let (said, html) = o.report("hd", &id, "html", "id", &o.file("draft.html"))?;
+    let (said, html) = report(&o, "hd", &id, "html", "id", &o.file("draft.html"))?;
     ensure!(said.contains("draft"), "{said}");
     let html = String::from_utf8(html)?;
     contains_all(
@@ -259,7 +182,7 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
         !html.contains("<b>putus</b>"),
         "unescaped ticket text in the HTML"
     );
-    let (_, draft_pdf) = o.report("teknisi", &id, "pdf", "id", &o.file("draft.pdf"))?;
+    let (_, draft_pdf) = report(&o, "teknisi", &id, "pdf", "id", &o.file("draft.pdf"))?;
     ensure!(draft_pdf.starts_with(b"%PDF-"), "not a PDF");
     let text = pdf_text(&o.file("draft.pdf"))?;
     contains_all("the draft PDF", &text, &["DRAF", &id, "LAPORAN PEKERJAAN"])?;
@@ -277,8 +200,8 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
     )?;
     let a = o.file("final-a.pdf");
     let b = o.file("final-b.pdf");
-    let (said_a, bytes_a) = o.report("hd", &id, "pdf", "id", &a)?;
-    let (said_b, bytes_b) = o.report("opd", &id, "pdf", "id", &b)?;
+    let (said_a, bytes_a) = report(&o, "hd", &id, "pdf", "id", &a)?;
+    let (said_b, bytes_b) = report(&o, "opd", &id, "pdf", "id", &b)?;
     ensure!(
         said_a.contains("final") && said_b.contains("final"),
         "{said_a}\n{said_b}"
@@ -297,7 +220,7 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
         "{said_a}"
     );
     // Asked again into the same file: replaced, and said so.
-    let (again, _) = o.report("hd", &id, "pdf", "id", &a)?;
+    let (again, _) = report(&o, "hd", &id, "pdf", "id", &a)?;
     ensure!(again.contains("replaced"), "{again}");
     let text = pdf_text(&a)?;
     contains_all(
@@ -318,7 +241,7 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
         !text.contains("DRAF"),
         "the final PDF is still marked DRAF:\n{text}"
     );
-    let (_, html) = o.report("hd", &id, "html", "id", &o.file("final.html"))?;
+    let (_, html) = report(&o, "hd", &id, "html", "id", &o.file("final.html"))?;
     let html = String::from_utf8(html)?;
     ensure!(
         !html.contains("DRAF"),
@@ -334,7 +257,7 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
     )?;
 
     // English.
-    let (said, en) = o.report("hd", &id, "html", "en", &o.file("final-en.html"))?;
+    let (said, en) = report(&o, "hd", &id, "html", "en", &o.file("final-en.html"))?;
     ensure!(said.contains("final"), "{said}");
     let en = String::from_utf8(en)?;
     contains_all(
@@ -347,7 +270,7 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
             "The OPD's acknowledgement",
         ],
     )?;
-    o.report("hd", &id, "pdf", "en", &o.file("final-en.pdf"))?;
+    report(&o, "hd", &id, "pdf", "en", &o.file("final-en.pdf"))?;
     let text = pdf_text(&o.file("final-en.pdf"))?;
     contains_all(
         "the English PDF",
@@ -466,16 +389,8 @@ fn a_link_with_fifty_percent_loss_is_measured_before_and_after_and_the_report_sa
          [[link]]\ndevice = \"dinkes-sw1\"\ninterface = \"port2\"\nname = \"ke-puskesmas\"\n"
     ))?;
     let agent_cfg = c.enroll_agent("dinkes")?;
-    let mut users = HashMap::new();
-    for (name, role) in USERS {
-        users.insert(name, c.enroll_user(name, role)?);
-    }
-    c.serve()?;
+    let o = Office::serve(c, &OFFICE_USERS)?;
     let agent = Agent::start(agent_cfg)?;
-    let o = Office {
-        collector: c,
-        users,
-    };
     let logs = |e: anyhow::Error| {
         e.context(format!(
             "agent log:\n{}\ncollector log:\n{}",
@@ -483,25 +398,12 @@ fn a_link_with_fifty_percent_loss_is_measured_before_and_after_and_the_report_sa
             o.collector.log_tail(30)
         ))
     };
-    let hd = o.users.get("hd").ok_or_else(|| anyhow!("no hd"))?;
-    wait_until(secs(60), "dinkes-sw1 up", || {
-        Ok(hd
-            .devices()?
-            .iter()
-            .any(|d| d["id"] == "dinkes-sw1" && d["state"] == "up"))
-    })
-    .map_err(logs)?;
+    let hd = o.user("hd")?;
+    wait_device_up(hd, "dinkes-sw1").map_err(logs)?;
 
     lab.set_loss("sw1", 50)?;
-    wait_until(secs(60), "a ticket for the loss", || {
-        Ok(hd
-            .json(&["tickets", "--json"])?
-            .as_array()
-            .is_some_and(|t| !t.is_empty()))
-    })
-    .map_err(logs)?;
-    let tickets = hd.json(&["tickets", "--json"])?;
-    let id = tickets[0]["id"].as_str().context("ticket id")?.to_string();
+    let ticket = wait_for_ticket(hd, "a ticket for the loss", |_| true).map_err(logs)?;
+    let id = ticket["id"].as_str().context("ticket id")?.to_string();
 
     let measure = |phase: &str| -> Result<f64> {
         let out = o.ok(
@@ -529,7 +431,7 @@ fn a_link_with_fifty_percent_loss_is_measured_before_and_after_and_the_report_sa
     eprintln!("loss before {before:.1} %, after {after:.1} %");
 
     // The draft already compares them.
-    let (_, html) = o.report("teknisi", &id, "html", "id", &o.file("lab.html"))?;
+    let (_, html) = report(&o, "teknisi", &id, "html", "id", &o.file("lab.html"))?;
     let html = String::from_utf8(html)?;
     let row = html
         .lines()
@@ -545,7 +447,7 @@ fn a_link_with_fifty_percent_loss_is_measured_before_and_after_and_the_report_sa
         html.contains("ke-puskesmas") && html.contains("<svg"),
         "the link and the chart"
     );
-    o.report("teknisi", &id, "pdf", "id", &o.file("lab-draft.pdf"))?;
+    report(&o, "teknisi", &id, "pdf", "id", &o.file("lab-draft.pdf"))?;
     let row = loss_line(&pdftotext(&o.file("lab-draft.pdf"), true)?)?;
     for want in [pct_id(before).as_str(), pct_id(after).as_str(), "membaik"] {
         ensure!(
@@ -591,9 +493,9 @@ fn a_link_with_fifty_percent_loss_is_measured_before_and_after_and_the_report_sa
     ] {
         o.ok(who, &args).map_err(logs)?;
     }
-    let (said, pdf) = o.report("hd", &id, "pdf", "id", &o.file("lab-final.pdf"))?;
+    let (said, pdf) = report(&o, "hd", &id, "pdf", "id", &o.file("lab-final.pdf"))?;
     ensure!(said.contains("final"), "{said}");
-    let (_, html) = o.report("hd", &id, "html", "id", &o.file("lab-final.html"))?;
+    let (_, html) = report(&o, "hd", &id, "html", "id", &o.file("lab-final.html"))?;
     eprintln!(
         "final report of {id}: PDF {} bytes, HTML {} bytes",
         pdf.len(),

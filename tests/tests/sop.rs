@@ -1,105 +1,29 @@
 //! The SOP disposition chain end to end: a real collector, real certificates,
 //! one enrolled user per role, the `siaga` CLI for every step.
 
-use std::collections::HashMap;
 use std::process::Output;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use redb::ReadableTable;
 use serde_json::Value;
-use siaga_tests::harness::{Collector, Inventory, Siaga, bin};
+use siaga_tests::harness::{Collector, Inventory, bin};
+use siaga_tests::office::{OFFICE_USERS, Office};
 
-const USERS: [(&str, &str); 8] = [
-    ("opd", "pemohon"),
-    ("kadis", "kepala_dinas"),
-    ("sekdis", "sekretaris_dinas"),
-    ("kabid", "kabid_aptika"),
-    ("prakom", "pranata_komputer"),
-    ("hd", "helpdesk"),
-    ("teknisi", "tim_teknis"),
-    ("root", "admin"),
-];
-
-struct Office {
-    collector: Collector,
-    users: HashMap<&'static str, Siaga>,
+/// What the SOP tests do with the office beyond running `siaga`.
+trait Letters {
+    /// A letter ticket entered by the helpdesk; its number.
+    fn letter(&self, extra: &[&str]) -> Result<String>;
+    fn audit(&self, id: &str) -> Result<Vec<Value>>;
 }
 
-impl Office {
-    fn start() -> Result<Office> {
-        Office::start_with(&[])
-    }
-
-    /// The office plus more users (name, role).
-    fn start_with(extra: &[(&'static str, &str)]) -> Result<Office> {
-        let mut collector = Collector::init()?;
-        collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
-        let mut users = HashMap::new();
-        for &(name, role) in USERS.iter().chain(extra) {
-            users.insert(name, collector.enroll_user(name, role)?);
-        }
-        collector.serve()?;
-        Ok(Office { collector, users })
-    }
-
-    fn user(&self, name: &str) -> Result<&Siaga> {
-        self.users
-            .get(name)
-            .ok_or_else(|| anyhow!("no user {name}"))
-    }
-
-    /// `siaga <args>` as `who`; must succeed; its standard output.
-    fn ok(&self, who: &str, args: &[&str]) -> Result<String> {
-        let out = self.user(who)?.run(args)?;
-        if !out.status.success() {
-            bail!(
-                "{who}: siaga {args:?} failed: {}\ncollector log:\n{}",
-                String::from_utf8_lossy(&out.stderr).trim(),
-                self.collector.log_tail(20)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    /// `siaga <args>` as `who`; must fail; its error line.
-    fn refused(&self, who: &str, args: &[&str]) -> Result<String> {
-        let out: Output = self.user(who)?.run(args)?;
-        ensure!(
-            !out.status.success(),
-            "{who}: siaga {args:?} should have been refused: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        Ok(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
-
-    fn json(&self, who: &str, args: &[&str]) -> Result<Value> {
-        self.user(who)?.json(args)
-    }
-
-    /// A letter ticket entered by the helpdesk; its number.
+impl Letters for Office {
     fn letter(&self, extra: &[&str]) -> Result<String> {
-        let mut args = vec![
-            "ticket",
-            "new",
-            "--opd",
-            "dinkes",
-            "--letter-number",
+        self.new_letter(
             "005/123/DINKES/XI/2026",
-            "--letter-date",
             "2026-11-20",
-            "--subject",
             "Internet ruang rapat putus",
-        ];
-        args.extend_from_slice(extra);
-        let out = self.ok("hd", &args)?;
-        out.strip_prefix("opened ")
-            .and_then(|r| r.split(':').next())
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("unexpected output of ticket new: {out}"))
-    }
-
-    fn turn(&self, id: &str) -> Result<Value> {
-        self.json("hd", &["ticket", "turn", id, "--json"])
+            extra,
+        )
     }
 
     fn audit(&self, id: &str) -> Result<Vec<Value>> {
@@ -116,7 +40,7 @@ fn event_type(rec: &Value) -> &str {
 
 #[test]
 fn seven_people_walk_a_letter_ticket_through_all_ten_steps() -> Result<()> {
-    let o = Office::start()?;
+    let o = Office::start(&OFFICE_USERS)?;
     let id = o.letter(&[])?;
     let step = |who: &str, args: &[&str]| -> Result<String> {
         let mut all = vec!["ticket"];
@@ -198,10 +122,10 @@ fn seven_people_walk_a_letter_ticket_through_all_ten_steps() -> Result<()> {
 
 #[test]
 fn every_other_role_is_refused_and_the_refusal_is_audited() -> Result<()> {
-    let o = Office::start()?;
+    let o = Office::start(&OFFICE_USERS)?;
     let id = o.letter(&[])?;
     let mut refusals = 0;
-    for (name, role) in USERS {
+    for (name, role) in OFFICE_USERS {
         if role == "pemohon" {
             continue;
         }
@@ -245,7 +169,7 @@ fn every_other_role_is_refused_and_the_refusal_is_audited() -> Result<()> {
 
 #[test]
 fn return_goes_back_one_step_and_restarts_its_clock() -> Result<()> {
-    let o = Office::start()?;
+    let o = Office::start(&OFFICE_USERS)?;
     // Urgent: calendar time, so the due time is exactly a day after the step starts.
     let id = o.letter(&["--urgent"])?;
     o.ok("opd", &["ticket", "dispose", &id])?;
@@ -283,7 +207,7 @@ fn return_goes_back_one_step_and_restarts_its_clock() -> Result<()> {
 
 #[test]
 fn the_register_csv_holds_exactly_the_period() -> Result<()> {
-    let o = Office::start()?;
+    let o = Office::start(&OFFICE_USERS)?;
     let a = o.letter(&[])?;
     let b = o.letter(&["--device", "dinkes-rtr"])?;
     o.ok("opd", &["ticket", "dispose", &a])?;
@@ -348,7 +272,7 @@ fn the_register_csv_holds_exactly_the_period() -> Result<()> {
 
 #[test]
 fn editing_the_stored_audit_trail_is_detected_by_verify() -> Result<()> {
-    let mut o = Office::start()?;
+    let mut o = Office::start(&OFFICE_USERS)?;
     let id = o.letter(&[])?;
     o.ok("opd", &["ticket", "dispose", &id, "--note", "asli"])?;
     o.ok("kadis", &["ticket", "dispose", &id])?;
@@ -403,7 +327,7 @@ fn editing_the_stored_audit_trail_is_detected_by_verify() -> Result<()> {
 
 #[test]
 fn the_admin_grants_and_revokes_roles_and_nobody_else_may() -> Result<()> {
-    let o = Office::start_with(&[("wati", "tim_teknis")])?;
+    let o = Office::start(&[&OFFICE_USERS[..], &[("wati", "tim_teknis")]].concat())?;
     let a = o.letter(&[])?;
     let b = o.letter(&[])?;
     for id in [&a, &b] {
@@ -485,7 +409,7 @@ fn the_admin_grants_and_revokes_roles_and_nobody_else_may() -> Result<()> {
 
 #[test]
 fn a_revoked_users_certificate_is_refused_from_then_on() -> Result<()> {
-    let o = Office::start()?;
+    let o = Office::start(&OFFICE_USERS)?;
     let id = o.letter(&[])?;
     let inbox = o.ok("opd", &["inbox"])?;
     ensure!(inbox.contains(&id), "{inbox}");
@@ -582,7 +506,7 @@ fn webhook_receiver() -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<Val
 #[test]
 fn a_late_urgent_step_is_escalated_exactly_once() -> Result<()> {
     let (url, seen) = webhook_receiver()?;
-    let mut collector = Collector::init()?;
+    let collector = Collector::init()?;
     collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
     // Step 1's standard: one minute (the shortest the SOP file allows).
     let sop = collector.dir().join("sop.toml");
@@ -604,12 +528,7 @@ fn a_late_urgent_step_is_escalated_exactly_once() -> Result<()> {
         "notify.escalation_every",
         toml::Value::String("200ms".into()),
     )?;
-    let mut users = HashMap::new();
-    for (name, role) in USERS {
-        users.insert(name, collector.enroll_user(name, role)?);
-    }
-    collector.serve()?;
-    let o = Office { collector, users };
+    let o = Office::serve(collector, &OFFICE_USERS)?;
     let a = o.letter(&["--urgent"])?;
     // A second late ticket, opened later: when its escalation arrives, the
     // collector has looked at the first one many times since.
