@@ -94,12 +94,12 @@ pub enum BackupError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A store file holds a table this collector does not know.
     #[error(
@@ -160,9 +160,9 @@ pub enum BackupError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
+    move |error| BackupError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
