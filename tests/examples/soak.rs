@@ -12,7 +12,9 @@
 //! outage start to its end (default: the second sixth of the run, minutes
 //! 10 to 15 of 30) and started again; the agent spools meanwhile and
 //! replays afterwards. Every `--every` seconds it records the agent's RSS
-//! (VmRSS of /proc/PID/status), the spool file's size and the spool's
+//! (VmRSS of /proc/PID/status, and its parts: RssAnon, the heap and stacks
+//! where a leak would show, and RssFile, pages of the binary and libraries
+//! as code paths are first run), the spool file's size and the spool's
 //! depth, bytes and dropped count (from the agent's metrics) into
 //! `OUT/soak.csv`, and draws `OUT/soak.svg`. At the end it prints where
 //! the RSS settled (the median between minutes 5 and 10 of 30, i.e. the
@@ -98,6 +100,8 @@ fn parse_args() -> Result<Args> {
 struct Row {
     t_s: f64,
     rss_kib: u64,
+    anon_kib: u64,
+    file_kib: u64,
     spool_file: u64,
     depth: Option<f64>,
     spool_bytes: Option<f64>,
@@ -105,13 +109,18 @@ struct Row {
     collector_up: bool,
 }
 
-fn rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+/// VmRSS, RssAnon and RssFile of a process, KiB.
+fn rss_kib(pid: i32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -218,9 +227,32 @@ fn svg(rows: &[Row], a: &Args, settled: f64) -> String {
         .iter()
         .map(|r| (r.t_s / 60.0, r.rss_kib as f64 / 1024.0))
         .collect();
+    let anon: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.t_s / 60.0, r.anon_kib as f64 / 1024.0))
+        .collect();
+    let max_rss = rss.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9) * 1.1;
+    let pts: Vec<String> = anon
+        .iter()
+        .map(|(t, v)| {
+            format!(
+                "{:.1},{:.1}",
+                x0 + w * t / minutes,
+                40.0 + 200.0 - 200.0 * v / max_rss
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        r##"<polyline fill="none" stroke="#2ca02c" stroke-width="1.5" points="{}"/>"##,
+        pts.join(" ")
+    );
     panel(
         &mut s,
-        &format!("siaga-agent RSS (settled {:.1} MiB)", settled / 1024.0),
+        &format!(
+            "siaga-agent RSS (blue; settled {:.1} MiB) and its anonymous part (green: heap, stacks)",
+            settled / 1024.0
+        ),
         "MiB",
         &rss,
         minutes,
@@ -345,9 +377,12 @@ fn main() -> Result<()> {
             bail!("the agent died:\n{}", agent.log_tail(30));
         }
         let metrics = agent.metrics().unwrap_or_default();
+        let (rss, anon, file) = rss_kib(pid);
         let row = Row {
             t_s: start.elapsed().as_secs_f64(),
-            rss_kib: rss_kib(pid).unwrap_or(0),
+            rss_kib: rss,
+            anon_kib: anon,
+            file_kib: file,
             spool_file: std::fs::metadata(&spool).map_or(0, |m| m.len()),
             depth: metric_containing(&metrics, "spool_depth"),
             spool_bytes: metric_containing(&metrics, "spool_bytes"),
@@ -356,9 +391,10 @@ fn main() -> Result<()> {
         };
         if last_print.elapsed() >= Duration::from_secs(60) {
             println!(
-                "minute {:.1}: RSS {:.1} MiB, spool {} samples, file {:.2} MiB",
+                "minute {:.1}: RSS {:.1} MiB (anon {:.1}), spool {} samples, file {:.2} MiB",
                 row.t_s / 60.0,
                 row.rss_kib as f64 / 1024.0,
+                row.anon_kib as f64 / 1024.0,
                 row.depth.unwrap_or(0.0),
                 row.spool_file as f64 / 1_048_576.0
             );
@@ -374,15 +410,17 @@ fn main() -> Result<()> {
     drop(lab);
 
     let mut csv = String::from(
-        "t_s,rss_kib,spool_file_bytes,spool_depth,spool_bytes,spool_dropped,collector_up\n",
+        "t_s,rss_kib,rss_anon_kib,rss_file_kib,spool_file_bytes,spool_depth,spool_bytes,spool_dropped,collector_up\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
     for r in &rows {
         let _ = writeln!(
             csv,
-            "{:.1},{},{},{},{},{},{}",
+            "{:.1},{},{},{},{},{},{},{},{}",
             r.t_s,
             r.rss_kib,
+            r.anon_kib,
+            r.file_kib,
             r.spool_file,
             opt(r.depth),
             opt(r.spool_bytes),
@@ -392,18 +430,21 @@ fn main() -> Result<()> {
     }
     std::fs::write(a.out.join("soak.csv"), csv)?;
 
-    let window = |from_min: f64, to_min: f64| -> Option<f64> {
+    let window = |from_min: f64, to_min: f64, f: fn(&Row) -> u64| -> f64 {
         median(
             rows.iter()
                 .filter(|r| r.t_s / 60.0 >= from_min && r.t_s / 60.0 < to_min)
-                .map(|r| r.rss_kib as f64)
+                .map(|r| f(r) as f64)
                 .collect(),
         )
+        .unwrap_or(0.0)
     };
-    let settled = window(a.outage.0 / 2.0, a.outage.0).unwrap_or(0.0);
+    let (s0, s1) = (a.outage.0 / 2.0, a.outage.0);
+    let settled = window(s0, s1, |r| r.rss_kib);
     std::fs::write(a.out.join("soak.svg"), svg(&rows, &a, settled))?;
     let end_window = (ran_min / 30.0).max(1.0);
-    let end = window(ran_min - end_window, ran_min + 1.0).unwrap_or(0.0);
+    let (e0, e1) = (ran_min - end_window, ran_min + 1.0);
+    let end = window(e0, e1, |r| r.rss_kib);
     let peak = rows.iter().max_by_key(|r| r.rss_kib);
     let max_depth = rows.iter().filter_map(|r| r.depth).fold(0.0f64, f64::max);
     let last = rows.last();
@@ -419,6 +460,19 @@ fn main() -> Result<()> {
             "RSS peak {:.2} MiB at minute {:.1}",
             p.rss_kib as f64 / 1024.0,
             p.t_s / 60.0
+        );
+    }
+    for (what, f) in [
+        (
+            "anon (heap, stacks)",
+            (|r: &Row| r.anon_kib) as fn(&Row) -> u64,
+        ),
+        ("file (binary, libraries)", |r: &Row| r.file_kib),
+    ] {
+        println!(
+            "  of which {what}: settled {:.2} MiB, end {:.2} MiB",
+            window(s0, s1, f) / 1024.0,
+            window(e0, e1, f) / 1024.0
         );
     }
     let diff = if settled > 0.0 {
