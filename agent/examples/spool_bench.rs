@@ -3,7 +3,10 @@
 //! Pushes SAMPLES ICMP samples from PRODUCERS concurrent producers into a
 //! fresh spool on disk (every sample durably committed before its push
 //! returns), then drains it the way the uplink does: read 500, acknowledge
-//! them, repeat. Prints samples per second for both phases.
+//! them, repeat. Prints samples per second for both phases, and the
+//! process's memory (RssAnon) before, when the spool is full and when it is
+//! drained: the spool's page cache is bounded, so a deep spool (a long
+//! collector outage) does not grow the agent's memory with it.
 
 use std::time::Instant;
 
@@ -12,8 +15,20 @@ use siaga_agent::metrics::Metrics;
 use siaga_agent::spool::Spool;
 use siaga_proto::v1::{IcmpResult, sample};
 
+/// RssAnon of this process, MiB.
+fn anon_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let before = anon_mib();
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().map_or(Ok(200_000), |a| a.parse())?;
     let producers: usize = args.next().map_or(Ok(64), |a| a.parse())?;
@@ -48,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         total as f64 / push.as_secs_f64(),
         st.bytes
     );
+    let full = anon_mib();
 
     let start = Instant::now();
     let mut cursor = 0;
@@ -63,6 +79,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "drain: {drained} samples read and acknowledged in batches of 500 in {drain:.2?}: {:.0} samples/s",
         drained as f64 / drain.as_secs_f64()
+    );
+    println!(
+        "memory (RssAnon): {before:.1} MiB at start, {full:.1} MiB with the spool full ({:.1} MiB on disk), {:.1} MiB drained",
+        std::fs::metadata(spool.path()).map_or(0.0, |m| m.len() as f64 / 1_048_576.0),
+        anon_mib()
     );
     assert_eq!(spool.stats().depth, 0);
     spool.close().await?;

@@ -44,6 +44,12 @@ const INVENTORY: &str = "inventory";
 const MAX_GROUP: usize = 4096;
 /// Queue between producers and the writer; producers wait when it is full.
 const QUEUE: usize = 8192;
+/// The spool's page cache. redb's default (1 GiB) keeps the pages of the
+/// whole file in memory as it is written, so the agent's memory would grow
+/// with the spool during a long collector outage (to the size of the
+/// spool, 256 MiB by default); a few MiB hold the B-tree's upper levels and
+/// the pages being written and read, which is all a queue needs.
+const CACHE_BYTES: usize = 4 << 20;
 
 enum Cmd {
     Push {
@@ -157,7 +163,10 @@ impl Spool {
             source: Box::new(e),
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(redb::Error::Io(e)))?;
-        let db = Database::create(&path).map_err(|e| open_err(e.into()))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_err(e.into()))?;
         let db = Arc::new(db);
         let limits = limits.clone();
 
