@@ -276,10 +276,12 @@ pub fn devices_table(devices: &[v1::DeviceInfo]) -> String {
     t.to_string()
 }
 
-/// Human table of history samples (already JSON objects).
+/// Human table of history samples (already JSON objects): the agent's time
+/// of each sample and the collector's time of its arrival.
 pub fn history_table(samples: &[Value]) -> String {
     let mut t = table(&[
         "time",
+        "received",
         "kind",
         "sent",
         "recv",
@@ -306,8 +308,13 @@ pub fn history_table(samples: &[Value]) -> String {
             "event" => format!("{} {} {}", s(v, "event"), s(v, "link"), s(v, "detail")),
             _ => s(v, "error"),
         };
+        let received = match v.get("received_at").and_then(Value::as_str) {
+            Some(r) => r.to_string(),
+            None => "-".into(),
+        };
         t.add_row(vec![
             s(v, "ts"),
+            received,
             kind,
             s(v, "sent"),
             s(v, "received"),
@@ -561,6 +568,24 @@ mod tests {
             squeeze(&[None, None, Some(2.0), Some(4.0)], 2),
             vec![None, Some(3.0)]
         );
+    }
+
+    #[test]
+    fn history_table_shows_when_each_sample_arrived() {
+        let rows = [
+            json!({"ts": "2026-11-24T10:00:00.000Z", "received_at": "2026-11-24T10:00:00.250Z", "kind": "icmp", "sent": 5, "received": 5}),
+            json!({"ts": "2026-11-24T09:00:01.000Z", "received_at": null, "kind": "icmp", "sent": 5, "received": 5}),
+        ];
+        let t = history_table(&rows);
+        let lines: Vec<&str> = t.lines().filter(|l| l.contains("icmp")).collect();
+        assert_eq!(lines.len(), 2, "{t}");
+        let received = |l: &str| l.split('┆').nth(1).map(str::trim).map(str::to_string);
+        assert_eq!(
+            received(lines[0]).as_deref(),
+            Some("2026-11-24T10:00:00.250Z"),
+            "{t}"
+        );
+        assert_eq!(received(lines[1]).as_deref(), Some("-"), "{t}");
     }
 
     #[test]
