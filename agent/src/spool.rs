@@ -47,9 +47,10 @@ const QUEUE: usize = 8192;
 /// The spool's page cache. redb's default (1 GiB) keeps the pages of the
 /// whole file in memory as it is written, so the agent's memory would grow
 /// with the spool during a long collector outage (to the size of the
-/// spool, 256 MiB by default); a few MiB hold the B-tree's upper levels and
-/// the pages being written and read, which is all a queue needs.
-const CACHE_BYTES: usize = 4 << 20;
+/// spool, 256 MiB by default). A queue touches the B-tree's upper levels and
+/// the pages at its two ends: 1 MiB holds them (spool_bench: 10,000 durable
+/// pushes and 240,000 reads per second with it, as many pushes as with 4 MiB).
+const CACHE_BYTES: usize = 1 << 20;
 
 enum Cmd {
     Push {
