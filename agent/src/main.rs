@@ -76,6 +76,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    siaga_agent::memory::limit_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

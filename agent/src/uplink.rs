@@ -275,6 +275,10 @@ impl Uplink {
         let mut sent_at: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
         let mut cursor = 0u64;
         let mut next_batch = 1u64;
+        // A backlog is being replayed: a page came back full. Once it is
+        // all delivered, the memory its batches took is handed back.
+        let mut replaying = false;
+        let mut caught_up = false;
         let mut committed = self.spool.watch_committed();
         let mut hb_every = self.heartbeat_every();
         let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_every, hb_every);
@@ -292,6 +296,8 @@ impl Uplink {
                         self.settings.batch_bytes,
                     )
                     .await?;
+                caught_up = page.seqs.len() < self.settings.batch_samples;
+                replaying |= !caught_up;
                 let Some(&last) = page.seqs.last() else { break };
                 cursor = last;
                 if page.samples.is_empty() {
@@ -344,6 +350,11 @@ impl Uplink {
                             return Err(self.drain(&mut inbound, &mut inflight).await);
                         }
                         Err(e) => return Err(e),
+                    }
+                    if replaying && caught_up && inflight.is_empty() {
+                        replaying = false;
+                        let released = crate::memory::release_free();
+                        debug!(released, "replay delivered; free memory handed back");
                     }
                     let every = self.heartbeat_every();
                     if every != hb_every {
