@@ -21,6 +21,11 @@
 //! sixth before the outage), where it ended (median of the last minute) and
 //! whether the end is within 10 % of the settled value.
 //!
+//! `--outages N` cuts the collector away N times, each as long as the first
+//! and `--outage-every` minutes apart (default: three times the length), and
+//! prints the RSS before each: a step that repeats with every outage would
+//! grow without bound over months, one that does not is a high-water mark.
+//!
 //! Needs root (namespaces, raw ICMP); `--snmp 0` runs without the lab.
 //! Ctrl-C ends it early and still writes the files and cleans up.
 
@@ -42,6 +47,8 @@ struct Args {
     interval: u64,
     every: u64,
     outage: (f64, f64),
+    outages: usize,
+    outage_every: f64,
     out: PathBuf,
 }
 
@@ -53,6 +60,8 @@ fn parse_args() -> Result<Args> {
         interval: 5,
         every: 1,
         outage: (f64::NAN, f64::NAN),
+        outages: 1,
+        outage_every: f64::NAN,
         out: PathBuf::from("soak-out"),
     };
     let mut it = std::env::args().skip(1);
@@ -70,11 +79,14 @@ fn parse_args() -> Result<Args> {
             "--every" => a.every = num(val()?)? as u64,
             "--outage-from" => a.outage.0 = num(val()?)?,
             "--outage-to" => a.outage.1 = num(val()?)?,
+            "--outages" => a.outages = num(val()?)? as usize,
+            "--outage-every" => a.outage_every = num(val()?)?,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
                     "soak [--minutes 30] [--targets 150] [--snmp 2] [--interval 5] [--every 1] \
-                     [--outage-from MIN] [--outage-to MIN] [--out soak-out]"
+                     [--outage-from MIN] [--outage-to MIN] [--outages 1] [--outage-every MIN] \
+                     [--out soak-out]"
                 );
                 std::process::exit(0);
             }
@@ -87,13 +99,34 @@ fn parse_args() -> Result<Args> {
     if a.outage.1.is_nan() {
         a.outage.1 = a.minutes / 2.0;
     }
-    if !(a.minutes > 0.0 && a.outage.0 < a.outage.1 && a.outage.1 <= a.minutes) {
-        bail!("the outage must lie within the run");
+    if a.outage_every.is_nan() {
+        a.outage_every = 3.0 * (a.outage.1 - a.outage.0);
+    }
+    let last = a.outages.saturating_sub(1) as f64 * a.outage_every;
+    if !(a.minutes > 0.0
+        && a.outages >= 1
+        && a.outage.0 < a.outage.1
+        && a.outage_every > a.outage.1 - a.outage.0
+        && a.outage.1 + last <= a.minutes)
+    {
+        bail!("the outages must lie within the run, each ending before the next starts");
     }
     if a.targets > 60_000 || a.every == 0 || a.interval == 0 {
         bail!("--targets at most 60000, --every and --interval at least 1");
     }
     Ok(a)
+}
+
+impl Args {
+    /// (from, to) of every outage, in minutes.
+    fn outages(&self) -> Vec<(f64, f64)> {
+        (0..self.outages)
+            .map(|i| {
+                let shift = i as f64 * self.outage_every;
+                (self.outage.0 + shift, self.outage.1 + shift)
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,13 +249,15 @@ fn svg(rows: &[Row], a: &Args, settled: f64) -> String {
     );
     let _ = writeln!(s, r##"<rect width="920" height="560" fill="white"/>"##);
     let (x0, w) = (70.0, 820.0);
-    // The outage, shaded across both panels.
-    let (o0, o1) = (x0 + w * a.outage.0 / minutes, x0 + w * a.outage.1 / minutes);
-    let _ = writeln!(
-        s,
-        r##"<rect x="{o0:.1}" y="40" width="{:.1}" height="470" fill="#fdd"/><text x="{o0:.1}" y="536" font-size="11">collector cut away</text>"##,
-        o1 - o0
-    );
+    // The outages, shaded across both panels.
+    for (from, to) in a.outages() {
+        let (o0, o1) = (x0 + w * from / minutes, x0 + w * to / minutes);
+        let _ = writeln!(
+            s,
+            r##"<rect x="{o0:.1}" y="40" width="{:.1}" height="470" fill="#fdd"/><text x="{o0:.1}" y="536" font-size="11">collector cut away</text>"##,
+            o1 - o0
+        );
+    }
     let rss: Vec<(f64, f64)> = rows
         .iter()
         .map(|r| (r.t_s / 60.0, r.rss_kib as f64 / 1024.0))
@@ -344,14 +379,18 @@ fn main() -> Result<()> {
     c.serve()?;
     let mut agent = Agent::start(agent_cfg)?;
     let pid = agent.pid().context("agent pid")?;
+    let outages = a.outages();
+    let cuts: Vec<String> = outages
+        .iter()
+        .map(|(from, to)| format!("{from:.1} to {to:.1}"))
+        .collect();
     println!(
-        "soak: {} min, {} loopback targets + {} snmpd devices every {} s, collector cut from minute {:.1} to {:.1}; writing {}",
+        "soak: {} min, {} loopback targets + {} snmpd devices every {} s, collector cut from minute {}; writing {}",
         a.minutes,
         a.targets,
         a.snmp,
         a.interval,
-        a.outage.0,
-        a.outage.1,
+        cuts.join(", "),
         a.out.display()
     );
 
@@ -364,11 +403,14 @@ fn main() -> Result<()> {
     let mut last_print = Instant::now();
     while start.elapsed() < total && !stop.load(Ordering::SeqCst) {
         let t_min = start.elapsed().as_secs_f64() / 60.0;
-        if up && t_min >= a.outage.0 && t_min < a.outage.1 {
+        let down = outages
+            .iter()
+            .any(|&(from, to)| t_min >= from && t_min < to);
+        if up && down {
             c.kill9();
             up = false;
             println!("minute {t_min:.1}: collector killed");
-        } else if !up && t_min >= a.outage.1 {
+        } else if !up && !down {
             c.restart()?;
             up = true;
             println!("minute {t_min:.1}: collector started again");
@@ -475,6 +517,18 @@ fn main() -> Result<()> {
             window(e0, e1, f) / 1024.0
         );
     }
+    if outages.len() > 1 {
+        // The minute before each outage, and the last one: a step per
+        // outage shows as a staircase here.
+        for (i, &(from, _)) in outages.iter().enumerate() {
+            println!(
+                "  RSS before outage {} (minute {:.1}): {:.2} MiB",
+                i + 1,
+                from,
+                window(from - 1.0, from, |r| r.rss_kib) / 1024.0
+            );
+        }
+    }
     let diff = if settled > 0.0 {
         100.0 * (end - settled) / settled
     } else {
@@ -491,7 +545,7 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "spool: deepest {max_depth:.0} samples during the outage; at the end {} samples, file {:.2} MiB, dropped {}",
+        "spool: deepest {max_depth:.0} samples during an outage; at the end {} samples, file {:.2} MiB, dropped {}",
         last.and_then(|r| r.depth).unwrap_or(0.0),
         last.map_or(0.0, |r| r.spool_file as f64 / 1_048_576.0),
         last.and_then(|r| r.dropped).unwrap_or(0.0)
