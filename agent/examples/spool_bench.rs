@@ -17,13 +17,7 @@ use siaga_proto::v1::{IcmpResult, sample};
 
 /// RssAnon of this process, MiB.
 fn anon_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
+    siaga_agent::memory::anon_kib() as f64 / 1024.0
 }
 
 #[tokio::main]

@@ -45,6 +45,18 @@ pub fn release_free() -> bool {
     false
 }
 
+/// RssAnon of this process (heap and stacks, resident), KiB; 0 where
+/// `/proc` does not tell.
+pub fn anon_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,15 +64,6 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn freed_memory_goes_back_to_the_system() {
-        fn anon_kib() -> u64 {
-            std::fs::read_to_string("/proc/self/status")
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("RssAnon:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        }
         // Many small blocks (below the mmap threshold, so they live in the
         // arena), one in 64 kept: the freed rest lies around them in
         // the arena's middle, where glibc does not return it by itself.
