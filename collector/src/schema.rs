@@ -45,9 +45,11 @@ pub const SAMPLES_FILE: StoreFile = StoreFile {
 /// windows, measurements and frozen work reports. Version 2 may hold what a
 /// collector of version 1 cannot read: `report_frozen` records in the audit
 /// trails, and SOP texts with `office`, `office_unit` and `freezes_report`.
+/// Version 3 may hold `voided` records and tickets, and SOP texts with
+/// `void_roles`.
 pub const TICKETS_FILE: StoreFile = StoreFile {
     name: "tickets.redb",
-    version: 2,
+    version: 3,
 };
 
 /// Every store file, in the order a backup lists them.
@@ -142,13 +144,14 @@ pub fn no_step(_db: &Database, from: u64) -> Result<(), StoreError> {
     })
 }
 
-/// The migration steps of `tickets.redb`. 1 → 2 rewrites nothing: version 2
-/// only adds records and a table that version 1 does not have.
+/// The migration steps of `tickets.redb`. 1 → 2 and 2 → 3 rewrite nothing:
+/// each version only adds records, fields and a table that the one before
+/// does not have.
 pub fn migrate_tickets(db: &Database, from: u64) -> Result<(), StoreError> {
     match from {
-        1 => {
+        1 | 2 => {
             let tx = db.begin_write()?;
-            stamp(&tx, 2)?;
+            stamp(&tx, from + 1)?;
             tx.commit()?;
             Ok(())
         }

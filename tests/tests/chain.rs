@@ -9,8 +9,10 @@ use siaga_tests::harness::{Agent, Collector};
 use siaga_tests::lab::Lab;
 use siaga_tests::office::{Office, office_users_but, wait_device_up, wait_for_ticket};
 
-/// Walks one ticket from step 1 to "selesai"; the (step, role) pairs it
-/// waited on, in order, as `siaga ticket turn` showed them.
+/// Walks one ticket from where it waits to "selesai"; the (step, role)
+/// pairs it waited on, in order, as `siaga ticket turn` showed them. A
+/// letter ticket waits on the OPD (pemohon) at step 1; a detected one starts
+/// at step 2, the detection being the request.
 fn walk(o: &Office, id: &str) -> Result<Vec<(u64, String)>> {
     let mut turns = Vec::new();
     let mut turn = || -> Result<Value> {
@@ -28,6 +30,9 @@ fn walk(o: &Office, id: &str) -> Result<Vec<(u64, String)>> {
         ("hd", &["dispose", id, "--to", "teknisi"]),
     ];
     for (who, args) in steps {
+        if who == "opd" && o.turn(id)?["step"] != 1 {
+            continue;
+        }
         turn()?;
         // `siaga tickets` says whose turn it is and by when.
         let list = o.json("hd", &["tickets", "--json"])?;
@@ -108,15 +113,32 @@ fn a_detected_and_a_letter_ticket_go_through_the_same_chain() -> Result<()> {
     )?;
     ensure!(letter != detected, "two tickets: {letter} {detected}");
 
+    // The detected ticket waits on the Kepala Dinas: the system did step 1
+    // with the evidence, and the audit trail says so.
+    let trail = o.json("hd", &["ticket", "audit", &detected, "--json"])?;
+    ensure!(
+        trail.as_array().map_or(0, Vec::len) >= 2
+            && trail[1]["event"]["kind"]["type"] == "disposed"
+            && trail[1]["event"]["user"] == "siaga"
+            && trail[1]["event"]["step"] == 1,
+        "step 1 of {detected} done by the system: {trail:#?}"
+    );
+    let kadis_inbox = o.json("kadis", &["inbox", "--json"])?;
+    ensure!(
+        kadis_inbox
+            .as_array()
+            .is_some_and(|i| i.iter().any(|t| t["id"] == detected.as_str())),
+        "the Kepala Dinas's inbox holds {detected}: {kadis_inbox}"
+    );
     let a = walk(&o, &detected)?;
     let b = walk(&o, &letter)?;
     ensure!(
-        a == b,
-        "the same chain for both:\ndetected {a:?}\nletter   {b:?}"
+        b.first() == Some(&(1, "pemohon".to_string())) && b.len() == 11,
+        "{b:?}"
     );
     ensure!(
-        a.first() == Some(&(1, "pemohon".to_string())) && a.len() == 11,
-        "{a:?}"
+        a.as_slice() == &b[1..],
+        "the same chain from step 2 for both:\ndetected {a:?}\nletter   {b:?}"
     );
 
     // Both control cards carry the whole chain; only the origin differs.

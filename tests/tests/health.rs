@@ -104,7 +104,8 @@ fn forty_percent_loss_opens_one_ticket_and_its_recovery_is_recorded() -> Result<
     );
     ensure!(t["link"].is_null(), "{t:#?}");
     ensure!(t["origin"] == "detected", "{t:#?}");
-    ensure!(t["step"] == 1 && t["role"] == "pemohon", "{t:#?}");
+    // The detection is the request: step 1 is done, the Kepala Dinas disposes.
+    ensure!(t["step"] == 2 && t["role"] == "kepala_dinas", "{t:#?}");
     let problem = t["problem"].as_str().unwrap_or_default();
     ensure!(
         problem.starts_with("Packet loss"),

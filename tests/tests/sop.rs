@@ -168,6 +168,81 @@ fn every_other_role_is_refused_and_the_refusal_is_audited() -> Result<()> {
 }
 
 #[test]
+fn a_duplicate_ticket_is_voided_by_the_kabid_kept_in_the_trail_and_the_register() -> Result<()> {
+    let o = Office::start(&OFFICE_USERS)?;
+    let keep = o.letter(&[])?;
+    let dup = o.new_letter(
+        "005/124/DINKES/XI/2026",
+        "2026-11-20",
+        "Internet ruang rapat putus (dikirim dua kali)",
+        &[],
+    )?;
+    o.ok("opd", &["ticket", "dispose", &dup])?;
+    // Not every role may void; the refusal names who may, and is audited.
+    for who in ["hd", "teknisi", "opd", "prakom"] {
+        let err = o.refused(who, &["ticket", "void", &dup, "--reason", "duplikat"])?;
+        ensure!(
+            err.contains("a ticket is voided by kabid_aptika or kepala_dinas or admin"),
+            "{who}: {err}"
+        );
+    }
+    let err = o.refused("kabid", &["ticket", "void", &dup, "--reason", " "])?;
+    ensure!(err.contains("reason"), "{err}");
+    let said = o.ok(
+        "kabid",
+        &[
+            "ticket",
+            "void",
+            &dup,
+            "--reason",
+            &format!("duplikat {keep}"),
+        ],
+    )?;
+    ensure!(said.contains(&format!("{dup}: voided at step 2")), "{said}");
+    // Closed as void: no one takes a step any more, the turn says so.
+    let err = o.refused("kadis", &["ticket", "dispose", &dup])?;
+    ensure!(err.contains("the ticket is void"), "{err}");
+    let turn = o.turn(&dup)?;
+    ensure!(
+        turn["void_reason"] == format!("duplikat {keep}").as_str() && turn["closed_at"].is_string(),
+        "{turn}"
+    );
+    let text = o.ok("hd", &["ticket", "turn", &dup])?;
+    ensure!(text.contains("void at"), "{text}");
+    // Never deleted: the trail ends with the void, the register shows it.
+    let audit = o.audit(&dup)?;
+    let voided: Vec<&Value> = audit.iter().filter(|r| event_type(r) == "voided").collect();
+    ensure!(
+        voided.len() == 1
+            && voided[0]["event"]["user"] == "kabid"
+            && voided[0]["event"]["kind"]["reason"] == format!("duplikat {keep}").as_str(),
+        "{voided:?}"
+    );
+    let refusals = audit.iter().filter(|r| event_type(r) == "refused").count();
+    // Four roles, the empty reason, the step tried on the void ticket.
+    ensure!(refusals == 6, "{refusals} refusals in {audit:?}");
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).context("offset")?)
+        .format("%Y-%m-%d")
+        .to_string();
+    let csv_text = o.ok("hd", &["register", "--from", &today, "--to", &today])?;
+    let mut rd = csv::Reader::from_reader(csv_text.as_bytes());
+    let rows: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>()?;
+    let row = rows
+        .iter()
+        .find(|r| &r[0] == dup.as_str())
+        .ok_or_else(|| anyhow!("{dup} not in the register:\n{csv_text}"))?;
+    ensure!(
+        row[6] == *format!("Batal: duplikat {keep}") && row[8] == *today,
+        "{row:?}"
+    );
+    ensure!(rows.iter().any(|r| &r[0] == keep.as_str()), "{csv_text}");
+    // The other ticket goes on.
+    o.ok("opd", &["ticket", "dispose", &keep])?;
+    Ok(())
+}
+
+#[test]
 fn return_goes_back_one_step_and_restarts_its_clock() -> Result<()> {
     let o = Office::start(&OFFICE_USERS)?;
     // Urgent: calendar time, so the due time is exactly a day after the step starts.

@@ -176,7 +176,7 @@ fn at_review(o: &Office, status_text: &str) {
             None,
         )
         .expect("health");
-    act(o, "pemohon", dispose(None), "2026-11-23 08:10");
+    // Step 1 was completed by the system when the ticket opened.
     act(
         o,
         "kepala_dinas",

@@ -3,7 +3,7 @@
 //! roles from the user store) and a [`Directory`] to look up other users and OPDs.
 //!
 //! Methods: `ticket.new`, `ticket.dispose`, `ticket.return`, `ticket.update`,
-//! `ticket.acknowledge`, `ticket.sop`, `ticket.audit`, `ticket.card`, `register`, `inbox`, `audit.verify`.
+//! `ticket.acknowledge`, `ticket.void`, `ticket.sop`, `ticket.audit`, `ticket.card`, `register`, `inbox`, `audit.verify`.
 
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -103,8 +103,11 @@ pub struct TicketView {
     pub acknowledged_by: Option<String>,
     /// Opened.
     pub opened_at: DateTime<Utc>,
-    /// Closed ("selesai").
+    /// Closed ("selesai", or voided).
     pub closed_at: Option<DateTime<Utc>>,
+    /// Why the ticket was voided, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub void_reason: Option<String>,
     /// Urgent (calendar time).
     pub urgent: bool,
     /// SOP version, e.g. "pemeliharaan-jaringan-tik v1 (abcdef012345)".
@@ -150,6 +153,7 @@ pub fn view(store: &SopStore, t: &SopTicket, now: DateTime<Utc>) -> Result<Ticke
         acknowledged_by: t.state.acknowledged.as_ref().map(|a| a.by.clone()),
         opened_at: t.info.opened_at,
         closed_at: t.state.closed_at,
+        void_reason: t.state.voided.as_ref().map(|v| v.reason.clone()),
         urgent: t.state.urgent,
         sop: t.state.sop.to_string(),
     })
@@ -345,6 +349,15 @@ pub fn handle(
                 store,
                 &a.ticket,
                 Action::Acknowledge { by: a.by },
+                caller,
+                now,
+            )
+        }),
+        "ticket.void" => args::<ReturnArgs>(method, json).and_then(|a| {
+            act(
+                store,
+                &a.ticket,
+                Action::Void { reason: a.reason },
                 caller,
                 now,
             )
@@ -831,8 +844,10 @@ mod tests {
     fn register_xlsx_comes_back_as_bytes() {
         let tmp = tempfile::tempdir().expect("tmp");
         let s = store(tmp.path());
+        let mut detected = info("dinkes", wib("2026-11-23 08:00"));
+        detected.origin = Origin::Detected;
         s.open(
-            info("dinkes", wib("2026-11-23 08:00")),
+            detected,
             "PJ",
             false,
             &Actor::system(),

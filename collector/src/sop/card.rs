@@ -245,6 +245,15 @@ pub fn build(
                 standard(e.step),
                 (tr(lang, "Melebihi waktu", "Exceeded"), true),
             ),
+            EventKind::Voided { reason } => (
+                tr(lang, "Batal", "Void"),
+                format!(
+                    "{}: {reason}",
+                    tr(lang, "Tiket dibatalkan", "Ticket voided")
+                ),
+                "-".into(),
+                ("-".into(), false),
+            ),
             // Not a disposition: the trail and `siaga ticket audit` show it.
             EventKind::ReportFrozen { .. } | EventKind::Refused { .. } => continue,
         };

@@ -1,7 +1,7 @@
 //! The `siaga` commands of the SOP chain: what each sends over `Admin.Call` and
 //! how its answer is shown. The binary only connects and passes the JSON through.
 //!
-//! `siaga ticket dispose|return|update|acknowledge|new|card`, `siaga inbox`,
+//! `siaga ticket dispose|return|update|void|acknowledge|new|card`, `siaga inbox`,
 //! `siaga register`, `siaga user list|grant|revoke`.
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::api::{ActionReply, Document, InboxItem, TicketView};
 use super::audit::AuditRecord;
-use super::workflow::EventKind;
+use super::workflow::{EventKind, Origin};
 
 /// `siaga ticket …` (the SOP actions).
 #[derive(Debug, Clone, Subcommand)]
@@ -48,6 +48,16 @@ pub enum TicketCmd {
         /// The status.
         #[arg(long)]
         status: String,
+    },
+    /// Void a mistaken or duplicate ticket (the roles in the SOP file's
+    /// `void_roles`; default kabid_aptika, kepala_dinas, admin). It is closed
+    /// with the reason, kept in the trail and shown as void in the register.
+    Void {
+        /// Ticket number.
+        id: String,
+        /// Why (e.g. "duplicate of PJ-2026-0001").
+        #[arg(long)]
+        reason: String,
     },
     /// Record the OPD's acknowledgement of the work report.
     Acknowledge {
@@ -233,6 +243,9 @@ impl TicketCmd {
             TicketCmd::Return { id, reason } => {
                 req("ticket.return", json!({"ticket": id, "reason": reason}))
             }
+            TicketCmd::Void { id, reason } => {
+                req("ticket.void", json!({"ticket": id, "reason": reason}))
+            }
             TicketCmd::Update { id, status } => {
                 req("ticket.update", json!({"ticket": id, "status": status}))
             }
@@ -286,7 +299,9 @@ impl TicketCmd {
         }
         let r: ActionReply = parse(reply)?;
         let t = &r.ticket;
-        let next = if t.closed_at.is_some() {
+        let next = if let Some(reason) = &t.void_reason {
+            format!("void ({reason})")
+        } else if t.closed_at.is_some() {
             "selesai (done)".to_string()
         } else {
             let who = match &t.assignee {
@@ -328,12 +343,16 @@ impl TicketCmd {
                     ""
                 }
             ),
+            EventKind::Voided { .. } => format!("{}: voided at step {}", t.id, r.event.step),
             _ => format!("{}: now at {next}", t.id),
         })
     }
 }
 
 fn turn_line(t: &TicketView) -> String {
+    if let (Some(c), Some(reason)) = (t.closed_at, &t.void_reason) {
+        return format!("{}: void at {} ({reason})", t.id, c.to_rfc3339());
+    }
     if let Some(c) = t.closed_at {
         return format!("{}: selesai (done) at {}", t.id, c.to_rfc3339());
     }
@@ -363,7 +382,18 @@ fn audit_table(recs: &[AuditRecord]) -> String {
             _ => String::new(),
         };
         let (kind, detail) = match &e.kind {
-            EventKind::Opened { origin, .. } => ("opened", format!("{origin:?}")),
+            EventKind::Opened { origin, .. } => (
+                "opened",
+                match origin {
+                    Origin::Detected => "automatic detection".to_string(),
+                    Origin::Letter {
+                        number,
+                        date,
+                        subject,
+                    } => format!("letter {number} dated {date}: {subject}"),
+                },
+            ),
+            EventKind::Voided { reason } => ("voided", reason.clone()),
             EventKind::Disposed {
                 to_step,
                 to_user,

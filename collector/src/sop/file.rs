@@ -56,6 +56,9 @@ struct RawSop {
     office: String,
     #[serde(default)]
     office_unit: String,
+    /// Roles that may void a ticket (default: kabid_aptika, kepala_dinas, admin).
+    #[serde(default)]
+    void_roles: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     role: Vec<Spanned<RawRole>>,
     #[serde(default)]
@@ -103,6 +106,9 @@ struct RawStep {
     #[serde(default)]
     freezes_report: Option<Spanned<bool>>,
 }
+
+/// Who voids a ticket when `void_roles` is not in the file (those of them the SOP has).
+pub const DEFAULT_VOID_ROLES: [&str; 3] = ["kabid_aptika", "kepala_dinas", "admin"];
 
 /// Line (1-based) of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
@@ -212,6 +218,27 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
                         format!("role `{id}` names itself"),
                     );
                 }
+            }
+        }
+    }
+
+    // Who may void a ticket: SOP roles, or the system's own `admin`.
+    if let Some(v) = &raw.void_roles {
+        if v.get_ref().is_empty() {
+            problem(
+                v.span(),
+                "void_roles".into(),
+                "at least one role (or leave the key out for kabid_aptika, kepala_dinas, admin)"
+                    .into(),
+            );
+        }
+        for r in v.get_ref() {
+            if r.get_ref() != "admin" && !known.contains(r.get_ref().as_str()) {
+                problem(
+                    r.span(),
+                    "void_roles".into(),
+                    unknown_role(r.get_ref(), &known),
+                );
             }
         }
     }
@@ -440,7 +467,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
         problems.sort_by_key(|p| p.line);
         return Err(fail(problems));
     }
-    let roles = raw
+    let roles: Vec<Role> = raw
         .role
         .into_iter()
         .map(|r| {
@@ -453,6 +480,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
             }
         })
         .collect();
+    let void_roles = match raw.void_roles {
+        Some(v) => v
+            .into_inner()
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
+        None => DEFAULT_VOID_ROLES
+            .iter()
+            .filter(|r| **r == "admin" || roles.iter().any(|x: &Role| x.id == **r))
+            .map(|r| r.to_string())
+            .collect(),
+    };
     Ok(Sop {
         id: raw.id.into_inner(),
         name: raw.name.into_inner(),
@@ -461,6 +500,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
         office_unit: raw.office_unit.trim().to_string(),
         roles,
         steps,
+        void_roles,
         hash: hex::encode(Sha256::digest(text.as_bytes())),
     })
 }
@@ -654,6 +694,40 @@ final = true
         assert!(
             shown.contains(&format!("sop.toml:{line}: {key}: ")),
             "{shown}"
+        );
+    }
+
+    #[test_case("void_roles = [\"zz\"]\n", 3, "unknown role `zz`" ; "unknown role")]
+    #[test_case("void_roles = []\n", 3, "at least one role" ; "empty")]
+    fn refuses_bad_void_roles(line3: &str, line: usize, words: &str) {
+        let text = HEAD.replacen("version = 1\n", &format!("version = 1\n{line3}"), 1);
+        let steps =
+            "[[step]]\nnumber = 1\nactors = [\"a\"]\nactivity = \"x\"\ntime_standard = \"1h\"\n";
+        let err = p(&format!("{text}{steps}{FINAL}")).expect_err("must be refused");
+        assert!(
+            err.problems.iter().any(|pr| pr.key == "void_roles"
+                && pr.line == line + 1
+                && pr.message.contains(words)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn void_roles_default_to_those_the_sop_has_and_admin() {
+        let steps =
+            "[[step]]\nnumber = 1\nactors = [\"a\"]\nactivity = \"x\"\ntime_standard = \"1h\"\n";
+        let sop = p(&format!("{HEAD}{steps}{FINAL}")).expect("valid");
+        assert_eq!(sop.void_roles, ["admin"]);
+        let text = HEAD.replacen(
+            "version = 1\n",
+            "version = 1\nvoid_roles = [\"b\", \"admin\"]\n",
+            1,
+        );
+        let sop = p(&format!("{text}{steps}{FINAL}")).expect("valid");
+        assert_eq!(sop.void_roles, ["b", "admin"]);
+        assert_eq!(
+            p(DEFAULT_SOP).expect("valid").void_roles,
+            ["kabid_aptika", "kepala_dinas", "admin"]
         );
     }
 

@@ -339,6 +339,9 @@ pub struct Sop {
     pub roles: Vec<Role>,
     /// Steps in order of their number; the last one is final.
     pub steps: Vec<Step>,
+    /// Roles that may void a ticket (`admin` included where named).
+    #[serde(default)]
+    pub void_roles: Vec<String>,
     /// Hex sha256 of the source bytes.
     pub hash: String,
 }

@@ -175,6 +175,13 @@ pub fn rows(
             late.sort_unstable();
             late.dedup();
             let current_step = match e.state.closed_at {
+                Some(_) if e.state.is_void() => {
+                    let reason = e.state.voided.as_ref().map_or("", |v| v.reason.as_str());
+                    match lang {
+                        Lang::Id => format!("Batal: {reason}"),
+                        Lang::En => format!("Void: {reason}"),
+                    }
+                }
                 Some(_) => match lang {
                     Lang::Id => "Selesai".to_string(),
                     Lang::En => "Done".to_string(),
@@ -278,7 +285,7 @@ mod tests {
     use super::*;
     use crate::sop::file::default_sop;
     use crate::sop::workflow::tests::{dispose, user_for, walk, wib};
-    use crate::sop::workflow::{Actor, Origin};
+    use crate::sop::workflow::{Action, Actor, Origin};
     use chrono::Duration;
     use test_case::test_case;
 
@@ -475,5 +482,52 @@ mod tests {
         let bytes = to_xlsx(&period_rows(&f, Lang::Id), Lang::Id).expect("xlsx");
         assert!(bytes.starts_with(b"PK\x03\x04"), "an xlsx is a zip archive");
         assert!(bytes.len() > 1000);
+    }
+
+    #[test_case(Lang::Id, "Batal: duplikat PJ-2026-0002" ; "indonesian")]
+    #[test_case(Lang::En, "Void: duplikat PJ-2026-0002" ; "english")]
+    fn a_void_ticket_stays_in_the_register_as_void(lang: Lang, step: &str) {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let opened = wib("2026-11-10 08:00");
+        let (mut t, mut evs) = wf.open(
+            Origin::Detected,
+            "dinkes",
+            false,
+            &Actor::system(),
+            "Loss 40% ke dinkes-rtr",
+            opened,
+        );
+        evs.push(
+            wf.apply(
+                &mut t,
+                Action::Void {
+                    reason: "duplikat PJ-2026-0002".into(),
+                },
+                &user_for("kabid_aptika"),
+                wib("2026-11-10 09:00"),
+            )
+            .expect("void"),
+        );
+        let i = info("PJ-2026-0005", Origin::Detected, opened);
+        let entries = [Entry {
+            info: &i,
+            state: &t,
+            events: &evs,
+            sop: &sop,
+        }];
+        let r = rows(
+            &entries,
+            &cal,
+            date("2026-11-01"),
+            date("2026-11-30"),
+            lang,
+            wib("2026-12-01 12:00"),
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].current_step, step);
+        assert_eq!(r[0].closed, "2026-11-10");
+        assert_eq!(r[0].steps_late, "");
     }
 }

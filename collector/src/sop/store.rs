@@ -227,7 +227,14 @@ impl SopStore {
         also: impl FnOnce(&redb::WriteTransaction, &SopTicket) -> Result<(), StoreError>,
     ) -> Result<SopTicket, StoreError> {
         let wf = Workflow::new(&self.current, &self.calendar);
-        let (state, ev) = wf.start(info.origin.clone(), &info.opd, urgent, by, now);
+        let (state, events) = wf.open(
+            info.origin.clone(),
+            &info.opd,
+            urgent,
+            by,
+            &info.problem,
+            now,
+        );
         let w = self.db.begin_write()?;
         let t = {
             let mut texts = w.open_table(TEXTS)?;
@@ -263,7 +270,9 @@ impl SopStore {
             tickets.insert(t.info.number.as_str(), encode(&t)?.as_slice())?;
             t
         };
-        append(&w, &t.info.number, ev)?;
+        for ev in events {
+            append(&w, &t.info.number, ev)?;
+        }
         also(&w, &t)?;
         w.commit()?;
         Ok(t)
@@ -497,12 +506,17 @@ pub(crate) mod tests {
         s
     }
 
+    /// A ticket from an OPD's letter: it starts at step 1 with the pemohon.
     pub(crate) fn info(opd: &str, at: DateTime<Utc>) -> TicketInfo {
         TicketInfo {
             number: String::new(),
             opd: opd.into(),
             opd_name: None,
-            origin: Origin::Detected,
+            origin: Origin::Letter {
+                number: format!("005/{opd}/2026"),
+                date: at.date_naive(),
+                subject: "Loss 40%".into(),
+            },
             problem: "Loss 40%".into(),
             device: Some(format!("{opd}-rtr")),
             link: None,
@@ -544,6 +558,39 @@ pub(crate) mod tests {
                 .is_err(),
             "the other record went with the ticket"
         );
+    }
+
+    #[test]
+    fn a_detected_ticket_is_stored_at_step_2_with_the_system_disposal_in_its_trail() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store(dir.path());
+        let at = wib("2026-11-23 08:00");
+        let mut i = info("dinkes", at);
+        i.origin = Origin::Detected;
+        let t = s.open(i, "PJ", false, &Actor::system(), at).expect("open");
+        assert_eq!(
+            t.state.position,
+            Position {
+                step: 2,
+                handoff: 0
+            }
+        );
+        let trail = s.trail(&t.info.number).expect("trail");
+        let kinds: Vec<(&str, u32, &str)> = trail
+            .iter()
+            .map(|r| {
+                let k = match r.event.kind {
+                    EventKind::Opened { .. } => "opened",
+                    EventKind::Disposed { .. } => "disposed",
+                    _ => "other",
+                };
+                (k, r.event.step, r.event.user.as_str())
+            })
+            .collect();
+        assert_eq!(kinds, [("opened", 1, "siaga"), ("disposed", 1, "siaga")]);
+        assert!(s.verify().expect("verify").iter().all(|(_, r)| r.is_ok()));
+        // Reopened from the store, it is still where it was.
+        assert_eq!(s.get(&t.info.number).expect("get").state.position.step, 2);
     }
 
     #[test]

@@ -18,7 +18,15 @@
 //!   Tim Teknis at step 6);
 //! - acknowledge: the OPD acknowledges the work report at a step that asks for it
 //!   (`acknowledged_by`), or the helpdesk on its behalf (`acknowledged_on_behalf_by`);
-//! - reaching the final step closes the ticket ("selesai").
+//! - reaching the final step closes the ticket ("selesai");
+//! - void: a mistaken or duplicate ticket is closed as void ("batal") with a
+//!   reason by the roles the SOP file names (`void_roles`); it stays in the
+//!   trail and the register, never deleted.
+//!
+//! A ticket the collector opened from a detected fault starts with step 1
+//! already done: the detection is the request (there is no letter to wait
+//! for), so the system completes the first step with the evidence and the
+//! ticket waits on the second step's actors ([`Workflow::open`]).
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -170,6 +178,11 @@ pub enum Action {
         /// "NAME, JABATAN" of the person who acknowledged.
         by: String,
     },
+    /// Close a mistaken or duplicate ticket as void.
+    Void {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Action {
@@ -180,6 +193,7 @@ impl Action {
             Action::Return { .. } => "return",
             Action::UpdateStatus { .. } => "update",
             Action::Acknowledge { .. } => "acknowledge",
+            Action::Void { .. } => "void",
         }
     }
 }
@@ -228,15 +242,34 @@ pub struct TicketSop {
     /// Escalations already sent.
     #[serde(default)]
     pub escalations: Vec<EscalationMark>,
-    /// When the ticket reached the final step.
+    /// When the ticket reached the final step (or was voided).
     pub closed_at: Option<DateTime<Utc>>,
+    /// Set when the ticket was voided instead of finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voided: Option<Voided>,
 }
 
 impl TicketSop {
-    /// Whether the ticket has reached the final step.
+    /// Whether the ticket has reached the final step or was voided.
     pub fn is_closed(&self) -> bool {
         self.closed_at.is_some()
     }
+
+    /// Whether the ticket was voided.
+    pub fn is_void(&self) -> bool {
+        self.voided.is_some()
+    }
+}
+
+/// Who voided a ticket, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voided {
+    /// The user.
+    pub user: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
 }
 
 /// Time taken at a step against its standard.
@@ -333,6 +366,11 @@ pub enum EventKind {
         /// Users told by name.
         notify_users: Vec<String>,
     },
+    /// The ticket was voided (closed as mistaken or duplicate).
+    Voided {
+        /// Why.
+        reason: String,
+    },
     /// The work report was frozen after the review: its documents are stored
     /// with the ticket and their hashes recorded here.
     ReportFrozen {
@@ -391,6 +429,9 @@ pub enum WorkflowError {
     /// The ticket is done.
     #[error("the ticket is closed (selesai); nothing more can be done")]
     Closed,
+    /// The ticket was voided.
+    #[error("the ticket is void (batal); nothing more can be done")]
+    Voided,
     /// Nothing before the first step.
     #[error("step {step} is the first step; there is nothing to return to")]
     NothingToReturn {
@@ -452,6 +493,14 @@ pub enum WorkflowError {
         ticket: SopVersion,
         /// The one given.
         given: SopVersion,
+    },
+    /// The caller may not void tickets.
+    #[error("a ticket is voided by {roles}; {you}")]
+    CannotVoid {
+        /// Who may.
+        roles: String,
+        /// "you are x".
+        you: String,
     },
     /// The ticket's step is not in its SOP.
     #[error("the ticket is at step {step}, which its SOP does not have")]
@@ -531,6 +580,7 @@ impl<'a> Workflow<'a> {
             acknowledged: None,
             escalations: Vec::new(),
             closed_at: None,
+            voided: None,
         };
         let ev = Event {
             at: now,
@@ -547,6 +597,58 @@ impl<'a> Workflow<'a> {
             },
         };
         (t, ev)
+    }
+
+    /// A new ticket with its opening events. A detected ticket has its first
+    /// step completed by the system at once: the detection is the request,
+    /// `evidence` says what was detected, and the ticket waits on the next step.
+    pub fn open(
+        &self,
+        origin: Origin,
+        opd: &str,
+        urgent: bool,
+        by: &Actor,
+        evidence: &str,
+        now: DateTime<Utc>,
+    ) -> (TicketSop, Vec<Event>) {
+        let detected = origin == Origin::Detected;
+        let (mut t, opened) = self.start(origin, opd, urgent, by, now);
+        let mut events = vec![opened];
+        if detected {
+            let first = self.sop.first_step();
+            if let Some(next) = self.sop.next_step(first.number).filter(|n| !n.is_final) {
+                let timing = self.timing(&t, first, now);
+                let to = Position {
+                    step: next.number,
+                    handoff: 0,
+                };
+                self.move_to(&mut t, to, now);
+                let note = if evidence.trim().is_empty() {
+                    "deteksi otomatis".to_string()
+                } else {
+                    format!("deteksi otomatis: {evidence}")
+                };
+                events.push(Event {
+                    at: now,
+                    user: SYSTEM_USER.into(),
+                    role: None,
+                    acting_for: None,
+                    step: first.number,
+                    handoff: 0,
+                    kind: EventKind::Disposed {
+                        to_step: to.step,
+                        to_handoff: 0,
+                        to_roles: next.actors_at(0).to_vec(),
+                        to_user: None,
+                        note: Some(note),
+                        timing,
+                        measurements: None,
+                        closed: false,
+                    },
+                });
+            }
+        }
+        (t, events)
     }
 
     /// The step a ticket is at.
@@ -674,6 +776,9 @@ impl<'a> Workflow<'a> {
                 ticket: t.sop.clone(),
                 given,
             });
+        }
+        if t.is_void() {
+            return Err(WorkflowError::Voided);
         }
         if t.is_closed() {
             return Err(WorkflowError::Closed);
@@ -860,6 +965,25 @@ impl<'a> Workflow<'a> {
                 });
                 Ok(event(Some(&cap), EventKind::Acknowledged { by, on_behalf }))
             }
+            Action::Void { reason } => {
+                let cap = self
+                    .sop
+                    .capacity_any(&actor.roles, &self.sop.void_roles)
+                    .ok_or_else(|| WorkflowError::CannotVoid {
+                        roles: join_roles(&self.sop.void_roles),
+                        you: actor.roles_text(),
+                    })?;
+                if reason.trim().is_empty() {
+                    return Err(WorkflowError::Empty("the reason for voiding"));
+                }
+                t.closed_at = Some(now);
+                t.voided = Some(Voided {
+                    user: actor.user.clone(),
+                    at: now,
+                    reason: reason.clone(),
+                });
+                Ok(event(Some(&cap), EventKind::Voided { reason }))
+            }
         }
     }
 
@@ -994,6 +1118,156 @@ pub(crate) mod tests {
         );
         t.position = Position { step: n, handoff };
         t
+    }
+
+    #[test]
+    fn a_detected_ticket_waits_on_step_2_with_step_1_done_by_the_system() {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let now = wib("2026-11-23 08:00");
+        let (t, events) = wf.open(
+            Origin::Detected,
+            "dinkes",
+            false,
+            &Actor::system(),
+            "Packet loss 50% to dinkes-sw1",
+            now,
+        );
+        assert_eq!(
+            t.position,
+            Position {
+                step: 2,
+                handoff: 0
+            }
+        );
+        assert_eq!(t.entered_at, now);
+        let turn = wf.turn(&t).expect("turn");
+        assert_eq!(turn.roles, ["kepala_dinas"]);
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert!(matches!(events[0].kind, EventKind::Opened { .. }));
+        let done = &events[1];
+        assert_eq!((done.user.as_str(), done.step), (SYSTEM_USER, 1));
+        match &done.kind {
+            EventKind::Disposed {
+                to_step: 2,
+                note: Some(note),
+                closed: false,
+                ..
+            } => assert!(note.contains("Packet loss 50% to dinkes-sw1"), "{note}"),
+            other => panic!("{other:?}"),
+        }
+        // The OPD cannot dispose the step the system already completed.
+        let mut t2 = t.clone();
+        let err = wf
+            .apply(&mut t2, dispose(), &user_for("pemohon"), now)
+            .expect_err("pemohon at step 2");
+        assert_eq!(
+            err.error.to_string(),
+            "step 2 belongs to kepala_dinas; you are pemohon"
+        );
+    }
+
+    #[test]
+    fn a_letter_ticket_still_waits_on_the_pemohon() {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let letter = Origin::Letter {
+            number: "005/1/DINKES/2026".into(),
+            date: NaiveDate::from_ymd_opt(2026, 11, 20).expect("date"),
+            subject: "Jaringan lambat".into(),
+        };
+        let (t, events) = wf.open(
+            letter,
+            "dinkes",
+            false,
+            &user_for("helpdesk"),
+            "Jaringan lambat",
+            wib("2026-11-23 08:00"),
+        );
+        assert_eq!(
+            t.position,
+            Position {
+                step: 1,
+                handoff: 0
+            }
+        );
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test_case("kabid_aptika", None ; "kabid")]
+    #[test_case("kepala_dinas", None ; "kadis")]
+    #[test_case("sekretaris_dinas", None ; "sekdis acting for kadis")]
+    #[test_case("admin", None ; "admin")]
+    #[test_case("helpdesk", Some("a ticket is voided by kabid_aptika or kepala_dinas or admin; you are helpdesk") ; "helpdesk")]
+    #[test_case("tim_teknis", Some("a ticket is voided by kabid_aptika or kepala_dinas or admin; you are tim_teknis") ; "teknisi")]
+    #[test_case("pemohon", Some("a ticket is voided by kabid_aptika or kepala_dinas or admin; you are pemohon") ; "pemohon")]
+    fn void_is_for_the_roles_of_the_sop_file(role: &str, err: Option<&str>) {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let mut t = at_step(&wf, 4, 0);
+        let now = wib("2026-11-23 09:00");
+        let void = Action::Void {
+            reason: "duplikat PJ-2026-0001".into(),
+        };
+        match (wf.apply(&mut t, void, &user_for(role), now), err) {
+            (Ok(ev), None) => {
+                assert!(t.is_closed() && t.is_void(), "{t:?}");
+                assert_eq!(t.closed_at, Some(now));
+                assert_eq!(
+                    ev.kind,
+                    EventKind::Voided {
+                        reason: "duplikat PJ-2026-0001".into()
+                    }
+                );
+                assert_eq!(ev.acting_for.is_some(), role == "sekretaris_dinas");
+                // A void ticket takes no further step.
+                let again = wf
+                    .apply(&mut t, dispose(), &user_for("pranata_komputer"), now)
+                    .expect_err("closed");
+                assert_eq!(again.error, WorkflowError::Voided);
+                assert_eq!(wf.due_at(&t), None);
+            }
+            (Err(rej), Some(msg)) => {
+                assert_eq!(rej.error.to_string(), msg);
+                assert!(!t.is_closed());
+                assert!(matches!(rej.event.kind, EventKind::Refused { .. }));
+            }
+            (got, want) => panic!("{role}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn void_needs_a_reason_and_an_open_ticket() {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let mut t = at_step(&wf, 2, 0);
+        let now = wib("2026-11-23 09:00");
+        let err = wf
+            .apply(
+                &mut t,
+                Action::Void { reason: " ".into() },
+                &user_for("kabid_aptika"),
+                now,
+            )
+            .expect_err("empty reason");
+        assert_eq!(err.error, WorkflowError::Empty("the reason for voiding"));
+        let (mut done, _) = walk(&wf, now, Duration::minutes(5));
+        let err = wf
+            .apply(
+                &mut done,
+                Action::Void {
+                    reason: "salah".into(),
+                },
+                &user_for("kabid_aptika"),
+                now,
+            )
+            .expect_err("closed");
+        assert_eq!(err.error, WorkflowError::Closed);
+        assert!(!done.is_void());
     }
 
     #[test]

@@ -299,14 +299,15 @@ address = "198.18.1.2"
         let m = part.notifier.metrics().clone();
         until("opened delivered", || m.delivered_of("webhook") == 1).await;
 
-        // The OPD's step is done: the ticket moves on and receivers are told.
-        let pemohon = Actor::new("opd-dinkes", &["pemohon"]);
+        // The Kepala Dinas disposes (step 1 was done by the detection): the
+        // ticket moves on and receivers are told.
+        let kadis = Actor::new("kadis", &["kepala_dinas"]);
         let action = Action::Dispose {
             to: None,
             note: None,
             measurements: Default::default(),
         };
-        let (_, outcome) = sop_store.act(&id, action, &pemohon, Utc::now()).unwrap();
+        let (_, outcome) = sop_store.act(&id, action, &kadis, Utc::now()).unwrap();
         outcome.unwrap();
         part.after_sop_call("ticket.dispose", &format!(r#"{{"ticket":"{id}"}}"#));
         until("step change delivered", || m.delivered_of("webhook") == 2).await;
@@ -316,8 +317,10 @@ address = "198.18.1.2"
         let opened = format!("{id}:opened:1");
         let stepped = format!("{id}:step_changed:2");
         assert_eq!(keys, [opened.as_str(), opened.as_str(), stepped.as_str()]);
-        assert_eq!(seen[2].1["step"], 2);
-        assert_eq!(seen[2].1["role"], "kepala_dinas");
+        assert_eq!(seen[0].1["step"], 2);
+        assert_eq!(seen[0].1["role"], "kepala_dinas");
+        assert_eq!(seen[2].1["step"], 3);
+        assert_eq!(seen[2].1["role"], "kabid_aptika");
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(

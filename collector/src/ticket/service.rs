@@ -1,6 +1,7 @@
-//! The health task: feeds the engine, turns its decisions into tickets that
-//! enter step 1 of the SOP with the OPD as pemohon, keeps the event list, and
-//! tells people.
+//! The health task: feeds the engine, turns its decisions into tickets (the
+//! detection is the OPD's request: the system completes step 1 with the
+//! evidence and the ticket waits on step 2), keeps the event list, and tells
+//! people.
 //!
 //! Ingest never waits on it: samples arrive over a bounded channel; when it
 //! is full the batch is skipped for health (it is stored all the same),
@@ -804,7 +805,7 @@ parent = "dinkes-rtr"
     ];
 
     #[test]
-    fn a_router_down_opens_one_ticket_at_step_one_that_survives_a_restart() {
+    fn a_router_down_opens_one_ticket_waiting_on_step_two_that_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut c = core(dir.path());
@@ -822,22 +823,24 @@ parent = "dinkes-rtr"
             assert_eq!(t["device"], "dinkes-rtr");
             assert_eq!(t["link"], serde_json::Value::Null);
             assert_eq!(t["origin"], "detected");
-            assert_eq!(t["step"], 1);
-            assert_eq!(t["role"], "pemohon");
+            // The detection is the request: step 1 is done, the Kepala Dinas disposes.
+            assert_eq!(t["step"], 2);
+            assert_eq!(t["role"], "kepala_dinas");
             assert_eq!(
                 t["affected"],
                 serde_json::json!(["dinkes-sw1", "dinkes-sw2"])
             );
             assert_eq!(c.shared().device_state("dinkes-sw1"), "unreachable");
             assert_eq!(c.shared().device_state("dinkes-rtr"), "down");
-            // The OPD (pemohon) sees it in its inbox, the helpdesk not yet.
+            // The Kepala Dinas sees it in the inbox; the OPD and the helpdesk not yet.
             let inbox = |roles: &[&str]| {
                 let actor = Actor::new("budi", roles);
                 crate::sop::api::inbox(&c.sop_store, &actor, Utc::now())
                     .unwrap()
                     .len()
             };
-            assert_eq!(inbox(&["pemohon"]), 1);
+            assert_eq!(inbox(&["kepala_dinas"]), 1);
+            assert_eq!(inbox(&["pemohon"]), 0);
             assert_eq!(inbox(&["helpdesk"]), 0);
         }
         // Restart with the router still down: no second ticket.
