@@ -72,7 +72,7 @@ impl AdminService {
     }
 
     fn caller<T>(&self, req: &Request<T>) -> Result<User, Status> {
-        match peer_identity(req, &self.hub.revoked)? {
+        match peer_identity(req, &self.hub)? {
             Identity::User { name } => self.hub.user(&name).ok_or_else(|| {
                 tracing::warn!(user = %name, "admin call from a user who is not enrolled here");
                 Status::permission_denied(format!(
