@@ -507,6 +507,7 @@ impl Admin for AdminService {
                     hostname: r.hostname,
                     refused: r.refused,
                     address: r.address,
+                    cert_not_after_us: a.cert_not_after_us,
                 }
             })
             .collect();
