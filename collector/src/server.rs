@@ -659,4 +659,70 @@ address = "127.0.0.2"
         let store = RedbStore::open(&data_dir).unwrap();
         assert_eq!(store.history("a-dev", 0, 10).unwrap().len(), 2);
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_agent_stream_ends_when_its_certificate_is_revoked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        pki::init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
+        std::fs::write(dir.join("inventory.toml"), INVENTORY).unwrap();
+        let agent_dir = tmp.path().join("agent");
+        pki::enroll_agent(&dir, "a", None, &agent_dir, None).unwrap();
+        let config = dir.join("collector.toml");
+        let cfg = CollectorConfig::load(&config).unwrap();
+        let data_dir = cfg.data_dir.clone();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve_until(config, cfg, cancel.clone()));
+        let addr_file = data_dir.join("collector.addr");
+        let mut addr = String::new();
+        for _ in 0..300 {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                addr = a.trim().to_string();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!addr.is_empty(), "collector.addr written");
+        let ca = dir.join("ca.pem");
+        let agent = files(&agent_dir, "agent.pem", "agent.key");
+        let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(16);
+        let mut up = UplinkClient::new(channel(&addr, &ca, agent).await.unwrap());
+        tx.send(AgentMessage {
+            msg: Some(A::Hello(v1::Hello {
+                protocol_major: siaga_proto::PROTOCOL_MAJOR,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut down = up
+            .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(matches!(
+            down.message().await.unwrap().and_then(|m| m.msg),
+            Some(C::Welcome(_))
+        ));
+        assert!(matches!(
+            down.message().await.unwrap().and_then(|m| m.msg),
+            Some(C::Inventory(_))
+        ));
+        // Nothing more is sent: the stream is idle when the certificate is revoked.
+        let pem = std::fs::read_to_string(agent_dir.join("agent.pem")).unwrap();
+        crate::revoke::revoke(
+            &data_dir,
+            &crate::revoke::pem_to_der(&pem).unwrap(),
+            "stolen",
+        )
+        .unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), down.message())
+            .await
+            .expect("the open stream ends without any call");
+        let status = ended.expect_err("ended with an error");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert!(status.message().contains("revoked"), "{status:?}");
+        cancel.cancel();
+        drop(tx);
+        server.await.unwrap().unwrap();
+    }
 }
