@@ -74,9 +74,22 @@ pub fn persist(tmp: NamedTempFile, path: &Path) -> Result<(), WriteError> {
 
 /// Writes `data` to `path` with `mode`: a new file under a random name,
 /// renamed into place. Readers see the old file or the new one, never half.
+/// A regular file it replaces keeps its owner and group (as far as the
+/// caller may give them) and is never made more readable than it was, so
+/// the permissions the package set (e.g. `root:siaga 0640`) survive.
 pub fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), WriteError> {
+    use std::os::unix::fs::MetadataExt;
     let mut tmp = create_beside(path, mode)?;
     tmp.write_all(data).map_err(err(path))?;
+    let mut mode = mode;
+    if let Ok(old) = std::fs::symlink_metadata(path)
+        && old.file_type().is_file()
+    {
+        mode &= old.mode() & 0o777;
+        // Not permitted to an ordinary user for another's file: then the
+        // new file is the caller's, with the narrower mode.
+        let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()));
+    }
     // The mode asked for, whatever the umask made of it.
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))
@@ -127,6 +140,13 @@ mod tests {
         write(&key, b"secret", PRIVATE).unwrap();
         let m = std::fs::metadata(&key).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, PRIVATE);
+        // A file the package narrowed stays as narrow.
+        let conf = dir.join("budi.toml");
+        std::fs::write(&conf, "old").unwrap();
+        std::fs::set_permissions(&conf, Permissions::from_mode(0o640)).unwrap();
+        write(&conf, b"new", PUBLIC).unwrap();
+        let m = std::fs::metadata(&conf).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o640);
 
         // Appending refuses a symlink.
         let log = dir.join("audit.jsonl");
