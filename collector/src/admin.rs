@@ -72,7 +72,7 @@ impl AdminService {
     }
 
     fn caller<T>(&self, req: &Request<T>) -> Result<User, Status> {
-        match peer_identity(req, &self.hub.revoked)? {
+        match peer_identity(req, &self.hub)? {
             Identity::User { name } => self.hub.user(&name).ok_or_else(|| {
                 tracing::warn!(user = %name, "admin call from a user who is not enrolled here");
                 Status::permission_denied(format!(
@@ -507,6 +507,7 @@ impl Admin for AdminService {
                     hostname: r.hostname,
                     refused: r.refused,
                     address: r.address,
+                    cert_not_after_us: a.cert_not_after_us,
                 }
             })
             .collect();

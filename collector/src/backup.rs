@@ -577,7 +577,8 @@ fn unpack(archive: &Path, into: Option<&Path>) -> Result<Manifest, BackupError> 
         let mut out: Box<dyn Write> = match into {
             Some(dir) => {
                 let path = dir.join(&want.name);
-                Box::new(std::fs::File::create(&path).map_err(io(&path))?)
+                // A fresh file in our own new directory, never an existing one.
+                Box::new(std::fs::File::create_new(&path).map_err(io(&path))?)
             }
             None => Box::new(std::io::sink()),
         };
@@ -622,12 +623,24 @@ fn running_collector(data_dir: &Path) -> Option<i32> {
         .map(|()| pid.as_raw_nonzero().get())
 }
 
+/// What [`restore`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The backup's manifest.
+    pub manifest: Manifest,
+    /// Revoked certificates of the backup that the data directory's list did
+    /// not hold yet (merged into it).
+    pub revocations_added: Vec<crate::revoke::Revoked>,
+}
+
 /// Puts the backup `archive` into `data_dir` (the collector stopped).
 /// Refuses a data directory that is not empty unless `force`, in which case
-/// the store files (and the revocation list, if backed up) are replaced.
-/// Every member is checked against the manifest, and every store file
-/// opened and counted, before anything in `data_dir` changes.
-pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Manifest, BackupError> {
+/// the store files are replaced. The revocation list is never replaced: the
+/// backup's is merged into the one in `data_dir` (a certificate revoked
+/// after the backup stays revoked). Every member is checked against the
+/// manifest, and every store file opened and counted, before anything in
+/// `data_dir` changes.
+pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored, BackupError> {
     if let Some(pid) = running_collector(data_dir) {
         return Err(BackupError::Running {
             dir: data_dir.to_path_buf(),
@@ -687,7 +700,16 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Manifest,
         let m = std::fs::metadata(data_dir).map_err(io(data_dir))?;
         (m.uid(), m.gid())
     };
+    // The backup's revocations, read before anything changes.
+    let revoked: Vec<crate::revoke::Revoked> = if manifest.file(REVOKED).is_some() {
+        crate::revoke::load(staging.path()).map_err(|e| bad(archive, format!("{REVOKED}: {e}")))?
+    } else {
+        Vec::new()
+    };
     for f in &manifest.files {
+        if f.name == REVOKED {
+            continue;
+        }
         let staged = staging.path().join(&f.name);
         std::fs::File::open(&staged)
             .and_then(|f| f.sync_all())
@@ -699,7 +721,19 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Manifest,
     std::fs::File::open(data_dir)
         .and_then(|d| d.sync_all())
         .map_err(io(data_dir))?;
-    Ok(manifest)
+    let revocations_added =
+        crate::revoke::merge(data_dir, &revoked).map_err(|why| BackupError::Io {
+            path: data_dir.join(REVOKED),
+            error: std::io::Error::other(why),
+        })?;
+    if !revocations_added.is_empty() {
+        let list = data_dir.join(REVOKED);
+        std::os::unix::fs::chown(&list, Some(owner.0), Some(owner.1)).map_err(io(&list))?;
+    }
+    Ok(Restored {
+        manifest,
+        revocations_added,
+    })
 }
 
 #[cfg(test)]
@@ -754,7 +788,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let live = tmp.path().join("live");
         let (store, tickets) = data_dir(&live);
-        std::fs::write(live.join(REVOKED), "# none\n").unwrap();
+        crate::revoke::revoke_serial(&live, "aa01", "siaga://user/budi", "lost").unwrap();
         let archive = tmp.path().join("b.tar");
         let manifest = write(
             Sources {
@@ -781,7 +815,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(left.len(), 3, "{left:?}");
+        assert_eq!(left.len(), 4, "{left:?}"); // the stores, the list, its lock
         std::fs::create_dir(live.join(".backup-cut")).unwrap();
         std::fs::write(live.join(".backup-cut").join("collector.redb"), "x").unwrap();
         remove_leftovers(&live);
@@ -789,14 +823,21 @@ mod tests {
         assert!(live.join("collector.redb").exists());
 
         let restored = tmp.path().join("restored");
-        assert_eq!(restore(&archive, &restored, false).unwrap(), manifest);
+        assert_eq!(
+            restore(&archive, &restored, false).unwrap().manifest,
+            manifest
+        );
         let back = RedbStore::open(&restored).unwrap();
         let h = back.history("d", 0, 100).unwrap();
         assert_eq!(h.len(), 10);
         assert_eq!(h[0].received_us, Some(5));
         assert_eq!(
-            std::fs::read_to_string(restored.join(REVOKED)).unwrap(),
-            "# none\n"
+            crate::revoke::load(&restored)
+                .unwrap()
+                .iter()
+                .map(|r| r.serial.as_str())
+                .collect::<Vec<_>>(),
+            ["aa01"]
         );
         drop(back);
         // Not again into a directory that has data, unless forced.
@@ -806,6 +847,40 @@ mod tests {
             "{err}"
         );
         restore(&archive, &restored, true).unwrap();
+    }
+
+    #[test]
+    fn a_revocation_made_after_the_backup_survives_its_restore() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = tmp.path().join("live");
+        let (store, tickets) = data_dir(&live);
+        crate::revoke::revoke_serial(&live, "aa01", "siaga://user/old", "").unwrap();
+        let archive = tmp.path().join("b.tar");
+        let src = Sources {
+            samples: store.database(),
+            tickets: &tickets,
+            data_dir: &live,
+        };
+        write(src, std::fs::File::create(&archive).unwrap()).unwrap();
+        drop((store, tickets));
+        // After the backup: budi's laptop is lost; and the old entry is
+        // (wrongly) edited out of the live list.
+        std::fs::remove_file(live.join(REVOKED)).unwrap();
+        crate::revoke::revoke_serial(&live, "bb02", "siaga://user/budi", "lost").unwrap();
+        let r = restore(&archive, &live, true).unwrap();
+        let serials: Vec<String> = crate::revoke::load(&live)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.serial)
+            .collect();
+        assert_eq!(serials, ["bb02", "aa01"], "the list only grows");
+        assert_eq!(
+            r.revocations_added
+                .iter()
+                .map(|r| r.serial.as_str())
+                .collect::<Vec<_>>(),
+            ["aa01"]
+        );
     }
 
     #[test]

@@ -166,6 +166,7 @@ pub fn agents_json(agents: &[v1::AgentInfo]) -> Value {
                     "last_seen": ts_or_null(a.last_seen_us), "spool_depth": a.spool_depth,
                     "dropped": a.dropped, "refused": a.refused, "cpu_pct": a.cpu_pct,
                     "mem_used_pct": a.mem_used_pct, "disk_used_pct": a.disk_used_pct, "hostname": a.hostname,
+                    "cert_not_after": ts_or_null(a.cert_not_after_us),
                 })
             })
             .collect(),
@@ -206,6 +207,33 @@ fn ago(us: i64) -> String {
     let secs = (chrono::Utc::now().timestamp_micros() - us).max(0) / 1_000_000;
     let d = Duration::from_secs(u64::try_from(secs).unwrap_or(0));
     format!("{} ago", humantime::format_duration(d))
+}
+
+/// Days before its certificate expires from which `siaga agents` warns.
+pub const CERT_WARNING_DAYS: i64 = 30;
+
+/// One line per agent whose certificate expires within
+/// [`CERT_WARNING_DAYS`] of `now_us` (or has expired).
+pub fn cert_warnings(agents: &[v1::AgentInfo], now_us: i64) -> Vec<String> {
+    let day_us = 86_400_000_000;
+    agents
+        .iter()
+        .filter(|a| a.cert_not_after_us > 0 && a.cert_not_after_us - now_us <= CERT_WARNING_DAYS * day_us)
+        .map(|a| {
+            let date = chrono::DateTime::from_timestamp_micros(a.cert_not_after_us)
+                .map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string());
+            let days = (a.cert_not_after_us - now_us).div_euclid(day_us);
+            let when = if days < 0 {
+                format!("expired on {date}")
+            } else {
+                format!("expires on {date} (in {days} days)")
+            };
+            format!(
+                "warning: the certificate of agent {} {when}: renew it with `siaga-collector renew --agent {} --dir DIR --out OUT`",
+                a.id, a.id
+            )
+        })
+        .collect()
 }
 
 /// Human table of agents.
@@ -554,6 +582,34 @@ mod tests {
     #[test_case(&[], None, ""; "empty")]
     fn sparkline_scales(values: &[Option<f64>], lo: Option<f64>, want: &str) {
         assert_eq!(sparkline(values, lo), want);
+    }
+
+    const DAY: i64 = 86_400_000_000;
+
+    #[test_case(0, None; "not connected since start")]
+    #[test_case(400 * DAY, None; "far off")]
+    #[test_case(31 * DAY, None; "31 days")]
+    #[test_case(30 * DAY, Some("(in 30 days)"); "30 days")]
+    #[test_case(3 * DAY + 5, Some("(in 3 days)"); "3 days")]
+    #[test_case(-DAY, Some("expired on"); "expired")]
+    fn agent_certificates_near_their_end_are_warned_of(left: i64, want: Option<&str>) {
+        let now = 1_800_000_000_000_000;
+        let a = v1::AgentInfo {
+            id: "dinkes-agent".into(),
+            cert_not_after_us: if left == 0 { 0 } else { now + left },
+            ..Default::default()
+        };
+        let w = cert_warnings(&[a], now);
+        match want {
+            None => assert!(w.is_empty(), "{w:?}"),
+            Some(s) => {
+                assert_eq!(w.len(), 1);
+                assert!(
+                    w[0].contains(s) && w[0].contains("renew --agent dinkes-agent"),
+                    "{w:?}"
+                );
+            }
+        }
     }
 
     #[test]

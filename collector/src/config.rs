@@ -97,6 +97,34 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// The server's private key (PEM).
     pub key: PathBuf,
+    /// Lifetime in days of the agent certificates `enroll agent` and `renew`
+    /// issue (1 to 3650).
+    #[serde(default = "default_agent_cert_days", deserialize_with = "cert_days")]
+    pub agent_cert_days: u32,
+    /// Lifetime in days of the user certificates `enroll user` and `renew`
+    /// issue (1 to 3650).
+    #[serde(default = "default_user_cert_days", deserialize_with = "cert_days")]
+    pub user_cert_days: u32,
+}
+
+fn default_agent_cert_days() -> u32 {
+    730
+}
+
+fn default_user_cert_days() -> u32 {
+    365
+}
+
+/// Certificate lifetimes are at least a day and at most ten years.
+fn cert_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let days = u32::deserialize(d)?;
+    if (1..=3650).contains(&days) {
+        Ok(days)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{days} days: a certificate lifetime is 1 to 3650 days"
+        )))
+    }
 }
 
 impl Default for TlsFiles {
@@ -106,6 +134,8 @@ impl Default for TlsFiles {
             ca_key: "ca.key".into(),
             cert: "server.pem".into(),
             key: "server.key".into(),
+            agent_cert_days: default_agent_cert_days(),
+            user_cert_days: default_user_cert_days(),
         }
     }
 }
@@ -215,6 +245,8 @@ ca = "ca.pem"          # clients must present a certificate issued by this CA
 ca_key = "ca.key"      # used by `enroll` only; keep it private
 cert = "server.pem"
 key = "server.key"
+agent_cert_days = 730  # lifetime of agent certificates (`enroll agent`, `renew`)
+user_cert_days = 365   # lifetime of user certificates (`enroll user`, `renew`)
 
 [retention]
 raw_days = 30          # raw samples older than this are pruned (0 = keep forever)

@@ -22,6 +22,9 @@ pub struct LiveAgent {
     pub record: AgentRecord,
     /// Open streams (normally 0 or 1).
     pub streams: u32,
+    /// notAfter of the certificate it last connected with (µs since the
+    /// epoch; 0 = not seen since the collector started).
+    pub cert_not_after_us: i64,
 }
 
 /// Shared state of the running collector.
@@ -47,6 +50,8 @@ pub struct Hub {
     pub health: std::sync::OnceLock<Arc<crate::ticket::HealthPart>>,
     /// Revoked client certificates (`<data_dir>/revoked.toml`).
     pub revoked: RevocationList,
+    /// Client certificates already read, per connection.
+    pub peers: crate::auth::PeerCache,
     /// The data directory (backups make their copies in it).
     pub data_dir: PathBuf,
     /// Measurements on command and the routes to the agents (set once at start).
@@ -70,7 +75,15 @@ impl Hub {
         let agents = store
             .agents()?
             .into_iter()
-            .map(|record| (record.id.clone(), LiveAgent { record, streams: 0 }))
+            .map(|record| {
+                (
+                    record.id.clone(),
+                    LiveAgent {
+                        record,
+                        ..Default::default()
+                    },
+                )
+            })
             .collect();
         let (inventory, _) = watch::channel(Arc::new(inventory));
         Ok(Hub {
@@ -84,6 +97,7 @@ impl Hub {
             cancel,
             health: std::sync::OnceLock::new(),
             revoked,
+            peers: crate::auth::PeerCache::default(),
             data_dir,
             measure: std::sync::OnceLock::new(),
         })
@@ -103,7 +117,7 @@ impl Hub {
                 opd: opd.to_string(),
                 ..Default::default()
             },
-            streams: 0,
+            ..Default::default()
         });
         a.record.opd = opd.to_string();
         f(a);

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::auth::peer_identity;
+use crate::auth::peer;
 use crate::hub::Hub;
 use crate::metrics::AgentLabel;
 use crate::pki::Identity;
@@ -83,7 +83,8 @@ impl Uplink for UplinkService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let identity = peer_identity(&request, &self.hub.revoked)?;
+        let peer = peer(&request, &self.hub)?;
+        let identity = peer.identity.clone();
         let (opd, id) = match &identity {
             Identity::Agent { opd, id } => (opd.clone(), id.clone()),
             Identity::User { name } => {
@@ -127,6 +128,7 @@ impl Uplink for UplinkService {
         }
         let record = self.hub.with_agent(&id, &opd, |a| {
             a.streams += 1;
+            a.cert_not_after_us = peer.not_after_us;
             a.record.version = hello.agent_version.clone();
             a.record.hostname = hello.hostname.clone();
             a.record.address = remote.clone();
@@ -159,6 +161,7 @@ impl Uplink for UplinkService {
             id,
             tx,
             sent_inventory: inventory,
+            serial: peer.serial.clone(),
         };
         tokio::spawn(session.run(inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -172,6 +175,8 @@ struct Session {
     id: String,
     tx: mpsc::Sender<Result<CollectorMessage, Status>>,
     sent_inventory: v1::Inventory,
+    /// Its certificate's serial: the stream ends when it is revoked.
+    serial: String,
 }
 
 impl Session {
@@ -185,6 +190,9 @@ impl Session {
         };
         let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
         let mut inv_rx = self.hub.inventory.subscribe();
+        let mut revoked_rx = self.hub.revoked.subscribe();
+        // Revoked between the check at the start and now: seen at once.
+        revoked_rx.mark_changed();
         let cancel = self.hub.cancel.clone();
         let mut reading = true;
         let reason: String = loop {
@@ -212,6 +220,19 @@ impl Session {
                 _ = cancel.cancelled(), if reading => {
                     // Stop taking batches; answer those in flight, then close.
                     reading = false;
+                }
+                changed = revoked_rx.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    if revoked_rx.borrow_and_update().contains(&self.serial) {
+                        warn!(agent = %self.identity, serial = %self.serial, "certificate revoked; ending its open stream");
+                        let _ = self.tx.send(Err(Status::unauthenticated(format!(
+                            "certificate {} ({}) has been revoked",
+                            self.serial, self.identity
+                        )))).await;
+                        break "certificate revoked".into();
+                    }
                 }
                 changed = inv_rx.changed() => {
                     if changed.is_err() {

@@ -9,7 +9,7 @@ use siaga_collector::cli::{self, SiagaConfig};
 use siaga_collector::config::CollectorConfig;
 use siaga_collector::error::{ConfigError, PkiError};
 use siaga_collector::inventory::Inventory;
-use siaga_collector::{backup, pki, users};
+use siaga_collector::{backup, pki, safe_file, users};
 
 /// Exit code for a bad command line or configuration (EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -104,24 +104,65 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Refuse a certificate from now on (a lost laptop): every certificate
-    /// issued to a user, one PEM file, or one serial.
+    /// Refuse a certificate from now on (a lost laptop, a stolen agent host):
+    /// every certificate issued to a user or an agent, one PEM file, or one
+    /// serial. Streams open with it end within a second or two.
     RevokeCert {
         /// collector.toml
         #[arg(long)]
         config: PathBuf,
-        /// A user: every certificate `enroll user` issued to them.
+        /// A user: every certificate `enroll user` and `renew` issued to them.
         #[arg(long, group = "which")]
         name: Option<String>,
+        /// An agent id: every certificate issued to that agent.
+        #[arg(long, group = "which")]
+        agent: Option<String>,
         /// A certificate (PEM), e.g. a `user.pem` or `agent.pem`.
         #[arg(long, group = "which")]
         cert: Option<PathBuf>,
-        /// A serial number in hex.
+        /// A serial number: hex (5ab3…), colon-separated hex (5A:B3:…) or 0x5ab3….
         #[arg(long, group = "which")]
         serial: Option<String>,
+        /// Revoke a --serial that the ledger does not know (a certificate
+        /// issued before the ledger existed).
+        #[arg(long, requires = "serial")]
+        unlisted: bool,
         /// Why (kept in the list).
         #[arg(long, default_value = "")]
         reason: String,
+    },
+    /// List every certificate the CA issued (the ledger) with its revocation
+    /// state and expiry.
+    Certs {
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// One JSON object per certificate.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A new certificate and key for an agent or a person already enrolled
+    /// (before the old one expires); the old one stays valid until it expires
+    /// or is revoked.
+    Renew {
+        /// The collector directory (with collector.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The agent id.
+        #[arg(long, group = "who", required = true)]
+        agent: Option<String>,
+        /// The agent's OPD; needed only for an agent enrolled before the ledger.
+        #[arg(long, requires = "agent")]
+        opd: Option<String>,
+        /// The user name.
+        #[arg(long, group = "who", required = true)]
+        user: Option<String>,
+        /// Output directory (an agent.toml or siaga.toml already there is kept).
+        #[arg(long)]
+        out: PathBuf,
+        /// Lifetime in days (default: tls.agent_cert_days or tls.user_cert_days).
+        #[arg(long)]
+        days: Option<u32>,
     },
 }
 
@@ -135,12 +176,15 @@ enum Enroll {
         /// The OPD the agent speaks for.
         #[arg(long)]
         opd: String,
-        /// Agent id (default: `<opd>-agent`).
+        /// Agent id (default: `<opd>-agent`); unique across OPDs.
         #[arg(long)]
         id: Option<String>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// Lifetime in days (default: tls.agent_cert_days, 730).
+        #[arg(long)]
+        days: Option<u32>,
     },
     /// A person: writes OUT/siaga.toml, user.key, user.pem, ca.pem and records the user's roles.
     User {
@@ -156,6 +200,9 @@ enum Enroll {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// Lifetime in days (default: tls.user_cert_days, 365).
+        #[arg(long)]
+        days: Option<u32>,
     },
 }
 
@@ -222,7 +269,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Enroll {
-            what: Enroll::Agent { dir, opd, id, out },
+            what:
+                Enroll::Agent {
+                    dir,
+                    opd,
+                    id,
+                    out,
+                    days,
+                },
         } => {
             if let Ok(cfg) = CollectorConfig::load(&dir.join("collector.toml"))
                 && let Ok(inv) = Inventory::load(&cfg.inventory)
@@ -233,7 +287,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     cfg.inventory.display()
                 );
             }
-            let identity = pki::enroll_agent(&dir, &opd, id.as_deref(), &out)?;
+            let identity = pki::enroll_agent(&dir, &opd, id.as_deref(), &out, days)?;
             println!(
                 "enrolled {identity}; wrote {}",
                 out.join("agent.toml").display()
@@ -247,9 +301,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     name,
                     roles,
                     out,
+                    days,
                 },
         } => {
-            let identity = pki::enroll_user(&dir, &name, &roles, &out)?;
+            let identity = pki::enroll_user(&dir, &name, &roles, &out, days)?;
             println!(
                 "enrolled {identity} ({}); wrote {}; a running collector knows the user at once",
                 roles.join(", "),
@@ -284,16 +339,64 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::RevokeCert {
             config,
             name,
+            agent,
             cert,
             serial,
+            unlisted,
             reason,
-        } => revoke_cert(
-            &config,
-            name.as_deref(),
-            cert.as_deref(),
-            serial.as_deref(),
-            &reason,
-        ),
+        } => {
+            let which = match (name, agent, cert, serial) {
+                (Some(n), ..) => Revoke::User(n),
+                (None, Some(a), ..) => Revoke::Agent(a),
+                (None, None, Some(p), _) => Revoke::Cert(p),
+                (None, None, None, Some(s)) => Revoke::Serial { given: s, unlisted },
+                (None, None, None, None) => {
+                    return Err(usage(anyhow::anyhow!(
+                        "give --name USER, --agent ID, --cert FILE or --serial HEX"
+                    )));
+                }
+            };
+            revoke_cert(&config, which, &reason)
+        }
+        Cmd::Certs { config, json } => certs(&config, json),
+        Cmd::Renew {
+            dir,
+            agent,
+            opd,
+            user,
+            out,
+            days,
+        } => {
+            let who = match (agent, user) {
+                (Some(id), _) => pki::RenewWho::Agent { id, opd },
+                (None, Some(name)) => pki::RenewWho::User { name },
+                (None, None) => {
+                    return Err(usage(anyhow::anyhow!("give --agent ID or --user NAME")));
+                }
+            };
+            let r = pki::renew(&dir, &who, &out, days)?;
+            println!(
+                "renewed {}: certificate {} valid until {}; wrote {}",
+                r.identity,
+                r.issued.serial,
+                r.issued
+                    .not_after
+                    .map_or("?".into(), |t| t.format("%Y-%m-%d").to_string()),
+                out.display()
+            );
+            for e in &r.earlier {
+                println!(
+                    "earlier certificate {} stays valid{}: once the new one is in place, `siaga-collector revoke-cert --serial {}`",
+                    e.serial,
+                    e.not_after.map_or(String::new(), |t| format!(
+                        " until {}",
+                        t.format("%Y-%m-%d")
+                    )),
+                    e.serial
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -319,6 +422,8 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
         .validate()
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
     users::load_users(&cfg.users).map_err(usage)?;
+    siaga_collector::revoke::load(&cfg.data_dir).map_err(usage)?;
+    expiry_warnings(&cfg)?;
     for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
         if !f.exists() {
             return Err(usage(anyhow::anyhow!(
@@ -493,15 +598,16 @@ fn describe(m: &backup::Manifest) -> String {
 }
 
 /// `backup`: the running collector streams a consistent copy of its stores
-/// (admin role); written to OUT.partial, checked against its manifest, then
-/// renamed to OUT.
+/// (admin role); written to a new file under a random name beside OUT (mode
+/// 0600), checked against its manifest, then renamed to OUT.
 fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
     use sha2::Digest as _;
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = cli::config_path(user_config).map_err(usage)?;
     let cfg = SiagaConfig::load(&path).map_err(usage)?;
-    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    // It holds everything the collector knows: for its owner's eyes only.
+    let mut file = safe_file::create_beside(out, safe_file::PRIVATE)?;
+    let partial = file.path().to_path_buf();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -513,14 +619,6 @@ fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
             .await
             .map_err(|s| cli::status_error(&cfg.collector, s))?
             .into_inner();
-        // It holds everything the collector knows: for its owner's eyes only.
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", partial.display()))?;
         let mut hash = sha2::Sha256::new();
         let mut bytes = 0u64;
         while let Some(chunk) = stream
@@ -533,13 +631,14 @@ fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
             file.write_all(&chunk.data)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", partial.display()))?;
         }
-        file.sync_all()
+        file.flush()
             .map_err(|e| anyhow::anyhow!("{}: {e}", partial.display()))?;
         Ok::<_, anyhow::Error>((bytes, hex::encode(hash.finalize())))
     });
+    // Dropped on failure, the unfinished file is removed.
     let checked = fetched.and_then(|(bytes, sha)| {
         let m = backup::verify(&partial)?;
-        std::fs::rename(&partial, out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+        safe_file::persist(file, out)?;
         Ok((bytes, sha, m))
     });
     match checked {
@@ -554,17 +653,15 @@ fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(Failure { code: 1, error: e })
-        }
+        Err(e) => Err(Failure { code: 1, error: e }),
     }
 }
 
 /// `restore`: a backup into the data directory of `config` (collector stopped).
 fn restore(from: &Path, config: &Path, force: bool) -> Result<(), Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    let m = backup::restore(from, &cfg.data_dir, force)?;
+    let restored = backup::restore(from, &cfg.data_dir, force)?;
+    let m = &restored.manifest;
     println!(
         "restored {} (taken {} by collector {}) into {}:\n{}\nnext: start the collector (`siaga-collector serve --config {}` or `systemctl start siaga-collector`)",
         from.display(),
@@ -572,65 +669,262 @@ fn restore(from: &Path, config: &Path, force: bool) -> Result<(), Failure> {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         m.collector_version,
         cfg.data_dir.display(),
-        describe(&m),
+        describe(m),
         config.display()
     );
+    // The list only grows: what the backup had revoked and the list here did
+    // not is added; what was revoked since the backup stays revoked.
+    if restored.revocations_added.is_empty() {
+        println!(
+            "revocation list: {} kept; nothing to add from the backup",
+            cfg.data_dir.join(backup::REVOKED).display()
+        );
+    } else {
+        println!(
+            "revocation list: added {} revoked certificate(s) from the backup:",
+            restored.revocations_added.len()
+        );
+        for r in &restored.revocations_added {
+            println!("  {} {} (revoked {})", r.serial, r.identity, r.at);
+        }
+    }
     Ok(())
 }
 
+/// What `revoke-cert` revokes.
+enum Revoke {
+    /// Every certificate of a user.
+    User(String),
+    /// Every certificate of an agent.
+    Agent(String),
+    /// One certificate file.
+    Cert(PathBuf),
+    /// One serial, as typed.
+    Serial { given: String, unlisted: bool },
+}
+
 /// `revoke-cert`: add certificates to the list the running collector checks
-/// (re-read on change, so no reload is needed).
-fn revoke_cert(
-    config: &Path,
-    name: Option<&str>,
-    cert: Option<&Path>,
-    serial: Option<&str>,
-    reason: &str,
-) -> Result<(), Failure> {
+/// (re-read on change, so no reload is needed; open streams end).
+fn revoke_cert(config: &Path, which: Revoke, reason: &str) -> Result<(), Failure> {
+    use siaga_collector::ledger::{Issued, Kind, Ledger};
     use siaga_collector::revoke;
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    let entries = match (name, cert, serial) {
-        (Some(n), _, _) => {
+    let ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
+    let ledger_file = ledger.path().display().to_string();
+    // (serial, identity) pairs.
+    let targets: Vec<(String, String)> = match which {
+        Revoke::User(n) => {
             let all = users::load_users(&cfg.users).map_err(usage)?;
-            let Some(user) = all.get(n) else {
+            let mut serials: Vec<String> = ledger
+                .of(Kind::User, &n)
+                .iter()
+                .map(|e| e.serial.clone())
+                .collect();
+            if let Some(u) = all.get(&n) {
+                for s in &u.certificates {
+                    let s = revoke::parse_serial(s).map_err(|e| {
+                        usage(anyhow::anyhow!(
+                            "{}: certificates: {e}",
+                            cfg.users.join(format!("{n}.toml")).display()
+                        ))
+                    })?;
+                    if !serials.contains(&s) {
+                        serials.push(s);
+                    }
+                }
+            } else if serials.is_empty() {
                 return Err(usage(anyhow::anyhow!(
                     "--name: no user {n:?} in {}",
                     cfg.users.display()
                 )));
-            };
-            if user.certificates.is_empty() {
+            }
+            if serials.is_empty() {
                 return Err(usage(anyhow::anyhow!(
                     "{}: user {n:?} has no recorded certificate serials; revoke with --cert FILE or --serial HEX",
                     cfg.users.join(format!("{n}.toml")).display()
                 )));
             }
             let identity = format!("siaga://user/{n}");
-            user.certificates
-                .iter()
-                .map(|s| revoke::revoke_serial(&cfg.data_dir, s, &identity, reason))
-                .collect::<Result<Vec<_>, _>>()
+            serials.into_iter().map(|s| (s, identity.clone())).collect()
         }
-        (None, Some(p), _) => {
-            let pem = std::fs::read_to_string(p)
+        Revoke::Agent(id) => {
+            let issued = ledger.of(Kind::Agent, &id);
+            if issued.is_empty() {
+                return Err(usage(anyhow::anyhow!(
+                    "--agent: no certificate of agent {id:?} in {ledger_file}; an agent enrolled before the ledger is revoked with --cert its agent.pem, or --serial HEX --unlisted (its serial: `openssl x509 -noout -serial -in agent.pem`)"
+                )));
+            }
+            issued
+                .iter()
+                .map(|e| (e.serial.clone(), e.identity_uri()))
+                .collect()
+        }
+        Revoke::Cert(p) => {
+            let pem = std::fs::read_to_string(&p)
                 .map_err(|e| usage(anyhow::anyhow!("{}: cannot read: {e}", p.display())))?;
             let der = revoke::pem_to_der(&pem)
                 .map_err(|e| usage(anyhow::anyhow!("{}: {e}", p.display())))?;
-            revoke::revoke(&cfg.data_dir, &der, reason).map(|e| vec![e])
+            let (serial, uri) = revoke::cert_serial(&der)
+                .map_err(|e| usage(anyhow::anyhow!("{}: {e}", p.display())))?;
+            let serial = revoke::parse_serial(&serial)
+                .map_err(|e| usage(anyhow::anyhow!("{}: {e}", p.display())))?;
+            // A certificate from before the ledger: the ledger learns of it.
+            if ledger.by_serial(&serial).is_none()
+                && let Some(identity) = siaga_collector::pki::Identity::from_uri(&uri)
+            {
+                let (_, not_after) = pki::serial_and_expiry(&pem)?;
+                let _lock = revoke::lock(&cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+                let mut ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
+                let mut entry = Issued::new(&identity, &serial, not_after);
+                entry.issued_at = None;
+                entry.seeded = true;
+                ledger.record(entry).map_err(|e| anyhow::anyhow!(e))?;
+            }
+            vec![(serial, uri)]
         }
-        (None, None, Some(s)) => {
-            revoke::revoke_serial(&cfg.data_dir, s, "", reason).map(|e| vec![e])
+        Revoke::Serial { given, unlisted } => {
+            let serial = revoke::parse_serial(&given)
+                .map_err(|e| usage(anyhow::anyhow!("--serial: {e}")))?;
+            match ledger.by_serial(&serial) {
+                Some(e) => vec![(serial, e.identity_uri())],
+                None if unlisted => {
+                    eprintln!(
+                        "WARNING: serial {serial} is not in {ledger_file}: this CA never recorded issuing it.\nWARNING: revoking it anyway (--unlisted); check that it is the certificate you mean."
+                    );
+                    vec![(serial, String::new())]
+                }
+                None => {
+                    return Err(usage(anyhow::anyhow!(
+                        "--serial: {serial} is not a certificate this CA recorded ({ledger_file}; see `siaga-collector certs`); for a certificate issued before the ledger, add --unlisted"
+                    )));
+                }
+            }
         }
-        (None, None, None) => {
-            return Err(usage(anyhow::anyhow!(
-                "give --name USER, --cert FILE or --serial HEX"
-            )));
-        }
+    };
+    let mut entries = Vec::new();
+    for (serial, identity) in &targets {
+        entries.push(
+            revoke::revoke_serial(&cfg.data_dir, serial, identity, reason)
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
     }
-    .map_err(|e| anyhow::anyhow!(e))?;
     for e in &entries {
         println!(
-            "revoked certificate {} {}; the collector refuses it from its next call",
+            "revoked certificate {} {}; the collector refuses it from its next call and ends its open streams",
             e.serial, e.identity
+        );
+    }
+    Ok(())
+}
+
+/// `certs`: the ledger with each certificate's revocation state and expiry.
+fn certs(config: &Path, json: bool) -> Result<(), Failure> {
+    use siaga_collector::ledger::Ledger;
+    use siaga_collector::revoke;
+    let cfg = CollectorConfig::load(config).map_err(usage)?;
+    let ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
+    let revoked: std::collections::HashMap<String, revoke::Revoked> = revoke::load(&cfg.data_dir)
+        .map_err(usage)?
+        .into_iter()
+        .filter_map(|r| revoke::parse_serial(&r.serial).ok().map(|s| (s, r)))
+        .collect();
+    let now = chrono::Utc::now();
+    let state = |e: &siaga_collector::ledger::Issued| -> String {
+        if let Some(r) = revoked.get(&e.serial) {
+            return format!("revoked {}", r.at.get(..10).unwrap_or(&r.at));
+        }
+        match e.not_after {
+            Some(t) if t <= now => "expired".into(),
+            Some(t) if t <= now + chrono::Duration::days(EXPIRY_WARNING_DAYS) => {
+                format!("expires in {} days", (t - now).num_days())
+            }
+            Some(_) => "valid".into(),
+            None => "valid (expiry unknown)".into(),
+        }
+    };
+    if json {
+        for e in &ledger.entries {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "kind": e.kind, "name": e.name, "opd": e.opd, "serial": e.serial,
+                    "issued_at": e.issued_at, "not_after": e.not_after,
+                    "revoked": revoked.contains_key(&e.serial), "state": state(e),
+                    "seeded": e.seeded,
+                })
+            );
+        }
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(["kind", "name", "opd", "serial", "not after", "state"]);
+    for e in &ledger.entries {
+        t.add_row(vec![
+            e.kind.to_string(),
+            e.name.clone(),
+            e.opd.clone().unwrap_or_default(),
+            e.serial.clone(),
+            e.not_after
+                .map_or("?".into(), |t| t.format("%Y-%m-%d").to_string()),
+            state(e),
+        ]);
+    }
+    println!("{t}");
+    if ledger.seeded {
+        println!(
+            "(no {} yet: seeded from the users' files and the revocation list; agents enrolled before the ledger are not listed)",
+            ledger.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// Days before expiry from which `validate` and `siaga agents` warn.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// Warnings (on stderr) for certificates that expire within
+/// [`EXPIRY_WARNING_DAYS`]: the server's and the newest of each agent and user.
+fn expiry_warnings(cfg: &CollectorConfig) -> Result<(), Failure> {
+    use siaga_collector::ledger::Ledger;
+    let now = chrono::Utc::now();
+    let soon = now + chrono::Duration::days(EXPIRY_WARNING_DAYS);
+    if let Ok(pem) = std::fs::read_to_string(&cfg.tls.cert)
+        && let Ok((_, t)) = pki::serial_and_expiry(&pem)
+        && t <= soon
+    {
+        eprintln!(
+            "warning: the server certificate {} expires {} ({} days)",
+            cfg.tls.cert.display(),
+            t.format("%Y-%m-%d"),
+            (t - now).num_days()
+        );
+    }
+    let ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
+    let revoked: std::collections::HashSet<String> = siaga_collector::revoke::load(&cfg.data_dir)
+        .map_err(usage)?
+        .iter()
+        .filter_map(|r| siaga_collector::revoke::parse_serial(&r.serial).ok())
+        .collect();
+    for e in ledger.expiring(&revoked, now, EXPIRY_WARNING_DAYS) {
+        let Some(t) = e.not_after else { continue };
+        let renew = match e.kind {
+            siaga_collector::ledger::Kind::Agent => {
+                format!("siaga-collector renew --agent {}", e.name)
+            }
+            siaga_collector::ledger::Kind::User => {
+                format!("siaga-collector renew --user {}", e.name)
+            }
+            siaga_collector::ledger::Kind::Server => continue,
+        };
+        eprintln!(
+            "warning: the certificate of {} {} ({}) {} {} ({} days): `{renew} --dir DIR --out OUT`",
+            e.kind,
+            e.name,
+            e.serial,
+            if t <= now { "expired" } else { "expires" },
+            t.format("%Y-%m-%d"),
+            (t - now).num_days()
         );
     }
     Ok(())

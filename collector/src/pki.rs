@@ -3,13 +3,10 @@
 //! as URI SANs: `siaga://agent/<opd>/<agent-id>` and `siaga://user/<name>`.
 //! Private keys are written mode 0600. No external tools are needed.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use chrono::{Datelike, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Datelike, Duration as ChronoDuration, Utc};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -18,6 +15,7 @@ use rcgen::{
 use crate::config::CollectorConfig;
 use crate::error::{IdentityError, PkiError};
 use crate::inventory::check_id;
+use crate::ledger::{Issued, Kind, Ledger};
 use crate::users::User;
 
 /// Who a client certificate speaks for.
@@ -90,32 +88,21 @@ impl Identity {
     }
 }
 
+fn safe_write(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
+    crate::safe_file::write(path, data.as_bytes(), mode).map_err(|e| PkiError::Io {
+        path: e.path,
+        error: e.error,
+    })
+}
+
 /// Writes `data` to `path` with mode 0600 (private keys).
 pub fn write_private(path: &Path, data: &str) -> Result<(), PkiError> {
-    let io = |error| PkiError::Io {
-        path: path.to_path_buf(),
-        error,
-    };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    // An existing file keeps its old mode on open: set it explicitly.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io)?;
-    f.write_all(data.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)
+    safe_write(path, data, crate::safe_file::PRIVATE)
 }
 
 /// Writes a public file (certificates, configs).
 pub fn write_public(path: &Path, data: &str) -> Result<(), PkiError> {
-    std::fs::write(path, data).map_err(|error| PkiError::Io {
-        path: path.to_path_buf(),
-        error,
-    })
+    safe_write(path, data, crate::safe_file::PUBLIC)
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -140,9 +127,9 @@ fn mkdir(path: &Path) -> Result<(), PkiError> {
     })
 }
 
-fn validity(params: &mut CertificateParams, years: i64) {
+fn validity(params: &mut CertificateParams, days: u32) {
     let from = Utc::now() - ChronoDuration::days(1);
-    let to = Utc::now() + ChronoDuration::days(365 * years);
+    let to = Utc::now() + ChronoDuration::days(i64::from(days));
     let ymd = |d: chrono::DateTime<Utc>| {
         rcgen::date_time_ymd(
             d.year(),
@@ -190,7 +177,7 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        validity(&mut params, 20);
+        validity(&mut params, 20 * 365);
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
         Ok((
@@ -213,12 +200,12 @@ impl Ca {
     fn issue(
         &self,
         mut params: CertificateParams,
-        years: i64,
+        days: u32,
     ) -> Result<(String, String), PkiError> {
         let key = KeyPair::generate()?;
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, years);
+        validity(&mut params, days);
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
@@ -256,11 +243,15 @@ impl Ca {
         }
         params.subject_alt_names = sans;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.issue(params, 10)
+        self.issue(params, 10 * 365)
     }
 
-    /// A client certificate carrying `identity`. Returns (cert, key) PEM.
-    pub fn client_cert(&self, identity: &Identity) -> Result<(String, String), PkiError> {
+    /// A client certificate carrying `identity`, valid for `days`. Returns (cert, key) PEM.
+    pub fn client_cert(
+        &self,
+        identity: &Identity,
+        days: u32,
+    ) -> Result<(String, String), PkiError> {
         let mut params = CertificateParams::default();
         let cn = match identity {
             Identity::Agent { id, .. } => id.clone(),
@@ -272,7 +263,7 @@ impl Ca {
         params.distinguished_name.push(DnType::CommonName, cn);
         params.subject_alt_names = vec![SanType::URI(ia5(&identity.uri())?)];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params, 5)
+        self.issue(params, days)
     }
 }
 
@@ -337,7 +328,23 @@ pub fn init(dir: &Path, listen: SocketAddr, hosts: &[String]) -> Result<InitRepo
         }
     }
     mkdir(&dir.join(&defaults.users))?;
-    mkdir(&dir.join(&defaults.data_dir))?;
+    let data_dir = dir.join(&defaults.data_dir);
+    mkdir(&data_dir)?;
+    // The ledger starts with the server's certificate.
+    let mut ledger = Ledger::load(&data_dir, &dir.join(&defaults.users))?;
+    let (serial, not_after) = serial_and_expiry(&srv)?;
+    ledger
+        .record(Issued {
+            kind: Kind::Server,
+            name: hosts.first().cloned().unwrap_or_else(|| "localhost".into()),
+            opd: None,
+            serial,
+            issued_at: Some(Utc::now()),
+            not_after: Some(not_after),
+            seeded: false,
+        })
+        .map_err(PkiError::InvalidName)?;
+    files.push(ledger.path().to_path_buf());
     Ok(InitReport {
         config: dir.join("collector.toml"),
         files,
@@ -382,31 +389,19 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// `siaga-collector enroll agent`: writes OUT/agent.toml, agent.key, agent.pem, ca.pem.
-pub fn enroll_agent(
-    dir: &Path,
-    opd: &str,
-    id: Option<&str>,
-    out: &Path,
-) -> Result<Identity, PkiError> {
-    check_id(opd).map_err(|m| PkiError::InvalidName(format!("--opd: {m}")))?;
-    let id = id
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{opd}-agent"));
-    check_id(&id).map_err(|m| PkiError::InvalidName(format!("--id: {m}")))?;
-    let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
-    let ca = Ca::load(&cfg.tls.ca, &cfg.tls.ca_key)?;
-    let identity = Identity::Agent {
-        opd: opd.to_string(),
-        id: id.clone(),
-    };
-    let (cert, key) = ca.client_cert(&identity)?;
-    let (url, server_name) = collector_endpoint(&cfg)?;
-    mkdir(out)?;
-    write_private(&out.join("agent.key"), &key)?;
-    write_public(&out.join("agent.pem"), &cert)?;
-    write_public(&out.join("ca.pem"), &ca.cert_pem)?;
-    let toml = format!(
+/// The serial (canonical hex) and notAfter of a PEM certificate.
+pub fn serial_and_expiry(pem: &str) -> Result<(String, DateTime<Utc>), PkiError> {
+    let der = crate::revoke::pem_to_der(pem).map_err(PkiError::InvalidName)?;
+    let serial = crate::revoke::serial_of(&der).map_err(PkiError::InvalidName)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| PkiError::InvalidName(format!("not a certificate: {e}")))?;
+    let not_after =
+        DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0).unwrap_or_default();
+    Ok((serial, not_after))
+}
+
+fn agent_toml(id: &str, opd: &str, url: &str, server_name: &str) -> String {
+    format!(
         r#"# Siaga agent configuration, written by `siaga-collector enroll agent`.
 # Relative paths are relative to the directory of this file.
 id = {id}                      # agent id (as in the certificate)
@@ -426,22 +421,165 @@ key = "agent.key"
 max_bytes = 268435456             # oldest samples dropped (and counted) beyond this
 max_age = "7d"
 "#,
-        id = toml_str(&id),
+        id = toml_str(id),
         opd = toml_str(opd),
-        url = toml_str(&url),
-        server_name = toml_str(&server_name),
-    );
-    write_public(&out.join("agent.toml"), &toml)?;
+        url = toml_str(url),
+        server_name = toml_str(server_name),
+    )
+}
+
+fn user_toml(name: &str, url: &str, server_name: &str) -> String {
+    format!(
+        r#"# Siaga CLI configuration, written by `siaga-collector enroll user`.
+# Relative paths are relative to the directory of this file.
+collector = {url}
+server_name = {server_name}
+user = {name}     # informative; the identity is the certificate
+
+[tls]
+ca = "ca.pem"
+cert = "user.pem"
+key = "user.key"
+"#,
+        url = toml_str(url),
+        server_name = toml_str(server_name),
+        name = toml_str(name),
+    )
+}
+
+/// A certificate just issued and recorded in the ledger.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// Who it speaks for.
+    pub identity: Identity,
+    /// Its ledger entry (serial, notAfter).
+    pub issued: Issued,
+    /// Earlier certificates of the same identity (`renew`), still valid
+    /// until revoked or expired.
+    pub earlier: Vec<Issued>,
+}
+
+/// The collector directory's configuration, CA and ledger, with the lock on
+/// the data directory held while a certificate is issued and recorded.
+struct Issuing {
+    cfg: CollectorConfig,
+    ca: Ca,
+    ledger: Ledger,
+    _lock: std::fs::File,
+}
+
+impl Issuing {
+    fn open(dir: &Path) -> Result<Issuing, PkiError> {
+        let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
+        let ca = Ca::load(&cfg.tls.ca, &cfg.tls.ca_key)?;
+        let lock = crate::revoke::lock(&cfg.data_dir).map_err(PkiError::InvalidName)?;
+        // Reads every user file: one that does not parse stops here, naming
+        // it, instead of losing the serials it holds.
+        let ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
+        Ok(Issuing {
+            cfg,
+            ca,
+            ledger,
+            _lock: lock,
+        })
+    }
+
+    /// Issues a certificate for `identity`, writes its key, certificate and
+    /// the CA into `out` (with `KIND.toml` from `config` unless `keep_config`
+    /// and one is there), and records it.
+    fn issue(
+        &mut self,
+        identity: &Identity,
+        days: u32,
+        out: &Path,
+        keep_config: bool,
+    ) -> Result<Issued, PkiError> {
+        let (cert, key) = self.ca.client_cert(identity, days)?;
+        let (serial, not_after) = serial_and_expiry(&cert)?;
+        let (url, server_name) = collector_endpoint(&self.cfg)?;
+        let (stem, config, text) = match identity {
+            Identity::Agent { opd, id } => (
+                "agent",
+                "agent.toml",
+                agent_toml(id, opd, &url, &server_name),
+            ),
+            Identity::User { name } => ("user", "siaga.toml", user_toml(name, &url, &server_name)),
+        };
+        mkdir(out)?;
+        write_private(&out.join(format!("{stem}.key")), &key)?;
+        write_public(&out.join(format!("{stem}.pem")), &cert)?;
+        write_public(&out.join("ca.pem"), &self.ca.cert_pem)?;
+        if !(keep_config && out.join(config).exists()) {
+            write_public(&out.join(config), &text)?;
+        }
+        let issued = Issued::new(identity, &serial, not_after);
+        self.ledger
+            .record(issued.clone())
+            .map_err(PkiError::InvalidName)?;
+        Ok(issued)
+    }
+
+    /// Adds `serial` to the user's file, keeping the earlier ones, so that
+    /// `revoke-cert --name` still finds them.
+    fn record_user(&self, name: &str, roles: Vec<String>, serial: &str) -> Result<(), PkiError> {
+        mkdir(&self.cfg.users)?;
+        let mut certificates = crate::users::load_users(&self.cfg.users)?
+            .remove(name)
+            .map(|u| u.certificates)
+            .unwrap_or_default();
+        certificates.push(serial.to_string());
+        let user = User {
+            name: name.to_string(),
+            roles,
+            certificates,
+        };
+        crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)
+    }
+}
+
+/// `siaga-collector enroll agent`: writes OUT/agent.toml, agent.key, agent.pem,
+/// ca.pem and records the certificate in the ledger. Agent ids are unique
+/// across OPDs: an id already issued is refused (`renew` gives an agent a new
+/// certificate). `days` overrides `tls.agent_cert_days`.
+pub fn enroll_agent(
+    dir: &Path,
+    opd: &str,
+    id: Option<&str>,
+    out: &Path,
+    days: Option<u32>,
+) -> Result<Identity, PkiError> {
+    check_id(opd).map_err(|m| PkiError::InvalidName(format!("--opd: {m}")))?;
+    let id = id
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{opd}-agent"));
+    check_id(&id).map_err(|m| PkiError::InvalidName(format!("--id: {m}")))?;
+    let mut issuing = Issuing::open(dir)?;
+    if let Some(e) = issuing.ledger.of(Kind::Agent, &id).last() {
+        return Err(PkiError::InvalidName(format!(
+            "--id: agent id {id:?} was already issued (OPD {}, certificate {}; {}); agent ids are unique across OPDs: choose another --id, or give this agent a new certificate with `siaga-collector renew --agent {id}`",
+            e.opd.as_deref().unwrap_or("?"),
+            e.serial,
+            issuing.ledger.path().display()
+        )));
+    }
+    let identity = Identity::Agent {
+        opd: opd.to_string(),
+        id,
+    };
+    let days = days.unwrap_or(issuing.cfg.tls.agent_cert_days);
+    issuing.issue(&identity, check_days(days)?, out, false)?;
     Ok(identity)
 }
 
 /// `siaga-collector enroll user`: writes OUT/siaga.toml, user.key, user.pem, ca.pem and
-/// records the user with its roles in the collector's users directory.
+/// records the user with its roles in the collector's users directory, and
+/// the certificate in the ledger. `days` overrides `tls.user_cert_days`.
 pub fn enroll_user(
     dir: &Path,
     name: &str,
     roles: &[String],
     out: &Path,
+    days: Option<u32>,
 ) -> Result<Identity, PkiError> {
     check_id(name).map_err(|m| PkiError::InvalidName(format!("--name: {m}")))?;
     let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
@@ -454,59 +592,134 @@ pub fn enroll_user(
             )));
         }
     }
-    let ca = Ca::load(&cfg.tls.ca, &cfg.tls.ca_key)?;
+    let mut issuing = Issuing::open(dir)?;
     let identity = Identity::User {
         name: name.to_string(),
     };
-    let (cert, key) = ca.client_cert(&identity)?;
-    let (url, server_name) = collector_endpoint(&cfg)?;
-    mkdir(out)?;
-    write_private(&out.join("user.key"), &key)?;
-    write_public(&out.join("user.pem"), &cert)?;
-    write_public(&out.join("ca.pem"), &ca.cert_pem)?;
-    let toml = format!(
-        r#"# Siaga CLI configuration, written by `siaga-collector enroll user`.
-# Relative paths are relative to the directory of this file.
-collector = {url}
-server_name = {server_name}
-user = {name}     # informative; the identity is the certificate
-
-[tls]
-ca = "ca.pem"
-cert = "user.pem"
-key = "user.key"
-"#,
-        url = toml_str(&url),
-        server_name = toml_str(&server_name),
-        name = toml_str(name),
-    );
-    write_public(&out.join("siaga.toml"), &toml)?;
-    mkdir(&cfg.users)?;
-    // A person enrolled again keeps the serials of earlier certificates, so a
-    // lost laptop's can still be revoked by name.
-    let mut certificates = crate::users::load_users(&cfg.users)
-        .ok()
-        .and_then(|mut all| all.remove(name))
-        .map(|u| u.certificates)
-        .unwrap_or_default();
-    if let Ok((serial, _)) =
-        crate::revoke::pem_to_der(&cert).and_then(|der| crate::revoke::cert_serial(&der))
-    {
-        certificates.push(serial);
-    }
-    let user = User {
-        name: name.to_string(),
-        roles: roles.to_vec(),
-        certificates,
-    };
-    write_public(&cfg.users.join(format!("{name}.toml")), &user.to_toml())?;
+    let days = days.unwrap_or(issuing.cfg.tls.user_cert_days);
+    let issued = issuing.issue(&identity, check_days(days)?, out, false)?;
+    issuing.record_user(name, roles.to_vec(), &issued.serial)?;
     Ok(identity)
+}
+
+fn check_days(days: u32) -> Result<u32, PkiError> {
+    if (1..=3650).contains(&days) {
+        Ok(days)
+    } else {
+        Err(PkiError::InvalidName(format!(
+            "--days {days}: a certificate lifetime is 1 to 3650 days"
+        )))
+    }
+}
+
+/// Whom `renew` gives a new certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewWho {
+    /// An agent; `opd` is needed only for an agent enrolled before the ledger.
+    Agent {
+        /// Agent id.
+        id: String,
+        /// Its OPD, when the ledger does not know the agent.
+        opd: Option<String>,
+    },
+    /// A person (keeps their roles).
+    User {
+        /// User name.
+        name: String,
+    },
+}
+
+/// `siaga-collector renew`: a new certificate (and key) for an agent or a
+/// person already enrolled, into OUT (a `agent.toml`/`siaga.toml` there is
+/// kept). The earlier certificates stay valid until they expire or are
+/// revoked, so the new one can be put in place first.
+pub fn renew(
+    dir: &Path,
+    who: &RenewWho,
+    out: &Path,
+    days: Option<u32>,
+) -> Result<Enrolled, PkiError> {
+    let mut issuing = Issuing::open(dir)?;
+    let (identity, earlier, days) = match who {
+        RenewWho::Agent { id, opd } => {
+            check_id(id).map_err(|m| PkiError::InvalidName(format!("--agent: {m}")))?;
+            let earlier: Vec<Issued> = issuing
+                .ledger
+                .of(Kind::Agent, id)
+                .into_iter()
+                .cloned()
+                .collect();
+            let known = earlier.iter().rev().find_map(|e| e.opd.clone());
+            let opd = match (known, opd) {
+                (Some(k), Some(o)) if &k != o => {
+                    return Err(PkiError::InvalidName(format!(
+                        "--opd: agent {id:?} speaks for OPD {k:?}, not {o:?}; agent ids are unique across OPDs"
+                    )));
+                }
+                (Some(k), _) => k,
+                (None, Some(o)) => {
+                    check_id(o).map_err(|m| PkiError::InvalidName(format!("--opd: {m}")))?;
+                    o.clone()
+                }
+                (None, None) => {
+                    return Err(PkiError::InvalidName(format!(
+                        "--agent: no certificate of agent {id:?} in {} (enrolled before the ledger?): give its --opd",
+                        issuing.ledger.path().display()
+                    )));
+                }
+            };
+            let days = days.unwrap_or(issuing.cfg.tls.agent_cert_days);
+            (
+                Identity::Agent {
+                    opd,
+                    id: id.clone(),
+                },
+                earlier,
+                days,
+            )
+        }
+        RenewWho::User { name } => {
+            check_id(name).map_err(|m| PkiError::InvalidName(format!("--user: {m}")))?;
+            let earlier: Vec<Issued> = issuing
+                .ledger
+                .of(Kind::User, name)
+                .into_iter()
+                .cloned()
+                .collect();
+            let days = days.unwrap_or(issuing.cfg.tls.user_cert_days);
+            (Identity::User { name: name.clone() }, earlier, days)
+        }
+    };
+    let roles = match &identity {
+        Identity::User { name } => Some(
+            crate::users::load_users(&issuing.cfg.users)?
+                .remove(name)
+                .map(|u| u.roles)
+                .ok_or_else(|| {
+                    PkiError::InvalidName(format!(
+                        "--user: no user {name:?} in {} (enroll them with `siaga-collector enroll user`)",
+                        issuing.cfg.users.display()
+                    ))
+                })?,
+        ),
+        Identity::Agent { .. } => None,
+    };
+    let issued = issuing.issue(&identity, check_days(days)?, out, true)?;
+    if let (Identity::User { name }, Some(roles)) = (&identity, roles) {
+        issuing.record_user(name, roles, &issued.serial)?;
+    }
+    Ok(Enrolled {
+        identity,
+        issued,
+        earlier,
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use x509_parser::prelude::*;
 
     fn der(pem: &str) -> Vec<u8> {
@@ -571,7 +784,7 @@ mod tests {
         assert!(init(&dir, "127.0.0.1:1".parse().unwrap(), &[]).is_err());
 
         let out = tmp.path().join("agent");
-        let id = enroll_agent(&dir, "demo", None, &out).unwrap();
+        let id = enroll_agent(&dir, "demo", None, &out, None).unwrap();
         assert_eq!(
             id,
             Identity::Agent {
@@ -596,6 +809,7 @@ mod tests {
             "budi",
             &["helpdesk".into(), "tim_teknis".into()],
             &uout,
+            None,
         )
         .unwrap();
         assert_eq!(mode(&uout.join("user.key")), 0o600);
@@ -604,7 +818,143 @@ mod tests {
         assert_eq!(Identity::from_der(&der(&user_pem)).unwrap(), uid);
         let users = crate::users::load_users(&dir.join("users")).unwrap();
         assert_eq!(users["budi"].roles, ["helpdesk", "tim_teknis"]);
-        assert!(enroll_user(&dir, "eve", &["wizard".into()], &uout).is_err());
+        assert!(enroll_user(&dir, "eve", &["wizard".into()], &uout, None).is_err());
+    }
+
+    fn days_left(pem: &str) -> i64 {
+        let (_, t) = serial_and_expiry(pem).unwrap();
+        (t - Utc::now()).num_days()
+    }
+
+    #[test]
+    fn the_ledger_records_each_certificate_and_agent_ids_are_unique() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
+        let data = dir.join("data");
+        let a1 = tmp.path().join("a1");
+        enroll_agent(&dir, "dinkes", None, &a1, None).unwrap();
+        let pem = std::fs::read_to_string(a1.join("agent.pem")).unwrap();
+        // Two years for an agent, one for a person, unless configured.
+        assert!(
+            (729..=730).contains(&days_left(&pem)),
+            "{}",
+            days_left(&pem)
+        );
+        let u = tmp.path().join("u");
+        enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap();
+        let upem = std::fs::read_to_string(u.join("user.pem")).unwrap();
+        assert!((364..=365).contains(&days_left(&upem)));
+        enroll_user(&dir, "siti", &["helpdesk".into()], &u, Some(7)).unwrap();
+        assert!((6..=7).contains(&days_left(
+            &std::fs::read_to_string(u.join("user.pem")).unwrap()
+        )));
+        assert!(enroll_user(&dir, "x", &["helpdesk".into()], &u, Some(0)).is_err());
+
+        let ledger = Ledger::load(&data, &dir.join("users")).unwrap();
+        let (serial, not_after) = serial_and_expiry(&pem).unwrap();
+        let e = ledger.by_serial(&serial).unwrap();
+        assert_eq!(
+            (e.kind, e.name.as_str(), e.opd.as_deref(), e.not_after),
+            (Kind::Agent, "dinkes-agent", Some("dinkes"), Some(not_after))
+        );
+        assert_eq!(ledger.of(Kind::Server, "localhost").len(), 1);
+        assert_eq!(ledger.of(Kind::User, "budi").len(), 1);
+
+        // The same id again, in this OPD or another, is refused.
+        for opd in ["dinkes", "bappeda"] {
+            let e = enroll_agent(
+                &dir,
+                opd,
+                Some("dinkes-agent"),
+                &tmp.path().join("a2"),
+                None,
+            )
+            .unwrap_err();
+            assert!(matches!(e, PkiError::InvalidName(_)), "{e}");
+            assert!(e.to_string().contains("already issued"), "{e}");
+        }
+        assert!(!tmp.path().join("a2").exists());
+
+        // Renewing gives the same agent a new certificate; its config stays.
+        std::fs::write(a1.join("agent.toml"), "# edited by the OPD\n").unwrap();
+        let r = renew(
+            &dir,
+            &RenewWho::Agent {
+                id: "dinkes-agent".into(),
+                opd: None,
+            },
+            &a1,
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.earlier.len(), 1);
+        assert_ne!(r.issued.serial, serial);
+        let new_pem = std::fs::read_to_string(a1.join("agent.pem")).unwrap();
+        assert_eq!(serial_and_expiry(&new_pem).unwrap().0, r.issued.serial);
+        assert_eq!(
+            std::fs::read_to_string(a1.join("agent.toml")).unwrap(),
+            "# edited by the OPD\n"
+        );
+        let e = renew(
+            &dir,
+            &RenewWho::Agent {
+                id: "dinkes-agent".into(),
+                opd: Some("bappeda".into()),
+            },
+            &a1,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("speaks for OPD"), "{e}");
+        // A person renewed keeps their roles and every serial.
+        renew(
+            &dir,
+            &RenewWho::User {
+                name: "budi".into(),
+            },
+            &u,
+            None,
+        )
+        .unwrap();
+        let users = crate::users::load_users(&dir.join("users")).unwrap();
+        assert_eq!(users["budi"].roles, ["helpdesk"]);
+        assert_eq!(users["budi"].certificates.len(), 2);
+        assert!(
+            renew(
+                &dir,
+                &RenewWho::User {
+                    name: "nobody".into()
+                },
+                &u,
+                None
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_broken_user_file_fails_the_enrolment_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
+        let u = tmp.path().join("u");
+        enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap();
+        let first = crate::users::load_users(&dir.join("users")).unwrap()["budi"]
+            .certificates
+            .clone();
+        std::fs::write(
+            dir.join("users").join("siti.toml"),
+            "name = \"siti\"\nroles = [\n",
+        )
+        .unwrap();
+        let e = enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap_err();
+        assert!(matches!(e, PkiError::Config(_)), "{e:?}");
+        assert!(e.to_string().contains("siti.toml"), "{e}");
+        // budi's earlier serials are still there to be revoked.
+        std::fs::remove_file(dir.join("users").join("siti.toml")).unwrap();
+        let users = crate::users::load_users(&dir.join("users")).unwrap();
+        assert_eq!(users["budi"].certificates, first);
     }
 
     #[test]

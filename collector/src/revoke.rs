@@ -1,15 +1,20 @@
 //! Revoked certificates: `siaga-collector revoke-cert` adds a certificate's serial
 //! to `<data_dir>/revoked.toml`; the running collector refuses it from the next
-//! call on (the list is re-read when the file changes, no restart or reload).
+//! call on and ends the streams already open with it within a second (the
+//! list is re-read when the file changes, no restart or reload).
 //!
 //! Revocation is by serial, so the person can be enrolled again and get a new
 //! certificate while the lost laptop's stays refused.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::ConfigError;
 
 /// File name of the list in the data directory.
 pub const FILE: &str = "revoked.toml";
@@ -61,22 +66,104 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
     Ok(p.contents)
 }
 
-fn normalize(serial: &str) -> String {
-    serial
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect::<String>()
-        .to_ascii_lowercase()
-        .trim_start_matches("00")
-        .to_string()
+/// A serial number as typed by a person, refused unless it is one of the
+/// forms tools print: plain hex (`5ab3…`), colon-separated hex bytes
+/// (`5A:B3:…`, as `openssl x509 -text` prints) or hex with a `0x` prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{given:?} is not a serial number: give hex digits (5ab3…), hex bytes separated by colons (5A:B3:…) or 0x followed by hex digits"
+)]
+pub struct BadSerial {
+    /// What was given.
+    pub given: String,
+}
+
+/// The canonical form of a serial: lowercase hex of its value, no leading
+/// zeros (so `00:7f:01` and `7f01` are the same certificate).
+fn canonical(hex: &str) -> String {
+    let t = hex.trim_start_matches('0').to_ascii_lowercase();
+    if t.is_empty() { "0".into() } else { t }
+}
+
+/// Parses a serial in one of the accepted forms into its canonical form.
+pub fn parse_serial(given: &str) -> Result<String, BadSerial> {
+    let bad = || BadSerial {
+        given: given.to_string(),
+    };
+    let s = given.trim();
+    let hex_digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_hexdigit());
+    let digits = if let Some(rest) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        if !hex_digits(rest) {
+            return Err(bad());
+        }
+        rest.to_string()
+    } else if s.contains(':') {
+        let groups: Vec<&str> = s.split(':').collect();
+        if !groups.iter().all(|g| g.len() == 2 && hex_digits(g)) {
+            return Err(bad());
+        }
+        groups.concat()
+    } else if hex_digits(s) {
+        s.to_string()
+    } else {
+        return Err(bad());
+    };
+    // 20 octets is the longest serial RFC 5280 allows; a little slack for a
+    // leading zero byte.
+    if digits.len() > 42 {
+        return Err(bad());
+    }
+    Ok(canonical(&digits))
+}
+
+/// The serial of a DER certificate in canonical form.
+pub fn serial_of(der: &[u8]) -> Result<String, String> {
+    cert_serial(der).map(|(s, _)| canonical(&s))
+}
+
+fn read_checked(path: &Path) -> Result<ListFile, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => crate::config::parse_toml(path, &t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ListFile::default()),
+        Err(error) => Err(ConfigError::Read {
+            file: path.to_path_buf(),
+            error,
+        }),
+    }
 }
 
 fn read(path: &Path) -> Result<ListFile, String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => toml::from_str(&t).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ListFile::default()),
-        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
-    }
+    read_checked(path).map_err(|e| e.to_string())
+}
+
+/// The revoked certificates listed in `data_dir` (none when there is no list).
+pub fn load(data_dir: &Path) -> Result<Vec<Revoked>, ConfigError> {
+    read_checked(&data_dir.join(FILE)).map(|l| l.revoked)
+}
+
+/// Holds the lock that serialises changes to the files of `data_dir` that
+/// several administrative commands may change at once (released on drop).
+pub fn lock(data_dir: &Path) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let path = data_dir.join(".admin.lock");
+    let f =
+        crate::safe_file::append(&path, crate::safe_file::PRIVATE).map_err(|e| e.to_string())?;
+    f.lock()
+        .map_err(|e| format!("{}: cannot lock: {e}", path.display()))?;
+    Ok(f)
+}
+
+fn write_list(data_dir: &Path, list: &ListFile) -> Result<(), String> {
+    let text = format!(
+        "# Certificates the collector refuses; written by `siaga-collector revoke-cert`.\n# The list only grows (`restore` merges, never replaces it).\n{}",
+        toml::to_string(list).map_err(|e| e.to_string())?
+    );
+    crate::safe_file::write(
+        &data_dir.join(FILE),
+        text.as_bytes(),
+        crate::safe_file::PUBLIC,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Add a certificate (DER) to the list in `data_dir`; returns the entry.
@@ -85,20 +172,19 @@ pub fn revoke(data_dir: &Path, der: &[u8], reason: &str) -> Result<Revoked, Stri
     revoke_serial(data_dir, &serial, &identity, reason)
 }
 
-/// Add a serial to the list in `data_dir`.
+/// Add a serial (any accepted form, see [`parse_serial`]) to the list in
+/// `data_dir`. Revoking a revoked serial returns its entry unchanged.
 pub fn revoke_serial(
     data_dir: &Path,
     serial: &str,
     identity: &str,
     reason: &str,
 ) -> Result<Revoked, String> {
-    let serial = normalize(serial);
-    if serial.is_empty() {
-        return Err("the serial must be hexadecimal, e.g. 3f9a…".into());
-    }
+    let serial = parse_serial(serial).map_err(|e| e.to_string())?;
+    let _lock = lock(data_dir)?;
     let path = data_dir.join(FILE);
     let mut list = read(&path)?;
-    if let Some(r) = list.revoked.iter().find(|r| normalize(&r.serial) == serial) {
+    if let Some(r) = list.revoked.iter().find(|r| canonical(&r.serial) == serial) {
         return Ok(r.clone());
     }
     let entry = Revoked {
@@ -108,60 +194,128 @@ pub fn revoke_serial(
         reason: reason.to_string(),
     };
     list.revoked.push(entry.clone());
-    let text = format!(
-        "# Certificates the collector refuses; written by `siaga-collector revoke-cert`.\n{}",
-        toml::to_string(&list).map_err(|e| e.to_string())?
-    );
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    write_list(data_dir, &list)?;
     Ok(entry)
 }
 
+/// Merges `from` (e.g. the list of a backup being restored) into the list in
+/// `data_dir`: the list only grows. Returns the entries that were added.
+pub fn merge(data_dir: &Path, from: &[Revoked]) -> Result<Vec<Revoked>, String> {
+    let _lock = lock(data_dir)?;
+    let mut list = read(&data_dir.join(FILE))?;
+    let mut added = Vec::new();
+    for r in from {
+        let serial = canonical(&r.serial);
+        if !list
+            .revoked
+            .iter()
+            .any(|have| canonical(&have.serial) == serial)
+        {
+            list.revoked.push(r.clone());
+            added.push(r.clone());
+        }
+    }
+    if !added.is_empty() {
+        write_list(data_dir, &list)?;
+    }
+    Ok(added)
+}
+
+/// Identifies one version of the file: a change by rename (a new inode), a
+/// change in place (mtime, size) or its removal all differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    mtime: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        ino: m.ino(),
+        mtime: m.modified().ok(),
+        len: m.len(),
+    })
+}
+
+/// The set of revoked serials (canonical form).
+pub type Serials = Arc<HashSet<String>>;
+
 /// The list as the server checks it, re-read whenever the file changes.
+/// Open streams subscribe to it ([`RevocationList::subscribe`]) and end when
+/// their certificate appears in it; [`RevocationList::refresh`] is called on
+/// every check and by a timer, so a revocation reaches open streams within
+/// the timer's period without any call.
 #[derive(Debug)]
 pub struct RevocationList {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, Vec<String>)>,
+    seen: Mutex<Option<Stamp>>,
+    serials: watch::Sender<Serials>,
 }
 
 impl RevocationList {
-    /// The list in `data_dir`.
-    pub fn new(data_dir: &Path) -> Self {
-        RevocationList {
-            path: data_dir.join(FILE),
-            cache: Mutex::new((None, Vec::new())),
+    /// The list in `data_dir`. A list that exists but cannot be read is an
+    /// error: the collector does not start without knowing what it must refuse.
+    pub fn open(data_dir: &Path) -> Result<Self, String> {
+        let path = data_dir.join(FILE);
+        let seen = stamp(&path);
+        let list = read(&path)?;
+        let (serials, _) = watch::channel(Arc::new(
+            list.revoked.iter().map(|r| canonical(&r.serial)).collect(),
+        ));
+        Ok(RevocationList {
+            path,
+            seen: Mutex::new(seen),
+            serials,
+        })
+    }
+
+    /// Re-reads the file if it changed. A file that cannot be read keeps the
+    /// serials known so far (the list only grows) and is logged once per change.
+    pub fn refresh(&self) {
+        let now = stamp(&self.path);
+        // The stamp is a plain value: a panic elsewhere cannot leave it half
+        // written, so a poisoned lock is still usable.
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if *seen == now {
+            return;
+        }
+        *seen = now;
+        match read(&self.path) {
+            Ok(l) => {
+                let mut set: HashSet<String> =
+                    l.revoked.iter().map(|r| canonical(&r.serial)).collect();
+                // Never un-revoke what was seen revoked while running.
+                set.extend(self.serials.borrow().iter().cloned());
+                if set.len() != self.serials.borrow().len() {
+                    tracing::info!(revoked = set.len(), "revocation list changed");
+                    self.serials.send_replace(Arc::new(set));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "revocation list unreadable; the serials known so far stay revoked")
+            }
         }
     }
 
-    /// `Err(message)` if the certificate (DER) is revoked. A list that cannot be
-    /// read refuses nothing new but keeps what it knew (and logs why).
+    /// Changes of the revoked serials.
+    pub fn subscribe(&self) -> watch::Receiver<Serials> {
+        self.serials.subscribe()
+    }
+
+    /// Whether `serial` (canonical form, see [`serial_of`]) is revoked.
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        self.refresh();
+        self.serials.borrow().contains(serial)
+    }
+
+    /// `Err(message)` if the certificate (DER) is revoked or cannot be read
+    /// (fails closed).
     pub fn check(&self, der: &[u8]) -> Result<(), String> {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        let Ok(mut cache) = self.cache.lock() else {
-            return Ok(());
-        };
-        if cache.0 != mtime {
-            match read(&self.path) {
-                Ok(l) => {
-                    *cache = (
-                        mtime,
-                        l.revoked.iter().map(|r| normalize(&r.serial)).collect(),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "revocation list unreadable; keeping the previous one")
-                }
-            }
-        }
-        if cache.1.is_empty() {
-            return Ok(());
-        }
         let (serial, identity) = cert_serial(der)?;
-        if cache.1.contains(&normalize(&serial)) {
+        if self.is_revoked(&canonical(&serial)) {
             return Err(format!(
                 "certificate {serial} ({identity}) has been revoked"
             ));
@@ -188,7 +342,7 @@ mod tests {
     #[test]
     fn a_revoked_certificate_is_refused_from_the_next_check_on() {
         let dir = tempfile::tempdir().expect("tmp");
-        let list = RevocationList::new(dir.path());
+        let list = RevocationList::open(dir.path()).expect("list");
         let lost = cert(1, "budi");
         let new = cert(2, "budi");
         assert_eq!(list.check(&lost), Ok(()));
@@ -225,5 +379,136 @@ mod tests {
         );
         assert!(revoke_serial(dir.path(), "xyz", "", "").is_err());
         assert!(pem_to_der("nope").is_err());
+    }
+
+    #[test]
+    fn serials_are_accepted_in_the_forms_tools_print_and_nothing_else() {
+        for (given, want) in [
+            ("5ab3c4", "5ab3c4"),
+            ("5AB3C4", "5ab3c4"),
+            ("5A:B3:C4", "5ab3c4"),
+            ("05:ab:b3", "5abb3"),
+            ("0x5AB3", "5ab3"),
+            ("0X05ab3", "5ab3"),
+            ("  7f0103\n", "7f0103"),
+            ("00", "0"),
+        ] {
+            assert_eq!(parse_serial(given).as_deref(), Ok(want), "{given:?}");
+        }
+        // What the old normaliser turned into another serial and "revoked".
+        for given in [
+            "serial=5AB3",
+            "0x",
+            "",
+            "5A:B3:",
+            "5A::B3",
+            "5:AB",
+            "0x5A:B3",
+            "5ab3g",
+            "5a b3",
+            "-5ab3",
+            "0x-5ab3",
+            &"ab".repeat(40),
+        ] {
+            let e = parse_serial(given).expect_err(given);
+            assert!(e.to_string().contains("not a serial number"), "{e}");
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        assert!(revoke_serial(dir.path(), "serial=5AB3", "", "").is_err());
+        assert!(!dir.path().join(FILE).exists(), "nothing was revoked");
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_old_temp_path_is_not_followed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let victim = tmp.path().join("shadow");
+        std::fs::write(&victim, "root:x:0:0\n").expect("victim");
+        let data = tmp.path().join("data");
+        std::fs::create_dir(&data).expect("data");
+        std::os::unix::fs::symlink(&victim, data.join("revoked.toml.tmp")).expect("link");
+        revoke_serial(&data, "7f01", "siaga://user/budi", "lost").expect("revoke");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "root:x:0:0\n",
+            "the file behind the link is unchanged"
+        );
+        assert_eq!(load(&data).expect("list").len(), 1);
+        // Same for a user file's old temp name.
+        let users = tmp.path().join("users");
+        std::fs::create_dir(&users).expect("users");
+        std::os::unix::fs::symlink(&victim, users.join(".budi.toml.tmp")).expect("link");
+        crate::users::write_user(
+            &users,
+            &crate::users::User {
+                name: "budi".into(),
+                roles: vec!["helpdesk".into()],
+                certificates: vec![],
+            },
+        )
+        .expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "root:x:0:0\n"
+        );
+    }
+
+    #[test]
+    fn merge_only_adds_and_says_what() {
+        let dir = tempfile::tempdir().expect("tmp");
+        revoke_serial(dir.path(), "aa01", "siaga://user/budi", "now").expect("revoke");
+        let archived = vec![
+            Revoked {
+                serial: "00aa01".into(),
+                identity: "siaga://user/budi".into(),
+                at: "2026-01-01T00:00:00Z".into(),
+                reason: "old".into(),
+            },
+            Revoked {
+                serial: "bb02".into(),
+                identity: "siaga://agent/a/a-agent".into(),
+                at: "2026-01-01T00:00:00Z".into(),
+                reason: "stolen".into(),
+            },
+        ];
+        let added = merge(dir.path(), &archived).expect("merge");
+        assert_eq!(added, archived[1..]);
+        let all: Vec<String> = load(dir.path())
+            .expect("load")
+            .into_iter()
+            .map(|r| r.serial)
+            .collect();
+        assert_eq!(all, ["aa01", "bb02"]);
+        assert!(merge(dir.path(), &archived).expect("again").is_empty());
+    }
+
+    #[test]
+    fn the_check_fails_closed_and_streams_hear_of_a_revocation() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let list = Arc::new(RevocationList::open(dir.path()).expect("list"));
+        let mut rx = list.subscribe();
+        let lost = cert(1, "budi");
+        revoke(dir.path(), &lost, "").expect("revoke");
+        list.refresh();
+        assert!(rx.has_changed().expect("open"));
+        assert!(rx.borrow_and_update().contains("7f0103"));
+        // A panic while the lock is held does not open the door.
+        let l = list.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = l.seen.lock();
+            panic!("poison");
+        })
+        .join();
+        assert!(list.seen.is_poisoned());
+        assert!(list.check(&lost).is_err());
+        revoke(dir.path(), &cert(9, "eve"), "").expect("revoke");
+        assert!(list.check(&cert(9, "eve")).is_err(), "still re-read");
+        // A garbled list keeps every serial known so far.
+        std::fs::write(dir.path().join(FILE), "garbage = [").expect("write");
+        assert!(list.check(&lost).is_err());
+        assert!(list.check(&cert(9, "eve")).is_err());
+        // An unparsable certificate is refused.
+        assert!(list.check(b"junk").is_err());
+        // A collector does not start on a list it cannot read.
+        assert!(RevocationList::open(dir.path()).is_err());
     }
 }

@@ -30,14 +30,15 @@ pub const GRACE: Duration = Duration::from_secs(10);
 const WRITE_QUEUE: usize = 256;
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the revocation list is looked at, so that streams open with a
+/// certificate just revoked end within about this long.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
 /// How often queued measurements are checked for expiry.
 const MEASURE_SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Writes `text` to `path` atomically (readers never see half a file).
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+fn write_atomic(path: &Path, text: &str) -> Result<(), crate::safe_file::WriteError> {
+    crate::safe_file::write(path, text.as_bytes(), crate::safe_file::PUBLIC)
 }
 
 /// Re-reads the inventory: a broken file is logged and the old one stays.
@@ -129,7 +130,7 @@ pub async fn serve_until(
         writer,
         metrics.clone(),
         cancel.clone(),
-        crate::revoke::RevocationList::new(&cfg.data_dir),
+        crate::revoke::RevocationList::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?,
         cfg.data_dir.clone(),
     )?);
     let _ = hub.health.set(Arc::new(health));
@@ -197,6 +198,25 @@ pub async fn serve_until(
                     }
                     Ok(Err(e)) => warn!(error = %e, "retention failed"),
                     Err(e) => warn!(error = %e, "retention task failed"),
+                }
+            }
+        });
+    }
+
+    // A revocation reaches the streams already open without waiting for a call.
+    {
+        let hub = hub.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_POLL);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let h = hub.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || h.revoked.refresh()).await {
+                    warn!(error = %e, "revocation list check failed");
                 }
             }
         });
@@ -399,9 +419,9 @@ address = "127.0.0.2"
         pki::init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
         std::fs::write(dir.join("inventory.toml"), INVENTORY).unwrap();
         let agent_dir = tmp.path().join("agent");
-        pki::enroll_agent(&dir, "a", None, &agent_dir).unwrap();
+        pki::enroll_agent(&dir, "a", None, &agent_dir, None).unwrap();
         let user_dir = tmp.path().join("user");
-        pki::enroll_user(&dir, "budi", &["helpdesk".into()], &user_dir).unwrap();
+        pki::enroll_user(&dir, "budi", &["helpdesk".into()], &user_dir, None).unwrap();
 
         let config = dir.join("collector.toml");
         let cfg = CollectorConfig::load(&config).unwrap();
@@ -432,9 +452,12 @@ address = "127.0.0.2"
         );
         let (other_ca, _) = Ca::generate("another CA").unwrap();
         let forged = other_ca
-            .client_cert(&Identity::User {
-                name: "budi".into(),
-            })
+            .client_cert(
+                &Identity::User {
+                    name: "budi".into(),
+                },
+                30,
+            )
             .unwrap();
         assert!(
             who(channel(&addr, &ca, Some(forged)).await).await.is_err(),
@@ -635,5 +658,71 @@ address = "127.0.0.2"
         assert!(!data_dir.join("collector.pid").exists());
         let store = RedbStore::open(&data_dir).unwrap();
         assert_eq!(store.history("a-dev", 0, 10).unwrap().len(), 2);
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_agent_stream_ends_when_its_certificate_is_revoked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        pki::init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
+        std::fs::write(dir.join("inventory.toml"), INVENTORY).unwrap();
+        let agent_dir = tmp.path().join("agent");
+        pki::enroll_agent(&dir, "a", None, &agent_dir, None).unwrap();
+        let config = dir.join("collector.toml");
+        let cfg = CollectorConfig::load(&config).unwrap();
+        let data_dir = cfg.data_dir.clone();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve_until(config, cfg, cancel.clone()));
+        let addr_file = data_dir.join("collector.addr");
+        let mut addr = String::new();
+        for _ in 0..300 {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                addr = a.trim().to_string();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!addr.is_empty(), "collector.addr written");
+        let ca = dir.join("ca.pem");
+        let agent = files(&agent_dir, "agent.pem", "agent.key");
+        let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(16);
+        let mut up = UplinkClient::new(channel(&addr, &ca, agent).await.unwrap());
+        tx.send(AgentMessage {
+            msg: Some(A::Hello(v1::Hello {
+                protocol_major: siaga_proto::PROTOCOL_MAJOR,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut down = up
+            .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(matches!(
+            down.message().await.unwrap().and_then(|m| m.msg),
+            Some(C::Welcome(_))
+        ));
+        assert!(matches!(
+            down.message().await.unwrap().and_then(|m| m.msg),
+            Some(C::Inventory(_))
+        ));
+        // Nothing more is sent: the stream is idle when the certificate is revoked.
+        let pem = std::fs::read_to_string(agent_dir.join("agent.pem")).unwrap();
+        crate::revoke::revoke(
+            &data_dir,
+            &crate::revoke::pem_to_der(&pem).unwrap(),
+            "stolen",
+        )
+        .unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), down.message())
+            .await
+            .expect("the open stream ends without any call");
+        let status = ended.expect_err("ended with an error");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert!(status.message().contains("revoked"), "{status:?}");
+        cancel.cancel();
+        drop(tx);
+        server.await.unwrap().unwrap();
     }
 }

@@ -120,9 +120,8 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 /// Writes a user's file (atomically: a temporary file renamed over it).
 pub fn write_user(dir: &Path, user: &User) -> Result<(), String> {
     let path = dir.join(format!("{}.toml", user.name));
-    let tmp = dir.join(format!(".{}.toml.tmp", user.name));
-    std::fs::write(&tmp, user.to_toml()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    crate::safe_file::write(&path, user.to_toml().as_bytes(), crate::safe_file::PUBLIC)
+        .map_err(|e| e.to_string())
 }
 
 /// Appends one record to the user-management trail: who, what, on whom, and
@@ -138,10 +137,8 @@ pub fn audit(dir: &Path, by: &str, action: &str, user: &str, role: &str, outcome
         "outcome": outcome,
     });
     let path = dir.join(AUDIT_FILE);
-    let r = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
+    let r = crate::safe_file::append(&path, crate::safe_file::PUBLIC)
+        .map_err(|e| e.error)
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = r {
         tracing::error!(file = %path.display(), error = %e, "cannot write the user audit trail");

@@ -212,6 +212,9 @@ async fn run(args: Args) -> Result<(), CliError> {
                 print_json(&cli::agents_json(&r.agents))
             } else {
                 println!("{}", cli::agents_table(&r.agents));
+                for w in cli::cert_warnings(&r.agents, chrono::Utc::now().timestamp_micros()) {
+                    eprintln!("{w}");
+                }
                 Ok(())
             }
         }

@@ -39,8 +39,8 @@ impl ReportCmd {
             .map_err(|e| format!("the collector sent an answer this siaga cannot read: {e}"))?;
         let bytes = d.decode()?;
         let existed = self.out.exists();
-        std::fs::write(&self.out, &bytes)
-            .map_err(|e| format!("{}: cannot write: {e}", self.out.display()))?;
+        crate::safe_file::write(&self.out, &bytes, crate::safe_file::PUBLIC)
+            .map_err(|e| e.to_string())?;
         let what = if d.is_final {
             format!(
                 "final: the report frozen at the Kepala Dinas's review ({}), as stored with the ticket",

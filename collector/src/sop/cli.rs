@@ -220,7 +220,8 @@ pub fn left_label(secs: i64) -> String {
 fn write_out(out: &Option<PathBuf>, bytes: &[u8], what: &str) -> Result<String, String> {
     match out {
         Some(p) => {
-            std::fs::write(p, bytes).map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
+            crate::safe_file::write(p, bytes, crate::safe_file::PUBLIC)
+                .map_err(|e| e.to_string())?;
             Ok(format!("wrote {what} to {}", p.display()))
         }
         None => Ok(String::from_utf8_lossy(bytes).trim_end().to_string()),
