@@ -1139,6 +1139,73 @@ pub fn decode_message(bytes: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_case::test_case;
+
+    #[test_case(b"sw1", "sw1", false ; "short")]
+    #[test_case(b"port 1\0\0", "port 1", false ; "trailing NULs dropped")]
+    #[test_case(&[b'a'; 255], &"a".repeat(255), false ; "exactly a DisplayString")]
+    #[test_case(&[b'a'; 256], &"a".repeat(255), true ; "one octet over")]
+    #[test_case(&[b'd'; 60_000], &"d".repeat(255), true ; "sixty kilobytes")]
+    #[test_case("é".repeat(200).as_bytes(), &"é".repeat(127), true ; "cut at a character boundary")]
+    #[test_case(b"bad \xff byte", "bad \u{fffd} byte", false ; "invalid UTF-8 replaced")]
+    fn strings_from_devices_are_cut_to_a_display_string(bytes: &[u8], want: &str, cut: bool) {
+        let (got, was_cut) = cut_display_string(bytes);
+        assert!(got.len() <= DISPLAY_STRING_MAX);
+        assert_eq!((got.as_str(), was_cut), (want, cut));
+    }
+
+    #[test]
+    fn requests_shrink_by_rows_then_columns_then_give_up() {
+        let mut ask = Ask {
+            varbinds: BULK_VARBINDS,
+            columns: COLUMNS.len(),
+        };
+        let mut seen = vec![(ask.reps(15), ask.columns)];
+        while let Some(a) = ask.smaller(15) {
+            ask = a;
+            seen.push((ask.reps(ask.columns.min(15)), ask.columns));
+        }
+        assert_eq!(
+            seen,
+            [(8, 15), (4, 15), (2, 15), (1, 15), (1, 7), (1, 3), (1, 1)]
+        );
+    }
+
+    #[test]
+    fn the_walk_budget_covers_the_cap_at_one_row_per_request() {
+        for cap in [1, 490, 4096, 65_536] {
+            assert!(round_budget(cap) > cap);
+        }
+    }
+
+    #[test]
+    fn rows_beyond_the_cap_are_not_kept() {
+        let mut r = Reading::new(2);
+        assert!(
+            r.admits(5)
+                && file(
+                    &mut r,
+                    0,
+                    &Oid::from_slice(&[1, 5]),
+                    &Value::OctetString(b"a".to_vec().into())
+                )
+                .is_ok()
+        );
+        assert!(
+            r.admits(6)
+                && file(
+                    &mut r,
+                    0,
+                    &Oid::from_slice(&[1, 6]),
+                    &Value::OctetString(b"b".to_vec().into())
+                )
+                .is_ok()
+        );
+        assert!(r.admits(5), "a row already kept");
+        assert!(!r.admits(7));
+        assert!(r.capped);
+        assert_eq!(r.ifs.len(), 2);
+    }
 
     fn p(hc: bool, i: u64, o: u64, err: u64, disc: u64) -> PrevIf {
         PrevIf {

@@ -496,6 +496,92 @@ fn event_of(
 mod tests {
     use super::*;
     use async_snmp::VarBind;
+    use test_case::test_case;
+
+    fn v2c_trap(community: &str) -> Notification {
+        Notification::TrapV2c {
+            community: community.as_bytes().to_vec().into(),
+            uptime: 1,
+            trap_oid: Oid::from_slice(LINK_DOWN),
+            varbinds: Vec::new(),
+            request_id: 1,
+            decode_anomalies: Vec::new(),
+        }
+    }
+
+    fn v3_trap(user: &str, level: SecurityLevel) -> Notification {
+        Notification::TrapV3 {
+            username: user.as_bytes().to_vec().into(),
+            context_engine_id: Vec::new().into(),
+            context_name: Vec::new().into(),
+            security_level: level,
+            uptime: 1,
+            trap_oid: Oid::from_slice(LINK_DOWN),
+            varbinds: Vec::new(),
+            request_id: 1,
+            decode_anomalies: Vec::new(),
+        }
+    }
+
+    fn v2c_device(community: &str) -> Option<SnmpTarget> {
+        Some(SnmpTarget {
+            version: "2c".into(),
+            community: community.into(),
+            ..SnmpTarget::default()
+        })
+    }
+
+    fn v3_device(user: &str, privacy: &str) -> Option<SnmpTarget> {
+        Some(SnmpTarget {
+            version: "3".into(),
+            user: user.into(),
+            auth_protocol: "sha256".into(),
+            auth_password: "authpass1".into(),
+            priv_protocol: privacy.into(),
+            priv_password: "privpass1".into(),
+            ..SnmpTarget::default()
+        })
+    }
+
+    #[test_case(v2c_trap("sw1-secret"), v2c_device("sw1-secret") => Ok(()) ; "own community")]
+    #[test_case(v2c_trap("totally-wrong-community"), v2c_device("sw1-secret") => Err(TrapRefusal::WrongCommunity) ; "wrong community")]
+    #[test_case(v2c_trap("sw2-secret"), v2c_device("sw1-secret") => Err(TrapRefusal::WrongCommunity) ; "another device's community")]
+    #[test_case(v2c_trap(""), v2c_device("") => Err(TrapRefusal::WrongCommunity) ; "empty community configured accepts nothing")]
+    #[test_case(v2c_trap("anything"), v3_device("admin", "aes") => Err(TrapRefusal::WrongVersion) ; "v2c trap for a v3-only device")]
+    #[test_case(v2c_trap("public"), None => Err(TrapRefusal::NoCredentials) ; "device without SNMP credentials")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthPriv), v3_device("admin", "aes") => Ok(()) ; "own v3 user authPriv")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthNoPriv), v3_device("admin", "aes") => Err(TrapRefusal::SecurityTooLow) ; "no privacy where the device has it")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthNoPriv), v3_device("admin", "none") => Ok(()) ; "authNoPriv for an auth-only device")]
+    #[test_case(v3_trap("admin", SecurityLevel::NoAuthNoPriv), v3_device("admin", "none") => Err(TrapRefusal::SecurityTooLow) ; "unauthenticated v3")]
+    #[test_case(v3_trap("other", SecurityLevel::AuthPriv), v3_device("admin", "aes") => Err(TrapRefusal::WrongUser) ; "another device's v3 user")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthPriv), v2c_device("public") => Err(TrapRefusal::WrongVersion) ; "v3 trap for a v2c device")]
+    fn a_trap_counts_only_with_its_devices_own_credentials(
+        n: Notification,
+        target: Option<SnmpTarget>,
+    ) -> Result<(), TrapRefusal> {
+        authenticate(&n, target.as_ref())
+    }
+
+    #[test]
+    fn a_storm_passes_the_limit_then_is_summed_up_once() {
+        let t0 = Instant::now();
+        let mut l = StormLimit::default();
+        let passed = (0..1000).filter(|_| l.admit(t0)).count();
+        assert_eq!(passed, STORM_TRAPS as usize);
+        assert_eq!(
+            l.storm_over(t0 + Duration::from_secs(1)),
+            None,
+            "window still open"
+        );
+        assert_eq!(l.storm_over(t0 + STORM_WINDOW), Some(1000 - STORM_TRAPS));
+        assert_eq!(l.storm_over(t0 + STORM_WINDOW * 2), None, "summed up once");
+        // A new window lets traps through again.
+        assert!(l.admit(t0 + STORM_WINDOW));
+        // A quiet device is never summed up.
+        let mut quiet = StormLimit::default();
+        assert!(quiet.admit(t0));
+        assert_eq!(quiet.storm_over(t0 + STORM_WINDOW * 3), None);
+    }
 
     #[test]
     fn link_down_names_the_inventory_link() {
