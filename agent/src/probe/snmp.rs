@@ -416,6 +416,13 @@ impl SnmpPoller {
                 }
                 Err(f)
             }
+            // The device answered this poll's first requests with our
+            // credentials: whatever stopped the walk, it was not them.
+            Err(WalkFail::Stalled(e)) => {
+                let f = classify(&e);
+                let message = format!("the device stopped answering mid-walk: {}", f.message);
+                Err(Failure::new(f.status, message))
+            }
             Err(WalkFail::Malformed(m)) => Err(Failure::new(SnmpStatus::Malformed, m)),
         }
     }
@@ -659,8 +666,22 @@ fn rates(before: &PrevIf, now: &PrevIf, dt: f64, speed_bps: u64) -> Result<Rates
 }
 
 enum WalkFail {
+    /// Failed before the device answered anything.
     Snmp(Box<Error>),
+    /// Failed after the device had answered part of the walk.
+    Stalled(Box<Error>),
     Malformed(String),
+}
+
+impl WalkFail {
+    /// The error, as seen after `answered` answers.
+    fn after(e: Box<Error>, answered: bool) -> Self {
+        if answered {
+            WalkFail::Stalled(e)
+        } else {
+            WalkFail::Snmp(e)
+        }
+    }
 }
 
 impl From<Box<Error>> for WalkFail {
@@ -775,11 +796,11 @@ async fn read_bulk(client: &DeviceClient, v3: bool, max_ifs: usize) -> Result<Re
                             part[0].1
                         )));
                     }
-                    None => return Err(e.into()),
+                    None => return Err(WalkFail::after(e, !first)),
                 }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(WalkFail::after(e, !first)),
         };
         let rest = if first {
             let (head, rest) = vbs.split_at_checked(3).ok_or_else(|| {
@@ -916,7 +937,7 @@ async fn read_v1(client: &DeviceClient, max_ifs: usize) -> Result<Reading, WalkF
                 } if *index >= 1 && (*index as usize) <= cursor.len() => {
                     cursor.remove(*index as usize - 1);
                 }
-                _ => return Err(WalkFail::Snmp(e)),
+                _ => return Err(WalkFail::Stalled(e)),
             },
         }
     }
