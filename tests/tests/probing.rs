@@ -821,6 +821,16 @@ async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
         "9",
     ];
     lab.exec("sw1", &wrong_community)?;
+    // Refused, and reported once (the next refusals within a minute are
+    // only counted).
+    let (device, event) = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .map_err(|_| anyhow::anyhow!("no traps_refused event within 1 s"))?
+        .ok_or_else(|| anyhow::anyhow!("receiver ended"))?;
+    assert_eq!(
+        (device.as_str(), event.kind.as_str()),
+        ("sw1", "traps_refused")
+    );
     // An SNMPv3 trap for a v2c device is refused like a wrong community.
     lab.exec("sw1", &v3_trap)?;
     for (argv, kind) in [(&v2c_trap[..], "link_down"), (&v2c_link_up[..], "link_up")] {

@@ -8,7 +8,8 @@
 //! configured. A device without SNMP credentials in the inventory gets no
 //! trap accepted. Refused traps are counted per device
 //! (`siaga_agent_traps_refused_total`, `traps_refused` in its SNMP results)
-//! and logged at most once a minute per device. A device that sends more
+//! and logged, and reported as a `traps_refused` event, at most once a
+//! minute per device. A device that sends more
 //! than [`STORM_TRAPS`] traps in [`STORM_WINDOW`] has the rest dropped and
 //! counted, and one `trap_storm` event says how many.
 
@@ -370,6 +371,9 @@ impl TrapReceiver {
                 log.unlogged += 1;
                 if log.last.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
                     tracing::warn!(device = %source.device, %from, reason = %why, refused = log.unlogged, "trap refused: not authenticated as the device of its address");
+                    // Also an event of the device, so that `siaga device`
+                    // shows it for devices that are not polled over SNMP.
+                    sink.push(&source.device, refused_event(log.unlogged, why, from));
                     log.last = Some(Instant::now());
                     log.unlogged = 0;
                 }
@@ -392,6 +396,16 @@ impl TrapReceiver {
                 sink.push(&source.device, event);
             }
         }
+    }
+}
+
+/// The event that reports refused traps (at most one a minute per device).
+fn refused_event(count: u64, why: TrapRefusal, from: IpAddr) -> Event {
+    Event {
+        kind: "traps_refused".into(),
+        detail: format!("{count} trap(s) from {from} refused since the last report: {why}"),
+        source: "trap".into(),
+        ..Event::default()
     }
 }
 
