@@ -622,3 +622,97 @@ async fn traps_count_only_with_their_devices_own_credentials() -> anyhow::Result
     task.await?;
     Ok(())
 }
+
+// ------------------------------------------- what people see (§2, 19 §1)
+
+#[test]
+fn siaga_device_and_metrics_show_forged_answers_and_refused_traps() -> anyhow::Result<()> {
+    use siaga_tests::harness::{Agent, Collector, secs, wait_until};
+    let lab = Lab::new()?.device("ghost").start()?;
+    let addr = lab.addr("ghost")?;
+    // The forger of the first test: sees the requests, answers from
+    // another port of the ghost's address.
+    let listen = lab.udp_socket_on("ghost", 161)?;
+    let other_port = lab.udp_socket_on("ghost", 0)?;
+    let _forger = serve(listen, move |b, from, _| {
+        if let Some(req) = parse_request(b) {
+            let reply = response(
+                &req.community,
+                &req.request_id,
+                &device_answer(&req, b"forged"),
+            );
+            let _ = other_port.send_to(&reply, from);
+        }
+    })?;
+    let trap_addr = UdpSocket::bind((lab.agent_addr("ghost")?, 0))?.local_addr()?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&format!(
+        "interval = \"1s\"\n\n[[opd]]\nid = \"dinkes\"\nname = \"Dinas Kesehatan\"\n\n\
+         [[device]]\nid = \"dinkes-ghost\"\nopd = \"dinkes\"\nkind = \"switch\"\n\
+         address = \"{addr}\"\n\n[device.snmp]\nversion = \"2c\"\ncommunity = \"ghost-secret\"\n\
+         timeout = \"300ms\"\nretries = 0\n"
+    ))?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    agent_cfg.set("trap_listen", trap_addr.to_string())?;
+    agent_cfg.set("metrics_listen", "127.0.0.1:0")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let agent = Agent::start(agent_cfg)?;
+    let fail = |e: anyhow::Error| {
+        e.context(format!(
+            "agent log:\n{}\ncollector log:\n{}",
+            agent.log_tail(30),
+            c.log_tail(30)
+        ))
+    };
+    let to = trap_addr.to_string();
+    let wrong = snmptrap_v2c(&to, "totally-wrong-community", 2);
+    wait_until(
+        secs(60),
+        "forged answers and a refused trap in siaga device",
+        || {
+            // Traps go by UDP: send one more until the first is seen.
+            exec(&lab, "ghost", &wrong)?;
+            let d = siaga.json(&["device", "dinkes-ghost", "--json"])?;
+            Ok(d["snmp_forged_answers"].as_u64().is_some_and(|n| n > 0)
+                && d["traps_refused"].as_u64().is_some_and(|n| n > 0))
+        },
+    )
+    .map_err(fail)?;
+    let d = siaga.json(&["device", "dinkes-ghost", "--json"])?;
+    anyhow::ensure!(d["snmp_status"] != "ok", "{d:#}");
+    anyhow::ensure!(
+        d["interfaces"].as_array().is_none_or(|l| l.is_empty()),
+        "{d:#}"
+    );
+    anyhow::ensure!(
+        d["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["event"] == "traps_refused")
+            && !d["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["event"] == "link_down"),
+        "{d:#}"
+    );
+    let human = String::from_utf8(siaga.run(&["device", "dinkes-ghost"])?.stdout)?;
+    anyhow::ensure!(
+        human.contains("forged SNMP answers dropped") && human.contains("traps refused"),
+        "{human}"
+    );
+    let metrics = agent.metrics()?;
+    for name in [
+        "siaga_agent_snmp_forged_answers_total{device=\"dinkes-ghost\"} ",
+        "siaga_agent_traps_refused_total{device=\"dinkes-ghost\"} ",
+    ] {
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        anyhow::ensure!(value.is_some_and(|v| v > 0.0), "{name}: {metrics}");
+    }
+    Ok(())
+}
