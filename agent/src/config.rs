@@ -44,6 +44,26 @@ pub struct AgentConfig {
     /// Bounds of the local spool.
     #[serde(default)]
     pub spool: SpoolConfig,
+    /// Bounds of SNMP polling.
+    #[serde(default)]
+    pub snmp: SnmpConfig,
+}
+
+/// Bounds of what SNMP polling takes from one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnmpConfig {
+    /// Interfaces polled per device; a device with more has the rest
+    /// counted (`siaga device` shows how many), not polled.
+    pub max_interfaces: usize,
+}
+
+impl Default for SnmpConfig {
+    fn default() -> Self {
+        SnmpConfig {
+            max_interfaces: crate::probe::snmp::DEFAULT_MAX_INTERFACES,
+        }
+    }
 }
 
 /// Files for mutual TLS.
@@ -69,6 +89,10 @@ pub struct SpoolConfig {
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
 }
+
+/// The most interfaces per device that may be configured: a poll of that
+/// many still fits in the agent's memory and a sample.
+const MAX_INTERFACES_LIMIT: usize = 65_536;
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
@@ -112,6 +136,7 @@ impl Default for AgentConfig {
             trap_listen: None,
             tls: TlsConfig::default(),
             spool: SpoolConfig::default(),
+            snmp: SnmpConfig::default(),
         }
     }
 }
@@ -151,6 +176,11 @@ key = "agent.key"
 # and counted; the count is reported to the collector.
 max_bytes = 268435456
 max_age = "7d"
+
+[snmp]
+# Interfaces polled per device; a device with more has the rest counted
+# (shown by `siaga device`), not polled.
+max_interfaces = 4096
 "#;
 
 impl AgentConfig {
@@ -222,6 +252,12 @@ impl AgentConfig {
         }
         if self.spool.max_age < Duration::from_secs(1) {
             return Err(invalid("spool.max_age", "must be at least 1s".into()));
+        }
+        if !(1..=MAX_INTERFACES_LIMIT).contains(&self.snmp.max_interfaces) {
+            return Err(invalid(
+                "snmp.max_interfaces",
+                format!("must be between 1 and {MAX_INTERFACES_LIMIT}"),
+            ));
         }
         Ok(())
     }

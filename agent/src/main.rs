@@ -281,6 +281,7 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
             addr,
             inventory_rx.clone(),
             spool.sink(),
+            metrics.clone(),
             cancel.child_token(),
         )
         .await
@@ -288,7 +289,12 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
         tasks.push(("traps", task));
     }
     let snmp = siaga_agent::probe::cycle::SnmpCycle {
-        poller: Arc::new(siaga_agent::probe::snmp::SnmpPoller::new()),
+        poller: Arc::new(siaga_agent::probe::snmp::SnmpPoller::with_limits(
+            metrics.clone(),
+            siaga_agent::probe::snmp::SnmpLimits {
+                max_interfaces: cfg.snmp.max_interfaces,
+            },
+        )),
         sink: spool.sink(),
         inventory: inventory_rx.clone(),
         default_interval: cfg.interval,

@@ -29,6 +29,13 @@ pub struct ProbeLabels {
     pub outcome: String,
 }
 
+/// Labels of the per-device counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabels {
+    /// Inventory device id.
+    pub device: String,
+}
+
 /// Every metric of the agent. Cheap to clone: all handles share their values.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -48,6 +55,13 @@ pub struct Metrics {
     pub reconnects: Counter,
     /// Probes run, by kind and outcome.
     pub probes: Family<ProbeLabels, Counter>,
+    /// SNMP answers dropped per device: from another address or port, with
+    /// an id no request of ours carried, or failing the message's checks.
+    pub snmp_forged_answers: Family<DeviceLabels, Counter>,
+    /// Traps refused per device: not authenticated as that device.
+    pub traps_refused: Family<DeviceLabels, Counter>,
+    /// Traps dropped per device by the storm limit (summarised in one event).
+    pub traps_suppressed: Family<DeviceLabels, Counter>,
 }
 
 impl Metrics {
@@ -59,6 +73,15 @@ impl Metrics {
                 outcome: if ok { "ok" } else { "error" }.to_string(),
             })
             .inc();
+    }
+
+    /// The counter of `family` for `device`.
+    pub fn of(family: &Family<DeviceLabels, Counter>, device: &str) -> Counter {
+        family
+            .get_or_create(&DeviceLabels {
+                device: device.to_string(),
+            })
+            .clone()
     }
 
     /// A registry holding every metric, prefixed `siaga_agent_`.
@@ -103,6 +126,21 @@ impl Metrics {
             "probes",
             "Probes run, by kind and outcome",
             self.probes.clone(),
+        );
+        r.register(
+            "snmp_forged_answers",
+            "SNMP answers dropped per device (wrong source, unknown request id, failed checks)",
+            self.snmp_forged_answers.clone(),
+        );
+        r.register(
+            "traps_refused",
+            "Traps refused per device (not authenticated as that device)",
+            self.traps_refused.clone(),
+        );
+        r.register(
+            "traps_suppressed",
+            "Traps dropped per device by the trap-storm limit",
+            self.traps_suppressed.clone(),
         );
         r
     }

@@ -225,6 +225,7 @@ fn interface_json(i: &v1::Interface) -> Value {
         "discards_per_s": i.discards_per_s,
         "in_errors": i.in_errors,
         "out_errors": i.out_errors,
+        "truncated": i.truncated,
     })
 }
 
@@ -391,7 +392,13 @@ pub fn device_show(hub: &Hub, id: &str, since_us: i64) -> Result<Value, Status> 
         "snmp_status": snmp.as_ref().map(|(_, s)| snmp_status_name(s.status)),
         "snmp_error": snmp.as_ref().map(|(_, s)| s.error.clone()).filter(|e| !e.is_empty()),
         "sys_name": snmp.as_ref().map(|(_, s)| s.sys_name.clone()),
+        "sys_descr": snmp.as_ref().map(|(_, s)| s.sys_descr.clone()),
+        "sys_truncated": snmp.as_ref().map(|(_, s)| s.sys_truncated),
         "sys_uptime_cs": snmp.as_ref().map(|(_, s)| s.sys_uptime_cs),
+        "interfaces_omitted": snmp.as_ref().map(|(_, s)| s.interfaces_omitted),
+        "snmp_forged_answers": snmp.as_ref().map(|(_, s)| s.forged_answers),
+        "traps_refused": snmp.as_ref().map(|(_, s)| s.traps_refused),
+        "traps_suppressed": snmp.as_ref().map(|(_, s)| s.traps_suppressed),
         "last_snmp_at": snmp.as_ref().map(|(t, _)| rfc3339(*t)),
         "since": rfc3339(since_us),
         "interfaces": interfaces,

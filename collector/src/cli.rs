@@ -459,6 +459,49 @@ pub fn links_table(links: &Value) -> Result<String, String> {
     Ok(t.to_string())
 }
 
+/// What the agent cut, left out or refused for a device, when anything:
+/// strings cut to 255 octets, interfaces beyond its cap, forged answers
+/// and refused or storm-dropped traps.
+fn snmp_bounds_line(d: &Value) -> String {
+    let n = |k: &str| d.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let truncated_ifs = d
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .map_or(0, |l| {
+            l.iter()
+                .filter(|i| i.get("truncated").and_then(Value::as_bool) == Some(true))
+                .count()
+        });
+    let mut parts = Vec::new();
+    if d.get("sys_truncated").and_then(Value::as_bool) == Some(true) {
+        parts.push("sysDescr/sysName cut to 255 octets".to_string());
+    }
+    if truncated_ifs > 0 {
+        parts.push(format!("{truncated_ifs} interface names cut to 255 octets"));
+    }
+    for (key, what) in [
+        (
+            "interfaces_omitted",
+            "interfaces beyond the agent's cap, not polled",
+        ),
+        ("snmp_forged_answers", "forged SNMP answers dropped"),
+        (
+            "traps_refused",
+            "traps refused (not authenticated as this device)",
+        ),
+        ("traps_suppressed", "traps dropped in trap storms"),
+    ] {
+        if n(key) > 0 {
+            parts.push(format!("{} {what}", n(key)));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("snmp: {}\n", parts.join("; "))
+    }
+}
+
 /// Width of the sparklines of `siaga device`.
 const SPARK_WIDTH: usize = 60;
 
@@ -486,6 +529,7 @@ pub fn device_view(d: &Value) -> Result<String, String> {
     if let Some(e) = d.get("snmp_error").and_then(Value::as_str) {
         out += &format!("snmp error: {e}\n");
     }
+    out += &snmp_bounds_line(d);
     let history = list("history");
     let series = |k: &str| -> Vec<Option<f64>> {
         history
@@ -663,6 +707,30 @@ mod tests {
         assert!(out.contains("link_down"), "{out}");
         assert!(device_view(&json!({})).is_ok());
         assert!(links_table(&json!({})).is_err());
+    }
+
+    #[test]
+    fn device_view_shows_what_the_agent_cut_dropped_and_refused() {
+        let d = json!({
+            "id": "sw1", "snmp_status": "ok", "sys_truncated": true,
+            "interfaces_omitted": 904, "snmp_forged_answers": 3, "traps_refused": 2,
+            "traps_suppressed": 0,
+            "interfaces": [{"if_index": 2, "if_name": "eth0", "truncated": true},
+                           {"if_index": 3, "if_name": "eth1", "truncated": false}],
+        });
+        let out = device_view(&d).unwrap();
+        for want in [
+            "sysDescr/sysName cut to 255 octets",
+            "1 interface names cut to 255 octets",
+            "904 interfaces beyond the agent's cap, not polled",
+            "3 forged SNMP answers dropped",
+            "2 traps refused",
+        ] {
+            assert!(out.contains(want), "{want}: {out}");
+        }
+        assert!(!out.contains("trap storms"), "{out}");
+        let quiet = device_view(&json!({"id": "sw2", "snmp_status": "ok"})).unwrap();
+        assert!(!quiet.contains("snmp: "), "{quiet}");
     }
 
     #[test]

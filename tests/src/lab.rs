@@ -72,6 +72,8 @@ struct NodeSpec {
     spares: Vec<String>,
     hosts: u32,
     link_traps: bool,
+    /// Extra interfaces in bulk: this many veth pairs.
+    ports: Option<u32>,
 }
 
 /// Describes a lab before it is built; see [`Lab::new`].
@@ -294,6 +296,22 @@ impl Lab {
         Ok(())
     }
 
+    /// A UDP socket bound to `port` on a device's address, inside the
+    /// device's namespace (the socket stays there): for a test to play a
+    /// device, or a forger standing in its place.
+    pub fn udp_socket_on(&self, device: &str, port: u16) -> Result<UdpSocket> {
+        let addr = SocketAddr::new(IpAddr::V4(self.addr(device)?), port);
+        let path = format!("/var/run/netns/{}", self.netns(device)?);
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<UdpSocket> {
+                enter_netns(&path)?;
+                UdpSocket::bind(addr).with_context(|| format!("binding {addr} in {path}"))
+            })
+            .join()
+            .map_err(|_| anyhow!("the thread entering {path} panicked"))?
+        })
+    }
+
     /// Sends `count` UDP datagrams of `payload` bytes from the agent host to
     /// a device (discard port), paced so that no queue drops them. Returns
     /// the bytes that cross the device's uplink as Ethernet frames.
@@ -404,6 +422,15 @@ impl LabBuilder {
     /// both ends in the device (`name` and `name` + "p").
     pub fn spare_link(mut self, name: &str) -> Self {
         self.current().spares.push(name.into());
+        self
+    }
+
+    /// Gives the current device `pairs` veth pairs with both ends in the
+    /// device (`2 × pairs` extra interfaces, `q<N>a` and `q<N>b`, left
+    /// down): a chassis switch's worth of ports. Its snmpd keeps its
+    /// interface cache (see `warm_up`).
+    pub fn ports(mut self, pairs: u32) -> Self {
+        self.current().ports = Some(pairs);
         self
     }
 
@@ -606,6 +633,13 @@ impl Lab {
                 ])?;
                 run(&["ip", "-n", &netns, "link", "set", spare, "up"])?;
                 run(&["ip", "-n", &netns, "link", "set", &peer_name(spare), "up"])?;
+            }
+            if let Some(pairs) = node.spec.ports {
+                let mut batch = String::new();
+                for n in 0..pairs {
+                    let _ = writeln!(batch, "link add q{n}a type veth peer name q{n}b");
+                }
+                run_stdin(&["ip", "-n", &netns, "-batch", "-"], &batch)?;
             }
             if node.spec.hosts > 0 {
                 node.host_addrs = self.add_hosts(&netns, far, node.spec.hosts)?;
@@ -860,7 +894,15 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
     loop {
         let out = run(&["ip", "netns", "exec", &node.netns, "ss", "-Hlun"]).unwrap_or_default();
         if out.contains(&want) {
-            if let Err(e) = live_interface_status(node) {
+            // A device with ports in bulk keeps net-snmp's interface cache:
+            // reading thousands of interfaces afresh for every request
+            // would make every answer wait for it.
+            let live = if node.spec.ports.is_some() {
+                warm_up(node)
+            } else {
+                live_interface_status(node)
+            };
+            if let Err(e) = live {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(e);
@@ -879,6 +921,40 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until snmpd has read its interfaces once: with thousands of them
+/// its first answer takes seconds (about 20 s for 4,096 on a loaded
+/// 2-core machine); later ones come from its cache.
+fn warm_up(node: &Node) -> Result<()> {
+    let addr = node.addr.to_string();
+    let community = node
+        .spec
+        .communities
+        .first()
+        .map_or(LAB_RW_COMMUNITY, String::as_str);
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &node.netns,
+        "snmpget",
+        "-v2c",
+        "-c",
+        community,
+        "-m",
+        "",
+        "-r",
+        "1",
+        "-t",
+        "90",
+        &addr,
+        // ifDescr.1 and ifName.1: snmpd loads ifTable and ifXTable.
+        ".1.3.6.1.2.1.2.2.1.2.1",
+        ".1.3.6.1.2.1.31.1.1.1.1.1",
+    ])
+    .with_context(|| format!("waiting for the first answer of {}", node.spec.name))?;
+    Ok(())
 }
 
 /// Community with write access from the device's own address only.
@@ -1001,6 +1077,22 @@ fn base36(mut v: u32) -> String {
 }
 
 /// Runs a command; a failure carries its stderr.
+/// Moves the calling thread (only) into the network namespace at `path`.
+#[allow(unsafe_code)]
+fn enter_netns(path: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path).with_context(|| format!("opening {path}"))?;
+    // SAFETY: setns on a valid namespace file descriptor affects only the
+    // calling thread, which the caller dedicates to this namespace.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    ensure!(
+        rc == 0,
+        "entering {path}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
 fn run(argv: &[&str]) -> Result<String> {
     run_stdin_opt(argv, None)
 }

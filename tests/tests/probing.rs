@@ -706,7 +706,6 @@ async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
         .start()?;
     let listen = std::net::SocketAddr::new(IpAddr::V4(lab.agent_addr("sw1")?), 0);
     let creds = TrapCredentials {
-        communities: vec!["public".into()],
         users: vec![(
             "trapper".into(),
             "sha256".into(),
@@ -724,10 +723,17 @@ async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
         if_index: 0,
         name: "sw1-port2".into(),
     }];
+    // sw1 sends v2c traps with its community; SNMPv3 traps (and the rules
+    // on whose credentials count) are in snmp_trust.rs.
     let lookup = move |ip: IpAddr| {
         (ip == sw1).then(|| TrapSource {
             device: "sw1".into(),
             links: links.clone(),
+            snmp: Some(SnmpTarget {
+                version: "2c".into(),
+                community: "public".into(),
+                ..SnmpTarget::default()
+            }),
         })
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Event)>();
@@ -754,6 +760,22 @@ async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
         "i",
         "7",
         "1.3.6.1.2.1.2.2.1.2.7",
+        "s",
+        "port2",
+    ];
+    let v2c_link_up = [
+        "snmptrap",
+        "-v",
+        "2c",
+        "-c",
+        "public",
+        &dest,
+        "",
+        "1.3.6.1.6.3.1.1.5.4",
+        "1.3.6.1.2.1.2.2.1.1.7",
+        "i",
+        "7",
+        "1.3.6.1.2.1.31.1.1.1.1.7",
         "s",
         "port2",
     ];
@@ -799,7 +821,19 @@ async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
         "9",
     ];
     lab.exec("sw1", &wrong_community)?;
-    for (argv, kind) in [(&v2c_trap[..], "link_down"), (&v3_trap[..], "link_up")] {
+    // Refused, and reported once (the next refusals within a minute are
+    // only counted).
+    let (device, event) = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .map_err(|_| anyhow::anyhow!("no traps_refused event within 1 s"))?
+        .ok_or_else(|| anyhow::anyhow!("receiver ended"))?;
+    assert_eq!(
+        (device.as_str(), event.kind.as_str()),
+        ("sw1", "traps_refused")
+    );
+    // An SNMPv3 trap for a v2c device is refused like a wrong community.
+    lab.exec("sw1", &v3_trap)?;
+    for (argv, kind) in [(&v2c_trap[..], "link_down"), (&v2c_link_up[..], "link_up")] {
         lab.exec("sw1", argv)?;
         let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
         let (device, event) = got
@@ -815,7 +849,7 @@ async fn link_down_traps_arrive_as_events_at_once() -> anyhow::Result<()> {
     }
     assert!(
         rx.try_recv().is_err(),
-        "the trap with a wrong community must be dropped"
+        "the traps with a wrong community or version must be dropped"
     );
     cancel.cancel();
     task.await?;

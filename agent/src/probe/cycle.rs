@@ -109,6 +109,7 @@ pub fn trap_source(inv: &Inventory, ip: IpAddr) -> Option<TrapSource> {
             .filter(|l| l.device == device.id)
             .cloned()
             .collect(),
+        snmp: device.snmp.clone(),
     })
 }
 
@@ -119,6 +120,7 @@ pub async fn spawn_trap_receiver(
     addr: SocketAddr,
     mut inventory: InventoryWatch,
     sink: SampleSink,
+    metrics: Metrics,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>, ProbeError> {
     let creds = |inv: &Option<Arc<Inventory>>| {
@@ -126,7 +128,9 @@ pub async fn spawn_trap_receiver(
             .map(|i| TrapCredentials::from_devices(&i.devices))
             .unwrap_or_default()
     };
-    let first = TrapReceiver::bind(addr, &creds(&inventory.borrow_and_update())).await?;
+    let first = TrapReceiver::bind(addr, &creds(&inventory.borrow_and_update()))
+        .await?
+        .with_metrics(metrics.clone());
     info!(addr = %first.local_addr(), "listening for SNMP traps");
     let (tx, mut rx) = mpsc::channel::<(String, Event)>(TRAP_QUEUE);
     let forward = {
@@ -186,7 +190,7 @@ pub async fn spawn_trap_receiver(
                     let c = creds(&inventory.borrow_and_update());
                     loop {
                         match TrapReceiver::bind(addr, &c).await {
-                            Ok(r) => { receiver = Some(r); break; }
+                            Ok(r) => { receiver = Some(r.with_metrics(metrics.clone())); break; }
                             Err(e) => {
                                 warn!(error = %e, "trap receiver rebind failed; retrying in 5 s");
                                 tokio::select! {

@@ -6,4 +6,5 @@ pub mod cycle;
 pub mod icmp;
 pub mod measure;
 pub mod snmp;
+pub mod snmp_socket;
 pub mod trap;

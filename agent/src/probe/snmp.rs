@@ -22,8 +22,24 @@
 //!   switched off cannot be told apart from an unreachable one and shows
 //!   `TIMEOUT`; one that drops requests under load but answers the probe
 //!   would show `AUTH_FAILURE`.
-//! - `MALFORMED`: an answer that does not decode or does not fit what was
-//!   asked (wrong types, a walk that goes backwards, missing scalars).
+//! - `MALFORMED`: an answer that does not decode (`malformed answer`), is
+//!   larger than the receive buffer or than the device can send even for
+//!   one value (`answer too large`), or does not fit what was asked (wrong
+//!   types, a walk that goes backwards, missing scalars). An answer that
+//!   came is never taken for a refused community.
+//!
+//! Bounds: strings are DisplayStrings (255 octets in the MIB), so longer
+//! ones are cut at a UTF-8 boundary and flagged (`sys_truncated`,
+//! `Interface::truncated`); at most `max_interfaces` interfaces are polled
+//! and the rest counted (`interfaces_omitted`, from ifNumber). The walk may
+//! take as many round trips as the cap needs even at one row per request;
+//! answers that come back tooBig (or genErr, net-snmp's answer when it
+//! cannot trim an encrypted one) or not at all are asked again for fewer
+//! rows, then fewer columns, before the device counts as unreachable.
+//!
+//! Every device has its own socket ([`DeviceSocket`]): answers only from the
+//! device's address and port, with the random id of the request, count;
+//! the rest are dropped and counted per device (`forged_answers`).
 //! - `ERROR`: anything else (bad configuration, socket errors).
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,24 +49,33 @@ use std::time::{Duration, Instant};
 
 use async_snmp::v3::ReportStatus;
 use async_snmp::{
-    Auth, AuthProtocol, Client, EngineCache, Error, ErrorKind, ErrorStatus, Oid, PrivProtocol,
-    Retry, UdpHandle, UdpTransport, UsmConfig, Value, VarBind,
+    Auth, AuthProtocol, Client, ClientBuilder, EngineCache, Error, ErrorKind, ErrorStatus, Oid,
+    PrivProtocol, Retry, UsmConfig, Value, VarBind,
 };
 use siaga_proto::v1::{Device, Event, Interface, Link, SnmpResult, SnmpStatus, SnmpTarget};
-use tokio::sync::OnceCell;
+
+use crate::metrics::Metrics;
+use crate::probe::snmp_socket::DeviceSocket;
 
 /// Varbinds asked for per GETBULK (columns × repetitions), well inside one
 /// UDP datagram for typical values.
 const BULK_VARBINDS: u32 = 120;
 /// The same for SNMPv3, whose encrypted answers net-snmp cannot trim.
 const BULK_VARBINDS_V3: u32 = 60;
-/// Round trips after which a table walk is abandoned as runaway.
-const MAX_ROUNDS: usize = 500;
+/// Round trips a walk may take beyond one per interface row (the slowest
+/// walk: one row per request) before it is abandoned as runaway.
+const EXTRA_ROUNDS: usize = 64;
+/// Octets of a DisplayString (SNMPv2-TC): longer strings are cut.
+pub const DISPLAY_STRING_MAX: usize = 255;
+/// Interfaces polled per device unless configured otherwise: a chassis
+/// switch has a few hundred to a few thousand.
+pub const DEFAULT_MAX_INTERFACES: usize = 4096;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 const SYS_DESCR: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 1];
 const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3];
 const SYS_NAME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 5];
+const IF_NUMBER_0: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 1, 0];
 const IF_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1];
 const IFX_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
 
@@ -121,6 +146,8 @@ struct RawIf {
     out_errors: Option<u64>,
     in_discards: Option<u64>,
     out_discards: Option<u64>,
+    /// A string column was cut to a DisplayString.
+    truncated: bool,
 }
 
 /// What one poll read from a device.
@@ -128,8 +155,33 @@ struct RawIf {
 struct Reading {
     sys_descr: String,
     sys_name: String,
+    sys_truncated: bool,
     uptime_cs: u32,
     ifs: BTreeMap<u32, RawIf>,
+    /// Interfaces at most (the cap); a row beyond it ends the walk.
+    max_ifs: usize,
+    /// A row beyond the cap was seen.
+    capped: bool,
+    /// Interfaces beyond the cap.
+    omitted: u32,
+}
+
+impl Reading {
+    fn new(max_ifs: usize) -> Self {
+        Self {
+            max_ifs,
+            ..Self::default()
+        }
+    }
+
+    /// Whether interface `index` is (or may still be) in the reading.
+    fn admits(&mut self, index: u32) -> bool {
+        if self.ifs.contains_key(&index) || self.ifs.len() < self.max_ifs {
+            return true;
+        }
+        self.capped = true;
+        false
+    }
 }
 
 /// Why a poll failed, as the user should see it.
@@ -165,13 +217,31 @@ struct PrevPoll {
     ifs: HashMap<u32, PrevIf>,
 }
 
+/// Bounds of what the poller takes from a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnmpLimits {
+    /// Interfaces polled per device; the rest are counted, not polled.
+    pub max_interfaces: usize,
+}
+
+impl Default for SnmpLimits {
+    fn default() -> Self {
+        Self {
+            max_interfaces: DEFAULT_MAX_INTERFACES,
+        }
+    }
+}
+
+type DeviceClient = Client<DeviceSocket>;
+
 /// Polls devices over SNMP and keeps each device's previous counters for
-/// rates. One UDP socket serves every device; share one poller.
+/// rates. Each device gets its own UDP socket; share one poller.
 pub struct SnmpPoller {
-    transport: OnceCell<UdpTransport>,
     engines: Arc<EngineCache>,
-    clients: Mutex<HashMap<String, (String, Client<UdpHandle>)>>,
+    clients: Mutex<HashMap<String, (String, DeviceClient, DeviceSocket)>>,
     prev: Mutex<HashMap<String, PrevPoll>>,
+    metrics: Metrics,
+    limits: SnmpLimits,
 }
 
 impl std::fmt::Debug for SnmpPoller {
@@ -187,13 +257,31 @@ impl Default for SnmpPoller {
 }
 
 impl SnmpPoller {
-    /// A poller with no history.
+    /// A poller with no history, the default limits and counters of its own.
     pub fn new() -> Self {
+        Self::with_limits(Metrics::default(), SnmpLimits::default())
+    }
+
+    /// A poller that counts in `metrics` and takes at most `limits`.
+    pub fn with_limits(metrics: Metrics, limits: SnmpLimits) -> Self {
         Self {
-            transport: OnceCell::new(),
             engines: Arc::new(EngineCache::new()),
             clients: Mutex::new(HashMap::new()),
             prev: Mutex::new(HashMap::new()),
+            metrics,
+            limits: SnmpLimits {
+                max_interfaces: limits.max_interfaces.max(1),
+            },
+        }
+    }
+
+    /// The per-device counters every result carries.
+    fn counted(&self, device: &str, r: SnmpResult) -> SnmpResult {
+        SnmpResult {
+            forged_answers: Metrics::of(&self.metrics.snmp_forged_answers, device).get(),
+            traps_refused: Metrics::of(&self.metrics.traps_refused, device).get(),
+            traps_suppressed: Metrics::of(&self.metrics.traps_suppressed, device).get(),
+            ..r
         }
     }
 
@@ -208,24 +296,30 @@ impl SnmpPoller {
             Ok(reading) => {
                 let at = Instant::now();
                 let (result, events) = self.with_rates(device, links, reading, at);
-                (SnmpResult { poll_us, ..result }, events)
+                (
+                    self.counted(&device.id, SnmpResult { poll_us, ..result }),
+                    events,
+                )
             }
             Err(f) => {
                 tracing::debug!(device = %device.id, status = ?f.status, error = %f.message, "snmp poll failed");
                 (
-                    SnmpResult {
-                        status: f.status as i32,
-                        error: f.message,
-                        poll_us,
-                        ..SnmpResult::default()
-                    },
+                    self.counted(
+                        &device.id,
+                        SnmpResult {
+                            status: f.status as i32,
+                            error: f.message,
+                            poll_us,
+                            ..SnmpResult::default()
+                        },
+                    ),
                     Vec::new(),
                 )
             }
         }
     }
 
-    async fn client(&self, device: &Device) -> Result<Client<UdpHandle>, Failure> {
+    async fn client(&self, device: &Device) -> Result<(DeviceClient, DeviceSocket), Failure> {
         let target = device.snmp.clone().unwrap_or_default();
         let ip: IpAddr = device.address.parse().map_err(|_| {
             Failure::new(
@@ -239,57 +333,75 @@ impl SnmpPoller {
             .unwrap_or(161);
         let addr = SocketAddr::new(ip, port);
         let fingerprint = format!("{addr} {target:?}");
-        if let Some((_, c)) = self
+        if let Some((_, c, s)) = self
             .lock_clients()
             .get(&device.id)
-            .filter(|(fp, _)| *fp == fingerprint)
+            .filter(|(fp, _, _)| *fp == fingerprint)
         {
-            return Ok(c.clone());
+            return Ok((c.clone(), s.clone()));
         }
         let auth = auth_of(&target).map_err(|m| Failure::new(SnmpStatus::Error, m))?;
-        let transport = self.transport().await?;
-        let client = Client::builder(addr, auth)
+        let socket = self.socket(&device.id, addr).await?;
+        let client = ClientBuilder::new(auth)
             .request_timeout(timeout_of(&target))
             .retry(retry_of(&target))
             .engine_cache(Arc::clone(&self.engines))
-            .build_with(transport)
-            .await
+            .build_with_transport(socket.clone())
             .map_err(|e| classify(&e))?;
-        self.lock_clients()
-            .insert(device.id.clone(), (fingerprint, client.clone()));
-        Ok(client)
+        self.lock_clients().insert(
+            device.id.clone(),
+            (fingerprint, client.clone(), socket.clone()),
+        );
+        Ok((client, socket))
     }
 
-    async fn transport(&self) -> Result<&UdpTransport, Failure> {
-        self.transport
-            .get_or_try_init(|| async { UdpTransport::bind("0.0.0.0:0").await })
+    async fn socket(&self, device: &str, addr: SocketAddr) -> Result<DeviceSocket, Failure> {
+        DeviceSocket::bind(addr, Metrics::of(&self.metrics.snmp_forged_answers, device))
             .await
             .map_err(|e| Failure::new(SnmpStatus::Error, format!("opening the SNMP socket: {e}")))
     }
 
+    #[allow(clippy::type_complexity)]
     fn lock_clients(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, Client<UdpHandle>)>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, DeviceClient, DeviceSocket)>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn read(&self, device: &Device) -> Result<Reading, Failure> {
-        let client = self.client(device).await?;
+        let (client, socket) = self.client(device).await?;
+        let _ = socket.take_diagnosis();
         let v1 = device.snmp.as_ref().is_some_and(|t| t.version == "1");
+        let max_ifs = self.limits.max_interfaces;
         let walked = if v1 {
-            read_v1(&client).await
+            read_v1(&client, max_ifs).await
         } else {
             read_bulk(
                 &client,
                 device.snmp.as_ref().is_some_and(|t| t.version == "3"),
+                max_ifs,
             )
             .await
         };
+        let walked = match walked {
+            Ok(mut r) => {
+                if r.capped {
+                    r.omitted = omitted(&client, &r).await;
+                }
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        };
+        if let (Err(_), Some(d)) = (&walked, socket.take_diagnosis()) {
+            return Err(Failure::new(SnmpStatus::Malformed, d.to_string()));
+        }
         match walked {
             Ok(r) => Ok(r),
             Err(WalkFail::Snmp(e)) => {
                 let mut f = classify(&e);
-                if f.status == SnmpStatus::Timeout && self.answers_v3_discovery(&client).await {
+                if f.status == SnmpStatus::Timeout
+                    && self.answers_v3_discovery(&device.id, &client).await
+                {
                     let v3 = device.snmp.as_ref().is_some_and(|t| t.version == "3");
                     f = Failure::new(
                         SnmpStatus::AuthFailure,
@@ -304,21 +416,27 @@ impl SnmpPoller {
                 }
                 Err(f)
             }
+            // The device answered this poll's first requests with our
+            // credentials: whatever stopped the walk, it was not them.
+            Err(WalkFail::Stalled(e)) => {
+                let f = classify(&e);
+                let message = format!("the device stopped answering mid-walk: {}", f.message);
+                Err(Failure::new(f.status, message))
+            }
             Err(WalkFail::Malformed(m)) => Err(Failure::new(SnmpStatus::Malformed, m)),
         }
     }
 
     /// Whether the device answers an unauthenticated SNMPv3 discovery: it
     /// is up and speaks SNMP.
-    async fn answers_v3_discovery(&self, client: &Client<UdpHandle>) -> bool {
-        let Ok(transport) = self.transport().await else {
+    async fn answers_v3_discovery(&self, device: &str, client: &DeviceClient) -> bool {
+        let Ok(socket) = self.socket(device, client.peer_addr()).await else {
             return false;
         };
-        let probe = Client::builder(client.peer_addr(), UsmConfig::new("siaga-discovery"))
+        let probe = ClientBuilder::new(UsmConfig::new("siaga-discovery"))
             .request_timeout(Duration::from_millis(1500))
             .retry(Retry::none())
-            .build_with(transport)
-            .await;
+            .build_with_transport(socket);
         match probe {
             Ok(c) => {
                 let r = c.get(&Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 3, 0])).await;
@@ -387,6 +505,7 @@ impl SnmpPoller {
                         if_index: index,
                         detail: format!("{} ({}): {why}; no rate this poll", iface.if_name, index),
                         source: "poll".into(),
+                        ..Event::default()
                     }),
                 }
             }
@@ -407,6 +526,8 @@ impl SnmpPoller {
                 sys_uptime_cs: Some(u64::from(reading.uptime_cs)),
                 sys_name: reading.sys_name,
                 sys_descr: reading.sys_descr,
+                sys_truncated: reading.sys_truncated,
+                interfaces_omitted: reading.omitted,
                 interfaces,
                 ..SnmpResult::default()
             },
@@ -465,6 +586,7 @@ fn interface_of(index: u32, raw: &RawIf) -> Interface {
         in_discards: raw.in_discards,
         out_discards: raw.out_discards,
         hc_counters: hc,
+        truncated: raw.truncated,
         ..Interface::default()
     }
 }
@@ -544,8 +666,22 @@ fn rates(before: &PrevIf, now: &PrevIf, dt: f64, speed_bps: u64) -> Result<Rates
 }
 
 enum WalkFail {
+    /// Failed before the device answered anything.
     Snmp(Box<Error>),
+    /// Failed after the device had answered part of the walk.
+    Stalled(Box<Error>),
     Malformed(String),
+}
+
+impl WalkFail {
+    /// The error, as seen after `answered` answers.
+    fn after(e: Box<Error>, answered: bool) -> Self {
+        if answered {
+            WalkFail::Stalled(e)
+        } else {
+            WalkFail::Snmp(e)
+        }
+    }
 }
 
 impl From<Box<Error>> for WalkFail {
@@ -554,43 +690,117 @@ impl From<Box<Error>> for WalkFail {
     }
 }
 
+/// Round trips a walk of `max_ifs` rows may take: one per row at the
+/// slowest, and some to spare for requests asked again smaller.
+fn round_budget(max_ifs: usize) -> usize {
+    max_ifs.saturating_add(EXTRA_ROUNDS)
+}
+
+/// An answer the device could not make small enough (tooBig, or genErr for
+/// an encrypted one it cannot trim).
+fn too_big(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Snmp {
+            status: ErrorStatus::TooBig | ErrorStatus::GenErr,
+            ..
+        }
+    )
+}
+
+fn timed_out(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Timeout)
+}
+
+/// How much one GETBULK asks for; shrinks when answers are too big or lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ask {
+    /// Varbinds per request (columns × repetitions).
+    varbinds: u32,
+    /// Columns per request.
+    columns: usize,
+}
+
+impl Ask {
+    fn reps(&self, columns: usize) -> u32 {
+        (self.varbinds / columns.max(1) as u32).max(1)
+    }
+
+    /// The next smaller request: fewer rows, then fewer columns; `None`
+    /// when one value per request is already too much.
+    fn smaller(self, columns: usize) -> Option<Ask> {
+        let columns = columns.min(self.columns).max(1);
+        if self.reps(columns) > 1 {
+            Some(Ask {
+                varbinds: (self.varbinds / 2).max(columns as u32),
+                columns,
+            })
+        } else if columns > 1 {
+            let columns = columns / 2;
+            Some(Ask {
+                varbinds: columns as u32,
+                columns,
+            })
+        } else {
+            None
+        }
+    }
+}
+
 /// System scalars and the interface columns with GETBULK (v2c, v3).
-async fn read_bulk(client: &Client<UdpHandle>, v3: bool) -> Result<Reading, WalkFail> {
-    let mut budget = if v3 { BULK_VARBINDS_V3 } else { BULK_VARBINDS };
+async fn read_bulk(client: &DeviceClient, v3: bool, max_ifs: usize) -> Result<Reading, WalkFail> {
+    let mut ask = Ask {
+        varbinds: if v3 { BULK_VARBINDS_V3 } else { BULK_VARBINDS },
+        columns: COLUMNS.len(),
+    };
     let sys = [SYS_DESCR, SYS_UPTIME, SYS_NAME].map(Oid::from_slice);
     let bases: Vec<Oid> = (0..COLUMNS.len()).map(column_oid).collect();
-    let mut reading = Reading::default();
+    let mut reading = Reading::new(max_ifs);
     let mut cursor: Vec<(usize, Oid)> = bases.iter().cloned().enumerate().collect();
     let mut first = true;
-    for _ in 0..MAX_ROUNDS {
+    let mut lost = 0;
+    for _ in 0..round_budget(max_ifs) {
         if cursor.is_empty() {
             return Ok(reading);
         }
-        let mut oids = Vec::with_capacity(cursor.len() + 3);
+        let width = ask.columns.min(cursor.len());
+        let part = &cursor[..width];
+        let mut oids = Vec::with_capacity(width + 3);
         if first {
             oids.extend(sys.iter().cloned());
         }
-        oids.extend(cursor.iter().map(|(_, o)| o.clone()));
+        oids.extend(part.iter().map(|(_, o)| o.clone()));
         let non_rep = if first { 3 } else { 0 };
-        let reps = (budget / cursor.len() as u32).max(1);
-        let vbs = match client.get_bulk(&oids, non_rep, reps).await {
-            Ok(v) => v,
-            // An answer too big for one message: net-snmp says tooBig, or
-            // genErr when it cannot trim an encrypted (v3) one. Ask for less.
-            Err(e)
-                if reps > 1
-                    && matches!(
-                        &*e,
-                        Error::Snmp {
-                            status: ErrorStatus::TooBig | ErrorStatus::GenErr,
-                            ..
-                        }
-                    ) =>
-            {
-                budget /= 2;
+        let vbs = match client.get_bulk(&oids, non_rep, ask.reps(width)).await {
+            Ok(v) => {
+                lost = 0;
+                v
+            }
+            // Too big for one message, or lost (a big answer in fragments
+            // that do not all arrive): ask for less. Twice lost in a row
+            // at the same size is an unreachable device.
+            Err(e) if too_big(&e) || (timed_out(&e) && lost < 1) => {
+                if timed_out(&e) {
+                    lost += 1;
+                }
+                match ask.smaller(width) {
+                    Some(a) => ask = a,
+                    None if first && too_big(&e) => {
+                        // The system scalars alone may be the big part.
+                        read_sys_alone(client, &mut reading).await?;
+                        first = false;
+                    }
+                    None if too_big(&e) => {
+                        return Err(WalkFail::Malformed(format!(
+                            "answer too large: the device cannot fit one value of {} in an answer",
+                            part[0].1
+                        )));
+                    }
+                    None => return Err(WalkFail::after(e, !first)),
+                }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(WalkFail::after(e, !first)),
         };
         let rest = if first {
             let (head, rest) = vbs.split_at_checked(3).ok_or_else(|| {
@@ -605,11 +815,52 @@ async fn read_bulk(client: &Client<UdpHandle>, v3: bool) -> Result<Reading, Walk
         } else {
             &vbs[..]
         };
-        cursor = advance(&mut reading, &bases, &cursor, rest)?;
+        let mut next = advance(&mut reading, &bases, part, rest)?;
+        next.extend(cursor[width..].iter().cloned());
+        cursor = next;
     }
     Err(WalkFail::Malformed(format!(
-        "interface walk did not end after {MAX_ROUNDS} requests"
+        "interface walk did not end after {} requests",
+        round_budget(max_ifs)
     )))
+}
+
+/// The system scalars with one GET of their own.
+async fn read_sys_alone(client: &DeviceClient, reading: &mut Reading) -> Result<(), WalkFail> {
+    let oids = sys_instances();
+    match client.get_many(&oids).await {
+        Ok(resp) => read_sys(reading, &resp.varbinds),
+        Err(e) if too_big(&e) => Err(WalkFail::Malformed(
+            "answer too large: the device cannot fit sysDescr, sysUpTime and sysName in an answer"
+                .into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn sys_instances() -> Vec<Oid> {
+    [SYS_DESCR, SYS_UPTIME, SYS_NAME]
+        .iter()
+        .map(|a| {
+            let mut v = a.to_vec();
+            v.push(0);
+            Oid::from_slice(&v)
+        })
+        .collect()
+}
+
+/// Interfaces beyond the cap: ifNumber less those read, at least one (a
+/// row beyond the cap was seen).
+async fn omitted(client: &DeviceClient, reading: &Reading) -> u32 {
+    let read = u32::try_from(reading.ifs.len()).unwrap_or(u32::MAX);
+    let total = match client.get(&Oid::from_slice(IF_NUMBER_0)).await {
+        Ok(r) => match r.varbinds.first().map(|vb| &vb.value) {
+            Some(Value::Integer(n)) => u32::try_from(*n).unwrap_or(0),
+            _ => 0,
+        },
+        Err(_) => 0,
+    };
+    total.saturating_sub(read).max(1)
 }
 
 /// Files a GETBULK's repeaters (row-major) and returns where each column
@@ -641,6 +892,12 @@ fn advance(
                 vb.oid
             )));
         }
+        let index = vb.oid.arcs().last().copied().unwrap_or(0);
+        if !reading.admits(index) {
+            // Beyond the interface cap: this column is done.
+            done[j] = true;
+            continue;
+        }
         file(reading, *col, &vb.oid, &vb.value)?;
         last[j] = Some(vb.oid.clone());
     }
@@ -657,21 +914,14 @@ fn in_column(oid: &Oid, base: &Oid) -> bool {
 }
 
 /// SNMPv1: GET for the scalars, GETNEXT row by row (no GETBULK, no Counter64).
-async fn read_v1(client: &Client<UdpHandle>) -> Result<Reading, WalkFail> {
-    let sys: Vec<Oid> = [SYS_DESCR, SYS_UPTIME, SYS_NAME]
-        .iter()
-        .map(|a| {
-            let mut v = a.to_vec();
-            v.push(0);
-            Oid::from_slice(&v)
-        })
-        .collect();
-    let mut reading = Reading::default();
+async fn read_v1(client: &DeviceClient, max_ifs: usize) -> Result<Reading, WalkFail> {
+    let sys = sys_instances();
+    let mut reading = Reading::new(max_ifs);
     let resp = client.get_many(&sys).await?;
     read_sys(&mut reading, &resp.varbinds)?;
     let bases: Vec<Oid> = (0..COLUMNS.len()).map(column_oid).collect();
     let mut cursor: Vec<(usize, Oid)> = bases.iter().cloned().enumerate().collect();
-    for _ in 0..MAX_ROUNDS * 4 {
+    for _ in 0..round_budget(max_ifs) {
         if cursor.is_empty() {
             return Ok(reading);
         }
@@ -687,7 +937,7 @@ async fn read_v1(client: &Client<UdpHandle>) -> Result<Reading, WalkFail> {
                 } if *index >= 1 && (*index as usize) <= cursor.len() => {
                     cursor.remove(*index as usize - 1);
                 }
-                _ => return Err(WalkFail::Snmp(e)),
+                _ => return Err(WalkFail::Stalled(e)),
             },
         }
     }
@@ -711,10 +961,18 @@ fn read_sys(reading: &mut Reading, vbs: &[VarBind]) -> Result<(), WalkFail> {
             return Err(bad(["sysDescr", "sysUpTime", "sysName"][i], vb));
         }
         match (i, &vb.value) {
-            (0, v) => reading.sys_descr = text(v).ok_or_else(|| bad("sysDescr", vb))?,
+            (0, v) => {
+                let (t, cut) = display_string(v).ok_or_else(|| bad("sysDescr", vb))?;
+                reading.sys_descr = t;
+                reading.sys_truncated |= cut;
+            }
             (1, Value::TimeTicks(t)) => reading.uptime_cs = *t,
             (1, _) => return Err(bad("sysUpTime", vb)),
-            (_, v) => reading.sys_name = text(v).ok_or_else(|| bad("sysName", vb))?,
+            (_, v) => {
+                let (t, cut) = display_string(v).ok_or_else(|| bad("sysName", vb))?;
+                reading.sys_name = t;
+                reading.sys_truncated |= cut;
+            }
         }
     }
     if vbs.len() < 2 {
@@ -723,12 +981,32 @@ fn read_sys(reading: &mut Reading, vbs: &[VarBind]) -> Result<(), WalkFail> {
     Ok(())
 }
 
-fn text(v: &Value) -> Option<String> {
-    v.as_bytes().map(|b| {
-        String::from_utf8_lossy(b)
-            .trim_end_matches('\0')
-            .to_string()
-    })
+/// An octet-string value as text of at most [`DISPLAY_STRING_MAX`] octets,
+/// cut at a UTF-8 boundary, and whether it was cut.
+fn display_string(v: &Value) -> Option<(String, bool)> {
+    v.as_bytes().map(cut_display_string)
+}
+
+/// `bytes` (trailing NULs dropped, invalid UTF-8 replaced) cut to at most
+/// [`DISPLAY_STRING_MAX`] octets at a character boundary; true when cut.
+pub fn cut_display_string(bytes: &[u8]) -> (String, bool) {
+    let mut end = bytes.len();
+    while end > 0 && bytes[end - 1] == 0 {
+        end -= 1;
+    }
+    let bytes = &bytes[..end];
+    // Only what can end up in the result is converted: one octet more than
+    // fits tells whether anything was cut.
+    let head = &bytes[..bytes.len().min(DISPLAY_STRING_MAX + 1)];
+    let text = String::from_utf8_lossy(head);
+    if bytes.len() <= DISPLAY_STRING_MAX && text.len() <= DISPLAY_STRING_MAX {
+        return (text.into_owned(), false);
+    }
+    let mut cut = DISPLAY_STRING_MAX.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    (text[..cut].to_string(), true)
 }
 
 fn file(reading: &mut Reading, col: usize, oid: &Oid, value: &Value) -> Result<(), WalkFail> {
@@ -755,9 +1033,15 @@ fn file(reading: &mut Reading, col: usize, oid: &Oid, value: &Value) -> Result<(
         _ => Err(bad()),
     };
     match c {
-        Col::Descr => raw.descr = Some(text(value).ok_or_else(bad)?),
-        Col::Name => raw.name = Some(text(value).ok_or_else(bad)?),
-        Col::Alias => raw.alias = Some(text(value).ok_or_else(bad)?),
+        Col::Descr | Col::Name | Col::Alias => {
+            let (t, cut) = display_string(value).ok_or_else(bad)?;
+            raw.truncated |= cut;
+            match c {
+                Col::Descr => raw.descr = Some(t),
+                Col::Name => raw.name = Some(t),
+                _ => raw.alias = Some(t),
+            }
+        }
         Col::Speed => raw.speed = Some(gauge()?),
         Col::HighSpeed => raw.high_speed = Some(gauge()?),
         Col::Admin => raw.admin = Some(int()?),
@@ -876,6 +1160,73 @@ pub fn decode_message(bytes: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_case::test_case;
+
+    #[test_case(b"sw1", "sw1", false ; "short")]
+    #[test_case(b"port 1\0\0", "port 1", false ; "trailing NULs dropped")]
+    #[test_case(&[b'a'; 255], &"a".repeat(255), false ; "exactly a DisplayString")]
+    #[test_case(&[b'a'; 256], &"a".repeat(255), true ; "one octet over")]
+    #[test_case(&[b'd'; 60_000], &"d".repeat(255), true ; "sixty kilobytes")]
+    #[test_case("é".repeat(200).as_bytes(), &"é".repeat(127), true ; "cut at a character boundary")]
+    #[test_case(b"bad \xff byte", "bad \u{fffd} byte", false ; "invalid UTF-8 replaced")]
+    fn strings_from_devices_are_cut_to_a_display_string(bytes: &[u8], want: &str, cut: bool) {
+        let (got, was_cut) = cut_display_string(bytes);
+        assert!(got.len() <= DISPLAY_STRING_MAX);
+        assert_eq!((got.as_str(), was_cut), (want, cut));
+    }
+
+    #[test]
+    fn requests_shrink_by_rows_then_columns_then_give_up() {
+        let mut ask = Ask {
+            varbinds: BULK_VARBINDS,
+            columns: COLUMNS.len(),
+        };
+        let mut seen = vec![(ask.reps(15), ask.columns)];
+        while let Some(a) = ask.smaller(15) {
+            ask = a;
+            seen.push((ask.reps(ask.columns.min(15)), ask.columns));
+        }
+        assert_eq!(
+            seen,
+            [(8, 15), (4, 15), (2, 15), (1, 15), (1, 7), (1, 3), (1, 1)]
+        );
+    }
+
+    #[test]
+    fn the_walk_budget_covers_the_cap_at_one_row_per_request() {
+        for cap in [1, 490, 4096, 65_536] {
+            assert!(round_budget(cap) > cap);
+        }
+    }
+
+    #[test]
+    fn rows_beyond_the_cap_are_not_kept() {
+        let mut r = Reading::new(2);
+        assert!(
+            r.admits(5)
+                && file(
+                    &mut r,
+                    0,
+                    &Oid::from_slice(&[1, 5]),
+                    &Value::OctetString(b"a".to_vec().into())
+                )
+                .is_ok()
+        );
+        assert!(
+            r.admits(6)
+                && file(
+                    &mut r,
+                    0,
+                    &Oid::from_slice(&[1, 6]),
+                    &Value::OctetString(b"b".to_vec().into())
+                )
+                .is_ok()
+        );
+        assert!(r.admits(5), "a row already kept");
+        assert!(!r.admits(7));
+        assert!(r.capped);
+        assert_eq!(r.ifs.len(), 2);
+    }
 
     fn p(hc: bool, i: u64, o: u64, err: u64, disc: u64) -> PrevIf {
         PrevIf {

@@ -1,19 +1,41 @@
 //! SNMP trap receiver: linkDown/linkUp (v1, v2c, v3) turned into events the
 //! moment they arrive, so a link fault is known within a second instead of
 //! a poll interval.
+//!
+//! A trap counts only when it authenticates as the device its source address
+//! belongs to: that device's own community (v1/v2c devices) or its own
+//! SNMPv3 user with authentication, and privacy where the device has it
+//! configured. A device without SNMP credentials in the inventory gets no
+//! trap accepted. Refused traps are counted per device
+//! (`siaga_agent_traps_refused_total`, `traps_refused` in its SNMP results)
+//! and logged, and reported as a `traps_refused` event, at most once a
+//! minute per device. A device that sends more
+//! than [`STORM_TRAPS`] traps in [`STORM_WINDOW`] has the rest dropped and
+//! counted, and one `trap_storm` event says how many.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use async_snmp::notification::NotificationReceiver;
 use async_snmp::{
-    AuthProtocol, AuthoritativeEngine, NotificationAcceptance, Oid, PrivProtocol, SecurityLevel,
-    Value, Version,
+    AuthProtocol, AuthoritativeEngine, Notification, NotificationAcceptance, Oid, PrivProtocol,
+    SecurityLevel, Value, Version,
 };
-use siaga_proto::v1::{Device, Event, Link};
+use siaga_proto::v1::{Device, Event, Link, SnmpTarget};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProbeError;
+use crate::metrics::Metrics;
+
+/// Traps one device may send per [`STORM_WINDOW`] before the rest are
+/// dropped (and summarised in one `trap_storm` event).
+pub const STORM_TRAPS: u32 = 20;
+/// The window of the trap-storm limit.
+pub const STORM_WINDOW: Duration = Duration::from_secs(10);
+/// At most one log line per device per this long about refused traps.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 const LINK_DOWN: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 3];
 const LINK_UP: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 4];
@@ -29,6 +51,131 @@ pub struct TrapSource {
     pub device: String,
     /// The device's inventory links (to name the link a trap is about).
     pub links: Vec<Link>,
+    /// The device's SNMP credentials: the only ones its traps may carry.
+    pub snmp: Option<SnmpTarget>,
+}
+
+/// Why a trap was not taken as its source device's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapRefusal {
+    /// The device has no SNMP credentials in the inventory.
+    NoCredentials,
+    /// v1/v2c trap for an SNMPv3 device, or SNMPv3 for a v1/v2c one.
+    WrongVersion,
+    /// Not the device's community.
+    WrongCommunity,
+    /// Not the device's SNMPv3 user.
+    WrongUser,
+    /// SNMPv3 without authentication, or without the privacy the device has.
+    SecurityTooLow,
+}
+
+impl std::fmt::Display for TrapRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrapRefusal::NoCredentials => "the device has no SNMP credentials in the inventory",
+            TrapRefusal::WrongVersion => "not the SNMP version the device is configured with",
+            TrapRefusal::WrongCommunity => "not the device's community",
+            TrapRefusal::WrongUser => "not the device's SNMPv3 user",
+            TrapRefusal::SecurityTooLow => "below the device's SNMPv3 security level",
+        })
+    }
+}
+
+fn has_privacy(t: &SnmpTarget) -> bool {
+    !matches!(t.priv_protocol.to_ascii_lowercase().as_str(), "" | "none")
+}
+
+/// Whether `n` authenticates as the device whose credentials are `target`.
+pub fn authenticate(n: &Notification, target: Option<&SnmpTarget>) -> Result<(), TrapRefusal> {
+    let Some(t) = target.filter(|t| !t.version.is_empty()) else {
+        return Err(TrapRefusal::NoCredentials);
+    };
+    let v3_device = t.version == "3";
+    match n {
+        Notification::TrapV1 { community, .. }
+        | Notification::TrapV2c { community, .. }
+        | Notification::InformV2c { community, .. } => {
+            if v3_device {
+                return Err(TrapRefusal::WrongVersion);
+            }
+            if t.community.is_empty() || community.as_bytes() != t.community.as_bytes() {
+                return Err(TrapRefusal::WrongCommunity);
+            }
+            Ok(())
+        }
+        Notification::TrapV3 {
+            username,
+            security_level,
+            ..
+        }
+        | Notification::InformV3 {
+            username,
+            security_level,
+            ..
+        } => {
+            if !v3_device {
+                return Err(TrapRefusal::WrongVersion);
+            }
+            if t.user.is_empty() || username.as_ref() != t.user.as_bytes() {
+                return Err(TrapRefusal::WrongUser);
+            }
+            let needed = if has_privacy(t) {
+                SecurityLevel::AuthPriv
+            } else {
+                SecurityLevel::AuthNoPriv
+            };
+            if *security_level < needed {
+                return Err(TrapRefusal::SecurityTooLow);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The trap-storm limit of one device: I/O-free, time passed in.
+#[derive(Debug, Clone, Default)]
+pub struct StormLimit {
+    window_start: Option<Instant>,
+    passed: u32,
+    suppressed: u32,
+}
+
+impl StormLimit {
+    /// Whether a trap arriving at `now` passes.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        match self.window_start {
+            Some(start) if now.saturating_duration_since(start) < STORM_WINDOW => {}
+            _ => {
+                self.window_start = Some(now);
+                self.passed = 0;
+            }
+        }
+        if self.passed < STORM_TRAPS {
+            self.passed += 1;
+            true
+        } else {
+            self.suppressed = self.suppressed.saturating_add(1);
+            false
+        }
+    }
+
+    /// Once the window of a storm has ended: how many traps it dropped
+    /// (then forgotten); `None` before, or when none were dropped.
+    pub fn storm_over(&mut self, now: Instant) -> Option<u32> {
+        let start = self.window_start?;
+        if self.suppressed == 0 || now.saturating_duration_since(start) < STORM_WINDOW {
+            return None;
+        }
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Refusals of one device since its last log line.
+#[derive(Debug, Default)]
+struct RefusedLog {
+    last: Option<Instant>,
+    unlogged: u64,
 }
 
 /// Where received events go (the agent's sample sink).
@@ -43,18 +190,19 @@ impl<F: Fn(&str, Event) + Send + Sync> TrapSink for F {
     }
 }
 
-/// Who may send traps: communities (v1/v2c) and SNMPv3 users.
+/// The SNMPv3 users the receiver decodes traps for (authNoPriv or
+/// authPriv). Which device a trap may speak for is decided per trap
+/// ([`authenticate`]); communities are checked there too, so that a wrong
+/// one is counted rather than dropped unseen.
 #[derive(Debug, Clone, Default)]
 pub struct TrapCredentials {
-    /// Accepted communities; empty accepts any (cleartext anyway).
-    pub communities: Vec<String>,
-    /// SNMPv3 users (authNoPriv or authPriv): name, auth, auth password,
-    /// privacy, privacy password, with the inventory's protocol names.
+    /// SNMPv3 users: name, auth, auth password, privacy, privacy password,
+    /// with the inventory's protocol names.
     pub users: Vec<(String, String, String, String, String)>,
 }
 
 impl TrapCredentials {
-    /// The credentials of an inventory's devices: their communities and v3 users.
+    /// The SNMPv3 users of an inventory's devices.
     pub fn from_devices(devices: &[Device]) -> Self {
         let mut c = Self::default();
         for t in devices.iter().filter_map(|d| d.snmp.as_ref()) {
@@ -69,8 +217,6 @@ impl TrapCredentials {
                 if !u.0.is_empty() && !c.users.iter().any(|x| x.0 == u.0) {
                     c.users.push(u);
                 }
-            } else if !t.community.is_empty() && !c.communities.contains(&t.community) {
-                c.communities.push(t.community.clone());
             }
         }
         c
@@ -80,6 +226,7 @@ impl TrapCredentials {
 /// A bound trap receiver.
 pub struct TrapReceiver {
     inner: NotificationReceiver,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for TrapReceiver {
@@ -126,8 +273,7 @@ impl TrapReceiver {
             .map_err(bind_err)?;
         let mut b = NotificationReceiver::builder()
             .bind(addr.to_string())
-            .authoritative_engine(engine)
-            .communities(creds.communities.iter().map(|c| c.as_bytes().to_vec()));
+            .authoritative_engine(engine);
         for (user, auth, auth_pw, privacy, priv_pw) in &creds.users {
             let Some(a) = auth_protocol(auth) else {
                 tracing::warn!(
@@ -149,19 +295,25 @@ impl TrapReceiver {
                 })?;
         }
         let inner = b
-            .acceptance_policy(|n| match n.security_level {
-                // v1/v2c: the community allowlist already matched.
-                None => NotificationAcceptance::Accept,
-                Some(l) if l >= SecurityLevel::AuthNoPriv => NotificationAcceptance::Accept,
-                Some(_) => NotificationAcceptance::Reject,
-            })
+            // Every decoded trap reaches `run`, which checks it against its
+            // source device's own credentials and counts the refusals.
+            .acceptance_policy(|_| NotificationAcceptance::Accept)
             .build()
             .await
             .map_err(|e| ProbeError::TrapBind {
                 addr,
                 source: std::io::Error::other(e.to_string()),
             })?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Counts refused and suppressed traps in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The address actually bound.
@@ -170,14 +322,31 @@ impl TrapReceiver {
     }
 
     /// Turns traps into events until `cancel` fires. Traps from addresses
-    /// the inventory does not know are logged and dropped.
+    /// the inventory does not know, or not authenticated as the device of
+    /// their address, are dropped (the latter counted per device).
     pub async fn run<L>(self, lookup: L, sink: impl TrapSink, cancel: CancellationToken)
     where
         L: Fn(IpAddr) -> Option<TrapSource> + Send + Sync,
     {
+        let mut storms: HashMap<String, StormLimit> = HashMap::new();
+        let mut refused_log: HashMap<String, RefusedLog> = HashMap::new();
+        let mut unknown_logged: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 () = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    for (device, limit) in &mut storms {
+                        if let Some(n) = limit.storm_over(now) {
+                            tracing::warn!(device = %device, suppressed = n, "trap storm: traps dropped");
+                            sink.push(device, storm_event(n));
+                        }
+                    }
+                    storms.retain(|_, l| l.window_start.is_some_and(|s| now.saturating_duration_since(s) < STORM_WINDOW * 6));
+                    continue;
+                }
                 r = self.inner.recv() => r,
             };
             let received = match received {
@@ -189,10 +358,35 @@ impl TrapReceiver {
             };
             let from = received.source.ip();
             let Some(source) = lookup(from) else {
-                tracing::warn!(%from, "trap from an address not in the inventory dropped");
+                if unknown_logged.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
+                    unknown_logged = Some(Instant::now());
+                    tracing::warn!(%from, "trap from an address not in the inventory dropped");
+                }
                 continue;
             };
             let n = &received.notification;
+            if let Err(why) = authenticate(n, source.snmp.as_ref()) {
+                Metrics::of(&self.metrics.traps_refused, &source.device).inc();
+                let log = refused_log.entry(source.device.clone()).or_default();
+                log.unlogged += 1;
+                if log.last.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
+                    tracing::warn!(device = %source.device, %from, reason = %why, refused = log.unlogged, "trap refused: not authenticated as the device of its address");
+                    // Also an event of the device, so that `siaga device`
+                    // shows it for devices that are not polled over SNMP.
+                    sink.push(&source.device, refused_event(log.unlogged, why, from));
+                    log.last = Some(Instant::now());
+                    log.unlogged = 0;
+                }
+                continue;
+            }
+            if !storms
+                .entry(source.device.clone())
+                .or_default()
+                .admit(Instant::now())
+            {
+                Metrics::of(&self.metrics.traps_suppressed, &source.device).inc();
+                continue;
+            }
             let Ok(trap_oid) = n.trap_oid() else {
                 tracing::debug!(%from, "trap without snmpTrapOID dropped");
                 continue;
@@ -202,6 +396,30 @@ impl TrapReceiver {
                 sink.push(&source.device, event);
             }
         }
+    }
+}
+
+/// The event that reports refused traps (at most one a minute per device).
+fn refused_event(count: u64, why: TrapRefusal, from: IpAddr) -> Event {
+    Event {
+        kind: "traps_refused".into(),
+        detail: format!("{count} trap(s) from {from} refused since the last report: {why}"),
+        source: "trap".into(),
+        ..Event::default()
+    }
+}
+
+/// The event that sums up a trap storm.
+fn storm_event(suppressed: u32) -> Event {
+    Event {
+        kind: "trap_storm".into(),
+        detail: format!(
+            "{suppressed} traps dropped: more than {STORM_TRAPS} in {} s",
+            STORM_WINDOW.as_secs()
+        ),
+        source: "trap".into(),
+        suppressed,
+        ..Event::default()
     }
 }
 
@@ -284,6 +502,7 @@ fn event_of(
             }
         ),
         source: "trap".into(),
+        ..Event::default()
     })
 }
 
@@ -291,6 +510,92 @@ fn event_of(
 mod tests {
     use super::*;
     use async_snmp::VarBind;
+    use test_case::test_case;
+
+    fn v2c_trap(community: &str) -> Notification {
+        Notification::TrapV2c {
+            community: community.as_bytes().to_vec().into(),
+            uptime: 1,
+            trap_oid: Oid::from_slice(LINK_DOWN),
+            varbinds: Vec::new(),
+            request_id: 1,
+            decode_anomalies: Vec::new(),
+        }
+    }
+
+    fn v3_trap(user: &str, level: SecurityLevel) -> Notification {
+        Notification::TrapV3 {
+            username: user.as_bytes().to_vec().into(),
+            context_engine_id: Vec::new().into(),
+            context_name: Vec::new().into(),
+            security_level: level,
+            uptime: 1,
+            trap_oid: Oid::from_slice(LINK_DOWN),
+            varbinds: Vec::new(),
+            request_id: 1,
+            decode_anomalies: Vec::new(),
+        }
+    }
+
+    fn v2c_device(community: &str) -> Option<SnmpTarget> {
+        Some(SnmpTarget {
+            version: "2c".into(),
+            community: community.into(),
+            ..SnmpTarget::default()
+        })
+    }
+
+    fn v3_device(user: &str, privacy: &str) -> Option<SnmpTarget> {
+        Some(SnmpTarget {
+            version: "3".into(),
+            user: user.into(),
+            auth_protocol: "sha256".into(),
+            auth_password: "authpass1".into(),
+            priv_protocol: privacy.into(),
+            priv_password: "privpass1".into(),
+            ..SnmpTarget::default()
+        })
+    }
+
+    #[test_case(v2c_trap("sw1-secret"), v2c_device("sw1-secret") => Ok(()) ; "own community")]
+    #[test_case(v2c_trap("totally-wrong-community"), v2c_device("sw1-secret") => Err(TrapRefusal::WrongCommunity) ; "wrong community")]
+    #[test_case(v2c_trap("sw2-secret"), v2c_device("sw1-secret") => Err(TrapRefusal::WrongCommunity) ; "another device's community")]
+    #[test_case(v2c_trap(""), v2c_device("") => Err(TrapRefusal::WrongCommunity) ; "empty community configured accepts nothing")]
+    #[test_case(v2c_trap("anything"), v3_device("admin", "aes") => Err(TrapRefusal::WrongVersion) ; "v2c trap for a v3-only device")]
+    #[test_case(v2c_trap("public"), None => Err(TrapRefusal::NoCredentials) ; "device without SNMP credentials")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthPriv), v3_device("admin", "aes") => Ok(()) ; "own v3 user authPriv")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthNoPriv), v3_device("admin", "aes") => Err(TrapRefusal::SecurityTooLow) ; "no privacy where the device has it")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthNoPriv), v3_device("admin", "none") => Ok(()) ; "authNoPriv for an auth-only device")]
+    #[test_case(v3_trap("admin", SecurityLevel::NoAuthNoPriv), v3_device("admin", "none") => Err(TrapRefusal::SecurityTooLow) ; "unauthenticated v3")]
+    #[test_case(v3_trap("other", SecurityLevel::AuthPriv), v3_device("admin", "aes") => Err(TrapRefusal::WrongUser) ; "another device's v3 user")]
+    #[test_case(v3_trap("admin", SecurityLevel::AuthPriv), v2c_device("public") => Err(TrapRefusal::WrongVersion) ; "v3 trap for a v2c device")]
+    fn a_trap_counts_only_with_its_devices_own_credentials(
+        n: Notification,
+        target: Option<SnmpTarget>,
+    ) -> Result<(), TrapRefusal> {
+        authenticate(&n, target.as_ref())
+    }
+
+    #[test]
+    fn a_storm_passes_the_limit_then_is_summed_up_once() {
+        let t0 = Instant::now();
+        let mut l = StormLimit::default();
+        let passed = (0..1000).filter(|_| l.admit(t0)).count();
+        assert_eq!(passed, STORM_TRAPS as usize);
+        assert_eq!(
+            l.storm_over(t0 + Duration::from_secs(1)),
+            None,
+            "window still open"
+        );
+        assert_eq!(l.storm_over(t0 + STORM_WINDOW), Some(1000 - STORM_TRAPS));
+        assert_eq!(l.storm_over(t0 + STORM_WINDOW * 2), None, "summed up once");
+        // A new window lets traps through again.
+        assert!(l.admit(t0 + STORM_WINDOW));
+        // A quiet device is never summed up.
+        let mut quiet = StormLimit::default();
+        assert!(quiet.admit(t0));
+        assert_eq!(quiet.storm_over(t0 + STORM_WINDOW * 3), None);
+    }
 
     #[test]
     fn link_down_names_the_inventory_link() {
@@ -302,6 +607,7 @@ mod tests {
                 if_index: 0,
                 name: "uplink-dinkes".into(),
             }],
+            snmp: None,
         };
         let vbs = vec![
             VarBind::new(
