@@ -745,6 +745,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "cert_not_after",
                 "connected",
                 "cpu_pct",
                 "disk_used_pct",
