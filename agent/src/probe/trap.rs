@@ -34,6 +34,8 @@ use crate::metrics::Metrics;
 pub const STORM_TRAPS: u32 = 20;
 /// The window of the trap-storm limit.
 pub const STORM_WINDOW: Duration = Duration::from_secs(10);
+/// Interface names taken from one trap.
+const TRAP_NAMES: usize = 4;
 /// At most one log line per device per this long about refused traps.
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -477,10 +479,13 @@ fn event_of(
             (vb.oid.starts_with(&if_entry) && a.get(if_entry.len()) == Some(&2))
                 || (vb.oid.starts_with(&ifx_entry) && a.get(ifx_entry.len()) == Some(&1))
         })
+        // Interface names are DisplayStrings: cut like the poller's, and
+        // a trap names one interface (ifDescr and ifName), not thousands.
         .filter_map(|vb| match &vb.value {
-            Value::OctetString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::OctetString(b) => Some(crate::probe::snmp::cut_display_string(b).0),
             _ => None,
         })
+        .take(TRAP_NAMES)
         .collect();
     let link = source
         .links
@@ -574,6 +579,31 @@ mod tests {
         target: Option<SnmpTarget>,
     ) -> Result<(), TrapRefusal> {
         authenticate(&n, target.as_ref())
+    }
+
+    #[test]
+    fn a_trap_with_huge_or_many_names_makes_a_bounded_event() {
+        let source = TrapSource {
+            device: "sw1".into(),
+            ..TrapSource::default()
+        };
+        let vbs: Vec<VarBind> = (0..1000)
+            .map(|i| {
+                VarBind::new(
+                    Oid::from_slice(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 2, i]),
+                    Value::OctetString(vec![b'n'; 60_000].into()),
+                )
+            })
+            .collect();
+        let e = event_of(
+            &Oid::from_slice(LINK_DOWN),
+            &vbs,
+            Version::V2c,
+            "198.18.0.2".parse().expect("ip"),
+            &source,
+        )
+        .expect("event");
+        assert!(e.detail.len() < 2048, "{} bytes", e.detail.len());
     }
 
     #[test]
