@@ -204,7 +204,7 @@ impl Ledger {
             .collect()
     }
 
-    /// The newest unrevoked certificate of each agent, user and server that
+    /// The last unrevoked certificate issued to each agent, user and server that
     /// expires within `days` of `now` (or has expired): what `validate`
     /// warns about. Renewing adds a newer certificate and ends the warning.
     pub fn expiring(
@@ -213,15 +213,13 @@ impl Ledger {
         now: DateTime<Utc>,
         days: i64,
     ) -> Vec<&Issued> {
+        // The last one issued is the one in use (entries are in issue order).
         let mut newest: std::collections::BTreeMap<(Kind, &str), &Issued> = Default::default();
         for e in &self.entries {
             if revoked.contains(&e.serial) || e.not_after.is_none() {
                 continue;
             }
-            let slot = newest.entry((e.kind, e.name.as_str())).or_insert(e);
-            if e.not_after > slot.not_after {
-                *slot = e;
-            }
+            newest.insert((e.kind, e.name.as_str()), e);
         }
         newest
             .into_values()
