@@ -37,6 +37,8 @@ pub const FORMAT: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 /// The revocation list in the data directory (copied as it is).
 pub const REVOKED: &str = "revoked.toml";
+/// The CA's ledger in the data directory (copied as it is).
+pub const LEDGER: &str = crate::ledger::FILE;
 
 /// Rows copied per transaction into the backup copy.
 const COPY_CHUNK: usize = 50_000;
@@ -436,20 +438,22 @@ pub fn write(src: Sources<'_>, out: impl Write) -> Result<Manifest, BackupError>
             &tmp.path().join(TICKETS_FILE.name),
         )?,
     ];
-    let revoked = src.data_dir.join(REVOKED);
-    match std::fs::copy(&revoked, tmp.path().join(REVOKED)) {
-        Ok(_) => {
-            let (bytes, sha256) = hash_file(&tmp.path().join(REVOKED))?;
-            files.push(FileEntry {
-                name: REVOKED.into(),
-                schema_version: None,
-                bytes,
-                sha256,
-                tables: BTreeMap::new(),
-            });
+    for name in [REVOKED, LEDGER] {
+        let from = src.data_dir.join(name);
+        match std::fs::copy(&from, tmp.path().join(name)) {
+            Ok(_) => {
+                let (bytes, sha256) = hash_file(&tmp.path().join(name))?;
+                files.push(FileEntry {
+                    name: name.into(),
+                    schema_version: None,
+                    bytes,
+                    sha256,
+                    tables: BTreeMap::new(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&from)(e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&revoked)(e)),
     }
     let manifest = Manifest {
         format: FORMAT,
@@ -557,7 +561,7 @@ fn unpack(archive: &Path, into: Option<&Path>) -> Result<Manifest, BackupError> 
                     supported,
                 });
             }
-            (None, _) if f.name != REVOKED => {
+            (None, _) if f.name != REVOKED && f.name != LEDGER => {
                 return Err(bad(archive, format!("unknown member {:?}", f.name)));
             }
             _ => {}
@@ -631,6 +635,9 @@ pub struct Restored {
     /// Revoked certificates of the backup that the data directory's list did
     /// not hold yet (merged into it).
     pub revocations_added: Vec<crate::revoke::Revoked>,
+    /// Certificates in the backup's ledger that the data directory's ledger
+    /// did not hold yet (merged into it).
+    pub certificates_added: usize,
 }
 
 /// Puts the backup `archive` into `data_dir` (the collector stopped).
@@ -707,7 +714,7 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored,
         Vec::new()
     };
     for f in &manifest.files {
-        if f.name == REVOKED {
+        if f.name == REVOKED || f.name == LEDGER {
             continue;
         }
         let staged = staging.path().join(&f.name);
@@ -730,9 +737,20 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored,
         let list = data_dir.join(REVOKED);
         std::os::unix::fs::chown(&list, Some(owner.0), Some(owner.1)).map_err(io(&list))?;
     }
+    let certificates_added = if manifest.file(LEDGER).is_some() {
+        crate::ledger::merge(data_dir, &staging.path().join(LEDGER)).map_err(|why| {
+            BackupError::Io {
+                path: data_dir.join(LEDGER),
+                error: std::io::Error::other(why),
+            }
+        })?
+    } else {
+        0
+    };
     Ok(Restored {
         manifest,
         revocations_added,
+        certificates_added,
     })
 }
 
@@ -855,6 +873,14 @@ mod tests {
         let live = tmp.path().join("live");
         let (store, tickets) = data_dir(&live);
         crate::revoke::revoke_serial(&live, "aa01", "siaga://user/old", "").unwrap();
+        let mut ledger = crate::ledger::Ledger::load(&live, &live.join("users")).unwrap();
+        let agent = crate::pki::Identity::Agent {
+            opd: "a".into(),
+            id: "a-agent".into(),
+        };
+        ledger
+            .record(crate::ledger::Issued::new(&agent, "cc03", Utc::now()))
+            .unwrap();
         let archive = tmp.path().join("b.tar");
         let src = Sources {
             samples: store.database(),
@@ -866,6 +892,7 @@ mod tests {
         // After the backup: budi's laptop is lost; and the old entry is
         // (wrongly) edited out of the live list.
         std::fs::remove_file(live.join(REVOKED)).unwrap();
+        std::fs::remove_file(live.join(LEDGER)).unwrap();
         crate::revoke::revoke_serial(&live, "bb02", "siaga://user/budi", "lost").unwrap();
         let r = restore(&archive, &live, true).unwrap();
         let serials: Vec<String> = crate::revoke::load(&live)
@@ -881,6 +908,11 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["aa01"]
         );
+        // The CA's ledger comes back too, merged the same way (with the
+        // entry it was seeded with from the revocation list).
+        assert_eq!(r.certificates_added, 2);
+        let ledger = crate::ledger::Ledger::load(&live, &live.join("users")).unwrap();
+        assert_eq!(ledger.by_serial("cc03").unwrap().name, "a-agent");
     }
 
     #[test]

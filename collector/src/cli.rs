@@ -761,6 +761,10 @@ mod tests {
             ]
         );
         assert!(a[0]["last_seen"].is_null());
+        assert!(
+            a[0]["cert_not_after"].is_null(),
+            "not connected since start"
+        );
         let d = devices_json(&[v1::DeviceInfo {
             id: "d".into(),
             rtt_ms: Some(1.5),

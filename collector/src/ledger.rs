@@ -204,7 +204,7 @@ impl Ledger {
             .collect()
     }
 
-    /// The newest unrevoked certificate of each agent, user and server that
+    /// The last unrevoked certificate issued to each agent, user and server that
     /// expires within `days` of `now` (or has expired): what `validate`
     /// warns about. Renewing adds a newer certificate and ends the warning.
     pub fn expiring(
@@ -213,15 +213,13 @@ impl Ledger {
         now: DateTime<Utc>,
         days: i64,
     ) -> Vec<&Issued> {
+        // The last one issued is the one in use (entries are in issue order).
         let mut newest: std::collections::BTreeMap<(Kind, &str), &Issued> = Default::default();
         for e in &self.entries {
             if revoked.contains(&e.serial) || e.not_after.is_none() {
                 continue;
             }
-            let slot = newest.entry((e.kind, e.name.as_str())).or_insert(e);
-            if e.not_after > slot.not_after {
-                *slot = e;
-            }
+            newest.insert((e.kind, e.name.as_str()), e);
         }
         newest
             .into_values()
@@ -246,12 +244,48 @@ impl Ledger {
             certificate: self.entries.clone(),
         })
         .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(self.path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
         let text = format!(
             "# Every certificate this collector's CA issued; written by `siaga-collector init`,\n# `enroll` and `renew`. `siaga-collector certs` lists it with revocation state.\n{text}"
         );
         crate::safe_file::write(&self.path, text.as_bytes(), crate::safe_file::PUBLIC)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Merges the ledger file `from` (e.g. a backup's) into the ledger of
+/// `data_dir`: the ledger only grows. Returns how many certificates were added.
+pub fn merge(data_dir: &Path, from: &Path) -> Result<usize, String> {
+    let read = |path: &Path| -> Result<Option<LedgerFile>, String> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => crate::config::parse_toml(path, &t)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        }
+    };
+    let incoming = read(from)?.unwrap_or_default().certificate;
+    let _lock = crate::revoke::lock(data_dir)?;
+    let path = data_dir.join(FILE);
+    let existed = path.exists();
+    let mut ledger = Ledger {
+        entries: read(&path)?.unwrap_or_default().certificate,
+        path,
+        seeded: false,
+    };
+    let mut added = 0;
+    for e in incoming {
+        if ledger.by_serial(&e.serial).is_none() {
+            ledger.entries.push(e);
+            added += 1;
+        }
+    }
+    if added > 0 || !existed {
+        ledger.save()?;
+    }
+    Ok(added)
 }
 
 #[cfg(test)]
@@ -336,6 +370,26 @@ mod tests {
             l.by_serial("1").unwrap().identity_uri(),
             "siaga://agent/a/a1"
         );
+    }
+
+    #[test]
+    fn a_merge_only_adds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (here, there) = (tmp.path().join("here"), tmp.path().join("there"));
+        let id = |n: &str| Identity::Agent {
+            opd: "a".into(),
+            id: n.into(),
+        };
+        let mut a = Ledger::load(&here, &here.join("users")).unwrap();
+        a.record(Issued::new(&id("a1"), "1", Utc::now())).unwrap();
+        let mut b = Ledger::load(&there, &there.join("users")).unwrap();
+        b.record(Issued::new(&id("a1"), "1", Utc::now())).unwrap();
+        b.record(Issued::new(&id("a2"), "2", Utc::now())).unwrap();
+        assert_eq!(merge(&here, &there.join(FILE)).unwrap(), 1);
+        assert_eq!(merge(&here, &there.join(FILE)).unwrap(), 0);
+        let got = Ledger::load(&here, &here.join("users")).unwrap();
+        let serials: Vec<&str> = got.entries.iter().map(|e| e.serial.as_str()).collect();
+        assert_eq!(serials, ["1", "2"]);
     }
 
     #[test]

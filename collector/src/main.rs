@@ -688,6 +688,12 @@ fn restore(from: &Path, config: &Path, force: bool) -> Result<(), Failure> {
             println!("  {} {} (revoked {})", r.serial, r.identity, r.at);
         }
     }
+    if restored.certificates_added > 0 {
+        println!(
+            "certificate ledger: added {} certificate(s) from the backup",
+            restored.certificates_added
+        );
+    }
     Ok(())
 }
 

@@ -83,10 +83,17 @@ fn revoke_cert_agent_cuts_that_agents_open_stream_within_seconds() -> Result<()>
         "{}",
         text(&o)
     );
+    // Watched in the collector's log, not with calls to it: a call would
+    // make it re-read the list itself; here only its own timer does.
     wait_until(secs(15), "the revoked agent's stream ended", || {
-        Ok(!connected(&root, "dinkes-agent")?)
+        Ok(c.log_tail(200)
+            .contains("certificate revoked; ending its open stream"))
     })?;
     let cut = start.elapsed();
+    ensure!(
+        !connected(&root, "dinkes-agent")?,
+        "siaga agents shows it gone"
+    );
     println!(
         "revoked agent's open stream ended {:.2} s after revoke-cert",
         cut.as_secs_f64()
@@ -333,6 +340,75 @@ fn files_written_as_root_do_not_follow_a_planted_symlink() -> Result<()> {
     ensure!(std::fs::read_to_string(&victim)? == "root's file\n");
     ensure!(
         std::fs::read_to_string(c.data_dir.join("revoked.toml"))?.contains("siaga://user/budi")
+    );
+    Ok(())
+}
+
+#[test]
+fn a_certificate_near_its_end_is_warned_of_and_renew_ends_the_warning() -> Result<()> {
+    let mut c = Collector::init()?;
+    c.write_inventory(&Inventory::new("1s").opd("dinkes").device(
+        "dinkes-sw",
+        "dinkes",
+        "127.0.0.1",
+    ))?;
+    let root = c.enroll_user("root", "admin")?;
+    let cfg = c.enroll_agent("dinkes")?;
+    let out = cfg.path.parent().context("agent directory")?.to_path_buf();
+    let dir = c.dir();
+    fn renew(c: &Collector, dir: &Path, out: &Path, days: &str) -> Result<Output> {
+        let mut args = vec![
+            "renew",
+            "--dir",
+            path(dir)?,
+            "--agent",
+            "dinkes-agent",
+            "--out",
+            path(out)?,
+        ];
+        if !days.is_empty() {
+            args.extend(["--days", days]);
+        }
+        c.cmd(&args)
+    }
+    // A certificate with 10 days left, as an agent would have in 23 months.
+    let o = renew(&c, &dir, &out, "10")?;
+    ensure!(
+        o.status.success() && text(&o).contains("earlier certificate"),
+        "{}",
+        text(&o)
+    );
+    let o = c.validate()?;
+    ensure!(
+        o.status.success()
+            && text(&o).contains("agent dinkes-agent")
+            && text(&o).contains("renew --agent dinkes-agent"),
+        "{}",
+        text(&o)
+    );
+    c.serve()?;
+    let mut agent = Agent::start(cfg)?;
+    wait_until(secs(60), "the agent connected", || {
+        connected(&root, "dinkes-agent")
+    })?;
+    let o = root.run(&["agents"])?;
+    ensure!(
+        o.status.success()
+            && String::from_utf8_lossy(&o.stderr)
+                .contains("certificate of agent dinkes-agent expires on")
+            && String::from_utf8_lossy(&o.stderr).contains(" days)"),
+        "{}",
+        text(&o)
+    );
+    ensure!(agent.stop(), "the agent stops cleanly");
+    // Renewed with the default lifetime: no more warning.
+    let o = renew(&c, &dir, &out, "")?;
+    ensure!(o.status.success(), "{}", text(&o));
+    let o = c.validate()?;
+    ensure!(
+        o.status.success() && !text(&o).contains("warning"),
+        "{}",
+        text(&o)
     );
     Ok(())
 }
