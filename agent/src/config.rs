@@ -36,6 +36,11 @@ pub struct AgentConfig {
     /// free port; the bound address is written to `<data_dir>/metrics.addr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Allow `metrics_listen` on an address other than loopback. Off by
+    /// default: the endpoint has no authentication, so Prometheus scrapes it
+    /// on this host (or through a tunnel) unless the operator says otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_public: bool,
     /// Address of the SNMP trap receiver (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trap_listen: Option<SocketAddr>,
@@ -133,6 +138,7 @@ impl Default for AgentConfig {
             data_dir: default_data_dir(),
             interval: default_interval(),
             metrics_listen: None,
+            metrics_public: false,
             trap_listen: None,
             tls: TlsConfig::default(),
             spool: SpoolConfig::default(),
@@ -160,6 +166,9 @@ interval = "10s"
 # Optional Prometheus endpoint; port 0 picks a free port and the bound
 # address is written to <data_dir>/metrics.addr.
 # metrics_listen = "127.0.0.1:9465"
+# The endpoint has no authentication: an address other than loopback is
+# refused unless this is set (then firewall the port to Prometheus).
+# metrics_public = false
 # Optional SNMP trap receiver.
 # trap_listen = "0.0.0.0:162"
 
@@ -244,6 +253,19 @@ impl AgentConfig {
         {
             return Err(invalid("server_name", "must not be empty".into()));
         }
+        if let Some(addr) = self.metrics_listen
+            && !addr.ip().is_loopback()
+            && !self.metrics_public
+        {
+            return Err(invalid(
+                "metrics_listen",
+                format!(
+                    "{addr} is not a loopback address; the endpoint has no authentication: \
+                     listen on 127.0.0.1 and let Prometheus scrape this host, \
+                     or set metrics_public = true and firewall the port"
+                ),
+            ));
+        }
         if self.interval < Duration::from_millis(100) {
             return Err(invalid("interval", "must be at least 100ms".into()));
         }
@@ -290,22 +312,47 @@ impl AgentConfig {
 
     /// Checks that the TLS files are readable PEM (what `validate` adds to
     /// parsing). Call after [`AgentConfig::load`].
+    ///
+    /// Then what the collector would refuse at the handshake, said here
+    /// instead: the key belongs to the certificate, the certificate is valid
+    /// now, was issued by `tls.ca` and names this agent's `opd` and `id`.
     pub fn check_files(&self, config_path: &Path) -> Result<(), ConfigError> {
-        for (key, file, marker) in [
-            ("tls.ca", &self.tls.ca, "CERTIFICATE"),
-            ("tls.cert", &self.tls.cert, "CERTIFICATE"),
-            ("tls.key", &self.tls.key, "PRIVATE KEY"),
+        let config_text = std::fs::read_to_string(config_path).unwrap_or_default();
+        let file_of = |key: &str| match key {
+            "tls.ca" => &self.tls.ca,
+            "tls.cert" => &self.tls.cert,
+            _ => &self.tls.key,
+        };
+        let err = |key: &str, message: String| ConfigError::File {
+            config: config_path.to_path_buf(),
+            line: line_of_key(&config_text, key),
+            key: key.into(),
+            file: file_of(key).clone(),
+            message,
+        };
+        let mut pem = Vec::new();
+        for (key, marker) in [
+            ("tls.ca", "CERTIFICATE"),
+            ("tls.cert", "CERTIFICATE"),
+            ("tls.key", "PRIVATE KEY"),
         ] {
-            let err = |message: String| ConfigError::File {
-                config: config_path.to_path_buf(),
-                key: key.into(),
-                file: file.clone(),
-                message,
-            };
-            let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
+            let text =
+                std::fs::read_to_string(file_of(key)).map_err(|e| err(key, e.to_string()))?;
             if !text.contains("-----BEGIN") || !text.contains(marker) {
-                return Err(err(format!("not a PEM file with a {marker}")));
+                return Err(err(key, format!("not a PEM file with a {marker}")));
             }
+            pem.push(text);
+        }
+        if let [ca, cert, key] = pem.as_slice() {
+            crate::identity::check(
+                ca.as_bytes(),
+                cert.as_bytes(),
+                key.as_bytes(),
+                &self.opd,
+                &self.id,
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map_err(|p| err(p.key, p.message))?;
         }
         Ok(())
     }
@@ -437,6 +484,9 @@ mod tests {
         "id = \"a\"\nopd = \"x\"\ncollector = \"http://h:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
         "agent.toml:3: collector: \"http://h:1\" must start with https://"; "plain http")]
     #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\nmetrics_listen = \"0.0.0.0:9465\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:4: metrics_listen: 0.0.0.0:9465 is not a loopback address"; "metrics on every address")]
+    #[test_case(
         "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\ninterval = \"0s\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
         "agent.toml:4: interval: must be at least 100ms"; "zero interval")]
     #[test_case(
@@ -451,6 +501,21 @@ mod tests {
             err.starts_with(expected),
             "error {err:?} does not start with {expected:?}"
         );
+    }
+
+    #[test]
+    fn metrics_beyond_loopback_only_when_asked_for() {
+        let base = "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\n";
+        let tls = "[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n";
+        for listen in ["127.0.0.1:0", "[::1]:9465"] {
+            let cfg = parse(&format!("{base}metrics_listen = \"{listen}\"\n{tls}")).expect(listen);
+            assert_eq!(cfg.metrics_listen, Some(listen.parse().expect("addr")));
+        }
+        let cfg = parse(&format!(
+            "{base}metrics_listen = \"0.0.0.0:9465\"\nmetrics_public = true\n{tls}"
+        ))
+        .expect("public when asked for");
+        assert!(cfg.metrics_public);
     }
 
     #[test]

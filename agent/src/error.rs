@@ -42,10 +42,12 @@ pub enum ConfigError {
         message: String,
     },
     /// A file the configuration points to (certificate, key, CA) is unusable.
-    #[error("{}: {key}: {}: {message}", config.display(), file.display())]
+    #[error("{}:{line}: {key}: {}: {message}", config.display(), file.display())]
     File {
         /// The configuration file.
         config: PathBuf,
+        /// 1-based line of the key in the configuration file.
+        line: usize,
         /// The key that names the file, e.g. `tls.cert`.
         key: String,
         /// The file it names.

@@ -7,6 +7,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod host;
+pub mod identity;
+pub mod logs;
 pub mod memory;
 pub mod metrics;
 pub mod probe;

@@ -206,6 +206,7 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_snmp=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(siaga_agent::logs::colour_for_stderr())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

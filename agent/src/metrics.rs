@@ -4,20 +4,23 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::backoff::{Backoff, Jitter};
 use crate::error::MetricsError;
 
 /// Labels of the per-kind probe counter.
@@ -62,6 +65,8 @@ pub struct Metrics {
     pub traps_refused: Family<DeviceLabels, Counter>,
     /// Traps dropped per device by the storm limit (summarised in one event).
     pub traps_suppressed: Family<DeviceLabels, Counter>,
+    /// Failed `accept`s on the metrics listener (e.g. out of file descriptors).
+    pub metrics_accept_errors: Counter,
 }
 
 impl Metrics {
@@ -142,12 +147,33 @@ impl Metrics {
             "Traps dropped per device by the trap-storm limit",
             self.traps_suppressed.clone(),
         );
+        r.register(
+            "metrics_accept_errors",
+            "Failed accepts on the metrics listener",
+            self.metrics_accept_errors.clone(),
+        );
         r
     }
 }
 
+/// How many scrapes may be connected at once. Prometheus keeps one; beyond
+/// this the listener stops accepting and further connections wait in the
+/// kernel's queue, holding none of the agent's file descriptors.
+pub const MAX_CONNECTIONS: usize = 16;
+/// A client must have sent its request headers within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed after this long, idle or not (a scrape takes
+/// milliseconds; Prometheus opens a new connection when it needs one).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 /// Binds `addr`, writes the bound address to `<data_dir>/metrics.addr` and
 /// returns the task serving `/metrics` until `cancel` fires.
+///
+/// The listener cannot starve the agent: at most [`MAX_CONNECTIONS`]
+/// connections, each with a header-read timeout and a lifetime, and after a
+/// failed `accept` (e.g. `EMFILE`, out of file descriptors) it waits with a
+/// growing delay instead of retrying at once, logging at most one line per
+/// [`RateLimitedLog`] period.
 pub async fn serve(
     addr: SocketAddr,
     data_dir: &Path,
@@ -165,34 +191,116 @@ pub async fn serve(
         .map_err(|source| MetricsError::AddrFile { path, source })?;
     info!(%bound, "metrics endpoint listening");
     let registry = Arc::new(metrics.registry());
+    let accept_errors = metrics.metrics_accept_errors.clone();
     let task = tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut backoff = accept_backoff();
+        let mut log = RateLimitedLog::new(ACCEPT_LOG_EVERY);
         loop {
+            // At the cap, wait for a connection to end before accepting.
+            let permit = tokio::select! {
+                () = cancel.cancelled() => break,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
             let (stream, peer) = tokio::select! {
                 () = cancel.cancelled() => break,
                 r = listener.accept() => match r {
-                    Ok(x) => x,
+                    Ok(x) => {
+                        backoff.reset();
+                        x
+                    }
                     Err(e) => {
-                        warn!(error = %e, "metrics accept failed");
+                        accept_errors.inc();
+                        let delay = backoff.next_delay();
+                        if let Some(suppressed) = log.allow(Instant::now()) {
+                            warn!(
+                                error = %e,
+                                retry_in_ms = delay.as_millis() as u64,
+                                suppressed,
+                                "metrics accept failed"
+                            );
+                        }
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = tokio::time::sleep(delay) => {}
+                        }
                         continue;
                     }
                 },
             };
             let registry = registry.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let registry = registry.clone();
                     async move { Ok::<_, Infallible>(respond(&req, &registry)) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
-                    debug!(%peer, error = %e, "metrics connection ended");
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(MAX_REQUEST_BYTES)
+                    .serve_connection(TokioIo::new(stream), svc);
+                match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "metrics connection ended"),
+                    Err(_) => debug!(%peer, "metrics connection closed after its lifetime"),
                 }
             });
         }
     });
     Ok((bound, task))
+}
+
+/// Largest request head the endpoint reads (a scrape's is a few hundred bytes).
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// At most one "accept failed" line per this period.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// After a failed `accept`: 10 ms growing to 1 s. Without a pause a
+/// listener out of file descriptors retries at once, forever, on a full core.
+fn accept_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        Jitter::Full,
+    )
+}
+
+/// Lets one log line through per period and counts the ones held back.
+#[derive(Debug)]
+pub struct RateLimitedLog {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// At most one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        RateLimitedLog {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be written
+    /// at `now`, else `None` (and the line is counted as held back).
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 fn respond<B>(req: &Request<B>, registry: &Registry) -> Response<Full<Bytes>> {
@@ -219,4 +327,32 @@ fn respond<B>(req: &Request<B>, registry: &Registry) -> Response<Full<Bytes>> {
     builder
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"internal error\n"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_period_and_the_rest_counted() {
+        let t0 = Instant::now();
+        let mut log = RateLimitedLog::new(Duration::from_secs(10));
+        assert_eq!(log.allow(t0), Some(0));
+        for ms in [1, 10, 5_000, 9_999] {
+            assert_eq!(log.allow(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(log.allow(t0 + Duration::from_secs(10)), Some(4));
+        assert_eq!(log.allow(t0 + Duration::from_secs(11)), None);
+        assert_eq!(log.allow(t0 + Duration::from_secs(30)), Some(1));
+    }
+
+    #[test]
+    fn accept_backoff_grows_to_its_cap_and_resets() {
+        let mut b = accept_backoff();
+        let delays: Vec<Duration> = (0..20).map(|_| b.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
+        assert_eq!(b.cap(), Duration::from_secs(1));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(10));
+    }
 }

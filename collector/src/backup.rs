@@ -754,6 +754,60 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored,
     })
 }
 
+/// One ticket whose trail a restore would shorten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLoss {
+    /// The ticket.
+    pub ticket: String,
+    /// Records of its newest signed head.
+    pub signed: u64,
+    /// Records in the backup (0 when the ticket is not in it).
+    pub in_backup: u64,
+}
+
+/// What restoring `archive` would roll back: every ticket whose newest
+/// signed head (`<data_dir>/audit-heads.jsonl`, see `anchor.rs`, kept
+/// outside the store and outside backups) counts more records than the
+/// backup's trail has. Empty when nothing would be lost or nothing was
+/// ever signed here.
+pub fn audit_rollback(archive: &Path, data_dir: &Path) -> Result<Vec<AuditLoss>, BackupError> {
+    let signed = crate::anchor::read_heads(data_dir).map_err(|e| BackupError::Io {
+        path: data_dir.join(crate::anchor::HEADS_FILE),
+        error: std::io::Error::other(e.to_string()),
+    })?;
+    if signed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(".audit-check-")
+        .tempdir_in(data_dir)
+        .map_err(io(data_dir))?;
+    let manifest = unpack(archive, Some(staging.path()))?;
+    let in_backup: BTreeMap<String, u64> = if manifest.file(TICKETS_FILE.name).is_some() {
+        let path = staging.path().join(TICKETS_FILE.name);
+        let db = Database::open(&path)
+            .map_err(|e| bad(archive, format!("{}: {e}", TICKETS_FILE.name)))?;
+        crate::sop::store::heads_in(&db)
+            .map_err(|e| bad(archive, e.to_string()))?
+            .into_iter()
+            .map(|(t, h)| (t, h.len))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    Ok(signed
+        .values()
+        .filter_map(|s| {
+            let have = in_backup.get(&s.ticket).copied().unwrap_or(0);
+            (have < s.len).then(|| AuditLoss {
+                ticket: s.ticket.clone(),
+                signed: s.len,
+                in_backup: have,
+            })
+        })
+        .collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

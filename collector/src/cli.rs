@@ -60,11 +60,41 @@ impl SiagaConfig {
             error,
         })?;
         let mut c: SiagaConfig = parse_toml(path, &text)?;
+        c.check(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         c.tls.ca = resolve(base, &c.tls.ca);
         c.tls.cert = resolve(base, &c.tls.cert);
         c.tls.key = resolve(base, &c.tls.key);
         Ok(c)
+    }
+}
+
+impl SiagaConfig {
+    /// The collector's URL must be `https://`: the admin API speaks mutual
+    /// TLS only, and a plaintext connection would carry the user's requests
+    /// (and a backup's whole store) unauthenticated and in clear.
+    pub fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let url = self.collector.trim();
+        let host = url
+            .strip_prefix("https://")
+            .map(|rest| rest.split('/').next().unwrap_or_default());
+        let message = match host {
+            Some(h) if !h.is_empty() => return Ok(()),
+            Some(_) => format!("{url:?} has no host: write collector = \"https://HOST:PORT\""),
+            None => {
+                let rest = url.split_once("://").map_or(url, |(_, r)| r);
+                format!(
+                    "{url:?} is not an https:// URL; the collector speaks TLS only: \
+                     write collector = \"https://{rest}\" (as `enroll user` wrote it)"
+                )
+            }
+        };
+        Err(ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: crate::config::line_of_top_key(text, "collector"),
+            key: "collector".into(),
+            message,
+        })
     }
 }
 
@@ -652,6 +682,35 @@ mod tests {
                     w[0].contains(s) && w[0].contains("renew --agent dinkes-agent"),
                     "{w:?}"
                 );
+            }
+        }
+    }
+
+    #[test_case("https://127.0.0.1:7443", None; "https")]
+    #[test_case("https://collector.example", None; "https without port")]
+    #[test_case("http://127.0.0.1:7443",
+        Some("siaga.toml:2: collector: \"http://127.0.0.1:7443\" is not an https:// URL; the collector speaks TLS only: write collector = \"https://127.0.0.1:7443\""); "plain http")]
+    #[test_case("127.0.0.1:7443",
+        Some("siaga.toml:2: collector: \"127.0.0.1:7443\" is not an https:// URL"); "no scheme")]
+    #[test_case("grpc://h:1", Some("write collector = \"https://h:1\""); "other scheme")]
+    #[test_case("https://", Some("siaga.toml:2: collector: \"https://\" has no host"); "no host")]
+    fn only_https_collectors(url: &str, refused: Option<&str>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("siaga.toml");
+        std::fs::write(
+            &path,
+            format!("user = \"budi\"\ncollector = \"{url}\"\n[tls]\nca = \"ca.pem\"\ncert = \"user.pem\"\nkey = \"user.key\"\n"),
+        )
+        .unwrap();
+        let got = SiagaConfig::load(&path).map(|_| ()).map_err(|e| {
+            e.to_string()
+                .replace(&format!("{}", path.display()), "siaga.toml")
+        });
+        match refused {
+            None => assert_eq!(got, Ok(())),
+            Some(words) => {
+                let err = got.unwrap_err();
+                assert!(err.contains(words), "{err}");
             }
         }
     }

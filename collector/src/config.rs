@@ -34,6 +34,16 @@ pub struct CollectorConfig {
     /// Optional address of the Prometheus metrics endpoint (`/metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Allow `metrics_listen` on an address other than loopback. Off by
+    /// default: the endpoint has no authentication, so Prometheus scrapes it
+    /// on this host (or through a tunnel) unless the operator says otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_public: bool,
+    /// The Ed25519 key that signs the heads of the SOP audit trails (made by
+    /// `init`, or on the first start). Kept apart from the data directory:
+    /// whoever can write the store cannot sign a trail of their own.
+    #[serde(default = "default_audit_key")]
+    pub audit_key: PathBuf,
     /// Certificates of the collector and its CA.
     #[serde(default)]
     pub tls: TlsFiles,
@@ -163,6 +173,9 @@ fn default_inventory() -> PathBuf {
 fn default_sop() -> PathBuf {
     "sop.toml".into()
 }
+fn default_audit_key() -> PathBuf {
+    "audit.key".into()
+}
 fn default_users() -> PathBuf {
     "users".into()
 }
@@ -176,6 +189,8 @@ impl Default for CollectorConfig {
             sop: default_sop(),
             users: default_users(),
             metrics_listen: None,
+            metrics_public: false,
+            audit_key: default_audit_key(),
             tls: TlsFiles::default(),
             retention: Retention::default(),
             calendar: crate::sop::CalendarConfig::default(),
@@ -194,9 +209,30 @@ impl CollectorConfig {
             error,
         })?;
         let mut cfg: CollectorConfig = parse_toml(path, &text)?;
+        cfg.check(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve(base);
         Ok(cfg)
+    }
+
+    /// What the types allow but the collector refuses, with file, line and key.
+    pub fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        if let Some(addr) = self.metrics_listen
+            && !addr.ip().is_loopback()
+            && !self.metrics_public
+        {
+            return Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line: line_of_top_key(text, "metrics_listen"),
+                key: "metrics_listen".into(),
+                message: format!(
+                    "{addr} is not a loopback address; the endpoint has no authentication: \
+                     listen on 127.0.0.1 and let Prometheus scrape this host, \
+                     or set metrics_public = true and firewall the port"
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn resolve(&mut self, base: &Path) {
@@ -205,6 +241,7 @@ impl CollectorConfig {
             &mut self.inventory,
             &mut self.sop,
             &mut self.users,
+            &mut self.audit_key,
             &mut self.tls.ca,
             &mut self.tls.ca_key,
             &mut self.tls.cert,
@@ -237,8 +274,15 @@ sop = "sop.toml"
 # One NAME.toml per person enrolled with `siaga-collector enroll user`.
 users = "users"
 
-# Prometheus metrics at http://<metrics_listen>/metrics (optional).
+# Prometheus metrics at http://<metrics_listen>/metrics (optional). The
+# endpoint has no authentication: an address other than loopback is refused
+# unless metrics_public = true (then firewall the port to Prometheus).
 # metrics_listen = "127.0.0.1:9464"
+# metrics_public = false
+
+# Signs the heads of the SOP audit trails (Ed25519; made by init or on the
+# first start). Keep it out of the data directory and its backups.
+audit_key = "audit.key"
 
 [tls]
 ca = "ca.pem"          # clients must present a certificate issued by this CA
@@ -358,6 +402,22 @@ pub fn locate(text: &str, offset: usize) -> (usize, String) {
     (line_no, key)
 }
 
+/// The 1-based line that sets top-level `key` (before any table), else 1.
+pub fn line_of_top_key(text: &str, key: &str) -> usize {
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            break;
+        }
+        if let Some((k, _)) = t.split_once('=')
+            && k.trim().trim_matches('"') == key
+        {
+            return i + 1;
+        }
+    }
+    1
+}
+
 /// The 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
     locate(text, offset).0
@@ -432,6 +492,29 @@ mod tests {
         let err = parse_toml::<CollectorConfig>(Path::new("collector.toml"), text).unwrap_err();
         let s = err.to_string();
         assert!(s.starts_with("collector.toml:8: tls.colour: "), "{s}");
+    }
+
+    #[test]
+    fn metrics_beyond_loopback_only_when_asked_for() {
+        let check = |text: &str| {
+            let cfg: CollectorConfig = parse_toml(Path::new("c.toml"), text).unwrap();
+            cfg.check(Path::new("c.toml"), text)
+        };
+        let base = "listen = \"127.0.0.1:1\"\n";
+        assert!(check(&format!("{base}metrics_listen = \"127.0.0.1:0\"\n")).is_ok());
+        assert!(check(&format!("{base}metrics_listen = \"[::1]:9464\"\n")).is_ok());
+        let err = check(&format!("{base}metrics_listen = \"0.0.0.0:9464\"\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:2: metrics_listen: 0.0.0.0:9464 is not a loopback address"),
+            "{err}"
+        );
+        assert!(
+            check(&format!(
+                "{base}metrics_listen = \"0.0.0.0:9464\"\nmetrics_public = true\n"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]

@@ -156,3 +156,34 @@ redb_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// The audit anchor (the signing key and the log of signed trail heads) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file is not an Ed25519 key.
+    #[error("{}: not an Ed25519 audit key ({message})", path.display())]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A line of the signed-heads log cannot be read.
+    #[error("{}:{line}: {message}", path.display())]
+    BadLog {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        message: String,
+    },
+}

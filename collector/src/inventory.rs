@@ -54,6 +54,10 @@ struct RawDevice {
     name: String,
     icmp_count: Option<u32>,
     snmp: Option<RawSnmp>,
+    /// Why this device shares its address and SNMP port with another device
+    /// of its OPD (e.g. two names for one stacked switch); without it that
+    /// is refused as a copy-and-paste mistake.
+    shares_address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,6 +324,43 @@ impl Inventory {
             );
         }
 
+        // Two devices of one OPD at the same address and SNMP port are one
+        // box probed twice (a copied block), unless the file says why.
+        let mut at: HashMap<(&str, IpAddr, u32), (&str, usize)> = HashMap::new();
+        for d in &raw.device {
+            let Some(dev) = devices.get(d.id.get_ref()) else {
+                continue;
+            };
+            let port = dev.snmp.as_ref().map_or(0, |s| s.port);
+            let line = line_of(text, d.address.span().start);
+            if let Some((other, other_line)) = at.get(&(dev.opd.as_str(), dev.address, port)) {
+                match &d.shares_address {
+                    Some(why) if !why.get_ref().trim().is_empty() => {}
+                    Some(why) => {
+                        return c.err(why.span(), "device.shares_address", "must say why");
+                    }
+                    None => {
+                        let what = if port == 0 {
+                            format!("address {}", dev.address)
+                        } else {
+                            format!("address {} and SNMP port {port}", dev.address)
+                        };
+                        return c.err(
+                            d.address.span(),
+                            "device.address",
+                            format!(
+                                "device {:?}: {what} already belong to device {other:?} (line {other_line}); \
+                                 if both are meant, say why with shares_address = \"...\"",
+                                dev.id
+                            ),
+                        );
+                    }
+                }
+            } else {
+                at.insert((dev.opd.as_str(), dev.address, port), (&dev.id, line));
+            }
+        }
+
         // References and cycles, once every device is known.
         for d in &raw.device {
             let Some(parent) = &d.parent else { continue };
@@ -338,6 +379,21 @@ impl Inventory {
                     format!(
                         "device {id:?}: unknown parent device {:?}",
                         parent.get_ref()
+                    ),
+                );
+            }
+            if let (Some(me), Some(p)) = (devices.get(id), devices.get(parent.get_ref()))
+                && me.opd != p.opd
+            {
+                return c.err(
+                    parent.span(),
+                    "device.parent",
+                    format!(
+                        "device {id:?} of OPD {:?}: parent {:?} belongs to OPD {:?}; \
+                         a parent must be probed by the same agent (same OPD)",
+                        me.opd,
+                        parent.get_ref(),
+                        p.opd
                     ),
                 );
             }
@@ -360,6 +416,7 @@ impl Inventory {
 
         let mut links = Vec::new();
         let mut link_keys = HashSet::new();
+        let mut link_names: HashMap<(String, String), usize> = HashMap::new();
         for l in &raw.link {
             let dev = l.device.get_ref();
             if !devices.contains_key(dev) {
@@ -406,6 +463,19 @@ impl Inventory {
             } else {
                 l.name.clone()
             };
+            // Health, tickets and `--link` know a link by (device, name): two
+            // links of a device with one name would share one state.
+            let line = line_of(text, l.device.span().start);
+            if let Some(first) = link_names.insert((dev.clone(), name.clone()), line) {
+                return c.err(
+                    l.device.span(),
+                    "link.name",
+                    format!(
+                        "link name {name:?} on {dev:?} is already used (line {first}); \
+                         give each link of a device its own name"
+                    ),
+                );
+            }
             links.push(Link {
                 device: dev.clone(),
                 interface,
@@ -746,6 +816,100 @@ name = "uplink"
             "{err}"
         );
         assert!(err.contains("cycle"), "{err}");
+    }
+
+    const EXTRA_LINK: &str =
+        "[[link]]\ndevice = \"a-sw\"\ninterface = \"eth1\"\nname = \"uplink\"\n";
+
+    #[test]
+    fn a_link_name_used_twice_on_a_device_is_refused() {
+        let text = format!("{GOOD}{EXTRA_LINK}");
+        let err = parse(&text).unwrap_err().to_string();
+        let line = line_of_text(&text, "device = \"a-sw\"");
+        let first = line_of_text(GOOD, "device = \"a-sw\"");
+        assert_eq!(
+            err,
+            format!(
+                "inventory.toml:{line}: link.name: link name \"uplink\" on \"a-sw\" is already used \
+                 (line {first}); give each link of a device its own name"
+            )
+        );
+        // Another name, or the same name on another device, is fine.
+        parse(&format!(
+            "{GOOD}{}",
+            EXTRA_LINK.replace("\"uplink\"", "\"uplink-2\"")
+        ))
+        .unwrap();
+        parse(&format!("{GOOD}{}", EXTRA_LINK.replace("a-sw", "a-core"))).unwrap();
+    }
+
+    #[test]
+    fn a_parent_in_another_opd_is_refused() {
+        let text = GOOD.replacen(
+            "address = \"198.18.2.1\"",
+            "address = \"198.18.2.1\"\nparent = \"a-core\"",
+            1,
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        let line = line_of_text(&text, "parent = \"a-core\"");
+        assert!(
+            err.starts_with(&format!(
+                "inventory.toml:{line}: device.parent: device \"b-core\" of OPD \"b\": parent \"a-core\" belongs to OPD \"a\""
+            )),
+            "{err}"
+        );
+    }
+
+    #[test_case("", Some("address 198.18.1.1 already belong to device \"a-core\"") ; "icmp only")]
+    #[test_case("shares_address = \"\"\n", Some("device.shares_address: must say why") ; "empty reason")]
+    #[test_case("shares_address = \"stack member 2, same management IP\"\n", None ; "said why")]
+    fn one_address_twice_in_an_opd_needs_a_reason(extra: &str, refused: Option<&str>) {
+        let dev = format!(
+            "[[device]]\nid = \"a-twin\"\nopd = \"a\"\nkind = \"switch\"\naddress = \"198.18.1.1\"\n{extra}"
+        );
+        let text = GOOD.replacen("[[link]]", &format!("{dev}[[link]]"), 1);
+        match refused {
+            None => {
+                parse(&text).unwrap();
+            }
+            Some(words) => {
+                let err = parse(&text).unwrap_err().to_string();
+                let first = line_of_text(GOOD, "address = \"198.18.1.1\"");
+                let line = if extra.is_empty() {
+                    line_of_text(&text, "address = \"198.18.1.1\"")
+                } else {
+                    line_of_text(&text, "shares_address")
+                };
+                assert!(
+                    err.starts_with(&format!("inventory.toml:{line}: ")),
+                    "{err}"
+                );
+                assert!(err.contains(words), "{err}");
+                if extra.is_empty() {
+                    assert!(err.contains(&format!("(line {first})")), "{err}");
+                    assert!(err.contains("shares_address"), "{err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_address_in_two_opds_or_on_two_snmp_ports_is_fine() {
+        // OPDs sit behind their own NAT: 198.18.1.1 may exist in each.
+        parse(&GOOD.replacen("198.18.2.1", "198.18.1.1", 1)).unwrap();
+        // One host, two SNMP agents on different ports.
+        let text = GOOD.replacen(
+            "[[link]]",
+            "[[device]]\nid = \"a-sw-2\"\nopd = \"a\"\nkind = \"switch\"\naddress = \"198.18.1.2\"\n[device.snmp]\nversion = \"2c\"\nport = 1161\n[[link]]",
+            1,
+        );
+        parse(&text).unwrap();
+        let same_port = text.replacen("port = 1161", "port = 161", 1);
+        let err = parse(&same_port).unwrap_err().to_string();
+        assert!(
+            err.contains("address 198.18.1.2 and SNMP port 161"),
+            "{err}"
+        );
     }
 
     #[test]

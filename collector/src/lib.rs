@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod anchor;
 pub mod auth;
 pub mod backup;
 pub mod cli;
@@ -12,6 +13,8 @@ pub mod hub;
 pub mod ingest;
 pub mod inventory;
 pub mod ledger;
+pub mod listen;
+pub mod logs;
 pub mod measure;
 pub mod metrics;
 pub mod notify;

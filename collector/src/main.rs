@@ -80,6 +80,13 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Create the key that signs the audit trails' heads, if there is none
+    /// (`init` makes it; `serve` too, where it may write), and print its id.
+    AuditKey {
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Take a consistent backup of the running collector's stores (admin role):
     /// the collector copies them while it serves and streams a tar archive.
     Backup {
@@ -330,6 +337,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Reload { config } => reload(&config),
         Cmd::Verify { config } => verify(&config),
+        Cmd::AuditKey { config } => {
+            let cfg = CollectorConfig::load(&config).map_err(usage)?;
+            let (key, created) = siaga_collector::anchor::AuditKey::load_or_create(&cfg.audit_key)?;
+            println!(
+                "{} {} (key id {})",
+                if created { "created" } else { "exists:" },
+                cfg.audit_key.display(),
+                key.id()
+            );
+            Ok(())
+        }
         Cmd::Backup { out, user_config } => backup(&out, user_config),
         Cmd::Restore {
             from,
@@ -453,6 +471,7 @@ fn init_tracing(format: LogFormat) {
     let json = format == LogFormat::Json;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(siaga_collector::logs::colour_for_stderr())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -532,6 +551,10 @@ fn verify(config: &Path) -> Result<(), Failure> {
             }
         }
     }
+    // The trails against the heads the collector signed, outside the store:
+    // a trail rewritten together with its head, or rolled back, shows here.
+    let (unanchored, anchored) = verify_anchor(&cfg, &store, &results)?;
+    bad += unanchored;
     // The frozen work reports: their bytes against the hashes in the trails.
     let reports =
         siaga_collector::report::store::verify(&db, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -562,11 +585,49 @@ fn verify(config: &Path) -> Result<(), Failure> {
         return Err(anyhow::anyhow!("{}", what.join("; ")).into());
     }
     println!(
-        "{} audit trails intact, {} frozen report documents match",
+        "{} audit trails intact ({anchored} checked against their signed heads), {} frozen report documents match",
         results.len(),
         reports.len()
     );
     Ok(())
+}
+
+/// Each ticket's trail against its newest signed head (see `anchor.rs`):
+/// prints a line per trail that does not run through it; returns how many
+/// failed and how many were checked.
+fn verify_anchor(
+    cfg: &CollectorConfig,
+    store: &siaga_collector::sop::store::SopStore,
+    results: &[(String, Result<(), siaga_collector::sop::audit::Tamper>)],
+) -> Result<(usize, usize), Failure> {
+    use siaga_collector::anchor::{self, AuditKey};
+    let signed = anchor::read_heads(&cfg.data_dir)?;
+    let key = match AuditKey::load(&cfg.audit_key) {
+        Ok(k) => k,
+        Err(e) if signed.is_empty() && !cfg.audit_key.exists() => {
+            println!(
+                "no audit key yet ({e}): the collector creates it and signs the trails on its next start"
+            );
+            return Ok((0, 0));
+        }
+        Err(e) => return Err(anyhow::anyhow!("{e}").into()),
+    };
+    let mut tickets: std::collections::BTreeSet<&str> =
+        results.iter().map(|(t, _)| t.as_str()).collect();
+    tickets.extend(signed.keys().map(String::as_str));
+    let mut bad = 0;
+    for t in &tickets {
+        let trail = store.trail(t).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let hashes: Vec<&str> = trail.iter().map(|r| r.hash.as_str()).collect();
+        match anchor::check(&hashes, signed.get(*t), key.public()) {
+            anchor::Anchored::Ok => {}
+            problem => {
+                bad += 1;
+                println!("{t}: audit trail {problem}");
+            }
+        }
+    }
+    Ok((bad, tickets.len()))
 }
 
 /// One line per store file of a manifest.
@@ -660,8 +721,45 @@ fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
 /// `restore`: a backup into the data directory of `config` (collector stopped).
 fn restore(from: &Path, config: &Path, force: bool) -> Result<(), Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
+    let losses = backup::audit_rollback(from, &cfg.data_dir)?;
+    if !losses.is_empty() {
+        let records: u64 = losses.iter().map(|l| l.signed - l.in_backup).sum();
+        let list: Vec<String> = losses
+            .iter()
+            .take(10)
+            .map(|l| {
+                if l.in_backup == 0 {
+                    format!("{}: {} records, not in the backup", l.ticket, l.signed)
+                } else {
+                    format!("{}: {} → {} records", l.ticket, l.signed, l.in_backup)
+                }
+            })
+            .collect();
+        let what = format!(
+            "{}: its audit trails end before the newest heads the collector signed \
+             ({}): restoring it would lose {records} audit record(s) of {} ticket(s):\n  {}{}",
+            from.display(),
+            cfg.data_dir
+                .join(siaga_collector::anchor::HEADS_FILE)
+                .display(),
+            losses.len(),
+            list.join("\n  "),
+            if losses.len() > 10 { "\n  …" } else { "" }
+        );
+        if !force {
+            return Err(anyhow::anyhow!(
+                "{what}\nrefusing to roll the trails back; restore a newer backup, or pass --force \
+                 to restore this one anyway (the loss is then recorded beside the signed heads)"
+            )
+            .into());
+        }
+        eprintln!("warning: {what}");
+    }
     let restored = backup::restore(from, &cfg.data_dir, force)?;
     let m = &restored.manifest;
+    if !losses.is_empty() {
+        record_rollback(&cfg, &losses)?;
+    }
     println!(
         "restored {} (taken {} by collector {}) into {}:\n{}\nnext: start the collector (`siaga-collector serve --config {}` or `systemctl start siaga-collector`)",
         from.display(),
@@ -707,6 +805,42 @@ enum Revoke {
     Cert(PathBuf),
     /// One serial, as typed.
     Serial { given: String, unlisted: bool },
+}
+
+/// After a forced restore that rolled trails back: their restored heads are
+/// signed and logged with a note, so that `verify` checks them from here on
+/// and the log keeps what was lost.
+fn record_rollback(cfg: &CollectorConfig, losses: &[backup::AuditLoss]) -> Result<(), Failure> {
+    use siaga_collector::anchor::{Anchor, AuditKey};
+    let key = AuditKey::load(&cfg.audit_key)?;
+    let anchor = Anchor::open(key, &cfg.data_dir)?;
+    let path = cfg.data_dir.join("tickets.redb");
+    let heads: std::collections::BTreeMap<String, siaga_collector::sop::audit::Head> =
+        if path.exists() {
+            let db = redb::Database::open(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            siaga_collector::sop::store::heads_in(&db)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .into_iter()
+                .collect()
+        } else {
+            Default::default()
+        };
+    let empty = siaga_collector::sop::audit::Head {
+        len: 0,
+        hash: siaga_collector::sop::audit::GENESIS.to_string(),
+    };
+    for l in losses {
+        let head = heads.get(&l.ticket).unwrap_or(&empty);
+        let note = format!(
+            "restore --force at {}: rolled back from {} to {} records",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            l.signed,
+            head.len
+        );
+        anchor.record(&l.ticket, head, Some(&note))?;
+    }
+    Ok(())
 }
 
 /// `revoke-cert`: add certificates to the list the running collector checks

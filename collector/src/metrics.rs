@@ -2,17 +2,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Label of per-agent series.
@@ -22,6 +25,22 @@ pub struct AgentLabel {
     pub agent: String,
     /// Its OPD.
     pub opd: String,
+}
+
+/// The collector's listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Listener {
+    /// The gRPC server (agents' uplink, admin API).
+    Grpc,
+    /// The Prometheus endpoint.
+    Metrics,
+}
+
+/// Label of per-listener series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// Which listener.
+    pub listener: Listener,
 }
 
 /// Every metric the collector exports.
@@ -48,6 +67,8 @@ pub struct Metrics {
     pub inventory_rejected: Counter,
     /// Raw samples pruned by retention.
     pub samples_pruned: Counter,
+    /// Failed `accept`s (e.g. out of file descriptors), per listener.
+    pub accept_errors: Family<ListenerLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +99,7 @@ impl Metrics {
             commit_batches: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
             inventory_rejected: Counter::default(),
             samples_pruned: Counter::default(),
+            accept_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -126,7 +148,19 @@ impl Metrics {
             "Raw samples removed by retention",
             m.samples_pruned.clone(),
         );
+        registry.register(
+            "accept_errors",
+            "Failed accepts (e.g. out of file descriptors), per listener",
+            m.accept_errors.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// The counter of failed accepts of `listener`.
+    pub fn accept_errors_of(&self, listener: Listener) -> Counter {
+        self.accept_errors
+            .get_or_create(&ListenerLabel { listener })
+            .clone()
     }
 
     /// The text exposition format.
@@ -139,21 +173,54 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `listener` until `cancel`.
+/// How many scrapes may be connected at once. Prometheus keeps one; beyond
+/// this the listener stops accepting and further connections wait in the
+/// kernel's queue, holding none of the collector's file descriptors.
+pub const MAX_CONNECTIONS: usize = 32;
+/// A client must have sent its request headers within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed after this long, idle or not (a scrape takes
+/// milliseconds; Prometheus opens a new connection when it needs one).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest request head read (a scrape's is a few hundred bytes).
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// Serves `/metrics` on `listener` until `cancel`: at most
+/// [`MAX_CONNECTIONS`] at once, each with a header-read timeout and a
+/// lifetime; after a failed `accept` it waits (see [`crate::listen`]).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut errors =
+        crate::listen::AcceptErrors::new("metrics", metrics.accept_errors_of(Listener::Metrics));
     loop {
-        let (stream, _) = tokio::select! {
+        // At the cap, wait for a connection to end before accepting another.
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
             r = listener.accept() => match r {
-                Ok(s) => s,
+                Ok(s) => {
+                    errors.accepted();
+                    s
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
+                    let delay = errors.failed(&e);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                     continue;
                 }
             },
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();
                 async move {
@@ -168,12 +235,15 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
                     }
                 }
             });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await
-            {
-                tracing::debug!(error = %e, "metrics connection");
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_BYTES)
+                .serve_connection(TokioIo::new(stream), svc);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics connection"),
+                Err(_) => tracing::debug!(%peer, "metrics connection closed after its lifetime"),
             }
         });
     }

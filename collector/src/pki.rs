@@ -345,6 +345,13 @@ pub fn init(dir: &Path, listen: SocketAddr, hosts: &[String]) -> Result<InitRepo
         })
         .map_err(PkiError::InvalidName)?;
     files.push(ledger.path().to_path_buf());
+    // The key that signs the audit trails' heads (see `anchor.rs`).
+    let audit_key = dir.join(&defaults.audit_key);
+    if !audit_key.exists() {
+        crate::anchor::AuditKey::create(&audit_key)
+            .map_err(|e| PkiError::InvalidName(e.to_string()))?;
+        files.push(audit_key);
+    }
     Ok(InitReport {
         config: dir.join("collector.toml"),
         files,

@@ -92,6 +92,27 @@ pub async fn serve_until(
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     sop_store.init().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (audit_key, created) = crate::anchor::AuditKey::load_or_create(&cfg.audit_key)
+        .with_context(|| {
+            format!(
+                "the audit key {} (create it as root with `siaga-collector audit-key --config {}`)",
+                cfg.audit_key.display(),
+                config_path.display()
+            )
+        })?;
+    if created {
+        warn!(key = %cfg.audit_key.display(), id = %audit_key.id(), "created the audit key; keep it apart from backups");
+    }
+    let anchor = Arc::new(crate::anchor::Anchor::open(audit_key, &cfg.data_dir)?);
+    let first = sop_store
+        .set_anchor(anchor)
+        .map_err(|e| anyhow::anyhow!("signing the audit trails: {e}"))?;
+    if first > 0 {
+        info!(
+            trails = first,
+            "signed the heads of audit trails written before the audit key"
+        );
+    }
     cfg.measure
         .validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
@@ -285,7 +306,16 @@ pub async fn serve_until(
         .add_service(health_svc)
         .add_service(uplink)
         .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            crate::listen::with_backoff(
+                incoming,
+                crate::listen::AcceptErrors::new(
+                    "grpc",
+                    metrics.accept_errors_of(metrics::Listener::Grpc),
+                ),
+            ),
+            cancel.clone().cancelled_owned(),
+        );
 
     write_atomic(&cfg.data_dir.join("collector.addr"), &format!("{local}\n"))
         .context("writing collector.addr")?;

@@ -83,12 +83,29 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
+    let mut from: HashMap<String, std::path::PathBuf> = HashMap::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
             file: path.clone(),
             error,
         })?;
         let user: User = parse_toml(&path, &text)?;
+        // A second file with the same name would silently replace the
+        // first one's roles: say which two files disagree instead.
+        if let Some(first) = from.get(&user.name) {
+            return Err(ConfigError::Invalid {
+                file: path.clone(),
+                line: crate::config::line_of_top_key(&text, "name"),
+                key: "name".into(),
+                message: format!(
+                    "user {:?} is already defined in {}; one file per person: \
+                     merge the roles into one file and remove the other",
+                    user.name,
+                    first.display()
+                ),
+            });
+        }
+        from.insert(user.name.clone(), path);
         users.insert(user.name.clone(), user);
     }
     Ok(users)
@@ -273,4 +290,40 @@ pub fn call(
     Some(Ok(
         serde_json::json!({"name": user.name, "roles": user.roles}).to_string(),
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_files_for_one_name_are_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("budi.toml"),
+            "name = \"budi\"\nroles = [\"helpdesk\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("budi-lama.toml"),
+            "# old copy\nname = \"budi\"\nroles = [\"admin\"]\n",
+        )
+        .unwrap();
+        let err = load_users(dir.path()).unwrap_err().to_string();
+        // Files are read in name order: budi-lama.toml first.
+        let second = dir.path().join("budi.toml");
+        assert!(
+            err.starts_with(&format!(
+                "{}:1: name: user \"budi\" is already defined in ",
+                second.display()
+            )),
+            "{err}"
+        );
+        assert!(err.contains("budi-lama.toml"), "{err}");
+
+        std::fs::remove_file(dir.path().join("budi-lama.toml")).unwrap();
+        let users = load_users(dir.path()).unwrap();
+        assert_eq!(users["budi"].roles, ["helpdesk"]);
+    }
 }

@@ -225,6 +225,10 @@ pub struct ReportData {
     pub review: Option<Review>,
     /// The signature blocks.
     pub signatures: Vec<Signature>,
+    /// The ticket's audit trail head (up to the review, for the final
+    /// report) signed by the collector, as one line; set by the caller that
+    /// holds the audit key.
+    pub audit: Option<String>,
 }
 
 /// The disposal that reviewed the report: the last disposal of the SOP's
@@ -1027,7 +1031,24 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
         timeline: card.rows,
         review,
         signatures,
+        audit: None,
     }
+}
+
+/// The head of `trail` that a report of it stands on: up to the review for
+/// the final report, the whole trail for a draft.
+pub fn report_head(
+    sop: &crate::sop::model::Sop,
+    state: &crate::sop::workflow::TicketSop,
+    trail: &[AuditRecord],
+) -> crate::sop::audit::Head {
+    let upto = match review(sop, state, trail) {
+        Some(r) => usize::try_from(r.index + 1)
+            .unwrap_or(usize::MAX)
+            .min(trail.len()),
+        None => trail.len(),
+    };
+    crate::sop::audit::head(trail.get(..upto).unwrap_or(trail))
 }
 
 impl ReportData {

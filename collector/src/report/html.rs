@@ -506,8 +506,15 @@ pub fn rules(l: crate::sop::Lang) -> &'static str {
     )
 }
 
-/// The footer line.
+/// The footer line, with the signed head of the audit trail when there is one.
 pub fn footer(d: &ReportData) -> String {
+    match &d.audit {
+        Some(a) => format!("{} {a}", footer_status(d)),
+        None => footer_status(d),
+    }
+}
+
+fn footer_status(d: &ReportData) -> String {
     let l = d.lang;
     match &d.status {
         Status::Draft { as_of } => format!(

@@ -182,7 +182,20 @@ impl Reports {
             health: health.as_ref(),
             measurements: &measurements,
         };
-        Ok(langs.iter().map(|l| data::build(&inputs, *l)).collect())
+        let seal = self.sop.anchor().map(|a| {
+            a.key()
+                .seal(ticket, &data::report_head(&sop, &t.state, &trail))
+        });
+        Ok(langs
+            .iter()
+            .map(|l| {
+                let mut d = data::build(&inputs, *l);
+                d.audit = seal
+                    .as_ref()
+                    .map(|s| format!("{}: {}.", crate::anchor::SignedHead::label(*l), s.value(*l)));
+                d
+            })
+            .collect())
     }
 
     /// Freezes the ticket's report if its review step was disposed and the

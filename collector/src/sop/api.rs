@@ -487,14 +487,14 @@ fn card_doc(store: &SopStore, a: CardArgs) -> Result<String, ApiError> {
     let t = store.get(&a.ticket)?;
     let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
     let events = store.events(&t.info.number)?;
-    let c = card::build(
-        &t.info,
-        &t.state,
-        &events,
-        &sop,
-        store.calendar(),
-        a.lang.unwrap_or_default(),
-    );
+    let lang = a.lang.unwrap_or_default();
+    let mut c = card::build(&t.info, &t.state, &events, &sop, store.calendar(), lang);
+    if let Some(h) = store.sealed_head(&t.info.number)? {
+        c.header.push((
+            crate::anchor::SignedHead::label(lang).to_string(),
+            h.value(lang),
+        ));
+    }
     let format = a.format.unwrap_or_else(|| "text".into());
     let text = match format.as_str() {
         "text" => c.to_text(),
@@ -535,7 +535,12 @@ fn register_doc(store: &SopStore, a: RegisterArgs, now: DateTime<Utc>) -> Result
             sop,
         })
         .collect();
-    let rows = register::rows(&entries, store.calendar(), a.from, a.to, lang, now);
+    let mut rows = register::rows(&entries, store.calendar(), a.from, a.to, lang, now);
+    for r in &mut rows {
+        if let Some(h) = store.sealed_head(&r.number)? {
+            r.audit = h.value(lang);
+        }
+    }
     let format = a.format.unwrap_or_else(|| "csv".into());
     let doc = match format.as_str() {
         "csv" => {

@@ -243,6 +243,53 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
         }
     }
 
+    // `acts_for` rings: roles standing in for each other (a for b, b for a)
+    // would let either take the other's steps with nobody above them. Each
+    // ring is reported once, at the `acts_for` of its last role in the file.
+    let order: BTreeMap<&str, usize> = raw
+        .role
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.get_ref().id.get_ref().as_str(), i))
+        .collect();
+    let acts: BTreeMap<&str, Vec<&str>> = raw
+        .role
+        .iter()
+        .map(|r| {
+            let r = r.get_ref();
+            (
+                r.id.get_ref().as_str(),
+                r.acts_for.iter().map(|a| a.get_ref().as_str()).collect(),
+            )
+        })
+        .collect();
+    for (i, r) in raw.role.iter().enumerate() {
+        let r = r.get_ref();
+        let id = r.id.get_ref().as_str();
+        for target in &r.acts_for {
+            let t = target.get_ref().as_str();
+            if t == id {
+                continue;
+            }
+            if let Some(path) = acts_for_path(&acts, t, id) {
+                let last = path.iter().filter_map(|m| order.get(m)).max();
+                if last != Some(&i) {
+                    continue;
+                }
+                let mut ring = vec![id];
+                ring.extend(path);
+                problem(
+                    target.span(),
+                    format!("role[{}].acts_for", i + 1),
+                    format!(
+                        "acts_for forms a ring: {} (roles may not stand in for each other)",
+                        ring.join(" → ")
+                    ),
+                );
+            }
+        }
+    }
+
     // Steps.
     let mut numbers: BTreeMap<i64, usize> = BTreeMap::new();
     let mut steps = Vec::new();
@@ -517,6 +564,36 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// The roles from `from` to `to` following `acts_for` (both included), if any.
+fn acts_for_path<'a>(
+    acts: &BTreeMap<&'a str, Vec<&'a str>>,
+    from: &'a str,
+    to: &'a str,
+) -> Option<Vec<&'a str>> {
+    let mut back: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([from]);
+    let mut seen = BTreeSet::from([from]);
+    while let Some(cur) = queue.pop_front() {
+        if cur == to {
+            let mut path = vec![cur];
+            let mut at = cur;
+            while let Some(prev) = back.get(at) {
+                path.push(prev);
+                at = prev;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for next in acts.get(cur).into_iter().flatten() {
+            if seen.insert(next) {
+                back.insert(next, cur);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
+}
+
 fn unknown_role(role: &str, known: &BTreeSet<&str>) -> String {
     let list: Vec<&str> = known.iter().copied().collect();
     format!("unknown role `{role}` (roles: {})", list.join(", "))
@@ -753,6 +830,63 @@ final = true
                 .any(|pr| pr.key == key && pr.message.contains(words)),
             "{err}"
         );
+    }
+
+    // HEAD has b acting for a; each case adds roles after it.
+    #[test_case("[[role]]\nid = \"c\"\nname = \"C\"\n", None ; "no ring")]
+    #[test_case("[[role]]\nid = \"c\"\nname = \"C\"\nacts_for = [\"b\"]\n", None ; "a chain is no ring")]
+    #[test_case("[[role]]\nid = \"c\"\nname = \"C\"\nacts_for = [\"b\", \"a\"]\n", None ; "one for two")]
+    #[test_case("[[role]]\nid = \"c\"\nname = \"C\"\nacts_for = [\"c\"]\n", Some((14, "role[3].acts_for", "names itself")) ; "itself")]
+    fn acts_for_without_a_new_role_in_a(extra: &str, refused: Option<(usize, &str, &str)>) {
+        let steps =
+            "[[step]]\nnumber = 1\nactors = [\"a\"]\nactivity = \"x\"\ntime_standard = \"1h\"\n";
+        let got = p(&format!("{HEAD}{extra}{steps}{FINAL}"));
+        match refused {
+            None => assert!(got.is_ok(), "{:?}", got.err()),
+            Some((line, key, words)) => {
+                let err = got.expect_err("refused");
+                assert!(
+                    err.problems
+                        .iter()
+                        .any(|pr| pr.line == line && pr.key == key && pr.message.contains(words)),
+                    "{err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn acts_for_rings_are_refused_with_line_and_key() {
+        let steps =
+            "[[step]]\nnumber = 1\nactors = [\"a\"]\nactivity = \"x\"\ntime_standard = \"1h\"\n";
+        // Two roles for each other: b acts for a (HEAD, line 10), a for b.
+        let two = HEAD.replacen(
+            "id = \"a\"\nname = \"A\"\n",
+            "id = \"a\"\nname = \"A\"\nacts_for = [\"b\"]\n",
+            1,
+        );
+        let err = p(&format!("{two}{steps}{FINAL}")).expect_err("ring of two");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("sop.toml:11: role[2].acts_for: acts_for forms a ring: b → a → b"),
+            "{shown}"
+        );
+        // Three: c for b, b for a (HEAD), a for c.
+        let three = HEAD.replacen(
+            "id = \"a\"\nname = \"A\"\n",
+            "id = \"a\"\nname = \"A\"\nacts_for = [\"c\"]\n",
+            1,
+        );
+        let err = p(&format!(
+            "{three}[[role]]\nid = \"c\"\nname = \"C\"\nacts_for = [\"b\"]\n{steps}{FINAL}"
+        ))
+        .expect_err("ring of three");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("sop.toml:15: role[3].acts_for: acts_for forms a ring: c → b → a → c"),
+            "{shown}"
+        );
+        assert_eq!(err.problems.len(), 1, "one ring, one problem: {shown}");
     }
 
     #[test]

@@ -48,10 +48,13 @@ pub struct Row {
     pub total_duration: String,
     /// Steps done late (and the current one if overdue now), e.g. "3, 6".
     pub steps_late: String,
+    /// The ticket's audit trail head signed by the collector (records, head
+    /// hash, key, signature); empty where the collector has no audit key.
+    pub audit: String,
 }
 
 /// Column headers.
-pub fn headers(lang: Lang) -> [&'static str; 11] {
+pub fn headers(lang: Lang) -> [&'static str; 12] {
     match lang {
         Lang::Id => [
             "Nomor",
@@ -65,6 +68,7 @@ pub fn headers(lang: Lang) -> [&'static str; 11] {
             "Tanggal selesai",
             "Total durasi",
             "Langkah terlambat",
+            "Jejak audit (tertanda)",
         ],
         Lang::En => [
             "number",
@@ -78,12 +82,13 @@ pub fn headers(lang: Lang) -> [&'static str; 11] {
             "closed",
             "total_duration",
             "steps_late",
+            "audit_trail_signed",
         ],
     }
 }
 
 impl Row {
-    fn cells(&self) -> [&str; 11] {
+    fn cells(&self) -> [&str; 12] {
         [
             &self.number,
             &self.date,
@@ -96,6 +101,7 @@ impl Row {
             &self.closed,
             &self.total_duration,
             &self.steps_late,
+            &self.audit,
         ]
     }
 }
@@ -232,17 +238,29 @@ pub fn rows(
                     .map(u32::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
+                audit: String::new(),
             }
         })
         .collect()
 }
 
-/// Write the rows as CSV with a header line.
+/// A cell a spreadsheet would not read as a formula: text that starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return (OWASP's CSV-injection
+/// list) gets a leading `'`, which spreadsheets show as text. Letter numbers
+/// and subjects are copied from letters, so they are not ours to trust.
+pub fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// Write the rows as CSV with a header line; every cell through [`inert_cell`].
 pub fn write_csv<W: Write>(rows: &[Row], lang: Lang, out: W) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(headers(lang))?;
     for r in rows {
-        w.write_record(r.cells())?;
+        w.write_record(r.cells().iter().map(|c| inert_cell(c).into_owned()))?;
     }
     w.flush()?;
     Ok(())
@@ -425,6 +443,7 @@ mod tests {
                 "teknisi",
                 "2026-11-02",
                 "1 jam 40 menit",
+                "",
                 ""
             ]
         );
@@ -474,6 +493,44 @@ mod tests {
         );
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].steps_late, "2, 3");
+    }
+
+    #[test_case("=1+1" ; "equals")]
+    #[test_case("=HYPERLINK(\"http://evil.example\",\"klik\")" ; "hyperlink")]
+    #[test_case("+1+1" ; "plus")]
+    #[test_case("-1+1" ; "minus")]
+    #[test_case("@SUM(A1:A2)" ; "at")]
+    #[test_case("\t=1+1" ; "tab")]
+    #[test_case("\r=1+1" ; "carriage return")]
+    fn csv_cells_that_a_spreadsheet_would_run_come_out_as_text(evil: &str) {
+        let f = fixture();
+        let mut rows = period_rows(&f, Lang::Id);
+        rows[1].origin = evil.to_string();
+        rows[1].description = evil.to_string();
+        rows[1].technician = evil.to_string();
+        let mut buf = Vec::new();
+        write_csv(&rows, Lang::Id, &mut buf).expect("csv");
+        let mut rd = csv::Reader::from_reader(buf.as_slice());
+        let recs: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>().expect("records");
+        for col in [3, 4, 7] {
+            let cell = &recs[1][col];
+            assert_eq!(cell, format!("'{evil}"), "column {col}");
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "column {col}: {cell:?}"
+            );
+        }
+        // Other cells are as they were.
+        assert_eq!(&recs[0][3], "deteksi otomatis");
+        assert_eq!(&recs[1][0], "PJ-2026-0003");
+    }
+
+    #[test_case("005/77/BAPPEDA/XI/2026", "005/77/BAPPEDA/XI/2026" ; "letter number")]
+    #[test_case("3 – Kepala Bidang", "3 – Kepala Bidang" ; "en dash is not a minus")]
+    #[test_case("a=b", "a=b" ; "equals inside")]
+    #[test_case("", "" ; "empty")]
+    fn ordinary_cells_are_unchanged(cell: &str, want: &str) {
+        assert_eq!(inert_cell(cell), want);
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct SopStore {
     current_text: String,
     calendar: Calendar,
     cache: Mutex<HashMap<String, Arc<Sop>>>,
+    /// Signs every head written and keeps it outside the store (`anchor.rs`).
+    anchor: std::sync::OnceLock<Arc<crate::anchor::Anchor>>,
 }
 
 impl std::fmt::Debug for SopStore {
@@ -146,7 +148,93 @@ impl SopStore {
             current_text: sop_text.to_string(),
             calendar,
             cache: Mutex::new(cache),
+            anchor: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on every head written is signed and logged by `anchor`;
+    /// trails that were never signed (written before there was an anchor)
+    /// are signed as they stand. Returns how many were.
+    pub fn set_anchor(&self, anchor: Arc<crate::anchor::Anchor>) -> Result<usize, StoreError> {
+        let mut first = 0;
+        for (ticket, head) in self.heads()? {
+            if anchor.newest(&ticket).is_none() {
+                anchor
+                    .record(&ticket, &head, Some("first signature of an existing trail"))
+                    .map_err(|e| StoreError::Db(e.to_string()))?;
+                first += 1;
+            } else if let Some(s) = anchor.newest(&ticket)
+                && s.len != head.len
+            {
+                tracing::warn!(
+                    ticket,
+                    signed = s.len,
+                    stored = head.len,
+                    "audit trail does not end at its newest signed head; run `siaga-collector verify`"
+                );
+            }
+        }
+        let _ = self.anchor.set(anchor);
+        Ok(first)
+    }
+
+    /// The anchor, once set.
+    pub fn anchor(&self) -> Option<&Arc<crate::anchor::Anchor>> {
+        self.anchor.get()
+    }
+
+    /// Every ticket's head as stored.
+    pub fn heads(&self) -> Result<Vec<(String, Head)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(HEADS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_string(), decode(k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// A ticket's head as stored.
+    pub fn head(&self, number: &str) -> Result<Option<Head>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(HEADS)?;
+        match t.get(number)? {
+            Some(g) => Ok(Some(decode(number, g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The ticket's head signed with the audit key (`None` without an anchor).
+    pub fn sealed_head(
+        &self,
+        number: &str,
+    ) -> Result<Option<crate::anchor::SignedHead>, StoreError> {
+        let Some(anchor) = self.anchor.get() else {
+            return Ok(None);
+        };
+        Ok(self.head(number)?.map(|h| anchor.key().seal(number, &h)))
+    }
+
+    /// After a commit: the heads of `numbers` are signed and logged. The
+    /// commit stands either way; a failure is logged loudly (and `verify`
+    /// will report the unsigned records).
+    fn anchor_heads(&self, numbers: &[&str]) {
+        let Some(anchor) = self.anchor.get() else {
+            return;
+        };
+        for n in numbers {
+            let result = self
+                .head(n)
+                .map_err(|e| e.to_string())
+                .and_then(|h| match h {
+                    Some(h) => anchor.record(n, &h, None).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                });
+            if let Err(e) = result {
+                tracing::error!(ticket = %n, error = %e, "cannot sign the audit trail's head");
+            }
+        }
     }
 
     /// The current SOP (new tickets start on it).
@@ -275,6 +363,7 @@ impl SopStore {
         }
         also(&w, &t)?;
         w.commit()?;
+        self.anchor_heads(&[&t.info.number]);
         Ok(t)
     }
 
@@ -307,6 +396,7 @@ impl SopStore {
             append(&w, number, ev)?;
         }
         w.commit()?;
+        self.anchor_heads(&[number]);
         Ok((t, outcome))
     }
 
@@ -341,6 +431,8 @@ impl SopStore {
             }
         }
         w.commit()?;
+        let numbers: Vec<&str> = out.iter().map(|e| e.ticket.info.number.as_str()).collect();
+        self.anchor_heads(&numbers);
         Ok(out)
     }
 
@@ -385,6 +477,7 @@ impl SopStore {
         also(&w)?;
         append(&w, number, event)?;
         w.commit()?;
+        self.anchor_heads(&[number]);
         Ok(())
     }
 
@@ -455,6 +548,23 @@ impl SopStore {
         }
         Ok(out)
     }
+}
+
+/// Every ticket's head in a tickets store opened by someone else (a backup
+/// being restored), without an SOP.
+pub fn heads_in(db: &Database) -> Result<Vec<(String, Head)>, StoreError> {
+    let r = db.begin_read()?;
+    let t = match r.open_table(HEADS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_string(), decode(k.value(), v.value())?));
+    }
+    Ok(out)
 }
 
 /// (year, sequence) of a number like `PJ-2026-0001`.
