@@ -180,9 +180,7 @@ pub async fn serve(
     metrics: &Metrics,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), MetricsError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let listener = bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
     let bound = listener
         .local_addr()
         .map_err(|source| MetricsError::Bind { addr, source })?;
@@ -252,6 +250,21 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// Connections the kernel queues while the listener is at its cap (they
+/// hold no descriptor of ours until accepted).
+const BACKLOG: u32 = 1024;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Largest request head the endpoint reads (a scrape's is a few hundred bytes).

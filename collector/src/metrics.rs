@@ -249,7 +249,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
     }
 }
 
+/// Connections the kernel queues for the listener while it is at its cap
+/// (they hold no descriptor of ours until accepted).
+pub const BACKLOG: u32 = 1024;
+
 /// Binds the metrics listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
