@@ -62,6 +62,27 @@ pub struct CollectorConfig {
     /// Measurements on command (before/after the work on a ticket).
     #[serde(default)]
     pub measure: MeasureConfig,
+    /// Maintenance windows.
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
+}
+
+/// The `[maintenance]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// Longest window `siaga maintenance add` may create (one-off or each
+    /// weekly occurrence); longer ones are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_window: std::time::Duration,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            max_window: std::time::Duration::from_secs(7 * 86_400),
+        }
+    }
 }
 
 /// The `[measure]` section: measurements on command.
@@ -197,6 +218,7 @@ impl Default for CollectorConfig {
             health: crate::health::HealthRules::default(),
             notify: crate::notify::NotifyConfig::default(),
             measure: MeasureConfig::default(),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -217,6 +239,19 @@ impl CollectorConfig {
 
     /// What the types allow but the collector refuses, with file, line and key.
     pub fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let max = self.maintenance.max_window;
+        if max.is_zero() || max > std::time::Duration::from_secs(366 * 86_400) {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("max_window"))
+                .map_or(1, |i| i + 1);
+            return Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line,
+                key: "maintenance.max_window".into(),
+                message: "must be more than 0 and at most a year (e.g. \"7d\")".into(),
+            });
+        }
         if let Some(addr) = self.metrics_listen
             && !addr.ip().is_loopback()
             && !self.metrics_public
@@ -326,6 +361,10 @@ escalation_every = "1m"   # how often late SOP steps are looked for
 # security = "none"    # or "starttls" (port 587)
 # from = "Siaga <siaga@diskominfo.example>"
 # to = ["helpdesk@diskominfo.example"]
+
+# Maintenance windows (`siaga maintenance add`): a longer one is refused.
+# [maintenance]
+# max_window = "7d"
 
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]
@@ -442,6 +481,27 @@ mod tests {
         assert_eq!(cfg.health, crate::health::HealthRules::default());
         assert_eq!(cfg.notify, crate::notify::NotifyConfig::default());
         assert_eq!(cfg.measure, MeasureConfig::default());
+        assert_eq!(cfg.maintenance, MaintenanceConfig::default());
+    }
+
+    #[test]
+    fn maintenance_max_window_is_checked_with_file_line_and_key() {
+        let check = |text: &str| {
+            let cfg: CollectorConfig = parse_toml(Path::new("c.toml"), text)?;
+            cfg.check(Path::new("c.toml"), text)?;
+            Ok::<_, ConfigError>(cfg)
+        };
+        let base = "listen = \"127.0.0.1:1\"\n\n[maintenance]\n";
+        let ok = check(&format!("{base}max_window = \"2d\"\n")).unwrap();
+        assert_eq!(ok.maintenance.max_window.as_secs(), 2 * 86_400);
+        for bad in ["0s", "400d"] {
+            let err = check(&format!("{base}max_window = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("c.toml:4: maintenance.max_window: must be more than 0"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,29 @@ use crate::inventory::Inventory;
 use crate::notify::Notifier;
 use crate::sop::store::SopStore;
 
+/// A window longer than `max` (`[maintenance] max_window`) is refused: a
+/// window left open by mistake would hide every fault of what it covers.
+pub fn check_window_length(
+    schedule: &crate::health::incident::Schedule,
+    max: std::time::Duration,
+) -> Result<(), String> {
+    use crate::health::incident::Schedule;
+    let length_s = match schedule {
+        Schedule::Once { start_us, end_us } => end_us.saturating_sub(*start_us) / 1_000_000,
+        Schedule::Weekly { duration_s, .. } => i64::try_from(*duration_s).unwrap_or(i64::MAX),
+    };
+    let max_s = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
+    if length_s > max_s {
+        return Err(format!(
+            "maintenance window of {} is longer than the {} allowed ([maintenance] max_window \
+             in collector.toml); give an end within that, or several windows",
+            humantime::format_duration(std::time::Duration::from_secs(length_s.unsigned_abs())),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(())
+}
+
 /// Capacity of the health input queue, in sample batches.
 pub const HEALTH_QUEUE: usize = 4096;
 
@@ -41,6 +64,8 @@ pub struct HealthPart {
     pub reports: Arc<crate::report::Reports>,
     /// The health task and the notifier task.
     pub tasks: Vec<JoinHandle<()>>,
+    /// Longest maintenance window accepted (`[maintenance] max_window`).
+    pub max_window: std::time::Duration,
 }
 
 impl HealthPart {
@@ -97,6 +122,7 @@ impl HealthPart {
             sop_store,
             reports,
             tasks: vec![health_task, notify_task, escalation_task],
+            max_window: cfg.maintenance.max_window,
         })
     }
 
@@ -108,6 +134,11 @@ impl HealthPart {
         method: &str,
         json: &str,
     ) -> Result<Option<String>, String> {
+        if method == "maintenance.add"
+            && let Ok(w) = serde_json::from_str::<api::WindowRequest>(json)
+        {
+            check_window_length(&w.schedule, self.max_window)?;
+        }
         api::call(&self.store, &self.sop_store, user, roles, method, json)
     }
 
@@ -212,6 +243,40 @@ mod tests {
     use crate::sop::Calendar;
     use crate::sop::file::DEFAULT_SOP;
     use crate::sop::workflow::{Action, Actor};
+
+    #[test]
+    fn maintenance_windows_longer_than_the_limit_are_refused() {
+        use crate::health::incident::Schedule;
+        let day = 86_400_000_000i64;
+        let week = Duration::from_secs(7 * 86_400);
+        let once = |days: i64| Schedule::Once {
+            start_us: 1_800_000_000_000_000,
+            end_us: 1_800_000_000_000_000 + days * day,
+        };
+        assert_eq!(check_window_length(&once(7), week), Ok(()));
+        let err = check_window_length(&once(8), week).unwrap_err();
+        assert!(
+            err.starts_with("maintenance window of 8days is longer than the 7days allowed"),
+            "{err}"
+        );
+        // "Without an end": one that runs for ever.
+        let forever = Schedule::Once {
+            start_us: 0,
+            end_us: i64::MAX,
+        };
+        assert!(check_window_length(&forever, week).is_err());
+        let weekly = |h: u64| Schedule::Weekly {
+            days: vec!["sat".into()],
+            start: "22:00".into(),
+            duration_s: h * 3600,
+            utc_offset_minutes: 420,
+        };
+        assert_eq!(
+            check_window_length(&weekly(4), Duration::from_secs(4 * 3600)),
+            Ok(())
+        );
+        assert!(check_window_length(&weekly(5), Duration::from_secs(4 * 3600)).is_err());
+    }
 
     const INV: &str = r#"
 interval = "10s"

@@ -1,0 +1,121 @@
+//! Configuration that cannot lie, refused with file, line and exit 64: the
+//! `siaga` CLI with a plaintext collector URL, an agent whose certificate
+//! names another agent, two user files for one person (at `validate` and at
+//! `reload`).
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use anyhow::{Result, ensure};
+use siaga_tests::harness::*;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_cli_refuses_a_plaintext_collector_url_and_sends_nothing() -> Result<()> {
+    let mut c = Collector::init()?;
+    let budi = c.enroll_user("budi", "helpdesk")?;
+    // Something listening where the URL points: it must hear nothing.
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let port = listener.local_addr()?.port();
+    set_toml(
+        &budi.config,
+        "collector",
+        format!("http://127.0.0.1:{port}").into(),
+    )?;
+    let o = budi.run(&["agents"])?;
+    let said = text(&o);
+    ensure!(o.status.code() == Some(64), "exit {:?}: {said}", o.status);
+    ensure!(
+        said.contains(&format!(
+            "collector: \"http://127.0.0.1:{port}\" is not an https:// URL; the collector speaks TLS only: write collector = \"https://127.0.0.1:{port}\""
+        )),
+        "{said}"
+    );
+    ensure!(
+        said.contains(&budi.config.display().to_string()),
+        "the error names the file: {said}"
+    );
+    ensure!(
+        listener.accept().is_err(),
+        "the CLI connected to the plaintext URL"
+    );
+    Ok(())
+}
+
+#[test]
+fn agent_validate_refuses_a_certificate_that_names_another_agent() -> Result<()> {
+    let mut c = Collector::init()?;
+    let a = c.enroll_agent("dinkes")?;
+    let b = c.enroll_agent("bappeda")?;
+    let validate = |cfg: &AgentConfig| -> Result<Output> {
+        Ok(Command::new(bin("siaga-agent")?)
+            .args(["validate", "--config", &cfg.path.to_string_lossy()])
+            .output()?)
+    };
+    let ok = validate(&a)?;
+    ensure!(ok.status.success(), "{}", text(&ok));
+    // Agent a's configuration with agent b's certificate and key.
+    a.set("tls.cert", b.cert.to_string_lossy().to_string())?;
+    a.set("tls.key", b.key.to_string_lossy().to_string())?;
+    let o = validate(&a)?;
+    let said = text(&o);
+    ensure!(o.status.code() == Some(64), "exit {:?}: {said}", o.status);
+    let line = std::fs::read_to_string(&a.path)?
+        .lines()
+        .position(|l| l.trim_start().starts_with("cert"))
+        .map_or(0, |i| i + 1);
+    ensure!(
+        said.contains(&format!("{}:{line}: tls.cert: ", a.path.display()))
+            && said.contains(&format!("names siaga://agent/bappeda/{}", b.id))
+            && said.contains(&format!("not this agent (siaga://agent/dinkes/{})", a.id)),
+        "{said}"
+    );
+    // Its own certificate with b's key.
+    a.set("tls.cert", a.cert.to_string_lossy().to_string())?;
+    let o = validate(&a)?;
+    let said = text(&o);
+    ensure!(
+        o.status.code() == Some(64)
+            && said.contains("tls.key: ")
+            && said.contains("does not belong to the certificate"),
+        "{said}"
+    );
+    Ok(())
+}
+
+#[test]
+fn two_user_files_for_one_person_are_refused_by_validate_and_reload() -> Result<()> {
+    let mut c = Collector::init()?;
+    let _budi = c.enroll_user("budi", "helpdesk")?;
+    let _root = c.enroll_user("root", "admin")?;
+    c.serve()?;
+    let users = c.dir().join("users");
+    let copy = users.join("budi-lama.toml");
+    std::fs::write(
+        &copy,
+        "# an old copy\nname = \"budi\"\nroles = [\"admin\"]\n",
+    )?;
+    for o in [c.validate()?, c.reload()?] {
+        let said = text(&o);
+        ensure!(o.status.code() == Some(64), "exit {:?}: {said}", o.status);
+        // Read in name order: budi-lama.toml first, budi.toml is the second.
+        ensure!(
+            said.contains(&format!(
+                "{}:2: name: user \"budi\" is already defined in {}",
+                users.join("budi.toml").display(),
+                copy.display()
+            )),
+            "{said}"
+        );
+    }
+    ensure!(c.stop(), "the collector did not stop cleanly");
+    Ok(())
+}
