@@ -85,6 +85,7 @@ fn a_thousand_idle_metrics_connections_leave_the_admin_api_and_ingest_answering(
         Ok(open_fds(pid)? >= 32)
     })?;
     let fds = open_fds(pid)?;
+    println!("1,000 idle /metrics connections: the collector holds {fds} descriptors");
     ensure!(fds < 200, "the collector holds {fds} descriptors");
 
     // The admin API answers, and samples keep arriving.
@@ -133,6 +134,9 @@ fn out_of_file_descriptors_the_collector_backs_off_instead_of_spinning() -> Resu
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (cpu_ticks(pid)? - ticks_before) as f64 / hz;
     let lines = failed_lines(&c) - lines_before;
+    println!(
+        "out of descriptors: {lines} 'accept failed' lines and {cpu:.2} s CPU in {elapsed:.1} s"
+    );
     ensure!(
         lines <= 2,
         "{lines} 'accept failed' lines in {elapsed:.1} s:\n{}",
