@@ -305,7 +305,8 @@ fn the_register_csv_holds_exactly_the_period() -> Result<()> {
                 "Teknisi",
                 "Tanggal selesai",
                 "Total durasi",
-                "Langkah terlambat"
+                "Langkah terlambat",
+                "Jejak audit (tertanda)"
             ],
         "{headers:?}"
     );
@@ -322,6 +323,12 @@ fn the_register_csv_holds_exactly_the_period() -> Result<()> {
         "{rows:?}"
     );
     ensure!(&rows[1][5] == "dinkes-rtr", "{:?}", rows[1]);
+    // Each row carries its ticket's signed audit head: a opened and disposed
+    // (2 records), b opened (1).
+    ensure!(
+        rows[0][11].starts_with("2 catatan; kepala ") && rows[1][11].starts_with("1 catatan; kepala "),
+        "{rows:?}"
+    );
     let old = o.ok(
         "hd",
         &["register", "--from", "2020-01-01", "--to", "2020-12-31"],
