@@ -102,7 +102,7 @@ pub fn check(
 
     let want = agent_uri(opd, id);
     let uris = uri_sans(&leaf).map_err(|m| problem("tls.cert", m))?;
-    if !uris.iter().any(|u| *u == want) {
+    if !uris.contains(&want) {
         let names = if uris.is_empty() {
             "no siaga:// name".to_string()
         } else {

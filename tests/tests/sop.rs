@@ -326,7 +326,8 @@ fn the_register_csv_holds_exactly_the_period() -> Result<()> {
     // Each row carries its ticket's signed audit head: a opened and disposed
     // (2 records), b opened (1).
     ensure!(
-        rows[0][11].starts_with("2 catatan; kepala ") && rows[1][11].starts_with("1 catatan; kepala "),
+        rows[0][11].starts_with("2 catatan; kepala ")
+            && rows[1][11].starts_with("1 catatan; kepala "),
         "{rows:?}"
     );
     let old = o.ok(
