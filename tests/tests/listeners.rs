@@ -109,6 +109,43 @@ fn a_thousand_idle_metrics_connections_leave_the_admin_api_and_ingest_answering(
 }
 
 #[test]
+fn a_thousand_idle_metrics_connections_leave_the_agent_probing_and_streaming() -> Result<()> {
+    raise_own_nofile()?;
+    let (mut c, root) = collector_with_metrics()?;
+    let cfg = c.enroll_agent("demo")?;
+    cfg.set("metrics_listen", "127.0.0.1:0")?;
+    let mut agent = Agent::start(cfg.clone())?;
+    wait_until(secs(60), "samples of demo-core", || {
+        Ok(root.history("demo-core")?.len() >= 2)
+    })?;
+    let pid = agent.pid().ok_or_else(|| anyhow!("agent not running"))?;
+    set_nofile(pid, 256)?;
+    let addr: SocketAddr = std::fs::read_to_string(cfg.data_dir.join("metrics.addr"))?
+        .trim()
+        .parse()?;
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect_timeout(&addr, secs(5)))
+        .collect::<std::io::Result<_>>()
+        .context("opening 1,000 idle connections")?;
+    wait_until(secs(10), "the agent to take its share", || {
+        Ok(open_fds(pid)? >= 16)
+    })?;
+    let fds = open_fds(pid)?;
+    println!("1,000 idle /metrics connections: the agent holds {fds} descriptors");
+    ensure!(fds < 150, "the agent holds {fds} descriptors");
+    let before = root.history("demo-core")?.len();
+    wait_until(
+        secs(30),
+        "new samples while the connections are open",
+        || Ok(root.history("demo-core")?.len() > before),
+    )?;
+    drop(idle);
+    ensure!(agent.stop(), "the agent did not stop cleanly");
+    ensure!(c.stop(), "the collector did not stop cleanly");
+    Ok(())
+}
+
+#[test]
 fn out_of_file_descriptors_the_collector_backs_off_instead_of_spinning() -> Result<()> {
     raise_own_nofile()?;
     let (mut c, root) = collector_with_metrics()?;
