@@ -52,6 +52,46 @@ pub struct CollectorConfig {
     /// Measurements on command (before/after the work on a ticket).
     #[serde(default)]
     pub measure: MeasureConfig,
+    /// What the collector accepts from agents.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// The `[ingest]` section: what the collector accepts from agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A sample stamped later than the collector's clock plus this is
+    /// refused and counted: an agent's clock running ahead must not make a
+    /// reading look newer than every real one.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: std::time::Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_skew: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Values the types allow but that make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_clock_skew < std::time::Duration::from_secs(1) {
+            return Err("ingest.max_clock_skew: at least 1s (e.g. \"5m\")".into());
+        }
+        if self.max_clock_skew > std::time::Duration::from_secs(86_400) {
+            return Err("ingest.max_clock_skew: at most a day".into());
+        }
+        Ok(())
+    }
+
+    /// The tolerance in microseconds.
+    pub fn max_clock_skew_us(&self) -> i64 {
+        i64::try_from(self.max_clock_skew.as_micros()).unwrap_or(i64::MAX)
+    }
 }
 
 /// The `[measure]` section: measurements on command.
@@ -182,6 +222,7 @@ impl Default for CollectorConfig {
             health: crate::health::HealthRules::default(),
             notify: crate::notify::NotifyConfig::default(),
             measure: MeasureConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -282,6 +323,10 @@ escalation_every = "1m"   # how often late SOP steps are looked for
 # security = "none"    # or "starttls" (port 587)
 # from = "Siaga <siaga@diskominfo.example>"
 # to = ["helpdesk@diskominfo.example"]
+
+# What the collector accepts from agents.
+[ingest]
+max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock are refused and counted
 
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]
