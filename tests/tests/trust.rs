@@ -158,6 +158,12 @@ fn an_enrolled_agent_that_never_connected_is_one_ticket_and_recovers_when_it_con
         "the enrolled agent is listed as never connected: {rows:#?}"
     );
     let t = one_agent_ticket(&siaga, started, &["dinkes-lo"])?;
+    ensure!(
+        t["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("it has never connected")),
+        "the ticket says the agent never connected: {t:#?}"
+    );
     let id = t["id"].as_str().unwrap_or_default().to_string();
 
     let _agent = Agent::start(agent_cfg.clone())?;

@@ -512,6 +512,21 @@ mod tests {
             o[0].sentence
         );
         assert_eq!(o[0].affected.len(), 4);
+        // An agent enrolled for bappeda never connected: its ticket says so.
+        let mut e2 = engine();
+        e2.watch_agents([("bappeda".to_string(), None)], 100 * SEC, 0);
+        let o2: Vec<Decision> = (100..140)
+            .flat_map(|t| e2.tick(t * SEC).decisions)
+            .collect();
+        let o2 = opens(&o2);
+        assert_eq!(o2.len(), 1);
+        assert!(
+            o2[0]
+                .sentence
+                .starts_with("The agent of OPD bappeda is unreachable: it has never connected"),
+            "{}",
+            o2[0].sentence
+        );
         let back = e.heartbeat("dinkes", 150 * SEC).decisions;
         assert!(back.iter().any(
             |d| matches!(d, D::Recovered { key, .. } if key == "opd:dinkes:agent_unreachable")

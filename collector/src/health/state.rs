@@ -696,6 +696,11 @@ impl Tracker {
         w.grace_until = now.saturating_add(grace_us.max(0));
     }
 
+    /// Whether the agent of `opd` was ever heard (by this process or before).
+    pub fn ever_heard(&self, opd: &str) -> bool {
+        self.agents.get(opd).is_some_and(|w| w.last_seen.is_some())
+    }
+
     /// Whether the agent of `opd` is watched for silence.
     pub fn watched(&self, opd: &str) -> bool {
         self.agents
