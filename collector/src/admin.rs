@@ -10,10 +10,10 @@ use siaga_proto::v1::{self, sample::Kind};
 use tonic::{Request, Response, Status};
 
 use crate::auth::peer_identity;
-use crate::hub::Hub;
+use crate::hub::{AgentStatus, Hub, opds_without_agent};
 use crate::ingest::now_us;
 use crate::pki::Identity;
-use crate::state::device_state;
+use crate::state::{device_state, shown_state, stale_age};
 use crate::store::StoredSample;
 use crate::users::{User, UserCallError};
 
@@ -327,6 +327,33 @@ fn snmp_status_name(status: i32) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The clock offset (collector minus agent) of each OPD's most recently
+/// heard agent, where known.
+fn clock_offsets(hub: &Hub) -> std::collections::HashMap<String, i64> {
+    let mut newest: std::collections::HashMap<String, (i64, i64)> = Default::default();
+    for a in hub.agents() {
+        if let Some(off) = a.record.clock_offset_us {
+            let e = newest
+                .entry(a.record.opd.clone())
+                .or_insert((a.record.last_seen_us, off));
+            if a.record.last_seen_us >= e.0 {
+                *e = (a.record.last_seen_us, off);
+            }
+        }
+    }
+    newest.into_iter().map(|(k, (_, o))| (k, o)).collect()
+}
+
+/// Time of the newest ICMP or SNMP reading (agent clock): what a state is
+/// computed from (events alone do not make it current).
+fn newest_reading_us(l: &crate::store::Latest) -> Option<i64> {
+    [l.icmp.as_ref(), l.snmp.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.ts_us)
+        .max()
+}
+
 /// `device.show`: one device, all its interfaces from the newest SNMP sample,
 /// and its ICMP history and events since `since_us`.
 pub fn device_show(hub: &Hub, id: &str, since_us: i64) -> Result<Value, Status> {
@@ -381,7 +408,20 @@ pub fn device_show(hub: &Hub, id: &str, since_us: i64) -> Result<Value, Status> 
         Some(h) => h.handle.shared().device_state(id),
         None => String::new(),
     };
+    let latest = hub.store.latest(id).map_err(internal)?;
+    let interval = inv.opds.get(&d.opd).map_or(inv.interval, |o| o.interval);
+    let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
+    let offset = clock_offsets(hub).get(&d.opd).copied();
+    let newest = newest_reading_us(&latest);
+    let now = now_us();
+    let state = shown_state(&state, stale_age(newest, offset, interval_us, now)).to_string();
+    let age_s = newest.map(|t| {
+        now.saturating_sub(t.saturating_add(offset.unwrap_or(0)))
+            .max(0)
+            / 1_000_000
+    });
     Ok(json!({
+        "reading_age_s": age_s,
         "id": d.id,
         "opd": d.opd,
         "kind": d.kind,
@@ -448,7 +488,7 @@ impl Admin for AdminService {
                 return;
             };
             let src = crate::backup::Sources {
-                samples,
+                samples: &samples,
                 tickets: health.store.database(),
                 data_dir: &hub.data_dir,
             };
@@ -494,11 +534,19 @@ impl Admin for AdminService {
         req: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         self.caller(&req)?;
-        let agents = self
-            .hub
-            .agents()
+        let live = self.hub.agents();
+        let enrolled = self.hub.enrolled();
+        let known: Vec<crate::store::AgentRecord> = live.iter().map(|a| a.record.clone()).collect();
+        let mut agents: Vec<v1::AgentInfo> = live
             .into_iter()
             .map(|a| {
+                let status = if a.streams > 0 {
+                    AgentStatus::Connected
+                } else if a.record.last_seen_us > 0 {
+                    AgentStatus::Disconnected
+                } else {
+                    AgentStatus::NeverConnected
+                };
                 let r = a.record;
                 v1::AgentInfo {
                     id: r.id,
@@ -515,9 +563,31 @@ impl Admin for AdminService {
                     refused: r.refused,
                     address: r.address,
                     cert_not_after_us: a.cert_not_after_us,
+                    status: status.as_str().into(),
+                    clock_offset_us: r.clock_offset_us,
+                    future_refused: r.future_refused,
                 }
             })
             .collect();
+        for e in &enrolled {
+            if !agents.iter().any(|a| a.id == e.id) {
+                agents.push(v1::AgentInfo {
+                    id: e.id.clone(),
+                    opd: e.opd.clone(),
+                    status: AgentStatus::NeverConnected.as_str().into(),
+                    ..Default::default()
+                });
+            }
+        }
+        let inventory = self.hub.inventory();
+        for opd in opds_without_agent(&inventory, &enrolled, &known) {
+            agents.push(v1::AgentInfo {
+                opd,
+                status: AgentStatus::NoAgentEnrolled.as_str().into(),
+                ..Default::default()
+            });
+        }
+        agents.sort_by(|a, b| (&a.opd, &a.id).cmp(&(&b.opd, &b.id)));
         Ok(Response::new(v1::ListAgentsResponse { agents }))
     }
 
@@ -535,6 +605,7 @@ impl Admin for AdminService {
                 // The newest sign of life from any agent of each OPD; a connected agent is alive now.
                 let mut seen: std::collections::HashMap<String, i64> =
                     std::collections::HashMap::new();
+                let offsets = clock_offsets(&hub);
                 for a in hub.agents() {
                     let t = if a.streams > 0 {
                         now
@@ -562,6 +633,14 @@ impl Admin for AdminService {
                         )
                         .to_string(),
                     };
+                    let offset = offsets.get(&d.opd).copied();
+                    let newest = newest_reading_us(&latest);
+                    let state = shown_state(&state, stale_age(newest, offset, interval_us, now))
+                        .to_string();
+                    let reading_age_us = newest.map(|t| {
+                        now.saturating_sub(t.saturating_add(offset.unwrap_or(0)))
+                            .max(0)
+                    });
                     let icmp = match latest.icmp.as_ref().and_then(|s| s.kind.as_ref()) {
                         Some(Kind::Icmp(i)) => Some(i.clone()),
                         _ => None,
@@ -595,6 +674,7 @@ impl Admin for AdminService {
                         parent: d.parent.clone().unwrap_or_default(),
                         name: d.name.clone(),
                         snmp_status,
+                        reading_age_us,
                     });
                 }
                 Ok(out)

@@ -862,9 +862,10 @@ mod tests {
         let (store, tickets) = data_dir(&live);
         crate::revoke::revoke_serial(&live, "aa01", "siaga://user/budi", "lost").unwrap();
         let archive = tmp.path().join("b.tar");
+        let samples_db = store.database().unwrap();
         let manifest = write(
             Sources {
-                samples: store.database(),
+                samples: &samples_db,
                 tickets: &tickets,
                 data_dir: &live,
             },
@@ -936,13 +937,14 @@ mod tests {
             .record(crate::ledger::Issued::new(&agent, "cc03", Utc::now()))
             .unwrap();
         let archive = tmp.path().join("b.tar");
+        let samples_db = store.database().unwrap();
         let src = Sources {
-            samples: store.database(),
+            samples: &samples_db,
             tickets: &tickets,
             data_dir: &live,
         };
         write(src, std::fs::File::create(&archive).unwrap()).unwrap();
-        drop((store, tickets));
+        drop((samples_db, store, tickets));
         // After the backup: budi's laptop is lost; and the old entry is
         // (wrongly) edited out of the live list.
         std::fs::remove_file(live.join(REVOKED)).unwrap();
@@ -974,8 +976,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let live = tmp.path().join("live");
         let (store, tickets) = data_dir(&live);
+        let samples_db = store.database().unwrap();
         let src = Sources {
-            samples: store.database(),
+            samples: &samples_db,
             tickets: &tickets,
             data_dir: &live,
         };

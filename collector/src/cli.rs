@@ -192,7 +192,10 @@ pub fn agents_json(agents: &[v1::AgentInfo]) -> Value {
             .iter()
             .map(|a| {
                 json!({
-                    "id": a.id, "opd": a.opd, "version": a.version, "connected": a.connected,
+                    "id": (!a.id.is_empty()).then_some(&a.id), "opd": a.opd, "version": a.version,
+                    "connected": a.connected, "status": a.status,
+                    "clock_offset_ms": a.clock_offset_us.map(|us| us as f64 / 1000.0),
+                    "future_refused": a.future_refused,
                     "last_seen": ts_or_null(a.last_seen_us), "spool_depth": a.spool_depth,
                     "dropped": a.dropped, "refused": a.refused, "cpu_pct": a.cpu_pct,
                     "mem_used_pct": a.mem_used_pct, "disk_used_pct": a.disk_used_pct, "hostname": a.hostname,
@@ -211,6 +214,7 @@ pub fn devices_json(devices: &[v1::DeviceInfo]) -> Value {
             .map(|d| {
                 json!({
                     "id": d.id, "opd": d.opd, "kind": d.kind, "address": d.address, "state": d.state,
+                    "reading_age_s": d.reading_age_us.map(|us| us / 1_000_000),
                     "last_sample_at": ts_or_null(d.last_sample_at_us), "rtt_ms": d.rtt_ms,
                     "loss_pct": d.loss_pct, "jitter_ms": d.jitter_ms,
                 })
@@ -266,14 +270,27 @@ pub fn cert_warnings(agents: &[v1::AgentInfo], now_us: i64) -> Vec<String> {
         .collect()
 }
 
+/// An agent's clock offset as people read it: "+1.250 s" means the
+/// collector's clock is ahead of the agent's.
+fn clock_offset(us: i64) -> String {
+    format!("{:+.3} s", us as f64 / 1e6)
+}
+
+/// Microseconds as a short duration in whole seconds ("2m 10s").
+fn secs_text(us: i64) -> String {
+    let secs = u64::try_from(us / 1_000_000).unwrap_or(0);
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
 /// Human table of agents.
 pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
     let mut t = table(&[
         "agent",
         "opd",
         "version",
-        "connected",
+        "status",
         "last seen",
+        "clock offset",
         "spool",
         "dropped",
         "refused",
@@ -283,19 +300,30 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
         "host",
     ]);
     for a in agents {
+        let status = if a.status.is_empty() {
+            if a.connected {
+                "connected"
+            } else {
+                "disconnected"
+            }
+            .to_string()
+        } else {
+            a.status.clone()
+        };
         t.add_row(vec![
-            a.id.clone(),
+            if a.id.is_empty() {
+                "-".into()
+            } else {
+                a.id.clone()
+            },
             a.opd.clone(),
             a.version.clone(),
-            if a.connected {
-                "yes".into()
-            } else {
-                "no".into()
-            },
+            status,
             ago(a.last_seen_us),
+            a.clock_offset_us.map_or("-".into(), clock_offset),
             a.spool_depth.to_string(),
             a.dropped.to_string(),
-            a.refused.to_string(),
+            (a.refused + a.future_refused).to_string(),
             format!("{:.1}", a.cpu_pct),
             format!("{:.1}", a.mem_used_pct),
             format!("{:.1}", a.disk_used_pct),
@@ -324,7 +352,10 @@ pub fn devices_table(devices: &[v1::DeviceInfo]) -> String {
             d.opd.clone(),
             d.kind.clone(),
             d.address.clone(),
-            d.state.clone(),
+            match (d.state.as_str(), d.reading_age_us) {
+                ("stale", Some(age)) => format!("stale ({} old)", secs_text(age)),
+                _ => d.state.clone(),
+            },
             ago(d.last_sample_at_us),
             num(d.rtt_ms, 2),
             num(d.loss_pct, 1),
@@ -547,7 +578,14 @@ pub fn device_view(d: &Value) -> Result<String, String> {
         jstr(d, "address"),
         jstr(d, "opd"),
         jstr(d, "kind"),
-        jstr(d, "state"),
+        match (
+            jstr(d, "state").as_str(),
+            d.get("reading_age_s").and_then(Value::as_i64),
+        ) {
+            ("stale", Some(age)) =>
+                format!("stale (newest reading {} old)", secs_text(age * 1_000_000)),
+            (s, _) => s.to_string(),
+        },
     );
     out += &format!(
         "snmp {}  sysName {}  uptime {} cs  last poll {}\n",
@@ -805,10 +843,12 @@ mod tests {
             keys,
             [
                 "cert_not_after",
+                "clock_offset_ms",
                 "connected",
                 "cpu_pct",
                 "disk_used_pct",
                 "dropped",
+                "future_refused",
                 "hostname",
                 "id",
                 "last_seen",
@@ -816,6 +856,7 @@ mod tests {
                 "opd",
                 "refused",
                 "spool_depth",
+                "status",
                 "version"
             ]
         );
@@ -824,6 +865,7 @@ mod tests {
             a[0]["cert_not_after"].is_null(),
             "not connected since start"
         );
+        assert!(a[0]["clock_offset_ms"].is_null());
         let d = devices_json(&[v1::DeviceInfo {
             id: "d".into(),
             rtt_ms: Some(1.5),
@@ -842,6 +884,7 @@ mod tests {
                 "last_sample_at",
                 "loss_pct",
                 "opd",
+                "reading_age_s",
                 "rtt_ms",
                 "state"
             ]

@@ -65,6 +65,9 @@ pub struct CollectorConfig {
     /// Maintenance windows.
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
+    /// What the collector accepts from agents.
+    #[serde(default)]
+    pub ingest: IngestConfig,
 }
 
 /// The `[maintenance]` section.
@@ -82,6 +85,43 @@ impl Default for MaintenanceConfig {
         Self {
             max_window: std::time::Duration::from_secs(7 * 86_400),
         }
+    }
+}
+
+/// The `[ingest]` section: what the collector accepts from agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A sample stamped later than the collector's clock plus this is
+    /// refused and counted: an agent's clock running ahead must not make a
+    /// reading look newer than every real one.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: std::time::Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_skew: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Values the types allow but that make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_clock_skew < std::time::Duration::from_secs(1) {
+            return Err("ingest.max_clock_skew: at least 1s (e.g. \"5m\")".into());
+        }
+        if self.max_clock_skew > std::time::Duration::from_secs(86_400) {
+            return Err("ingest.max_clock_skew: at most a day".into());
+        }
+        Ok(())
+    }
+
+    /// The tolerance in microseconds.
+    pub fn max_clock_skew_us(&self) -> i64 {
+        i64::try_from(self.max_clock_skew.as_micros()).unwrap_or(i64::MAX)
     }
 }
 
@@ -219,6 +259,7 @@ impl Default for CollectorConfig {
             notify: crate::notify::NotifyConfig::default(),
             measure: MeasureConfig::default(),
             maintenance: MaintenanceConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -365,6 +406,10 @@ escalation_every = "1m"   # how often late SOP steps are looked for
 # Maintenance windows (`siaga maintenance add`): a longer one is refused.
 # [maintenance]
 # max_window = "7d"
+
+# What the collector accepts from agents.
+[ingest]
+max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock are refused and counted
 
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]

@@ -109,6 +109,18 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// A store file is damaged: its pages do not match their checksums.
+    #[error(
+        "{}: the store is damaged ({message}); the collector will not run on it: \
+         restore the last backup (`siaga-collector restore --from BACKUP.tar --config collector.toml --force`)",
+        path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What redb found.
+        message: String,
+    },
     /// A store file was written by a newer collector.
     #[error(
         "{}: store schema version {found} is newer than this collector supports ({supported}); \
@@ -134,6 +146,12 @@ pub enum StoreError {
         to: u64,
         /// Why.
         message: String,
+    },
+    /// The store is being opened again after a write error.
+    #[error("{}: being reopened after a write error (disk full?); try again shortly", path.display())]
+    Reopening {
+        /// The file.
+        path: PathBuf,
     },
     /// The ingest writer has stopped (shutdown in progress).
     #[error("store: writer has stopped")]

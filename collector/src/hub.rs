@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::StoreError;
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
+use crate::pki::EnrolledAgent;
 use crate::revoke::RevocationList;
 use crate::store::{AgentRecord, Store, Writer};
 use crate::users::{self, User};
@@ -56,6 +57,78 @@ pub struct Hub {
     pub data_dir: PathBuf,
     /// Measurements on command and the routes to the agents (set once at start).
     pub measure: std::sync::OnceLock<Arc<crate::measure::MeasureService>>,
+    /// The agents enrolled with the CA (read at start and on reload).
+    pub enrolled: RwLock<Vec<EnrolledAgent>>,
+    /// Samples stamped later than now plus this are refused (µs).
+    pub max_clock_skew_us: std::sync::atomic::AtomicI64,
+}
+
+/// Where an OPD's agent stands, as `siaga agents` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// A stream is open.
+    Connected,
+    /// Heard before, no stream now.
+    Disconnected,
+    /// Enrolled, never heard.
+    NeverConnected,
+    /// The OPD has devices but no agent was ever enrolled for it.
+    NoAgentEnrolled,
+}
+
+impl AgentStatus {
+    /// The word shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Connected => "connected",
+            AgentStatus::Disconnected => "disconnected",
+            AgentStatus::NeverConnected => "never connected",
+            AgentStatus::NoAgentEnrolled => "no agent enrolled",
+        }
+    }
+}
+
+/// The OPDs whose agents the health engine watches for silence: every OPD of
+/// the inventory with an enrolled agent or one heard before (enrolled before
+/// enrollments were recorded), each with the last time any of its agents was
+/// heard (`None`: never).
+pub fn agents_to_watch(
+    inventory: &Inventory,
+    enrolled: &[EnrolledAgent],
+    known: &[AgentRecord],
+) -> Vec<(String, Option<i64>)> {
+    let mut out: std::collections::BTreeMap<String, Option<i64>> =
+        std::collections::BTreeMap::new();
+    for a in enrolled {
+        if inventory.opds.contains_key(&a.opd) {
+            out.entry(a.opd.clone()).or_insert(None);
+        }
+    }
+    for r in known {
+        if inventory.opds.contains_key(&r.opd) {
+            let heard = (r.last_seen_us > 0).then_some(r.last_seen_us);
+            let e = out.entry(r.opd.clone()).or_insert(None);
+            *e = (*e).max(heard);
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The OPDs of the inventory that have devices but no agent, enrolled or heard.
+pub fn opds_without_agent(
+    inventory: &Inventory,
+    enrolled: &[EnrolledAgent],
+    known: &[AgentRecord],
+) -> Vec<String> {
+    let mut with_devices: std::collections::BTreeSet<&str> =
+        inventory.devices.values().map(|d| d.opd.as_str()).collect();
+    for a in enrolled {
+        with_devices.remove(a.opd.as_str());
+    }
+    for r in known {
+        with_devices.remove(r.opd.as_str());
+    }
+    with_devices.into_iter().map(str::to_string).collect()
 }
 
 impl Hub {
@@ -100,6 +173,10 @@ impl Hub {
             peers: crate::auth::PeerCache::default(),
             data_dir,
             measure: std::sync::OnceLock::new(),
+            enrolled: RwLock::new(Vec::new()),
+            max_clock_skew_us: std::sync::atomic::AtomicI64::new(
+                crate::config::IngestConfig::default().max_clock_skew_us(),
+            ),
         })
     }
 
@@ -153,6 +230,38 @@ impl Hub {
                 tracing::warn!(error = %e, "reading users failed");
                 None
             }
+        }
+    }
+
+    /// The enrolled agents as last read.
+    pub fn enrolled(&self) -> Vec<EnrolledAgent> {
+        self.enrolled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the enrolled agents (at start, on reload) and has the health
+    /// engine watch every OPD with an agent; keeps the old list on error.
+    pub async fn refresh_agents(&self, cfg: &crate::config::CollectorConfig) {
+        match crate::pki::enrolled_agents(cfg) {
+            Ok(list) => {
+                *self.enrolled.write().unwrap_or_else(|p| p.into_inner()) = list;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "enrolled agents unreadable; the previous list stays in force")
+            }
+        }
+        let inventory = self.inventory();
+        let known: Vec<AgentRecord> = self.agents().into_iter().map(|a| a.record).collect();
+        let enrolled = self.enrolled();
+        for opd in opds_without_agent(&inventory, &enrolled, &known) {
+            tracing::warn!(%opd, "OPD has devices but no agent enrolled: nobody probes them");
+        }
+        if let Some(h) = self.health.get() {
+            h.handle
+                .watch(agents_to_watch(&inventory, &enrolled, &known))
+                .await;
         }
     }
 

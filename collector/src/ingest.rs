@@ -277,9 +277,15 @@ impl Session {
         match m {
             AgentMsg::Batch(batch) => Some(self.batch(batch).await),
             AgentMsg::Heartbeat(hb) => {
+                let now = now_us();
                 let record = self.hub.with_agent(&self.id, &self.opd, |a| {
                     let r = &mut a.record;
-                    r.last_seen_us = now_us();
+                    r.last_seen_us = now;
+                    // The heartbeat is stamped as it leaves the agent; its
+                    // trip is far shorter than any offset that matters.
+                    if hb.ts_us > 0 {
+                        r.clock_offset_us = Some(now.saturating_sub(hb.ts_us));
+                    }
                     r.spool_depth = hb.spool_depth;
                     r.dropped = hb.dropped;
                     r.inventory_revision = hb.inventory_revision;
@@ -338,6 +344,12 @@ impl Session {
         let inventory = self.hub.inventory();
         let mut refused_devices: Vec<String> = Vec::new();
         let mut refused = 0u32;
+        let mut future = 0u32;
+        let horizon = received_us.saturating_add(
+            self.hub
+                .max_clock_skew_us
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         let samples: Vec<v1::Sample> = batch
             .samples
             .into_iter()
@@ -351,14 +363,33 @@ impl Session {
                     if !refused_devices.contains(&s.device) {
                         refused_devices.push(s.device.clone());
                     }
+                    return false;
                 }
-                ok
+                if s.ts_us > horizon {
+                    future += 1;
+                    return false;
+                }
+                true
             })
             .collect();
         let record = self.hub.with_agent(&self.id, &self.opd, |a| {
             a.record.last_seen_us = now_us();
             a.record.refused += u64::from(refused);
+            a.record.future_refused += u64::from(future);
         });
+        let label = AgentLabel {
+            agent: self.id.clone(),
+            opd: self.opd.clone(),
+        };
+        if future > 0 {
+            warn!(agent = %self.identity, samples = future, total = record.future_refused,
+                "refused samples stamped further in the future than ingest.max_clock_skew; is the agent's clock right?");
+            self.hub
+                .metrics
+                .samples_future
+                .get_or_create(&label)
+                .inc_by(u64::from(future));
+        }
         if refused > 0 {
             for device in &refused_devices {
                 warn!(agent = %self.identity, %device, "refused samples for a device outside the agent's OPD");
@@ -366,13 +397,15 @@ impl Session {
             self.hub
                 .metrics
                 .samples_refused
-                .get_or_create(&AgentLabel {
-                    agent: self.id.clone(),
-                    opd: self.opd.clone(),
-                })
+                .get_or_create(&label)
                 .inc_by(u64::from(refused));
+        }
+        if refused > 0 || future > 0 {
             let _ = self.hub.writer.agent(record).await;
         }
+        // Refused samples are answered as refused: the agent drops them
+        // rather than resending them forever.
+        let refused = refused + future;
         if samples.is_empty() {
             return Box::pin(async move { (batch_id, refused, Ok(BatchOutcome::default())) });
         }

@@ -73,8 +73,9 @@ enum Cmd {
     },
     /// Print a commented example collector.toml.
     GenConfig,
-    /// Check every ticket's hash-chained audit trail and the stored frozen
-    /// work reports against the hashes it records (run with the collector stopped).
+    /// Check every page of each store file against its checksum, every
+    /// ticket's hash-chained audit trail and the stored frozen work reports
+    /// against the hashes it records (run with the collector stopped).
     Verify {
         /// collector.toml
         #[arg(long)]
@@ -320,7 +321,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Validate { config } => {
-            validate(&config)?;
+            let cfg = validate(&config)?;
+            for w in warnings(&cfg)? {
+                eprintln!("warning: {w}");
+            }
             println!("{}: ok", config.display());
             Ok(())
         }
@@ -439,6 +443,10 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     cfg.measure
         .validate()
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
+    cfg.ingest
+        .validate()
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
+    pki::enrolled_agents(&cfg).map_err(usage)?;
     users::load_users(&cfg.users).map_err(usage)?;
     siaga_collector::revoke::load(&cfg.data_dir).map_err(usage)?;
     expiry_warnings(&cfg)?;
@@ -452,6 +460,25 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
         }
     }
     Ok(cfg)
+}
+
+/// What `validate` warns about without refusing the configuration.
+fn warnings(cfg: &CollectorConfig) -> Result<Vec<String>, Failure> {
+    let inventory = Inventory::load(&cfg.inventory).map_err(usage)?;
+    let enrolled = pki::enrolled_agents(cfg).map_err(usage)?;
+    Ok(
+        siaga_collector::hub::opds_without_agent(&inventory, &enrolled, &[])
+            .into_iter()
+            .map(|opd| {
+                let devices = inventory.devices.values().filter(|d| d.opd == opd).count();
+                format!(
+                    "{}: OPD {opd:?} has {devices} device(s) but no agent is enrolled for it, so nothing probes them \
+                     (`siaga-collector enroll agent --opd {opd}`)",
+                    cfg.inventory.display()
+                )
+            })
+            .collect(),
+    )
 }
 
 fn serve(path: PathBuf, cfg: CollectorConfig, log_format: LogFormat) -> Result<(), Failure> {
@@ -517,21 +544,51 @@ fn reload(config: &Path) -> Result<(), Failure> {
 /// collector stopped (the store is opened directly). Exit 1 if any trail was
 /// tampered with or any frozen report's bytes differ from their recorded hash.
 fn verify(config: &Path) -> Result<(), Failure> {
+    use siaga_collector::schema;
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    let path = cfg.data_dir.join("tickets.redb");
-    if !path.exists() {
+    // Every page of every store file against its checksum first.
+    let mut damaged = Vec::new();
+    let mut tickets_db = None;
+    for file in schema::FILES {
+        let path = cfg.data_dir.join(file.name);
+        if !path.exists() {
+            println!("{}: not there yet", path.display());
+            continue;
+        }
+        match schema::open_checked(&path) {
+            Ok(db) => {
+                println!("{}: every page intact", path.display());
+                if file == schema::TICKETS_FILE {
+                    tickets_db = Some(db);
+                }
+            }
+            Err(siaga_collector::error::StoreError::Open { message, .. }) => {
+                return Err(anyhow::anyhow!(
+                    "{}: {message} (stop the collector first: it holds the store)",
+                    path.display()
+                )
+                .into());
+            }
+            Err(e) => {
+                println!("{e}");
+                damaged.push(file.name);
+            }
+        }
+    }
+    if !damaged.is_empty() {
+        return Err(anyhow::anyhow!(
+            "damaged store file(s): {}; restore the last backup",
+            damaged.join(", ")
+        )
+        .into());
+    }
+    let path = cfg.data_dir.join(schema::TICKETS_FILE.name);
+    let Some(db) = tickets_db else {
         return Err(usage(anyhow::anyhow!(
             "{}: no tickets here yet",
             path.display()
         )));
-    }
-    let db = redb::Database::open(&path).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e} (stop the collector first: it holds the store)",
-            path.display()
-        )
-    })?;
-    use siaga_collector::schema;
+    };
     schema::check_and_migrate(&db, &path, schema::TICKETS_FILE, &schema::migrate_tickets)?;
     let text = std::fs::read_to_string(&cfg.sop)
         .map_err(|e| usage(anyhow::anyhow!("{}: cannot read: {e}", cfg.sop.display())))?;

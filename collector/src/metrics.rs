@@ -55,6 +55,9 @@ pub struct Metrics {
     pub samples_duplicate: Counter,
     /// Samples refused (device outside the agent's OPD), per agent.
     pub samples_refused: Family<AgentLabel, Counter>,
+    /// Samples refused because they were stamped beyond the clock-skew
+    /// tolerance in the future, per agent.
+    pub samples_future: Family<AgentLabel, Counter>,
     /// Acknowledgements sent.
     pub acks: Counter,
     /// Agents with an open stream.
@@ -91,6 +94,7 @@ impl Metrics {
             samples_stored: Counter::default(),
             samples_duplicate: Counter::default(),
             samples_refused: Family::default(),
+            samples_future: Family::default(),
             acks: Counter::default(),
             agents_connected: Gauge::default(),
             commit_seconds: Histogram::new([
@@ -121,6 +125,11 @@ impl Metrics {
             "samples_refused",
             "Samples refused because the device is not in the agent's OPD",
             m.samples_refused.clone(),
+        );
+        registry.register(
+            "samples_future_refused",
+            "Samples refused because they were stamped further in the future than ingest.max_clock_skew",
+            m.samples_future.clone(),
         );
         registry.register("acks", "Batch acknowledgements sent", m.acks.clone());
         registry.register(

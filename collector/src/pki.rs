@@ -13,7 +13,7 @@ use rcgen::{
 };
 
 use crate::config::CollectorConfig;
-use crate::error::{IdentityError, PkiError};
+use crate::error::{ConfigError, IdentityError, PkiError};
 use crate::inventory::check_id;
 use crate::ledger::{Issued, Kind, Ledger};
 use crate::users::User;
@@ -544,6 +544,41 @@ impl Issuing {
     }
 }
 
+/// An agent enrolled with the collector's CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolledAgent {
+    /// Agent id.
+    pub id: String,
+    /// The OPD its certificate speaks for.
+    pub opd: String,
+}
+
+/// The agents enrolled with this collector's CA, sorted by id: every agent
+/// in the CA's ledger with a certificate that is not revoked. The one place
+/// the collector learns which agents exist before they connect.
+pub fn enrolled_agents(cfg: &CollectorConfig) -> Result<Vec<EnrolledAgent>, ConfigError> {
+    let ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
+    let revoked: std::collections::BTreeSet<String> = crate::revoke::load(&cfg.data_dir)?
+        .into_iter()
+        .map(|r| crate::revoke::parse_serial(&r.serial).unwrap_or(r.serial))
+        .collect();
+    let mut out: std::collections::BTreeMap<String, String> = Default::default();
+    for e in &ledger.entries {
+        let serial = crate::revoke::parse_serial(&e.serial).unwrap_or_else(|_| e.serial.clone());
+        if e.kind != Kind::Agent || revoked.contains(&serial) {
+            continue;
+        }
+        if let Some(opd) = &e.opd {
+            // A later certificate of the same id (renew) speaks for its OPD.
+            out.insert(e.name.clone(), opd.clone());
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(id, opd)| EnrolledAgent { id, opd })
+        .collect())
+}
+
 /// `siaga-collector enroll agent`: writes OUT/agent.toml, agent.key, agent.pem,
 /// ca.pem and records the certificate in the ledger. Agent ids are unique
 /// across OPDs: an id already issued is refused (`renew` gives an agent a new
@@ -803,6 +838,20 @@ mod tests {
         let agent_pem = std::fs::read_to_string(out.join("agent.pem")).unwrap();
         verify_chain(&agent_pem, &ca_pem);
         assert_eq!(Identity::from_der(&der(&agent_pem)).unwrap(), id);
+        // The collector knows the agent is enrolled before it ever connects;
+        // once its certificate is revoked it is not.
+        let cfg = CollectorConfig::load(&dir.join("collector.toml")).unwrap();
+        let enrolled = enrolled_agents(&cfg).unwrap();
+        assert_eq!(
+            enrolled
+                .iter()
+                .map(|a| (a.id.as_str(), a.opd.as_str()))
+                .collect::<Vec<_>>(),
+            [("demo-agent", "demo")]
+        );
+        let der_agent = der(&agent_pem);
+        crate::revoke::revoke(&cfg.data_dir, &der_agent, "lost").unwrap();
+        assert!(enrolled_agents(&cfg).unwrap().is_empty());
         let agent_toml = std::fs::read_to_string(out.join("agent.toml")).unwrap();
         let v: toml::Table = toml::from_str(&agent_toml).unwrap();
         assert_eq!(v["collector"].as_str(), Some("https://198.18.0.1:7443"));

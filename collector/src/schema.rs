@@ -85,18 +85,56 @@ pub type Step<'a> = &'a dyn Fn(&Database, u64) -> Result<(), StoreError>;
 
 /// Opens (or creates) `path`, a store file of kind `file`: refuses a newer
 /// version, migrates an older one with `step`, stamps a new one.
+///
+/// Every page of the file's trees is checked against its checksum first: a
+/// file changed behind redb's back (a bad disk, a stray write) is refused
+/// with [`StoreError::Corrupt`], never trusted until a read panics.
 pub fn open(path: &Path, file: StoreFile, step: Step<'_>) -> Result<Database, StoreError> {
-    let db = Database::create(path).map_err(|e| StoreError::Open {
-        path: path.to_path_buf(),
-        message: match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                "in use by another process (is a collector running?)".into()
-            }
-            e => e.to_string(),
-        },
-    })?;
+    let db = open_checked(path)?;
     check_and_migrate(&db, path, file, step)?;
     Ok(db)
+}
+
+/// Opens (or creates) `path` with redb's integrity check of every page.
+pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: "in use by another process (is a collector running?)".into(),
+        }),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        Ok(Err(
+            e @ (redb::DatabaseError::Storage(_)
+            | redb::DatabaseError::RepairAborted
+            | redb::DatabaseError::UpgradeRequired(_)),
+        )) => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        Ok(Err(e)) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        // The check is meant to report, not panic; should a damaged page
+        // still make redb panic, it is the same verdict.
+        Err(p) => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the store could not be read".into()),
+        }),
+    }
 }
 
 /// The version checks and migrations of [`open`] on an open database.

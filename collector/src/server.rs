@@ -154,8 +154,15 @@ pub async fn serve_until(
         crate::revoke::RevocationList::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?,
         cfg.data_dir.clone(),
     )?);
+    hub.max_clock_skew_us.store(
+        cfg.ingest.max_clock_skew_us(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let _ = hub.health.set(Arc::new(health));
     let _ = hub.measure.set(measure.clone());
+    // Every OPD with an agent is watched from now, also one whose agent went
+    // away while the collector was down or never connected.
+    hub.refresh_agents(&cfg).await;
 
     let tls = ServerTlsConfig::new()
         .identity(TlsIdentity::from_pem(
@@ -270,14 +277,15 @@ pub async fn serve_until(
     {
         let hub = hub.clone();
         let cancel = cancel.clone();
-        let inv_path = cfg.inventory.clone();
+        let cfg = cfg.clone();
         tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = hup.recv() => {
-                        info!("SIGHUP: reloading inventory and users");
-                        reload_inventory(&hub, &inv_path);
+                        info!("SIGHUP: reloading inventory, users and enrolled agents");
+                        reload_inventory(&hub, &cfg.inventory);
                         hub.reload_users();
+                        hub.refresh_agents(&cfg).await;
                     }
                     _ = term.recv() => { info!("SIGTERM: shutting down"); cancel.cancel(); return; }
                     _ = int.recv() => { info!("SIGINT: shutting down"); cancel.cancel(); return; }

@@ -8,6 +8,32 @@ pub const HIGH_RTT_US: u64 = 200_000;
 /// An agent or device silent for this many probe intervals is unknown.
 pub const SILENT_INTERVALS: i64 = 3;
 
+/// How old a device's newest reading is, by the collector's clock, if it
+/// is older than [`SILENT_INTERVALS`] probe intervals: a state computed from
+/// it is no longer current. `newest_us` is the reading's time by the agent's
+/// clock, `clock_offset_us` the agent's offset (collector minus agent) when
+/// known. `None`: fresh, or no reading at all.
+pub fn stale_age(
+    newest_us: Option<i64>,
+    clock_offset_us: Option<i64>,
+    interval_us: i64,
+    now_us: i64,
+) -> Option<i64> {
+    let at = newest_us?.saturating_add(clock_offset_us.unwrap_or(0));
+    let age = now_us.saturating_sub(at).max(0);
+    (age > interval_us.saturating_mul(SILENT_INTERVALS)).then_some(age)
+}
+
+/// The state people see: the health engine's `state`, but `stale` when the
+/// newest reading is too old to stand for now (see [`stale_age`]); an
+/// `unknown` state (agent silent, nothing confirmed) stays `unknown`.
+pub fn shown_state(state: &str, stale_age_us: Option<i64>) -> &str {
+    match stale_age_us {
+        Some(_) if state != "unknown" => "stale",
+        _ => state,
+    }
+}
+
 /// up | degraded | down | unknown.
 pub fn device_state(
     latest_icmp: Option<&v1::Sample>,
@@ -69,6 +95,23 @@ mod tests {
 
     const S: i64 = 1_000_000;
 
+    // Interval 10 s, now 100 s: stale beyond 30 s.
+    #[test_case("up", Some(80 * S), None, "up" ; "fresh")]
+    #[test_case("up", Some(70 * S), None, "up" ; "exactly three intervals")]
+    #[test_case("up", Some(50 * S), None, "stale" ; "old reading")]
+    #[test_case("degraded", Some(50 * S), None, "stale" ; "old degraded reading")]
+    #[test_case("unknown", Some(50 * S), None, "unknown" ; "silent agent stays unknown")]
+    #[test_case("up", None, None, "up" ; "no reading")]
+    #[test_case("up", Some(90 * S), Some(-60 * S), "stale" ; "agent clock ahead hides the age")]
+    #[test_case("up", Some(50 * S), Some(40 * S), "up" ; "agent clock behind")]
+    fn staleness(state: &str, newest: Option<i64>, offset: Option<i64>, want: &str) {
+        let age = stale_age(newest, offset, 10 * S, 100 * S);
+        assert_eq!(shown_state(state, age), want);
+        if want == "stale" {
+            assert!(age.is_some_and(|a| a > 30 * S), "{age:?}");
+        }
+    }
+
     #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), Some(99 * S), "up" ; "all answered")]
     #[test_case(Some(icmp(95 * S, 4, 3, 1_000)), Some(99 * S), "degraded" ; "some loss")]
     #[test_case(Some(icmp(95 * S, 4, 4, 500_000)), Some(99 * S), "degraded" ; "high rtt")]
@@ -77,7 +120,7 @@ mod tests {
     #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), Some(50 * S), "unknown" ; "agent silent")]
     #[test_case(Some(icmp(50 * S, 4, 4, 1_000)), Some(99 * S), "unknown" ; "sample stale")]
     #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), None, "unknown" ; "agent never seen")]
-    fn states(sample: Option<v1::Sample>, agent_seen: Option<i64>, want: &str) {
+    fn states_from_samples(sample: Option<v1::Sample>, agent_seen: Option<i64>, want: &str) {
         assert_eq!(
             device_state(sample.as_ref(), agent_seen, 10 * S, 100 * S),
             want

@@ -87,6 +87,10 @@ pub struct AgentRecord {
     pub disk_used_pct: f64,
     /// Inventory revision the agent runs with.
     pub inventory_revision: u64,
+    /// Collector time minus the agent's, µs, from its latest heartbeat.
+    pub clock_offset_us: Option<i64>,
+    /// Samples refused because they were stamped too far in the future.
+    pub future_refused: u64,
 }
 
 /// A stored sample with the agent that sent it.
@@ -155,15 +159,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes samples older than `before_us`; returns how many.
     fn prune(&self, before_us: i64) -> Result<u64, StoreError>;
     /// The embedded database behind this store, which `backup` copies; `None`
-    /// for a store that is backed up by its own means (a shared database).
-    fn redb(&self) -> Option<&Database> {
+    /// for a store that is backed up by its own means (a shared database),
+    /// or while the embedded one is being reopened after a write error.
+    fn redb(&self) -> Option<Arc<Database>> {
         None
     }
 }
 
 /// The embedded store.
+///
+/// redb refuses every operation after a failed write ("previous I/O
+/// error") until the database is closed, so a full disk would stop the store
+/// for good. A failed commit therefore marks the database for reopening; the
+/// next commit drops it and opens the file again (redb recovers it as after a
+/// crash), and goes on writing as soon as the disk takes writes again.
 pub struct RedbStore {
-    db: Database,
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+    path: std::path::PathBuf,
+    /// A commit failed: reopen before the next one.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -240,36 +254,51 @@ fn migrate_1_to_2_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), Stor
 
 impl RedbStore {
     /// The database (for backups: readers never block the writer).
-    pub fn database(&self) -> &Database {
-        &self.db
+    pub fn database(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Reopening {
+                path: self.path.clone(),
+            })
     }
 
-    /// Opens (or creates) the store in `data_dir/collector.redb`, migrating
-    /// an older schema and refusing a newer one.
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
-        let db = schema::open(&data_dir.join(SAMPLES_FILE.name), SAMPLES_FILE, &migrate)?;
-        let tx = db.begin_write()?;
-        {
-            tx.open_table(SAMPLES)?;
-            tx.open_table(LATEST)?;
-            tx.open_table(AGENTS)?;
+    /// Drops the database after a failed write and opens the file again.
+    /// Fails while readers still hold the old handle or the file cannot be
+    /// opened; the next commit tries again.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = slot.take() {
+            match Arc::try_unwrap(db) {
+                Ok(db) => drop(db),
+                Err(still_shared) => {
+                    *slot = Some(still_shared);
+                    return Err(StoreError::Reopening {
+                        path: self.path.clone(),
+                    });
+                }
+            }
         }
-        tx.commit()?;
-        Ok(Self { db })
+        let db = Database::create(&self.path).map_err(|e| StoreError::Open {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        *slot = Some(Arc::new(db));
+        self.broken
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(file = %self.path.display(), "store reopened after a write error");
+        Ok(())
     }
-}
 
-impl Store for RedbStore {
-    fn commit(
+    /// One attempt at [`Store::commit`].
+    fn commit_once(
         &self,
         batches: &[IngestBatch],
         agents: &[AgentRecord],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        let tx = self.db.begin_write()?;
+        let db = self.database()?;
+        let tx = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(batches.len());
         {
             let mut samples = tx.open_table(SAMPLES)?;
@@ -293,13 +322,13 @@ impl Store for RedbStore {
                         message: e.to_string(),
                     })?;
                     let key = (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq);
-                    if samples
-                        .insert(key, (Some(b.received_us), buf.as_slice()))?
-                        .is_some()
-                    {
+                    // A resend is idempotent: the body first stored and the
+                    // time it first arrived stay (an insert would replace both).
+                    if samples.get(key)?.is_some() {
                         out.duplicates += 1;
                         continue;
                     }
+                    samples.insert(key, (Some(b.received_us), buf.as_slice()))?;
                     out.stored += 1;
                     let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
                     if s.ts_us >= e.ts_us {
@@ -331,13 +360,54 @@ impl Store for RedbStore {
         Ok(outcomes)
     }
 
+    /// Opens (or creates) the store in `data_dir/collector.redb`, migrating
+    /// an older schema and refusing a newer one.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(SAMPLES_FILE.name);
+        let db = schema::open(&path, SAMPLES_FILE, &migrate)?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(SAMPLES)?;
+            tx.open_table(LATEST)?;
+            tx.open_table(AGENTS)?;
+        }
+        tx.commit()?;
+        Ok(Self {
+            db: std::sync::RwLock::new(Some(Arc::new(db))),
+            path,
+            broken: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+impl Store for RedbStore {
+    fn commit(
+        &self,
+        batches: &[IngestBatch],
+        agents: &[AgentRecord],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            self.reopen()?;
+        }
+        let result = self.commit_once(batches, agents);
+        if result.is_err() {
+            self.broken
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
     fn history(
         &self,
         device: &str,
         since_us: i64,
         limit: usize,
     ) -> Result<Vec<StoredSample>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.database()?.begin_read()?;
         let table = tx.open_table(SAMPLES)?;
         let mut out = Vec::new();
         for row in table
@@ -363,7 +433,7 @@ impl Store for RedbStore {
     }
 
     fn latest(&self, device: &str) -> Result<Latest, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.database()?.begin_read()?;
         let table = tx.open_table(LATEST)?;
         let mut l = Latest::default();
         for row in table.range((device, "")..=(device, "\u{10FFFF}"))? {
@@ -380,7 +450,7 @@ impl Store for RedbStore {
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.database()?.begin_read()?;
         let table = tx.open_table(AGENTS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -395,12 +465,13 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    fn redb(&self) -> Option<&Database> {
-        Some(&self.db)
+    fn redb(&self) -> Option<Arc<Database>> {
+        self.database().ok()
     }
 
     fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
-        let tx = self.db.begin_write()?;
+        let db = self.database()?;
+        let tx = db.begin_write()?;
         let mut removed = 0u64;
         {
             let devices: Vec<String> = {
@@ -619,6 +690,40 @@ mod tests {
     }
 
     #[test]
+    fn a_resent_sample_keeps_the_first_body_and_receive_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        s.commit(&[batch("a1", vec![icmp(1, 10, "d", 0.0)])], &[])
+            .unwrap();
+        // The same (agent, seq) again, later and with another body.
+        let resent = IngestBatch {
+            agent: "a1".into(),
+            received_us: 9_000_000,
+            samples: vec![icmp(1, 10, "d", 75.0)],
+        };
+        let o = s.commit(&[resent], &[]).unwrap();
+        assert_eq!(
+            o,
+            [BatchOutcome {
+                stored: 0,
+                duplicates: 1
+            }]
+        );
+        let h = s.history("d", 0, 10).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].received_us, Some(1_000_000));
+        match &h[0].sample.kind {
+            Some(v1::sample::Kind::Icmp(i)) => assert_eq!(i.loss_pct, 0.0),
+            other => panic!("{other:?}"),
+        }
+        let l = s.latest("d").unwrap();
+        match l.icmp.and_then(|x| x.kind) {
+            Some(v1::sample::Kind::Icmp(i)) => assert_eq!(i.loss_pct, 0.0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn history_is_time_ordered_per_device_and_respects_since() {
         let dir = tempfile::tempdir().unwrap();
         let s = RedbStore::open(dir.path()).unwrap();
@@ -746,7 +851,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         schema_1_store(dir.path(), 7);
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.db).unwrap(), Some(2));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(2));
         let x = s.history("x", 0, 100).unwrap();
         assert_eq!(
             x.iter()
@@ -786,7 +891,7 @@ mod tests {
             assert_eq!(schema::version(&db).unwrap(), Some(1));
         }
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.db).unwrap(), Some(2));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(2));
         let seqs: Vec<u64> = ["x", "y"]
             .iter()
             .flat_map(|d| s.history(d, 0, 100).unwrap())
@@ -800,7 +905,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RedbStore::open(dir.path()).unwrap();
-            let tx = s.db.begin_write().unwrap();
+            let db = s.database().unwrap();
+            let tx = db.begin_write().unwrap();
             schema::stamp(&tx, 3).unwrap();
             tx.commit().unwrap();
         }

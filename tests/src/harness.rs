@@ -1097,6 +1097,52 @@ impl Uplink {
     }
 }
 
+impl Uplink {
+    /// Sends a heartbeat stamped `ts_us` by the agent's clock (no answer comes).
+    pub async fn heartbeat(&self, ts_us: i64) -> Result<()> {
+        use siaga_proto::v1::{AgentMessage, Heartbeat, agent_message};
+        self.tx
+            .send(AgentMessage {
+                msg: Some(agent_message::Msg::Heartbeat(Heartbeat {
+                    ts_us,
+                    ..Default::default()
+                })),
+            })
+            .await
+            .map_err(|_| anyhow!("uplink stream closed"))
+    }
+
+    /// Sends one batch and waits for what answers it: its acknowledgement,
+    /// or the error that ends the stream (inventory and commands meanwhile
+    /// are kept or skipped).
+    pub async fn send_or_status(
+        &mut self,
+        samples: Vec<siaga_proto::v1::Sample>,
+    ) -> Result<std::result::Result<siaga_proto::v1::Ack, tonic::Status>> {
+        use siaga_proto::v1::{AgentMessage, SampleBatch, agent_message, collector_message};
+        let batch_id = self.next_batch;
+        self.next_batch += 1;
+        self.tx
+            .send(AgentMessage {
+                msg: Some(agent_message::Msg::Batch(SampleBatch { batch_id, samples })),
+            })
+            .await
+            .map_err(|_| anyhow!("uplink stream closed"))?;
+        loop {
+            let m = match self.rx.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => bail!("stream closed before the ack of batch {batch_id}"),
+                Err(status) => return Ok(Err(status)),
+            };
+            match m.msg {
+                Some(collector_message::Msg::Ack(a)) if a.batch_id == batch_id => return Ok(Ok(a)),
+                Some(collector_message::Msg::Inventory(inv)) => self.inventory = Some(inv),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// An ICMP sample for `device` with sequence `seq` at `ts_us`.
 pub fn icmp_sample(seq: u64, ts_us: i64, device: &str) -> siaga_proto::v1::Sample {
     use siaga_proto::v1::{IcmpResult, sample};

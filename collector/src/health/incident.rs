@@ -617,10 +617,30 @@ impl IncidentBook {
             opd: opd.to_string(),
         };
         let key = incident_key(&subject, Problem::AgentUnreachable);
-        let text = format!(
-            "The agent of OPD {opd} is unreachable: no heartbeat since {}",
-            fmt_time(since)
-        );
+        // An agent enrolled but never heard has no last heartbeat to name.
+        let (text, text_id) = if tracker.ever_heard(opd) {
+            (
+                format!(
+                    "The agent of OPD {opd} is unreachable: no heartbeat since {}",
+                    fmt_time(since)
+                ),
+                format!(
+                    "Agen OPD {opd} tidak terjangkau: tidak ada heartbeat sejak {}",
+                    fmt_time(since)
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "The agent of OPD {opd} is unreachable: it has never connected (watched since {})",
+                    fmt_time(since)
+                ),
+                format!(
+                    "Agen OPD {opd} tidak terjangkau: belum pernah terhubung (dipantau sejak {})",
+                    fmt_time(since)
+                ),
+            )
+        };
         if let Some(i) = self.open.get_mut(&key) {
             if i.recovered_at.take().is_some() {
                 i.occurrences += 1;
@@ -648,10 +668,7 @@ impl IncidentBook {
             subject,
             opd: opd.to_string(),
             problem: Problem::AgentUnreachable,
-            sentence_id: format!(
-                "Agen OPD {opd} tidak terjangkau: tidak ada heartbeat sejak {}",
-                fmt_time(since)
-            ),
+            sentence_id: text_id,
             sentence: text,
             opened_at: now,
             recovered_at: None,

@@ -122,6 +122,20 @@ impl Engine {
         out
     }
 
+    /// Watches the agents of these OPDs for silence from collector time
+    /// `now`, each with the time it was last heard (`None`: never), even if
+    /// it never speaks to this process; see [`Tracker::watch`].
+    pub fn watch_agents(
+        &mut self,
+        agents: impl IntoIterator<Item = (String, Option<TsUs>)>,
+        now: TsUs,
+        grace_us: i64,
+    ) {
+        for (opd, last_heard) in agents {
+            self.tracker.watch(&opd, last_heard, now, grace_us);
+        }
+    }
+
     /// A heartbeat from the agent of `opd` at collector time `now`.
     pub fn heartbeat(&mut self, opd: &str, now: TsUs) -> Output {
         let up = self.tracker.heartbeat(opd, now);
@@ -476,6 +490,47 @@ mod tests {
         let t = 90 * SEC;
         let out = e.sample("dinkes", &icmp("dinkes-sw1", t, 100.0), t);
         assert_eq!(opens(&out.decisions).len(), 1);
+    }
+
+    #[test]
+    fn an_agent_gone_before_a_restart_is_one_incident_and_recovers_when_back() {
+        // The restarted collector (fresh machines) watches the agent last
+        // heard at 5 s from its start at 100 s; the agent stays away.
+        let mut e = engine();
+        e.watch_agents([("dinkes".to_string(), Some(5 * SEC))], 100 * SEC, 0);
+        let mut all = Vec::new();
+        for t in 100..140 {
+            all.extend(e.tick(t * SEC).decisions);
+        }
+        let o = opens(&all);
+        assert_eq!(o.len(), 1, "{all:#?}");
+        assert_eq!(o[0].key, "opd:dinkes:agent_unreachable");
+        assert_eq!(o[0].opened_at, 131 * SEC);
+        assert!(
+            o[0].sentence.contains("no heartbeat since"),
+            "{}",
+            o[0].sentence
+        );
+        assert_eq!(o[0].affected.len(), 4);
+        // An agent enrolled for bappeda never connected: its ticket says so.
+        let mut e2 = engine();
+        e2.watch_agents([("bappeda".to_string(), None)], 100 * SEC, 0);
+        let o2: Vec<Decision> = (100..140)
+            .flat_map(|t| e2.tick(t * SEC).decisions)
+            .collect();
+        let o2 = opens(&o2);
+        assert_eq!(o2.len(), 1);
+        assert!(
+            o2[0]
+                .sentence
+                .starts_with("The agent of OPD bappeda is unreachable: it has never connected"),
+            "{}",
+            o2[0].sentence
+        );
+        let back = e.heartbeat("dinkes", 150 * SEC).decisions;
+        assert!(back.iter().any(
+            |d| matches!(d, D::Recovered { key, .. } if key == "opd:dinkes:agent_unreachable")
+        ));
     }
 
     #[test]

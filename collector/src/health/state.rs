@@ -491,7 +491,14 @@ pub struct StateChange {
 
 #[derive(Debug, Clone, Default)]
 struct AgentWatch {
+    /// The last time the agent was heard (this process, or before it started).
     last_seen: Option<TsUs>,
+    /// Silence is counted from here: the last message in this process, or
+    /// when watching began, whichever is later.
+    counted_from: Option<TsUs>,
+    /// No silence is declared before this (the agents' reconnect after a
+    /// collector start).
+    grace_until: TsUs,
     silent_since: Option<TsUs>,
     /// Past silent periods (start, end), newest last.
     periods: VecDeque<(TsUs, TsUs)>,
@@ -674,11 +681,39 @@ impl Tracker {
         out
     }
 
+    /// Watches the agent of `opd` from collector time `now` although it has
+    /// not spoken to this process: `last_heard` is when it was last heard
+    /// (kept in the store), `None` when never. Silence is counted from
+    /// `last_heard` or `now`, whichever is later, and declared no earlier than
+    /// `grace_us` after `now`. An OPD already watched keeps its watch.
+    pub fn watch(&mut self, opd: &str, last_heard: Option<TsUs>, now: TsUs, grace_us: i64) {
+        let w = self.agents.entry(opd.to_string()).or_default();
+        if w.counted_from.is_some() {
+            return;
+        }
+        w.last_seen = last_heard;
+        w.counted_from = Some(last_heard.map_or(now, |t| t.max(now)));
+        w.grace_until = now.saturating_add(grace_us.max(0));
+    }
+
+    /// Whether the agent of `opd` was ever heard (by this process or before).
+    pub fn ever_heard(&self, opd: &str) -> bool {
+        self.agents.get(opd).is_some_and(|w| w.last_seen.is_some())
+    }
+
+    /// Whether the agent of `opd` is watched for silence.
+    pub fn watched(&self, opd: &str) -> bool {
+        self.agents
+            .get(opd)
+            .is_some_and(|w| w.counted_from.is_some())
+    }
+
     /// A heartbeat (or any message) from the OPD's agent at collector time `now`.
     pub fn heartbeat(&mut self, opd: &str, now: TsUs) -> Update {
         let mut up = Update::default();
         let w = self.agents.entry(opd.to_string()).or_default();
         w.last_seen = Some(now);
+        w.counted_from = Some(now);
         if let Some(since) = w.silent_since.take() {
             w.periods.push_back((since, now));
             while w.periods.len() > 8 {
@@ -699,11 +734,15 @@ impl Tracker {
         for (opd, w) in &mut self.agents {
             let timeout = n.saturating_mul(self.topo.interval_us(opd));
             if w.silent_since.is_none()
-                && let Some(seen) = w.last_seen
-                && now.saturating_sub(seen) > timeout
+                && let Some(from) = w.counted_from
+                && now.saturating_sub(from) > timeout
+                && now >= w.grace_until
             {
-                w.silent_since = Some(seen);
-                silenced.push((opd.clone(), seen));
+                // Since the last time it was heard, or since watching began
+                // for an agent never heard.
+                let since = w.last_seen.unwrap_or(from);
+                w.silent_since = Some(since);
+                silenced.push((opd.clone(), since));
             }
         }
         for (opd, since) in silenced {
@@ -1435,6 +1474,50 @@ pub(crate) mod tests {
             Some((20 * SEC, 90 * SEC))
         );
         assert_eq!(t.in_past_silence("dinkes", 95 * SEC), None);
+    }
+
+    #[test]
+    fn an_agent_not_heard_since_the_start_is_silent_after_the_usual_window() {
+        let mut t = tracker();
+        // dinkes was last heard at 5 s, before this process; bappeda never.
+        // Watching starts at 100 s; 3 intervals of 10 s.
+        t.watch("dinkes", Some(5 * SEC), 100 * SEC, 0);
+        t.watch("bappeda", None, 100 * SEC, 0);
+        assert!(t.watched("dinkes") && t.watched("bappeda"));
+        assert!(t.tick(130 * SEC).silenced.is_empty());
+        let up = t.tick(131 * SEC);
+        assert_eq!(
+            up.silenced,
+            vec![
+                ("bappeda".to_string(), 100 * SEC),
+                ("dinkes".to_string(), 5 * SEC)
+            ]
+        );
+        assert_eq!(t.health(&Subject::device("dinkes-sw1")), Health::Unknown);
+        // Once: a later tick says nothing new.
+        assert!(t.tick(140 * SEC).silenced.is_empty());
+        // It comes back; watching again (a reload) does not restart the count.
+        let up = t.heartbeat("dinkes", 150 * SEC);
+        assert_eq!(
+            up.returned,
+            vec![("dinkes".to_string(), 5 * SEC, 150 * SEC)]
+        );
+        t.watch("dinkes", None, 160 * SEC, 0);
+        assert!(t.tick(179 * SEC).silenced.is_empty());
+        assert_eq!(
+            t.tick(181 * SEC).silenced,
+            vec![("dinkes".to_string(), 150 * SEC)]
+        );
+    }
+
+    #[test_case(0, 31 ; "no grace: three intervals")]
+    #[test_case(15, 31 ; "grace shorter than the window")]
+    #[test_case(60, 60 ; "grace longer than the window")]
+    fn silence_after_a_start_waits_for_the_grace(grace_s: i64, silent_at_s: i64) {
+        let mut t = tracker();
+        t.watch("dinkes", None, 0, grace_s * SEC);
+        assert!(t.tick((silent_at_s - 1) * SEC).silenced.is_empty());
+        assert_eq!(t.tick(silent_at_s * SEC).silenced.len(), 1);
     }
 
     #[test]

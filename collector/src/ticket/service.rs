@@ -112,6 +112,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// After the collector starts, agents reconnect within their backoff cap
+/// (15 s); an agent is not called silent before that, however short its
+/// OPD's probe interval.
+pub const RECONNECT_GRACE_US: i64 = 15_000_000;
+
 /// Prefix of ticket numbers (Pemeliharaan Jaringan).
 pub const TICKET_PREFIX: &str = "PJ";
 
@@ -261,6 +266,20 @@ impl HealthCore {
             let out = self.engine.sample(opd, s, now_us);
             self.apply(out, now_us);
         }
+    }
+
+    /// Watches the agents of these OPDs for silence from `now_us`, each
+    /// with the time it was last heard; no silence is declared within
+    /// [`RECONNECT_GRACE_US`] of now, while agents reconnect to a collector
+    /// that just started.
+    pub fn watch_agents(&mut self, agents: Vec<(String, Option<i64>)>, now_us: i64) {
+        let n = agents.len();
+        self.engine.watch_agents(agents, now_us, RECONNECT_GRACE_US);
+        info!(
+            task = "health",
+            opds = n,
+            "watching the OPDs' agents for silence"
+        );
     }
 
     /// A heartbeat from the agent of `opd`.
@@ -621,6 +640,8 @@ pub enum Input {
     },
     /// A new inventory.
     Inventory(Arc<Inventory>),
+    /// Watch these OPDs' agents for silence: (OPD, when last heard).
+    Watch(Vec<(String, Option<i64>)>),
 }
 
 /// The handle ingest and the admin API hold.
@@ -665,6 +686,13 @@ impl HealthHandle {
         let _ = self.tx.try_send(Input::Inventory(inv));
     }
 
+    /// Watch the agents of these OPDs for silence from now on, each with
+    /// the time it was last heard (`None`: never). Waits for room: it is
+    /// sent at start and on reload, and must not be lost.
+    pub async fn watch(&self, agents: Vec<(String, Option<i64>)>) {
+        let _ = self.tx.send(Input::Watch(agents)).await;
+    }
+
     /// Shared state.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -696,6 +724,7 @@ pub fn spawn(
                     Some(Input::Samples { opd, samples }) => core.samples(&opd, &samples, now_us()),
                     Some(Input::Heartbeat { opd }) => core.heartbeat(&opd, now_us()),
                     Some(Input::Inventory(inv)) => core.set_inventory(&inv),
+                    Some(Input::Watch(agents)) => core.watch_agents(agents, now_us()),
                 },
             }
         }
