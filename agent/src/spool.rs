@@ -316,6 +316,8 @@ impl Spool {
             committed: committed_tx,
             refused_growth: Arc::new(AtomicBool::new(false)),
             degraded: None,
+            last_drop_log: None,
+            dropped_since_log: 0,
         };
         match writer.open_db() {
             Ok(()) => {}
@@ -726,12 +728,15 @@ struct WriterState {
     max_age_us: i64,
     /// Whether the counters were ever read from the file.
     loaded: bool,
+    /// Whether the budget was set by [`WriterState::settle`].
+    settled: bool,
 }
 
 impl WriterState {
     fn new(limits: &SpoolConfig) -> Self {
         WriterState {
             loaded: false,
+            settled: false,
             next_seq: 1,
             dropped: 0,
             cut: 0,
@@ -776,14 +781,15 @@ impl WriterState {
     /// Past half of `max_bytes` the file cannot double any more: the
     /// records keep to what they hold now, so that freed pages are reused.
     fn settle(&mut self, file_bytes: u64) {
-        if file_bytes > self.max_bytes / 2 && self.bytes < self.budget {
+        if !self.settled && file_bytes > self.max_bytes / 2 {
+            self.settled = true;
             debug!(
                 file_bytes,
                 from = self.budget,
                 to = self.bytes,
                 "spool file past half its bound: records keep to their size"
             );
-            self.budget = self.bytes.max(1);
+            self.budget = self.budget.min(self.bytes.max(1));
         }
     }
 
@@ -875,6 +881,9 @@ struct Writer {
     committed: watch::Sender<u64>,
     refused_growth: Arc<AtomicBool>,
     degraded: Option<Degraded>,
+    /// Drops are logged at most every [`LOG_EVERY`], with their count.
+    last_drop_log: Option<Instant>,
+    dropped_since_log: u64,
 }
 
 impl Writer {
@@ -1066,11 +1075,19 @@ impl Writer {
                 self.metrics.samples_dropped.inc_by(dropped_now);
                 self.metrics.samples_cut.inc_by(self.state.cut - before.4);
                 if dropped_now > 0 {
-                    warn!(
-                        dropped = dropped_now,
-                        total_dropped = self.state.dropped,
-                        "spool over its bounds: oldest samples dropped"
-                    );
+                    self.dropped_since_log += dropped_now;
+                    if self
+                        .last_drop_log
+                        .is_none_or(|t| t.elapsed() >= LOG_EVERY)
+                    {
+                        warn!(
+                            dropped = self.dropped_since_log,
+                            total_dropped = self.state.dropped,
+                            "spool over its bounds: oldest samples dropped"
+                        );
+                        self.last_drop_log = Some(Instant::now());
+                        self.dropped_since_log = 0;
+                    }
                 }
                 self.publish();
                 for (cmd, r) in group.into_iter().zip(results) {

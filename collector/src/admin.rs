@@ -515,6 +515,10 @@ impl Admin for AdminService {
                     refused: r.refused,
                     address: r.address,
                     cert_not_after_us: a.cert_not_after_us,
+                    spool_condition: r.spool_condition,
+                    spool_error: r.spool_error,
+                    samples_cut: r.samples_cut,
+                    samples_undeliverable: r.samples_undeliverable,
                 }
             })
             .collect();

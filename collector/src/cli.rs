@@ -167,6 +167,8 @@ pub fn agents_json(agents: &[v1::AgentInfo]) -> Value {
                     "dropped": a.dropped, "refused": a.refused, "cpu_pct": a.cpu_pct,
                     "mem_used_pct": a.mem_used_pct, "disk_used_pct": a.disk_used_pct, "hostname": a.hostname,
                     "cert_not_after": ts_or_null(a.cert_not_after_us),
+                    "spool": spool_condition(a.spool_condition), "spool_error": a.spool_error,
+                    "samples_cut": a.samples_cut, "undeliverable": a.samples_undeliverable,
                 })
             })
             .collect(),
@@ -236,6 +238,17 @@ pub fn cert_warnings(agents: &[v1::AgentInfo], now_us: i64) -> Vec<String> {
         .collect()
 }
 
+/// How `siaga agents` names an agent's spool condition.
+pub fn spool_condition(c: i32) -> &'static str {
+    match v1::SpoolCondition::try_from(c) {
+        Ok(v1::SpoolCondition::Ok) => "ok",
+        Ok(v1::SpoolCondition::DiskFull) => "disk full",
+        Ok(v1::SpoolCondition::WriteError) => "write error",
+        // An agent from before the condition was reported.
+        Ok(v1::SpoolCondition::Unspecified) | Err(_) => "unknown",
+    }
+}
+
 /// Human table of agents.
 pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
     let mut t = table(&[
@@ -263,9 +276,18 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
                 "no".into()
             },
             ago(a.last_seen_us),
-            a.spool_depth.to_string(),
+            match v1::SpoolCondition::try_from(a.spool_condition) {
+                Ok(v1::SpoolCondition::DiskFull | v1::SpoolCondition::WriteError) => format!(
+                    "{} ({})",
+                    a.spool_depth,
+                    spool_condition(a.spool_condition)
+                ),
+                _ => a.spool_depth.to_string(),
+            },
             a.dropped.to_string(),
-            a.refused.to_string(),
+            // Refused by the collector, and given up by the agent after the
+            // collector refused them alone.
+            (a.refused + a.samples_undeliverable).to_string(),
             format!("{:.1}", a.cpu_pct),
             format!("{:.1}", a.mem_used_pct),
             format!("{:.1}", a.disk_used_pct),

@@ -87,6 +87,14 @@ pub struct AgentRecord {
     pub disk_used_pct: f64,
     /// Inventory revision the agent runs with.
     pub inventory_revision: u64,
+    /// What the agent last said about its spool ([`v1::SpoolCondition`]).
+    pub spool_condition: i32,
+    /// The agent's spool error while its condition is not ok.
+    pub spool_error: String,
+    /// Samples the agent cut to the sample size limit.
+    pub samples_cut: u64,
+    /// Samples the agent gave up after the collector refused them alone.
+    pub samples_undeliverable: u64,
 }
 
 /// A stored sample with the agent that sent it.

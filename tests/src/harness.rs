@@ -1097,6 +1097,41 @@ impl Uplink {
     }
 }
 
+impl Uplink {
+    /// Sends one batch and waits for its acknowledgement, returning the
+    /// `Refusal`s the collector sent for it on the way.
+    pub async fn send_with_refusals(
+        &mut self,
+        samples: Vec<siaga_proto::v1::Sample>,
+    ) -> Result<(siaga_proto::v1::Ack, Vec<siaga_proto::v1::Refusal>)> {
+        use siaga_proto::v1::{AgentMessage, SampleBatch, agent_message, collector_message};
+        let batch_id = self.next_batch;
+        self.next_batch += 1;
+        self.tx
+            .send(AgentMessage {
+                msg: Some(agent_message::Msg::Batch(SampleBatch { batch_id, samples })),
+            })
+            .await
+            .map_err(|_| anyhow!("uplink stream closed"))?;
+        let mut refusals = Vec::new();
+        loop {
+            let m = self
+                .rx
+                .message()
+                .await?
+                .ok_or_else(|| anyhow!("stream closed before the ack of batch {batch_id}"))?;
+            match m.msg {
+                Some(collector_message::Msg::Ack(a)) if a.batch_id == batch_id => {
+                    return Ok((a, refusals));
+                }
+                Some(collector_message::Msg::Inventory(inv)) => self.inventory = Some(inv),
+                Some(collector_message::Msg::Refusal(r)) => refusals.push(r),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// An ICMP sample for `device` with sequence `seq` at `ts_us`.
 pub fn icmp_sample(seq: u64, ts_us: i64, device: &str) -> siaga_proto::v1::Sample {
     use siaga_proto::v1::{IcmpResult, sample};
