@@ -52,7 +52,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::SpoolConfig;
 use crate::error::SpoolError;
-use crate::fit::{Fit, fit};
+use crate::fit::fit;
 use crate::metrics::Metrics;
 
 /// seq → 8-byte big-endian `ts_us` followed by the encoded `Sample`.
@@ -68,6 +68,8 @@ const BYTES: &str = "bytes";
 const CUT: &str = "cut";
 const INVENTORY: &str = "inventory";
 
+/// Bytes a sequence number takes at most in an encoded sample (tag and varint).
+const SEQ_ROOM: usize = 11;
 /// Most commands folded into one write transaction.
 const MAX_GROUP: usize = 4096;
 /// Queue between producers and the writer; producers wait when it is full.
@@ -96,9 +98,10 @@ const MAX_ACKED_RANGES: usize = 4096;
 
 enum Cmd {
     Push {
-        device: String,
-        kind: sample::Kind,
-        ts_us: i64,
+        /// Already cut to the size limit (its `seq` is set by the writer).
+        sample: Sample,
+        /// Whether it was cut.
+        cut: bool,
         reply: oneshot::Sender<Result<u64, SpoolError>>,
     },
     Ack {
@@ -375,13 +378,20 @@ impl Spool {
         kind: sample::Kind,
         ts_us: i64,
     ) -> Result<u64, SpoolError> {
-        self.call(|reply| Cmd::Push {
-            device,
-            kind,
+        let mut sample = Sample {
+            seq: 0,
             ts_us,
-            reply,
-        })
-        .await
+            device,
+            kind: Some(kind),
+        };
+        // Cut here, in the producer's task, so that a huge answer is never
+        // copied: room is left for the sequence number the writer sets.
+        let fit = fit(&mut sample, siaga_proto::MAX_SAMPLE_BYTES - SEQ_ROOM);
+        let cut = fit.changed();
+        if cut {
+            warn!(device = %sample.device, ?fit, "sample over the size limit cut");
+        }
+        self.call(|reply| Cmd::Push { sample, cut, reply }).await
     }
 
     /// Deletes acknowledged samples; returns how many were still there.
@@ -835,23 +845,18 @@ impl WriterState {
         Ok(())
     }
 
-    /// The record for a sample: 8-byte timestamp and the encoded sample,
-    /// cut to the size limit (counted).
-    fn record(&mut self, seq: u64, device: &str, kind: &sample::Kind, ts_us: i64) -> Vec<u8> {
-        let mut s = Sample {
-            seq,
-            ts_us,
-            device: device.to_string(),
-            kind: Some(kind.clone()),
-        };
-        let fit = fit(&mut s, siaga_proto::MAX_SAMPLE_BYTES);
-        if fit != Fit::Whole {
+    /// The record for a sample (already cut, `cut` says whether): 8-byte
+    /// timestamp and the encoded sample with its sequence number.
+    fn record(&mut self, seq: u64, sample: &Sample, cut: bool) -> Vec<u8> {
+        if cut {
             self.cut += 1;
-            warn!(seq, device, ?fit, "sample over the size limit cut");
         }
-        let mut raw = Vec::with_capacity(8 + s.encoded_len());
-        raw.extend_from_slice(&ts_us.to_be_bytes());
-        s.encode_raw(&mut raw);
+        // The sample without its (default) seq, then the seq as field 1:
+        // the same bytes as encoding it with the seq set, without a copy.
+        let mut raw = Vec::with_capacity(8 + SEQ_ROOM + sample.encoded_len());
+        raw.extend_from_slice(&sample.ts_us.to_be_bytes());
+        prost::encoding::uint64::encode(1, &seq, &mut raw);
+        sample.encode_raw(&mut raw);
         raw
     }
 }
@@ -1181,21 +1186,17 @@ impl Writer {
     }
 
     fn apply_in_memory(&mut self, group: Vec<Cmd>) {
+        let cut_before = self.state.cut;
         let mut lost = 0u64;
         let mut results = Vec::with_capacity(group.len());
         {
             let mut mem = self.shared.mem();
             for cmd in &group {
                 match cmd {
-                    Cmd::Push {
-                        device,
-                        kind,
-                        ts_us,
-                        ..
-                    } => {
+                    Cmd::Push { sample, cut, .. } => {
                         let seq = self.state.next_seq;
                         self.state.next_seq += 1;
-                        let raw = self.state.record(seq, device, kind, *ts_us);
+                        let raw = self.state.record(seq, sample, *cut);
                         mem.bytes += raw.len();
                         mem.samples.insert(seq, raw);
                         while mem.bytes > MEMORY_BYTES {
@@ -1237,6 +1238,7 @@ impl Writer {
                 }
             }
         }
+        self.metrics.samples_cut.inc_by(self.state.cut - cut_before);
         if lost > 0 {
             self.state.dropped += lost;
             self.metrics.samples_dropped.inc_by(lost);
@@ -1389,15 +1391,10 @@ impl Writer {
             let mut blobs = txn.open_table(BLOBS).map_err(SpoolError::storage)?;
             for cmd in group {
                 match cmd {
-                    Cmd::Push {
-                        device,
-                        kind,
-                        ts_us,
-                        ..
-                    } => {
+                    Cmd::Push { sample, cut, .. } => {
                         let seq = self.state.next_seq;
                         self.state.next_seq += 1;
-                        let raw = self.state.record(seq, device, kind, *ts_us);
+                        let raw = self.state.record(seq, sample, *cut);
                         samples
                             .insert(seq, raw.as_slice())
                             .map_err(SpoolError::storage)?;

@@ -758,3 +758,85 @@ fn chain(e: &dyn std::error::Error) -> String {
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    /// Plays a collector that refuses any batch holding `bad`: batches of
+    /// the spool's seqs `1..=n` go out as the uplink would build them,
+    /// oldest first; returns the seqs given up and the refusals it took.
+    fn isolate(n: u64, bad: &[u64], batch: usize) -> (Vec<u64>, usize) {
+        let mut spool: Vec<u64> = (1..=n).collect();
+        let mut split = Splitter::default();
+        let mut given_up = vec![];
+        let mut refusals = 0;
+        let mut cursor = 0;
+        while let Some(pos) = spool.iter().position(|&s| s > cursor) {
+            let want = split.batch_samples(cursor, batch);
+            let b: Vec<u64> = spool[pos..].iter().copied().take(want).collect();
+            if b.iter().any(|s| bad.contains(s)) {
+                refusals += 1;
+                assert!(refusals < 100, "no end: the same bytes again and again");
+                match split.refused(&b) {
+                    Some(Verdict::GiveUp(seq)) => {
+                        spool.retain(|&s| s != seq);
+                        given_up.push(seq);
+                    }
+                    Some(Verdict::Split { samples }) => assert!(samples < b.len()),
+                    None => panic!("no verdict"),
+                }
+                // A new session replays from the oldest unacknowledged.
+                cursor = 0;
+            } else {
+                let last = *b.last().expect("non-empty");
+                split.acked(last);
+                spool.retain(|s| !b.contains(s));
+                cursor = last;
+            }
+        }
+        (given_up, refusals)
+    }
+
+    #[test_case(500, &[1], 500 ; "first of a full batch")]
+    #[test_case(500, &[500], 500 ; "last of a full batch")]
+    #[test_case(500, &[250], 500 ; "middle")]
+    #[test_case(1200, &[7, 900], 500 ; "two in different batches")]
+    #[test_case(3, &[1, 2, 3], 500 ; "all refused")]
+    #[test_case(1, &[1], 1 ; "alone from the start")]
+    fn a_refused_sample_is_isolated_and_given_up(n: u64, bad: &[u64], batch: usize) {
+        let (given_up, refusals) = isolate(n, bad, batch);
+        assert_eq!(given_up, bad.to_vec(), "only the refused are given up");
+        // Halving: about log2(batch) refusals per bad sample.
+        let bound = bad.len() * (usize::BITS - batch.leading_zeros() + 1) as usize;
+        assert!(refusals <= bound, "{refusals} refusals > {bound}");
+    }
+
+    #[test]
+    fn one_batch_in_flight_while_isolating() {
+        let mut s = Splitter::default();
+        assert_eq!(s.window(8), 8);
+        assert_eq!(s.refused(&[10, 11, 12, 13]), Some(Verdict::Split { samples: 2 }));
+        assert_eq!(s.window(8), 1);
+        assert_eq!(s.batch_samples(9, 500), 2);
+        s.acked(13);
+        assert_eq!((s.window(8), s.batch_samples(13, 500)), (8, 500));
+        assert_eq!(s.refused(&[]), None);
+    }
+
+    #[test]
+    fn refusal_codes() {
+        for (code, refusal) in [
+            (tonic::Code::OutOfRange, true),
+            (tonic::Code::ResourceExhausted, true),
+            (tonic::Code::InvalidArgument, true),
+            (tonic::Code::Unavailable, false),
+            (tonic::Code::Internal, false),
+        ] {
+            let e = UplinkError::Status(tonic::Status::new(code, "x"));
+            assert_eq!(is_refusal(&e), refusal, "{code:?}");
+        }
+        assert!(!is_refusal(&UplinkError::Closed));
+    }
+}
