@@ -1081,10 +1081,7 @@ impl Writer {
                 self.metrics.samples_cut.inc_by(self.state.cut - before.4);
                 if dropped_now > 0 {
                     self.dropped_since_log += dropped_now;
-                    if self
-                        .last_drop_log
-                        .is_none_or(|t| t.elapsed() >= LOG_EVERY)
-                    {
+                    if self.last_drop_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                         warn!(
                             dropped = self.dropped_since_log,
                             total_dropped = self.state.dropped,

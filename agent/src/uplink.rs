@@ -817,7 +817,10 @@ mod tests {
     fn one_batch_in_flight_while_isolating() {
         let mut s = Splitter::default();
         assert_eq!(s.window(8), 8);
-        assert_eq!(s.refused(&[10, 11, 12, 13]), Some(Verdict::Split { samples: 2 }));
+        assert_eq!(
+            s.refused(&[10, 11, 12, 13]),
+            Some(Verdict::Split { samples: 2 })
+        );
         assert_eq!(s.window(8), 1);
         assert_eq!(s.batch_samples(9, 500), 2);
         s.acked(13);

@@ -277,11 +277,9 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
             },
             ago(a.last_seen_us),
             match v1::SpoolCondition::try_from(a.spool_condition) {
-                Ok(v1::SpoolCondition::DiskFull | v1::SpoolCondition::WriteError) => format!(
-                    "{} ({})",
-                    a.spool_depth,
-                    spool_condition(a.spool_condition)
-                ),
+                Ok(v1::SpoolCondition::DiskFull | v1::SpoolCondition::WriteError) => {
+                    format!("{} ({})", a.spool_depth, spool_condition(a.spool_condition))
+                }
                 _ => a.spool_depth.to_string(),
             },
             a.dropped.to_string(),

@@ -106,15 +106,23 @@ fn one_huge_sample_does_not_blind_the_opd_nor_grow_the_agent() -> Result<()> {
     let pid = agent.pid().context("agent pid")?;
 
     // The other devices' samples arrive, and the big one arrives cut.
-    wait_until(secs(90), "samples of a-1 and a-2, and the big device's", || {
-        Ok(admin.history_ts("a-1")?.len() >= 5
-            && admin.history_ts("a-2")?.len() >= 5
-            && !admin.history_ts("big")?.is_empty())
-    })
+    wait_until(
+        secs(90),
+        "samples of a-1 and a-2, and the big device's",
+        || {
+            Ok(admin.history_ts("a-1")?.len() >= 5
+                && admin.history_ts("a-2")?.len() >= 5
+                && !admin.history_ts("big")?.is_empty())
+        },
+    )
     .with_context(|| agent.log_tail(30))?;
     let big = admin.history("big")?;
     let text = big[0].to_string();
-    ensure!(text.contains("over the"), "the cut is not flagged: {}", &text[..text.len().min(400)]);
+    ensure!(
+        text.contains("over the"),
+        "the cut is not flagged: {}",
+        &text[..text.len().min(400)]
+    );
 
     // The cut is counted and visible.
     wait_until(secs(30), "`siaga agents` to show the cut sample", || {
@@ -149,7 +157,11 @@ fn one_huge_sample_does_not_blind_the_opd_nor_grow_the_agent() -> Result<()> {
 #[test]
 fn the_collector_refuses_an_oversized_sample_per_batch_and_the_stream_goes_on() -> Result<()> {
     let mut c = Collector::init()?;
-    c.write_inventory(&Inventory::new("10s").opd("a").device("a-1", "a", "127.0.0.1"))?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
     let admin = c.enroll_user("budi", "admin")?;
     c.serve()?;
     let cfg = c.enroll_agent("a")?;
@@ -229,7 +241,10 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -273,9 +288,11 @@ fn a_full_disk_does_not_blind_the_agent_and_it_recovers_by_itself() -> Result<()
     })
     .with_context(|| agent.log_tail(20))?;
     let now = now_us();
-    wait_until(secs(30), "live samples of a-1 while the disk is full", || {
-        Ok(admin.history_ts("a-1")?.iter().any(|t| *t > now))
-    })?;
+    wait_until(
+        secs(30),
+        "live samples of a-1 while the disk is full",
+        || Ok(admin.history_ts("a-1")?.iter().any(|t| *t > now)),
+    )?;
     let table = admin.run(&["agents"])?;
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     ensure!(table.contains("disk full"), "{table}");
@@ -297,7 +314,11 @@ fn a_full_disk_does_not_blind_the_agent_and_it_recovers_by_itself() -> Result<()
         .lines()
         .filter(|l| (l.contains("WARN") || l.contains("ERROR")) && l.contains("spool"))
         .count();
-    ensure!(spool_lines <= 6, "{spool_lines} spool warnings:\n{}", agent.log_tail(40));
+    ensure!(
+        spool_lines <= 6,
+        "{spool_lines} spool warnings:\n{}",
+        agent.log_tail(40)
+    );
 
     // Space returns: the spool writes again by itself.
     std::fs::remove_file(&filler)?;
@@ -314,7 +335,11 @@ fn a_full_disk_does_not_blind_the_agent_and_it_recovers_by_itself() -> Result<()
     ensure!(agent.running());
     eprintln!(
         "disk full at +0 s; samples of a-1 since: {}",
-        admin.history_ts("a-1")?.iter().filter(|t| **t > full_at).count()
+        admin
+            .history_ts("a-1")?
+            .iter()
+            .filter(|t| **t > full_at)
+            .count()
     );
     Ok(())
 }
