@@ -1090,6 +1090,8 @@ impl Uplink {
             match m.msg {
                 Some(collector_message::Msg::Ack(a)) if a.batch_id == batch_id => return Ok(a),
                 Some(collector_message::Msg::Inventory(inv)) => self.inventory = Some(inv),
+                // The reason for samples of this batch the Ack counts as refused.
+                Some(collector_message::Msg::Refusal(r)) if r.batch_id == batch_id => {}
                 Some(collector_message::Msg::Refusal(r)) => bail!("refused: {}", r.reason),
                 _ => {}
             }
