@@ -776,7 +776,11 @@ mod tests {
                 "mem_used_pct",
                 "opd",
                 "refused",
+                "samples_cut",
+                "spool",
                 "spool_depth",
+                "spool_error",
+                "undeliverable",
                 "version"
             ]
         );
@@ -785,6 +789,12 @@ mod tests {
             a[0]["cert_not_after"].is_null(),
             "not connected since start"
         );
+        assert_eq!(a[0]["spool"], "unknown", "an agent that never said");
+        let full = agents_json(&[v1::AgentInfo {
+            spool_condition: v1::SpoolCondition::DiskFull as i32,
+            ..Default::default()
+        }]);
+        assert_eq!(full[0]["spool"], "disk full");
         let d = devices_json(&[v1::DeviceInfo {
             id: "d".into(),
             rtt_ms: Some(1.5),
