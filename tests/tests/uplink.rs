@@ -297,16 +297,16 @@ fn a_full_disk_does_not_blind_the_agent_and_it_recovers_by_itself() -> Result<()
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     ensure!(table.contains("disk full"), "{table}");
 
-    // A restart on the full disk: the agent comes up and reports at once.
+    // A restart on the full disk: the agent comes up and its samples arrive
+    // at once (the issue saw an 83 s hole). Whether its spool can write
+    // then depends on the free pages the file has; it says which.
     ensure!(agent.stop(), "agent did not stop cleanly");
     agent.restart()?;
     let restarted = now_us();
-    wait_until(secs(30), "samples after a restart on the full disk", || {
+    wait_until(secs(15), "samples after a restart on the full disk", || {
         Ok(admin.history_ts("a-1")?.iter().any(|t| *t > restarted))
     })
     .with_context(|| agent.log_tail(20))?;
-    let a = admin.agent(&agent.id)?.context("agent not listed")?;
-    ensure!(a["spool"] == "disk full", "{a}");
 
     // The log says it once, not on every sample.
     let log = std::fs::read_to_string(&log_path)?;
