@@ -343,3 +343,81 @@ fn a_full_disk_does_not_blind_the_agent_and_it_recovers_by_itself() -> Result<()
     );
     Ok(())
 }
+
+#[test]
+fn a_message_over_the_cap_ends_the_stream_with_the_reason() -> Result<()> {
+    use siaga_proto::v1::{
+        AgentMessage, Hello, SampleBatch, agent_message, collector_message,
+        uplink_client::UplinkClient,
+    };
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let rt = runtime()?;
+    let (refusal, status) = rt.block_on(async {
+        // A sender without the agent's limits: 20 MiB in one batch.
+        let mut client = UplinkClient::new(tls.channel().await?)
+            .max_encoding_message_size(64 << 20)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(AgentMessage {
+            msg: Some(agent_message::Msg::Hello(Hello {
+                protocol_major: siaga_proto::PROTOCOL_MAJOR,
+                agent_id: cfg.id.clone(),
+                opd: "a".into(),
+                ..Default::default()
+            })),
+        })
+        .await?;
+        let mut down = client
+            .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let t = now_us() - 1_000_000;
+        let samples = (0..5u64)
+            .map(|i| {
+                let mut s = huge_snmp_sample(i + 1, t, "a-1");
+                if let Some(sample::Kind::Snmp(r)) = &mut s.kind {
+                    r.interfaces.truncate(70);
+                }
+                s
+            })
+            .collect();
+        tx.send(AgentMessage {
+            msg: Some(agent_message::Msg::Batch(SampleBatch {
+                batch_id: 1,
+                samples,
+            })),
+        })
+        .await?;
+        let mut refusal = None;
+        loop {
+            match down.message().await {
+                Ok(Some(m)) => {
+                    if let Some(collector_message::Msg::Refusal(r)) = m.msg {
+                        refusal = Some(r);
+                    }
+                }
+                Ok(None) => return anyhow::Ok((refusal, None)),
+                Err(status) => return anyhow::Ok((refusal, Some(status))),
+            }
+        }
+    })?;
+    let refusal = refusal.context("no Refusal before the stream ended")?;
+    ensure!(
+        refusal.batch_id == 0 && refusal.reason.contains("too large"),
+        "{refusal:?}"
+    );
+    let status = status.context("the stream ended without a status")?;
+    ensure!(
+        status.code() == tonic::Code::OutOfRange,
+        "the agent cannot tell a refusal from an outage: {status:?}"
+    );
+    Ok(())
+}
