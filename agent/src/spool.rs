@@ -492,35 +492,70 @@ impl Spool {
     }
 }
 
-/// Decodes a stored record; one over the size limit is cut (and the cut
-/// handed to the writer to store in its place).
+/// The fields of a stored [`Sample`] before its kind: decoding only these
+/// skips a huge kind without allocating it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SampleHead {
+    #[prost(uint64, tag = "1")]
+    seq: u64,
+    #[prost(int64, tag = "2")]
+    ts_us: i64,
+    #[prost(string, tag = "3")]
+    device: String,
+}
+
+/// Decodes a stored record. One over the size limit (left by an agent
+/// without the limit) is not decoded whole: it becomes the small
+/// `sample_too_large` marker, handed to the writer to store in its place.
 fn decode(seq: u64, raw: &[u8], tx: Option<&mpsc::Sender<Cmd>>) -> Option<Sample> {
-    let mut s = match raw.get(8..).map(Sample::decode) {
-        Some(Ok(s)) => s,
-        Some(Err(e)) => {
+    let Some(body) = raw.get(8..) else {
+        warn!(seq, "skipping truncated spool record");
+        return None;
+    };
+    if body.len() <= siaga_proto::MAX_SAMPLE_BYTES {
+        return match Sample::decode(body) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(seq, error = %e, "skipping corrupt spool record");
+                None
+            }
+        };
+    }
+    let head = match SampleHead::decode(body) {
+        Ok(h) => h,
+        Err(e) => {
             warn!(seq, error = %e, "skipping corrupt spool record");
             return None;
         }
-        None => {
-            warn!(seq, "skipping truncated spool record");
-            return None;
-        }
     };
-    if raw.len() > siaga_proto::MAX_SAMPLE_BYTES + 8 {
-        let fit = fit(&mut s, siaga_proto::MAX_SAMPLE_BYTES);
-        warn!(seq, device = %s.device, ?fit, "spooled sample over the size limit cut");
-        if let Some(tx) = tx {
-            let mut cut = Vec::with_capacity(8 + s.encoded_len());
-            cut.extend_from_slice(&raw[..8]);
-            s.encode_raw(&mut cut);
-            let (reply, _) = oneshot::channel();
-            // Best effort: if the writer is busy it is cut again next time.
-            let _ = tx.try_send(Cmd::Replace {
-                seq,
-                raw: cut,
-                reply,
-            });
-        }
+    let mut s = Sample {
+        seq: head.seq,
+        ts_us: head.ts_us,
+        device: head.device,
+        kind: Some(sample::Kind::Event(siaga_proto::v1::Event {
+            kind: crate::fit::TOO_LARGE_EVENT.into(),
+            detail: format!(
+                "sample of {} over the {} limit, spooled before the limit",
+                crate::fit::human(body.len()),
+                crate::fit::human(siaga_proto::MAX_SAMPLE_BYTES)
+            ),
+            source: "agent".into(),
+            ..Default::default()
+        })),
+    };
+    fit(&mut s, siaga_proto::MAX_SAMPLE_BYTES);
+    warn!(seq, device = %s.device, bytes = body.len(), "spooled sample over the size limit replaced by a marker");
+    if let Some(tx) = tx {
+        let mut cut = Vec::with_capacity(8 + s.encoded_len());
+        cut.extend_from_slice(&raw[..8]);
+        s.encode_raw(&mut cut);
+        let (reply, _) = oneshot::channel();
+        // Best effort: if the writer is busy it is replaced next time.
+        let _ = tx.try_send(Cmd::Replace {
+            seq,
+            raw: cut,
+            reply,
+        });
     }
     Some(s)
 }
