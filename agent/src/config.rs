@@ -98,6 +98,9 @@ pub struct SpoolConfig {
 /// The most interfaces per device that may be configured: a poll of that
 /// many still fits in the agent's memory and a sample.
 const MAX_INTERFACES_LIMIT: usize = 65_536;
+/// Smallest `spool.max_bytes`: the spool file's own structure takes about
+/// 72 KiB and the file grows by doubling.
+pub const MIN_SPOOL_BYTES: u64 = 256 * 1024;
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
@@ -182,7 +185,8 @@ key = "agent.key"
 [spool]
 # Samples are written here before they are sent and deleted when the
 # collector acknowledges them. Beyond either bound the oldest are dropped
-# and counted; the count is reported to the collector.
+# and counted; the count is reported to the collector. max_bytes bounds the
+# spool file itself (at least 262144); its records get at most half of it.
 max_bytes = 268435456
 max_age = "7d"
 
@@ -269,8 +273,13 @@ impl AgentConfig {
         if self.interval < Duration::from_millis(100) {
             return Err(invalid("interval", "must be at least 100ms".into()));
         }
-        if self.spool.max_bytes < 4096 {
-            return Err(invalid("spool.max_bytes", "must be at least 4096".into()));
+        if self.spool.max_bytes < MIN_SPOOL_BYTES {
+            return Err(invalid(
+                "spool.max_bytes",
+                format!(
+                    "must be at least {MIN_SPOOL_BYTES} (the spool file's own structure takes about 72 KiB)"
+                ),
+            ));
         }
         if self.spool.max_age < Duration::from_secs(1) {
             return Err(invalid("spool.max_age", "must be at least 1s".into()));
@@ -454,7 +463,7 @@ mod tests {
         assert_eq!(cfg, AgentConfig::default());
     }
 
-    const GOOD: &str = "id = \"a\"\nopd = \"dinkes\"\ncollector = \"https://127.0.0.1:7443\"\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n[spool]\nmax_bytes = 100000\nmax_age = \"2h\"\n";
+    const GOOD: &str = "id = \"a\"\nopd = \"dinkes\"\ncollector = \"https://127.0.0.1:7443\"\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n[spool]\nmax_bytes = 1000000\nmax_age = \"2h\"\n";
 
     #[test]
     fn good_file_parses() {

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fit;
 pub mod host;
 pub mod identity;
 pub mod logs;

@@ -67,6 +67,20 @@ pub struct Metrics {
     pub traps_suppressed: Family<DeviceLabels, Counter>,
     /// Failed `accept`s on the metrics listener (e.g. out of file descriptors).
     pub metrics_accept_errors: Counter,
+    /// Samples cut (or replaced by a marker) to the sample size limit.
+    pub samples_cut: Counter,
+    /// Samples held in memory because the spool cannot write.
+    pub samples_in_memory: Gauge,
+    /// Size of the spool file.
+    pub spool_file_bytes: Gauge,
+    /// 1 while the spool writes to disk, 0 while it keeps samples in memory.
+    pub spool_writable: Gauge,
+    /// Spool writes that failed (each one puts the spool in memory).
+    pub spool_write_errors: Counter,
+    /// Samples given up after the collector refused them even alone.
+    pub samples_undeliverable: Counter,
+    /// Samples the collector refused (acknowledged as refused).
+    pub samples_refused: Counter,
 }
 
 impl Metrics {
@@ -126,6 +140,41 @@ impl Metrics {
             "reconnects",
             "Reconnection attempts to the collector",
             self.reconnects.clone(),
+        );
+        r.register(
+            "samples_cut",
+            "Samples cut or replaced by a marker because they were over the sample size limit",
+            self.samples_cut.clone(),
+        );
+        r.register(
+            "samples_in_memory",
+            "Samples held in memory because the spool cannot write",
+            self.samples_in_memory.clone(),
+        );
+        r.register(
+            "spool_file_bytes",
+            "Size of the spool file (bounded by spool.max_bytes)",
+            self.spool_file_bytes.clone(),
+        );
+        r.register(
+            "spool_writable",
+            "1 while the spool writes to disk, 0 while samples are kept in memory",
+            self.spool_writable.clone(),
+        );
+        r.register(
+            "spool_write_errors",
+            "Spool writes that failed",
+            self.spool_write_errors.clone(),
+        );
+        r.register(
+            "samples_undeliverable",
+            "Samples given up after the collector refused the stream that carried them alone",
+            self.samples_undeliverable.clone(),
+        );
+        r.register(
+            "samples_refused",
+            "Samples the collector acknowledged as refused",
+            self.samples_refused.clone(),
         );
         r.register(
             "probes",

@@ -8,6 +8,18 @@
 //! from the oldest unacknowledged sample again, and the collector drops what
 //! it already has by (agent, seq). New samples need no special path: they
 //! have higher sequence numbers and follow the replay.
+//!
+//! Size: a batch holds as many samples as fit in
+//! [`UplinkSettings::batch_bytes`] encoded (one sample is at most
+//! [`siaga_proto::MAX_SAMPLE_BYTES`], the spool cuts larger ones), far under
+//! the message cap, and the batches in flight hold at most twice that.
+//!
+//! Refusals: the collector acknowledges samples it refuses (counted in
+//! `Ack.refused`, the reason in a `Refusal`); they are deleted like the
+//! others. If it cannot even read a batch and ends the stream for it, the
+//! batches are split ([`Splitter`]) until the sample it refuses is alone,
+//! and that one is given up and counted as undeliverable: the same refused
+//! bytes are never sent again and again.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,7 +43,7 @@ use crate::host::{HostSampler, hostname};
 use crate::metrics::Metrics;
 use crate::probe::measure::Measurer;
 use crate::scheduler::cycle_interval;
-use crate::spool::{Spool, now_us};
+use crate::spool::{Spool, SpoolStats, now_us};
 
 /// Answer to a measurement request when the uplink was built without a
 /// [`Measurer`] (no ICMP sockets to measure with).
@@ -39,6 +51,99 @@ pub const MEASURE_UNSUPPORTED: &str = "this agent cannot take measurements";
 
 /// Longest wait for the acknowledgement of a batch before reconnecting.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Least time between two warnings about refused samples.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a stream ended because the collector refused what it was sent
+/// (too large, unreadable) rather than because the network or the
+/// collector went away.
+pub fn is_refusal(e: &UplinkError) -> bool {
+    match e {
+        UplinkError::Status(s) => matches!(
+            s.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument
+        ),
+        _ => false,
+    }
+}
+
+/// Splits batches after a refused stream until the refused sample is alone.
+///
+/// I/O-free: the uplink tells it which batch was oldest in flight when the
+/// collector refused the stream, and asks it how many samples the next
+/// batch may hold and how many batches may be in flight.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Splitter {
+    suspect: Option<Suspect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Suspect {
+    /// The sequence numbers the refused batch covered.
+    first: u64,
+    last: u64,
+    /// Most samples per batch until past `last`.
+    samples: usize,
+}
+
+/// What to do after a refused stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send again in smaller batches.
+    Split {
+        /// Samples per batch from now on, over the suspect range.
+        samples: usize,
+    },
+    /// This sample was refused alone: give it up (delete and count).
+    GiveUp(u64),
+}
+
+impl Splitter {
+    /// The collector refused the stream while `oldest` (the seqs of the
+    /// oldest batch in flight) was unacknowledged.
+    pub fn refused(&mut self, oldest: &[u64]) -> Option<Verdict> {
+        let (&first, &last) = (oldest.first()?, oldest.last()?);
+        if oldest.len() == 1 {
+            self.suspect = self
+                .suspect
+                .take()
+                .filter(|s| s.last > first)
+                .map(|s| Suspect {
+                    first: first + 1,
+                    ..s
+                });
+            return Some(Verdict::GiveUp(first));
+        }
+        let samples = oldest.len().div_ceil(2);
+        self.suspect = Some(Suspect {
+            first,
+            last,
+            samples,
+        });
+        Some(Verdict::Split { samples })
+    }
+
+    /// A batch ending at `last` was acknowledged.
+    pub fn acked(&mut self, last: u64) {
+        if self.suspect.as_ref().is_some_and(|s| last >= s.last) {
+            self.suspect = None;
+        }
+    }
+
+    /// Most samples for the next batch, which starts after `cursor`.
+    pub fn batch_samples(&self, cursor: u64, normal: usize) -> usize {
+        match &self.suspect {
+            Some(s) if cursor < s.last => s.samples.min(normal),
+            _ => normal,
+        }
+    }
+
+    /// Most batches in flight: one while isolating a refused sample, so
+    /// that a refusal names its batch.
+    pub fn window(&self, normal: usize) -> usize {
+        if self.suspect.is_some() { 1 } else { normal }
+    }
+}
 
 /// Everything the uplink needs to know.
 #[derive(Debug, Clone)]
@@ -104,6 +209,10 @@ pub struct Uplink {
     metrics: Metrics,
     host: Option<HostSampler>,
     measurer: Option<Measurer>,
+    splitter: Splitter,
+    /// Samples given up after a refusal (reported in heartbeats).
+    undeliverable: u64,
+    last_refusal_log: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Uplink {
@@ -142,6 +251,9 @@ impl Uplink {
             metrics,
             host,
             measurer: None,
+            splitter: Splitter::default(),
+            undeliverable: 0,
+            last_refusal_log: None,
         }
     }
 
@@ -160,11 +272,20 @@ impl Uplink {
                 self.metrics.reconnects.inc();
             }
             first = false;
-            let result = self.session(&cancel).await;
+            let mut inflight = BTreeMap::new();
+            let result = self.session(&cancel, &mut inflight).await;
             self.metrics.stream_connected.set(0);
             match result {
                 Ok(End::Shutdown) => return,
                 Err(e) => {
+                    if is_refusal(&e) {
+                        // Never the same refused bytes again: split, or give
+                        // the sample up; and try again soon.
+                        if let Err(e) = self.after_refusal(&e, &inflight).await {
+                            warn!(error = %e, "cannot drop a refused sample from the spool");
+                        }
+                        self.settings.backoff.reset();
+                    }
                     let delay = self.settings.backoff.next_delay();
                     warn!(
                         error = %chain(&e),
@@ -204,7 +325,8 @@ impl Uplink {
     }
 
     fn heartbeat(&mut self) -> AgentMessage {
-        let st = self.spool.stats();
+        let st: SpoolStats = self.spool.stats();
+        let health = self.spool.health();
         let revision = self.inventory.borrow().as_ref().map_or(0, |i| i.revision);
         AgentMessage {
             msg: Some(agent_message::Msg::Heartbeat(Heartbeat {
@@ -214,8 +336,42 @@ impl Uplink {
                 dropped: st.dropped,
                 host: self.host.as_mut().map(HostSampler::sample),
                 inventory_revision: revision,
+                spool_condition: health.condition as i32,
+                spool_error: health.error,
+                samples_cut: st.cut,
+                samples_undeliverable: self.undeliverable,
+                spool_file_bytes: st.file_bytes,
+                samples_in_memory: st.in_memory,
             })),
         }
+    }
+
+    /// The collector refused the stream: split the oldest batch in flight,
+    /// or give up its only sample.
+    async fn after_refusal(
+        &mut self,
+        e: &UplinkError,
+        inflight: &BTreeMap<u64, Batch>,
+    ) -> Result<(), UplinkError> {
+        let Some(oldest) = inflight.values().next() else {
+            warn!(error = %e, "collector refused the stream with nothing in flight");
+            return Ok(());
+        };
+        match self.splitter.refused(&oldest.seqs) {
+            Some(Verdict::Split { samples }) => {
+                warn!(error = %e, was = oldest.seqs.len(), now = samples,
+                    "collector refused a batch; sending it again in smaller batches");
+            }
+            Some(Verdict::GiveUp(seq)) => {
+                let n = self.spool.ack(vec![seq]).await?;
+                self.undeliverable += n;
+                self.metrics.samples_undeliverable.inc_by(n);
+                warn!(error = %e, seq, total = self.undeliverable,
+                    "collector refused this sample alone; it is given up and counted");
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     fn heartbeat_every(&self) -> Duration {
@@ -225,7 +381,11 @@ impl Uplink {
         )
     }
 
-    async fn session(&mut self, cancel: &CancellationToken) -> Result<End, UplinkError> {
+    async fn session(
+        &mut self,
+        cancel: &CancellationToken,
+        inflight: &mut BTreeMap<u64, Batch>,
+    ) -> Result<End, UplinkError> {
         let channel = tokio::select! {
             () = cancel.cancelled() => return Ok(End::Shutdown),
             c = self.connect() => c?,
@@ -248,6 +408,10 @@ impl Uplink {
             spool_depth: st.depth,
             dropped: st.dropped,
             hostname: hostname(),
+            spool_condition: self.spool.health().condition as i32,
+            spool_error: self.spool.health().error,
+            samples_cut: st.cut,
+            samples_undeliverable: self.undeliverable,
         };
         send(
             &tx,
@@ -271,7 +435,6 @@ impl Uplink {
         let measurements = cancel.child_token();
         let _stop_measurements = measurements.clone().drop_guard();
 
-        let mut inflight: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         let mut sent_at: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
         let mut cursor = 0u64;
         let mut next_batch = 1u64;
@@ -287,16 +450,15 @@ impl Uplink {
         loop {
             // Fill the window, oldest unacknowledged first.
             committed.borrow_and_update();
-            while inflight.len() < self.settings.window {
+            while self.window_open(inflight) {
+                let want = self
+                    .splitter
+                    .batch_samples(cursor, self.settings.batch_samples);
                 let page = self
                     .spool
-                    .read_after(
-                        cursor,
-                        self.settings.batch_samples,
-                        self.settings.batch_bytes,
-                    )
+                    .read_after(cursor, want, self.settings.batch_bytes)
                     .await?;
-                caught_up = page.seqs.len() < self.settings.batch_samples;
+                caught_up = page.seqs.len() < want && page.bytes < self.settings.batch_bytes / 2;
                 replaying |= !caught_up;
                 let Some(&last) = page.seqs.last() else { break };
                 cursor = last;
@@ -314,7 +476,13 @@ impl Uplink {
                     last,
                     "sending batch"
                 );
-                inflight.insert(batch_id, page.seqs);
+                inflight.insert(
+                    batch_id,
+                    Batch {
+                        seqs: page.seqs,
+                        bytes: page.bytes,
+                    },
+                );
                 sent_at.insert(batch_id, tokio::time::Instant::now());
                 let batch = AgentMessage {
                     msg: Some(agent_message::Msg::Batch(SampleBatch {
@@ -326,28 +494,32 @@ impl Uplink {
                     // The stream is closing. Acknowledgements may still be
                     // buffered ahead of the final status: apply them, so
                     // that only the unacknowledged are sent again.
-                    return Err(self.drain(&mut inbound, &mut inflight).await);
+                    return Err(self.drain(&mut inbound, inflight).await);
                 }
             }
 
-            let window_open = inflight.len() < self.settings.window;
+            let window_open = self.window_open(inflight);
             tokio::select! {
                 () = cancel.cancelled() => {
                     // Stop sending; take the acknowledgements of what is in
                     // flight so that fewer samples are sent twice later.
                     drop(tx);
-                    self.drain(&mut inbound, &mut inflight).await;
+                    self.drain(&mut inbound, inflight).await;
                     return Ok(End::Shutdown);
                 }
                 m = inbound.message() => {
-                    let Some(m) = m? else { return Err(UplinkError::Closed) };
+                    let m = match m {
+                        Ok(Some(m)) => m,
+                        Ok(None) => return Err(UplinkError::Closed),
+                        Err(status) => return Err(status.into()),
+                    };
                     let Some(m) = m.msg else { continue };
-                    match self.handle(m, &tx, &mut inflight, &measurements).await {
+                    match self.handle(m, &tx, inflight, &measurements).await {
                         Ok(()) => {}
                         // Our side of the stream is gone; acknowledgements
                         // may still be buffered ahead of the final status.
                         Err(UplinkError::Closed) => {
-                            return Err(self.drain(&mut inbound, &mut inflight).await);
+                            return Err(self.drain(&mut inbound, inflight).await);
                         }
                         Err(e) => return Err(e),
                     }
@@ -390,7 +562,7 @@ impl Uplink {
         &mut self,
         m: collector_message::Msg,
         tx: &mpsc::Sender<AgentMessage>,
-        inflight: &mut BTreeMap<u64, Vec<u64>>,
+        inflight: &mut BTreeMap<u64, Batch>,
         measurements: &CancellationToken,
     ) -> Result<(), UplinkError> {
         match m {
@@ -416,13 +588,19 @@ impl Uplink {
                 );
             }
             collector_message::Msg::Ack(a) => match inflight.remove(&a.batch_id) {
-                Some(seqs) => {
+                Some(Batch { seqs, .. }) => {
                     if a.refused > 0 {
-                        warn!(
-                            batch_id = a.batch_id,
-                            refused = a.refused,
-                            "collector refused samples of this batch"
-                        );
+                        self.metrics.samples_refused.inc_by(u64::from(a.refused));
+                        if self.refusal_log_due() {
+                            warn!(
+                                batch_id = a.batch_id,
+                                refused = a.refused,
+                                "collector refused samples of this batch"
+                            );
+                        }
+                    }
+                    if let Some(&last) = seqs.last() {
+                        self.splitter.acked(last);
                     }
                     let n = self.spool.ack(seqs).await?;
                     debug!(
@@ -448,7 +626,11 @@ impl Uplink {
                 self.inventory.send_replace(Some(Arc::new(inv)));
             }
             collector_message::Msg::Refusal(r) => {
-                warn!(reason = %r.reason, "collector refused");
+                if self.refusal_log_due() {
+                    warn!(reason = %r.reason, batch_id = r.batch_id, samples = r.samples, "collector refused");
+                } else {
+                    debug!(reason = %r.reason, batch_id = r.batch_id, samples = r.samples, "collector refused");
+                }
             }
             collector_message::Msg::Measure(cmd) => {
                 let Some(measurer) = self.measurer.clone() else {
@@ -500,7 +682,7 @@ impl Uplink {
     async fn drain(
         &mut self,
         inbound: &mut tonic::Streaming<siaga_proto::v1::CollectorMessage>,
-        inflight: &mut BTreeMap<u64, Vec<u64>>,
+        inflight: &mut BTreeMap<u64, Batch>,
     ) -> UplinkError {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while !inflight.is_empty() {
@@ -508,7 +690,7 @@ impl Uplink {
                 Ok(Ok(Some(siaga_proto::v1::CollectorMessage {
                     msg: Some(collector_message::Msg::Ack(a)),
                 }))) => {
-                    if let Some(seqs) = inflight.remove(&a.batch_id)
+                    if let Some(Batch { seqs, .. }) = inflight.remove(&a.batch_id)
                         && let Err(e) = self.spool.ack(seqs).await
                     {
                         return e.into();
@@ -522,6 +704,36 @@ impl Uplink {
         }
         UplinkError::Closed
     }
+}
+
+impl Uplink {
+    /// Whether another batch may go out: fewer than the window, and the
+    /// batches in flight hold less than two batches' worth of bytes.
+    fn window_open(&self, inflight: &BTreeMap<u64, Batch>) -> bool {
+        let bytes: usize = inflight.values().map(|b| b.bytes).sum();
+        inflight.len() < self.splitter.window(self.settings.window)
+            && bytes < 2 * self.settings.batch_bytes
+    }
+
+    fn refusal_log_due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let due = self
+            .last_refusal_log
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY);
+        if due {
+            self.last_refusal_log = Some(now);
+        }
+        due
+    }
+}
+
+/// A batch in flight.
+#[derive(Debug)]
+pub struct Batch {
+    /// Sequence numbers it covers.
+    seqs: Vec<u64>,
+    /// Encoded bytes of its samples.
+    bytes: usize,
 }
 
 async fn send(tx: &mpsc::Sender<AgentMessage>, m: AgentMessage) -> Result<(), UplinkError> {
@@ -545,4 +757,89 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    /// Plays a collector that refuses any batch holding `bad`: batches of
+    /// the spool's seqs `1..=n` go out as the uplink would build them,
+    /// oldest first; returns the seqs given up and the refusals it took.
+    fn isolate(n: u64, bad: &[u64], batch: usize) -> (Vec<u64>, usize) {
+        let mut spool: Vec<u64> = (1..=n).collect();
+        let mut split = Splitter::default();
+        let mut given_up = vec![];
+        let mut refusals = 0;
+        let mut cursor = 0;
+        while let Some(pos) = spool.iter().position(|&s| s > cursor) {
+            let want = split.batch_samples(cursor, batch);
+            let b: Vec<u64> = spool[pos..].iter().copied().take(want).collect();
+            if b.iter().any(|s| bad.contains(s)) {
+                refusals += 1;
+                assert!(refusals < 100, "no end: the same bytes again and again");
+                match split.refused(&b) {
+                    Some(Verdict::GiveUp(seq)) => {
+                        spool.retain(|&s| s != seq);
+                        given_up.push(seq);
+                    }
+                    Some(Verdict::Split { samples }) => assert!(samples < b.len()),
+                    None => panic!("no verdict"),
+                }
+                // A new session replays from the oldest unacknowledged.
+                cursor = 0;
+            } else {
+                let last = *b.last().expect("non-empty");
+                split.acked(last);
+                spool.retain(|s| !b.contains(s));
+                cursor = last;
+            }
+        }
+        (given_up, refusals)
+    }
+
+    #[test_case(500, &[1], 500 ; "first of a full batch")]
+    #[test_case(500, &[500], 500 ; "last of a full batch")]
+    #[test_case(500, &[250], 500 ; "middle")]
+    #[test_case(1200, &[7, 900], 500 ; "two in different batches")]
+    #[test_case(3, &[1, 2, 3], 500 ; "all refused")]
+    #[test_case(1, &[1], 1 ; "alone from the start")]
+    fn a_refused_sample_is_isolated_and_given_up(n: u64, bad: &[u64], batch: usize) {
+        let (given_up, refusals) = isolate(n, bad, batch);
+        assert_eq!(given_up, bad.to_vec(), "only the refused are given up");
+        // Halving: about log2(batch) refusals per bad sample.
+        let bound = bad.len() * (usize::BITS - batch.leading_zeros() + 1) as usize;
+        assert!(refusals <= bound, "{refusals} refusals > {bound}");
+    }
+
+    #[test]
+    fn one_batch_in_flight_while_isolating() {
+        let mut s = Splitter::default();
+        assert_eq!(s.window(8), 8);
+        assert_eq!(
+            s.refused(&[10, 11, 12, 13]),
+            Some(Verdict::Split { samples: 2 })
+        );
+        assert_eq!(s.window(8), 1);
+        assert_eq!(s.batch_samples(9, 500), 2);
+        s.acked(13);
+        assert_eq!((s.window(8), s.batch_samples(13, 500)), (8, 500));
+        assert_eq!(s.refused(&[]), None);
+    }
+
+    #[test]
+    fn refusal_codes() {
+        for (code, refusal) in [
+            (tonic::Code::OutOfRange, true),
+            (tonic::Code::ResourceExhausted, true),
+            (tonic::Code::InvalidArgument, true),
+            (tonic::Code::Unavailable, false),
+            (tonic::Code::Internal, false),
+        ] {
+            let e = UplinkError::Status(tonic::Status::new(code, "x"));
+            assert_eq!(is_refusal(&e), refusal, "{code:?}");
+        }
+        assert!(!is_refusal(&UplinkError::Closed));
+    }
 }

@@ -566,6 +566,10 @@ impl Admin for AdminService {
                     status: status.as_str().into(),
                     clock_offset_us: r.clock_offset_us,
                     future_refused: r.future_refused,
+                    spool_condition: r.spool_condition,
+                    spool_error: r.spool_error,
+                    samples_cut: r.samples_cut,
+                    samples_undeliverable: r.samples_undeliverable,
                 }
             })
             .collect();

@@ -200,6 +200,8 @@ pub fn agents_json(agents: &[v1::AgentInfo]) -> Value {
                     "dropped": a.dropped, "refused": a.refused, "cpu_pct": a.cpu_pct,
                     "mem_used_pct": a.mem_used_pct, "disk_used_pct": a.disk_used_pct, "hostname": a.hostname,
                     "cert_not_after": ts_or_null(a.cert_not_after_us),
+                    "spool": spool_condition(a.spool_condition), "spool_error": a.spool_error,
+                    "samples_cut": a.samples_cut, "undeliverable": a.samples_undeliverable,
                 })
             })
             .collect(),
@@ -282,6 +284,17 @@ fn secs_text(us: i64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
+/// How `siaga agents` names an agent's spool condition.
+pub fn spool_condition(c: i32) -> &'static str {
+    match v1::SpoolCondition::try_from(c) {
+        Ok(v1::SpoolCondition::Ok) => "ok",
+        Ok(v1::SpoolCondition::DiskFull) => "disk full",
+        Ok(v1::SpoolCondition::WriteError) => "write error",
+        // An agent from before the condition was reported.
+        Ok(v1::SpoolCondition::Unspecified) | Err(_) => "unknown",
+    }
+}
+
 /// Human table of agents.
 pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
     let mut t = table(&[
@@ -321,9 +334,16 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
             status,
             ago(a.last_seen_us),
             a.clock_offset_us.map_or("-".into(), clock_offset),
-            a.spool_depth.to_string(),
+            match v1::SpoolCondition::try_from(a.spool_condition) {
+                Ok(v1::SpoolCondition::DiskFull | v1::SpoolCondition::WriteError) => {
+                    format!("{} ({})", a.spool_depth, spool_condition(a.spool_condition))
+                }
+                _ => a.spool_depth.to_string(),
+            },
             a.dropped.to_string(),
-            (a.refused + a.future_refused).to_string(),
+            // Refused by the collector (also as stamped in the future), and
+            // given up by the agent after the collector refused them alone.
+            (a.refused + a.future_refused + a.samples_undeliverable).to_string(),
             format!("{:.1}", a.cpu_pct),
             format!("{:.1}", a.mem_used_pct),
             format!("{:.1}", a.disk_used_pct),
@@ -855,8 +875,12 @@ mod tests {
                 "mem_used_pct",
                 "opd",
                 "refused",
+                "samples_cut",
+                "spool",
                 "spool_depth",
+                "spool_error",
                 "status",
+                "undeliverable",
                 "version"
             ]
         );
@@ -866,6 +890,12 @@ mod tests {
             "not connected since start"
         );
         assert!(a[0]["clock_offset_ms"].is_null());
+        assert_eq!(a[0]["spool"], "unknown", "an agent that never said");
+        let full = agents_json(&[v1::AgentInfo {
+            spool_condition: v1::SpoolCondition::DiskFull as i32,
+            ..Default::default()
+        }]);
+        assert_eq!(full[0]["spool"], "disk full");
         let d = devices_json(&[v1::DeviceInfo {
             id: "d".into(),
             rtt_ms: Some(1.5),

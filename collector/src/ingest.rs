@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures::stream::FuturesOrdered;
 use futures::{Future, StreamExt};
+use prost::Message;
 use siaga_proto::v1::agent_message::Msg as AgentMsg;
 use siaga_proto::v1::collector_message::Msg as CollectorMsg;
 use siaga_proto::v1::uplink_server::Uplink;
@@ -135,6 +136,10 @@ impl Uplink for UplinkService {
             a.record.spool_depth = hello.spool_depth;
             a.record.dropped = hello.dropped;
             a.record.inventory_revision = hello.inventory_revision;
+            a.record.spool_condition = hello.spool_condition;
+            a.record.spool_error = hello.spool_error.clone();
+            a.record.samples_cut = hello.samples_cut;
+            a.record.samples_undeliverable = hello.samples_undeliverable;
             a.record.last_seen_us = now_us();
         });
         self.hub.metrics.agents_connected.inc();
@@ -256,7 +261,20 @@ impl Session {
                         }
                         Ok(Some(AgentMessage { msg: None })) => {}
                         Ok(None) => reading = false,
-                        Err(e) => break format!("stream error: {}", e.message()),
+                        Err(e) => {
+                            // Say why before the stream ends (e.g. a message
+                            // over the cap): the agent then splits what it
+                            // sent instead of sending the same bytes again.
+                            warn!(agent = %self.identity, code = ?e.code(), error = %e.message(), "agent stream unreadable; ending it");
+                            let refusal = v1::Refusal {
+                                reason: format!("stream unreadable: {}", e.message()),
+                                batch_id: 0,
+                                samples: 0,
+                            };
+                            let _ = self.tx.send(msg(CollectorMsg::Refusal(refusal))).await;
+                            let _ = self.tx.send(Err(e.clone())).await;
+                            break format!("stream error: {}", e.message());
+                        }
                     }
                 }
             }
@@ -289,6 +307,10 @@ impl Session {
                     r.spool_depth = hb.spool_depth;
                     r.dropped = hb.dropped;
                     r.inventory_revision = hb.inventory_revision;
+                    r.spool_condition = hb.spool_condition;
+                    r.spool_error = hb.spool_error.clone();
+                    r.samples_cut = hb.samples_cut;
+                    r.samples_undeliverable = hb.samples_undeliverable;
                     if let Some(h) = &hb.host {
                         r.cpu_pct = h.cpu_pct;
                         r.mem_used_pct = h.mem_used_pct;
@@ -350,6 +372,7 @@ impl Session {
                 .max_clock_skew_us
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
+        let mut too_large = 0u32;
         let samples: Vec<v1::Sample> = batch
             .samples
             .into_iter()
@@ -360,9 +383,16 @@ impl Session {
                     .is_some_and(|d| d.opd == self.opd);
                 if !ok {
                     refused += 1;
-                    if !refused_devices.contains(&s.device) {
+                    if !refused_devices.contains(&s.device) && refused_devices.len() < 16 {
                         refused_devices.push(s.device.clone());
                     }
+                    return false;
+                }
+                // A sample over the size limit is refused alone; the rest
+                // of its batch is stored.
+                if s.encoded_len() > siaga_proto::MAX_SAMPLE_BYTES {
+                    refused += 1;
+                    too_large += 1;
                     return false;
                 }
                 if s.ts_us > horizon {
@@ -372,6 +402,38 @@ impl Session {
                 true
             })
             .collect();
+        for (n, reason) in [
+            (
+                refused - too_large,
+                "samples of devices outside the agent's OPD".to_string(),
+            ),
+            (
+                too_large,
+                format!(
+                    "samples over the {} byte sample size limit",
+                    siaga_proto::MAX_SAMPLE_BYTES
+                ),
+            ),
+            (
+                future,
+                "samples stamped further ahead of the collector's clock than ingest.max_clock_skew"
+                    .to_string(),
+            ),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            if too_large > 0 && n == too_large {
+                warn!(agent = %self.identity, batch_id, samples = n, "refused samples over the size limit");
+            }
+            let refusal = v1::Refusal {
+                reason,
+                batch_id,
+                samples: n,
+            };
+            // Ahead of the batch's Ack, which follows its commit.
+            let _ = self.tx.send(msg(CollectorMsg::Refusal(refusal))).await;
+        }
         let record = self.hub.with_agent(&self.id, &self.opd, |a| {
             a.record.last_seen_us = now_us();
             a.record.refused += u64::from(refused);

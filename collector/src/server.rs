@@ -574,6 +574,14 @@ address = "127.0.0.2"
         })
         .await
         .unwrap();
+        // The reason comes first, naming the batch; then its Ack.
+        match next(down.message().await.unwrap()) {
+            Some(C::Refusal(r)) => {
+                assert_eq!((r.batch_id, r.samples), (7, 1));
+                assert!(r.reason.contains("outside the agent's OPD"), "{}", r.reason);
+            }
+            other => panic!("expected Refusal, got {other:?}"),
+        }
         match next(down.message().await.unwrap()) {
             Some(C::Ack(a)) => assert_eq!(
                 (a.batch_id, a.stored, a.duplicates, a.refused),
@@ -590,6 +598,14 @@ address = "127.0.0.2"
         })
         .await
         .unwrap();
+        // The reason comes first, naming the batch; then its Ack.
+        match next(down.message().await.unwrap()) {
+            Some(C::Refusal(r)) => {
+                assert_eq!((r.batch_id, r.samples), (8, 1));
+                assert!(r.reason.contains("outside the agent's OPD"), "{}", r.reason);
+            }
+            other => panic!("expected Refusal, got {other:?}"),
+        }
         match next(down.message().await.unwrap()) {
             Some(C::Ack(a)) => assert_eq!(
                 (a.batch_id, a.stored, a.duplicates, a.refused),

@@ -91,6 +91,14 @@ pub struct AgentRecord {
     pub clock_offset_us: Option<i64>,
     /// Samples refused because they were stamped too far in the future.
     pub future_refused: u64,
+    /// What the agent last said about its spool ([`v1::SpoolCondition`]).
+    pub spool_condition: i32,
+    /// The agent's spool error while its condition is not ok.
+    pub spool_error: String,
+    /// Samples the agent cut to the sample size limit.
+    pub samples_cut: u64,
+    /// Samples the agent gave up after the collector refused them alone.
+    pub samples_undeliverable: u64,
 }
 
 /// A stored sample with the agent that sent it.

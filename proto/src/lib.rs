@@ -19,3 +19,9 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub fn compatible(major: u32) -> bool {
     major == PROTOCOL_MAJOR
 }
+
+/// Largest encoded [`v1::Sample`] either side handles (4 MiB, a quarter of
+/// the message cap): an agent cuts a larger one before spooling it, the
+/// collector refuses a larger one (counted) and takes the rest of its batch.
+/// 4,096 interfaces with every string at its 255-octet MIB size fit.
+pub const MAX_SAMPLE_BYTES: usize = 4 * 1024 * 1024;

@@ -1090,6 +1090,8 @@ impl Uplink {
             match m.msg {
                 Some(collector_message::Msg::Ack(a)) if a.batch_id == batch_id => return Ok(a),
                 Some(collector_message::Msg::Inventory(inv)) => self.inventory = Some(inv),
+                // The reason for samples of this batch the Ack counts as refused.
+                Some(collector_message::Msg::Refusal(r)) if r.batch_id == batch_id => {}
                 Some(collector_message::Msg::Refusal(r)) => bail!("refused: {}", r.reason),
                 _ => {}
             }
@@ -1113,8 +1115,8 @@ impl Uplink {
     }
 
     /// Sends one batch and waits for what answers it: its acknowledgement,
-    /// or the error that ends the stream (inventory and commands meanwhile
-    /// are kept or skipped).
+    /// or the error that ends the stream (inventory, refusals and commands
+    /// meanwhile are kept or skipped).
     pub async fn send_or_status(
         &mut self,
         samples: Vec<siaga_proto::v1::Sample>,
@@ -1137,6 +1139,39 @@ impl Uplink {
             match m.msg {
                 Some(collector_message::Msg::Ack(a)) if a.batch_id == batch_id => return Ok(Ok(a)),
                 Some(collector_message::Msg::Inventory(inv)) => self.inventory = Some(inv),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends one batch and waits for its acknowledgement, returning the
+    /// `Refusal`s the collector sent for it on the way.
+    pub async fn send_with_refusals(
+        &mut self,
+        samples: Vec<siaga_proto::v1::Sample>,
+    ) -> Result<(siaga_proto::v1::Ack, Vec<siaga_proto::v1::Refusal>)> {
+        use siaga_proto::v1::{AgentMessage, SampleBatch, agent_message, collector_message};
+        let batch_id = self.next_batch;
+        self.next_batch += 1;
+        self.tx
+            .send(AgentMessage {
+                msg: Some(agent_message::Msg::Batch(SampleBatch { batch_id, samples })),
+            })
+            .await
+            .map_err(|_| anyhow!("uplink stream closed"))?;
+        let mut refusals = Vec::new();
+        loop {
+            let m = self
+                .rx
+                .message()
+                .await?
+                .ok_or_else(|| anyhow!("stream closed before the ack of batch {batch_id}"))?;
+            match m.msg {
+                Some(collector_message::Msg::Ack(a)) if a.batch_id == batch_id => {
+                    return Ok((a, refusals));
+                }
+                Some(collector_message::Msg::Inventory(inv)) => self.inventory = Some(inv),
+                Some(collector_message::Msg::Refusal(r)) => refusals.push(r),
                 _ => {}
             }
         }

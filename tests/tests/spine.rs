@@ -429,7 +429,7 @@ fn a_full_spool_drops_the_oldest_and_the_count_reaches_siaga_agents() -> Result<
     let cfg = c.enroll_agent("a")?;
     cfg.set("interval", "1s")?
         .set("metrics_listen", "127.0.0.1:0")?
-        .set("spool.max_bytes", 4096)?;
+        .set("spool.max_bytes", 262_144)?;
     let mut agent = Agent::start(cfg)?;
     wait_until(secs(60), "samples of a-1", || {
         Ok(!admin.history_ts("a-1")?.is_empty())
