@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use siaga_agent::probe::icmp::{BurstOptions, IcmpProber};
+use siaga_tests::ber::{oid_ber, tlv};
 use siaga_tests::lab::{Lab, router_port};
 
 fn fast(count: u32) -> BurstOptions {
@@ -543,41 +544,6 @@ async fn snmpv3_auth_priv_and_the_three_failure_states() -> anyhow::Result<()> {
     let e = iface(&r, "eth0");
     assert!(!e.hc_counters && e.in_octets.is_some(), "{e:?}");
     Ok(())
-}
-
-// A BER TLV (definite length).
-fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = body.len();
-    if n < 128 {
-        out.push(n as u8);
-    } else {
-        let bytes: Vec<u8> = n
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn oid_ber(arcs: &[u32]) -> Vec<u8> {
-    let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
-    for &a in &arcs[2..] {
-        let mut chunk = vec![(a & 0x7f) as u8];
-        let mut v = a >> 7;
-        while v > 0 {
-            chunk.push(0x80 | (v & 0x7f) as u8);
-            v >>= 7;
-        }
-        chunk.reverse();
-        body.extend(chunk);
-    }
-    tlv(0x06, &body)
 }
 
 /// Reads (tag, body, rest) of the TLV at the start of `b`.

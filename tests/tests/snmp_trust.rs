@@ -14,6 +14,7 @@ use siaga_agent::probe::trap::{
     STORM_TRAPS, STORM_WINDOW, TrapCredentials, TrapReceiver, TrapSource,
 };
 use siaga_proto::v1::{Device, Event, SnmpResult, SnmpStatus, SnmpTarget};
+use siaga_tests::ber::{oid_ber, tlv};
 use siaga_tests::lab::Lab;
 
 fn status(r: &SnmpResult) -> SnmpStatus {
@@ -46,40 +47,6 @@ fn counter(family: &DeviceFamily, device: &str) -> u64 {
 }
 
 // ------------------------------------------------------------ BER helpers
-
-fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = body.len();
-    if n < 128 {
-        out.push(n as u8);
-    } else {
-        let bytes: Vec<u8> = n
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn oid_ber(arcs: &[u32]) -> Vec<u8> {
-    let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
-    for &a in &arcs[2..] {
-        let mut chunk = vec![(a & 0x7f) as u8];
-        let mut v = a >> 7;
-        while v > 0 {
-            chunk.push(0x80 | (v & 0x7f) as u8);
-            v >>= 7;
-        }
-        chunk.reverse();
-        body.extend(chunk);
-    }
-    tlv(0x06, &body)
-}
 
 fn oid_arcs(body: &[u8]) -> Vec<u32> {
     let Some((&first, rest)) = body.split_first() else {
