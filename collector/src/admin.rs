@@ -404,9 +404,12 @@ pub fn device_show(hub: &Hub, id: &str, since_us: i64) -> Result<Value, Status> 
             _ => {}
         }
     }
-    let state = match hub.health.get() {
-        Some(h) => h.handle.shared().device_state(id),
-        None => String::new(),
+    let (state, traps_not_confirmed) = match hub.health.get() {
+        Some(h) => (
+            h.handle.shared().device_state(id),
+            h.handle.shared().unconfirmed_traps(id),
+        ),
+        None => (String::new(), 0),
     };
     let latest = hub.store.latest(id).map_err(internal)?;
     let interval = inv.opds.get(&d.opd).map_or(inv.interval, |o| o.interval);
@@ -440,6 +443,7 @@ pub fn device_show(hub: &Hub, id: &str, since_us: i64) -> Result<Value, Status> 
         "traps_refused": snmp.as_ref().map(|(_, s)| s.traps_refused),
         "traps_suppressed": snmp.as_ref().map(|(_, s)| s.traps_suppressed),
         "last_snmp_at": snmp.as_ref().map(|(t, _)| rfc3339(*t)),
+        "traps_not_confirmed": traps_not_confirmed,
         "since": rfc3339(since_us),
         "interfaces": interfaces,
         "history": history,

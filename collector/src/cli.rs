@@ -618,6 +618,13 @@ pub fn device_view(d: &Value) -> Result<String, String> {
         out += &format!("snmp error: {e}\n");
     }
     out += &snmp_bounds_line(d);
+    if let Some(n) = d
+        .get("traps_not_confirmed")
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+    {
+        out += &format!("linkDown traps not confirmed by polling: {n}\n");
+    }
     let history = list("history");
     let series = |k: &str| -> Vec<Option<f64>> {
         history

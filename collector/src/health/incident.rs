@@ -40,6 +40,64 @@ pub struct Incident {
     pub affected: BTreeSet<String>,
     /// The subject is flapping.
     pub flapping: bool,
+    /// The subject flapped at some time while the incident was open.
+    #[serde(default)]
+    pub flapped: bool,
+    /// Opened by a linkDown trap that the next poll contradicted.
+    #[serde(default)]
+    pub unconfirmed: bool,
+    /// The collector decided to close its ticket (said once).
+    #[serde(default)]
+    pub closing: bool,
+}
+
+/// Why the collector closes a ticket by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The subject flapped, settled and stayed up for `[health.flap] close_after`.
+    StableAfterFlapping,
+    /// Its only occurrence was a linkDown trap that the next poll contradicted.
+    NotConfirmedByPolling,
+}
+
+impl CloseReason {
+    /// Stable name, for events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::StableAfterFlapping => "stable_after_flapping",
+            CloseReason::NotConfirmedByPolling => "not_confirmed_by_polling",
+        }
+    }
+    /// The reason in a sentence (English).
+    pub fn sentence(self, stable_for: TsUs) -> String {
+        match self {
+            CloseReason::StableAfterFlapping => format!(
+                "stable for {} after flapping",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (stable_for.max(0) / 1_000_000) as u64
+                ))
+            ),
+            CloseReason::NotConfirmedByPolling => {
+                "linkDown trap not confirmed by polling: the next poll found the link up".into()
+            }
+        }
+    }
+    /// The reason in a sentence, in Bahasa Indonesia.
+    pub fn sentence_id(self, stable_for: TsUs) -> String {
+        match self {
+            CloseReason::StableAfterFlapping => format!(
+                "stabil selama {} setelah flapping",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (stable_for.max(0) / 1_000_000) as u64
+                ))
+            ),
+            CloseReason::NotConfirmedByPolling => {
+                "trap linkDown tidak terkonfirmasi oleh polling: polling berikutnya mendapati link up"
+                    .into()
+            }
+        }
+    }
 }
 
 /// The key of an incident for `subject` with `problem`.
@@ -98,6 +156,28 @@ pub enum Decision {
         at: TsUs,
         /// The reading that confirmed it.
         cause: Option<Reading>,
+    },
+    /// A linkDown trap that opened (or re-opened) this incident was
+    /// contradicted by the next poll: not confirmed by polling.
+    Unconfirmed {
+        /// Incident key.
+        key: String,
+        /// The device.
+        device: String,
+        /// When (the poll's time).
+        at: TsUs,
+    },
+    /// The collector closes the incident's ticket by itself (if nobody
+    /// has taken its first SOP step yet).
+    Close {
+        /// Incident key.
+        key: String,
+        /// Why.
+        reason: CloseReason,
+        /// How long the subject has been stable, microseconds.
+        stable_for: TsUs,
+        /// When.
+        at: TsUs,
     },
     /// Flapping started or stopped.
     Flapping {
@@ -517,6 +597,9 @@ impl IncidentBook {
                 if i.recovered_at.is_some() || entered {
                     i.recovered_at = None;
                     i.occurrences += 1;
+                    // A new occurrence is judged afresh.
+                    i.closing = false;
+                    i.unconfirmed = false;
                     out.push(Decision::Attach {
                         key: key.clone(),
                         at,
@@ -526,6 +609,7 @@ impl IncidentBook {
                 }
                 if i.flapping != flapping {
                     i.flapping = flapping;
+                    i.flapped |= flapping;
                     out.push(Decision::Flapping {
                         key,
                         flapping,
@@ -573,6 +657,9 @@ impl IncidentBook {
                 occurrences: 1,
                 affected,
                 flapping,
+                flapped: flapping,
+                unconfirmed: false,
+                closing: false,
             };
             self.open.insert(key, incident.clone());
             out.push(Decision::Open { incident, evidence });
@@ -595,13 +682,55 @@ impl IncidentBook {
             if health == Health::Up && i.recovered_at.is_none() {
                 i.recovered_at = Some(at);
                 out.push(Decision::Recovered {
-                    key,
+                    key: key.clone(),
                     at,
                     cause: m.last().cloned(),
                 });
             }
+            if health == Health::Up && i.recovered_at.is_some() && !i.closing {
+                let stable_for = m.stable_for().unwrap_or(0);
+                let close_after =
+                    i64::try_from(tracker.rules().flap.close_after.as_micros()).unwrap_or(i64::MAX);
+                let reason = if i.unconfirmed && i.occurrences == 1 {
+                    Some(CloseReason::NotConfirmedByPolling)
+                } else if i.flapped && close_after > 0 && stable_for >= close_after {
+                    Some(CloseReason::StableAfterFlapping)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    i.closing = true;
+                    out.push(Decision::Close {
+                        key,
+                        reason,
+                        stable_for,
+                        at,
+                    });
+                }
+            }
         }
         out
+    }
+
+    /// A poll contradicted the linkDown trap of `subject`: its open,
+    /// unrecovered incident is marked not confirmed by polling.
+    pub fn contradicted(&mut self, subject: &Subject, at: TsUs) -> Vec<Decision> {
+        let Some(key) = self
+            .for_subject(subject)
+            .filter(|i| i.recovered_at.is_none() && i.problem == Problem::OperDown)
+            .map(|i| i.key.clone())
+        else {
+            return Vec::new();
+        };
+        let Some(i) = self.open.get_mut(&key) else {
+            return Vec::new();
+        };
+        i.unconfirmed = true;
+        vec![Decision::Unconfirmed {
+            key,
+            device: subject.device_id().unwrap_or_default().to_string(),
+            at,
+        }]
     }
 
     /// The agent of `opd` went silent at `since` (noticed at `now`).
@@ -675,6 +804,9 @@ impl IncidentBook {
             occurrences: 1,
             affected,
             flapping: false,
+            flapped: false,
+            unconfirmed: false,
+            closing: false,
         };
         self.open.insert(key, incident.clone());
         vec![Decision::Open {

@@ -5,6 +5,8 @@
 //! A threshold left out of a table is off. Hysteresis keeps one bad reading
 //! from opening a ticket; flap detection keeps a bouncing link to one ticket.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// How bad one reading is. Ordered: `Up < Degraded < Down`.
@@ -108,26 +110,35 @@ impl Default for Hysteresis {
     }
 }
 
-/// Flap detection in the manner of Nagios/Icinga: the weighted share of
-/// state changes over the last `window` checks, newer changes weigh more.
+/// Flap detection in the manner of Icinga 2: the weighted share of changes
+/// between consecutive raw results (every poll and every linkDown/linkUp
+/// trap, not only confirmed state changes) over the last `window` of them,
+/// newer changes weighing more.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlapRules {
-    /// Checks remembered per subject (Nagios uses 21).
+    /// Raw results remembered per subject (Nagios uses 21).
     pub window: u32,
     /// At or above this percent of state change the subject starts flapping.
     pub high_pct: f64,
     /// Below this percent a flapping subject has settled.
     pub low_pct: f64,
+    /// A ticket of a subject that flapped is closed by the collector once
+    /// the subject has settled, is up and its raw results have not changed
+    /// for this long, as long as nobody has taken the ticket's first SOP
+    /// step yet. `0s`: never closed by the collector.
+    #[serde(with = "humantime_serde")]
+    pub close_after: Duration,
 }
 
 impl Default for FlapRules {
     fn default() -> Self {
-        // Icinga 2's defaults.
+        // Icinga 2's thresholds.
         Self {
             window: 21,
             high_pct: 30.0,
             low_pct: 25.0,
+            close_after: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -207,6 +218,11 @@ impl HealthRules {
                 "health.flap: need 0 <= low_pct ({lo}) <= high_pct ({hi}) <= 100"
             )));
         }
+        if self.flap.close_after > Duration::from_secs(366 * 86_400) {
+            return Err(RulesError(
+                "health.flap.close_after: at most a year (0s: never)".into(),
+            ));
+        }
         if self.agent_silence_intervals == 0 {
             return Err(RulesError(
                 "health.agent_silence_intervals: must be at least 1".into(),
@@ -237,10 +253,11 @@ degraded = 10.0
 [health.hysteresis]
 enter_cycles = 2                # bad cycles in a row to become degraded/down
 leave_cycles = 3                # good cycles in a row to recover
-[health.flap]                   # Nagios-style flap detection
+[health.flap]                   # Icinga-style, over every poll and trap
 window = 21
 high_pct = 30.0
 low_pct = 25.0
+close_after = "30m"             # stable this long after flapping: ticket closed
 "#
     }
 }
@@ -305,6 +322,7 @@ mod tests {
     #[test_case("[health.hysteresis]\nleave_cycles = 0" => Some("health.hysteresis.leave_cycles".to_string()); "zero leave")]
     #[test_case("[health.flap]\nlow_pct = 40.0\nhigh_pct = 30.0" => Some("health.flap".to_string()); "inverted flap")]
     #[test_case("[health.flap]\nwindow = 2" => Some("health.flap.window".to_string()); "tiny window")]
+    #[test_case("[health.flap]\nclose_after = \"400days\"" => Some("health.flap.close_after".to_string()); "close after too long")]
     #[test_case("[health]\nagent_silence_intervals = 0" => Some("health.agent_silence_intervals".to_string()); "zero silence")]
     #[test_case("" => None; "defaults")]
     fn validation_names_the_key(s: &str) -> Option<String> {

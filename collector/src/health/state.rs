@@ -195,6 +195,16 @@ pub struct Reading {
     pub immediate: bool,
     /// The sample it came from, for the evidence.
     pub sample: serde_json::Value,
+    /// For a link: whether its interface was up (oper status up, or a
+    /// linkUp trap), whatever its admin status. A raw result for flap
+    /// detection: a port switched off and on again is no fault in itself,
+    /// but one that does it every few seconds is flapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_up: Option<bool>,
+    /// A poll that found the link up after a linkDown trap that no linkUp
+    /// followed: the trap was not confirmed by polling.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contradicts_trap: bool,
 }
 
 impl Reading {
@@ -227,16 +237,29 @@ pub struct Step {
     pub evidence: Vec<Reading>,
 }
 
+/// One raw result as flap detection sees it: the level of a reading and,
+/// for a link, whether its interface was up. Two in a row that differ are
+/// a transition, whatever the confirmed state did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawResult {
+    /// The reading's level.
+    pub level: Level,
+    /// For a link: up or not (oper status or trap), whatever admin says.
+    pub link_up: Option<bool>,
+}
+
 /// Hysteresis and flap detection for one subject.
 #[derive(Debug, Clone, Default)]
 pub struct StateMachine {
     hard: Option<Level>,
     since: TsUs,
     streak: Vec<Reading>,
-    history: VecDeque<Level>,
+    history: VecDeque<RawResult>,
     flapping: bool,
     flap_pct: f64,
     last: Option<Reading>,
+    /// When the raw results last changed (reading time).
+    last_transition: Option<TsUs>,
 }
 
 impl StateMachine {
@@ -260,6 +283,12 @@ impl StateMachine {
     pub fn last(&self) -> Option<&Reading> {
         self.last.as_ref()
     }
+    /// How long the raw results have been the same, up to the newest
+    /// reading (reading time, microseconds); `None` before any transition.
+    pub fn stable_for(&self) -> Option<TsUs> {
+        let last = self.last.as_ref()?.at;
+        self.last_transition.map(|t| last.saturating_sub(t).max(0))
+    }
     /// A bad reading is waiting for confirmation (a streak toward a worse level).
     pub fn pending_worse(&self) -> bool {
         let hard = self.hard.unwrap_or(Level::Up);
@@ -280,7 +309,11 @@ impl StateMachine {
     pub fn observe(&mut self, r: Reading, rules: &HealthRules) -> Step {
         let mut step = Step::default();
         let level = r.level();
-        self.record_flap(level, rules, &mut step);
+        let raw = RawResult {
+            level,
+            link_up: r.link_up,
+        };
+        self.record_flap(raw, r.at, rules, &mut step);
         self.last = Some(r.clone());
 
         if Some(level) == self.hard {
@@ -329,13 +362,16 @@ impl StateMachine {
         step
     }
 
-    fn record_flap(&mut self, level: Level, rules: &HealthRules, step: &mut Step) {
+    fn record_flap(&mut self, raw: RawResult, at: TsUs, rules: &HealthRules, step: &mut Step) {
         let window = rules.flap.window.max(3) as usize;
-        self.history.push_back(level);
+        if self.history.back().is_some_and(|prev| *prev != raw) {
+            self.last_transition = Some(at);
+        }
+        self.history.push_back(raw);
         while self.history.len() > window {
             self.history.pop_front();
         }
-        self.flap_pct = flap_percent(&self.history, window);
+        self.flap_pct = weighted_change(&self.history, window);
         if !self.flapping && self.flap_pct >= rules.flap.high_pct {
             self.flapping = true;
             step.flap = Some(true);
@@ -349,6 +385,11 @@ impl StateMachine {
 /// Nagios' weighted percent of state change: over `window` checks there are
 /// `window - 1` possible changes; the oldest weighs 0.75, the newest 1.25.
 pub fn flap_percent(history: &VecDeque<Level>, window: usize) -> f64 {
+    weighted_change(history, window)
+}
+
+/// [`flap_percent`] over any raw result that can be compared.
+fn weighted_change<T: PartialEq>(history: &VecDeque<T>, window: usize) -> f64 {
     let slots = window.saturating_sub(1).max(1);
     // Align the newest change with the newest weight.
     let offset = slots.saturating_sub(history.len().saturating_sub(1));
@@ -517,6 +558,8 @@ pub struct Update {
     pub silenced: Vec<(String, TsUs)>,
     /// An agent came back: (opd, silent since, back at).
     pub returned: Vec<(String, TsUs, TsUs)>,
+    /// Links whose linkDown trap a poll contradicted: (link, poll time).
+    pub contradicted: Vec<(Subject, TsUs)>,
 }
 
 /// All state machines, the topology and the agents' liveness.
@@ -531,6 +574,11 @@ pub struct Tracker {
     learned: BTreeMap<(String, u32), String>,
     agents: BTreeMap<String, AgentWatch>,
     shown: BTreeMap<Subject, Health>,
+    /// Links a linkDown trap made down, waiting for a poll to confirm it
+    /// (or a linkUp trap): the trap's time.
+    trap_down: BTreeMap<Subject, TsUs>,
+    /// linkDown traps that the next poll contradicted, per device.
+    unconfirmed: BTreeMap<String, u64>,
 }
 
 impl Tracker {
@@ -573,6 +621,7 @@ impl Tracker {
             .collect();
         self.machines.retain(|s, _| keep.contains(s));
         self.shown.retain(|s, _| keep.contains(s));
+        self.trap_down.retain(|s, _| keep.contains(s));
         self.snmp.retain(|d, _| topo.devices.contains_key(d));
         self.learned.clear();
         self.topo = topo;
@@ -581,6 +630,11 @@ impl Tracker {
     /// The state machine of a subject, if it has had a reading.
     pub fn machine(&self, s: &Subject) -> Option<&StateMachine> {
         self.machines.get(s)
+    }
+
+    /// linkDown traps that the next poll contradicted, per device.
+    pub fn unconfirmed_traps(&self) -> &BTreeMap<String, u64> {
+        &self.unconfirmed
     }
 
     /// Whether the OPD's agent is silent now.
@@ -774,6 +828,9 @@ impl Tracker {
         let m = self.machines.entry(subject.clone()).or_default();
         let step = m.observe(r.clone(), &rules);
         up.touched.push(subject.clone());
+        if r.contradicts_trap {
+            up.contradicted.push((subject.clone(), at));
+        }
         let changed_hard = step.changed.is_some();
         let flap = step.flap;
         if changed_hard || flap.is_some() {
@@ -942,6 +999,8 @@ impl Tracker {
                         findings,
                         immediate: false,
                         sample: sample_json(s),
+                        link_up: None,
+                        contradicts_trap: false,
                     },
                 ));
             }
@@ -1020,13 +1079,30 @@ impl Tracker {
                             detail: String::new(),
                         });
                     }
+                    let subject = Subject::link(link.device.clone(), link.name.clone());
+                    let link_up = i.oper_status == 1;
+                    // A linkDown trap counted at once: the first poll after
+                    // it confirms it, or (the link up, no linkUp since)
+                    // contradicts it, and the link is up again at once.
+                    let contradicts_trap = match self.trap_down.get(&subject) {
+                        Some(&trap_at) if s.ts_us > trap_at => {
+                            self.trap_down.remove(&subject);
+                            if link_up {
+                                *self.unconfirmed.entry(s.device.clone()).or_default() += 1;
+                            }
+                            link_up
+                        }
+                        _ => false,
+                    };
                     out.push((
-                        Subject::link(link.device.clone(), link.name.clone()),
+                        subject,
                         Reading {
                             at: s.ts_us,
                             findings,
-                            immediate: false,
+                            immediate: contradicts_trap,
                             sample: interface_json(s, i),
+                            link_up: Some(link_up),
+                            contradicts_trap,
                         },
                     ));
                 }
@@ -1046,30 +1122,43 @@ impl Tracker {
                     return out;
                 };
                 let subject = Subject::link(link.device.clone(), link.name.clone());
-                let trap = if ev.source == "trap" {
+                let from_trap = ev.source == "trap";
+                let trap = if from_trap {
                     "linkDown trap"
                 } else {
                     "link down"
                 };
                 let reading = match ev.kind.as_str() {
-                    "link_down" => Reading {
-                        at: s.ts_us,
-                        findings: vec![Finding {
-                            problem: Problem::OperDown,
-                            level: self.rules.oper_down,
-                            value: 2.0,
-                            threshold: None,
-                            detail: trap.to_string(),
-                        }],
-                        immediate: true,
-                        sample: sample_json(s),
-                    },
-                    "link_up" => Reading {
-                        at: s.ts_us,
-                        findings: Vec::new(),
-                        immediate: false,
-                        sample: sample_json(s),
-                    },
+                    "link_down" => {
+                        if from_trap {
+                            self.trap_down.insert(subject.clone(), s.ts_us);
+                        }
+                        Reading {
+                            at: s.ts_us,
+                            findings: vec![Finding {
+                                problem: Problem::OperDown,
+                                level: self.rules.oper_down,
+                                value: 2.0,
+                                threshold: None,
+                                detail: trap.to_string(),
+                            }],
+                            immediate: true,
+                            sample: sample_json(s),
+                            link_up: Some(false),
+                            contradicts_trap: false,
+                        }
+                    }
+                    "link_up" => {
+                        self.trap_down.remove(&subject);
+                        Reading {
+                            at: s.ts_us,
+                            findings: Vec::new(),
+                            immediate: false,
+                            sample: sample_json(s),
+                            link_up: Some(true),
+                            contradicts_trap: false,
+                        }
+                    }
                     _ => return out,
                 };
                 out.push((subject, reading));
@@ -1248,6 +1337,8 @@ pub(crate) mod tests {
             }],
             immediate,
             sample: serde_json::Value::Null,
+            link_up: None,
+            contradicts_trap: false,
         }
     }
 

@@ -158,6 +158,8 @@ fn at_review(o: &Office, status_text: &str) {
         }],
         immediate: false,
         sample: serde_json::json!({}),
+        link_up: None,
+        contradicts_trap: false,
     };
     o.health
         .create(

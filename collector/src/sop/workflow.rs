@@ -508,6 +508,9 @@ pub enum WorkflowError {
         /// Step.
         step: u32,
     },
+    /// The collector voids only a ticket that nobody has acted on yet.
+    #[error("the collector voids a ticket only while nobody has acted on it")]
+    NotUntouched,
 }
 
 /// A refused action: the error, and the event that records the refusal.
@@ -966,13 +969,26 @@ impl<'a> Workflow<'a> {
                 Ok(event(Some(&cap), EventKind::Acknowledged { by, on_behalf }))
             }
             Action::Void { reason } => {
-                let cap = self
-                    .sop
-                    .capacity_any(&actor.roles, &self.sop.void_roles)
-                    .ok_or_else(|| WorkflowError::CannotVoid {
-                        roles: join_roles(&self.sop.void_roles),
-                        you: actor.roles_text(),
-                    })?;
+                // The collector itself voids a ticket it opened when the
+                // fault turned out to be none or is over by itself (a trap
+                // polling did not confirm, a link stable long after
+                // flapping), but only while no person has acted on it.
+                let system = actor.user == SYSTEM_USER && actor.roles.is_empty();
+                let cap = if system {
+                    if !self.untouched(t) {
+                        return Err(WorkflowError::NotUntouched);
+                    }
+                    None
+                } else {
+                    Some(
+                        self.sop
+                            .capacity_any(&actor.roles, &self.sop.void_roles)
+                            .ok_or_else(|| WorkflowError::CannotVoid {
+                                roles: join_roles(&self.sop.void_roles),
+                                you: actor.roles_text(),
+                            })?,
+                    )
+                };
                 if reason.trim().is_empty() {
                     return Err(WorkflowError::Empty("the reason for voiding"));
                 }
@@ -982,9 +998,26 @@ impl<'a> Workflow<'a> {
                     at: now,
                     reason: reason.clone(),
                 });
-                Ok(event(Some(&cap), EventKind::Voided { reason }))
+                Ok(event(cap.as_ref(), EventKind::Voided { reason }))
             }
         }
+    }
+
+    /// Where a ticket is when nobody but the collector has acted on it: at
+    /// the first step, or (a detected ticket, step 1 done by the system at
+    /// [`Workflow::open`]) at the one after it, with no hand-off, no
+    /// assignee, no status and no acknowledgement.
+    fn untouched(&self, t: &TicketSop) -> bool {
+        let first = self.sop.first_step().number;
+        let second = self.sop.next_step(first).map(|s| s.number);
+        let here = t.position;
+        let at_start =
+            (here.step == first && t.visit == 0) || (Some(here.step) == second && t.visit == 1);
+        at_start
+            && here.handoff == 0
+            && t.assignee.is_none()
+            && t.status.is_none()
+            && t.acknowledged.is_none()
     }
 
     fn move_to(&self, t: &mut TicketSop, to: Position, now: DateTime<Utc>) {

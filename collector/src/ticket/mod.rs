@@ -102,6 +102,11 @@ impl HealthPart {
                 "Sample batches the health engine skipped because its queue was full (stored all the same)",
                 core.shared().skipped_batches.clone(),
             );
+            r.register(
+                "traps_not_confirmed",
+                "linkDown traps that the next poll contradicted (the link was up and no linkUp came), per device",
+                core.shared().unconfirmed_traps_metric.clone(),
+            );
         }
         if cfg.notify.escalation_every.is_zero() {
             return Err("notify.escalation_every: must be more than 0".into());

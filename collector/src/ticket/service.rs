@@ -12,7 +12,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use siaga_proto::v1::Sample;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +30,7 @@ use crate::health::{
 use crate::inventory::Inventory;
 use crate::notify::{EventKind, Notifier, TicketEvent};
 use crate::sop::store::{SopStore, SopTicket};
-use crate::sop::workflow::{Actor, Origin, TicketInfo, Workflow};
+use crate::sop::workflow::{Action, Actor, Origin, TicketInfo, Workflow};
 
 /// The state of one subject as the admin API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,9 +51,32 @@ pub struct Shared {
     /// Sample batches skipped because the health queue was full (exported
     /// as `siaga_collector_health_skipped_batches_total`).
     pub skipped_batches: Counter,
+    /// linkDown traps that the next poll contradicted, per device, since the
+    /// collector started (`siaga device`).
+    pub unconfirmed_traps: RwLock<BTreeMap<String, u64>>,
+    /// The same, exported as `siaga_collector_traps_not_confirmed_total`.
+    pub unconfirmed_traps_metric: Family<DeviceLabel, Counter>,
+}
+
+/// Label of per-device series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeviceLabel {
+    /// Device id.
+    pub device: String,
+    /// Its OPD.
+    pub opd: String,
 }
 
 impl Shared {
+    /// linkDown traps of a device that the next poll contradicted.
+    pub fn unconfirmed_traps(&self, device: &str) -> u64 {
+        self.unconfirmed_traps
+            .read()
+            .ok()
+            .and_then(|m| m.get(device).copied())
+            .unwrap_or(0)
+    }
+
     /// The visible state of a device ("unknown" when nothing is known).
     pub fn device_state(&self, device: &str) -> String {
         self.states
@@ -265,6 +290,29 @@ impl HealthCore {
         for s in samples {
             let out = self.engine.sample(opd, s, now_us);
             self.apply(out, now_us);
+        }
+        self.sync_unconfirmed(opd);
+    }
+
+    /// Copies the engine's count of contradicted traps to what the admin
+    /// API and /metrics show.
+    fn sync_unconfirmed(&self, opd: &str) {
+        let counts = self.engine.tracker().unconfirmed_traps();
+        let Ok(mut shown) = self.shared.unconfirmed_traps.write() else {
+            return;
+        };
+        for (device, &n) in counts {
+            let before = shown.get(device).copied().unwrap_or(0);
+            if n > before {
+                self.shared
+                    .unconfirmed_traps_metric
+                    .get_or_create(&DeviceLabel {
+                        device: device.clone(),
+                        opd: opd.to_string(),
+                    })
+                    .inc_by(n - before);
+                shown.insert(device.clone(), n);
+            }
         }
     }
 
@@ -568,6 +616,92 @@ impl HealthCore {
                     kind: "flapping".into(),
                     flapping,
                     ..self.ticket_subject_event(&t, &what)
+                }))
+            }
+            Decision::Unconfirmed { key, device, at } => {
+                let Some(number) = self.save_incident(&key)? else {
+                    return Ok(None);
+                };
+                let t = self.store.update(&number, |t| {
+                    t.notes.push(TicketNote {
+                        at: utc(at),
+                        kind: "not_confirmed".into(),
+                        text: format!(
+                            "tidak terkonfirmasi oleh polling: polling pada {} mendapati link up tanpa trap linkUp",
+                            fmt_time(at)
+                        ),
+                    });
+                })?;
+                warn!(task = "health", ticket = %t.number, incident = %key, %device, "linkDown trap not confirmed by polling");
+                Ok(Some(t).map(|t| HealthEvent {
+                    ts_us: at,
+                    kind: "not_confirmed".into(),
+                    ..self.ticket_subject_event(
+                        &t,
+                        "linkDown trap not confirmed by polling: the next poll found the link up",
+                    )
+                }))
+            }
+            Decision::Close {
+                key,
+                reason,
+                stable_for,
+                at,
+            } => {
+                let Some(number) = self.save_incident(&key)? else {
+                    return Ok(None);
+                };
+                let (_, outcome) = self
+                    .sop_store
+                    .act(
+                        &number,
+                        Action::Void {
+                            reason: reason.sentence_id(stable_for),
+                        },
+                        &Actor::system(),
+                        utc(now_us),
+                    )
+                    .map_err(|e| StoreError::Decode {
+                        what: "sop ticket",
+                        message: e.to_string(),
+                    })?;
+                let closed = outcome.is_ok();
+                let text = if closed {
+                    format!("ditutup otomatis: {}", reason.sentence_id(stable_for))
+                } else {
+                    format!(
+                        "{}; tidak ditutup otomatis karena tiket sudah ditangani",
+                        reason.sentence_id(stable_for)
+                    )
+                };
+                let t = self.store.update(&number, |t| {
+                    t.notes.push(TicketNote {
+                        at: utc(at),
+                        kind: if closed { "closed" } else { "not_closed" }.into(),
+                        text,
+                    });
+                })?;
+                let event = self.ticket_subject_event(
+                    &t,
+                    &if closed {
+                        format!("closed by the collector: {}", reason.sentence(stable_for))
+                    } else {
+                        format!(
+                            "{}; left open: people already act on the ticket",
+                            reason.sentence(stable_for)
+                        )
+                    },
+                );
+                if closed {
+                    // The ticket is done: the next fault opens a new one.
+                    self.engine.close(&key);
+                    self.store.remove_incident(&key)?;
+                    info!(task = "health", ticket = %t.number, incident = %key, reason = reason.as_str(), "ticket closed by the collector");
+                }
+                Ok(Some(HealthEvent {
+                    ts_us: at,
+                    kind: if closed { "closed" } else { "not_closed" }.into(),
+                    ..event
                 }))
             }
             Decision::Suppressed {
