@@ -1734,6 +1734,57 @@ pub(crate) mod tests {
         assert!(matches!(e.error, WorkflowError::SopMismatch { .. }));
     }
 
+    fn withdraw() -> Action {
+        Action::Withdraw {
+            reason: "trap linkDown tidak terkonfirmasi oleh polling".into(),
+        }
+    }
+
+    /// Who may withdraw a detected ticket, and when: only the collector,
+    /// only while nobody has acted on it.
+    #[test_case(None, "siaga" => None; "the collector, untouched")]
+    #[test_case(None, "pemohon" => Some(WorkflowError::NotWithdrawable); "a person")]
+    #[test_case(Some("pemohon"), "siaga" => Some(WorkflowError::NotWithdrawable); "after the first disposition")]
+    #[test_case(Some("status"), "siaga" => Some(WorkflowError::NotWithdrawable); "after a status update")]
+    fn withdraw_only_by_the_collector_before_anyone_acted(
+        before: Option<&str>,
+        who: &str,
+    ) -> Option<WorkflowError> {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let mut t = at_step(&wf, 1, 0);
+        let now = wib("2026-11-23 08:05");
+        match before {
+            Some("status") => t.status = Some("dicek".into()),
+            Some(role) => {
+                wf.apply(&mut t, dispose(), &user_for(role), now)
+                    .unwrap_or_else(|r| panic!("{r}"));
+            }
+            None => {}
+        }
+        let actor = if who == "siaga" {
+            Actor::system()
+        } else {
+            user_for(who)
+        };
+        match wf.apply(&mut t, withdraw(), &actor, now) {
+            Ok(e) => {
+                assert!(t.is_closed());
+                assert_eq!(e.user, SYSTEM_USER);
+                assert!(matches!(e.kind, EventKind::Withdrawn { .. }));
+                // Closed: nothing more.
+                let again = wf.apply(&mut t, dispose(), &user_for("pemohon"), now);
+                assert_eq!(again.map_err(|r| r.error), Err(WorkflowError::Closed));
+                None
+            }
+            Err(r) => {
+                assert!(!t.is_closed());
+                Some(r.error)
+            }
+        }
+    }
+
     #[test]
     fn letter_and_detected_tickets_run_the_same_chain() {
         let sop = default_sop();
