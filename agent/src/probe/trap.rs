@@ -442,8 +442,10 @@ where
     Ok(())
 }
 
-/// The event a trap means, if it is one we act on.
-fn event_of(
+/// The event a trap means, if it is one we act on. Pure: no socket and no
+/// clock, so that the fuzz targets can feed it what the decoder made of
+/// arbitrary bytes.
+pub fn event_of(
     trap_oid: &Oid,
     varbinds: &[async_snmp::VarBind],
     version: Version,

@@ -661,8 +661,18 @@ impl IncidentBook {
                 unconfirmed: false,
                 closing: false,
             };
-            self.open.insert(key, incident.clone());
+            self.open.insert(key.clone(), incident.clone());
             out.push(Decision::Open { incident, evidence });
+            if flapping {
+                // Opened for flapping: said like a flapping that starts on
+                // an open ticket, so the ticket and the events show it.
+                out.push(Decision::Flapping {
+                    key,
+                    flapping: true,
+                    pct: m.flap_pct(),
+                    at,
+                });
+            }
             return out;
         }
 
