@@ -956,6 +956,7 @@ fn a_link_down_trap_for_a_link_that_is_up_is_not_confirmed_by_the_next_poll_and_
     // A replayed or stale linkDown, authenticated, from the switch's own
     // address, for a link that is up.
     let dest = sink.to_string();
+    let sent = now_us();
     lab.exec(
         "sw1",
         &[
@@ -975,7 +976,6 @@ fn a_link_down_trap_for_a_link_that_is_up_is_not_confirmed_by_the_next_poll_and_
             "port2",
         ],
     )?;
-    let sent = now_us();
     // It still acts at once: the ticket opens on the trap.
     let t = one_ticket_when(&siaga, "a ticket from the trap", |_| true).map_err(fail)?;
     let id = t["id"].as_str().unwrap_or_default().to_string();
