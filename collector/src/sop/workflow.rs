@@ -1734,27 +1734,28 @@ pub(crate) mod tests {
         assert!(matches!(e.error, WorkflowError::SopMismatch { .. }));
     }
 
-    fn withdraw() -> Action {
-        Action::Withdraw {
-            reason: "trap linkDown tidak terkonfirmasi oleh polling".into(),
-        }
-    }
-
-    /// Who may withdraw a detected ticket, and when: only the collector,
-    /// only while nobody has acted on it.
+    /// The collector voids a ticket it opened only while no person has
+    /// acted on it; people void by the SOP's `void_roles`.
     #[test_case(None, "siaga" => None; "the collector, untouched")]
-    #[test_case(None, "pemohon" => Some(WorkflowError::NotWithdrawable); "a person")]
-    #[test_case(Some("pemohon"), "siaga" => Some(WorkflowError::NotWithdrawable); "after the first disposition")]
-    #[test_case(Some("status"), "siaga" => Some(WorkflowError::NotWithdrawable); "after a status update")]
-    fn withdraw_only_by_the_collector_before_anyone_acted(
+    #[test_case(None, "pemohon" => Some("CannotVoid".to_string()); "a person without the role")]
+    #[test_case(Some("kepala_dinas"), "siaga" => Some("NotUntouched".to_string()); "after the step 2 disposition")]
+    #[test_case(Some("status"), "siaga" => Some("NotUntouched".to_string()); "after a status update")]
+    fn the_collector_voids_only_a_detected_ticket_nobody_acted_on(
         before: Option<&str>,
         who: &str,
-    ) -> Option<WorkflowError> {
+    ) -> Option<String> {
         let sop = default_sop();
         let cal = Calendar::default();
         let wf = Workflow::new(&sop, &cal);
-        let mut t = at_step(&wf, 1, 0);
         let now = wib("2026-11-23 08:05");
+        let (mut t, _) = wf.open(
+            Origin::Detected,
+            "dinkes",
+            false,
+            &Actor::system(),
+            "linkDown trap",
+            now,
+        );
         match before {
             Some("status") => t.status = Some("dicek".into()),
             Some(role) => {
@@ -1768,19 +1769,26 @@ pub(crate) mod tests {
         } else {
             user_for(who)
         };
-        match wf.apply(&mut t, withdraw(), &actor, now) {
+        let void = Action::Void {
+            reason: "trap linkDown tidak terkonfirmasi oleh polling".into(),
+        };
+        match wf.apply(&mut t, void, &actor, now) {
             Ok(e) => {
-                assert!(t.is_closed());
-                assert_eq!(e.user, SYSTEM_USER);
-                assert!(matches!(e.kind, EventKind::Withdrawn { .. }));
-                // Closed: nothing more.
-                let again = wf.apply(&mut t, dispose(), &user_for("pemohon"), now);
-                assert_eq!(again.map_err(|r| r.error), Err(WorkflowError::Closed));
+                assert!(t.is_closed() && t.is_void());
+                assert_eq!((e.user.as_str(), e.role.as_deref()), (SYSTEM_USER, None));
+                let again = wf.apply(&mut t, dispose(), &user_for("kepala_dinas"), now);
+                assert_eq!(again.map_err(|r| r.error), Err(WorkflowError::Voided));
                 None
             }
             Err(r) => {
                 assert!(!t.is_closed());
-                Some(r.error)
+                let name = format!("{:?}", r.error);
+                Some(
+                    name.split([' ', '{'])
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
             }
         }
     }
