@@ -10,7 +10,7 @@ use async_snmp::message::Message;
 use async_snmp::{DecodeConfig, Oid, Value};
 use libfuzzer_sys::fuzz_target;
 use siaga_agent::probe::trap::{TrapSource, event_of};
-use siaga_proto::v1::Link;
+use siaga_proto::v1::{Link, SnmpTarget};
 
 /// snmpTrapOID.0: the varbind of a v2c/v3 notification that names it.
 const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
@@ -33,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
                 name: "uplink".into(),
             },
         ],
+        snmp: Some(SnmpTarget {
+            version: "2c".into(),
+            community: "public".into(),
+            ..Default::default()
+        }),
     };
     for config in [DecodeConfig::default(), DecodeConfig::STRICT] {
         let Ok(decoded) = Message::decode(bytes::Bytes::copy_from_slice(data), config) else {
