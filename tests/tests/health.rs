@@ -978,6 +978,7 @@ fn a_link_down_trap_for_a_link_that_is_up_is_not_confirmed_by_the_next_poll_and_
     )?;
     // It still acts at once: the ticket opens on the trap.
     let t = one_ticket_when(&siaga, "a ticket from the trap", |_| true).map_err(fail)?;
+    let seen = now_us();
     let id = t["id"].as_str().unwrap_or_default().to_string();
     ensure!(
         t["link"] == "ke-puskesmas"
@@ -986,7 +987,6 @@ fn a_link_down_trap_for_a_link_that_is_up_is_not_confirmed_by_the_next_poll_and_
                 .is_some_and(|p| p.contains("linkDown trap")),
         "the link's ticket, from the trap: {t:#?}"
     );
-    let opened = ts_us(&t["opened_at"]).unwrap_or(i64::MAX);
     // The next poll finds the link up: not confirmed, recovered, closed.
     let t = one_ticket_when(&siaga, "the ticket closed", |t| t["closed"] == true).map_err(fail)?;
     ensure!(t["id"] == id.as_str(), "the same ticket: {t:#?}");
@@ -1019,8 +1019,8 @@ fn a_link_down_trap_for_a_link_that_is_up_is_not_confirmed_by_the_next_poll_and_
     );
     // Reported, not asserted: timings belong to the benchmark.
     eprintln!(
-        "trap sent → ticket opened after {:.2} s",
-        (opened - sent) as f64 / 1e6
+        "trap sent → ticket visible after {:.2} s",
+        (seen - sent) as f64 / 1e6
     );
     Ok(())
 }
