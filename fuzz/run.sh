@@ -45,7 +45,7 @@ for t in "${targets[@]}"; do
   set +e
   "$bin/$t" "corpus/$t" "seeds/$t" -artifact_prefix="artifacts/$t/" \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "$@" 2>&1 | tee "$log" |
-    grep -E '^(#[0-9]+ +(pulse|DONE)|==|SUMMARY|Done)' >&2
+    grep -E '^(#[0-9]+[[:space:]]+(pulse|DONE)|==|SUMMARY|Done)' >&2
   rc=${PIPESTATUS[0]}
   set -e
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
