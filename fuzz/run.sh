@@ -3,7 +3,7 @@
 # stable Rust (the flags cargo-fuzz passes; cargo-fuzz itself is not needed)
 # and runs them.
 #
-#   fuzz/run.sh all -max_total_time=25      # what CI runs: 25 s per target
+#   FUZZ_PROFILE=smoke fuzz/run.sh all -max_total_time=25   # what CI runs
 #   fuzz/run.sh all -runs=10000000          # 10 million inputs per target
 #   fuzz/run.sh snmp_message                # one target until stopped
 #
@@ -33,8 +33,9 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
-cargo build --release --locked --target "$host" --bins
-bin="$CARGO_TARGET_DIR/$host/release"
+profile="${FUZZ_PROFILE:-release}"
+cargo build --profile "$profile" --locked --target "$host" --bins
+bin="$CARGO_TARGET_DIR/$host/$profile"
 
 summary=()
 failed=0

@@ -41,4 +41,4 @@ cargo test --workspace --no-fail-fast "$@"
 # The fuzz targets (fuzz/, a crate of its own built with libFuzzer's
 # coverage on stable Rust), 25 s each; a crash fails the run. `fuzz/run.sh
 # all -runs=10000000` runs 10 million inputs per target.
-fuzz/run.sh all -max_total_time=25
+FUZZ_PROFILE=smoke fuzz/run.sh all -max_total_time=25
