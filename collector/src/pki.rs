@@ -624,6 +624,13 @@ pub fn enroll_user(
     days: Option<u32>,
 ) -> Result<Identity, PkiError> {
     check_id(name).map_err(|m| PkiError::InvalidName(format!("--name: {m}")))?;
+    if name == crate::sop::workflow::SYSTEM_USER {
+        // The trail records the collector's own actions under this name,
+        // and the workflow lets it void an untouched ticket it opened.
+        return Err(PkiError::InvalidName(format!(
+            "--name: {name:?} is the collector's own name in the audit trail; choose another"
+        )));
+    }
     let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
     let known = crate::users::known_roles(&cfg.sop);
     for r in roles {
@@ -987,6 +994,17 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_collectors_own_trail_name_cannot_be_enrolled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
+        let e = enroll_user(&dir, "siaga", &[], &tmp.path().join("u"), None).unwrap_err();
+        assert!(matches!(e, PkiError::InvalidName(_)), "{e:?}");
+        assert!(e.to_string().contains("the collector's own name"), "{e}");
+        assert!(!tmp.path().join("u").exists());
     }
 
     #[test]
