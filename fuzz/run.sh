@@ -7,6 +7,7 @@
 #   fuzz/run.sh all -runs=10000000          # 10 million inputs per target
 #   fuzz/run.sh snmp_message                # one target until stopped
 #
+# FUZZ_BUILD_ONLY=1 builds the targets and runs none.
 # Arguments after the target go to libFuzzer. Each target starts from the
 # committed seeds (fuzz/seeds/TARGET) and keeps what it finds in
 # fuzz/corpus/TARGET; a crash leaves its input in fuzz/artifacts/TARGET/
@@ -35,6 +36,9 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 profile="${FUZZ_PROFILE:-release}"
 cargo build --profile "$profile" --locked --target "$host" --bins
+if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then
+  exit 0
+fi
 bin="$CARGO_TARGET_DIR/$host/$profile"
 
 summary=()

@@ -37,8 +37,33 @@ done
 # A one-off run gains nothing from incremental state but its disk space.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast "$@"
+
 # The fuzz targets (fuzz/, a crate of its own built with libFuzzer's
-# coverage on stable Rust), 25 s each; a crash fails the run. `fuzz/run.sh
-# all -runs=10000000` runs 10 million inputs per target.
-FUZZ_PROFILE=smoke fuzz/run.sh all -max_total_time=25
+# coverage on stable Rust, in its own target directory) build at low
+# priority while the tests run: those mostly wait on processes and the lab.
+fuzz_log="$(mktemp)"
+FUZZ_PROFILE=smoke FUZZ_BUILD_ONLY=1 nice -n 19 fuzz/run.sh all >"$fuzz_log" 2>&1 &
+fuzz_build=$!
+trap 'kill "$fuzz_build" 2>/dev/null || true' EXIT
+
+test_log="$(mktemp)"
+rc=0
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$test_log" || rc=$?
+
+if ! wait "$fuzz_build"; then
+  cat "$fuzz_log" >&2
+  echo "the fuzz targets did not build" >&2
+  rc=1
+fi
+trap - EXIT
+# Then each target for 25 s; a crash fails the run. `fuzz/run.sh all
+# -runs=10000000` runs 10 million inputs per target.
+if [ "$rc" -eq 0 ]; then
+  FUZZ_PROFILE=smoke fuzz/run.sh all -max_total_time=25 || rc=$?
+fi
+
+# The test runner's totals last, after the fuzzers' summary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+  END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$test_log"
+rm -f "$test_log" "$fuzz_log"
+exit "$rc"
