@@ -1072,15 +1072,8 @@ impl Uplink {
         &mut self,
         samples: Vec<siaga_proto::v1::Sample>,
     ) -> Result<siaga_proto::v1::Ack> {
-        use siaga_proto::v1::{AgentMessage, SampleBatch, agent_message, collector_message};
-        let batch_id = self.next_batch;
-        self.next_batch += 1;
-        self.tx
-            .send(AgentMessage {
-                msg: Some(agent_message::Msg::Batch(SampleBatch { batch_id, samples })),
-            })
-            .await
-            .map_err(|_| anyhow!("uplink stream closed"))?;
+        use siaga_proto::v1::collector_message;
+        let batch_id = self.send_batch(samples).await?;
         loop {
             let m = self
                 .rx
@@ -1100,6 +1093,20 @@ impl Uplink {
 }
 
 impl Uplink {
+    /// Sends one batch under the next batch id; that id.
+    async fn send_batch(&mut self, samples: Vec<siaga_proto::v1::Sample>) -> Result<u64> {
+        use siaga_proto::v1::{AgentMessage, SampleBatch, agent_message};
+        let batch_id = self.next_batch;
+        self.next_batch += 1;
+        self.tx
+            .send(AgentMessage {
+                msg: Some(agent_message::Msg::Batch(SampleBatch { batch_id, samples })),
+            })
+            .await
+            .map_err(|_| anyhow!("uplink stream closed"))?;
+        Ok(batch_id)
+    }
+
     /// Sends a heartbeat stamped `ts_us` by the agent's clock (no answer comes).
     pub async fn heartbeat(&self, ts_us: i64) -> Result<()> {
         use siaga_proto::v1::{AgentMessage, Heartbeat, agent_message};
@@ -1121,15 +1128,8 @@ impl Uplink {
         &mut self,
         samples: Vec<siaga_proto::v1::Sample>,
     ) -> Result<std::result::Result<siaga_proto::v1::Ack, tonic::Status>> {
-        use siaga_proto::v1::{AgentMessage, SampleBatch, agent_message, collector_message};
-        let batch_id = self.next_batch;
-        self.next_batch += 1;
-        self.tx
-            .send(AgentMessage {
-                msg: Some(agent_message::Msg::Batch(SampleBatch { batch_id, samples })),
-            })
-            .await
-            .map_err(|_| anyhow!("uplink stream closed"))?;
+        use siaga_proto::v1::collector_message;
+        let batch_id = self.send_batch(samples).await?;
         loop {
             let m = match self.rx.message().await {
                 Ok(Some(m)) => m,
@@ -1150,15 +1150,8 @@ impl Uplink {
         &mut self,
         samples: Vec<siaga_proto::v1::Sample>,
     ) -> Result<(siaga_proto::v1::Ack, Vec<siaga_proto::v1::Refusal>)> {
-        use siaga_proto::v1::{AgentMessage, SampleBatch, agent_message, collector_message};
-        let batch_id = self.next_batch;
-        self.next_batch += 1;
-        self.tx
-            .send(AgentMessage {
-                msg: Some(agent_message::Msg::Batch(SampleBatch { batch_id, samples })),
-            })
-            .await
-            .map_err(|_| anyhow!("uplink stream closed"))?;
+        use siaga_proto::v1::collector_message;
+        let batch_id = self.send_batch(samples).await?;
         let mut refusals = Vec::new();
         loop {
             let m = self
