@@ -9,10 +9,8 @@ use siaga_proto::v1::admin_server::Admin;
 use siaga_proto::v1::{self, sample::Kind};
 use tonic::{Request, Response, Status};
 
-use crate::auth::peer_identity;
 use crate::hub::{AgentStatus, Hub, opds_without_agent};
 use crate::ingest::now_us;
-use crate::pki::Identity;
 use crate::state::{device_state, shown_state, stale_age};
 use crate::store::StoredSample;
 use crate::users::{User, UserCallError};
@@ -71,21 +69,15 @@ impl AdminService {
         Self { hub }
     }
 
+    /// The person calling, as the policy gate identified them.
     fn caller<T>(&self, req: &Request<T>) -> Result<User, Status> {
-        match peer_identity(req, &self.hub)? {
-            Identity::User { name } => self.hub.user(&name).ok_or_else(|| {
-                tracing::warn!(user = %name, "admin call from a user who is not enrolled here");
-                Status::permission_denied(format!(
-                    "user {name:?} is not enrolled at this collector"
-                ))
-            }),
-            agent @ Identity::Agent { .. } => {
-                tracing::warn!(%agent, "an agent certificate was used on the admin API; refused");
-                Err(Status::permission_denied(
-                    "the admin API is for people; this is an agent certificate",
-                ))
-            }
-        }
+        let c = crate::api::caller(req)?;
+        Ok(User {
+            name: c.name,
+            roles: c.roles,
+            opd: c.opd,
+            ..Default::default()
+        })
     }
 }
 

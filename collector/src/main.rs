@@ -205,6 +205,10 @@ enum Enroll {
         /// SOP role (repeat for several).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// The OPD the person works for (an inventory OPD id). Needed for a
+        /// pemohon, who sees only this OPD; province roles see every OPD.
+        #[arg(long)]
+        opd: Option<String>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -308,11 +312,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     dir,
                     name,
                     roles,
+                    opd,
                     out,
                     days,
                 },
         } => {
-            let identity = pki::enroll_user(&dir, &name, &roles, &out, days)?;
+            let identity = pki::enroll_user(&dir, &name, &roles, opd.as_deref(), &out, days)?;
             println!(
                 "enrolled {identity} ({}); wrote {}; a running collector knows the user at once",
                 roles.join(", "),
@@ -425,7 +430,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// Loads and checks everything the collector reads at start.
 fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    Inventory::load(&cfg.inventory).map_err(usage)?;
+    let inventory = Inventory::load(&cfg.inventory).map_err(usage)?;
     let sop = std::fs::read_to_string(&cfg.sop).map_err(|error| {
         usage(ConfigError::Read {
             file: cfg.sop.clone(),
@@ -448,6 +453,7 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
     pki::enrolled_agents(&cfg).map_err(usage)?;
     users::load_users(&cfg.users).map_err(usage)?;
+    users::check_opds(&cfg.users, inventory.opds.keys()).map_err(usage)?;
     siaga_collector::revoke::load(&cfg.data_dir).map_err(usage)?;
     expiry_warnings(&cfg)?;
     for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
@@ -510,8 +516,9 @@ fn init_tracing(format: LogFormat) {
 fn reload(config: &Path) -> Result<(), Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
     // Say what is wrong here too; the collector would only log it.
-    Inventory::load(&cfg.inventory).map_err(usage)?;
+    let inventory = Inventory::load(&cfg.inventory).map_err(usage)?;
     users::load_users(&cfg.users).map_err(usage)?;
+    users::check_opds(&cfg.users, inventory.opds.keys()).map_err(usage)?;
     let pid_file = cfg.data_dir.join("collector.pid");
     let text = std::fs::read_to_string(&pid_file)
         .map_err(|e| anyhow::anyhow!("{}: {e} (is the collector running?)", pid_file.display()))?;

@@ -528,16 +528,25 @@ impl Issuing {
 
     /// Adds `serial` to the user's file, keeping the earlier ones, so that
     /// `revoke-cert --name` still finds them.
-    fn record_user(&self, name: &str, roles: Vec<String>, serial: &str) -> Result<(), PkiError> {
+    fn record_user(
+        &self,
+        name: &str,
+        roles: Vec<String>,
+        opd: Option<String>,
+        serial: &str,
+    ) -> Result<(), PkiError> {
         mkdir(&self.cfg.users)?;
-        let mut certificates = crate::users::load_users(&self.cfg.users)?
-            .remove(name)
-            .map(|u| u.certificates)
+        let before = crate::users::load_users(&self.cfg.users)?.remove(name);
+        let mut certificates = before
+            .as_ref()
+            .map(|u| u.certificates.clone())
             .unwrap_or_default();
         certificates.push(serial.to_string());
         let user = User {
             name: name.to_string(),
             roles,
+            // A new certificate keeps the OPD already on file unless told another.
+            opd: opd.or_else(|| before.and_then(|u| u.opd)),
             certificates,
         };
         crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)
@@ -620,6 +629,7 @@ pub fn enroll_user(
     dir: &Path,
     name: &str,
     roles: &[String],
+    opd: Option<&str>,
     out: &Path,
     days: Option<u32>,
 ) -> Result<Identity, PkiError> {
@@ -641,14 +651,59 @@ pub fn enroll_user(
             )));
         }
     }
+    let opd = check_user_opd(&cfg, name, roles, opd)?;
     let mut issuing = Issuing::open(dir)?;
     let identity = Identity::User {
         name: name.to_string(),
     };
     let days = days.unwrap_or(issuing.cfg.tls.user_cert_days);
     let issued = issuing.issue(&identity, check_days(days)?, out, false)?;
-    issuing.record_user(name, roles.to_vec(), &issued.serial)?;
+    issuing.record_user(name, roles.to_vec(), opd, &issued.serial)?;
     Ok(identity)
+}
+
+/// `--opd` of `enroll user`: an OPD of the inventory; required when every
+/// role the person gets is an OPD role (a `pemohon` must belong somewhere).
+/// Without `--opd`, an OPD already on file for the person is kept.
+fn check_user_opd(
+    cfg: &CollectorConfig,
+    name: &str,
+    roles: &[String],
+    opd: Option<&str>,
+) -> Result<Option<String>, PkiError> {
+    let inventory = crate::inventory::Inventory::load(&cfg.inventory)?;
+    match opd {
+        Some(opd) if !inventory.opds.contains_key(opd) => Err(PkiError::InvalidName(format!(
+            "--opd {opd:?} is not an OPD of {} ({})",
+            cfg.inventory.display(),
+            inventory
+                .opds
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        Some(opd) => Ok(Some(opd.to_string())),
+        None => {
+            let on_file = crate::users::load_users(&cfg.users)
+                .ok()
+                .and_then(|mut u| u.remove(name))
+                .and_then(|u| u.opd);
+            if on_file.is_none() && crate::users::only_opd_roles(roles) {
+                return Err(PkiError::InvalidName(format!(
+                    "--opd is needed: {} sees only its own OPD's devices and tickets \
+                     (e.g. --opd {})",
+                    roles.join(", "),
+                    inventory
+                        .opds
+                        .keys()
+                        .next()
+                        .map_or("dinkes", String::as_str)
+                )));
+            }
+            Ok(None)
+        }
+    }
 }
 
 fn check_days(days: u32) -> Result<u32, PkiError> {
@@ -755,7 +810,7 @@ pub fn renew(
     };
     let issued = issuing.issue(&identity, check_days(days)?, out, true)?;
     if let (Identity::User { name }, Some(roles)) = (&identity, roles) {
-        issuing.record_user(name, roles, &issued.serial)?;
+        issuing.record_user(name, roles, None, &issued.serial)?;
     }
     Ok(Enrolled {
         identity,
@@ -871,6 +926,7 @@ mod tests {
             &dir,
             "budi",
             &["helpdesk".into(), "tim_teknis".into()],
+            None,
             &uout,
             None,
         )
@@ -881,7 +937,7 @@ mod tests {
         assert_eq!(Identity::from_der(&der(&user_pem)).unwrap(), uid);
         let users = crate::users::load_users(&dir.join("users")).unwrap();
         assert_eq!(users["budi"].roles, ["helpdesk", "tim_teknis"]);
-        assert!(enroll_user(&dir, "eve", &["wizard".into()], &uout, None).is_err());
+        assert!(enroll_user(&dir, "eve", &["wizard".into()], None, &uout, None).is_err());
     }
 
     fn days_left(pem: &str) -> i64 {
@@ -905,14 +961,14 @@ mod tests {
             days_left(&pem)
         );
         let u = tmp.path().join("u");
-        enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap();
+        enroll_user(&dir, "budi", &["helpdesk".into()], None, &u, None).unwrap();
         let upem = std::fs::read_to_string(u.join("user.pem")).unwrap();
         assert!((364..=365).contains(&days_left(&upem)));
-        enroll_user(&dir, "siti", &["helpdesk".into()], &u, Some(7)).unwrap();
+        enroll_user(&dir, "siti", &["helpdesk".into()], None, &u, Some(7)).unwrap();
         assert!((6..=7).contains(&days_left(
             &std::fs::read_to_string(u.join("user.pem")).unwrap()
         )));
-        assert!(enroll_user(&dir, "x", &["helpdesk".into()], &u, Some(0)).is_err());
+        assert!(enroll_user(&dir, "x", &["helpdesk".into()], None, &u, Some(0)).is_err());
 
         let ledger = Ledger::load(&data, &dir.join("users")).unwrap();
         let (serial, not_after) = serial_and_expiry(&pem).unwrap();
@@ -1001,7 +1057,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("c");
         init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
-        let e = enroll_user(&dir, "siaga", &[], &tmp.path().join("u"), None).unwrap_err();
+        let e = enroll_user(&dir, "siaga", &[], None, &tmp.path().join("u"), None).unwrap_err();
         assert!(matches!(e, PkiError::InvalidName(_)), "{e:?}");
         assert!(e.to_string().contains("the collector's own name"), "{e}");
         assert!(!tmp.path().join("u").exists());
@@ -1013,7 +1069,7 @@ mod tests {
         let dir = tmp.path().join("c");
         init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
         let u = tmp.path().join("u");
-        enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap();
+        enroll_user(&dir, "budi", &["helpdesk".into()], None, &u, None).unwrap();
         let first = crate::users::load_users(&dir.join("users")).unwrap()["budi"]
             .certificates
             .clone();
@@ -1022,7 +1078,7 @@ mod tests {
             "name = \"siti\"\nroles = [\n",
         )
         .unwrap();
-        let e = enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap_err();
+        let e = enroll_user(&dir, "budi", &["helpdesk".into()], None, &u, None).unwrap_err();
         assert!(matches!(e, PkiError::Config(_)), "{e:?}");
         assert!(e.to_string().contains("siti.toml"), "{e}");
         // budi's earlier serials are still there to be revoked.

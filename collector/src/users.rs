@@ -22,8 +22,18 @@ pub const DEFAULT_ROLES: &[&str] = &[
     "tim_teknis",
 ];
 
+/// Roles whose holder works for one OPD and sees only it (the SOP's
+/// requester). Every other role is a province role and sees every OPD.
+pub const OPD_ROLES: &[&str] = &["pemohon"];
+
+/// Whether a person with `roles` is held to their own OPD: every role is an
+/// OPD role (no roles at all counts too: such a person sees no other OPD).
+pub fn only_opd_roles(roles: &[String]) -> bool {
+    roles.iter().all(|r| OPD_ROLES.contains(&r.as_str()))
+}
+
 /// An enrolled person.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// User name, as in the certificate (`siaga://user/<name>`).
@@ -31,6 +41,11 @@ pub struct User {
     /// SOP role ids (plus `admin`).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The OPD the person works for (`enroll user --opd`). A person whose
+    /// roles are all OPD roles (`pemohon`) sees and acts only on this OPD;
+    /// province roles see every OPD whatever it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opd: Option<String>,
     /// Serials (hex) of the certificates issued to this person, newest last;
     /// `siaga-collector revoke-cert --name` revokes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -55,6 +70,12 @@ impl User {
             toml::Value::String(self.name.clone()),
             roles.join(", ")
         );
+        if let Some(opd) = &self.opd {
+            text.push_str(&format!(
+                "# The OPD this person works for: an OPD role (pemohon) sees only this OPD.\nopd = {}\n",
+                toml::Value::String(opd.clone())
+            ));
+        }
         if !certs.is_empty() {
             text.push_str(&format!(
                 "# Serials of the certificates issued (for `siaga-collector revoke-cert --name`).\ncertificates = [{}]\n",
@@ -109,6 +130,52 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         users.insert(user.name.clone(), user);
     }
     Ok(users)
+}
+
+/// Checks each user file's `opd` against the inventory's OPDs: an unknown
+/// OPD, or a person held to one OPD (only OPD roles) without any, is an
+/// error naming the file, line and key. (`load_users` reads the files
+/// without the inventory; `validate` and `serve` call this too.)
+pub fn check_opds<'a>(
+    dir: &Path,
+    opds: impl Iterator<Item = &'a String> + Clone,
+) -> Result<(), ConfigError> {
+    let users = load_users(dir)?;
+    let mut names: Vec<_> = users.keys().collect();
+    names.sort();
+    for name in names {
+        let user = &users[name];
+        let file = dir.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        match &user.opd {
+            Some(opd) if !opds.clone().any(|o| o == opd) => {
+                return Err(ConfigError::Invalid {
+                    file,
+                    line: crate::config::line_of_top_key(&text, "opd"),
+                    key: "opd".into(),
+                    message: format!(
+                        "{opd:?} is not an OPD of the inventory ({}); correct it or re-enroll \
+                         the person with --opd",
+                        opds.clone().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            None if !user.roles.is_empty() && only_opd_roles(&user.roles) => {
+                return Err(ConfigError::Invalid {
+                    file,
+                    line: crate::config::line_of_top_key(&text, "roles"),
+                    key: "opd".into(),
+                    message: format!(
+                        "{name} is {} and sees only its own OPD, but has no `opd = \"…\"`; \
+                         add the OPD it works for",
+                        user.roles.join(", ")
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Role ids a user may hold: the `[[role]]` ids of the SOP file plus `admin`.
@@ -327,3 +394,24 @@ mod tests {
         assert_eq!(users["budi"].roles, ["helpdesk"]);
     }
 }
+
+/// The `Users` gRPC service (users.proto).
+#[derive(Debug, Clone)]
+pub struct UsersApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl UsersApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::users_server::Users for UsersApi {}

@@ -543,25 +543,36 @@ impl Collector {
 
     /// `siaga-collector enroll user --name NAME --role ROLE`; returns the CLI
     /// bound to the written `siaga.toml`. A running collector learns of the
-    /// user on `reload`, so enroll before [`Collector::serve`].
+    /// user on `reload`, so enroll before [`Collector::serve`]. A `pemohon`
+    /// needs an OPD: use [`Collector::enroll_user_in`].
     pub fn enroll_user(&mut self, name: &str, role: &str) -> Result<Siaga> {
+        self.enroll(name, role, None)
+    }
+
+    /// [`Collector::enroll_user`] with `--opd OPD`: the person works for that OPD.
+    pub fn enroll_user_in(&mut self, name: &str, role: &str, opd: &str) -> Result<Siaga> {
+        self.enroll(name, role, Some(opd))
+    }
+
+    fn enroll(&mut self, name: &str, role: &str, opd: Option<&str>) -> Result<Siaga> {
         let out = self.root.path().join(format!("user-{name}"));
         let dir = self.dir();
-        ok_output(
-            &bin("siaga-collector")?,
-            &[
-                "enroll",
-                "user",
-                "--dir",
-                path_str(&dir)?,
-                "--name",
-                name,
-                "--role",
-                role,
-                "--out",
-                path_str(&out)?,
-            ],
-        )?;
+        let mut args = vec![
+            "enroll",
+            "user",
+            "--dir",
+            path_str(&dir)?,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--out",
+            path_str(&out)?,
+        ];
+        if let Some(opd) = opd {
+            args.extend(["--opd", opd]);
+        }
+        ok_output(&bin("siaga-collector")?, &args)?;
         Ok(Siaga {
             config: out.join("siaga.toml"),
         })

@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::harness::{Collector, Inventory, Siaga, secs, wait_until};
 
+/// The OPD whose letters the office's requester (`opd`) writes.
+pub const OFFICE_OPD: &str = "dinkes";
+
 /// The office's people: (user name, SOP role), one per role.
 pub const OFFICE_USERS: [(&str, &str); 8] = [
     ("opd", "pemohon"),
@@ -40,16 +43,22 @@ impl Office {
     /// enrolled, serving.
     pub fn start(users: &[(&'static str, &str)]) -> Result<Office> {
         let collector = Collector::init()?;
-        collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
+        collector.write_inventory(&Inventory::new("10s").opd(OFFICE_OPD))?;
         Office::serve(collector, users)
     }
 
     /// Enrolls `users` (name, role) in `collector`, which is not serving
-    /// yet, then starts it.
+    /// yet, then starts it. The office's requester (`pemohon`) works for
+    /// [`OFFICE_OPD`], which the collector's inventory must have.
     pub fn serve(mut collector: Collector, users: &[(&'static str, &str)]) -> Result<Office> {
         let mut enrolled = HashMap::new();
         for &(name, role) in users {
-            enrolled.insert(name, collector.enroll_user(name, role)?);
+            let cli = if role == "pemohon" {
+                collector.enroll_user_in(name, role, OFFICE_OPD)?
+            } else {
+                collector.enroll_user(name, role)?
+            };
+            enrolled.insert(name, cli);
         }
         collector.serve()?;
         Ok(Office {

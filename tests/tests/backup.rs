@@ -93,7 +93,7 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
     c.write_inventory(&inv)?;
     let root = c.enroll_user("root", "admin")?;
     let hd = c.enroll_user("hd", "helpdesk")?;
-    let opd = c.enroll_user("opd", "pemohon")?;
+    let opd = c.enroll_user_in("opd", "pemohon", "dinkes")?;
     let teknisi = c.enroll_user("teknisi", "tim_teknis")?;
     c.serve()?;
     let mut agent = Agent::start(c.enroll_agent("dinkes")?)?;

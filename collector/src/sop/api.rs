@@ -892,3 +892,45 @@ mod tests {
         );
     }
 }
+
+/// The `Sop` gRPC service (sop.proto).
+#[derive(Debug, Clone)]
+pub struct SopApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl SopApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::sop_server::Sop for SopApi {}
+
+/// The `Documents` gRPC service (documents.proto).
+#[derive(Debug, Clone)]
+pub struct DocumentsApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl DocumentsApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::documents_server::Documents for DocumentsApi {}
