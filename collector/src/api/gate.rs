@@ -126,11 +126,44 @@ pub fn short(rpc: &str) -> &str {
     rpc.rsplit_once('.').map_or(rpc, |(_, m)| m)
 }
 
+/// Each person's calls in flight, at most `per_person` at once.
+#[derive(Debug)]
+pub struct InFlight {
+    per_person: usize,
+    map: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl InFlight {
+    /// At most `per_person` calls each.
+    pub fn new(per_person: usize) -> Self {
+        InFlight {
+            per_person,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one more call of `user` (held until dropped), or `None`
+    /// when they are at the limit.
+    pub fn permit(&self, user: &str) -> Option<OwnedSemaphorePermit> {
+        let sem = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget people with nothing in flight, so the map stays small.
+            if map.len() > 1024 {
+                map.retain(|_, s| s.available_permits() < self.per_person);
+            }
+            map.entry(user.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_person)))
+                .clone()
+        };
+        sem.try_acquire_owned().ok()
+    }
+}
+
 /// What the gate keeps between calls.
 #[derive(Debug)]
 pub struct Gate {
     hub: Arc<Hub>,
-    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    in_flight: InFlight,
     audit: PathBuf,
 }
 
@@ -140,7 +173,7 @@ impl Gate {
         let audit = hub.data_dir.join(AUDIT_FILE);
         Arc::new(Gate {
             hub,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: InFlight::new(MAX_CALLS_PER_USER),
             audit,
         })
     }
@@ -175,21 +208,6 @@ impl Gate {
             roles: user.roles,
             opd: user.opd,
         })
-    }
-
-    /// A slot for one more call of `user`, or `None` at the limit.
-    fn permit(&self, user: &str) -> Option<OwnedSemaphorePermit> {
-        let sem = {
-            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            // Forget people with nothing in flight, so the map stays small.
-            if map.len() > 1024 {
-                map.retain(|_, s| s.available_permits() < MAX_CALLS_PER_USER);
-            }
-            map.entry(user.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(MAX_CALLS_PER_USER)))
-                .clone()
-        };
-        sem.try_acquire_owned().ok()
     }
 
     /// Appends one record to the API audit trail (off the async workers).
@@ -297,7 +315,7 @@ where
                 }
                 return Ok(Status::from(e).into_http());
             }
-            let Some(permit) = gate.permit(&caller.name) else {
+            let Some(permit) = gate.in_flight.permit(&caller.name) else {
                 let mut s = Status::resource_exhausted(format!(
                     "{} calls of yours are in flight, the most one person may have; \
                      retry when one has finished",
@@ -430,6 +448,16 @@ mod tests {
             "Admin/Backup is for admin; you are x (helpdesk)"
         );
         assert!(allowed(rule, &person(&["admin"], None)).is_ok());
+    }
+
+    #[test]
+    fn one_person_has_at_most_the_limit_in_flight_and_others_are_not_held_up() {
+        let f = InFlight::new(3);
+        let held: Vec<_> = (0..3).map(|_| f.permit("budi").unwrap()).collect();
+        assert!(f.permit("budi").is_none(), "a fourth call of budi's");
+        assert!(f.permit("siti").is_some(), "siti is not held up by budi");
+        drop(held);
+        assert!(f.permit("budi").is_some(), "slots come back when calls end");
     }
 
     #[test]

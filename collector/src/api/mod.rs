@@ -22,6 +22,9 @@ pub mod page;
 pub mod policy;
 #[cfg(test)]
 pub mod testing;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 pub use error::ApiError;
 pub use gate::{Caller, caller};
