@@ -88,10 +88,24 @@ impl User {
 
 /// Reads every `*.toml` in `dir`. A missing directory means no users.
 pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
-    let mut users = HashMap::new();
+    Ok(read_user_files(dir)?
+        .into_iter()
+        .map(|f| (f.user.name.clone(), f.user))
+        .collect())
+}
+
+/// One user file as read.
+struct UserFile {
+    path: std::path::PathBuf,
+    text: String,
+    user: User,
+}
+
+/// Every `*.toml` in `dir`, in name order; two files for one person are refused.
+fn read_user_files(dir: &Path) -> Result<Vec<UserFile>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(users),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => {
             return Err(ConfigError::Read {
                 file: dir.to_path_buf(),
@@ -104,7 +118,7 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    let mut from: HashMap<String, std::path::PathBuf> = HashMap::new();
+    let mut files: Vec<UserFile> = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
             file: path.clone(),
@@ -113,7 +127,7 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         let user: User = parse_toml(&path, &text)?;
         // A second file with the same name would silently replace the
         // first one's roles: say which two files disagree instead.
-        if let Some(first) = from.get(&user.name) {
+        if let Some(first) = files.iter().find(|f| f.user.name == user.name) {
             return Err(ConfigError::Invalid {
                 file: path.clone(),
                 line: crate::config::line_of_top_key(&text, "name"),
@@ -122,14 +136,13 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
                     "user {:?} is already defined in {}; one file per person: \
                      merge the roles into one file and remove the other",
                     user.name,
-                    first.display()
+                    first.path.display()
                 ),
             });
         }
-        from.insert(user.name.clone(), path);
-        users.insert(user.name.clone(), user);
+        files.push(UserFile { path, text, user });
     }
-    Ok(users)
+    Ok(files)
 }
 
 /// Checks each user file's `opd` against the inventory's OPDs: an unknown
@@ -140,13 +153,8 @@ pub fn check_opds<'a>(
     dir: &Path,
     opds: impl Iterator<Item = &'a String> + Clone,
 ) -> Result<(), ConfigError> {
-    let users = load_users(dir)?;
-    let mut names: Vec<_> = users.keys().collect();
-    names.sort();
-    for name in names {
-        let user = &users[name];
-        let file = dir.join(format!("{name}.toml"));
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
+    for UserFile { path, text, user } in read_user_files(dir)? {
+        let (file, name) = (path, &user.name);
         match &user.opd {
             Some(opd) if !opds.clone().any(|o| o == opd) => {
                 return Err(ConfigError::Invalid {
