@@ -81,7 +81,7 @@ fn main() -> Result<()> {
                 "--letter-number",
                 letter,
                 "--letter-date",
-                "2026-11-20",
+                &siaga_tests::office::letter_date(),
                 "--subject",
                 subject,
             ],

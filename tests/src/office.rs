@@ -139,6 +139,16 @@ impl Office {
     }
 }
 
+/// Today in WIB ("YYYY-MM-DD"): a letter date the collector accepts
+/// whenever the test runs (one older than `tickets.max_letter_age` is refused).
+pub fn letter_date() -> String {
+    let now = chrono::Utc::now();
+    chrono::FixedOffset::east_opt(7 * 3600)
+        .map_or(now.date_naive(), |wib| now.with_timezone(&wib).date_naive())
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 /// The ticket number in what `siaga ticket new` printed ("opened ID: …").
 pub fn opened_ticket(out: &str) -> Result<String> {
     out.strip_prefix("opened ")

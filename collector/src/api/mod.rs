@@ -20,6 +20,7 @@ pub mod limits;
 mod matrix;
 pub mod page;
 pub mod policy;
+pub mod scope;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]
