@@ -14,7 +14,7 @@ use crate::hub::{AgentStatus, Hub, opds_without_agent};
 use crate::ingest::now_us;
 use crate::state::{device_state, shown_state, stale_age};
 use crate::store::StoredSample;
-use crate::users::{User, UserCallError};
+use crate::users::User;
 
 /// Size of the chunks a backup is streamed in.
 const BACKUP_CHUNK: usize = 1 << 20;
@@ -743,24 +743,6 @@ impl AdminService {
         json: &str,
     ) -> Result<String, Status> {
         let (method, json) = (method.to_string(), json.to_string());
-        if method.starts_with("user.") {
-            let hub = self.hub.clone();
-            let answer = tokio::task::spawn_blocking(move || {
-                crate::users::call(&HubUsers(hub), &user, &method, &json)
-            })
-            .await
-            .map_err(internal)?;
-            return match answer {
-                Some(Ok(json)) => Ok(json),
-                Some(Err(e)) => Err(match e {
-                    UserCallError::Denied(m) => Status::permission_denied(m),
-                    UserCallError::BadRequest(m) => Status::invalid_argument(m),
-                    UserCallError::NotFound(m) => Status::not_found(m),
-                    UserCallError::Internal(m) => internal(m),
-                }),
-                None => Err(Status::unimplemented("not a user call")),
-            };
-        }
         if let Some(answer) = self.probe_call(caller, &method, &json).await? {
             return Ok(answer);
         }
@@ -979,8 +961,8 @@ impl crate::sop::api::Directory for HubDirectory {
     }
 }
 
-/// The enrolled users for the `user.*` calls.
-struct HubUsers(Arc<Hub>);
+/// The enrolled users, as the `Users` service reads and changes them.
+pub struct HubUsers(pub Arc<Hub>);
 
 impl crate::users::UserDirectory for HubUsers {
     fn all(&self) -> Vec<User> {

@@ -129,6 +129,14 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Connects to the admin API with the user's certificate.
 pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, CliError> {
+    Ok(AdminClient::new(channel(cfg).await?)
+        .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(siaga_proto::MAX_MESSAGE_BYTES))
+}
+
+/// A TLS channel to the collector with the user's certificate, for any of
+/// the people's services (`XClient::new(channel)`).
+pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
     let read = |p: &Path| {
         std::fs::read(p)
             .map_err(|e| CliError::Message(format!("{}: {}", p.display(), root_cause(&e))))
@@ -149,15 +157,12 @@ pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, CliError
         .map_err(|e| CliError::Message(format!("TLS setup: {}", root_cause(&e))))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60));
-    let channel = endpoint.connect().await.map_err(|e| {
+    endpoint.connect().await.map_err(|e| {
         CliError::Message(format!(
             "cannot reach collector at {url}: {}",
             root_cause(&e)
         ))
-    })?;
-    Ok(AdminClient::new(channel)
-        .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(siaga_proto::MAX_MESSAGE_BYTES))
+    })
 }
 
 /// A gRPC status as one line.

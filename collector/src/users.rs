@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use siaga_proto::v1;
+
+use crate::api::{ApiError, limits};
 
 use crate::config::parse_toml;
 use crate::error::ConfigError;
@@ -237,14 +240,7 @@ pub fn audit(dir: &Path, by: &str, action: &str, user: &str, role: &str, outcome
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RoleArgs {
-    name: String,
-    role: String,
-}
-
-/// What `user.*` calls need from the running collector.
+/// What the `Users` service needs from the running collector.
 pub trait UserDirectory {
     /// Every user, re-read from the directory.
     fn all(&self) -> Vec<User>;
@@ -258,119 +254,240 @@ pub trait UserDirectory {
     fn reload(&self);
 }
 
-/// A refused or failed `user.*` call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserCallError {
-    /// Not admin.
-    Denied(String),
-    /// Bad arguments or unknown role.
-    BadRequest(String),
-    /// No such user.
-    NotFound(String),
-    /// Could not write.
-    Internal(String),
+/// A role change: grant or revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Give the role.
+    Grant,
+    /// Take it away.
+    Revoke,
 }
 
-/// `user.list`, `user.grant`, `user.revoke` (admin only; every grant, revoke
-/// and refusal is appended to the audit trail). `None` if `method` is not one of them.
-pub fn call(
+impl RoleChange {
+    fn word(self) -> &'static str {
+        match self {
+            RoleChange::Grant => "grant",
+            RoleChange::Revoke => "revoke",
+        }
+    }
+}
+
+/// Gives or takes `role` of user `name`, by `by` (whom the policy already
+/// let in as admin); written to the user's file and to the users' trail.
+pub fn change_role(
     users: &dyn UserDirectory,
-    caller: &User,
-    method: &str,
-    json: &str,
-) -> Option<Result<String, UserCallError>> {
-    let what = method.strip_prefix("user.")?;
-    if !matches!(what, "list" | "grant" | "revoke") {
-        return Some(Err(UserCallError::BadRequest(format!(
-            "unknown call {method} (user.list, user.grant, user.revoke)"
-        ))));
-    }
-    let args: Option<RoleArgs> = if what == "list" {
-        None
-    } else {
-        let json = if json.trim().is_empty() { "{}" } else { json };
-        match serde_json::from_str(json) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                return Some(Err(UserCallError::BadRequest(format!(
-                    "{method}: bad arguments: {e}"
-                ))));
-            }
-        }
-    };
-    let (target, role) = args
-        .as_ref()
-        .map_or(("", ""), |a| (a.name.as_str(), a.role.as_str()));
-    if !caller.roles.iter().any(|r| r == "admin") {
-        let msg = format!(
-            "managing users is for admin; {}",
-            if caller.roles.is_empty() {
-                "you have no role".to_string()
-            } else {
-                format!("you are {}", caller.roles.join(", "))
-            }
-        );
-        tracing::warn!(by = %caller.name, %method, user = %target, %role, "user management refused");
-        audit(
-            users.dir(),
-            &caller.name,
-            what,
-            target,
-            role,
-            &format!("refused: {msg}"),
-        );
-        return Some(Err(UserCallError::Denied(msg)));
-    }
-    let Some(a) = args else {
-        let mut list = users.all();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        let v: Vec<serde_json::Value> = list
-            .iter()
-            .map(|u| serde_json::json!({"name": u.name, "roles": u.roles}))
-            .collect();
-        return Some(Ok(serde_json::Value::Array(v).to_string()));
-    };
+    by: &str,
+    change: RoleChange,
+    name: &str,
+    role: &str,
+) -> Result<User, ApiError> {
+    limits::required("name", name, limits::len::ID)?;
+    limits::required("role", role, limits::len::ID)?;
     let known = users.known_roles();
-    if !known.contains(&a.role) {
-        return Some(Err(UserCallError::BadRequest(format!(
-            "`{}` is not a role ({})",
-            a.role,
-            known.join(", ")
-        ))));
+    if !known.iter().any(|k| k == role) {
+        return Err(ApiError::invalid(
+            "role",
+            format!("`{role}` is not a role ({})", known.join(", ")),
+        ));
     }
-    let Some(mut user) = users.get(&a.name) else {
-        return Some(Err(UserCallError::NotFound(format!(
-            "no user {} (enroll with `siaga-collector enroll user`)",
-            a.name
-        ))));
+    let Some(mut user) = users.get(name) else {
+        return Err(ApiError::NotFound(format!(
+            "no user {name} (enroll with `siaga-collector enroll user`)"
+        )));
     };
-    if what == "grant" {
-        if !user.roles.contains(&a.role) {
-            user.roles.push(a.role.clone());
+    match change {
+        RoleChange::Grant => {
+            if !user.roles.iter().any(|r| r == role) {
+                user.roles.push(role.to_string());
+            }
         }
-    } else {
-        if a.role == "admin" && a.name == caller.name {
-            return Some(Err(UserCallError::BadRequest(
-                "you cannot take the admin role from yourself".into(),
-            )));
+        RoleChange::Revoke => {
+            if role == crate::api::policy::ADMIN && name == by {
+                return Err(ApiError::Refused(
+                    "you cannot take the admin role from yourself".into(),
+                ));
+            }
+            user.roles.retain(|r| r != role);
         }
-        user.roles.retain(|r| *r != a.role);
     }
-    if let Err(e) = write_user(users.dir(), &user) {
-        return Some(Err(UserCallError::Internal(e)));
-    }
+    write_user(users.dir(), &user)
+        .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
     users.reload();
-    audit(users.dir(), &caller.name, what, &a.name, &a.role, "done");
-    tracing::info!(by = %caller.name, user = %user.name, role = %a.role, action = what, "user roles changed");
-    Some(Ok(
-        serde_json::json!({"name": user.name, "roles": user.roles}).to_string(),
-    ))
+    audit(users.dir(), by, change.word(), name, role, "done");
+    tracing::info!(%by, user = %user.name, %role, action = change.word(), "user roles changed");
+    Ok(user)
+}
+
+impl From<&User> for siaga_proto::v1::UserInfo {
+    fn from(u: &User) -> Self {
+        siaga_proto::v1::UserInfo {
+            name: u.name.clone(),
+            roles: u.roles.clone(),
+            opd: u.opd.clone().unwrap_or_default(),
+        }
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::api::matrix::{Case, Outcome};
+    use crate::api::testing::Fixture;
+    use siaga_proto::v1::users_client::UsersClient;
+
+    fn user_outcome(r: Result<tonic::Response<v1::UserInfo>, tonic::Status>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Seen,
+            Err(s) => s.into(),
+        }
+    }
+
+    /// The `Users` service in the policy matrix (not OPD data: the OPD is ignored).
+    pub const CASES: &[Case] = &[
+        Case {
+            rpc: "/siaga.v1.Users/ListUsers",
+            call: |f, person, _| {
+                Box::pin(async move {
+                    let mut c = UsersClient::new(f.channel(person));
+                    match c.list_users(v1::ListUsersRequest::default()).await {
+                        Ok(r) if r.get_ref().users.iter().any(|u| u.name == "root") => {
+                            Outcome::Seen
+                        }
+                        Ok(_) => Outcome::Hidden,
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Users/GrantRole",
+            call: |f, person, _| {
+                Box::pin(async move {
+                    let mut c = UsersClient::new(f.channel(person));
+                    user_outcome(
+                        c.grant_role(v1::GrantRoleRequest {
+                            name: "opd".into(),
+                            role: "pemohon".into(),
+                        })
+                        .await,
+                    )
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Users/RevokeRole",
+            call: |f, person, _| {
+                Box::pin(async move {
+                    let mut c = UsersClient::new(f.channel(person));
+                    user_outcome(
+                        c.revoke_role(v1::RevokeRoleRequest {
+                            name: "teknisi".into(),
+                            role: "helpdesk".into(),
+                        })
+                        .await,
+                    )
+                })
+            },
+        },
+    ];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_admin_lists_in_pages_grants_and_revokes_with_field_limits() {
+        let f = Fixture::start().await;
+        let mut c = UsersClient::new(f.as_role("admin"));
+        // Paging: 3 at a time, every person once, in name order.
+        let mut names = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let r = c
+                .list_users(v1::ListUsersRequest {
+                    page_size: 3,
+                    page_token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.users.len() <= 3);
+            names.extend(r.users.into_iter().map(|u| u.name));
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            page_token = r.next_page_token;
+        }
+        let mut expected: Vec<_> = crate::api::testing::PEOPLE
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+        // Grant, then revoke; the answer is the person's roles.
+        let u = c
+            .grant_role(v1::GrantRoleRequest {
+                name: "teknisi".into(),
+                role: "kabid_aptika".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(u.roles, ["tim_teknis", "kabid_aptika"]);
+        let u = c
+            .revoke_role(v1::RevokeRoleRequest {
+                name: "teknisi".into(),
+                role: "kabid_aptika".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(u.roles, ["tim_teknis"]);
+        // Refusals with the field named; the admin keeps their own role.
+        let e = c
+            .grant_role(v1::GrantRoleRequest {
+                name: "teknisi".into(),
+                role: "bupati".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            e.message().starts_with("role: `bupati` is not a role"),
+            "{}",
+            e.message()
+        );
+        let e = c
+            .grant_role(v1::GrantRoleRequest {
+                name: "x".repeat(65),
+                role: "helpdesk".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.message(), "name: 65 characters; the limit is 64");
+        let e = c
+            .grant_role(v1::GrantRoleRequest {
+                name: "nobody".into(),
+                role: "helpdesk".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = c
+            .revoke_role(v1::RevokeRoleRequest {
+                name: "root".into(),
+                role: "admin".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        // A bad page token is the caller's error.
+        let e = c
+            .list_users(v1::ListUsersRequest {
+                page_size: 3,
+                page_token: "bm9wZQ".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    }
 
     #[test]
     fn two_files_for_one_name_are_refused_naming_both() {
@@ -422,4 +539,58 @@ impl UsersApi {
 }
 
 #[tonic::async_trait]
-impl siaga_proto::v1::users_server::Users for UsersApi {}
+impl siaga_proto::v1::users_server::Users for UsersApi {
+    async fn list_users(
+        &self,
+        req: tonic::Request<v1::ListUsersRequest>,
+    ) -> Result<tonic::Response<v1::ListUsersResponse>, tonic::Status> {
+        let r = req.into_inner();
+        let page = crate::api::page::Page::new(r.page_size, &r.page_token, "users")?;
+        let dir = crate::admin::HubUsers(self.hub.clone());
+        let (users, next_page_token) = crate::api::error::blocking("listing users", move || {
+            let mut all = dir.all();
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(page.take(all.iter().map(v1::UserInfo::from), |u| u.name.clone()))
+        })
+        .await?;
+        Ok(tonic::Response::new(v1::ListUsersResponse {
+            users,
+            next_page_token,
+        }))
+    }
+
+    async fn grant_role(
+        &self,
+        req: tonic::Request<v1::GrantRoleRequest>,
+    ) -> Result<tonic::Response<v1::UserInfo>, tonic::Status> {
+        let by = crate::api::caller(&req)?.name;
+        let r = req.into_inner();
+        self.change(by, RoleChange::Grant, r.name, r.role).await
+    }
+
+    async fn revoke_role(
+        &self,
+        req: tonic::Request<v1::RevokeRoleRequest>,
+    ) -> Result<tonic::Response<v1::UserInfo>, tonic::Status> {
+        let by = crate::api::caller(&req)?.name;
+        let r = req.into_inner();
+        self.change(by, RoleChange::Revoke, r.name, r.role).await
+    }
+}
+
+impl UsersApi {
+    async fn change(
+        &self,
+        by: String,
+        change: RoleChange,
+        name: String,
+        role: String,
+    ) -> Result<tonic::Response<v1::UserInfo>, tonic::Status> {
+        let dir = crate::admin::HubUsers(self.hub.clone());
+        let user = crate::api::error::blocking("changing a role", move || {
+            change_role(&dir, &by, change, &name, &role)
+        })
+        .await?;
+        Ok(tonic::Response::new(v1::UserInfo::from(&user)))
+    }
+}

@@ -430,22 +430,24 @@ fn the_admin_grants_and_revokes_roles_and_nobody_else_may() -> Result<()> {
         err.contains("step 3 belongs to kabid_aptika; you are tim_teknis"),
         "{err}"
     );
-    // Someone without the admin role may not grant, and the attempt is audited.
+    // Someone without the admin role may not grant, and the attempt is
+    // audited (the policy gate refuses it, in the API's audit trail).
     let err = o.refused("hd", &["user", "grant", "wati", "kabid_aptika"])?;
     ensure!(
-        err.contains("managing users is for admin; you are helpdesk"),
+        err.contains("Users/GrantRole is for admin; you are hd (helpdesk)"),
         "{err}"
     );
-    let trail = std::fs::read_to_string(o.collector.dir().join("users").join("audit.jsonl"))?;
+    let trail = std::fs::read_to_string(o.collector.dir().join("data").join("api-audit.jsonl"))?;
     let refused: Vec<Value> = trail
         .lines()
         .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<Value>, _>>()?
+        .into_iter()
+        .filter(|r| r["rpc"] == "/siaga.v1.Users/GrantRole")
+        .collect();
     ensure!(
         refused.len() == 1
-            && refused[0]["by"] == "hd"
-            && refused[0]["action"] == "grant"
-            && refused[0]["user"] == "wati"
+            && refused[0]["user"] == "hd"
             && refused[0]["outcome"]
                 .as_str()
                 .is_some_and(|o| o.starts_with("refused")),

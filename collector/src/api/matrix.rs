@@ -97,6 +97,7 @@ const ADMIN_CASES: &[Case] = &[
 pub fn all_cases() -> Vec<Case> {
     let lists: &[&[Case]] = &[
         ADMIN_CASES,
+        crate::users::tests::CASES,
         // Each concern adds its `CASES` here.
     ];
     lists.iter().flat_map(|l| l.iter().copied()).collect()

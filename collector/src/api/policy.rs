@@ -83,6 +83,19 @@ pub const RULES: &[Rule] = &[
     // --- Measure (measure.proto)
     // --- Reports (reports.proto)
     // --- Users (users.proto)
+    rule(
+        "/siaga.v1.Users/ListUsers",
+        Roles(&[ADMIN]),
+        Unscoped,
+        false,
+    ),
+    rule("/siaga.v1.Users/GrantRole", Roles(&[ADMIN]), Unscoped, true),
+    rule(
+        "/siaga.v1.Users/RevokeRole",
+        Roles(&[ADMIN]),
+        Unscoped,
+        true,
+    ),
 ];
 
 /// The entry of `path`, if any (none: the gate refuses the call).

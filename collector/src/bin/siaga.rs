@@ -305,7 +305,10 @@ async fn run(args: Args) -> Result<(), CliError> {
             let r = c.request().map_err(CliError::Message)?;
             call(&mut client, &url, r, |reply| c.render(reply)).await
         }
-        Cmd::User { cmd } => call(&mut client, &url, cmd.request(), |r| cmd.render(r)).await,
+        Cmd::User { cmd } => {
+            println!("{}", cmd.run(cli::channel(&cfg).await?, &url).await?);
+            Ok(())
+        }
         Cmd::Maintenance { cmd } => {
             let r = cmd.request().map_err(CliError::Message)?;
             call(&mut client, &url, r, |reply| cmd.render(reply)).await

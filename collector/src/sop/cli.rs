@@ -12,9 +12,13 @@ use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
+use siaga_proto::v1::{self, users_client::UsersClient};
+use tonic::transport::Channel;
+
 use super::api::{ActionReply, Document, InboxItem, TicketView};
 use super::audit::AuditRecord;
 use super::workflow::{EventKind, Origin};
+use crate::cli::{CliError, status_error};
 
 /// `siaga ticket …` (the SOP actions).
 #[derive(Debug, Clone, Subcommand)]
@@ -528,59 +532,67 @@ impl InboxCmd {
 }
 
 impl UserCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        match self {
-            UserCmd::List { .. } => req("user.list", json!({})),
-            UserCmd::Grant { name, role } => req("user.grant", json!({"name": name, "role": role})),
-            UserCmd::Revoke { name, role } => {
-                req("user.revoke", json!({"name": name, "role": role}))
-            }
-        }
-    }
-
-    /// A table, the JSON array, or a confirmation.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
-        let v: Value = parse(reply)?;
-        match self {
-            UserCmd::List { json: true } => {
-                serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
-            }
-            UserCmd::List { json: false } => {
+    /// Makes the call on the `Users` service; a table, the JSON, or a
+    /// confirmation line.
+    pub async fn run(&self, ch: Channel, url: &str) -> Result<String, CliError> {
+        let mut c = UsersClient::new(ch);
+        let fail = |s| status_error(url, s);
+        let changed = match self {
+            UserCmd::List { json } => {
+                let mut users = Vec::new();
+                let mut page_token = String::new();
+                loop {
+                    let r = c
+                        .list_users(v1::ListUsersRequest {
+                            page_size: 0,
+                            page_token,
+                        })
+                        .await
+                        .map_err(fail)?
+                        .into_inner();
+                    users.extend(r.users);
+                    if r.next_page_token.is_empty() {
+                        break;
+                    }
+                    page_token = r.next_page_token;
+                }
+                if *json {
+                    return serde_json::to_string_pretty(&users)
+                        .map_err(|e| CliError::Message(e.to_string()));
+                }
                 let mut t = Table::new();
                 t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header(["user", "roles"]);
-                for u in v.as_array().into_iter().flatten() {
-                    let roles: Vec<&str> = u["roles"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    t.add_row([
-                        u["name"].as_str().unwrap_or_default().to_string(),
-                        roles.join(", "),
-                    ]);
+                t.set_header(["user", "roles", "opd"]);
+                for u in users {
+                    t.add_row([u.name, u.roles.join(", "), u.opd]);
                 }
-                Ok(t.to_string())
+                return Ok(t.to_string());
             }
-            UserCmd::Grant { name, .. } | UserCmd::Revoke { name, .. } => {
-                let roles: Vec<&str> = v["roles"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                Ok(format!(
-                    "{name}: {}",
-                    if roles.is_empty() {
-                        "no roles".to_string()
-                    } else {
-                        roles.join(", ")
-                    }
-                ))
-            }
+            UserCmd::Grant { name, role } => c
+                .grant_role(v1::GrantRoleRequest {
+                    name: name.clone(),
+                    role: role.clone(),
+                })
+                .await
+                .map_err(fail)?,
+            UserCmd::Revoke { name, role } => c
+                .revoke_role(v1::RevokeRoleRequest {
+                    name: name.clone(),
+                    role: role.clone(),
+                })
+                .await
+                .map_err(fail)?,
         }
+        .into_inner();
+        Ok(format!(
+            "{}: {}",
+            changed.name,
+            if changed.roles.is_empty() {
+                "no roles".to_string()
+            } else {
+                changed.roles.join(", ")
+            }
+        ))
     }
 }
 
