@@ -287,11 +287,19 @@ impl Uplink {
                         self.settings.backoff.reset();
                     }
                     let delay = self.settings.backoff.next_delay();
-                    warn!(
-                        error = %chain(&e),
-                        retry_in = %humantime::format_duration(round_ms(delay)),
-                        "uplink to the collector down"
-                    );
+                    match siaga_proto::tls::diagnose(&e).or_else(|| revoked(&e)) {
+                        Some(p) => warn!(
+                            error = %chain(&e),
+                            retry_in = %humantime::format_duration(round_ms(delay)),
+                            "uplink to the collector refused: {}",
+                            tls_advice(p, &self.settings)
+                        ),
+                        None => warn!(
+                            error = %chain(&e),
+                            retry_in = %humantime::format_duration(round_ms(delay)),
+                            "uplink to the collector down"
+                        ),
+                    }
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(delay) => {}
@@ -738,6 +746,72 @@ pub struct Batch {
 
 async fn send(tx: &mpsc::Sender<AgentMessage>, m: AgentMessage) -> Result<(), UplinkError> {
     tx.send(m).await.map_err(|_| UplinkError::Closed)
+}
+
+/// A call refused because this agent's certificate is revoked (the
+/// collector checks its revocation list after the handshake).
+fn revoked(e: &UplinkError) -> Option<siaga_proto::tls::TlsProblem> {
+    let UplinkError::Status(s) = e else {
+        return None;
+    };
+    let said = s.metadata().get(siaga_proto::REFUSAL_KEY)?;
+    (said.as_bytes() == siaga_proto::REFUSAL_REVOKED.as_bytes())
+        .then_some(siaga_proto::tls::TlsProblem::OursRevoked)
+}
+
+/// When the certificate in `pem` stops being valid, as `YYYY-MM-DD HH:MM UTC`.
+fn not_after(pem: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(pem).ok()?;
+    let (_, p) = x509_parser::pem::parse_x509_pem(&bytes).ok()?;
+    let cert = p.parse_x509().ok()?;
+    let t = cert.validity().not_after.to_datetime();
+    Some(format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    ))
+}
+
+/// One sentence for a TLS problem of the uplink, ending in what to do.
+fn tls_advice(p: siaga_proto::tls::TlsProblem, s: &UplinkSettings) -> String {
+    use siaga_proto::tls::TlsProblem::*;
+    let (url, id, cert) = (&s.collector, &s.agent_id, s.cert.display());
+    match p {
+        PeerNotSignedByOurCa => format!(
+            "the collector at {url} presents a certificate not signed by the CA in agent.toml \
+             ({}): copy ca.pem from the collector's directory over that file",
+            s.ca.display()
+        ),
+        PeerWrongName => format!(
+            "the collector's certificate is not valid for the name {:?}: set server_name in \
+             agent.toml to a name given to `siaga-collector init --host`",
+            s.tls_name
+        ),
+        PeerExpired => format!(
+            "the collector at {url} presents an expired certificate (or this host's clock is \
+             wrong): the collector's admin must renew the server certificate"
+        ),
+        OursExpired => format!(
+            "this agent's certificate ({cert}) expired{}: renew it on the collector \
+             (siaga-collector renew --dir COLLECTOR_DIR --agent {id} --out DIR) and copy \
+             agent.pem and agent.key here",
+            not_after(&s.cert).map_or(String::new(), |d| format!(" on {d}"))
+        ),
+        OursRevoked => format!(
+            "this agent's certificate ({cert}) was revoked: enroll the agent again on the \
+             collector (siaga-collector enroll agent --dir COLLECTOR_DIR --opd {} --out DIR)",
+            s.opd
+        ),
+        OursNotSignedByTheirCa | OursRefused => format!(
+            "the collector at {url} refused this agent's certificate ({cert}): it is not signed \
+             by this collector's CA: enroll the agent on this collector \
+             (siaga-collector enroll agent --dir COLLECTOR_DIR --opd {} --out DIR)",
+            s.opd
+        ),
+    }
 }
 
 /// An error with its causes: "connect: transport error: tcp connect error: Connection refused".

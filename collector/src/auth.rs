@@ -107,10 +107,20 @@ pub fn peer_of(certs: Option<Arc<Certs>>, hub: &Hub) -> Result<Arc<Peer>, Status
     let peer = hub.peers.get(&certs).map_err(Status::unauthenticated)?;
     if hub.revoked.is_revoked(&peer.serial) {
         tracing::warn!(identity = %peer.identity, serial = %peer.serial, "revoked certificate refused");
-        return Err(Status::unauthenticated(format!(
+        let mut s = Status::unauthenticated(format!(
             "certificate {} ({}) has been revoked",
             peer.serial, peer.identity
-        )));
+        ));
+        // Said in metadata too, so that a client tells the person without
+        // reading the message.
+        s.metadata_mut().insert(
+            siaga_proto::REFUSAL_KEY,
+            tonic::metadata::MetadataValue::from_static(siaga_proto::REFUSAL_REVOKED),
+        );
+        if let Ok(v) = peer.serial.parse() {
+            s.metadata_mut().insert(siaga_proto::SERIAL_KEY, v);
+        }
+        return Err(s);
     }
     Ok(peer)
 }

@@ -47,6 +47,10 @@ pub enum CliError {
     /// The configuration is missing or wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A bad command line that clap cannot see (flags that do not go
+    /// together): exit 64 like clap's own.
+    #[error("{0}")]
+    Usage(String),
     /// Another problem, already phrased for the user.
     #[error("{0}")]
     Message(String),
@@ -127,6 +131,108 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// The config of this run, for phrasing a TLS failure that shows only on a
+/// call (TLS 1.3 tells a client its certificate was refused after the
+/// handshake): set once by [`connect`]; the CLI makes one connection.
+static IN_USE: std::sync::OnceLock<SiagaConfig> = std::sync::OnceLock::new();
+
+/// When the certificate in `pem` stops being valid, as `YYYY-MM-DD HH:MM UTC`.
+fn not_after(pem: &Path) -> Option<String> {
+    let bytes = std::fs::read(pem).ok()?;
+    let (_, p) = x509_parser::pem::parse_x509_pem(&bytes).ok()?;
+    let cert = p.parse_x509().ok()?;
+    let ts = cert.validity().not_after.timestamp();
+    chrono::DateTime::from_timestamp(ts, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+/// Whether the certificate in `pem` is past its end by this machine's clock.
+fn expired(pem: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(pem) else {
+        return false;
+    };
+    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(&bytes) else {
+        return false;
+    };
+    p.parse_x509()
+        .is_ok_and(|c| c.validity().not_after.timestamp() < chrono::Utc::now().timestamp())
+}
+
+/// The serial of the certificate in `pem`, as the ledger writes it.
+fn serial_of(pem: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(pem).ok()?;
+    let der = crate::revoke::pem_to_der(&text).ok()?;
+    crate::revoke::serial_of(&der).ok()
+}
+
+/// One sentence for a TLS problem, ending in what to do about it.
+pub fn tls_advice(p: siaga_proto::tls::TlsProblem, cfg: &SiagaConfig) -> String {
+    use siaga_proto::tls::TlsProblem::*;
+    let url = &cfg.collector;
+    let user = if cfg.user.is_empty() {
+        "NAME"
+    } else {
+        &cfg.user
+    };
+    let cert = cfg.tls.cert.display();
+    match p {
+        PeerNotSignedByOurCa => format!(
+            "the collector at {url} presents a certificate not signed by the CA in siaga.toml \
+             ({}): copy ca.pem from the collector's directory (or from a fresh \
+             `siaga-collector enroll user`) over that file",
+            cfg.tls.ca.display()
+        ),
+        PeerWrongName => format!(
+            "the collector's certificate is not valid for the name {:?}: set server_name in \
+             siaga.toml to a name given to `siaga-collector init --host`, or reach the collector \
+             by that name",
+            cfg.server_name.clone().unwrap_or_else(|| host_of(url))
+        ),
+        PeerExpired => format!(
+            "the collector at {url} presents an expired certificate (or this machine's clock is \
+             wrong): ask the collector's admin to renew the server certificate"
+        ),
+        OursExpired => format!(
+            "your certificate ({cert}) expired{}: ask for a new one: \
+             siaga-collector renew --dir COLLECTOR_DIR --user {user} --out DIR",
+            not_after(&cfg.tls.cert).map_or(String::new(), |d| format!(" on {d}"))
+        ),
+        OursRevoked => revoked_advice(cfg, None),
+        OursNotSignedByTheirCa => format!(
+            "the collector at {url} refused your certificate ({cert}): it is not signed by this \
+             collector's CA (issued by another collector?): ask for one from this collector: \
+             siaga-collector enroll user --dir COLLECTOR_DIR --name {user} --role ROLE --out DIR"
+        ),
+        OursRefused => format!(
+            "the collector at {url} refused your certificate ({cert}): ask for a new one: \
+             siaga-collector renew --dir COLLECTOR_DIR --user {user} --out DIR"
+        ),
+    }
+}
+
+fn revoked_advice(cfg: &SiagaConfig, serial: Option<String>) -> String {
+    let user = if cfg.user.is_empty() {
+        "NAME"
+    } else {
+        &cfg.user
+    };
+    format!(
+        "your certificate {} was revoked: ask the collector's admin for a new one: \
+         siaga-collector enroll user --dir COLLECTOR_DIR --name {user} --role ROLE --out DIR",
+        serial
+            .or_else(|| serial_of(&cfg.tls.cert))
+            .unwrap_or_else(|| cfg.tls.cert.display().to_string())
+    )
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once(':') {
+        Some((h, _)) => h.trim_matches(['[', ']']).to_string(),
+        None => authority.to_string(),
+    }
+}
+
 /// Connects to the admin API with the user's certificate.
 pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, CliError> {
     Ok(AdminClient::new(channel(cfg).await?)
@@ -137,6 +243,15 @@ pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, CliError
 /// A TLS channel to the collector with the user's certificate, for any of
 /// the people's services (`XClient::new(channel)`).
 pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
+    let _ = IN_USE.set(cfg.clone());
+    // TLS 1.3 tells a client that its certificate was refused only after
+    // the handshake, and hyper drops that alert: an expired one is seen here.
+    if expired(&cfg.tls.cert) {
+        return Err(CliError::Message(tls_advice(
+            siaga_proto::tls::TlsProblem::OursExpired,
+            cfg,
+        )));
+    }
     let read = |p: &Path| {
         std::fs::read(p)
             .map_err(|e| CliError::Message(format!("{}: {}", p.display(), root_cause(&e))))
@@ -158,15 +273,19 @@ pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60));
     endpoint.connect().await.map_err(|e| {
-        CliError::Message(format!(
-            "cannot reach collector at {url}: {}",
-            root_cause(&e)
-        ))
+        CliError::Message(match siaga_proto::tls::diagnose(&e) {
+            Some(p) => tls_advice(p, cfg),
+            None => format!("cannot reach collector at {url}: {}", root_cause(&e)),
+        })
     })
 }
 
 /// A gRPC status as one line.
 pub fn status_error(url: &str, s: tonic::Status) -> CliError {
+    let cfg = IN_USE.get();
+    if let (Some(p), Some(cfg)) = (siaga_proto::tls::diagnose(&s), cfg) {
+        return CliError::Message(tls_advice(p, cfg));
+    }
     let msg = match s.code() {
         tonic::Code::Unavailable => {
             let cause = std::error::Error::source(&s)
@@ -174,6 +293,39 @@ pub fn status_error(url: &str, s: tonic::Status) -> CliError {
                 .unwrap_or_else(|| s.message().to_string());
             format!("cannot reach collector at {url}: {cause}")
         }
+        tonic::Code::Unauthenticated
+            if s.metadata()
+                .get(siaga_proto::REFUSAL_KEY)
+                .map(|v| v.as_bytes())
+                == Some(siaga_proto::REFUSAL_REVOKED.as_bytes()) =>
+        {
+            let serial = s
+                .metadata()
+                .get(siaga_proto::SERIAL_KEY)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            match cfg {
+                Some(cfg) => revoked_advice(cfg, serial),
+                None => format!("refused by the collector: {}", s.message()),
+            }
+        }
+        // The connection ended under the first call: with TLS 1.3 this is
+        // how a refused client certificate shows (its alert is dropped).
+        tonic::Code::Cancelled if cfg.is_some() => match cfg {
+            Some(cfg) => format!(
+                "the collector at {url} ended the connection without answering: most likely it \
+                 refused your certificate ({}): not signed by this collector's CA (issued by \
+                 another collector?): ask for one from this collector: siaga-collector enroll \
+                 user --dir COLLECTOR_DIR --name {} --role ROLE --out DIR",
+                cfg.tls.cert.display(),
+                if cfg.user.is_empty() {
+                    "NAME"
+                } else {
+                    &cfg.user
+                }
+            ),
+            None => format!("collector: {}", s.message()),
+        },
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
             format!("refused by the collector: {}", s.message())
         }

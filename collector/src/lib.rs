@@ -32,4 +32,5 @@ pub mod state;
 pub mod store;
 pub mod systemd;
 pub mod ticket;
+pub mod usage;
 pub mod users;

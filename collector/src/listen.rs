@@ -71,6 +71,13 @@ impl RateLimitedLog {
             }
         }
     }
+
+    /// Whether no line was let through for a period before `now` (forgetting
+    /// it loses at most the count of lines held back).
+    pub fn idle(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.every)
+    }
 }
 
 /// At most one "accept failed" line per listener in this period.
@@ -145,6 +152,138 @@ where
             }
         },
     )
+}
+
+/// At most one "TLS handshake refused" line per peer address in this period.
+pub const HANDSHAKE_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How long a client has to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes under way at once; further connections wait in the kernel's queue.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Peer addresses whose log state is kept; beyond it, quiet ones are forgotten.
+const MAX_PEERS_TRACKED: usize = 4096;
+
+/// Refused TLS handshakes: counted per reason, logged with the peer's
+/// address and reason at most once per [`HANDSHAKE_LOG_EVERY`] per address
+/// (with the number held back since).
+#[derive(Debug)]
+pub struct HandshakeRefusals {
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    logs: std::collections::HashMap<std::net::IpAddr, RateLimitedLog>,
+}
+
+impl HandshakeRefusals {
+    /// Counting into `metrics`.
+    pub fn new(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        HandshakeRefusals {
+            metrics,
+            logs: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The handshake with `peer` failed with `error`.
+    pub fn refused(&mut self, peer: Option<std::net::SocketAddr>, error: &std::io::Error) {
+        let reason = siaga_proto::tls::refusal_reason(error);
+        self.metrics
+            .tls_handshakes_refused
+            .get_or_create(&crate::metrics::ReasonLabel { reason })
+            .inc();
+        let now = Instant::now();
+        let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+        if self.logs.len() >= MAX_PEERS_TRACKED && !self.logs.contains_key(&ip) {
+            self.logs.retain(|_, l| !l.idle(now));
+        }
+        let log = self
+            .logs
+            .entry(ip)
+            .or_insert_with(|| RateLimitedLog::new(HANDSHAKE_LOG_EVERY));
+        if let Some(suppressed) = log.allow(now) {
+            let peer = peer.map_or("unknown".to_string(), |p| p.to_string());
+            tracing::warn!(
+                %peer,
+                reason,
+                %error,
+                suppressed,
+                "TLS handshake refused"
+            );
+        }
+    }
+}
+
+/// The rustls configuration of the gRPC listener: the collector's
+/// certificate, client certificates required and checked against `ca`, h2.
+pub fn server_tls(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the server certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("the server key: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem) {
+        let ca = ca.map_err(|e| format!("the CA certificate: {e}"))?;
+        roots
+            .add(ca)
+            .map_err(|e| format!("the CA certificate: {e}"))?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .map_err(|e| format!("client verifier: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the server certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(std::sync::Arc::new(config))
+}
+
+/// The TLS connections of `incoming`: each handshake runs beside the others
+/// (at most [`MAX_HANDSHAKES`] at once, each within [`HANDSHAKE_TIMEOUT`]);
+/// a failed one is counted and logged by `refusals` and left out.
+pub fn tls_handshakes<S>(
+    incoming: S,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    mut refusals: HandshakeRefusals,
+) -> impl Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> + Send + 'static
+where
+    S: Stream<Item = std::io::Result<TcpStream>> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    incoming
+        .map(move |conn| {
+            let acceptor = acceptor.clone();
+            async move {
+                let tcp = conn.map_err(|e| (None, e))?;
+                let peer = tcp.peer_addr().ok();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => Ok(tls),
+                    Ok(Err(e)) => Err((peer, e)),
+                    Err(_) => Err((
+                        peer,
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"),
+                    )),
+                }
+            }
+        })
+        .buffer_unordered(MAX_HANDSHAKES)
+        .filter_map(move |r| {
+            let out = match r {
+                Ok(tls) => Some(Ok(tls)),
+                Err((peer, e)) => {
+                    refusals.refused(peer, &e);
+                    None
+                }
+            };
+            std::future::ready(out)
+        })
 }
 
 #[cfg(test)]

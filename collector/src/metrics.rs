@@ -43,6 +43,14 @@ pub struct ListenerLabel {
     pub listener: Listener,
 }
 
+/// Label of the refused TLS handshakes: why, one of
+/// [`siaga_proto::tls::REFUSAL_REASONS`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why the handshake failed.
+    pub reason: &'static str,
+}
+
 /// Every metric the collector exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -72,6 +80,8 @@ pub struct Metrics {
     pub samples_pruned: Counter,
     /// Failed `accept`s (e.g. out of file descriptors), per listener.
     pub accept_errors: Family<ListenerLabel, Counter>,
+    /// TLS handshakes on the gRPC listener that failed, per reason.
+    pub tls_handshakes_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,6 +114,7 @@ impl Metrics {
             inventory_rejected: Counter::default(),
             samples_pruned: Counter::default(),
             accept_errors: Family::default(),
+            tls_handshakes_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -162,6 +173,16 @@ impl Metrics {
             "Failed accepts (e.g. out of file descriptors), per listener",
             m.accept_errors.clone(),
         );
+        registry.register(
+            "tls_handshakes_refused",
+            "TLS handshakes on the gRPC listener that failed, per reason",
+            m.tls_handshakes_refused.clone(),
+        );
+        for reason in siaga_proto::tls::REFUSAL_REASONS {
+            let _ = m
+                .tls_handshakes_refused
+                .get_or_create(&ReasonLabel { reason });
+        }
         Metrics { registry, ..m }
     }
 

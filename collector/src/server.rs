@@ -11,8 +11,8 @@ use siaga_proto::v1::admin_server::AdminServer;
 use siaga_proto::v1::uplink_server::UplinkServer;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 use crate::admin::AdminService;
@@ -164,19 +164,16 @@ pub async fn serve_until(
     // away while the collector was down or never connected.
     hub.refresh_agents(&cfg).await;
 
-    let tls = ServerTlsConfig::new()
-        .identity(TlsIdentity::from_pem(
-            std::fs::read(&cfg.tls.cert)
-                .with_context(|| format!("reading {}", cfg.tls.cert.display()))?,
-            std::fs::read(&cfg.tls.key)
-                .with_context(|| format!("reading {}", cfg.tls.key.display()))?,
-        ))
-        .client_ca_root(Certificate::from_pem(
-            std::fs::read(&cfg.tls.ca)
-                .with_context(|| format!("reading {}", cfg.tls.ca.display()))?,
-        ))
-        .client_auth_optional(false)
-        .timeout(Duration::from_secs(10));
+    // The TLS handshake is done here rather than by tonic, so that a refused
+    // one is seen: logged with the peer and the reason, and counted.
+    let tls = crate::listen::server_tls(
+        &std::fs::read(&cfg.tls.cert)
+            .with_context(|| format!("reading {}", cfg.tls.cert.display()))?,
+        &std::fs::read(&cfg.tls.key)
+            .with_context(|| format!("reading {}", cfg.tls.key.display()))?,
+        &std::fs::read(&cfg.tls.ca).with_context(|| format!("reading {}", cfg.tls.ca.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
 
     let incoming = TcpIncoming::bind(cfg.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?
@@ -354,8 +351,6 @@ pub async fn serve_until(
     );
 
     let server = Server::builder()
-        .tls_config(tls)
-        .context("TLS configuration")?
         // The policy gate, in front of every service (see api::policy).
         .layer(crate::api::gate::GateLayer::new(hub.clone()))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -372,12 +367,16 @@ pub async fn serve_until(
         .add_service(reports)
         .add_service(users)
         .serve_with_incoming_shutdown(
-            crate::listen::with_backoff(
-                incoming,
-                crate::listen::AcceptErrors::new(
-                    "grpc",
-                    metrics.accept_errors_of(metrics::Listener::Grpc),
+            crate::listen::tls_handshakes(
+                crate::listen::with_backoff(
+                    incoming,
+                    crate::listen::AcceptErrors::new(
+                        "grpc",
+                        metrics.accept_errors_of(metrics::Listener::Grpc),
+                    ),
                 ),
+                tls,
+                crate::listen::HandshakeRefusals::new(metrics.clone()),
             ),
             cancel.clone().cancelled_owned(),
         );
@@ -434,7 +433,9 @@ mod tests {
     use siaga_proto::v1::{
         self, AgentMessage, agent_message::Msg as A, collector_message::Msg as C,
     };
-    use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+    use tonic::transport::{
+        Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity,
+    };
 
     use super::*;
     use crate::pki::{self, Ca, Identity};

@@ -9,6 +9,7 @@ pub mod v1 {
 }
 
 pub mod codec;
+pub mod tls;
 
 /// The encoded `FileDescriptorSet` of every .proto file (for reflection
 /// and for tests that enumerate the RPCs).
@@ -33,3 +34,11 @@ pub fn compatible(major: u32) -> bool {
 /// collector refuses a larger one (counted) and takes the rest of its batch.
 /// 4,096 interfaces with every string at its 255-octet MIB size fit.
 pub const MAX_SAMPLE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Metadata key of an `unauthenticated` status that says why the caller's
+/// certificate was refused (see [`REFUSAL_REVOKED`]).
+pub const REFUSAL_KEY: &str = "siaga-refusal";
+/// [`REFUSAL_KEY`]'s value for a revoked certificate.
+pub const REFUSAL_REVOKED: &str = "revoked";
+/// Metadata key of the refused certificate's serial (hex).
+pub const SERIAL_KEY: &str = "siaga-serial";

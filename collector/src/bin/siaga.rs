@@ -45,7 +45,7 @@ enum Cmd {
         /// Device id.
         device: String,
         /// How far back, e.g. 30m, 6h, 2d.
-        #[arg(long, default_value = "1h")]
+        #[arg(long, default_value = "1h", value_parser = siaga_collector::usage::since_arg)]
         since: String,
         /// Print a JSON array.
         #[arg(long)]
@@ -62,7 +62,7 @@ enum Cmd {
         /// Device id.
         id: String,
         /// How far back the history goes, e.g. 30m, 6h, 2d.
-        #[arg(long, default_value = "1h")]
+        #[arg(long, default_value = "1h", value_parser = siaga_collector::usage::since_arg)]
         since: String,
         /// Print a JSON object.
         #[arg(long)]
@@ -134,14 +134,16 @@ async fn call(
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match siaga_collector::usage::parse::<Args>() {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 64 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
+    // Flags that do not go together are a bad command line too, told
+    // before any connection is tried.
+    if let Err(e) = check(&args.cmd) {
+        eprintln!("siaga: {e}");
+        return ExitCode::from(siaga_collector::usage::EX_USAGE);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -154,14 +156,23 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Config(e)) => {
+        Err(e @ (CliError::Config(_) | CliError::Usage(_))) => {
             eprintln!("siaga: {e}");
-            ExitCode::from(64)
+            ExitCode::from(siaga_collector::usage::EX_USAGE)
         }
         Err(e) => {
             eprintln!("siaga: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The combinations of flags each command refuses, checked before connecting.
+fn check(cmd: &Cmd) -> Result<(), CliError> {
+    match cmd {
+        Cmd::Register(c) => c.request().map(drop).map_err(CliError::Usage),
+        Cmd::Maintenance { cmd } => cmd.request().map(drop).map_err(CliError::Usage),
+        _ => Ok(()),
     }
 }
 

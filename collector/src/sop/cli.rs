@@ -80,7 +80,7 @@ pub enum TicketCmd {
         #[arg(long)]
         letter_number: String,
         /// The letter's date, YYYY-MM-DD.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::usage::date_arg)]
         letter_date: NaiveDate,
         /// The letter's subject.
         #[arg(long)]
@@ -131,10 +131,10 @@ pub enum TicketCmd {
 #[derive(Debug, Clone, Args)]
 pub struct RegisterCmd {
     /// First day, YYYY-MM-DD.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::usage::date_arg)]
     pub from: NaiveDate,
     /// Last day (included), YYYY-MM-DD.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::usage::date_arg)]
     pub to: NaiveDate,
     /// csv or xlsx.
     #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
@@ -469,7 +469,17 @@ impl RegisterCmd {
     /// The call.
     pub fn request(&self) -> Result<Request, String> {
         if self.format == "xlsx" && self.out.is_none() {
-            return Err("--format xlsx needs --out FILE".into());
+            return Err(
+                "--format xlsx needs --out FILE to write the workbook to, e.g. --out register.xlsx"
+                    .into(),
+            );
+        }
+        if self.to < self.from {
+            return Err(format!(
+                "--to {} is before --from {}: give the last day of the period, e.g. \
+                 --from 2026-11-01 --to 2026-11-30",
+                self.to, self.from
+            ));
         }
         Ok(req(
             "register",
