@@ -205,6 +205,15 @@ enum Enroll {
         /// SOP role (repeat for several).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// Full name with titles, as signed on documents (e.g. "Budi Santoso, S.Kom.").
+        #[arg(long)]
+        full_name: Option<String>,
+        /// NIP, 18 digits (e.g. 198001012005011001), printed under the signature.
+        #[arg(long)]
+        nip: Option<String>,
+        /// Position (jabatan), printed above the signature (e.g. "Pranata Komputer Ahli Pertama").
+        #[arg(long)]
+        jabatan: Option<String>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -308,11 +317,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     dir,
                     name,
                     roles,
+                    full_name,
+                    nip,
+                    jabatan,
                     out,
                     days,
                 },
         } => {
-            let identity = pki::enroll_user(&dir, &name, &roles, &out, days)?;
+            let person = siaga_collector::sop::Person {
+                full_name,
+                nip,
+                jabatan,
+            };
+            let identity = pki::enroll_person(&dir, &name, &roles, &person, &out, days)?;
             println!(
                 "enrolled {identity} ({}); wrote {}; a running collector knows the user at once",
                 roles.join(", "),

@@ -442,7 +442,7 @@ mod tests {
             &crate::users::User {
                 name: "budi".into(),
                 roles: vec!["helpdesk".into()],
-                certificates: vec![],
+                ..Default::default()
             },
         )
         .expect("write");
