@@ -919,6 +919,10 @@ impl crate::sop::api::Directory for HubDirectory {
     fn opd(&self, id: &str) -> Option<String> {
         self.0.inventory().opds.get(id).map(|o| o.name.clone())
     }
+    fn people(&self) -> crate::sop::People {
+        // Read afresh: a name added to a user file shows on the next document.
+        crate::users::people(&self.0.users_dir)
+    }
     fn measurements(&self, ticket: &str) -> (bool, bool) {
         let Some(service) = self.0.measure.get() else {
             return (false, false);

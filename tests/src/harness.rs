@@ -545,23 +545,28 @@ impl Collector {
     /// bound to the written `siaga.toml`. A running collector learns of the
     /// user on `reload`, so enroll before [`Collector::serve`].
     pub fn enroll_user(&mut self, name: &str, role: &str) -> Result<Siaga> {
+        self.enroll_user_with(name, role, &[])
+    }
+
+    /// [`Collector::enroll_user`] with more `enroll user` flags
+    /// (`--full-name`, `--nip`, `--jabatan`).
+    pub fn enroll_user_with(&mut self, name: &str, role: &str, extra: &[&str]) -> Result<Siaga> {
         let out = self.root.path().join(format!("user-{name}"));
         let dir = self.dir();
-        ok_output(
-            &bin("siaga-collector")?,
-            &[
-                "enroll",
-                "user",
-                "--dir",
-                path_str(&dir)?,
-                "--name",
-                name,
-                "--role",
-                role,
-                "--out",
-                path_str(&out)?,
-            ],
-        )?;
+        let mut args = vec![
+            "enroll",
+            "user",
+            "--dir",
+            path_str(&dir)?,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--out",
+            path_str(&out)?,
+        ];
+        args.extend_from_slice(extra);
+        ok_output(&bin("siaga-collector")?, &args)?;
         Ok(Siaga {
             config: out.join("siaga.toml"),
         })

@@ -21,6 +21,23 @@ pub const OFFICE_USERS: [(&str, &str); 8] = [
     ("root", "admin"),
 ];
 
+/// What some of the office's people sign with: (user, full name, NIP,
+/// jabatan), recorded by `enroll user --full-name --nip --jabatan`.
+pub const OFFICE_PEOPLE: [(&str, &str, &str, &str); 2] = [
+    (
+        "kadis",
+        "Dr. Hendra Wijaya, M.Si.",
+        "197003152000031002",
+        "Kepala Dinas Kominfo",
+    ),
+    (
+        "teknisi",
+        "Budi Santoso, S.Kom.",
+        "198001012005011001",
+        "Pranata Komputer Ahli Pertama",
+    ),
+];
+
 /// [`OFFICE_USERS`] without the users named in `left_out`.
 pub fn office_users_but(left_out: &[&str]) -> Vec<(&'static str, &'static str)> {
     OFFICE_USERS
@@ -46,10 +63,39 @@ impl Office {
 
     /// Enrolls `users` (name, role) in `collector`, which is not serving
     /// yet, then starts it.
-    pub fn serve(mut collector: Collector, users: &[(&'static str, &str)]) -> Result<Office> {
+    pub fn serve(collector: Collector, users: &[(&'static str, &str)]) -> Result<Office> {
+        Office::serve_people(collector, users, &[])
+    }
+
+    /// A collector with the OPD dinkes, `users` enrolled, those in `people`
+    /// (user, full name, NIP, jabatan) with what they sign with, serving.
+    pub fn start_people(
+        users: &[(&'static str, &str)],
+        people: &[(&str, &str, &str, &str)],
+    ) -> Result<Office> {
+        let collector = Collector::init()?;
+        collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
+        Office::serve_people(collector, users, people)
+    }
+
+    /// [`Office::serve`], enrolling those in `people` with their full name,
+    /// NIP and jabatan.
+    pub fn serve_people(
+        mut collector: Collector,
+        users: &[(&'static str, &str)],
+        people: &[(&str, &str, &str, &str)],
+    ) -> Result<Office> {
         let mut enrolled = HashMap::new();
         for &(name, role) in users {
-            enrolled.insert(name, collector.enroll_user(name, role)?);
+            let siaga = match people.iter().find(|p| p.0 == name) {
+                Some((_, full, nip, jabatan)) => collector.enroll_user_with(
+                    name,
+                    role,
+                    &["--full-name", full, "--nip", nip, "--jabatan", jabatan],
+                )?,
+                None => collector.enroll_user(name, role)?,
+            };
+            enrolled.insert(name, siaga);
         }
         collector.serve()?;
         Ok(Office {

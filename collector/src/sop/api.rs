@@ -25,6 +25,11 @@ pub trait Directory: Send + Sync {
     fn opd(&self, id: &str) -> Option<String>;
     /// Which measurements (before, after the work) are attached to a ticket.
     fn measurements(&self, ticket: &str) -> (bool, bool);
+    /// The people documents name (full name, NIP, jabatan from the users'
+    /// files); none by default, so documents name logins, flagged.
+    fn people(&self) -> super::People {
+        super::People::default()
+    }
 }
 
 /// Why a call failed; the server maps these to gRPC status codes.
@@ -370,8 +375,10 @@ pub fn handle(
             store.get(&a.ticket)?;
             out(&store.trail(&a.ticket)?)
         }),
-        "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, a)),
-        "register" => args::<RegisterArgs>(method, json).and_then(|a| register_doc(store, a, now)),
+        "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, dir, a)),
+        "register" => {
+            args::<RegisterArgs>(method, json).and_then(|a| register_doc(store, dir, a, now))
+        }
         "inbox" => inbox(store, caller, now).and_then(|v| out(&v)),
         "audit.verify" => {
             if !caller.roles.iter().any(|r| r == "admin") {
@@ -465,6 +472,7 @@ fn new_ticket(
             subject: a.subject.clone(),
         },
         problem: a.subject,
+        reason: None,
         device: a.device,
         link: a.link,
         opened_at: now,
@@ -483,12 +491,21 @@ fn new_ticket(
 /// Prefix of ticket numbers (PJ: Pemeliharaan Jaringan).
 pub const TICKET_PREFIX: &str = "PJ";
 
-fn card_doc(store: &SopStore, a: CardArgs) -> Result<String, ApiError> {
+fn card_doc(store: &SopStore, dir: &dyn Directory, a: CardArgs) -> Result<String, ApiError> {
     let t = store.get(&a.ticket)?;
     let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
     let events = store.events(&t.info.number)?;
     let lang = a.lang.unwrap_or_default();
-    let mut c = card::build(&t.info, &t.state, &events, &sop, store.calendar(), lang);
+    let people = dir.people();
+    let mut c = card::build(
+        &t.info,
+        &t.state,
+        &events,
+        &sop,
+        store.calendar(),
+        &people,
+        lang,
+    );
     if let Some(h) = store.sealed_head(&t.info.number)? {
         c.header.push((
             crate::anchor::SignedHead::label(lang).to_string(),
@@ -512,7 +529,12 @@ fn card_doc(store: &SopStore, a: CardArgs) -> Result<String, ApiError> {
     })
 }
 
-fn register_doc(store: &SopStore, a: RegisterArgs, now: DateTime<Utc>) -> Result<String, ApiError> {
+fn register_doc(
+    store: &SopStore,
+    dir: &dyn Directory,
+    a: RegisterArgs,
+    now: DateTime<Utc>,
+) -> Result<String, ApiError> {
     if a.to < a.from {
         return Err(ApiError::BadRequest(format!(
             "--to {} is before --from {}",
@@ -535,7 +557,8 @@ fn register_doc(store: &SopStore, a: RegisterArgs, now: DateTime<Utc>) -> Result
             sop,
         })
         .collect();
-    let mut rows = register::rows(&entries, store.calendar(), a.from, a.to, lang, now);
+    let people = dir.people();
+    let mut rows = register::rows(&entries, store.calendar(), &people, a.from, a.to, lang, now);
     for r in &mut rows {
         if let Some(h) = store.sealed_head(&r.number)? {
             r.audit = h.value(lang);

@@ -100,8 +100,56 @@ impl People {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The test office's people (the logins of `workflow::tests::user_for`);
+    /// the helpdesk has no full name on record.
+    pub(crate) fn office() -> People {
+        let mut p = People::default();
+        for (login, name, nip, jabatan) in [
+            (
+                "kadis",
+                "Dr. Hendra Wijaya, M.Si.",
+                "197003152000031002",
+                "Kepala Dinas Komunikasi dan Informatika",
+            ),
+            (
+                "sekdis",
+                "Sri Rahayu, S.E.",
+                "197511202001122001",
+                "Sekretaris Dinas",
+            ),
+            (
+                "kabid",
+                "Agus Salim, S.T.",
+                "197808082005011003",
+                "Kepala Bidang Aplikasi dan Informatika",
+            ),
+            (
+                "prakom",
+                "Dewi Lestari, S.Kom.",
+                "198504142010012004",
+                "Pranata Komputer Ahli Muda",
+            ),
+            (
+                "teknisi",
+                "Budi Santoso, S.Kom.",
+                "198001012005011001",
+                "Pranata Komputer Ahli Pertama",
+            ),
+        ] {
+            p.insert(
+                login,
+                Person {
+                    full_name: Some(name.into()),
+                    nip: Some(nip.into()),
+                    jabatan: Some(jabatan.into()),
+                },
+            );
+        }
+        p
+    }
 
     #[test]
     fn a_person_signs_with_full_name_nip_and_jabatan_else_the_login_flagged() {
