@@ -895,7 +895,7 @@ fn a_webhook_that_failed_once_gets_one_opened_event_and_the_smtp_sink_gets_the_m
     for want in [
         format!("Tiket pemeliharaan jaringan {id} dibuka."),
         "Perangkat : dinkes-sw1".to_string(),
-        "Masalah   : Tidak ada balasan dari dinkes-sw1".to_string(),
+        "Masalah   : Perangkat dinkes-sw1 tidak membalas ping".to_string(),
         "Asal      : terdeteksi otomatis oleh Siaga".to_string(),
     ] {
         ensure!(body.contains(&want), "the mail says {want:?}: {body}");
