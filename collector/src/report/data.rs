@@ -4,7 +4,8 @@
 //! measurements, the work, the OPD's acknowledgement, the disposition
 //! timeline, the Kepala Dinas's review and the signature blocks.
 //!
-//! Pure: the caller reads the stores. Once the review step was disposed the
+//! Pure: the caller reads the stores and the people it names (full name,
+//! NIP, jabatan from the user files). Once the review step was disposed the
 //! report is final and shows only what was recorded up to the review (the
 //! trail up to that disposal, measurements and notes no later than it), so
 //! the same records always give the same report, however late it is rendered.
