@@ -9,10 +9,9 @@ use siaga_proto::v1::admin_server::Admin;
 use siaga_proto::v1::{self, sample::Kind};
 use tonic::{Request, Response, Status};
 
-use crate::auth::peer_identity;
+use crate::api::{Caller, scope};
 use crate::hub::{AgentStatus, Hub, opds_without_agent};
 use crate::ingest::now_us;
-use crate::pki::Identity;
 use crate::state::{device_state, shown_state, stale_age};
 use crate::store::StoredSample;
 use crate::users::{User, UserCallError};
@@ -71,21 +70,15 @@ impl AdminService {
         Self { hub }
     }
 
+    /// The person calling, as the policy gate identified them.
     fn caller<T>(&self, req: &Request<T>) -> Result<User, Status> {
-        match peer_identity(req, &self.hub)? {
-            Identity::User { name } => self.hub.user(&name).ok_or_else(|| {
-                tracing::warn!(user = %name, "admin call from a user who is not enrolled here");
-                Status::permission_denied(format!(
-                    "user {name:?} is not enrolled at this collector"
-                ))
-            }),
-            agent @ Identity::Agent { .. } => {
-                tracing::warn!(%agent, "an agent certificate was used on the admin API; refused");
-                Err(Status::permission_denied(
-                    "the admin API is for people; this is an agent certificate",
-                ))
-            }
-        }
+        let c = crate::api::caller(req)?;
+        Ok(User {
+            name: c.name,
+            roles: c.roles,
+            opd: c.opd,
+            ..Default::default()
+        })
     }
 }
 
@@ -259,13 +252,16 @@ fn latest_snmp(hub: &Hub, device: &str) -> Result<Option<(i64, v1::SnmpResult)>,
     })
 }
 
-/// `links.list`: every inventory link with its newest SNMP reading.
-pub fn links_list(hub: &Hub) -> Result<Value, Status> {
+/// `links.list`: every inventory link `caller` sees with its newest SNMP reading.
+pub fn links_list(hub: &Hub, caller: &Caller) -> Result<Value, Status> {
     let inv = hub.inventory();
     let mut cache: std::collections::HashMap<String, Option<(i64, v1::SnmpResult)>> =
         std::collections::HashMap::new();
     let mut out = Vec::with_capacity(inv.links.len());
     for l in &inv.links {
+        if !scope::link_listed(caller, &inv, &l.device) {
+            continue;
+        }
         if !cache.contains_key(&l.device) {
             cache.insert(l.device.clone(), latest_snmp(hub, &l.device)?);
         }
@@ -356,11 +352,9 @@ fn newest_reading_us(l: &crate::store::Latest) -> Option<i64> {
 
 /// `device.show`: one device, all its interfaces from the newest SNMP sample,
 /// and its ICMP history and events since `since_us`.
-pub fn device_show(hub: &Hub, id: &str, since_us: i64) -> Result<Value, Status> {
+pub fn device_show(hub: &Hub, caller: &Caller, id: &str, since_us: i64) -> Result<Value, Status> {
     let inv = hub.inventory();
-    let Some(d) = inv.devices.get(id) else {
-        return Err(Status::not_found(format!("unknown device {id:?}")));
-    };
+    let d = scope::device(caller, &inv, id)?;
     let snmp = latest_snmp(hub, id)?;
     let links: std::collections::HashMap<u32, String> = match &snmp {
         Some((_, s)) => inv
@@ -464,18 +458,8 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
+        // Admin only: the policy table says so and the gate has checked.
         let user = self.caller(&req)?;
-        if !user.roles.iter().any(|r| r == "admin") {
-            tracing::warn!(user = %user.name, "backup refused: not admin");
-            return Err(Status::permission_denied(format!(
-                "backup is for admin; {}",
-                if user.roles.is_empty() {
-                    "you have no role".to_string()
-                } else {
-                    format!("you are {}", user.roles.join(", "))
-                }
-            )));
-        }
         let Some(health) = self.hub.health.get().cloned() else {
             return Err(Status::unavailable("the ticket store is not open yet"));
         };
@@ -537,7 +521,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
-        self.caller(&req)?;
+        let caller = crate::api::caller(&req)?;
         let live = self.hub.agents();
         let enrolled = self.hub.enrolled();
         let known: Vec<crate::store::AgentRecord> = live.iter().map(|a| a.record.clone()).collect();
@@ -595,6 +579,7 @@ impl Admin for AdminService {
                 ..Default::default()
             });
         }
+        agents.retain(|a| scope::listed(&caller, &a.opd));
         agents.sort_by(|a, b| (&a.opd, &a.id).cmp(&(&b.opd, &b.id)));
         Ok(Response::new(v1::ListAgentsResponse { agents }))
     }
@@ -603,7 +588,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::ListDevicesRequest>,
     ) -> Result<Response<v1::ListDevicesResponse>, Status> {
-        self.caller(&req)?;
+        let caller = crate::api::caller(&req)?;
         let opd_filter = req.into_inner().opd;
         let hub = self.hub.clone();
         let devices =
@@ -625,7 +610,9 @@ impl Admin for AdminService {
                 }
                 let mut out = Vec::new();
                 for d in inv.devices.values() {
-                    if !opd_filter.is_empty() && d.opd != opd_filter {
+                    if !opd_filter.is_empty() && d.opd != opd_filter
+                        || !scope::listed(&caller, &d.opd)
+                    {
                         continue;
                     }
                     let latest = hub.store.latest(&d.id).map_err(internal)?;
@@ -696,7 +683,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::HistoryRequest>,
     ) -> Result<Response<v1::HistoryResponse>, Status> {
-        self.caller(&req)?;
+        let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         let limit = if r.limit == 0 {
             DEFAULT_HISTORY_LIMIT
@@ -705,12 +692,13 @@ impl Admin for AdminService {
         };
         let hub = self.hub.clone();
         let samples = tokio::task::spawn_blocking(move || -> Result<Vec<String>, Status> {
+            scope::device_samples(&caller, &hub.inventory(), &r.device)?;
             let rows = hub
                 .store
                 .history(&r.device, r.since_us, limit)
                 .map_err(internal)?;
             if rows.is_empty() && !hub.inventory().devices.contains_key(&r.device) {
-                return Err(Status::not_found(format!("unknown device {:?}", r.device)));
+                return Err(scope::no_device(&r.device).into());
             }
             Ok(rows.iter().map(|s| sample_json(s).to_string()).collect())
         })
@@ -726,7 +714,35 @@ impl Admin for AdminService {
         req: Request<v1::CallRequest>,
     ) -> Result<Response<v1::CallResponse>, Status> {
         let user = self.caller(&req)?;
+        let caller = crate::api::caller(&req)?;
         let v1::CallRequest { method, json } = req.into_inner();
+        if !method.starts_with("user.") {
+            let hub = self.hub.clone();
+            let (c, m, j) = (caller.clone(), method.clone(), json.clone());
+            tokio::task::spawn_blocking(move || {
+                let tickets = hub.health.get().map(|h| h.sop_store.clone());
+                scope::call(&c, &hub.inventory(), tickets.as_deref(), &m, &j)
+            })
+            .await
+            .map_err(internal)??;
+        }
+        let answer = self.scoped_call(user, &caller, &method, &json).await?;
+        let json = scope::answer(&caller, &method, &json, answer)?;
+        Ok(Response::new(v1::CallResponse { json }))
+    }
+}
+
+impl AdminService {
+    /// The `Call` methods, once [`scope::call`] has let them through; the
+    /// answer goes through [`scope::answer`].
+    async fn scoped_call(
+        &self,
+        user: User,
+        caller: &Caller,
+        method: &str,
+        json: &str,
+    ) -> Result<String, Status> {
+        let (method, json) = (method.to_string(), json.to_string());
         if method.starts_with("user.") {
             let hub = self.hub.clone();
             let answer = tokio::task::spawn_blocking(move || {
@@ -735,7 +751,7 @@ impl Admin for AdminService {
             .await
             .map_err(internal)?;
             return match answer {
-                Some(Ok(json)) => Ok(Response::new(v1::CallResponse { json })),
+                Some(Ok(json)) => Ok(json),
                 Some(Err(e)) => Err(match e {
                     UserCallError::Denied(m) => Status::permission_denied(m),
                     UserCallError::BadRequest(m) => Status::invalid_argument(m),
@@ -745,11 +761,11 @@ impl Admin for AdminService {
                 None => Err(Status::unimplemented("not a user call")),
             };
         }
-        if let Some(answer) = self.probe_call(&method, &json).await? {
-            return Ok(Response::new(v1::CallResponse { json: answer }));
+        if let Some(answer) = self.probe_call(caller, &method, &json).await? {
+            return Ok(answer);
         }
         if let Some(answer) = self.measure_call(&user, &method, &json).await? {
-            return Ok(Response::new(v1::CallResponse { json: answer }));
+            return Ok(answer);
         }
         let Some(health) = self.hub.health.get().cloned() else {
             return Err(Status::unavailable("the health engine is not running"));
@@ -802,7 +818,7 @@ impl Admin for AdminService {
         })
         .await
         .map_err(internal)??;
-        Ok(Response::new(v1::CallResponse { json: answer }))
+        Ok(answer)
     }
 }
 
@@ -879,7 +895,12 @@ impl AdminService {
     }
 
     /// The probing views (`links.list`, `device.show`); `None` for other methods.
-    async fn probe_call(&self, method: &str, json: &str) -> Result<Option<String>, Status> {
+    async fn probe_call(
+        &self,
+        caller: &Caller,
+        method: &str,
+        json: &str,
+    ) -> Result<Option<String>, Status> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct DeviceArgs {
@@ -889,9 +910,12 @@ impl AdminService {
         }
         let hub = self.hub.clone();
         let answer = match method {
-            "links.list" => tokio::task::spawn_blocking(move || links_list(&hub))
-                .await
-                .map_err(internal)??,
+            "links.list" => {
+                let caller = caller.clone();
+                tokio::task::spawn_blocking(move || links_list(&hub, &caller))
+                    .await
+                    .map_err(internal)??
+            }
             "device.show" => {
                 let args: DeviceArgs = serde_json::from_str(json)
                     .map_err(|e| Status::invalid_argument(format!("device.show: {e}")))?;
@@ -899,7 +923,8 @@ impl AdminService {
                     .since_us
                     .unwrap_or_else(|| now_us() - DEFAULT_DEVICE_WINDOW_US)
                     .max(0);
-                tokio::task::spawn_blocking(move || device_show(&hub, &args.id, since))
+                let caller = caller.clone();
+                tokio::task::spawn_blocking(move || device_show(&hub, &caller, &args.id, since))
                     .await
                     .map_err(internal)??
             }
@@ -918,6 +943,29 @@ impl crate::sop::api::Directory for HubDirectory {
     }
     fn opd(&self, id: &str) -> Option<String> {
         self.0.inventory().opds.get(id).map(|o| o.name.clone())
+    }
+    fn device_opd(&self, id: &str) -> Option<String> {
+        self.0.inventory().devices.get(id).map(|d| d.opd.clone())
+    }
+    fn link_device(&self, name: &str) -> Option<String> {
+        self.0
+            .inventory()
+            .links
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.device.clone())
+    }
+    fn held_to(&self, user: &str) -> Option<String> {
+        let u = self.0.user(user)?;
+        crate::users::only_opd_roles(&u.roles).then(|| u.opd.unwrap_or_default())
+    }
+    fn max_letter_age(&self) -> chrono::Duration {
+        self.0
+            .health
+            .get()
+            .map_or(chrono::Duration::days(365), |h| {
+                chrono::Duration::from_std(h.max_letter_age).unwrap_or(chrono::Duration::days(365))
+            })
     }
     fn people(&self) -> crate::sop::People {
         // Read afresh: a name added to a user file shows on the next document.

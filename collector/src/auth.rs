@@ -46,7 +46,8 @@ impl Peer {
     }
 }
 
-type Certs = Vec<CertificateDer<'static>>;
+/// The peer certificates of one connection, as tonic gives them.
+pub type Certs = Vec<CertificateDer<'static>>;
 /// What one connection's certificate gave: the peer, or why it is refused.
 type Reading = Result<Arc<Peer>, String>;
 
@@ -95,7 +96,12 @@ impl PeerCache {
 /// The caller's certificate, or `unauthenticated` (also for a revoked
 /// certificate: TLS accepted it, the revocation list does not).
 pub fn peer<T>(req: &Request<T>, hub: &Hub) -> Result<Arc<Peer>, Status> {
-    let certs = req.peer_certs().ok_or_else(|| {
+    peer_of(req.peer_certs(), hub)
+}
+
+/// [`peer`] of a connection's certificates (what TLS gave, if anything).
+pub fn peer_of(certs: Option<Arc<Certs>>, hub: &Hub) -> Result<Arc<Peer>, Status> {
+    let certs = certs.ok_or_else(|| {
         Status::unauthenticated("a client certificate issued by this collector is required")
     })?;
     let peer = hub.peers.get(&certs).map_err(Status::unauthenticated)?;

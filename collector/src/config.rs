@@ -68,6 +68,27 @@ pub struct CollectorConfig {
     /// What the collector accepts from agents.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Tickets entered from letters.
+    #[serde(default)]
+    pub tickets: TicketsConfig,
+}
+
+/// The `[tickets]` section: what a ticket entered from a letter must hold to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketsConfig {
+    /// A letter dated longer ago than this is refused (`siaga ticket new`):
+    /// an old letter is filed again with a new date, not back-dated.
+    #[serde(with = "humantime_serde")]
+    pub max_letter_age: std::time::Duration,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        Self {
+            max_letter_age: std::time::Duration::from_secs(365 * 86_400),
+        }
+    }
 }
 
 /// The `[maintenance]` section.
@@ -260,6 +281,7 @@ impl Default for CollectorConfig {
             measure: MeasureConfig::default(),
             maintenance: MaintenanceConfig::default(),
             ingest: IngestConfig::default(),
+            tickets: TicketsConfig::default(),
         }
     }
 }
@@ -291,6 +313,21 @@ impl CollectorConfig {
                 line,
                 key: "maintenance.max_window".into(),
                 message: "must be more than 0 and at most a year (e.g. \"7d\")".into(),
+            });
+        }
+        let age = self.tickets.max_letter_age;
+        if age < std::time::Duration::from_secs(86_400)
+            || age > std::time::Duration::from_secs(10 * 366 * 86_400)
+        {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("max_letter_age"))
+                .map_or(1, |i| i + 1);
+            return Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line,
+                key: "tickets.max_letter_age".into(),
+                message: "must be at least a day and at most ten years (e.g. \"365d\")".into(),
             });
         }
         if let Some(addr) = self.metrics_listen
@@ -410,6 +447,10 @@ escalation_every = "1m"   # how often late SOP steps are looked for
 # What the collector accepts from agents.
 [ingest]
 max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock are refused and counted
+
+# Tickets entered from letters (`siaga ticket new`).
+# [tickets]
+# max_letter_age = "365d"  # an older letter is refused; a letter dated after tomorrow always is
 
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]
@@ -544,6 +585,28 @@ mod tests {
             assert!(
                 err.to_string()
                     .starts_with("c.toml:4: maintenance.max_window: must be more than 0"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_letter_age_is_checked_with_file_line_and_key() {
+        let check = |text: &str| {
+            let cfg: CollectorConfig = parse_toml(Path::new("c.toml"), text)?;
+            cfg.check(Path::new("c.toml"), text)?;
+            Ok::<_, ConfigError>(cfg)
+        };
+        let base = "listen = \"127.0.0.1:1\"\n\n[tickets]\n";
+        let ok = check(&format!("{base}max_letter_age = \"90d\"\n")).unwrap();
+        assert_eq!(ok.tickets.max_letter_age.as_secs(), 90 * 86_400);
+        let default = check("listen = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(default.tickets.max_letter_age.as_secs(), 365 * 86_400);
+        for bad in ["1h", "4000d"] {
+            let err = check(&format!("{base}max_letter_age = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("c.toml:4: tickets.max_letter_age: must be at least a day"),
                 "{err}"
             );
         }

@@ -3,11 +3,14 @@
 
 pub mod admin;
 pub mod anchor;
+pub mod api;
 pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod devices;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod hub;
 pub mod ingest;

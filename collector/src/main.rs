@@ -205,6 +205,10 @@ enum Enroll {
         /// SOP role (repeat for several).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// The OPD the person works for (an inventory OPD id). Needed for a
+        /// pemohon, who sees only this OPD; province roles see every OPD.
+        #[arg(long)]
+        opd: Option<String>,
         /// Full name with titles, as signed on documents (e.g. "Budi Santoso, S.Kom.").
         #[arg(long)]
         full_name: Option<String>,
@@ -317,6 +321,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     dir,
                     name,
                     roles,
+                    opd,
                     full_name,
                     nip,
                     jabatan,
@@ -329,7 +334,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 nip,
                 jabatan,
             };
-            let identity = pki::enroll_person(&dir, &name, &roles, &person, &out, days)?;
+            let identity =
+                pki::enroll_person(&dir, &name, &roles, opd.as_deref(), &person, &out, days)?;
             println!(
                 "enrolled {identity} ({}); wrote {}; a running collector knows the user at once",
                 roles.join(", "),
@@ -442,7 +448,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// Loads and checks everything the collector reads at start.
 fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    Inventory::load(&cfg.inventory).map_err(usage)?;
+    let inventory = Inventory::load(&cfg.inventory).map_err(usage)?;
     let sop = std::fs::read_to_string(&cfg.sop).map_err(|error| {
         usage(ConfigError::Read {
             file: cfg.sop.clone(),
@@ -465,6 +471,7 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
     pki::enrolled_agents(&cfg).map_err(usage)?;
     users::load_users(&cfg.users).map_err(usage)?;
+    users::check_opds(&cfg.users, inventory.opds.keys()).map_err(usage)?;
     siaga_collector::revoke::load(&cfg.data_dir).map_err(usage)?;
     expiry_warnings(&cfg)?;
     for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
@@ -527,8 +534,9 @@ fn init_tracing(format: LogFormat) {
 fn reload(config: &Path) -> Result<(), Failure> {
     let cfg = CollectorConfig::load(config).map_err(usage)?;
     // Say what is wrong here too; the collector would only log it.
-    Inventory::load(&cfg.inventory).map_err(usage)?;
+    let inventory = Inventory::load(&cfg.inventory).map_err(usage)?;
     users::load_users(&cfg.users).map_err(usage)?;
+    users::check_opds(&cfg.users, inventory.opds.keys()).map_err(usage)?;
     let pid_file = cfg.data_dir.join("collector.pid");
     let text = std::fs::read_to_string(&pid_file)
         .map_err(|e| anyhow::anyhow!("{}: {e} (is the collector running?)", pid_file.display()))?;

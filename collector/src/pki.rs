@@ -527,30 +527,35 @@ impl Issuing {
     }
 
     /// Adds `serial` to the user's file, keeping the earlier ones, so that
-    /// `revoke-cert --name` still finds them.
-    /// Everything else in the file (full name, NIP, jabatan) is kept, or
-    /// replaced by what `person` gives.
+    /// `revoke-cert --name` still finds them. The OPD, full name, NIP and
+    /// jabatan already on file are kept unless told others.
     fn record_user(
         &self,
         name: &str,
         roles: Vec<String>,
+        opd: Option<String>,
         serial: &str,
         person: Option<&crate::sop::Person>,
     ) -> Result<(), PkiError> {
         mkdir(&self.cfg.users)?;
-        let mut user = crate::users::load_users(&self.cfg.users)?
-            .remove(name)
-            .unwrap_or_else(|| User {
-                name: name.to_string(),
-                ..User::default()
-            });
-        user.roles = roles;
-        user.certificates.push(serial.to_string());
-        if let Some(p) = person {
-            user.full_name = p.full_name.clone().or(user.full_name);
-            user.nip = p.nip.clone().or(user.nip);
-            user.jabatan = p.jabatan.clone().or(user.jabatan);
-        }
+        let before = crate::users::load_users(&self.cfg.users)?.remove(name);
+        let mut certificates = before
+            .as_ref()
+            .map(|u| u.certificates.clone())
+            .unwrap_or_default();
+        certificates.push(serial.to_string());
+        let kept = before.unwrap_or_default();
+        let person = person.cloned().unwrap_or_default();
+        let user = User {
+            name: name.to_string(),
+            roles,
+            // A new certificate keeps the OPD already on file unless told another.
+            opd: opd.or(kept.opd),
+            certificates,
+            full_name: person.full_name.or(kept.full_name),
+            nip: person.nip.or(kept.nip),
+            jabatan: person.jabatan.or(kept.jabatan),
+        };
         crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)
     }
 }
@@ -631,10 +636,19 @@ pub fn enroll_user(
     dir: &Path,
     name: &str,
     roles: &[String],
+    opd: Option<&str>,
     out: &Path,
     days: Option<u32>,
 ) -> Result<Identity, PkiError> {
-    enroll_person(dir, name, roles, &crate::sop::Person::default(), out, days)
+    enroll_person(
+        dir,
+        name,
+        roles,
+        opd,
+        &crate::sop::Person::default(),
+        out,
+        days,
+    )
 }
 
 /// [`enroll_user`] with what documents print where the person signs: full
@@ -643,6 +657,7 @@ pub fn enroll_person(
     dir: &Path,
     name: &str,
     roles: &[String],
+    opd: Option<&str>,
     person: &crate::sop::Person,
     out: &Path,
     days: Option<u32>,
@@ -666,13 +681,14 @@ pub fn enroll_person(
             )));
         }
     }
+    let opd = check_user_opd(&cfg, name, roles, opd)?;
     let mut issuing = Issuing::open(dir)?;
     let identity = Identity::User {
         name: name.to_string(),
     };
     let days = days.unwrap_or(issuing.cfg.tls.user_cert_days);
     let issued = issuing.issue(&identity, check_days(days)?, out, false)?;
-    issuing.record_user(name, roles.to_vec(), &issued.serial, Some(&person))?;
+    issuing.record_user(name, roles.to_vec(), opd, &issued.serial, Some(&person))?;
     Ok(identity)
 }
 
@@ -703,6 +719,50 @@ fn check_person(p: &crate::sop::Person) -> Result<crate::sop::Person, PkiError> 
         nip,
         jabatan: text("--jabatan", &p.jabatan, "Pranata Komputer Ahli Pertama")?,
     })
+}
+
+/// `--opd` of `enroll user`: an OPD of the inventory; required when every
+/// role the person gets is an OPD role (a `pemohon` must belong somewhere).
+/// Without `--opd`, an OPD already on file for the person is kept.
+fn check_user_opd(
+    cfg: &CollectorConfig,
+    name: &str,
+    roles: &[String],
+    opd: Option<&str>,
+) -> Result<Option<String>, PkiError> {
+    let inventory = crate::inventory::Inventory::load(&cfg.inventory)?;
+    match opd {
+        Some(opd) if !inventory.opds.contains_key(opd) => Err(PkiError::InvalidName(format!(
+            "--opd {opd:?} is not an OPD of {} ({})",
+            cfg.inventory.display(),
+            inventory
+                .opds
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        Some(opd) => Ok(Some(opd.to_string())),
+        None => {
+            let on_file = crate::users::load_users(&cfg.users)
+                .ok()
+                .and_then(|mut u| u.remove(name))
+                .and_then(|u| u.opd);
+            if on_file.is_none() && crate::users::only_opd_roles(roles) {
+                return Err(PkiError::InvalidName(format!(
+                    "--opd is needed: {} sees only its own OPD's devices and tickets \
+                     (e.g. --opd {})",
+                    roles.join(", "),
+                    inventory
+                        .opds
+                        .keys()
+                        .next()
+                        .map_or("dinkes", String::as_str)
+                )));
+            }
+            Ok(None)
+        }
+    }
 }
 
 fn check_days(days: u32) -> Result<u32, PkiError> {
@@ -809,7 +869,7 @@ pub fn renew(
     };
     let issued = issuing.issue(&identity, check_days(days)?, out, true)?;
     if let (Identity::User { name }, Some(roles)) = (&identity, roles) {
-        issuing.record_user(name, roles, &issued.serial, None)?;
+        issuing.record_user(name, roles, None, &issued.serial, None)?;
     }
     Ok(Enrolled {
         identity,
@@ -925,6 +985,7 @@ mod tests {
             &dir,
             "budi",
             &["helpdesk".into(), "tim_teknis".into()],
+            None,
             &uout,
             None,
         )
@@ -935,7 +996,7 @@ mod tests {
         assert_eq!(Identity::from_der(&der(&user_pem)).unwrap(), uid);
         let users = crate::users::load_users(&dir.join("users")).unwrap();
         assert_eq!(users["budi"].roles, ["helpdesk", "tim_teknis"]);
-        assert!(enroll_user(&dir, "eve", &["wizard".into()], &uout, None).is_err());
+        assert!(enroll_user(&dir, "eve", &["wizard".into()], None, &uout, None).is_err());
     }
 
     fn days_left(pem: &str) -> i64 {
@@ -959,14 +1020,14 @@ mod tests {
             days_left(&pem)
         );
         let u = tmp.path().join("u");
-        enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap();
+        enroll_user(&dir, "budi", &["helpdesk".into()], None, &u, None).unwrap();
         let upem = std::fs::read_to_string(u.join("user.pem")).unwrap();
         assert!((364..=365).contains(&days_left(&upem)));
-        enroll_user(&dir, "siti", &["helpdesk".into()], &u, Some(7)).unwrap();
+        enroll_user(&dir, "siti", &["helpdesk".into()], None, &u, Some(7)).unwrap();
         assert!((6..=7).contains(&days_left(
             &std::fs::read_to_string(u.join("user.pem")).unwrap()
         )));
-        assert!(enroll_user(&dir, "x", &["helpdesk".into()], &u, Some(0)).is_err());
+        assert!(enroll_user(&dir, "x", &["helpdesk".into()], None, &u, Some(0)).is_err());
 
         let ledger = Ledger::load(&data, &dir.join("users")).unwrap();
         let (serial, not_after) = serial_and_expiry(&pem).unwrap();
@@ -1066,8 +1127,16 @@ mod tests {
             ("1980010120050110AB", "18 digits"),
             ("198013012005011001", "date of birth"),
         ] {
-            let e = enroll_person(&dir, "budi", &["tim_teknis".into()], &person(nip), &u, None)
-                .unwrap_err();
+            let e = enroll_person(
+                &dir,
+                "budi",
+                &["tim_teknis".into()],
+                None,
+                &person(nip),
+                &u,
+                None,
+            )
+            .unwrap_err();
             assert!(matches!(e, PkiError::InvalidName(_)), "{e:?}");
             let e = e.to_string();
             assert!(e.starts_with("--nip: ") && e.contains(why), "{e}");
@@ -1077,6 +1146,7 @@ mod tests {
             &dir,
             "budi",
             &["tim_teknis".into()],
+            None,
             &crate::sop::Person {
                 jabatan: Some(" ".into()),
                 ..Default::default()
@@ -1090,6 +1160,7 @@ mod tests {
             &dir,
             "budi",
             &["tim_teknis".into()],
+            None,
             &person("19800101 200501 1 001"),
             &u,
             None,
@@ -1117,7 +1188,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("c");
         init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
-        let e = enroll_user(&dir, "siaga", &[], &tmp.path().join("u"), None).unwrap_err();
+        let e = enroll_user(&dir, "siaga", &[], None, &tmp.path().join("u"), None).unwrap_err();
         assert!(matches!(e, PkiError::InvalidName(_)), "{e:?}");
         assert!(e.to_string().contains("the collector's own name"), "{e}");
         assert!(!tmp.path().join("u").exists());
@@ -1129,7 +1200,7 @@ mod tests {
         let dir = tmp.path().join("c");
         init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
         let u = tmp.path().join("u");
-        enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap();
+        enroll_user(&dir, "budi", &["helpdesk".into()], None, &u, None).unwrap();
         let first = crate::users::load_users(&dir.join("users")).unwrap()["budi"]
             .certificates
             .clone();
@@ -1138,7 +1209,7 @@ mod tests {
             "name = \"siti\"\nroles = [\n",
         )
         .unwrap();
-        let e = enroll_user(&dir, "budi", &["helpdesk".into()], &u, None).unwrap_err();
+        let e = enroll_user(&dir, "budi", &["helpdesk".into()], None, &u, None).unwrap_err();
         assert!(matches!(e, PkiError::Config(_)), "{e:?}");
         assert!(e.to_string().contains("siti.toml"), "{e}");
         // budi's earlier serials are still there to be revoked.

@@ -303,17 +303,74 @@ pub async fn serve_until(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService::new(hub.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(crate::api::limits::MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    // The people's services: small requests, answers up to the message cap.
+    macro_rules! people {
+        ($server:ty, $svc:expr) => {{
+            health.set_serving::<$server>().await;
+            <$server>::new($svc)
+                .max_decoding_message_size(crate::api::limits::MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        }};
+    }
+    use siaga_proto::v1::{
+        devices_server::DevicesServer, documents_server::DocumentsServer,
+        events_server::EventsServer, measure_server::MeasureServer, reports_server::ReportsServer,
+        sop_server::SopServer, tickets_server::TicketsServer, users_server::UsersServer,
+    };
+    let devices = people!(
+        DevicesServer<crate::devices::api::DevicesApi>,
+        crate::devices::api::DevicesApi::new(hub.clone())
+    );
+    let events = people!(
+        EventsServer<crate::events::api::EventsApi>,
+        crate::events::api::EventsApi::new(hub.clone())
+    );
+    let tickets = people!(
+        TicketsServer<crate::ticket::api::TicketsApi>,
+        crate::ticket::api::TicketsApi::new(hub.clone())
+    );
+    let sop = people!(
+        SopServer<crate::sop::api::SopApi>,
+        crate::sop::api::SopApi::new(hub.clone())
+    );
+    let documents = people!(
+        DocumentsServer<crate::sop::api::DocumentsApi>,
+        crate::sop::api::DocumentsApi::new(hub.clone())
+    );
+    let measure = people!(
+        MeasureServer<crate::measure::api::MeasureApi>,
+        crate::measure::api::MeasureApi::new(hub.clone())
+    );
+    let reports = people!(
+        ReportsServer<crate::report::api::ReportsApi>,
+        crate::report::api::ReportsApi::new(hub.clone())
+    );
+    let users = people!(
+        UsersServer<crate::users::UsersApi>,
+        crate::users::UsersApi::new(hub.clone())
+    );
 
     let server = Server::builder()
         .tls_config(tls)
         .context("TLS configuration")?
+        // The policy gate, in front of every service (see api::policy).
+        .layer(crate::api::gate::GateLayer::new(hub.clone()))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_svc)
         .add_service(uplink)
         .add_service(admin)
+        .add_service(devices)
+        .add_service(events)
+        .add_service(tickets)
+        .add_service(sop)
+        .add_service(documents)
+        .add_service(measure)
+        .add_service(reports)
+        .add_service(users)
         .serve_with_incoming_shutdown(
             crate::listen::with_backoff(
                 incoming,
@@ -459,7 +516,7 @@ address = "127.0.0.2"
         let agent_dir = tmp.path().join("agent");
         pki::enroll_agent(&dir, "a", None, &agent_dir, None).unwrap();
         let user_dir = tmp.path().join("user");
-        pki::enroll_user(&dir, "budi", &["helpdesk".into()], &user_dir, None).unwrap();
+        pki::enroll_user(&dir, "budi", &["helpdesk".into()], None, &user_dir, None).unwrap();
 
         let config = dir.join("collector.toml");
         let cfg = CollectorConfig::load(&config).unwrap();

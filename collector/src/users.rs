@@ -22,6 +22,16 @@ pub const DEFAULT_ROLES: &[&str] = &[
     "tim_teknis",
 ];
 
+/// Roles whose holder works for one OPD and sees only it (the SOP's
+/// requester). Every other role is a province role and sees every OPD.
+pub const OPD_ROLES: &[&str] = &["pemohon"];
+
+/// Whether a person with `roles` is held to their own OPD: every role is an
+/// OPD role (no roles at all counts too: such a person sees no other OPD).
+pub fn only_opd_roles(roles: &[String]) -> bool {
+    roles.iter().all(|r| OPD_ROLES.contains(&r.as_str()))
+}
+
 /// An enrolled person.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +41,11 @@ pub struct User {
     /// SOP role ids (plus `admin`).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The OPD the person works for (`enroll user --opd`). A person whose
+    /// roles are all OPD roles (`pemohon`) sees and acts only on this OPD;
+    /// province roles see every OPD whatever it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opd: Option<String>,
     /// Serials (hex) of the certificates issued to this person, newest last;
     /// `siaga-collector revoke-cert --name` revokes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -112,6 +127,12 @@ impl User {
             toml::Value::String(self.name.clone()),
             roles.join(", ")
         );
+        if let Some(opd) = &self.opd {
+            text.push_str(&format!(
+                "# The OPD this person works for: an OPD role (pemohon) sees only this OPD.\nopd = {}\n",
+                toml::Value::String(opd.clone())
+            ));
+        }
         for (key, value) in [
             ("full_name", &self.full_name),
             ("nip", &self.nip),
@@ -133,10 +154,24 @@ impl User {
 
 /// Reads every `*.toml` in `dir`. A missing directory means no users.
 pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
-    let mut users = HashMap::new();
+    Ok(read_user_files(dir)?
+        .into_iter()
+        .map(|f| (f.user.name.clone(), f.user))
+        .collect())
+}
+
+/// One user file as read.
+struct UserFile {
+    path: std::path::PathBuf,
+    text: String,
+    user: User,
+}
+
+/// Every `*.toml` in `dir`, in name order; two files for one person are refused.
+fn read_user_files(dir: &Path) -> Result<Vec<UserFile>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(users),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => {
             return Err(ConfigError::Read {
                 file: dir.to_path_buf(),
@@ -149,7 +184,7 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    let mut from: HashMap<String, std::path::PathBuf> = HashMap::new();
+    let mut files: Vec<UserFile> = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
             file: path.clone(),
@@ -168,7 +203,7 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         }
         // A second file with the same name would silently replace the
         // first one's roles: say which two files disagree instead.
-        if let Some(first) = from.get(&user.name) {
+        if let Some(first) = files.iter().find(|f| f.user.name == user.name) {
             return Err(ConfigError::Invalid {
                 file: path.clone(),
                 line: crate::config::line_of_top_key(&text, "name"),
@@ -177,14 +212,54 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
                     "user {:?} is already defined in {}; one file per person: \
                      merge the roles into one file and remove the other",
                     user.name,
-                    first.display()
+                    first.path.display()
                 ),
             });
         }
-        from.insert(user.name.clone(), path);
-        users.insert(user.name.clone(), user);
+        files.push(UserFile { path, text, user });
     }
-    Ok(users)
+    Ok(files)
+}
+
+/// Checks each user file's `opd` against the inventory's OPDs: an unknown
+/// OPD, or a person held to one OPD (only OPD roles) without any, is an
+/// error naming the file, line and key. (`load_users` reads the files
+/// without the inventory; `validate` and `serve` call this too.)
+pub fn check_opds<'a>(
+    dir: &Path,
+    opds: impl Iterator<Item = &'a String> + Clone,
+) -> Result<(), ConfigError> {
+    for UserFile { path, text, user } in read_user_files(dir)? {
+        let (file, name) = (path, &user.name);
+        match &user.opd {
+            Some(opd) if !opds.clone().any(|o| o == opd) => {
+                return Err(ConfigError::Invalid {
+                    file,
+                    line: crate::config::line_of_top_key(&text, "opd"),
+                    key: "opd".into(),
+                    message: format!(
+                        "{opd:?} is not an OPD of the inventory ({}); correct it or re-enroll \
+                         the person with --opd",
+                        opds.clone().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            None if !user.roles.is_empty() && only_opd_roles(&user.roles) => {
+                return Err(ConfigError::Invalid {
+                    file,
+                    line: crate::config::line_of_top_key(&text, "roles"),
+                    key: "opd".into(),
+                    message: format!(
+                        "{name} is {} and sees only its own OPD, but has no `opd = \"…\"`; \
+                         add the OPD it works for",
+                        user.roles.join(", ")
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Role ids a user may hold: the `[[role]]` ids of the SOP file plus `admin`.
@@ -436,3 +511,24 @@ mod tests {
         assert_eq!(users["budi"].roles, ["helpdesk"]);
     }
 }
+
+/// The `Users` gRPC service (users.proto).
+#[derive(Debug, Clone)]
+pub struct UsersApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl UsersApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::users_server::Users for UsersApi {}

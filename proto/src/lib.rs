@@ -5,7 +5,15 @@
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("siaga.v1");
+    include!(concat!(env!("OUT_DIR"), "/siaga.v1.serde.rs"));
 }
+
+pub mod codec;
+
+/// The encoded `FileDescriptorSet` of every .proto file (for reflection
+/// and for tests that enumerate the RPCs).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/siaga_descriptor.bin"));
 
 /// Major protocol version: changes only on a breaking change.
 pub const PROTOCOL_MAJOR: u32 = 1;

@@ -43,7 +43,7 @@ fn main() -> Result<()> {
     }
     c.write_inventory(&inv)?;
     let hd = c.enroll_user("hd", "helpdesk")?;
-    let opd = c.enroll_user("opd", "pemohon")?;
+    let opd = c.enroll_user_in("opd", "pemohon", "dinkes")?;
     let root = c.enroll_user("root", "admin")?;
     c.serve()?;
     let mut agent = Agent::start(c.enroll_agent("dinkes")?)?;
@@ -81,7 +81,7 @@ fn main() -> Result<()> {
                 "--letter-number",
                 letter,
                 "--letter-date",
-                "2026-11-20",
+                &siaga_tests::office::letter_date(),
                 "--subject",
                 subject,
             ],

@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::harness::{Collector, Inventory, Siaga, secs, wait_until};
 
+/// The OPD whose letters the office's requester (`opd`) writes.
+pub const OFFICE_OPD: &str = "dinkes";
+
 /// The office's people: (user name, SOP role), one per role.
 pub const OFFICE_USERS: [(&str, &str); 8] = [
     ("opd", "pemohon"),
@@ -57,12 +60,13 @@ impl Office {
     /// enrolled, serving.
     pub fn start(users: &[(&'static str, &str)]) -> Result<Office> {
         let collector = Collector::init()?;
-        collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
+        collector.write_inventory(&Inventory::new("10s").opd(OFFICE_OPD))?;
         Office::serve(collector, users)
     }
 
     /// Enrolls `users` (name, role) in `collector`, which is not serving
-    /// yet, then starts it.
+    /// yet, then starts it. The office's requester (`pemohon`) works for
+    /// [`OFFICE_OPD`], which the collector's inventory must have.
     pub fn serve(collector: Collector, users: &[(&'static str, &str)]) -> Result<Office> {
         Office::serve_people(collector, users, &[])
     }
@@ -74,7 +78,7 @@ impl Office {
         people: &[(&str, &str, &str, &str)],
     ) -> Result<Office> {
         let collector = Collector::init()?;
-        collector.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
+        collector.write_inventory(&Inventory::new("10s").opd(OFFICE_OPD))?;
         Office::serve_people(collector, users, people)
     }
 
@@ -87,15 +91,14 @@ impl Office {
     ) -> Result<Office> {
         let mut enrolled = HashMap::new();
         for &(name, role) in users {
-            let siaga = match people.iter().find(|p| p.0 == name) {
-                Some((_, full, nip, jabatan)) => collector.enroll_user_with(
-                    name,
-                    role,
-                    &["--full-name", full, "--nip", nip, "--jabatan", jabatan],
-                )?,
-                None => collector.enroll_user(name, role)?,
-            };
-            enrolled.insert(name, siaga);
+            let mut extra = Vec::new();
+            if role == "pemohon" {
+                extra.extend(["--opd", OFFICE_OPD]);
+            }
+            if let Some((_, full, nip, jabatan)) = people.iter().find(|p| p.0 == name) {
+                extra.extend(["--full-name", *full, "--nip", *nip, "--jabatan", *jabatan]);
+            }
+            enrolled.insert(name, collector.enroll_user_with(name, role, &extra)?);
         }
         collector.serve()?;
         Ok(Office {
@@ -174,6 +177,16 @@ impl Office {
     pub fn turn(&self, id: &str) -> Result<Value> {
         self.json("hd", &["ticket", "turn", id, "--json"])
     }
+}
+
+/// Today in WIB ("YYYY-MM-DD"): a letter date the collector accepts
+/// whenever the test runs (one older than `tickets.max_letter_age` is refused).
+pub fn letter_date() -> String {
+    let now = chrono::Utc::now();
+    chrono::FixedOffset::east_opt(7 * 3600)
+        .map_or(now.date_naive(), |wib| now.with_timezone(&wib).date_naive())
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// The ticket number in what `siaga ticket new` printed ("opened ID: …").

@@ -37,7 +37,12 @@ fn trail(o: &Office, id: &str) -> Result<Vec<Value>> {
 fn documents_print_the_signed_head_and_a_trail_rewritten_with_its_head_fails_verify() -> Result<()>
 {
     let mut o = Office::start(&OFFICE_USERS)?;
-    let id = o.new_letter("005/9/DINKES/XII/2026", "2026-12-01", "Internet putus", &[])?;
+    let id = o.new_letter(
+        "005/9/DINKES/XII/2026",
+        &siaga_tests::office::letter_date(),
+        "Internet putus",
+        &[],
+    )?;
     o.ok("opd", &["ticket", "dispose", &id, "--note", "asli"])?;
     o.ok("kadis", &["ticket", "dispose", &id])?;
     let records = trail(&o, &id)?;
@@ -133,7 +138,12 @@ fn documents_print_the_signed_head_and_a_trail_rewritten_with_its_head_fails_ver
 #[test]
 fn restoring_a_backup_older_than_the_signed_heads_is_refused_without_force() -> Result<()> {
     let mut o = Office::start(&OFFICE_USERS)?;
-    let id = o.new_letter("005/10/DINKES/XII/2026", "2026-12-01", "Switch mati", &[])?;
+    let id = o.new_letter(
+        "005/10/DINKES/XII/2026",
+        &siaga_tests::office::letter_date(),
+        "Switch mati",
+        &[],
+    )?;
     o.ok("opd", &["ticket", "dispose", &id])?;
     let archive = o.file("backup.tar");
     let root = o.user("root")?.config.to_string_lossy().to_string();

@@ -93,7 +93,7 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
     c.write_inventory(&inv)?;
     let root = c.enroll_user("root", "admin")?;
     let hd = c.enroll_user("hd", "helpdesk")?;
-    let opd = c.enroll_user("opd", "pemohon")?;
+    let opd = c.enroll_user_in("opd", "pemohon", "dinkes")?;
     let teknisi = c.enroll_user("teknisi", "tim_teknis")?;
     c.serve()?;
     let mut agent = Agent::start(c.enroll_agent("dinkes")?)?;
@@ -118,7 +118,7 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
                 "--letter-number",
                 &format!("005/{n}/DINKES/XI/2026"),
                 "--letter-date",
-                "2026-11-20",
+                &siaga_tests::office::letter_date(),
                 "--subject",
                 &format!("Gangguan {n}"),
             ],
@@ -177,7 +177,8 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
         path(&teknisi.config)?,
     ])?;
     ensure!(
-        !o.status.success() && text(&o).contains("backup is for admin; you are tim_teknis"),
+        !o.status.success()
+            && text(&o).contains("Admin/Backup is for admin; you are teknisi (tim_teknis)"),
         "{}",
         text(&o)
     );

@@ -107,7 +107,7 @@ fn a_detected_and_a_letter_ticket_go_through_the_same_chain() -> Result<()> {
 
     let letter = o.new_letter(
         "005/77/DINKES/XI/2026",
-        "2026-11-20",
+        &siaga_tests::office::letter_date(),
         "Jaringan lantai 2 putus",
         &["--device", "dinkes-rtr"],
     )?;

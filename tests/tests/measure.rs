@@ -242,12 +242,12 @@ fn an_offline_agent_fails_at_once_and_a_queued_measurement_runs_when_it_returns(
     Ok(())
 }
 
-/// A letter ticket about dinkes-sw1, walked to step 6 with its status
-/// updated and the OPD's acknowledgement given.
-fn ticket_at_step_6(o: &Office, subject: &str) -> Result<String> {
+/// A letter ticket (letter `number`, dated today) about dinkes-sw1, walked
+/// to step 6 with its status updated and the OPD's acknowledgement given.
+fn ticket_at_step_6(o: &Office, number: &str, subject: &str) -> Result<String> {
     let id = o.new_letter(
-        "005/12/DINKES/XII/2026",
-        "2026-12-01",
+        number,
+        &siaga_tests::office::letter_date(),
         subject,
         &["--device", "dinkes-sw1"],
     )?;
@@ -292,8 +292,8 @@ fn step_6_is_not_disposed_without_a_before_and_an_after_measurement_or_a_reason(
     let teknisi = o.user("teknisi")?;
     wait_device_up(teknisi, "dinkes-sw1")?;
 
-    let measured = ticket_at_step_6(&o, "Switch lantai 2 mati")?;
-    let waived = ticket_at_step_6(&o, "Switch gudang mati")?;
+    let measured = ticket_at_step_6(&o, "005/12/DINKES/XII/2026", "Switch lantai 2 mati")?;
+    let waived = ticket_at_step_6(&o, "006/12/DINKES/XII/2026", "Switch gudang mati")?;
     let measure = |id: &str, phase: &str| -> Result<Value> {
         teknisi.json(&[
             "ticket", "measure", id, "--phase", phase, "--count", "10", "--window", "1s", "--json",
@@ -366,7 +366,7 @@ fn a_helpdesk_user_cannot_take_a_ticket_measurement() -> Result<()> {
             "--letter-number",
             "005/13/DINKES/XII/2026",
             "--letter-date",
-            "2026-12-01",
+            &siaga_tests::office::letter_date(),
             "--subject",
             "Internet lambat",
             "--device",

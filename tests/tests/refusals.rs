@@ -119,3 +119,75 @@ fn two_user_files_for_one_person_are_refused_by_validate_and_reload() -> Result<
     ensure!(c.stop(), "the collector did not stop cleanly");
     Ok(())
 }
+
+#[test]
+fn a_person_held_to_an_opd_must_name_a_real_one_at_enroll_validate_and_reload() -> Result<()> {
+    let mut c = Collector::init()?;
+    c.write_inventory(&Inventory::new("10s").opd("dinkes").opd("dishub"))?;
+    // enroll: an OPD not in the inventory, and a pemohon without an OPD.
+    let o = c.cmd(&[
+        "enroll",
+        "user",
+        "--dir",
+        &c.dir().to_string_lossy(),
+        "--name",
+        "opd",
+        "--role",
+        "pemohon",
+        "--opd",
+        "dinsos",
+        "--out",
+        &c.root().join("u-opd").to_string_lossy(),
+    ])?;
+    let said = text(&o);
+    ensure!(!o.status.success(), "an unknown OPD was accepted: {said}");
+    ensure!(
+        said.contains("--opd \"dinsos\" is not an OPD of") && said.contains("dinkes, dishub"),
+        "{said}"
+    );
+    let o = c.cmd(&[
+        "enroll",
+        "user",
+        "--dir",
+        &c.dir().to_string_lossy(),
+        "--name",
+        "opd",
+        "--role",
+        "pemohon",
+        "--out",
+        &c.root().join("u-opd").to_string_lossy(),
+    ])?;
+    let said = text(&o);
+    ensure!(!o.status.success(), "a pemohon without an OPD: {said}");
+    ensure!(said.contains("--opd is needed"), "{said}");
+    // A province role needs none; a pemohon with a real OPD is enrolled.
+    c.enroll_user("hd", "helpdesk")?;
+    c.enroll_user_in("opd", "pemohon", "dinkes")?;
+    let users = c.dir().join("users");
+    let file = std::fs::read_to_string(users.join("opd.toml"))?;
+    ensure!(file.contains("opd = \"dinkes\""), "{file}");
+    ensure!(c.validate()?.status.success(), "validate of good users");
+    c.serve()?;
+    // A file edited to an OPD that does not exist: named with its line.
+    std::fs::write(
+        users.join("opd.toml"),
+        file.replace("\"dinkes\"", "\"dinsos\""),
+    )?;
+    for o in [c.validate()?, c.reload()?] {
+        let said = text(&o);
+        ensure!(o.status.code() == Some(64), "exit {:?}: {said}", o.status);
+        let line = file
+            .lines()
+            .position(|l| l.starts_with("opd ="))
+            .map_or(0, |i| i + 1);
+        ensure!(
+            said.contains(&format!(
+                "{}:{line}: opd: \"dinsos\" is not an OPD of the inventory",
+                users.join("opd.toml").display()
+            )),
+            "{said}"
+        );
+    }
+    ensure!(c.stop(), "the collector did not stop cleanly");
+    Ok(())
+}

@@ -106,9 +106,10 @@ fn verify(c: &Collector) -> Result<(bool, String)> {
 fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_verify() -> Result<()>
 {
     let mut o = Office::start(&OFFICE_USERS)?;
+    let letter_date = siaga_tests::office::letter_date();
     let id = o.new_letter(
         "005/321/DINKES/XI/2026",
-        "2026-11-20",
+        &letter_date,
         "Internet lantai 3 putus",
         &[],
     )?;
@@ -171,7 +172,7 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
             "DRAF",
             &id,
             "OPD dinkes (dinkes)",
-            "surat 005/321/DINKES/XI/2026 tanggal 2026-11-20",
+            &format!("surat 005/321/DINKES/XI/2026 tanggal {letter_date}"),
             "kabel &lt;b&gt;putus&lt;/b&gt; &amp; diganti",
             "switch lantai 3 mati total",
             "Andi Wijaya",

@@ -7,23 +7,24 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use redb::ReadableTable;
 use serde_json::Value;
 use siaga_tests::harness::{Collector, Inventory, bin};
-use siaga_tests::office::{OFFICE_USERS, Office};
+use siaga_tests::office::{OFFICE_USERS, Office, letter_date};
 
 /// What the SOP tests do with the office beyond running `siaga`.
 trait Letters {
     /// A letter ticket entered by the helpdesk; its number.
     fn letter(&self, extra: &[&str]) -> Result<String>;
+    /// The same with another letter number (one letter is one ticket).
+    fn letter_no(&self, number: &str, extra: &[&str]) -> Result<String>;
     fn audit(&self, id: &str) -> Result<Vec<Value>>;
 }
 
 impl Letters for Office {
     fn letter(&self, extra: &[&str]) -> Result<String> {
-        self.new_letter(
-            "005/123/DINKES/XI/2026",
-            "2026-11-20",
-            "Internet ruang rapat putus",
-            extra,
-        )
+        self.letter_no("005/123/DINKES/XI/2026", extra)
+    }
+
+    fn letter_no(&self, number: &str, extra: &[&str]) -> Result<String> {
+        self.new_letter(number, &letter_date(), "Internet ruang rapat putus", extra)
     }
 
     fn audit(&self, id: &str) -> Result<Vec<Value>> {
@@ -173,7 +174,7 @@ fn a_duplicate_ticket_is_voided_by_the_kabid_kept_in_the_trail_and_the_register(
     let keep = o.letter(&[])?;
     let dup = o.new_letter(
         "005/124/DINKES/XI/2026",
-        "2026-11-20",
+        &letter_date(),
         "Internet ruang rapat putus (dikirim dua kali)",
         &[],
     )?;
@@ -282,9 +283,16 @@ fn return_goes_back_one_step_and_restarts_its_clock() -> Result<()> {
 
 #[test]
 fn the_register_csv_holds_exactly_the_period() -> Result<()> {
-    let o = Office::start(&OFFICE_USERS)?;
+    // A letter names a device of its OPD's inventory.
+    let collector = Collector::init()?;
+    collector.write_inventory(&Inventory::new("10s").opd("dinkes").device(
+        "dinkes-rtr",
+        "dinkes",
+        "198.18.41.1",
+    ))?;
+    let o = Office::serve(collector, &OFFICE_USERS)?;
     let a = o.letter(&[])?;
-    let b = o.letter(&["--device", "dinkes-rtr"])?;
+    let b = o.letter_no("005/124/DINKES/XI/2026", &["--device", "dinkes-rtr"])?;
     o.ok("opd", &["ticket", "dispose", &a])?;
     let today = chrono::Utc::now()
         .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).context("offset")?);
@@ -412,7 +420,7 @@ fn editing_the_stored_audit_trail_is_detected_by_verify() -> Result<()> {
 fn the_admin_grants_and_revokes_roles_and_nobody_else_may() -> Result<()> {
     let o = Office::start(&[&OFFICE_USERS[..], &[("wati", "tim_teknis")]].concat())?;
     let a = o.letter(&[])?;
-    let b = o.letter(&[])?;
+    let b = o.letter_no("005/124/DINKES/XI/2026", &[])?;
     for id in [&a, &b] {
         o.ok("opd", &["ticket", "dispose", id])?;
         o.ok("kadis", &["ticket", "dispose", id])?;
@@ -616,7 +624,7 @@ fn a_late_urgent_step_is_escalated_exactly_once() -> Result<()> {
     // A second late ticket, opened later: when its escalation arrives, the
     // collector has looked at the first one many times since.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let b = o.letter(&["--urgent"])?;
+    let b = o.letter_no("005/124/DINKES/XI/2026", &["--urgent"])?;
     let escalations = |id: &str| -> Vec<Value> {
         seen.lock()
             .unwrap_or_else(|p| p.into_inner())

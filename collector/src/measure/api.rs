@@ -500,3 +500,24 @@ name = "lan"
         }
     }
 }
+
+/// The `Measure` gRPC service (measure.proto).
+#[derive(Debug, Clone)]
+pub struct MeasureApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl MeasureApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::measure_server::Measure for MeasureApi {}

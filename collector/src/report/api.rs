@@ -155,3 +155,24 @@ mod tests {
         );
     }
 }
+
+/// The `Reports` gRPC service (reports.proto).
+#[derive(Debug, Clone)]
+pub struct ReportsApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl ReportsApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::reports_server::Reports for ReportsApi {}

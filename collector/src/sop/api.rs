@@ -16,6 +16,7 @@ use super::store::{SopStore, SopTicket, StoreError};
 use super::workflow::{
     Action, Actor, Event, LETTER_ROLES, Measurements, Origin, TicketInfo, Workflow,
 };
+use crate::api::limits::{self, len};
 
 /// What the API needs from the rest of the collector.
 pub trait Directory: Send + Sync {
@@ -25,11 +26,43 @@ pub trait Directory: Send + Sync {
     fn opd(&self, id: &str) -> Option<String>;
     /// Which measurements (before, after the work) are attached to a ticket.
     fn measurements(&self, ticket: &str) -> (bool, bool);
+    /// The OPD of an inventory device; `None` if there is no such device.
+    fn device_opd(&self, id: &str) -> Option<String>;
+    /// The device of an inventory link (by name); `None` if there is no such link.
+    fn link_device(&self, name: &str) -> Option<String>;
+    /// The one OPD a user is held to (a `pemohon`); `None` for the province team.
+    fn held_to(&self, user: &str) -> Option<String>;
+    /// The oldest letter a ticket is entered from (`[tickets] max_letter_age`).
+    fn max_letter_age(&self) -> chrono::Duration {
+        chrono::Duration::days(365)
+    }
     /// The people documents name (full name, NIP, jabatan from the users'
     /// files); none by default, so documents name logins, flagged.
     fn people(&self) -> super::People {
         super::People::default()
     }
+}
+
+impl From<crate::api::ApiError> for ApiError {
+    fn from(e: crate::api::ApiError) -> Self {
+        use crate::api::ApiError as E;
+        match e {
+            E::Denied(m) => ApiError::Denied(m),
+            E::NotFound(m) => ApiError::NotFound(m),
+            e @ E::Internal { .. } => ApiError::Internal(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// Checks a text field with [`limits::text`] (`required` when it must not be empty).
+fn limit(field: &str, value: &str, max: usize, required: bool) -> Result<(), ApiError> {
+    if required {
+        limits::required(field, value, max)?;
+    } else {
+        limits::text(field, value, max)?;
+    }
+    Ok(())
 }
 
 /// Why a call failed; the server maps these to gRPC status codes.
@@ -244,8 +277,12 @@ struct RegisterArgs {
 pub struct ActionReply {
     /// The ticket after the action.
     pub ticket: TicketView,
-    /// The event recorded.
+    /// The event recorded (for a letter filed before, the opening event).
     pub event: Event,
+    /// `ticket.new` for a letter already filed: the ticket is the one
+    /// opened for it then, nothing new was opened.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub already_filed: bool,
 }
 
 /// A document: text, or base64 bytes for binary formats.
@@ -310,6 +347,16 @@ pub fn handle(
     let r = match method {
         "ticket.new" => new_ticket(store, dir, args(method, json), caller, now),
         "ticket.dispose" => args::<DisposeArgs>(method, json).and_then(|a| {
+            limit("ticket", &a.ticket, len::ID, false)?;
+            if let Some(to) = &a.to {
+                limit("to", to, len::ID, false)?;
+            }
+            if let Some(note) = &a.note {
+                limit("note", note, len::NOTE, false)?;
+            }
+            if let Some(r) = &a.no_measurement_reason {
+                limit("no_measurement_reason", r, len::NOTE, false)?;
+            }
             let to = match &a.to {
                 None => None,
                 Some(u) => Some(Actor {
@@ -332,6 +379,8 @@ pub fn handle(
             act(store, &a.ticket, action, caller, now)
         }),
         "ticket.return" => args::<ReturnArgs>(method, json).and_then(|a| {
+            limit("ticket", &a.ticket, len::ID, false)?;
+            limit("reason", &a.reason, len::NOTE, false)?;
             act(
                 store,
                 &a.ticket,
@@ -341,6 +390,8 @@ pub fn handle(
             )
         }),
         "ticket.update" => args::<UpdateArgs>(method, json).and_then(|a| {
+            limit("ticket", &a.ticket, len::ID, false)?;
+            limit("status", &a.status, len::NOTE, false)?;
             act(
                 store,
                 &a.ticket,
@@ -350,6 +401,8 @@ pub fn handle(
             )
         }),
         "ticket.acknowledge" => args::<AckArgs>(method, json).and_then(|a| {
+            limit("ticket", &a.ticket, len::ID, false)?;
+            limit("by", &a.by, len::SUBJECT, false)?;
             act(
                 store,
                 &a.ticket,
@@ -359,6 +412,8 @@ pub fn handle(
             )
         }),
         "ticket.void" => args::<ReturnArgs>(method, json).and_then(|a| {
+            limit("ticket", &a.ticket, len::ID, false)?;
+            limit("reason", &a.reason, len::NOTE, false)?;
             act(
                 store,
                 &a.ticket,
@@ -423,6 +478,7 @@ fn act(
         Ok(event) => out(&ActionReply {
             ticket: view(store, &t, now)?,
             event,
+            already_filed: false,
         }),
         Err(rej) => Err(ApiError::Denied(rej.error.to_string())),
     }
@@ -451,17 +507,70 @@ fn new_ticket(
             }
         )));
     }
-    for (k, v) in [("letter_number", &a.letter_number), ("subject", &a.subject)] {
-        if v.trim().is_empty() {
-            return Err(ApiError::BadRequest(format!("{k} must not be empty")));
-        }
-    }
-    let Some(opd_name) = dir.opd(&a.opd) else {
+    limit("opd", &a.opd, len::ID, true)?;
+    limit("letter_number", &a.letter_number, len::LETTER_NUMBER, true)?;
+    limit("subject", &a.subject, len::SUBJECT, true)?;
+    let opd_hidden = dir.held_to(&caller.user).is_some_and(|own| own != a.opd);
+    let Some(opd_name) = dir.opd(&a.opd).filter(|_| !opd_hidden) else {
         return Err(ApiError::NotFound(format!(
             "no OPD {} in the inventory",
             a.opd
         )));
     };
+    check_letter_date(a.letter_date, store, dir, now)?;
+    if let Some(d) = &a.device {
+        limit("device", d, len::ID, true)?;
+        match dir.device_opd(d) {
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "device: no device {d} in the inventory"
+                )));
+            }
+            Some(o) if o != a.opd => {
+                return Err(ApiError::BadRequest(format!(
+                    "device: {d} is not a device of OPD {}; name a device of the OPD that wrote the letter",
+                    a.opd
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(l) = &a.link {
+        limit("link", l, len::ID, true)?;
+        let Some(device) = dir.link_device(l) else {
+            return Err(ApiError::NotFound(format!(
+                "link: no link {l} in the inventory"
+            )));
+        };
+        if dir.device_opd(&device).as_deref() != Some(a.opd.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "link: {l} is not a link of OPD {}; name a link of the OPD that wrote the letter",
+                a.opd
+            )));
+        }
+        if let Some(d) = a.device.as_ref().filter(|d| **d != device) {
+            return Err(ApiError::BadRequest(format!(
+                "link: {l} is on device {device}, not on {d}"
+            )));
+        }
+    }
+    // One ticket per letter: the check and the opening under one lock, so
+    // two helpdesk desks filing the same letter at once open one ticket.
+    let _one_at_a_time = NEW_LETTER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(t) = filed(store, &a.opd, &a.letter_number)? {
+        let event = store
+            .events(&t.info.number)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::Internal("a ticket without an event".into()))?;
+        return out(&ActionReply {
+            ticket: view(store, &t, now)?,
+            event,
+            already_filed: true,
+        });
+    }
     let info = TicketInfo {
         number: String::new(),
         opd: a.opd,
@@ -485,7 +594,47 @@ fn new_ticket(
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::Internal("opened without an event".into()))?,
+        already_filed: false,
     })
+}
+
+/// Held while a letter is checked against the filed ones and opened.
+static NEW_LETTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The ticket already opened for letter `number` of `opd` and not voided;
+/// numbers compare without surrounding blanks and letter case.
+fn filed(store: &SopStore, opd: &str, number: &str) -> Result<Option<SopTicket>, ApiError> {
+    let number = number.trim();
+    Ok(store.list()?.into_iter().find(|t| {
+        t.info.opd == opd
+            && !t.state.is_void()
+            && matches!(&t.info.origin, Origin::Letter { number: n, .. } if n.trim().eq_ignore_ascii_case(number))
+    }))
+}
+
+/// A letter is dated at most one day after today (clock tolerance) and not
+/// longer ago than [`Directory::max_letter_age`]; days in the calendar's time.
+fn check_letter_date(
+    date: NaiveDate,
+    store: &SopStore,
+    dir: &dyn Directory,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let today = store.calendar().local(now).date_naive();
+    if date > today + chrono::Duration::days(1) {
+        return Err(ApiError::BadRequest(format!(
+            "letter_date: {date} is in the future (today is {today}); give the date written on the letter"
+        )));
+    }
+    let age = dir.max_letter_age();
+    if today - date > age {
+        return Err(ApiError::BadRequest(format!(
+            "letter_date: {date} is more than {} days ago (the limit is tickets.max_letter_age); \
+             an older request is sent again with a new letter",
+            age.num_days()
+        )));
+    }
+    Ok(())
 }
 
 /// Prefix of ticket numbers (PJ: Pemeliharaan Jaringan).
@@ -665,6 +814,19 @@ mod tests {
         }
         fn measurements(&self, _ticket: &str) -> (bool, bool) {
             (true, true)
+        }
+        fn device_opd(&self, id: &str) -> Option<String> {
+            match id {
+                "dinkes-rtr" => Some("dinkes".into()),
+                "bappeda-sw" => Some("bappeda".into()),
+                _ => None,
+            }
+        }
+        fn link_device(&self, name: &str) -> Option<String> {
+            (name == "wan").then(|| "dinkes-rtr".to_string())
+        }
+        fn held_to(&self, _user: &str) -> Option<String> {
+            None
         }
     }
 
@@ -915,3 +1077,45 @@ mod tests {
         );
     }
 }
+
+/// The `Sop` gRPC service (sop.proto).
+#[derive(Debug, Clone)]
+pub struct SopApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl SopApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::sop_server::Sop for SopApi {}
+
+/// The `Documents` gRPC service (documents.proto).
+#[derive(Debug, Clone)]
+pub struct DocumentsApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl DocumentsApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::documents_server::Documents for DocumentsApi {}

@@ -322,6 +322,12 @@ impl TicketCmd {
             .map(|a| format!(" (acting for {a})"))
             .unwrap_or_default();
         Ok(match &r.event.kind {
+            EventKind::Opened { .. } if r.already_filed => format!(
+                "already filed as ticket {}: letter {} of {}; nothing new opened; now at {next}",
+                t.id,
+                t.letter_number.as_deref().unwrap_or_default(),
+                t.opd
+            ),
             EventKind::Opened { .. } => format!("opened {}: now at {next}", t.id),
             EventKind::Disposed { .. } => format!(
                 "{}: disposed step {}{acting}; now at {next}",
@@ -724,6 +730,15 @@ mod tests {
         }
         fn measurements(&self, _: &str) -> (bool, bool) {
             (false, false)
+        }
+        fn device_opd(&self, id: &str) -> Option<String> {
+            (id == "dinkes-rtr").then(|| "dinkes".to_string())
+        }
+        fn link_device(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn held_to(&self, _: &str) -> Option<String> {
+            None
         }
     }
 

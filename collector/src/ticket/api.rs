@@ -253,3 +253,24 @@ pub fn call(
     };
     Ok(Some(out))
 }
+
+/// The `Tickets` gRPC service (tickets.proto).
+#[derive(Debug, Clone)]
+pub struct TicketsApi {
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl TicketsApi {
+    /// The service on `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The collector's shared state.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
+    }
+}
+
+#[tonic::async_trait]
+impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {}

@@ -66,6 +66,8 @@ pub struct HealthPart {
     pub tasks: Vec<JoinHandle<()>>,
     /// Longest maintenance window accepted (`[maintenance] max_window`).
     pub max_window: std::time::Duration,
+    /// Oldest letter a ticket is entered from (`[tickets] max_letter_age`).
+    pub max_letter_age: std::time::Duration,
 }
 
 impl HealthPart {
@@ -130,6 +132,7 @@ impl HealthPart {
             reports,
             tasks: vec![health_task, notify_task, escalation_task],
             max_window: cfg.maintenance.max_window,
+            max_letter_age: cfg.tickets.max_letter_age,
         })
     }
 

@@ -1,0 +1,132 @@
+//! The policy: per RPC, who may call it and how its answer is scoped.
+//! One table, enforced by [`super::gate`] before any handler runs; a test
+//! fails when an RPC of the proto has no entry (or an entry names no RPC).
+//!
+//! Two kinds of people: province roles (every role but `pemohon`) see every
+//! OPD; a person whose roles are all OPD roles (`pemohon`) sees only their
+//! own OPD. Within an RPC the handler applies [`Scope`] with the
+//! [`super::Caller`] the gate hands it: a listing leaves out other OPDs'
+//! items (and their counts), a request for another OPD's object answers
+//! `NOT_FOUND`. Which SOP step a role may take is the SOP file's business
+//! (the workflow checks it); the table says who may call the RPC at all.
+
+/// Who may call an RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    /// Agents only (their own certificate checks; people are refused).
+    Agents,
+    /// Anyone who can reach the port (the gRPC health check).
+    Public,
+    /// Every enrolled person.
+    People,
+    /// People holding one of these roles.
+    Roles(&'static [&'static str]),
+    /// People with a province role (not only OPD roles).
+    Province,
+}
+
+/// How an RPC's answer or object is held to the caller's OPD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Not about OPD data (the caller's own identity, the agents' stream).
+    None,
+    /// OPD data: an OPD-held caller sees and acts only on their own OPD.
+    Opd,
+}
+
+/// One RPC's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// The gRPC path, `/package.Service/Method`.
+    pub rpc: &'static str,
+    /// Who may call it.
+    pub allow: Allow,
+    /// How it is scoped.
+    pub scope: Scope,
+    /// Whether it changes state: every such call goes to the API audit trail.
+    pub changes: bool,
+}
+
+const fn rule(rpc: &'static str, allow: Allow, scope: Scope, changes: bool) -> Rule {
+    Rule {
+        rpc,
+        allow,
+        scope,
+        changes,
+    }
+}
+
+use Allow::*;
+use Scope::{None as Unscoped, Opd};
+
+/// The administrator role (not an SOP role).
+pub const ADMIN: &str = "admin";
+
+/// The table. Keep it sorted by service; one line per RPC.
+pub const RULES: &[Rule] = &[
+    // --- infrastructure
+    rule("/grpc.health.v1.Health/Check", Public, Unscoped, false),
+    rule("/grpc.health.v1.Health/Watch", Public, Unscoped, false),
+    rule("/siaga.v1.Uplink/Stream", Agents, Unscoped, true),
+    // --- Admin (admin.proto)
+    rule("/siaga.v1.Admin/WhoAmI", People, Unscoped, false),
+    rule("/siaga.v1.Admin/ListAgents", People, Opd, false),
+    rule("/siaga.v1.Admin/ListDevices", People, Opd, false),
+    rule("/siaga.v1.Admin/History", People, Opd, false),
+    rule("/siaga.v1.Admin/Call", People, Opd, true),
+    rule("/siaga.v1.Admin/Backup", Roles(&[ADMIN]), Unscoped, false),
+    // --- Devices (devices.proto)
+    // --- Events (events.proto)
+    // --- Tickets (tickets.proto)
+    // --- Sop (sop.proto)
+    // --- Documents (documents.proto)
+    // --- Measure (measure.proto)
+    // --- Reports (reports.proto)
+    // --- Users (users.proto)
+];
+
+/// The entry of `path`, if any (none: the gate refuses the call).
+pub fn rule_of(path: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.rpc == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    /// Every RPC of every service in the proto, as `/package.Service/Method`.
+    fn rpcs_of_the_proto() -> Vec<String> {
+        let fds = prost_types::FileDescriptorSet::decode(siaga_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let mut out = Vec::new();
+        for f in &fds.file {
+            for s in &f.service {
+                for m in &s.method {
+                    out.push(format!("/{}.{}/{}", f.package(), s.name(), m.name()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_rpc_of_the_proto_has_exactly_one_policy_entry() {
+        let rpcs = rpcs_of_the_proto();
+        assert!(rpcs.len() > 5, "{rpcs:?}");
+        let missing: Vec<_> = rpcs.iter().filter(|r| rule_of(r).is_none()).collect();
+        assert!(
+            missing.is_empty(),
+            "RPCs without a policy entry: {missing:?}"
+        );
+        for r in RULES {
+            let n = RULES.iter().filter(|o| o.rpc == r.rpc).count();
+            assert_eq!(n, 1, "{} has {n} entries", r.rpc);
+            assert!(
+                r.rpc.starts_with("/grpc.health.v1.") || rpcs.iter().any(|p| p == r.rpc),
+                "{} is in the policy but not in the proto",
+                r.rpc
+            );
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! An in-process collector for the people's services' tests: a real server
+//! with real TLS and certificates made in a temp dir, the inventory of two
+//! OPDs (`dinkes` and `dishub`, a switch, a router and a link each), and one
+//! enrolled person per role — the `pemohon` works for `dinkes` — each with
+//! a channel of their own.
+//!
+//! The policy matrix ([`super::matrix`]) runs every RPC's [`Case`] as every
+//! role against the own and the other OPD on one such collector.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::CollectorConfig;
+use crate::pki;
+
+/// The OPD the fixture's `pemohon` works for.
+pub const OWN: &str = "dinkes";
+/// The other OPD.
+pub const OTHER: &str = "dishub";
+
+/// (user name, role) of every person the fixture enrolls; `pemohon` is in [`OWN`].
+pub const PEOPLE: &[(&str, &str)] = &[
+    ("opd", "pemohon"),
+    ("kadis", "kepala_dinas"),
+    ("sekdis", "sekretaris_dinas"),
+    ("kabid", "kabid_aptika"),
+    ("prakom", "pranata_komputer"),
+    ("hd", "helpdesk"),
+    ("teknisi", "tim_teknis"),
+    ("root", "admin"),
+];
+
+const INVENTORY: &str = r#"
+interval = "10s"
+[[opd]]
+id = "dinkes"
+name = "Dinas Kesehatan"
+[[opd]]
+id = "dishub"
+name = "Dinas Perhubungan"
+[[device]]
+id = "dinkes-sw"
+opd = "dinkes"
+kind = "switch"
+address = "127.0.0.1"
+[[device]]
+id = "dinkes-rtr"
+opd = "dinkes"
+kind = "router"
+address = "127.0.0.2"
+[[device]]
+id = "dishub-sw"
+opd = "dishub"
+kind = "switch"
+address = "127.0.0.3"
+[[device]]
+id = "dishub-rtr"
+opd = "dishub"
+kind = "router"
+address = "127.0.0.4"
+[[link]]
+device = "dinkes-sw"
+interface = "eth0"
+name = "uplink"
+[[link]]
+device = "dishub-sw"
+interface = "eth0"
+name = "uplink"
+"#;
+
+/// A serving collector and a channel per person.
+pub struct Fixture {
+    /// The collector's directory (collector.toml, inventory.toml, data/ …).
+    pub dir: PathBuf,
+    /// Its configuration.
+    pub cfg: CollectorConfig,
+    /// `host:port` it serves on.
+    pub addr: String,
+    channels: HashMap<String, Channel>,
+    made: tokio::sync::Mutex<HashMap<String, String>>,
+    cancel: CancellationToken,
+    _tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Starts one with [`PEOPLE`] enrolled.
+    pub async fn start() -> Fixture {
+        Self::start_with(INVENTORY).await
+    }
+
+    /// Starts one with `inventory` (which must have the OPD [`OWN`]).
+    pub async fn start_with(inventory: &str) -> Fixture {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("collector");
+        pki::init(&dir, "127.0.0.1:0".parse().expect("addr"), &[]).expect("init");
+        std::fs::write(dir.join("inventory.toml"), inventory).expect("inventory");
+        let mut users = Vec::new();
+        for (name, role) in PEOPLE {
+            let out = tmp.path().join(format!("user-{name}"));
+            let opd = (*role == "pemohon").then_some(OWN);
+            pki::enroll_user(&dir, name, &[role.to_string()], opd, &out, None)
+                .expect("enroll user");
+            users.push((name.to_string(), out));
+        }
+        let config = dir.join("collector.toml");
+        let cfg = CollectorConfig::load(&config).expect("collector.toml");
+        let cancel = CancellationToken::new();
+        tokio::spawn(crate::server::serve_until(
+            config,
+            cfg.clone(),
+            cancel.clone(),
+        ));
+        let addr_file = cfg.data_dir.join("collector.addr");
+        let mut addr = String::new();
+        for _ in 0..500 {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                addr = a.trim().to_string();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!addr.is_empty(), "the collector did not start");
+        let ca = dir.join("ca.pem");
+        let mut channels = HashMap::new();
+        for (name, out) in users {
+            channels.insert(name, connect(&addr, &ca, &out).await);
+        }
+        Fixture {
+            dir,
+            cfg,
+            addr,
+            channels,
+            made: Default::default(),
+            cancel,
+            _tmp: tmp,
+        }
+    }
+
+    /// The channel of person `name` (one of [`PEOPLE`]).
+    pub fn channel(&self, name: &str) -> Channel {
+        self.channels
+            .get(name)
+            .unwrap_or_else(|| panic!("no person {name} in the fixture"))
+            .clone()
+    }
+
+    /// The channel of the person holding `role`.
+    pub fn as_role(&self, role: &str) -> Channel {
+        let (name, _) = PEOPLE
+            .iter()
+            .find(|(_, r)| *r == role)
+            .unwrap_or_else(|| panic!("no person with role {role}"));
+        self.channel(name)
+    }
+
+    /// What `make` gives, made the first time `key` is asked for and
+    /// remembered (an object a matrix case needs: "ticket of dinkes" …).
+    pub async fn once<F>(&self, key: &str, make: F) -> String
+    where
+        F: std::future::Future<Output = String>,
+    {
+        let mut made = self.made.lock().await;
+        if let Some(v) = made.get(key) {
+            return v.clone();
+        }
+        let v = make.await;
+        made.insert(key.to_string(), v.clone());
+        v
+    }
+
+    /// The running collector's shared state is not reachable from here;
+    /// seed data through the services (or the stores under `cfg.data_dir`
+    /// before [`Fixture::start`]) instead.
+    pub fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn connect(addr: &str, ca: &Path, user_dir: &Path) -> Channel {
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca.to_path_buf())))
+        .identity(Identity::from_pem(
+            read(user_dir.join("user.pem")),
+            read(user_dir.join("user.key")),
+        ))
+        .domain_name("localhost");
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect")
+}
