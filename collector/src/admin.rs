@@ -949,6 +949,10 @@ impl crate::sop::api::Directory for HubDirectory {
                 chrono::Duration::from_std(h.max_letter_age).unwrap_or(chrono::Duration::days(365))
             })
     }
+    fn people(&self) -> crate::sop::People {
+        // Read afresh: a name added to a user file shows on the next document.
+        crate::users::people(&self.0.users_dir)
+    }
     fn measurements(&self, ticket: &str) -> (bool, bool) {
         let Some(service) = self.0.measure.get() else {
             return (false, false);

@@ -209,6 +209,15 @@ enum Enroll {
         /// pemohon, who sees only this OPD; province roles see every OPD.
         #[arg(long)]
         opd: Option<String>,
+        /// Full name with titles, as signed on documents (e.g. "Budi Santoso, S.Kom.").
+        #[arg(long)]
+        full_name: Option<String>,
+        /// NIP, 18 digits (e.g. 198001012005011001), printed under the signature.
+        #[arg(long)]
+        nip: Option<String>,
+        /// Position (jabatan), printed above the signature (e.g. "Pranata Komputer Ahli Pertama").
+        #[arg(long)]
+        jabatan: Option<String>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -309,11 +318,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     name,
                     roles,
                     opd,
+                    full_name,
+                    nip,
+                    jabatan,
                     out,
                     days,
                 },
         } => {
-            let identity = pki::enroll_user(&dir, &name, &roles, opd.as_deref(), &out, days)?;
+            let person = siaga_collector::sop::Person {
+                full_name,
+                nip,
+                jabatan,
+            };
+            let identity =
+                pki::enroll_person(&dir, &name, &roles, opd.as_deref(), &person, &out, days)?;
             println!(
                 "enrolled {identity} ({}); wrote {}; a running collector knows the user at once",
                 roles.join(", "),

@@ -527,13 +527,15 @@ impl Issuing {
     }
 
     /// Adds `serial` to the user's file, keeping the earlier ones, so that
-    /// `revoke-cert --name` still finds them.
+    /// `revoke-cert --name` still finds them. The OPD, full name, NIP and
+    /// jabatan already on file are kept unless told others.
     fn record_user(
         &self,
         name: &str,
         roles: Vec<String>,
         opd: Option<String>,
         serial: &str,
+        person: Option<&crate::sop::Person>,
     ) -> Result<(), PkiError> {
         mkdir(&self.cfg.users)?;
         let before = crate::users::load_users(&self.cfg.users)?.remove(name);
@@ -542,12 +544,17 @@ impl Issuing {
             .map(|u| u.certificates.clone())
             .unwrap_or_default();
         certificates.push(serial.to_string());
+        let kept = before.unwrap_or_default();
+        let person = person.cloned().unwrap_or_default();
         let user = User {
             name: name.to_string(),
             roles,
             // A new certificate keeps the OPD already on file unless told another.
-            opd: opd.or_else(|| before.and_then(|u| u.opd)),
+            opd: opd.or(kept.opd),
             certificates,
+            full_name: person.full_name.or(kept.full_name),
+            nip: person.nip.or(kept.nip),
+            jabatan: person.jabatan.or(kept.jabatan),
         };
         crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)
     }
@@ -633,7 +640,30 @@ pub fn enroll_user(
     out: &Path,
     days: Option<u32>,
 ) -> Result<Identity, PkiError> {
+    enroll_person(
+        dir,
+        name,
+        roles,
+        opd,
+        &crate::sop::Person::default(),
+        out,
+        days,
+    )
+}
+
+/// [`enroll_user`] with what documents print where the person signs: full
+/// name, NIP (18 digits, checked) and jabatan, written to their user file.
+pub fn enroll_person(
+    dir: &Path,
+    name: &str,
+    roles: &[String],
+    opd: Option<&str>,
+    person: &crate::sop::Person,
+    out: &Path,
+    days: Option<u32>,
+) -> Result<Identity, PkiError> {
     check_id(name).map_err(|m| PkiError::InvalidName(format!("--name: {m}")))?;
+    let person = check_person(person)?;
     if name == crate::sop::workflow::SYSTEM_USER {
         // The trail records the collector's own actions under this name,
         // and the workflow lets it void an untouched ticket it opened.
@@ -658,8 +688,37 @@ pub fn enroll_user(
     };
     let days = days.unwrap_or(issuing.cfg.tls.user_cert_days);
     let issued = issuing.issue(&identity, check_days(days)?, out, false)?;
-    issuing.record_user(name, roles.to_vec(), opd, &issued.serial)?;
+    issuing.record_user(name, roles.to_vec(), opd, &issued.serial, Some(&person))?;
     Ok(identity)
+}
+
+/// The person's details as given on the command line, trimmed and checked:
+/// no empty or multi-line text, an NIP of 18 digits.
+fn check_person(p: &crate::sop::Person) -> Result<crate::sop::Person, PkiError> {
+    let text =
+        |flag: &str, v: &Option<String>, example: &str| -> Result<Option<String>, PkiError> {
+            match v.as_deref().map(str::trim) {
+                None => Ok(None),
+                Some(t) if t.is_empty() || t.chars().any(char::is_control) => {
+                    Err(PkiError::InvalidName(format!(
+                        "{flag}: must be one line of text, e.g. {flag} {example:?}"
+                    )))
+                }
+                Some(t) => Ok(Some(t.to_string())),
+            }
+        };
+    let nip = match p.nip.as_deref() {
+        None => None,
+        Some(n) => {
+            crate::users::check_nip(n).map_err(|m| PkiError::InvalidName(format!("--nip: {m}")))?;
+            Some(crate::users::normalise_nip(n))
+        }
+    };
+    Ok(crate::sop::Person {
+        full_name: text("--full-name", &p.full_name, "Budi Santoso, S.Kom.")?,
+        nip,
+        jabatan: text("--jabatan", &p.jabatan, "Pranata Komputer Ahli Pertama")?,
+    })
 }
 
 /// `--opd` of `enroll user`: an OPD of the inventory; required when every
@@ -810,7 +869,7 @@ pub fn renew(
     };
     let issued = issuing.issue(&identity, check_days(days)?, out, true)?;
     if let (Identity::User { name }, Some(roles)) = (&identity, roles) {
-        issuing.record_user(name, roles, None, &issued.serial)?;
+        issuing.record_user(name, roles, None, &issued.serial, None)?;
     }
     Ok(Enrolled {
         identity,
@@ -1050,6 +1109,78 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_person_enrolled_with_name_nip_and_jabatan_keeps_them_when_renewed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        init(&dir, "127.0.0.1:0".parse().unwrap(), &[]).unwrap();
+        let u = tmp.path().join("u");
+        let person = |nip: &str| crate::sop::Person {
+            full_name: Some(" Budi Santoso, S.Kom. ".into()),
+            nip: Some(nip.into()),
+            jabatan: Some("Pranata Komputer Ahli Pertama".into()),
+        };
+        for (nip, why) in [
+            ("19800101200501100", "18 digits"),
+            ("1980010120050110AB", "18 digits"),
+            ("198013012005011001", "date of birth"),
+        ] {
+            let e = enroll_person(
+                &dir,
+                "budi",
+                &["tim_teknis".into()],
+                None,
+                &person(nip),
+                &u,
+                None,
+            )
+            .unwrap_err();
+            assert!(matches!(e, PkiError::InvalidName(_)), "{e:?}");
+            let e = e.to_string();
+            assert!(e.starts_with("--nip: ") && e.contains(why), "{e}");
+            assert!(!u.exists(), "nothing issued for a bad NIP");
+        }
+        let e = enroll_person(
+            &dir,
+            "budi",
+            &["tim_teknis".into()],
+            None,
+            &crate::sop::Person {
+                jabatan: Some(" ".into()),
+                ..Default::default()
+            },
+            &u,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("--jabatan: "), "{e}");
+        enroll_person(
+            &dir,
+            "budi",
+            &["tim_teknis".into()],
+            None,
+            &person("19800101 200501 1 001"),
+            &u,
+            None,
+        )
+        .unwrap();
+        renew(
+            &dir,
+            &RenewWho::User {
+                name: "budi".into(),
+            },
+            &u,
+            None,
+        )
+        .unwrap();
+        let users = crate::users::load_users(&dir.join("users")).unwrap();
+        let b = &users["budi"];
+        assert_eq!(b.full_name.as_deref(), Some("Budi Santoso, S.Kom."));
+        assert_eq!(b.nip.as_deref(), Some("198001012005011001"));
+        assert_eq!(b.jabatan.as_deref(), Some("Pranata Komputer Ahli Pertama"));
+        assert_eq!(b.certificates.len(), 2, "renewed, the details kept");
     }
 
     #[test]

@@ -53,9 +53,66 @@ pub struct User {
     /// `siaga-collector revoke-cert --name` revokes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<String>,
+    /// Full name with titles, as signed on documents ("Budi Santoso, S.Kom.").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_name: Option<String>,
+    /// NIP (Nomor Induk Pegawai), 18 digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nip: Option<String>,
+    /// Position (jabatan), as printed under the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jabatan: Option<String>,
+}
+
+/// Checks an NIP: 18 digits, the first eight a date of birth (YYYYMMDD).
+pub fn check_nip(nip: &str) -> Result<(), String> {
+    let digits = nip
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>();
+    if digits.len() != 18 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "NIP {nip:?} is not 18 digits (e.g. 198001012005011001)"
+        ));
+    }
+    if chrono::NaiveDate::parse_from_str(&digits[..8], "%Y%m%d").is_err() {
+        return Err(format!(
+            "NIP {nip:?} does not start with a date of birth YYYYMMDD (e.g. 198001012005011001)"
+        ));
+    }
+    Ok(())
+}
+
+/// An NIP as stored: its digits only.
+pub fn normalise_nip(nip: &str) -> String {
+    nip.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// The people documents name, from the user files in `dir` (empty, with
+/// an error logged, when they cannot be read).
+pub fn people(dir: &Path) -> crate::sop::People {
+    let mut out = crate::sop::People::default();
+    match load_users(dir) {
+        Ok(all) => {
+            for (name, u) in all {
+                out.insert(name, u.person());
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading users for the documents failed"),
+    }
+    out
 }
 
 impl User {
+    /// What documents print where this person signs.
+    pub fn person(&self) -> crate::sop::Person {
+        crate::sop::Person {
+            full_name: self.full_name.clone(),
+            nip: self.nip.clone(),
+            jabatan: self.jabatan.clone(),
+        }
+    }
+
     /// The file form.
     pub fn to_toml(&self) -> String {
         let roles: Vec<String> = self
@@ -78,6 +135,15 @@ impl User {
                 "# The OPD this person works for: an OPD role (pemohon) sees only this OPD.\nopd = {}\n",
                 toml::Value::String(opd.clone())
             ));
+        }
+        for (key, value) in [
+            ("full_name", &self.full_name),
+            ("nip", &self.nip),
+            ("jabatan", &self.jabatan),
+        ] {
+            if let Some(v) = value {
+                text.push_str(&format!("{key} = {}\n", toml::Value::String(v.clone())));
+            }
         }
         if !certs.is_empty() {
             text.push_str(&format!(
@@ -128,6 +194,16 @@ fn read_user_files(dir: &Path) -> Result<Vec<UserFile>, ConfigError> {
             error,
         })?;
         let user: User = parse_toml(&path, &text)?;
+        if let Some(nip) = &user.nip
+            && let Err(message) = check_nip(nip)
+        {
+            return Err(ConfigError::Invalid {
+                file: path.clone(),
+                line: crate::config::line_of_top_key(&text, "nip"),
+                key: "nip".into(),
+                message,
+            });
+        }
         // A second file with the same name would silently replace the
         // first one's roles: say which two files disagree instead.
         if let Some(first) = files.iter().find(|f| f.user.name == user.name) {
@@ -487,6 +563,39 @@ pub(crate) mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_user_file_carries_full_name_nip_and_jabatan_and_a_bad_nip_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = User {
+            name: "budi".into(),
+            roles: vec!["tim_teknis".into()],
+            full_name: Some("Budi Santoso, S.Kom.".into()),
+            nip: Some("198001012005011001".into()),
+            jabatan: Some("Pranata Komputer \"Ahli\" Pertama".into()),
+            ..User::default()
+        };
+        write_user(dir.path(), &u).unwrap();
+        assert_eq!(load_users(dir.path()).unwrap()["budi"], u);
+        let p = people(dir.path());
+        assert_eq!(
+            p.signer("budi", crate::sop::Lang::Id).nip,
+            "NIP 19800101 200501 1 001"
+        );
+        std::fs::write(
+            dir.path().join("budi.toml"),
+            "name = \"budi\"\nroles = [\"tim_teknis\"]\nnip = \"12345\"\n",
+        )
+        .unwrap();
+        let err = load_users(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:3: nip: NIP \"12345\" is not 18 digits",
+                dir.path().join("budi.toml").display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -546,15 +546,27 @@ impl Collector {
     /// user on `reload`, so enroll before [`Collector::serve`]. A `pemohon`
     /// needs an OPD: use [`Collector::enroll_user_in`].
     pub fn enroll_user(&mut self, name: &str, role: &str) -> Result<Siaga> {
-        self.enroll(name, role, None)
+        self.enroll(name, role, None, &[])
     }
 
     /// [`Collector::enroll_user`] with `--opd OPD`: the person works for that OPD.
     pub fn enroll_user_in(&mut self, name: &str, role: &str, opd: &str) -> Result<Siaga> {
-        self.enroll(name, role, Some(opd))
+        self.enroll(name, role, Some(opd), &[])
     }
 
-    fn enroll(&mut self, name: &str, role: &str, opd: Option<&str>) -> Result<Siaga> {
+    /// [`Collector::enroll_user`] with more `enroll user` flags
+    /// (`--full-name`, `--nip`, `--jabatan`, `--opd`).
+    pub fn enroll_user_with(&mut self, name: &str, role: &str, extra: &[&str]) -> Result<Siaga> {
+        self.enroll(name, role, None, extra)
+    }
+
+    fn enroll(
+        &mut self,
+        name: &str,
+        role: &str,
+        opd: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Siaga> {
         let out = self.root.path().join(format!("user-{name}"));
         let dir = self.dir();
         let mut args = vec![
@@ -572,6 +584,7 @@ impl Collector {
         if let Some(opd) = opd {
             args.extend(["--opd", opd]);
         }
+        args.extend_from_slice(extra);
         ok_output(&bin("siaga-collector")?, &args)?;
         Ok(Siaga {
             config: out.join("siaga.toml"),

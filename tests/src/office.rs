@@ -24,6 +24,23 @@ pub const OFFICE_USERS: [(&str, &str); 8] = [
     ("root", "admin"),
 ];
 
+/// What some of the office's people sign with: (user, full name, NIP,
+/// jabatan), recorded by `enroll user --full-name --nip --jabatan`.
+pub const OFFICE_PEOPLE: [(&str, &str, &str, &str); 2] = [
+    (
+        "kadis",
+        "Dr. Hendra Wijaya, M.Si.",
+        "197003152000031002",
+        "Kepala Dinas Kominfo",
+    ),
+    (
+        "teknisi",
+        "Budi Santoso, S.Kom.",
+        "198001012005011001",
+        "Pranata Komputer Ahli Pertama",
+    ),
+];
+
 /// [`OFFICE_USERS`] without the users named in `left_out`.
 pub fn office_users_but(left_out: &[&str]) -> Vec<(&'static str, &'static str)> {
     OFFICE_USERS
@@ -50,15 +67,38 @@ impl Office {
     /// Enrolls `users` (name, role) in `collector`, which is not serving
     /// yet, then starts it. The office's requester (`pemohon`) works for
     /// [`OFFICE_OPD`], which the collector's inventory must have.
-    pub fn serve(mut collector: Collector, users: &[(&'static str, &str)]) -> Result<Office> {
+    pub fn serve(collector: Collector, users: &[(&'static str, &str)]) -> Result<Office> {
+        Office::serve_people(collector, users, &[])
+    }
+
+    /// A collector with the OPD dinkes, `users` enrolled, those in `people`
+    /// (user, full name, NIP, jabatan) with what they sign with, serving.
+    pub fn start_people(
+        users: &[(&'static str, &str)],
+        people: &[(&str, &str, &str, &str)],
+    ) -> Result<Office> {
+        let collector = Collector::init()?;
+        collector.write_inventory(&Inventory::new("10s").opd(OFFICE_OPD))?;
+        Office::serve_people(collector, users, people)
+    }
+
+    /// [`Office::serve`], enrolling those in `people` with their full name,
+    /// NIP and jabatan.
+    pub fn serve_people(
+        mut collector: Collector,
+        users: &[(&'static str, &str)],
+        people: &[(&str, &str, &str, &str)],
+    ) -> Result<Office> {
         let mut enrolled = HashMap::new();
         for &(name, role) in users {
-            let cli = if role == "pemohon" {
-                collector.enroll_user_in(name, role, OFFICE_OPD)?
-            } else {
-                collector.enroll_user(name, role)?
-            };
-            enrolled.insert(name, cli);
+            let mut extra = Vec::new();
+            if role == "pemohon" {
+                extra.extend(["--opd", OFFICE_OPD]);
+            }
+            if let Some((_, full, nip, jabatan)) = people.iter().find(|p| p.0 == name) {
+                extra.extend(["--full-name", *full, "--nip", *nip, "--jabatan", *jabatan]);
+            }
+            enrolled.insert(name, collector.enroll_user_with(name, role, &extra)?);
         }
         collector.serve()?;
         Ok(Office {

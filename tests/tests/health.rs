@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use siaga_tests::harness::{
     Agent, Collector, Siaga, metric_value, now_us, secs, set_toml, ts_us, wait_until,
@@ -156,6 +156,115 @@ fn forty_percent_loss_opens_one_ticket_and_its_recovery_is_recorded() -> Result<
     ensure!(
         kinds.contains(&"opened") && kinds.contains(&"recovered"),
         "{kinds:?}"
+    );
+    Ok(())
+}
+
+/// The issue's find: a device that answers ping but not SNMP. The CLI says
+/// it in English; the register, the control card and the report say it in
+/// Bahasa Indonesia, and the agent's raw error is kept in the ticket's JSON
+/// and the report's appendix, never in the register's columns.
+#[test]
+fn a_device_silent_on_snmp_reads_in_bahasa_in_the_register_and_keeps_the_raw_error_aside()
+-> Result<()> {
+    // No snmpd in the lab device: it answers ping only.
+    let lab = Lab::new()?.device("ap").start()?;
+    let addr = lab.addr("ap")?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&format!(
+        "interval = \"1s\"\n\n[[opd]]\nid = \"demo\"\nname = \"OPD Demo\"\n\n\
+         [[device]]\nid = \"demo-ap\"\nopd = \"demo\"\nkind = \"switch\"\naddress = \"{addr}\"\n\
+         [device.snmp]\nversion = \"2c\"\ncommunity = \"public\"\ntimeout = \"1s\"\n"
+    ))?;
+    let agent_cfg = c.enroll_agent("demo")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "a ticket for demo-ap", || {
+        Ok(tickets(&siaga)?.iter().any(|t| t["device"] == "demo-ap"))
+    })?;
+    let t = tickets(&siaga)?
+        .into_iter()
+        .find(|t| t["device"] == "demo-ap")
+        .unwrap_or_default();
+    let id = t["id"].as_str().unwrap_or_default().to_string();
+    let problem = t["problem"].as_str().unwrap_or_default();
+    ensure!(
+        problem.starts_with("demo-ap does not answer SNMP")
+            || problem.starts_with("demo-ap cannot be read over SNMP"),
+        "the CLI's problem, in English: {problem}"
+    );
+    // The facts and the raw error in the ticket's JSON.
+    let show = siaga.json(&["ticket", "show", &id, "--json"])?;
+    let reason = &show["reason"];
+    let raw = reason["diagnostic"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        reason["reason"] == "snmp_silent" && reason["device"] == "demo-ap" && !raw.is_empty(),
+        "the reason with its raw diagnostic: {show:#}"
+    );
+    // The register's row: Bahasa prose, no raw error, no English.
+    let day = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).context("offset")?)
+        .format("%Y-%m-%d")
+        .to_string();
+    let csv = siaga.run(&["register", "--from", &day, "--to", &day])?;
+    ensure!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let csv = String::from_utf8_lossy(&csv.stdout).into_owned();
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .ok_or_else(|| anyhow::anyhow!("{id} not in the register:\n{csv}"))?;
+    eprintln!("register row: {row}\nraw diagnostic (ticket JSON): {raw}");
+    ensure!(
+        row.contains(",Perangkat demo-ap tidak menjawab SNMP (ditunggu ")
+            || row.contains(",Perangkat demo-ap tidak dapat dibaca melalui SNMP,"),
+        "Uraian gangguan in Bahasa: {row}"
+    );
+    for english_or_raw in [
+        "does not answer",
+        "cannot be read",
+        "timeout",
+        "no answer",
+        raw.as_str(),
+    ] {
+        ensure!(
+            !row.contains(english_or_raw),
+            "{english_or_raw:?} in the register row: {row}"
+        );
+    }
+    // The control card says it in Bahasa too; the report keeps the raw
+    // error in its appendix.
+    let card = String::from_utf8_lossy(&siaga.run(&["ticket", "card", &id])?.stdout).into_owned();
+    ensure!(
+        card.contains("deteksi otomatis: Perangkat demo-ap") && !card.contains(&raw),
+        "{card}"
+    );
+    let file = c.root().join("ap-report.html");
+    let out = siaga.run(&[
+        "ticket",
+        "report",
+        &id,
+        "--format",
+        "html",
+        "--out",
+        &file.to_string_lossy(),
+    ])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&file)?;
+    ensure!(
+        html.contains("<p>Perangkat demo-ap ") && html.contains("Lampiran: diagnostik mentah"),
+        "{html}"
     );
     Ok(())
 }
@@ -786,7 +895,7 @@ fn a_webhook_that_failed_once_gets_one_opened_event_and_the_smtp_sink_gets_the_m
     for want in [
         format!("Tiket pemeliharaan jaringan {id} dibuka."),
         "Perangkat : dinkes-sw1".to_string(),
-        "Masalah   : Tidak ada balasan dari dinkes-sw1".to_string(),
+        "Masalah   : Perangkat dinkes-sw1 tidak membalas ping".to_string(),
         "Asal      : terdeteksi otomatis oleh Siaga".to_string(),
     ] {
         ensure!(body.contains(&want), "the mail says {want:?}: {body}");

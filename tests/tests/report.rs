@@ -16,7 +16,7 @@ use redb::ReadableTable;
 use serde_json::Value;
 use siaga_tests::harness::{Agent, Collector, bin};
 use siaga_tests::lab::Lab;
-use siaga_tests::office::{OFFICE_USERS, Office, wait_device_up, wait_for_ticket};
+use siaga_tests::office::{OFFICE_PEOPLE, OFFICE_USERS, Office, wait_device_up, wait_for_ticket};
 
 /// `siaga ticket report` as `who` into `file`: what it printed, the bytes.
 fn report(
@@ -359,6 +359,129 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
 }
 
 /// "48,0 %": a loss as the Indonesian report writes it.
+/// Walks a letter ticket of `o` through the whole chain (no measurements),
+/// the Kepala Dinas's review last; its number.
+fn walk_to_the_review(o: &Office) -> Result<String> {
+    let id = o.new_letter(
+        "005/77/DINKES/XII/2026",
+        "2026-12-01",
+        "Internet putus",
+        &[],
+    )?;
+    for (who, extra) in [
+        ("opd", vec![]),
+        ("kadis", vec![]),
+        ("kabid", vec!["--to", "prakom"]),
+        ("prakom", vec![]),
+        ("hd", vec!["--to", "teknisi"]),
+    ] {
+        let mut args = vec!["ticket", "dispose", &id];
+        args.extend(extra);
+        o.ok(who, &args)?;
+    }
+    o.ok(
+        "teknisi",
+        &["ticket", "update", &id, "--status", "kabel diganti"],
+    )?;
+    o.ok(
+        "opd",
+        &[
+            "ticket",
+            "acknowledge",
+            &id,
+            "--by",
+            "Andi Wijaya, Kasubag Umum",
+        ],
+    )?;
+    o.ok(
+        "teknisi",
+        &[
+            "ticket",
+            "dispose",
+            &id,
+            "--no-measurement-reason",
+            "perangkat diganti baru",
+        ],
+    )?;
+    for who in ["hd", "prakom", "kabid", "kadis"] {
+        o.ok(who, &["ticket", "dispose", &id])?;
+    }
+    Ok(id)
+}
+
+#[test]
+fn the_report_and_the_control_card_are_signed_with_full_name_nip_and_jabatan() -> Result<()> {
+    // The technician and the Kepala Dinas were enrolled with their full
+    // name, NIP and jabatan; the helpdesk (hd) without.
+    let o = Office::start_people(&OFFICE_USERS, &OFFICE_PEOPLE)?;
+    let id = walk_to_the_review(&o)?;
+    let pdf = o.file("signed.pdf");
+    let (said, _) = report(&o, "hd", &id, "pdf", "id", &pdf)?;
+    ensure!(said.contains("final"), "{said}");
+    let text = pdf_text(&pdf)?;
+    // The signature block: Pelaksana (the technician) and Diperiksa (the
+    // Kepala Dinas), each with jabatan, full name and NIP.
+    let block = text.split("Pelaksana").last().ok_or_else(|| {
+        anyhow!(
+            "no signature block in the PDF:
+{text}"
+        )
+    })?;
+    contains_all(
+        "the PDF's signature block",
+        block,
+        &[
+            "Pranata Komputer Ahli Pertama",
+            "Budi Santoso, S.Kom.",
+            "NIP 19800101 200501 1 001",
+            "Kepala Dinas Kominfo",
+            "Dr. Hendra Wijaya, M.Si.",
+            "NIP 19700315 200003 1 002",
+        ],
+    )?;
+    for login in ["teknisi", "kadis"] {
+        ensure!(
+            !block.lines().any(|l| l.trim() == login),
+            "the signature block names the login {login}:
+{block}"
+        );
+    }
+    let (_, html) = report(&o, "hd", &id, "html", "id", &o.file("signed.html"))?;
+    let html = String::from_utf8(html)?;
+    contains_all(
+        "the report's HTML signature block",
+        &html,
+        &[
+            "<span class=\"name\">Budi Santoso, S.Kom.</span><br>NIP 19800101 200501 1 001<br>",
+            "<span class=\"name\">Dr. Hendra Wijaya, M.Si.</span><br>NIP 19700315 200003 1 002<br>",
+        ],
+    )?;
+    // The control card: every officer who acted, with room for initials;
+    // one with no full name on record is named by login, flagged.
+    let card = o.ok("hd", &["ticket", "card", &id])?;
+    contains_all(
+        "the control card",
+        &card,
+        &[
+            "Petugas dan paraf",
+            "Budi Santoso, S.Kom. — NIP 19800101 200501 1 001 — Pranata Komputer Ahli Pertama (Tim Teknis)",
+            "Dr. Hendra Wijaya, M.Si. — NIP 19700315 200003 1 002 — Kepala Dinas Kominfo (Kepala Dinas)",
+            "hd (nama lengkap belum tercatat)",
+        ],
+    )?;
+    // A bad NIP is refused at enrolment, with the form expected.
+    let mut c = o.collector;
+    let err = c
+        .enroll_user_with("siti", "helpdesk", &["--nip", "1980-01-01"])
+        .err()
+        .ok_or_else(|| anyhow!("an NIP of the wrong form was accepted"))?;
+    ensure!(
+        format!("{err:#}").contains("--nip") && format!("{err:#}").contains("18 digits"),
+        "{err:#}"
+    );
+    Ok(())
+}
+
 fn pct_id(v: f64) -> String {
     format!("{v:.1} %").replace('.', ",")
 }

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Duration, NaiveTime, Weekday};
 use serde::{Deserialize, Serialize};
 
+use super::reason::Reason;
 use super::rules::Level;
-use super::state::{Finding, Health, Problem, Reading, Step, Subject, Tracker, TsUs, fmt_num};
+use super::state::{Health, Problem, Reading, Step, Subject, Tracker, TsUs};
 
 /// One open incident (its ticket is not closed yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,11 +26,14 @@ pub struct Incident {
     pub opd: String,
     /// The problem it opened with.
     pub problem: Problem,
-    /// The problem in a sentence (English).
+    /// The problem in a sentence (English, times in UTC): [`Incident::reason`] written out.
     pub sentence: String,
-    /// The problem in a sentence in Bahasa Indonesia.
+    /// The problem in a sentence in Bahasa Indonesia (times in UTC).
     #[serde(default)]
     pub sentence_id: String,
+    /// Why it opened, as facts (`None` for incidents stored before reasons were typed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
     /// When it opened.
     pub opened_at: TsUs,
     /// When it last recovered; cleared when the problem comes back.
@@ -371,87 +375,6 @@ pub fn fmt_time(at: TsUs) -> String {
         .unwrap_or_else(|| at.to_string())
 }
 
-/// The problem of an incident in one sentence.
-pub fn sentence(
-    subject: &Subject,
-    problem: Problem,
-    finding: Option<&Finding>,
-    flap_pct: f64,
-) -> String {
-    let on = match subject {
-        Subject::Device { device } => device.clone(),
-        Subject::Link { device, link } => format!("link {link} of {device}"),
-        Subject::Opd { opd } => format!("OPD {opd}"),
-    };
-    let value = finding.map(|f| fmt_num(f.value)).unwrap_or_default();
-    let th = |unit: &str| {
-        finding
-            .and_then(|f| f.threshold)
-            .map(|t| format!(" (threshold {} {unit})", fmt_num(t)).replace(" /s", "/s"))
-            .unwrap_or_default()
-    };
-    let detail = finding.map(|f| f.detail.clone()).unwrap_or_default();
-    match problem {
-        Problem::Loss if finding.is_some_and(|f| f.value >= 100.0) => {
-            format!("No reply from {on}: packet loss 100 %{}", th("%"))
-        }
-        Problem::Loss => format!("Packet loss {value} % on {on}{}", th("%")),
-        Problem::Rtt => format!("Round-trip time {value} ms on {on}{}", th("ms")),
-        Problem::Jitter => format!("Jitter {value} ms on {on}{}", th("ms")),
-        Problem::SnmpUnreachable => format!("{on} does not answer SNMP ({detail})"),
-        Problem::OperDown => {
-            let on = on.strip_prefix("link ").unwrap_or(&on);
-            format!("Link {on} is down ({detail})")
-        }
-        Problem::Utilisation => format!("Utilisation {value} % on {on}{}", th("%")),
-        Problem::Errors => format!("Interface errors {value}/s on {on}{}", th("/s")),
-        Problem::Flapping => format!("{on} is flapping ({} % state change)", fmt_num(flap_pct)),
-        Problem::AgentUnreachable => format!("The agent of {on} is unreachable"),
-    }
-}
-
-/// The problem of an incident in one sentence, in Bahasa Indonesia.
-pub fn sentence_id(
-    subject: &Subject,
-    problem: Problem,
-    finding: Option<&Finding>,
-    flap_pct: f64,
-) -> String {
-    let on = match subject {
-        Subject::Device { device } => device.clone(),
-        Subject::Link { device, link } => format!("link {link} di {device}"),
-        Subject::Opd { opd } => format!("OPD {opd}"),
-    };
-    let value = finding.map(|f| fmt_num(f.value)).unwrap_or_default();
-    let th = |unit: &str| {
-        finding
-            .and_then(|f| f.threshold)
-            .map(|t| format!(" (ambang {} {unit})", fmt_num(t)).replace(" /s", "/s"))
-            .unwrap_or_default()
-    };
-    let detail = finding.map(|f| f.detail.clone()).unwrap_or_default();
-    match problem {
-        Problem::Loss if finding.is_some_and(|f| f.value >= 100.0) => {
-            format!("Tidak ada balasan dari {on}: packet loss 100 %{}", th("%"))
-        }
-        Problem::Loss => format!("Packet loss {value} % pada {on}{}", th("%")),
-        Problem::Rtt => format!("Round-trip time {value} ms pada {on}{}", th("ms")),
-        Problem::Jitter => format!("Jitter {value} ms pada {on}{}", th("ms")),
-        Problem::SnmpUnreachable => format!("{on} tidak menjawab SNMP ({detail})"),
-        Problem::OperDown => {
-            let on = on.strip_prefix("link ").unwrap_or(&on);
-            format!("Link {on} putus ({detail})")
-        }
-        Problem::Utilisation => format!("Utilisasi {value} % pada {on}{}", th("%")),
-        Problem::Errors => format!("Error antarmuka {value}/s pada {on}{}", th("/s")),
-        Problem::Flapping => format!(
-            "{on} naik-turun (flapping, {} % perubahan status)",
-            fmt_num(flap_pct)
-        ),
-        Problem::AgentUnreachable => format!("Agen {on} tidak terjangkau"),
-    }
-}
-
 /// The open incidents and the announcements already made.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentBook {
@@ -627,8 +550,8 @@ impl IncidentBook {
                 (Some(f), true) => f.problem,
                 _ => Problem::Flapping,
             };
-            let text = sentence(subject, problem, worst.as_ref(), m.flap_pct());
-            let text_id = sentence_id(subject, problem, worst.as_ref(), m.flap_pct());
+            let reason = Reason::of(subject, problem, worst.as_ref(), m.flap_pct());
+            let text = reason.text_utc(crate::sop::Lang::En);
             if let Some(w) = Self::window(windows, subject, &opd, now) {
                 return self.suppress(&w.clone(), subject, &opd, &text, at);
             }
@@ -651,7 +574,8 @@ impl IncidentBook {
                 opd,
                 problem,
                 sentence: text,
-                sentence_id: text_id,
+                sentence_id: reason.text_utc(crate::sop::Lang::Id),
+                reason: Some(reason),
                 opened_at: at,
                 recovered_at: None,
                 occurrences: 1,
@@ -757,29 +681,18 @@ impl IncidentBook {
         };
         let key = incident_key(&subject, Problem::AgentUnreachable);
         // An agent enrolled but never heard has no last heartbeat to name.
-        let (text, text_id) = if tracker.ever_heard(opd) {
-            (
-                format!(
-                    "The agent of OPD {opd} is unreachable: no heartbeat since {}",
-                    fmt_time(since)
-                ),
-                format!(
-                    "Agen OPD {opd} tidak terjangkau: tidak ada heartbeat sejak {}",
-                    fmt_time(since)
-                ),
-            )
+        let reason = if tracker.ever_heard(opd) {
+            Reason::AgentSilent {
+                opd: opd.to_string(),
+                since: Some(since),
+            }
         } else {
-            (
-                format!(
-                    "The agent of OPD {opd} is unreachable: it has never connected (watched since {})",
-                    fmt_time(since)
-                ),
-                format!(
-                    "Agen OPD {opd} tidak terjangkau: belum pernah terhubung (dipantau sejak {})",
-                    fmt_time(since)
-                ),
-            )
+            Reason::AgentNeverConnected {
+                opd: opd.to_string(),
+                watched_since: since,
+            }
         };
+        let text = reason.text_utc(crate::sop::Lang::En);
         if let Some(i) = self.open.get_mut(&key) {
             if i.recovered_at.take().is_some() {
                 i.occurrences += 1;
@@ -807,8 +720,9 @@ impl IncidentBook {
             subject,
             opd: opd.to_string(),
             problem: Problem::AgentUnreachable,
-            sentence_id: text_id,
+            sentence_id: reason.text_utc(crate::sop::Lang::Id),
             sentence: text,
+            reason: Some(reason),
             opened_at: now,
             recovered_at: None,
             occurrences: 1,
@@ -920,33 +834,5 @@ mod tests {
     #[test_case(Scope::Link { device: "dinkes-rtr".into(), link: "uplink".into() }, Subject::link("dinkes-rtr", "uplink") => true; "link itself")]
     fn scope_covers(scope: Scope, s: Subject) -> bool {
         scope.covers(&s, "dinkes")
-    }
-
-    fn f(problem: Problem, value: f64, threshold: Option<f64>, detail: &str) -> Finding {
-        Finding {
-            problem,
-            level: Level::Degraded,
-            value,
-            threshold,
-            detail: detail.into(),
-        }
-    }
-
-    #[test_case(Subject::device("dinkes-rtr"), Problem::Loss, Some(f(Problem::Loss, 40.0, Some(20.0), "")) => "Packet loss 40 % on dinkes-rtr (threshold 20 %)"; "loss")]
-    #[test_case(Subject::device("dinkes-rtr"), Problem::Loss, Some(f(Problem::Loss, 100.0, Some(100.0), "")) => "No reply from dinkes-rtr: packet loss 100 % (threshold 100 %)"; "no reply")]
-    #[test_case(Subject::device("sw"), Problem::Rtt, Some(f(Problem::Rtt, 212.46, Some(150.0), "")) => "Round-trip time 212.5 ms on sw (threshold 150 ms)"; "rtt")]
-    #[test_case(Subject::device("sw"), Problem::SnmpUnreachable, Some(f(Problem::SnmpUnreachable, 0.0, None, "timeout")) => "sw does not answer SNMP (timeout)"; "snmp")]
-    #[test_case(Subject::link("rtr", "uplink"), Problem::OperDown, Some(f(Problem::OperDown, 2.0, None, "linkDown trap")) => "Link uplink of rtr is down (linkDown trap)"; "link down")]
-    #[test_case(Subject::link("rtr", "uplink"), Problem::Errors, Some(f(Problem::Errors, 12.5, Some(10.0), "")) => "Interface errors 12.5/s on link uplink of rtr (threshold 10/s)"; "errors")]
-    #[test_case(Subject::link("rtr", "uplink"), Problem::Flapping, None => "link uplink of rtr is flapping (45 % state change)"; "flapping")]
-    fn sentences(s: Subject, p: Problem, finding: Option<Finding>) -> String {
-        sentence(&s, p, finding.as_ref(), 45.0)
-    }
-
-    #[test_case(Subject::device("dinkes-rtr"), Problem::Loss, Some(f(Problem::Loss, 40.0, Some(20.0), "")) => "Packet loss 40 % pada dinkes-rtr (ambang 20 %)"; "loss")]
-    #[test_case(Subject::link("rtr", "uplink"), Problem::OperDown, Some(f(Problem::OperDown, 2.0, None, "linkDown trap")) => "Link uplink di rtr putus (linkDown trap)"; "link down")]
-    #[test_case(Subject::device("sw"), Problem::Loss, Some(f(Problem::Loss, 100.0, Some(100.0), "")) => "Tidak ada balasan dari sw: packet loss 100 % (ambang 100 %)"; "no reply")]
-    fn sentences_id(s: Subject, p: Problem, finding: Option<Finding>) -> String {
-        sentence_id(&s, p, finding.as_ref(), 45.0)
     }
 }

@@ -5,12 +5,14 @@
 //! state changes (for the event list) and the incident decisions (for tickets).
 
 pub mod incident;
+pub mod reason;
 pub mod rules;
 pub mod state;
 
 pub use incident::{
     CloseReason, Decision, Incident, IncidentBook, MaintenanceWindow, Schedule, Scope,
 };
+pub use reason::Reason;
 pub use rules::{HealthRules, Level};
 pub use state::{Health, Problem, Reading, StateChange, Subject, Topology, Tracker, TsUs};
 

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use siaga_proto::v1::{Sample, SnmpStatus, sample::Kind};
 
+use super::reason::oper_name;
 use super::rules::{HealthRules, Level};
 
 /// Microseconds since the Unix epoch (as on the wire).
@@ -179,9 +180,13 @@ pub struct Finding {
     pub value: f64,
     /// The threshold crossed, if any.
     pub threshold: Option<f64>,
-    /// Free text (an SNMP error, "linkDown trap").
+    /// Free text (an SNMP error, "linkDown trap"): the raw diagnostic.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// What it was seen through, as facts (the SNMP failure, the oper
+    /// status, a trap), for the reason's sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<super::reason::Cause>,
 }
 
 /// One judged reading of one subject.
@@ -964,6 +969,7 @@ impl Tracker {
                     value: icmp.loss_pct,
                     threshold,
                     detail: String::new(),
+                    cause: None,
                 });
                 if icmp.received > 0 {
                     if let Some(rtt) = icmp.rtt_avg_us {
@@ -975,6 +981,7 @@ impl Tracker {
                             value: ms,
                             threshold,
                             detail: String::new(),
+                            cause: None,
                         });
                     }
                     if let Some(j) = icmp.jitter_us {
@@ -986,6 +993,7 @@ impl Tracker {
                             value: ms,
                             threshold,
                             detail: String::new(),
+                            cause: None,
                         });
                     }
                 }
@@ -1021,6 +1029,13 @@ impl Tracker {
                     } else {
                         format!("{status}: {}", snmp.error)
                     };
+                    use super::reason::{Cause, SnmpFailure};
+                    let failure = match SnmpStatus::try_from(snmp.status) {
+                        Ok(SnmpStatus::Timeout) => SnmpFailure::Timeout,
+                        Ok(SnmpStatus::AuthFailure) => SnmpFailure::AuthFailure,
+                        Ok(SnmpStatus::Malformed) => SnmpFailure::Malformed,
+                        _ => SnmpFailure::Error,
+                    };
                     self.snmp.insert(
                         s.device.clone(),
                         Finding {
@@ -1029,6 +1044,10 @@ impl Tracker {
                             value: 0.0,
                             threshold: None,
                             detail,
+                            cause: Some(Cause::Snmp {
+                                failure,
+                                waited_ms: (snmp.poll_us > 0).then_some(snmp.poll_us / 1000),
+                            }),
                         },
                     );
                 }
@@ -1053,6 +1072,9 @@ impl Tracker {
                             value: f64::from(i.oper_status),
                             threshold: None,
                             detail: format!("oper status {}", oper_name(i.oper_status)),
+                            cause: Some(super::reason::Cause::OperStatus {
+                                status: i.oper_status,
+                            }),
                         });
                     }
                     let util = match (i.util_in_pct, i.util_out_pct) {
@@ -1067,6 +1089,7 @@ impl Tracker {
                             value: u,
                             threshold,
                             detail: String::new(),
+                            cause: None,
                         });
                     }
                     if let Some(e) = i.errors_per_s {
@@ -1077,6 +1100,7 @@ impl Tracker {
                             value: e,
                             threshold,
                             detail: String::new(),
+                            cause: None,
                         });
                     }
                     let subject = Subject::link(link.device.clone(), link.name.clone());
@@ -1141,6 +1165,11 @@ impl Tracker {
                                 value: 2.0,
                                 threshold: None,
                                 detail: trap.to_string(),
+                                cause: Some(if from_trap {
+                                    super::reason::Cause::Trap
+                                } else {
+                                    super::reason::Cause::AgentEvent
+                                }),
                             }],
                             immediate: true,
                             sample: sample_json(s),
@@ -1166,19 +1195,6 @@ impl Tracker {
             None => {}
         }
         out
-    }
-}
-
-fn oper_name(v: u32) -> &'static str {
-    match v {
-        1 => "up",
-        2 => "down",
-        3 => "testing",
-        4 => "unknown",
-        5 => "dormant",
-        6 => "notPresent",
-        7 => "lowerLayerDown",
-        _ => "invalid",
     }
 }
 
@@ -1334,6 +1350,7 @@ pub(crate) mod tests {
                 value: 0.0,
                 threshold: None,
                 detail: String::new(),
+                cause: None,
             }],
             immediate,
             sample: serde_json::Value::Null,

@@ -427,6 +427,7 @@ name = "lan"
             opd_name: None,
             origin: Origin::Detected,
             problem: "x".into(),
+            reason: None,
             device: device.map(str::to_string),
             link: link.map(str::to_string),
             opened_at: Utc::now(),

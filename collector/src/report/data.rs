@@ -4,7 +4,8 @@
 //! measurements, the work, the OPD's acknowledgement, the disposition
 //! timeline, the Kepala Dinas's review and the signature blocks.
 //!
-//! Pure: the caller reads the stores. Once the review step was disposed the
+//! Pure: the caller reads the stores and the people it names (full name,
+//! NIP, jabatan from the user files). Once the review step was disposed the
 //! report is final and shows only what was recorded up to the review (the
 //! trail up to that disposal, measurements and notes no later than it), so
 //! the same records always give the same report, however late it is rendered.
@@ -19,7 +20,7 @@ use crate::measure::model::{DeviceFigures, LinkFigures, MeasureState, Measuremen
 use crate::sop::audit::AuditRecord;
 use crate::sop::card::{self, CardRow};
 use crate::sop::workflow::{Event, EventKind, Origin, SYSTEM_USER, TicketInfo, TicketSop};
-use crate::sop::{Calendar, Lang, Sop};
+use crate::sop::{Calendar, Lang, People, Sop};
 use crate::ticket::TicketHealth;
 
 /// Evidence readings shown; the rest are counted.
@@ -42,6 +43,8 @@ pub struct Inputs<'a> {
     pub health: Option<&'a TicketHealth>,
     /// Its measurements.
     pub measurements: &'a [Measurement],
+    /// The people it names, as their user files have them.
+    pub people: &'a People,
 }
 
 /// Draft or final.
@@ -172,9 +175,11 @@ pub struct Signature {
     pub caption: String,
     /// The role or office signing.
     pub role: String,
-    /// The name, once known.
+    /// The name, once known (the full name; a login only flagged).
     pub name: String,
-    /// Position or detail.
+    /// "NIP …", when on record.
+    pub nip: String,
+    /// Position or detail (acting for whom).
     pub detail: String,
 }
 
@@ -199,6 +204,8 @@ pub struct ReportData {
     pub header: Vec<(String, String)>,
     /// The problem in a sentence.
     pub problem: String,
+    /// The raw diagnostic behind it (an SNMP error), for the appendix.
+    pub diagnostic: Option<String>,
     /// The first readings that showed it.
     pub evidence: Vec<EvidenceRow>,
     /// Readings not shown.
@@ -257,11 +264,11 @@ fn local(cal: &Calendar, t: DateTime<Utc>) -> String {
     cal.fmt_local(t)
 }
 
-fn who(sop: &Sop, e: &Event, lang: Lang) -> String {
+fn who(sop: &Sop, people: &People, e: &Event, lang: Lang) -> String {
     if e.user == SYSTEM_USER && e.role.is_none() {
         return tr(lang, "siaga (otomatis)", "siaga (automatic)").to_string();
     }
-    let mut s = e.user.clone();
+    let mut s = people.name(&e.user, lang);
     if let Some(r) = &e.role {
         s.push_str(&format!(" ({})", sop.role_name(r)));
     }
@@ -333,6 +340,11 @@ fn finding_text(r: &Reading, lang: Lang) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// A moment inside a sentence: local time with the zone.
+fn us_time_zone(cal: &Calendar, us: i64) -> String {
+    format!("{} ({})", us_time(cal, us), cal.zone_name())
 }
 
 fn us_time(cal: &Calendar, us: i64) -> String {
@@ -627,7 +639,7 @@ fn latest(ms: &[&Measurement], phase: Phase) -> Option<Measurement> {
         .map(|m| (*m).clone())
 }
 
-fn comparison(ms: &[&Measurement], cal: &Calendar, lang: Lang) -> Comparison {
+fn comparison(ms: &[&Measurement], cal: &Calendar, people: &People, lang: Lang) -> Comparison {
     let before = latest(ms, Phase::Before);
     let after = latest(ms, Phase::After);
     let label = |m: &Option<Measurement>| {
@@ -636,7 +648,7 @@ fn comparison(ms: &[&Measurement], cal: &Calendar, lang: Lang) -> Comparison {
                 "{}, {}, {}",
                 m.id,
                 local(cal, m.completed_at.unwrap_or(m.requested_at)),
-                m.requested_by
+                people.name(&m.requested_by, lang)
             )
         })
     };
@@ -708,6 +720,7 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
         calendar: cal,
         health,
         measurements,
+        people,
     } = *inp;
     let reviewed = review(sop, state, trail);
     let cutoff = reviewed.map(|r| (r.index, r.event.at));
@@ -833,6 +846,7 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
 
     // The problem and its evidence.
     let problem = match (lang, health) {
+        _ if info.reason.is_some() => info.problem_text(lang, cal),
         (Lang::Id, Some(h)) if !h.problem_id.is_empty() => h.problem_id.clone(),
         _ => info.problem.clone(),
     };
@@ -861,14 +875,14 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
                 .map(|n| Entry {
                     time: local(cal, n.at),
                     who: "siaga".into(),
-                    text: n.text.clone(),
+                    text: n.text_in(lang, &|us| us_time_zone(cal, us)),
                 })
                 .collect()
         })
         .unwrap_or_default();
 
     // Measurements.
-    let comparison = comparison(&ms, cal, lang);
+    let comparison = comparison(&ms, cal, people, lang);
     let measure_steps: Vec<u32> = sop
         .steps
         .iter()
@@ -895,7 +909,7 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
             id: m.id.clone(),
             phase: phase_word(m.phase, lang).into(),
             state: state_word(&m.state, lang),
-            requested_by: m.requested_by.clone(),
+            requested_by: people.name(&m.requested_by, lang),
             requested_at: local(cal, m.requested_at),
             summary: summary(m, lang),
         })
@@ -913,7 +927,7 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
         .filter_map(|e| match &e.kind {
             EventKind::StatusUpdated { status } => Some(Entry {
                 time: local(cal, e.at),
-                who: who(sop, e, lang),
+                who: who(sop, people, e, lang),
                 text: status.clone(),
             }),
             _ => None,
@@ -926,7 +940,7 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
     let work_note = work_disposal.and_then(|e| match &e.kind {
         EventKind::Disposed { note: Some(n), .. } if !n.trim().is_empty() => Some(Entry {
             time: local(cal, e.at),
-            who: who(sop, e, lang),
+            who: who(sop, people, e, lang),
             text: n.clone(),
         }),
         _ => None,
@@ -938,14 +952,14 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
                 format!(
                     "{} {} {}",
                     tr(lang, "dicatat oleh", "recorded by"),
-                    who(sop, e, lang),
+                    who(sop, people, e, lang),
                     tr(lang, "atas nama OPD", "on the OPD's behalf")
                 )
             } else {
                 format!(
                     "{} {}",
                     tr(lang, "dicatat oleh", "recorded by"),
-                    who(sop, e, lang)
+                    who(sop, people, e, lang)
                 )
             };
             Some(Acknowledgement {
@@ -959,9 +973,9 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
     });
 
     // Timeline (the control card's rows) and the review.
-    let card = card::build(info, state, &events, sop, cal, lang);
+    let card = card::build(info, state, &events, sop, cal, people, lang);
     let review = reviewed.map(|r| Review {
-        by: who(sop, &r.event, lang),
+        by: who(sop, people, &r.event, lang),
         at: local(cal, r.event.at),
         note: match &r.event.kind {
             EventKind::Disposed { note, .. } => note.clone().filter(|n| !n.trim().is_empty()),
@@ -981,13 +995,37 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
             .map(|f| format!("{} {}", tr(lang, "a.n.", "for"), sop.role_name(f)))
             .unwrap_or_default()
     };
-    let signatures = vec![
+    // A person who signs: their jabatan above the space (else the SOP
+    // role), their full name and NIP below it.
+    let signed = |caption: &str, step: Option<&crate::sop::Step>, e: Option<&Event>| {
+        let Some(e) = e else {
+            return Signature {
+                caption: caption.to_string(),
+                role: role_of(step),
+                name: String::new(),
+                nip: String::new(),
+                detail: String::new(),
+            };
+        };
+        let s = people.signer(&e.user, lang);
         Signature {
-            caption: tr(lang, "Pelaksana", "Carried out by").into(),
-            role: role_of(work_step),
-            name: work_disposal.map(|e| e.user.clone()).unwrap_or_default(),
-            detail: String::new(),
-        },
+            caption: caption.to_string(),
+            role: if s.jabatan.is_empty() {
+                role_of(step)
+            } else {
+                s.jabatan
+            },
+            name: s.name,
+            nip: s.nip,
+            detail: acting(e),
+        }
+    };
+    let signatures = vec![
+        signed(
+            tr(lang, "Pelaksana", "Carried out by"),
+            work_step,
+            work_disposal,
+        ),
         Signature {
             caption: tr(lang, "Mengetahui", "Acknowledged by").into(),
             role: opd,
@@ -995,17 +1033,17 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
                 .as_ref()
                 .map(|a| a.name.clone())
                 .unwrap_or_default(),
+            nip: String::new(),
             detail: acknowledgement
                 .as_ref()
                 .map(|a| a.position.clone())
                 .unwrap_or_default(),
         },
-        Signature {
-            caption: tr(lang, "Diperiksa", "Reviewed by").into(),
-            role: role_of(sop.report_step()),
-            name: reviewed.map(|r| r.event.user.clone()).unwrap_or_default(),
-            detail: reviewed.map(|r| acting(&r.event)).unwrap_or_default(),
-        },
+        signed(
+            tr(lang, "Diperiksa", "Reviewed by"),
+            sop.report_step(),
+            reviewed.map(|r| &r.event),
+        ),
     ];
 
     ReportData {
@@ -1018,6 +1056,11 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
         sop_name: sop.name.clone(),
         header,
         problem,
+        diagnostic: info
+            .reason
+            .as_ref()
+            .and_then(|r| r.diagnostic())
+            .map(str::to_string),
         evidence,
         evidence_more,
         health_notes,

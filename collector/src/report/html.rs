@@ -257,6 +257,14 @@ pub fn render(d: &ReportData) -> String {
         }
         o.push_str("</ul>\n");
     }
+    if let Some(raw) = &d.diagnostic {
+        let _ = writeln!(
+            o,
+            "<h3>{}</h3>\n<div class=\"note\"><code>{}</code></div>",
+            tr(l, "Lampiran: diagnostik mentah", "Appendix: raw diagnostic"),
+            esc(raw)
+        );
+    }
 
     // 3. Before and after.
     let c = &d.comparison;
@@ -481,13 +489,18 @@ pub fn render(d: &ReportData) -> String {
     for s in &d.signatures {
         let _ = writeln!(
             o,
-            "<div>{}<br>{}<div class=\"space\"></div><span class=\"name\">{}</span><br>{}</div>",
+            "<div>{}<br>{}<div class=\"space\"></div><span class=\"name\">{}</span><br>{}{}</div>",
             esc(&s.caption),
             esc(&s.role),
             if s.name.is_empty() {
                 "(..............................)".to_string()
             } else {
                 esc(&s.name)
+            },
+            if s.nip.is_empty() {
+                String::new()
+            } else {
+                format!("{}<br>", esc(&s.nip))
             },
             esc(&s.detail)
         );

@@ -35,9 +35,9 @@ use tracing::{info, warn};
 pub use data::ReportData;
 
 use crate::measure::store::MeasureStore;
-use crate::sop::Lang;
 use crate::sop::store::{SopStore, StoreError};
 use crate::sop::workflow::{Event, EventKind, FrozenDocument, SYSTEM_USER};
+use crate::sop::{Lang, People};
 use crate::ticket::TicketStore;
 
 /// The two formats.
@@ -134,6 +134,9 @@ pub struct Reports {
     sop: Arc<SopStore>,
     health: Arc<TicketStore>,
     measures: MeasureStore,
+    /// The people the reports name (full name, NIP, jabatan), read when a
+    /// report is rendered.
+    people: Box<dyn Fn() -> People + Send + Sync>,
     /// One freeze at a time, so a ticket is frozen once per review.
     freezing: Mutex<()>,
 }
@@ -158,8 +161,16 @@ impl Reports {
             sop,
             health,
             measures,
+            people: Box::new(People::default),
             freezing: Mutex::new(()),
         })
+    }
+
+    /// Names people as `people` has them when a report is rendered (the
+    /// users' files); without it reports name logins, flagged.
+    pub fn with_people(mut self, people: impl Fn() -> People + Send + Sync + 'static) -> Self {
+        self.people = Box::new(people);
+        self
     }
 
     /// The report's content for a ticket as its records stand.
@@ -173,6 +184,7 @@ impl Reports {
         let sop = self.sop.sop_by_hash(ticket, &t.state.sop.hash)?;
         let health = self.health.get(ticket)?;
         let measurements = self.measures.for_ticket(ticket)?;
+        let people = (self.people)();
         let inputs = data::Inputs {
             info: &t.info,
             state: &t.state,
@@ -181,6 +193,7 @@ impl Reports {
             calendar: self.sop.calendar(),
             health: health.as_ref(),
             measurements: &measurements,
+            people: &people,
         };
         let seal = self.sop.anchor().map(|a| {
             a.key()

@@ -686,6 +686,14 @@ fn layout(d: &ReportData, fonts: Fonts) -> Layout {
             lay.para(&format!("{} — {}", n.time, n.text), 9.0);
         }
     }
+    if let Some(raw) = &d.diagnostic {
+        lay.subheading(tr(
+            l,
+            "Lampiran: diagnostik mentah",
+            "Appendix: raw diagnostic",
+        ));
+        lay.para(raw, 8.0);
+    }
 
     lay.heading(&format!(
         "3. {}",
@@ -916,7 +924,7 @@ fn layout(d: &ReportData, fonts: Fonts) -> Layout {
     }
 
     // Signatures: three columns, kept on one page.
-    lay.need(120.0);
+    lay.need(132.0);
     lay.y += 14.0;
     let col_w = WIDTH / 3.0;
     let top = lay.y;
@@ -933,6 +941,7 @@ fn layout(d: &ReportData, fonts: Fonts) -> Layout {
             (s.caption.clone(), false, 0.0),
             (s.role.clone(), false, 0.0),
             (name, true, 48.0),
+            (s.nip.clone(), false, 0.0),
             (s.detail.clone(), false, 0.0),
         ]
         .into_iter()

@@ -44,7 +44,9 @@ fn office() -> Office {
     sop.init().expect("init");
     let health = Arc::new(TicketStore::new(db.clone()).expect("health"));
     let measures = MeasureStore::new(db.clone()).expect("measures");
-    let reports = Reports::new(db.clone(), sop.clone(), health.clone()).expect("reports");
+    let reports = Reports::new(db.clone(), sop.clone(), health.clone())
+        .expect("reports")
+        .with_people(crate::sop::people::tests::office);
     Office {
         _dir: dir,
         db,
@@ -140,6 +142,7 @@ fn at_review(o: &Office, status_text: &str) {
         opd_name: Some("Dinas Kesehatan".into()),
         origin: Origin::Detected,
         problem: "Packet loss 50 % on dinkes-rtr (threshold 20 %)".into(),
+        reason: None,
         device: Some("dinkes-rtr".into()),
         link: None,
         opened_at: wib("2026-11-23 08:00"),
@@ -155,6 +158,7 @@ fn at_review(o: &Office, status_text: &str) {
             value: 50.0,
             threshold: Some(20.0),
             detail: String::new(),
+            cause: None,
         }],
         immediate: false,
         sample: serde_json::json!({}),
@@ -172,6 +176,7 @@ fn at_review(o: &Office, status_text: &str) {
                     at: wib("2026-11-23 08:00"),
                     kind: "opened".into(),
                     text: "dibuka otomatis: Packet loss 50 % pada dinkes-rtr".into(),
+                    note: None,
                 }],
                 ..TicketHealth::default()
             },
@@ -389,7 +394,7 @@ fn the_review_freezes_both_formats_and_languages_and_the_store_gives_them_back()
     for want in [
         "Final, diperiksa Kepala Dinas pada 2026-11-23 10:20",
         "Pekerjaan diterima, pertahankan.",
-        "kadis (Kepala Dinas)",
+        "Dr. Hendra Wijaya, M.Si. (Kepala Dinas)",
     ] {
         assert!(text.contains(want), "the final report lacks {want:?}");
     }
@@ -458,6 +463,7 @@ fn a_final_report_renders_again_byte_for_byte_whatever_came_after() {
                 at: wib("2026-11-24 09:10"),
                 kind: "occurrence".into(),
                 text: "terjadi lagi".into(),
+                note: None,
             })
         })
         .expect("note");
@@ -524,6 +530,7 @@ fn a_waived_measurement_shows_the_reason() {
             subject: "Internet ruang rapat putus".into(),
         },
         problem: "Internet ruang rapat putus".into(),
+        reason: None,
         device: None,
         link: None,
         opened_at: wib("2026-11-23 08:00"),

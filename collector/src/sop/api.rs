@@ -36,6 +36,11 @@ pub trait Directory: Send + Sync {
     fn max_letter_age(&self) -> chrono::Duration {
         chrono::Duration::days(365)
     }
+    /// The people documents name (full name, NIP, jabatan from the users'
+    /// files); none by default, so documents name logins, flagged.
+    fn people(&self) -> super::People {
+        super::People::default()
+    }
 }
 
 impl From<crate::api::ApiError> for ApiError {
@@ -425,8 +430,10 @@ pub fn handle(
             store.get(&a.ticket)?;
             out(&store.trail(&a.ticket)?)
         }),
-        "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, a)),
-        "register" => args::<RegisterArgs>(method, json).and_then(|a| register_doc(store, a, now)),
+        "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, dir, a)),
+        "register" => {
+            args::<RegisterArgs>(method, json).and_then(|a| register_doc(store, dir, a, now))
+        }
         "inbox" => inbox(store, caller, now).and_then(|v| out(&v)),
         "audit.verify" => {
             if !caller.roles.iter().any(|r| r == "admin") {
@@ -574,6 +581,7 @@ fn new_ticket(
             subject: a.subject.clone(),
         },
         problem: a.subject,
+        reason: None,
         device: a.device,
         link: a.link,
         opened_at: now,
@@ -632,12 +640,21 @@ fn check_letter_date(
 /// Prefix of ticket numbers (PJ: Pemeliharaan Jaringan).
 pub const TICKET_PREFIX: &str = "PJ";
 
-fn card_doc(store: &SopStore, a: CardArgs) -> Result<String, ApiError> {
+fn card_doc(store: &SopStore, dir: &dyn Directory, a: CardArgs) -> Result<String, ApiError> {
     let t = store.get(&a.ticket)?;
     let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
     let events = store.events(&t.info.number)?;
     let lang = a.lang.unwrap_or_default();
-    let mut c = card::build(&t.info, &t.state, &events, &sop, store.calendar(), lang);
+    let people = dir.people();
+    let mut c = card::build(
+        &t.info,
+        &t.state,
+        &events,
+        &sop,
+        store.calendar(),
+        &people,
+        lang,
+    );
     if let Some(h) = store.sealed_head(&t.info.number)? {
         c.header.push((
             crate::anchor::SignedHead::label(lang).to_string(),
@@ -661,7 +678,12 @@ fn card_doc(store: &SopStore, a: CardArgs) -> Result<String, ApiError> {
     })
 }
 
-fn register_doc(store: &SopStore, a: RegisterArgs, now: DateTime<Utc>) -> Result<String, ApiError> {
+fn register_doc(
+    store: &SopStore,
+    dir: &dyn Directory,
+    a: RegisterArgs,
+    now: DateTime<Utc>,
+) -> Result<String, ApiError> {
     if a.to < a.from {
         return Err(ApiError::BadRequest(format!(
             "--to {} is before --from {}",
@@ -684,7 +706,8 @@ fn register_doc(store: &SopStore, a: RegisterArgs, now: DateTime<Utc>) -> Result
             sop,
         })
         .collect();
-    let mut rows = register::rows(&entries, store.calendar(), a.from, a.to, lang, now);
+    let people = dir.people();
+    let mut rows = register::rows(&entries, store.calendar(), &people, a.from, a.to, lang, now);
     for r in &mut rows {
         if let Some(h) = store.sealed_head(&r.number)? {
             r.audit = h.value(lang);

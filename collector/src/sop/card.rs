@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use super::calendar::Calendar;
 use super::model::{Lang, Sop};
+use super::people::People;
 use super::workflow::{Event, EventKind, Origin, SYSTEM_USER, TicketInfo, TicketSop, Timing};
 
 /// One row of the card.
@@ -44,8 +45,47 @@ pub struct Card {
     pub rows: Vec<CardRow>,
     /// Column labels.
     pub columns: [String; 8],
+    /// The people who took a step, each with room for their initials (paraf).
+    pub signers: Vec<CardSigner>,
     /// Language.
     pub lang: Lang,
+}
+
+/// One person on the card's signature block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardSigner {
+    /// Login, as in the trail.
+    pub login: String,
+    /// The SOP role they acted in (or for).
+    pub role: String,
+    /// Full name, or the login flagged.
+    pub name: String,
+    /// "NIP …", or empty.
+    pub nip: String,
+    /// Jabatan, or empty.
+    pub jabatan: String,
+}
+
+impl CardSigner {
+    /// "Name — NIP … — Jabatan (Role)" without the empty parts.
+    fn line(&self) -> String {
+        let mut parts = vec![self.name.clone()];
+        if !self.nip.is_empty() {
+            parts.push(self.nip.clone());
+        }
+        let mut last = self.jabatan.clone();
+        if !self.role.is_empty() {
+            last = if last.is_empty() {
+                self.role.clone()
+            } else {
+                format!("{last} ({})", self.role)
+            };
+        }
+        if !last.is_empty() {
+            parts.push(last);
+        }
+        parts.join(" — ")
+    }
 }
 
 fn tr(lang: Lang, id: &str, en: &str) -> String {
@@ -79,11 +119,11 @@ fn step_label(sop: &Sop, step: u32, handoff: u32) -> String {
     }
 }
 
-fn who(sop: &Sop, e: &Event, lang: Lang) -> String {
+fn who(sop: &Sop, people: &People, e: &Event, lang: Lang) -> String {
     if e.user == SYSTEM_USER && e.role.is_none() {
         return tr(lang, "siaga (otomatis)", "siaga (automatic)");
     }
-    let mut s = e.user.clone();
+    let mut s = people.name(&e.user, lang);
     if let Some(r) = &e.role {
         let _ = write!(s, " ({})", sop.role_name(r));
     }
@@ -93,7 +133,7 @@ fn who(sop: &Sop, e: &Event, lang: Lang) -> String {
     s
 }
 
-fn roles_to(sop: &Sop, roles: &[String], user: Option<&String>) -> String {
+fn roles_to(sop: &Sop, roles: &[String], user: Option<String>) -> String {
     let names: Vec<&str> = roles.iter().map(|r| sop.role_name(r)).collect();
     let mut s = names.join(" / ");
     if let Some(u) = user {
@@ -122,13 +162,15 @@ fn result(timing: &Option<Timing>, lang: Lang) -> (String, bool) {
     }
 }
 
-/// Build the card of a ticket from its events (as stored in the audit trail).
+/// Build the card of a ticket from its events (as stored in the audit trail),
+/// naming people as `people` has them on record.
 pub fn build(
     info: &TicketInfo,
     state: &TicketSop,
     events: &[Event],
     sop: &Sop,
     cal: &Calendar,
+    people: &People,
     lang: Lang,
 ) -> Card {
     let standard = |step: u32| {
@@ -172,6 +214,18 @@ pub fn build(
                 ..
             } => {
                 let mut n = note.clone().unwrap_or_default();
+                if e.user == SYSTEM_USER
+                    && info.reason.is_some()
+                    && e.step == sop.first_step().number
+                {
+                    // The detection is the request: the trail's note is in
+                    // Bahasa Indonesia, the card says it in its own language.
+                    n = format!(
+                        "{}: {}",
+                        tr(lang, "deteksi otomatis", "automatic detection"),
+                        info.problem_text(lang, cal)
+                    );
+                }
                 if let Some(m) = measurements {
                     let extra = match &m.waived {
                         Some(w) if !(m.before && m.after) => {
@@ -192,7 +246,11 @@ pub fn build(
                 let to = if *closed {
                     tr(lang, "Selesai", "Done")
                 } else {
-                    roles_to(sop, to_roles, to_user.as_ref())
+                    roles_to(
+                        sop,
+                        to_roles,
+                        to_user.as_ref().map(|u| people.name(u, lang)),
+                    )
                 };
                 (to, n, standard(e.step), result(timing, lang))
             }
@@ -237,7 +295,11 @@ pub fn build(
                 notify_users,
                 ..
             } => (
-                roles_to(sop, notify_roles, notify_users.first()),
+                roles_to(
+                    sop,
+                    notify_roles,
+                    notify_users.first().map(|u| people.name(u, lang)),
+                ),
                 match lang {
                     Lang::Id => format!("Peringatan keterlambatan tingkat {level}"),
                     Lang::En => format!("Overdue warning, level {level}"),
@@ -261,7 +323,7 @@ pub fn build(
             no: rows.len() + 1,
             time: cal.fmt_local(e.at),
             step,
-            from: who(sop, e, lang),
+            from: who(sop, people, e, lang),
             to,
             note,
             standard: std,
@@ -295,7 +357,7 @@ pub fn build(
                 roles_to(
                     sop,
                     s.actors_at(state.position.handoff),
-                    state.assignee.as_ref(),
+                    state.assignee.as_ref().map(|u| people.name(u, lang)),
                 )
             })
             .unwrap_or_default();
@@ -315,7 +377,7 @@ pub fn build(
                 .map_or_else(|| info.opd.clone(), |n| format!("{n} ({})", info.opd)),
         ),
         (tr(lang, "Asal", "Origin"), origin),
-        (tr(lang, "Perihal", "Subject"), info.problem.clone()),
+        (tr(lang, "Perihal", "Subject"), info.problem_text(lang, cal)),
     ];
     let dl = info.device_link();
     if !dl.is_empty() {
@@ -326,6 +388,34 @@ pub fn build(
         format!("{} ({})", cal.fmt_local(info.opened_at), cal.zone_name()),
     ));
     header.push((tr(lang, "Posisi", "Position"), position));
+    // Everyone who took a step initials the card: full name, NIP, jabatan.
+    let mut signers: Vec<CardSigner> = Vec::new();
+    for e in events {
+        let acted = matches!(
+            e.kind,
+            EventKind::Disposed { .. }
+                | EventKind::Returned { .. }
+                | EventKind::StatusUpdated { .. }
+                | EventKind::Acknowledged { .. }
+                | EventKind::Voided { .. }
+        );
+        if !acted || e.user == SYSTEM_USER || signers.iter().any(|s| s.login == e.user) {
+            continue;
+        }
+        let s = people.signer(&e.user, lang);
+        signers.push(CardSigner {
+            login: e.user.clone(),
+            role: e
+                .acting_for
+                .as_ref()
+                .or(e.role.as_ref())
+                .map(|r| sop.role_name(r).to_string())
+                .unwrap_or_default(),
+            name: s.name,
+            nip: s.nip,
+            jabatan: s.jabatan,
+        });
+    }
     Card {
         title: tr(
             lang,
@@ -334,6 +424,7 @@ pub fn build(
         ),
         header,
         rows,
+        signers,
         columns: match lang {
             Lang::Id => [
                 "No",
@@ -389,7 +480,28 @@ impl Card {
                 let _ = writeln!(out, "   {}: {}  {}: {}", c[6], r.standard, c[7], r.result);
             }
         }
+        if !self.signers.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "{}", self.signers_title());
+            for (i, s) in self.signers.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{}. {}   {}: ..........",
+                    i + 1,
+                    s.line(),
+                    self.paraf()
+                );
+            }
+        }
         out
+    }
+
+    fn signers_title(&self) -> String {
+        tr(self.lang, "Petugas dan paraf", "Officers and initials")
+    }
+
+    fn paraf(&self) -> String {
+        tr(self.lang, "Paraf", "Initials")
     }
 
     /// A self-contained HTML page (inline style, no external resources).
@@ -409,6 +521,7 @@ impl Card {
              th{{background:#eee}}\n\
              table.head td{{border:none;padding:2px 8px 2px 0}}\n\
              tr.late td.result{{color:#a00;font-weight:bold}}\n\
+             td.paraf{{width:8em;height:2.5em}}\n\
              @media print{{body{{margin:0}}}}\n</style>\n</head>\n<body>\n",
             esc(&self.title)
         );
@@ -441,7 +554,31 @@ impl Card {
                 esc(&r.result)
             );
         }
-        let _ = writeln!(out, "</table>\n</body>\n</html>");
+        let _ = writeln!(out, "</table>");
+        if !self.signers.is_empty() {
+            let _ = writeln!(
+                out,
+                "<h2>{}</h2>\n<table class=\"signers\">\n<tr><th>No</th><th>{}</th><th>NIP</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                esc(&self.signers_title()),
+                esc(&tr(self.lang, "Nama", "Name")),
+                esc(&tr(self.lang, "Jabatan", "Position")),
+                esc(&tr(self.lang, "Peran", "Role")),
+                esc(&self.paraf()),
+            );
+            for (i, s) in self.signers.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"paraf\"></td></tr>",
+                    i + 1,
+                    esc(&s.name),
+                    esc(s.nip.strip_prefix("NIP ").unwrap_or(&s.nip)),
+                    esc(&s.jabatan),
+                    esc(&s.role),
+                );
+            }
+            let _ = writeln!(out, "</table>");
+        }
+        let _ = writeln!(out, "</body>\n</html>");
         out
     }
 }
@@ -466,6 +603,7 @@ pub fn esc(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::sop::file::default_sop;
+    use crate::sop::people::tests::office;
     use crate::sop::workflow::tests::{dispose, user_for, walk, wib};
     use crate::sop::workflow::{Action, Actor, Workflow};
     use chrono::Duration;
@@ -478,6 +616,7 @@ mod tests {
             opd_name: Some("Dinas Kesehatan".into()),
             origin: Origin::Detected,
             problem: "Loss 40% pada <dinkes-rtr> & uplink".into(),
+            reason: None,
             device: Some("dinkes-rtr".into()),
             link: None,
             opened_at: wib("2026-11-23 08:00"),
@@ -490,7 +629,7 @@ mod tests {
         let cal = Calendar::default();
         let wf = Workflow::new(&sop, &cal);
         let (t, events) = walk(&wf, wib("2026-11-23 08:00"), Duration::minutes(10));
-        let card = build(&info(), &t, &events, &sop, &cal, Lang::Id);
+        let card = build(&info(), &t, &events, &sop, &cal, &office(), Lang::Id);
         // Opened + 10 dispositions + a status update + the acknowledgement.
         assert_eq!(card.rows.len(), 13);
         let steps: Vec<&str> = card.rows.iter().map(|r| r.step.as_str()).collect();
@@ -503,7 +642,7 @@ mod tests {
         assert!(card.rows.iter().all(|r| !r.late));
         assert_eq!(
             card.rows[3].from,
-            "kabid (Kepala Bidang Aplikasi dan Informatika)"
+            "Agus Salim, S.T. (Kepala Bidang Aplikasi dan Informatika)"
         );
         assert_eq!(card.rows[3].to, "Pranata Komputer");
         assert_eq!(card.rows[3].standard, "1 jam");
@@ -526,7 +665,7 @@ mod tests {
             text.contains("Pengukuran sebelum dan sesudah terlampir"),
             "{text}"
         );
-        let en = build(&info(), &t, &events, &sop, &cal, Lang::En).to_text();
+        let en = build(&info(), &t, &events, &sop, &cal, &office(), Lang::En).to_text();
         assert!(en.starts_with("CONTROL CARD / DISPOSITION SHEET\n"), "{en}");
         assert!(en.contains("Met (10 min)"), "{en}");
     }
@@ -573,7 +712,7 @@ mod tests {
             )
             .expect_err("no");
         events.push(*refused.event);
-        let card = build(&info(), &t, &events, &sop, &cal, lang);
+        let card = build(&info(), &t, &events, &sop, &cal, &office(), lang);
         assert_eq!(card.rows.len(), 3, "refusals are not on the card");
         let row = &card.rows[2];
         assert!(row.from.contains(acting), "{row:?}");
@@ -605,7 +744,7 @@ mod tests {
             wf.apply(&mut t, a, &user_for("pemohon"), wib("2026-11-23 09:00"))
                 .expect("ok"),
         );
-        let html = build(&info(), &t, &events, &sop, &cal, Lang::Id).to_html();
+        let html = build(&info(), &t, &events, &sop, &cal, &office(), Lang::Id).to_html();
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("<html lang=\"id\">"));
         assert!(!html.contains("<script>"), "{html}");

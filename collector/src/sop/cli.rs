@@ -392,69 +392,10 @@ fn audit_table(recs: &[AuditRecord]) -> String {
             (Some(r), None) => r.clone(),
             _ => String::new(),
         };
-        let (kind, detail) = match &e.kind {
-            EventKind::Opened { origin, .. } => (
-                "opened",
-                match origin {
-                    Origin::Detected => "automatic detection".to_string(),
-                    Origin::Letter {
-                        number,
-                        date,
-                        subject,
-                    } => format!("letter {number} dated {date}: {subject}"),
-                },
-            ),
-            EventKind::Voided { reason } => ("voided", reason.clone()),
-            EventKind::Disposed {
-                to_step,
-                to_user,
-                note,
-                timing,
-                ..
-            } => (
-                "disposed",
-                format!(
-                    "to step {to_step}{}{}{}",
-                    to_user
-                        .as_ref()
-                        .map(|u| format!(" ({u})"))
-                        .unwrap_or_default(),
-                    note.as_ref().map(|n| format!(": {n}")).unwrap_or_default(),
-                    timing
-                        .as_ref()
-                        .map(|t| if t.met { ", in time" } else { ", LATE" })
-                        .unwrap_or_default()
-                ),
-            ),
-            EventKind::Returned {
-                to_step, reason, ..
-            } => ("returned", format!("to step {to_step}: {reason}")),
-            EventKind::StatusUpdated { status } => ("status", status.clone()),
-            EventKind::Acknowledged { by, on_behalf } => (
-                "acknowledged",
-                format!("{by}{}", if *on_behalf { " (on behalf)" } else { "" }),
-            ),
-            EventKind::Refused { action, reason } => ("REFUSED", format!("{action}: {reason}")),
-            EventKind::ReportFrozen { documents, .. } => (
-                "report frozen",
-                documents
-                    .iter()
-                    .map(|d| format!("{} {:?} sha256 {}", d.format, d.lang, d.sha256))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            EventKind::Escalated {
-                level,
-                notify_roles,
-                ..
-            } => (
-                "escalated",
-                format!("level {level} to {}", notify_roles.join(", ")),
-            ),
-        };
+        let (kind, detail) = audit_detail(&e.kind);
         t.add_row([
             r.index.to_string(),
-            e.at.to_rfc3339(),
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             e.user.clone(),
             role,
             e.step.to_string(),
@@ -463,6 +404,171 @@ fn audit_table(recs: &[AuditRecord]) -> String {
         ]);
     }
     t.to_string()
+}
+
+/// "1h 05m" for a number of seconds (at least 0).
+fn span(secs: i64) -> String {
+    let m = secs.max(0) / 60;
+    match (m / 1440, (m % 1440) / 60, m % 60) {
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m:02}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+fn timing_words(t: &super::workflow::Timing) -> String {
+    format!(
+        "{} ({} of {}, standard {})",
+        if t.met { "in time" } else { "LATE" },
+        span(t.taken_secs),
+        span(t.allowed_secs),
+        t.standard
+    )
+}
+
+/// One trail record in words: its kind and what it says.
+fn audit_detail(kind: &EventKind) -> (&'static str, String) {
+    let join = |parts: Vec<String>| {
+        parts
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match kind {
+        EventKind::Opened {
+            origin,
+            opd,
+            sop,
+            urgent,
+        } => (
+            "opened",
+            join(vec![
+                match origin {
+                    Origin::Detected => format!("detected fault at OPD {opd}"),
+                    Origin::Letter {
+                        number,
+                        date,
+                        subject,
+                    } => format!("letter {number} dated {date} from OPD {opd}: {subject}"),
+                },
+                format!("SOP {sop}"),
+                if *urgent {
+                    "urgent".into()
+                } else {
+                    String::new()
+                },
+            ]),
+        ),
+        EventKind::Voided { reason } => ("voided", reason.clone()),
+        EventKind::Disposed {
+            to_step,
+            to_user,
+            note,
+            timing,
+            measurements,
+            closed,
+            ..
+        } => (
+            "disposed",
+            join(vec![
+                if *closed {
+                    "done".to_string()
+                } else {
+                    format!(
+                        "to step {to_step}{}",
+                        to_user
+                            .as_ref()
+                            .map(|u| format!(", handed to {u}"))
+                            .unwrap_or_default()
+                    )
+                },
+                note.as_ref()
+                    .map(|n| format!("note: {n}"))
+                    .unwrap_or_default(),
+                measurements
+                    .as_ref()
+                    .map(|m| match &m.waived {
+                        Some(w) if !(m.before && m.after) => format!("no measurements: {w}"),
+                        _ => "measurements before and after attached".to_string(),
+                    })
+                    .unwrap_or_default(),
+                timing.as_ref().map(timing_words).unwrap_or_default(),
+            ]),
+        ),
+        EventKind::Returned {
+            to_step,
+            reason,
+            timing,
+            ..
+        } => (
+            "returned",
+            join(vec![
+                format!("to step {to_step}: {reason}"),
+                timing.as_ref().map(timing_words).unwrap_or_default(),
+            ]),
+        ),
+        EventKind::StatusUpdated { status } => ("status", status.clone()),
+        EventKind::Acknowledged { by, on_behalf } => (
+            "acknowledged",
+            format!(
+                "work report acknowledged by {by}{}",
+                if *on_behalf {
+                    " (recorded on the OPD's behalf)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        EventKind::Refused { action, reason } => (
+            "REFUSED",
+            format!("{} refused: {reason}", action.replace('_', " ")),
+        ),
+        EventKind::ReportFrozen {
+            review_index,
+            documents,
+        } => (
+            "report frozen",
+            format!(
+                "work report frozen after the review (record #{review_index}): {}",
+                documents
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{} {} sha256 {}",
+                            d.format,
+                            match d.lang {
+                                super::Lang::Id => "id",
+                                super::Lang::En => "en",
+                            },
+                            d.sha256
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        EventKind::Escalated {
+            level,
+            due_at,
+            notify_roles,
+            notify_users,
+        } => (
+            "escalated",
+            join(vec![
+                format!(
+                    "overdue warning level {level}, due {}",
+                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                format!("told {}", notify_roles.join(", ")),
+                if notify_users.is_empty() {
+                    String::new()
+                } else {
+                    format!("and {}", notify_users.join(", "))
+                },
+            ]),
+        ),
+    }
 }
 
 impl RegisterCmd {
@@ -771,6 +877,127 @@ mod tests {
         let s = store(tmp.path());
         let err = run(line, "helpdesk", "2026-11-23 08:00", &s).expect_err("refused");
         assert!(err.contains(words), "{err}");
+    }
+
+    /// Every kind of trail record, as `siaga ticket audit` prints it: words,
+    /// never Rust's debug form (`Letter { number: … }`, `Some(…)`, `Id`).
+    #[test]
+    fn the_audit_trail_prints_every_record_in_words() {
+        use crate::sop::audit::append;
+        use crate::sop::calendar::Calendar;
+        use crate::sop::file::default_sop;
+        use crate::sop::workflow::tests::{dispose, walk};
+        use crate::sop::workflow::{Action, Event, FrozenDocument, Workflow};
+        use chrono::Duration;
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let mut trail = Vec::new();
+        // A letter ticket: opened, disposed, returned with a reason, refused.
+        let letter = Origin::Letter {
+            number: "005/77/BAPPEDA/XI/2026".into(),
+            date: NaiveDate::from_ymd_opt(2026, 11, 20).expect("date"),
+            subject: "Internet putus".into(),
+        };
+        let (mut t, ev) = wf.start(
+            letter,
+            "bappeda",
+            true,
+            &user_for("helpdesk"),
+            wib("2026-11-23 08:00"),
+        );
+        append(&mut trail, "PJ-2026-0001", ev);
+        for (action, who, at) in [
+            (dispose(), "pemohon", "2026-11-23 08:10"),
+            (
+                Action::Return {
+                    reason: "lampiran surat kurang".into(),
+                },
+                "kepala_dinas",
+                "2026-11-23 08:20",
+            ),
+            (dispose(), "helpdesk", "2026-11-23 08:30"),
+        ] {
+            let e = match wf.apply(&mut t, action, &user_for(who), wib(at)) {
+                Ok(e) => e,
+                Err(r) => *r.event,
+            };
+            append(&mut trail, "PJ-2026-0001", e);
+        }
+        // Escalation, void and a frozen report, as the collector records them.
+        let at = wib("2026-11-24 09:00");
+        let base = Event {
+            at,
+            user: "siaga".into(),
+            role: None,
+            acting_for: None,
+            step: 1,
+            handoff: 0,
+            kind: EventKind::Voided {
+                reason: "duplikat PJ-2026-0000".into(),
+            },
+        };
+        append(
+            &mut trail,
+            "PJ-2026-0001",
+            Event {
+                kind: EventKind::Escalated {
+                    level: 1,
+                    due_at: at,
+                    notify_roles: vec!["kabid_aptika".into()],
+                    notify_users: vec!["kabid".into()],
+                },
+                ..base.clone()
+            },
+        );
+        append(&mut trail, "PJ-2026-0001", base.clone());
+        append(
+            &mut trail,
+            "PJ-2026-0001",
+            Event {
+                kind: EventKind::ReportFrozen {
+                    review_index: 3,
+                    documents: vec![FrozenDocument {
+                        format: "pdf".into(),
+                        lang: crate::sop::Lang::Id,
+                        sha256: "ab".repeat(32),
+                        bytes: 1000,
+                    }],
+                },
+                ..base
+            },
+        );
+        // A detected ticket walked to the end: measurements, status,
+        // acknowledgement, hand-offs.
+        let (_, events) = walk(&wf, wib("2026-11-23 08:00"), Duration::minutes(10));
+        for e in events {
+            append(&mut trail, "PJ-2026-0002", e);
+        }
+        let reply = serde_json::to_string(&trail).expect("json");
+        let cmd = TicketCmd::Audit {
+            id: "PJ-2026-0001".into(),
+            json: false,
+        };
+        let out = cmd.render(&reply).expect("render");
+        for debug in [
+            "{", "}", "Some(", "None", "Letter", "Detected", "Timing", "\"", " Id ", " En ",
+        ] {
+            assert!(!out.contains(debug), "Rust debug {debug:?} in:\n{out}");
+        }
+        for words in [
+            "letter 005/77/BAPPEDA/XI/2026 dated 2026-11-20 from OPD bappeda: Internet putus",
+            "urgent",
+            "to step 1: lampiran surat kurang",
+            "refused: step",
+            "overdue warning level 1",
+            "duplikat PJ-2026-0000",
+            "pdf id sha256",
+            "measurements before and after attached",
+            "work report acknowledged by Andi, Kasubag Umum",
+            "in time (10m of",
+        ] {
+            assert!(out.contains(words), "{words:?} missing from:\n{out}");
+        }
     }
 
     #[test_case(90 * 60, "1h 30m")]

@@ -4,7 +4,8 @@
 //! [`workflow::Workflow`] moves a ticket along it, checking every action against the
 //! caller's roles; [`escalation`] decides when a late step is told upward;
 //! [`audit`] keeps the hash-chained event trail; [`card`] and [`register`] render
-//! the documents that leave the system (Bahasa Indonesia by default).
+//! the documents that leave the system (Bahasa Indonesia by default), naming
+//! people as [`people`] has them on record.
 //!
 //! Everything here is pure: time is passed in (`now`), nothing touches the disk
 //! except [`file::load`].
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod escalation;
 pub mod file;
 pub mod model;
+pub mod people;
 pub mod register;
 pub mod store;
 pub mod workflow;
@@ -25,4 +27,5 @@ pub use audit::{AuditRecord, Tamper};
 pub use calendar::{Calendar, CalendarConfig};
 pub use file::SopFileError;
 pub use model::{Lang, Sop, SopVersion, Step, TimeStandard, WorkDuration};
+pub use people::{People, Person};
 pub use workflow::{Action, Actor, Event, EventKind, Origin, TicketSop, Workflow, WorkflowError};

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::calendar::Calendar;
 use super::card::duration_label;
 use super::model::{Lang, Sop};
+use super::people::People;
 use super::workflow::{Event, EventKind, TicketInfo, TicketSop, Workflow};
 
 /// A ticket as the register needs it.
@@ -51,6 +52,12 @@ pub struct Row {
     /// The ticket's audit trail head signed by the collector (records, head
     /// hash, key, signature); empty where the collector has no audit key.
     pub audit: String,
+    /// `date` as a date, for a spreadsheet.
+    pub opened_on: NaiveDate,
+    /// `closed` as a date.
+    pub closed_on: Option<NaiveDate>,
+    /// `total_duration` in seconds.
+    pub duration_secs: Option<i64>,
 }
 
 /// Column headers.
@@ -106,7 +113,7 @@ impl Row {
     }
 }
 
-fn technician(e: &Entry<'_>) -> String {
+fn technician(e: &Entry<'_>) -> Option<String> {
     let work: Vec<u32> = e
         .sop
         .steps
@@ -134,7 +141,7 @@ fn technician(e: &Entry<'_>) -> String {
             _ => {}
         }
     }
-    disposed.or(updated).or(assigned).unwrap_or_default()
+    disposed.or(updated).or(assigned)
 }
 
 /// The rows for tickets opened from `from` to `to` (local dates, both included),
@@ -142,6 +149,7 @@ fn technician(e: &Entry<'_>) -> String {
 pub fn rows(
     entries: &[Entry<'_>],
     cal: &Calendar,
+    people: &People,
     from: NaiveDate,
     to: NaiveDate,
     lang: Lang,
@@ -207,7 +215,16 @@ pub fn rows(
                     format!("{} – {roles}", e.state.position.step)
                 }
             };
+            let opened_on = cal.local_date(e.info.opened_at);
+            let closed_on = e.state.closed_at.map(|c| cal.local_date(c));
+            let duration_secs = e
+                .state
+                .closed_at
+                .map(|c| (c - e.info.opened_at).num_seconds().max(0));
             Row {
+                opened_on,
+                closed_on,
+                duration_secs,
                 number: e.info.number.clone(),
                 date: cal
                     .local_date(e.info.opened_at)
@@ -219,10 +236,12 @@ pub fn rows(
                     .clone()
                     .unwrap_or_else(|| e.info.opd.clone()),
                 origin: e.info.origin.label(lang),
-                description: e.info.problem.clone(),
+                description: e.info.problem_text(lang, cal),
                 device_link: e.info.device_link(),
                 current_step,
-                technician: technician(e),
+                technician: technician(e)
+                    .map(|login| people.name(&login, lang))
+                    .unwrap_or_default(),
                 closed: e
                     .state
                     .closed_at
@@ -276,19 +295,60 @@ pub fn to_xlsx(rows: &[Row], lang: Lang) -> Result<Vec<u8>, rust_xlsxwriter::Xls
         Lang::En => "Service and fault register",
     })?;
     let bold = Format::new().set_bold();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    // A duration is a number of days; shown as hours and minutes.
+    let duration = Format::new().set_num_format(match lang {
+        Lang::Id => "[h] \"jam\" m \"menit\"",
+        Lang::En => "[h] \"h\" m \"min\"",
+    });
     for (c, h) in headers(lang).iter().enumerate() {
         let col = u16::try_from(c).unwrap_or(u16::MAX);
         sheet.write_string_with_format(0, col, *h, &bold)?;
         sheet.set_column_width(col, if c == 4 { 48 } else { 18 })?;
     }
+    let excel_date = |d: NaiveDate| {
+        use chrono::Datelike;
+        rust_xlsxwriter::ExcelDateTime::from_ymd(
+            u16::try_from(d.year()).unwrap_or(1900),
+            u8::try_from(d.month()).unwrap_or(1),
+            u8::try_from(d.day()).unwrap_or(1),
+        )
+    };
     for (i, r) in rows.iter().enumerate() {
         let row = u32::try_from(i + 1).unwrap_or(u32::MAX);
         for (c, v) in r.cells().iter().enumerate() {
-            sheet.write_string(row, u16::try_from(c).unwrap_or(u16::MAX), *v)?;
+            let col = u16::try_from(c).unwrap_or(u16::MAX);
+            // Typed cells: dates as dates, the duration as a number; the
+            // rest as text (never a formula).
+            match c {
+                COL_DATE => {
+                    sheet.write_datetime_with_format(row, col, excel_date(r.opened_on)?, &date)?;
+                }
+                COL_CLOSED if r.closed_on.is_some() => {
+                    if let Some(d) = r.closed_on {
+                        sheet.write_datetime_with_format(row, col, excel_date(d)?, &date)?;
+                    }
+                }
+                COL_DURATION if r.duration_secs.is_some() => {
+                    if let Some(s) = r.duration_secs {
+                        // Whole minutes, as the CSV shows them.
+                        let days = (s / 60) as f64 / (24.0 * 60.0);
+                        sheet.write_number_with_format(row, col, days, &duration)?;
+                    }
+                }
+                _ => {
+                    sheet.write_string(row, col, *v)?;
+                }
+            }
         }
     }
     wb.save_to_buffer()
 }
+
+/// Columns (0-based) written typed in the workbook.
+const COL_DATE: usize = 1;
+const COL_CLOSED: usize = 8;
+const COL_DURATION: usize = 9;
 
 /// Title of the register for a period.
 pub fn title(lang: Lang, from: NaiveDate, to: NaiveDate) -> String {
@@ -302,6 +362,7 @@ pub fn title(lang: Lang, from: NaiveDate, to: NaiveDate) -> String {
 mod tests {
     use super::*;
     use crate::sop::file::default_sop;
+    use crate::sop::people::tests::office;
     use crate::sop::workflow::tests::{dispose, user_for, walk, wib};
     use crate::sop::workflow::{Action, Actor, Origin};
     use chrono::Duration;
@@ -386,6 +447,7 @@ mod tests {
             opd_name: Some("Dinas Kesehatan".into()),
             origin,
             problem: "Loss 40% ke dinkes-rtr".into(),
+            reason: None,
             device: Some("dinkes-rtr".into()),
             link: None,
             opened_at,
@@ -406,6 +468,7 @@ mod tests {
         rows(
             &entries,
             &f.cal,
+            &office(),
             date("2026-11-01"),
             date("2026-11-30"),
             lang,
@@ -440,7 +503,7 @@ mod tests {
                 "Loss 40% ke dinkes-rtr",
                 "dinkes-rtr",
                 "Selesai",
-                "teknisi",
+                "Budi Santoso, S.Kom.",
                 "2026-11-02",
                 "1 jam 40 menit",
                 "",
@@ -486,6 +549,7 @@ mod tests {
         let later = rows(
             &entries,
             &f.cal,
+            &office(),
             date("2026-11-30"),
             date("2026-11-30"),
             Lang::Id,
@@ -541,6 +605,162 @@ mod tests {
         assert!(bytes.len() > 1000);
     }
 
+    /// A ticket the collector opened because demo-ap stopped answering
+    /// SNMP, walked to the end: its register row, with the agent's raw error
+    /// behind the reason.
+    fn detected_snmp_row(lang: Lang) -> Vec<Row> {
+        use crate::health::reason::{Cause, SnmpFailure};
+        use crate::health::state::{Finding, Problem, Subject};
+        use crate::health::{Level, Reason};
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let opened = wib("2026-11-02 08:00");
+        let (t, evs) = walk(&wf, opened, Duration::minutes(10));
+        let finding = Finding {
+            problem: Problem::SnmpUnreachable,
+            level: Level::Degraded,
+            value: 0.0,
+            threshold: None,
+            detail: RAW_SNMP_ERROR.into(),
+            cause: Some(Cause::Snmp {
+                failure: SnmpFailure::Timeout,
+                waited_ms: Some(4_002),
+            }),
+        };
+        let reason = Reason::of(
+            &Subject::device("demo-ap"),
+            Problem::SnmpUnreachable,
+            Some(&finding),
+            0.0,
+        );
+        let mut i = info("PJ-2026-0002", Origin::Detected, opened);
+        i.opd = "demo".into();
+        i.opd_name = Some("OPD Demo".into());
+        // As the collector records it: the English sentence for the CLI,
+        // the facts for the documents.
+        i.problem = reason.text_utc(Lang::En);
+        i.reason = Some(reason);
+        i.device = Some("demo-ap".into());
+        let entries = [Entry {
+            info: &i,
+            state: &t,
+            events: &evs,
+            sop: &sop,
+        }];
+        rows(
+            &entries,
+            &cal,
+            &office(),
+            date("2026-11-01"),
+            date("2026-11-30"),
+            lang,
+            wib("2026-12-01 12:00"),
+        )
+    }
+
+    const RAW_SNMP_ERROR: &str =
+        "timeout: no answer: request to 127.0.0.1:161 timed out after 4.001963783s (1 retries)";
+
+    #[test]
+    fn a_detected_fault_reads_as_bahasa_prose_in_the_register() {
+        let mut buf = Vec::new();
+        write_csv(&detected_snmp_row(Lang::Id), Lang::Id, &mut buf).expect("csv");
+        let csv = String::from_utf8(buf).expect("utf8");
+        assert_eq!(
+            csv,
+            include_str!("testdata/register_detected_snmp.csv"),
+            "the register row differs from the golden file"
+        );
+        let rows = detected_snmp_row(Lang::Id);
+        let uraian = &rows[0].description;
+        assert_eq!(
+            uraian,
+            "Perangkat demo-ap tidak menjawab SNMP (ditunggu 4 detik)"
+        );
+        for english_or_raw in [
+            "does not answer",
+            "timeout",
+            "timed out",
+            "no answer",
+            "after",
+            "4.001963783",
+            "retries",
+            "127.0.0.1",
+        ] {
+            assert!(
+                !csv.contains(english_or_raw),
+                "{english_or_raw:?} in the register:\n{csv}"
+            );
+        }
+        // In English on request, still without the raw error.
+        let en = &detected_snmp_row(Lang::En)[0].description;
+        assert_eq!(en, "demo-ap does not answer SNMP (waited 4 s)");
+    }
+
+    /// The text of `name` inside the xlsx `bytes`.
+    fn xlsx_part(bytes: &[u8], name: &str) -> String {
+        use std::io::Read as _;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+        let mut text = String::new();
+        zip.by_name(name)
+            .expect("part")
+            .read_to_string(&mut text)
+            .expect("read");
+        text
+    }
+
+    /// The `<c …>…</c>` element of cell `at` ("B2") in a sheet's XML.
+    fn cell<'a>(sheet: &'a str, at: &str) -> &'a str {
+        let start = sheet
+            .find(&format!("<c r=\"{at}\""))
+            .unwrap_or_else(|| panic!("no cell {at} in {sheet}"));
+        let rest = &sheet[start..];
+        let end = rest
+            .find("</c>")
+            .map(|e| e + 4)
+            .or_else(|| rest.find("/>").map(|e| e + 2))
+            .expect("cell end");
+        &rest[..end]
+    }
+
+    #[test]
+    fn xlsx_dates_are_dates_and_the_duration_a_number() {
+        let f = fixture();
+        let rows = period_rows(&f, Lang::Id);
+        let bytes = to_xlsx(&rows, Lang::Id).expect("xlsx");
+        let sheet = xlsx_part(&bytes, "xl/worksheets/sheet1.xml");
+        // Row 2 is PJ-2026-0002: opened and closed 2026-11-02, 1 h 40 min.
+        // 2026-11-02 is day 46328 of Excel's calendar.
+        for at in ["B2", "I2"] {
+            let c = cell(&sheet, at);
+            assert!(!c.contains(" t=\""), "{at} is typed as text: {c}");
+            assert!(c.contains("<v>46328</v>"), "{at} is not 2026-11-02: {c}");
+            assert!(c.contains(" s=\""), "{at} has no date format: {c}");
+        }
+        let d = cell(&sheet, "J2");
+        assert!(!d.contains(" t=\""), "the duration is text: {d}");
+        let v: f64 = d
+            .split("<v>")
+            .nth(1)
+            .and_then(|r| r.split("</v>").next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no number in {d}"));
+        assert!(
+            (v * 24.0 * 60.0 - 100.0).abs() < 1e-6,
+            "{v} days is not 1 h 40 min"
+        );
+        // The ticket number stays text; an open ticket's closing date is empty text.
+        assert!(cell(&sheet, "A2").contains(" t=\"s\""));
+        let styles = xlsx_part(&bytes, "xl/styles.xml");
+        assert!(
+            styles.contains("formatCode=\"yyyy\\-mm\\-dd\"")
+                || styles.contains("formatCode=\"yyyy-mm-dd\""),
+            "{styles}"
+        );
+        assert!(styles.contains("jam"), "the duration's format: {styles}");
+    }
+
     #[test_case(Lang::Id, "Batal: duplikat PJ-2026-0002" ; "indonesian")]
     #[test_case(Lang::En, "Void: duplikat PJ-2026-0002" ; "english")]
     fn a_void_ticket_stays_in_the_register_as_void(lang: Lang, step: &str) {
@@ -577,6 +797,7 @@ mod tests {
         let r = rows(
             &entries,
             &cal,
+            &office(),
             date("2026-11-01"),
             date("2026-11-30"),
             lang,

@@ -315,14 +315,9 @@ impl SopStore {
         also: impl FnOnce(&redb::WriteTransaction, &SopTicket) -> Result<(), StoreError>,
     ) -> Result<SopTicket, StoreError> {
         let wf = Workflow::new(&self.current, &self.calendar);
-        let (state, events) = wf.open(
-            info.origin.clone(),
-            &info.opd,
-            urgent,
-            by,
-            &info.problem,
-            now,
-        );
+        // The trail's note on a detected ticket is in the documents' default language.
+        let evidence = info.problem_text(super::Lang::Id, &self.calendar);
+        let (state, events) = wf.open(info.origin.clone(), &info.opd, urgent, by, &evidence, now);
         let w = self.db.begin_write()?;
         let t = {
             let mut texts = w.open_table(TEXTS)?;
@@ -628,6 +623,7 @@ pub(crate) mod tests {
                 subject: "Loss 40%".into(),
             },
             problem: "Loss 40%".into(),
+            reason: None,
             device: Some(format!("{opd}-rtr")),
             link: None,
             opened_at: at,

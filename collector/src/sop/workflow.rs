@@ -80,8 +80,13 @@ pub struct TicketInfo {
     pub opd_name: Option<String>,
     /// Where it came from.
     pub origin: Origin,
-    /// The problem (the letter's subject, or the detected fault in a sentence).
+    /// The problem (the letter's subject, or the detected fault in an
+    /// English sentence, as the CLI shows it).
     pub problem: String,
+    /// Why the collector opened it, as facts (detected tickets): documents
+    /// write it in their own language rather than copying `problem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::health::Reason>,
     /// Device concerned.
     pub device: Option<String>,
     /// Link concerned.
@@ -91,6 +96,21 @@ pub struct TicketInfo {
 }
 
 impl TicketInfo {
+    /// The problem as a document in `lang` writes it: the typed reason in
+    /// that language with local times, else the text as recorded (a
+    /// letter's subject).
+    pub fn problem_text(&self, lang: super::Lang, cal: &super::Calendar) -> String {
+        match &self.reason {
+            Some(r) => r.text(lang, &|us| {
+                DateTime::from_timestamp_micros(us).map_or_else(
+                    || us.to_string(),
+                    |t| format!("{} ({})", cal.fmt_local(t), cal.zone_name()),
+                )
+            }),
+            None => self.problem.clone(),
+        }
+    }
+
     /// "device / link", either, or "".
     pub fn device_link(&self) -> String {
         match (&self.device, &self.link) {

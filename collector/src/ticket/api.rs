@@ -74,6 +74,10 @@ pub struct TicketDetail {
     pub summary: TicketSummary,
     /// The problem in Bahasa Indonesia.
     pub problem_id: String,
+    /// Why the collector opened it, as facts, with the raw diagnostic
+    /// (detected tickets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::health::Reason>,
     /// The readings that triggered it and came after.
     pub evidence: Vec<Reading>,
     /// Health log ("pulih pada …").
@@ -200,6 +204,7 @@ pub fn call(
             to_json(&TicketDetail {
                 summary,
                 problem_id: h.problem_id,
+                reason: t.info.reason.clone(),
                 evidence: h.evidence,
                 notes: h.notes,
                 trail: sop_store.trail(&id).map_err(|e| e.to_string())?,

@@ -84,9 +84,11 @@ impl HealthPart {
     ) -> Result<Self, String> {
         cfg.health.validate().map_err(|e| e.to_string())?;
         let store = Arc::new(TicketStore::new(db.clone()).map_err(|e| e.to_string())?);
+        let users = cfg.users.clone();
         let reports = Arc::new(
             crate::report::Reports::new(db, sop_store.clone(), store.clone())
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                .with_people(move || crate::users::people(&users)),
         );
         let (notifier, dispatcher) = Notifier::new(&cfg.notify)?;
         let core = HealthCore::new(

@@ -23,12 +23,14 @@ use tracing::{info, warn};
 use super::store::{HealthEvent, OpenIncident, TicketHealth, TicketNote, TicketStore};
 use crate::error::StoreError;
 use crate::health::incident::fmt_time;
+use crate::health::reason::Note;
 use crate::health::state::{DeviceNode, LinkNode};
 use crate::health::{
     Decision, Engine, Health, HealthRules, Output, StateChange, Subject, Topology,
 };
 use crate::inventory::Inventory;
 use crate::notify::{EventKind, Notifier, TicketEvent};
+use crate::sop::Lang;
 use crate::sop::store::{SopStore, SopTicket};
 use crate::sop::workflow::{Action, Actor, Origin, TicketInfo, Workflow};
 
@@ -450,23 +452,35 @@ impl HealthCore {
                     opd_name: self.opd_names.get(&incident.opd).cloned(),
                     origin: Origin::Detected,
                     problem: incident.sentence.clone(),
+                    reason: incident.reason.clone(),
                     device: incident.subject.device_id().map(str::to_string),
                     link: incident.subject.link_name().map(str::to_string),
                     opened_at: at,
                 };
+                // Bahasa Indonesia with local times, for e-mail and the health log.
+                let problem_id = info.problem_text(Lang::Id, self.sop_store.calendar());
                 let mut h = TicketHealth {
                     number: String::new(),
                     incident: Some(incident.key.clone()),
-                    problem_id: incident.sentence_id.clone(),
+                    problem_id: problem_id.clone(),
                     recovered_at: None,
                     occurrences: incident.occurrences,
                     affected: incident.affected.clone(),
                     flapping: incident.flapping,
                     evidence: Vec::new(),
-                    notes: vec![TicketNote {
-                        at,
-                        kind: "opened".into(),
-                        text: format!("dibuka otomatis: {}", incident.sentence_id),
+                    notes: vec![match &incident.reason {
+                        Some(reason) => TicketNote::new(
+                            at,
+                            Note::Opened {
+                                reason: reason.clone(),
+                            },
+                        ),
+                        None => TicketNote {
+                            at,
+                            kind: "opened".into(),
+                            text: format!("dibuka otomatis: {problem_id}"),
+                            note: None,
+                        },
                     }],
                     notify_seq: 1,
                 };
@@ -517,11 +531,10 @@ impl HealthCore {
                     t.occurrences = occurrences;
                     t.recovered_at = None;
                     t.add_evidence(evidence);
-                    t.notes.push(TicketNote {
-                        at: utc(at),
-                        kind: "occurrence".into(),
-                        text: format!("gangguan terjadi lagi (kejadian ke-{occurrences})"),
-                    });
+                    t.notes.push(TicketNote::new(
+                        utc(at),
+                        Note::Occurrence { count: occurrences },
+                    ));
                 })?;
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
@@ -536,11 +549,8 @@ impl HealthCore {
                 let n = evidence.len();
                 self.store.update(&number, |t| {
                     t.add_evidence(evidence);
-                    t.notes.push(TicketNote {
-                        at: utc(now_us),
-                        kind: "evidence".into(),
-                        text: format!("{n} pengukuran dari masa agen terputus"),
-                    });
+                    t.notes
+                        .push(TicketNote::new(utc(now_us), Note::Evidence { readings: n }));
                 })?;
                 Ok(None)
             }
@@ -550,11 +560,12 @@ impl HealthCore {
                 };
                 let t = self.store.update(&number, |t| {
                     t.affected.insert(device.clone());
-                    t.notes.push(TicketNote {
-                        at: utc(at),
-                        kind: "affected".into(),
-                        text: format!("{device} tidak terjangkau karena gangguan ini"),
-                    });
+                    t.notes.push(TicketNote::new(
+                        utc(at),
+                        Note::Affected {
+                            device: device.clone(),
+                        },
+                    ));
                 })?;
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
@@ -570,11 +581,8 @@ impl HealthCore {
                 let t = self.store.update(&number, |t| {
                     t.recovered_at = Some(utc(at));
                     t.notify_seq += 1;
-                    t.notes.push(TicketNote {
-                        at: utc(at),
-                        kind: "recovered".into(),
-                        text: format!("pulih pada {}", fmt_time(at)),
-                    });
+                    t.notes
+                        .push(TicketNote::new(utc(at), Note::Recovered { at }));
                 })?;
                 info!(task = "health", ticket = %t.number, incident = %key, "recovered");
                 self.notify(&t, EventKind::Recovered);
@@ -593,18 +601,15 @@ impl HealthCore {
                 let Some(number) = self.save_incident(&key)? else {
                     return Ok(None);
                 };
-                let text = if flapping {
-                    format!("mulai flapping ({:.0} % perubahan status)", pct)
-                } else {
-                    format!("flapping berhenti ({:.0} % perubahan status)", pct)
-                };
                 let t = self.store.update(&number, |t| {
                     t.flapping |= flapping;
-                    t.notes.push(TicketNote {
-                        at: utc(at),
-                        kind: if flapping { "flapping" } else { "settled" }.into(),
-                        text,
-                    });
+                    t.notes.push(TicketNote::new(
+                        utc(at),
+                        Note::Flapping {
+                            started: flapping,
+                            pct,
+                        },
+                    ));
                 })?;
                 let what = if flapping {
                     format!("flapping started ({pct:.0} % state change)")
@@ -623,14 +628,8 @@ impl HealthCore {
                     return Ok(None);
                 };
                 let t = self.store.update(&number, |t| {
-                    t.notes.push(TicketNote {
-                        at: utc(at),
-                        kind: "not_confirmed".into(),
-                        text: format!(
-                            "tidak terkonfirmasi oleh polling: polling pada {} mendapati link up tanpa trap linkUp",
-                            fmt_time(at)
-                        ),
-                    });
+                    t.notes
+                        .push(TicketNote::new(utc(at), Note::NotConfirmed { at }));
                 })?;
                 warn!(task = "health", ticket = %t.number, incident = %key, %device, "linkDown trap not confirmed by polling");
                 Ok(Some(t).map(|t| HealthEvent {
@@ -666,20 +665,15 @@ impl HealthCore {
                         message: e.to_string(),
                     })?;
                 let closed = outcome.is_ok();
-                let text = if closed {
-                    format!("ditutup otomatis: {}", reason.sentence_id(stable_for))
-                } else {
-                    format!(
-                        "{}; tidak ditutup otomatis karena tiket sudah ditangani",
-                        reason.sentence_id(stable_for)
-                    )
-                };
                 let t = self.store.update(&number, |t| {
-                    t.notes.push(TicketNote {
-                        at: utc(at),
-                        kind: if closed { "closed" } else { "not_closed" }.into(),
-                        text,
-                    });
+                    t.notes.push(TicketNote::new(
+                        utc(at),
+                        Note::Closed {
+                            reason,
+                            stable_for,
+                            closed,
+                        },
+                    ));
                 })?;
                 let event = self.ticket_subject_event(
                     &t,

@@ -42,8 +42,32 @@ pub struct TicketNote {
     pub at: DateTime<Utc>,
     /// opened, occurrence, recovered, flapping, settled, affected, evidence.
     pub kind: String,
-    /// What, in a sentence.
+    /// What, in a sentence (Bahasa Indonesia, times in UTC).
     pub text: String,
+    /// The same as facts, for documents in either language (`None` for
+    /// notes stored before notes were typed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<crate::health::reason::Note>,
+}
+
+impl TicketNote {
+    /// A note made from its facts.
+    pub fn new(at: DateTime<Utc>, note: crate::health::reason::Note) -> Self {
+        TicketNote {
+            at,
+            kind: note.kind().to_string(),
+            text: note.text(crate::sop::Lang::Id, &crate::health::incident::fmt_time),
+            note: Some(note),
+        }
+    }
+
+    /// The note in `lang`, with `time` writing its moments (the text as
+    /// stored for a note without facts).
+    pub fn text_in(&self, lang: crate::sop::Lang, time: &dyn Fn(i64) -> String) -> String {
+        self.note
+            .as_ref()
+            .map_or_else(|| self.text.clone(), |n| n.text(lang, time))
+    }
 }
 
 /// What the health part keeps about a ticket (the SOP part keeps its
