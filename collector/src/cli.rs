@@ -216,7 +216,8 @@ fn revoked_advice(cfg: &SiagaConfig, serial: Option<String>) -> String {
         &cfg.user
     };
     format!(
-        "your certificate {} was revoked: ask the collector's admin for a new one: \
+        "your certificate {} (siaga://user/{user}) has been revoked: ask the collector's \
+         admin for a new one: \
          siaga-collector enroll user --dir COLLECTOR_DIR --name {user} --role ROLE --out DIR",
         serial
             .or_else(|| serial_of(&cfg.tls.cert))

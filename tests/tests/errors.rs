@@ -174,7 +174,7 @@ fn tls_failures_say_what_to_do_and_the_collector_counts_its_refusals() -> Result
     refused_with(
         &lost,
         &[
-            &format!("your certificate {serial} was revoked"),
+            &format!("your certificate {serial} (siaga://user/"),
             "ask the collector's admin for a new one",
         ],
     )?;
