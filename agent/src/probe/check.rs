@@ -36,7 +36,8 @@ struct FileDevice {
     parent: String,
     #[serde(default)]
     icmp_count: u32,
-    snmp: Option<FileSnmp>,
+    // Boxed: most devices have none, and 10,000 of them are read at once.
+    snmp: Option<Box<FileSnmp>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
