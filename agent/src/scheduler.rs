@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use siaga_proto::v1::{Device, IcmpResult, Inventory, sample};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -21,7 +20,7 @@ use crate::spool::SampleSink;
 
 /// Echo requests per device and cycle unless the inventory says otherwise.
 pub const DEFAULT_ICMP_COUNT: u32 = 5;
-/// Devices probed at the same time.
+/// Devices polled over SNMP at the same time.
 pub const CONCURRENCY: usize = 64;
 
 /// The inventory in force, shared between the uplink (writer) and the
@@ -120,32 +119,42 @@ impl Scheduler {
         }
     }
 
+    /// One burst per device, all as one submission to the prober; each
+    /// device's sample is spooled as soon as its burst is done.
     async fn cycle(&self, inv: &Inventory, cycle: Duration) {
-        futures::stream::iter(inv.devices.iter())
-            .for_each_concurrent(CONCURRENCY, |device| async move {
-                let result = self.probe(device, cycle).await;
-                let ok = result.error.is_empty();
-                self.metrics.probe("icmp", ok);
-                match self
-                    .sink
-                    .push(device.id.clone(), sample::Kind::Icmp(result))
-                    .await
-                {
-                    Ok(seq) => debug!(device = %device.id, seq, "icmp sample spooled"),
-                    Err(SpoolError::Closed) => {}
-                    Err(e) => warn!(device = %device.id, error = %e, "cannot spool sample"),
+        let mut device = Vec::with_capacity(inv.devices.len());
+        let mut targets = Vec::with_capacity(inv.devices.len());
+        for (i, d) in inv.devices.iter().enumerate() {
+            match d.address.trim().parse::<IpAddr>() {
+                Ok(addr) => {
+                    device.push(i);
+                    targets.push((addr, burst_options(d, cycle)));
                 }
-            })
-            .await;
+                Err(_) => {
+                    let result = IcmpResult {
+                        error: format!("address {:?} is not an IP address", d.address),
+                        ..Default::default()
+                    };
+                    self.record(d, result).await;
+                }
+            }
+        }
+        let mut bursts = self.prober.bursts(targets);
+        while let Some((k, result)) = bursts.next().await {
+            self.record(&inv.devices[device[k]], result).await;
+        }
     }
 
-    async fn probe(&self, device: &Device, cycle: Duration) -> IcmpResult {
-        match device.address.trim().parse::<IpAddr>() {
-            Ok(addr) => self.prober.burst(addr, &burst_options(device, cycle)).await,
-            Err(_) => IcmpResult {
-                error: format!("address {:?} is not an IP address", device.address),
-                ..Default::default()
-            },
+    async fn record(&self, device: &Device, result: IcmpResult) {
+        self.metrics.probe("icmp", result.error.is_empty());
+        match self
+            .sink
+            .push(device.id.clone(), sample::Kind::Icmp(result))
+            .await
+        {
+            Ok(seq) => debug!(device = %device.id, seq, "icmp sample spooled"),
+            Err(SpoolError::Closed) => {}
+            Err(e) => warn!(device = %device.id, error = %e, "cannot spool sample"),
         }
     }
 }

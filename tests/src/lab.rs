@@ -312,6 +312,33 @@ impl Lab {
         })
     }
 
+    /// Two raw sockets inside a node's namespace, for a test that plays the
+    /// far side of ICMP: one that receives every ICMP packet arriving there
+    /// (IP header included, with a receive buffer large enough for a round
+    /// to 10,000 hosts), and one (`IPPROTO_RAW`) that sends whole IPv4
+    /// packets, its header written by the caller, so with any source.
+    pub fn raw_icmp_sockets_on(&self, node: &str) -> Result<(socket2::Socket, socket2::Socket)> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let path = format!("/var/run/netns/{}", self.netns(node)?);
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<(Socket, Socket)> {
+                enter_netns(&path)?;
+                let rx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+                    .context("opening a raw ICMP socket")?;
+                force_recv_buffer(&rx, 64 << 20)?;
+                let tx = Socket::new(
+                    Domain::IPV4,
+                    Type::RAW,
+                    Some(Protocol::from(libc::IPPROTO_RAW)),
+                )
+                .context("opening an IPPROTO_RAW socket")?;
+                Ok((rx, tx))
+            })
+            .join()
+            .map_err(|_| anyhow!("the thread entering {path} panicked"))?
+        })
+    }
+
     /// Sends `count` UDP datagrams of `payload` bytes from the agent host to
     /// a device (discard port), paced so that no queue drops them. Returns
     /// the bytes that cross the device's uplink as Ethernet frames.
@@ -1088,6 +1115,30 @@ fn enter_netns(path: &str) -> Result<()> {
     ensure!(
         rc == 0,
         "entering {path}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Sets a socket's receive buffer past `net.core.rmem_max` (root).
+#[allow(unsafe_code)]
+fn force_recv_buffer(sock: &socket2::Socket, bytes: usize) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes)?;
+    // SAFETY: a plain integer option on a socket this function borrows; the
+    // pointer and length describe `v`, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    ensure!(
+        rc == 0,
+        "SO_RCVBUFFORCE: {}",
         std::io::Error::last_os_error()
     );
     Ok(())

@@ -124,6 +124,280 @@ async fn many_targets_lose_no_reply() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the far side of the 10,000-target tests does with each echo request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A forged reply (this request's identifier, sequence number and
+    /// payload) from one of the `Mute` targets' addresses, then the right one.
+    Right,
+    /// Nothing at all: a target that does not answer.
+    Mute,
+    /// Only wrong replies from the target's own address: another
+    /// identifier, another sequence number, another payload.
+    Wrong,
+}
+
+/// Plays 10,000 hosts whose kernel does not answer echo requests (every
+/// reply comes from here): reads each request arriving in the namespace
+/// and answers it as `plan` says. Stops when `stop` is set.
+struct FarSide {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<u64>>>,
+}
+
+impl FarSide {
+    fn start(
+        lab: &Lab,
+        node: &str,
+        plan: std::collections::HashMap<std::net::Ipv4Addr, Answer>,
+    ) -> anyhow::Result<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        lab.exec(node, &["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"])?;
+        let (rx, tx) = lab.raw_icmp_sockets_on(node)?;
+        rx.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mute: Vec<std::net::Ipv4Addr> = plan
+            .iter()
+            .filter(|(_, a)| **a == Answer::Mute)
+            .map(|(ip, _)| *ip)
+            .collect();
+        anyhow::ensure!(!mute.is_empty(), "the plan needs a mute target");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || -> anyhow::Result<u64> {
+            use std::io::Read as _;
+            let mut buf = [0u8; 2048];
+            let mut sent = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let n = match (&rx).read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Some((src, dst, icmp)) = ipv4_icmp(&buf[..n]) else {
+                    continue;
+                };
+                if icmp.len() < 16 || icmp[0] != 8 {
+                    continue;
+                }
+                let (ident, seq) = (
+                    u16::from_be_bytes([icmp[4], icmp[5]]),
+                    u16::from_be_bytes([icmp[6], icmp[7]]),
+                );
+                let payload = &icmp[8..];
+                let send = |from: std::net::Ipv4Addr, ident: u16, seq: u16, payload: &[u8]| {
+                    let p = ipv4_echo_reply(from, src, ident, seq, payload);
+                    let to = socket2::SockAddr::from(std::net::SocketAddrV4::new(src, 0));
+                    tx.send_to(&p, &to)
+                };
+                match plan.get(&dst).copied().unwrap_or(Answer::Mute) {
+                    Answer::Mute => {}
+                    Answer::Right => {
+                        send(mute[usize::from(seq) % mute.len()], ident, seq, payload)?;
+                        send(dst, ident, seq, payload)?;
+                        sent += 2;
+                    }
+                    Answer::Wrong => {
+                        let mut other = payload.to_vec();
+                        other[0] ^= 0xff;
+                        send(dst, ident ^ 0x5a5a, seq, payload)?;
+                        send(dst, ident, seq ^ 0x8000, payload)?;
+                        send(dst, ident, seq, &other)?;
+                        sent += 3;
+                    }
+                }
+            }
+            Ok(sent)
+        });
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the far side; how many replies it sent.
+    fn stop(mut self) -> anyhow::Result<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => anyhow::bail!("the far side panicked"),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for FarSide {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// (source, destination, ICMP message) of an IPv4 packet.
+fn ipv4_icmp(p: &[u8]) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr, &[u8])> {
+    let first = *p.first()?;
+    if first >> 4 != 4 || p.get(9) != Some(&1) {
+        return None;
+    }
+    let src = std::net::Ipv4Addr::new(*p.get(12)?, p[13], p[14], p[15]);
+    let dst = std::net::Ipv4Addr::new(*p.get(16)?, p[17], p[18], p[19]);
+    Some((src, dst, p.get(usize::from(first & 0x0f) * 4..)?))
+}
+
+/// A whole IPv4 echo reply (the kernel fills in the IP checksum and length).
+fn ipv4_echo_reply(
+    from: std::net::Ipv4Addr,
+    to: std::net::Ipv4Addr,
+    ident: u16,
+    seq: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![0u8, 0, 0, 0];
+    icmp.extend_from_slice(&ident.to_be_bytes());
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    icmp.extend_from_slice(payload);
+    let sum = inet_checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 1, 0, 0];
+    p.extend_from_slice(&from.octets());
+    p.extend_from_slice(&to.octets());
+    p.extend_from_slice(&icmp);
+    p
+}
+
+fn inet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// 10,000 targets at once, as a large inventory is probed: 9,980 answer
+/// (each request first gets a forged reply from a silent target's address,
+/// then the right one), 10 never answer, 10 get only replies with the wrong
+/// identifier, sequence number or payload. Every right reply is counted and
+/// no forged one is: the silent targets read 5 sent, 0 received.
+fn far_side_plan(
+    addrs: &[std::net::Ipv4Addr],
+) -> std::collections::HashMap<std::net::Ipv4Addr, Answer> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let answer = match i % 1000 {
+                0 => Answer::Mute,
+                500 => Answer::Wrong,
+                _ => Answer::Right,
+            };
+            (*a, answer)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_targets_count_every_reply_and_take_no_forged_one() -> anyhow::Result<()> {
+    let lab = Lab::new()?.hosts("many", 10_000).start()?;
+    let addrs = lab.host_addrs("many")?.to_vec();
+    assert_eq!(addrs.len(), 10_000);
+    let plan = far_side_plan(&addrs);
+    let far = FarSide::start(&lab, "many", plan.clone())?;
+    let prober = IcmpProber::new()?;
+    let opts = BurstOptions {
+        count: 5,
+        interval: Duration::from_millis(100),
+        // generous: the far side answers from one thread
+        timeout: Duration::from_secs(3),
+        keep_rtts: false,
+    };
+    // One burst per target, all at once (as callers of `burst` do).
+    let results = futures::future::join_all(addrs.iter().map(|a| {
+        let prober = prober.clone();
+        let opts = opts.clone();
+        let a = IpAddr::V4(*a);
+        async move { prober.burst(a, &opts).await }
+    }))
+    .await;
+    let forged = far.stop()?;
+    assert!(forged > 50_000, "the far side sent only {forged} replies");
+    let mut wrong = Vec::new();
+    for (a, r) in addrs.iter().zip(&results) {
+        let want = if plan[a] == Answer::Right { 5 } else { 0 };
+        if (r.sent, r.received) != (5, want) {
+            wrong.push(format!("{a}: {}/{} (want {want})", r.received, r.sent));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of 10,000 targets miscounted: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(20)]
+    );
+    Ok(())
+}
+
+/// The same far side, the 10,000 targets as one submission (as the agent's
+/// cycle and `siaga-agent check` do): each result arrives as soon as its
+/// target is done, so the 20 silent ones, reported lost after the timeout,
+/// come after every answering one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_target_is_lost_after_its_timeout_and_holds_up_no_other() -> anyhow::Result<()> {
+    let lab = Lab::new()?.hosts("many", 10_000).start()?;
+    let addrs = lab.host_addrs("many")?.to_vec();
+    let plan = far_side_plan(&addrs);
+    let far = FarSide::start(&lab, "many", plan.clone())?;
+    let prober = IcmpProber::new()?;
+    let opts = BurstOptions {
+        count: 5,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(3),
+        keep_rtts: false,
+    };
+    let mut bursts = prober.bursts(addrs.iter().map(|a| (IpAddr::V4(*a), opts.clone())));
+    let mut order = Vec::new();
+    while let Some((i, r)) = bursts.next().await {
+        order.push((i, r));
+    }
+    far.stop()?;
+    assert_eq!(order.len(), 10_000);
+    let answering = order
+        .iter()
+        .filter(|(i, _)| plan[&addrs[*i]] == Answer::Right)
+        .count();
+    for (k, (i, r)) in order.iter().enumerate() {
+        let a = addrs[*i];
+        if plan[&a] == Answer::Right {
+            assert_eq!((r.sent, r.received), (5, 5), "{a}: {r:?}");
+            assert!(
+                k < answering,
+                "{a} (answering) reported after a silent target"
+            );
+        } else {
+            assert_eq!(
+                (r.sent, r.received, r.loss_pct),
+                (5, 0, 100.0),
+                "{a}: {r:?}"
+            );
+            assert!(
+                k >= answering,
+                "silent {a} reported before an answering target"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn lab_refuses_addresses_it_did_not_create() -> anyhow::Result<()> {
     let lab = Lab::new()?.device("sw1").start()?;
