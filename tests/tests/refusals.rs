@@ -125,38 +125,23 @@ fn a_person_held_to_an_opd_must_name_a_real_one_at_enroll_validate_and_reload() 
     let mut c = Collector::init()?;
     c.write_inventory(&Inventory::new("10s").opd("dinkes").opd("dishub"))?;
     // enroll: an OPD not in the inventory, and a pemohon without an OPD.
-    let o = c.cmd(&[
-        "enroll",
-        "user",
-        "--dir",
-        &c.dir().to_string_lossy(),
-        "--name",
-        "opd",
-        "--role",
-        "pemohon",
-        "--opd",
-        "dinsos",
-        "--out",
-        &c.root().join("u-opd").to_string_lossy(),
-    ])?;
+    let (dir, out) = (c.dir(), c.root().join("u-opd"));
+    let (dir, out) = (dir.to_string_lossy(), out.to_string_lossy());
+    let enroll_pemohon = |opd: &[&str]| {
+        let mut args = vec![
+            "enroll", "user", "--dir", &dir, "--name", "opd", "--role", "pemohon", "--out", &out,
+        ];
+        args.extend_from_slice(opd);
+        c.cmd(&args)
+    };
+    let o = enroll_pemohon(&["--opd", "dinsos"])?;
     let said = text(&o);
     ensure!(!o.status.success(), "an unknown OPD was accepted: {said}");
     ensure!(
         said.contains("--opd \"dinsos\" is not an OPD of") && said.contains("dinkes, dishub"),
         "{said}"
     );
-    let o = c.cmd(&[
-        "enroll",
-        "user",
-        "--dir",
-        &c.dir().to_string_lossy(),
-        "--name",
-        "opd",
-        "--role",
-        "pemohon",
-        "--out",
-        &c.root().join("u-opd").to_string_lossy(),
-    ])?;
+    let o = enroll_pemohon(&[])?;
     let said = text(&o);
     ensure!(!o.status.success(), "a pemohon without an OPD: {said}");
     ensure!(said.contains("--opd is needed"), "{said}");
