@@ -157,18 +157,7 @@ impl Office {
         subject: &str,
         extra: &[&str],
     ) -> Result<String> {
-        let mut args = vec![
-            "ticket",
-            "new",
-            "--opd",
-            "dinkes",
-            "--letter-number",
-            number,
-            "--letter-date",
-            date,
-            "--subject",
-            subject,
-        ];
+        let mut args = letter_args(number, date, subject);
         args.extend_from_slice(extra);
         opened_ticket(&self.ok("hd", &args)?)
     }
@@ -187,6 +176,22 @@ pub fn letter_date() -> String {
         .map_or(now.date_naive(), |wib| now.with_timezone(&wib).date_naive())
         .format("%Y-%m-%d")
         .to_string()
+}
+
+/// `siaga ticket new` for a letter of the office's OPD.
+pub fn letter_args<'a>(number: &'a str, date: &'a str, subject: &'a str) -> Vec<&'a str> {
+    vec![
+        "ticket",
+        "new",
+        "--opd",
+        OFFICE_OPD,
+        "--letter-number",
+        number,
+        "--letter-date",
+        date,
+        "--subject",
+        subject,
+    ]
 }
 
 /// The ticket number in what `siaga ticket new` printed ("opened ID: …").

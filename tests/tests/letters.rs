@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use siaga_tests::harness::{Collector, Inventory, runtime};
-use siaga_tests::office::{OFFICE_USERS, Office};
+use siaga_tests::office::{OFFICE_USERS, Office, letter_args};
 
 /// An office whose inventory has a device of dinkes and one of bappeda.
 fn office() -> Result<Office> {
@@ -30,21 +30,6 @@ fn day(days: i64) -> Result<String> {
     )
 }
 
-fn new_letter<'a>(number: &'a str, date: &'a str, subject: &'a str) -> Vec<&'a str> {
-    vec![
-        "ticket",
-        "new",
-        "--opd",
-        "dinkes",
-        "--letter-number",
-        number,
-        "--letter-date",
-        date,
-        "--subject",
-        subject,
-    ]
-}
-
 fn letter_tickets(o: &Office, who: &str) -> Result<Vec<Value>> {
     let all = o.json(who, &["tickets", "--json"])?;
     Ok(all
@@ -60,14 +45,17 @@ fn letter_tickets(o: &Office, who: &str) -> Result<Vec<Value>> {
 fn a_letter_dated_in_the_future_or_in_1900_is_refused() -> Result<()> {
     let o = office()?;
     let future = day(3)?;
-    let err = o.refused("hd", &new_letter("005/1/DINKES", &future, "Internet putus"))?;
+    let err = o.refused(
+        "hd",
+        &letter_args("005/1/DINKES", &future, "Internet putus"),
+    )?;
     ensure!(
         err.contains(&format!("letter_date: {future} is in the future")),
         "{err}"
     );
     let err = o.refused(
         "hd",
-        &new_letter("005/1/DINKES", "1900-01-01", "Internet putus"),
+        &letter_args("005/1/DINKES", "1900-01-01", "Internet putus"),
     )?;
     ensure!(
         err.contains("letter_date: 1900-01-01 is more than 365 days ago")
@@ -78,11 +66,11 @@ fn a_letter_dated_in_the_future_or_in_1900_is_refused() -> Result<()> {
     // Today and tomorrow (a clock a little ahead) are fine.
     o.ok(
         "hd",
-        &new_letter("005/2/DINKES", &day(1)?, "Internet putus"),
+        &letter_args("005/2/DINKES", &day(1)?, "Internet putus"),
     )?;
     o.ok(
         "hd",
-        &new_letter("005/3/DINKES", &day(-300)?, "Internet putus"),
+        &letter_args("005/3/DINKES", &day(-300)?, "Internet putus"),
     )?;
     Ok(())
 }
@@ -93,13 +81,13 @@ fn the_same_letter_filed_twice_is_the_same_ticket() -> Result<()> {
     let today = day(0)?;
     let first = o.ok(
         "hd",
-        &new_letter("005/7/DINKES/XII", &today, "Internet putus"),
+        &letter_args("005/7/DINKES/XII", &today, "Internet putus"),
     )?;
     let id = siaga_tests::office::opened_ticket(&first)?;
     // Again, by another desk, with the number typed in other case.
     let again = o.ok(
         "root",
-        &new_letter("005/7/dinkes/xii", &today, "Internet putus (lagi)"),
+        &letter_args("005/7/dinkes/xii", &today, "Internet putus (lagi)"),
     )?;
     ensure!(
         again.starts_with(&format!("already filed as ticket {id}")),
@@ -111,7 +99,7 @@ fn the_same_letter_filed_twice_is_the_same_ticket() -> Result<()> {
         "{letters:#?}"
     );
     // The same number from another OPD is another letter.
-    let mut other = new_letter("005/7/DINKES/XII", &today, "Printer");
+    let mut other = letter_args("005/7/DINKES/XII", &today, "Printer");
     other[3] = "bappeda";
     let out = o.ok("hd", &other)?;
     ensure!(out.starts_with("opened "), "{out}");
@@ -124,7 +112,7 @@ fn a_device_or_link_of_another_opd_or_not_in_the_inventory_is_refused() -> Resul
     let o = office()?;
     let today = day(0)?;
     let with = |extra: &[&'static str]| {
-        let mut a = new_letter("005/9/DINKES", &today, "Switch mati");
+        let mut a = letter_args("005/9/DINKES", &today, "Switch mati");
         a.extend_from_slice(extra);
         o.refused("hd", &a)
     };
@@ -144,7 +132,7 @@ fn a_device_or_link_of_another_opd_or_not_in_the_inventory_is_refused() -> Resul
         "{err}"
     );
     ensure!(letter_tickets(&o, "hd")?.is_empty(), "nothing was opened");
-    let mut ok = new_letter("005/9/DINKES", &today, "Switch mati");
+    let mut ok = letter_args("005/9/DINKES", &today, "Switch mati");
     ok.extend_from_slice(&["--device", "dinkes-rtr"]);
     o.ok("hd", &ok)?;
     Ok(())
@@ -155,20 +143,21 @@ fn text_over_its_limit_is_refused_and_the_queue_still_lists() -> Result<()> {
     let o = office()?;
     let today = day(0)?;
     let subject = "x".repeat(201);
-    let err = o.refused("hd", &new_letter("005/11/DINKES", &today, &subject))?;
+    let err = o.refused("hd", &letter_args("005/11/DINKES", &today, &subject))?;
     ensure!(
         err.contains("subject: 201 characters; the limit is 200"),
         "{err}"
     );
     let number = "9".repeat(101);
-    let err = o.refused("hd", &new_letter(&number, &today, "Internet putus"))?;
+    let err = o.refused("hd", &letter_args(&number, &today, "Internet putus"))?;
     ensure!(
         err.contains("letter_number: 101 characters; the limit is 100"),
         "{err}"
     );
-    let id = siaga_tests::office::opened_ticket(
-        &o.ok("hd", &new_letter("005/12/DINKES", &today, "Internet putus"))?,
-    )?;
+    let id = siaga_tests::office::opened_ticket(&o.ok(
+        "hd",
+        &letter_args("005/12/DINKES", &today, "Internet putus"),
+    )?)?;
     let note = "n".repeat(2001);
     let err = o.refused("opd", &["ticket", "dispose", &id, "--note", &note])?;
     ensure!(
