@@ -472,6 +472,7 @@ impl Session {
             return Box::pin(async move { (batch_id, refused, Ok(BatchOutcome::default())) });
         }
         // The health engine sees what is durable, after the commit.
+        let samples: Arc<[v1::Sample]> = samples.into();
         let for_health = self
             .hub
             .health

@@ -120,8 +120,9 @@ pub struct IngestBatch {
     pub agent: String,
     /// When the collector received the batch, µs since the epoch.
     pub received_us: i64,
-    /// Samples (already checked against the agent's OPD).
-    pub samples: Vec<v1::Sample>,
+    /// Samples (already checked against the agent's OPD), shared with
+    /// the health engine.
+    pub samples: Arc<[v1::Sample]>,
 }
 
 /// What happened to one batch.
@@ -316,27 +317,30 @@ impl RedbStore {
             let mut buf = Vec::with_capacity(256);
             for b in batches {
                 let mut out = BatchOutcome::default();
-                for s in &b.samples {
+                for s in b.samples.iter() {
                     buf.clear();
-                    // Device, time and sequence live in the key.
-                    let body = v1::Sample {
-                        seq: 0,
-                        ts_us: 0,
-                        device: String::new(),
-                        kind: s.kind.clone(),
-                    };
-                    body.encode(&mut buf).map_err(|e| StoreError::Decode {
-                        what: "sample",
-                        message: e.to_string(),
-                    })?;
+                    // Device, time and sequence live in the key: the body
+                    // is the sample without them, which is its kind alone
+                    // (fields at their default are not encoded).
+                    if let Some(kind) = &s.kind {
+                        kind.encode(&mut buf);
+                    }
                     let key = (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq);
-                    // A resend is idempotent: the body first stored and the
-                    // time it first arrived stay (an insert would replace both).
-                    if samples.get(key)?.is_some() {
+                    // One descent of the tree per sample: insert, and in
+                    // the rare case that the key was there (a resend) put
+                    // back what was first stored. A resend is idempotent:
+                    // the body first stored and the time it first arrived stay.
+                    let first = samples
+                        .insert(key, (Some(b.received_us), buf.as_slice()))?
+                        .map(|old| {
+                            let (received, body) = old.value();
+                            (received, body.to_vec())
+                        });
+                    if let Some((received, body)) = first {
+                        samples.insert(key, (received, body.as_slice()))?;
                         out.duplicates += 1;
                         continue;
                     }
-                    samples.insert(key, (Some(b.received_us), buf.as_slice()))?;
                     out.stored += 1;
                     let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
                     if s.ts_us >= e.ts_us {
@@ -645,7 +649,7 @@ mod tests {
         IngestBatch {
             agent: agent.into(),
             received_us: 1_000_000,
-            samples,
+            samples: samples.into(),
         }
     }
 
@@ -707,7 +711,7 @@ mod tests {
         let resent = IngestBatch {
             agent: "a1".into(),
             received_us: 9_000_000,
-            samples: vec![icmp(1, 10, "d", 75.0)],
+            samples: vec![icmp(1, 10, "d", 75.0)].into(),
         };
         let o = s.commit(&[resent], &[]).unwrap();
         assert_eq!(
