@@ -67,11 +67,7 @@ fn batches(groups: usize) -> Vec<Vec<IngestBatch>> {
                     sample(seq[a], now + i as i64, &dev)
                 })
                 .collect();
-            group.push(IngestBatch {
-                agent: format!("opd{a}-agent"),
-                received_us: now,
-                samples,
-            });
+            group.push(IngestBatch::new(format!("opd{a}-agent"), now, samples));
         }
         out.push(group);
     }

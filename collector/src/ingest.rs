@@ -481,11 +481,7 @@ impl Session {
         let queued = self
             .hub
             .writer
-            .store(IngestBatch {
-                agent: self.id.clone(),
-                received_us,
-                samples,
-            })
+            .store(IngestBatch::new(self.id.clone(), received_us, samples))
             .await;
         Box::pin(async move {
             let outcome = match queued {
