@@ -6,7 +6,7 @@
 //! `unreachable` when an ancestor in the `parent` chain is down, `unknown`
 //! while the OPD's agent is silent.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -657,13 +657,14 @@ pub struct Tracker {
     children: BTreeMap<String, Vec<String>>,
     /// [`Topology::ancestors`] of every device that has a parent, as
     /// subjects: looked up for every reading.
-    ancestry: BTreeMap<String, Vec<Subject>>,
-    machines: BTreeMap<Subject, StateMachine>,
-    snmp: BTreeMap<String, Finding>,
+    ancestry: HashMap<String, Vec<Subject>>,
+    /// Looked up several times for every sample, never walked in order.
+    machines: HashMap<Subject, StateMachine>,
+    snmp: HashMap<String, Finding>,
     /// ifIndex -> link name, learned from polls, for traps that carry only the index.
     learned: BTreeMap<(String, u32), String>,
     agents: BTreeMap<String, AgentWatch>,
-    shown: BTreeMap<Subject, Health>,
+    shown: HashMap<Subject, Health>,
     /// Links a linkDown trap made down, waiting for a poll to confirm it
     /// (or a linkUp trap): the trap's time.
     trap_down: BTreeMap<Subject, TsUs>,
