@@ -19,10 +19,6 @@ fn fixture_of(schema: u64) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/store-v{schema}"))
 }
 
-fn fixture() -> PathBuf {
-    fixture_of(1)
-}
-
 /// A copy of a fixture's data directory (opening migrates it in place).
 fn data_dir_of(schema: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -200,12 +196,12 @@ fn schema_2_samples_and_their_receive_times_are_all_there_after_the_migration() 
     let want = expect["agents"].as_array().unwrap();
     assert_eq!(agents.len(), want.len());
     assert_eq!(agents[0].id, want[0]["id"].as_str().unwrap());
+    drop(store);
     assert_eq!(
         file_version(&dir.path().join("collector.redb")),
         Some(SAMPLES_FILE.version)
     );
-    drop(store);
-    // Opening again changes nothing; a sample sent again is still known.
+    // Opening again changes nothing.
     let store = RedbStore::open(dir.path()).unwrap();
     let again: usize = history
         .keys()

@@ -1769,6 +1769,37 @@ pub(crate) mod tests {
         r[0].1.level()
     }
 
+    /// The evidence of a reading is written as it always was, though it is
+    /// made only when written; read back, it is written the same again.
+    #[test]
+    fn a_readings_sample_is_written_as_the_same_json_and_reads_back() {
+        let s = icmp("dinkes-sw1", 7 * SEC, 40.0);
+        let r = RawSample::sample(&s);
+        let want = serde_json::json!({
+            "ts_us": 7 * SEC, "seq": 7 * SEC, "device": "dinkes-sw1",
+            "icmp": {"sent": 10, "received": 6, "loss_pct": 40.0,
+                     "rtt_avg_us": 2_000, "jitter_us": 100},
+        });
+        assert_eq!(serde_json::to_value(&r).unwrap(), want);
+        let back: RawSample = serde_json::from_value(want.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), want);
+        assert_eq!(back, r);
+        let link = iface("dinkes-rtr", 3 * SEC, 2);
+        let Some(Kind::Snmp(sn)) = &link.kind else {
+            unreachable!()
+        };
+        let r = RawSample::interface(&link, &sn.interfaces[0]);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "ts_us": 3 * SEC, "seq": 3 * SEC, "device": "dinkes-rtr",
+                "interface": {"if_index": 2, "if_name": "eth0", "link": "",
+                    "admin_status": 1, "oper_status": 2, "util_in_pct": null,
+                    "util_out_pct": null, "errors_per_s": null},
+            })
+        );
+    }
+
     #[test]
     fn snmp_timeout_degrades_a_device_that_still_answers_ping() {
         let mut t = tracker();
