@@ -179,10 +179,7 @@ trait Tables {
 /// Every table of `collector.redb` (see `store.rs`).
 fn samples_tables(v: &mut impl Tables) -> Result<(), StoreError> {
     v.table(schema::META)?;
-    v.table(TableDefinition::<
-        (&str, i64, &str, u64),
-        (Option<i64>, &[u8]),
-    >::new("samples"))?;
+    v.table(crate::store::SAMPLES)?;
     v.table(TableDefinition::<(&str, &str), &[u8]>::new("latest"))?;
     v.table(TableDefinition::<&str, &[u8]>::new("agents"))
 }
@@ -833,11 +830,7 @@ mod tests {
         let store = RedbStore::open(dir).unwrap();
         store
             .commit(
-                &[IngestBatch {
-                    agent: "a".into(),
-                    received_us: 5,
-                    samples: (1..=10).map(sample).collect(),
-                }],
+                &[IngestBatch::new("a", 5, (1..=10).map(sample).collect())],
                 &[],
             )
             .unwrap();

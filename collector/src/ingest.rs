@@ -8,6 +8,7 @@
 //! writer's transaction is durable. Acks leave in batch order; a few batches
 //! may be in flight per stream so that commits of many agents group.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::peer;
 use crate::hub::Hub;
+use crate::inventory::Inventory;
 use crate::metrics::AgentLabel;
 use crate::pki::Identity;
 use crate::store::{BatchOutcome, IngestBatch};
@@ -167,6 +169,7 @@ impl Uplink for UplinkService {
             tx,
             sent_inventory: inventory,
             serial: peer.serial.clone(),
+            own_devices: None,
         };
         tokio::spawn(session.run(inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -182,6 +185,9 @@ struct Session {
     sent_inventory: v1::Inventory,
     /// Its certificate's serial: the stream ends when it is revoked.
     serial: String,
+    /// The devices of its OPD in the inventory they were taken from:
+    /// every sample is checked against them.
+    own_devices: Option<(Arc<Inventory>, HashSet<String>)>,
 }
 
 impl Session {
@@ -364,6 +370,16 @@ impl Session {
         let n = batch.samples.len();
         self.hub.metrics.samples_received.inc_by(n as u64);
         let inventory = self.hub.inventory();
+        if !matches!(&self.own_devices, Some((of, _)) if Arc::ptr_eq(of, &inventory)) {
+            let own = inventory
+                .devices
+                .iter()
+                .filter(|(_, d)| d.opd == self.opd)
+                .map(|(id, _)| id.clone())
+                .collect();
+            self.own_devices = Some((inventory.clone(), own));
+        }
+        let own = self.own_devices.as_ref().map(|(_, own)| own);
         let mut refused_devices: Vec<String> = Vec::new();
         let mut refused = 0u32;
         let mut future = 0u32;
@@ -377,10 +393,7 @@ impl Session {
             .samples
             .into_iter()
             .filter(|s| {
-                let ok = inventory
-                    .devices
-                    .get(&s.device)
-                    .is_some_and(|d| d.opd == self.opd);
+                let ok = own.is_some_and(|own| own.contains(&s.device));
                 if !ok {
                     refused += 1;
                     if !refused_devices.contains(&s.device) && refused_devices.len() < 16 {
@@ -472,6 +485,7 @@ impl Session {
             return Box::pin(async move { (batch_id, refused, Ok(BatchOutcome::default())) });
         }
         // The health engine sees what is durable, after the commit.
+        let samples: Arc<[v1::Sample]> = samples.into();
         let for_health = self
             .hub
             .health
@@ -480,11 +494,7 @@ impl Session {
         let queued = self
             .hub
             .writer
-            .store(IngestBatch {
-                agent: self.id.clone(),
-                received_us,
-                samples,
-            })
+            .store(IngestBatch::new(self.id.clone(), received_us, samples))
             .await;
         Box::pin(async move {
             let outcome = match queued {

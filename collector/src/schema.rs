@@ -35,10 +35,11 @@ pub struct StoreFile {
 }
 
 /// Samples, newest readings and agents. Version 2 added each sample's
-/// receive time at the collector.
+/// receive time at the collector; version 3 writes a sample's key and
+/// value as bytes that order as before (see `store.rs`).
 pub const SAMPLES_FILE: StoreFile = StoreFile {
     name: "collector.redb",
-    version: 2,
+    version: 3,
 };
 
 /// Tickets, their SOP state and trail, health records, events, maintenance

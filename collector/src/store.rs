@@ -5,7 +5,11 @@
 //! data directory, fsync on every commit).
 //!
 //! Samples are keyed `(device, ts, agent, seq)`, so one device's history in
-//! time order is a single range scan. The same key drops duplicates: an agent
+//! time order is a single range scan. Since schema 3 the key and the value
+//! are bytes ([`SampleRow`]) that order as that tuple: redb compares them
+//! with one `memcmp` instead of decoding four fields at each step of a
+//! descent, and the batch encodes them before it reaches the writer thread,
+//! which only inserts. The same key drops duplicates: an agent
 //! replays what it has not seen acknowledged, a replayed sample carries the
 //! same sequence number (never reused by the agent) and therefore the same
 //! key, and the insert reports it as already there. One B-tree insert per
@@ -35,19 +39,196 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::StoreError;
 use crate::schema::{self, SAMPLES_FILE};
 
-/// The key of a sample: `(device, ts_us, agent, seq)`.
+/// The key of a sample up to schema 2: `(device, ts_us, agent, seq)`.
 type SampleKey = (&'static str, i64, &'static str, u64);
 
 /// `(device, ts_us, agent, seq)` → (receive time at the collector, µs, `None`
 /// for samples stored before schema 2; encoded [`v1::Sample`] without the
-/// fields the key holds).
-const SAMPLES: TableDefinition<SampleKey, (Option<i64>, &[u8])> = TableDefinition::new("samples");
+/// fields the key holds), both as bytes: see [`SampleRow`].
+pub(crate) const SAMPLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("samples");
+/// Schema 2 of the same table, with redb's tuple types. Read only by the
+/// migration.
+const SAMPLES_V2: TableDefinition<SampleKey, (Option<i64>, &[u8])> =
+    TableDefinition::new("samples");
 /// Schema 1 of the same table: no receive time. Read only by the migration.
 const SAMPLES_V1: TableDefinition<SampleKey, &[u8]> = TableDefinition::new("samples");
 /// Where the migration to schema 2 puts the samples before the table takes
 /// the name `samples` again.
 const SAMPLES_MIGRATING: TableDefinition<SampleKey, (Option<i64>, &[u8])> =
     TableDefinition::new("samples_migrating_to_2");
+/// The same for the migration to schema 3.
+const SAMPLES_MIGRATING_3: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("samples_migrating_to_3");
+
+/// The byte encoding of a sample's key and value in [`SAMPLES`].
+///
+/// Key: the device, `00 01`, the time as 8 big-endian bytes with the sign
+/// bit flipped, the agent, `00 01`, the sequence number as 8 big-endian
+/// bytes. A `00` inside an id is written `00 FF`. Byte order is then the
+/// order of `(device, ts_us, agent, seq)`: a string ends below any longer
+/// one that shares its start, times and numbers compare as numbers.
+///
+/// Value: `00` (receive time unknown: stored before schema 2) or `01` and
+/// the receive time as 8 little-endian bytes; then the encoded
+/// [`v1::Sample`] without the fields the key holds.
+pub(crate) struct SampleRow;
+
+impl SampleRow {
+    fn push_id(out: &mut Vec<u8>, id: &str) {
+        for part in id.as_bytes().split(|b| *b == 0).enumerate() {
+            if part.0 > 0 {
+                out.extend_from_slice(&[0, 0xFF]);
+            }
+            out.extend_from_slice(part.1);
+        }
+        out.extend_from_slice(&[0, 1]);
+    }
+
+    fn ts_bytes(ts_us: i64) -> [u8; 8] {
+        ((ts_us as u64) ^ (1 << 63)).to_be_bytes()
+    }
+
+    /// The start of every key of `device`.
+    pub(crate) fn device_prefix(device: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(device.len() + 2);
+        Self::push_id(&mut out, device);
+        out
+    }
+
+    /// The smallest key of `device` at time `ts_us`.
+    pub(crate) fn device_at(device: &str, ts_us: i64) -> Vec<u8> {
+        let mut out = Self::device_prefix(device);
+        out.extend_from_slice(&Self::ts_bytes(ts_us));
+        out
+    }
+
+    /// Appends the key of a sample to `out`.
+    pub(crate) fn push_key(out: &mut Vec<u8>, device: &str, ts_us: i64, agent: &str, seq: u64) {
+        Self::push_id(out, device);
+        out.extend_from_slice(&Self::ts_bytes(ts_us));
+        Self::push_id(out, agent);
+        out.extend_from_slice(&seq.to_be_bytes());
+    }
+
+    /// Appends the value of a sample to `out`: its receive time and `body`.
+    pub(crate) fn push_value(out: &mut Vec<u8>, received_us: Option<i64>, body: &[u8]) {
+        match received_us {
+            Some(t) => {
+                out.push(1);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(body);
+    }
+
+    fn bad(message: &str) -> StoreError {
+        StoreError::Decode {
+            what: "sample key",
+            message: message.into(),
+        }
+    }
+
+    /// Reads an id up to its `00 01`; returns it and the rest.
+    fn id(bytes: &[u8]) -> Result<(String, &[u8]), StoreError> {
+        let mut raw = Vec::new();
+        let mut i = 0;
+        loop {
+            let Some(&b) = bytes.get(i) else {
+                return Err(Self::bad("an id without its end"));
+            };
+            if b == 0 {
+                match bytes.get(i + 1) {
+                    Some(1) => break,
+                    Some(0xFF) => {
+                        raw.push(0);
+                        i += 2;
+                        continue;
+                    }
+                    _ => return Err(Self::bad("a bad escape in an id")),
+                }
+            }
+            raw.push(b);
+            i += 1;
+        }
+        let id = String::from_utf8(raw).map_err(|_| Self::bad("an id that is not UTF-8"))?;
+        Ok((id, &bytes[i + 2..]))
+    }
+
+    fn u64_at(bytes: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+        let (head, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| Self::bad("too short"))?;
+        Ok((u64::from_be_bytes(*head), rest))
+    }
+
+    /// `(device, ts_us, agent, seq)` of a key.
+    pub(crate) fn key(bytes: &[u8]) -> Result<(String, i64, String, u64), StoreError> {
+        let (device, rest) = Self::id(bytes)?;
+        let (ts, rest) = Self::u64_at(rest)?;
+        let (agent, rest) = Self::id(rest)?;
+        let (seq, rest) = Self::u64_at(rest)?;
+        if !rest.is_empty() {
+            return Err(Self::bad("bytes after the sequence number"));
+        }
+        Ok((device, (ts ^ (1 << 63)) as i64, agent, seq))
+    }
+
+    /// The receive time and the body of a value.
+    pub(crate) fn value(bytes: &[u8]) -> Result<(Option<i64>, &[u8]), StoreError> {
+        match bytes.split_first() {
+            Some((0, body)) => Ok((None, body)),
+            Some((1, rest)) => {
+                let (t, body) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| Self::bad("a receive time cut short"))?;
+                Ok((Some(i64::from_le_bytes(*t)), body))
+            }
+            _ => Err(Self::bad("a value of an unknown form")),
+        }
+    }
+}
+
+/// The rows of one batch, encoded as [`SAMPLES`] holds them.
+#[derive(Debug, Clone, Default)]
+struct Rows {
+    bytes: Vec<u8>,
+    /// Per sample: where its key ends and where its value ends in `bytes`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Rows {
+    fn encode(agent: &str, received_us: i64, samples: &[v1::Sample]) -> Self {
+        let mut rows = Rows {
+            bytes: Vec::with_capacity(samples.len() * 96),
+            ends: Vec::with_capacity(samples.len()),
+        };
+        for s in samples {
+            SampleRow::push_key(&mut rows.bytes, &s.device, s.ts_us, agent, s.seq);
+            let key_end = rows.bytes.len();
+            rows.bytes.push(1);
+            rows.bytes.extend_from_slice(&received_us.to_le_bytes());
+            // Device, time and sequence live in the key: the body is the
+            // sample without them, which is its kind alone (fields at
+            // their default are not encoded).
+            if let Some(kind) = &s.kind {
+                kind.encode(&mut rows.bytes);
+            }
+            rows.ends.push((key_end, rows.bytes.len()));
+        }
+        rows
+    }
+
+    /// (key, value) of each sample, in order.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(k, v)| {
+            let row = (&self.bytes[start..k], &self.bytes[k..v]);
+            start = v;
+            row
+        })
+    }
+}
 /// Samples moved per transaction by the migration: a crash in between
 /// loses nothing (each transaction moves them atomically) and the next
 /// start carries on.
@@ -120,8 +301,26 @@ pub struct IngestBatch {
     pub agent: String,
     /// When the collector received the batch, µs since the epoch.
     pub received_us: i64,
-    /// Samples (already checked against the agent's OPD).
-    pub samples: Vec<v1::Sample>,
+    /// Samples (already checked against the agent's OPD), shared with
+    /// the health engine.
+    pub samples: Arc<[v1::Sample]>,
+    /// The samples as the embedded store writes them, encoded where the
+    /// batch is made (on the session's task), not on the writer thread.
+    rows: Rows,
+}
+
+impl IngestBatch {
+    /// A batch of `agent`'s samples received at `received_us`.
+    pub fn new(agent: impl Into<String>, received_us: i64, samples: Arc<[v1::Sample]>) -> Self {
+        let agent = agent.into();
+        let rows = Rows::encode(&agent, received_us, &samples);
+        Self {
+            agent,
+            received_us,
+            samples,
+            rows,
+        }
+    }
 }
 
 /// What happened to one batch.
@@ -214,6 +413,7 @@ fn decode(bytes: &[u8]) -> Result<v1::Sample, StoreError> {
 fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
     match from {
         1 => migrate_1_to_2(db, MIGRATE_CHUNK),
+        2 => migrate_2_to_3(db, MIGRATE_CHUNK),
         _ => schema::no_step(db, from),
     }
 }
@@ -253,8 +453,54 @@ fn migrate_1_to_2_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), Stor
     };
     if done {
         tx.delete_table(SAMPLES_V1)?;
-        tx.rename_table(SAMPLES_MIGRATING, SAMPLES)?;
+        tx.rename_table(SAMPLES_MIGRATING, SAMPLES_V2)?;
         schema::stamp(&tx, 2)?;
+    }
+    tx.commit()?;
+    Ok((n, done))
+}
+
+/// Schema 2 → 3: the same rows, key and value as bytes ([`SampleRow`]),
+/// `chunk` samples per transaction.
+fn migrate_2_to_3(db: &Database, chunk: usize) -> Result<(), StoreError> {
+    let mut moved = 0u64;
+    loop {
+        let (n, done) = migrate_2_to_3_chunk(db, chunk)?;
+        moved += n;
+        tracing::info!(moved, done, "samples moved to schema 3");
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// As [`migrate_1_to_2_chunk`], to schema 3.
+fn migrate_2_to_3_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), StoreError> {
+    let tx = db.begin_write()?;
+    let (n, done) = {
+        let mut old = tx.open_table(SAMPLES_V2)?;
+        let mut new = tx.open_table(SAMPLES_MIGRATING_3)?;
+        let mut n = 0u64;
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        while n < chunk as u64 {
+            let Some((k, v)) = old.pop_first()? else {
+                break;
+            };
+            let (device, ts_us, agent, seq) = k.value();
+            let (received_us, body) = v.value();
+            key.clear();
+            value.clear();
+            SampleRow::push_key(&mut key, device, ts_us, agent, seq);
+            SampleRow::push_value(&mut value, received_us, body);
+            new.insert(key.as_slice(), value.as_slice())?;
+            n += 1;
+        }
+        (n, old.is_empty()?)
+    };
+    if done {
+        tx.delete_table(SAMPLES_V2)?;
+        tx.rename_table(SAMPLES_MIGRATING_3, SAMPLES)?;
+        schema::stamp(&tx, 3)?;
     }
     tx.commit()?;
     Ok((n, done))
@@ -313,30 +559,19 @@ impl RedbStore {
             let mut latest = tx.open_table(LATEST)?;
             // Newest sample per (device, kind) in this transaction.
             let mut newest: HashMap<(&str, &'static str), &v1::Sample> = HashMap::new();
-            let mut buf = Vec::with_capacity(256);
             for b in batches {
                 let mut out = BatchOutcome::default();
-                for s in &b.samples {
-                    buf.clear();
-                    // Device, time and sequence live in the key.
-                    let body = v1::Sample {
-                        seq: 0,
-                        ts_us: 0,
-                        device: String::new(),
-                        kind: s.kind.clone(),
-                    };
-                    body.encode(&mut buf).map_err(|e| StoreError::Decode {
-                        what: "sample",
-                        message: e.to_string(),
-                    })?;
-                    let key = (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq);
-                    // A resend is idempotent: the body first stored and the
-                    // time it first arrived stay (an insert would replace both).
-                    if samples.get(key)?.is_some() {
+                for (s, (key, value)) in b.samples.iter().zip(b.rows.iter()) {
+                    // One descent of the tree per sample: insert, and in
+                    // the rare case that the key was there (a resend) put
+                    // back what was first stored. A resend is idempotent:
+                    // the body first stored and the time it first arrived stay.
+                    let first = samples.insert(key, value)?.map(|old| old.value().to_vec());
+                    if let Some(first) = first {
+                        samples.insert(key, first.as_slice())?;
                         out.duplicates += 1;
                         continue;
                     }
-                    samples.insert(key, (Some(b.received_us), buf.as_slice()))?;
                     out.stored += 1;
                     let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
                     if s.ts_us >= e.ts_us {
@@ -418,18 +653,21 @@ impl Store for RedbStore {
         let tx = self.database()?.begin_read()?;
         let table = tx.open_table(SAMPLES)?;
         let mut out = Vec::new();
-        for row in table
-            .range((device, since_us, "", 0u64)..=(device, i64::MAX, "\u{10FFFF}", u64::MAX))?
-        {
+        let prefix = SampleRow::device_prefix(device);
+        let from = SampleRow::device_at(device, since_us);
+        for row in table.range(from.as_slice()..)? {
             let (k, v) = row?;
-            let (device, ts_us, agent, seq) = k.value();
-            let (received_us, body) = v.value();
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            let (device, ts_us, agent, seq) = SampleRow::key(k.value())?;
+            let (received_us, body) = SampleRow::value(v.value())?;
             let mut sample = decode(body)?;
-            sample.device = device.to_string();
+            sample.device = device;
             sample.ts_us = ts_us;
             sample.seq = seq;
             out.push(StoredSample {
-                agent: agent.to_string(),
+                agent,
                 received_us,
                 sample,
             });
@@ -496,8 +734,9 @@ impl Store for RedbStore {
             };
             let mut samples = tx.open_table(SAMPLES)?;
             for dev in &devices {
-                let d = dev.as_str();
-                samples.retain_in((d, i64::MIN, "", 0u64)..(d, before_us, "", 0u64), |_, _| {
+                let from = SampleRow::device_prefix(dev);
+                let to = SampleRow::device_at(dev, before_us);
+                samples.retain_in(from.as_slice()..to.as_slice(), |_, _| {
                     removed += 1;
                     false
                 })?;
@@ -642,11 +881,7 @@ mod tests {
     }
 
     fn batch(agent: &str, samples: Vec<v1::Sample>) -> IngestBatch {
-        IngestBatch {
-            agent: agent.into(),
-            received_us: 1_000_000,
-            samples,
-        }
+        IngestBatch::new(agent, 1_000_000, samples.into())
     }
 
     #[test]
@@ -704,11 +939,7 @@ mod tests {
         s.commit(&[batch("a1", vec![icmp(1, 10, "d", 0.0)])], &[])
             .unwrap();
         // The same (agent, seq) again, later and with another body.
-        let resent = IngestBatch {
-            agent: "a1".into(),
-            received_us: 9_000_000,
-            samples: vec![icmp(1, 10, "d", 75.0)],
-        };
+        let resent = IngestBatch::new("a1", 9_000_000, vec![icmp(1, 10, "d", 75.0)].into());
         let o = s.commit(&[resent], &[]).unwrap();
         assert_eq!(
             o,
@@ -859,7 +1090,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         schema_1_store(dir.path(), 7);
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(2));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
         let x = s.history("x", 0, 100).unwrap();
         assert_eq!(
             x.iter()
@@ -899,7 +1130,7 @@ mod tests {
             assert_eq!(schema::version(&db).unwrap(), Some(1));
         }
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(2));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
         let seqs: Vec<u64> = ["x", "y"]
             .iter()
             .flat_map(|d| s.history(d, 0, 100).unwrap())
@@ -915,16 +1146,191 @@ mod tests {
             let s = RedbStore::open(dir.path()).unwrap();
             let db = s.database().unwrap();
             let tx = db.begin_write().unwrap();
-            schema::stamp(&tx, 3).unwrap();
+            schema::stamp(&tx, 4).unwrap();
             tx.commit().unwrap();
         }
         let err = RedbStore::open(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains(
-                "collector.redb: store schema version 3 is newer than this collector supports (2)"
+                "collector.redb: store schema version 4 is newer than this collector supports (3)"
             ),
             "{err}"
         );
+    }
+
+    /// Ids that share a start, contain the bytes the encoding uses, or
+    /// are empty; times and numbers at their ends.
+    fn awkward_keys() -> Vec<(String, i64, String, u64)> {
+        let ids = ["", "a", "a\0", "a\0b", "a\u{1}", "a\u{ff}", "ab", "b", "\0"];
+        let times = [i64::MIN, -1, 0, 1, 1_780_000_000_000_000, i64::MAX];
+        let seqs = [0, 1, u64::MAX];
+        let mut out = Vec::new();
+        for d in ids {
+            for t in times {
+                for a in ["", "a", "a\0", "ab"] {
+                    for q in seqs {
+                        out.push((d.to_string(), t, a.to_string(), q));
+                    }
+                }
+            }
+        }
+        out.push(("x".into(), 5, ids[3].into(), 2));
+        out
+    }
+
+    #[test]
+    fn sample_keys_as_bytes_order_as_the_tuple_and_read_back() {
+        let keys = awkward_keys();
+        let bytes: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|(d, t, a, q)| {
+                let mut b = Vec::new();
+                SampleRow::push_key(&mut b, d, *t, a, *q);
+                b
+            })
+            .collect();
+        for (k, b) in keys.iter().zip(&bytes) {
+            assert_eq!(&SampleRow::key(b).unwrap(), k);
+        }
+        for i in 0..keys.len() {
+            for j in 0..keys.len() {
+                assert_eq!(
+                    bytes[i].cmp(&bytes[j]),
+                    keys[i].cmp(&keys[j]),
+                    "{:?} vs {:?}",
+                    keys[i],
+                    keys[j]
+                );
+            }
+        }
+        let mut v = Vec::new();
+        SampleRow::push_value(&mut v, Some(-7), b"body");
+        assert_eq!(SampleRow::value(&v).unwrap(), (Some(-7), &b"body"[..]));
+        v.clear();
+        SampleRow::push_value(&mut v, None, b"");
+        assert_eq!(SampleRow::value(&v).unwrap(), (None, &b""[..]));
+    }
+
+    #[test]
+    fn the_stored_body_is_the_sample_without_the_key_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        let sample = icmp(3, 30, "d", 25.0);
+        s.commit(&[batch("a", vec![sample.clone()])], &[]).unwrap();
+        let db = s.database().unwrap();
+        let tx = db.begin_read().unwrap();
+        let t = tx.open_table(SAMPLES).unwrap();
+        let (k, v) = t.first().unwrap().unwrap();
+        assert_eq!(
+            SampleRow::key(k.value()).unwrap(),
+            ("d".to_string(), 30, "a".to_string(), 3)
+        );
+        let body = v1::Sample {
+            kind: sample.kind,
+            ..Default::default()
+        };
+        assert_eq!(
+            SampleRow::value(v.value()).unwrap(),
+            (Some(1_000_000), body.encode_to_vec().as_slice())
+        );
+    }
+
+    /// A `collector.redb` as schema 2 wrote it: tuple keys and values.
+    fn schema_2_store(dir: &Path, n: u64) {
+        let db = Database::create(dir.join("collector.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(SAMPLES_V2).unwrap();
+            for i in 0..n {
+                let body = v1::Sample {
+                    kind: icmp(0, 0, "", i as f64).kind,
+                    ..Default::default()
+                };
+                let dev = if i % 2 == 0 { "x" } else { "y" };
+                // Old samples may lack a receive time.
+                let received = (i % 3 != 0).then_some(5_000 + i as i64);
+                t.insert(
+                    (dev, i as i64 * 10, "a", i + 1),
+                    (received, body.encode_to_vec().as_slice()),
+                )
+                .unwrap();
+            }
+            tx.open_table(LATEST).unwrap();
+            tx.open_table(AGENTS).unwrap();
+            schema::stamp(&tx, 2).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn schema_2_samples_keep_everything_in_schema_3() {
+        let dir = tempfile::tempdir().unwrap();
+        schema_2_store(dir.path(), 9);
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
+        let x = s.history("x", 0, 100).unwrap();
+        assert_eq!(
+            x.iter()
+                .map(|h| (
+                    h.agent.as_str(),
+                    h.sample.seq,
+                    h.sample.ts_us,
+                    h.received_us
+                ))
+                .collect::<Vec<_>>(),
+            [
+                ("a", 1, 0, None),
+                ("a", 3, 20, Some(5_002)),
+                ("a", 5, 40, Some(5_004)),
+                ("a", 7, 60, None),
+                ("a", 9, 80, Some(5_008)),
+            ]
+        );
+        match &x[4].sample.kind {
+            Some(v1::sample::Kind::Icmp(i)) => assert_eq!(i.loss_pct, 8.0),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.history("y", 30, 100).unwrap().len(), 3);
+        // Dedup holds across the migration; new samples sort among the old.
+        let o = s
+            .commit(
+                &[batch(
+                    "a",
+                    vec![icmp(9, 80, "x", 0.0), icmp(10, 50, "x", 0.0)],
+                )],
+                &[],
+            )
+            .unwrap();
+        assert_eq!((o[0].stored, o[0].duplicates), (1, 1));
+        let ts: Vec<i64> = s
+            .history("x", 0, 100)
+            .unwrap()
+            .iter()
+            .map(|h| h.sample.ts_us)
+            .collect();
+        assert_eq!(ts, [0, 20, 40, 50, 60, 80]);
+        // Retention walks the devices with a newest reading: here "x".
+        assert_eq!(s.prune(45).unwrap(), 3);
+        assert_eq!(s.history("x", 0, 100).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_interrupted_migration_to_schema_3_carries_on_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        schema_2_store(dir.path(), 10);
+        {
+            let db = Database::create(dir.path().join("collector.redb")).unwrap();
+            assert_eq!(migrate_2_to_3_chunk(&db, 4).unwrap(), (4, false));
+            assert_eq!(schema::version(&db).unwrap(), Some(2));
+        }
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
+        let seqs: Vec<u64> = ["x", "y"]
+            .iter()
+            .flat_map(|d| s.history(d, 0, 100).unwrap())
+            .map(|h| h.sample.seq)
+            .collect();
+        assert_eq!(seqs, [1, 3, 5, 7, 9, 2, 4, 6, 8, 10]);
     }
 
     #[tokio::test]

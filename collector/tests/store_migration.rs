@@ -1,7 +1,7 @@
-//! A store written by schema 1 (the fixture in `tests/fixtures/store-v1`,
-//! see its README) opened by this collector: migrated on open, with every
-//! sample, agent, ticket, event and maintenance window the old collector
-//! reported in `expect.json`.
+//! Stores written by older schemas (the fixtures in `tests/fixtures/store-v1`
+//! and `store-v2`, see their READMEs) opened by this collector: migrated on
+//! open, with every sample, agent, ticket, event and maintenance window the
+//! old collector reported in `expect.json`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,21 +15,30 @@ use siaga_collector::sop::{Calendar, CalendarConfig};
 use siaga_collector::store::{RedbStore, Store};
 use siaga_collector::ticket::TicketStore;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1")
+fn fixture_of(schema: u64) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/store-v{schema}"))
 }
 
-/// A copy of the fixture's data directory (opening migrates it in place).
-fn data_dir() -> tempfile::TempDir {
+/// A copy of a fixture's data directory (opening migrates it in place).
+fn data_dir_of(schema: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for f in ["collector.redb", "tickets.redb"] {
-        std::fs::copy(fixture().join(f), dir.path().join(f)).unwrap();
+        std::fs::copy(fixture_of(schema).join(f), dir.path().join(f)).unwrap();
     }
     dir
 }
 
+fn data_dir() -> tempfile::TempDir {
+    data_dir_of(1)
+}
+
+fn expect_of(schema: u64) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture_of(schema).join("expect.json")).unwrap())
+        .unwrap()
+}
+
 fn expect() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture().join("expect.json")).unwrap()).unwrap()
+    expect_of(1)
 }
 
 fn file_version(path: &Path) -> Option<u64> {
@@ -144,4 +153,59 @@ fn schema_1_tickets_events_and_windows_are_all_there() {
     assert_eq!(verified.len(), 2);
     assert!(verified.iter().all(|(_, r)| r.is_ok()), "{verified:?}");
     assert_eq!(schema::version(&db).unwrap(), Some(TICKETS_FILE.version));
+}
+
+#[test]
+fn the_v2_fixture_is_schema_2() {
+    let dir = data_dir_of(2);
+    assert_eq!(
+        file_version(&dir.path().join("collector.redb")),
+        Some(2),
+        "collector.redb"
+    );
+}
+
+/// Schema 2 → 3 rewrites every sample's key and value: each one is still
+/// there with every field the old collector showed (agent, sequence number,
+/// time, the measurement, the receive time).
+#[test]
+fn schema_2_samples_and_their_receive_times_are_all_there_after_the_migration() {
+    let dir = data_dir_of(2);
+    let expect = expect_of(2);
+    let store = RedbStore::open(dir.path()).unwrap();
+    let history = expect["history"].as_object().unwrap();
+    assert_eq!(history.len(), 3);
+    let mut n = 0;
+    for (device, rows) in history {
+        let rows = rows.as_array().unwrap();
+        assert!(!rows.is_empty(), "{device}");
+        let got: Vec<Value> = store
+            .history(device, 0, 100_000)
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let j = siaga_collector::admin::sample_json(s);
+                assert!(j["received_at"].is_string(), "{device}: {j}");
+                j
+            })
+            .collect();
+        assert_eq!(&got, rows, "{device}");
+        n += got.len();
+    }
+    let agents = store.agents().unwrap();
+    let want = expect["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), want.len());
+    assert_eq!(agents[0].id, want[0]["id"].as_str().unwrap());
+    drop(store);
+    assert_eq!(
+        file_version(&dir.path().join("collector.redb")),
+        Some(SAMPLES_FILE.version)
+    );
+    // Opening again changes nothing.
+    let store = RedbStore::open(dir.path()).unwrap();
+    let again: usize = history
+        .keys()
+        .map(|d| store.history(d, 0, 100_000).unwrap().len())
+        .sum();
+    assert_eq!(again, n);
 }

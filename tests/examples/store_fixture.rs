@@ -1,4 +1,5 @@
-//! Writes a collector store with the binaries of this checkout, for the
+//! Writes a collector store with the binaries of this checkout (or those in
+//! `SIAGA_BIN_DIR`: the last commit of a schema being replaced), for the
 //! migration tests of the next store schema.
 //!
 //! ```text
@@ -12,7 +13,7 @@
 //! agent and the collector are stopped, the data directory's
 //! `collector.redb` and `tickets.redb` are copied to OUT, beside
 //! `expect.json`: what the collector itself answered about that data
-//! (every sample's agent, seq and time per device, the tickets, the events,
+//! (every sample per device with all its fields, the tickets, the events,
 //! the windows, the agents) just before it stopped. A migration test opens
 //! the copied store with a newer collector and compares it with that.
 
@@ -123,16 +124,11 @@ fn main() -> Result<()> {
     ensure!(agent.stop(), "the agent did not stop cleanly");
     let mut history = serde_json::Map::new();
     for (id, _) in DEVICES {
+        // Every field of every sample, as the CLI shows it (the receive
+        // time too).
         let rows = root.json(&["history", id, "--since", "3650d", "--json"])?;
-        let keys: Vec<Value> = rows
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(
-                |s| json!({"agent": s["agent"], "seq": s["seq"], "ts": s["ts"], "kind": s["kind"]}),
-            )
-            .collect();
-        history.insert(id.to_string(), Value::Array(keys));
+        let rows: Vec<Value> = rows.as_array().into_iter().flatten().cloned().collect();
+        history.insert(id.to_string(), Value::Array(rows));
     }
     let expect = json!({
         "written_by": format!("siaga-collector {}", env!("CARGO_PKG_VERSION")),

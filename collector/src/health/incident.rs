@@ -462,7 +462,7 @@ impl IncidentBook {
         now: TsUs,
     ) -> Vec<Decision> {
         let mut out = Vec::new();
-        let Some(opd) = tracker.topology().opd_of(subject).map(str::to_string) else {
+        let Some(opd) = tracker.topology().opd_of(subject) else {
             return out;
         };
         let health = tracker.health(subject);
@@ -552,8 +552,8 @@ impl IncidentBook {
             };
             let reason = Reason::of(subject, problem, worst.as_ref(), m.flap_pct());
             let text = reason.text_utc(crate::sop::Lang::En);
-            if let Some(w) = Self::window(windows, subject, &opd, now) {
-                return self.suppress(&w.clone(), subject, &opd, &text, at);
+            if let Some(w) = Self::window(windows, subject, opd, now) {
+                return self.suppress(&w.clone(), subject, opd, &text, at);
             }
             let key = super::incident::incident_key(subject, problem);
             let evidence = match step {
@@ -571,7 +571,7 @@ impl IncidentBook {
             let incident = Incident {
                 key: key.clone(),
                 subject: subject.clone(),
-                opd,
+                opd: opd.to_string(),
                 problem,
                 sentence: text,
                 sentence_id: reason.text_utc(crate::sop::Lang::Id),

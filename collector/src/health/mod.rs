@@ -14,7 +14,9 @@ pub use incident::{
 };
 pub use reason::Reason;
 pub use rules::{HealthRules, Level};
-pub use state::{Health, Problem, Reading, StateChange, Subject, Topology, Tracker, TsUs};
+pub use state::{
+    Health, Problem, RawSample, Reading, StateChange, Subject, Topology, Tracker, TsUs,
+};
 
 use siaga_proto::v1::Sample;
 
@@ -106,16 +108,16 @@ impl Engine {
             out.decisions.extend(self.book.replayed(opd, readings));
             return out;
         }
-        let mut seen = Vec::new();
+        let mut seen: Vec<&Subject> = Vec::new();
         for subject in up
             .touched
             .iter()
             .chain(out.changes.iter().map(|c| &c.subject))
         {
-            if seen.contains(subject) {
+            if seen.contains(&subject) {
                 continue;
             }
-            seen.push(subject.clone());
+            seen.push(subject);
             let step = up
                 .steps
                 .iter()

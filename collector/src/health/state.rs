@@ -6,7 +6,7 @@
 //! `unreachable` when an ancestor in the `parent` chain is down, `unknown`
 //! while the OPD's agent is silent.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -199,7 +199,7 @@ pub struct Reading {
     /// Counts at once, without hysteresis (a linkDown trap).
     pub immediate: bool,
     /// The sample it came from, for the evidence.
-    pub sample: serde_json::Value,
+    pub sample: RawSample,
     /// For a link: whether its interface was up (oper status up, or a
     /// linkUp trap), whatever its admin status. A raw result for flap
     /// detection: a port switched off and on again is no fault in itself,
@@ -228,6 +228,84 @@ impl Reading {
             return None;
         }
         self.findings.iter().find(|f| f.level == level)
+    }
+}
+
+/// The sample a reading came from, kept for the evidence and written as
+/// JSON (a ticket's evidence, the API). It is turned into JSON only when
+/// written: every sample gives a reading, few readings become evidence.
+/// Clones share it.
+#[derive(Debug, Clone)]
+pub struct RawSample(std::sync::Arc<RawKind>);
+
+#[derive(Debug)]
+enum RawKind {
+    /// A sample as received.
+    Sample(Sample),
+    /// One interface of an SNMP sample.
+    Interface {
+        ts_us: TsUs,
+        seq: u64,
+        device: String,
+        interface: siaga_proto::v1::Interface,
+    },
+    /// Already JSON (read back from the store).
+    Json(serde_json::Value),
+}
+
+impl RawSample {
+    fn sample(s: &Sample) -> Self {
+        Self(std::sync::Arc::new(RawKind::Sample(s.clone())))
+    }
+
+    fn interface(s: &Sample, i: &siaga_proto::v1::Interface) -> Self {
+        Self(std::sync::Arc::new(RawKind::Interface {
+            ts_us: s.ts_us,
+            seq: s.seq,
+            device: s.device.clone(),
+            interface: i.clone(),
+        }))
+    }
+
+    /// The JSON written for it.
+    pub fn to_json(&self) -> serde_json::Value {
+        match &*self.0 {
+            RawKind::Sample(s) => sample_json(s),
+            RawKind::Interface {
+                ts_us,
+                seq,
+                device,
+                interface,
+            } => interface_json(*ts_us, *seq, device, interface),
+            RawKind::Json(v) => v.clone(),
+        }
+    }
+}
+
+impl From<serde_json::Value> for RawSample {
+    fn from(v: serde_json::Value) -> Self {
+        Self(std::sync::Arc::new(RawKind::Json(v)))
+    }
+}
+
+impl PartialEq for RawSample {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.to_json() == other.to_json()
+    }
+}
+
+impl Serialize for RawSample {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &*self.0 {
+            RawKind::Json(v) => v.serialize(serializer),
+            _ => self.to_json().serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSample {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Self::from)
     }
 }
 
@@ -319,12 +397,13 @@ impl StateMachine {
             link_up: r.link_up,
         };
         self.record_flap(raw, r.at, rules, &mut step);
-        self.last = Some(r.clone());
 
         if Some(level) == self.hard {
             self.streak.clear();
+            self.last = Some(r);
             return step;
         }
+        self.last = Some(r.clone());
         // Direction relative to the confirmed level ("worse" from nothing
         // means anything but up).
         let base = self.hard.unwrap_or(Level::Up);
@@ -399,8 +478,8 @@ fn weighted_change<T: PartialEq>(history: &VecDeque<T>, window: usize) -> f64 {
     // Align the newest change with the newest weight.
     let offset = slots.saturating_sub(history.len().saturating_sub(1));
     let mut sum = 0.0;
-    for (i, pair) in history.iter().collect::<Vec<_>>().windows(2).enumerate() {
-        if pair[0] != pair[1] {
+    for (i, (a, b)) in history.iter().zip(history.iter().skip(1)).enumerate() {
+        if a != b {
             let x = (i + offset) as f64;
             let span = (slots.saturating_sub(1)).max(1) as f64;
             sum += 0.75 + x * 0.5 / span;
@@ -466,8 +545,11 @@ impl Topology {
     /// Ancestors of a device, nearest first (a cycle in the file is cut).
     pub fn ancestors(&self, device: &str) -> Vec<String> {
         let mut out = Vec::new();
+        let Some(parent) = self.devices.get(device).and_then(|d| d.parent.clone()) else {
+            return out;
+        };
         let mut seen = BTreeSet::from([device.to_string()]);
-        let mut cur = self.devices.get(device).and_then(|d| d.parent.clone());
+        let mut cur = Some(parent);
         while let Some(p) = cur {
             if !seen.insert(p.clone()) {
                 break;
@@ -573,12 +655,16 @@ pub struct Tracker {
     rules: HealthRules,
     topo: Topology,
     children: BTreeMap<String, Vec<String>>,
-    machines: BTreeMap<Subject, StateMachine>,
-    snmp: BTreeMap<String, Finding>,
+    /// [`Topology::ancestors`] of every device that has a parent, as
+    /// subjects: looked up for every reading.
+    ancestry: HashMap<String, Vec<Subject>>,
+    /// Looked up several times for every sample, never walked in order.
+    machines: HashMap<Subject, StateMachine>,
+    snmp: HashMap<String, Finding>,
     /// ifIndex -> link name, learned from polls, for traps that carry only the index.
     learned: BTreeMap<(String, u32), String>,
     agents: BTreeMap<String, AgentWatch>,
-    shown: BTreeMap<Subject, Health>,
+    shown: HashMap<Subject, Health>,
     /// Links a linkDown trap made down, waiting for a poll to confirm it
     /// (or a linkUp trap): the trap's time.
     trap_down: BTreeMap<Subject, TsUs>,
@@ -629,6 +715,15 @@ impl Tracker {
         self.trap_down.retain(|s, _| keep.contains(s));
         self.snmp.retain(|d, _| topo.devices.contains_key(d));
         self.learned.clear();
+        self.ancestry = topo
+            .devices
+            .iter()
+            .filter(|(_, d)| d.parent.is_some())
+            .map(|(id, _)| {
+                let up = topo.ancestors(id).into_iter().map(Subject::device);
+                (id.clone(), up.collect())
+            })
+            .collect();
         self.topo = topo;
     }
 
@@ -663,8 +758,14 @@ impl Tracker {
 
     /// The visible state of a subject.
     pub fn health(&self, s: &Subject) -> Health {
-        let Some(opd) = self.topo.opd_of(s) else {
-            return Health::Unknown;
+        let opd = match s {
+            Subject::Opd { opd } => opd.as_str(),
+            Subject::Device { device } | Subject::Link { device, .. } => {
+                match self.topo.devices.get(device) {
+                    Some(node) => node.opd.as_str(),
+                    None => return Health::Unknown,
+                }
+            }
         };
         if self.silent(opd) {
             return Health::Unknown;
@@ -694,20 +795,25 @@ impl Tracker {
         self.hard_of(s).map(Health::from).unwrap_or(Health::Unknown)
     }
 
+    /// The ancestors of a device, nearest first, as subjects.
+    fn ancestry(&self, device: &str) -> &[Subject] {
+        self.ancestry.get(device).map_or(&[], Vec::as_slice)
+    }
+
     /// The topmost ancestor that is down (the root cause), if any.
     pub fn down_ancestor(&self, device: &str) -> Option<String> {
-        self.topo
-            .ancestors(device)
-            .into_iter()
-            .rfind(|a| self.hard_of(&Subject::device(a.clone())) == Some(Level::Down))
+        self.ancestry(device)
+            .iter()
+            .rfind(|a| self.hard_of(a) == Some(Level::Down))
+            .and_then(|a| a.device_id().map(str::to_string))
     }
 
     /// Whether an ancestor has a bad reading waiting for confirmation, so that
     /// a child's fault may turn out to be the ancestor's.
     pub fn ancestor_pending(&self, device: &str) -> bool {
-        self.topo.ancestors(device).into_iter().any(|a| {
+        self.ancestry(device).iter().any(|a| {
             self.machines
-                .get(&Subject::device(a))
+                .get(a)
                 .is_some_and(StateMachine::pending_worse)
         })
     }
@@ -770,7 +876,10 @@ impl Tracker {
     /// A heartbeat (or any message) from the OPD's agent at collector time `now`.
     pub fn heartbeat(&mut self, opd: &str, now: TsUs) -> Update {
         let mut up = Update::default();
-        let w = self.agents.entry(opd.to_string()).or_default();
+        let w = match self.agents.get_mut(opd) {
+            Some(w) => w,
+            None => self.agents.entry(opd.to_string()).or_default(),
+        };
         w.last_seen = Some(now);
         w.counted_from = Some(now);
         if let Some(since) = w.silent_since.take() {
@@ -829,9 +938,11 @@ impl Tracker {
 
     fn feed(&mut self, subject: Subject, r: Reading, up: &mut Update) {
         let at = r.at;
-        let rules = self.rules.clone();
-        let m = self.machines.entry(subject.clone()).or_default();
-        let step = m.observe(r.clone(), &rules);
+        let m = match self.machines.get_mut(&subject) {
+            Some(m) => m,
+            None => self.machines.entry(subject.clone()).or_default(),
+        };
+        let step = m.observe(r.clone(), &self.rules);
         up.touched.push(subject.clone());
         if r.contradicts_trap {
             up.contradicted.push((subject.clone(), at));
@@ -869,8 +980,7 @@ impl Tracker {
                 }
             }
         }
-        let reason = describe(&r);
-        self.publish_with_cause(affected, at, &subject, &r, &reason, up);
+        self.publish_with_cause(affected, at, &subject, &r, up);
     }
 
     fn publish_with_cause(
@@ -879,7 +989,6 @@ impl Tracker {
         at: TsUs,
         cause_subject: &Subject,
         cause: &Reading,
-        reason: &str,
         up: &mut Update,
     ) {
         for s in subjects {
@@ -893,7 +1002,7 @@ impl Tracker {
                 continue;
             }
             let (reason, cause) = if &s == cause_subject {
-                (reason.to_string(), Some(cause.clone()))
+                (describe(cause), Some(cause.clone()))
             } else if to == Health::Unreachable {
                 let root = s
                     .device_id()
@@ -904,7 +1013,7 @@ impl Tracker {
                     .unwrap_or_default();
                 (format!("{root} is down"), None)
             } else {
-                (format!("{cause_subject}: {reason}"), None)
+                (format!("{cause_subject}: {}", describe(cause)), None)
             };
             up.changes.push(StateChange {
                 opd: self.topo.opd_of(&s).unwrap_or_default().to_string(),
@@ -1006,7 +1115,7 @@ impl Tracker {
                         at: s.ts_us,
                         findings,
                         immediate: false,
-                        sample: sample_json(s),
+                        sample: RawSample::sample(s),
                         link_up: None,
                         contradicts_trap: false,
                     },
@@ -1124,7 +1233,7 @@ impl Tracker {
                             at: s.ts_us,
                             findings,
                             immediate: contradicts_trap,
-                            sample: interface_json(s, i),
+                            sample: RawSample::interface(s, i),
                             link_up: Some(link_up),
                             contradicts_trap,
                         },
@@ -1172,7 +1281,7 @@ impl Tracker {
                                 }),
                             }],
                             immediate: true,
-                            sample: sample_json(s),
+                            sample: RawSample::sample(s),
                             link_up: Some(false),
                             contradicts_trap: false,
                         }
@@ -1183,7 +1292,7 @@ impl Tracker {
                             at: s.ts_us,
                             findings: Vec::new(),
                             immediate: false,
-                            sample: sample_json(s),
+                            sample: RawSample::sample(s),
                             link_up: Some(true),
                             contradicts_trap: false,
                         }
@@ -1245,9 +1354,14 @@ fn sample_json(s: &Sample) -> serde_json::Value {
     v
 }
 
-fn interface_json(s: &Sample, i: &siaga_proto::v1::Interface) -> serde_json::Value {
+fn interface_json(
+    ts_us: TsUs,
+    seq: u64,
+    device: &str,
+    i: &siaga_proto::v1::Interface,
+) -> serde_json::Value {
     serde_json::json!({
-        "ts_us": s.ts_us, "seq": s.seq, "device": s.device,
+        "ts_us": ts_us, "seq": seq, "device": device,
         "interface": {
             "if_index": i.if_index, "if_name": i.if_name, "link": i.link_name,
             "admin_status": i.admin_status, "oper_status": i.oper_status,
@@ -1353,7 +1467,7 @@ pub(crate) mod tests {
                 cause: None,
             }],
             immediate,
-            sample: serde_json::Value::Null,
+            sample: serde_json::Value::Null.into(),
             link_up: None,
             contradicts_trap: false,
         }
@@ -1653,6 +1767,37 @@ pub(crate) mod tests {
         }
         let r = t.readings(&s);
         r[0].1.level()
+    }
+
+    /// The evidence of a reading is written as it always was, though it is
+    /// made only when written; read back, it is written the same again.
+    #[test]
+    fn a_readings_sample_is_written_as_the_same_json_and_reads_back() {
+        let s = icmp("dinkes-sw1", 7 * SEC, 40.0);
+        let r = RawSample::sample(&s);
+        let want = serde_json::json!({
+            "ts_us": 7 * SEC, "seq": 7 * SEC, "device": "dinkes-sw1",
+            "icmp": {"sent": 10, "received": 6, "loss_pct": 40.0,
+                     "rtt_avg_us": 2_000, "jitter_us": 100},
+        });
+        assert_eq!(serde_json::to_value(&r).unwrap(), want);
+        let back: RawSample = serde_json::from_value(want.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), want);
+        assert_eq!(back, r);
+        let link = iface("dinkes-rtr", 3 * SEC, 2);
+        let Some(Kind::Snmp(sn)) = &link.kind else {
+            unreachable!()
+        };
+        let r = RawSample::interface(&link, &sn.interfaces[0]);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "ts_us": 3 * SEC, "seq": 3 * SEC, "device": "dinkes-rtr",
+                "interface": {"if_index": 2, "if_name": "eth0", "link": "",
+                    "admin_status": 1, "oper_status": 2, "util_in_pct": null,
+                    "util_out_pct": null, "errors_per_s": null},
+            })
+        );
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn at_review(o: &Office, status_text: &str) {
             cause: None,
         }],
         immediate: false,
-        sample: serde_json::json!({}),
+        sample: serde_json::json!({}).into(),
         link_up: None,
         contradicts_trap: false,
     };

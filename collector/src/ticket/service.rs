@@ -758,8 +758,8 @@ pub enum Input {
     Samples {
         /// The OPD.
         opd: String,
-        /// The samples.
-        samples: Vec<Sample>,
+        /// The samples (shared with the store's writer).
+        samples: Arc<[Sample]>,
     },
     /// The agent of an OPD is alive.
     Heartbeat {
@@ -781,7 +781,8 @@ pub struct HealthHandle {
 
 impl HealthHandle {
     /// Samples stored for `opd`'s agent. Never waits: a full queue skips them for health (counted).
-    pub fn samples(&self, opd: &str, samples: Vec<Sample>) {
+    pub fn samples(&self, opd: &str, samples: impl Into<Arc<[Sample]>>) {
+        let samples = samples.into();
         let n = samples.len();
         if self
             .tx
