@@ -14,6 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -37,6 +38,33 @@ pub struct ProbeLabels {
 pub struct DeviceLabels {
     /// Inventory device id.
     pub device: String,
+}
+
+/// Labels of the per-cycle metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CycleLabels {
+    /// "icmp" or "snmp".
+    pub probe: String,
+}
+
+/// Bounds (seconds) of the cycle lateness histogram: fine below 100 ms,
+/// where a cycle on time lies, coarse above.
+pub const LATENESS_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+fn lateness_histogram() -> Histogram {
+    Histogram::new(LATENESS_BUCKETS)
+}
+
+/// How late each probe cycle started, per probe kind.
+#[derive(Clone, Debug)]
+pub struct CycleLateness(pub Family<CycleLabels, Histogram, fn() -> Histogram>);
+
+impl Default for CycleLateness {
+    fn default() -> Self {
+        Self(Family::new_with_constructor(lateness_histogram))
+    }
 }
 
 /// Every metric of the agent. Cheap to clone: all handles share their values.
@@ -81,6 +109,10 @@ pub struct Metrics {
     pub samples_undeliverable: Counter,
     /// Samples the collector refused (acknowledged as refused).
     pub samples_refused: Counter,
+    /// How late each cycle started against its rhythm (seconds).
+    pub cycle_lateness: CycleLateness,
+    /// Cycles that ran past the start of the next one, by probe kind.
+    pub cycle_overruns: Family<CycleLabels, Counter>,
 }
 
 impl Metrics {
@@ -92,6 +124,17 @@ impl Metrics {
                 outcome: if ok { "ok" } else { "error" }.to_string(),
             })
             .inc();
+    }
+
+    /// The lateness histogram and overrun counter of the `probe` cycle.
+    pub fn cycle(&self, probe: &str) -> (Histogram, Counter) {
+        let labels = CycleLabels {
+            probe: probe.to_string(),
+        };
+        (
+            self.cycle_lateness.0.get_or_create(&labels).clone(),
+            self.cycle_overruns.get_or_create(&labels).clone(),
+        )
     }
 
     /// The counter of `family` for `device`.
@@ -200,6 +243,16 @@ impl Metrics {
             "metrics_accept_errors",
             "Failed accepts on the metrics listener",
             self.metrics_accept_errors.clone(),
+        );
+        r.register(
+            "cycle_lateness_seconds",
+            "How late each probe cycle started against its rhythm, by probe kind",
+            self.cycle_lateness.0.clone(),
+        );
+        r.register(
+            "cycle_overruns",
+            "Probe cycles that ran past the start of the next one, by probe kind",
+            self.cycle_overruns.clone(),
         );
         r
     }

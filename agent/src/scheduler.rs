@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use siaga_proto::v1::{Device, IcmpResult, Inventory, sample};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -50,6 +52,73 @@ pub fn cycle_interval(inv: Option<&Inventory>, default: Duration) -> Duration {
     }
 }
 
+/// The SNMP poll cycle: the inventory's `snmp_interval_ms` if it names
+/// one, else the probe cycle.
+pub fn snmp_cycle_interval(inv: Option<&Inventory>, default: Duration) -> Duration {
+    match inv.map(|i| i.snmp_interval_ms) {
+        Some(ms) if ms > 0 => Duration::from_millis(ms).max(Duration::from_millis(100)),
+        _ => cycle_interval(inv, default),
+    }
+}
+
+/// A cycle's rhythm: when the next cycle is due and how late each one
+/// starts (`siaga_agent_cycle_lateness_seconds`).
+///
+/// Cycles are due every `cycle` from the first, not `cycle` after the
+/// previous one began, so wake-up delays do not add up over months. A
+/// cycle still running when the next was due is counted as an overrun
+/// (`siaga_agent_cycle_overruns_total`); the next starts at once, and if it
+/// is a whole cycle late the rhythm starts again from it rather than
+/// running cycles back to back to catch up.
+#[derive(Debug)]
+pub struct Rhythm {
+    due: Option<Instant>,
+    lateness: Histogram,
+    overruns: Counter,
+}
+
+impl Rhythm {
+    /// The rhythm of the `probe` ("icmp", "snmp") cycle.
+    pub fn new(metrics: &Metrics, probe: &str) -> Self {
+        let (lateness, overruns) = metrics.cycle(probe);
+        Self {
+            due: None,
+            lateness,
+            overruns,
+        }
+    }
+
+    /// A cycle starts at `now`: records how late it is against its due
+    /// time and returns the slot it fills (the due time, or `now` when it
+    /// is a whole cycle late or off the rhythm).
+    pub fn begin(&mut self, now: Instant, cycle: Duration) -> Instant {
+        match self.due.take() {
+            Some(due) => {
+                let late = now.saturating_duration_since(due);
+                self.lateness.observe(late.as_secs_f64());
+                if late >= cycle { now } else { due }
+            }
+            None => now,
+        }
+    }
+
+    /// The cycle of `slot` has ended at `now`: returns when the next is due.
+    pub fn end(&mut self, slot: Instant, cycle: Duration, now: Instant) -> Instant {
+        let due = slot + cycle;
+        if now > due {
+            self.overruns.inc();
+        }
+        self.due = Some(due);
+        due
+    }
+
+    /// The next cycle starts off the rhythm (a new inventory is probed at
+    /// once): it is not measured, and the rhythm starts again from it.
+    pub fn restart(&mut self) {
+        self.due = None;
+    }
+}
+
 /// Burst shape for one device so that a burst fits well inside a cycle.
 pub fn burst_options(device: &Device, cycle: Duration) -> BurstOptions {
     let count = if device.icmp_count > 0 {
@@ -69,10 +138,14 @@ impl Scheduler {
     /// Runs until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut announced = None;
+        let mut rhythm = Rhythm::new(&self.metrics, "icmp");
         loop {
             let inv = self.inventory.borrow_and_update().clone();
             let cycle = cycle_interval(inv.as_deref(), self.default_interval);
-            let started = Instant::now();
+            if inv.is_none() {
+                rhythm.restart();
+            }
+            let slot = rhythm.begin(Instant::now(), cycle);
             if let Some(inv) = &inv {
                 if announced != Some((inv.revision, cycle)) {
                     info!(
@@ -88,7 +161,7 @@ impl Scheduler {
                     () = self.cycle(inv, cycle) => {}
                 }
             }
-            let next = started + cycle;
+            let next = rhythm.end(slot, cycle, Instant::now());
             let current = inv.as_ref().map(|i| (i.revision, cycle));
             loop {
                 tokio::select! {
@@ -111,6 +184,7 @@ impl Scheduler {
                             (i.revision, cycle_interval(Some(i), self.default_interval))
                         });
                         if new != current {
+                            rhythm.restart();
                             break;
                         }
                     }
@@ -163,6 +237,84 @@ impl Scheduler {
 mod tests {
     use super::*;
     use test_case::test_case;
+
+    fn metric_line(metrics: &Metrics, name: &str) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry())
+            .expect("a String takes any text");
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn cycles_keep_their_rhythm_and_lateness_is_measured_against_it() {
+        let metrics = Metrics::default();
+        let mut r = Rhythm::new(&metrics, "icmp");
+        let cycle = Duration::from_secs(1);
+        let t0 = Instant::now();
+        // The first cycle fills the slot it starts in.
+        let slot = r.begin(t0, cycle);
+        assert_eq!(slot, t0);
+        let due = r.end(slot, cycle, t0 + Duration::from_millis(700));
+        assert_eq!(due, t0 + cycle);
+        // Woken 30 ms late: measured, but the rhythm stays on the second
+        // (the next is due at t0 + 2 s, not 2.03 s).
+        let slot = r.begin(due + Duration::from_millis(30), cycle);
+        assert_eq!(slot, due);
+        let due = r.end(slot, cycle, slot + Duration::from_millis(600));
+        assert_eq!(due, t0 + 2 * cycle);
+        // A cycle that ran 1.5 s is an overrun; the next starts late and
+        // the rhythm starts again from it.
+        let slot = r.begin(due, cycle);
+        let due = r.end(slot, cycle, slot + Duration::from_millis(2500));
+        let late = due + Duration::from_millis(1500);
+        assert_eq!(r.begin(late, cycle), late);
+        // A new inventory: probed at once, not measured.
+        r.restart();
+        let t = late + Duration::from_secs(30);
+        assert_eq!(r.begin(t, cycle), t);
+
+        assert_eq!(
+            metric_line(
+                &metrics,
+                "siaga_agent_cycle_lateness_seconds_count{probe=\"icmp\"}"
+            ),
+            "siaga_agent_cycle_lateness_seconds_count{probe=\"icmp\"} 3"
+        );
+        assert_eq!(
+            metric_line(&metrics, "siaga_agent_cycle_overruns_total{probe=\"icmp\"}"),
+            "siaga_agent_cycle_overruns_total{probe=\"icmp\"} 1"
+        );
+        assert_eq!(
+            metric_line(
+                &metrics,
+                "siaga_agent_cycle_lateness_seconds_bucket{le=\"0.05\",probe=\"icmp\"}"
+            ),
+            "siaga_agent_cycle_lateness_seconds_bucket{le=\"0.05\",probe=\"icmp\"} 2"
+        );
+    }
+
+    #[test]
+    fn snmp_polls_on_their_own_cycle_when_the_inventory_names_one() {
+        let default = Duration::from_secs(10);
+        let mut inv = Inventory {
+            interval_ms: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            snmp_cycle_interval(Some(&inv), default),
+            Duration::from_secs(1)
+        );
+        inv.snmp_interval_ms = 10_000;
+        assert_eq!(
+            snmp_cycle_interval(Some(&inv), default),
+            Duration::from_secs(10)
+        );
+        assert_eq!(cycle_interval(Some(&inv), default), Duration::from_secs(1));
+        assert_eq!(snmp_cycle_interval(None, default), default);
+    }
 
     #[test_case(0, 10_000, 5, 100, 1000; "defaults on a 10 s cycle")]
     #[test_case(5, 1_000, 5, 50, 500; "short cycle shrinks spacing and timeout")]

@@ -25,6 +25,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 #[serde(deny_unknown_fields)]
 struct RawFile {
     interval: Option<Spanned<String>>,
+    snmp_interval: Option<Spanned<String>>,
     #[serde(default)]
     opd: Vec<RawOpd>,
     #[serde(default)]
@@ -40,6 +41,7 @@ struct RawOpd {
     #[serde(default)]
     name: String,
     interval: Option<Spanned<String>>,
+    snmp_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,8 +99,10 @@ pub struct Opd {
     pub id: String,
     /// Human name.
     pub name: String,
-    /// Probe cycle of this OPD's agent.
+    /// Probe cycle of this OPD's agent (ICMP).
     pub interval: Duration,
+    /// SNMP poll cycle of this OPD's agent.
+    pub snmp_interval: Duration,
 }
 
 /// A device as the collector knows it.
@@ -240,6 +244,10 @@ impl Inventory {
             Some(s) => c.duration(s, "interval")?,
             None => DEFAULT_INTERVAL,
         };
+        let snmp_interval = match &raw.snmp_interval {
+            Some(s) => Some(c.duration(s, "snmp_interval")?),
+            None => None,
+        };
 
         let mut opds = BTreeMap::new();
         for o in &raw.opd {
@@ -248,6 +256,12 @@ impl Inventory {
                 Some(s) => c.duration(s, "opd.interval")?,
                 None => interval,
             };
+            // An OPD's own `interval` also sets its SNMP cycle unless
+            // `snmp_interval` is given (here or at the top).
+            let snmp_interval = match &o.snmp_interval {
+                Some(s) => c.duration(s, "opd.snmp_interval")?,
+                None => snmp_interval.unwrap_or(interval),
+            };
             if opds
                 .insert(
                     id.clone(),
@@ -255,6 +269,7 @@ impl Inventory {
                         id: id.clone(),
                         name: o.name.clone(),
                         interval,
+                        snmp_interval,
                     },
                 )
                 .is_some()
@@ -535,6 +550,7 @@ impl Inventory {
             devices,
             links,
             interval_ms: u64::try_from(o.interval.as_millis()).unwrap_or(u64::MAX),
+            snmp_interval_ms: u64::try_from(o.snmp_interval.as_millis()).unwrap_or(u64::MAX),
         })
     }
 
@@ -730,6 +746,34 @@ name = "uplink"
 
     fn parse(t: &str) -> Result<Inventory, ConfigError> {
         Inventory::parse(Path::new("inventory.toml"), t)
+    }
+
+    #[test]
+    fn snmp_polls_on_their_own_cycle_per_opd_or_the_probe_cycle() {
+        let text = GOOD.replacen(
+            "[[opd]]\nid = \"b\"",
+            "[[opd]]\nid = \"b\"\ninterval = \"2s\"",
+            1,
+        );
+        let inv = parse(&text).unwrap();
+        // No snmp_interval anywhere: each OPD polls on its probe cycle.
+        assert_eq!(inv.for_opd("a").unwrap().snmp_interval_ms, 10_000);
+        assert_eq!(inv.for_opd("b").unwrap().snmp_interval_ms, 2_000);
+        // At the top it applies to every OPD that does not set its own.
+        let top = format!("snmp_interval = \"30s\"\n{text}").replacen(
+            "[[opd]]\nid = \"a\"",
+            "[[opd]]\nid = \"a\"\nsnmp_interval = \"1m\"",
+            1,
+        );
+        let inv = parse(&top).unwrap();
+        let (a, b) = (inv.for_opd("a").unwrap(), inv.for_opd("b").unwrap());
+        assert_eq!((a.interval_ms, a.snmp_interval_ms), (10_000, 60_000));
+        assert_eq!((b.interval_ms, b.snmp_interval_ms), (2_000, 30_000));
+        let bad = format!("snmp_interval = \"10ms\"\n{text}");
+        assert_eq!(
+            parse(&bad).unwrap_err().to_string(),
+            "inventory.toml:1: snmp_interval: must be at least 1s"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::error::{ProbeError, SpoolError};
 use crate::metrics::Metrics;
 use crate::probe::snmp::SnmpPoller;
 use crate::probe::trap::{TrapCredentials, TrapReceiver, TrapSource};
-use crate::scheduler::{CONCURRENCY, InventoryWatch, cycle_interval};
+use crate::scheduler::{CONCURRENCY, InventoryWatch, Rhythm, snmp_cycle_interval};
 use crate::spool::SampleSink;
 
 /// Traps waiting to be spooled; beyond this, new ones are dropped (counted
@@ -45,27 +45,35 @@ pub struct SnmpCycle {
 }
 
 impl SnmpCycle {
-    /// Polls every cycle until `cancel` fires.
+    /// Polls every SNMP cycle until `cancel` fires; a new inventory is
+    /// polled at once.
     pub async fn run(mut self, cancel: CancellationToken) {
+        let mut rhythm = Rhythm::new(&self.metrics, "snmp");
         loop {
             let inv = self.inventory.borrow_and_update().clone();
-            let cycle = cycle_interval(inv.as_deref(), self.default_interval);
-            let started = Instant::now();
+            let cycle = snmp_cycle_interval(inv.as_deref(), self.default_interval);
+            if inv.is_none() {
+                rhythm.restart();
+            }
+            let slot = rhythm.begin(Instant::now(), cycle);
             if let Some(inv) = &inv {
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = self.cycle(inv) => {}
                 }
             }
+            let next = rhythm.end(slot, cycle, Instant::now());
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep_until(started + cycle) => {}
+                () = tokio::time::sleep_until(next) => {}
                 r = self.inventory.changed() => {
                     if r.is_err() {
                         tokio::select! {
                             () = cancel.cancelled() => return,
-                            () = tokio::time::sleep_until(started + cycle) => {}
+                            () = tokio::time::sleep_until(next) => {}
                         }
+                    } else {
+                        rhythm.restart();
                     }
                 }
             }
