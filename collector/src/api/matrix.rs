@@ -61,6 +61,8 @@ pub struct Case {
 pub fn all_cases() -> Vec<Case> {
     let lists: &[&[Case]] = &[
         // Each concern adds its `CASES` here.
+        crate::devices::api::tests::CASES,
+        crate::events::api::tests::CASES,
     ];
     lists.iter().flat_map(|l| l.iter().copied()).collect()
 }

@@ -17,7 +17,7 @@ pub mod error;
 pub mod gate;
 pub mod limits;
 #[cfg(test)]
-mod matrix;
+pub mod matrix;
 pub mod page;
 pub mod policy;
 #[cfg(test)]
