@@ -236,14 +236,22 @@ fn host_of(url: &str) -> String {
 
 /// Connects to the admin API with the user's certificate.
 pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, CliError> {
-    Ok(AdminClient::new(channel(cfg).await?)
-        .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(siaga_proto::MAX_MESSAGE_BYTES))
+    Ok(
+        AdminClient::new(channel_with(cfg, Some(Duration::from_secs(60))).await?)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(siaga_proto::MAX_MESSAGE_BYTES),
+    )
 }
 
-/// A TLS channel to the collector with the user's certificate, for any of
-/// the people's services (`XClient::new(channel)`).
+/// A TLS channel to the collector with the user's certificate, for the
+/// typed clients (`XClient::new(channel)`). Streams (history, following,
+/// watching) have no overall deadline; a unary call sets its own
+/// ([`request`]).
 pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
+    channel_with(cfg, None).await
+}
+
+async fn channel_with(cfg: &SiagaConfig, timeout: Option<Duration>) -> Result<Channel, CliError> {
     let _ = IN_USE.set(cfg.clone());
     // TLS 1.3 tells a client that its certificate was refused only after
     // the handshake, and hyper drops that alert: an expired one is seen here.
@@ -272,13 +280,38 @@ pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
         .tls_config(tls)
         .map_err(|e| CliError::Message(format!("TLS setup: {}", root_cause(&e))))?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60));
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let endpoint = match timeout {
+        Some(t) => endpoint.timeout(t),
+        None => endpoint,
+    };
     endpoint.connect().await.map_err(|e| {
         CliError::Message(match siaga_proto::tls::diagnose(&e) {
             Some(p) => tls_advice(p, cfg),
             None => format!("cannot reach collector at {url}: {}", root_cause(&e)),
         })
     })
+}
+
+/// Whether a stream that ended with `s` is worth reconnecting: the
+/// collector went away or restarted, not a refusal of the caller.
+pub fn is_reconnectable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::Cancelled
+            | tonic::Code::Aborted
+    )
+}
+
+/// A unary request with the CLI's deadline of a minute.
+pub fn request<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(Duration::from_secs(60));
+    r
 }
 
 /// A gRPC status as one line.
@@ -383,7 +416,8 @@ pub fn devices_json(devices: &[v1::DeviceInfo]) -> Value {
     )
 }
 
-fn table(header: &[&str]) -> Table {
+/// An empty table with `header`, in the CLI's style.
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(header.to_vec());

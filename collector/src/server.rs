@@ -672,9 +672,10 @@ address = "127.0.0.2"
             other => panic!("expected Ack, got {other:?}"),
         }
 
-        let mut admin = AdminClient::new(channel(&addr, &ca, user).await.unwrap());
-        let agents = admin
-            .list_agents(v1::ListAgentsRequest {})
+        let ch = channel(&addr, &ca, user).await.unwrap();
+        let mut devices_api = v1::devices_client::DevicesClient::new(ch);
+        let agents = devices_api
+            .list_agents(v1::ListAgentsRequest::default())
             .await
             .unwrap()
             .into_inner()
@@ -685,50 +686,37 @@ address = "127.0.0.2"
             (a.opd.as_str(), a.refused, a.hostname.as_str()),
             ("a", 2, "h")
         );
-        let hist = admin
-            .history(v1::HistoryRequest {
-                device: "a-dev".into(),
-                since_us: 0,
-                limit: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .samples_json;
-        let hist: Vec<serde_json::Value> = hist
-            .iter()
-            .map(|s| serde_json::from_str(s).unwrap())
-            .collect();
+        let history = |device: &'static str| {
+            let mut c = devices_api.clone();
+            async move {
+                let mut s = c
+                    .history(v1::HistoryRequest {
+                        device: device.into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut out = Vec::new();
+                while let Some(chunk) = s.message().await.unwrap() {
+                    out.extend(chunk.samples);
+                }
+                out
+            }
+        };
+        let hist = history("a-dev").await;
         assert_eq!(hist.len(), 2);
-        assert_eq!(
-            (hist[0]["received"].as_u64(), hist[1]["loss_pct"].as_f64()),
-            (Some(4), Some(25.0))
-        );
-        assert_eq!(
-            (hist[0]["seq"].as_u64(), hist[1]["seq"].as_u64()),
-            (Some(1), Some(3))
-        );
-        assert!(hist[0]["ts"].as_str().unwrap().ends_with('Z'));
+        assert_eq!((hist[0].received, hist[1].loss_pct), (Some(4), Some(25.0)));
+        assert_eq!((hist[0].seq, hist[1].seq), (1, 3));
         // The collector's own receive time, beside the agent's time.
-        let received =
-            chrono::DateTime::parse_from_rfc3339(hist[0]["received_at"].as_str().unwrap())
-                .unwrap()
-                .timestamp_micros();
+        let received = hist[0]
+            .received_at
+            .as_ref()
+            .map(crate::devices::api::ts_us)
+            .unwrap();
         assert!(received >= sent_ts && received <= now_us(), "{received}");
-        assert!(
-            admin
-                .history(v1::HistoryRequest {
-                    device: "b-dev".into(),
-                    since_us: 0,
-                    limit: 0
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .samples_json
-                .is_empty()
-        );
-        let devices = admin
+        assert!(history("b-dev").await.is_empty());
+        let devices = devices_api
             .list_devices(v1::ListDevicesRequest::default())
             .await
             .unwrap()

@@ -343,6 +343,15 @@ pub struct Latest {
     pub last_sample_us: Option<i64>,
 }
 
+/// Where a range of a history starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryFrom {
+    /// At this time (µs), inclusive.
+    Since(i64),
+    /// Just after this sample `(ts_us, agent, seq)`: where the last range ended.
+    After(i64, String, u64),
+}
+
 /// Storage of the collector. Implementations must make a commit durable
 /// before returning from [`Store::commit`].
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -357,6 +366,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         device: &str,
         since_us: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSample>, StoreError>;
+    /// Samples of `device` from `from` on (see [`HistoryFrom`]) with
+    /// `ts < until_us`, oldest first, at most `limit`: one range of a
+    /// history read range by range, each in its own read transaction.
+    fn history_range(
+        &self,
+        device: &str,
+        from: &HistoryFrom,
+        until_us: i64,
         limit: usize,
     ) -> Result<Vec<StoredSample>, StoreError>;
     /// The newest readings of `device`.
@@ -668,6 +687,51 @@ impl Store for RedbStore {
             sample.seq = seq;
             out.push(StoredSample {
                 agent,
+                received_us,
+                sample,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn history_range(
+        &self,
+        device: &str,
+        from: &HistoryFrom,
+        until_us: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSample>, StoreError> {
+        use std::ops::Bound;
+        let tx = self.database()?.begin_read()?;
+        let table = tx.open_table(SAMPLES)?;
+        #[allow(clippy::type_complexity)]
+        let start = match from {
+            HistoryFrom::Since(t) => Bound::Included((device, *t, "", 0u64)),
+            HistoryFrom::After(t, agent, seq) => {
+                Bound::Excluded((device, *t, agent.as_str(), *seq))
+            }
+        };
+        let end = Bound::Excluded((device, until_us, "", 0u64));
+        let mut out = Vec::new();
+        let first = match from {
+            HistoryFrom::Since(t) | HistoryFrom::After(t, ..) => *t,
+        };
+        if limit == 0 || first >= until_us {
+            return Ok(out);
+        }
+        for row in table.range::<(&str, i64, &str, u64)>((start, end))? {
+            let (k, v) = row?;
+            let (device, ts_us, agent, seq) = k.value();
+            let (received_us, body) = v.value();
+            let mut sample = decode(body)?;
+            sample.device = device.to_string();
+            sample.ts_us = ts_us;
+            sample.seq = seq;
+            out.push(StoredSample {
+                agent: agent.to_string(),
                 received_us,
                 sample,
             });

@@ -139,7 +139,7 @@ fn schema_1_tickets_events_and_windows_are_all_there() {
     assert_eq!(got.as_array().unwrap().len(), 2);
     assert_eq!(without_overdue(&got), without_overdue(&expect["tickets"]));
     assert_eq!(
-        call("events.list", r#"{"since_us": 0}"#),
+        serde_json::to_value(tickets.events_since(0, 100_000).unwrap()).unwrap(),
         expect["events"],
         "events"
     );

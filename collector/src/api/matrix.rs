@@ -99,6 +99,8 @@ pub fn all_cases() -> Vec<Case> {
         ADMIN_CASES,
         crate::users::tests::CASES,
         // Each concern adds its `CASES` here.
+        crate::devices::api::tests::CASES,
+        crate::events::api::tests::CASES,
     ];
     lists.iter().flat_map(|l| l.iter().copied()).collect()
 }

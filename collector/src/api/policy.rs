@@ -70,13 +70,18 @@ pub const RULES: &[Rule] = &[
     rule("/siaga.v1.Uplink/Stream", Agents, Unscoped, true),
     // --- Admin (admin.proto)
     rule("/siaga.v1.Admin/WhoAmI", People, Unscoped, false),
-    rule("/siaga.v1.Admin/ListAgents", People, Opd, false),
-    rule("/siaga.v1.Admin/ListDevices", People, Opd, false),
-    rule("/siaga.v1.Admin/History", People, Opd, false),
     rule("/siaga.v1.Admin/Call", People, Opd, true),
     rule("/siaga.v1.Admin/Backup", Roles(&[ADMIN]), Unscoped, false),
     // --- Devices (devices.proto)
+    rule("/siaga.v1.Devices/ListAgents", People, Opd, false),
+    rule("/siaga.v1.Devices/ListDevices", People, Opd, false),
+    rule("/siaga.v1.Devices/ListLinks", People, Opd, false),
+    rule("/siaga.v1.Devices/GetDevice", People, Opd, false),
+    rule("/siaga.v1.Devices/History", People, Opd, false),
+    rule("/siaga.v1.Devices/WatchDevices", People, Opd, false),
     // --- Events (events.proto)
+    rule("/siaga.v1.Events/ListEvents", People, Opd, false),
+    rule("/siaga.v1.Events/FollowEvents", People, Opd, false),
     // --- Tickets (tickets.proto)
     // --- Sop (sop.proto)
     // --- Documents (documents.proto)

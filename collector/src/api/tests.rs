@@ -78,7 +78,7 @@ async fn a_malformed_or_oversized_request_is_the_callers_error_and_the_collector
     // Invalid UTF-8 in a string field: INVALID_ARGUMENT, not INTERNAL.
     let e = raw(
         f.as_role("helpdesk"),
-        "/siaga.v1.Admin/ListDevices",
+        "/siaga.v1.Devices/ListDevices",
         string_field(&[0xff, 0xfe, b'a']),
     )
     .await
@@ -92,7 +92,7 @@ async fn a_malformed_or_oversized_request_is_the_callers_error_and_the_collector
     // A truncated message, too.
     let e = raw(
         f.as_role("helpdesk"),
-        "/siaga.v1.Admin/ListDevices",
+        "/siaga.v1.Devices/ListDevices",
         vec![0x0a, 0x10, b'a'],
     )
     .await
@@ -101,7 +101,7 @@ async fn a_malformed_or_oversized_request_is_the_callers_error_and_the_collector
     // 15 MB in one field: refused before it is decoded.
     let e = raw(
         f.as_role("helpdesk"),
-        "/siaga.v1.Admin/ListDevices",
+        "/siaga.v1.Devices/ListDevices",
         string_field(&vec![b'x'; 15 << 20]),
     )
     .await

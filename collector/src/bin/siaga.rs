@@ -4,9 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 use siaga_collector::cli::{self, CliError, SiagaConfig};
-use siaga_collector::{measure, report, sop, ticket};
+use siaga_collector::{devices, events, measure, report, sop, ticket};
 use siaga_proto::v1;
 
 #[derive(Debug, Parser)]
@@ -33,14 +32,21 @@ enum Cmd {
     },
     /// The devices of the inventory with their state and newest readings.
     Devices {
-        /// Print a JSON array.
+        /// Print a JSON array (with --watch: one object per line).
         #[arg(long)]
         json: bool,
         /// Only this OPD.
         #[arg(long)]
         opd: Option<String>,
+        /// Only devices in this state: up, degraded, down, unreachable, unknown, stale.
+        #[arg(long, conflicts_with = "watch")]
+        state: Option<String>,
+        /// Keep printing each device's state changes as they happen (a
+        /// server stream; reconnects when the collector restarts).
+        #[arg(long)]
+        watch: bool,
     },
-    /// One device's samples in time order.
+    /// One device's samples in time order (streamed: any length).
     History {
         /// Device id.
         device: String,
@@ -78,7 +84,7 @@ enum Cmd {
         cmd: TicketSub,
     },
     /// State changes and what the health engine did about them.
-    Events(ticket::cli::EventsCmd),
+    Events(events::cli::EventsCmd),
     /// What waits on you (your roles' turn in the SOP).
     Inbox(sop::cli::InboxCmd),
     /// The Buku permintaan Layanan dan Gangguan for a period (CSV or xlsx).
@@ -210,91 +216,36 @@ async fn run(args: Args) -> Result<(), CliError> {
     let path = cli::config_path(args.config)?;
     let cfg = SiagaConfig::load(&path)?;
     let url = cfg.collector.clone();
-    let mut client = cli::connect(&cfg).await?;
-    let fail = |s| cli::status_error(&url, s);
-    match args.cmd {
-        Cmd::Agents { json } => {
-            let r = client
-                .list_agents(v1::ListAgentsRequest {})
-                .await
-                .map_err(fail)?
-                .into_inner();
-            if json {
-                print_json(&cli::agents_json(&r.agents))
+    // The typed services (each command opens its own channel).
+    let cmd = match args.cmd {
+        Cmd::Agents { json } => return devices::cli::agents(&cfg, json).await,
+        Cmd::Devices {
+            json,
+            opd,
+            state,
+            watch,
+        } => {
+            return if watch {
+                devices::cli::watch(&cfg, opd, json).await
             } else {
-                println!("{}", cli::agents_table(&r.agents));
-                for w in cli::cert_warnings(&r.agents, chrono::Utc::now().timestamp_micros()) {
-                    eprintln!("{w}");
-                }
-                Ok(())
-            }
-        }
-        Cmd::Devices { json, opd } => {
-            let r = client
-                .list_devices(v1::ListDevicesRequest {
-                    opd: opd.unwrap_or_default(),
-                })
-                .await
-                .map_err(fail)?
-                .into_inner();
-            if json {
-                print_json(&cli::devices_json(&r.devices))
-            } else {
-                println!("{}", cli::devices_table(&r.devices));
-                Ok(())
-            }
+                devices::cli::devices(&cfg, opd, state, json).await
+            };
         }
         Cmd::History {
             device,
             since,
             json,
-        } => {
-            let since_us = since_us(&since)?;
-            let r = client
-                .history(v1::HistoryRequest {
-                    device,
-                    since_us,
-                    limit: 0,
-                })
-                .await
-                .map_err(fail)?
-                .into_inner();
-            let mut samples = Vec::with_capacity(r.samples_json.len());
-            for s in &r.samples_json {
-                samples.push(
-                    serde_json::from_str::<Value>(s).map_err(|e| {
-                        CliError::Message(format!("collector sent a bad sample: {e}"))
-                    })?,
-                );
-            }
-            if json {
-                print_json(&Value::Array(samples))
-            } else {
-                println!("{}", cli::history_table(&samples));
-                Ok(())
-            }
-        }
-        Cmd::Links { json } => {
-            let r = sop::cli::Request {
-                method: "links.list",
-                json: "{}".into(),
-            };
-            call(&mut client, &url, r, |reply| {
-                render(reply, json, cli::links_table)
-            })
-            .await
-        }
+        } => return devices::cli::history(&cfg, device, &since, json).await,
+        Cmd::Links { json } => return devices::cli::links(&cfg, json).await,
         Cmd::Device { id, since, json } => {
-            let since_us = since_us(&since)?;
-            let r = sop::cli::Request {
-                method: "device.show",
-                json: serde_json::json!({ "id": id, "since_us": since_us }).to_string(),
-            };
-            call(&mut client, &url, r, |reply| {
-                render(reply, json, cli::device_view)
-            })
-            .await
+            return devices::cli::device(&cfg, id, &since, json).await;
         }
+        Cmd::Events(c) => return events::cli::run(&cfg, &c).await,
+        other => other,
+    };
+    let mut client = cli::connect(&cfg).await?;
+    let fail = |s| cli::status_error(&url, s);
+    match cmd {
         Cmd::Tickets(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),
@@ -310,7 +261,6 @@ async fn run(args: Args) -> Result<(), CliError> {
         Cmd::Ticket {
             cmd: TicketSub::Report(c),
         } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
-        Cmd::Events(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::Register(c) => {
             let r = c.request().map_err(CliError::Message)?;
@@ -324,6 +274,12 @@ async fn run(args: Args) -> Result<(), CliError> {
             let r = cmd.request().map_err(CliError::Message)?;
             call(&mut client, &url, r, |reply| cmd.render(reply)).await
         }
+        Cmd::Agents { .. }
+        | Cmd::Devices { .. }
+        | Cmd::History { .. }
+        | Cmd::Links { .. }
+        | Cmd::Device { .. }
+        | Cmd::Events(_) => Ok(()),
         Cmd::Whoami => {
             let r = client
                 .who_am_i(v1::WhoAmIRequest {})

@@ -1,3 +1,4 @@
 //! Devices, links and agents as people see them: the `Devices` service.
 
 pub mod api;
+pub mod cli;

@@ -1,3 +1,4 @@
 //! The event log as people see it: the `Events` service.
 
 pub mod api;
+pub mod cli;

@@ -4,7 +4,6 @@
 //! | --- | --- | --- |
 //! | `tickets.list` | `{"open": bool}` | array of [`TicketSummary`] |
 //! | `tickets.show` | `{"id": "PJ-2026-0001"}` | [`TicketDetail`] |
-//! | `events.list` | `{"since_us": i64, "limit": n}` | array of health events |
 //! | `maintenance.add` | [`WindowRequest`] | the window with its id |
 //! | `maintenance.list` | `{}` | array of windows |
 //! | `maintenance.remove` | `{"id": n}` | `{"removed": true}` |
@@ -13,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use chrono::Utc;
 
-use super::store::{HealthEvent, TicketHealth, TicketNote, TicketStore};
+use super::store::{TicketHealth, TicketNote, TicketStore};
 use crate::health::{MaintenanceWindow, Reading, Schedule, Scope};
 use crate::sop::AuditRecord;
 use crate::sop::api::{TicketView, view};
@@ -152,12 +151,6 @@ struct ListArgs {
 struct IdArgs {
     id: String,
 }
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct EventArgs {
-    since_us: i64,
-    limit: Option<usize>,
-}
 #[derive(Deserialize)]
 struct WindowId {
     id: u64,
@@ -209,13 +202,6 @@ pub fn call(
                 notes: h.notes,
                 trail: sop_store.trail(&id).map_err(|e| e.to_string())?,
             })?
-        }
-        "events.list" => {
-            let a: EventArgs = args(method, json)?;
-            let ev: Vec<HealthEvent> = store
-                .events_since(a.since_us, a.limit.unwrap_or(1000).clamp(1, 100_000))
-                .map_err(db)?;
-            to_json(&ev)?
         }
         "maintenance.list" => to_json(&store.windows().map_err(db)?)?,
         "maintenance.add" | "maintenance.remove" => {

@@ -246,55 +246,6 @@ impl TicketShowCmd {
     }
 }
 
-/// `siaga events`.
-#[derive(Debug, Clone, Args)]
-pub struct EventsCmd {
-    /// How far back, e.g. 1h, 30m, 2d (default 24h).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub since: Option<Duration>,
-    /// Print a JSON array.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl EventsCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        let since = self.since.unwrap_or(Duration::from_secs(86_400));
-        let since_us = Utc::now().timestamp_micros()
-            - i64::try_from(since.as_micros()).unwrap_or(i64::MAX / 2);
-        req("events.list", json!({ "since_us": since_us.max(0) }))
-    }
-
-    /// A table or the JSON array.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
-        let v = parse(reply)?;
-        if self.json {
-            return pretty(&v);
-        }
-        let mut t = table(&["time", "subject", "what", "reason", "ticket"]);
-        for e in v.as_array().into_iter().flatten() {
-            let what = if e["kind"] == "state" {
-                let mut w = format!("{} → {}", s(&e["from"]), s(&e["to"]));
-                if e["flapping"] == true {
-                    w.push_str(" (flapping)");
-                }
-                w
-            } else {
-                s(&e["kind"])
-            };
-            t.add_row(vec![
-                time_us(e["ts_us"].as_i64().unwrap_or(0)),
-                s(&e["subject"]),
-                what,
-                s(&e["reason"]),
-                s(&e["ticket"]),
-            ]);
-        }
-        Ok(t.to_string())
-    }
-}
-
 /// `siaga maintenance …`.
 // Parsed once per run: the size of `Add` does not matter.
 #[allow(clippy::large_enum_variant)]

@@ -58,6 +58,33 @@ pub struct Shared {
     pub unconfirmed_traps: RwLock<BTreeMap<String, u64>>,
     /// The same, exported as `siaga_collector_traps_not_confirmed_total`.
     pub unconfirmed_traps_metric: Family<DeviceLabel, Counter>,
+    /// Each event as it is recorded, for the people who follow the log.
+    pub feed: EventFeed,
+}
+
+/// Recorded events as they come (a follower that falls behind reads the
+/// rest from the store: the feed drops the oldest for it).
+#[derive(Debug)]
+pub struct EventFeed(tokio::sync::broadcast::Sender<(crate::ticket::store::EventKey, HealthEvent)>);
+
+impl Default for EventFeed {
+    fn default() -> Self {
+        EventFeed(tokio::sync::broadcast::channel(1024).0)
+    }
+}
+
+impl EventFeed {
+    /// The events recorded from now on.
+    pub fn subscribe(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<(crate::ticket::store::EventKey, HealthEvent)> {
+        self.0.subscribe()
+    }
+
+    /// Tells the followers (none listening is fine).
+    pub fn send(&self, key: crate::ticket::store::EventKey, e: HealthEvent) {
+        let _ = self.0.send((key, e));
+    }
 }
 
 /// Label of per-device series.
@@ -412,8 +439,13 @@ impl HealthCore {
                 Err(e) => warn!(task = "health", error = %e, "cannot record a ticket change"),
             }
         }
-        if let Err(e) = self.store.append_events(&events) {
-            warn!(task = "health", error = %e, "cannot record health events");
+        match self.store.append_events(&events) {
+            Ok(keys) => {
+                for (k, e) in keys.into_iter().zip(events) {
+                    self.shared.feed.send(k, e);
+                }
+            }
+            Err(e) => warn!(task = "health", error = %e, "cannot record health events"),
         }
     }
 
@@ -1025,7 +1057,7 @@ parent = "dinkes-rtr"
         assert_eq!(t["trail"][0]["event"]["kind"]["type"], "opened");
         let open = call(&c, &[], "tickets.list", r#"{"open":true}"#);
         assert_eq!(open.as_array().unwrap().len(), 1);
-        let events = call(&c, &[], "events.list", "{}");
+        let events = serde_json::to_value(c.store.events_since(0, 1000).unwrap()).unwrap();
         let kinds: Vec<&str> = events
             .as_array()
             .unwrap()
@@ -1106,7 +1138,7 @@ parent = "dinkes-rtr"
                 .len(),
             0
         );
-        let events = call(&c, &[], "events.list", "{}");
+        let events = serde_json::to_value(c.store.events_since(0, 1000).unwrap()).unwrap();
         let why: Vec<&str> = events
             .as_array()
             .unwrap()

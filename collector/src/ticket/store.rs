@@ -148,6 +148,9 @@ pub struct HealthEvent {
     pub ticket: Option<String>,
 }
 
+/// Where an event sits in the log: `(ts_us, sequence)`.
+pub type EventKey = (i64, u64);
+
 /// The health part's tables.
 pub struct TicketStore {
     db: Arc<Database>,
@@ -329,11 +332,12 @@ impl TicketStore {
         Ok(())
     }
 
-    /// Appends events.
-    pub fn append_events(&self, events: &[HealthEvent]) -> Result<(), StoreError> {
+    /// Appends events; returns the key each got in the log, in order.
+    pub fn append_events(&self, events: &[HealthEvent]) -> Result<Vec<EventKey>, StoreError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut keys = Vec::with_capacity(events.len());
         let tx = self.db.begin_write()?;
         {
             let mut counters = tx.open_table(COUNTERS)?;
@@ -341,10 +345,47 @@ impl TicketStore {
             for e in events {
                 let seq = next_counter(&mut counters, "event")?;
                 t.insert((e.ts_us, seq), enc(e).as_slice())?;
+                keys.push((e.ts_us, seq));
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(keys)
+    }
+
+    /// Events after `after` (else from `since_us`, inclusive) with
+    /// `ts < until_us` that `keep` keeps, oldest first, at most `limit`;
+    /// one read transaction.
+    pub fn events_range(
+        &self,
+        after: Option<EventKey>,
+        since_us: i64,
+        until_us: i64,
+        limit: usize,
+        keep: impl Fn(&HealthEvent) -> bool,
+    ) -> Result<Vec<(EventKey, HealthEvent)>, StoreError> {
+        use std::ops::Bound;
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EVENTS)?;
+        let start = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Included((since_us, 0)),
+        };
+        let first = after.map_or(since_us, |k| k.0);
+        let mut out = Vec::new();
+        if limit == 0 || first >= until_us {
+            return Ok(out);
+        }
+        for row in t.range::<(i64, u64)>((start, Bound::Excluded((until_us, 0))))? {
+            let (k, v) = row?;
+            let e = dec::<HealthEvent>("event", v.value())?;
+            if keep(&e) {
+                out.push((k.value(), e));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Events with `ts >= since_us`, oldest first, at most `limit` (the newest ones).

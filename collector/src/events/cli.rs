@@ -1,0 +1,205 @@
+//! `siaga events [--follow]`: the `Events` service from the CLI
+//! (siaga_proto and crate::cli only).
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use clap::Args;
+use siaga_proto::v1::{self, events_client::EventsClient};
+use tonic::transport::Channel;
+
+use crate::cli::{self, CliError, SiagaConfig};
+
+/// `siaga events`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsCmd {
+    /// How far back, e.g. 1h, 30m, 2d (default 24h; with --follow: only new events).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// Only this OPD.
+    #[arg(long)]
+    pub opd: Option<String>,
+    /// Only this device (not with --follow).
+    #[arg(long, conflicts_with = "follow")]
+    pub device: Option<String>,
+    /// Only this kind: state, opened, recovered, suppressed, flapping … (not with --follow).
+    #[arg(long, conflicts_with = "follow")]
+    pub kind: Option<String>,
+    /// Print at most this many (the oldest first).
+    #[arg(long, conflicts_with = "follow")]
+    pub limit: Option<usize>,
+    /// Keep printing events as the collector records them (a server stream;
+    /// reconnects when the collector restarts, nothing twice).
+    #[arg(long)]
+    pub follow: bool,
+    /// Print JSON: an array, or with --follow one object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn timestamp(us: i64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
+fn ago(d: Duration) -> pbjson_types::Timestamp {
+    let us = chrono::Utc::now().timestamp_micros()
+        - i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2);
+    timestamp(us.max(0))
+}
+
+fn when(e: &v1::LogEvent) -> String {
+    e.ts.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn what(e: &v1::LogEvent) -> String {
+    if e.kind == "state" {
+        let mut w = format!("{} → {}", e.from, e.to);
+        if e.flapping {
+            w.push_str(" (flapping)");
+        }
+        w
+    } else {
+        e.kind.clone()
+    }
+}
+
+fn client(ch: Channel) -> EventsClient<Channel> {
+    EventsClient::new(ch).max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
+}
+
+/// Runs `siaga events`.
+pub async fn run(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
+    if c.follow {
+        follow(cfg, c).await
+    } else {
+        list(cfg, c).await
+    }
+}
+
+async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
+    let url = cfg.collector.clone();
+    let mut client = client(cli::channel(cfg).await?);
+    let since = ago(c.since.unwrap_or(Duration::from_secs(86_400)));
+    let limit = c.limit.unwrap_or(usize::MAX);
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = client
+            .list_events(cli::request(v1::ListEventsRequest {
+                page_size: 0,
+                page_token: token,
+                since: Some(since),
+                until: None,
+                opd: c.opd.clone().unwrap_or_default(),
+                device: c.device.clone().unwrap_or_default(),
+                kind: c.kind.clone().unwrap_or_default(),
+            }))
+            .await
+            .map_err(|s| cli::status_error(&url, s))?
+            .into_inner();
+        all.extend(r.events);
+        if all.len() >= limit || r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    all.truncate(limit);
+    if c.json {
+        let s = serde_json::to_string_pretty(&all).map_err(|e| CliError::Message(e.to_string()))?;
+        println!("{s}");
+        return Ok(());
+    }
+    let mut t = cli::table(&["time", "subject", "what", "reason", "ticket"]);
+    for e in &all {
+        t.add_row(vec![
+            when(e),
+            e.subject.clone(),
+            what(e),
+            e.reason.clone(),
+            e.ticket.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+async fn follow(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
+    let url = cfg.collector.clone();
+    let mut after = String::new();
+    let mut wait = Duration::from_secs(1);
+    let mut connected_once = false;
+    loop {
+        let req = v1::FollowEventsRequest {
+            since: if after.is_empty() {
+                c.since.map(ago)
+            } else {
+                None
+            },
+            opd: c.opd.clone().unwrap_or_default(),
+            after: after.clone(),
+        };
+        let stream = async {
+            let mut client = client(cli::channel(cfg).await?);
+            client
+                .follow_events(req)
+                .await
+                .map_err(|s| cli::status_error(&url, s))
+                .map(tonic::Response::into_inner)
+        }
+        .await;
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) if connected_once => {
+                eprintln!("siaga: {e}; trying again in {}s", wait.as_secs());
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        connected_once = true;
+        wait = Duration::from_secs(1);
+        loop {
+            match stream.message().await {
+                Ok(Some(e)) => {
+                    if c.json {
+                        let s = serde_json::to_string(&e)
+                            .map_err(|e| CliError::Message(e.to_string()))?;
+                        println!("{s}");
+                    } else {
+                        println!(
+                            "{}  {}  {}  {}  {}",
+                            when(&e),
+                            e.subject,
+                            what(&e),
+                            e.reason,
+                            e.ticket
+                        );
+                    }
+                    let _ = std::io::stdout().flush();
+                    after = e.key;
+                }
+                Ok(None) => {
+                    eprintln!("siaga: the collector closed the stream; reconnecting");
+                    break;
+                }
+                Err(s) if cli::is_reconnectable(&s) => {
+                    eprintln!("siaga: {}; reconnecting", cli::status_error(&url, s));
+                    break;
+                }
+                Err(s) => return Err(cli::status_error(&url, s)),
+            }
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
