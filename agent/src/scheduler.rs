@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use siaga_proto::v1::{Device, IcmpResult, Inventory, sample};
@@ -22,6 +23,8 @@ use crate::spool::SampleSink;
 
 /// Echo requests per device and cycle unless the inventory says otherwise.
 pub const DEFAULT_ICMP_COUNT: u32 = 5;
+/// Samples of one ICMP cycle waiting for the spool at once.
+const PUSHES_IN_FLIGHT: usize = 1024;
 /// Devices polled over SNMP at the same time.
 pub const CONCURRENCY: usize = 64;
 
@@ -213,10 +216,18 @@ impl Scheduler {
                 }
             }
         }
-        let mut bursts = self.prober.bursts(targets);
-        while let Some((k, result)) = bursts.next().await {
-            self.record(&inv.devices[device[k]], result).await;
-        }
+        // Up to PUSHES_IN_FLIGHT samples wait for the spool at once, so its
+        // writer commits them in groups (one commit per sample, awaited one
+        // after the other, cost a 3,000-device cycle half a core).
+        let bursts = self.prober.bursts(targets);
+        futures::stream::unfold(
+            bursts,
+            |mut b| async move { b.next().await.map(|r| (r, b)) },
+        )
+        .for_each_concurrent(PUSHES_IN_FLIGHT, |(k, result)| {
+            self.record(&inv.devices[device[k]], result)
+        })
+        .await;
     }
 
     async fn record(&self, device: &Device, result: IcmpResult) {

@@ -19,9 +19,10 @@
 //! - the agent's RSS: median and largest of one reading per second, and
 //!   the kernel's high-water mark (VmHWM);
 //! - samples: the cycles that ran (from the agent's lateness histogram)
-//!   against the cycles the window holds, the samples those cycles owe,
-//!   the samples spooled and acknowledged, and what was lost (dropped,
-//!   refused, undeliverable): the goal is that every sample is acknowledged;
+//!   against the cycles due in the window, the samples expected (every due
+//!   cycle, every device), spooled and acknowledged, and what was lost
+//!   (dropped, refused, undeliverable): the goal is that every sample is
+//!   acknowledged (within one cycle's samples at the window's two edges);
 //! - how late each cycle started against its rhythm
 //!   (`siaga_agent_cycle_lateness_seconds`): the bucket holding the 99th
 //!   percentile and the share of cycles within 100 ms, and the overruns.
@@ -332,7 +333,8 @@ fn main() -> Result<()> {
     let overruns_snmp = d(&m1, "siaga_agent_cycle_overruns_total{probe=\"snmp\"}");
     let due_icmp = secs_run / a.interval as f64;
     let due_snmp = secs_run / a.snmp_interval as f64;
-    let owed = icmp_cycles * a.hosts as f64 + snmp_cycles * a.snmp as f64;
+    // What the window owes: every cycle due in it, each device once.
+    let expected = due_icmp.round() * a.hosts as f64 + due_snmp.round() * a.snmp as f64;
     let cpu = 100.0 * (cpu1 - cpu0) / secs_run;
     let ccpu = 100.0 * (ccpu1 - ccpu0) / secs_run;
     let depth = (
@@ -362,14 +364,19 @@ fn main() -> Result<()> {
     println!(
         "probes     ICMP {icmp_ok:.0} answered + {icmp_err:.0} failed, SNMP {snmp_ok:.0} answered + {snmp_err:.0} failed"
     );
+    // The window's two edges cut a cycle each: within one cycle's samples
+    // of what was due counts as all.
+    let slack = a.hosts as f64;
     println!(
-        "samples    owed by the cycles {owed:.0}; spooled {spooled:.0}; acknowledged {acked:.0} \
-         (spool depth {:.0} at the start, {:.0} at the end, {:.0} after {:.0} s); lost {lost:.0}  [{}: all]",
+        "samples    expected {expected:.0} (every due cycle, every device); spooled {spooled:.0}; \
+         acknowledged {acked:.0} = {:.2} % of expected (spool depth {:.0} at the start, {:.0} at the end, \
+         {:.0} after {:.0} s more); lost {lost:.0}  [{}: all, within one cycle at the window's edges]",
+        100.0 * acked / expected.max(1.0),
         depth.0,
         depth.1,
         depth.2,
         drain.elapsed().as_secs_f64(),
-        goal(lost == 0.0 && spooled >= owed && depth.2 <= a.hosts as f64)
+        goal(lost == 0.0 && acked + slack >= expected && depth.2 <= slack)
     );
     let share = |v: f64| {
         if v.is_nan() {
