@@ -707,31 +707,37 @@ impl Store for RedbStore {
         use std::ops::Bound;
         let tx = self.database()?.begin_read()?;
         let table = tx.open_table(SAMPLES)?;
-        #[allow(clippy::type_complexity)]
-        let start = match from {
-            HistoryFrom::Since(t) => Bound::Included((device, *t, "", 0u64)),
-            HistoryFrom::After(t, agent, seq) => {
-                Bound::Excluded((device, *t, agent.as_str(), *seq))
-            }
-        };
-        let end = Bound::Excluded((device, until_us, "", 0u64));
-        let mut out = Vec::new();
         let first = match from {
             HistoryFrom::Since(t) | HistoryFrom::After(t, ..) => *t,
         };
+        let mut out = Vec::new();
         if limit == 0 || first >= until_us {
             return Ok(out);
         }
-        for row in table.range::<(&str, i64, &str, u64)>((start, end))? {
+        let start_key = match from {
+            HistoryFrom::Since(t) => SampleRow::device_at(device, *t),
+            HistoryFrom::After(t, agent, seq) => {
+                let mut k = Vec::new();
+                SampleRow::push_key(&mut k, device, *t, agent, *seq);
+                k
+            }
+        };
+        let start = match from {
+            HistoryFrom::Since(_) => Bound::Included(start_key.as_slice()),
+            HistoryFrom::After(..) => Bound::Excluded(start_key.as_slice()),
+        };
+        let end_key = SampleRow::device_at(device, until_us);
+        let end = Bound::Excluded(end_key.as_slice());
+        for row in table.range::<&[u8]>((start, end))? {
             let (k, v) = row?;
-            let (device, ts_us, agent, seq) = k.value();
-            let (received_us, body) = v.value();
+            let (device, ts_us, agent, seq) = SampleRow::key(k.value())?;
+            let (received_us, body) = SampleRow::value(v.value())?;
             let mut sample = decode(body)?;
-            sample.device = device.to_string();
+            sample.device = device;
             sample.ts_us = ts_us;
             sample.seq = seq;
             out.push(StoredSample {
-                agent: agent.to_string(),
+                agent,
                 received_us,
                 sample,
             });

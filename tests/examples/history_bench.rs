@@ -108,11 +108,7 @@ fn main() -> Result<()> {
                 .collect();
             seq += samples.len() as u64;
             store.commit(
-                &[IngestBatch {
-                    agent: "dinkes-agent".into(),
-                    received_us: now,
-                    samples,
-                }],
+                &[IngestBatch::new("dinkes-agent", now, samples.into())],
                 &[],
             )?;
         }

@@ -104,6 +104,15 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// A 64-bit number from `--json`: the canonical proto3 JSON mapping writes
+/// `uint64`/`int64` fields as decimal strings, so both forms are read.
+pub fn json_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        other => other.as_u64(),
+    }
+}
+
 /// Reads a timestamp as the CLI prints it (RFC 3339 text, or a number of
 /// microseconds, milliseconds or seconds since the epoch) as microseconds.
 pub fn ts_us(v: &Value) -> Option<i64> {

@@ -56,7 +56,7 @@ fn samples(who: &Siaga) -> Result<HashMap<(String, u64), Value>> {
         for s in as_vec(who.json(&["history", &device(i), "--since", "3650d", "--json"])?) {
             let key = (
                 s["agent"].as_str().unwrap_or_default().to_string(),
-                s["seq"].as_u64().context("seq")?,
+                json_u64(&s["seq"]).context("seq")?,
             );
             ensure!(all.insert(key, s).is_none(), "a sample twice");
         }

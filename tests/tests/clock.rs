@@ -32,7 +32,7 @@ fn stored(who: &Siaga) -> Result<BTreeMap<u64, (i64, i64)>> {
     for i in 1..=DEVICES {
         let rows = who.json(&["history", &device(i), "--since", "3650d", "--json"])?;
         for s in rows.as_array().context("history array")? {
-            let seq = s["seq"].as_u64().context("seq")?;
+            let seq = json_u64(&s["seq"]).context("seq")?;
             let ts = ts_us(&s["ts"]).context("ts")?;
             let received = ts_us(&s["received_at"]).with_context(|| format!("received_at: {s}"))?;
             ensure!(

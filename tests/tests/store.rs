@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use siaga_tests::harness::{Collector, Inventory};
+use siaga_tests::harness::{Collector, Inventory, json_u64};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/tests/fixtures/store-v1")
@@ -46,7 +46,7 @@ fn a_collector_started_on_a_schema_1_store_migrates_it_and_serves_all_of_it() ->
         );
         let keys: Vec<Value> = got
             .iter()
-            .map(|s| serde_json::json!({"agent": s["agent"], "seq": s["seq"], "ts": s["ts"], "kind": s["kind"]}))
+            .map(|s| serde_json::json!({"agent": s["agent"], "seq": json_u64(&s["seq"]), "ts": s["ts"], "kind": s["kind"]}))
             .collect();
         ensure!(&Value::Array(keys) == rows, "{device}: history differs");
     }

@@ -182,36 +182,6 @@ fn check(cmd: &Cmd) -> Result<(), CliError> {
     }
 }
 
-/// µs since the epoch of `--since` ago.
-fn since_us(since: &str) -> Result<i64, CliError> {
-    let d = humantime::parse_duration(since)
-        .map_err(|e| CliError::Message(format!("--since {since:?}: {e} (e.g. 30m, 6h, 2d)")))?;
-    let us = chrono::Utc::now().timestamp_micros()
-        - i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2);
-    Ok(us.max(0))
-}
-
-/// A Call reply as pretty JSON, or drawn by `human`.
-fn render(
-    reply: &str,
-    json: bool,
-    human: impl FnOnce(&Value) -> Result<String, String>,
-) -> Result<String, String> {
-    let v: Value =
-        serde_json::from_str(reply).map_err(|e| format!("collector sent bad JSON: {e}"))?;
-    if json {
-        serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
-    } else {
-        human(&v)
-    }
-}
-
-fn print_json(v: &Value) -> Result<(), CliError> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Message(e.to_string()))?;
-    println!("{s}");
-    Ok(())
-}
-
 async fn run(args: Args) -> Result<(), CliError> {
     let path = cli::config_path(args.config)?;
     let cfg = SiagaConfig::load(&path)?;
