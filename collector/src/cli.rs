@@ -25,8 +25,43 @@ pub struct SiagaConfig {
     /// Informative: the identity is the certificate.
     #[serde(default)]
     pub user: String,
+    /// The province's IANA time zone, in which local times typed on the
+    /// command line are read (`--from "2026-12-07 22:00"`). Default
+    /// "Asia/Jakarta"; `enroll user` writes the collector's.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
     /// Certificate files.
     pub tls: ClientTls,
+}
+
+/// A time as people read it: local to the province, with the zone's
+/// abbreviation ("2026-12-07 16:00:05 WIB").
+pub fn local_time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// A time from an answer (RFC 3339 text) as people read it, local with
+/// the zone's abbreviation; anything else (null, "-") as text.
+pub fn local_text(v: &serde_json::Value, tz: chrono_tz::Tz) -> String {
+    match v.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(t)) => local_time(tz, t.with_timezone(&chrono::Utc)),
+        Some(Err(_)) => v.as_str().unwrap_or_default().to_string(),
+        None if v.is_null() => String::new(),
+        None => v.to_string(),
+    }
+}
+
+fn default_time_zone() -> String {
+    "Asia/Jakarta".into()
+}
+
+impl SiagaConfig {
+    /// The zone of [`Self::time_zone`] (checked when the file is read).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::Asia::Jakarta)
+    }
 }
 
 /// The CLI's certificate files.
@@ -78,6 +113,17 @@ impl SiagaConfig {
     /// TLS only, and a plaintext connection would carry the user's requests
     /// (and a backup's whole store) unauthenticated and in clear.
     pub fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        if let Err(e) = crate::sop::calendar::zone_offset(&self.time_zone) {
+            let message = e.to_string();
+            return Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line: crate::config::line_of_top_key(text, "time_zone"),
+                key: "time_zone".into(),
+                message: message
+                    .split_once(": ")
+                    .map_or(message.clone(), |(_, m)| m.to_string()),
+            });
+        }
         let url = self.collector.trim();
         let host = url
             .strip_prefix("https://")

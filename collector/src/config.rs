@@ -330,6 +330,29 @@ impl CollectorConfig {
                 message: "must be at least a day and at most ten years (e.g. \"365d\")".into(),
             });
         }
+        if let Err(e) = crate::sop::Calendar::new(&self.calendar) {
+            // "calendar.KEY: message": the line is the key's in the file.
+            let text_of_error = e.to_string();
+            let (key, message) = text_of_error
+                .split_once(": ")
+                .unwrap_or(("calendar", text_of_error.as_str()));
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            let line = text
+                .lines()
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(leaf)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                })
+                .or_else(|| text.lines().position(|l| l.trim() == "[calendar]"))
+                .map_or(1, |i| i + 1);
+            return Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line,
+                key: key.to_string(),
+                message: message.to_string(),
+            });
+        }
         if let Some(addr) = self.metrics_listen
             && !addr.ip().is_loopback()
             && !self.metrics_public
@@ -414,7 +437,8 @@ raw_days = 30          # raw samples older than this are pruned (0 = keep foreve
 working_days = ["Mon", "Tue", "Wed", "Thu", "Fri"]
 start = "07:30"
 end = "16:00"
-utc_offset = "+07:00"  # WIB; Indonesia has no daylight saving time
+# The province's time, an IANA zone: "Asia/Jakarta" (WIB), "Asia/Makassar"
+# (WITA) or "Asia/Jayapura" (WIT). Every time people read is shown in it.
 time_zone = "Asia/Jakarta"
 holidays = []          # e.g. ["2026-08-17", "2026-12-25"]
 
@@ -588,6 +612,37 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_wita_province_that_kept_a_wib_offset_is_refused_with_file_line_and_key() {
+        let check = |text: &str| {
+            let cfg: CollectorConfig = parse_toml(Path::new("c.toml"), text)?;
+            cfg.check(Path::new("c.toml"), text)?;
+            Ok::<_, ConfigError>(cfg)
+        };
+        let base = "listen = \"127.0.0.1:1\"\n\n[calendar]\ntime_zone = \"Asia/Makassar\"\n";
+        let err = check(&format!("{base}utc_offset = \"+07:00\"\n")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "c.toml:5: calendar.utc_offset: +07:00 disagrees with time_zone Asia/Makassar (+08:00, WITA)"
+            ),
+            "{err}"
+        );
+        let err =
+            check("listen = \"127.0.0.1:1\"\n[calendar]\ntime_zone = \"WITA\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:3: calendar.time_zone: \"WITA\" is not an IANA time zone"),
+            "{err}"
+        );
+        // The zone alone sets the offset: WITA times, labelled WITA.
+        let cfg = check(base).unwrap();
+        let cal = crate::sop::Calendar::new(&cfg.calendar).unwrap();
+        assert_eq!(
+            (cal.offset().local_minus_utc(), cal.zone_abbr()),
+            (8 * 3600, "WITA")
+        );
     }
 
     #[test]

@@ -34,3 +34,4 @@ pub mod systemd;
 pub mod ticket;
 pub mod usage;
 pub mod users;
+pub mod when;

@@ -435,13 +435,14 @@ max_age = "7d"
     )
 }
 
-fn user_toml(name: &str, url: &str, server_name: &str) -> String {
+fn user_toml(name: &str, url: &str, server_name: &str, time_zone: &str) -> String {
     format!(
         r#"# Siaga CLI configuration, written by `siaga-collector enroll user`.
 # Relative paths are relative to the directory of this file.
 collector = {url}
 server_name = {server_name}
 user = {name}     # informative; the identity is the certificate
+time_zone = {time_zone}   # the province's time: local times you type are read in it
 
 [tls]
 ca = "ca.pem"
@@ -451,6 +452,7 @@ key = "user.key"
         url = toml_str(url),
         server_name = toml_str(server_name),
         name = toml_str(name),
+        time_zone = toml_str(time_zone),
     )
 }
 
@@ -510,7 +512,11 @@ impl Issuing {
                 "agent.toml",
                 agent_toml(id, opd, &url, &server_name),
             ),
-            Identity::User { name } => ("user", "siaga.toml", user_toml(name, &url, &server_name)),
+            Identity::User { name } => (
+                "user",
+                "siaga.toml",
+                user_toml(name, &url, &server_name, &self.cfg.calendar.time_zone),
+            ),
         };
         mkdir(out)?;
         write_private(&out.join(format!("{stem}.key")), &key)?;

@@ -69,11 +69,20 @@ pub fn date_arg(s: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("{s:?} is not a date written YYYY-MM-DD, e.g. 2026-12-04"))
 }
 
-/// How far back from now: a duration such as 30m, 6h or 2d.
+/// Where a `--since` starts: a length of time back from now (30m, 6h, 2d)
+/// or a moment (`yesterday`, `2026-12-07 08:00`, …; see [`crate::when`]).
+/// Checked here for its form; read in siaga.toml's time zone when used.
 pub fn since_arg(s: &str) -> Result<String, String> {
-    humantime::parse_duration(s.trim())
+    crate::when::since(s, chrono_tz::Asia::Jakarta, chrono::Utc::now())
         .map(|_| s.trim().to_string())
-        .map_err(|_| format!("{s:?} is not a length of time back from now, e.g. 30m, 6h or 2d"))
+}
+
+/// A moment (`2026-12-07 22:00`, `22:00`, `yesterday`, RFC 3339; see
+/// [`crate::when`]): checked here for its form, read in siaga.toml's time
+/// zone when used.
+pub fn time_arg(s: &str) -> Result<String, String> {
+    crate::when::point(s, chrono_tz::Asia::Jakarta, chrono::Utc::now())
+        .map(|_| s.trim().to_string())
 }
 
 #[cfg(test)]

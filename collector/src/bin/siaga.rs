@@ -177,7 +177,10 @@ fn main() -> ExitCode {
 fn check(cmd: &Cmd) -> Result<(), CliError> {
     match cmd {
         Cmd::Register(c) => c.request().map(drop).map_err(CliError::Usage),
-        Cmd::Maintenance { cmd } => cmd.request().map(drop).map_err(CliError::Usage),
+        Cmd::Maintenance { cmd } => cmd
+            .request(chrono_tz::Asia::Jakarta)
+            .map(drop)
+            .map_err(CliError::Usage),
         _ => Ok(()),
     }
 }
@@ -186,6 +189,7 @@ async fn run(args: Args) -> Result<(), CliError> {
     let path = cli::config_path(args.config)?;
     let cfg = SiagaConfig::load(&path)?;
     let url = cfg.collector.clone();
+    let tz = cfg.zone();
     // The typed services (each command opens its own channel).
     let cmd = match args.cmd {
         Cmd::Agents { json } => return devices::cli::agents(&cfg, json).await,
@@ -216,10 +220,10 @@ async fn run(args: Args) -> Result<(), CliError> {
     let mut client = cli::connect(&cfg).await?;
     let fail = |s| cli::status_error(&url, s);
     match cmd {
-        Cmd::Tickets(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        Cmd::Tickets(c) => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),
-        } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
         } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
@@ -241,8 +245,8 @@ async fn run(args: Args) -> Result<(), CliError> {
             Ok(())
         }
         Cmd::Maintenance { cmd } => {
-            let r = cmd.request().map_err(CliError::Message)?;
-            call(&mut client, &url, r, |reply| cmd.render(reply)).await
+            let r = cmd.request(cfg.zone()).map_err(CliError::Message)?;
+            call(&mut client, &url, r, |reply| cmd.render(reply, tz)).await
         }
         Cmd::Agents { .. }
         | Cmd::Devices { .. }

@@ -10,13 +10,12 @@ use tonic::transport::Channel;
 
 use crate::cli::{self, CliError, SiagaConfig};
 
-/// Reads a duration flag (`30m`, `6h`, `2d`).
-pub fn since_us(since: &str) -> Result<i64, CliError> {
-    let d = humantime::parse_duration(since)
-        .map_err(|e| CliError::Message(format!("--since {since:?}: {e} (e.g. 30m, 6h, 2d)")))?;
-    let us = chrono::Utc::now().timestamp_micros()
-        - i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2);
-    Ok(us.max(0))
+/// Reads a `--since` (`30m`, `6h`, `2d`, `yesterday`, `2026-12-07 08:00`
+/// in the province's zone …) as µs since the epoch.
+pub fn since_us(cfg: &SiagaConfig, since: &str) -> Result<i64, CliError> {
+    let t = crate::when::since(since, cfg.zone(), chrono::Utc::now())
+        .map_err(|e| CliError::Usage(format!("--since: {e}")))?;
+    Ok(t.timestamp_micros().max(0))
 }
 
 fn timestamp(us: i64) -> pbjson_types::Timestamp {
@@ -234,7 +233,7 @@ pub async fn device(
     json_out: bool,
 ) -> Result<(), CliError> {
     let url = cfg.collector.clone();
-    let since = since_us(since)?;
+    let since = since_us(cfg, since)?;
     let mut c = client(cli::channel(cfg).await?);
     let d = c
         .get_device(cli::request(v1::GetDeviceRequest {
@@ -262,7 +261,7 @@ pub async fn history(
     json_out: bool,
 ) -> Result<(), CliError> {
     let url = cfg.collector.clone();
-    let since = since_us(since)?;
+    let since = since_us(cfg, since)?;
     let mut c = client(cli::channel(cfg).await?);
     let mut stream = c
         .history(v1::HistoryRequest {

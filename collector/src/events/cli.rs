@@ -13,9 +13,10 @@ use crate::cli::{self, CliError, SiagaConfig};
 /// `siaga events`.
 #[derive(Debug, Clone, Args)]
 pub struct EventsCmd {
-    /// How far back, e.g. 1h, 30m, 2d (default 24h; with --follow: only new events).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub since: Option<Duration>,
+    /// From when: how far back, e.g. 1h, 30m, 2d, or a time such as
+    /// yesterday or "2026-12-07 08:00" (default 24h; with --follow: only new events).
+    #[arg(long, value_parser = crate::usage::since_arg)]
+    pub since: Option<String>,
     /// Only this OPD.
     #[arg(long)]
     pub opd: Option<String>,
@@ -44,20 +45,16 @@ fn timestamp(us: i64) -> pbjson_types::Timestamp {
     }
 }
 
-fn ago(d: Duration) -> pbjson_types::Timestamp {
-    let us = chrono::Utc::now().timestamp_micros()
-        - i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2);
-    timestamp(us.max(0))
+/// Where `--since` starts, read in the province's zone.
+fn since(cfg: &SiagaConfig, text: &str) -> Result<pbjson_types::Timestamp, CliError> {
+    let us = crate::devices::cli::since_us(cfg, text)?;
+    Ok(timestamp(us))
 }
 
-fn when(e: &v1::LogEvent) -> String {
+fn when(e: &v1::LogEvent, tz: chrono_tz::Tz) -> String {
     e.ts.as_ref()
         .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
+        .map(|t| cli::local_time(tz, t))
         .unwrap_or_default()
 }
 
@@ -89,7 +86,7 @@ pub async fn run(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
 async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
     let url = cfg.collector.clone();
     let mut client = client(cli::channel(cfg).await?);
-    let since = ago(c.since.unwrap_or(Duration::from_secs(86_400)));
+    let since = since(cfg, c.since.as_deref().unwrap_or("24h"))?;
     let limit = c.limit.unwrap_or(usize::MAX);
     let mut all = Vec::new();
     let mut token = String::new();
@@ -122,7 +119,7 @@ async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
     let mut t = cli::table(&["time", "subject", "what", "reason", "ticket"]);
     for e in &all {
         t.add_row(vec![
-            when(e),
+            when(e, cfg.zone()),
             e.subject.clone(),
             what(e),
             e.reason.clone(),
@@ -140,10 +137,9 @@ async fn follow(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
     let mut connected_once = false;
     loop {
         let req = v1::FollowEventsRequest {
-            since: if after.is_empty() {
-                c.since.map(ago)
-            } else {
-                None
+            since: match (&c.since, after.is_empty()) {
+                (Some(text), true) => Some(since(cfg, text)?),
+                _ => None,
             },
             opd: c.opd.clone().unwrap_or_default(),
             after: after.clone(),
@@ -179,7 +175,7 @@ async fn follow(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
                     } else {
                         println!(
                             "{}  {}  {}  {}  {}",
-                            when(&e),
+                            when(&e, cfg.zone()),
                             e.subject,
                             what(&e),
                             e.reason,

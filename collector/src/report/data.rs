@@ -344,7 +344,7 @@ fn finding_text(r: &Reading, lang: Lang) -> String {
 
 /// A moment inside a sentence: local time with the zone.
 fn us_time_zone(cal: &Calendar, us: i64) -> String {
-    format!("{} ({})", us_time(cal, us), cal.zone_name())
+    format!("{} {}", us_time(cal, us), cal.zone_abbr())
 }
 
 fn us_time(cal: &Calendar, us: i64) -> String {
@@ -811,7 +811,7 @@ pub fn build(inp: &Inputs<'_>, lang: Lang) -> ReportData {
     ));
     header.push((
         tr(lang, "Dibuka", "Opened").to_string(),
-        format!("{} ({})", local(cal, info.opened_at), cal.zone_name()),
+        format!("{} {}", local(cal, info.opened_at), cal.zone_abbr()),
     ));
     let closed = state.closed_at.filter(|t| in_time(*t));
     header.push((

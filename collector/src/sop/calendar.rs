@@ -2,8 +2,13 @@
 //!
 //! "1 hari" in the SOP is one working day (the length of the working day on this
 //! calendar), "1 jam" one working hour. The clock runs only on working days,
-//! between `start` and `end`, outside holidays. Asia/Jakarta has no daylight
-//! saving time, so a fixed UTC offset is exact.
+//! between `start` and `end`, outside holidays.
+//!
+//! The province's time is one IANA zone name (`time_zone`, e.g.
+//! `Asia/Jakarta`, `Asia/Makassar`, `Asia/Jayapura`); its UTC offset and
+//! abbreviation (WIB, WITA, WIT) come from the time-zone database. The
+//! Indonesian zones have no daylight saving time, so that offset is exact
+//! all year; a zone that has one is refused.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +26,6 @@ use super::model::WorkDuration;
 /// working_days = ["Mon", "Tue", "Wed", "Thu", "Fri"]
 /// start = "07:30"
 /// end = "16:00"
-/// utc_offset = "+07:00"
 /// time_zone = "Asia/Jakarta"
 /// holidays = ["2026-08-17", "2026-12-25"]
 /// ```
@@ -36,10 +40,11 @@ pub struct CalendarConfig {
     /// End of the working day, local time "HH:MM". Default "16:00".
     #[serde(with = "hhmm")]
     pub end: NaiveTime,
-    /// Offset of local time from UTC, "+07:00" (WIB). Fixed: Indonesia has no daylight saving.
-    #[serde(with = "offset")]
-    pub utc_offset: FixedOffset,
-    /// Name of the time zone, shown on documents. Default "Asia/Jakarta".
+    /// Offset of local time from UTC, "+07:00". Optional: it follows from
+    /// `time_zone`; when given it must agree with it (older files set both).
+    #[serde(with = "offset", skip_serializing_if = "Option::is_none")]
+    pub utc_offset: Option<FixedOffset>,
+    /// The province's IANA time zone. Default "Asia/Jakarta" (WIB).
     pub time_zone: String,
     /// Holidays (no working time), "YYYY-MM-DD" strings or TOML dates.
     #[serde(
@@ -61,7 +66,7 @@ impl Default for CalendarConfig {
             ],
             start: NaiveTime::from_hms_opt(7, 30, 0).unwrap_or_default(),
             end: NaiveTime::from_hms_opt(16, 0, 0).unwrap_or_default(),
-            utc_offset: FixedOffset::east_opt(7 * 3600).unwrap_or_else(|| Utc.fix()),
+            utc_offset: None,
             time_zone: "Asia/Jakarta".into(),
             holidays: Vec::new(),
         }
@@ -74,6 +79,30 @@ pub enum CalendarError {
     /// No working days at all: no deadline could ever be reached.
     #[error("calendar.working_days: no working days")]
     NoWorkingDays,
+    /// Not a zone of the time-zone database.
+    #[error(
+        "calendar.time_zone: {0:?} is not an IANA time zone (e.g. \"Asia/Jakarta\" for WIB, \"Asia/Makassar\" for WITA, \"Asia/Jayapura\" for WIT)"
+    )]
+    UnknownZone(String),
+    /// A zone whose offset changes during the year.
+    #[error(
+        "calendar.time_zone: {0} has daylight saving time; Siaga's working-time arithmetic needs a zone with one offset all year (the Indonesian zones have)"
+    )]
+    DaylightSaving(String),
+    /// `utc_offset` given and not the zone's.
+    #[error(
+        "calendar.utc_offset: {given} disagrees with time_zone {zone} ({derived}, {abbr}); remove utc_offset (it follows from time_zone) or correct one of them"
+    )]
+    OffsetDisagrees {
+        /// utc_offset as written
+        given: FixedOffset,
+        /// time_zone
+        zone: String,
+        /// the zone's offset
+        derived: FixedOffset,
+        /// the zone's abbreviation
+        abbr: String,
+    },
     /// The day ends before it starts.
     #[error("calendar.end: {end} is not after calendar.start {start}")]
     EndBeforeStart {
@@ -92,6 +121,7 @@ pub struct Calendar {
     end: NaiveTime,
     offset: FixedOffset,
     zone: String,
+    abbr: String,
     holidays: BTreeSet<NaiveDate>,
 }
 
@@ -104,6 +134,7 @@ impl Default for Calendar {
             end: NaiveTime::from_hms_opt(23, 0, 0).unwrap_or(NaiveTime::MIN),
             offset: Utc.fix(),
             zone: "UTC".into(),
+            abbr: "UTC".into(),
             holidays: BTreeSet::new(),
         })
     }
@@ -125,12 +156,24 @@ impl Calendar {
         if !days.iter().any(|d| *d) {
             return Err(CalendarError::NoWorkingDays);
         }
+        let (offset, abbr) = zone_offset(&cfg.time_zone)?;
+        if let Some(given) = cfg.utc_offset
+            && given != offset
+        {
+            return Err(CalendarError::OffsetDisagrees {
+                given,
+                zone: cfg.time_zone.trim().to_string(),
+                derived: offset,
+                abbr,
+            });
+        }
         Ok(Calendar {
             days,
             start: cfg.start,
             end: cfg.end,
-            offset: cfg.utc_offset,
-            zone: cfg.time_zone.clone(),
+            offset,
+            zone: cfg.time_zone.trim().to_string(),
+            abbr,
             holidays: cfg.holidays.iter().copied().collect(),
         })
     }
@@ -140,9 +183,19 @@ impl Calendar {
         self.end - self.start
     }
 
-    /// The time zone's name, for documents.
+    /// The time zone's IANA name ("Asia/Jakarta").
     pub fn zone_name(&self) -> &str {
         &self.zone
+    }
+
+    /// The zone's abbreviation as people read it ("WIB", "WITA", "WIT").
+    pub fn zone_abbr(&self) -> &str {
+        &self.abbr
+    }
+
+    /// The zone's offset from UTC.
+    pub fn offset(&self) -> FixedOffset {
+        self.offset
     }
 
     /// `t` in local time.
@@ -279,14 +332,43 @@ mod hhmm {
     }
 }
 
+/// The UTC offset and abbreviation of IANA zone `name`, refusing a name
+/// the database does not know and a zone with daylight saving time.
+pub fn zone_offset(name: &str) -> Result<(FixedOffset, String), CalendarError> {
+    use chrono_tz::OffsetName;
+    let tz: chrono_tz::Tz = name
+        .trim()
+        .parse()
+        .map_err(|_| CalendarError::UnknownZone(name.to_string()))?;
+    let year = Utc::now().year();
+    let at = |month| {
+        let t = NaiveDate::from_ymd_opt(year, month, 1)
+            .unwrap_or_default()
+            .and_time(NaiveTime::MIN);
+        tz.offset_from_utc_datetime(&t)
+    };
+    let (jan, jul) = (at(1), at(7));
+    if jan.fix() != jul.fix() {
+        return Err(CalendarError::DaylightSaving(name.trim().to_string()));
+    }
+    let abbr = jan
+        .abbreviation()
+        .filter(|a| !a.starts_with(['+', '-']))
+        .map_or_else(|| format!("UTC{}", jan.fix()), str::to_string);
+    Ok((jan.fix(), abbr))
+}
+
 mod offset {
     use super::*;
-    pub fn serialize<S: Serializer>(o: &FixedOffset, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&o.to_string())
+    pub fn serialize<S: Serializer>(o: &Option<FixedOffset>, s: S) -> Result<S::Ok, S::Error> {
+        match o {
+            Some(o) => s.serialize_str(&o.to_string()),
+            None => s.serialize_none(),
+        }
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FixedOffset, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FixedOffset>, D::Error> {
         let text = String::deserialize(d)?;
-        text.parse::<FixedOffset>().map_err(|_| {
+        text.parse::<FixedOffset>().map(Some).map_err(|_| {
             serde::de::Error::custom(format!("`{text}` is not a UTC offset like \"+07:00\""))
         })
     }
@@ -417,6 +499,39 @@ mod tests {
         assert_eq!(c.fmt_local(wib("2026-11-23 07:30")), "2026-11-23 07:30");
         assert!(!c.is_working_day(NaiveDate::from_ymd_opt(2026, 11, 29).expect("date")));
         assert_eq!(c, Calendar::default());
+    }
+
+    #[test_case("Asia/Jakarta", 7, "WIB" ; "western")]
+    #[test_case("Asia/Makassar", 8, "WITA" ; "central")]
+    #[test_case("Asia/Jayapura", 9, "WIT" ; "eastern")]
+    fn the_offset_and_abbreviation_follow_from_the_zone(zone: &str, hours: i32, abbr: &str) {
+        let cfg: CalendarConfig =
+            toml::from_str(&format!("time_zone = \"{zone}\"")).expect("parses");
+        let c = Calendar::new(&cfg).expect("valid");
+        assert_eq!(c.offset().local_minus_utc(), hours * 3600);
+        assert_eq!(c.zone_abbr(), abbr);
+        // 01:00 UTC is 08:00 WIB, 09:00 WITA, 10:00 WIT.
+        let t = DateTime::parse_from_rfc3339("2026-12-07T01:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(c.fmt_local(t), format!("2026-12-07 {:02}:00", 1 + hours));
+    }
+
+    #[test_case("time_zone = \"Asia/Makassar\"\nutc_offset = \"+07:00\"", "calendar.utc_offset: +07:00 disagrees with time_zone Asia/Makassar (+08:00, WITA)" ; "WITA zone with a WIB offset")]
+    #[test_case("time_zone = \"Asia/Bandung\"", "calendar.time_zone: \"Asia/Bandung\" is not an IANA time zone" ; "unknown zone")]
+    #[test_case("time_zone = \"Europe/Berlin\"", "calendar.time_zone: Europe/Berlin has daylight saving time" ; "daylight saving")]
+    fn a_zone_that_cannot_be_the_provinces_is_refused(text: &str, words: &str) {
+        let cfg: CalendarConfig = toml::from_str(text).expect("parses");
+        let err = Calendar::new(&cfg).expect_err("refused");
+        assert!(err.to_string().starts_with(words), "{err}");
+    }
+
+    #[test]
+    fn an_offset_that_agrees_with_the_zone_is_accepted() {
+        let cfg: CalendarConfig =
+            toml::from_str("time_zone = \"Asia/Makassar\"\nutc_offset = \"+08:00\"")
+                .expect("parses");
+        assert_eq!(Calendar::new(&cfg).expect("valid").zone_abbr(), "WITA");
     }
 
     #[test_case("start = \"16:00\"\nend = \"07:30\"", "not after" ; "end before start")]

@@ -385,7 +385,7 @@ pub fn build(
     }
     header.push((
         tr(lang, "Dibuka", "Opened"),
-        format!("{} ({})", cal.fmt_local(info.opened_at), cal.zone_name()),
+        format!("{} {}", cal.fmt_local(info.opened_at), cal.zone_abbr()),
     ));
     header.push((tr(lang, "Posisi", "Position"), position));
     // Everyone who took a step initials the card: full name, NIP, jabatan.

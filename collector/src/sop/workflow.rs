@@ -104,7 +104,7 @@ impl TicketInfo {
             Some(r) => r.text(lang, &|us| {
                 DateTime::from_timestamp_micros(us).map_or_else(
                     || us.to_string(),
-                    |t| format!("{} ({})", cal.fmt_local(t), cal.zone_name()),
+                    |t| format!("{} {}", cal.fmt_local(t), cal.zone_abbr()),
                 )
             }),
             None => self.problem.clone(),

@@ -12,6 +12,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
+use crate::cli::local_text;
 use crate::sop::cli::Request;
 
 fn req(method: &'static str, v: Value) -> Request {
@@ -45,9 +46,9 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn time_us(us: i64) -> String {
+fn time_us(us: i64, tz: chrono_tz::Tz) -> String {
     DateTime::from_timestamp_micros(us)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| crate::cli::local_time(tz, t))
         .unwrap_or_else(|| us.to_string())
 }
 
@@ -69,7 +70,7 @@ impl TicketsCmd {
     }
 
     /// A table or the JSON array.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
+    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
         let v = parse(reply)?;
         if self.json {
             return pretty(&v);
@@ -117,13 +118,13 @@ impl TicketsCmd {
                         None => s(&x["role"]),
                     }
                 },
-                match (x["due_at"].as_str(), x["overdue"] == true) {
-                    (Some(due), true) => format!("{due} LATE"),
-                    (Some(due), false) => due.to_string(),
-                    (None, _) => "-".into(),
+                match (x["due_at"].is_string(), x["overdue"] == true) {
+                    (true, true) => format!("{} LATE", local_text(&x["due_at"], tz)),
+                    (true, false) => local_text(&x["due_at"], tz),
+                    (false, _) => "-".into(),
                 },
-                s(&x["opened_at"]),
-                s(&x["recovered_at"]),
+                local_text(&x["opened_at"], tz),
+                local_text(&x["recovered_at"], tz),
                 s(&x["occurrences"]),
                 affected.join(", "),
             ]);
@@ -153,7 +154,7 @@ impl TicketShowCmd {
     }
 
     /// The ticket as text or JSON.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
+    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
         let TicketShowCmd::Show { json, .. } = self;
         let v = parse(reply)?;
         if *json {
@@ -175,8 +176,8 @@ impl TicketShowCmd {
             format!("step {} ({})", s(&v["step"]), s(&v["role"]))
         };
         line(&mut out, "turn", turn);
-        line(&mut out, "opened", s(&v["opened_at"]));
-        line(&mut out, "recovered", s(&v["recovered_at"]));
+        line(&mut out, "opened", local_text(&v["opened_at"], tz));
+        line(&mut out, "recovered", local_text(&v["recovered_at"], tz));
         line(&mut out, "occurrences", s(&v["occurrences"]));
         line(&mut out, "flapping", s(&v["flapping"]));
         let affected: Vec<String> = v["affected"]
@@ -188,13 +189,17 @@ impl TicketShowCmd {
         line(&mut out, "affected", affected.join(", "));
         out.push_str("\nevents:\n");
         for n in v["notes"].as_array().into_iter().flatten() {
-            out.push_str(&format!("  {}  {}\n", s(&n["at"]), s(&n["text"])));
+            out.push_str(&format!(
+                "  {}  {}\n",
+                local_text(&n["at"], tz),
+                s(&n["text"])
+            ));
         }
         for r in v["trail"].as_array().into_iter().flatten() {
             let e = &r["event"];
             out.push_str(&format!(
                 "  {}  step {} {} by {}\n",
-                s(&e["at"]),
+                local_text(&e["at"], tz),
                 s(&e["step"]),
                 s(&e["kind"]["type"]),
                 s(&e["user"])
@@ -227,7 +232,7 @@ impl TicketShowCmd {
             };
             out.push_str(&format!(
                 "  {}  {}  {}\n",
-                time_us(r["at"].as_i64().unwrap_or(0)),
+                time_us(r["at"].as_i64().unwrap_or(0), tz),
                 s(&r["sample"]["device"]),
                 what
             ));
@@ -263,12 +268,13 @@ pub enum MaintenanceCmd {
         /// One link: DEVICE/LINK.
         #[arg(long)]
         link: Option<String>,
-        /// Start (RFC 3339, e.g. 2026-11-24T22:00:00+07:00); default now.
-        #[arg(long)]
-        from: Option<DateTime<chrono::FixedOffset>>,
-        /// End (RFC 3339). Give this or --for.
-        #[arg(long, conflicts_with_all = ["duration", "weekly"])]
-        until: Option<DateTime<chrono::FixedOffset>>,
+        /// Start, in the province's time (siaga.toml's time_zone), e.g.
+        /// "2026-12-07 22:00", 22:00 (today) or 2026-12-07T22:00:00+07:00; default now.
+        #[arg(long, value_parser = crate::usage::time_arg)]
+        from: Option<String>,
+        /// End, in the same forms, e.g. "2026-12-08 02:00". Give this or --for.
+        #[arg(long, conflicts_with_all = ["duration", "weekly"], value_parser = crate::usage::time_arg)]
+        until: Option<String>,
         /// Length, e.g. 2h (one-off from --from, or each weekly window).
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
@@ -278,9 +284,10 @@ pub enum MaintenanceCmd {
         /// Local start time of a weekly window, HH:MM.
         #[arg(long)]
         at: Option<String>,
-        /// Offset of local time from UTC for --at, e.g. +07:00 (WIB, default), +08:00, +09:00.
-        #[arg(long, default_value = "+07:00", allow_hyphen_values = true)]
-        utc_offset: String,
+        /// Offset of local time from UTC for --at, e.g. +08:00; default the
+        /// offset of siaga.toml's time_zone (WIB +07:00, WITA +08:00, WIT +09:00).
+        #[arg(long, allow_hyphen_values = true)]
+        utc_offset: Option<String>,
         /// Why (shown in events).
         #[arg(long, default_value = "")]
         reason: String,
@@ -298,6 +305,15 @@ pub enum MaintenanceCmd {
     },
 }
 
+/// The UTC offset of zone `tz` now, in minutes.
+fn zone_minutes(tz: chrono_tz::Tz) -> i32 {
+    use chrono::{Offset, TimeZone};
+    tz.offset_from_utc_datetime(&Utc::now().naive_utc())
+        .fix()
+        .local_minus_utc()
+        / 60
+}
+
 fn offset_minutes(s: &str) -> Result<i32, String> {
     let bad = || format!("--utc-offset {s:?}: expected e.g. +07:00");
     let (sign, rest) = match s.as_bytes().first() {
@@ -312,8 +328,9 @@ fn offset_minutes(s: &str) -> Result<i32, String> {
 }
 
 impl MaintenanceCmd {
-    /// The call; bad combinations of options are errors.
-    pub fn request(&self) -> Result<Request, String> {
+    /// The call, with the times typed read in zone `tz`; bad combinations
+    /// of options are errors.
+    pub fn request(&self, tz: chrono_tz::Tz) -> Result<Request, String> {
         match self {
             MaintenanceCmd::List { .. } => Ok(req("maintenance.list", json!({}))),
             MaintenanceCmd::Remove { id } => Ok(req("maintenance.remove", json!({ "id": id }))),
@@ -347,12 +364,23 @@ impl MaintenanceCmd {
                         "days": weekly,
                         "start": at.clone().ok_or("--weekly needs --at HH:MM")?,
                         "duration_s": dur.as_secs(),
-                        "utc_offset_minutes": offset_minutes(utc_offset)?,
+                        "utc_offset_minutes": match utc_offset {
+                            Some(o) => offset_minutes(o)?,
+                            None => zone_minutes(tz),
+                        },
                     })
                 } else {
-                    let start = from.map(|f| f.with_timezone(&Utc)).unwrap_or_else(Utc::now);
+                    let now = Utc::now();
+                    let start = match from {
+                        Some(f) => {
+                            crate::when::point(f, tz, now).map_err(|e| format!("--from: {e}"))?
+                        }
+                        None => now,
+                    };
                     let end = match (until, duration) {
-                        (Some(u), _) => u.with_timezone(&Utc),
+                        (Some(u), _) => {
+                            crate::when::point(u, tz, now).map_err(|e| format!("--until: {e}"))?
+                        }
                         (None, Some(d)) => {
                             start
                                 + chrono::Duration::from_std(*d)
@@ -375,7 +403,7 @@ impl MaintenanceCmd {
     }
 
     /// What to print.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
+    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
         let v = parse(reply)?;
         match self {
             MaintenanceCmd::List { json: true } => pretty(&v),
@@ -385,7 +413,7 @@ impl MaintenanceCmd {
                     t.add_row(vec![
                         s(&w["id"]),
                         scope_text(&w["scope"]),
-                        schedule_text(&w["schedule"]),
+                        schedule_text(&w["schedule"], tz),
                         s(&w["reason"]),
                         s(&w["created_by"]),
                     ]);
@@ -396,7 +424,7 @@ impl MaintenanceCmd {
                 "maintenance window {} added: {}, {}",
                 s(&v["id"]),
                 scope_text(&v["scope"]),
-                schedule_text(&v["schedule"])
+                schedule_text(&v["schedule"], tz)
             )),
             MaintenanceCmd::Remove { id } => Ok(format!("maintenance window {id} removed")),
         }
@@ -412,12 +440,12 @@ fn scope_text(v: &Value) -> String {
     }
 }
 
-fn schedule_text(v: &Value) -> String {
+fn schedule_text(v: &Value, tz: chrono_tz::Tz) -> String {
     match v["kind"].as_str() {
         Some("once") => format!(
-            "{} – {} UTC",
-            time_us(v["start_us"].as_i64().unwrap_or(0)),
-            time_us(v["end_us"].as_i64().unwrap_or(0))
+            "{} – {}",
+            time_us(v["start_us"].as_i64().unwrap_or(0), tz),
+            time_us(v["end_us"].as_i64().unwrap_or(0), tz)
         ),
         Some("weekly") => {
             let days: Vec<String> = v["days"].as_array().into_iter().flatten().map(s).collect();
@@ -456,7 +484,7 @@ mod tests {
         let mut argv = vec!["siaga", "add"];
         argv.extend(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let r = cli.cmd.request()?;
+        let r = cli.cmd.request(chrono_tz::Asia::Makassar)?;
         assert_eq!(r.method, "maintenance.add");
         Ok(serde_json::from_str(&r.json).unwrap())
     }
@@ -481,7 +509,7 @@ mod tests {
             json!({
                 "scope": {"kind": "device", "device": "dinkes-rtr"},
                 "schedule": {"kind": "weekly", "days": ["mon", "thu"], "start": "22:00",
-                             "duration_s": 7200, "utc_offset_minutes": 420},
+                             "duration_s": 7200, "utc_offset_minutes": 480},
                 "reason": "patch",
             })
         );
@@ -501,6 +529,22 @@ mod tests {
         assert_eq!(v["scope"]["link"], "Uplink ke Diskominfo");
         assert_eq!(v["schedule"]["start_us"], 1_795_532_400_000_000_i64);
         assert_eq!(v["schedule"]["end_us"], 1_795_543_200_000_000_i64);
+    }
+
+    #[test]
+    fn a_window_typed_in_local_time_is_read_in_the_provinces_zone() {
+        // The issue's `--from "2026-12-07 22:00"`, in a WITA province.
+        let v = add(&[
+            "--opd",
+            "x",
+            "--from",
+            "2026-12-07 22:00",
+            "--until",
+            "2026-12-08 01:30",
+        ])
+        .unwrap();
+        assert_eq!(v["schedule"]["start_us"], 1_796_652_000_000_000_i64);
+        assert_eq!(v["schedule"]["end_us"], 1_796_664_600_000_000_i64);
     }
 
     #[test_case(&["--weekly", "mon", "--at", "22:00", "--for", "1h"] => matches Err(e) if e.contains("--opd"); "scope required")]
@@ -535,21 +579,24 @@ mod tests {
             open: false,
             json: false,
         }
-        .render(&reply)
+        .render(&reply, chrono_tz::Asia::Makassar)
         .unwrap();
         for want in [
             "PJ-2026-0001",
             "dinkes-rtr",
             "pemohon",
             "dinkes-sw1, dinkes-sw2",
+            // 03:00 UTC in a WITA province.
+            "2026-11-24 11:00:00 WITA",
         ] {
             assert!(out.contains(want), "{want} in\n{out}");
         }
+        assert!(!out.contains("T03:00:00Z"), "{out}");
         let json_out = TicketsCmd {
             open: true,
             json: true,
         }
-        .render(&reply)
+        .render(&reply, chrono_tz::Asia::Makassar)
         .unwrap();
         let back: Value = serde_json::from_str(&json_out).unwrap();
         assert_eq!(back[0]["affected"][1], "dinkes-sw2");
