@@ -698,7 +698,7 @@ fn a_link_toggled_twenty_times_in_two_minutes_is_one_flapping_ticket_that_record
     ensure!(
         ev.iter().any(|e| e["kind"] == "recovered"
             && e["ticket"] == id.as_str()
-            && ts_us(&e["ts_us"]).is_some_and(|r| r > mended_at)),
+            && ts_us(&e["ts"]).is_some_and(|r| r > mended_at)),
         "an event records the recovery"
     );
     Ok(())
