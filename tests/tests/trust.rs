@@ -252,9 +252,14 @@ fn a_future_stamped_sample_is_refused_and_counted_and_the_agent_clock_offset_is_
         "the sample an hour ahead is refused (and the agent may drop it): {ack_future:?}"
     );
     ensure!(ack_good.stored == 1, "{ack_good:?}");
-    // Times are printed to the millisecond.
+    // The device list prints times to the millisecond, the history (proto3
+    // JSON) to the microsecond: compared to the millisecond.
     let good_ms = good / 1_000 * 1_000;
-    let history = siaga.history_ts("a-sw1")?;
+    let history: Vec<i64> = siaga
+        .history_ts("a-sw1")?
+        .iter()
+        .map(|t| t / 1_000 * 1_000)
+        .collect();
     ensure!(
         history == [good_ms],
         "only the good sample is stored: {history:?}"
