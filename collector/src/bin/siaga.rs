@@ -226,7 +226,7 @@ async fn run(args: Args) -> Result<(), CliError> {
         } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
-        } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+        } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
         } => measure::cli::ticket(&mut client, &url, &c).await,

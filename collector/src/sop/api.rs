@@ -129,7 +129,7 @@ pub struct TicketView {
     pub assignee: Option<String>,
     /// When the step is due.
     pub due_at: Option<DateTime<Utc>>,
-    /// The same in the calendar's local time, e.g. "2026-11-24 08:00 +07:00".
+    /// The same in the calendar's local time, e.g. "2026-11-24 08:00 WIB".
     pub due_local: Option<String>,
     /// Past due.
     pub overdue: bool,
@@ -183,7 +183,7 @@ pub fn view(store: &SopStore, t: &SopTicket, now: DateTime<Utc>) -> Result<Ticke
         due_at: wf.due_at(&t.state),
         due_local: wf.due_at(&t.state).map(|d| {
             let c = store.calendar();
-            format!("{} {}", c.fmt_local(d), c.local(d).offset())
+            format!("{} {}", c.fmt_local(d), c.zone_abbr())
         }),
         overdue: wf.is_overdue(&t.state, now),
         time_left_secs: wf.time_left(&t.state, now).map(|d| d.num_seconds()),

@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use super::api::{ActionReply, Document, InboxItem, TicketView};
 use super::audit::AuditRecord;
 use super::workflow::{EventKind, Origin};
-use crate::cli::{CliError, status_error};
+use crate::cli::{CliError, local_time, status_error};
 
 /// `siaga ticket …` (the SOP actions).
 #[derive(Debug, Clone, Subcommand)]
@@ -281,8 +281,9 @@ impl TicketCmd {
         }
     }
 
-    /// What to print for the collector's answer (a card may be written to a file).
-    pub fn render(&self, reply: &str) -> Result<String, String> {
+    /// What to print for the collector's answer (a card may be written to a
+    /// file), times in zone `tz`.
+    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
         if let TicketCmd::Card { out, .. } = self {
             let d: Document = parse(reply)?;
             return write_out(out, &d.bytes()?, "the control card");
@@ -294,11 +295,11 @@ impl TicketCmd {
             }
             TicketCmd::Turn { json: false, .. } => {
                 let t: TicketView = parse(reply)?;
-                return Ok(turn_line(&t));
+                return Ok(turn_line(&t, tz));
             }
             TicketCmd::Audit { json: false, .. } => {
                 let recs: Vec<AuditRecord> = parse(reply)?;
-                return Ok(audit_table(&recs));
+                return Ok(audit_table(&recs, tz));
             }
             _ => {}
         }
@@ -360,12 +361,12 @@ impl TicketCmd {
     }
 }
 
-fn turn_line(t: &TicketView) -> String {
+fn turn_line(t: &TicketView, tz: chrono_tz::Tz) -> String {
     if let (Some(c), Some(reason)) = (t.closed_at, &t.void_reason) {
-        return format!("{}: void at {} ({reason})", t.id, c.to_rfc3339());
+        return format!("{}: void at {} ({reason})", t.id, local_time(tz, c));
     }
     if let Some(c) = t.closed_at {
-        return format!("{}: selesai (done) at {}", t.id, c.to_rfc3339());
+        return format!("{}: selesai (done) at {}", t.id, local_time(tz, c));
     }
     let who = match &t.assignee {
         Some(u) => format!("{} ({u})", t.role),
@@ -381,7 +382,7 @@ fn turn_line(t: &TicketView) -> String {
     )
 }
 
-fn audit_table(recs: &[AuditRecord]) -> String {
+fn audit_table(recs: &[AuditRecord], tz: chrono_tz::Tz) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(["#", "at", "user", "role", "step", "event", "detail"]);
@@ -392,10 +393,10 @@ fn audit_table(recs: &[AuditRecord]) -> String {
             (Some(r), None) => r.clone(),
             _ => String::new(),
         };
-        let (kind, detail) = audit_detail(&e.kind);
+        let (kind, detail) = audit_detail(&e.kind, tz);
         t.add_row([
             r.index.to_string(),
-            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            local_time(tz, e.at),
             e.user.clone(),
             role,
             e.step.to_string(),
@@ -427,7 +428,7 @@ fn timing_words(t: &super::workflow::Timing) -> String {
 }
 
 /// One trail record in words: its kind and what it says.
-fn audit_detail(kind: &EventKind) -> (&'static str, String) {
+fn audit_detail(kind: &EventKind, tz: chrono_tz::Tz) -> (&'static str, String) {
     let join = |parts: Vec<String>| {
         parts
             .into_iter()
@@ -558,7 +559,7 @@ fn audit_detail(kind: &EventKind) -> (&'static str, String) {
             join(vec![
                 format!(
                     "overdue warning level {level}, due {}",
-                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    local_time(tz, *due_at)
                 ),
                 format!("told {}", notify_roles.join(", ")),
                 if notify_users.is_empty() {
@@ -774,7 +775,10 @@ mod tests {
     ) -> Result<String, String> {
         let cli = Cli::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
         let (r, render): (Request, Render) = match cli.cmd {
-            Top::Ticket(c) => (c.request(), Box::new(move |x| c.render(x))),
+            Top::Ticket(c) => (
+                c.request(),
+                Box::new(move |x| c.render(x, chrono_tz::Asia::Jakarta)),
+            ),
             Top::Register(c) => (c.request()?, Box::new(move |x| c.render(x))),
             Top::Inbox(c) => (c.request(), Box::new(move |x| c.render(x))),
         };
@@ -797,7 +801,7 @@ mod tests {
         .expect("new");
         assert_eq!(
             out,
-            "opened PJ-2026-0001: now at step 1 pemohon, due 2026-11-24 08:00 +07:00"
+            "opened PJ-2026-0001: now at step 1 pemohon, due 2026-11-24 08:00 WIB"
         );
         let out = run(
             "siaga ticket dispose PJ-2026-0001",
@@ -808,7 +812,7 @@ mod tests {
         .expect("dispose");
         assert_eq!(
             out,
-            "PJ-2026-0001: disposed step 1; now at step 2 kepala_dinas, due 2026-11-24 08:30 +07:00"
+            "PJ-2026-0001: disposed step 1; now at step 2 kepala_dinas, due 2026-11-24 08:30 WIB"
         );
         let out = run(
             "siaga ticket dispose PJ-2026-0001",
@@ -826,7 +830,7 @@ mod tests {
         )
         .expect("dispose");
         assert!(
-            out.ends_with("now at step 4 pranata_komputer (prakom), due 2026-11-23 10:10 +07:00"),
+            out.ends_with("now at step 4 pranata_komputer (prakom), due 2026-11-23 10:10 WIB"),
             "{out}"
         );
         let err = run(
@@ -978,7 +982,15 @@ mod tests {
             id: "PJ-2026-0001".into(),
             json: false,
         };
-        let out = cmd.render(&reply).expect("render");
+        let out = cmd
+            .render(&reply, chrono_tz::Asia::Jakarta)
+            .expect("render");
+        // Times in the province's time with its zone, not UTC.
+        assert!(
+            out.contains("2026-11-23 08:") && out.contains(" WIB"),
+            "{out}"
+        );
+        assert!(!out.contains(":00Z") && !out.contains("+00:00"), "{out}");
         for debug in [
             "{", "}", "Some(", "None", "Letter", "Detected", "Timing", "\"", " Id ", " En ",
         ] {
