@@ -38,21 +38,6 @@ fn rss_kb(pid: i32, field: &str) -> Result<u64> {
         .parse()?)
 }
 
-async fn channel(tls: &Tls) -> Result<tonic::transport::Channel> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-    let mut cfg = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&tls.ca_pem))
-        .domain_name(tls.server_name.clone());
-    if let Some((cert, key)) = &tls.identity {
-        cfg = cfg.identity(Identity::from_pem(cert, key));
-    }
-    Ok(Endpoint::from_shared(tls.url.clone())?
-        .tls_config(cfg)?
-        .connect_timeout(secs(5))
-        .connect()
-        .await?)
-}
-
 /// One History call: (time to the first sample, total), after checking
 /// that all samples came, in order.
 async fn one_call(ch: tonic::transport::Channel, since_us: i64) -> Result<(Duration, Duration)> {
@@ -126,7 +111,7 @@ fn main() -> Result<()> {
     rt.block_on(async {
         let mut channels = Vec::new();
         for p in &people {
-            channels.push(channel(&p.tls()?).await?);
+            channels.push(p.tls()?.channel().await?);
         }
         // One call alone (also warms the collector up).
         let (first, total) = one_call(channels[0].clone(), start).await?;
