@@ -229,9 +229,9 @@ async fn run(args: Args) -> Result<(), CliError> {
         } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
-        } => measure::cli::ticket(&mut client, &url, &c).await,
-        Cmd::Measure(c) => measure::cli::device(&mut client, &url, &c).await,
-        Cmd::Measurement(c) => measure::cli::show(&mut client, &url, &c).await,
+        } => measure::cli::ticket(&mut client, &url, &c, tz).await,
+        Cmd::Measure(c) => measure::cli::device(&mut client, &url, &c, tz).await,
+        Cmd::Measurement(c) => measure::cli::show(&mut client, &url, &c, tz).await,
         Cmd::Ticket {
             cmd: TicketSub::Report(c),
         } => call(&mut client, &url, c.request(), |r| c.render(r)).await,

@@ -9,6 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
@@ -168,10 +169,11 @@ pub async fn ticket(
     client: &mut AdminClient<Channel>,
     url: &str,
     cmd: &TicketMeasureCmd,
+    tz: Tz,
 ) -> Result<(), CliError> {
     match cmd {
         TicketMeasureCmd::Measure { json, .. } => {
-            start_and_wait(client, url, &cmd.request(), *json).await
+            start_and_wait(client, url, &cmd.request(), *json, tz).await
         }
         TicketMeasureCmd::Measurements { json, .. } => {
             let reply = call(client, url, &cmd.request()).await?;
@@ -179,7 +181,7 @@ pub async fn ticket(
             if *json {
                 print_json(&list)
             } else {
-                println!("{}", list_table(&list));
+                println!("{}", list_table(&list, tz));
                 Ok(())
             }
         }
@@ -191,8 +193,9 @@ pub async fn device(
     client: &mut AdminClient<Channel>,
     url: &str,
     cmd: &MeasureCmd,
+    tz: Tz,
 ) -> Result<(), CliError> {
-    start_and_wait(client, url, &cmd.request(), cmd.json).await
+    start_and_wait(client, url, &cmd.request(), cmd.json, tz).await
 }
 
 /// Runs `siaga measurement ID`.
@@ -200,13 +203,14 @@ pub async fn show(
     client: &mut AdminClient<Channel>,
     url: &str,
     cmd: &MeasurementCmd,
+    tz: Tz,
 ) -> Result<(), CliError> {
     let get = req("measure.get", json!({ "id": cmd.id }));
     let mut m: Measurement = parse(&call(client, url, &get).await?)?;
     if cmd.wait {
         m = follow(client, url, m).await?;
     }
-    finish(&m, cmd.json, false)
+    finish(&m, cmd.json, false, tz)
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
@@ -220,13 +224,14 @@ async fn start_and_wait(
     url: &str,
     r: &Request,
     json: bool,
+    tz: Tz,
 ) -> Result<(), CliError> {
     let m: Measurement = parse(&call(client, url, r).await?)?;
     if matches!(m.state, MeasureState::Queued { .. }) {
-        return finish(&m, json, true);
+        return finish(&m, json, true, tz);
     }
     let m = follow(client, url, m).await?;
-    finish(&m, json, false)
+    finish(&m, json, false, tz)
 }
 
 /// Polls until `m` is final, with a progress line on a terminal.
@@ -253,11 +258,11 @@ async fn follow(
 }
 
 /// Prints the result; a failed or expired measurement is an error (exit 1).
-fn finish(m: &Measurement, json: bool, queued_hint: bool) -> Result<(), CliError> {
+fn finish(m: &Measurement, json: bool, queued_hint: bool, tz: Tz) -> Result<(), CliError> {
     if json {
         print_json(m)?;
     } else {
-        println!("{}", render(m));
+        println!("{}", render(m, tz));
         if queued_hint {
             println!(
                 "\nThe agent of OPD {} is offline; it runs when the agent reconnects. Follow it with `siaga measurement {} --wait`.",
@@ -339,13 +344,15 @@ fn subject(m: &Measurement) -> String {
     parts.join(", ")
 }
 
-fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+fn when(t: DateTime<Utc>, tz: Tz) -> String {
+    crate::cli::local_time(tz, t)
 }
 
-fn state_word(s: &MeasureState) -> String {
+fn state_word(s: &MeasureState, tz: Tz) -> String {
     match s {
-        MeasureState::Queued { expires_at } => format!("queued (expires {})", when(*expires_at)),
+        MeasureState::Queued { expires_at } => {
+            format!("queued (expires {})", when(*expires_at, tz))
+        }
         MeasureState::Running { .. } => "running".into(),
         MeasureState::Done => "done".into(),
         MeasureState::Failed { error } => format!("failed: {error}"),
@@ -381,7 +388,7 @@ fn table(header: &[&str]) -> Table {
 
 /// One measurement as text: what, who, state, then a table of device
 /// figures and one of link figures.
-pub fn render(m: &Measurement) -> String {
+pub fn render(m: &Measurement, tz: Tz) -> String {
     let mut out = String::new();
     let on = match (&m.ticket, m.phase) {
         (Some(t), Some(p)) => format!("ticket {t} ({})", p.as_str()),
@@ -392,15 +399,15 @@ pub fn render(m: &Measurement) -> String {
         "measurement {}  {on}  OPD {}  {}\n",
         m.id,
         m.opd,
-        state_word(&m.state)
+        state_word(&m.state, tz)
     ));
     out.push_str(&format!(
         "requested by {} at {}",
         m.requested_by,
-        when(m.requested_at)
+        when(m.requested_at, tz)
     ));
     if let Some(t) = m.completed_at {
-        out.push_str(&format!("; finished {}", when(t)));
+        out.push_str(&format!("; finished {}", when(t, tz)));
     }
     if let Some(a) = &m.agent {
         out.push_str(&format!("; agent {a}"));
@@ -488,7 +495,7 @@ pub fn render(m: &Measurement) -> String {
 }
 
 /// A ticket's measurements, one row each.
-pub fn list_table(list: &[Measurement]) -> String {
+pub fn list_table(list: &[Measurement], tz: Tz) -> String {
     if list.is_empty() {
         return "no measurements".into();
     }
@@ -524,9 +531,9 @@ pub fn list_table(list: &[Measurement]) -> String {
         t.add_row(vec![
             m.id.clone(),
             m.phase.map_or("-".into(), |p| p.as_str().to_string()),
-            state_word(&m.state),
+            state_word(&m.state, tz),
             m.requested_by.clone(),
-            when(m.requested_at),
+            when(m.requested_at, tz),
             loss.join(", "),
             rtt.join(", "),
             links.join(", "),
@@ -597,10 +604,10 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let text = render(&m);
+        let text = render(&m, chrono_tz::Asia::Jakarta);
         for words in [
             "measurement M-000007  ticket PJ-2026-0001 (before)  OPD dinkes  done",
-            "requested by teknisi at 2026-12-02 10:00:00 UTC; finished 2026-12-02 10:00:12 UTC; agent dinkes-agent",
+            "requested by teknisi at 2026-12-02 17:00:00 WIB; finished 2026-12-02 17:00:12 WIB; agent dinkes-agent",
             "48.0",
             "0.13",
             "ke-puskesmas",
@@ -609,7 +616,7 @@ mod tests {
         ] {
             assert!(text.contains(words), "{words:?} missing from:\n{text}");
         }
-        let list = list_table(&[m]);
+        let list = list_table(&[m], chrono_tz::Asia::Jakarta);
         assert!(list.contains("dinkes-sw1 48.0"), "{list}");
         assert!(list.contains("ke-puskesmas up"), "{list}");
     }

@@ -243,7 +243,7 @@ impl TicketShowCmd {
         {
             out.push_str(&format!("\nmeasurements ({}):\n", list.len()));
             if !list.is_empty() {
-                out.push_str(&crate::measure::cli::list_table(&list));
+                out.push_str(&crate::measure::cli::list_table(&list, tz));
                 out.push('\n');
             }
         }
