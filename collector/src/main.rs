@@ -443,42 +443,83 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Loads and checks everything the collector reads at start.
 fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
+    // collector.toml names the other files: without it nothing else is read.
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    let inventory = Inventory::load(&cfg.inventory).map_err(usage)?;
-    let sop = std::fs::read_to_string(&cfg.sop).map_err(|error| {
-        usage(ConfigError::Read {
-            file: cfg.sop.clone(),
-            error,
-        })
-    })?;
-    siaga_collector::sop::file::parse(&sop, &cfg.sop).map_err(usage)?;
-    siaga_collector::sop::Calendar::new(&cfg.calendar)
-        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
-    cfg.health
-        .validate()
-        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
-    siaga_collector::notify::Notifier::new(&cfg.notify)
-        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
-    cfg.measure
-        .validate()
-        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
-    cfg.ingest
-        .validate()
-        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
-    pki::enrolled_agents(&cfg).map_err(usage)?;
-    users::load_users(&cfg.users).map_err(usage)?;
-    users::check_opds(&cfg.users, inventory.opds.keys()).map_err(usage)?;
-    siaga_collector::revoke::load(&cfg.data_dir).map_err(usage)?;
-    expiry_warnings(&cfg)?;
+    // Every other file and check is tried, so one run lists every error.
+    let mut errors: Vec<String> = Vec::new();
+    let mut check = |r: Result<(), String>| {
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    };
+    let in_config = |e: &dyn std::fmt::Display| format!("{}: {e}", config.display());
+    let inventory = Inventory::load(&cfg.inventory);
+    check(inventory.as_ref().map(drop).map_err(|e| e.to_string()));
+    check(
+        std::fs::read_to_string(&cfg.sop)
+            .map_err(|error| {
+                ConfigError::Read {
+                    file: cfg.sop.clone(),
+                    error,
+                }
+                .to_string()
+            })
+            .and_then(|sop| {
+                siaga_collector::sop::file::parse(&sop, &cfg.sop)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+    );
+    check(cfg.health.validate().map_err(|e| in_config(&e)));
+    check(
+        siaga_collector::notify::Notifier::new(&cfg.notify)
+            .map(drop)
+            .map_err(|e| in_config(&e)),
+    );
+    check(cfg.measure.validate().map_err(|e| in_config(&e)));
+    check(cfg.ingest.validate().map_err(|e| in_config(&e)));
+    check(
+        pki::enrolled_agents(&cfg)
+            .map(drop)
+            .map_err(|e| format!("{e:#}")),
+    );
+    let users = users::load_users(&cfg.users)
+        .map(drop)
+        .map_err(|e| e.to_string());
+    let users_ok = users.is_ok();
+    check(users);
+    if let (Ok(inv), true) = (&inventory, users_ok) {
+        check(users::check_opds(&cfg.users, inv.opds.keys()).map_err(|e| e.to_string()));
+    }
+    check(
+        siaga_collector::revoke::load(&cfg.data_dir)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    );
     for f in [&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key] {
         if !f.exists() {
-            return Err(usage(anyhow::anyhow!(
+            check(Err(format!(
                 "{}: not found (tls in {})",
                 f.display(),
                 config.display()
             )));
         }
     }
+    match errors.len() {
+        0 => {}
+        1 => return Err(usage(anyhow::anyhow!("{}", errors[0]))),
+        n => {
+            return Err(usage(anyhow::anyhow!(
+                "{n} errors:\n{}",
+                errors
+                    .iter()
+                    .map(|e| format!("  {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )));
+        }
+    }
+    expiry_warnings(&cfg)?;
     Ok(cfg)
 }
 

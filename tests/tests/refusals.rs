@@ -1,7 +1,7 @@
 //! Configuration that cannot lie, refused with file, line and exit 64: the
 //! `siaga` CLI with a plaintext collector URL, an agent whose certificate
 //! names another agent, two user files for one person (at `validate` and at
-//! `reload`).
+//! `reload`); `validate` lists every error of one run, not only the first.
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
@@ -174,5 +174,28 @@ fn a_person_held_to_an_opd_must_name_a_real_one_at_enroll_validate_and_reload() 
         );
     }
     ensure!(c.stop(), "the collector did not stop cleanly");
+    Ok(())
+}
+
+#[test]
+fn validate_lists_every_error_it_finds_with_file_and_line() -> Result<()> {
+    let c = Collector::init()?;
+    // Two files broken at once: a device address in the inventory and the
+    // SOP file's syntax. One run must name both (it used to stop at the first).
+    c.write_inventory_text(
+        "interval = \"10s\"\n[[opd]]\nid = \"dinkes\"\n\n[[device]]\nid = \"d1\"\n\
+         opd = \"dinkes\"\nkind = \"router\"\naddress = \"not-an-address\"\n",
+    )?;
+    let sop = c.dir().join("sop.toml");
+    let mut rules = std::fs::read_to_string(&sop)?;
+    let broken_line = rules.lines().count() + 1;
+    rules.push_str("[[[ not toml\n");
+    std::fs::write(&sop, rules)?;
+    let o = c.validate()?;
+    let said = text(&o);
+    ensure!(o.status.code() == Some(64), "exit {:?}: {said}", o.status);
+    ensure!(said.contains("2 errors"), "{said}");
+    ensure!(said.contains("inventory.toml:9:"), "{said}");
+    ensure!(said.contains(&format!("sop.toml:{broken_line}")), "{said}");
     Ok(())
 }
