@@ -462,12 +462,83 @@ pub fn devices_json(devices: &[v1::DeviceInfo]) -> Value {
     )
 }
 
-/// An empty table with `header`, in the CLI's style.
+/// How `siaga` prints its tables (`-o`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Boxed, long columns wrapped to fit the terminal's width (or
+    /// `COLUMNS` when set).
+    #[default]
+    Table,
+    /// Boxed, every cell whole on one line, however wide.
+    Wide,
+    /// Tab-separated, a header line then one line per row, no borders and
+    /// nothing wrapped: for `cut`, `awk` and spreadsheets.
+    Plain,
+}
+
+/// The `-o` of this run, set once by `siaga`'s `main`.
+static OUTPUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
+
+/// Sets how tables are printed for the rest of the run.
+pub fn set_output(o: Output) {
+    let _ = OUTPUT.set(o);
+}
+
+/// The `-o` of this run.
+pub fn output() -> Output {
+    OUTPUT.get().copied().unwrap_or_default()
+}
+
+/// Columns whose every cell is at most this wide are never wrapped (ids,
+/// states, times): only the long text columns give way to the width.
+const KEEP_WHOLE: u16 = 24;
+
+/// An empty table with `header`, in the CLI's style: fitted to the
+/// terminal's width unless `-o wide`.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(header.to_vec());
+    if output() == Output::Table {
+        t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        if let Some(cols) = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<u16>().ok())
+            .filter(|c| *c >= 20)
+        {
+            t.set_width(cols);
+        }
+    }
     t
+}
+
+/// A table as `-o` asks: drawn, or tab-separated (`plain`; tabs and line
+/// breaks inside a cell become spaces).
+pub fn show(t: &Table) -> String {
+    if output() == Output::Table {
+        let mut t = t.clone();
+        let widths = t.column_max_content_widths();
+        for (i, w) in widths.into_iter().enumerate() {
+            if w <= KEEP_WHOLE
+                && let Some(c) = t.column_mut(i)
+            {
+                c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+            }
+        }
+        return t.to_string();
+    }
+    if output() != Output::Plain {
+        return t.to_string();
+    }
+    let clean = |c: &comfy_table::Cell| c.content().replace(['\t', '\n', '\r'], " ");
+    let mut lines = Vec::new();
+    if let Some(h) = t.header() {
+        lines.push(h.cell_iter().map(clean).collect::<Vec<_>>().join("\t"));
+    }
+    for r in t.row_iter() {
+        lines.push(r.cell_iter().map(clean).collect::<Vec<_>>().join("\t"));
+    }
+    lines.join("\n")
 }
 
 fn num(v: Option<f64>, digits: usize) -> String {
@@ -588,7 +659,7 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
             a.hostname.clone(),
         ]);
     }
-    t.to_string()
+    show(&t)
 }
 
 /// Human table of devices.
@@ -620,7 +691,7 @@ pub fn devices_table(devices: &[v1::DeviceInfo]) -> String {
             num(d.jitter_ms, 2),
         ]);
     }
-    t.to_string()
+    show(&t)
 }
 
 /// Human table of history samples (already JSON objects): the agent's time
@@ -672,7 +743,7 @@ pub fn history_table(samples: &[Value]) -> String {
             detail.trim().to_string(),
         ]);
     }
-    t.to_string()
+    show(&t)
 }
 
 /// A terminal sparkline of `values` (`None` is a gap, drawn as a space),
@@ -775,7 +846,7 @@ pub fn links_table(links: &Value) -> Result<String, String> {
             jstr(l, "last_sample_at"),
         ]);
     }
-    Ok(t.to_string())
+    Ok(show(&t))
 }
 
 /// What the agent cut, left out or refused for a device, when anything:

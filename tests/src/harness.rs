@@ -842,9 +842,21 @@ pub struct Siaga {
 impl Siaga {
     /// `siaga --config FILE <args>`; the raw output.
     pub fn run(&self, args: &[&str]) -> Result<Output> {
+        self.run_env(args, &[])
+    }
+
+    /// `siaga --config FILE <args>` with these environment variables set
+    /// (e.g. `COLUMNS`); the raw output.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
         let mut all = vec!["--config", path_str(&self.config)?];
         all.extend_from_slice(args);
-        run(&bin("siaga")?, &all)
+        let program = bin("siaga")?;
+        Command::new(&program)
+            .args(&all)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {} {:?}", program.display(), all))
     }
 
     /// `siaga --config FILE <args>`, which must succeed and print JSON.

@@ -273,3 +273,58 @@ fn a_request_with_invalid_utf8_is_invalid_argument() -> Result<()> {
     letter_tickets(&o, "hd")?;
     Ok(())
 }
+
+#[test]
+fn the_ticket_table_fits_80_columns_and_plain_output_is_tab_separated() -> Result<()> {
+    let o = office()?;
+    let subject = "Koneksi internet ke Puskesmas Kecamatan Sukamaju putus total sejak pagi; \
+                   semua layanan SIMPUS dan pendaftaran pasien tidak dapat diakses";
+    let filed = o.ok("hd", &letter_args("005/8/DINKES/XII", &day(0)?, subject))?;
+    let id = siaga_tests::office::opened_ticket(&filed)?;
+    let hd = o.user("hd")?;
+    let text = |out: std::process::Output| -> Result<String> {
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    // The terminal is 80 columns: no line is longer, the long subject wraps.
+    let table = text(hd.run_env(&["tickets"], &[("COLUMNS", "80")])?)?;
+    let widest = table.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    ensure!(
+        widest <= 80 && table.contains(id.as_str()),
+        "{widest} columns:\n{table}"
+    );
+    // -o wide: every cell whole on its line, however wide.
+    let wide = text(hd.run_env(&["-o", "wide", "tickets"], &[("COLUMNS", "80")])?)?;
+    ensure!(
+        wide.lines()
+            .any(|l| l.chars().count() > 80 && l.contains("Puskesmas Kecamatan")),
+        "{wide}"
+    );
+    // -o plain: a header line, then the ticket on one tab-separated line
+    // with no borders, its subject whole.
+    let plain = text(hd.run_env(&["tickets", "-o", "plain"], &[("COLUMNS", "80")])?)?;
+    let lines: Vec<&str> = plain.lines().collect();
+    ensure!(
+        lines.first().is_some_and(|h| h.starts_with("id\t")),
+        "{plain}"
+    );
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("{id}\t")))
+        .with_context(|| format!("no line for {id}:\n{plain}"))?;
+    ensure!(
+        row.contains("Puskesmas Kecamatan Sukamaju putus total")
+            && !plain.contains('│')
+            && !plain.contains('─'),
+        "{plain}"
+    );
+    ensure!(
+        row.split('\t').count() == lines[0].split('\t').count(),
+        "as many cells as headers: {plain}"
+    );
+    Ok(())
+}

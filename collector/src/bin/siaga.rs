@@ -18,6 +18,16 @@ struct Args {
     /// siaga.toml (default: $SIAGA_CONFIG, else ~/.config/siaga/siaga.toml).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// How tables are printed: table (fitted to the terminal, or $COLUMNS),
+    /// wide (never cut) or plain (tab-separated, for cut and awk), e.g. -o plain.
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    output: cli::Output,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -144,6 +154,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    cli::set_output(args.output);
     // Flags that do not go together are a bad command line too, told
     // before any connection is tried.
     if let Err(e) = check(&args.cmd) {

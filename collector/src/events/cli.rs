@@ -126,7 +126,7 @@ async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
             e.ticket.clone(),
         ]);
     }
-    println!("{t}");
+    println!("{}", cli::show(&t));
     Ok(())
 }
 

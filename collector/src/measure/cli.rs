@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::Table;
 use serde_json::json;
 use siaga_proto::v1::{self, admin_client::AdminClient};
 use tonic::transport::Channel;
@@ -380,10 +380,7 @@ pub fn bps(v: Option<f64>) -> String {
 }
 
 fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(header.to_vec());
-    t
+    crate::cli::table(header)
 }
 
 /// One measurement as text: what, who, state, then a table of device
@@ -449,7 +446,7 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&t.to_string());
+        out.push_str(&crate::cli::show(&t));
         out.push('\n');
     }
     if !m.link_figures.is_empty() {
@@ -488,7 +485,7 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&t.to_string());
+        out.push_str(&crate::cli::show(&t));
         out.push('\n');
     }
     out.trim_end().to_string()
@@ -539,7 +536,7 @@ pub fn list_table(list: &[Measurement], tz: Tz) -> String {
             links.join(", "),
         ]);
     }
-    t.to_string()
+    crate::cli::show(&t)
 }
 
 #[cfg(test)]

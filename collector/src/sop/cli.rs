@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
 use siaga_proto::v1::{self, users_client::UsersClient};
@@ -383,9 +382,7 @@ fn turn_line(t: &TicketView, tz: chrono_tz::Tz) -> String {
 }
 
 fn audit_table(recs: &[AuditRecord], tz: chrono_tz::Tz) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["#", "at", "user", "role", "step", "event", "detail"]);
+    let mut t = crate::cli::table(&["#", "at", "user", "role", "step", "event", "detail"]);
     for r in recs {
         let e = &r.event;
         let role = match (&e.role, &e.acting_for) {
@@ -404,7 +401,7 @@ fn audit_table(recs: &[AuditRecord], tz: chrono_tz::Tz) -> String {
             detail,
         ]);
     }
-    t.to_string()
+    crate::cli::show(&t)
 }
 
 /// "1h 05m" for a number of seconds (at least 0).
@@ -616,9 +613,7 @@ impl InboxCmd {
         if items.is_empty() {
             return Ok("nothing waits on you".into());
         }
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED);
-        t.set_header([
+        let mut t = crate::cli::table(&[
             "ticket", "opd", "step", "role", "problem", "due", "left", "",
         ]);
         for i in &items {
@@ -644,7 +639,7 @@ impl InboxCmd {
                 flags.join(", "),
             ]);
         }
-        Ok(t.to_string())
+        Ok(crate::cli::show(&t))
     }
 }
 
@@ -677,13 +672,11 @@ impl UserCmd {
                     return serde_json::to_string_pretty(&users)
                         .map_err(|e| CliError::Message(e.to_string()));
                 }
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header(["user", "roles", "opd"]);
+                let mut t = crate::cli::table(&["user", "roles", "opd"]);
                 for u in users {
                     t.add_row([u.name, u.roles.join(", "), u.opd]);
                 }
-                return Ok(t.to_string());
+                return Ok(crate::cli::show(&t));
             }
             UserCmd::Grant { name, role } => c
                 .grant_role(v1::GrantRoleRequest {

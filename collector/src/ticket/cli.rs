@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::Table;
 use serde_json::{Value, json};
 
 use crate::cli::local_text;
@@ -40,10 +40,7 @@ fn s(v: &Value) -> String {
 }
 
 fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(header.to_vec());
-    t
+    crate::cli::table(header)
 }
 
 fn time_us(us: i64, tz: chrono_tz::Tz) -> String {
@@ -71,23 +68,43 @@ impl TicketsCmd {
 
     /// A table or the JSON array.
     pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
+        self.render_as(reply, tz, crate::cli::output())
+    }
+
+    fn render_as(
+        &self,
+        reply: &str,
+        tz: chrono_tz::Tz,
+        output: crate::cli::Output,
+    ) -> Result<String, String> {
         let v = parse(reply)?;
         if self.json {
             return pretty(&v);
         }
-        let mut t = table(&[
-            "id",
-            "opd",
-            "device / link",
-            "problem",
-            "step",
-            "role",
-            "due",
-            "opened",
-            "recovered",
-            "occ",
-            "affected",
-        ]);
+        // The default table keeps what the helpdesk scans for and fits an
+        // 80-column terminal; -o wide and -o plain have every column.
+        let narrow = output == crate::cli::Output::Table;
+        let zone = tz.name();
+        let abbr =
+            crate::sop::calendar::zone_offset(zone).map_or_else(|_| zone.to_string(), |z| z.1);
+        let due_header = format!("due ({abbr})");
+        let mut t = if narrow {
+            table(&["id", "opd", "problem", "turn", &due_header])
+        } else {
+            table(&[
+                "id",
+                "opd",
+                "device / link",
+                "problem",
+                "step",
+                "role",
+                "due",
+                "opened",
+                "recovered",
+                "occ",
+                "affected",
+            ])
+        };
         for x in v.as_array().into_iter().flatten() {
             let subject = match (x["device"].as_str(), x["link"].as_str()) {
                 (Some(d), Some(l)) => format!("{d} / {l}"),
@@ -104,24 +121,41 @@ impl TicketsCmd {
                 .flatten()
                 .map(s)
                 .collect();
+            let role = if x["closed"] == true {
+                "closed".into()
+            } else {
+                match x["assignee"].as_str() {
+                    Some(who) => format!("{} ({who})", s(&x["role"])),
+                    None => s(&x["role"]),
+                }
+            };
+            let late = if x["overdue"] == true { " LATE" } else { "" };
+            if narrow {
+                let due = x["due_at"]
+                    .as_str()
+                    .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                    .map_or_else(
+                        || "-".to_string(),
+                        |d| format!("{}{late}", d.with_timezone(&tz).format("%Y-%m-%d %H:%M")),
+                    );
+                let turn = if x["closed"] == true {
+                    role
+                } else {
+                    format!("{} {role}", s(&x["step"]))
+                };
+                t.add_row(vec![s(&x["id"]), s(&x["opd"]), problem, turn, due]);
+                continue;
+            }
             t.add_row(vec![
                 s(&x["id"]),
                 s(&x["opd"]),
                 subject,
                 problem,
                 s(&x["step"]),
-                if x["closed"] == true {
-                    "closed".into()
-                } else {
-                    match x["assignee"].as_str() {
-                        Some(who) => format!("{} ({who})", s(&x["role"])),
-                        None => s(&x["role"]),
-                    }
-                },
-                match (x["due_at"].is_string(), x["overdue"] == true) {
-                    (true, true) => format!("{} LATE", local_text(&x["due_at"], tz)),
-                    (true, false) => local_text(&x["due_at"], tz),
-                    (false, _) => "-".into(),
+                role,
+                match x["due_at"].is_string() {
+                    true => format!("{}{late}", local_text(&x["due_at"], tz)),
+                    false => "-".into(),
                 },
                 local_text(&x["opened_at"], tz),
                 local_text(&x["recovered_at"], tz),
@@ -129,7 +163,7 @@ impl TicketsCmd {
                 affected.join(", "),
             ]);
         }
-        Ok(t.to_string())
+        Ok(crate::cli::show(&t))
     }
 }
 
@@ -418,7 +452,7 @@ impl MaintenanceCmd {
                         s(&w["created_by"]),
                     ]);
                 }
-                Ok(t.to_string())
+                Ok(crate::cli::show(&t))
             }
             MaintenanceCmd::Add { .. } => Ok(format!(
                 "maintenance window {} added: {}, {}",
@@ -575,12 +609,13 @@ mod tests {
             "closed": false, "incident": "device:dinkes-rtr:loss"
         }])
         .to_string();
-        let out = TicketsCmd {
+        let cmd = TicketsCmd {
             open: false,
             json: false,
-        }
-        .render(&reply, chrono_tz::Asia::Makassar)
-        .unwrap();
+        };
+        let wide = cmd
+            .render_as(&reply, chrono_tz::Asia::Makassar, crate::cli::Output::Wide)
+            .unwrap();
         for want in [
             "PJ-2026-0001",
             "dinkes-rtr",
@@ -589,9 +624,21 @@ mod tests {
             // 03:00 UTC in a WITA province.
             "2026-11-24 11:00:00 WITA",
         ] {
-            assert!(out.contains(want), "{want} in\n{out}");
+            assert!(wide.contains(want), "{want} in\n{wide}");
         }
-        assert!(!out.contains("T03:00:00Z"), "{out}");
+        assert!(!wide.contains("T03:00:00Z"), "{wide}");
+        // The default table: what the helpdesk scans for.
+        let narrow = cmd
+            .render_as(&reply, chrono_tz::Asia::Makassar, crate::cli::Output::Table)
+            .unwrap();
+        for want in [
+            "PJ-2026-0001",
+            "dinkes",
+            "No reply from dinkes-rtr",
+            "1 pemohon",
+        ] {
+            assert!(narrow.contains(want), "{want} in\n{narrow}");
+        }
         let json_out = TicketsCmd {
             open: true,
             json: true,
