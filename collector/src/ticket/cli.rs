@@ -50,11 +50,24 @@ fn time_us(us: i64, tz: chrono_tz::Tz) -> String {
 }
 
 /// `siaga tickets`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct TicketsCmd {
     /// Only tickets not closed yet.
     #[arg(long)]
     pub open: bool,
+    /// Only this OPD's tickets, e.g. --opd dinkes.
+    #[arg(long)]
+    pub opd: Option<String>,
+    /// Only tickets in this state: open, closed or recovered (the fault
+    /// is gone, the ticket not closed yet), e.g. --state recovered.
+    #[arg(long, value_parser = ["open", "closed", "recovered"])]
+    pub state: Option<String>,
+    /// Only tickets at this SOP step, e.g. --step 4.
+    #[arg(long)]
+    pub step: Option<u32>,
+    /// Only tickets past their time standard.
+    #[arg(long)]
+    pub overdue: bool,
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
@@ -71,13 +84,32 @@ impl TicketsCmd {
         self.render_as(reply, tz, crate::cli::output())
     }
 
+    /// Whether ticket `x` passes the filters given.
+    fn wants(&self, x: &Value) -> bool {
+        let closed = x["closed"] == true;
+        self.opd.as_deref().is_none_or(|o| x["opd"] == o)
+            && self
+                .step
+                .is_none_or(|n| x["step"].as_u64() == Some(u64::from(n)))
+            && (!self.overdue || x["overdue"] == true)
+            && match self.state.as_deref() {
+                Some("open") => !closed,
+                Some("closed") => closed,
+                Some("recovered") => !closed && x["recovered_at"].is_string(),
+                _ => true,
+            }
+    }
+
     fn render_as(
         &self,
         reply: &str,
         tz: chrono_tz::Tz,
         output: crate::cli::Output,
     ) -> Result<String, String> {
-        let v = parse(reply)?;
+        let mut v = parse(reply)?;
+        if let Value::Array(all) = &mut v {
+            all.retain(|x| self.wants(x));
+        }
         if self.json {
             return pretty(&v);
         }
@@ -609,10 +641,7 @@ mod tests {
             "closed": false, "incident": "device:dinkes-rtr:loss"
         }])
         .to_string();
-        let cmd = TicketsCmd {
-            open: false,
-            json: false,
-        };
+        let cmd = TicketsCmd::default();
         let wide = cmd
             .render_as(&reply, chrono_tz::Asia::Makassar, crate::cli::Output::Wide)
             .unwrap();
@@ -642,10 +671,52 @@ mod tests {
         let json_out = TicketsCmd {
             open: true,
             json: true,
+            ..TicketsCmd::default()
         }
         .render(&reply, chrono_tz::Asia::Makassar)
         .unwrap();
         let back: Value = serde_json::from_str(&json_out).unwrap();
         assert_eq!(back[0]["affected"][1], "dinkes-sw2");
+    }
+
+    #[test]
+    fn tickets_filter_by_opd_state_step_and_overdue() {
+        let reply = json!([
+            {"id": "PJ-2026-0001", "opd": "dinkes", "step": 1, "closed": false,
+             "overdue": true, "recovered_at": null},
+            {"id": "PJ-2026-0002", "opd": "dishub", "step": 4, "closed": false,
+             "overdue": false, "recovered_at": "2026-11-24T03:00:00Z"},
+            {"id": "PJ-2026-0003", "opd": "dinkes", "step": 9, "closed": true,
+             "overdue": false, "recovered_at": "2026-11-24T03:00:00Z"}
+        ])
+        .to_string();
+        let ids = |args: &[&str]| -> Vec<String> {
+            #[derive(clap::Parser)]
+            struct Cli {
+                #[command(flatten)]
+                cmd: TicketsCmd,
+            }
+            let mut argv = vec!["tickets", "--json"];
+            argv.extend(args);
+            let cli = <Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            let out = cli
+                .cmd
+                .render_as(&reply, chrono_tz::Asia::Jakarta, crate::cli::Output::Table)
+                .unwrap();
+            let v: Value = serde_json::from_str(&out).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| s(&t["id"]).trim_start_matches("PJ-2026-").to_string())
+                .collect()
+        };
+        assert_eq!(ids(&[]), ["0001", "0002", "0003"]);
+        assert_eq!(ids(&["--opd", "dinkes"]), ["0001", "0003"]);
+        assert_eq!(ids(&["--state", "open"]), ["0001", "0002"]);
+        assert_eq!(ids(&["--state", "closed"]), ["0003"]);
+        assert_eq!(ids(&["--state", "recovered"]), ["0002"]);
+        assert_eq!(ids(&["--step", "4"]), ["0002"]);
+        assert_eq!(ids(&["--overdue"]), ["0001"]);
+        assert_eq!(ids(&["--opd", "dinkes", "--state", "open"]), ["0001"]);
     }
 }
