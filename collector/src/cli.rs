@@ -588,6 +588,25 @@ fn clock_offset(us: i64) -> String {
 }
 
 /// Microseconds as a short duration in whole seconds ("2m 10s").
+/// sysUpTime (hundredths of a second; a number or, in proto3 JSON, a
+/// decimal string) as people read it: "3d 4h", "5h 12m", "42m", "-".
+pub fn uptime_text(v: &Value) -> String {
+    let cs = match v {
+        Value::String(s) => s.parse::<u64>().ok(),
+        other => other.as_u64(),
+    };
+    let Some(cs) = cs else {
+        return "-".into();
+    };
+    let m = cs / 6_000;
+    let (d, h, m) = (m / 1_440, m / 60 % 24, m % 60);
+    match (d, h) {
+        (0, 0) => format!("{m}m"),
+        (0, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 fn secs_text(us: i64) -> String {
     let secs = u64::try_from(us / 1_000_000).unwrap_or(0);
     humantime::format_duration(Duration::from_secs(secs)).to_string()
@@ -822,7 +841,7 @@ pub fn links_table(links: &Value) -> Result<String, String> {
         "link",
         "oper",
         "admin",
-        "speed Mb/s",
+        "speed Mbit/s",
         "in b/s",
         "out b/s",
         "util in %",
@@ -917,10 +936,10 @@ pub fn device_view(d: &Value) -> Result<String, String> {
         },
     );
     out += &format!(
-        "snmp {}  sysName {}  uptime {} cs  last poll {}\n",
+        "snmp {}  sysName {}  uptime {}  last poll {}\n",
         jstr(d, "snmp_status"),
         jstr(d, "sys_name"),
-        jstr(d, "sys_uptime_cs"),
+        uptime_text(&d["sys_uptime_cs"]),
         jstr(d, "last_snmp_at"),
     );
     if let Some(e) = d.get("snmp_error").and_then(Value::as_str) {
@@ -971,7 +990,7 @@ pub fn device_view(d: &Value) -> Result<String, String> {
             "link",
             "oper",
             "admin",
-            "speed Mb/s",
+            "speed Mbit/s",
             "in b/s",
             "out b/s",
             "util in %",
@@ -1238,5 +1257,14 @@ mod tests {
         assert_eq!(d[0]["rtt_ms"], json!(1.5));
         assert!(d[0]["loss_pct"].is_null());
         assert_eq!(d[0]["last_sample_at"], json!("2023-11-14T22:13:20.000Z"));
+    }
+
+    #[test_case(json!(100), "0m" ; "a second")]
+    #[test_case(json!(6_000 * 42), "42m" ; "minutes")]
+    #[test_case(json!("1872000"), "5h 12m" ; "hours, as a proto3 JSON string")]
+    #[test_case(json!(27_360_000), "3d 4h" ; "days")]
+    #[test_case(Value::Null, "-" ; "none")]
+    fn uptime_is_told_in_days_hours_and_minutes(v: Value, want: &str) {
+        assert_eq!(uptime_text(&v), want);
     }
 }

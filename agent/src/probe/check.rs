@@ -135,6 +135,11 @@ fn us(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
+/// Microseconds as milliseconds, the unit people read RTTs in ("0.42").
+fn ms(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.2}", v as f64 / 1000.0))
+}
+
 fn status_name(r: &SnmpResult) -> &'static str {
     match SnmpStatus::try_from(r.status).unwrap_or(SnmpStatus::Unspecified) {
         SnmpStatus::Ok => "ok",
@@ -213,8 +218,8 @@ pub async fn check(inv: &Inventory, prober: Option<&IcmpProber>) -> (String, boo
             "sent",
             "recv",
             "loss %",
-            "rtt min/med/max us",
-            "jitter us",
+            "rtt min/med/max ms",
+            "jitter ms",
             "snmp",
             "sysName",
             "detail",
@@ -231,11 +236,11 @@ pub async fn check(inv: &Inventory, prober: Option<&IcmpProber>) -> (String, boo
                 5 => write!(
                     out,
                     "{}/{}/{}",
-                    us(icmp.rtt_min_us),
-                    us(icmp.rtt_median_us),
-                    us(icmp.rtt_max_us)
+                    ms(icmp.rtt_min_us),
+                    ms(icmp.rtt_median_us),
+                    ms(icmp.rtt_max_us)
                 ),
-                6 => out.write_str(&us(icmp.jitter_us)),
+                6 => out.write_str(&ms(icmp.jitter_us)),
                 7 => out.write_str(snmp.map_or("-", status_name)),
                 8 => out.write_str(snmp.map_or("", |s| s.sys_name.as_str())),
                 _ => {
@@ -271,7 +276,7 @@ pub async fn check(inv: &Inventory, prober: Option<&IcmpProber>) -> (String, boo
                 "interface",
                 "oper",
                 "admin",
-                "speed Mbps",
+                "speed Mbit/s",
                 "in octets",
                 "out octets",
                 "errors",
