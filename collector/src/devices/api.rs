@@ -17,7 +17,7 @@ use crate::state::{device_state, shown_state, stale_age};
 use crate::store::{HistoryFrom, StoredSample};
 
 /// Samples in one [`v1::HistoryChunk`] (and read from the store at once).
-pub const HISTORY_CHUNK: usize = 1_000;
+pub const HISTORY_CHUNK: usize = 256;
 
 /// How far back `GetDevice` looks when the caller does not say.
 pub const DEFAULT_DEVICE_WINDOW_US: i64 = 3_600_000_000;
@@ -746,7 +746,7 @@ impl siaga_proto::v1::devices_server::Devices for DevicesApi {
             Ok((rows, hub))
         })
         .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
         let device = r.device;
         tokio::task::spawn_blocking(move || {
             let mut rows = first;
