@@ -22,7 +22,7 @@ use siaga_tests::harness::*;
 const DEVICE: &str = "bench-dev";
 const SAMPLES: u64 = 604_800;
 const CONCURRENT: usize = 50;
-/// Calls one person may have in flight (the collector's per-person limit).
+/// Calls each person makes at once (under the 8 one person may have in flight).
 const PER_PERSON: usize = 5;
 
 fn rss_kb(pid: i32, field: &str) -> Result<u64> {
