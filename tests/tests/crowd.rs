@@ -29,6 +29,8 @@ fn one_persons_open_streams_cannot_starve_the_others() -> Result<()> {
     let script = c.enroll_user("skrip", "tim_teknis")?;
     let helpdesk = c.enroll_user("budi", "helpdesk")?;
     c.serve()?;
+    let me = helpdesk.json(&["whoami", "--json"])?;
+    ensure!(me["user"] == "budi" && me["roles"][0] == "helpdesk", "{me}");
     let rt = runtime()?;
     rt.block_on(async {
         let ch = script.tls()?.channel().await?;

@@ -85,8 +85,12 @@ enum Cmd {
         json: bool,
     },
     /// Who the collector thinks you are.
-    Whoami,
-    /// Maintenance tickets.
+    Whoami {
+        /// Print JSON (the WhoAmI answer in proto3 JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tickets: the SOP's requests and the faults the collector found.
     Tickets(ticket::cli::TicketsCmd),
     /// One ticket: show it, or take an SOP action on it.
     Ticket {
@@ -265,12 +269,18 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::Links { .. }
         | Cmd::Device { .. }
         | Cmd::Events(_) => Ok(()),
-        Cmd::Whoami => {
+        Cmd::Whoami { json } => {
             let r = client
                 .who_am_i(v1::WhoAmIRequest {})
                 .await
                 .map_err(fail)?
                 .into_inner();
+            if json {
+                let text = serde_json::to_string_pretty(&r)
+                    .map_err(|e| CliError::Message(e.to_string()))?;
+                println!("{text}");
+                return Ok(());
+            }
             println!(
                 "{} ({}) at collector {}",
                 r.user,
