@@ -165,7 +165,7 @@ finish siaga-agent net "Siaga agent: network probes for one OPD
  user with CAP_NET_RAW only."
 
 stage siaga-collector siaga-collector siaga
-"$bindir/siaga-collector" gen-config >"$work/siaga-collector/usr/share/doc/siaga-collector/examples/collector.toml"
+"$bindir/siaga-collector" print-config >"$work/siaga-collector/usr/share/doc/siaga-collector/examples/collector.toml"
 ln -s /var/lib/siaga-collector "$work/siaga-collector/etc/siaga-collector/data"
 finish siaga-collector net "Siaga collector and the siaga command line
  The central Siaga server: its own small CA for agents and people, ingest

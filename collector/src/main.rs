@@ -71,8 +71,9 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Print a commented example collector.toml.
-    GenConfig,
+    /// Print a commented example collector.toml (`gen-config` is the old name).
+    #[command(alias = "gen-config")]
+    PrintConfig,
     /// Check every page of each store file against its checksum, every
     /// ticket's hash-chained audit trail and the stored frozen work reports
     /// against the hashes it records (run with the collector stopped).
@@ -347,7 +348,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}: ok", config.display());
             Ok(())
         }
-        Cmd::GenConfig => {
+        Cmd::PrintConfig => {
             print!(
                 "{}",
                 CollectorConfig::example(CollectorConfig::default().listen)

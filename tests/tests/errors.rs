@@ -361,3 +361,26 @@ fn every_bad_command_line_exits_64_naming_the_flag_with_an_example() -> Result<(
     }
     Ok(())
 }
+
+#[test]
+fn print_config_is_one_name_in_both_daemons() -> Result<()> {
+    let agent = run_bin("siaga-agent", &["print-config"])?;
+    let collector = run_bin("siaga-collector", &["print-config"])?;
+    let old_name = run_bin("siaga-collector", &["gen-config"])?;
+    for (what, o) in [
+        ("siaga-agent print-config", &agent),
+        ("siaga-collector print-config", &collector),
+        ("siaga-collector gen-config", &old_name),
+    ] {
+        ensure!(
+            o.status.success() && o.stdout.to_ascii_lowercase().starts_with(b"# siaga"),
+            "{what}: {}",
+            text(o)
+        );
+    }
+    ensure!(
+        collector.stdout == old_name.stdout,
+        "gen-config is the old name of print-config"
+    );
+    Ok(())
+}
