@@ -22,7 +22,6 @@ use tracing::{info, warn};
 
 use super::store::{HealthEvent, OpenIncident, TicketHealth, TicketNote, TicketStore};
 use crate::error::StoreError;
-use crate::health::incident::fmt_time;
 use crate::health::reason::Note;
 use crate::health::state::{DeviceNode, LinkNode};
 use crate::health::{
@@ -621,7 +620,10 @@ impl HealthCore {
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
                     kind: "recovered".into(),
-                    ..self.ticket_subject_event(&t, &format!("recovered at {}", fmt_time(at)))
+                    ..self.ticket_subject_event(&t, &{
+                        let c = self.sop_store.calendar();
+                        format!("recovered at {} {}", c.fmt_local(utc(at)), c.zone_abbr())
+                    })
                 }))
             }
             Decision::Flapping {
