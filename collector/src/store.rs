@@ -74,6 +74,21 @@ const SAMPLES_MIGRATING_3: TableDefinition<&[u8], &[u8]> =
 pub(crate) struct SampleRow;
 
 impl SampleRow {
+    /// The stored sample of one row.
+    pub(crate) fn stored(key: &[u8], value: &[u8]) -> Result<StoredSample, StoreError> {
+        let (device, ts_us, agent, seq) = Self::key(key)?;
+        let (received_us, body) = Self::value(value)?;
+        let mut sample = decode(body)?;
+        sample.device = device;
+        sample.ts_us = ts_us;
+        sample.seq = seq;
+        Ok(StoredSample {
+            agent,
+            received_us,
+            sample,
+        })
+    }
+
     fn push_id(out: &mut Vec<u8>, id: &str) {
         for part in id.as_bytes().split(|b| *b == 0).enumerate() {
             if part.0 > 0 {
@@ -441,11 +456,21 @@ fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
 /// the sample's own time, which is the agent's clock), `chunk` samples per
 /// transaction.
 fn migrate_1_to_2(db: &Database, chunk: usize) -> Result<(), StoreError> {
+    in_chunks(db, chunk, 2, migrate_1_to_2_chunk)
+}
+
+/// One migration transaction: how many samples it moved, and whether it
+/// was the last.
+type MigrationStep = fn(&Database, usize) -> Result<(u64, bool), StoreError>;
+
+/// Runs one migration `step` of `chunk` samples per transaction until it
+/// says it is done, logging the progress towards schema `to`.
+fn in_chunks(db: &Database, chunk: usize, to: u64, step: MigrationStep) -> Result<(), StoreError> {
     let mut moved = 0u64;
     loop {
-        let (n, done) = migrate_1_to_2_chunk(db, chunk)?;
+        let (n, done) = step(db, chunk)?;
         moved += n;
-        tracing::info!(moved, done, "samples moved to schema 2");
+        tracing::info!(moved, done, "samples moved to schema {to}");
         if done {
             return Ok(());
         }
@@ -482,15 +507,7 @@ fn migrate_1_to_2_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), Stor
 /// Schema 2 → 3: the same rows, key and value as bytes ([`SampleRow`]),
 /// `chunk` samples per transaction.
 fn migrate_2_to_3(db: &Database, chunk: usize) -> Result<(), StoreError> {
-    let mut moved = 0u64;
-    loop {
-        let (n, done) = migrate_2_to_3_chunk(db, chunk)?;
-        moved += n;
-        tracing::info!(moved, done, "samples moved to schema 3");
-        if done {
-            return Ok(());
-        }
-    }
+    in_chunks(db, chunk, 3, migrate_2_to_3_chunk)
 }
 
 /// As [`migrate_1_to_2_chunk`], to schema 3.
@@ -679,17 +696,7 @@ impl Store for RedbStore {
             if !k.value().starts_with(&prefix) {
                 break;
             }
-            let (device, ts_us, agent, seq) = SampleRow::key(k.value())?;
-            let (received_us, body) = SampleRow::value(v.value())?;
-            let mut sample = decode(body)?;
-            sample.device = device;
-            sample.ts_us = ts_us;
-            sample.seq = seq;
-            out.push(StoredSample {
-                agent,
-                received_us,
-                sample,
-            });
+            out.push(SampleRow::stored(k.value(), v.value())?);
             if out.len() >= limit {
                 break;
             }
@@ -730,17 +737,7 @@ impl Store for RedbStore {
         let end = Bound::Excluded(end_key.as_slice());
         for row in table.range::<&[u8]>((start, end))? {
             let (k, v) = row?;
-            let (device, ts_us, agent, seq) = SampleRow::key(k.value())?;
-            let (received_us, body) = SampleRow::value(v.value())?;
-            let mut sample = decode(body)?;
-            sample.device = device;
-            sample.ts_us = ts_us;
-            sample.seq = seq;
-            out.push(StoredSample {
-                agent,
-                received_us,
-                sample,
-            });
+            out.push(SampleRow::stored(k.value(), v.value())?);
             if out.len() >= limit {
                 break;
             }

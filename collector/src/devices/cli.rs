@@ -39,27 +39,43 @@ fn print_json(v: &Value) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `siaga agents`: every page.
-pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(cli::channel(cfg).await?);
+/// Every page of a listing: `page(token)` asks for one page and answers
+/// its items and the next page's token (empty after the last).
+async fn every_page<T, F, Fut>(url: &str, mut page: F) -> Result<Vec<T>, CliError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
-        let r = c
-            .list_agents(cli::request(v1::ListAgentsRequest {
-                page_token: token,
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| cli::status_error(&url, s))?
-            .into_inner();
-        all.extend(r.agents);
-        if r.next_page_token.is_empty() {
-            break;
+        let (items, next) = page(token).await.map_err(|s| cli::status_error(url, s))?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
         }
-        token = r.next_page_token;
+        token = next;
     }
+}
+
+/// `siaga agents`: every page.
+pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
+    let url = cfg.collector.clone();
+    let c = client(cli::channel(cfg).await?);
+    let all = every_page(&url, |page_token| {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .list_agents(cli::request(v1::ListAgentsRequest {
+                    page_token,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            Ok((r.agents, r.next_page_token))
+        }
+    })
+    .await?;
     if json_out {
         print_json(&cli::agents_json(&all))
     } else {
@@ -77,25 +93,23 @@ async fn all_devices(
     opd: &str,
     state: &str,
 ) -> Result<Vec<v1::DeviceInfo>, CliError> {
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let r = c
-            .list_devices(cli::request(v1::ListDevicesRequest {
-                page_token: token,
-                opd: opd.to_string(),
-                state: state.to_string(),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| cli::status_error(url, s))?
-            .into_inner();
-        all.extend(r.devices);
-        if r.next_page_token.is_empty() {
-            return Ok(all);
+    every_page(url, |page_token| {
+        let mut c = c.clone();
+        let (opd, state) = (opd.to_string(), state.to_string());
+        async move {
+            let r = c
+                .list_devices(cli::request(v1::ListDevicesRequest {
+                    page_token,
+                    opd,
+                    state,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            Ok((r.devices, r.next_page_token))
         }
-        token = r.next_page_token;
-    }
+    })
+    .await
 }
 
 /// `siaga devices`: every page.
@@ -198,24 +212,21 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
 /// `siaga links`: every page.
 pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     let url = cfg.collector.clone();
-    let mut c = client(cli::channel(cfg).await?);
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let r = c
-            .list_links(cli::request(v1::ListLinksRequest {
-                page_token: token,
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| cli::status_error(&url, s))?
-            .into_inner();
-        all.extend(r.links);
-        if r.next_page_token.is_empty() {
-            break;
+    let c = client(cli::channel(cfg).await?);
+    let all = every_page(&url, |page_token| {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .list_links(cli::request(v1::ListLinksRequest {
+                    page_token,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            Ok((r.links, r.next_page_token))
         }
-        token = r.next_page_token;
-    }
+    })
+    .await?;
     let v = json(&all)?;
     if json_out {
         print_json(&v)
