@@ -23,6 +23,8 @@ use crate::spool::SampleSink;
 
 /// Echo requests per device and cycle unless the inventory says otherwise.
 pub const DEFAULT_ICMP_COUNT: u32 = 5;
+/// Echo requests per device and cycle at most, whatever the inventory says.
+pub const MAX_ICMP_COUNT: u32 = 100;
 /// Samples of one ICMP cycle waiting for the spool at once.
 const PUSHES_IN_FLIGHT: usize = 1024;
 /// Devices polled over SNMP at the same time.
@@ -124,8 +126,9 @@ impl Rhythm {
 
 /// Burst shape for one device so that a burst fits well inside a cycle.
 pub fn burst_options(device: &Device, cycle: Duration) -> BurstOptions {
+    // The inventory's count is not trusted: at most MAX_ICMP_COUNT.
     let count = if device.icmp_count > 0 {
-        device.icmp_count
+        device.icmp_count.min(MAX_ICMP_COUNT)
     } else {
         DEFAULT_ICMP_COUNT
     };
@@ -330,6 +333,7 @@ mod tests {
     #[test_case(0, 10_000, 5, 100, 1000; "defaults on a 10 s cycle")]
     #[test_case(5, 1_000, 5, 50, 500; "short cycle shrinks spacing and timeout")]
     #[test_case(0, 200, 5, 10, 100; "very short cycle")]
+    #[test_case(u32::MAX, 10_000, 100, 25, 1000; "a count beyond the cap (found by fuzzing)")]
     fn bursts_fit_the_cycle(count: u32, cycle_ms: u64, n: u32, spacing_ms: u64, timeout_ms: u64) {
         let d = Device {
             icmp_count: count,
