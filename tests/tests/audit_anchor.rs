@@ -59,7 +59,9 @@ fn documents_print_the_signed_head_and_a_trail_rewritten_with_its_head_fails_ver
         card.contains("Jejak audit (tertanda)") && card.contains(&signed),
         "card:\n{card}"
     );
-    let day = chrono::Local::now().format("%Y-%m-%d").to_string();
+    // Today as the register counts days: in the province's time (WIB), not
+    // this machine's (from 17:00 UTC on, the ticket is already tomorrow's).
+    let day = siaga_tests::office::letter_date();
     let register = o.ok("hd", &["register", "--from", "2026-01-01", "--to", &day])?;
     ensure!(register.contains(&signed), "register:\n{register}");
     let report = o.file("laporan.html");
