@@ -24,7 +24,7 @@ use crate::spool::SampleSink;
 /// Echo requests per device and cycle unless the inventory says otherwise.
 pub const DEFAULT_ICMP_COUNT: u32 = 5;
 /// Echo requests per device and cycle at most, whatever the inventory says.
-pub const MAX_ICMP_COUNT: u32 = 100;
+pub use siaga_proto::MAX_ICMP_COUNT;
 /// Samples of one ICMP cycle waiting for the spool at once.
 const PUSHES_IN_FLIGHT: usize = 1024;
 /// Devices polled over SNMP at the same time.

@@ -54,7 +54,7 @@ struct RawDevice {
     parent: Option<Spanned<String>>,
     #[serde(default)]
     name: String,
-    icmp_count: Option<u32>,
+    icmp_count: Option<Spanned<u32>>,
     snmp: Option<RawSnmp>,
     /// Why this device shares its address and SNMP port with another device
     /// of its OPD (e.g. two names for one stacked switch); without it that
@@ -324,6 +324,22 @@ impl Inventory {
                 Some(s) => Some(check_snmp(&c, &id, s)?),
                 None => None,
             };
+            let icmp_count = match &d.icmp_count {
+                Some(n) if *n.get_ref() > siaga_proto::MAX_ICMP_COUNT => {
+                    return c.err(
+                        n.span(),
+                        "device.icmp_count",
+                        format!(
+                            "device {id:?}: {} echo requests per cycle is more than the limit of {} \
+                             (leave it out for the default of 5)",
+                            n.get_ref(),
+                            siaga_proto::MAX_ICMP_COUNT
+                        ),
+                    );
+                }
+                Some(n) => *n.get_ref(),
+                None => 0,
+            };
             devices.insert(
                 id.clone(),
                 Device {
@@ -333,7 +349,7 @@ impl Inventory {
                     address,
                     parent: d.parent.as_ref().map(|p| p.get_ref().clone()),
                     name: d.name.clone(),
-                    icmp_count: d.icmp_count.unwrap_or(0),
+                    icmp_count,
                     snmp,
                 },
             );
@@ -833,6 +849,8 @@ name = "uplink"
     #[test_case("device = \"a-sw\"", "device = \"zz\"", "device = \"zz\"", "link.device", "unknown device" ; "link device")]
     #[test_case("opd = \"b\"", "opd = \"c\"", "opd = \"c\"", "device.opd", "unknown OPD" ; "device opd")]
     #[test_case("kind = \"switch\"", "kind = \"toaster\"", "toaster", "device.kind", "kind" ; "kind")]
+    #[test_case("address = \"198.18.2.1\"", "address = \"198.18.2.1\"\nicmp_count = 101", "icmp_count = 101", "device.icmp_count", "more than the limit of 100" ; "icmp count over the limit")]
+    #[test_case("address = \"198.18.2.1\"", "address = \"198.18.2.1\"\nicmp_count = 4294967295", "icmp_count = 4294967295", "device.icmp_count", "more than the limit of 100" ; "icmp count u32 max")]
     #[test_case("name = \"uplink\"", "name = \"uplink\"\ncolour = 3", "colour", "link.colour", "unknown field" ; "unknown key")]
     fn errors_name_file_line_and_key(from: &str, to: &str, at: &str, key: &str, msg: &str) {
         let text = GOOD.replacen(from, to, 1);
@@ -844,6 +862,17 @@ name = "uplink"
             "{s}"
         );
         assert!(s.contains(msg), "{s}");
+    }
+
+    #[test]
+    fn icmp_count_up_to_the_limit_is_taken() {
+        let text = GOOD.replacen(
+            "address = \"198.18.2.1\"",
+            "address = \"198.18.2.1\"\nicmp_count = 100",
+            1,
+        );
+        assert_eq!(parse(&text).unwrap().devices["b-core"].icmp_count, 100);
+        assert_eq!(parse(GOOD).unwrap().devices["b-core"].icmp_count, 0);
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub fn compatible(major: u32) -> bool {
 /// 4,096 interfaces with every string at its 255-octet MIB size fit.
 pub const MAX_SAMPLE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Echo requests per device and cycle at most: the collector's inventory
+/// refuses a larger `icmp_count` (naming file, line and key) and an agent
+/// caps what it is sent at this, whatever its collector says.
+pub const MAX_ICMP_COUNT: u32 = 100;
+
 /// Metadata key of an `unauthenticated` status that says why the caller's
 /// certificate was refused (see [`REFUSAL_REVOKED`]).
 pub const REFUSAL_KEY: &str = "siaga-refusal";
