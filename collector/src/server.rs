@@ -122,7 +122,8 @@ pub async fn serve_until(
                 .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?,
             cfg.measure.clone(),
         )
-        .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?,
+        .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?
+        .with_zone(sop_store.calendar().zone()),
     );
     let health = crate::ticket::HealthPart::start(
         &cfg,

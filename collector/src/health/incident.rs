@@ -380,15 +380,27 @@ pub fn fmt_time(at: TsUs) -> String {
 pub struct IncidentBook {
     open: BTreeMap<String, Incident>,
     announced: BTreeSet<(Subject, u64)>,
+    /// How the sentences write moments (the province's zone).
+    zone: crate::sop::calendar::Zone,
 }
 
 impl IncidentBook {
-    /// A book holding incidents restored from the store.
-    pub fn restore(incidents: impl IntoIterator<Item = Incident>) -> Self {
+    /// A book holding incidents restored from the store, writing moments
+    /// in `zone`.
+    pub fn restore(
+        incidents: impl IntoIterator<Item = Incident>,
+        zone: crate::sop::calendar::Zone,
+    ) -> Self {
         Self {
             open: incidents.into_iter().map(|i| (i.key.clone(), i)).collect(),
             announced: BTreeSet::new(),
+            zone,
         }
+    }
+
+    /// The sentence of `reason` in `lang`, moments in the book's zone.
+    fn sentence(&self, reason: &Reason, lang: crate::sop::Lang) -> String {
+        reason.text(lang, &|us| self.zone.fmt_us(us))
     }
 
     /// An open incident by key.
@@ -551,7 +563,7 @@ impl IncidentBook {
                 _ => Problem::Flapping,
             };
             let reason = Reason::of(subject, problem, worst.as_ref(), m.flap_pct());
-            let text = reason.text_utc(crate::sop::Lang::En);
+            let text = self.sentence(&reason, crate::sop::Lang::En);
             if let Some(w) = Self::window(windows, subject, opd, now) {
                 return self.suppress(&w.clone(), subject, opd, &text, at);
             }
@@ -574,7 +586,7 @@ impl IncidentBook {
                 opd: opd.to_string(),
                 problem,
                 sentence: text,
-                sentence_id: reason.text_utc(crate::sop::Lang::Id),
+                sentence_id: self.sentence(&reason, crate::sop::Lang::Id),
                 reason: Some(reason),
                 opened_at: at,
                 recovered_at: None,
@@ -692,7 +704,7 @@ impl IncidentBook {
                 watched_since: since,
             }
         };
-        let text = reason.text_utc(crate::sop::Lang::En);
+        let text = self.sentence(&reason, crate::sop::Lang::En);
         if let Some(i) = self.open.get_mut(&key) {
             if i.recovered_at.take().is_some() {
                 i.occurrences += 1;
@@ -720,7 +732,7 @@ impl IncidentBook {
             subject,
             opd: opd.to_string(),
             problem: Problem::AgentUnreachable,
-            sentence_id: reason.text_utc(crate::sop::Lang::Id),
+            sentence_id: self.sentence(&reason, crate::sop::Lang::Id),
             sentence: text,
             reason: Some(reason),
             opened_at: now,

@@ -54,9 +54,14 @@ impl Engine {
         }
     }
 
-    /// Restores the open incidents (after a restart).
-    pub fn restore(&mut self, incidents: impl IntoIterator<Item = Incident>) {
-        self.book = IncidentBook::restore(incidents);
+    /// Restores the open incidents (after a restart); their sentences
+    /// write moments in `zone`.
+    pub fn restore(
+        &mut self,
+        incidents: impl IntoIterator<Item = Incident>,
+        zone: crate::sop::calendar::Zone,
+    ) {
+        self.book = IncidentBook::restore(incidents, zone);
     }
 
     /// Replaces the maintenance windows.
@@ -675,6 +680,31 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_silence_says_since_when_in_the_provinces_zone() {
+        // The sentence goes into the ticket's subject, the event and the
+        // register: a WITA province reads its own time there, not UTC.
+        let makassar = crate::sop::Calendar::new(&crate::sop::calendar::CalendarConfig {
+            time_zone: "Asia/Makassar".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut e = engine();
+        e.restore(Vec::new(), makassar.zone());
+        // Last heard at 1970-01-01 00:00:05 UTC, which is 08:00 WITA.
+        e.watch_agents([("dinkes".to_string(), Some(5 * SEC))], 100 * SEC, 0);
+        let mut all = Vec::new();
+        for t in 100..140 {
+            all.extend(e.tick(t * SEC).decisions);
+        }
+        let o = opens(&all);
+        assert_eq!(o.len(), 1, "{all:#?}");
+        for s in [&o[0].sentence, &o[0].sentence_id] {
+            assert!(s.contains("1970-01-01 08:00 WITA"), "{s}");
+            assert!(!s.contains("UTC"), "{s}");
+        }
+    }
+
+    #[test]
     fn an_agent_gone_before_a_restart_is_one_incident_and_recovers_when_back() {
         // The restarted collector (fresh machines) watches the agent last
         // heard at 5 s from its start at 100 s; the agent stays away.
@@ -731,7 +761,7 @@ mod tests {
         let saved: Vec<Incident> = e.book().all().cloned().collect();
         // Restart: fresh machines, the book from the store.
         let mut e2 = engine();
-        e2.restore(saved);
+        e2.restore(saved, Default::default());
         let mut after = Vec::new();
         for c in 5..10 {
             let t = c * 10 * SEC;

@@ -83,6 +83,8 @@ pub struct MeasureService {
     store: MeasureStore,
     cfg: MeasureConfig,
     routes: Mutex<Routes>,
+    /// How messages write moments (the province's zone).
+    zone: crate::sop::calendar::Zone,
 }
 
 /// The command an agent gets for a measurement.
@@ -106,12 +108,19 @@ pub fn answer_deadline(m: &Measurement, sent_at: DateTime<Utc>) -> DateTime<Utc>
     sent_at + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1))
 }
 
-/// "2026-12-02 10:00:03 UTC".
-fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
 impl MeasureService {
+    /// The service writing the moments of its messages in `zone`
+    /// ("offline since 2026-12-02 17:00 WIB").
+    pub fn with_zone(mut self, zone: crate::sop::calendar::Zone) -> Self {
+        self.zone = zone;
+        self
+    }
+
+    /// "2026-12-02 17:00 WIB".
+    fn when(&self, t: DateTime<Utc>) -> String {
+        self.zone.fmt_us(t.timestamp_micros())
+    }
+
     /// The service over `store`. Measurements left running by a previous
     /// collector process can no longer be answered: they are marked failed.
     pub fn new(store: MeasureStore, cfg: MeasureConfig) -> Result<Self, StoreError> {
@@ -127,6 +136,7 @@ impl MeasureService {
             store,
             cfg,
             routes: Mutex::new(Routes::default()),
+            zone: Default::default(),
         })
     }
 
@@ -166,7 +176,7 @@ impl MeasureService {
         let Some((agent, conn)) = self.live(&m.opd) else {
             if !queue {
                 let since = match last_seen {
-                    Some(t) => format!("is offline since {}", when(t)),
+                    Some(t) => format!("is offline since {}", self.when(t)),
                     None => "has never connected".to_string(),
                 };
                 return Err(MeasureError::Offline(format!(
@@ -351,7 +361,7 @@ impl MeasureService {
                 m.state = MeasureState::Failed {
                     error: format!(
                         "no answer from the agent by {}",
-                        when(answer_deadline(&m, *sent_at))
+                        self.when(answer_deadline(&m, *sent_at))
                     ),
                 };
                 m.completed_at = Some(now);
@@ -467,7 +477,12 @@ mod tests {
     #[tokio::test]
     async fn offline_fails_at_once_or_queues_and_runs_on_reconnect() {
         let dir = tempfile::tempdir().unwrap();
-        let s = service(dir.path());
+        let jakarta = crate::sop::Calendar::new(&crate::sop::calendar::CalendarConfig {
+            time_zone: "Asia/Jakarta".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let s = service(dir.path()).with_zone(jakarta.zone());
         let seen = "2026-12-02T10:00:03Z".parse().unwrap();
         let e = s
             .start(request(Phase::Before), false, Some(seen), Utc::now())
@@ -475,7 +490,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "the agent of OPD dinkes is offline since 2026-12-02 10:00:03 UTC; use --queue to run it when it reconnects"
+            "the agent of OPD dinkes is offline since 2026-12-02 17:00 WIB; use --queue to run it when it reconnects"
         );
         assert!(matches!(e, MeasureError::Offline(_)));
         let q = s

@@ -113,6 +113,39 @@ pub enum CalendarError {
     },
 }
 
+/// The province's time zone, for writing moments in sentences people read
+/// ("2026-12-07 14:34 WIB").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    offset: FixedOffset,
+    abbr: String,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone {
+            offset: Utc.fix(),
+            abbr: "UTC".into(),
+        }
+    }
+}
+
+impl Zone {
+    /// µs since the epoch as "2026-12-07 14:34 WIB".
+    pub fn fmt_us(&self, us: i64) -> String {
+        DateTime::from_timestamp_micros(us).map_or_else(
+            || us.to_string(),
+            |t| {
+                format!(
+                    "{} {}",
+                    t.with_timezone(&self.offset).format("%Y-%m-%d %H:%M"),
+                    self.abbr
+                )
+            },
+        )
+    }
+}
+
 /// A validated business calendar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Calendar {
@@ -196,6 +229,14 @@ impl Calendar {
     /// The zone's offset from UTC.
     pub fn offset(&self) -> FixedOffset {
         self.offset
+    }
+
+    /// The zone alone, for sentences.
+    pub fn zone(&self) -> Zone {
+        Zone {
+            offset: self.offset,
+            abbr: self.abbr.clone(),
+        }
     }
 
     /// `t` in local time.

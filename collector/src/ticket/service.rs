@@ -276,7 +276,10 @@ impl HealthCore {
         notifier: Option<Notifier>,
     ) -> Result<Self, StoreError> {
         let mut engine = Engine::new(rules, topology(inv));
-        engine.restore(store.incidents()?.into_iter().map(|o| o.incident));
+        engine.restore(
+            store.incidents()?.into_iter().map(|o| o.incident),
+            sop_store.calendar().zone(),
+        );
         engine.set_windows(store.windows()?);
         Ok(Self {
             engine,
@@ -474,6 +477,7 @@ impl HealthCore {
     }
 
     fn decide(&mut self, d: Decision, now_us: i64) -> Result<Option<HealthEvent>, StoreError> {
+        let zone = self.sop_store.calendar().zone();
         match d {
             Decision::Open { incident, evidence } => {
                 let at = utc(incident.opened_at.max(0));
@@ -505,6 +509,7 @@ impl HealthCore {
                             Note::Opened {
                                 reason: reason.clone(),
                             },
+                            &zone,
                         ),
                         None => TicketNote {
                             at,
@@ -565,6 +570,7 @@ impl HealthCore {
                     t.notes.push(TicketNote::new(
                         utc(at),
                         Note::Occurrence { count: occurrences },
+                        &zone,
                     ));
                 })?;
                 Ok(Some(t).map(|t| HealthEvent {
@@ -580,8 +586,11 @@ impl HealthCore {
                 let n = evidence.len();
                 self.store.update(&number, |t| {
                     t.add_evidence(evidence);
-                    t.notes
-                        .push(TicketNote::new(utc(now_us), Note::Evidence { readings: n }));
+                    t.notes.push(TicketNote::new(
+                        utc(now_us),
+                        Note::Evidence { readings: n },
+                        &zone,
+                    ));
                 })?;
                 Ok(None)
             }
@@ -596,6 +605,7 @@ impl HealthCore {
                         Note::Affected {
                             device: device.clone(),
                         },
+                        &zone,
                     ));
                 })?;
                 Ok(Some(t).map(|t| HealthEvent {
@@ -613,7 +623,7 @@ impl HealthCore {
                     t.recovered_at = Some(utc(at));
                     t.notify_seq += 1;
                     t.notes
-                        .push(TicketNote::new(utc(at), Note::Recovered { at }));
+                        .push(TicketNote::new(utc(at), Note::Recovered { at }, &zone));
                 })?;
                 info!(task = "health", ticket = %t.number, incident = %key, "recovered");
                 self.notify(&t, EventKind::Recovered);
@@ -643,6 +653,7 @@ impl HealthCore {
                             started: flapping,
                             pct,
                         },
+                        &zone,
                     ));
                 })?;
                 let what = if flapping {
@@ -663,7 +674,7 @@ impl HealthCore {
                 };
                 let t = self.store.update(&number, |t| {
                     t.notes
-                        .push(TicketNote::new(utc(at), Note::NotConfirmed { at }));
+                        .push(TicketNote::new(utc(at), Note::NotConfirmed { at }, &zone));
                 })?;
                 warn!(task = "health", ticket = %t.number, incident = %key, %device, "linkDown trap not confirmed by polling");
                 Ok(Some(t).map(|t| HealthEvent {
@@ -707,6 +718,7 @@ impl HealthCore {
                             stable_for,
                             closed,
                         },
+                        &zone,
                     ));
                 })?;
                 let event = self.ticket_subject_event(

@@ -42,7 +42,7 @@ pub struct TicketNote {
     pub at: DateTime<Utc>,
     /// opened, occurrence, recovered, flapping, settled, affected, evidence.
     pub kind: String,
-    /// What, in a sentence (Bahasa Indonesia, times in UTC).
+    /// What, in a sentence (Bahasa Indonesia, times in the province's zone).
     pub text: String,
     /// The same as facts, for documents in either language (`None` for
     /// notes stored before notes were typed).
@@ -51,12 +51,16 @@ pub struct TicketNote {
 }
 
 impl TicketNote {
-    /// A note made from its facts.
-    pub fn new(at: DateTime<Utc>, note: crate::health::reason::Note) -> Self {
+    /// A note made from its facts, its moments written in `zone`.
+    pub fn new(
+        at: DateTime<Utc>,
+        note: crate::health::reason::Note,
+        zone: &crate::sop::calendar::Zone,
+    ) -> Self {
         TicketNote {
             at,
             kind: note.kind().to_string(),
-            text: note.text(crate::sop::Lang::Id, &crate::health::incident::fmt_time),
+            text: note.text(crate::sop::Lang::Id, &|us| zone.fmt_us(us)),
             note: Some(note),
         }
     }
