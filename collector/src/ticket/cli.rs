@@ -323,7 +323,7 @@ impl TicketShowCmd {
 #[derive(Debug, Clone, Subcommand)]
 pub enum MaintenanceCmd {
     /// Add a window: no tickets are opened inside it.
-    #[command(group(ArgGroup::new("scope").required(true).args(["opd", "device", "link"])))]
+    #[command(group(ArgGroup::new("scope").required(true).args(["opd", "device"])))]
     Add {
         /// The whole OPD (its agent included).
         #[arg(long)]
@@ -331,8 +331,9 @@ pub enum MaintenanceCmd {
         /// One device and its links.
         #[arg(long)]
         device: Option<String>,
-        /// One link: DEVICE/LINK.
-        #[arg(long)]
+        /// Only this link of --device (the link's name in inventory.toml,
+        /// as `siaga measure` and `siaga ticket new` take it).
+        #[arg(long, requires = "device")]
         link: Option<String>,
         /// Start, in the province's time (siaga.toml's time_zone), e.g.
         /// "2026-12-07 22:00", 22:00 (today) or 2026-12-07T22:00:00+07:00; default now.
@@ -414,14 +415,9 @@ impl MaintenanceCmd {
             } => {
                 let scope = match (opd, device, link) {
                     (Some(o), _, _) => json!({"kind": "opd", "opd": o}),
-                    (_, Some(d), _) => json!({"kind": "device", "device": d}),
-                    (_, _, Some(l)) => {
-                        let (d, name) = l
-                            .split_once('/')
-                            .ok_or_else(|| format!("--link {l:?}: expected DEVICE/LINK"))?;
-                        json!({"kind": "link", "device": d, "link": name})
-                    }
-                    _ => return Err("give --opd, --device or --link".into()),
+                    (_, Some(d), Some(name)) => json!({"kind": "link", "device": d, "link": name}),
+                    (_, Some(d), None) => json!({"kind": "device", "device": d}),
+                    _ => return Err("give --opd or --device (with --link for one link)".into()),
                 };
                 let schedule = if !weekly.is_empty() {
                     let dur = duration.ok_or("--weekly needs --for")?;
@@ -584,14 +580,17 @@ mod tests {
     #[test]
     fn one_off_window() {
         let v = add(&[
+            "--device",
+            "dinkes-rtr",
             "--link",
-            "dinkes-rtr/Uplink ke Diskominfo",
+            "Uplink ke Diskominfo",
             "--from",
             "2026-11-24T22:00:00+07:00",
             "--until",
             "2026-11-25T01:00:00+07:00",
         ])
         .unwrap();
+        assert_eq!(v["scope"]["device"], "dinkes-rtr");
         assert_eq!(v["scope"]["link"], "Uplink ke Diskominfo");
         assert_eq!(v["schedule"]["start_us"], 1_795_532_400_000_000_i64);
         assert_eq!(v["schedule"]["end_us"], 1_795_543_200_000_000_i64);
@@ -615,7 +614,7 @@ mod tests {
 
     #[test_case(&["--weekly", "mon", "--at", "22:00", "--for", "1h"] => matches Err(e) if e.contains("--opd"); "scope required")]
     #[test_case(&["--opd", "x"] => matches Err(e) if e.contains("--until or --for"); "no end")]
-    #[test_case(&["--link", "nolink", "--for", "1h"] => matches Err(e) if e.contains("DEVICE/LINK"); "bad link")]
+    #[test_case(&["--link", "dinkes-rtr/uplink", "--for", "1h"] => matches Err(e) if e.contains("--device"); "link without its device")]
     #[test_case(&["--opd", "x", "--weekly", "mon", "--for", "1h"] => matches Err(e) if e.contains("--at"); "weekly needs at")]
     #[test_case(&["--opd", "x", "--weekly", "mon", "--at", "22:00", "--for", "1h", "--utc-offset", "7"] => matches Err(e) if e.contains("--utc-offset"); "bad offset")]
     #[test_case(&["--opd", "x", "--for", "90m"] => matches Ok(_); "for from now")]
