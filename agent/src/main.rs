@@ -33,9 +33,6 @@ const GRACE: Duration = Duration::from_secs(10);
     about = "Siaga agent: probes an OPD's devices and streams health data to the collector"
 )]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +50,9 @@ enum Command {
         /// Path of agent.toml.
         #[arg(long, short)]
         config: PathBuf,
+        /// Log format on stderr: one line per event, text or JSON.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Check agent.toml and the files it names; exit 64 when unusable.
     Validate {
@@ -86,7 +86,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logs(cli.log_format);
+    init_logs(match cli.command {
+        Command::Run { log_format, .. } => log_format,
+        _ => LogFormat::Text,
+    });
     match cli.command {
         Command::PrintConfig => {
             print!("{EXAMPLE}");
@@ -112,7 +115,7 @@ fn main() -> ExitCode {
             };
             check(&cfg, inventory.as_deref())
         }
-        Command::Run { config } => {
+        Command::Run { config, .. } => {
             let cfg = match load(&config, true) {
                 Ok(c) => c,
                 Err(code) => return code,

@@ -21,9 +21,6 @@ const EX_USAGE: u8 = 64;
     about = "Siaga collector: stores what the agents see, serves the admin API"
 )]
 struct Cli {
-    /// Log format of `serve` on stderr: one line per event, text or JSON.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "SIAGA_LOG_FORMAT")]
-    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -58,6 +55,9 @@ enum Cmd {
         /// collector.toml
         #[arg(long)]
         config: PathBuf,
+        /// Log format on stderr: one line per event, text or JSON.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SIAGA_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Check collector.toml, inventory.toml, sop.toml and the users without starting.
     Validate {
@@ -355,9 +355,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Cmd::Serve { config } => {
+        Cmd::Serve { config, log_format } => {
             let cfg = validate(&config)?;
-            serve(config, cfg, cli.log_format)
+            serve(config, cfg, log_format)
         }
         Cmd::Reload { config } => reload(&config),
         Cmd::Verify { config } => verify(&config),

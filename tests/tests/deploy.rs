@@ -1020,7 +1020,7 @@ fn agent_tells_systemd_it_is_ready_and_feeds_the_watchdog() -> Result<()> {
     let child = ns
         .exec(&[])
         .arg(bin("siaga-agent")?)
-        .args(["--log-format", "json", "run", "--config"])
+        .args(["run", "--log-format", "json", "--config"])
         .arg(agent.join("agent.toml"))
         .env("NOTIFY_SOCKET", &notify.path)
         // 1 s: the agent feeds it every 500 ms.
@@ -1155,7 +1155,7 @@ fn collector_tells_systemd_it_is_ready_once_bound_and_feeds_the_watchdog() -> Re
     let mut notify = NotifySocket::bind(dir.path())?;
     // Started as the unit starts it with SIAGA_COLLECTOR_OPTS="--log-format json".
     let child = Command::new(bin("siaga-collector")?)
-        .args(["--log-format", "json", "serve", "--config"])
+        .args(["serve", "--log-format", "json", "--config"])
         .arg(ctl.join("collector.toml"))
         .env("NOTIFY_SOCKET", &notify.path)
         .env("WATCHDOG_USEC", "1000000")

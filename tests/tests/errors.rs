@@ -384,3 +384,38 @@ fn print_config_is_one_name_in_both_daemons() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_log_format_is_an_option_of_the_daemon_commands_only() -> Result<()> {
+    // `--log-format` shapes what `serve` and `run` log; it was a global flag
+    // that every other command listed in its --help and ignored.
+    for (name, daemon, others) in [
+        (
+            "siaga-collector",
+            "serve",
+            &["validate", "init", "backup", "verify"][..],
+        ),
+        ("siaga-agent", "run", &["validate", "check"][..]),
+    ] {
+        let help = text(&run_bin(name, &[daemon, "--help"])?);
+        ensure!(
+            help.contains("--log-format"),
+            "{name} {daemon} --help: {help}"
+        );
+        for cmd in others {
+            let help = text(&run_bin(name, &[cmd, "--help"])?);
+            ensure!(
+                !help.contains("--log-format"),
+                "{name} {cmd} --help: {help}"
+            );
+            let o = run_bin(name, &[cmd, "--log-format", "json"])?;
+            ensure!(
+                o.status.code() == Some(64) && text(&o).contains("--log-format"),
+                "{name} {cmd} --log-format json: {:?} {}",
+                o.status.code(),
+                text(&o)
+            );
+        }
+    }
+    Ok(())
+}
