@@ -496,10 +496,15 @@ const KEEP_WHOLE: u16 = 24;
 /// An empty table with `header`, in the CLI's style: fitted to the
 /// terminal's width unless `-o wide`.
 pub fn table(header: &[&str]) -> Table {
+    table_as(output(), header)
+}
+
+/// [`table`] for output `o`.
+pub fn table_as(o: Output, header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(header.to_vec());
-    if output() == Output::Table {
+    if o == Output::Table {
         t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
         if let Some(cols) = std::env::var("COLUMNS")
             .ok()
@@ -512,22 +517,66 @@ pub fn table(header: &[&str]) -> Table {
     t
 }
 
+/// A table of `rows` under `header` as `-o` asks: the default table keeps
+/// only the columns named in `narrow` (what a person scans for, to fit an
+/// 80-column terminal); `-o wide` and `-o plain` have every column.
+pub fn fitted(o: Output, header: &[&str], narrow: &[&str], rows: Vec<Vec<String>>) -> String {
+    let keep: Vec<usize> = if o == Output::Table {
+        (0..header.len())
+            .filter(|i| narrow.contains(&header[*i]))
+            .collect()
+    } else {
+        (0..header.len()).collect()
+    };
+    let pick = |r: &[String]| -> Vec<String> {
+        keep.iter()
+            .map(|i| r.get(*i).cloned().unwrap_or_default())
+            .collect()
+    };
+    let mut t = table_as(o, &keep.iter().map(|i| header[*i]).collect::<Vec<_>>());
+    for r in rows {
+        t.add_row(pick(&r));
+    }
+    show_as(o, &t)
+}
+
 /// A table as `-o` asks: drawn, or tab-separated (`plain`; tabs and line
 /// breaks inside a cell become spaces).
 pub fn show(t: &Table) -> String {
-    if output() == Output::Table {
+    show_as(output(), t)
+}
+
+/// [`show`] for output `o`.
+pub fn show_as(o: Output, t: &Table) -> String {
+    if o == Output::Table {
         let mut t = t.clone();
         let widths = t.column_max_content_widths();
-        for (i, w) in widths.into_iter().enumerate() {
-            if w <= KEEP_WHOLE
-                && let Some(c) = t.column_mut(i)
-            {
+        // Borders and padding take 3 columns per column and one more; a
+        // column that wraps needs room for a word or so.
+        let budget = t.width().map_or(usize::MAX, usize::from);
+        let mut used = 3 * widths.len() + 1;
+        let mut order: Vec<usize> = (0..widths.len()).collect();
+        order.sort_by_key(|i| widths[*i]);
+        let wrapping = widths.iter().filter(|w| **w > KEEP_WHOLE).count();
+        used += 8 * wrapping;
+        for i in order {
+            let w = usize::from(widths[i]);
+            if widths[i] > KEEP_WHOLE {
+                continue;
+            }
+            // Short columns stay whole while they fit, narrowest first.
+            if used + w > budget {
+                used += 8;
+                continue;
+            }
+            used += w;
+            if let Some(c) = t.column_mut(i) {
                 c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
             }
         }
         return t.to_string();
     }
-    if output() != Output::Plain {
+    if o != Output::Plain {
         return t.to_string();
     }
     let clean = |c: &comfy_table::Cell| c.content().replace(['\t', '\n', '\r'], " ");
@@ -624,8 +673,8 @@ pub fn spool_condition(c: i32) -> &'static str {
 }
 
 /// Human table of agents.
-pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
-    let mut t = table(&[
+pub fn agents_table(o: Output, agents: &[v1::AgentInfo]) -> String {
+    let header = [
         "agent",
         "opd",
         "version",
@@ -639,7 +688,8 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
         "mem %",
         "disk %",
         "host",
-    ]);
+    ];
+    let mut rows = Vec::new();
     for a in agents {
         let status = if a.status.is_empty() {
             if a.connected {
@@ -651,7 +701,7 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
         } else {
             a.status.clone()
         };
-        t.add_row(vec![
+        rows.push(vec![
             if a.id.is_empty() {
                 "-".into()
             } else {
@@ -678,12 +728,21 @@ pub fn agents_table(agents: &[v1::AgentInfo]) -> String {
             a.hostname.clone(),
         ]);
     }
-    show(&t)
+    let narrow = [
+        "agent",
+        "opd",
+        "status",
+        "last seen",
+        "clock offset",
+        "spool",
+        "refused",
+    ];
+    fitted(o, &header, &narrow, rows)
 }
 
 /// Human table of devices.
-pub fn devices_table(devices: &[v1::DeviceInfo]) -> String {
-    let mut t = table(&[
+pub fn devices_table(o: Output, devices: &[v1::DeviceInfo]) -> String {
+    let header = [
         "device",
         "opd",
         "kind",
@@ -693,9 +752,10 @@ pub fn devices_table(devices: &[v1::DeviceInfo]) -> String {
         "rtt ms",
         "loss %",
         "jitter ms",
-    ]);
+    ];
+    let mut rows = Vec::new();
     for d in devices {
-        t.add_row(vec![
+        rows.push(vec![
             d.id.clone(),
             d.opd.clone(),
             d.kind.clone(),
@@ -710,13 +770,14 @@ pub fn devices_table(devices: &[v1::DeviceInfo]) -> String {
             num(d.jitter_ms, 2),
         ]);
     }
-    show(&t)
+    let narrow = ["device", "opd", "state", "last sample", "rtt ms", "loss %"];
+    fitted(o, &header, &narrow, rows)
 }
 
 /// Human table of history samples (already JSON objects): the agent's time
-/// of each sample and the collector's time of its arrival.
-pub fn history_table(samples: &[Value]) -> String {
-    let mut t = table(&[
+/// of each sample and the collector's time of its arrival, local in `tz`.
+pub fn history_table(o: Output, samples: &[Value], tz: chrono_tz::Tz) -> String {
+    let header = [
         "time",
         "received",
         "kind",
@@ -727,7 +788,8 @@ pub fn history_table(samples: &[Value]) -> String {
         "rtt max ms",
         "jitter ms",
         "detail",
-    ]);
+    ];
+    let mut rows = Vec::new();
     let f = |v: &Value, k: &str, d: usize| {
         v.get(k)
             .and_then(Value::as_f64)
@@ -745,12 +807,12 @@ pub fn history_table(samples: &[Value]) -> String {
             "event" => format!("{} {} {}", s(v, "event"), s(v, "link"), s(v, "detail")),
             _ => s(v, "error"),
         };
-        let received = match v.get("received_at").and_then(Value::as_str) {
-            Some(r) => r.to_string(),
-            None => "-".into(),
+        let received = match v.get("received_at") {
+            Some(r) if r.is_string() => local_text(r, tz),
+            _ => "-".into(),
         };
-        t.add_row(vec![
-            s(v, "ts"),
+        rows.push(vec![
+            v.get("ts").map_or(String::new(), |t| local_text(t, tz)),
             received,
             kind,
             s(v, "sent"),
@@ -762,7 +824,8 @@ pub fn history_table(samples: &[Value]) -> String {
             detail.trim().to_string(),
         ]);
     }
-    show(&t)
+    let narrow = ["time", "kind", "loss %", "rtt avg ms", "detail"];
+    fitted(o, &header, &narrow, rows)
 }
 
 /// A terminal sparkline of `values` (`None` is a gap, drawn as a space),
@@ -831,11 +894,12 @@ fn bps(v: &Value, k: &str) -> String {
 }
 
 /// Human table of `links.list`.
-pub fn links_table(links: &Value) -> Result<String, String> {
+/// Times local in `tz`.
+pub fn links_table(o: Output, links: &Value, tz: chrono_tz::Tz) -> Result<String, String> {
     let rows = links
         .as_array()
         .ok_or("collector sent links that are not a list")?;
-    let mut t = table(&[
+    let header = [
         "device",
         "interface",
         "link",
@@ -848,9 +912,10 @@ pub fn links_table(links: &Value) -> Result<String, String> {
         "util out %",
         "errors/s",
         "last sample",
-    ]);
+    ];
+    let mut out = Vec::new();
     for l in rows {
-        t.add_row(vec![
+        out.push(vec![
             jstr(l, "device"),
             jstr(l, "interface"),
             jstr(l, "name"),
@@ -862,10 +927,20 @@ pub fn links_table(links: &Value) -> Result<String, String> {
             jnum(l, "util_in_pct", 1),
             jnum(l, "util_out_pct", 1),
             jnum(l, "errors_per_s", 2),
-            jstr(l, "last_sample_at"),
+            l.get("last_sample_at")
+                .map_or("-".into(), |t| local_text(t, tz)),
         ]);
     }
-    Ok(show(&t))
+    let narrow = [
+        "device",
+        "link",
+        "oper",
+        "util in %",
+        "util out %",
+        "errors/s",
+        "last sample",
+    ];
+    Ok(fitted(o, &header, &narrow, out))
 }
 
 /// What the agent cut, left out or refused for a device, when anything:
@@ -916,7 +991,8 @@ const SPARK_WIDTH: usize = 60;
 
 /// Human view of `device.show`: a header, the RTT and loss sparklines, the
 /// interfaces and the recent events.
-pub fn device_view(d: &Value) -> Result<String, String> {
+/// Times local in `tz`.
+pub fn device_view(o: Output, d: &Value, tz: chrono_tz::Tz) -> Result<String, String> {
     let empty = Vec::new();
     let list = |k: &str| d.get(k).and_then(Value::as_array).unwrap_or(&empty);
     let mut out = format!(
@@ -940,7 +1016,8 @@ pub fn device_view(d: &Value) -> Result<String, String> {
         jstr(d, "snmp_status"),
         jstr(d, "sys_name"),
         uptime_text(&d["sys_uptime_cs"]),
-        jstr(d, "last_snmp_at"),
+        d.get("last_snmp_at")
+            .map_or("-".into(), |t| local_text(t, tz)),
     );
     if let Some(e) = d.get("snmp_error").and_then(Value::as_str) {
         out += &format!("snmp error: {e}\n");
@@ -974,7 +1051,7 @@ pub fn device_view(d: &Value) -> Result<String, String> {
     };
     out += &format!(
         "\nsince {} ({} probes)\nrtt ms  {}  {}\nloss %  {}  {}\n",
-        jstr(d, "since"),
+        d.get("since").map_or("-".into(), |t| local_text(t, tz)),
         history.len(),
         sparkline(&squeeze(&rtt, SPARK_WIDTH), None),
         range(&rtt),
@@ -983,7 +1060,7 @@ pub fn device_view(d: &Value) -> Result<String, String> {
     );
     let ifs = list("interfaces");
     if !ifs.is_empty() {
-        let mut t = table(&[
+        let header = [
             "ifIndex",
             "interface",
             "alias",
@@ -996,10 +1073,11 @@ pub fn device_view(d: &Value) -> Result<String, String> {
             "util in %",
             "util out %",
             "errors/s",
-        ]);
+        ];
+        let mut rows = Vec::new();
         for i in ifs {
             let link = i.get("link").and_then(Value::as_str).unwrap_or_default();
-            t.add_row(vec![
+            rows.push(vec![
                 jstr(i, "if_index"),
                 jstr(i, "if_name"),
                 jstr(i, "if_alias"),
@@ -1018,7 +1096,16 @@ pub fn device_view(d: &Value) -> Result<String, String> {
                 jnum(i, "errors_per_s", 2),
             ]);
         }
-        out += &format!("\n{t}\n");
+        let narrow = [
+            "ifIndex",
+            "interface",
+            "link",
+            "oper",
+            "util in %",
+            "util out %",
+            "errors/s",
+        ];
+        out += &format!("\n{}\n", fitted(o, &header, &narrow, rows));
     }
     let events = list("events");
     if !events.is_empty() {
@@ -1026,7 +1113,7 @@ pub fn device_view(d: &Value) -> Result<String, String> {
         for e in events {
             out += &format!(
                 "  {}  {} {} {}\n",
-                jstr(e, "ts"),
+                e.get("ts").map_or("-".into(), |t| local_text(t, tz)),
                 jstr(e, "event"),
                 jstr(e, "link"),
                 e.get("detail").and_then(Value::as_str).unwrap_or_default()
@@ -1122,22 +1209,96 @@ mod tests {
         );
     }
 
+    /// The widest line of `t`, in characters.
+    fn widest(t: &str) -> usize {
+        t.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn the_default_tables_keep_what_people_scan_for_and_wide_has_every_column() {
+        let links = json!([{
+            "device": "dinkes-core-switch-01", "interface": "GigabitEthernet1/0/48",
+            "name": "Uplink ke Diskominfo lantai 3", "oper_status": "up",
+            "admin_status": "up", "speed_mbps": 1000.0, "in_bps": 12345678.0,
+            "out_bps": 2345678.0, "util_in_pct": 1.2, "util_out_pct": 0.2,
+            "errors_per_s": 0.0, "last_sample_at": "2026-12-05T03:00:00.000Z",
+        }]);
+        let agents = [v1::AgentInfo {
+            id: "dinkes-agent-kantor-pusat".into(),
+            opd: "dinkes".into(),
+            version: "0.1.0".into(),
+            status: "connected".into(),
+            last_seen_us: 1,
+            hostname: "agent-dinkes.kabupaten.go.id".into(),
+            ..Default::default()
+        }];
+        let devices = [v1::DeviceInfo {
+            id: "dinkes-core-switch-01".into(),
+            opd: "dinkes".into(),
+            kind: "switch".into(),
+            address: "198.18.200.200".into(),
+            state: "up".into(),
+            rtt_ms: Some(0.25),
+            loss_pct: Some(0.0),
+            jitter_ms: Some(0.01),
+            ..Default::default()
+        }];
+        let history = [json!({"ts": "2026-11-24T10:00:00.000Z",
+            "received_at": "2026-11-24T10:00:00.250Z", "kind": "snmp", "status": "timeout",
+            "error": "no answer from 198.18.200.200:161 after 4 s (3 tries)"})];
+        let fit = |o| {
+            [
+                links_table(o, &links, chrono_tz::Asia::Jakarta).unwrap(),
+                agents_table(o, &agents),
+                devices_table(o, &devices),
+                history_table(o, &history, chrono_tz::Asia::Jakarta),
+            ]
+        };
+        let narrow = fit(Output::Table);
+        let wide = fit(Output::Wide);
+        for (n, w) in narrow.iter().zip(&wide) {
+            // The fit to 80 columns itself is checked end to end, with
+            // COLUMNS=80 (tests/tests/links.rs).
+            assert!(widest(n) < widest(w), "narrow:\n{n}\nwide:\n{w}");
+        }
+        assert!(wide[0].contains("GigabitEthernet1/0/48") && wide[0].contains("12.35 M"));
+        assert!(
+            !narrow[0].contains("GigabitEthernet1/0/48"),
+            "{}",
+            narrow[0]
+        );
+        assert!(narrow[0].contains("Uplink ke Diskominfo"), "{}", narrow[0]);
+        assert!(wide[1].contains("agent-dinkes.kabupaten.go.id"));
+        assert!(wide[2].contains("198.18.200.200") && !narrow[2].contains("198.18.200.200"));
+        assert!(
+            narrow[3].contains("2026-11-24 17:00:00 WIB"),
+            "{}",
+            narrow[3]
+        );
+    }
+
     #[test]
     fn history_table_shows_when_each_sample_arrived() {
         let rows = [
             json!({"ts": "2026-11-24T10:00:00.000Z", "received_at": "2026-11-24T10:00:00.250Z", "kind": "icmp", "sent": 5, "received": 5}),
             json!({"ts": "2026-11-24T09:00:01.000Z", "received_at": null, "kind": "icmp", "sent": 5, "received": 5}),
         ];
-        let t = history_table(&rows);
+        let t = history_table(Output::Wide, &rows, chrono_tz::Asia::Makassar);
         let lines: Vec<&str> = t.lines().filter(|l| l.contains("icmp")).collect();
         assert_eq!(lines.len(), 2, "{t}");
-        let received = |l: &str| l.split('┆').nth(1).map(str::trim).map(str::to_string);
+        let cell = |l: &str, i| l.split('┆').nth(i).map(str::trim).map(str::to_string);
+        // Both times local, with the zone's abbreviation.
         assert_eq!(
-            received(lines[0]).as_deref(),
-            Some("2026-11-24T10:00:00.250Z"),
+            cell(lines[0], 0).as_deref(),
+            Some("│ 2026-11-24 18:00:00 WITA"),
             "{t}"
         );
-        assert_eq!(received(lines[1]).as_deref(), Some("-"), "{t}");
+        assert_eq!(
+            cell(lines[0], 1).as_deref(),
+            Some("2026-11-24 18:00:00 WITA"),
+            "{t}"
+        );
+        assert_eq!(cell(lines[1], 1).as_deref(), Some("-"), "{t}");
     }
 
     #[test]
@@ -1152,13 +1313,15 @@ mod tests {
                             "oper_status": "down", "admin_status": "up", "speed_mbps": 1000.0}],
             "events": [{"ts": "2026-01-01T00:00:01.000Z", "event": "link_down", "link": "uplink"}],
         });
-        let out = device_view(&d).unwrap();
+        let out = device_view(Output::Table, &d, chrono_tz::Asia::Jakarta).unwrap();
+        assert!(out.contains("since 2026-01-01 07:00:00 WIB"), "{out}");
+        assert!(out.contains("2026-01-01 07:00:01 WIB  link_down"), "{out}");
         assert!(out.contains("rtt ms  ▁█"), "{out}");
         assert!(out.contains("loss %  ▁█"), "{out}");
         assert!(out.contains("uplink") && out.contains("down"), "{out}");
         assert!(out.contains("link_down"), "{out}");
-        assert!(device_view(&json!({})).is_ok());
-        assert!(links_table(&json!({})).is_err());
+        assert!(device_view(Output::Table, &json!({}), chrono_tz::UTC).is_ok());
+        assert!(links_table(Output::Table, &json!({}), chrono_tz::UTC).is_err());
     }
 
     #[test]
@@ -1170,7 +1333,7 @@ mod tests {
             "interfaces": [{"if_index": 2, "if_name": "eth0", "truncated": true},
                            {"if_index": 3, "if_name": "eth1", "truncated": false}],
         });
-        let out = device_view(&d).unwrap();
+        let out = device_view(Output::Table, &d, chrono_tz::UTC).unwrap();
         for want in [
             "sysDescr/sysName cut to 255 octets",
             "1 interface names cut to 255 octets",
@@ -1181,7 +1344,12 @@ mod tests {
             assert!(out.contains(want), "{want}: {out}");
         }
         assert!(!out.contains("trap storms"), "{out}");
-        let quiet = device_view(&json!({"id": "sw2", "snmp_status": "ok"})).unwrap();
+        let quiet = device_view(
+            Output::Table,
+            &json!({"id": "sw2", "snmp_status": "ok"}),
+            chrono_tz::UTC,
+        )
+        .unwrap();
         assert!(!quiet.contains("snmp: "), "{quiet}");
     }
 

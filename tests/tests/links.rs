@@ -86,6 +86,35 @@ fn links_show_oper_status_and_a_link_down_trap_reaches_the_collector() -> Result
         human.status.success() && text.contains("sw1-port2") && text.contains("port2"),
         "{text}"
     );
+    // On an 80-column terminal every table fits, times local; -o wide has
+    // every column (the interface, the rates) on one line per row.
+    for (args, shows) in [
+        (&["links"][..], "sw1-port2"),
+        (&["devices"], "dinkes-sw1"),
+        (&["agents"], "dinkes"),
+        (&["history", "dinkes-sw1", "--since", "1m"], "WIB"),
+    ] {
+        let o = siaga.run_env(args, &[("COLUMNS", "80")])?;
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        let widest = t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        ensure!(
+            o.status.success() && widest <= 80 && t.contains(shows),
+            "siaga {args:?} at 80 columns ({widest} wide):\n{t}"
+        );
+    }
+    let links80 = String::from_utf8_lossy(&siaga.run_env(&["links"], &[("COLUMNS", "80")])?.stdout)
+        .to_string();
+    ensure!(
+        links80.contains("WIB") && !links80.contains("T0"),
+        "{links80}"
+    );
+    let wide = siaga.run_env(&["-o", "wide", "links"], &[("COLUMNS", "80")])?;
+    let wide = String::from_utf8_lossy(&wide.stdout).to_string();
+    ensure!(
+        wide.lines()
+            .any(|l| l.contains("sw1-port2") && l.contains("┆ port2 ") && l.contains("WIB")),
+        "{wide}"
+    );
 
     lab.set_link_down("sw1", "port2")?;
     let down_at = now_us();

@@ -79,7 +79,7 @@ pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     if json_out {
         print_json(&cli::agents_json(&all))
     } else {
-        println!("{}", cli::agents_table(&all));
+        println!("{}", cli::agents_table(cli::output(), &all));
         for w in cli::cert_warnings(&all, chrono::Utc::now().timestamp_micros()) {
             eprintln!("{w}");
         }
@@ -131,7 +131,7 @@ pub async fn devices(
     if json_out {
         print_json(&cli::devices_json(&all))
     } else {
-        println!("{}", cli::devices_table(&all));
+        println!("{}", cli::devices_table(cli::output(), &all));
         Ok(())
     }
 }
@@ -231,7 +231,10 @@ pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     if json_out {
         print_json(&v)
     } else {
-        println!("{}", cli::links_table(&v).map_err(CliError::Message)?);
+        println!(
+            "{}",
+            cli::links_table(cli::output(), &v, cfg.zone()).map_err(CliError::Message)?
+        );
         Ok(())
     }
 }
@@ -258,7 +261,10 @@ pub async fn device(
     if json_out {
         print_json(&v)
     } else {
-        println!("{}", cli::device_view(&v).map_err(CliError::Message)?);
+        println!(
+            "{}",
+            cli::device_view(cli::output(), &v, cfg.zone()).map_err(CliError::Message)?
+        );
         Ok(())
     }
 }
@@ -310,7 +316,12 @@ pub async fn history(
     if json_out {
         writeln!(out, "{}]", if first { "" } else { "\n" }).map_err(io)?;
     } else {
-        writeln!(out, "{}", cli::history_table(&rows)).map_err(io)?;
+        writeln!(
+            out,
+            "{}",
+            cli::history_table(cli::output(), &rows, cfg.zone())
+        )
+        .map_err(io)?;
     }
     out.flush().map_err(io)
 }
