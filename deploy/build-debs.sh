@@ -165,6 +165,18 @@ finish siaga-agent net "Siaga agent: network probes for one OPD
  user with CAP_NET_RAW only."
 
 stage siaga-collector siaga-collector siaga
+# siaga's shell completions and manual pages, made by siaga itself from its
+# command line definition, so they cannot drift from it.
+c="$work/siaga-collector/usr/share"
+install -d "$c/bash-completion/completions" "$c/zsh/vendor-completions" \
+  "$c/fish/vendor_completions.d" "$c/man/man1"
+"$bindir/siaga" completion bash >"$c/bash-completion/completions/siaga"
+"$bindir/siaga" completion zsh >"$c/zsh/vendor-completions/_siaga"
+"$bindir/siaga" completion fish >"$c/fish/vendor_completions.d/siaga.fish"
+"$bindir/siaga" man --dir "$c/man/man1"
+gzip -9n "$c"/man/man1/*.1
+chmod 0644 "$c/bash-completion/completions/siaga" "$c/zsh/vendor-completions/_siaga" \
+  "$c/fish/vendor_completions.d/siaga.fish" "$c"/man/man1/*.1.gz
 "$bindir/siaga-collector" print-config >"$work/siaga-collector/usr/share/doc/siaga-collector/examples/collector.toml"
 ln -s /var/lib/siaga-collector "$work/siaga-collector/etc/siaga-collector/data"
 finish siaga-collector net "Siaga collector and the siaga command line

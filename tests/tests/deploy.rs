@@ -230,6 +230,73 @@ fn packages_carry_binaries_units_maintainer_scripts_and_conffiles() -> Result<()
             assert_eq!(v.trim(), format!("{b} {VERSION}"));
         }
     }
+    // siaga's completions (bash, zsh, fish) and manual pages: one per
+    // command, made from the binary's own command line definition.
+    let c = contents(&debs.collector)?;
+    for p in [
+        "/usr/share/bash-completion/completions/siaga",
+        "/usr/share/zsh/vendor-completions/_siaga",
+        "/usr/share/fish/vendor_completions.d/siaga.fish",
+        "/usr/share/man/man1/siaga.1.gz",
+        "/usr/share/man/man1/siaga-tickets.1.gz",
+        "/usr/share/man/man1/siaga-ticket-new.1.gz",
+        "/usr/share/man/man1/siaga-maintenance-add.1.gz",
+    ] {
+        let e = c
+            .get(p)
+            .with_context(|| format!("siaga-collector: no {p}"))?;
+        assert_eq!(e.mode, "-rw-r--r--", "{p}");
+    }
+    let x = tempfile::tempdir()?;
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&debs.collector)
+        .arg(x.path()))?;
+    // Bash completes a command and a flag as a person would type them.
+    let completion = x.path().join("usr/share/bash-completion/completions/siaga");
+    let complete = |line: &str| -> Result<String> {
+        let words: Vec<&str> = line.split(' ').collect();
+        let script = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; \
+             _siaga siaga '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            completion.display(),
+            words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            words.len() - 1,
+            line.len(),
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        run(Command::new("bash").arg("-c").arg(script))
+    };
+    let commands = complete("siaga tick")?;
+    assert!(
+        commands.lines().any(|l| l == "tickets") && commands.lines().any(|l| l == "ticket"),
+        "siaga tick<TAB>: {commands}"
+    );
+    let flags = complete("siaga maintenance add --dev")?;
+    assert!(
+        flags.lines().any(|l| l == "--device"),
+        "siaga maintenance add --dev<TAB>: {flags}"
+    );
+    // The manual page names every command and the flags of one.
+    let page = |name: &str| -> Result<String> {
+        run(Command::new("zcat").arg(x.path().join("usr/share/man/man1").join(name)))
+    };
+    let top = page("siaga.1.gz")?;
+    assert!(top.contains(".TH siaga 1"), "{top}");
+    for cmd in ["tickets", "ticket", "maintenance", "completion"] {
+        assert!(top.contains(cmd), "siaga.1 lists {cmd}: {top}");
+    }
+    let add = page("siaga-maintenance-add.1.gz")?;
+    assert!(
+        add.contains("\\-\\-device") && add.contains("\\-\\-link"),
+        "{add}"
+    );
+
     let c = contents(&debs.agent)?;
     assert!(c.contains_key("/usr/share/doc/siaga-agent/examples/trap-receiver.conf"));
     assert!(c.contains_key("/usr/share/doc/siaga-agent/examples/agent.toml"));

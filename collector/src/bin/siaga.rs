@@ -118,6 +118,19 @@ enum Cmd {
     Measure(measure::cli::MeasureCmd),
     /// One measurement (see `siaga ticket measurements`).
     Measurement(measure::cli::MeasurementCmd),
+    /// Print the shell completion script, e.g. `siaga completion bash`
+    /// (the package installs those of bash, zsh and fish).
+    Completion {
+        /// bash, zsh or fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (siaga.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +172,33 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::set_output(args.output);
+    // What needs no configuration and no collector.
+    match &args.cmd {
+        Cmd::Completion { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "siaga", &mut script);
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Man { dir } => {
+            let written = std::fs::create_dir_all(dir).and_then(|()| {
+                clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), dir)
+            });
+            return match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "siaga: writing the manual pages into {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     // Flags that do not go together are a bad command line too, told
     // before any connection is tried.
     if let Err(e) = check(&args.cmd) {
@@ -268,7 +308,9 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::History { .. }
         | Cmd::Links { .. }
         | Cmd::Device { .. }
-        | Cmd::Events(_) => Ok(()),
+        | Cmd::Events(_)
+        | Cmd::Completion { .. }
+        | Cmd::Man { .. } => Ok(()),
         Cmd::Whoami { json } => {
             let r = client
                 .who_am_i(v1::WhoAmIRequest {})
