@@ -325,7 +325,11 @@ impl AgentConfig {
     /// Then what the collector would refuse at the handshake, said here
     /// instead: the key belongs to the certificate, the certificate is valid
     /// now, was issued by `tls.ca` and names this agent's `opd` and `id`.
-    pub fn check_files(&self, config_path: &Path) -> Result<(), ConfigError> {
+    ///
+    /// A certificate not issued by `tls.ca` is given back in `Ok` rather
+    /// than refused: either file may be the stray one, and only a
+    /// connection to the collector tells which.
+    pub fn check_files(&self, config_path: &Path) -> Result<Option<ConfigError>, ConfigError> {
         let config_text = std::fs::read_to_string(config_path).unwrap_or_default();
         let file_of = |key: &str| match key {
             "tls.ca" => &self.tls.ca,
@@ -353,17 +357,21 @@ impl AgentConfig {
             pem.push(text);
         }
         if let [ca, cert, key] = pem.as_slice() {
-            crate::identity::check(
+            let checked = crate::identity::check(
                 ca.as_bytes(),
                 cert.as_bytes(),
                 key.as_bytes(),
                 &self.opd,
                 &self.id,
                 rustls::pki_types::UnixTime::now(),
-            )
-            .map_err(|p| err(p.key, p.message))?;
+            );
+            match checked {
+                Ok(()) => {}
+                Err(p) if p.undecided => return Ok(Some(err(p.key, p.message))),
+                Err(p) => return Err(err(p.key, p.message)),
+            }
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -19,12 +19,16 @@ pub struct Problem {
     pub key: &'static str,
     /// What is wrong, for the operator.
     pub message: String,
+    /// Only a connection can tell which file is at fault: the certificate
+    /// and the CA come from different CAs, and either may be the stray one.
+    pub undecided: bool,
 }
 
 fn problem(key: &'static str, message: impl Into<String>) -> Problem {
     Problem {
         key,
         message: message.into(),
+        undecided: false,
     }
 }
 
@@ -84,21 +88,34 @@ pub fn check(
         .build()
         .map_err(|e| problem("tls.ca", format!("not a usable CA: {e}")))?;
     let intermediates = chain.get(1..).unwrap_or_default();
-    if let Err(e) = verifier.verify_client_cert(&leaf, intermediates, now) {
-        let message = match e {
-            TlsError::InvalidCertificate(
-                CertificateError::Expired | CertificateError::ExpiredContext { .. },
-            ) => "has expired: renew it (`siaga-collector enroll agent` again)".to_string(),
-            TlsError::InvalidCertificate(
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
-            ) => "is not valid yet (is this host's clock right?)".to_string(),
-            TlsError::InvalidCertificate(
-                CertificateError::UnknownIssuer | CertificateError::BadSignature,
-            ) => "was not issued by the CA in tls.ca (the collector will refuse it)".to_string(),
-            other => format!("is refused: {other}"),
-        };
-        return Err(problem("tls.cert", message));
-    }
+    let other_ca = match verifier.verify_client_cert(&leaf, intermediates, now) {
+        Ok(_) => None,
+        // Either file may be the stray one: the name is still checked, and
+        // the uplink tells which once it connects.
+        Err(TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        )) => Some(Problem {
+            undecided: true,
+            ..problem(
+                "tls.cert",
+                "was not issued by the CA in tls.ca: one of the two comes from another \
+                 collector: copy ca.pem from the collector, or enroll this agent on it again \
+                 (`siaga-agent run` says which once it connects)",
+            )
+        }),
+        Err(e) => {
+            let message = match e {
+                TlsError::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. },
+                ) => "has expired: renew it (`siaga-collector enroll agent` again)".to_string(),
+                TlsError::InvalidCertificate(
+                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+                ) => "is not valid yet (is this host's clock right?)".to_string(),
+                other => format!("is refused: {other}"),
+            };
+            return Err(problem("tls.cert", message));
+        }
+    };
 
     let want = agent_uri(opd, id);
     let uris = uri_sans(&leaf).map_err(|m| problem("tls.cert", m))?;
@@ -116,7 +133,7 @@ pub fn check(
             ),
         ));
     }
-    Ok(())
+    other_ca.map_or(Ok(()), Err)
 }
 
 fn uri_sans(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
@@ -195,6 +212,7 @@ mod tests {
     fn identity_checks(case: Case, refused: Option<(&str, &str)>) {
         let ours = ca();
         let me = agent_uri("dinkes", "dinkes-agent");
+        let other_ca = matches!(case, Case::OtherCa);
         let (cert, key) = match case {
             Case::Good => leaf(&ours, &me, false),
             Case::WrongKey => {
@@ -221,6 +239,9 @@ mod tests {
                 let p = got.unwrap_err();
                 assert_eq!(p.key, key, "{p:?}");
                 assert!(p.message.contains(words), "{p:?}");
+                // Only the certificate of another CA waits for the
+                // connection to say which file is the stray one.
+                assert_eq!(p.undecided, other_ca, "{p:?}");
             }
         }
     }

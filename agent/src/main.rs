@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             print!("{EXAMPLE}");
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => match load(&config, true) {
+        Command::Validate { config } => match load(&config, Files::Strict) {
             Ok(cfg) => {
                 println!(
                     "{}: ok (agent {} of OPD {}, collector {})",
@@ -109,14 +109,14 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Check { config, inventory } => {
-            let cfg = match load(&config, false) {
+            let cfg = match load(&config, Files::Unchecked) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             check(&cfg, inventory.as_deref())
         }
         Command::Run { config, .. } => {
-            let cfg = match load(&config, true) {
+            let cfg = match load(&config, Files::Run) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -132,12 +132,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// How much of the TLS files [`load`] checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Files {
+    /// None: only the configuration.
+    Unchecked,
+    /// All, and what only a connection can settle is an error (`validate`).
+    Strict,
+    /// All, and what only a connection can settle is a warning (`run`: the
+    /// uplink says which file is at fault once it connects).
+    Run,
+}
+
 /// Loads the configuration; on error prints it (file:line: key: message)
 /// and returns the exit code.
-fn load(path: &Path, check_files: bool) -> Result<AgentConfig, ExitCode> {
+fn load(path: &Path, files: Files) -> Result<AgentConfig, ExitCode> {
     let cfg = AgentConfig::load(path).and_then(|c| {
-        if check_files {
-            c.check_files(path)?;
+        if files != Files::Unchecked {
+            match c.check_files(path)? {
+                Some(doubt) if files == Files::Strict => return Err(doubt),
+                Some(doubt) => warn!("{doubt}"),
+                None => {}
+            }
         }
         Ok(c)
     });

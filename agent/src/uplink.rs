@@ -33,14 +33,14 @@ use siaga_proto::v1::{
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::error::UplinkError;
 use crate::host::{HostSampler, hostname};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RateLimitedLog};
 use crate::probe::measure::Measurer;
 use crate::scheduler::cycle_interval;
 use crate::spool::{Spool, SpoolStats, now_us};
@@ -53,6 +53,9 @@ pub const MEASURE_UNSUPPORTED: &str = "this agent cannot take measurements";
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
 /// Least time between two warnings about refused samples.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Least time between two warnings with the same TLS diagnosis (the
+/// retries in between are logged at debug level and counted).
+const TLS_ADVICE_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether a stream ended because the collector refused what it was sent
 /// (too large, unreadable) rather than because the network or the
@@ -213,6 +216,8 @@ pub struct Uplink {
     /// Samples given up after a refusal (reported in heartbeats).
     undeliverable: u64,
     last_refusal_log: Option<tokio::time::Instant>,
+    /// The TLS problem last told, and when it may be told again.
+    tls_told: TlsTold,
 }
 
 impl std::fmt::Debug for Uplink {
@@ -254,6 +259,7 @@ impl Uplink {
             splitter: Splitter::default(),
             undeliverable: 0,
             last_refusal_log: None,
+            tls_told: TlsTold::default(),
         }
     }
 
@@ -287,13 +293,22 @@ impl Uplink {
                         self.settings.backoff.reset();
                     }
                     let delay = self.settings.backoff.next_delay();
-                    match siaga_proto::tls::diagnose(&e).or_else(|| revoked(&e)) {
-                        Some(p) => warn!(
-                            error = %chain(&e),
-                            retry_in = %humantime::format_duration(round_ms(delay)),
-                            "uplink to the collector refused: {}",
-                            tls_advice(p, &self.settings)
-                        ),
+                    let problem = siaga_proto::tls::diagnose(&e).or_else(|| revoked(&e));
+                    match problem {
+                        Some(p) => match self.tls_told.due(p, std::time::Instant::now()) {
+                            Some(attempts_since) => warn!(
+                                error = %chain(&e),
+                                retry_in = %humantime::format_duration(round_ms(delay)),
+                                attempts_since,
+                                "uplink to the collector refused: {}",
+                                tls_advice(p, &self.settings)
+                            ),
+                            None => debug!(
+                                error = %chain(&e),
+                                retry_in = %humantime::format_duration(round_ms(delay)),
+                                "uplink to the collector refused again"
+                            ),
+                        },
                         None => warn!(
                             error = %chain(&e),
                             retry_in = %humantime::format_duration(round_ms(delay)),
@@ -314,22 +329,26 @@ impl Uplink {
         let read = |p: &PathBuf| {
             std::fs::read(p).map_err(|e| UplinkError::Tls(format!("{}: {e}", p.display())))
         };
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&s.ca)?))
-            .identity(Identity::from_pem(read(&s.cert)?, read(&s.key)?))
-            .domain_name(s.tls_name.clone());
-        let endpoint = Endpoint::from_shared(s.collector.clone())
+        // TLS done by the connector, so that the collector refusing this
+        // agent's certificate is a connect error that can be diagnosed.
+        let connector = siaga_proto::dial::Connector::new(
+            &s.collector,
+            &read(&s.ca)?,
+            &read(&s.cert)?,
+            &read(&s.key)?,
+            Some(&s.tls_name),
+        )
+        .map_err(UplinkError::Tls)?;
+        let endpoint = Endpoint::from_shared(connector.endpoint_uri())
             .map_err(|e| UplinkError::Address {
                 url: s.collector.clone(),
                 message: e.to_string(),
             })?
-            .tls_config(tls)?
             .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        Ok(endpoint.connect().await?)
+        Ok(endpoint.connect_with_connector(connector).await?)
     }
 
     fn heartbeat(&mut self) -> AgentMessage {
@@ -437,6 +456,8 @@ impl Uplink {
             r = client.stream(ReceiverStream::new(rx)) => r?.into_inner(),
         };
         self.metrics.stream_connected.set(1);
+        // A TLS problem that comes back after this is told at once.
+        self.tls_told = TlsTold::default();
         debug!(collector = %self.settings.collector, "stream open");
         // Measurements of this session stop with it: their answer could
         // only go down this stream (the collector marks them failed).
@@ -735,6 +756,28 @@ impl Uplink {
     }
 }
 
+/// The TLS problem the uplink last told: a new problem is told at once, the
+/// same one again once per [`TLS_ADVICE_EVERY`] (the retries in between
+/// counted), so a retrying agent does not fill its log.
+#[derive(Debug, Default)]
+struct TlsTold(Option<(siaga_proto::tls::TlsProblem, RateLimitedLog)>);
+
+impl TlsTold {
+    /// `Some(attempts met by it since it was last told)` when problem `p`
+    /// is to be told at `now`.
+    fn due(&mut self, p: siaga_proto::tls::TlsProblem, now: std::time::Instant) -> Option<u64> {
+        match &mut self.0 {
+            Some((told, log)) if *told == p => log.allow(now),
+            _ => {
+                let mut log = RateLimitedLog::new(TLS_ADVICE_EVERY);
+                let due = log.allow(now);
+                self.0 = Some((p, log));
+                due
+            }
+        }
+    }
+}
+
 /// A batch in flight.
 #[derive(Debug)]
 pub struct Batch {
@@ -837,6 +880,27 @@ fn round_ms(d: Duration) -> Duration {
 mod tests {
     use super::*;
     use test_case::test_case;
+
+    #[test]
+    fn a_tls_problem_is_told_once_a_minute_and_a_new_one_at_once() {
+        use siaga_proto::tls::TlsProblem::{OursRevoked, PeerNotSignedByOurCa};
+        let t0 = std::time::Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut told = TlsTold::default();
+        let seen: Vec<Option<u64>> = [
+            (PeerNotSignedByOurCa, 0),
+            (PeerNotSignedByOurCa, 1),
+            (PeerNotSignedByOurCa, 15),
+            (PeerNotSignedByOurCa, 60),
+            (OursRevoked, 61),
+            (PeerNotSignedByOurCa, 62),
+            (PeerNotSignedByOurCa, 63),
+        ]
+        .into_iter()
+        .map(|(p, s)| told.due(p, at(s)))
+        .collect();
+        assert_eq!(seen, [Some(0), None, None, Some(2), Some(0), Some(0), None]);
+    }
 
     /// Plays a collector that refuses any batch holding `bad`: batches of
     /// the spool's seqs `1..=n` go out as the uplink would build them,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use siaga_proto::v1::admin_client::AdminClient;
 use siaga_proto::v1::{self};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::admin::rfc3339;
 use crate::config::{parse_toml, resolve};
@@ -177,9 +177,9 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// The config of this run, for phrasing a TLS failure that shows only on a
-/// call (TLS 1.3 tells a client its certificate was refused after the
-/// handshake): set once by [`connect`]; the CLI makes one connection.
+/// The config of this run, for phrasing a refusal that shows only on a call
+/// (a revoked certificate is refused by the admin API, not the handshake):
+/// set once by [`connect`]; the CLI makes one connection.
 static IN_USE: std::sync::OnceLock<SiagaConfig> = std::sync::OnceLock::new();
 
 /// When the certificate in `pem` stops being valid, as `YYYY-MM-DD HH:MM UTC`.
@@ -189,18 +189,6 @@ fn not_after(pem: &Path) -> Option<String> {
     let cert = p.parse_x509().ok()?;
     let ts = cert.validity().not_after.timestamp();
     chrono::DateTime::from_timestamp(ts, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-}
-
-/// Whether the certificate in `pem` is past its end by this machine's clock.
-fn expired(pem: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(pem) else {
-        return false;
-    };
-    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(&bytes) else {
-        return false;
-    };
-    p.parse_x509()
-        .is_ok_and(|c| c.validity().not_after.timestamp() < chrono::Utc::now().timestamp())
 }
 
 /// The serial of the certificate in `pem`, as the ledger writes it.
@@ -299,32 +287,21 @@ pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
 
 async fn channel_with(cfg: &SiagaConfig, timeout: Option<Duration>) -> Result<Channel, CliError> {
     let _ = IN_USE.set(cfg.clone());
-    // TLS 1.3 tells a client that its certificate was refused only after
-    // the handshake, and hyper drops that alert: an expired one is seen here.
-    if expired(&cfg.tls.cert) {
-        return Err(CliError::Message(tls_advice(
-            siaga_proto::tls::TlsProblem::OursExpired,
-            cfg,
-        )));
-    }
     let read = |p: &Path| {
         std::fs::read(p)
             .map_err(|e| CliError::Message(format!("{}: {}", p.display(), root_cause(&e))))
     };
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(&cfg.tls.ca)?))
-        .identity(Identity::from_pem(
-            read(&cfg.tls.cert)?,
-            read(&cfg.tls.key)?,
-        ));
-    if let Some(name) = &cfg.server_name {
-        tls = tls.domain_name(name.clone());
-    }
     let url = &cfg.collector;
-    let endpoint = Endpoint::from_shared(url.clone())
+    let connector = siaga_proto::dial::Connector::new(
+        url,
+        &read(&cfg.tls.ca)?,
+        &read(&cfg.tls.cert)?,
+        &read(&cfg.tls.key)?,
+        cfg.server_name.as_deref(),
+    )
+    .map_err(|e| CliError::Message(format!("TLS setup: {e}")))?;
+    let endpoint = Endpoint::from_shared(connector.endpoint_uri())
         .map_err(|e| CliError::Message(format!("collector URL {url:?}: {e}")))?
-        .tls_config(tls)
-        .map_err(|e| CliError::Message(format!("TLS setup: {}", root_cause(&e))))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -332,12 +309,15 @@ async fn channel_with(cfg: &SiagaConfig, timeout: Option<Duration>) -> Result<Ch
         Some(t) => endpoint.timeout(t),
         None => endpoint,
     };
-    endpoint.connect().await.map_err(|e| {
-        CliError::Message(match siaga_proto::tls::diagnose(&e) {
-            Some(p) => tls_advice(p, cfg),
-            None => format!("cannot reach collector at {url}: {}", root_cause(&e)),
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| {
+            CliError::Message(match siaga_proto::tls::diagnose(&e) {
+                Some(p) => tls_advice(p, cfg),
+                None => format!("cannot reach collector at {url}: {}", root_cause(&e)),
+            })
         })
-    })
 }
 
 /// Whether a stream that ended with `s` is worth reconnecting: the
@@ -389,23 +369,6 @@ pub fn status_error(url: &str, s: tonic::Status) -> CliError {
                 None => format!("refused by the collector: {}", s.message()),
             }
         }
-        // The connection ended under the first call: with TLS 1.3 this is
-        // how a refused client certificate shows (its alert is dropped).
-        tonic::Code::Cancelled if cfg.is_some() => match cfg {
-            Some(cfg) => format!(
-                "the collector at {url} ended the connection without answering: most likely it \
-                 refused your certificate ({}): not signed by this collector's CA (issued by \
-                 another collector?): ask for one from this collector: siaga-collector enroll \
-                 user --dir COLLECTOR_DIR --name {} --role ROLE --out DIR",
-                cfg.tls.cert.display(),
-                if cfg.user.is_empty() {
-                    "NAME"
-                } else {
-                    &cfg.user
-                }
-            ),
-            None => format!("collector: {}", s.message()),
-        },
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
             format!("refused by the collector: {}", s.message())
         }

@@ -188,6 +188,13 @@ impl HandshakeRefusals {
             .tls_handshakes_refused
             .get_or_create(&crate::metrics::ReasonLabel { reason })
             .inc();
+        if reason == "closed" {
+            // The peer hung up without a word (a port check, a balancer's
+            // probe): nothing refused and nothing to act on, so it neither
+            // warns nor uses up the peer's line of the minute.
+            tracing::debug!(?peer, %error, "connection closed during the TLS handshake");
+            return;
+        }
         let now = Instant::now();
         let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
         if self.logs.len() >= MAX_PEERS_TRACKED && !self.logs.contains_key(&ip) {
@@ -300,6 +307,28 @@ mod tests {
         }
         b.reset();
         assert_eq!(b.failed(), AcceptBackoff::BASE);
+    }
+
+    #[test]
+    fn a_peer_that_hangs_up_is_counted_but_keeps_its_line_for_a_refusal() {
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let mut refusals = HandshakeRefusals::new(metrics.clone());
+        let peer = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 40000)));
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        refusals.refused(peer, &eof);
+        assert!(refusals.logs.is_empty(), "a hang-up takes no line");
+        let expired = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        refusals.refused(peer, &expired);
+        assert_eq!(refusals.logs.len(), 1, "a refusal does");
+        let text = metrics.encode();
+        for reason in ["closed", "expired"] {
+            let line =
+                format!("siaga_collector_tls_handshakes_refused_total{{reason=\"{reason}\"}} 1");
+            assert!(text.contains(&line), "{reason}: {text}");
+        }
     }
 
     #[test]

@@ -120,8 +120,9 @@ enum Cmd {
         /// collector.toml
         #[arg(long)]
         config: PathBuf,
-        /// A user: every certificate `enroll user` and `renew` issued to them.
-        #[arg(long, group = "which")]
+        /// A user: every certificate `enroll user` and `renew` issued to them
+        /// (`--user`, as `renew` names it, is the same).
+        #[arg(long, visible_alias = "user", group = "which")]
         name: Option<String>,
         /// An agent id: every certificate issued to that agent.
         #[arg(long, group = "which")]

@@ -9,6 +9,7 @@ pub mod v1 {
 }
 
 pub mod codec;
+pub mod dial;
 pub mod tls;
 
 /// The encoded `FileDescriptorSet` of every .proto file (for reflection

@@ -78,11 +78,6 @@ fn refused_with(who: &Siaga, words: &[&str]) -> Result<String> {
 }
 
 #[test]
-// Ignored until it passes: under TLS 1.3 the collector's alert for a refused
-// client certificate arrives after the handshake and hyper drops it, so the
-// CLI still prints "transport error". The likely fix is a connector that keeps
-// the alert (Endpoint::connect_with_connector with tokio-rustls). Issue 20 §5.
-#[ignore = "fails: under TLS 1.3 the CLI still prints \"transport error\" for a refused certificate (issue 20 §5)"]
 fn tls_failures_say_what_to_do_and_the_collector_counts_its_refusals() -> Result<()> {
     let mut c = Collector::init()?;
     set_toml(&c.config, "metrics_listen", "127.0.0.1:0".into())?;
@@ -233,10 +228,6 @@ fn metric_value_labelled(text: &str, name: &str, reason: &str) -> Option<f64> {
 }
 
 #[test]
-// Ignored until it passes: the agent's "uplink down" line did not carry the
-// diagnosis for a collector signed by another CA within 30 s; where the
-// agent's connect error loses the rustls cause is not found yet. Issue 20 §5.
-#[ignore = "fails: the agent's log does not name a collector signed by another CA yet (issue 20 §5)"]
 fn the_agent_log_says_the_collector_is_not_signed_by_its_ca() -> Result<()> {
     let mut c = Collector::init()?;
     c.write_inventory(&Inventory::new("1s").opd("dinkes").device(
