@@ -182,13 +182,15 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// set once by [`connect`]; the CLI makes one connection.
 static IN_USE: std::sync::OnceLock<SiagaConfig> = std::sync::OnceLock::new();
 
-/// When the certificate in `pem` stops being valid, as `YYYY-MM-DD HH:MM UTC`.
-fn not_after(pem: &Path) -> Option<String> {
+/// When the certificate in `pem` stops being valid, local in `tz`
+/// (`2020-12-31 07:00 WIB`).
+fn not_after(pem: &Path, tz: chrono_tz::Tz) -> Option<String> {
     let bytes = std::fs::read(pem).ok()?;
     let (_, p) = x509_parser::pem::parse_x509_pem(&bytes).ok()?;
     let cert = p.parse_x509().ok()?;
     let ts = cert.validity().not_after.timestamp();
-    chrono::DateTime::from_timestamp(ts, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string())
 }
 
 /// The serial of the certificate in `pem`, as the ledger writes it.
@@ -228,7 +230,7 @@ pub fn tls_advice(p: siaga_proto::tls::TlsProblem, cfg: &SiagaConfig) -> String 
         OursExpired => format!(
             "your certificate ({cert}) expired{}: ask for a new one: \
              siaga-collector renew --dir COLLECTOR_DIR --user {user} --out DIR",
-            not_after(&cfg.tls.cert).map_or(String::new(), |d| format!(" on {d}"))
+            not_after(&cfg.tls.cert, cfg.zone()).map_or(String::new(), |d| format!(" on {d}"))
         ),
         OursRevoked => revoked_advice(cfg, None),
         OursNotSignedByTheirCa => format!(

@@ -102,7 +102,7 @@ fn tls_failures_say_what_to_do_and_the_collector_counts_its_refusals() -> Result
         &old,
         &[
             "your certificate",
-            "expired on 2020-12-31",
+            "expired on 2020-12-31 07:00 WIB",
             "ask for a new one: siaga-collector renew",
             "--user budi",
         ],

@@ -512,13 +512,23 @@ fn schedule_text(v: &Value, tz: chrono_tz::Tz) -> String {
         Some("weekly") => {
             let days: Vec<String> = v["days"].as_array().into_iter().flatten().map(s).collect();
             let off = v["utc_offset_minutes"].as_i64().unwrap_or(0);
+            // The province's zone by its name (WIB); another offset as is.
+            let ours = crate::sop::calendar::zone_offset(tz.name())
+                .ok()
+                .filter(|(o, _)| i64::from(o.local_minus_utc()) == off * 60);
+            let zone = match ours {
+                Some((_, abbr)) => abbr,
+                None => format!(
+                    "UTC{}{:02}:{:02}",
+                    if off < 0 { '-' } else { '+' },
+                    off.abs() / 60,
+                    off.abs() % 60
+                ),
+            };
             format!(
-                "weekly {} at {} (UTC{}{:02}:{:02}) for {}",
+                "weekly {} at {} {zone} for {}",
                 days.join(","),
                 s(&v["start"]),
-                if off < 0 { '-' } else { '+' },
-                off.abs() / 60,
-                off.abs() % 60,
                 humantime::format_duration(Duration::from_secs(
                     v["duration_s"].as_u64().unwrap_or(0)
                 ))
@@ -620,6 +630,14 @@ mod tests {
     #[test_case(&["--opd", "x", "--for", "90m"] => matches Ok(_); "for from now")]
     fn add_errors(args: &[&str]) -> Result<Value, String> {
         add(args)
+    }
+
+    #[test_case(480, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 WITA for 2h" ; "the province's zone by name")]
+    #[test_case(420, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 UTC+07:00 for 2h" ; "another offset as is")]
+    fn a_weekly_window_reads_in_the_provinces_zone(off: i64, tz: chrono_tz::Tz, want: &str) {
+        let v = json!({"kind": "weekly", "days": ["mon", "thu"], "start": "22:00",
+                       "duration_s": 7200, "utc_offset_minutes": off});
+        assert_eq!(schedule_text(&v, tz), want);
     }
 
     #[test_case("+07:00" => Ok(420); "wib")]
