@@ -177,6 +177,57 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// Receives a streamed document and writes it to `out` (replacing a file
+/// there), or, without `out`, gives its text for standard output. With
+/// `json`, what was received as one JSON object: the document's
+/// description (proto3 JSON), `out` when written, `text` when not.
+pub async fn save_document(
+    url: &str,
+    answer: Result<tonic::Response<tonic::Streaming<v1::DocumentChunk>>, tonic::Status>,
+    out: Option<&Path>,
+    what: &str,
+    json: bool,
+) -> Result<(v1::DocumentInfo, String), CliError> {
+    use crate::api::document::{ReceiveError, receive};
+    let stream = answer.map_err(|s| status_error(url, s))?.into_inner();
+    let doc = receive(stream).await.map_err(|e| match e {
+        ReceiveError::Status(s) => status_error(url, s),
+        ReceiveError::Bad(m) => CliError::Message(format!("{what}: {m}")),
+    })?;
+    let existed = out.is_some_and(Path::exists);
+    if let Some(p) = out {
+        crate::safe_file::write(p, &doc.bytes, crate::safe_file::PUBLIC)
+            .map_err(|e| CliError::Message(e.to_string()))?;
+    }
+    if json {
+        let mut v =
+            serde_json::to_value(&doc.info).map_err(|e| CliError::Message(e.to_string()))?;
+        match out {
+            Some(p) => v["out"] = p.display().to_string().into(),
+            None => v["text"] = String::from_utf8_lossy(&doc.bytes).into_owned().into(),
+        }
+        let text =
+            serde_json::to_string_pretty(&v).map_err(|e| CliError::Message(e.to_string()))?;
+        return Ok((doc.info, text));
+    }
+    let Some(p) = out else {
+        let text = String::from_utf8_lossy(&doc.bytes).trim_end().to_string();
+        return Ok((doc.info, text));
+    };
+    let said = format!(
+        "wrote {what} to {}{}: {} bytes, sha256 {}",
+        p.display(),
+        if existed {
+            " (replaced the file there)"
+        } else {
+            ""
+        },
+        doc.bytes.len(),
+        doc.info.sha256
+    );
+    Ok((doc.info, said))
+}
+
 /// The config of this run, for phrasing a refusal that shows only on a call
 /// (a revoked certificate is refused by the admin API, not the handshake):
 /// set once by [`connect`]; the CLI makes one connection.

@@ -335,8 +335,8 @@ pub async fn serve_until(
         crate::sop::api::SopApi::new(hub.clone())
     );
     let documents = people!(
-        DocumentsServer<crate::sop::api::DocumentsApi>,
-        crate::sop::api::DocumentsApi::new(hub.clone())
+        DocumentsServer<crate::sop::documents::DocumentsApi>,
+        crate::sop::documents::DocumentsApi::new(hub.clone())
     );
     let measure = people!(
         MeasureServer<crate::measure::api::MeasureApi>,

@@ -205,6 +205,47 @@ fn a_requester_sees_and_acts_only_on_the_own_opd() -> Result<()> {
         nd,
     )?;
 
+    // Documents: the card and the report of another OPD's ticket answer as
+    // missing ones do; the register holds the own OPD's tickets only.
+    hidden(
+        &o,
+        &["ticket", "card", &other],
+        &["ticket", "card", nt],
+        &other,
+        nt,
+    )?;
+    let out = o.file("report.html");
+    let out = out.to_str().ok_or_else(|| anyhow!("path"))?;
+    hidden(
+        &o,
+        &["ticket", "report", &other, "--format", "html", "--out", out],
+        &["ticket", "report", nt, "--format", "html", "--out", out],
+        &other,
+        nt,
+    )?;
+    let card = o.ok("opd", &["ticket", "card", &own])?;
+    ensure!(card.contains(&own), "{card}");
+    let day = siaga_tests::office::letter_date();
+    let register = |who| o.ok(who, &["register", "--from", &day, "--to", &day]);
+    let mine = register("opd")?;
+    ensure!(
+        mine.contains(&own) && !mine.contains(&other),
+        "the requester's register holds the own OPD's tickets only:\n{mine}"
+    );
+    let all = register("hd")?;
+    ensure!(
+        all.contains(&own) && all.contains(&other),
+        "the helpdesk's register holds both OPDs':\n{all}"
+    );
+    let only = o.ok(
+        "hd",
+        &["register", "--from", &day, "--to", &day, "--opd", OTHER],
+    )?;
+    ensure!(
+        only.contains(&other) && !only.contains(&own),
+        "--opd {OTHER}:\n{only}"
+    );
+
     // Acting on the own OPD's ticket still works; the other's did not move.
     o.ok(
         "opd",

@@ -13,6 +13,7 @@
 //!   gRPC codes;
 //! - [`limits`] and [`page`]: field limits and keyset paging.
 
+pub mod document;
 pub mod error;
 pub mod gate;
 pub mod limits;

@@ -85,8 +85,11 @@ pub const RULES: &[Rule] = &[
     // --- Tickets (tickets.proto)
     // --- Sop (sop.proto)
     // --- Documents (documents.proto)
+    rule("/siaga.v1.Documents/GetCard", People, Opd, false),
+    rule("/siaga.v1.Documents/GetRegister", People, Opd, false),
     // --- Measure (measure.proto)
     // --- Reports (reports.proto)
+    rule("/siaga.v1.Reports/GetReport", People, Opd, false),
     // --- Users (users.proto)
     rule(
         "/siaga.v1.Users/ListUsers",

@@ -91,10 +91,8 @@ fn named<'a>(method: &str, args: &'a serde_json::Value) -> Option<Named<'a>> {
         | "ticket.void"
         | "ticket.sop"
         | "ticket.audit"
-        | "ticket.card"
         | "ticket.measure"
-        | "ticket.measurements"
-        | "ticket.report" => field("ticket").map(Named::Ticket),
+        | "ticket.measurements" => field("ticket").map(Named::Ticket),
         "device.show" => field("id").map(Named::Device),
         "measure" => field("device").map(Named::Device),
         _ => None,

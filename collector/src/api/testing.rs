@@ -172,6 +172,35 @@ impl Fixture {
         v
     }
 
+    /// The number of a letter ticket of `opd`, filed once by the helpdesk.
+    pub async fn ticket_of(&self, opd: &str) -> String {
+        let key = format!("letter ticket of {opd}");
+        self.once(&key, async {
+            let today = chrono::Utc::now()
+                .with_timezone(&chrono_tz::Asia::Jakarta)
+                .date_naive();
+            let mut c = siaga_proto::v1::admin_client::AdminClient::new(self.as_role("helpdesk"));
+            let reply = c
+                .call(siaga_proto::v1::CallRequest {
+                    method: "ticket.new".into(),
+                    json: serde_json::json!({
+                        "opd": opd, "letter_number": format!("005/{opd}/2026"),
+                        "letter_date": today.to_string(), "subject": "Internet putus",
+                    })
+                    .to_string(),
+                })
+                .await
+                .unwrap_or_else(|s| panic!("ticket.new for {opd}: {s}"))
+                .into_inner();
+            let v: serde_json::Value = serde_json::from_str(&reply.json).expect("ticket.new reply");
+            v["ticket"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no ticket id in {v}"))
+                .to_string()
+        })
+        .await
+    }
+
     /// The running collector's shared state is not reachable from here;
     /// seed data through the services (or the stores under `cfg.data_dir`
     /// before [`Fixture::start`]) instead.

@@ -139,6 +139,8 @@ enum TicketSub {
     Show(ticket::cli::TicketShowCmd),
     #[command(flatten)]
     Sop(sop::cli::TicketCmd),
+    /// The control card (Kartu Kendali / Lembar Disposisi).
+    Card(sop::cli::CardCmd),
     #[command(flatten)]
     Measure(measure::cli::TicketMeasureCmd),
     /// The work report (laporan pekerjaan): a draft until the Kepala Dinas's
@@ -231,7 +233,7 @@ fn main() -> ExitCode {
 /// The combinations of flags each command refuses, checked before connecting.
 fn check(cmd: &Cmd) -> Result<(), CliError> {
     match cmd {
-        Cmd::Register(c) => c.request().map(drop).map_err(CliError::Usage),
+        Cmd::Register(c) => c.check().map_err(CliError::Usage),
         Cmd::Maintenance { cmd } => cmd
             .request(chrono_tz::Asia::Jakarta)
             .map(drop)
@@ -270,6 +272,23 @@ async fn run(args: Args) -> Result<(), CliError> {
             return devices::cli::device(&cfg, id, &since, json).await;
         }
         Cmd::Events(c) => return events::cli::run(&cfg, &c).await,
+        // Documents, streamed.
+        Cmd::Register(c) => {
+            println!("{}", c.run(&cfg).await?);
+            return Ok(());
+        }
+        Cmd::Ticket {
+            cmd: TicketSub::Card(c),
+        } => {
+            println!("{}", c.run(&cfg).await?);
+            return Ok(());
+        }
+        Cmd::Ticket {
+            cmd: TicketSub::Report(c),
+        } => {
+            println!("{}", c.run(&cfg).await?);
+            return Ok(());
+        }
         other => other,
     };
     let mut client = cli::connect(&cfg).await?;
@@ -288,13 +307,9 @@ async fn run(args: Args) -> Result<(), CliError> {
         Cmd::Measure(c) => measure::cli::device(&mut client, &url, &c, tz).await,
         Cmd::Measurement(c) => measure::cli::show(&mut client, &url, &c, tz).await,
         Cmd::Ticket {
-            cmd: TicketSub::Report(c),
-        } => call(&mut client, &url, c.request(), |r| c.render(r)).await,
+            cmd: TicketSub::Report(_) | TicketSub::Card(_),
+        } => Ok(()),
         Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
-        Cmd::Register(c) => {
-            let r = c.request().map_err(CliError::Message)?;
-            call(&mut client, &url, r, |reply| c.render(reply)).await
-        }
         Cmd::User { cmd } => {
             println!("{}", cmd.run(cli::channel(&cfg).await?, &url).await?);
             Ok(())
@@ -309,6 +324,7 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::Links { .. }
         | Cmd::Device { .. }
         | Cmd::Events(_)
+        | Cmd::Register(_)
         | Cmd::Completion { .. }
         | Cmd::Man { .. } => Ok(()),
         Cmd::Whoami { json } => {

@@ -1,63 +1,11 @@
-//! `ticket.report {ticket, format, lang}` on the admin API: the report's
-//! bytes (base64) with its hash and whether it is the frozen final one. Any
-//! enrolled user may read it, as any may read the ticket.
+//! The `Reports` service (reports.proto): a ticket's work report, streamed
+//! in chunks with its hash and whether it is the frozen final one. Anyone
+//! who may read the ticket may read it (a pemohon: their OPD's tickets).
 
-use base64::Engine as _;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 
-use super::{Format, ReportError, Reports, store};
-use crate::sop::Lang;
+use super::{Format, ReportError};
 use crate::sop::api::ApiError;
-
-/// Largest document the admin API sends: base64 grows it by a third, and the
-/// answer must stay under the gRPC message cap with room for the JSON around it.
-pub const MAX_DOCUMENT_BYTES: usize = siaga_proto::MAX_MESSAGE_BYTES / 4 * 3 - 64 * 1024;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReportArgs {
-    ticket: String,
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default)]
-    lang: Option<Lang>,
-}
-
-/// The answer of `ticket.report`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportDocument {
-    /// Ticket.
-    pub ticket: String,
-    /// `html` or `pdf`.
-    pub format: String,
-    /// Language.
-    pub lang: Lang,
-    /// The frozen final report (else a draft).
-    #[serde(rename = "final")]
-    pub is_final: bool,
-    /// Local time of the Kepala Dinas's review, for the final report.
-    pub reviewed_at: Option<String>,
-    /// Hex sha256 of the document.
-    pub sha256: String,
-    /// Its size.
-    pub bytes: u64,
-    /// The document, base64.
-    pub base64: String,
-}
-
-impl ReportDocument {
-    /// The document's bytes, checked against its hash.
-    pub fn decode(&self) -> Result<Vec<u8>, String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&self.base64)
-            .map_err(|e| format!("bad document from the collector: {e}"))?;
-        if store::sha256(&bytes) != self.sha256 {
-            return Err("the document from the collector does not match its sha256".into());
-        }
-        Ok(bytes)
-    }
-}
 
 fn api_error(e: ReportError) -> ApiError {
     match e {
@@ -68,80 +16,9 @@ fn api_error(e: ReportError) -> ApiError {
     }
 }
 
-/// Handles `ticket.report`; `None` for other methods.
-pub fn handle(
-    reports: &Reports,
-    method: &str,
-    json: &str,
-    now: DateTime<Utc>,
-) -> Option<Result<String, ApiError>> {
-    if method != "ticket.report" {
-        return None;
-    }
-    Some(report(reports, json, now))
-}
-
-fn report(reports: &Reports, json: &str, now: DateTime<Utc>) -> Result<String, ApiError> {
-    let a: ReportArgs = serde_json::from_str(if json.trim().is_empty() { "{}" } else { json })
-        .map_err(|e| ApiError::BadRequest(format!("ticket.report: bad arguments: {e}")))?;
-    let format: Format = a
-        .format
-        .as_deref()
-        .unwrap_or("pdf")
-        .parse()
-        .map_err(ApiError::BadRequest)?;
-    let lang = a.lang.unwrap_or_default();
-    let ticket = a.ticket.trim().to_ascii_uppercase();
-    if ticket.is_empty() {
-        return Err(ApiError::BadRequest(
-            "ticket.report: ticket must not be empty".into(),
-        ));
-    }
-    let r = reports
-        .document(&ticket, format, lang, now)
-        .map_err(api_error)?;
-    if r.bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(ApiError::Internal(format!(
-            "the report of {ticket} is {} bytes, more than the {MAX_DOCUMENT_BYTES} the admin API can carry",
-            r.bytes.len()
-        )));
-    }
-    let doc = ReportDocument {
-        ticket,
-        format: format.as_str().to_string(),
-        lang,
-        is_final: r.is_final,
-        reviewed_at: r.reviewed_at,
-        sha256: store::sha256(&r.bytes),
-        bytes: r.bytes.len() as u64,
-        base64: base64::engine::general_purpose::STANDARD.encode(&r.bytes),
-    };
-    serde_json::to_string(&doc).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_document_that_does_not_match_its_hash_is_refused() {
-        let bytes = b"%PDF-1.7 laporan".to_vec();
-        let mut d = ReportDocument {
-            ticket: "PJ-2026-0001".into(),
-            format: "pdf".into(),
-            lang: Lang::Id,
-            is_final: true,
-            reviewed_at: None,
-            sha256: store::sha256(&bytes),
-            bytes: bytes.len() as u64,
-            base64: base64::engine::general_purpose::STANDARD.encode(&bytes),
-        };
-        assert_eq!(d.decode(), Ok(bytes));
-        d.base64 = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7 palsu");
-        assert!(d.decode().expect_err("changed").contains("does not match"));
-        let json = serde_json::to_value(&d).expect("json");
-        assert_eq!(json["final"], true, "the JSON says final");
-    }
 
     #[test]
     fn formats() {
@@ -175,4 +52,89 @@ impl ReportsApi {
 }
 
 #[tonic::async_trait]
-impl siaga_proto::v1::reports_server::Reports for ReportsApi {}
+impl siaga_proto::v1::reports_server::Reports for ReportsApi {
+    type GetReportStream = crate::api::document::Stream;
+
+    async fn get_report(
+        &self,
+        req: tonic::Request<siaga_proto::v1::GetReportRequest>,
+    ) -> Result<tonic::Response<Self::GetReportStream>, tonic::Status> {
+        use crate::api::{ApiError as E, document, limits, scope};
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("ticket", &r.ticket, limits::len::ID)?;
+        let lang = document::lang("lang", &r.lang)?;
+        let format: Format = match r.format.trim() {
+            "" => Format::Pdf,
+            f => f.parse().map_err(|m: String| E::invalid("format", m))?,
+        };
+        let health = self.hub.health.get().cloned().ok_or_else(|| {
+            E::Unavailable("the tickets are not open yet; try again in a moment".into())
+        })?;
+        let (number, r) = tokio::task::spawn_blocking(move || {
+            let t = scope::ticket(&caller, &health.sop_store, &r.ticket)?;
+            let doc = health
+                .reports
+                .document(&t.info.number, format, lang, Utc::now())
+                .map_err(|e| match e {
+                    // The stored bytes changed behind the collector's back:
+                    // said as it is, not hidden as an internal failure.
+                    ReportError::Tampered { .. } => tonic::Status::data_loss(e.to_string()),
+                    e => document::sop_status(api_error(e)),
+                })?;
+            Ok::<_, tonic::Status>((t.info.number, doc))
+        })
+        .await
+        .map_err(|e| tonic::Status::from(E::internal("making the work report", e)))??;
+        Ok(tonic::Response::new(document::stream(
+            siaga_proto::v1::DocumentInfo {
+                format: format.as_str().into(),
+                lang: crate::sop::documents::lang_name(lang).into(),
+                r#final: r.is_final,
+                reviewed_at: r.reviewed_at.unwrap_or_default(),
+                ticket: number,
+                ..Default::default()
+            },
+            &r.bytes,
+        )))
+    }
+}
+
+#[cfg(test)]
+pub mod matrix {
+    use std::sync::Arc;
+
+    use siaga_proto::v1::{self, reports_client::ReportsClient};
+
+    use crate::api::document::{ReceiveError, receive};
+    use crate::api::matrix::{Case, Outcome};
+    use crate::api::testing::Fixture;
+
+    /// The matrix cases of the `Reports` service.
+    pub const CASES: &[Case] = &[Case {
+        rpc: "/siaga.v1.Reports/GetReport",
+        call: |f: Arc<Fixture>, p, opd| {
+            Box::pin(async move {
+                let ticket = f.ticket_of(opd).await;
+                let mut c = ReportsClient::new(f.channel(p));
+                let r = c
+                    .get_report(v1::GetReportRequest {
+                        ticket: ticket.clone(),
+                        format: "html".into(),
+                        ..Default::default()
+                    })
+                    .await;
+                let s = match r {
+                    Ok(s) => s.into_inner(),
+                    Err(s) => return s.into(),
+                };
+                match receive(s).await {
+                    Ok(d) if d.info.ticket == ticket && !d.info.r#final => Outcome::Seen,
+                    Ok(d) => Outcome::Refused(tonic::Code::Unknown, format!("{:?}", d.info)),
+                    Err(ReceiveError::Status(s)) => s.into(),
+                    Err(ReceiveError::Bad(m)) => Outcome::Refused(tonic::Code::DataLoss, m),
+                }
+            })
+        },
+    }];
+}

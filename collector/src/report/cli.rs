@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::json;
+use siaga_proto::v1;
 
-use super::api::ReportDocument;
-use crate::sop::cli::Request;
+use crate::cli::{CliError, SiagaConfig};
 
 /// `siaga ticket report`.
 #[derive(Debug, Clone, Args)]
@@ -22,44 +21,48 @@ pub struct ReportCmd {
     /// The file to write; a file already there is replaced.
     #[arg(long)]
     pub out: PathBuf,
+    /// Print what was written as JSON (the document's description, its
+    /// sha256 and whether it is the final report, and `out`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl ReportCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        Request {
-            method: "ticket.report",
-            json: json!({"ticket": self.id, "format": self.format, "lang": self.lang}).to_string(),
+    /// Fetches the report (streamed), writes the file and says where, how
+    /// big, its sha256, and whether it is the draft or the final one.
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
+        let mut c = v1::reports_client::ReportsClient::new(crate::cli::channel(cfg).await?);
+        let answer = c
+            .get_report(crate::cli::request(v1::GetReportRequest {
+                ticket: self.id.clone(),
+                format: self.format.clone(),
+                lang: self.lang.clone(),
+            }))
+            .await;
+        let (info, said) = crate::cli::save_document(
+            &cfg.collector,
+            answer,
+            Some(&self.out),
+            "the work report",
+            self.json,
+        )
+        .await?;
+        if self.json {
+            return Ok(said);
         }
-    }
-
-    /// Writes the file; says where, how big, its sha256, and draft or final.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
-        let d: ReportDocument = serde_json::from_str(reply)
-            .map_err(|e| format!("the collector sent an answer this siaga cannot read: {e}"))?;
-        let bytes = d.decode()?;
-        let existed = self.out.exists();
-        crate::safe_file::write(&self.out, &bytes, crate::safe_file::PUBLIC)
-            .map_err(|e| e.to_string())?;
-        let what = if d.is_final {
+        let what = if info.r#final {
             format!(
                 "final: the report frozen at the Kepala Dinas's review ({}), as stored with the ticket",
-                d.reviewed_at.as_deref().unwrap_or("-")
+                if info.reviewed_at.is_empty() {
+                    "-"
+                } else {
+                    &info.reviewed_at
+                }
             )
         } else {
             "draft (marked DRAF): not yet reviewed by the Kepala Dinas; it changes as the ticket moves"
                 .to_string()
         };
-        Ok(format!(
-            "wrote {}{}: {} bytes, sha256 {}\n{what}",
-            self.out.display(),
-            if existed {
-                " (replaced the file there)"
-            } else {
-                ""
-            },
-            bytes.len(),
-            d.sha256
-        ))
+        Ok(format!("{said}\n{what}"))
     }
 }

@@ -251,27 +251,6 @@ struct NewArgs {
     urgent: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CardArgs {
-    ticket: String,
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default)]
-    lang: Option<Lang>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterArgs {
-    from: NaiveDate,
-    to: NaiveDate,
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default)]
-    lang: Option<Lang>,
-}
-
 /// The answer to an action.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionReply {
@@ -430,10 +409,6 @@ pub fn handle(
             store.get(&a.ticket)?;
             out(&store.trail(&a.ticket)?)
         }),
-        "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, dir, a)),
-        "register" => {
-            args::<RegisterArgs>(method, json).and_then(|a| register_doc(store, dir, a, now))
-        }
         "inbox" => inbox(store, caller, now).and_then(|v| out(&v)),
         "audit.verify" => {
             if !caller.roles.iter().any(|r| r == "admin") {
@@ -640,11 +615,17 @@ fn check_letter_date(
 /// Prefix of ticket numbers (PJ: Pemeliharaan Jaringan).
 pub const TICKET_PREFIX: &str = "PJ";
 
-fn card_doc(store: &SopStore, dir: &dyn Directory, a: CardArgs) -> Result<String, ApiError> {
-    let t = store.get(&a.ticket)?;
+/// A ticket's control card in `format` ("text" or "html") and `lang`.
+pub fn card_bytes(
+    store: &SopStore,
+    dir: &dyn Directory,
+    ticket: &str,
+    format: &str,
+    lang: Lang,
+) -> Result<Vec<u8>, ApiError> {
+    let t = store.get(ticket)?;
     let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
     let events = store.events(&t.info.number)?;
-    let lang = a.lang.unwrap_or_default();
     let people = dir.people();
     let mut c = card::build(
         &t.info,
@@ -661,39 +642,41 @@ fn card_doc(store: &SopStore, dir: &dyn Directory, a: CardArgs) -> Result<String
             h.value(lang),
         ));
     }
-    let format = a.format.unwrap_or_else(|| "text".into());
-    let text = match format.as_str() {
-        "text" => c.to_text(),
-        "html" => c.to_html(),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown card format `{other}` (text or html)"
-            )));
-        }
-    };
-    out(&Document {
-        format,
-        text: Some(text),
-        base64: None,
-    })
+    match format {
+        "" | "text" => Ok(c.to_text().into_bytes()),
+        "html" => Ok(c.to_html().into_bytes()),
+        other => Err(ApiError::BadRequest(format!(
+            "format: unknown card format `{other}` (text or html)"
+        ))),
+    }
 }
 
-fn register_doc(
+/// The register of `from` to `to` (included) in `format` ("csv" or
+/// "xlsx") and `lang`, with the tickets of the OPDs `keep` lets through.
+#[allow(clippy::too_many_arguments)]
+pub fn register_bytes(
     store: &SopStore,
     dir: &dyn Directory,
-    a: RegisterArgs,
+    from: NaiveDate,
+    to: NaiveDate,
+    format: &str,
+    lang: Lang,
+    keep: &dyn Fn(&str) -> bool,
     now: DateTime<Utc>,
-) -> Result<String, ApiError> {
-    if a.to < a.from {
+) -> Result<Vec<u8>, ApiError> {
+    if to < from {
         return Err(ApiError::BadRequest(format!(
-            "--to {} is before --from {}",
-            a.to, a.from
+            "--to {to} is before --from {from}"
         )));
     }
-    let lang = a.lang.unwrap_or_default();
+    if !matches!(format, "" | "csv" | "xlsx") {
+        return Err(ApiError::BadRequest(format!(
+            "format: unknown register format `{format}` (csv or xlsx)"
+        )));
+    }
     let tickets = store.list()?;
     let mut owned = Vec::new();
-    for t in &tickets {
+    for t in tickets.iter().filter(|t| keep(&t.info.opd)) {
         let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
         owned.push((t, sop, store.events(&t.info.number)?));
     }
@@ -707,40 +690,18 @@ fn register_doc(
         })
         .collect();
     let people = dir.people();
-    let mut rows = register::rows(&entries, store.calendar(), &people, a.from, a.to, lang, now);
+    let mut rows = register::rows(&entries, store.calendar(), &people, from, to, lang, now);
     for r in &mut rows {
         if let Some(h) = store.sealed_head(&r.number)? {
             r.audit = h.value(lang);
         }
     }
-    let format = a.format.unwrap_or_else(|| "csv".into());
-    let doc = match format.as_str() {
-        "csv" => {
-            let mut buf = Vec::new();
-            register::write_csv(&rows, lang, &mut buf)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Document {
-                format,
-                text: Some(String::from_utf8_lossy(&buf).into_owned()),
-                base64: None,
-            }
-        }
-        "xlsx" => {
-            let bytes =
-                register::to_xlsx(&rows, lang).map_err(|e| ApiError::Internal(e.to_string()))?;
-            Document {
-                format,
-                text: None,
-                base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            }
-        }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown register format `{other}` (csv or xlsx)"
-            )));
-        }
-    };
-    out(&doc)
+    if format == "xlsx" {
+        return register::to_xlsx(&rows, lang).map_err(|e| ApiError::Internal(e.to_string()));
+    }
+    let mut buf = Vec::new();
+    register::write_csv(&rows, lang, &mut buf).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(buf)
 }
 
 /// What waits on the caller: open tickets whose current step the caller may take
@@ -935,18 +896,8 @@ mod tests {
         assert_eq!(inbox.len(), 1);
         assert_eq!(inbox[0].ticket.step, 5);
         assert_eq!(inbox[0].ticket.time_left_secs, Some(30 * 60));
-        let card: Document = serde_json::from_str(
-            &call(
-                &s,
-                "ticket.card",
-                serde_json::json!({"ticket": id}),
-                &user_for("helpdesk"),
-                "2026-11-23 09:30",
-            )
-            .expect("card"),
-        )
-        .expect("json");
-        let text = card.text.expect("text");
+        let card = card_bytes(&s, &dir(), &id, "text", Lang::Id).expect("card");
+        let text = String::from_utf8(card).expect("text");
         assert!(text.contains("a.n. Kepala Dinas"), "{text}");
         assert!(text.contains("Pranata Komputer: prakom"), "{text}");
     }
@@ -956,7 +907,6 @@ mod tests {
     #[test_case("ticket.dispose", serde_json::json!({"ticket": "PJ-2026-0001", "to": "nobody"}), "pemohon", "no user nobody" ; "no user")]
     #[test_case("ticket.dispose", serde_json::json!({"tiket": "PJ-2026-0001"}), "pemohon", "unknown field `tiket`" ; "bad field")]
     #[test_case("audit.verify", serde_json::json!({}), "helpdesk", "audit.verify is for admin" ; "verify by non admin")]
-    #[test_case("register", serde_json::json!({"from": "2026-12-01", "to": "2026-11-01"}), "helpdesk", "before --from" ; "period backwards")]
     fn errors(method: &str, a: serde_json::Value, who: &str, words: &str) {
         let tmp = tempfile::tempdir().expect("tmp");
         let s = store(tmp.path());
@@ -1044,30 +994,16 @@ mod tests {
             wib("2026-11-23 08:00"),
         )
         .expect("open");
-        let d: Document = serde_json::from_str(
-            &call(
-                &s,
-                "register",
-                serde_json::json!({"from": "2026-11-01", "to": "2026-11-30", "format": "xlsx"}),
-                &user_for("helpdesk"),
-                "2026-11-23 09:00",
-            )
-            .expect("xlsx"),
-        )
-        .expect("json");
-        assert!(d.bytes().expect("bytes").starts_with(b"PK"));
-        let d: Document = serde_json::from_str(
-            &call(
-                &s,
-                "register",
-                serde_json::json!({"from": "2026-11-01", "to": "2026-11-30"}),
-                &user_for("helpdesk"),
-                "2026-11-23 09:00",
-            )
-            .expect("csv"),
-        )
-        .expect("json");
-        let text = d.text.expect("csv");
+        let (from, to) = (
+            NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"),
+            NaiveDate::from_ymd_opt(2026, 11, 30).expect("date"),
+        );
+        let all = |_: &str| true;
+        let now = wib("2026-11-23 09:00");
+        let xlsx = register_bytes(&s, &dir(), from, to, "xlsx", Lang::Id, &all, now);
+        assert!(xlsx.expect("xlsx").starts_with(b"PK"));
+        let csv = register_bytes(&s, &dir(), from, to, "csv", Lang::Id, &all, now).expect("csv");
+        let text = String::from_utf8(csv).expect("csv");
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(
             text.lines()
@@ -1075,6 +1011,16 @@ mod tests {
                 .is_some_and(|l| l.starts_with("PJ-2026-0001,2026-11-23,dinkes,deteksi otomatis,")),
             "{text}"
         );
+        let back = register_bytes(&s, &dir(), to, from, "csv", Lang::Id, &all, now);
+        assert!(
+            back.expect_err("backwards")
+                .to_string()
+                .contains("--to 2026-11-01 is before --from 2026-11-30")
+        );
+        // Another OPD's register has the header only.
+        let other = |o: &str| o == "dishub";
+        let csv = register_bytes(&s, &dir(), from, to, "csv", Lang::Id, &other, now).expect("csv");
+        assert_eq!(String::from_utf8(csv).expect("csv").lines().count(), 1);
     }
 }
 
@@ -1098,24 +1044,3 @@ impl SopApi {
 
 #[tonic::async_trait]
 impl siaga_proto::v1::sop_server::Sop for SopApi {}
-
-/// The `Documents` gRPC service (documents.proto).
-#[derive(Debug, Clone)]
-pub struct DocumentsApi {
-    hub: std::sync::Arc<crate::hub::Hub>,
-}
-
-impl DocumentsApi {
-    /// The service on `hub`.
-    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
-        Self { hub }
-    }
-
-    /// The collector's shared state.
-    pub fn hub(&self) -> &crate::hub::Hub {
-        &self.hub
-    }
-}
-
-#[tonic::async_trait]
-impl siaga_proto::v1::documents_server::Documents for DocumentsApi {}

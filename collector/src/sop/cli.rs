@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use siaga_proto::v1::{self, users_client::UsersClient};
 use tonic::transport::Channel;
 
-use super::api::{ActionReply, Document, InboxItem, TicketView};
+use super::api::{ActionReply, InboxItem, TicketView};
 use super::audit::AuditRecord;
 use super::workflow::{EventKind, Origin};
 use crate::cli::{CliError, local_time, status_error};
@@ -110,20 +110,49 @@ pub enum TicketCmd {
         #[arg(long)]
         json: bool,
     },
-    /// The control card (Kartu Kendali / Lembar Disposisi).
-    Card {
-        /// Ticket number.
-        id: String,
-        /// text or html.
-        #[arg(long, default_value = "text", value_parser = ["text", "html"])]
-        format: String,
-        /// id (Bahasa Indonesia) or en.
-        #[arg(long, default_value = "id", value_parser = ["id", "en"])]
-        lang: String,
-        /// Write to this file instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+}
+
+/// `siaga ticket card`: the control card (Kartu Kendali / Lembar Disposisi).
+#[derive(Debug, Clone, Args)]
+pub struct CardCmd {
+    /// Ticket number.
+    pub id: String,
+    /// text or html.
+    #[arg(long, default_value = "text", value_parser = ["text", "html"])]
+    pub format: String,
+    /// id (Bahasa Indonesia) or en.
+    #[arg(long, default_value = "id", value_parser = ["id", "en"])]
+    pub lang: String,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the card's description as JSON (with `text`, or `out` when
+    /// written to a file).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CardCmd {
+    /// Fetches the card (streamed) and prints it or writes it.
+    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<String, crate::cli::CliError> {
+        let mut c = v1::documents_client::DocumentsClient::new(crate::cli::channel(cfg).await?);
+        let answer = c
+            .get_card(crate::cli::request(v1::GetCardRequest {
+                ticket: self.id.clone(),
+                format: self.format.clone(),
+                lang: self.lang.clone(),
+            }))
+            .await;
+        let (_, said) = crate::cli::save_document(
+            &cfg.collector,
+            answer,
+            self.out.as_deref(),
+            "the control card",
+            self.json,
+        )
+        .await?;
+        Ok(said)
+    }
 }
 
 /// `siaga register`: the Buku permintaan Layanan dan Gangguan for a period.
@@ -144,6 +173,13 @@ pub struct RegisterCmd {
     /// Write to this file (required for xlsx) instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Only this OPD's tickets (a pemohon gets their own OPD's anyway).
+    #[arg(long)]
+    pub opd: Option<String>,
+    /// Print the register's description as JSON (with `text`, or `out`
+    /// when written to a file).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `siaga inbox`: what waits on me, most urgent first.
@@ -220,17 +256,6 @@ pub fn left_label(secs: i64) -> String {
     }
 }
 
-fn write_out(out: &Option<PathBuf>, bytes: &[u8], what: &str) -> Result<String, String> {
-    match out {
-        Some(p) => {
-            crate::safe_file::write(p, bytes, crate::safe_file::PUBLIC)
-                .map_err(|e| e.to_string())?;
-            Ok(format!("wrote {what} to {}", p.display()))
-        }
-        None => Ok(String::from_utf8_lossy(bytes).trim_end().to_string()),
-    }
-}
-
 impl TicketCmd {
     /// The call this command makes.
     pub fn request(&self) -> Request {
@@ -271,22 +296,12 @@ impl TicketCmd {
             ),
             TicketCmd::Turn { id, .. } => req("ticket.sop", json!({"ticket": id})),
             TicketCmd::Audit { id, .. } => req("ticket.audit", json!({"ticket": id})),
-            TicketCmd::Card {
-                id, format, lang, ..
-            } => req(
-                "ticket.card",
-                json!({"ticket": id, "format": format, "lang": lang}),
-            ),
         }
     }
 
     /// What to print for the collector's answer (a card may be written to a
     /// file), times in zone `tz`.
     pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        if let TicketCmd::Card { out, .. } = self {
-            let d: Document = parse(reply)?;
-            return write_out(out, &d.bytes()?, "the control card");
-        }
         match self {
             TicketCmd::Turn { json: true, .. } | TicketCmd::Audit { json: true, .. } => {
                 let v: Value = parse(reply)?;
@@ -570,8 +585,8 @@ fn audit_detail(kind: &EventKind, tz: chrono_tz::Tz) -> (&'static str, String) {
 }
 
 impl RegisterCmd {
-    /// The call.
-    pub fn request(&self) -> Result<Request, String> {
+    /// The flags that do not go together, refused before connecting.
+    pub fn check(&self) -> Result<(), String> {
         if self.format == "xlsx" && self.out.is_none() {
             return Err(
                 "--format xlsx needs --out FILE to write the workbook to, e.g. --out register.xlsx"
@@ -585,16 +600,32 @@ impl RegisterCmd {
                 self.to, self.from
             ));
         }
-        Ok(req(
-            "register",
-            json!({"from": self.from, "to": self.to, "format": self.format, "lang": self.lang}),
-        ))
+        Ok(())
     }
 
-    /// Print the CSV, or write the file.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
-        let d: Document = parse(reply)?;
-        write_out(&self.out, &d.bytes()?, "the register")
+    /// Fetches the register (streamed, the OPDs the caller sees) and
+    /// prints the CSV or writes the file.
+    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<String, crate::cli::CliError> {
+        self.check().map_err(crate::cli::CliError::Usage)?;
+        let mut c = v1::documents_client::DocumentsClient::new(crate::cli::channel(cfg).await?);
+        let answer = c
+            .get_register(crate::cli::request(v1::GetRegisterRequest {
+                from: self.from.to_string(),
+                to: self.to.to_string(),
+                format: self.format.clone(),
+                lang: self.lang.clone(),
+                opd: self.opd.clone().unwrap_or_default(),
+            }))
+            .await;
+        let (_, said) = crate::cli::save_document(
+            &cfg.collector,
+            answer,
+            self.out.as_deref(),
+            "the register",
+            self.json,
+        )
+        .await?;
+        Ok(said)
     }
 }
 
@@ -732,7 +763,6 @@ mod tests {
     enum Top {
         #[command(subcommand)]
         Ticket(TicketCmd),
-        Register(RegisterCmd),
         Inbox(InboxCmd),
     }
 
@@ -772,7 +802,6 @@ mod tests {
                 c.request(),
                 Box::new(move |x| c.render(x, chrono_tz::Asia::Jakarta)),
             ),
-            Top::Register(c) => (c.request()?, Box::new(move |x| c.render(x))),
             Top::Inbox(c) => (c.request(), Box::new(move |x| c.render(x))),
         };
         let reply = api::handle(s, &Dir, r.method, &r.json, &user_for(who), wib(now))
@@ -839,35 +868,33 @@ mod tests {
             inbox.contains("OVERDUE") && inbox.contains("-0h 30m"),
             "{inbox}"
         );
-        let card = run(
-            "siaga ticket card PJ-2026-0001 --lang en",
-            "helpdesk",
-            "2026-11-23 10:40",
-            &s,
-        )
-        .expect("card");
-        assert!(
-            card.starts_with("CONTROL CARD / DISPOSITION SHEET"),
-            "{card}"
-        );
-        let file = tmp.path().join("reg.xlsx");
-        let out = run(
-            &format!(
-                "siaga register --from 2026-11-01 --to 2026-11-30 --format xlsx --out {}",
-                file.display()
-            ),
-            "helpdesk",
-            "2026-11-23 10:40",
-            &s,
-        )
-        .expect("register");
-        assert!(out.starts_with("wrote the register to"), "{out}");
-        assert!(std::fs::read(&file).expect("file").starts_with(b"PK"));
     }
 
     #[test_case("siaga register --from 2026-11-01 --to 2026-11-30 --format xlsx", "--format xlsx needs --out FILE" ; "xlsx needs out")]
+    #[test_case("siaga register --from 2026-11-30 --to 2026-11-01", "--to 2026-11-01 is before --from 2026-11-30" ; "period backwards")]
+    #[test_case("siaga card PJ-2026-0001 --format pdf", "pdf" ; "bad card format")]
+    fn bad_document_command_lines(line: &str, words: &str) {
+        #[derive(Debug, Parser)]
+        struct Docs {
+            #[command(subcommand)]
+            cmd: Doc,
+        }
+        #[derive(Debug, Subcommand)]
+        enum Doc {
+            Register(RegisterCmd),
+            Card(CardCmd),
+        }
+        let err = match Docs::try_parse_from(line.split_whitespace()) {
+            Ok(Docs {
+                cmd: Doc::Register(r),
+            }) => r.check().expect_err("refused"),
+            Ok(other) => panic!("parsed: {other:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(words), "{err}");
+    }
+
     #[test_case("siaga ticket return PJ-2026-0001", "--reason" ; "return needs reason")]
-    #[test_case("siaga ticket card PJ-2026-0001 --format pdf", "pdf" ; "bad card format")]
     #[test_case("siaga ticket new --opd dinkes --letter-number 1 --letter-date 20-11-2026 --subject x", "letter-date" ; "bad date")]
     fn bad_command_lines(line: &str, words: &str) {
         let tmp = tempfile::tempdir().expect("tmp");

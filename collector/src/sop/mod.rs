@@ -15,6 +15,7 @@ pub mod audit;
 pub mod calendar;
 pub mod card;
 pub mod cli;
+pub mod documents;
 pub mod escalation;
 pub mod file;
 pub mod model;
