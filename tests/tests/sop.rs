@@ -470,8 +470,14 @@ fn the_admin_grants_and_revokes_roles_and_nobody_else_may() -> Result<()> {
     o.ok("wati", &["ticket", "dispose", &a, "--to", "prakom"])?;
     ensure!(o.turn(&a)?["step"] == 4);
 
-    let revoked = o.ok("root", &["user", "revoke", "wati", "kabid_aptika"])?;
-    ensure!(revoked == "wati: tim_teknis", "{revoked}");
+    let revoked = o.json(
+        "root",
+        &["user", "revoke", "wati", "kabid_aptika", "--json"],
+    )?;
+    ensure!(
+        revoked["name"] == "wati" && revoked["roles"] == serde_json::json!(["tim_teknis"]),
+        "{revoked}"
+    );
     let err = o.refused("wati", &["ticket", "dispose", &b])?;
     ensure!(
         err.contains("step 3 belongs to kabid_aptika; you are tim_teknis"),

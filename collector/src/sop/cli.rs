@@ -205,6 +205,9 @@ pub enum UserCmd {
         name: String,
         /// Role id.
         role: String,
+        /// Print the user's roles after the change as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Take a role from a user.
     Revoke {
@@ -212,6 +215,9 @@ pub enum UserCmd {
         name: String,
         /// Role id.
         role: String,
+        /// Print the user's roles after the change as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -709,14 +715,14 @@ impl UserCmd {
                 }
                 return Ok(crate::cli::show(&t));
             }
-            UserCmd::Grant { name, role } => c
+            UserCmd::Grant { name, role, .. } => c
                 .grant_role(v1::GrantRoleRequest {
                     name: name.clone(),
                     role: role.clone(),
                 })
                 .await
                 .map_err(fail)?,
-            UserCmd::Revoke { name, role } => c
+            UserCmd::Revoke { name, role, .. } => c
                 .revoke_role(v1::RevokeRoleRequest {
                     name: name.clone(),
                     role: role.clone(),
@@ -725,6 +731,10 @@ impl UserCmd {
                 .map_err(fail)?,
         }
         .into_inner();
+        if let UserCmd::Grant { json: true, .. } | UserCmd::Revoke { json: true, .. } = self {
+            return serde_json::to_string_pretty(&changed)
+                .map_err(|e| CliError::Message(e.to_string()));
+        }
         Ok(format!(
             "{}: {}",
             changed.name,

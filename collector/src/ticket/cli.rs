@@ -358,6 +358,9 @@ pub enum MaintenanceCmd {
         /// Why (shown in events).
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the window added as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List windows.
     List {
@@ -369,6 +372,9 @@ pub enum MaintenanceCmd {
     Remove {
         /// Window id (from `list`).
         id: u64,
+        /// Print the answer as JSON (`{"removed": ID}`).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -400,7 +406,7 @@ impl MaintenanceCmd {
     pub fn request(&self, tz: chrono_tz::Tz) -> Result<Request, String> {
         match self {
             MaintenanceCmd::List { .. } => Ok(req("maintenance.list", json!({}))),
-            MaintenanceCmd::Remove { id } => Ok(req("maintenance.remove", json!({ "id": id }))),
+            MaintenanceCmd::Remove { id, .. } => Ok(req("maintenance.remove", json!({ "id": id }))),
             MaintenanceCmd::Add {
                 opd,
                 device,
@@ -412,6 +418,7 @@ impl MaintenanceCmd {
                 at,
                 utc_offset,
                 reason,
+                ..
             } => {
                 let scope = match (opd, device, link) {
                     (Some(o), _, _) => json!({"kind": "opd", "opd": o}),
@@ -482,13 +489,15 @@ impl MaintenanceCmd {
                 }
                 Ok(crate::cli::show(&t))
             }
+            MaintenanceCmd::Add { json: true, .. } => pretty(&v),
             MaintenanceCmd::Add { .. } => Ok(format!(
                 "maintenance window {} added: {}, {}",
                 s(&v["id"]),
                 scope_text(&v["scope"]),
                 schedule_text(&v["schedule"], tz)
             )),
-            MaintenanceCmd::Remove { id } => Ok(format!("maintenance window {id} removed")),
+            MaintenanceCmd::Remove { id, json: true } => pretty(&json!({ "removed": id })),
+            MaintenanceCmd::Remove { id, .. } => Ok(format!("maintenance window {id} removed")),
         }
     }
 }
@@ -584,6 +593,30 @@ mod tests {
                              "duration_s": 7200, "utc_offset_minutes": 480},
                 "reason": "patch",
             })
+        );
+    }
+
+    #[test]
+    fn add_and_remove_print_json_when_asked() {
+        let parse = |line: &str| Cli::try_parse_from(line.split_whitespace()).unwrap().cmd;
+        let reply = json!({"id": 7, "scope": {"kind": "opd", "opd": "x"},
+                           "schedule": {"kind": "once", "start_us": 0, "end_us": 3_600_000_000_i64}});
+        let tz = chrono_tz::Asia::Jakarta;
+        let added = parse("siaga add --opd x --for 1h --json")
+            .render(&reply.to_string(), tz)
+            .unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&added).unwrap(), reply);
+        let said = parse("siaga add --opd x --for 1h")
+            .render(&reply.to_string(), tz)
+            .unwrap();
+        assert!(
+            said.starts_with("maintenance window 7 added: opd x"),
+            "{said}"
+        );
+        let removed = parse("siaga remove 7 --json").render("{}", tz).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&removed).unwrap(),
+            json!({"removed": 7})
         );
     }
 
