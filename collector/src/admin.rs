@@ -404,7 +404,7 @@ impl AdminService {
 }
 
 /// Users and OPDs for the SOP calls.
-struct HubDirectory(Arc<Hub>);
+pub struct HubDirectory(pub Arc<Hub>);
 
 impl crate::sop::api::Directory for HubDirectory {
     fn roles(&self, user: &str) -> Option<Vec<String>> {

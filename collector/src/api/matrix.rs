@@ -101,6 +101,7 @@ pub fn all_cases() -> Vec<Case> {
         // Each concern adds its `CASES` here.
         crate::devices::api::tests::CASES,
         crate::events::api::tests::CASES,
+        crate::ticket::api::tests::CASES,
     ];
     lists.iter().flat_map(|l| l.iter().copied()).collect()
 }

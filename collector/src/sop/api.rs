@@ -55,6 +55,27 @@ impl From<crate::api::ApiError> for ApiError {
     }
 }
 
+impl From<ApiError> for crate::api::ApiError {
+    fn from(e: ApiError) -> Self {
+        use crate::api::ApiError as E;
+        match e {
+            ApiError::Denied(m) => E::Denied(m),
+            ApiError::NotFound(m) => E::NotFound(m),
+            // The messages of bad input start with the field they are about.
+            ApiError::BadRequest(m) => match m.split_once(": ") {
+                Some((field, rest))
+                    if !field.is_empty()
+                        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    E::invalid(field, rest)
+                }
+                _ => E::invalid("request", m),
+            },
+            ApiError::Internal(m) => E::internal("serving an SOP call", anyhow::anyhow!(m)),
+        }
+    }
+}
+
 /// Checks a text field with [`limits::text`] (`required` when it must not be empty).
 fn limit(field: &str, value: &str, max: usize, required: bool) -> Result<(), ApiError> {
     if required {
@@ -236,19 +257,27 @@ struct AckArgs {
     by: String,
 }
 
-#[derive(Deserialize)]
+/// A ticket from an OPD's request letter (SOP step 1).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewArgs {
-    opd: String,
-    letter_number: String,
-    letter_date: NaiveDate,
-    subject: String,
+pub struct NewLetter {
+    /// The OPD that wrote it.
+    pub opd: String,
+    /// The letter's number.
+    pub letter_number: String,
+    /// The letter's date.
+    pub letter_date: NaiveDate,
+    /// Its subject.
+    pub subject: String,
+    /// The device concerned.
     #[serde(default)]
-    device: Option<String>,
+    pub device: Option<String>,
+    /// The link concerned.
     #[serde(default)]
-    link: Option<String>,
+    pub link: Option<String>,
+    /// Counts calendar time.
     #[serde(default)]
-    urgent: bool,
+    pub urgent: bool,
 }
 
 #[derive(Deserialize)]
@@ -345,7 +374,9 @@ pub fn handle(
     now: DateTime<Utc>,
 ) -> Option<Result<String, ApiError>> {
     let r = match method {
-        "ticket.new" => new_ticket(store, dir, args(method, json), caller, now),
+        "ticket.new" => args(method, json)
+            .and_then(|a| new_ticket(store, dir, a, caller, now))
+            .and_then(|r| out(&r)),
         "ticket.dispose" => args::<DisposeArgs>(method, json).and_then(|a| {
             limit("ticket", &a.ticket, len::ID, false)?;
             if let Some(to) = &a.to {
@@ -473,9 +504,22 @@ fn act(
     caller: &Actor,
     now: DateTime<Utc>,
 ) -> Result<String, ApiError> {
+    out(&act_reply(store, ticket, action, caller, now)?)
+}
+
+/// Takes `action` on `ticket` as `caller`: the ticket after it and the
+/// event recorded; a refusal of the workflow is [`ApiError::Denied`] (and
+/// is on the trail).
+pub fn act_reply(
+    store: &SopStore,
+    ticket: &str,
+    action: Action,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Result<ActionReply, ApiError> {
     let (t, outcome) = store.act(ticket, action, caller, now)?;
     match outcome {
-        Ok(event) => out(&ActionReply {
+        Ok(event) => Ok(ActionReply {
             ticket: view(store, &t, now)?,
             event,
             already_filed: false,
@@ -484,14 +528,16 @@ fn act(
     }
 }
 
-fn new_ticket(
+/// Opens a ticket from letter `a` as `caller` (helpdesk or admin): the
+/// letter's date, OPD, device and link are checked; the same letter of the
+/// same OPD again answers the ticket opened for it (`already_filed`).
+pub fn new_ticket(
     store: &SopStore,
     dir: &dyn Directory,
-    a: Result<NewArgs, ApiError>,
+    a: NewLetter,
     caller: &Actor,
     now: DateTime<Utc>,
-) -> Result<String, ApiError> {
-    let a = a?;
+) -> Result<ActionReply, ApiError> {
     if !caller
         .roles
         .iter()
@@ -565,7 +611,7 @@ fn new_ticket(
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::Internal("a ticket without an event".into()))?;
-        return out(&ActionReply {
+        return Ok(ActionReply {
             ticket: view(store, &t, now)?,
             event,
             already_filed: true,
@@ -588,7 +634,7 @@ fn new_ticket(
     };
     let t = store.open(info, TICKET_PREFIX, a.urgent, caller, now)?;
     let events = store.events(&t.info.number)?;
-    out(&ActionReply {
+    Ok(ActionReply {
         ticket: view(store, &t, now)?,
         event: events
             .into_iter()

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod number;
 pub mod service;
 pub mod store;
+pub mod wire;
 
 pub use number::TicketNumber;
 pub use service::{HealthCore, HealthHandle, Shared};
