@@ -173,18 +173,16 @@ fn text_over_its_limit_is_refused_and_the_queue_still_lists() -> Result<()> {
     // 15 MB of subject: more than a command line holds, so sent as the CLI
     // sends it, straight to the admin API.
     let tls = o.user("hd")?.tls()?;
-    let huge = serde_json::json!({"opd": "dinkes", "letter_number": "005/13/DINKES",
-        "letter_date": today, "subject": "x".repeat(15 << 20)})
-    .to_string();
+    let huge = siaga_proto::v1::NewTicketRequest {
+        opd: "dinkes".into(),
+        letter_number: "005/13/DINKES".into(),
+        letter_date: today.to_string(),
+        subject: "x".repeat(15 << 20),
+        ..Default::default()
+    };
     let answer = runtime()?.block_on(async {
-        let mut c = siaga_proto::v1::admin_client::AdminClient::new(tls.channel().await?);
-        anyhow::Ok(
-            c.call(siaga_proto::v1::CallRequest {
-                method: "ticket.new".into(),
-                json: huge,
-            })
-            .await,
-        )
+        let mut c = siaga_proto::v1::tickets_client::TicketsClient::new(tls.channel().await?);
+        anyhow::Ok(c.new_ticket(huge).await)
     })?;
     ensure!(answer.is_err(), "a 15 MB subject was accepted");
     // Everyone's queue still lists, with the one ticket of a normal size.

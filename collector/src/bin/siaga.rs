@@ -230,18 +230,27 @@ async fn run(args: Args) -> Result<(), CliError> {
             return devices::cli::device(&cfg, id, &since, json).await;
         }
         Cmd::Events(c) => return events::cli::run(&cfg, &c).await,
+        Cmd::Tickets(c) => return c.run(&cfg).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Show(c),
+        } => return c.run(&cfg).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Sop(c),
+        } if c.request().is_none() => {
+            c.run_typed(&cfg).await?;
+            return Ok(());
+        }
         other => other,
     };
     let mut client = cli::connect(&cfg).await?;
     let fail = |s| cli::status_error(&url, s);
     match cmd {
-        Cmd::Tickets(c) => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
-        Cmd::Ticket {
-            cmd: TicketSub::Show(c),
-        } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
-        } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
+        } => match c.request() {
+            Some(r) => call(&mut client, &url, r, |reply| c.render(reply, tz)).await,
+            None => c.run_typed(&cfg).await.map(drop),
+        },
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
         } => measure::cli::ticket(&mut client, &url, &c, tz).await,
@@ -268,7 +277,11 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::History { .. }
         | Cmd::Links { .. }
         | Cmd::Device { .. }
-        | Cmd::Events(_) => Ok(()),
+        | Cmd::Events(_)
+        | Cmd::Tickets(_)
+        | Cmd::Ticket {
+            cmd: TicketSub::Show(_),
+        } => Ok(()),
         Cmd::Whoami { json } => {
             let r = client
                 .who_am_i(v1::WhoAmIRequest {})

@@ -2,8 +2,10 @@
 //! for the `siaga` CLI. The server passes the caller (user from the certificate,
 //! roles from the user store) and a [`Directory`] to look up other users and OPDs.
 //!
-//! Methods: `ticket.new`, `ticket.dispose`, `ticket.return`, `ticket.update`,
-//! `ticket.acknowledge`, `ticket.void`, `ticket.sop`, `ticket.audit`, `ticket.card`, `register`, `inbox`, `audit.verify`.
+//! Methods: `ticket.dispose`, `ticket.return`, `ticket.acknowledge`,
+//! `ticket.sop`, `ticket.card`, `register`, `inbox`, `audit.verify`. A new
+//! ticket from a letter, its status, voiding it and its trail are the
+//! `Tickets` service's ([`new_ticket`], [`act_reply`]).
 
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -245,13 +247,6 @@ struct ReturnArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateArgs {
-    ticket: String,
-    status: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct AckArgs {
     ticket: String,
     by: String,
@@ -374,9 +369,6 @@ pub fn handle(
     now: DateTime<Utc>,
 ) -> Option<Result<String, ApiError>> {
     let r = match method {
-        "ticket.new" => args(method, json)
-            .and_then(|a| new_ticket(store, dir, a, caller, now))
-            .and_then(|r| out(&r)),
         "ticket.dispose" => args::<DisposeArgs>(method, json).and_then(|a| {
             limit("ticket", &a.ticket, len::ID, false)?;
             if let Some(to) = &a.to {
@@ -420,17 +412,6 @@ pub fn handle(
                 now,
             )
         }),
-        "ticket.update" => args::<UpdateArgs>(method, json).and_then(|a| {
-            limit("ticket", &a.ticket, len::ID, false)?;
-            limit("status", &a.status, len::NOTE, false)?;
-            act(
-                store,
-                &a.ticket,
-                Action::UpdateStatus { status: a.status },
-                caller,
-                now,
-            )
-        }),
         "ticket.acknowledge" => args::<AckArgs>(method, json).and_then(|a| {
             limit("ticket", &a.ticket, len::ID, false)?;
             limit("by", &a.by, len::SUBJECT, false)?;
@@ -442,24 +423,9 @@ pub fn handle(
                 now,
             )
         }),
-        "ticket.void" => args::<ReturnArgs>(method, json).and_then(|a| {
-            limit("ticket", &a.ticket, len::ID, false)?;
-            limit("reason", &a.reason, len::NOTE, false)?;
-            act(
-                store,
-                &a.ticket,
-                Action::Void { reason: a.reason },
-                caller,
-                now,
-            )
-        }),
         "ticket.sop" => args::<TicketArg>(method, json).and_then(|a| {
             let t = store.get(&a.ticket)?;
             out(&view(store, &t, now)?)
-        }),
-        "ticket.audit" => args::<TicketArg>(method, json).and_then(|a| {
-            store.get(&a.ticket)?;
-            out(&store.trail(&a.ticket)?)
         }),
         "ticket.card" => args::<CardArgs>(method, json).and_then(|a| card_doc(store, dir, a)),
         "register" => {
@@ -908,30 +874,27 @@ mod tests {
     fn letter_ticket_walks_the_chain_through_the_api() {
         let tmp = tempfile::tempdir().expect("tmp");
         let s = store(tmp.path());
-        let new = serde_json::json!({"opd": "dinkes", "letter_number": "005/1/DINKES", "letter_date": "2026-11-20", "subject": "Internet putus"});
-        let r = call(
+        let new: NewLetter = serde_json::from_value(serde_json::json!({"opd": "dinkes", "letter_number": "005/1/DINKES", "letter_date": "2026-11-20", "subject": "Internet putus"})).expect("letter");
+        let r = new_ticket(
             &s,
-            "ticket.new",
+            &dir(),
             new.clone(),
             &user_for("tim_teknis"),
-            "2026-11-23 08:00",
+            wib("2026-11-23 08:00"),
         )
         .expect_err("not helpdesk");
         assert_eq!(
             r.to_string(),
             "a letter ticket is entered by helpdesk or admin; you are tim_teknis"
         );
-        let reply: ActionReply = serde_json::from_str(
-            &call(
-                &s,
-                "ticket.new",
-                new,
-                &user_for("helpdesk"),
-                "2026-11-23 08:00",
-            )
-            .expect("new"),
+        let reply = new_ticket(
+            &s,
+            &dir(),
+            new,
+            &user_for("helpdesk"),
+            wib("2026-11-23 08:00"),
         )
-        .expect("json");
+        .expect("new");
         let id = reply.ticket.id.clone();
         assert_eq!(
             (

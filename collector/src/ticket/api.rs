@@ -1,100 +1,35 @@
-//! Admin `Call` methods for tickets, events, the inbox and maintenance windows.
+//! The `Tickets` service (tickets.proto): listing, one ticket, a ticket
+//! from a letter, update, void, the audit trail.
+//!
+//! Maintenance windows are still `Admin.Call` methods:
 //!
 //! | method | arguments | answer |
 //! | --- | --- | --- |
-//! | `tickets.list` | `{"open": bool}` | array of [`TicketSummary`] |
-//! | `tickets.show` | `{"id": "PJ-2026-0001"}` | [`TicketDetail`] |
 //! | `maintenance.add` | [`WindowRequest`] | the window with its id |
 //! | `maintenance.list` | `{}` | array of windows |
 //! | `maintenance.remove` | `{"id": n}` | `{"removed": true}` |
 
 use serde::{Deserialize, Serialize};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use std::sync::Arc;
 
 use siaga_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::store::{TicketHealth, TicketNote, TicketStore};
+use super::store::TicketStore;
 use super::{HealthPart, wire};
 use crate::api::limits::{self, len};
 use crate::api::page::{Page, num_key};
 use crate::api::{ApiError, Caller, scope};
-use crate::health::{MaintenanceWindow, Reading, Schedule, Scope};
-use crate::sop::AuditRecord;
-use crate::sop::api::NewLetter;
-use crate::sop::api::{TicketView, view};
+use crate::health::{MaintenanceWindow, Schedule, Scope};
+use crate::sop::api::{NewLetter, view};
 use crate::sop::store::{SopStore, SopTicket};
 use crate::sop::workflow::{Action, Actor};
 
 /// Roles that may create and remove maintenance windows.
 pub const MAINTENANCE_ROLES: [&str; 4] = ["admin", "tim_teknis", "helpdesk", "kabid_aptika"];
-
-/// One line of `siaga tickets`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketSummary {
-    /// Ticket number.
-    pub id: String,
-    /// OPD.
-    pub opd: String,
-    /// Device, if any.
-    pub device: Option<String>,
-    /// Link, if any.
-    pub link: Option<String>,
-    /// The problem in a sentence.
-    pub problem: String,
-    /// `detected` or `letter`.
-    pub origin: String,
-    /// SOP step.
-    pub step: u32,
-    /// Whose turn (roles, comma separated).
-    pub role: String,
-    /// The person the ticket was handed to by name, if any.
-    #[serde(default)]
-    pub assignee: Option<String>,
-    /// When the current step is due, RFC 3339 (none once closed).
-    #[serde(default)]
-    pub due_at: Option<String>,
-    /// The current step is past its time standard.
-    #[serde(default)]
-    pub overdue: bool,
-    /// Opened, RFC 3339.
-    pub opened_at: String,
-    /// Recovered, RFC 3339, if it has.
-    pub recovered_at: Option<String>,
-    /// Occurrences.
-    pub occurrences: u32,
-    /// Devices unreachable because of it.
-    pub affected: Vec<String>,
-    /// It flapped.
-    pub flapping: bool,
-    /// Closed through the SOP.
-    pub closed: bool,
-    /// Incident key, for detected tickets.
-    pub incident: Option<String>,
-}
-
-/// `siaga ticket show`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketDetail {
-    /// The summary.
-    #[serde(flatten)]
-    pub summary: TicketSummary,
-    /// The problem in Bahasa Indonesia.
-    pub problem_id: String,
-    /// Why the collector opened it, as facts, with the raw diagnostic
-    /// (detected tickets).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<crate::health::Reason>,
-    /// The readings that triggered it and came after.
-    pub evidence: Vec<Reading>,
-    /// Health log ("pulih pada …").
-    pub notes: Vec<TicketNote>,
-    /// SOP events.
-    pub trail: Vec<AuditRecord>,
-}
 
 /// Arguments of `maintenance.add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,59 +44,6 @@ pub struct WindowRequest {
     pub reason: String,
 }
 
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// The summary of a ticket from its SOP view and health record.
-pub fn summary(v: &TicketView, h: Option<&TicketHealth>) -> TicketSummary {
-    TicketSummary {
-        id: v.id.clone(),
-        opd: v.opd.clone(),
-        device: v.device.clone(),
-        link: v.link.clone(),
-        problem: v.problem.clone(),
-        origin: v.origin.clone(),
-        step: v.step,
-        role: v.role.clone(),
-        assignee: v.assignee.clone(),
-        due_at: if v.closed_at.is_some() {
-            None
-        } else {
-            v.due_at.map(rfc3339)
-        },
-        overdue: v.closed_at.is_none() && v.overdue,
-        opened_at: rfc3339(v.opened_at),
-        recovered_at: h.and_then(|h| h.recovered_at).map(rfc3339),
-        occurrences: h.map(|h| h.occurrences).unwrap_or(0),
-        affected: h
-            .map(|h| h.affected.iter().cloned().collect())
-            .unwrap_or_default(),
-        flapping: h.is_some_and(|h| h.flapping),
-        closed: v.closed_at.is_some(),
-        incident: h.and_then(|h| h.incident.clone()),
-    }
-}
-
-fn summarize(
-    store: &TicketStore,
-    sop_store: &SopStore,
-    t: &SopTicket,
-) -> Result<(TicketSummary, Option<TicketHealth>), String> {
-    let v = view(sop_store, t, Utc::now()).map_err(|e| e.to_string())?;
-    let h = store.get(&t.info.number).map_err(|e| e.to_string())?;
-    Ok((summary(&v, h.as_ref()), h))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ListArgs {
-    open: bool,
-}
-#[derive(Deserialize)]
-struct IdArgs {
-    id: String,
-}
 #[derive(Deserialize)]
 struct WindowId {
     id: u64,
@@ -179,7 +61,6 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, String> {
 /// Answers one call. `Ok(None)`: not one of these methods.
 pub fn call(
     store: &TicketStore,
-    sop_store: &SopStore,
     user: &str,
     roles: &[String],
     method: &str,
@@ -187,33 +68,6 @@ pub fn call(
 ) -> Result<Option<String>, String> {
     let db = |e: crate::error::StoreError| e.to_string();
     let out = match method {
-        "tickets.list" => {
-            let a: ListArgs = args(method, json)?;
-            let mut list = Vec::new();
-            for t in sop_store.list().map_err(|e| e.to_string())? {
-                if a.open && t.state.is_closed() {
-                    continue;
-                }
-                list.push(summarize(store, sop_store, &t)?.0);
-            }
-            list.sort_by_key(|s| (s.id.parse::<super::TicketNumber>().ok(), s.id.clone()));
-            to_json(&list)?
-        }
-        "tickets.show" => {
-            let a: IdArgs = args(method, json)?;
-            let id = a.id.trim().to_ascii_uppercase();
-            let t = sop_store.get(&id).map_err(|e| e.to_string())?;
-            let (summary, h) = summarize(store, sop_store, &t)?;
-            let h = h.unwrap_or_default();
-            to_json(&TicketDetail {
-                summary,
-                problem_id: h.problem_id,
-                reason: t.info.reason.clone(),
-                evidence: h.evidence,
-                notes: h.notes,
-                trail: sop_store.trail(&id).map_err(|e| e.to_string())?,
-            })?
-        }
         "maintenance.list" => to_json(&store.windows().map_err(db)?)?,
         "maintenance.add" | "maintenance.remove" => {
             if !roles
@@ -320,6 +174,76 @@ fn action_reply(
     })
 }
 
+/// The letter of a `NewTicket` request, its fields within their limits.
+pub fn letter(r: v1::NewTicketRequest) -> Result<NewLetter, ApiError> {
+    limits::required("opd", &r.opd, len::ID)?;
+    limits::required("letter_number", &r.letter_number, len::LETTER_NUMBER)?;
+    limits::required("subject", &r.subject, len::SUBJECT)?;
+    limits::required("letter_date", &r.letter_date, DATE_LEN)?;
+    limits::text("device", &r.device, len::ID)?;
+    limits::text("link", &r.link, len::ID)?;
+    let letter_date =
+        chrono::NaiveDate::parse_from_str(r.letter_date.trim(), "%Y-%m-%d").map_err(|_| {
+            ApiError::invalid(
+                "letter_date",
+                format!("{:?} is not a date YYYY-MM-DD", r.letter_date),
+            )
+        })?;
+    Ok(NewLetter {
+        opd: r.opd.trim().to_string(),
+        letter_number: r.letter_number,
+        letter_date,
+        subject: r.subject,
+        device: some(r.device),
+        link: some(r.link),
+        urgent: r.urgent,
+    })
+}
+
+/// Ticket `t` as the service gives it, at `now`.
+pub fn ticket_of(
+    store: &TicketStore,
+    sop_store: &SopStore,
+    t: &SopTicket,
+    now: DateTime<Utc>,
+) -> Result<v1::Ticket, ApiError> {
+    let v = view(sop_store, t, now)?;
+    let h = store
+        .get(&t.info.number)
+        .map_err(|e| ApiError::internal("reading a ticket's health record", e))?;
+    Ok(wire::ticket(&v, h.as_ref()))
+}
+
+/// Ticket `t` with its health record, evidence, notes, trail and
+/// `measurements`, at `now`.
+pub fn detail_of(
+    store: &TicketStore,
+    sop_store: &SopStore,
+    t: &SopTicket,
+    measurements: &[crate::measure::Measurement],
+    now: DateTime<Utc>,
+) -> Result<v1::TicketDetail, ApiError> {
+    let number = &t.info.number;
+    let v = view(sop_store, t, now)?;
+    let h = store
+        .get(number)
+        .map_err(|e| ApiError::internal("reading the ticket's health record", e))?;
+    let trail = sop_store
+        .trail(number)
+        .map_err(|e| ApiError::internal("reading the ticket's trail", e))?;
+    let ticket = wire::ticket(&v, h.as_ref());
+    let h = h.unwrap_or_default();
+    Ok(v1::TicketDetail {
+        ticket: Some(ticket),
+        problem_id: h.problem_id,
+        reason: t.info.reason.as_ref().map(wire::reason),
+        evidence: h.evidence.iter().map(wire::reading).collect(),
+        notes: h.notes.iter().map(wire::note).collect(),
+        trail: trail.iter().map(wire::record).collect(),
+        measurements: measurements.iter().map(wire::measurement).collect(),
+    })
+}
+
 impl TicketsApi {
     fn health(&self) -> Result<Arc<HealthPart>, ApiError> {
         self.hub.health.get().cloned().ok_or_else(unavailable)
@@ -404,12 +328,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
                 if !state_ok || r.step.is_some_and(|s| s != t.state.position.step) {
                     continue;
                 }
-                let v = view(&health.sop_store, &t, now)?;
-                let h = health
-                    .store
-                    .get(&t.info.number)
-                    .map_err(|e| ApiError::internal("reading a ticket's health record", e))?;
-                let ticket = wire::ticket(&v, h.as_ref());
+                let ticket = ticket_of(&health.store, &health.sop_store, &t, now)?;
                 if (r.overdue && !ticket.overdue)
                     || (r.state == "recovered" && ticket.recovered_at.is_none())
                     || (r.mine && !waits_on(&caller, &ticket))
@@ -444,15 +363,6 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let detail = crate::api::error::blocking("reading the ticket", move || {
             let t = scope::ticket(&caller, &health.sop_store, &r.id)?;
             let number = t.info.number.clone();
-            let v = view(&health.sop_store, &t, Utc::now())?;
-            let h = health
-                .store
-                .get(&number)
-                .map_err(|e| ApiError::internal("reading the ticket's health record", e))?;
-            let trail = health
-                .sop_store
-                .trail(&number)
-                .map_err(|e| ApiError::internal("reading the ticket's trail", e))?;
             let measurements = match &measure {
                 Some(m) => m.for_ticket(&number).unwrap_or_else(|e| {
                     tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
@@ -460,17 +370,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
                 }),
                 None => Vec::new(),
             };
-            let ticket = wire::ticket(&v, h.as_ref());
-            let h = h.unwrap_or_default();
-            Ok(v1::TicketDetail {
-                ticket: Some(ticket),
-                problem_id: h.problem_id,
-                reason: t.info.reason.as_ref().map(wire::reason),
-                evidence: h.evidence.iter().map(wire::reading).collect(),
-                notes: h.notes.iter().map(wire::note).collect(),
-                trail: trail.iter().map(wire::record).collect(),
-                measurements: measurements.iter().map(wire::measurement).collect(),
-            })
+            detail_of(&health.store, &health.sop_store, &t, &measurements, Utc::now())
         })
         .await?;
         Ok(Response::new(detail))
@@ -482,28 +382,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
     ) -> Result<Response<v1::TicketActionResponse>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("opd", &r.opd, len::ID)?;
-        limits::required("letter_number", &r.letter_number, len::LETTER_NUMBER)?;
-        limits::required("subject", &r.subject, len::SUBJECT)?;
-        limits::required("letter_date", &r.letter_date, DATE_LEN)?;
-        limits::text("device", &r.device, len::ID)?;
-        limits::text("link", &r.link, len::ID)?;
-        let letter_date = chrono::NaiveDate::parse_from_str(r.letter_date.trim(), "%Y-%m-%d")
-            .map_err(|_| {
-                ApiError::invalid(
-                    "letter_date",
-                    format!("{:?} is not a date YYYY-MM-DD", r.letter_date),
-                )
-            })?;
-        let letter = NewLetter {
-            opd: r.opd.trim().to_string(),
-            letter_number: r.letter_number,
-            letter_date,
-            subject: r.subject,
-            device: some(r.device),
-            link: some(r.link),
-            urgent: r.urgent,
-        };
+        let letter = letter(r)?;
         let health = self.health()?;
         let dir = crate::admin::HubDirectory(self.hub.clone());
         let reply = crate::api::error::blocking("opening a ticket from a letter", move || {

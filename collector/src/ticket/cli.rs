@@ -12,7 +12,10 @@ use clap::{ArgGroup, Args, Subcommand};
 use comfy_table::Table;
 use serde_json::{Value, json};
 
-use crate::cli::local_text;
+use siaga_proto::v1::{self, tickets_client::TicketsClient};
+use tonic::transport::Channel;
+
+use crate::cli::{CliError, SiagaConfig};
 use crate::sop::cli::Request;
 
 fn req(method: &'static str, v: Value) -> Request {
@@ -52,7 +55,7 @@ fn time_us(us: i64, tz: chrono_tz::Tz) -> String {
 /// `siaga tickets`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TicketsCmd {
-    /// Only tickets not closed yet.
+    /// Only tickets not closed yet (as --state open).
     #[arg(long)]
     pub open: bool,
     /// Only this OPD's tickets, e.g. --opd dinkes.
@@ -68,51 +71,93 @@ pub struct TicketsCmd {
     /// Only tickets past their time standard.
     #[arg(long)]
     pub overdue: bool,
-    /// Print a JSON array.
+    /// Only open tickets waiting on you: handed to you by name, or at a
+    /// step one of your roles takes.
+    #[arg(long)]
+    pub mine: bool,
+    /// Print a JSON array (the tickets in proto3 JSON).
     #[arg(long)]
     pub json: bool,
 }
 
+fn tickets_client(ch: Channel) -> TicketsClient<Channel> {
+    TicketsClient::new(ch).max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Message(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// A time of an answer as people read it (local, with the zone); empty
+/// when unset.
+fn local(t: Option<&pbjson_types::Timestamp>, tz: chrono_tz::Tz) -> String {
+    t.map(|t| crate::cli::local_time(tz, super::wire::time(t)))
+        .unwrap_or_default()
+}
+
+/// `-` for an empty text.
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
 impl TicketsCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        req("tickets.list", json!({ "open": self.open }))
+    /// The first page's request: the filters, applied by the collector.
+    pub fn request(&self) -> v1::ListTicketsRequest {
+        v1::ListTicketsRequest {
+            page_size: 0,
+            page_token: String::new(),
+            opd: self.opd.clone().unwrap_or_default(),
+            state: match (&self.state, self.open) {
+                (Some(s), _) => s.clone(),
+                (None, true) => "open".into(),
+                (None, false) => String::new(),
+            },
+            step: self.step,
+            overdue: self.overdue,
+            mine: self.mine,
+        }
     }
 
-    /// A table or the JSON array.
-    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        self.render_as(reply, tz, crate::cli::output())
-    }
-
-    /// Whether ticket `x` passes the filters given.
-    fn wants(&self, x: &Value) -> bool {
-        let closed = x["closed"] == true;
-        self.opd.as_deref().is_none_or(|o| x["opd"] == o)
-            && self
-                .step
-                .is_none_or(|n| x["step"].as_u64() == Some(u64::from(n)))
-            && (!self.overdue || x["overdue"] == true)
-            && match self.state.as_deref() {
-                Some("open") => !closed,
-                Some("closed") => closed,
-                Some("recovered") => !closed && x["recovered_at"].is_string(),
-                _ => true,
+    /// Runs `siaga tickets`: every page, then the table or the JSON array.
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+        let url = cfg.collector.clone();
+        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let r = c
+                .list_tickets(crate::cli::request(v1::ListTicketsRequest {
+                    page_token: token,
+                    ..self.request()
+                }))
+                .await
+                .map_err(|s| crate::cli::status_error(&url, s))?
+                .into_inner();
+            all.extend(r.tickets);
+            if r.next_page_token.is_empty() {
+                break;
             }
+            token = r.next_page_token;
+        }
+        if self.json {
+            return print_json(&all);
+        }
+        println!("{}", self.render_as(&all, cfg.zone(), crate::cli::output()));
+        Ok(())
     }
 
     fn render_as(
         &self,
-        reply: &str,
+        tickets: &[v1::Ticket],
         tz: chrono_tz::Tz,
         output: crate::cli::Output,
-    ) -> Result<String, String> {
-        let mut v = parse(reply)?;
-        if let Value::Array(all) = &mut v {
-            all.retain(|x| self.wants(x));
-        }
-        if self.json {
-            return pretty(&v);
-        }
+    ) -> String {
         // The default table keeps what the helpdesk scans for and fits an
         // 80-column terminal; -o wide and -o plain have every column.
         let narrow = output == crate::cli::Output::Table;
@@ -137,65 +182,86 @@ impl TicketsCmd {
                 "affected",
             ])
         };
-        for x in v.as_array().into_iter().flatten() {
-            let subject = match (x["device"].as_str(), x["link"].as_str()) {
-                (Some(d), Some(l)) => format!("{d} / {l}"),
-                (Some(d), None) => d.to_string(),
-                _ => "-".into(),
+        for x in tickets {
+            let subject = match (x.device.as_str(), x.link.as_str()) {
+                ("", _) => "-".into(),
+                (d, "") => d.to_string(),
+                (d, l) => format!("{d} / {l}"),
             };
-            let mut problem = s(&x["problem"]);
-            if x["flapping"] == true {
+            let mut problem = dash(&x.problem);
+            if x.flapping {
                 problem.push_str(" [flapping]");
             }
-            let affected: Vec<String> = x["affected"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(s)
-                .collect();
-            let role = if x["closed"] == true {
+            let role = if x.closed {
                 "closed".into()
+            } else if x.assignee.is_empty() {
+                dash(&x.role)
             } else {
-                match x["assignee"].as_str() {
-                    Some(who) => format!("{} ({who})", s(&x["role"])),
-                    None => s(&x["role"]),
-                }
+                format!("{} ({})", dash(&x.role), x.assignee)
             };
-            let late = if x["overdue"] == true { " LATE" } else { "" };
+            let late = if x.overdue { " LATE" } else { "" };
             if narrow {
-                let due = x["due_at"]
-                    .as_str()
-                    .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
-                    .map_or_else(
-                        || "-".to_string(),
-                        |d| format!("{}{late}", d.with_timezone(&tz).format("%Y-%m-%d %H:%M")),
-                    );
-                let turn = if x["closed"] == true {
+                let due = x.due_at.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |d| {
+                        format!(
+                            "{}{late}",
+                            super::wire::time(d)
+                                .with_timezone(&tz)
+                                .format("%Y-%m-%d %H:%M")
+                        )
+                    },
+                );
+                let turn = if x.closed {
                     role
                 } else {
-                    format!("{} {role}", s(&x["step"]))
+                    format!("{} {role}", x.step)
                 };
-                t.add_row(vec![s(&x["id"]), s(&x["opd"]), problem, turn, due]);
+                t.add_row(vec![x.id.clone(), dash(&x.opd), problem, turn, due]);
                 continue;
             }
             t.add_row(vec![
-                s(&x["id"]),
-                s(&x["opd"]),
+                x.id.clone(),
+                dash(&x.opd),
                 subject,
                 problem,
-                s(&x["step"]),
+                x.step.to_string(),
                 role,
-                match x["due_at"].is_string() {
-                    true => format!("{}{late}", local_text(&x["due_at"], tz)),
-                    false => "-".into(),
+                match &x.due_at {
+                    Some(d) => format!("{}{late}", local(Some(d), tz)),
+                    None => "-".into(),
                 },
-                local_text(&x["opened_at"], tz),
-                local_text(&x["recovered_at"], tz),
-                s(&x["occurrences"]),
-                affected.join(", "),
+                local(x.opened_at.as_ref(), tz),
+                local(x.recovered_at.as_ref(), tz),
+                x.occurrences.to_string(),
+                x.affected.join(", "),
             ]);
         }
-        Ok(crate::cli::show(&t))
+        crate::cli::show(&t)
+    }
+}
+
+/// Every record of ticket `id`'s audit trail, page by page.
+pub async fn audit_records(cfg: &SiagaConfig, id: &str) -> Result<Vec<v1::AuditRecord>, CliError> {
+    let url = cfg.collector.clone();
+    let mut c = tickets_client(crate::cli::channel(cfg).await?);
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c
+            .list_audit_records(crate::cli::request(v1::ListAuditRecordsRequest {
+                id: id.to_string(),
+                page_size: 0,
+                page_token: token,
+            }))
+            .await
+            .map_err(|s| crate::cli::status_error(&url, s))?
+            .into_inner();
+        all.extend(r.records);
+        if r.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        token = r.next_page_token;
     }
 }
 
@@ -206,115 +272,164 @@ pub enum TicketShowCmd {
     Show {
         /// Ticket number, e.g. PJ-2026-0001.
         id: String,
-        /// Print JSON.
+        /// Print JSON (the ticket in proto3 JSON).
         #[arg(long)]
         json: bool,
     },
 }
 
 impl TicketShowCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        let TicketShowCmd::Show { id, .. } = self;
-        req("tickets.show", json!({ "id": id }))
-    }
-
-    /// The ticket as text or JSON.
-    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        let TicketShowCmd::Show { json, .. } = self;
-        let v = parse(reply)?;
+    /// Runs `siaga ticket show`.
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+        let TicketShowCmd::Show { id, json } = self;
+        let url = cfg.collector.clone();
+        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        let d = c
+            .get_ticket(crate::cli::request(v1::GetTicketRequest { id: id.clone() }))
+            .await
+            .map_err(|s| crate::cli::status_error(&url, s))?
+            .into_inner();
         if *json {
-            return pretty(&v);
+            return print_json(&d);
         }
-        let mut out = String::new();
-        let line = |out: &mut String, k: &str, val: String| {
-            out.push_str(&format!("{k:<12} {val}\n"));
-        };
-        line(&mut out, "ticket", s(&v["id"]));
-        line(&mut out, "opd", s(&v["opd"]));
-        line(&mut out, "device", s(&v["device"]));
-        line(&mut out, "link", s(&v["link"]));
-        line(&mut out, "problem", s(&v["problem"]));
-        line(&mut out, "origin", s(&v["origin"]));
-        let turn = if v["closed"] == true {
-            "closed".to_string()
-        } else {
-            format!("step {} ({})", s(&v["step"]), s(&v["role"]))
-        };
-        line(&mut out, "turn", turn);
-        line(&mut out, "opened", local_text(&v["opened_at"], tz));
-        line(&mut out, "recovered", local_text(&v["recovered_at"], tz));
-        line(&mut out, "occurrences", s(&v["occurrences"]));
-        line(&mut out, "flapping", s(&v["flapping"]));
-        let affected: Vec<String> = v["affected"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(s)
-            .collect();
-        line(&mut out, "affected", affected.join(", "));
-        out.push_str("\nevents:\n");
-        for n in v["notes"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  {}  {}\n",
-                local_text(&n["at"], tz),
-                s(&n["text"])
-            ));
-        }
-        for r in v["trail"].as_array().into_iter().flatten() {
-            let e = &r["event"];
-            out.push_str(&format!(
-                "  {}  step {} {} by {}\n",
-                local_text(&e["at"], tz),
-                s(&e["step"]),
-                s(&e["kind"]["type"]),
-                s(&e["user"])
-            ));
-        }
-        let ev = v["evidence"].as_array().cloned().unwrap_or_default();
-        out.push_str(&format!(
-            "\nevidence ({} readings, newest last):\n",
-            ev.len()
-        ));
-        for r in ev.iter().rev().take(10).rev() {
-            let worst = r["findings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|f| f["level"] != "up")
-                .map(|f| {
-                    format!(
-                        "{} {} ({})",
-                        s(&f["problem"]),
-                        s(&f["value"]),
-                        s(&f["level"])
-                    )
-                })
-                .collect::<Vec<_>>();
-            let what = if worst.is_empty() {
-                "all within thresholds".to_string()
-            } else {
-                worst.join(", ")
-            };
-            out.push_str(&format!(
-                "  {}  {}  {}\n",
-                time_us(r["at"].as_i64().unwrap_or(0), tz),
-                s(&r["sample"]["device"]),
-                what
-            ));
-        }
-        if let Some(list) = v.get("measurements").filter(|m| m.is_array())
-            && let Ok(list) =
-                serde_json::from_value::<Vec<crate::measure::Measurement>>(list.clone())
-        {
-            out.push_str(&format!("\nmeasurements ({}):\n", list.len()));
-            if !list.is_empty() {
-                out.push_str(&crate::measure::cli::list_table(&list, tz));
-                out.push('\n');
-            }
-        }
-        Ok(out.trim_end().to_string())
+        println!("{}", render_detail(&d, cfg.zone()));
+        Ok(())
     }
+}
+
+/// `siaga ticket show` as text.
+fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
+    let v = d.ticket.clone().unwrap_or_default();
+    let mut out = String::new();
+    let line = |out: &mut String, k: &str, val: String| {
+        out.push_str(&format!("{k:<12} {val}\n"));
+    };
+    line(&mut out, "ticket", dash(&v.id));
+    line(&mut out, "opd", dash(&v.opd));
+    line(&mut out, "device", dash(&v.device));
+    line(&mut out, "link", dash(&v.link));
+    line(&mut out, "problem", dash(&v.problem));
+    line(&mut out, "origin", dash(&v.origin));
+    let turn = if v.closed {
+        "closed".to_string()
+    } else {
+        format!("step {} ({})", v.step, dash(&v.role))
+    };
+    line(&mut out, "turn", turn);
+    line(&mut out, "opened", local(v.opened_at.as_ref(), tz));
+    line(&mut out, "recovered", local(v.recovered_at.as_ref(), tz));
+    line(&mut out, "occurrences", v.occurrences.to_string());
+    line(&mut out, "flapping", v.flapping.to_string());
+    line(&mut out, "affected", v.affected.join(", "));
+    out.push_str("\nevents:\n");
+    for n in &d.notes {
+        out.push_str(&format!(
+            "  {}  {}\n",
+            local(n.at.as_ref(), tz),
+            dash(&n.text)
+        ));
+    }
+    for r in &d.trail {
+        let e = r.event.clone().unwrap_or_default();
+        out.push_str(&format!(
+            "  {}  step {} {} by {}\n",
+            local(e.at.as_ref(), tz),
+            e.step,
+            dash(&e.kind),
+            dash(&e.user)
+        ));
+    }
+    out.push_str(&format!(
+        "\nevidence ({} readings, newest last):\n",
+        d.evidence.len()
+    ));
+    let skip = d.evidence.len().saturating_sub(10);
+    for r in d.evidence.iter().skip(skip) {
+        let worst = r
+            .findings
+            .iter()
+            .filter(|f| f.level != "up")
+            .map(|f| {
+                format!(
+                    "{} {} ({})",
+                    dash(&f.problem),
+                    serde_json::json!(f.value),
+                    dash(&f.level)
+                )
+            })
+            .collect::<Vec<_>>();
+        let what = if worst.is_empty() {
+            "all within thresholds".to_string()
+        } else {
+            worst.join(", ")
+        };
+        let device = r.sample.as_ref().map_or("", |s| s.device.as_str());
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            local(r.at.as_ref(), tz),
+            dash(device),
+            what
+        ));
+    }
+    out.push_str(&format!("\nmeasurements ({}):\n", d.measurements.len()));
+    if !d.measurements.is_empty() {
+        out.push_str(&measurements_table(&d.measurements, tz));
+        out.push('\n');
+    }
+    out.trim_end().to_string()
+}
+
+/// A ticket's measurements, as `siaga ticket measurements` lists them.
+fn measurements_table(list: &[v1::TicketMeasurement], tz: chrono_tz::Tz) -> String {
+    let mut t = table(&[
+        "id",
+        "phase",
+        "state",
+        "requested by",
+        "requested at",
+        "loss %",
+        "RTT median ms",
+        "links",
+    ]);
+    for m in list {
+        let state = match m.state.as_str() {
+            "queued" => format!("queued (expires {})", local(m.expires_at.as_ref(), tz)),
+            "failed" => format!("failed: {}", m.error),
+            other => other.to_string(),
+        };
+        let loss: Vec<String> = m
+            .devices
+            .iter()
+            .map(|d| format!("{} {:.1}", d.device, d.loss_pct))
+            .collect();
+        let rtt: Vec<String> = m
+            .devices
+            .iter()
+            .map(|d| {
+                let ms = d.rtt_median_ms.map_or("-".into(), |v| format!("{v:.2}"));
+                format!("{} {ms}", d.device)
+            })
+            .collect();
+        let links: Vec<String> = m
+            .links
+            .iter()
+            .map(|l| match l.error.as_str() {
+                "" => format!("{} {}", l.name, l.oper_status),
+                e => format!("{} ({e})", l.name),
+            })
+            .collect();
+        t.add_row(vec![
+            m.id.clone(),
+            dash(&m.phase),
+            state,
+            m.requested_by.clone(),
+            local(m.requested_at.as_ref(), tz),
+            loss.join(", "),
+            rtt.join(", "),
+            links.join(", "),
+        ]);
+    }
+    crate::cli::show(&t)
 }
 
 /// `siaga maintenance …`.
@@ -633,18 +748,29 @@ mod tests {
 
     #[test]
     fn tickets_table_shows_what_a_helpdesk_needs() {
-        let reply = json!([{
-            "id": "PJ-2026-0001", "opd": "dinkes", "device": "dinkes-rtr", "link": null,
-            "problem": "No reply from dinkes-rtr", "origin": "detected", "step": 1,
-            "role": "pemohon", "opened_at": "2026-11-24T03:00:00Z", "recovered_at": null,
-            "occurrences": 1, "affected": ["dinkes-sw1", "dinkes-sw2"], "flapping": false,
-            "closed": false, "incident": "device:dinkes-rtr:loss"
-        }])
-        .to_string();
+        let t = v1::Ticket {
+            id: "PJ-2026-0001".into(),
+            opd: "dinkes".into(),
+            device: "dinkes-rtr".into(),
+            problem: "No reply from dinkes-rtr".into(),
+            origin: "detected".into(),
+            step: 1,
+            role: "pemohon".into(),
+            opened_at: Some(pbjson_types::Timestamp {
+                seconds: 1_795_489_200,
+                nanos: 0,
+            }),
+            occurrences: 1,
+            affected: vec!["dinkes-sw1".into(), "dinkes-sw2".into()],
+            incident: "device:dinkes-rtr:loss".into(),
+            ..Default::default()
+        };
         let cmd = TicketsCmd::default();
-        let wide = cmd
-            .render_as(&reply, chrono_tz::Asia::Makassar, crate::cli::Output::Wide)
-            .unwrap();
+        let wide = cmd.render_as(
+            std::slice::from_ref(&t),
+            chrono_tz::Asia::Makassar,
+            crate::cli::Output::Wide,
+        );
         for want in [
             "PJ-2026-0001",
             "dinkes-rtr",
@@ -657,9 +783,11 @@ mod tests {
         }
         assert!(!wide.contains("T03:00:00Z"), "{wide}");
         // The default table: what the helpdesk scans for.
-        let narrow = cmd
-            .render_as(&reply, chrono_tz::Asia::Makassar, crate::cli::Output::Table)
-            .unwrap();
+        let narrow = cmd.render_as(
+            std::slice::from_ref(&t),
+            chrono_tz::Asia::Makassar,
+            crate::cli::Output::Table,
+        );
         for want in [
             "PJ-2026-0001",
             "dinkes",
@@ -668,29 +796,15 @@ mod tests {
         ] {
             assert!(narrow.contains(want), "{want} in\n{narrow}");
         }
-        let json_out = TicketsCmd {
-            open: true,
-            json: true,
-            ..TicketsCmd::default()
-        }
-        .render(&reply, chrono_tz::Asia::Makassar)
-        .unwrap();
-        let back: Value = serde_json::from_str(&json_out).unwrap();
+        // --json is the proto3 JSON of the tickets.
+        let back: Value = serde_json::to_value(vec![t]).unwrap();
         assert_eq!(back[0]["affected"][1], "dinkes-sw2");
+        assert_eq!(back[0]["opened_at"], "2026-11-24T03:00:00+00:00");
     }
 
     #[test]
-    fn tickets_filter_by_opd_state_step_and_overdue() {
-        let reply = json!([
-            {"id": "PJ-2026-0001", "opd": "dinkes", "step": 1, "closed": false,
-             "overdue": true, "recovered_at": null},
-            {"id": "PJ-2026-0002", "opd": "dishub", "step": 4, "closed": false,
-             "overdue": false, "recovered_at": "2026-11-24T03:00:00Z"},
-            {"id": "PJ-2026-0003", "opd": "dinkes", "step": 9, "closed": true,
-             "overdue": false, "recovered_at": "2026-11-24T03:00:00Z"}
-        ])
-        .to_string();
-        let ids = |args: &[&str]| -> Vec<String> {
+    fn tickets_filters_go_to_the_collector() {
+        let request = |args: &[&str]| -> v1::ListTicketsRequest {
             #[derive(clap::Parser)]
             struct Cli {
                 #[command(flatten)]
@@ -698,25 +812,18 @@ mod tests {
             }
             let mut argv = vec!["tickets", "--json"];
             argv.extend(args);
-            let cli = <Cli as clap::Parser>::try_parse_from(argv).unwrap();
-            let out = cli
-                .cmd
-                .render_as(&reply, chrono_tz::Asia::Jakarta, crate::cli::Output::Table)
-                .unwrap();
-            let v: Value = serde_json::from_str(&out).unwrap();
-            v.as_array()
+            <Cli as clap::Parser>::try_parse_from(argv)
                 .unwrap()
-                .iter()
-                .map(|t| s(&t["id"]).trim_start_matches("PJ-2026-").to_string())
-                .collect()
+                .cmd
+                .request()
         };
-        assert_eq!(ids(&[]), ["0001", "0002", "0003"]);
-        assert_eq!(ids(&["--opd", "dinkes"]), ["0001", "0003"]);
-        assert_eq!(ids(&["--state", "open"]), ["0001", "0002"]);
-        assert_eq!(ids(&["--state", "closed"]), ["0003"]);
-        assert_eq!(ids(&["--state", "recovered"]), ["0002"]);
-        assert_eq!(ids(&["--step", "4"]), ["0002"]);
-        assert_eq!(ids(&["--overdue"]), ["0001"]);
-        assert_eq!(ids(&["--opd", "dinkes", "--state", "open"]), ["0001"]);
+        assert_eq!(request(&[]), v1::ListTicketsRequest::default());
+        assert_eq!(request(&["--opd", "dinkes"]).opd, "dinkes");
+        assert_eq!(request(&["--state", "recovered"]).state, "recovered");
+        assert_eq!(request(&["--open"]).state, "open");
+        assert_eq!(request(&["--open", "--state", "closed"]).state, "closed");
+        assert_eq!(request(&["--step", "4"]).step, Some(4));
+        assert!(request(&["--overdue"]).overdue);
+        assert!(request(&["--mine"]).mine);
     }
 }
