@@ -406,7 +406,8 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         limits::required("id", &r.id, len::ID)?;
-        limits::required("status", &r.status, len::NOTE)?;
+        // An empty status is the workflow's to refuse (and to put on the trail).
+        limits::text("status", &r.status, len::NOTE)?;
         let action = Action::UpdateStatus { status: r.status };
         Ok(Response::new(
             self.act(caller, r.id, "updating a ticket", action).await?,
@@ -420,7 +421,8 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         limits::required("id", &r.id, len::ID)?;
-        limits::required("reason", &r.reason, len::NOTE)?;
+        // An empty reason is the workflow's to refuse (and to put on the trail).
+        limits::text("reason", &r.reason, len::NOTE)?;
         let action = Action::Void { reason: r.reason };
         Ok(Response::new(
             self.act(caller, r.id, "voiding a ticket", action).await?,
