@@ -93,6 +93,14 @@ fn the_same_letter_filed_twice_is_the_same_ticket() -> Result<()> {
         again.starts_with(&format!("already filed as ticket {id}")),
         "{again}"
     );
+    // The same answer in JSON says so too.
+    let mut args = letter_args("005/7/DINKES/XII", &today, "Internet putus");
+    args.push("--json");
+    let json = o.json("hd", &args)?;
+    ensure!(
+        json["already_filed"] == true && json["ticket"]["id"] == id.as_str(),
+        "{json:#}"
+    );
     let letters = letter_tickets(&o, "hd")?;
     ensure!(
         letters.len() == 1 && letters[0]["id"] == id.as_str(),
