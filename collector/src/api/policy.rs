@@ -57,6 +57,7 @@ const fn rule(rpc: &'static str, allow: Allow, scope: Scope, changes: bool) -> R
 }
 
 use crate::sop::workflow::LETTER_ROLES;
+use crate::ticket::api::MAINTENANCE_ROLES;
 use Allow::*;
 use Scope::{None as Unscoped, Opd};
 
@@ -96,6 +97,24 @@ pub const RULES: &[Rule] = &[
     rule("/siaga.v1.Tickets/UpdateTicket", People, Opd, true),
     rule("/siaga.v1.Tickets/VoidTicket", People, Opd, true),
     rule("/siaga.v1.Tickets/ListAuditRecords", People, Opd, false),
+    rule(
+        "/siaga.v1.Tickets/ListMaintenanceWindows",
+        People,
+        Opd,
+        false,
+    ),
+    rule(
+        "/siaga.v1.Tickets/AddMaintenanceWindow",
+        Roles(&MAINTENANCE_ROLES),
+        Opd,
+        true,
+    ),
+    rule(
+        "/siaga.v1.Tickets/RemoveMaintenanceWindow",
+        Roles(&MAINTENANCE_ROLES),
+        Opd,
+        true,
+    ),
     // --- Sop (sop.proto)
     // --- Documents (documents.proto)
     // --- Measure (measure.proto)

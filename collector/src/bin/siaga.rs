@@ -193,7 +193,7 @@ fn check(cmd: &Cmd) -> Result<(), CliError> {
     match cmd {
         Cmd::Register(c) => c.request().map(drop).map_err(CliError::Usage),
         Cmd::Maintenance { cmd } => cmd
-            .request(chrono_tz::Asia::Jakarta)
+            .add_request(chrono_tz::Asia::Jakarta)
             .map(drop)
             .map_err(CliError::Usage),
         _ => Ok(()),
@@ -231,6 +231,7 @@ async fn run(args: Args) -> Result<(), CliError> {
         }
         Cmd::Events(c) => return events::cli::run(&cfg, &c).await,
         Cmd::Tickets(c) => return c.run(&cfg).await,
+        Cmd::Maintenance { cmd } => return cmd.run(&cfg).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),
         } => return c.run(&cfg).await,
@@ -268,10 +269,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             println!("{}", cmd.run(cli::channel(&cfg).await?, &url).await?);
             Ok(())
         }
-        Cmd::Maintenance { cmd } => {
-            let r = cmd.request(cfg.zone()).map_err(CliError::Message)?;
-            call(&mut client, &url, r, |reply| cmd.render(reply, tz)).await
-        }
+        Cmd::Maintenance { .. } => Ok(()),
         Cmd::Agents { .. }
         | Cmd::Devices { .. }
         | Cmd::History { .. }

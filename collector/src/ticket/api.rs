@@ -1,15 +1,5 @@
 //! The `Tickets` service (tickets.proto): listing, one ticket, a ticket
-//! from a letter, update, void, the audit trail.
-//!
-//! Maintenance windows are still `Admin.Call` methods:
-//!
-//! | method | arguments | answer |
-//! | --- | --- | --- |
-//! | `maintenance.add` | [`WindowRequest`] | the window with its id |
-//! | `maintenance.list` | `{}` | array of windows |
-//! | `maintenance.remove` | `{"id": n}` | `{"removed": true}` |
-
-use serde::{Deserialize, Serialize};
+//! from a letter, update, void, the audit trail, maintenance windows.
 
 use chrono::{DateTime, Utc};
 
@@ -23,7 +13,8 @@ use super::{HealthPart, wire};
 use crate::api::limits::{self, len};
 use crate::api::page::{Page, num_key};
 use crate::api::{ApiError, Caller, scope};
-use crate::health::{MaintenanceWindow, Schedule, Scope};
+use crate::health::{MaintenanceWindow, Scope};
+use crate::inventory::Inventory;
 use crate::sop::api::{NewLetter, view};
 use crate::sop::store::{SopStore, SopTicket};
 use crate::sop::workflow::{Action, Actor};
@@ -31,78 +22,95 @@ use crate::sop::workflow::{Action, Actor};
 /// Roles that may create and remove maintenance windows.
 pub const MAINTENANCE_ROLES: [&str; 4] = ["admin", "tim_teknis", "helpdesk", "kabid_aptika"];
 
-/// Arguments of `maintenance.add`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowRequest {
-    /// What it covers.
-    pub scope: Scope,
-    /// When.
-    pub schedule: Schedule,
-    /// Why.
-    #[serde(default)]
-    pub reason: String,
-}
+/// Days a weekly window names at most (each day once).
+const MAX_DAYS: usize = 7;
 
-#[derive(Deserialize)]
-struct WindowId {
-    id: u64,
-}
-
-fn args<T: for<'de> Deserialize<'de>>(method: &str, json: &str) -> Result<T, String> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| format!("{method}: bad arguments: {e}"))
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String, String> {
-    serde_json::to_string(v).map_err(|e| format!("encoding the answer: {e}"))
-}
-
-/// Answers one call. `Ok(None)`: not one of these methods.
-pub fn call(
-    store: &TicketStore,
-    user: &str,
-    roles: &[String],
-    method: &str,
-    json: &str,
-) -> Result<Option<String>, String> {
-    let db = |e: crate::error::StoreError| e.to_string();
-    let out = match method {
-        "maintenance.list" => to_json(&store.windows().map_err(db)?)?,
-        "maintenance.add" | "maintenance.remove" => {
-            if !roles
-                .iter()
-                .any(|r| MAINTENANCE_ROLES.contains(&r.as_str()))
-            {
-                return Err(format!(
-                    "{method}: only {} may change maintenance windows",
-                    MAINTENANCE_ROLES.join(", ")
-                ));
-            }
-            if method == "maintenance.add" {
-                let a: WindowRequest = args(method, json)?;
-                a.schedule.validate().map_err(|e| e.to_string())?;
-                let w = store
-                    .add_window(MaintenanceWindow {
-                        id: 0,
-                        scope: a.scope,
-                        schedule: a.schedule,
-                        reason: a.reason,
-                        created_by: user.to_string(),
-                    })
-                    .map_err(db)?;
-                to_json(&w)?
-            } else {
-                let a: WindowId = args(method, json)?;
-                if !store.remove_window(a.id).map_err(db)? {
-                    return Err(format!("no maintenance window {}", a.id));
-                }
-                to_json(&serde_json::json!({ "removed": true, "id": a.id }))?
-            }
+/// The OPD a window covers (`None`: a device no longer in the inventory).
+fn window_opd<'a>(w: &'a MaintenanceWindow, inv: &'a Inventory) -> Option<&'a str> {
+    match &w.scope {
+        Scope::Opd { opd } => Some(opd),
+        Scope::Device { device } | Scope::Link { device, .. } => {
+            inv.devices.get(device).map(|d| d.opd.as_str())
         }
-        _ => return Ok(None),
-    };
-    Ok(Some(out))
+    }
+}
+
+/// The windows `caller` sees (those of the OPDs they see), by id.
+pub fn windows_of(
+    store: &TicketStore,
+    caller: &Caller,
+    inv: &Inventory,
+) -> Result<Vec<MaintenanceWindow>, ApiError> {
+    let mut all = store
+        .windows()
+        .map_err(|e| ApiError::internal("listing the maintenance windows", e))?;
+    all.retain(|w| match window_opd(w, inv) {
+        Some(opd) => scope::listed(caller, opd),
+        None => caller.province(),
+    });
+    all.sort_by_key(|w| w.id);
+    Ok(all)
+}
+
+/// Adds the window of request `r` for `user`: its fields within their
+/// limits, its schedule valid and no longer than `max`.
+pub fn add_window(
+    store: &TicketStore,
+    r: &v1::AddMaintenanceWindowRequest,
+    user: &str,
+    max: std::time::Duration,
+) -> Result<v1::MaintenanceWindow, ApiError> {
+    let s = r
+        .scope
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("scope", "is required"))?;
+    limits::text("scope.opd", &s.opd, len::ID)?;
+    limits::text("scope.device", &s.device, len::ID)?;
+    limits::text("scope.link", &s.link, len::ID)?;
+    limits::text("scope.kind", &s.kind, len::ID)?;
+    let p = r
+        .schedule
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("schedule", "is required"))?;
+    limits::text("schedule.kind", &p.kind, len::ID)?;
+    limits::text("schedule.start_time", &p.start_time, 16)?;
+    if p.days.len() > MAX_DAYS {
+        return Err(ApiError::invalid(
+            "schedule.days",
+            format!("{} days; the limit is {MAX_DAYS}", p.days.len()),
+        ));
+    }
+    for d in &p.days {
+        limits::text("schedule.days", d, 16)?;
+    }
+    limits::text("reason", &r.reason, len::NOTE)?;
+    let scope = wire::scope_back(s).map_err(|(f, m)| ApiError::invalid(f, m))?;
+    let schedule = wire::schedule_back(p).map_err(|(f, m)| ApiError::invalid(f, m))?;
+    schedule
+        .validate()
+        .map_err(|e| ApiError::invalid("schedule", e.to_string()))?;
+    super::check_window_length(&schedule, max).map_err(|e| ApiError::invalid("schedule", e))?;
+    let w = store
+        .add_window(MaintenanceWindow {
+            id: 0,
+            scope,
+            schedule,
+            reason: r.reason.clone(),
+            created_by: user.to_string(),
+        })
+        .map_err(|e| ApiError::internal("adding the maintenance window", e))?;
+    Ok(wire::window(&w))
+}
+
+/// Removes window `id`.
+pub fn remove_window(store: &TicketStore, id: u64) -> Result<(), ApiError> {
+    match store.remove_window(id) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::NotFound(format!(
+            "no maintenance window {id} (see `siaga maintenance list`)"
+        ))),
+        Err(e) => Err(ApiError::internal("removing the maintenance window", e)),
+    }
 }
 
 /// The `Tickets` gRPC service (tickets.proto).
@@ -459,6 +467,53 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
             next_page_token,
         }))
     }
+
+    async fn list_maintenance_windows(
+        &self,
+        req: Request<v1::ListMaintenanceWindowsRequest>,
+    ) -> Result<Response<v1::ListMaintenanceWindowsResponse>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let page = Page::new(r.page_size, &r.page_token, "windows")?;
+        let health = self.health()?;
+        let inv = self.hub.inventory();
+        let all = crate::api::error::blocking("listing the maintenance windows", move || {
+            windows_of(&health.store, &caller, &inv)
+        })
+        .await?;
+        let (windows, next_page_token) = page.take(all, |w| num_key(w.id));
+        Ok(Response::new(v1::ListMaintenanceWindowsResponse {
+            windows: windows.iter().map(wire::window).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn add_maintenance_window(
+        &self,
+        req: Request<v1::AddMaintenanceWindowRequest>,
+    ) -> Result<Response<v1::MaintenanceWindow>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let health = self.health()?;
+        let w = crate::api::error::blocking("adding a maintenance window", move || {
+            add_window(&health.store, &r, &caller.name, health.max_window)
+        })
+        .await?;
+        Ok(Response::new(w))
+    }
+
+    async fn remove_maintenance_window(
+        &self,
+        req: Request<v1::RemoveMaintenanceWindowRequest>,
+    ) -> Result<Response<v1::RemoveMaintenanceWindowResponse>, Status> {
+        let id = req.get_ref().id;
+        let health = self.health()?;
+        crate::api::error::blocking("removing a maintenance window", move || {
+            remove_window(&health.store, id)
+        })
+        .await?;
+        Ok(Response::new(v1::RemoveMaintenanceWindowResponse {}))
+    }
 }
 
 #[cfg(test)]
@@ -518,8 +573,89 @@ pub mod tests {
         }
     }
 
+    /// A window of an hour from now over `opd`.
+    fn window(opd: &str) -> v1::AddMaintenanceWindowRequest {
+        let now = chrono::Utc::now();
+        v1::AddMaintenanceWindowRequest {
+            scope: Some(v1::MaintenanceScope {
+                kind: "opd".into(),
+                opd: opd.into(),
+                ..Default::default()
+            }),
+            schedule: Some(v1::MaintenanceSchedule {
+                kind: "once".into(),
+                start: Some(crate::ticket::wire::ts(now)),
+                end: Some(crate::ticket::wire::ts(now + chrono::Duration::hours(1))),
+                ..Default::default()
+            }),
+            reason: "uji".into(),
+        }
+    }
+
+    /// A new window over `opd`, added by the admin; its id.
+    async fn add_window(f: &Fixture, opd: &str) -> u64 {
+        TicketsClient::new(f.as_role("admin"))
+            .add_maintenance_window(window(opd))
+            .await
+            .unwrap_or_else(|s| panic!("window of {opd}: {s:?}"))
+            .into_inner()
+            .id
+    }
+
     /// The matrix cases of the `Tickets` service.
     pub const CASES: &[Case] = &[
+        Case {
+            rpc: "/siaga.v1.Tickets/ListMaintenanceWindows",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    f.once(&format!("window of {opd}"), async {
+                        add_window(&f, opd).await.to_string()
+                    })
+                    .await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    match c
+                        .list_maintenance_windows(v1::ListMaintenanceWindowsRequest::default())
+                        .await
+                    {
+                        Ok(r) => {
+                            let of_opd = r
+                                .into_inner()
+                                .windows
+                                .iter()
+                                .any(|w| w.scope.as_ref().is_some_and(|s| s.opd == opd));
+                            if of_opd {
+                                Outcome::Seen
+                            } else {
+                                Outcome::Hidden
+                            }
+                        }
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/AddMaintenanceWindow",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let mut c = TicketsClient::new(f.channel(p));
+                    seen_if_ok(c.add_maintenance_window(window(opd)).await)
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/RemoveMaintenanceWindow",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = add_window(&f, opd).await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    seen_if_ok(
+                        c.remove_maintenance_window(v1::RemoveMaintenanceWindowRequest { id })
+                            .await,
+                    )
+                })
+            },
+        },
         Case {
             rpc: "/siaga.v1.Tickets/ListTickets",
             call: |f: Arc<Fixture>, p, opd| {
@@ -897,5 +1033,69 @@ pub mod tests {
         assert_eq!(trail.records.len(), 1);
         assert_eq!(trail.records[0].event.as_ref().unwrap().kind, "opened");
         assert!(!trail.next_page_token.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn maintenance_windows_are_checked_and_scoped_to_the_opd() {
+        let f = Fixture::start().await;
+        let mut kabid = TicketsClient::new(f.as_role("kabid_aptika"));
+        let refused = |r: v1::AddMaintenanceWindowRequest| {
+            let mut c = kabid.clone();
+            async move { c.add_maintenance_window(r).await.unwrap_err() }
+        };
+        let e = refused(v1::AddMaintenanceWindowRequest {
+            reason: "r".repeat(2001),
+            ..window(OWN)
+        })
+        .await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.message(), "reason: 2001 characters; the limit is 2000");
+        let mut planet = window(OWN);
+        planet.scope.as_mut().unwrap().kind = "planet".into();
+        let e = refused(planet).await;
+        assert!(e.message().starts_with("scope.kind:"), "{}", e.message());
+        let mut forever = window(OWN);
+        forever.schedule.as_mut().unwrap().end = Some(crate::ticket::wire::ts(
+            chrono::Utc::now() + chrono::Duration::days(365),
+        ));
+        let e = refused(forever).await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("schedule:"), "{}", e.message());
+        let own = kabid
+            .add_maintenance_window(window(OWN))
+            .await
+            .unwrap()
+            .into_inner();
+        let other = kabid
+            .add_maintenance_window(window(OTHER))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(own.created_by, "kabid");
+        let ids = |r: v1::ListMaintenanceWindowsResponse| -> Vec<u64> {
+            r.windows.iter().map(|w| w.id).collect()
+        };
+        let all = kabid
+            .list_maintenance_windows(v1::ListMaintenanceWindowsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ids(all), [own.id, other.id]);
+        let mut opd = TicketsClient::new(f.as_role("pemohon"));
+        let seen = opd
+            .list_maintenance_windows(v1::ListMaintenanceWindowsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ids(seen), [own.id]);
+        kabid
+            .remove_maintenance_window(v1::RemoveMaintenanceWindowRequest { id: own.id })
+            .await
+            .unwrap();
+        let e = kabid
+            .remove_maintenance_window(v1::RemoveMaintenanceWindowRequest { id: own.id })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
     }
 }

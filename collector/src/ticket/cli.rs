@@ -1,55 +1,23 @@
-//! The `siaga` commands of the health part: what each sends over
-//! `Admin.Call` and how its answer is shown.
+//! The `siaga` commands of the `Tickets` service: what each asks and how
+//! its answer is shown.
 //!
-//! `siaga tickets [--open] [--json]`, `siaga ticket show ID [--json]`,
-//! `siaga events [--since DURATION] [--json]`,
-//! `siaga maintenance add|list|remove`.
+//! `siaga tickets [--opd …] [--state …] [--step N] [--overdue] [--mine]
+//! [--json]`, `siaga ticket show ID [--json]`, `siaga maintenance
+//! add|list|remove`.
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{NaiveTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use comfy_table::Table;
-use serde_json::{Value, json};
 
 use siaga_proto::v1::{self, tickets_client::TicketsClient};
 use tonic::transport::Channel;
 
 use crate::cli::{CliError, SiagaConfig};
-use crate::sop::cli::Request;
-
-fn req(method: &'static str, v: Value) -> Request {
-    Request {
-        method,
-        json: v.to_string(),
-    }
-}
-
-fn parse(reply: &str) -> Result<Value, String> {
-    serde_json::from_str(reply)
-        .map_err(|e| format!("the collector sent an answer this siaga cannot read: {e}"))
-}
-
-fn pretty(v: &Value) -> Result<String, String> {
-    serde_json::to_string_pretty(v).map_err(|e| e.to_string())
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(x) => x.clone(),
-        other => other.to_string(),
-    }
-}
 
 fn table(header: &[&str]) -> Table {
     crate::cli::table(header)
-}
-
-fn time_us(us: i64, tz: chrono_tz::Tz) -> String {
-    DateTime::from_timestamp_micros(us)
-        .map(|t| crate::cli::local_time(tz, t))
-        .unwrap_or_else(|| us.to_string())
 }
 
 /// `siaga tickets`.
@@ -509,141 +477,207 @@ fn offset_minutes(s: &str) -> Result<i32, String> {
 }
 
 impl MaintenanceCmd {
-    /// The call, with the times typed read in zone `tz`; bad combinations
-    /// of options are errors.
-    pub fn request(&self, tz: chrono_tz::Tz) -> Result<Request, String> {
-        match self {
-            MaintenanceCmd::List { .. } => Ok(req("maintenance.list", json!({}))),
-            MaintenanceCmd::Remove { id } => Ok(req("maintenance.remove", json!({ "id": id }))),
-            MaintenanceCmd::Add {
-                opd,
-                device,
-                link,
-                from,
-                until,
-                duration,
-                weekly,
-                at,
-                utc_offset,
-                reason,
-            } => {
-                let scope = match (opd, device, link) {
-                    (Some(o), _, _) => json!({"kind": "opd", "opd": o}),
-                    (_, Some(d), _) => json!({"kind": "device", "device": d}),
-                    (_, _, Some(l)) => {
-                        let (d, name) = l
-                            .split_once('/')
-                            .ok_or_else(|| format!("--link {l:?}: expected DEVICE/LINK"))?;
-                        json!({"kind": "link", "device": d, "link": name})
-                    }
-                    _ => return Err("give --opd, --device or --link".into()),
-                };
-                let schedule = if !weekly.is_empty() {
-                    let dur = duration.ok_or("--weekly needs --for")?;
-                    json!({
-                        "kind": "weekly",
-                        "days": weekly,
-                        "start": at.clone().ok_or("--weekly needs --at HH:MM")?,
-                        "duration_s": dur.as_secs(),
-                        "utc_offset_minutes": match utc_offset {
-                            Some(o) => offset_minutes(o)?,
-                            None => zone_minutes(tz),
-                        },
-                    })
-                } else {
-                    let now = Utc::now();
-                    let start = match from {
-                        Some(f) => {
-                            crate::when::point(f, tz, now).map_err(|e| format!("--from: {e}"))?
-                        }
-                        None => now,
-                    };
-                    let end = match (until, duration) {
-                        (Some(u), _) => {
-                            crate::when::point(u, tz, now).map_err(|e| format!("--until: {e}"))?
-                        }
-                        (None, Some(d)) => {
-                            start
-                                + chrono::Duration::from_std(*d)
-                                    .map_err(|_| "--for is too long".to_string())?
-                        }
-                        (None, None) => return Err("give --until or --for (or --weekly)".into()),
-                    };
-                    json!({
-                        "kind": "once",
-                        "start_us": start.timestamp_micros(),
-                        "end_us": end.timestamp_micros(),
-                    })
-                };
-                Ok(req(
-                    "maintenance.add",
-                    json!({"scope": scope, "schedule": schedule, "reason": reason}),
-                ))
-            }
-        }
-    }
-
-    /// What to print.
-    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        let v = parse(reply)?;
-        match self {
-            MaintenanceCmd::List { json: true } => pretty(&v),
-            MaintenanceCmd::List { json: false } => {
-                let mut t = table(&["id", "covers", "when", "reason", "by"]);
-                for w in v.as_array().into_iter().flatten() {
-                    t.add_row(vec![
-                        s(&w["id"]),
-                        scope_text(&w["scope"]),
-                        schedule_text(&w["schedule"], tz),
-                        s(&w["reason"]),
-                        s(&w["created_by"]),
-                    ]);
+    /// The window `add` asks for, with the times typed read in zone `tz`
+    /// (`None` for `list` and `remove`); bad combinations of options are
+    /// errors.
+    pub fn add_request(
+        &self,
+        tz: chrono_tz::Tz,
+    ) -> Result<Option<v1::AddMaintenanceWindowRequest>, String> {
+        let MaintenanceCmd::Add {
+            opd,
+            device,
+            link,
+            from,
+            until,
+            duration,
+            weekly,
+            at,
+            utc_offset,
+            reason,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let scope = match (opd, device, link) {
+            (Some(o), _, _) => v1::MaintenanceScope {
+                kind: "opd".into(),
+                opd: o.clone(),
+                ..Default::default()
+            },
+            (_, Some(d), _) => v1::MaintenanceScope {
+                kind: "device".into(),
+                device: d.clone(),
+                ..Default::default()
+            },
+            (_, _, Some(l)) => {
+                let (d, name) = l
+                    .split_once('/')
+                    .ok_or_else(|| format!("--link {l:?}: expected DEVICE/LINK"))?;
+                v1::MaintenanceScope {
+                    kind: "link".into(),
+                    device: d.into(),
+                    link: name.into(),
+                    ..Default::default()
                 }
-                Ok(crate::cli::show(&t))
             }
-            MaintenanceCmd::Add { .. } => Ok(format!(
-                "maintenance window {} added: {}, {}",
-                s(&v["id"]),
-                scope_text(&v["scope"]),
-                schedule_text(&v["schedule"], tz)
-            )),
-            MaintenanceCmd::Remove { id } => Ok(format!("maintenance window {id} removed")),
+            _ => return Err("give --opd, --device or --link".into()),
+        };
+        let schedule = if !weekly.is_empty() {
+            let dur = duration.ok_or("--weekly needs --for")?;
+            v1::MaintenanceSchedule {
+                kind: "weekly".into(),
+                days: weekly.clone(),
+                start_time: at.clone().ok_or("--weekly needs --at HH:MM")?,
+                duration_s: dur.as_secs(),
+                utc_offset_minutes: match utc_offset {
+                    Some(o) => offset_minutes(o)?,
+                    None => zone_minutes(tz),
+                },
+                ..Default::default()
+            }
+        } else {
+            let now = Utc::now();
+            let start = match from {
+                Some(f) => crate::when::point(f, tz, now).map_err(|e| format!("--from: {e}"))?,
+                None => now,
+            };
+            let end = match (until, duration) {
+                (Some(u), _) => {
+                    crate::when::point(u, tz, now).map_err(|e| format!("--until: {e}"))?
+                }
+                (None, Some(d)) => {
+                    start
+                        + chrono::Duration::from_std(*d)
+                            .map_err(|_| "--for is too long".to_string())?
+                }
+                (None, None) => return Err("give --until or --for (or --weekly)".into()),
+            };
+            v1::MaintenanceSchedule {
+                kind: "once".into(),
+                start: Some(super::wire::ts(start)),
+                end: Some(super::wire::ts(end)),
+                ..Default::default()
+            }
+        };
+        Ok(Some(v1::AddMaintenanceWindowRequest {
+            scope: Some(scope),
+            schedule: Some(schedule),
+            reason: reason.clone(),
+        }))
+    }
+
+    /// Runs `siaga maintenance …` on the `Tickets` service.
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+        let url = cfg.collector.clone();
+        let tz = cfg.zone();
+        let fail = |s| crate::cli::status_error(&url, s);
+        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        match self {
+            MaintenanceCmd::List { json } => {
+                let mut all = Vec::new();
+                let mut token = String::new();
+                loop {
+                    let r = c
+                        .list_maintenance_windows(crate::cli::request(
+                            v1::ListMaintenanceWindowsRequest {
+                                page_size: 0,
+                                page_token: token,
+                            },
+                        ))
+                        .await
+                        .map_err(fail)?
+                        .into_inner();
+                    all.extend(r.windows);
+                    if r.next_page_token.is_empty() {
+                        break;
+                    }
+                    token = r.next_page_token;
+                }
+                if *json {
+                    return print_json(&all);
+                }
+                println!("{}", windows_table(&all, tz));
+            }
+            MaintenanceCmd::Remove { id } => {
+                c.remove_maintenance_window(crate::cli::request(
+                    v1::RemoveMaintenanceWindowRequest { id: *id },
+                ))
+                .await
+                .map_err(fail)?;
+                println!("maintenance window {id} removed");
+            }
+            MaintenanceCmd::Add { .. } => {
+                let r = self
+                    .add_request(tz)
+                    .map_err(CliError::Usage)?
+                    .ok_or_else(|| CliError::Message("not an add".into()))?;
+                let w = c
+                    .add_maintenance_window(crate::cli::request(r))
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                println!(
+                    "maintenance window {} added: {}, {}",
+                    w.id,
+                    scope_text(w.scope.as_ref()),
+                    schedule_text(w.schedule.as_ref(), tz)
+                );
+            }
         }
+        Ok(())
     }
 }
 
-fn scope_text(v: &Value) -> String {
-    match v["kind"].as_str() {
-        Some("opd") => format!("opd {}", s(&v["opd"])),
-        Some("device") => format!("device {}", s(&v["device"])),
-        Some("link") => format!("link {}/{}", s(&v["device"]), s(&v["link"])),
-        _ => s(v),
+fn windows_table(windows: &[v1::MaintenanceWindow], tz: chrono_tz::Tz) -> String {
+    let mut t = table(&["id", "covers", "when", "reason", "by"]);
+    for w in windows {
+        t.add_row(vec![
+            w.id.to_string(),
+            scope_text(w.scope.as_ref()),
+            schedule_text(w.schedule.as_ref(), tz),
+            dash(&w.reason),
+            dash(&w.created_by),
+        ]);
+    }
+    crate::cli::show(&t)
+}
+
+fn scope_text(v: Option<&v1::MaintenanceScope>) -> String {
+    let Some(v) = v else {
+        return "-".into();
+    };
+    match v.kind.as_str() {
+        "opd" => format!("opd {}", v.opd),
+        "device" => format!("device {}", v.device),
+        "link" => format!("link {}/{}", v.device, v.link),
+        other => dash(other),
     }
 }
 
-fn schedule_text(v: &Value, tz: chrono_tz::Tz) -> String {
-    match v["kind"].as_str() {
-        Some("once") => format!(
+fn schedule_text(v: Option<&v1::MaintenanceSchedule>, tz: chrono_tz::Tz) -> String {
+    let Some(v) = v else {
+        return "-".into();
+    };
+    match v.kind.as_str() {
+        "once" => format!(
             "{} – {}",
-            time_us(v["start_us"].as_i64().unwrap_or(0), tz),
-            time_us(v["end_us"].as_i64().unwrap_or(0), tz)
+            local(v.start.as_ref(), tz),
+            local(v.end.as_ref(), tz)
         ),
-        Some("weekly") => {
-            let days: Vec<String> = v["days"].as_array().into_iter().flatten().map(s).collect();
-            let off = v["utc_offset_minutes"].as_i64().unwrap_or(0);
+        "weekly" => {
+            let off = v.utc_offset_minutes;
             format!(
                 "weekly {} at {} (UTC{}{:02}:{:02}) for {}",
-                days.join(","),
-                s(&v["start"]),
+                v.days.join(","),
+                v.start_time,
                 if off < 0 { '-' } else { '+' },
                 off.abs() / 60,
                 off.abs() % 60,
-                humantime::format_duration(Duration::from_secs(
-                    v["duration_s"].as_u64().unwrap_or(0)
-                ))
+                humantime::format_duration(Duration::from_secs(v.duration_s))
             )
         }
-        _ => s(v),
+        other => dash(other),
     }
 }
 
@@ -651,6 +685,7 @@ fn schedule_text(v: &Value, tz: chrono_tz::Tz) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use clap::Parser;
+    use serde_json::{Value, json};
     use test_case::test_case;
 
     use super::*;
@@ -665,9 +700,14 @@ mod tests {
         let mut argv = vec!["siaga", "add"];
         argv.extend(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let r = cli.cmd.request(chrono_tz::Asia::Makassar)?;
-        assert_eq!(r.method, "maintenance.add");
-        Ok(serde_json::from_str(&r.json).unwrap())
+        let r = cli
+            .cmd
+            .add_request(chrono_tz::Asia::Makassar)?
+            .expect("an add");
+        // The window as the collector reads the request.
+        let scope = super::super::wire::scope_back(r.scope.as_ref().unwrap()).unwrap();
+        let schedule = super::super::wire::schedule_back(r.schedule.as_ref().unwrap()).unwrap();
+        Ok(json!({"scope": scope, "schedule": schedule, "reason": r.reason}))
     }
 
     #[test]

@@ -137,22 +137,6 @@ impl HealthPart {
         })
     }
 
-    /// Answers the health part's `Admin.Call` methods (`Ok(None)`: not ours).
-    pub fn call(
-        &self,
-        user: &str,
-        roles: &[String],
-        method: &str,
-        json: &str,
-    ) -> Result<Option<String>, String> {
-        if method == "maintenance.add"
-            && let Ok(w) = serde_json::from_str::<api::WindowRequest>(json)
-        {
-            check_window_length(&w.schedule, self.max_window)?;
-        }
-        api::call(&self.store, user, roles, method, json)
-    }
-
     /// After an SOP call answered without error: a ticket that moved to
     /// another step is announced (webhook, e-mail), and a disposal of the
     /// review step freezes the work report.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use siaga_proto::v1;
 
 use super::store::{TicketHealth, TicketNote};
-use crate::health::{Reading, Reason};
+use crate::health::{MaintenanceWindow, Reading, Reason, Schedule, Scope};
 use crate::measure::{MeasureState, Measurement};
 use crate::sop::api::TicketView;
 use crate::sop::audit::AuditRecord;
@@ -28,7 +28,8 @@ pub fn time(t: &Timestamp) -> DateTime<Utc> {
     DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).unwrap_or_default()
 }
 
-fn ts_us(us: i64) -> Timestamp {
+/// Microseconds since the epoch as a protobuf timestamp.
+pub fn ts_us(us: i64) -> Timestamp {
     Timestamp {
         seconds: us.div_euclid(1_000_000),
         nanos: i32::try_from(us.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
@@ -535,4 +536,103 @@ pub fn record_back(r: &v1::AuditRecord) -> Option<AuditRecord> {
         prev_hash: r.prev_hash.clone(),
         hash: r.hash.clone(),
     })
+}
+
+/// A maintenance window.
+pub fn window(w: &MaintenanceWindow) -> v1::MaintenanceWindow {
+    let scope = match &w.scope {
+        Scope::Opd { opd } => v1::MaintenanceScope {
+            kind: "opd".into(),
+            opd: opd.clone(),
+            ..Default::default()
+        },
+        Scope::Device { device } => v1::MaintenanceScope {
+            kind: "device".into(),
+            device: device.clone(),
+            ..Default::default()
+        },
+        Scope::Link { device, link } => v1::MaintenanceScope {
+            kind: "link".into(),
+            device: device.clone(),
+            link: link.clone(),
+            ..Default::default()
+        },
+    };
+    let schedule = match &w.schedule {
+        Schedule::Once { start_us, end_us } => v1::MaintenanceSchedule {
+            kind: "once".into(),
+            start: Some(ts_us(*start_us)),
+            end: Some(ts_us(*end_us)),
+            ..Default::default()
+        },
+        Schedule::Weekly {
+            days,
+            start,
+            duration_s,
+            utc_offset_minutes,
+        } => v1::MaintenanceSchedule {
+            kind: "weekly".into(),
+            days: days.clone(),
+            start_time: start.clone(),
+            duration_s: *duration_s,
+            utc_offset_minutes: *utc_offset_minutes,
+            ..Default::default()
+        },
+    };
+    v1::MaintenanceWindow {
+        id: w.id,
+        scope: Some(scope),
+        schedule: Some(schedule),
+        reason: w.reason.clone(),
+        created_by: w.created_by.clone(),
+    }
+}
+
+fn us_of(t: &Option<Timestamp>) -> Option<i64> {
+    t.as_ref().map(|t| {
+        t.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(t.nanos) / 1_000)
+    })
+}
+
+/// What a window's scope message says, or (field, what is wrong).
+pub fn scope_back(s: &v1::MaintenanceScope) -> Result<Scope, (&'static str, String)> {
+    let need = |field: &'static str, v: &str| {
+        if v.trim().is_empty() {
+            Err((field, format!("is required for a scope of kind {}", s.kind)))
+        } else {
+            Ok(v.trim().to_string())
+        }
+    };
+    match s.kind.as_str() {
+        "opd" => Ok(Scope::Opd {
+            opd: need("scope.opd", &s.opd)?,
+        }),
+        "device" => Ok(Scope::Device {
+            device: need("scope.device", &s.device)?,
+        }),
+        "link" => Ok(Scope::Link {
+            device: need("scope.device", &s.device)?,
+            link: need("scope.link", &s.link)?,
+        }),
+        other => Err(("scope.kind", format!("{other:?}: give opd, device or link"))),
+    }
+}
+
+/// What a window's schedule message says, or (field, what is wrong).
+pub fn schedule_back(s: &v1::MaintenanceSchedule) -> Result<Schedule, (&'static str, String)> {
+    match s.kind.as_str() {
+        "once" => Ok(Schedule::Once {
+            start_us: us_of(&s.start).ok_or(("schedule.start", "is required".to_string()))?,
+            end_us: us_of(&s.end).ok_or(("schedule.end", "is required".to_string()))?,
+        }),
+        "weekly" => Ok(Schedule::Weekly {
+            days: s.days.clone(),
+            start: s.start_time.clone(),
+            duration_s: s.duration_s,
+            utc_offset_minutes: s.utc_offset_minutes,
+        }),
+        other => Err(("schedule.kind", format!("{other:?}: give once or weekly"))),
+    }
 }
