@@ -1,8 +1,8 @@
-//! The `siaga` commands of the SOP chain: what each sends over `Admin.Call` and
-//! how its answer is shown. The binary only connects and passes the JSON through.
-//!
-//! `siaga ticket dispose|return|update|void|acknowledge|new|card`, `siaga inbox`,
-//! `siaga register`, `siaga user list|grant|revoke`.
+//! The `siaga` commands of the SOP chain: what each asks and how its answer
+//! is shown. `siaga ticket new|update|void|audit` use the `Tickets` service;
+//! `siaga ticket dispose|return|acknowledge|turn|card`, `siaga inbox` and
+//! `siaga register` still go over `Admin.Call`; `siaga user
+//! list|grant|revoke` use the `Users` service.
 
 use std::path::PathBuf;
 
