@@ -286,16 +286,6 @@ impl AdminService {
                 crate::sop::api::ApiError::NotFound(m) => Status::not_found(m),
                 crate::sop::api::ApiError::Internal(m) => internal(m),
             };
-            if let Some(r) = health
-                .call(&user.name, &user.roles, &method, &json)
-                .map_err(Status::invalid_argument)?
-            {
-                return Ok(if method == "tickets.show" {
-                    with_measurements(&hub, r)
-                } else {
-                    r
-                });
-            }
             let caller = crate::sop::workflow::Actor {
                 user: user.name.clone(),
                 roles: user.roles.clone(),
@@ -322,29 +312,6 @@ impl AdminService {
         .await
         .map_err(internal)??;
         Ok(answer)
-    }
-}
-
-/// `tickets.show` with the ticket's measurements added (`measurements`).
-fn with_measurements(hub: &Hub, reply: String) -> String {
-    let Some(service) = hub.measure.get() else {
-        return reply;
-    };
-    let Ok(mut v) = serde_json::from_str::<Value>(&reply) else {
-        return reply;
-    };
-    let Some(id) = v["id"].as_str().map(str::to_string) else {
-        return reply;
-    };
-    match service.for_ticket(&id) {
-        Ok(list) => {
-            v["measurements"] = serde_json::to_value(list).unwrap_or(Value::Null);
-            v.to_string()
-        }
-        Err(e) => {
-            tracing::warn!(ticket = %id, error = %e, "cannot read the ticket's measurements");
-            reply
-        }
     }
 }
 
@@ -399,7 +366,7 @@ impl AdminService {
 }
 
 /// Users and OPDs for the SOP calls.
-pub(crate) struct HubDirectory(pub(crate) Arc<Hub>);
+pub struct HubDirectory(pub Arc<Hub>);
 
 impl crate::sop::api::Directory for HubDirectory {
     fn roles(&self, user: &str) -> Option<Vec<String>> {

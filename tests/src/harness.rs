@@ -113,6 +113,16 @@ pub fn json_u64(v: &Value) -> Option<u64> {
     }
 }
 
+/// A boolean from `--json`: the canonical proto3 JSON mapping leaves out a
+/// field that is false, so a missing one is false; `None` when it is
+/// something else than a boolean.
+pub fn json_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Null => Some(false),
+        other => other.as_bool(),
+    }
+}
+
 /// Reads a timestamp as the CLI prints it (RFC 3339 text, or a number of
 /// microseconds, milliseconds or seconds since the epoch) as microseconds.
 pub fn ts_us(v: &Value) -> Option<i64> {

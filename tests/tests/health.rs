@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use siaga_tests::harness::{
-    Agent, Collector, Siaga, metric_value, now_us, secs, set_toml, ts_us, wait_until,
+    Agent, Collector, Siaga, json_bool, metric_value, now_us, secs, set_toml, ts_us, wait_until,
 };
 use siaga_tests::lab::Lab;
 use siaga_tests::sinks::{SmtpSink, WebhookReceiver};
@@ -123,7 +123,7 @@ fn forty_percent_loss_opens_one_ticket_and_its_recovery_is_recorded() -> Result<
     let t = tickets(&siaga)?;
     ensure!(t.len() == 1, "still one ticket after recovery: {t:#?}");
     ensure!(
-        t[0]["closed"] == false,
+        json_bool(&t[0]["closed"]) == Some(false),
         "recovery does not close the ticket"
     );
 
@@ -670,7 +670,7 @@ fn a_link_toggled_twenty_times_in_two_minutes_is_one_flapping_ticket_that_record
     let t = only_ticket(&siaga)?;
     ensure!(t["id"] == id.as_str(), "still the one ticket: {t:#?}");
     ensure!(
-        t["closed"] == false,
+        json_bool(&t["closed"]) == Some(false),
         "recovery does not close the ticket: {t:#?}"
     );
     let show = siaga.json(&["ticket", "show", &id, "--json"])?;

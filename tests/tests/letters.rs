@@ -93,6 +93,14 @@ fn the_same_letter_filed_twice_is_the_same_ticket() -> Result<()> {
         again.starts_with(&format!("already filed as ticket {id}")),
         "{again}"
     );
+    // The same answer in JSON says so too.
+    let mut args = letter_args("005/7/DINKES/XII", &today, "Internet putus");
+    args.push("--json");
+    let json = o.json("hd", &args)?;
+    ensure!(
+        json["already_filed"] == true && json["ticket"]["id"] == id.as_str(),
+        "{json:#}"
+    );
     let letters = letter_tickets(&o, "hd")?;
     ensure!(
         letters.len() == 1 && letters[0]["id"] == id.as_str(),
@@ -173,18 +181,16 @@ fn text_over_its_limit_is_refused_and_the_queue_still_lists() -> Result<()> {
     // 15 MB of subject: more than a command line holds, so sent as the CLI
     // sends it, straight to the admin API.
     let tls = o.user("hd")?.tls()?;
-    let huge = serde_json::json!({"opd": "dinkes", "letter_number": "005/13/DINKES",
-        "letter_date": today, "subject": "x".repeat(15 << 20)})
-    .to_string();
+    let huge = siaga_proto::v1::NewTicketRequest {
+        opd: "dinkes".into(),
+        letter_number: "005/13/DINKES".into(),
+        letter_date: today.to_string(),
+        subject: "x".repeat(15 << 20),
+        ..Default::default()
+    };
     let answer = runtime()?.block_on(async {
-        let mut c = siaga_proto::v1::admin_client::AdminClient::new(tls.channel().await?);
-        anyhow::Ok(
-            c.call(siaga_proto::v1::CallRequest {
-                method: "ticket.new".into(),
-                json: huge,
-            })
-            .await,
-        )
+        let mut c = siaga_proto::v1::tickets_client::TicketsClient::new(tls.channel().await?);
+        anyhow::Ok(c.new_ticket(huge).await)
     })?;
     ensure!(answer.is_err(), "a 15 MB subject was accepted");
     // Everyone's queue still lists, with the one ticket of a normal size.

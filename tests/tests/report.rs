@@ -284,12 +284,9 @@ fn the_report_is_a_draft_until_the_review_then_frozen_identical_and_checked_by_v
     let trail: Value = serde_json::from_str(&trail)?;
     let frozen = trail
         .as_array()
-        .and_then(|t| {
-            t.iter()
-                .find(|r| r["event"]["kind"]["type"] == "report_frozen")
-        })
+        .and_then(|t| t.iter().find(|r| r["event"]["kind"] == "report_frozen"))
         .ok_or_else(|| anyhow!("no report_frozen record in the trail: {trail}"))?;
-    let docs = frozen["event"]["kind"]["documents"]
+    let docs = frozen["event"]["report_frozen"]["documents"]
         .as_array()
         .ok_or_else(|| anyhow!("{frozen}"))?;
     ensure!(docs.len() == 4, "{docs:?}");

@@ -155,13 +155,13 @@ fn a_requester_sees_and_acts_only_on_the_own_opd() -> Result<()> {
 
     // The own OPD's objects answer.
     let t = o.json("opd", &["ticket", "show", &own, "--json"])?;
-    ensure!(t["id"] == own.as_str(), "{t}");
+    ensure!(t["ticket"]["id"] == own.as_str(), "{t}");
     let d = o.json("opd", &["device", &own_dev, "--json"])?;
     ensure!(d["id"] == own_dev.as_str(), "{d}");
     o.json("opd", &["history", &own_dev, "--since", "1h", "--json"])?;
     // The helpdesk reads the other OPD's.
     let t = o.json("hd", &["ticket", "show", &other, "--json"])?;
-    ensure!(t["id"] == other.as_str(), "{t}");
+    ensure!(t["ticket"]["id"] == other.as_str(), "{t}");
     o.json("hd", &["device", &other_dev, "--json"])?;
     o.json("hd", &["history", &other_dev, "--since", "1h", "--json"])?;
 
@@ -252,6 +252,9 @@ fn a_requester_sees_and_acts_only_on_the_own_opd() -> Result<()> {
         &["ticket", "dispose", &own, "--note", "mohon ditindaklanjuti"],
     )?;
     let t = o.json("hd", &["ticket", "show", &other, "--json"])?;
-    ensure!(t["step"] == 1, "the other OPD's ticket moved: {t}");
+    ensure!(
+        t["ticket"]["step"] == 1,
+        "the other OPD's ticket moved: {t}"
+    );
     Ok(())
 }

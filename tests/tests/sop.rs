@@ -36,7 +36,7 @@ impl Letters for Office {
 }
 
 fn event_type(rec: &Value) -> &str {
-    rec["event"]["kind"]["type"].as_str().unwrap_or_default()
+    rec["event"]["kind"].as_str().unwrap_or_default()
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn a_duplicate_ticket_is_voided_by_the_kabid_kept_in_the_trail_and_the_register(
     ensure!(
         voided.len() == 1
             && voided[0]["event"]["user"] == "kabid"
-            && voided[0]["event"]["kind"]["reason"] == format!("duplikat {keep}").as_str(),
+            && voided[0]["event"]["voided"]["reason"] == format!("duplikat {keep}").as_str(),
         "{voided:?}"
     );
     let refusals = audit.iter().filter(|r| event_type(r) == "refused").count();

@@ -103,6 +103,7 @@ pub fn all_cases() -> Vec<Case> {
         crate::events::api::tests::CASES,
         crate::sop::documents::tests::CASES,
         crate::report::api::matrix::CASES,
+        crate::ticket::api::tests::CASES,
     ];
     lists.iter().flat_map(|l| l.iter().copied()).collect()
 }

@@ -56,6 +56,8 @@ const fn rule(rpc: &'static str, allow: Allow, scope: Scope, changes: bool) -> R
     }
 }
 
+use crate::sop::workflow::LETTER_ROLES;
+use crate::ticket::api::MAINTENANCE_ROLES;
 use Allow::*;
 use Scope::{None as Unscoped, Opd};
 
@@ -82,7 +84,37 @@ pub const RULES: &[Rule] = &[
     // --- Events (events.proto)
     rule("/siaga.v1.Events/ListEvents", People, Opd, false),
     rule("/siaga.v1.Events/FollowEvents", People, Opd, false),
-    // --- Tickets (tickets.proto)
+    // --- Tickets (tickets.proto): which SOP step a role may take (update,
+    // void) is the workflow's business, as on every SOP action.
+    rule("/siaga.v1.Tickets/ListTickets", People, Opd, false),
+    rule("/siaga.v1.Tickets/GetTicket", People, Opd, false),
+    rule(
+        "/siaga.v1.Tickets/NewTicket",
+        Roles(&LETTER_ROLES),
+        Opd,
+        true,
+    ),
+    rule("/siaga.v1.Tickets/UpdateTicket", People, Opd, true),
+    rule("/siaga.v1.Tickets/VoidTicket", People, Opd, true),
+    rule("/siaga.v1.Tickets/ListAuditRecords", People, Opd, false),
+    rule(
+        "/siaga.v1.Tickets/ListMaintenanceWindows",
+        People,
+        Opd,
+        false,
+    ),
+    rule(
+        "/siaga.v1.Tickets/AddMaintenanceWindow",
+        Roles(&MAINTENANCE_ROLES),
+        Opd,
+        true,
+    ),
+    rule(
+        "/siaga.v1.Tickets/RemoveMaintenanceWindow",
+        Roles(&MAINTENANCE_ROLES),
+        Opd,
+        true,
+    ),
     // --- Sop (sop.proto)
     // --- Documents (documents.proto)
     rule("/siaga.v1.Documents/GetCard", People, Opd, false),

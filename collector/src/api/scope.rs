@@ -83,14 +83,10 @@ enum Named<'a> {
 fn named<'a>(method: &str, args: &'a serde_json::Value) -> Option<Named<'a>> {
     let field = |k: &str| args.get(k).and_then(serde_json::Value::as_str);
     match method {
-        "tickets.show" => field("id").map(Named::Ticket),
         "ticket.dispose"
         | "ticket.return"
-        | "ticket.update"
         | "ticket.acknowledge"
-        | "ticket.void"
         | "ticket.sop"
-        | "ticket.audit"
         | "ticket.measure"
         | "ticket.measurements" => field("ticket").map(Named::Ticket),
         "device.show" => field("id").map(Named::Device),
@@ -123,7 +119,7 @@ pub fn call(
 }
 
 /// After a people's `Call` answered: a listing keeps only the items of the
-/// OPDs `caller` sees (`tickets.list`, `events.list`, `inbox`: items carry
+/// OPDs `caller` sees (`events.list`, `inbox`: items carry
 /// `opd`); a measurement (`measure.get`) of another OPD is not found.
 pub fn answer(
     caller: &Caller,
@@ -135,7 +131,7 @@ pub fn answer(
         return Ok(reply);
     }
     match method {
-        "tickets.list" | "events.list" | "inbox" | "ticket.measurements" => {
+        "events.list" | "inbox" | "ticket.measurements" => {
             let Ok(serde_json::Value::Array(items)) = serde_json::from_str(&reply) else {
                 return Ok(reply);
             };

@@ -179,24 +179,21 @@ impl Fixture {
             let today = chrono::Utc::now()
                 .with_timezone(&chrono_tz::Asia::Jakarta)
                 .date_naive();
-            let mut c = siaga_proto::v1::admin_client::AdminClient::new(self.as_role("helpdesk"));
-            let reply = c
-                .call(siaga_proto::v1::CallRequest {
-                    method: "ticket.new".into(),
-                    json: serde_json::json!({
-                        "opd": opd, "letter_number": format!("005/{opd}/2026"),
-                        "letter_date": today.to_string(), "subject": "Internet putus",
-                    })
-                    .to_string(),
-                })
-                .await
-                .unwrap_or_else(|s| panic!("ticket.new for {opd}: {s}"))
-                .into_inner();
-            let v: serde_json::Value = serde_json::from_str(&reply.json).expect("ticket.new reply");
-            v["ticket"]["id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no ticket id in {v}"))
-                .to_string()
+            let mut c =
+                siaga_proto::v1::tickets_client::TicketsClient::new(self.as_role("helpdesk"));
+            c.new_ticket(siaga_proto::v1::NewTicketRequest {
+                opd: opd.into(),
+                letter_number: format!("005/{opd}/2026"),
+                letter_date: today.to_string(),
+                subject: "Internet putus".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("NewTicket for {opd}: {s}"))
+            .into_inner()
+            .ticket
+            .unwrap_or_else(|| panic!("no ticket in the answer for {opd}"))
+            .id
         })
         .await
     }

@@ -124,15 +124,15 @@ async fn a_malformed_or_oversized_request_is_the_callers_error_and_the_collector
 async fn state_changing_calls_are_in_the_api_audit_trail_with_user_opd_rpc_and_outcome() {
     let f = Fixture::start().await;
     let mut c = siaga_proto::v1::admin_client::AdminClient::new(f.as_role("pemohon"));
-    // A refused change: a requester may not void tickets.
-    let e = c
-        .call(siaga_proto::v1::CallRequest {
-            method: "ticket.void".into(),
-            json: r#"{"id":"2026-0001","reason":"salah"}"#.into(),
+    // A refused change: a requester voids a ticket that is not there.
+    let e = siaga_proto::v1::tickets_client::TicketsClient::new(f.as_role("pemohon"))
+        .void_ticket(siaga_proto::v1::VoidTicketRequest {
+            id: "PJ-2026-0001".into(),
+            reason: "salah".into(),
         })
         .await
         .expect_err("a pemohon voided a ticket");
-    assert_ne!(e.code(), Code::Ok);
+    assert_eq!(e.code(), Code::NotFound);
     // A read is not audited.
     c.who_am_i(siaga_proto::v1::WhoAmIRequest {})
         .await
@@ -154,7 +154,7 @@ async fn state_changing_calls_are_in_the_api_audit_trail_with_user_opd_rpc_and_o
     let r = &lines[0];
     assert_eq!(r["user"], "opd");
     assert_eq!(r["opd"], OWN);
-    assert_eq!(r["rpc"], "/siaga.v1.Admin/Call");
+    assert_eq!(r["rpc"], "/siaga.v1.Tickets/VoidTicket");
     let outcome = r["outcome"].as_str().unwrap_or_default();
     assert!(
         outcome.starts_with(&format!("{:?}", e.code())),

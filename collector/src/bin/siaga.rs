@@ -235,7 +235,7 @@ fn check(cmd: &Cmd) -> Result<(), CliError> {
     match cmd {
         Cmd::Register(c) => c.check().map_err(CliError::Usage),
         Cmd::Maintenance { cmd } => cmd
-            .request(chrono_tz::Asia::Jakarta)
+            .add_request(chrono_tz::Asia::Jakarta)
             .map(drop)
             .map_err(CliError::Usage),
         _ => Ok(()),
@@ -289,18 +289,28 @@ async fn run(args: Args) -> Result<(), CliError> {
             println!("{}", c.run(&cfg).await?);
             return Ok(());
         }
+        Cmd::Tickets(c) => return c.run(&cfg).await,
+        Cmd::Maintenance { cmd } => return cmd.run(&cfg).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Show(c),
+        } => return c.run(&cfg).await,
+        Cmd::Ticket {
+            cmd: TicketSub::Sop(c),
+        } if c.request().is_none() => {
+            c.run_typed(&cfg).await?;
+            return Ok(());
+        }
         other => other,
     };
     let mut client = cli::connect(&cfg).await?;
     let fail = |s| cli::status_error(&url, s);
     match cmd {
-        Cmd::Tickets(c) => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
-        Cmd::Ticket {
-            cmd: TicketSub::Show(c),
-        } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
-        } => call(&mut client, &url, c.request(), |r| c.render(r, tz)).await,
+        } => match c.request() {
+            Some(r) => call(&mut client, &url, r, |reply| c.render(reply, tz)).await,
+            None => c.run_typed(&cfg).await.map(drop),
+        },
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
         } => measure::cli::ticket(&mut client, &url, &c, tz).await,
@@ -314,10 +324,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             println!("{}", cmd.run(cli::channel(&cfg).await?, &url).await?);
             Ok(())
         }
-        Cmd::Maintenance { cmd } => {
-            let r = cmd.request(cfg.zone()).map_err(CliError::Message)?;
-            call(&mut client, &url, r, |reply| cmd.render(reply, tz)).await
-        }
+        Cmd::Maintenance { .. } => Ok(()),
         Cmd::Agents { .. }
         | Cmd::Devices { .. }
         | Cmd::History { .. }
@@ -326,7 +333,11 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::Events(_)
         | Cmd::Register(_)
         | Cmd::Completion { .. }
-        | Cmd::Man { .. } => Ok(()),
+        | Cmd::Man { .. }
+        | Cmd::Tickets(_)
+        | Cmd::Ticket {
+            cmd: TicketSub::Show(_),
+        } => Ok(()),
         Cmd::Whoami { json } => {
             let r = client
                 .who_am_i(v1::WhoAmIRequest {})

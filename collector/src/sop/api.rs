@@ -2,8 +2,10 @@
 //! for the `siaga` CLI. The server passes the caller (user from the certificate,
 //! roles from the user store) and a [`Directory`] to look up other users and OPDs.
 //!
-//! Methods: `ticket.new`, `ticket.dispose`, `ticket.return`, `ticket.update`,
-//! `ticket.acknowledge`, `ticket.void`, `ticket.sop`, `ticket.audit`, `ticket.card`, `register`, `inbox`, `audit.verify`.
+//! Methods: `ticket.dispose`, `ticket.return`, `ticket.acknowledge`,
+//! `ticket.sop`, `ticket.card`, `register`, `inbox`, `audit.verify`. A new
+//! ticket from a letter, its status, voiding it and its trail are the
+//! `Tickets` service's ([`new_ticket`], [`act_reply`]).
 
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -51,6 +53,27 @@ impl From<crate::api::ApiError> for ApiError {
             E::NotFound(m) => ApiError::NotFound(m),
             e @ E::Internal { .. } => ApiError::Internal(e.to_string()),
             other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for crate::api::ApiError {
+    fn from(e: ApiError) -> Self {
+        use crate::api::ApiError as E;
+        match e {
+            ApiError::Denied(m) => E::Denied(m),
+            ApiError::NotFound(m) => E::NotFound(m),
+            // The messages of bad input start with the field they are about.
+            ApiError::BadRequest(m) => match m.split_once(": ") {
+                Some((field, rest))
+                    if !field.is_empty()
+                        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    E::invalid(field, rest)
+                }
+                _ => E::invalid("request", m),
+            },
+            ApiError::Internal(m) => E::internal("serving an SOP call", anyhow::anyhow!(m)),
         }
     }
 }
@@ -224,31 +247,32 @@ struct ReturnArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateArgs {
-    ticket: String,
-    status: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct AckArgs {
     ticket: String,
     by: String,
 }
 
-#[derive(Deserialize)]
+/// A ticket from an OPD's request letter (SOP step 1).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewArgs {
-    opd: String,
-    letter_number: String,
-    letter_date: NaiveDate,
-    subject: String,
+pub struct NewLetter {
+    /// The OPD that wrote it.
+    pub opd: String,
+    /// The letter's number.
+    pub letter_number: String,
+    /// The letter's date.
+    pub letter_date: NaiveDate,
+    /// Its subject.
+    pub subject: String,
+    /// The device concerned.
     #[serde(default)]
-    device: Option<String>,
+    pub device: Option<String>,
+    /// The link concerned.
     #[serde(default)]
-    link: Option<String>,
+    pub link: Option<String>,
+    /// Counts calendar time.
     #[serde(default)]
-    urgent: bool,
+    pub urgent: bool,
 }
 
 /// The answer to an action.
@@ -324,7 +348,6 @@ pub fn handle(
     now: DateTime<Utc>,
 ) -> Option<Result<String, ApiError>> {
     let r = match method {
-        "ticket.new" => new_ticket(store, dir, args(method, json), caller, now),
         "ticket.dispose" => args::<DisposeArgs>(method, json).and_then(|a| {
             limit("ticket", &a.ticket, len::ID, false)?;
             if let Some(to) = &a.to {
@@ -368,17 +391,6 @@ pub fn handle(
                 now,
             )
         }),
-        "ticket.update" => args::<UpdateArgs>(method, json).and_then(|a| {
-            limit("ticket", &a.ticket, len::ID, false)?;
-            limit("status", &a.status, len::NOTE, false)?;
-            act(
-                store,
-                &a.ticket,
-                Action::UpdateStatus { status: a.status },
-                caller,
-                now,
-            )
-        }),
         "ticket.acknowledge" => args::<AckArgs>(method, json).and_then(|a| {
             limit("ticket", &a.ticket, len::ID, false)?;
             limit("by", &a.by, len::SUBJECT, false)?;
@@ -390,24 +402,9 @@ pub fn handle(
                 now,
             )
         }),
-        "ticket.void" => args::<ReturnArgs>(method, json).and_then(|a| {
-            limit("ticket", &a.ticket, len::ID, false)?;
-            limit("reason", &a.reason, len::NOTE, false)?;
-            act(
-                store,
-                &a.ticket,
-                Action::Void { reason: a.reason },
-                caller,
-                now,
-            )
-        }),
         "ticket.sop" => args::<TicketArg>(method, json).and_then(|a| {
             let t = store.get(&a.ticket)?;
             out(&view(store, &t, now)?)
-        }),
-        "ticket.audit" => args::<TicketArg>(method, json).and_then(|a| {
-            store.get(&a.ticket)?;
-            out(&store.trail(&a.ticket)?)
         }),
         "inbox" => inbox(store, caller, now).and_then(|v| out(&v)),
         "audit.verify" => {
@@ -448,9 +445,22 @@ fn act(
     caller: &Actor,
     now: DateTime<Utc>,
 ) -> Result<String, ApiError> {
+    out(&act_reply(store, ticket, action, caller, now)?)
+}
+
+/// Takes `action` on `ticket` as `caller`: the ticket after it and the
+/// event recorded; a refusal of the workflow is [`ApiError::Denied`] (and
+/// is on the trail).
+pub fn act_reply(
+    store: &SopStore,
+    ticket: &str,
+    action: Action,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Result<ActionReply, ApiError> {
     let (t, outcome) = store.act(ticket, action, caller, now)?;
     match outcome {
-        Ok(event) => out(&ActionReply {
+        Ok(event) => Ok(ActionReply {
             ticket: view(store, &t, now)?,
             event,
             already_filed: false,
@@ -459,14 +469,16 @@ fn act(
     }
 }
 
-fn new_ticket(
+/// Opens a ticket from letter `a` as `caller` (helpdesk or admin): the
+/// letter's date, OPD, device and link are checked; the same letter of the
+/// same OPD again answers the ticket opened for it (`already_filed`).
+pub fn new_ticket(
     store: &SopStore,
     dir: &dyn Directory,
-    a: Result<NewArgs, ApiError>,
+    a: NewLetter,
     caller: &Actor,
     now: DateTime<Utc>,
-) -> Result<String, ApiError> {
-    let a = a?;
+) -> Result<ActionReply, ApiError> {
     if !caller
         .roles
         .iter()
@@ -540,7 +552,7 @@ fn new_ticket(
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::Internal("a ticket without an event".into()))?;
-        return out(&ActionReply {
+        return Ok(ActionReply {
             ticket: view(store, &t, now)?,
             event,
             already_filed: true,
@@ -563,7 +575,7 @@ fn new_ticket(
     };
     let t = store.open(info, TICKET_PREFIX, a.urgent, caller, now)?;
     let events = store.events(&t.info.number)?;
-    out(&ActionReply {
+    Ok(ActionReply {
         ticket: view(store, &t, now)?,
         event: events
             .into_iter()
@@ -823,30 +835,27 @@ mod tests {
     fn letter_ticket_walks_the_chain_through_the_api() {
         let tmp = tempfile::tempdir().expect("tmp");
         let s = store(tmp.path());
-        let new = serde_json::json!({"opd": "dinkes", "letter_number": "005/1/DINKES", "letter_date": "2026-11-20", "subject": "Internet putus"});
-        let r = call(
+        let new: NewLetter = serde_json::from_value(serde_json::json!({"opd": "dinkes", "letter_number": "005/1/DINKES", "letter_date": "2026-11-20", "subject": "Internet putus"})).expect("letter");
+        let r = new_ticket(
             &s,
-            "ticket.new",
+            &dir(),
             new.clone(),
             &user_for("tim_teknis"),
-            "2026-11-23 08:00",
+            wib("2026-11-23 08:00"),
         )
         .expect_err("not helpdesk");
         assert_eq!(
             r.to_string(),
             "a letter ticket is entered by helpdesk or admin; you are tim_teknis"
         );
-        let reply: ActionReply = serde_json::from_str(
-            &call(
-                &s,
-                "ticket.new",
-                new,
-                &user_for("helpdesk"),
-                "2026-11-23 08:00",
-            )
-            .expect("new"),
+        let reply = new_ticket(
+            &s,
+            &dir(),
+            new,
+            &user_for("helpdesk"),
+            wib("2026-11-23 08:00"),
         )
-        .expect("json");
+        .expect("new");
         let id = reply.ticket.id.clone();
         assert_eq!(
             (

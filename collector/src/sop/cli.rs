@@ -1,8 +1,8 @@
-//! The `siaga` commands of the SOP chain: what each sends over `Admin.Call` and
-//! how its answer is shown. The binary only connects and passes the JSON through.
-//!
-//! `siaga ticket dispose|return|update|void|acknowledge|new|card`, `siaga inbox`,
-//! `siaga register`, `siaga user list|grant|revoke`.
+//! The `siaga` commands of the SOP chain: what each asks and how its answer
+//! is shown. `siaga ticket new|update|void|audit` use the `Tickets` service;
+//! `siaga ticket dispose|return|acknowledge|turn|card`, `siaga inbox` and
+//! `siaga register` still go over `Admin.Call`; `siaga user
+//! list|grant|revoke` use the `Users` service.
 
 use std::path::PathBuf;
 
@@ -51,6 +51,9 @@ pub enum TicketCmd {
         /// The status.
         #[arg(long)]
         status: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Void a mistaken or duplicate ticket (the roles in the SOP file's
     /// `void_roles`; default kabid_aptika, kepala_dinas, admin). It is closed
@@ -61,6 +64,9 @@ pub enum TicketCmd {
         /// Why (e.g. "duplicate of PJ-2026-0001").
         #[arg(long)]
         reason: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Record the OPD's acknowledgement of the work report.
     Acknowledge {
@@ -93,6 +99,10 @@ pub enum TicketCmd {
         /// Count calendar time instead of working time.
         #[arg(long)]
         urgent: bool,
+        /// Print the answer as JSON (with `already_filed` when the letter
+        /// was filed before).
+        #[arg(long)]
+        json: bool,
     },
     /// Whose turn it is, until when.
     Turn {
@@ -263,9 +273,10 @@ pub fn left_label(secs: i64) -> String {
 }
 
 impl TicketCmd {
-    /// The call this command makes.
-    pub fn request(&self) -> Request {
-        match self {
+    /// The `Admin.Call` this command makes; `None` for the commands of the
+    /// `Tickets` service ([`TicketCmd::run_typed`]).
+    pub fn request(&self) -> Option<Request> {
+        Some(match self {
             TicketCmd::Dispose {
                 id,
                 to,
@@ -278,38 +289,22 @@ impl TicketCmd {
             TicketCmd::Return { id, reason } => {
                 req("ticket.return", json!({"ticket": id, "reason": reason}))
             }
-            TicketCmd::Void { id, reason } => {
-                req("ticket.void", json!({"ticket": id, "reason": reason}))
-            }
-            TicketCmd::Update { id, status } => {
-                req("ticket.update", json!({"ticket": id, "status": status}))
-            }
             TicketCmd::Acknowledge { id, by } => {
                 req("ticket.acknowledge", json!({"ticket": id, "by": by}))
             }
-            TicketCmd::New {
-                opd,
-                letter_number,
-                letter_date,
-                subject,
-                device,
-                link,
-                urgent,
-            } => req(
-                "ticket.new",
-                json!({"opd": opd, "letter_number": letter_number, "letter_date": letter_date,
-                       "subject": subject, "device": device, "link": link, "urgent": urgent}),
-            ),
             TicketCmd::Turn { id, .. } => req("ticket.sop", json!({"ticket": id})),
-            TicketCmd::Audit { id, .. } => req("ticket.audit", json!({"ticket": id})),
-        }
+            TicketCmd::New { .. }
+            | TicketCmd::Update { .. }
+            | TicketCmd::Void { .. }
+            | TicketCmd::Audit { .. } => return None,
+        })
     }
 
     /// What to print for the collector's answer (a card may be written to a
     /// file), times in zone `tz`.
     pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
         match self {
-            TicketCmd::Turn { json: true, .. } | TicketCmd::Audit { json: true, .. } => {
+            TicketCmd::Turn { json: true, .. } => {
                 let v: Value = parse(reply)?;
                 return serde_json::to_string_pretty(&v).map_err(|e| e.to_string());
             }
@@ -317,13 +312,125 @@ impl TicketCmd {
                 let t: TicketView = parse(reply)?;
                 return Ok(turn_line(&t, tz));
             }
-            TicketCmd::Audit { json: false, .. } => {
-                let recs: Vec<AuditRecord> = parse(reply)?;
-                return Ok(audit_table(&recs, tz));
-            }
             _ => {}
         }
         let r: ActionReply = parse(reply)?;
+        Ok(action_text(&r))
+    }
+
+    /// The typed request of `ticket new`.
+    pub fn new_request(&self) -> Option<v1::NewTicketRequest> {
+        let TicketCmd::New {
+            opd,
+            letter_number,
+            letter_date,
+            subject,
+            device,
+            link,
+            urgent,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(v1::NewTicketRequest {
+            opd: opd.clone(),
+            letter_number: letter_number.clone(),
+            letter_date: letter_date.to_string(),
+            subject: subject.clone(),
+            device: device.clone().unwrap_or_default(),
+            link: link.clone().unwrap_or_default(),
+            urgent: *urgent,
+        })
+    }
+
+    /// What to print for the answer of `ticket new|update|void`.
+    pub fn render_action(
+        &self,
+        r: &v1::TicketActionResponse,
+        json: bool,
+    ) -> Result<String, String> {
+        if json {
+            return serde_json::to_string_pretty(r).map_err(|e| e.to_string());
+        }
+        let (Some(t), Some(e)) = (&r.ticket, &r.event) else {
+            return Err("the collector sent an answer without its ticket".into());
+        };
+        let event = crate::ticket::wire::event_back(e)
+            .ok_or("the collector sent an event this siaga does not know; try --json")?;
+        Ok(action_text(&ActionReply {
+            ticket: crate::ticket::wire::view(t),
+            event,
+            already_filed: r.already_filed,
+        }))
+    }
+
+    /// Runs the commands of the `Tickets` service (`new`, `update`, `void`,
+    /// `audit`); `Ok(false)`: not one of them.
+    pub async fn run_typed(&self, cfg: &crate::cli::SiagaConfig) -> Result<bool, CliError> {
+        use siaga_proto::v1::tickets_client::TicketsClient;
+        let url = cfg.collector.clone();
+        let fail = |s| status_error(&url, s);
+        let tz = cfg.zone();
+        let (reply, json) = match self {
+            TicketCmd::New { json, .. } => {
+                let Some(r) = self.new_request() else {
+                    return Ok(false);
+                };
+                let mut c = TicketsClient::new(crate::cli::channel(cfg).await?);
+                let reply = c.new_ticket(crate::cli::request(r)).await.map_err(fail)?;
+                (reply.into_inner(), *json)
+            }
+            TicketCmd::Update { id, status, json } => {
+                let mut c = TicketsClient::new(crate::cli::channel(cfg).await?);
+                let r = v1::UpdateTicketRequest {
+                    id: id.clone(),
+                    status: status.clone(),
+                };
+                let reply = c
+                    .update_ticket(crate::cli::request(r))
+                    .await
+                    .map_err(fail)?;
+                (reply.into_inner(), *json)
+            }
+            TicketCmd::Void { id, reason, json } => {
+                let mut c = TicketsClient::new(crate::cli::channel(cfg).await?);
+                let r = v1::VoidTicketRequest {
+                    id: id.clone(),
+                    reason: reason.clone(),
+                };
+                let reply = c.void_ticket(crate::cli::request(r)).await.map_err(fail)?;
+                (reply.into_inner(), *json)
+            }
+            TicketCmd::Audit { id, json } => {
+                let records = crate::ticket::cli::audit_records(cfg, id).await?;
+                let out = if *json {
+                    serde_json::to_string_pretty(&records)
+                        .map_err(|e| CliError::Message(e.to_string()))?
+                } else {
+                    let recs: Vec<AuditRecord> = records
+                        .iter()
+                        .filter_map(crate::ticket::wire::record_back)
+                        .collect();
+                    audit_table(&recs, tz)
+                };
+                println!("{out}");
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        println!(
+            "{}",
+            self.render_action(&reply, json)
+                .map_err(CliError::Message)?
+        );
+        Ok(true)
+    }
+}
+
+/// One line for the answer to an SOP action.
+fn action_text(r: &ActionReply) -> String {
+    {
         let t = &r.ticket;
         let next = if let Some(reason) = &t.void_reason {
             format!("void ({reason})")
@@ -346,7 +453,7 @@ impl TicketCmd {
             .as_ref()
             .map(|a| format!(" (acting for {a})"))
             .unwrap_or_default();
-        Ok(match &r.event.kind {
+        match &r.event.kind {
             EventKind::Opened { .. } if r.already_filed => format!(
                 "already filed as ticket {}: letter {} of {}; nothing new opened; now at {next}",
                 t.id,
@@ -377,7 +484,7 @@ impl TicketCmd {
             ),
             EventKind::Voided { .. } => format!("{}: voided at step {}", t.id, r.event.step),
             _ => format!("{}: now at {next}", t.id),
-        })
+        }
     }
 }
 
@@ -808,8 +915,9 @@ mod tests {
     ) -> Result<String, String> {
         let cli = Cli::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
         let (r, render): (Request, Render) = match cli.cmd {
+            Top::Ticket(c) if c.request().is_none() => return typed(&c, who, now, s),
             Top::Ticket(c) => (
-                c.request(),
+                c.request().ok_or("a typed command")?,
                 Box::new(move |x| c.render(x, chrono_tz::Asia::Jakarta)),
             ),
             Top::Inbox(c) => (c.request(), Box::new(move |x| c.render(x))),
@@ -818,6 +926,58 @@ mod tests {
             .ok_or("not an SOP method")?
             .map_err(|e| e.to_string())?;
         render(&reply)
+    }
+
+    /// A command of the `Tickets` service, answered by the functions its
+    /// handlers call, through the wire messages.
+    fn typed(
+        c: &TicketCmd,
+        who: &str,
+        now: &str,
+        s: &crate::sop::store::SopStore,
+    ) -> Result<String, String> {
+        use crate::sop::workflow::Action;
+        use crate::ticket::wire;
+        let (actor, now) = (user_for(who), wib(now));
+        let reply = match c {
+            TicketCmd::New { .. } => {
+                let r = c.new_request().ok_or("new")?;
+                let letter = crate::ticket::api::letter(r).map_err(|e| e.to_string())?;
+                api::new_ticket(s, &Dir, letter, &actor, now)
+            }
+            TicketCmd::Update { id, status, .. } => api::act_reply(
+                s,
+                id,
+                Action::UpdateStatus {
+                    status: status.clone(),
+                },
+                &actor,
+                now,
+            ),
+            TicketCmd::Void { id, reason, .. } => api::act_reply(
+                s,
+                id,
+                Action::Void {
+                    reason: reason.clone(),
+                },
+                &actor,
+                now,
+            ),
+            _ => return Err("not a command of the Tickets service".into()),
+        }
+        .map_err(|e| e.to_string())?;
+        let reply = v1::TicketActionResponse {
+            ticket: Some(wire::ticket(&reply.ticket, None)),
+            event: Some(wire::event(&reply.event)),
+            already_filed: reply.already_filed,
+        };
+        let json = matches!(
+            c,
+            TicketCmd::New { json: true, .. }
+                | TicketCmd::Update { json: true, .. }
+                | TicketCmd::Void { json: true, .. }
+        );
+        c.render_action(&reply, json)
     }
 
     #[test]
@@ -1007,14 +1167,14 @@ mod tests {
         for e in events {
             append(&mut trail, "PJ-2026-0002", e);
         }
-        let reply = serde_json::to_string(&trail).expect("json");
-        let cmd = TicketCmd::Audit {
-            id: "PJ-2026-0001".into(),
-            json: false,
-        };
-        let out = cmd
-            .render(&reply, chrono_tz::Asia::Jakarta)
-            .expect("render");
+        // Through the wire and back, as `siaga ticket audit` gets it.
+        let wire: Vec<v1::AuditRecord> = trail.iter().map(crate::ticket::wire::record).collect();
+        let back: Vec<AuditRecord> = wire
+            .iter()
+            .filter_map(crate::ticket::wire::record_back)
+            .collect();
+        assert_eq!(back, trail, "every kind of record survives the wire");
+        let out = audit_table(&back, chrono_tz::Asia::Jakarta);
         // Times in the province's time with its zone, not UTC.
         assert!(
             out.contains("2026-11-23 08:") && out.contains(" WIB"),

@@ -1,243 +1,116 @@
-//! Admin `Call` methods for tickets, events, the inbox and maintenance windows.
-//!
-//! | method | arguments | answer |
-//! | --- | --- | --- |
-//! | `tickets.list` | `{"open": bool}` | array of [`TicketSummary`] |
-//! | `tickets.show` | `{"id": "PJ-2026-0001"}` | [`TicketDetail`] |
-//! | `maintenance.add` | [`WindowRequest`] | the window with its id |
-//! | `maintenance.list` | `{}` | array of windows |
-//! | `maintenance.remove` | `{"id": n}` | `{"removed": true}` |
+//! The `Tickets` service (tickets.proto): listing, one ticket, a ticket
+//! from a letter, update, void, the audit trail, maintenance windows.
 
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
 
-use chrono::Utc;
+use std::sync::Arc;
 
-use super::store::{TicketHealth, TicketNote, TicketStore};
-use crate::health::{MaintenanceWindow, Reading, Schedule, Scope};
-use crate::sop::AuditRecord;
-use crate::sop::api::{TicketView, view};
+use siaga_proto::v1;
+use tonic::{Request, Response, Status};
+
+use super::store::TicketStore;
+use super::{HealthPart, wire};
+use crate::api::limits::{self, len};
+use crate::api::page::{Page, num_key};
+use crate::api::{ApiError, Caller, scope};
+use crate::health::{MaintenanceWindow, Scope};
+use crate::inventory::Inventory;
+use crate::sop::api::{NewLetter, view};
 use crate::sop::store::{SopStore, SopTicket};
+use crate::sop::workflow::{Action, Actor};
 
 /// Roles that may create and remove maintenance windows.
 pub const MAINTENANCE_ROLES: [&str; 4] = ["admin", "tim_teknis", "helpdesk", "kabid_aptika"];
 
-/// One line of `siaga tickets`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketSummary {
-    /// Ticket number.
-    pub id: String,
-    /// OPD.
-    pub opd: String,
-    /// Device, if any.
-    pub device: Option<String>,
-    /// Link, if any.
-    pub link: Option<String>,
-    /// The problem in a sentence.
-    pub problem: String,
-    /// `detected` or `letter`.
-    pub origin: String,
-    /// SOP step.
-    pub step: u32,
-    /// Whose turn (roles, comma separated).
-    pub role: String,
-    /// The person the ticket was handed to by name, if any.
-    #[serde(default)]
-    pub assignee: Option<String>,
-    /// When the current step is due, RFC 3339 (none once closed).
-    #[serde(default)]
-    pub due_at: Option<String>,
-    /// The current step is past its time standard.
-    #[serde(default)]
-    pub overdue: bool,
-    /// Opened, RFC 3339.
-    pub opened_at: String,
-    /// Recovered, RFC 3339, if it has.
-    pub recovered_at: Option<String>,
-    /// Occurrences.
-    pub occurrences: u32,
-    /// Devices unreachable because of it.
-    pub affected: Vec<String>,
-    /// It flapped.
-    pub flapping: bool,
-    /// Closed through the SOP.
-    pub closed: bool,
-    /// Incident key, for detected tickets.
-    pub incident: Option<String>,
-}
+/// Days a weekly window names at most (each day once).
+const MAX_DAYS: usize = 7;
 
-/// `siaga ticket show`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketDetail {
-    /// The summary.
-    #[serde(flatten)]
-    pub summary: TicketSummary,
-    /// The problem in Bahasa Indonesia.
-    pub problem_id: String,
-    /// Why the collector opened it, as facts, with the raw diagnostic
-    /// (detected tickets).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<crate::health::Reason>,
-    /// The readings that triggered it and came after.
-    pub evidence: Vec<Reading>,
-    /// Health log ("pulih pada …").
-    pub notes: Vec<TicketNote>,
-    /// SOP events.
-    pub trail: Vec<AuditRecord>,
-}
-
-/// Arguments of `maintenance.add`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowRequest {
-    /// What it covers.
-    pub scope: Scope,
-    /// When.
-    pub schedule: Schedule,
-    /// Why.
-    #[serde(default)]
-    pub reason: String,
-}
-
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// The summary of a ticket from its SOP view and health record.
-pub fn summary(v: &TicketView, h: Option<&TicketHealth>) -> TicketSummary {
-    TicketSummary {
-        id: v.id.clone(),
-        opd: v.opd.clone(),
-        device: v.device.clone(),
-        link: v.link.clone(),
-        problem: v.problem.clone(),
-        origin: v.origin.clone(),
-        step: v.step,
-        role: v.role.clone(),
-        assignee: v.assignee.clone(),
-        due_at: if v.closed_at.is_some() {
-            None
-        } else {
-            v.due_at.map(rfc3339)
-        },
-        overdue: v.closed_at.is_none() && v.overdue,
-        opened_at: rfc3339(v.opened_at),
-        recovered_at: h.and_then(|h| h.recovered_at).map(rfc3339),
-        occurrences: h.map(|h| h.occurrences).unwrap_or(0),
-        affected: h
-            .map(|h| h.affected.iter().cloned().collect())
-            .unwrap_or_default(),
-        flapping: h.is_some_and(|h| h.flapping),
-        closed: v.closed_at.is_some(),
-        incident: h.and_then(|h| h.incident.clone()),
+/// The OPD a window covers (`None`: a device no longer in the inventory).
+fn window_opd<'a>(w: &'a MaintenanceWindow, inv: &'a Inventory) -> Option<&'a str> {
+    match &w.scope {
+        Scope::Opd { opd } => Some(opd),
+        Scope::Device { device } | Scope::Link { device, .. } => {
+            inv.devices.get(device).map(|d| d.opd.as_str())
+        }
     }
 }
 
-fn summarize(
+/// The windows `caller` sees (those of the OPDs they see), by id.
+pub fn windows_of(
     store: &TicketStore,
-    sop_store: &SopStore,
-    t: &SopTicket,
-) -> Result<(TicketSummary, Option<TicketHealth>), String> {
-    let v = view(sop_store, t, Utc::now()).map_err(|e| e.to_string())?;
-    let h = store.get(&t.info.number).map_err(|e| e.to_string())?;
-    Ok((summary(&v, h.as_ref()), h))
+    caller: &Caller,
+    inv: &Inventory,
+) -> Result<Vec<MaintenanceWindow>, ApiError> {
+    let mut all = store
+        .windows()
+        .map_err(|e| ApiError::internal("listing the maintenance windows", e))?;
+    all.retain(|w| match window_opd(w, inv) {
+        Some(opd) => scope::listed(caller, opd),
+        None => caller.province(),
+    });
+    all.sort_by_key(|w| w.id);
+    Ok(all)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ListArgs {
-    open: bool,
-}
-#[derive(Deserialize)]
-struct IdArgs {
-    id: String,
-}
-#[derive(Deserialize)]
-struct WindowId {
-    id: u64,
-}
-
-fn args<T: for<'de> Deserialize<'de>>(method: &str, json: &str) -> Result<T, String> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| format!("{method}: bad arguments: {e}"))
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String, String> {
-    serde_json::to_string(v).map_err(|e| format!("encoding the answer: {e}"))
-}
-
-/// Answers one call. `Ok(None)`: not one of these methods.
-pub fn call(
+/// Adds the window of request `r` for `user`: its fields within their
+/// limits, its schedule valid and no longer than `max`.
+pub fn add_window(
     store: &TicketStore,
-    sop_store: &SopStore,
+    r: &v1::AddMaintenanceWindowRequest,
     user: &str,
-    roles: &[String],
-    method: &str,
-    json: &str,
-) -> Result<Option<String>, String> {
-    let db = |e: crate::error::StoreError| e.to_string();
-    let out = match method {
-        "tickets.list" => {
-            let a: ListArgs = args(method, json)?;
-            let mut list = Vec::new();
-            for t in sop_store.list().map_err(|e| e.to_string())? {
-                if a.open && t.state.is_closed() {
-                    continue;
-                }
-                list.push(summarize(store, sop_store, &t)?.0);
-            }
-            list.sort_by_key(|s| (s.id.parse::<super::TicketNumber>().ok(), s.id.clone()));
-            to_json(&list)?
-        }
-        "tickets.show" => {
-            let a: IdArgs = args(method, json)?;
-            let id = a.id.trim().to_ascii_uppercase();
-            let t = sop_store.get(&id).map_err(|e| e.to_string())?;
-            let (summary, h) = summarize(store, sop_store, &t)?;
-            let h = h.unwrap_or_default();
-            to_json(&TicketDetail {
-                summary,
-                problem_id: h.problem_id,
-                reason: t.info.reason.clone(),
-                evidence: h.evidence,
-                notes: h.notes,
-                trail: sop_store.trail(&id).map_err(|e| e.to_string())?,
-            })?
-        }
-        "maintenance.list" => to_json(&store.windows().map_err(db)?)?,
-        "maintenance.add" | "maintenance.remove" => {
-            if !roles
-                .iter()
-                .any(|r| MAINTENANCE_ROLES.contains(&r.as_str()))
-            {
-                return Err(format!(
-                    "{method}: only {} may change maintenance windows",
-                    MAINTENANCE_ROLES.join(", ")
-                ));
-            }
-            if method == "maintenance.add" {
-                let a: WindowRequest = args(method, json)?;
-                a.schedule.validate().map_err(|e| e.to_string())?;
-                let w = store
-                    .add_window(MaintenanceWindow {
-                        id: 0,
-                        scope: a.scope,
-                        schedule: a.schedule,
-                        reason: a.reason,
-                        created_by: user.to_string(),
-                    })
-                    .map_err(db)?;
-                to_json(&w)?
-            } else {
-                let a: WindowId = args(method, json)?;
-                if !store.remove_window(a.id).map_err(db)? {
-                    return Err(format!("no maintenance window {}", a.id));
-                }
-                to_json(&serde_json::json!({ "removed": true, "id": a.id }))?
-            }
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some(out))
+    max: std::time::Duration,
+) -> Result<v1::MaintenanceWindow, ApiError> {
+    let s = r
+        .scope
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("scope", "is required"))?;
+    limits::text("scope.opd", &s.opd, len::ID)?;
+    limits::text("scope.device", &s.device, len::ID)?;
+    limits::text("scope.link", &s.link, len::ID)?;
+    limits::text("scope.kind", &s.kind, len::ID)?;
+    let p = r
+        .schedule
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("schedule", "is required"))?;
+    limits::text("schedule.kind", &p.kind, len::ID)?;
+    limits::text("schedule.start_time", &p.start_time, 16)?;
+    if p.days.len() > MAX_DAYS {
+        return Err(ApiError::invalid(
+            "schedule.days",
+            format!("{} days; the limit is {MAX_DAYS}", p.days.len()),
+        ));
+    }
+    for d in &p.days {
+        limits::text("schedule.days", d, 16)?;
+    }
+    limits::text("reason", &r.reason, len::NOTE)?;
+    let scope = wire::scope_back(s).map_err(|(f, m)| ApiError::invalid(f, m))?;
+    let schedule = wire::schedule_back(p).map_err(|(f, m)| ApiError::invalid(f, m))?;
+    schedule
+        .validate()
+        .map_err(|e| ApiError::invalid("schedule", e.to_string()))?;
+    super::check_window_length(&schedule, max).map_err(|e| ApiError::invalid("schedule", e))?;
+    let w = store
+        .add_window(MaintenanceWindow {
+            id: 0,
+            scope,
+            schedule,
+            reason: r.reason.clone(),
+            created_by: user.to_string(),
+        })
+        .map_err(|e| ApiError::internal("adding the maintenance window", e))?;
+    Ok(wire::window(&w))
+}
+
+/// Removes window `id`.
+pub fn remove_window(store: &TicketStore, id: u64) -> Result<(), ApiError> {
+    match store.remove_window(id) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::NotFound(format!(
+            "no maintenance window {id} (see `siaga maintenance list`)"
+        ))),
+        Err(e) => Err(ApiError::internal("removing the maintenance window", e)),
+    }
 }
 
 /// The `Tickets` gRPC service (tickets.proto).
@@ -258,5 +131,971 @@ impl TicketsApi {
     }
 }
 
+/// Longest `state` a listing is asked for.
+const STATE_LEN: usize = 16;
+/// Longest `letter_date` (YYYY-MM-DD).
+const DATE_LEN: usize = 10;
+
+fn unavailable() -> ApiError {
+    ApiError::Unavailable("the ticket store is not open yet; try again in a moment".into())
+}
+
+/// The paging key of ticket `number`: sorts as ticket numbers do (year,
+/// then sequence).
+fn ticket_key(number: &str) -> String {
+    match number.parse::<super::TicketNumber>() {
+        Ok(n) => format!("{:06}-{:010}", n.year.max(0), n.seq),
+        Err(_) => format!("~{number}"),
+    }
+}
+
+/// Whether open ticket `t` waits on `caller`: handed to them by name, or at
+/// a step one of their roles takes.
+fn waits_on(caller: &Caller, t: &v1::Ticket) -> bool {
+    !t.closed && (t.assignee == caller.name || t.role.split(" / ").any(|r| caller.has(r.trim())))
+}
+
+fn some(s: String) -> Option<String> {
+    (!s.trim().is_empty()).then_some(s)
+}
+
+fn actor(caller: &Caller) -> Actor {
+    Actor {
+        user: caller.name.clone(),
+        roles: caller.roles.clone(),
+    }
+}
+
+/// The answer to an SOP action, with the ticket's health record.
+fn action_reply(
+    health: &HealthPart,
+    r: crate::sop::api::ActionReply,
+) -> Result<v1::TicketActionResponse, ApiError> {
+    let h = health
+        .store
+        .get(&r.ticket.id)
+        .map_err(|e| ApiError::internal("reading the ticket's health record", e))?;
+    Ok(v1::TicketActionResponse {
+        ticket: Some(wire::ticket(&r.ticket, h.as_ref())),
+        event: Some(wire::event(&r.event)),
+        already_filed: r.already_filed,
+    })
+}
+
+/// The letter of a `NewTicket` request, its fields within their limits.
+pub fn letter(r: v1::NewTicketRequest) -> Result<NewLetter, ApiError> {
+    limits::required("opd", &r.opd, len::ID)?;
+    limits::required("letter_number", &r.letter_number, len::LETTER_NUMBER)?;
+    limits::required("subject", &r.subject, len::SUBJECT)?;
+    limits::required("letter_date", &r.letter_date, DATE_LEN)?;
+    limits::text("device", &r.device, len::ID)?;
+    limits::text("link", &r.link, len::ID)?;
+    let letter_date =
+        chrono::NaiveDate::parse_from_str(r.letter_date.trim(), "%Y-%m-%d").map_err(|_| {
+            ApiError::invalid(
+                "letter_date",
+                format!("{:?} is not a date YYYY-MM-DD", r.letter_date),
+            )
+        })?;
+    Ok(NewLetter {
+        opd: r.opd.trim().to_string(),
+        letter_number: r.letter_number,
+        letter_date,
+        subject: r.subject,
+        device: some(r.device),
+        link: some(r.link),
+        urgent: r.urgent,
+    })
+}
+
+/// Ticket `t` as the service gives it, at `now`.
+pub fn ticket_of(
+    store: &TicketStore,
+    sop_store: &SopStore,
+    t: &SopTicket,
+    now: DateTime<Utc>,
+) -> Result<v1::Ticket, ApiError> {
+    let v = view(sop_store, t, now)?;
+    let h = store
+        .get(&t.info.number)
+        .map_err(|e| ApiError::internal("reading a ticket's health record", e))?;
+    Ok(wire::ticket(&v, h.as_ref()))
+}
+
+/// Ticket `t` with its health record, evidence, notes, trail and
+/// `measurements`, at `now`.
+pub fn detail_of(
+    store: &TicketStore,
+    sop_store: &SopStore,
+    t: &SopTicket,
+    measurements: &[crate::measure::Measurement],
+    now: DateTime<Utc>,
+) -> Result<v1::TicketDetail, ApiError> {
+    let number = &t.info.number;
+    let v = view(sop_store, t, now)?;
+    let h = store
+        .get(number)
+        .map_err(|e| ApiError::internal("reading the ticket's health record", e))?;
+    let trail = sop_store
+        .trail(number)
+        .map_err(|e| ApiError::internal("reading the ticket's trail", e))?;
+    let ticket = wire::ticket(&v, h.as_ref());
+    let h = h.unwrap_or_default();
+    Ok(v1::TicketDetail {
+        ticket: Some(ticket),
+        problem_id: h.problem_id,
+        reason: t.info.reason.as_ref().map(wire::reason),
+        evidence: h.evidence.iter().map(wire::reading).collect(),
+        notes: h.notes.iter().map(wire::note).collect(),
+        trail: trail.iter().map(wire::record).collect(),
+        measurements: measurements.iter().map(wire::measurement).collect(),
+    })
+}
+
+impl TicketsApi {
+    fn health(&self) -> Result<Arc<HealthPart>, ApiError> {
+        self.hub.health.get().cloned().ok_or_else(unavailable)
+    }
+
+    /// Takes `action` on ticket `id` as `caller`, once the ticket is one
+    /// they see.
+    async fn act(
+        &self,
+        caller: Caller,
+        id: String,
+        what: &'static str,
+        action: Action,
+    ) -> Result<v1::TicketActionResponse, ApiError> {
+        let health = self.health()?;
+        crate::api::error::blocking(what, move || {
+            let t = scope::ticket(&caller, &health.sop_store, &id)?;
+            let r = crate::sop::api::act_reply(
+                &health.sop_store,
+                &t.info.number,
+                action,
+                &actor(&caller),
+                Utc::now(),
+            )?;
+            action_reply(&health, r)
+        })
+        .await
+    }
+}
+
 #[tonic::async_trait]
-impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {}
+impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
+    async fn list_tickets(
+        &self,
+        req: Request<v1::ListTicketsRequest>,
+    ) -> Result<Response<v1::ListTicketsResponse>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::text("opd", &r.opd, len::ID)?;
+        limits::text("state", &r.state, STATE_LEN)?;
+        if !matches!(r.state.as_str(), "" | "open" | "closed" | "recovered") {
+            return Err(ApiError::invalid(
+                "state",
+                format!("{:?}: give open, closed or recovered", r.state),
+            )
+            .into());
+        }
+        let page = Page::new(
+            r.page_size,
+            &r.page_token,
+            &format!(
+                "opd={}\nstate={}\nstep={:?}\noverdue={}\nmine={}",
+                r.opd, r.state, r.step, r.overdue, r.mine
+            ),
+        )?;
+        let health = self.health()?;
+        let size = page.size;
+        let after = page.clone();
+        let rows = crate::api::error::blocking("listing the tickets", move || {
+            let now = Utc::now();
+            let internal = |e| ApiError::internal("listing the tickets", e);
+            let mut all: Vec<(String, SopTicket)> = health
+                .sop_store
+                .list()
+                .map_err(internal)?
+                .into_iter()
+                .filter(|t| {
+                    scope::listed(&caller, &t.info.opd) && (r.opd.is_empty() || t.info.opd == r.opd)
+                })
+                .map(|t| (ticket_key(&t.info.number), t))
+                .filter(|(k, _)| after.wants(k))
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut out = Vec::new();
+            for (k, t) in all {
+                let closed = t.state.is_closed();
+                let state_ok = match r.state.as_str() {
+                    "open" | "recovered" => !closed,
+                    "closed" => closed,
+                    _ => true,
+                };
+                if !state_ok || r.step.is_some_and(|s| s != t.state.position.step) {
+                    continue;
+                }
+                let ticket = ticket_of(&health.store, &health.sop_store, &t, now)?;
+                if (r.overdue && !ticket.overdue)
+                    || (r.state == "recovered" && ticket.recovered_at.is_none())
+                    || (r.mine && !waits_on(&caller, &ticket))
+                {
+                    continue;
+                }
+                out.push((k, ticket));
+                // One more than the page: whether there is a next one.
+                if out.len() > size {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        let (rows, next_page_token) = page.take(rows, |(k, _)| k.clone());
+        Ok(Response::new(v1::ListTicketsResponse {
+            tickets: rows.into_iter().map(|(_, t)| t).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_ticket(
+        &self,
+        req: Request<v1::GetTicketRequest>,
+    ) -> Result<Response<v1::TicketDetail>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        let health = self.health()?;
+        let measure = self.hub.measure.get().cloned();
+        let detail = crate::api::error::blocking("reading the ticket", move || {
+            let t = scope::ticket(&caller, &health.sop_store, &r.id)?;
+            let number = t.info.number.clone();
+            let measurements = match &measure {
+                Some(m) => m.for_ticket(&number).unwrap_or_else(|e| {
+                    tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
+                    Vec::new()
+                }),
+                None => Vec::new(),
+            };
+            detail_of(&health.store, &health.sop_store, &t, &measurements, Utc::now())
+        })
+        .await?;
+        Ok(Response::new(detail))
+    }
+
+    async fn new_ticket(
+        &self,
+        req: Request<v1::NewTicketRequest>,
+    ) -> Result<Response<v1::TicketActionResponse>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let letter = letter(r)?;
+        let health = self.health()?;
+        let dir = crate::admin::HubDirectory(self.hub.clone());
+        let reply = crate::api::error::blocking("opening a ticket from a letter", move || {
+            let r = crate::sop::api::new_ticket(
+                &health.sop_store,
+                &dir,
+                letter,
+                &actor(&caller),
+                Utc::now(),
+            )?;
+            action_reply(&health, r)
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn update_ticket(
+        &self,
+        req: Request<v1::UpdateTicketRequest>,
+    ) -> Result<Response<v1::TicketActionResponse>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        // An empty status is the workflow's to refuse (and to put on the trail).
+        limits::text("status", &r.status, len::NOTE)?;
+        let action = Action::UpdateStatus { status: r.status };
+        Ok(Response::new(
+            self.act(caller, r.id, "updating a ticket", action).await?,
+        ))
+    }
+
+    async fn void_ticket(
+        &self,
+        req: Request<v1::VoidTicketRequest>,
+    ) -> Result<Response<v1::TicketActionResponse>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        // An empty reason is the workflow's to refuse (and to put on the trail).
+        limits::text("reason", &r.reason, len::NOTE)?;
+        let action = Action::Void { reason: r.reason };
+        Ok(Response::new(
+            self.act(caller, r.id, "voiding a ticket", action).await?,
+        ))
+    }
+
+    async fn list_audit_records(
+        &self,
+        req: Request<v1::ListAuditRecordsRequest>,
+    ) -> Result<Response<v1::ListAuditRecordsResponse>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        let id = r.id.trim().to_ascii_uppercase();
+        let page = Page::new(r.page_size, &r.page_token, &format!("id={id}"))?;
+        let health = self.health()?;
+        let after = page.clone();
+        let trail = crate::api::error::blocking("reading the trail", move || {
+            let t = scope::ticket(&caller, &health.sop_store, &id)?;
+            let trail = health
+                .sop_store
+                .trail(&t.info.number)
+                .map_err(|e| ApiError::internal("reading the ticket's trail", e))?;
+            Ok(trail
+                .into_iter()
+                .filter(|a| after.wants(&num_key(a.index)))
+                .take(after.size + 1)
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let (records, next_page_token) = page.take(trail, |a| num_key(a.index));
+        Ok(Response::new(v1::ListAuditRecordsResponse {
+            records: records.iter().map(wire::record).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_maintenance_windows(
+        &self,
+        req: Request<v1::ListMaintenanceWindowsRequest>,
+    ) -> Result<Response<v1::ListMaintenanceWindowsResponse>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let page = Page::new(r.page_size, &r.page_token, "windows")?;
+        let health = self.health()?;
+        let inv = self.hub.inventory();
+        let all = crate::api::error::blocking("listing the maintenance windows", move || {
+            windows_of(&health.store, &caller, &inv)
+        })
+        .await?;
+        let (windows, next_page_token) = page.take(all, |w| num_key(w.id));
+        Ok(Response::new(v1::ListMaintenanceWindowsResponse {
+            windows: windows.iter().map(wire::window).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn add_maintenance_window(
+        &self,
+        req: Request<v1::AddMaintenanceWindowRequest>,
+    ) -> Result<Response<v1::MaintenanceWindow>, Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let health = self.health()?;
+        let w = crate::api::error::blocking("adding a maintenance window", move || {
+            add_window(&health.store, &r, &caller.name, health.max_window)
+        })
+        .await?;
+        Ok(Response::new(w))
+    }
+
+    async fn remove_maintenance_window(
+        &self,
+        req: Request<v1::RemoveMaintenanceWindowRequest>,
+    ) -> Result<Response<v1::RemoveMaintenanceWindowResponse>, Status> {
+        let id = req.get_ref().id;
+        let health = self.health()?;
+        crate::api::error::blocking("removing a maintenance window", move || {
+            remove_window(&health.store, id)
+        })
+        .await?;
+        Ok(Response::new(v1::RemoveMaintenanceWindowResponse {}))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod tests {
+    use std::sync::Arc;
+
+    use siaga_proto::v1;
+    use siaga_proto::v1::tickets_client::TicketsClient;
+    use tonic::Code;
+
+    use crate::api::matrix::{Case, Outcome};
+    use crate::api::testing::{Fixture, OTHER, OWN};
+
+    /// A letter dated yesterday (in any zone of the province, within the
+    /// year a letter is accepted).
+    fn yesterday() -> String {
+        (chrono::Utc::now() - chrono::Duration::days(1))
+            .date_naive()
+            .to_string()
+    }
+
+    fn letter(opd: &str, number: &str) -> v1::NewTicketRequest {
+        v1::NewTicketRequest {
+            opd: opd.into(),
+            letter_number: number.into(),
+            letter_date: yesterday(),
+            subject: format!("Internet putus ({number})"),
+            ..Default::default()
+        }
+    }
+
+    /// A ticket of `opd` from a letter numbered `number`, entered by the helpdesk.
+    async fn open(f: &Fixture, opd: &str, number: &str) -> String {
+        let mut c = TicketsClient::new(f.as_role("helpdesk"));
+        c.new_ticket(letter(opd, number))
+            .await
+            .unwrap_or_else(|s| panic!("new ticket of {opd}: {s:?}"))
+            .into_inner()
+            .ticket
+            .expect("ticket")
+            .id
+    }
+
+    /// The fixture's ticket of `opd` for `what` (made once).
+    async fn ticket_of(f: &Fixture, what: &str, opd: &str) -> String {
+        f.once(&format!("{what} ticket of {opd}"), async {
+            open(f, opd, &format!("{what}/{opd}/2026")).await
+        })
+        .await
+    }
+
+    fn seen_if_ok<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Seen,
+            Err(s) => s.into(),
+        }
+    }
+
+    /// A window of an hour from now over `opd`.
+    fn window(opd: &str) -> v1::AddMaintenanceWindowRequest {
+        let now = chrono::Utc::now();
+        v1::AddMaintenanceWindowRequest {
+            scope: Some(v1::MaintenanceScope {
+                kind: "opd".into(),
+                opd: opd.into(),
+                ..Default::default()
+            }),
+            schedule: Some(v1::MaintenanceSchedule {
+                kind: "once".into(),
+                start: Some(crate::ticket::wire::ts(now)),
+                end: Some(crate::ticket::wire::ts(now + chrono::Duration::hours(1))),
+                ..Default::default()
+            }),
+            reason: "uji".into(),
+        }
+    }
+
+    /// A new window over `opd`, added by the admin; its id.
+    async fn add_window(f: &Fixture, opd: &str) -> u64 {
+        TicketsClient::new(f.as_role("admin"))
+            .add_maintenance_window(window(opd))
+            .await
+            .unwrap_or_else(|s| panic!("window of {opd}: {s:?}"))
+            .into_inner()
+            .id
+    }
+
+    /// The matrix cases of the `Tickets` service.
+    pub const CASES: &[Case] = &[
+        Case {
+            rpc: "/siaga.v1.Tickets/ListMaintenanceWindows",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    f.once(&format!("window of {opd}"), async {
+                        add_window(&f, opd).await.to_string()
+                    })
+                    .await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    match c
+                        .list_maintenance_windows(v1::ListMaintenanceWindowsRequest::default())
+                        .await
+                    {
+                        Ok(r) => {
+                            let of_opd = r
+                                .into_inner()
+                                .windows
+                                .iter()
+                                .any(|w| w.scope.as_ref().is_some_and(|s| s.opd == opd));
+                            if of_opd {
+                                Outcome::Seen
+                            } else {
+                                Outcome::Hidden
+                            }
+                        }
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/AddMaintenanceWindow",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let mut c = TicketsClient::new(f.channel(p));
+                    seen_if_ok(c.add_maintenance_window(window(opd)).await)
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/RemoveMaintenanceWindow",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = add_window(&f, opd).await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    seen_if_ok(
+                        c.remove_maintenance_window(v1::RemoveMaintenanceWindowRequest { id })
+                            .await,
+                    )
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/ListTickets",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    ticket_of(&f, "shown", opd).await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    match c
+                        .list_tickets(v1::ListTicketsRequest {
+                            opd: opd.into(),
+                            ..Default::default()
+                        })
+                        .await
+                    {
+                        Ok(r) => {
+                            let t = r.into_inner().tickets;
+                            if t.iter().any(|t| t.opd != opd) {
+                                Outcome::Refused(Code::Internal, "another OPD's ticket".into())
+                            } else if t.is_empty() {
+                                Outcome::Hidden
+                            } else {
+                                Outcome::Seen
+                            }
+                        }
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/GetTicket",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = ticket_of(&f, "shown", opd).await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    seen_if_ok(c.get_ticket(v1::GetTicketRequest { id }).await)
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/NewTicket",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let mut c = TicketsClient::new(f.channel(p));
+                    match c.new_ticket(letter(opd, &format!("baru/{opd}"))).await {
+                        Ok(r) if r.get_ref().ticket.as_ref().is_some_and(|t| t.opd == opd) => {
+                            Outcome::Seen
+                        }
+                        Ok(r) => Outcome::Refused(Code::Internal, format!("{:?}", r.get_ref())),
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/UpdateTicket",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = ticket_of(&f, "shown", opd).await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    seen_if_ok(
+                        c.update_ticket(v1::UpdateTicketRequest {
+                            id,
+                            status: "diperiksa".into(),
+                        })
+                        .await,
+                    )
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/VoidTicket",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = ticket_of(&f, "voided", opd).await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    seen_if_ok(
+                        c.void_ticket(v1::VoidTicketRequest {
+                            id,
+                            reason: "ganda".into(),
+                        })
+                        .await,
+                    )
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Tickets/ListAuditRecords",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = ticket_of(&f, "shown", opd).await;
+                    let mut c = TicketsClient::new(f.channel(p));
+                    match c
+                        .list_audit_records(v1::ListAuditRecordsRequest {
+                            id: id.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                    {
+                        Ok(r) if r.get_ref().records.iter().all(|a| a.ticket == id) => {
+                            Outcome::Seen
+                        }
+                        Ok(r) => Outcome::Refused(Code::Internal, format!("{:?}", r.get_ref())),
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+    ];
+
+    async fn ids(
+        c: &mut TicketsClient<tonic::transport::Channel>,
+        r: v1::ListTicketsRequest,
+    ) -> Vec<String> {
+        c.list_tickets(r)
+            .await
+            .unwrap()
+            .into_inner()
+            .tickets
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_walk_page_by_page_sees_each_ticket_once_while_tickets_arrive() {
+        let f = Fixture::start().await;
+        let mut before = Vec::new();
+        for n in 0..7 {
+            before.push(open(&f, OWN, &format!("{n}/halaman")).await);
+        }
+        let mut c = TicketsClient::new(f.as_role("kabid_aptika"));
+        let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+        loop {
+            let r = c
+                .list_tickets(v1::ListTicketsRequest {
+                    page_size: 3,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.tickets.len() <= 3, "{}", r.tickets.len());
+            seen.extend(r.tickets.into_iter().map(|t| t.id));
+            pages += 1;
+            // A ticket arrives between pages.
+            open(&f, OTHER, &format!("{pages}/baru")).await;
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            token = r.next_page_token;
+            assert!(pages < 20, "no end to the pages: {seen:?}");
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "nothing twice: {seen:?}");
+        assert_eq!(unique, seen, "in ticket number order: {seen:?}");
+        for id in &before {
+            assert!(seen.contains(id), "{id} missed: {seen:?}");
+        }
+        // A token is for its own query only.
+        let first = c
+            .list_tickets(v1::ListTicketsRequest {
+                page_size: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let e = c
+            .list_tickets(v1::ListTicketsRequest {
+                page_size: 2,
+                page_token: first.next_page_token,
+                opd: OWN.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("page_token:"), "{}", e.message());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pemohon_sees_and_acts_only_on_their_own_opds_tickets() {
+        let f = Fixture::start().await;
+        let own = open(&f, OWN, "1/own").await;
+        let other = open(&f, OTHER, "1/other").await;
+        let mut opd = TicketsClient::new(f.as_role("pemohon"));
+        assert_eq!(
+            ids(&mut opd, Default::default()).await,
+            std::slice::from_ref(&own)
+        );
+        let filtered = v1::ListTicketsRequest {
+            opd: OTHER.into(),
+            ..Default::default()
+        };
+        assert!(ids(&mut opd, filtered).await.is_empty());
+        let got = opd
+            .get_ticket(v1::GetTicketRequest { id: own.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.ticket.unwrap().opd, OWN);
+        assert!(!got.trail.is_empty(), "the opening is on the trail");
+        // Another OPD's ticket answers as a missing one does.
+        let missing = opd
+            .get_ticket(v1::GetTicketRequest {
+                id: "PJ-2099-0001".into(),
+            })
+            .await
+            .unwrap_err();
+        let e = opd
+            .get_ticket(v1::GetTicketRequest { id: other.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert_eq!(e.message(), format!("no ticket {other}"));
+        assert_eq!(missing.code(), Code::NotFound);
+        let e = opd
+            .list_audit_records(v1::ListAuditRecordsRequest {
+                id: other.to_ascii_lowercase(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        let e = opd
+            .void_ticket(v1::VoidTicketRequest {
+                id: other.clone(),
+                reason: "bukan urusan saya".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        // The province sees both.
+        let mut kabid = TicketsClient::new(f.as_role("kabid_aptika"));
+        assert_eq!(ids(&mut kabid, Default::default()).await, [own, other]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn letters_are_checked_and_filters_run_on_the_collector() {
+        let f = Fixture::start().await;
+        let mut hd = TicketsClient::new(f.as_role("helpdesk"));
+        let refused = |r: v1::NewTicketRequest| {
+            let mut hd = hd.clone();
+            async move { hd.new_ticket(r).await.unwrap_err() }
+        };
+        let e = refused(v1::NewTicketRequest {
+            subject: "x".repeat(201),
+            ..letter(OWN, "1/panjang")
+        })
+        .await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.message(), "subject: 201 characters; the limit is 200");
+        let e = refused(v1::NewTicketRequest {
+            letter_date: "20-11-2026".into(),
+            ..letter(OWN, "1/tanggal")
+        })
+        .await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("letter_date:"), "{}", e.message());
+        let next_year = (chrono::Utc::now() + chrono::Duration::days(366))
+            .date_naive()
+            .to_string();
+        let e = refused(v1::NewTicketRequest {
+            letter_date: next_year,
+            ..letter(OWN, "1/masa-depan")
+        })
+        .await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("in the future"), "{}", e.message());
+        let e = refused(v1::NewTicketRequest {
+            device: "dishub-sw".into(),
+            ..letter(OWN, "1/perangkat")
+        })
+        .await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("device:"), "{}", e.message());
+        let e = hd
+            .list_tickets(v1::ListTicketsRequest {
+                opd: "o".repeat(65),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(
+            e.message().starts_with("opd: 65 characters"),
+            "{}",
+            e.message()
+        );
+
+        // The same letter twice: one ticket.
+        let first = hd
+            .new_ticket(letter(OWN, "005/1"))
+            .await
+            .unwrap()
+            .into_inner();
+        let again = hd
+            .new_ticket(letter(OWN, " 005/1 "))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!first.already_filed && again.already_filed);
+        assert_eq!(
+            first.ticket.as_ref().unwrap().id,
+            again.ticket.as_ref().unwrap().id
+        );
+        assert_eq!(first.event.as_ref().unwrap().kind, "opened");
+        let second = open(&f, OTHER, "005/2").await;
+
+        // Voided: closed, with its reason, in the closed listing only.
+        let mut kabid = TicketsClient::new(f.as_role("kabid_aptika"));
+        let voided = kabid
+            .void_ticket(v1::VoidTicketRequest {
+                id: second.clone(),
+                reason: "ganda".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let t = voided.ticket.unwrap();
+        assert!(t.closed && t.void_reason == "ganda", "{t:?}");
+        assert_eq!(voided.event.unwrap().kind, "voided");
+        let state = |s: &str| v1::ListTicketsRequest {
+            state: s.into(),
+            ..Default::default()
+        };
+        let id1 = first.ticket.unwrap().id;
+        assert_eq!(
+            ids(&mut hd, state("closed")).await,
+            std::slice::from_ref(&second)
+        );
+        assert_eq!(
+            ids(&mut hd, state("open")).await,
+            std::slice::from_ref(&id1)
+        );
+        assert!(ids(&mut hd, state("recovered")).await.is_empty());
+        let step1 = v1::ListTicketsRequest {
+            step: Some(1),
+            ..Default::default()
+        };
+        // A voided ticket stays at the step it was voided at.
+        assert_eq!(
+            ids(&mut hd, step1.clone()).await,
+            [id1.clone(), second.clone()]
+        );
+        let step2 = v1::ListTicketsRequest {
+            step: Some(2),
+            ..step1
+        };
+        assert!(ids(&mut hd, step2).await.is_empty());
+        // Step 1 waits on the pemohon, not on the helpdesk.
+        let mine = v1::ListTicketsRequest {
+            mine: true,
+            ..Default::default()
+        };
+        assert!(ids(&mut hd, mine.clone()).await.is_empty());
+        let mut opd = TicketsClient::new(f.as_role("pemohon"));
+        assert_eq!(ids(&mut opd, mine).await, std::slice::from_ref(&id1));
+        let e = hd.list_tickets(state("lost")).await.unwrap_err();
+        assert!(e.message().starts_with("state:"), "{}", e.message());
+
+        // The trail, paged.
+        let trail = kabid
+            .list_audit_records(v1::ListAuditRecordsRequest {
+                id: second,
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(trail.records.len(), 1);
+        assert_eq!(trail.records[0].event.as_ref().unwrap().kind, "opened");
+        assert!(!trail.next_page_token.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn maintenance_windows_are_checked_and_scoped_to_the_opd() {
+        let f = Fixture::start().await;
+        let mut kabid = TicketsClient::new(f.as_role("kabid_aptika"));
+        let refused = |r: v1::AddMaintenanceWindowRequest| {
+            let mut c = kabid.clone();
+            async move { c.add_maintenance_window(r).await.unwrap_err() }
+        };
+        let e = refused(v1::AddMaintenanceWindowRequest {
+            reason: "r".repeat(2001),
+            ..window(OWN)
+        })
+        .await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.message(), "reason: 2001 characters; the limit is 2000");
+        let mut planet = window(OWN);
+        planet.scope.as_mut().unwrap().kind = "planet".into();
+        let e = refused(planet).await;
+        assert!(e.message().starts_with("scope.kind:"), "{}", e.message());
+        let mut forever = window(OWN);
+        forever.schedule.as_mut().unwrap().end = Some(crate::ticket::wire::ts(
+            chrono::Utc::now() + chrono::Duration::days(365),
+        ));
+        let e = refused(forever).await;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("schedule:"), "{}", e.message());
+        let own = kabid
+            .add_maintenance_window(window(OWN))
+            .await
+            .unwrap()
+            .into_inner();
+        let other = kabid
+            .add_maintenance_window(window(OTHER))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(own.created_by, "kabid");
+        let ids = |r: v1::ListMaintenanceWindowsResponse| -> Vec<u64> {
+            r.windows.iter().map(|w| w.id).collect()
+        };
+        let all = kabid
+            .list_maintenance_windows(v1::ListMaintenanceWindowsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ids(all), [own.id, other.id]);
+        let mut opd = TicketsClient::new(f.as_role("pemohon"));
+        let seen = opd
+            .list_maintenance_windows(v1::ListMaintenanceWindowsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ids(seen), [own.id]);
+        kabid
+            .remove_maintenance_window(v1::RemoveMaintenanceWindowRequest { id: own.id })
+            .await
+            .unwrap();
+        let e = kabid
+            .remove_maintenance_window(v1::RemoveMaintenanceWindowRequest { id: own.id })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+    }
+}

@@ -1,58 +1,29 @@
-//! The `siaga` commands of the health part: what each sends over
-//! `Admin.Call` and how its answer is shown.
+//! The `siaga` commands of the `Tickets` service: what each asks and how
+//! its answer is shown.
 //!
-//! `siaga tickets [--open] [--json]`, `siaga ticket show ID [--json]`,
-//! `siaga events [--since DURATION] [--json]`,
-//! `siaga maintenance add|list|remove`.
+//! `siaga tickets [--opd …] [--state …] [--step N] [--overdue] [--mine]
+//! [--json]`, `siaga ticket show ID [--json]`, `siaga maintenance
+//! add|list|remove`.
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{NaiveTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use comfy_table::Table;
-use serde_json::{Value, json};
 
-use crate::cli::local_text;
-use crate::sop::cli::Request;
+use siaga_proto::v1::{self, tickets_client::TicketsClient};
+use tonic::transport::Channel;
 
-fn req(method: &'static str, v: Value) -> Request {
-    Request {
-        method,
-        json: v.to_string(),
-    }
-}
-
-fn parse(reply: &str) -> Result<Value, String> {
-    serde_json::from_str(reply)
-        .map_err(|e| format!("the collector sent an answer this siaga cannot read: {e}"))
-}
-
-fn pretty(v: &Value) -> Result<String, String> {
-    serde_json::to_string_pretty(v).map_err(|e| e.to_string())
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(x) => x.clone(),
-        other => other.to_string(),
-    }
-}
+use crate::cli::{CliError, SiagaConfig};
 
 fn table(header: &[&str]) -> Table {
     crate::cli::table(header)
 }
 
-fn time_us(us: i64, tz: chrono_tz::Tz) -> String {
-    DateTime::from_timestamp_micros(us)
-        .map(|t| crate::cli::local_time(tz, t))
-        .unwrap_or_else(|| us.to_string())
-}
-
 /// `siaga tickets`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TicketsCmd {
-    /// Only tickets not closed yet.
+    /// Only tickets not closed yet (as --state open).
     #[arg(long)]
     pub open: bool,
     /// Only this OPD's tickets, e.g. --opd dinkes.
@@ -68,51 +39,93 @@ pub struct TicketsCmd {
     /// Only tickets past their time standard.
     #[arg(long)]
     pub overdue: bool,
-    /// Print a JSON array.
+    /// Only open tickets waiting on you: handed to you by name, or at a
+    /// step one of your roles takes.
+    #[arg(long)]
+    pub mine: bool,
+    /// Print a JSON array (the tickets in proto3 JSON).
     #[arg(long)]
     pub json: bool,
 }
 
+fn tickets_client(ch: Channel) -> TicketsClient<Channel> {
+    TicketsClient::new(ch).max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Message(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// A time of an answer as people read it (local, with the zone); empty
+/// when unset.
+fn local(t: Option<&pbjson_types::Timestamp>, tz: chrono_tz::Tz) -> String {
+    t.map(|t| crate::cli::local_time(tz, super::wire::time(t)))
+        .unwrap_or_default()
+}
+
+/// `-` for an empty text.
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
 impl TicketsCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        req("tickets.list", json!({ "open": self.open }))
+    /// The first page's request: the filters, applied by the collector.
+    pub fn request(&self) -> v1::ListTicketsRequest {
+        v1::ListTicketsRequest {
+            page_size: 0,
+            page_token: String::new(),
+            opd: self.opd.clone().unwrap_or_default(),
+            state: match (&self.state, self.open) {
+                (Some(s), _) => s.clone(),
+                (None, true) => "open".into(),
+                (None, false) => String::new(),
+            },
+            step: self.step,
+            overdue: self.overdue,
+            mine: self.mine,
+        }
     }
 
-    /// A table or the JSON array.
-    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        self.render_as(reply, tz, crate::cli::output())
-    }
-
-    /// Whether ticket `x` passes the filters given.
-    fn wants(&self, x: &Value) -> bool {
-        let closed = x["closed"] == true;
-        self.opd.as_deref().is_none_or(|o| x["opd"] == o)
-            && self
-                .step
-                .is_none_or(|n| x["step"].as_u64() == Some(u64::from(n)))
-            && (!self.overdue || x["overdue"] == true)
-            && match self.state.as_deref() {
-                Some("open") => !closed,
-                Some("closed") => closed,
-                Some("recovered") => !closed && x["recovered_at"].is_string(),
-                _ => true,
+    /// Runs `siaga tickets`: every page, then the table or the JSON array.
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+        let url = cfg.collector.clone();
+        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let r = c
+                .list_tickets(crate::cli::request(v1::ListTicketsRequest {
+                    page_token: token,
+                    ..self.request()
+                }))
+                .await
+                .map_err(|s| crate::cli::status_error(&url, s))?
+                .into_inner();
+            all.extend(r.tickets);
+            if r.next_page_token.is_empty() {
+                break;
             }
+            token = r.next_page_token;
+        }
+        if self.json {
+            return print_json(&all);
+        }
+        println!("{}", self.render_as(&all, cfg.zone(), crate::cli::output()));
+        Ok(())
     }
 
     fn render_as(
         &self,
-        reply: &str,
+        tickets: &[v1::Ticket],
         tz: chrono_tz::Tz,
         output: crate::cli::Output,
-    ) -> Result<String, String> {
-        let mut v = parse(reply)?;
-        if let Value::Array(all) = &mut v {
-            all.retain(|x| self.wants(x));
-        }
-        if self.json {
-            return pretty(&v);
-        }
+    ) -> String {
         // The default table keeps what the helpdesk scans for and fits an
         // 80-column terminal; -o wide and -o plain have every column.
         let narrow = output == crate::cli::Output::Table;
@@ -137,65 +150,86 @@ impl TicketsCmd {
                 "affected",
             ])
         };
-        for x in v.as_array().into_iter().flatten() {
-            let subject = match (x["device"].as_str(), x["link"].as_str()) {
-                (Some(d), Some(l)) => format!("{d} / {l}"),
-                (Some(d), None) => d.to_string(),
-                _ => "-".into(),
+        for x in tickets {
+            let subject = match (x.device.as_str(), x.link.as_str()) {
+                ("", _) => "-".into(),
+                (d, "") => d.to_string(),
+                (d, l) => format!("{d} / {l}"),
             };
-            let mut problem = s(&x["problem"]);
-            if x["flapping"] == true {
+            let mut problem = dash(&x.problem);
+            if x.flapping {
                 problem.push_str(" [flapping]");
             }
-            let affected: Vec<String> = x["affected"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(s)
-                .collect();
-            let role = if x["closed"] == true {
+            let role = if x.closed {
                 "closed".into()
+            } else if x.assignee.is_empty() {
+                dash(&x.role)
             } else {
-                match x["assignee"].as_str() {
-                    Some(who) => format!("{} ({who})", s(&x["role"])),
-                    None => s(&x["role"]),
-                }
+                format!("{} ({})", dash(&x.role), x.assignee)
             };
-            let late = if x["overdue"] == true { " LATE" } else { "" };
+            let late = if x.overdue { " LATE" } else { "" };
             if narrow {
-                let due = x["due_at"]
-                    .as_str()
-                    .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
-                    .map_or_else(
-                        || "-".to_string(),
-                        |d| format!("{}{late}", d.with_timezone(&tz).format("%Y-%m-%d %H:%M")),
-                    );
-                let turn = if x["closed"] == true {
+                let due = x.due_at.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |d| {
+                        format!(
+                            "{}{late}",
+                            super::wire::time(d)
+                                .with_timezone(&tz)
+                                .format("%Y-%m-%d %H:%M")
+                        )
+                    },
+                );
+                let turn = if x.closed {
                     role
                 } else {
-                    format!("{} {role}", s(&x["step"]))
+                    format!("{} {role}", x.step)
                 };
-                t.add_row(vec![s(&x["id"]), s(&x["opd"]), problem, turn, due]);
+                t.add_row(vec![x.id.clone(), dash(&x.opd), problem, turn, due]);
                 continue;
             }
             t.add_row(vec![
-                s(&x["id"]),
-                s(&x["opd"]),
+                x.id.clone(),
+                dash(&x.opd),
                 subject,
                 problem,
-                s(&x["step"]),
+                x.step.to_string(),
                 role,
-                match x["due_at"].is_string() {
-                    true => format!("{}{late}", local_text(&x["due_at"], tz)),
-                    false => "-".into(),
+                match &x.due_at {
+                    Some(d) => format!("{}{late}", local(Some(d), tz)),
+                    None => "-".into(),
                 },
-                local_text(&x["opened_at"], tz),
-                local_text(&x["recovered_at"], tz),
-                s(&x["occurrences"]),
-                affected.join(", "),
+                local(x.opened_at.as_ref(), tz),
+                local(x.recovered_at.as_ref(), tz),
+                x.occurrences.to_string(),
+                x.affected.join(", "),
             ]);
         }
-        Ok(crate::cli::show(&t))
+        crate::cli::show(&t)
+    }
+}
+
+/// Every record of ticket `id`'s audit trail, page by page.
+pub async fn audit_records(cfg: &SiagaConfig, id: &str) -> Result<Vec<v1::AuditRecord>, CliError> {
+    let url = cfg.collector.clone();
+    let mut c = tickets_client(crate::cli::channel(cfg).await?);
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c
+            .list_audit_records(crate::cli::request(v1::ListAuditRecordsRequest {
+                id: id.to_string(),
+                page_size: 0,
+                page_token: token,
+            }))
+            .await
+            .map_err(|s| crate::cli::status_error(&url, s))?
+            .into_inner();
+        all.extend(r.records);
+        if r.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        token = r.next_page_token;
     }
 }
 
@@ -206,115 +240,164 @@ pub enum TicketShowCmd {
     Show {
         /// Ticket number, e.g. PJ-2026-0001.
         id: String,
-        /// Print JSON.
+        /// Print JSON (the ticket in proto3 JSON).
         #[arg(long)]
         json: bool,
     },
 }
 
 impl TicketShowCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        let TicketShowCmd::Show { id, .. } = self;
-        req("tickets.show", json!({ "id": id }))
-    }
-
-    /// The ticket as text or JSON.
-    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        let TicketShowCmd::Show { json, .. } = self;
-        let v = parse(reply)?;
+    /// Runs `siaga ticket show`.
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+        let TicketShowCmd::Show { id, json } = self;
+        let url = cfg.collector.clone();
+        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        let d = c
+            .get_ticket(crate::cli::request(v1::GetTicketRequest { id: id.clone() }))
+            .await
+            .map_err(|s| crate::cli::status_error(&url, s))?
+            .into_inner();
         if *json {
-            return pretty(&v);
+            return print_json(&d);
         }
-        let mut out = String::new();
-        let line = |out: &mut String, k: &str, val: String| {
-            out.push_str(&format!("{k:<12} {val}\n"));
-        };
-        line(&mut out, "ticket", s(&v["id"]));
-        line(&mut out, "opd", s(&v["opd"]));
-        line(&mut out, "device", s(&v["device"]));
-        line(&mut out, "link", s(&v["link"]));
-        line(&mut out, "problem", s(&v["problem"]));
-        line(&mut out, "origin", s(&v["origin"]));
-        let turn = if v["closed"] == true {
-            "closed".to_string()
-        } else {
-            format!("step {} ({})", s(&v["step"]), s(&v["role"]))
-        };
-        line(&mut out, "turn", turn);
-        line(&mut out, "opened", local_text(&v["opened_at"], tz));
-        line(&mut out, "recovered", local_text(&v["recovered_at"], tz));
-        line(&mut out, "occurrences", s(&v["occurrences"]));
-        line(&mut out, "flapping", s(&v["flapping"]));
-        let affected: Vec<String> = v["affected"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(s)
-            .collect();
-        line(&mut out, "affected", affected.join(", "));
-        out.push_str("\nevents:\n");
-        for n in v["notes"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  {}  {}\n",
-                local_text(&n["at"], tz),
-                s(&n["text"])
-            ));
-        }
-        for r in v["trail"].as_array().into_iter().flatten() {
-            let e = &r["event"];
-            out.push_str(&format!(
-                "  {}  step {} {} by {}\n",
-                local_text(&e["at"], tz),
-                s(&e["step"]),
-                s(&e["kind"]["type"]),
-                s(&e["user"])
-            ));
-        }
-        let ev = v["evidence"].as_array().cloned().unwrap_or_default();
-        out.push_str(&format!(
-            "\nevidence ({} readings, newest last):\n",
-            ev.len()
-        ));
-        for r in ev.iter().rev().take(10).rev() {
-            let worst = r["findings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|f| f["level"] != "up")
-                .map(|f| {
-                    format!(
-                        "{} {} ({})",
-                        s(&f["problem"]),
-                        s(&f["value"]),
-                        s(&f["level"])
-                    )
-                })
-                .collect::<Vec<_>>();
-            let what = if worst.is_empty() {
-                "all within thresholds".to_string()
-            } else {
-                worst.join(", ")
-            };
-            out.push_str(&format!(
-                "  {}  {}  {}\n",
-                time_us(r["at"].as_i64().unwrap_or(0), tz),
-                s(&r["sample"]["device"]),
-                what
-            ));
-        }
-        if let Some(list) = v.get("measurements").filter(|m| m.is_array())
-            && let Ok(list) =
-                serde_json::from_value::<Vec<crate::measure::Measurement>>(list.clone())
-        {
-            out.push_str(&format!("\nmeasurements ({}):\n", list.len()));
-            if !list.is_empty() {
-                out.push_str(&crate::measure::cli::list_table(&list, tz));
-                out.push('\n');
-            }
-        }
-        Ok(out.trim_end().to_string())
+        println!("{}", render_detail(&d, cfg.zone()));
+        Ok(())
     }
+}
+
+/// `siaga ticket show` as text.
+fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
+    let v = d.ticket.clone().unwrap_or_default();
+    let mut out = String::new();
+    let line = |out: &mut String, k: &str, val: String| {
+        out.push_str(&format!("{k:<12} {val}\n"));
+    };
+    line(&mut out, "ticket", dash(&v.id));
+    line(&mut out, "opd", dash(&v.opd));
+    line(&mut out, "device", dash(&v.device));
+    line(&mut out, "link", dash(&v.link));
+    line(&mut out, "problem", dash(&v.problem));
+    line(&mut out, "origin", dash(&v.origin));
+    let turn = if v.closed {
+        "closed".to_string()
+    } else {
+        format!("step {} ({})", v.step, dash(&v.role))
+    };
+    line(&mut out, "turn", turn);
+    line(&mut out, "opened", local(v.opened_at.as_ref(), tz));
+    line(&mut out, "recovered", local(v.recovered_at.as_ref(), tz));
+    line(&mut out, "occurrences", v.occurrences.to_string());
+    line(&mut out, "flapping", v.flapping.to_string());
+    line(&mut out, "affected", v.affected.join(", "));
+    out.push_str("\nevents:\n");
+    for n in &d.notes {
+        out.push_str(&format!(
+            "  {}  {}\n",
+            local(n.at.as_ref(), tz),
+            dash(&n.text)
+        ));
+    }
+    for r in &d.trail {
+        let e = r.event.clone().unwrap_or_default();
+        out.push_str(&format!(
+            "  {}  step {} {} by {}\n",
+            local(e.at.as_ref(), tz),
+            e.step,
+            dash(&e.kind),
+            dash(&e.user)
+        ));
+    }
+    out.push_str(&format!(
+        "\nevidence ({} readings, newest last):\n",
+        d.evidence.len()
+    ));
+    let skip = d.evidence.len().saturating_sub(10);
+    for r in d.evidence.iter().skip(skip) {
+        let worst = r
+            .findings
+            .iter()
+            .filter(|f| f.level != "up")
+            .map(|f| {
+                format!(
+                    "{} {} ({})",
+                    dash(&f.problem),
+                    serde_json::json!(f.value),
+                    dash(&f.level)
+                )
+            })
+            .collect::<Vec<_>>();
+        let what = if worst.is_empty() {
+            "all within thresholds".to_string()
+        } else {
+            worst.join(", ")
+        };
+        let device = r.sample.as_ref().map_or("", |s| s.device.as_str());
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            local(r.at.as_ref(), tz),
+            dash(device),
+            what
+        ));
+    }
+    out.push_str(&format!("\nmeasurements ({}):\n", d.measurements.len()));
+    if !d.measurements.is_empty() {
+        out.push_str(&measurements_table(&d.measurements, tz));
+        out.push('\n');
+    }
+    out.trim_end().to_string()
+}
+
+/// A ticket's measurements, as `siaga ticket measurements` lists them.
+fn measurements_table(list: &[v1::TicketMeasurement], tz: chrono_tz::Tz) -> String {
+    let mut t = table(&[
+        "id",
+        "phase",
+        "state",
+        "requested by",
+        "requested at",
+        "loss %",
+        "RTT median ms",
+        "links",
+    ]);
+    for m in list {
+        let state = match m.state.as_str() {
+            "queued" => format!("queued (expires {})", local(m.expires_at.as_ref(), tz)),
+            "failed" => format!("failed: {}", m.error),
+            other => other.to_string(),
+        };
+        let loss: Vec<String> = m
+            .devices
+            .iter()
+            .map(|d| format!("{} {:.1}", d.device, d.loss_pct))
+            .collect();
+        let rtt: Vec<String> = m
+            .devices
+            .iter()
+            .map(|d| {
+                let ms = d.rtt_median_ms.map_or("-".into(), |v| format!("{v:.2}"));
+                format!("{} {ms}", d.device)
+            })
+            .collect();
+        let links: Vec<String> = m
+            .links
+            .iter()
+            .map(|l| match l.error.as_str() {
+                "" => format!("{} {}", l.name, l.oper_status),
+                e => format!("{} ({e})", l.name),
+            })
+            .collect();
+        t.add_row(vec![
+            m.id.clone(),
+            dash(&m.phase),
+            state,
+            m.requested_by.clone(),
+            local(m.requested_at.as_ref(), tz),
+            loss.join(", "),
+            rtt.join(", "),
+            links.join(", "),
+        ]);
+    }
+    crate::cli::show(&t)
 }
 
 /// `siaga maintenance …`.
@@ -401,126 +484,198 @@ fn offset_minutes(s: &str) -> Result<i32, String> {
 }
 
 impl MaintenanceCmd {
-    /// The call, with the times typed read in zone `tz`; bad combinations
-    /// of options are errors.
-    pub fn request(&self, tz: chrono_tz::Tz) -> Result<Request, String> {
-        match self {
-            MaintenanceCmd::List { .. } => Ok(req("maintenance.list", json!({}))),
-            MaintenanceCmd::Remove { id, .. } => Ok(req("maintenance.remove", json!({ "id": id }))),
-            MaintenanceCmd::Add {
-                opd,
-                device,
-                link,
-                from,
-                until,
-                duration,
-                weekly,
-                at,
-                utc_offset,
-                reason,
-                ..
-            } => {
-                let scope = match (opd, device, link) {
-                    (Some(o), _, _) => json!({"kind": "opd", "opd": o}),
-                    (_, Some(d), Some(name)) => json!({"kind": "link", "device": d, "link": name}),
-                    (_, Some(d), None) => json!({"kind": "device", "device": d}),
-                    _ => return Err("give --opd or --device (with --link for one link)".into()),
-                };
-                let schedule = if !weekly.is_empty() {
-                    let dur = duration.ok_or("--weekly needs --for")?;
-                    json!({
-                        "kind": "weekly",
-                        "days": weekly,
-                        "start": at.clone().ok_or("--weekly needs --at HH:MM")?,
-                        "duration_s": dur.as_secs(),
-                        "utc_offset_minutes": match utc_offset {
-                            Some(o) => offset_minutes(o)?,
-                            None => zone_minutes(tz),
-                        },
-                    })
-                } else {
-                    let now = Utc::now();
-                    let start = match from {
-                        Some(f) => {
-                            crate::when::point(f, tz, now).map_err(|e| format!("--from: {e}"))?
-                        }
-                        None => now,
-                    };
-                    let end = match (until, duration) {
-                        (Some(u), _) => {
-                            crate::when::point(u, tz, now).map_err(|e| format!("--until: {e}"))?
-                        }
-                        (None, Some(d)) => {
-                            start
-                                + chrono::Duration::from_std(*d)
-                                    .map_err(|_| "--for is too long".to_string())?
-                        }
-                        (None, None) => return Err("give --until or --for (or --weekly)".into()),
-                    };
-                    json!({
-                        "kind": "once",
-                        "start_us": start.timestamp_micros(),
-                        "end_us": end.timestamp_micros(),
-                    })
-                };
-                Ok(req(
-                    "maintenance.add",
-                    json!({"scope": scope, "schedule": schedule, "reason": reason}),
-                ))
+    /// The window `add` asks for, with the times typed read in zone `tz`
+    /// (`None` for `list` and `remove`); bad combinations of options are
+    /// errors.
+    pub fn add_request(
+        &self,
+        tz: chrono_tz::Tz,
+    ) -> Result<Option<v1::AddMaintenanceWindowRequest>, String> {
+        let MaintenanceCmd::Add {
+            opd,
+            device,
+            link,
+            from,
+            until,
+            duration,
+            weekly,
+            at,
+            utc_offset,
+            reason,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let scope = match (opd, device, link) {
+            (Some(o), _, _) => v1::MaintenanceScope {
+                kind: "opd".into(),
+                opd: o.clone(),
+                ..Default::default()
+            },
+            (_, Some(d), Some(name)) => v1::MaintenanceScope {
+                kind: "link".into(),
+                device: d.clone(),
+                link: name.clone(),
+                ..Default::default()
+            },
+            (_, Some(d), None) => v1::MaintenanceScope {
+                kind: "device".into(),
+                device: d.clone(),
+                ..Default::default()
+            },
+            _ => return Err("give --opd or --device (with --link for one link)".into()),
+        };
+        let schedule = if !weekly.is_empty() {
+            let dur = duration.ok_or("--weekly needs --for")?;
+            v1::MaintenanceSchedule {
+                kind: "weekly".into(),
+                days: weekly.clone(),
+                start_time: at.clone().ok_or("--weekly needs --at HH:MM")?,
+                duration_s: dur.as_secs(),
+                utc_offset_minutes: match utc_offset {
+                    Some(o) => offset_minutes(o)?,
+                    None => zone_minutes(tz),
+                },
+                ..Default::default()
             }
-        }
-    }
-
-    /// What to print.
-    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        let v = parse(reply)?;
-        match self {
-            MaintenanceCmd::List { json: true } => pretty(&v),
-            MaintenanceCmd::List { json: false } => {
-                let mut t = table(&["id", "covers", "when", "reason", "by"]);
-                for w in v.as_array().into_iter().flatten() {
-                    t.add_row(vec![
-                        s(&w["id"]),
-                        scope_text(&w["scope"]),
-                        schedule_text(&w["schedule"], tz),
-                        s(&w["reason"]),
-                        s(&w["created_by"]),
-                    ]);
+        } else {
+            let now = Utc::now();
+            let start = match from {
+                Some(f) => crate::when::point(f, tz, now).map_err(|e| format!("--from: {e}"))?,
+                None => now,
+            };
+            let end = match (until, duration) {
+                (Some(u), _) => {
+                    crate::when::point(u, tz, now).map_err(|e| format!("--until: {e}"))?
                 }
-                Ok(crate::cli::show(&t))
+                (None, Some(d)) => {
+                    start
+                        + chrono::Duration::from_std(*d)
+                            .map_err(|_| "--for is too long".to_string())?
+                }
+                (None, None) => return Err("give --until or --for (or --weekly)".into()),
+            };
+            v1::MaintenanceSchedule {
+                kind: "once".into(),
+                start: Some(super::wire::ts(start)),
+                end: Some(super::wire::ts(end)),
+                ..Default::default()
             }
-            MaintenanceCmd::Add { json: true, .. } => pretty(&v),
-            MaintenanceCmd::Add { .. } => Ok(format!(
-                "maintenance window {} added: {}, {}",
-                s(&v["id"]),
-                scope_text(&v["scope"]),
-                schedule_text(&v["schedule"], tz)
-            )),
-            MaintenanceCmd::Remove { id, json: true } => pretty(&json!({ "removed": id })),
-            MaintenanceCmd::Remove { id, .. } => Ok(format!("maintenance window {id} removed")),
+        };
+        Ok(Some(v1::AddMaintenanceWindowRequest {
+            scope: Some(scope),
+            schedule: Some(schedule),
+            reason: reason.clone(),
+        }))
+    }
+
+    /// Runs `siaga maintenance …` on the `Tickets` service.
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+        let url = cfg.collector.clone();
+        let tz = cfg.zone();
+        let fail = |s| crate::cli::status_error(&url, s);
+        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        match self {
+            MaintenanceCmd::List { json } => {
+                let mut all = Vec::new();
+                let mut token = String::new();
+                loop {
+                    let r = c
+                        .list_maintenance_windows(crate::cli::request(
+                            v1::ListMaintenanceWindowsRequest {
+                                page_size: 0,
+                                page_token: token,
+                            },
+                        ))
+                        .await
+                        .map_err(fail)?
+                        .into_inner();
+                    all.extend(r.windows);
+                    if r.next_page_token.is_empty() {
+                        break;
+                    }
+                    token = r.next_page_token;
+                }
+                if *json {
+                    return print_json(&all);
+                }
+                println!("{}", windows_table(&all, tz));
+            }
+            MaintenanceCmd::Remove { id, json } => {
+                c.remove_maintenance_window(crate::cli::request(
+                    v1::RemoveMaintenanceWindowRequest { id: *id },
+                ))
+                .await
+                .map_err(fail)?;
+                if *json {
+                    return print_json(&serde_json::json!({ "removed": id }));
+                }
+                println!("maintenance window {id} removed");
+            }
+            MaintenanceCmd::Add { .. } => {
+                let r = self
+                    .add_request(tz)
+                    .map_err(CliError::Usage)?
+                    .ok_or_else(|| CliError::Message("not an add".into()))?;
+                let w = c
+                    .add_maintenance_window(crate::cli::request(r))
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                if let MaintenanceCmd::Add { json: true, .. } = self {
+                    return print_json(&w);
+                }
+                println!(
+                    "maintenance window {} added: {}, {}",
+                    w.id,
+                    scope_text(w.scope.as_ref()),
+                    schedule_text(w.schedule.as_ref(), tz)
+                );
+            }
         }
+        Ok(())
     }
 }
 
-fn scope_text(v: &Value) -> String {
-    match v["kind"].as_str() {
-        Some("opd") => format!("opd {}", s(&v["opd"])),
-        Some("device") => format!("device {}", s(&v["device"])),
-        Some("link") => format!("link {}/{}", s(&v["device"]), s(&v["link"])),
-        _ => s(v),
+fn windows_table(windows: &[v1::MaintenanceWindow], tz: chrono_tz::Tz) -> String {
+    let mut t = table(&["id", "covers", "when", "reason", "by"]);
+    for w in windows {
+        t.add_row(vec![
+            w.id.to_string(),
+            scope_text(w.scope.as_ref()),
+            schedule_text(w.schedule.as_ref(), tz),
+            dash(&w.reason),
+            dash(&w.created_by),
+        ]);
+    }
+    crate::cli::show(&t)
+}
+
+fn scope_text(v: Option<&v1::MaintenanceScope>) -> String {
+    let Some(v) = v else {
+        return "-".into();
+    };
+    match v.kind.as_str() {
+        "opd" => format!("opd {}", v.opd),
+        "device" => format!("device {}", v.device),
+        "link" => format!("link {}/{}", v.device, v.link),
+        other => dash(other),
     }
 }
 
-fn schedule_text(v: &Value, tz: chrono_tz::Tz) -> String {
-    match v["kind"].as_str() {
-        Some("once") => format!(
+fn schedule_text(v: Option<&v1::MaintenanceSchedule>, tz: chrono_tz::Tz) -> String {
+    let Some(v) = v else {
+        return "-".into();
+    };
+    match v.kind.as_str() {
+        "once" => format!(
             "{} – {}",
-            time_us(v["start_us"].as_i64().unwrap_or(0), tz),
-            time_us(v["end_us"].as_i64().unwrap_or(0), tz)
+            local(v.start.as_ref(), tz),
+            local(v.end.as_ref(), tz)
         ),
-        Some("weekly") => {
-            let days: Vec<String> = v["days"].as_array().into_iter().flatten().map(s).collect();
-            let off = v["utc_offset_minutes"].as_i64().unwrap_or(0);
+        "weekly" => {
+            let off = i64::from(v.utc_offset_minutes);
             // The province's zone by its name (WIB); another offset as is.
             let ours = crate::sop::calendar::zone_offset(tz.name())
                 .ok()
@@ -536,14 +691,12 @@ fn schedule_text(v: &Value, tz: chrono_tz::Tz) -> String {
             };
             format!(
                 "weekly {} at {} {zone} for {}",
-                days.join(","),
-                s(&v["start"]),
-                humantime::format_duration(Duration::from_secs(
-                    v["duration_s"].as_u64().unwrap_or(0)
-                ))
+                v.days.join(","),
+                v.start_time,
+                humantime::format_duration(Duration::from_secs(v.duration_s))
             )
         }
-        _ => s(v),
+        other => dash(other),
     }
 }
 
@@ -551,6 +704,7 @@ fn schedule_text(v: &Value, tz: chrono_tz::Tz) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use clap::Parser;
+    use serde_json::{Value, json};
     use test_case::test_case;
 
     use super::*;
@@ -565,9 +719,14 @@ mod tests {
         let mut argv = vec!["siaga", "add"];
         argv.extend(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let r = cli.cmd.request(chrono_tz::Asia::Makassar)?;
-        assert_eq!(r.method, "maintenance.add");
-        Ok(serde_json::from_str(&r.json).unwrap())
+        let r = cli
+            .cmd
+            .add_request(chrono_tz::Asia::Makassar)?
+            .expect("an add");
+        // The window as the collector reads the request.
+        let scope = super::super::wire::scope_back(r.scope.as_ref().unwrap()).unwrap();
+        let schedule = super::super::wire::schedule_back(r.schedule.as_ref().unwrap()).unwrap();
+        Ok(json!({"scope": scope, "schedule": schedule, "reason": r.reason}))
     }
 
     #[test]
@@ -596,28 +755,31 @@ mod tests {
         );
     }
 
+    #[test_case(480, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 WITA for 2h" ; "the province's zone by name")]
+    #[test_case(420, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 UTC+07:00 for 2h" ; "another offset as is")]
+    fn a_weekly_window_reads_in_the_provinces_zone(off: i32, tz: chrono_tz::Tz, want: &str) {
+        let v = v1::MaintenanceSchedule {
+            kind: "weekly".into(),
+            days: vec!["mon".into(), "thu".into()],
+            start_time: "22:00".into(),
+            duration_s: 7200,
+            utc_offset_minutes: off,
+            ..Default::default()
+        };
+        assert_eq!(schedule_text(Some(&v), tz), want);
+    }
+
     #[test]
-    fn add_and_remove_print_json_when_asked() {
+    fn add_and_remove_take_json() {
         let parse = |line: &str| Cli::try_parse_from(line.split_whitespace()).unwrap().cmd;
-        let reply = json!({"id": 7, "scope": {"kind": "opd", "opd": "x"},
-                           "schedule": {"kind": "once", "start_us": 0, "end_us": 3_600_000_000_i64}});
-        let tz = chrono_tz::Asia::Jakarta;
-        let added = parse("siaga add --opd x --for 1h --json")
-            .render(&reply.to_string(), tz)
-            .unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&added).unwrap(), reply);
-        let said = parse("siaga add --opd x --for 1h")
-            .render(&reply.to_string(), tz)
-            .unwrap();
-        assert!(
-            said.starts_with("maintenance window 7 added: opd x"),
-            "{said}"
-        );
-        let removed = parse("siaga remove 7 --json").render("{}", tz).unwrap();
-        assert_eq!(
-            serde_json::from_str::<Value>(&removed).unwrap(),
-            json!({"removed": 7})
-        );
+        assert!(matches!(
+            parse("siaga add --opd x --for 1h --json"),
+            MaintenanceCmd::Add { json: true, .. }
+        ));
+        assert!(matches!(
+            parse("siaga remove 7 --json"),
+            MaintenanceCmd::Remove { id: 7, json: true }
+        ));
     }
 
     #[test]
@@ -665,14 +827,6 @@ mod tests {
         add(args)
     }
 
-    #[test_case(480, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 WITA for 2h" ; "the province's zone by name")]
-    #[test_case(420, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 UTC+07:00 for 2h" ; "another offset as is")]
-    fn a_weekly_window_reads_in_the_provinces_zone(off: i64, tz: chrono_tz::Tz, want: &str) {
-        let v = json!({"kind": "weekly", "days": ["mon", "thu"], "start": "22:00",
-                       "duration_s": 7200, "utc_offset_minutes": off});
-        assert_eq!(schedule_text(&v, tz), want);
-    }
-
     #[test_case("+07:00" => Ok(420); "wib")]
     #[test_case("+09:00" => Ok(540); "wit")]
     #[test_case("-03:30" => Ok(-210); "negative")]
@@ -683,18 +837,29 @@ mod tests {
 
     #[test]
     fn tickets_table_shows_what_a_helpdesk_needs() {
-        let reply = json!([{
-            "id": "PJ-2026-0001", "opd": "dinkes", "device": "dinkes-rtr", "link": null,
-            "problem": "No reply from dinkes-rtr", "origin": "detected", "step": 1,
-            "role": "pemohon", "opened_at": "2026-11-24T03:00:00Z", "recovered_at": null,
-            "occurrences": 1, "affected": ["dinkes-sw1", "dinkes-sw2"], "flapping": false,
-            "closed": false, "incident": "device:dinkes-rtr:loss"
-        }])
-        .to_string();
+        let t = v1::Ticket {
+            id: "PJ-2026-0001".into(),
+            opd: "dinkes".into(),
+            device: "dinkes-rtr".into(),
+            problem: "No reply from dinkes-rtr".into(),
+            origin: "detected".into(),
+            step: 1,
+            role: "pemohon".into(),
+            opened_at: Some(pbjson_types::Timestamp {
+                seconds: 1_795_489_200,
+                nanos: 0,
+            }),
+            occurrences: 1,
+            affected: vec!["dinkes-sw1".into(), "dinkes-sw2".into()],
+            incident: "device:dinkes-rtr:loss".into(),
+            ..Default::default()
+        };
         let cmd = TicketsCmd::default();
-        let wide = cmd
-            .render_as(&reply, chrono_tz::Asia::Makassar, crate::cli::Output::Wide)
-            .unwrap();
+        let wide = cmd.render_as(
+            std::slice::from_ref(&t),
+            chrono_tz::Asia::Makassar,
+            crate::cli::Output::Wide,
+        );
         for want in [
             "PJ-2026-0001",
             "dinkes-rtr",
@@ -707,9 +872,11 @@ mod tests {
         }
         assert!(!wide.contains("T03:00:00Z"), "{wide}");
         // The default table: what the helpdesk scans for.
-        let narrow = cmd
-            .render_as(&reply, chrono_tz::Asia::Makassar, crate::cli::Output::Table)
-            .unwrap();
+        let narrow = cmd.render_as(
+            std::slice::from_ref(&t),
+            chrono_tz::Asia::Makassar,
+            crate::cli::Output::Table,
+        );
         for want in [
             "PJ-2026-0001",
             "dinkes",
@@ -718,29 +885,15 @@ mod tests {
         ] {
             assert!(narrow.contains(want), "{want} in\n{narrow}");
         }
-        let json_out = TicketsCmd {
-            open: true,
-            json: true,
-            ..TicketsCmd::default()
-        }
-        .render(&reply, chrono_tz::Asia::Makassar)
-        .unwrap();
-        let back: Value = serde_json::from_str(&json_out).unwrap();
+        // --json is the proto3 JSON of the tickets.
+        let back: Value = serde_json::to_value(vec![t]).unwrap();
         assert_eq!(back[0]["affected"][1], "dinkes-sw2");
+        assert_eq!(back[0]["opened_at"], "2026-11-24T03:00:00+00:00");
     }
 
     #[test]
-    fn tickets_filter_by_opd_state_step_and_overdue() {
-        let reply = json!([
-            {"id": "PJ-2026-0001", "opd": "dinkes", "step": 1, "closed": false,
-             "overdue": true, "recovered_at": null},
-            {"id": "PJ-2026-0002", "opd": "dishub", "step": 4, "closed": false,
-             "overdue": false, "recovered_at": "2026-11-24T03:00:00Z"},
-            {"id": "PJ-2026-0003", "opd": "dinkes", "step": 9, "closed": true,
-             "overdue": false, "recovered_at": "2026-11-24T03:00:00Z"}
-        ])
-        .to_string();
-        let ids = |args: &[&str]| -> Vec<String> {
+    fn tickets_filters_go_to_the_collector() {
+        let request = |args: &[&str]| -> v1::ListTicketsRequest {
             #[derive(clap::Parser)]
             struct Cli {
                 #[command(flatten)]
@@ -748,25 +901,18 @@ mod tests {
             }
             let mut argv = vec!["tickets", "--json"];
             argv.extend(args);
-            let cli = <Cli as clap::Parser>::try_parse_from(argv).unwrap();
-            let out = cli
-                .cmd
-                .render_as(&reply, chrono_tz::Asia::Jakarta, crate::cli::Output::Table)
-                .unwrap();
-            let v: Value = serde_json::from_str(&out).unwrap();
-            v.as_array()
+            <Cli as clap::Parser>::try_parse_from(argv)
                 .unwrap()
-                .iter()
-                .map(|t| s(&t["id"]).trim_start_matches("PJ-2026-").to_string())
-                .collect()
+                .cmd
+                .request()
         };
-        assert_eq!(ids(&[]), ["0001", "0002", "0003"]);
-        assert_eq!(ids(&["--opd", "dinkes"]), ["0001", "0003"]);
-        assert_eq!(ids(&["--state", "open"]), ["0001", "0002"]);
-        assert_eq!(ids(&["--state", "closed"]), ["0003"]);
-        assert_eq!(ids(&["--state", "recovered"]), ["0002"]);
-        assert_eq!(ids(&["--step", "4"]), ["0002"]);
-        assert_eq!(ids(&["--overdue"]), ["0001"]);
-        assert_eq!(ids(&["--opd", "dinkes", "--state", "open"]), ["0001"]);
+        assert_eq!(request(&[]), v1::ListTicketsRequest::default());
+        assert_eq!(request(&["--opd", "dinkes"]).opd, "dinkes");
+        assert_eq!(request(&["--state", "recovered"]).state, "recovered");
+        assert_eq!(request(&["--open"]).state, "open");
+        assert_eq!(request(&["--open", "--state", "closed"]).state, "closed");
+        assert_eq!(request(&["--step", "4"]).step, Some(4));
+        assert!(request(&["--overdue"]).overdue);
+        assert!(request(&["--mine"]).mine);
     }
 }

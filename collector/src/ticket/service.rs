@@ -989,12 +989,19 @@ parent = "dinkes-rtr"
         c.tick(t + SEC);
     }
 
-    fn call(c: &HealthCore, roles: &[&str], method: &str, json: &str) -> serde_json::Value {
-        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        let out = api::call(&c.store, &c.sop_store, "budi", &roles, method, json)
-            .unwrap()
-            .unwrap();
-        serde_json::from_str(&out).unwrap()
+    /// The tickets as the `Tickets` service lists them, by number.
+    fn tickets(c: &HealthCore) -> Vec<siaga_proto::v1::Ticket> {
+        let mut l = c.sop_store.list().unwrap();
+        l.sort_by(|a, b| a.info.number.cmp(&b.info.number));
+        l.iter()
+            .map(|t| api::ticket_of(&c.store, &c.sop_store, t, Utc::now()).unwrap())
+            .collect()
+    }
+
+    /// Ticket `id` as the `Tickets` service shows it.
+    fn detail(c: &HealthCore, id: &str) -> siaga_proto::v1::TicketDetail {
+        let t = c.sop_store.get(&id.to_ascii_uppercase()).unwrap();
+        api::detail_of(&c.store, &c.sop_store, &t, &[], Utc::now()).unwrap()
     }
 
     const ALL_OK: [(&str, f64); 3] = [
@@ -1019,21 +1026,17 @@ parent = "dinkes-rtr"
             for n in 3..6 {
                 cycle(&mut c, n, &RTR_DOWN);
             }
-            let list = call(&c, &["helpdesk"], "tickets.list", "{}");
-            let list = list.as_array().unwrap();
+            let list = tickets(&c);
             assert_eq!(list.len(), 1, "{list:#?}");
             let t = &list[0];
-            assert_eq!(t["id"], "PJ-2026-0001");
-            assert_eq!(t["device"], "dinkes-rtr");
-            assert_eq!(t["link"], serde_json::Value::Null);
-            assert_eq!(t["origin"], "detected");
+            assert_eq!(t.id, "PJ-2026-0001");
+            assert_eq!(t.device, "dinkes-rtr");
+            assert_eq!(t.link, "");
+            assert_eq!(t.origin, "detected");
             // The detection is the request: step 1 is done, the Kepala Dinas disposes.
-            assert_eq!(t["step"], 2);
-            assert_eq!(t["role"], "kepala_dinas");
-            assert_eq!(
-                t["affected"],
-                serde_json::json!(["dinkes-sw1", "dinkes-sw2"])
-            );
+            assert_eq!(t.step, 2);
+            assert_eq!(t.role, "kepala_dinas");
+            assert_eq!(t.affected, ["dinkes-sw1", "dinkes-sw2"]);
             assert_eq!(c.shared().device_state("dinkes-sw1"), "unreachable");
             assert_eq!(c.shared().device_state("dinkes-rtr"), "down");
             // The Kepala Dinas sees it in the inbox; the OPD and the helpdesk not yet.
@@ -1052,25 +1055,25 @@ parent = "dinkes-rtr"
         for n in 6..10 {
             cycle(&mut c, n, &RTR_DOWN);
         }
-        let l = call(&c, &[], "tickets.list", "{}");
-        assert_eq!(l.as_array().unwrap().len(), 1, "{l:#?}");
+        let l = tickets(&c);
+        assert_eq!(l.len(), 1, "{l:#?}");
         // It recovers: recorded on the ticket, which stays open.
         for n in 10..14 {
             cycle(&mut c, n, &ALL_OK);
         }
-        let t = call(&c, &[], "tickets.show", r#"{"id":"pj-2026-0001"}"#);
-        assert!(t["recovered_at"].is_string(), "{t:#?}");
-        assert_eq!(t["closed"], false);
-        assert!(t["notes"].as_array().unwrap().iter().any(|n| {
-            n["text"]
-                .as_str()
-                .unwrap()
-                .starts_with("pulih pada 2026-11-24")
-        }));
-        assert!(!t["evidence"].as_array().unwrap().is_empty());
-        assert_eq!(t["trail"][0]["event"]["kind"]["type"], "opened");
-        let open = call(&c, &[], "tickets.list", r#"{"open":true}"#);
-        assert_eq!(open.as_array().unwrap().len(), 1);
+        let t = detail(&c, "pj-2026-0001");
+        let ticket = t.ticket.clone().unwrap();
+        assert!(ticket.recovered_at.is_some(), "{t:#?}");
+        assert!(!ticket.closed);
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.text.starts_with("pulih pada 2026-11-24"))
+        );
+        assert!(!t.evidence.is_empty());
+        assert_eq!(t.trail[0].event.as_ref().unwrap().kind, "opened");
+        let open = tickets(&c).into_iter().filter(|t| !t.closed).count();
+        assert_eq!(open, 1);
         let events = serde_json::to_value(c.store.events_since(0, 1000).unwrap()).unwrap();
         let kinds: Vec<&str> = events
             .as_array()
@@ -1121,37 +1124,41 @@ parent = "dinkes-rtr"
     fn maintenance_windows_from_the_api_suppress_tickets() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = core(dir.path());
-        let req = serde_json::json!({
-            "scope": {"kind": "device", "device": "dinkes-sw1"},
-            "schedule": {"kind": "once", "start_us": T0, "end_us": T0 + 3600 * SEC},
-            "reason": "ganti switch",
-        });
-        let roles: Vec<String> = vec!["pemohon".into()];
-        let refused = api::call(
-            &c.store,
-            &c.sop_store,
-            "x",
-            &roles,
-            "maintenance.add",
-            &req.to_string(),
-        );
-        assert!(refused.unwrap_err().contains("only admin"));
-        let w = call(&c, &["tim_teknis"], "maintenance.add", &req.to_string());
-        assert_eq!(w["id"], 1);
-        assert_eq!(w["created_by"], "budi");
+        use siaga_proto::v1;
+        let req = v1::AddMaintenanceWindowRequest {
+            scope: Some(v1::MaintenanceScope {
+                kind: "device".into(),
+                device: "dinkes-sw1".into(),
+                ..Default::default()
+            }),
+            schedule: Some(v1::MaintenanceSchedule {
+                kind: "once".into(),
+                start: Some(super::super::wire::ts_us(T0)),
+                end: Some(super::super::wire::ts_us(T0 + 3600 * SEC)),
+                ..Default::default()
+            }),
+            reason: "ganti switch".into(),
+        };
+        // A requester may not add one: the policy table says so.
+        let rule = crate::api::policy::rule_of("/siaga.v1.Tickets/AddMaintenanceWindow").unwrap();
+        let pemohon = crate::api::Caller {
+            name: "x".into(),
+            roles: vec!["pemohon".into()],
+            opd: Some("dinkes".into()),
+        };
+        let refused = crate::api::gate::allowed(rule, &pemohon);
+        assert!(refused.unwrap_err().to_string().contains("is for admin"));
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let w = api::add_window(&c.store, &req, "budi", week).unwrap();
+        assert_eq!(w.id, 1);
+        assert_eq!(w.created_by, "budi");
         for n in 0..3 {
             cycle(&mut c, n, &ALL_OK);
         }
         for n in 3..7 {
             cycle(&mut c, n, &[("dinkes-rtr", 0.0), ("dinkes-sw1", 40.0)]);
         }
-        assert_eq!(
-            call(&c, &[], "tickets.list", "{}")
-                .as_array()
-                .unwrap()
-                .len(),
-            0
-        );
+        assert_eq!(tickets(&c).len(), 0);
         let events = serde_json::to_value(c.store.events_since(0, 1000).unwrap()).unwrap();
         let why: Vec<&str> = events
             .as_array()
@@ -1165,27 +1172,15 @@ parent = "dinkes-rtr"
             why[0].contains("inside maintenance window 1: ganti switch"),
             "{why:?}"
         );
-        assert_eq!(
-            call(&c, &[], "maintenance.list", "")
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
-        call(&c, &["admin"], "maintenance.remove", r#"{"id":1}"#);
-        assert_eq!(
-            call(&c, &[], "maintenance.list", "")
-                .as_array()
-                .unwrap()
-                .len(),
-            0
-        );
+        assert_eq!(c.store.windows().unwrap().len(), 1);
+        api::remove_window(&c.store, 1).unwrap();
+        assert_eq!(c.store.windows().unwrap().len(), 0);
         // Without the window the fault opens its ticket.
         cycle(&mut c, 7, &[("dinkes-rtr", 0.0), ("dinkes-sw1", 40.0)]);
-        let list = call(&c, &[], "tickets.list", "{}");
-        assert_eq!(list.as_array().unwrap().len(), 1);
+        let list = tickets(&c);
+        assert_eq!(list.len(), 1);
         assert_eq!(
-            list[0]["problem"],
+            list[0].problem,
             "Packet loss 40 % on dinkes-sw1 (threshold 20 %)"
         );
     }

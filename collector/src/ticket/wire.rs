@@ -1,0 +1,638 @@
+//! Tickets on the wire: the domain's tickets, readings, notes and audit
+//! records as the `Tickets` service's messages (tickets.proto), and back
+//! where the CLI renders a message with the domain's own words.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use pbjson_types::Timestamp;
+use serde_json::Value;
+use siaga_proto::v1;
+
+use super::store::{TicketHealth, TicketNote};
+use crate::health::{MaintenanceWindow, Reading, Reason, Schedule, Scope};
+use crate::measure::{MeasureState, Measurement};
+use crate::sop::api::TicketView;
+use crate::sop::audit::AuditRecord;
+use crate::sop::model::{Lang, SopVersion};
+use crate::sop::workflow::{Event, EventKind, FrozenDocument, Measurements, Origin, Timing};
+
+/// A time as a protobuf timestamp.
+pub fn ts(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A protobuf timestamp as a time (the epoch when out of range).
+pub fn time(t: &Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).unwrap_or_default()
+}
+
+/// Microseconds since the epoch as a protobuf timestamp.
+pub fn ts_us(us: i64) -> Timestamp {
+    Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: i32::try_from(us.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+/// The serde name of a unit enum value (`snake_case` in the domain).
+fn name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// A ticket from its SOP view and health record.
+pub fn ticket(v: &TicketView, h: Option<&TicketHealth>) -> v1::Ticket {
+    let closed = v.closed_at.is_some();
+    v1::Ticket {
+        id: v.id.clone(),
+        opd: v.opd.clone(),
+        device: v.device.clone().unwrap_or_default(),
+        link: v.link.clone().unwrap_or_default(),
+        problem: v.problem.clone(),
+        origin: v.origin.clone(),
+        letter_number: v.letter_number.clone().unwrap_or_default(),
+        step: v.step,
+        handoff: v.handoff,
+        role: v.role.clone(),
+        assignee: v.assignee.clone().unwrap_or_default(),
+        due_at: v.due_at.filter(|_| !closed).map(ts),
+        due_local: v.due_local.clone().filter(|_| !closed).unwrap_or_default(),
+        overdue: !closed && v.overdue,
+        time_left_secs: v.time_left_secs.filter(|_| !closed),
+        status: v.status.clone().unwrap_or_default(),
+        acknowledged_by: v.acknowledged_by.clone().unwrap_or_default(),
+        opened_at: Some(ts(v.opened_at)),
+        closed_at: v.closed_at.map(ts),
+        closed,
+        void_reason: v.void_reason.clone().unwrap_or_default(),
+        urgent: v.urgent,
+        sop: v.sop.clone(),
+        recovered_at: h.and_then(|h| h.recovered_at).map(ts),
+        occurrences: h.map_or(0, |h| h.occurrences),
+        affected: h
+            .map(|h| h.affected.iter().cloned().collect())
+            .unwrap_or_default(),
+        flapping: h.is_some_and(|h| h.flapping),
+        incident: h.and_then(|h| h.incident.clone()).unwrap_or_default(),
+    }
+}
+
+fn some(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The SOP view of a ticket message (what the CLI's words are made from).
+pub fn view(t: &v1::Ticket) -> TicketView {
+    TicketView {
+        id: t.id.clone(),
+        opd: t.opd.clone(),
+        origin: t.origin.clone(),
+        letter_number: some(&t.letter_number),
+        problem: t.problem.clone(),
+        device: some(&t.device),
+        link: some(&t.link),
+        step: t.step,
+        handoff: t.handoff,
+        role: t.role.clone(),
+        assignee: some(&t.assignee),
+        due_at: t.due_at.as_ref().map(time),
+        due_local: some(&t.due_local),
+        overdue: t.overdue,
+        time_left_secs: t.time_left_secs,
+        status: some(&t.status),
+        acknowledged_by: some(&t.acknowledged_by),
+        opened_at: t.opened_at.as_ref().map(time).unwrap_or_default(),
+        closed_at: t.closed_at.as_ref().map(time),
+        void_reason: some(&t.void_reason),
+        urgent: t.urgent,
+        sop: t.sop.clone(),
+    }
+}
+
+/// Why a detected ticket opened.
+pub fn reason(r: &Reason) -> v1::TicketReason {
+    let facts = serde_json::to_value(r).unwrap_or_default();
+    let field = |k: &str| facts[k].as_str().unwrap_or_default().to_string();
+    v1::TicketReason {
+        reason: field("reason"),
+        device: field("device"),
+        link: field("link"),
+        text: r.text_utc(Lang::En),
+        text_id: r.text_utc(Lang::Id),
+        diagnostic: r.diagnostic().unwrap_or_default().to_string(),
+    }
+}
+
+fn f64_of(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn u32_of(v: &Value) -> u32 {
+    v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+}
+
+fn str_of(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// The sample of a reading, from the JSON the health engine keeps of it.
+fn sample(v: &Value) -> v1::EvidenceSample {
+    let us_ms = |v: &Value| v.as_f64().map(|us| us / 1000.0);
+    v1::EvidenceSample {
+        ts: v["ts_us"].as_i64().map(ts_us),
+        seq: v["seq"].as_u64().unwrap_or(0),
+        device: str_of(&v["device"]),
+        icmp: v
+            .get("icmp")
+            .filter(|i| i.is_object())
+            .map(|i| v1::EvidenceIcmp {
+                sent: u32_of(&i["sent"]),
+                received: u32_of(&i["received"]),
+                loss_pct: i["loss_pct"].as_f64().unwrap_or(0.0),
+                rtt_avg_ms: us_ms(&i["rtt_avg_us"]),
+                jitter_ms: us_ms(&i["jitter_us"]),
+            }),
+        snmp: v
+            .get("snmp")
+            .filter(|s| s.is_object())
+            .map(|s| v1::EvidenceSnmp {
+                status: s["status"]
+                    .as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .and_then(|n| v1::SnmpStatus::try_from(n).ok())
+                    .map(|st| {
+                        st.as_str_name()
+                            .trim_start_matches("SNMP_STATUS_")
+                            .to_ascii_lowercase()
+                    })
+                    .unwrap_or_else(|| str_of(&s["status"])),
+                error: str_of(&s["error"]),
+            }),
+        event: v
+            .get("event")
+            .filter(|e| e.is_object())
+            .map(|e| v1::EvidenceEvent {
+                kind: str_of(&e["kind"]),
+                link: str_of(&e["link"]),
+                if_index: u32_of(&e["if_index"]),
+                detail: str_of(&e["detail"]),
+                source: str_of(&e["source"]),
+            }),
+        interface: v
+            .get("interface")
+            .filter(|i| i.is_object())
+            .map(|i| v1::EvidenceInterface {
+                if_index: u32_of(&i["if_index"]),
+                if_name: str_of(&i["if_name"]),
+                link: str_of(&i["link"]),
+                admin_status: u32_of(&i["admin_status"]),
+                oper_status: u32_of(&i["oper_status"]),
+                util_in_pct: f64_of(&i["util_in_pct"]),
+                util_out_pct: f64_of(&i["util_out_pct"]),
+                errors_per_s: f64_of(&i["errors_per_s"]),
+            }),
+    }
+}
+
+/// One reading of the evidence.
+pub fn reading(r: &Reading) -> v1::EvidenceReading {
+    v1::EvidenceReading {
+        at: Some(ts_us(r.at)),
+        findings: r
+            .findings
+            .iter()
+            .map(|f| v1::Finding {
+                problem: name(&f.problem),
+                level: name(&f.level),
+                value: f.value,
+                threshold: f.threshold,
+                detail: f.detail.clone(),
+            })
+            .collect(),
+        immediate: r.immediate,
+        sample: Some(sample(&r.sample.to_json())),
+    }
+}
+
+/// One line of the health log.
+pub fn note(n: &TicketNote) -> v1::TicketNote {
+    v1::TicketNote {
+        at: Some(ts(n.at)),
+        kind: n.kind.clone(),
+        text: n.text.clone(),
+    }
+}
+
+/// A measurement in short.
+pub fn measurement(m: &Measurement) -> v1::TicketMeasurement {
+    let (state, error, expires_at) = match &m.state {
+        MeasureState::Queued { expires_at } => ("queued", String::new(), Some(ts(*expires_at))),
+        MeasureState::Running { .. } => ("running", String::new(), None),
+        MeasureState::Done => ("done", String::new(), None),
+        MeasureState::Failed { error } => ("failed", error.clone(), None),
+        MeasureState::Expired => ("expired", String::new(), None),
+    };
+    v1::TicketMeasurement {
+        id: m.id.clone(),
+        phase: m.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
+        state: state.to_string(),
+        error,
+        expires_at,
+        requested_by: m.requested_by.clone(),
+        requested_at: Some(ts(m.requested_at)),
+        completed_at: m.completed_at.map(ts),
+        devices: m
+            .device_figures
+            .iter()
+            .map(|d| v1::TicketMeasurementDevice {
+                device: d.device.clone(),
+                loss_pct: d.loss_pct,
+                rtt_median_ms: d.rtt_median_us.map(|us| us as f64 / 1000.0),
+            })
+            .collect(),
+        links: m
+            .link_figures
+            .iter()
+            .map(|l| v1::TicketMeasurementLink {
+                name: l.name.clone(),
+                oper_status: l.oper_status.clone(),
+                error: l.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn timing(t: &Timing) -> v1::StepTiming {
+    v1::StepTiming {
+        standard: t.standard.clone(),
+        started_at: Some(ts(t.started_at)),
+        due_at: Some(ts(t.due_at)),
+        taken_secs: t.taken_secs,
+        allowed_secs: t.allowed_secs,
+        met: t.met,
+    }
+}
+
+fn timing_back(t: &v1::StepTiming) -> Timing {
+    Timing {
+        standard: t.standard.clone(),
+        started_at: t.started_at.as_ref().map(time).unwrap_or_default(),
+        due_at: t.due_at.as_ref().map(time).unwrap_or_default(),
+        taken_secs: t.taken_secs,
+        allowed_secs: t.allowed_secs,
+        met: t.met,
+    }
+}
+
+/// The word of an event's kind (`type` in the stored JSON).
+pub fn kind_word(k: &EventKind) -> &'static str {
+    match k {
+        EventKind::Opened { .. } => "opened",
+        EventKind::Disposed { .. } => "disposed",
+        EventKind::Returned { .. } => "returned",
+        EventKind::StatusUpdated { .. } => "status_updated",
+        EventKind::Acknowledged { .. } => "acknowledged",
+        EventKind::Refused { .. } => "refused",
+        EventKind::Escalated { .. } => "escalated",
+        EventKind::Voided { .. } => "voided",
+        EventKind::ReportFrozen { .. } => "report_frozen",
+    }
+}
+
+/// An SOP event.
+pub fn event(e: &Event) -> v1::AuditEvent {
+    use v1::audit_event::Detail;
+    let detail = match &e.kind {
+        EventKind::Opened {
+            origin,
+            opd,
+            sop,
+            urgent,
+        } => {
+            let (o, number, date, subject) = match origin {
+                Origin::Detected => ("detected", "", String::new(), ""),
+                Origin::Letter {
+                    number,
+                    date,
+                    subject,
+                } => (
+                    "letter",
+                    number.as_str(),
+                    date.to_string(),
+                    subject.as_str(),
+                ),
+            };
+            Detail::Opened(v1::AuditOpened {
+                origin: o.into(),
+                letter_number: number.into(),
+                letter_date: date,
+                letter_subject: subject.into(),
+                opd: opd.clone(),
+                sop_id: sop.id.clone(),
+                sop_version: sop.version,
+                sop_hash: sop.hash.clone(),
+                urgent: *urgent,
+            })
+        }
+        EventKind::Disposed {
+            to_step,
+            to_handoff,
+            to_roles,
+            to_user,
+            note,
+            timing: t,
+            measurements,
+            closed,
+        } => Detail::Disposed(v1::AuditDisposed {
+            to_step: *to_step,
+            to_handoff: *to_handoff,
+            to_roles: to_roles.clone(),
+            to_user: to_user.clone(),
+            note: note.clone(),
+            timing: t.as_ref().map(timing),
+            measurements: measurements.as_ref().map(|m| v1::StepMeasurements {
+                before: m.before,
+                after: m.after,
+                waived: m.waived.clone(),
+            }),
+            closed: *closed,
+        }),
+        EventKind::Returned {
+            to_step,
+            to_handoff,
+            to_roles,
+            reason,
+            timing: t,
+        } => Detail::Returned(v1::AuditReturned {
+            to_step: *to_step,
+            to_handoff: *to_handoff,
+            to_roles: to_roles.clone(),
+            reason: reason.clone(),
+            timing: t.as_ref().map(timing),
+        }),
+        EventKind::StatusUpdated { status } => Detail::StatusUpdated(v1::AuditStatusUpdated {
+            status: status.clone(),
+        }),
+        EventKind::Acknowledged { by, on_behalf } => Detail::Acknowledged(v1::AuditAcknowledged {
+            by: by.clone(),
+            on_behalf: *on_behalf,
+        }),
+        EventKind::Refused { action, reason } => Detail::Refused(v1::AuditRefused {
+            action: action.clone(),
+            reason: reason.clone(),
+        }),
+        EventKind::Escalated {
+            level,
+            due_at,
+            notify_roles,
+            notify_users,
+        } => Detail::Escalated(v1::AuditEscalated {
+            level: u32::from(*level),
+            due_at: Some(ts(*due_at)),
+            notify_roles: notify_roles.clone(),
+            notify_users: notify_users.clone(),
+        }),
+        EventKind::Voided { reason } => Detail::Voided(v1::AuditVoided {
+            reason: reason.clone(),
+        }),
+        EventKind::ReportFrozen {
+            review_index,
+            documents,
+        } => Detail::ReportFrozen(v1::AuditReportFrozen {
+            review_index: *review_index,
+            documents: documents
+                .iter()
+                .map(|d| v1::FrozenDocument {
+                    format: d.format.clone(),
+                    lang: name(&d.lang),
+                    sha256: d.sha256.clone(),
+                    bytes: d.bytes,
+                })
+                .collect(),
+        }),
+    };
+    v1::AuditEvent {
+        at: Some(ts(e.at)),
+        user: e.user.clone(),
+        role: e.role.clone().unwrap_or_default(),
+        acting_for: e.acting_for.clone().unwrap_or_default(),
+        step: e.step,
+        handoff: e.handoff,
+        kind: kind_word(&e.kind).to_string(),
+        detail: Some(detail),
+    }
+}
+
+/// The SOP event of a message; `None` when it has no detail this CLI knows.
+pub fn event_back(e: &v1::AuditEvent) -> Option<Event> {
+    use v1::audit_event::Detail;
+    let kind = match e.detail.as_ref()? {
+        Detail::Opened(o) => EventKind::Opened {
+            origin: if o.origin == "letter" {
+                Origin::Letter {
+                    number: o.letter_number.clone(),
+                    date: o.letter_date.parse::<NaiveDate>().ok()?,
+                    subject: o.letter_subject.clone(),
+                }
+            } else {
+                Origin::Detected
+            },
+            opd: o.opd.clone(),
+            sop: SopVersion {
+                id: o.sop_id.clone(),
+                version: o.sop_version,
+                hash: o.sop_hash.clone(),
+            },
+            urgent: o.urgent,
+        },
+        Detail::Disposed(d) => EventKind::Disposed {
+            to_step: d.to_step,
+            to_handoff: d.to_handoff,
+            to_roles: d.to_roles.clone(),
+            to_user: d.to_user.clone(),
+            note: d.note.clone(),
+            timing: d.timing.as_ref().map(timing_back),
+            measurements: d.measurements.as_ref().map(|m| Measurements {
+                before: m.before,
+                after: m.after,
+                waived: m.waived.clone(),
+            }),
+            closed: d.closed,
+        },
+        Detail::Returned(r) => EventKind::Returned {
+            to_step: r.to_step,
+            to_handoff: r.to_handoff,
+            to_roles: r.to_roles.clone(),
+            reason: r.reason.clone(),
+            timing: r.timing.as_ref().map(timing_back),
+        },
+        Detail::StatusUpdated(s) => EventKind::StatusUpdated {
+            status: s.status.clone(),
+        },
+        Detail::Acknowledged(a) => EventKind::Acknowledged {
+            by: a.by.clone(),
+            on_behalf: a.on_behalf,
+        },
+        Detail::Refused(r) => EventKind::Refused {
+            action: r.action.clone(),
+            reason: r.reason.clone(),
+        },
+        Detail::Escalated(x) => EventKind::Escalated {
+            level: u8::try_from(x.level).unwrap_or(u8::MAX),
+            due_at: x.due_at.as_ref().map(time).unwrap_or_default(),
+            notify_roles: x.notify_roles.clone(),
+            notify_users: x.notify_users.clone(),
+        },
+        Detail::Voided(v) => EventKind::Voided {
+            reason: v.reason.clone(),
+        },
+        Detail::ReportFrozen(r) => EventKind::ReportFrozen {
+            review_index: r.review_index,
+            documents: r
+                .documents
+                .iter()
+                .map(|d| FrozenDocument {
+                    format: d.format.clone(),
+                    lang: d.lang.parse().unwrap_or_default(),
+                    sha256: d.sha256.clone(),
+                    bytes: d.bytes,
+                })
+                .collect(),
+        },
+    };
+    Some(Event {
+        at: e.at.as_ref().map(time).unwrap_or_default(),
+        user: e.user.clone(),
+        role: some(&e.role),
+        acting_for: some(&e.acting_for),
+        step: e.step,
+        handoff: e.handoff,
+        kind,
+    })
+}
+
+/// One record of the audit trail.
+pub fn record(r: &AuditRecord) -> v1::AuditRecord {
+    v1::AuditRecord {
+        index: r.index,
+        ticket: r.ticket.clone(),
+        event: Some(event(&r.event)),
+        prev_hash: r.prev_hash.clone(),
+        hash: r.hash.clone(),
+    }
+}
+
+/// The audit record of a message; `None` when its event is not one this
+/// CLI knows.
+pub fn record_back(r: &v1::AuditRecord) -> Option<AuditRecord> {
+    Some(AuditRecord {
+        index: r.index,
+        ticket: r.ticket.clone(),
+        event: event_back(r.event.as_ref()?)?,
+        prev_hash: r.prev_hash.clone(),
+        hash: r.hash.clone(),
+    })
+}
+
+/// A maintenance window.
+pub fn window(w: &MaintenanceWindow) -> v1::MaintenanceWindow {
+    let scope = match &w.scope {
+        Scope::Opd { opd } => v1::MaintenanceScope {
+            kind: "opd".into(),
+            opd: opd.clone(),
+            ..Default::default()
+        },
+        Scope::Device { device } => v1::MaintenanceScope {
+            kind: "device".into(),
+            device: device.clone(),
+            ..Default::default()
+        },
+        Scope::Link { device, link } => v1::MaintenanceScope {
+            kind: "link".into(),
+            device: device.clone(),
+            link: link.clone(),
+            ..Default::default()
+        },
+    };
+    let schedule = match &w.schedule {
+        Schedule::Once { start_us, end_us } => v1::MaintenanceSchedule {
+            kind: "once".into(),
+            start: Some(ts_us(*start_us)),
+            end: Some(ts_us(*end_us)),
+            ..Default::default()
+        },
+        Schedule::Weekly {
+            days,
+            start,
+            duration_s,
+            utc_offset_minutes,
+        } => v1::MaintenanceSchedule {
+            kind: "weekly".into(),
+            days: days.clone(),
+            start_time: start.clone(),
+            duration_s: *duration_s,
+            utc_offset_minutes: *utc_offset_minutes,
+            ..Default::default()
+        },
+    };
+    v1::MaintenanceWindow {
+        id: w.id,
+        scope: Some(scope),
+        schedule: Some(schedule),
+        reason: w.reason.clone(),
+        created_by: w.created_by.clone(),
+    }
+}
+
+fn us_of(t: &Option<Timestamp>) -> Option<i64> {
+    t.as_ref().map(|t| {
+        t.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(t.nanos) / 1_000)
+    })
+}
+
+/// What a window's scope message says, or (field, what is wrong).
+pub fn scope_back(s: &v1::MaintenanceScope) -> Result<Scope, (&'static str, String)> {
+    let need = |field: &'static str, v: &str| {
+        if v.trim().is_empty() {
+            Err((field, format!("is required for a scope of kind {}", s.kind)))
+        } else {
+            Ok(v.trim().to_string())
+        }
+    };
+    match s.kind.as_str() {
+        "opd" => Ok(Scope::Opd {
+            opd: need("scope.opd", &s.opd)?,
+        }),
+        "device" => Ok(Scope::Device {
+            device: need("scope.device", &s.device)?,
+        }),
+        "link" => Ok(Scope::Link {
+            device: need("scope.device", &s.device)?,
+            link: need("scope.link", &s.link)?,
+        }),
+        other => Err(("scope.kind", format!("{other:?}: give opd, device or link"))),
+    }
+}
+
+/// What a window's schedule message says, or (field, what is wrong).
+pub fn schedule_back(s: &v1::MaintenanceSchedule) -> Result<Schedule, (&'static str, String)> {
+    match s.kind.as_str() {
+        "once" => Ok(Schedule::Once {
+            start_us: us_of(&s.start).ok_or(("schedule.start", "is required".to_string()))?,
+            end_us: us_of(&s.end).ok_or(("schedule.end", "is required".to_string()))?,
+        }),
+        "weekly" => Ok(Schedule::Weekly {
+            days: s.days.clone(),
+            start: s.start_time.clone(),
+            duration_s: s.duration_s,
+            utc_offset_minutes: s.utc_offset_minutes,
+        }),
+        other => Err(("schedule.kind", format!("{other:?}: give once or weekly"))),
+    }
+}
