@@ -490,6 +490,8 @@ pub enum Output {
     /// Tab-separated, a header line then one line per row, no borders and
     /// nothing wrapped: for `cut`, `awk` and spreadsheets.
     Plain,
+    /// The answer as JSON, as the command's `--json` gives it.
+    Json,
 }
 
 /// The `-o` of this run, set once by `siaga`'s `main`.

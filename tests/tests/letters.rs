@@ -332,5 +332,20 @@ fn the_ticket_table_fits_80_columns_and_plain_output_is_tab_separated() -> Resul
         row.split('\t').count() == lines[0].split('\t').count(),
         "as many cells as headers: {plain}"
     );
+    // -o json is the command's --json; a command without JSON says so.
+    let by_flag: serde_json::Value = serde_json::from_str(&text(hd.run(&["tickets", "--json"])?)?)?;
+    let by_o: serde_json::Value =
+        serde_json::from_str(&text(hd.run(&["-o", "json", "tickets"])?)?)?;
+    ensure!(
+        by_o == by_flag && by_o.to_string().contains(id.as_str()),
+        "{by_o}"
+    );
+    let none = hd.run(&["completion", "bash", "-o", "json"])?;
+    ensure!(
+        none.status.code() == Some(64)
+            && String::from_utf8_lossy(&none.stderr)
+                .contains("-o json: this command prints no JSON"),
+        "{none:?}"
+    );
     Ok(())
 }

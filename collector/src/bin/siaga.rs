@@ -18,8 +18,9 @@ struct Args {
     /// siaga.toml (default: $SIAGA_CONFIG, else ~/.config/siaga/siaga.toml).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// How tables are printed: table (fitted to the terminal, or $COLUMNS),
-    /// wide (never cut) or plain (tab-separated, for cut and awk), e.g. -o plain.
+    /// How answers are printed: table (fitted to the terminal, or $COLUMNS),
+    /// wide (never cut), plain (tab-separated, for cut and awk) or json (the
+    /// command's --json), e.g. -o plain.
     #[arg(
         short = 'o',
         long = "output",
@@ -169,10 +170,27 @@ async fn call(
 }
 
 fn main() -> ExitCode {
-    let args = match siaga_collector::usage::parse::<Args>() {
+    let mut args = match siaga_collector::usage::parse::<Args>() {
         Ok(a) => a,
         Err(code) => return code,
     };
+    // `-o json` is the command's own `--json`.
+    if args.output == cli::Output::Json {
+        let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if !argv.iter().any(|a| a == "--json") {
+            argv.push("--json".into());
+        }
+        args = match <Args as clap::Parser>::try_parse_from(&argv) {
+            Ok(a) => a,
+            Err(_) => {
+                eprintln!(
+                    "siaga: -o json: this command prints no JSON; use -o table, wide or plain, \
+                     e.g. siaga tickets -o json"
+                );
+                return ExitCode::from(siaga_collector::usage::EX_USAGE);
+            }
+        };
+    }
     cli::set_output(args.output);
     // What needs no configuration and no collector.
     match &args.cmd {
