@@ -272,9 +272,6 @@ impl AdminService {
     ) -> Result<String, Status> {
         let (method, json) = (method.to_string(), json.to_string());
 
-        if let Some(answer) = self.measure_call(&user, &method, &json).await? {
-            return Ok(answer);
-        }
         let Some(health) = self.hub.health.get().cloned() else {
             return Err(Status::unavailable("the health engine is not running"));
         };
@@ -312,56 +309,6 @@ impl AdminService {
         .await
         .map_err(internal)??;
         Ok(answer)
-    }
-}
-
-impl AdminService {
-    /// The measurement calls (`ticket.measure`, `measure`, `measure.get`,
-    /// `ticket.measurements`); `None` for other methods.
-    async fn measure_call(
-        &self,
-        user: &User,
-        method: &str,
-        json: &str,
-    ) -> Result<Option<String>, Status> {
-        if !matches!(
-            method,
-            "ticket.measure" | "measure" | "measure.get" | "ticket.measurements"
-        ) {
-            return Ok(None);
-        }
-        let (Some(service), Some(health)) = (self.hub.measure.get(), self.hub.health.get()) else {
-            return Err(Status::unavailable("measurements are not available yet"));
-        };
-        let mut last_seen = std::collections::HashMap::new();
-        for a in self.hub.agents() {
-            if let Some(t) = chrono::DateTime::from_timestamp_micros(a.record.last_seen_us)
-                .filter(|_| a.record.last_seen_us > 0)
-            {
-                let e = last_seen.entry(a.record.opd.clone()).or_insert(t);
-                *e = (*e).max(t);
-            }
-        }
-        let inventory = self.hub.inventory();
-        let env = crate::measure::api::Env {
-            service,
-            inventory: &inventory,
-            sop_store: &health.sop_store,
-            tickets: &health.store,
-            last_seen,
-        };
-        use crate::measure::MeasureError as E;
-        match crate::measure::api::call(&env, &user.name, &user.roles, method, json).await {
-            None => Ok(None),
-            Some(Ok(reply)) => Ok(Some(reply)),
-            Some(Err(e)) => Err(match e {
-                E::BadRequest(m) => Status::invalid_argument(m),
-                E::Denied(m) => Status::permission_denied(m),
-                E::NotFound(m) => Status::not_found(m),
-                E::Offline(m) => Status::failed_precondition(m),
-                E::Internal(m) => internal(m),
-            }),
-        }
     }
 }
 

@@ -113,6 +113,17 @@ pub fn json_u64(v: &Value) -> Option<u64> {
     }
 }
 
+/// A `double` from `--json`: the canonical proto3 JSON mapping leaves out a
+/// field that is 0 (so a missing one is 0) and writes NaN and the
+/// infinities as strings; `None` when it is something else.
+pub fn json_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Null => Some(0.0),
+        Value::String(s) => s.parse().ok(),
+        other => other.as_f64(),
+    }
+}
+
 /// A boolean from `--json`: the canonical proto3 JSON mapping leaves out a
 /// field that is false, so a missing one is false; `None` when it is
 /// something else than a boolean.

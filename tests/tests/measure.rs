@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
-use siaga_tests::harness::{Agent, Collector, Siaga, secs, wait_until};
+use siaga_tests::harness::{Agent, Collector, Siaga, json_f64, json_u64, secs, wait_until};
 use siaga_tests::lab::Lab;
 use siaga_tests::office::{
     Office, office_users_but, opened_ticket, wait_device_up, wait_for_ticket,
@@ -119,7 +119,7 @@ fn fifty_percent_loss_is_measured_before_and_its_repair_after() -> Result<()> {
         "{before:#}"
     );
     let d = device(&before, "dinkes-sw1")?;
-    let loss = d["loss_pct"].as_f64().context("loss_pct")?;
+    let loss = json_f64(&d["loss_pct"]).context("loss_pct")?;
     eprintln!(
         "before: loss {loss:.1} %, RTT median {} µs, p95 {} µs (50 % loss set)",
         d["rtt_median_us"], d["rtt_p95_us"]
@@ -132,7 +132,7 @@ fn fifty_percent_loss_is_measured_before_and_its_repair_after() -> Result<()> {
         "every round trip kept: {d:#}"
     );
     ensure!(
-        d["rtt_p95_us"].as_u64() >= d["rtt_median_us"].as_u64(),
+        json_u64(&d["rtt_p95_us"]) >= json_u64(&d["rtt_median_us"]),
         "{d:#}"
     );
 
@@ -145,7 +145,7 @@ fn fifty_percent_loss_is_measured_before_and_its_repair_after() -> Result<()> {
         .map_err(logs)?;
     ensure!(after["state"] == "done", "{after:#}");
     let d = device(&after, "dinkes-sw1")?;
-    let loss = d["loss_pct"].as_f64().context("loss_pct")?;
+    let loss = json_f64(&d["loss_pct"]).context("loss_pct")?;
     eprintln!(
         "after: loss {loss:.1} %, RTT median {} µs, p95 {} µs, jitter {} µs",
         d["rtt_median_us"], d["rtt_p95_us"], d["jitter_us"]

@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::{Context, Result, anyhow, ensure};
 use redb::ReadableTable;
 use serde_json::Value;
-use siaga_tests::harness::{Agent, Collector, bin};
+use siaga_tests::harness::{Agent, Collector, bin, json_f64};
 use siaga_tests::lab::Lab;
 use siaga_tests::office::{OFFICE_PEOPLE, OFFICE_USERS, Office, wait_device_up, wait_for_ticket};
 
@@ -538,7 +538,7 @@ fn a_link_with_fifty_percent_loss_is_measured_before_and_after_and_the_report_sa
         m["device_figures"]
             .as_array()
             .and_then(|d| d.iter().find(|d| d["device"] == "dinkes-sw1"))
-            .and_then(|d| d["loss_pct"].as_f64())
+            .and_then(|d| json_f64(&d["loss_pct"]))
             .ok_or_else(|| anyhow!("no loss of dinkes-sw1 in {m:#}"))
     };
     let before = measure("before").map_err(logs)?;

@@ -119,7 +119,18 @@ pub const RULES: &[Rule] = &[
     // --- Documents (documents.proto)
     rule("/siaga.v1.Documents/GetCard", People, Opd, false),
     rule("/siaga.v1.Documents/GetRegister", People, Opd, false),
-    // --- Measure (measure.proto)
+    // --- Measure (measure.proto): who may measure is the SOP file's
+    // measuring step (and admin, for a device outside a ticket), checked by
+    // the service once the ticket or device is one the caller sees.
+    rule("/siaga.v1.Measure/MeasureTicket", People, Opd, true),
+    rule("/siaga.v1.Measure/MeasureDevice", People, Opd, true),
+    rule("/siaga.v1.Measure/GetMeasurement", People, Opd, false),
+    rule(
+        "/siaga.v1.Measure/ListTicketMeasurements",
+        People,
+        Opd,
+        false,
+    ),
     // --- Reports (reports.proto)
     rule("/siaga.v1.Reports/GetReport", People, Opd, false),
     // --- Users (users.proto)

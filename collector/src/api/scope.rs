@@ -83,14 +83,10 @@ enum Named<'a> {
 fn named<'a>(method: &str, args: &'a serde_json::Value) -> Option<Named<'a>> {
     let field = |k: &str| args.get(k).and_then(serde_json::Value::as_str);
     match method {
-        "ticket.dispose"
-        | "ticket.return"
-        | "ticket.acknowledge"
-        | "ticket.sop"
-        | "ticket.measure"
-        | "ticket.measurements" => field("ticket").map(Named::Ticket),
+        "ticket.dispose" | "ticket.return" | "ticket.acknowledge" | "ticket.sop" => {
+            field("ticket").map(Named::Ticket)
+        }
         "device.show" => field("id").map(Named::Device),
-        "measure" => field("device").map(Named::Device),
         _ => None,
     }
 }
@@ -119,19 +115,18 @@ pub fn call(
 }
 
 /// After a people's `Call` answered: a listing keeps only the items of the
-/// OPDs `caller` sees (`events.list`, `inbox`: items carry
-/// `opd`); a measurement (`measure.get`) of another OPD is not found.
+/// OPDs `caller` sees (`events.list`, `inbox`: items carry `opd`).
 pub fn answer(
     caller: &Caller,
     method: &str,
-    json: &str,
+    _json: &str,
     reply: String,
 ) -> Result<String, ApiError> {
     if caller.province() {
         return Ok(reply);
     }
     match method {
-        "events.list" | "inbox" | "ticket.measurements" => {
+        "events.list" | "inbox" => {
             let Ok(serde_json::Value::Array(items)) = serde_json::from_str(&reply) else {
                 return Ok(reply);
             };
@@ -140,16 +135,6 @@ pub fn answer(
                 .filter(|i| opd_of(i).is_some_and(|o| listed(caller, o)))
                 .collect();
             Ok(serde_json::Value::Array(kept).to_string())
-        }
-        "measure.get" => {
-            let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
-            let id = serde_json::from_str::<serde_json::Value>(json)
-                .ok()
-                .and_then(|a| a.get("id").and_then(|i| i.as_str()).map(str::to_string))
-                .unwrap_or_default();
-            let id = id.trim().to_ascii_uppercase();
-            measurement(caller, &id, opd_of(&v).unwrap_or(""))?;
-            Ok(reply)
         }
         _ => Ok(reply),
     }

@@ -308,6 +308,12 @@ async fn run(args: Args) -> Result<(), CliError> {
             return Ok(());
         }
         Cmd::Tickets(c) => return c.run(&cfg).await,
+        // Measurements.
+        Cmd::Ticket {
+            cmd: TicketSub::Measure(c),
+        } => return measure::cli::ticket(&cfg, &c).await,
+        Cmd::Measure(c) => return measure::cli::device(&cfg, &c).await,
+        Cmd::Measurement(c) => return measure::cli::show(&cfg, &c).await,
         Cmd::Maintenance { cmd } => return cmd.run(&cfg).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),
@@ -330,12 +336,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             None => c.run_typed(&cfg).await.map(drop),
         },
         Cmd::Ticket {
-            cmd: TicketSub::Measure(c),
-        } => measure::cli::ticket(&mut client, &url, &c, tz).await,
-        Cmd::Measure(c) => measure::cli::device(&mut client, &url, &c, tz).await,
-        Cmd::Measurement(c) => measure::cli::show(&mut client, &url, &c, tz).await,
-        Cmd::Ticket {
-            cmd: TicketSub::Report(_) | TicketSub::Card(_),
+            cmd: TicketSub::Report(_) | TicketSub::Card(_) | TicketSub::Measure(_),
         } => Ok(()),
         Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::User { cmd } => {
@@ -353,6 +354,8 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::Completion { .. }
         | Cmd::Man { .. }
         | Cmd::Tickets(_)
+        | Cmd::Measure(_)
+        | Cmd::Measurement(_)
         | Cmd::Ticket {
             cmd: TicketSub::Show(_),
         } => Ok(()),

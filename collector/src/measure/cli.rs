@@ -1,9 +1,10 @@
 //! The `siaga` commands for measurements: `siaga ticket measure`,
 //! `siaga ticket measurements`, `siaga measure DEVICE` and
-//! `siaga measurement ID`. A measurement is started over `Admin.Call`, then
-//! followed with `measure.get` until it is final (a progress line on
-//! standard error when that is a terminal; standard output stays clean for
-//! the table or the JSON record).
+//! `siaga measurement ID`, on the `Measure` service. A measurement is
+//! started (`MeasureTicket`, `MeasureDevice`), then followed with
+//! `GetMeasurement` until it is final (a progress line on standard error
+//! when that is a terminal; standard output stays clean for the table or
+//! the proto3 JSON of the measurement).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -12,13 +13,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
 use comfy_table::Table;
-use serde_json::json;
-use siaga_proto::v1::{self, admin_client::AdminClient};
+use siaga_proto::v1::{self, measure_client::MeasureClient};
 use tonic::transport::Channel;
 
 use super::model::{MeasureState, Measurement};
-use crate::cli::{CliError, status_error};
-use crate::sop::cli::Request;
+use super::wire;
+use crate::cli::{CliError, SiagaConfig, status_error};
 
 /// How often a running measurement is looked at.
 const POLL: Duration = Duration::from_millis(500);
@@ -52,7 +52,7 @@ pub enum TicketMeasureCmd {
         /// If the agent is offline, queue it to run when the agent reconnects.
         #[arg(long)]
         queue: bool,
-        /// Print the JSON record.
+        /// Print the measurement in proto3 JSON.
         #[arg(long)]
         json: bool,
     },
@@ -60,7 +60,7 @@ pub enum TicketMeasureCmd {
     Measurements {
         /// Ticket number.
         id: String,
-        /// Print a JSON array.
+        /// Print a JSON array (the measurements in proto3 JSON).
         #[arg(long)]
         json: bool,
     },
@@ -83,7 +83,7 @@ pub struct MeasureCmd {
     /// If the agent is offline, queue it to run when the agent reconnects.
     #[arg(long)]
     pub queue: bool,
-    /// Print the JSON record.
+    /// Print the measurement in proto3 JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -96,21 +96,15 @@ pub struct MeasurementCmd {
     /// Wait until it is done, failed or expired.
     #[arg(long)]
     pub wait: bool,
-    /// Print the JSON record.
+    /// Print the measurement in proto3 JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-fn req(method: &'static str, v: serde_json::Value) -> Request {
-    Request {
-        method,
-        json: v.to_string(),
-    }
-}
-
 impl TicketMeasureCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
+    /// The `MeasureTicket` request of `siaga ticket measure` (`None` for
+    /// `measurements`).
+    pub fn request(&self) -> Option<v1::MeasureTicketRequest> {
         match self {
             TicketMeasureCmd::Measure {
                 id,
@@ -119,45 +113,38 @@ impl TicketMeasureCmd {
                 window,
                 queue,
                 ..
-            } => req(
-                "ticket.measure",
-                json!({"ticket": id, "phase": phase, "count": count, "window_s": window, "queue": queue}),
-            ),
-            TicketMeasureCmd::Measurements { id, .. } => {
-                req("ticket.measurements", json!({ "ticket": id }))
-            }
+            } => Some(v1::MeasureTicketRequest {
+                ticket: id.clone(),
+                phase: phase.clone(),
+                count: count.unwrap_or(0),
+                window_s: window.unwrap_or(0),
+                queue: *queue,
+            }),
+            TicketMeasureCmd::Measurements { .. } => None,
         }
     }
 }
 
 impl MeasureCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        req(
-            "measure",
-            json!({"device": self.device, "link": self.link, "count": self.count, "window_s": self.window, "queue": self.queue}),
-        )
+    /// The `MeasureDevice` request.
+    pub fn request(&self) -> v1::MeasureDeviceRequest {
+        v1::MeasureDeviceRequest {
+            device: self.device.clone(),
+            link: self.link.clone().unwrap_or_default(),
+            count: self.count.unwrap_or(0),
+            window_s: self.window.unwrap_or(0),
+            queue: self.queue,
+        }
     }
 }
 
-async fn call(
-    client: &mut AdminClient<Channel>,
-    url: &str,
-    r: &Request,
-) -> Result<String, CliError> {
-    Ok(client
-        .call(v1::CallRequest {
-            method: r.method.to_string(),
-            json: r.json.clone(),
-        })
-        .await
-        .map_err(|s| status_error(url, s))?
-        .into_inner()
-        .json)
+fn client(ch: Channel) -> MeasureClient<Channel> {
+    MeasureClient::new(ch).max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
 }
 
-fn parse<T: for<'de> serde::Deserialize<'de>>(reply: &str) -> Result<T, CliError> {
-    serde_json::from_str(reply).map_err(|e| {
+/// The domain record of an answer, for the tables.
+fn record(m: &v1::Measurement) -> Result<Measurement, CliError> {
+    wire::measurement_back(m).map_err(|e| {
         CliError::Message(format!(
             "the collector sent an answer this siaga cannot read: {e}"
         ))
@@ -165,52 +152,89 @@ fn parse<T: for<'de> serde::Deserialize<'de>>(reply: &str) -> Result<T, CliError
 }
 
 /// Runs `siaga ticket measure|measurements`.
-pub async fn ticket(
-    client: &mut AdminClient<Channel>,
-    url: &str,
-    cmd: &TicketMeasureCmd,
-    tz: Tz,
-) -> Result<(), CliError> {
+pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), CliError> {
+    let url = cfg.collector.clone();
+    let mut c = client(crate::cli::channel(cfg).await?);
+    let tz = cfg.zone();
     match cmd {
         TicketMeasureCmd::Measure { json, .. } => {
-            start_and_wait(client, url, &cmd.request(), *json, tz).await
+            let Some(r) = cmd.request() else {
+                return Ok(());
+            };
+            let m = c
+                .measure_ticket(crate::cli::request(r))
+                .await
+                .map_err(|s| status_error(&url, s))?
+                .into_inner();
+            wait(&mut c, &url, m, *json, tz).await
         }
-        TicketMeasureCmd::Measurements { json, .. } => {
-            let reply = call(client, url, &cmd.request()).await?;
-            let list: Vec<Measurement> = parse(&reply)?;
-            if *json {
-                print_json(&list)
-            } else {
-                println!("{}", list_table(&list, tz));
-                Ok(())
+        TicketMeasureCmd::Measurements { id, json } => {
+            let mut all = Vec::new();
+            let mut token = String::new();
+            loop {
+                let r = c
+                    .list_ticket_measurements(crate::cli::request(
+                        v1::ListTicketMeasurementsRequest {
+                            ticket: id.clone(),
+                            page_size: 0,
+                            page_token: token,
+                        },
+                    ))
+                    .await
+                    .map_err(|s| status_error(&url, s))?
+                    .into_inner();
+                all.extend(r.measurements);
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
             }
+            if *json {
+                return print_json(&all);
+            }
+            let list = all.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+            println!("{}", list_table(&list, tz));
+            Ok(())
         }
     }
 }
 
 /// Runs `siaga measure DEVICE`.
-pub async fn device(
-    client: &mut AdminClient<Channel>,
-    url: &str,
-    cmd: &MeasureCmd,
-    tz: Tz,
-) -> Result<(), CliError> {
-    start_and_wait(client, url, &cmd.request(), cmd.json, tz).await
+pub async fn device(cfg: &SiagaConfig, cmd: &MeasureCmd) -> Result<(), CliError> {
+    let url = cfg.collector.clone();
+    let mut c = client(crate::cli::channel(cfg).await?);
+    let m = c
+        .measure_device(crate::cli::request(cmd.request()))
+        .await
+        .map_err(|s| status_error(&url, s))?
+        .into_inner();
+    wait(&mut c, &url, m, cmd.json, cfg.zone()).await
 }
 
 /// Runs `siaga measurement ID`.
-pub async fn show(
-    client: &mut AdminClient<Channel>,
-    url: &str,
-    cmd: &MeasurementCmd,
-    tz: Tz,
-) -> Result<(), CliError> {
-    let get = req("measure.get", json!({ "id": cmd.id }));
-    let mut m: Measurement = parse(&call(client, url, &get).await?)?;
+pub async fn show(cfg: &SiagaConfig, cmd: &MeasurementCmd) -> Result<(), CliError> {
+    let url = cfg.collector.clone();
+    let mut c = client(crate::cli::channel(cfg).await?);
+    let mut m = get(&mut c, &url, &cmd.id).await?;
     if cmd.wait {
-        m = follow(client, url, m).await?;
+        m = follow(&mut c, &url, m).await?;
     }
-    finish(&m, cmd.json, false, tz)
+    finish(&m, cmd.json, false, cfg.zone())
+}
+
+async fn get(
+    c: &mut MeasureClient<Channel>,
+    url: &str,
+    id: &str,
+) -> Result<v1::Measurement, CliError> {
+    Ok(
+        c.get_measurement(crate::cli::request(v1::GetMeasurementRequest {
+            id: id.to_string(),
+        }))
+        .await
+        .map_err(|s| status_error(url, s))?
+        .into_inner(),
+    )
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
@@ -219,50 +243,53 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn start_and_wait(
-    client: &mut AdminClient<Channel>,
+/// After a measurement was started: a queued one is shown at once with
+/// how to follow it, a running one is followed until it is final.
+async fn wait(
+    c: &mut MeasureClient<Channel>,
     url: &str,
-    r: &Request,
+    m: v1::Measurement,
     json: bool,
     tz: Tz,
 ) -> Result<(), CliError> {
-    let m: Measurement = parse(&call(client, url, r).await?)?;
-    if matches!(m.state, MeasureState::Queued { .. }) {
+    if matches!(record(&m)?.state, MeasureState::Queued { .. }) {
         return finish(&m, json, true, tz);
     }
-    let m = follow(client, url, m).await?;
+    let m = follow(c, url, m).await?;
     finish(&m, json, false, tz)
 }
 
 /// Polls until `m` is final, with a progress line on a terminal.
 async fn follow(
-    client: &mut AdminClient<Channel>,
+    c: &mut MeasureClient<Channel>,
     url: &str,
-    mut m: Measurement,
-) -> Result<Measurement, CliError> {
-    let mut progress = Progress::new(&m);
-    let get = req("measure.get", json!({ "id": m.id }));
-    while !m.state.is_final() {
-        progress.show(&m);
+    mut m: v1::Measurement,
+) -> Result<v1::Measurement, CliError> {
+    let mut r = record(&m)?;
+    let mut progress = Progress::new(&r);
+    while !r.state.is_final() {
+        progress.show(&r);
         tokio::time::sleep(POLL).await;
-        m = match call(client, url, &get).await {
-            Ok(reply) => parse(&reply)?,
+        m = match get(c, url, &r.id).await {
+            Ok(m) => m,
             Err(e) => {
                 progress.clear();
                 return Err(e);
             }
         };
+        r = record(&m)?;
     }
     progress.clear();
     Ok(m)
 }
 
 /// Prints the result; a failed or expired measurement is an error (exit 1).
-fn finish(m: &Measurement, json: bool, queued_hint: bool, tz: Tz) -> Result<(), CliError> {
+fn finish(answer: &v1::Measurement, json: bool, queued_hint: bool, tz: Tz) -> Result<(), CliError> {
+    let m = record(answer)?;
     if json {
-        print_json(m)?;
+        print_json(answer)?;
     } else {
-        println!("{}", render(m, tz));
+        println!("{}", render(&m, tz));
         if queued_hint {
             println!(
                 "\nThe agent of OPD {} is offline; it runs when the agent reconnects. Follow it with `siaga measurement {} --wait`.",

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod wire;
 
 pub use model::{DeviceFigures, LinkFigures, MeasureState, Measurement, Phase};
 pub use service::{MeasureError, MeasureService};

@@ -2,7 +2,8 @@
 //! is shown. `siaga ticket new|update|void|audit` use the `Tickets` service;
 //! `siaga ticket dispose|return|acknowledge|turn|card`, `siaga inbox` and
 //! `siaga register` still go over `Admin.Call`; `siaga user
-//! list|grant|revoke` use the `Users` service.
+//! list|grant|revoke` use the `Users` service; the measurement commands
+//! (`measure/cli.rs`) the `Measure` service.
 
 use std::path::PathBuf;
 

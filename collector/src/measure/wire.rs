@@ -1,0 +1,260 @@
+//! Measurements on the wire: the domain records of [`super::model`] as the
+//! messages of measure.proto, and back (the CLI renders what it received
+//! with the same tables as before).
+
+use siaga_proto::v1;
+
+use super::model::{DeviceFigures, LinkFigures, MeasureState, Measurement, Phase};
+use crate::ticket::wire::{time, ts};
+
+fn some(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The word of a state, as `state` says it.
+pub fn state_word(s: &MeasureState) -> &'static str {
+    match s {
+        MeasureState::Queued { .. } => "queued",
+        MeasureState::Running { .. } => "running",
+        MeasureState::Done => "done",
+        MeasureState::Failed { .. } => "failed",
+        MeasureState::Expired => "expired",
+    }
+}
+
+/// A measurement as the Measure service gives it.
+pub fn measurement(m: &Measurement) -> v1::Measurement {
+    let (expires_at, sent_at, error) = match &m.state {
+        MeasureState::Queued { expires_at } => (Some(ts(*expires_at)), None, String::new()),
+        MeasureState::Running { sent_at } => (None, Some(ts(*sent_at)), String::new()),
+        MeasureState::Failed { error } => (None, None, error.clone()),
+        MeasureState::Done | MeasureState::Expired => (None, None, String::new()),
+    };
+    v1::Measurement {
+        id: m.id.clone(),
+        ticket: m.ticket.clone().unwrap_or_default(),
+        phase: m.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
+        opd: m.opd.clone(),
+        devices: m.devices.clone(),
+        links: m.links.clone(),
+        icmp_count: m.icmp_count,
+        window_ms: m.window_ms,
+        requested_by: m.requested_by.clone(),
+        requested_at: Some(ts(m.requested_at)),
+        completed_at: m.completed_at.map(ts),
+        agent: m.agent.clone().unwrap_or_default(),
+        state: state_word(&m.state).to_string(),
+        expires_at,
+        sent_at,
+        error,
+        device_figures: m.device_figures.iter().map(device).collect(),
+        link_figures: m.link_figures.iter().map(link).collect(),
+    }
+}
+
+fn device(d: &DeviceFigures) -> v1::DeviceFigures {
+    v1::DeviceFigures {
+        device: d.device.clone(),
+        sent: d.sent,
+        received: d.received,
+        loss_pct: d.loss_pct,
+        rtt_min_us: d.rtt_min_us,
+        rtt_avg_us: d.rtt_avg_us,
+        rtt_median_us: d.rtt_median_us,
+        rtt_p95_us: d.rtt_p95_us,
+        rtt_max_us: d.rtt_max_us,
+        jitter_us: d.jitter_us,
+        rtts_us: d.rtts_us.clone(),
+        error: d.error.clone().unwrap_or_default(),
+    }
+}
+
+fn link(l: &LinkFigures) -> v1::LinkFigures {
+    v1::LinkFigures {
+        name: l.name.clone(),
+        device: l.device.clone(),
+        interface: l.interface.clone(),
+        oper_status: l.oper_status.clone(),
+        admin_status: l.admin_status.clone(),
+        speed_mbps: l.speed_mbps,
+        in_bps: l.in_bps,
+        out_bps: l.out_bps,
+        util_in_pct: l.util_in_pct,
+        util_out_pct: l.util_out_pct,
+        errors_per_s: l.errors_per_s,
+        discards_per_s: l.discards_per_s,
+        error: l.error.clone().unwrap_or_default(),
+    }
+}
+
+/// A measurement the service gave, as the domain record (for the CLI's
+/// tables); `Err` names what does not read.
+pub fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
+    let at = |t: &Option<pbjson_types::Timestamp>, what: &str| {
+        t.as_ref()
+            .map(time)
+            .ok_or_else(|| format!("measurement {}: no {what}", m.id))
+    };
+    let state = match m.state.as_str() {
+        "queued" => MeasureState::Queued {
+            expires_at: at(&m.expires_at, "expires_at")?,
+        },
+        "running" => MeasureState::Running {
+            sent_at: m.sent_at.as_ref().map(time).unwrap_or_default(),
+        },
+        "done" => MeasureState::Done,
+        "failed" => MeasureState::Failed {
+            error: m.error.clone(),
+        },
+        "expired" => MeasureState::Expired,
+        other => return Err(format!("measurement {}: unknown state {other:?}", m.id)),
+    };
+    let phase = match m.phase.as_str() {
+        "" => None,
+        p => Some(p.parse::<Phase>()?),
+    };
+    Ok(Measurement {
+        id: m.id.clone(),
+        ticket: some(&m.ticket),
+        phase,
+        opd: m.opd.clone(),
+        devices: m.devices.clone(),
+        links: m.links.clone(),
+        icmp_count: m.icmp_count,
+        window_ms: m.window_ms,
+        requested_by: m.requested_by.clone(),
+        requested_at: at(&m.requested_at, "requested_at")?,
+        completed_at: m.completed_at.as_ref().map(time),
+        agent: some(&m.agent),
+        state,
+        device_figures: m
+            .device_figures
+            .iter()
+            .map(|d| DeviceFigures {
+                device: d.device.clone(),
+                sent: d.sent,
+                received: d.received,
+                loss_pct: d.loss_pct,
+                rtt_min_us: d.rtt_min_us,
+                rtt_avg_us: d.rtt_avg_us,
+                rtt_median_us: d.rtt_median_us,
+                rtt_p95_us: d.rtt_p95_us,
+                rtt_max_us: d.rtt_max_us,
+                jitter_us: d.jitter_us,
+                rtts_us: d.rtts_us.clone(),
+                error: some(&d.error),
+            })
+            .collect(),
+        link_figures: m
+            .link_figures
+            .iter()
+            .map(|l| LinkFigures {
+                name: l.name.clone(),
+                device: l.device.clone(),
+                interface: l.interface.clone(),
+                oper_status: l.oper_status.clone(),
+                admin_status: l.admin_status.clone(),
+                speed_mbps: l.speed_mbps,
+                in_bps: l.in_bps,
+                out_bps: l.out_bps,
+                util_in_pct: l.util_in_pct,
+                util_out_pct: l.util_out_pct,
+                errors_per_s: l.errors_per_s,
+                discards_per_s: l.discards_per_s,
+                error: some(&l.error),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use test_case::test_case;
+
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn sample(state: MeasureState) -> Measurement {
+        Measurement {
+            id: "M-000007".into(),
+            ticket: Some("PJ-2026-0001".into()),
+            phase: Some(Phase::After),
+            opd: "dinkes".into(),
+            devices: vec!["dinkes-sw1".into()],
+            links: vec!["ke-puskesmas".into()],
+            icmp_count: 100,
+            window_ms: 10_000,
+            requested_by: "teknisi".into(),
+            requested_at: t("2026-12-02T10:00:00Z"),
+            completed_at: Some(t("2026-12-02T10:00:12Z")),
+            agent: Some("dinkes-agent".into()),
+            state,
+            device_figures: vec![DeviceFigures {
+                device: "dinkes-sw1".into(),
+                sent: 100,
+                received: 52,
+                loss_pct: 48.0,
+                rtt_min_us: Some(40),
+                rtt_median_us: Some(70),
+                rtts_us: vec![40, 70, 100],
+                ..Default::default()
+            }],
+            link_figures: vec![
+                LinkFigures {
+                    name: "ke-puskesmas".into(),
+                    device: "dinkes-sw1".into(),
+                    interface: "port2".into(),
+                    oper_status: "up".into(),
+                    admin_status: "up".into(),
+                    speed_mbps: Some(10_000.0),
+                    in_bps: Some(0.0),
+                    ..Default::default()
+                },
+                LinkFigures {
+                    name: "wan".into(),
+                    device: "dinkes-sw1".into(),
+                    error: Some("SNMP: no answer (timeout)".into()),
+                    ..Default::default()
+                },
+            ],
+        }
+    }
+
+    #[test_case(MeasureState::Queued { expires_at: t("2026-12-03T10:00:00Z") } ; "queued")]
+    #[test_case(MeasureState::Running { sent_at: t("2026-12-02T10:00:01Z") } ; "running")]
+    #[test_case(MeasureState::Done ; "done")]
+    #[test_case(MeasureState::Failed { error: "the agent left".into() } ; "failed")]
+    #[test_case(MeasureState::Expired ; "expired")]
+    fn a_measurement_reads_back_as_it_was_sent(state: MeasureState) {
+        let m = sample(state);
+        assert_eq!(measurement_back(&measurement(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn the_json_is_proto3() {
+        let m = measurement(&sample(MeasureState::Done));
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["state"], "done");
+        assert_eq!(v["phase"], "after");
+        assert_eq!(v["window_ms"], "10000");
+        assert_eq!(v["requested_at"], "2026-12-02T10:00:00+00:00");
+        let d = &v["device_figures"][0];
+        assert_eq!(d["rtt_median_us"], "70");
+        assert!(d.get("rtt_max_us").is_none(), "{d}");
+        assert_eq!(v["link_figures"][0]["in_bps"], 0.0);
+        let back: v1::Measurement = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn an_unknown_state_is_refused() {
+        let mut m = measurement(&sample(MeasureState::Done));
+        m.state = "lost".into();
+        assert!(measurement_back(&m).unwrap_err().contains("unknown state"));
+    }
+}
