@@ -177,6 +177,25 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// Every page of a listing: `page(token)` asks for one page and answers
+/// its items and the next page's token (empty after the last).
+pub async fn every_page<T, F, Fut>(url: &str, mut page: F) -> Result<Vec<T>, CliError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await.map_err(|s| status_error(url, s))?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        token = next;
+    }
+}
+
 /// Receives a streamed document and writes it to `out` (replacing a file
 /// there), or, without `out`, gives its text for standard output. With
 /// `json`, what was received as one JSON object: the document's

@@ -39,30 +39,11 @@ fn print_json(v: &Value) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Every page of a listing: `page(token)` asks for one page and answers
-/// its items and the next page's token (empty after the last).
-async fn every_page<T, F, Fut>(url: &str, mut page: F) -> Result<Vec<T>, CliError>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
-{
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let (items, next) = page(token).await.map_err(|s| cli::status_error(url, s))?;
-        all.extend(items);
-        if next.is_empty() {
-            return Ok(all);
-        }
-        token = next;
-    }
-}
-
 /// `siaga agents`: every page.
 pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     let url = cfg.collector.clone();
     let c = client(cli::channel(cfg).await?);
-    let all = every_page(&url, |page_token| {
+    let all = cli::every_page(&url, |page_token| {
         let mut c = c.clone();
         async move {
             let r = c
@@ -93,7 +74,7 @@ async fn all_devices(
     opd: &str,
     state: &str,
 ) -> Result<Vec<v1::DeviceInfo>, CliError> {
-    every_page(url, |page_token| {
+    cli::every_page(url, |page_token| {
         let mut c = c.clone();
         let (opd, state) = (opd.to_string(), state.to_string());
         async move {
@@ -213,7 +194,7 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
 pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     let url = cfg.collector.clone();
     let c = client(cli::channel(cfg).await?);
-    let all = every_page(&url, |page_token| {
+    let all = cli::every_page(&url, |page_token| {
         let mut c = c.clone();
         async move {
             let r = c

@@ -169,26 +169,24 @@ pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), Cli
             wait(&mut c, &url, m, *json, tz).await
         }
         TicketMeasureCmd::Measurements { id, json } => {
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = c
-                    .list_ticket_measurements(crate::cli::request(
-                        v1::ListTicketMeasurementsRequest {
-                            ticket: id.clone(),
-                            page_size: 0,
-                            page_token: token,
-                        },
-                    ))
-                    .await
-                    .map_err(|s| status_error(&url, s))?
-                    .into_inner();
-                all.extend(r.measurements);
-                if r.next_page_token.is_empty() {
-                    break;
+            let all = crate::cli::every_page(&url, |page_token| {
+                let mut c = c.clone();
+                let ticket = id.clone();
+                async move {
+                    let r = c
+                        .list_ticket_measurements(crate::cli::request(
+                            v1::ListTicketMeasurementsRequest {
+                                ticket,
+                                page_size: 0,
+                                page_token,
+                            },
+                        ))
+                        .await?
+                        .into_inner();
+                    Ok((r.measurements, r.next_page_token))
                 }
-                token = r.next_page_token;
-            }
+            })
+            .await?;
             if *json {
                 return print_json(&all);
             }

@@ -95,24 +95,19 @@ impl TicketsCmd {
     /// Runs `siaga tickets`: every page, then the table or the JSON array.
     pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
         let url = cfg.collector.clone();
-        let mut c = tickets_client(crate::cli::channel(cfg).await?);
-        let mut all = Vec::new();
-        let mut token = String::new();
-        loop {
-            let r = c
-                .list_tickets(crate::cli::request(v1::ListTicketsRequest {
-                    page_token: token,
-                    ..self.request()
-                }))
-                .await
-                .map_err(|s| crate::cli::status_error(&url, s))?
-                .into_inner();
-            all.extend(r.tickets);
-            if r.next_page_token.is_empty() {
-                break;
+        let c = tickets_client(crate::cli::channel(cfg).await?);
+        let all = crate::cli::every_page(&url, |page_token| {
+            let mut c = c.clone();
+            let r = v1::ListTicketsRequest {
+                page_token,
+                ..self.request()
+            };
+            async move {
+                let r = c.list_tickets(crate::cli::request(r)).await?.into_inner();
+                Ok((r.tickets, r.next_page_token))
             }
-            token = r.next_page_token;
-        }
+        })
+        .await?;
         if self.json {
             return print_json(&all);
         }
@@ -212,25 +207,23 @@ impl TicketsCmd {
 /// Every record of ticket `id`'s audit trail, page by page.
 pub async fn audit_records(cfg: &SiagaConfig, id: &str) -> Result<Vec<v1::AuditRecord>, CliError> {
     let url = cfg.collector.clone();
-    let mut c = tickets_client(crate::cli::channel(cfg).await?);
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let r = c
-            .list_audit_records(crate::cli::request(v1::ListAuditRecordsRequest {
-                id: id.to_string(),
-                page_size: 0,
-                page_token: token,
-            }))
-            .await
-            .map_err(|s| crate::cli::status_error(&url, s))?
-            .into_inner();
-        all.extend(r.records);
-        if r.next_page_token.is_empty() {
-            return Ok(all);
+    let c = tickets_client(crate::cli::channel(cfg).await?);
+    crate::cli::every_page(&url, |page_token| {
+        let mut c = c.clone();
+        let id = id.to_string();
+        async move {
+            let r = c
+                .list_audit_records(crate::cli::request(v1::ListAuditRecordsRequest {
+                    id,
+                    page_size: 0,
+                    page_token,
+                }))
+                .await?
+                .into_inner();
+            Ok((r.records, r.next_page_token))
         }
-        token = r.next_page_token;
-    }
+    })
+    .await
 }
 
 /// `siaga ticket show`.
@@ -578,25 +571,22 @@ impl MaintenanceCmd {
         let mut c = tickets_client(crate::cli::channel(cfg).await?);
         match self {
             MaintenanceCmd::List { json } => {
-                let mut all = Vec::new();
-                let mut token = String::new();
-                loop {
-                    let r = c
-                        .list_maintenance_windows(crate::cli::request(
-                            v1::ListMaintenanceWindowsRequest {
-                                page_size: 0,
-                                page_token: token,
-                            },
-                        ))
-                        .await
-                        .map_err(fail)?
-                        .into_inner();
-                    all.extend(r.windows);
-                    if r.next_page_token.is_empty() {
-                        break;
+                let all = crate::cli::every_page(&url, |page_token| {
+                    let mut c = c.clone();
+                    async move {
+                        let r = c
+                            .list_maintenance_windows(crate::cli::request(
+                                v1::ListMaintenanceWindowsRequest {
+                                    page_size: 0,
+                                    page_token,
+                                },
+                            ))
+                            .await?
+                            .into_inner();
+                        Ok((r.windows, r.next_page_token))
                     }
-                    token = r.next_page_token;
-                }
+                })
+                .await?;
                 if *json {
                     return print_json(&all);
                 }
