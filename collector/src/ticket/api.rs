@@ -248,7 +248,10 @@ pub fn detail_of(
         evidence: h.evidence.iter().map(wire::reading).collect(),
         notes: h.notes.iter().map(wire::note).collect(),
         trail: trail.iter().map(wire::record).collect(),
-        measurements: measurements.iter().map(wire::measurement).collect(),
+        measurements: measurements
+            .iter()
+            .map(crate::measure::wire::measurement)
+            .collect(),
     })
 }
 

@@ -334,63 +334,19 @@ fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
     }
     out.push_str(&format!("\nmeasurements ({}):\n", d.measurements.len()));
     if !d.measurements.is_empty() {
-        out.push_str(&measurements_table(&d.measurements, tz));
+        let list = d
+            .measurements
+            .iter()
+            .map(crate::measure::wire::measurement_back)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the collector sent a measurement this siaga cannot read: {e}"));
+        match list {
+            Ok(list) => out.push_str(&crate::measure::cli::list_table(&list, tz)),
+            Err(e) => out.push_str(&e),
+        }
         out.push('\n');
     }
     out.trim_end().to_string()
-}
-
-/// A ticket's measurements, as `siaga ticket measurements` lists them.
-fn measurements_table(list: &[v1::TicketMeasurement], tz: chrono_tz::Tz) -> String {
-    let mut t = table(&[
-        "id",
-        "phase",
-        "state",
-        "requested by",
-        "requested at",
-        "loss %",
-        "RTT median ms",
-        "links",
-    ]);
-    for m in list {
-        let state = match m.state.as_str() {
-            "queued" => format!("queued (expires {})", local(m.expires_at.as_ref(), tz)),
-            "failed" => format!("failed: {}", m.error),
-            other => other.to_string(),
-        };
-        let loss: Vec<String> = m
-            .devices
-            .iter()
-            .map(|d| format!("{} {:.1}", d.device, d.loss_pct))
-            .collect();
-        let rtt: Vec<String> = m
-            .devices
-            .iter()
-            .map(|d| {
-                let ms = d.rtt_median_ms.map_or("-".into(), |v| format!("{v:.2}"));
-                format!("{} {ms}", d.device)
-            })
-            .collect();
-        let links: Vec<String> = m
-            .links
-            .iter()
-            .map(|l| match l.error.as_str() {
-                "" => format!("{} {}", l.name, l.oper_status),
-                e => format!("{} ({e})", l.name),
-            })
-            .collect();
-        t.add_row(vec![
-            m.id.clone(),
-            dash(&m.phase),
-            state,
-            m.requested_by.clone(),
-            local(m.requested_at.as_ref(), tz),
-            loss.join(", "),
-            rtt.join(", "),
-            links.join(", "),
-        ]);
-    }
-    crate::cli::show(&t)
 }
 
 /// `siaga maintenance …`.

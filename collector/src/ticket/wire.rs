@@ -9,7 +9,6 @@ use siaga_proto::v1;
 
 use super::store::{TicketHealth, TicketNote};
 use crate::health::{MaintenanceWindow, Reading, Reason, Schedule, Scope};
-use crate::measure::{MeasureState, Measurement};
 use crate::sop::api::TicketView;
 use crate::sop::audit::AuditRecord;
 use crate::sop::model::{Lang, SopVersion};
@@ -224,45 +223,6 @@ pub fn note(n: &TicketNote) -> v1::TicketNote {
         at: Some(ts(n.at)),
         kind: n.kind.clone(),
         text: n.text.clone(),
-    }
-}
-
-/// A measurement in short.
-pub fn measurement(m: &Measurement) -> v1::TicketMeasurement {
-    let (state, error, expires_at) = match &m.state {
-        MeasureState::Queued { expires_at } => ("queued", String::new(), Some(ts(*expires_at))),
-        MeasureState::Running { .. } => ("running", String::new(), None),
-        MeasureState::Done => ("done", String::new(), None),
-        MeasureState::Failed { error } => ("failed", error.clone(), None),
-        MeasureState::Expired => ("expired", String::new(), None),
-    };
-    v1::TicketMeasurement {
-        id: m.id.clone(),
-        phase: m.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
-        state: state.to_string(),
-        error,
-        expires_at,
-        requested_by: m.requested_by.clone(),
-        requested_at: Some(ts(m.requested_at)),
-        completed_at: m.completed_at.map(ts),
-        devices: m
-            .device_figures
-            .iter()
-            .map(|d| v1::TicketMeasurementDevice {
-                device: d.device.clone(),
-                loss_pct: d.loss_pct,
-                rtt_median_ms: d.rtt_median_us.map(|us| us as f64 / 1000.0),
-            })
-            .collect(),
-        links: m
-            .link_figures
-            .iter()
-            .map(|l| v1::TicketMeasurementLink {
-                name: l.name.clone(),
-                oper_status: l.oper_status.clone(),
-                error: l.error.clone().unwrap_or_default(),
-            })
-            .collect(),
     }
 }
 
