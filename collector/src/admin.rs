@@ -272,46 +272,12 @@ impl AdminService {
     ) -> Result<String, Status> {
         let (method, json) = (method.to_string(), json.to_string());
 
-        if let Some(answer) = self.measure_call(&user, &method, &json).await? {
-            return Ok(answer);
+        match self.measure_call(&user, &method, &json).await? {
+            Some(answer) => Ok(answer),
+            None => Err(Status::unimplemented(format!(
+                "{method:?} is not available in this collector version"
+            ))),
         }
-        let Some(health) = self.hub.health.get().cloned() else {
-            return Err(Status::unavailable("the health engine is not running"));
-        };
-        let hub = self.hub.clone();
-        let answer = tokio::task::spawn_blocking(move || -> Result<String, Status> {
-            let api_status = |e: crate::sop::api::ApiError| match e {
-                crate::sop::api::ApiError::BadRequest(m) => Status::invalid_argument(m),
-                crate::sop::api::ApiError::Denied(m) => Status::permission_denied(m),
-                crate::sop::api::ApiError::NotFound(m) => Status::not_found(m),
-                crate::sop::api::ApiError::Internal(m) => internal(m),
-            };
-            let caller = crate::sop::workflow::Actor {
-                user: user.name.clone(),
-                roles: user.roles.clone(),
-            };
-            let dir = HubDirectory(hub);
-            match crate::sop::api::handle(
-                &health.sop_store,
-                &dir,
-                &method,
-                &json,
-                &caller,
-                chrono::Utc::now(),
-            ) {
-                Some(Ok(reply)) => {
-                    health.after_sop_call(&method, &json);
-                    Ok(reply)
-                }
-                Some(Err(e)) => Err(api_status(e)),
-                None => Err(Status::unimplemented(format!(
-                    "{method:?} is not available in this collector version"
-                ))),
-            }
-        })
-        .await
-        .map_err(internal)??;
-        Ok(answer)
     }
 }
 

@@ -104,6 +104,7 @@ pub fn all_cases() -> Vec<Case> {
         crate::sop::documents::tests::CASES,
         crate::report::api::matrix::CASES,
         crate::ticket::api::tests::CASES,
+        crate::sop::api::service_tests::CASES,
     ];
     lists.iter().flat_map(|l| l.iter().copied()).collect()
 }

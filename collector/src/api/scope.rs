@@ -83,12 +83,7 @@ enum Named<'a> {
 fn named<'a>(method: &str, args: &'a serde_json::Value) -> Option<Named<'a>> {
     let field = |k: &str| args.get(k).and_then(serde_json::Value::as_str);
     match method {
-        "ticket.dispose"
-        | "ticket.return"
-        | "ticket.acknowledge"
-        | "ticket.sop"
-        | "ticket.measure"
-        | "ticket.measurements" => field("ticket").map(Named::Ticket),
+        "ticket.measure" | "ticket.measurements" => field("ticket").map(Named::Ticket),
         "device.show" => field("id").map(Named::Device),
         "measure" => field("device").map(Named::Device),
         _ => None,
@@ -119,8 +114,8 @@ pub fn call(
 }
 
 /// After a people's `Call` answered: a listing keeps only the items of the
-/// OPDs `caller` sees (`events.list`, `inbox`: items carry
-/// `opd`); a measurement (`measure.get`) of another OPD is not found.
+/// OPDs `caller` sees (`events.list`, `ticket.measurements`: items
+/// carry `opd`); a measurement (`measure.get`) of another OPD is not found.
 pub fn answer(
     caller: &Caller,
     method: &str,
@@ -131,7 +126,7 @@ pub fn answer(
         return Ok(reply);
     }
     match method {
-        "events.list" | "inbox" | "ticket.measurements" => {
+        "events.list" | "ticket.measurements" => {
             let Ok(serde_json::Value::Array(items)) = serde_json::from_str(&reply) else {
                 return Ok(reply);
             };

@@ -148,26 +148,6 @@ enum TicketSub {
     Report(report::cli::ReportCmd),
 }
 
-/// Makes one `Admin.Call` and prints what the command renders of the answer.
-async fn call(
-    client: &mut v1::admin_client::AdminClient<tonic::transport::Channel>,
-    url: &str,
-    r: sop::cli::Request,
-    render: impl FnOnce(&str) -> Result<String, String>,
-) -> Result<(), CliError> {
-    let reply = client
-        .call(v1::CallRequest {
-            method: r.method.to_string(),
-            json: r.json,
-        })
-        .await
-        .map_err(|s| cli::status_error(url, s))?
-        .into_inner();
-    let out = render(&reply.json).map_err(CliError::Message)?;
-    println!("{out}");
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let args = match siaga_collector::usage::parse::<Args>() {
         Ok(a) => a,
@@ -296,21 +276,13 @@ async fn run(args: Args) -> Result<(), CliError> {
         } => return c.run(&cfg).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
-        } if c.request().is_none() => {
-            c.run_typed(&cfg).await?;
-            return Ok(());
-        }
+        } => return c.run_typed(&cfg).await,
+        Cmd::Inbox(c) => return c.run(&cfg).await,
         other => other,
     };
     let mut client = cli::connect(&cfg).await?;
     let fail = |s| cli::status_error(&url, s);
     match cmd {
-        Cmd::Ticket {
-            cmd: TicketSub::Sop(c),
-        } => match c.request() {
-            Some(r) => call(&mut client, &url, r, |reply| c.render(reply, tz)).await,
-            None => c.run_typed(&cfg).await.map(drop),
-        },
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
         } => measure::cli::ticket(&mut client, &url, &c, tz).await,
@@ -319,7 +291,6 @@ async fn run(args: Args) -> Result<(), CliError> {
         Cmd::Ticket {
             cmd: TicketSub::Report(_) | TicketSub::Card(_),
         } => Ok(()),
-        Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
         Cmd::User { cmd } => {
             println!("{}", cmd.run(cli::channel(&cfg).await?, &url).await?);
             Ok(())
@@ -332,6 +303,10 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::Device { .. }
         | Cmd::Events(_)
         | Cmd::Register(_)
+        | Cmd::Inbox(_)
+        | Cmd::Ticket {
+            cmd: TicketSub::Sop(_),
+        }
         | Cmd::Completion { .. }
         | Cmd::Man { .. }
         | Cmd::Tickets(_)
