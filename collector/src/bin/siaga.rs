@@ -103,6 +103,9 @@ enum Cmd {
     Inbox(sop::cli::InboxCmd),
     /// The Buku permintaan Layanan dan Gangguan for a period (CSV or xlsx).
     Register(sop::cli::RegisterCmd),
+    /// Every ticket's hash-chained audit trail, checked by the collector
+    /// while it serves (admin); a broken trail exits 1.
+    Trails(sop::cli::TrailsCmd),
     /// Users and their roles (admin).
     User {
         #[command(subcommand)]
@@ -278,6 +281,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             cmd: TicketSub::Sop(c),
         } => return c.run_typed(&cfg).await,
         Cmd::Inbox(c) => return c.run(&cfg).await,
+        Cmd::Trails(c) => return c.run(&cfg).await,
         other => other,
     };
     let mut client = cli::connect(&cfg).await?;
@@ -304,6 +308,7 @@ async fn run(args: Args) -> Result<(), CliError> {
         | Cmd::Events(_)
         | Cmd::Register(_)
         | Cmd::Inbox(_)
+        | Cmd::Trails(_)
         | Cmd::Ticket {
             cmd: TicketSub::Sop(_),
         }

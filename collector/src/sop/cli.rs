@@ -208,6 +208,74 @@ pub struct InboxCmd {
     pub json: bool,
 }
 
+/// `siaga trails`: every ticket's hash-chained audit trail checked by the
+/// serving collector (admin).
+#[derive(Debug, Clone, Args)]
+pub struct TrailsCmd {
+    /// Print a JSON array (the checks in proto3 JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrailsCmd {
+    /// Walks every page of the check and prints it; a broken trail is a
+    /// failure (exit 1) after the list.
+    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
+        let url = cfg.collector.clone();
+        let mut c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let r = c
+                .verify_audit_trails(crate::cli::request(v1::VerifyAuditTrailsRequest {
+                    page_size: 0,
+                    page_token,
+                }))
+                .await
+                .map_err(|s| status_error(&url, s))?
+                .into_inner();
+            all.extend(r.trails);
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            page_token = r.next_page_token;
+        }
+        println!("{}", self.render(&all).map_err(CliError::Message)?);
+        let broken = all.iter().filter(|t| !t.ok).count();
+        if broken > 0 {
+            return Err(CliError::Message(format!(
+                "{broken} of {} audit trails are broken",
+                all.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A table, or the JSON array.
+    pub fn render(&self, trails: &[v1::TrailCheck]) -> Result<String, String> {
+        if self.json {
+            return serde_json::to_string_pretty(trails).map_err(|e| e.to_string());
+        }
+        if trails.is_empty() {
+            return Ok("no tickets yet".into());
+        }
+        let mut t = crate::cli::table(&["ticket", "trail", "detail"]);
+        for c in trails {
+            let detail = match c.index {
+                Some(i) => format!("record {i}: {}", c.reason),
+                None => c.reason.clone(),
+            };
+            t.add_row([
+                c.ticket.clone(),
+                if c.ok { "intact" } else { "BROKEN" }.to_string(),
+                detail,
+            ]);
+        }
+        Ok(crate::cli::show(&t))
+    }
+}
+
 /// `siaga user …` (admin).
 #[derive(Debug, Clone, Subcommand)]
 pub enum UserCmd {
@@ -1078,6 +1146,40 @@ mod tests {
             already_filed: reply.already_filed,
         };
         c.render_action(&reply, c.json())
+    }
+
+    #[test]
+    fn the_trails_check_prints_each_ticket_and_what_is_broken() {
+        let trails = [
+            v1::TrailCheck {
+                ticket: "PJ-2026-0001".into(),
+                ok: true,
+                ..Default::default()
+            },
+            v1::TrailCheck {
+                ticket: "PJ-2026-0002".into(),
+                ok: false,
+                index: Some(3),
+                reason: "hash mismatch".into(),
+            },
+        ];
+        let text = TrailsCmd { json: false }.render(&trails).expect("text");
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("PJ-")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("intact"), "{text}");
+        assert!(
+            lines[1].contains("BROKEN") && lines[1].contains("record 3: hash mismatch"),
+            "{text}"
+        );
+        let json = TrailsCmd { json: true }.render(&trails).expect("json");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v[1]["index"], "3", "{json}");
+        assert_eq!(
+            v[0].get("ok"),
+            Some(&serde_json::Value::Bool(true)),
+            "{json}"
+        );
+        assert!(v[0].get("index").is_none(), "{json}");
     }
 
     #[test]
