@@ -280,7 +280,7 @@ pub struct InboxItem {
     pub acting_for: Option<String>,
 }
 
-/// Result of `audit.verify` for one ticket.
+/// The check of one ticket's audit trail ([`verify_trails`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyItem {
     /// Ticket.

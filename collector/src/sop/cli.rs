@@ -307,7 +307,8 @@ pub enum UserCmd {
     },
 }
 
-/// A call to make: method and JSON arguments.
+/// An `Admin.Call` to make (the measurement commands): method and JSON
+/// arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// `Admin.Call` method.
