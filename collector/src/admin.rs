@@ -9,7 +9,6 @@ use siaga_proto::v1::admin_server::Admin;
 use siaga_proto::v1::{self, sample::Kind};
 use tonic::{Request, Response, Status};
 
-use crate::api::{Caller, scope};
 use crate::hub::Hub;
 use crate::store::StoredSample;
 use crate::users::User;
@@ -165,11 +164,6 @@ pub fn sample_json(s: &StoredSample) -> Value {
     Value::Object(m)
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    tracing::error!(error = %e, "admin call failed");
-    Status::internal(e.to_string())
-}
-
 #[tonic::async_trait]
 impl Admin for AdminService {
     type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<v1::BackupChunk, Status>>;
@@ -235,80 +229,6 @@ impl Admin for AdminService {
             roles: user.roles,
             collector_version: env!("CARGO_PKG_VERSION").to_string(),
         }))
-    }
-
-    async fn call(
-        &self,
-        req: Request<v1::CallRequest>,
-    ) -> Result<Response<v1::CallResponse>, Status> {
-        let user = self.caller(&req)?;
-        let caller = crate::api::caller(&req)?;
-        let v1::CallRequest { method, json } = req.into_inner();
-        if !method.starts_with("user.") {
-            let hub = self.hub.clone();
-            let (c, m, j) = (caller.clone(), method.clone(), json.clone());
-            tokio::task::spawn_blocking(move || {
-                let tickets = hub.health.get().map(|h| h.sop_store.clone());
-                scope::call(&c, &hub.inventory(), tickets.as_deref(), &m, &j)
-            })
-            .await
-            .map_err(internal)??;
-        }
-        let answer = self.scoped_call(user, &caller, &method, &json).await?;
-        let json = scope::answer(&caller, &method, &json, answer)?;
-        Ok(Response::new(v1::CallResponse { json }))
-    }
-}
-
-impl AdminService {
-    /// The `Call` methods, once [`scope::call`] has let them through; the
-    /// answer goes through [`scope::answer`].
-    async fn scoped_call(
-        &self,
-        user: User,
-        _caller: &Caller,
-        method: &str,
-        json: &str,
-    ) -> Result<String, Status> {
-        let (method, json) = (method.to_string(), json.to_string());
-
-        let Some(health) = self.hub.health.get().cloned() else {
-            return Err(Status::unavailable("the health engine is not running"));
-        };
-        let hub = self.hub.clone();
-        let answer = tokio::task::spawn_blocking(move || -> Result<String, Status> {
-            let api_status = |e: crate::sop::api::ApiError| match e {
-                crate::sop::api::ApiError::BadRequest(m) => Status::invalid_argument(m),
-                crate::sop::api::ApiError::Denied(m) => Status::permission_denied(m),
-                crate::sop::api::ApiError::NotFound(m) => Status::not_found(m),
-                crate::sop::api::ApiError::Internal(m) => internal(m),
-            };
-            let caller = crate::sop::workflow::Actor {
-                user: user.name.clone(),
-                roles: user.roles.clone(),
-            };
-            let dir = HubDirectory(hub);
-            match crate::sop::api::handle(
-                &health.sop_store,
-                &dir,
-                &method,
-                &json,
-                &caller,
-                chrono::Utc::now(),
-            ) {
-                Some(Ok(reply)) => {
-                    health.after_sop_call(&method, &json);
-                    Ok(reply)
-                }
-                Some(Err(e)) => Err(api_status(e)),
-                None => Err(Status::unimplemented(format!(
-                    "{method:?} is not available in this collector version"
-                ))),
-            }
-        })
-        .await
-        .map_err(internal)??;
-        Ok(answer)
     }
 }
 

@@ -127,7 +127,7 @@ fn a_detected_and_a_letter_ticket_go_through_the_same_chain() -> Result<()> {
     ensure!(
         kadis_inbox
             .as_array()
-            .is_some_and(|i| i.iter().any(|t| t["id"] == detected.as_str())),
+            .is_some_and(|i| i.iter().any(|t| t["ticket"]["id"] == detected.as_str())),
         "the Kepala Dinas's inbox holds {detected}: {kadis_inbox}"
     );
     let a = walk(&o, &detected)?;

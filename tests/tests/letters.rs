@@ -253,16 +253,16 @@ impl tonic::codec::Decoder for Raw {
 fn a_request_with_invalid_utf8_is_invalid_argument() -> Result<()> {
     let o = Office::start(&OFFICE_USERS)?;
     let tls = o.user("hd")?.tls()?;
-    // CallRequest { method: "ticket.\xFF" }: field 1, length 8.
+    // GetTicketRequest { id: "PJ-2026\xFF" }: field 1, length 8.
     let mut msg = vec![0x0a, 8];
-    msg.extend_from_slice(b"ticket.\xff");
+    msg.extend_from_slice(b"PJ-2026\xff");
     let status = runtime()?.block_on(async {
         let mut g = tonic::client::Grpc::new(tls.channel().await?);
         g.ready().await?;
         let r = g
             .unary(
                 tonic::Request::new(msg),
-                tonic::codegen::http::uri::PathAndQuery::from_static("/siaga.v1.Admin/Call"),
+                tonic::codegen::http::uri::PathAndQuery::from_static("/siaga.v1.Tickets/GetTicket"),
                 Raw,
             )
             .await;

@@ -136,6 +136,19 @@ fn a_requester_sees_and_acts_only_on_the_own_opd() -> Result<()> {
             opds(&o, "opd", args, field)?
         );
     }
+    // The inbox: both letters wait on a pemohon (step 1), the requester's
+    // holds only the own OPD's.
+    let inbox = |who| -> Result<Vec<String>> {
+        Ok(array(o.json(who, &["inbox", "--json"])?)?
+            .iter()
+            .filter_map(|i| i["ticket"]["id"].as_str().map(str::to_string))
+            .collect())
+    };
+    ensure!(
+        inbox("opd")? == [own.clone()],
+        "requester's inbox: {:?}",
+        inbox("opd")?
+    );
     let links = |who| -> Result<Vec<String>> { opds(&o, who, &["links", "--json"], "device") };
     ensure!(
         links("hd")? == [own_dev.clone(), other_dev.clone()],

@@ -367,6 +367,17 @@ fn editing_the_stored_audit_trail_is_detected_by_verify() -> Result<()> {
     let id = o.letter(&[])?;
     o.ok("opd", &["ticket", "dispose", &id, "--note", "asli"])?;
     o.ok("kadis", &["ticket", "dispose", &id])?;
+    // The serving collector checks the trails too, for the admin only.
+    let trails = o.json("root", &["trails", "--json"])?;
+    ensure!(
+        trails
+            .as_array()
+            .is_some_and(|t| t.len() == 1 && t[0]["ticket"] == id.as_str() && t[0]["ok"] == true),
+        "{trails}"
+    );
+    ensure!(o.ok("root", &["trails"])?.contains("intact"));
+    let err = o.refused("hd", &["trails"])?;
+    ensure!(err.contains("admin"), "{err}");
     o.collector.stop();
     let verify = |c: &Collector| -> Result<Output> {
         let cfg = c.config.to_string_lossy().to_string();
@@ -412,6 +423,18 @@ fn editing_the_stored_audit_trail_is_detected_by_verify() -> Result<()> {
     ensure!(
         text.contains(&id) && text.contains("record 1") && text.contains("altered"),
         "{text}"
+    );
+    o.collector.serve()?;
+    let err = o.refused("root", &["trails"])?;
+    ensure!(err.contains("1 of 1 audit trails are broken"), "{err}");
+    let out = o.user("root")?.run(&["trails", "--json"])?;
+    ensure!(!out.status.success(), "a broken trail exits 1");
+    let broken: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        broken[0]["ticket"] == id.as_str()
+            && broken[0].get("ok").is_none()
+            && broken[0]["index"] == "1",
+        "{broken}"
     );
     Ok(())
 }

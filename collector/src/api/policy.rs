@@ -72,7 +72,6 @@ pub const RULES: &[Rule] = &[
     rule("/siaga.v1.Uplink/Stream", Agents, Unscoped, true),
     // --- Admin (admin.proto)
     rule("/siaga.v1.Admin/WhoAmI", People, Unscoped, false),
-    rule("/siaga.v1.Admin/Call", People, Opd, true),
     rule("/siaga.v1.Admin/Backup", Roles(&[ADMIN]), Unscoped, false),
     // --- Devices (devices.proto)
     rule("/siaga.v1.Devices/ListAgents", People, Opd, false),
@@ -115,7 +114,19 @@ pub const RULES: &[Rule] = &[
         Opd,
         true,
     ),
-    // --- Sop (sop.proto)
+    // --- Sop (sop.proto): which step a role may take is the SOP file's
+    // business (the workflow checks it and puts a refusal on the trail).
+    rule("/siaga.v1.Sop/DisposeTicket", People, Opd, true),
+    rule("/siaga.v1.Sop/ReturnTicket", People, Opd, true),
+    rule("/siaga.v1.Sop/AcknowledgeTicket", People, Opd, true),
+    rule("/siaga.v1.Sop/GetTurn", People, Opd, false),
+    rule("/siaga.v1.Sop/ListInbox", People, Opd, false),
+    rule(
+        "/siaga.v1.Sop/VerifyAuditTrails",
+        Roles(&[ADMIN]),
+        Unscoped,
+        false,
+    ),
     // --- Documents (documents.proto)
     rule("/siaga.v1.Documents/GetCard", People, Opd, false),
     rule("/siaga.v1.Documents/GetRegister", People, Opd, false),

@@ -104,6 +104,9 @@ enum Cmd {
     Inbox(sop::cli::InboxCmd),
     /// The Buku permintaan Layanan dan Gangguan for a period (CSV or xlsx).
     Register(sop::cli::RegisterCmd),
+    /// Every ticket's hash-chained audit trail, checked by the collector
+    /// while it serves (admin); a broken trail exits 1.
+    Trails(sop::cli::TrailsCmd),
     /// Users and their roles (admin).
     User {
         #[command(subcommand)]
@@ -147,26 +150,6 @@ enum TicketSub {
     /// The work report (laporan pekerjaan): a draft until the Kepala Dinas's
     /// review, then the frozen final one.
     Report(report::cli::ReportCmd),
-}
-
-/// Makes one `Admin.Call` and prints what the command renders of the answer.
-async fn call(
-    client: &mut v1::admin_client::AdminClient<tonic::transport::Channel>,
-    url: &str,
-    r: sop::cli::Request,
-    render: impl FnOnce(&str) -> Result<String, String>,
-) -> Result<(), CliError> {
-    let reply = client
-        .call(v1::CallRequest {
-            method: r.method.to_string(),
-            json: r.json,
-        })
-        .await
-        .map_err(|s| cli::status_error(url, s))?
-        .into_inner();
-    let out = render(&reply.json).map_err(CliError::Message)?;
-    println!("{out}");
-    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -264,106 +247,62 @@ async fn run(args: Args) -> Result<(), CliError> {
     let path = cli::config_path(args.config)?;
     let cfg = SiagaConfig::load(&path)?;
     let url = cfg.collector.clone();
-    let tz = cfg.zone();
-    // The typed services (each command opens its own channel).
-    let cmd = match args.cmd {
-        Cmd::Agents { json } => return devices::cli::agents(&cfg, json).await,
+    // Every command asks one typed service (on its own channel).
+    match args.cmd {
+        Cmd::Agents { json } => devices::cli::agents(&cfg, json).await,
         Cmd::Devices {
             json,
             opd,
             state,
             watch,
         } => {
-            return if watch {
+            if watch {
                 devices::cli::watch(&cfg, opd, json).await
             } else {
                 devices::cli::devices(&cfg, opd, state, json).await
-            };
+            }
         }
         Cmd::History {
             device,
             since,
             json,
-        } => return devices::cli::history(&cfg, device, &since, json).await,
-        Cmd::Links { json } => return devices::cli::links(&cfg, json).await,
-        Cmd::Device { id, since, json } => {
-            return devices::cli::device(&cfg, id, &since, json).await;
-        }
-        Cmd::Events(c) => return events::cli::run(&cfg, &c).await,
+        } => devices::cli::history(&cfg, device, &since, json).await,
+        Cmd::Links { json } => devices::cli::links(&cfg, json).await,
+        Cmd::Device { id, since, json } => devices::cli::device(&cfg, id, &since, json).await,
+        Cmd::Events(c) => events::cli::run(&cfg, &c).await,
         // Documents, streamed.
-        Cmd::Register(c) => {
-            println!("{}", c.run(&cfg).await?);
-            return Ok(());
-        }
+        Cmd::Register(c) => print(c.run(&cfg).await?),
         Cmd::Ticket {
             cmd: TicketSub::Card(c),
-        } => {
-            println!("{}", c.run(&cfg).await?);
-            return Ok(());
-        }
+        } => print(c.run(&cfg).await?),
         Cmd::Ticket {
             cmd: TicketSub::Report(c),
-        } => {
-            println!("{}", c.run(&cfg).await?);
-            return Ok(());
-        }
-        Cmd::Tickets(c) => return c.run(&cfg).await,
+        } => print(c.run(&cfg).await?),
+        Cmd::Tickets(c) => c.run(&cfg).await,
         // Measurements.
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
-        } => return measure::cli::ticket(&cfg, &c).await,
-        Cmd::Measure(c) => return measure::cli::device(&cfg, &c).await,
-        Cmd::Measurement(c) => return measure::cli::show(&cfg, &c).await,
-        Cmd::Maintenance { cmd } => return cmd.run(&cfg).await,
+        } => measure::cli::ticket(&cfg, &c).await,
+        Cmd::Measure(c) => measure::cli::device(&cfg, &c).await,
+        Cmd::Measurement(c) => measure::cli::show(&cfg, &c).await,
+        Cmd::Maintenance { cmd } => cmd.run(&cfg).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),
-        } => return c.run(&cfg).await,
+        } => c.run(&cfg).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
-        } if c.request().is_none() => {
-            c.run_typed(&cfg).await?;
-            return Ok(());
-        }
-        other => other,
-    };
-    let mut client = cli::connect(&cfg).await?;
-    let fail = |s| cli::status_error(&url, s);
-    match cmd {
-        Cmd::Ticket {
-            cmd: TicketSub::Sop(c),
-        } => match c.request() {
-            Some(r) => call(&mut client, &url, r, |reply| c.render(reply, tz)).await,
-            None => c.run_typed(&cfg).await.map(drop),
-        },
-        Cmd::Ticket {
-            cmd: TicketSub::Report(_) | TicketSub::Card(_) | TicketSub::Measure(_),
-        } => Ok(()),
-        Cmd::Inbox(c) => call(&mut client, &url, c.request(), |r| c.render(r)).await,
-        Cmd::User { cmd } => {
-            println!("{}", cmd.run(cli::channel(&cfg).await?, &url).await?);
-            Ok(())
-        }
-        Cmd::Maintenance { .. } => Ok(()),
-        Cmd::Agents { .. }
-        | Cmd::Devices { .. }
-        | Cmd::History { .. }
-        | Cmd::Links { .. }
-        | Cmd::Device { .. }
-        | Cmd::Events(_)
-        | Cmd::Register(_)
-        | Cmd::Completion { .. }
-        | Cmd::Man { .. }
-        | Cmd::Tickets(_)
-        | Cmd::Measure(_)
-        | Cmd::Measurement(_)
-        | Cmd::Ticket {
-            cmd: TicketSub::Show(_),
-        } => Ok(()),
+        } => c.run_typed(&cfg).await.map(drop),
+        Cmd::Inbox(c) => c.run(&cfg).await,
+        Cmd::Trails(c) => c.run(&cfg).await,
+        Cmd::User { cmd } => print(cmd.run(cli::channel(&cfg).await?, &url).await?),
+        // Handled before the configuration is read.
+        Cmd::Completion { .. } | Cmd::Man { .. } => Ok(()),
         Cmd::Whoami { json } => {
-            let r = client
+            let r = cli::connect(&cfg)
+                .await?
                 .who_am_i(v1::WhoAmIRequest {})
                 .await
-                .map_err(fail)?
+                .map_err(|s| cli::status_error(&url, s))?
                 .into_inner();
             if json {
                 let text = serde_json::to_string_pretty(&r)
@@ -380,4 +319,10 @@ async fn run(args: Args) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Prints what a command said.
+fn print(said: String) -> Result<(), CliError> {
+    println!("{said}");
+    Ok(())
 }

@@ -270,18 +270,10 @@ impl Reports {
         Ok(Some(records))
     }
 
-    /// After an SOP call that succeeded: a disposal may have been the review.
-    pub fn after_sop_call(&self, method: &str, json: &str, now: DateTime<Utc>) {
-        if method != "ticket.dispose" {
-            return;
-        }
-        let Some(number) = serde_json::from_str::<serde_json::Value>(json)
-            .ok()
-            .and_then(|v| v["ticket"].as_str().map(|s| s.trim().to_ascii_uppercase()))
-        else {
-            return;
-        };
-        if let Err(e) = self.freeze(&number, now) {
+    /// After a disposal of ticket `number` (upper case): it may have been
+    /// the review.
+    pub fn after_dispose(&self, number: &str, now: DateTime<Utc>) {
+        if let Err(e) = self.freeze(number, now) {
             // `ticket.report` freezes it on the next request.
             warn!(ticket = %number, error = %e, "cannot freeze the work report");
         }

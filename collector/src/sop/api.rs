@@ -1,13 +1,10 @@
-//! The SOP part of the admin API: JSON calls (`Admin.Call` with `method` and `json`)
-//! for the `siaga` CLI. The server passes the caller (user from the certificate,
-//! roles from the user store) and a [`Directory`] to look up other users and OPDs.
-//!
-//! Methods: `ticket.dispose`, `ticket.return`, `ticket.acknowledge`,
-//! `ticket.sop`, `ticket.card`, `register`, `inbox`, `audit.verify`. A new
-//! ticket from a letter, its status, voiding it and its trail are the
-//! `Tickets` service's ([`new_ticket`], [`act_reply`]).
+//! The SOP chain's domain calls and the `Sop` gRPC service (sop.proto):
+//! dispose, return, acknowledge, whose turn, the inbox and the check of
+//! the audit trails. The workflow decides who may take a step; the policy
+//! table only who may call each RPC. A new ticket from a letter, its
+//! status, voiding it and its trail are the `Tickets` service's
+//! ([`new_ticket`], [`act_reply`]).
 
-use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -115,16 +112,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn args<T: for<'de> Deserialize<'de>>(method: &str, json: &str) -> Result<T, ApiError> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json)
-        .map_err(|e| ApiError::BadRequest(format!("{method}: bad arguments: {e}")))
-}
-
-fn out<T: Serialize>(v: &T) -> Result<String, ApiError> {
-    serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
 /// A ticket's SOP view: whose turn it is and until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TicketView {
@@ -220,38 +207,6 @@ pub fn view(store: &SopStore, t: &SopTicket, now: DateTime<Utc>) -> Result<Ticke
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TicketArg {
-    ticket: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DisposeArgs {
-    ticket: String,
-    #[serde(default)]
-    to: Option<String>,
-    #[serde(default)]
-    note: Option<String>,
-    #[serde(default)]
-    no_measurement_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReturnArgs {
-    ticket: String,
-    reason: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AckArgs {
-    ticket: String,
-    by: String,
-}
-
 /// A ticket from an OPD's request letter (SOP step 1).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -288,30 +243,6 @@ pub struct ActionReply {
     pub already_filed: bool,
 }
 
-/// A document: text, or base64 bytes for binary formats.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Document {
-    /// "text", "html", "csv" or "xlsx".
-    pub format: String,
-    /// Text content (text, html, csv).
-    pub text: Option<String>,
-    /// Base64 content (xlsx).
-    pub base64: Option<String>,
-}
-
-impl Document {
-    /// The bytes of the document.
-    pub fn bytes(&self) -> Result<Vec<u8>, String> {
-        match (&self.text, &self.base64) {
-            (Some(t), _) => Ok(t.as_bytes().to_vec()),
-            (None, Some(b)) => base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| format!("bad document from the collector: {e}")),
-            (None, None) => Ok(Vec::new()),
-        }
-    }
-}
-
 /// One line of `siaga inbox`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxItem {
@@ -324,7 +255,7 @@ pub struct InboxItem {
     pub acting_for: Option<String>,
 }
 
-/// Result of `audit.verify` for one ticket.
+/// The check of one ticket's audit trail ([`verify_trails`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyItem {
     /// Ticket.
@@ -337,115 +268,66 @@ pub struct VerifyItem {
     pub reason: Option<String>,
 }
 
-/// Handle an SOP call. Returns `None` when `method` is not an SOP method (the
-/// server then tries its other handlers).
-pub fn handle(
-    store: &SopStore,
+/// The disposal of `ticket` as asked: the person it is handed to (`to`,
+/// who must exist), the note, and the measurements found (or why there
+/// are none). Whether the caller may take the step is the workflow's.
+pub fn dispose_action(
     dir: &dyn Directory,
-    method: &str,
-    json: &str,
-    caller: &Actor,
-    now: DateTime<Utc>,
-) -> Option<Result<String, ApiError>> {
-    let r = match method {
-        "ticket.dispose" => args::<DisposeArgs>(method, json).and_then(|a| {
-            limit("ticket", &a.ticket, len::ID, false)?;
-            if let Some(to) = &a.to {
-                limit("to", to, len::ID, false)?;
-            }
-            if let Some(note) = &a.note {
-                limit("note", note, len::NOTE, false)?;
-            }
-            if let Some(r) = &a.no_measurement_reason {
-                limit("no_measurement_reason", r, len::NOTE, false)?;
-            }
-            let to = match &a.to {
-                None => None,
-                Some(u) => Some(Actor {
-                    user: u.clone(),
-                    roles: dir
-                        .roles(u)
-                        .ok_or_else(|| ApiError::NotFound(format!("no user {u}")))?,
-                }),
-            };
-            let (before, after) = dir.measurements(&a.ticket);
-            let action = Action::Dispose {
-                to,
-                note: a.note,
-                measurements: Measurements {
-                    before,
-                    after,
-                    waived: a.no_measurement_reason,
-                },
-            };
-            act(store, &a.ticket, action, caller, now)
+    ticket: &str,
+    to: Option<String>,
+    note: Option<String>,
+    no_measurement_reason: Option<String>,
+) -> Result<Action, ApiError> {
+    if let Some(to) = &to {
+        limit("to", to, len::ID, false)?;
+    }
+    if let Some(note) = &note {
+        limit("note", note, len::NOTE, false)?;
+    }
+    if let Some(r) = &no_measurement_reason {
+        limit("no_measurement_reason", r, len::NOTE, false)?;
+    }
+    let to = match to {
+        None => None,
+        Some(u) => Some(Actor {
+            roles: dir
+                .roles(&u)
+                .ok_or_else(|| ApiError::NotFound(format!("no user {u}")))?,
+            user: u,
         }),
-        "ticket.return" => args::<ReturnArgs>(method, json).and_then(|a| {
-            limit("ticket", &a.ticket, len::ID, false)?;
-            limit("reason", &a.reason, len::NOTE, false)?;
-            act(
-                store,
-                &a.ticket,
-                Action::Return { reason: a.reason },
-                caller,
-                now,
-            )
-        }),
-        "ticket.acknowledge" => args::<AckArgs>(method, json).and_then(|a| {
-            limit("ticket", &a.ticket, len::ID, false)?;
-            limit("by", &a.by, len::SUBJECT, false)?;
-            act(
-                store,
-                &a.ticket,
-                Action::Acknowledge { by: a.by },
-                caller,
-                now,
-            )
-        }),
-        "ticket.sop" => args::<TicketArg>(method, json).and_then(|a| {
-            let t = store.get(&a.ticket)?;
-            out(&view(store, &t, now)?)
-        }),
-        "inbox" => inbox(store, caller, now).and_then(|v| out(&v)),
-        "audit.verify" => {
-            if !caller.roles.iter().any(|r| r == "admin") {
-                Err(ApiError::Denied("audit.verify is for admin".into()))
-            } else {
-                store.verify().map_err(ApiError::from).and_then(|v| {
-                    let items: Vec<VerifyItem> = v
-                        .into_iter()
-                        .map(|(ticket, r)| match r {
-                            Ok(()) => VerifyItem {
-                                ticket,
-                                ok: true,
-                                index: None,
-                                reason: None,
-                            },
-                            Err(t) => VerifyItem {
-                                ticket,
-                                ok: false,
-                                index: Some(t.index),
-                                reason: Some(t.reason),
-                            },
-                        })
-                        .collect();
-                    out(&items)
-                })
-            }
-        }
-        _ => return None,
     };
-    Some(r)
+    let (before, after) = dir.measurements(ticket);
+    Ok(Action::Dispose {
+        to,
+        note,
+        measurements: Measurements {
+            before,
+            after,
+            waived: no_measurement_reason,
+        },
+    })
 }
 
-fn act(
-    store: &SopStore,
-    ticket: &str,
-    action: Action,
-    caller: &Actor,
-    now: DateTime<Utc>,
-) -> Result<String, ApiError> {
-    out(&act_reply(store, ticket, action, caller, now)?)
+/// Checks every ticket's hash-chained audit trail, by ticket number.
+pub fn verify_trails(store: &SopStore) -> Result<Vec<VerifyItem>, ApiError> {
+    Ok(store
+        .verify()?
+        .into_iter()
+        .map(|(ticket, r)| match r {
+            Ok(()) => VerifyItem {
+                ticket,
+                ok: true,
+                index: None,
+                reason: None,
+            },
+            Err(t) => VerifyItem {
+                ticket,
+                ok: false,
+                index: Some(t.index),
+                reason: Some(t.reason),
+            },
+        })
+        .collect())
 }
 
 /// Takes `action` on `ticket` as `caller`: the ticket after it and the
@@ -821,14 +703,23 @@ mod tests {
         Dir { users }
     }
 
-    fn call(
+    /// Disposes `ticket` as `who` at `now`, as the `Sop` service does.
+    fn dispose(
         s: &SopStore,
-        method: &str,
-        json: serde_json::Value,
+        ticket: &str,
+        to: Option<&str>,
+        note: Option<&str>,
         who: &Actor,
         now: &str,
-    ) -> Result<String, ApiError> {
-        handle(s, &dir(), method, &json.to_string(), who, wib(now)).expect("an SOP method")
+    ) -> Result<ActionReply, ApiError> {
+        let action = dispose_action(
+            &dir(),
+            ticket,
+            to.map(str::to_string),
+            note.map(str::to_string),
+            None,
+        )?;
+        act_reply(s, ticket, action, who, wib(now))
     }
 
     #[test]
@@ -865,43 +756,17 @@ mod tests {
             ),
             ("PJ-2026-0001", "letter", "pemohon")
         );
-        let steps: [(&str, &str, serde_json::Value); 4] = [
-            (
-                "ticket.dispose",
-                "pemohon",
-                serde_json::json!({"ticket": id}),
-            ),
-            (
-                "ticket.dispose",
-                "sekretaris_dinas",
-                serde_json::json!({"ticket": id, "note": "segera"}),
-            ),
-            (
-                "ticket.dispose",
-                "kabid_aptika",
-                serde_json::json!({"ticket": id, "to": "prakom"}),
-            ),
-            (
-                "ticket.dispose",
-                "pranata_komputer",
-                serde_json::json!({"ticket": id}),
-            ),
+        let steps: [(&str, Option<&str>, Option<&str>); 4] = [
+            ("pemohon", None, None),
+            ("sekretaris_dinas", None, Some("segera")),
+            ("kabid_aptika", Some("prakom"), None),
+            ("pranata_komputer", None, None),
         ];
-        for (m, who, a) in steps {
-            call(&s, m, a, &user_for(who), "2026-11-23 09:00")
+        for (who, to, note) in steps {
+            dispose(&s, &id, to, note, &user_for(who), "2026-11-23 09:00")
                 .unwrap_or_else(|e| panic!("{who}: {e}"));
         }
-        let inbox: Vec<InboxItem> = serde_json::from_str(
-            &call(
-                &s,
-                "inbox",
-                serde_json::json!({}),
-                &user_for("helpdesk"),
-                "2026-11-23 09:30",
-            )
-            .expect("inbox"),
-        )
-        .expect("json");
+        let inbox = inbox(&s, &user_for("helpdesk"), wib("2026-11-23 09:30")).expect("inbox");
         assert_eq!(inbox.len(), 1);
         assert_eq!(inbox[0].ticket.step, 5);
         assert_eq!(inbox[0].ticket.time_left_secs, Some(30 * 60));
@@ -911,12 +776,10 @@ mod tests {
         assert!(text.contains("Pranata Komputer: prakom"), "{text}");
     }
 
-    #[test_case("ticket.dispose", serde_json::json!({"ticket": "PJ-2026-0001"}), "kabid_aptika", "step 1 belongs to pemohon; you are kabid_aptika" ; "refused")]
-    #[test_case("ticket.dispose", serde_json::json!({"ticket": "PJ-2026-0009"}), "pemohon", "no ticket PJ-2026-0009" ; "no ticket")]
-    #[test_case("ticket.dispose", serde_json::json!({"ticket": "PJ-2026-0001", "to": "nobody"}), "pemohon", "no user nobody" ; "no user")]
-    #[test_case("ticket.dispose", serde_json::json!({"tiket": "PJ-2026-0001"}), "pemohon", "unknown field `tiket`" ; "bad field")]
-    #[test_case("audit.verify", serde_json::json!({}), "helpdesk", "audit.verify is for admin" ; "verify by non admin")]
-    fn errors(method: &str, a: serde_json::Value, who: &str, words: &str) {
+    #[test_case("PJ-2026-0001", None, "kabid_aptika", "step 1 belongs to pemohon; you are kabid_aptika" ; "refused")]
+    #[test_case("PJ-2026-0009", None, "pemohon", "no ticket PJ-2026-0009" ; "no ticket")]
+    #[test_case("PJ-2026-0001", Some("nobody"), "pemohon", "no user nobody" ; "no user")]
+    fn errors(ticket: &str, to: Option<&str>, who: &str, words: &str) {
         let tmp = tempfile::tempdir().expect("tmp");
         let s = store(tmp.path());
         s.open(
@@ -927,7 +790,8 @@ mod tests {
             wib("2026-11-23 08:00"),
         )
         .expect("open");
-        let e = call(&s, method, a, &user_for(who), "2026-11-23 08:30").expect_err("error");
+        let e =
+            dispose(&s, ticket, to, None, &user_for(who), "2026-11-23 08:30").expect_err("error");
         assert!(e.to_string().contains(words), "{e}");
     }
 
@@ -943,10 +807,11 @@ mod tests {
             wib("2026-11-23 08:00"),
         )
         .expect("open");
-        call(
+        dispose(
             &s,
-            "ticket.dispose",
-            serde_json::json!({"ticket": "PJ-2026-0001"}),
+            "PJ-2026-0001",
+            None,
+            None,
             &user_for("helpdesk"),
             "2026-11-23 08:30",
         )
@@ -956,17 +821,7 @@ mod tests {
             events.last().map(|e| &e.kind),
             Some(crate::sop::EventKind::Refused { .. })
         ));
-        let v: Vec<VerifyItem> = serde_json::from_str(
-            &call(
-                &s,
-                "audit.verify",
-                serde_json::json!({}),
-                &Actor::new("root", &["admin"]),
-                "2026-11-23 09:00",
-            )
-            .expect("verify"),
-        )
-        .expect("json");
+        let v = verify_trails(&s).expect("verify");
         assert_eq!(
             v,
             [VerifyItem {
@@ -975,17 +830,6 @@ mod tests {
                 index: None,
                 reason: None
             }]
-        );
-        assert!(
-            handle(
-                &s,
-                &dir(),
-                "devices",
-                "{}",
-                &user_for("helpdesk"),
-                wib("2026-11-23 09:00")
-            )
-            .is_none()
         );
     }
 
@@ -1051,5 +895,524 @@ impl SopApi {
     }
 }
 
+/// The paging key of an inbox item: due time (none last), then number.
+fn inbox_key(t: &TicketView) -> String {
+    let number = crate::ticket::api::ticket_key(&t.id);
+    match t.due_at {
+        Some(d) => format!("0{:020}|{number}", d.timestamp_micros().max(0)),
+        None => format!("1|{number}"),
+    }
+}
+
+impl SopApi {
+    fn health(&self) -> Result<std::sync::Arc<crate::ticket::HealthPart>, crate::api::ApiError> {
+        self.hub
+            .health
+            .get()
+            .cloned()
+            .ok_or_else(crate::ticket::api::unavailable)
+    }
+
+    /// Takes the step `make` gives on ticket `id` as `caller`, once the
+    /// ticket is one they see; then what follows the step (announcements,
+    /// the work report's freezing).
+    async fn step<F>(
+        &self,
+        caller: crate::api::Caller,
+        id: String,
+        what: &'static str,
+        taken: super::workflow::StepTaken,
+        make: F,
+    ) -> Result<siaga_proto::v1::TicketActionResponse, crate::api::ApiError>
+    where
+        F: FnOnce(&str) -> Result<Action, ApiError> + Send + 'static,
+    {
+        use crate::ticket::api::{action_reply, actor};
+        let health = self.health()?;
+        crate::api::error::blocking(what, move || {
+            let t = crate::api::scope::ticket(&caller, &health.sop_store, &id)?;
+            let number = t.info.number;
+            let action = make(&number)?;
+            let r = act_reply(
+                &health.sop_store,
+                &number,
+                action,
+                &actor(&caller),
+                Utc::now(),
+            )?;
+            let reply = action_reply(&health, r)?;
+            health.after_step(&number, taken);
+            Ok(reply)
+        })
+        .await
+    }
+}
+
+/// `None` for an unset or blank text.
+fn given(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
 #[tonic::async_trait]
-impl siaga_proto::v1::sop_server::Sop for SopApi {}
+impl siaga_proto::v1::sop_server::Sop for SopApi {
+    async fn dispose_ticket(
+        &self,
+        req: tonic::Request<siaga_proto::v1::DisposeTicketRequest>,
+    ) -> Result<tonic::Response<siaga_proto::v1::TicketActionResponse>, tonic::Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        let dir = crate::admin::HubDirectory(self.hub.clone());
+        let (to, note, waived) = (given(Some(r.to)), r.note, r.no_measurement_reason);
+        let reply = self
+            .step(
+                caller,
+                r.id,
+                "disposing a ticket",
+                super::workflow::StepTaken::Disposed,
+                move |number| dispose_action(&dir, number, to, note, waived),
+            )
+            .await?;
+        Ok(tonic::Response::new(reply))
+    }
+
+    async fn return_ticket(
+        &self,
+        req: tonic::Request<siaga_proto::v1::ReturnTicketRequest>,
+    ) -> Result<tonic::Response<siaga_proto::v1::TicketActionResponse>, tonic::Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        // An empty reason is the workflow's to refuse (and to put on the trail).
+        limits::text("reason", &r.reason, len::NOTE)?;
+        let reason = r.reason;
+        let reply = self
+            .step(
+                caller,
+                r.id,
+                "returning a ticket",
+                super::workflow::StepTaken::Returned,
+                move |_| Ok(Action::Return { reason }),
+            )
+            .await?;
+        Ok(tonic::Response::new(reply))
+    }
+
+    async fn acknowledge_ticket(
+        &self,
+        req: tonic::Request<siaga_proto::v1::AcknowledgeTicketRequest>,
+    ) -> Result<tonic::Response<siaga_proto::v1::TicketActionResponse>, tonic::Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        limits::text("by", &r.by, len::SUBJECT)?;
+        let by = r.by;
+        let reply = self
+            .step(
+                caller,
+                r.id,
+                "acknowledging a work report",
+                super::workflow::StepTaken::Acknowledged,
+                move |_| Ok(Action::Acknowledge { by }),
+            )
+            .await?;
+        Ok(tonic::Response::new(reply))
+    }
+
+    async fn get_turn(
+        &self,
+        req: tonic::Request<siaga_proto::v1::GetTurnRequest>,
+    ) -> Result<tonic::Response<siaga_proto::v1::Ticket>, tonic::Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::required("id", &r.id, len::ID)?;
+        let health = self.health()?;
+        let t = crate::api::error::blocking("reading whose turn it is", move || {
+            let t = crate::api::scope::ticket(&caller, &health.sop_store, &r.id)?;
+            crate::ticket::api::ticket_of(&health.store, &health.sop_store, &t, Utc::now())
+        })
+        .await?;
+        Ok(tonic::Response::new(t))
+    }
+
+    async fn list_inbox(
+        &self,
+        req: tonic::Request<siaga_proto::v1::ListInboxRequest>,
+    ) -> Result<tonic::Response<siaga_proto::v1::ListInboxResponse>, tonic::Status> {
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let page = crate::api::page::Page::new(r.page_size, &r.page_token, "inbox")?;
+        let health = self.health()?;
+        let after = page.clone();
+        let items = crate::api::error::blocking("listing the inbox", move || {
+            let actor = crate::ticket::api::actor(&caller);
+            let mut out = Vec::new();
+            for i in inbox(&health.sop_store, &actor, Utc::now())? {
+                let key = inbox_key(&i.ticket);
+                if !crate::api::scope::listed(&caller, &i.ticket.opd) || !after.wants(&key) {
+                    continue;
+                }
+                let h = health.store.get(&i.ticket.id).map_err(|e| {
+                    crate::api::ApiError::internal("reading a ticket's health record", e)
+                })?;
+                let item = siaga_proto::v1::InboxItem {
+                    ticket: Some(crate::ticket::wire::ticket(&i.ticket, h.as_ref())),
+                    assigned_to_me: i.assigned_to_me,
+                    acting_for: i.acting_for.unwrap_or_default(),
+                };
+                out.push((key, item));
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
+        .await?;
+        let (items, next_page_token) = page.take(items, |(k, _)| k.clone());
+        Ok(tonic::Response::new(siaga_proto::v1::ListInboxResponse {
+            items: items.into_iter().map(|(_, i)| i).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn verify_audit_trails(
+        &self,
+        req: tonic::Request<siaga_proto::v1::VerifyAuditTrailsRequest>,
+    ) -> Result<tonic::Response<siaga_proto::v1::VerifyAuditTrailsResponse>, tonic::Status> {
+        // Admin only: the policy table says so and the gate has checked.
+        let r = req.into_inner();
+        let page = crate::api::page::Page::new(r.page_size, &r.page_token, "trails")?;
+        let health = self.health()?;
+        let mut all: Vec<(String, VerifyItem)> =
+            crate::api::error::blocking("checking the audit trails", move || {
+                Ok(verify_trails(&health.sop_store)?)
+            })
+            .await?
+            .into_iter()
+            .map(|i| (crate::ticket::api::ticket_key(&i.ticket), i))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let (checked, next_page_token) = page.take(all, |(k, _)| k.clone());
+        Ok(tonic::Response::new(
+            siaga_proto::v1::VerifyAuditTrailsResponse {
+                trails: checked
+                    .into_iter()
+                    .map(|(_, i)| siaga_proto::v1::TrailCheck {
+                        ticket: i.ticket,
+                        ok: i.ok,
+                        index: i.index,
+                        reason: i.reason.unwrap_or_default(),
+                    })
+                    .collect(),
+                next_page_token,
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod service_tests {
+    use std::sync::Arc;
+
+    use siaga_proto::v1::{self, sop_client::SopClient, tickets_client::TicketsClient};
+    use tonic::Code;
+
+    use crate::api::matrix::{Case, Outcome};
+    use crate::api::testing::{Fixture, OTHER, OWN};
+
+    /// A new letter ticket of `opd` numbered `number`, entered by the helpdesk.
+    async fn open(f: &Fixture, opd: &str, number: &str) -> String {
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono_tz::Asia::Jakarta)
+            .date_naive();
+        TicketsClient::new(f.as_role("helpdesk"))
+            .new_ticket(v1::NewTicketRequest {
+                opd: opd.into(),
+                letter_number: number.into(),
+                letter_date: today.to_string(),
+                subject: format!("Internet putus ({number})"),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("new ticket of {opd}: {s:?}"))
+            .into_inner()
+            .ticket
+            .expect("ticket")
+            .id
+    }
+
+    /// The fixture's ticket of `opd` the SOP steps are taken on (made once).
+    async fn stepped(f: &Fixture, opd: &str) -> String {
+        f.once(&format!("sop ticket of {opd}"), async {
+            open(f, opd, &format!("sop/{opd}/2026")).await
+        })
+        .await
+    }
+
+    fn seen_if_ok<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Seen,
+            Err(s) => s.into(),
+        }
+    }
+
+    /// The matrix cases of the `Sop` service. A refusal of the workflow
+    /// (not the role's step) is PERMISSION_DENIED past the policy, which
+    /// the matrix accepts for a role the table lets through.
+    pub const CASES: &[Case] = &[
+        Case {
+            rpc: "/siaga.v1.Sop/DisposeTicket",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = stepped(&f, opd).await;
+                    let mut c = SopClient::new(f.channel(p));
+                    seen_if_ok(
+                        c.dispose_ticket(v1::DisposeTicketRequest {
+                            id,
+                            note: Some("mohon ditindaklanjuti".into()),
+                            ..Default::default()
+                        })
+                        .await,
+                    )
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Sop/ReturnTicket",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = stepped(&f, opd).await;
+                    let mut c = SopClient::new(f.channel(p));
+                    seen_if_ok(
+                        c.return_ticket(v1::ReturnTicketRequest {
+                            id,
+                            reason: "kurang lengkap".into(),
+                        })
+                        .await,
+                    )
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Sop/AcknowledgeTicket",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = stepped(&f, opd).await;
+                    let mut c = SopClient::new(f.channel(p));
+                    seen_if_ok(
+                        c.acknowledge_ticket(v1::AcknowledgeTicketRequest {
+                            id,
+                            by: "Andi, Kasubag Umum".into(),
+                        })
+                        .await,
+                    )
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Sop/GetTurn",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let id = f.ticket_of(opd).await;
+                    let mut c = SopClient::new(f.channel(p));
+                    match c.get_turn(v1::GetTurnRequest { id: id.clone() }).await {
+                        Ok(r) if r.get_ref().id == id && r.get_ref().opd == opd => Outcome::Seen,
+                        Ok(r) => Outcome::Refused(Code::Internal, format!("{:?}", r.get_ref())),
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Sop/ListInbox",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    // A ticket of each OPD at step 1: it waits on every pemohon
+                    // role, of whichever OPD, as far as the SOP file goes.
+                    for o in [OWN, OTHER] {
+                        f.ticket_of(o).await;
+                    }
+                    let mut c = SopClient::new(f.channel(p));
+                    match c.list_inbox(v1::ListInboxRequest::default()).await {
+                        Ok(r) => {
+                            let items = r.into_inner().items;
+                            let of = |o: &str| {
+                                items
+                                    .iter()
+                                    .any(|i| i.ticket.as_ref().is_some_and(|t| t.opd == o))
+                            };
+                            // The person held to OWN ("opd") must not see
+                            // OTHER's; anyone else's listing was allowed
+                            // whatever waits on them.
+                            if of(opd) || (p != "opd" || opd == OWN) {
+                                Outcome::Seen
+                            } else {
+                                Outcome::Hidden
+                            }
+                        }
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            rpc: "/siaga.v1.Sop/VerifyAuditTrails",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    f.ticket_of(opd).await;
+                    let mut c = SopClient::new(f.channel(p));
+                    match c
+                        .verify_audit_trails(v1::VerifyAuditTrailsRequest::default())
+                        .await
+                    {
+                        Ok(r) if !r.get_ref().trails.is_empty() => Outcome::Seen,
+                        Ok(r) => Outcome::Refused(Code::Internal, format!("{:?}", r.get_ref())),
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+    ];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_chain_moves_through_the_service_and_the_inbox_is_scoped_and_paged() {
+        let f = Fixture::start().await;
+        let own = open(&f, OWN, "1/inbox").await;
+        let other = open(&f, OTHER, "1/inbox").await;
+        let more = open(&f, OWN, "2/inbox").await;
+        let ids = |r: v1::ListInboxResponse| -> Vec<String> {
+            r.items
+                .into_iter()
+                .filter_map(|i| i.ticket.map(|t| t.id))
+                .collect()
+        };
+        // The pemohon of OWN: the own OPD's step-1 tickets only.
+        let mut opd = SopClient::new(f.as_role("pemohon"));
+        let inbox = opd
+            .list_inbox(v1::ListInboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ids(inbox), [own.clone(), more.clone()]);
+        // Paged: one at a time, each once, most urgent first.
+        let first = opd
+            .list_inbox(v1::ListInboxRequest {
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!first.next_page_token.is_empty());
+        let token = first.next_page_token.clone();
+        assert_eq!(ids(first), std::slice::from_ref(&own));
+        let second = opd
+            .list_inbox(v1::ListInboxRequest {
+                page_size: 1,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(second.next_page_token.is_empty());
+        assert_eq!(ids(second), std::slice::from_ref(&more));
+        // Another OPD's ticket answers as a missing one, for every step.
+        let e = opd
+            .get_turn(v1::GetTurnRequest { id: other.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.message()),
+            (Code::NotFound, format!("no ticket {other}").as_str())
+        );
+        let e = opd
+            .dispose_ticket(v1::DisposeTicketRequest {
+                id: other.to_ascii_lowercase(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+
+        // The chain moves; a step that is not the caller's is refused.
+        let d = opd
+            .dispose_ticket(v1::DisposeTicketRequest {
+                id: own.clone(),
+                note: Some("mohon ditindaklanjuti".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(d.event.as_ref().unwrap().kind, "disposed");
+        let t = d.ticket.unwrap();
+        assert_eq!((t.step, t.role.as_str()), (2, "kepala_dinas"));
+        let e = opd
+            .dispose_ticket(v1::DisposeTicketRequest {
+                id: own.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.message().contains("step 2"), "{}", e.message());
+        let e = opd
+            .dispose_ticket(v1::DisposeTicketRequest {
+                id: more.clone(),
+                note: Some("n".repeat(2001)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.message(), "note: 2001 characters; the limit is 2000");
+        let mut kadis = SopClient::new(f.as_role("kepala_dinas"));
+        let e = kadis
+            .dispose_ticket(v1::DisposeTicketRequest {
+                id: own.clone(),
+                to: "nobody".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((e.code(), e.message()), (Code::NotFound, "no user nobody"));
+        let r = kadis
+            .return_ticket(v1::ReturnTicketRequest {
+                id: own.clone(),
+                reason: "lampiran kurang".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.event.unwrap().kind, "returned");
+        let turn = kadis
+            .get_turn(v1::GetTurnRequest { id: own.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((turn.step, turn.role.as_str()), (1, "pemohon"));
+        assert!(turn.due_at.is_some() && !turn.closed, "{turn:?}");
+
+        // Every trail intact, by number; admin only (the gate).
+        let mut root = SopClient::new(f.as_role("admin"));
+        let v = root
+            .verify_audit_trails(v1::VerifyAuditTrailsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let checked: Vec<(&str, bool)> =
+            v.trails.iter().map(|t| (t.ticket.as_str(), t.ok)).collect();
+        assert_eq!(
+            checked,
+            [
+                (own.as_str(), true),
+                (other.as_str(), true),
+                (more.as_str(), true)
+            ]
+        );
+        let e = kadis
+            .verify_audit_trails(v1::VerifyAuditTrailsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+    }
+}

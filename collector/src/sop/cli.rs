@@ -1,16 +1,14 @@
 //! The `siaga` commands of the SOP chain: what each asks and how its answer
 //! is shown. `siaga ticket new|update|void|audit` use the `Tickets` service;
-//! `siaga ticket dispose|return|acknowledge|turn|card`, `siaga inbox` and
-//! `siaga register` still go over `Admin.Call`; `siaga user
-//! list|grant|revoke` use the `Users` service; the measurement commands
-//! (`measure/cli.rs`) the `Measure` service.
+//! `siaga ticket dispose|return|acknowledge|turn` and `siaga inbox` the
+//! `Sop` service; `siaga ticket card` and `siaga register` the `Documents`
+//! service; `siaga user list|grant|revoke` the `Users` service; the measurement
+//! commands (`measure/cli.rs`) the `Measure` service.
 
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
 
 use siaga_proto::v1::{self, users_client::UsersClient};
 use tonic::transport::Channel;
@@ -36,6 +34,9 @@ pub enum TicketCmd {
         /// At a step that needs measurements before and after the work: why there are none.
         #[arg(long, alias = "no-measure-reason")]
         no_measurement_reason: Option<String>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Send the ticket one step back.
     Return {
@@ -44,6 +45,9 @@ pub enum TicketCmd {
         /// Why.
         #[arg(long)]
         reason: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Keep the follow-up status current (Tim Teknis, step 6).
     Update {
@@ -76,6 +80,9 @@ pub enum TicketCmd {
         /// Who acknowledged: "NAME, JABATAN".
         #[arg(long)]
         by: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Enter a ticket from an OPD's request letter (helpdesk or admin).
     New {
@@ -109,7 +116,7 @@ pub enum TicketCmd {
     Turn {
         /// Ticket number.
         id: String,
-        /// Print JSON.
+        /// Print the ticket as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -196,9 +203,77 @@ pub struct RegisterCmd {
 /// `siaga inbox`: what waits on me, most urgent first.
 #[derive(Debug, Clone, Args)]
 pub struct InboxCmd {
-    /// Print a JSON array.
+    /// Print a JSON array (the inbox items in proto3 JSON).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `siaga trails`: every ticket's hash-chained audit trail checked by the
+/// serving collector (admin).
+#[derive(Debug, Clone, Args)]
+pub struct TrailsCmd {
+    /// Print a JSON array (the checks in proto3 JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrailsCmd {
+    /// Walks every page of the check and prints it; a broken trail is a
+    /// failure (exit 1) after the list.
+    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
+        let url = cfg.collector.clone();
+        let mut c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let r = c
+                .verify_audit_trails(crate::cli::request(v1::VerifyAuditTrailsRequest {
+                    page_size: 0,
+                    page_token,
+                }))
+                .await
+                .map_err(|s| status_error(&url, s))?
+                .into_inner();
+            all.extend(r.trails);
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            page_token = r.next_page_token;
+        }
+        println!("{}", self.render(&all).map_err(CliError::Message)?);
+        let broken = all.iter().filter(|t| !t.ok).count();
+        if broken > 0 {
+            return Err(CliError::Message(format!(
+                "{broken} of {} audit trails are broken",
+                all.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A table, or the JSON array.
+    pub fn render(&self, trails: &[v1::TrailCheck]) -> Result<String, String> {
+        if self.json {
+            return serde_json::to_string_pretty(trails).map_err(|e| e.to_string());
+        }
+        if trails.is_empty() {
+            return Ok("no tickets yet".into());
+        }
+        let mut t = crate::cli::table(&["ticket", "trail", "detail"]);
+        for c in trails {
+            let detail = match c.index {
+                Some(i) => format!("record {i}: {}", c.reason),
+                None => c.reason.clone(),
+            };
+            t.add_row([
+                c.ticket.clone(),
+                if c.ok { "intact" } else { "BROKEN" }.to_string(),
+                detail,
+            ]);
+        }
+        Ok(crate::cli::show(&t))
+    }
 }
 
 /// `siaga user …` (admin).
@@ -232,27 +307,6 @@ pub enum UserCmd {
     },
 }
 
-/// A call to make: method and JSON arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// `Admin.Call` method.
-    pub method: &'static str,
-    /// Arguments.
-    pub json: String,
-}
-
-fn req(method: &'static str, v: Value) -> Request {
-    Request {
-        method,
-        json: v.to_string(),
-    }
-}
-
-fn parse<T: for<'de> serde::Deserialize<'de>>(reply: &str) -> Result<T, String> {
-    serde_json::from_str(reply)
-        .map_err(|e| format!("the collector sent an answer this siaga cannot read: {e}"))
-}
-
 fn when(t: Option<DateTime<Utc>>, local: &Option<String>) -> String {
     match (local, t) {
         (Some(l), _) => l.clone(),
@@ -274,49 +328,46 @@ pub fn left_label(secs: i64) -> String {
 }
 
 impl TicketCmd {
-    /// The `Admin.Call` this command makes; `None` for the commands of the
-    /// `Tickets` service ([`TicketCmd::run_typed`]).
-    pub fn request(&self) -> Option<Request> {
-        Some(match self {
-            TicketCmd::Dispose {
-                id,
-                to,
-                note,
-                no_measurement_reason,
-            } => req(
-                "ticket.dispose",
-                json!({"ticket": id, "to": to, "note": note, "no_measurement_reason": no_measurement_reason}),
-            ),
-            TicketCmd::Return { id, reason } => {
-                req("ticket.return", json!({"ticket": id, "reason": reason}))
-            }
-            TicketCmd::Acknowledge { id, by } => {
-                req("ticket.acknowledge", json!({"ticket": id, "by": by}))
-            }
-            TicketCmd::Turn { id, .. } => req("ticket.sop", json!({"ticket": id})),
-            TicketCmd::New { .. }
-            | TicketCmd::Update { .. }
-            | TicketCmd::Void { .. }
-            | TicketCmd::Audit { .. } => return None,
+    /// Whether the command prints JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            TicketCmd::Dispose { json, .. }
+            | TicketCmd::Return { json, .. }
+            | TicketCmd::Update { json, .. }
+            | TicketCmd::Void { json, .. }
+            | TicketCmd::Acknowledge { json, .. }
+            | TicketCmd::New { json, .. }
+            | TicketCmd::Turn { json, .. }
+            | TicketCmd::Audit { json, .. } => *json,
+        }
+    }
+
+    /// The typed request of `ticket dispose`.
+    pub fn dispose_request(&self) -> Option<v1::DisposeTicketRequest> {
+        let TicketCmd::Dispose {
+            id,
+            to,
+            note,
+            no_measurement_reason,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(v1::DisposeTicketRequest {
+            id: id.clone(),
+            to: to.clone().unwrap_or_default(),
+            note: note.clone(),
+            no_measurement_reason: no_measurement_reason.clone(),
         })
     }
 
-    /// What to print for the collector's answer (a card may be written to a
-    /// file), times in zone `tz`.
-    pub fn render(&self, reply: &str, tz: chrono_tz::Tz) -> Result<String, String> {
-        match self {
-            TicketCmd::Turn { json: true, .. } => {
-                let v: Value = parse(reply)?;
-                return serde_json::to_string_pretty(&v).map_err(|e| e.to_string());
-            }
-            TicketCmd::Turn { json: false, .. } => {
-                let t: TicketView = parse(reply)?;
-                return Ok(turn_line(&t, tz));
-            }
-            _ => {}
+    /// What to print for the answer of `ticket turn`, times in zone `tz`.
+    pub fn render_turn(t: &v1::Ticket, json: bool, tz: chrono_tz::Tz) -> Result<String, String> {
+        if json {
+            return serde_json::to_string_pretty(t).map_err(|e| e.to_string());
         }
-        let r: ActionReply = parse(reply)?;
-        Ok(action_text(&r))
+        Ok(turn_line(&crate::ticket::wire::view(t), tz))
     }
 
     /// The typed request of `ticket new`.
@@ -345,7 +396,8 @@ impl TicketCmd {
         })
     }
 
-    /// What to print for the answer of `ticket new|update|void`.
+    /// What to print for the answer of `ticket
+    /// new|update|void|dispose|return|acknowledge`.
     pub fn render_action(
         &self,
         r: &v1::TicketActionResponse,
@@ -366,9 +418,11 @@ impl TicketCmd {
         }))
     }
 
-    /// Runs the commands of the `Tickets` service (`new`, `update`, `void`,
-    /// `audit`); `Ok(false)`: not one of them.
-    pub async fn run_typed(&self, cfg: &crate::cli::SiagaConfig) -> Result<bool, CliError> {
+    /// Runs the command on the `Tickets` service (`new`, `update`, `void`,
+    /// `audit`) or the `Sop` service (`dispose`, `return`, `acknowledge`,
+    /// `turn`) and prints what it answered.
+    pub async fn run_typed(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
+        use siaga_proto::v1::sop_client::SopClient;
         use siaga_proto::v1::tickets_client::TicketsClient;
         let url = cfg.collector.clone();
         let fail = |s| status_error(&url, s);
@@ -376,7 +430,7 @@ impl TicketCmd {
         let (reply, json) = match self {
             TicketCmd::New { json, .. } => {
                 let Some(r) = self.new_request() else {
-                    return Ok(false);
+                    return Err(CliError::Message("not a new ticket".into()));
                 };
                 let mut c = TicketsClient::new(crate::cli::channel(cfg).await?);
                 let reply = c.new_ticket(crate::cli::request(r)).await.map_err(fail)?;
@@ -416,16 +470,61 @@ impl TicketCmd {
                     audit_table(&recs, tz)
                 };
                 println!("{out}");
-                return Ok(true);
+                return Ok(());
             }
-            _ => return Ok(false),
+            TicketCmd::Dispose { json, .. } => {
+                let Some(r) = self.dispose_request() else {
+                    return Err(CliError::Message("not a disposal".into()));
+                };
+                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let reply = c
+                    .dispose_ticket(crate::cli::request(r))
+                    .await
+                    .map_err(fail)?;
+                (reply.into_inner(), *json)
+            }
+            TicketCmd::Return { id, reason, json } => {
+                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let r = v1::ReturnTicketRequest {
+                    id: id.clone(),
+                    reason: reason.clone(),
+                };
+                let reply = c
+                    .return_ticket(crate::cli::request(r))
+                    .await
+                    .map_err(fail)?;
+                (reply.into_inner(), *json)
+            }
+            TicketCmd::Acknowledge { id, by, json } => {
+                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let r = v1::AcknowledgeTicketRequest {
+                    id: id.clone(),
+                    by: by.clone(),
+                };
+                let reply = c
+                    .acknowledge_ticket(crate::cli::request(r))
+                    .await
+                    .map_err(fail)?;
+                (reply.into_inner(), *json)
+            }
+            TicketCmd::Turn { id, json } => {
+                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let t = c
+                    .get_turn(crate::cli::request(v1::GetTurnRequest { id: id.clone() }))
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                let out = Self::render_turn(&t, *json, tz).map_err(CliError::Message)?;
+                println!("{out}");
+                return Ok(());
+            }
         };
         println!(
             "{}",
             self.render_action(&reply, json)
                 .map_err(CliError::Message)?
         );
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -744,17 +843,49 @@ impl RegisterCmd {
 }
 
 impl InboxCmd {
-    /// The call.
-    pub fn request(&self) -> Request {
-        req("inbox", json!({}))
+    /// Walks every page of the inbox and prints it.
+    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
+        let url = cfg.collector.clone();
+        let mut c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let r = c
+                .list_inbox(crate::cli::request(v1::ListInboxRequest {
+                    page_size: 0,
+                    page_token,
+                }))
+                .await
+                .map_err(|s| status_error(&url, s))?
+                .into_inner();
+            all.extend(r.items);
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            page_token = r.next_page_token;
+        }
+        println!("{}", self.render(&all).map_err(CliError::Message)?);
+        Ok(())
     }
 
     /// A table, or the JSON array.
-    pub fn render(&self, reply: &str) -> Result<String, String> {
-        let items: Vec<InboxItem> = parse(reply)?;
+    pub fn render(&self, answer: &[v1::InboxItem]) -> Result<String, String> {
         if self.json {
-            return serde_json::to_string_pretty(&items).map_err(|e| e.to_string());
+            return serde_json::to_string_pretty(answer).map_err(|e| e.to_string());
         }
+        let items: Vec<InboxItem> = answer
+            .iter()
+            .map(|i| InboxItem {
+                ticket: i
+                    .ticket
+                    .as_ref()
+                    .map(crate::ticket::wire::view)
+                    .unwrap_or_else(|| crate::ticket::wire::view(&v1::Ticket::default())),
+                assigned_to_me: i.assigned_to_me,
+                acting_for: Some(i.acting_for.clone()).filter(|a| !a.is_empty()),
+            })
+            .collect();
         if items.is_empty() {
             return Ok("nothing waits on you".into());
         }
@@ -855,13 +986,6 @@ impl UserCmd {
     }
 }
 
-/// Decode a base64 document (kept here so the binary needs no base64 of its own).
-pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -906,8 +1030,6 @@ mod tests {
         }
     }
 
-    type Render = Box<dyn Fn(&str) -> Result<String, String>>;
-
     fn run(
         line: &str,
         who: &str,
@@ -915,22 +1037,25 @@ mod tests {
         s: &crate::sop::store::SopStore,
     ) -> Result<String, String> {
         let cli = Cli::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
-        let (r, render): (Request, Render) = match cli.cmd {
-            Top::Ticket(c) if c.request().is_none() => return typed(&c, who, now, s),
-            Top::Ticket(c) => (
-                c.request().ok_or("a typed command")?,
-                Box::new(move |x| c.render(x, chrono_tz::Asia::Jakarta)),
-            ),
-            Top::Inbox(c) => (c.request(), Box::new(move |x| c.render(x))),
-        };
-        let reply = api::handle(s, &Dir, r.method, &r.json, &user_for(who), wib(now))
-            .ok_or("not an SOP method")?
-            .map_err(|e| e.to_string())?;
-        render(&reply)
+        match cli.cmd {
+            Top::Ticket(c) => typed(&c, who, now, s),
+            Top::Inbox(c) => {
+                let items = api::inbox(s, &user_for(who), wib(now)).map_err(|e| e.to_string())?;
+                let answer: Vec<v1::InboxItem> = items
+                    .iter()
+                    .map(|i| v1::InboxItem {
+                        ticket: Some(crate::ticket::wire::ticket(&i.ticket, None)),
+                        assigned_to_me: i.assigned_to_me,
+                        acting_for: i.acting_for.clone().unwrap_or_default(),
+                    })
+                    .collect();
+                c.render(&answer)
+            }
+        }
     }
 
-    /// A command of the `Tickets` service, answered by the functions its
-    /// handlers call, through the wire messages.
+    /// A command of the `Tickets` or `Sop` service, answered by the
+    /// functions its handlers call, through the wire messages.
     fn typed(
         c: &TicketCmd,
         who: &str,
@@ -964,7 +1089,39 @@ mod tests {
                 &actor,
                 now,
             ),
-            _ => return Err("not a command of the Tickets service".into()),
+            TicketCmd::Dispose { id, .. } => {
+                let r = c.dispose_request().ok_or("dispose")?;
+                api::dispose_action(
+                    &Dir,
+                    id,
+                    Some(r.to).filter(|t| !t.is_empty()),
+                    r.note,
+                    r.no_measurement_reason,
+                )
+                .and_then(|a| api::act_reply(s, id, a, &actor, now))
+            }
+            TicketCmd::Return { id, reason, .. } => api::act_reply(
+                s,
+                id,
+                Action::Return {
+                    reason: reason.clone(),
+                },
+                &actor,
+                now,
+            ),
+            TicketCmd::Acknowledge { id, by, .. } => {
+                api::act_reply(s, id, Action::Acknowledge { by: by.clone() }, &actor, now)
+            }
+            TicketCmd::Turn { id, json } => {
+                let t = s.get(id).map_err(|e| e.to_string())?;
+                let v = api::view(s, &t, now).map_err(|e| e.to_string())?;
+                return TicketCmd::render_turn(
+                    &wire::ticket(&v, None),
+                    *json,
+                    chrono_tz::Asia::Jakarta,
+                );
+            }
+            TicketCmd::Audit { .. } => return Err("not answered here".into()),
         }
         .map_err(|e| e.to_string())?;
         let reply = v1::TicketActionResponse {
@@ -972,13 +1129,41 @@ mod tests {
             event: Some(wire::event(&reply.event)),
             already_filed: reply.already_filed,
         };
-        let json = matches!(
-            c,
-            TicketCmd::New { json: true, .. }
-                | TicketCmd::Update { json: true, .. }
-                | TicketCmd::Void { json: true, .. }
+        c.render_action(&reply, c.json())
+    }
+
+    #[test]
+    fn the_trails_check_prints_each_ticket_and_what_is_broken() {
+        let trails = [
+            v1::TrailCheck {
+                ticket: "PJ-2026-0001".into(),
+                ok: true,
+                ..Default::default()
+            },
+            v1::TrailCheck {
+                ticket: "PJ-2026-0002".into(),
+                ok: false,
+                index: Some(3),
+                reason: "hash mismatch".into(),
+            },
+        ];
+        let text = TrailsCmd { json: false }.render(&trails).expect("text");
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("PJ-")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("intact"), "{text}");
+        assert!(
+            lines[1].contains("BROKEN") && lines[1].contains("record 3: hash mismatch"),
+            "{text}"
         );
-        c.render_action(&reply, json)
+        let json = TrailsCmd { json: true }.render(&trails).expect("json");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v[1]["index"], "3", "{json}");
+        assert_eq!(
+            v[0].get("ok"),
+            Some(&serde_json::Value::Bool(true)),
+            "{json}"
+        );
+        assert!(v[0].get("index").is_none(), "{json}");
     }
 
     #[test]

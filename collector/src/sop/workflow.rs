@@ -169,6 +169,18 @@ pub struct Measurements {
     pub waived: Option<String>,
 }
 
+/// Which SOP step was just taken, for what follows it (announcements, the
+/// work report's freezing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepTaken {
+    /// The current step was completed and handed on.
+    Disposed,
+    /// The ticket went one step back.
+    Returned,
+    /// The work report was acknowledged.
+    Acknowledged,
+}
+
 /// An action on a ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]

@@ -136,13 +136,13 @@ const STATE_LEN: usize = 16;
 /// Longest `letter_date` (YYYY-MM-DD).
 const DATE_LEN: usize = 10;
 
-fn unavailable() -> ApiError {
+pub(crate) fn unavailable() -> ApiError {
     ApiError::Unavailable("the ticket store is not open yet; try again in a moment".into())
 }
 
 /// The paging key of ticket `number`: sorts as ticket numbers do (year,
 /// then sequence).
-fn ticket_key(number: &str) -> String {
+pub(crate) fn ticket_key(number: &str) -> String {
     match number.parse::<super::TicketNumber>() {
         Ok(n) => format!("{:06}-{:010}", n.year.max(0), n.seq),
         Err(_) => format!("~{number}"),
@@ -159,7 +159,7 @@ fn some(s: String) -> Option<String> {
     (!s.trim().is_empty()).then_some(s)
 }
 
-fn actor(caller: &Caller) -> Actor {
+pub(crate) fn actor(caller: &Caller) -> Actor {
     Actor {
         user: caller.name.clone(),
         roles: caller.roles.clone(),
@@ -167,7 +167,7 @@ fn actor(caller: &Caller) -> Actor {
 }
 
 /// The answer to an SOP action, with the ticket's health record.
-fn action_reply(
+pub(crate) fn action_reply(
     health: &HealthPart,
     r: crate::sop::api::ActionReply,
 ) -> Result<v1::TicketActionResponse, ApiError> {

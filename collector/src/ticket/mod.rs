@@ -137,29 +137,25 @@ impl HealthPart {
         })
     }
 
-    /// After an SOP call answered without error: a ticket that moved to
-    /// another step is announced (webhook, e-mail), and a disposal of the
-    /// review step freezes the work report.
-    pub fn after_sop_call(&self, method: &str, json: &str) {
-        self.announce(method, json);
-        self.reports
-            .after_sop_call(method, json, chrono::Utc::now());
+    /// After an SOP step taken without error on ticket `number`: a ticket
+    /// that moved to another step (disposed or returned) is announced
+    /// (webhook, e-mail), and a disposal of the review step freezes the
+    /// work report.
+    pub fn after_step(&self, number: &str, step: crate::sop::workflow::StepTaken) {
+        let number = number.trim().to_ascii_uppercase();
+        use crate::sop::workflow::StepTaken;
+        if matches!(step, StepTaken::Disposed | StepTaken::Returned) {
+            self.announce(&number);
+        }
+        if step == StepTaken::Disposed {
+            self.reports.after_dispose(&number, chrono::Utc::now());
+        }
     }
 
-    fn announce(&self, method: &str, json: &str) {
-        if !matches!(method, "ticket.dispose" | "ticket.return") {
-            return;
-        }
-        let Some(number) = serde_json::from_str::<serde_json::Value>(json)
-            .ok()
-            .and_then(|v| v["ticket"].as_str().map(str::to_string))
-        else {
-            return;
-        };
-        let number = number.trim().to_ascii_uppercase();
+    fn announce(&self, number: &str) {
         let moved = self
             .sop_store
-            .trail(&number)
+            .trail(number)
             .ok()
             .and_then(|t| t.last().cloned())
             .is_some_and(|r| {
@@ -171,7 +167,7 @@ impl HealthPart {
             });
         if moved
             && let Err(e) =
-                service::notify_step_changed(&self.sop_store, &self.store, &self.notifier, &number)
+                service::notify_step_changed(&self.sop_store, &self.store, &self.notifier, number)
         {
             tracing::warn!(ticket = %number, error = %e, "cannot announce the step change");
         }
@@ -365,7 +361,7 @@ address = "198.18.1.2"
         };
         let (_, outcome) = sop_store.act(&id, action, &kadis, Utc::now()).unwrap();
         outcome.unwrap();
-        part.after_sop_call("ticket.dispose", &format!(r#"{{"ticket":"{id}"}}"#));
+        part.after_step(&id, crate::sop::workflow::StepTaken::Disposed);
         until("step change delivered", || m.delivered_of("webhook") == 2).await;
 
         let seen = seen.lock().unwrap().clone();
