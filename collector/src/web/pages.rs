@@ -75,7 +75,7 @@ label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.
 .opd li{background:#fff;border-radius:.4rem;padding:.8rem;border-left:.5rem solid #2e7d32;box-shadow:0 1px 2px #0002}\
 .opd li.waspada{border-left-color:#e0a800}.opd li.buruk{border-left-color:#c62828}\
 .opd h2{font-size:1rem;margin:0 0 .4rem}.opd dl{display:grid;grid-template-columns:repeat(3,1fr);gap:.2rem;margin:0}\
-.opd dt{font-size:.75rem;color:#566}.opd dd{margin:0 0 .3rem;font-weight:600}\
+.opd dt{font-size:.75rem;color:#566}.opd dd{margin:0 0 .3rem;font-weight:600;font-size:1.2rem}\
 @media (max-width:30rem){main{padding:.5rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
 
 fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
@@ -141,12 +141,12 @@ pub fn board(user: &str, csrf: &str, opds: &[OpdCounts], at: &str) -> Markup {
                     li class=(o.class()) data-opd=(o.id) {
                         h2 { (o.name) }
                         dl {
-                            dt { "Mati" } dd.down { (o.down) }
-                            dt { "Tak terjangkau" } dd.unreachable { (o.unreachable) }
-                            dt { "Menurun" } dd.degraded { (o.degraded) }
-                            dt { "Basi" } dd.stale { (o.stale) }
-                            dt { "Tak diketahui" } dd.unknown { (o.unknown) }
-                            dt { "Hidup" } dd.up { (o.up) }
+                            div { dt { "Mati" } dd.down { (o.down) } }
+                            div { dt { "Tak terjangkau" } dd.unreachable { (o.unreachable) } }
+                            div { dt { "Menurun" } dd.degraded { (o.degraded) } }
+                            div { dt { "Basi" } dd.stale { (o.stale) } }
+                            div { dt { "Tak diketahui" } dd.unknown { (o.unknown) } }
+                            div { dt { "Hidup" } dd.up { (o.up) } }
                         }
                     }
                 }
