@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, anyhow, ensure};
-use siaga_tests::harness::{Collector, Inventory, Siaga, runtime};
+use siaga_tests::harness::{Collector, Inventory, Siaga, http_get, runtime, set_toml};
 
 /// A client that keeps cookies like a browser and does not follow redirects.
 struct Browser {
@@ -104,6 +104,7 @@ fn passwords_from_the_cli_then_login_and_the_board_of_each_scope() -> Result<()>
             .device("dinkes-sw1", "dinkes", "127.0.0.1")
             .device("dishub-sw1", "dishub", "127.0.0.2"),
     )?;
+    set_toml(&c.config, "metrics_listen", "127.0.0.1:0".into())?;
     c.enable_web()?;
     let root = c.enroll_user("root", "admin")?;
     c.enroll_user("hd", "helpdesk")?;
@@ -160,6 +161,13 @@ fn passwords_from_the_cli_then_login_and_the_board_of_each_scope() -> Result<()>
         );
         Ok(())
     })?;
+    // Counted per outcome: one wrong password, two logins.
+    let metrics_addr = std::fs::read_to_string(c.data_dir.join("metrics.addr"))?;
+    let text = http_get(metrics_addr.trim(), "/metrics")?;
+    for (outcome, n) in [("failed", 1), ("ok", 2)] {
+        let line = format!("siaga_collector_web_logins_total{{outcome=\"{outcome}\"}} {n}");
+        ensure!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
     // Logins are in the API audit trail.
     let trail = std::fs::read_to_string(c.data_dir.join("api-audit.jsonl"))?;
     ensure!(
