@@ -465,6 +465,15 @@ async fn login(
         login_form(status, &name, Some(&message))
     };
     let Some(user) = user else {
+        // As long as a wrong password takes: the time does not tell
+        // whether the name exists.
+        if let Ok(_slot) = web.hashing.acquire().await {
+            let password = f.sandi;
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::users::verify_password(&password, dummy_hash())
+            })
+            .await;
+        }
         web.count("failed");
         return fail(
             "unknown user or wrong password",
@@ -520,6 +529,12 @@ async fn login(
             set_cookie(CSRF_COOKIE, "", Duration::ZERO),
         ],
     )
+}
+
+/// A hash no password matches in practice, checked for unknown names.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| crate::users::hash_password(&token()).unwrap_or_default())
 }
 
 /// The logout form's field.
