@@ -2,14 +2,15 @@
 # Runs Siaga's whole test suite. On a Debian machine as root it first
 # installs the packages the tests use (snmpd, snmp, snmptrapd, nftables,
 # iproute2, fping, iputils-ping; poppler-utils for reading reports' PDFs; for
-# the package tests systemd, adduser, dpkg-dev, binutils); then it builds
+# the package tests systemd, adduser, dpkg-dev, binutils; chromium and
+# chromium-driver for the web console's browser test); then it builds
 # every binary and runs every test.
 # Safe to run again. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(snmpd snmp snmptrapd nftables iproute2 fping iputils-ping poppler-utils
-  systemd adduser dpkg-dev binutils)
+  systemd adduser dpkg-dev binutils chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

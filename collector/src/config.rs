@@ -71,6 +71,41 @@ pub struct CollectorConfig {
     /// Tickets entered from letters.
     #[serde(default)]
     pub tickets: TicketsConfig,
+    /// The web console (off unless `[web] listen` is set).
+    #[serde(default, skip_serializing_if = "WebConfig::is_off")]
+    pub web: WebConfig,
+}
+
+/// The `[web]` section: the web console's own HTTPS listener, beside the
+/// gRPC port. Off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// `ADDR:PORT` of the HTTPS listener. Port 0 picks a free port; the one
+    /// bound is written to `<data_dir>/web.addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) the console shows browsers; default the
+    /// collector's own server certificate (`[tls] cert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM); default `[tls] key`. Given together with `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl WebConfig {
+    fn is_off(&self) -> bool {
+        *self == WebConfig::default()
+    }
+
+    /// The certificate and key files the console serves with.
+    pub fn cert_and_key<'a>(&'a self, tls: &'a TlsFiles) -> (&'a Path, &'a Path) {
+        (
+            self.cert.as_deref().unwrap_or(&tls.cert),
+            self.key.as_deref().unwrap_or(&tls.key),
+        )
+    }
 }
 
 /// The `[tickets]` section: what a ticket entered from a letter must hold to.
@@ -282,6 +317,7 @@ impl Default for CollectorConfig {
             maintenance: MaintenanceConfig::default(),
             ingest: IngestConfig::default(),
             tickets: TicketsConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -368,6 +404,46 @@ impl CollectorConfig {
                 ),
             });
         }
+        self.check_web(path, text)?;
+        Ok(())
+    }
+
+    /// `[web]`: cert and key go together; without `listen` they mean nothing.
+    fn check_web(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let w = &self.web;
+        let invalid = |key: &str, message: &str| {
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line: line_in_section(text, "web", leaf),
+                key: key.to_string(),
+                message: message.to_string(),
+            }
+        };
+        match (&w.cert, &w.key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "web.cert",
+                    "given without web.key: set both (the certificate chain and its key), \
+                     or neither to use [tls] cert and key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "web.key",
+                    "given without web.cert: set both (the certificate chain and its key), \
+                     or neither to use [tls] cert and key",
+                ));
+            }
+            _ => {}
+        }
+        if w.listen.is_none() && (w.cert.is_some() || w.key.is_some()) {
+            return Err(invalid(
+                "web.listen",
+                "missing: the web console is off unless [web] has listen = \"ADDR:PORT\" \
+                 (e.g. \"0.0.0.0:8443\")",
+            ));
+        }
         Ok(())
     }
 
@@ -383,6 +459,12 @@ impl CollectorConfig {
             &mut self.tls.cert,
             &mut self.tls.key,
         ] {
+            *p = resolve(base, p);
+        }
+        for p in [&mut self.web.cert, &mut self.web.key]
+            .into_iter()
+            .flatten()
+        {
             *p = resolve(base, p);
         }
     }
@@ -476,6 +558,13 @@ max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock 
 # [tickets]
 # max_letter_age = "365d"  # an older letter is refused; a letter dated after tomorrow always is
 
+# The web console for people without a terminal (HTTPS, login with a
+# password set by `siaga user passwd NAME`). Off unless listen is set.
+# [web]
+# listen = "0.0.0.0:8443"
+# cert = "web.pem"       # default: [tls] cert (the collector's own certificate)
+# key = "web.key"        # default: [tls] key
+
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]
 # queue_expiry = "24h"   # a --queue'd measurement whose agent stays offline this long expires
@@ -492,6 +581,31 @@ pub fn resolve(base: &Path, path: &Path) -> PathBuf {
     } else {
         base.join(path)
     }
+}
+
+/// Line (1-based) of `key = …` inside `[section]` of `text`, else the
+/// section's header line, else 1.
+pub fn line_in_section(text: &str, section: &str, key: &str) -> usize {
+    let header = format!("[{section}]");
+    let mut in_section = false;
+    let mut header_line = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            in_section = t == header;
+            if in_section {
+                header_line = Some(i + 1);
+            }
+            continue;
+        }
+        if in_section
+            && t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return i + 1;
+        }
+    }
+    header_line.unwrap_or(1)
 }
 
 /// Parses TOML text, turning a parse error into one naming file, line and key.
@@ -738,6 +852,49 @@ mod tests {
             ))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn web_is_off_unless_listen_is_set_and_cert_goes_with_key() {
+        let check = |text: &str| {
+            let cfg: CollectorConfig = parse_toml(Path::new("c.toml"), text).unwrap();
+            cfg.check(Path::new("c.toml"), text).map(|_| cfg)
+        };
+        let base = "listen = \"127.0.0.1:1\"\n";
+        assert_eq!(check(base).unwrap().web.listen, None);
+        let on = check(&format!("{base}[web]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+        assert_eq!(on.web.listen, Some("127.0.0.1:0".parse().unwrap()));
+        let tls = TlsFiles::default();
+        assert_eq!(on.web.cert_and_key(&tls), (&*tls.cert, &*tls.key));
+        let err = check(&format!(
+            "{base}\n[web]\nlisten = \"127.0.0.1:0\"\ncert = \"web.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:5: web.cert: given without web.key"),
+            "{err}"
+        );
+        let err = check(&format!("{base}[web]\ncert = \"a.pem\"\nkey = \"a.key\"\n")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("c.toml:2: web.listen: missing"),
+            "{err}"
+        );
+        let err = parse_toml::<CollectorConfig>(
+            Path::new("c.toml"),
+            &format!("{base}[web]\nlisten = \"localhost\"\n"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("c.toml:3: web.listen: "),
+            "{err}"
+        );
+        let err = parse_toml::<CollectorConfig>(
+            Path::new("c.toml"),
+            &format!("{base}[web]\nlisten = \"127.0.0.1:0\"\nport = 1\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("c.toml:4: web.port: "), "{err}");
     }
 
     #[test]

@@ -34,4 +34,5 @@ pub mod systemd;
 pub mod ticket;
 pub mod usage;
 pub mod users;
+pub mod web;
 pub mod when;

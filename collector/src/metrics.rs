@@ -34,6 +34,8 @@ pub enum Listener {
     Grpc,
     /// The Prometheus endpoint.
     Metrics,
+    /// The web console.
+    Web,
 }
 
 /// Label of per-listener series.
@@ -82,6 +84,15 @@ pub struct Metrics {
     pub accept_errors: Family<ListenerLabel, Counter>,
     /// TLS handshakes on the gRPC listener that failed, per reason.
     pub tls_handshakes_refused: Family<ReasonLabel, Counter>,
+    /// Web console logins, per outcome.
+    pub web_logins: Family<OutcomeLabel, Counter>,
+}
+
+/// Label of the web console's logins: how one ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `ok`, `failed`, `locked_out`, `no_password` or `bad_form`.
+    pub outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -115,6 +126,7 @@ impl Metrics {
             samples_pruned: Counter::default(),
             accept_errors: Family::default(),
             tls_handshakes_refused: Family::default(),
+            web_logins: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,6 +189,11 @@ impl Metrics {
             "tls_handshakes_refused",
             "TLS handshakes on the gRPC listener that failed, per reason",
             m.tls_handshakes_refused.clone(),
+        );
+        registry.register(
+            "web_logins",
+            "Web console logins, per outcome (ok, failed, locked_out, no_password, bad_form)",
+            m.web_logins.clone(),
         );
         for reason in siaga_proto::tls::REFUSAL_REASONS {
             let _ = m

@@ -199,6 +199,27 @@ pub async fn serve_until(
         info!(%bound, "metrics at http://{bound}/metrics");
         tasks.spawn(metrics::serve(listener, metrics.clone(), cancel.clone()));
     }
+    // The web console: its own listener and task; a failure in it ends at
+    // most that task, never the gRPC server below.
+    if let Some(addr) = cfg.web.listen {
+        let (cert, key) = cfg.web.cert_and_key(&cfg.tls);
+        let tls = crate::web::tls_config(
+            &std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
+            &std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        )
+        .map_err(|e| anyhow::anyhow!("[web] TLS: {e}"))?;
+        let listener = metrics::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the web console"))?;
+        let bound = listener.local_addr().context("web console address")?;
+        write_atomic(&cfg.data_dir.join("web.addr"), &format!("{bound}\n"))
+            .context("writing web.addr")?;
+        info!(%bound, "web console at https://{bound}/");
+        let calendar = crate::sop::Calendar::new(&cfg.calendar)
+            .map_err(|e| anyhow::anyhow!("[calendar]: {e}"))?;
+        let web = crate::web::Web::new(hub.clone(), calendar);
+        tasks.spawn(crate::web::serve(listener, tls, web, cancel.clone()));
+    }
 
     // Retention: raw samples older than raw_days.
     if cfg.retention.raw_days > 0 {
@@ -415,7 +436,12 @@ pub async fn serve_until(
     if joined.is_err() {
         warn!("the ingest writer did not finish within the grace period");
     }
-    for f in ["collector.pid", "collector.addr", "metrics.addr"] {
+    for f in [
+        "collector.pid",
+        "collector.addr",
+        "metrics.addr",
+        "web.addr",
+    ] {
         let _ = std::fs::remove_file(cfg.data_dir.join(f));
     }
     info!("collector stopped");

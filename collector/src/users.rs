@@ -62,6 +62,39 @@ pub struct User {
     /// Position (jabatan), as printed under the signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jabatan: Option<String>,
+    /// The web console password as an argon2id hash (PHC string), set by
+    /// `siaga user passwd`; none: this person cannot log in on the web.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+/// The shortest password `SetPassword` accepts.
+pub const MIN_PASSWORD: usize = 10;
+/// The longest (bounds the work of one hash).
+pub const MAX_PASSWORD: usize = 1024;
+
+/// The argon2id hash (PHC string, with a random salt) of `password`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches `hash` (a hash that cannot be read matches nothing).
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+    match PasswordHash::new(hash) {
+        Ok(h) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "a stored password hash cannot be read");
+            false
+        }
+    }
 }
 
 /// Checks an NIP: 18 digits, the first eight a date of birth (YYYYMMDD).
@@ -144,6 +177,12 @@ impl User {
             if let Some(v) = value {
                 text.push_str(&format!("{key} = {}\n", toml::Value::String(v.clone())));
             }
+        }
+        if let Some(h) = &self.password_hash {
+            text.push_str(&format!(
+                "# The web console password (argon2id), set by `siaga user passwd`.\npassword_hash = {}\n",
+                toml::Value::String(h.clone())
+            ));
         }
         if !certs.is_empty() {
             text.push_str(&format!(
@@ -288,11 +327,62 @@ pub fn known_roles(sop: &Path) -> Vec<String> {
 /// Name of the append-only trail of user management (JSON lines) in the users directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
-/// Writes a user's file (atomically: a temporary file renamed over it).
+/// Writes a user's file (atomically: a temporary file renamed over it);
+/// readable by the collector's user only once it holds a password hash.
 pub fn write_user(dir: &Path, user: &User) -> Result<(), String> {
     let path = dir.join(format!("{}.toml", user.name));
-    crate::safe_file::write(&path, user.to_toml().as_bytes(), crate::safe_file::PUBLIC)
-        .map_err(|e| e.to_string())
+    let mode = if user.password_hash.is_some() {
+        crate::safe_file::PRIVATE
+    } else {
+        crate::safe_file::PUBLIC
+    };
+    crate::safe_file::write(&path, user.to_toml().as_bytes(), mode).map_err(|e| e.to_string())
+}
+
+/// Sets the web console password of `name`, by `by`: the admin for anyone,
+/// a person for themself. Written to the user's file (as an argon2id hash)
+/// and to the users' trail (never the password).
+pub fn set_password(
+    users: &dyn UserDirectory,
+    by: &crate::api::Caller,
+    name: &str,
+    password: &str,
+) -> Result<User, ApiError> {
+    limits::required("name", name, limits::len::ID)?;
+    if name != by.name && !by.has(crate::api::policy::ADMIN) {
+        return Err(ApiError::Denied(format!(
+            "only the admin sets another person's password; you are {}",
+            by.describe()
+        )));
+    }
+    let n = password.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(ApiError::invalid(
+            "password",
+            format!("{n} characters; at least {MIN_PASSWORD}"),
+        ));
+    }
+    if n > MAX_PASSWORD {
+        return Err(ApiError::invalid(
+            "password",
+            format!("{n} characters; the limit is {MAX_PASSWORD}"),
+        ));
+    }
+    let Some(mut user) = users.get(name) else {
+        return Err(ApiError::NotFound(format!(
+            "no user {name} (enroll with `siaga-collector enroll user`)"
+        )));
+    };
+    user.password_hash = Some(
+        hash_password(password)
+            .map_err(|e| ApiError::internal("hashing the password", anyhow::anyhow!(e)))?,
+    );
+    write_user(users.dir(), &user)
+        .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
+    users.reload();
+    audit(users.dir(), &by.name, "passwd", name, "", "done");
+    tracing::info!(by = %by.name, user = %name, "web console password set");
+    Ok(user)
 }
 
 /// Appends one record to the user-management trail: who, what, on whom, and
@@ -466,7 +556,76 @@ pub(crate) mod tests {
                 })
             },
         },
+        Case {
+            // Everyone may call it; only the admin and teknisi themself
+            // may set teknisi's password (the others get PERMISSION_DENIED
+            // from the service).
+            rpc: "/siaga.v1.Users/SetPassword",
+            call: |f, person, _| {
+                Box::pin(async move {
+                    let mut c = UsersClient::new(f.channel(person));
+                    let r = c
+                        .set_password(v1::SetPasswordRequest {
+                            name: "teknisi".into(),
+                            password: "kata-sandi-teknisi".into(),
+                        })
+                        .await;
+                    match r {
+                        Ok(_) if matches!(person, "root" | "teknisi") => Outcome::Seen,
+                        // Counted as a failure by the matrix.
+                        Ok(_) => Outcome::Refused(
+                            tonic::Code::Internal,
+                            format!("{person} set teknisi's password"),
+                        ),
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
     ];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_password_is_set_by_the_admin_or_oneself_hashed_and_never_shown() {
+        let f = Fixture::start().await;
+        let set = |who: &str, name: &str, password: &str| {
+            let mut c = UsersClient::new(f.channel(who));
+            let req = v1::SetPasswordRequest {
+                name: name.into(),
+                password: password.into(),
+            };
+            async move { c.set_password(req).await }
+        };
+        set("root", "hd", "rahasia-helpdesk-1").await.unwrap();
+        set("hd", "hd", "rahasia-helpdesk-2").await.unwrap();
+        let e = set("hd", "kabid", "rahasia-kabid-99").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("only the admin"), "{}", e.message());
+        let e = set("root", "hd", "pendek").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(e.message(), "password: 6 characters; at least 10");
+        let e = set("root", "nobody", "rahasia-helpdesk-1")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        // The file holds an argon2id hash of the last password, private to the collector.
+        let path = f.cfg.users.join("hd.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("rahasia"), "{text}");
+        let hash = load_users(&f.cfg.users).unwrap()["hd"]
+            .password_hash
+            .clone()
+            .unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("rahasia-helpdesk-2", &hash));
+        assert!(!verify_password("rahasia-helpdesk-1", &hash));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // The audit trails name who set whose password, never the password.
+        let trail = std::fs::read_to_string(f.cfg.users.join(AUDIT_FILE)).unwrap();
+        assert!(trail.contains("\"passwd\""), "{trail}");
+        assert!(!trail.contains("rahasia"));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_admin_lists_in_pages_grants_and_revokes_with_field_limits() {
@@ -684,6 +843,21 @@ impl siaga_proto::v1::users_server::Users for UsersApi {
         let by = crate::api::caller(&req)?.name;
         let r = req.into_inner();
         self.change(by, RoleChange::Revoke, r.name, r.role).await
+    }
+
+    async fn set_password(
+        &self,
+        req: tonic::Request<v1::SetPasswordRequest>,
+    ) -> Result<tonic::Response<v1::UserInfo>, tonic::Status> {
+        let by = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let dir = crate::admin::HubUsers(self.hub.clone());
+        // Hashing is deliberately slow: off the async workers.
+        let user = crate::api::error::blocking("setting a password", move || {
+            set_password(&dir, &by, &r.name, &r.password)
+        })
+        .await?;
+        Ok(tonic::Response::new(v1::UserInfo::from(&user)))
     }
 }
 

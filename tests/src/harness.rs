@@ -621,6 +621,24 @@ impl Collector {
         })
     }
 
+    /// Turns the web console on (`[web] listen` on a free loopback port);
+    /// before [`Collector::serve`].
+    pub fn enable_web(&self) -> Result<()> {
+        let mut text = fs::read_to_string(&self.config)?;
+        text.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
+        fs::write(&self.config, text).with_context(|| format!("writing {}", self.config.display()))
+    }
+
+    /// `host:port` of the web console of a serving collector.
+    pub fn web_addr(&self) -> Result<SocketAddr> {
+        let file = self.data_dir.join("web.addr");
+        let text = fs::read_to_string(&file)
+            .with_context(|| format!("reading {} (is [web] on?)", file.display()))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{}: {text:?}", file.display()))
+    }
+
     /// The last lines of the collector's log.
     pub fn log_tail(&self, lines: usize) -> String {
         self.proc.log_tail(lines)
@@ -878,6 +896,27 @@ impl Siaga {
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running {} {:?}", program.display(), all))
+    }
+
+    /// `siaga --config FILE <args>` with `input` on its standard input
+    /// (a pipe, not a terminal); the raw output.
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Result<Output> {
+        let mut all = vec!["--config", path_str(&self.config)?];
+        all.extend_from_slice(args);
+        let program = bin("siaga")?;
+        let mut child = Command::new(&program)
+            .args(&all)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {} {:?}", program.display(), all))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        child
+            .wait_with_output()
+            .with_context(|| format!("waiting for {} {:?}", program.display(), all))
     }
 
     /// `siaga --config FILE <args>`, which must succeed and print JSON.

@@ -212,24 +212,43 @@ impl Gate {
 
     /// Appends one record to the API audit trail (off the async workers).
     fn audit(&self, caller: &Caller, rpc: &str, outcome: String) {
-        let line = serde_json::json!({
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "user": caller.name,
-            "opd": caller.opd,
-            "rpc": rpc,
-            "outcome": outcome,
-        });
-        let path = self.audit.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            let r = crate::safe_file::append(&path, crate::safe_file::PRIVATE)
-                .map_err(|e| e.error)
-                .and_then(|mut f| writeln!(f, "{line}"));
-            if let Err(e) = r {
-                tracing::error!(file = %path.display(), error = %e, "cannot write the API audit trail");
-            }
-        });
+        append_audit(
+            &self.audit,
+            &caller.name,
+            caller.opd.as_deref(),
+            rpc,
+            outcome,
+        );
     }
+}
+
+/// Appends one record (time, user, OPD, RPC or action, outcome) to the API
+/// audit trail at `path`, off the async workers. The web console writes its
+/// logins and logouts here too.
+pub fn append_audit(
+    path: &std::path::Path,
+    user: &str,
+    opd: Option<&str>,
+    rpc: &str,
+    outcome: String,
+) {
+    let line = serde_json::json!({
+        "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "user": user,
+        "opd": opd,
+        "rpc": rpc,
+        "outcome": outcome,
+    });
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let r = crate::safe_file::append(&path, crate::safe_file::PRIVATE)
+            .map_err(|e| e.error)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = r {
+            tracing::error!(file = %path.display(), error = %e, "cannot write the API audit trail");
+        }
+    });
 }
 
 /// The layer of [`Gate`], for `Server::builder().layer(..)`.

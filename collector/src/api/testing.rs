@@ -94,6 +94,28 @@ impl Fixture {
 
     /// Starts one with `inventory` (which must have the OPD [`OWN`]).
     pub async fn start_with(inventory: &str) -> Fixture {
+        Self::start_full(inventory, "").await
+    }
+
+    /// Starts one with the web console on a free loopback port too.
+    pub async fn start_web() -> Fixture {
+        Self::start_full(INVENTORY, "\n[web]\nlisten = \"127.0.0.1:0\"\n").await
+    }
+
+    /// `host:port` of the web console (of [`Fixture::start_web`]).
+    pub async fn web_addr(&self) -> String {
+        let file = self.cfg.data_dir.join("web.addr");
+        for _ in 0..500 {
+            if let Ok(a) = std::fs::read_to_string(&file) {
+                return a.trim().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the web console did not start");
+    }
+
+    /// Starts one with `inventory` and `extra` appended to collector.toml.
+    pub async fn start_full(inventory: &str, extra: &str) -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("collector");
         pki::init(&dir, "127.0.0.1:0".parse().expect("addr"), &[]).expect("init");
@@ -107,6 +129,11 @@ impl Fixture {
             users.push((name.to_string(), out));
         }
         let config = dir.join("collector.toml");
+        if !extra.is_empty() {
+            let mut text = std::fs::read_to_string(&config).expect("collector.toml");
+            text.push_str(extra);
+            std::fs::write(&config, text).expect("collector.toml");
+        }
         let cfg = CollectorConfig::load(&config).expect("collector.toml");
         let cancel = CancellationToken::new();
         tokio::spawn(crate::server::serve_until(

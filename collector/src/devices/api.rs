@@ -558,7 +558,7 @@ fn link_key(l: &v1::LinkInfo) -> String {
 }
 
 /// The visible devices of `opd` (or all) with their shown state, by id.
-fn board_devices(
+pub fn board_devices(
     hub: &Hub,
     caller: &Caller,
     filter: &Option<String>,

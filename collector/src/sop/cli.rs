@@ -305,6 +305,54 @@ pub enum UserCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Set a user's web console password: the admin for anyone, a person
+    /// for themself. Read from standard input when it is not a terminal
+    /// (one line), else asked twice without echo; at least 10 characters.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Print the user after the change as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The new password of `name`: a line of standard input when it is not a
+/// terminal, else typed twice without echo. Shorter than the minimum: refused.
+pub fn read_new_password(name: &str) -> Result<String, CliError> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let min = crate::users::MIN_PASSWORD;
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        let first = rpassword::prompt_password(format!("New web console password for {name}: "))
+            .map_err(|e| CliError::Message(format!("reading the password: {e}")))?;
+        if first.chars().count() < min {
+            return Err(CliError::Usage(format!(
+                "the password is shorter than {min} characters"
+            )));
+        }
+        let again = rpassword::prompt_password("The same again: ")
+            .map_err(|e| CliError::Message(format!("reading the password: {e}")))?;
+        if again != first {
+            return Err(CliError::Usage(
+                "the two passwords differ; nothing was changed".into(),
+            ));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::Message(format!("reading the password from stdin: {e}")))?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    if password.chars().count() < min {
+        return Err(CliError::Usage(format!(
+            "the password is shorter than {min} characters"
+        )));
+    }
+    Ok(password)
 }
 
 fn when(t: Option<DateTime<Utc>>, local: &Option<String>) -> String {
@@ -968,6 +1016,22 @@ impl UserCmd {
                 })
                 .await
                 .map_err(fail)?,
+            UserCmd::Passwd { name, json } => {
+                let password = read_new_password(name)?;
+                let u = c
+                    .set_password(v1::SetPasswordRequest {
+                        name: name.clone(),
+                        password,
+                    })
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                if *json {
+                    return serde_json::to_string_pretty(&u)
+                        .map_err(|e| CliError::Message(e.to_string()));
+                }
+                return Ok(format!("{}: web console password set", u.name));
+            }
         }
         .into_inner();
         if let UserCmd::Grant { json: true, .. } | UserCmd::Revoke { json: true, .. } = self {

@@ -1,0 +1,667 @@
+//! The web console: the collector's own HTTPS listener (`[web] listen`)
+//! for the people who never open a terminal. Pages are server-rendered in
+//! Bahasa Indonesia ([`pages`]); a person logs in with the password set by
+//! `siaga user passwd` and gets a session cookie ([`session`]).
+//!
+//! No rule of its own: a page asks the same policy table as the gRPC gate
+//! (the board is `Devices/ListDevices`) with a [`Caller`] made from the
+//! same user file, and calls the same domain code the service does. Logins
+//! and logouts go to the same API audit trail as the gate's records.
+//!
+//! The listener runs as one task beside the gRPC server, with its own
+//! connection cap and timeouts: whatever happens here ends at most this
+//! task, never the gRPC side.
+
+pub mod pages;
+pub mod session;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Extension, Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Caller;
+use crate::api::gate::{AUDIT_FILE, allowed, append_audit};
+use crate::api::policy::rule_of;
+use crate::hub::Hub;
+use crate::metrics::{Listener, OutcomeLabel};
+use pages::OpdCounts;
+use session::{LoginGuard, Sessions, same, token};
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "siaga_sesi";
+/// The cookie that carries the login form's CSRF token (double submit).
+pub const CSRF_COOKIE: &str = "siaga_csrf";
+/// Connections served at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 256;
+/// A TLS handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers must arrive within this.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed after this, whatever it does.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+/// The largest form accepted.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Password checks (argon2id: deliberately slow, ~19 MiB each) at once.
+const HASHING_AT_ONCE: usize = 2;
+
+/// What the console keeps between requests.
+pub struct Web {
+    hub: Arc<Hub>,
+    sessions: Mutex<Sessions>,
+    guard: Mutex<LoginGuard>,
+    hashing: Semaphore,
+    audit: PathBuf,
+    calendar: crate::sop::Calendar,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web").finish_non_exhaustive()
+    }
+}
+
+impl Web {
+    /// The console of `hub`'s collector; times shown in `calendar`'s zone.
+    pub fn new(hub: Arc<Hub>, calendar: crate::sop::Calendar) -> Arc<Web> {
+        let audit = hub.data_dir.join(AUDIT_FILE);
+        Arc::new(Web {
+            hub,
+            sessions: Mutex::default(),
+            guard: Mutex::default(),
+            hashing: Semaphore::new(HASHING_AT_ONCE),
+            audit,
+            calendar,
+        })
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.hub
+            .metrics
+            .web_logins
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    fn audit(&self, user: &str, opd: Option<&str>, action: &str, outcome: impl Into<String>) {
+        append_audit(&self.audit, user, opd, action, outcome.into());
+    }
+
+    /// The session the request's cookie names, kept alive, with its id.
+    fn session(&self, headers: &HeaderMap) -> Option<(String, session::Session)> {
+        let id = cookie(headers, SESSION_COOKIE)?;
+        let s = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .touch(&id, Instant::now())?;
+        Some((id, s))
+    }
+
+    /// The person of a session as the gate would see them, read from their
+    /// user file now (a removed person's session ends).
+    async fn caller(&self, id: &str, s: &session::Session) -> Option<Caller> {
+        let hub = self.hub.clone();
+        let name = s.user.clone();
+        let user = tokio::task::spawn_blocking(move || hub.user(&name))
+            .await
+            .ok()
+            .flatten();
+        match user {
+            Some(u) => Some(Caller {
+                name: u.name,
+                roles: u.roles,
+                opd: u.opd,
+            }),
+            None => {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .close(id);
+                None
+            }
+        }
+    }
+}
+
+/// The TLS configuration of the console: `cert_pem` and `key_pem`, no
+/// client certificate asked for, HTTP/1.1.
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the web certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("the web certificate: no certificate in the file".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("the web key: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the web certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The address a request came from.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// The console's routes.
+pub fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/masuk", get(login_page).post(login))
+        .route("/keluar", post(logout))
+        .route("/papan", get(board))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .with_state(web)
+}
+
+/// Serves the console on `listener` until `cancel`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    web: Arc<Web>,
+    cancel: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let router = router(web.clone());
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut errors =
+        crate::listen::AcceptErrors::new("web", web.hub.metrics.accept_errors_of(Listener::Web));
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => {
+                    errors.accepted();
+                    s
+                }
+                Err(e) => {
+                    let delay = errors.failed(&e);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "web TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "web TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |mut req: http::Request<_>| {
+                req.extensions_mut().insert(Peer(peer));
+                let mut router = router.clone();
+                async move {
+                    use tower::Service as _;
+                    router.call(req).await
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_FORM_BYTES * 2)
+                .serve_connection(TokioIo::new(tls), svc);
+            tokio::select! {
+                r = tokio::time::timeout(CONNECTION_LIFETIME, conn) => match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "web connection"),
+                    Err(_) => tracing::debug!(%peer, "web connection closed after its lifetime"),
+                },
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// The value of cookie `name` in the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value: only over HTTPS, never to scripts, never sent
+/// along from another site; `max_age` 0 deletes it.
+fn set_cookie(name: &str, value: &str, max_age: Duration) -> HeaderValue {
+    let v = format!(
+        "{name}={value}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
+        max_age.as_secs()
+    );
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
+}
+
+/// An HTML answer with the console's headers: no caching, no framing, no
+/// script or resource from anywhere.
+fn html(status: StatusCode, markup: maud::Markup, cookies: Vec<HeaderValue>) -> Response {
+    let mut r = (status, markup.into_string()).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    for c in cookies {
+        h.append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+/// A `303 See Other` to `to`, setting `cookies`.
+fn redirect(to: &'static str, cookies: Vec<HeaderValue>) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, HeaderValue::from_static(to));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for c in cookies {
+        h.append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+async fn root(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if web.session(&headers).is_some() {
+        redirect("/papan", vec![])
+    } else {
+        redirect("/masuk", vec![])
+    }
+}
+
+async fn not_found() -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        pages::notice("Tidak ditemukan", "Halaman ini tidak ada."),
+        vec![],
+    )
+}
+
+/// The login form with a fresh CSRF token (also in its cookie).
+fn login_form(status: StatusCode, name: &str, message: Option<&str>) -> Response {
+    let csrf = token();
+    html(
+        status,
+        pages::login(&csrf, name, message),
+        vec![set_cookie(CSRF_COOKIE, &csrf, session::IDLE)],
+    )
+}
+
+async fn login_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if web.session(&headers).is_some() {
+        return redirect("/papan", vec![]);
+    }
+    login_form(StatusCode::OK, "", None)
+}
+
+/// The login form's fields (missing ones are empty, and refused).
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    nama: String,
+    #[serde(default)]
+    sandi: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// What the person reads when the name or the password is wrong (the same
+/// for a name that does not exist).
+const WRONG: &str = "Nama pengguna atau kata sandi salah.";
+
+fn locked_message(left: Duration) -> String {
+    let minutes = left.as_secs().div_ceil(60).max(1);
+    format!(
+        "Terlalu banyak percobaan masuk yang gagal ({} kali dalam {} menit). Masuk dikunci \
+         sementara; coba lagi dalam {minutes} menit, atau hubungi admin.",
+        session::MAX_FAILURES,
+        session::WINDOW.as_secs() / 60
+    )
+}
+
+async fn login(
+    State(web): State<Arc<Web>>,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let expected = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
+    if f.csrf.is_empty() || !same(&f.csrf, &expected) {
+        web.count("bad_form");
+        tracing::warn!(%peer, "web login form without a valid CSRF token; refused");
+        return login_form(
+            StatusCode::FORBIDDEN,
+            "",
+            Some("Formulir ini sudah kedaluwarsa atau tidak sah. Silakan coba masuk lagi."),
+        );
+    }
+    let name = f.nama.trim().to_string();
+    let addr = peer.ip().to_string();
+    let now = Instant::now();
+    let locked = web
+        .guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .locked(&name, &addr, now);
+    if let Some(left) = locked {
+        web.count("locked_out");
+        web.audit(
+            &name,
+            None,
+            "web/login",
+            format!("refused: locked out ({addr})"),
+        );
+        return login_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            &name,
+            Some(&locked_message(left)),
+        );
+    }
+    let fits = !name.is_empty()
+        && name.chars().count() <= crate::api::limits::len::ID
+        && f.sandi.chars().count() <= crate::users::MAX_PASSWORD;
+    let user = if fits {
+        let hub = web.hub.clone();
+        let lookup = name.clone();
+        tokio::task::spawn_blocking(move || hub.user(&lookup))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let opd = user.as_ref().and_then(|u| u.opd.clone());
+    let fail = |why: &str, message: String, status: StatusCode| {
+        let now_locked = web.guard.lock().unwrap_or_else(|p| p.into_inner()).failed(
+            &name,
+            &addr,
+            Instant::now(),
+        );
+        if now_locked {
+            web.count("locked_out");
+            web.audit(
+                &name,
+                opd.as_deref(),
+                "web/login",
+                format!(
+                    "refused: {why} ({addr}); locked out for {} min",
+                    session::WINDOW.as_secs() / 60
+                ),
+            );
+            return login_form(
+                StatusCode::TOO_MANY_REQUESTS,
+                &name,
+                Some(&locked_message(session::WINDOW)),
+            );
+        }
+        web.audit(
+            &name,
+            opd.as_deref(),
+            "web/login",
+            format!("refused: {why} ({addr})"),
+        );
+        login_form(status, &name, Some(&message))
+    };
+    let Some(user) = user else {
+        // As long as a wrong password takes: the time does not tell
+        // whether the name exists.
+        if let Ok(_slot) = web.hashing.acquire().await {
+            let password = f.sandi;
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::users::verify_password(&password, dummy_hash())
+            })
+            .await;
+        }
+        web.count("failed");
+        return fail(
+            "unknown user or wrong password",
+            WRONG.into(),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let Some(hash) = user.password_hash.clone() else {
+        web.count("no_password");
+        return fail(
+            "no password set",
+            format!(
+                "Akun {name} belum mempunyai kata sandi untuk konsol web. Minta admin \
+                 menetapkannya dengan `siaga user passwd {name}`."
+            ),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let ok = match web.hashing.acquire().await {
+        Ok(_slot) => {
+            let password = f.sandi;
+            tokio::task::spawn_blocking(move || crate::users::verify_password(&password, &hash))
+                .await
+                .unwrap_or(false)
+        }
+        Err(_) => false,
+    };
+    if !ok {
+        web.count("failed");
+        return fail("wrong password", WRONG.into(), StatusCode::UNAUTHORIZED);
+    }
+    web.guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .succeeded(&name);
+    let id = web
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .open(&user.name, Instant::now());
+    web.count("ok");
+    web.audit(
+        &user.name,
+        opd.as_deref(),
+        "web/login",
+        format!("ok ({addr})"),
+    );
+    tracing::info!(user = %user.name, %peer, "web console login");
+    redirect(
+        "/papan",
+        vec![
+            set_cookie(SESSION_COOKIE, &id, session::IDLE),
+            set_cookie(CSRF_COOKIE, "", Duration::ZERO),
+        ],
+    )
+}
+
+/// A hash no password matches in practice, checked for unknown names.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| crate::users::hash_password(&token()).unwrap_or_default())
+}
+
+/// The logout form's field.
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let clear = vec![set_cookie(SESSION_COOKIE, "", Duration::ZERO)];
+    let Some((id, s)) = web.session(&headers) else {
+        return redirect("/masuk", clear);
+    };
+    if f.csrf.is_empty() || !same(&f.csrf, &s.csrf) {
+        tracing::warn!(user = %s.user, "web logout without the session's CSRF token; refused");
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::notice(
+                "Ditolak",
+                "Formulir ini tidak sah untuk sesi Anda. Muat ulang halaman dan coba lagi.",
+            ),
+            vec![],
+        );
+    }
+    web.sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .close(&id);
+    let (hub, name) = (web.hub.clone(), s.user.clone());
+    let opd = tokio::task::spawn_blocking(move || hub.user(&name).and_then(|u| u.opd))
+        .await
+        .ok()
+        .flatten();
+    web.audit(&s.user, opd.as_deref(), "web/logout", "ok");
+    tracing::info!(user = %s.user, "web console logout");
+    redirect("/masuk", clear)
+}
+
+async fn board(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let Some((id, s)) = web.session(&headers) else {
+        return redirect("/masuk", vec![]);
+    };
+    let Some(caller) = web.caller(&id, &s).await else {
+        return redirect(
+            "/masuk",
+            vec![set_cookie(SESSION_COOKIE, "", Duration::ZERO)],
+        );
+    };
+    // The board is the device listing: the same rule as Devices/ListDevices.
+    let Some(rule) = rule_of("/siaga.v1.Devices/ListDevices") else {
+        return html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::notice("Galat", "Aturan akses papan status tidak ditemukan."),
+            vec![],
+        );
+    };
+    if let Err(e) = allowed(rule, &caller) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::notice("Ditolak", &e.to_string()),
+            vec![],
+        );
+    }
+    let hub = web.hub.clone();
+    let rows = tokio::task::spawn_blocking(move || opd_counts(&hub, &caller)).await;
+    let opds = match rows {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "web board");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::notice("Galat", "Papan status tidak dapat dibaca saat ini."),
+                vec![],
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "web board task");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::notice("Galat", "Papan status tidak dapat dibaca saat ini."),
+                vec![],
+            );
+        }
+    };
+    let at = web.calendar.local(chrono::Utc::now());
+    let at = format!(
+        "{} {}",
+        at.format("%d-%m-%Y %H:%M"),
+        web.calendar.zone_abbr()
+    );
+    html(
+        StatusCode::OK,
+        pages::board(&s.user, &s.csrf, &opds, &at),
+        vec![],
+    )
+}
+
+/// Every OPD `caller` sees, with its devices counted by shown state (the
+/// Devices service's own listing), worst first.
+fn opd_counts(hub: &Hub, caller: &Caller) -> Result<Vec<OpdCounts>, crate::api::ApiError> {
+    let inv = hub.inventory();
+    let mut out: std::collections::BTreeMap<String, OpdCounts> = inv
+        .opds
+        .values()
+        .filter(|o| caller.sees(&o.id))
+        .map(|o| {
+            (
+                o.id.clone(),
+                OpdCounts {
+                    id: o.id.clone(),
+                    name: o.name.clone(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for d in crate::devices::api::board_devices(hub, caller, &None)? {
+        if let Some(o) = out.get_mut(&d.opd) {
+            o.count(&d.state);
+        }
+    }
+    let mut v: Vec<OpdCounts> = out.into_values().collect();
+    v.sort_by_key(OpdCounts::severity);
+    Ok(v)
+}
