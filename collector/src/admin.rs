@@ -174,9 +174,7 @@ impl Admin for AdminService {
     ) -> Result<Response<Self::BackupStream>, Status> {
         // Admin only: the policy table says so and the gate has checked.
         let user = self.caller(&req)?;
-        let Some(health) = self.hub.health.get().cloned() else {
-            return Err(Status::unavailable("the ticket store is not open yet"));
-        };
+        let health = self.hub.health.clone();
         if self.hub.store.redb().is_none() {
             return Err(Status::unimplemented(
                 "the samples live in a shared database: back it up with its own tools",
@@ -258,21 +256,15 @@ impl crate::sop::api::Directory for HubDirectory {
         crate::users::only_opd_roles(&u.roles).then(|| u.opd.unwrap_or_default())
     }
     fn max_letter_age(&self) -> chrono::Duration {
-        self.0
-            .health
-            .get()
-            .map_or(chrono::Duration::days(365), |h| {
-                chrono::Duration::from_std(h.max_letter_age).unwrap_or(chrono::Duration::days(365))
-            })
+        chrono::Duration::from_std(self.0.health.max_letter_age)
+            .unwrap_or(chrono::Duration::days(365))
     }
     fn people(&self) -> crate::sop::People {
         // Read afresh: a name added to a user file shows on the next document.
         crate::users::people(&self.0.users_dir)
     }
     fn measurements(&self, ticket: &str) -> (bool, bool) {
-        let Some(service) = self.0.measure.get() else {
-            return (false, false);
-        };
+        let service = &self.0.measure;
         let number = ticket.trim().to_ascii_uppercase();
         service.phases_done(&number).unwrap_or_else(|e| {
             tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
@@ -303,19 +295,15 @@ impl crate::users::UserDirectory for HubUsers {
         &self.0.users_dir
     }
     fn known_roles(&self) -> Vec<String> {
-        let mut roles: Vec<String> = match self.0.health.get() {
-            Some(h) => h
-                .sop_store
-                .sop()
-                .roles
-                .iter()
-                .map(|r| r.id.clone())
-                .collect(),
-            None => crate::users::DEFAULT_ROLES
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
-        };
+        let mut roles: Vec<String> = self
+            .0
+            .health
+            .sop_store
+            .sop()
+            .roles
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
         roles.push("admin".into());
         roles
     }

@@ -47,16 +47,16 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
-    /// The health engine, tickets and notifications (set once at start).
-    pub health: std::sync::OnceLock<Arc<crate::ticket::HealthPart>>,
+    /// The health engine, tickets and notifications.
+    pub health: Arc<crate::ticket::HealthPart>,
     /// Revoked client certificates (`<data_dir>/revoked.toml`).
     pub revoked: RevocationList,
     /// Client certificates already read, per connection.
     pub peers: crate::auth::PeerCache,
     /// The data directory (backups make their copies in it).
     pub data_dir: PathBuf,
-    /// Measurements on command and the routes to the agents (set once at start).
-    pub measure: std::sync::OnceLock<Arc<crate::measure::MeasureService>>,
+    /// Measurements on command and the routes to the agents.
+    pub measure: Arc<crate::measure::MeasureService>,
     /// The agents enrolled with the CA (read at start and on reload).
     pub enrolled: RwLock<Vec<EnrolledAgent>>,
     /// Samples stamped later than now plus this are refused (µs).
@@ -144,6 +144,8 @@ impl Hub {
         cancel: CancellationToken,
         revoked: RevocationList,
         data_dir: PathBuf,
+        health: Arc<crate::ticket::HealthPart>,
+        measure: Arc<crate::measure::MeasureService>,
     ) -> Result<Self, StoreError> {
         let agents = store
             .agents()?
@@ -168,11 +170,11 @@ impl Hub {
             writer,
             metrics,
             cancel,
-            health: std::sync::OnceLock::new(),
+            health,
             revoked,
             peers: crate::auth::PeerCache::default(),
             data_dir,
-            measure: std::sync::OnceLock::new(),
+            measure,
             enrolled: RwLock::new(Vec::new()),
             max_clock_skew_us: std::sync::atomic::AtomicI64::new(
                 crate::config::IngestConfig::default().max_clock_skew_us(),
@@ -258,11 +260,10 @@ impl Hub {
         for opd in opds_without_agent(&inventory, &enrolled, &known) {
             tracing::warn!(%opd, "OPD has devices but no agent enrolled: nobody probes them");
         }
-        if let Some(h) = self.health.get() {
-            h.handle
-                .watch(agents_to_watch(&inventory, &enrolled, &known))
-                .await;
-        }
+        self.health
+            .handle
+            .watch(agents_to_watch(&inventory, &enrolled, &known))
+            .await;
     }
 
     /// Re-reads the users directory (on reload); keeps the old set on error.

@@ -194,11 +194,8 @@ impl Session {
     async fn run(mut self, mut inbound: Streaming<AgentMessage>) {
         // The stream is the route for measurements to this OPD from now on;
         // queued ones go down it behind the inventory.
-        let measure = self.hub.measure.get().cloned();
-        let measure_session = match &measure {
-            Some(m) => Some(m.attach(&self.id, &self.opd, self.tx.clone()).await),
-            None => None,
-        };
+        let measure = self.hub.measure.clone();
+        let measure_session = measure.attach(&self.id, &self.opd, self.tx.clone()).await;
         let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
         let mut inv_rx = self.hub.inventory.subscribe();
         let mut revoked_rx = self.hub.revoked.subscribe();
@@ -289,9 +286,7 @@ impl Session {
             a.streams = a.streams.saturating_sub(1);
             a.record.last_seen_us = now_us();
         });
-        if let (Some(m), Some(session)) = (&measure, measure_session) {
-            m.detach(&self.id, session);
-        }
+        measure.detach(&self.id, measure_session);
         self.hub.metrics.agents_connected.dec();
         info!(agent = %self.identity, %reason, "agent disconnected");
         let _ = self.hub.writer.agent(record).await;
@@ -324,9 +319,7 @@ impl Session {
                     }
                 });
                 let _ = self.hub.writer.agent(record).await;
-                if let Some(h) = self.hub.health.get() {
-                    h.handle.heartbeat(&self.opd);
-                }
+                self.hub.health.handle.heartbeat(&self.opd);
                 None
             }
             AgentMsg::Hello(_) => {
@@ -334,30 +327,23 @@ impl Session {
                 None
             }
             AgentMsg::MeasureResult(r) => {
-                match self.hub.measure.get() {
-                    Some(m) => {
-                        let inventory = self.hub.inventory();
-                        let opd = self.opd.clone();
-                        // Figures only of this OPD's links and devices.
-                        let link_device = |name: &str| {
+                let inventory = self.hub.inventory();
+                let opd = self.opd.clone();
+                // Figures only of this OPD's links and devices.
+                let link_device = |name: &str| {
+                    inventory
+                        .links
+                        .iter()
+                        .find(|l| l.name == name)
+                        .filter(|l| {
                             inventory
-                                .links
-                                .iter()
-                                .find(|l| l.name == name)
-                                .filter(|l| {
-                                    inventory
-                                        .devices
-                                        .get(&l.device)
-                                        .is_some_and(|d| d.opd == opd)
-                                })
-                                .map(|l| l.device.clone())
-                        };
-                        m.answer(&self.id, &r, link_device);
-                    }
-                    None => {
-                        debug!(agent = %self.identity, id = %r.id, "measure result without a measurement service; ignored")
-                    }
-                }
+                                .devices
+                                .get(&l.device)
+                                .is_some_and(|d| d.opd == opd)
+                        })
+                        .map(|l| l.device.clone())
+                };
+                self.hub.measure.answer(&self.id, &r, link_device);
                 None
             }
         }
@@ -486,11 +472,7 @@ impl Session {
         }
         // The health engine sees what is durable, after the commit.
         let samples: Arc<[v1::Sample]> = samples.into();
-        let for_health = self
-            .hub
-            .health
-            .get()
-            .map(|h| (h.clone(), self.opd.clone(), samples.clone()));
+        let for_health = (self.hub.health.clone(), self.opd.clone(), samples.clone());
         let queued = self
             .hub
             .writer
@@ -501,9 +483,8 @@ impl Session {
                 Ok(rx) => rx.await.unwrap_or_else(|_| Err("writer stopped".into())),
                 Err(e) => Err(e.to_string()),
             };
-            if outcome.is_ok()
-                && let Some((h, opd, samples)) = for_health
-            {
+            if outcome.is_ok() {
+                let (h, opd, samples) = for_health;
                 h.handle.samples(&opd, samples);
             }
             (batch_id, refused, outcome)

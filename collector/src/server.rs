@@ -53,9 +53,7 @@ pub fn reload_inventory(hub: &Hub, path: &Path) {
             let changed = old.changed_opds(&new);
             info!(revision = new.revision, devices = new.devices.len(), changed_opds = ?changed, "inventory reloaded");
             let new = Arc::new(new);
-            if let Some(h) = hub.health.get() {
-                h.handle.inventory(new.clone());
-            }
+            hub.health.handle.inventory(new.clone());
             hub.inventory.send_replace(new);
         }
         Err(e) => {
@@ -154,13 +152,13 @@ pub async fn serve_until(
         cancel.clone(),
         crate::revoke::RevocationList::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?,
         cfg.data_dir.clone(),
+        Arc::new(health),
+        measure.clone(),
     )?);
     hub.max_clock_skew_us.store(
         cfg.ingest.max_clock_skew_us(),
         std::sync::atomic::Ordering::Relaxed,
     );
-    let _ = hub.health.set(Arc::new(health));
-    let _ = hub.measure.set(measure.clone());
     // Every OPD with an agent is watched from now, also one whose agent went
     // away while the collector was down or never connected.
     hub.refresh_agents(&cfg).await;

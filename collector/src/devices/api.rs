@@ -13,7 +13,7 @@ use crate::api::page::Page;
 use crate::api::{ApiError, Caller, limits};
 use crate::hub::{AgentStatus, Hub, opds_without_agent};
 use crate::ingest::now_us;
-use crate::state::{device_state, shown_state, stale_age};
+use crate::state::{shown_state, stale_age};
 use crate::store::{HistoryFrom, StoredSample};
 
 /// Samples in one [`v1::HistoryChunk`] (and read from the store at once).
@@ -247,27 +247,13 @@ fn newest_reading_us(l: &crate::store::Latest) -> Option<i64> {
 /// Everything [`device_info`] needs about the agents, read once per listing.
 struct Board {
     now: i64,
-    seen: HashMap<String, i64>,
     offsets: HashMap<String, i64>,
 }
 
 impl Board {
     fn read(hub: &Hub) -> Board {
-        let now = now_us();
-        // The newest sign of life from any agent of each OPD; a connected agent is alive now.
-        let mut seen: HashMap<String, i64> = HashMap::new();
-        for a in hub.agents() {
-            let t = if a.streams > 0 {
-                now
-            } else {
-                a.record.last_seen_us
-            };
-            let e = seen.entry(a.record.opd.clone()).or_insert(t);
-            *e = (*e).max(t);
-        }
         Board {
-            now,
-            seen,
+            now: now_us(),
             offsets: clock_offsets(hub),
         }
     }
@@ -287,16 +273,7 @@ fn device_info(
         .map_err(store_err("reading the newest readings"))?;
     let interval = inv.opds.get(&d.opd).map_or(inv.interval, |o| o.interval);
     let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
-    let state = match hub.health.get() {
-        Some(h) => h.handle.shared().device_state(&d.id),
-        None => device_state(
-            latest.icmp.as_ref(),
-            board.seen.get(&d.opd).copied(),
-            interval_us,
-            now,
-        )
-        .to_string(),
-    };
+    let state = hub.health.handle.shared().device_state(&d.id);
     let offset = board.offsets.get(&d.opd).copied();
     let newest = newest_reading_us(&latest);
     let state = shown_state(&state, stale_age(newest, offset, interval_us, now)).to_string();
@@ -447,13 +424,8 @@ pub fn device_detail(hub: &Hub, id: &str, since_us: i64) -> Result<v1::DeviceDet
             _ => {}
         }
     }
-    let (state, traps_not_confirmed) = match hub.health.get() {
-        Some(h) => (
-            h.handle.shared().device_state(id),
-            h.handle.shared().unconfirmed_traps(id),
-        ),
-        None => (String::new(), 0),
-    };
+    let shared = hub.health.handle.shared();
+    let (state, traps_not_confirmed) = (shared.device_state(id), shared.unconfirmed_traps(id));
     let latest = hub
         .store
         .latest(id)
@@ -786,11 +758,7 @@ impl siaga_proto::v1::devices_server::Devices for DevicesApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         let filter = opd_filter("opd", &r.opd)?;
-        let mut events = self
-            .hub
-            .health
-            .get()
-            .map(|h| h.handle.shared().feed.subscribe());
+        let mut events = self.hub.health.handle.shared().feed.subscribe();
         let hub = self.hub.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
@@ -829,12 +797,7 @@ impl siaga_proto::v1::devices_server::Devices for DevicesApi {
                     _ = tx.closed() => return,
                     _ = hub.cancel.cancelled() => return,
                     _ = tick.tick() => {}
-                    _ = async {
-                        match events.as_mut() {
-                            Some(rx) => { let _ = rx.recv().await; }
-                            None => std::future::pending::<()>().await,
-                        }
-                    } => {}
+                    _ = events.recv() => {}
                 }
             }
         });

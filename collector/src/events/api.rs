@@ -80,10 +80,6 @@ impl Filter {
     }
 }
 
-fn unavailable() -> ApiError {
-    ApiError::Unavailable("the event log is not open yet; try again in a moment".into())
-}
-
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
 #[tonic::async_trait]
@@ -115,7 +111,7 @@ impl siaga_proto::v1::events_server::Events for EventsApi {
             })?),
             None => None,
         };
-        let store = self.hub.health.get().ok_or_else(unavailable)?.store.clone();
+        let store = self.hub.health.store.clone();
         let filter = Filter {
             caller,
             opd: r.opd,
@@ -154,7 +150,7 @@ impl siaga_proto::v1::events_server::Events for EventsApi {
                 ApiError::invalid("after", "not the key of an event this collector gave")
             })?),
         };
-        let health = self.hub.health.get().ok_or_else(unavailable)?.clone();
+        let health = self.hub.health.clone();
         // Subscribed before the log is read: nothing recorded in between is lost.
         let mut live = health.handle.shared().feed.subscribe();
         let filter = Filter {

@@ -238,13 +238,8 @@ impl MeasureApi {
         &self.hub
     }
 
-    fn parts(&self) -> Result<(Arc<MeasureService>, Arc<crate::ticket::HealthPart>), ApiError> {
-        match (self.hub.measure.get(), self.hub.health.get()) {
-            (Some(m), Some(h)) => Ok((m.clone(), h.clone())),
-            _ => Err(ApiError::Unavailable(
-                "measurements are not available yet; try again in a moment".into(),
-            )),
-        }
+    fn parts(&self) -> (Arc<MeasureService>, Arc<crate::ticket::HealthPart>) {
+        (self.hub.measure.clone(), self.hub.health.clone())
     }
 
     /// When an agent of `opd` was last heard of.
@@ -322,7 +317,7 @@ impl v1::measure_server::Measure for MeasureApi {
             .parse()
             .map_err(|e: String| ApiError::invalid("phase", e))?;
         let shape = shape(r.count, r.window_s)?;
-        let (service, health) = self.parts()?;
+        let (service, health) = self.parts();
         let inv = self.hub.inventory();
         let who = caller.name.clone();
         let (info, devices, links) = blocking("reading the ticket to measure", move || {
@@ -349,7 +344,7 @@ impl v1::measure_server::Measure for MeasureApi {
         let r = req.into_inner();
         limits::required("device", &r.device, len::ID)?;
         limits::text("link", &r.link, len::ID)?;
-        let (service, health) = self.parts()?;
+        let (service, health) = self.parts();
         let inv = self.hub.inventory();
         let d = scope::device(&caller, &inv, &r.device)?;
         allowed(health.sop_store.sop(), &caller.roles, "measure", true)?;
@@ -398,7 +393,7 @@ impl v1::measure_server::Measure for MeasureApi {
         let r = req.into_inner();
         limits::required("id", &r.id, len::ID)?;
         let id = r.id.trim().to_ascii_uppercase();
-        let (service, _) = self.parts()?;
+        let (service, _) = self.parts();
         let m = blocking("reading a measurement", move || {
             let m = service
                 .get(&id)
@@ -420,7 +415,7 @@ impl v1::measure_server::Measure for MeasureApi {
         limits::required("ticket", &r.ticket, len::ID)?;
         let number = r.ticket.trim().to_ascii_uppercase();
         let page = Page::new(r.page_size, &r.page_token, &format!("ticket={number}"))?;
-        let (service, health) = self.parts()?;
+        let (service, health) = self.parts();
         let mut all = blocking("listing a ticket's measurements", move || {
             let t = scope::ticket(&caller, &health.sop_store, &number)?;
             let all = service

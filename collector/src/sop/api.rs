@@ -905,12 +905,8 @@ fn inbox_key(t: &TicketView) -> String {
 }
 
 impl SopApi {
-    fn health(&self) -> Result<std::sync::Arc<crate::ticket::HealthPart>, crate::api::ApiError> {
-        self.hub
-            .health
-            .get()
-            .cloned()
-            .ok_or_else(crate::ticket::api::unavailable)
+    fn health(&self) -> std::sync::Arc<crate::ticket::HealthPart> {
+        self.hub.health.clone()
     }
 
     /// Takes the step `make` gives on ticket `id` as `caller`, once the
@@ -928,7 +924,7 @@ impl SopApi {
         F: FnOnce(&str) -> Result<Action, ApiError> + Send + 'static,
     {
         use crate::ticket::api::{action_reply, actor};
-        let health = self.health()?;
+        let health = self.health();
         crate::api::error::blocking(what, move || {
             let t = crate::api::scope::ticket(&caller, &health.sop_store, &id)?;
             let number = t.info.number;
@@ -1026,7 +1022,7 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         limits::required("id", &r.id, len::ID)?;
-        let health = self.health()?;
+        let health = self.health();
         let t = crate::api::error::blocking("reading whose turn it is", move || {
             let t = crate::api::scope::ticket(&caller, &health.sop_store, &r.id)?;
             crate::ticket::api::ticket_of(&health.store, &health.sop_store, &t, Utc::now())
@@ -1042,7 +1038,7 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         let page = crate::api::page::Page::new(r.page_size, &r.page_token, "inbox")?;
-        let health = self.health()?;
+        let health = self.health();
         let after = page.clone();
         let items = crate::api::error::blocking("listing the inbox", move || {
             let actor = crate::ticket::api::actor(&caller);
@@ -1080,7 +1076,7 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
         // Admin only: the policy table says so and the gate has checked.
         let r = req.into_inner();
         let page = crate::api::page::Page::new(r.page_size, &r.page_token, "trails")?;
-        let health = self.health()?;
+        let health = self.health();
         let mut all: Vec<(String, VerifyItem)> =
             crate::api::error::blocking("checking the audit trails", move || {
                 Ok(verify_trails(&health.sop_store)?)

@@ -136,10 +136,6 @@ const STATE_LEN: usize = 16;
 /// Longest `letter_date` (YYYY-MM-DD).
 const DATE_LEN: usize = 10;
 
-pub(crate) fn unavailable() -> ApiError {
-    ApiError::Unavailable("the ticket store is not open yet; try again in a moment".into())
-}
-
 /// The paging key of ticket `number`: sorts as ticket numbers do (year,
 /// then sequence).
 pub(crate) fn ticket_key(number: &str) -> String {
@@ -256,8 +252,8 @@ pub fn detail_of(
 }
 
 impl TicketsApi {
-    fn health(&self) -> Result<Arc<HealthPart>, ApiError> {
-        self.hub.health.get().cloned().ok_or_else(unavailable)
+    fn health(&self) -> Arc<HealthPart> {
+        self.hub.health.clone()
     }
 
     /// Takes `action` on ticket `id` as `caller`, once the ticket is one
@@ -269,7 +265,7 @@ impl TicketsApi {
         what: &'static str,
         action: Action,
     ) -> Result<v1::TicketActionResponse, ApiError> {
-        let health = self.health()?;
+        let health = self.health();
         crate::api::error::blocking(what, move || {
             let t = scope::ticket(&caller, &health.sop_store, &id)?;
             let r = crate::sop::api::act_reply(
@@ -310,7 +306,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
                 r.opd, r.state, r.step, r.overdue, r.mine
             ),
         )?;
-        let health = self.health()?;
+        let health = self.health();
         let size = page.size;
         let after = page.clone();
         let rows = crate::api::error::blocking("listing the tickets", move || {
@@ -369,18 +365,15 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         limits::required("id", &r.id, len::ID)?;
-        let health = self.health()?;
-        let measure = self.hub.measure.get().cloned();
+        let health = self.health();
+        let measure = self.hub.measure.clone();
         let detail = crate::api::error::blocking("reading the ticket", move || {
             let t = scope::ticket(&caller, &health.sop_store, &r.id)?;
             let number = t.info.number.clone();
-            let measurements = match &measure {
-                Some(m) => m.for_ticket(&number).unwrap_or_else(|e| {
-                    tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
-                    Vec::new()
-                }),
-                None => Vec::new(),
-            };
+            let measurements = measure.for_ticket(&number).unwrap_or_else(|e| {
+                tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
+                Vec::new()
+            });
             detail_of(&health.store, &health.sop_store, &t, &measurements, Utc::now())
         })
         .await?;
@@ -394,7 +387,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         let letter = letter(r)?;
-        let health = self.health()?;
+        let health = self.health();
         let dir = crate::admin::HubDirectory(self.hub.clone());
         let reply = crate::api::error::blocking("opening a ticket from a letter", move || {
             let r = crate::sop::api::new_ticket(
@@ -449,7 +442,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         limits::required("id", &r.id, len::ID)?;
         let id = r.id.trim().to_ascii_uppercase();
         let page = Page::new(r.page_size, &r.page_token, &format!("id={id}"))?;
-        let health = self.health()?;
+        let health = self.health();
         let after = page.clone();
         let trail = crate::api::error::blocking("reading the trail", move || {
             let t = scope::ticket(&caller, &health.sop_store, &id)?;
@@ -478,7 +471,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         let page = Page::new(r.page_size, &r.page_token, "windows")?;
-        let health = self.health()?;
+        let health = self.health();
         let inv = self.hub.inventory();
         let all = crate::api::error::blocking("listing the maintenance windows", move || {
             windows_of(&health.store, &caller, &inv)
@@ -497,7 +490,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
     ) -> Result<Response<v1::MaintenanceWindow>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        let health = self.health()?;
+        let health = self.health();
         let w = crate::api::error::blocking("adding a maintenance window", move || {
             add_window(&health.store, &r, &caller.name, health.max_window)
         })
@@ -510,7 +503,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         req: Request<v1::RemoveMaintenanceWindowRequest>,
     ) -> Result<Response<v1::RemoveMaintenanceWindowResponse>, Status> {
         let id = req.get_ref().id;
-        let health = self.health()?;
+        let health = self.health();
         crate::api::error::blocking("removing a maintenance window", move || {
             remove_window(&health.store, id)
         })
