@@ -222,25 +222,22 @@ impl TrailsCmd {
     /// failure (exit 1) after the list.
     pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
         let url = cfg.collector.clone();
-        let mut c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
+        let c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
             .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
-        let mut all = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let r = c
-                .verify_audit_trails(crate::cli::request(v1::VerifyAuditTrailsRequest {
-                    page_size: 0,
-                    page_token,
-                }))
-                .await
-                .map_err(|s| status_error(&url, s))?
-                .into_inner();
-            all.extend(r.trails);
-            if r.next_page_token.is_empty() {
-                break;
+        let all = crate::cli::every_page(&url, |page_token| {
+            let mut c = c.clone();
+            async move {
+                let r = c
+                    .verify_audit_trails(crate::cli::request(v1::VerifyAuditTrailsRequest {
+                        page_size: 0,
+                        page_token,
+                    }))
+                    .await?
+                    .into_inner();
+                Ok((r.trails, r.next_page_token))
             }
-            page_token = r.next_page_token;
-        }
+        })
+        .await?;
         println!("{}", self.render(&all).map_err(CliError::Message)?);
         let broken = all.iter().filter(|t| !t.ok).count();
         if broken > 0 {
@@ -894,25 +891,22 @@ impl InboxCmd {
     /// Walks every page of the inbox and prints it.
     pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
         let url = cfg.collector.clone();
-        let mut c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
+        let c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
             .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
-        let mut all = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let r = c
-                .list_inbox(crate::cli::request(v1::ListInboxRequest {
-                    page_size: 0,
-                    page_token,
-                }))
-                .await
-                .map_err(|s| status_error(&url, s))?
-                .into_inner();
-            all.extend(r.items);
-            if r.next_page_token.is_empty() {
-                break;
+        let all = crate::cli::every_page(&url, |page_token| {
+            let mut c = c.clone();
+            async move {
+                let r = c
+                    .list_inbox(crate::cli::request(v1::ListInboxRequest {
+                        page_size: 0,
+                        page_token,
+                    }))
+                    .await?
+                    .into_inner();
+                Ok((r.items, r.next_page_token))
             }
-            page_token = r.next_page_token;
-        }
+        })
+        .await?;
         println!("{}", self.render(&all).map_err(CliError::Message)?);
         Ok(())
     }
@@ -975,23 +969,20 @@ impl UserCmd {
         let fail = |s| status_error(url, s);
         let changed = match self {
             UserCmd::List { json } => {
-                let mut users = Vec::new();
-                let mut page_token = String::new();
-                loop {
-                    let r = c
-                        .list_users(v1::ListUsersRequest {
-                            page_size: 0,
-                            page_token,
-                        })
-                        .await
-                        .map_err(fail)?
-                        .into_inner();
-                    users.extend(r.users);
-                    if r.next_page_token.is_empty() {
-                        break;
+                let users = crate::cli::every_page(url, |page_token| {
+                    let mut c = c.clone();
+                    async move {
+                        let r = c
+                            .list_users(v1::ListUsersRequest {
+                                page_size: 0,
+                                page_token,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((r.users, r.next_page_token))
                     }
-                    page_token = r.next_page_token;
-                }
+                })
+                .await?;
                 if *json {
                     return serde_json::to_string_pretty(&users)
                         .map_err(|e| CliError::Message(e.to_string()));

@@ -638,9 +638,17 @@ async fn board(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
 }
 
 /// Every OPD `caller` sees, with its devices counted by shown state (the
-/// Devices service's own listing), worst first.
+/// Devices service's own listing), worst first. A device a maintenance
+/// window covers now counts as in maintenance, whatever its state: no
+/// ticket opens for it, and it does not make its OPD look broken.
 fn opd_counts(hub: &Hub, caller: &Caller) -> Result<Vec<OpdCounts>, crate::api::ApiError> {
     let inv = hub.inventory();
+    let windows = hub
+        .health
+        .store
+        .windows()
+        .map_err(|e| crate::api::ApiError::internal("reading the maintenance windows", e))?;
+    let now = crate::ingest::now_us();
     let mut out: std::collections::BTreeMap<String, OpdCounts> = inv
         .opds
         .values()
@@ -657,8 +665,14 @@ fn opd_counts(hub: &Hub, caller: &Caller) -> Result<Vec<OpdCounts>, crate::api::
         })
         .collect();
     for d in crate::devices::api::board_devices(hub, caller, &None)? {
+        let subject = crate::health::Subject::device(d.id.clone());
+        let in_window = windows.iter().any(|w| w.covers(&subject, &d.opd, now));
         if let Some(o) = out.get_mut(&d.opd) {
-            o.count(&d.state);
+            if in_window {
+                o.maintenance += 1;
+            } else {
+                o.count(&d.state);
+            }
         }
     }
     let mut v: Vec<OpdCounts> = out.into_values().collect();

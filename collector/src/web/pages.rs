@@ -22,6 +22,8 @@ pub struct OpdCounts {
     pub stale: usize,
     /// Unknown (no agent heard).
     pub unknown: usize,
+    /// Covered by a maintenance window now (counted here, not by state).
+    pub maintenance: usize,
 }
 
 impl OpdCounts {
@@ -147,6 +149,7 @@ pub fn board(user: &str, csrf: &str, opds: &[OpdCounts], at: &str) -> Markup {
                             div { dt { "Basi" } dd.stale { (o.stale) } }
                             div { dt { "Tak diketahui" } dd.unknown { (o.unknown) } }
                             div { dt { "Hidup" } dd.up { (o.up) } }
+                            div { dt { "Pemeliharaan" } dd.maintenance { (o.maintenance) } }
                         }
                     }
                 }

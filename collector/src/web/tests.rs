@@ -343,6 +343,39 @@ async fn a_pemohon_sees_only_its_own_opd_and_the_helpdesk_sees_both() {
         board.body.matches("<dd class=\"unknown\">2</dd>").count(),
         2
     );
+    // A window over dishub now: its two devices count as in maintenance.
+    let now = chrono::Utc::now();
+    v1::tickets_client::TicketsClient::new(f.as_role("admin"))
+        .add_maintenance_window(v1::AddMaintenanceWindowRequest {
+            scope: Some(v1::MaintenanceScope {
+                kind: "opd".into(),
+                opd: "dishub".into(),
+                ..Default::default()
+            }),
+            schedule: Some(v1::MaintenanceSchedule {
+                kind: "once".into(),
+                start: Some(crate::ticket::wire::ts(now)),
+                end: Some(crate::ticket::wire::ts(now + chrono::Duration::hours(1))),
+                ..Default::default()
+            }),
+            reason: "ganti switch".into(),
+        })
+        .await
+        .expect("window");
+    let board = hd.get("/papan").await;
+    let dishub = &board.body[board.body.find("data-opd=\"dishub\"").expect("dishub")..];
+    let dishub = &dishub[..dishub.find("</li>").expect("end of dishub")];
+    assert!(
+        dishub.contains("<dd class=\"maintenance\">2</dd>")
+            && dishub.contains("<dd class=\"unknown\">0</dd>"),
+        "{dishub}"
+    );
+    let dinkes = &board.body[board.body.find("data-opd=\"dinkes\"").expect("dinkes")..];
+    let dinkes = &dinkes[..dinkes.find("</li>").expect("end of dinkes")];
+    assert!(
+        dinkes.contains("<dd class=\"maintenance\">0</dd>"),
+        "{dinkes}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
