@@ -172,6 +172,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/masuk", get(login_page).post(login))
         .route("/keluar", post(logout))
         .route("/papan", get(board))
+        .route("/papan/langsung", get(board_live))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)
@@ -588,40 +589,49 @@ async fn board(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
             vec![set_cookie(SESSION_COOKIE, "", Duration::ZERO)],
         );
     };
-    // The board is the device listing: the same rule as Devices/ListDevices.
+    match board_rows(&web, caller).await {
+        Ok((opds, at)) => html(
+            StatusCode::OK,
+            pages::board(&s.user, &s.csrf, &opds, &at),
+            vec![],
+        ),
+        Err(page) => page,
+    }
+}
+
+/// The board's rows and its time for `caller`, or the page that says why
+/// not. The board is the device listing: the same rule as
+/// Devices/ListDevices.
+async fn board_rows(web: &Arc<Web>, caller: Caller) -> Result<(Vec<OpdCounts>, String), Response> {
     let Some(rule) = rule_of("/siaga.v1.Devices/ListDevices") else {
-        return html(
+        return Err(html(
             StatusCode::INTERNAL_SERVER_ERROR,
             pages::notice("Galat", "Aturan akses papan status tidak ditemukan."),
             vec![],
-        );
+        ));
     };
     if let Err(e) = allowed(rule, &caller) {
-        return html(
+        return Err(html(
             StatusCode::FORBIDDEN,
             pages::notice("Ditolak", &e.to_string()),
             vec![],
-        );
+        ));
     }
     let hub = web.hub.clone();
     let rows = tokio::task::spawn_blocking(move || opd_counts(&hub, &caller)).await;
     let opds = match rows {
         Ok(Ok(o)) => o,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "web board");
-            return html(
+        failed => {
+            match failed {
+                Ok(Err(e)) => tracing::error!(error = %e, "web board"),
+                Err(e) => tracing::error!(error = %e, "web board task"),
+                Ok(Ok(_)) => {}
+            }
+            return Err(html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 pages::notice("Galat", "Papan status tidak dapat dibaca saat ini."),
                 vec![],
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "web board task");
-            return html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::notice("Galat", "Papan status tidak dapat dibaca saat ini."),
-                vec![],
-            );
+            ));
         }
     };
     let at = web.calendar.local(chrono::Utc::now());
@@ -630,11 +640,67 @@ async fn board(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
         at.format("%d-%m-%Y %H:%M"),
         web.calendar.zone_abbr()
     );
-    html(
-        StatusCode::OK,
-        pages::board(&s.user, &s.csrf, &opds, &at),
-        vec![],
-    )
+    Ok((opds, at))
+}
+
+/// How often a live board looks again when no event came (a device whose
+/// readings stop turns stale without one).
+const LIVE_TICK: Duration = Duration::from_secs(1);
+
+/// `/papan/langsung`: the board's body as server-sent events, sent again
+/// whenever it changes (a recorded event, or a look each [`LIVE_TICK`]).
+/// The stream ends with the session (logout, idle expiry, removal) and
+/// does not keep an idle session alive.
+async fn board_live(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Some((id, s)) = web.session(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let Some(caller) = web.caller(&id, &s).await else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    if let Err(page) = board_rows(&web, caller).await {
+        return page;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(4);
+    let mut feed = web.hub.health.handle.shared().feed.subscribe();
+    let cancel = web.hub.cancel.clone();
+    tokio::spawn(async move {
+        let mut last = String::new();
+        let mut tick = tokio::time::interval(LIVE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let open = web
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .open_now(&id, Instant::now());
+            if !open {
+                return;
+            }
+            let Some(caller) = web.caller(&id, &s).await else {
+                return;
+            };
+            if let Ok((opds, at)) = board_rows(&web, caller).await {
+                let body = pages::board_body(&opds, &at).into_string();
+                if body != last {
+                    if tx.send(Ok(Event::default().data(&body))).await.is_err() {
+                        return;
+                    }
+                    last = body;
+                }
+            }
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+                _ = feed.recv() => {}
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Every OPD `caller` sees, with its devices counted by shown state (the

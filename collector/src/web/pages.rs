@@ -128,12 +128,24 @@ pub fn login(csrf: &str, name: &str, message: Option<&str>) -> Markup {
     )
 }
 
-/// The status board: every OPD the person sees, worst first.
+/// The status board: every OPD the person sees, worst first; it keeps
+/// itself current from `/papan/langsung` (server-sent events) when the
+/// browser can.
 pub fn board(user: &str, csrf: &str, opds: &[OpdCounts], at: &str) -> Markup {
     page(
         "Papan status",
         Some((user, csrf)),
         html! {
+            (board_body(opds, at))
+            script { (maud::PreEscaped(LIVE_BOARD)) }
+        },
+    )
+}
+
+/// What the board's live updates replace: the time and the OPDs.
+pub fn board_body(opds: &[OpdCounts], at: &str) -> Markup {
+    html! {
+        div #papan {
             p { "Keadaan perangkat per OPD, yang terburuk di atas. Per " (at) "." }
             @if opds.is_empty() {
                 p.kartu { "Tidak ada OPD yang dapat Anda lihat." }
@@ -154,9 +166,13 @@ pub fn board(user: &str, csrf: &str, opds: &[OpdCounts], at: &str) -> Markup {
                     }
                 }
             }
-        },
-    )
+        }
+    }
 }
+
+/// Progressive enhancement: without script the board is a plain page.
+const LIVE_BOARD: &str = "if(window.EventSource){var s=new EventSource('/papan/langsung');\
+s.onmessage=function(e){var p=document.getElementById('papan');if(p){p.outerHTML=e.data;}};}";
 
 /// A short page for a refusal or a missing page.
 pub fn notice(title: &str, message: &str) -> Markup {

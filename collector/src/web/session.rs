@@ -83,6 +83,19 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// Whether session `id` is still open, without keeping it alive (a
+    /// live board does not keep an idle session open); an idle one ends.
+    pub fn open_now(&mut self, id: &str, now: Instant) -> bool {
+        match self.map.get(id) {
+            Some(s) if now.duration_since(s.last) < IDLE => true,
+            Some(_) => {
+                self.map.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Ends session `id`; what it was.
     pub fn close(&mut self, id: &str) -> Option<Session> {
         self.map.remove(id)

@@ -124,6 +124,22 @@ impl Browser {
         }
     }
 
+    /// Opens a server-sent event stream at `path` with the session's cookies.
+    async fn events(&self, path: &str) -> reqwest::Response {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn get(&mut self, path: &str) -> Page {
         let req = self.client.get(format!("{}{path}", self.base));
         self.send(req).await
@@ -321,6 +337,28 @@ async fn a_form_without_its_csrf_token_is_refused_and_no_password_says_whom_to_a
     assert_eq!(p.status, 303, "{p:?}");
 }
 
+/// The data of the next server-sent event on `r`.
+async fn next_event(r: &mut reqwest::Response) -> String {
+    let mut buf = String::new();
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let event = &buf[..end];
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if !data.is_empty() {
+                return data.join("\n");
+            }
+            buf.drain(..end + 2);
+            continue;
+        }
+        let chunk = r.chunk().await.unwrap().expect("the stream ended");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pemohon_sees_only_its_own_opd_and_the_helpdesk_sees_both() {
     let f = Fixture::start_web().await;
@@ -343,6 +381,20 @@ async fn a_pemohon_sees_only_its_own_opd_and_the_helpdesk_sees_both() {
         board.body.matches("<dd class=\"unknown\">2</dd>").count(),
         2
     );
+    // The live board: its first event is the board as it stands.
+    let mut live = hd.events("/papan/langsung").await;
+    assert_eq!(live.status(), 200);
+    assert!(
+        live.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let first = next_event(&mut live).await;
+    assert!(
+        first.contains("id=\"papan\"") && first.contains("<dd class=\"maintenance\">0</dd>"),
+        "{first}"
+    );
     // A window over dishub now: its two devices count as in maintenance.
     let now = chrono::Utc::now();
     v1::tickets_client::TicketsClient::new(f.as_role("admin"))
@@ -362,7 +414,21 @@ async fn a_pemohon_sees_only_its_own_opd_and_the_helpdesk_sees_both() {
         })
         .await
         .expect("window");
+    // The live board says so by itself, without a reload, within 2 s.
+    // (Skipping an event the turn of a minute may send in between.)
+    let changed = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        loop {
+            let e = next_event(&mut live).await;
+            if e.contains("<dd class=\"maintenance\">2</dd>") {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the live board shows the window within 2 s");
+    assert!(changed.contains("data-opd=\"dishub\""), "{changed}");
     let board = hd.get("/papan").await;
+    assert!(board.body.contains("/papan/langsung"), "the page listens");
     let dishub = &board.body[board.body.find("data-opd=\"dishub\"").expect("dishub")..];
     let dishub = &dishub[..dishub.find("</li>").expect("end of dishub")];
     assert!(
