@@ -113,7 +113,8 @@ impl Web {
     }
 
     /// The person of a session as the gate would see them, read from their
-    /// user file now (a removed person's session ends).
+    /// user file now: a removed person's session ends, and so does one
+    /// whose password changed since the login.
     async fn caller(&self, id: &str, s: &session::Session) -> Option<Caller> {
         let hub = self.hub.clone();
         let name = s.user.clone();
@@ -122,12 +123,12 @@ impl Web {
             .ok()
             .flatten();
         match user {
-            Some(u) => Some(Caller {
+            Some(u) if u.password_hash.as_deref() == Some(s.password.as_str()) => Some(Caller {
                 name: u.name,
                 roles: u.roles,
                 opd: u.opd,
             }),
-            None => {
+            _ => {
                 self.sessions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -510,11 +511,11 @@ async fn login(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .succeeded(&name);
-    let id = web
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .open(&user.name, Instant::now());
+    let id = web.sessions.lock().unwrap_or_else(|p| p.into_inner()).open(
+        &user.name,
+        user.password_hash.as_deref().unwrap_or_default(),
+        Instant::now(),
+    );
     web.count("ok");
     web.audit(
         &user.name,

@@ -37,6 +37,8 @@ pub struct Session {
     pub user: String,
     /// The token every form of this session carries.
     pub csrf: String,
+    /// The password hash in force at login: a new password ends the session.
+    pub password: String,
     last: Instant,
 }
 
@@ -47,8 +49,9 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Opens a session for `user`; its id.
-    pub fn open(&mut self, user: &str, now: Instant) -> String {
+    /// Opens a session for `user`, who logged in with the password whose
+    /// hash is `password`; its id.
+    pub fn open(&mut self, user: &str, password: &str, now: Instant) -> String {
         self.map.retain(|_, s| now.duration_since(s.last) < IDLE);
         if self.map.len() >= MAX_SESSIONS
             && let Some(idlest) = self
@@ -65,6 +68,7 @@ impl Sessions {
             Session {
                 user: user.to_string(),
                 csrf: token(),
+                password: password.to_string(),
                 last: now,
             },
         );
@@ -165,14 +169,14 @@ mod tests {
     fn a_session_lives_while_used_and_ends_when_idle_or_closed() {
         let t0 = Instant::now();
         let mut s = Sessions::default();
-        let id = s.open("budi", t0);
+        let id = s.open("budi", "$argon2id$h", t0);
         let a = s.touch(&id, t0 + 7 * 60 * MIN).unwrap();
         assert_eq!(a.user, "budi");
         // Used 7 h in: alive until 8 h after that.
         assert!(s.touch(&id, t0 + 14 * 60 * MIN).is_some());
         assert!(s.touch(&id, t0 + 22 * 60 * MIN + MIN).is_none());
         assert!(s.touch(&id, t0 + 14 * 60 * MIN).is_none(), "ended for good");
-        let id = s.open("budi", t0);
+        let id = s.open("budi", "$argon2id$h", t0);
         assert_eq!(s.close(&id).unwrap().user, "budi");
         assert!(s.touch(&id, t0).is_none());
         assert!(s.touch("not-a-session", t0).is_none());

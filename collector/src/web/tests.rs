@@ -291,6 +291,24 @@ async fn a_wrong_password_is_refused_and_five_failures_lock_the_login() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_ends_the_sessions_opened_with_the_old_one() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    assert_eq!(b.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    assert_eq!(b.get("/papan").await.status, 200);
+    // The password leaks; the admin sets a new one: the open session ends.
+    set_password(&f, "hd", "rahasia-helpdesk-2").await;
+    let p = b.get("/papan").await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/masuk"), "{p:?}");
+    // Logging in again with the new password works, the old one does not.
+    let mut again = Browser::new(&f).await;
+    assert_eq!(again.log_in("hd", "rahasia-helpdesk-1").await.status, 401);
+    assert_eq!(again.log_in("hd", "rahasia-helpdesk-2").await.status, 303);
+    assert_eq!(again.get("/papan").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_without_its_csrf_token_is_refused_and_no_password_says_whom_to_ask() {
     let f = Fixture::start_web().await;
     set_password(&f, "hd", "rahasia-helpdesk-1").await;
