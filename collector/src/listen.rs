@@ -83,6 +83,43 @@ impl RateLimitedLog {
 /// At most one "accept failed" line per listener in this period.
 pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The next connection of a listener that serves at most `permits` at once:
+/// at the cap it waits for one to end before accepting another; a failed
+/// accept backs off as `errors` says. `None` once `cancel` fires.
+pub async fn next_connection(
+    listener: &tokio::net::TcpListener,
+    permits: &std::sync::Arc<tokio::sync::Semaphore>,
+    errors: &mut AcceptErrors,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+)> {
+    let permit = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        p = permits.clone().acquire_owned() => p.ok()?,
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    errors.accepted();
+                    return Some((permit, stream, peer));
+                }
+                Err(e) => {
+                    let delay = errors.failed(&e);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// State of one listener's accept loop: its backoff, its log and its counter.
 #[derive(Debug)]
 pub struct AcceptErrors {

@@ -239,32 +239,9 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut errors =
         crate::listen::AcceptErrors::new("metrics", metrics.accept_errors_of(Listener::Metrics));
-    loop {
-        // At the cap, wait for a connection to end before accepting another.
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => {
-                    errors.accepted();
-                    s
-                }
-                Err(e) => {
-                    let delay = errors.failed(&e);
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    continue;
-                }
-            },
-        };
+    while let Some((permit, stream, peer)) =
+        crate::listen::next_connection(&listener, &permits, &mut errors, &cancel).await
+    {
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;

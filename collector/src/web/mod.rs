@@ -191,31 +191,9 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut errors =
         crate::listen::AcceptErrors::new("web", web.hub.metrics.accept_errors_of(Listener::Web));
-    loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => {
-                    errors.accepted();
-                    s
-                }
-                Err(e) => {
-                    let delay = errors.failed(&e);
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    continue;
-                }
-            },
-        };
+    while let Some((permit, stream, peer)) =
+        crate::listen::next_connection(&listener, &permits, &mut errors, &cancel).await
+    {
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
