@@ -92,11 +92,31 @@ pub struct WebConfig {
     /// Its private key (PEM); default `[tls] key`. Given together with `cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Reverse proxies (addresses or CIDR networks, e.g. "127.0.0.1") whose
+    /// `X-Forwarded-For` is believed: a request from one of them is counted
+    /// (login lockout, audit) under the client address the proxy names.
+    /// Empty (the default): the header is ignored, the peer is the client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl WebConfig {
     fn is_off(&self) -> bool {
         *self == WebConfig::default()
+    }
+
+    /// `trusted_proxies` as networks (an address is a network of one);
+    /// the first entry that is neither, as `Err`.
+    pub fn proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|s| {
+                let s = s.trim();
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| s.to_string())
+            })
+            .collect()
     }
 
     /// The certificate and key files the console serves with.
@@ -437,7 +457,18 @@ impl CollectorConfig {
             }
             _ => {}
         }
-        if w.listen.is_none() && (w.cert.is_some() || w.key.is_some()) {
+        if let Err(bad) = w.proxies() {
+            return Err(invalid(
+                "web.trusted_proxies",
+                &format!(
+                    "{bad:?} is neither an address nor a network: give the reverse proxy's \
+                     address (\"127.0.0.1\") or network (\"10.20.0.0/24\")"
+                ),
+            ));
+        }
+        if w.listen.is_none()
+            && (w.cert.is_some() || w.key.is_some() || !w.trusted_proxies.is_empty())
+        {
             return Err(invalid(
                 "web.listen",
                 "missing: the web console is off unless [web] has listen = \"ADDR:PORT\" \
@@ -564,6 +595,7 @@ max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock 
 # listen = "0.0.0.0:8443"
 # cert = "web.pem"       # default: [tls] cert (the collector's own certificate)
 # key = "web.key"        # default: [tls] key
+# trusted_proxies = ["127.0.0.1"]  # behind nginx: believe its X-Forwarded-For
 
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]
@@ -895,6 +927,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("c.toml:4: web.port: "), "{err}");
+        let on = check(&format!(
+            "{base}[web]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\", \"10.20.0.0/24\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            on.web.proxies().unwrap(),
+            vec![
+                "127.0.0.1/32".parse::<ipnet::IpNet>().unwrap(),
+                "10.20.0.0/24".parse().unwrap()
+            ]
+        );
+        let err = check(&format!(
+            "{base}[web]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"nginx\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:4: web.trusted_proxies: \"nginx\" is neither"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -215,7 +215,11 @@ pub async fn serve_until(
         info!(%bound, "web console at https://{bound}/");
         let calendar = crate::sop::Calendar::new(&cfg.calendar)
             .map_err(|e| anyhow::anyhow!("[calendar]: {e}"))?;
-        let web = crate::web::Web::new(hub.clone(), calendar);
+        let proxies = cfg
+            .web
+            .proxies()
+            .map_err(|bad| anyhow::anyhow!("[web] trusted_proxies: {bad:?}"))?;
+        let web = crate::web::Web::new(hub.clone(), calendar, proxies);
         tasks.spawn(crate::web::serve(listener, tls, web, cancel.clone()));
     }
 

@@ -34,7 +34,7 @@ pub const PEOPLE: &[(&str, &str)] = &[
     ("root", "admin"),
 ];
 
-const INVENTORY: &str = r#"
+pub const INVENTORY: &str = r#"
 interval = "10s"
 [[opd]]
 id = "dinkes"

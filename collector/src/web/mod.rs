@@ -67,6 +67,8 @@ pub struct Web {
     hashing: Semaphore,
     audit: PathBuf,
     calendar: crate::sop::Calendar,
+    /// `[web] trusted_proxies`: whose `X-Forwarded-For` is believed.
+    proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for Web {
@@ -76,8 +78,13 @@ impl std::fmt::Debug for Web {
 }
 
 impl Web {
-    /// The console of `hub`'s collector; times shown in `calendar`'s zone.
-    pub fn new(hub: Arc<Hub>, calendar: crate::sop::Calendar) -> Arc<Web> {
+    /// The console of `hub`'s collector; times shown in `calendar`'s zone;
+    /// `proxies` are the reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn new(
+        hub: Arc<Hub>,
+        calendar: crate::sop::Calendar,
+        proxies: Vec<ipnet::IpNet>,
+    ) -> Arc<Web> {
         let audit = hub.data_dir.join(AUDIT_FILE);
         Arc::new(Web {
             hub,
@@ -86,6 +93,7 @@ impl Web {
             hashing: Semaphore::new(HASHING_AT_ONCE),
             audit,
             calendar,
+            proxies,
         })
     }
 
@@ -162,9 +170,41 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerC
     Ok(Arc::new(config))
 }
 
-/// The address a request came from.
+/// The address a request came from: the connection's peer, or behind a
+/// trusted reverse proxy the client address the proxy names.
 #[derive(Debug, Clone, Copy)]
-struct Peer(SocketAddr);
+struct Peer(std::net::IpAddr);
+
+/// Most `X-Forwarded-For` hops looked at (a longer chain is cut from the left:
+/// only the hops next to us can be checked against `proxies` anyway).
+const MAX_FORWARDED_HOPS: usize = 16;
+
+/// The client of a request from `peer`. When `peer` is one of `proxies`,
+/// the rightmost `X-Forwarded-For` hop that is not a trusted proxy itself
+/// (the hops further left were written by the client and prove nothing);
+/// a header that does not parse leaves the proxy as the client. From any
+/// other peer the header is ignored: a browser cannot pick its address.
+fn client_of(peer: SocketAddr, headers: &HeaderMap, proxies: &[ipnet::IpNet]) -> std::net::IpAddr {
+    let trusted = |ip: std::net::IpAddr| proxies.iter().any(|n| n.contains(&ip));
+    if !trusted(peer.ip()) {
+        return peer.ip();
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted(ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => return peer.ip(),
+        }
+    }
+    peer.ip()
+}
 
 /// The console's routes.
 pub fn router(web: Arc<Web>) -> Router {
@@ -198,6 +238,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let cancel = cancel.clone();
+        let proxies = web.proxies.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -212,7 +253,8 @@ pub async fn serve(
                 }
             };
             let svc = hyper::service::service_fn(move |mut req: http::Request<_>| {
-                req.extensions_mut().insert(Peer(peer));
+                let client = client_of(peer, req.headers(), &proxies);
+                req.extensions_mut().insert(Peer(client));
                 let mut router = router.clone();
                 async move {
                     use tower::Service as _;
@@ -378,7 +420,7 @@ async fn login(
         );
     }
     let name = f.nama.trim().to_string();
-    let addr = peer.ip().to_string();
+    let addr = peer.to_string();
     let now = Instant::now();
     let locked = web
         .guard

@@ -486,3 +486,94 @@ async fn rubbish_on_the_web_port_leaves_the_grpc_side_serving() {
     assert_eq!(b.get("/masuk").await.status, 200);
     assert_eq!(b.get("/tidak-ada").await.status, 404);
 }
+
+/// Posts a login as if through a proxy that says the client is `client`.
+async fn log_in_via(b: &mut Browser, name: &str, password: &str, client: &str) -> Page {
+    let p = b.get("/masuk").await;
+    let csrf = p.csrf();
+    let req = b
+        .client
+        .post(format!("{}/masuk", b.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", client)
+        .body(form(&[
+            ("nama", name),
+            ("sandi", password),
+            ("csrf", &csrf),
+        ]));
+    b.send(req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_lockout_counts_the_client_not_the_proxy() {
+    let f = Fixture::start_full(
+        crate::api::testing::INVENTORY,
+        "\n[web]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    )
+    .await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    // Five people behind the one proxy mistype, each under another name,
+    // from one client address: that client is locked out ...
+    for (i, name) in ["a1", "a2", "a3", "a4"].iter().enumerate() {
+        let p = log_in_via(&mut b, name, "salah-sekali", "198.18.0.7").await;
+        assert_eq!(p.status, 401, "failure {i}: {p:?}");
+    }
+    let p = log_in_via(&mut b, "a5", "salah-sekali", "198.18.0.1, 198.18.0.7").await;
+    assert_eq!(p.status, 429, "{p:?}");
+    audited(&f, "(198.18.0.7); locked out for 15 min").await;
+    // ... and everybody else behind the proxy still gets in.
+    let p = log_in_via(&mut b, "hd", "rahasia-helpdesk-1", "198.18.0.8").await;
+    assert_eq!(p.status, 303, "{p:?}");
+    audited(&f, "(198.18.0.8)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_cannot_pick_its_address_with_x_forwarded_for() {
+    // No trusted proxy: the header is ignored, failures under made-up
+    // addresses all count for the real peer.
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    for i in 1..=4 {
+        let p = log_in_via(&mut b, &format!("a{i}"), "salah", &format!("198.18.0.{i}")).await;
+        assert_eq!(p.status, 401, "{p:?}");
+    }
+    let p = log_in_via(&mut b, "a5", "salah-sekali", "198.18.0.5").await;
+    assert_eq!(p.status, 429, "{p:?}");
+    let p = log_in_via(&mut b, "hd", "rahasia-helpdesk-1", "198.18.0.9").await;
+    assert_eq!(p.status, 429, "{p:?}");
+    audited(&f, "refused: locked out (127.0.0.1)").await;
+}
+
+#[test]
+fn the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy() {
+    let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let proxies: Vec<ipnet::IpNet> = vec![
+        "127.0.0.1/32".parse().unwrap(),
+        "198.18.9.0/24".parse().unwrap(),
+    ];
+    let of = |xff: &[&str]| {
+        let mut h = http::HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        super::client_of(peer, &h, &proxies).to_string()
+    };
+    assert_eq!(of(&[]), "127.0.0.1");
+    assert_eq!(of(&["198.18.0.5"]), "198.18.0.5");
+    // The left hops were written by the client: only the right ones count.
+    assert_eq!(of(&["198.18.0.66, 198.18.0.5, 198.18.9.1"]), "198.18.0.5");
+    assert_eq!(of(&["198.18.0.66", "198.18.0.5"]), "198.18.0.5");
+    assert_eq!(of(&["2001:db8::5"]), "2001:db8::5");
+    // Nonsense from the proxy: the proxy is the client.
+    assert_eq!(of(&["nonsense"]), "127.0.0.1");
+    // Only a trusted peer's header is read.
+    let stranger: std::net::SocketAddr = "198.18.0.20:5000".parse().unwrap();
+    let mut h = http::HeaderMap::new();
+    h.append("x-forwarded-for", "198.18.0.5".parse().unwrap());
+    assert_eq!(
+        super::client_of(stranger, &h, &proxies).to_string(),
+        "198.18.0.20"
+    );
+}
