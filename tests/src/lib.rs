@@ -6,3 +6,4 @@ pub mod harness;
 pub mod lab;
 pub mod office;
 pub mod sinks;
+pub mod web;

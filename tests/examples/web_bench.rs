@@ -1,0 +1,269 @@
+//! The web console at a province's size: how long each page takes and how
+//! big it is.
+//!
+//! ```text
+//! cargo build --release -p siaga-collector --bins
+//! cargo run --release -p siaga-tests --example web_bench
+//! ```
+//!
+//! A real `siaga-collector` with the console on, holding 60 OPDs of 50
+//! devices each (3,000), the last hour of samples of every device (one
+//! every 30 s), a week of one sample a second of one device (604,800, for
+//! the 7-day chart), and a year of letters: 3,000 tickets, 50 per OPD,
+//! dated over the last 360 days. The samples are written straight into the
+//! collector's store before it starts, as agents would have sent them; the
+//! tickets are entered through the Tickets service, as the helpdesk does.
+//!
+//! Then one person (the Kepala Dinas, who sees every OPD) logs in and
+//! opens each page `--rounds` times (default 100) after 5 warm-up
+//! requests, one request at a time over one keep-alive HTTPS connection,
+//! and the bench prints per page: median, 95th percentile and slowest time
+//! from sending the request to the last byte of the answer (measured at the
+//! client on loopback, so it holds the server's time plus a little TLS),
+//! and the size of the HTML. Goals (the web console issue): p95 under
+//! 100 ms for every page, the board under 200 KB. It prints whether each
+//! holds and does not fail on them (these machines are shared and noisy).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use siaga_collector::store::{IngestBatch, RedbStore, Store as _};
+use siaga_proto::v1;
+use siaga_tests::harness::*;
+use siaga_tests::web::Browser;
+
+const OPDS: usize = 60;
+const DEVICES_PER_OPD: usize = 50;
+const TICKETS_PER_OPD: usize = 50;
+/// The device with a week of one sample a second.
+const WEEK_DEVICE: &str = "opd01-d01";
+const WEEK: u64 = 604_800;
+const HOUR_EVERY_S: i64 = 30;
+
+fn opd(i: usize) -> String {
+    format!("opd{:02}", i + 1)
+}
+
+fn device(o: usize, d: usize) -> String {
+    format!("opd{:02}-d{:02}", o + 1, d + 1)
+}
+
+fn args() -> Result<usize> {
+    let mut rounds = 100;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => rounds = it.next().context("--rounds N")?.parse()?,
+            other => anyhow::bail!("unknown argument {other:?} (known: --rounds N)"),
+        }
+    }
+    Ok(rounds)
+}
+
+/// Writes the samples into the stopped collector's store.
+fn write_samples(c: &Collector) -> Result<u64> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let store = RedbStore::open(&c.data_dir)?;
+    let mut written = 0u64;
+    // A week of one sample a second of one device.
+    let start = now - WEEK as i64 * 1_000_000;
+    let mut seq = 0u64;
+    while seq < WEEK {
+        let samples: Vec<v1::Sample> = (0..50_000u64.min(WEEK - seq))
+            .map(|i| {
+                let n = seq + i + 1;
+                icmp_sample(n, start + (n as i64 - 1) * 1_000_000, WEEK_DEVICE)
+            })
+            .collect();
+        seq += samples.len() as u64;
+        written += samples.len() as u64;
+        store.commit(&[IngestBatch::new("opd01-agent", now, samples.into())], &[])?;
+    }
+    // The last hour of every other device, one OPD per commit.
+    let per_hour = 3_600 / HOUR_EVERY_S;
+    for o in 0..OPDS {
+        let mut samples = Vec::new();
+        for d in 0..DEVICES_PER_OPD {
+            let name = device(o, d);
+            if name == WEEK_DEVICE {
+                continue;
+            }
+            for k in 0..per_hour {
+                let ts = now - (per_hour - k) * HOUR_EVERY_S * 1_000_000;
+                samples.push(icmp_sample(k as u64 + 1, ts, &name));
+            }
+        }
+        written += samples.len() as u64;
+        store.commit(
+            &[IngestBatch::new(
+                format!("{}-agent", opd(o)),
+                now,
+                samples.into(),
+            )],
+            &[],
+        )?;
+    }
+    Ok(written)
+}
+
+/// Enters the year of letters through the Tickets service; the numbers of
+/// the tickets opened.
+async fn enter_letters(hd: &Siaga) -> Result<Vec<String>> {
+    let ch = hd.tls()?.channel().await?;
+    let today = chrono::Utc::now().date_naive();
+    let mut numbers = Vec::new();
+    // Four at a time: under the calls one person may have in flight.
+    for o in 0..OPDS {
+        let mut calls = Vec::new();
+        for t in 0..TICKETS_PER_OPD {
+            let mut client = v1::tickets_client::TicketsClient::new(ch.clone());
+            let days_ago = (t * 360 / TICKETS_PER_OPD) as i64;
+            let req = v1::NewTicketRequest {
+                opd: opd(o),
+                letter_number: format!("B/{}/{}/2026", t + 1, opd(o)),
+                letter_date: (today - chrono::Duration::days(days_ago))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+                subject: format!("Gangguan jaringan di {} nomor {}", opd(o), t + 1),
+                device: device(o, t % DEVICES_PER_OPD),
+                ..Default::default()
+            };
+            calls.push(async move { client.new_ticket(req).await });
+            if calls.len() == 4 {
+                for r in futures::future::join_all(calls.drain(..)).await {
+                    let t = r?.into_inner().ticket.context("a ticket")?;
+                    numbers.push(t.id);
+                }
+            }
+        }
+        for r in futures::future::join_all(calls).await {
+            numbers.push(r?.into_inner().ticket.context("a ticket")?.id);
+        }
+    }
+    Ok(numbers)
+}
+
+/// Times `rounds` GETs of `path`: sorted durations and the body's size.
+async fn time_page(b: &mut Browser, path: &str, rounds: usize) -> Result<(Vec<Duration>, usize)> {
+    let mut size = 0;
+    for _ in 0..5 {
+        let (status, _, body) = b.get(path).await?;
+        ensure!(status == 200, "GET {path}: HTTP {status}");
+        size = body.len();
+    }
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let (status, _, body) = b.get(path).await?;
+        times.push(t.elapsed());
+        ensure!(status == 200, "GET {path}: {status}");
+        size = body.len();
+    }
+    times.sort();
+    Ok((times, size))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() -> Result<()> {
+    let rounds = args()?;
+    let mut c = Collector::init()?;
+    let mut inv = Inventory::new("30s");
+    for o in 0..OPDS {
+        inv = inv.opd(&opd(o));
+        for d in 0..DEVICES_PER_OPD {
+            inv = inv.device(
+                &device(o, d),
+                &opd(o),
+                &format!("127.1.{}.{}", o + 1, d + 1),
+            );
+        }
+    }
+    c.write_inventory(&inv)?;
+    c.enable_web()?;
+    let root = c.enroll_user("root", "admin")?;
+    let hd = c.enroll_user("hd", "helpdesk")?;
+    c.enroll_user("kadis", "kepala_dinas")?;
+    let t = Instant::now();
+    let written = write_samples(&c)?;
+    println!(
+        "wrote {written} samples ({OPDS} OPDs × {DEVICES_PER_OPD} devices) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    c.serve()?;
+    let out = root.run_stdin(&["user", "passwd", "kadis"], "rahasia-kadis-123\n")?;
+    ensure!(out.status.success(), "user passwd: {out:?}");
+
+    let rt = runtime()?;
+    rt.block_on(async {
+        let t = Instant::now();
+        let tickets = enter_letters(&hd).await?;
+        println!(
+            "entered {} tickets in {:.1} s",
+            tickets.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let mut b = Browser::new(&c)?;
+        let (status, _, body) = b.log_in("kadis", "rahasia-kadis-123").await?;
+        ensure!(status == 303, "login: {status}\n{body}");
+        let middle = &tickets[tickets.len() / 2];
+        let pages = [
+            ("Papan status", "/papan".to_string()),
+            ("OPD", format!("/opd/{}", opd(OPDS / 2))),
+            (
+                "Perangkat, 1 jam",
+                format!("/perangkat/{WEEK_DEVICE}?periode=1h"),
+            ),
+            (
+                "Perangkat, 24 jam",
+                format!("/perangkat/{WEEK_DEVICE}?periode=24h"),
+            ),
+            (
+                "Perangkat, 7 hari",
+                format!("/perangkat/{WEEK_DEVICE}?periode=7d"),
+            ),
+            ("Antrian tiket", "/tiket".to_string()),
+            ("Tiket", format!("/tiket/{middle}")),
+        ];
+        println!(
+            "\n{rounds} requests per page, one at a time, keep-alive HTTPS on loopback, \
+             as kepala_dinas (every OPD):\n"
+        );
+        println!(
+            "{:<20} {:>10} {:>10} {:>10} {:>10}  goal",
+            "page", "median ms", "p95 ms", "max ms", "HTML KB"
+        );
+        let mut all_hold = true;
+        for (name, path) in pages {
+            match time_page(&mut b, &path, rounds).await {
+                Ok((times, size)) => {
+                    let p95 = times[(times.len() * 95).div_ceil(100) - 1];
+                    let size_goal = name != "Papan status" || size < 200 * 1024;
+                    let holds = ms(p95) < 100.0 && size_goal;
+                    all_hold &= holds;
+                    println!(
+                        "{name:<20} {:>10.1} {:>10.1} {:>10.1} {:>10.1}  {}",
+                        ms(times[times.len() / 2]),
+                        ms(p95),
+                        ms(times[times.len() - 1]),
+                        size as f64 / 1024.0,
+                        if holds { "holds" } else { "MISSED" }
+                    );
+                }
+                Err(e) => {
+                    all_hold = false;
+                    println!("{name:<20} not measured: {e:#}");
+                }
+            }
+        }
+        println!(
+            "\ngoals (p95 < 100 ms every page, board < 200 KB): {}",
+            if all_hold { "all hold" } else { "NOT all hold" }
+        );
+        anyhow::Ok(())
+    })?;
+    ensure!(c.stop(), "the collector did not stop cleanly");
+    Ok(())
+}
