@@ -16,9 +16,8 @@ use comfy_table::Table;
 use siaga_proto::v1::{self, measure_client::MeasureClient};
 use tonic::transport::Channel;
 
-use super::model::{MeasureState, Measurement};
-use super::wire;
-use crate::cli::{CliError, SiagaConfig, status_error};
+use crate::client::{CliError, SiagaConfig, status_error};
+use crate::view::{MeasureState, Measurement};
 
 /// How often a running measurement is looked at.
 const POLL: Duration = Duration::from_millis(500);
@@ -144,7 +143,7 @@ fn client(ch: Channel) -> MeasureClient<Channel> {
 
 /// The domain record of an answer, for the tables.
 fn record(m: &v1::Measurement) -> Result<Measurement, CliError> {
-    wire::measurement_back(m).map_err(|e| {
+    crate::view::measurement_back(m).map_err(|e| {
         CliError::Message(format!(
             "the collector sent an answer this siaga cannot read: {e}"
         ))
@@ -153,8 +152,7 @@ fn record(m: &v1::Measurement) -> Result<Measurement, CliError> {
 
 /// Runs `siaga ticket measure|measurements`.
 pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(crate::cli::channel(cfg).await?);
+    let mut c = client(crate::client::channel(cfg).await?);
     let tz = cfg.zone();
     match cmd {
         TicketMeasureCmd::Measure { json, .. } => {
@@ -162,19 +160,19 @@ pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), Cli
                 return Ok(());
             };
             let m = c
-                .measure_ticket(crate::cli::request(r))
+                .measure_ticket(crate::client::request(r))
                 .await
-                .map_err(|s| status_error(&url, s))?
+                .map_err(|s| status_error(cfg, s))?
                 .into_inner();
-            wait(&mut c, &url, m, *json, tz).await
+            wait(&mut c, cfg, m, *json, tz).await
         }
         TicketMeasureCmd::Measurements { id, json } => {
-            let all = crate::cli::every_page(&url, |page_token| {
+            let all = crate::client::every_page(cfg, |page_token| {
                 let mut c = c.clone();
                 let ticket = id.clone();
                 async move {
                     let r = c
-                        .list_ticket_measurements(crate::cli::request(
+                        .list_ticket_measurements(crate::client::request(
                             v1::ListTicketMeasurementsRequest {
                                 ticket,
                                 page_size: 0,
@@ -199,38 +197,36 @@ pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), Cli
 
 /// Runs `siaga measure DEVICE`.
 pub async fn device(cfg: &SiagaConfig, cmd: &MeasureCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(crate::cli::channel(cfg).await?);
+    let mut c = client(crate::client::channel(cfg).await?);
     let m = c
-        .measure_device(crate::cli::request(cmd.request()))
+        .measure_device(crate::client::request(cmd.request()))
         .await
-        .map_err(|s| status_error(&url, s))?
+        .map_err(|s| status_error(cfg, s))?
         .into_inner();
-    wait(&mut c, &url, m, cmd.json, cfg.zone()).await
+    wait(&mut c, cfg, m, cmd.json, cfg.zone()).await
 }
 
 /// Runs `siaga measurement ID`.
 pub async fn show(cfg: &SiagaConfig, cmd: &MeasurementCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(crate::cli::channel(cfg).await?);
-    let mut m = get(&mut c, &url, &cmd.id).await?;
+    let mut c = client(crate::client::channel(cfg).await?);
+    let mut m = get(&mut c, cfg, &cmd.id).await?;
     if cmd.wait {
-        m = follow(&mut c, &url, m).await?;
+        m = follow(&mut c, cfg, m).await?;
     }
     finish(&m, cmd.json, false, cfg.zone())
 }
 
 async fn get(
     c: &mut MeasureClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     id: &str,
 ) -> Result<v1::Measurement, CliError> {
     Ok(
-        c.get_measurement(crate::cli::request(v1::GetMeasurementRequest {
+        c.get_measurement(crate::client::request(v1::GetMeasurementRequest {
             id: id.to_string(),
         }))
         .await
-        .map_err(|s| status_error(url, s))?
+        .map_err(|s| status_error(cfg, s))?
         .into_inner(),
     )
 }
@@ -245,7 +241,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
 /// how to follow it, a running one is followed until it is final.
 async fn wait(
     c: &mut MeasureClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     m: v1::Measurement,
     json: bool,
     tz: Tz,
@@ -253,14 +249,14 @@ async fn wait(
     if matches!(record(&m)?.state, MeasureState::Queued { .. }) {
         return finish(&m, json, true, tz);
     }
-    let m = follow(c, url, m).await?;
+    let m = follow(c, cfg, m).await?;
     finish(&m, json, false, tz)
 }
 
 /// Polls until `m` is final, with a progress line on a terminal.
 async fn follow(
     c: &mut MeasureClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     mut m: v1::Measurement,
 ) -> Result<v1::Measurement, CliError> {
     let mut r = record(&m)?;
@@ -268,7 +264,7 @@ async fn follow(
     while !r.state.is_final() {
         progress.show(&r);
         tokio::time::sleep(POLL).await;
-        m = match get(c, url, &r.id).await {
+        m = match get(c, cfg, &r.id).await {
             Ok(m) => m,
             Err(e) => {
                 progress.clear();
@@ -370,7 +366,7 @@ fn subject(m: &Measurement) -> String {
 }
 
 fn when(t: DateTime<Utc>, tz: Tz) -> String {
-    crate::cli::local_time(tz, t)
+    crate::client::local_time(tz, t)
 }
 
 fn state_word(s: &MeasureState, tz: Tz) -> String {
@@ -405,7 +401,7 @@ pub fn bps(v: Option<f64>) -> String {
 }
 
 fn table(header: &[&str]) -> Table {
-    crate::cli::table(header)
+    crate::client::table(header)
 }
 
 /// One measurement as text: what, who, state, then a table of device
@@ -471,7 +467,7 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&crate::cli::show(&t));
+        out.push_str(&crate::client::show(&t));
         out.push('\n');
     }
     if !m.link_figures.is_empty() {
@@ -510,7 +506,7 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&crate::cli::show(&t));
+        out.push_str(&crate::client::show(&t));
         out.push('\n');
     }
     out.trim_end().to_string()
@@ -561,13 +557,13 @@ pub fn list_table(list: &[Measurement], tz: Tz) -> String {
             links.join(", "),
         ]);
     }
-    crate::cli::show(&t)
+    crate::client::show(&t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::model::{DeviceFigures, LinkFigures, Phase};
+    use crate::view::{DeviceFigures, LinkFigures, Phase};
     use test_case::test_case;
 
     #[test_case("10s", Ok(10) ; "seconds")]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use siaga_proto::v1::{self, devices_client::DevicesClient};
 use tonic::transport::Channel;
 
-use crate::cli::{self, CliError, SiagaConfig};
+use crate::client::{self, CliError, SiagaConfig};
 
 /// Reads a `--since` (`30m`, `6h`, `2d`, `yesterday`, `2026-12-07 08:00`
 /// in the province's zone …) as µs since the epoch.
@@ -41,13 +41,12 @@ fn print_json(v: &Value) -> Result<(), CliError> {
 
 /// `siaga agents`: every page.
 pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let c = client(cli::channel(cfg).await?);
-    let all = cli::every_page(&url, |page_token| {
+    let c = client(client::channel(cfg).await?);
+    let all = client::every_page(cfg, |page_token| {
         let mut c = c.clone();
         async move {
             let r = c
-                .list_agents(cli::request(v1::ListAgentsRequest {
+                .list_agents(client::request(v1::ListAgentsRequest {
                     page_token,
                     ..Default::default()
                 }))
@@ -58,10 +57,10 @@ pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     })
     .await?;
     if json_out {
-        print_json(&cli::agents_json(&all))
+        print_json(&client::agents_json(&all))
     } else {
-        println!("{}", cli::agents_table(cli::output(), &all));
-        for w in cli::cert_warnings(&all, chrono::Utc::now().timestamp_micros()) {
+        println!("{}", client::agents_table(client::output(), &all));
+        for w in client::cert_warnings(&all, chrono::Utc::now().timestamp_micros()) {
             eprintln!("{w}");
         }
         Ok(())
@@ -70,16 +69,16 @@ pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
 
 async fn all_devices(
     c: &mut DevicesClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     opd: &str,
     state: &str,
 ) -> Result<Vec<v1::DeviceInfo>, CliError> {
-    cli::every_page(url, |page_token| {
+    client::every_page(cfg, |page_token| {
         let mut c = c.clone();
         let (opd, state) = (opd.to_string(), state.to_string());
         async move {
             let r = c
-                .list_devices(cli::request(v1::ListDevicesRequest {
+                .list_devices(client::request(v1::ListDevicesRequest {
                     page_token,
                     opd,
                     state,
@@ -100,19 +99,18 @@ pub async fn devices(
     state: Option<String>,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(cli::channel(cfg).await?);
+    let mut c = client(client::channel(cfg).await?);
     let all = all_devices(
         &mut c,
-        &url,
+        cfg,
         opd.as_deref().unwrap_or(""),
         state.as_deref().unwrap_or(""),
     )
     .await?;
     if json_out {
-        print_json(&cli::devices_json(&all))
+        print_json(&client::devices_json(&all))
     } else {
-        println!("{}", cli::devices_table(cli::output(), &all));
+        println!("{}", client::devices_table(client::output(), &all));
         Ok(())
     }
 }
@@ -125,18 +123,17 @@ fn next_wait(wait: Duration) -> Duration {
 /// `siaga devices --watch`: a line per state change as the collector sees
 /// it (a JSON object per line with --json), across collector restarts.
 pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
     let mut shown: std::collections::HashMap<String, String> = Default::default();
     let mut wait = Duration::from_secs(1);
     let mut connected_once = false;
     loop {
         let stream = async {
-            let mut c = client(cli::channel(cfg).await?);
+            let mut c = client(client::channel(cfg).await?);
             c.watch_devices(v1::WatchDevicesRequest {
                 opd: opd.clone().unwrap_or_default(),
             })
             .await
-            .map_err(|s| cli::status_error(&url, s))
+            .map_err(|s| client::status_error(cfg, s))
             .map(tonic::Response::into_inner)
         }
         .await;
@@ -179,11 +176,11 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
                     eprintln!("siaga: the collector closed the watch; reconnecting");
                     break;
                 }
-                Err(s) if cli::is_reconnectable(&s) => {
-                    eprintln!("siaga: {}; reconnecting", cli::status_error(&url, s));
+                Err(s) if client::is_reconnectable(&s) => {
+                    eprintln!("siaga: {}; reconnecting", client::status_error(cfg, s));
                     break;
                 }
-                Err(s) => return Err(cli::status_error(&url, s)),
+                Err(s) => return Err(client::status_error(cfg, s)),
             }
         }
         tokio::time::sleep(wait).await;
@@ -192,13 +189,12 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
 
 /// `siaga links`: every page.
 pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let c = client(cli::channel(cfg).await?);
-    let all = cli::every_page(&url, |page_token| {
+    let c = client(client::channel(cfg).await?);
+    let all = client::every_page(cfg, |page_token| {
         let mut c = c.clone();
         async move {
             let r = c
-                .list_links(cli::request(v1::ListLinksRequest {
+                .list_links(client::request(v1::ListLinksRequest {
                     page_token,
                     ..Default::default()
                 }))
@@ -214,7 +210,7 @@ pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     } else {
         println!(
             "{}",
-            cli::links_table(cli::output(), &v, cfg.zone()).map_err(CliError::Message)?
+            client::links_table(client::output(), &v, cfg.zone()).map_err(CliError::Message)?
         );
         Ok(())
     }
@@ -227,16 +223,15 @@ pub async fn device(
     since: &str,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
     let since = since_us(cfg, since)?;
-    let mut c = client(cli::channel(cfg).await?);
+    let mut c = client(client::channel(cfg).await?);
     let d = c
-        .get_device(cli::request(v1::GetDeviceRequest {
+        .get_device(client::request(v1::GetDeviceRequest {
             id,
             since: Some(timestamp(since)),
         }))
         .await
-        .map_err(|s| cli::status_error(&url, s))?
+        .map_err(|s| client::status_error(cfg, s))?
         .into_inner();
     let v = json(&d)?;
     if json_out {
@@ -244,7 +239,7 @@ pub async fn device(
     } else {
         println!(
             "{}",
-            cli::device_view(cli::output(), &v, cfg.zone()).map_err(CliError::Message)?
+            client::device_view(client::output(), &v, cfg.zone()).map_err(CliError::Message)?
         );
         Ok(())
     }
@@ -258,9 +253,8 @@ pub async fn history(
     since: &str,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
     let since = since_us(cfg, since)?;
-    let mut c = client(cli::channel(cfg).await?);
+    let mut c = client(client::channel(cfg).await?);
     let mut stream = c
         .history(v1::HistoryRequest {
             device,
@@ -268,7 +262,7 @@ pub async fn history(
             until: None,
         })
         .await
-        .map_err(|s| cli::status_error(&url, s))?
+        .map_err(|s| client::status_error(cfg, s))?
         .into_inner();
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
@@ -281,7 +275,7 @@ pub async fn history(
     while let Some(chunk) = stream
         .message()
         .await
-        .map_err(|s| cli::status_error(&url, s))?
+        .map_err(|s| client::status_error(cfg, s))?
     {
         for s in &chunk.samples {
             if json_out {
@@ -300,7 +294,7 @@ pub async fn history(
         writeln!(
             out,
             "{}",
-            cli::history_table(cli::output(), &rows, cfg.zone())
+            client::history_table(client::output(), &rows, cfg.zone())
         )
         .map_err(io)?;
     }
