@@ -268,31 +268,13 @@ pub enum Output {
     Json,
 }
 
-/// The `-o` of this run, set once by `siaga`'s `main`.
-static OUTPUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
-
-/// Sets how tables are printed for the rest of the run.
-pub fn set_output(o: Output) {
-    let _ = OUTPUT.set(o);
-}
-
-/// The `-o` of this run.
-pub fn output() -> Output {
-    OUTPUT.get().copied().unwrap_or_default()
-}
-
 /// Columns whose every cell is at most this wide are never wrapped (ids,
 /// states, times): only the long text columns give way to the width.
 const KEEP_WHOLE: u16 = 24;
 
 /// An empty table with `header`, in the CLI's style: fitted to the
 /// terminal's width unless `-o wide`.
-pub fn table(header: &[&str]) -> Table {
-    table_as(output(), header)
-}
-
-/// [`table`] for output `o`.
-pub fn table_as(o: Output, header: &[&str]) -> Table {
+pub fn table(o: Output, header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(header.to_vec());
@@ -325,21 +307,16 @@ pub fn fitted(o: Output, header: &[&str], narrow: &[&str], rows: Vec<Vec<String>
             .map(|i| r.get(*i).cloned().unwrap_or_default())
             .collect()
     };
-    let mut t = table_as(o, &keep.iter().map(|i| header[*i]).collect::<Vec<_>>());
+    let mut t = table(o, &keep.iter().map(|i| header[*i]).collect::<Vec<_>>());
     for r in rows {
         t.add_row(pick(&r));
     }
-    show_as(o, &t)
+    show(o, &t)
 }
 
 /// A table as `-o` asks: drawn, or tab-separated (`plain`; tabs and line
 /// breaks inside a cell become spaces).
-pub fn show(t: &Table) -> String {
-    show_as(output(), t)
-}
-
-/// [`show`] for output `o`.
-pub fn show_as(o: Output, t: &Table) -> String {
+pub fn show(o: Output, t: &Table) -> String {
     if o == Output::Table {
         let mut t = t.clone();
         let widths = t.column_max_content_widths();

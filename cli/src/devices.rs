@@ -8,7 +8,7 @@ use serde_json::Value;
 use siaga_proto::v1::{self, devices_client::DevicesClient};
 use tonic::transport::Channel;
 
-use crate::client::{self, CliError, SiagaConfig};
+use crate::client::{self, CliError, Output, SiagaConfig};
 
 /// Reads a `--since` (`30m`, `6h`, `2d`, `yesterday`, `2026-12-07 08:00`
 /// in the province's zone …) as µs since the epoch.
@@ -40,7 +40,7 @@ fn print_json(v: &Value) -> Result<(), CliError> {
 }
 
 /// `siaga agents`: every page.
-pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
+pub async fn agents(cfg: &SiagaConfig, out: Output, json_out: bool) -> Result<(), CliError> {
     let c = client(client::channel(cfg).await?);
     let all = client::every_page(cfg, |page_token| {
         let mut c = c.clone();
@@ -59,7 +59,7 @@ pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     if json_out {
         print_json(&client::agents_json(&all))
     } else {
-        println!("{}", client::agents_table(client::output(), &all));
+        println!("{}", client::agents_table(out, &all));
         for w in client::cert_warnings(&all, chrono::Utc::now().timestamp_micros()) {
             eprintln!("{w}");
         }
@@ -95,6 +95,7 @@ async fn all_devices(
 /// `siaga devices`: every page.
 pub async fn devices(
     cfg: &SiagaConfig,
+    out: Output,
     opd: Option<String>,
     state: Option<String>,
     json_out: bool,
@@ -110,7 +111,7 @@ pub async fn devices(
     if json_out {
         print_json(&client::devices_json(&all))
     } else {
-        println!("{}", client::devices_table(client::output(), &all));
+        println!("{}", client::devices_table(out, &all));
         Ok(())
     }
 }
@@ -188,7 +189,7 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
 }
 
 /// `siaga links`: every page.
-pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
+pub async fn links(cfg: &SiagaConfig, out: Output, json_out: bool) -> Result<(), CliError> {
     let c = client(client::channel(cfg).await?);
     let all = client::every_page(cfg, |page_token| {
         let mut c = c.clone();
@@ -210,7 +211,7 @@ pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     } else {
         println!(
             "{}",
-            client::links_table(client::output(), &v, cfg.zone()).map_err(CliError::Message)?
+            client::links_table(out, &v, cfg.zone()).map_err(CliError::Message)?
         );
         Ok(())
     }
@@ -219,6 +220,7 @@ pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
 /// `siaga device ID`.
 pub async fn device(
     cfg: &SiagaConfig,
+    out: Output,
     id: String,
     since: &str,
     json_out: bool,
@@ -239,7 +241,7 @@ pub async fn device(
     } else {
         println!(
             "{}",
-            client::device_view(client::output(), &v, cfg.zone()).map_err(CliError::Message)?
+            client::device_view(out, &v, cfg.zone()).map_err(CliError::Message)?
         );
         Ok(())
     }
@@ -249,6 +251,7 @@ pub async fn device(
 /// --json a JSON array written as it comes).
 pub async fn history(
     cfg: &SiagaConfig,
+    o: Output,
     device: String,
     since: &str,
     json_out: bool,
@@ -291,12 +294,7 @@ pub async fn history(
     if json_out {
         writeln!(out, "{}]", if first { "" } else { "\n" }).map_err(io)?;
     } else {
-        writeln!(
-            out,
-            "{}",
-            client::history_table(client::output(), &rows, cfg.zone())
-        )
-        .map_err(io)?;
+        writeln!(out, "{}", client::history_table(o, &rows, cfg.zone())).map_err(io)?;
     }
     out.flush().map_err(io)
 }

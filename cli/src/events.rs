@@ -8,7 +8,7 @@ use clap::Args;
 use siaga_proto::v1::{self, events_client::EventsClient};
 use tonic::transport::Channel;
 
-use crate::client::{self, CliError, SiagaConfig};
+use crate::client::{self, CliError, Output, SiagaConfig};
 
 /// `siaga events`.
 #[derive(Debug, Clone, Args)]
@@ -75,15 +75,15 @@ fn client(ch: Channel) -> EventsClient<Channel> {
 }
 
 /// Runs `siaga events`.
-pub async fn run(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
+pub async fn run(cfg: &SiagaConfig, out: Output, c: &EventsCmd) -> Result<(), CliError> {
     if c.follow {
         follow(cfg, c).await
     } else {
-        list(cfg, c).await
+        list(cfg, out, c).await
     }
 }
 
-async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
+async fn list(cfg: &SiagaConfig, out: Output, c: &EventsCmd) -> Result<(), CliError> {
     let mut client = client(client::channel(cfg).await?);
     let since = since(cfg, c.since.as_deref().unwrap_or("24h"))?;
     let limit = c.limit.unwrap_or(usize::MAX);
@@ -115,7 +115,7 @@ async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
         println!("{s}");
         return Ok(());
     }
-    let mut t = client::table(&["time", "subject", "what", "reason", "ticket"]);
+    let mut t = client::table(out, &["time", "subject", "what", "reason", "ticket"]);
     for e in &all {
         t.add_row(vec![
             when(e, cfg.zone()),
@@ -125,7 +125,7 @@ async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
             e.ticket.clone(),
         ]);
     }
-    println!("{}", client::show(&t));
+    println!("{}", client::show(out, &t));
     Ok(())
 }
 

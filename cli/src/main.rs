@@ -175,7 +175,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    client::set_output(args.output);
     // What needs no configuration and no collector.
     match &args.cmd {
         Cmd::Completion { shell } => {
@@ -247,9 +246,11 @@ fn check(cmd: &Cmd) -> Result<(), CliError> {
 async fn run(args: Args) -> Result<(), CliError> {
     let path = client::config_path(args.config)?;
     let cfg = SiagaConfig::load(&path)?;
+    // How answers are printed (`-o`), handed to each command.
+    let out = args.output;
     // Every command asks one typed service (on its own channel).
     match args.cmd {
-        Cmd::Agents { json } => devices::agents(&cfg, json).await,
+        Cmd::Agents { json } => devices::agents(&cfg, out, json).await,
         Cmd::Devices {
             json,
             opd,
@@ -259,17 +260,17 @@ async fn run(args: Args) -> Result<(), CliError> {
             if watch {
                 devices::watch(&cfg, opd, json).await
             } else {
-                devices::devices(&cfg, opd, state, json).await
+                devices::devices(&cfg, out, opd, state, json).await
             }
         }
         Cmd::History {
             device,
             since,
             json,
-        } => devices::history(&cfg, device, &since, json).await,
-        Cmd::Links { json } => devices::links(&cfg, json).await,
-        Cmd::Device { id, since, json } => devices::device(&cfg, id, &since, json).await,
-        Cmd::Events(c) => events::run(&cfg, &c).await,
+        } => devices::history(&cfg, out, device, &since, json).await,
+        Cmd::Links { json } => devices::links(&cfg, out, json).await,
+        Cmd::Device { id, since, json } => devices::device(&cfg, out, id, &since, json).await,
+        Cmd::Events(c) => events::run(&cfg, out, &c).await,
         // Documents, streamed.
         Cmd::Register(c) => print(c.run(&cfg).await?),
         Cmd::Ticket {
@@ -278,23 +279,23 @@ async fn run(args: Args) -> Result<(), CliError> {
         Cmd::Ticket {
             cmd: TicketSub::Report(c),
         } => print(c.run(&cfg).await?),
-        Cmd::Tickets(c) => c.run(&cfg).await,
+        Cmd::Tickets(c) => c.run(&cfg, out).await,
         // Measurements.
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
-        } => measure::ticket(&cfg, &c).await,
-        Cmd::Measure(c) => measure::device(&cfg, &c).await,
-        Cmd::Measurement(c) => measure::show(&cfg, &c).await,
-        Cmd::Maintenance { cmd } => cmd.run(&cfg).await,
+        } => measure::ticket(&cfg, out, &c).await,
+        Cmd::Measure(c) => measure::device(&cfg, out, &c).await,
+        Cmd::Measurement(c) => measure::show(&cfg, out, &c).await,
+        Cmd::Maintenance { cmd } => cmd.run(&cfg, out).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),
-        } => c.run(&cfg).await,
+        } => c.run(&cfg, out).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
-        } => c.run_typed(&cfg).await.map(drop),
-        Cmd::Inbox(c) => c.run(&cfg).await,
-        Cmd::Trails(c) => c.run(&cfg).await,
-        Cmd::User { cmd } => print(cmd.run(client::channel(&cfg).await?, &cfg).await?),
+        } => c.run_typed(&cfg, out).await.map(drop),
+        Cmd::Inbox(c) => c.run(&cfg, out).await,
+        Cmd::Trails(c) => c.run(&cfg, out).await,
+        Cmd::User { cmd } => print(cmd.run(client::channel(&cfg).await?, &cfg, out).await?),
         // Handled before the configuration is read.
         Cmd::Completion { .. } | Cmd::Man { .. } => Ok(()),
         Cmd::Whoami { json } => {

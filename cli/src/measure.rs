@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
-use comfy_table::Table;
 use siaga_proto::v1::{self, measure_client::MeasureClient};
 use tonic::transport::Channel;
 
-use crate::client::{CliError, SiagaConfig, status_error};
+use crate::client::{CliError, Output, SiagaConfig, status_error};
 use crate::view::{MeasureState, Measurement};
 
 /// How often a running measurement is looked at.
@@ -151,7 +150,11 @@ fn record(m: &v1::Measurement) -> Result<Measurement, CliError> {
 }
 
 /// Runs `siaga ticket measure|measurements`.
-pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), CliError> {
+pub async fn ticket(
+    cfg: &SiagaConfig,
+    out: Output,
+    cmd: &TicketMeasureCmd,
+) -> Result<(), CliError> {
     let mut c = client(crate::client::channel(cfg).await?);
     let tz = cfg.zone();
     match cmd {
@@ -164,7 +167,7 @@ pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), Cli
                 .await
                 .map_err(|s| status_error(cfg, s))?
                 .into_inner();
-            wait(&mut c, cfg, m, *json, tz).await
+            wait(&mut c, cfg, m, *json, out, tz).await
         }
         TicketMeasureCmd::Measurements { id, json } => {
             let all = crate::client::every_page(cfg, |page_token| {
@@ -189,31 +192,31 @@ pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), Cli
                 return print_json(&all);
             }
             let list = all.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-            println!("{}", list_table(&list, tz));
+            println!("{}", list_table(&list, out, tz));
             Ok(())
         }
     }
 }
 
 /// Runs `siaga measure DEVICE`.
-pub async fn device(cfg: &SiagaConfig, cmd: &MeasureCmd) -> Result<(), CliError> {
+pub async fn device(cfg: &SiagaConfig, out: Output, cmd: &MeasureCmd) -> Result<(), CliError> {
     let mut c = client(crate::client::channel(cfg).await?);
     let m = c
         .measure_device(crate::client::request(cmd.request()))
         .await
         .map_err(|s| status_error(cfg, s))?
         .into_inner();
-    wait(&mut c, cfg, m, cmd.json, cfg.zone()).await
+    wait(&mut c, cfg, m, cmd.json, out, cfg.zone()).await
 }
 
 /// Runs `siaga measurement ID`.
-pub async fn show(cfg: &SiagaConfig, cmd: &MeasurementCmd) -> Result<(), CliError> {
+pub async fn show(cfg: &SiagaConfig, out: Output, cmd: &MeasurementCmd) -> Result<(), CliError> {
     let mut c = client(crate::client::channel(cfg).await?);
     let mut m = get(&mut c, cfg, &cmd.id).await?;
     if cmd.wait {
         m = follow(&mut c, cfg, m).await?;
     }
-    finish(&m, cmd.json, false, cfg.zone())
+    finish(&m, cmd.json, false, out, cfg.zone())
 }
 
 async fn get(
@@ -244,13 +247,14 @@ async fn wait(
     cfg: &SiagaConfig,
     m: v1::Measurement,
     json: bool,
+    out: Output,
     tz: Tz,
 ) -> Result<(), CliError> {
     if matches!(record(&m)?.state, MeasureState::Queued { .. }) {
-        return finish(&m, json, true, tz);
+        return finish(&m, json, true, out, tz);
     }
     let m = follow(c, cfg, m).await?;
-    finish(&m, json, false, tz)
+    finish(&m, json, false, out, tz)
 }
 
 /// Polls until `m` is final, with a progress line on a terminal.
@@ -278,12 +282,18 @@ async fn follow(
 }
 
 /// Prints the result; a failed or expired measurement is an error (exit 1).
-fn finish(answer: &v1::Measurement, json: bool, queued_hint: bool, tz: Tz) -> Result<(), CliError> {
+fn finish(
+    answer: &v1::Measurement,
+    json: bool,
+    queued_hint: bool,
+    out: Output,
+    tz: Tz,
+) -> Result<(), CliError> {
     let m = record(answer)?;
     if json {
         print_json(answer)?;
     } else {
-        println!("{}", render(&m, tz));
+        println!("{}", render(&m, out, tz));
         if queued_hint {
             println!(
                 "\nThe agent of OPD {} is offline; it runs when the agent reconnects. Follow it with `siaga measurement {} --wait`.",
@@ -400,13 +410,9 @@ pub fn bps(v: Option<f64>) -> String {
     }
 }
 
-fn table(header: &[&str]) -> Table {
-    crate::client::table(header)
-}
-
 /// One measurement as text: what, who, state, then a table of device
 /// figures and one of link figures.
-pub fn render(m: &Measurement, tz: Tz) -> String {
+pub fn render(m: &Measurement, o: Output, tz: Tz) -> String {
     let mut out = String::new();
     let on = match (&m.ticket, m.phase) {
         (Some(t), Some(p)) => format!("ticket {t} ({})", p.as_str()),
@@ -436,18 +442,21 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
         m.window_ms / 1000
     ));
     if !m.device_figures.is_empty() {
-        let mut t = table(&[
-            "device",
-            "sent",
-            "received",
-            "loss %",
-            "min ms",
-            "avg ms",
-            "median ms",
-            "p95 ms",
-            "max ms",
-            "jitter ms",
-        ]);
+        let mut t = crate::client::table(
+            o,
+            &[
+                "device",
+                "sent",
+                "received",
+                "loss %",
+                "min ms",
+                "avg ms",
+                "median ms",
+                "p95 ms",
+                "max ms",
+                "jitter ms",
+            ],
+        );
         for d in &m.device_figures {
             let mut device = d.device.clone();
             if let Some(e) = &d.error {
@@ -467,24 +476,27 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&crate::client::show(&t));
+        out.push_str(&crate::client::show(o, &t));
         out.push('\n');
     }
     if !m.link_figures.is_empty() {
-        let mut t = table(&[
-            "link",
-            "device",
-            "interface",
-            "oper",
-            "admin",
-            "speed Mbit/s",
-            "in",
-            "out",
-            "util in %",
-            "util out %",
-            "errors/s",
-            "discards/s",
-        ]);
+        let mut t = crate::client::table(
+            o,
+            &[
+                "link",
+                "device",
+                "interface",
+                "oper",
+                "admin",
+                "speed Mbit/s",
+                "in",
+                "out",
+                "util in %",
+                "util out %",
+                "errors/s",
+                "discards/s",
+            ],
+        );
         for l in &m.link_figures {
             if let Some(e) = &l.error {
                 t.add_row(vec![l.name.clone(), l.device.clone(), format!("({e})")]);
@@ -506,27 +518,30 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&crate::client::show(&t));
+        out.push_str(&crate::client::show(o, &t));
         out.push('\n');
     }
     out.trim_end().to_string()
 }
 
 /// A ticket's measurements, one row each.
-pub fn list_table(list: &[Measurement], tz: Tz) -> String {
+pub fn list_table(list: &[Measurement], o: Output, tz: Tz) -> String {
     if list.is_empty() {
         return "no measurements".into();
     }
-    let mut t = table(&[
-        "id",
-        "phase",
-        "state",
-        "requested by",
-        "requested at",
-        "loss %",
-        "RTT median ms",
-        "links",
-    ]);
+    let mut t = crate::client::table(
+        o,
+        &[
+            "id",
+            "phase",
+            "state",
+            "requested by",
+            "requested at",
+            "loss %",
+            "RTT median ms",
+            "links",
+        ],
+    );
     for m in list {
         let loss: Vec<String> = m
             .device_figures
@@ -557,7 +572,7 @@ pub fn list_table(list: &[Measurement], tz: Tz) -> String {
             links.join(", "),
         ]);
     }
-    crate::client::show(&t)
+    crate::client::show(o, &t)
 }
 
 #[cfg(test)]
@@ -622,7 +637,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let text = render(&m, chrono_tz::Asia::Jakarta);
+        let text = render(&m, Output::Table, chrono_tz::Asia::Jakarta);
         for words in [
             "measurement M-000007  ticket PJ-2026-0001 (before)  OPD dinkes  done",
             "requested by teknisi at 2026-12-02 17:00:00 WIB; finished 2026-12-02 17:00:12 WIB; agent dinkes-agent",
@@ -634,7 +649,7 @@ mod tests {
         ] {
             assert!(text.contains(words), "{words:?} missing from:\n{text}");
         }
-        let list = list_table(&[m], chrono_tz::Asia::Jakarta);
+        let list = list_table(&[m], Output::Table, chrono_tz::Asia::Jakarta);
         assert!(list.contains("dinkes-sw1 48.0"), "{list}");
         assert!(list.contains("ke-puskesmas up"), "{list}");
     }

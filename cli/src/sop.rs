@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use siaga_proto::v1::{self, users_client::UsersClient};
 use tonic::transport::Channel;
 
-use crate::client::{CliError, SiagaConfig, local_time, status_error};
+use crate::client::{CliError, Output, SiagaConfig, local_time, status_error};
 use crate::view::{ActionReply, AuditRecord, EventKind, InboxItem, Origin, TicketView};
 
 /// `siaga ticket …` (the SOP actions).
@@ -221,7 +221,7 @@ pub struct TrailsCmd {
 impl TrailsCmd {
     /// Walks every page of the check and prints it; a broken trail is a
     /// failure (exit 1) after the list.
-    pub async fn run(&self, cfg: &crate::client::SiagaConfig) -> Result<(), CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
         let c = v1::sop_client::SopClient::new(crate::client::channel(cfg).await?)
             .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
         let all = crate::client::every_page(cfg, |page_token| {
@@ -238,7 +238,7 @@ impl TrailsCmd {
             }
         })
         .await?;
-        println!("{}", self.render(&all).map_err(CliError::Message)?);
+        println!("{}", self.render(out, &all).map_err(CliError::Message)?);
         let broken = all.iter().filter(|t| !t.ok).count();
         if broken > 0 {
             return Err(CliError::Message(format!(
@@ -250,14 +250,14 @@ impl TrailsCmd {
     }
 
     /// A table, or the JSON array.
-    pub fn render(&self, trails: &[v1::TrailCheck]) -> Result<String, String> {
+    pub fn render(&self, o: Output, trails: &[v1::TrailCheck]) -> Result<String, String> {
         if self.json {
             return serde_json::to_string_pretty(trails).map_err(|e| e.to_string());
         }
         if trails.is_empty() {
             return Ok("no tickets yet".into());
         }
-        let mut t = crate::client::table(&["ticket", "trail", "detail"]);
+        let mut t = crate::client::table(o, &["ticket", "trail", "detail"]);
         for c in trails {
             let detail = match c.index {
                 Some(i) => format!("record {i}: {}", c.reason),
@@ -269,7 +269,7 @@ impl TrailsCmd {
                 detail,
             ]);
         }
-        Ok(crate::client::show(&t))
+        Ok(crate::client::show(o, &t))
     }
 }
 
@@ -466,7 +466,7 @@ impl TicketCmd {
     /// Runs the command on the `Tickets` service (`new`, `update`, `void`,
     /// `audit`) or the `Sop` service (`dispose`, `return`, `acknowledge`,
     /// `turn`) and prints what it answered.
-    pub async fn run_typed(&self, cfg: &crate::client::SiagaConfig) -> Result<(), CliError> {
+    pub async fn run_typed(&self, cfg: &SiagaConfig, o: Output) -> Result<(), CliError> {
         use siaga_proto::v1::sop_client::SopClient;
         use siaga_proto::v1::tickets_client::TicketsClient;
         let fail = |s| status_error(cfg, s);
@@ -517,7 +517,7 @@ impl TicketCmd {
                         .iter()
                         .filter_map(crate::view::record_back)
                         .collect();
-                    audit_table(&recs, tz)
+                    audit_table(&recs, o, tz)
                 };
                 println!("{out}");
                 return Ok(());
@@ -661,8 +661,8 @@ fn turn_line(t: &TicketView, tz: chrono_tz::Tz) -> String {
     )
 }
 
-fn audit_table(recs: &[AuditRecord], tz: chrono_tz::Tz) -> String {
-    let mut t = crate::client::table(&["#", "at", "user", "role", "step", "event", "detail"]);
+fn audit_table(recs: &[AuditRecord], o: Output, tz: chrono_tz::Tz) -> String {
+    let mut t = crate::client::table(o, &["#", "at", "user", "role", "step", "event", "detail"]);
     for r in recs {
         let e = &r.event;
         let role = match (&e.role, &e.acting_for) {
@@ -681,7 +681,7 @@ fn audit_table(recs: &[AuditRecord], tz: chrono_tz::Tz) -> String {
             detail,
         ]);
     }
-    crate::client::show(&t)
+    crate::client::show(o, &t)
 }
 
 /// "1h 05m" for a number of seconds (at least 0).
@@ -899,7 +899,7 @@ impl RegisterCmd {
 
 impl InboxCmd {
     /// Walks every page of the inbox and prints it.
-    pub async fn run(&self, cfg: &crate::client::SiagaConfig) -> Result<(), CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
         let c = v1::sop_client::SopClient::new(crate::client::channel(cfg).await?)
             .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
         let all = crate::client::every_page(cfg, |page_token| {
@@ -916,12 +916,12 @@ impl InboxCmd {
             }
         })
         .await?;
-        println!("{}", self.render(&all).map_err(CliError::Message)?);
+        println!("{}", self.render(out, &all).map_err(CliError::Message)?);
         Ok(())
     }
 
     /// A table, or the JSON array.
-    pub fn render(&self, answer: &[v1::InboxItem]) -> Result<String, String> {
+    pub fn render(&self, o: Output, answer: &[v1::InboxItem]) -> Result<String, String> {
         if self.json {
             return serde_json::to_string_pretty(answer).map_err(|e| e.to_string());
         }
@@ -940,9 +940,12 @@ impl InboxCmd {
         if items.is_empty() {
             return Ok("nothing waits on you".into());
         }
-        let mut t = crate::client::table(&[
-            "ticket", "opd", "step", "role", "problem", "due", "left", "",
-        ]);
+        let mut t = crate::client::table(
+            o,
+            &[
+                "ticket", "opd", "step", "role", "problem", "due", "left", "",
+            ],
+        );
         for i in &items {
             let v = &i.ticket;
             let mut flags = Vec::new();
@@ -966,14 +969,14 @@ impl InboxCmd {
                 flags.join(", "),
             ]);
         }
-        Ok(crate::client::show(&t))
+        Ok(crate::client::show(o, &t))
     }
 }
 
 impl UserCmd {
     /// Makes the call on the `Users` service; a table, the JSON, or a
     /// confirmation line.
-    pub async fn run(&self, ch: Channel, cfg: &SiagaConfig) -> Result<String, CliError> {
+    pub async fn run(&self, ch: Channel, cfg: &SiagaConfig, o: Output) -> Result<String, CliError> {
         let mut c = UsersClient::new(ch);
         let fail = |s| status_error(cfg, s);
         let changed = match self {
@@ -996,11 +999,11 @@ impl UserCmd {
                     return serde_json::to_string_pretty(&users)
                         .map_err(|e| CliError::Message(e.to_string()));
                 }
-                let mut t = crate::client::table(&["user", "roles", "opd"]);
+                let mut t = crate::client::table(o, &["user", "roles", "opd"]);
                 for u in users {
                     t.add_row([u.name, u.roles.join(", "), u.opd]);
                 }
-                return Ok(crate::client::show(&t));
+                return Ok(crate::client::show(o, &t));
             }
             UserCmd::Grant { name, role, .. } => c
                 .grant_role(v1::GrantRoleRequest {
@@ -1125,7 +1128,9 @@ mod tests {
                 reason: "hash mismatch".into(),
             },
         ];
-        let text = TrailsCmd { json: false }.render(&trails).expect("text");
+        let text = TrailsCmd { json: false }
+            .render(Output::Table, &trails)
+            .expect("text");
         let lines: Vec<&str> = text.lines().filter(|l| l.contains("PJ-")).collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].contains("intact"), "{text}");
@@ -1133,7 +1138,9 @@ mod tests {
             lines[1].contains("BROKEN") && lines[1].contains("record 3: hash mismatch"),
             "{text}"
         );
-        let json = TrailsCmd { json: true }.render(&trails).expect("json");
+        let json = TrailsCmd { json: true }
+            .render(Output::Table, &trails)
+            .expect("json");
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(v[1]["index"], "3", "{json}");
         assert_eq!(
@@ -1212,14 +1219,20 @@ mod tests {
         t.overdue = true;
         t.time_left_secs = Some(-30 * 60);
         let out = inbox
-            .render(&[v1::InboxItem {
-                ticket: Some(t),
-                assigned_to_me: true,
-                acting_for: String::new(),
-            }])
+            .render(
+                Output::Table,
+                &[v1::InboxItem {
+                    ticket: Some(t),
+                    assigned_to_me: true,
+                    acting_for: String::new(),
+                }],
+            )
             .expect("inbox");
         assert!(out.contains("OVERDUE") && out.contains("-0h 30m"), "{out}");
-        assert_eq!(inbox.render(&[]).expect("empty"), "nothing waits on you");
+        assert_eq!(
+            inbox.render(Output::Table, &[]).expect("empty"),
+            "nothing waits on you"
+        );
     }
 
     #[test_case("siaga register --from 2026-11-01 --to 2026-11-30 --format xlsx", "--format xlsx needs --out FILE" ; "xlsx needs out")]
@@ -1415,7 +1428,7 @@ mod tests {
                 hash: String::new(),
             })
             .collect();
-        let out = audit_table(&trail, chrono_tz::Asia::Jakarta);
+        let out = audit_table(&trail, Output::Table, chrono_tz::Asia::Jakarta);
         // Times in the province's time with its zone, not UTC.
         assert!(
             out.contains("2026-11-23 08:") && out.contains(" WIB"),

@@ -9,16 +9,11 @@ use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
-use comfy_table::Table;
 
 use siaga_proto::v1::{self, tickets_client::TicketsClient};
 use tonic::transport::Channel;
 
-use crate::client::{CliError, SiagaConfig};
-
-fn table(header: &[&str]) -> Table {
-    crate::client::table(header)
-}
+use crate::client::{CliError, Output, SiagaConfig, table};
 
 /// `siaga tickets`.
 #[derive(Debug, Clone, Default, Args)]
@@ -93,7 +88,7 @@ impl TicketsCmd {
     }
 
     /// Runs `siaga tickets`: every page, then the table or the JSON array.
-    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
         let c = tickets_client(crate::client::channel(cfg).await?);
         let all = crate::client::every_page(cfg, |page_token| {
             let mut c = c.clone();
@@ -113,41 +108,36 @@ impl TicketsCmd {
         if self.json {
             return print_json(&all);
         }
-        println!(
-            "{}",
-            self.render_as(&all, cfg.zone(), crate::client::output())
-        );
+        println!("{}", self.render_as(&all, cfg.zone(), out));
         Ok(())
     }
 
-    fn render_as(
-        &self,
-        tickets: &[v1::Ticket],
-        tz: chrono_tz::Tz,
-        output: crate::client::Output,
-    ) -> String {
+    fn render_as(&self, tickets: &[v1::Ticket], tz: chrono_tz::Tz, output: Output) -> String {
         // The default table keeps what the helpdesk scans for and fits an
         // 80-column terminal; -o wide and -o plain have every column.
-        let narrow = output == crate::client::Output::Table;
+        let narrow = output == Output::Table;
         let zone = tz.name();
         let abbr = siaga_proto::zone::offset(zone).map_or_else(|_| zone.to_string(), |z| z.1);
         let due_header = format!("due ({abbr})");
         let mut t = if narrow {
-            table(&["id", "opd", "problem", "turn", &due_header])
+            table(output, &["id", "opd", "problem", "turn", &due_header])
         } else {
-            table(&[
-                "id",
-                "opd",
-                "device / link",
-                "problem",
-                "step",
-                "role",
-                "due",
-                "opened",
-                "recovered",
-                "occ",
-                "affected",
-            ])
+            table(
+                output,
+                &[
+                    "id",
+                    "opd",
+                    "device / link",
+                    "problem",
+                    "step",
+                    "role",
+                    "due",
+                    "opened",
+                    "recovered",
+                    "occ",
+                    "affected",
+                ],
+            )
         };
         for x in tickets {
             let subject = match (x.device.as_str(), x.link.as_str()) {
@@ -204,7 +194,7 @@ impl TicketsCmd {
                 x.affected.join(", "),
             ]);
         }
-        crate::client::show(&t)
+        crate::client::show(output, &t)
     }
 }
 
@@ -244,7 +234,7 @@ pub enum TicketShowCmd {
 
 impl TicketShowCmd {
     /// Runs `siaga ticket show`.
-    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
         let TicketShowCmd::Show { id, json } = self;
         let mut c = tickets_client(crate::client::channel(cfg).await?);
         let d = c
@@ -257,13 +247,13 @@ impl TicketShowCmd {
         if *json {
             return print_json(&d);
         }
-        println!("{}", render_detail(&d, cfg.zone()));
+        println!("{}", render_detail(&d, out, cfg.zone()));
         Ok(())
     }
 }
 
 /// `siaga ticket show` as text.
-fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
+fn render_detail(d: &v1::TicketDetail, o: Output, tz: chrono_tz::Tz) -> String {
     let v = d.ticket.clone().unwrap_or_default();
     let mut out = String::new();
     let line = |out: &mut String, k: &str, val: String| {
@@ -345,7 +335,7 @@ fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the collector sent a measurement this siaga cannot read: {e}"));
         match list {
-            Ok(list) => out.push_str(&crate::measure::list_table(&list, tz)),
+            Ok(list) => out.push_str(&crate::measure::list_table(&list, o, tz)),
             Err(e) => out.push_str(&e),
         }
         out.push('\n');
@@ -524,7 +514,7 @@ impl MaintenanceCmd {
     }
 
     /// Runs `siaga maintenance …` on the `Tickets` service.
-    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
         let tz = cfg.zone();
         let fail = |s| crate::client::status_error(cfg, s);
         let mut c = tickets_client(crate::client::channel(cfg).await?);
@@ -549,7 +539,7 @@ impl MaintenanceCmd {
                 if *json {
                     return print_json(&all);
                 }
-                println!("{}", windows_table(&all, tz));
+                println!("{}", windows_table(&all, out, tz));
             }
             MaintenanceCmd::Remove { id, json } => {
                 c.remove_maintenance_window(crate::client::request(
@@ -587,8 +577,8 @@ impl MaintenanceCmd {
     }
 }
 
-fn windows_table(windows: &[v1::MaintenanceWindow], tz: chrono_tz::Tz) -> String {
-    let mut t = table(&["id", "covers", "when", "reason", "by"]);
+fn windows_table(windows: &[v1::MaintenanceWindow], o: Output, tz: chrono_tz::Tz) -> String {
+    let mut t = table(o, &["id", "covers", "when", "reason", "by"]);
     for w in windows {
         t.add_row(vec![
             w.id.to_string(),
@@ -598,7 +588,7 @@ fn windows_table(windows: &[v1::MaintenanceWindow], tz: chrono_tz::Tz) -> String
             dash(&w.created_by),
         ]);
     }
-    crate::client::show(&t)
+    crate::client::show(o, &t)
 }
 
 fn scope_text(v: Option<&v1::MaintenanceScope>) -> String {
@@ -823,7 +813,7 @@ mod tests {
         let wide = cmd.render_as(
             std::slice::from_ref(&t),
             chrono_tz::Asia::Makassar,
-            crate::client::Output::Wide,
+            Output::Wide,
         );
         for want in [
             "PJ-2026-0001",
@@ -840,7 +830,7 @@ mod tests {
         let narrow = cmd.render_as(
             std::slice::from_ref(&t),
             chrono_tz::Asia::Makassar,
-            crate::client::Output::Table,
+            Output::Table,
         );
         for want in [
             "PJ-2026-0001",
