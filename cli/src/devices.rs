@@ -1,5 +1,5 @@
 //! `siaga agents`, `devices [--watch]`, `links`, `device`, `history`: the
-//! `Devices` service from the CLI (siaga_proto and crate::cli only).
+//! `Devices` service from the CLI (siaga_proto and crate::client only).
 
 use std::io::Write as _;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! `siaga events [--follow]`: the `Events` service from the CLI
-//! (siaga_proto and crate::cli only).
+//! (siaga_proto and crate::client only).
 
 use std::io::Write as _;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! `siaga ticket dispose|return|acknowledge|turn` and `siaga inbox` the
 //! `Sop` service; `siaga ticket card` and `siaga register` the `Documents`
 //! service; `siaga user list|grant|revoke` the `Users` service; the measurement
-//! commands (`measure/cli.rs`) the `Measure` service.
+//! commands (`measure.rs`) the `Measure` service.
 
 use std::path::PathBuf;
 
@@ -150,10 +150,7 @@ pub struct CardCmd {
 
 impl CardCmd {
     /// Fetches the card (streamed) and prints it or writes it.
-    pub async fn run(
-        &self,
-        cfg: &crate::client::SiagaConfig,
-    ) -> Result<String, crate::client::CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
         let mut c = v1::documents_client::DocumentsClient::new(crate::client::channel(cfg).await?);
         let answer = c
             .get_card(crate::client::request(v1::GetCardRequest {
@@ -870,10 +867,7 @@ impl RegisterCmd {
 
     /// Fetches the register (streamed, the OPDs the caller sees) and
     /// prints the CSV or writes the file.
-    pub async fn run(
-        &self,
-        cfg: &crate::client::SiagaConfig,
-    ) -> Result<String, crate::client::CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
         self.check().map_err(crate::client::CliError::Usage)?;
         let mut c = v1::documents_client::DocumentsClient::new(crate::client::channel(cfg).await?);
         let answer = c

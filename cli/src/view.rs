@@ -89,7 +89,7 @@ pub struct AuditRecord {
     pub ticket: String,
     /// What happened.
     pub event: Event,
-    /// Hash of the previous record ([`GENESIS`] for the first).
+    /// Hash of the previous record.
     pub prev_hash: String,
     /// Hash of this record.
     pub hash: String,
@@ -605,7 +605,7 @@ pub fn record_back(r: &v1::AuditRecord) -> Option<AuditRecord> {
     })
 }
 
-/// A measurement the service gave, as the domain record (for the CLI's
+/// A measurement the service gave, as the CLI's row (for its
 /// tables); `Err` names what does not read.
 pub fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
     let at = |t: &Option<pbjson_types::Timestamp>, what: &str| {

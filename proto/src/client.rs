@@ -248,8 +248,7 @@ pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, ClientEr
 
 /// A TLS channel to the collector with the user's certificate, for the
 /// typed clients (`XClient::new(channel)`). Streams (history, following,
-/// watching) have no overall deadline; a unary call sets its own
-/// ([`request`]).
+/// watching) have no overall deadline; a unary call sets its own.
 pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, ClientError> {
     channel_with(cfg, None).await
 }
