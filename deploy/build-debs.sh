@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Debian packages siaga-agent and siaga-collector (the latter
-# with the `siaga` CLI):
+# with the `siaga` CLI, built from cli/):
 #
 #   deploy/build-debs.sh                  # release build -> target/debian/*.deb
 #   deploy/build-debs.sh --profile dev    # debug binaries (what the tests use)
@@ -69,7 +69,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
 if ((build)); then
-  (cd "$repo" && cargo build --profile "$profile" -p siaga-agent -p siaga-collector --bins)
+  (cd "$repo" && cargo build --profile "$profile" -p siaga-agent -p siaga-collector -p siaga-cli --bins)
 fi
 for b in siaga-agent siaga-collector siaga; do
   if [ ! -x "$bindir/$b" ]; then

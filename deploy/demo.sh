@@ -14,7 +14,7 @@ listen=${SIAGA_DEMO_LISTEN:-127.0.0.1:7443}
 target=${CARGO_TARGET_DIR:-target}
 bin=$target/release
 
-cargo build --release -p siaga-collector -p siaga-agent --bins
+cargo build --release -p siaga-collector -p siaga-agent -p siaga-cli --bins
 
 if [ ! -f "$demo/collector/collector.toml" ]; then
   "$bin/siaga-collector" init --dir "$demo/collector" --listen "$listen"

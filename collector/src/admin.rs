@@ -80,12 +80,7 @@ fn us_to_ms(us: Option<u64>) -> Value {
     us.map_or(Value::Null, |v| json!(v as f64 / 1000.0))
 }
 
-/// RFC 3339 (UTC, milliseconds) of µs since the epoch.
-pub fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use siaga_proto::time::rfc3339;
 
 /// One stored sample as the JSON object `History` returns: `ts` (the
 /// agent's time of the measurement), `received_at` (the collector's time of

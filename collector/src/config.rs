@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+pub use siaga_proto::config::{line_of_top_key, locate, parse_toml, resolve};
 
 /// The collector's configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -606,15 +607,6 @@ max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock 
     }
 }
 
-/// `path` if absolute, else `base/path`.
-pub fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    }
-}
-
 /// Line (1-based) of `key = …` inside `[section]` of `text`, else the
 /// section's header line, else 1.
 pub fn line_in_section(text: &str, section: &str, key: &str) -> usize {
@@ -638,79 +630,6 @@ pub fn line_in_section(text: &str, section: &str, key: &str) -> usize {
         }
     }
     header_line.unwrap_or(1)
-}
-
-/// Parses TOML text, turning a parse error into one naming file, line and key.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    text: &str,
-) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let (line, key) = match e.span() {
-            Some(span) => locate(text, span.start),
-            None => (1, String::new()),
-        };
-        ConfigError::Invalid {
-            file: file.to_path_buf(),
-            line,
-            key,
-            message: e.message().trim().to_string(),
-        }
-    })
-}
-
-/// The 1-based line of byte `offset` and the dotted key at that line (table
-/// header plus the `key =` on that line), as far as the text shows it.
-pub fn locate(text: &str, offset: usize) -> (usize, String) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line_no = before.matches('\n').count() + 1;
-    let lines: Vec<&str> = text.lines().collect();
-    let idx = line_no.saturating_sub(1);
-    let mut table = String::new();
-    for l in lines.iter().take(idx + 1).rev() {
-        let t = l.trim();
-        if t.starts_with('[') {
-            table = t
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            break;
-        }
-    }
-    let here = lines.get(idx).map(|l| l.trim()).unwrap_or("");
-    let key = if here.starts_with('[') {
-        table.clone()
-    } else if let Some((k, _)) = here.split_once('=') {
-        let k = k.trim().trim_matches('"');
-        if table.is_empty() {
-            k.to_string()
-        } else {
-            format!("{table}.{k}")
-        }
-    } else {
-        table
-    };
-    (line_no, key)
-}
-
-/// The 1-based line that sets top-level `key` (before any table), else 1.
-pub fn line_of_top_key(text: &str, key: &str) -> usize {
-    for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
-        if t.starts_with('[') {
-            break;
-        }
-        if let Some((k, _)) = t.split_once('=')
-            && k.trim().trim_matches('"') == key
-        {
-            return i + 1;
-        }
-    }
-    1
 }
 
 /// The 1-based line of a byte offset.

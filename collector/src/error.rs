@@ -2,40 +2,7 @@
 
 use std::path::PathBuf;
 
-/// A configuration or data file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{}: cannot read: {error}", file.display())]
-    Read {
-        /// The file.
-        file: PathBuf,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The file was read but something in it is wrong: the file, the line
-    /// (1-based) and the key say where.
-    #[error("{}:{line}: {}{message}", file.display(), key_prefix(key))]
-    Invalid {
-        /// The file.
-        file: PathBuf,
-        /// 1-based line of the offending entry.
-        line: usize,
-        /// Dotted key path of the offending entry (e.g. `device.parent`), empty
-        /// when the error concerns the file's syntax as a whole.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-fn key_prefix(key: &str) -> String {
-    if key.is_empty() {
-        String::new()
-    } else {
-        format!("{key}: ")
-    }
-}
+pub use siaga_proto::config::ConfigError;
 
 /// Creating or reading certificates and keys failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use siaga_collector::cli::{self, SiagaConfig};
 use siaga_collector::config::CollectorConfig;
 use siaga_collector::error::{ConfigError, PkiError};
 use siaga_collector::inventory::Inventory;
 use siaga_collector::{backup, pki, safe_file, users};
+use siaga_proto::client::{self, SiagaConfig};
 
 /// Exit code for a bad command line or configuration (EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -785,7 +785,7 @@ fn describe(m: &backup::Manifest) -> String {
 fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
     use sha2::Digest as _;
     use std::io::Write as _;
-    let path = cli::config_path(user_config).map_err(usage)?;
+    let path = client::config_path(user_config).map_err(usage)?;
     let cfg = SiagaConfig::load(&path).map_err(usage)?;
     // It holds everything the collector knows: for its owner's eyes only.
     let mut file = safe_file::create_beside(out, safe_file::PRIVATE)?;
@@ -795,18 +795,18 @@ fn backup(out: &Path, user_config: Option<PathBuf>) -> Result<(), Failure> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
     let fetched = rt.block_on(async {
-        let mut client = cli::connect(&cfg).await?;
+        let mut client = client::connect(&cfg).await?;
         let mut stream = client
             .backup(siaga_proto::v1::BackupRequest {})
             .await
-            .map_err(|s| cli::status_error(&cfg.collector, s))?
+            .map_err(|s| client::status_error(&cfg, s))?
             .into_inner();
         let mut hash = sha2::Sha256::new();
         let mut bytes = 0u64;
         while let Some(chunk) = stream
             .message()
             .await
-            .map_err(|s| cli::status_error(&cfg.collector, s))?
+            .map_err(|s| client::status_error(&cfg, s))?
         {
             hash.update(&chunk.data);
             bytes += chunk.data.len() as u64;

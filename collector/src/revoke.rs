@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::ConfigError;
+use siaga_proto::cert::canonical_serial as canonical;
+pub use siaga_proto::cert::{cert_serial, pem_to_der, serial_of};
 
 /// File name of the list in the data directory.
 pub const FILE: &str = "revoked.toml";
@@ -42,30 +44,6 @@ struct ListFile {
     revoked: Vec<Revoked>,
 }
 
-/// Serial (lowercase hex) and URI SAN of a DER certificate.
-pub fn cert_serial(der: &[u8]) -> Result<(String, String), String> {
-    use x509_parser::prelude::*;
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
-    let serial = hex::encode(cert.tbs_certificate.raw_serial());
-    let mut uri = String::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let GeneralName::URI(u) = n {
-                uri = u.to_string();
-            }
-        }
-    }
-    Ok((serial, uri))
-}
-
-/// The first certificate of a PEM text, as DER.
-pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
-    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| format!("not a PEM certificate: {e}"))?;
-    Ok(p.contents)
-}
-
 /// A serial number as typed by a person, refused unless it is one of the
 /// forms tools print: plain hex (`5ab3…`), colon-separated hex bytes
 /// (`5A:B3:…`, as `openssl x509 -text` prints) or hex with a `0x` prefix.
@@ -76,13 +54,6 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
 pub struct BadSerial {
     /// What was given.
     pub given: String,
-}
-
-/// The canonical form of a serial: lowercase hex of its value, no leading
-/// zeros (so `00:7f:01` and `7f01` are the same certificate).
-fn canonical(hex: &str) -> String {
-    let t = hex.trim_start_matches('0').to_ascii_lowercase();
-    if t.is_empty() { "0".into() } else { t }
 }
 
 /// Parses a serial in one of the accepted forms into its canonical form.
@@ -114,11 +85,6 @@ pub fn parse_serial(given: &str) -> Result<String, BadSerial> {
         return Err(bad());
     }
     Ok(canonical(&digits))
-}
-
-/// The serial of a DER certificate in canonical form.
-pub fn serial_of(der: &[u8]) -> Result<String, String> {
-    cert_serial(der).map(|(s, _)| canonical(&s))
 }
 
 fn read_checked(path: &Path) -> Result<ListFile, ConfigError> {

@@ -69,7 +69,7 @@ pub struct User {
 }
 
 /// The shortest password `SetPassword` accepts.
-pub const MIN_PASSWORD: usize = 10;
+pub use siaga_proto::MIN_PASSWORD;
 /// The longest (bounds the work of one hash).
 pub const MAX_PASSWORD: usize = 1024;
 

@@ -12,6 +12,21 @@ pub mod codec;
 pub mod dial;
 pub mod tls;
 
+// What both the collector and the people's CLI need of the wire beyond the
+// messages (the agent does without: feature `client`).
+#[cfg(feature = "client")]
+pub mod cert;
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
+pub mod config;
+#[cfg(feature = "client")]
+pub mod document;
+#[cfg(feature = "client")]
+pub mod time;
+#[cfg(feature = "client")]
+pub mod zone;
+
 /// The encoded `FileDescriptorSet` of every .proto file (for reflection
 /// and for tests that enumerate the RPCs).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -48,3 +63,7 @@ pub const REFUSAL_KEY: &str = "siaga-refusal";
 pub const REFUSAL_REVOKED: &str = "revoked";
 /// Metadata key of the refused certificate's serial (hex).
 pub const SERIAL_KEY: &str = "siaga-serial";
+
+/// The shortest password `SetPassword` accepts (the CLI says so before
+/// sending one).
+pub const MIN_PASSWORD: usize = 10;

@@ -1,4 +1,3 @@
 //! Devices, links and agents as people see them: the `Devices` service.
 
 pub mod api;
-pub mod cli;

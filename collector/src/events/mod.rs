@@ -1,4 +1,3 @@
 //! The event log as people see it: the `Events` service.
 
 pub mod api;
-pub mod cli;

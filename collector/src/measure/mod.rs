@@ -4,7 +4,6 @@
 //! beside the tickets; the closing report reads them.
 
 pub mod api;
-pub mod cli;
 pub mod model;
 pub mod service;
 pub mod store;

@@ -4,9 +4,12 @@
 
 use siaga_proto::v1;
 
-use super::model::{DeviceFigures, LinkFigures, MeasureState, Measurement, Phase};
-use crate::ticket::wire::{time, ts};
+use super::model::{DeviceFigures, LinkFigures, MeasureState, Measurement};
+use crate::ticket::wire::ts;
+#[cfg(test)]
+use {super::model::Phase, crate::ticket::wire::time};
 
+#[cfg(test)]
 fn some(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
@@ -87,9 +90,11 @@ fn link(l: &LinkFigures) -> v1::LinkFigures {
     }
 }
 
-/// A measurement the service gave, as the domain record (for the CLI's
-/// tables); `Err` names what does not read.
-pub fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
+/// A measurement the service gave, as the domain record; `Err` names what
+/// does not read. (The CLI reads its own rows from the message; this
+/// inverse checks that [`measurement`] loses nothing.)
+#[cfg(test)]
+fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
     let at = |t: &Option<pbjson_types::Timestamp>, what: &str| {
         t.as_ref()
             .map(time)

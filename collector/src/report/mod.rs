@@ -15,7 +15,6 @@
 
 pub mod api;
 pub mod chart;
-pub mod cli;
 pub mod data;
 pub mod html;
 pub mod pdf;

@@ -376,27 +376,10 @@ mod hhmm {
 /// The UTC offset and abbreviation of IANA zone `name`, refusing a name
 /// the database does not know and a zone with daylight saving time.
 pub fn zone_offset(name: &str) -> Result<(FixedOffset, String), CalendarError> {
-    use chrono_tz::OffsetName;
-    let tz: chrono_tz::Tz = name
-        .trim()
-        .parse()
-        .map_err(|_| CalendarError::UnknownZone(name.to_string()))?;
-    let year = Utc::now().year();
-    let at = |month| {
-        let t = NaiveDate::from_ymd_opt(year, month, 1)
-            .unwrap_or_default()
-            .and_time(NaiveTime::MIN);
-        tz.offset_from_utc_datetime(&t)
-    };
-    let (jan, jul) = (at(1), at(7));
-    if jan.fix() != jul.fix() {
-        return Err(CalendarError::DaylightSaving(name.trim().to_string()));
-    }
-    let abbr = jan
-        .abbreviation()
-        .filter(|a| !a.starts_with(['+', '-']))
-        .map_or_else(|| format!("UTC{}", jan.fix()), str::to_string);
-    Ok((jan.fix(), abbr))
+    siaga_proto::zone::offset(name).map_err(|e| match e {
+        siaga_proto::zone::ZoneError::Unknown(n) => CalendarError::UnknownZone(n),
+        siaga_proto::zone::ZoneError::DaylightSaving(n) => CalendarError::DaylightSaving(n),
+    })
 }
 
 mod offset {

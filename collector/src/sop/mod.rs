@@ -14,7 +14,6 @@ pub mod api;
 pub mod audit;
 pub mod calendar;
 pub mod card;
-pub mod cli;
 pub mod documents;
 pub mod escalation;
 pub mod file;

@@ -2,7 +2,6 @@
 //! task that opens them, and the admin calls that show them.
 
 pub mod api;
-pub mod cli;
 pub mod number;
 pub mod service;
 pub mod store;

@@ -1,8 +1,6 @@
 //! Tickets on the wire: the domain's tickets, readings, notes and audit
-//! records as the `Tickets` service's messages (tickets.proto), and back
-//! where the CLI renders a message with the domain's own words.
+//! records as the `Tickets` service's messages (tickets.proto).
 
-use chrono::{DateTime, NaiveDate, Utc};
 use pbjson_types::Timestamp;
 use serde_json::Value;
 use siaga_proto::v1;
@@ -11,29 +9,10 @@ use super::store::{TicketHealth, TicketNote};
 use crate::health::{MaintenanceWindow, Reading, Reason, Schedule, Scope};
 use crate::sop::api::TicketView;
 use crate::sop::audit::AuditRecord;
-use crate::sop::model::{Lang, SopVersion};
-use crate::sop::workflow::{Event, EventKind, FrozenDocument, Measurements, Origin, Timing};
+use crate::sop::model::Lang;
+use crate::sop::workflow::{Event, EventKind, Origin, Timing};
 
-/// A time as a protobuf timestamp.
-pub fn ts(t: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// A protobuf timestamp as a time (the epoch when out of range).
-pub fn time(t: &Timestamp) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).unwrap_or_default()
-}
-
-/// Microseconds since the epoch as a protobuf timestamp.
-pub fn ts_us(us: i64) -> Timestamp {
-    Timestamp {
-        seconds: us.div_euclid(1_000_000),
-        nanos: i32::try_from(us.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
-    }
-}
+pub use siaga_proto::time::{time, ts, ts_us};
 
 /// The serde name of a unit enum value (`snake_case` in the domain).
 fn name<T: serde::Serialize>(v: &T) -> String {
@@ -77,38 +56,6 @@ pub fn ticket(v: &TicketView, h: Option<&TicketHealth>) -> v1::Ticket {
             .unwrap_or_default(),
         flapping: h.is_some_and(|h| h.flapping),
         incident: h.and_then(|h| h.incident.clone()).unwrap_or_default(),
-    }
-}
-
-fn some(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-/// The SOP view of a ticket message (what the CLI's words are made from).
-pub fn view(t: &v1::Ticket) -> TicketView {
-    TicketView {
-        id: t.id.clone(),
-        opd: t.opd.clone(),
-        origin: t.origin.clone(),
-        letter_number: some(&t.letter_number),
-        problem: t.problem.clone(),
-        device: some(&t.device),
-        link: some(&t.link),
-        step: t.step,
-        handoff: t.handoff,
-        role: t.role.clone(),
-        assignee: some(&t.assignee),
-        due_at: t.due_at.as_ref().map(time),
-        due_local: some(&t.due_local),
-        overdue: t.overdue,
-        time_left_secs: t.time_left_secs,
-        status: some(&t.status),
-        acknowledged_by: some(&t.acknowledged_by),
-        opened_at: t.opened_at.as_ref().map(time).unwrap_or_default(),
-        closed_at: t.closed_at.as_ref().map(time),
-        void_reason: some(&t.void_reason),
-        urgent: t.urgent,
-        sop: t.sop.clone(),
     }
 }
 
@@ -231,17 +178,6 @@ fn timing(t: &Timing) -> v1::StepTiming {
         standard: t.standard.clone(),
         started_at: Some(ts(t.started_at)),
         due_at: Some(ts(t.due_at)),
-        taken_secs: t.taken_secs,
-        allowed_secs: t.allowed_secs,
-        met: t.met,
-    }
-}
-
-fn timing_back(t: &v1::StepTiming) -> Timing {
-    Timing {
-        standard: t.standard.clone(),
-        started_at: t.started_at.as_ref().map(time).unwrap_or_default(),
-        due_at: t.due_at.as_ref().map(time).unwrap_or_default(),
         taken_secs: t.taken_secs,
         allowed_secs: t.allowed_secs,
         met: t.met,
@@ -387,94 +323,6 @@ pub fn event(e: &Event) -> v1::AuditEvent {
     }
 }
 
-/// The SOP event of a message; `None` when it has no detail this CLI knows.
-pub fn event_back(e: &v1::AuditEvent) -> Option<Event> {
-    use v1::audit_event::Detail;
-    let kind = match e.detail.as_ref()? {
-        Detail::Opened(o) => EventKind::Opened {
-            origin: if o.origin == "letter" {
-                Origin::Letter {
-                    number: o.letter_number.clone(),
-                    date: o.letter_date.parse::<NaiveDate>().ok()?,
-                    subject: o.letter_subject.clone(),
-                }
-            } else {
-                Origin::Detected
-            },
-            opd: o.opd.clone(),
-            sop: SopVersion {
-                id: o.sop_id.clone(),
-                version: o.sop_version,
-                hash: o.sop_hash.clone(),
-            },
-            urgent: o.urgent,
-        },
-        Detail::Disposed(d) => EventKind::Disposed {
-            to_step: d.to_step,
-            to_handoff: d.to_handoff,
-            to_roles: d.to_roles.clone(),
-            to_user: d.to_user.clone(),
-            note: d.note.clone(),
-            timing: d.timing.as_ref().map(timing_back),
-            measurements: d.measurements.as_ref().map(|m| Measurements {
-                before: m.before,
-                after: m.after,
-                waived: m.waived.clone(),
-            }),
-            closed: d.closed,
-        },
-        Detail::Returned(r) => EventKind::Returned {
-            to_step: r.to_step,
-            to_handoff: r.to_handoff,
-            to_roles: r.to_roles.clone(),
-            reason: r.reason.clone(),
-            timing: r.timing.as_ref().map(timing_back),
-        },
-        Detail::StatusUpdated(s) => EventKind::StatusUpdated {
-            status: s.status.clone(),
-        },
-        Detail::Acknowledged(a) => EventKind::Acknowledged {
-            by: a.by.clone(),
-            on_behalf: a.on_behalf,
-        },
-        Detail::Refused(r) => EventKind::Refused {
-            action: r.action.clone(),
-            reason: r.reason.clone(),
-        },
-        Detail::Escalated(x) => EventKind::Escalated {
-            level: u8::try_from(x.level).unwrap_or(u8::MAX),
-            due_at: x.due_at.as_ref().map(time).unwrap_or_default(),
-            notify_roles: x.notify_roles.clone(),
-            notify_users: x.notify_users.clone(),
-        },
-        Detail::Voided(v) => EventKind::Voided {
-            reason: v.reason.clone(),
-        },
-        Detail::ReportFrozen(r) => EventKind::ReportFrozen {
-            review_index: r.review_index,
-            documents: r
-                .documents
-                .iter()
-                .map(|d| FrozenDocument {
-                    format: d.format.clone(),
-                    lang: d.lang.parse().unwrap_or_default(),
-                    sha256: d.sha256.clone(),
-                    bytes: d.bytes,
-                })
-                .collect(),
-        },
-    };
-    Some(Event {
-        at: e.at.as_ref().map(time).unwrap_or_default(),
-        user: e.user.clone(),
-        role: some(&e.role),
-        acting_for: some(&e.acting_for),
-        step: e.step,
-        handoff: e.handoff,
-        kind,
-    })
-}
-
 /// One record of the audit trail.
 pub fn record(r: &AuditRecord) -> v1::AuditRecord {
     v1::AuditRecord {
@@ -484,18 +332,6 @@ pub fn record(r: &AuditRecord) -> v1::AuditRecord {
         prev_hash: r.prev_hash.clone(),
         hash: r.hash.clone(),
     }
-}
-
-/// The audit record of a message; `None` when its event is not one this
-/// CLI knows.
-pub fn record_back(r: &v1::AuditRecord) -> Option<AuditRecord> {
-    Some(AuditRecord {
-        index: r.index,
-        ticket: r.ticket.clone(),
-        event: event_back(r.event.as_ref()?)?,
-        prev_hash: r.prev_hash.clone(),
-        hash: r.hash.clone(),
-    })
 }
 
 /// A maintenance window.

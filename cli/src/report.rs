@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use siaga_proto::v1;
 
-use crate::cli::{CliError, SiagaConfig};
+use crate::client::{CliError, SiagaConfig};
 
 /// `siaga ticket report`.
 #[derive(Debug, Clone, Args)]
@@ -31,16 +31,16 @@ impl ReportCmd {
     /// Fetches the report (streamed), writes the file and says where, how
     /// big, its sha256, and whether it is the draft or the final one.
     pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
-        let mut c = v1::reports_client::ReportsClient::new(crate::cli::channel(cfg).await?);
+        let mut c = v1::reports_client::ReportsClient::new(crate::client::channel(cfg).await?);
         let answer = c
-            .get_report(crate::cli::request(v1::GetReportRequest {
+            .get_report(crate::client::request(v1::GetReportRequest {
                 ticket: self.id.clone(),
                 format: self.format.clone(),
                 lang: self.lang.clone(),
             }))
             .await;
-        let (info, said) = crate::cli::save_document(
-            &cfg.collector,
+        let (info, said) = crate::client::save_document(
+            cfg,
             answer,
             Some(&self.out),
             "the work report",

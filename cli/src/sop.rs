@@ -3,7 +3,7 @@
 //! `siaga ticket dispose|return|acknowledge|turn` and `siaga inbox` the
 //! `Sop` service; `siaga ticket card` and `siaga register` the `Documents`
 //! service; `siaga user list|grant|revoke` the `Users` service; the measurement
-//! commands (`measure/cli.rs`) the `Measure` service.
+//! commands (`measure.rs`) the `Measure` service.
 
 use std::path::PathBuf;
 
@@ -13,10 +13,8 @@ use clap::{Args, Subcommand};
 use siaga_proto::v1::{self, users_client::UsersClient};
 use tonic::transport::Channel;
 
-use super::api::{ActionReply, InboxItem, TicketView};
-use super::audit::AuditRecord;
-use super::workflow::{EventKind, Origin};
-use crate::cli::{CliError, local_time, status_error};
+use crate::client::{CliError, Output, SiagaConfig, local_time, status_error};
+use crate::view::{ActionReply, AuditRecord, EventKind, InboxItem, Origin, TicketView};
 
 /// `siaga ticket …` (the SOP actions).
 #[derive(Debug, Clone, Subcommand)]
@@ -152,17 +150,17 @@ pub struct CardCmd {
 
 impl CardCmd {
     /// Fetches the card (streamed) and prints it or writes it.
-    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<String, crate::cli::CliError> {
-        let mut c = v1::documents_client::DocumentsClient::new(crate::cli::channel(cfg).await?);
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
+        let mut c = v1::documents_client::DocumentsClient::new(crate::client::channel(cfg).await?);
         let answer = c
-            .get_card(crate::cli::request(v1::GetCardRequest {
+            .get_card(crate::client::request(v1::GetCardRequest {
                 ticket: self.id.clone(),
                 format: self.format.clone(),
                 lang: self.lang.clone(),
             }))
             .await;
-        let (_, said) = crate::cli::save_document(
-            &cfg.collector,
+        let (_, said) = crate::client::save_document(
+            cfg,
             answer,
             self.out.as_deref(),
             "the control card",
@@ -220,15 +218,14 @@ pub struct TrailsCmd {
 impl TrailsCmd {
     /// Walks every page of the check and prints it; a broken trail is a
     /// failure (exit 1) after the list.
-    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
-        let url = cfg.collector.clone();
-        let c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
+        let c = v1::sop_client::SopClient::new(crate::client::channel(cfg).await?)
             .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
-        let all = crate::cli::every_page(&url, |page_token| {
+        let all = crate::client::every_page(cfg, |page_token| {
             let mut c = c.clone();
             async move {
                 let r = c
-                    .verify_audit_trails(crate::cli::request(v1::VerifyAuditTrailsRequest {
+                    .verify_audit_trails(crate::client::request(v1::VerifyAuditTrailsRequest {
                         page_size: 0,
                         page_token,
                     }))
@@ -238,7 +235,7 @@ impl TrailsCmd {
             }
         })
         .await?;
-        println!("{}", self.render(&all).map_err(CliError::Message)?);
+        println!("{}", self.render(out, &all).map_err(CliError::Message)?);
         let broken = all.iter().filter(|t| !t.ok).count();
         if broken > 0 {
             return Err(CliError::Message(format!(
@@ -250,14 +247,14 @@ impl TrailsCmd {
     }
 
     /// A table, or the JSON array.
-    pub fn render(&self, trails: &[v1::TrailCheck]) -> Result<String, String> {
+    pub fn render(&self, o: Output, trails: &[v1::TrailCheck]) -> Result<String, String> {
         if self.json {
             return serde_json::to_string_pretty(trails).map_err(|e| e.to_string());
         }
         if trails.is_empty() {
             return Ok("no tickets yet".into());
         }
-        let mut t = crate::cli::table(&["ticket", "trail", "detail"]);
+        let mut t = crate::client::table(o, &["ticket", "trail", "detail"]);
         for c in trails {
             let detail = match c.index {
                 Some(i) => format!("record {i}: {}", c.reason),
@@ -269,7 +266,7 @@ impl TrailsCmd {
                 detail,
             ]);
         }
-        Ok(crate::cli::show(&t))
+        Ok(crate::client::show(o, &t))
     }
 }
 
@@ -318,7 +315,7 @@ pub enum UserCmd {
 /// terminal, else typed twice without echo. Shorter than the minimum: refused.
 pub fn read_new_password(name: &str) -> Result<String, CliError> {
     use std::io::{BufRead as _, IsTerminal as _};
-    let min = crate::users::MIN_PASSWORD;
+    let min = siaga_proto::MIN_PASSWORD;
     let stdin = std::io::stdin();
     let password = if stdin.is_terminal() {
         let first = rpassword::prompt_password(format!("New web console password for {name}: "))
@@ -412,7 +409,7 @@ impl TicketCmd {
         if json {
             return serde_json::to_string_pretty(t).map_err(|e| e.to_string());
         }
-        Ok(turn_line(&crate::ticket::wire::view(t), tz))
+        Ok(turn_line(&crate::view::view(t), tz))
     }
 
     /// The typed request of `ticket new`.
@@ -454,10 +451,10 @@ impl TicketCmd {
         let (Some(t), Some(e)) = (&r.ticket, &r.event) else {
             return Err("the collector sent an answer without its ticket".into());
         };
-        let event = crate::ticket::wire::event_back(e)
+        let event = crate::view::event_back(e)
             .ok_or("the collector sent an event this siaga does not know; try --json")?;
         Ok(action_text(&ActionReply {
-            ticket: crate::ticket::wire::view(t),
+            ticket: crate::view::view(t),
             event,
             already_filed: r.already_filed,
         }))
@@ -466,53 +463,58 @@ impl TicketCmd {
     /// Runs the command on the `Tickets` service (`new`, `update`, `void`,
     /// `audit`) or the `Sop` service (`dispose`, `return`, `acknowledge`,
     /// `turn`) and prints what it answered.
-    pub async fn run_typed(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
+    pub async fn run_typed(&self, cfg: &SiagaConfig, o: Output) -> Result<(), CliError> {
         use siaga_proto::v1::sop_client::SopClient;
         use siaga_proto::v1::tickets_client::TicketsClient;
-        let url = cfg.collector.clone();
-        let fail = |s| status_error(&url, s);
+        let fail = |s| status_error(cfg, s);
         let tz = cfg.zone();
         let (reply, json) = match self {
             TicketCmd::New { json, .. } => {
                 let Some(r) = self.new_request() else {
                     return Err(CliError::Message("not a new ticket".into()));
                 };
-                let mut c = TicketsClient::new(crate::cli::channel(cfg).await?);
-                let reply = c.new_ticket(crate::cli::request(r)).await.map_err(fail)?;
+                let mut c = TicketsClient::new(crate::client::channel(cfg).await?);
+                let reply = c
+                    .new_ticket(crate::client::request(r))
+                    .await
+                    .map_err(fail)?;
                 (reply.into_inner(), *json)
             }
             TicketCmd::Update { id, status, json } => {
-                let mut c = TicketsClient::new(crate::cli::channel(cfg).await?);
+                let mut c = TicketsClient::new(crate::client::channel(cfg).await?);
                 let r = v1::UpdateTicketRequest {
                     id: id.clone(),
                     status: status.clone(),
                 };
                 let reply = c
-                    .update_ticket(crate::cli::request(r))
+                    .update_ticket(crate::client::request(r))
                     .await
                     .map_err(fail)?;
                 (reply.into_inner(), *json)
             }
             TicketCmd::Void { id, reason, json } => {
-                let mut c = TicketsClient::new(crate::cli::channel(cfg).await?);
+                let mut c = TicketsClient::new(crate::client::channel(cfg).await?);
                 let r = v1::VoidTicketRequest {
                     id: id.clone(),
                     reason: reason.clone(),
                 };
-                let reply = c.void_ticket(crate::cli::request(r)).await.map_err(fail)?;
+                let reply = c
+                    .void_ticket(crate::client::request(r))
+                    .await
+                    .map_err(fail)?;
                 (reply.into_inner(), *json)
             }
             TicketCmd::Audit { id, json } => {
-                let records = crate::ticket::cli::audit_records(cfg, id).await?;
+                let records = crate::ticket::audit_records(cfg, id).await?;
                 let out = if *json {
                     serde_json::to_string_pretty(&records)
                         .map_err(|e| CliError::Message(e.to_string()))?
                 } else {
                     let recs: Vec<AuditRecord> = records
                         .iter()
-                        .filter_map(crate::ticket::wire::record_back)
+                        .filter_map(crate::view::record_back)
                         .collect();
-                    audit_table(&recs, tz)
+                    audit_table(&recs, o, tz)
                 };
                 println!("{out}");
                 return Ok(());
@@ -521,41 +523,43 @@ impl TicketCmd {
                 let Some(r) = self.dispose_request() else {
                     return Err(CliError::Message("not a disposal".into()));
                 };
-                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let mut c = SopClient::new(crate::client::channel(cfg).await?);
                 let reply = c
-                    .dispose_ticket(crate::cli::request(r))
+                    .dispose_ticket(crate::client::request(r))
                     .await
                     .map_err(fail)?;
                 (reply.into_inner(), *json)
             }
             TicketCmd::Return { id, reason, json } => {
-                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let mut c = SopClient::new(crate::client::channel(cfg).await?);
                 let r = v1::ReturnTicketRequest {
                     id: id.clone(),
                     reason: reason.clone(),
                 };
                 let reply = c
-                    .return_ticket(crate::cli::request(r))
+                    .return_ticket(crate::client::request(r))
                     .await
                     .map_err(fail)?;
                 (reply.into_inner(), *json)
             }
             TicketCmd::Acknowledge { id, by, json } => {
-                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let mut c = SopClient::new(crate::client::channel(cfg).await?);
                 let r = v1::AcknowledgeTicketRequest {
                     id: id.clone(),
                     by: by.clone(),
                 };
                 let reply = c
-                    .acknowledge_ticket(crate::cli::request(r))
+                    .acknowledge_ticket(crate::client::request(r))
                     .await
                     .map_err(fail)?;
                 (reply.into_inner(), *json)
             }
             TicketCmd::Turn { id, json } => {
-                let mut c = SopClient::new(crate::cli::channel(cfg).await?);
+                let mut c = SopClient::new(crate::client::channel(cfg).await?);
                 let t = c
-                    .get_turn(crate::cli::request(v1::GetTurnRequest { id: id.clone() }))
+                    .get_turn(crate::client::request(v1::GetTurnRequest {
+                        id: id.clone(),
+                    }))
                     .await
                     .map_err(fail)?
                     .into_inner();
@@ -654,8 +658,8 @@ fn turn_line(t: &TicketView, tz: chrono_tz::Tz) -> String {
     )
 }
 
-fn audit_table(recs: &[AuditRecord], tz: chrono_tz::Tz) -> String {
-    let mut t = crate::cli::table(&["#", "at", "user", "role", "step", "event", "detail"]);
+fn audit_table(recs: &[AuditRecord], o: Output, tz: chrono_tz::Tz) -> String {
+    let mut t = crate::client::table(o, &["#", "at", "user", "role", "step", "event", "detail"]);
     for r in recs {
         let e = &r.event;
         let role = match (&e.role, &e.acting_for) {
@@ -674,7 +678,7 @@ fn audit_table(recs: &[AuditRecord], tz: chrono_tz::Tz) -> String {
             detail,
         ]);
     }
-    crate::cli::show(&t)
+    crate::client::show(o, &t)
 }
 
 /// "1h 05m" for a number of seconds (at least 0).
@@ -687,7 +691,7 @@ fn span(secs: i64) -> String {
     }
 }
 
-fn timing_words(t: &super::workflow::Timing) -> String {
+fn timing_words(t: &crate::view::Timing) -> String {
     format!(
         "{} ({} of {}, standard {})",
         if t.met { "in time" } else { "LATE" },
@@ -809,8 +813,8 @@ fn audit_detail(kind: &EventKind, tz: chrono_tz::Tz) -> (&'static str, String) {
                             "{} {} sha256 {}",
                             d.format,
                             match d.lang {
-                                super::Lang::Id => "id",
-                                super::Lang::En => "en",
+                                crate::view::Lang::Id => "id",
+                                crate::view::Lang::En => "en",
                             },
                             d.sha256
                         )
@@ -863,11 +867,11 @@ impl RegisterCmd {
 
     /// Fetches the register (streamed, the OPDs the caller sees) and
     /// prints the CSV or writes the file.
-    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<String, crate::cli::CliError> {
-        self.check().map_err(crate::cli::CliError::Usage)?;
-        let mut c = v1::documents_client::DocumentsClient::new(crate::cli::channel(cfg).await?);
+    pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
+        self.check().map_err(crate::client::CliError::Usage)?;
+        let mut c = v1::documents_client::DocumentsClient::new(crate::client::channel(cfg).await?);
         let answer = c
-            .get_register(crate::cli::request(v1::GetRegisterRequest {
+            .get_register(crate::client::request(v1::GetRegisterRequest {
                 from: self.from.to_string(),
                 to: self.to.to_string(),
                 format: self.format.clone(),
@@ -875,8 +879,8 @@ impl RegisterCmd {
                 opd: self.opd.clone().unwrap_or_default(),
             }))
             .await;
-        let (_, said) = crate::cli::save_document(
-            &cfg.collector,
+        let (_, said) = crate::client::save_document(
+            cfg,
             answer,
             self.out.as_deref(),
             "the register",
@@ -889,15 +893,14 @@ impl RegisterCmd {
 
 impl InboxCmd {
     /// Walks every page of the inbox and prints it.
-    pub async fn run(&self, cfg: &crate::cli::SiagaConfig) -> Result<(), CliError> {
-        let url = cfg.collector.clone();
-        let c = v1::sop_client::SopClient::new(crate::cli::channel(cfg).await?)
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
+        let c = v1::sop_client::SopClient::new(crate::client::channel(cfg).await?)
             .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
-        let all = crate::cli::every_page(&url, |page_token| {
+        let all = crate::client::every_page(cfg, |page_token| {
             let mut c = c.clone();
             async move {
                 let r = c
-                    .list_inbox(crate::cli::request(v1::ListInboxRequest {
+                    .list_inbox(crate::client::request(v1::ListInboxRequest {
                         page_size: 0,
                         page_token,
                     }))
@@ -907,12 +910,12 @@ impl InboxCmd {
             }
         })
         .await?;
-        println!("{}", self.render(&all).map_err(CliError::Message)?);
+        println!("{}", self.render(out, &all).map_err(CliError::Message)?);
         Ok(())
     }
 
     /// A table, or the JSON array.
-    pub fn render(&self, answer: &[v1::InboxItem]) -> Result<String, String> {
+    pub fn render(&self, o: Output, answer: &[v1::InboxItem]) -> Result<String, String> {
         if self.json {
             return serde_json::to_string_pretty(answer).map_err(|e| e.to_string());
         }
@@ -922,8 +925,8 @@ impl InboxCmd {
                 ticket: i
                     .ticket
                     .as_ref()
-                    .map(crate::ticket::wire::view)
-                    .unwrap_or_else(|| crate::ticket::wire::view(&v1::Ticket::default())),
+                    .map(crate::view::view)
+                    .unwrap_or_else(|| crate::view::view(&v1::Ticket::default())),
                 assigned_to_me: i.assigned_to_me,
                 acting_for: Some(i.acting_for.clone()).filter(|a| !a.is_empty()),
             })
@@ -931,9 +934,12 @@ impl InboxCmd {
         if items.is_empty() {
             return Ok("nothing waits on you".into());
         }
-        let mut t = crate::cli::table(&[
-            "ticket", "opd", "step", "role", "problem", "due", "left", "",
-        ]);
+        let mut t = crate::client::table(
+            o,
+            &[
+                "ticket", "opd", "step", "role", "problem", "due", "left", "",
+            ],
+        );
         for i in &items {
             let v = &i.ticket;
             let mut flags = Vec::new();
@@ -957,19 +963,19 @@ impl InboxCmd {
                 flags.join(", "),
             ]);
         }
-        Ok(crate::cli::show(&t))
+        Ok(crate::client::show(o, &t))
     }
 }
 
 impl UserCmd {
     /// Makes the call on the `Users` service; a table, the JSON, or a
     /// confirmation line.
-    pub async fn run(&self, ch: Channel, url: &str) -> Result<String, CliError> {
+    pub async fn run(&self, ch: Channel, cfg: &SiagaConfig, o: Output) -> Result<String, CliError> {
         let mut c = UsersClient::new(ch);
-        let fail = |s| status_error(url, s);
+        let fail = |s| status_error(cfg, s);
         let changed = match self {
             UserCmd::List { json } => {
-                let users = crate::cli::every_page(url, |page_token| {
+                let users = crate::client::every_page(cfg, |page_token| {
                     let mut c = c.clone();
                     async move {
                         let r = c
@@ -987,11 +993,11 @@ impl UserCmd {
                     return serde_json::to_string_pretty(&users)
                         .map_err(|e| CliError::Message(e.to_string()));
                 }
-                let mut t = crate::cli::table(&["user", "roles", "opd"]);
+                let mut t = crate::client::table(o, &["user", "roles", "opd"]);
                 for u in users {
                     t.add_row([u.name, u.roles.join(", "), u.opd]);
                 }
-                return Ok(crate::cli::show(&t));
+                return Ok(crate::client::show(o, &t));
             }
             UserCmd::Grant { name, role, .. } => c
                 .grant_role(v1::GrantRoleRequest {
@@ -1044,9 +1050,7 @@ impl UserCmd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sop::api::{self, Directory};
-    use crate::sop::store::tests::store;
-    use crate::sop::workflow::tests::{user_for, wib};
+    use crate::view::{Event, FrozenDocument, Lang, Measurements, SopVersion, Timing};
     use clap::Parser;
     use test_case::test_case;
 
@@ -1063,128 +1067,44 @@ mod tests {
         Inbox(InboxCmd),
     }
 
-    struct Dir;
-    impl Directory for Dir {
-        fn roles(&self, user: &str) -> Option<Vec<String>> {
-            (user == "prakom").then(|| vec!["pranata_komputer".to_string()])
-        }
-        fn opd(&self, id: &str) -> Option<String> {
-            (id == "dinkes").then(String::new)
-        }
-        fn measurements(&self, _: &str) -> (bool, bool) {
-            (false, false)
-        }
-        fn device_opd(&self, id: &str) -> Option<String> {
-            (id == "dinkes-rtr").then(|| "dinkes".to_string())
-        }
-        fn link_device(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn held_to(&self, _: &str) -> Option<String> {
-            None
+    fn parse(line: &str) -> Result<Top, String> {
+        Cli::try_parse_from(line.split_whitespace())
+            .map(|c| c.cmd)
+            .map_err(|e| e.to_string())
+    }
+
+    /// "2026-11-23 08:00" in WIB.
+    fn wib(local: &str) -> DateTime<Utc> {
+        let t = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").expect("time");
+        t.and_utc() - chrono::Duration::hours(7)
+    }
+
+    fn ticket(step: u32, role: &str, due: &str) -> v1::Ticket {
+        v1::Ticket {
+            id: "PJ-2026-0001".into(),
+            opd: "dinkes".into(),
+            origin: "letter".into(),
+            letter_number: "005/9".into(),
+            problem: "Putus".into(),
+            step,
+            role: role.into(),
+            due_at: Some(siaga_proto::time::ts(wib(due))),
+            due_local: format!("{due} WIB"),
+            opened_at: Some(siaga_proto::time::ts(wib("2026-11-23 08:00"))),
+            ..Default::default()
         }
     }
 
-    fn run(
-        line: &str,
-        who: &str,
-        now: &str,
-        s: &crate::sop::store::SopStore,
-    ) -> Result<String, String> {
-        let cli = Cli::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
-        match cli.cmd {
-            Top::Ticket(c) => typed(&c, who, now, s),
-            Top::Inbox(c) => {
-                let items = api::inbox(s, &user_for(who), wib(now)).map_err(|e| e.to_string())?;
-                let answer: Vec<v1::InboxItem> = items
-                    .iter()
-                    .map(|i| v1::InboxItem {
-                        ticket: Some(crate::ticket::wire::ticket(&i.ticket, None)),
-                        assigned_to_me: i.assigned_to_me,
-                        acting_for: i.acting_for.clone().unwrap_or_default(),
-                    })
-                    .collect();
-                c.render(&answer)
-            }
-        }
-    }
-
-    /// A command of the `Tickets` or `Sop` service, answered by the
-    /// functions its handlers call, through the wire messages.
-    fn typed(
-        c: &TicketCmd,
-        who: &str,
-        now: &str,
-        s: &crate::sop::store::SopStore,
-    ) -> Result<String, String> {
-        use crate::sop::workflow::Action;
-        use crate::ticket::wire;
-        let (actor, now) = (user_for(who), wib(now));
-        let reply = match c {
-            TicketCmd::New { .. } => {
-                let r = c.new_request().ok_or("new")?;
-                let letter = crate::ticket::api::letter(r).map_err(|e| e.to_string())?;
-                api::new_ticket(s, &Dir, letter, &actor, now)
-            }
-            TicketCmd::Update { id, status, .. } => api::act_reply(
-                s,
-                id,
-                Action::UpdateStatus {
-                    status: status.clone(),
-                },
-                &actor,
-                now,
-            ),
-            TicketCmd::Void { id, reason, .. } => api::act_reply(
-                s,
-                id,
-                Action::Void {
-                    reason: reason.clone(),
-                },
-                &actor,
-                now,
-            ),
-            TicketCmd::Dispose { id, .. } => {
-                let r = c.dispose_request().ok_or("dispose")?;
-                api::dispose_action(
-                    &Dir,
-                    id,
-                    Some(r.to).filter(|t| !t.is_empty()),
-                    r.note,
-                    r.no_measurement_reason,
-                )
-                .and_then(|a| api::act_reply(s, id, a, &actor, now))
-            }
-            TicketCmd::Return { id, reason, .. } => api::act_reply(
-                s,
-                id,
-                Action::Return {
-                    reason: reason.clone(),
-                },
-                &actor,
-                now,
-            ),
-            TicketCmd::Acknowledge { id, by, .. } => {
-                api::act_reply(s, id, Action::Acknowledge { by: by.clone() }, &actor, now)
-            }
-            TicketCmd::Turn { id, json } => {
-                let t = s.get(id).map_err(|e| e.to_string())?;
-                let v = api::view(s, &t, now).map_err(|e| e.to_string())?;
-                return TicketCmd::render_turn(
-                    &wire::ticket(&v, None),
-                    *json,
-                    chrono_tz::Asia::Jakarta,
-                );
-            }
-            TicketCmd::Audit { .. } => return Err("not answered here".into()),
-        }
-        .map_err(|e| e.to_string())?;
-        let reply = v1::TicketActionResponse {
-            ticket: Some(wire::ticket(&reply.ticket, None)),
-            event: Some(wire::event(&reply.event)),
-            already_filed: reply.already_filed,
+    fn action(line: &str, t: v1::Ticket, e: v1::AuditEvent) -> String {
+        let Ok(Top::Ticket(c)) = parse(line) else {
+            panic!("{line}: not a ticket command");
         };
-        c.render_action(&reply, c.json())
+        let reply = v1::TicketActionResponse {
+            ticket: Some(t),
+            event: Some(e),
+            already_filed: false,
+        };
+        c.render_action(&reply, c.json()).expect("words")
     }
 
     #[test]
@@ -1202,7 +1122,9 @@ mod tests {
                 reason: "hash mismatch".into(),
             },
         ];
-        let text = TrailsCmd { json: false }.render(&trails).expect("text");
+        let text = TrailsCmd { json: false }
+            .render(Output::Table, &trails)
+            .expect("text");
         let lines: Vec<&str> = text.lines().filter(|l| l.contains("PJ-")).collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].contains("intact"), "{text}");
@@ -1210,7 +1132,9 @@ mod tests {
             lines[1].contains("BROKEN") && lines[1].contains("record 3: hash mismatch"),
             "{text}"
         );
-        let json = TrailsCmd { json: true }.render(&trails).expect("json");
+        let json = TrailsCmd { json: true }
+            .render(Output::Table, &trails)
+            .expect("json");
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(v[1]["index"], "3", "{json}");
         assert_eq!(
@@ -1221,63 +1145,87 @@ mod tests {
         assert!(v[0].get("index").is_none(), "{json}");
     }
 
+    /// The answers of the SOP actions, as the `Tickets` and `Sop` services
+    /// send them, in one line each.
     #[test]
-    fn commands_round_trip_through_the_api() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let s = store(tmp.path());
-        let out = run(
+    fn actions_answer_in_one_line() {
+        use v1::audit_event::Detail;
+        let opened = v1::AuditEvent {
+            user: "helpdesk".into(),
+            step: 1,
+            detail: Some(Detail::Opened(v1::AuditOpened {
+                origin: "letter".into(),
+                letter_number: "005/9".into(),
+                letter_date: "2026-11-20".into(),
+                letter_subject: "Putus".into(),
+                opd: "dinkes".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let out = action(
             "siaga ticket new --opd dinkes --letter-number 005/9 --letter-date 2026-11-20 --subject Putus",
-            "helpdesk",
-            "2026-11-23 08:00",
-            &s,
-        )
-        .expect("new");
+            ticket(1, "pemohon", "2026-11-24 08:00"),
+            opened,
+        );
         assert_eq!(
             out,
             "opened PJ-2026-0001: now at step 1 pemohon, due 2026-11-24 08:00 WIB"
         );
-        let out = run(
+        let disposed = |step: u32, acting_for: &str| v1::AuditEvent {
+            step,
+            acting_for: acting_for.into(),
+            detail: Some(Detail::Disposed(v1::AuditDisposed {
+                to_step: step + 1,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let out = action(
             "siaga ticket dispose PJ-2026-0001",
-            "pemohon",
-            "2026-11-23 08:30",
-            &s,
-        )
-        .expect("dispose");
+            ticket(2, "kepala_dinas", "2026-11-24 08:30"),
+            disposed(1, ""),
+        );
         assert_eq!(
             out,
             "PJ-2026-0001: disposed step 1; now at step 2 kepala_dinas, due 2026-11-24 08:30 WIB"
         );
-        let out = run(
+        let out = action(
             "siaga ticket dispose PJ-2026-0001",
-            "sekretaris_dinas",
-            "2026-11-23 09:00",
-            &s,
-        )
-        .expect("dispose");
+            ticket(3, "kabid_aptika", "2026-11-23 10:00"),
+            disposed(2, "kepala_dinas"),
+        );
         assert!(out.contains("(acting for kepala_dinas)"), "{out}");
-        let out = run(
+        let mut t = ticket(4, "pranata_komputer", "2026-11-23 10:10");
+        t.assignee = "prakom".into();
+        let out = action(
             "siaga ticket dispose PJ-2026-0001 --to prakom",
-            "kabid_aptika",
-            "2026-11-23 09:10",
-            &s,
-        )
-        .expect("dispose");
+            t.clone(),
+            disposed(3, ""),
+        );
         assert!(
             out.ends_with("now at step 4 pranata_komputer (prakom), due 2026-11-23 10:10 WIB"),
             "{out}"
         );
-        let err = run(
-            "siaga ticket update PJ-2026-0001 --status x",
-            "helpdesk",
-            "2026-11-23 09:20",
-            &s,
-        )
-        .expect_err("refused");
-        assert_eq!(err, "step 4 belongs to pranata_komputer; you are helpdesk");
-        let inbox = run("siaga inbox", "pranata_komputer", "2026-11-23 10:40", &s).expect("inbox");
-        assert!(
-            inbox.contains("OVERDUE") && inbox.contains("-0h 30m"),
-            "{inbox}"
+        let Ok(Top::Inbox(inbox)) = parse("siaga inbox") else {
+            panic!("inbox");
+        };
+        t.overdue = true;
+        t.time_left_secs = Some(-30 * 60);
+        let out = inbox
+            .render(
+                Output::Table,
+                &[v1::InboxItem {
+                    ticket: Some(t),
+                    assigned_to_me: true,
+                    acting_for: String::new(),
+                }],
+            )
+            .expect("inbox");
+        assert!(out.contains("OVERDUE") && out.contains("-0h 30m"), "{out}");
+        assert_eq!(
+            inbox.render(Output::Table, &[]).expect("empty"),
+            "nothing waits on you"
         );
     }
 
@@ -1308,9 +1256,7 @@ mod tests {
     #[test_case("siaga ticket return PJ-2026-0001", "--reason" ; "return needs reason")]
     #[test_case("siaga ticket new --opd dinkes --letter-number 1 --letter-date 20-11-2026 --subject x", "letter-date" ; "bad date")]
     fn bad_command_lines(line: &str, words: &str) {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let s = store(tmp.path());
-        let err = run(line, "helpdesk", "2026-11-23 08:00", &s).expect_err("refused");
+        let err = parse(line).expect_err("refused");
         assert!(err.contains(words), "{err}");
     }
 
@@ -1318,104 +1264,165 @@ mod tests {
     /// never Rust's debug form (`Letter { number: … }`, `Some(…)`, `Id`).
     #[test]
     fn the_audit_trail_prints_every_record_in_words() {
-        use crate::sop::audit::append;
-        use crate::sop::calendar::Calendar;
-        use crate::sop::file::default_sop;
-        use crate::sop::workflow::tests::{dispose, walk};
-        use crate::sop::workflow::{Action, Event, FrozenDocument, Workflow};
-        use chrono::Duration;
-        let sop = default_sop();
-        let cal = Calendar::default();
-        let wf = Workflow::new(&sop, &cal);
-        let mut trail = Vec::new();
-        // A letter ticket: opened, disposed, returned with a reason, refused.
-        let letter = Origin::Letter {
-            number: "005/77/BAPPEDA/XI/2026".into(),
-            date: NaiveDate::from_ymd_opt(2026, 11, 20).expect("date"),
-            subject: "Internet putus".into(),
-        };
-        let (mut t, ev) = wf.start(
-            letter,
-            "bappeda",
-            true,
-            &user_for("helpdesk"),
-            wib("2026-11-23 08:00"),
-        );
-        append(&mut trail, "PJ-2026-0001", ev);
-        for (action, who, at) in [
-            (dispose(), "pemohon", "2026-11-23 08:10"),
-            (
-                Action::Return {
-                    reason: "lampiran surat kurang".into(),
-                },
-                "kepala_dinas",
-                "2026-11-23 08:20",
-            ),
-            (dispose(), "helpdesk", "2026-11-23 08:30"),
-        ] {
-            let e = match wf.apply(&mut t, action, &user_for(who), wib(at)) {
-                Ok(e) => e,
-                Err(r) => *r.event,
-            };
-            append(&mut trail, "PJ-2026-0001", e);
-        }
-        // Escalation, void and a frozen report, as the collector records them.
-        let at = wib("2026-11-24 09:00");
-        let base = Event {
-            at,
-            user: "siaga".into(),
-            role: None,
+        let at = |local: &str| wib(local);
+        let event = |local: &str, user: &str, step: u32, kind: EventKind| Event {
+            at: at(local),
+            user: user.into(),
+            role: Some(user.into()),
             acting_for: None,
-            step: 1,
+            step,
             handoff: 0,
-            kind: EventKind::Voided {
-                reason: "duplikat PJ-2026-0000".into(),
-            },
+            kind,
         };
-        append(
-            &mut trail,
-            "PJ-2026-0001",
-            Event {
-                kind: EventKind::Escalated {
+        let timing = Timing {
+            standard: "1d".into(),
+            started_at: at("2026-11-23 08:00"),
+            due_at: at("2026-11-24 08:00"),
+            taken_secs: 600,
+            allowed_secs: 86_400,
+            met: true,
+        };
+        let kinds = vec![
+            event(
+                "2026-11-23 08:00",
+                "helpdesk",
+                1,
+                EventKind::Opened {
+                    origin: Origin::Letter {
+                        number: "005/77/BAPPEDA/XI/2026".into(),
+                        date: NaiveDate::from_ymd_opt(2026, 11, 20).expect("date"),
+                        subject: "Internet putus".into(),
+                    },
+                    opd: "bappeda".into(),
+                    sop: SopVersion {
+                        id: "pemeliharaan-jaringan-tik".into(),
+                        version: 1,
+                        hash: "cd".repeat(32),
+                    },
+                    urgent: true,
+                },
+            ),
+            event(
+                "2026-11-23 08:10",
+                "pemohon",
+                1,
+                EventKind::Disposed {
+                    to_step: 2,
+                    to_handoff: 0,
+                    to_roles: vec!["kepala_dinas".into()],
+                    to_user: Some("kadis".into()),
+                    note: Some("segera".into()),
+                    timing: Some(timing.clone()),
+                    measurements: None,
+                    closed: false,
+                },
+            ),
+            event(
+                "2026-11-23 08:20",
+                "kepala_dinas",
+                2,
+                EventKind::Returned {
+                    to_step: 1,
+                    to_handoff: 0,
+                    to_roles: vec!["pemohon".into()],
+                    reason: "lampiran surat kurang".into(),
+                    timing: Some(timing.clone()),
+                },
+            ),
+            event(
+                "2026-11-23 08:30",
+                "helpdesk",
+                1,
+                EventKind::Refused {
+                    action: "dispose".into(),
+                    reason: "step 1 belongs to pemohon; you are helpdesk".into(),
+                },
+            ),
+            event(
+                "2026-11-24 09:00",
+                "siaga",
+                1,
+                EventKind::Escalated {
                     level: 1,
-                    due_at: at,
+                    due_at: at("2026-11-24 08:00"),
                     notify_roles: vec!["kabid_aptika".into()],
                     notify_users: vec!["kabid".into()],
                 },
-                ..base.clone()
-            },
-        );
-        append(&mut trail, "PJ-2026-0001", base.clone());
-        append(
-            &mut trail,
-            "PJ-2026-0001",
-            Event {
-                kind: EventKind::ReportFrozen {
+            ),
+            event(
+                "2026-11-24 09:00",
+                "siaga",
+                1,
+                EventKind::Voided {
+                    reason: "duplikat PJ-2026-0000".into(),
+                },
+            ),
+            event(
+                "2026-11-25 09:00",
+                "siaga",
+                9,
+                EventKind::ReportFrozen {
                     review_index: 3,
                     documents: vec![FrozenDocument {
                         format: "pdf".into(),
-                        lang: crate::sop::Lang::Id,
+                        lang: Lang::Id,
                         sha256: "ab".repeat(32),
                         bytes: 1000,
                     }],
                 },
-                ..base
+            ),
+            event(
+                "2026-11-24 10:00",
+                "teknisi",
+                6,
+                EventKind::StatusUpdated {
+                    status: "kabel diganti".into(),
+                },
+            ),
+            Event {
+                acting_for: Some("tim_teknis".into()),
+                ..event(
+                    "2026-11-24 11:00",
+                    "teknisi",
+                    6,
+                    EventKind::Disposed {
+                        to_step: 7,
+                        to_handoff: 0,
+                        to_roles: vec!["helpdesk".into()],
+                        to_user: None,
+                        note: None,
+                        timing: Some(timing),
+                        measurements: Some(Measurements {
+                            before: true,
+                            after: true,
+                            waived: None,
+                        }),
+                        closed: false,
+                    },
+                )
             },
-        );
-        // A detected ticket walked to the end: measurements, status,
-        // acknowledgement, hand-offs.
-        let (_, events) = walk(&wf, wib("2026-11-23 08:00"), Duration::minutes(10));
-        for e in events {
-            append(&mut trail, "PJ-2026-0002", e);
-        }
-        // Through the wire and back, as `siaga ticket audit` gets it.
-        let wire: Vec<v1::AuditRecord> = trail.iter().map(crate::ticket::wire::record).collect();
-        let back: Vec<AuditRecord> = wire
-            .iter()
-            .filter_map(crate::ticket::wire::record_back)
+            event(
+                "2026-11-24 11:30",
+                "helpdesk",
+                6,
+                EventKind::Acknowledged {
+                    by: "Andi, Kasubag Umum".into(),
+                    on_behalf: true,
+                },
+            ),
+        ];
+        let trail: Vec<AuditRecord> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| AuditRecord {
+                index: i as u64,
+                ticket: "PJ-2026-0001".into(),
+                event,
+                prev_hash: String::new(),
+                hash: String::new(),
+            })
             .collect();
-        assert_eq!(back, trail, "every kind of record survives the wire");
-        let out = audit_table(&back, chrono_tz::Asia::Jakarta);
+        let out = audit_table(&trail, Output::Table, chrono_tz::Asia::Jakarta);
         // Times in the province's time with its zone, not UTC.
         assert!(
             out.contains("2026-11-23 08:") && out.contains(" WIB"),
@@ -1438,9 +1445,49 @@ mod tests {
             "measurements before and after attached",
             "work report acknowledged by Andi, Kasubag Umum",
             "in time (10m of",
+            "teknisi",
         ] {
             assert!(out.contains(words), "{words:?} missing from:\n{out}");
         }
+    }
+
+    /// Every kind of event the services send reads back; one the CLI does
+    /// not know is `None` (and `ticket audit` says to try --json).
+    #[test]
+    fn events_read_back_from_the_wire() {
+        use v1::audit_event::Detail;
+        let details = [
+            Detail::Opened(v1::AuditOpened {
+                origin: "letter".into(),
+                letter_date: "2026-11-20".into(),
+                ..Default::default()
+            }),
+            Detail::Disposed(v1::AuditDisposed::default()),
+            Detail::Returned(v1::AuditReturned::default()),
+            Detail::StatusUpdated(v1::AuditStatusUpdated::default()),
+            Detail::Acknowledged(v1::AuditAcknowledged::default()),
+            Detail::Refused(v1::AuditRefused::default()),
+            Detail::Escalated(v1::AuditEscalated::default()),
+            Detail::Voided(v1::AuditVoided::default()),
+            Detail::ReportFrozen(v1::AuditReportFrozen::default()),
+        ];
+        for d in details {
+            let e = v1::AuditEvent {
+                detail: Some(d.clone()),
+                ..Default::default()
+            };
+            assert!(crate::view::event_back(&e).is_some(), "{d:?}");
+        }
+        assert!(crate::view::event_back(&v1::AuditEvent::default()).is_none());
+        let bad_date = v1::AuditEvent {
+            detail: Some(Detail::Opened(v1::AuditOpened {
+                origin: "letter".into(),
+                letter_date: "20-11-2026".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert!(crate::view::event_back(&bad_date).is_none());
     }
 
     #[test_case(90 * 60, "1h 30m")]

@@ -1,5 +1,5 @@
 //! `siaga agents`, `devices [--watch]`, `links`, `device`, `history`: the
-//! `Devices` service from the CLI (siaga_proto and crate::cli only).
+//! `Devices` service from the CLI (siaga_proto and crate::client only).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use serde_json::Value;
 use siaga_proto::v1::{self, devices_client::DevicesClient};
 use tonic::transport::Channel;
 
-use crate::cli::{self, CliError, SiagaConfig};
+use crate::client::{self, CliError, Output, SiagaConfig};
 
 /// Reads a `--since` (`30m`, `6h`, `2d`, `yesterday`, `2026-12-07 08:00`
 /// in the province's zone …) as µs since the epoch.
@@ -40,14 +40,13 @@ fn print_json(v: &Value) -> Result<(), CliError> {
 }
 
 /// `siaga agents`: every page.
-pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let c = client(cli::channel(cfg).await?);
-    let all = cli::every_page(&url, |page_token| {
+pub async fn agents(cfg: &SiagaConfig, out: Output, json_out: bool) -> Result<(), CliError> {
+    let c = client(client::channel(cfg).await?);
+    let all = client::every_page(cfg, |page_token| {
         let mut c = c.clone();
         async move {
             let r = c
-                .list_agents(cli::request(v1::ListAgentsRequest {
+                .list_agents(client::request(v1::ListAgentsRequest {
                     page_token,
                     ..Default::default()
                 }))
@@ -58,10 +57,10 @@ pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     })
     .await?;
     if json_out {
-        print_json(&cli::agents_json(&all))
+        print_json(&client::agents_json(&all))
     } else {
-        println!("{}", cli::agents_table(cli::output(), &all));
-        for w in cli::cert_warnings(&all, chrono::Utc::now().timestamp_micros()) {
+        println!("{}", client::agents_table(out, &all));
+        for w in client::cert_warnings(&all, chrono::Utc::now().timestamp_micros()) {
             eprintln!("{w}");
         }
         Ok(())
@@ -70,16 +69,16 @@ pub async fn agents(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
 
 async fn all_devices(
     c: &mut DevicesClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     opd: &str,
     state: &str,
 ) -> Result<Vec<v1::DeviceInfo>, CliError> {
-    cli::every_page(url, |page_token| {
+    client::every_page(cfg, |page_token| {
         let mut c = c.clone();
         let (opd, state) = (opd.to_string(), state.to_string());
         async move {
             let r = c
-                .list_devices(cli::request(v1::ListDevicesRequest {
+                .list_devices(client::request(v1::ListDevicesRequest {
                     page_token,
                     opd,
                     state,
@@ -96,23 +95,23 @@ async fn all_devices(
 /// `siaga devices`: every page.
 pub async fn devices(
     cfg: &SiagaConfig,
+    out: Output,
     opd: Option<String>,
     state: Option<String>,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(cli::channel(cfg).await?);
+    let mut c = client(client::channel(cfg).await?);
     let all = all_devices(
         &mut c,
-        &url,
+        cfg,
         opd.as_deref().unwrap_or(""),
         state.as_deref().unwrap_or(""),
     )
     .await?;
     if json_out {
-        print_json(&cli::devices_json(&all))
+        print_json(&client::devices_json(&all))
     } else {
-        println!("{}", cli::devices_table(cli::output(), &all));
+        println!("{}", client::devices_table(out, &all));
         Ok(())
     }
 }
@@ -125,18 +124,17 @@ fn next_wait(wait: Duration) -> Duration {
 /// `siaga devices --watch`: a line per state change as the collector sees
 /// it (a JSON object per line with --json), across collector restarts.
 pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
     let mut shown: std::collections::HashMap<String, String> = Default::default();
     let mut wait = Duration::from_secs(1);
     let mut connected_once = false;
     loop {
         let stream = async {
-            let mut c = client(cli::channel(cfg).await?);
+            let mut c = client(client::channel(cfg).await?);
             c.watch_devices(v1::WatchDevicesRequest {
                 opd: opd.clone().unwrap_or_default(),
             })
             .await
-            .map_err(|s| cli::status_error(&url, s))
+            .map_err(|s| client::status_error(cfg, s))
             .map(tonic::Response::into_inner)
         }
         .await;
@@ -179,11 +177,11 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
                     eprintln!("siaga: the collector closed the watch; reconnecting");
                     break;
                 }
-                Err(s) if cli::is_reconnectable(&s) => {
-                    eprintln!("siaga: {}; reconnecting", cli::status_error(&url, s));
+                Err(s) if client::is_reconnectable(&s) => {
+                    eprintln!("siaga: {}; reconnecting", client::status_error(cfg, s));
                     break;
                 }
-                Err(s) => return Err(cli::status_error(&url, s)),
+                Err(s) => return Err(client::status_error(cfg, s)),
             }
         }
         tokio::time::sleep(wait).await;
@@ -191,14 +189,13 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
 }
 
 /// `siaga links`: every page.
-pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let c = client(cli::channel(cfg).await?);
-    let all = cli::every_page(&url, |page_token| {
+pub async fn links(cfg: &SiagaConfig, out: Output, json_out: bool) -> Result<(), CliError> {
+    let c = client(client::channel(cfg).await?);
+    let all = client::every_page(cfg, |page_token| {
         let mut c = c.clone();
         async move {
             let r = c
-                .list_links(cli::request(v1::ListLinksRequest {
+                .list_links(client::request(v1::ListLinksRequest {
                     page_token,
                     ..Default::default()
                 }))
@@ -214,7 +211,7 @@ pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
     } else {
         println!(
             "{}",
-            cli::links_table(cli::output(), &v, cfg.zone()).map_err(CliError::Message)?
+            client::links_table(out, &v, cfg.zone()).map_err(CliError::Message)?
         );
         Ok(())
     }
@@ -223,20 +220,20 @@ pub async fn links(cfg: &SiagaConfig, json_out: bool) -> Result<(), CliError> {
 /// `siaga device ID`.
 pub async fn device(
     cfg: &SiagaConfig,
+    out: Output,
     id: String,
     since: &str,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
     let since = since_us(cfg, since)?;
-    let mut c = client(cli::channel(cfg).await?);
+    let mut c = client(client::channel(cfg).await?);
     let d = c
-        .get_device(cli::request(v1::GetDeviceRequest {
+        .get_device(client::request(v1::GetDeviceRequest {
             id,
             since: Some(timestamp(since)),
         }))
         .await
-        .map_err(|s| cli::status_error(&url, s))?
+        .map_err(|s| client::status_error(cfg, s))?
         .into_inner();
     let v = json(&d)?;
     if json_out {
@@ -244,7 +241,7 @@ pub async fn device(
     } else {
         println!(
             "{}",
-            cli::device_view(cli::output(), &v, cfg.zone()).map_err(CliError::Message)?
+            client::device_view(out, &v, cfg.zone()).map_err(CliError::Message)?
         );
         Ok(())
     }
@@ -254,13 +251,13 @@ pub async fn device(
 /// --json a JSON array written as it comes).
 pub async fn history(
     cfg: &SiagaConfig,
+    o: Output,
     device: String,
     since: &str,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
     let since = since_us(cfg, since)?;
-    let mut c = client(cli::channel(cfg).await?);
+    let mut c = client(client::channel(cfg).await?);
     let mut stream = c
         .history(v1::HistoryRequest {
             device,
@@ -268,7 +265,7 @@ pub async fn history(
             until: None,
         })
         .await
-        .map_err(|s| cli::status_error(&url, s))?
+        .map_err(|s| client::status_error(cfg, s))?
         .into_inner();
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
@@ -281,7 +278,7 @@ pub async fn history(
     while let Some(chunk) = stream
         .message()
         .await
-        .map_err(|s| cli::status_error(&url, s))?
+        .map_err(|s| client::status_error(cfg, s))?
     {
         for s in &chunk.samples {
             if json_out {
@@ -297,12 +294,7 @@ pub async fn history(
     if json_out {
         writeln!(out, "{}]", if first { "" } else { "\n" }).map_err(io)?;
     } else {
-        writeln!(
-            out,
-            "{}",
-            cli::history_table(cli::output(), &rows, cfg.zone())
-        )
-        .map_err(io)?;
+        writeln!(out, "{}", client::history_table(o, &rows, cfg.zone())).map_err(io)?;
     }
     out.flush().map_err(io)
 }

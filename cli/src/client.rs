@@ -1,38 +1,19 @@
-//! The `siaga` CLI for people: talks to the collector's admin API only.
+//! What every `siaga` command shares: the channel to the collector and its
+//! errors as sentences, paging, documents, times and tables as `-o` asks.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use serde::Deserialize;
 use serde_json::{Value, json};
+use siaga_proto::client::ClientError;
+use siaga_proto::config::ConfigError;
+use siaga_proto::time::rfc3339;
 use siaga_proto::v1::admin_client::AdminClient;
 use siaga_proto::v1::{self};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::admin::rfc3339;
-use crate::config::{parse_toml, resolve};
-use crate::error::ConfigError;
-
-/// `siaga.toml`, written by `siaga-collector enroll user`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SiagaConfig {
-    /// The collector's URL, e.g. `https://127.0.0.1:7443`.
-    pub collector: String,
-    /// TLS name to verify (default: the host of `collector`).
-    pub server_name: Option<String>,
-    /// Informative: the identity is the certificate.
-    #[serde(default)]
-    pub user: String,
-    /// The province's IANA time zone, in which local times typed on the
-    /// command line are read (`--from "2026-12-07 22:00"`). Default
-    /// "Asia/Jakarta"; `enroll user` writes the collector's.
-    #[serde(default = "default_time_zone")]
-    pub time_zone: String,
-    /// Certificate files.
-    pub tls: ClientTls,
-}
+pub use siaga_proto::client::{SiagaConfig, config_path};
 
 /// A time as people read it: local to the province, with the zone's
 /// abbreviation ("2026-12-07 16:00:05 WIB").
@@ -53,29 +34,6 @@ pub fn local_text(v: &serde_json::Value, tz: chrono_tz::Tz) -> String {
     }
 }
 
-fn default_time_zone() -> String {
-    "Asia/Jakarta".into()
-}
-
-impl SiagaConfig {
-    /// The zone of [`Self::time_zone`] (checked when the file is read).
-    pub fn zone(&self) -> chrono_tz::Tz {
-        self.time_zone.parse().unwrap_or(chrono_tz::Asia::Jakarta)
-    }
-}
-
-/// The CLI's certificate files.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientTls {
-    /// The collector's CA.
-    pub ca: PathBuf,
-    /// The user's certificate.
-    pub cert: PathBuf,
-    /// The user's key.
-    pub key: PathBuf,
-}
-
 /// Something the user should read: one line, then a non-zero exit.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -91,95 +49,36 @@ pub enum CliError {
     Message(String),
 }
 
-impl SiagaConfig {
-    /// Reads `path`, resolving the TLS files against its directory.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            file: path.to_path_buf(),
-            error,
-        })?;
-        let mut c: SiagaConfig = parse_toml(path, &text)?;
-        c.check(path, &text)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        c.tls.ca = resolve(base, &c.tls.ca);
-        c.tls.cert = resolve(base, &c.tls.cert);
-        c.tls.key = resolve(base, &c.tls.key);
-        Ok(c)
-    }
-}
-
-impl SiagaConfig {
-    /// The collector's URL must be `https://`: the admin API speaks mutual
-    /// TLS only, and a plaintext connection would carry the user's requests
-    /// (and a backup's whole store) unauthenticated and in clear.
-    pub fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        if let Err(e) = crate::sop::calendar::zone_offset(&self.time_zone) {
-            let message = e.to_string();
-            return Err(ConfigError::Invalid {
-                file: path.to_path_buf(),
-                line: crate::config::line_of_top_key(text, "time_zone"),
-                key: "time_zone".into(),
-                message: message
-                    .split_once(": ")
-                    .map_or(message.clone(), |(_, m)| m.to_string()),
-            });
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Config(c) => CliError::Config(c),
+            ClientError::Message(m) => CliError::Message(m),
         }
-        let url = self.collector.trim();
-        let host = url
-            .strip_prefix("https://")
-            .map(|rest| rest.split('/').next().unwrap_or_default());
-        let message = match host {
-            Some(h) if !h.is_empty() => return Ok(()),
-            Some(_) => format!("{url:?} has no host: write collector = \"https://HOST:PORT\""),
-            None => {
-                let rest = url.split_once("://").map_or(url, |(_, r)| r);
-                format!(
-                    "{url:?} is not an https:// URL; the collector speaks TLS only: \
-                     write collector = \"https://{rest}\" (as `enroll user` wrote it)"
-                )
-            }
-        };
-        Err(ConfigError::Invalid {
-            file: path.to_path_buf(),
-            line: crate::config::line_of_top_key(text, "collector"),
-            key: "collector".into(),
-            message,
-        })
     }
 }
 
-/// The config file to use: `--config`, else `SIAGA_CONFIG`, else `~/.config/siaga/siaga.toml`.
-pub fn config_path(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
-    if let Some(p) = flag {
-        return Ok(p);
-    }
-    if let Some(p) = std::env::var_os("SIAGA_CONFIG").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".config/siaga/siaga.toml")),
-        None => Err(CliError::Message(
-            "no config: use --config FILE or set SIAGA_CONFIG".into(),
-        )),
-    }
+/// Connects to the admin API with the user's certificate.
+pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, CliError> {
+    Ok(siaga_proto::client::connect(cfg).await?)
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    let s = cur.to_string();
-    // "Connection refused (os error 111)" reads better without the errno.
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_lowercase(),
-        None => s,
-    }
+/// A TLS channel to the collector with the user's certificate, for the
+/// typed clients (`XClient::new(channel)`). Streams (history, following,
+/// watching) have no overall deadline; a unary call sets its own
+/// ([`request`]).
+pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
+    Ok(siaga_proto::client::channel(cfg).await?)
+}
+
+/// A gRPC status of a call made with `cfg` as one line.
+pub fn status_error(cfg: &SiagaConfig, s: tonic::Status) -> CliError {
+    siaga_proto::client::status_error(cfg, s).into()
 }
 
 /// Every page of a listing: `page(token)` asks for one page and answers
 /// its items and the next page's token (empty after the last).
-pub async fn every_page<T, F, Fut>(url: &str, mut page: F) -> Result<Vec<T>, CliError>
+pub async fn every_page<T, F, Fut>(cfg: &SiagaConfig, mut page: F) -> Result<Vec<T>, CliError>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
@@ -187,7 +86,7 @@ where
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
-        let (items, next) = page(token).await.map_err(|s| status_error(url, s))?;
+        let (items, next) = page(token).await.map_err(|s| status_error(cfg, s))?;
         all.extend(items);
         if next.is_empty() {
             return Ok(all);
@@ -201,22 +100,22 @@ where
 /// `json`, what was received as one JSON object: the document's
 /// description (proto3 JSON), `out` when written, `text` when not.
 pub async fn save_document(
-    url: &str,
+    cfg: &SiagaConfig,
     answer: Result<tonic::Response<tonic::Streaming<v1::DocumentChunk>>, tonic::Status>,
     out: Option<&Path>,
     what: &str,
     json: bool,
 ) -> Result<(v1::DocumentInfo, String), CliError> {
-    use crate::api::document::{ReceiveError, receive};
-    let stream = answer.map_err(|s| status_error(url, s))?.into_inner();
+    use siaga_proto::document::{ReceiveError, receive};
+    let stream = answer.map_err(|s| status_error(cfg, s))?.into_inner();
     let doc = receive(stream).await.map_err(|e| match e {
-        ReceiveError::Status(s) => status_error(url, s),
+        ReceiveError::Status(s) => status_error(cfg, s),
         ReceiveError::Bad(m) => CliError::Message(format!("{what}: {m}")),
     })?;
     let existed = out.is_some_and(Path::exists);
     if let Some(p) = out {
-        crate::safe_file::write(p, &doc.bytes, crate::safe_file::PUBLIC)
-            .map_err(|e| CliError::Message(e.to_string()))?;
+        write_file(p, &doc.bytes)
+            .map_err(|e| CliError::Message(format!("{}: cannot write: {e}", p.display())))?;
     }
     if json {
         let mut v =
@@ -247,149 +146,42 @@ pub async fn save_document(
     Ok((doc.info, said))
 }
 
-/// The config of this run, for phrasing a refusal that shows only on a call
-/// (a revoked certificate is refused by the admin API, not the handshake):
-/// set once by [`connect`]; the CLI makes one connection.
-static IN_USE: std::sync::OnceLock<SiagaConfig> = std::sync::OnceLock::new();
-
-/// When the certificate in `pem` stops being valid, local in `tz`
-/// (`2020-12-31 07:00 WIB`).
-fn not_after(pem: &Path, tz: chrono_tz::Tz) -> Option<String> {
-    let bytes = std::fs::read(pem).ok()?;
-    let (_, p) = x509_parser::pem::parse_x509_pem(&bytes).ok()?;
-    let cert = p.parse_x509().ok()?;
-    let ts = cert.validity().not_after.timestamp();
-    chrono::DateTime::from_timestamp(ts, 0)
-        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string())
-}
-
-/// The serial of the certificate in `pem`, as the ledger writes it.
-fn serial_of(pem: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(pem).ok()?;
-    let der = crate::revoke::pem_to_der(&text).ok()?;
-    crate::revoke::serial_of(&der).ok()
-}
-
-/// One sentence for a TLS problem, ending in what to do about it.
-pub fn tls_advice(p: siaga_proto::tls::TlsProblem, cfg: &SiagaConfig) -> String {
-    use siaga_proto::tls::TlsProblem::*;
-    let url = &cfg.collector;
-    let user = if cfg.user.is_empty() {
-        "NAME"
-    } else {
-        &cfg.user
+/// Writes `data` to `path` (mode 0644): a new file under a random name
+/// beside it, renamed into place, so a reader sees the old file or the new
+/// one, never half; a rename replaces a symlink there, it does not write
+/// through it. A regular file it replaces keeps its owner and group (as far
+/// as the user may give them) and is never made more readable than it was.
+fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    let cert = cfg.tls.cert.display();
-    match p {
-        PeerNotSignedByOurCa => format!(
-            "the collector at {url} presents a certificate not signed by the CA in siaga.toml \
-             ({}): copy ca.pem from the collector's directory (or from a fresh \
-             `siaga-collector enroll user`) over that file",
-            cfg.tls.ca.display()
-        ),
-        PeerWrongName => format!(
-            "the collector's certificate is not valid for the name {:?}: set server_name in \
-             siaga.toml to a name given to `siaga-collector init --host`, or reach the collector \
-             by that name",
-            cfg.server_name.clone().unwrap_or_else(|| host_of(url))
-        ),
-        PeerExpired => format!(
-            "the collector at {url} presents an expired certificate (or this machine's clock is \
-             wrong): ask the collector's admin to renew the server certificate"
-        ),
-        OursExpired => format!(
-            "your certificate ({cert}) expired{}: ask for a new one: \
-             siaga-collector renew --dir COLLECTOR_DIR --user {user} --out DIR",
-            not_after(&cfg.tls.cert, cfg.zone()).map_or(String::new(), |d| format!(" on {d}"))
-        ),
-        OursRevoked => revoked_advice(cfg, None),
-        OursNotSignedByTheirCa => format!(
-            "the collector at {url} refused your certificate ({cert}): it is not signed by this \
-             collector's CA (issued by another collector?): ask for one from this collector: \
-             siaga-collector enroll user --dir COLLECTOR_DIR --name {user} --role ROLE --out DIR"
-        ),
-        OursRefused => format!(
-            "the collector at {url} refused your certificate ({cert}): ask for a new one: \
-             siaga-collector renew --dir COLLECTOR_DIR --user {user} --out DIR"
-        ),
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut mode = 0o644;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    if let Ok(old) = std::fs::symlink_metadata(path)
+        && old.file_type().is_file()
+    {
+        mode &= old.mode() & 0o777;
+        // Not permitted to an ordinary user for another's file: then the
+        // new file is the user's, with the narrower mode.
+        let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()));
     }
-}
-
-fn revoked_advice(cfg: &SiagaConfig, serial: Option<String>) -> String {
-    let user = if cfg.user.is_empty() {
-        "NAME"
-    } else {
-        &cfg.user
-    };
-    format!(
-        "your certificate {} (siaga://user/{user}) has been revoked: ask the collector's \
-         admin for a new one: \
-         siaga-collector enroll user --dir COLLECTOR_DIR --name {user} --role ROLE --out DIR",
-        serial
-            .or_else(|| serial_of(&cfg.tls.cert))
-            .unwrap_or_else(|| cfg.tls.cert.display().to_string())
-    )
-}
-
-fn host_of(url: &str) -> String {
-    let rest = url.strip_prefix("https://").unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or_default();
-    match authority.rsplit_once(':') {
-        Some((h, _)) => h.trim_matches(['[', ']']).to_string(),
-        None => authority.to_string(),
-    }
-}
-
-/// Connects to the admin API with the user's certificate.
-pub async fn connect(cfg: &SiagaConfig) -> Result<AdminClient<Channel>, CliError> {
-    Ok(
-        AdminClient::new(channel_with(cfg, Some(Duration::from_secs(60))).await?)
-            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(siaga_proto::MAX_MESSAGE_BYTES),
-    )
-}
-
-/// A TLS channel to the collector with the user's certificate, for the
-/// typed clients (`XClient::new(channel)`). Streams (history, following,
-/// watching) have no overall deadline; a unary call sets its own
-/// ([`request`]).
-pub async fn channel(cfg: &SiagaConfig) -> Result<Channel, CliError> {
-    channel_with(cfg, None).await
-}
-
-async fn channel_with(cfg: &SiagaConfig, timeout: Option<Duration>) -> Result<Channel, CliError> {
-    let _ = IN_USE.set(cfg.clone());
-    let read = |p: &Path| {
-        std::fs::read(p)
-            .map_err(|e| CliError::Message(format!("{}: {}", p.display(), root_cause(&e))))
-    };
-    let url = &cfg.collector;
-    let connector = siaga_proto::dial::Connector::new(
-        url,
-        &read(&cfg.tls.ca)?,
-        &read(&cfg.tls.cert)?,
-        &read(&cfg.tls.key)?,
-        cfg.server_name.as_deref(),
-    )
-    .map_err(|e| CliError::Message(format!("TLS setup: {e}")))?;
-    let endpoint = Endpoint::from_shared(connector.endpoint_uri())
-        .map_err(|e| CliError::Message(format!("collector URL {url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(20));
-    let endpoint = match timeout {
-        Some(t) => endpoint.timeout(t),
-        None => endpoint,
-    };
-    endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| {
-            CliError::Message(match siaga_proto::tls::diagnose(&e) {
-                Some(p) => tls_advice(p, cfg),
-                None => format!("cannot reach collector at {url}: {}", root_cause(&e)),
-            })
-        })
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
 }
 
 /// Whether a stream that ended with `s` is worth reconnecting: the
@@ -410,43 +202,6 @@ pub fn request<T>(msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(Duration::from_secs(60));
     r
-}
-
-/// A gRPC status as one line.
-pub fn status_error(url: &str, s: tonic::Status) -> CliError {
-    let cfg = IN_USE.get();
-    if let (Some(p), Some(cfg)) = (siaga_proto::tls::diagnose(&s), cfg) {
-        return CliError::Message(tls_advice(p, cfg));
-    }
-    let msg = match s.code() {
-        tonic::Code::Unavailable => {
-            let cause = std::error::Error::source(&s)
-                .map(root_cause)
-                .unwrap_or_else(|| s.message().to_string());
-            format!("cannot reach collector at {url}: {cause}")
-        }
-        tonic::Code::Unauthenticated
-            if s.metadata()
-                .get(siaga_proto::REFUSAL_KEY)
-                .map(|v| v.as_bytes())
-                == Some(siaga_proto::REFUSAL_REVOKED.as_bytes()) =>
-        {
-            let serial = s
-                .metadata()
-                .get(siaga_proto::SERIAL_KEY)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            match cfg {
-                Some(cfg) => revoked_advice(cfg, serial),
-                None => format!("refused by the collector: {}", s.message()),
-            }
-        }
-        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
-            format!("refused by the collector: {}", s.message())
-        }
-        _ => format!("collector: {}", s.message()),
-    };
-    CliError::Message(msg)
 }
 
 fn ts_or_null(us: i64) -> Value {
@@ -513,31 +268,13 @@ pub enum Output {
     Json,
 }
 
-/// The `-o` of this run, set once by `siaga`'s `main`.
-static OUTPUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
-
-/// Sets how tables are printed for the rest of the run.
-pub fn set_output(o: Output) {
-    let _ = OUTPUT.set(o);
-}
-
-/// The `-o` of this run.
-pub fn output() -> Output {
-    OUTPUT.get().copied().unwrap_or_default()
-}
-
 /// Columns whose every cell is at most this wide are never wrapped (ids,
 /// states, times): only the long text columns give way to the width.
 const KEEP_WHOLE: u16 = 24;
 
 /// An empty table with `header`, in the CLI's style: fitted to the
 /// terminal's width unless `-o wide`.
-pub fn table(header: &[&str]) -> Table {
-    table_as(output(), header)
-}
-
-/// [`table`] for output `o`.
-pub fn table_as(o: Output, header: &[&str]) -> Table {
+pub fn table(o: Output, header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(header.to_vec());
@@ -570,21 +307,16 @@ pub fn fitted(o: Output, header: &[&str], narrow: &[&str], rows: Vec<Vec<String>
             .map(|i| r.get(*i).cloned().unwrap_or_default())
             .collect()
     };
-    let mut t = table_as(o, &keep.iter().map(|i| header[*i]).collect::<Vec<_>>());
+    let mut t = table(o, &keep.iter().map(|i| header[*i]).collect::<Vec<_>>());
     for r in rows {
         t.add_row(pick(&r));
     }
-    show_as(o, &t)
+    show(o, &t)
 }
 
 /// A table as `-o` asks: drawn, or tab-separated (`plain`; tabs and line
 /// breaks inside a cell become spaces).
-pub fn show(t: &Table) -> String {
-    show_as(output(), t)
-}
-
-/// [`show`] for output `o`.
-pub fn show_as(o: Output, t: &Table) -> String {
+pub fn show(o: Output, t: &Table) -> String {
     if o == Output::Table {
         let mut t = t.clone();
         let widths = t.column_max_content_widths();

@@ -9,16 +9,11 @@ use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
-use comfy_table::Table;
 
 use siaga_proto::v1::{self, tickets_client::TicketsClient};
 use tonic::transport::Channel;
 
-use crate::cli::{CliError, SiagaConfig};
-
-fn table(header: &[&str]) -> Table {
-    crate::cli::table(header)
-}
+use crate::client::{CliError, Output, SiagaConfig, table};
 
 /// `siaga tickets`.
 #[derive(Debug, Clone, Default, Args)]
@@ -61,7 +56,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
 /// A time of an answer as people read it (local, with the zone); empty
 /// when unset.
 fn local(t: Option<&pbjson_types::Timestamp>, tz: chrono_tz::Tz) -> String {
-    t.map(|t| crate::cli::local_time(tz, super::wire::time(t)))
+    t.map(|t| crate::client::local_time(tz, siaga_proto::time::time(t)))
         .unwrap_or_default()
 }
 
@@ -93,17 +88,19 @@ impl TicketsCmd {
     }
 
     /// Runs `siaga tickets`: every page, then the table or the JSON array.
-    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
-        let url = cfg.collector.clone();
-        let c = tickets_client(crate::cli::channel(cfg).await?);
-        let all = crate::cli::every_page(&url, |page_token| {
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
+        let c = tickets_client(crate::client::channel(cfg).await?);
+        let all = crate::client::every_page(cfg, |page_token| {
             let mut c = c.clone();
             let r = v1::ListTicketsRequest {
                 page_token,
                 ..self.request()
             };
             async move {
-                let r = c.list_tickets(crate::cli::request(r)).await?.into_inner();
+                let r = c
+                    .list_tickets(crate::client::request(r))
+                    .await?
+                    .into_inner();
                 Ok((r.tickets, r.next_page_token))
             }
         })
@@ -111,39 +108,36 @@ impl TicketsCmd {
         if self.json {
             return print_json(&all);
         }
-        println!("{}", self.render_as(&all, cfg.zone(), crate::cli::output()));
+        println!("{}", self.render_as(&all, cfg.zone(), out));
         Ok(())
     }
 
-    fn render_as(
-        &self,
-        tickets: &[v1::Ticket],
-        tz: chrono_tz::Tz,
-        output: crate::cli::Output,
-    ) -> String {
+    fn render_as(&self, tickets: &[v1::Ticket], tz: chrono_tz::Tz, output: Output) -> String {
         // The default table keeps what the helpdesk scans for and fits an
         // 80-column terminal; -o wide and -o plain have every column.
-        let narrow = output == crate::cli::Output::Table;
+        let narrow = output == Output::Table;
         let zone = tz.name();
-        let abbr =
-            crate::sop::calendar::zone_offset(zone).map_or_else(|_| zone.to_string(), |z| z.1);
+        let abbr = siaga_proto::zone::offset(zone).map_or_else(|_| zone.to_string(), |z| z.1);
         let due_header = format!("due ({abbr})");
         let mut t = if narrow {
-            table(&["id", "opd", "problem", "turn", &due_header])
+            table(output, &["id", "opd", "problem", "turn", &due_header])
         } else {
-            table(&[
-                "id",
-                "opd",
-                "device / link",
-                "problem",
-                "step",
-                "role",
-                "due",
-                "opened",
-                "recovered",
-                "occ",
-                "affected",
-            ])
+            table(
+                output,
+                &[
+                    "id",
+                    "opd",
+                    "device / link",
+                    "problem",
+                    "step",
+                    "role",
+                    "due",
+                    "opened",
+                    "recovered",
+                    "occ",
+                    "affected",
+                ],
+            )
         };
         for x in tickets {
             let subject = match (x.device.as_str(), x.link.as_str()) {
@@ -169,7 +163,7 @@ impl TicketsCmd {
                     |d| {
                         format!(
                             "{}{late}",
-                            super::wire::time(d)
+                            siaga_proto::time::time(d)
                                 .with_timezone(&tz)
                                 .format("%Y-%m-%d %H:%M")
                         )
@@ -200,20 +194,19 @@ impl TicketsCmd {
                 x.affected.join(", "),
             ]);
         }
-        crate::cli::show(&t)
+        crate::client::show(output, &t)
     }
 }
 
 /// Every record of ticket `id`'s audit trail, page by page.
 pub async fn audit_records(cfg: &SiagaConfig, id: &str) -> Result<Vec<v1::AuditRecord>, CliError> {
-    let url = cfg.collector.clone();
-    let c = tickets_client(crate::cli::channel(cfg).await?);
-    crate::cli::every_page(&url, |page_token| {
+    let c = tickets_client(crate::client::channel(cfg).await?);
+    crate::client::every_page(cfg, |page_token| {
         let mut c = c.clone();
         let id = id.to_string();
         async move {
             let r = c
-                .list_audit_records(crate::cli::request(v1::ListAuditRecordsRequest {
+                .list_audit_records(crate::client::request(v1::ListAuditRecordsRequest {
                     id,
                     page_size: 0,
                     page_token,
@@ -241,25 +234,26 @@ pub enum TicketShowCmd {
 
 impl TicketShowCmd {
     /// Runs `siaga ticket show`.
-    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
         let TicketShowCmd::Show { id, json } = self;
-        let url = cfg.collector.clone();
-        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        let mut c = tickets_client(crate::client::channel(cfg).await?);
         let d = c
-            .get_ticket(crate::cli::request(v1::GetTicketRequest { id: id.clone() }))
+            .get_ticket(crate::client::request(v1::GetTicketRequest {
+                id: id.clone(),
+            }))
             .await
-            .map_err(|s| crate::cli::status_error(&url, s))?
+            .map_err(|s| crate::client::status_error(cfg, s))?
             .into_inner();
         if *json {
             return print_json(&d);
         }
-        println!("{}", render_detail(&d, cfg.zone()));
+        println!("{}", render_detail(&d, out, cfg.zone()));
         Ok(())
     }
 }
 
 /// `siaga ticket show` as text.
-fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
+fn render_detail(d: &v1::TicketDetail, o: Output, tz: chrono_tz::Tz) -> String {
     let v = d.ticket.clone().unwrap_or_default();
     let mut out = String::new();
     let line = |out: &mut String, k: &str, val: String| {
@@ -337,11 +331,11 @@ fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
         let list = d
             .measurements
             .iter()
-            .map(crate::measure::wire::measurement_back)
+            .map(crate::view::measurement_back)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the collector sent a measurement this siaga cannot read: {e}"));
         match list {
-            Ok(list) => out.push_str(&crate::measure::cli::list_table(&list, tz)),
+            Ok(list) => out.push_str(&crate::measure::list_table(&list, o, tz)),
             Err(e) => out.push_str(&e),
         }
         out.push('\n');
@@ -507,8 +501,8 @@ impl MaintenanceCmd {
             };
             v1::MaintenanceSchedule {
                 kind: "once".into(),
-                start: Some(super::wire::ts(start)),
-                end: Some(super::wire::ts(end)),
+                start: Some(siaga_proto::time::ts(start)),
+                end: Some(siaga_proto::time::ts(end)),
                 ..Default::default()
             }
         };
@@ -520,18 +514,17 @@ impl MaintenanceCmd {
     }
 
     /// Runs `siaga maintenance …` on the `Tickets` service.
-    pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
-        let url = cfg.collector.clone();
+    pub async fn run(&self, cfg: &SiagaConfig, out: Output) -> Result<(), CliError> {
         let tz = cfg.zone();
-        let fail = |s| crate::cli::status_error(&url, s);
-        let mut c = tickets_client(crate::cli::channel(cfg).await?);
+        let fail = |s| crate::client::status_error(cfg, s);
+        let mut c = tickets_client(crate::client::channel(cfg).await?);
         match self {
             MaintenanceCmd::List { json } => {
-                let all = crate::cli::every_page(&url, |page_token| {
+                let all = crate::client::every_page(cfg, |page_token| {
                     let mut c = c.clone();
                     async move {
                         let r = c
-                            .list_maintenance_windows(crate::cli::request(
+                            .list_maintenance_windows(crate::client::request(
                                 v1::ListMaintenanceWindowsRequest {
                                     page_size: 0,
                                     page_token,
@@ -546,10 +539,10 @@ impl MaintenanceCmd {
                 if *json {
                     return print_json(&all);
                 }
-                println!("{}", windows_table(&all, tz));
+                println!("{}", windows_table(&all, out, tz));
             }
             MaintenanceCmd::Remove { id, json } => {
-                c.remove_maintenance_window(crate::cli::request(
+                c.remove_maintenance_window(crate::client::request(
                     v1::RemoveMaintenanceWindowRequest { id: *id },
                 ))
                 .await
@@ -565,7 +558,7 @@ impl MaintenanceCmd {
                     .map_err(CliError::Usage)?
                     .ok_or_else(|| CliError::Message("not an add".into()))?;
                 let w = c
-                    .add_maintenance_window(crate::cli::request(r))
+                    .add_maintenance_window(crate::client::request(r))
                     .await
                     .map_err(fail)?
                     .into_inner();
@@ -584,8 +577,8 @@ impl MaintenanceCmd {
     }
 }
 
-fn windows_table(windows: &[v1::MaintenanceWindow], tz: chrono_tz::Tz) -> String {
-    let mut t = table(&["id", "covers", "when", "reason", "by"]);
+fn windows_table(windows: &[v1::MaintenanceWindow], o: Output, tz: chrono_tz::Tz) -> String {
+    let mut t = table(o, &["id", "covers", "when", "reason", "by"]);
     for w in windows {
         t.add_row(vec![
             w.id.to_string(),
@@ -595,7 +588,7 @@ fn windows_table(windows: &[v1::MaintenanceWindow], tz: chrono_tz::Tz) -> String
             dash(&w.created_by),
         ]);
     }
-    crate::cli::show(&t)
+    crate::client::show(o, &t)
 }
 
 fn scope_text(v: Option<&v1::MaintenanceScope>) -> String {
@@ -623,7 +616,7 @@ fn schedule_text(v: Option<&v1::MaintenanceSchedule>, tz: chrono_tz::Tz) -> Stri
         "weekly" => {
             let off = i64::from(v.utc_offset_minutes);
             // The province's zone by its name (WIB); another offset as is.
-            let ours = crate::sop::calendar::zone_offset(tz.name())
+            let ours = siaga_proto::zone::offset(tz.name())
                 .ok()
                 .filter(|(o, _)| i64::from(o.local_minus_utc()) == off * 60);
             let zone = match ours {
@@ -669,9 +662,25 @@ mod tests {
             .cmd
             .add_request(chrono_tz::Asia::Makassar)?
             .expect("an add");
-        // The window as the collector reads the request.
-        let scope = super::super::wire::scope_back(r.scope.as_ref().unwrap()).unwrap();
-        let schedule = super::super::wire::schedule_back(r.schedule.as_ref().unwrap()).unwrap();
+        // What the request says, field by field.
+        let scope = r.scope.as_ref().unwrap();
+        let scope = match scope.kind.as_str() {
+            "opd" => json!({"kind": "opd", "opd": scope.opd}),
+            "device" => json!({"kind": "device", "device": scope.device}),
+            "link" => json!({"kind": "link", "device": scope.device, "link": scope.link}),
+            other => panic!("scope kind {other:?}"),
+        };
+        let s = r.schedule.as_ref().unwrap();
+        let us = |t: &Option<pbjson_types::Timestamp>| {
+            t.as_ref()
+                .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+        };
+        let schedule = match s.kind.as_str() {
+            "once" => json!({"kind": "once", "start_us": us(&s.start), "end_us": us(&s.end)}),
+            "weekly" => json!({"kind": "weekly", "days": s.days, "start": s.start_time,
+                               "duration_s": s.duration_s, "utc_offset_minutes": s.utc_offset_minutes}),
+            other => panic!("schedule kind {other:?}"),
+        };
         Ok(json!({"scope": scope, "schedule": schedule, "reason": r.reason}))
     }
 
@@ -804,7 +813,7 @@ mod tests {
         let wide = cmd.render_as(
             std::slice::from_ref(&t),
             chrono_tz::Asia::Makassar,
-            crate::cli::Output::Wide,
+            Output::Wide,
         );
         for want in [
             "PJ-2026-0001",
@@ -821,7 +830,7 @@ mod tests {
         let narrow = cmd.render_as(
             std::slice::from_ref(&t),
             chrono_tz::Asia::Makassar,
-            crate::cli::Output::Table,
+            Output::Table,
         );
         for want in [
             "PJ-2026-0001",

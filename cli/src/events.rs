@@ -1,5 +1,5 @@
 //! `siaga events [--follow]`: the `Events` service from the CLI
-//! (siaga_proto and crate::cli only).
+//! (siaga_proto and crate::client only).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use clap::Args;
 use siaga_proto::v1::{self, events_client::EventsClient};
 use tonic::transport::Channel;
 
-use crate::cli::{self, CliError, SiagaConfig};
+use crate::client::{self, CliError, Output, SiagaConfig};
 
 /// `siaga events`.
 #[derive(Debug, Clone, Args)]
@@ -47,14 +47,14 @@ fn timestamp(us: i64) -> pbjson_types::Timestamp {
 
 /// Where `--since` starts, read in the province's zone.
 fn since(cfg: &SiagaConfig, text: &str) -> Result<pbjson_types::Timestamp, CliError> {
-    let us = crate::devices::cli::since_us(cfg, text)?;
+    let us = crate::devices::since_us(cfg, text)?;
     Ok(timestamp(us))
 }
 
 fn when(e: &v1::LogEvent, tz: chrono_tz::Tz) -> String {
     e.ts.as_ref()
         .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
-        .map(|t| cli::local_time(tz, t))
+        .map(|t| client::local_time(tz, t))
         .unwrap_or_default()
 }
 
@@ -75,24 +75,23 @@ fn client(ch: Channel) -> EventsClient<Channel> {
 }
 
 /// Runs `siaga events`.
-pub async fn run(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
+pub async fn run(cfg: &SiagaConfig, out: Output, c: &EventsCmd) -> Result<(), CliError> {
     if c.follow {
         follow(cfg, c).await
     } else {
-        list(cfg, c).await
+        list(cfg, out, c).await
     }
 }
 
-async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut client = client(cli::channel(cfg).await?);
+async fn list(cfg: &SiagaConfig, out: Output, c: &EventsCmd) -> Result<(), CliError> {
+    let mut client = client(client::channel(cfg).await?);
     let since = since(cfg, c.since.as_deref().unwrap_or("24h"))?;
     let limit = c.limit.unwrap_or(usize::MAX);
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
         let r = client
-            .list_events(cli::request(v1::ListEventsRequest {
+            .list_events(client::request(v1::ListEventsRequest {
                 page_size: 0,
                 page_token: token,
                 since: Some(since),
@@ -102,7 +101,7 @@ async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
                 kind: c.kind.clone().unwrap_or_default(),
             }))
             .await
-            .map_err(|s| cli::status_error(&url, s))?
+            .map_err(|s| client::status_error(cfg, s))?
             .into_inner();
         all.extend(r.events);
         if all.len() >= limit || r.next_page_token.is_empty() {
@@ -116,7 +115,7 @@ async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
         println!("{s}");
         return Ok(());
     }
-    let mut t = cli::table(&["time", "subject", "what", "reason", "ticket"]);
+    let mut t = client::table(out, &["time", "subject", "what", "reason", "ticket"]);
     for e in &all {
         t.add_row(vec![
             when(e, cfg.zone()),
@@ -126,12 +125,11 @@ async fn list(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
             e.ticket.clone(),
         ]);
     }
-    println!("{}", cli::show(&t));
+    println!("{}", client::show(out, &t));
     Ok(())
 }
 
 async fn follow(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
     let mut after = String::new();
     let mut wait = Duration::from_secs(1);
     let mut connected_once = false;
@@ -145,11 +143,11 @@ async fn follow(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
             after: after.clone(),
         };
         let stream = async {
-            let mut client = client(cli::channel(cfg).await?);
+            let mut client = client(client::channel(cfg).await?);
             client
                 .follow_events(req)
                 .await
-                .map_err(|s| cli::status_error(&url, s))
+                .map_err(|s| client::status_error(cfg, s))
                 .map(tonic::Response::into_inner)
         }
         .await;
@@ -189,11 +187,11 @@ async fn follow(cfg: &SiagaConfig, c: &EventsCmd) -> Result<(), CliError> {
                     eprintln!("siaga: the collector closed the stream; reconnecting");
                     break;
                 }
-                Err(s) if cli::is_reconnectable(&s) => {
-                    eprintln!("siaga: {}; reconnecting", cli::status_error(&url, s));
+                Err(s) if client::is_reconnectable(&s) => {
+                    eprintln!("siaga: {}; reconnecting", client::status_error(cfg, s));
                     break;
                 }
-                Err(s) => return Err(cli::status_error(&url, s)),
+                Err(s) => return Err(client::status_error(cfg, s)),
             }
         }
         tokio::time::sleep(wait).await;

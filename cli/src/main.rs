@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use siaga_collector::cli::{self, CliError, SiagaConfig};
-use siaga_collector::{devices, events, measure, report, sop, ticket};
+use siaga_cli::client::{self, CliError};
+use siaga_cli::{devices, events, measure, report, sop, ticket};
+use siaga_proto::client::SiagaConfig;
 use siaga_proto::v1;
 
 #[derive(Debug, Parser)]
@@ -28,7 +29,7 @@ struct Args {
         value_enum,
         default_value_t
     )]
-    output: cli::Output,
+    output: client::Output,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -62,7 +63,7 @@ enum Cmd {
         /// Device id.
         device: String,
         /// How far back, e.g. 30m, 6h, 2d.
-        #[arg(long, default_value = "1h", value_parser = siaga_collector::usage::since_arg)]
+        #[arg(long, default_value = "1h", value_parser = siaga_cli::usage::since_arg)]
         since: String,
         /// Print a JSON array.
         #[arg(long)]
@@ -79,7 +80,7 @@ enum Cmd {
         /// Device id.
         id: String,
         /// How far back the history goes, e.g. 30m, 6h, 2d.
-        #[arg(long, default_value = "1h", value_parser = siaga_collector::usage::since_arg)]
+        #[arg(long, default_value = "1h", value_parser = siaga_cli::usage::since_arg)]
         since: String,
         /// Print a JSON object.
         #[arg(long)]
@@ -92,36 +93,36 @@ enum Cmd {
         json: bool,
     },
     /// Tickets: the SOP's requests and the faults the collector found.
-    Tickets(ticket::cli::TicketsCmd),
+    Tickets(ticket::TicketsCmd),
     /// One ticket: show it, or take an SOP action on it.
     Ticket {
         #[command(subcommand)]
         cmd: TicketSub,
     },
     /// State changes and what the health engine did about them.
-    Events(events::cli::EventsCmd),
+    Events(events::EventsCmd),
     /// What waits on you (your roles' turn in the SOP).
-    Inbox(sop::cli::InboxCmd),
+    Inbox(sop::InboxCmd),
     /// The Buku permintaan Layanan dan Gangguan for a period (CSV or xlsx).
-    Register(sop::cli::RegisterCmd),
+    Register(sop::RegisterCmd),
     /// Every ticket's hash-chained audit trail, checked by the collector
     /// while it serves (admin); a broken trail exits 1.
-    Trails(sop::cli::TrailsCmd),
+    Trails(sop::TrailsCmd),
     /// Users and their roles (admin).
     User {
         #[command(subcommand)]
-        cmd: sop::cli::UserCmd,
+        cmd: sop::UserCmd,
     },
     /// Maintenance windows: no tickets are opened inside one.
     Maintenance {
         #[command(subcommand)]
-        cmd: ticket::cli::MaintenanceCmd,
+        cmd: ticket::MaintenanceCmd,
     },
     /// Have the OPD's agent measure a device now (ICMP burst; with --link,
     /// the link's SNMP status and rates); waits for the figures.
-    Measure(measure::cli::MeasureCmd),
+    Measure(measure::MeasureCmd),
     /// One measurement (see `siaga ticket measurements`).
-    Measurement(measure::cli::MeasurementCmd),
+    Measurement(measure::MeasurementCmd),
     /// Print the shell completion script, e.g. `siaga completion bash`
     /// (the package installs those of bash, zsh and fish).
     Completion {
@@ -140,25 +141,25 @@ enum Cmd {
 #[derive(Debug, Subcommand)]
 enum TicketSub {
     #[command(flatten)]
-    Show(ticket::cli::TicketShowCmd),
+    Show(ticket::TicketShowCmd),
     #[command(flatten)]
-    Sop(sop::cli::TicketCmd),
+    Sop(sop::TicketCmd),
     /// The control card (Kartu Kendali / Lembar Disposisi).
-    Card(sop::cli::CardCmd),
+    Card(sop::CardCmd),
     #[command(flatten)]
-    Measure(measure::cli::TicketMeasureCmd),
+    Measure(measure::TicketMeasureCmd),
     /// The work report (laporan pekerjaan): a draft until the Kepala Dinas's
     /// review, then the frozen final one.
-    Report(report::cli::ReportCmd),
+    Report(report::ReportCmd),
 }
 
 fn main() -> ExitCode {
-    let mut args = match siaga_collector::usage::parse::<Args>() {
+    let mut args = match siaga_cli::usage::parse::<Args>() {
         Ok(a) => a,
         Err(code) => return code,
     };
     // `-o json` is the command's own `--json`.
-    if args.output == cli::Output::Json {
+    if args.output == client::Output::Json {
         let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
         if !argv.iter().any(|a| a == "--json") {
             argv.push("--json".into());
@@ -170,11 +171,10 @@ fn main() -> ExitCode {
                     "siaga: -o json: this command prints no JSON; use -o table, wide or plain, \
                      e.g. siaga tickets -o json"
                 );
-                return ExitCode::from(siaga_collector::usage::EX_USAGE);
+                return ExitCode::from(siaga_cli::usage::EX_USAGE);
             }
         };
     }
-    cli::set_output(args.output);
     // What needs no configuration and no collector.
     match &args.cmd {
         Cmd::Completion { shell } => {
@@ -206,7 +206,7 @@ fn main() -> ExitCode {
     // before any connection is tried.
     if let Err(e) = check(&args.cmd) {
         eprintln!("siaga: {e}");
-        return ExitCode::from(siaga_collector::usage::EX_USAGE);
+        return ExitCode::from(siaga_cli::usage::EX_USAGE);
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ (CliError::Config(_) | CliError::Usage(_))) => {
             eprintln!("siaga: {e}");
-            ExitCode::from(siaga_collector::usage::EX_USAGE)
+            ExitCode::from(siaga_cli::usage::EX_USAGE)
         }
         Err(e) => {
             eprintln!("siaga: {e}");
@@ -244,12 +244,13 @@ fn check(cmd: &Cmd) -> Result<(), CliError> {
 }
 
 async fn run(args: Args) -> Result<(), CliError> {
-    let path = cli::config_path(args.config)?;
+    let path = client::config_path(args.config)?;
     let cfg = SiagaConfig::load(&path)?;
-    let url = cfg.collector.clone();
+    // How answers are printed (`-o`), handed to each command.
+    let out = args.output;
     // Every command asks one typed service (on its own channel).
     match args.cmd {
-        Cmd::Agents { json } => devices::cli::agents(&cfg, json).await,
+        Cmd::Agents { json } => devices::agents(&cfg, out, json).await,
         Cmd::Devices {
             json,
             opd,
@@ -257,19 +258,19 @@ async fn run(args: Args) -> Result<(), CliError> {
             watch,
         } => {
             if watch {
-                devices::cli::watch(&cfg, opd, json).await
+                devices::watch(&cfg, opd, json).await
             } else {
-                devices::cli::devices(&cfg, opd, state, json).await
+                devices::devices(&cfg, out, opd, state, json).await
             }
         }
         Cmd::History {
             device,
             since,
             json,
-        } => devices::cli::history(&cfg, device, &since, json).await,
-        Cmd::Links { json } => devices::cli::links(&cfg, json).await,
-        Cmd::Device { id, since, json } => devices::cli::device(&cfg, id, &since, json).await,
-        Cmd::Events(c) => events::cli::run(&cfg, &c).await,
+        } => devices::history(&cfg, out, device, &since, json).await,
+        Cmd::Links { json } => devices::links(&cfg, out, json).await,
+        Cmd::Device { id, since, json } => devices::device(&cfg, out, id, &since, json).await,
+        Cmd::Events(c) => events::run(&cfg, out, &c).await,
         // Documents, streamed.
         Cmd::Register(c) => print(c.run(&cfg).await?),
         Cmd::Ticket {
@@ -278,31 +279,31 @@ async fn run(args: Args) -> Result<(), CliError> {
         Cmd::Ticket {
             cmd: TicketSub::Report(c),
         } => print(c.run(&cfg).await?),
-        Cmd::Tickets(c) => c.run(&cfg).await,
+        Cmd::Tickets(c) => c.run(&cfg, out).await,
         // Measurements.
         Cmd::Ticket {
             cmd: TicketSub::Measure(c),
-        } => measure::cli::ticket(&cfg, &c).await,
-        Cmd::Measure(c) => measure::cli::device(&cfg, &c).await,
-        Cmd::Measurement(c) => measure::cli::show(&cfg, &c).await,
-        Cmd::Maintenance { cmd } => cmd.run(&cfg).await,
+        } => measure::ticket(&cfg, out, &c).await,
+        Cmd::Measure(c) => measure::device(&cfg, out, &c).await,
+        Cmd::Measurement(c) => measure::show(&cfg, out, &c).await,
+        Cmd::Maintenance { cmd } => cmd.run(&cfg, out).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),
-        } => c.run(&cfg).await,
+        } => c.run(&cfg, out).await,
         Cmd::Ticket {
             cmd: TicketSub::Sop(c),
-        } => c.run_typed(&cfg).await.map(drop),
-        Cmd::Inbox(c) => c.run(&cfg).await,
-        Cmd::Trails(c) => c.run(&cfg).await,
-        Cmd::User { cmd } => print(cmd.run(cli::channel(&cfg).await?, &url).await?),
+        } => c.run_typed(&cfg, out).await.map(drop),
+        Cmd::Inbox(c) => c.run(&cfg, out).await,
+        Cmd::Trails(c) => c.run(&cfg, out).await,
+        Cmd::User { cmd } => print(cmd.run(client::channel(&cfg).await?, &cfg, out).await?),
         // Handled before the configuration is read.
         Cmd::Completion { .. } | Cmd::Man { .. } => Ok(()),
         Cmd::Whoami { json } => {
-            let r = cli::connect(&cfg)
+            let r = client::connect(&cfg)
                 .await?
                 .who_am_i(v1::WhoAmIRequest {})
                 .await
-                .map_err(|s| cli::status_error(&url, s))?
+                .map_err(|s| client::status_error(&cfg, s))?
                 .into_inner();
             if json {
                 let text = serde_json::to_string_pretty(&r)

@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
-use comfy_table::Table;
 use siaga_proto::v1::{self, measure_client::MeasureClient};
 use tonic::transport::Channel;
 
-use super::model::{MeasureState, Measurement};
-use super::wire;
-use crate::cli::{CliError, SiagaConfig, status_error};
+use crate::client::{CliError, Output, SiagaConfig, status_error};
+use crate::view::{MeasureState, Measurement};
 
 /// How often a running measurement is looked at.
 const POLL: Duration = Duration::from_millis(500);
@@ -144,7 +142,7 @@ fn client(ch: Channel) -> MeasureClient<Channel> {
 
 /// The domain record of an answer, for the tables.
 fn record(m: &v1::Measurement) -> Result<Measurement, CliError> {
-    wire::measurement_back(m).map_err(|e| {
+    crate::view::measurement_back(m).map_err(|e| {
         CliError::Message(format!(
             "the collector sent an answer this siaga cannot read: {e}"
         ))
@@ -152,9 +150,12 @@ fn record(m: &v1::Measurement) -> Result<Measurement, CliError> {
 }
 
 /// Runs `siaga ticket measure|measurements`.
-pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(crate::cli::channel(cfg).await?);
+pub async fn ticket(
+    cfg: &SiagaConfig,
+    out: Output,
+    cmd: &TicketMeasureCmd,
+) -> Result<(), CliError> {
+    let mut c = client(crate::client::channel(cfg).await?);
     let tz = cfg.zone();
     match cmd {
         TicketMeasureCmd::Measure { json, .. } => {
@@ -162,19 +163,19 @@ pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), Cli
                 return Ok(());
             };
             let m = c
-                .measure_ticket(crate::cli::request(r))
+                .measure_ticket(crate::client::request(r))
                 .await
-                .map_err(|s| status_error(&url, s))?
+                .map_err(|s| status_error(cfg, s))?
                 .into_inner();
-            wait(&mut c, &url, m, *json, tz).await
+            wait(&mut c, cfg, m, *json, out, tz).await
         }
         TicketMeasureCmd::Measurements { id, json } => {
-            let all = crate::cli::every_page(&url, |page_token| {
+            let all = crate::client::every_page(cfg, |page_token| {
                 let mut c = c.clone();
                 let ticket = id.clone();
                 async move {
                     let r = c
-                        .list_ticket_measurements(crate::cli::request(
+                        .list_ticket_measurements(crate::client::request(
                             v1::ListTicketMeasurementsRequest {
                                 ticket,
                                 page_size: 0,
@@ -191,46 +192,44 @@ pub async fn ticket(cfg: &SiagaConfig, cmd: &TicketMeasureCmd) -> Result<(), Cli
                 return print_json(&all);
             }
             let list = all.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-            println!("{}", list_table(&list, tz));
+            println!("{}", list_table(&list, out, tz));
             Ok(())
         }
     }
 }
 
 /// Runs `siaga measure DEVICE`.
-pub async fn device(cfg: &SiagaConfig, cmd: &MeasureCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(crate::cli::channel(cfg).await?);
+pub async fn device(cfg: &SiagaConfig, out: Output, cmd: &MeasureCmd) -> Result<(), CliError> {
+    let mut c = client(crate::client::channel(cfg).await?);
     let m = c
-        .measure_device(crate::cli::request(cmd.request()))
+        .measure_device(crate::client::request(cmd.request()))
         .await
-        .map_err(|s| status_error(&url, s))?
+        .map_err(|s| status_error(cfg, s))?
         .into_inner();
-    wait(&mut c, &url, m, cmd.json, cfg.zone()).await
+    wait(&mut c, cfg, m, cmd.json, out, cfg.zone()).await
 }
 
 /// Runs `siaga measurement ID`.
-pub async fn show(cfg: &SiagaConfig, cmd: &MeasurementCmd) -> Result<(), CliError> {
-    let url = cfg.collector.clone();
-    let mut c = client(crate::cli::channel(cfg).await?);
-    let mut m = get(&mut c, &url, &cmd.id).await?;
+pub async fn show(cfg: &SiagaConfig, out: Output, cmd: &MeasurementCmd) -> Result<(), CliError> {
+    let mut c = client(crate::client::channel(cfg).await?);
+    let mut m = get(&mut c, cfg, &cmd.id).await?;
     if cmd.wait {
-        m = follow(&mut c, &url, m).await?;
+        m = follow(&mut c, cfg, m).await?;
     }
-    finish(&m, cmd.json, false, cfg.zone())
+    finish(&m, cmd.json, false, out, cfg.zone())
 }
 
 async fn get(
     c: &mut MeasureClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     id: &str,
 ) -> Result<v1::Measurement, CliError> {
     Ok(
-        c.get_measurement(crate::cli::request(v1::GetMeasurementRequest {
+        c.get_measurement(crate::client::request(v1::GetMeasurementRequest {
             id: id.to_string(),
         }))
         .await
-        .map_err(|s| status_error(url, s))?
+        .map_err(|s| status_error(cfg, s))?
         .into_inner(),
     )
 }
@@ -245,22 +244,23 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
 /// how to follow it, a running one is followed until it is final.
 async fn wait(
     c: &mut MeasureClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     m: v1::Measurement,
     json: bool,
+    out: Output,
     tz: Tz,
 ) -> Result<(), CliError> {
     if matches!(record(&m)?.state, MeasureState::Queued { .. }) {
-        return finish(&m, json, true, tz);
+        return finish(&m, json, true, out, tz);
     }
-    let m = follow(c, url, m).await?;
-    finish(&m, json, false, tz)
+    let m = follow(c, cfg, m).await?;
+    finish(&m, json, false, out, tz)
 }
 
 /// Polls until `m` is final, with a progress line on a terminal.
 async fn follow(
     c: &mut MeasureClient<Channel>,
-    url: &str,
+    cfg: &SiagaConfig,
     mut m: v1::Measurement,
 ) -> Result<v1::Measurement, CliError> {
     let mut r = record(&m)?;
@@ -268,7 +268,7 @@ async fn follow(
     while !r.state.is_final() {
         progress.show(&r);
         tokio::time::sleep(POLL).await;
-        m = match get(c, url, &r.id).await {
+        m = match get(c, cfg, &r.id).await {
             Ok(m) => m,
             Err(e) => {
                 progress.clear();
@@ -282,12 +282,18 @@ async fn follow(
 }
 
 /// Prints the result; a failed or expired measurement is an error (exit 1).
-fn finish(answer: &v1::Measurement, json: bool, queued_hint: bool, tz: Tz) -> Result<(), CliError> {
+fn finish(
+    answer: &v1::Measurement,
+    json: bool,
+    queued_hint: bool,
+    out: Output,
+    tz: Tz,
+) -> Result<(), CliError> {
     let m = record(answer)?;
     if json {
         print_json(answer)?;
     } else {
-        println!("{}", render(&m, tz));
+        println!("{}", render(&m, out, tz));
         if queued_hint {
             println!(
                 "\nThe agent of OPD {} is offline; it runs when the agent reconnects. Follow it with `siaga measurement {} --wait`.",
@@ -370,7 +376,7 @@ fn subject(m: &Measurement) -> String {
 }
 
 fn when(t: DateTime<Utc>, tz: Tz) -> String {
-    crate::cli::local_time(tz, t)
+    crate::client::local_time(tz, t)
 }
 
 fn state_word(s: &MeasureState, tz: Tz) -> String {
@@ -404,13 +410,9 @@ pub fn bps(v: Option<f64>) -> String {
     }
 }
 
-fn table(header: &[&str]) -> Table {
-    crate::cli::table(header)
-}
-
 /// One measurement as text: what, who, state, then a table of device
 /// figures and one of link figures.
-pub fn render(m: &Measurement, tz: Tz) -> String {
+pub fn render(m: &Measurement, o: Output, tz: Tz) -> String {
     let mut out = String::new();
     let on = match (&m.ticket, m.phase) {
         (Some(t), Some(p)) => format!("ticket {t} ({})", p.as_str()),
@@ -440,18 +442,21 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
         m.window_ms / 1000
     ));
     if !m.device_figures.is_empty() {
-        let mut t = table(&[
-            "device",
-            "sent",
-            "received",
-            "loss %",
-            "min ms",
-            "avg ms",
-            "median ms",
-            "p95 ms",
-            "max ms",
-            "jitter ms",
-        ]);
+        let mut t = crate::client::table(
+            o,
+            &[
+                "device",
+                "sent",
+                "received",
+                "loss %",
+                "min ms",
+                "avg ms",
+                "median ms",
+                "p95 ms",
+                "max ms",
+                "jitter ms",
+            ],
+        );
         for d in &m.device_figures {
             let mut device = d.device.clone();
             if let Some(e) = &d.error {
@@ -471,24 +476,27 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&crate::cli::show(&t));
+        out.push_str(&crate::client::show(o, &t));
         out.push('\n');
     }
     if !m.link_figures.is_empty() {
-        let mut t = table(&[
-            "link",
-            "device",
-            "interface",
-            "oper",
-            "admin",
-            "speed Mbit/s",
-            "in",
-            "out",
-            "util in %",
-            "util out %",
-            "errors/s",
-            "discards/s",
-        ]);
+        let mut t = crate::client::table(
+            o,
+            &[
+                "link",
+                "device",
+                "interface",
+                "oper",
+                "admin",
+                "speed Mbit/s",
+                "in",
+                "out",
+                "util in %",
+                "util out %",
+                "errors/s",
+                "discards/s",
+            ],
+        );
         for l in &m.link_figures {
             if let Some(e) = &l.error {
                 t.add_row(vec![l.name.clone(), l.device.clone(), format!("({e})")]);
@@ -510,27 +518,30 @@ pub fn render(m: &Measurement, tz: Tz) -> String {
             ]);
         }
         out.push('\n');
-        out.push_str(&crate::cli::show(&t));
+        out.push_str(&crate::client::show(o, &t));
         out.push('\n');
     }
     out.trim_end().to_string()
 }
 
 /// A ticket's measurements, one row each.
-pub fn list_table(list: &[Measurement], tz: Tz) -> String {
+pub fn list_table(list: &[Measurement], o: Output, tz: Tz) -> String {
     if list.is_empty() {
         return "no measurements".into();
     }
-    let mut t = table(&[
-        "id",
-        "phase",
-        "state",
-        "requested by",
-        "requested at",
-        "loss %",
-        "RTT median ms",
-        "links",
-    ]);
+    let mut t = crate::client::table(
+        o,
+        &[
+            "id",
+            "phase",
+            "state",
+            "requested by",
+            "requested at",
+            "loss %",
+            "RTT median ms",
+            "links",
+        ],
+    );
     for m in list {
         let loss: Vec<String> = m
             .device_figures
@@ -561,13 +572,13 @@ pub fn list_table(list: &[Measurement], tz: Tz) -> String {
             links.join(", "),
         ]);
     }
-    crate::cli::show(&t)
+    crate::client::show(o, &t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::model::{DeviceFigures, LinkFigures, Phase};
+    use crate::view::{DeviceFigures, LinkFigures, Phase};
     use test_case::test_case;
 
     #[test_case("10s", Ok(10) ; "seconds")]
@@ -626,7 +637,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let text = render(&m, chrono_tz::Asia::Jakarta);
+        let text = render(&m, Output::Table, chrono_tz::Asia::Jakarta);
         for words in [
             "measurement M-000007  ticket PJ-2026-0001 (before)  OPD dinkes  done",
             "requested by teknisi at 2026-12-02 17:00:00 WIB; finished 2026-12-02 17:00:12 WIB; agent dinkes-agent",
@@ -638,7 +649,7 @@ mod tests {
         ] {
             assert!(text.contains(words), "{words:?} missing from:\n{text}");
         }
-        let list = list_table(&[m], chrono_tz::Asia::Jakarta);
+        let list = list_table(&[m], Output::Table, chrono_tz::Asia::Jakarta);
         assert!(list.contains("dinkes-sw1 48.0"), "{list}");
         assert!(list.contains("ke-puskesmas up"), "{list}");
     }
