@@ -2,7 +2,7 @@
 //! big it is.
 //!
 //! ```text
-//! cargo build --release -p siaga-collector --bins
+//! cargo build --release -p siaga-collector -p siaga-cli --bins
 //! cargo run --release -p siaga-tests --example web_bench
 //! ```
 //!
