@@ -1392,7 +1392,7 @@ pub mod service_tests {
             .unwrap()
             .into_inner();
         assert_eq!(ids(inbox), [own.clone(), more.clone()]);
-        // Paged: one at a time, each once, most urgent first.
+        // Paged: one at a time, each once, by ticket number.
         let first = opd
             .list_inbox(v1::ListInboxRequest {
                 page_size: 1,
