@@ -919,7 +919,7 @@ impl InboxCmd {
         if self.json {
             return serde_json::to_string_pretty(answer).map_err(|e| e.to_string());
         }
-        let items: Vec<InboxItem> = answer
+        let mut items: Vec<InboxItem> = answer
             .iter()
             .map(|i| InboxItem {
                 ticket: i
@@ -931,6 +931,15 @@ impl InboxCmd {
                 acting_for: Some(i.acting_for.clone()).filter(|a| !a.is_empty()),
             })
             .collect();
+        // The collector pages the inbox by ticket number; shown whole, most
+        // urgent first.
+        items.sort_by_key(|i| {
+            (
+                i.ticket.due_at.is_none(),
+                i.ticket.due_at,
+                i.ticket.id.clone(),
+            )
+        });
         if items.is_empty() {
             return Ok("nothing waits on you".into());
         }

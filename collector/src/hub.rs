@@ -39,6 +39,8 @@ pub struct Hub {
     pub users: RwLock<HashMap<String, User>>,
     /// Where the user files live.
     pub users_dir: PathBuf,
+    /// Whether they changed since a name was last looked for there.
+    users_watch: users::DirWatch,
     /// The store (reads).
     pub store: Arc<dyn Store>,
     /// The single writer (all writes).
@@ -166,6 +168,7 @@ impl Hub {
             agents: Mutex::new(agents),
             users: RwLock::new(users),
             users_dir,
+            users_watch: users::DirWatch::default(),
             store,
             writer,
             metrics,
@@ -211,8 +214,10 @@ impl Hub {
         v
     }
 
-    /// The user `name`, re-reading its file when it is not known yet (it may
-    /// have been enrolled while the collector runs).
+    /// The user `name`, re-reading the users directory when it is not known
+    /// yet (it may have been enrolled while the collector runs) and the
+    /// directory changed since it was last read for a name. Reads files:
+    /// call it off the async workers.
     pub fn user(&self, name: &str) -> Option<User> {
         if let Some(u) = self
             .users
@@ -221,6 +226,9 @@ impl Hub {
             .get(name)
         {
             return Some(u.clone());
+        }
+        if !self.users_watch.changed(&self.users_dir) {
+            return None;
         }
         match users::load_users(&self.users_dir) {
             Ok(all) => {

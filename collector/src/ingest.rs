@@ -286,7 +286,14 @@ impl Session {
             a.streams = a.streams.saturating_sub(1);
             a.record.last_seen_us = now_us();
         });
-        measure.detach(&self.id, measure_session);
+        // What ran on this stream is marked failed in the store: off the
+        // async workers, before the agent counts as gone.
+        let agent = self.id.clone();
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || measure.detach(&agent, measure_session)).await
+        {
+            warn!(agent = %self.identity, error = %e, "marking the stream's measurements failed");
+        }
         self.hub.metrics.agents_connected.dec();
         info!(agent = %self.identity, %reason, "agent disconnected");
         let _ = self.hub.writer.agent(record).await;
@@ -330,7 +337,7 @@ impl Session {
                 let inventory = self.hub.inventory();
                 let opd = self.opd.clone();
                 // Figures only of this OPD's links and devices.
-                let link_device = |name: &str| {
+                let link_device = move |name: &str| {
                     inventory
                         .links
                         .iter()
@@ -343,7 +350,14 @@ impl Session {
                         })
                         .map(|l| l.device.clone())
                 };
-                self.hub.measure.answer(&self.id, &r, link_device);
+                // Off the async workers (it commits the figures), and
+                // awaited: the stream's next message, its end too, comes after.
+                let (measure, agent) = (self.hub.measure.clone(), self.id.clone());
+                let answered =
+                    tokio::task::spawn_blocking(move || measure.answer(&agent, &r, link_device));
+                if let Err(e) = answered.await {
+                    warn!(agent = %self.identity, error = %e, "storing a measure result failed");
+                }
                 None
             }
         }

@@ -202,6 +202,41 @@ pub fn load_users(dir: &Path) -> Result<HashMap<String, User>, ConfigError> {
         .collect())
 }
 
+/// Whether the users directory changed since the last look (a file added,
+/// removed or renamed into it changes its stamp): a name not known is
+/// looked for on disk again only then, so unknown names, a password
+/// guesser's say, do not have every user file read for each attempt.
+#[derive(Debug, Default)]
+pub struct DirWatch {
+    /// The stamp last seen; `None` before the first look.
+    seen: std::sync::Mutex<Option<Option<DirStamp>>>,
+}
+
+/// One version of a directory: its inode and modification time.
+type DirStamp = (u64, Option<std::time::SystemTime>);
+
+impl DirWatch {
+    /// Whether `dir` changed since the last call (true on the first).
+    /// A modification time within the last second counts as a change: the
+    /// clock that stamps files is coarse, and a second change within its
+    /// tick would leave the time as it was.
+    pub fn changed(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::metadata(dir)
+            .ok()
+            .map(|m| (m.ino(), m.modified().ok()));
+        let recent = now.and_then(|(_, m)| m).is_some_and(|m| {
+            m.elapsed()
+                .map_or(true, |e| e < std::time::Duration::from_secs(1))
+        });
+        // A plain value: a poisoned lock is still usable.
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = recent || seen.as_ref() != Some(&now);
+        *seen = Some(now);
+        changed
+    }
+}
+
 /// One user file as read.
 struct UserFile {
     path: std::path::PathBuf,
@@ -501,6 +536,33 @@ pub(crate) mod tests {
     use crate::api::matrix::{Case, Outcome};
     use crate::api::testing::Fixture;
     use siaga_proto::v1::users_client::UsersClient;
+
+    #[test]
+    fn the_users_directory_is_read_again_only_when_it_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("users");
+        std::fs::create_dir(&dir).unwrap();
+        let age = |secs| {
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+            std::fs::File::open(&dir).unwrap().set_modified(t).unwrap();
+        };
+        age(60);
+        let w = DirWatch::default();
+        assert!(w.changed(&dir), "the first look reads it");
+        assert!(!w.changed(&dir), "unchanged: not read again");
+        assert!(!w.changed(&dir));
+        // Someone enrolled meanwhile: a file more.
+        std::fs::write(dir.join("budi.toml"), "").unwrap();
+        assert!(w.changed(&dir), "a new file is seen at once");
+        age(30);
+        assert!(w.changed(&dir));
+        assert!(!w.changed(&dir));
+        // A directory that goes away is a change too.
+        std::fs::remove_file(dir.join("budi.toml")).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(w.changed(&dir));
+        assert!(!w.changed(&dir));
+    }
 
     fn user_outcome(r: Result<tonic::Response<v1::UserInfo>, tonic::Status>) -> Outcome {
         match r {

@@ -190,15 +190,25 @@ impl MeasureService {
                 expires_at: now + expiry,
             };
             m.agent = None;
-            let m = self.store.create(m)?;
+            let m = self.create(m).await?;
             info!(id = %m.id, opd = %m.opd, by = %m.requested_by, "measurement queued until the agent reconnects");
             return Ok(m);
         };
         m.state = MeasureState::Running { sent_at: now };
         m.agent = Some(agent.clone());
-        let m = self.store.create(m)?;
+        let m = self.create(m).await?;
         info!(id = %m.id, opd = %m.opd, %agent, by = %m.requested_by, "measurement sent to the agent");
         Ok(self.send(m, &agent, &conn).await)
+    }
+
+    /// Stores new measurement `m` off the async workers: the commit waits
+    /// on the disk.
+    async fn create(&self, m: Measurement) -> Result<Measurement, MeasureError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.create(m))
+            .await
+            .map_err(|e| MeasureError::Internal(format!("storing the measurement: {e}")))?
+            .map_err(MeasureError::from)
     }
 
     /// Registers `m` as running on the session and sends its command;

@@ -13,6 +13,7 @@ const MEASUREMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("measure
 const MEASURE_COUNTER: TableDefinition<&str, u64> = TableDefinition::new("measurement_counter");
 
 /// The measurement table.
+#[derive(Clone)]
 pub struct MeasureStore {
     db: Arc<Database>,
 }

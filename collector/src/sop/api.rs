@@ -310,24 +310,25 @@ pub fn dispose_action(
 
 /// Checks every ticket's hash-chained audit trail, by ticket number.
 pub fn verify_trails(store: &SopStore) -> Result<Vec<VerifyItem>, ApiError> {
-    Ok(store
-        .verify()?
-        .into_iter()
-        .map(|(ticket, r)| match r {
-            Ok(()) => VerifyItem {
-                ticket,
-                ok: true,
-                index: None,
-                reason: None,
-            },
-            Err(t) => VerifyItem {
-                ticket,
-                ok: false,
-                index: Some(t.index),
-                reason: Some(t.reason),
-            },
-        })
-        .collect())
+    Ok(store.verify()?.into_iter().map(verify_item).collect())
+}
+
+/// One ticket's trail checked, as answered.
+pub fn verify_item((ticket, r): crate::sop::store::Verified) -> VerifyItem {
+    match r {
+        Ok(()) => VerifyItem {
+            ticket,
+            ok: true,
+            index: None,
+            reason: None,
+        },
+        Err(t) => VerifyItem {
+            ticket,
+            ok: false,
+            index: Some(t.index),
+            reason: Some(t.reason),
+        },
+    }
 }
 
 /// Takes `action` on `ticket` as `caller`: the ticket after it and the
@@ -607,33 +608,7 @@ pub fn inbox(
 ) -> Result<Vec<InboxItem>, ApiError> {
     let mut items = Vec::new();
     for t in store.list()? {
-        if t.state.is_closed() {
-            continue;
-        }
-        let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
-        let Some(step) = sop.step(t.state.position.step) else {
-            continue;
-        };
-        let roles = step.actors_at(t.state.position.handoff);
-        let cap = sop.capacity_any(&caller.roles, roles);
-        let mine = t.state.assignee.as_deref() == Some(caller.user.as_str());
-        // Waiting on the OPD's acknowledgement counts for those who may give it.
-        let ack = step.requires_acknowledgement()
-            && t.state.acknowledged.is_none()
-            && (sop
-                .capacity_any(&caller.roles, &step.acknowledged_by)
-                .is_some()
-                || sop
-                    .capacity_any(&caller.roles, &step.acknowledged_on_behalf_by)
-                    .is_some());
-        if cap.is_none() && !mine && !ack {
-            continue;
-        }
-        items.push(InboxItem {
-            ticket: view(store, &t, now)?,
-            assigned_to_me: mine,
-            acting_for: cap.and_then(|c| c.acting_for().map(str::to_string)),
-        });
+        items.extend(inbox_item(store, caller, &t, now)?);
     }
     items.sort_by(|a, b| {
         let key = |i: &InboxItem| {
@@ -646,6 +621,42 @@ pub fn inbox(
         key(a).cmp(&key(b))
     });
     Ok(items)
+}
+
+/// Ticket `t` as an item of `caller`'s inbox, if it waits on them.
+pub fn inbox_item(
+    store: &SopStore,
+    caller: &Actor,
+    t: &SopTicket,
+    now: DateTime<Utc>,
+) -> Result<Option<InboxItem>, ApiError> {
+    if t.state.is_closed() {
+        return Ok(None);
+    }
+    let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+    let Some(step) = sop.step(t.state.position.step) else {
+        return Ok(None);
+    };
+    let roles = step.actors_at(t.state.position.handoff);
+    let cap = sop.capacity_any(&caller.roles, roles);
+    let mine = t.state.assignee.as_deref() == Some(caller.user.as_str());
+    // Waiting on the OPD's acknowledgement counts for those who may give it.
+    let ack = step.requires_acknowledgement()
+        && t.state.acknowledged.is_none()
+        && (sop
+            .capacity_any(&caller.roles, &step.acknowledged_by)
+            .is_some()
+            || sop
+                .capacity_any(&caller.roles, &step.acknowledged_on_behalf_by)
+                .is_some());
+    if cap.is_none() && !mine && !ack {
+        return Ok(None);
+    }
+    Ok(Some(InboxItem {
+        ticket: view(store, t, now)?,
+        assigned_to_me: mine,
+        acting_for: cap.and_then(|c| c.acting_for().map(str::to_string)),
+    }))
 }
 
 #[cfg(test)]
@@ -895,15 +906,6 @@ impl SopApi {
     }
 }
 
-/// The paging key of an inbox item: due time (none last), then number.
-fn inbox_key(t: &TicketView) -> String {
-    let number = crate::ticket::api::ticket_key(&t.id);
-    match t.due_at {
-        Some(d) => format!("0{:020}|{number}", d.timestamp_micros().max(0)),
-        None => format!("1|{number}"),
-    }
-}
-
 impl SopApi {
     fn health(&self) -> std::sync::Arc<crate::ticket::HealthPart> {
         self.hub.health.clone()
@@ -1037,34 +1039,51 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
     ) -> Result<tonic::Response<siaga_proto::v1::ListInboxResponse>, tonic::Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        let page = crate::api::page::Page::new(r.page_size, &r.page_token, "inbox")?;
+        // Paged by ticket number, not by due time: a ticket's due time
+        // changes with its step, so between two pages it could move back
+        // over the token (missed) or ahead of it (shown twice); its number
+        // never changes, so a walk shows each ticket that waits on the
+        // caller throughout once, whatever steps are taken meanwhile. The
+        // due time is on each item for whoever wants them by urgency.
+        // The token names the number order, so one given when the inbox was
+        // paged by due time is refused rather than misread.
+        let page = crate::api::page::Page::new(r.page_size, &r.page_token, "inbox by number")?;
         let health = self.health();
-        let after = page.clone();
-        let items = crate::api::error::blocking("listing the inbox", move || {
-            let actor = crate::ticket::api::actor(&caller);
-            let mut out = Vec::new();
-            for i in inbox(&health.sop_store, &actor, Utc::now())? {
-                let key = inbox_key(&i.ticket);
-                if !crate::api::scope::listed(&caller, &i.ticket.opd) || !after.wants(&key) {
-                    continue;
-                }
-                let h = health.store.get(&i.ticket.id).map_err(|e| {
-                    crate::api::ApiError::internal("reading a ticket's health record", e)
-                })?;
-                let item = siaga_proto::v1::InboxItem {
-                    ticket: Some(crate::ticket::wire::ticket(&i.ticket, h.as_ref())),
-                    assigned_to_me: i.assigned_to_me,
-                    acting_for: i.acting_for.unwrap_or_default(),
+        let (items, next_page_token) =
+            crate::api::error::blocking("listing the inbox", move || {
+                let actor = crate::ticket::api::actor(&caller);
+                let now = Utc::now();
+                let internal = |e| crate::api::ApiError::internal("listing the inbox", e);
+                let keep = |t: SopTicket| {
+                    if !crate::api::scope::listed(&caller, &t.info.opd) {
+                        return Ok(None);
+                    }
+                    let Some(i) = inbox_item(&health.sop_store, &actor, &t, now)? else {
+                        return Ok(None);
+                    };
+                    let h = health.store.get(&i.ticket.id).map_err(|e| {
+                        crate::api::ApiError::internal("reading a ticket's health record", e)
+                    })?;
+                    Ok(Some(siaga_proto::v1::InboxItem {
+                        ticket: Some(crate::ticket::wire::ticket(&i.ticket, h.as_ref())),
+                        assigned_to_me: i.assigned_to_me,
+                        acting_for: i.acting_for.unwrap_or_default(),
+                    }))
                 };
-                out.push((key, item));
-            }
-            out.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(out)
-        })
-        .await?;
-        let (items, next_page_token) = page.take(items, |(k, _)| k.clone());
+                health
+                    .sop_store
+                    .tickets_after(page.after.as_deref(), |rows| {
+                        page.scan(
+                            rows.map(|row| row.map_err(internal)),
+                            crate::api::page::MAX_SCAN,
+                            keep,
+                        )
+                    })
+                    .map_err(internal)?
+            })
+            .await?;
         Ok(tonic::Response::new(siaga_proto::v1::ListInboxResponse {
-            items: items.into_iter().map(|(_, i)| i).collect(),
+            items,
             next_page_token,
         }))
     }
@@ -1077,21 +1096,26 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
         let r = req.into_inner();
         let page = crate::api::page::Page::new(r.page_size, &r.page_token, "trails")?;
         let health = self.health();
-        let mut all: Vec<(String, VerifyItem)> =
+        let (after, size) = (page.after.clone(), page.size);
+        // This page's trails only (one more: whether there is a next page),
+        // so walking every page verifies each trail once.
+        let checked: Vec<VerifyItem> =
             crate::api::error::blocking("checking the audit trails", move || {
-                Ok(verify_trails(&health.sop_store)?)
+                Ok(health
+                    .sop_store
+                    .verify_page(after.as_deref(), size.saturating_add(1))
+                    .map_err(|e| crate::api::ApiError::internal("checking the audit trails", e))?
+                    .into_iter()
+                    .map(verify_item)
+                    .collect())
             })
-            .await?
-            .into_iter()
-            .map(|i| (crate::ticket::api::ticket_key(&i.ticket), i))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let (checked, next_page_token) = page.take(all, |(k, _)| k.clone());
+            .await?;
+        let (checked, next_page_token) = page.take(checked, |i| i.ticket.clone());
         Ok(tonic::Response::new(
             siaga_proto::v1::VerifyAuditTrailsResponse {
                 trails: checked
                     .into_iter()
-                    .map(|(_, i)| siaga_proto::v1::TrailCheck {
+                    .map(|i| siaga_proto::v1::TrailCheck {
                         ticket: i.ticket,
                         ok: i.ok,
                         index: i.index,
@@ -1270,6 +1294,85 @@ pub mod service_tests {
     ];
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inbox_walked_page_by_page_while_a_ticket_changes_step_shows_each_once() {
+        let f = Fixture::start().await;
+        // Four tickets brought to step 5 (the helpdesk's), in turn.
+        let mut tickets = Vec::new();
+        for n in 0..4 {
+            let id = open(&f, OWN, &format!("{n}/kotak")).await;
+            for role in [
+                "pemohon",
+                "kepala_dinas",
+                "kabid_aptika",
+                "pranata_komputer",
+            ] {
+                SopClient::new(f.as_role(role))
+                    .dispose_ticket(v1::DisposeTicketRequest {
+                        id: id.clone(),
+                        note: Some("lanjut".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_else(|s| panic!("{role} disposes {id}: {s:?}"));
+            }
+            tickets.push(id);
+        }
+        let mut hd = SopClient::new(f.as_role("helpdesk"));
+        let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+        loop {
+            let r = hd
+                .list_inbox(v1::ListInboxRequest {
+                    page_size: 2,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let ids: Vec<String> = r
+                .items
+                .into_iter()
+                .filter_map(|i| i.ticket.map(|t| t.id))
+                .collect();
+            pages += 1;
+            if pages == 1 {
+                // The first ticket shown moves on to step 6, due later: it
+                // still waits on the helpdesk (the OPD's acknowledgement
+                // may be given on its behalf).
+                let step = hd
+                    .dispose_ticket(v1::DisposeTicketRequest {
+                        id: ids[0].clone(),
+                        note: Some("dicatat".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(step.ticket.unwrap().step, 6);
+            }
+            seen.extend(ids);
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            token = r.next_page_token;
+            assert!(pages < 20, "no end to the pages: {seen:?}");
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "nothing twice: {seen:?}");
+        for id in &tickets {
+            assert!(seen.contains(id), "{id} missed: {seen:?}");
+        }
+        // It still waits on the helpdesk: shown whole, it is there.
+        let all = hd
+            .list_inbox(v1::ListInboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(all.items.len(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_chain_moves_through_the_service_and_the_inbox_is_scoped_and_paged() {
         let f = Fixture::start().await;
         let own = open(&f, OWN, "1/inbox").await;
@@ -1289,7 +1392,7 @@ pub mod service_tests {
             .unwrap()
             .into_inner();
         assert_eq!(ids(inbox), [own.clone(), more.clone()]);
-        // Paged: one at a time, each once, most urgent first.
+        // Paged: one at a time, each once, by ticket number.
         let first = opd
             .list_inbox(v1::ListInboxRequest {
                 page_size: 1,

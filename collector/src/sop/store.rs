@@ -110,6 +110,8 @@ pub struct SopStore {
     cache: Mutex<HashMap<String, Arc<Sop>>>,
     /// Signs every head written and keeps it outside the store (`anchor.rs`).
     anchor: std::sync::OnceLock<Arc<crate::anchor::Anchor>>,
+    /// Rows the paged reads have read: what a page costs, for the tests.
+    rows_read: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SopStore {
@@ -149,6 +151,7 @@ impl SopStore {
             calendar,
             cache: Mutex::new(cache),
             anchor: std::sync::OnceLock::new(),
+            rows_read: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -453,6 +456,66 @@ impl SopStore {
         Ok(out)
     }
 
+    /// Rows the paged reads ([`Self::tickets_after`], [`Self::trail_page`],
+    /// [`Self::verify_page`]) have read so far.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_row(&self) {
+        self.rows_read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What `read` makes of the tickets after number `after` in the table's
+    /// order, handed as an iterator that reads the table as it goes: a page
+    /// reads the rows it looks at and no others. The order is the numbers'
+    /// as text: by year, then sequence while it has four digits (past 9999
+    /// a year `…-10000` sorts among the `…-1000x`, still each once).
+    pub fn tickets_after<T>(
+        &self,
+        after: Option<&str>,
+        read: impl FnOnce(&mut dyn Iterator<Item = Result<(String, SopTicket), StoreError>>) -> T,
+    ) -> Result<T, StoreError> {
+        use std::ops::Bound;
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TICKETS)?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut rows = t.range::<&str>((start, Bound::Unbounded))?.map(|item| {
+            self.count_row();
+            let (k, v) = item?;
+            let number = k.value().to_string();
+            let t = decode(&number, v.value())?;
+            Ok((number, t))
+        });
+        Ok(read(&mut rows))
+    }
+
+    /// At most `n` records of a ticket's trail after index `after`, in order.
+    pub fn trail_page(
+        &self,
+        number: &str,
+        after: Option<u64>,
+        n: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let start = match after {
+            None => 0,
+            Some(a) => match a.checked_add(1) {
+                Some(s) => s,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let r = self.db.begin_read()?;
+        let t = r.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for item in t.range((number, start)..=(number, u64::MAX))?.take(n) {
+            self.count_row();
+            let (_, v) = item?;
+            out.push(decode(number, v.value())?);
+        }
+        Ok(out)
+    }
+
     /// Appends an event the collector records by itself (a frozen work report)
     /// to a ticket's trail, in one transaction with `also`, which writes what
     /// the event records beside it.
@@ -495,26 +558,52 @@ impl SopStore {
 
     /// Verify every ticket's trail against its head: (ticket, result) for each.
     pub fn verify(&self) -> Result<Vec<Verified>, StoreError> {
+        self.verify_page(None, usize::MAX)
+    }
+
+    /// Verify the trails of the first `n` tickets after number `after` (in
+    /// number order), each against its head: walking every page verifies
+    /// each trail once. A trail without a head (a head deleted behind our
+    /// back) is one of them too.
+    pub fn verify_page(&self, after: Option<&str>, n: usize) -> Result<Vec<Verified>, StoreError> {
+        use std::ops::Bound;
         let r = self.db.begin_read()?;
         let heads = r.open_table(HEADS)?;
         let audit_t = r.open_table(AUDIT)?;
-        let mut numbers: Vec<String> = Vec::new();
-        for item in heads.iter()? {
-            numbers.push(item?.0.value().to_string());
+        // The first `n` numbers of the heads and the first `n` of the
+        // trails: the first `n` of both together are among them.
+        let mut numbers = std::collections::BTreeSet::new();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for item in heads.range::<&str>((start, Bound::Unbounded))?.take(n) {
+            self.count_row();
+            numbers.insert(item?.0.value().to_string());
         }
-        // Trails without a head (a head deleted behind our back) are checked too.
-        for item in audit_t.iter()? {
-            let (k, _) = item?;
-            let n = k.value().0.to_string();
-            if numbers.last() != Some(&n) && !numbers.contains(&n) {
-                numbers.push(n);
-            }
+        let mut trails = 0;
+        let mut from = after.map(str::to_string);
+        while trails < n {
+            // The first record of the next trail: past every record of the last one.
+            let next = match &from {
+                Some(f) => audit_t
+                    .range::<(&str, u64)>((
+                        Bound::Excluded((f.as_str(), u64::MAX)),
+                        Bound::Unbounded,
+                    ))?
+                    .next(),
+                None => audit_t.iter()?.next(),
+            };
+            let Some(item) = next else { break };
+            self.count_row();
+            let number = item?.0.value().0.to_string();
+            numbers.insert(number.clone());
+            from = Some(number);
+            trails += 1;
         }
         let mut out = Vec::new();
-        for n in numbers {
+        for n in numbers.into_iter().take(n) {
             let mut trail = Vec::new();
             let mut bad = None;
             for item in audit_t.range((n.as_str(), 0u64)..=(n.as_str(), u64::MAX))? {
+                self.count_row();
                 let (k, v) = item?;
                 match serde_json::from_slice::<AuditRecord>(v.value()) {
                     Ok(rec) => trail.push(rec),
@@ -878,6 +967,100 @@ pub(crate) mod tests {
                 .count(),
             1
         );
+    }
+
+    /// A store with `n` tickets (PJ-2026-0001 …), each with a short trail.
+    fn store_of(dir: &Path, n: usize) -> SopStore {
+        let s = store(dir);
+        for i in 0..n {
+            let at = wib("2026-11-23 08:00") + chrono::Duration::minutes(i as i64);
+            s.open(info("dinkes", at), "PJ", false, &Actor::system(), at)
+                .expect("open");
+        }
+        s
+    }
+
+    #[test]
+    fn a_page_of_tickets_reads_a_bounded_number_of_rows() {
+        use crate::api::page::{MAX_SCAN, Page};
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store_of(dir.path(), 60);
+        let mut page = Page::new(2, "", "").expect("page");
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let before = s.rows_read();
+            let (got, next) = s
+                .tickets_after(page.after.as_deref(), |rows| {
+                    page.scan(rows, MAX_SCAN, |t| Ok::<_, StoreError>(Some(t.info.number)))
+                })
+                .expect("read")
+                .expect("page");
+            // Two tickets and one to know there is a next page.
+            assert!(
+                s.rows_read() - before <= 3,
+                "{} rows read",
+                s.rows_read() - before
+            );
+            seen.extend(got);
+            pages += 1;
+            if next.is_empty() {
+                break;
+            }
+            page = Page::new(2, &next, "").expect("page");
+        }
+        assert_eq!(pages, 30);
+        let all: Vec<String> = (1..=60).map(|n| format!("PJ-2026-{n:04}")).collect();
+        assert_eq!(seen, all);
+        // A filter that passes over every row: the page stops at the cap.
+        let before = s.rows_read();
+        let page = Page::new(2, "", "").expect("page");
+        let (got, next) = s
+            .tickets_after(None, |rows| {
+                page.scan(rows, 10, |_| Ok::<Option<()>, _>(None))
+            })
+            .expect("read")
+            .expect("page");
+        assert!(got.is_empty() && !next.is_empty());
+        assert!(
+            s.rows_read() - before <= 11,
+            "{} rows read",
+            s.rows_read() - before
+        );
+        // A trail's page too.
+        let before = s.rows_read();
+        let t = s.trail_page("PJ-2026-0007", Some(0), 1).expect("trail");
+        assert_eq!(s.rows_read() - before, t.len() as u64);
+        assert!(t.iter().all(|r| r.index == 1), "{t:?}");
+    }
+
+    #[test]
+    fn trails_verified_page_by_page_are_each_verified_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store_of(dir.path(), 7);
+        let all = s.verify().expect("verify");
+        assert_eq!(all.len(), 7);
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let before = s.rows_read();
+            // Three trails a page.
+            let page = s.verify_page(after.as_deref(), 3).expect("verify");
+            let trails: u64 = page
+                .iter()
+                .map(|(n, _)| s.trail(n).expect("trail").len() as u64)
+                .sum();
+            // The page's heads, the first record of each trail, the trails.
+            assert!(
+                s.rows_read() - before <= 3 + 3 + trails,
+                "{} rows",
+                s.rows_read() - before
+            );
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            seen.extend(page);
+        }
+        assert_eq!(seen, all);
     }
 
     #[test]

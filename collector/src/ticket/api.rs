@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::store::TicketStore;
 use super::{HealthPart, wire};
 use crate::api::limits::{self, len};
-use crate::api::page::{Page, num_key};
+use crate::api::page::{MAX_SCAN, Page, num_key};
 use crate::api::{ApiError, Caller, scope};
 use crate::health::{MaintenanceWindow, Scope};
 use crate::inventory::Inventory;
@@ -135,15 +135,6 @@ impl TicketsApi {
 const STATE_LEN: usize = 16;
 /// Longest `letter_date` (YYYY-MM-DD).
 const DATE_LEN: usize = 10;
-
-/// The paging key of ticket `number`: sorts as ticket numbers do (year,
-/// then sequence).
-pub(crate) fn ticket_key(number: &str) -> String {
-    match number.parse::<super::TicketNumber>() {
-        Ok(n) => format!("{:06}-{:010}", n.year.max(0), n.seq),
-        Err(_) => format!("~{number}"),
-    }
-}
 
 /// Whether open ticket `t` waits on `caller`: handed to them by name, or at
 /// a step one of their roles takes.
@@ -307,53 +298,44 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
             ),
         )?;
         let health = self.health();
-        let size = page.size;
-        let after = page.clone();
-        let rows = crate::api::error::blocking("listing the tickets", move || {
-            let now = Utc::now();
-            let internal = |e| ApiError::internal("listing the tickets", e);
-            let mut all: Vec<(String, SopTicket)> = health
-                .sop_store
-                .list()
-                .map_err(internal)?
-                .into_iter()
-                .filter(|t| {
-                    scope::listed(&caller, &t.info.opd) && (r.opd.is_empty() || t.info.opd == r.opd)
-                })
-                .map(|t| (ticket_key(&t.info.number), t))
-                .filter(|(k, _)| after.wants(k))
-                .collect();
-            all.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out = Vec::new();
-            for (k, t) in all {
-                let closed = t.state.is_closed();
-                let state_ok = match r.state.as_str() {
-                    "open" | "recovered" => !closed,
-                    "closed" => closed,
-                    _ => true,
+        let (tickets, next_page_token) =
+            crate::api::error::blocking("listing the tickets", move || {
+                let now = Utc::now();
+                let internal = |e| ApiError::internal("listing the tickets", e);
+                let keep = |t: SopTicket| -> Result<Option<v1::Ticket>, ApiError> {
+                    if !scope::listed(&caller, &t.info.opd)
+                        || (!r.opd.is_empty() && t.info.opd != r.opd)
+                    {
+                        return Ok(None);
+                    }
+                    let closed = t.state.is_closed();
+                    let state_ok = match r.state.as_str() {
+                        "open" | "recovered" => !closed,
+                        "closed" => closed,
+                        _ => true,
+                    };
+                    if !state_ok || r.step.is_some_and(|s| s != t.state.position.step) {
+                        return Ok(None);
+                    }
+                    let ticket = ticket_of(&health.store, &health.sop_store, &t, now)?;
+                    if (r.overdue && !ticket.overdue)
+                        || (r.state == "recovered" && ticket.recovered_at.is_none())
+                        || (r.mine && !waits_on(&caller, &ticket))
+                    {
+                        return Ok(None);
+                    }
+                    Ok(Some(ticket))
                 };
-                if !state_ok || r.step.is_some_and(|s| s != t.state.position.step) {
-                    continue;
-                }
-                let ticket = ticket_of(&health.store, &health.sop_store, &t, now)?;
-                if (r.overdue && !ticket.overdue)
-                    || (r.state == "recovered" && ticket.recovered_at.is_none())
-                    || (r.mine && !waits_on(&caller, &ticket))
-                {
-                    continue;
-                }
-                out.push((k, ticket));
-                // One more than the page: whether there is a next one.
-                if out.len() > size {
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-        let (rows, next_page_token) = page.take(rows, |(k, _)| k.clone());
+                health
+                    .sop_store
+                    .tickets_after(page.after.as_deref(), |rows| {
+                        page.scan(rows.map(|row| row.map_err(internal)), MAX_SCAN, keep)
+                    })
+                    .map_err(internal)?
+            })
+            .await?;
         Ok(Response::new(v1::ListTicketsResponse {
-            tickets: rows.into_iter().map(|(_, t)| t).collect(),
+            tickets,
             next_page_token,
         }))
     }
@@ -442,19 +424,25 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         limits::required("id", &r.id, len::ID)?;
         let id = r.id.trim().to_ascii_uppercase();
         let page = Page::new(r.page_size, &r.page_token, &format!("id={id}"))?;
+        // The token's key is the last record's index.
+        let after = match &page.after {
+            None => None,
+            Some(k) => Some(k.parse::<u64>().map_err(|_| {
+                ApiError::invalid(
+                    "page_token",
+                    "not a token this collector gave for this query; start again without it",
+                )
+            })?),
+        };
         let health = self.health();
-        let after = page.clone();
+        let size = page.size;
         let trail = crate::api::error::blocking("reading the trail", move || {
             let t = scope::ticket(&caller, &health.sop_store, &id)?;
-            let trail = health
+            // One more than the page: whether there is a next one.
+            health
                 .sop_store
-                .trail(&t.info.number)
-                .map_err(|e| ApiError::internal("reading the ticket's trail", e))?;
-            Ok(trail
-                .into_iter()
-                .filter(|a| after.wants(&num_key(a.index)))
-                .take(after.size + 1)
-                .collect::<Vec<_>>())
+                .trail_page(&t.info.number, after, size.saturating_add(1))
+                .map_err(|e| ApiError::internal("reading the ticket's trail", e))
         })
         .await?;
         let (records, next_page_token) = page.take(trail, |a| num_key(a.index));
@@ -833,6 +821,103 @@ pub mod tests {
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         assert!(e.message().starts_with("page_token:"), "{}", e.message());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trail_walked_page_by_page_while_records_arrive_gives_each_record_once() {
+        let f = Fixture::start().await;
+        let id = open(&f, OWN, "1/jejak").await;
+        let opd = TicketsClient::new(f.as_role("pemohon"));
+        let update = |n: usize| {
+            let (mut c, id) = (opd.clone(), id.clone());
+            async move {
+                c.update_ticket(v1::UpdateTicketRequest {
+                    id,
+                    status: format!("diperiksa {n}"),
+                })
+                .await
+                .unwrap();
+            }
+        };
+        for n in 0..4 {
+            update(n).await;
+        }
+        let mut kabid = TicketsClient::new(f.as_role("kabid_aptika"));
+        let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+        loop {
+            let r = kabid
+                .list_audit_records(v1::ListAuditRecordsRequest {
+                    id: id.clone(),
+                    page_size: 2,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.records.len() <= 2, "{}", r.records.len());
+            seen.extend(r.records.iter().map(|a| a.index));
+            pages += 1;
+            // A record arrives between pages, for the first few.
+            if pages <= 3 {
+                update(10 + pages).await;
+            }
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            token = r.next_page_token;
+            assert!(pages < 20, "no end to the pages: {seen:?}");
+        }
+        // Every record, the three that arrived during the walk too, once
+        // and in order.
+        let all = kabid
+            .list_audit_records(v1::ListAuditRecordsRequest {
+                id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(all.next_page_token.is_empty());
+        assert!(all.records.len() >= 8, "{}", all.records.len());
+        let all: Vec<u64> = all.records.iter().map(|a| a.index).collect();
+        assert_eq!(seen, all, "each record once, in order");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_page_token_is_invalid_argument_naming_page_token() {
+        let f = Fixture::start().await;
+        let id = open(&f, OWN, "1/token").await;
+        let mut c = TicketsClient::new(f.as_role("kabid_aptika"));
+        // Not base64; base64 of nonsense; a well-formed token whose key is
+        // not a record index (what a forger or a bug would send).
+        let filters = format!("id={id}");
+        let forged = crate::api::page::Page::new(1, "", &filters)
+            .unwrap()
+            .token("not-an-index");
+        for token in ["%%%".to_string(), "bm9wZQ".to_string(), forged] {
+            let e = c
+                .list_audit_records(v1::ListAuditRecordsRequest {
+                    id: id.clone(),
+                    page_size: 1,
+                    page_token: token.clone(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{token}: {e:?}");
+            assert!(e.message().starts_with("page_token:"), "{}", e.message());
+            if token != "bm9wZQ" && token != "%%%" {
+                continue;
+            }
+            let e = c
+                .list_tickets(v1::ListTicketsRequest {
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{token}: {e:?}");
+            assert!(e.message().starts_with("page_token:"), "{}", e.message());
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,7 +115,8 @@ impl HealthPart {
         if cfg.notify.escalation_every.is_zero() {
             return Err("notify.escalation_every: must be more than 0".into());
         }
-        let (handle, health_task) = service::spawn(core, HEALTH_QUEUE, cancel.clone());
+        let (handle, health_task) = service::spawn(core, HEALTH_QUEUE, cancel.clone())
+            .map_err(|e| format!("cannot start the health engine's thread: {e}"))?;
         let escalation_task = tokio::spawn(escalation_loop(
             sop_store.clone(),
             store.clone(),

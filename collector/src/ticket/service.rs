@@ -878,34 +878,51 @@ fn now_us() -> i64 {
     Utc::now().timestamp_micros()
 }
 
-/// Starts the health task; it ends when `cancel` fires.
+/// Starts the health engine on a thread of its own, as the ingest writer
+/// has: its ticks read and commit the store (windows, incidents, tickets),
+/// which must not hold up the async workers that serve calls. It ends when
+/// `cancel` fires or every handle is gone; the task returned ends with it.
 pub fn spawn(
     mut core: HealthCore,
     capacity: usize,
     cancel: CancellationToken,
-) -> (HealthHandle, tokio::task::JoinHandle<()>) {
+) -> std::io::Result<(HealthHandle, tokio::task::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel(capacity.max(1));
     let shared = core.shared();
+    // The thread's own runtime drives only this loop's timer and queue.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("health-engine".into())
+        .spawn(move || {
+            // Dropped when the thread ends, by a panic too: the task ends.
+            let _done = done_tx;
+            rt.block_on(async move {
+                info!(task = "health", "health engine started");
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => core.tick(now_us()),
+                        input = rx.recv() => match input {
+                            None => break,
+                            Some(Input::Samples { opd, samples }) => core.samples(&opd, &samples, now_us()),
+                            Some(Input::Heartbeat { opd }) => core.heartbeat(&opd, now_us()),
+                            Some(Input::Inventory(inv)) => core.set_inventory(&inv),
+                            Some(Input::Watch(agents)) => core.watch_agents(agents, now_us()),
+                        },
+                    }
+                }
+                info!(task = "health", "health engine stopped");
+            });
+        })?;
     let task = tokio::spawn(async move {
-        info!(task = "health", "health engine started");
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tick.tick() => core.tick(now_us()),
-                input = rx.recv() => match input {
-                    None => break,
-                    Some(Input::Samples { opd, samples }) => core.samples(&opd, &samples, now_us()),
-                    Some(Input::Heartbeat { opd }) => core.heartbeat(&opd, now_us()),
-                    Some(Input::Inventory(inv)) => core.set_inventory(&inv),
-                    Some(Input::Watch(agents)) => core.watch_agents(agents, now_us()),
-                },
-            }
-        }
-        info!(task = "health", "health engine stopped");
+        let _ = done_rx.await;
     });
-    (HealthHandle { tx, shared }, task)
+    Ok((HealthHandle { tx, shared }, task))
 }
 
 #[cfg(test)]
@@ -1014,6 +1031,38 @@ parent = "dinkes-rtr"
         ("dinkes-sw2", 100.0),
         ("dinkes-rtr", 100.0),
     ];
+
+    /// The test's runtime has one thread, and the test holds it without
+    /// yielding while it waits: only an engine on a thread of its own can
+    /// take the samples meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_engine_runs_on_its_own_thread_not_on_the_async_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let (h, task) = spawn(core(dir.path()), 16, cancel.clone()).unwrap();
+        let now = now_us();
+        for i in 0..3 {
+            let t = now + i * SEC;
+            h.samples(
+                "dinkes",
+                vec![
+                    icmp("dinkes-rtr", t, 0.0),
+                    icmp("dinkes-sw1", t, 0.0),
+                    icmp("dinkes-sw2", t, 0.0),
+                ],
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while h.shared().device_state("dinkes-rtr") == "unknown" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the engine took no sample while the async worker was busy"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cancel.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn a_router_down_opens_one_ticket_waiting_on_step_two_that_survives_a_restart() {
