@@ -207,6 +207,18 @@ pub fn view(store: &SopStore, t: &SopTicket, now: DateTime<Utc>) -> Result<Ticke
     })
 }
 
+/// What `caller` may do on ticket `t` at `now`: the workflow's own rules
+/// ([`Workflow::permitted`]) with the SOP the ticket started with.
+pub fn permitted(
+    store: &SopStore,
+    t: &SopTicket,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Result<super::workflow::Permitted, ApiError> {
+    let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+    Ok(Workflow::new(&sop, store.calendar()).permitted(&t.state, caller, now))
+}
+
 /// A ticket from an OPD's request letter (SOP step 1).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

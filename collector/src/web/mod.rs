@@ -17,6 +17,7 @@ pub mod session;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod tickets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -174,6 +175,13 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/keluar", post(logout))
         .route("/papan", get(board))
         .route("/papan/langsung", get(board_live))
+        .route("/tiket", get(tickets::queue))
+        .route("/tiket/{number}", get(tickets::ticket_page))
+        .route("/tiket/{number}/disposisi", post(tickets::dispose))
+        .route("/tiket/{number}/kembalikan", post(tickets::return_back))
+        .route("/tiket/{number}/status", post(tickets::update))
+        .route("/tiket/{number}/terima", post(tickets::acknowledge))
+        .route("/tiket/{number}/ukur", post(tickets::measure))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)

@@ -486,3 +486,6 @@ async fn rubbish_on_the_web_port_leaves_the_grpc_side_serving() {
     assert_eq!(b.get("/masuk").await.status, 200);
     assert_eq!(b.get("/tidak-ada").await.status, 404);
 }
+
+#[path = "ticket_tests.rs"]
+mod tickets;

@@ -1,0 +1,298 @@
+//! The ticket pages as a person's browser meets them: the queue, one
+//! ticket with the forms of its viewer's role, the forms' actions through
+//! the typed services (checked back over gRPC), CSRF and the OPD scope.
+
+use siaga_proto::v1::{self, sop_client::SopClient, tickets_client::TicketsClient};
+
+use super::{Browser, Page, audited, set_password};
+use crate::api::testing::{Fixture, OTHER, OWN};
+
+const KADIS: (&str, &str) = ("kadis", "rahasia-kadis-123");
+const PEMOHON: (&str, &str) = ("opd", "rahasia-pemohon-1");
+const HELPDESK: (&str, &str) = ("hd", "rahasia-helpdesk-1");
+
+/// A browser logged in as `who` (their password set first).
+async fn logged_in(f: &Fixture, who: (&str, &str)) -> Browser {
+    set_password(f, who.0, who.1).await;
+    let mut b = Browser::new(f).await;
+    let p = b.log_in(who.0, who.1).await;
+    assert_eq!(p.status, 303, "login of {}: {p:?}", who.0);
+    b
+}
+
+/// A letter ticket of `opd` at step 2 (the pemohon's step 1 disposed over
+/// gRPC): it waits on the Kepala Dinas.
+async fn at_kadis(f: &Fixture, opd: &str) -> String {
+    let id = f.ticket_of(opd).await;
+    if opd == OWN {
+        SopClient::new(f.as_role("pemohon"))
+            .dispose_ticket(v1::DisposeTicketRequest {
+                id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    id
+}
+
+async fn typed(f: &Fixture, id: &str) -> v1::TicketDetail {
+    TicketsClient::new(f.as_role("kabid_aptika"))
+        .get_ticket(v1::GetTicketRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The part of `page` inside the element with id `id` (to its section's end).
+fn section<'a>(page: &'a Page, id: &str) -> &'a str {
+    let body = &page.body;
+    let at = body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {body}"));
+    let rest = &body[at..];
+    &rest[..rest.find("</section>").unwrap_or(rest.len())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_puts_what_waits_on_me_first_and_filters_and_pages() {
+    let f = Fixture::start_web().await;
+    let id = at_kadis(&f, OWN).await;
+    let mut kadis = logged_in(&f, KADIS).await;
+    let q = kadis.get("/tiket").await;
+    assert_eq!(q.status, 200, "{q:?}");
+    assert!(q.body.contains("Menunggu tindakan saya"), "{}", q.body);
+    let mine = section(&q, "saya");
+    assert!(mine.contains(&format!("data-tiket=\"{id}\"")), "{mine}");
+    assert!(mine.contains("Kepala Dinas"), "{mine}");
+    // The board links to the queue.
+    let board = kadis.get("/papan").await;
+    assert!(board.body.contains("href=\"/tiket\""), "{}", board.body);
+    // The pemohon's step is done: nothing waits on them, the ticket is open.
+    let mut opd = logged_in(&f, PEMOHON).await;
+    let q = opd.get("/tiket").await;
+    assert!(
+        section(&q, "saya").contains("Tidak ada tiket yang menunggu tindakan Anda."),
+        "{}",
+        q.body
+    );
+    assert!(section(&q, "terbuka").contains(&format!("data-tiket=\"{id}\"")));
+    // Filters: another step, another OPD, overdue: not listed.
+    for filter in ["langkah=5", "opd=dishub", "terlambat=1"] {
+        let q = kadis.get(&format!("/tiket?{filter}")).await;
+        assert_eq!(q.status, 200, "{filter}: {q:?}");
+        assert!(
+            !q.body.contains(&format!("data-tiket=\"{id}\"")),
+            "{filter}: {}",
+            q.body
+        );
+    }
+    let q = kadis.get("/tiket?langkah=2&opd=dinkes").await;
+    assert!(section(&q, "saya").contains(&format!("data-tiket=\"{id}\"")));
+    assert_eq!(kadis.get("/tiket?langkah=dua").await.status, 400);
+    // Paged by the service: 26 open tickets are two pages, with a link on.
+    let hd = TicketsClient::new(f.as_role("helpdesk"));
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive()
+        .to_string();
+    for n in 0..25 {
+        hd.clone()
+            .new_ticket(v1::NewTicketRequest {
+                opd: OTHER.into(),
+                letter_number: format!("{n}/halaman"),
+                letter_date: today.clone(),
+                subject: "Internet putus".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let q = kadis.get("/tiket").await;
+    let open = section(&q, "terbuka");
+    assert_eq!(open.matches("data-tiket=").count(), 25, "{open}");
+    let at = open
+        .find("class=\"berikutnya\" href=\"")
+        .expect("a next link")
+        + 25;
+    let next = open[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let q = kadis.get(&next).await;
+    assert_eq!(q.status, 200, "{next}: {q:?}");
+    assert_eq!(section(&q, "terbuka").matches("data-tiket=").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_shows_only_the_actions_the_role_may_take_and_the_form_disposes() {
+    let f = Fixture::start_web().await;
+    let id = at_kadis(&f, OWN).await;
+    let mut kadis = logged_in(&f, KADIS).await;
+    let p = kadis.get(&format!("/tiket/{id}")).await;
+    assert_eq!(p.status, 200, "{p:?}");
+    assert!(p.body.contains("id=\"disposisi\""), "{}", p.body);
+    assert!(p.body.contains("id=\"kembalikan\""));
+    assert!(!p.body.contains("id=\"terima\"") && !p.body.contains("id=\"ukur\""));
+    // The timeline: step 1 done by the pemohon within its standard.
+    let line = section(&p, "linimasa");
+    assert!(
+        line.contains("data-kind=\"disposed\" data-step=\"1\" data-user=\"opd\""),
+        "{line}"
+    );
+    assert!(line.contains("dalam standar waktu"), "{line}");
+    // The pemohon sees the ticket, and no form of a step not theirs.
+    let mut opd = logged_in(&f, PEMOHON).await;
+    let mine = opd.get(&format!("/tiket/{id}")).await;
+    assert_eq!(mine.status, 200);
+    for form in ["disposisi", "kembalikan", "perbarui", "terima", "ukur"] {
+        assert!(
+            !mine.body.contains(&format!("id=\"{form}\"")),
+            "{form}: {}",
+            mine.body
+        );
+    }
+    assert!(
+        mine.body
+            .contains("Tidak ada tindakan Anda pada tiket ini sekarang.")
+    );
+    // A refusal of the service is said on the ticket's page.
+    let r = opd
+        .post(
+            &format!("/tiket/{id}/disposisi"),
+            &[("csrf", &mine.csrf()), ("catatan", "coba")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (303, &*format!("/tiket/{id}"))
+    );
+    let again = opd.get(&format!("/tiket/{id}")).await;
+    assert!(
+        again.body.contains("step 2 belongs to kepala_dinas"),
+        "{}",
+        again.body
+    );
+    assert_eq!(typed(&f, &id).await.ticket.unwrap().step, 2);
+
+    // The Kepala Dinas disposes through the form.
+    let r = kadis
+        .post(
+            &format!("/tiket/{id}/disposisi"),
+            &[("csrf", &p.csrf()), ("catatan", "segera ditangani")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (303, &*format!("/tiket/{id}")),
+        "{r:?}"
+    );
+    let after = kadis.get(&format!("/tiket/{id}")).await;
+    assert!(
+        after.body.contains("sekarang di langkah 3 (Kabid Aptika)"),
+        "{}",
+        after.body
+    );
+    // The message is shown once.
+    let later = kadis.get(&format!("/tiket/{id}")).await;
+    assert!(!later.body.contains("sekarang di langkah 3"));
+    // The typed service sees the step done by that user.
+    let d = typed(&f, &id).await;
+    assert_eq!(d.ticket.as_ref().unwrap().step, 3);
+    let done = d
+        .trail
+        .iter()
+        .filter_map(|r| r.event.as_ref())
+        .find(|e| e.kind == "disposed" && e.step == 2)
+        .expect("step 2 disposed");
+    assert_eq!(done.user, "kadis");
+    assert_eq!(done.role, "kepala_dinas");
+    match &done.detail {
+        Some(v1::audit_event::Detail::Disposed(d)) => {
+            assert_eq!(d.note.as_deref(), Some("segera ditangani"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // On the API audit trail exactly as the gRPC call.
+    audited(
+        &f,
+        "\"outcome\":\"ok\",\"rpc\":\"/siaga.v1.Sop/DisposeTicket\",\"user\":\"kadis\"",
+    )
+    .await;
+    audited(
+        &f,
+        "\"outcome\":\"PermissionDenied: step 2 belongs to kepala_dinas",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_without_the_sessions_token_is_refused_and_changes_nothing() {
+    let f = Fixture::start_web().await;
+    let id = at_kadis(&f, OWN).await;
+    let mut kadis = logged_in(&f, KADIS).await;
+    let mut hd = logged_in(&f, HELPDESK).await;
+    let other_token = hd.get("/tiket").await.csrf();
+    let own_token = kadis.get(&format!("/tiket/{id}")).await.csrf();
+    assert_ne!(own_token, other_token);
+    let path = format!("/tiket/{id}/disposisi");
+    for fields in [
+        vec![("catatan", "tanpa token")],
+        vec![("csrf", ""), ("catatan", "token kosong")],
+        vec![
+            ("csrf", other_token.as_str()),
+            ("catatan", "token sesi lain"),
+        ],
+    ] {
+        let r = kadis.post(&path, &fields).await;
+        assert_eq!(r.status, 403, "{fields:?}: {r:?}");
+        assert!(r.body.contains("tidak sah untuk sesi Anda"), "{}", r.body);
+    }
+    for form in ["kembalikan", "status", "terima", "ukur"] {
+        let r = kadis
+            .post(&format!("/tiket/{id}/{form}"), &[("csrf", &other_token)])
+            .await;
+        assert_eq!(r.status, 403, "{form}: {r:?}");
+    }
+    let d = typed(&f, &id).await;
+    assert_eq!(d.ticket.unwrap().step, 2, "nothing moved");
+    assert!(
+        !d.trail
+            .iter()
+            .filter_map(|r| r.event.as_ref())
+            .any(|e| e.user == "kadis"),
+        "nothing on the trail: {:?}",
+        d.trail
+    );
+    // Not logged in: to the login page, nothing done.
+    let mut stranger = Browser::new(&f).await;
+    let r = stranger.post(&path, &[("csrf", &own_token)]).await;
+    assert_eq!((r.status, r.location.as_str()), (303, "/masuk"));
+    assert_eq!(typed(&f, &id).await.ticket.unwrap().step, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_opds_ticket_is_not_found_as_a_missing_one_is() {
+    let f = Fixture::start_web().await;
+    let own = f.ticket_of(OWN).await;
+    let other = f.ticket_of(OTHER).await;
+    let mut opd = logged_in(&f, PEMOHON).await;
+    assert_eq!(opd.get(&format!("/tiket/{own}")).await.status, 200);
+    let missing = opd.get("/tiket/PJ-2099-9999").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("tidak ditemukan"), "{}", missing.body);
+    let token = opd.get("/tiket").await.csrf();
+    for path in [
+        format!("/tiket/{other}"),
+        format!("/tiket/{}", other.to_ascii_lowercase()),
+    ] {
+        let p = opd.get(&path).await;
+        assert_eq!((p.status, &p.body), (404, &missing.body), "{path}");
+    }
+    // Nor can a form reach it.
+    let p = opd
+        .post(&format!("/tiket/{other}/disposisi"), &[("csrf", &token)])
+        .await;
+    assert_eq!((p.status, &p.body), (404, &missing.body));
+    // The queue lists the own OPD's tickets only.
+    let q = opd.get("/tiket").await;
+    assert!(q.body.contains(&format!("data-tiket=\"{own}\"")));
+    assert!(!q.body.contains(&other), "{}", q.body);
+}
