@@ -13,6 +13,7 @@
 //! task, never the gRPC side.
 
 pub mod pages;
+pub mod report;
 pub mod session;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -182,6 +183,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/tiket/{number}/status", post(tickets::update))
         .route("/tiket/{number}/terima", post(tickets::acknowledge))
         .route("/tiket/{number}/ukur", post(tickets::measure))
+        .route("/tiket/{number}/laporan", get(report::report_page))
+        .route("/tiket/{number}/laporan.pdf", get(report::report_pdf))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)

@@ -296,3 +296,133 @@ async fn another_opds_ticket_is_not_found_as_a_missing_one_is() {
     assert!(q.body.contains(&format!("data-tiket=\"{own}\"")));
     assert!(!q.body.contains(&other), "{}", q.body);
 }
+
+/// Disposes ticket `id` over gRPC as each of `roles` in turn.
+async fn dispose_as(f: &Fixture, id: &str, roles: &[&str]) {
+    for role in roles {
+        let no_measurement_reason =
+            (*role == "tim_teknis").then(|| "perangkat diganti baru".to_string());
+        SopClient::new(f.as_role(role))
+            .dispose_ticket(v1::DisposeTicketRequest {
+                id: id.into(),
+                no_measurement_reason,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{role} disposes {id}: {s}"));
+    }
+}
+
+/// The work report over gRPC, as `siaga ticket report` fetches it.
+async fn grpc_report(f: &Fixture, id: &str, format: &str) -> crate::api::document::Received {
+    let s = v1::reports_client::ReportsClient::new(f.as_role("helpdesk"))
+        .get_report(v1::GetReportRequest {
+            ticket: id.into(),
+            format: format.into(),
+            lang: "id".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    crate::api::document::receive(s).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_page_acknowledges_reviews_and_its_pdf_is_the_frozen_report() {
+    let f = Fixture::start_web().await;
+    let id = f.ticket_of(OWN).await;
+    let other = f.ticket_of(OTHER).await;
+    dispose_as(
+        &f,
+        &id,
+        &[
+            "pemohon",
+            "kepala_dinas",
+            "kabid_aptika",
+            "pranata_komputer",
+            "helpdesk",
+        ],
+    )
+    .await;
+    // At the work step the OPD acknowledges the report from its page.
+    let mut opd = logged_in(&f, PEMOHON).await;
+    let page = opd.get(&format!("/tiket/{id}/laporan")).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("LAPORAN PEKERJAAN"), "{}", page.body);
+    assert!(page.body.contains("Draf: belum ditinjau"));
+    assert!(
+        page.body
+            .contains(&format!("href=\"/tiket/{id}/laporan.pdf\""))
+    );
+    assert!(page.body.contains("id=\"terima\"") && !page.body.contains("id=\"tinjau\""));
+    let r = opd
+        .post(
+            &format!("/tiket/{id}/terima"),
+            &[
+                ("csrf", &page.csrf()),
+                ("oleh", "Andi Wijaya, Kasubag Umum"),
+                ("kembali", "laporan"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (303, &*format!("/tiket/{id}/laporan")),
+        "{r:?}"
+    );
+    let page = opd.get(&format!("/tiket/{id}/laporan")).await;
+    assert!(
+        page.body.contains("Laporan pekerjaan diterima."),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        typed(&f, &id).await.ticket.unwrap().acknowledged_by,
+        "Andi Wijaya, Kasubag Umum"
+    );
+    // The pemohon's report of another OPD: as missing, page and PDF alike.
+    let missing = opd.get("/tiket/PJ-2099-9999/laporan").await;
+    assert_eq!(missing.status, 404);
+    for path in [
+        format!("/tiket/{other}/laporan"),
+        format!("/tiket/{other}/laporan.pdf"),
+        "/tiket/PJ-2099-9999/laporan.pdf".to_string(),
+    ] {
+        let p = opd.get(&path).await;
+        assert_eq!((p.status, &p.body), (404, &missing.body), "{path}");
+    }
+
+    dispose_as(
+        &f,
+        &id,
+        &["tim_teknis", "helpdesk", "pranata_komputer", "kabid_aptika"],
+    )
+    .await;
+    // The Kepala Dinas reviews from the report page: the report is frozen.
+    let mut kadis = logged_in(&f, KADIS).await;
+    let page = kadis.get(&format!("/tiket/{id}/laporan")).await;
+    assert!(page.body.contains("id=\"tinjau\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"terima\""));
+    let r = kadis
+        .post(
+            &format!("/tiket/{id}/disposisi"),
+            &[
+                ("csrf", &page.csrf()),
+                ("catatan", "laporan diterima"),
+                ("kembali", "laporan"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = kadis.get(&format!("/tiket/{id}/laporan")).await;
+    assert!(page.body.contains("Laporan final"), "{}", page.body);
+    assert!(!page.body.contains("id=\"tinjau\""));
+    assert!(typed(&f, &id).await.ticket.unwrap().closed);
+    let pdf = kadis.bytes(&format!("/tiket/{id}/laporan.pdf")).await;
+    assert_eq!(pdf.0, 200);
+    assert_eq!(pdf.1, "application/pdf");
+    let frozen = grpc_report(&f, &id, "pdf").await;
+    assert!(frozen.info.r#final);
+    assert!(pdf.2.starts_with(b"%PDF"));
+    assert_eq!(pdf.2, frozen.bytes, "the PDF link serves the frozen report");
+}

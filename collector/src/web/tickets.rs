@@ -844,6 +844,9 @@ pub(super) struct DisposeForm {
     catatan: String,
     #[serde(default)]
     tanpa_ukur: String,
+    /// `laporan`: back to the report page rather than the ticket's.
+    #[serde(default)]
+    kembali: String,
 }
 
 /// The forms with one text field (return, status, acknowledge, measure).
@@ -861,6 +864,9 @@ pub(super) struct TextForm {
     tahap: String,
     #[serde(default)]
     antre: String,
+    /// `laporan`: back to the report page rather than the ticket's.
+    #[serde(default)]
+    kembali: String,
 }
 
 /// The common part of a ticket's form: the person, their token, the
@@ -870,7 +876,7 @@ async fn act<F, Fut>(
     web: Arc<Web>,
     headers: HeaderMap,
     raw: String,
-    csrf: String,
+    (csrf, kembali): (String, String),
     act: F,
 ) -> Response
 where
@@ -887,7 +893,11 @@ where
     let Some(number) = number_of(&raw) else {
         return ticket_not_found();
     };
-    let back = format!("/tiket/{number}");
+    let back = if kembali == "laporan" {
+        format!("/tiket/{number}/laporan")
+    } else {
+        format!("/tiket/{number}")
+    };
     match act(web, caller, number).await {
         Ok(done) => see_other(&back, vec![flash(true, &done)]),
         Err(e) if e.code() == Code::NotFound && e.message().starts_with("no ticket") => {
@@ -921,21 +931,27 @@ pub(super) async fn dispose(
     Path(raw): Path<String>,
     Form(f): Form<DisposeForm>,
 ) -> Response {
-    act(web, headers, raw, f.csrf, |web, caller, id| async move {
-        let hub = web.hub.clone();
-        let req = v1::DisposeTicketRequest {
-            id,
-            to: f.ke.trim().to_string(),
-            note: given(&f.catatan),
-            no_measurement_reason: given(&f.tanpa_ukur),
-        };
-        let r = call(&web, &caller, DISPOSE, req, |r| async move {
-            use siaga_proto::v1::sop_server::Sop as _;
-            crate::sop::api::SopApi::new(hub).dispose_ticket(r).await
-        })
-        .await?;
-        Ok(moved(&r))
-    })
+    act(
+        web,
+        headers,
+        raw,
+        (f.csrf, f.kembali),
+        |web, caller, id| async move {
+            let hub = web.hub.clone();
+            let req = v1::DisposeTicketRequest {
+                id,
+                to: f.ke.trim().to_string(),
+                note: given(&f.catatan),
+                no_measurement_reason: given(&f.tanpa_ukur),
+            };
+            let r = call(&web, &caller, DISPOSE, req, |r| async move {
+                use siaga_proto::v1::sop_server::Sop as _;
+                crate::sop::api::SopApi::new(hub).dispose_ticket(r).await
+            })
+            .await?;
+            Ok(moved(&r))
+        },
+    )
     .await
 }
 
@@ -946,19 +962,25 @@ pub(super) async fn return_back(
     Path(raw): Path<String>,
     Form(f): Form<TextForm>,
 ) -> Response {
-    act(web, headers, raw, f.csrf, |web, caller, id| async move {
-        let hub = web.hub.clone();
-        let req = v1::ReturnTicketRequest {
-            id,
-            reason: f.alasan,
-        };
-        let r = call(&web, &caller, RETURN, req, |r| async move {
-            use siaga_proto::v1::sop_server::Sop as _;
-            crate::sop::api::SopApi::new(hub).return_ticket(r).await
-        })
-        .await?;
-        Ok(moved(&r))
-    })
+    act(
+        web,
+        headers,
+        raw,
+        (f.csrf, f.kembali),
+        |web, caller, id| async move {
+            let hub = web.hub.clone();
+            let req = v1::ReturnTicketRequest {
+                id,
+                reason: f.alasan,
+            };
+            let r = call(&web, &caller, RETURN, req, |r| async move {
+                use siaga_proto::v1::sop_server::Sop as _;
+                crate::sop::api::SopApi::new(hub).return_ticket(r).await
+            })
+            .await?;
+            Ok(moved(&r))
+        },
+    )
     .await
 }
 
@@ -969,21 +991,27 @@ pub(super) async fn update(
     Path(raw): Path<String>,
     Form(f): Form<TextForm>,
 ) -> Response {
-    act(web, headers, raw, f.csrf, |web, caller, id| async move {
-        let hub = web.hub.clone();
-        let req = v1::UpdateTicketRequest {
-            id,
-            status: f.status,
-        };
-        call(&web, &caller, UPDATE, req, |r| async move {
-            use siaga_proto::v1::tickets_server::Tickets as _;
-            crate::ticket::api::TicketsApi::new(hub)
-                .update_ticket(r)
-                .await
-        })
-        .await?;
-        Ok("Status tercatat.".into())
-    })
+    act(
+        web,
+        headers,
+        raw,
+        (f.csrf, f.kembali),
+        |web, caller, id| async move {
+            let hub = web.hub.clone();
+            let req = v1::UpdateTicketRequest {
+                id,
+                status: f.status,
+            };
+            call(&web, &caller, UPDATE, req, |r| async move {
+                use siaga_proto::v1::tickets_server::Tickets as _;
+                crate::ticket::api::TicketsApi::new(hub)
+                    .update_ticket(r)
+                    .await
+            })
+            .await?;
+            Ok("Status tercatat.".into())
+        },
+    )
     .await
 }
 
@@ -994,18 +1022,24 @@ pub(super) async fn acknowledge(
     Path(raw): Path<String>,
     Form(f): Form<TextForm>,
 ) -> Response {
-    act(web, headers, raw, f.csrf, |web, caller, id| async move {
-        let hub = web.hub.clone();
-        let req = v1::AcknowledgeTicketRequest { id, by: f.oleh };
-        call(&web, &caller, ACKNOWLEDGE, req, |r| async move {
-            use siaga_proto::v1::sop_server::Sop as _;
-            crate::sop::api::SopApi::new(hub)
-                .acknowledge_ticket(r)
-                .await
-        })
-        .await?;
-        Ok("Laporan pekerjaan diterima.".into())
-    })
+    act(
+        web,
+        headers,
+        raw,
+        (f.csrf, f.kembali),
+        |web, caller, id| async move {
+            let hub = web.hub.clone();
+            let req = v1::AcknowledgeTicketRequest { id, by: f.oleh };
+            call(&web, &caller, ACKNOWLEDGE, req, |r| async move {
+                use siaga_proto::v1::sop_server::Sop as _;
+                crate::sop::api::SopApi::new(hub)
+                    .acknowledge_ticket(r)
+                    .await
+            })
+            .await?;
+            Ok("Laporan pekerjaan diterima.".into())
+        },
+    )
     .await
 }
 
@@ -1020,7 +1054,7 @@ pub(super) async fn measure(
         web,
         headers,
         raw,
-        f.csrf,
+        (f.csrf, f.kembali),
         |web, caller, ticket| async move {
             let hub = web.hub.clone();
             let req = v1::MeasureTicketRequest {
