@@ -363,7 +363,7 @@ pub fn act_reply(
     }
 }
 
-/// Opens a ticket from letter `a` as `caller` (helpdesk or admin): the
+/// Opens a ticket from letter `a` as `caller` (one of [`LETTER_ROLES`]): the
 /// letter's date, OPD, device and link are checked; the same letter of the
 /// same OPD again answers the ticket opened for it (`already_filed`).
 pub fn new_ticket(
@@ -749,7 +749,7 @@ mod tests {
         .expect_err("not helpdesk");
         assert_eq!(
             r.to_string(),
-            "a letter ticket is entered by helpdesk or admin; you are tim_teknis"
+            "a letter ticket is entered by pemohon or helpdesk or admin; you are tim_teknis"
         );
         let reply = new_ticket(
             &s,

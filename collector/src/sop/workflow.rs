@@ -35,8 +35,10 @@ use super::calendar::Calendar;
 use super::escalation::EscalationMark;
 use super::model::{Capacity, Sop, SopVersion, Step};
 
-/// Roles that may enter a ticket from an OPD's letter.
-pub const LETTER_ROLES: [&str; 2] = ["helpdesk", "admin"];
+/// Roles that may enter a ticket from an OPD's letter: the OPD itself (its
+/// own letters only: the service holds a pemohon to their OPD), the
+/// helpdesk that receives letters on paper, and the admin.
+pub const LETTER_ROLES: [&str; 3] = ["pemohon", "helpdesk", "admin"];
 
 /// The user name recorded for what the collector does by itself.
 pub const SYSTEM_USER: &str = "siaga";

@@ -13,6 +13,7 @@
 //! task, never the gRPC side.
 
 pub mod pages;
+pub mod register;
 pub mod report;
 pub mod session;
 #[cfg(test)]
@@ -177,6 +178,11 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/papan", get(board))
         .route("/papan/langsung", get(board_live))
         .route("/tiket", get(tickets::queue))
+        .route(
+            "/tiket/baru",
+            get(register::letter_page).post(register::new_letter),
+        )
+        .route("/register", get(register::register))
         .route("/tiket/{number}", get(tickets::ticket_page))
         .route("/tiket/{number}/disposisi", post(tickets::dispose))
         .route("/tiket/{number}/kembalikan", post(tickets::return_back))

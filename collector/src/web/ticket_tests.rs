@@ -426,3 +426,138 @@ async fn the_report_page_acknowledges_reviews_and_its_pdf_is_the_frozen_report()
     assert!(pdf.2.starts_with(b"%PDF"));
     assert_eq!(pdf.2, frozen.bytes, "the PDF link serves the frozen report");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_register_is_scoped_as_get_register_is() {
+    let f = Fixture::start_web().await;
+    let own = f.ticket_of(OWN).await;
+    let other = f.ticket_of(OTHER).await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
+    let period = format!(
+        "dari={}&sampai={}",
+        today - chrono::Duration::days(1),
+        today + chrono::Duration::days(1)
+    );
+    let mut opd = logged_in(&f, PEMOHON).await;
+    let form = opd.get("/register").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("id=\"register\""), "{}", form.body);
+    let (status, mime, csv) = opd.bytes(&format!("/register?{period}&format=csv")).await;
+    assert_eq!((status, mime.as_str()), (200, "text/csv; charset=utf-8"));
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.contains(&own), "{csv}");
+    assert!(!csv.contains(&other) && !csv.contains("dishub"), "{csv}");
+    // Asking for the other OPD by name: its tickets stay out.
+    let (_, _, csv) = opd
+        .bytes(&format!("/register?{period}&format=csv&opd=dishub"))
+        .await;
+    assert!(!String::from_utf8(csv).unwrap().contains(&other));
+    let mut hd = logged_in(&f, HELPDESK).await;
+    let (_, _, csv) = hd.bytes(&format!("/register?{period}&format=csv")).await;
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.contains(&own) && csv.contains(&other), "{csv}");
+    let (status, mime, xlsx) = hd.bytes(&format!("/register?{period}&format=xlsx")).await;
+    assert_eq!(status, 200);
+    assert!(mime.contains("spreadsheetml"), "{mime}");
+    assert!(xlsx.starts_with(b"PK"));
+    // A period backwards: the service's message on the form.
+    let p = hd
+        .get(&format!(
+            "/register?dari={today}&sampai={}&format=csv",
+            today - chrono::Duration::days(3)
+        ))
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("is before from"), "{}", p.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pemohon_enters_a_letter_checked_as_new_ticket_checks_it() {
+    let f = Fixture::start_web().await;
+    let mut opd = logged_in(&f, PEMOHON).await;
+    let form = opd.get("/tiket/baru").await;
+    assert_eq!(form.status, 200, "{form:?}");
+    // Their own OPD and its devices only.
+    assert!(form.body.contains("value=\"dinkes\""), "{}", form.body);
+    assert!(form.body.contains("dinkes-sw") && !form.body.contains("dishub"));
+    let csrf = form.csrf();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
+    let letter = |number: &'static str, date: String| {
+        vec![
+            ("opd", "dinkes".to_string()),
+            ("nomor", number.to_string()),
+            ("tanggal", date),
+            ("perihal", "Internet putus di lantai 2".to_string()),
+            ("perangkat", "dinkes-sw".to_string()),
+        ]
+    };
+    async fn send(b: &mut Browser, csrf: &str, fields: Vec<(&'static str, String)>) -> Page {
+        let mut refs: Vec<(&str, &str)> = vec![("csrf", csrf)];
+        refs.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+        b.post("/tiket/baru", &refs).await
+    }
+    // A date in the future: refused with the service's words, the form kept.
+    let r = send(
+        &mut opd,
+        &csrf,
+        letter(
+            "005/9/DINKES",
+            (today + chrono::Duration::days(30)).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("is in the future"), "{}", r.body);
+    assert!(r.body.contains("value=\"005/9/DINKES\""), "{}", r.body);
+    // The letter: a ticket at step 1, then the same letter again: the same ticket.
+    let r = send(&mut opd, &csrf, letter("005/9/DINKES", today.to_string())).await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let first = r.location.clone();
+    assert!(first.starts_with("/tiket/PJ-"), "{first}");
+    let page = opd.get(&first).await;
+    assert!(
+        page.body.contains("dibuat dari surat 005/9/DINKES"),
+        "{}",
+        page.body
+    );
+    let r = send(&mut opd, &csrf, letter("005/9/DINKES", today.to_string())).await;
+    assert_eq!((r.status, &r.location), (303, &first));
+    let page = opd.get(&first).await;
+    assert!(
+        page.body.contains("sudah tercatat sebagai tiket"),
+        "{}",
+        page.body
+    );
+    let id = first.trim_start_matches("/tiket/");
+    let t = typed(&f, id).await.ticket.unwrap();
+    assert_eq!(
+        (t.opd.as_str(), t.step, t.device.as_str()),
+        ("dinkes", 1, "dinkes-sw")
+    );
+    // Another OPD's letter: that OPD is not found for them.
+    let mut other = letter("1/DISHUB", today.to_string());
+    other[0].1 = "dishub".into();
+    other[4].1 = String::new();
+    let r = send(&mut opd, &csrf, other).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("no OPD dishub"), "{}", r.body);
+    audited(
+        &f,
+        "\"outcome\":\"ok\",\"rpc\":\"/siaga.v1.Tickets/NewTicket\",\"user\":\"opd\"",
+    )
+    .await;
+    // Who may not enter letters is not shown the form.
+    let mut kadis = logged_in(&f, KADIS).await;
+    assert_eq!(kadis.get("/tiket/baru").await.status, 403);
+    assert!(
+        !kadis
+            .get("/tiket")
+            .await
+            .body
+            .contains("href=\"/tiket/baru\"")
+    );
+}
