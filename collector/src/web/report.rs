@@ -200,3 +200,15 @@ pub(super) fn download(bytes: Vec<u8>, mime: &'static str, name: &str) -> Respon
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::between;
+
+    #[test]
+    fn the_body_of_a_report() {
+        let doc = "<html><head><style>body{}</style></head><body>\n<h1>A</h1>\n</body>\n</html>";
+        assert_eq!(between(doc, "<body>", "</body>"), "\n<h1>A</h1>\n");
+        assert_eq!(between("no body here", "<body>", "</body>"), "");
+    }
+}

@@ -162,6 +162,11 @@ pub(super) fn failed(s: &Status) -> Response {
             pages::notice("Permintaan tidak sah", s.message()),
             vec![],
         ),
+        Code::FailedPrecondition => super::html(
+            StatusCode::CONFLICT,
+            pages::notice("Tidak dapat dilakukan sekarang", s.message()),
+            vec![],
+        ),
         _ => super::html(
             StatusCode::INTERNAL_SERVER_ERROR,
             pages::notice("Galat", s.message()),
@@ -1074,4 +1079,52 @@ pub(super) async fn measure(
         },
     )
     .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    #[test_case("PJ-2026-0001", Some("PJ-2026-0001") ; "a number")]
+    #[test_case(" pj-2026-0001 ", Some("PJ-2026-0001") ; "typed in lower case")]
+    #[test_case("", None ; "empty")]
+    #[test_case("PJ-2026-0001\r\nSet-Cookie: x=1", None ; "a header smuggled in")]
+    #[test_case("../papan", None ; "a path")]
+    #[test_case("PJ%2F1", None ; "escapes")]
+    fn a_ticket_number_in_a_path(raw: &str, want: Option<&str>) {
+        assert_eq!(number_of(raw).as_deref(), want);
+    }
+
+    #[test]
+    fn a_long_number_is_not_a_ticket() {
+        assert!(number_of(&"P".repeat(65)).is_none());
+        assert!(number_of(&"P".repeat(64)).is_some());
+    }
+
+    #[test]
+    fn a_flash_message_comes_back_once_as_it_was_said() {
+        let said = "Tiket PJ-2026-0001 ditolak: «step 2»; a=b & c";
+        let cookie = flash(false, said);
+        let value = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&value).unwrap());
+        let (got, clear) = take_flash(&headers);
+        assert_eq!(got, Some((false, said.to_string())));
+        assert!(clear[0].to_str().unwrap().contains("Max-Age=0"));
+        assert_eq!(take_flash(&HeaderMap::new()).0, None);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(enc("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(enc("PJ-2026_0001.x~"), "PJ-2026_0001.x~");
+    }
 }
