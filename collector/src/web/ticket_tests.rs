@@ -561,3 +561,84 @@ async fn a_pemohon_enters_a_letter_checked_as_new_ticket_checks_it() {
             .contains("href=\"/tiket/baru\"")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_technician_measures_from_the_ticket_page() {
+    let f = Fixture::start_web().await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
+    let id = TicketsClient::new(f.as_role("helpdesk"))
+        .new_ticket(v1::NewTicketRequest {
+            opd: OWN.into(),
+            letter_number: "7/ukur".into(),
+            letter_date: today.to_string(),
+            subject: "Switch lantai 2 lambat".into(),
+            device: "dinkes-sw".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap()
+        .id;
+    dispose_as(
+        &f,
+        &id,
+        &[
+            "pemohon",
+            "kepala_dinas",
+            "kabid_aptika",
+            "pranata_komputer",
+            "helpdesk",
+        ],
+    )
+    .await;
+    let mut teknisi = logged_in(&f, ("teknisi", "rahasia-teknisi-1")).await;
+    let p = teknisi.get(&format!("/tiket/{id}")).await;
+    for form in ["disposisi", "tanpa_ukur", "perbarui", "ukur", "kembalikan"] {
+        assert!(
+            p.body.contains(&format!("id=\"{form}\"")),
+            "{form}: {}",
+            p.body
+        );
+    }
+    assert!(!p.body.contains("id=\"terima\""), "{}", p.body);
+    // No agent of dinkes is connected: refused, unless queued.
+    let r = teknisi
+        .post(
+            &format!("/tiket/{id}/ukur"),
+            &[("csrf", &p.csrf()), ("tahap", "before")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let said = teknisi.get(&format!("/tiket/{id}")).await;
+    assert!(said.body.contains("class=\"pesan\""), "{}", said.body);
+    let r = teknisi
+        .post(
+            &format!("/tiket/{id}/ukur"),
+            &[("csrf", &p.csrf()), ("tahap", "before"), ("antre", "1")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = teknisi.get(&format!("/tiket/{id}")).await;
+    assert!(page.body.contains("dimulai (queued)"), "{}", page.body);
+    assert!(page.body.contains("<td>sebelum</td>"), "{}", page.body);
+    audited(
+        &f,
+        "\"outcome\":\"ok\",\"rpc\":\"/siaga.v1.Measure/MeasureTicket\",\"user\":\"teknisi\"",
+    )
+    .await;
+    // The status form: the follow-up status, as the service keeps it.
+    let r = teknisi
+        .post(
+            &format!("/tiket/{id}/status"),
+            &[("csrf", &p.csrf()), ("status", "menuju lokasi")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let page = teknisi.get(&format!("/tiket/{id}")).await;
+    assert!(page.body.contains("Status tercatat."), "{}", page.body);
+    assert_eq!(typed(&f, &id).await.ticket.unwrap().status, "menuju lokasi");
+}
