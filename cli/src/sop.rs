@@ -82,7 +82,7 @@ pub enum TicketCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Enter a ticket from an OPD's request letter (helpdesk or admin).
+    /// Enter a ticket from an OPD's request letter (pemohon of that OPD, helpdesk or admin).
     New {
         /// The OPD.
         #[arg(long)]

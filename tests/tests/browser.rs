@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::{Client, ClientBuilder, Locator};
 use siaga_tests::harness::{Collector, Inventory, free_port, runtime, secs, wait_until};
+use siaga_tests::office::{OFFICE_USERS, Office, letter_date, opened_ticket};
 
 /// chromedriver, killed and reaped when dropped.
 struct Driver {
@@ -185,20 +186,304 @@ fn a_person_logs_in_in_chromium_sees_the_board_and_logs_out() -> Result<()> {
     runtime()?.block_on(async {
         let b = driver.browser().await?;
         let result = steps(&b, &base).await;
-        if let Err(e) = &result {
-            let shot = screenshot_path("a_person_logs_in_in_chromium");
-            match b.screenshot().await {
-                Ok(png) if std::fs::write(&shot, &png).is_ok() => {
-                    eprintln!("screenshot of the failure: {}", shot.display());
-                }
-                _ => eprintln!("no screenshot of the failure could be taken"),
-            }
-            eprintln!("page at the failure: {:?}", b.current_url().await.ok());
-            let _ = b.close().await;
-            bail!("{e:#}");
-        }
-        b.close()
-            .await
-            .map_err(|e| anyhow!("closing the browser: {e}"))
+        finish(b, "a_person_logs_in_in_chromium", result).await
     })
+}
+
+/// Ends a browser session after `result`: on a failure, a screenshot
+/// named `name` first (and where it is), then the failure.
+async fn finish(b: Client, name: &str, result: Result<()>) -> Result<()> {
+    if let Err(e) = &result {
+        let shot = screenshot_path(name);
+        match b.screenshot().await {
+            Ok(png) if std::fs::write(&shot, &png).is_ok() => {
+                eprintln!("screenshot of the failure: {}", shot.display());
+            }
+            _ => eprintln!("no screenshot of the failure could be taken"),
+        }
+        eprintln!("page at the failure: {:?}", b.current_url().await.ok());
+        let _ = b.close().await;
+        bail!("{e:#}");
+    }
+    b.close()
+        .await
+        .map_err(|e| anyhow!("closing the browser: {e}"))
+}
+
+/// An office (one person per role; the pemohon `opd` works for dinkes) with
+/// the OPDs dinkes and dishub and the web console, and the passwords of
+/// `people` set by the admin with `siaga user passwd`.
+fn web_office(people: &[(&str, &str)]) -> Result<(Office, String)> {
+    let c = Collector::init()?;
+    c.write_inventory(&Inventory::new("10s").opd("dinkes").opd("dishub"))?;
+    c.enable_web()?;
+    let o = Office::serve(c, &OFFICE_USERS)?;
+    for (name, password) in people {
+        let out = o
+            .user("root")?
+            .run_stdin(&["user", "passwd", name], &format!("{password}\n"))?;
+        ensure!(out.status.success(), "passwd {name}: {out:?}");
+    }
+    let base = format!("https://127.0.0.1:{}", o.collector.web_addr()?.port());
+    Ok((o, base))
+}
+
+/// A letter ticket of `opd` entered by the helpdesk with the CLI; its number.
+fn letter_of(o: &Office, opd: &str, number: &str) -> Result<String> {
+    let date = letter_date();
+    opened_ticket(&o.ok(
+        "hd",
+        &[
+            "ticket",
+            "new",
+            "--opd",
+            opd,
+            "--letter-number",
+            number,
+            "--letter-date",
+            &date,
+            "--subject",
+            "Internet putus",
+        ],
+    )?)
+}
+
+/// A client of the console outside the browser (the collector's CA), that
+/// sends `cookie` and does not follow redirects.
+fn plain_client(o: &Office) -> Result<(reqwest::Client, String)> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let addr = o.collector.web_addr()?;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(o.collector.dir().join("ca.pem"))?)?;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve("localhost", addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    Ok((client, format!("https://localhost:{}", addr.port())))
+}
+
+async fn wait_for(b: &Client, css: &str) -> Result<fantoccini::elements::Element> {
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .map_err(|e| anyhow!("waiting for {css}: {e}"))
+}
+
+/// The Kepala Dinas's steps: the queue, the ticket, the dispose form, the
+/// message; then the session cookie, kept, and logout.
+async fn kadis_disposes(b: &Client, base: &str, id: &str) -> Result<String> {
+    log_in(b, base, "kadis", "rahasia-kadis-123").await?;
+    wait_for(b, "ul.opd").await?;
+    b.find(Locator::Css("a[href='/tiket']"))
+        .await?
+        .click()
+        .await?;
+    let row = format!("#saya tr[data-tiket='{id}'] a");
+    wait_for(b, &row).await?.click().await?;
+    wait_for(b, "form#disposisi").await?;
+    ensure!(path_of(b).await? == format!("/tiket/{id}"));
+    b.find(Locator::Css("#catatan"))
+        .await?
+        .send_keys("segera ditangani")
+        .await?;
+    b.find(Locator::Css("form#disposisi button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let said = wait_for(b, "p.ok").await?.text().await?;
+    ensure!(said.contains("langkah 3"), "{said:?}");
+    let now = text_of(b, "#langkah").await?;
+    ensure!(now.starts_with("3 · Kabid Aptika"), "{now:?}");
+    let session = b
+        .get_named_cookie("siaga_sesi")
+        .await
+        .map_err(|e| anyhow!("the session cookie: {e}"))?
+        .value()
+        .to_string();
+    b.find(Locator::Css("header form button"))
+        .await?
+        .click()
+        .await?;
+    wait_for(b, "form.masuk").await?;
+    Ok(session)
+}
+
+#[test]
+fn the_kepala_dinas_disposes_in_chromium_and_the_cli_shows_the_step_done_by_kadis() -> Result<()> {
+    let (o, base) = web_office(&[("kadis", "rahasia-kadis-123")])?;
+    let id = letter_of(&o, "dinkes", "005/1/DINKES")?;
+    o.ok("opd", &["ticket", "dispose", &id])?;
+    let driver = Driver::start()?;
+    let session = runtime()?.block_on(async {
+        let b = driver.browser().await?;
+        let mut session = String::new();
+        let result = kadis_disposes(&b, &base, &id).await.map(|s| session = s);
+        finish(b, "the_kepala_dinas_disposes", result).await?;
+        Ok::<_, anyhow::Error>(session)
+    })?;
+    // The CLI over gRPC: step 2 done by kadis, the ticket at step 3.
+    let show = o.json("hd", &["ticket", "show", &id, "--json"])?;
+    ensure!(show["ticket"]["step"] == 3, "{show}");
+    let trail = show["trail"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no trail in {show}"))?;
+    let done = trail
+        .iter()
+        .map(|r| &r["event"])
+        .find(|e| e["kind"] == "disposed" && e["step"] == 2)
+        .ok_or_else(|| anyhow!("step 2 not disposed: {show}"))?;
+    ensure!(
+        done["user"] == "kadis" && done["role"] == "kepala_dinas",
+        "{done}"
+    );
+    // The session cookie of before the logout is refused.
+    ensure!(session.len() == 64, "{session:?}");
+    let (client, plain) = plain_client(&o)?;
+    runtime()?.block_on(async {
+        for path in ["/tiket", &format!("/tiket/{id}")] {
+            let r = client
+                .get(format!("{plain}{path}"))
+                .header("cookie", format!("siaga_sesi={session}"))
+                .send()
+                .await?;
+            let to = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            ensure!(
+                (r.status().as_u16(), to.as_str()) == (303, "/masuk"),
+                "{path} after logout: {} {to}",
+                r.status()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Walks ticket `id` with the CLI through the whole chain but the Kepala
+/// Dinas's review, then the review: its report is frozen.
+fn walk_to_the_end(o: &Office, id: &str) -> Result<()> {
+    for who in ["opd", "kadis", "kabid", "prakom", "hd"] {
+        o.ok(who, &["ticket", "dispose", id])?;
+    }
+    o.ok(
+        "opd",
+        &[
+            "ticket",
+            "acknowledge",
+            id,
+            "--by",
+            "Andi Wijaya, Kasubag Umum",
+        ],
+    )?;
+    o.ok(
+        "teknisi",
+        &[
+            "ticket",
+            "dispose",
+            id,
+            "--no-measurement-reason",
+            "perangkat diganti baru",
+        ],
+    )?;
+    for who in ["hd", "prakom", "kabid", "kadis"] {
+        o.ok(who, &["ticket", "dispose", id])?;
+    }
+    Ok(())
+}
+
+/// The pemohon's steps: another OPD's ticket typed in, then the own
+/// ticket's report and the address of its PDF link.
+async fn pemohon_reads(b: &Client, base: &str, own: &str, other: &str) -> Result<String> {
+    log_in(b, base, "opd", "rahasia-pemohon-1").await?;
+    wait_for(b, "ul.opd").await?;
+    b.goto(&format!("{base}/tiket/{other}")).await?;
+    let text = text_of(b, "main").await?;
+    ensure!(text.contains("tidak ditemukan"), "{text:?}");
+    let title = text_of(b, "header h1").await?;
+    ensure!(title == "Siaga · Tidak ditemukan", "{title:?}");
+    b.goto(&format!("{base}/tiket/{other}/laporan")).await?;
+    ensure!(text_of(b, "main").await?.contains("tidak ditemukan"));
+    b.goto(&format!("{base}/tiket/{own}")).await?;
+    wait_for(b, "a[href$='/laporan']").await?.click().await?;
+    let kind = wait_for(b, "#jenis").await?.text().await?;
+    ensure!(kind.starts_with("Laporan final"), "{kind:?}");
+    let report = text_of(b, "article.laporan").await?;
+    ensure!(report.contains("LAPORAN PEKERJAAN"), "{report:?}");
+    let href = b
+        .find(Locator::Css("a#pdf"))
+        .await?
+        .attr("href")
+        .await?
+        .ok_or_else(|| anyhow!("the PDF link has no address"))?;
+    ensure!(href == format!("/tiket/{own}/laporan.pdf"), "{href}");
+    let session = b
+        .get_named_cookie("siaga_sesi")
+        .await
+        .map_err(|e| anyhow!("the session cookie: {e}"))?
+        .value()
+        .to_string();
+    Ok(format!("{href}\n{session}"))
+}
+
+#[test]
+fn a_pemohon_finds_no_other_opds_ticket_and_the_pdf_link_is_the_clis_report() -> Result<()> {
+    let (o, base) = web_office(&[("opd", "rahasia-pemohon-1")])?;
+    let own = letter_of(&o, "dinkes", "005/2/DINKES")?;
+    let other = letter_of(&o, "dishub", "005/2/DISHUB")?;
+    walk_to_the_end(&o, &own)?;
+    let pdf = o.file("cli.pdf");
+    o.ok(
+        "opd",
+        &[
+            "ticket",
+            "report",
+            &own,
+            "--format",
+            "pdf",
+            "--out",
+            &pdf.to_string_lossy(),
+        ],
+    )?;
+    let cli = std::fs::read(&pdf)?;
+    let driver = Driver::start()?;
+    let found = runtime()?.block_on(async {
+        let b = driver.browser().await?;
+        let mut found = String::new();
+        let result = pemohon_reads(&b, &base, &own, &other)
+            .await
+            .map(|s| found = s);
+        finish(b, "a_pemohon_finds_no_other_opds_ticket", result).await?;
+        Ok::<_, anyhow::Error>(found)
+    })?;
+    let (href, session) = found.split_once('\n').ok_or_else(|| anyhow!("{found:?}"))?;
+    // The link, fetched with the browser's session: the CLI's bytes.
+    let (client, plain) = plain_client(&o)?;
+    let web = runtime()?.block_on(async {
+        let r = client
+            .get(format!("{plain}{href}"))
+            .header("cookie", format!("siaga_sesi={session}"))
+            .send()
+            .await?;
+        ensure!(r.status() == 200, "{href}: {}", r.status());
+        ensure!(
+            r.headers()
+                .get("content-type")
+                .is_some_and(|v| v == "application/pdf"),
+            "{:?}",
+            r.headers()
+        );
+        Ok(r.bytes().await?.to_vec())
+    })?;
+    ensure!(web.starts_with(b"%PDF"), "not a PDF");
+    ensure!(
+        web == cli,
+        "the PDF link ({} bytes) is not the report siaga saved ({} bytes)",
+        web.len(),
+        cli.len()
+    );
+    Ok(())
 }

@@ -380,7 +380,13 @@ fn outcome(resp: &http::Response<Body>) -> String {
         .and_then(|v| v.to_str().ok())
         .map(percent_decode)
         .unwrap_or_default();
-    format!("{:?}: {message}", tonic::Code::from(code))
+    refusal(tonic::Code::from(code), &message)
+}
+
+/// How a failed call's outcome reads on the audit trail (the web console
+/// writes its calls of the same services with it too).
+pub fn refusal(code: tonic::Code, message: &str) -> String {
+    format!("{code:?}: {message}")
 }
 
 /// gRPC percent-encodes `grpc-message`.

@@ -302,6 +302,17 @@ fn ticket_request(
     Ok((t.info, devices, links))
 }
 
+/// Whether `caller` may measure ticket `number` now: the checks
+/// `MeasureTicket` makes before it sends anything to an agent.
+pub fn may_measure(
+    health: &crate::ticket::HealthPart,
+    inv: &Inventory,
+    caller: &Caller,
+    number: &str,
+) -> bool {
+    ticket_request(health, inv, caller, number).is_ok()
+}
+
 #[tonic::async_trait]
 impl v1::measure_server::Measure for MeasureApi {
     async fn measure_ticket(

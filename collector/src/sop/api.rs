@@ -207,6 +207,18 @@ pub fn view(store: &SopStore, t: &SopTicket, now: DateTime<Utc>) -> Result<Ticke
     })
 }
 
+/// What `caller` may do on ticket `t` at `now`: the workflow's own rules
+/// ([`Workflow::permitted`]) with the SOP the ticket started with.
+pub fn permitted(
+    store: &SopStore,
+    t: &SopTicket,
+    caller: &Actor,
+    now: DateTime<Utc>,
+) -> Result<super::workflow::Permitted, ApiError> {
+    let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+    Ok(Workflow::new(&sop, store.calendar()).permitted(&t.state, caller, now))
+}
+
 /// A ticket from an OPD's request letter (SOP step 1).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,7 +364,7 @@ pub fn act_reply(
     }
 }
 
-/// Opens a ticket from letter `a` as `caller` (helpdesk or admin): the
+/// Opens a ticket from letter `a` as `caller` (one of [`LETTER_ROLES`]): the
 /// letter's date, OPD, device and link are checked; the same letter of the
 /// same OPD again answers the ticket opened for it (`already_filed`).
 pub fn new_ticket(
@@ -748,7 +760,7 @@ mod tests {
         .expect_err("not helpdesk");
         assert_eq!(
             r.to_string(),
-            "a letter ticket is entered by helpdesk or admin; you are tim_teknis"
+            "a letter ticket is entered by pemohon or helpdesk or admin; you are tim_teknis"
         );
         let reply = new_ticket(
             &s,

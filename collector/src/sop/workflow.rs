@@ -35,8 +35,10 @@ use super::calendar::Calendar;
 use super::escalation::EscalationMark;
 use super::model::{Capacity, Sop, SopVersion, Step};
 
-/// Roles that may enter a ticket from an OPD's letter.
-pub const LETTER_ROLES: [&str; 2] = ["helpdesk", "admin"];
+/// Roles that may enter a ticket from an OPD's letter: the OPD itself (its
+/// own letters only: the service holds a pemohon to their OPD), the
+/// helpdesk that receives letters on paper, and the admin.
+pub const LETTER_ROLES: [&str; 3] = ["pemohon", "helpdesk", "admin"];
 
 /// The user name recorded for what the collector does by itself.
 pub const SYSTEM_USER: &str = "siaga";
@@ -572,6 +574,25 @@ pub struct Turn {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// What a person may do on a ticket now ([`Workflow::permitted`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permitted {
+    /// Dispose the current step (or hand-off).
+    pub dispose: bool,
+    /// That disposal is the Kepala Dinas's review (it freezes the report).
+    pub review: bool,
+    /// Return the ticket one step back.
+    pub return_back: bool,
+    /// Update the follow-up status.
+    pub update: bool,
+    /// Acknowledge the work report (for the OPD, or on its behalf).
+    pub acknowledge: bool,
+    /// Void the ticket.
+    pub void: bool,
+    /// The disposal asks for measurements before and after (or a reason).
+    pub measurements: bool,
+}
+
 /// The chain of one SOP on one calendar.
 #[derive(Debug, Clone, Copy)]
 pub struct Workflow<'a> {
@@ -1052,6 +1073,43 @@ impl<'a> Workflow<'a> {
             && t.acknowledged.is_none()
     }
 
+    /// What `actor` may do on `t` at `now`, decided by the same rules as
+    /// [`Workflow::apply`]: each action is tried on a copy of the ticket.
+    /// A try refused only for what the form itself supplies (measurements,
+    /// the OPD's acknowledgement before the disposal) still counts as
+    /// permitted; one refused for the role, the step or a closed ticket
+    /// does not.
+    pub fn permitted(&self, t: &TicketSop, actor: &Actor, now: DateTime<Utc>) -> Permitted {
+        let probe = |action: Action| {
+            let mut copy = t.clone();
+            match self.try_apply(&mut copy, action, actor, now) {
+                Ok(_) => true,
+                Err(e) => matches!(
+                    e,
+                    WorkflowError::MeasurementsMissing { .. }
+                        | WorkflowError::NotAcknowledged { .. }
+                ),
+            }
+        };
+        let text = || "-".to_string();
+        let dispose = probe(Action::Dispose {
+            to: None,
+            note: None,
+            measurements: Measurements::default(),
+        });
+        let step = self.sop.step(t.position.step);
+        let last_handoff = step.is_some_and(|s| t.position.handoff + 1 >= s.handoffs());
+        Permitted {
+            dispose,
+            review: dispose && last_handoff && step.is_some_and(|s| s.freezes_report),
+            return_back: probe(Action::Return { reason: text() }),
+            update: probe(Action::UpdateStatus { status: text() }),
+            acknowledge: probe(Action::Acknowledge { by: text() }),
+            void: probe(Action::Void { reason: text() }),
+            measurements: last_handoff && step.is_some_and(|s| s.requires_measurements),
+        }
+    }
+
     fn move_to(&self, t: &mut TicketSop, to: Position, now: DateTime<Utc>) {
         t.position = to;
         t.entered_at = now;
@@ -1183,6 +1241,44 @@ pub(crate) mod tests {
         );
         t.position = Position { step: n, handoff };
         t
+    }
+
+    // What each role may do at a step, as the forms of the web console show it.
+    #[test_case(1, 0, "pemohon", "dispose update" ; "the letter's step is the pemohon's")]
+    #[test_case(2, 0, "kepala_dinas", "dispose return update void" ; "the kadis disposes and may void")]
+    #[test_case(2, 0, "sekretaris_dinas", "dispose return update void" ; "the sekdis acts for the kadis")]
+    #[test_case(2, 0, "pemohon", "" ; "not the pemohon's step")]
+    #[test_case(2, 0, "helpdesk", "" ; "nor the helpdesk's")]
+    #[test_case(6, 0, "tim_teknis", "dispose measurements return update" ; "the work asks for measurements")]
+    #[test_case(6, 0, "pemohon", "acknowledge" ; "the OPD acknowledges the work")]
+    #[test_case(6, 0, "helpdesk", "acknowledge" ; "or the helpdesk on its behalf")]
+    #[test_case(9, 0, "kepala_dinas", "dispose review return update void" ; "the review freezes the report")]
+    #[test_case(10, 0, "kepala_dinas", "" ; "nothing once closed")]
+    fn what_a_role_may_do_now(step: u32, handoff: u32, role: &str, want: &str) {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let mut t = at_step(&wf, step, handoff);
+        if sop.step(step).is_some_and(|s| s.is_final) {
+            t.closed_at = Some(wib("2026-11-23 09:00"));
+        }
+        let p = wf.permitted(&t, &user_for(role), wib("2026-11-23 09:00"));
+        let got: Vec<&str> = [
+            ("dispose", p.dispose),
+            ("review", p.review),
+            ("measurements", p.measurements && p.dispose),
+            ("return", p.return_back),
+            ("update", p.update),
+            ("acknowledge", p.acknowledge),
+            ("void", p.void),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+        assert_eq!(got.join(" "), want);
+        // Nothing was taken: the ticket is as it was.
+        assert_eq!(t.position, Position { step, handoff });
     }
 
     #[test]

@@ -13,10 +13,13 @@
 //! task, never the gRPC side.
 
 pub mod pages;
+pub mod register;
+pub mod report;
 pub mod session;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod tickets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -214,6 +217,20 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/keluar", post(logout))
         .route("/papan", get(board))
         .route("/papan/langsung", get(board_live))
+        .route("/tiket", get(tickets::queue))
+        .route(
+            "/tiket/baru",
+            get(register::letter_page).post(register::new_letter),
+        )
+        .route("/register", get(register::register))
+        .route("/tiket/{number}", get(tickets::ticket_page))
+        .route("/tiket/{number}/disposisi", post(tickets::dispose))
+        .route("/tiket/{number}/kembalikan", post(tickets::return_back))
+        .route("/tiket/{number}/status", post(tickets::update))
+        .route("/tiket/{number}/terima", post(tickets::acknowledge))
+        .route("/tiket/{number}/ukur", post(tickets::measure))
+        .route("/tiket/{number}/laporan", get(report::report_page))
+        .route("/tiket/{number}/laporan.pdf", get(report::report_pdf))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)

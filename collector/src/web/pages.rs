@@ -80,7 +80,9 @@ label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.
 .opd dt{font-size:.75rem;color:#566}.opd dd{margin:0 0 .3rem;font-weight:600;font-size:1.2rem}\
 @media (max-width:30rem){main{padding:.5rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
 
-fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
+/// The layout of every page: `title`, the person and their logout form
+/// when logged in, `body`.
+pub(super) fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="id" {
@@ -136,6 +138,7 @@ pub fn board(user: &str, csrf: &str, opds: &[OpdCounts], at: &str) -> Markup {
         "Papan status",
         Some((user, csrf)),
         html! {
+            nav { a href="/tiket" { "Antrian tiket" } }
             (board_body(opds, at))
             script { (maud::PreEscaped(LIVE_BOARD)) }
         },

@@ -140,6 +140,30 @@ impl Browser {
             .unwrap()
     }
 
+    /// Status, content type and bytes of a download at `path`.
+    async fn bytes(&mut self, path: &str) -> (u16, String, Vec<u8>) {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let mime = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, mime, r.bytes().await.unwrap().to_vec())
+    }
+
     async fn get(&mut self, path: &str) -> Page {
         let req = self.client.get(format!("{}{path}", self.base));
         self.send(req).await
@@ -577,3 +601,6 @@ fn the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy() {
         "198.18.0.20"
     );
 }
+
+#[path = "ticket_tests.rs"]
+mod tickets;
