@@ -12,6 +12,10 @@
 //! connection cap and timeouts: whatever happens here ends at most this
 //! task, never the gRPC side.
 
+mod access;
+pub mod chart;
+pub mod device;
+pub mod opd;
 pub mod pages;
 pub mod session;
 #[cfg(test)]
@@ -174,6 +178,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/keluar", post(logout))
         .route("/papan", get(board))
         .route("/papan/langsung", get(board_live))
+        .route("/opd/{id}", get(opd::opd_page))
+        .route("/perangkat/{id}", get(device::device_page))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)

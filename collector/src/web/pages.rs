@@ -80,7 +80,9 @@ label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.
 .opd dt{font-size:.75rem;color:#566}.opd dd{margin:0 0 .3rem;font-weight:600;font-size:1.2rem}\
 @media (max-width:30rem){main{padding:.5rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
 
-fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
+/// A page of the console: `title`, the logged-in `user` (name and CSRF
+/// token, for the logout form) when there is one, and `body`.
+pub fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="id" {
@@ -153,7 +155,7 @@ pub fn board_body(opds: &[OpdCounts], at: &str) -> Markup {
             ul.opd {
                 @for o in opds {
                     li class=(o.class()) data-opd=(o.id) {
-                        h2 { (o.name) }
+                        h2 { a href={ "/opd/" (super::access::segment(&o.id)) } { (o.name) } }
                         dl {
                             div { dt { "Mati" } dd.down { (o.down) } }
                             div { dt { "Tak terjangkau" } dd.unreachable { (o.unreachable) } }
