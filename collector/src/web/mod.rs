@@ -13,6 +13,7 @@
 //! task, never the gRPC side.
 
 mod access;
+mod assets;
 pub mod chart;
 pub mod device;
 pub mod opd;
@@ -178,6 +179,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/keluar", post(logout))
         .route("/papan", get(board))
         .route("/papan/langsung", get(board_live))
+        .route(assets::HTMX_PATH, get(assets::htmx))
+        .route(assets::SSE_PATH, get(assets::sse))
         .route("/opd/{id}", get(opd::opd_page))
         .route("/perangkat/{id}", get(device::device_page))
         .fallback(not_found)
@@ -266,7 +269,8 @@ fn set_cookie(name: &str, value: &str, max_age: Duration) -> HeaderValue {
 }
 
 /// An HTML answer with the console's headers: no caching, no framing, no
-/// script or resource from anywhere.
+/// script or resource but the console's own (the vendored scripts and the
+/// live board's event stream), no inline script.
 fn html(status: StatusCode, markup: maud::Markup, cookies: Vec<HeaderValue>) -> Response {
     let mut r = (status, markup.into_string()).into_response();
     let h = r.headers_mut();
@@ -278,8 +282,9 @@ fn html(status: StatusCode, markup: maud::Markup, cookies: Vec<HeaderValue>) -> 
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; \
+             style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; \
+             base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -708,3 +708,59 @@ async fn a_week_of_one_second_samples_is_a_small_server_drawn_chart() {
         other.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendored_htmx_is_served_from_the_binary_and_cached_for_a_year() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    for (path, first) in [
+        (super::assets::HTMX_PATH, "/*! htmx 2.0.11"),
+        (super::assets::SSE_PATH, "/*! htmx-ext-sse 2.2.4"),
+    ] {
+        // Before any login: the login page may use it too.
+        let r = b
+            .client
+            .get(format!("{}{path}", b.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
+        assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let body = r.text().await.unwrap();
+        assert!(body.starts_with(first), "{}", &body[..80]);
+        assert!(body.contains("htmx"));
+    }
+    // Another version's path is not there.
+    assert_eq!(b.get("/aset/htmx-1.0.0.min.js").await.status, 404);
+    // The board loads it and listens with its SSE extension; no inline script.
+    assert_eq!(b.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    let r = b
+        .client
+        .get(format!("{}/papan", b.base))
+        .header("cookie", format!("siaga_sesi={}", b.cookies["siaga_sesi"]))
+        .send()
+        .await
+        .unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let board = r.text().await.unwrap();
+    assert!(
+        board.contains(&format!(
+            "<script src=\"{}\"></script>",
+            super::assets::HTMX_PATH
+        )),
+        "{board}"
+    );
+    assert!(board.contains("hx-ext=\"sse\" sse-connect=\"/papan/langsung\" sse-swap=\"message\""));
+    assert_eq!(board.matches("<script").count(), 2, "{board}");
+}
