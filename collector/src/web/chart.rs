@@ -193,11 +193,12 @@ pub fn chart(
                 @for s in series {
                     " " span.seri style={ "color:" (s.color) } { "■ " } (s.name)
                 }
+                " " small { "· waktu " (abbr) }
             }
             @if filled == 0 {
                 p.kosong { "Tidak ada data" }
             } @else {
-                (PreEscaped(svg(title, frame, series, zone, abbr)))
+                (PreEscaped(svg(title, frame, series, zone)))
             }
         }
     }
@@ -214,7 +215,7 @@ fn y_of(v: f64, top: f64) -> i64 {
 }
 
 /// The SVG itself; `data-titik` says how many buckets hold readings.
-fn svg(title: &str, frame: &Frame, series: &[Series], zone: FixedOffset, abbr: &str) -> String {
+fn svg(title: &str, frame: &Frame, series: &[Series], zone: FixedOffset) -> String {
     let top = nice_ceiling(
         series
             .iter()
@@ -267,11 +268,7 @@ fn svg(title: &str, frame: &Frame, series: &[Series], zone: FixedOffset, abbr: &
             BOTTOM + 16
         );
     }
-    let _ = write!(
-        out,
-        "<text x=\"{RIGHT}\" y=\"{}\" text-anchor=\"end\">{abbr}</text></g>",
-        HEIGHT - 1
-    );
+    out.push_str("</g>");
     for s in series {
         band(&mut out, frame, s, top);
     }
