@@ -22,6 +22,7 @@ pub mod session;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod totp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +73,7 @@ pub struct Web {
     hashing: Semaphore,
     audit: PathBuf,
     calendar: crate::sop::Calendar,
+    totp_used: Mutex<totp::Used>,
 }
 
 impl std::fmt::Debug for Web {
@@ -91,6 +93,7 @@ impl Web {
             hashing: Semaphore::new(HASHING_AT_ONCE),
             audit,
             calendar,
+            totp_used: Mutex::default(),
         })
     }
 
@@ -340,6 +343,16 @@ fn login_form(status: StatusCode, name: &str, message: Option<&str>) -> Response
     )
 }
 
+/// The login form asking for the second factor's code too.
+fn login_code_form(status: StatusCode, name: &str, message: &str) -> Response {
+    let csrf = token();
+    html(
+        status,
+        pages::login_with_code(&csrf, name, message),
+        vec![set_cookie(CSRF_COOKIE, &csrf, session::IDLE)],
+    )
+}
+
 async fn login_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
     if web.session(&headers).is_some() {
         return redirect("/papan", vec![]);
@@ -356,6 +369,9 @@ struct LoginForm {
     sandi: String,
     #[serde(default)]
     csrf: String,
+    /// The second factor's six-digit code (asked of those who have one).
+    #[serde(default)]
+    kode: String,
 }
 
 /// What the person reads when the name or the password is wrong (the same
@@ -496,6 +512,40 @@ async fn login(
         web.count("failed");
         return fail("wrong password", WRONG.into(), StatusCode::UNAUTHORIZED);
     }
+    let factor = match &user.totp_secret {
+        None => "password",
+        Some(secret) => {
+            let now_s = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+            let verdict = totp::verdict(
+                &mut web.totp_used.lock().unwrap_or_else(|p| p.into_inner()),
+                &user.name,
+                secret,
+                &f.kode,
+                now_s,
+            );
+            match verdict {
+                totp::Verdict::Accepted => "password+totp",
+                totp::Verdict::Missing => {
+                    web.count("code_asked");
+                    return login_code_form(
+                        StatusCode::UNAUTHORIZED,
+                        &name,
+                        "Masukkan juga kode 6 angka dari aplikasi autentikator Anda.",
+                    );
+                }
+                totp::Verdict::Refused => {
+                    web.count("failed");
+                    return fail(
+                        "wrong or reused second-factor code",
+                        "Kode autentikator salah atau sudah dipakai. Masukkan kata sandi dan \
+                         kode yang baru."
+                            .into(),
+                        StatusCode::UNAUTHORIZED,
+                    );
+                }
+            }
+        }
+    };
     web.guard
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -510,9 +560,9 @@ async fn login(
         &user.name,
         opd.as_deref(),
         "web/login",
-        format!("ok ({addr})"),
+        format!("ok ({addr}; {factor})"),
     );
-    tracing::info!(user = %user.name, %peer, "web console login");
+    tracing::info!(user = %user.name, %peer, factor, "web console login");
     redirect(
         "/papan",
         vec![

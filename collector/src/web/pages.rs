@@ -111,6 +111,15 @@ pub fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
 
 /// The login page, with `message` (a refusal) when there is one.
 pub fn login(csrf: &str, name: &str, message: Option<&str>) -> Markup {
+    login_page(csrf, name, message, false)
+}
+
+/// The login page asking for the second factor's code as well.
+pub fn login_with_code(csrf: &str, name: &str, message: &str) -> Markup {
+    login_page(csrf, name, Some(message), true)
+}
+
+fn login_page(csrf: &str, name: &str, message: Option<&str>, code: bool) -> Markup {
     page(
         "Masuk",
         None,
@@ -124,6 +133,11 @@ pub fn login(csrf: &str, name: &str, message: Option<&str>) -> Markup {
                 input #nama name="nama" autocomplete="username" required value=(name);
                 label for="sandi" { "Kata sandi" }
                 input #sandi type="password" name="sandi" autocomplete="current-password" required;
+                @if code {
+                    label for="kode" { "Kode autentikator (6 angka)" }
+                    input #kode name="kode" inputmode="numeric" pattern="[0-9]{6}" maxlength="6"
+                        autocomplete="one-time-code" required;
+                }
                 button type="submit" { "Masuk" }
             }
         },

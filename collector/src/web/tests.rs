@@ -235,7 +235,10 @@ async fn login_with_cookie_flags_board_and_logout_that_ends_the_session() {
     assert!(board.body.contains("data-opd=\"dinkes\""), "{}", board.body);
     audited(&f, "\"rpc\":\"web/login\",\"user\":\"hd\"").await;
     let t = audit_trail(&f);
-    assert!(t.contains("\"outcome\":\"ok (127.0.0.1)\""), "{t}");
+    assert!(
+        t.contains("\"outcome\":\"ok (127.0.0.1; password)\""),
+        "{t}"
+    );
     // Logout without the session's token is refused and the session lives on.
     let p = b.post("/keluar", &[("csrf", "")]).await;
     assert_eq!(p.status, 403);
@@ -767,4 +770,77 @@ async fn the_vendored_htmx_is_served_from_the_binary_and_cached_for_a_year() {
     );
     assert!(board.contains("hx-ext=\"sse\" sse-connect=\"/papan/langsung\" sse-swap=\"message\""));
     assert_eq!(board.matches("<script").count(), 2, "{board}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_with_a_second_factor_needs_the_code_once_each() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    // Someone else may not enrol hd's factor; the admin may.
+    let e = UsersClient::new(f.as_role("kepala_dinas"))
+        .enroll_totp(v1::EnrollTotpRequest { name: "hd".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    let r = UsersClient::new(f.as_role("admin"))
+        .enroll_totp(v1::EnrollTotpRequest { name: "hd".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.otpauth_uri.starts_with("otpauth://totp/Siaga:hd?"),
+        "{}",
+        r.otpauth_uri
+    );
+    assert!(r.otpauth_uri.contains(&format!("secret={}", r.secret)));
+    // Kept in the user's file, beside the password hash.
+    let file = std::fs::read_to_string(f.cfg.users.join("hd.toml")).unwrap();
+    assert!(
+        file.contains(&format!("totp_secret = \"{}\"", r.secret)),
+        "{file}"
+    );
+    let now = || u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let code = super::totp::code_at(&r.secret, now()).unwrap();
+
+    // The password alone: the form asks for the code, no session.
+    let mut b = Browser::new(&f).await;
+    let p = b.log_in("hd", "rahasia-helpdesk-1").await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(p.body.contains("name=\"kode\""), "{}", p.body);
+    assert!(p.body.contains("kode 6 angka"), "{}", p.body);
+    assert!(!b.cookies.contains_key("siaga_sesi"));
+    // A wrong code: refused.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let with_code = async |b: &mut Browser, password: &str, code: &str| {
+        let p = b.get("/masuk").await;
+        let csrf = p.csrf();
+        b.post(
+            "/masuk",
+            &[
+                ("nama", "hd"),
+                ("sandi", password),
+                ("kode", code),
+                ("csrf", &csrf),
+            ],
+        )
+        .await
+    };
+    let p = with_code(&mut b, "rahasia-helpdesk-1", wrong).await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(p.body.contains("Kode autentikator salah"), "{}", p.body);
+    // The right code with a wrong password: still the password's refusal.
+    let p = with_code(&mut b, "bukan-sandinya", &code).await;
+    assert_eq!(p.status, 401);
+    assert!(p.body.contains("Nama pengguna atau kata sandi salah."));
+    // Password and code: in.
+    let p = with_code(&mut b, "rahasia-helpdesk-1", &code).await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/papan"), "{p:?}");
+    assert_eq!(b.get("/papan").await.status, 200);
+    audited(&f, "\"outcome\":\"ok (127.0.0.1; password+totp)\"").await;
+    audited(&f, "refused: wrong or reused second-factor code").await;
+    // The same code again, from another browser: refused.
+    let mut again = Browser::new(&f).await;
+    let p = with_code(&mut again, "rahasia-helpdesk-1", &code).await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(!again.cookies.contains_key("siaga_sesi"));
 }
