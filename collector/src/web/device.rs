@@ -28,6 +28,11 @@ use crate::store::Store;
 /// Samples read from the store at once.
 const READ_CHUNK: usize = 2048;
 
+/// Chart reads at once: a week of a one-second device is 604,800 samples
+/// to fold; more pages asking at once wait for a turn rather than take
+/// every blocking thread.
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The periods a person can choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
@@ -229,6 +234,12 @@ pub(super) async fn device_page(
         return missing();
     }
     let period = Period::parse(&q.rentang);
+    let Ok(_turn) = READS.acquire().await else {
+        return failed(
+            "device",
+            ApiError::internal("the chart reads", anyhow::anyhow!("closed")),
+        );
+    };
     let hub = web.hub.clone();
     let view = tokio::task::spawn_blocking(move || {
         let now = crate::ingest::now_us();

@@ -580,6 +580,7 @@ async fn the_board_links_each_opd_to_its_page_which_lists_its_devices_and_links(
     assert_eq!((p.status, p.location.as_str()), (303, "/masuk"));
     assert_eq!(b.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
     let board = b.get("/papan").await;
+    eprintln!("board of two OPDs: {} bytes", board.body.len());
     assert!(
         board.body.contains("href=\"/opd/dinkes\""),
         "{}",
@@ -609,6 +610,10 @@ async fn the_board_links_each_opd_to_its_page_which_lists_its_devices_and_links(
     assert!(p.body.contains("Internet putus"), "{}", p.body);
     assert!(!p.body.contains(&dishub), "{}", p.body);
     let p = b.get("/opd/dishub").await;
+    eprintln!(
+        "OPD page with two devices, a link and a ticket: {} bytes",
+        p.body.len()
+    );
     assert!(p.body.contains(&dishub) && p.body.contains("dishub-sw"));
 }
 
