@@ -309,6 +309,14 @@ pub enum UserCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Enrol a second factor for a user's web console login (a new secret
+    /// for an authenticator app, replacing any earlier one): prints the
+    /// otpauth:// URI and its QR code. The admin for anyone, a person for
+    /// themself.
+    Totp {
+        /// User name.
+        name: String,
+    },
 }
 
 /// The new password of `name`: a line of standard input when it is not a
@@ -976,6 +984,35 @@ impl InboxCmd {
     }
 }
 
+/// `siaga user totp NAME`: enrols the secret and shows it to the person
+/// who will scan it (URI, QR code in the terminal, the secret alone).
+async fn enroll_totp(
+    c: &mut UsersClient<Channel>,
+    cfg: &SiagaConfig,
+    name: &str,
+) -> Result<String, CliError> {
+    let r = c
+        .enroll_totp(v1::EnrollTotpRequest { name: name.into() })
+        .await
+        .map_err(|s| status_error(cfg, s))?
+        .into_inner();
+    let qr = qrcode::QrCode::new(r.otpauth_uri.as_bytes())
+        .map(|q| {
+            q.render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default();
+    Ok(format!(
+        "{name}: second factor enrolled; from the next login the web console asks for \
+         the six-digit code.\nScan with an authenticator app (or type the secret {}):\n\n\
+         {qr}\n{}\n\nThe URI and the secret are shown only now: keep them from others.",
+        r.secret, r.otpauth_uri
+    ))
+}
+
 impl UserCmd {
     /// Makes the call on the `Users` service; a table, the JSON, or a
     /// confirmation line.
@@ -1022,6 +1059,7 @@ impl UserCmd {
                 })
                 .await
                 .map_err(fail)?,
+            UserCmd::Totp { name } => return enroll_totp(&mut c, cfg, name).await,
             UserCmd::Passwd { name, json } => {
                 let password = read_new_password(name)?;
                 let u = c

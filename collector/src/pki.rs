@@ -561,8 +561,10 @@ impl Issuing {
             full_name: person.full_name.or(kept.full_name),
             nip: person.nip.or(kept.nip),
             jabatan: person.jabatan.or(kept.jabatan),
-            // A new certificate does not change the web console password.
+            // A new certificate does not change the web console password
+            // nor its second factor.
             password_hash: kept.password_hash,
+            totp_secret: kept.totp_secret,
         };
         crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)
     }

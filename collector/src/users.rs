@@ -66,6 +66,10 @@ pub struct User {
     /// `siaga user passwd`; none: this person cannot log in on the web.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// The web console's second-factor secret (RFC 6238, base32), enrolled
+    /// by `siaga user totp`; set: the login asks for the current code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret: Option<String>,
 }
 
 /// The shortest password `SetPassword` accepts.
@@ -182,6 +186,12 @@ impl User {
             text.push_str(&format!(
                 "# The web console password (argon2id), set by `siaga user passwd`.\npassword_hash = {}\n",
                 toml::Value::String(h.clone())
+            ));
+        }
+        if let Some(t) = &self.totp_secret {
+            text.push_str(&format!(
+                "# The web console's second-factor secret (RFC 6238), set by `siaga user totp`.\ntotp_secret = {}\n",
+                toml::Value::String(t.clone())
             ));
         }
         if !certs.is_empty() {
@@ -366,7 +376,7 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 /// readable by the collector's user only once it holds a password hash.
 pub fn write_user(dir: &Path, user: &User) -> Result<(), String> {
     let path = dir.join(format!("{}.toml", user.name));
-    let mode = if user.password_hash.is_some() {
+    let mode = if user.password_hash.is_some() || user.totp_secret.is_some() {
         crate::safe_file::PRIVATE
     } else {
         crate::safe_file::PUBLIC
@@ -418,6 +428,38 @@ pub fn set_password(
     audit(users.dir(), &by.name, "passwd", name, "", "done");
     tracing::info!(by = %by.name, user = %name, "web console password set");
     Ok(user)
+}
+
+/// Enrols a new second-factor secret for `name`, by `by`: the admin for
+/// anyone, a person for themself. Written to the user's file and the
+/// users' trail (never the secret); the user with the `otpauth://` URI.
+pub fn enroll_totp(
+    users: &dyn UserDirectory,
+    by: &crate::api::Caller,
+    name: &str,
+) -> Result<(User, String), ApiError> {
+    limits::required("name", name, limits::len::ID)?;
+    if name != by.name && !by.has(crate::api::policy::ADMIN) {
+        return Err(ApiError::Denied(format!(
+            "only the admin enrols another person's second factor; you are {}",
+            by.describe()
+        )));
+    }
+    let Some(mut user) = users.get(name) else {
+        return Err(ApiError::NotFound(format!(
+            "no user {name} (enroll with `siaga-collector enroll user`)"
+        )));
+    };
+    let secret = crate::web::totp::new_secret();
+    let uri = crate::web::totp::uri(&secret, name)
+        .map_err(|e| ApiError::internal("making the otpauth URI", anyhow::anyhow!(e)))?;
+    user.totp_secret = Some(secret);
+    write_user(users.dir(), &user)
+        .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
+    users.reload();
+    audit(users.dir(), &by.name, "totp", name, "", "done");
+    tracing::info!(by = %by.name, user = %name, "web console second factor enrolled");
+    Ok((user, uri))
 }
 
 /// Appends one record to the user-management trail: who, what, on whom, and
@@ -638,6 +680,28 @@ pub(crate) mod tests {
                         Ok(_) => Outcome::Refused(
                             tonic::Code::Internal,
                             format!("{person} set teknisi's password"),
+                        ),
+                        Err(s) => s.into(),
+                    }
+                })
+            },
+        },
+        Case {
+            // As SetPassword: the admin and teknisi themself only.
+            rpc: "/siaga.v1.Users/EnrollTotp",
+            call: |f, person, _| {
+                Box::pin(async move {
+                    let mut c = UsersClient::new(f.channel(person));
+                    let r = c
+                        .enroll_totp(v1::EnrollTotpRequest {
+                            name: "teknisi".into(),
+                        })
+                        .await;
+                    match r {
+                        Ok(_) if matches!(person, "root" | "teknisi") => Outcome::Seen,
+                        Ok(_) => Outcome::Refused(
+                            tonic::Code::Internal,
+                            format!("{person} enrolled teknisi's second factor"),
                         ),
                         Err(s) => s.into(),
                     }
@@ -920,6 +984,24 @@ impl siaga_proto::v1::users_server::Users for UsersApi {
         })
         .await?;
         Ok(tonic::Response::new(v1::UserInfo::from(&user)))
+    }
+
+    async fn enroll_totp(
+        &self,
+        req: tonic::Request<v1::EnrollTotpRequest>,
+    ) -> Result<tonic::Response<v1::EnrollTotpResponse>, tonic::Status> {
+        let by = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        let dir = crate::admin::HubUsers(self.hub.clone());
+        let (user, uri) = crate::api::error::blocking("enrolling a second factor", move || {
+            enroll_totp(&dir, &by, &r.name)
+        })
+        .await?;
+        Ok(tonic::Response::new(v1::EnrollTotpResponse {
+            user: Some(v1::UserInfo::from(&user)),
+            otpauth_uri: uri,
+            secret: user.totp_secret.unwrap_or_default(),
+        }))
     }
 }
 

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::{Client, ClientBuilder, Locator};
-use siaga_tests::harness::{Collector, Inventory, free_port, runtime, secs, wait_until};
+use siaga_tests::harness::{
+    Agent, Collector, Inventory, Siaga, free_port, runtime, secs, wait_until,
+};
+use siaga_tests::lab::Lab;
 use siaga_tests::office::{OFFICE_USERS, Office, letter_date, opened_ticket};
 
 /// chromedriver, killed and reaped when dropped.
@@ -83,6 +86,34 @@ impl Drop for Driver {
 /// Where a failing test's screenshot goes.
 fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"))
+}
+
+/// Runs `steps` in a fresh Chromium session; when they fail, saves a
+/// screenshot named `name` and says where, with the page's address.
+async fn in_browser<F>(driver: &Driver, name: &str, steps: F) -> Result<()>
+where
+    F: AsyncFnOnce(&Client) -> Result<()>,
+{
+    let b = driver.browser().await?;
+    let result = steps(&b).await;
+    finish(b, name, result).await
+}
+
+/// Waits until `check` holds on the page as it is (no reload), up to `limit`.
+async fn until_shown<F>(b: &Client, limit: Duration, what: &str, mut check: F) -> Result<()>
+where
+    F: AsyncFnMut(&Client) -> Result<bool>,
+{
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if check(b).await.unwrap_or(false) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > end {
+            bail!("{what}: not shown within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn text_of(b: &Client, css: &str) -> Result<String> {
@@ -183,11 +214,127 @@ fn a_person_logs_in_in_chromium_sees_the_board_and_logs_out() -> Result<()> {
     let base = format!("https://127.0.0.1:{}", c.web_addr()?.port());
 
     let driver = Driver::start()?;
-    runtime()?.block_on(async {
-        let b = driver.browser().await?;
-        let result = steps(&b, &base).await;
-        finish(b, "a_person_logs_in_in_chromium", result).await
-    })
+    runtime()?.block_on(in_browser(
+        &driver,
+        "a_person_logs_in_in_chromium",
+        async |b: &Client| steps(b, &base).await,
+    ))
+}
+
+/// The device state `siaga devices --json` shows.
+fn state(siaga: &Siaga, device: &str) -> Result<String> {
+    Ok(siaga
+        .devices()?
+        .iter()
+        .find(|d| d["id"] == device)
+        .and_then(|d| d["state"].as_str())
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[test]
+fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trips() -> Result<()> {
+    let lab = Lab::new()?.device("sw1").start()?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&format!(
+        "interval = \"1s\"\n\n[[opd]]\nid = \"dinkes\"\nname = \"Dinas Kesehatan\"\n\n\
+         [[device]]\nid = \"dinkes-sw1\"\nopd = \"dinkes\"\nkind = \"switch\"\n\
+         address = \"{}\"\n",
+        lab.addr("sw1")?
+    ))?;
+    c.enable_web()?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let root = c.enroll_user("root", "admin")?;
+    let siaga = c.enroll_user("hd", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    let out = root.run_stdin(&["user", "passwd", "hd"], "rahasia-helpdesk-1\n")?;
+    ensure!(out.status.success(), "{out:?}");
+    wait_until(secs(60), "dinkes-sw1 up", || {
+        Ok(state(&siaga, "dinkes-sw1")? == "up")
+    })?;
+    let base = format!("https://127.0.0.1:{}", c.web_addr()?.port());
+
+    let driver = Driver::start()?;
+    runtime()?.block_on(in_browser(
+        &driver,
+        "a_device_going_down_shows_on_the_open_board",
+        async |b: &Client| {
+            log_in(b, &base, "hd", "rahasia-helpdesk-1").await?;
+            b.wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("li[data-opd=dinkes] dd.up"))
+                .await?;
+            let up = text_of(b, "li[data-opd=dinkes] dd.up").await?;
+            ensure!(up == "1", "up: {up:?}");
+            // A mark on this page: gone if the page were loaded again.
+            b.execute("window.siagaTanda = 'sama'; return null", vec![])
+                .await?;
+            // The device stops answering.
+            lab.set_loss("sw1", 100)?;
+            until_shown(b, Duration::from_secs(60), "the device down", async |b| {
+                Ok(text_of(b, "li[data-opd=dinkes] dd.down").await? == "1")
+            })
+            .await?;
+            let mark = b
+                .execute("return window.siagaTanda || null", vec![])
+                .await?;
+            ensure!(mark == "sama", "the board was loaded again: {mark}");
+            let up = text_of(b, "li[data-opd=dinkes] dd.up").await?;
+            ensure!(up == "0", "up: {up:?}");
+            // Its OPD's page, then its own: the last hour's round trips drawn.
+            b.find(Locator::Css("li[data-opd=dinkes] h2 a"))
+                .await?
+                .click()
+                .await?;
+            b.wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("tr[data-perangkat=dinkes-sw1] a"))
+                .await?
+                .click()
+                .await?;
+            b.wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("nav.rentang"))
+                .await?;
+            ensure!(path_of(b).await? == "/perangkat/dinkes-sw1");
+            b.find(Locator::LinkText("1 jam")).await?.click().await?;
+            let rtt = b
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("figure.grafik svg"))
+                .await?;
+            let points: usize = rtt
+                .attr("data-titik")
+                .await?
+                .unwrap_or_default()
+                .parse()
+                .unwrap_or(0);
+            ensure!(points > 0, "the RTT chart has no points");
+            let line = b
+                .find(Locator::Css("figure.grafik svg path.garis"))
+                .await?
+                .attr("d")
+                .await?
+                .unwrap_or_default();
+            ensure!(line.starts_with('M'), "line {line:?}");
+            // At a phone's width the chart fits the window: no sideways scrolling.
+            let fit = b
+                .execute(
+                    "var w = document.documentElement.clientWidth; \
+                     var c = document.querySelector('figure.grafik svg').getBoundingClientRect(); \
+                     return [c.width, c.right, w, document.documentElement.scrollWidth];",
+                    vec![],
+                )
+                .await?;
+            let n = |i: usize| fit[i].as_f64().unwrap_or(0.0);
+            ensure!(
+                n(0) > 200.0 && n(1) <= n(2) && n(3) <= n(2),
+                "chart width, right edge, window width, page width: {fit}"
+            );
+            Ok(())
+        },
+    ))
 }
 
 /// Ends a browser session after `result`: on a failure, a screenshot

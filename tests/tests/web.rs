@@ -49,6 +49,21 @@ fn passwords_from_the_cli_then_login_and_the_board_of_each_scope() -> Result<()>
     );
     let out = passwd(&opd, "opd", "rahasia-pemohon-1")?;
     ensure!(out.status.success(), "{out:?}");
+    // A second factor: the admin's own, shown as URI and terminal QR code;
+    // a pemohon may not enrol another's.
+    let out = root.run(&["user", "totp", "root"])?;
+    ensure!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        shown.contains("otpauth://totp/Siaga:root?secret=") && shown.contains('█'),
+        "{shown}"
+    );
+    let out = opd.run(&["user", "totp", "hd"])?;
+    ensure!(!out.status.success(), "{out:?}");
+    ensure!(
+        String::from_utf8_lossy(&out.stderr).contains("only the admin"),
+        "{out:?}"
+    );
 
     runtime()?.block_on(async {
         let mut b = Browser::new(&c)?;
@@ -91,5 +106,6 @@ fn passwords_from_the_cli_then_login_and_the_board_of_each_scope() -> Result<()>
         "{trail}"
     );
     ensure!(trail.contains("/siaga.v1.Users/SetPassword"), "{trail}");
+    ensure!(trail.contains("/siaga.v1.Users/EnrollTotp"), "{trail}");
     Ok(())
 }

@@ -160,6 +160,8 @@ pub const RULES: &[Rule] = &[
     ),
     // Anyone for themself; the service lets only the admin set another's.
     rule("/siaga.v1.Users/SetPassword", People, Unscoped, true),
+    // Likewise: anyone for themself, the admin for anyone.
+    rule("/siaga.v1.Users/EnrollTotp", People, Unscoped, true),
 ];
 
 /// The entry of `path`, if any (none: the gate refuses the call).

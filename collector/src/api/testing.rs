@@ -114,8 +114,20 @@ impl Fixture {
         panic!("the web console did not start");
     }
 
+    /// Starts one with the web console, after `seed` wrote into the
+    /// (closed) store of its data directory.
+    pub async fn start_web_seeded(seed: impl FnOnce(&Path)) -> Fixture {
+        Self::start_seeded(INVENTORY, "\n[web]\nlisten = \"127.0.0.1:0\"\n", seed).await
+    }
+
     /// Starts one with `inventory` and `extra` appended to collector.toml.
     pub async fn start_full(inventory: &str, extra: &str) -> Fixture {
+        Self::start_seeded(inventory, extra, |_| {}).await
+    }
+
+    /// As [`Fixture::start_full`], `seed` called with the data directory
+    /// before the collector opens it.
+    pub async fn start_seeded(inventory: &str, extra: &str, seed: impl FnOnce(&Path)) -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("collector");
         pki::init(&dir, "127.0.0.1:0".parse().expect("addr"), &[]).expect("init");
@@ -135,6 +147,7 @@ impl Fixture {
             std::fs::write(&config, text).expect("collector.toml");
         }
         let cfg = CollectorConfig::load(&config).expect("collector.toml");
+        seed(&cfg.data_dir);
         let cancel = CancellationToken::new();
         tokio::spawn(crate::server::serve_until(
             config,

@@ -186,7 +186,7 @@ fn interface_info(i: &v1::Interface) -> v1::InterfaceInfo {
 
 /// The interface of `snmp` that is inventory link `l`: the one the agent
 /// tagged with the link's name, else the one named or numbered as in the inventory.
-fn link_interface<'a>(
+pub fn link_interface<'a>(
     l: &crate::inventory::Link,
     snmp: &'a v1::SnmpResult,
 ) -> Option<&'a v1::Interface> {
@@ -474,7 +474,7 @@ pub fn device_detail(hub: &Hub, id: &str, since_us: i64) -> Result<v1::DeviceDet
 }
 
 /// Every inventory link (of the OPDs `keep` keeps) with its newest SNMP reading.
-fn link_rows(hub: &Hub, keep: impl Fn(&str) -> bool) -> Result<Vec<v1::LinkInfo>, ApiError> {
+pub fn link_rows(hub: &Hub, keep: impl Fn(&str) -> bool) -> Result<Vec<v1::LinkInfo>, ApiError> {
     let inv = hub.inventory();
     let mut cache: HashMap<String, Option<(i64, v1::SnmpResult)>> = HashMap::new();
     let mut out = Vec::new();
@@ -545,6 +545,33 @@ pub fn board_devices(
         }
     }
     Ok(out)
+}
+
+/// The samples of `device` in `[since_us, until_us)`, oldest first, handed
+/// to `each` range by range as History reads them: at most `chunk` at once,
+/// each range in its own read transaction, never the whole history in
+/// memory. `each` returns `false` to stop early.
+pub fn each_history_range(
+    store: &dyn crate::store::Store,
+    device: &str,
+    since_us: i64,
+    until_us: i64,
+    chunk: usize,
+    mut each: impl FnMut(&[StoredSample]) -> bool,
+) -> Result<(), crate::error::StoreError> {
+    let chunk = chunk.max(1);
+    let mut from = HistoryFrom::Since(since_us);
+    loop {
+        let rows = store.history_range(device, &from, until_us, chunk)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        let next = HistoryFrom::After(last.sample.ts_us, last.agent.clone(), last.sample.seq);
+        if !each(&rows) || rows.len() < chunk {
+            return Ok(());
+        }
+        from = next;
+    }
 }
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;

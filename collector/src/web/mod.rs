@@ -12,6 +12,11 @@
 //! connection cap and timeouts: whatever happens here ends at most this
 //! task, never the gRPC side.
 
+mod access;
+mod assets;
+pub mod chart;
+pub mod device;
+pub mod opd;
 pub mod pages;
 pub mod register;
 pub mod report;
@@ -20,6 +25,7 @@ pub mod session;
 #[allow(clippy::unwrap_used)]
 mod tests;
 pub mod tickets;
+pub mod totp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +78,7 @@ pub struct Web {
     calendar: crate::sop::Calendar,
     /// `[web] trusted_proxies`: whose `X-Forwarded-For` is believed.
     proxies: Vec<ipnet::IpNet>,
+    totp_used: Mutex<totp::Used>,
 }
 
 impl std::fmt::Debug for Web {
@@ -97,6 +104,7 @@ impl Web {
             audit,
             calendar,
             proxies,
+            totp_used: Mutex::default(),
         })
     }
 
@@ -231,6 +239,10 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/tiket/{number}/ukur", post(tickets::measure))
         .route("/tiket/{number}/laporan", get(report::report_page))
         .route("/tiket/{number}/laporan.pdf", get(report::report_pdf))
+        .route(assets::HTMX_PATH, get(assets::htmx))
+        .route(assets::SSE_PATH, get(assets::sse))
+        .route("/opd/{id}", get(opd::opd_page))
+        .route("/perangkat/{id}", get(device::device_page))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)
@@ -319,7 +331,8 @@ fn set_cookie(name: &str, value: &str, max_age: Duration) -> HeaderValue {
 }
 
 /// An HTML answer with the console's headers: no caching, no framing, no
-/// script or resource from anywhere.
+/// script or resource but the console's own (the vendored scripts and the
+/// live board's event stream), no inline script.
 fn html(status: StatusCode, markup: maud::Markup, cookies: Vec<HeaderValue>) -> Response {
     let mut r = (status, markup.into_string()).into_response();
     let h = r.headers_mut();
@@ -331,8 +344,9 @@ fn html(status: StatusCode, markup: maud::Markup, cookies: Vec<HeaderValue>) -> 
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; \
+             style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; \
+             base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -388,6 +402,16 @@ fn login_form(status: StatusCode, name: &str, message: Option<&str>) -> Response
     )
 }
 
+/// The login form asking for the second factor's code too.
+fn login_code_form(status: StatusCode, name: &str, message: &str) -> Response {
+    let csrf = token();
+    html(
+        status,
+        pages::login_with_code(&csrf, name, message),
+        vec![set_cookie(CSRF_COOKIE, &csrf, session::IDLE)],
+    )
+}
+
 async fn login_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
     if web.session(&headers).is_some() {
         return redirect("/papan", vec![]);
@@ -404,6 +428,9 @@ struct LoginForm {
     sandi: String,
     #[serde(default)]
     csrf: String,
+    /// The second factor's six-digit code (asked of those who have one).
+    #[serde(default)]
+    kode: String,
 }
 
 /// What the person reads when the name or the password is wrong (the same
@@ -544,6 +571,40 @@ async fn login(
         web.count("failed");
         return fail("wrong password", WRONG.into(), StatusCode::UNAUTHORIZED);
     }
+    let factor = match &user.totp_secret {
+        None => "password",
+        Some(secret) => {
+            let now_s = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+            let verdict = totp::verdict(
+                &mut web.totp_used.lock().unwrap_or_else(|p| p.into_inner()),
+                &user.name,
+                secret,
+                &f.kode,
+                now_s,
+            );
+            match verdict {
+                totp::Verdict::Accepted => "password+totp",
+                totp::Verdict::Missing => {
+                    web.count("code_asked");
+                    return login_code_form(
+                        StatusCode::UNAUTHORIZED,
+                        &name,
+                        "Masukkan juga kode 6 angka dari aplikasi autentikator Anda.",
+                    );
+                }
+                totp::Verdict::Refused => {
+                    web.count("failed");
+                    return fail(
+                        "wrong or reused second-factor code",
+                        "Kode autentikator salah atau sudah dipakai. Masukkan kata sandi dan \
+                         kode yang baru."
+                            .into(),
+                        StatusCode::UNAUTHORIZED,
+                    );
+                }
+            }
+        }
+    };
     web.guard
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -558,9 +619,9 @@ async fn login(
         &user.name,
         opd.as_deref(),
         "web/login",
-        format!("ok ({addr})"),
+        format!("ok ({addr}; {factor})"),
     );
-    tracing::info!(user = %user.name, %peer, "web console login");
+    tracing::info!(user = %user.name, %peer, factor, "web console login");
     redirect(
         "/papan",
         vec![

@@ -80,9 +80,9 @@ label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.
 .opd dt{font-size:.75rem;color:#566}.opd dd{margin:0 0 .3rem;font-weight:600;font-size:1.2rem}\
 @media (max-width:30rem){main{padding:.5rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
 
-/// The layout of every page: `title`, the person and their logout form
-/// when logged in, `body`.
-pub(super) fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
+/// A page of the console: `title`, the logged-in `user` (name and CSRF
+/// token, for the logout form) when there is one, and `body`.
+pub fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="id" {
@@ -111,6 +111,15 @@ pub(super) fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Mar
 
 /// The login page, with `message` (a refusal) when there is one.
 pub fn login(csrf: &str, name: &str, message: Option<&str>) -> Markup {
+    login_page(csrf, name, message, false)
+}
+
+/// The login page asking for the second factor's code as well.
+pub fn login_with_code(csrf: &str, name: &str, message: &str) -> Markup {
+    login_page(csrf, name, Some(message), true)
+}
+
+fn login_page(csrf: &str, name: &str, message: Option<&str>, code: bool) -> Markup {
     page(
         "Masuk",
         None,
@@ -124,6 +133,11 @@ pub fn login(csrf: &str, name: &str, message: Option<&str>) -> Markup {
                 input #nama name="nama" autocomplete="username" required value=(name);
                 label for="sandi" { "Kata sandi" }
                 input #sandi type="password" name="sandi" autocomplete="current-password" required;
+                @if code {
+                    label for="kode" { "Kode autentikator (6 angka)" }
+                    input #kode name="kode" inputmode="numeric" pattern="[0-9]{6}" maxlength="6"
+                        autocomplete="one-time-code" required;
+                }
                 button type="submit" { "Masuk" }
             }
         },
@@ -139,8 +153,12 @@ pub fn board(user: &str, csrf: &str, opds: &[OpdCounts], at: &str) -> Markup {
         Some((user, csrf)),
         html! {
             nav { a href="/tiket" { "Antrian tiket" } }
-            (board_body(opds, at))
-            script { (maud::PreEscaped(LIVE_BOARD)) }
+            // htmx's SSE extension swaps each event (the board's body) in;
+            // without script the board is a plain page.
+            div hx-ext="sse" sse-connect="/papan/langsung" sse-swap="message" {
+                (board_body(opds, at))
+            }
+            (scripts())
         },
     )
 }
@@ -156,7 +174,7 @@ pub fn board_body(opds: &[OpdCounts], at: &str) -> Markup {
             ul.opd {
                 @for o in opds {
                     li class=(o.class()) data-opd=(o.id) {
-                        h2 { (o.name) }
+                        h2 { a href={ "/opd/" (super::access::segment(&o.id)) } { (o.name) } }
                         dl {
                             div { dt { "Mati" } dd.down { (o.down) } }
                             div { dt { "Tak terjangkau" } dd.unreachable { (o.unreachable) } }
@@ -173,9 +191,15 @@ pub fn board_body(opds: &[OpdCounts], at: &str) -> Markup {
     }
 }
 
-/// Progressive enhancement: without script the board is a plain page.
-const LIVE_BOARD: &str = "if(window.EventSource){var s=new EventSource('/papan/langsung');\
-s.onmessage=function(e){var p=document.getElementById('papan');if(p){p.outerHTML=e.data;}};}";
+/// The vendored scripts (served by the console itself), with htmx held to
+/// what the page's policy allows: no eval, no injected style.
+fn scripts() -> Markup {
+    html! {
+        meta name="htmx-config" content=r#"{"allowEval":false,"includeIndicatorStyles":false,"selfRequestsOnly":true}"#;
+        script src=(super::assets::HTMX_PATH) {}
+        script src=(super::assets::SSE_PATH) {}
+    }
+}
 
 /// A short page for a refusal or a missing page.
 pub fn notice(title: &str, message: &str) -> Markup {

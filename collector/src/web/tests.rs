@@ -259,7 +259,10 @@ async fn login_with_cookie_flags_board_and_logout_that_ends_the_session() {
     assert!(board.body.contains("data-opd=\"dinkes\""), "{}", board.body);
     audited(&f, "\"rpc\":\"web/login\",\"user\":\"hd\"").await;
     let t = audit_trail(&f);
-    assert!(t.contains("\"outcome\":\"ok (127.0.0.1)\""), "{t}");
+    assert!(
+        t.contains("\"outcome\":\"ok (127.0.0.1; password)\""),
+        "{t}"
+    );
     // Logout without the session's token is refused and the session lives on.
     let p = b.post("/keluar", &[("csrf", "")]).await;
     assert_eq!(p.status, 403);
@@ -604,3 +607,363 @@ fn the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy() {
 
 #[path = "ticket_tests.rs"]
 mod tickets;
+
+/// A week of one-second ICMP samples of `dinkes-sw` up to now (round trips
+/// of 1–9 ms, a loss now and then) and an SNMP reading of its uplink each
+/// minute, written straight into the store before the collector opens it.
+fn seed_week(data_dir: &std::path::Path) {
+    use crate::store::{IngestBatch, RedbStore, Store as _};
+    use v1::sample::Kind;
+    let store = RedbStore::open(data_dir).unwrap();
+    let now = crate::ingest::now_us();
+    let week = 7 * 24 * 3600;
+    let start = now - week * 1_000_000;
+    let mut batch = Vec::with_capacity(50_000);
+    let mut seq = 0;
+    let flush = |batch: &mut Vec<v1::Sample>| {
+        let b = IngestBatch::new("dinkes-agent", now, std::mem::take(batch).into());
+        store.commit(&[b], &[]).unwrap();
+    };
+    for s in 0..week {
+        let ts = start + s * 1_000_000 + 500_000;
+        seq += 1;
+        let avg = 1_000 + (s % 9) as u64 * 1_000;
+        batch.push(v1::Sample {
+            seq,
+            ts_us: ts,
+            device: "dinkes-sw".into(),
+            kind: Some(Kind::Icmp(v1::IcmpResult {
+                sent: 4,
+                received: if s % 97 == 0 { 3 } else { 4 },
+                loss_pct: if s % 97 == 0 { 25.0 } else { 0.0 },
+                rtt_min_us: Some(avg / 2),
+                rtt_avg_us: Some(avg),
+                rtt_max_us: Some(avg * 2),
+                jitter_us: Some(avg / 4),
+                ..Default::default()
+            })),
+        });
+        if s % 60 == 0 {
+            seq += 1;
+            batch.push(v1::Sample {
+                seq,
+                ts_us: ts,
+                device: "dinkes-sw".into(),
+                kind: Some(Kind::Snmp(v1::SnmpResult {
+                    status: v1::SnmpStatus::Ok as i32,
+                    interfaces: vec![v1::Interface {
+                        if_index: 1,
+                        if_name: "eth0".into(),
+                        link_name: "uplink".into(),
+                        oper_status: 1,
+                        util_in_pct: Some((s % 3600) as f64 / 36.0),
+                        util_out_pct: Some(10.0),
+                        errors_per_s: Some(if s % 7200 == 0 { 2.0 } else { 0.0 }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })),
+            });
+        }
+        if batch.len() >= 50_000 {
+            flush(&mut batch);
+        }
+    }
+    flush(&mut batch);
+}
+
+/// The `<svg …>` charts of a page, whole.
+fn charts(body: &str) -> Vec<&str> {
+    body.match_indices("<svg ")
+        .map(|(at, _)| {
+            let end = body[at..].find("</svg>").expect("end of svg") + at + "</svg>".len();
+            &body[at..end]
+        })
+        .collect()
+}
+
+/// The value of `data-titik` (buckets with readings) of a chart.
+fn points(svg: &str) -> usize {
+    let at = svg.find("data-titik=\"").expect("data-titik") + "data-titik=\"".len();
+    svg[at..at + svg[at..].find('"').unwrap()].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_links_each_opd_to_its_page_which_lists_its_devices_and_links() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    // Not logged in: to the login page.
+    let p = b.get("/opd/dinkes").await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/masuk"));
+    assert_eq!(b.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    let board = b.get("/papan").await;
+    eprintln!("board of two OPDs: {} bytes", board.body.len());
+    assert!(
+        board.body.contains("href=\"/opd/dinkes\""),
+        "{}",
+        board.body
+    );
+    assert!(board.body.contains("href=\"/opd/dishub\""));
+    let p = b.get("/opd/dinkes").await;
+    assert_eq!(p.status, 200, "{p:?}");
+    assert!(p.body.contains("Dinas Kesehatan"), "{}", p.body);
+    for d in ["dinkes-sw", "dinkes-rtr"] {
+        assert!(
+            p.body.contains(&format!("href=\"/perangkat/{d}\"")),
+            "{d}: {}",
+            p.body
+        );
+    }
+    assert!(!p.body.contains("dishub"), "{}", p.body);
+    // No agent heard: unknown, no reading; the uplink without a reading.
+    assert!(p.body.contains("Tak diketahui"), "{}", p.body);
+    assert!(p.body.contains("data-tautan=\"uplink\""), "{}", p.body);
+    assert!(p.body.contains("Tidak ada tiket terbuka."), "{}", p.body);
+    // A letter ticket of dinkes is on it, one of dishub is not.
+    let dinkes = f.ticket_of("dinkes").await;
+    let dishub = f.ticket_of("dishub").await;
+    let p = b.get("/opd/dinkes").await;
+    assert!(p.body.contains(&dinkes), "{}", p.body);
+    assert!(p.body.contains("Internet putus"), "{}", p.body);
+    assert!(!p.body.contains(&dishub), "{}", p.body);
+    let p = b.get("/opd/dishub").await;
+    eprintln!(
+        "OPD page with two devices, a link and a ticket: {} bytes",
+        p.body.len()
+    );
+    assert!(p.body.contains(&dishub) && p.body.contains("dishub-sw"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pemohon_asking_for_another_opd_gets_the_page_of_a_missing_one() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "opd", "rahasia-pemohon-1").await;
+    let mut b = Browser::new(&f).await;
+    assert_eq!(b.log_in("opd", "rahasia-pemohon-1").await.status, 303);
+    // Its own OPD and device are there.
+    assert_eq!(b.get("/opd/dinkes").await.status, 200);
+    let own = b.get("/perangkat/dinkes-sw").await;
+    assert_eq!(own.status, 200, "{own:?}");
+    assert!(own.body.contains("Tidak ada data"), "{}", own.body);
+    // Another OPD's, and a missing one: the same 404, byte for byte.
+    let missing_opd = b.get("/opd/tidak-ada").await;
+    assert_eq!(missing_opd.status, 404);
+    assert!(missing_opd.body.contains("Tidak ditemukan"));
+    let other_opd = b.get("/opd/dishub").await;
+    assert_eq!(other_opd.status, 404);
+    assert_eq!(other_opd.body, missing_opd.body);
+    let missing_dev = b.get("/perangkat/tidak-ada").await;
+    let other_dev = b.get("/perangkat/dishub-sw?rentang=7h").await;
+    assert_eq!((missing_dev.status, other_dev.status), (404, 404));
+    assert_eq!(other_dev.body, missing_dev.body);
+    assert_eq!(other_dev.body, missing_opd.body);
+    assert!(!other_dev.body.contains("dishub"));
+    // The helpdesk sees both.
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut hd = Browser::new(&f).await;
+    assert_eq!(hd.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    assert_eq!(hd.get("/opd/dishub").await.status, 200);
+    assert_eq!(hd.get("/perangkat/dishub-sw").await.status, 200);
+    assert_eq!(hd.get("/perangkat/tidak-ada").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_of_one_second_samples_is_a_small_server_drawn_chart() {
+    let f = Fixture::start_web_seeded(seed_week).await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    assert_eq!(b.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    // The last hour: RTT, loss and jitter drawn, and the uplink's two.
+    let hour = b.get("/perangkat/dinkes-sw?rentang=1j").await;
+    assert_eq!(hour.status, 200, "{hour:?}");
+    assert!(
+        hour.body.contains("aria-current=\"page\">1 jam<"),
+        "{}",
+        hour.body
+    );
+    let svgs = charts(&hour.body);
+    assert_eq!(svgs.len(), 5, "{}", hour.body);
+    for (svg, title) in svgs.iter().zip([
+        "RTT",
+        "hilang",
+        "Jitter",
+        "Utilisasi tautan uplink",
+        "Galat tautan uplink",
+    ]) {
+        assert!(svg.contains(title), "{title}: {svg}");
+        assert!(svg.contains("class=\"garis\""), "{svg}");
+        assert!(points(svg) >= 55, "{title}: {}", points(svg));
+    }
+    // RTT's band runs from the probes' minimum to maximum.
+    assert!(svgs[0].contains("class=\"pita\""));
+    // A week: from at most 200 buckets, a page of a few KB.
+    let t = std::time::Instant::now();
+    let week = b.get("/perangkat/dinkes-sw?rentang=7h").await;
+    let took = t.elapsed();
+    assert_eq!(week.status, 200);
+    let svgs = charts(&week.body);
+    assert_eq!(svgs.len(), 5);
+    for svg in &svgs {
+        let n = points(svg);
+        assert!(
+            (190..=super::chart::BUCKETS).contains(&n),
+            "{n} buckets: {svg}"
+        );
+        assert!(svg.len() < 8 * 1024, "{} bytes", svg.len());
+    }
+    // Axis labels in the collector's zone (the default calendar's).
+    let abbr = crate::sop::Calendar::default().zone_abbr().to_string();
+    assert!(
+        week.body.contains(&format!("waktu {abbr}<")),
+        "{}",
+        week.body
+    );
+    eprintln!(
+        "7-day device page: {} bytes, RTT chart {} bytes, read in {took:?}",
+        week.body.len(),
+        svgs[0].len()
+    );
+    assert!(week.body.len() < 40 * 1024, "{} bytes", week.body.len());
+    let rtt_week = svgs[0].len();
+    assert!(rtt_week < 20 * 1024);
+    // A device without readings says so.
+    let other = b.get("/perangkat/dishub-sw?rentang=7h").await;
+    assert_eq!(other.status, 200);
+    assert!(charts(&other.body).is_empty());
+    assert_eq!(
+        other.body.matches("Tidak ada data").count(),
+        5,
+        "{}",
+        other.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendored_htmx_is_served_from_the_binary_and_cached_for_a_year() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    for (path, first) in [
+        (super::assets::HTMX_PATH, "/*! htmx 2.0.11"),
+        (super::assets::SSE_PATH, "/*! htmx-ext-sse 2.2.4"),
+    ] {
+        // Before any login: the login page may use it too.
+        let r = b
+            .client
+            .get(format!("{}{path}", b.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
+        assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let body = r.text().await.unwrap();
+        assert!(body.starts_with(first), "{}", &body[..80]);
+        assert!(body.contains("htmx"));
+    }
+    // Another version's path is not there.
+    assert_eq!(b.get("/aset/htmx-1.0.0.min.js").await.status, 404);
+    // The board loads it and listens with its SSE extension; no inline script.
+    assert_eq!(b.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    let r = b
+        .client
+        .get(format!("{}/papan", b.base))
+        .header("cookie", format!("siaga_sesi={}", b.cookies["siaga_sesi"]))
+        .send()
+        .await
+        .unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let board = r.text().await.unwrap();
+    assert!(
+        board.contains(&format!(
+            "<script src=\"{}\"></script>",
+            super::assets::HTMX_PATH
+        )),
+        "{board}"
+    );
+    assert!(board.contains("hx-ext=\"sse\" sse-connect=\"/papan/langsung\" sse-swap=\"message\""));
+    assert_eq!(board.matches("<script").count(), 2, "{board}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_with_a_second_factor_needs_the_code_once_each() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    // Someone else may not enrol hd's factor; the admin may.
+    let e = UsersClient::new(f.as_role("kepala_dinas"))
+        .enroll_totp(v1::EnrollTotpRequest { name: "hd".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    let r = UsersClient::new(f.as_role("admin"))
+        .enroll_totp(v1::EnrollTotpRequest { name: "hd".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.otpauth_uri.starts_with("otpauth://totp/Siaga:hd?"),
+        "{}",
+        r.otpauth_uri
+    );
+    assert!(r.otpauth_uri.contains(&format!("secret={}", r.secret)));
+    // Kept in the user's file, beside the password hash.
+    let file = std::fs::read_to_string(f.cfg.users.join("hd.toml")).unwrap();
+    assert!(
+        file.contains(&format!("totp_secret = \"{}\"", r.secret)),
+        "{file}"
+    );
+    let now = || u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let code = super::totp::code_at(&r.secret, now()).unwrap();
+
+    // The password alone: the form asks for the code, no session.
+    let mut b = Browser::new(&f).await;
+    let p = b.log_in("hd", "rahasia-helpdesk-1").await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(p.body.contains("name=\"kode\""), "{}", p.body);
+    assert!(p.body.contains("kode 6 angka"), "{}", p.body);
+    assert!(!b.cookies.contains_key("siaga_sesi"));
+    // A wrong code: refused.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let with_code = async |b: &mut Browser, password: &str, code: &str| {
+        let p = b.get("/masuk").await;
+        let csrf = p.csrf();
+        b.post(
+            "/masuk",
+            &[
+                ("nama", "hd"),
+                ("sandi", password),
+                ("kode", code),
+                ("csrf", &csrf),
+            ],
+        )
+        .await
+    };
+    let p = with_code(&mut b, "rahasia-helpdesk-1", wrong).await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(p.body.contains("Kode autentikator salah"), "{}", p.body);
+    // The right code with a wrong password: still the password's refusal.
+    let p = with_code(&mut b, "bukan-sandinya", &code).await;
+    assert_eq!(p.status, 401);
+    assert!(p.body.contains("Nama pengguna atau kata sandi salah."));
+    // Password and code: in.
+    let p = with_code(&mut b, "rahasia-helpdesk-1", &code).await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/papan"), "{p:?}");
+    assert_eq!(b.get("/papan").await.status, 200);
+    audited(&f, "\"outcome\":\"ok (127.0.0.1; password+totp)\"").await;
+    audited(&f, "refused: wrong or reused second-factor code").await;
+    // The same code again, from another browser: refused.
+    let mut again = Browser::new(&f).await;
+    let p = with_code(&mut again, "rahasia-helpdesk-1", &code).await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(!again.cookies.contains_key("siaga_sesi"));
+}
