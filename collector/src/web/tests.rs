@@ -552,7 +552,7 @@ async fn behind_a_trusted_proxy_the_lockout_counts_the_client_not_the_proxy() {
     // ... and everybody else behind the proxy still gets in.
     let p = log_in_via(&mut b, "hd", "rahasia-helpdesk-1", "198.18.0.8").await;
     assert_eq!(p.status, 303, "{p:?}");
-    audited(&f, "(198.18.0.8)").await;
+    audited(&f, "ok (198.18.0.8; password)").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
