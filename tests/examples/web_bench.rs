@@ -214,15 +214,15 @@ fn main() -> Result<()> {
             ("OPD", format!("/opd/{}", opd(OPDS / 2))),
             (
                 "Perangkat, 1 jam",
-                format!("/perangkat/{WEEK_DEVICE}?periode=1h"),
+                format!("/perangkat/{WEEK_DEVICE}?rentang=1j"),
             ),
             (
                 "Perangkat, 24 jam",
-                format!("/perangkat/{WEEK_DEVICE}?periode=24h"),
+                format!("/perangkat/{WEEK_DEVICE}?rentang=24j"),
             ),
             (
                 "Perangkat, 7 hari",
-                format!("/perangkat/{WEEK_DEVICE}?periode=7d"),
+                format!("/perangkat/{WEEK_DEVICE}?rentang=7h"),
             ),
             ("Antrian tiket", "/tiket".to_string()),
             ("Tiket", format!("/tiket/{middle}")),
