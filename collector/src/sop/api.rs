@@ -441,7 +441,7 @@ pub fn new_ticket(
     let _one_at_a_time = NEW_LETTER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(t) = filed(store, &a.opd, &a.letter_number)? {
+    if let Some(t) = store.filed_letter(&a.opd, &a.letter_number)? {
         let event = store
             .events(&t.info.number)?
             .into_iter()
@@ -482,17 +482,6 @@ pub fn new_ticket(
 
 /// Held while a letter is checked against the filed ones and opened.
 static NEW_LETTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// The ticket already opened for letter `number` of `opd` and not voided;
-/// numbers compare without surrounding blanks and letter case.
-fn filed(store: &SopStore, opd: &str, number: &str) -> Result<Option<SopTicket>, ApiError> {
-    let number = number.trim();
-    Ok(store.list()?.into_iter().find(|t| {
-        t.info.opd == opd
-            && !t.state.is_void()
-            && matches!(&t.info.origin, Origin::Letter { number: n, .. } if n.trim().eq_ignore_ascii_case(number))
-    }))
-}
 
 /// A letter is dated at most one day after today (clock tolerance) and not
 /// longer ago than [`Directory::max_letter_age`]; days in the calendar's time.

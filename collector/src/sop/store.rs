@@ -19,7 +19,7 @@ use super::calendar::Calendar;
 use super::escalation::{self, Escalation};
 use super::file;
 use super::model::Sop;
-use super::workflow::{Action, Actor, Event, Rejection, TicketInfo, TicketSop, Workflow};
+use super::workflow::{Action, Actor, Event, Origin, Rejection, TicketInfo, TicketSop, Workflow};
 
 const TICKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("sop_tickets");
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sop_audit");
@@ -112,6 +112,20 @@ pub struct SopStore {
     anchor: std::sync::OnceLock<Arc<crate::anchor::Anchor>>,
     /// Rows the paged reads have read: what a page costs, for the tests.
     rows_read: std::sync::atomic::AtomicU64,
+    /// Letters filed: (OPD, letter number as [`letter_key`] folds it) → the
+    /// tickets opened for them. Built from the table on first use, kept
+    /// current by [`Self::open_with`]: checking a new letter for a
+    /// duplicate reads its candidates, not every ticket ever filed.
+    letters: Mutex<Option<LetterIndex>>,
+}
+
+/// (OPD, folded letter number) → the numbers of the tickets opened for it.
+type LetterIndex = HashMap<(String, String), Vec<String>>;
+
+/// A letter number as duplicates are found: spaces around it and the
+/// case of its letters do not make another letter.
+fn letter_key(opd: &str, number: &str) -> (String, String) {
+    (opd.to_string(), number.trim().to_ascii_lowercase())
 }
 
 impl std::fmt::Debug for SopStore {
@@ -152,6 +166,7 @@ impl SopStore {
             cache: Mutex::new(cache),
             anchor: std::sync::OnceLock::new(),
             rows_read: std::sync::atomic::AtomicU64::new(0),
+            letters: Mutex::new(None),
         })
     }
 
@@ -361,8 +376,56 @@ impl SopStore {
         }
         also(&w, &t)?;
         w.commit()?;
+        if let Origin::Letter { number, .. } = &t.info.origin {
+            let mut letters = self.letters.lock().unwrap_or_else(|p| p.into_inner());
+            // Not built yet: it will be from the table, this ticket with it.
+            if let Some(index) = letters.as_mut() {
+                index
+                    .entry(letter_key(&t.info.opd, number))
+                    .or_default()
+                    .push(t.info.number.clone());
+            }
+        }
         self.anchor_heads(&[&t.info.number]);
         Ok(t)
+    }
+
+    /// The ticket (not void) opened for letter `number` of `opd`, if one
+    /// was. The caller holds whatever makes the check and the opening one
+    /// step (the letter desk's lock).
+    pub fn filed_letter(&self, opd: &str, number: &str) -> Result<Option<SopTicket>, StoreError> {
+        let candidates = {
+            let mut letters = self.letters.lock().unwrap_or_else(|p| p.into_inner());
+            let index = match letters.as_mut() {
+                Some(index) => index,
+                None => letters.insert(self.letter_index()?),
+            };
+            index
+                .get(&letter_key(opd, number))
+                .cloned()
+                .unwrap_or_default()
+        };
+        for id in candidates {
+            let t = self.get(&id)?;
+            if !t.state.is_void() {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every letter filed, from the tickets table (once, at first use).
+    fn letter_index(&self) -> Result<LetterIndex, StoreError> {
+        let mut index = LetterIndex::new();
+        for t in self.list()? {
+            if let Origin::Letter { number, .. } = &t.info.origin {
+                index
+                    .entry(letter_key(&t.info.opd, number))
+                    .or_default()
+                    .push(t.info.number.clone());
+            }
+        }
+        Ok(index)
     }
 
     /// Apply an action to a ticket by `actor` at `now`; the event (or the refusal) is
@@ -717,6 +780,52 @@ pub(crate) mod tests {
             link: None,
             opened_at: at,
         }
+    }
+
+    #[test]
+    fn a_letter_filed_before_is_found_by_its_opd_and_number_until_its_ticket_is_voided() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let at = wib("2026-11-23 08:00");
+        let first = {
+            let s = store(dir.path());
+            s.open(info("dinkes", at), "PJ", false, &Actor::system(), at)
+                .expect("open")
+        };
+        // Opened again: the index is built from the table.
+        let s = store(dir.path());
+        let found = |opd: &str, n: &str| {
+            s.filed_letter(opd, n)
+                .expect("filed")
+                .map(|t| t.info.number)
+        };
+        assert_eq!(
+            found("dinkes", " 005/DINKES/2026 "),
+            Some(first.info.number.clone())
+        );
+        assert_eq!(found("dishub", "005/dinkes/2026"), None);
+        assert_eq!(found("dinkes", "006/dinkes/2026"), None);
+        // A ticket opened now is in the index at once.
+        let second = s
+            .open(info("dishub", at), "PJ", false, &Actor::system(), at)
+            .expect("open");
+        assert_eq!(
+            found("dishub", "005/dishub/2026"),
+            Some(second.info.number.clone())
+        );
+        // A void ticket does not hold its letter: the letter may be filed again.
+        let kadis = user_for("kepala_dinas");
+        let (t, outcome) = s
+            .act(
+                &first.info.number,
+                Action::Void {
+                    reason: "salah OPD".into(),
+                },
+                &kadis,
+                at,
+            )
+            .expect("act");
+        assert!(outcome.is_ok() && t.state.is_void(), "{outcome:?}");
+        assert_eq!(found("dinkes", "005/dinkes/2026"), None);
     }
 
     #[test]
