@@ -51,6 +51,8 @@ pub struct Hub {
     pub cancel: CancellationToken,
     /// The health engine, tickets and notifications.
     pub health: Arc<crate::ticket::HealthPart>,
+    /// The tickets' work reports (drafts, and the frozen finals).
+    pub reports: Arc<crate::report::Reports>,
     /// Revoked client certificates (`<data_dir>/revoked.toml`).
     pub revoked: RevocationList,
     /// Client certificates already read, per connection.
@@ -134,6 +136,29 @@ pub fn opds_without_agent(
 }
 
 impl Hub {
+    /// The measurements of ticket `number` as the API sends them (none,
+    /// with a warning, when they cannot be read: the ticket is still shown).
+    pub fn ticket_measurements(&self, number: &str) -> Vec<siaga_proto::v1::Measurement> {
+        match self.measure.for_ticket(number) {
+            Ok(ms) => ms.iter().map(crate::measure::wire::measurement).collect(),
+            Err(e) => {
+                tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
+                Vec::new()
+            }
+        }
+    }
+
+    /// After an SOP step taken without error on ticket `number`: the
+    /// ticket's parts each do what follows it (announcements; a disposal of
+    /// the review freezes the work report).
+    pub fn after_step(&self, number: &str, step: crate::sop::workflow::StepTaken) {
+        self.health.after_step(number, step);
+        if step == crate::sop::workflow::StepTaken::Disposed {
+            let number = number.trim().to_ascii_uppercase();
+            self.reports.after_dispose(&number, chrono::Utc::now());
+        }
+    }
+
     /// Builds the hub, loading the known agents from the store.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -147,6 +172,7 @@ impl Hub {
         revoked: RevocationList,
         data_dir: PathBuf,
         health: Arc<crate::ticket::HealthPart>,
+        reports: Arc<crate::report::Reports>,
         measure: Arc<crate::measure::MeasureService>,
     ) -> Result<Self, StoreError> {
         let agents = store
@@ -174,6 +200,7 @@ impl Hub {
             metrics,
             cancel,
             health,
+            reports,
             revoked,
             peers: crate::auth::PeerCache::default(),
             data_dir,

@@ -126,12 +126,20 @@ pub async fn serve_until(
     let health = crate::ticket::HealthPart::start(
         &cfg,
         &inventory,
-        tickets_db,
-        sop_store,
+        tickets_db.clone(),
+        sop_store.clone(),
         Some(metrics.registry_mut()),
         cancel.clone(),
     )
     .map_err(|e| anyhow::anyhow!("starting the health engine: {e}"))?;
+    let reports = {
+        let users = cfg.users.clone();
+        Arc::new(
+            crate::report::Reports::new(tickets_db, sop_store, health.store.clone())
+                .map_err(|e| anyhow::anyhow!("opening the work reports: {e}"))?
+                .with_people(move || crate::users::people(&users)),
+        )
+    };
     let metrics = Arc::new(metrics);
     let hook_metrics = metrics.clone();
     let (writer, writer_thread) = Writer::start(
@@ -153,6 +161,7 @@ pub async fn serve_until(
         crate::revoke::RevocationList::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?,
         cfg.data_dir.clone(),
         Arc::new(health),
+        reports,
         measure.clone(),
     )?);
     hub.max_clock_skew_us.store(

@@ -5,9 +5,9 @@
 use siaga_proto::v1;
 
 use super::model::{DeviceFigures, LinkFigures, MeasureState, Measurement};
-use crate::ticket::wire::ts;
+use siaga_proto::time::ts;
 #[cfg(test)]
-use {super::model::Phase, crate::ticket::wire::time};
+use {super::model::Phase, siaga_proto::time::time};
 
 #[cfg(test)]
 fn some(s: &str) -> Option<String> {

@@ -69,10 +69,10 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
             f => f.parse().map_err(|m: String| E::invalid("format", m))?,
         };
         let health = self.hub.health.clone();
+        let reports = self.hub.reports.clone();
         let (number, r) = tokio::task::spawn_blocking(move || {
             let t = scope::ticket(&caller, &health.sop_store, &r.ticket)?;
-            let doc = health
-                .reports
+            let doc = reports
                 .document(&t.info.number, format, lang, Utc::now())
                 .map_err(|e| match e {
                     // The stored bytes changed behind the collector's back:

@@ -928,6 +928,7 @@ impl SopApi {
     {
         use crate::ticket::api::{action_reply, actor};
         let health = self.health();
+        let hub = self.hub.clone();
         crate::api::error::blocking(what, move || {
             let t = crate::api::scope::ticket(&caller, &health.sop_store, &id)?;
             let number = t.info.number;
@@ -940,7 +941,7 @@ impl SopApi {
                 Utc::now(),
             )?;
             let reply = action_reply(&health, r)?;
-            health.after_step(&number, taken);
+            hub.after_step(&number, taken);
             Ok(reply)
         })
         .await

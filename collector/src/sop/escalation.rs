@@ -12,20 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::workflow::{Event, EventKind, SYSTEM_USER, TicketSop, Workflow};
-
-/// An escalation already sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EscalationMark {
-    /// Step.
-    pub step: u32,
-    /// Hand-off.
-    pub handoff: u32,
-    /// The ticket's visit counter when sent.
-    pub visit: u32,
-    /// Level sent (1 or 2).
-    pub level: u8,
-}
+use super::workflow::{EscalationMark, Event, EventKind, SYSTEM_USER, TicketSop, Workflow};
 
 /// An escalation to send now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

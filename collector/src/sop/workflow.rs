@@ -32,7 +32,6 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::Calendar;
-use super::escalation::EscalationMark;
 use super::model::{Capacity, Sop, SopVersion, Step};
 
 /// Roles that may enter a ticket from an OPD's letter: the OPD itself (its
@@ -252,6 +251,20 @@ pub struct Acknowledgement {
     pub on_behalf: bool,
     /// When.
     pub at: DateTime<Utc>,
+}
+
+/// An escalation already sent (kept in the ticket's state, so it is
+/// never sent twice; see `escalation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalationMark {
+    /// Step.
+    pub step: u32,
+    /// Hand-off.
+    pub handoff: u32,
+    /// The ticket's visit counter when sent.
+    pub visit: u32,
+    /// Level sent (1 or 2).
+    pub level: u8,
 }
 
 /// A ticket's SOP state. Stored with the ticket; it keeps the SOP version it started with.

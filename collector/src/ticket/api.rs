@@ -215,7 +215,7 @@ pub fn detail_of(
     store: &TicketStore,
     sop_store: &SopStore,
     t: &SopTicket,
-    measurements: &[crate::measure::Measurement],
+    measurements: Vec<v1::Measurement>,
     now: DateTime<Utc>,
 ) -> Result<v1::TicketDetail, ApiError> {
     let number = &t.info.number;
@@ -235,10 +235,7 @@ pub fn detail_of(
         evidence: h.evidence.iter().map(wire::reading).collect(),
         notes: h.notes.iter().map(wire::note).collect(),
         trail: trail.iter().map(wire::record).collect(),
-        measurements: measurements
-            .iter()
-            .map(crate::measure::wire::measurement)
-            .collect(),
+        measurements,
     })
 }
 
@@ -348,15 +345,17 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let r = req.into_inner();
         limits::required("id", &r.id, len::ID)?;
         let health = self.health();
-        let measure = self.hub.measure.clone();
+        let hub = self.hub.clone();
         let detail = crate::api::error::blocking("reading the ticket", move || {
             let t = scope::ticket(&caller, &health.sop_store, &r.id)?;
-            let number = t.info.number.clone();
-            let measurements = measure.for_ticket(&number).unwrap_or_else(|e| {
-                tracing::warn!(ticket = %number, error = %e, "cannot read the ticket's measurements");
-                Vec::new()
-            });
-            detail_of(&health.store, &health.sop_store, &t, &measurements, Utc::now())
+            let measurements = hub.ticket_measurements(&t.info.number);
+            detail_of(
+                &health.store,
+                &health.sop_store,
+                &t,
+                measurements,
+                Utc::now(),
+            )
         })
         .await?;
         Ok(Response::new(detail))

@@ -60,8 +60,6 @@ pub struct HealthPart {
     pub notifier: Notifier,
     /// The SOP store tickets live in.
     pub sop_store: Arc<SopStore>,
-    /// The tickets' work reports (drafts, and the frozen finals).
-    pub reports: Arc<crate::report::Reports>,
     /// The health task and the notifier task.
     pub tasks: Vec<JoinHandle<()>>,
     /// Longest maintenance window accepted (`[maintenance] max_window`).
@@ -84,12 +82,6 @@ impl HealthPart {
     ) -> Result<Self, String> {
         cfg.health.validate().map_err(|e| e.to_string())?;
         let store = Arc::new(TicketStore::new(db.clone()).map_err(|e| e.to_string())?);
-        let users = cfg.users.clone();
-        let reports = Arc::new(
-            crate::report::Reports::new(db, sop_store.clone(), store.clone())
-                .map_err(|e| e.to_string())?
-                .with_people(move || crate::users::people(&users)),
-        );
         let (notifier, dispatcher) = Notifier::new(&cfg.notify)?;
         let core = HealthCore::new(
             cfg.health.clone(),
@@ -130,7 +122,6 @@ impl HealthPart {
             store,
             notifier,
             sop_store,
-            reports,
             tasks: vec![health_task, notify_task, escalation_task],
             max_window: cfg.maintenance.max_window,
             max_letter_age: cfg.tickets.max_letter_age,
@@ -139,16 +130,13 @@ impl HealthPart {
 
     /// After an SOP step taken without error on ticket `number`: a ticket
     /// that moved to another step (disposed or returned) is announced
-    /// (webhook, e-mail), and a disposal of the review step freezes the
-    /// work report.
+    /// (webhook, e-mail). (The work report's freezing after the review is
+    /// the reports' business: [`crate::hub::Hub::after_step`].)
     pub fn after_step(&self, number: &str, step: crate::sop::workflow::StepTaken) {
         let number = number.trim().to_ascii_uppercase();
         use crate::sop::workflow::StepTaken;
         if matches!(step, StepTaken::Disposed | StepTaken::Returned) {
             self.announce(&number);
-        }
-        if step == StepTaken::Disposed {
-            self.reports.after_dispose(&number, chrono::Utc::now());
         }
     }
 

@@ -1018,7 +1018,7 @@ parent = "dinkes-rtr"
     /// Ticket `id` as the `Tickets` service shows it.
     fn detail(c: &HealthCore, id: &str) -> siaga_proto::v1::TicketDetail {
         let t = c.sop_store.get(&id.to_ascii_uppercase()).unwrap();
-        api::detail_of(&c.store, &c.sop_store, &t, &[], Utc::now()).unwrap()
+        api::detail_of(&c.store, &c.sop_store, &t, Vec::new(), Utc::now()).unwrap()
     }
 
     const ALL_OK: [(&str, f64); 3] = [
