@@ -89,6 +89,25 @@ fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"))
 }
 
+/// With `SIAGA_SCREENSHOTS=DIR` (a path from the workspace root, e.g.
+/// `docs`), saves the page as it is now as `DIR/NAME.png`: how the README's
+/// pictures of the console are made. Off by default, so a test run writes
+/// nothing in the tree.
+async fn keep_screenshot(b: &Client, name: &str) -> Result<()> {
+    let Some(dir) = std::env::var_os("SIAGA_SCREENSHOTS") else {
+        return Ok(());
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir)
+        .join(format!("{name}.png"));
+    let png = b
+        .screenshot()
+        .await
+        .map_err(|e| anyhow!("a screenshot for {name}: {e}"))?;
+    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Runs `steps` in a fresh Chromium session; when they fail, saves a
 /// screenshot named `name` and says where, with the page's address.
 async fn in_browser<F>(driver: &Driver, name: &str, steps: F) -> Result<()>
@@ -283,6 +302,7 @@ fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trip
             ensure!(mark == "sama", "the board was loaded again: {mark}");
             let up = text_of(b, "li[data-opd=dinkes] dd.up").await?;
             ensure!(up == "0", "up: {up:?}");
+            keep_screenshot(b, "konsol-papan").await?;
             // Its OPD's page, then its own: the last hour's round trips drawn.
             b.find(Locator::Css("li[data-opd=dinkes] h2 a"))
                 .await?
@@ -431,6 +451,7 @@ async fn kadis_disposes(b: &Client, base: &str, id: &str) -> Result<String> {
     wait_for(b, &row).await?.click().await?;
     wait_for(b, "form#disposisi").await?;
     ensure!(path_of(b).await? == format!("/tiket/{id}"));
+    keep_screenshot(b, "konsol-tiket").await?;
     b.find(Locator::Css("#catatan"))
         .await?
         .send_keys("segera ditangani")
