@@ -14,6 +14,7 @@ use siaga_tests::harness::{
 };
 use siaga_tests::lab::Lab;
 use siaga_tests::office::{OFFICE_USERS, Office, letter_date, opened_ticket};
+use siaga_tests::web::Browser;
 
 /// chromedriver, killed and reaped when dropped.
 struct Driver {
@@ -61,7 +62,14 @@ impl Driver {
             format!("--user-data-dir={}", self.profile.path().display()),
         ];
         args.push("--no-first-run".into());
-        let mut options = serde_json::json!({ "args": args });
+        // A phone's screen: the window alone cannot be narrower than
+        // Chromium's minimum (500 px), the emulated screen can.
+        let mut options = serde_json::json!({
+            "args": args,
+            "mobileEmulation": {
+                "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 1.0, "touch": false }
+            },
+        });
         if std::path::Path::new("/usr/bin/chromium").exists() {
             options["binary"] = "/usr/bin/chromium".into();
         }
@@ -86,6 +94,25 @@ impl Drop for Driver {
 /// Where a failing test's screenshot goes.
 fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"))
+}
+
+/// With `SIAGA_SCREENSHOTS=DIR` (a path from the workspace root, e.g.
+/// `docs`), saves the page as it is now as `DIR/NAME.png`: how the README's
+/// pictures of the console are made. Off by default, so a test run writes
+/// nothing in the tree.
+async fn keep_screenshot(b: &Client, name: &str) -> Result<()> {
+    let Some(dir) = std::env::var_os("SIAGA_SCREENSHOTS") else {
+        return Ok(());
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir)
+        .join(format!("{name}.png"));
+    let png = b
+        .screenshot()
+        .await
+        .map_err(|e| anyhow!("a screenshot for {name}: {e}"))?;
+    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Runs `steps` in a fresh Chromium session; when they fail, saves a
@@ -282,6 +309,7 @@ fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trip
             ensure!(mark == "sama", "the board was loaded again: {mark}");
             let up = text_of(b, "li[data-opd=dinkes] dd.up").await?;
             ensure!(up == "0", "up: {up:?}");
+            keep_screenshot(b, "konsol-papan").await?;
             // Its OPD's page, then its own: the last hour's round trips drawn.
             b.find(Locator::Css("li[data-opd=dinkes] h2 a"))
                 .await?
@@ -329,7 +357,7 @@ fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trip
                 .await?;
             let n = |i: usize| fit[i].as_f64().unwrap_or(0.0);
             ensure!(
-                n(0) > 200.0 && n(1) <= n(2) && n(3) <= n(2),
+                n(2) == 390.0 && n(0) > 200.0 && n(1) <= n(2) && n(3) <= n(2),
                 "chart width, right edge, window width, page width: {fit}"
             );
             Ok(())
@@ -430,6 +458,7 @@ async fn kadis_disposes(b: &Client, base: &str, id: &str) -> Result<String> {
     wait_for(b, &row).await?.click().await?;
     wait_for(b, "form#disposisi").await?;
     ensure!(path_of(b).await? == format!("/tiket/{id}"));
+    keep_screenshot(b, "konsol-tiket").await?;
     b.find(Locator::Css("#catatan"))
         .await?
         .send_keys("segera ditangani")
@@ -633,4 +662,210 @@ fn a_pemohon_finds_no_other_opds_ticket_and_the_pdf_link_is_the_clis_report() ->
         cli.len()
     );
     Ok(())
+}
+
+/// The login form's message after a submit (the form is loaded afresh
+/// before each try, so an older message cannot be taken for it).
+async fn login_message(b: &Client) -> Result<String> {
+    wait_for(b, "p.pesan")
+        .await?
+        .text()
+        .await
+        .map_err(Into::into)
+}
+
+/// The current code of the `otpauth://` URI `siaga user totp` printed.
+fn current_code(enrolled: &str) -> Result<String> {
+    let uri = enrolled
+        .split_whitespace()
+        .find(|w| w.starts_with("otpauth://"))
+        .ok_or_else(|| anyhow!("no otpauth:// URI in {enrolled:?}"))?;
+    let totp = totp_rs::Totp::from_url(uri).map_err(|e| anyhow!("{uri}: {e}"))?;
+    Ok(totp.generate_current().to_string())
+}
+
+/// Logs out with the header's "Keluar" and waits for the login form.
+async fn log_out(b: &Client) -> Result<()> {
+    b.find(Locator::Css("header form button"))
+        .await?
+        .click()
+        .await?;
+    wait_for(b, "form.masuk").await?;
+    Ok(())
+}
+
+/// The logins: with a second factor (asked for after the password), with
+/// the password alone, then five wrong passwords from this one address and
+/// the lockout, which refuses the right password too.
+async fn logins(b: &Client, base: &str, enrolled: &str) -> Result<()> {
+    // kabid has a second factor: the password alone asks for the code.
+    log_in(b, base, "kabid", "rahasia-kabid-123").await?;
+    let asked = login_message(b).await?;
+    ensure!(
+        asked == "Masukkan juga kode 6 angka dari aplikasi autentikator Anda.",
+        "{asked:?}"
+    );
+    ensure!(path_of(b).await? == "/masuk");
+    let name = b
+        .find(Locator::Css("#nama"))
+        .await?
+        .prop("value")
+        .await?
+        .unwrap_or_default();
+    ensure!(name == "kabid", "the name is not kept: {name:?}");
+    b.find(Locator::Css("#sandi"))
+        .await?
+        .send_keys("rahasia-kabid-123")
+        .await?;
+    b.find(Locator::Css("#kode"))
+        .await?
+        .send_keys(&current_code(enrolled)?)
+        .await?;
+    b.find(Locator::Css("form.masuk button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    wait_for(b, "ul.opd").await?;
+    ensure!(path_of(b).await? == "/papan");
+    log_out(b).await?;
+    // hd has none: the password alone opens the board.
+    log_in(b, base, "hd", "rahasia-helpdesk-1").await?;
+    wait_for(b, "ul.opd").await?;
+    ensure!(path_of(b).await? == "/papan");
+    log_out(b).await?;
+    // Four wrong passwords: refused, each with the same message.
+    for i in 1..=4 {
+        log_in(b, base, "hd", &format!("bukan-sandinya-{i}")).await?;
+        let msg = login_message(b).await?;
+        ensure!(
+            msg == "Nama pengguna atau kata sandi salah.",
+            "try {i}: {msg:?}"
+        );
+    }
+    // The fifth locks the name and the address out, and says so.
+    log_in(b, base, "hd", "bukan-sandinya-5").await?;
+    let locked = "Terlalu banyak percobaan masuk yang gagal (5 kali dalam 15 menit).";
+    let msg = login_message(b).await?;
+    ensure!(msg.starts_with(locked), "try 5: {msg:?}");
+    // Now the right password is refused with the same message: no board.
+    log_in(b, base, "hd", "rahasia-helpdesk-1").await?;
+    let msg = login_message(b).await?;
+    ensure!(msg.starts_with(locked), "the right password: {msg:?}");
+    ensure!(path_of(b).await? == "/masuk");
+    b.goto(&format!("{base}/papan")).await?;
+    ensure!(
+        path_of(b).await? == "/masuk",
+        "the board opened while locked"
+    );
+    // So is another name from the same address.
+    log_in(b, base, "kadis", "rahasia-kadis-123").await?;
+    let msg = login_message(b).await?;
+    ensure!(
+        msg.starts_with(locked),
+        "another name, same address: {msg:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn logins_in_chromium_with_a_code_and_without_then_the_lockout_refuses_even_the_right_password()
+-> Result<()> {
+    let (o, base) = web_office(&[
+        ("kabid", "rahasia-kabid-123"),
+        ("hd", "rahasia-helpdesk-1"),
+        ("kadis", "rahasia-kadis-123"),
+    ])?;
+    let enrolled = o.ok("root", &["user", "totp", "kabid"])?;
+    let driver = Driver::start()?;
+    runtime()?.block_on(in_browser(&driver, "logins_then_the_lockout", async |b| {
+        logins(b, &base, &enrolled).await
+    }))
+}
+
+/// The CSRF token of the session `person` opens with their password (a
+/// client outside the browser): the hidden field of the board's logout form.
+async fn token_of_another_session(o: &Office, person: &str, password: &str) -> Result<String> {
+    let mut other = Browser::new(&o.collector)?;
+    let (status, to, _) = other.log_in(person, password).await?;
+    ensure!(
+        (status, to.as_str()) == (303, "/papan"),
+        "{person}: {status} {to}"
+    );
+    let (status, _, page) = other.get("/papan").await?;
+    ensure!(status == 200, "{person}'s board: {status}");
+    let field = "name=\"csrf\" value=\"";
+    let at = page
+        .find(field)
+        .ok_or_else(|| anyhow!("no CSRF field on {person}'s board"))?
+        + field.len();
+    let token = page[at..].split('"').next().unwrap_or_default().to_string();
+    ensure!(token.len() == 64, "{token:?}");
+    Ok(token)
+}
+
+/// Posts the ticket page's dispose form from the page's own script (same
+/// origin: the session cookie goes along) with `csrf` (none when `None`);
+/// the answer's status and the path it ended at.
+async fn post_dispose(b: &Client, csrf: Option<&str>) -> Result<(u64, String)> {
+    let js = "var done = arguments[arguments.length - 1];
+        var form = document.querySelector('form#disposisi');
+        var body = new URLSearchParams();
+        if (arguments[0] !== null) { body.set('csrf', arguments[0]); }
+        body.set('catatan', 'dari skrip');
+        fetch(form.action, { method: 'POST', body: body })
+            .then(function (r) { done([r.status, new URL(r.url).pathname]); },
+                  function (e) { done([0, String(e)]); });";
+    let arg = csrf.map_or(serde_json::Value::Null, Into::into);
+    let got = b.execute_async(js, vec![arg]).await?;
+    let status = got[0].as_u64().unwrap_or(0);
+    Ok((status, got[1].as_str().unwrap_or_default().to_string()))
+}
+
+/// The ticket's step, as `siaga ticket show --json` tells the helpdesk.
+fn step_of(o: &Office, id: &str) -> Result<u64> {
+    let show = o.json("hd", &["ticket", "show", id, "--json"])?;
+    show["ticket"]["step"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("no step in {show}"))
+}
+
+#[test]
+fn a_form_posted_without_the_csrf_token_or_with_another_sessions_is_refused_in_chromium()
+-> Result<()> {
+    let (o, base) = web_office(&[("kadis", "rahasia-kadis-123"), ("hd", "rahasia-helpdesk-1")])?;
+    let id = letter_of(&o, "dinkes", "005/3/DINKES")?;
+    o.ok("opd", &["ticket", "dispose", &id])?;
+    ensure!(step_of(&o, &id)? == 2);
+    let driver = Driver::start()?;
+    runtime()?.block_on(async {
+        let other = token_of_another_session(&o, "hd", "rahasia-helpdesk-1").await?;
+        let b = driver.browser().await?;
+        let result = async {
+            log_in(&b, &base, "kadis", "rahasia-kadis-123").await?;
+            wait_for(&b, "ul.opd").await?;
+            b.goto(&format!("{base}/tiket/{id}")).await?;
+            wait_for(&b, "form#disposisi").await?;
+            let page = format!("/tiket/{id}");
+            let action = format!("{page}/disposisi");
+            let refused = post_dispose(&b, None).await?;
+            ensure!(refused == (403, action.clone()), "no token: {refused:?}");
+            let refused = post_dispose(&b, Some(&other)).await?;
+            ensure!(refused == (403, action.clone()), "hd's token: {refused:?}");
+            ensure!(step_of(&o, &id)? == 2, "the ticket moved");
+            // The same post with the page's own token goes through (the
+            // refusals were the token's, not the script's).
+            let own = b
+                .find(Locator::Css("form#disposisi input[name=csrf]"))
+                .await?
+                .attr("value")
+                .await?
+                .unwrap_or_default();
+            let done = post_dispose(&b, Some(&own)).await?;
+            ensure!(done == (200, page), "own token: {done:?}");
+            ensure!(step_of(&o, &id)? == 3, "the ticket did not move");
+            Ok(())
+        }
+        .await;
+        finish(b, "a_form_posted_without_the_csrf_token", result).await
+    })
 }
