@@ -688,10 +688,11 @@ async fn board(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
             vec![set_cookie(SESSION_COOKIE, "", Duration::ZERO)],
         );
     };
+    let nav = tickets::nav(&caller);
     match board_rows(&web, caller).await {
         Ok((opds, at)) => html(
             StatusCode::OK,
-            pages::board(&s.user, &s.csrf, &opds, &at),
+            pages::board(&s.user, &s.csrf, nav, &opds, &at),
             vec![],
         ),
         Err(page) => page,

@@ -146,13 +146,13 @@ fn login_page(csrf: &str, name: &str, message: Option<&str>, code: bool) -> Mark
 
 /// The status board: every OPD the person sees, worst first; it keeps
 /// itself current from `/papan/langsung` (server-sent events) when the
-/// browser can.
-pub fn board(user: &str, csrf: &str, opds: &[OpdCounts], at: &str) -> Markup {
+/// browser can; above it `nav`, the links the person has.
+pub fn board(user: &str, csrf: &str, nav: Markup, opds: &[OpdCounts], at: &str) -> Markup {
     page(
         "Papan status",
         Some((user, csrf)),
         html! {
-            nav { a href="/tiket" { "Antrian tiket" } }
+            (nav)
             // htmx's SSE extension swaps each event (the board's body) in;
             // without script the board is a plain page.
             div hx-ext="sse" sse-connect="/papan/langsung" sse-swap="message" {

@@ -496,7 +496,7 @@ fn ticket_table(web: &Web, tickets: &[v1::Ticket], empty: &str) -> Markup {
                                     @if !t.assignee.is_empty() { " (" (t.assignee) ")" }
                                 }
                                 td class=(if t.overdue { "terlambat" } else { "" }) {
-                                    (if t.due_local.is_empty() { local(web, t.due_at.as_ref()) } else { t.due_local.clone() })
+                                    (local(web, t.due_at.as_ref()))
                                     @if t.overdue { " · lewat standar waktu" }
                                 }
                             }
@@ -645,7 +645,7 @@ fn summary(web: &Web, t: &v1::Ticket, d: &v1::TicketDetail) -> Markup {
                     }
                     dt { "Batas waktu" }
                     dd class=(if t.overdue { "terlambat" } else { "tepat" }) {
-                        (if t.due_local.is_empty() { local(web, t.due_at.as_ref()) } else { t.due_local.clone() })
+                        (local(web, t.due_at.as_ref()))
                         @if t.overdue { " · lewat standar waktu" } @else { " · dalam standar waktu" }
                     }
                 }
