@@ -11,6 +11,7 @@ pub mod v1 {
 pub mod codec;
 pub mod dial;
 pub mod tls;
+pub mod words;
 
 /// The encoded `FileDescriptorSet` of every .proto file (for reflection
 /// and for tests that enumerate the RPCs).
