@@ -94,6 +94,11 @@ words!(
     [Up, Degraded, Down, Unreachable, Unknown, Stale]
 );
 words!(
+    v1::list_tickets_request::State,
+    "ticket state",
+    [Open, Closed, Recovered]
+);
+words!(
     v1::log_event_kind::Kind,
     "kind",
     [

@@ -8,9 +8,11 @@
 use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
+use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, Subcommand};
 use comfy_table::Table;
 
+use siaga_proto::v1::list_tickets_request::State as TicketState;
 use siaga_proto::v1::{self, tickets_client::TicketsClient};
 use tonic::transport::Channel;
 
@@ -31,8 +33,9 @@ pub struct TicketsCmd {
     pub opd: Option<String>,
     /// Only tickets in this state: open, closed or recovered (the fault
     /// is gone, the ticket not closed yet), e.g. --state recovered.
-    #[arg(long, value_parser = ["open", "closed", "recovered"])]
-    pub state: Option<String>,
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(TicketState::ALL.iter().map(|s| s.word()))
+        .try_map(|s| s.parse::<TicketState>()))]
+    pub state: Option<TicketState>,
     /// Only tickets at this SOP step, e.g. --step 4.
     #[arg(long)]
     pub step: Option<u32>,
@@ -81,11 +84,12 @@ impl TicketsCmd {
             page_size: 0,
             page_token: String::new(),
             opd: self.opd.clone().unwrap_or_default(),
-            state: match (&self.state, self.open) {
-                (Some(s), _) => s.clone(),
-                (None, true) => "open".into(),
-                (None, false) => String::new(),
-            },
+            state: match (self.state, self.open) {
+                (Some(s), _) => s,
+                (None, true) => TicketState::Open,
+                (None, false) => TicketState::Unspecified,
+            }
+            .into(),
             step: self.step,
             overdue: self.overdue,
             mine: self.mine,
@@ -854,9 +858,10 @@ mod tests {
         };
         assert_eq!(request(&[]), v1::ListTicketsRequest::default());
         assert_eq!(request(&["--opd", "dinkes"]).opd, "dinkes");
-        assert_eq!(request(&["--state", "recovered"]).state, "recovered");
-        assert_eq!(request(&["--open"]).state, "open");
-        assert_eq!(request(&["--open", "--state", "closed"]).state, "closed");
+        let state = |args: &[&str]| request(args).state();
+        assert_eq!(state(&["--state", "recovered"]), TicketState::Recovered);
+        assert_eq!(state(&["--open"]), TicketState::Open);
+        assert_eq!(state(&["--open", "--state", "closed"]), TicketState::Closed);
         assert_eq!(request(&["--step", "4"]).step, Some(4));
         assert!(request(&["--overdue"]).overdue);
         assert!(request(&["--mine"]).mine);
