@@ -98,6 +98,12 @@ words!(
     "ticket state",
     [Open, Closed, Recovered]
 );
+words!(v1::measurement::Phase, "phase", [Before, After]);
+words!(
+    v1::measurement::State,
+    "measurement state",
+    [Queued, Running, Done, Failed, Expired]
+);
 words!(
     v1::log_event_kind::Kind,
     "kind",
