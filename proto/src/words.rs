@@ -121,6 +121,63 @@ words!(
     ]
 );
 
+/// An SNMP version as the inventory and the uplink's `SnmpTarget.version`
+/// write it. Not a wire enum: `SnmpTarget.version` stays a string so that a
+/// deployed agent keeps reading what a newer collector sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnmpVersion {
+    /// SNMPv1 (community).
+    V1,
+    /// SNMPv2c (community).
+    V2c,
+    /// SNMPv3 (USM user).
+    V3,
+}
+
+impl SnmpVersion {
+    /// Every version, oldest first.
+    pub const ALL: &'static [Self] = &[Self::V1, Self::V2c, Self::V3];
+
+    /// "1", "2c" or "3".
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::V1 => "1",
+            Self::V2c => "2c",
+            Self::V3 => "3",
+        }
+    }
+}
+
+impl fmt::Display for SnmpVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+impl std::str::FromStr for SnmpVersion {
+    type Err = UnknownWord;
+
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|v| v.word() == s)
+            .ok_or_else(|| UnknownWord {
+                what: "SNMP version",
+                word: s.to_string(),
+                known: Self::ALL.iter().map(|v| v.word()).collect(),
+            })
+    }
+}
+
+impl v1::SnmpTarget {
+    /// The target's SNMP version; `None` when unset or not one this build
+    /// knows.
+    pub fn snmp_version(&self) -> Option<SnmpVersion> {
+        self.version.parse().ok()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -145,6 +202,20 @@ mod tests {
         );
         assert!("?".parse::<State>().is_err());
         assert!("STATE_UNSPECIFIED".parse::<State>().is_err());
+    }
+
+    #[test]
+    fn snmp_versions_read_as_the_inventory_writes_them() {
+        for v in SnmpVersion::ALL {
+            assert_eq!(v.word().parse::<SnmpVersion>(), Ok(*v));
+        }
+        let t = |version: &str| v1::SnmpTarget {
+            version: version.into(),
+            ..Default::default()
+        };
+        assert_eq!(t("2c").snmp_version(), Some(SnmpVersion::V2c));
+        assert_eq!(t("").snmp_version(), None);
+        assert_eq!(t("v2c").snmp_version(), None);
     }
 
     #[test]
