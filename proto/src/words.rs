@@ -105,6 +105,21 @@ words!(
     [Queued, Running, Done, Failed, Expired]
 );
 words!(
+    v1::audit_event_kind::Kind,
+    "ticket event kind",
+    [
+        Opened,
+        Disposed,
+        Returned,
+        StatusUpdated,
+        Acknowledged,
+        Refused,
+        Escalated,
+        Voided,
+        ReportFrozen
+    ]
+);
+words!(
     v1::log_event_kind::Kind,
     "kind",
     [

@@ -959,7 +959,7 @@ pub mod tests {
             first.ticket.as_ref().unwrap().id,
             again.ticket.as_ref().unwrap().id
         );
-        assert_eq!(first.event.as_ref().unwrap().kind, "opened");
+        assert_eq!(first.event.as_ref().unwrap().kind().word(), "opened");
         let second = open(&f, OTHER, "005/2").await;
 
         // Voided: closed, with its reason, in the closed listing only.
@@ -974,7 +974,7 @@ pub mod tests {
             .into_inner();
         let t = voided.ticket.unwrap();
         assert!(t.closed && t.void_reason == "ganda", "{t:?}");
-        assert_eq!(voided.event.unwrap().kind, "voided");
+        assert_eq!(voided.event.unwrap().kind().word(), "voided");
         let state = |s: TicketState| v1::ListTicketsRequest {
             state: s.into(),
             ..Default::default()
@@ -1030,7 +1030,10 @@ pub mod tests {
             .unwrap()
             .into_inner();
         assert_eq!(trail.records.len(), 1);
-        assert_eq!(trail.records[0].event.as_ref().unwrap().kind, "opened");
+        assert_eq!(
+            trail.records[0].event.as_ref().unwrap().kind().word(),
+            "opened"
+        );
         assert!(!trail.next_page_token.is_empty());
     }
 

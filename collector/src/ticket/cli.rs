@@ -300,7 +300,7 @@ fn render_detail(d: &v1::TicketDetail, tz: chrono_tz::Tz) -> String {
             "  {}  step {} {} by {}\n",
             local(e.at.as_ref(), tz),
             e.step,
-            dash(&e.kind),
+            e.kind(),
             dash(&e.user)
         ));
     }

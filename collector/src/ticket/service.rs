@@ -1076,7 +1076,7 @@ parent = "dinkes-rtr"
                 .any(|n| n.text.starts_with("pulih pada 2026-11-24"))
         );
         assert!(!t.evidence.is_empty());
-        assert_eq!(t.trail[0].event.as_ref().unwrap().kind, "opened");
+        assert_eq!(t.trail[0].event.as_ref().unwrap().kind().word(), "opened");
         let open = tickets(&c).into_iter().filter(|t| !t.closed).count();
         assert_eq!(open, 1);
         let events = serde_json::to_value(c.store.events_since(0, 1000).unwrap()).unwrap();

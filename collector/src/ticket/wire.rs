@@ -248,18 +248,20 @@ fn timing_back(t: &v1::StepTiming) -> Timing {
     }
 }
 
-/// The word of an event's kind (`type` in the stored JSON).
-pub fn kind_word(k: &EventKind) -> &'static str {
+/// An event's kind as the wire names it (the word is its `type` in the
+/// stored JSON).
+pub fn wire_kind(k: &EventKind) -> v1::audit_event_kind::Kind {
+    use v1::audit_event_kind::Kind;
     match k {
-        EventKind::Opened { .. } => "opened",
-        EventKind::Disposed { .. } => "disposed",
-        EventKind::Returned { .. } => "returned",
-        EventKind::StatusUpdated { .. } => "status_updated",
-        EventKind::Acknowledged { .. } => "acknowledged",
-        EventKind::Refused { .. } => "refused",
-        EventKind::Escalated { .. } => "escalated",
-        EventKind::Voided { .. } => "voided",
-        EventKind::ReportFrozen { .. } => "report_frozen",
+        EventKind::Opened { .. } => Kind::Opened,
+        EventKind::Disposed { .. } => Kind::Disposed,
+        EventKind::Returned { .. } => Kind::Returned,
+        EventKind::StatusUpdated { .. } => Kind::StatusUpdated,
+        EventKind::Acknowledged { .. } => Kind::Acknowledged,
+        EventKind::Refused { .. } => Kind::Refused,
+        EventKind::Escalated { .. } => Kind::Escalated,
+        EventKind::Voided { .. } => Kind::Voided,
+        EventKind::ReportFrozen { .. } => Kind::ReportFrozen,
     }
 }
 
@@ -382,7 +384,7 @@ pub fn event(e: &Event) -> v1::AuditEvent {
         acting_for: e.acting_for.clone().unwrap_or_default(),
         step: e.step,
         handoff: e.handoff,
-        kind: kind_word(&e.kind).to_string(),
+        kind: wire_kind(&e.kind).into(),
         detail: Some(detail),
     }
 }
