@@ -120,6 +120,16 @@ words!(
     ]
 );
 words!(
+    v1::maintenance_scope_kind::Kind,
+    "scope kind",
+    [Opd, Device, Link]
+);
+words!(
+    v1::maintenance_schedule::Kind,
+    "schedule kind",
+    [Once, Weekly]
+);
+words!(
     v1::log_event_kind::Kind,
     "kind",
     [

@@ -462,18 +462,18 @@ impl MaintenanceCmd {
         };
         let scope = match (opd, device, link) {
             (Some(o), _, _) => v1::MaintenanceScope {
-                kind: "opd".into(),
+                kind: v1::maintenance_scope_kind::Kind::Opd.into(),
                 opd: o.clone(),
                 ..Default::default()
             },
             (_, Some(d), Some(name)) => v1::MaintenanceScope {
-                kind: "link".into(),
+                kind: v1::maintenance_scope_kind::Kind::Link.into(),
                 device: d.clone(),
                 link: name.clone(),
                 ..Default::default()
             },
             (_, Some(d), None) => v1::MaintenanceScope {
-                kind: "device".into(),
+                kind: v1::maintenance_scope_kind::Kind::Device.into(),
                 device: d.clone(),
                 ..Default::default()
             },
@@ -482,7 +482,7 @@ impl MaintenanceCmd {
         let schedule = if !weekly.is_empty() {
             let dur = duration.ok_or("--weekly needs --for")?;
             v1::MaintenanceSchedule {
-                kind: "weekly".into(),
+                kind: v1::maintenance_schedule::Kind::Weekly.into(),
                 days: weekly.clone(),
                 start_time: at.clone().ok_or("--weekly needs --at HH:MM")?,
                 duration_s: dur.as_secs(),
@@ -510,7 +510,7 @@ impl MaintenanceCmd {
                 (None, None) => return Err("give --until or --for (or --weekly)".into()),
             };
             v1::MaintenanceSchedule {
-                kind: "once".into(),
+                kind: v1::maintenance_schedule::Kind::Once.into(),
                 start: Some(super::wire::ts(start)),
                 end: Some(super::wire::ts(end)),
                 ..Default::default()
@@ -606,11 +606,11 @@ fn scope_text(v: Option<&v1::MaintenanceScope>) -> String {
     let Some(v) = v else {
         return "-".into();
     };
-    match v.kind.as_str() {
-        "opd" => format!("opd {}", v.opd),
-        "device" => format!("device {}", v.device),
-        "link" => format!("link {}/{}", v.device, v.link),
-        other => dash(other),
+    match v.kind() {
+        v1::maintenance_scope_kind::Kind::Opd => format!("opd {}", v.opd),
+        v1::maintenance_scope_kind::Kind::Device => format!("device {}", v.device),
+        v1::maintenance_scope_kind::Kind::Link => format!("link {}/{}", v.device, v.link),
+        v1::maintenance_scope_kind::Kind::Unspecified => "-".into(),
     }
 }
 
@@ -618,13 +618,13 @@ fn schedule_text(v: Option<&v1::MaintenanceSchedule>, tz: chrono_tz::Tz) -> Stri
     let Some(v) = v else {
         return "-".into();
     };
-    match v.kind.as_str() {
-        "once" => format!(
+    match v.kind() {
+        v1::maintenance_schedule::Kind::Once => format!(
             "{} – {}",
             local(v.start.as_ref(), tz),
             local(v.end.as_ref(), tz)
         ),
-        "weekly" => {
+        v1::maintenance_schedule::Kind::Weekly => {
             let off = i64::from(v.utc_offset_minutes);
             // The province's zone by its name (WIB); another offset as is.
             let ours = crate::sop::calendar::zone_offset(tz.name())
@@ -646,7 +646,7 @@ fn schedule_text(v: Option<&v1::MaintenanceSchedule>, tz: chrono_tz::Tz) -> Stri
                 humantime::format_duration(Duration::from_secs(v.duration_s))
             )
         }
-        other => dash(other),
+        v1::maintenance_schedule::Kind::Unspecified => "-".into(),
     }
 }
 
@@ -709,7 +709,7 @@ mod tests {
     #[test_case(420, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 UTC+07:00 for 2h" ; "another offset as is")]
     fn a_weekly_window_reads_in_the_provinces_zone(off: i32, tz: chrono_tz::Tz, want: &str) {
         let v = v1::MaintenanceSchedule {
-            kind: "weekly".into(),
+            kind: v1::maintenance_schedule::Kind::Weekly.into(),
             days: vec!["mon".into(), "thu".into()],
             start_time: "22:00".into(),
             duration_s: 7200,

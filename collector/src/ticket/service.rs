@@ -1132,12 +1132,12 @@ parent = "dinkes-rtr"
         use siaga_proto::v1;
         let req = v1::AddMaintenanceWindowRequest {
             scope: Some(v1::MaintenanceScope {
-                kind: "device".into(),
+                kind: v1::maintenance_scope_kind::Kind::Device.into(),
                 device: "dinkes-sw1".into(),
                 ..Default::default()
             }),
             schedule: Some(v1::MaintenanceSchedule {
-                kind: "once".into(),
+                kind: v1::maintenance_schedule::Kind::Once.into(),
                 start: Some(super::super::wire::ts_us(T0)),
                 end: Some(super::super::wire::ts_us(T0 + 3600 * SEC)),
                 ..Default::default()
