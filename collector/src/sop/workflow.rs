@@ -36,7 +36,7 @@ use super::escalation::EscalationMark;
 use super::model::{Capacity, Sop, SopVersion, Step};
 
 /// Roles that may enter a ticket from an OPD's letter.
-pub const LETTER_ROLES: [&str; 2] = ["helpdesk", "admin"];
+pub const LETTER_ROLES: [&str; 2] = ["helpdesk", crate::api::policy::ADMIN];
 
 /// The user name recorded for what the collector does by itself.
 pub const SYSTEM_USER: &str = "siaga";

@@ -21,7 +21,12 @@ use crate::sop::store::{SopStore, SopTicket};
 use crate::sop::workflow::{Action, Actor};
 
 /// Roles that may create and remove maintenance windows.
-pub const MAINTENANCE_ROLES: [&str; 4] = ["admin", "tim_teknis", "helpdesk", "kabid_aptika"];
+pub const MAINTENANCE_ROLES: [&str; 4] = [
+    crate::api::policy::ADMIN,
+    "tim_teknis",
+    "helpdesk",
+    "kabid_aptika",
+];
 
 /// Days a weekly window names at most (each day once).
 const MAX_DAYS: usize = 7;
