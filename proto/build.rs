@@ -39,5 +39,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_descriptors(&bytes)?
         .preserve_proto_field_names()
         .build(&[".siaga"])?;
+    lenient_enums(&out.join("siaga.v1.serde.rs"))?;
+    Ok(())
+}
+
+/// pbjson refuses to print an enum value it does not know ("Invalid
+/// variant 7"), so an older `siaga` would fail on every `--json` answer of a
+/// newer collector that added a state. Rewrites each such refusal to print
+/// the enum's zero value (unspecified) instead, see `words::unspecified`.
+/// Fails the build when pbjson's text no longer matches, rather than
+/// silently losing the rewrite.
+fn lenient_enums(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    const REFUSAL: &str = ".map_err(|_| serde::ser::Error::custom(format!(\"Invalid variant {}\", ";
+    let text = std::fs::read_to_string(path)?;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    let mut rewritten = 0;
+    while let Some(at) = rest.find(REFUSAL) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + REFUSAL.len()..];
+        let end = after
+            .find(")))")
+            .ok_or("pbjson: unterminated enum refusal")?;
+        let value = &after[..end];
+        out.push_str(&format!(
+            ".or_else(|_| crate::words::unspecified::<_, S::Error>({value}))"
+        ));
+        rest = &after[end + 3..];
+        rewritten += 1;
+    }
+    out.push_str(rest);
+    if rewritten == 0 {
+        return Err("pbjson: no enum refusal found to make lenient".into());
+    }
+    std::fs::write(path, out)?;
     Ok(())
 }

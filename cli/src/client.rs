@@ -242,7 +242,7 @@ pub fn devices_json(devices: &[v1::DeviceInfo]) -> Value {
             .iter()
             .map(|d| {
                 json!({
-                    "id": d.id, "opd": d.opd, "kind": d.kind, "address": d.address, "state": d.state,
+                    "id": d.id, "opd": d.opd, "kind": d.kind, "address": d.address, "state": d.state().word(),
                     "reading_age_s": d.reading_age_us.map(|us| us / 1_000_000),
                     "last_sample_at": ts_or_null(d.last_sample_at_us), "rtt_ms": d.rtt_ms,
                     "loss_pct": d.loss_pct, "jitter_ms": d.jitter_ms,
@@ -529,9 +529,11 @@ pub fn devices_table(o: Output, devices: &[v1::DeviceInfo]) -> String {
             d.opd.clone(),
             d.kind.clone(),
             d.address.clone(),
-            match (d.state.as_str(), d.reading_age_us) {
-                ("stale", Some(age)) => format!("stale ({} old)", secs_text(age)),
-                _ => d.state.clone(),
+            match (d.state(), d.reading_age_us) {
+                (v1::device_info::State::Stale, Some(age)) => {
+                    format!("stale ({} old)", secs_text(age))
+                }
+                (s, _) => s.to_string(),
             },
             ago(d.last_sample_at_us),
             num(d.rtt_ms, 2),
@@ -1006,7 +1008,7 @@ mod tests {
             opd: "dinkes".into(),
             kind: "switch".into(),
             address: "198.18.200.200".into(),
-            state: "up".into(),
+            state: v1::device_info::State::Up.into(),
             rtt_ms: Some(0.25),
             loss_pct: Some(0.0),
             jitter_ms: Some(0.01),

@@ -71,11 +71,11 @@ async fn all_devices(
     c: &mut DevicesClient<Channel>,
     cfg: &SiagaConfig,
     opd: &str,
-    state: &str,
+    state: v1::device_info::State,
 ) -> Result<Vec<v1::DeviceInfo>, CliError> {
     client::every_page(cfg, |page_token| {
         let mut c = c.clone();
-        let (opd, state) = (opd.to_string(), state.to_string());
+        let (opd, state) = (opd.to_string(), state.into());
         async move {
             let r = c
                 .list_devices(client::request(v1::ListDevicesRequest {
@@ -97,7 +97,7 @@ pub async fn devices(
     cfg: &SiagaConfig,
     out: Output,
     opd: Option<String>,
-    state: Option<String>,
+    state: Option<v1::device_info::State>,
     json_out: bool,
 ) -> Result<(), CliError> {
     let mut c = client(client::channel(cfg).await?);
@@ -105,7 +105,7 @@ pub async fn devices(
         &mut c,
         cfg,
         opd.as_deref().unwrap_or(""),
-        state.as_deref().unwrap_or(""),
+        state.unwrap_or_default(),
     )
     .await?;
     if json_out {
@@ -124,7 +124,7 @@ fn next_wait(wait: Duration) -> Duration {
 /// `siaga devices --watch`: a line per state change as the collector sees
 /// it (a JSON object per line with --json), across collector restarts.
 pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Result<(), CliError> {
-    let mut shown: std::collections::HashMap<String, String> = Default::default();
+    let mut shown: std::collections::HashMap<String, v1::device_info::State> = Default::default();
     let mut wait = Duration::from_secs(1);
     let mut connected_once = false;
     loop {
@@ -156,19 +156,20 @@ pub async fn watch(cfg: &SiagaConfig, opd: Option<String>, json_out: bool) -> Re
                     let Some(d) = change.device else { continue };
                     // After a reconnect the collector starts with every
                     // device again: print only what changed meanwhile.
-                    let before = shown.insert(d.id.clone(), d.state.clone());
-                    if before.as_deref() == Some(d.state.as_str()) {
+                    let before = shown.insert(d.id.clone(), d.state());
+                    if before == Some(d.state()) {
                         continue;
                     }
                     if json_out {
                         let mut v = json(&d)?;
-                        v["from"] = Value::String(before.unwrap_or_default());
+                        v["from"] =
+                            Value::String(before.map(|b| b.word()).unwrap_or_default().into());
                         println!("{v}");
                     } else {
                         let when = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
                         match before {
-                            Some(b) => println!("{when}  {}  {}  {b} → {}", d.opd, d.id, d.state),
-                            None => println!("{when}  {}  {}  {}", d.opd, d.id, d.state),
+                            Some(b) => println!("{when}  {}  {}  {b} → {}", d.opd, d.id, d.state()),
+                            None => println!("{when}  {}  {}  {}", d.opd, d.id, d.state()),
                         }
                     }
                     let _ = std::io::stdout().flush();

@@ -25,7 +25,7 @@ pub struct EventsCmd {
     pub device: Option<String>,
     /// Only this kind: state, opened, recovered, suppressed, flapping … (not with --follow).
     #[arg(long, conflicts_with = "follow")]
-    pub kind: Option<String>,
+    pub kind: Option<v1::log_event_kind::Kind>,
     /// Print at most this many (the oldest first).
     #[arg(long, conflicts_with = "follow")]
     pub limit: Option<usize>,
@@ -59,14 +59,14 @@ fn when(e: &v1::LogEvent, tz: chrono_tz::Tz) -> String {
 }
 
 fn what(e: &v1::LogEvent) -> String {
-    if e.kind == "state" {
-        let mut w = format!("{} → {}", e.from, e.to);
+    if e.kind() == v1::log_event_kind::Kind::State {
+        let mut w = format!("{} → {}", e.from(), e.to());
         if e.flapping {
             w.push_str(" (flapping)");
         }
         w
     } else {
-        e.kind.clone()
+        e.kind().to_string()
     }
 }
 
@@ -98,7 +98,7 @@ async fn list(cfg: &SiagaConfig, out: Output, c: &EventsCmd) -> Result<(), CliEr
                 until: None,
                 opd: c.opd.clone().unwrap_or_default(),
                 device: c.device.clone().unwrap_or_default(),
-                kind: c.kind.clone().unwrap_or_default(),
+                kind: c.kind.unwrap_or_default().into(),
             }))
             .await
             .map_err(|s| client::status_error(cfg, s))?

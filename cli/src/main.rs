@@ -52,7 +52,7 @@ enum Cmd {
         opd: Option<String>,
         /// Only devices in this state: up, degraded, down, unreachable, unknown, stale.
         #[arg(long, conflicts_with = "watch")]
-        state: Option<String>,
+        state: Option<v1::device_info::State>,
         /// Keep printing each device's state changes as they happen (a
         /// server stream; reconnects when the collector restarts).
         #[arg(long)]

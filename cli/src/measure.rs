@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Subcommand};
+use siaga_proto::v1::measurement::Phase as WirePhase;
 use siaga_proto::v1::{self, measure_client::MeasureClient};
 use tonic::transport::Channel;
 
@@ -39,8 +41,9 @@ pub enum TicketMeasureCmd {
         /// Ticket number, e.g. PJ-2026-0001.
         id: String,
         /// before or after the work.
-        #[arg(long, value_parser = ["before", "after"])]
-        phase: String,
+        #[arg(long, value_parser = PossibleValuesParser::new(WirePhase::ALL.iter().map(|p| p.word()))
+            .try_map(|s| s.parse::<WirePhase>()))]
+        phase: WirePhase,
         /// ICMP echo requests per device (default 100).
         #[arg(long)]
         count: Option<u32>,
@@ -113,7 +116,7 @@ impl TicketMeasureCmd {
                 ..
             } => Some(v1::MeasureTicketRequest {
                 ticket: id.clone(),
-                phase: phase.clone(),
+                phase: (*phase).into(),
                 count: count.unwrap_or(0),
                 window_s: window.unwrap_or(0),
                 queue: *queue,

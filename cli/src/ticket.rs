@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
+use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, Subcommand};
 
+use siaga_proto::v1::list_tickets_request::State as TicketState;
 use siaga_proto::v1::{self, tickets_client::TicketsClient};
 use tonic::transport::Channel;
 
@@ -26,8 +28,9 @@ pub struct TicketsCmd {
     pub opd: Option<String>,
     /// Only tickets in this state: open, closed or recovered (the fault
     /// is gone, the ticket not closed yet), e.g. --state recovered.
-    #[arg(long, value_parser = ["open", "closed", "recovered"])]
-    pub state: Option<String>,
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(TicketState::ALL.iter().map(|s| s.word()))
+        .try_map(|s| s.parse::<TicketState>()))]
+    pub state: Option<TicketState>,
     /// Only tickets at this SOP step, e.g. --step 4.
     #[arg(long)]
     pub step: Option<u32>,
@@ -76,11 +79,12 @@ impl TicketsCmd {
             page_size: 0,
             page_token: String::new(),
             opd: self.opd.clone().unwrap_or_default(),
-            state: match (&self.state, self.open) {
-                (Some(s), _) => s.clone(),
-                (None, true) => "open".into(),
-                (None, false) => String::new(),
-            },
+            state: match (self.state, self.open) {
+                (Some(s), _) => s,
+                (None, true) => TicketState::Open,
+                (None, false) => TicketState::Unspecified,
+            }
+            .into(),
             step: self.step,
             overdue: self.overdue,
             mine: self.mine,
@@ -290,7 +294,7 @@ fn render_detail(d: &v1::TicketDetail, o: Output, tz: chrono_tz::Tz) -> String {
             "  {}  step {} {} by {}\n",
             local(e.at.as_ref(), tz),
             e.step,
-            dash(&e.kind),
+            e.kind(),
             dash(&e.user)
         ));
     }
@@ -452,18 +456,18 @@ impl MaintenanceCmd {
         };
         let scope = match (opd, device, link) {
             (Some(o), _, _) => v1::MaintenanceScope {
-                kind: "opd".into(),
+                kind: v1::maintenance_scope_kind::Kind::Opd.into(),
                 opd: o.clone(),
                 ..Default::default()
             },
             (_, Some(d), Some(name)) => v1::MaintenanceScope {
-                kind: "link".into(),
+                kind: v1::maintenance_scope_kind::Kind::Link.into(),
                 device: d.clone(),
                 link: name.clone(),
                 ..Default::default()
             },
             (_, Some(d), None) => v1::MaintenanceScope {
-                kind: "device".into(),
+                kind: v1::maintenance_scope_kind::Kind::Device.into(),
                 device: d.clone(),
                 ..Default::default()
             },
@@ -472,7 +476,7 @@ impl MaintenanceCmd {
         let schedule = if !weekly.is_empty() {
             let dur = duration.ok_or("--weekly needs --for")?;
             v1::MaintenanceSchedule {
-                kind: "weekly".into(),
+                kind: v1::maintenance_schedule::Kind::Weekly.into(),
                 days: weekly.clone(),
                 start_time: at.clone().ok_or("--weekly needs --at HH:MM")?,
                 duration_s: dur.as_secs(),
@@ -500,7 +504,7 @@ impl MaintenanceCmd {
                 (None, None) => return Err("give --until or --for (or --weekly)".into()),
             };
             v1::MaintenanceSchedule {
-                kind: "once".into(),
+                kind: v1::maintenance_schedule::Kind::Once.into(),
                 start: Some(siaga_proto::time::ts(start)),
                 end: Some(siaga_proto::time::ts(end)),
                 ..Default::default()
@@ -595,11 +599,11 @@ fn scope_text(v: Option<&v1::MaintenanceScope>) -> String {
     let Some(v) = v else {
         return "-".into();
     };
-    match v.kind.as_str() {
-        "opd" => format!("opd {}", v.opd),
-        "device" => format!("device {}", v.device),
-        "link" => format!("link {}/{}", v.device, v.link),
-        other => dash(other),
+    match v.kind() {
+        v1::maintenance_scope_kind::Kind::Opd => format!("opd {}", v.opd),
+        v1::maintenance_scope_kind::Kind::Device => format!("device {}", v.device),
+        v1::maintenance_scope_kind::Kind::Link => format!("link {}/{}", v.device, v.link),
+        v1::maintenance_scope_kind::Kind::Unspecified => "-".into(),
     }
 }
 
@@ -607,13 +611,13 @@ fn schedule_text(v: Option<&v1::MaintenanceSchedule>, tz: chrono_tz::Tz) -> Stri
     let Some(v) = v else {
         return "-".into();
     };
-    match v.kind.as_str() {
-        "once" => format!(
+    match v.kind() {
+        v1::maintenance_schedule::Kind::Once => format!(
             "{} – {}",
             local(v.start.as_ref(), tz),
             local(v.end.as_ref(), tz)
         ),
-        "weekly" => {
+        v1::maintenance_schedule::Kind::Weekly => {
             let off = i64::from(v.utc_offset_minutes);
             // The province's zone by its name (WIB); another offset as is.
             let ours = siaga_proto::zone::offset(tz.name())
@@ -635,7 +639,7 @@ fn schedule_text(v: Option<&v1::MaintenanceSchedule>, tz: chrono_tz::Tz) -> Stri
                 humantime::format_duration(Duration::from_secs(v.duration_s))
             )
         }
-        other => dash(other),
+        v1::maintenance_schedule::Kind::Unspecified => "-".into(),
     }
 }
 
@@ -664,7 +668,7 @@ mod tests {
             .expect("an add");
         // What the request says, field by field.
         let scope = r.scope.as_ref().unwrap();
-        let scope = match scope.kind.as_str() {
+        let scope = match scope.kind().word() {
             "opd" => json!({"kind": "opd", "opd": scope.opd}),
             "device" => json!({"kind": "device", "device": scope.device}),
             "link" => json!({"kind": "link", "device": scope.device, "link": scope.link}),
@@ -675,7 +679,7 @@ mod tests {
             t.as_ref()
                 .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
         };
-        let schedule = match s.kind.as_str() {
+        let schedule = match s.kind().word() {
             "once" => json!({"kind": "once", "start_us": us(&s.start), "end_us": us(&s.end)}),
             "weekly" => json!({"kind": "weekly", "days": s.days, "start": s.start_time,
                                "duration_s": s.duration_s, "utc_offset_minutes": s.utc_offset_minutes}),
@@ -714,7 +718,7 @@ mod tests {
     #[test_case(420, chrono_tz::Asia::Makassar, "weekly mon,thu at 22:00 UTC+07:00 for 2h" ; "another offset as is")]
     fn a_weekly_window_reads_in_the_provinces_zone(off: i32, tz: chrono_tz::Tz, want: &str) {
         let v = v1::MaintenanceSchedule {
-            kind: "weekly".into(),
+            kind: v1::maintenance_schedule::Kind::Weekly.into(),
             days: vec!["mon".into(), "thu".into()],
             start_time: "22:00".into(),
             duration_s: 7200,
@@ -863,9 +867,10 @@ mod tests {
         };
         assert_eq!(request(&[]), v1::ListTicketsRequest::default());
         assert_eq!(request(&["--opd", "dinkes"]).opd, "dinkes");
-        assert_eq!(request(&["--state", "recovered"]).state, "recovered");
-        assert_eq!(request(&["--open"]).state, "open");
-        assert_eq!(request(&["--open", "--state", "closed"]).state, "closed");
+        let state = |args: &[&str]| request(args).state();
+        assert_eq!(state(&["--state", "recovered"]), TicketState::Recovered);
+        assert_eq!(state(&["--open"]), TicketState::Open);
+        assert_eq!(state(&["--open", "--state", "closed"]), TicketState::Closed);
         assert_eq!(request(&["--step", "4"]).step, Some(4));
         assert!(request(&["--overdue"]).overdue);
         assert!(request(&["--mine"]).mine);

@@ -613,23 +613,28 @@ pub fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
             .map(time)
             .ok_or_else(|| format!("measurement {}: no {what}", m.id))
     };
-    let state = match m.state.as_str() {
-        "queued" => MeasureState::Queued {
+    use v1::measurement::State;
+    let state = match m.state() {
+        State::Queued => MeasureState::Queued {
             expires_at: at(&m.expires_at, "expires_at")?,
         },
-        "running" => MeasureState::Running {
+        State::Running => MeasureState::Running {
             sent_at: m.sent_at.as_ref().map(time).unwrap_or_default(),
         },
-        "done" => MeasureState::Done,
-        "failed" => MeasureState::Failed {
+        State::Done => MeasureState::Done,
+        State::Failed => MeasureState::Failed {
             error: m.error.clone(),
         },
-        "expired" => MeasureState::Expired,
-        other => return Err(format!("measurement {}: unknown state {other:?}", m.id)),
+        State::Expired => MeasureState::Expired,
+        State::Unspecified => {
+            return Err(format!("measurement {}: unknown state {}", m.id, m.state));
+        }
     };
-    let phase = match m.phase.as_str() {
-        "" => None,
-        p => Some(p.parse::<Phase>()?),
+    // Unspecified (or a phase only a newer collector knows): none.
+    let phase = match m.phase() {
+        v1::measurement::Phase::Before => Some(Phase::Before),
+        v1::measurement::Phase::After => Some(Phase::After),
+        v1::measurement::Phase::Unspecified => None,
     };
     Ok(Measurement {
         id: m.id.clone(),

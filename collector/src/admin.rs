@@ -299,7 +299,7 @@ impl crate::users::UserDirectory for HubUsers {
             .iter()
             .map(|r| r.id.clone())
             .collect();
-        roles.push("admin".into());
+        roles.push(crate::api::policy::ADMIN.into());
         roles
     }
     fn reload(&self) {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use siaga_proto::v1;
+use siaga_proto::words::SnmpVersion;
 use toml::Spanned;
 
 use crate::config::{line_of, parse_toml};
@@ -600,14 +601,16 @@ impl Inventory {
 }
 
 fn check_snmp(c: &Checker<'_>, id: &str, s: &RawSnmp) -> Result<v1::SnmpTarget, ConfigError> {
-    let version = s.version.get_ref().as_str();
-    if !["1", "2c", "3"].contains(&version) {
+    let Ok(version) = s.version.get_ref().parse::<SnmpVersion>() else {
         return c.err(
             s.version.span(),
             "device.snmp.version",
-            format!("device {id:?}: SNMP version {version:?} is not one of \"1\", \"2c\", \"3\""),
+            format!(
+                "device {id:?}: SNMP version {:?} is not one of \"1\", \"2c\", \"3\"",
+                s.version.get_ref()
+            ),
         );
-    }
+    };
     let mut t = v1::SnmpTarget {
         version: version.to_string(),
         port: u32::from(s.port.unwrap_or(161)),
@@ -627,7 +630,7 @@ fn check_snmp(c: &Checker<'_>, id: &str, s: &RawSnmp) -> Result<v1::SnmpTarget, 
         };
         t.timeout_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     }
-    if version == "3" {
+    if version == SnmpVersion::V3 {
         let Some(user) = &s.user else {
             return c.err(
                 s.version.span(),

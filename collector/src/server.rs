@@ -764,7 +764,7 @@ address = "127.0.0.2"
             devices
                 .iter()
                 .find(|d| d.id == id)
-                .map(|d| d.state.clone())
+                .map(|d| d.state().word())
                 .unwrap()
         };
         // The health engine confirms a state only after enough cycles in a

@@ -2,6 +2,9 @@
 //! engine (with hysteresis, flaps and parents) takes over.
 
 use siaga_proto::v1;
+use siaga_proto::v1::device_info::State;
+
+use crate::health::Health;
 
 /// Round trips above this count as degraded.
 pub const HIGH_RTT_US: u64 = 200_000;
@@ -27,10 +30,10 @@ pub fn stale_age(
 /// The state people see: the health engine's `state`, but `stale` when the
 /// newest reading is too old to stand for now (see [`stale_age`]); an
 /// `unknown` state (agent silent, nothing confirmed) stays `unknown`.
-pub fn shown_state(state: &str, stale_age_us: Option<i64>) -> &str {
+pub fn shown_state(state: Health, stale_age_us: Option<i64>) -> State {
     match stale_age_us {
-        Some(_) if state != "unknown" => "stale",
-        _ => state,
+        Some(_) if state != Health::Unknown => State::Stale,
+        _ => state.into(),
     }
 }
 
@@ -40,32 +43,32 @@ pub fn device_state(
     agent_last_seen_us: Option<i64>,
     interval_us: i64,
     now_us: i64,
-) -> &'static str {
+) -> Health {
     let horizon = interval_us.saturating_mul(SILENT_INTERVALS);
     let silent = |t: i64| now_us.saturating_sub(t) > horizon;
     match agent_last_seen_us {
         Some(t) if !silent(t) => {}
-        _ => return "unknown",
+        _ => return Health::Unknown,
     }
     let Some(sample) = latest_icmp else {
-        return "unknown";
+        return Health::Unknown;
     };
     if silent(sample.ts_us) {
-        return "unknown";
+        return Health::Unknown;
     }
     let Some(v1::sample::Kind::Icmp(icmp)) = &sample.kind else {
-        return "unknown";
+        return Health::Unknown;
     };
     if !icmp.error.is_empty() || icmp.sent == 0 {
-        return "unknown";
+        return Health::Unknown;
     }
     if icmp.received == 0 {
-        return "down";
+        return Health::Down;
     }
     if icmp.loss_pct > 0.0 || icmp.rtt_avg_us.is_some_and(|r| r > HIGH_RTT_US) {
-        return "degraded";
+        return Health::Degraded;
     }
-    "up"
+    Health::Up
 }
 
 #[cfg(test)]
@@ -96,31 +99,31 @@ mod tests {
     const S: i64 = 1_000_000;
 
     // Interval 10 s, now 100 s: stale beyond 30 s.
-    #[test_case("up", Some(80 * S), None, "up" ; "fresh")]
-    #[test_case("up", Some(70 * S), None, "up" ; "exactly three intervals")]
-    #[test_case("up", Some(50 * S), None, "stale" ; "old reading")]
-    #[test_case("degraded", Some(50 * S), None, "stale" ; "old degraded reading")]
-    #[test_case("unknown", Some(50 * S), None, "unknown" ; "silent agent stays unknown")]
-    #[test_case("up", None, None, "up" ; "no reading")]
-    #[test_case("up", Some(90 * S), Some(-60 * S), "stale" ; "agent clock ahead hides the age")]
-    #[test_case("up", Some(50 * S), Some(40 * S), "up" ; "agent clock behind")]
-    fn staleness(state: &str, newest: Option<i64>, offset: Option<i64>, want: &str) {
+    #[test_case(Health::Up, Some(80 * S), None, State::Up ; "fresh")]
+    #[test_case(Health::Up, Some(70 * S), None, State::Up ; "exactly three intervals")]
+    #[test_case(Health::Up, Some(50 * S), None, State::Stale ; "old reading")]
+    #[test_case(Health::Degraded, Some(50 * S), None, State::Stale ; "old degraded reading")]
+    #[test_case(Health::Unknown, Some(50 * S), None, State::Unknown ; "silent agent stays unknown")]
+    #[test_case(Health::Up, None, None, State::Up ; "no reading")]
+    #[test_case(Health::Up, Some(90 * S), Some(-60 * S), State::Stale ; "agent clock ahead hides the age")]
+    #[test_case(Health::Up, Some(50 * S), Some(40 * S), State::Up ; "agent clock behind")]
+    fn staleness(state: Health, newest: Option<i64>, offset: Option<i64>, want: State) {
         let age = stale_age(newest, offset, 10 * S, 100 * S);
         assert_eq!(shown_state(state, age), want);
-        if want == "stale" {
+        if want == State::Stale {
             assert!(age.is_some_and(|a| a > 30 * S), "{age:?}");
         }
     }
 
-    #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), Some(99 * S), "up" ; "all answered")]
-    #[test_case(Some(icmp(95 * S, 4, 3, 1_000)), Some(99 * S), "degraded" ; "some loss")]
-    #[test_case(Some(icmp(95 * S, 4, 4, 500_000)), Some(99 * S), "degraded" ; "high rtt")]
-    #[test_case(Some(icmp(95 * S, 4, 0, 0)), Some(99 * S), "down" ; "burst lost")]
-    #[test_case(None, Some(99 * S), "unknown" ; "no sample")]
-    #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), Some(50 * S), "unknown" ; "agent silent")]
-    #[test_case(Some(icmp(50 * S, 4, 4, 1_000)), Some(99 * S), "unknown" ; "sample stale")]
-    #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), None, "unknown" ; "agent never seen")]
-    fn states_from_samples(sample: Option<v1::Sample>, agent_seen: Option<i64>, want: &str) {
+    #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), Some(99 * S), Health::Up ; "all answered")]
+    #[test_case(Some(icmp(95 * S, 4, 3, 1_000)), Some(99 * S), Health::Degraded ; "some loss")]
+    #[test_case(Some(icmp(95 * S, 4, 4, 500_000)), Some(99 * S), Health::Degraded ; "high rtt")]
+    #[test_case(Some(icmp(95 * S, 4, 0, 0)), Some(99 * S), Health::Down ; "burst lost")]
+    #[test_case(None, Some(99 * S), Health::Unknown ; "no sample")]
+    #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), Some(50 * S), Health::Unknown ; "agent silent")]
+    #[test_case(Some(icmp(50 * S, 4, 4, 1_000)), Some(99 * S), Health::Unknown ; "sample stale")]
+    #[test_case(Some(icmp(95 * S, 4, 4, 1_000)), None, Health::Unknown ; "agent never seen")]
+    fn states_from_samples(sample: Option<v1::Sample>, agent_seen: Option<i64>, want: Health) {
         assert_eq!(
             device_state(sample.as_ref(), agent_seen, 10 * S, 100 * S),
             want

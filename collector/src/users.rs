@@ -365,7 +365,7 @@ pub fn known_roles(sop: &Path) -> Vec<String> {
         .filter(|r| !r.is_empty());
     let mut roles =
         from_file.unwrap_or_else(|| DEFAULT_ROLES.iter().map(|r| r.to_string()).collect());
-    roles.push("admin".into());
+    roles.push(crate::api::policy::ADMIN.into());
     roles
 }
 

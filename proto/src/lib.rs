@@ -11,6 +11,7 @@ pub mod v1 {
 pub mod codec;
 pub mod dial;
 pub mod tls;
+pub mod words;
 
 // What both the collector and the people's CLI need of the wire beyond the
 // messages (the agent does without: feature `client`).

@@ -53,6 +53,7 @@ use async_snmp::{
     PrivProtocol, Retry, UsmConfig, Value, VarBind,
 };
 use siaga_proto::v1::{Device, Event, Interface, Link, SnmpResult, SnmpStatus, SnmpTarget};
+use siaga_proto::words::SnmpVersion;
 
 use crate::metrics::Metrics;
 use crate::probe::snmp_socket::DeviceSocket;
@@ -371,14 +372,20 @@ impl SnmpPoller {
     async fn read(&self, device: &Device) -> Result<Reading, Failure> {
         let (client, socket) = self.client(device).await?;
         let _ = socket.take_diagnosis();
-        let v1 = device.snmp.as_ref().is_some_and(|t| t.version == "1");
+        let v1 = device
+            .snmp
+            .as_ref()
+            .is_some_and(|t| t.snmp_version() == Some(SnmpVersion::V1));
         let max_ifs = self.limits.max_interfaces;
         let walked = if v1 {
             read_v1(&client, max_ifs).await
         } else {
             read_bulk(
                 &client,
-                device.snmp.as_ref().is_some_and(|t| t.version == "3"),
+                device
+                    .snmp
+                    .as_ref()
+                    .is_some_and(|t| t.snmp_version() == Some(SnmpVersion::V3)),
                 max_ifs,
             )
             .await
@@ -402,7 +409,10 @@ impl SnmpPoller {
                 if f.status == SnmpStatus::Timeout
                     && self.answers_v3_discovery(&device.id, &client).await
                 {
-                    let v3 = device.snmp.as_ref().is_some_and(|t| t.version == "3");
+                    let v3 = device
+                        .snmp
+                        .as_ref()
+                        .is_some_and(|t| t.snmp_version() == Some(SnmpVersion::V3));
                     f = Failure::new(
                         SnmpStatus::AuthFailure,
                         if v3 {
@@ -1110,6 +1120,8 @@ fn retry_of(t: &SnmpTarget) -> Retry {
 
 /// Credentials of a target, or why they are unusable.
 fn auth_of(t: &SnmpTarget) -> Result<Auth, String> {
+    // Leniently by the word, not by `SnmpTarget::snmp_version`: an unset
+    // version (an older collector) and "2" have always meant v2c here.
     match t.version.as_str() {
         "1" => Ok(Auth::v1(t.community.as_bytes().to_vec())),
         "" | "2c" | "2" => Ok(Auth::v2c(t.community.as_bytes().to_vec())),

@@ -24,6 +24,7 @@ use async_snmp::{
     SecurityLevel, Value, Version,
 };
 use siaga_proto::v1::{Device, Event, Link, SnmpTarget};
+use siaga_proto::words::SnmpVersion;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProbeError;
@@ -93,7 +94,7 @@ pub fn authenticate(n: &Notification, target: Option<&SnmpTarget>) -> Result<(),
     let Some(t) = target.filter(|t| !t.version.is_empty()) else {
         return Err(TrapRefusal::NoCredentials);
     };
-    let v3_device = t.version == "3";
+    let v3_device = t.snmp_version() == Some(SnmpVersion::V3);
     match n {
         Notification::TrapV1 { community, .. }
         | Notification::TrapV2c { community, .. }
@@ -208,7 +209,7 @@ impl TrapCredentials {
     pub fn from_devices(devices: &[Device]) -> Self {
         let mut c = Self::default();
         for t in devices.iter().filter_map(|d| d.snmp.as_ref()) {
-            if t.version == "3" {
+            if t.snmp_version() == Some(SnmpVersion::V3) {
                 let u = (
                     t.user.clone(),
                     t.auth_protocol.clone(),

@@ -29,9 +29,6 @@ const DEVICE_HISTORY_LIMIT: usize = 20_000;
 /// (a device whose readings stop coming turns `stale`).
 const WATCH_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The device states a person may filter on.
-pub const STATES: &[&str] = &["up", "degraded", "down", "unreachable", "unknown", "stale"];
-
 /// The `Devices` gRPC service (devices.proto).
 #[derive(Debug, Clone)]
 pub struct DevicesApi {
@@ -276,7 +273,7 @@ fn device_info(
     let state = hub.health.handle.shared().device_state(&d.id);
     let offset = board.offsets.get(&d.opd).copied();
     let newest = newest_reading_us(&latest);
-    let state = shown_state(&state, stale_age(newest, offset, interval_us, now)).to_string();
+    let state = shown_state(state, stale_age(newest, offset, interval_us, now)).into();
     let reading_age_us = newest.map(|t| {
         now.saturating_sub(t.saturating_add(offset.unwrap_or(0)))
             .max(0)
@@ -435,7 +432,7 @@ pub fn device_detail(hub: &Hub, id: &str, since_us: i64) -> Result<v1::DeviceDet
     let offset = clock_offsets(hub).get(&d.opd).copied();
     let newest = newest_reading_us(&latest);
     let now = now_us();
-    let state = shown_state(&state, stale_age(newest, offset, interval_us, now)).to_string();
+    let state = shown_state(state, stale_age(newest, offset, interval_us, now)).into();
     let age_s = newest.map(|t| {
         let s = now
             .saturating_sub(t.saturating_add(offset.unwrap_or(0)))
@@ -611,14 +608,8 @@ impl siaga_proto::v1::devices_server::Devices for DevicesApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         let filter = opd_filter("opd", &r.opd)?;
-        limits::text("state", &r.state, limits::len::ID)?;
-        if !r.state.is_empty() && !STATES.contains(&r.state.as_str()) {
-            return Err(ApiError::invalid(
-                "state",
-                format!("{:?} is not a state; one of {}", r.state, STATES.join(", ")),
-            )
-            .into());
-        }
+        let state = v1::device_info::State::try_from(r.state)
+            .map_err(|_| ApiError::invalid("state", format!("{} is not a state", r.state)))?;
         let page = Page::new(
             r.page_size,
             &r.page_token,
@@ -641,7 +632,7 @@ impl siaga_proto::v1::devices_server::Devices for DevicesApi {
                             None
                         }
                     })
-                    .filter(|i| r.state.is_empty() || i.state == r.state);
+                    .filter(|i| !state.is_set() || i.state() == state);
                 let out = page.take(rows, |i| i.id.clone());
                 match err {
                     Some(e) => Err(e),
@@ -789,7 +780,7 @@ impl siaga_proto::v1::devices_server::Devices for DevicesApi {
         let hub = self.hub.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
-            let mut shown: HashMap<String, String> = HashMap::new();
+            let mut shown: HashMap<String, v1::device_info::State> = HashMap::new();
             let mut tick = tokio::time::interval(WATCH_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -806,14 +797,14 @@ impl siaga_proto::v1::devices_server::Devices for DevicesApi {
                     }
                 };
                 for d in now {
-                    let before = shown.get(&d.id).cloned();
-                    if before.as_deref() == Some(d.state.as_str()) {
+                    let before = shown.get(&d.id).copied();
+                    if before == Some(d.state()) {
                         continue;
                     }
-                    shown.insert(d.id.clone(), d.state.clone());
+                    shown.insert(d.id.clone(), d.state());
                     let change = v1::DeviceChange {
                         device: Some(d),
-                        from: before.unwrap_or_default(),
+                        from: before.unwrap_or_default().into(),
                     };
                     if tx.send(Ok(change)).await.is_err() {
                         return;

@@ -48,13 +48,21 @@ pub fn parse_key(s: &str) -> Option<EventKey> {
 pub fn event(key: EventKey, e: HealthEvent) -> v1::LogEvent {
     v1::LogEvent {
         ts: Some(timestamp(e.ts_us)),
-        kind: e.kind,
+        kind: v1::log_event_kind::Kind::from(e.kind).into(),
         subject: e.subject,
         device: e.device.unwrap_or_default(),
         link: e.link.unwrap_or_default(),
         opd: e.opd,
-        from: e.from.unwrap_or_default(),
-        to: e.to.unwrap_or_default(),
+        from: e
+            .from
+            .map(v1::device_info::State::from)
+            .unwrap_or_default()
+            .into(),
+        to: e
+            .to
+            .map(v1::device_info::State::from)
+            .unwrap_or_default()
+            .into(),
         flapping: e.flapping,
         reason: e.reason,
         ticket: e.ticket.unwrap_or_default(),
@@ -68,7 +76,8 @@ struct Filter {
     caller: Caller,
     opd: String,
     device: String,
-    kind: String,
+    /// Unspecified: every kind.
+    kind: v1::log_event_kind::Kind,
 }
 
 impl Filter {
@@ -76,7 +85,7 @@ impl Filter {
         self.caller.sees(&e.opd)
             && (self.opd.is_empty() || e.opd == self.opd)
             && (self.device.is_empty() || e.device.as_deref() == Some(self.device.as_str()))
-            && (self.kind.is_empty() || e.kind == self.kind)
+            && (!self.kind.is_set() || v1::log_event_kind::Kind::from(e.kind) == self.kind)
     }
 }
 
@@ -94,7 +103,8 @@ impl siaga_proto::v1::events_server::Events for EventsApi {
         let r = req.into_inner();
         limits::text("opd", &r.opd, limits::len::ID)?;
         limits::text("device", &r.device, limits::len::ID)?;
-        limits::text("kind", &r.kind, limits::len::ID)?;
+        let kind = v1::log_event_kind::Kind::try_from(r.kind)
+            .map_err(|_| ApiError::invalid("kind", format!("{} is not a kind", r.kind)))?;
         let since = r.since.as_ref().map_or(0, ts_us).max(0);
         let until = r.until.as_ref().map_or(i64::MAX, ts_us);
         let page = Page::new(
@@ -116,7 +126,7 @@ impl siaga_proto::v1::events_server::Events for EventsApi {
             caller,
             opd: r.opd,
             device: r.device,
-            kind: r.kind,
+            kind,
         };
         let size = page.size;
         let rows = crate::api::error::blocking("listing the events", move || {
@@ -157,7 +167,7 @@ impl siaga_proto::v1::events_server::Events for EventsApi {
             caller,
             opd: r.opd,
             device: String::new(),
-            kind: String::new(),
+            kind: v1::log_event_kind::Kind::Unspecified,
         };
         let now = crate::ingest::now_us();
         let since = r.since.as_ref().map_or(now, ts_us).max(0);

@@ -112,6 +112,18 @@ impl Health {
     }
 }
 
+impl From<Health> for siaga_proto::v1::device_info::State {
+    fn from(h: Health) -> Self {
+        match h {
+            Health::Up => Self::Up,
+            Health::Degraded => Self::Degraded,
+            Health::Down => Self::Down,
+            Health::Unreachable => Self::Unreachable,
+            Health::Unknown => Self::Unknown,
+        }
+    }
+}
+
 impl From<Level> for Health {
     fn from(l: Level) -> Self {
         match l {

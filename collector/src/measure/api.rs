@@ -36,8 +36,6 @@ pub const MAX_COUNT: u32 = 10_000;
 pub const DEFAULT_WINDOW_S: u64 = 10;
 /// Longest SNMP window, seconds.
 pub const MAX_WINDOW_S: u64 = 600;
-/// Longest `phase` of a request.
-const PHASE_LEN: usize = 16;
 
 /// Echo requests and window (ms) from the caller's values (0: the
 /// default), checked.
@@ -322,11 +320,8 @@ impl v1::measure_server::Measure for MeasureApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         limits::required("ticket", &r.ticket, len::ID)?;
-        limits::required("phase", &r.phase, PHASE_LEN)?;
-        let phase: Phase = r
-            .phase
-            .parse()
-            .map_err(|e: String| ApiError::invalid("phase", e))?;
+        let phase = wire::phase(r.phase())
+            .ok_or_else(|| ApiError::invalid("phase", "phase must be before or after"))?;
         let shape = shape(r.count, r.window_s)?;
         let (service, health) = self.parts();
         let inv = self.hub.inventory();
@@ -616,7 +611,7 @@ pub mod matrix {
             let mut m = MeasureClient::new(f.as_role("tim_teknis"));
             m.measure_ticket(v1::MeasureTicketRequest {
                 ticket: id.clone(),
-                phase: "before".into(),
+                phase: v1::measurement::Phase::Before.into(),
                 queue: true,
                 ..Default::default()
             })
@@ -657,7 +652,7 @@ pub mod matrix {
                     match c
                         .measure_ticket(v1::MeasureTicketRequest {
                             ticket: id,
-                            phase: "after".into(),
+                            phase: v1::measurement::Phase::After.into(),
                             ..Default::default()
                         })
                         .await
@@ -757,7 +752,7 @@ pub mod matrix {
         let again = teknisi
             .measure_ticket(v1::MeasureTicketRequest {
                 ticket: ticket.to_ascii_lowercase(),
-                phase: "sesudah".into(),
+                phase: v1::measurement::Phase::After.into(),
                 count: 10,
                 window_s: 2,
                 queue: true,
@@ -767,8 +762,8 @@ pub mod matrix {
             .into_inner();
         assert_eq!(
             (
-                again.state.as_str(),
-                again.phase.as_str(),
+                again.state().word(),
+                again.phase().word(),
                 again.ticket.as_str()
             ),
             ("queued", "after", ticket.as_str())
@@ -792,7 +787,11 @@ pub mod matrix {
                 .unwrap()
                 .into_inner();
             assert!(r.measurements.len() <= 1);
-            ids.extend(r.measurements.into_iter().map(|m| (m.id, m.phase)));
+            ids.extend(
+                r.measurements
+                    .into_iter()
+                    .map(|m| (m.id.clone(), m.phase().word())),
+            );
             if r.next_page_token.is_empty() {
                 break;
             }
@@ -800,7 +799,7 @@ pub mod matrix {
         }
         assert_eq!(ids.len(), 2, "{ids:?}");
         assert!(ids[0].0 < ids[1].0, "{ids:?}");
-        assert_eq!((ids[0].1.as_str(), ids[1].1.as_str()), ("before", "after"));
+        assert_eq!((ids[0].1, ids[1].1), ("before", "after"));
 
         // The pemohon reads their own OPD's, not the other's.
         let own = measurement_of(&f, OWN).await;
@@ -835,7 +834,8 @@ pub mod matrix {
             (
                 v1::MeasureTicketRequest {
                     ticket: ticket.clone(),
-                    phase: "during".into(),
+                    // A phase only a newer client knows.
+                    phase: 99,
                     ..Default::default()
                 },
                 "phase: phase must be before or after",
@@ -843,7 +843,7 @@ pub mod matrix {
             (
                 v1::MeasureTicketRequest {
                     ticket: ticket.clone(),
-                    phase: "before".into(),
+                    phase: v1::measurement::Phase::Before.into(),
                     count: 10_001,
                     ..Default::default()
                 },
@@ -852,7 +852,7 @@ pub mod matrix {
             (
                 v1::MeasureTicketRequest {
                     ticket: ticket.clone(),
-                    phase: "before".into(),
+                    phase: v1::measurement::Phase::Before.into(),
                     window_s: 601,
                     ..Default::default()
                 },

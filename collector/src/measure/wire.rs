@@ -4,24 +4,43 @@
 
 use siaga_proto::v1;
 
-use super::model::{DeviceFigures, LinkFigures, MeasureState, Measurement};
-use siaga_proto::time::ts;
+use super::model::{DeviceFigures, LinkFigures, MeasureState, Measurement, Phase};
 #[cfg(test)]
-use {super::model::Phase, siaga_proto::time::time};
+use siaga_proto::time::time;
+use siaga_proto::time::ts;
 
 #[cfg(test)]
 fn some(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-/// The word of a state, as `state` says it.
-pub fn state_word(s: &MeasureState) -> &'static str {
+/// A state as the wire says it.
+pub fn wire_state(s: &MeasureState) -> v1::measurement::State {
     match s {
-        MeasureState::Queued { .. } => "queued",
-        MeasureState::Running { .. } => "running",
-        MeasureState::Done => "done",
-        MeasureState::Failed { .. } => "failed",
-        MeasureState::Expired => "expired",
+        MeasureState::Queued { .. } => v1::measurement::State::Queued,
+        MeasureState::Running { .. } => v1::measurement::State::Running,
+        MeasureState::Done => v1::measurement::State::Done,
+        MeasureState::Failed { .. } => v1::measurement::State::Failed,
+        MeasureState::Expired => v1::measurement::State::Expired,
+    }
+}
+
+impl From<Phase> for v1::measurement::Phase {
+    fn from(p: Phase) -> Self {
+        match p {
+            Phase::Before => Self::Before,
+            Phase::After => Self::After,
+        }
+    }
+}
+
+/// The phase a wire value names; `None` for unspecified (or a value only a
+/// newer peer knows).
+pub fn phase(p: v1::measurement::Phase) -> Option<Phase> {
+    match p {
+        v1::measurement::Phase::Before => Some(Phase::Before),
+        v1::measurement::Phase::After => Some(Phase::After),
+        v1::measurement::Phase::Unspecified => None,
     }
 }
 
@@ -36,7 +55,10 @@ pub fn measurement(m: &Measurement) -> v1::Measurement {
     v1::Measurement {
         id: m.id.clone(),
         ticket: m.ticket.clone().unwrap_or_default(),
-        phase: m.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
+        phase: m
+            .phase
+            .map_or(v1::measurement::Phase::Unspecified, Into::into)
+            .into(),
         opd: m.opd.clone(),
         devices: m.devices.clone(),
         links: m.links.clone(),
@@ -46,7 +68,7 @@ pub fn measurement(m: &Measurement) -> v1::Measurement {
         requested_at: Some(ts(m.requested_at)),
         completed_at: m.completed_at.map(ts),
         agent: m.agent.clone().unwrap_or_default(),
-        state: state_word(&m.state).to_string(),
+        state: wire_state(&m.state).into(),
         expires_at,
         sent_at,
         error,
@@ -100,24 +122,24 @@ fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
             .map(time)
             .ok_or_else(|| format!("measurement {}: no {what}", m.id))
     };
-    let state = match m.state.as_str() {
-        "queued" => MeasureState::Queued {
+    use v1::measurement::State;
+    let state = match m.state() {
+        State::Queued => MeasureState::Queued {
             expires_at: at(&m.expires_at, "expires_at")?,
         },
-        "running" => MeasureState::Running {
+        State::Running => MeasureState::Running {
             sent_at: m.sent_at.as_ref().map(time).unwrap_or_default(),
         },
-        "done" => MeasureState::Done,
-        "failed" => MeasureState::Failed {
+        State::Done => MeasureState::Done,
+        State::Failed => MeasureState::Failed {
             error: m.error.clone(),
         },
-        "expired" => MeasureState::Expired,
-        other => return Err(format!("measurement {}: unknown state {other:?}", m.id)),
+        State::Expired => MeasureState::Expired,
+        State::Unspecified => {
+            return Err(format!("measurement {}: unknown state {}", m.id, m.state));
+        }
     };
-    let phase = match m.phase.as_str() {
-        "" => None,
-        p => Some(p.parse::<Phase>()?),
-    };
+    let phase = phase(m.phase());
     Ok(Measurement {
         id: m.id.clone(),
         ticket: some(&m.ticket),
@@ -259,7 +281,7 @@ mod tests {
     #[test]
     fn an_unknown_state_is_refused() {
         let mut m = measurement(&sample(MeasureState::Done));
-        m.state = "lost".into();
+        m.state = 99;
         assert!(measurement_back(&m).unwrap_err().contains("unknown state"));
     }
 }

@@ -1444,7 +1444,7 @@ pub mod service_tests {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(d.event.as_ref().unwrap().kind, "disposed");
+        assert_eq!(d.event.as_ref().unwrap().kind().word(), "disposed");
         let t = d.ticket.unwrap();
         assert_eq!((t.step, t.role.as_str()), (2, "kepala_dinas"));
         let e = opd
@@ -1484,7 +1484,7 @@ pub mod service_tests {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(r.event.unwrap().kind, "returned");
+        assert_eq!(r.event.unwrap().kind().word(), "returned");
         let turn = kadis
             .get_turn(v1::GetTurnRequest { id: own.clone() })
             .await

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::model::{Role, Sop, Step, TimeStandard, WorkDuration};
+use crate::api::policy::ADMIN;
 
 /// One problem found in an SOP file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +109,7 @@ struct RawStep {
 }
 
 /// Who voids a ticket when `void_roles` is not in the file (those of them the SOP has).
-pub const DEFAULT_VOID_ROLES: [&str; 3] = ["kabid_aptika", "kepala_dinas", "admin"];
+pub const DEFAULT_VOID_ROLES: [&str; 3] = ["kabid_aptika", "kepala_dinas", ADMIN];
 
 /// Line (1-based) of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
@@ -189,7 +190,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
                 format!("`{id}` is not a role id (lowercase letters, digits and _)"),
             );
         }
-        if id == "admin" {
+        if id == ADMIN {
             problem(
                 r.id.span(),
                 format!("{key}.id"),
@@ -233,7 +234,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
             );
         }
         for r in v.get_ref() {
-            if r.get_ref() != "admin" && !known.contains(r.get_ref().as_str()) {
+            if r.get_ref() != ADMIN && !known.contains(r.get_ref().as_str()) {
                 problem(
                     r.span(),
                     "void_roles".into(),
@@ -321,7 +322,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
             None => (&no_actors, span.clone()),
         };
         for a in actor_list {
-            if a.get_ref() == "admin" {
+            if a.get_ref() == ADMIN {
                 problem(
                     a.span(),
                     format!("{key}.actors"),
@@ -535,7 +536,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
             .collect(),
         None => DEFAULT_VOID_ROLES
             .iter()
-            .filter(|r| **r == "admin" || roles.iter().any(|x: &Role| x.id == **r))
+            .filter(|r| **r == ADMIN || roles.iter().any(|x: &Role| x.id == **r))
             .map(|r| r.to_string())
             .collect(),
     };

@@ -37,7 +37,7 @@ use super::model::{Capacity, Sop, SopVersion, Step};
 /// Roles that may enter a ticket from an OPD's letter: the OPD itself (its
 /// own letters only: the service holds a pemohon to their OPD), the
 /// helpdesk that receives letters on paper, and the admin.
-pub const LETTER_ROLES: [&str; 3] = ["pemohon", "helpdesk", "admin"];
+pub const LETTER_ROLES: [&str; 3] = ["pemohon", "helpdesk", crate::api::policy::ADMIN];
 
 /// The user name recorded for what the collector does by itself.
 pub const SYSTEM_USER: &str = "siaga";

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use siaga_proto::v1;
+use siaga_proto::v1::list_tickets_request::State as TicketState;
 use tonic::{Request, Response, Status};
 
 use super::store::TicketStore;
@@ -20,7 +21,12 @@ use crate::sop::store::{SopStore, SopTicket};
 use crate::sop::workflow::{Action, Actor};
 
 /// Roles that may create and remove maintenance windows.
-pub const MAINTENANCE_ROLES: [&str; 4] = ["admin", "tim_teknis", "helpdesk", "kabid_aptika"];
+pub const MAINTENANCE_ROLES: [&str; 4] = [
+    crate::api::policy::ADMIN,
+    "tim_teknis",
+    "helpdesk",
+    "kabid_aptika",
+];
 
 /// Days a weekly window names at most (each day once).
 const MAX_DAYS: usize = 7;
@@ -67,12 +73,10 @@ pub fn add_window(
     limits::text("scope.opd", &s.opd, len::ID)?;
     limits::text("scope.device", &s.device, len::ID)?;
     limits::text("scope.link", &s.link, len::ID)?;
-    limits::text("scope.kind", &s.kind, len::ID)?;
     let p = r
         .schedule
         .as_ref()
         .ok_or_else(|| ApiError::invalid("schedule", "is required"))?;
-    limits::text("schedule.kind", &p.kind, len::ID)?;
     limits::text("schedule.start_time", &p.start_time, 16)?;
     if p.days.len() > MAX_DAYS {
         return Err(ApiError::invalid(
@@ -131,8 +135,6 @@ impl TicketsApi {
     }
 }
 
-/// Longest `state` a listing is asked for.
-const STATE_LEN: usize = 16;
 /// Longest `letter_date` (YYYY-MM-DD).
 const DATE_LEN: usize = 10;
 
@@ -278,14 +280,12 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
         limits::text("opd", &r.opd, len::ID)?;
-        limits::text("state", &r.state, STATE_LEN)?;
-        if !matches!(r.state.as_str(), "" | "open" | "closed" | "recovered") {
-            return Err(ApiError::invalid(
+        let state = TicketState::try_from(r.state).map_err(|_| {
+            ApiError::invalid(
                 "state",
-                format!("{:?}: give open, closed or recovered", r.state),
+                format!("{}: give open, closed or recovered", r.state),
             )
-            .into());
-        }
+        })?;
         let page = Page::new(
             r.page_size,
             &r.page_token,
@@ -306,17 +306,17 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
                         return Ok(None);
                     }
                     let closed = t.state.is_closed();
-                    let state_ok = match r.state.as_str() {
-                        "open" | "recovered" => !closed,
-                        "closed" => closed,
-                        _ => true,
+                    let state_ok = match state {
+                        TicketState::Open | TicketState::Recovered => !closed,
+                        TicketState::Closed => closed,
+                        TicketState::Unspecified => true,
                     };
                     if !state_ok || r.step.is_some_and(|s| s != t.state.position.step) {
                         return Ok(None);
                     }
                     let ticket = ticket_of(&health.store, &health.sop_store, &t, now)?;
                     if (r.overdue && !ticket.overdue)
-                        || (r.state == "recovered" && ticket.recovered_at.is_none())
+                        || (state == TicketState::Recovered && ticket.recovered_at.is_none())
                         || (r.mine && !waits_on(&caller, &ticket))
                     {
                         return Ok(None);
@@ -505,6 +505,7 @@ pub mod tests {
     use std::sync::Arc;
 
     use siaga_proto::v1;
+    use siaga_proto::v1::list_tickets_request::State as TicketState;
     use siaga_proto::v1::tickets_client::TicketsClient;
     use tonic::Code;
 
@@ -561,12 +562,12 @@ pub mod tests {
         let now = chrono::Utc::now();
         v1::AddMaintenanceWindowRequest {
             scope: Some(v1::MaintenanceScope {
-                kind: "opd".into(),
+                kind: v1::maintenance_scope_kind::Kind::Opd.into(),
                 opd: opd.into(),
                 ..Default::default()
             }),
             schedule: Some(v1::MaintenanceSchedule {
-                kind: "once".into(),
+                kind: v1::maintenance_schedule::Kind::Once.into(),
                 start: Some(crate::ticket::wire::ts(now)),
                 end: Some(crate::ticket::wire::ts(now + chrono::Duration::hours(1))),
                 ..Default::default()
@@ -1045,7 +1046,7 @@ pub mod tests {
             first.ticket.as_ref().unwrap().id,
             again.ticket.as_ref().unwrap().id
         );
-        assert_eq!(first.event.as_ref().unwrap().kind, "opened");
+        assert_eq!(first.event.as_ref().unwrap().kind().word(), "opened");
         let second = open(&f, OTHER, "005/2").await;
 
         // Voided: closed, with its reason, in the closed listing only.
@@ -1060,21 +1061,21 @@ pub mod tests {
             .into_inner();
         let t = voided.ticket.unwrap();
         assert!(t.closed && t.void_reason == "ganda", "{t:?}");
-        assert_eq!(voided.event.unwrap().kind, "voided");
-        let state = |s: &str| v1::ListTicketsRequest {
+        assert_eq!(voided.event.unwrap().kind().word(), "voided");
+        let state = |s: TicketState| v1::ListTicketsRequest {
             state: s.into(),
             ..Default::default()
         };
         let id1 = first.ticket.unwrap().id;
         assert_eq!(
-            ids(&mut hd, state("closed")).await,
+            ids(&mut hd, state(TicketState::Closed)).await,
             std::slice::from_ref(&second)
         );
         assert_eq!(
-            ids(&mut hd, state("open")).await,
+            ids(&mut hd, state(TicketState::Open)).await,
             std::slice::from_ref(&id1)
         );
-        assert!(ids(&mut hd, state("recovered")).await.is_empty());
+        assert!(ids(&mut hd, state(TicketState::Recovered)).await.is_empty());
         let step1 = v1::ListTicketsRequest {
             step: Some(1),
             ..Default::default()
@@ -1097,7 +1098,12 @@ pub mod tests {
         assert!(ids(&mut hd, mine.clone()).await.is_empty());
         let mut opd = TicketsClient::new(f.as_role("pemohon"));
         assert_eq!(ids(&mut opd, mine).await, std::slice::from_ref(&id1));
-        let e = hd.list_tickets(state("lost")).await.unwrap_err();
+        // A value only a newer client knows.
+        let lost = v1::ListTicketsRequest {
+            state: 99,
+            ..Default::default()
+        };
+        let e = hd.list_tickets(lost).await.unwrap_err();
         assert!(e.message().starts_with("state:"), "{}", e.message());
 
         // The trail, paged.
@@ -1111,7 +1117,10 @@ pub mod tests {
             .unwrap()
             .into_inner();
         assert_eq!(trail.records.len(), 1);
-        assert_eq!(trail.records[0].event.as_ref().unwrap().kind, "opened");
+        assert_eq!(
+            trail.records[0].event.as_ref().unwrap().kind().word(),
+            "opened"
+        );
         assert!(!trail.next_page_token.is_empty());
     }
 
@@ -1131,7 +1140,8 @@ pub mod tests {
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(e.message(), "reason: 2001 characters; the limit is 2000");
         let mut planet = window(OWN);
-        planet.scope.as_mut().unwrap().kind = "planet".into();
+        // A kind only a newer client knows.
+        planet.scope.as_mut().unwrap().kind = 99;
         let e = refused(planet).await;
         assert!(e.message().starts_with("scope.kind:"), "{}", e.message());
         let mut forever = window(OWN);

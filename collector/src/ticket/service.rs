@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::store::{HealthEvent, OpenIncident, TicketHealth, TicketNote, TicketStore};
+use super::store::{
+    HealthEvent, HealthEventKind, OpenIncident, TicketHealth, TicketNote, TicketStore,
+};
 use crate::error::StoreError;
 use crate::health::reason::Note;
 use crate::health::state::{DeviceNode, LinkNode};
@@ -105,15 +107,13 @@ impl Shared {
             .unwrap_or(0)
     }
 
-    /// The visible state of a device ("unknown" when nothing is known).
-    pub fn device_state(&self, device: &str) -> String {
+    /// The visible state of a device (unknown when nothing is known).
+    pub fn device_state(&self, device: &str) -> Health {
         self.states
             .read()
             .ok()
             .and_then(|m| m.get(&Subject::device(device)).map(|v| v.health))
             .unwrap_or(Health::Unknown)
-            .as_str()
-            .to_string()
     }
 }
 
@@ -545,7 +545,7 @@ impl HealthCore {
                 self.notify(&h, EventKind::Opened);
                 Ok(Some(HealthEvent {
                     ts_us: incident.opened_at,
-                    kind: "opened".into(),
+                    kind: HealthEventKind::Opened,
                     ..subject_event(
                         &incident.subject,
                         &incident.opd,
@@ -575,7 +575,7 @@ impl HealthCore {
                 })?;
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
-                    kind: "occurrence".into(),
+                    kind: HealthEventKind::Occurrence,
                     ..self.ticket_subject_event(&t, &format!("occurrence {occurrences} attached"))
                 }))
             }
@@ -610,7 +610,7 @@ impl HealthCore {
                 })?;
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
-                    kind: "affected".into(),
+                    kind: HealthEventKind::Affected,
                     ..self
                         .ticket_subject_event(&t, &format!("{device} unreachable because of this"))
                 }))
@@ -629,7 +629,7 @@ impl HealthCore {
                 self.notify(&t, EventKind::Recovered);
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
-                    kind: "recovered".into(),
+                    kind: HealthEventKind::Recovered,
                     ..self.ticket_subject_event(&t, &{
                         let c = self.sop_store.calendar();
                         format!("recovered at {} {}", c.fmt_local(utc(at)), c.zone_abbr())
@@ -663,7 +663,7 @@ impl HealthCore {
                 };
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
-                    kind: "flapping".into(),
+                    kind: HealthEventKind::Flapping,
                     flapping,
                     ..self.ticket_subject_event(&t, &what)
                 }))
@@ -679,7 +679,7 @@ impl HealthCore {
                 warn!(task = "health", ticket = %t.number, incident = %key, %device, "linkDown trap not confirmed by polling");
                 Ok(Some(t).map(|t| HealthEvent {
                     ts_us: at,
-                    kind: "not_confirmed".into(),
+                    kind: HealthEventKind::NotConfirmed,
                     ..self.ticket_subject_event(
                         &t,
                         "linkDown trap not confirmed by polling: the next poll found the link up",
@@ -740,7 +740,11 @@ impl HealthCore {
                 }
                 Ok(Some(HealthEvent {
                     ts_us: at,
-                    kind: if closed { "closed" } else { "not_closed" }.into(),
+                    kind: if closed {
+                        HealthEventKind::Closed
+                    } else {
+                        HealthEventKind::NotClosed
+                    },
                     ..event
                 }))
             }
@@ -754,7 +758,7 @@ impl HealthCore {
                 info!(task = "health", subject = %subject, reason = %reason, "no ticket: maintenance window");
                 Ok(Some(HealthEvent {
                     ts_us: at,
-                    kind: "suppressed".into(),
+                    kind: HealthEventKind::Suppressed,
                     ..subject_event(&subject, &opd, &reason, None)
                 }))
             }
@@ -773,7 +777,8 @@ fn subject_text(s: &Subject) -> String {
 fn subject_event(s: &Subject, opd: &str, reason: &str, ticket: Option<String>) -> HealthEvent {
     HealthEvent {
         ts_us: 0,
-        kind: String::new(),
+        // Every caller says what happened.
+        kind: HealthEventKind::State,
         subject: subject_text(s),
         device: s.device_id().map(str::to_string),
         link: s.link_name().map(str::to_string),
@@ -789,9 +794,9 @@ fn subject_event(s: &Subject, opd: &str, reason: &str, ticket: Option<String>) -
 fn state_event(c: &StateChange) -> HealthEvent {
     HealthEvent {
         ts_us: c.at,
-        kind: "state".into(),
-        from: Some(c.from.as_str().into()),
-        to: Some(c.to.as_str().into()),
+        kind: HealthEventKind::State,
+        from: Some(c.from),
+        to: Some(c.to),
         flapping: c.flapping,
         ..subject_event(&c.subject, &c.opd, &c.reason, None)
     }
@@ -1053,7 +1058,7 @@ parent = "dinkes-rtr"
             );
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while h.shared().device_state("dinkes-rtr") == "unknown" {
+        while h.shared().device_state("dinkes-rtr") == crate::health::state::Health::Unknown {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the engine took no sample while the async worker was busy"
@@ -1086,8 +1091,8 @@ parent = "dinkes-rtr"
             assert_eq!(t.step, 2);
             assert_eq!(t.role, "kepala_dinas");
             assert_eq!(t.affected, ["dinkes-sw1", "dinkes-sw2"]);
-            assert_eq!(c.shared().device_state("dinkes-sw1"), "unreachable");
-            assert_eq!(c.shared().device_state("dinkes-rtr"), "down");
+            assert_eq!(c.shared().device_state("dinkes-sw1"), Health::Unreachable);
+            assert_eq!(c.shared().device_state("dinkes-rtr"), Health::Down);
             // The Kepala Dinas sees it in the inbox; the OPD and the helpdesk not yet.
             let inbox = |roles: &[&str]| {
                 let actor = Actor::new("budi", roles);
@@ -1120,7 +1125,7 @@ parent = "dinkes-rtr"
                 .any(|n| n.text.starts_with("pulih pada 2026-11-24"))
         );
         assert!(!t.evidence.is_empty());
-        assert_eq!(t.trail[0].event.as_ref().unwrap().kind, "opened");
+        assert_eq!(t.trail[0].event.as_ref().unwrap().kind().word(), "opened");
         let open = tickets(&c).into_iter().filter(|t| !t.closed).count();
         assert_eq!(open, 1);
         let events = serde_json::to_value(c.store.events_since(0, 1000).unwrap()).unwrap();
@@ -1176,12 +1181,12 @@ parent = "dinkes-rtr"
         use siaga_proto::v1;
         let req = v1::AddMaintenanceWindowRequest {
             scope: Some(v1::MaintenanceScope {
-                kind: "device".into(),
+                kind: v1::maintenance_scope_kind::Kind::Device.into(),
                 device: "dinkes-sw1".into(),
                 ..Default::default()
             }),
             schedule: Some(v1::MaintenanceSchedule {
-                kind: "once".into(),
+                kind: v1::maintenance_schedule::Kind::Once.into(),
                 start: Some(super::super::wire::ts_us(T0)),
                 end: Some(super::super::wire::ts_us(T0 + 3600 * SEC)),
                 ..Default::default()

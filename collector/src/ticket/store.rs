@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::error::StoreError;
-use crate::health::{Incident, MaintenanceWindow, Reading};
+use crate::health::{Health, Incident, MaintenanceWindow, Reading};
 
 /// ticket number → JSON [`TicketHealth`].
 const TICKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("health_tickets");
@@ -121,13 +121,57 @@ pub struct OpenIncident {
     pub ticket: String,
 }
 
+/// What an event of the log says happened, stored as its snake_case word
+/// (the word the wire's `LogEvent.Kind` is named by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthEventKind {
+    /// A device's or link's state changed.
+    State,
+    /// An incident was opened.
+    Opened,
+    /// The fault of an open incident came back.
+    Occurrence,
+    /// A device or link was added to an open incident.
+    Affected,
+    /// The incident's subject recovered.
+    Recovered,
+    /// The subject started flapping.
+    Flapping,
+    /// A linkDown trap the next poll contradicted.
+    NotConfirmed,
+    /// The incident was closed.
+    Closed,
+    /// The incident could not be closed.
+    NotClosed,
+    /// A problem opened no incident: a maintenance window covers it.
+    Suppressed,
+}
+
+impl From<HealthEventKind> for siaga_proto::v1::log_event_kind::Kind {
+    fn from(k: HealthEventKind) -> Self {
+        match k {
+            HealthEventKind::State => Self::State,
+            HealthEventKind::Opened => Self::Opened,
+            HealthEventKind::Occurrence => Self::Occurrence,
+            HealthEventKind::Affected => Self::Affected,
+            HealthEventKind::Recovered => Self::Recovered,
+            HealthEventKind::Flapping => Self::Flapping,
+            HealthEventKind::NotConfirmed => Self::NotConfirmed,
+            HealthEventKind::Closed => Self::Closed,
+            HealthEventKind::NotClosed => Self::NotClosed,
+            HealthEventKind::Suppressed => Self::Suppressed,
+        }
+    }
+}
+
 /// Something the health engine saw, for `siaga events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthEvent {
     /// When, µs since the epoch.
     pub ts_us: i64,
-    /// `state`, `suppressed`, `opened`, `recovered`, `occurrence`, `flapping`, `affected`.
-    pub kind: String,
+    /// What happened.
+    pub kind: HealthEventKind,
     /// `device ID`, `link DEVICE/LINK` or `opd ID`.
     pub subject: String,
     /// Device id, if any.
@@ -138,10 +182,10 @@ pub struct HealthEvent {
     pub opd: String,
     /// State before (state changes).
     #[serde(default)]
-    pub from: Option<String>,
+    pub from: Option<Health>,
     /// State after (state changes).
     #[serde(default)]
-    pub to: Option<String>,
+    pub to: Option<Health>,
     /// Flapping after the change.
     #[serde(default)]
     pub flapping: bool,

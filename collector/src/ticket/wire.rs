@@ -184,18 +184,20 @@ fn timing(t: &Timing) -> v1::StepTiming {
     }
 }
 
-/// The word of an event's kind (`type` in the stored JSON).
-pub fn kind_word(k: &EventKind) -> &'static str {
+/// An event's kind as the wire names it (the word is its `type` in the
+/// stored JSON).
+pub fn wire_kind(k: &EventKind) -> v1::audit_event_kind::Kind {
+    use v1::audit_event_kind::Kind;
     match k {
-        EventKind::Opened { .. } => "opened",
-        EventKind::Disposed { .. } => "disposed",
-        EventKind::Returned { .. } => "returned",
-        EventKind::StatusUpdated { .. } => "status_updated",
-        EventKind::Acknowledged { .. } => "acknowledged",
-        EventKind::Refused { .. } => "refused",
-        EventKind::Escalated { .. } => "escalated",
-        EventKind::Voided { .. } => "voided",
-        EventKind::ReportFrozen { .. } => "report_frozen",
+        EventKind::Opened { .. } => Kind::Opened,
+        EventKind::Disposed { .. } => Kind::Disposed,
+        EventKind::Returned { .. } => Kind::Returned,
+        EventKind::StatusUpdated { .. } => Kind::StatusUpdated,
+        EventKind::Acknowledged { .. } => Kind::Acknowledged,
+        EventKind::Refused { .. } => Kind::Refused,
+        EventKind::Escalated { .. } => Kind::Escalated,
+        EventKind::Voided { .. } => Kind::Voided,
+        EventKind::ReportFrozen { .. } => Kind::ReportFrozen,
     }
 }
 
@@ -318,7 +320,7 @@ pub fn event(e: &Event) -> v1::AuditEvent {
         acting_for: e.acting_for.clone().unwrap_or_default(),
         step: e.step,
         handoff: e.handoff,
-        kind: kind_word(&e.kind).to_string(),
+        kind: wire_kind(&e.kind).into(),
         detail: Some(detail),
     }
 }
@@ -338,17 +340,17 @@ pub fn record(r: &AuditRecord) -> v1::AuditRecord {
 pub fn window(w: &MaintenanceWindow) -> v1::MaintenanceWindow {
     let scope = match &w.scope {
         Scope::Opd { opd } => v1::MaintenanceScope {
-            kind: "opd".into(),
+            kind: v1::maintenance_scope_kind::Kind::Opd.into(),
             opd: opd.clone(),
             ..Default::default()
         },
         Scope::Device { device } => v1::MaintenanceScope {
-            kind: "device".into(),
+            kind: v1::maintenance_scope_kind::Kind::Device.into(),
             device: device.clone(),
             ..Default::default()
         },
         Scope::Link { device, link } => v1::MaintenanceScope {
-            kind: "link".into(),
+            kind: v1::maintenance_scope_kind::Kind::Link.into(),
             device: device.clone(),
             link: link.clone(),
             ..Default::default()
@@ -356,7 +358,7 @@ pub fn window(w: &MaintenanceWindow) -> v1::MaintenanceWindow {
     };
     let schedule = match &w.schedule {
         Schedule::Once { start_us, end_us } => v1::MaintenanceSchedule {
-            kind: "once".into(),
+            kind: v1::maintenance_schedule::Kind::Once.into(),
             start: Some(ts_us(*start_us)),
             end: Some(ts_us(*end_us)),
             ..Default::default()
@@ -367,7 +369,7 @@ pub fn window(w: &MaintenanceWindow) -> v1::MaintenanceWindow {
             duration_s,
             utc_offset_minutes,
         } => v1::MaintenanceSchedule {
-            kind: "weekly".into(),
+            kind: v1::maintenance_schedule::Kind::Weekly.into(),
             days: days.clone(),
             start_time: start.clone(),
             duration_s: *duration_s,
@@ -396,39 +398,47 @@ fn us_of(t: &Option<Timestamp>) -> Option<i64> {
 pub fn scope_back(s: &v1::MaintenanceScope) -> Result<Scope, (&'static str, String)> {
     let need = |field: &'static str, v: &str| {
         if v.trim().is_empty() {
-            Err((field, format!("is required for a scope of kind {}", s.kind)))
+            Err((
+                field,
+                format!("is required for a scope of kind {}", s.kind()),
+            ))
         } else {
             Ok(v.trim().to_string())
         }
     };
-    match s.kind.as_str() {
-        "opd" => Ok(Scope::Opd {
+    match s.kind() {
+        v1::maintenance_scope_kind::Kind::Opd => Ok(Scope::Opd {
             opd: need("scope.opd", &s.opd)?,
         }),
-        "device" => Ok(Scope::Device {
+        v1::maintenance_scope_kind::Kind::Device => Ok(Scope::Device {
             device: need("scope.device", &s.device)?,
         }),
-        "link" => Ok(Scope::Link {
+        v1::maintenance_scope_kind::Kind::Link => Ok(Scope::Link {
             device: need("scope.device", &s.device)?,
             link: need("scope.link", &s.link)?,
         }),
-        other => Err(("scope.kind", format!("{other:?}: give opd, device or link"))),
+        v1::maintenance_scope_kind::Kind::Unspecified => Err((
+            "scope.kind",
+            format!("{}: give opd, device or link", s.kind),
+        )),
     }
 }
 
 /// What a window's schedule message says, or (field, what is wrong).
 pub fn schedule_back(s: &v1::MaintenanceSchedule) -> Result<Schedule, (&'static str, String)> {
-    match s.kind.as_str() {
-        "once" => Ok(Schedule::Once {
+    match s.kind() {
+        v1::maintenance_schedule::Kind::Once => Ok(Schedule::Once {
             start_us: us_of(&s.start).ok_or(("schedule.start", "is required".to_string()))?,
             end_us: us_of(&s.end).ok_or(("schedule.end", "is required".to_string()))?,
         }),
-        "weekly" => Ok(Schedule::Weekly {
+        v1::maintenance_schedule::Kind::Weekly => Ok(Schedule::Weekly {
             days: s.days.clone(),
             start: s.start_time.clone(),
             duration_s: s.duration_s,
             utc_offset_minutes: s.utc_offset_minutes,
         }),
-        other => Err(("schedule.kind", format!("{other:?}: give once or weekly"))),
+        v1::maintenance_schedule::Kind::Unspecified => {
+            Err(("schedule.kind", format!("{}: give once or weekly", s.kind)))
+        }
     }
 }

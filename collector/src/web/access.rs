@@ -3,6 +3,7 @@
 //! the service asks, no rule of its own. An object of another OPD answers
 //! with the very page of a missing one.
 
+use siaga_proto::v1::device_info::State as DeviceState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,22 +92,22 @@ pub(super) fn segment(s: &str) -> String {
 }
 
 /// A device state as the board names it.
-pub(super) fn state_word(state: &str) -> &'static str {
+pub(super) fn state_word(state: DeviceState) -> &'static str {
     match state {
-        "up" => "Hidup",
-        "degraded" => "Menurun",
-        "down" => "Mati",
-        "unreachable" => "Tak terjangkau",
-        "stale" => "Basi",
-        _ => "Tak diketahui",
+        DeviceState::Up => "Hidup",
+        DeviceState::Degraded => "Menurun",
+        DeviceState::Down => "Mati",
+        DeviceState::Unreachable => "Tak terjangkau",
+        DeviceState::Stale => "Basi",
+        DeviceState::Unknown | DeviceState::Unspecified => "Tak diketahui",
     }
 }
 
 /// The CSS class of a state (the board's colours).
-pub(super) fn state_class(state: &str) -> &'static str {
+pub(super) fn state_class(state: DeviceState) -> &'static str {
     match state {
-        "up" => "baik",
-        "down" | "unreachable" => "buruk",
+        DeviceState::Up => "baik",
+        DeviceState::Down | DeviceState::Unreachable => "buruk",
         _ => "waspada",
     }
 }

@@ -316,7 +316,7 @@ pub fn render(
             }
             div.kartu {
                 p {
-                    "Keadaan: " span class={ "keadaan " (state_class(&d.state)) } { (state_word(&d.state)) }
+                    "Keadaan: " span class={ "keadaan " (state_class(d.state())) } { (state_word(d.state())) }
                     " · " (d.kind) " · " (d.address)
                 }
                 p {

@@ -837,7 +837,7 @@ fn opd_counts(hub: &Hub, caller: &Caller) -> Result<Vec<OpdCounts>, crate::api::
             if in_window {
                 o.maintenance += 1;
             } else {
-                o.count(&d.state);
+                o.count(d.state());
             }
         }
     }

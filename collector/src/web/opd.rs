@@ -160,7 +160,7 @@ pub fn render(user: &str, csrf: &str, v: &OpdView) -> Markup {
                                     td { a href={ "/perangkat/" (segment(&d.id)) } {
                                         (if d.name.is_empty() { &d.id } else { &d.name })
                                     } }
-                                    td class={ "keadaan " (state_class(&d.state)) } { (state_word(&d.state)) }
+                                    td class={ "keadaan " (state_class(d.state())) } { (state_word(d.state())) }
                                     td.angka { (num(d.rtt_ms, 1)) }
                                     td.angka { (num(d.loss_pct, 0)) }
                                     td.angka { (num(d.jitter_ms, 1)) }

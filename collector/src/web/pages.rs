@@ -2,6 +2,7 @@
 //! inline CSS that fits a phone and a wall screen alike.
 
 use maud::{DOCTYPE, Markup, html};
+use siaga_proto::v1::device_info::State;
 
 /// One OPD's row on the board.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,14 +29,14 @@ pub struct OpdCounts {
 
 impl OpdCounts {
     /// Counts one device in `state`.
-    pub fn count(&mut self, state: &str) {
+    pub fn count(&mut self, state: State) {
         match state {
-            "up" => self.up += 1,
-            "degraded" => self.degraded += 1,
-            "down" => self.down += 1,
-            "unreachable" => self.unreachable += 1,
-            "stale" => self.stale += 1,
-            _ => self.unknown += 1,
+            State::Up => self.up += 1,
+            State::Degraded => self.degraded += 1,
+            State::Down => self.down += 1,
+            State::Unreachable => self.unreachable += 1,
+            State::Stale => self.stale += 1,
+            State::Unknown | State::Unspecified => self.unknown += 1,
         }
     }
 
@@ -219,14 +220,14 @@ pub fn notice(title: &str, message: &str) -> Markup {
 mod tests {
     use super::*;
 
-    fn opd(id: &str, states: &[&str]) -> OpdCounts {
+    fn opd(id: &str, states: &[State]) -> OpdCounts {
         let mut o = OpdCounts {
             id: id.into(),
             name: id.into(),
             ..Default::default()
         };
         for s in states {
-            o.count(s);
+            o.count(*s);
         }
         o
     }
@@ -234,12 +235,12 @@ mod tests {
     #[test]
     fn the_worst_opd_comes_first() {
         let mut v = [
-            opd("a", &["up", "up"]),
-            opd("b", &["down", "up"]),
-            opd("c", &["unreachable", "unreachable"]),
-            opd("d", &["down", "degraded"]),
-            opd("e", &["stale"]),
-            opd("f", &["degraded"]),
+            opd("a", &[State::Up, State::Up]),
+            opd("b", &[State::Down, State::Up]),
+            opd("c", &[State::Unreachable, State::Unreachable]),
+            opd("d", &[State::Down, State::Degraded]),
+            opd("e", &[State::Stale]),
+            opd("f", &[State::Degraded]),
         ];
         v.sort_by_key(OpdCounts::severity);
         let order: Vec<_> = v.iter().map(|o| o.id.as_str()).collect();

@@ -445,12 +445,12 @@ async fn a_pemohon_sees_only_its_own_opd_and_the_helpdesk_sees_both() {
     v1::tickets_client::TicketsClient::new(f.as_role("admin"))
         .add_maintenance_window(v1::AddMaintenanceWindowRequest {
             scope: Some(v1::MaintenanceScope {
-                kind: "opd".into(),
+                kind: v1::maintenance_scope_kind::Kind::Opd.into(),
                 opd: "dishub".into(),
                 ..Default::default()
             }),
             schedule: Some(v1::MaintenanceSchedule {
-                kind: "once".into(),
+                kind: v1::maintenance_schedule::Kind::Once.into(),
                 start: Some(crate::ticket::wire::ts(now)),
                 end: Some(crate::ticket::wire::ts(now + chrono::Duration::hours(1))),
                 ..Default::default()

@@ -200,7 +200,7 @@ async fn a_ticket_shows_only_the_actions_the_role_may_take_and_the_form_disposes
         .trail
         .iter()
         .filter_map(|r| r.event.as_ref())
-        .find(|e| e.kind == "disposed" && e.step == 2)
+        .find(|e| e.kind() == v1::audit_event_kind::Kind::Disposed && e.step == 2)
         .expect("step 2 disposed");
     assert_eq!(done.user, "kadis");
     assert_eq!(done.role, "kepala_dinas");

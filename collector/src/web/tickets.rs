@@ -7,6 +7,7 @@
 //! call ([`call`]). What a person may do now is the workflow's own answer
 //! ([`crate::sop::api::permitted`]), never a rule of this module's.
 
+use siaga_proto::v1::measurement::Phase;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -376,7 +377,7 @@ pub(super) async fn queue(
             page_size: PAGE_SIZE,
             page_token: q.halaman.clone(),
             opd: q.opd.trim().to_string(),
-            state: "open".into(),
+            state: v1::list_tickets_request::State::Open.into(),
             step,
             overdue: q.overdue(),
             mine: false,
@@ -731,18 +732,19 @@ fn action_forms(t: &v1::Ticket, csrf: &str, a: &Actions) -> Markup {
     }
 }
 
-fn kind_text(kind: &str) -> &'static str {
+fn kind_text(kind: v1::audit_event_kind::Kind) -> &'static str {
+    use v1::audit_event_kind::Kind;
     match kind {
-        "opened" => "dibuka",
-        "disposed" => "didisposisikan",
-        "returned" => "dikembalikan",
-        "status_updated" => "status diperbarui",
-        "acknowledged" => "laporan diterima",
-        "refused" => "ditolak",
-        "escalated" => "dieskalasi",
-        "voided" => "dibatalkan",
-        "report_frozen" => "laporan dibekukan",
-        _ => "peristiwa",
+        Kind::Opened => "dibuka",
+        Kind::Disposed => "didisposisikan",
+        Kind::Returned => "dikembalikan",
+        Kind::StatusUpdated => "status diperbarui",
+        Kind::Acknowledged => "laporan diterima",
+        Kind::Refused => "ditolak",
+        Kind::Escalated => "dieskalasi",
+        Kind::Voided => "dibatalkan",
+        Kind::ReportFrozen => "laporan dibekukan",
+        Kind::Unspecified => "peristiwa",
     }
 }
 
@@ -752,8 +754,8 @@ fn timeline(web: &Web, trail: &[v1::AuditRecord]) -> Markup {
         ol.linimasa {
             @for r in trail {
                 @if let Some(e) = &r.event {
-                    li data-kind=(e.kind) data-step=(e.step) data-user=(e.user) {
-                        "Langkah " (e.step) " · " (kind_text(&e.kind)) " oleh " strong { (e.user) }
+                    li data-kind=(e.kind().word()) data-step=(e.step) data-user=(e.user) {
+                        "Langkah " (e.step) " · " (kind_text(e.kind())) " oleh " strong { (e.user) }
                         @if !e.role.is_empty() { " (" (roles_text(&e.role.replace(',', " / "))) ")" }
                         @if !e.acting_for.is_empty() { " a.n. " (role_name(&e.acting_for)) }
                         " · " (local(web, e.at.as_ref()))
@@ -826,8 +828,8 @@ fn evidence(web: &Web, d: &v1::TicketDetail) -> Markup {
                     @for m in &d.measurements {
                         tr {
                             td { (m.id) }
-                            td { (if m.phase == "before" { "sebelum" } else if m.phase == "after" { "sesudah" } else { m.phase.as_str() }) }
-                            td { (m.state) @if !m.error.is_empty() { ": " (m.error) } }
+                            td { (match m.phase() { Phase::Before => "sebelum", Phase::After => "sesudah", Phase::Unspecified => "-" }) }
+                            td { (m.state().word()) @if !m.error.is_empty() { ": " (m.error) } }
                             td { (m.requested_by) }
                             td { (local(web, m.requested_at.as_ref())) }
                         }
@@ -1064,7 +1066,13 @@ pub(super) async fn measure(
             let hub = web.hub.clone();
             let req = v1::MeasureTicketRequest {
                 ticket,
-                phase: f.tahap,
+                // Not a phase (a form changed by hand): unspecified, which
+                // the service refuses with its own message.
+                phase: f
+                    .tahap
+                    .parse::<v1::measurement::Phase>()
+                    .map(i32::from)
+                    .unwrap_or_default(),
                 queue: !f.antre.is_empty(),
                 ..Default::default()
             };
@@ -1075,7 +1083,11 @@ pub(super) async fn measure(
                     .await
             })
             .await?;
-            Ok(format!("Pengukuran {} dimulai ({}).", m.id, m.state))
+            Ok(format!(
+                "Pengukuran {} dimulai ({}).",
+                m.id,
+                m.state().word()
+            ))
         },
     )
     .await
