@@ -143,12 +143,23 @@ async fn enter_letters(hd: &Siaga) -> Result<Vec<String>> {
     Ok(numbers)
 }
 
-/// Times `rounds` GETs of `path`: sorted durations and the body's size.
-async fn time_page(b: &mut Browser, path: &str, rounds: usize) -> Result<(Vec<Duration>, usize)> {
+/// Times `rounds` GETs of `path`, whose page must hold `marker`: sorted
+/// durations and the body's size.
+async fn time_page(
+    b: &mut Browser,
+    path: &str,
+    marker: &str,
+    rounds: usize,
+) -> Result<(Vec<Duration>, usize)> {
     let mut size = 0;
     for _ in 0..5 {
         let (status, _, body) = b.get(path).await?;
         ensure!(status == 200, "GET {path}: HTTP {status}");
+        ensure!(
+            body.contains(marker),
+            "GET {path}: no {marker:?} in the page:\n{}",
+            body.chars().take(2_000).collect::<String>()
+        );
         size = body.len();
     }
     let mut times = Vec::with_capacity(rounds);
@@ -209,23 +220,29 @@ fn main() -> Result<()> {
         let (status, _, body) = b.log_in("kadis", "rahasia-kadis-123").await?;
         ensure!(status == 303, "login: {status}\n{body}");
         let middle = &tickets[tickets.len() / 2];
+        let other = device(OPDS / 2, 1);
+        // Each page with a mark of its own content: a page that answers
+        // 200 with something else is not measured as that page.
         let pages = [
-            ("Papan status", "/papan".to_string()),
-            ("OPD", format!("/opd/{}", opd(OPDS / 2))),
+            ("Papan status", "/papan".to_string(), "data-opd=\"opd60\""),
+            ("OPD", format!("/opd/{}", opd(OPDS / 2)), other.as_str()),
             (
                 "Perangkat, 1 jam",
                 format!("/perangkat/{WEEK_DEVICE}?rentang=1j"),
+                "<svg",
             ),
             (
                 "Perangkat, 24 jam",
                 format!("/perangkat/{WEEK_DEVICE}?rentang=24j"),
+                "<svg",
             ),
             (
                 "Perangkat, 7 hari",
                 format!("/perangkat/{WEEK_DEVICE}?rentang=7h"),
+                "<svg",
             ),
-            ("Antrian tiket", "/tiket".to_string()),
-            ("Tiket", format!("/tiket/{middle}")),
+            ("Antrian tiket", "/tiket".to_string(), "data-tiket="),
+            ("Tiket", format!("/tiket/{middle}"), "linimasa"),
         ];
         println!(
             "\n{rounds} requests per page, one at a time, keep-alive HTTPS on loopback, \
@@ -236,8 +253,8 @@ fn main() -> Result<()> {
             "page", "median ms", "p95 ms", "max ms", "HTML KB"
         );
         let mut all_hold = true;
-        for (name, path) in pages {
-            match time_page(&mut b, &path, rounds).await {
+        for (name, path, marker) in pages {
+            match time_page(&mut b, &path, marker, rounds).await {
                 Ok((times, size)) => {
                     let p95 = times[(times.len() * 95).div_ceil(100) - 1];
                     let size_goal = name != "Papan status" || size < 200 * 1024;
