@@ -26,6 +26,8 @@ pub mod document;
 #[cfg(feature = "client")]
 pub mod time;
 #[cfg(feature = "client")]
+pub mod usage;
+#[cfg(feature = "client")]
 pub mod zone;
 
 /// The encoded `FileDescriptorSet` of every .proto file (for reflection
