@@ -437,6 +437,20 @@ impl SopStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<(SopTicket, Outcome), StoreError> {
+        self.act_with(number, action, actor, now, |_, _, _| Ok(()))
+    }
+
+    /// [`Self::act`], and `also` writes other records that go with the step
+    /// (the health record's note) in the same transaction: a reader sees
+    /// the step and its records together, or neither.
+    pub fn act_with(
+        &self,
+        number: &str,
+        action: Action,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        also: impl FnOnce(&redb::WriteTransaction, &SopTicket, &Outcome) -> Result<(), StoreError>,
+    ) -> Result<(SopTicket, Outcome), StoreError> {
         let w = self.db.begin_write()?;
         let outcome;
         let mut t: SopTicket;
@@ -456,6 +470,7 @@ impl SopStore {
             tickets.insert(number, encode(&t)?.as_slice())?;
             append(&w, number, ev)?;
         }
+        also(&w, &t, &outcome)?;
         w.commit()?;
         self.anchor_heads(&[number]);
         Ok((t, outcome))
@@ -826,6 +841,56 @@ pub(crate) mod tests {
             .expect("act");
         assert!(outcome.is_ok() && t.state.is_void(), "{outcome:?}");
         assert_eq!(found("dinkes", "005/dinkes/2026"), None);
+    }
+
+    #[test]
+    fn a_step_whose_other_records_fail_is_not_taken_and_one_that_writes_them_is_seen_with_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store(dir.path());
+        let at = wib("2026-11-23 08:00");
+        let t = s
+            .open(info("dinkes", at), "PJ", false, &Actor::system(), at)
+            .expect("open");
+        let number = t.info.number.clone();
+        let void = || Action::Void {
+            reason: "pulih dengan sendirinya".into(),
+        };
+        let kadis = user_for("kepala_dinas");
+        let other: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("test_other");
+        let err = s
+            .act_with(&number, void(), &kadis, at, |w, _, _| {
+                let mut x = w.open_table(other)?;
+                x.insert(number.as_str(), 1)?;
+                Err(StoreError::Db("health note refused".into()))
+            })
+            .expect_err("refused");
+        assert_eq!(err.to_string(), "store: health note refused");
+        assert!(
+            !s.get(&number).expect("get").state.is_void(),
+            "the step was not taken"
+        );
+        assert_eq!(
+            s.trail(&number).expect("trail").len(),
+            1,
+            "no event of the void"
+        );
+        let (t, outcome) = s
+            .act_with(&number, void(), &kadis, at, |w, t, outcome| {
+                assert!(outcome.is_ok() && t.state.is_void());
+                let mut x = w.open_table(other)?;
+                x.insert(number.as_str(), 2)?;
+                Ok(())
+            })
+            .expect("act");
+        assert!(outcome.is_ok() && t.state.is_void());
+        let r = s.db.begin_read().expect("read");
+        let x = r
+            .open_table(other)
+            .expect("the other record went with the step");
+        assert_eq!(
+            x.get(number.as_str()).expect("get").map(|v| v.value()),
+            Some(2)
+        );
     }
 
     #[test]

@@ -695,31 +695,44 @@ impl HealthCore {
                 let Some(number) = self.save_incident(&key)? else {
                     return Ok(None);
                 };
+                // The void and its note in one transaction: whoever sees the
+                // ticket closed sees why.
+                let mut health = None;
                 let (_, outcome) = self
                     .sop_store
-                    .act(
+                    .act_with(
                         &number,
                         Action::Void {
                             reason: reason.sentence_id(stable_for),
                         },
                         &Actor::system(),
                         utc(now_us),
+                        |w, _, outcome| {
+                            let closed = outcome.is_ok();
+                            let h = TicketStore::update_in(w, &number, |t| {
+                                t.notes.push(TicketNote::new(
+                                    utc(at),
+                                    Note::Closed {
+                                        reason,
+                                        stable_for,
+                                        closed,
+                                    },
+                                    &zone,
+                                ));
+                            })
+                            .map_err(|e| crate::sop::store::StoreError::Db(e.to_string()))?;
+                            health = Some(h);
+                            Ok(())
+                        },
                     )
                     .map_err(|e| StoreError::Decode {
                         what: "sop ticket",
                         message: e.to_string(),
                     })?;
                 let closed = outcome.is_ok();
-                let t = self.store.update(&number, |t| {
-                    t.notes.push(TicketNote::new(
-                        utc(at),
-                        Note::Closed {
-                            reason,
-                            stable_for,
-                            closed,
-                        },
-                        &zone,
-                    ));
+                let t = health.ok_or_else(|| StoreError::Decode {
+                    what: "ticket health",
+                    message: format!("no health record written for {number}"),
                 })?;
                 let event = self.ticket_subject_event(
                     &t,

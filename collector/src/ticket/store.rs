@@ -321,21 +321,29 @@ impl TicketStore {
         f: impl FnOnce(&mut TicketHealth),
     ) -> Result<TicketHealth, StoreError> {
         let tx = self.db.begin_write()?;
-        let rec = {
-            let mut t = tx.open_table(TICKETS)?;
-            let cur = t.get(number)?.map(|v| v.value().to_vec());
-            let mut rec: TicketHealth = match cur {
-                Some(bytes) => dec("ticket health", &bytes)?,
-                None => TicketHealth {
-                    number: number.to_string(),
-                    ..TicketHealth::default()
-                },
-            };
-            f(&mut rec);
-            t.insert(number, enc(&rec).as_slice())?;
-            rec
-        };
+        let rec = Self::update_in(&tx, number, f)?;
         tx.commit()?;
+        Ok(rec)
+    }
+
+    /// [`Self::update`] inside a transaction of the caller (the one that
+    /// takes the SOP step the record goes with), which commits it.
+    pub fn update_in(
+        tx: &redb::WriteTransaction,
+        number: &str,
+        f: impl FnOnce(&mut TicketHealth),
+    ) -> Result<TicketHealth, StoreError> {
+        let mut t = tx.open_table(TICKETS)?;
+        let cur = t.get(number)?.map(|v| v.value().to_vec());
+        let mut rec: TicketHealth = match cur {
+            Some(bytes) => dec("ticket health", &bytes)?,
+            None => TicketHealth {
+                number: number.to_string(),
+                ..TicketHealth::default()
+            },
+        };
+        f(&mut rec);
+        t.insert(number, enc(&rec).as_slice())?;
         Ok(rec)
     }
 
