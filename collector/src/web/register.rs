@@ -40,7 +40,7 @@ pub(super) struct RegisterQuery {
 }
 
 /// The OPDs `caller` sees, by id: (id, name).
-fn opds_of(web: &Web, caller: &Caller) -> Vec<(String, String)> {
+pub(super) fn opds_of(web: &Web, caller: &Caller) -> Vec<(String, String)> {
     let inv = web.hub.inventory();
     let mut v: Vec<(String, String)> = inv
         .opds

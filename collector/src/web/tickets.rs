@@ -406,17 +406,7 @@ pub(super) async fn queue(
                 && (!q.overdue() || t.overdue)
         })
         .collect();
-    let opds: Vec<(String, String)> = {
-        let inv = web.hub.inventory();
-        let mut v: Vec<(String, String)> = inv
-            .opds
-            .values()
-            .filter(|o| caller.sees(&o.id))
-            .map(|o| (o.id.clone(), o.name.clone()))
-            .collect();
-        v.sort();
-        v
-    };
+    let opds = super::register::opds_of(&web, &caller);
     let next_open = (!open.next_page_token.is_empty()).then(|| {
         format!(
             "/tiket?{}&saya={}&halaman={}",
