@@ -595,6 +595,16 @@ fn the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy() {
     assert_eq!(of(&["2001:db8::5"]), "2001:db8::5");
     // Nonsense from the proxy: the proxy is the client.
     assert_eq!(of(&["nonsense"]), "127.0.0.1");
+    // A chain longer than MAX_FORWARDED_HOPS is looked at only that far
+    // from the right: a client behind more trusted hops than that is the
+    // proxy itself.
+    let many = |n: usize| {
+        let mut hops = vec!["198.18.0.5".to_string()];
+        hops.extend((0..n).map(|i| format!("198.18.9.{}", i + 1)));
+        of(&[hops.join(", ").as_str()])
+    };
+    assert_eq!(many(super::MAX_FORWARDED_HOPS - 1), "198.18.0.5");
+    assert_eq!(many(super::MAX_FORWARDED_HOPS), "127.0.0.1");
     // Only a trusted peer's header is read.
     let stranger: std::net::SocketAddr = "198.18.0.20:5000".parse().unwrap();
     let mut h = http::HeaderMap::new();
