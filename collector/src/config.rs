@@ -99,6 +99,12 @@ pub struct WebConfig {
     /// Empty (the default): the header is ignored, the peer is the client.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// The console's address as people's browsers reach it (e.g.
+    /// "https://siaga.diskominfo.example:8443", the reverse proxy's when
+    /// there is one): notifications link to a ticket's page under it.
+    /// Unset: messages carry no link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl WebConfig {
@@ -426,6 +432,41 @@ impl CollectorConfig {
             });
         }
         self.check_web(path, text)?;
+        self.check_notify(path, text)?;
+        Ok(())
+    }
+
+    /// `[notify]`: templates name known placeholders only; Telegram chats
+    /// have a well-formed token, chat id and API URL (the token is never
+    /// repeated in the message).
+    fn check_notify(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let n = &self.notify;
+        let invalid = |key: String, line: usize, message: String| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line,
+            key,
+            message,
+        };
+        if let Err((key, message)) = n.templates.check() {
+            // notify.templates.KIND.PART
+            let (section, leaf) = key.rsplit_once('.').unwrap_or((key.as_str(), ""));
+            let line = line_in_section(text, section, leaf);
+            return Err(invalid(key.clone(), line, message));
+        }
+        for (i, w) in n.webhook.iter().enumerate() {
+            if let Some(t) = &w.template
+                && let Err(message) = crate::notify::template::check_webhook(t)
+            {
+                let line = line_in_array_table(text, "notify.webhook", i, "template");
+                return Err(invalid("notify.webhook.template".into(), line, message));
+            }
+        }
+        for (i, t) in n.telegram.iter().enumerate() {
+            if let Err((leaf, message)) = t.check() {
+                let line = line_in_array_table(text, "notify.telegram", i, leaf);
+                return Err(invalid(format!("notify.telegram.{leaf}"), line, message));
+            }
+        }
         Ok(())
     }
 
@@ -467,8 +508,32 @@ impl CollectorConfig {
                 ),
             ));
         }
+        if let Some(u) = &w.public_url {
+            let bad = |why: &str| {
+                invalid(
+                    "web.public_url",
+                    &format!(
+                        "{u:?}: {why}: give the console's address as browsers reach it \
+                         (e.g. \"https://siaga.diskominfo.example:8443\")"
+                    ),
+                )
+            };
+            let url: reqwest::Url = u.parse().map_err(|e| bad(&format!("{e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("only http and https"));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(bad("no query or fragment"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad("no user name or password in it"));
+            }
+        }
         if w.listen.is_none()
-            && (w.cert.is_some() || w.key.is_some() || !w.trusted_proxies.is_empty())
+            && (w.cert.is_some()
+                || w.key.is_some()
+                || !w.trusted_proxies.is_empty()
+                || w.public_url.is_some())
         {
             return Err(invalid(
                 "web.listen",
@@ -623,6 +688,36 @@ pub fn line_in_section(text: &str, section: &str, key: &str) -> usize {
             continue;
         }
         if in_section
+            && t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return i + 1;
+        }
+    }
+    header_line.unwrap_or(1)
+}
+
+/// Line (1-based) of `key = …` in the `index`-th `[[table]]` of `text`,
+/// else that table's header line, else 1.
+pub fn line_in_array_table(text: &str, table: &str, index: usize, key: &str) -> usize {
+    let header = format!("[[{table}]]");
+    let mut seen = 0usize;
+    let mut inside = false;
+    let mut header_line = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            inside = false;
+            if t == header {
+                seen += 1;
+                if seen == index + 1 {
+                    inside = true;
+                    header_line = Some(i + 1);
+                }
+            }
+            continue;
+        }
+        if inside
             && t.strip_prefix(key)
                 .is_some_and(|r| r.trim_start().starts_with('='))
         {
@@ -864,6 +959,100 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("c.toml:4: web.trusted_proxies: \"nginx\" is neither"),
+            "{err}"
+        );
+    }
+
+    fn check_text(text: &str) -> Result<CollectorConfig, ConfigError> {
+        let cfg: CollectorConfig = parse_toml(Path::new("c.toml"), text)?;
+        cfg.check(Path::new("c.toml"), text).map(|_| cfg)
+    }
+
+    #[test]
+    fn web_public_url_is_checked_with_file_line_and_key() {
+        let base = "listen = \"127.0.0.1:1\"\n[web]\nlisten = \"127.0.0.1:0\"\n";
+        let on = check_text(&format!(
+            "{base}public_url = \"https://siaga.diskominfo.example:8443\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            on.web.public_url.as_deref(),
+            Some("https://siaga.diskominfo.example:8443")
+        );
+        for (bad, why) in [
+            ("siaga.diskominfo.example", "relative URL"),
+            ("ftp://siaga.example/", "only http and https"),
+            ("https://siaga.example/?a=1", "no query or fragment"),
+            ("https://u:p@siaga.example/", "no user name or password"),
+        ] {
+            let err = check_text(&format!("{base}public_url = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("c.toml:4: web.public_url: ") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+        let err =
+            check_text("listen = \"127.0.0.1:1\"\n[web]\npublic_url = \"https://siaga.example\"\n")
+                .unwrap_err();
+        assert!(
+            err.to_string().starts_with("c.toml:2: web.listen: missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn notify_templates_and_telegram_errors_name_file_line_and_key() {
+        let base = "listen = \"127.0.0.1:1\"\n";
+        let ok = check_text(&format!(
+            "{base}[[notify.telegram]]\ntoken = \"123:abc\"\nchat_id = -100\n\
+             [[notify.telegram]]\ntoken = \"456:def\"\nchat_id = \"@helpdesk\"\n\
+             opds = [\"dinkes\"]\n\
+             [notify.templates.opened]\nbody = \"\"\"\nTiket {{{{ ticket }}}}\n\"\"\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.notify.telegram.len(), 2);
+        assert_eq!(
+            ok.notify.telegram[1].chat_id,
+            crate::notify::ChatId::Name("@helpdesk".into())
+        );
+        assert_eq!(
+            ok.notify.templates.opened.body.as_deref(),
+            Some("Tiket {{ ticket }}\n")
+        );
+        let err = check_text(&format!(
+            "{base}[notify.templates.recovered]\nsubject = \"ok {{{{ ticket }}}}\"\n\
+             body = \"{{{{ tiket }}}} pulih\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "c.toml:4: notify.templates.recovered.body: unknown placeholder {{ tiket }}"
+            ),
+            "{err}"
+        );
+        // The second chat's token is bad: its line, and not its value.
+        let err = check_text(&format!(
+            "{base}[[notify.telegram]]\ntoken = \"123:abc\"\nchat_id = 1\n\
+             [[notify.telegram]]\nchat_id = 2\ntoken = \"leaked secret\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("c.toml:7: notify.telegram.token: not a bot token"),
+            "{err}"
+        );
+        assert!(!err.contains("leaked"), "{err}");
+        let err = check_text(&format!(
+            "{base}[[notify.webhook]]\nurl = \"http://127.0.0.1:1/\"\n\
+             template = '{{\"text\": \"{{{{ judul }}}}\"}}'\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("c.toml:4: notify.webhook.template: unknown placeholder {{ judul }}"),
             "{err}"
         );
     }

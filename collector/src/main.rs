@@ -474,7 +474,7 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     );
     check(cfg.health.validate().map_err(|e| in_config(&e)));
     check(
-        siaga_collector::notify::Notifier::new(&cfg.notify)
+        siaga_collector::notify::Notifier::new(&cfg.notify, cfg.web.public_url.as_deref())
             .map(drop)
             .map_err(|e| in_config(&e)),
     );

@@ -8,7 +8,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use super::{EventKind, SendError, TicketEvent};
+use super::template::Renderer;
+use super::{SendError, TicketEvent};
 
 /// How the connection to the SMTP server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +79,7 @@ pub struct Email {
     from: Mailbox,
     to: Vec<Mailbox>,
     language: Language,
+    renderer: Renderer,
 }
 
 impl std::fmt::Debug for Email {
@@ -91,7 +93,7 @@ impl std::fmt::Debug for Email {
 
 impl Email {
     /// Builds the transport; bad addresses are errors naming the key.
-    pub fn new(cfg: &EmailConfig) -> Result<Self, String> {
+    pub fn new(cfg: &EmailConfig, renderer: Renderer) -> Result<Self, String> {
         let from: Mailbox = cfg
             .from
             .parse()
@@ -125,12 +127,13 @@ impl Email {
             from,
             to,
             language: cfg.language,
+            renderer,
         })
     }
 
     /// One attempt. SMTP permanent (5xx) replies are not retried.
     pub async fn send(&self, ev: &TicketEvent) -> Result<(), SendError> {
-        let (subject, body) = render(ev, self.language);
+        let (subject, body) = self.renderer.render(ev, self.language);
         let mut b = Message::builder()
             .from(self.from.clone())
             .subject(subject)
@@ -149,105 +152,10 @@ impl Email {
     }
 }
 
-/// Subject and body of the e-mail for one event.
+/// Subject and body of the e-mail for one event, with the built-in texts.
 pub fn render(ev: &TicketEvent, lang: Language) -> (String, String) {
-    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    let problem = match lang {
-        Language::Id => ev.problem_id.clone().unwrap_or_else(|| ev.problem.clone()),
-        Language::En => ev.problem.clone(),
-    };
-    match lang {
-        Language::Id => {
-            let what = match ev.event {
-                EventKind::Opened => "dibuka".to_string(),
-                EventKind::Recovered => format!("pulih pada {}", dash(&ev.recovered_at)),
-                EventKind::StepChanged => format!("pindah ke langkah {} ({})", ev.step, ev.role),
-                EventKind::Escalated => format!(
-                    "terlambat di langkah {} ({}){}",
-                    ev.step,
-                    ev.role,
-                    if ev.escalation.as_ref().is_some_and(|e| e.level >= 2) {
-                        ", melewati dua kali standar waktu"
-                    } else {
-                        ""
-                    }
-                ),
-            };
-            let subject = format!("[Siaga] Tiket {} {}: {}", ev.ticket, what, problem);
-            let origin = if ev.origin == "detected" {
-                "terdeteksi otomatis oleh Siaga"
-            } else {
-                ev.origin.as_str()
-            };
-            let body = format!(
-                "Tiket pemeliharaan jaringan {ticket} {what}.\n\n\
-                 OPD       : {opd}\n\
-                 Perangkat : {device}\n\
-                 Link      : {link}\n\
-                 Masalah   : {problem}\n\
-                 Asal      : {origin}\n\
-                 Langkah   : {step} ({role})\n\
-                 Waktu     : {at}\n\
-                 Dibuka    : {opened}\n\
-                 Pulih     : {recovered}\n\
-                 Kejadian  : {occ}\n\n\
-                 Lihat rinciannya dengan: siaga ticket show {ticket}\n",
-                ticket = ev.ticket,
-                opd = ev.opd,
-                device = dash(&ev.device),
-                link = dash(&ev.link),
-                step = ev.step,
-                role = ev.role,
-                at = ev.at,
-                opened = ev.opened_at,
-                recovered = dash(&ev.recovered_at),
-                occ = ev.occurrences,
-            );
-            (subject, body)
-        }
-        Language::En => {
-            let what = match ev.event {
-                EventKind::Opened => "opened".to_string(),
-                EventKind::Recovered => format!("recovered at {}", dash(&ev.recovered_at)),
-                EventKind::StepChanged => format!("moved to step {} ({})", ev.step, ev.role),
-                EventKind::Escalated => format!(
-                    "late at step {} ({}){}",
-                    ev.step,
-                    ev.role,
-                    if ev.escalation.as_ref().is_some_and(|e| e.level >= 2) {
-                        ", past twice the time standard"
-                    } else {
-                        ""
-                    }
-                ),
-            };
-            let subject = format!("[Siaga] Ticket {} {}: {}", ev.ticket, what, problem);
-            let body = format!(
-                "Network maintenance ticket {ticket} {what}.\n\n\
-                 OPD        : {opd}\n\
-                 Device     : {device}\n\
-                 Link       : {link}\n\
-                 Problem    : {problem}\n\
-                 Origin     : {origin}\n\
-                 Step       : {step} ({role})\n\
-                 Time       : {at}\n\
-                 Opened     : {opened}\n\
-                 Recovered  : {recovered}\n\
-                 Occurrences: {occ}\n\n\
-                 Details: siaga ticket show {ticket}\n",
-                ticket = ev.ticket,
-                opd = ev.opd,
-                device = dash(&ev.device),
-                link = dash(&ev.link),
-                origin = ev.origin,
-                step = ev.step,
-                role = ev.role,
-                at = ev.at,
-                opened = ev.opened_at,
-                recovered = dash(&ev.recovered_at),
-                occ = ev.occurrences,
-            );
-            (subject, body)
-        }
+    match Renderer::new(&Default::default(), None) {
+        Ok(r) => r.render(ev, lang),
+        Err(e) => (e, String::new()),
     }
 }

@@ -1,5 +1,6 @@
-//! Telling people: ticket events (opened, recovered, step changed) delivered
-//! by webhook and e-mail in the background.
+//! Telling people: ticket events (opened, recovered, step changed, escalated)
+//! delivered by webhook, e-mail and Telegram in the background, their texts
+//! from templates (`template.rs`).
 //!
 //! [`Notifier::notify`] never waits: it puts the event on a bounded queue and
 //! returns. When the queue is full the new event is dropped, counted in
@@ -11,6 +12,8 @@
 
 pub mod backoff;
 pub mod email;
+pub mod telegram;
+pub mod template;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -26,6 +29,8 @@ use tracing::{error, info, warn};
 
 pub use backoff::Backoff;
 pub use email::{Email, EmailConfig, Language, Security};
+pub use telegram::{ChatId, Secret, Telegram, TelegramConfig};
+pub use template::{MessageTemplate, Renderer, TemplatesConfig};
 pub use webhook::{Webhook, WebhookConfig};
 
 /// What happened to a ticket.
@@ -129,6 +134,10 @@ pub enum SendError {
     /// Will not get better (4xx, SMTP 5xx, bad message).
     #[error("{0} (permanent)")]
     Permanent(String),
+    /// Worth another try, but not before the receiver says (HTTP 429 with
+    /// the Bot API's `retry_after`).
+    #[error("{0} (retry after {1:?})")]
+    RetryAfter(String, Duration),
 }
 
 /// The `[notify]` section of `collector.toml`.
@@ -140,6 +149,12 @@ pub struct NotifyConfig {
     /// E-mail (`[notify.email]`); none = no e-mail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailConfig>,
+    /// Telegram chats (`[[notify.telegram]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub telegram: Vec<TelegramConfig>,
+    /// Subject and body per event kind (`[notify.templates.opened]` …);
+    /// absent ones keep the built-in texts.
+    pub templates: TemplatesConfig,
     /// Events waiting for delivery; beyond this new events are dropped and counted.
     pub queue_capacity: usize,
     /// Deliveries in flight at once (retries included).
@@ -162,6 +177,8 @@ impl Default for NotifyConfig {
         Self {
             webhook: Vec::new(),
             email: None,
+            telegram: Vec::new(),
+            templates: TemplatesConfig::default(),
             queue_capacity: 1024,
             max_in_flight: 64,
             // 2 s doubling to 5 min: about an hour and a half of trying.
@@ -173,7 +190,7 @@ impl Default for NotifyConfig {
     }
 }
 
-/// Delivery counters, labelled by sink (`webhook` or `email`).
+/// Delivery counters, labelled by sink (`webhook`, `email` or `telegram`).
 #[derive(Debug, Clone, Default)]
 pub struct NotifyMetrics {
     /// Events accepted for a sink.
@@ -233,6 +250,9 @@ impl NotifyMetrics {
     }
 }
 
+/// Longest wait a receiver's `retry_after` can impose between two attempts.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// The queue was full: the event was dropped (and counted).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("notification queue full: event {0} dropped")]
@@ -249,6 +269,7 @@ pub struct Notifier {
 enum Sink {
     Webhook(Webhook),
     Email(Email),
+    Telegram(Telegram),
 }
 
 impl Sink {
@@ -256,18 +277,29 @@ impl Sink {
         match self {
             Sink::Webhook(_) => "webhook",
             Sink::Email(_) => "email",
+            Sink::Telegram(_) => "telegram",
+        }
+    }
+    /// Whether the event is for this sink (a Telegram chat may be limited
+    /// to some OPDs or roles; webhooks and e-mail take every event).
+    fn wants(&self, ev: &TicketEvent) -> bool {
+        match self {
+            Sink::Telegram(t) => t.wants(ev),
+            Sink::Webhook(_) | Sink::Email(_) => true,
         }
     }
     fn target(&self) -> String {
         match self {
             Sink::Webhook(w) => w.url().to_string(),
             Sink::Email(_) => "smtp".to_string(),
+            Sink::Telegram(t) => t.target(),
         }
     }
     async fn send(&self, ev: &TicketEvent) -> Result<(), SendError> {
         match self {
             Sink::Webhook(w) => w.send(ev).await,
             Sink::Email(e) => e.send(ev).await,
+            Sink::Telegram(t) => t.send(ev).await,
         }
     }
 }
@@ -290,14 +322,23 @@ pub(crate) fn install_crypto_provider() {
 }
 
 impl Notifier {
-    /// Builds the sinks from the config. Errors name the key.
-    pub fn new(cfg: &NotifyConfig) -> Result<(Notifier, Dispatcher), String> {
+    /// Builds the sinks from the config. `console` is the web console's
+    /// public base URL (`[web] public_url`): messages link to the ticket's
+    /// page there. Errors name the key.
+    pub fn new(
+        cfg: &NotifyConfig,
+        console: Option<&str>,
+    ) -> Result<(Notifier, Dispatcher), String> {
+        let renderer = Renderer::new(&cfg.templates, console)?;
         let mut sinks = Vec::new();
         for w in &cfg.webhook {
-            sinks.push(Sink::Webhook(Webhook::new(w)?));
+            sinks.push(Sink::Webhook(Webhook::new(w, renderer.clone())?));
         }
         if let Some(e) = &cfg.email {
-            sinks.push(Sink::Email(Email::new(e)?));
+            sinks.push(Sink::Email(Email::new(e, renderer.clone())?));
+        }
+        for t in &cfg.telegram {
+            sinks.push(Sink::Telegram(Telegram::new(t, renderer.clone())?));
         }
         if cfg.queue_capacity == 0 {
             return Err("notify.queue_capacity: must be at least 1".into());
@@ -365,7 +406,7 @@ impl Dispatcher {
                 _ = cancel.cancelled() => break,
                 ev = self.rx.recv() => {
                     let Some(ev) = ev else { break };
-                    for s in &self.sinks {
+                    for s in self.sinks.iter().filter(|s| s.wants(&ev)) {
                         self.metrics.queued.get_or_create(&sink(s.name())).inc();
                         let permit = tokio::select! {
                             _ = cancel.cancelled() => break,
@@ -420,7 +461,12 @@ async fn deliver(
             return;
         }
         metrics.retries.get_or_create(&label).inc();
-        let delay = backoff.delay(attempt);
+        let delay = match err {
+            // The receiver said when: sooner is refused again, and later
+            // than asked only wastes the time of the people waiting.
+            SendError::RetryAfter(_, after) => after.min(MAX_RETRY_AFTER),
+            _ => backoff.delay(attempt),
+        };
         warn!(sink = s.name(), target = %s.target(), event = %key, attempt, error = %err, retry_in = ?delay, "notification failed, will retry");
         tokio::select! {
             _ = cancel.cancelled() => {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::template::{Renderer, WebhookTemplate};
 use super::{SendError, TicketEvent};
 
 /// One webhook receiver.
@@ -15,6 +16,12 @@ pub struct WebhookConfig {
     /// Time limit of one attempt.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// The request body instead of the event's JSON, e.g. for Slack-compatible
+    /// incoming webhooks `{"text": "{{ subject }}"}`. Jinja syntax; values are
+    /// escaped as JSON string content; the names are those of
+    /// `[notify.templates]` plus `subject`, `body` and `idempotency_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 fn default_timeout() -> Duration {
@@ -29,11 +36,13 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 pub struct Webhook {
     url: reqwest::Url,
     client: reqwest::Client,
+    template: Option<WebhookTemplate>,
+    renderer: Renderer,
 }
 
 impl Webhook {
     /// Builds the client; a bad URL is an error naming it.
-    pub fn new(cfg: &WebhookConfig) -> Result<Self, String> {
+    pub fn new(cfg: &WebhookConfig, renderer: Renderer) -> Result<Self, String> {
         let url: reqwest::Url = cfg
             .url
             .parse()
@@ -50,7 +59,18 @@ impl Webhook {
             .user_agent(concat!("siaga-collector/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("notify.webhook: HTTP client: {e}"))?;
-        Ok(Self { url, client })
+        let template = cfg
+            .template
+            .as_deref()
+            .map(WebhookTemplate::new)
+            .transpose()
+            .map_err(|e| format!("notify.webhook.template: {e}"))?;
+        Ok(Self {
+            url,
+            client,
+            template,
+            renderer,
+        })
     }
 
     /// The URL, for logs.
@@ -62,15 +82,20 @@ impl Webhook {
     /// statuses are permanent failures.
     pub async fn send(&self, ev: &TicketEvent) -> Result<(), SendError> {
         let key = ev.idempotency_key();
-        let body = WebhookBody {
-            idempotency_key: &key,
-            event: ev,
-        };
-        let resp = self
+        let req = self
             .client
             .post(self.url.clone())
-            .header(IDEMPOTENCY_HEADER, &key)
-            .json(&body)
+            .header(IDEMPOTENCY_HEADER, &key);
+        let req = match &self.template {
+            None => req.json(&WebhookBody {
+                idempotency_key: &key,
+                event: ev,
+            }),
+            Some(t) => req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(t.render(&self.renderer, ev).map_err(SendError::Permanent)?),
+        };
+        let resp = req
             .send()
             .await
             .map_err(|e| SendError::Retry(format!("POST {}: {e}", self.url)))?;

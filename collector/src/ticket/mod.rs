@@ -82,7 +82,7 @@ impl HealthPart {
     ) -> Result<Self, String> {
         cfg.health.validate().map_err(|e| e.to_string())?;
         let store = Arc::new(TicketStore::new(db.clone()).map_err(|e| e.to_string())?);
-        let (notifier, dispatcher) = Notifier::new(&cfg.notify)?;
+        let (notifier, dispatcher) = Notifier::new(&cfg.notify, cfg.web.public_url.as_deref())?;
         let core = HealthCore::new(
             cfg.health.clone(),
             inv,
@@ -292,6 +292,7 @@ address = "198.18.1.2"
         cfg.notify.webhook.push(WebhookConfig {
             url,
             timeout: Duration::from_secs(5),
+            template: None,
         });
         cfg.notify.retry_initial = Duration::from_millis(20);
         let inv = Inventory::parse(Path::new("inventory.toml"), INV).unwrap();
@@ -367,6 +368,90 @@ address = "198.18.1.2"
             text.contains(r#"siaga_collector_notify_retries_total{sink="webhook"} 1"#),
             "{text}"
         );
+        cancel.cancel();
+        for t in part.tasks {
+            t.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_collector_does_not_tell_telegram_of_the_open_ticket_again() {
+        use crate::notify::tests::{bot_api, telegram};
+        let dir = tempfile::tempdir().unwrap();
+        let (api, bot) = bot_api(vec![]).await;
+        let mut cfg = CollectorConfig::default();
+        cfg.notify.telegram.push(telegram(&api));
+        cfg.notify.retry_initial = Duration::from_millis(20);
+        let inv = Inventory::parse(Path::new("inventory.toml"), INV).unwrap();
+        let db = Arc::new(Database::create(dir.path().join("tickets.redb")).unwrap());
+        let sop_store = Arc::new(
+            SopStore::new(
+                db.clone(),
+                DEFAULT_SOP,
+                Path::new("sop.toml"),
+                Calendar::default(),
+            )
+            .unwrap(),
+        );
+        sop_store.init().unwrap();
+        let texts = || -> Vec<String> {
+            bot.lock()
+                .unwrap()
+                .iter()
+                .map(|(_, b, _)| b["text"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+
+        // First run: the loss opens a ticket; the chat is told once.
+        let cancel = CancellationToken::new();
+        let part = HealthPart::start(
+            &cfg,
+            &inv,
+            db.clone(),
+            sop_store.clone(),
+            None,
+            cancel.clone(),
+        )
+        .unwrap();
+        for seq in 0..3 {
+            part.handle.samples("dinkes", vec![icmp(seq, 0.0)]);
+        }
+        for seq in 3..8 {
+            part.handle.samples("dinkes", vec![icmp(seq, 40.0)]);
+        }
+        let m = part.notifier.metrics().clone();
+        until("opened told", || m.delivered_of("telegram") == 1).await;
+        let id = sop_store.list().unwrap()[0].info.number.clone();
+        cancel.cancel();
+        for t in part.tasks {
+            t.await.unwrap();
+        }
+
+        // Second run on the same store: the loss goes on, then ends.
+        let cancel = CancellationToken::new();
+        let part =
+            HealthPart::start(&cfg, &inv, db, sop_store.clone(), None, cancel.clone()).unwrap();
+        for seq in 8..14 {
+            part.handle.samples("dinkes", vec![icmp(seq, 40.0)]);
+        }
+        for seq in 14..24 {
+            part.handle.samples("dinkes", vec![icmp(seq, 0.0)]);
+        }
+        let m = part.notifier.metrics().clone();
+        // The recovery comes after the loss samples: once it is told, the
+        // engine has seen them all.
+        until("recovery told", || m.delivered_of("telegram") == 1).await;
+        let texts = texts();
+        assert_eq!(texts.len(), 2, "{texts:#?}");
+        assert!(
+            texts[0].starts_with(&format!("Tiket pemeliharaan jaringan {id} dibuka.")),
+            "{texts:#?}"
+        );
+        assert!(
+            texts[1].starts_with(&format!("Tiket pemeliharaan jaringan {id} pulih pada ")),
+            "the only message after the restart is the recovery: {texts:#?}"
+        );
+        assert_eq!(sop_store.list().unwrap().len(), 1, "still one ticket");
         cancel.cancel();
         for t in part.tasks {
             t.await.unwrap();
