@@ -643,6 +643,24 @@ escalation_every = "1m"   # how often late SOP steps are looked for
 # from = "Siaga <siaga@diskominfo.example>"
 # to = ["helpdesk@diskominfo.example"]
 
+# Telegram: a bot writes each event to a chat (Bahasa Indonesia, with a link
+# to the ticket when [web] public_url is set). One table per chat; opds and
+# roles narrow what a chat is told. The token is a secret: keep this file
+# readable by the collector only.
+# [[notify.telegram]]
+# token = "123456789:REPLACE-WITH-THE-BOTS-TOKEN"
+# chat_id = -1001234567890     # or "@channelname"
+# opds = ["dinkes"]            # default: every OPD
+# roles = ["kepala_dinas"]     # default: every event
+# api_url = "https://api.telegram.org"
+
+# Texts per event kind (opened, recovered, step_changed, escalated), Jinja
+# syntax; unset ones keep the built-in texts. A webhook may have its own
+# `template` (the request body), e.g. '{{"text": "{{{{ subject }}}}"}}' for Slack.
+# [notify.templates.opened]
+# subject = "[Siaga] Tiket {{{{ ticket }}}} {{{{ what }}}}: {{{{ problem }}}}"
+# body = "Tiket {{{{ ticket }}}} di {{{{ opd }}}}: {{{{ problem }}}} {{{{ url }}}}"
+
 # Maintenance windows (`siaga maintenance add`): a longer one is refused.
 # [maintenance]
 # max_window = "7d"
@@ -662,6 +680,7 @@ max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock 
 # cert = "web.pem"       # default: [tls] cert (the collector's own certificate)
 # key = "web.key"        # default: [tls] key
 # trusted_proxies = ["127.0.0.1"]  # behind nginx: believe its X-Forwarded-For
+# public_url = "https://siaga.diskominfo.example:8443"  # as browsers reach it; notifications link here
 
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]
@@ -681,7 +700,7 @@ pub fn line_in_section(text: &str, section: &str, key: &str) -> usize {
     for (i, l) in text.lines().enumerate() {
         let t = l.trim();
         if t.starts_with('[') {
-            in_section = t == header;
+            in_section = t.split('#').next().map(str::trim) == Some(header.as_str());
             if in_section {
                 header_line = Some(i + 1);
             }
@@ -708,7 +727,8 @@ pub fn line_in_array_table(text: &str, table: &str, index: usize, key: &str) -> 
         let t = l.trim();
         if t.starts_with('[') {
             inside = false;
-            if t == header {
+            // `[[notify.telegram]]   # the helpdesk group`
+            if t.split('#').next().map(str::trim) == Some(header.as_str()) {
                 seen += 1;
                 if seen == index + 1 {
                     inside = true;
@@ -1035,8 +1055,8 @@ mod tests {
         );
         // The second chat's token is bad: its line, and not its value.
         let err = check_text(&format!(
-            "{base}[[notify.telegram]]\ntoken = \"123:abc\"\nchat_id = 1\n\
-             [[notify.telegram]]\nchat_id = 2\ntoken = \"leaked secret\"\n"
+            "{base}[[notify.telegram]]  # helpdesk\ntoken = \"123:abc\"\nchat_id = 1\n\
+             [[notify.telegram]] # kadis\nchat_id = 2\ntoken = \"leaked secret\"\n"
         ))
         .unwrap_err()
         .to_string();
