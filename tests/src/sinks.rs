@@ -25,6 +25,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One POST the webhook receiver got.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The request path (`/hook`; `/bot<TOKEN>/sendMessage` for the Bot API).
+    pub path: String,
     /// The `Idempotency-Key` header ("" when absent).
     pub key: String,
     /// The status it was answered with.
@@ -44,6 +46,19 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Starts listening on a free port.
     pub fn start(script: &[u16]) -> Result<Self> {
+        Self::start_as(script, false)
+    }
+
+    /// The same server speaking the Telegram Bot API's shape: answers are
+    /// `{"ok":true,"result":{}}`, or `{"ok":false,"error_code":N,…}` for a
+    /// scripted error. Its URL is the `api_url` to configure.
+    pub fn bot_api(script: &[u16]) -> Result<Self> {
+        let mut r = Self::start_as(script, true)?;
+        r.url = r.url.trim_end_matches("/hook").to_string();
+        Ok(r)
+    }
+
+    fn start_as(script: &[u16], bot: bool) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").context("binding the webhook receiver")?;
         let url = format!("http://{}/hook", listener.local_addr()?);
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -53,7 +68,7 @@ impl WebhookReceiver {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 let (store, script) = (store.clone(), script.clone());
-                std::thread::spawn(move || serve_http(conn, &store, &script));
+                std::thread::spawn(move || serve_http(conn, &store, &script, bot));
             }
         });
         Ok(Self { url, seen })
@@ -70,7 +85,7 @@ impl WebhookReceiver {
     }
 }
 
-fn serve_http(conn: TcpStream, store: &Mutex<Vec<Delivery>>, script: &[u16]) {
+fn serve_http(conn: TcpStream, store: &Mutex<Vec<Delivery>>, script: &[u16], bot: bool) {
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
@@ -78,6 +93,7 @@ fn serve_http(conn: TcpStream, store: &Mutex<Vec<Delivery>>, script: &[u16]) {
     loop {
         let mut len = 0usize;
         let mut key = String::new();
+        let mut path = String::new();
         let mut line = String::new();
         let mut first = true;
         loop {
@@ -89,6 +105,7 @@ fn serve_http(conn: TcpStream, store: &Mutex<Vec<Delivery>>, script: &[u16]) {
             let l = line.trim_end();
             if first {
                 first = false;
+                path = l.split(' ').nth(1).unwrap_or_default().to_string();
                 continue;
             }
             if l.is_empty() {
@@ -110,6 +127,7 @@ fn serve_http(conn: TcpStream, store: &Mutex<Vec<Delivery>>, script: &[u16]) {
             let mut seen = lock(store);
             let status = script.get(seen.len()).copied().unwrap_or(200);
             seen.push(Delivery {
+                path,
                 key,
                 status,
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
@@ -117,7 +135,22 @@ fn serve_http(conn: TcpStream, store: &Mutex<Vec<Delivery>>, script: &[u16]) {
             status
         };
         let reason = if status == 200 { "OK" } else { "Error" };
-        let resp = format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n");
+        let answer = match (bot, status) {
+            (false, _) => String::new(),
+            (true, 200..=299) => r#"{"ok":true,"result":{}}"#.to_string(),
+            (true, _) => {
+                format!(r#"{{"ok":false,"error_code":{status},"description":"scripted error"}}"#)
+            }
+        };
+        let kind = if bot {
+            "content-type: application/json\r\n"
+        } else {
+            ""
+        };
+        let resp = format!(
+            "HTTP/1.1 {status} {reason}\r\n{kind}content-length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
         if out.write_all(resp.as_bytes()).is_err() {
             return;
         }

@@ -920,6 +920,117 @@ fn a_webhook_that_failed_once_gets_one_opened_event_and_the_smtp_sink_gets_the_m
     Ok(())
 }
 
+#[test]
+fn telegram_is_told_of_a_dead_switch_once_with_the_console_link_even_across_a_restart() -> Result<()>
+{
+    const TOKEN: &str = "123456789:AAH-lab-token_not-real";
+    // 500 to the first sendMessage, then the API's ok.
+    let bot = WebhookReceiver::bot_api(&[500])?;
+    let lab = Lab::new()?.device("sw1").start()?;
+    let addr = lab.addr("sw1")?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&format!(
+        "interval = \"1s\"\n\n{OPD}\n[[device]]\nid = \"dinkes-sw1\"\nopd = \"dinkes\"\n\
+         kind = \"switch\"\naddress = \"{addr}\"\n"
+    ))?;
+    let mut chat = toml::Table::new();
+    chat.insert("token".into(), TOKEN.into());
+    chat.insert("chat_id".into(), (-1_001_234_567_890i64).into());
+    chat.insert("api_url".into(), bot.url().into());
+    set_toml(
+        &c.config,
+        "notify.telegram",
+        toml::Value::Array(vec![toml::Value::Table(chat)]),
+    )?;
+    set_toml(&c.config, "notify.retry_initial", "300ms".into())?;
+    set_toml(&c.config, "web.listen", "127.0.0.1:0".into())?;
+    set_toml(
+        &c.config,
+        "web.public_url",
+        "https://siaga.diskominfo.test:8443".into(),
+    )?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "dinkes-sw1 up", || {
+        all_up(&siaga, &["dinkes-sw1"])
+    })?;
+
+    lab.set_loss("sw1", 100)?;
+    wait_until(secs(60), "a ticket for the dead switch", || {
+        Ok(!tickets(&siaga)?.is_empty())
+    })?;
+    let id = only_ticket(&siaga)?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let opened = |bot: &WebhookReceiver| -> Vec<siaga_tests::sinks::Delivery> {
+        bot.deliveries()
+            .into_iter()
+            .filter(|d| {
+                d.body["text"].as_str().is_some_and(|t| {
+                    t.starts_with(&format!("Tiket pemeliharaan jaringan {id} dibuka."))
+                })
+            })
+            .collect()
+    };
+    wait_until(
+        secs(60),
+        "the opened message accepted by the Bot API",
+        || Ok(opened(&bot).iter().any(|d| d.status == 200)),
+    )
+    .map_err(|e| e.context(c.log_tail(30)))?;
+    let got = opened(&bot);
+    ensure!(
+        got.len() == 2 && got[0].status == 500,
+        "refused once, then sent again: {got:#?}"
+    );
+    let sent = &got[1];
+    ensure!(
+        sent.path == format!("/bot{TOKEN}/sendMessage")
+            && sent.body["chat_id"] == -1_001_234_567_890i64,
+        "to the bot's sendMessage for the chat: {sent:#?}"
+    );
+    let text = sent.body["text"].as_str().unwrap_or_default();
+    for want in [
+        "Perangkat : dinkes-sw1".to_string(),
+        "Masalah   : Perangkat dinkes-sw1 tidak membalas ping".to_string(),
+        format!("Buka di konsol web: https://siaga.diskominfo.test:8443/tiket/{id}"),
+    ] {
+        ensure!(text.contains(&want), "the message says {want:?}: {text}");
+    }
+
+    // A restart with the switch still dead: the chat is not told again.
+    ensure!(c.stop(), "the collector stops cleanly on SIGTERM");
+    c.restart()?;
+    wait_until(secs(60), "the ticket back after the restart", || {
+        Ok(!tickets(&siaga)?.is_empty())
+    })?;
+    wait_until(secs(60), "the switch seen down again", || {
+        Ok(state(&siaga, "dinkes-sw1")? == "down")
+    })?;
+    wait_cycles(&siaga, "dinkes-sw1", 5)?;
+    ensure!(tickets(&siaga)?.len() == 1, "still one ticket");
+    let got = opened(&bot);
+    ensure!(
+        got.iter().filter(|d| d.status == 200).count() == 1,
+        "one opened message accepted, before and after the restart: {got:#?}"
+    );
+    // The token is in no log line.
+    let log = c.log_tail(100_000);
+    ensure!(
+        !log.contains("AAH-lab-token"),
+        "the bot token is in the collector's log"
+    );
+    ensure!(
+        log.contains("telegram chat -1001234567890"),
+        "deliveries are logged by chat: {}",
+        c.log_tail(30)
+    );
+    Ok(())
+}
+
 /// The one ticket of the lab, waited for.
 fn one_ticket_when(siaga: &Siaga, what: &str, ok: impl Fn(&Value) -> bool) -> Result<Value> {
     let mut found = None;
