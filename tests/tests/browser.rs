@@ -694,29 +694,33 @@ async fn log_out(b: &Client) -> Result<()> {
     Ok(())
 }
 
-/// The logins: with a second factor (asked for after the password), with
+/// The logins: with a second factor (asked on its own form after the password), with
 /// the password alone, then five wrong passwords from this one address and
 /// the lockout, which refuses the right password too.
 async fn logins(b: &Client, base: &str, enrolled: &str) -> Result<()> {
-    // kabid has a second factor: the password alone asks for the code.
+    // kabid has a second factor: after the password, a form of its own
+    // asks for the code only.
     log_in(b, base, "kabid", "rahasia-kabid-123").await?;
-    let asked = login_message(b).await?;
+    wait_for(b, "#kode").await?;
+    ensure!(path_of(b).await? == "/masuk/kode");
+    let asked = text_of(b, "form.masuk").await?;
     ensure!(
-        asked == "Masukkan juga kode 6 angka dari aplikasi autentikator Anda.",
+        asked.contains("Masuk sebagai kabid") && asked.contains("kode 6 angka"),
         "{asked:?}"
     );
-    ensure!(path_of(b).await? == "/masuk");
-    let name = b
-        .find(Locator::Css("#nama"))
-        .await?
-        .prop("value")
-        .await?
-        .unwrap_or_default();
-    ensure!(name == "kabid", "the name is not kept: {name:?}");
-    b.find(Locator::Css("#sandi"))
-        .await?
-        .send_keys("rahasia-kabid-123")
-        .await?;
+    ensure!(
+        b.find(Locator::Css("#sandi")).await.is_err(),
+        "the code form asks for the password again"
+    );
+    // The pending login opens no page.
+    b.goto(&format!("{base}/papan")).await?;
+    ensure!(
+        path_of(b).await? == "/masuk",
+        "the board opened before the code"
+    );
+    // The code form is still there for this browser.
+    b.goto(&format!("{base}/masuk/kode")).await?;
+    wait_for(b, "#kode").await?;
     b.find(Locator::Css("#kode"))
         .await?
         .send_keys(&current_code(enrolled)?)

@@ -112,15 +112,6 @@ pub fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
 
 /// The login page, with `message` (a refusal) when there is one.
 pub fn login(csrf: &str, name: &str, message: Option<&str>) -> Markup {
-    login_page(csrf, name, message, false)
-}
-
-/// The login page asking for the second factor's code as well.
-pub fn login_with_code(csrf: &str, name: &str, message: &str) -> Markup {
-    login_page(csrf, name, Some(message), true)
-}
-
-fn login_page(csrf: &str, name: &str, message: Option<&str>, code: bool) -> Markup {
     page(
         "Masuk",
         None,
@@ -134,12 +125,30 @@ fn login_page(csrf: &str, name: &str, message: Option<&str>, code: bool) -> Mark
                 input #nama name="nama" autocomplete="username" required value=(name);
                 label for="sandi" { "Kata sandi" }
                 input #sandi type="password" name="sandi" autocomplete="current-password" required;
-                @if code {
-                    label for="kode" { "Kode autentikator (6 angka)" }
-                    input #kode name="kode" inputmode="numeric" pattern="[0-9]{6}" maxlength="6"
-                        autocomplete="one-time-code" required;
-                }
                 button type="submit" { "Masuk" }
+            }
+        },
+    )
+}
+
+/// The login's second step: the password was right, only the second
+/// factor's code is asked (the pending login's cookie says who).
+pub fn login_code(csrf: &str, name: &str, message: Option<&str>) -> Markup {
+    page(
+        "Masuk",
+        None,
+        html! {
+            form.kartu.masuk method="post" action="/masuk/kode" {
+                @if let Some(m) = message {
+                    p.pesan role="alert" { (m) }
+                }
+                p { "Masuk sebagai " strong { (name) } ". Masukkan kode 6 angka dari aplikasi autentikator Anda." }
+                input type="hidden" name="csrf" value=(csrf);
+                label for="kode" { "Kode autentikator (6 angka)" }
+                input #kode name="kode" inputmode="numeric" pattern="[0-9]{6}" maxlength="6"
+                    autocomplete="one-time-code" required autofocus;
+                button type="submit" { "Lanjut" }
+                p { a href="/masuk" { "Batal, masuk sebagai orang lain" } }
             }
         },
     )
