@@ -249,8 +249,49 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/opd/{id}", get(opd::opd_page))
         .route("/perangkat/{id}", get(device::device_page))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            calls_in_flight,
+        ))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)
+}
+
+/// Holds each logged-in person's request to the same per-person limit of
+/// calls in flight as the gRPC gate, counted in the same place
+/// ([`Hub::calls`](crate::hub::Hub::calls)): gRPC calls and pages take
+/// slots from one count. Over it: 429 with `Retry-After`. A request
+/// without a session (the login) takes no slot; a live board's stream
+/// gives its slot back once it is open (a wall screen would otherwise
+/// hold one for good).
+async fn calls_in_flight(
+    State(web): State<Arc<Web>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some((_, s)) = web.session(req.headers()) else {
+        return next.run(req).await;
+    };
+    let Some(_slot) = web.hub.calls.permit(&s.user) else {
+        tracing::warn!(user = %s.user, "web request over the person's calls in flight; refused");
+        let mut r = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::notice(
+                "Terlalu banyak permintaan",
+                &format!(
+                    "Sudah ada {} permintaan Anda yang sedang berjalan, batas untuk satu \
+                     orang. Tunggu sampai salah satunya selesai, lalu coba lagi.",
+                    web.hub.calls.per_person()
+                ),
+            ),
+            vec![],
+        );
+        if let Ok(v) = HeaderValue::from_str(&crate::api::gate::RETRY_AFTER.as_secs().to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    };
+    next.run(req).await
 }
 
 /// Serves the console on `listener` until `cancel`.

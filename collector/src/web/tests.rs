@@ -21,6 +21,8 @@ struct Page {
     status: u16,
     set_cookies: Vec<String>,
     location: String,
+    /// The `Retry-After` header, if any.
+    retry_after: String,
     body: String,
 }
 
@@ -115,11 +117,17 @@ impl Browser {
             .get("location")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         let body = r.text().await.unwrap();
         Page {
             status,
             set_cookies,
             location,
+            retry_after,
             body,
         }
     }
@@ -1065,4 +1073,48 @@ async fn a_used_code_stays_used_after_a_restart_and_counts_as_a_failure() {
         .await;
     assert_eq!(p.status, 429, "{p:?}");
     assert!(p.body.contains("dikunci"), "{}", p.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_pages_share_the_grpc_limit_of_calls_in_flight() {
+    use siaga_proto::v1::devices_client::DevicesClient;
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    set_password(&f, "kadis", "rahasia-kadis-123").await;
+    let mut hd = Browser::new(&f).await;
+    assert_eq!(hd.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    let mut kadis = Browser::new(&f).await;
+    assert_eq!(kadis.log_in("kadis", "rahasia-kadis-123").await.status, 303);
+    assert_eq!(hd.get("/papan").await.status, 200);
+    // hd's script holds as many gRPC calls open as one person may.
+    let mut streams = Vec::new();
+    for _ in 0..crate::api::limits::MAX_CALLS_PER_USER {
+        let mut s = DevicesClient::new(f.channel("hd"))
+            .watch_devices(v1::WatchDevicesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(s.message().await.unwrap().is_some(), "the first snapshot");
+        streams.push(s);
+    }
+    // hd's page now waits its turn, and says so.
+    let p = hd.get("/papan").await;
+    assert_eq!(p.status, 429, "{p:?}");
+    assert_eq!(p.retry_after, "1", "{p:?}");
+    assert!(p.body.contains("Terlalu banyak permintaan"), "{}", p.body);
+    assert_eq!(hd.get("/tiket").await.status, 429);
+    // Another person is served meanwhile.
+    let p = kadis.get("/papan").await;
+    assert_eq!(p.status, 200, "{p:?}");
+    // A stream that ends gives its slot back to the pages too.
+    drop(streams.pop());
+    for i in 0.. {
+        let p = hd.get("/papan").await;
+        if p.status == 200 {
+            break;
+        }
+        assert_eq!(p.status, 429, "{p:?}");
+        assert!(i < 250, "the ended stream's slot never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
