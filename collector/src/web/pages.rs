@@ -65,11 +65,13 @@ impl OpdCounts {
 
 const CSS: &str = "\
 *{box-sizing:border-box}body{margin:0;font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2430}\
-header{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;justify-content:space-between;padding:.6rem 1rem;background:#123a6b;color:#fff}\
-header h1{font-size:1.1rem;margin:0}header form{margin:0}\
+header{display:flex;gap:.5rem;align-items:center;justify-content:space-between;padding:.6rem 1rem;background:#123a6b;color:#fff}\
+header h1{font-size:1.1rem;margin:0;flex:1 1 auto;min-width:0;overflow-wrap:anywhere}\
+header form{margin:0;flex:none;display:flex;align-items:center;gap:.4rem;white-space:nowrap}\
 main{max-width:60rem;margin:0 auto;padding:1rem}\
 button{font:inherit;padding:.5rem 1rem;border:0;border-radius:.3rem;background:#1f5fae;color:#fff;cursor:pointer}\
 header button{background:#2d4f7c}\
+nav.tiket{display:flex;flex-wrap:wrap;gap:.8rem;margin-bottom:.8rem}\
 label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.5rem;border:1px solid #9aa5b1;border-radius:.3rem}\
 .kartu{background:#fff;border-radius:.4rem;padding:1rem;box-shadow:0 1px 2px #0002}\
 .masuk{max-width:24rem;margin:2rem auto}.masuk button{margin-top:1rem;width:100%}\
@@ -79,7 +81,8 @@ label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.
 .opd li.waspada{border-left-color:#e0a800}.opd li.buruk{border-left-color:#c62828}\
 .opd h2{font-size:1rem;margin:0 0 .4rem}.opd dl{display:grid;grid-template-columns:repeat(3,1fr);gap:.2rem;margin:0}\
 .opd dt{font-size:.75rem;color:#566}.opd dd{margin:0 0 .3rem;font-weight:600;font-size:1.2rem}\
-@media (max-width:30rem){main{padding:.5rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
+@media (max-width:30rem){main{padding:.5rem}header{padding:.5rem}header h1{font-size:1rem}\
+header button{padding:.4rem .7rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
 
 /// A page of the console: `title`, the logged-in `user` (name and CSRF
 /// token, for the logout form) when there is one, and `body`.

@@ -259,7 +259,6 @@ pub(super) fn local(web: &Web, t: Option<&pbjson_types::Timestamp>) -> String {
 
 /// Extra styles of the ticket pages (the layout's own stay in [`pages`]).
 pub(super) const CSS: &str = "\
-nav.tiket{display:flex;flex-wrap:wrap;gap:.8rem;margin-bottom:.8rem}\
 table{width:100%;border-collapse:collapse;background:#fff;font-size:.9rem}\
 th,td{text-align:left;padding:.4rem;border-bottom:1px solid #e3e6ea;vertical-align:top}\
 .tabel{overflow-x:auto}.terlambat{color:#c62828;font-weight:600}.tepat{color:#2e7d32}\
@@ -702,7 +701,7 @@ fn action_forms(t: &v1::Ticket, csrf: &str, a: &Actions) -> Markup {
                         @if !a.assignees.is_empty() {
                             label for="ke" { "Kepada (opsional)" }
                             select #ke name="ke" {
-                                option value="" { "Siapa saja yang memegang peran langkah berikutnya" }
+                                option value="" { "Siapa pun pada langkah berikutnya" }
                                 @for (name, roles) in &a.assignees {
                                     option value=(name) { (name) " (" (roles.join(", ")) ")" }
                                 }
