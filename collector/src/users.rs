@@ -620,6 +620,54 @@ pub(crate) mod tests {
     use crate::api::testing::Fixture;
     use siaga_proto::v1::users_client::UsersClient;
 
+    /// The user files of one directory, read afresh on every look.
+    struct Files(std::path::PathBuf);
+
+    impl UserDirectory for Files {
+        fn all(&self) -> Vec<User> {
+            load_users(&self.0).unwrap().into_values().collect()
+        }
+        fn get(&self, name: &str) -> Option<User> {
+            load_users(&self.0).unwrap().remove(name)
+        }
+        fn dir(&self) -> &Path {
+            &self.0
+        }
+        fn known_roles(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn reload(&self) {}
+    }
+
+    #[test]
+    fn a_codes_step_is_taken_once_and_kept_in_the_users_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let budi = User {
+            name: "budi".into(),
+            roles: vec!["helpdesk".into()],
+            password_hash: Some("$argon2id$h".into()),
+            totp_secret: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
+            ..Default::default()
+        };
+        write_user(tmp.path(), &budi).unwrap();
+        let files = Files(tmp.path().to_path_buf());
+        assert_eq!(take_totp_step(&files, "budi", 100), Ok(true));
+        assert_eq!(take_totp_step(&files, "budi", 100), Ok(false), "again");
+        assert_eq!(take_totp_step(&files, "budi", 99), Ok(false), "older");
+        assert_eq!(take_totp_step(&files, "budi", 101), Ok(true), "newer");
+        assert_eq!(take_totp_step(&files, "nobody", 5), Ok(false));
+        // In the file, the rest of it as it was.
+        let kept = files.get("budi").unwrap();
+        assert_eq!(kept.totp_last_step, Some(101));
+        assert_eq!(
+            User {
+                totp_last_step: None,
+                ..kept
+            },
+            budi
+        );
+    }
+
     #[test]
     fn the_users_directory_is_read_again_only_when_it_changed() {
         let tmp = tempfile::tempdir().unwrap();
