@@ -65,6 +65,9 @@ pub struct Hub {
     pub enrolled: RwLock<Vec<EnrolledAgent>>,
     /// Samples stamped later than now plus this are refused (µs).
     pub max_clock_skew_us: std::sync::atomic::AtomicI64,
+    /// Each person's calls in flight, gRPC and web pages alike: the one
+    /// per-person limit ([`crate::api::limits::MAX_CALLS_PER_USER`]).
+    pub calls: crate::api::gate::InFlight,
 }
 
 /// Where an OPD's agent stands, as `siaga agents` shows it.
@@ -209,6 +212,7 @@ impl Hub {
             max_clock_skew_us: std::sync::atomic::AtomicI64::new(
                 crate::config::IngestConfig::default().max_clock_skew_us(),
             ),
+            calls: crate::api::gate::InFlight::new(crate::api::limits::MAX_CALLS_PER_USER),
         })
     }
 

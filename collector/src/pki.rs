@@ -565,6 +565,7 @@ impl Issuing {
             // nor its second factor.
             password_hash: kept.password_hash,
             totp_secret: kept.totp_secret,
+            totp_last_step: kept.totp_last_step,
         };
         crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)
     }

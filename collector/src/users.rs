@@ -70,6 +70,10 @@ pub struct User {
     /// by `siaga user totp`; set: the login asks for the current code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_secret: Option<String>,
+    /// The RFC 6238 step of the newest code this person logged in with:
+    /// a code of that step or an older one is refused, also after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_last_step: Option<u64>,
 }
 
 /// The shortest password `SetPassword` accepts.
@@ -192,6 +196,11 @@ impl User {
             text.push_str(&format!(
                 "# The web console's second-factor secret (RFC 6238), set by `siaga user totp`.\ntotp_secret = {}\n",
                 toml::Value::String(t.clone())
+            ));
+        }
+        if let Some(step) = self.totp_last_step {
+            text.push_str(&format!(
+                "# The step of the last second-factor code used (a code is good once).\ntotp_last_step = {step}\n"
             ));
         }
         if !certs.is_empty() {
@@ -384,6 +393,15 @@ pub fn write_user(dir: &Path, user: &User) -> Result<(), String> {
     crate::safe_file::write(&path, user.to_toml().as_bytes(), mode).map_err(|e| e.to_string())
 }
 
+/// Held while a user's file is read, changed and written back by this
+/// process, so two changes of one file (a new password, a code's step) do
+/// not undo each other.
+static USER_FILE_CHANGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn changing_user_files() -> std::sync::MutexGuard<'static, ()> {
+    USER_FILE_CHANGE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Sets the web console password of `name`, by `by`: the admin for anyone,
 /// a person for themself. Written to the user's file (as an argon2id hash)
 /// and to the users' trail (never the password).
@@ -413,6 +431,7 @@ pub fn set_password(
             format!("{n} characters; the limit is {MAX_PASSWORD}"),
         ));
     }
+    let _change = changing_user_files();
     let Some(mut user) = users.get(name) else {
         return Err(ApiError::NotFound(format!(
             "no user {name} (enroll with `siaga-collector enroll user`)"
@@ -445,6 +464,7 @@ pub fn enroll_totp(
             by.describe()
         )));
     }
+    let _change = changing_user_files();
     let Some(mut user) = users.get(name) else {
         return Err(ApiError::NotFound(format!(
             "no user {name} (enroll with `siaga-collector enroll user`)"
@@ -454,12 +474,33 @@ pub fn enroll_totp(
     let uri = crate::web::totp::uri(&secret, name)
         .map_err(|e| ApiError::internal("making the otpauth URI", anyhow::anyhow!(e)))?;
     user.totp_secret = Some(secret);
+    // A new secret starts its own count of steps.
+    user.totp_last_step = None;
     write_user(users.dir(), &user)
         .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
     users.reload();
     audit(users.dir(), &by.name, "totp", name, "", "done");
     tracing::info!(by = %by.name, user = %name, "web console second factor enrolled");
     Ok((user, uri))
+}
+
+/// Takes `name`'s second-factor code of `step`: `Ok(false)` when a code
+/// of that step or a later one was used already. The step is written to
+/// the user's file (atomically, as the password hash) before the answer,
+/// so a restarted collector refuses the code too.
+pub fn take_totp_step(users: &dyn UserDirectory, name: &str, step: u64) -> Result<bool, String> {
+    let _change = changing_user_files();
+    // Read afresh from the file: it, not a cache, holds the last step.
+    let Some(mut user) = users.get(name) else {
+        return Ok(false);
+    };
+    if user.totp_last_step.is_some_and(|last| step <= last) {
+        return Ok(false);
+    }
+    user.totp_last_step = Some(step);
+    write_user(users.dir(), &user)?;
+    users.reload();
+    Ok(true)
 }
 
 /// Appends one record to the user-management trail: who, what, on whom, and
@@ -578,6 +619,54 @@ pub(crate) mod tests {
     use crate::api::matrix::{Case, Outcome};
     use crate::api::testing::Fixture;
     use siaga_proto::v1::users_client::UsersClient;
+
+    /// The user files of one directory, read afresh on every look.
+    struct Files(std::path::PathBuf);
+
+    impl UserDirectory for Files {
+        fn all(&self) -> Vec<User> {
+            load_users(&self.0).unwrap().into_values().collect()
+        }
+        fn get(&self, name: &str) -> Option<User> {
+            load_users(&self.0).unwrap().remove(name)
+        }
+        fn dir(&self) -> &Path {
+            &self.0
+        }
+        fn known_roles(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn reload(&self) {}
+    }
+
+    #[test]
+    fn a_codes_step_is_taken_once_and_kept_in_the_users_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let budi = User {
+            name: "budi".into(),
+            roles: vec!["helpdesk".into()],
+            password_hash: Some("$argon2id$h".into()),
+            totp_secret: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
+            ..Default::default()
+        };
+        write_user(tmp.path(), &budi).unwrap();
+        let files = Files(tmp.path().to_path_buf());
+        assert_eq!(take_totp_step(&files, "budi", 100), Ok(true));
+        assert_eq!(take_totp_step(&files, "budi", 100), Ok(false), "again");
+        assert_eq!(take_totp_step(&files, "budi", 99), Ok(false), "older");
+        assert_eq!(take_totp_step(&files, "budi", 101), Ok(true), "newer");
+        assert_eq!(take_totp_step(&files, "nobody", 5), Ok(false));
+        // In the file, the rest of it as it was.
+        let kept = files.get("budi").unwrap();
+        assert_eq!(kept.totp_last_step, Some(101));
+        assert_eq!(
+            User {
+                totp_last_step: None,
+                ..kept
+            },
+            budi
+        );
+    }
 
     #[test]
     fn the_users_directory_is_read_again_only_when_it_changed() {

@@ -19,7 +19,6 @@ use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::ApiError;
-use super::limits::MAX_CALLS_PER_USER;
 use super::policy::{self, Allow, Rule};
 use crate::hub::Hub;
 use crate::pki::Identity;
@@ -126,7 +125,15 @@ pub fn short(rpc: &str) -> &str {
     rpc.rsplit_once('.').map_or(rpc, |(_, m)| m)
 }
 
-/// Each person's calls in flight, at most `per_person` at once.
+/// How long a person over the limit is told to wait before retrying (the
+/// gRPC retry hint and the web's `Retry-After`).
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Each person's calls in flight, at most `per_person` at once. The hub
+/// holds the one instance ([`Hub::calls`]); the gate and the web console
+/// both take their slots from it.
+///
+/// [`Hub::calls`]: crate::hub::Hub::calls
 #[derive(Debug)]
 pub struct InFlight {
     per_person: usize,
@@ -134,6 +141,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// The most calls one person may have in flight.
+    pub const fn per_person(&self) -> usize {
+        self.per_person
+    }
+
     /// At most `per_person` calls each.
     pub fn new(per_person: usize) -> Self {
         InFlight {
@@ -163,7 +175,6 @@ impl InFlight {
 #[derive(Debug)]
 pub struct Gate {
     hub: Arc<Hub>,
-    in_flight: InFlight,
     audit: PathBuf,
 }
 
@@ -171,11 +182,7 @@ impl Gate {
     /// The gate of `hub`'s collector.
     pub fn new(hub: Arc<Hub>) -> Arc<Gate> {
         let audit = hub.data_dir.join(AUDIT_FILE);
-        Arc::new(Gate {
-            hub,
-            in_flight: InFlight::new(MAX_CALLS_PER_USER),
-            audit,
-        })
+        Arc::new(Gate { hub, audit })
     }
 
     /// The person behind a connection's certificates.
@@ -334,16 +341,15 @@ where
                 }
                 return Ok(Status::from(e).into_http());
             }
-            let Some(permit) = gate.in_flight.permit(&caller.name) else {
+            let Some(permit) = gate.hub.calls.permit(&caller.name) else {
                 let mut s = Status::resource_exhausted(format!(
                     "{} calls of yours are in flight, the most one person may have; \
                      retry when one has finished",
-                    MAX_CALLS_PER_USER
+                    gate.hub.calls.per_person()
                 ));
-                s.metadata_mut().insert(
-                    "grpc-retry-pushback-ms",
-                    tonic::metadata::MetadataValue::from_static("1000"),
-                );
+                if let Ok(ms) = RETRY_AFTER.as_millis().to_string().parse() {
+                    s.metadata_mut().insert("grpc-retry-pushback-ms", ms);
+                }
                 return Ok(s.into_http());
             };
             req.extensions_mut().insert(caller.clone());

@@ -83,6 +83,9 @@ pub struct Fixture {
     channels: HashMap<String, Channel>,
     made: tokio::sync::Mutex<HashMap<String, String>>,
     cancel: CancellationToken,
+    /// The serving collector's task, and where its people's keys are.
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    users: Vec<(String, PathBuf)>,
     _tmp: tempfile::TempDir,
 }
 
@@ -148,13 +151,31 @@ impl Fixture {
         }
         let cfg = CollectorConfig::load(&config).expect("collector.toml");
         seed(&cfg.data_dir);
-        let cancel = CancellationToken::new();
-        tokio::spawn(crate::server::serve_until(
+        let mut f = Fixture {
+            dir,
+            cfg,
+            addr: String::new(),
+            channels: HashMap::new(),
+            made: Default::default(),
+            cancel: CancellationToken::new(),
+            task: None,
+            users,
+            _tmp: tmp,
+        };
+        f.run().await;
+        f
+    }
+
+    /// Starts the collector of this directory and connects everyone.
+    async fn run(&mut self) {
+        let config = self.dir.join("collector.toml");
+        self.cancel = CancellationToken::new();
+        self.task = Some(tokio::spawn(crate::server::serve_until(
             config,
-            cfg.clone(),
-            cancel.clone(),
-        ));
-        let addr_file = cfg.data_dir.join("collector.addr");
+            self.cfg.clone(),
+            self.cancel.clone(),
+        )));
+        let addr_file = self.cfg.data_dir.join("collector.addr");
         let mut addr = String::new();
         for _ in 0..500 {
             if let Ok(a) = std::fs::read_to_string(&addr_file) {
@@ -164,20 +185,25 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(!addr.is_empty(), "the collector did not start");
-        let ca = dir.join("ca.pem");
-        let mut channels = HashMap::new();
-        for (name, out) in users {
-            channels.insert(name, connect(&addr, &ca, &out).await);
+        let ca = self.dir.join("ca.pem");
+        self.channels.clear();
+        for (name, out) in &self.users {
+            self.channels
+                .insert(name.clone(), connect(&addr, &ca, out).await);
         }
-        Fixture {
-            dir,
-            cfg,
-            addr,
-            channels,
-            made: Default::default(),
-            cancel,
-            _tmp: tmp,
+        self.addr = addr;
+    }
+
+    /// Stops the collector (as a shutdown does) and starts it again on
+    /// the same directory: whatever it kept only in memory is gone.
+    pub async fn restart(&mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the collector's task")
+                .expect("the collector stopped cleanly");
         }
+        self.run().await;
     }
 
     /// The channel of person `name` (one of [`PEOPLE`]).

@@ -219,6 +219,24 @@ pub fn permitted(
     Ok(Workflow::new(&sop, store.calendar()).permitted(&t.state, caller, now))
 }
 
+/// The names of `people` `caller` may dispose ticket `t` to at `now`
+/// (`DisposeTicket`'s `to`): the workflow's own check of an assignee
+/// ([`Workflow::assignees`]) with the SOP the ticket started with.
+pub fn assignees(
+    store: &SopStore,
+    t: &SopTicket,
+    caller: &Actor,
+    now: DateTime<Utc>,
+    people: &[Actor],
+) -> Result<Vec<String>, ApiError> {
+    let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+    Ok(Workflow::new(&sop, store.calendar())
+        .assignees(&t.state, caller, now, people)
+        .into_iter()
+        .map(|a| a.user.clone())
+        .collect())
+}
+
 /// A ticket from an OPD's request letter (SOP step 1).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1123,6 +1123,39 @@ impl<'a> Workflow<'a> {
         }
     }
 
+    /// Of `people`, those `actor` may dispose `t` to at `now` (the `to`
+    /// of [`Action::Dispose`]): each is tried on a copy of the ticket by
+    /// [`Workflow::apply`]'s own rules, as [`Workflow::permitted`] tries
+    /// the actions. Empty when `actor` may not dispose, or when the next
+    /// step takes no assignee.
+    pub fn assignees<'p>(
+        &self,
+        t: &TicketSop,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        people: impl IntoIterator<Item = &'p Actor>,
+    ) -> Vec<&'p Actor> {
+        people
+            .into_iter()
+            .filter(|to| {
+                let mut copy = t.clone();
+                let action = Action::Dispose {
+                    to: Some((*to).clone()),
+                    note: None,
+                    measurements: Measurements::default(),
+                };
+                match self.try_apply(&mut copy, action, actor, now) {
+                    Ok(_) => true,
+                    Err(e) => matches!(
+                        e,
+                        WorkflowError::MeasurementsMissing { .. }
+                            | WorkflowError::NotAcknowledged { .. }
+                    ),
+                }
+            })
+            .collect()
+    }
+
     fn move_to(&self, t: &mut TicketSop, to: Position, now: DateTime<Utc>) {
         t.position = to;
         t.entered_at = now;
@@ -1152,6 +1185,66 @@ pub(crate) mod tests {
         DateTime::parse_from_str(&format!("{s} +0700"), "%Y-%m-%d %H:%M %z")
             .unwrap_or_else(|e| panic!("bad test time {s}: {e}"))
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_assignees_of_a_disposal_are_those_the_next_step_takes() {
+        let sop = default_sop();
+        let cal = Calendar::default();
+        let wf = Workflow::new(&sop, &cal);
+        let now = wib("2026-11-23 08:00");
+        let letter = Origin::Letter {
+            number: "005/1/DINKES/2026".into(),
+            date: NaiveDate::from_ymd_opt(2026, 11, 20).expect("date"),
+            subject: "Internet putus".into(),
+        };
+        let (mut t, _) = wf.open(
+            letter,
+            "dinkes",
+            false,
+            &user_for("helpdesk"),
+            "Internet putus",
+            now,
+        );
+        wf.apply(&mut t, dispose(), &user_for("pemohon"), now)
+            .expect("step 1");
+        let people: Vec<Actor> = [
+            "pemohon",
+            "kepala_dinas",
+            "sekretaris_dinas",
+            "kabid_aptika",
+            "pranata_komputer",
+            "helpdesk",
+        ]
+        .iter()
+        .map(|r| user_for(r))
+        .collect();
+        let names = |v: Vec<&Actor>| v.iter().map(|a| a.user.clone()).collect::<Vec<_>>();
+        // Step 2 is the Kepala Dinas's; step 3, next, the Kabid's.
+        assert_eq!(
+            names(wf.assignees(&t, &user_for("kepala_dinas"), now, &people)),
+            ["kabid"]
+        );
+        // Someone who may not dispose now has nobody to dispose to.
+        assert!(
+            wf.assignees(&t, &user_for("helpdesk"), now, &people)
+                .is_empty()
+        );
+        // Each one listed is taken by apply, and one not listed is refused.
+        for to in &people {
+            let mut copy = t.clone();
+            let r = wf.apply(
+                &mut copy,
+                Action::Dispose {
+                    to: Some(to.clone()),
+                    note: None,
+                    measurements: Measurements::default(),
+                },
+                &user_for("kepala_dinas"),
+                now,
+            );
+            assert_eq!(r.is_ok(), to.user == "kabid", "{}: {r:?}", to.user);
+        }
     }
 
     pub(crate) fn dispose() -> Action {

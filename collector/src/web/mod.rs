@@ -55,6 +55,9 @@ use session::{LoginGuard, Sessions, same, token};
 pub const SESSION_COOKIE: &str = "siaga_sesi";
 /// The cookie that carries the login form's CSRF token (double submit).
 pub const CSRF_COOKIE: &str = "siaga_csrf";
+/// The cookie of a pending login (password right, second factor asked):
+/// it names the pending login only, never a session.
+pub const PENDING_COOKIE: &str = "siaga_masuk";
 /// Connections served at once; more wait in the kernel's queue.
 const MAX_CONNECTIONS: usize = 256;
 /// A TLS handshake must finish within this.
@@ -78,7 +81,8 @@ pub struct Web {
     calendar: crate::sop::Calendar,
     /// `[web] trusted_proxies`: whose `X-Forwarded-For` is believed.
     proxies: Vec<ipnet::IpNet>,
-    totp_used: Mutex<totp::Used>,
+    /// Logins waiting for their second factor's code.
+    pending: Mutex<session::PendingLogins>,
 }
 
 impl std::fmt::Debug for Web {
@@ -104,7 +108,7 @@ impl Web {
             audit,
             calendar,
             proxies,
-            totp_used: Mutex::default(),
+            pending: Mutex::default(),
         })
     }
 
@@ -222,6 +226,7 @@ pub fn router(web: Arc<Web>) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/masuk", get(login_page).post(login))
+        .route("/masuk/kode", get(code_page).post(login_code))
         .route("/keluar", post(logout))
         .route("/papan", get(board))
         .route("/papan/langsung", get(board_live))
@@ -244,8 +249,49 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/opd/{id}", get(opd::opd_page))
         .route("/perangkat/{id}", get(device::device_page))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            calls_in_flight,
+        ))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(web)
+}
+
+/// Holds each logged-in person's request to the same per-person limit of
+/// calls in flight as the gRPC gate, counted in the same place
+/// ([`Hub::calls`](crate::hub::Hub::calls)): gRPC calls and pages take
+/// slots from one count. Over it: 429 with `Retry-After`. A request
+/// without a session (the login) takes no slot; a live board's stream
+/// gives its slot back once it is open (a wall screen would otherwise
+/// hold one for good).
+async fn calls_in_flight(
+    State(web): State<Arc<Web>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some((_, s)) = web.session(req.headers()) else {
+        return next.run(req).await;
+    };
+    let Some(_slot) = web.hub.calls.permit(&s.user) else {
+        tracing::warn!(user = %s.user, "web request over the person's calls in flight; refused");
+        let mut r = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::notice(
+                "Terlalu banyak permintaan",
+                &format!(
+                    "Sudah ada {} permintaan Anda yang sedang berjalan, batas untuk satu \
+                     orang. Tunggu sampai salah satunya selesai, lalu coba lagi.",
+                    web.hub.calls.per_person()
+                ),
+            ),
+            vec![],
+        );
+        if let Ok(v) = HeaderValue::from_str(&crate::api::gate::RETRY_AFTER.as_secs().to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    };
+    next.run(req).await
 }
 
 /// Serves the console on `listener` until `cancel`.
@@ -402,14 +448,9 @@ fn login_form(status: StatusCode, name: &str, message: Option<&str>) -> Response
     )
 }
 
-/// The login form asking for the second factor's code too.
-fn login_code_form(status: StatusCode, name: &str, message: &str) -> Response {
-    let csrf = token();
-    html(
-        status,
-        pages::login_with_code(&csrf, name, message),
-        vec![set_cookie(CSRF_COOKIE, &csrf, session::IDLE)],
-    )
+/// The second step's form of pending login `p`.
+fn code_form(status: StatusCode, p: &session::Pending, message: Option<&str>) -> Response {
+    html(status, pages::login_code(&p.csrf, &p.user, message), vec![])
 }
 
 async fn login_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
@@ -428,7 +469,14 @@ struct LoginForm {
     sandi: String,
     #[serde(default)]
     csrf: String,
-    /// The second factor's six-digit code (asked of those who have one).
+}
+
+/// The second step's fields.
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    /// The second factor's six-digit code.
     #[serde(default)]
     kode: String,
 }
@@ -571,64 +619,234 @@ async fn login(
         web.count("failed");
         return fail("wrong password", WRONG.into(), StatusCode::UNAUTHORIZED);
     }
-    let factor = match &user.totp_secret {
-        None => "password",
-        Some(secret) => {
-            let now_s = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-            let verdict = totp::verdict(
-                &mut web.totp_used.lock().unwrap_or_else(|p| p.into_inner()),
-                &user.name,
-                secret,
-                &f.kode,
-                now_s,
-            );
-            match verdict {
-                totp::Verdict::Accepted => "password+totp",
-                totp::Verdict::Missing => {
-                    web.count("code_asked");
-                    return login_code_form(
-                        StatusCode::UNAUTHORIZED,
-                        &name,
-                        "Masukkan juga kode 6 angka dari aplikasi autentikator Anda.",
-                    );
-                }
-                totp::Verdict::Refused => {
-                    web.count("failed");
-                    return fail(
-                        "wrong or reused second-factor code",
-                        "Kode autentikator salah atau sudah dipakai. Masukkan kata sandi dan \
-                         kode yang baru."
-                            .into(),
-                        StatusCode::UNAUTHORIZED,
-                    );
-                }
-            }
-        }
-    };
+    if user.totp_secret.is_some() {
+        // The password was right: the code is asked on a form of its own,
+        // bound to this browser by a pending login's cookie. Nothing is
+        // unlocked, and the name's failures stay counted, until the code.
+        let id = web.pending.lock().unwrap_or_else(|p| p.into_inner()).open(
+            &user.name,
+            &hash_of(&user),
+            Instant::now(),
+        );
+        web.count("code_asked");
+        web.audit(
+            &user.name,
+            opd.as_deref(),
+            "web/login",
+            format!("password ok, second-factor code asked ({addr})"),
+        );
+        return redirect(
+            "/masuk/kode",
+            vec![
+                set_cookie(PENDING_COOKIE, &id, session::PENDING),
+                set_cookie(CSRF_COOKIE, "", Duration::ZERO),
+            ],
+        );
+    }
+    logged_in(&web, &user, &addr, "password", vec![])
+}
+
+fn hash_of(user: &crate::users::User) -> String {
+    user.password_hash.clone().unwrap_or_default()
+}
+
+/// Opens the session of `user`, who passed every factor (`factor` says
+/// which), and sends them to the board.
+fn logged_in(
+    web: &Web,
+    user: &crate::users::User,
+    addr: &str,
+    factor: &str,
+    mut cookies: Vec<HeaderValue>,
+) -> Response {
     web.guard
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .succeeded(&name);
+        .succeeded(&user.name);
     let id = web.sessions.lock().unwrap_or_else(|p| p.into_inner()).open(
         &user.name,
-        user.password_hash.as_deref().unwrap_or_default(),
+        &hash_of(user),
         Instant::now(),
     );
     web.count("ok");
     web.audit(
         &user.name,
-        opd.as_deref(),
+        user.opd.as_deref(),
         "web/login",
         format!("ok ({addr}; {factor})"),
     );
-    tracing::info!(user = %user.name, %peer, factor, "web console login");
-    redirect(
-        "/papan",
-        vec![
-            set_cookie(SESSION_COOKIE, &id, session::IDLE),
-            set_cookie(CSRF_COOKIE, "", Duration::ZERO),
-        ],
-    )
+    tracing::info!(user = %user.name, %addr, factor, "web console login");
+    cookies.push(set_cookie(SESSION_COOKIE, &id, session::IDLE));
+    cookies.push(set_cookie(CSRF_COOKIE, "", Duration::ZERO));
+    redirect("/papan", cookies)
+}
+
+/// The pending login the request's cookie names, with its id.
+fn pending_of(web: &Web, headers: &HeaderMap) -> Option<(String, session::Pending)> {
+    let id = cookie(headers, PENDING_COOKIE)?;
+    let p = web
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id, Instant::now())?;
+    Some((id, p))
+}
+
+/// What the person reads when the pending login is gone (expired, taken,
+/// or never there).
+const PENDING_GONE: &str =
+    "Waktu untuk memasukkan kode sudah habis atau tidak sah. Silakan masuk lagi.";
+
+/// `GET /masuk/kode`: the code form of the pending login, or back to the
+/// first step.
+async fn code_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    match pending_of(&web, &headers) {
+        Some((_, p)) => code_form(StatusCode::OK, &p, None),
+        None => redirect(
+            "/masuk",
+            vec![set_cookie(PENDING_COOKIE, "", Duration::ZERO)],
+        ),
+    }
+}
+
+/// `POST /masuk/kode`: the second factor's code of a pending login. A
+/// wrong or used code counts toward the same lockout as a wrong password;
+/// a good one takes the pending login (once) and opens the session.
+async fn login_code(
+    State(web): State<Arc<Web>>,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    let clear = || set_cookie(PENDING_COOKIE, "", Duration::ZERO);
+    let Some((id, p)) = pending_of(&web, &headers) else {
+        web.count("bad_form");
+        let mut r = login_form(StatusCode::UNAUTHORIZED, "", Some(PENDING_GONE));
+        r.headers_mut().append(header::SET_COOKIE, clear());
+        return r;
+    };
+    if f.csrf.is_empty() || !same(&f.csrf, &p.csrf) {
+        web.count("bad_form");
+        tracing::warn!(%peer, user = %p.user, "web code form without its CSRF token; refused");
+        return code_form(
+            StatusCode::FORBIDDEN,
+            &p,
+            Some("Formulir ini sudah kedaluwarsa atau tidak sah. Masukkan kodenya lagi."),
+        );
+    }
+    let name = p.user.clone();
+    let addr = peer.to_string();
+    let drop_pending = || {
+        web.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close(&id);
+    };
+    let locked =
+        web.guard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .locked(&name, &addr, Instant::now());
+    if let Some(left) = locked {
+        drop_pending();
+        web.count("locked_out");
+        web.audit(
+            &name,
+            None,
+            "web/login",
+            format!("refused: locked out ({addr})"),
+        );
+        let mut r = login_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            &name,
+            Some(&locked_message(left)),
+        );
+        r.headers_mut().append(header::SET_COOKIE, clear());
+        return r;
+    }
+    let hub = web.hub.clone();
+    let lookup = name.clone();
+    let user = tokio::task::spawn_blocking(move || hub.user(&lookup))
+        .await
+        .ok()
+        .flatten();
+    // The person, password and factor the first step checked, still so.
+    let Some((user, secret)) = user
+        .filter(|u| u.password_hash.as_deref() == Some(p.password.as_str()))
+        .and_then(|u| u.totp_secret.clone().map(|s| (u, s)))
+    else {
+        drop_pending();
+        let mut r = login_form(StatusCode::UNAUTHORIZED, &name, Some(PENDING_GONE));
+        r.headers_mut().append(header::SET_COOKIE, clear());
+        return r;
+    };
+    let now_s = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    let taken = match totp::step_of(&secret, &f.kode, now_s) {
+        None => Ok(false),
+        Some(step) => {
+            let users = crate::admin::HubUsers(web.hub.clone());
+            let who = name.clone();
+            tokio::task::spawn_blocking(move || crate::users::take_totp_step(&users, &who, step))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        }
+    };
+    match taken {
+        Ok(true) => {
+            drop_pending();
+            logged_in(&web, &user, &addr, "password+totp", vec![clear()])
+        }
+        Ok(false) => {
+            web.count("failed");
+            let now_locked = web.guard.lock().unwrap_or_else(|p| p.into_inner()).failed(
+                &name,
+                &addr,
+                Instant::now(),
+            );
+            let why = "wrong or reused second-factor code";
+            if now_locked {
+                drop_pending();
+                web.count("locked_out");
+                web.audit(
+                    &name,
+                    user.opd.as_deref(),
+                    "web/login",
+                    format!(
+                        "refused: {why} ({addr}); locked out for {} min",
+                        session::WINDOW.as_secs() / 60
+                    ),
+                );
+                let mut r = login_form(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &name,
+                    Some(&locked_message(session::WINDOW)),
+                );
+                r.headers_mut().append(header::SET_COOKIE, clear());
+                return r;
+            }
+            web.audit(
+                &name,
+                user.opd.as_deref(),
+                "web/login",
+                format!("refused: {why} ({addr})"),
+            );
+            code_form(
+                StatusCode::UNAUTHORIZED,
+                &p,
+                Some(
+                    "Kode autentikator salah atau sudah dipakai. Tunggu kode berikutnya dan coba lagi.",
+                ),
+            )
+        }
+        Err(e) => {
+            tracing::error!(user = %name, error = %e, "cannot record the second-factor code's step");
+            code_form(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &p,
+                Some("Kode tidak dapat dicatat saat ini. Coba lagi sebentar lagi."),
+            )
+        }
+    }
 }
 
 /// A hash no password matches in practice, checked for unknown names.

@@ -65,11 +65,13 @@ impl OpdCounts {
 
 const CSS: &str = "\
 *{box-sizing:border-box}body{margin:0;font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2430}\
-header{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;justify-content:space-between;padding:.6rem 1rem;background:#123a6b;color:#fff}\
-header h1{font-size:1.1rem;margin:0}header form{margin:0}\
+header{display:flex;gap:.5rem;align-items:center;justify-content:space-between;padding:.6rem 1rem;background:#123a6b;color:#fff}\
+header h1{font-size:1.1rem;margin:0;flex:1 1 auto;min-width:0;overflow-wrap:anywhere}\
+header form{margin:0;flex:none;display:flex;align-items:center;gap:.4rem;white-space:nowrap}\
 main{max-width:60rem;margin:0 auto;padding:1rem}\
 button{font:inherit;padding:.5rem 1rem;border:0;border-radius:.3rem;background:#1f5fae;color:#fff;cursor:pointer}\
 header button{background:#2d4f7c}\
+nav.tiket{display:flex;flex-wrap:wrap;gap:.8rem;margin-bottom:.8rem}\
 label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.5rem;border:1px solid #9aa5b1;border-radius:.3rem}\
 .kartu{background:#fff;border-radius:.4rem;padding:1rem;box-shadow:0 1px 2px #0002}\
 .masuk{max-width:24rem;margin:2rem auto}.masuk button{margin-top:1rem;width:100%}\
@@ -79,7 +81,8 @@ label{display:block;margin:.8rem 0 .2rem}input{font:inherit;width:100%;padding:.
 .opd li.waspada{border-left-color:#e0a800}.opd li.buruk{border-left-color:#c62828}\
 .opd h2{font-size:1rem;margin:0 0 .4rem}.opd dl{display:grid;grid-template-columns:repeat(3,1fr);gap:.2rem;margin:0}\
 .opd dt{font-size:.75rem;color:#566}.opd dd{margin:0 0 .3rem;font-weight:600;font-size:1.2rem}\
-@media (max-width:30rem){main{padding:.5rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
+@media (max-width:30rem){main{padding:.5rem}header{padding:.5rem}header h1{font-size:1rem}\
+header button{padding:.4rem .7rem}.opd dl{grid-template-columns:repeat(2,1fr)}}";
 
 /// A page of the console: `title`, the logged-in `user` (name and CSRF
 /// token, for the logout form) when there is one, and `body`.
@@ -112,15 +115,6 @@ pub fn page(title: &str, user: Option<(&str, &str)>, body: Markup) -> Markup {
 
 /// The login page, with `message` (a refusal) when there is one.
 pub fn login(csrf: &str, name: &str, message: Option<&str>) -> Markup {
-    login_page(csrf, name, message, false)
-}
-
-/// The login page asking for the second factor's code as well.
-pub fn login_with_code(csrf: &str, name: &str, message: &str) -> Markup {
-    login_page(csrf, name, Some(message), true)
-}
-
-fn login_page(csrf: &str, name: &str, message: Option<&str>, code: bool) -> Markup {
     page(
         "Masuk",
         None,
@@ -134,12 +128,30 @@ fn login_page(csrf: &str, name: &str, message: Option<&str>, code: bool) -> Mark
                 input #nama name="nama" autocomplete="username" required value=(name);
                 label for="sandi" { "Kata sandi" }
                 input #sandi type="password" name="sandi" autocomplete="current-password" required;
-                @if code {
-                    label for="kode" { "Kode autentikator (6 angka)" }
-                    input #kode name="kode" inputmode="numeric" pattern="[0-9]{6}" maxlength="6"
-                        autocomplete="one-time-code" required;
-                }
                 button type="submit" { "Masuk" }
+            }
+        },
+    )
+}
+
+/// The login's second step: the password was right, only the second
+/// factor's code is asked (the pending login's cookie says who).
+pub fn login_code(csrf: &str, name: &str, message: Option<&str>) -> Markup {
+    page(
+        "Masuk",
+        None,
+        html! {
+            form.kartu.masuk method="post" action="/masuk/kode" {
+                @if let Some(m) = message {
+                    p.pesan role="alert" { (m) }
+                }
+                p { "Masuk sebagai " strong { (name) } ". Masukkan kode 6 angka dari aplikasi autentikator Anda." }
+                input type="hidden" name="csrf" value=(csrf);
+                label for="kode" { "Kode autentikator (6 angka)" }
+                input #kode name="kode" inputmode="numeric" pattern="[0-9]{6}" maxlength="6"
+                    autocomplete="one-time-code" required autofocus;
+                button type="submit" { "Lanjut" }
+                p { a href="/masuk" { "Batal, masuk sebagai orang lain" } }
             }
         },
     )

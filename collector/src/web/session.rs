@@ -106,6 +106,75 @@ impl Sessions {
     }
 }
 
+/// A login whose password was right, waiting for the second factor's code.
+pub const PENDING: Duration = Duration::from_secs(5 * 60);
+/// Pending logins kept at most; beyond it the oldest is dropped.
+const MAX_PENDING: usize = 10_000;
+
+/// A person half logged in: the password was right, the code is still
+/// asked. It opens no page; only the code form takes it, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// User name.
+    pub user: String,
+    /// The token the code form carries.
+    pub csrf: String,
+    /// The password hash the password matched (a new one voids this).
+    pub password: String,
+    since: Instant,
+}
+
+/// The pending logins, by id (their own cookie's value).
+#[derive(Debug, Default)]
+pub struct PendingLogins {
+    map: HashMap<String, Pending>,
+}
+
+impl PendingLogins {
+    /// Starts a pending login of `user`, whose password matched the hash
+    /// `password`; its id.
+    pub fn open(&mut self, user: &str, password: &str, now: Instant) -> String {
+        self.map
+            .retain(|_, p| now.duration_since(p.since) < PENDING);
+        if self.map.len() >= MAX_PENDING
+            && let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, p)| p.since)
+                .map(|(k, _)| k.clone())
+        {
+            self.map.remove(&oldest);
+        }
+        let id = token();
+        self.map.insert(
+            id.clone(),
+            Pending {
+                user: user.to_string(),
+                csrf: token(),
+                password: password.to_string(),
+                since: now,
+            },
+        );
+        id
+    }
+
+    /// The pending login `id`, when it has not expired (an expired one is
+    /// dropped). Looking does not extend it.
+    pub fn get(&mut self, id: &str, now: Instant) -> Option<Pending> {
+        let p = self.map.get(id)?;
+        if now.duration_since(p.since) >= PENDING {
+            self.map.remove(id);
+            return None;
+        }
+        Some(p.clone())
+    }
+
+    /// Ends pending login `id` (taken by a good code, or given up); what it was.
+    pub fn close(&mut self, id: &str) -> Option<Pending> {
+        self.map.remove(id)
+    }
+}
+
 /// Failed logins per user name and per source address.
 #[derive(Debug, Default)]
 pub struct LoginGuard {
@@ -221,6 +290,29 @@ mod tests {
         assert!(!g.failed("budi", "10.0.0.2", t0 + 5 * MIN));
         // The address still has its four: one more locks it.
         assert!(g.failed("siti", "10.0.0.1", t0 + 5 * MIN));
+    }
+
+    #[test]
+    fn a_pending_login_lasts_five_minutes_and_is_taken_once() {
+        let t0 = Instant::now();
+        let mut p = PendingLogins::default();
+        let id = p.open("budi", "$argon2id$h", t0);
+        let a = p.get(&id, t0 + 4 * MIN).unwrap();
+        assert_eq!(
+            (a.user.as_str(), a.password.as_str()),
+            ("budi", "$argon2id$h")
+        );
+        assert_eq!(a.csrf.len(), 64);
+        // Looking at it does not extend it.
+        assert!(p.get(&id, t0 + 5 * MIN).is_none(), "expired after 5 min");
+        assert!(p.get(&id, t0).is_none(), "dropped for good");
+        let id = p.open("budi", "$argon2id$h", t0);
+        assert_eq!(p.close(&id).unwrap().user, "budi");
+        assert!(p.get(&id, t0).is_none(), "taken once");
+        assert!(p.get("not-a-login", t0).is_none());
+        // It is no session.
+        let id = p.open("budi", "$argon2id$h", t0);
+        assert!(Sessions::default().touch(&id, t0).is_none());
     }
 
     #[test]

@@ -21,6 +21,8 @@ struct Page {
     status: u16,
     set_cookies: Vec<String>,
     location: String,
+    /// The `Retry-After` header, if any.
+    retry_after: String,
     body: String,
 }
 
@@ -115,11 +117,17 @@ impl Browser {
             .get("location")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         let body = r.text().await.unwrap();
         Page {
             status,
             set_cookies,
             location,
+            retry_after,
             body,
         }
     }
@@ -935,45 +943,178 @@ async fn a_person_with_a_second_factor_needs_the_code_once_each() {
     let now = || u64::try_from(chrono::Utc::now().timestamp()).unwrap();
     let code = super::totp::code_at(&r.secret, now()).unwrap();
 
-    // The password alone: the form asks for the code, no session.
+    // The password alone: a pending login, no session, and the next form
+    // asks for the code only.
     let mut b = Browser::new(&f).await;
     let p = b.log_in("hd", "rahasia-helpdesk-1").await;
-    assert_eq!(p.status, 401, "{p:?}");
-    assert!(p.body.contains("name=\"kode\""), "{}", p.body);
-    assert!(p.body.contains("kode 6 angka"), "{}", p.body);
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (303, "/masuk/kode"),
+        "{p:?}"
+    );
+    let pending = p.cookie_line("siaga_masuk").to_string();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Max-Age=300"] {
+        assert!(pending.contains(flag), "{pending}");
+    }
     assert!(!b.cookies.contains_key("siaga_sesi"));
-    // A wrong code: refused.
-    let wrong = if code == "000000" { "111111" } else { "000000" };
-    let with_code = async |b: &mut Browser, password: &str, code: &str| {
-        let p = b.get("/masuk").await;
-        let csrf = p.csrf();
-        b.post(
-            "/masuk",
-            &[
-                ("nama", "hd"),
-                ("sandi", password),
-                ("kode", code),
-                ("csrf", &csrf),
-            ],
+    let form = b.get("/masuk/kode").await;
+    assert_eq!(form.status, 200, "{form:?}");
+    assert!(form.body.contains("name=\"kode\""), "{}", form.body);
+    assert!(form.body.contains("kode 6 angka"), "{}", form.body);
+    assert!(!form.body.contains("name=\"sandi\""), "{}", form.body);
+    let csrf = form.csrf();
+    // The pending login opens nothing else: not as itself, nor as a session.
+    let p = b.get("/papan").await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/masuk"), "{p:?}");
+    let pending_id = b.cookies["siaga_masuk"].clone();
+    let mut forged = Browser::new(&f).await;
+    forged
+        .cookies
+        .insert("siaga_sesi".into(), pending_id.clone());
+    let p = forged.get("/papan").await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/masuk"), "{p:?}");
+    forged.cookies.clear();
+    // Without the form's token, or with another's: refused.
+    let p = b.post("/masuk/kode", &[("kode", &code)]).await;
+    assert_eq!(p.status, 403, "{p:?}");
+    let p = b
+        .post(
+            "/masuk/kode",
+            &[("kode", &code), ("csrf", &super::session::token())],
         )
-        .await
-    };
-    let p = with_code(&mut b, "rahasia-helpdesk-1", wrong).await;
+        .await;
+    assert_eq!(p.status, 403, "{p:?}");
+    // A wrong code: refused, the pending login stays for another try.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let p = b
+        .post("/masuk/kode", &[("kode", wrong), ("csrf", &csrf)])
+        .await;
     assert_eq!(p.status, 401, "{p:?}");
     assert!(p.body.contains("Kode autentikator salah"), "{}", p.body);
-    // The right code with a wrong password: still the password's refusal.
-    let p = with_code(&mut b, "bukan-sandinya", &code).await;
-    assert_eq!(p.status, 401);
-    assert!(p.body.contains("Nama pengguna atau kata sandi salah."));
-    // Password and code: in.
-    let p = with_code(&mut b, "rahasia-helpdesk-1", &code).await;
+    assert!(!b.cookies.contains_key("siaga_sesi"));
+    // The code from another browser without the pending cookie: refused.
+    let p = forged
+        .post("/masuk/kode", &[("kode", &code), ("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(!forged.cookies.contains_key("siaga_sesi"));
+    // The right code: in.
+    let p = b
+        .post("/masuk/kode", &[("kode", &code), ("csrf", &csrf)])
+        .await;
     assert_eq!((p.status, p.location.as_str()), (303, "/papan"), "{p:?}");
+    assert!(p.cookie_line("siaga_masuk").contains("Max-Age=0"));
     assert_eq!(b.get("/papan").await.status, 200);
     audited(&f, "\"outcome\":\"ok (127.0.0.1; password+totp)\"").await;
     audited(&f, "refused: wrong or reused second-factor code").await;
+    // The pending login was taken: it does not serve twice.
+    let mut replay = Browser::new(&f).await;
+    replay.cookies.insert("siaga_masuk".into(), pending_id);
+    let p = replay
+        .post("/masuk/kode", &[("kode", &code), ("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(!replay.cookies.contains_key("siaga_sesi"));
     // The same code again, from another browser: refused.
     let mut again = Browser::new(&f).await;
-    let p = with_code(&mut again, "rahasia-helpdesk-1", &code).await;
+    let p = code_login(&mut again, &code).await;
     assert_eq!(p.status, 401, "{p:?}");
     assert!(!again.cookies.contains_key("siaga_sesi"));
+}
+
+/// Logs `hd` in with the password, then `code` on the second form.
+async fn code_login(b: &mut Browser, code: &str) -> Page {
+    let p = b.log_in("hd", "rahasia-helpdesk-1").await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (303, "/masuk/kode"),
+        "{p:?}"
+    );
+    let csrf = b.get("/masuk/kode").await.csrf();
+    b.post("/masuk/kode", &[("kode", code), ("csrf", &csrf)])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_code_stays_used_after_a_restart_and_counts_as_a_failure() {
+    let mut f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let secret = UsersClient::new(f.as_role("admin"))
+        .enroll_totp(v1::EnrollTotpRequest { name: "hd".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let now = || u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let code = super::totp::code_at(&secret, now()).unwrap();
+    let mut b = Browser::new(&f).await;
+    let p = code_login(&mut b, &code).await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/papan"), "{p:?}");
+
+    f.restart().await;
+    // Still within the code's window: only its use can refuse it.
+    assert!(super::totp::step_of(&secret, &code, now()).is_some());
+    let mut b = Browser::new(&f).await;
+    let p = code_login(&mut b, &code).await;
+    assert_eq!(p.status, 401, "{p:?}");
+    assert!(p.body.contains("sudah dipakai"), "{}", p.body);
+    assert!(!b.cookies.contains_key("siaga_sesi"));
+    // It counted: with four wrong codes more, five failures lock the name.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let csrf = b.get("/masuk/kode").await.csrf();
+    for i in 0..3 {
+        let p = b
+            .post("/masuk/kode", &[("kode", wrong), ("csrf", &csrf)])
+            .await;
+        assert_eq!(p.status, 401, "wrong code {i}: {p:?}");
+    }
+    let p = b
+        .post("/masuk/kode", &[("kode", wrong), ("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 429, "{p:?}");
+    assert!(p.body.contains("dikunci"), "{}", p.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_pages_share_the_grpc_limit_of_calls_in_flight() {
+    use siaga_proto::v1::devices_client::DevicesClient;
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    set_password(&f, "kadis", "rahasia-kadis-123").await;
+    let mut hd = Browser::new(&f).await;
+    assert_eq!(hd.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    let mut kadis = Browser::new(&f).await;
+    assert_eq!(kadis.log_in("kadis", "rahasia-kadis-123").await.status, 303);
+    assert_eq!(hd.get("/papan").await.status, 200);
+    // hd's script holds as many gRPC calls open as one person may.
+    let mut streams = Vec::new();
+    for _ in 0..crate::api::limits::MAX_CALLS_PER_USER {
+        let mut s = DevicesClient::new(f.channel("hd"))
+            .watch_devices(v1::WatchDevicesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(s.message().await.unwrap().is_some(), "the first snapshot");
+        streams.push(s);
+    }
+    // hd's page now waits its turn, and says so.
+    let p = hd.get("/papan").await;
+    assert_eq!(p.status, 429, "{p:?}");
+    assert_eq!(p.retry_after, "1", "{p:?}");
+    assert!(p.body.contains("Terlalu banyak permintaan"), "{}", p.body);
+    assert_eq!(hd.get("/tiket").await.status, 429);
+    // Another person is served meanwhile.
+    let p = kadis.get("/papan").await;
+    assert_eq!(p.status, 200, "{p:?}");
+    // A stream that ends gives its slot back to the pages too.
+    drop(streams.pop());
+    for i in 0.. {
+        let p = hd.get("/papan").await;
+        if p.status == 200 {
+            break;
+        }
+        assert_eq!(p.status, 429, "{p:?}");
+        assert!(i < 250, "the ended stream's slot never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -642,3 +642,54 @@ async fn the_technician_measures_from_the_ticket_page() {
     assert!(page.body.contains("Status tercatat."), "{}", page.body);
     assert_eq!(typed(&f, &id).await.ticket.unwrap().status, "menuju lokasi");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispose_form_lists_whom_the_sop_takes_and_the_service_refuses_others() {
+    let f = Fixture::start_web().await;
+    let id = at_kadis(&f, OWN).await;
+    let mut kadis = logged_in(&f, KADIS).await;
+    let p = kadis.get(&format!("/tiket/{id}")).await;
+    assert_eq!(p.status, 200, "{p:?}");
+    // Step 3, next, is the Kabid's: of the fixture's people, only kabid.
+    let form = section(&p, "disposisi");
+    let select = &form[form.find("<select").expect("a select")..];
+    let select = &select[..select.find("</select>").expect("its end")];
+    let values: Vec<&str> = select
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| &o[..o.find('"').unwrap()])
+        .collect();
+    assert_eq!(values, ["", "kabid"], "{select}");
+    assert!(select.contains("kabid (kabid_aptika)"), "{select}");
+    // Whoever is not listed, posted anyway, is refused by the service.
+    let r = kadis
+        .post(
+            &format!("/tiket/{id}/disposisi"),
+            &[("csrf", &p.csrf()), ("ke", "hd")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let again = kadis.get(&format!("/tiket/{id}")).await;
+    assert!(
+        again.body.contains("hd cannot take step 3"),
+        "{}",
+        again.body
+    );
+    assert_eq!(typed(&f, &id).await.ticket.unwrap().step, 2);
+    // One listed is taken.
+    let r = kadis
+        .post(
+            &format!("/tiket/{id}/disposisi"),
+            &[("csrf", &p.csrf()), ("ke", "kabid")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let t = typed(&f, &id).await.ticket.unwrap();
+    assert_eq!((t.step, t.assignee.as_str()), (3, "kabid"));
+    // The Kabid's form names those who may take step 4.
+    let mut kabid = logged_in(&f, ("kabid", "rahasia-kabid-123")).await;
+    let p = kabid.get(&format!("/tiket/{id}")).await;
+    let form = section(&p, "disposisi");
+    assert!(form.contains("<option value=\"prakom\">"), "{form}");
+    assert!(!form.contains("<option value=\"kabid\">"), "{form}");
+}

@@ -259,7 +259,6 @@ pub(super) fn local(web: &Web, t: Option<&pbjson_types::Timestamp>) -> String {
 
 /// Extra styles of the ticket pages (the layout's own stay in [`pages`]).
 pub(super) const CSS: &str = "\
-nav.tiket{display:flex;flex-wrap:wrap;gap:.8rem;margin-bottom:.8rem}\
 table{width:100%;border-collapse:collapse;background:#fff;font-size:.9rem}\
 th,td{text-align:left;padding:.4rem;border-bottom:1px solid #e3e6ea;vertical-align:top}\
 .tabel{overflow-x:auto}.terlambat{color:#c62828;font-weight:600}.tepat{color:#2e7d32}\
@@ -502,10 +501,13 @@ fn ticket_table(web: &Web, tickets: &[v1::Ticket], empty: &str) -> Markup {
 /// What the viewer may do on a ticket now: the workflow's answer for the
 /// ticket's own SOP, the measuring checks of `MeasureTicket`, and the
 /// policy entry of each call.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Actions {
     pub(super) sop: Permitted,
     pub(super) measure: bool,
+    /// Whom the dispose form may name (`DisposeTicket`'s `to`), as the
+    /// workflow would accept them: (user name, roles).
+    pub(super) assignees: Vec<(String, Vec<String>)>,
 }
 
 /// [`Actions`] of `caller` on ticket `number` (none when they do not see it).
@@ -521,7 +523,39 @@ pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions
             crate::sop::api::permitted(&health.sop_store, &t, &actor, chrono::Utc::now()).ok()?;
         let inv = hub.inventory();
         let measure = crate::measure::api::may_measure(health, &inv, &who, &t.info.number);
-        Some(Actions { sop, measure })
+        let assignees = if sop.dispose {
+            let mut people: Vec<crate::sop::workflow::Actor> = hub
+                .users
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|u| crate::sop::workflow::Actor {
+                    user: u.name.clone(),
+                    roles: u.roles.clone(),
+                })
+                .collect();
+            people.sort_by(|a, b| a.user.cmp(&b.user));
+            let names = crate::sop::api::assignees(
+                &health.sop_store,
+                &t,
+                &actor,
+                chrono::Utc::now(),
+                &people,
+            )
+            .unwrap_or_default();
+            people
+                .into_iter()
+                .filter(|p| names.contains(&p.user))
+                .map(|p| (p.user, p.roles))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(Actions {
+            sop,
+            measure,
+            assignees,
+        })
     })
     .await
     .ok()
@@ -537,6 +571,7 @@ pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions
             ..found.sop
         },
         measure: found.measure && may(MEASURE, caller),
+        assignees: found.assignees,
     }
 }
 
@@ -663,8 +698,15 @@ fn action_forms(t: &v1::Ticket, csrf: &str, a: &Actions) -> Markup {
                         } @else {
                             p { strong { "Disposisi" } " ke langkah berikutnya" }
                         }
-                        label for="ke" { "Kepada (nama pengguna, opsional)" }
-                        input #ke name="ke" autocomplete="off";
+                        @if !a.assignees.is_empty() {
+                            label for="ke" { "Kepada (opsional)" }
+                            select #ke name="ke" {
+                                option value="" { "Siapa pun pada langkah berikutnya" }
+                                @for (name, roles) in &a.assignees {
+                                    option value=(name) { (name) " (" (roles.join(", ")) ")" }
+                                }
+                            }
+                        }
                         label for="catatan" { "Catatan" }
                         textarea #catatan name="catatan" rows="2" {}
                         @if p.measurements {

@@ -4,9 +4,9 @@
 //! enrols a secret (kept base32 in the user's file, beside the password
 //! hash); a person who has one must give the current code at login. A code
 //! is taken one step early or late (clock drift), and each step's code
-//! only once per person ([`Used`]).
-
-use std::collections::HashMap;
+//! only once per person: the step of the last code used is kept in the
+//! user's file too ([`crate::users::take_totp_step`]), so a restart does
+//! not make a used code good again.
 
 use totp_rs::{Builder, Secret, Totp};
 
@@ -53,53 +53,6 @@ pub fn code_at(secret_b32: &str, now_s: u64) -> Option<String> {
     Some(totp(secret_b32, "x").ok()?.generate(now_s).to_string())
 }
 
-/// The newest step whose code each person used: a code is good once.
-/// Kept in memory — a restart forgets it, and a code stays good for at most
-/// 90 seconds.
-#[derive(Debug, Default)]
-pub struct Used {
-    last: HashMap<String, u64>,
-}
-
-impl Used {
-    /// Takes `user`'s code of `step`: `false` when that step, or a later
-    /// one, was used already.
-    pub fn take(&mut self, user: &str, step: u64) -> bool {
-        match self.last.get(user) {
-            Some(&last) if step <= last => false,
-            _ => {
-                if self.last.len() >= 10_000 {
-                    self.last.clear();
-                }
-                self.last.insert(user.to_string(), step);
-                true
-            }
-        }
-    }
-}
-
-/// What a login's code says, for a person with secret `secret_b32`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// No code given: ask for it.
-    Missing,
-    /// Wrong, or already used.
-    Refused,
-    /// Good.
-    Accepted,
-}
-
-/// Checks the `code` of `user` at `now_s`, taking its step in `used`.
-pub fn verdict(used: &mut Used, user: &str, secret_b32: &str, code: &str, now_s: u64) -> Verdict {
-    if code.trim().is_empty() {
-        return Verdict::Missing;
-    }
-    match step_of(secret_b32, code, now_s) {
-        Some(step) if used.take(user, step) => Verdict::Accepted,
-        _ => Verdict::Refused,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -118,7 +71,7 @@ mod tests {
     }
 
     #[test]
-    fn a_code_is_good_one_step_either_side_and_only_once() {
+    fn a_code_is_good_one_step_either_side() {
         let secret = new_secret();
         let now = 1_800_000_000;
         let code = code_at(&secret, now).unwrap();
@@ -128,27 +81,6 @@ mod tests {
         assert_eq!(step_of(&secret, &code, now + 90), None);
         assert_eq!(step_of(&secret, "12345", now), None);
         assert_eq!(step_of(&secret, "abcdef", now), None);
-        let mut used = Used::default();
-        assert_eq!(verdict(&mut used, "hd", &secret, "", now), Verdict::Missing);
-        assert_eq!(
-            verdict(&mut used, "hd", &secret, &code, now),
-            Verdict::Accepted
-        );
-        assert_eq!(
-            verdict(&mut used, "hd", &secret, &code, now),
-            Verdict::Refused
-        );
-        // An older step's code after a newer one: refused too.
-        let older = code_at(&secret, now - 30).unwrap();
-        assert_eq!(
-            verdict(&mut used, "hd", &secret, &older, now),
-            Verdict::Refused
-        );
-        let next = code_at(&secret, now + 30).unwrap();
-        assert_eq!(
-            verdict(&mut used, "hd", &secret, &next, now + 30),
-            Verdict::Accepted
-        );
     }
 
     #[test]
