@@ -784,6 +784,15 @@ fn timing(t: &v1::StepTiming) -> Markup {
     }
 }
 
+/// One finding of a reading: its problem, level by word, value and detail.
+fn finding(f: &v1::Finding) -> Markup {
+    html! {
+        (f.problem) " " (f.level().word())
+        @if f.value != 0.0 { " " (format!("{:.1}", f.value)) }
+        @if !f.detail.is_empty() { " (" (f.detail) ")" }
+    }
+}
+
 fn evidence(web: &Web, d: &v1::TicketDetail) -> Markup {
     html! {
         @if d.evidence.is_empty() && d.measurements.is_empty() {
@@ -799,9 +808,7 @@ fn evidence(web: &Web, d: &v1::TicketDetail) -> Markup {
                             td { (r.sample.as_ref().map(|s| s.device.as_str()).unwrap_or("-")) }
                             td {
                                 @for f in &r.findings {
-                                    (f.problem) " " (f.level)
-                                    @if f.value != 0.0 { " " (format!("{:.1}", f.value)) }
-                                    @if !f.detail.is_empty() { " (" (f.detail) ")" }
+                                    (finding(f))
                                     br;
                                 }
                             }
@@ -1088,6 +1095,21 @@ pub(super) async fn measure(
 mod tests {
     use super::*;
     use test_case::test_case;
+
+    #[test]
+    fn a_finding_shows_its_level_by_word() {
+        let f = v1::Finding {
+            problem: "loss".into(),
+            level: v1::finding::Level::Degraded.into(),
+            value: 12.5,
+            detail: "linkDown trap".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            finding(&f).into_string(),
+            "loss degraded 12.5 (linkDown trap)"
+        );
+    }
 
     #[test_case("PJ-2026-0001", Some("PJ-2026-0001") ; "a number")]
     #[test_case(" pj-2026-0001 ", Some("PJ-2026-0001") ; "typed in lower case")]
