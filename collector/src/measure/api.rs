@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use siaga_proto::v1;
+
+use crate::role::Role;
 use tonic::{Request, Response, Status};
 
 use super::model::{MeasureState, Measurement, Phase};
@@ -91,7 +93,7 @@ fn you_are(roles: &[String]) -> String {
 fn allowed(sop: &Sop, caller: &[String], what: &str, admin_ok: bool) -> Result<(), ApiError> {
     let (roles, steps) = measuring_roles(sop);
     if sop.capacity_any(caller, &roles).is_some()
-        || (admin_ok && caller.iter().any(|r| r == crate::api::policy::ADMIN))
+        || (admin_ok && caller.iter().any(|r| *r == Role::ADMIN))
     {
         return Ok(());
     }

@@ -377,11 +377,11 @@ pub fn new_ticket(
     if !caller
         .roles
         .iter()
-        .any(|r| LETTER_ROLES.contains(&r.as_str()))
+        .any(|r| LETTER_ROLES.iter().any(|l| l == r))
     {
         return Err(ApiError::Denied(format!(
             "a letter ticket is entered by {}; {}",
-            LETTER_ROLES.join(" or "),
+            crate::role::join(LETTER_ROLES, " or "),
             if caller.roles.is_empty() {
                 "you have no role".to_string()
             } else {

@@ -16,16 +16,17 @@ use crate::api::page::{MAX_SCAN, Page, num_key};
 use crate::api::{ApiError, Caller, scope};
 use crate::health::{MaintenanceWindow, Scope};
 use crate::inventory::Inventory;
+use crate::role::Role;
 use crate::sop::api::{NewLetter, view};
 use crate::sop::store::{SopStore, SopTicket};
 use crate::sop::workflow::{Action, Actor};
 
 /// Roles that may create and remove maintenance windows.
-pub const MAINTENANCE_ROLES: [&str; 4] = [
-    crate::api::policy::ADMIN,
-    "tim_teknis",
-    "helpdesk",
-    "kabid_aptika",
+pub const MAINTENANCE_ROLES: &[Role] = &[
+    Role::ADMIN,
+    Role::TIM_TEKNIS,
+    Role::HELPDESK,
+    Role::KABID_APTIKA,
 ];
 
 /// Days a weekly window names at most (each day once).
