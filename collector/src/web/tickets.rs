@@ -512,7 +512,7 @@ pub(super) struct Actions {
 pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions {
     let hub = web.hub.clone();
     let who = caller.clone();
-    let number = number.to_string();
+    let number = crate::sop::TicketNumber::typed(number);
     let found = tokio::task::spawn_blocking(move || {
         let health = &hub.health;
         let t = crate::api::scope::ticket(&who, &health.sop_store, &number).ok()?;
@@ -520,7 +520,7 @@ pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions
         let sop =
             crate::sop::api::permitted(&health.sop_store, &t, &actor, chrono::Utc::now()).ok()?;
         let inv = hub.inventory();
-        let measure = crate::measure::api::may_measure(health, &inv, &who, &t.info.number);
+        let measure = crate::measure::api::may_measure(health, &inv, &who, &number);
         Some(Actions { sop, measure })
     })
     .await
