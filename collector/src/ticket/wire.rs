@@ -151,8 +151,12 @@ fn sample(v: &Value) -> v1::EvidenceSample {
                 if_index: u32_of(&i["if_index"]),
                 if_name: str_of(&i["if_name"]),
                 link: str_of(&i["link"]),
-                admin_status: u32_of(&i["admin_status"]),
-                oper_status: u32_of(&i["oper_status"]),
+                admin_status: v1::interface_status::Status::from_if_mib_admin(u32_of(
+                    &i["admin_status"],
+                ))
+                .into(),
+                oper_status: v1::interface_status::Status::from_if_mib(u32_of(&i["oper_status"]))
+                    .into(),
                 util_in_pct: f64_of(&i["util_in_pct"]),
                 util_out_pct: f64_of(&i["util_out_pct"]),
                 errors_per_s: f64_of(&i["errors_per_s"]),
@@ -504,6 +508,25 @@ mod tests {
         let newer = n("rebooted");
         assert_eq!(newer.kind(), Kind::Unspecified);
         assert_eq!(newer.text, "pulih");
+    }
+
+    #[test]
+    fn an_evidence_interface_names_its_statuses() {
+        use v1::interface_status::Status;
+        let s = sample(&json!({
+            "ts_us": 1, "seq": 2, "device": "sw1",
+            "interface": {"if_index": 3, "if_name": "port3", "admin_status": 1, "oper_status": 7},
+        }));
+        let i = s.interface.unwrap();
+        assert_eq!(
+            (i.admin_status(), i.oper_status()),
+            (Status::Up, Status::LowerLayerDown)
+        );
+        let v = serde_json::to_value(&i).unwrap();
+        assert_eq!(
+            (&v["admin_status"], &v["oper_status"]),
+            (&"up".into(), &"lower_layer_down".into())
+        );
     }
 
     #[test]
