@@ -20,7 +20,10 @@ const PEOPLE: [&str; 9] = [
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut protos = vec!["proto/siaga/v1/uplink.proto".to_string()];
+    let mut protos = vec![
+        "proto/siaga/v1/uplink.proto".to_string(),
+        "proto/siaga/v1/words.proto".to_string(),
+    ];
     protos.extend(PEOPLE.iter().map(|p| format!("proto/siaga/v1/{p}.proto")));
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

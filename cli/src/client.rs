@@ -220,7 +220,7 @@ pub fn agents_json(agents: &[v1::AgentInfo]) -> Value {
             .map(|a| {
                 json!({
                     "id": (!a.id.is_empty()).then_some(&a.id), "opd": a.opd, "version": a.version,
-                    "connected": a.connected, "status": a.status,
+                    "connected": a.connected, "status": a.status().is_set().then(|| a.status().word()),
                     "clock_offset_ms": a.clock_offset_us.map(|us| us as f64 / 1000.0),
                     "future_refused": a.future_refused,
                     "last_seen": ts_or_null(a.last_seen_us), "spool_depth": a.spool_depth,
@@ -460,16 +460,14 @@ pub fn agents_table(o: Output, agents: &[v1::AgentInfo]) -> String {
     ];
     let mut rows = Vec::new();
     for a in agents {
-        let status = if a.status.is_empty() {
-            if a.connected {
-                "connected"
-            } else {
-                "disconnected"
-            }
-            .to_string()
+        let status = if a.status().is_set() {
+            a.status().label()
+        } else if a.connected {
+            "connected"
         } else {
-            a.status.clone()
-        };
+            "disconnected"
+        }
+        .to_string();
         rows.push(vec![
             if a.id.is_empty() {
                 "-".into()
@@ -998,7 +996,7 @@ mod tests {
             id: "dinkes-agent-kantor-pusat".into(),
             opd: "dinkes".into(),
             version: "0.1.0".into(),
-            status: "connected".into(),
+            status: v1::agent_status::Status::Connected.into(),
             last_seen_us: 1,
             hostname: "agent-dinkes.kabupaten.go.id".into(),
             ..Default::default()
@@ -1046,6 +1044,33 @@ mod tests {
             "{}",
             narrow[3]
         );
+    }
+
+    #[test]
+    fn agent_statuses_read_as_words_in_the_table_and_as_wire_words_in_json() {
+        use v1::agent_status::Status;
+        let row = |status: Status, connected: bool| v1::AgentInfo {
+            id: "a1".into(),
+            opd: "dinkes".into(),
+            status: status.into(),
+            connected,
+            ..Default::default()
+        };
+        let agents = [
+            row(Status::NeverConnected, false),
+            row(Status::NoAgentEnrolled, false),
+            // From a collector that did not say: read from `connected`.
+            row(Status::Unspecified, true),
+        ];
+        let t = agents_table(Output::Wide, &agents);
+        assert!(t.contains("never connected"), "{t}");
+        assert!(t.contains("no agent enrolled"), "{t}");
+        assert!(t.contains(" connected"), "{t}");
+        assert!(!t.contains("never_connected") && !t.contains('?'), "{t}");
+        let j = agents_json(&agents);
+        assert_eq!(j[0]["status"], "never_connected");
+        assert_eq!(j[1]["status"], "no_agent_enrolled");
+        assert!(j[2]["status"].is_null(), "{j}");
     }
 
     #[test]

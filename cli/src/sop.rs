@@ -1130,7 +1130,7 @@ mod tests {
         v1::Ticket {
             id: "PJ-2026-0001".into(),
             opd: "dinkes".into(),
-            origin: "letter".into(),
+            origin: v1::ticket::Origin::Letter.into(),
             letter_number: "005/9".into(),
             problem: "Putus".into(),
             step,
@@ -1201,7 +1201,7 @@ mod tests {
             user: "helpdesk".into(),
             step: 1,
             detail: Some(Detail::Opened(v1::AuditOpened {
-                origin: "letter".into(),
+                origin: v1::ticket::Origin::Letter.into(),
                 letter_number: "005/9".into(),
                 letter_date: "2026-11-20".into(),
                 letter_subject: "Putus".into(),
@@ -1505,7 +1505,7 @@ mod tests {
         use v1::audit_event::Detail;
         let details = [
             Detail::Opened(v1::AuditOpened {
-                origin: "letter".into(),
+                origin: v1::ticket::Origin::Letter.into(),
                 letter_date: "2026-11-20".into(),
                 ..Default::default()
             }),
@@ -1528,7 +1528,7 @@ mod tests {
         assert!(crate::view::event_back(&v1::AuditEvent::default()).is_none());
         let bad_date = v1::AuditEvent {
             detail: Some(Detail::Opened(v1::AuditOpened {
-                origin: "letter".into(),
+                origin: v1::ticket::Origin::Letter.into(),
                 letter_date: "20-11-2026".into(),
                 ..Default::default()
             })),

@@ -64,6 +64,11 @@ fn local(t: Option<&pbjson_types::Timestamp>, tz: chrono_tz::Tz) -> String {
 }
 
 /// `-` for an empty text.
+/// An enum's word, or empty when it is not set (shown as `-`).
+pub(crate) fn set_word(set: bool, word: &'static str) -> &'static str {
+    if set { word } else { "" }
+}
+
 fn dash(s: &str) -> String {
     if s.is_empty() {
         "-".into()
@@ -268,7 +273,11 @@ fn render_detail(d: &v1::TicketDetail, o: Output, tz: chrono_tz::Tz) -> String {
     line(&mut out, "device", dash(&v.device));
     line(&mut out, "link", dash(&v.link));
     line(&mut out, "problem", dash(&v.problem));
-    line(&mut out, "origin", dash(&v.origin));
+    line(
+        &mut out,
+        "origin",
+        dash(set_word(v.origin().is_set(), v.origin().word())),
+    );
     let turn = if v.closed {
         "closed".to_string()
     } else {
@@ -307,13 +316,13 @@ fn render_detail(d: &v1::TicketDetail, o: Output, tz: chrono_tz::Tz) -> String {
         let worst = r
             .findings
             .iter()
-            .filter(|f| f.level != "up")
+            .filter(|f| f.level() != v1::finding::Level::Up)
             .map(|f| {
                 format!(
                     "{} {} ({})",
                     dash(&f.problem),
                     serde_json::json!(f.value),
-                    dash(&f.level)
+                    dash(set_word(f.level().is_set(), f.level().word()))
                 )
             })
             .collect::<Vec<_>>();
@@ -801,7 +810,7 @@ mod tests {
             opd: "dinkes".into(),
             device: "dinkes-rtr".into(),
             problem: "No reply from dinkes-rtr".into(),
-            origin: "detected".into(),
+            origin: v1::ticket::Origin::Detected.into(),
             step: 1,
             role: "pemohon".into(),
             opened_at: Some(pbjson_types::Timestamp {
@@ -874,5 +883,47 @@ mod tests {
         assert_eq!(request(&["--step", "4"]).step, Some(4));
         assert!(request(&["--overdue"]).overdue);
         assert!(request(&["--mine"]).mine);
+    }
+
+    #[test]
+    fn ticket_show_names_the_origin_and_the_levels_in_words() {
+        use v1::finding::Level;
+        let finding = |problem: &str, level: Level, value: f64| v1::Finding {
+            problem: problem.into(),
+            level: level.into(),
+            value,
+            ..Default::default()
+        };
+        let d = v1::TicketDetail {
+            ticket: Some(v1::Ticket {
+                id: "PJ-2026-0001".into(),
+                origin: v1::ticket::Origin::Letter.into(),
+                ..Default::default()
+            }),
+            evidence: vec![
+                v1::EvidenceReading {
+                    findings: vec![
+                        finding("loss", Level::Down, 100.0),
+                        finding("rtt", Level::Up, 1.0),
+                        finding("jitter", Level::Degraded, 30.0),
+                    ],
+                    ..Default::default()
+                },
+                v1::EvidenceReading {
+                    findings: vec![finding("loss", Level::Up, 0.0)],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = render_detail(&d, Output::Table, chrono_tz::Asia::Jakarta);
+        let origin = text.lines().find(|l| l.contains("origin")).unwrap();
+        assert!(origin.ends_with("letter"), "{text}");
+        assert!(
+            text.contains("loss 100.0 (down), jitter 30.0 (degraded)"),
+            "{text}"
+        );
+        assert!(text.contains("all within thresholds"), "{text}");
+        assert!(!text.contains("rtt 1.0"), "{text}");
     }
 }

@@ -462,6 +462,18 @@ pub struct Measurement {
     pub link_figures: Vec<LinkFigures>,
 }
 
+/// An interface status in the words a measurement's tables have always
+/// used (IF-MIB's own, `notPresent`); empty when not read.
+fn if_status_word(s: v1::interface_status::Status) -> &'static str {
+    use v1::interface_status::Status;
+    match s {
+        Status::Unspecified => "",
+        Status::NotPresent => "notPresent",
+        Status::LowerLayerDown => "lowerLayerDown",
+        s => s.word(),
+    }
+}
+
 fn some(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
@@ -471,7 +483,7 @@ pub fn view(t: &v1::Ticket) -> TicketView {
     TicketView {
         id: t.id.clone(),
         opd: t.opd.clone(),
-        origin: t.origin.clone(),
+        origin: crate::ticket::set_word(t.origin().is_set(), t.origin().word()).to_string(),
         letter_number: some(&t.letter_number),
         problem: t.problem.clone(),
         device: some(&t.device),
@@ -510,7 +522,7 @@ pub fn event_back(e: &v1::AuditEvent) -> Option<Event> {
     use v1::audit_event::Detail;
     let kind = match e.detail.as_ref()? {
         Detail::Opened(o) => EventKind::Opened {
-            origin: if o.origin == "letter" {
+            origin: if o.origin() == v1::ticket::Origin::Letter {
                 Origin::Letter {
                     number: o.letter_number.clone(),
                     date: o.letter_date.parse::<NaiveDate>().ok()?,
@@ -675,8 +687,8 @@ pub fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
                 name: l.name.clone(),
                 device: l.device.clone(),
                 interface: l.interface.clone(),
-                oper_status: l.oper_status.clone(),
-                admin_status: l.admin_status.clone(),
+                oper_status: if_status_word(l.oper_status()).into(),
+                admin_status: if_status_word(l.admin_status()).into(),
                 speed_mbps: l.speed_mbps,
                 in_bps: l.in_bps,
                 out_bps: l.out_bps,

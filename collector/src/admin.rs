@@ -289,17 +289,17 @@ impl crate::users::UserDirectory for HubUsers {
     fn dir(&self) -> &std::path::Path {
         &self.0.users_dir
     }
-    fn known_roles(&self) -> Vec<String> {
-        let mut roles: Vec<String> = self
+    fn known_roles(&self) -> Vec<crate::role::Role> {
+        let mut roles: Vec<crate::role::Role> = self
             .0
             .health
             .sop_store
             .sop()
             .roles
             .iter()
-            .map(|r| r.id.clone())
+            .map(|r| crate::role::Role::sop_id(&r.id))
             .collect();
-        roles.push(crate::api::policy::ADMIN.into());
+        roles.push(crate::role::Role::ADMIN);
         roles
     }
     fn reload(&self) {

@@ -70,31 +70,6 @@ pub struct Hub {
     pub calls: crate::api::gate::InFlight,
 }
 
-/// Where an OPD's agent stands, as `siaga agents` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentStatus {
-    /// A stream is open.
-    Connected,
-    /// Heard before, no stream now.
-    Disconnected,
-    /// Enrolled, never heard.
-    NeverConnected,
-    /// The OPD has devices but no agent was ever enrolled for it.
-    NoAgentEnrolled,
-}
-
-impl AgentStatus {
-    /// The word shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Connected => "connected",
-            AgentStatus::Disconnected => "disconnected",
-            AgentStatus::NeverConnected => "never connected",
-            AgentStatus::NoAgentEnrolled => "no agent enrolled",
-        }
-    }
-}
-
 /// The OPDs whose agents the health engine watches for silence: every OPD of
 /// the inventory with an enrolled agent or one heard before (enrolled before
 /// enrollments were recorded), each with the last time any of its agents was

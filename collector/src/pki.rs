@@ -685,10 +685,10 @@ pub fn enroll_person(
     let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
     let known = crate::users::known_roles(&cfg.sop);
     for r in roles {
-        if !known.contains(r) {
+        if crate::role::Role::parse(r, &known).is_err() {
             return Err(PkiError::InvalidName(format!(
                 "--role {r:?} is not a role of the SOP ({})",
-                known.join(", ")
+                crate::role::join(&known, ", ")
             )));
         }
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use siaga_proto::v1;
 
 use crate::api::{ApiError, limits};
+use crate::role::Role;
 
 use crate::config::parse_toml;
 use crate::error::ConfigError;
@@ -27,12 +28,12 @@ pub const DEFAULT_ROLES: &[&str] = &[
 
 /// Roles whose holder works for one OPD and sees only it (the SOP's
 /// requester). Every other role is a province role and sees every OPD.
-pub const OPD_ROLES: &[&str] = &["pemohon"];
+pub const OPD_ROLES: &[Role] = &[Role::PEMOHON];
 
 /// Whether a person with `roles` is held to their own OPD: every role is an
 /// OPD role (no roles at all counts too: such a person sees no other OPD).
 pub fn only_opd_roles(roles: &[String]) -> bool {
-    roles.iter().all(|r| OPD_ROLES.contains(&r.as_str()))
+    roles.iter().all(|r| OPD_ROLES.iter().any(|o| o == r))
 }
 
 /// An enrolled person.
@@ -359,7 +360,7 @@ pub fn check_opds<'a>(
 }
 
 /// Role ids a user may hold: the `[[role]]` ids of the SOP file plus `admin`.
-pub fn known_roles(sop: &Path) -> Vec<String> {
+pub fn known_roles(sop: &Path) -> Vec<Role> {
     let from_file = std::fs::read_to_string(sop)
         .ok()
         .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
@@ -367,14 +368,14 @@ pub fn known_roles(sop: &Path) -> Vec<String> {
             t.get("role").and_then(|r| r.as_array()).map(|roles| {
                 roles
                     .iter()
-                    .filter_map(|r| r.get("id").and_then(|i| i.as_str()).map(str::to_string))
+                    .filter_map(|r| r.get("id").and_then(|i| i.as_str()).map(Role::sop_id))
                     .collect::<Vec<_>>()
             })
         })
         .filter(|r| !r.is_empty());
     let mut roles =
-        from_file.unwrap_or_else(|| DEFAULT_ROLES.iter().map(|r| r.to_string()).collect());
-    roles.push(crate::api::policy::ADMIN.into());
+        from_file.unwrap_or_else(|| DEFAULT_ROLES.iter().map(|r| Role::sop_id(r)).collect());
+    roles.push(Role::ADMIN);
     roles
 }
 
@@ -412,7 +413,7 @@ pub fn set_password(
     password: &str,
 ) -> Result<User, ApiError> {
     limits::required("name", name, limits::len::ID)?;
-    if name != by.name && !by.has(crate::api::policy::ADMIN) {
+    if name != by.name && !by.has(&Role::ADMIN) {
         return Err(ApiError::Denied(format!(
             "only the admin sets another person's password; you are {}",
             by.describe()
@@ -458,7 +459,7 @@ pub fn enroll_totp(
     name: &str,
 ) -> Result<(User, String), ApiError> {
     limits::required("name", name, limits::len::ID)?;
-    if name != by.name && !by.has(crate::api::policy::ADMIN) {
+    if name != by.name && !by.has(&Role::ADMIN) {
         return Err(ApiError::Denied(format!(
             "only the admin enrols another person's second factor; you are {}",
             by.describe()
@@ -533,7 +534,7 @@ pub trait UserDirectory {
     /// Where the user files live.
     fn dir(&self) -> &Path;
     /// Role ids a user may hold (the SOP's plus `admin`).
-    fn known_roles(&self) -> Vec<String>;
+    fn known_roles(&self) -> Vec<Role>;
     /// Re-read the files after a change.
     fn reload(&self);
 }
@@ -567,13 +568,8 @@ pub fn change_role(
 ) -> Result<User, ApiError> {
     limits::required("name", name, limits::len::ID)?;
     limits::required("role", role, limits::len::ID)?;
-    let known = users.known_roles();
-    if !known.iter().any(|k| k == role) {
-        return Err(ApiError::invalid(
-            "role",
-            format!("`{role}` is not a role ({})", known.join(", ")),
-        ));
-    }
+    let role = Role::parse(role, &users.known_roles())
+        .map_err(|e| ApiError::invalid("role", e.to_string()))?;
     let Some(mut user) = users.get(name) else {
         return Err(ApiError::NotFound(format!(
             "no user {name} (enroll with `siaga-collector enroll user`)"
@@ -581,23 +577,23 @@ pub fn change_role(
     };
     match change {
         RoleChange::Grant => {
-            if !user.roles.iter().any(|r| r == role) {
+            if !user.roles.iter().any(|r| *r == role) {
                 user.roles.push(role.to_string());
             }
         }
         RoleChange::Revoke => {
-            if role == crate::api::policy::ADMIN && name == by {
+            if role == Role::ADMIN && name == by {
                 return Err(ApiError::Refused(
                     "you cannot take the admin role from yourself".into(),
                 ));
             }
-            user.roles.retain(|r| r != role);
+            user.roles.retain(|r| *r != role);
         }
     }
     write_user(users.dir(), &user)
         .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
     users.reload();
-    audit(users.dir(), by, change.word(), name, role, "done");
+    audit(users.dir(), by, change.word(), name, role.as_str(), "done");
     tracing::info!(%by, user = %user.name, %role, action = change.word(), "user roles changed");
     Ok(user)
 }
@@ -633,7 +629,7 @@ pub(crate) mod tests {
         fn dir(&self) -> &Path {
             &self.0
         }
-        fn known_roles(&self) -> Vec<String> {
+        fn known_roles(&self) -> Vec<crate::role::Role> {
             Vec::new()
         }
         fn reload(&self) {}

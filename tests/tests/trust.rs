@@ -153,7 +153,7 @@ fn an_enrolled_agent_that_never_connected_is_one_ticket_and_recovers_when_it_con
     ensure!(
         rows.len() == 1
             && rows[0]["id"] == agent_cfg.id.as_str()
-            && rows[0]["status"] == "never connected"
+            && rows[0]["status"] == "never_connected"
             && rows[0]["last_seen"].is_null(),
         "the enrolled agent is listed as never connected: {rows:#?}"
     );
@@ -202,7 +202,7 @@ fn an_opd_with_devices_and_no_agent_enrolled_is_listed_and_validate_warns() -> R
     c.serve()?;
     let rows = agent_rows(&siaga, "bappeda")?;
     ensure!(
-        rows.len() == 1 && rows[0]["status"] == "no agent enrolled" && rows[0]["id"].is_null(),
+        rows.len() == 1 && rows[0]["status"] == "no_agent_enrolled" && rows[0]["id"].is_null(),
         "bappeda is shown without an agent: {rows:#?}"
     );
     let table = siaga.run(&["agents"])?;

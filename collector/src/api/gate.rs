@@ -39,8 +39,8 @@ pub struct Caller {
 
 impl Caller {
     /// Whether they hold `role`.
-    pub fn has(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+    pub fn has(&self, role: impl AsRef<str>) -> bool {
+        self.roles.iter().any(|r| r == role.as_ref())
     }
 
     /// Whether they see every OPD (a province role).
@@ -106,7 +106,7 @@ pub fn allowed(rule: &Rule, caller: &Caller) -> Result<(), ApiError> {
     let who = match rule.allow {
         Allow::Agents => "agents".to_string(),
         Allow::Province => "the province team (any role but pemohon)".to_string(),
-        Allow::Roles(roles) => roles.join(" or "),
+        Allow::Roles(roles) => crate::role::join(roles, " or "),
         Allow::People | Allow::Public => unreachable_allow(),
     };
     Err(ApiError::Denied(format!(

@@ -62,6 +62,13 @@ pub fn required(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     text(field, value, max)
 }
 
+/// A ticket number a person sent in `field` (required, at most
+/// [`len::ID`] characters; trimmed, any case).
+pub fn ticket_number(field: &str, value: &str) -> Result<crate::sop::TicketNumber, ApiError> {
+    required(field, value, len::ID)?;
+    Ok(crate::sop::TicketNumber::typed(value))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -78,5 +85,15 @@ mod tests {
         assert!(e.to_string().contains("U+001B"), "{e}");
         assert!(text("note", "two\nlines\tand a tab", len::NOTE).is_ok());
         assert!(required("reason", "  ", len::NOTE).is_err());
+    }
+
+    #[test]
+    fn a_ticket_number_is_read_once_as_the_store_keys_it() {
+        let n = ticket_number("id", " pj-2026-0001 ").unwrap();
+        assert_eq!(n.as_str(), "PJ-2026-0001");
+        let e = ticket_number("ticket", " ").unwrap_err();
+        assert_eq!(e.to_string(), "ticket: is required");
+        let e = ticket_number("id", &"P".repeat(65)).unwrap_err();
+        assert_eq!(e.to_string(), "id: 65 characters; the limit is 64");
     }
 }

@@ -20,7 +20,7 @@ pub enum Allow {
     /// Every enrolled person.
     People,
     /// People holding one of these roles.
-    Roles(&'static [&'static str]),
+    Roles(&'static [Role]),
     /// People with a province role (not only OPD roles).
     Province,
 }
@@ -61,8 +61,10 @@ use crate::ticket::api::MAINTENANCE_ROLES;
 use Allow::*;
 use Scope::{None as Unscoped, Opd};
 
-/// The administrator role (not an SOP role).
-pub const ADMIN: &str = "admin";
+use crate::role::Role;
+
+/// Only the administrator.
+const ADMIN_ONLY: &[Role] = &[Role::ADMIN];
 
 /// The table. Keep it sorted by service; one line per RPC.
 pub const RULES: &[Rule] = &[
@@ -72,7 +74,7 @@ pub const RULES: &[Rule] = &[
     rule("/siaga.v1.Uplink/Stream", Agents, Unscoped, true),
     // --- Admin (admin.proto)
     rule("/siaga.v1.Admin/WhoAmI", People, Unscoped, false),
-    rule("/siaga.v1.Admin/Backup", Roles(&[ADMIN]), Unscoped, false),
+    rule("/siaga.v1.Admin/Backup", Roles(ADMIN_ONLY), Unscoped, false),
     // --- Devices (devices.proto)
     rule("/siaga.v1.Devices/ListAgents", People, Opd, false),
     rule("/siaga.v1.Devices/ListDevices", People, Opd, false),
@@ -89,7 +91,7 @@ pub const RULES: &[Rule] = &[
     rule("/siaga.v1.Tickets/GetTicket", People, Opd, false),
     rule(
         "/siaga.v1.Tickets/NewTicket",
-        Roles(&LETTER_ROLES),
+        Roles(LETTER_ROLES),
         Opd,
         true,
     ),
@@ -104,13 +106,13 @@ pub const RULES: &[Rule] = &[
     ),
     rule(
         "/siaga.v1.Tickets/AddMaintenanceWindow",
-        Roles(&MAINTENANCE_ROLES),
+        Roles(MAINTENANCE_ROLES),
         Opd,
         true,
     ),
     rule(
         "/siaga.v1.Tickets/RemoveMaintenanceWindow",
-        Roles(&MAINTENANCE_ROLES),
+        Roles(MAINTENANCE_ROLES),
         Opd,
         true,
     ),
@@ -123,7 +125,7 @@ pub const RULES: &[Rule] = &[
     rule("/siaga.v1.Sop/ListInbox", People, Opd, false),
     rule(
         "/siaga.v1.Sop/VerifyAuditTrails",
-        Roles(&[ADMIN]),
+        Roles(ADMIN_ONLY),
         Unscoped,
         false,
     ),
@@ -147,14 +149,19 @@ pub const RULES: &[Rule] = &[
     // --- Users (users.proto)
     rule(
         "/siaga.v1.Users/ListUsers",
-        Roles(&[ADMIN]),
+        Roles(ADMIN_ONLY),
         Unscoped,
         false,
     ),
-    rule("/siaga.v1.Users/GrantRole", Roles(&[ADMIN]), Unscoped, true),
+    rule(
+        "/siaga.v1.Users/GrantRole",
+        Roles(ADMIN_ONLY),
+        Unscoped,
+        true,
+    ),
     rule(
         "/siaga.v1.Users/RevokeRole",
-        Roles(&[ADMIN]),
+        Roles(ADMIN_ONLY),
         Unscoped,
         true,
     ),

@@ -57,13 +57,15 @@ pub fn link_listed(caller: &Caller, inv: &Inventory, device: &str) -> bool {
     inv.devices.get(device).is_some_and(|d| caller.sees(&d.opd))
 }
 
-/// Ticket `number` (as typed: trimmed, any case), when it exists and
-/// `caller` sees its OPD.
-pub fn ticket(caller: &Caller, store: &SopStore, number: &str) -> Result<SopTicket, ApiError> {
-    let number = number.trim().to_ascii_uppercase();
-    match store.get(&number) {
+/// Ticket `number`, when it exists and `caller` sees its OPD.
+pub fn ticket(
+    caller: &Caller,
+    store: &SopStore,
+    number: &crate::sop::TicketNumber,
+) -> Result<SopTicket, ApiError> {
+    match store.get(number.as_str()) {
         Ok(t) if caller.sees(&t.info.opd) => Ok(t),
-        Ok(_) | Err(crate::sop::store::StoreError::NoTicket(_)) => Err(no_ticket(&number)),
+        Ok(_) | Err(crate::sop::store::StoreError::NoTicket(_)) => Err(no_ticket(number.as_str())),
         Err(e) => Err(ApiError::internal(format!("reading ticket {number}"), e)),
     }
 }

@@ -11,10 +11,14 @@ use tonic::{Request, Response, Status};
 
 use crate::api::page::Page;
 use crate::api::{ApiError, Caller, limits};
-use crate::hub::{AgentStatus, Hub, opds_without_agent};
+use crate::hub::{Hub, opds_without_agent};
 use crate::ingest::now_us;
 use crate::state::{shown_state, stale_age};
 use crate::store::{HistoryFrom, StoredSample};
+use siaga_proto::v1::agent_status::Status as AgentStatus;
+use siaga_proto::v1::history_sample_kind::Kind as SampleKind;
+use siaga_proto::v1::interface_status::Status as IfStatus;
+use siaga_proto::v1::snmp_poll_status::Status as SnmpPoll;
 
 /// Samples in one [`v1::HistoryChunk`] (and read from the store at once).
 pub const HISTORY_CHUNK: usize = 256;
@@ -81,39 +85,6 @@ fn ms(us: Option<u64>) -> Option<f64> {
     us.map(|v| v as f64 / 1000.0)
 }
 
-fn snmp_status_name(status: i32) -> String {
-    v1::SnmpStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("SNMP_STATUS_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// IF-MIB ifOperStatus as a word.
-pub fn oper_status_name(v: u32) -> &'static str {
-    match v {
-        1 => "up",
-        2 => "down",
-        3 => "testing",
-        5 => "dormant",
-        6 => "not_present",
-        7 => "lower_layer_down",
-        _ => "unknown",
-    }
-}
-
-/// IF-MIB ifAdminStatus as a word.
-pub fn admin_status_name(v: u32) -> &'static str {
-    match v {
-        1 => "up",
-        2 => "down",
-        3 => "testing",
-        _ => "unknown",
-    }
-}
-
 /// One stored sample as History gives it.
 pub fn history_sample(s: &StoredSample) -> v1::HistorySample {
     let mut h = v1::HistorySample {
@@ -125,7 +96,7 @@ pub fn history_sample(s: &StoredSample) -> v1::HistorySample {
     };
     match &s.sample.kind {
         Some(Kind::Icmp(i)) => {
-            h.kind = "icmp".into();
+            h.kind = SampleKind::Icmp.into();
             h.sent = Some(i.sent);
             h.received = Some(i.received);
             h.loss_pct = Some(i.loss_pct);
@@ -138,8 +109,8 @@ pub fn history_sample(s: &StoredSample) -> v1::HistorySample {
             h.error = i.error.clone();
         }
         Some(Kind::Snmp(n)) => {
-            h.kind = "snmp".into();
-            h.status = snmp_status_name(n.status);
+            h.kind = SampleKind::Snmp.into();
+            h.status = SnmpPoll::from_uplink(n.status).into();
             h.error = n.error.clone();
             h.sys_uptime_cs = n.sys_uptime_cs;
             h.sys_name = n.sys_name.clone();
@@ -147,14 +118,14 @@ pub fn history_sample(s: &StoredSample) -> v1::HistorySample {
             h.interfaces = n.interfaces.clone();
         }
         Some(Kind::Event(e)) => {
-            h.kind = "event".into();
+            h.kind = SampleKind::Event.into();
             h.event = e.kind.clone();
             h.link = e.link.clone();
             h.if_index = Some(e.if_index);
             h.detail = e.detail.clone();
             h.source = e.source.clone();
         }
-        None => h.kind = "none".into(),
+        None => {}
     }
     h
 }
@@ -166,8 +137,8 @@ fn interface_info(i: &v1::Interface) -> v1::InterfaceInfo {
         if_descr: i.if_descr.clone(),
         if_alias: i.if_alias.clone(),
         link: i.link_name.clone(),
-        oper_status: oper_status_name(i.oper_status).into(),
-        admin_status: admin_status_name(i.admin_status).into(),
+        oper_status: IfStatus::from_if_mib(i.oper_status).into(),
+        admin_status: IfStatus::from_if_mib_admin(i.admin_status).into(),
         speed_mbps: i.speed_bps as f64 / 1e6,
         in_bps: i.in_bps,
         out_bps: i.out_bps,
@@ -283,8 +254,8 @@ fn device_info(
         _ => None,
     };
     let snmp_status = match latest.snmp.as_ref().and_then(|s| s.kind.as_ref()) {
-        Some(Kind::Snmp(s)) => snmp_status_name(s.status),
-        _ => String::new(),
+        Some(Kind::Snmp(s)) => SnmpPoll::from_uplink(s.status).into(),
+        _ => SnmpPoll::Unspecified.into(),
     };
     Ok(v1::DeviceInfo {
         id: d.id.clone(),
@@ -334,7 +305,7 @@ fn agent_rows(hub: &Hub) -> Vec<v1::AgentInfo> {
                 refused: r.refused,
                 address: r.address,
                 cert_not_after_us: a.cert_not_after_us,
-                status: status.as_str().into(),
+                status: status.into(),
                 clock_offset_us: r.clock_offset_us,
                 future_refused: r.future_refused,
                 spool_condition: r.spool_condition,
@@ -349,7 +320,7 @@ fn agent_rows(hub: &Hub) -> Vec<v1::AgentInfo> {
             agents.push(v1::AgentInfo {
                 id: e.id.clone(),
                 opd: e.opd.clone(),
-                status: AgentStatus::NeverConnected.as_str().into(),
+                status: AgentStatus::NeverConnected.into(),
                 ..Default::default()
             });
         }
@@ -358,7 +329,7 @@ fn agent_rows(hub: &Hub) -> Vec<v1::AgentInfo> {
     for opd in opds_without_agent(&inventory, &enrolled, &known) {
         agents.push(v1::AgentInfo {
             opd,
-            status: AgentStatus::NoAgentEnrolled.as_str().into(),
+            status: AgentStatus::NoAgentEnrolled.into(),
             ..Default::default()
         });
     }
@@ -451,7 +422,9 @@ pub fn device_detail(hub: &Hub, id: &str, since_us: i64) -> Result<v1::DeviceDet
         parent: d.parent.clone().unwrap_or_default(),
         state,
         reading_age_s: age_s,
-        snmp_status: s.map(|s| snmp_status_name(s.status)).unwrap_or_default(),
+        snmp_status: s
+            .map_or(SnmpPoll::Unspecified, |s| SnmpPoll::from_uplink(s.status))
+            .into(),
         snmp_error: s.map(|s| s.error.clone()).unwrap_or_default(),
         sys_name: s.map(|s| s.sys_name.clone()).unwrap_or_default(),
         sys_descr: s.map(|s| s.sys_descr.clone()).unwrap_or_default(),
@@ -503,11 +476,11 @@ pub fn link_rows(hub: &Hub, keep: impl Fn(&str) -> bool) -> Result<Vec<v1::LinkI
         };
         if let Some((ts, s)) = snmp {
             row.last_sample_at = Some(timestamp(*ts));
-            row.snmp_status = snmp_status_name(s.status);
+            row.snmp_status = SnmpPoll::from_uplink(s.status).into();
         }
         if let Some(i) = iface {
-            row.oper_status = oper_status_name(i.oper_status).into();
-            row.admin_status = admin_status_name(i.admin_status).into();
+            row.oper_status = IfStatus::from_if_mib(i.oper_status).into();
+            row.admin_status = IfStatus::from_if_mib_admin(i.admin_status).into();
             row.speed_mbps = Some(i.speed_bps as f64 / 1e6);
             row.in_bps = i.in_bps;
             row.out_bps = i.out_bps;
@@ -950,4 +923,68 @@ pub mod tests {
             },
         },
     ];
+
+    /// Domain values reach the wire as their enums: the sample's kind, the
+    /// SNMP poll's status, the interfaces' IF-MIB statuses.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn samples_and_interfaces_carry_their_words() {
+        use siaga_proto::v1::sample::Kind;
+        use v1::interface_status::Status as If;
+        use v1::snmp_poll_status::Status as Poll;
+        let stored = |kind: Option<Kind>| crate::store::StoredSample {
+            agent: "a1".into(),
+            received_us: None,
+            sample: v1::Sample {
+                kind,
+                ..Default::default()
+            },
+        };
+        let snmp = super::history_sample(&stored(Some(Kind::Snmp(v1::SnmpResult {
+            status: v1::SnmpStatus::AuthFailure.into(),
+            ..Default::default()
+        }))));
+        assert_eq!(
+            (snmp.kind(), snmp.status()),
+            (v1::history_sample_kind::Kind::Snmp, Poll::AuthFailure)
+        );
+        let json = serde_json::to_value(&snmp).unwrap();
+        assert_eq!(
+            (&json["kind"], &json["status"]),
+            (&"snmp".into(), &"auth_failure".into())
+        );
+        let event = super::history_sample(&stored(Some(Kind::Event(v1::Event {
+            kind: "link_down".into(),
+            ..Default::default()
+        }))));
+        assert_eq!(event.kind(), v1::history_sample_kind::Kind::Event);
+        assert_eq!(event.event, "link_down");
+        // A sample without a measurement: no kind, and none in its JSON.
+        let none = super::history_sample(&stored(None));
+        assert_eq!(none.kind(), v1::history_sample_kind::Kind::Unspecified);
+        assert!(serde_json::to_value(&none).unwrap().get("kind").is_none());
+        // An SNMP status only a newer agent knows: unspecified.
+        let newer = super::history_sample(&stored(Some(Kind::Snmp(v1::SnmpResult {
+            status: 99,
+            ..Default::default()
+        }))));
+        assert_eq!(newer.status(), Poll::Unspecified);
+
+        let i = super::interface_info(&v1::Interface {
+            oper_status: 7,
+            admin_status: 5,
+            ..Default::default()
+        });
+        // ifAdminStatus has no 5 (only ifOperStatus's dormant is 5).
+        assert_eq!(
+            (i.oper_status(), i.admin_status()),
+            (If::LowerLayerDown, If::Unknown)
+        );
+        let i = super::interface_info(&v1::Interface {
+            oper_status: 0,
+            admin_status: 2,
+            ..Default::default()
+        });
+        assert_eq!((i.oper_status(), i.admin_status()), (If::Unknown, If::Down));
+    }
 }

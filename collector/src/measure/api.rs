@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use siaga_proto::v1;
+
+use crate::role::Role;
 use tonic::{Request, Response, Status};
 
 use super::model::{MeasureState, Measurement, Phase};
@@ -91,7 +93,7 @@ fn you_are(roles: &[String]) -> String {
 fn allowed(sop: &Sop, caller: &[String], what: &str, admin_ok: bool) -> Result<(), ApiError> {
     let (roles, steps) = measuring_roles(sop);
     if sop.capacity_any(caller, &roles).is_some()
-        || (admin_ok && caller.iter().any(|r| r == crate::api::policy::ADMIN))
+        || (admin_ok && caller.iter().any(|r| *r == Role::ADMIN))
     {
         return Ok(());
     }
@@ -276,7 +278,7 @@ fn ticket_request(
     health: &crate::ticket::HealthPart,
     inv: &Inventory,
     caller: &Caller,
-    ticket: &str,
+    ticket: &crate::sop::TicketNumber,
 ) -> Result<(TicketInfo, Vec<String>, Vec<String>), ApiError> {
     let t = scope::ticket(caller, &health.sop_store, ticket)?;
     let number = t.info.number.clone();
@@ -306,7 +308,7 @@ pub fn may_measure(
     health: &crate::ticket::HealthPart,
     inv: &Inventory,
     caller: &Caller,
-    number: &str,
+    number: &crate::sop::TicketNumber,
 ) -> bool {
     ticket_request(health, inv, caller, number).is_ok()
 }
@@ -319,7 +321,7 @@ impl v1::measure_server::Measure for MeasureApi {
     ) -> Result<Response<v1::Measurement>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("ticket", &r.ticket, len::ID)?;
+        let ticket = limits::ticket_number("ticket", &r.ticket)?;
         let phase = wire::phase(r.phase())
             .ok_or_else(|| ApiError::invalid("phase", "phase must be before or after"))?;
         let shape = shape(r.count, r.window_s)?;
@@ -327,7 +329,7 @@ impl v1::measure_server::Measure for MeasureApi {
         let inv = self.hub.inventory();
         let who = caller.name.clone();
         let (info, devices, links) = blocking("reading the ticket to measure", move || {
-            ticket_request(&health, &inv, &caller, &r.ticket)
+            ticket_request(&health, &inv, &caller, &ticket)
         })
         .await?;
         let m = new_measurement(
@@ -418,8 +420,7 @@ impl v1::measure_server::Measure for MeasureApi {
     ) -> Result<Response<v1::ListTicketMeasurementsResponse>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("ticket", &r.ticket, len::ID)?;
-        let number = r.ticket.trim().to_ascii_uppercase();
+        let number = limits::ticket_number("ticket", &r.ticket)?;
         let page = Page::new(r.page_size, &r.page_token, &format!("ticket={number}"))?;
         let (service, health) = self.parts();
         let mut all = blocking("listing a ticket's measurements", move || {

@@ -94,13 +94,38 @@ fn device(d: &DeviceFigures) -> v1::DeviceFigures {
     }
 }
 
+/// An interface status as a measurement keeps it (`if_status`: IF-MIB's
+/// own words, `notPresent`) on the wire; empty (no reading) or a word this
+/// build does not know is unspecified.
+fn if_status(word: &str) -> v1::interface_status::Status {
+    use v1::interface_status::Status;
+    match word {
+        "notPresent" => Status::NotPresent,
+        "lowerLayerDown" => Status::LowerLayerDown,
+        w => w.parse().unwrap_or_default(),
+    }
+}
+
+/// The word a measurement keeps of an interface status (see
+/// [`super::model::if_status`]).
+#[cfg(test)]
+fn if_status_word(s: v1::interface_status::Status) -> String {
+    use v1::interface_status::Status;
+    match s {
+        Status::Unspecified => String::new(),
+        Status::NotPresent => "notPresent".into(),
+        Status::LowerLayerDown => "lowerLayerDown".into(),
+        s => s.word().into(),
+    }
+}
+
 fn link(l: &LinkFigures) -> v1::LinkFigures {
     v1::LinkFigures {
         name: l.name.clone(),
         device: l.device.clone(),
         interface: l.interface.clone(),
-        oper_status: l.oper_status.clone(),
-        admin_status: l.admin_status.clone(),
+        oper_status: if_status(&l.oper_status).into(),
+        admin_status: if_status(&l.admin_status).into(),
         speed_mbps: l.speed_mbps,
         in_bps: l.in_bps,
         out_bps: l.out_bps,
@@ -179,8 +204,8 @@ fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
                 name: l.name.clone(),
                 device: l.device.clone(),
                 interface: l.interface.clone(),
-                oper_status: l.oper_status.clone(),
-                admin_status: l.admin_status.clone(),
+                oper_status: if_status_word(l.oper_status()),
+                admin_status: if_status_word(l.admin_status()),
                 speed_mbps: l.speed_mbps,
                 in_bps: l.in_bps,
                 out_bps: l.out_bps,
@@ -260,6 +285,27 @@ mod tests {
     fn a_measurement_reads_back_as_it_was_sent(state: MeasureState) {
         let m = sample(state);
         assert_eq!(measurement_back(&measurement(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn interface_statuses_are_words_on_the_wire_and_read_back_as_kept() {
+        let mut m = sample(MeasureState::Done);
+        m.link_figures[0].oper_status = "lowerLayerDown".into();
+        m.link_figures[0].admin_status = "testing".into();
+        let w = measurement(&m);
+        use v1::interface_status::Status;
+        let l = &w.link_figures;
+        assert_eq!(
+            (l[0].oper_status(), l[0].admin_status()),
+            (Status::LowerLayerDown, Status::Testing)
+        );
+        // The link that was not read has no status.
+        assert_eq!(l[1].oper_status(), Status::Unspecified);
+        let v = serde_json::to_value(&w).unwrap();
+        assert_eq!(v["link_figures"][0]["oper_status"], "lower_layer_down");
+        assert_eq!(v["link_figures"][0]["admin_status"], "testing");
+        assert!(v["link_figures"][1].get("oper_status").is_none(), "{v}");
+        assert_eq!(measurement_back(&w).unwrap(), m);
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
         use crate::api::{ApiError as E, document, limits, scope};
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("ticket", &r.ticket, limits::len::ID)?;
+        let ticket = limits::ticket_number("ticket", &r.ticket)?;
         let lang = document::lang("lang", &r.lang)?;
         let format: Format = match r.format.trim() {
             "" => Format::Pdf,
@@ -71,7 +71,7 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
         let health = self.hub.health.clone();
         let reports = self.hub.reports.clone();
         let (number, r) = tokio::task::spawn_blocking(move || {
-            let t = scope::ticket(&caller, &health.sop_store, &r.ticket)?;
+            let t = scope::ticket(&caller, &health.sop_store, &ticket)?;
             let doc = reports
                 .document(&t.info.number, format, lang, Utc::now())
                 .map_err(|e| match e {

@@ -395,11 +395,11 @@ pub fn new_ticket(
     if !caller
         .roles
         .iter()
-        .any(|r| LETTER_ROLES.contains(&r.as_str()))
+        .any(|r| LETTER_ROLES.iter().any(|l| l == r))
     {
         return Err(ApiError::Denied(format!(
             "a letter ticket is entered by {}; {}",
-            LETTER_ROLES.join(" or "),
+            crate::role::join(LETTER_ROLES, " or "),
             if caller.roles.is_empty() {
                 "you have no role".to_string()
             } else {
@@ -936,7 +936,7 @@ impl SopApi {
     async fn step<F>(
         &self,
         caller: crate::api::Caller,
-        id: String,
+        id: super::TicketNumber,
         what: &'static str,
         taken: super::workflow::StepTaken,
         make: F,
@@ -979,13 +979,13 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
     ) -> Result<tonic::Response<siaga_proto::v1::TicketActionResponse>, tonic::Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
+        let id = limits::ticket_number("id", &r.id)?;
         let dir = crate::admin::HubDirectory(self.hub.clone());
         let (to, note, waived) = (given(Some(r.to)), r.note, r.no_measurement_reason);
         let reply = self
             .step(
                 caller,
-                r.id,
+                id,
                 "disposing a ticket",
                 super::workflow::StepTaken::Disposed,
                 move |number| dispose_action(&dir, number, to, note, waived),
@@ -1000,14 +1000,14 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
     ) -> Result<tonic::Response<siaga_proto::v1::TicketActionResponse>, tonic::Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
+        let id = limits::ticket_number("id", &r.id)?;
         // An empty reason is the workflow's to refuse (and to put on the trail).
         limits::text("reason", &r.reason, len::NOTE)?;
         let reason = r.reason;
         let reply = self
             .step(
                 caller,
-                r.id,
+                id,
                 "returning a ticket",
                 super::workflow::StepTaken::Returned,
                 move |_| Ok(Action::Return { reason }),
@@ -1022,13 +1022,13 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
     ) -> Result<tonic::Response<siaga_proto::v1::TicketActionResponse>, tonic::Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
+        let id = limits::ticket_number("id", &r.id)?;
         limits::text("by", &r.by, len::SUBJECT)?;
         let by = r.by;
         let reply = self
             .step(
                 caller,
-                r.id,
+                id,
                 "acknowledging a work report",
                 super::workflow::StepTaken::Acknowledged,
                 move |_| Ok(Action::Acknowledge { by }),
@@ -1043,10 +1043,10 @@ impl siaga_proto::v1::sop_server::Sop for SopApi {
     ) -> Result<tonic::Response<siaga_proto::v1::Ticket>, tonic::Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
+        let id = limits::ticket_number("id", &r.id)?;
         let health = self.health();
         let t = crate::api::error::blocking("reading whose turn it is", move || {
-            let t = crate::api::scope::ticket(&caller, &health.sop_store, &r.id)?;
+            let t = crate::api::scope::ticket(&caller, &health.sop_store, &id)?;
             crate::ticket::api::ticket_of(&health.store, &health.sop_store, &t, Utc::now())
         })
         .await?;

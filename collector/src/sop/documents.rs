@@ -45,7 +45,7 @@ impl v1::documents_server::Documents for DocumentsApi {
     async fn get_card(&self, req: Request<v1::GetCardRequest>) -> Result<Response<Stream>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("ticket", &r.ticket, limits::len::ID)?;
+        let ticket = limits::ticket_number("ticket", &r.ticket)?;
         let lang = document::lang("lang", &r.lang)?;
         let format = match r.format.trim() {
             "" | "text" => "text",
@@ -61,7 +61,7 @@ impl v1::documents_server::Documents for DocumentsApi {
         let health = self.hub.health.clone();
         let dir = crate::admin::HubDirectory(self.hub.clone());
         let (number, bytes) = tokio::task::spawn_blocking(move || {
-            let t = scope::ticket(&caller, &health.sop_store, &r.ticket)?;
+            let t = scope::ticket(&caller, &health.sop_store, &ticket)?;
             let bytes =
                 crate::sop::api::card_bytes(&health.sop_store, &dir, &t.info.number, format, lang)
                     .map_err(sop_status)?;

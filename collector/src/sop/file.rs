@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::model::{Role, Sop, Step, TimeStandard, WorkDuration};
-use crate::api::policy::ADMIN;
+use crate::role::Role as RoleId;
 
 /// One problem found in an SOP file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,8 @@ struct RawStep {
 }
 
 /// Who voids a ticket when `void_roles` is not in the file (those of them the SOP has).
-pub const DEFAULT_VOID_ROLES: [&str; 3] = ["kabid_aptika", "kepala_dinas", ADMIN];
+pub const DEFAULT_VOID_ROLES: &[RoleId] =
+    &[RoleId::KABID_APTIKA, RoleId::KEPALA_DINAS, RoleId::ADMIN];
 
 /// Line (1-based) of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
@@ -190,7 +191,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
                 format!("`{id}` is not a role id (lowercase letters, digits and _)"),
             );
         }
-        if id == ADMIN {
+        if *id == RoleId::ADMIN {
             problem(
                 r.id.span(),
                 format!("{key}.id"),
@@ -234,7 +235,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
             );
         }
         for r in v.get_ref() {
-            if r.get_ref() != ADMIN && !known.contains(r.get_ref().as_str()) {
+            if *r.get_ref() != RoleId::ADMIN && !known.contains(r.get_ref().as_str()) {
                 problem(
                     r.span(),
                     "void_roles".into(),
@@ -322,7 +323,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
             None => (&no_actors, span.clone()),
         };
         for a in actor_list {
-            if a.get_ref() == ADMIN {
+            if *a.get_ref() == RoleId::ADMIN {
                 problem(
                     a.span(),
                     format!("{key}.actors"),
@@ -536,7 +537,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sop, SopFileError> {
             .collect(),
         None => DEFAULT_VOID_ROLES
             .iter()
-            .filter(|r| **r == ADMIN || roles.iter().any(|x: &Role| x.id == **r))
+            .filter(|r| **r == RoleId::ADMIN || roles.iter().any(|x: &Role| x.id == **r))
             .map(|r| r.to_string())
             .collect(),
     };

@@ -33,11 +33,12 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::Calendar;
 use super::model::{Capacity, Sop, SopVersion, Step};
+use crate::role::Role;
 
 /// Roles that may enter a ticket from an OPD's letter: the OPD itself (its
 /// own letters only: the service holds a pemohon to their OPD), the
 /// helpdesk that receives letters on paper, and the admin.
-pub const LETTER_ROLES: [&str; 3] = ["pemohon", "helpdesk", crate::api::policy::ADMIN];
+pub const LETTER_ROLES: &[Role] = &[Role::PEMOHON, Role::HELPDESK, Role::ADMIN];
 
 /// The user name recorded for what the collector does by itself.
 pub const SYSTEM_USER: &str = "siaga";

@@ -16,16 +16,17 @@ use crate::api::page::{MAX_SCAN, Page, num_key};
 use crate::api::{ApiError, Caller, scope};
 use crate::health::{MaintenanceWindow, Scope};
 use crate::inventory::Inventory;
+use crate::role::Role;
 use crate::sop::api::{NewLetter, view};
 use crate::sop::store::{SopStore, SopTicket};
 use crate::sop::workflow::{Action, Actor};
 
 /// Roles that may create and remove maintenance windows.
-pub const MAINTENANCE_ROLES: [&str; 4] = [
-    crate::api::policy::ADMIN,
-    "tim_teknis",
-    "helpdesk",
-    "kabid_aptika",
+pub const MAINTENANCE_ROLES: &[Role] = &[
+    Role::ADMIN,
+    Role::TIM_TEKNIS,
+    Role::HELPDESK,
+    Role::KABID_APTIKA,
 ];
 
 /// Days a weekly window names at most (each day once).
@@ -251,7 +252,7 @@ impl TicketsApi {
     async fn act(
         &self,
         caller: Caller,
-        id: String,
+        id: crate::sop::TicketNumber,
         what: &'static str,
         action: Action,
     ) -> Result<v1::TicketActionResponse, ApiError> {
@@ -343,11 +344,11 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
     ) -> Result<Response<v1::TicketDetail>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
+        let id = limits::ticket_number("id", &r.id)?;
         let health = self.health();
         let hub = self.hub.clone();
         let detail = crate::api::error::blocking("reading the ticket", move || {
-            let t = scope::ticket(&caller, &health.sop_store, &r.id)?;
+            let t = scope::ticket(&caller, &health.sop_store, &id)?;
             let measurements = hub.ticket_measurements(&t.info.number);
             detail_of(
                 &health.store,
@@ -390,12 +391,12 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
     ) -> Result<Response<v1::TicketActionResponse>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
+        let id = limits::ticket_number("id", &r.id)?;
         // An empty status is the workflow's to refuse (and to put on the trail).
         limits::text("status", &r.status, len::NOTE)?;
         let action = Action::UpdateStatus { status: r.status };
         Ok(Response::new(
-            self.act(caller, r.id, "updating a ticket", action).await?,
+            self.act(caller, id, "updating a ticket", action).await?,
         ))
     }
 
@@ -405,12 +406,12 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
     ) -> Result<Response<v1::TicketActionResponse>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
+        let id = limits::ticket_number("id", &r.id)?;
         // An empty reason is the workflow's to refuse (and to put on the trail).
         limits::text("reason", &r.reason, len::NOTE)?;
         let action = Action::Void { reason: r.reason };
         Ok(Response::new(
-            self.act(caller, r.id, "voiding a ticket", action).await?,
+            self.act(caller, id, "voiding a ticket", action).await?,
         ))
     }
 
@@ -420,8 +421,7 @@ impl siaga_proto::v1::tickets_server::Tickets for TicketsApi {
     ) -> Result<Response<v1::ListAuditRecordsResponse>, Status> {
         let caller = crate::api::caller(&req)?;
         let r = req.into_inner();
-        limits::required("id", &r.id, len::ID)?;
-        let id = r.id.trim().to_ascii_uppercase();
+        let id = limits::ticket_number("id", &r.id)?;
         let page = Page::new(r.page_size, &r.page_token, &format!("id={id}"))?;
         // The token's key is the last record's index.
         let after = match &page.after {

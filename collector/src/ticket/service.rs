@@ -1099,7 +1099,7 @@ parent = "dinkes-rtr"
             assert_eq!(t.id, "PJ-2026-0001");
             assert_eq!(t.device, "dinkes-rtr");
             assert_eq!(t.link, "");
-            assert_eq!(t.origin, "detected");
+            assert_eq!(t.origin(), siaga_proto::v1::ticket::Origin::Detected);
             // The detection is the request: step 1 is done, the Kepala Dinas disposes.
             assert_eq!(t.step, 2);
             assert_eq!(t.role, "kepala_dinas");

@@ -31,7 +31,11 @@ pub fn ticket(v: &TicketView, h: Option<&TicketHealth>) -> v1::Ticket {
         device: v.device.clone().unwrap_or_default(),
         link: v.link.clone().unwrap_or_default(),
         problem: v.problem.clone(),
-        origin: v.origin.clone(),
+        origin: v
+            .origin
+            .parse::<v1::ticket::Origin>()
+            .unwrap_or_default()
+            .into(),
         letter_number: v.letter_number.clone().unwrap_or_default(),
         step: v.step,
         handoff: v.handoff,
@@ -85,6 +89,27 @@ fn str_of(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
 
+/// An SNMP poll's status as the health engine keeps it: the uplink's
+/// number, or (kept by older collectors) its word.
+fn snmp_status(v: &Value) -> v1::snmp_poll_status::Status {
+    match v.as_i64() {
+        Some(n) => i32::try_from(n).map_or(Default::default(), |n| {
+            v1::snmp_poll_status::Status::from_uplink(n)
+        }),
+        None => v.as_str().and_then(|w| w.parse().ok()).unwrap_or_default(),
+    }
+}
+
+/// A finding's level on the wire.
+fn level(l: crate::health::Level) -> v1::finding::Level {
+    use crate::health::Level;
+    match l {
+        Level::Up => v1::finding::Level::Up,
+        Level::Degraded => v1::finding::Level::Degraded,
+        Level::Down => v1::finding::Level::Down,
+    }
+}
+
 /// The sample of a reading, from the JSON the health engine keeps of it.
 fn sample(v: &Value) -> v1::EvidenceSample {
     let us_ms = |v: &Value| v.as_f64().map(|us| us / 1000.0);
@@ -106,16 +131,7 @@ fn sample(v: &Value) -> v1::EvidenceSample {
             .get("snmp")
             .filter(|s| s.is_object())
             .map(|s| v1::EvidenceSnmp {
-                status: s["status"]
-                    .as_i64()
-                    .and_then(|n| i32::try_from(n).ok())
-                    .and_then(|n| v1::SnmpStatus::try_from(n).ok())
-                    .map(|st| {
-                        st.as_str_name()
-                            .trim_start_matches("SNMP_STATUS_")
-                            .to_ascii_lowercase()
-                    })
-                    .unwrap_or_else(|| str_of(&s["status"])),
+                status: snmp_status(&s["status"]).into(),
                 error: str_of(&s["error"]),
             }),
         event: v
@@ -135,8 +151,12 @@ fn sample(v: &Value) -> v1::EvidenceSample {
                 if_index: u32_of(&i["if_index"]),
                 if_name: str_of(&i["if_name"]),
                 link: str_of(&i["link"]),
-                admin_status: u32_of(&i["admin_status"]),
-                oper_status: u32_of(&i["oper_status"]),
+                admin_status: v1::interface_status::Status::from_if_mib_admin(u32_of(
+                    &i["admin_status"],
+                ))
+                .into(),
+                oper_status: v1::interface_status::Status::from_if_mib(u32_of(&i["oper_status"]))
+                    .into(),
                 util_in_pct: f64_of(&i["util_in_pct"]),
                 util_out_pct: f64_of(&i["util_out_pct"]),
                 errors_per_s: f64_of(&i["errors_per_s"]),
@@ -153,7 +173,7 @@ pub fn reading(r: &Reading) -> v1::EvidenceReading {
             .iter()
             .map(|f| v1::Finding {
                 problem: name(&f.problem),
-                level: name(&f.level),
+                level: level(f.level).into(),
                 value: f.value,
                 threshold: f.threshold,
                 detail: f.detail.clone(),
@@ -168,7 +188,13 @@ pub fn reading(r: &Reading) -> v1::EvidenceReading {
 pub fn note(n: &TicketNote) -> v1::TicketNote {
     v1::TicketNote {
         at: Some(ts(n.at)),
-        kind: n.kind.clone(),
+        // A kind this build does not know (written by a newer collector)
+        // is unspecified.
+        kind: n
+            .kind
+            .parse::<v1::ticket_note::Kind>()
+            .unwrap_or_default()
+            .into(),
         text: n.text.clone(),
     }
 }
@@ -212,13 +238,13 @@ pub fn event(e: &Event) -> v1::AuditEvent {
             urgent,
         } => {
             let (o, number, date, subject) = match origin {
-                Origin::Detected => ("detected", "", String::new(), ""),
+                Origin::Detected => (v1::ticket::Origin::Detected, "", String::new(), ""),
                 Origin::Letter {
                     number,
                     date,
                     subject,
                 } => (
-                    "letter",
+                    v1::ticket::Origin::Letter,
                     number.as_str(),
                     date.to_string(),
                     subject.as_str(),
@@ -439,6 +465,75 @@ pub fn schedule_back(s: &v1::MaintenanceSchedule) -> Result<Schedule, (&'static 
         }),
         v1::maintenance_schedule::Kind::Unspecified => {
             Err(("schedule.kind", format!("{}: give once or weekly", s.kind)))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_snmp_status_reads_from_the_number_or_the_word_kept() {
+        use v1::snmp_poll_status::Status;
+        assert_eq!(
+            snmp_status(&json!(v1::SnmpStatus::Timeout as i32)),
+            Status::Timeout
+        );
+        assert_eq!(snmp_status(&json!("auth_failure")), Status::AuthFailure);
+        assert_eq!(snmp_status(&json!(99)), Status::Unspecified);
+        assert_eq!(snmp_status(&json!("garbled")), Status::Unspecified);
+        assert_eq!(snmp_status(&Value::Null), Status::Unspecified);
+    }
+
+    #[test]
+    fn a_note_kind_is_its_word_and_one_this_build_does_not_know_is_unspecified() {
+        use v1::ticket_note::Kind;
+        let n = |kind: &str| {
+            note(&TicketNote {
+                at: "2026-11-24T03:00:00Z".parse().unwrap(),
+                kind: kind.into(),
+                text: "pulih".into(),
+                note: None,
+            })
+        };
+        for k in Kind::ALL {
+            assert_eq!(n(k.word()).kind(), *k);
+        }
+        let v = serde_json::to_value(n("not_confirmed")).unwrap();
+        assert_eq!(v["kind"], "not_confirmed");
+        let newer = n("rebooted");
+        assert_eq!(newer.kind(), Kind::Unspecified);
+        assert_eq!(newer.text, "pulih");
+    }
+
+    #[test]
+    fn an_evidence_interface_names_its_statuses() {
+        use v1::interface_status::Status;
+        let s = sample(&json!({
+            "ts_us": 1, "seq": 2, "device": "sw1",
+            "interface": {"if_index": 3, "if_name": "port3", "admin_status": 1, "oper_status": 7},
+        }));
+        let i = s.interface.unwrap();
+        assert_eq!(
+            (i.admin_status(), i.oper_status()),
+            (Status::Up, Status::LowerLayerDown)
+        );
+        let v = serde_json::to_value(&i).unwrap();
+        assert_eq!(
+            (&v["admin_status"], &v["oper_status"]),
+            (&"up".into(), &"lower_layer_down".into())
+        );
+    }
+
+    #[test]
+    fn every_level_has_its_word() {
+        use crate::health::Level;
+        for l in [Level::Up, Level::Degraded, Level::Down] {
+            assert_eq!(level(l).word(), l.as_str());
         }
     }
 }

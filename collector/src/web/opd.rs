@@ -187,7 +187,7 @@ pub fn render(user: &str, csrf: &str, v: &OpdView) -> Markup {
                                     td { (l.name) }
                                     td { a href={ "/perangkat/" (segment(&l.device)) } { (l.device) } }
                                     td { (l.interface) }
-                                    td { (if l.oper_status.is_empty() { "–" } else { &l.oper_status }) }
+                                    td { (if l.oper_status().is_set() { l.oper_status().word() } else { "–" }) }
                                     td.angka { (num(l.util_in_pct, 1)) }
                                     td.angka { (num(l.util_out_pct, 1)) }
                                     td.angka { (num(l.errors_per_s, 2)) }

@@ -514,7 +514,7 @@ pub(super) struct Actions {
 pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions {
     let hub = web.hub.clone();
     let who = caller.clone();
-    let number = number.to_string();
+    let number = crate::sop::TicketNumber::typed(number);
     let found = tokio::task::spawn_blocking(move || {
         let health = &hub.health;
         let t = crate::api::scope::ticket(&who, &health.sop_store, &number).ok()?;
@@ -522,7 +522,7 @@ pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions
         let sop =
             crate::sop::api::permitted(&health.sop_store, &t, &actor, chrono::Utc::now()).ok()?;
         let inv = hub.inventory();
-        let measure = crate::measure::api::may_measure(health, &inv, &who, &t.info.number);
+        let measure = crate::measure::api::may_measure(health, &inv, &who, &number);
         let assignees = if sop.dispose {
             let mut people: Vec<crate::sop::workflow::Actor> = hub
                 .users
@@ -826,6 +826,15 @@ fn timing(t: &v1::StepTiming) -> Markup {
     }
 }
 
+/// One finding of a reading: its problem, level by word, value and detail.
+fn finding(f: &v1::Finding) -> Markup {
+    html! {
+        (f.problem) " " (f.level().word())
+        @if f.value != 0.0 { " " (format!("{:.1}", f.value)) }
+        @if !f.detail.is_empty() { " (" (f.detail) ")" }
+    }
+}
+
 fn evidence(web: &Web, d: &v1::TicketDetail) -> Markup {
     html! {
         @if d.evidence.is_empty() && d.measurements.is_empty() {
@@ -841,9 +850,7 @@ fn evidence(web: &Web, d: &v1::TicketDetail) -> Markup {
                             td { (r.sample.as_ref().map(|s| s.device.as_str()).unwrap_or("-")) }
                             td {
                                 @for f in &r.findings {
-                                    (f.problem) " " (f.level)
-                                    @if f.value != 0.0 { " " (format!("{:.1}", f.value)) }
-                                    @if !f.detail.is_empty() { " (" (f.detail) ")" }
+                                    (finding(f))
                                     br;
                                 }
                             }
@@ -1130,6 +1137,21 @@ pub(super) async fn measure(
 mod tests {
     use super::*;
     use test_case::test_case;
+
+    #[test]
+    fn a_finding_shows_its_level_by_word() {
+        let f = v1::Finding {
+            problem: "loss".into(),
+            level: v1::finding::Level::Degraded.into(),
+            value: 12.5,
+            detail: "linkDown trap".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            finding(&f).into_string(),
+            "loss degraded 12.5 (linkDown trap)"
+        );
+    }
 
     #[test_case("PJ-2026-0001", Some("PJ-2026-0001") ; "a number")]
     #[test_case(" pj-2026-0001 ", Some("PJ-2026-0001") ; "typed in lower case")]
