@@ -246,6 +246,9 @@ impl Metrics {
     }
 }
 
+/// The exposition's media type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// How many scrapes may be connected at once. Prometheus keeps one; beyond
 /// this the listener stops accepting and further connections wait in the
 /// kernel's queue, holding none of the collector's file descriptors.
@@ -277,8 +280,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
                     if req.uri().path() == "/metrics" {
                         // The network's series read the store: not on an async worker.
                         match tokio::task::spawn_blocking(move || metrics.encode()).await {
+                            // What prometheus-client writes is OpenMetrics (counters
+                            // typed by their name without `_total`, `# EOF`).
                             Ok(text) => Response::builder()
-                                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                                .header("content-type", CONTENT_TYPE)
                                 .body(Full::new(Bytes::from(text))),
                             Err(e) => {
                                 tracing::warn!(error = %e, "encoding metrics failed");

@@ -529,21 +529,22 @@ impl Snapshot {
         )?;
         family(
             &mut e,
-            "siaga_link_speed_bits_per_second",
-            "The interface's speed (ifHighSpeed or ifSpeed); absent when unknown or stale",
-            iface(|i| (i.speed_bps > 0).then_some(i.speed_bps as f64)),
+            "siaga_link_speed_bytes_per_second",
+            "The interface's speed (ifHighSpeed or ifSpeed, in bytes as Prometheus's base unit: \
+             times 8 for bits); absent when unknown or stale",
+            iface(|i| (i.speed_bps > 0).then_some(i.speed_bps as f64 / 8.0)),
         )?;
         family(
             &mut e,
-            "siaga_link_in_bits_per_second",
-            "Inbound traffic between the newest two polls; absent when stale",
-            iface(|i| i.in_bps),
+            "siaga_link_in_bytes_per_second",
+            "Inbound traffic between the newest two polls (times 8 for bits); absent when stale",
+            iface(|i| i.in_bps.map(|b| b / 8.0)),
         )?;
         family(
             &mut e,
-            "siaga_link_out_bits_per_second",
-            "Outbound traffic between the newest two polls; absent when stale",
-            iface(|i| i.out_bps),
+            "siaga_link_out_bytes_per_second",
+            "Outbound traffic between the newest two polls (times 8 for bits); absent when stale",
+            iface(|i| i.out_bps.map(|b| b / 8.0)),
         )?;
         family(
             &mut e,
@@ -575,13 +576,13 @@ impl Snapshot {
         };
         counter_family(
             &mut e,
-            "siaga_link_in_octets",
+            "siaga_link_in_bytes",
             "The device's inbound octet counter (ifHCInOctets, else ifInOctets); absent when stale",
             counter(|i| i.in_octets),
         )?;
         counter_family(
             &mut e,
-            "siaga_link_out_octets",
+            "siaga_link_out_bytes",
             "The device's outbound octet counter (ifHCOutOctets, else ifOutOctets); absent when stale",
             counter(|i| i.out_octets),
         )?;

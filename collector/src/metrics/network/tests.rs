@@ -263,9 +263,9 @@ fn values_are_in_base_units() {
     let up = [("device", "sw1"), ("link", "uplink \"isp\"")];
     assert_eq!(one("siaga_link_in_utilisation_ratio", &up), 0.02);
     assert_eq!(one("siaga_link_out_utilisation_ratio", &up), 0.005);
-    assert_eq!(one("siaga_link_in_bits_per_second", &up), 2_000_000.0);
-    assert_eq!(one("siaga_link_speed_bits_per_second", &up), 1e8);
-    assert_eq!(one("siaga_link_in_octets_total", &up), 123_456.0);
+    assert_eq!(one("siaga_link_in_bytes_per_second", &up), 250_000.0);
+    assert_eq!(one("siaga_link_speed_bytes_per_second", &up), 12_500_000.0);
+    assert_eq!(one("siaga_link_in_bytes_total", &up), 123_456.0);
     assert_eq!(one("siaga_link_in_errors_total", &up), 3.0);
     assert_eq!(one("siaga_link_oper_up", &up), 1.0);
     assert!(find(&all, "siaga_link_discards_per_second", &up).is_empty());
@@ -304,7 +304,7 @@ fn a_stale_device_has_its_state_and_age_but_no_values() {
         "siaga_device_up",
         "siaga_link_in_utilisation_ratio",
         "siaga_link_oper_up",
-        "siaga_link_in_octets_total",
+        "siaga_link_in_bytes_total",
     ] {
         assert!(find(&all, name, &sw2).is_empty(), "{name}");
     }
