@@ -396,3 +396,75 @@ fn readings_are_exported_only_while_fresh(ts: i64, offset: Option<i64>, fresh: b
         Some((ts + offset.unwrap_or(0)) as f64 / 1e6)
     );
 }
+
+/// The Grafana dashboard shipped in `deploy/grafana/`.
+const DASHBOARD: &str = include_str!("../../../../deploy/grafana/siaga-network.json");
+
+/// The `siaga_*` metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("siaga_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        out.push(name);
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_is_importable_and_asks_only_for_exported_series() {
+    let d: serde_json::Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    assert_eq!(d["__inputs"][0]["name"], "DS_PROMETHEUS");
+    assert_eq!(d["__inputs"][0]["pluginId"], "prometheus");
+    assert!(d["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
+    assert!(d["uid"].is_string() && d["title"].is_string());
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .expect("template variables")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(vars, ["opd", "device"]);
+    // A family is known by its TYPE line (a counter's samples add `_total`).
+    let text = exposition(snapshot());
+    let known = |name: &str| {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        text.contains(&format!("# TYPE {name} gauge\n"))
+            || text.contains(&format!("# TYPE {family} counter\n"))
+    };
+    let panels = d["panels"].as_array().expect("panels");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut exprs = Vec::new();
+    for p in panels {
+        assert!(ids.insert(p["id"].as_u64()), "panel id twice: {p}");
+        let g = &p["gridPos"];
+        let (x, w) = (g["x"].as_u64().unwrap_or(99), g["w"].as_u64().unwrap_or(99));
+        assert!(x + w <= 24 && g["h"].as_u64().is_some(), "{}", p["title"]);
+        if p["type"] == "row" {
+            continue;
+        }
+        assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}", "{}", p["title"]);
+        for t in p["targets"].as_array().expect("targets") {
+            assert_eq!(t["datasource"]["uid"], "${DS_PROMETHEUS}", "{}", p["title"]);
+            exprs.push(t["expr"].as_str().expect("an expr").to_string());
+        }
+    }
+    for v in d["templating"]["list"].as_array().into_iter().flatten() {
+        exprs.push(v["definition"].as_str().expect("a query").to_string());
+    }
+    assert!(exprs.len() > 10, "{exprs:?}");
+    for e in &exprs {
+        let names = metric_names(e);
+        assert!(!names.is_empty(), "no siaga series in {e}");
+        for n in names {
+            assert!(
+                known(&n),
+                "the dashboard asks for {n}, which is not exported ({e})"
+            );
+        }
+    }
+}
