@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(snmpd snmp snmptrapd nftables iproute2 fping iputils-ping poppler-utils
-  systemd adduser dpkg-dev binutils chromium chromium-driver)
+  systemd adduser dpkg-dev binutils chromium chromium-driver prometheus)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -25,9 +25,10 @@ if ((${#missing[@]})); then
   "${sudo[@]}" apt-get update -q
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The lab starts its own snmpd/snmptrapd inside network namespaces; the
-# system services the packages may have started are not needed.
-for svc in snmpd snmptrapd; do
+# The lab starts its own snmpd/snmptrapd inside network namespaces, and the
+# Prometheus test its own Prometheus; the system services the packages may
+# have started are not needed.
+for svc in snmpd snmptrapd prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   elif [ -x "/etc/init.d/$svc" ]; then

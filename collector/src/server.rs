@@ -164,6 +164,7 @@ pub async fn serve_until(
         reports,
         measure.clone(),
     )?);
+    metrics.watch_network(&hub);
     hub.max_clock_skew_us.store(
         cfg.ingest.max_clock_skew_us(),
         std::sync::atomic::Ordering::Relaxed,

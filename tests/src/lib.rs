@@ -5,5 +5,6 @@ pub mod ber;
 pub mod harness;
 pub mod lab;
 pub mod office;
+pub mod prometheus;
 pub mod sinks;
 pub mod web;

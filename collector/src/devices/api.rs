@@ -187,7 +187,7 @@ fn latest_snmp(hub: &Hub, device: &str) -> Result<Option<(i64, v1::SnmpResult)>,
 
 /// The clock offset (collector minus agent) of each OPD's most recently
 /// heard agent, where known.
-fn clock_offsets(hub: &Hub) -> HashMap<String, i64> {
+pub(crate) fn clock_offsets(hub: &Hub) -> HashMap<String, i64> {
     let mut newest: HashMap<String, (i64, i64)> = Default::default();
     for a in hub.agents() {
         if let Some(off) = a.record.clock_offset_us {
@@ -204,7 +204,7 @@ fn clock_offsets(hub: &Hub) -> HashMap<String, i64> {
 
 /// Time of the newest ICMP or SNMP reading (agent clock): what a state is
 /// computed from (events alone do not make it current).
-fn newest_reading_us(l: &crate::store::Latest) -> Option<i64> {
+pub(crate) fn newest_reading_us(l: &crate::store::Latest) -> Option<i64> {
     [l.icmp.as_ref(), l.snmp.as_ref()]
         .into_iter()
         .flatten()

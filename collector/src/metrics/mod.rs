@@ -1,4 +1,8 @@
-//! Prometheus metrics of the collector, served at `http://<metrics_listen>/metrics`.
+//! Prometheus metrics of the collector, served at `http://<metrics_listen>/metrics`:
+//! its own counters (`siaga_collector_*`) and the network it watches
+//! (`siaga_device_*`, `siaga_link_*`, `siaga_opd_*`, see [`network`]).
+
+pub mod network;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +61,10 @@ pub struct ReasonLabel {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The network's series, without the collector's prefix.
+    network_registry: Registry,
+    /// What the network's series are read from.
+    network: network::NetworkCollector,
     /// Samples received from agents.
     pub samples_received: Counter,
     /// Samples newly stored.
@@ -128,6 +136,8 @@ impl Metrics {
             tls_handshakes_refused: Family::default(),
             web_logins: Family::default(),
             registry: Registry::default(),
+            network_registry: Registry::default(),
+            network: network::NetworkCollector::default(),
         };
         registry.register(
             "samples_received",
@@ -200,7 +210,18 @@ impl Metrics {
                 .tls_handshakes_refused
                 .get_or_create(&ReasonLabel { reason });
         }
-        Metrics { registry, ..m }
+        let mut network_registry = Registry::default();
+        network_registry.register_collector(Box::new(m.network.clone()));
+        Metrics {
+            registry,
+            network_registry,
+            ..m
+        }
+    }
+
+    /// Exports the network of `hub` (devices, links, open tickets) from now on.
+    pub fn watch_network(&self, hub: &Arc<crate::hub::Hub>) {
+        self.network.watch(hub);
     }
 
     /// The counter of failed accepts of `listener`.
@@ -210,15 +231,23 @@ impl Metrics {
             .clone()
     }
 
-    /// The text exposition format.
+    /// The text exposition format. Blocking once the network is watched
+    /// (it reads the store): call it off the async workers.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut s = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut s, &self.registry) {
+        if let Err(e) = encode_registry(&mut s, &self.registry)
+            .and_then(|()| encode_registry(&mut s, &self.network_registry))
+            .and_then(|()| encode_eof(&mut s))
+        {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         s
     }
 }
+
+/// The exposition's media type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// How many scrapes may be connected at once. Prometheus keeps one; beyond
 /// this the listener stops accepting and further connections wait in the
@@ -249,9 +278,20 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
                 let metrics = metrics.clone();
                 async move {
                     if req.uri().path() == "/metrics" {
-                        Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                            .body(Full::new(Bytes::from(metrics.encode())))
+                        // The network's series read the store: not on an async worker.
+                        match tokio::task::spawn_blocking(move || metrics.encode()).await {
+                            // What prometheus-client writes is OpenMetrics (counters
+                            // typed by their name without `_total`, `# EOF`).
+                            Ok(text) => Response::builder()
+                                .header("content-type", CONTENT_TYPE)
+                                .body(Full::new(Bytes::from(text))),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "encoding metrics failed");
+                                Response::builder()
+                                    .status(500)
+                                    .body(Full::new(Bytes::from_static(b"encoding failed\n")))
+                            }
+                        }
                     } else {
                         Response::builder()
                             .status(404)
