@@ -23,6 +23,7 @@ pub mod notify;
 pub mod pki;
 pub mod report;
 pub mod revoke;
+pub mod rollup;
 pub mod safe_file;
 pub mod schema;
 pub mod server;
