@@ -8,6 +8,11 @@
 //! hold the same readings as folding the raw samples into them. Neither is
 //! in memory at once.
 //!
+//! The period links are plain links that htmx, where the browser runs
+//! it, turns into a swap of the chart area (`#grafik`) alone, with the
+//! period's address pushed into the history: such a request (`HX-Request`)
+//! is answered with that area only.
+//!
 //! Held to Devices/History's policy entry and the device scope the
 //! service uses: another OPD's device is missing.
 
@@ -307,6 +312,11 @@ pub(super) async fn device_page(
     .await;
     let cal = &web.calendar;
     match view {
+        Ok(Ok(v)) if swaps_charts(&headers) => page_response(
+            StatusCode::OK,
+            charts_area(&v, cal.offset(), cal.zone_abbr()),
+            vec![],
+        ),
         Ok(Ok(v)) => page_response(
             StatusCode::OK,
             render(&s.user, &s.csrf, &v, cal.offset(), cal.zone_abbr()),
@@ -351,6 +361,44 @@ pub fn read(
     })
 }
 
+/// Whether htmx asks for the chart area alone: its own request, not the
+/// one that restores a page missing from its history cache (that one
+/// needs the whole page).
+fn swaps_charts(headers: &HeaderMap) -> bool {
+    let is = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"true");
+    is("hx-request") && !is("hx-history-restore-request")
+}
+
+/// The period links and the charts: what a period link swaps.
+pub fn charts_area(v: &DeviceView, zone: chrono::FixedOffset, abbr: &str) -> Markup {
+    let c = &v.charts;
+    let f = &c.frame;
+    let here = format!("/perangkat/{}", segment(&v.info.id));
+    html! {
+        div #grafik {
+            nav.rentang aria-label="Rentang waktu" hx-target="#grafik" hx-swap="outerHTML"
+                hx-push-url="true" {
+                @for p in Period::ALL {
+                    @let to = format!("{here}?rentang={}", p.param());
+                    @if p == v.period {
+                        a href=(to) hx-get=(to) aria-current="page" { (p.label()) }
+                    } @else {
+                        a href=(to) hx-get=(to) { (p.label()) }
+                    }
+                }
+            }
+            (chart("Waktu pulang-pergi (RTT)", "ms", f, std::slice::from_ref(&c.rtt), zone, abbr))
+            (chart("Paket hilang", "%", f, std::slice::from_ref(&c.loss), zone, abbr))
+            (chart("Jitter", "ms", f, std::slice::from_ref(&c.jitter), zone, abbr))
+            @for l in &c.links {
+                (chart(&format!("Utilisasi tautan {}", l.name), "%", f, &l.util, zone, abbr))
+                (chart(&format!("Galat tautan {}", l.name), "per detik", f,
+                    std::slice::from_ref(&l.errors), zone, abbr))
+            }
+        }
+    }
+}
+
 fn num(v: Option<f64>, decimals: usize, unit: &str) -> String {
     v.filter(|v| v.is_finite())
         .map_or_else(|| "–".to_string(), |v| format!("{v:.decimals$} {unit}"))
@@ -365,8 +413,6 @@ pub fn render(
     abbr: &str,
 ) -> Markup {
     let d = &v.info;
-    let c = &v.charts;
-    let f = &c.frame;
     let title = if d.name.is_empty() { &d.id } else { &d.name };
     pages::page(
         title,
@@ -388,23 +434,8 @@ pub fn render(
                     " · jitter " (num(d.jitter_ms, 1, "ms"))
                 }
             }
-            nav.rentang aria-label="Rentang waktu" {
-                @for p in Period::ALL {
-                    @if p == v.period {
-                        a href={ "?rentang=" (p.param()) } aria-current="page" { (p.label()) }
-                    } @else {
-                        a href={ "?rentang=" (p.param()) } { (p.label()) }
-                    }
-                }
-            }
-            (chart("Waktu pulang-pergi (RTT)", "ms", f, std::slice::from_ref(&c.rtt), zone, abbr))
-            (chart("Paket hilang", "%", f, std::slice::from_ref(&c.loss), zone, abbr))
-            (chart("Jitter", "ms", f, std::slice::from_ref(&c.jitter), zone, abbr))
-            @for l in &c.links {
-                (chart(&format!("Utilisasi tautan {}", l.name), "%", f, &l.util, zone, abbr))
-                (chart(&format!("Galat tautan {}", l.name), "per detik", f,
-                    std::slice::from_ref(&l.errors), zone, abbr))
-            }
+            (charts_area(v, zone, abbr))
+            (pages::htmx())
         },
     )
 }
