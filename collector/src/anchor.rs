@@ -34,6 +34,8 @@ const MAX_LINE: usize = 4096;
 /// The collector's audit signing key.
 pub struct AuditKey {
     pair: Ed25519KeyPair,
+    /// Signatures made with it since it was loaded.
+    signatures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AuditKey {
@@ -70,7 +72,10 @@ impl AuditKey {
             .decode(b64.trim())
             .map_err(|e| bad(e.to_string()))?;
         let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|e| bad(e.to_string()))?;
-        Ok(AuditKey { pair })
+        Ok(AuditKey {
+            pair,
+            signatures: Default::default(),
+        })
     }
 
     /// Creates a new key at `path` (mode 0600; never over an existing file
@@ -122,6 +127,8 @@ impl AuditKey {
     /// Signs a ticket's head. Ed25519 is deterministic: the same head always
     /// gets the same signature, so a frozen document renders to the same bytes.
     pub fn seal(&self, ticket: &str, head: &Head) -> SignedHead {
+        self.signatures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sig = self.pair.sign(&message(ticket, head.len, &head.hash));
         SignedHead {
             ticket: ticket.to_string(),
@@ -242,6 +249,29 @@ impl Anchor {
     /// The key.
     pub fn key(&self) -> &AuditKey {
         &self.key
+    }
+
+    /// Signatures made with the key since it was loaded.
+    pub fn signatures(&self) -> u64 {
+        self.key
+            .signatures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `head` of `ticket` signed: the signature logged when that head was
+    /// written, or (a head not logged yet, or logged with another key) a
+    /// new one. The same bytes either way, Ed25519 being deterministic; a
+    /// document that prints every ticket's head (the register) then signs
+    /// nothing again.
+    pub fn sealed(&self, ticket: &str, head: &Head) -> SignedHead {
+        if let Some(s) = self.newest(ticket)
+            && s.len == head.len
+            && s.hash == head.hash
+            && s.key == self.key.id()
+        {
+            return SignedHead { note: None, ..s };
+        }
+        self.key.seal(ticket, head)
     }
 
     /// The newest signed head of `ticket`, if any.
@@ -462,6 +492,27 @@ mod tests {
         let forger = AuditKey::create(&dir.path().join("forger.key")).unwrap();
         let s = forger.seal("T", &head(1, "a"));
         assert_eq!(check(&["a"], Some(&s), k.public()), Anchored::BadSignature);
+    }
+
+    #[test]
+    fn a_logged_head_is_sealed_again_without_signing() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = AuditKey::create(&dir.path().join("audit.key")).unwrap();
+        let fresh = |len, hash| k.seal("T1", &head(len, hash));
+        let (logged, newer) = (fresh(2, "b"), fresh(3, "c"));
+        let a = Anchor::open(
+            AuditKey::load(&dir.path().join("audit.key")).unwrap(),
+            dir.path(),
+        )
+        .unwrap();
+        a.record("T1", &head(2, "b"), Some("first signature"))
+            .unwrap();
+        let signed = a.signatures();
+        assert_eq!(a.sealed("T1", &head(2, "b")), logged);
+        assert_eq!(a.signatures(), signed);
+        // A head the log has not seen yet is signed.
+        assert_eq!(a.sealed("T1", &head(3, "c")), newer);
+        assert_eq!(a.signatures(), signed + 1);
     }
 
     #[test]

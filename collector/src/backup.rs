@@ -180,6 +180,7 @@ trait Tables {
 fn samples_tables(v: &mut impl Tables) -> Result<(), StoreError> {
     v.table(schema::META)?;
     v.table(crate::store::SAMPLES)?;
+    v.table(crate::store::ROLLUPS)?;
     v.table(TableDefinition::<(&str, &str), &[u8]>::new("latest"))?;
     v.table(TableDefinition::<&str, &[u8]>::new("agents"))
 }

@@ -24,6 +24,7 @@ pub mod pki;
 pub mod report;
 pub mod revoke;
 pub mod role;
+pub mod rollup;
 pub mod safe_file;
 pub mod schema;
 pub mod server;

@@ -36,10 +36,13 @@ pub struct StoreFile {
 
 /// Samples, newest readings and agents. Version 2 added each sample's
 /// receive time at the collector; version 3 writes a sample's key and
-/// value as bytes that order as before (see `store.rs`).
+/// value as bytes that order as before (see `store.rs`); version 4 adds
+/// per-minute rollups, built from the samples already there, which every
+/// commit must keep up to date: a collector of version 3 would store
+/// samples without them.
 pub const SAMPLES_FILE: StoreFile = StoreFile {
     name: "collector.redb",
-    version: 3,
+    version: 4,
 };
 
 /// Tickets, their SOP state and trail, health records, events, maintenance

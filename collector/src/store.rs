@@ -20,6 +20,13 @@
 //! jumped still shows when its samples really arrived. Samples stored before
 //! schema 2 have no receive time (`None`); the migration does not invent one.
 //!
+//! Beside the samples, [`ROLLUPS`] holds each device's readings folded per
+//! minute ([`crate::rollup`]), written in the same transaction as the
+//! samples from the samples newly stored (a resend is not folded twice; a
+//! late sample joins its own minute). Charts over a day or a week read
+//! them. Schema 4 added the table; the migration builds it from the raw
+//! samples already there.
+//!
 //! All writes go through one [`Writer`] thread that group-commits whatever
 //! batches are waiting in one transaction and answers each batch only after
 //! that transaction is durable: the acknowledgement an agent receives means
@@ -37,6 +44,7 @@ use siaga_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
+use crate::rollup::{Minute, minute_of};
 use crate::schema::{self, SAMPLES_FILE};
 
 /// The key of a sample up to schema 2: `(device, ts_us, agent, seq)`.
@@ -244,6 +252,14 @@ impl Rows {
         })
     }
 }
+/// `device prefix, minute start` (as [`SampleRow::device_at`]) → a
+/// [`Minute`] ([`Minute::encode`]).
+pub(crate) const ROLLUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rollups");
+/// While the migration to schema 4 builds [`ROLLUPS`]: `"done"` → the key
+/// of the last sample folded.
+const ROLLUPS_MIGRATING_4: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("rollups_migrating_to_4");
+
 /// Samples moved per transaction by the migration: a crash in between
 /// loses nothing (each transaction moves them atomically) and the next
 /// start carries on.
@@ -393,11 +409,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         until_us: i64,
         limit: usize,
     ) -> Result<Vec<StoredSample>, StoreError>;
+    /// The per-minute rollups of `device` whose minute starts in
+    /// `[from_us, until_us)`, oldest first, at most `limit`: read range by
+    /// range as [`Store::history_range`].
+    fn minutes(
+        &self,
+        device: &str,
+        from_us: i64,
+        until_us: i64,
+        limit: usize,
+    ) -> Result<Vec<Minute>, StoreError>;
     /// The newest readings of `device`.
     fn latest(&self, device: &str) -> Result<Latest, StoreError>;
     /// Every agent ever seen.
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
-    /// Deletes samples older than `before_us`; returns how many.
+    /// Deletes samples older than `before_us`, and the rollups of minutes
+    /// that ended by then; returns how many samples.
     fn prune(&self, before_us: i64) -> Result<u64, StoreError>;
     /// The embedded database behind this store, which `backup` copies; `None`
     /// for a store that is backed up by its own means (a shared database),
@@ -448,6 +475,7 @@ fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
     match from {
         1 => migrate_1_to_2(db, MIGRATE_CHUNK),
         2 => migrate_2_to_3(db, MIGRATE_CHUNK),
+        3 => in_chunks(db, MIGRATE_CHUNK, 4, migrate_3_to_4_chunk),
         _ => schema::no_step(db, from),
     }
 }
@@ -542,6 +570,73 @@ fn migrate_2_to_3_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), Stor
     Ok((n, done))
 }
 
+/// Adds the minutes of `folded` to those stored in `table`.
+fn merge_minutes<D: AsRef<str>>(
+    table: &mut redb::Table<&[u8], &[u8]>,
+    folded: impl IntoIterator<Item = ((D, i64), Minute)>,
+) -> Result<(), StoreError> {
+    let mut value = Vec::new();
+    for ((device, start), mut m) in folded {
+        let key = SampleRow::device_at(device.as_ref(), start);
+        if let Some(old) = table.get(key.as_slice())? {
+            let old = Minute::decode(start, old.value())?;
+            m.merge(&old);
+        }
+        value.clear();
+        m.encode(&mut value);
+        table.insert(key.as_slice(), value.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Schema 3 → 4: folds `chunk` raw samples per transaction into
+/// [`ROLLUPS`], in key order, keeping where it got to in the same
+/// transaction; the last one drops that mark and stamps version 4.
+fn migrate_3_to_4_chunk(db: &Database, chunk: usize) -> Result<(u64, bool), StoreError> {
+    use std::ops::Bound;
+    let tx = db.begin_write()?;
+    let (n, done) = {
+        let mut progress = tx.open_table(ROLLUPS_MIGRATING_4)?;
+        let after = progress.get("done")?.map(|v| v.value().to_vec());
+        let samples = tx.open_table(SAMPLES)?;
+        let start = match &after {
+            Some(k) => Bound::Excluded(k.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let mut folded: std::collections::BTreeMap<(String, i64), Minute> = Default::default();
+        let mut n = 0u64;
+        let mut last = None;
+        for row in samples.range::<&[u8]>((start, Bound::Unbounded))? {
+            let (k, v) = row?;
+            let s = SampleRow::stored(k.value(), v.value())?.sample;
+            if Minute::takes(&s) {
+                let start = minute_of(s.ts_us);
+                folded
+                    .entry((s.device.clone(), start))
+                    .or_insert_with(|| Minute::new(start))
+                    .add(&s);
+            }
+            n += 1;
+            if n >= chunk as u64 {
+                last = Some(k.value().to_vec());
+                break;
+            }
+        }
+        let mut rollups = tx.open_table(ROLLUPS)?;
+        merge_minutes(&mut rollups, folded)?;
+        if let Some(k) = &last {
+            progress.insert("done", k.as_slice())?;
+        }
+        (n, last.is_none())
+    };
+    if done {
+        tx.delete_table(ROLLUPS_MIGRATING_4)?;
+        schema::stamp(&tx, 4)?;
+    }
+    tx.commit()?;
+    Ok((n, done))
+}
+
 impl RedbStore {
     /// The database (for backups: readers never block the writer).
     pub fn database(&self) -> Result<Arc<Database>, StoreError> {
@@ -593,6 +688,8 @@ impl RedbStore {
         {
             let mut samples = tx.open_table(SAMPLES)?;
             let mut latest = tx.open_table(LATEST)?;
+            // The minutes the newly stored samples add to, in key order.
+            let mut folded: std::collections::BTreeMap<(&str, i64), Minute> = Default::default();
             // Newest sample per (device, kind) in this transaction.
             let mut newest: HashMap<(&str, &'static str), &v1::Sample> = HashMap::new();
             for b in batches {
@@ -609,6 +706,13 @@ impl RedbStore {
                         continue;
                     }
                     out.stored += 1;
+                    if Minute::takes(s) {
+                        let start = minute_of(s.ts_us);
+                        folded
+                            .entry((s.device.as_str(), start))
+                            .or_insert_with(|| Minute::new(start))
+                            .add(s);
+                    }
                     let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
                     if s.ts_us >= e.ts_us {
                         *e = s;
@@ -616,6 +720,7 @@ impl RedbStore {
                 }
                 outcomes.push(out);
             }
+            merge_minutes(&mut tx.open_table(ROLLUPS)?, folded)?;
             for ((device, kind), s) in newest {
                 // Replays are older than what is already there: keep the newest.
                 let older = match latest.get((device, kind))? {
@@ -651,6 +756,7 @@ impl RedbStore {
         let tx = db.begin_write()?;
         {
             tx.open_table(SAMPLES)?;
+            tx.open_table(ROLLUPS)?;
             tx.open_table(LATEST)?;
             tx.open_table(AGENTS)?;
         }
@@ -661,6 +767,15 @@ impl RedbStore {
             broken: std::sync::atomic::AtomicBool::new(false),
         })
     }
+}
+
+/// The minute start of a [`ROLLUPS`] key: its last 8 bytes, as
+/// [`SampleRow::device_at`] wrote them.
+fn rollup_start(key: &[u8]) -> Result<i64, StoreError> {
+    let (_, ts) = key
+        .split_last_chunk::<8>()
+        .ok_or_else(|| SampleRow::bad("a rollup key too short"))?;
+    Ok((u64::from_be_bytes(*ts) ^ (1 << 63)) as i64)
 }
 
 impl Store for RedbStore {
@@ -745,6 +860,32 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn minutes(
+        &self,
+        device: &str,
+        from_us: i64,
+        until_us: i64,
+        limit: usize,
+    ) -> Result<Vec<Minute>, StoreError> {
+        let tx = self.database()?.begin_read()?;
+        let table = tx.open_table(ROLLUPS)?;
+        let mut out = Vec::new();
+        if limit == 0 || from_us >= until_us {
+            return Ok(out);
+        }
+        let from = SampleRow::device_at(device, from_us);
+        let until = SampleRow::device_at(device, until_us);
+        for row in table.range(from.as_slice()..until.as_slice())? {
+            let (k, v) = row?;
+            let start = rollup_start(k.value())?;
+            out.push(Minute::decode(start, v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn latest(&self, device: &str) -> Result<Latest, StoreError> {
         let tx = self.database()?.begin_read()?;
         let table = tx.open_table(LATEST)?;
@@ -800,6 +941,7 @@ impl Store for RedbStore {
                 d
             };
             let mut samples = tx.open_table(SAMPLES)?;
+            let mut rollups = tx.open_table(ROLLUPS)?;
             for dev in &devices {
                 let from = SampleRow::device_prefix(dev);
                 let to = SampleRow::device_at(dev, before_us);
@@ -807,6 +949,12 @@ impl Store for RedbStore {
                     removed += 1;
                     false
                 })?;
+                // A minute still holding a kept sample stays.
+                let ended = SampleRow::device_at(
+                    dev,
+                    before_us.saturating_sub(crate::rollup::MINUTE_US - 1),
+                );
+                rollups.retain_in(from.as_slice()..ended.as_slice(), |_, _| false)?;
             }
         }
         tx.commit()?;
@@ -1157,7 +1305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         schema_1_store(dir.path(), 7);
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
         let x = s.history("x", 0, 100).unwrap();
         assert_eq!(
             x.iter()
@@ -1197,7 +1345,7 @@ mod tests {
             assert_eq!(schema::version(&db).unwrap(), Some(1));
         }
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
         let seqs: Vec<u64> = ["x", "y"]
             .iter()
             .flat_map(|d| s.history(d, 0, 100).unwrap())
@@ -1213,13 +1361,13 @@ mod tests {
             let s = RedbStore::open(dir.path()).unwrap();
             let db = s.database().unwrap();
             let tx = db.begin_write().unwrap();
-            schema::stamp(&tx, 4).unwrap();
+            schema::stamp(&tx, 5).unwrap();
             tx.commit().unwrap();
         }
         let err = RedbStore::open(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains(
-                "collector.redb: store schema version 4 is newer than this collector supports (3)"
+                "collector.redb: store schema version 5 is newer than this collector supports (4)"
             ),
             "{err}"
         );
@@ -1334,7 +1482,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         schema_2_store(dir.path(), 9);
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
         let x = s.history("x", 0, 100).unwrap();
         assert_eq!(
             x.iter()
@@ -1391,13 +1539,117 @@ mod tests {
             assert_eq!(schema::version(&db).unwrap(), Some(2));
         }
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(3));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
         let seqs: Vec<u64> = ["x", "y"]
             .iter()
             .flat_map(|d| s.history(d, 0, 100).unwrap())
             .map(|h| h.sample.seq)
             .collect();
         assert_eq!(seqs, [1, 3, 5, 7, 9, 2, 4, 6, 8, 10]);
+    }
+
+    fn rollup_of(s: &RedbStore, device: &str) -> Vec<(i64, u32, f64, f64, f64)> {
+        s.minutes(device, i64::MIN, i64::MAX, 1_000)
+            .unwrap()
+            .iter()
+            .map(|m| (m.start_us, m.loss.n, m.loss.min, m.loss.max, m.loss.sum))
+            .collect()
+    }
+
+    #[test]
+    fn rollups_fold_each_stored_sample_once_into_its_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        let min = crate::rollup::MINUTE_US;
+        s.commit(
+            &[batch(
+                "a",
+                vec![
+                    icmp(1, 10, "x", 10.0),
+                    icmp(2, min + 5, "x", 20.0),
+                    icmp(3, 30, "y", 50.0),
+                ],
+            )],
+            &[],
+        )
+        .unwrap();
+        // Later: a late sample of the first minute, a resend of seq 1 with
+        // another body (dropped: not folded again), the same seq from
+        // another agent (a sample of its own).
+        s.commit(
+            &[
+                batch(
+                    "a",
+                    vec![icmp(4, 59_000_000, "x", 40.0), icmp(1, 10, "x", 99.0)],
+                ),
+                batch("b", vec![icmp(1, 20, "x", 0.0)]),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            rollup_of(&s, "x"),
+            [(0, 3, 0.0, 40.0, 50.0), (min, 1, 20.0, 20.0, 20.0)]
+        );
+        assert_eq!(rollup_of(&s, "y"), [(0, 1, 50.0, 50.0, 50.0)]);
+        // Read from a minute on, and a limited number.
+        assert_eq!(s.minutes("x", 1, i64::MAX, 10).unwrap().len(), 1);
+        assert_eq!(s.minutes("x", 0, min, 10).unwrap().len(), 1);
+        assert_eq!(s.minutes("x", i64::MIN, i64::MAX, 1).unwrap().len(), 1);
+        // Retention drops the minutes that ended before the cut, keeps the
+        // one still holding a kept sample.
+        assert_eq!(s.prune(min + 1).unwrap(), 4);
+        assert_eq!(rollup_of(&s, "x"), [(min, 1, 20.0, 20.0, 20.0)]);
+        assert_eq!(s.prune(2 * min).unwrap(), 1);
+        assert!(rollup_of(&s, "x").is_empty());
+    }
+
+    /// A store of schema 3 holding what `samples` wrote: no rollups.
+    fn schema_3_store(dir: &Path, samples: Vec<v1::Sample>) -> Vec<Minute> {
+        let s = RedbStore::open(dir).unwrap();
+        for chunk in samples.chunks(7) {
+            s.commit(&[batch("a", chunk.to_vec())], &[]).unwrap();
+        }
+        let built = s.minutes("x", i64::MIN, i64::MAX, 1_000).unwrap();
+        let db = s.database().unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.delete_table(ROLLUPS).unwrap();
+        schema::stamp(&tx, 3).unwrap();
+        tx.commit().unwrap();
+        built
+    }
+
+    fn minutes_of_samples() -> Vec<v1::Sample> {
+        (0..40u64)
+            .map(|i| icmp(i + 1, (i as i64 * 17) % 300 * 1_000_000, "x", i as f64))
+            .collect()
+    }
+
+    #[test]
+    fn a_schema_3_store_gets_its_rollups_built_from_its_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = schema_3_store(dir.path(), minutes_of_samples());
+        assert_eq!(built.len(), 5);
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(s.minutes("x", i64::MIN, i64::MAX, 1_000).unwrap(), built);
+    }
+
+    #[test]
+    fn an_interrupted_rollup_build_carries_on_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = schema_3_store(dir.path(), minutes_of_samples());
+        {
+            // Two chunks committed (cutting minutes in two), then the
+            // process died.
+            let db = Database::create(dir.path().join("collector.redb")).unwrap();
+            assert_eq!(migrate_3_to_4_chunk(&db, 9).unwrap(), (9, false));
+            assert_eq!(migrate_3_to_4_chunk(&db, 9).unwrap(), (9, false));
+            assert_eq!(schema::version(&db).unwrap(), Some(3));
+        }
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(s.minutes("x", i64::MIN, i64::MAX, 1_000).unwrap(), built);
     }
 
     #[tokio::test]

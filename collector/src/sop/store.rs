@@ -231,7 +231,7 @@ impl SopStore {
         let Some(anchor) = self.anchor.get() else {
             return Ok(None);
         };
-        Ok(self.head(number)?.map(|h| anchor.key().seal(number, &h)))
+        Ok(self.head(number)?.map(|h| anchor.sealed(number, &h)))
     }
 
     /// After a commit: the heads of `numbers` are signed and logged. The

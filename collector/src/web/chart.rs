@@ -54,7 +54,8 @@ impl Agg {
     }
 }
 
-/// A period cut into buckets of equal length.
+/// A period cut into buckets of equal length (to a grain: each bucket
+/// holds whole grains).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
     /// Start, µs since the epoch (inclusive).
@@ -63,18 +64,33 @@ pub struct Frame {
     pub until_us: i64,
     /// Buckets.
     pub n: usize,
+    /// Every reading of one grain (µs from the start) falls into the same
+    /// bucket: 1 µs, or a minute for a frame that per-minute rollups fill.
+    pub grain_us: i64,
 }
 
 impl Frame {
     /// `[from_us, until_us)` in at most [`BUCKETS`] buckets (fewer when
     /// the period is shorter than that many µs).
     pub fn new(from_us: i64, until_us: i64) -> Frame {
+        Frame::grained(from_us, until_us, 1)
+    }
+
+    /// `[from_us, until_us)` cut at whole `grain_us` from its start: the
+    /// end moves out to a whole grain, and each bucket holds whole grains
+    /// (of two lengths at most one grain apart when they do not divide
+    /// evenly). Readings folded per grain thus give the same buckets as the
+    /// readings themselves.
+    pub fn grained(from_us: i64, until_us: i64, grain_us: i64) -> Frame {
+        let grain = grain_us.max(1);
         let span = until_us.saturating_sub(from_us).max(1);
-        let n = usize::try_from(span).map_or(BUCKETS, |s| s.min(BUCKETS));
+        let grains = span / grain + i64::from(span % grain != 0);
+        let n = usize::try_from(grains).map_or(BUCKETS, |g| g.min(BUCKETS));
         Frame {
             from_us,
-            until_us: from_us + span,
+            until_us: from_us.saturating_add(grains.saturating_mul(grain)),
             n,
+            grain_us: grain,
         }
     }
 
@@ -83,8 +99,9 @@ impl Frame {
         if ts_us < self.from_us || ts_us >= self.until_us {
             return None;
         }
-        let span = i128::from(self.until_us - self.from_us);
-        let at = i128::from(ts_us - self.from_us) * self.n as i128 / span;
+        let grains = i128::from((self.until_us - self.from_us) / self.grain_us);
+        let grain = i128::from((ts_us - self.from_us) / self.grain_us);
+        let at = grain * self.n as i128 / grains;
         usize::try_from(at).ok().filter(|b| *b < self.n)
     }
 
@@ -132,6 +149,20 @@ impl Series {
             a.max = a.max.max(hi.max(v));
             a.sum += v;
             a.n = a.n.saturating_add(1);
+        }
+    }
+
+    /// Adds the readings `f` folded within the grain at `ts_us`.
+    pub fn add_fold(&mut self, frame: &Frame, ts_us: i64, f: &crate::rollup::Fold) {
+        if f.n == 0 {
+            return;
+        }
+        let Some(b) = frame.bucket(ts_us) else { return };
+        if let Some(a) = self.buckets.get_mut(b) {
+            a.min = a.min.min(f.min);
+            a.max = a.max.max(f.max);
+            a.sum += f.sum;
+            a.n = a.n.saturating_add(f.n);
         }
     }
 
@@ -378,6 +409,24 @@ mod tests {
         assert_eq!(s.filled(), 1);
         let a = s.buckets[0];
         assert_eq!((a.min, a.max, a.n, a.avg()), (1.0, 9.0, 2, Some(4.0)));
+    }
+
+    #[test]
+    fn a_grained_frame_keeps_each_grain_in_one_bucket() {
+        // A week of minutes: 10,080 in 200 buckets of 50 or 51 minutes.
+        let min = 60_000_000;
+        let f = Frame::grained(7 * min + 5, 7 * min + 5 + 10_080 * min - 3, min);
+        assert_eq!((f.n, f.until_us - f.from_us), (BUCKETS, 10_080 * min));
+        let mut sizes = vec![0; f.n];
+        for m in 0..10_080 {
+            let start = f.from_us + m * min;
+            let b = f.bucket(start).unwrap();
+            assert_eq!(f.bucket(start + min - 1), Some(b), "minute {m}");
+            sizes[b] += 1;
+        }
+        assert!(sizes.iter().all(|s| *s == 50 || *s == 51), "{sizes:?}");
+        assert_eq!(f.bucket(f.until_us), None);
+        assert_eq!(Frame::grained(0, 90, 60).until_us, 120);
     }
 
     #[test]

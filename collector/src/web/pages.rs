@@ -208,9 +208,16 @@ pub fn board_body(opds: &[OpdCounts], at: &str) -> Markup {
 /// what the page's policy allows: no eval, no injected style.
 fn scripts() -> Markup {
     html! {
+        (htmx())
+        script src=(super::assets::SSE_PATH) {}
+    }
+}
+
+/// The vendored htmx alone, held as [`scripts`] holds it.
+pub(super) fn htmx() -> Markup {
+    html! {
         meta name="htmx-config" content=r#"{"allowEval":false,"includeIndicatorStyles":false,"selfRequestsOnly":true}"#;
         script src=(super::assets::HTMX_PATH) {}
-        script src=(super::assets::SSE_PATH) {}
     }
 }
 

@@ -177,6 +177,14 @@ impl Browser {
         self.send(req).await
     }
 
+    async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Page {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let req = self
             .client
@@ -855,6 +863,78 @@ async fn a_week_of_one_second_samples_is_a_small_server_drawn_chart() {
         "{}",
         other.body
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_period_links_swap_the_chart_area_with_htmx_and_stay_real_links() {
+    let f = Fixture::start_web().await;
+    set_password(&f, "hd", "rahasia-helpdesk-1").await;
+    let mut b = Browser::new(&f).await;
+    assert_eq!(b.log_in("hd", "rahasia-helpdesk-1").await.status, 303);
+    // Without script: a whole page whose period links are real links.
+    let page = b.get("/perangkat/dinkes-sw?rentang=24j").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<div id=\"grafik\">"), "{}", page.body);
+    for (param, label) in [("1j", "1 jam"), ("7h", "7 hari")] {
+        let to = format!("/perangkat/dinkes-sw?rentang={param}");
+        assert!(
+            page.body
+                .contains(&format!("<a href=\"{to}\" hx-get=\"{to}\">{label}</a>")),
+            "{}",
+            page.body
+        );
+    }
+    assert!(
+        page.body
+            .contains("hx-target=\"#grafik\" hx-swap=\"outerHTML\" hx-push-url=\"true\"")
+    );
+    assert!(
+        page.body
+            .contains(&format!("<script src=\"{}\">", super::assets::HTMX_PATH)),
+        "{}",
+        page.body
+    );
+    // What htmx asks for: the chart area alone, the chosen period current.
+    let swap = b
+        .get_with("/perangkat/dinkes-sw?rentang=7h", &[("HX-Request", "true")])
+        .await;
+    assert_eq!(swap.status, 200);
+    assert!(
+        swap.body.starts_with("<div id=\"grafik\">"),
+        "{}",
+        swap.body
+    );
+    assert!(swap.body.ends_with("</div>"), "{}", swap.body);
+    assert!(!swap.body.contains("<html") && !swap.body.contains("Papan status"));
+    assert!(
+        swap.body.contains("aria-current=\"page\">7 hari<"),
+        "{}",
+        swap.body
+    );
+    assert_eq!(swap.body.matches("<figure").count(), 5, "{}", swap.body);
+    // Restoring a page missing from htmx's history cache needs all of it.
+    let restore = b
+        .get_with(
+            "/perangkat/dinkes-sw?rentang=7h",
+            &[
+                ("HX-Request", "true"),
+                ("HX-History-Restore-Request", "true"),
+            ],
+        )
+        .await;
+    assert!(
+        restore.body.starts_with("<!DOCTYPE html>"),
+        "{}",
+        restore.body
+    );
+    // Another OPD's device is missing for the swap too.
+    set_password(&f, "opd", "rahasia-pemohon-1").await;
+    let mut p = Browser::new(&f).await;
+    assert_eq!(p.log_in("opd", "rahasia-pemohon-1").await.status, 303);
+    let other = p
+        .get_with("/perangkat/dishub-sw?rentang=7h", &[("HX-Request", "true")])
+        .await;
+    assert_eq!(other.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
