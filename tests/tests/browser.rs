@@ -326,12 +326,30 @@ fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trip
                 .for_element(Locator::Css("nav.rentang"))
                 .await?;
             ensure!(path_of(b).await? == "/perangkat/dinkes-sw1");
+            // The period links swap the chart area in place (htmx): mark the
+            // page and the charts drawn now, then wait for charts without
+            // the mark, on the same page.
+            b.execute(
+                "window.siagaTanda = 'sama'; \
+                 document.querySelectorAll('figure.grafik svg') \
+                   .forEach(function (s) { s.setAttribute('data-lama', '1'); });",
+                vec![],
+            )
+            .await?;
             b.find(Locator::LinkText("1 jam")).await?.click().await?;
             let rtt = b
                 .wait()
                 .at_most(Duration::from_secs(10))
-                .for_element(Locator::Css("figure.grafik svg"))
+                .for_element(Locator::Css("figure.grafik svg:not([data-lama])"))
                 .await?;
+            let mark = b
+                .execute("return window.siagaTanda || null", vec![])
+                .await?;
+            ensure!(mark == "sama", "the device page was loaded again: {mark}");
+            ensure!(
+                b.current_url().await?.query() == Some("rentang=1j"),
+                "the period's address was not pushed"
+            );
             let points: usize = rtt
                 .attr("data-titik")
                 .await?
@@ -339,8 +357,8 @@ fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trip
                 .parse()
                 .unwrap_or(0);
             ensure!(points > 0, "the RTT chart has no points");
-            let line = b
-                .find(Locator::Css("figure.grafik svg path.garis"))
+            let line = rtt
+                .find(Locator::Css("path.garis"))
                 .await?
                 .attr("d")
                 .await?
