@@ -217,22 +217,26 @@ impl Gate {
         })
     }
 
-    /// Appends one record to the API audit trail (off the async workers).
-    fn audit(&self, caller: &Caller, rpc: &str, outcome: String) {
+    /// Appends one record to the API audit trail (off the async workers),
+    /// done before the caller hears the answer.
+    async fn audit(&self, caller: &Caller, rpc: &str, outcome: String) {
         append_audit(
             &self.audit,
             &caller.name,
             caller.opd.as_deref(),
             rpc,
             outcome,
-        );
+        )
+        .await;
     }
 }
 
 /// Appends one record (time, user, OPD, RPC or action, outcome) to the API
-/// audit trail at `path`, off the async workers. The web console writes its
-/// logins and logouts here too.
-pub fn append_audit(
+/// audit trail at `path`, off the async workers. It returns once the record
+/// is written (or its failure logged), so an answer is never sent before the
+/// trail says what it was. The web console writes its logins and logouts
+/// here too.
+pub async fn append_audit(
     path: &std::path::Path,
     user: &str,
     opd: Option<&str>,
@@ -247,7 +251,7 @@ pub fn append_audit(
         "outcome": outcome,
     });
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    let written = tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
         let r = crate::safe_file::append(&path, crate::safe_file::PRIVATE)
             .map_err(|e| e.error)
@@ -255,7 +259,11 @@ pub fn append_audit(
         if let Err(e) = r {
             tracing::error!(file = %path.display(), error = %e, "cannot write the API audit trail");
         }
-    });
+    })
+    .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, "the API audit trail's writer failed");
+    }
 }
 
 /// The layer of [`Gate`], for `Server::builder().layer(..)`.
@@ -337,7 +345,7 @@ where
             if let Err(e) = allowed(rule, &caller) {
                 tracing::warn!(user = %caller.name, rpc = %path, "refused by the policy");
                 if rule.changes {
-                    gate.audit(&caller, &path, format!("refused: {e}"));
+                    gate.audit(&caller, &path, format!("refused: {e}")).await;
                 }
                 return Ok(Status::from(e).into_http());
             }
@@ -355,7 +363,7 @@ where
             req.extensions_mut().insert(caller.clone());
             let resp = inner.call(req).await?;
             if rule.changes {
-                gate.audit(&caller, &path, outcome(&resp));
+                gate.audit(&caller, &path, outcome(&resp)).await;
             }
             // The slot is held until the answer (a stream, too) has been sent.
             Ok(resp.map(|body| {

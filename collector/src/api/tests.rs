@@ -137,19 +137,13 @@ async fn state_changing_calls_are_in_the_api_audit_trail_with_user_opd_rpc_and_o
     c.who_am_i(siaga_proto::v1::WhoAmIRequest {})
         .await
         .expect("whoami");
+    // The record is on disk before the caller hears the answer: read at once.
     let file = f.data_dir().join(super::gate::AUDIT_FILE);
-    let mut lines = Vec::new();
-    for _ in 0..100 {
-        lines = std::fs::read_to_string(&file)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
-            .collect();
-        if !lines.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     let r = &lines[0];
     assert_eq!(r["user"], "opd");

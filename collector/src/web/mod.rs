@@ -120,8 +120,8 @@ impl Web {
             .inc();
     }
 
-    fn audit(&self, user: &str, opd: Option<&str>, action: &str, outcome: impl Into<String>) {
-        append_audit(&self.audit, user, opd, action, outcome.into());
+    async fn audit(&self, user: &str, opd: Option<&str>, action: &str, outcome: impl Into<String>) {
+        append_audit(&self.audit, user, opd, action, outcome.into()).await;
     }
 
     /// The session the request's cookie names, kept alive, with its id.
@@ -526,7 +526,8 @@ async fn login(
             None,
             "web/login",
             format!("refused: locked out ({addr})"),
-        );
+        )
+        .await;
         return login_form(
             StatusCode::TOO_MANY_REQUESTS,
             &name,
@@ -547,7 +548,7 @@ async fn login(
         None
     };
     let opd = user.as_ref().and_then(|u| u.opd.clone());
-    let fail = |why: &str, message: String, status: StatusCode| {
+    let fail = async |why: &str, message: String, status: StatusCode| {
         let now_locked = web.guard.lock().unwrap_or_else(|p| p.into_inner()).failed(
             &name,
             &addr,
@@ -563,7 +564,8 @@ async fn login(
                     "refused: {why} ({addr}); locked out for {} min",
                     session::WINDOW.as_secs() / 60
                 ),
-            );
+            )
+            .await;
             return login_form(
                 StatusCode::TOO_MANY_REQUESTS,
                 &name,
@@ -575,7 +577,8 @@ async fn login(
             opd.as_deref(),
             "web/login",
             format!("refused: {why} ({addr})"),
-        );
+        )
+        .await;
         login_form(status, &name, Some(&message))
     };
     let Some(user) = user else {
@@ -593,7 +596,8 @@ async fn login(
             "unknown user or wrong password",
             WRONG.into(),
             StatusCode::UNAUTHORIZED,
-        );
+        )
+        .await;
     };
     let Some(hash) = user.password_hash.clone() else {
         web.count("no_password");
@@ -604,7 +608,8 @@ async fn login(
                  menetapkannya dengan `siaga user passwd {name}`."
             ),
             StatusCode::UNAUTHORIZED,
-        );
+        )
+        .await;
     };
     let ok = match web.hashing.acquire().await {
         Ok(_slot) => {
@@ -617,7 +622,7 @@ async fn login(
     };
     if !ok {
         web.count("failed");
-        return fail("wrong password", WRONG.into(), StatusCode::UNAUTHORIZED);
+        return fail("wrong password", WRONG.into(), StatusCode::UNAUTHORIZED).await;
     }
     if user.totp_secret.is_some() {
         // The password was right: the code is asked on a form of its own,
@@ -634,7 +639,8 @@ async fn login(
             opd.as_deref(),
             "web/login",
             format!("password ok, second-factor code asked ({addr})"),
-        );
+        )
+        .await;
         return redirect(
             "/masuk/kode",
             vec![
@@ -643,7 +649,7 @@ async fn login(
             ],
         );
     }
-    logged_in(&web, &user, &addr, "password", vec![])
+    logged_in(&web, &user, &addr, "password", vec![]).await
 }
 
 fn hash_of(user: &crate::users::User) -> String {
@@ -652,7 +658,7 @@ fn hash_of(user: &crate::users::User) -> String {
 
 /// Opens the session of `user`, who passed every factor (`factor` says
 /// which), and sends them to the board.
-fn logged_in(
+async fn logged_in(
     web: &Web,
     user: &crate::users::User,
     addr: &str,
@@ -674,7 +680,8 @@ fn logged_in(
         user.opd.as_deref(),
         "web/login",
         format!("ok ({addr}; {factor})"),
-    );
+    )
+    .await;
     tracing::info!(user = %user.name, %addr, factor, "web console login");
     cookies.push(set_cookie(SESSION_COOKIE, &id, session::IDLE));
     cookies.push(set_cookie(CSRF_COOKIE, "", Duration::ZERO));
@@ -755,7 +762,8 @@ async fn login_code(
             None,
             "web/login",
             format!("refused: locked out ({addr})"),
-        );
+        )
+        .await;
         let mut r = login_form(
             StatusCode::TOO_MANY_REQUESTS,
             &name,
@@ -794,7 +802,7 @@ async fn login_code(
     match taken {
         Ok(true) => {
             drop_pending();
-            logged_in(&web, &user, &addr, "password+totp", vec![clear()])
+            logged_in(&web, &user, &addr, "password+totp", vec![clear()]).await
         }
         Ok(false) => {
             web.count("failed");
@@ -815,7 +823,8 @@ async fn login_code(
                         "refused: {why} ({addr}); locked out for {} min",
                         session::WINDOW.as_secs() / 60
                     ),
-                );
+                )
+                .await;
                 let mut r = login_form(
                     StatusCode::TOO_MANY_REQUESTS,
                     &name,
@@ -829,7 +838,8 @@ async fn login_code(
                 user.opd.as_deref(),
                 "web/login",
                 format!("refused: {why} ({addr})"),
-            );
+            )
+            .await;
             code_form(
                 StatusCode::UNAUTHORIZED,
                 &p,
@@ -891,7 +901,7 @@ async fn logout(
         .await
         .ok()
         .flatten();
-    web.audit(&s.user, opd.as_deref(), "web/logout", "ok");
+    web.audit(&s.user, opd.as_deref(), "web/logout", "ok").await;
     tracing::info!(user = %s.user, "web console logout");
     redirect("/masuk", clear)
 }

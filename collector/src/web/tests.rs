@@ -221,16 +221,15 @@ fn audit_trail(f: &Fixture) -> String {
     std::fs::read_to_string(f.data_dir().join(crate::api::gate::AUDIT_FILE)).unwrap_or_default()
 }
 
-/// The trail is written off the request path: wait for `needle` a moment.
+/// The trail as it is when the answer has come: the record of a call is
+/// written before its answer is sent, so `needle` must be there at once.
 async fn audited(f: &Fixture, needle: &str) -> String {
-    for _ in 0..100 {
-        let t = audit_trail(f);
-        if t.contains(needle) {
-            return t;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("{needle:?} not in the audit trail:\n{}", audit_trail(f));
+    let t = audit_trail(f);
+    assert!(
+        t.contains(needle),
+        "{needle:?} not in the audit trail:\n{t}"
+    );
+    t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

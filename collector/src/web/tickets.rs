@@ -67,7 +67,8 @@ where
                 caller.opd.as_deref(),
                 rpc,
                 format!("refused: {e}"),
-            );
+            )
+            .await;
         }
         return Err(e.into());
     }
@@ -79,7 +80,8 @@ where
             Ok(_) => "ok".to_string(),
             Err(s) => refusal(s.code(), s.message()),
         };
-        web.audit(&caller.name, caller.opd.as_deref(), rpc, outcome);
+        web.audit(&caller.name, caller.opd.as_deref(), rpc, outcome)
+            .await;
     }
     r.map(tonic::Response::into_inner)
 }
