@@ -290,17 +290,7 @@ impl crate::users::UserDirectory for HubUsers {
         &self.0.users_dir
     }
     fn known_roles(&self) -> Vec<crate::role::Role> {
-        let mut roles: Vec<crate::role::Role> = self
-            .0
-            .health
-            .sop_store
-            .sop()
-            .roles
-            .iter()
-            .map(|r| crate::role::Role::sop_id(&r.id))
-            .collect();
-        roles.push(crate::role::Role::ADMIN);
-        roles
+        self.0.known_roles()
     }
     fn reload(&self) {
         self.0.reload_users();

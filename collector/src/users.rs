@@ -359,6 +359,43 @@ pub fn check_opds<'a>(
     Ok(())
 }
 
+/// Checks each user file's `roles` against `known` (the SOP file's
+/// `[[role]]` ids and `admin`): a role that is neither is an error naming
+/// the file, line and key, as `enroll user --role` refuses it.
+pub fn check_roles(dir: &Path, known: &[Role]) -> Result<(), ConfigError> {
+    read_user_files(dir)?
+        .iter()
+        .try_for_each(|f| check_file_roles(f, known))
+}
+
+/// [`load_users`] with every file's roles checked against `known` (at
+/// start and on reload: a file naming no role there is refused whole).
+pub fn load_users_checked(
+    dir: &Path,
+    known: &[Role],
+) -> Result<HashMap<String, User>, ConfigError> {
+    let files = read_user_files(dir)?;
+    files.iter().try_for_each(|f| check_file_roles(f, known))?;
+    Ok(files
+        .into_iter()
+        .map(|f| (f.user.name.clone(), f.user))
+        .collect())
+}
+
+fn check_file_roles(f: &UserFile, known: &[Role]) -> Result<(), ConfigError> {
+    for role in &f.user.roles {
+        if let Err(e) = Role::parse(role.as_str(), known) {
+            return Err(ConfigError::Invalid {
+                file: f.path.clone(),
+                line: crate::config::line_of_top_key(&f.text, "roles"),
+                key: "roles".into(),
+                message: format!("{e}; correct it, or add the role to the SOP file as a [[role]]"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Role ids a user may hold: the `[[role]]` ids of the SOP file plus `admin`.
 pub fn known_roles(sop: &Path) -> Vec<Role> {
     let from_file = std::fs::read_to_string(sop)
@@ -966,6 +1003,36 @@ pub(crate) mod tests {
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_role_neither_in_the_sop_nor_admin_is_refused_with_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("budi.toml");
+        std::fs::write(
+            &file,
+            "name = \"budi\"\n# hand-edited\nroles = [\"helpdesk\", \"auditor\"]\n",
+        )
+        .unwrap();
+        let sop_roles = [Role::HELPDESK, Role::ADMIN];
+        for err in [
+            check_roles(dir.path(), &sop_roles).unwrap_err(),
+            load_users_checked(dir.path(), &sop_roles).unwrap_err(),
+        ] {
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{}:3: roles: `auditor` is not a role (helpdesk, admin); correct it, \
+                     or add the role to the SOP file as a [[role]]",
+                    file.display()
+                )
+            );
+        }
+        // A SOP file that defines the role accepts the same file.
+        let with_auditor = [Role::HELPDESK, Role::sop_id("auditor"), Role::ADMIN];
+        check_roles(dir.path(), &with_auditor).unwrap();
+        let users = load_users_checked(dir.path(), &with_auditor).unwrap();
+        assert_eq!(users["budi"].roles, ["helpdesk", "auditor"]);
     }
 
     #[test]
