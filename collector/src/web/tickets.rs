@@ -526,7 +526,7 @@ pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions
                 .values()
                 .map(|u| crate::sop::workflow::Actor {
                     user: u.name.clone(),
-                    roles: u.roles.clone(),
+                    roles: crate::role::ids(&u.roles),
                 })
                 .collect();
             people.sort_by(|a, b| a.user.cmp(&b.user));
