@@ -219,7 +219,7 @@ impl Admin for AdminService {
         let user = self.caller(&req)?;
         Ok(Response::new(v1::WhoAmIResponse {
             user: user.name,
-            roles: user.roles,
+            roles: crate::role::ids(&user.roles),
             collector_version: env!("CARGO_PKG_VERSION").to_string(),
         }))
     }
@@ -230,7 +230,7 @@ pub struct HubDirectory(pub Arc<Hub>);
 
 impl crate::sop::api::Directory for HubDirectory {
     fn roles(&self, user: &str) -> Option<Vec<String>> {
-        self.0.user(user).map(|u| u.roles)
+        self.0.user(user).map(|u| crate::role::ids(&u.roles))
     }
     fn opd(&self, id: &str) -> Option<String> {
         self.0.inventory().opds.get(id).map(|o| o.name.clone())
@@ -290,17 +290,7 @@ impl crate::users::UserDirectory for HubUsers {
         &self.0.users_dir
     }
     fn known_roles(&self) -> Vec<crate::role::Role> {
-        let mut roles: Vec<crate::role::Role> = self
-            .0
-            .health
-            .sop_store
-            .sop()
-            .roles
-            .iter()
-            .map(|r| crate::role::Role::sop_id(&r.id))
-            .collect();
-        roles.push(crate::role::Role::ADMIN);
-        roles
+        self.0.known_roles()
     }
     fn reload(&self) {
         self.0.reload_users();

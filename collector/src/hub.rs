@@ -236,7 +236,7 @@ impl Hub {
         if !self.users_watch.changed(&self.users_dir) {
             return None;
         }
-        match users::load_users(&self.users_dir) {
+        match users::load_users_checked(&self.users_dir, &self.known_roles()) {
             Ok(all) => {
                 let found = all.get(name).cloned();
                 *self.users.write().unwrap_or_else(|p| p.into_inner()) = all;
@@ -280,9 +280,23 @@ impl Hub {
             .await;
     }
 
+    /// Role ids a user may hold: the SOP's `[[role]]` ids and `admin`.
+    pub fn known_roles(&self) -> Vec<crate::role::Role> {
+        let mut roles: Vec<crate::role::Role> = self
+            .health
+            .sop_store
+            .sop()
+            .roles
+            .iter()
+            .map(|r| crate::role::Role::sop_id(&r.id))
+            .collect();
+        roles.push(crate::role::Role::ADMIN);
+        roles
+    }
+
     /// Re-reads the users directory (on reload); keeps the old set on error.
     pub fn reload_users(&self) {
-        match users::load_users(&self.users_dir) {
+        match users::load_users_checked(&self.users_dir, &self.known_roles()) {
             Ok(all) => {
                 tracing::info!(users = all.len(), "users reloaded");
                 *self.users.write().unwrap_or_else(|p| p.into_inner()) = all;

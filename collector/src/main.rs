@@ -493,6 +493,12 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     if let (Ok(inv), true) = (&inventory, users_ok) {
         check(users::check_opds(&cfg.users, inv.opds.keys()).map_err(|e| e.to_string()));
     }
+    if users_ok {
+        check(
+            users::check_roles(&cfg.users, &users::known_roles(&cfg.sop))
+                .map_err(|e| e.to_string()),
+        );
+    }
     check(
         siaga_collector::revoke::load(&cfg.data_dir)
             .map(drop)
@@ -576,6 +582,7 @@ fn reload(config: &Path) -> Result<(), Failure> {
     let inventory = Inventory::load(&cfg.inventory).map_err(usage)?;
     users::load_users(&cfg.users).map_err(usage)?;
     users::check_opds(&cfg.users, inventory.opds.keys()).map_err(usage)?;
+    users::check_roles(&cfg.users, &users::known_roles(&cfg.sop)).map_err(usage)?;
     let pid_file = cfg.data_dir.join("collector.pid");
     let text = std::fs::read_to_string(&pid_file)
         .map_err(|e| anyhow::anyhow!("{}: {e} (is the collector running?)", pid_file.display()))?;

@@ -538,7 +538,7 @@ impl Issuing {
     fn record_user(
         &self,
         name: &str,
-        roles: Vec<String>,
+        roles: Vec<crate::role::Role>,
         opd: Option<String>,
         serial: &str,
         person: Option<&crate::sop::Person>,
@@ -684,22 +684,25 @@ pub fn enroll_person(
     }
     let cfg = CollectorConfig::load(&dir.join("collector.toml"))?;
     let known = crate::users::known_roles(&cfg.sop);
-    for r in roles {
-        if crate::role::Role::parse(r, &known).is_err() {
-            return Err(PkiError::InvalidName(format!(
-                "--role {r:?} is not a role of the SOP ({})",
-                crate::role::join(&known, ", ")
-            )));
-        }
-    }
-    let opd = check_user_opd(&cfg, name, roles, opd)?;
+    let roles = roles
+        .iter()
+        .map(|r| {
+            crate::role::Role::parse(r, &known).map_err(|_| {
+                PkiError::InvalidName(format!(
+                    "--role {r:?} is not a role of the SOP ({})",
+                    crate::role::join(&known, ", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let opd = check_user_opd(&cfg, name, &roles, opd)?;
     let mut issuing = Issuing::open(dir)?;
     let identity = Identity::User {
         name: name.to_string(),
     };
     let days = days.unwrap_or(issuing.cfg.tls.user_cert_days);
     let issued = issuing.issue(&identity, check_days(days)?, out, false)?;
-    issuing.record_user(name, roles.to_vec(), opd, &issued.serial, Some(&person))?;
+    issuing.record_user(name, roles, opd, &issued.serial, Some(&person))?;
     Ok(identity)
 }
 
@@ -738,7 +741,7 @@ fn check_person(p: &crate::sop::Person) -> Result<crate::sop::Person, PkiError> 
 fn check_user_opd(
     cfg: &CollectorConfig,
     name: &str,
-    roles: &[String],
+    roles: &[crate::role::Role],
     opd: Option<&str>,
 ) -> Result<Option<String>, PkiError> {
     let inventory = crate::inventory::Inventory::load(&cfg.inventory)?;
@@ -763,7 +766,7 @@ fn check_user_opd(
                 return Err(PkiError::InvalidName(format!(
                     "--opd is needed: {} sees only its own OPD's devices and tickets \
                      (e.g. --opd {})",
-                    roles.join(", "),
+                    crate::role::join(roles, ", "),
                     inventory
                         .opds
                         .keys()

@@ -407,7 +407,7 @@ mod tests {
             &users,
             &crate::users::User {
                 name: "budi".into(),
-                roles: vec!["helpdesk".into()],
+                roles: vec![crate::role::Role::HELPDESK],
                 ..Default::default()
             },
         )

@@ -37,6 +37,10 @@ impl Role {
     pub const KABID_APTIKA: Role = Role::builtin("kabid_aptika");
     /// The head of agency.
     pub const KEPALA_DINAS: Role = Role::builtin("kepala_dinas");
+    /// The secretary of the agency (acts for the head of agency).
+    pub const SEKRETARIS_DINAS: Role = Role::builtin("sekretaris_dinas");
+    /// The Pranata Komputer (computer officer).
+    pub const PRANATA_KOMPUTER: Role = Role::builtin("pranata_komputer");
 
     const fn builtin(id: &'static str) -> Role {
         Role(Cow::Borrowed(id))
@@ -65,6 +69,11 @@ impl Role {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `roles`' ids, as the wire and the SOP workflow's records carry them.
+pub fn ids(roles: &[Role]) -> Vec<String> {
+    roles.iter().map(Role::to_string).collect()
 }
 
 /// `roles`' ids with `sep` between them.

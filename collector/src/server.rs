@@ -75,7 +75,8 @@ pub async fn serve_until(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let inventory = Inventory::load(&cfg.inventory)?;
-    let users = users::load_users(&cfg.users)?;
+    // The users' roles are checked against the SOP file's, as `validate` does.
+    let users = users::load_users_checked(&cfg.users, &users::known_roles(&cfg.sop))?;
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&cfg.data_dir)?);
     crate::backup::remove_leftovers(&cfg.data_dir);
     let mut metrics = Metrics::new();

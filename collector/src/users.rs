@@ -16,14 +16,14 @@ use crate::config::parse_toml;
 use crate::error::ConfigError;
 
 /// Role ids of the default SOP, used when the SOP file cannot be read.
-pub const DEFAULT_ROLES: &[&str] = &[
-    "pemohon",
-    "kepala_dinas",
-    "sekretaris_dinas",
-    "kabid_aptika",
-    "pranata_komputer",
-    "helpdesk",
-    "tim_teknis",
+pub const DEFAULT_ROLES: &[Role] = &[
+    Role::PEMOHON,
+    Role::KEPALA_DINAS,
+    Role::SEKRETARIS_DINAS,
+    Role::KABID_APTIKA,
+    Role::PRANATA_KOMPUTER,
+    Role::HELPDESK,
+    Role::TIM_TEKNIS,
 ];
 
 /// Roles whose holder works for one OPD and sees only it (the SOP's
@@ -32,8 +32,8 @@ pub const OPD_ROLES: &[Role] = &[Role::PEMOHON];
 
 /// Whether a person with `roles` is held to their own OPD: every role is an
 /// OPD role (no roles at all counts too: such a person sees no other OPD).
-pub fn only_opd_roles(roles: &[String]) -> bool {
-    roles.iter().all(|r| OPD_ROLES.iter().any(|o| o == r))
+pub fn only_opd_roles(roles: &[Role]) -> bool {
+    roles.iter().all(|r| OPD_ROLES.contains(r))
 }
 
 /// An enrolled person.
@@ -42,9 +42,10 @@ pub fn only_opd_roles(roles: &[String]) -> bool {
 pub struct User {
     /// User name, as in the certificate (`siaga://user/<name>`).
     pub name: String,
-    /// SOP role ids (plus `admin`).
+    /// SOP role ids (plus `admin`), checked against the SOP file's roles
+    /// where the file is loaded ([`load_users_checked`], [`check_roles`]).
     #[serde(default)]
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// The OPD the person works for (`enroll user --opd`). A person whose
     /// roles are all OPD roles (`pemohon`) sees and acts only on this OPD;
     /// province roles see every OPD whatever it says.
@@ -160,7 +161,7 @@ impl User {
         let roles: Vec<String> = self
             .roles
             .iter()
-            .map(|r| toml::Value::String(r.clone()).to_string())
+            .map(|r| toml::Value::String(r.to_string()).to_string())
             .collect();
         let certs: Vec<String> = self
             .certificates
@@ -349,11 +350,48 @@ pub fn check_opds<'a>(
                     message: format!(
                         "{name} is {} and sees only its own OPD, but has no `opd = \"…\"`; \
                          add the OPD it works for",
-                        user.roles.join(", ")
+                        crate::role::join(&user.roles, ", ")
                     ),
                 });
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks each user file's `roles` against `known` (the SOP file's
+/// `[[role]]` ids and `admin`): a role that is neither is an error naming
+/// the file, line and key, as `enroll user --role` refuses it.
+pub fn check_roles(dir: &Path, known: &[Role]) -> Result<(), ConfigError> {
+    read_user_files(dir)?
+        .iter()
+        .try_for_each(|f| check_file_roles(f, known))
+}
+
+/// [`load_users`] with every file's roles checked against `known` (at
+/// start and on reload: a file naming no role there is refused whole).
+pub fn load_users_checked(
+    dir: &Path,
+    known: &[Role],
+) -> Result<HashMap<String, User>, ConfigError> {
+    let files = read_user_files(dir)?;
+    files.iter().try_for_each(|f| check_file_roles(f, known))?;
+    Ok(files
+        .into_iter()
+        .map(|f| (f.user.name.clone(), f.user))
+        .collect())
+}
+
+fn check_file_roles(f: &UserFile, known: &[Role]) -> Result<(), ConfigError> {
+    for role in &f.user.roles {
+        if let Err(e) = Role::parse(role.as_str(), known) {
+            return Err(ConfigError::Invalid {
+                file: f.path.clone(),
+                line: crate::config::line_of_top_key(&f.text, "roles"),
+                key: "roles".into(),
+                message: format!("{e}; correct it, or add the role to the SOP file as a [[role]]"),
+            });
         }
     }
     Ok(())
@@ -373,8 +411,7 @@ pub fn known_roles(sop: &Path) -> Vec<Role> {
             })
         })
         .filter(|r| !r.is_empty());
-    let mut roles =
-        from_file.unwrap_or_else(|| DEFAULT_ROLES.iter().map(|r| Role::sop_id(r)).collect());
+    let mut roles = from_file.unwrap_or_else(|| DEFAULT_ROLES.to_vec());
     roles.push(Role::ADMIN);
     roles
 }
@@ -577,8 +614,8 @@ pub fn change_role(
     };
     match change {
         RoleChange::Grant => {
-            if !user.roles.iter().any(|r| *r == role) {
-                user.roles.push(role.to_string());
+            if !user.roles.contains(&role) {
+                user.roles.push(role.clone());
             }
         }
         RoleChange::Revoke => {
@@ -602,7 +639,7 @@ impl From<&User> for siaga_proto::v1::UserInfo {
     fn from(u: &User) -> Self {
         siaga_proto::v1::UserInfo {
             name: u.name.clone(),
-            roles: u.roles.clone(),
+            roles: crate::role::ids(&u.roles),
             opd: u.opd.clone().unwrap_or_default(),
         }
     }
@@ -640,7 +677,7 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let budi = User {
             name: "budi".into(),
-            roles: vec!["helpdesk".into()],
+            roles: vec![Role::HELPDESK],
             password_hash: Some("$argon2id$h".into()),
             totp_secret: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
             ..Default::default()
@@ -940,7 +977,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let u = User {
             name: "budi".into(),
-            roles: vec!["tim_teknis".into()],
+            roles: vec![Role::TIM_TEKNIS],
             full_name: Some("Budi Santoso, S.Kom.".into()),
             nip: Some("198001012005011001".into()),
             jabatan: Some("Pranata Komputer \"Ahli\" Pertama".into()),
@@ -966,6 +1003,36 @@ pub(crate) mod tests {
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_role_neither_in_the_sop_nor_admin_is_refused_with_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("budi.toml");
+        std::fs::write(
+            &file,
+            "name = \"budi\"\n# hand-edited\nroles = [\"helpdesk\", \"auditor\"]\n",
+        )
+        .unwrap();
+        let sop_roles = [Role::HELPDESK, Role::ADMIN];
+        for err in [
+            check_roles(dir.path(), &sop_roles).unwrap_err(),
+            load_users_checked(dir.path(), &sop_roles).unwrap_err(),
+        ] {
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{}:3: roles: `auditor` is not a role (helpdesk, admin); correct it, \
+                     or add the role to the SOP file as a [[role]]",
+                    file.display()
+                )
+            );
+        }
+        // A SOP file that defines the role accepts the same file.
+        let with_auditor = [Role::HELPDESK, Role::sop_id("auditor"), Role::ADMIN];
+        check_roles(dir.path(), &with_auditor).unwrap();
+        let users = load_users_checked(dir.path(), &with_auditor).unwrap();
+        assert_eq!(users["budi"].roles, ["helpdesk", "auditor"]);
     }
 
     #[test]

@@ -518,7 +518,11 @@ async fn kadis_disposes(b: &Client, base: &str, id: &str) -> Result<String> {
     let said = wait_for(b, "p.ok").await?.text().await?;
     ensure!(said.contains("langkah 3"), "{said:?}");
     let now = text_of(b, "#langkah").await?;
-    ensure!(now.starts_with("3 · Kabid Aptika"), "{now:?}");
+    // The SOP file's name of the role, as the documents print it.
+    ensure!(
+        now.starts_with("3 · Kepala Bidang Aplikasi dan Informatika"),
+        "{now:?}"
+    );
     let session = b
         .get_named_cookie("siaga_sesi")
         .await

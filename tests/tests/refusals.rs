@@ -178,6 +178,50 @@ fn a_person_held_to_an_opd_must_name_a_real_one_at_enroll_validate_and_reload() 
 }
 
 #[test]
+fn a_user_file_naming_a_role_the_sop_has_not_is_refused_by_enroll_validate_and_reload() -> Result<()>
+{
+    let mut c = Collector::init()?;
+    c.write_inventory(&Inventory::new("10s").opd("dinkes"))?;
+    let (dir, out) = (c.dir(), c.root().join("u-role"));
+    let (dir, out) = (dir.to_string_lossy(), out.to_string_lossy());
+    let o = c.cmd(&[
+        "enroll", "user", "--dir", &dir, "--name", "aud", "--role", "auditor", "--out", &out,
+    ])?;
+    let said = text(&o);
+    ensure!(!o.status.success(), "an unknown role was enrolled: {said}");
+    ensure!(said.contains("--role \"auditor\" is not a role"), "{said}");
+    c.enroll_user("hd", "helpdesk")?;
+    ensure!(c.validate()?.status.success(), "validate of good users");
+    c.serve()?;
+    // A file edited by hand to a role the SOP file does not define.
+    let users = c.dir().join("users");
+    let file = std::fs::read_to_string(users.join("hd.toml"))?;
+    let edited = file.replace(
+        "roles = [\"helpdesk\"]",
+        "roles = [\"helpdesk\", \"auditor\"]",
+    );
+    ensure!(edited != file, "{file}");
+    std::fs::write(users.join("hd.toml"), &edited)?;
+    let line = edited
+        .lines()
+        .position(|l| l.starts_with("roles ="))
+        .map_or(0, |i| i + 1);
+    for o in [c.validate()?, c.reload()?] {
+        let said = text(&o);
+        ensure!(o.status.code() == Some(64), "exit {:?}: {said}", o.status);
+        ensure!(
+            said.contains(&format!(
+                "{}:{line}: roles: `auditor` is not a role (",
+                users.join("hd.toml").display()
+            )),
+            "{said}"
+        );
+    }
+    ensure!(c.stop(), "the collector did not stop cleanly");
+    Ok(())
+}
+
+#[test]
 fn validate_lists_every_error_it_finds_with_file_and_line() -> Result<()> {
     let c = Collector::init()?;
     // Two files broken at once: a device address in the inventory and the

@@ -32,7 +32,7 @@ pub struct Caller {
     /// User name (from the certificate).
     pub name: String,
     /// Their roles (from their user file).
-    pub roles: Vec<String>,
+    pub roles: Vec<crate::role::Role>,
     /// The OPD they work for, if any.
     pub opd: Option<String>,
 }
@@ -78,7 +78,7 @@ impl Caller {
         if self.roles.is_empty() {
             format!("{} (no role)", self.name)
         } else {
-            format!("{} ({})", self.name, self.roles.join(", "))
+            format!("{} ({})", self.name, crate::role::join(&self.roles, ", "))
         }
     }
 }
@@ -459,7 +459,7 @@ mod tests {
     fn person(roles: &[&str], opd: Option<&str>) -> Caller {
         Caller {
             name: "x".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
+            roles: roles.iter().map(|r| crate::role::Role::sop_id(r)).collect(),
             opd: opd.map(str::to_string),
         }
     }

@@ -121,7 +121,7 @@ async fn every_role_on_every_rpc_for_the_own_and_the_other_opd() {
         for (name, role) in PEOPLE {
             let caller = Caller {
                 name: name.to_string(),
-                roles: vec![role.to_string()],
+                roles: vec![crate::role::Role::sop_id(role)],
                 opd: (*role == "pemohon").then(|| OWN.to_string()),
             };
             for opd in [OWN, OTHER] {

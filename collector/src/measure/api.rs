@@ -80,21 +80,19 @@ pub fn measuring_roles(sop: &Sop) -> (Vec<String>, Vec<u32>) {
     (roles, steps)
 }
 
-fn you_are(roles: &[String]) -> String {
+fn you_are(roles: &[Role]) -> String {
     if roles.is_empty() {
         "you have no role".into()
     } else {
-        format!("you are {}", roles.join(", "))
+        format!("you are {}", crate::role::join(roles, ", "))
     }
 }
 
 /// Refuses a caller who may not take `sop`'s measuring step (`admin`
 /// counts too when `admin_ok`); `what` names the request in the refusal.
-fn allowed(sop: &Sop, caller: &[String], what: &str, admin_ok: bool) -> Result<(), ApiError> {
+fn allowed(sop: &Sop, caller: &[Role], what: &str, admin_ok: bool) -> Result<(), ApiError> {
     let (roles, steps) = measuring_roles(sop);
-    if sop.capacity_any(caller, &roles).is_some()
-        || (admin_ok && caller.iter().any(|r| *r == Role::ADMIN))
-    {
+    if sop.capacity_any(caller, &roles).is_some() || (admin_ok && caller.contains(&Role::ADMIN)) {
         return Ok(());
     }
     let steps: Vec<String> = steps.iter().map(u32::to_string).collect();
@@ -540,15 +538,15 @@ name = "lan"
         let sop = crate::sop::file::parse(DEFAULT_SOP, Path::new("sop.toml")).unwrap();
         let (roles, steps) = measuring_roles(&sop);
         assert_eq!((roles, steps), (vec!["tim_teknis".to_string()], vec![6]));
-        allowed(&sop, &["tim_teknis".into()], "ticket.measure", false).unwrap();
-        let e = allowed(&sop, &["helpdesk".into()], "ticket.measure", false).unwrap_err();
+        allowed(&sop, &[Role::TIM_TEKNIS], "ticket.measure", false).unwrap();
+        let e = allowed(&sop, &[Role::HELPDESK], "ticket.measure", false).unwrap_err();
         assert_eq!(
             e.to_string(),
             "ticket.measure is for tim_teknis (SOP step 6); you are helpdesk"
         );
         assert!(matches!(e, ApiError::Denied(_)));
-        assert!(allowed(&sop, &["admin".into()], "ticket.measure", false).is_err());
-        allowed(&sop, &["admin".into()], "measure", true).unwrap();
+        assert!(allowed(&sop, &[Role::ADMIN], "ticket.measure", false).is_err());
+        allowed(&sop, &[Role::ADMIN], "measure", true).unwrap();
         let e = allowed(&sop, &[], "measure", true).unwrap_err();
         assert!(e.to_string().ends_with("you have no role"), "{e}");
     }

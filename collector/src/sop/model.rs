@@ -400,32 +400,37 @@ impl Sop {
 
     /// How a caller holding `caller_roles` may act for `role`: directly, or through
     /// `acts_for` (one level; delegation does not chain). `None` if not at all.
-    pub fn capacity(&self, caller_roles: &[String], role: &str) -> Option<Capacity> {
-        if caller_roles.iter().any(|r| r == role) {
+    pub fn capacity<R: AsRef<str>>(&self, caller_roles: &[R], role: &str) -> Option<Capacity> {
+        if caller_roles.iter().any(|r| r.as_ref() == role) {
             return Some(Capacity::Direct {
                 role: role.to_string(),
             });
         }
         caller_roles.iter().find_map(|own| {
+            let own = own.as_ref();
             let r = self.role(own)?;
             r.acts_for
                 .iter()
                 .any(|a| a == role)
                 .then(|| Capacity::ActingFor {
-                    via: own.clone(),
+                    via: own.to_string(),
                     role: role.to_string(),
                 })
         })
     }
 
     /// How a caller may act for any of `roles` (first match, direct preferred).
-    pub fn capacity_any(&self, caller_roles: &[String], roles: &[String]) -> Option<Capacity> {
+    pub fn capacity_any<R: AsRef<str>>(
+        &self,
+        caller_roles: &[R],
+        roles: &[String],
+    ) -> Option<Capacity> {
         roles
             .iter()
             .find_map(|r| {
                 caller_roles
                     .iter()
-                    .any(|c| c == r)
+                    .any(|c| c.as_ref() == r)
                     .then(|| Capacity::Direct { role: r.clone() })
             })
             .or_else(|| roles.iter().find_map(|r| self.capacity(caller_roles, r)))

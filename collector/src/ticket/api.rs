@@ -152,7 +152,7 @@ fn some(s: String) -> Option<String> {
 pub(crate) fn actor(caller: &Caller) -> Actor {
     Actor {
         user: caller.name.clone(),
-        roles: caller.roles.clone(),
+        roles: crate::role::ids(&caller.roles),
     }
 }
 

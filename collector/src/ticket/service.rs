@@ -1210,7 +1210,7 @@ parent = "dinkes-rtr"
         let rule = crate::api::policy::rule_of("/siaga.v1.Tickets/AddMaintenanceWindow").unwrap();
         let pemohon = crate::api::Caller {
             name: "x".into(),
-            roles: vec!["pemohon".into()],
+            roles: vec![crate::role::Role::PEMOHON],
             opd: Some("dinkes".into()),
         };
         let refused = crate::api::gate::allowed(rule, &pemohon);

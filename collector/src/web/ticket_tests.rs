@@ -186,7 +186,9 @@ async fn a_ticket_shows_only_the_actions_the_role_may_take_and_the_form_disposes
     );
     let after = kadis.get(&format!("/tiket/{id}")).await;
     assert!(
-        after.body.contains("sekarang di langkah 3 (Kabid Aptika)"),
+        after
+            .body
+            .contains("sekarang di langkah 3 (Kepala Bidang Aplikasi dan Informatika)"),
         "{}",
         after.body
     );
@@ -692,4 +694,51 @@ async fn the_dispose_form_lists_whom_the_sop_takes_and_the_service_refuses_other
     let form = section(&p, "disposisi");
     assert!(form.contains("<option value=\"prakom\">"), "{form}");
     assert!(!form.contains("<option value=\"kabid\">"), "{form}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ticket_page_names_roles_as_the_sop_file_does() {
+    let mut f = Fixture::start_web().await;
+    // An office renames two roles in its SOP file; the page follows it.
+    let sop = std::fs::read_to_string(&f.cfg.sop).unwrap();
+    let renamed = sop
+        .replace("name = \"Kepala Dinas\"", "name = \"Kepala Dinas Kominfo\"")
+        .replace(
+            "name = \"Kepala Bidang Aplikasi dan Informatika\"",
+            "name = \"Kabid APTIKA Kominfo\"",
+        );
+    assert_ne!(renamed, sop);
+    std::fs::write(&f.cfg.sop, renamed).unwrap();
+    f.restart().await;
+    let id = at_kadis(&f, OWN).await;
+    let mut kadis = logged_in(&f, KADIS).await;
+    let p = kadis.get(&format!("/tiket/{id}")).await;
+    assert_eq!(p.status, 200, "{p:?}");
+    assert!(p.body.contains("2 · Kepala Dinas Kominfo"), "{}", p.body);
+    let r = kadis
+        .post(
+            &format!("/tiket/{id}/disposisi"),
+            &[("csrf", &p.csrf()), ("catatan", "segera")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let after = kadis.get(&format!("/tiket/{id}")).await;
+    assert!(
+        after
+            .body
+            .contains("sekarang di langkah 3 (Kabid APTIKA Kominfo)"),
+        "{}",
+        after.body
+    );
+    assert!(
+        after.body.contains("3 · Kabid APTIKA Kominfo"),
+        "{}",
+        after.body
+    );
+    // The step the Kepala Dinas took, in the timeline.
+    assert!(
+        after.body.contains("(Kepala Dinas Kominfo)"),
+        "{}",
+        after.body
+    );
 }

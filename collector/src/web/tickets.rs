@@ -220,26 +220,21 @@ pub(super) fn enc(s: &str) -> String {
 }
 
 /// A role id as people say it.
-pub(super) fn role_name(role: &str) -> String {
-    match role {
-        "pemohon" => "Pemohon (OPD)".into(),
-        "kepala_dinas" => "Kepala Dinas".into(),
-        "sekretaris_dinas" => "Sekretaris Dinas".into(),
-        "kabid_aptika" => "Kabid Aptika".into(),
-        "pranata_komputer" => "Pranata Komputer".into(),
-        "helpdesk" => "Helpdesk".into(),
-        "tim_teknis" => "Tim Teknis".into(),
-        "admin" => "Admin".into(),
-        other => other.replace('_', " "),
+pub(super) fn role_name(web: &Web, role: &str) -> String {
+    // One source: the SOP file's `[[role]] name`, as the documents print it.
+    match web.hub.health.sop_store.sop().role(role) {
+        Some(r) => r.name.clone(),
+        None if *role == crate::role::Role::ADMIN => "Admin".into(),
+        None => role.replace('_', " "),
     }
 }
 
 /// Roles as " / "-joined ids, as people say them.
-fn roles_text(roles: &str) -> String {
+fn roles_text(web: &Web, roles: &str) -> String {
     roles
         .split(" / ")
         .filter(|r| !r.trim().is_empty())
-        .map(|r| role_name(r.trim()))
+        .map(|r| role_name(web, r.trim()))
         .collect::<Vec<_>>()
         .join(" / ")
 }
@@ -484,7 +479,7 @@ fn ticket_table(web: &Web, tickets: &[v1::Ticket], empty: &str) -> Markup {
                                 td { (t.problem) }
                                 td { (t.step) }
                                 td {
-                                    (roles_text(&t.role))
+                                    (roles_text(web, &t.role))
                                     @if !t.assignee.is_empty() { " (" (t.assignee) ")" }
                                 }
                                 td class=(if t.overdue { "terlambat" } else { "" }) {
@@ -533,7 +528,7 @@ pub(super) async fn actions(web: &Web, caller: &Caller, number: &str) -> Actions
                 .values()
                 .map(|u| crate::sop::workflow::Actor {
                     user: u.name.clone(),
-                    roles: u.roles.clone(),
+                    roles: crate::role::ids(&u.roles),
                 })
                 .collect();
             people.sort_by(|a, b| a.user.cmp(&b.user));
@@ -668,7 +663,7 @@ fn summary(web: &Web, t: &v1::Ticket, d: &v1::TicketDetail) -> Markup {
                 } @else {
                     dt { "Langkah sekarang" }
                     dd #langkah data-langkah=(t.step) {
-                        (t.step) " · " (roles_text(&t.role))
+                        (t.step) " · " (roles_text(web, &t.role))
                         @if !t.assignee.is_empty() { " (" (t.assignee) ")" }
                     }
                     dt { "Batas waktu" }
@@ -790,8 +785,8 @@ fn timeline(web: &Web, trail: &[v1::AuditRecord]) -> Markup {
                 @if let Some(e) = &r.event {
                     li data-kind=(e.kind().word()) data-step=(e.step) data-user=(e.user) {
                         "Langkah " (e.step) " · " (kind_text(e.kind())) " oleh " strong { (e.user) }
-                        @if !e.role.is_empty() { " (" (roles_text(&e.role.replace(',', " / "))) ")" }
-                        @if !e.acting_for.is_empty() { " a.n. " (role_name(&e.acting_for)) }
+                        @if !e.role.is_empty() { " (" (roles_text(web, &e.role.replace(',', " / "))) ")" }
+                        @if !e.acting_for.is_empty() { " a.n. " (role_name(web, &e.acting_for)) }
                         " · " (local(web, e.at.as_ref()))
                         @match &e.detail {
                             Some(Detail::Disposed(d)) => {
@@ -955,14 +950,14 @@ where
     }
 }
 
-fn moved(r: &v1::TicketActionResponse) -> String {
+fn moved(web: &Web, r: &v1::TicketActionResponse) -> String {
     match &r.ticket {
         Some(t) if t.closed => format!("Tiket {} selesai.", t.id),
         Some(t) => format!(
             "Tercatat. Tiket {} sekarang di langkah {} ({}).",
             t.id,
             t.step,
-            roles_text(&t.role)
+            roles_text(web, &t.role)
         ),
         None => "Tercatat.".into(),
     }
@@ -997,7 +992,7 @@ pub(super) async fn dispose(
                 crate::sop::api::SopApi::new(hub).dispose_ticket(r).await
             })
             .await?;
-            Ok(moved(&r))
+            Ok(moved(&web, &r))
         },
     )
     .await
@@ -1026,7 +1021,7 @@ pub(super) async fn return_back(
                 crate::sop::api::SopApi::new(hub).return_ticket(r).await
             })
             .await?;
-            Ok(moved(&r))
+            Ok(moved(&web, &r))
         },
     )
     .await
