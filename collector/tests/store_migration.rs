@@ -151,7 +151,7 @@ fn schema_1_tickets_events_and_windows_are_all_there() {
                     "device": text(&t.device), "due_at": time(&t.due_at), "flapping": t.flapping,
                     "id": t.id, "incident": text(&t.incident), "link": text(&t.link),
                     "occurrences": t.occurrences, "opd": t.opd, "opened_at": time(&t.opened_at),
-                    "origin": t.origin, "overdue": t.overdue, "problem": t.problem,
+                    "origin": t.origin().to_string(), "overdue": t.overdue, "problem": t.problem,
                     "recovered_at": time(&t.recovered_at), "role": t.role, "step": t.step,
                 })
             })
