@@ -198,6 +198,39 @@ pub mod matrix {
     use crate::api::matrix::{Case, Outcome};
     use crate::api::testing::Fixture;
 
+    /// Without `opd`, a pemohon gets their own OPD alone and a province
+    /// role every OPD; a month that is not one is refused by name.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn availability_without_an_opd_is_the_callers_opds() {
+        use crate::api::testing::{OTHER, OWN};
+        let f = Arc::new(Fixture::start().await);
+        let ask = |role: &'static str, period: &'static str| {
+            let f = f.clone();
+            async move {
+                ReportsClient::new(f.as_role(role))
+                    .get_availability(v1::GetAvailabilityRequest {
+                        period: period.into(),
+                        opd: String::new(),
+                    })
+                    .await
+            }
+        };
+        let opds =
+            |a: v1::Availability| -> Vec<String> { a.opds.into_iter().map(|o| o.opd).collect() };
+        let own = ask("pemohon", "2026-11").await.unwrap().into_inner();
+        assert!(own.subjects.iter().all(|r| r.opd == OWN));
+        assert_eq!(opds(own), [OWN]);
+        let all = opds(ask("kabid_aptika", "2026-11").await.unwrap().into_inner());
+        assert!(
+            all.iter().any(|o| o == OWN) && all.iter().any(|o| o == OTHER),
+            "{all:?}"
+        );
+        let bad = ask("kabid_aptika", "2026-13").await.unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(bad.message().contains("period"), "{}", bad.message());
+    }
+
     /// The matrix cases of the `Reports` service.
     pub const CASES: &[Case] = &[
         Case {
