@@ -2,6 +2,7 @@
 //! collector's admin API (through `siaga-proto` only) and prints its answer.
 #![forbid(unsafe_code)]
 
+pub mod availability;
 pub mod client;
 pub mod devices;
 pub mod events;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use siaga_cli::client::{self, CliError};
-use siaga_cli::{devices, events, measure, report, sop, ticket};
+use siaga_cli::{availability, devices, events, measure, report, sop, ticket};
 use siaga_proto::client::SiagaConfig;
 use siaga_proto::v1;
 
@@ -105,6 +105,11 @@ enum Cmd {
     Inbox(sop::InboxCmd),
     /// The Buku permintaan Layanan dan Gangguan for a period (CSV or xlsx).
     Register(sop::RegisterCmd),
+    /// Monthly reports (availability and SLA).
+    Report {
+        #[command(subcommand)]
+        cmd: ReportSub,
+    },
     /// Every ticket's hash-chained audit trail, checked by the collector
     /// while it serves (admin); a broken trail exits 1.
     Trails(sop::TrailsCmd),
@@ -136,6 +141,14 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportSub {
+    /// Availability % per OPD, device and link over a month, from the stored
+    /// samples: maintenance windows, time behind a down parent and time
+    /// without data left out; incidents, MTTR and the longest outage.
+    Availability(availability::AvailabilityCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +286,9 @@ async fn run(args: Args) -> Result<(), CliError> {
         Cmd::Events(c) => events::run(&cfg, out, &c).await,
         // Documents, streamed.
         Cmd::Register(c) => print(c.run(&cfg).await?),
+        Cmd::Report {
+            cmd: ReportSub::Availability(c),
+        } => print(c.run(&cfg).await?),
         Cmd::Ticket {
             cmd: TicketSub::Card(c),
         } => print(c.run(&cfg).await?),

@@ -146,6 +146,7 @@ pub const RULES: &[Rule] = &[
     ),
     // --- Reports (reports.proto)
     rule("/siaga.v1.Reports/GetReport", People, Opd, false),
+    rule("/siaga.v1.Reports/GetAvailability", People, Opd, false),
     // --- Users (users.proto)
     rule(
         "/siaga.v1.Users/ListUsers",

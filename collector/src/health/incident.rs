@@ -361,7 +361,68 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The times the schedule is in force that overlap `[from, until)`,
+    /// oldest first, each clipped to that range (a weekly window that
+    /// started before `from` included).
+    pub fn spans(&self, from: TsUs, until: TsUs) -> Vec<(TsUs, TsUs)> {
+        let clip = |a: TsUs, b: TsUs| (a.max(from), b.min(until));
+        let mut out = Vec::new();
+        match self {
+            Schedule::Once { start_us, end_us } => out.push(clip(*start_us, *end_us)),
+            Schedule::Weekly {
+                days,
+                start,
+                duration_s,
+                utc_offset_minutes,
+            } => {
+                let Ok(start) = NaiveTime::parse_from_str(start, "%H:%M") else {
+                    return out;
+                };
+                let days: Vec<Weekday> = days.iter().filter_map(|d| parse_day(d).ok()).collect();
+                let (Some(a), Some(b)) = (
+                    DateTime::from_timestamp_micros(from),
+                    DateTime::from_timestamp_micros(until),
+                ) else {
+                    return out;
+                };
+                let offset = Duration::minutes(i64::from(*utc_offset_minutes));
+                let len_us = i64::try_from(*duration_s)
+                    .unwrap_or(i64::MAX / 2)
+                    .saturating_mul(1_000_000);
+                let mut day = (a.naive_utc() + offset).date() - Duration::days(8);
+                let last = (b.naive_utc() + offset).date();
+                while day <= last {
+                    if days.contains(&day.weekday()) {
+                        let begin = (day.and_time(start) - offset).and_utc().timestamp_micros();
+                        out.push(clip(begin, begin.saturating_add(len_us)));
+                    }
+                    day += Duration::days(1);
+                }
+            }
+        }
+        out.retain(|(a, b)| a < b);
+        out
+    }
+}
+
 impl MaintenanceWindow {
+    /// The times the window covers `subject` of `opd` within `[from,
+    /// until)`; see [`Schedule::spans`].
+    pub fn spans_for(
+        &self,
+        subject: &Subject,
+        opd: &str,
+        from: TsUs,
+        until: TsUs,
+    ) -> Vec<(TsUs, TsUs)> {
+        if self.scope.covers(subject, opd) {
+            self.schedule.spans(from, until)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Whether the window covers `subject` of `opd` at `at`.
     pub fn covers(&self, subject: &Subject, opd: &str, at: TsUs) -> bool {
         self.scope.covers(subject, opd) && self.schedule.active(at)

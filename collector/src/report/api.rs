@@ -55,6 +55,49 @@ impl ReportsApi {
 impl siaga_proto::v1::reports_server::Reports for ReportsApi {
     type GetReportStream = crate::api::document::Stream;
 
+    async fn get_availability(
+        &self,
+        req: tonic::Request<siaga_proto::v1::GetAvailabilityRequest>,
+    ) -> Result<tonic::Response<siaga_proto::v1::Availability>, tonic::Status> {
+        use crate::api::{ApiError as E, limits};
+        let caller = crate::api::caller(&req)?;
+        let r = req.into_inner();
+        limits::text("period", &r.period, 7)?;
+        limits::text("opd", &r.opd, limits::len::ID)?;
+        let inv = self.hub.inventory();
+        let opd = match r.opd.trim() {
+            "" => caller.held_to().map(str::to_string),
+            o if inv.opds.contains_key(o) && caller.sees(o) => Some(o.to_string()),
+            o => return Err(E::NotFound(format!("unknown OPD {o:?}")).into()),
+        };
+        let health = self.hub.health.clone();
+        let offset = health.sop_store.calendar().offset().local_minus_utc() / 60;
+        let period = super::availability::Period::month(&r.period, offset)
+            .map_err(|m| E::invalid("period", m))?;
+        let store = self.hub.store.clone();
+        let a = crate::api::error::blocking("computing the availability", move || {
+            let windows = health
+                .store
+                .windows()
+                .map_err(|e| E::internal("reading the maintenance windows", e))?;
+            let topo = crate::ticket::service::topology(&inv);
+            super::availability::compute(
+                &*store,
+                &topo,
+                &health.rules,
+                &windows,
+                period,
+                opd.as_deref(),
+            )
+            .map_err(|e| E::internal("reading the samples", e))
+        })
+        .await?;
+        Ok(tonic::Response::new(availability_message(
+            r.period.trim(),
+            &a,
+        )))
+    }
+
     async fn get_report(
         &self,
         req: tonic::Request<siaga_proto::v1::GetReportRequest>,
@@ -98,6 +141,53 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
     }
 }
 
+/// The proto figures of `f`.
+fn figures(f: &super::availability::Figures) -> siaga_proto::v1::AvailabilityFigures {
+    siaga_proto::v1::AvailabilityFigures {
+        up_us: f.up_us,
+        down_us: f.down_us,
+        maintenance_us: f.maintenance_us,
+        unreachable_us: f.unreachable_us,
+        no_data_us: f.no_data_us,
+        incidents: f.incidents,
+        longest_outage_us: f.longest_outage_us,
+        mttr_us: f.mttr_us(),
+        availability_pct: f.availability_pct(),
+    }
+}
+
+/// The proto message of an availability report of month `period`.
+pub fn availability_message(
+    period: &str,
+    a: &super::availability::Availability,
+) -> siaga_proto::v1::Availability {
+    use siaga_proto::v1::AvailabilityRow;
+    siaga_proto::v1::Availability {
+        period: period.to_string(),
+        from_us: a.period.from_us,
+        until_us: a.period.until_us,
+        opds: a
+            .opds
+            .iter()
+            .map(|o| AvailabilityRow {
+                opd: o.opd.clone(),
+                figures: Some(figures(&o.figures)),
+                ..Default::default()
+            })
+            .collect(),
+        subjects: a
+            .subjects
+            .iter()
+            .map(|r| AvailabilityRow {
+                opd: r.opd.clone(),
+                device: r.subject.device_id().unwrap_or_default().to_string(),
+                link: r.subject.link_name().unwrap_or_default().to_string(),
+                figures: Some(figures(&r.figures)),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 pub mod matrix {
     use std::sync::Arc;
@@ -108,31 +198,93 @@ pub mod matrix {
     use crate::api::matrix::{Case, Outcome};
     use crate::api::testing::Fixture;
 
-    /// The matrix cases of the `Reports` service.
-    pub const CASES: &[Case] = &[Case {
-        rpc: "/siaga.v1.Reports/GetReport",
-        call: |f: Arc<Fixture>, p, opd| {
-            Box::pin(async move {
-                let ticket = f.ticket_of(opd).await;
-                let mut c = ReportsClient::new(f.channel(p));
-                let r = c
-                    .get_report(v1::GetReportRequest {
-                        ticket: ticket.clone(),
-                        format: "html".into(),
-                        ..Default::default()
+    /// Without `opd`, a pemohon gets their own OPD alone and a province
+    /// role every OPD; a month that is not one is refused by name.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn availability_without_an_opd_is_the_callers_opds() {
+        use crate::api::testing::{OTHER, OWN};
+        let f = Arc::new(Fixture::start().await);
+        let ask = |role: &'static str, period: &'static str| {
+            let f = f.clone();
+            async move {
+                ReportsClient::new(f.as_role(role))
+                    .get_availability(v1::GetAvailabilityRequest {
+                        period: period.into(),
+                        opd: String::new(),
                     })
-                    .await;
-                let s = match r {
-                    Ok(s) => s.into_inner(),
-                    Err(s) => return s.into(),
-                };
-                match receive(s).await {
-                    Ok(d) if d.info.ticket == ticket && !d.info.r#final => Outcome::Seen,
-                    Ok(d) => Outcome::Refused(tonic::Code::Unknown, format!("{:?}", d.info)),
-                    Err(ReceiveError::Status(s)) => s.into(),
-                    Err(ReceiveError::Bad(m)) => Outcome::Refused(tonic::Code::DataLoss, m),
-                }
-            })
+                    .await
+            }
+        };
+        let opds =
+            |a: v1::Availability| -> Vec<String> { a.opds.into_iter().map(|o| o.opd).collect() };
+        let own = ask("pemohon", "2026-11").await.unwrap().into_inner();
+        assert!(own.subjects.iter().all(|r| r.opd == OWN));
+        assert_eq!(opds(own), [OWN]);
+        let all = opds(ask("kabid_aptika", "2026-11").await.unwrap().into_inner());
+        assert!(
+            all.iter().any(|o| o == OWN) && all.iter().any(|o| o == OTHER),
+            "{all:?}"
+        );
+        let bad = ask("kabid_aptika", "2026-13").await.unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(bad.message().contains("period"), "{}", bad.message());
+    }
+
+    /// The matrix cases of the `Reports` service.
+    pub const CASES: &[Case] = &[
+        Case {
+            rpc: "/siaga.v1.Reports/GetAvailability",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let mut c = ReportsClient::new(f.channel(p));
+                    let r = c
+                        .get_availability(v1::GetAvailabilityRequest {
+                            period: "2026-11".into(),
+                            opd: opd.into(),
+                        })
+                        .await;
+                    match r {
+                        Ok(a)
+                            if !a.get_ref().opds.is_empty()
+                                && a.get_ref().opds.iter().all(|o| o.opd == opd) =>
+                        {
+                            Outcome::Seen
+                        }
+                        Ok(a) => Outcome::Refused(
+                            tonic::Code::Unknown,
+                            format!("{:?}", a.get_ref().opds),
+                        ),
+                        Err(s) => s.into(),
+                    }
+                })
+            },
         },
-    }];
+        Case {
+            rpc: "/siaga.v1.Reports/GetReport",
+            call: |f: Arc<Fixture>, p, opd| {
+                Box::pin(async move {
+                    let ticket = f.ticket_of(opd).await;
+                    let mut c = ReportsClient::new(f.channel(p));
+                    let r = c
+                        .get_report(v1::GetReportRequest {
+                            ticket: ticket.clone(),
+                            format: "html".into(),
+                            ..Default::default()
+                        })
+                        .await;
+                    let s = match r {
+                        Ok(s) => s.into_inner(),
+                        Err(s) => return s.into(),
+                    };
+                    match receive(s).await {
+                        Ok(d) if d.info.ticket == ticket && !d.info.r#final => Outcome::Seen,
+                        Ok(d) => Outcome::Refused(tonic::Code::Unknown, format!("{:?}", d.info)),
+                        Err(ReceiveError::Status(s)) => s.into(),
+                        Err(ReceiveError::Bad(m)) => Outcome::Refused(tonic::Code::DataLoss, m),
+                    }
+                })
+            },
+        },
+    ];
 }

@@ -14,6 +14,7 @@
 //! recomputes their hashes.
 
 pub mod api;
+pub mod availability;
 pub mod chart;
 pub mod data;
 pub mod html;

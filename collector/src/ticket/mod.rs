@@ -62,6 +62,8 @@ pub struct HealthPart {
     pub sop_store: Arc<SopStore>,
     /// The health task and the notifier task.
     pub tasks: Vec<JoinHandle<()>>,
+    /// The health rules in force (`[health]`).
+    pub rules: crate::health::HealthRules,
     /// Longest maintenance window accepted (`[maintenance] max_window`).
     pub max_window: std::time::Duration,
     /// Oldest letter a ticket is entered from (`[tickets] max_letter_age`).
@@ -123,6 +125,7 @@ impl HealthPart {
             notifier,
             sop_store,
             tasks: vec![health_task, notify_task, escalation_task],
+            rules: cfg.health.clone(),
             max_window: cfg.maintenance.max_window,
             max_letter_age: cfg.tickets.max_letter_age,
         })
