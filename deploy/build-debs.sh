@@ -178,6 +178,9 @@ gzip -9n "$c"/man/man1/*.1
 chmod 0644 "$c/bash-completion/completions/siaga" "$c/zsh/vendor-completions/_siaga" \
   "$c/fish/vendor_completions.d/siaga.fish" "$c"/man/man1/*.1.gz
 "$bindir/siaga-collector" print-config >"$work/siaga-collector/usr/share/doc/siaga-collector/examples/collector.toml"
+# The Grafana dashboard of the network's series on /metrics, to import.
+install -d "$c/siaga/grafana"
+install -m 0644 "$repo/deploy/grafana/siaga-network.json" "$c/siaga/grafana/"
 ln -s /var/lib/siaga-collector "$work/siaga-collector/etc/siaga-collector/data"
 finish siaga-collector net "Siaga collector and the siaga command line
  The central Siaga server: its own small CA for agents and people, ingest

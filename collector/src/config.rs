@@ -747,15 +747,34 @@ pub fn line_in_array_table(text: &str, table: &str, index: usize, key: &str) -> 
     header_line.unwrap_or(1)
 }
 
-/// The 1-based line of a byte offset.
+/// The 1-based line of a byte offset: the newlines before it, nothing more
+/// (O(offset); callers count it only when they report an error).
 pub fn line_of(text: &str, offset: usize) -> usize {
-    locate(text, offset).0
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_of_names_the_same_line_as_locate_at_every_offset() {
+        let text = "a = 1\n\n[t]\nb = \"é\"\r\nc = 2";
+        for offset in (0..=text.len() + 3).filter(|&o| o > text.len() || text.is_char_boundary(o)) {
+            assert_eq!(
+                line_of(text, offset),
+                locate(text, offset).0,
+                "offset {offset}"
+            );
+        }
+        assert_eq!(line_of(text, text.find('c').unwrap()), 5);
+    }
 
     #[test]
     fn example_parses_and_resolves_relative_paths() {

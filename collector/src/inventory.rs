@@ -364,8 +364,11 @@ impl Inventory {
                 continue;
             };
             let port = dev.snmp.as_ref().map_or(0, |s| s.port);
-            let line = line_of(text, d.address.span().start);
-            if let Some((other, other_line)) = at.get(&(dev.opd.as_str(), dev.address, port)) {
+            // The offset, not the line: a line is counted only for an error
+            // (counting it for every device made loading quadratic).
+            let offset = d.address.span().start;
+            if let Some((other, other_offset)) = at.get(&(dev.opd.as_str(), dev.address, port)) {
+                let other_line = line_of(text, *other_offset);
                 match &d.shares_address {
                     Some(why) if !why.get_ref().trim().is_empty() => {}
                     Some(why) => {
@@ -389,7 +392,7 @@ impl Inventory {
                     }
                 }
             } else {
-                at.insert((dev.opd.as_str(), dev.address, port), (&dev.id, line));
+                at.insert((dev.opd.as_str(), dev.address, port), (&dev.id, offset));
             }
         }
 
@@ -497,8 +500,9 @@ impl Inventory {
             };
             // Health, tickets and `--link` know a link by (device, name): two
             // links of a device with one name would share one state.
-            let line = line_of(text, l.device.span().start);
-            if let Some(first) = link_names.insert((dev.clone(), name.clone()), line) {
+            let offset = l.device.span().start;
+            if let Some(first) = link_names.insert((dev.clone(), name.clone()), offset) {
+                let first = line_of(text, first);
                 return c.err(
                     l.device.span(),
                     "link.name",

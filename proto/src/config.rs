@@ -72,8 +72,9 @@ pub fn locate(text: &str, offset: usize) -> (usize, String) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line_no = before.matches('\n').count() + 1;
-    let lines: Vec<&str> = text.lines().collect();
+    // Only the lines up to the one of `offset`: this runs once per error.
     let idx = line_no.saturating_sub(1);
+    let lines: Vec<&str> = text.lines().take(idx + 1).collect();
     let mut table = String::new();
     for l in lines.iter().take(idx + 1).rev() {
         let t = l.trim();

@@ -16,7 +16,9 @@
 //! warm-ups, one at a time, each on a new connection as Prometheus does
 //! after an idle keep-alive, and prints the median, 95th percentile and
 //! slowest time from the request to the last byte (at the client, on
-//! loopback), the size of the text and the number of series. Goal (issue
+//! loopback), the size of the text and the number of series; then as many
+//! scrapes with `Accept-Encoding: gzip` (as Prometheus sends), their times
+//! and the size sent. Goal (issue
 //! 17): under 200 ms. It prints whether that holds and does not fail on it
 //! (these machines are shared and noisy).
 
@@ -175,6 +177,30 @@ async fn enter_letters(hd: &Siaga) -> Result<usize> {
     Ok(n)
 }
 
+/// One scrape as Prometheus sends it (`Accept-Encoding: gzip`): the size of
+/// the body as sent. Fails unless the body came gzipped.
+fn http_get_gzip(addr: &str) -> Result<usize> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAccept-Encoding: gzip\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers")?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    ensure!(
+        head.contains("content-encoding: gzip"),
+        "not gzipped:\n{head}"
+    );
+    Ok(raw.len() - end - 4)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -232,6 +258,14 @@ fn main() -> Result<()> {
         size = body.len();
     }
     times.sort();
+    let mut gz_times = Vec::with_capacity(rounds);
+    let mut gz_size = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        gz_size = http_get_gzip(addr)?;
+        gz_times.push(t.elapsed());
+    }
+    gz_times.sort();
     let series = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -257,9 +291,22 @@ fn main() -> Result<()> {
         size as f64 / 1024.0,
         network as f64 / (OPDS * DEVICES_PER_OPD) as f64,
     );
+    let gz_p95 = gz_times[(gz_times.len() * 95).div_ceil(100) - 1];
+    println!(
+        "gzip (Accept-Encoding: gzip, as Prometheus asks): median {:.1} ms, p95 {:.1} ms, \
+         max {:.1} ms; {:.0} KB sent",
+        ms(gz_times[gz_times.len() / 2]),
+        ms(gz_p95),
+        ms(gz_times[gz_times.len() - 1]),
+        gz_size as f64 / 1024.0,
+    );
     println!(
         "goal (p95 < 200 ms): {}",
-        if ms(p95) < 200.0 { "holds" } else { "MISSED" }
+        if ms(p95.max(gz_p95)) < 200.0 {
+            "holds"
+        } else {
+            "MISSED"
+        }
     );
     ensure!(c.stop(), "the collector did not stop cleanly");
     Ok(())

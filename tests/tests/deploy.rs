@@ -241,6 +241,7 @@ fn packages_carry_binaries_units_maintainer_scripts_and_conffiles() -> Result<()
         "/usr/share/man/man1/siaga-tickets.1.gz",
         "/usr/share/man/man1/siaga-ticket-new.1.gz",
         "/usr/share/man/man1/siaga-maintenance-add.1.gz",
+        "/usr/share/siaga/grafana/siaga-network.json",
     ] {
         let e = c
             .get(p)
@@ -252,6 +253,13 @@ fn packages_carry_binaries_units_maintainer_scripts_and_conffiles() -> Result<()
         .arg("-x")
         .arg(&debs.collector)
         .arg(x.path()))?;
+    // The Grafana dashboard is the one in the repository.
+    let shipped = fs::read(x.path().join("usr/share/siaga/grafana/siaga-network.json"))?;
+    let source = fs::read(repo().join("deploy/grafana/siaga-network.json"))?;
+    assert!(
+        shipped == source,
+        "siaga-collector: packaged dashboard differs from deploy/grafana"
+    );
     // Bash completes a command and a flag as a person would type them.
     let completion = x.path().join("usr/share/bash-completion/completions/siaga");
     let complete = |line: &str| -> Result<String> {

@@ -278,13 +278,36 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
                 let metrics = metrics.clone();
                 async move {
                     if req.uri().path() == "/metrics" {
-                        // The network's series read the store: not on an async worker.
-                        match tokio::task::spawn_blocking(move || metrics.encode()).await {
+                        let gzip = accepts_gzip(req.headers());
+                        // The network's series read the store, and a
+                        // province's exposition is megabytes to compress:
+                        // neither on an async worker.
+                        let work = move || {
+                            let text = metrics.encode();
+                            if gzip {
+                                gzipped(text.as_bytes()).map(Bytes::from)
+                            } else {
+                                Ok(Bytes::from(text))
+                            }
+                        };
+                        match tokio::task::spawn_blocking(work).await {
                             // What prometheus-client writes is OpenMetrics (counters
                             // typed by their name without `_total`, `# EOF`).
-                            Ok(text) => Response::builder()
-                                .header("content-type", CONTENT_TYPE)
-                                .body(Full::new(Bytes::from(text))),
+                            Ok(Ok(body)) => {
+                                let mut res = Response::builder()
+                                    .header("content-type", CONTENT_TYPE)
+                                    .header("vary", "accept-encoding");
+                                if gzip {
+                                    res = res.header("content-encoding", "gzip");
+                                }
+                                res.body(Full::new(body))
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "compressing metrics failed");
+                                Response::builder()
+                                    .status(500)
+                                    .body(Full::new(Bytes::from_static(b"encoding failed\n")))
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "encoding metrics failed");
                                 Response::builder()
@@ -313,6 +336,39 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
     }
 }
 
+/// Whether the scraper takes gzip (`Accept-Encoding: gzip`, as Prometheus
+/// and VictoriaMetrics send): `gzip` or `*` listed without `q=0`.
+fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+}
+
+/// `body` gzipped at the default level (6): a province's exposition, mostly
+/// repeated names and labels, shrinks about 15-fold.
+fn gzipped(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::default(),
+    );
+    z.write_all(body)?;
+    z.finish()
+}
+
 /// Connections the kernel queues for the listener while it is at its cap
 /// (they hold no descriptor of ours until accepted).
 pub const BACKLOG: u32 = 1024;
@@ -327,4 +383,82 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[test_case("gzip", true ; "gzip")]
+    #[test_case("gzip, deflate, br", true ; "prometheus and browsers")]
+    #[test_case("GZIP", true ; "any case")]
+    #[test_case("deflate, gzip;q=0.5", true ; "gzip with a weight")]
+    #[test_case("*", true ; "anything")]
+    #[test_case("gzip;q=0", false ; "gzip refused")]
+    #[test_case("identity", false ; "identity only")]
+    #[test_case("br, deflate", false ; "others only")]
+    #[test_case("", false ; "empty")]
+    fn gzip_is_sent_when_the_scraper_takes_it(accept: &str, want: bool) {
+        let mut h = hyper::HeaderMap::new();
+        h.insert(hyper::header::ACCEPT_ENCODING, accept.parse().unwrap());
+        assert_eq!(accepts_gzip(&h), want);
+    }
+
+    /// One HTTP/1.1 GET on a new connection: the response's headers
+    /// (lower-cased names) and its body.
+    async fn get(addr: SocketAddr, extra: &str) -> (Vec<(String, String)>, Vec<u8>) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(raw[..end].to_vec()).unwrap();
+        let mut lines = head.lines();
+        assert!(lines.next().unwrap().starts_with("HTTP/1.1 200"), "{head}");
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        (headers, raw[end + 4..].to_vec())
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn a_scrape_that_takes_gzip_gets_the_same_exposition_gzipped() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, Arc::new(Metrics::new()), cancel.clone()));
+
+        let (plain_headers, plain) = get(addr, "").await;
+        assert_eq!(header(&plain_headers, "content-encoding"), None);
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(plain.ends_with("# EOF\n"), "{plain}");
+        assert!(plain.contains("# TYPE "), "{plain}");
+
+        let (headers, body) = get(addr, "Accept-Encoding: gzip, deflate\r\n").await;
+        assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+        assert_eq!(header(&headers, "content-type"), Some(CONTENT_TYPE));
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+            .unwrap();
+        assert_eq!(text, plain);
+
+        let (headers, body) = get(addr, "Accept-Encoding: gzip;q=0, identity\r\n").await;
+        assert_eq!(header(&headers, "content-encoding"), None);
+        assert_eq!(String::from_utf8(body).unwrap(), plain);
+
+        cancel.cancel();
+        server.await.unwrap();
+    }
 }
