@@ -28,30 +28,7 @@ use anyhow::{Context, Result, ensure};
 use siaga_collector::store::{IngestBatch, RedbStore, Store as _};
 use siaga_proto::v1;
 use siaga_tests::harness::*;
-
-const OPDS: usize = 60;
-const DEVICES_PER_OPD: usize = 50;
-const TICKETS_PER_OPD: usize = 50;
-
-fn opd(i: usize) -> String {
-    format!("opd{:02}", i + 1)
-}
-
-fn device(o: usize, d: usize) -> String {
-    format!("opd{:02}-d{:02}", o + 1, d + 1)
-}
-
-fn args() -> Result<usize> {
-    let mut rounds = 50;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--rounds" => rounds = it.next().context("--rounds N")?.parse()?,
-            other => anyhow::bail!("unknown argument {other:?} (known: --rounds N)"),
-        }
-    }
-    Ok(rounds)
-}
+use siaga_tests::province::{self, DEVICES_PER_OPD, OPDS, TICKETS_PER_OPD, device, opd};
 
 /// The inventory: every device a switch with an uplink on `eth0`. The probe
 /// interval is long enough that the readings written at the start stay
@@ -206,7 +183,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let rounds = args()?;
+    let rounds = province::rounds(50)?;
     let mut c = Collector::init()?;
     c.write_inventory_text(&inventory())?;
     set_toml(&c.config, "metrics_listen", "127.0.0.1:0".into())?;

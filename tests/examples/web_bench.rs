@@ -32,35 +32,13 @@ use anyhow::{Context, Result, ensure};
 use siaga_collector::store::{IngestBatch, RedbStore, Store as _};
 use siaga_proto::v1;
 use siaga_tests::harness::*;
+use siaga_tests::province::{self, DEVICES_PER_OPD, OPDS, TICKETS_PER_OPD, device, opd};
 use siaga_tests::web::Browser;
 
-const OPDS: usize = 60;
-const DEVICES_PER_OPD: usize = 50;
-const TICKETS_PER_OPD: usize = 50;
 /// The device with a week of one sample a second.
 const WEEK_DEVICE: &str = "opd01-d01";
 const WEEK: u64 = 604_800;
 const HOUR_EVERY_S: i64 = 30;
-
-fn opd(i: usize) -> String {
-    format!("opd{:02}", i + 1)
-}
-
-fn device(o: usize, d: usize) -> String {
-    format!("opd{:02}-d{:02}", o + 1, d + 1)
-}
-
-fn args() -> Result<usize> {
-    let mut rounds = 100;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--rounds" => rounds = it.next().context("--rounds N")?.parse()?,
-            other => anyhow::bail!("unknown argument {other:?} (known: --rounds N)"),
-        }
-    }
-    Ok(rounds)
-}
 
 /// Writes the samples into the stopped collector's store.
 fn write_samples(c: &Collector) -> Result<u64> {
@@ -181,7 +159,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let rounds = args()?;
+    let rounds = province::rounds(100)?;
     let mut c = Collector::init()?;
     let mut inv = Inventory::new("30s");
     for o in 0..OPDS {

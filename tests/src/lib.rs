@@ -6,5 +6,6 @@ pub mod harness;
 pub mod lab;
 pub mod office;
 pub mod prometheus;
+pub mod province;
 pub mod sinks;
 pub mod web;
