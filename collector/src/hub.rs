@@ -282,16 +282,7 @@ impl Hub {
 
     /// Role ids a user may hold: the SOP's `[[role]]` ids and `admin`.
     pub fn known_roles(&self) -> Vec<crate::role::Role> {
-        let mut roles: Vec<crate::role::Role> = self
-            .health
-            .sop_store
-            .sop()
-            .roles
-            .iter()
-            .map(|r| crate::role::Role::sop_id(&r.id))
-            .collect();
-        roles.push(crate::role::Role::ADMIN);
-        roles
+        users::roles_of(self.health.sop_store.sop())
     }
 
     /// Re-reads the users directory (on reload); keeps the old set on error.

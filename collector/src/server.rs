@@ -75,8 +75,6 @@ pub async fn serve_until(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let inventory = Inventory::load(&cfg.inventory)?;
-    // The users' roles are checked against the SOP file's, as `validate` does.
-    let users = users::load_users_checked(&cfg.users, &users::known_roles(&cfg.sop))?;
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&cfg.data_dir)?);
     crate::backup::remove_leftovers(&cfg.data_dir);
     let mut metrics = Metrics::new();
@@ -91,6 +89,8 @@ pub async fn serve_until(
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     sop_store.init().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The users' roles are checked against the SOP file's, as `validate` does.
+    let users = users::load_users_checked(&cfg.users, &users::roles_of(sop_store.sop()))?;
     let (audit_key, created) = crate::anchor::AuditKey::load_or_create(&cfg.audit_key)
         .with_context(|| {
             format!(

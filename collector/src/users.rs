@@ -416,6 +416,14 @@ pub fn known_roles(sop: &Path) -> Vec<Role> {
     roles
 }
 
+/// Role ids a user may hold under a parsed SOP: its `[[role]]` ids plus
+/// `admin`.
+pub fn roles_of(sop: &crate::sop::Sop) -> Vec<Role> {
+    let mut roles: Vec<Role> = sop.roles.iter().map(|r| Role::sop_id(&r.id)).collect();
+    roles.push(Role::ADMIN);
+    roles
+}
+
 /// Name of the append-only trail of user management (JSON lines) in the users directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
