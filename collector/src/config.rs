@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::role::Role;
 pub use siaga_proto::config::{line_of_top_key, locate, parse_toml, resolve};
 
 /// The collector's configuration file.
@@ -465,6 +466,32 @@ impl CollectorConfig {
             if let Err((leaf, message)) = t.check() {
                 let line = line_in_array_table(text, "notify.telegram", i, leaf);
                 return Err(invalid(format!("notify.telegram.{leaf}"), line, message));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[[notify.telegram]] roles` against the roles people can hold (the
+    /// SOP file's `[[role]]` ids and `admin`): a misspelt role would match no
+    /// event, and the chat would silently hear nothing. Checked where the SOP
+    /// file is read too: by `validate` and at start.
+    pub fn check_telegram_roles(&self, path: &Path, known: &[Role]) -> Result<(), ConfigError> {
+        for (i, t) in self.notify.telegram.iter().enumerate() {
+            if let Some(Err(e)) = t
+                .roles
+                .iter()
+                .map(|r| Role::parse(r, known))
+                .find(Result::is_err)
+            {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                return Err(ConfigError::Invalid {
+                    file: path.to_path_buf(),
+                    line: line_in_array_table(&text, "notify.telegram", i, "roles"),
+                    key: "notify.telegram.roles".into(),
+                    message: format!(
+                        "{e}; correct it, or add the role to the SOP file as a [[role]]"
+                    ),
+                });
             }
         }
         Ok(())
@@ -1101,5 +1128,34 @@ mod tests {
         let text = "listen = \"not an address\"\n";
         let err = parse_toml::<CollectorConfig>(Path::new("c.toml"), text).unwrap_err();
         assert!(err.to_string().starts_with("c.toml:1: listen: "), "{err}");
+    }
+
+    #[test]
+    fn a_telegram_role_the_sop_file_has_not_is_refused_with_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        let text = "listen = \"127.0.0.1:1\"\n\
+                    [[notify.telegram]]\ntoken = \"123:abc\"\nchat_id = 1\nroles = [\"helpdesk\"]\n\
+                    [[notify.telegram]]\ntoken = \"456:def\"\nchat_id = 2\n\
+                    roles = [\"kepala_dinas\", \"kadis\"]\n";
+        std::fs::write(&path, text).unwrap();
+        let cfg = check_text(text).unwrap();
+        let known = [Role::HELPDESK, Role::KEPALA_DINAS, Role::ADMIN];
+        let err = cfg
+            .check_telegram_roles(&path, &known)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("{}:9: notify.telegram.roles: ", path.display())),
+            "{err}"
+        );
+        assert!(err.contains("`kadis`") && err.contains("[[role]]"), "{err}");
+        // Spelt as the SOP file spells them, both chats pass.
+        let fixed = text.replace("\"kadis\"", "\"helpdesk\"");
+        std::fs::write(&path, &fixed).unwrap();
+        check_text(&fixed)
+            .unwrap()
+            .check_telegram_roles(&path, &known)
+            .unwrap();
     }
 }

@@ -500,6 +500,10 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
         );
     }
     check(
+        cfg.check_telegram_roles(config, &users::known_roles(&cfg.sop))
+            .map_err(|e| e.to_string()),
+    );
+    check(
         siaga_collector::revoke::load(&cfg.data_dir)
             .map(drop)
             .map_err(|e| e.to_string()),

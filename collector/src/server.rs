@@ -91,6 +91,7 @@ pub async fn serve_until(
     sop_store.init().map_err(|e| anyhow::anyhow!("{e}"))?;
     // The users' roles are checked against the SOP file's, as `validate` does.
     let users = users::load_users_checked(&cfg.users, &users::roles_of(sop_store.sop()))?;
+    cfg.check_telegram_roles(&config_path, &users::roles_of(sop_store.sop()))?;
     let (audit_key, created) = crate::anchor::AuditKey::load_or_create(&cfg.audit_key)
         .with_context(|| {
             format!(
