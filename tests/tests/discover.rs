@@ -60,14 +60,17 @@ fn lldp_neighbours_become_proposed_devices_links_and_parents() -> Result<()> {
     let lab = Lab::new()?
         .router("r1")
         .snmpd_v2c("public")
+        .snmpd_v3("noc", "authpass1", "privpass1")
         .lldpd()
         .device("sw2")
         .behind("r1")
         .snmpd_v2c("public")
+        .snmpd_v3("noc", "authpass1", "privpass1")
         .lldpd()
         .device("sw3")
         .behind("r1")
         .snmpd_v2c("public")
+        .snmpd_v3("noc", "authpass1", "privpass1")
         .lldpd()
         .start()?;
     let (r1, sw2, sw3) = (lab.addr("r1")?, lab.addr("sw2")?, lab.addr("sw3")?);
@@ -172,6 +175,35 @@ fn lldp_neighbours_become_proposed_devices_links_and_parents() -> Result<()> {
         answer["hosts"].as_array().map(Vec::len) == Some(4),
         "r1 twice and the two switches: {answer:#}"
     );
+
+    // The same with SNMPv3 (from the environment), as a person reads it:
+    // 80 columns.
+    let out = teknisi.run_env(
+        &["discover", "--opd", "dinkes", "--subnet", &subnet],
+        &[("SIAGA_SNMP_V3", "noc:sha256:authpass1:aes:privpass1")],
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "wider than 80 columns:\n{text}"
+    );
+    for want in [
+        format!("  sw2  {sw2}  switch  parent dinkes-r1"),
+        format!("  sw3  {sw3}  switch  parent dinkes-r1"),
+        format!("  dinkes-r1 {}", router_port("sw2")),
+        "      <-> sw2 eth0".to_string(),
+    ] {
+        ensure!(
+            text.contains(&want),
+            "{want:?} not in:\n{text}\nagent log:\n{}",
+            agent.log_tail(40)
+        );
+    }
 
     // Written with one command; the result validates and has them all.
     let config = c.dir().join("collector.toml");

@@ -654,6 +654,33 @@ mod tests {
         addresses(s).map(|a| a.len())
     }
 
+    /// A sweep, then the same sweep again: each finds what answers.
+    #[tokio::test]
+    async fn sweeps_run_again_find_the_same_hosts() {
+        let Ok(prober) = IcmpProber::new() else {
+            return; // no ICMP rights here; the lab tests cover it
+        };
+        let cmd = DiscoverCommand {
+            id: "D-1".into(),
+            subnet: "127.0.0.0/29".into(),
+            ..Default::default()
+        };
+        for round in 0..3 {
+            let (tx, mut rx) = mpsc::channel(16);
+            discover(&prober, &cmd, tx).await;
+            let mut last = None;
+            while let Some(part) = rx.recv().await {
+                last = Some(part);
+            }
+            let last = last.unwrap();
+            assert_eq!(
+                (round, last.swept, last.answered),
+                (round, 6, 6),
+                "{last:?}"
+            );
+        }
+    }
+
     #[test]
     fn rates_are_bounded() {
         assert_eq!(rate_of(0), DEFAULT_RATE);
