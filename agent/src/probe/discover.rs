@@ -619,20 +619,28 @@ fn man_address(arcs: &[u32]) -> Option<IpAddr> {
 }
 
 /// Runs discoveries for the uplink: the prober is shared with the regular
-/// cycle (each burst has its own sequence numbers).
+/// cycle (each burst has its own sequence numbers). One discovery at a
+/// time: another waits its turn, so the sweep rate holds for the agent as a
+/// whole.
 #[derive(Debug, Clone)]
 pub struct Discoverer {
     prober: Arc<IcmpProber>,
+    turn: Arc<tokio::sync::Semaphore>,
 }
 
 impl Discoverer {
     /// A discoverer on the agent's ICMP prober.
     pub fn new(prober: Arc<IcmpProber>) -> Self {
-        Self { prober }
+        Self {
+            prober,
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
-    /// Runs `cmd`, its parts sent down `out`.
+    /// Runs `cmd` when no other discovery runs, its parts sent down `out`.
     pub async fn run(&self, cmd: &DiscoverCommand, out: mpsc::Sender<DiscoverResult>) {
+        // The semaphore is never closed; without a permit the run goes ahead.
+        let _turn = self.turn.acquire().await.ok();
         discover(&self.prober, cmd, out).await;
     }
 }
