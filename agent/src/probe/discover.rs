@@ -234,7 +234,7 @@ async fn read_host(addr: IpAddr, rtt_us: u64, target: Option<&SnmpTarget>) -> Di
 
 type Fail = (SnmpStatus, String);
 
-async fn client(addr: IpAddr, target: &SnmpTarget) -> Result<DeviceClient, Fail> {
+async fn client(addr: IpAddr, target: &SnmpTarget) -> Result<(DeviceClient, DeviceSocket), Fail> {
     let port = u16::try_from(target.port)
         .ok()
         .filter(|p| *p != 0)
@@ -243,11 +243,12 @@ async fn client(addr: IpAddr, target: &SnmpTarget) -> Result<DeviceClient, Fail>
     let socket = DeviceSocket::bind(SocketAddr::new(addr, port), Counter::default())
         .await
         .map_err(|e| (SnmpStatus::Error, format!("opening the SNMP socket: {e}")))?;
-    ClientBuilder::new(auth)
+    let client = ClientBuilder::new(auth)
         .request_timeout(timeout_of(target))
         .retry(retry_of(target))
-        .build_with_transport(socket)
-        .map_err(|e| fail(&e))
+        .build_with_transport(socket.clone())
+        .map_err(|e| fail(&e))?;
+    Ok((client, socket))
 }
 
 fn fail(e: &async_snmp::Error) -> Fail {
@@ -260,7 +261,7 @@ async fn read_snmp(
     target: &SnmpTarget,
     host: &mut DiscoveredHost,
 ) -> Result<(), Fail> {
-    let client = client(addr, target).await?;
+    let (client, socket) = client(addr, target).await?;
     let sys = client
         .get_many(&[
             Oid::from_slice(SYS_DESCR_0),
@@ -268,7 +269,11 @@ async fn read_snmp(
             Oid::from_slice(SYS_NAME_0),
         ])
         .await
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| match socket.take_diagnosis() {
+            // What came back was not SNMP: say so, not "no answer".
+            Some(d) => (SnmpStatus::Malformed, d.to_string()),
+            None => fail(&e),
+        })?;
     system_group(&sys.varbinds, host);
     // LLDP: a host without the MIB answers noSuchObject and an empty walk.
     if let Ok(loc) = client
@@ -687,6 +692,35 @@ mod tests {
                 "{last:?}"
             );
         }
+    }
+
+    /// A "device" that answers every request with bytes that are not SNMP
+    /// is diagnosed as such, not taken for a silent one (and nothing panics).
+    #[tokio::test]
+    async fn a_garbage_answer_is_a_malformed_host() {
+        let dev = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = dev.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((_, from)) = dev.recv_from(&mut buf).await {
+                let _ = dev
+                    .send_to(&[0x30, 0x84, 0xff, 0x00, 0x13, 0x37], from)
+                    .await;
+            }
+        });
+        let target = SnmpTarget {
+            version: "2c".into(),
+            community: "public".into(),
+            port: u32::from(at.port()),
+            timeout_ms: 300,
+            ..Default::default()
+        };
+        let h = read_host(at.ip(), 10, Some(&target)).await;
+        assert_eq!(h.snmp_status, SnmpStatus::Malformed as i32, "{h:?}");
+        assert!(
+            h.snmp_error.starts_with("malformed answer: 6 bytes"),
+            "{h:?}"
+        );
     }
 
     #[test]
