@@ -42,6 +42,9 @@ pub const DEFAULT_RATE: u32 = 100;
 pub const MAX_RATE: u32 = 1000;
 /// Rows read per LLDP table and host; the rest are left out with a note.
 pub const MAX_ROWS: usize = 512;
+/// Encoded size one host's answer may take; rows beyond it are left out
+/// (with a note), so one part always fits the stream.
+pub const MAX_HOST_BYTES: usize = 256 * 1024;
 /// How long one host's SNMP reading may take in all.
 pub const HOST_BUDGET: Duration = Duration::from_secs(30);
 /// Hosts read over SNMP at once.
@@ -302,7 +305,29 @@ async fn read_snmp(
     host.ports = ports;
     host.neighbours = neighbours;
     host.notes.extend(notes);
+    fit(host, MAX_HOST_BYTES);
     Ok(())
+}
+
+/// Cuts `host` to at most `max` encoded bytes: neighbours first, then
+/// ports, from the end; a note says how many were left out.
+pub fn fit(host: &mut DiscoveredHost, max: usize) {
+    use prost::Message as _;
+    let (n, p) = (host.neighbours.len(), host.ports.len());
+    while host.encoded_len() > max {
+        if host.neighbours.pop().is_none() && host.ports.pop().is_none() {
+            host.sys_descr.clear();
+            host.notes.truncate(1);
+            break;
+        }
+    }
+    let (cut_n, cut_p) = (n - host.neighbours.len(), p - host.ports.len());
+    if cut_n + cut_p > 0 {
+        host.notes.push(format!(
+            "answer over {} KiB: {cut_n} neighbour(s) and {cut_p} port(s) left out",
+            max / 1024
+        ));
+    }
 }
 
 /// One column, at most [`MAX_ROWS`] rows (a note when cut). An error after
@@ -721,6 +746,31 @@ mod tests {
             h.snmp_error.starts_with("malformed answer: 6 bytes"),
             "{h:?}"
         );
+    }
+
+    #[test]
+    fn a_host_too_large_is_cut_to_its_budget_with_a_note() {
+        use prost::Message as _;
+        let mut h = DiscoveredHost {
+            address: "198.18.40.2".into(),
+            neighbours: (0..100)
+                .map(|i| LldpNeighbour {
+                    local_port_num: i,
+                    sys_name: "x".repeat(200),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        fit(&mut h, 4096);
+        assert!(h.encoded_len() <= 4096 + 100, "{}", h.encoded_len());
+        assert!(h.neighbours.len() < 100 && !h.neighbours.is_empty());
+        assert_eq!(h.neighbours[0].local_port_num, 0, "the first rows are kept");
+        let note = h.notes.last().unwrap();
+        assert!(note.starts_with("answer over 4 KiB: "), "{note}");
+        let mut small = DiscoveredHost::default();
+        fit(&mut small, 4096);
+        assert!(small.notes.is_empty());
     }
 
     #[test]

@@ -18,6 +18,10 @@ use crate::measure::service::Downlink;
 
 /// Most hosts one run takes (a /20).
 pub const MAX_HOSTS: usize = 4096;
+/// Encoded bytes of host details one run keeps (the answer to the person
+/// must stay well inside the 16 MiB message cap); past it, hosts keep their
+/// system group and lose their LLDP rows, with a note.
+pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// How long the command may wait for room on a busy stream.
 const SEND_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -122,12 +126,11 @@ impl DiscoverService {
             agent: agent.to_string(),
             ..Found::default()
         };
+        let mut bytes = 0;
         let collect = async {
             while let Some(part) = rx.recv().await {
                 for h in part.hosts {
-                    if found.hosts.len() < MAX_HOSTS {
-                        found.hosts.push(h);
-                    }
+                    admit(&mut found.hosts, &mut bytes, h, MAX_ANSWER_BYTES);
                 }
                 if part.done {
                     if !part.error.is_empty() {
@@ -180,6 +183,27 @@ impl DiscoverService {
     pub fn detach(&self, agent: &str) {
         self.runs().retain(|_, r| r.agent != agent);
     }
+}
+
+/// Keeps `h` within the run's budget: at most [`MAX_HOSTS`] hosts and
+/// `budget` encoded bytes (`used` so far); over it, its LLDP rows go.
+fn admit(hosts: &mut Vec<DiscoveredHost>, used: &mut usize, mut h: DiscoveredHost, budget: usize) {
+    use prost::Message as _;
+    if hosts.len() >= MAX_HOSTS {
+        return;
+    }
+    if *used + h.encoded_len() > budget {
+        let (p, n) = (h.ports.len(), h.neighbours.len());
+        h.ports.clear();
+        h.neighbours.clear();
+        h.sys_descr.clear();
+        h.notes = vec![format!(
+            "details left out ({p} port(s), {n} neighbour(s)): the discovery's answer is over {} MiB",
+            budget / (1024 * 1024)
+        )];
+    }
+    *used += h.encoded_len();
+    hosts.push(h);
 }
 
 #[cfg(test)]
@@ -243,6 +267,31 @@ mod tests {
         assert_eq!(addrs, ["198.18.40.2", "198.18.40.3"]);
         assert_eq!((found.swept, found.answered), (6, 2));
         assert!(s.runs().is_empty());
+    }
+
+    #[test]
+    fn host_details_past_the_budget_are_left_out_with_a_note() {
+        let big = |addr: &str| DiscoveredHost {
+            address: addr.into(),
+            sys_name: "sw".into(),
+            neighbours: vec![
+                siaga_proto::v1::LldpNeighbour {
+                    sys_name: "n".repeat(200),
+                    ..Default::default()
+                };
+                10
+            ],
+            ..Default::default()
+        };
+        let (mut hosts, mut used) = (Vec::new(), 0);
+        for a in ["198.18.40.1", "198.18.40.2", "198.18.40.3"] {
+            admit(&mut hosts, &mut used, big(a), 5000);
+        }
+        let kept: Vec<_> = hosts.iter().map(|h| h.neighbours.len()).collect();
+        // 5000 bytes (a big host is about 2,100): the third loses its rows.
+        assert_eq!(kept, [10, 10, 0]);
+        assert_eq!(hosts[2].sys_name, "sw");
+        assert!(hosts[2].notes[0].starts_with("details left out (0 port(s), 10 neighbour(s))"));
     }
 
     #[tokio::test]
