@@ -7,8 +7,9 @@ use std::path::PathBuf;
 /// The people's services, one file per concern, beside the agents' uplink.
 /// Every service decodes with the strict codec (a malformed message is the
 /// sender's fault: `INVALID_ARGUMENT`).
-const PEOPLE: [&str; 9] = [
+const PEOPLE: [&str; 10] = [
     "admin",
+    "discovery",
     "devices",
     "events",
     "tickets",

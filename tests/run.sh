@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Siaga's whole test suite. On a Debian machine as root it first
 # installs the packages the tests use (snmpd, snmp, snmptrapd, nftables,
-# iproute2, fping, iputils-ping; poppler-utils for reading reports' PDFs; for
+# iproute2, fping, iputils-ping; lldpd for discovery; poppler-utils for reading reports' PDFs; for
 # the package tests systemd, adduser, dpkg-dev, binutils; chromium and
 # chromium-driver for the web console's browser test); then it builds
 # every binary and runs every test.
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(snmpd snmp snmptrapd nftables iproute2 fping iputils-ping poppler-utils
-  systemd adduser dpkg-dev binutils chromium chromium-driver prometheus)
+  systemd adduser dpkg-dev binutils chromium chromium-driver prometheus lldpd)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -25,10 +25,11 @@ if ((${#missing[@]})); then
   "${sudo[@]}" apt-get update -q
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The lab starts its own snmpd/snmptrapd inside network namespaces, and the
-# Prometheus test its own Prometheus; the system services the packages may
-# have started are not needed.
-for svc in snmpd snmptrapd prometheus; do
+# The lab starts its own snmpd/snmptrapd/lldpd inside network namespaces, and
+# the Prometheus test its own Prometheus; the system services the packages
+# may have started are not needed (a host lldpd would also talk LLDP into the
+# lab's links).
+for svc in snmpd snmptrapd prometheus lldpd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   elif [ -x "/etc/init.d/$svc" ]; then

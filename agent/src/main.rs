@@ -285,6 +285,7 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
 
     let prober = Arc::new(IcmpProber::new().context("opening ICMP sockets")?);
     let measurer = Measurer::new(prober.clone(), inventory_rx.clone());
+    let discoverer = siaga_agent::probe::discover::Discoverer::new(prober.clone());
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -335,8 +336,9 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
     ));
 
     let settings = UplinkSettings::from_config(&cfg).context("uplink settings")?;
-    let uplink =
-        Uplink::new(settings, spool.clone(), inventory_tx, metrics.clone()).with_measurer(measurer);
+    let uplink = Uplink::new(settings, spool.clone(), inventory_tx, metrics.clone())
+        .with_measurer(measurer)
+        .with_discoverer(discoverer);
     tasks.push(("uplink", tokio::spawn(uplink.run(cancel.child_token()))));
 
     if let Some(task) = systemd::ready(cancel.child_token()) {

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siaga_proto::v1::{
-    AgentMessage, Heartbeat, Hello, Inventory, MeasureResult, SampleBatch, agent_message,
-    collector_message, uplink_client::UplinkClient,
+    AgentMessage, DiscoverResult, Heartbeat, Hello, Inventory, MeasureResult, SampleBatch,
+    agent_message, collector_message, uplink_client::UplinkClient,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,6 +41,7 @@ use crate::config::AgentConfig;
 use crate::error::UplinkError;
 use crate::host::{HostSampler, hostname};
 use crate::metrics::{Metrics, RateLimitedLog};
+use crate::probe::discover::Discoverer;
 use crate::probe::measure::Measurer;
 use crate::scheduler::cycle_interval;
 use crate::spool::{Spool, SpoolStats, now_us};
@@ -48,6 +49,9 @@ use crate::spool::{Spool, SpoolStats, now_us};
 /// Answer to a measurement request when the uplink was built without a
 /// [`Measurer`] (no ICMP sockets to measure with).
 pub const MEASURE_UNSUPPORTED: &str = "this agent cannot take measurements";
+/// Answer to a discovery when the uplink was built without a
+/// [`Discoverer`].
+pub const DISCOVER_UNSUPPORTED: &str = "this agent cannot discover (no ICMP sockets)";
 
 /// Longest wait for the acknowledgement of a batch before reconnecting.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -212,6 +216,7 @@ pub struct Uplink {
     metrics: Metrics,
     host: Option<HostSampler>,
     measurer: Option<Measurer>,
+    discoverer: Option<Discoverer>,
     splitter: Splitter,
     /// Samples given up after a refusal (reported in heartbeats).
     undeliverable: u64,
@@ -256,11 +261,18 @@ impl Uplink {
             metrics,
             host,
             measurer: None,
+            discoverer: None,
             splitter: Splitter::default(),
             undeliverable: 0,
             last_refusal_log: None,
             tls_told: TlsTold::default(),
         }
+    }
+
+    /// Takes the collector's discovery commands with `discoverer`.
+    pub fn with_discoverer(mut self, discoverer: Discoverer) -> Self {
+        self.discoverer = Some(discoverer);
+        self
     }
 
     /// Takes the collector's measurement commands with `measurer`
@@ -698,6 +710,57 @@ impl Uplink {
                         Some(tx) if tx.send(answer).await.is_ok() => {}
                         _ => {
                             warn!(%id, "measurement done but the stream to the collector closed; the answer is lost")
+                        }
+                    }
+                });
+            }
+            collector_message::Msg::Discover(cmd) => {
+                let Some(discoverer) = self.discoverer.clone() else {
+                    warn!(id = %cmd.id, "discovery requested; this agent cannot discover");
+                    return send(
+                        tx,
+                        AgentMessage {
+                            msg: Some(agent_message::Msg::DiscoverResult(DiscoverResult {
+                                id: cmd.id,
+                                done: true,
+                                error: DISCOVER_UNSUPPORTED.into(),
+                                ..DiscoverResult::default()
+                            })),
+                        },
+                    )
+                    .await;
+                };
+                // Its own task, as a measurement; its parts go up as they
+                // come, through a small channel (the sweep waits on a busy
+                // stream rather than piling hosts up in memory).
+                let tx = tx.downgrade();
+                let stop = measurements.clone();
+                tokio::spawn(async move {
+                    let id = cmd.id.clone();
+                    let (parts_tx, mut parts) = mpsc::channel(4);
+                    let run = discoverer.run(&cmd, parts_tx);
+                    let forward = async {
+                        while let Some(part) = parts.recv().await {
+                            let Some(tx) = tx.upgrade() else {
+                                return false;
+                            };
+                            let m = AgentMessage {
+                                msg: Some(agent_message::Msg::DiscoverResult(part)),
+                            };
+                            if tx.send(m).await.is_err() {
+                                return false;
+                            }
+                        }
+                        true
+                    };
+                    tokio::select! {
+                        () = stop.cancelled() => {
+                            info!(%id, "discovery abandoned: the stream to the collector closed");
+                        }
+                        (_, delivered) = futures::future::join(run, forward) => {
+                            if !delivered {
+                                warn!(%id, "discovery stopped: the stream to the collector closed");
+                            }
                         }
                     }
                 });

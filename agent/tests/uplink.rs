@@ -15,8 +15,8 @@ use siaga_agent::spool::Spool;
 use siaga_agent::uplink::{MEASURE_UNSUPPORTED, Uplink, UplinkSettings};
 use siaga_proto::v1::uplink_server::{Uplink as UplinkService, UplinkServer};
 use siaga_proto::v1::{
-    Ack, AgentMessage, CollectorMessage, Device, Event, Hello, Inventory, MeasureCommand,
-    MeasureResult, Welcome, agent_message, collector_message, sample,
+    Ack, AgentMessage, CollectorMessage, Device, DiscoverCommand, DiscoverResult, Event, Hello,
+    Inventory, MeasureCommand, MeasureResult, Welcome, agent_message, collector_message, sample,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
@@ -37,6 +37,7 @@ struct Seen {
     acked_in_first_session: BTreeSet<u64>,
     heartbeats_with_host: usize,
     measure_results: Vec<MeasureResult>,
+    discover_results: Vec<DiscoverResult>,
 }
 
 #[derive(Clone)]
@@ -47,6 +48,8 @@ struct Fake {
     first_session_acks: usize,
     /// Measurement commands sent after each Hello.
     measure: Vec<MeasureCommand>,
+    /// Discovery commands sent after each Hello.
+    discover: Vec<DiscoverCommand>,
 }
 
 fn unsupported_probe() -> Vec<MeasureCommand> {
@@ -73,6 +76,7 @@ impl UplinkService for Fake {
         let seen = self.seen.clone();
         let first_session_acks = self.first_session_acks;
         let measure = self.measure.clone();
+        let discover = self.discover.clone();
         tokio::spawn(async move {
             let mut session = 0;
             let mut acked_batches = 0;
@@ -111,6 +115,11 @@ impl UplinkService for Fake {
                                 .send(msg(collector_message::Msg::Measure(m.clone())))
                                 .await;
                         }
+                        for d in &discover {
+                            let _ = tx
+                                .send(msg(collector_message::Msg::Discover(d.clone())))
+                                .await;
+                        }
                     }
                     Some(agent_message::Msg::Batch(b)) => {
                         let seqs: Vec<u64> = b.samples.iter().map(|s| s.seq).collect();
@@ -147,6 +156,9 @@ impl UplinkService for Fake {
                     }
                     Some(agent_message::Msg::MeasureResult(r)) => {
                         seen.lock().expect("lock").measure_results.push(r);
+                    }
+                    Some(agent_message::Msg::DiscoverResult(r)) => {
+                        seen.lock().expect("lock").discover_results.push(r);
                     }
                     Some(agent_message::Msg::Heartbeat(_)) | None => {}
                 }
@@ -234,6 +246,7 @@ async fn replays_exactly_the_unacknowledged_after_a_broken_stream() {
             seen: seen.clone(),
             first_session_acks: 2,
             measure: unsupported_probe(),
+            discover: vec![],
         },
     )
     .await;
@@ -340,6 +353,7 @@ async fn a_certificate_from_another_ca_never_gets_a_stream() {
             seen: seen.clone(),
             first_session_acks: usize::MAX,
             measure: unsupported_probe(),
+            discover: vec![],
         },
     )
     .await;
@@ -398,6 +412,7 @@ async fn measurements_run_beside_the_stream_and_answer() {
                     ..Default::default()
                 },
             ],
+            discover: vec![],
         },
     )
     .await;
@@ -457,4 +472,99 @@ async fn measurements_run_beside_the_stream_and_answer() {
     assert_eq!((icmp.sent, icmp.received), (20, 20));
     assert_eq!(icmp.rtts_us.len(), 20);
     assert!(icmp.rtt_p95_us >= icmp.rtt_median_us);
+}
+
+/// A discovery runs on the agent beside the stream: a subnet too large is
+/// refused with a clear answer; a small one is swept and each host that
+/// answers comes back as its own part, then a last part with the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discoveries_sweep_and_answer_in_parts() {
+    let Ok(prober) = siaga_agent::probe::icmp::IcmpProber::new() else {
+        return; // no ICMP rights here; the lab tests cover it
+    };
+    let pki = Pki::new(false);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (url, stop) = start_fake(
+        &pki,
+        Fake {
+            seen: seen.clone(),
+            first_session_acks: usize::MAX,
+            measure: vec![],
+            discover: vec![
+                DiscoverCommand {
+                    id: "D-000001".into(),
+                    // 127.0.0.1 and 127.0.0.2: loopback answers both.
+                    subnet: "127.0.0.0/30".into(),
+                    ..Default::default()
+                },
+                DiscoverCommand {
+                    id: "D-000002".into(),
+                    subnet: "10.0.0.0/8".into(),
+                    ..Default::default()
+                },
+            ],
+        },
+    )
+    .await;
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(
+        spool_dir.path(),
+        &SpoolConfig::default(),
+        Metrics::default(),
+    )
+    .expect("spool");
+    let (inv_tx, _inv_rx) = watch::channel(None);
+    let uplink = Uplink::new(settings(&pki, url), spool, inv_tx, Metrics::default())
+        .with_discoverer(siaga_agent::probe::discover::Discoverer::new(Arc::new(
+            prober,
+        )));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(uplink.run(cancel.clone()));
+    until("both discoveries done", || {
+        seen.lock()
+            .expect("lock")
+            .discover_results
+            .iter()
+            .filter(|r| r.done)
+            .count()
+            == 2
+    })
+    .await;
+    cancel.cancel();
+    task.await.expect("uplink ends on cancel");
+    stop.cancel();
+
+    let s = seen.lock().expect("lock");
+    let refused: Vec<_> = s
+        .discover_results
+        .iter()
+        .filter(|r| r.id == "D-000002")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].error.contains("at most a /20"),
+        "{:?}",
+        refused[0]
+    );
+    let parts: Vec<_> = s
+        .discover_results
+        .iter()
+        .filter(|r| r.id == "D-000001")
+        .collect();
+    let last = parts.last().expect("parts");
+    assert!(last.done && last.error.is_empty(), "{last:?}");
+    assert_eq!((last.swept, last.answered), (2, 2));
+    let mut hosts: Vec<_> = parts
+        .iter()
+        .flat_map(|p| p.hosts.iter())
+        .map(|h| (h.address.as_str(), h.snmp_error.as_str()))
+        .collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        [
+            ("127.0.0.1", "no SNMP credentials given"),
+            ("127.0.0.2", "no SNMP credentials given")
+        ]
+    );
 }

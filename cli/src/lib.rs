@@ -5,6 +5,7 @@
 pub mod availability;
 pub mod client;
 pub mod devices;
+pub mod discover;
 pub mod events;
 pub mod measure;
 pub mod report;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use siaga_cli::client::{self, CliError};
-use siaga_cli::{availability, devices, events, measure, report, sop, ticket};
+use siaga_cli::{availability, devices, discover, events, measure, report, sop, ticket};
 use siaga_proto::client::SiagaConfig;
 use siaga_proto::v1;
 
@@ -128,6 +128,11 @@ enum Cmd {
     Measure(measure::MeasureCmd),
     /// One measurement (see `siaga ticket measurements`).
     Measurement(measure::MeasurementCmd),
+    /// Have the OPD's agent sweep a subnet (ICMP, then SNMP and LLDP of what
+    /// answers) and propose inventory changes: new devices, changed names
+    /// and addresses, links and parents (Tim Teknis, admin). Nothing is
+    /// written: `--save` the proposal for `siaga-collector inventory apply`.
+    Discover(discover::DiscoverCmd),
     /// Print the shell completion script, e.g. `siaga completion bash`
     /// (the package installs those of bash, zsh and fish).
     Completion {
@@ -302,6 +307,7 @@ async fn run(args: Args) -> Result<(), CliError> {
         } => measure::ticket(&cfg, out, &c).await,
         Cmd::Measure(c) => measure::device(&cfg, out, &c).await,
         Cmd::Measurement(c) => measure::show(&cfg, out, &c).await,
+        Cmd::Discover(c) => c.run(&cfg).await,
         Cmd::Maintenance { cmd } => cmd.run(&cfg, out).await,
         Cmd::Ticket {
             cmd: TicketSub::Show(c),

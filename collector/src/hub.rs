@@ -61,6 +61,8 @@ pub struct Hub {
     pub data_dir: PathBuf,
     /// Measurements on command and the routes to the agents.
     pub measure: Arc<crate::measure::MeasureService>,
+    /// Discoveries running on the agents.
+    pub discover: crate::discover::DiscoverService,
     /// The agents enrolled with the CA (read at start and on reload).
     pub enrolled: RwLock<Vec<EnrolledAgent>>,
     /// Samples stamped later than now plus this are refused (µs).
@@ -183,6 +185,7 @@ impl Hub {
             peers: crate::auth::PeerCache::default(),
             data_dir,
             measure,
+            discover: crate::discover::DiscoverService::default(),
             enrolled: RwLock::new(Vec::new()),
             max_clock_skew_us: std::sync::atomic::AtomicI64::new(
                 crate::config::IngestConfig::default().max_clock_skew_us(),

@@ -294,6 +294,8 @@ impl Session {
         {
             warn!(agent = %self.identity, error = %e, "marking the stream's measurements failed");
         }
+        // Discoveries waiting on it end now, not at their deadline.
+        self.hub.discover.detach(&self.id);
         self.hub.metrics.agents_connected.dec();
         info!(agent = %self.identity, %reason, "agent disconnected");
         let _ = self.hub.writer.agent(record).await;
@@ -358,6 +360,10 @@ impl Session {
                 if let Err(e) = answered.await {
                     warn!(agent = %self.identity, error = %e, "storing a measure result failed");
                 }
+                None
+            }
+            AgentMsg::DiscoverResult(r) => {
+                self.hub.discover.answer(&self.id, r).await;
                 None
             }
         }

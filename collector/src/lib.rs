@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod devices;
+pub mod discover;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -71,6 +71,11 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Work on inventory.toml (write a reviewed discovery proposal).
+    Inventory {
+        #[command(subcommand)]
+        what: InventoryCmd,
+    },
     /// Print a commented example collector.toml (`gen-config` is the old name).
     #[command(alias = "gen-config")]
     PrintConfig,
@@ -173,6 +178,23 @@ enum Cmd {
         /// Lifetime in days (default: tls.agent_cert_days or tls.user_cert_days).
         #[arg(long)]
         days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InventoryCmd {
+    /// Write a proposal of `siaga discover --save` into inventory.toml: new
+    /// devices and links added, names, addresses and parents changed. The
+    /// file is validated as a whole first; then `reload` puts it in force.
+    Apply {
+        /// collector.toml (names inventory.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The proposal (JSON, as `siaga discover --save` or `--json` wrote it).
+        proposal: PathBuf,
+        /// Print the resulting inventory.toml instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -361,6 +383,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             serve(config, cfg, log_format)
         }
         Cmd::Reload { config } => reload(&config),
+        Cmd::Inventory {
+            what:
+                InventoryCmd::Apply {
+                    config,
+                    proposal,
+                    dry_run,
+                },
+        } => apply_proposal(&config, &proposal, dry_run),
         Cmd::Verify { config } => verify(&config),
         Cmd::AuditKey { config } => {
             let cfg = CollectorConfig::load(&config).map_err(usage)?;
@@ -578,6 +608,38 @@ fn init_tracing(format: LogFormat) {
     } else {
         builder.init();
     }
+}
+
+fn apply_proposal(config: &Path, proposal: &Path, dry_run: bool) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cfg = CollectorConfig::load(config).map_err(usage)?;
+    let text = std::fs::read_to_string(proposal)
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", proposal.display())))?;
+    let p = siaga_collector::discover::apply::read_proposal(&text)
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", proposal.display())))?;
+    let file = &cfg.inventory;
+    let current = std::fs::read_to_string(file)
+        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", file.display())))?;
+    let (out, done) = siaga_collector::discover::apply::apply(file, &current, &p)
+        .map_err(|e| usage(anyhow::anyhow!(e)))?;
+    if dry_run {
+        print!("{out}");
+        return Ok(());
+    }
+    let mode = std::fs::metadata(file)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    siaga_collector::safe_file::write(file, out.as_bytes(), mode)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
+    println!(
+        "{}: {} device(s) added, {} change(s), {} link(s) added; `siaga-collector reload --config {}` puts it in force",
+        file.display(),
+        done.devices,
+        done.changes,
+        done.links,
+        config.display()
+    );
+    Ok(())
 }
 
 fn reload(config: &Path) -> Result<(), Failure> {

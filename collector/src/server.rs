@@ -381,6 +381,10 @@ pub async fn serve_until(
         ReportsServer<crate::report::api::ReportsApi>,
         crate::report::api::ReportsApi::new(hub.clone())
     );
+    let discovery = people!(
+        siaga_proto::v1::discovery_server::DiscoveryServer<crate::discover::api::DiscoveryApi>,
+        crate::discover::api::DiscoveryApi::new(hub.clone())
+    );
     let users = people!(
         UsersServer<crate::users::UsersApi>,
         crate::users::UsersApi::new(hub.clone())
@@ -402,6 +406,7 @@ pub async fn serve_until(
         .add_service(measure)
         .add_service(reports)
         .add_service(users)
+        .add_service(discovery)
         .serve_with_incoming_shutdown(
             crate::listen::tls_handshakes(
                 crate::listen::with_backoff(

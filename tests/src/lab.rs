@@ -74,6 +74,8 @@ struct NodeSpec {
     link_traps: bool,
     /// Extra interfaces in bulk: this many veth pairs.
     ports: Option<u32>,
+    /// Runs lldpd, its LLDP-MIB served through snmpd over AgentX.
+    lldpd: bool,
 }
 
 /// Describes a lab before it is built; see [`Lab::new`].
@@ -110,6 +112,7 @@ struct Node {
     /// Where its snmpd sends linkDown/linkUp traps, if it does.
     trap_sink: Option<SocketAddr>,
     snmpd: Option<Child>,
+    lldpd: Option<Child>,
 }
 
 impl Lab {
@@ -271,6 +274,41 @@ impl Lab {
         fs::write(&file, rules).context("writing the nftables rules")?;
         let file = file.to_string_lossy().into_owned();
         run(&["ip", "netns", "exec", ns, "nft", "-f", &file]).map(drop)
+    }
+
+    /// The system names of the LLDP neighbours a device's lldpd knows now
+    /// (lldpRemSysName through its snmpd, first community), sorted.
+    pub fn lldp_neighbours(&self, device: &str) -> Result<Vec<String>> {
+        let node = self.node(device)?;
+        let community = node
+            .spec
+            .communities
+            .first()
+            .ok_or_else(|| anyhow!("{device} runs no v2c snmpd"))?;
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &node.netns,
+            "snmpwalk",
+            "-v2c",
+            "-c",
+            community,
+            "-On",
+            "-Oq",
+            &node.addr.to_string(),
+            "1.0.8802.1.1.2.1.4.1.1.9",
+        ])?;
+        let mut names: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(_, v)| v.trim().trim_matches('"').to_string())
+            })
+            .filter(|v| !v.is_empty() && !v.starts_with("No Such"))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Stops and starts a device's snmpd (sysUpTime starts again from 0;
@@ -452,6 +490,16 @@ impl LabBuilder {
         self
     }
 
+    /// Runs lldpd on the current device (LLDP on every interface, a frame a
+    /// second, system name the node's name, the node's address as its
+    /// management address), its LLDP-MIB served by the device's snmpd over
+    /// AgentX (`lldpd -x`, a socket per namespace). Needs an snmpd (call
+    /// [`Self::snmpd_v2c`] or [`Self::snmpd_v3`] too).
+    pub fn lldpd(mut self) -> Self {
+        self.current().lldpd = true;
+        self
+    }
+
     /// Gives the current device `pairs` veth pairs with both ends in the
     /// device (`2 × pairs` extra interfaces, `q<N>a` and `q<N>b`, left
     /// down): a chassis switch's worth of ports. Its snmpd keeps its
@@ -488,6 +536,17 @@ impl LabBuilder {
                     self.nodes.iter().any(|x| x.router && &x.name == r),
                     "{} is behind {r:?}, which is not a router of this lab",
                     n.name
+                );
+            }
+            if n.lldpd {
+                ensure!(
+                    !n.communities.is_empty() || !n.v3.is_empty(),
+                    "{} runs lldpd but no snmpd to serve its LLDP-MIB (call snmpd_v2c first)",
+                    n.name
+                );
+                ensure!(
+                    which("lldpd"),
+                    "`lldpd` is not installed (Debian: apt-get install lldpd)"
                 );
             }
             ensure!(
@@ -542,6 +601,7 @@ impl Lab {
                 host_addrs: Vec::new(),
                 trap_sink: None,
                 snmpd: None,
+                lldpd: None,
                 spec,
             };
             run(&["ip", "-n", &netns, "link", "set", "lo", "up"])?;
@@ -688,6 +748,9 @@ impl Lab {
             if !node.spec.communities.is_empty() || !node.spec.v3.is_empty() {
                 // Interfaces exist now: snmpd sees them all from its start.
                 node.snmpd = Some(start_snmpd(self.dir.path(), &node)?);
+            }
+            if node.spec.lldpd {
+                node.lldpd = Some(start_lldpd(self.dir.path(), &node)?);
             }
             self.nodes.insert(name, node);
         }
@@ -858,6 +921,11 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
     for community in &node.spec.communities {
         let _ = writeln!(c, "rocommunity {community} default");
     }
+    if node.spec.lldpd {
+        // lldpd serves LLDP-MIB through this snmpd.
+        let _ = writeln!(c, "master agentx");
+        let _ = writeln!(c, "agentXSocket {}", agentx_socket(dir, name).display());
+    }
     // Write access for the device itself only, to switch off the ifTable
     // cache once it runs (see `live_interface_status`).
     let _ = writeln!(c, "rwcommunity {LAB_RW_COMMUNITY} {}/32", node.addr);
@@ -950,6 +1018,81 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
     }
 }
 
+fn agentx_socket(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}-agentx"))
+}
+
+/// Starts lldpd in the node's namespace and waits until its LLDP-MIB
+/// answers through snmpd (the AgentX session is up).
+fn start_lldpd(dir: &Path, node: &Node) -> Result<Child> {
+    let name = &node.spec.name;
+    let conf = dir.join(format!("{name}-lldpd.conf"));
+    let ctl = dir.join(format!("{name}-lldpd.sock"));
+    let log = dir.join(format!("{name}-lldpd.log"));
+    let caps = if node.spec.router { "router" } else { "bridge" };
+    fs::write(
+        &conf,
+        format!(
+            "configure system hostname {name}\n\
+             configure lldp portidsubtype ifname\n\
+             configure lldp tx-interval 1\n\
+             configure system capabilities enabled {caps}\n"
+        ),
+    )
+    .context("writing lldpd.conf")?;
+    let log_file = fs::File::create(&log).context("creating the lldpd log")?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &node.netns, "lldpd", "-d", "-x", "-X"])
+        .arg(agentx_socket(dir, name))
+        .arg("-u")
+        .arg(&ctl)
+        .arg("-O")
+        .arg(&conf)
+        .args(["-m", &node.addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .context("starting lldpd")?;
+    let community = node.spec.communities.first().cloned().unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // lldpLocSysName: answered once lldpd's AgentX session is up.
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &node.netns,
+            "snmpget",
+            "-v2c",
+            "-c",
+            &community,
+            "-On",
+            "-t",
+            "1",
+            "-r",
+            "0",
+            &node.addr.to_string(),
+            "1.0.8802.1.1.2.1.3.3.0",
+        ])
+        .unwrap_or_default();
+        if out.contains(&format!("\"{name}\"")) || community.is_empty() {
+            return Ok(child);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = fs::read_to_string(&log).unwrap_or_default();
+            bail!("lldpd of {name} exited ({status}): {log}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = fs::read_to_string(&log).unwrap_or_default();
+            bail!("lldpd of {name} did not serve LLDP-MIB within 20 s: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until snmpd has read its interfaces once: with thousands of them
 /// its first answer takes seconds (about 20 s for 4,096 on a loaded
 /// 2-core machine); later ones come from its cache.
@@ -1033,7 +1176,8 @@ fn wait_child(child: &mut Child, grace: Duration) {
 impl Drop for Lab {
     fn drop(&mut self) {
         for node in self.nodes.values_mut() {
-            if let Some(mut child) = node.snmpd.take() {
+            for child in [node.lldpd.take(), node.snmpd.take()].into_iter().flatten() {
+                let mut child = child;
                 let _ = child.kill();
                 let _ = child.wait();
             }

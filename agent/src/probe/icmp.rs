@@ -590,8 +590,13 @@ impl Flight {
             }
             None => {
                 self.jobs.push(Some(job));
-                self.generations.push(0);
-                u32::try_from(self.jobs.len() - 1).unwrap_or(u32::MAX)
+                let id = self.jobs.len() - 1;
+                // Generations outlive an idle engine's tables (see
+                // `finish_if_done`): a slot used before keeps counting.
+                if self.generations.len() <= id {
+                    self.generations.push(0);
+                }
+                u32::try_from(id).unwrap_or(u32::MAX)
             }
         };
         self.timers.push(std::cmp::Reverse(Timer {
@@ -694,7 +699,7 @@ impl Flight {
         let mut freed = Vec::new();
         for target in 0..job.targets.len() {
             let slot = job.slot(target, t.round);
-            if job.state[slot] & TAG == SENT {
+            if job.state.get(slot).is_some_and(|s| s & TAG == SENT) {
                 freed.push(job.seq[slot]);
                 job.settle(slot, LOST);
             }
@@ -735,9 +740,12 @@ impl Flight {
         self.generations[j] = self.generations[j].wrapping_add(1);
         self.free_jobs.push(u32::try_from(j).unwrap_or(u32::MAX));
         if self.live == 0 {
-            // Idle: give the tables' memory back.
+            // Idle: give the tables' memory back. Not the generations: a
+            // round's timers can be scheduled after its job finished within
+            // the same turn (the heap is cleared here, they are pushed
+            // after), and a new job in a reset slot would take them for its
+            // own (expiring its requests early, or a round it does not have).
             self.jobs = Vec::new();
-            self.generations = Vec::new();
             self.free_jobs = Vec::new();
             self.owners = Vec::new();
             self.timers = BinaryHeap::new();
@@ -1438,6 +1446,48 @@ mod tests {
         // too late: past the timeout, left to the deadline
         assert!(!f.reply(ip("198.18.0.2"), seqs[1], 600_000_000));
         assert_eq!(f.owned, 1);
+    }
+
+    /// A timer of a finished job never acts on the next job in its slot,
+    /// also after the engine went idle in between: a stale deadline once
+    /// expired the new job's request early (a false loss), or a round the
+    /// new job does not have (index out of bounds: the engine thread died).
+    #[test]
+    fn a_stale_timer_of_a_finished_job_never_touches_the_next_one() {
+        let (mut f, _seqs, rx) = flight_with(&["198.18.0.1"], 2);
+        let stale = |round| Timer {
+            at: 0,
+            job: 0,
+            generation: 0,
+            round,
+            event: Event::Expire,
+        };
+        // Its caller goes away: the job ends, the engine is idle.
+        drop(rx);
+        f.finish_if_done(0);
+        assert!(f.is_idle());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let one = BurstOptions {
+            count: 1,
+            ..BurstOptions::default()
+        };
+        f.add(Job::new(one, vec![ip("198.18.0.2")], vec![0], tx), 0);
+        let t = f.due(0).expect("first round due");
+        let job = f.job_mut(&t).expect("job");
+        let slot = job.slot(0, 0);
+        let seq = f.take_seq(slot as u64).expect("seq");
+        let job = f.job_mut(&t).expect("job");
+        job.seq[slot] = seq;
+        job.state[slot] = SENT | 1_000;
+        f.expire(&stale(0));
+        f.expire(&stale(1));
+        assert!(
+            reported(&mut f, &mut rx).is_empty(),
+            "the new request is not lost"
+        );
+        assert!(f.reply(ip("198.18.0.2"), seq, 2_000));
+        let got = reported(&mut f, &mut rx);
+        assert_eq!((got[0].1.sent, got[0].1.received), (1, 1));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod cycle;
+pub mod discover;
 pub mod icmp;
 pub mod measure;
 pub mod snmp;

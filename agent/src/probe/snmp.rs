@@ -187,9 +187,9 @@ impl Reading {
 
 /// Why a poll failed, as the user should see it.
 #[derive(Debug)]
-struct Failure {
-    status: SnmpStatus,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) status: SnmpStatus,
+    pub(crate) message: String,
 }
 
 impl Failure {
@@ -233,7 +233,7 @@ impl Default for SnmpLimits {
     }
 }
 
-type DeviceClient = Client<DeviceSocket>;
+pub(crate) type DeviceClient = Client<DeviceSocket>;
 
 /// Polls devices over SNMP and keeps each device's previous counters for
 /// rates. Each device gets its own UDP socket; share one poller.
@@ -1078,7 +1078,7 @@ fn report_status(e: &Error) -> Option<&ReportStatus> {
 }
 
 /// Maps a library error to what the user sees.
-fn classify(e: &Error) -> Failure {
+pub(crate) fn classify(e: &Error) -> Failure {
     let status = match e.kind() {
         ErrorKind::Timeout | ErrorKind::ConstructionTimeout => SnmpStatus::Timeout,
         ErrorKind::Auth => SnmpStatus::AuthFailure,
@@ -1106,7 +1106,7 @@ fn classify(e: &Error) -> Failure {
     Failure::new(status, message)
 }
 
-fn timeout_of(t: &SnmpTarget) -> Duration {
+pub(crate) fn timeout_of(t: &SnmpTarget) -> Duration {
     if t.timeout_ms == 0 {
         DEFAULT_TIMEOUT
     } else {
@@ -1114,12 +1114,12 @@ fn timeout_of(t: &SnmpTarget) -> Duration {
     }
 }
 
-fn retry_of(t: &SnmpTarget) -> Retry {
+pub(crate) fn retry_of(t: &SnmpTarget) -> Retry {
     Retry::fixed(t.retries.min(5), Duration::ZERO).unwrap_or_else(|_| Retry::none())
 }
 
 /// Credentials of a target, or why they are unusable.
-fn auth_of(t: &SnmpTarget) -> Result<Auth, String> {
+pub(crate) fn auth_of(t: &SnmpTarget) -> Result<Auth, String> {
     // Leniently by the word, not by `SnmpTarget::snmp_version`: an unset
     // version (an older collector) and "2" have always meant v2c here.
     match t.version.as_str() {

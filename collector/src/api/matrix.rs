@@ -105,6 +105,7 @@ pub fn all_cases() -> Vec<Case> {
         crate::report::api::matrix::CASES,
         crate::ticket::api::tests::CASES,
         crate::measure::api::matrix::CASES,
+        crate::discover::api::matrix::CASES,
         crate::sop::api::service_tests::CASES,
     ];
     lists.iter().flat_map(|l| l.iter().copied()).collect()

@@ -144,6 +144,15 @@ pub const RULES: &[Rule] = &[
         Opd,
         false,
     ),
+    // --- Discovery (discovery.proto): the OPD's technical team and admin
+    // (an OPD-held caller only in their own OPD). It sends packets into an
+    // OPD's network: on the audit trail.
+    rule(
+        "/siaga.v1.Discovery/Discover",
+        Roles(crate::discover::api::DISCOVER_ROLES),
+        Opd,
+        true,
+    ),
     // --- Reports (reports.proto)
     rule("/siaga.v1.Reports/GetReport", People, Opd, false),
     rule("/siaga.v1.Reports/GetAvailability", People, Opd, false),

@@ -154,6 +154,12 @@ impl MeasureService {
             .map(|(a, c)| (a.clone(), c.clone()))
     }
 
+    /// The agent of `opd` with its stream open and its downlink: the
+    /// route other commands (a discovery) take too.
+    pub fn route(&self, opd: &str) -> Option<(String, Downlink)> {
+        self.live(opd).map(|(a, c)| (a, c.tx))
+    }
+
     /// Whether an agent of `opd` has its stream open.
     pub fn online(&self, opd: &str) -> bool {
         self.live(opd).is_some()
