@@ -1245,3 +1245,78 @@ fn a_link_down_trap_for_a_link_that_is_up_is_not_confirmed_by_the_next_poll_and_
     );
     Ok(())
 }
+
+/// A recorded walk in `tests/data`.
+fn recorded(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+/// Inventory of one SNMP device polled every second.
+fn snmp_inventory(id: &str, addr: std::net::Ipv4Addr) -> String {
+    format!(
+        "interval = \"1s\"\n\n{OPD}\n\
+         [[device]]\nid = \"{id}\"\nopd = \"dinkes\"\nkind = \"switch\"\naddress = \"{addr}\"\n\
+         [device.snmp]\nversion = \"2c\"\ncommunity = \"public\"\n"
+    )
+}
+
+#[test]
+fn a_huawei_switch_shows_its_own_cpu_memory_and_temperature_in_siaga_device() -> Result<()> {
+    let lab = Lab::new()?
+        .device("core")
+        .snmpd_v2c("public")
+        .recorded_walk(".1.3.6.1.4.1.2011.5.25.31", &recorded("huawei-s5700.walk"))
+        .start()?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&snmp_inventory("dinkes-core", lab.addr("core")?))?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "health readings of dinkes-core", || {
+        let d = siaga.json(&["device", "dinkes-core", "--json"])?;
+        Ok(d["health"]["cpu_pct"].is_number())
+    })?;
+    let d = siaga.json(&["device", "dinkes-core", "--json"])?;
+    let h = &d["health"];
+    // The vendor's own figures (the main board's row of the recorded walk)
+    // win over net-snmp's HOST-RESOURCES and UCD tables the lab device
+    // also answers.
+    ensure!(
+        h["cpu_pct"] == 23.0 && h["cpu_source"] == "huawei",
+        "cpu: {h:#}"
+    );
+    ensure!(
+        h["mem_pct"] == 61.0 && h["mem_source"] == "huawei",
+        "memory: {h:#}"
+    );
+    ensure!(
+        h["temp_c"] == 47.0 && h["temp_threshold_c"] == 68.0 && h["temp_source"] == "huawei",
+        "temperature and the device's own threshold: {h:#}"
+    );
+    let sources: Vec<&str> = h["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        sources.contains(&"huawei")
+            && sources.contains(&"ucd")
+            && sources.contains(&"host-resources")
+            && !sources.contains(&"cisco"),
+        "detected MIBs: {sources:?}"
+    );
+    let out = siaga.run(&["device", "dinkes-core"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success()
+            && text.contains("cpu 23.0 % (huawei)")
+            && text.contains("memory 61.0 % (huawei)")
+            && text.contains("temperature 47.0 °C (limit 68 °C, huawei)"),
+        "the table: {text}"
+    );
+    Ok(())
+}

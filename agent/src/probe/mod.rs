@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod cycle;
+pub mod health;
 pub mod icmp;
 pub mod measure;
 pub mod snmp;
