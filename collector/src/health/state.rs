@@ -1429,6 +1429,14 @@ fn sample_json(s: &Sample) -> serde_json::Value {
         }
         Some(Kind::Snmp(sn)) => {
             v["snmp"] = json!({ "status": sn.status, "error": sn.error });
+            if let Some(h) = &sn.health {
+                v["snmp"]["health"] = json!({
+                    "cpu_pct": h.cpu_pct, "cpu_source": h.cpu_source,
+                    "mem_pct": h.mem_pct, "mem_source": h.mem_source,
+                    "temp_c": h.temp_c, "temp_threshold_c": h.temp_threshold_c,
+                    "temp_source": h.temp_source,
+                });
+            }
         }
         Some(Kind::Event(e)) => {
             v["event"] = json!({
