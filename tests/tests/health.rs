@@ -1263,14 +1263,22 @@ fn snmp_inventory(id: &str, addr: std::net::Ipv4Addr) -> String {
 }
 
 #[test]
-fn a_huawei_switch_shows_its_own_cpu_memory_and_temperature_in_siaga_device() -> Result<()> {
+fn a_huawei_switch_and_a_cisco_router_show_their_own_cpu_memory_and_temperature() -> Result<()> {
     let lab = Lab::new()?
         .device("core")
         .snmpd_v2c("public")
         .recorded_walk(".1.3.6.1.4.1.2011.5.25.31", &recorded("huawei-s5700.walk"))
+        .device("rtr")
+        .snmpd_v2c("public")
+        .recorded_walk(".1.3.6.1.4.1.9.9", &recorded("cisco-ios.walk"))
         .start()?;
     let mut c = Collector::init()?;
-    c.write_inventory_text(&snmp_inventory("dinkes-core", lab.addr("core")?))?;
+    let rtr = snmp_inventory("dinkes-rtr", lab.addr("rtr")?);
+    let rtr = rtr.split_once("[[device]]").map_or("", |(_, d)| d);
+    c.write_inventory_text(&format!(
+        "{}\n[[device]]{rtr}",
+        snmp_inventory("dinkes-core", lab.addr("core")?)
+    ))?;
     let agent_cfg = c.enroll_agent("dinkes")?;
     let siaga = c.enroll_user("budi", "helpdesk")?;
     c.serve()?;
@@ -1317,6 +1325,21 @@ fn a_huawei_switch_shows_its_own_cpu_memory_and_temperature_in_siaga_device() ->
             && text.contains("memory 61.0 % (huawei)")
             && text.contains("temperature 47.0 °C (limit 68 °C, huawei)"),
         "the table: {text}"
+    );
+    // The Cisco router: CISCO-PROCESS-MIB and CISCO-MEMORY-POOL-MIB.
+    wait_until(secs(60), "health readings of dinkes-rtr", || {
+        let d = siaga.json(&["device", "dinkes-rtr", "--json"])?;
+        Ok(d["health"]["cpu_pct"].is_number())
+    })?;
+    let d = siaga.json(&["device", "dinkes-rtr", "--json"])?;
+    let h = &d["health"];
+    ensure!(
+        h["cpu_pct"] == 12.0
+            && h["cpu_source"] == "cisco"
+            && h["mem_pct"] == 40.0
+            && h["mem_source"] == "cisco"
+            && h["temp_c"].is_null(),
+        "the Cisco figures: {h:#}"
     );
     Ok(())
 }

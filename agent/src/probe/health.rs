@@ -237,10 +237,29 @@ async fn scalars(
     client: &Client<DeviceSocket>,
     oids: &[Oid],
 ) -> Result<Vec<Option<Value>>, Silent> {
-    let r = client
-        .get_many(oids)
-        .await
-        .map_err(|e| Silent(format!("reading {}: {e}", oids[0])))?;
+    let r = match client.get_many(oids).await {
+        Ok(r) => r,
+        // SNMPv1 refuses the whole request for one missing object
+        // (noSuchName): ask one by one, a missing one is None.
+        Err(e) if !matches!(e.kind(), async_snmp::ErrorKind::Timeout) && oids.len() > 1 => {
+            let mut out = Vec::with_capacity(oids.len());
+            for o in oids {
+                out.push(match client.get(o).await {
+                    Ok(r) => r
+                        .varbinds
+                        .into_iter()
+                        .find(|vb| vb.oid == *o && !is_exception(&vb.value))
+                        .map(|vb| vb.value),
+                    Err(e) if matches!(e.kind(), async_snmp::ErrorKind::Timeout) => {
+                        return Err(Silent(format!("reading {o}: {e}")));
+                    }
+                    Err(_) => None,
+                });
+            }
+            return Ok(out);
+        }
+        Err(e) => return Err(Silent(format!("reading {}: {e}", oids[0]))),
+    };
     Ok(oids
         .iter()
         .map(|o| {
@@ -266,9 +285,15 @@ fn col(entry: &[u32], n: u32) -> Vec<u32> {
 
 async fn read_mib(client: &Client<DeviceSocket>, mib: Mib, h: &mut Health) -> Result<(), Silent> {
     match mib {
+        // What a preferred MIB already told is not asked again.
         Mib::HostResources => {
-            let load = column(client, HR_PROCESSOR_LOAD).await?;
-            h.offer_cpu(mib, hr_cpu(&load));
+            if h.cpu.is_none() {
+                let load = column(client, HR_PROCESSOR_LOAD).await?;
+                h.offer_cpu(mib, hr_cpu(&load));
+            }
+            if h.mem.is_some() {
+                return Ok(());
+            }
             let types = column(client, HR_STORAGE_TYPE).await?;
             let ram = Oid::from_slice(HR_STORAGE_RAM);
             if let Some(index) = types
@@ -286,16 +311,17 @@ async fn read_mib(client: &Client<DeviceSocket>, mib: Mib, h: &mut Health) -> Re
         }
         Mib::Ucd => {
             let at = |n: u32| with(UCD_MEM, &[n, 0]);
-            let v = scalars(client, &[at(5), at(6), at(14), at(15)]).await?;
-            h.offer_mem(mib, ucd_mem(&v));
-            let la = scalars(client, &[Oid::from_slice(UCD_LA_LOAD_1)]).await?;
-            if let Some(v) = &la[0] {
+            let la = Oid::from_slice(UCD_LA_LOAD_1);
+            let v = scalars(client, &[at(5), at(6), at(14), at(15), la]).await?;
+            h.offer_mem(mib, ucd_mem(&v[..4]));
+            if let Some(v) = &v[4] {
                 match load_average(v) {
                     Ok(l) => h.load1 = Some(l),
                     Err(e) => h.problem(mib, e),
                 }
             }
         }
+        Mib::EntitySensor if h.temp.is_some() => {}
         Mib::EntitySensor => {
             let types = column(client, &col(ENT_SENSOR_ENTRY, 1)).await?;
             if types.values().any(|v| v.as_i32() == Some(CELSIUS)) {
