@@ -1271,12 +1271,20 @@ fn a_huawei_switch_and_a_cisco_router_show_their_own_cpu_memory_and_temperature(
         .device("rtr")
         .snmpd_v2c("public")
         .recorded_walk(".1.3.6.1.4.1.9.9", &recorded("cisco-ios.walk"))
+        .device("bad")
+        .snmpd_v2c("public")
+        .recorded_walk(
+            ".1.3.6.1.4.1.2011.5.25.31",
+            &recorded("huawei-garbage.walk"),
+        )
         .start()?;
     let mut c = Collector::init()?;
     let rtr = snmp_inventory("dinkes-rtr", lab.addr("rtr")?);
     let rtr = rtr.split_once("[[device]]").map_or("", |(_, d)| d);
+    let bad = snmp_inventory("dinkes-bad", lab.addr("bad")?);
+    let bad = bad.split_once("[[device]]").map_or("", |(_, d)| d);
     c.write_inventory_text(&format!(
-        "{}\n[[device]]{rtr}",
+        "{}\n[[device]]{rtr}\n[[device]]{bad}",
         snmp_inventory("dinkes-core", lab.addr("core")?)
     ))?;
     let agent_cfg = c.enroll_agent("dinkes")?;
@@ -1340,6 +1348,31 @@ fn a_huawei_switch_and_a_cisco_router_show_their_own_cpu_memory_and_temperature(
             && h["mem_source"] == "cisco"
             && h["temp_c"].is_null(),
         "the Cisco figures: {h:#}"
+    );
+    // Garbage from the vendor MIB: those readings are unavailable and say
+    // why; memory still comes from the row that made sense; the poll is good.
+    wait_until(secs(60), "health problems of dinkes-bad", || {
+        let d = siaga.json(&["device", "dinkes-bad", "--json"])?;
+        Ok(d["health"]["problems"].is_array())
+    })?;
+    let d = siaga.json(&["device", "dinkes-bad", "--json"])?;
+    let h = &d["health"];
+    let problems: Vec<&str> = h["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        d["snmp_status"] == "ok"
+            && problems.contains(&"huawei: hwEntityCpuUsage.16842753 = 250 is not a percentage")
+            && problems
+                .iter()
+                .any(|p| p.starts_with("huawei: hwEntityTemperature.16842753 = "))
+            && h["cpu_source"] != "huawei"
+            && h["temp_c"].is_null()
+            && h["mem_pct"] == 35.0,
+        "garbage marked unavailable with its reason: {d:#}"
     );
     Ok(())
 }
