@@ -98,8 +98,9 @@ const MAX_ACKED_RANGES: usize = 4096;
 
 enum Cmd {
     Push {
-        /// Already cut to the size limit (its `seq` is set by the writer).
-        sample: Sample,
+        /// Already cut to the size limit (its `seq` is set by the writer);
+        /// boxed, as an SNMP sample is much larger than the other commands.
+        sample: Box<Sample>,
         /// Whether it was cut.
         cut: bool,
         reply: oneshot::Sender<Result<u64, SpoolError>>,
@@ -391,7 +392,12 @@ impl Spool {
         if cut {
             warn!(device = %sample.device, ?fit, "sample over the size limit cut");
         }
-        self.call(|reply| Cmd::Push { sample, cut, reply }).await
+        self.call(|reply| Cmd::Push {
+            sample: Box::new(sample),
+            cut,
+            reply,
+        })
+        .await
     }
 
     /// Deletes acknowledged samples; returns how many were still there.

@@ -755,6 +755,44 @@ fn snmp_bounds_line(d: &Value) -> String {
     }
 }
 
+/// The device's own CPU, memory and temperature, with the MIB each came
+/// from, and why a detected MIB gave no reading; empty when none is known.
+fn health_line(d: &Value) -> String {
+    let Some(h) = d.get("health").filter(|h| h.is_object()) else {
+        return String::new();
+    };
+    let num = |k: &str| h.get(k).and_then(Value::as_f64);
+    let src = |k: &str| h.get(k).and_then(Value::as_str).unwrap_or_default();
+    let mut parts = Vec::new();
+    for (key, what, unit, source) in [
+        ("cpu_pct", "cpu", " %", "cpu_source"),
+        ("mem_pct", "memory", " %", "mem_source"),
+        ("temp_c", "temperature", " °C", "temp_source"),
+    ] {
+        let Some(v) = num(key) else {
+            parts.push(format!("{what} -"));
+            continue;
+        };
+        let mut s = format!("{what} {v:.1}{unit}");
+        let threshold = num("temp_threshold_c").filter(|_| key == "temp_c");
+        match threshold {
+            Some(t) => s += &format!(" (limit {t:.0}{unit}, {})", src(source)),
+            None => s += &format!(" ({})", src(source)),
+        }
+        parts.push(s);
+    }
+    if let Some(l) = num("load1") {
+        parts.push(format!("load {l:.2}"));
+    }
+    let mut out = format!("health  {}\n", parts.join("  "));
+    if let Some(p) = h.get("problems").and_then(Value::as_array) {
+        for p in p.iter().filter_map(Value::as_str) {
+            out += &format!("health problem: {p}\n");
+        }
+    }
+    out
+}
+
 /// Width of the sparklines of `siaga device`.
 const SPARK_WIDTH: usize = 60;
 
@@ -792,6 +830,7 @@ pub fn device_view(o: Output, d: &Value, tz: chrono_tz::Tz) -> Result<String, St
         out += &format!("snmp error: {e}\n");
     }
     out += &snmp_bounds_line(d);
+    out += &health_line(d);
     if let Some(n) = d
         .get("traps_not_confirmed")
         .and_then(Value::as_u64)
@@ -1118,6 +1157,39 @@ mod tests {
         assert!(out.contains("link_down"), "{out}");
         assert!(device_view(Output::Table, &json!({}), chrono_tz::UTC).is_ok());
         assert!(links_table(Output::Table, &json!({}), chrono_tz::UTC).is_err());
+    }
+
+    #[test]
+    fn device_view_shows_health_with_its_sources_and_problems() {
+        let d = json!({
+            "id": "core", "snmp_status": "ok",
+            "health": {"cpu_pct": 97.0, "cpu_source": "huawei", "mem_pct": 41.5,
+                       "mem_source": "huawei", "temp_c": 52.0, "temp_threshold_c": 55.0,
+                       "temp_source": "huawei", "load1": 0.42,
+                       "problems": ["cisco: cpmCPUTotal5minRev.1 = 250 is not a percentage"]},
+        });
+        let out = device_view(Output::Table, &d, chrono_tz::UTC).unwrap();
+        for want in [
+            "cpu 97.0 % (huawei)",
+            "memory 41.5 % (huawei)",
+            "temperature 52.0 °C (limit 55 °C, huawei)",
+            "load 0.42",
+            "health problem: cisco: cpmCPUTotal5minRev.1 = 250 is not a percentage",
+        ] {
+            assert!(out.contains(want), "{want}: {out}");
+        }
+        let partial = device_view(
+            Output::Table,
+            &json!({"id": "sw", "health": {"mem_pct": 10.0, "mem_source": "ucd"}}),
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        assert!(
+            partial.contains("health  cpu -  memory 10.0 % (ucd)  temperature -"),
+            "{partial}"
+        );
+        let none = device_view(Output::Table, &json!({"id": "sw"}), chrono_tz::UTC).unwrap();
+        assert!(!none.contains("health"), "{none}");
     }
 
     #[test]

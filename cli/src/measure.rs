@@ -481,6 +481,21 @@ pub fn render(m: &Measurement, o: Output, tz: Tz) -> String {
         out.push('\n');
         out.push_str(&crate::client::show(o, &t));
         out.push('\n');
+        for d in &m.device_figures {
+            let part =
+                |v: Option<f64>, what: &str, unit: &str| v.map(|v| format!("{what} {v:.1}{unit}"));
+            let parts: Vec<String> = [
+                part(d.cpu_pct, "cpu", " %"),
+                part(d.mem_pct, "memory", " %"),
+                part(d.temp_c, "temperature", " °C"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !parts.is_empty() {
+                out.push_str(&format!("{} health: {}\n", d.device, parts.join(", ")));
+            }
+        }
     }
     if !m.link_figures.is_empty() {
         let mut t = crate::client::table(
@@ -625,6 +640,8 @@ mod tests {
                 rtt_p95_us: Some(130),
                 rtt_max_us: Some(210),
                 jitter_us: Some(22),
+                cpu_pct: Some(97.0),
+                mem_pct: Some(41.5),
                 ..Default::default()
             }],
             link_figures: vec![LinkFigures {
@@ -649,6 +666,7 @@ mod tests {
             "ke-puskesmas",
             "12.5 kbit/s",
             "10000",
+            "dinkes-sw1 health: cpu 97.0 %, memory 41.5 %\n",
         ] {
             assert!(text.contains(words), "{words:?} missing from:\n{text}");
         }

@@ -394,6 +394,12 @@ pub struct DeviceFigures {
     pub rtts_us: Vec<u64>,
     /// The burst could not be run.
     pub error: Option<String>,
+    /// The device's own CPU busy, percent (its SNMP poll).
+    pub cpu_pct: Option<f64>,
+    /// Its memory used, percent.
+    pub mem_pct: Option<f64>,
+    /// Its temperature, °C.
+    pub temp_c: Option<f64>,
 }
 
 /// SNMP figures of one inventory link over the measurement window.
@@ -678,6 +684,9 @@ pub fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
                 jitter_us: d.jitter_us,
                 rtts_us: d.rtts_us.clone(),
                 error: some(&d.error),
+                cpu_pct: d.cpu_pct,
+                mem_pct: d.mem_pct,
+                temp_c: d.temp_c,
             })
             .collect(),
         link_figures: m

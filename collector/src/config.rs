@@ -434,7 +434,30 @@ impl CollectorConfig {
         }
         self.check_web(path, text)?;
         self.check_notify(path, text)?;
+        self.check_health(path, text)?;
         Ok(())
+    }
+
+    /// `[health]`: a rule that parses but cannot work, named by its file,
+    /// line and key (`health.cpu.above`).
+    fn check_health(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let Err(e) = self.health.validate() else {
+            return Ok(());
+        };
+        let (key, message) = e.0.split_once(": ").unwrap_or(("health", e.0.as_str()));
+        let (section, leaf) = key.rsplit_once('.').unwrap_or((key, ""));
+        // `health.cpu.above` lives in [health.cpu]; `health.flap` is a table.
+        let line = if text.contains(&format!("[{key}]")) {
+            line_in_section(text, key, "\u{0}")
+        } else {
+            line_in_section(text, section, leaf)
+        };
+        Err(ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: message.to_string(),
+        })
     }
 
     /// `[notify]`: templates name known placeholders only; Telegram chats
@@ -1032,6 +1055,28 @@ mod tests {
     fn check_text(text: &str) -> Result<CollectorConfig, ConfigError> {
         let cfg: CollectorConfig = parse_toml(Path::new("c.toml"), text)?;
         cfg.check(Path::new("c.toml"), text).map(|_| cfg)
+    }
+
+    #[test]
+    fn health_resource_rules_are_checked_with_file_line_and_key() {
+        let base = "listen = \"127.0.0.1:1\"\n";
+        let ok = check_text(&format!(
+            "{base}[health.cpu]\nabove = 80.0\nfor = \"10m\"\n[health.temperature]\nabove = 65.0\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.health.cpu.above, Some(80.0));
+        assert_eq!(ok.health.cpu.hold, std::time::Duration::from_secs(600));
+        assert_eq!(ok.health.temperature.above, Some(65.0));
+        let err = check_text(&format!(
+            "{base}[health.memory]\nfor = \"1m\"\nabove = 150.0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("c.toml:4: health.memory.above: "), "{err}");
+        let err = check_text(&format!("{base}[health.flap]\nlow_pct = 50.0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2: health.flap: "), "{err}");
     }
 
     #[test]

@@ -76,6 +76,10 @@ struct NodeSpec {
     ports: Option<u32>,
     /// Runs lldpd, its LLDP-MIB served through snmpd over AgentX.
     lldpd: bool,
+    /// Extra snmpd.conf lines (`override`, …).
+    snmpd_lines: Vec<String>,
+    /// Recorded walks snmpd answers under a subtree: (subtree, walk file).
+    walks: Vec<(String, PathBuf)>,
 }
 
 /// Describes a lab before it is built; see [`Lab::new`].
@@ -311,6 +315,17 @@ impl Lab {
         Ok(names)
     }
 
+    /// Replaces the extra snmpd.conf lines of a device (see
+    /// [`LabBuilder::snmpd_conf`]) and restarts its snmpd with them.
+    pub fn set_snmpd_conf(&mut self, device: &str, lines: &[&str]) -> Result<()> {
+        let node = self
+            .nodes
+            .get_mut(device)
+            .ok_or_else(|| anyhow!("the lab has no device named {device:?}"))?;
+        node.spec.snmpd_lines = lines.iter().map(|l| l.to_string()).collect();
+        self.restart_snmpd(device)
+    }
+
     /// Stops and starts a device's snmpd (sysUpTime starts again from 0;
     /// the interface counters, kept by the kernel, do not).
     pub fn restart_snmpd(&mut self, device: &str) -> Result<()> {
@@ -506,6 +521,26 @@ impl LabBuilder {
     /// interface cache (see `warm_up`).
     pub fn ports(mut self, pairs: u32) -> Self {
         self.current().ports = Some(pairs);
+        self
+    }
+
+    /// Adds a line to the current device's snmpd.conf, e.g.
+    /// `override .1.3.6.1.2.1.25.3.3.1.2.196608 integer 97` to make the
+    /// real snmpd answer a chosen value.
+    pub fn snmpd_conf(mut self, line: &str) -> Self {
+        self.current().snmpd_lines.push(line.into());
+        self
+    }
+
+    /// Makes the current device's snmpd answer the `subtree` (a vendor's
+    /// MIB) from a recorded walk: a text file of `OID TYPE VALUE` lines in
+    /// OID order, TYPE one of snmpd's `pass` types (integer, gauge,
+    /// counter, string, objectid, timeticks). snmpd runs a small `pass`
+    /// script that answers GET and GETNEXT from it.
+    pub fn recorded_walk(mut self, subtree: &str, walk: &Path) -> Self {
+        self.current()
+            .walks
+            .push((subtree.into(), walk.to_path_buf()));
         self
     }
 
@@ -905,6 +940,29 @@ fn try_claim(dir: &Path, block: u32) -> Result<bool> {
     Ok(false)
 }
 
+/// snmpd `pass` script answering GET (`-g OID`) and GETNEXT (`-n OID`)
+/// from a recorded walk (its path the first argument): prints OID, type and
+/// value, or nothing when there is no such object.
+const RECORDED_WALK_SH: &str = r#"walk="$1"; mode="$2"; want="$3"
+case "$want" in .*) ;; *) want=".$want" ;; esac
+exec awk -v mode="$mode" -v want="$want" '
+function cmp(a, b,   x, y, n, m, i) {
+  n = split(a, x, "."); m = split(b, y, ".")
+  for (i = 2; i <= n && i <= m; i++) {
+    if (x[i] + 0 < y[i] + 0) return -1
+    if (x[i] + 0 > y[i] + 0) return 1
+  }
+  return (n < m) ? -1 : (n > m) ? 1 : 0
+}
+/^[ 	]*(#|$)/ { next }
+{
+  o = $1; t = $2; v = $0; sub(/^[^ ]+ +[^ ]+ +/, "", v)
+  if ((mode == "-g" && cmp(o, want) == 0) || (mode == "-n" && cmp(o, want) > 0)) {
+    print o; print t; print v; exit
+  }
+}' "$walk"
+"#;
+
 fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
     let name = &node.spec.name;
     let conf = dir.join(format!("{name}-snmpd.conf"));
@@ -964,6 +1022,21 @@ fn start_snmpd(dir: &Path, node: &Node) -> Result<Child> {
             c,
             "monitor -r 1 -S -e siagaLinkUp \"linkUp\" .1.3.6.1.2.1.2.2.1.8 == 1"
         );
+    }
+    if !node.spec.walks.is_empty() {
+        let script = dir.join("recorded-walk.sh");
+        fs::write(&script, RECORDED_WALK_SH).context("writing the pass script")?;
+        for (subtree, walk) in &node.spec.walks {
+            let _ = writeln!(
+                c,
+                "pass {subtree} /bin/sh {} {}",
+                script.display(),
+                walk.display()
+            );
+        }
+    }
+    for line in &node.spec.snmpd_lines {
+        let _ = writeln!(c, "{line}");
     }
     fs::write(&conf, c).context("writing snmpd.conf")?;
     let child = Command::new("ip")

@@ -1245,3 +1245,228 @@ fn a_link_down_trap_for_a_link_that_is_up_is_not_confirmed_by_the_next_poll_and_
     );
     Ok(())
 }
+
+/// A recorded walk in `tests/data`.
+fn recorded(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+/// Inventory of one SNMP device polled every second.
+fn snmp_inventory(id: &str, addr: std::net::Ipv4Addr) -> String {
+    format!(
+        "interval = \"1s\"\n\n{OPD}\n\
+         [[device]]\nid = \"{id}\"\nopd = \"dinkes\"\nkind = \"switch\"\naddress = \"{addr}\"\n\
+         [device.snmp]\nversion = \"2c\"\ncommunity = \"public\"\n"
+    )
+}
+
+#[test]
+fn a_huawei_switch_and_a_cisco_router_show_their_own_cpu_memory_and_temperature() -> Result<()> {
+    let lab = Lab::new()?
+        .device("core")
+        .snmpd_v2c("public")
+        .recorded_walk(".1.3.6.1.4.1.2011.5.25.31", &recorded("huawei-s5700.walk"))
+        .device("rtr")
+        .snmpd_v2c("public")
+        .recorded_walk(".1.3.6.1.4.1.9.9", &recorded("cisco-ios.walk"))
+        .device("bad")
+        .snmpd_v2c("public")
+        .recorded_walk(
+            ".1.3.6.1.4.1.2011.5.25.31",
+            &recorded("huawei-garbage.walk"),
+        )
+        .start()?;
+    let mut c = Collector::init()?;
+    let rtr = snmp_inventory("dinkes-rtr", lab.addr("rtr")?);
+    let rtr = rtr.split_once("[[device]]").map_or("", |(_, d)| d);
+    let bad = snmp_inventory("dinkes-bad", lab.addr("bad")?);
+    let bad = bad.split_once("[[device]]").map_or("", |(_, d)| d);
+    c.write_inventory_text(&format!(
+        "{}\n[[device]]{rtr}\n[[device]]{bad}",
+        snmp_inventory("dinkes-core", lab.addr("core")?)
+    ))?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "health readings of dinkes-core", || {
+        let d = siaga.json(&["device", "dinkes-core", "--json"])?;
+        Ok(d["health"]["cpu_pct"].is_number())
+    })?;
+    let d = siaga.json(&["device", "dinkes-core", "--json"])?;
+    let h = &d["health"];
+    // The vendor's own figures (the main board's row of the recorded walk)
+    // win over net-snmp's HOST-RESOURCES and UCD tables the lab device
+    // also answers.
+    ensure!(
+        h["cpu_pct"] == 23.0 && h["cpu_source"] == "huawei",
+        "cpu: {h:#}"
+    );
+    ensure!(
+        h["mem_pct"] == 61.0 && h["mem_source"] == "huawei",
+        "memory: {h:#}"
+    );
+    ensure!(
+        h["temp_c"] == 47.0 && h["temp_threshold_c"] == 68.0 && h["temp_source"] == "huawei",
+        "temperature and the device's own threshold: {h:#}"
+    );
+    let sources: Vec<&str> = h["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        sources.contains(&"huawei")
+            && sources.contains(&"ucd")
+            && sources.contains(&"host-resources")
+            && !sources.contains(&"cisco"),
+        "detected MIBs: {sources:?}"
+    );
+    let out = siaga.run(&["device", "dinkes-core"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success()
+            && text.contains("cpu 23.0 % (huawei)")
+            && text.contains("memory 61.0 % (huawei)")
+            && text.contains("temperature 47.0 °C (limit 68 °C, huawei)"),
+        "the table: {text}"
+    );
+    // The Cisco router: CISCO-PROCESS-MIB and CISCO-MEMORY-POOL-MIB.
+    wait_until(secs(60), "health readings of dinkes-rtr", || {
+        let d = siaga.json(&["device", "dinkes-rtr", "--json"])?;
+        Ok(d["health"]["cpu_pct"].is_number())
+    })?;
+    let d = siaga.json(&["device", "dinkes-rtr", "--json"])?;
+    let h = &d["health"];
+    ensure!(
+        h["cpu_pct"] == 12.0
+            && h["cpu_source"] == "cisco"
+            && h["mem_pct"] == 40.0
+            && h["mem_source"] == "cisco"
+            && h["temp_c"].is_null(),
+        "the Cisco figures: {h:#}"
+    );
+    // Garbage from the vendor MIB: those readings are unavailable and say
+    // why; memory still comes from the row that made sense; the poll is good.
+    wait_until(secs(60), "health problems of dinkes-bad", || {
+        let d = siaga.json(&["device", "dinkes-bad", "--json"])?;
+        Ok(d["health"]["problems"].is_array())
+    })?;
+    let d = siaga.json(&["device", "dinkes-bad", "--json"])?;
+    let h = &d["health"];
+    let problems: Vec<&str> = h["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        d["snmp_status"] == "ok"
+            && problems.contains(&"huawei: hwEntityCpuUsage.16842753 = 250 is not a percentage")
+            && problems
+                .iter()
+                .any(|p| p.starts_with("huawei: hwEntityTemperature.16842753 = "))
+            && h["cpu_source"] != "huawei"
+            && h["temp_c"].is_null()
+            && h["mem_pct"] == 35.0,
+        "garbage marked unavailable with its reason: {d:#}"
+    );
+    Ok(())
+}
+
+/// snmpd.conf lines that make the lab's snmpd answer `pct` as the
+/// hrProcessorLoad of every processor of hrProcessorTable (one row per CPU
+/// of this machine, read from hrProcessorFrwID: net-snmp has no load to
+/// tell during its first minute).
+fn cpu_override(addr: std::net::Ipv4Addr, pct: u32) -> Result<Vec<String>> {
+    let out = std::process::Command::new("snmpwalk")
+        .args(["-v2c", "-c", "public", "-On", "-m", "", "-Oq"])
+        .arg(addr.to_string())
+        .arg(".1.3.6.1.2.1.25.3.3.1.1")
+        .output()
+        .context("running snmpwalk")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|oid| oid.strip_prefix(".1.3.6.1.2.1.25.3.3.1.1."))
+        .map(|index| format!("override .1.3.6.1.2.1.25.3.3.1.2.{index} integer {pct}"))
+        .collect();
+    ensure!(!rows.is_empty(), "hrProcessorLoad rows: {text}");
+    Ok(rows)
+}
+
+#[test]
+fn a_cpu_at_97_percent_past_the_window_opens_one_cpu_ticket_and_recovers_at_10() -> Result<()> {
+    let mut lab = Lab::new()?.device("sw1").snmpd_v2c("public").start()?;
+    let addr = lab.addr("sw1")?;
+    let busy = cpu_override(addr, 97)?;
+    let idle = cpu_override(addr, 10)?;
+    let as_str = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
+    let busy_lines: Vec<&str> = busy.iter().map(String::as_str).collect();
+    lab.set_snmpd_conf("sw1", &busy_lines)?;
+    let mut c = Collector::init()?;
+    c.write_inventory_text(&snmp_inventory("dinkes-sw1", addr))?;
+    // The window shortened from 5 minutes to 4 s: every 1-s poll in it is busy.
+    let mut cpu = toml::Table::new();
+    cpu.insert("above".into(), toml::Value::Float(90.0));
+    cpu.insert("for".into(), "4s".into());
+    set_toml(&c.config, "health.cpu", toml::Value::Table(cpu))?;
+    let agent_cfg = c.enroll_agent("dinkes")?;
+    let siaga = c.enroll_user("budi", "helpdesk")?;
+    c.serve()?;
+    let _agent = Agent::start(agent_cfg)?;
+    wait_until(secs(60), "a CPU ticket for dinkes-sw1", || {
+        Ok(!tickets(&siaga)?.is_empty())
+    })?;
+    // A few more busy polls: still the one ticket.
+    wait_cycles(&siaga, "dinkes-sw1", 6)?;
+    let t = tickets(&siaga)?;
+    ensure!(t.len() == 1, "exactly one ticket: {t:#?}");
+    let t = &t[0];
+    ensure!(t["device"] == "dinkes-sw1", "{t:#?}");
+    let problem = t["problem"].as_str().unwrap_or_default();
+    ensure!(
+        problem == "CPU of dinkes-sw1 at 97 % (threshold 90 %)",
+        "the CPU problem, not reachability: {problem}"
+    );
+    let id = t["id"].as_str().unwrap_or_default().to_string();
+    let show = siaga.json(&["ticket", "show", &id, "--json"])?;
+    let evidence = show["evidence"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        !evidence.is_empty()
+            && evidence.iter().all(|r| r["findings"][0]["problem"] == "cpu"
+                && r["findings"][0]["value"] == 97.0
+                && r["findings"][0]["threshold"] == 90.0
+                && r["sample"]["snmp"]["cpu_pct"] == 97.0),
+        "the readings are the evidence: {evidence:#?}"
+    );
+    ensure!(
+        state(&siaga, "dinkes-sw1")? == "up",
+        "the device itself stays up"
+    );
+    let out = siaga.run(&["device", "dinkes-sw1"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        text.contains("cpu 97.0 % (host-resources)"),
+        "siaga device: {text}"
+    );
+
+    let idle_lines: Vec<&str> = idle.iter().map(String::as_str).collect();
+    lab.set_snmpd_conf("sw1", &idle_lines)?;
+    wait_until(secs(60), "the CPU ticket's recovery", || {
+        Ok(tickets(&siaga)?
+            .iter()
+            .any(|t| !t["recovered_at"].is_null()))
+    })?;
+    let t = tickets(&siaga)?;
+    ensure!(
+        t.len() == 1 && t[0]["id"] == id.as_str(),
+        "recovered on the same ticket, none new: {t:#?} ({})",
+        as_str(&idle)
+    );
+    Ok(())
+}

@@ -109,6 +109,13 @@ pub fn plan(inv: Option<&Inventory>, cmd: &MeasureCommand) -> Result<Plan, Strin
             None => snmp.push((d.clone(), vec![l.clone()])),
         }
     }
+    // A requested device with SNMP access is polled too, for its own health
+    // (CPU, memory, temperature) beside its ICMP figures.
+    for d in devices.iter().filter(|d| polled(d)) {
+        if !snmp.iter().any(|(sd, _)| sd.id == d.id) {
+            snmp.push((d.clone(), Vec::new()));
+        }
+    }
     let count = match cmd.icmp_count {
         0 => DEFAULT_COUNT,
         n => n.min(MAX_COUNT),
@@ -366,7 +373,12 @@ mod tests {
                 ("ap1", vec!["wifi"])
             ]
         );
+        // A device with SNMP access and no link asked: polled for its health.
+        let p = plan(Some(&inv), &cmd(&["sw1"], &[], 0, 0)).expect("plan");
+        assert_eq!(p.snmp.len(), 1);
+        assert_eq!((p.snmp[0].0.id.as_str(), p.snmp[0].1.len()), ("sw1", 0));
         let p = plan(Some(&inv), &cmd(&["ap1"], &[], 1_000_000, 3_600_000)).expect("plan");
+        assert!(p.snmp.is_empty(), "no SNMP access: not polled");
         assert_eq!((p.count, p.window), (MAX_COUNT, MAX_WINDOW));
     }
 

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cycle;
 pub mod discover;
+pub mod health;
 pub mod icmp;
 pub mod measure;
 pub mod snmp;

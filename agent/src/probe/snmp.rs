@@ -56,6 +56,7 @@ use siaga_proto::v1::{Device, Event, Interface, Link, SnmpResult, SnmpStatus, Sn
 use siaga_proto::words::SnmpVersion;
 
 use crate::metrics::Metrics;
+use crate::probe::health::HealthPoller;
 use crate::probe::snmp_socket::DeviceSocket;
 
 /// Varbinds asked for per GETBULK (columns × repetitions), well inside one
@@ -241,6 +242,7 @@ pub struct SnmpPoller {
     engines: Arc<EngineCache>,
     clients: Mutex<HashMap<String, (String, DeviceClient, DeviceSocket)>>,
     prev: Mutex<HashMap<String, PrevPoll>>,
+    health: HealthPoller,
     metrics: Metrics,
     limits: SnmpLimits,
 }
@@ -269,6 +271,7 @@ impl SnmpPoller {
             engines: Arc::new(EngineCache::new()),
             clients: Mutex::new(HashMap::new()),
             prev: Mutex::new(HashMap::new()),
+            health: HealthPoller::default(),
             metrics,
             limits: SnmpLimits {
                 max_interfaces: limits.max_interfaces.max(1),
@@ -296,9 +299,22 @@ impl SnmpPoller {
         match outcome {
             Ok(reading) => {
                 let at = Instant::now();
+                let uptime_cs = reading.uptime_cs;
                 let (result, events) = self.with_rates(device, links, reading, at);
+                // The device has just answered with these credentials.
+                let health = match self.client(device).await {
+                    Ok((client, _)) => self.health.read(&device.id, &client, uptime_cs).await,
+                    Err(_) => None,
+                };
                 (
-                    self.counted(&device.id, SnmpResult { poll_us, ..result }),
+                    self.counted(
+                        &device.id,
+                        SnmpResult {
+                            poll_us,
+                            health,
+                            ..result
+                        },
+                    ),
                     events,
                 )
             }

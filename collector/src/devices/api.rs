@@ -440,6 +440,7 @@ pub fn device_detail(hub: &Hub, id: &str, since_us: i64) -> Result<v1::DeviceDet
         interfaces,
         history,
         events,
+        health: s.and_then(|s| s.health.clone()),
     })
 }
 

@@ -18,7 +18,8 @@ use super::state::{Health, Problem, Reading, Step, Subject, Tracker, TsUs};
 /// One open incident (its ticket is not closed yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
-    /// `device:ID:problem`, `link:DEVICE/LINK:problem` or `opd:ID:agent_unreachable`.
+    /// `device:ID:problem`, `link:DEVICE/LINK:problem`, `opd:ID:agent_unreachable`
+    /// or, for a device's own resource, `device:ID:cpu` (`memory`, `temperature`).
     pub key: String,
     /// What it is about.
     pub subject: Subject,
@@ -111,6 +112,14 @@ pub fn incident_key(subject: &Subject, problem: Problem) -> String {
         Subject::Device { device } => format!("device:{device}:{p}"),
         Subject::Link { device, link } => format!("link:{device}/{link}:{p}"),
         Subject::Opd { opd } => format!("opd:{opd}:{p}"),
+        // `device:sw1:cpu`; a resource that flaps: `device:sw1:cpu:flapping`,
+        // never the device's own `device:sw1:flapping`.
+        Subject::Resource { device, resource } if resource.as_str() == p => {
+            format!("device:{device}:{p}")
+        }
+        Subject::Resource { device, resource } => {
+            format!("device:{device}:{}:{p}", resource.as_str())
+        }
     }
 }
 

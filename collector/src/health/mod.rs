@@ -15,7 +15,7 @@ pub use incident::{
 pub use reason::Reason;
 pub use rules::{HealthRules, Level};
 pub use state::{
-    Health, Problem, RawSample, Reading, StateChange, Subject, Topology, Tracker, TsUs,
+    Health, Problem, RawSample, Reading, Resource, StateChange, Subject, Topology, Tracker, TsUs,
 };
 
 use siaga_proto::v1::Sample;
@@ -236,6 +236,134 @@ mod tests {
             all.extend(e.sample("dinkes", &iface("dinkes-rtr", t, 1), t).decisions);
             all.extend(e.tick(t).decisions);
         }
+    }
+
+    /// An SNMP poll of `device` at `t` that tells its own health.
+    fn resources(device: &str, t: i64, h: siaga_proto::v1::DeviceHealth) -> Sample {
+        Sample {
+            seq: t as u64,
+            ts_us: t,
+            device: device.into(),
+            kind: Some(siaga_proto::v1::sample::Kind::Snmp(
+                siaga_proto::v1::SnmpResult {
+                    status: siaga_proto::v1::SnmpStatus::Ok as i32,
+                    health: Some(h),
+                    ..Default::default()
+                },
+            )),
+        }
+    }
+
+    fn cpu(pct: f64) -> siaga_proto::v1::DeviceHealth {
+        siaga_proto::v1::DeviceHealth {
+            cpu_pct: Some(pct),
+            cpu_source: "host-resources".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Polls `device` once a minute from minute `from` for `minutes`.
+    fn polls(
+        e: &mut Engine,
+        device: &str,
+        from: i64,
+        minutes: i64,
+        h: &siaga_proto::v1::DeviceHealth,
+        all: &mut Vec<Decision>,
+    ) {
+        for m in from..from + minutes {
+            let t = m * 60 * SEC;
+            all.extend(
+                e.sample("dinkes", &resources(device, t, h.clone()), t)
+                    .decisions,
+            );
+            all.extend(e.tick(t + SEC).decisions);
+        }
+    }
+
+    #[test]
+    fn cpu_above_90_for_five_minutes_opens_one_cpu_ticket_and_recovers() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        polls(&mut e, "dinkes-sw1", 0, 3, &cpu(10.0), &mut all);
+        // Busy for four minutes (readings at 3..=7 min span 4): soft only.
+        polls(&mut e, "dinkes-sw1", 3, 5, &cpu(97.0), &mut all);
+        assert!(opens(&all).is_empty(), "{all:#?}");
+        // The reading five minutes after the first busy one makes it hard.
+        polls(&mut e, "dinkes-sw1", 8, 4, &cpu(97.0), &mut all);
+        let o = opens(&all);
+        assert_eq!(o.len(), 1, "{all:#?}");
+        assert_eq!(o[0].key, "device:dinkes-sw1:cpu");
+        assert_eq!(o[0].problem, Problem::Cpu);
+        assert_eq!(o[0].opened_at, 8 * 60 * SEC);
+        assert_eq!(o[0].sentence, "CPU of dinkes-sw1 at 97 % (threshold 90 %)");
+        let evidence = all
+            .iter()
+            .find_map(|d| match d {
+                D::Open { evidence, .. } => Some(evidence),
+                _ => None,
+            })
+            .unwrap();
+        assert!(evidence.len() >= 5, "the whole busy span: {evidence:#?}");
+        assert!(evidence.iter().all(|r| r.findings[0].value == 97.0));
+        // Reachability is another state: the device itself is not degraded.
+        assert_ne!(
+            e.tracker().health(&Subject::device("dinkes-sw1")),
+            Health::Degraded
+        );
+        let mut after = Vec::new();
+        polls(&mut e, "dinkes-sw1", 12, 4, &cpu(10.0), &mut after);
+        assert!(opens(&after).is_empty());
+        let rec = after
+            .iter()
+            .filter(|d| matches!(d, D::Recovered { key, .. } if key == "device:dinkes-sw1:cpu"))
+            .count();
+        assert_eq!(rec, 1, "{after:#?}");
+    }
+
+    #[test]
+    fn a_cpu_ticket_is_not_confused_with_reachability() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        polls(&mut e, "dinkes-sw1", 0, 8, &cpu(99.0), &mut all);
+        assert_eq!(opens(&all).len(), 1);
+        // Loss on the busy device: a loss ticket of its own.
+        for c in 0..3 {
+            let t = 8 * 60 * SEC + c * 10 * SEC;
+            all.extend(
+                e.sample("dinkes", &icmp("dinkes-sw1", t, 40.0), t)
+                    .decisions,
+            );
+        }
+        let keys: Vec<&str> = opens(&all).iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["device:dinkes-sw1:cpu", "device:dinkes-sw1:loss"]);
+        assert_eq!(
+            e.book().get("device:dinkes-sw1:cpu").unwrap().occurrences,
+            1
+        );
+    }
+
+    #[test_case(Some(55.0), 60.0, Some("Temperature of dinkes-sw1 at 60 °C (the device's own threshold 55 °C)") ; "above its own threshold")]
+    #[test_case(None, 60.0, None ; "below the default without a threshold")]
+    #[test_case(None, 75.0, Some("Temperature of dinkes-sw1 at 75 °C (threshold 70 °C)") ; "above the default")]
+    #[test_case(Some(80.0), 75.0, None ; "its own threshold wins over the default")]
+    fn temperature_against_the_device_threshold_or_70(
+        own: Option<f64>,
+        c: f64,
+        want: Option<&str>,
+    ) {
+        let mut e = engine();
+        let mut all = Vec::new();
+        let h = siaga_proto::v1::DeviceHealth {
+            temp_c: Some(c),
+            temp_threshold_c: own,
+            temp_source: "huawei".into(),
+            ..Default::default()
+        };
+        polls(&mut e, "dinkes-sw1", 0, 5, &h, &mut all);
+        let o = opens(&all);
+        assert_eq!(o.first().map(|i| i.sentence.as_str()), want, "{all:#?}");
+        assert!(o.len() <= 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::state::{Finding, Problem, Subject, TsUs, fmt_num};
+use super::state::{Finding, Problem, Resource, Subject, TsUs, fmt_num};
 use crate::sop::Lang;
 
 /// How an SNMP poll failed, as the agent classified it.
@@ -46,6 +46,8 @@ pub enum Cause {
     Trap,
     /// A link-down event the agent saw itself (not a trap).
     AgentEvent,
+    /// The threshold crossed is the device's own (a temperature).
+    DeviceThreshold,
 }
 
 /// How a link was found down.
@@ -163,6 +165,21 @@ pub enum Reason {
         /// Watched since.
         watched_since: TsUs,
     },
+    /// A device's own CPU, memory or temperature above its threshold.
+    Resource {
+        /// Device id.
+        device: String,
+        /// Which resource.
+        resource: Resource,
+        /// The reading (percent, °C).
+        value: f64,
+        /// The threshold crossed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threshold: Option<f64>,
+        /// The threshold is the device's own.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        device_threshold: bool,
+    },
 }
 
 // Figures are finite (non-finite values are never classified as a
@@ -202,6 +219,28 @@ fn on(lang: Lang, s: &Subject) -> String {
         (Lang::En, Subject::Device { device }) => device.clone(),
         (Lang::En, Subject::Link { device, link }) => format!("link {link} of {device}"),
         (Lang::En, Subject::Opd { opd }) => format!("OPD {opd}"),
+        (Lang::Id, Subject::Resource { device, resource }) => {
+            format!("{} perangkat {device}", resource_id(*resource))
+        }
+        (Lang::En, Subject::Resource { device, resource }) => {
+            format!("{} of {device}", resource_en(*resource))
+        }
+    }
+}
+
+fn resource_en(r: Resource) -> &'static str {
+    match r {
+        Resource::Cpu => "CPU",
+        Resource::Memory => "memory",
+        Resource::Temperature => "temperature",
+    }
+}
+
+fn resource_id(r: Resource) -> &'static str {
+    match r {
+        Resource::Cpu => "CPU",
+        Resource::Memory => "memori",
+        Resource::Temperature => "suhu",
     }
 }
 
@@ -301,6 +340,17 @@ impl Reason {
             Problem::Flapping => Reason::Flapping {
                 on: subject.clone(),
                 pct: flap_pct,
+            },
+            Problem::Cpu | Problem::Memory | Problem::Temperature => Reason::Resource {
+                device,
+                resource: match problem {
+                    Problem::Cpu => Resource::Cpu,
+                    Problem::Memory => Resource::Memory,
+                    _ => Resource::Temperature,
+                },
+                value,
+                threshold: th,
+                device_threshold: matches!(cause, Some(Cause::DeviceThreshold)),
             },
             Problem::AgentUnreachable => Reason::AgentSilent {
                 opd: match subject {
@@ -592,6 +642,43 @@ impl Reason {
                 "The agent of OPD {opd} is unreachable: it has never connected (watched since {})",
                 time(*watched_since)
             ),
+            (
+                Reason::Resource {
+                    device,
+                    resource,
+                    value,
+                    threshold: t,
+                    device_threshold,
+                },
+                lang,
+            ) => {
+                let unit = if *resource == Resource::Temperature {
+                    " °C"
+                } else {
+                    " %"
+                };
+                let limit = match (lang, t, device_threshold) {
+                    (Id, Some(t), true) => {
+                        format!(" (ambang perangkat itu sendiri {}{unit})", num(Id, *t))
+                    }
+                    (En, Some(t), true) => {
+                        format!(" (the device's own threshold {}{unit})", num(En, *t))
+                    }
+                    (_, t, _) => threshold(lang, *t, unit),
+                };
+                match lang {
+                    Id => format!(
+                        "{} perangkat {device} {}{unit}{limit}",
+                        cap(resource_id(*resource)),
+                        num(Id, *value)
+                    ),
+                    En => format!(
+                        "{} of {device} at {}{unit}{limit}",
+                        cap(resource_en(*resource)),
+                        num(En, *value)
+                    ),
+                }
+            }
         }
     }
 

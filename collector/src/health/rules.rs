@@ -143,6 +143,75 @@ impl Default for FlapRules {
     }
 }
 
+/// A device's own CPU or memory: over `above` percent for `for` is a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceRule {
+    /// Above this percent the device's resource is degraded. Left out: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// Every reading must be above for this long (and for
+    /// `hysteresis.enter_cycles` readings) before a ticket opens.
+    #[serde(rename = "for", with = "humantime_serde")]
+    pub hold: Duration,
+}
+
+impl Default for ResourceRule {
+    fn default() -> Self {
+        Self {
+            above: Some(90.0),
+            hold: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// A device's temperature: above its own threshold (when it tells one) or
+/// above `above` °C for `for` is a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemperatureRule {
+    /// Above this temperature, °C, the device is degraded, unless it tells
+    /// a threshold of its own. Left out: only the device's own threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// Use the device's own threshold (HUAWEI-ENTITY-EXTENT-MIB
+    /// hwEntityTemperatureThreshold) when it tells one.
+    pub device_threshold: bool,
+    /// Every reading must be above for this long before a ticket opens.
+    #[serde(rename = "for", with = "humantime_serde")]
+    pub hold: Duration,
+}
+
+impl Default for TemperatureRule {
+    fn default() -> Self {
+        Self {
+            above: Some(70.0),
+            device_threshold: true,
+            hold: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Checks one `above` and `for` of a resource rule.
+fn validate_resource(
+    key: &str,
+    above: Option<f64>,
+    hold: Duration,
+    max: f64,
+) -> Result<(), RulesError> {
+    if let Some(a) = above
+        && (!a.is_finite() || a < 0.0 || a > max)
+    {
+        return Err(RulesError(format!(
+            "health.{key}.above: must be a number from 0 to {max}, got {a}"
+        )));
+    }
+    if hold > Duration::from_secs(86_400) {
+        return Err(RulesError(format!("health.{key}.for: at most a day")));
+    }
+    Ok(())
+}
+
 /// The `[health]` section of `collector.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -167,6 +236,12 @@ pub struct HealthRules {
     pub flap: FlapRules,
     /// Probe intervals without a heartbeat before an agent counts as silent.
     pub agent_silence_intervals: u32,
+    /// A device's own CPU busy, percent (from its SNMP health MIBs).
+    pub cpu: ResourceRule,
+    /// A device's own memory used, percent.
+    pub memory: ResourceRule,
+    /// A device's own temperature, °C.
+    pub temperature: TemperatureRule,
 }
 
 impl Default for HealthRules {
@@ -182,6 +257,9 @@ impl Default for HealthRules {
             hysteresis: Hysteresis::default(),
             flap: FlapRules::default(),
             agent_silence_intervals: 3,
+            cpu: ResourceRule::default(),
+            memory: ResourceRule::default(),
+            temperature: TemperatureRule::default(),
         }
     }
 }
@@ -228,7 +306,26 @@ impl HealthRules {
                 "health.agent_silence_intervals: must be at least 1".into(),
             ));
         }
+        validate_resource("cpu", self.cpu.above, self.cpu.hold, 100.0)?;
+        validate_resource("memory", self.memory.above, self.memory.hold, 100.0)?;
+        validate_resource(
+            "temperature",
+            self.temperature.above,
+            self.temperature.hold,
+            200.0,
+        )?;
         Ok(())
+    }
+
+    /// How long the bad readings of a device's resource must last before
+    /// they count, microseconds.
+    pub fn resource_hold_us(&self, r: super::state::Resource) -> i64 {
+        let hold = match r {
+            super::state::Resource::Cpu => self.cpu.hold,
+            super::state::Resource::Memory => self.memory.hold,
+            super::state::Resource::Temperature => self.temperature.hold,
+        };
+        i64::try_from(hold.as_micros()).unwrap_or(i64::MAX)
     }
 
     /// A commented `[health]` section with the defaults, for `collector.toml`.
@@ -258,6 +355,16 @@ window = 21
 high_pct = 30.0
 low_pct = 25.0
 close_after = "30m"             # stable this long after flapping: ticket closed
+[health.cpu]                    # the device's own CPU (SNMP health MIBs)
+above = 90.0                    # percent; leave out to turn off
+for = "5m"                      # above for this long: ticket
+[health.memory]                 # the device's own memory used
+above = 90.0
+for = "5m"
+[health.temperature]            # the hottest sensor the device tells
+above = 70.0                    # °C, unless the device tells its own threshold
+device_threshold = true         # use the device's own threshold when it has one
+for = "1m"
 "#
     }
 }
@@ -312,6 +419,8 @@ mod tests {
     #[test_case("[health.loss_pct]\ndegraded = 1.0\nwarn = 2.0" => matches Err(e) if e.contains("warn"); "unknown nested key")]
     #[test_case("[health]\noper_down = \"broken\"" => matches Err(e) if e.contains("oper_down"); "bad level")]
     #[test_case("[health.hysteresis]\nenter_cycles = 5" => matches Ok(_); "partial hysteresis")]
+    #[test_case("[health.cpu]\nabove = 80.0\nwindow = \"5m\"" => matches Err(e) if e.contains("window"); "unknown resource key")]
+    #[test_case("[health.cpu]\nfor = \"10m\"" => matches Ok(r) if r.cpu.above == Some(90.0) && r.cpu.hold == Duration::from_secs(600); "partial resource rule")]
     fn parse_errors(s: &str) -> Result<HealthRules, String> {
         parse(s)
     }
@@ -324,6 +433,9 @@ mod tests {
     #[test_case("[health.flap]\nwindow = 2" => Some("health.flap.window".to_string()); "tiny window")]
     #[test_case("[health.flap]\nclose_after = \"400days\"" => Some("health.flap.close_after".to_string()); "close after too long")]
     #[test_case("[health]\nagent_silence_intervals = 0" => Some("health.agent_silence_intervals".to_string()); "zero silence")]
+    #[test_case("[health.cpu]\nabove = 120.0" => Some("health.cpu.above".to_string()); "cpu over 100")]
+    #[test_case("[health.memory]\nabove = -5.0" => Some("health.memory.above".to_string()); "negative memory")]
+    #[test_case("[health.temperature]\nfor = \"3days\"" => Some("health.temperature.for".to_string()); "temperature hold too long")]
     #[test_case("" => None; "defaults")]
     fn validation_names_the_key(s: &str) -> Option<String> {
         let r = parse(s).unwrap();

@@ -39,6 +39,45 @@ pub enum Subject {
         /// OPD id.
         opd: String,
     },
+    /// One of a device's own resources (CPU, memory, temperature): a state
+    /// of its own, so that a busy device is never taken for an unreachable one.
+    Resource {
+        /// Device id.
+        device: String,
+        /// Which resource.
+        resource: Resource,
+    },
+}
+
+/// A device's own resource the health engine watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// CPU busy, percent.
+    Cpu,
+    /// Memory used, percent.
+    Memory,
+    /// Temperature, °C.
+    Temperature,
+}
+
+impl Resource {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+            Resource::Temperature => "temperature",
+        }
+    }
+    /// The problem a reading of it shows.
+    pub fn problem(self) -> Problem {
+        match self {
+            Resource::Cpu => Problem::Cpu,
+            Resource::Memory => Problem::Memory,
+            Resource::Temperature => Problem::Temperature,
+        }
+    }
 }
 
 impl Subject {
@@ -56,7 +95,9 @@ impl Subject {
     /// The device this subject is or belongs to.
     pub fn device_id(&self) -> Option<&str> {
         match self {
-            Subject::Device { device } | Subject::Link { device, .. } => Some(device),
+            Subject::Device { device }
+            | Subject::Link { device, .. }
+            | Subject::Resource { device, .. } => Some(device),
             Subject::Opd { .. } => None,
         }
     }
@@ -75,6 +116,7 @@ impl fmt::Display for Subject {
             Subject::Device { device } => f.write_str(device),
             Subject::Link { device, link } => write!(f, "{device}/{link}"),
             Subject::Opd { opd } => write!(f, "opd {opd}"),
+            Subject::Resource { device, resource } => write!(f, "{device} {}", resource.as_str()),
         }
     }
 }
@@ -162,6 +204,12 @@ pub enum Problem {
     Flapping,
     /// The OPD's agent stopped sending heartbeats.
     AgentUnreachable,
+    /// The device's CPU is too busy.
+    Cpu,
+    /// The device's memory is too full.
+    Memory,
+    /// The device is too hot.
+    Temperature,
 }
 
 impl Problem {
@@ -177,6 +225,9 @@ impl Problem {
             Problem::Errors => "errors",
             Problem::Flapping => "flapping",
             Problem::AgentUnreachable => "agent_unreachable",
+            Problem::Cpu => "cpu",
+            Problem::Memory => "memory",
+            Problem::Temperature => "temperature",
         }
     }
 }
@@ -402,6 +453,13 @@ impl StateMachine {
 
     /// Feeds one reading.
     pub fn observe(&mut self, r: Reading, rules: &HealthRules) -> Step {
+        self.observe_held(r, rules, 0)
+    }
+
+    /// Feeds one reading of a subject whose bad readings must also span
+    /// `hold_us` (the first to the newest of the streak) before they count:
+    /// a device busy for a moment is soft, busy for the whole span hard.
+    pub fn observe_held(&mut self, r: Reading, rules: &HealthRules, hold_us: TsUs) -> Step {
         let mut step = Step::default();
         let level = r.level();
         let raw = RawResult {
@@ -438,7 +496,13 @@ impl StateMachine {
         } else {
             rules.hysteresis.leave_cycles
         } as usize;
-        if self.streak.len() >= needed {
+        let held = !worse
+            || immediate
+            || self
+                .streak
+                .first()
+                .is_some_and(|first| at.saturating_sub(first.at) >= hold_us);
+        if self.streak.len() >= needed && held {
             // Entering: the least bad level of the streak (every reading was
             // at least that bad). Leaving: the worst of the streak.
             let levels = self.streak.iter().map(Reading::level);
@@ -722,8 +786,12 @@ impl Tracker {
                     .map(|l| Subject::link(l.device.clone(), l.name.clone())),
             )
             .collect();
-        self.machines.retain(|s, _| keep.contains(s));
-        self.shown.retain(|s, _| keep.contains(s));
+        let kept = |s: &Subject| {
+            keep.contains(s)
+                || matches!(s, Subject::Resource { device, .. } if topo.devices.contains_key(device))
+        };
+        self.machines.retain(|s, _| kept(s));
+        self.shown.retain(|s, _| kept(s));
         self.trap_down.retain(|s, _| keep.contains(s));
         self.snmp.retain(|d, _| topo.devices.contains_key(d));
         self.learned.clear();
@@ -772,12 +840,12 @@ impl Tracker {
     pub fn health(&self, s: &Subject) -> Health {
         let opd = match s {
             Subject::Opd { opd } => opd.as_str(),
-            Subject::Device { device } | Subject::Link { device, .. } => {
-                match self.topo.devices.get(device) {
-                    Some(node) => node.opd.as_str(),
-                    None => return Health::Unknown,
-                }
-            }
+            Subject::Device { device }
+            | Subject::Link { device, .. }
+            | Subject::Resource { device, .. } => match self.topo.devices.get(device) {
+                Some(node) => node.opd.as_str(),
+                None => return Health::Unknown,
+            },
         };
         if self.silent(opd) {
             return Health::Unknown;
@@ -790,7 +858,7 @@ impl Tracker {
                 }
                 self.hard_health(s)
             }
-            Subject::Link { device, .. } => {
+            Subject::Link { device, .. } | Subject::Resource { device, .. } => {
                 let dev = Subject::device(device.clone());
                 if self.down_ancestor(device).is_some() || self.hard_of(&dev) == Some(Level::Down) {
                     return Health::Unreachable;
@@ -954,7 +1022,11 @@ impl Tracker {
             Some(m) => m,
             None => self.machines.entry(subject.clone()).or_default(),
         };
-        let step = m.observe(r.clone(), &self.rules);
+        let hold_us = match &subject {
+            Subject::Resource { resource, .. } => self.rules.resource_hold_us(*resource),
+            _ => 0,
+        };
+        let step = m.observe_held(r.clone(), &self.rules, hold_us);
         up.touched.push(subject.clone());
         if r.contradicts_trap {
             up.contradicted.push((subject.clone(), at));
@@ -1172,6 +1244,9 @@ impl Tracker {
                         },
                     );
                 }
+                if ok && let Some(h) = &snmp.health {
+                    out.extend(resource_readings(&self.rules, s, h));
+                }
                 let rules = &self.rules;
                 for i in &snmp.interfaces {
                     let names = [i.if_name.as_str(), i.if_descr.as_str()];
@@ -1354,6 +1429,14 @@ fn sample_json(s: &Sample) -> serde_json::Value {
         }
         Some(Kind::Snmp(sn)) => {
             v["snmp"] = json!({ "status": sn.status, "error": sn.error });
+            if let Some(h) = &sn.health {
+                v["snmp"]["health"] = json!({
+                    "cpu_pct": h.cpu_pct, "cpu_source": h.cpu_source,
+                    "mem_pct": h.mem_pct, "mem_source": h.mem_source,
+                    "temp_c": h.temp_c, "temp_threshold_c": h.temp_threshold_c,
+                    "temp_source": h.temp_source,
+                });
+            }
         }
         Some(Kind::Event(e)) => {
             v["event"] = json!({
@@ -1381,6 +1464,67 @@ fn interface_json(
             "errors_per_s": i.errors_per_s,
         }
     })
+}
+
+/// The readings of a device's own resources in an SNMP sample: one subject
+/// per resource the device told, judged against its rule (for temperature,
+/// the device's own threshold when it has one and the rule says so).
+fn resource_readings(
+    rules: &HealthRules,
+    s: &Sample,
+    h: &siaga_proto::v1::DeviceHealth,
+) -> Vec<(Subject, Reading)> {
+    let mut out = Vec::new();
+    let own = h
+        .temp_threshold_c
+        .filter(|t| rules.temperature.device_threshold && t.is_finite() && *t > 0.0);
+    for (resource, value, above, source) in [
+        (Resource::Cpu, h.cpu_pct, rules.cpu.above, &h.cpu_source),
+        (
+            Resource::Memory,
+            h.mem_pct,
+            rules.memory.above,
+            &h.mem_source,
+        ),
+        (
+            Resource::Temperature,
+            h.temp_c,
+            own.or(rules.temperature.above),
+            &h.temp_source,
+        ),
+    ] {
+        let Some(value) = value.filter(|v| v.is_finite()) else {
+            continue;
+        };
+        let over = above.is_some_and(|a| value > a);
+        let own_threshold = resource == Resource::Temperature && own.is_some();
+        out.push((
+            Subject::Resource {
+                device: s.device.clone(),
+                resource,
+            },
+            Reading {
+                at: s.ts_us,
+                findings: vec![Finding {
+                    problem: resource.problem(),
+                    level: if over { Level::Degraded } else { Level::Up },
+                    value,
+                    threshold: above,
+                    detail: if source.is_empty() {
+                        String::new()
+                    } else {
+                        format!("from {source}")
+                    },
+                    cause: own_threshold.then_some(super::reason::Cause::DeviceThreshold),
+                }],
+                immediate: false,
+                sample: RawSample::sample(s),
+                link_up: None,
+                contradicts_trap: false,
+            },
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -99,6 +99,14 @@ pub struct DeviceFigures {
     pub rtts_us: Vec<u64>,
     /// The burst could not be run.
     pub error: Option<String>,
+    /// CPU busy, percent (the device's own MIBs, end of the window).
+    pub cpu_pct: Option<f64>,
+    /// Memory used, percent.
+    pub mem_pct: Option<f64>,
+    /// Temperature, °C.
+    pub temp_c: Option<f64>,
+    /// The device's own temperature threshold, °C.
+    pub temp_threshold_c: Option<f64>,
 }
 
 impl DeviceFigures {
@@ -117,6 +125,7 @@ impl DeviceFigures {
             jitter_us: r.jitter_us,
             rtts_us: r.rtts_us.clone(),
             error: (!r.error.is_empty()).then(|| r.error.clone()),
+            ..Self::default()
         }
     }
 }
@@ -303,6 +312,19 @@ impl Measurement {
                     }
                 }
                 _ => {}
+            }
+        }
+        // The device's own health, from its SNMP poll, beside its ICMP figures.
+        for s in &result.samples {
+            if let Some(sample::Kind::Snmp(r)) = &s.kind
+                && r.status == SnmpStatus::Ok as i32
+                && let Some(h) = &r.health
+                && let Some(d) = devices.iter_mut().find(|d| d.device == s.device)
+            {
+                d.cpu_pct = h.cpu_pct;
+                d.mem_pct = h.mem_pct;
+                d.temp_c = h.temp_c;
+                d.temp_threshold_c = h.temp_threshold_c;
             }
         }
         self.device_figures = devices;

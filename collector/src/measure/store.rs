@@ -195,6 +195,13 @@ mod tests {
                     device: "dinkes-sw1".into(),
                     kind: Some(sample::Kind::Snmp(SnmpResult {
                         status: SnmpStatus::Ok as i32,
+                        health: Some(siaga_proto::v1::DeviceHealth {
+                            cpu_pct: Some(97.0),
+                            mem_pct: Some(41.5),
+                            temp_c: Some(52.0),
+                            temp_threshold_c: Some(55.0),
+                            ..Default::default()
+                        }),
                         interfaces: vec![Interface {
                             if_name: "eth1".into(),
                             oper_status: 2,
@@ -232,6 +239,11 @@ mod tests {
         let d = m.device("dinkes-sw1").expect("device figures");
         assert_eq!((d.sent, d.received, d.loss_pct), (100, 50, 50.0));
         assert_eq!(d.rtts_us, vec![100, 120, 140]);
+        // Its own health from the SNMP poll, beside the ICMP figures.
+        assert_eq!(
+            (d.cpu_pct, d.mem_pct, d.temp_c, d.temp_threshold_c),
+            (Some(97.0), Some(41.5), Some(52.0), Some(55.0))
+        );
         let up = m.link("uplink").expect("uplink");
         assert_eq!(
             (up.oper_status.as_str(), up.admin_status.as_str()),

@@ -91,6 +91,10 @@ fn device(d: &DeviceFigures) -> v1::DeviceFigures {
         jitter_us: d.jitter_us,
         rtts_us: d.rtts_us.clone(),
         error: d.error.clone().unwrap_or_default(),
+        cpu_pct: d.cpu_pct,
+        mem_pct: d.mem_pct,
+        temp_c: d.temp_c,
+        temp_threshold_c: d.temp_threshold_c,
     }
 }
 
@@ -195,6 +199,10 @@ fn measurement_back(m: &v1::Measurement) -> Result<Measurement, String> {
                 jitter_us: d.jitter_us,
                 rtts_us: d.rtts_us.clone(),
                 error: some(&d.error),
+                cpu_pct: d.cpu_pct,
+                mem_pct: d.mem_pct,
+                temp_c: d.temp_c,
+                temp_threshold_c: d.temp_threshold_c,
             })
             .collect(),
         link_figures: m

@@ -48,6 +48,30 @@ pub struct IcmpReading {
     pub jitter_s: Option<f64>,
 }
 
+/// A device's own health from its newest SNMP poll, fresh enough to export.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceReading {
+    /// CPU busy, 0–1.
+    pub cpu_ratio: Option<f64>,
+    /// Memory used, 0–1.
+    pub memory_ratio: Option<f64>,
+    /// Temperature, °C.
+    pub temperature_c: Option<f64>,
+    /// The device's own temperature threshold, °C.
+    pub temperature_threshold_c: Option<f64>,
+}
+
+impl ResourceReading {
+    fn of(h: &v1::DeviceHealth) -> Self {
+        Self {
+            cpu_ratio: h.cpu_pct.map(|p| p / 100.0),
+            memory_ratio: h.mem_pct.map(|p| p / 100.0),
+            temperature_c: h.temp_c,
+            temperature_threshold_c: h.temp_threshold_c,
+        }
+    }
+}
+
 /// One device as exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {
@@ -67,6 +91,8 @@ pub struct DeviceRow {
     pub state: State,
     /// The newest ICMP reading, when it is fresh.
     pub icmp: Option<IcmpReading>,
+    /// CPU, memory and temperature of the newest SNMP poll, when it is fresh.
+    pub resources: Option<ResourceReading>,
     /// Newest ICMP or SNMP reading, seconds since the epoch by the
     /// collector's clock (the agent's time corrected by its clock offset).
     pub last_reading_s: Option<f64>,
@@ -201,6 +227,11 @@ pub fn device_row(
         parent: d.parent.clone().unwrap_or_default(),
         state,
         icmp,
+        resources: snmp
+            .1
+            .as_ref()
+            .and_then(|s| s.health.as_ref())
+            .map(ResourceReading::of),
         last_reading_s: newest.map(|t| secs(t.saturating_add(offset.unwrap_or(0)))),
     };
     (row, snmp)
@@ -492,10 +523,36 @@ impl Snapshot {
             "When the device's newest ICMP or SNMP reading was taken (collector's clock)",
             ds.iter().map(|d| (dev(d), d.last_reading_s)),
         )?;
-        // CPU, memory and temperature (siaga_device_cpu_ratio,
-        // siaga_device_memory_used_ratio, siaga_device_temperature_celsius)
-        // join here once device health polls them (issue 17, part 2), read
-        // from the same newest SNMP sample and left out when it is stale.
+        // From the newest SNMP poll's health MIBs; left out when the device
+        // tells none or the poll is stale.
+        let res = |f: fn(&ResourceReading) -> Option<f64>| {
+            ds.iter()
+                .map(move |d| (dev(d), d.resources.as_ref().and_then(f)))
+        };
+        family(
+            &mut e,
+            "siaga_device_cpu_ratio",
+            "CPU busy (0-1) from the device's own MIBs (HOST-RESOURCES, Cisco, Huawei); absent when stale",
+            res(|r| r.cpu_ratio),
+        )?;
+        family(
+            &mut e,
+            "siaga_device_memory_used_ratio",
+            "Memory used (0-1) from the device's own MIBs; absent when stale",
+            res(|r| r.memory_ratio),
+        )?;
+        family(
+            &mut e,
+            "siaga_device_temperature_celsius",
+            "Hottest sensor the device tells (ENTITY-SENSOR, MikroTik, Huawei); absent when stale",
+            res(|r| r.temperature_c),
+        )?;
+        family(
+            &mut e,
+            "siaga_device_temperature_threshold_celsius",
+            "The device's own threshold for that sensor, when it tells one",
+            res(|r| r.temperature_threshold_c),
+        )?;
 
         let ls = &self.links;
         family(

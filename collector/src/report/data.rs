@@ -445,6 +445,26 @@ fn compare_device(
     ] {
         rows.push(time_row(lang, label, t(ok_b, g), t(ok_a, g)));
     }
+    // The device's own CPU and memory, when its MIBs told them (judged as
+    // utilisation: a change of 10 points counts).
+    let r = |f: Option<&DeviceFigures>, g: fn(&DeviceFigures) -> Option<f64>| f.and_then(g);
+    for (label, g) in [
+        (
+            tr(lang, "CPU perangkat", "Device CPU"),
+            (|f: &DeviceFigures| f.cpu_pct) as fn(&DeviceFigures) -> Option<f64>,
+        ),
+        (tr(lang, "Memori perangkat", "Device memory"), |f| f.mem_pct),
+    ] {
+        if r(ok_b, g).is_some() || r(ok_a, g).is_some() {
+            rows.push(points_row(
+                lang,
+                label,
+                r(ok_b, g),
+                r(ok_a, g),
+                verdict::utilisation,
+            ));
+        }
+    }
     let mut notes = Vec::new();
     for (phase, f) in [
         (tr(lang, "Sebelum", "Before"), b),
@@ -1098,5 +1118,40 @@ impl ReportData {
     /// Whether this is the final report.
     pub fn is_final(&self) -> bool {
         matches!(self.status, Status::Final { .. })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn figures(cpu: Option<f64>, mem: Option<f64>) -> DeviceFigures {
+        DeviceFigures {
+            device: "dinkes-sw1".into(),
+            sent: 100,
+            received: 100,
+            cpu_pct: cpu,
+            mem_pct: mem,
+            ..DeviceFigures::default()
+        }
+    }
+
+    #[test]
+    fn the_device_cpu_and_memory_are_compared_before_and_after() {
+        let (b, a) = (
+            figures(Some(97.0), Some(60.0)),
+            figures(Some(12.0), Some(58.0)),
+        );
+        let c = compare_device(Lang::En, "dinkes-sw1", Some(&b), Some(&a));
+        let row = |label: &str| c.rows.iter().find(|r| r.label == label).unwrap();
+        let cpu = row("Device CPU");
+        assert_eq!(cpu.verdict, Verdict::Better, "{cpu:?}");
+        assert!(cpu.change.starts_with("-85"), "{cpu:?}");
+        assert_eq!(row("Device memory").verdict, Verdict::Same);
+        // A device whose MIBs tell nothing has no such rows.
+        let none = figures(None, None);
+        let c = compare_device(Lang::Id, "dinkes-sw1", Some(&none), Some(&none));
+        assert!(!c.rows.iter().any(|r| r.label.contains("perangkat")));
     }
 }

@@ -111,6 +111,7 @@ fn measurement(o: &Office, phase: Phase, at: DateTime<Utc>, loss: f64, rtts: Vec
         jitter_us: Some(40),
         rtts_us: rtts,
         error: None,
+        ..DeviceFigures::default()
     }];
     m.link_figures = vec![LinkFigures {
         name: "uplink".into(),

@@ -784,6 +784,9 @@ fn subject_text(s: &Subject) -> String {
         Subject::Device { device } => format!("device {device}"),
         Subject::Link { device, link } => format!("link {device}/{link}"),
         Subject::Opd { opd } => format!("opd {opd}"),
+        Subject::Resource { device, resource } => {
+            format!("device {device} {}", resource.as_str())
+        }
     }
 }
 

@@ -133,6 +133,10 @@ fn sample(v: &Value) -> v1::EvidenceSample {
             .map(|s| v1::EvidenceSnmp {
                 status: snmp_status(&s["status"]).into(),
                 error: str_of(&s["error"]),
+                cpu_pct: f64_of(&s["health"]["cpu_pct"]),
+                mem_pct: f64_of(&s["health"]["mem_pct"]),
+                temp_c: f64_of(&s["health"]["temp_c"]),
+                temp_threshold_c: f64_of(&s["health"]["temp_threshold_c"]),
             }),
         event: v
             .get("event")

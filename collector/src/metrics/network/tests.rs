@@ -150,6 +150,7 @@ fn device(id: &str, name: &str, state: State, icmp: Option<IcmpReading>) -> Devi
         parent: String::new(),
         state,
         icmp,
+        resources: None,
         last_reading_s: Some(1_700_000_000.5),
     }
 }
@@ -174,6 +175,15 @@ fn snapshot() -> Snapshot {
                     jitter_s: Some(0.001),
                 }),
             ),
+            DeviceRow {
+                resources: Some(ResourceReading {
+                    cpu_ratio: Some(0.97),
+                    memory_ratio: Some(0.61),
+                    temperature_c: Some(47.0),
+                    temperature_threshold_c: Some(68.0),
+                }),
+                ..device("core", "core switch", State::Up, None)
+            },
             device("sw2", "plain", State::Stale, None),
         ],
         links: vec![
@@ -260,6 +270,16 @@ fn values_are_in_base_units() {
         one("siaga_device_last_reading_timestamp_seconds", &sw1),
         1_700_000_000.5
     );
+    let core = [("opd", "dinkes"), ("device", "core")];
+    assert_eq!(one("siaga_device_cpu_ratio", &core), 0.97);
+    assert_eq!(one("siaga_device_memory_used_ratio", &core), 0.61);
+    assert_eq!(one("siaga_device_temperature_celsius", &core), 47.0);
+    assert_eq!(
+        one("siaga_device_temperature_threshold_celsius", &core),
+        68.0
+    );
+    // A device that tells no health has no such series.
+    assert!(find(&all, "siaga_device_cpu_ratio", &sw1).is_empty());
     let up = [("device", "sw1"), ("link", "uplink \"isp\"")];
     assert_eq!(one("siaga_link_in_utilisation_ratio", &up), 0.02);
     assert_eq!(one("siaga_link_out_utilisation_ratio", &up), 0.005);
