@@ -61,6 +61,15 @@ pub const MEASURE_UNSUPPORTED: &str = "this agent cannot take measurements";
 
 /// Longest wait for the acknowledgement of a batch before reconnecting.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for a TCP and TLS connection to a collector.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings on the stream, also while idle: a collector host that
+/// vanishes without closing the connection is noticed after this plus
+/// [`KEEPALIVE_TIMEOUT`].
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// Longest wait for the answer to an HTTP/2 ping before the stream counts
+/// as lost.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two warnings about refused samples.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Least time between two warnings with the same TLS diagnosis (the
@@ -424,9 +433,9 @@ impl Uplink {
                 url: target.url.clone(),
                 message: e.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(10))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
         Ok(endpoint.connect_with_connector(connector).await?)
     }
