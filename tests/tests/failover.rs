@@ -186,3 +186,45 @@ fn the_agent_fails_over_to_the_other_collector_and_nothing_is_lost() -> Result<(
     ensure!(agent.stop(), "the agent stops cleanly");
     Ok(())
 }
+
+/// A collector that freezes (SIGSTOP: its host hangs, the connection stays
+/// open and nothing answers) is noticed by the HTTP/2 keep-alive, and the
+/// agent goes on to the next collector of its list.
+#[test]
+fn a_frozen_collector_is_left_for_the_next_one() -> Result<()> {
+    let mut a = Collector::init()?;
+    a.write_inventory(
+        &Inventory::new("1s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    let admin = a.enroll_user("budi", "admin")?;
+    let cfg = a.enroll_agent("a")?;
+    let mut b = a.copy_as_another()?;
+    let admin_b = admin.on(&b)?;
+    cfg.set(
+        "collector",
+        toml::Value::Array(vec![a.url().into(), b.url().into()]),
+    )?;
+    cfg.set("metrics_listen", "127.0.0.1:0")?;
+    a.serve()?;
+    b.serve()?;
+    let agent = Agent::start(cfg)?;
+    wait_until(secs(60), "the agent on the first collector", || {
+        on(&agent, &a)
+    })?;
+    a.pause();
+    let frozen_at = now_us();
+    // Keep-alive: a ping every 20 s, 10 s for its answer.
+    wait_until(secs(60), "the agent on the second collector", || {
+        on(&agent, &b)
+    })
+    .with_context(|| format!("agent log:\n{}", agent.log_tail(20)))?;
+    wait_until(
+        secs(30),
+        "samples probed after the freeze on the second",
+        || Ok(stored_ts(&admin_b, "a-1")?.iter().any(|t| *t > frozen_at)),
+    )?;
+    a.resume();
+    Ok(())
+}
