@@ -344,6 +344,10 @@ impl Uplink {
 
     /// Connects, streams, and reconnects with backoff until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
+        if self.settings.collectors.is_empty() {
+            warn!("no collector to stream to; the spool keeps every sample");
+            return;
+        }
         let mut first = true;
         loop {
             if !first {
