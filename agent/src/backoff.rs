@@ -54,6 +54,16 @@ impl Backoff {
         )
     }
 
+    /// Least delay (the first one after a reset, without jitter).
+    pub fn base(&self) -> Duration {
+        self.base
+    }
+
+    /// How the delays are spread.
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
+    }
+
     /// Upper bound of any delay.
     pub fn cap(&self) -> Duration {
         self.cap

@@ -20,10 +20,13 @@ pub struct AgentConfig {
     pub id: String,
     /// The OPD this agent speaks for.
     pub opd: String,
-    /// The collector's uplink URL, e.g. `https://127.0.0.1:7443`.
-    pub collector: String,
-    /// TLS name to verify on the collector's certificate (default: the host
-    /// of `collector`).
+    /// The collectors' uplink URLs, e.g. `https://127.0.0.1:7443`: one (a
+    /// string) or several (a list). The agent streams to one at a time and
+    /// fails over to the next in the list when it loses the stream.
+    #[serde(deserialize_with = "one_or_many", serialize_with = "one_or_many_out")]
+    pub collector: Vec<String>,
+    /// TLS name to verify on every collector's certificate (default: the
+    /// host of each collector's URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
     /// Directory of the spool and the cached inventory.
@@ -136,7 +139,7 @@ impl Default for AgentConfig {
         AgentConfig {
             id: "dinkes-agent".into(),
             opd: "dinkes".into(),
-            collector: "https://127.0.0.1:7443".into(),
+            collector: vec!["https://127.0.0.1:7443".into()],
             server_name: None,
             data_dir: default_data_dir(),
             interval: default_interval(),
@@ -157,10 +160,16 @@ pub const EXAMPLE: &str = r#"# siaga-agent configuration. Relative paths are rel
 id = "dinkes-agent"
 # The OPD this agent speaks for.
 opd = "dinkes"
-# The collector's uplink URL.
+# The collector's uplink URL, or a list of collectors that share one CA
+# (copies of one collector's directory, each with its own `listen`):
+#   collector = ["https://10.0.0.1:7443", "https://10.0.0.2:7443"]
+# With a list the agent streams to one collector at a time. When it loses
+# the stream it tries the next (wrapping around, with the usual backoff)
+# and replays its unacknowledged samples there. It stays on a collector
+# that works: no return to the first one by itself.
 collector = "https://127.0.0.1:7443"
-# Optional: TLS name to verify on the collector's certificate
-# (default: the host of `collector`).
+# Optional: TLS name to verify on every collector's certificate
+# (default: the host of each URL in `collector`).
 # server_name = "localhost"
 # Spool and cached inventory.
 data_dir = "data"
@@ -251,7 +260,24 @@ impl AgentConfig {
                 return Err(invalid(key, "must not be empty".into()));
             }
         }
-        self.collector_host().map_err(|m| invalid("collector", m))?;
+        if self.collector.is_empty() {
+            return Err(invalid(
+                "collector",
+                "must name at least one collector URL".into(),
+            ));
+        }
+        for (i, url) in self.collector.iter().enumerate() {
+            let at_url = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: line_of_item(text, "collector", url),
+                key: "collector".into(),
+                message,
+            };
+            collector_host(url).map_err(at_url)?;
+            if self.collector[..i].contains(url) {
+                return Err(at_url(format!("{url:?} is listed twice")));
+            }
+        }
         if let Some(name) = &self.server_name
             && name.trim().is_empty()
         {
@@ -293,29 +319,13 @@ impl AgentConfig {
         Ok(())
     }
 
-    /// Host part of `collector`, checked to be an `https://host:port` URL.
-    pub fn collector_host(&self) -> Result<String, String> {
-        let rest = self
-            .collector
-            .strip_prefix("https://")
-            .ok_or_else(|| format!("{:?} must start with https://", self.collector))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = if let Some(v6) = authority.strip_prefix('[') {
-            v6.split(']').next().unwrap_or_default()
-        } else {
-            authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-        };
-        if host.is_empty() {
-            return Err(format!("{:?} has no host", self.collector));
-        }
-        Ok(host.to_string())
-    }
-
-    /// The TLS name the collector's certificate must carry.
-    pub fn tls_name(&self) -> Result<String, String> {
+    /// The TLS name the certificate of the collector at `url` must carry:
+    /// `server_name` when set (the same for every collector in the list),
+    /// else the host of `url`.
+    pub fn tls_name(&self, url: &str) -> Result<String, String> {
         match &self.server_name {
             Some(n) => Ok(n.clone()),
-            None => self.collector_host(),
+            None => collector_host(url),
         }
     }
 
@@ -375,6 +385,56 @@ impl AgentConfig {
     }
 }
 
+/// Host part of a collector URL, checked to be an `https://host:port` URL.
+pub fn collector_host(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{url:?} must start with https://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(host.to_string())
+}
+
+/// `collector = "url"` or `collector = ["url", ...]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Urls;
+    impl<'de> serde::de::Visitor<'de> for Urls {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a URL or a list of URLs")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut urls = Vec::new();
+            while let Some(url) = seq.next_element::<String>()? {
+                urls.push(url);
+            }
+            Ok(urls)
+        }
+    }
+    d.deserialize_any(Urls)
+}
+
+/// One URL is written as a string, as it is usually typed; several as a list.
+fn one_or_many_out<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    match urls {
+        [one] => s.serialize_str(one),
+        many => many.serialize(s),
+    }
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().trim().to_string()
 }
@@ -395,6 +455,18 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> (u
                 Some((k, _)) if !line_text.trim_start().starts_with('[') => {
                     k.trim().trim_matches('"').to_string()
                 }
+                // Inside a list written over several lines: the key that
+                // opened it.
+                None if !line_text.trim_start().starts_with('[') => text
+                    .lines()
+                    .take(line - 1)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .take_while(|l| !l.trim_start().starts_with('['))
+                    .find_map(|l| l.split_once('='))
+                    .map(|(k, _)| k.trim().trim_matches('"').to_string())
+                    .unwrap_or_default(),
                 _ => end_of_span
                     .split(|c: char| c.is_whitespace() || c == '=')
                     .next()
@@ -456,6 +528,22 @@ fn line_of_key(text: &str, key: &str) -> usize {
     0
 }
 
+/// 1-based line of `value` (a string item of the list set by top-level
+/// `key`), or the key's line when the value is not found on its own.
+fn line_of_item(text: &str, key: &str, value: &str) -> usize {
+    let start = line_of_key(text, key);
+    if start == 0 {
+        return 0;
+    }
+    let quoted = [format!("\"{value}\""), format!("'{value}'")];
+    text.lines()
+        .enumerate()
+        .skip(start - 1)
+        .take_while(|(i, l)| *i + 1 == start || !l.trim_start().starts_with('['))
+        .find(|(_, l)| quoted.iter().any(|q| l.contains(q.as_str())))
+        .map_or(start, |(i, _)| i + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,7 +566,8 @@ mod tests {
         let cfg = parse(GOOD).expect("parses");
         assert_eq!(cfg.spool.max_age, Duration::from_secs(7200));
         assert_eq!(cfg.interval, Duration::from_secs(10));
-        assert_eq!(cfg.tls_name().as_deref(), Ok("127.0.0.1"));
+        assert_eq!(cfg.collector, ["https://127.0.0.1:7443"]);
+        assert_eq!(cfg.tls_name(&cfg.collector[0]).as_deref(), Ok("127.0.0.1"));
     }
 
     // (file text, expected "file:line: key" prefix)
@@ -507,6 +596,24 @@ mod tests {
         "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\ninterval = \"0s\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
         "agent.toml:4: interval: must be at least 100ms"; "zero interval")]
     #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = [\n  \"https://h:1\",\n  \"http://h2:1\",\n]\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:5: collector: \"http://h2:1\" must start with https://"; "second of a list is plain http")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = [\"https://h:1\", \"https://:2\"]\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:3: collector: \"https://:2\" has no host"; "list on one line, a url without host")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = []\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:3: collector: must name at least one collector URL"; "empty list")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = [\n\"https://h:1\",\n\"https://h:1\"]\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:4: collector: \"https://h:1\" is listed twice"; "a url twice")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = [\n\"https://h:1\",\n7443]\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:5: collector:"; "a number in the list")]
+    #[test_case(
+        "id = \"a\"\nopd = \"x\"\ncollector = 7443\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+        "agent.toml:3: collector:"; "a number for the url")]
+    #[test_case(
         "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\ninterval = 5\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
         "agent.toml:4: interval:"; "number for duration")]
     #[test_case(
@@ -518,6 +625,44 @@ mod tests {
             err.starts_with(expected),
             "error {err:?} does not start with {expected:?}"
         );
+    }
+
+    #[test]
+    fn collector_is_one_url_or_a_list() {
+        let tls = "[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n";
+        let one = parse(&format!(
+            "id = \"a\"\nopd = \"x\"\ncollector = \"https://h:1\"\n{tls}"
+        ))
+        .expect("one");
+        assert_eq!(one.collector, ["https://h:1"]);
+        let many = parse(&format!(
+            "id = \"a\"\nopd = \"x\"\ncollector = [\"https://a.example:7443\", \"https://[::1]:7443\"]\n{tls}"
+        ))
+        .expect("list");
+        assert_eq!(
+            many.collector,
+            ["https://a.example:7443", "https://[::1]:7443"]
+        );
+        // Without server_name each collector's own host is verified; with
+        // it, that one name on every collector.
+        let names = |c: &AgentConfig| -> Vec<String> {
+            c.collector
+                .iter()
+                .map(|u| c.tls_name(u).expect("name"))
+                .collect()
+        };
+        assert_eq!(names(&many), ["a.example", "::1"]);
+        let named = AgentConfig {
+            server_name: Some("localhost".into()),
+            ..many.clone()
+        };
+        assert_eq!(names(&named), ["localhost", "localhost"]);
+        // Written back as it is usually typed: one URL as a string.
+        let text = toml::to_string(&one).expect("serialize");
+        assert!(text.contains("collector = \"https://h:1\""), "{text}");
+        let back: AgentConfig =
+            toml::from_str(&toml::to_string(&many).expect("serialize")).expect("round trip");
+        assert_eq!(back, many);
     }
 
     #[test]

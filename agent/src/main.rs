@@ -98,11 +98,16 @@ fn main() -> ExitCode {
         Command::Validate { config } => match load(&config, Files::Strict) {
             Ok(cfg) => {
                 println!(
-                    "{}: ok (agent {} of OPD {}, collector {})",
+                    "{}: ok (agent {} of OPD {}, {} {})",
                     config.display(),
                     cfg.id,
                     cfg.opd,
-                    cfg.collector
+                    if cfg.collector.len() == 1 {
+                        "collector"
+                    } else {
+                        "collectors"
+                    },
+                    cfg.collector.join(", ")
                 );
                 ExitCode::SUCCESS
             }
@@ -251,7 +256,7 @@ async fn run_async(cfg: AgentConfig) -> anyhow::Result<()> {
     info!(
         agent = %cfg.id,
         opd = %cfg.opd,
-        collector = %cfg.collector,
+        collector = %cfg.collector.join(", "),
         version = env!("CARGO_PKG_VERSION"),
         "starting"
     );

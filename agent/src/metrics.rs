@@ -40,6 +40,13 @@ pub struct DeviceLabels {
     pub device: String,
 }
 
+/// Labels of the per-collector uplink gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CollectorLabels {
+    /// The collector's URL, as listed in `agent.toml`.
+    pub url: String,
+}
+
 /// Labels of the per-cycle metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CycleLabels {
@@ -84,6 +91,10 @@ pub struct Metrics {
     pub stream_connected: Gauge,
     /// Connection attempts after the first.
     pub reconnects: Counter,
+    /// Streams opened on another collector than the one streamed to before.
+    pub uplink_failovers: Counter,
+    /// Per listed collector: 1 for the one the stream is on, else 0.
+    pub uplink_collector: Family<CollectorLabels, Gauge>,
     /// Probes run, by kind and outcome.
     pub probes: Family<ProbeLabels, Counter>,
     /// SNMP answers dropped per device: from another address or port, with
@@ -183,6 +194,16 @@ impl Metrics {
             "reconnects",
             "Reconnection attempts to the collector",
             self.reconnects.clone(),
+        );
+        r.register(
+            "uplink_failovers",
+            "Streams opened on another collector of the list than the one streamed to before",
+            self.uplink_failovers.clone(),
+        );
+        r.register(
+            "uplink_collector",
+            "1 for the collector the stream is on, 0 for the other collectors listed",
+            self.uplink_collector.clone(),
         );
         r.register(
             "samples_cut",

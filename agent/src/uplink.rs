@@ -14,6 +14,16 @@
 //! [`siaga_proto::MAX_SAMPLE_BYTES`], the spool cuts larger ones), far under
 //! the message cap, and the batches in flight hold at most twice that.
 //!
+//! Failover: with several collectors listed the uplink streams to one at a
+//! time. Whenever a session ends for any reason but a refusal (connection
+//! refused or reset, TLS handshake failed, stream ended, HTTP/2 keep-alive or
+//! acknowledgement timed out) the next attempt, after the usual backoff,
+//! goes to the next collector in the list, wrapping around. The replay rule
+//! above makes that safe: the new collector gets every unacknowledged
+//! sample, oldest first. A collector that works is kept: there is no return
+//! to the first of the list while the stream holds, so agents spread over
+//! the collectors that stay up instead of all moving back at once.
+//!
 //! Refusals: the collector acknowledges samples it refuses (counted in
 //! `Ack.refused`, the reason in a `Refusal`); they are deleted like the
 //! others. If it cannot even read a batch and ends the stream for it, the
@@ -40,7 +50,7 @@ use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::error::UplinkError;
 use crate::host::{HostSampler, hostname};
-use crate::metrics::{Metrics, RateLimitedLog};
+use crate::metrics::{CollectorLabels, Metrics, RateLimitedLog};
 use crate::probe::discover::Discoverer;
 use crate::probe::measure::Measurer;
 use crate::scheduler::cycle_interval;
@@ -55,6 +65,15 @@ pub const DISCOVER_UNSUPPORTED: &str = "this agent cannot discover (no ICMP sock
 
 /// Longest wait for the acknowledgement of a batch before reconnecting.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for a TCP and TLS connection to a collector.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings on the stream, also while idle: a collector host that
+/// vanishes without closing the connection is noticed after this plus
+/// [`KEEPALIVE_TIMEOUT`].
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// Longest wait for the answer to an HTTP/2 ping before the stream counts
+/// as lost.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two warnings about refused samples.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Least time between two warnings with the same TLS diagnosis (the
@@ -159,10 +178,8 @@ pub struct UplinkSettings {
     pub agent_id: String,
     /// OPD (informative in Hello).
     pub opd: String,
-    /// `https://host:port` of the collector.
-    pub collector: String,
-    /// Name the collector's certificate must carry.
-    pub tls_name: String,
+    /// The collectors, in the order they are tried (at least one).
+    pub collectors: Vec<CollectorTarget>,
     /// CA certificate (PEM).
     pub ca: PathBuf,
     /// Agent certificate (PEM).
@@ -183,18 +200,42 @@ pub struct UplinkSettings {
     pub data_dir: PathBuf,
 }
 
+/// One collector the uplink may stream to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorTarget {
+    /// `https://host:port` of the collector.
+    pub url: String,
+    /// Name the collector's certificate must carry.
+    pub tls_name: String,
+}
+
 impl UplinkSettings {
     /// Settings from the agent's configuration, with default batching.
     pub fn from_config(cfg: &AgentConfig) -> Result<Self, UplinkError> {
-        let tls_name = cfg.tls_name().map_err(|message| UplinkError::Address {
-            url: cfg.collector.clone(),
-            message,
-        })?;
+        let collectors = cfg
+            .collector
+            .iter()
+            .map(|url| {
+                let tls_name = cfg.tls_name(url).map_err(|message| UplinkError::Address {
+                    url: url.clone(),
+                    message,
+                })?;
+                Ok(CollectorTarget {
+                    url: url.clone(),
+                    tls_name,
+                })
+            })
+            .collect::<Result<Vec<_>, UplinkError>>()?;
+        if collectors.is_empty() {
+            return Err(UplinkError::Address {
+                url: String::new(),
+                message: "no collector listed".into(),
+            });
+        }
         Ok(UplinkSettings {
             agent_id: cfg.id.clone(),
             opd: cfg.opd.clone(),
-            collector: cfg.collector.clone(),
-            tls_name,
+            collectors,
             ca: cfg.tls.ca.clone(),
             cert: cfg.tls.cert.clone(),
             key: cfg.tls.key.clone(),
@@ -223,12 +264,17 @@ pub struct Uplink {
     last_refusal_log: Option<tokio::time::Instant>,
     /// The TLS problem last told, and when it may be told again.
     tls_told: TlsTold,
+    /// Index in `settings.collectors` of the collector tried or streamed to.
+    current: usize,
+    /// The collector that last welcomed this agent (a failover is a welcome
+    /// from another one).
+    streamed_to: Option<usize>,
 }
 
 impl std::fmt::Debug for Uplink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uplink")
-            .field("collector", &self.settings.collector)
+            .field("collector", &self.target().url)
             .finish()
     }
 }
@@ -254,6 +300,13 @@ impl Uplink {
                 None
             }
         };
+        for c in &settings.collectors {
+            // Every listed collector has its series from the start, at 0.
+            metrics
+                .uplink_collector
+                .get_or_create(&CollectorLabels { url: c.url.clone() })
+                .set(0);
+        }
         Uplink {
             settings,
             spool,
@@ -266,6 +319,8 @@ impl Uplink {
             undeliverable: 0,
             last_refusal_log: None,
             tls_told: TlsTold::default(),
+            current: 0,
+            streamed_to: None,
         }
     }
 
@@ -273,6 +328,23 @@ impl Uplink {
     pub fn with_discoverer(mut self, discoverer: Discoverer) -> Self {
         self.discoverer = Some(discoverer);
         self
+    }
+
+    /// The collector tried or streamed to now.
+    fn target(&self) -> &CollectorTarget {
+        let c = &self.settings.collectors;
+        &c[self.current.min(c.len().saturating_sub(1))]
+    }
+
+    /// The gauge of the collector at `index` in the list.
+    fn collector_gauge(&self, index: usize) -> Option<prometheus_client::metrics::gauge::Gauge> {
+        let url = self.settings.collectors.get(index)?.url.clone();
+        Some(
+            self.metrics
+                .uplink_collector
+                .get_or_create(&CollectorLabels { url })
+                .clone(),
+        )
     }
 
     /// Takes the collector's measurement commands with `measurer`
@@ -284,6 +356,10 @@ impl Uplink {
 
     /// Connects, streams, and reconnects with backoff until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
+        if self.settings.collectors.is_empty() {
+            warn!("no collector to stream to; the spool keeps every sample");
+            return;
+        }
         let mut first = true;
         loop {
             if !first {
@@ -293,6 +369,9 @@ impl Uplink {
             let mut inflight = BTreeMap::new();
             let result = self.session(&cancel, &mut inflight).await;
             self.metrics.stream_connected.set(0);
+            if let Some(g) = self.collector_gauge(self.current) {
+                g.set(0);
+            }
             match result {
                 Ok(End::Shutdown) => return,
                 Err(e) => {
@@ -305,23 +384,36 @@ impl Uplink {
                         self.settings.backoff.reset();
                     }
                     let delay = self.settings.backoff.next_delay();
+                    let tried = self.target().clone();
+                    let failed = &tried.url;
+                    // A refusal is about the samples, not the collector:
+                    // the smaller batches go to the same one.
+                    if !is_refusal(&e) && self.settings.collectors.len() > 1 {
+                        self.current = (self.current + 1) % self.settings.collectors.len();
+                    }
                     let problem = siaga_proto::tls::diagnose(&e).or_else(|| revoked(&e));
                     match problem {
                         Some(p) => match self.tls_told.due(p, std::time::Instant::now()) {
                             Some(attempts_since) => warn!(
+                                collector = %failed,
+                                next = %self.target().url,
                                 error = %chain(&e),
                                 retry_in = %humantime::format_duration(round_ms(delay)),
                                 attempts_since,
                                 "uplink to the collector refused: {}",
-                                tls_advice(p, &self.settings)
+                                tls_advice(p, &self.settings, &tried)
                             ),
                             None => debug!(
+                                collector = %failed,
+                                next = %self.target().url,
                                 error = %chain(&e),
                                 retry_in = %humantime::format_duration(round_ms(delay)),
                                 "uplink to the collector refused again"
                             ),
                         },
                         None => warn!(
+                            collector = %failed,
+                            next = %self.target().url,
                             error = %chain(&e),
                             retry_in = %humantime::format_duration(round_ms(delay)),
                             "uplink to the collector down"
@@ -338,27 +430,28 @@ impl Uplink {
 
     async fn connect(&self) -> Result<Channel, UplinkError> {
         let s = &self.settings;
+        let target = self.target();
         let read = |p: &PathBuf| {
             std::fs::read(p).map_err(|e| UplinkError::Tls(format!("{}: {e}", p.display())))
         };
         // TLS done by the connector, so that the collector refusing this
         // agent's certificate is a connect error that can be diagnosed.
         let connector = siaga_proto::dial::Connector::new(
-            &s.collector,
+            &target.url,
             &read(&s.ca)?,
             &read(&s.cert)?,
             &read(&s.key)?,
-            Some(&s.tls_name),
+            Some(&target.tls_name),
         )
         .map_err(UplinkError::Tls)?;
         let endpoint = Endpoint::from_shared(connector.endpoint_uri())
             .map_err(|e| UplinkError::Address {
-                url: s.collector.clone(),
+                url: target.url.clone(),
                 message: e.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(10))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
         Ok(endpoint.connect_with_connector(connector).await?)
     }
@@ -470,7 +563,7 @@ impl Uplink {
         self.metrics.stream_connected.set(1);
         // A TLS problem that comes back after this is told at once.
         self.tls_told = TlsTold::default();
-        debug!(collector = %self.settings.collector, "stream open");
+        debug!(collector = %self.target().url, "stream open");
         // Measurements of this session stop with it: their answer could
         // only go down this stream (the collector marks them failed).
         let measurements = cancel.child_token();
@@ -620,7 +713,18 @@ impl Uplink {
                     });
                 }
                 self.settings.backoff.reset();
+                let failover = self.streamed_to.is_some_and(|c| c != self.current);
+                if failover {
+                    self.metrics.uplink_failovers.inc();
+                }
+                self.streamed_to = Some(self.current);
+                if let Some(g) = self.collector_gauge(self.current) {
+                    g.set(1);
+                }
                 info!(
+                    collector = %self.target().url,
+                    failover,
+                    failovers = self.metrics.uplink_failovers.get(),
                     collector_version = %w.collector_version,
                     agent = %w.agent_id,
                     opd = %w.opd,
@@ -882,9 +986,13 @@ fn not_after(pem: &std::path::Path) -> Option<String> {
 }
 
 /// One sentence for a TLS problem of the uplink, ending in what to do.
-fn tls_advice(p: siaga_proto::tls::TlsProblem, s: &UplinkSettings) -> String {
+fn tls_advice(
+    p: siaga_proto::tls::TlsProblem,
+    s: &UplinkSettings,
+    target: &CollectorTarget,
+) -> String {
     use siaga_proto::tls::TlsProblem::*;
-    let (url, id, cert) = (&s.collector, &s.agent_id, s.cert.display());
+    let (url, id, cert) = (&target.url, &s.agent_id, s.cert.display());
     match p {
         PeerNotSignedByOurCa => format!(
             "the collector at {url} presents a certificate not signed by the CA in agent.toml \
@@ -894,7 +1002,7 @@ fn tls_advice(p: siaga_proto::tls::TlsProblem, s: &UplinkSettings) -> String {
         PeerWrongName => format!(
             "the collector's certificate is not valid for the name {:?}: set server_name in \
              agent.toml to a name given to `siaga-collector init --host`",
-            s.tls_name
+            target.tls_name
         ),
         PeerExpired => format!(
             "the collector at {url} presents an expired certificate (or this host's clock is \

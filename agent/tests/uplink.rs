@@ -12,7 +12,7 @@ use siaga_agent::backoff::{Backoff, Jitter};
 use siaga_agent::config::SpoolConfig;
 use siaga_agent::metrics::Metrics;
 use siaga_agent::spool::Spool;
-use siaga_agent::uplink::{MEASURE_UNSUPPORTED, Uplink, UplinkSettings};
+use siaga_agent::uplink::{CollectorTarget, MEASURE_UNSUPPORTED, Uplink, UplinkSettings};
 use siaga_proto::v1::uplink_server::{Uplink as UplinkService, UplinkServer};
 use siaga_proto::v1::{
     Ack, AgentMessage, CollectorMessage, Device, DiscoverCommand, DiscoverResult, Event, Hello,
@@ -197,8 +197,10 @@ fn settings(pki: &Pki, url: String) -> UplinkSettings {
     UplinkSettings {
         agent_id: "a1".into(),
         opd: "dinkes".into(),
-        collector: url,
-        tls_name: "localhost".into(),
+        collectors: vec![CollectorTarget {
+            url,
+            tls_name: "localhost".into(),
+        }],
         ca: pki.dir.path().join("ca.pem"),
         cert: pki.dir.path().join("agent.pem"),
         key: pki.dir.path().join("agent.key"),
@@ -567,4 +569,118 @@ async fn discoveries_sweep_and_answer_in_parts() {
             ("127.0.0.2", "no SNMP credentials given")
         ]
     );
+}
+
+/// Two collectors listed, the first down from the start and the second
+/// breaking its stream after two acknowledged batches: the agent goes on
+/// to the next in the list each time, replays exactly the unacknowledged
+/// samples there, stays on the collector that works, and says on its
+/// metrics where it is and how many failovers it made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_next_collector_and_replays_only_the_unacknowledged() {
+    let pki = Pki::new(false);
+    // A port nothing listens on: connection refused.
+    let dead = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        format!("https://{}", l.local_addr().expect("addr"))
+    };
+    let seen_a = Arc::new(Mutex::new(Seen::default()));
+    let (url_a, stop_a) = start_fake(
+        &pki,
+        Fake {
+            seen: seen_a.clone(),
+            first_session_acks: 2,
+            measure: vec![],
+            discover: vec![],
+        },
+    )
+    .await;
+    let seen_b = Arc::new(Mutex::new(Seen::default()));
+    let (url_b, stop_b) = start_fake(
+        &pki,
+        Fake {
+            seen: seen_b.clone(),
+            first_session_acks: usize::MAX,
+            measure: vec![],
+            discover: vec![],
+        },
+    )
+    .await;
+
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(
+        spool_dir.path(),
+        &SpoolConfig::default(),
+        Metrics::default(),
+    )
+    .expect("spool");
+    let sink = spool.sink();
+    let mut pushed: BTreeSet<u64> =
+        futures::future::join_all((0..1200).map(|i| sink.push("dev".into(), event(i))))
+            .await
+            .into_iter()
+            .map(|r| r.expect("push"))
+            .collect();
+
+    let mut s = settings(&pki, dead.clone());
+    for url in [&url_a, &url_b] {
+        s.collectors.push(CollectorTarget {
+            url: url.clone(),
+            tls_name: "localhost".into(),
+        });
+    }
+    let metrics = Metrics::default();
+    let (inv_tx, _inv_rx) = watch::channel(None);
+    let uplink = Uplink::new(s, spool.clone(), inv_tx, metrics.clone());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(uplink.run(cancel.clone()));
+
+    until("a stream on the third collector", || {
+        !seen_b.lock().expect("lock").hellos.is_empty()
+    })
+    .await;
+    for r in futures::future::join_all((0..300).map(|i| sink.push("dev".into(), event(i)))).await {
+        pushed.insert(r.expect("push"));
+    }
+    until("the spool emptied", || spool.stats().depth == 0).await;
+    let text = {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &metrics.registry()).expect("encode");
+        out
+    };
+    cancel.cancel();
+    task.await.expect("uplink ends on cancel");
+    stop_a.cancel();
+    stop_b.cancel();
+
+    let (a, b) = (seen_a.lock().expect("lock"), seen_b.lock().expect("lock"));
+    assert_eq!(a.acked_in_first_session.len(), 200, "two batches on A");
+    let all: BTreeSet<u64> = a.acked.union(&b.acked).copied().collect();
+    assert_eq!(all, pushed, "every sample acknowledged by one of them");
+    let on_b: Vec<u64> = b.received.iter().map(|(_, q)| *q).collect();
+    assert!(
+        on_b.iter().all(|q| !a.acked.contains(q)),
+        "nothing acknowledged by A is sent to B"
+    );
+    let oldest_unacked = pushed.iter().find(|q| !a.acked.contains(q)).copied();
+    assert_eq!(on_b.first().copied(), oldest_unacked, "replay starts there");
+    assert_eq!(
+        on_b.iter().copied().collect::<BTreeSet<_>>().len(),
+        on_b.len(),
+        "nothing sent twice to B"
+    );
+    // No eager fail-back: A is up again all along, the agent stays on B.
+    assert_eq!((a.hellos.len(), b.hellos.len()), (1, 1));
+    // Down at the start is no failover; A to B is one.
+    assert_eq!(metrics.uplink_failovers.get(), 1);
+    assert!(
+        text.contains("siaga_agent_uplink_failovers_total 1\n"),
+        "{text}"
+    );
+    for (url, v) in [(&dead, 0), (&url_a, 0), (&url_b, 1)] {
+        let line = format!("siaga_agent_uplink_collector{{url=\"{url}\"}} {v}\n");
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
+    }
 }

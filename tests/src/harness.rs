@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
 
 /// A duration of `n` seconds.
@@ -439,6 +439,71 @@ impl Collector {
             proc,
             enrolled: 0,
         })
+    }
+
+    /// A further collector made the way an operator makes one: a copy of
+    /// this collector's directory (same CA, certificates, users and store
+    /// settings; its data as it is now), with its own `listen` on a free
+    /// port. This collector must be stopped while it is copied.
+    pub fn copy_as_another(&mut self) -> Result<Collector> {
+        ensure!(
+            !self.proc.running(),
+            "stop the collector before copying its directory"
+        );
+        let root = tempfile::Builder::new().prefix("siaga-e2e-").tempdir()?;
+        let dir = root.path().join("collector");
+        let out = Command::new("cp")
+            .args(["-a", path_str(&self.dir())?, path_str(&dir)?])
+            .output()
+            .context("running cp")?;
+        ensure!(
+            out.status.success(),
+            "cp -a: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let config = dir.join("collector.toml");
+        // A line edit, so that the copy keeps the comments `init` wrote.
+        let text = fs::read_to_string(&config)?;
+        let mut replaced = false;
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if !replaced && l.trim_start().starts_with("listen ") {
+                    replaced = true;
+                    format!("listen = \"{listen}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        ensure!(replaced, "{} has no listen line", config.display());
+        fs::write(&config, text.join("\n") + "\n")?;
+        let data_dir = self
+            .data_dir
+            .strip_prefix(self.dir())
+            .map(|rel| dir.join(rel))
+            .unwrap_or_else(|_| self.data_dir.clone());
+        let log = root.path().join("collector.log");
+        let proc = Proc::new(
+            "siaga-collector (copy)",
+            bin("siaga-collector")?,
+            vec!["serve".into(), "--config".into(), path_str(&config)?.into()],
+            log,
+        );
+        Ok(Collector {
+            root,
+            config,
+            data_dir,
+            listen,
+            proc,
+            enrolled: 0,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`, the URL agents and people use.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.listen)
     }
 
     /// The temporary directory everything of this test lives in.
@@ -871,6 +936,17 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
     found
 }
 
+/// The URL of the collector an agent's stream is on, from the agent's
+/// metrics text (`siaga_agent_uplink_collector{url="…"} 1`); `None`
+/// while it streams to none.
+pub fn agent_on_collector(metrics: &str) -> Option<String> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix("siaga_agent_uplink_collector{url=\"")?;
+        let (url, value) = rest.split_once("\"} ")?;
+        (value.trim().parse::<f64>().ok()? == 1.0).then(|| url.to_string())
+    })
+}
+
 /// The `siaga` CLI bound to one `siaga.toml`.
 #[derive(Clone, Debug)]
 pub struct Siaga {
@@ -879,6 +955,18 @@ pub struct Siaga {
 }
 
 impl Siaga {
+    /// The same person on collector `c`: a copy of `siaga.toml` beside the
+    /// original (so that its relative paths still hold) naming `c`'s URL.
+    pub fn on(&self, c: &Collector) -> Result<Siaga> {
+        let config = self
+            .config
+            .with_file_name(format!("siaga-{}.toml", c.listen.port()));
+        fs::copy(&self.config, &config)
+            .with_context(|| format!("copying {}", self.config.display()))?;
+        set_toml(&config, "collector", c.url().into())?;
+        Ok(Siaga { config })
+    }
+
     /// `siaga --config FILE <args>`; the raw output.
     pub fn run(&self, args: &[&str]) -> Result<Output> {
         self.run_env(args, &[])
@@ -1031,9 +1119,13 @@ impl Tls {
     pub fn from_config(path: &Path) -> Result<Tls> {
         let t = read_toml(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        // An agent's `collector` may be a list: the first of it.
         let url = t
             .get("collector")
-            .and_then(|v| v.as_str())
+            .and_then(|v| match v {
+                toml::Value::Array(a) => a.first().and_then(|v| v.as_str()),
+                v => v.as_str(),
+            })
             .ok_or_else(|| anyhow!("{} has no collector", path.display()))?
             .to_string();
         let server_name = match t.get("server_name").and_then(|v| v.as_str()) {
