@@ -11,7 +11,7 @@ use siaga_proto::v1;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::proposal::propose;
+use super::proposal::{propose, snmp_sections};
 use super::service::DiscoverError;
 use crate::api::ApiError;
 use crate::api::limits::{self, len};
@@ -102,6 +102,7 @@ impl v1::discovery_server::Discovery for DiscoveryApi {
             .into());
         };
         info!(user = %caller.name, %opd, subnet = %net, %agent, "discovery asked");
+        let used = r.snmp.clone();
         let cmd = v1::DiscoverCommand {
             id: String::new(),
             subnet: net.to_string(),
@@ -119,7 +120,8 @@ impl v1::discovery_server::Discovery for DiscoveryApi {
                 }
                 DiscoverError::TimedOut { .. } => ApiError::Unavailable(e.to_string()),
             })?;
-        let proposal = propose(&inv, &opd, &net.to_string(), &found.hosts);
+        let mut proposal = propose(&inv, &opd, &net.to_string(), &found.hosts);
+        snmp_sections(&inv, used.as_ref(), &mut proposal);
         Ok(Response::new(v1::DiscoverResponse {
             opd,
             subnet: net.to_string(),
