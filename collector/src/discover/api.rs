@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::proposal::{propose, snmp_sections};
-use super::service::DiscoverError;
+use super::service::{DiscoverError, Route};
 use crate::api::ApiError;
 use crate::api::limits::{self, len};
 use crate::role::Role;
@@ -95,7 +95,7 @@ impl v1::discovery_server::Discovery for DiscoveryApi {
         {
             return Err(ApiError::invalid("snmp.version", "give 1, 2c or 3").into());
         }
-        let Some((agent, downlink)) = self.hub.measure.route(&opd) else {
+        let Some((agent, session, downlink)) = self.hub.measure.route(&opd) else {
             return Err(ApiError::Refused(format!(
                 "the agent of OPD {opd} is not connected; discovery runs on it"
             ))
@@ -112,12 +112,22 @@ impl v1::discovery_server::Discovery for DiscoveryApi {
         let found = self
             .hub
             .discover
-            .run(&agent, &downlink, cmd, wait)
+            .run(
+                Route {
+                    opd: &opd,
+                    by: &caller.name,
+                    agent: &agent,
+                    session,
+                    downlink: &downlink,
+                },
+                cmd,
+                wait,
+            )
             .await
             .map_err(|e| match e {
-                DiscoverError::Agent { .. } | DiscoverError::Disconnected(_) => {
-                    ApiError::Refused(e.to_string())
-                }
+                DiscoverError::Agent { .. }
+                | DiscoverError::Disconnected(_)
+                | DiscoverError::Busy { .. } => ApiError::Refused(e.to_string()),
                 DiscoverError::TimedOut { .. } => ApiError::Unavailable(e.to_string()),
             })?;
         let mut proposal = propose(&inv, &opd, &net.to_string(), &found.hosts);
