@@ -190,11 +190,37 @@ fn lldp_neighbours_become_proposed_devices_links_and_parents() -> Result<()> {
         "r1 twice and the two switches: {answer:#}"
     );
 
-    // The same with SNMPv3 (from the environment), as a person reads it:
+    // Both kinds of credentials left in the environment: which is meant is
+    // not guessed.
+    let both = teknisi.run_env(
+        &["discover", "--opd", "dinkes", "--subnet", &subnet],
+        &[
+            ("SIAGA_SNMP_V3", "noc:sha256:authpass1:aes:privpass1"),
+            ("SIAGA_SNMP_COMMUNITY", "public"),
+        ],
+    )?;
+    ensure!(
+        both.status.code() == Some(64)
+            && String::from_utf8_lossy(&both.stderr).contains(
+                "SIAGA_SNMP_COMMUNITY and SIAGA_SNMP_V3 are both set: unset one, or give --community or --v3"
+            ),
+        "{both:?}"
+    );
+
+    // The same with SNMPv3 typed while a (wrong) community is still
+    // exported in the shell: the flag typed is used. As a person reads it:
     // 80 columns.
     let out = teknisi.run_env(
-        &["discover", "--opd", "dinkes", "--subnet", &subnet],
-        &[("SIAGA_SNMP_V3", "noc:sha256:authpass1:aes:privpass1")],
+        &[
+            "discover",
+            "--opd",
+            "dinkes",
+            "--subnet",
+            &subnet,
+            "--v3",
+            "noc:sha256:authpass1:aes:privpass1",
+        ],
+        &[("SIAGA_SNMP_COMMUNITY", "not-the-community")],
     )?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     ensure!(
