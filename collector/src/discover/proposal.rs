@@ -298,8 +298,7 @@ pub fn snmp_sections(inv: &Inventory, used: Option<&SnmpTarget>, p: &mut Invento
         .find(|d| d.snmp.as_ref().is_some_and(|s| same_access(s, used)));
     let Some(same) = same else {
         p.notes.push(format!(
-            "no device of {} in the inventory has this SNMP v{} access; new devices \
-             are added unpolled: write their [device.snmp] by hand",
+            "new devices unpolled: no device of {} has this SNMP v{} access",
             p.opd, used.version
         ));
         return;
@@ -313,7 +312,7 @@ pub fn snmp_sections(inv: &Inventory, used: Option<&SnmpTarget>, p: &mut Invento
         });
     }
     p.notes.push(format!(
-        "new devices are polled with the [device.snmp] of {} (same access)",
+        "new devices polled with the [device.snmp] of {} (same access)",
         same.id
     ));
 }
@@ -749,7 +748,9 @@ name = "core"
             snmp_sections(&inv, Some(&used), &mut p);
             assert_eq!(p.new_devices[0].snmp, None);
             assert!(
-                p.notes.iter().any(|n| n.contains("added unpolled")),
+                p.notes
+                    .iter()
+                    .any(|n| n.starts_with("new devices unpolled")),
                 "{:?}",
                 p.notes
             );
