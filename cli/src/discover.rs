@@ -21,21 +21,17 @@ pub struct DiscoverCmd {
     /// Subnet in CIDR notation, at most a /20, e.g. 198.18.40.0/24.
     #[arg(long)]
     pub subnet: String,
-    /// SNMP v2c community for the hosts (or from the environment, out of
-    /// sight of `ps`). Without it or --v3: the ping sweep only.
-    #[arg(
-        long,
-        env = "SIAGA_SNMP_COMMUNITY",
-        hide_env_values = true,
-        conflicts_with = "v3"
-    )]
+    /// SNMP v2c community for the hosts, or from SIAGA_SNMP_COMMUNITY (out
+    /// of sight of `ps`). Without it or --v3: the ping sweep only.
+    #[arg(long, conflicts_with = "v3")]
     pub community: Option<String>,
-    /// SNMPv1 instead of v2c for --community.
-    #[arg(long, requires = "community")]
+    /// SNMPv1 instead of v2c for the community.
+    #[arg(long)]
     pub v1: bool,
     /// SNMPv3 as USER[:AUTH:AUTHPASS[:PRIV:PRIVPASS]], e.g.
-    /// noc:sha256:secret1:aes:secret2 (or from the environment).
-    #[arg(long, env = "SIAGA_SNMP_V3", hide_env_values = true)]
+    /// noc:sha256:secret1:aes:secret2, or from SIAGA_SNMP_V3. Given on the
+    /// command line, either flag wins over both variables.
+    #[arg(long)]
     pub v3: Option<String>,
     /// Echo requests per second (default 100, at most 1000).
     #[arg(long)]
@@ -84,16 +80,57 @@ pub fn v3_target(s: &str) -> Result<v1::SnmpTarget, String> {
     Ok(t)
 }
 
+/// Where the SNMP credentials of a discovery come from.
+const COMMUNITY_ENV: &str = "SIAGA_SNMP_COMMUNITY";
+/// Where SNMPv3 credentials come from when not on the command line.
+const V3_ENV: &str = "SIAGA_SNMP_V3";
+
 impl DiscoverCmd {
-    /// The `Discover` request.
+    /// The credentials: the command line's (clap refuses both flags), else
+    /// the environment's (`env` reads a variable); a variable left set in the
+    /// shell never conflicts with a flag typed now.
+    fn credentials(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Option<String>, Option<String>), String> {
+        if self.community.is_some() || self.v3.is_some() {
+            return Ok((self.community.clone(), self.v3.clone()));
+        }
+        let var = |k: &str| env(k).filter(|v| !v.is_empty());
+        match (var(COMMUNITY_ENV), var(V3_ENV)) {
+            (Some(_), Some(_)) => Err(format!(
+                "{COMMUNITY_ENV} and {V3_ENV} are both set: unset one, or give --community or --v3"
+            )),
+            found => Ok(found),
+        }
+    }
+
+    /// The `Discover` request, with the credentials from the command line or
+    /// the process's environment.
     pub fn request(&self) -> Result<v1::DiscoverRequest, String> {
-        let snmp = match (&self.community, &self.v3) {
+        self.request_with(|k| std::env::var(k).ok())
+    }
+
+    /// The `Discover` request, the environment read through `env`.
+    pub fn request_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<v1::DiscoverRequest, String> {
+        let snmp = match self.credentials(env)? {
             (Some(c), _) => Some(v1::SnmpTarget {
                 version: if self.v1 { "1" } else { "2c" }.into(),
-                community: c.clone(),
+                community: c,
                 ..Default::default()
             }),
-            (None, Some(v3)) => Some(v3_target(v3)?),
+            (None, Some(_)) if self.v1 => {
+                return Err("--v1 is for a community, not SNMPv3".into());
+            }
+            (None, Some(v3)) => Some(v3_target(&v3)?),
+            (None, None) if self.v1 => {
+                return Err(format!(
+                    "--v1 needs a community: give --community or set {COMMUNITY_ENV}"
+                ));
+            }
             (None, None) => None,
         };
         Ok(v1::DiscoverRequest {
@@ -107,7 +144,7 @@ impl DiscoverCmd {
 
     /// Runs it.
     pub async fn run(&self, cfg: &SiagaConfig) -> Result<(), CliError> {
-        let req = self.request().map_err(CliError::Message)?;
+        let req = self.request().map_err(CliError::Usage)?;
         let wait = Duration::from_secs(if req.timeout_s == 0 {
             300
         } else {
@@ -301,5 +338,90 @@ mod tests {
         assert!(s.contains("sw-lantai-2-ruang-server"), "{s}");
         assert!(s.contains("dinkes-core name: core -> core-1"), "{s}");
         assert!(s.contains("GigabitEthernet1/0/24"), "{s}");
+    }
+
+    fn cmd(args: &[&str]) -> DiscoverCmd {
+        let mut argv = vec!["siaga", "--opd", "dinkes", "--subnet", "198.18.40.0/24"];
+        argv.extend(args);
+        <DiscoverCmdCli as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .d
+    }
+
+    #[test]
+    fn a_flag_typed_wins_over_credentials_left_in_the_environment() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        const COMMUNITY: &[(&str, &str)] = &[("SIAGA_SNMP_COMMUNITY", "public")];
+        const BOTH: &[(&str, &str)] = &[
+            ("SIAGA_SNMP_COMMUNITY", "public"),
+            ("SIAGA_SNMP_V3", "noc:sha256:authpass1"),
+        ];
+        let snmp = |r: Result<v1::DiscoverRequest, String>| {
+            let t = r.unwrap().snmp.unwrap_or_default();
+            (t.version, t.community, t.user)
+        };
+        // --v3 with a community exported in the shell: SNMPv3.
+        assert_eq!(
+            snmp(cmd(&["--v3", "noc:sha256:authpass1"]).request_with(env(COMMUNITY))),
+            ("3".into(), String::new(), "noc".into())
+        );
+        // --community with SNMPv3 exported: the community.
+        assert_eq!(
+            snmp(
+                cmd(&["--community", "kominfo"])
+                    .request_with(env(&[("SIAGA_SNMP_V3", "noc:sha256:authpass1")]))
+            ),
+            ("2c".into(), "kominfo".into(), String::new())
+        );
+        // The environment alone.
+        assert_eq!(
+            snmp(cmd(&["--v1"]).request_with(env(COMMUNITY))),
+            ("1".into(), "public".into(), String::new())
+        );
+        // Both variables and no flag: which one is meant is not known.
+        assert_eq!(
+            cmd(&[]).request_with(env(BOTH)).unwrap_err(),
+            "SIAGA_SNMP_COMMUNITY and SIAGA_SNMP_V3 are both set: unset one, or give --community or --v3"
+        );
+        assert_eq!(
+            cmd(&["--v3", "noc"])
+                .request_with(env(BOTH))
+                .map(|r| r.snmp.map(|t| t.version)),
+            Ok(Some("3".to_string()))
+        );
+        // Both flags typed: refused by the parser; --v1 without a community.
+        assert!(
+            <DiscoverCmdCli as clap::Parser>::try_parse_from([
+                "siaga",
+                "--opd",
+                "d",
+                "--subnet",
+                "198.18.40.0/24",
+                "--community",
+                "c",
+                "--v3",
+                "noc"
+            ])
+            .is_err()
+        );
+        assert_eq!(
+            cmd(&["--v1", "--v3", "noc"])
+                .request_with(env(&[]))
+                .unwrap_err(),
+            "--v1 is for a community, not SNMPv3"
+        );
+        assert!(cmd(&["--v1"]).request_with(env(&[])).is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct DiscoverCmdCli {
+        #[command(flatten)]
+        d: DiscoverCmd,
     }
 }

@@ -169,6 +169,7 @@ impl Hub {
             })
             .collect();
         let (inventory, _) = watch::channel(Arc::new(inventory));
+        let discover = crate::discover::DiscoverService::new(metrics.discoveries_busy.clone());
         Ok(Hub {
             inventory,
             agents: Mutex::new(agents),
@@ -185,7 +186,7 @@ impl Hub {
             peers: crate::auth::PeerCache::default(),
             data_dir,
             measure,
-            discover: crate::discover::DiscoverService::default(),
+            discover,
             enrolled: RwLock::new(Vec::new()),
             max_clock_skew_us: std::sync::atomic::AtomicI64::new(
                 crate::config::IngestConfig::default().max_clock_skew_us(),

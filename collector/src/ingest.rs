@@ -295,7 +295,7 @@ impl Session {
             warn!(agent = %self.identity, error = %e, "marking the stream's measurements failed");
         }
         // Discoveries waiting on it end now, not at their deadline.
-        self.hub.discover.detach(&self.id);
+        self.hub.discover.detach(&self.id, measure_session);
         self.hub.metrics.agents_connected.dec();
         info!(agent = %self.identity, %reason, "agent disconnected");
         let _ = self.hub.writer.agent(record).await;

@@ -11,12 +11,14 @@ use serde_json::Value;
 use siaga_tests::harness::{Agent, Collector, secs, wait_until};
 use siaga_tests::lab::{Lab, router_port};
 
-/// The inventory as the OPD has it before discovery: only its router.
+/// The inventory as the OPD has it before discovery: only its router,
+/// polled with the OPD's community.
 fn inventory(router: &str) -> String {
     format!(
         "interval = \"2s\"\n\n[[opd]]\nid = \"dinkes\"\nname = \"Dinas Kesehatan\"\n\n\
          [[device]]\nid = \"dinkes-r1\"\nopd = \"dinkes\"\nkind = \"router\"\n\
-         address = \"{router}\"\nname = \"r1\"\n"
+         address = \"{router}\"\nname = \"r1\"\n[device.snmp]\nversion = \"2c\"\n\
+         community = \"public\"\n"
     )
 }
 
@@ -168,6 +170,18 @@ fn lldp_neighbours_become_proposed_devices_links_and_parents() -> Result<()> {
         p["new_devices"][0]["vendor"] == "Net-SNMP",
         "vendor from sysObjectID: {p:#}"
     );
+    // They answered with the community dinkes-r1 is polled with: they are
+    // to be polled the same way, and the proposal holds no community.
+    for d in p["new_devices"].as_array().into_iter().flatten() {
+        ensure!(
+            d["snmp"]["same_as"] == "dinkes-r1" && d["snmp"]["version"] == "2c",
+            "{d:#}"
+        );
+    }
+    ensure!(
+        !std::fs::read_to_string(&saved)?.contains("public"),
+        "a community in the saved proposal"
+    );
     // r1's own addresses in the subnet answer ping, not SNMP: noted.
     let notes = p["notes"].to_string();
     ensure!(notes.contains("answers ping but not SNMP"), "{p:#}");
@@ -176,11 +190,37 @@ fn lldp_neighbours_become_proposed_devices_links_and_parents() -> Result<()> {
         "r1 twice and the two switches: {answer:#}"
     );
 
-    // The same with SNMPv3 (from the environment), as a person reads it:
+    // Both kinds of credentials left in the environment: which is meant is
+    // not guessed.
+    let both = teknisi.run_env(
+        &["discover", "--opd", "dinkes", "--subnet", &subnet],
+        &[
+            ("SIAGA_SNMP_V3", "noc:sha256:authpass1:aes:privpass1"),
+            ("SIAGA_SNMP_COMMUNITY", "public"),
+        ],
+    )?;
+    ensure!(
+        both.status.code() == Some(64)
+            && String::from_utf8_lossy(&both.stderr).contains(
+                "SIAGA_SNMP_COMMUNITY and SIAGA_SNMP_V3 are both set: unset one, or give --community or --v3"
+            ),
+        "{both:?}"
+    );
+
+    // The same with SNMPv3 typed while a (wrong) community is still
+    // exported in the shell: the flag typed is used. As a person reads it:
     // 80 columns.
     let out = teknisi.run_env(
-        &["discover", "--opd", "dinkes", "--subnet", &subnet],
-        &[("SIAGA_SNMP_V3", "noc:sha256:authpass1:aes:privpass1")],
+        &[
+            "discover",
+            "--opd",
+            "dinkes",
+            "--subnet",
+            &subnet,
+            "--v3",
+            "noc:sha256:authpass1:aes:privpass1",
+        ],
+        &[("SIAGA_SNMP_COMMUNITY", "not-the-community")],
     )?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     ensure!(
@@ -197,6 +237,8 @@ fn lldp_neighbours_become_proposed_devices_links_and_parents() -> Result<()> {
         format!("  sw3  {sw3}  switch  parent dinkes-r1"),
         format!("  dinkes-r1 {}", router_port("sw2")),
         "      <-> sw2 eth0".to_string(),
+        // No device of the OPD is polled over SNMPv3: said, not truncated.
+        "  new devices unpolled: no device of dinkes has this SNMP v3 access\n".to_string(),
     ] {
         ensure!(
             text.contains(&want),
@@ -270,6 +312,26 @@ fn lldp_neighbours_become_proposed_devices_links_and_parents() -> Result<()> {
     ])?;
     ensure!(!again.status.success(), "applied twice");
     ensure!(std::fs::read_to_string(c.inventory_path()?)? == text);
+
+    // Reloaded, the new devices are polled over SNMP: their interfaces
+    // show in `siaga device`.
+    let reloaded = c.reload()?;
+    ensure!(
+        reloaded.status.success(),
+        "reload: {}",
+        String::from_utf8_lossy(&reloaded.stderr)
+    );
+    for sw in ["sw2", "sw3"] {
+        wait_until(secs(60), &format!("{sw}'s interfaces polled"), || {
+            let d = teknisi.json(&["device", sw, "--json"])?;
+            Ok(d["interfaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|i| i["if_name"] == "eth0"))
+        })
+        .map_err(logs)?;
+    }
     drop(agent);
     Ok(())
 }

@@ -11,8 +11,8 @@ use siaga_proto::v1;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::proposal::propose;
-use super::service::DiscoverError;
+use super::proposal::{propose, snmp_sections};
+use super::service::{DiscoverError, Route};
 use crate::api::ApiError;
 use crate::api::limits::{self, len};
 use crate::role::Role;
@@ -95,13 +95,14 @@ impl v1::discovery_server::Discovery for DiscoveryApi {
         {
             return Err(ApiError::invalid("snmp.version", "give 1, 2c or 3").into());
         }
-        let Some((agent, downlink)) = self.hub.measure.route(&opd) else {
+        let Some((agent, session, downlink)) = self.hub.measure.route(&opd) else {
             return Err(ApiError::Refused(format!(
                 "the agent of OPD {opd} is not connected; discovery runs on it"
             ))
             .into());
         };
         info!(user = %caller.name, %opd, subnet = %net, %agent, "discovery asked");
+        let used = r.snmp.clone();
         let cmd = v1::DiscoverCommand {
             id: String::new(),
             subnet: net.to_string(),
@@ -111,15 +112,26 @@ impl v1::discovery_server::Discovery for DiscoveryApi {
         let found = self
             .hub
             .discover
-            .run(&agent, &downlink, cmd, wait)
+            .run(
+                Route {
+                    opd: &opd,
+                    by: &caller.name,
+                    agent: &agent,
+                    session,
+                    downlink: &downlink,
+                },
+                cmd,
+                wait,
+            )
             .await
             .map_err(|e| match e {
-                DiscoverError::Agent { .. } | DiscoverError::Disconnected(_) => {
-                    ApiError::Refused(e.to_string())
-                }
+                DiscoverError::Agent { .. }
+                | DiscoverError::Disconnected(_)
+                | DiscoverError::Busy { .. } => ApiError::Refused(e.to_string()),
                 DiscoverError::TimedOut { .. } => ApiError::Unavailable(e.to_string()),
             })?;
-        let proposal = propose(&inv, &opd, &net.to_string(), &found.hosts);
+        let mut proposal = propose(&inv, &opd, &net.to_string(), &found.hosts);
+        snmp_sections(&inv, used.as_ref(), &mut proposal);
         Ok(Response::new(v1::DiscoverResponse {
             opd,
             subnet: net.to_string(),

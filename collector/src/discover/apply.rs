@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use siaga_proto::v1::InventoryProposal;
+use siaga_proto::v1::{InventoryProposal, ProposedSnmp};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::inventory::Inventory;
@@ -41,6 +41,46 @@ fn devices(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, String> {
     doc.get_mut("device")
         .and_then(Item::as_array_of_tables_mut)
         .ok_or_else(|| "`device` is not an array of [[device]] tables".to_string())
+}
+
+/// The `[device.snmp]` of `snmp.same_as` in the file, for the new device
+/// `id`: a copy (credentials included, as the file already holds them) on
+/// the port the new device answered on.
+fn snmp_like(
+    devs: &ArrayOfTables,
+    snmp: &ProposedSnmp,
+    id: &str,
+    file: &Path,
+) -> Result<Table, String> {
+    let stale = || {
+        format!(
+            "device {id} is to be polled like {}, which has no SNMP {} in {} any more; discover again",
+            snmp.same_as,
+            snmp.version,
+            file.display()
+        )
+    };
+    let like = devs
+        .iter()
+        .find(|t| t.get("id").and_then(Item::as_str) == Some(snmp.same_as.as_str()))
+        .and_then(|t| t.get("snmp"))
+        .and_then(Item::as_table_like)
+        .filter(|s| s.get("version").and_then(Item::as_str) == Some(snmp.version.as_str()))
+        .ok_or_else(stale)?;
+    let mut t = Table::new();
+    for (k, v) in like.iter() {
+        if k != "port" {
+            let mut v = v.clone();
+            if let Some(v) = v.as_value_mut() {
+                v.decor_mut().clear();
+            }
+            t.insert(k, v);
+        }
+    }
+    if snmp.port != 0 && snmp.port != 161 {
+        t.insert("port", value(i64::from(snmp.port)));
+    }
+    Ok(t)
 }
 
 /// `text` (inventory.toml, `file` in messages) with `p` applied and
@@ -116,6 +156,10 @@ pub fn apply(file: &Path, text: &str, p: &InventoryProposal) -> Result<(String, 
                 format!("\n# Discovered in {}: {}.\n", p.subnet, what.join(", "))
             };
             t.decor_mut().set_prefix(comment.replace(['\r'], ""));
+            if let Some(snmp) = &d.snmp {
+                let section = snmp_like(devs, snmp, &d.id, file)?;
+                t.insert("snmp", Item::Table(section));
+            }
             devs.push(t);
             done.devices += 1;
         }
@@ -258,5 +302,36 @@ name = "core"
         let answer = format!("{{\"opd\": \"dinkes\", \"proposal\": {saved}}}");
         assert_eq!(read_proposal(&answer).unwrap(), proposal());
         assert!(read_proposal("[1, 2").is_err());
+    }
+
+    #[test]
+    fn a_new_device_gets_the_snmp_section_of_the_device_named() {
+        let file = Path::new("inventory.toml");
+        let text = format!(
+            "{INVENTORY}[device.snmp]   # the OPD's read-only community\nversion = \"2c\"\ncommunity = \"kominfo\"\nport = 1161\n"
+        );
+        let mut p = proposal();
+        p.new_devices[0].snmp = Some(ProposedSnmp {
+            version: "2c".into(),
+            same_as: "dinkes-core".into(),
+            port: 161,
+        });
+        let (out, _) = apply(file, &text, &p).unwrap();
+        let inv = Inventory::parse(file, &out).unwrap();
+        let snmp = inv.devices["sw-a"].snmp.clone().unwrap();
+        assert_eq!(
+            (snmp.version.as_str(), snmp.community.as_str(), snmp.port),
+            ("2c", "kominfo", 161)
+        );
+        // The device named has no such section (any more): refused.
+        p.new_devices[0].snmp = Some(ProposedSnmp {
+            version: "3".into(),
+            same_as: "dinkes-core".into(),
+            port: 161,
+        });
+        assert_eq!(
+            apply(file, &text, &p).unwrap_err(),
+            "device sw-a is to be polled like dinkes-core, which has no SNMP 3 in inventory.toml any more; discover again"
+        );
     }
 }

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use siaga_proto::v1::{
-    DiscoveredHost, InventoryProposal, ProposedChange, ProposedDevice, ProposedLink, SnmpStatus,
+    DiscoveredHost, InventoryProposal, ProposedChange, ProposedDevice, ProposedLink, ProposedSnmp,
+    SnmpStatus, SnmpTarget,
 };
 
 use super::vendor;
@@ -205,6 +206,7 @@ pub fn propose(
             parent: parent.unwrap_or_default(),
             sys_object_id: n.host.sys_object_id.clone(),
             sys_descr: n.host.sys_descr.clone(),
+            snmp: None,
         });
     }
 
@@ -254,6 +256,65 @@ pub fn propose(
         });
     }
     p
+}
+
+/// Whether the inventory's `have` is the access `used` (what the discovery
+/// was run with): the same version and the same credentials.
+fn same_access(have: &SnmpTarget, used: &SnmpTarget) -> bool {
+    let proto = |s: &str| {
+        if s.is_empty() {
+            "none".to_string()
+        } else {
+            s.to_ascii_lowercase()
+        }
+    };
+    have.version == used.version
+        && if used.version == "3" {
+            have.user == used.user
+                && proto(&have.auth_protocol) == proto(&used.auth_protocol)
+                && have.auth_password == used.auth_password
+                && proto(&have.priv_protocol) == proto(&used.priv_protocol)
+                && have.priv_password == used.priv_password
+        } else {
+            have.community == used.community
+        }
+}
+
+/// Gives each new device of `p` (all answered SNMP with `used`) the
+/// `[device.snmp]` of a device of the OPD that has the same credentials, so
+/// that it is polled once applied. inventory.toml holds credentials inline
+/// only: the section is copied from that device at apply, the proposal
+/// carries no secret; without such a device the new ones stay unpolled and
+/// a note says what to add.
+pub fn snmp_sections(inv: &Inventory, used: Option<&SnmpTarget>, p: &mut InventoryProposal) {
+    let Some(used) = used else { return };
+    if p.new_devices.is_empty() {
+        return;
+    }
+    let same = inv
+        .devices
+        .values()
+        .filter(|d| d.opd == p.opd)
+        .find(|d| d.snmp.as_ref().is_some_and(|s| same_access(s, used)));
+    let Some(same) = same else {
+        p.notes.push(format!(
+            "new devices unpolled: no device of {} has this SNMP v{} access",
+            p.opd, used.version
+        ));
+        return;
+    };
+    let port = if used.port == 0 { 161 } else { used.port };
+    for d in &mut p.new_devices {
+        d.snmp = Some(ProposedSnmp {
+            version: used.version.clone(),
+            same_as: same.id.clone(),
+            port,
+        });
+    }
+    p.notes.push(format!(
+        "new devices polled with the [device.snmp] of {} (same access)",
+        same.id
+    ));
 }
 
 /// Adds the inventory devices of the OPD that swept devices name as LLDP
@@ -646,5 +707,54 @@ name = "core"
         // "dinkes-core" matches the device by id: its address changes.
         assert_eq!(ids, ["dinkes-198.18.40.8"]);
         assert_eq!(p.changes[0].field, "address");
+    }
+
+    #[test]
+    fn new_devices_are_polled_like_a_device_with_the_same_access() {
+        let text = format!("{INVENTORY}[device.snmp]\nversion = \"2c\"\ncommunity = \"kominfo\"\n");
+        let inv = Inventory::parse(Path::new("inventory.toml"), &text).unwrap();
+        let hosts = vec![host("198.18.40.7", "sw-x", 1, &[])];
+        let v2c = |c: &str| SnmpTarget {
+            version: "2c".into(),
+            community: c.into(),
+            ..Default::default()
+        };
+        let mut p = propose(&inv, "dinkes", "198.18.40.0/24", &hosts);
+        snmp_sections(&inv, Some(&v2c("kominfo")), &mut p);
+        assert_eq!(
+            p.new_devices[0].snmp,
+            Some(ProposedSnmp {
+                version: "2c".into(),
+                same_as: "dinkes-core".into(),
+                port: 161
+            })
+        );
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("[device.snmp] of dinkes-core")),
+            "{:?}",
+            p.notes
+        );
+        // Another community, or v1 with it: no device has that access.
+        for used in [
+            v2c("other"),
+            SnmpTarget {
+                version: "1".into(),
+                ..v2c("kominfo")
+            },
+        ] {
+            let mut p = propose(&inv, "dinkes", "198.18.40.0/24", &hosts);
+            snmp_sections(&inv, Some(&used), &mut p);
+            assert_eq!(p.new_devices[0].snmp, None);
+            assert!(
+                p.notes
+                    .iter()
+                    .any(|n| n.starts_with("new devices unpolled")),
+                "{:?}",
+                p.notes
+            );
+            assert!(!format!("{p:?}").contains("kominfo"), "{p:?}");
+        }
     }
 }

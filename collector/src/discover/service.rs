@@ -3,12 +3,18 @@
 //! parts come back through [`DiscoverService::answer`] to the caller waiting
 //! in [`DiscoverService::run`]. Runs live in memory only: a discovery is
 //! a question asked now, not a record.
+//!
+//! An agent runs one discovery at a time, so a second one for an OPD while
+//! one runs is refused here, with who asked the first and how long it may
+//! take, rather than waiting unseen at the agent. A run belongs to the
+//! stream (agent session) it was sent on: only that stream's end cancels it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use siaga_proto::v1::collector_message::Msg as CollectorMsg;
 use siaga_proto::v1::{CollectorMessage, DiscoverCommand, DiscoverResult, DiscoveredHost};
 use tokio::sync::mpsc;
@@ -39,6 +45,21 @@ pub enum DiscoverError {
     /// The stream to the agent ended before the run did.
     #[error("the agent {0} disconnected before the discovery was done")]
     Disconnected(String),
+    /// A discovery of the OPD is running already (an agent runs one at a
+    /// time).
+    #[error(
+        "a discovery of OPD {opd} is running already ({subnet}, asked by {by}); its agent runs one at a time: try again when it is done, at most {left} from now"
+    )]
+    Busy {
+        /// The OPD.
+        opd: String,
+        /// The subnet of the running one.
+        subnet: String,
+        /// Who asked for it.
+        by: String,
+        /// The longest it may still run.
+        left: String,
+    },
     /// No last part in time.
     #[error("the agent {agent} did not finish the discovery within {waited}")]
     TimedOut {
@@ -64,7 +85,28 @@ pub struct Found {
 
 struct Run {
     agent: String,
+    /// The agent's stream it was sent on.
+    session: u64,
+    opd: String,
+    subnet: String,
+    by: String,
+    deadline: Instant,
     tx: mpsc::Sender<DiscoverResult>,
+}
+
+/// Where a discovery goes and who asks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    /// The OPD.
+    pub opd: &'a str,
+    /// The person asking.
+    pub by: &'a str,
+    /// The OPD's agent.
+    pub agent: &'a str,
+    /// Its stream's session (see `MeasureService::route`).
+    pub session: u64,
+    /// Its stream.
+    pub downlink: &'a Downlink,
 }
 
 /// The discoveries running now.
@@ -72,6 +114,8 @@ struct Run {
 pub struct DiscoverService {
     next: AtomicU64,
     runs: Mutex<HashMap<String, Run>>,
+    /// Discoveries refused because one of the OPD was running.
+    busy: Counter,
 }
 
 impl std::fmt::Debug for DiscoverService {
@@ -81,29 +125,57 @@ impl std::fmt::Debug for DiscoverService {
 }
 
 impl DiscoverService {
+    /// The service, counting refusals of a second discovery on `busy`.
+    pub fn new(busy: Counter) -> Self {
+        Self {
+            busy,
+            ..Self::default()
+        }
+    }
+
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends `cmd` (its id is set here) to `agent` down `downlink` and
-    /// waits up to `timeout` for its last part.
+    /// Sends `cmd` (its id is set here) to the agent of `to` and waits up
+    /// to `timeout` for its last part; refused while a discovery of the
+    /// same OPD runs.
     pub async fn run(
         &self,
-        agent: &str,
-        downlink: &Downlink,
+        to: Route<'_>,
         mut cmd: DiscoverCommand,
         timeout: Duration,
     ) -> Result<Found, DiscoverError> {
+        let agent = to.agent;
         cmd.id = format!("D-{:06}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
         let id = cmd.id.clone();
         let (tx, mut rx) = mpsc::channel(16);
-        self.runs().insert(
-            id.clone(),
-            Run {
-                agent: agent.to_string(),
-                tx,
-            },
-        );
+        {
+            let mut runs = self.runs();
+            if let Some(r) = runs.values().find(|r| r.opd == to.opd) {
+                self.busy.inc();
+                let left = r.deadline.saturating_duration_since(Instant::now());
+                return Err(DiscoverError::Busy {
+                    opd: r.opd.clone(),
+                    subnet: r.subnet.clone(),
+                    by: r.by.clone(),
+                    left: humantime::format_duration(Duration::from_secs(left.as_secs()))
+                        .to_string(),
+                });
+            }
+            runs.insert(
+                id.clone(),
+                Run {
+                    agent: agent.to_string(),
+                    session: to.session,
+                    opd: to.opd.to_string(),
+                    subnet: cmd.subnet.clone(),
+                    by: to.by.to_string(),
+                    deadline: Instant::now() + SEND_PATIENCE + timeout,
+                    tx,
+                },
+            );
+        }
         // Whatever ends the wait, the run is forgotten.
         struct Forget<'a>(&'a DiscoverService, String);
         impl Drop for Forget<'_> {
@@ -117,7 +189,7 @@ impl DiscoverService {
             msg: Some(CollectorMsg::Discover(cmd)),
         });
         if !matches!(
-            tokio::time::timeout(SEND_PATIENCE, downlink.send(msg)).await,
+            tokio::time::timeout(SEND_PATIENCE, to.downlink.send(msg)).await,
             Ok(Ok(()))
         ) {
             return Err(DiscoverError::Disconnected(agent.to_string()));
@@ -179,9 +251,11 @@ impl DiscoverService {
         let _ = tx.send(part).await;
     }
 
-    /// An agent's stream ended: its runs cannot be answered any more.
-    pub fn detach(&self, agent: &str) {
-        self.runs().retain(|_, r| r.agent != agent);
+    /// An agent's stream (`session`) ended: the runs sent on it cannot be
+    /// answered any more. Runs on a newer stream of the agent go on.
+    pub fn detach(&self, agent: &str, session: u64) {
+        self.runs()
+            .retain(|_, r| !(r.agent == agent && r.session == session));
     }
 }
 
@@ -222,6 +296,126 @@ mod tests {
         }
     }
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn route<'a>(opd: &'a str, agent: &'a str, session: u64, tx: &'a Downlink) -> Route<'a> {
+        Route {
+            opd,
+            by: "teknisi",
+            agent,
+            session,
+            downlink: tx,
+        }
+    }
+
+    fn done(id: &str) -> DiscoverResult {
+        DiscoverResult {
+            id: id.into(),
+            done: true,
+            ..Default::default()
+        }
+    }
+
+    /// Starts a discovery of `opd` on (`agent`, `session`) and returns its
+    /// task and the command the agent got.
+    async fn start(
+        s: &Arc<DiscoverService>,
+        opd: &'static str,
+        agent: &'static str,
+        session: u64,
+    ) -> (
+        tokio::task::JoinHandle<Result<Found, DiscoverError>>,
+        DiscoverCommand,
+    ) {
+        let (tx, mut rx) = mpsc::channel(4);
+        let run = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let cmd = DiscoverCommand {
+                    subnet: "198.18.40.0/24".into(),
+                    ..Default::default()
+                };
+                s.run(route(opd, agent, session, &tx), cmd, secs(300)).await
+            })
+        };
+        let cmd = command_of(rx.recv().await);
+        (run, cmd)
+    }
+
+    #[tokio::test]
+    async fn a_second_discovery_of_an_opd_is_refused_and_counted_while_one_runs() {
+        let mut metrics = crate::metrics::Metrics::new();
+        let s = Arc::new(DiscoverService::new(metrics.discoveries_busy.clone()));
+        let (first, cmd) = start(&s, "dinkes", "dinkes-agent", 1).await;
+        let (tx, mut rx) = mpsc::channel(4);
+        let second = s
+            .run(
+                route("dinkes", "dinkes-agent", 1, &tx),
+                DiscoverCommand {
+                    subnet: "198.18.41.0/24".into(),
+                    ..Default::default()
+                },
+                secs(300),
+            )
+            .await
+            .unwrap_err();
+        let text = second.to_string();
+        assert!(
+            text.starts_with(
+                "a discovery of OPD dinkes is running already (198.18.40.0/24, asked by teknisi); \
+                 its agent runs one at a time: try again when it is done, at most "
+            ),
+            "{text}"
+        );
+        // Nothing went to the agent, and /metrics counts it.
+        assert!(rx.try_recv().is_err());
+        let exposed = metrics.registry_mut();
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, exposed).unwrap();
+        assert!(
+            out.contains("siaga_collector_discoveries_busy_total 1\n"),
+            "{out}"
+        );
+        // Another OPD is not held up by it.
+        let (other, other_cmd) = start(&s, "bappeda", "bappeda-agent", 2).await;
+        s.answer("bappeda-agent", done(&other_cmd.id)).await;
+        assert!(other.await.unwrap().is_ok());
+        // Once the first is done, the OPD may discover again.
+        s.answer("dinkes-agent", done(&cmd.id)).await;
+        assert!(first.await.unwrap().is_ok());
+        let (again, cmd) = start(&s, "dinkes", "dinkes-agent", 1).await;
+        s.answer("dinkes-agent", done(&cmd.id)).await;
+        assert!(again.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_end_of_an_old_stream_leaves_a_run_on_the_agents_new_stream() {
+        let s = Arc::new(DiscoverService::default());
+        // The agent reconnected (stream 2) before the server noticed its
+        // old stream (1) ended; a discovery went down the new one.
+        let (run, cmd) = start(&s, "dinkes", "dinkes-agent", 2).await;
+        s.detach("dinkes-agent", 1);
+        s.answer(
+            "dinkes-agent",
+            DiscoverResult {
+                hosts: vec![host("198.18.40.2")],
+                ..done(&cmd.id)
+            },
+        )
+        .await;
+        let found = run.await.unwrap().unwrap();
+        assert_eq!(found.hosts.len(), 1);
+        // Its own stream's end does cancel it.
+        let (run, _) = start(&s, "dinkes", "dinkes-agent", 2).await;
+        s.detach("dinkes-agent", 2);
+        assert_eq!(
+            run.await.unwrap().unwrap_err(),
+            DiscoverError::Disconnected("dinkes-agent".into())
+        );
+    }
+
     fn host(addr: &str) -> DiscoveredHost {
         DiscoveredHost {
             address: addr.into(),
@@ -240,7 +434,7 @@ mod tests {
                     subnet: "198.18.40.0/29".into(),
                     ..Default::default()
                 };
-                s.run("dinkes-agent", &tx, cmd, Duration::from_secs(30))
+                s.run(route("dinkes", "dinkes-agent", 1, &tx), cmd, secs(30))
                     .await
             })
         };
@@ -302,10 +496,9 @@ mod tests {
             let (s, tx) = (s.clone(), tx.clone());
             tokio::spawn(async move {
                 s.run(
-                    "a",
-                    &tx,
+                    route("dinkes", "a", 1, &tx),
                     DiscoverCommand::default(),
-                    Duration::from_secs(30),
+                    secs(30),
                 )
                 .await
             })
@@ -330,16 +523,15 @@ mod tests {
             let (s, tx) = (s.clone(), tx.clone());
             tokio::spawn(async move {
                 s.run(
-                    "a",
-                    &tx,
+                    route("dinkes", "a", 1, &tx),
                     DiscoverCommand::default(),
-                    Duration::from_secs(30),
+                    secs(30),
                 )
                 .await
             })
         };
         command_of(rx.recv().await);
-        s.detach("a");
+        s.detach("a", 1);
         assert_eq!(
             run.await.unwrap().unwrap_err(),
             DiscoverError::Disconnected("a".into())

@@ -154,10 +154,11 @@ impl MeasureService {
             .map(|(a, c)| (a.clone(), c.clone()))
     }
 
-    /// The agent of `opd` with its stream open and its downlink: the
-    /// route other commands (a discovery) take too.
-    pub fn route(&self, opd: &str) -> Option<(String, Downlink)> {
-        self.live(opd).map(|(a, c)| (a, c.tx))
+    /// The agent of `opd` with its stream open, the stream's session (as
+    /// [`MeasureService::attach`] returned it) and its downlink: the route
+    /// other commands (a discovery) take too.
+    pub fn route(&self, opd: &str) -> Option<(String, u64, Downlink)> {
+        self.live(opd).map(|(a, c)| (a, c.session, c.tx))
     }
 
     /// Whether an agent of `opd` has its stream open.

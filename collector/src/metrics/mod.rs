@@ -94,6 +94,8 @@ pub struct Metrics {
     pub tls_handshakes_refused: Family<ReasonLabel, Counter>,
     /// Web console logins, per outcome.
     pub web_logins: Family<OutcomeLabel, Counter>,
+    /// Discoveries refused because one of the same OPD was running.
+    pub discoveries_busy: Counter,
 }
 
 /// Label of the web console's logins: how one ended.
@@ -135,6 +137,7 @@ impl Metrics {
             accept_errors: Family::default(),
             tls_handshakes_refused: Family::default(),
             web_logins: Family::default(),
+            discoveries_busy: Counter::default(),
             registry: Registry::default(),
             network_registry: Registry::default(),
             network: network::NetworkCollector::default(),
@@ -204,6 +207,11 @@ impl Metrics {
             "web_logins",
             "Web console logins, per outcome (ok, failed, locked_out, no_password, bad_form)",
             m.web_logins.clone(),
+        );
+        registry.register(
+            "discoveries_busy",
+            "Discoveries refused because one of the same OPD was running (an agent runs one at a time)",
+            m.discoveries_busy.clone(),
         );
         for reason in siaga_proto::tls::REFUSAL_REASONS {
             let _ = m
