@@ -8,7 +8,10 @@ use siaga_collector::store::{
     StoredSample,
 };
 use siaga_proto::v1;
-use siaga_tests::harness::{secs, wait_until};
+use siaga_tests::harness::{
+    Collector, Inventory, Uplink, free_port, icmp_sample, now_us, runtime, secs, set_toml,
+    wait_until,
+};
 use siaga_tests::postgres::Cluster;
 
 /// Whether process `pid` still runs (a zombie waiting for its reaper does not).
@@ -525,5 +528,131 @@ fn postgres_collectors_starting_together_create_the_schema_once() -> Result<()> 
     }
     assert_eq!(stores[0].history("x", 0, 10)?.len(), 4);
     assert_eq!(PgStore::schema_version(&url)?, Some(1));
+    Ok(())
+}
+
+// ---- The collector on PostgreSQL ----------------------------------------
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `[store] url`: the collector acknowledges what PostgreSQL holds, drops
+/// a resend there, serves the history from it, and writes no sample file.
+#[test]
+fn a_collector_with_a_store_url_keeps_its_samples_in_postgres() -> Result<()> {
+    let pg = Cluster::start()?;
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    set_toml(&c.config, "store.url", pg.url().into())?;
+    let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let t = now_us() - 10_000_000;
+    let samples: Vec<v1::Sample> = (1..=3)
+        .map(|i| icmp_sample(i, t + i as i64, "a-1"))
+        .collect();
+    let (first, again) = runtime()?.block_on(async {
+        let mut up = Uplink::open(&tls, &cfg.id, "a").await?;
+        let first = up.send(samples.clone()).await?;
+        let again = up.send(samples.clone()).await?;
+        anyhow::Ok((first, again))
+    })?;
+    ensure!(first.stored == 3, "{first:?}");
+    ensure!((again.stored, again.duplicates) == (0, 3), "{again:?}");
+    let in_pg = PgStore::open(&pg.url())?.history("a-1", 0, 100)?;
+    ensure!(
+        in_pg.iter().map(|s| s.sample.seq).collect::<Vec<_>>() == [1, 2, 3],
+        "{in_pg:?}"
+    );
+    ensure!(admin.history_ts("a-1")?.len() == 3);
+    let file = c.data_dir.join("collector.redb");
+    ensure!(
+        !file.exists(),
+        "{} written beside PostgreSQL",
+        file.display()
+    );
+    // `validate` says where things live, and that the schema fits.
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.success(), "{out}");
+    let at = format!(
+        "PostgreSQL at postgres@127.0.0.1:{}/siaga (schema version 1)",
+        pg.port()
+    );
+    ensure!(out.contains(&at), "{out}");
+    ensure!(
+        out.contains("tickets, SOP trails, measurements and reports still in"),
+        "{out}"
+    );
+    Ok(())
+}
+
+/// `validate` with `[store] url`: a database that does not answer is a
+/// clear error with the next step (exit 69), a malformed URL names file,
+/// line and key (exit 64), an empty database is fine; the password is
+/// never repeated.
+#[test]
+fn validate_checks_the_store_url_and_says_what_to_do() -> Result<()> {
+    let pg = Cluster::start()?;
+    let c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    let v = c.validate()?;
+    ensure!(v.status.success(), "{}", text(&v));
+    ensure!(
+        text(&v).contains("store: everything in the data directory"),
+        "{}",
+        text(&v)
+    );
+
+    set_toml(&c.config, "store.url", pg.url().into())?;
+    let v = c.validate()?;
+    ensure!(v.status.success(), "{}", text(&v));
+    ensure!(text(&v).contains("no Siaga schema yet"), "{}", text(&v));
+
+    // Nothing listens there.
+    let closed = free_port()?;
+    set_toml(
+        &c.config,
+        "store.url",
+        format!("postgres://siaga:s3cret@127.0.0.1:{closed}/siaga").into(),
+    )?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.code() == Some(69), "{:?}: {out}", v.status);
+    ensure!(
+        out.contains("store.url: PostgreSQL at siaga@127.0.0.1:")
+            && out.contains("does not answer")
+            && out.contains("pg_isready"),
+        "{out}"
+    );
+    ensure!(!out.contains("s3cret"), "the password is repeated: {out}");
+
+    set_toml(
+        &c.config,
+        "store.url",
+        "postgres://siaga:s3cret@db:port/x".into(),
+    )?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.code() == Some(64), "{:?}: {out}", v.status);
+    ensure!(
+        out.contains("collector.toml:") && out.contains(": store.url: not a PostgreSQL URL"),
+        "{out}"
+    );
+    ensure!(!out.contains("s3cret"), "the password is repeated: {out}");
     Ok(())
 }
