@@ -376,10 +376,15 @@ impl PgStore {
             )
             .await
             .map_err(pg("storing samples"))?;
-        let mut new: HashSet<(String, i64, String, i64)> = rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect();
+        // All stored (the usual case): no need to know which.
+        let all_new = rows.len() == n;
+        let mut new: HashSet<(&str, i64, &str, i64)> = if all_new {
+            HashSet::new()
+        } else {
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect()
+        };
 
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut folded: BTreeMap<(&str, i64), Minute> = BTreeMap::new();
@@ -389,8 +394,8 @@ impl PgStore {
             for s in b.samples.iter() {
                 // The first occurrence of a key the insert reports as new
                 // is the stored one; any other is a duplicate.
-                let key = (s.device.clone(), s.ts_us, b.agent.clone(), s.seq as i64);
-                if !new.remove(&key) {
+                let key = (s.device.as_str(), s.ts_us, b.agent.as_str(), s.seq as i64);
+                if !all_new && !new.remove(&key) {
                     out.duplicates += 1;
                     continue;
                 }
