@@ -501,6 +501,59 @@ fn postgres_the_same_batch_from_two_connections_is_stored_once() -> Result<()> {
     Ok(())
 }
 
+/// Two collectors folding different samples into the same minutes at
+/// once: the minutes hold both parts (the server adds under the row's lock).
+#[test]
+fn postgres_two_connections_folding_into_one_minute_keep_both_parts() -> Result<()> {
+    let pg = Cluster::start()?;
+    let stores = [PgStore::open(&pg.url())?, PgStore::open(&pg.url())?];
+    for round in 0..5i64 {
+        let go = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = stores
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    let go = &go;
+                    scope.spawn(move || {
+                        // Agent k, its own sequence numbers, the same
+                        // devices and minutes as the other.
+                        let samples = (0..200u64)
+                            .map(|i| {
+                                let t = DAY0 + round * MIN + (i as i64 % 50) * 1_000_000 + k as i64;
+                                let mut x = icmp(i, t, &format!("d{}", i % 4), 10.0);
+                                if (i / 4) % 2 == 1 {
+                                    x = snmp(i, t, &format!("d{}", i % 4), 50.0);
+                                }
+                                x
+                            })
+                            .collect();
+                        let agent = format!("agent-{k}");
+                        go.wait();
+                        s.commit(&[batch(&agent, samples)], &[])
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("commit thread"))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+    }
+    for d in 0..4 {
+        let minutes = stores[0].minutes(&format!("d{d}"), i64::MIN, i64::MAX, 100)?;
+        assert_eq!(minutes.len(), 5, "d{d}");
+        for m in &minutes {
+            // Per minute and device: 50 samples from each of two agents,
+            // half ICMP, half SNMP with the link.
+            assert_eq!(m.loss.n, 50, "d{d} {}", m.start_us);
+            let link = m.link("uplink").context("the link's minute")?;
+            assert_eq!((link.util_in.n, link.util_in.sum), (50, 2_500.0));
+        }
+    }
+    Ok(())
+}
+
 /// Collectors starting together on an empty database: one creates the
 /// schema, the others wait for it and use it.
 #[test]

@@ -10,9 +10,13 @@
 //!   (`samples_YYYYMMDD`, listed in `sample_days`), created before a sample
 //!   needs one; retention drops whole days and deletes only inside the day
 //!   the cut falls in.
-//! - `rollups (device, start_us, body)`: the per-minute folds of
-//!   [`crate::rollup`], written in the transaction that stores the samples,
-//!   from the samples that insert reports as new.
+//! - `rollups (device, start_us, rtt_*, loss_*, jitter_*)` and
+//!   `rollup_links (device, start_us, link, in_*, out_*, err_*)`: the
+//!   per-minute folds of [`crate::rollup`] as columns (count, lowest,
+//!   highest, sum), written in the transaction that stores the samples,
+//!   from the samples the insert reports as new, and merged by the server
+//!   (`ON CONFLICT DO UPDATE`: adds, `LEAST`, `GREATEST`), so two
+//!   collectors folding into one minute each add their part.
 //! - `latest (device, kind, ts_us, body)` and `agents (id, record)`.
 //!
 //! `body` is the encoded [`v1::Sample`] without the fields its key holds,
@@ -77,8 +81,19 @@ CREATE TABLE sample_days (
 CREATE TABLE rollups (
     device   text COLLATE "C" NOT NULL,
     start_us bigint NOT NULL,
-    body     bytea NOT NULL,
+    rtt_n bigint NOT NULL, rtt_min float8 NOT NULL, rtt_max float8 NOT NULL, rtt_sum float8 NOT NULL,
+    loss_n bigint NOT NULL, loss_min float8 NOT NULL, loss_max float8 NOT NULL, loss_sum float8 NOT NULL,
+    jitter_n bigint NOT NULL, jitter_min float8 NOT NULL, jitter_max float8 NOT NULL, jitter_sum float8 NOT NULL,
     PRIMARY KEY (device, start_us)
+);
+CREATE TABLE rollup_links (
+    device   text COLLATE "C" NOT NULL,
+    start_us bigint NOT NULL,
+    link     text COLLATE "C" NOT NULL,
+    in_n bigint NOT NULL, in_min float8 NOT NULL, in_max float8 NOT NULL, in_sum float8 NOT NULL,
+    out_n bigint NOT NULL, out_min float8 NOT NULL, out_max float8 NOT NULL, out_sum float8 NOT NULL,
+    err_n bigint NOT NULL, err_min float8 NOT NULL, err_max float8 NOT NULL, err_sum float8 NOT NULL,
+    PRIMARY KEY (device, start_us, link)
 );
 CREATE TABLE latest (
     device text COLLATE "C" NOT NULL,
@@ -503,9 +518,14 @@ impl PgStore {
             .map_err(pg("pruning"))?;
         // A minute still holding a kept sample stays.
         let ended = before_us.saturating_sub(MINUTE_US - 1);
-        tx.execute("DELETE FROM rollups WHERE start_us < $1", &[&ended])
+        for table in ["rollups", "rollup_links"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE start_us < $1"),
+                &[&ended],
+            )
             .await
             .map_err(pg("pruning"))?;
+        }
         tx.commit().await.map_err(pg("pruning"))?;
         let mut known = self.days.lock().unwrap_or_else(|p| p.into_inner());
         for d in dropped {
@@ -532,58 +552,146 @@ impl PgStore {
     }
 }
 
-/// Adds `folded` to the stored minutes. Each row is first made to exist
-/// (an empty body; a concurrent transaction making the same row waits for
-/// the other to end), then locked, merged and written: two collectors
-/// folding into one minute each add their part.
+/// The folds of a minute's device readings and of its links, as columns.
+const DEVICE_FOLDS: [&str; 3] = ["rtt", "loss", "jitter"];
+const LINK_FOLDS: [&str; 3] = ["in", "out", "err"];
+
+/// `p_n, p_min, p_max, p_sum` for each prefix.
+fn fold_columns(prefixes: &[&str]) -> Vec<String> {
+    prefixes
+        .iter()
+        .flat_map(|p| ["n", "min", "max", "sum"].map(|c| format!("{p}_{c}")))
+        .collect()
+}
+
+/// The `ON CONFLICT … DO UPDATE` of fold columns: the server adds what a
+/// commit folded to what is stored, under the row's lock, so two
+/// collectors folding into one minute each add their part.
+fn fold_merge(table: &str, prefixes: &[&str]) -> String {
+    prefixes
+        .iter()
+        .flat_map(|p| {
+            [
+                format!("{p}_n = {table}.{p}_n + EXCLUDED.{p}_n"),
+                format!("{p}_min = LEAST({table}.{p}_min, EXCLUDED.{p}_min)"),
+                format!("{p}_max = GREATEST({table}.{p}_max, EXCLUDED.{p}_max)"),
+                format!("{p}_sum = {table}.{p}_sum + EXCLUDED.{p}_sum"),
+            ]
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Folds as arrays, one element per row.
+#[derive(Default)]
+struct FoldArrays {
+    n: Vec<i64>,
+    min: Vec<f64>,
+    max: Vec<f64>,
+    sum: Vec<f64>,
+}
+
+impl FoldArrays {
+    fn push(&mut self, f: &crate::rollup::Fold) {
+        self.n.push(i64::from(f.n));
+        self.min.push(f.min);
+        self.max.push(f.max);
+        self.sum.push(f.sum);
+    }
+}
+
+/// The fold read from `row` at column `at` (n, min, max, sum).
+fn fold_at(row: &tokio_postgres::Row, at: usize) -> crate::rollup::Fold {
+    crate::rollup::Fold {
+        n: u32::try_from(row.get::<_, i64>(at)).unwrap_or(u32::MAX),
+        min: row.get(at + 1),
+        max: row.get(at + 2),
+        sum: row.get(at + 3),
+    }
+}
+
+/// An upsert of `keys` key columns (arrays `key_types`) and the fold
+/// columns of `prefixes` into `table`.
+fn upsert_folds(table: &str, keys: &[(&str, &str)], prefixes: &[&str]) -> String {
+    let folds = fold_columns(prefixes);
+    let columns: Vec<&str> = keys
+        .iter()
+        .map(|k| k.0)
+        .chain(folds.iter().map(String::as_str))
+        .collect();
+    let mut types: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    for _ in prefixes {
+        types.extend(["int8[]", "float8[]", "float8[]", "float8[]"]);
+    }
+    let params: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", i + 1))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) SELECT * FROM unnest({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        params.join(", "),
+        keys.iter().map(|k| k.0).collect::<Vec<_>>().join(", "),
+        fold_merge(table, prefixes)
+    )
+}
+
+/// Adds `folded` to the stored minutes: one upsert for the devices' folds,
+/// one for their links'.
 async fn merge_minutes(
     tx: &tokio_postgres::Transaction<'_>,
     folded: BTreeMap<(&str, i64), Minute>,
 ) -> Result<(), StoreError> {
+    use tokio_postgres::types::ToSql;
+    let doing = "storing rollups";
     let devices: Vec<&str> = folded.keys().map(|k| k.0).collect();
     let starts: Vec<i64> = folded.keys().map(|k| k.1).collect();
-    let doing = "storing rollups";
-    tx.execute(
-        "INSERT INTO rollups (device, start_us, body) \
-         SELECT d, s, ''::bytea FROM unnest($1::text[], $2::int8[]) AS u(d, s) \
-         ON CONFLICT DO NOTHING",
-        &[&devices, &starts],
-    )
-    .await
-    .map_err(pg(doing))?;
-    let rows = tx
-        .query(
-            "SELECT r.device, r.start_us, r.body FROM rollups r \
-             JOIN unnest($1::text[], $2::int8[]) AS u(d, s) \
-             ON r.device = u.d AND r.start_us = u.s \
-             ORDER BY r.device, r.start_us FOR UPDATE OF r",
-            &[&devices, &starts],
-        )
-        .await
-        .map_err(pg(doing))?;
-    let mut stored: HashMap<(String, i64), Vec<u8>> = rows
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
-    let mut bodies = Vec::with_capacity(folded.len());
-    for ((device, start), mut m) in folded {
-        if let Some(old) = stored.remove(&(device.to_string(), start))
-            && !old.is_empty()
-        {
-            m.merge(&Minute::decode(start, &old)?);
+    let mut device_folds: [FoldArrays; 3] = Default::default();
+    let (mut l_dev, mut l_start, mut l_name) = (Vec::new(), Vec::new(), Vec::new());
+    let mut link_folds: [FoldArrays; 3] = Default::default();
+    for ((device, start), m) in &folded {
+        for (a, f) in device_folds.iter_mut().zip([&m.rtt, &m.loss, &m.jitter]) {
+            a.push(f);
         }
-        let mut b = Vec::new();
-        m.encode(&mut b);
-        bodies.push(b);
+        for l in &m.links {
+            l_dev.push(*device);
+            l_start.push(*start);
+            l_name.push(l.name.as_str());
+            for (a, f) in link_folds
+                .iter_mut()
+                .zip([&l.util_in, &l.util_out, &l.errors])
+            {
+                a.push(f);
+            }
+        }
     }
-    tx.execute(
-        "UPDATE rollups r SET body = u.b \
-         FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(d, s, b) \
-         WHERE r.device = u.d AND r.start_us = u.s",
-        &[&devices, &starts, &bodies],
-    )
-    .await
-    .map_err(pg(doing))?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&devices, &starts];
+    for a in &device_folds {
+        params.extend([&a.n as &(dyn ToSql + Sync), &a.min, &a.max, &a.sum]);
+    }
+    let sql = upsert_folds(
+        "rollups",
+        &[("device", "text[]"), ("start_us", "int8[]")],
+        &DEVICE_FOLDS,
+    );
+    tx.execute(&sql, &params).await.map_err(pg(doing))?;
+    if !l_dev.is_empty() {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&l_dev, &l_start, &l_name];
+        for a in &link_folds {
+            params.extend([&a.n as &(dyn ToSql + Sync), &a.min, &a.max, &a.sum]);
+        }
+        let sql = upsert_folds(
+            "rollup_links",
+            &[
+                ("device", "text[]"),
+                ("start_us", "int8[]"),
+                ("link", "text[]"),
+            ],
+            &LINK_FOLDS,
+        );
+        tx.execute(&sql, &params).await.map_err(pg(doing))?;
+    }
     Ok(())
 }
 
@@ -743,18 +851,58 @@ impl Store for PgStore {
     ) -> Result<Vec<Minute>, StoreError> {
         wait(async {
             let c = self.read_client().await?;
+            let doing = "reading rollups";
             let rows = c
                 .query(
-                    "SELECT start_us, body FROM rollups WHERE device = $1 \
-                     AND start_us >= $2 AND start_us < $3 AND body <> ''::bytea \
-                     ORDER BY start_us LIMIT $4",
+                    &format!(
+                        "SELECT start_us, {} FROM rollups WHERE device = $1 \
+                         AND start_us >= $2 AND start_us < $3 ORDER BY start_us LIMIT $4",
+                        fold_columns(&DEVICE_FOLDS).join(", ")
+                    ),
                     &[&device, &from_us, &until_us, &limit_of(limit)],
                 )
                 .await
-                .map_err(pg("reading rollups"))?;
-            rows.iter()
-                .map(|r| Minute::decode(r.get(0), r.get(1)))
-                .collect()
+                .map_err(pg(doing))?;
+            let mut out: Vec<Minute> = rows
+                .iter()
+                .map(|r| Minute {
+                    start_us: r.get(0),
+                    rtt: fold_at(r, 1),
+                    loss: fold_at(r, 5),
+                    jitter: fold_at(r, 9),
+                    links: Vec::new(),
+                })
+                .collect();
+            let (Some(first), Some(last)) = (out.first(), out.last()) else {
+                return Ok(out);
+            };
+            let links = c
+                .query(
+                    &format!(
+                        "SELECT start_us, link, {} FROM rollup_links WHERE device = $1 \
+                         AND start_us >= $2 AND start_us <= $3 ORDER BY start_us, link",
+                        fold_columns(&LINK_FOLDS).join(", ")
+                    ),
+                    &[&device, &first.start_us, &last.start_us],
+                )
+                .await
+                .map_err(pg(doing))?;
+            let mut at = 0;
+            for r in &links {
+                let start: i64 = r.get(0);
+                while out.get(at).is_some_and(|m| m.start_us < start) {
+                    at += 1;
+                }
+                if let Some(m) = out.get_mut(at).filter(|m| m.start_us == start) {
+                    m.links.push(crate::rollup::LinkMinute {
+                        name: r.get(1),
+                        util_in: fold_at(r, 2),
+                        util_out: fold_at(r, 6),
+                        errors: fold_at(r, 10),
+                    });
+                }
+            }
+            Ok(out)
         })
     }
 
