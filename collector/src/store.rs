@@ -1,8 +1,10 @@
 //! The collector's store: samples, the latest reading per device, and agents.
 //!
-//! [`Store`] is the seam where a shared database can replace the embedded one
-//! later; [`RedbStore`] is the embedded implementation (redb, one file in the
-//! data directory, fsync on every commit).
+//! [`Store`] is the seam where a shared database replaces the embedded one;
+//! [`RedbStore`] is the embedded implementation (redb, one file in the
+//! data directory, fsync on every commit), [`PgStore`] the one on
+//! PostgreSQL (`[store] url`, `store/postgres.rs`). One behaviour suite
+//! runs on both (`tests/tests/store_backends.rs`).
 //!
 //! Samples are keyed `(device, ts, agent, seq)`, so one device's history in
 //! time order is a single range scan. Since schema 3 the key and the value

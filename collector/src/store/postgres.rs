@@ -142,8 +142,10 @@ fn no_partition(e: &StoreError) -> bool {
 
 /// The sample store in PostgreSQL.
 pub struct PgStore {
-    /// Runs the connections; `None` only while dropping.
+    /// Runs the connections; taken only by `drop`.
     rt: Option<tokio::runtime::Runtime>,
+    /// Where connections are spawned: `rt`'s.
+    handle: tokio::runtime::Handle,
     config: Config,
     /// The writing connection (commit, prune).
     writer: tokio::sync::Mutex<Option<Client>>,
@@ -196,6 +198,7 @@ impl PgStore {
             .build()
             .map_err(StoreError::Runtime)?;
         let store = PgStore {
+            handle: rt.handle().clone(),
             rt: Some(rt),
             config,
             writer: tokio::sync::Mutex::new(None),
@@ -246,15 +249,10 @@ impl PgStore {
         result?
     }
 
-    fn rt(&self) -> &tokio::runtime::Runtime {
-        // Only `drop` takes it.
-        self.rt.as_ref().unwrap_or_else(|| unreachable!())
-    }
-
     /// A new connection, driven on the store's runtime.
     async fn connect(&self) -> Result<Client, StoreError> {
         let config = self.config.clone();
-        self.rt()
+        self.handle
             .spawn(async move {
                 let (client, conn) = config.connect(NoTls).await.map_err(pg("connecting"))?;
                 tokio::spawn(async move {
@@ -273,10 +271,10 @@ impl PgStore {
         &self,
         slot: &'a mut Option<Client>,
     ) -> Result<&'a mut Client, StoreError> {
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(self.connect().await?);
+        if let Some(c) = slot.take().filter(|c| !c.is_closed()) {
+            return Ok(slot.insert(c));
         }
-        Ok(slot.get_or_insert_with(|| unreachable!()))
+        Ok(slot.insert(self.connect().await?))
     }
 
     /// The reading connection, opened again if it broke.
@@ -950,5 +948,55 @@ impl Store for PgStore {
 
     fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
         wait(self.prune_async(before_us))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_utc_days_named_by_date() {
+        // 2026-12-06 00:00 UTC.
+        let day0 = 1_796_515_200_000_000;
+        for (ts, name, from) in [
+            (day0, "samples_20261206", day0),
+            (day0 + DAY_US - 1, "samples_20261206", day0),
+            (day0 - 1, "samples_20261205", day0 - DAY_US),
+            (0, "samples_19700101", 0),
+            (-1, "samples_19691231", -DAY_US),
+        ] {
+            let (n, f, t) = partition(day_of(ts));
+            assert_eq!(
+                (n.as_str(), f, t),
+                (name, from, Some(from + DAY_US)),
+                "{ts}"
+            );
+        }
+        // Times no calendar names still get a partition of their own.
+        let (n, _, t) = partition(day_of(i64::MAX));
+        assert!(n.starts_with("samples_d") && !n.contains('-'), "{n}");
+        assert_eq!(t, None);
+        let (n, _, _) = partition(day_of(i64::MIN));
+        assert!(n.starts_with("samples_dm"), "{n}");
+    }
+
+    #[test]
+    fn the_fold_upsert_adds_each_fold_and_keeps_its_extremes() {
+        let sql = upsert_folds(
+            "rollups",
+            &[("device", "text[]"), ("start_us", "int8[]")],
+            &["rtt"],
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO rollups (device, start_us, rtt_n, rtt_min, rtt_max, rtt_sum) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::float8[]) \
+             ON CONFLICT (device, start_us) DO UPDATE SET rtt_n = rollups.rtt_n + EXCLUDED.rtt_n, \
+             rtt_min = LEAST(rollups.rtt_min, EXCLUDED.rtt_min), \
+             rtt_max = GREATEST(rollups.rtt_max, EXCLUDED.rtt_max), \
+             rtt_sum = rollups.rtt_sum + EXCLUDED.rtt_sum"
+        );
     }
 }
