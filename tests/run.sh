@@ -3,14 +3,16 @@
 # installs the packages the tests use (snmpd, snmp, snmptrapd, nftables,
 # iproute2, fping, iputils-ping; lldpd for discovery; poppler-utils for reading reports' PDFs; for
 # the package tests systemd, adduser, dpkg-dev, binutils; chromium and
-# chromium-driver for the web console's browser test); then it builds
+# chromium-driver for the web console's browser test; postgresql for the
+# store's tests on PostgreSQL, which start clusters of their own); then it builds
 # every binary and runs every test.
 # Safe to run again. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(snmpd snmp snmptrapd nftables iproute2 fping iputils-ping poppler-utils
-  systemd adduser dpkg-dev binutils chromium chromium-driver prometheus lldpd)
+  systemd adduser dpkg-dev binutils chromium chromium-driver prometheus lldpd
+  postgresql)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -25,11 +27,11 @@ if ((${#missing[@]})); then
   "${sudo[@]}" apt-get update -q
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The lab starts its own snmpd/snmptrapd/lldpd inside network namespaces, and
-# the Prometheus test its own Prometheus; the system services the packages
-# may have started are not needed (a host lldpd would also talk LLDP into the
-# lab's links).
-for svc in snmpd snmptrapd prometheus lldpd; do
+# The lab starts its own snmpd/snmptrapd/lldpd inside network namespaces,
+# the Prometheus test its own Prometheus, the store's tests their own
+# PostgreSQL clusters; the system services the packages may have started are
+# not needed (a host lldpd would also talk LLDP into the lab's links).
+for svc in snmpd snmptrapd prometheus lldpd postgresql; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   elif [ -x "/etc/init.d/$svc" ]; then

@@ -76,6 +76,59 @@ pub struct CollectorConfig {
     /// The web console (off unless `[web] listen` is set).
     #[serde(default, skip_serializing_if = "WebConfig::is_off")]
     pub web: WebConfig,
+    /// Where samples, rollups and agents' records live: the embedded store
+    /// in `data_dir` unless `[store] url` names a PostgreSQL database.
+    #[serde(default, skip_serializing_if = "StoreConfig::is_embedded")]
+    pub store: StoreConfig,
+}
+
+/// The `[store]` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: keep samples,
+    /// their per-minute rollups, the newest readings and the agents'
+    /// records in PostgreSQL. Absent: the embedded store
+    /// (`<data_dir>/collector.redb`). Tickets, SOP trails, measurements
+    /// and reports stay in `<data_dir>/tickets.redb` either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// No `[store] url`: the embedded store.
+    pub fn is_embedded(&self) -> bool {
+        self.url.is_none()
+    }
+
+    /// Why `url` is refused (the message never repeats it: it may hold a
+    /// password).
+    pub fn check(&self) -> Result<(), String> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        const FORM: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(format!("not a PostgreSQL URL: write it as {FORM}"));
+        }
+        let cfg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            format!(
+                "not a PostgreSQL URL ({}): write it as {FORM}",
+                crate::error::pg_message(&e)
+            )
+        })?;
+        if cfg.get_hosts().is_empty() {
+            return Err(format!("names no host: write it as {FORM}"));
+        }
+        if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(
+                "sslmode=require: this collector does not speak TLS to PostgreSQL \
+                 yet; reach it on this host (loopback or its unix socket) or through a tunnel"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The `[web]` section: the web console's own HTTPS listener, beside the
@@ -346,6 +399,7 @@ impl Default for CollectorConfig {
             ingest: IngestConfig::default(),
             tickets: TicketsConfig::default(),
             web: WebConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -435,6 +489,14 @@ impl CollectorConfig {
         self.check_web(path, text)?;
         self.check_notify(path, text)?;
         self.check_health(path, text)?;
+        if let Err(message) = self.store.check() {
+            return Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line: line_in_section(text, "store", "url"),
+                key: "store.url".into(),
+                message,
+            });
+        }
         Ok(())
     }
 
@@ -735,6 +797,13 @@ max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock 
 # Measurements on command (`siaga ticket measure`, `siaga measure`).
 # [measure]
 # queue_expiry = "24h"   # a --queue'd measurement whose agent stays offline this long expires
+
+# Samples, their per-minute rollups, the newest readings and the agents'
+# records in PostgreSQL instead of data_dir/collector.redb (the schema is
+# created at the first start). Tickets, SOP trails, measurements and reports
+# stay in data_dir/tickets.redb. `validate` connects and checks the schema.
+# [store]
+# url = "postgres://siaga:PASSWORD@127.0.0.1:5432/siaga"
 "#,
             health = crate::health::HealthRules::example_toml().trim_end()
         )
@@ -1077,6 +1146,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("c.toml:2: health.flap: "), "{err}");
+    }
+
+    #[test]
+    fn store_url_is_checked_with_file_line_and_key() {
+        let base = "listen = \"127.0.0.1:1\"\n\n[store]\n";
+        assert_eq!(check_text(base).unwrap().store.url, None);
+        assert_eq!(
+            check_text("listen = \"127.0.0.1:1\"\n").unwrap().store,
+            StoreConfig::default()
+        );
+        let good = "postgres://siaga:s3cret@db.kominfo.example:5433/siaga";
+        let on = check_text(&format!("{base}url = \"{good}\"\n")).unwrap();
+        assert_eq!(on.store.url.as_deref(), Some(good));
+        for (bad, why) in [
+            ("mysql://siaga@db/siaga", "not a PostgreSQL URL"),
+            ("db.example/siaga", "not a PostgreSQL URL"),
+            (
+                "postgres://u:s3cret@db:port/siaga",
+                "not a PostgreSQL URL (invalid",
+            ),
+            (
+                "postgres://u:s3cret@db/siaga?sslmode=require",
+                "does not speak TLS",
+            ),
+        ] {
+            let err = check_text(&format!("{base}# the shared store\nurl = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("c.toml:5: store.url: ") && err.contains(why),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "the password is repeated: {err}");
+        }
+        let err = check_text(&format!("{base}uri = \"{good}\"\n")).unwrap_err();
+        assert!(err.to_string().contains("uri"), "{err}");
     }
 
     #[test]

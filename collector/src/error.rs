@@ -123,6 +123,47 @@ pub enum StoreError {
     /// The ingest writer has stopped (shutdown in progress).
     #[error("store: writer has stopped")]
     WriterGone,
+    /// PostgreSQL (`[store] url`) refused or failed a request.
+    #[error("store (PostgreSQL): {doing}: {}", pg_message(.source))]
+    Postgres {
+        /// What the store was doing.
+        doing: &'static str,
+        /// The client's error (with the server's message, if any).
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL database holds a schema newer than this collector's.
+    #[error(
+        "store (PostgreSQL): schema version {found} is newer than this collector supports \
+         ({supported}); run a collector of that version or newer"
+    )]
+    PostgresTooNew {
+        /// Its version.
+        found: i32,
+        /// The version this collector reads and writes.
+        supported: i32,
+    },
+    /// The PostgreSQL store's own runtime could not be started.
+    #[error("store (PostgreSQL): starting its runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// What PostgreSQL said, or why the client could not ask: the client's own
+/// `Display` is only the kind ("db error").
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut m = format!("{}: {}", db.severity(), db.message());
+        if let Some(d) = db.detail() {
+            m.push_str(&format!(" ({d})"));
+        }
+        if let Some(h) = db.hint() {
+            m.push_str(&format!("; hint: {h}"));
+        }
+        return m;
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 macro_rules! redb_from {

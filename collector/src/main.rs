@@ -13,6 +13,9 @@ use siaga_proto::client::{self, SiagaConfig};
 
 /// Exit code for a bad command line or configuration (EX_USAGE).
 const EX_USAGE: u8 = 64;
+/// Exit code for a service the configuration names that does not answer
+/// (EX_UNAVAILABLE): `validate` with `[store] url` on an unreachable database.
+const EX_UNAVAILABLE: u8 = 69;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -368,6 +371,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             for w in warnings(&cfg)? {
                 eprintln!("warning: {w}");
             }
+            println!("{}", store_check(&config, &cfg)?);
             println!("{}: ok", config.display());
             Ok(())
         }
@@ -563,6 +567,80 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     }
     expiry_warnings(&cfg)?;
     Ok(cfg)
+}
+
+/// Where the collector keeps what, and for `[store] url` whether the
+/// database answers and holds a schema this collector can use.
+fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> {
+    use siaga_collector::store::{PG_SCHEMA_VERSION, PgStore};
+    let tickets = cfg
+        .data_dir
+        .join(siaga_collector::schema::TICKETS_FILE.name);
+    let Some(url) = &cfg.store.url else {
+        return Ok(format!(
+            "store: everything in the data directory: samples, rollups, newest readings and \
+             agents in {}; tickets, SOP trails, measurements and reports in {}",
+            cfg.data_dir
+                .join(siaga_collector::schema::SAMPLES_FILE.name)
+                .display(),
+            tickets.display()
+        ));
+    };
+    // The URL may hold a password: name the database without it.
+    let at = url
+        .parse::<tokio_postgres::Config>()
+        .map(|c| {
+            let host = match c.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                None => "?".into(),
+            };
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            format!(
+                "{}@{host}:{port}/{}",
+                c.get_user().unwrap_or("?"),
+                c.get_dbname().unwrap_or("?")
+            )
+        })
+        .unwrap_or_else(|_| "?".into());
+    let version = match PgStore::schema_version(url) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(Failure {
+                code: EX_UNAVAILABLE,
+                error: anyhow::anyhow!(
+                    "{}: store.url: PostgreSQL at {at} does not answer as asked: {e}; check that \
+                     it runs and that the URL's host, port, user, password and database are right \
+                     (`pg_isready -h HOST -p PORT`, then `psql URL`)",
+                    config.display()
+                ),
+            });
+        }
+    };
+    let schema = match version {
+        None => {
+            format!("no Siaga schema yet: the first `serve` creates version {PG_SCHEMA_VERSION}")
+        }
+        Some(v) if v == PG_SCHEMA_VERSION => format!("schema version {v}"),
+        Some(v) if v < PG_SCHEMA_VERSION => {
+            format!("schema version {v}: `serve` migrates it to {PG_SCHEMA_VERSION}")
+        }
+        Some(v) => {
+            return Err(Failure {
+                code: 1,
+                error: anyhow::anyhow!(
+                    "{}: store.url: PostgreSQL at {at} holds schema version {v}, newer than this \
+                     collector's ({PG_SCHEMA_VERSION}): run a collector of that version or newer",
+                    config.display()
+                ),
+            });
+        }
+    };
+    Ok(format!(
+        "store: samples, rollups, newest readings and agents in PostgreSQL at {at} ({schema}); \
+         tickets, SOP trails, measurements and reports still in {}",
+        tickets.display()
+    ))
 }
 
 /// What `validate` warns about without refusing the configuration.

@@ -21,7 +21,7 @@ use crate::hub::Hub;
 use crate::ingest::{UplinkService, now_us};
 use crate::inventory::Inventory;
 use crate::metrics::{self, Metrics};
-use crate::store::{RedbStore, Store, Writer};
+use crate::store::{PgStore, RedbStore, Store, Writer};
 use crate::users;
 
 /// How long shutdown waits for streams and the writer before giving up.
@@ -75,7 +75,14 @@ pub async fn serve_until(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let inventory = Inventory::load(&cfg.inventory)?;
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&cfg.data_dir)?);
+    let store: Arc<dyn Store> = match &cfg.store.url {
+        Some(url) => {
+            let s = PgStore::open(url)?;
+            info!(store = ?s, "samples, rollups and agents in PostgreSQL");
+            Arc::new(s)
+        }
+        None => Arc::new(RedbStore::open(&cfg.data_dir)?),
+    };
     crate::backup::remove_leftovers(&cfg.data_dir);
     let mut metrics = Metrics::new();
     // Tickets, their SOP state and the health records share one file beside the samples.

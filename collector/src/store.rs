@@ -1,8 +1,10 @@
 //! The collector's store: samples, the latest reading per device, and agents.
 //!
-//! [`Store`] is the seam where a shared database can replace the embedded one
-//! later; [`RedbStore`] is the embedded implementation (redb, one file in the
-//! data directory, fsync on every commit).
+//! [`Store`] is the seam where a shared database replaces the embedded one;
+//! [`RedbStore`] is the embedded implementation (redb, one file in the
+//! data directory, fsync on every commit), [`PgStore`] the one on
+//! PostgreSQL (`[store] url`, `store/postgres.rs`). One behaviour suite
+//! runs on both (`tests/tests/store_backends.rs`).
 //!
 //! Samples are keyed `(device, ts, agent, seq)`, so one device's history in
 //! time order is a single range scan. Since schema 3 the key and the value
@@ -46,6 +48,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::StoreError;
 use crate::rollup::{Minute, minute_of};
 use crate::schema::{self, SAMPLES_FILE};
+
+mod postgres;
+pub use postgres::{PgStore, VERSION as PG_SCHEMA_VERSION};
 
 /// The key of a sample up to schema 2: `(device, ts_us, agent, seq)`.
 type SampleKey = (&'static str, i64, &'static str, u64);

@@ -5,6 +5,7 @@ pub mod ber;
 pub mod harness;
 pub mod lab;
 pub mod office;
+pub mod postgres;
 pub mod prometheus;
 pub mod province;
 pub mod sinks;

@@ -1,0 +1,289 @@
+//! A real PostgreSQL cluster of a test's own: `initdb` in a fresh temporary
+//! directory, `pg_ctl start` on a free loopback port, one database, and on
+//! `Drop` (also when the test panics) `pg_ctl stop -m immediate` and the
+//! directory removed.
+//!
+//! It installs nothing: Debian's `postgresql` package (which `tests/run.sh`
+//! installs) puts `initdb` and `pg_ctl` in `/usr/lib/postgresql/<version>/bin`.
+//! PostgreSQL refuses to run as root, so as root the cluster runs as an
+//! unprivileged system user created once ([`USER`]).
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! let pg = siaga_tests::postgres::Cluster::start()?;
+//! let url = pg.url(); // postgres://postgres@127.0.0.1:<port>/siaga
+//! # Ok(()) }
+//! ```
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The system user the clusters run as when the tests run as root.
+pub const USER: &str = "siaga-pgtest";
+/// The database [`Cluster::start`] creates.
+pub const DATABASE: &str = "siaga";
+
+/// A running cluster; stopped and removed on `Drop`.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// `(uid, gid)` to run PostgreSQL's programs as; `None`: as ourselves.
+    run_as: Option<(u32, u32)>,
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` that has `initdb` and
+/// `pg_ctl` (`SIAGA_PG_BIN` overrides).
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("SIAGA_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "no PostgreSQL server in /usr/lib/postgresql/*/bin: install Debian's \
+             `postgresql` package (tests/run.sh does)"
+        ),
+    }
+}
+
+/// The uid and gid of [`USER`], creating it (a system user without a home
+/// or a shell) if it does not exist yet. Several tests may race here: a
+/// failed `useradd` is fine if the user then exists.
+fn test_user() -> Result<(u32, u32)> {
+    let lookup = || -> Result<Option<(u32, u32)>> {
+        let id = |flag: &str| -> Result<Option<u32>> {
+            let out = Command::new("id").args([flag, USER]).output()?;
+            if !out.status.success() {
+                return Ok(None);
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        };
+        Ok(id("-u")?.zip(id("-g")?))
+    };
+    if let Some(ids) = lookup()? {
+        return Ok(ids);
+    }
+    let out = Command::new("useradd")
+        .args([
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            USER,
+        ])
+        .output()
+        .context("running useradd")?;
+    match lookup()? {
+        Some(ids) => Ok(ids),
+        None => bail!(
+            "could not create the user {USER}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
+}
+
+impl Cluster {
+    /// Creates and starts a cluster with the database [`DATABASE`].
+    pub fn start() -> Result<Cluster> {
+        let bin = bin_dir()?;
+        let run_as = if rustix::process::geteuid().is_root() {
+            Some(test_user()?)
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("siaga-pg-")
+            .tempdir()
+            .context("creating the cluster's directory")?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .context("handing the cluster's directory to its user")?;
+        }
+        let mut c = Cluster {
+            bin,
+            dir,
+            port: 0,
+            run_as,
+        };
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                &c.data().to_string_lossy(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        )?;
+        // A free port may be taken by someone else before the server binds
+        // it: try a few.
+        let mut last = None;
+        for _ in 0..5 {
+            c.port = crate::harness::free_port()?;
+            let options = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {}",
+                c.port,
+                c.dir.path().display()
+            );
+            let log = c.dir.path().join("server.log");
+            match c.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &c.data().to_string_lossy(),
+                    "-l",
+                    &log.to_string_lossy(),
+                    "-o",
+                    &options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            ) {
+                Ok(_) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                    last = Some(e.context(tail));
+                }
+            }
+        }
+        if let Some(e) = last {
+            return Err(e.context("starting PostgreSQL"));
+        }
+        c.run(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &c.port.to_string(),
+                "-U",
+                "postgres",
+                DATABASE,
+            ],
+        )?;
+        Ok(c)
+    }
+
+    /// The cluster's data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Its TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of its unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The URL of [`DATABASE`] as the superuser `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    /// The server's process id (the postmaster), from `postmaster.pid`.
+    pub fn pid(&self) -> Result<u32> {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .context("reading postmaster.pid")?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .context("postmaster.pid without a pid")
+    }
+
+    /// The value of a server setting (`SHOW name`) through `psql`.
+    pub fn show(&self, name: &str) -> Result<String> {
+        let out = self.run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                DATABASE,
+                "-At",
+                "-c",
+                &format!("SHOW {name}"),
+            ],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Runs one of PostgreSQL's programs as the cluster's user.
+    fn run(&self, program: &str, args: &[&str]) -> Result<Output> {
+        let path = self.bin.join(program);
+        let mut cmd = Command::new(&path);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .env("PGCONNECT_TIMEOUT", "10");
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid).env_remove("HOME");
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", path.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{program} {}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.port == 0 {
+            return;
+        }
+        let data = self.data();
+        if let Err(e) = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        ) {
+            eprintln!("stopping the test's PostgreSQL: {e:#}");
+        }
+    }
+}
