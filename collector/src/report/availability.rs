@@ -28,8 +28,12 @@
 //!   time is unreachable too.
 //! - **no data**: no reading covers it (the agent was silent, or the probe
 //!   failed to run); reported on its own, counted neither up nor down.
-//! - **down**: the subject's own confirmed down.
-//! - **up**: any other confirmed level (up or degraded).
+//! - **down**: the subject's own confirmed down; for a link also its
+//!   confirmed degraded level (utilisation or errors past their threshold,
+//!   or an oper status the rules call degraded): a link is up when its oper
+//!   status is up and it is not degraded, as the health engine judges it.
+//! - **up**: any other confirmed level (for a device: up or degraded; for a
+//!   link: up).
 //!
 //! Availability is `up / (up + down)`. An *incident* is one stretch of the
 //! subject's own confirmed down time (a stretch broken by no data is two)
@@ -261,15 +265,18 @@ impl Spans {
 #[derive(Debug, Default)]
 struct Timeline {
     interval: i64,
+    /// Degraded counts as down (a link).
+    strict: bool,
     last: Option<(TsUs, Option<Level>)>,
     up: Spans,
     down: Spans,
 }
 
 impl Timeline {
-    fn new(interval: i64) -> Self {
+    fn new(interval: i64, strict: bool) -> Self {
         Self {
             interval,
+            strict,
             ..Self::default()
         }
     }
@@ -295,6 +302,7 @@ impl Timeline {
     fn record(&mut self, a: TsUs, b: TsUs, level: Option<Level>) {
         match level {
             Some(Level::Down) => self.down.push(a, b),
+            Some(Level::Degraded) if self.strict => self.down.push(a, b),
             Some(_) => self.up.push(a, b),
             // Not confirmed yet: no data.
             None => {}
@@ -337,7 +345,10 @@ fn replay(
     let mut lines: BTreeMap<Subject, Timeline> = alone
         .subjects_of(&opd)
         .into_iter()
-        .map(|s| (s, Timeline::new(interval)))
+        .map(|s| {
+            let strict = matches!(s, Subject::Link { .. });
+            (s, Timeline::new(interval, strict))
+        })
         .collect();
     let mut tracker = Tracker::new(rules.clone(), alone);
     let cycles = i64::from(
@@ -536,6 +547,30 @@ mod tests {
         }
     }
 
+    /// One SNMP poll of `device` with its interface `ge0`: oper status
+    /// up or down, utilisation in `util` %.
+    fn snmp(seq: u64, ts_us: i64, device: &str, oper_up: bool, util: f64) -> v1::Sample {
+        v1::Sample {
+            seq,
+            ts_us,
+            device: device.into(),
+            kind: Some(v1::sample::Kind::Snmp(v1::SnmpResult {
+                status: v1::SnmpStatus::Ok as i32,
+                interfaces: vec![v1::Interface {
+                    if_index: 2,
+                    if_name: "ge0".into(),
+                    admin_status: 1,
+                    oper_status: if oper_up { 1 } else { 2 },
+                    util_in_pct: Some(util),
+                    util_out_pct: Some(util / 2.0),
+                    errors_per_s: Some(0.0),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        }
+    }
+
     fn node(opd: &str, parent: Option<&str>) -> DeviceNode {
         DeviceNode {
             opd: opd.into(),
@@ -637,6 +672,42 @@ mod tests {
             let b = IngestBatch::new("agent", 0, Arc::from(batch));
             store.commit(&[b], &[]).unwrap();
         }
+        // The links' interface `ge0`, polled by SNMP at 10 s into each
+        // interval: (device, oper down from/until, degraded (95 %
+        // utilisation) from/until, no polls from/until).
+        type LinkPlan = (&'static str, (i64, i64), (i64, i64), (i64, i64));
+        let link_plans: [LinkPlan; 2] = [
+            // sw3's uplink: oper down 03:00..04:00 on the 3rd; 95 %
+            // utilisation 08:00..08:30 on the 25th.
+            (
+                "sw3",
+                (wib(3, 3, 0), wib(3, 4, 0)),
+                (wib(25, 8, 0), wib(25, 8, 30)),
+                (0, 0),
+            ),
+            // sw1's uplink, behind rtr: always up, but its polls do not get
+            // through while rtr is down (09:00..09:30 on the 10th).
+            ("sw1", (0, 0), (0, 0), (wib(10, 9, 0), wib(10, 9, 30))),
+        ];
+        for (device, oper_down, busy, gap) in link_plans {
+            let mut batch = Vec::new();
+            let mut t = period.from_us - 3600 * S + 10 * S;
+            while t < period.until_us {
+                if !(gap.0 <= t && t < gap.1) {
+                    seq += 1;
+                    let down = oper_down.0 <= t && t < oper_down.1;
+                    let util = if busy.0 <= t && t < busy.1 {
+                        95.0
+                    } else {
+                        20.0
+                    };
+                    batch.push(snmp(seq, t, device, !down, util));
+                }
+                t += INTERVAL;
+            }
+            let b = IngestBatch::new("agent", 0, Arc::from(batch));
+            store.commit(&[b], &[]).unwrap();
+        }
         let topo = Topology {
             devices: BTreeMap::from([
                 ("rtr".into(), node("dinkes", None)),
@@ -647,7 +718,15 @@ mod tests {
                 ("ap".into(), node("dinkes", None)),
                 ("b1".into(), node("bappeda", None)),
             ]),
-            links: Vec::new(),
+            links: ["sw3", "sw1"]
+                .into_iter()
+                .map(|d| LinkNode {
+                    device: d.into(),
+                    name: "uplink".into(),
+                    interface: Some("ge0".into()),
+                    if_index: None,
+                })
+                .collect(),
             intervals_us: BTreeMap::new(),
             default_interval_us: INTERVAL,
         };
@@ -695,11 +774,28 @@ mod tests {
             // The reading of 23:55 counts until 00:00; nothing until the
             // reading of 06:00: 6 h = 21,600 s of no data.
             ("ap", f(m - 21_600, 0, 0, 0, 21_600, 0, 0)),
+            // A link is up when its oper status is up and it is not
+            // degraded. sw3's uplink: oper down at 03:00:10 … 03:55:10, down
+            // confirmed at 03:05:10, up again at 04:10:10 (up at 04:00:10,
+            // 04:05:10, 04:10:10): 3,900 s. Busy at 08:00:10 … 08:25:10,
+            // degraded from 08:05:10 to 08:40:10: 2,100 s, counted as down,
+            // a second incident. 6,000 s in 2 incidents, longest 3,900 s.
+            // While sw3 itself is down (10:05 … 12:10 on the 5th, 7,500 s)
+            // its link is unreachable, whatever its polls say.
+            ("sw3/uplink", f(m - 6000 - 7500, 6000, 0, 7500, 0, 2, 3900)),
+            // sw1's uplink: the poll of 08:55:10 counts until 09:00:10, the
+            // next is at 09:30:10. Unreachable while rtr (09:05:00 …
+            // 09:40:00) or sw1 itself (09:05:05 … 09:40:05) is down:
+            // 09:05:00 … 09:40:05 = 2,105 s; no data 09:00:10 … 09:05:00 =
+            // 290 s; never down itself.
+            ("sw1/uplink", f(m - 2105 - 290, 0, 0, 2105, 290, 0, 0)),
         ]);
+        let names: Vec<String> = got.subjects.iter().map(|r| r.subject.to_string()).collect();
         let rows: BTreeMap<&str, Figures> = got
             .subjects
             .iter()
-            .map(|r| (r.subject.device_id().unwrap(), r.figures))
+            .zip(&names)
+            .map(|(r, name)| (name.as_str(), r.figures))
             .collect();
         assert_eq!(rows, want);
         for r in &got.subjects {
@@ -718,20 +814,27 @@ mod tests {
         assert_eq!(pct(&rows["ap"]), "100.0000");
         assert_eq!(rows["sw4"].mttr_us(), Some(3900 * S));
         assert_eq!(rows["ap"].mttr_us(), None);
+        // 2,578,500 / (2,592,000 - 7,500) = 2,578,500 / 2,584,500
+        assert_eq!(pct(&rows["sw3/uplink"]), "99.7678");
+        assert_eq!(rows["sw3/uplink"].mttr_us(), Some(3000 * S));
+        assert_eq!(pct(&rows["sw1/uplink"]), "100.0000");
 
-        // The OPD: up 2,589,900 + 2 × 2,589,895 + 2,584,500 + 2,584,500 +
-        // 2,570,400 = 15,509,090 s; down 2,100 + 7,500 + 3,900 = 13,500 s in
-        // 3 incidents (MTTR 4,500 s, longest 7,500 s); availability
-        // 15,509,090 / 15,522,590 = 99.9130 %.
+        // The OPD: devices up 2,589,900 + 2 × 2,589,895 + 2,584,500 +
+        // 2,584,500 + 2,570,400 = 15,509,090 s, links up 2,578,500 +
+        // 2,589,605 = 5,168,105 s: 20,677,195 s; down 2,100 + 7,500 + 3,900
+        // + 6,000 = 19,500 s in 5 incidents (MTTR 3,900 s, longest 7,500
+        // s); unreachable 2 × 2,105 + 7,500 + 2,105 = 13,815 s; no data
+        // 21,600 + 290 = 21,890 s; availability 20,677,195 / 20,696,695 =
+        // 99.9058 %.
         assert_eq!(got.opds.len(), 1);
         let o = &got.opds[0];
         assert_eq!(o.opd, "dinkes");
         assert_eq!(
             o.figures,
-            f(15_509_090, 13_500, 3600, 4210, 21_600, 3, 7500)
+            f(20_677_195, 19_500, 3600, 13_815, 21_890, 5, 7500)
         );
-        assert_eq!(o.figures.mttr_us(), Some(4500 * S));
-        assert_eq!(pct(&o.figures), "99.9130");
+        assert_eq!(o.figures.mttr_us(), Some(3900 * S));
+        assert_eq!(pct(&o.figures), "99.9058");
 
         // All OPDs: bappeda's b1 was up all month.
         let all = compute(&store, &topo, &rules, &windows, period, None).unwrap();
@@ -742,7 +845,7 @@ mod tests {
             .collect();
         assert_eq!(
             opds,
-            [("bappeda", "100.0000".into()), ("dinkes", "99.9130".into())]
+            [("bappeda", "100.0000".into()), ("dinkes", "99.9058".into())]
         );
     }
 }
