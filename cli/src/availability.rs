@@ -101,6 +101,10 @@ pub fn table(a: &v1::Availability) -> String {
     ];
     for o in &a.opds {
         out.push(line(&o.opd, o.figures.as_ref()));
+        out.push(format!(
+            "  tickets: {} within the SOP's time standards, {} outside",
+            o.tickets_within_standard, o.tickets_outside_standard
+        ));
         let of_opd = || a.subjects.iter().filter(|r| r.opd == o.opd);
         for d in of_opd().filter(|r| r.link.is_empty()) {
             out.push(line(&format!("  {}", d.device), d.figures.as_ref()));
@@ -151,6 +155,8 @@ mod tests {
             opds: vec![v1::AvailabilityRow {
                 opd: "dinas-kesehatan-kabupaten-contoh".into(),
                 figures: figures(13_500, 3, 99.913_03),
+                tickets_within_standard: 4,
+                tickets_outside_standard: 2,
                 ..Default::default()
             }],
             subjects: vec![
@@ -165,6 +171,7 @@ mod tests {
                     device: "sw3".into(),
                     link: "uplink-ke-diskominfo-gedung-b".into(),
                     figures: figures(0, 0, 100.0),
+                    ..Default::default()
                 },
                 v1::AvailabilityRow {
                     opd: "dinas-kesehatan-kabupaten-contoh".into(),
@@ -187,6 +194,12 @@ mod tests {
             [
                 "sw3", "99.711", "2h", "05m", "1", "2h", "05m", "2h", "05m", "6h", "00m"
             ]
+        );
+        // The OPD's tickets right below its line.
+        assert_eq!(
+            t.lines().nth(3),
+            Some("  tickets: 4 within the SOP's time standards, 2 outside"),
+            "{t}"
         );
         // The link right below its device, its long name cut.
         let lines: Vec<&str> = t.lines().collect();

@@ -75,6 +75,7 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
         let period = super::availability::Period::month(&r.period, offset)
             .map_err(|m| E::invalid("period", m))?;
         let store = self.hub.store.clone();
+        let sees = caller.clone();
         let a = crate::api::error::blocking("computing the availability", move || {
             let windows = health
                 .store
@@ -90,6 +91,23 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
                 opd.as_deref(),
             )
             .map_err(|e| E::internal("reading the samples", e))
+            .and_then(|mut a| {
+                let sop = &health.sop_store;
+                let cal = sop.calendar();
+                let day = |us: i64| {
+                    chrono::DateTime::from_timestamp_micros(us).map(|t| cal.local_date(t))
+                };
+                let (Some(from), Some(to)) = (day(period.from_us), day(period.until_us - 1)) else {
+                    return Err(E::invalid("period", "out of range"));
+                };
+                let keep = |o: &str| sees.sees(o) && opd.as_deref().is_none_or(|w| w == o);
+                let tickets = crate::sop::api::standards_by_opd(sop, from, to, &keep, Utc::now())
+                    .map_err(|e| E::internal("reading the tickets", e))?;
+                for o in &mut a.opds {
+                    o.tickets = tickets.get(&o.opd).copied().unwrap_or_default();
+                }
+                Ok(a)
+            })
         })
         .await?;
         Ok(tonic::Response::new(availability_message(
@@ -172,6 +190,8 @@ pub fn availability_message(
             .map(|o| AvailabilityRow {
                 opd: o.opd.clone(),
                 figures: Some(figures(&o.figures)),
+                tickets_within_standard: o.tickets.within,
+                tickets_outside_standard: o.tickets.outside,
                 ..Default::default()
             })
             .collect(),
@@ -183,6 +203,7 @@ pub fn availability_message(
                 device: r.subject.device_id().unwrap_or_default().to_string(),
                 link: r.subject.link_name().unwrap_or_default().to_string(),
                 figures: Some(figures(&r.figures)),
+                ..Default::default()
             })
             .collect(),
     }
@@ -229,6 +250,37 @@ pub mod matrix {
         let bad = ask("kabid_aptika", "2026-13").await.unwrap_err();
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
         assert!(bad.message().contains("period"), "{}", bad.message());
+    }
+
+    /// An OPD's row counts its tickets of the month by the SOP's time
+    /// standards: a letter just recorded is within them; an OPD without
+    /// tickets has none.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn availability_counts_the_months_tickets_by_the_time_standards() {
+        use crate::api::testing::{OTHER, OWN};
+        let f = Arc::new(Fixture::start().await);
+        f.ticket_of(OWN).await;
+        let month = chrono::Utc::now()
+            .with_timezone(&chrono_tz::Asia::Jakarta)
+            .format("%Y-%m")
+            .to_string();
+        let a = ReportsClient::new(f.as_role("kabid_aptika"))
+            .get_availability(v1::GetAvailabilityRequest {
+                period: month,
+                opd: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let counts = |opd: &str| {
+            a.opds
+                .iter()
+                .find(|o| o.opd == opd)
+                .map(|o| (o.tickets_within_standard, o.tickets_outside_standard))
+        };
+        assert_eq!(counts(OWN), Some((1, 0)), "{:?}", a.opds);
+        assert_eq!(counts(OTHER), Some((0, 0)), "{:?}", a.opds);
     }
 
     /// The matrix cases of the `Reports` service.

@@ -166,6 +166,9 @@ pub struct OpdRow {
     pub opd: String,
     /// Its figures.
     pub figures: Figures,
+    /// Its tickets of the period inside and outside the SOP's time
+    /// standards (filled by the caller, who has the tickets).
+    pub tickets: crate::sop::register::Standards,
 }
 
 /// The availability of a period.
@@ -512,7 +515,11 @@ pub fn compute(
         period,
         opds: opds
             .into_iter()
-            .map(|(opd, figures)| OpdRow { opd, figures })
+            .map(|(opd, figures)| OpdRow {
+                opd,
+                figures,
+                tickets: Default::default(),
+            })
             .collect(),
         subjects,
     })
