@@ -89,6 +89,7 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
                 &windows,
                 period,
                 opd.as_deref(),
+                Some(Utc::now().timestamp_micros()),
             )
             .map_err(|e| E::internal("reading the samples", e))
             .and_then(|mut a| {

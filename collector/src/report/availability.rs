@@ -4,16 +4,20 @@
 //!
 //! # What counts as what
 //!
-//! Each device's samples are replayed, oldest first and range by range
-//! (never the whole period in memory), through the health engine's own state
-//! machines ([`Tracker`]) with the device alone in its topology. After every
+//! Each device's samples are replayed day by day (local days of the
+//! period), oldest first and range by range (never the whole period in
+//! memory), through the health engine's own state machines ([`Tracker`])
+//! with the device alone in its topology. After every
 //! reading of a subject (the device, or one of its links) the subject's
 //! confirmed level is its state from that reading's time until its next
 //! reading, but for at most two probe intervals: when the next reading comes
 //! later than that, the reading counts for one interval and the rest is *no
-//! data*. The last reading counts for one interval. Replay starts a few
-//! intervals before the period, so the state at its start is already
-//! confirmed. Down is the health engine's down, with its hysteresis: an
+//! data*. The last reading counts for one interval. The replay of a day
+//! starts `max(enter_cycles, leave_cycles) + 2` intervals before it, so the
+//! state at its start is already confirmed, and reads two intervals past
+//! its end, so a reading before midnight holds until the next one; what it
+//! finds is clipped to the day. Down is the health engine's down, with its
+//! hysteresis: an
 //! outage begins at the reading that confirms it and ends at the reading that
 //! confirms the recovery.
 //!
@@ -46,6 +50,25 @@
 //!
 //! An OPD's figures sum those of its devices and links (times and
 //! incidents), its longest outage is the largest of theirs.
+//!
+//! # The cache of replayed days
+//!
+//! A province probed every 10 s stores 777 million samples a month;
+//! replaying them all for each request would take hours. Because each day
+//! is replayed on its own, a device's replayed day (its subjects' up and
+//! down spans, a few hundred bytes) is kept in the store once the day and
+//! the two intervals read after it are over, and read back instead of
+//! replayed. It is kept with what it depends on: a fingerprint of the
+//! rules, the interval and the device's links, and the *marks* of the UTC
+//! days of samples it read, which the store changes in the same
+//! transaction as every sample it stores. A sample that arrives late (an
+//! agent's spool after an outage) changes a mark, and the days that read
+//! that UTC day are replayed again at the next request; a prune drops the
+//! days that may have read what it removed. So the cache never says what a
+//! replay of the stored samples would not, and a month's figures are read
+//! from about 30 small rows per device. Rollups were not used: they keep
+//! neither the readings' times nor the oper status, so the health engine's
+//! hysteresis cannot be replayed from them.
 
 use std::collections::BTreeMap;
 
@@ -57,7 +80,7 @@ use crate::health::{
     HealthRules, Level, MaintenanceWindow, Subject, Topology, Tracker, TsUs,
     state::{DeviceNode, LinkNode},
 };
-use crate::store::{HistoryFrom, Store};
+use crate::store::{DAY_US, HistoryFrom, Store};
 
 /// Samples read per store range.
 const CHUNK: usize = 4096;
@@ -180,6 +203,18 @@ pub struct Availability {
     pub opds: Vec<OpdRow>,
     /// Per device and link, by OPD then subject.
     pub subjects: Vec<SubjectRow>,
+    /// How the figures were read.
+    pub stats: Stats,
+}
+
+/// How many device-days were replayed from the samples and how many read
+/// from the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Replayed from the samples.
+    pub days_replayed: u64,
+    /// Read from the cache of replayed days.
+    pub days_cached: u64,
 }
 
 /// Sorted, disjoint, non-touching spans of time.
@@ -313,85 +348,245 @@ impl Timeline {
     }
 }
 
-/// Replays the samples of `device` over `period` (plus the warm-up before
-/// it) and returns the timelines of the device and its links, clipped to
-/// the period.
+/// What a device's replay depends on besides its samples: the rules, its
+/// OPD's interval and its links. A cached day made under others is stale.
+fn fingerprint(rules: &HealthRules, interval: i64, links: &[LinkNode]) -> String {
+    use sha2::Digest;
+    let text = serde_json::to_string(&(rules, interval, links)).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16])
+}
+
+/// One device's replayed day as cached: under what it was made, the marks
+/// of the samples it read, and per subject its up and down spans.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct CachedDay {
+    fingerprint: String,
+    marks: Vec<u64>,
+    subjects: Vec<(Subject, SpanList, SpanList)>,
+}
+
+/// Spans as stored.
+type SpanList = Vec<(TsUs, TsUs)>;
+
+/// How a device is replayed: alone in its topology.
+struct Replay<'a> {
+    opd: String,
+    interval: i64,
+    alone: Topology,
+    rules: &'a HealthRules,
+    /// Intervals read before a day (the warm-up) and after it.
+    before: i64,
+    after: i64,
+}
+
+impl<'a> Replay<'a> {
+    fn new(topo: &Topology, rules: &'a HealthRules, device: &str) -> Option<Self> {
+        let node = topo.devices.get(device)?;
+        let opd = node.opd.clone();
+        let interval = topo.interval_us(&opd);
+        let alone = Topology {
+            devices: BTreeMap::from([(
+                device.to_string(),
+                DeviceNode {
+                    opd: opd.clone(),
+                    parent: None,
+                },
+            )]),
+            links: topo
+                .links
+                .iter()
+                .filter(|l| l.device == device)
+                .cloned()
+                .collect::<Vec<LinkNode>>(),
+            intervals_us: BTreeMap::from([(opd.clone(), interval)]),
+            default_interval_us: interval,
+        };
+        let cycles = i64::from(
+            rules
+                .hysteresis
+                .enter_cycles
+                .max(rules.hysteresis.leave_cycles),
+        );
+        Some(Self {
+            opd,
+            interval,
+            alone,
+            rules,
+            before: (cycles + 2).saturating_mul(interval),
+            after: 2 * interval,
+        })
+    }
+
+    /// The samples `day` reads: from the warm-up before it to two
+    /// intervals after it (a reading before its end holds until the next).
+    fn reads(&self, day: Period) -> (TsUs, TsUs) {
+        (
+            day.from_us.saturating_sub(self.before),
+            day.until_us.saturating_add(self.after),
+        )
+    }
+
+    /// Replays the samples of `device` that `day` reads and returns the
+    /// timelines of the device and its links, clipped to the day.
+    fn day(
+        &self,
+        store: &dyn Store,
+        device: &str,
+        day: Period,
+    ) -> Result<BTreeMap<Subject, Timeline>, StoreError> {
+        let mut lines: BTreeMap<Subject, Timeline> = self
+            .alone
+            .subjects_of(&self.opd)
+            .into_iter()
+            .map(|s| {
+                let strict = matches!(s, Subject::Link { .. });
+                (s, Timeline::new(self.interval, strict))
+            })
+            .collect();
+        let mut tracker = Tracker::new(self.rules.clone(), self.alone.clone());
+        let (first, end) = self.reads(day);
+        let mut from = HistoryFrom::Since(first);
+        loop {
+            let rows = store.history_range(device, &from, end, CHUNK)?;
+            for row in &rows {
+                let s = &row.sample;
+                let up = tracker.sample(&self.opd, s, s.ts_us);
+                let mut seen: Vec<&Subject> = Vec::new();
+                for subject in &up.touched {
+                    if seen.contains(&subject) {
+                        continue;
+                    }
+                    seen.push(subject);
+                    let level = tracker.machine(subject).and_then(|m| m.hard());
+                    if let Some(line) = lines.get_mut(subject) {
+                        line.reading(s.ts_us, level);
+                    }
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == CHUNK => {
+                    from =
+                        HistoryFrom::After(last.sample.ts_us, last.agent.clone(), last.sample.seq);
+                }
+                _ => break,
+            }
+        }
+        let whole = Spans(vec![(day.from_us, day.until_us)]);
+        for line in lines.values_mut() {
+            line.finish();
+            line.up = line.up.intersect(&whole);
+            line.down = line.down.intersect(&whole);
+        }
+        Ok(lines)
+    }
+}
+
+/// The local days of `period` (whole days from its start; the last may be
+/// shorter).
+fn days(period: Period) -> Vec<Period> {
+    let mut out = Vec::new();
+    let mut at = period.from_us;
+    while at < period.until_us {
+        let until = at.saturating_add(DAY_US).min(period.until_us);
+        out.push(Period {
+            from_us: at,
+            until_us: until,
+        });
+        at = until;
+    }
+    out
+}
+
+/// Replays `device` over `period` day by day and returns the timelines of
+/// the device and its links. With `now`, a day cached with the marks its
+/// samples still have is read instead of replayed, and a day replayed that
+/// has ended (with the samples read after it) by `now` is cached.
 fn replay(
     store: &dyn Store,
     topo: &Topology,
     rules: &HealthRules,
     device: &str,
     period: Period,
+    now: Option<TsUs>,
+    stats: &mut Stats,
 ) -> Result<BTreeMap<Subject, Timeline>, StoreError> {
-    let Some(node) = topo.devices.get(device) else {
+    let Some(r) = Replay::new(topo, rules, device) else {
         return Ok(BTreeMap::new());
     };
-    let opd = node.opd.clone();
-    let interval = topo.interval_us(&opd);
-    let alone = Topology {
-        devices: BTreeMap::from([(
-            device.to_string(),
-            DeviceNode {
-                opd: opd.clone(),
-                parent: None,
-            },
-        )]),
-        links: topo
-            .links
-            .iter()
-            .filter(|l| l.device == device)
-            .cloned()
-            .collect::<Vec<LinkNode>>(),
-        intervals_us: BTreeMap::from([(opd.clone(), interval)]),
-        default_interval_us: interval,
+    let mut lines: BTreeMap<Subject, Timeline> = BTreeMap::new();
+    let mut add = |day: BTreeMap<Subject, Timeline>| {
+        for (subject, l) in day {
+            let line = lines
+                .entry(subject)
+                .or_insert_with(|| Timeline::new(l.interval, l.strict));
+            line.up = line.up.union(&l.up);
+            line.down = line.down.union(&l.down);
+        }
     };
-    let mut lines: BTreeMap<Subject, Timeline> = alone
-        .subjects_of(&opd)
+    let all = days(period);
+    let Some(now) = now else {
+        for day in all {
+            add(r.day(store, device, day)?);
+            stats.days_replayed += 1;
+        }
+        return Ok(lines);
+    };
+    let print = fingerprint(rules, r.interval, &r.alone.links);
+    let (first, end) = (r.reads(period).0, r.reads(period).1);
+    // Before any replay: a sample stored meanwhile changes a mark after
+    // the one kept, and the day is replayed again next time.
+    let marks = store.sample_marks(device, first, end)?;
+    let first_utc = first.div_euclid(DAY_US) * DAY_US;
+    let marks_of = |day: Period| -> Vec<u64> {
+        let (a, b) = r.reads(day);
+        let i = usize::try_from((a.div_euclid(DAY_US) * DAY_US - first_utc) / DAY_US).unwrap_or(0);
+        let j = usize::try_from((b - 1).div_euclid(DAY_US) * DAY_US - first_utc)
+            .map_or(0, |v| v / DAY_US as usize);
+        marks.get(i..=j).map(<[u64]>::to_vec).unwrap_or_default()
+    };
+    let cached: BTreeMap<TsUs, Vec<u8>> = store
+        .cached_days(device, period.from_us, period.until_us)?
         .into_iter()
-        .map(|s| {
-            let strict = matches!(s, Subject::Link { .. });
-            (s, Timeline::new(interval, strict))
-        })
         .collect();
-    let mut tracker = Tracker::new(rules.clone(), alone);
-    let cycles = i64::from(
-        rules
-            .hysteresis
-            .enter_cycles
-            .max(rules.hysteresis.leave_cycles),
-    );
-    let warm_up = (cycles + 2).saturating_mul(interval);
-    let mut from = HistoryFrom::Since(period.from_us.saturating_sub(warm_up));
-    loop {
-        let rows = store.history_range(device, &from, period.until_us, CHUNK)?;
-        for row in &rows {
-            let s = &row.sample;
-            let up = tracker.sample(&opd, s, s.ts_us);
-            let mut seen: Vec<&Subject> = Vec::new();
-            for subject in &up.touched {
-                if seen.contains(&subject) {
-                    continue;
-                }
-                seen.push(subject);
-                let level = tracker.machine(subject).and_then(|m| m.hard());
-                if let Some(line) = lines.get_mut(subject) {
-                    line.reading(s.ts_us, level);
-                }
+    let mut keep = Vec::new();
+    for day in all {
+        let want = marks_of(day);
+        let hit = cached
+            .get(&day.from_us)
+            .and_then(|b| serde_json::from_slice::<CachedDay>(b).ok())
+            .filter(|c| c.fingerprint == print && c.marks == want && !want.is_empty());
+        if let Some(c) = hit {
+            stats.days_cached += 1;
+            add(c
+                .subjects
+                .into_iter()
+                .map(|(s, up, down)| {
+                    let mut l = Timeline::new(r.interval, matches!(s, Subject::Link { .. }));
+                    l.up = Spans::from_unsorted(up);
+                    l.down = Spans::from_unsorted(down);
+                    (s, l)
+                })
+                .collect());
+            continue;
+        }
+        let lines = r.day(store, device, day)?;
+        stats.days_replayed += 1;
+        if r.reads(day).1 <= now && !want.is_empty() {
+            let c = CachedDay {
+                fingerprint: print.clone(),
+                marks: want,
+                subjects: lines
+                    .iter()
+                    .map(|(s, l)| (s.clone(), l.up.0.clone(), l.down.0.clone()))
+                    .collect(),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&c) {
+                keep.push((day.from_us, bytes));
             }
         }
-        match rows.last() {
-            Some(last) if rows.len() == CHUNK => {
-                from = HistoryFrom::After(last.sample.ts_us, last.agent.clone(), last.sample.seq);
-            }
-            _ => break,
-        }
+        add(lines);
     }
-    let whole = Spans(vec![(period.from_us, period.until_us)]);
-    for line in lines.values_mut() {
-        line.finish();
-        line.up = line.up.intersect(&whole);
-        line.down = line.down.intersect(&whole);
-    }
+    store.cache_days(device, &keep)?;
     Ok(lines)
 }
 
@@ -440,24 +635,24 @@ pub fn compute(
     windows: &[MaintenanceWindow],
     period: Period,
     opd: Option<&str>,
+    now: Option<TsUs>,
 ) -> Result<Availability, StoreError> {
     let wanted = |d: &DeviceNode| opd.is_none_or(|o| d.opd == o);
     // The devices to replay: those asked for and everything above them,
     // ancestors first.
-    let mut devices: Vec<String> = Vec::new();
+    let mut picked: std::collections::BTreeSet<String> = Default::default();
     for (id, node) in &topo.devices {
         if wanted(node) {
-            for a in topo.ancestors(id).into_iter().rev() {
-                if !devices.contains(&a) {
-                    devices.push(a);
-                }
-            }
-            if !devices.contains(id) {
-                devices.push(id.clone());
-            }
+            picked.extend(topo.ancestors(id));
+            picked.insert(id.clone());
         }
     }
-    devices.sort_by_key(|d| topo.ancestors(d).len());
+    let mut devices: Vec<(usize, String)> = picked
+        .into_iter()
+        .map(|d| (topo.ancestors(&d).len(), d))
+        .collect();
+    devices.sort();
+    let mut stats = Stats::default();
     let cycles = i64::from(
         rules
             .hysteresis
@@ -466,12 +661,12 @@ pub fn compute(
     );
     let mut own_down: BTreeMap<String, Spans> = BTreeMap::new();
     let mut subjects = Vec::new();
-    for device in &devices {
+    for (_, device) in &devices {
         let Some(node) = topo.devices.get(device) else {
             continue;
         };
         let slack = cycles.saturating_mul(topo.interval_us(&node.opd));
-        let lines = replay(store, topo, rules, device, period)?;
+        let lines = replay(store, topo, rules, device, period, now, &mut stats)?;
         let mut above = Spans::default();
         for a in topo.ancestors(device) {
             if let Some(d) = own_down.get(&a) {
@@ -522,6 +717,7 @@ pub fn compute(
             })
             .collect(),
         subjects,
+        stats,
     })
 }
 
@@ -750,7 +946,18 @@ mod tests {
             created_by: "kabid".into(),
         }];
         let rules = HealthRules::default();
-        let got = compute(&store, &topo, &rules, &windows, period, Some("dinkes")).unwrap();
+        let got = compute(
+            &store,
+            &topo,
+            &rules,
+            &windows,
+            period,
+            Some("dinkes"),
+            None,
+        )
+        .unwrap();
+        // Every day replayed from the samples: 7 devices, 30 days.
+        assert_eq!(got.stats.days_replayed, 6 * 30);
 
         let m = month / S;
         let f = |up, down, maintenance, unreachable, no_data, incidents, longest| Figures {
@@ -843,8 +1050,46 @@ mod tests {
         assert_eq!(o.figures.mttr_us(), Some(3900 * S));
         assert_eq!(pct(&o.figures), "99.9058");
 
+        // The same figures from the cache of replayed days. Asked at 00:05
+        // on 1 December, the 30th is not over (with the two intervals read
+        // after it): every day is replayed, the 30th not kept. Asked a day
+        // later, the 30th is replayed and kept, the rest read from the
+        // cache; then every day comes from the cache.
+        let now = period.until_us + 86_400 * S;
+        let ask = |now| {
+            compute(
+                &store,
+                &topo,
+                &rules,
+                &windows,
+                period,
+                Some("dinkes"),
+                Some(now),
+            )
+            .unwrap()
+        };
+        let same = |a: &Availability, b: &Availability| {
+            assert_eq!((&a.opds, &a.subjects), (&b.opds, &b.subjects));
+        };
+        let stats = |days_replayed, days_cached| Stats {
+            days_replayed,
+            days_cached,
+        };
+        let early = ask(period.until_us + 5 * 60 * S);
+        same(&early, &got);
+        assert_eq!(early.stats, stats(180, 0));
+        let cold = ask(now);
+        same(&cold, &got);
+        assert_eq!(cold.stats, stats(6, 174));
+        let warm = ask(now);
+        same(&warm, &got);
+        assert_eq!(warm.stats, stats(0, 180));
+        let kept = store
+            .cached_days("sw3", period.from_us, period.until_us)
+            .unwrap();
+        assert_eq!(kept.len(), 30);
         // All OPDs: bappeda's b1 was up all month.
-        let all = compute(&store, &topo, &rules, &windows, period, None).unwrap();
+        let all = compute(&store, &topo, &rules, &windows, period, None, None).unwrap();
         let opds: Vec<(&str, String)> = all
             .opds
             .iter()
@@ -854,5 +1099,43 @@ mod tests {
             opds,
             [("bappeda", "100.0000".into()), ("dinkes", "99.9058".into())]
         );
+
+        // Samples that arrive late (an agent's spool after an outage) make
+        // the days that read them stale: ap's readings of 00:00 … 06:00 on
+        // the 15th come after all, 02:00 … 02:55 bad (17:00 … 23:00 UTC on
+        // the 14th; marks are kept per UTC day, and that UTC day is read by
+        // the local 14th and 15th). Those two days of ap are replayed again
+        // and the figures are the raw replay's: no time without data, and
+        // an outage from 02:05 to 03:10 (3,900 s).
+        let mut late = Vec::new();
+        let mut t = wib(15, 0, 0);
+        while t < wib(15, 6, 0) {
+            seq += 1;
+            late.push(icmp(seq, t, "ap", wib(15, 2, 0) <= t && t < wib(15, 3, 0)));
+            t += INTERVAL;
+        }
+        store
+            .commit(&[IngestBatch::new("agent", 0, Arc::from(late))], &[])
+            .unwrap();
+        let raw = compute(
+            &store,
+            &topo,
+            &rules,
+            &windows,
+            period,
+            Some("dinkes"),
+            None,
+        )
+        .unwrap();
+        let again = ask(now);
+        same(&again, &raw);
+        assert_eq!(again.stats, stats(2, 178));
+        let ap = again
+            .subjects
+            .iter()
+            .find(|r| r.subject == Subject::device("ap"))
+            .unwrap()
+            .figures;
+        assert_eq!(ap, f(m - 3900, 3900, 0, 0, 0, 1, 3900));
     }
 }
