@@ -19,24 +19,44 @@ pub struct AvailabilityCmd {
     /// Print the report as JSON (every figure in µs).
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as a workbook (Bahasa Indonesia) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "pdf")]
+    pub xlsx: Option<std::path::PathBuf>,
+    /// Also write the report as a PDF (Bahasa Indonesia, signed by the
+    /// Kepala Dinas) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub pdf: Option<std::path::PathBuf>,
 }
 
 impl AvailabilityCmd {
     /// Asks the collector and gives the table (or the JSON).
     pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
         let mut c = v1::reports_client::ReportsClient::new(crate::client::channel(cfg).await?);
-        let a = c
+        let mut a = c
             .get_availability(crate::client::request(v1::GetAvailabilityRequest {
                 period: self.period.clone(),
                 opd: self.opd.clone().unwrap_or_default(),
+                format: match (&self.xlsx, &self.pdf) {
+                    (Some(_), _) => "xlsx".into(),
+                    (_, Some(_)) => "pdf".into(),
+                    _ => String::new(),
+                },
             }))
             .await
             .map_err(|s| crate::client::status_error(cfg, s))?
             .into_inner();
+        let mut wrote = String::new();
+        if let Some(path) = self.xlsx.as_ref().or(self.pdf.as_ref()) {
+            std::fs::write(path, &a.document)
+                .map_err(|e| CliError::Message(format!("cannot write {}: {e}", path.display())))?;
+            wrote = format!("\nwrote {} ({} bytes)", path.display(), a.document.len());
+        }
+        // The document is in the file, not in the JSON.
+        a.document.clear();
         if self.json {
             return serde_json::to_string_pretty(&a).map_err(|e| CliError::Message(e.to_string()));
         }
-        Ok(table(&a))
+        Ok(format!("{}{wrote}", table(&a)))
     }
 }
 

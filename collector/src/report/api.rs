@@ -64,6 +64,10 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
         let r = req.into_inner();
         limits::text("period", &r.period, 7)?;
         limits::text("opd", &r.opd, limits::len::ID)?;
+        let format = match r.format.trim() {
+            f @ ("" | "xlsx" | "pdf") => f.to_string(),
+            f => return Err(E::invalid("format", format!("{f:?} is not xlsx or pdf")).into()),
+        };
         let inv = self.hub.inventory();
         let opd = match r.opd.trim() {
             "" => caller.held_to().map(str::to_string),
@@ -111,10 +115,16 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
             })
         })
         .await?;
-        Ok(tonic::Response::new(availability_message(
-            r.period.trim(),
-            &a,
-        )))
+        let mut answer = availability_message(r.period.trim(), &a);
+        if !format.is_empty() {
+            let hub = self.hub.clone();
+            let period = r.period.trim().to_string();
+            answer.document = crate::api::error::blocking("writing the document", move || {
+                sla_document(&hub, &period, &a, &format)
+            })
+            .await?;
+        }
+        Ok(tonic::Response::new(answer))
     }
 
     async fn get_report(
@@ -157,6 +167,42 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
             },
             &r.bytes,
         )))
+    }
+}
+
+/// The availability report `a` of month `period` as an XLSX or PDF
+/// document, signed by the first user (by name) who holds `kepala_dinas`.
+fn sla_document(
+    hub: &std::sync::Arc<crate::hub::Hub>,
+    period: &str,
+    a: &super::availability::Availability,
+    format: &str,
+) -> Result<Vec<u8>, crate::api::ApiError> {
+    use crate::api::ApiError as E;
+    use crate::users::UserDirectory as _;
+    let sop = hub.health.sop_store.sop();
+    let mut users = crate::admin::HubUsers(hub.clone()).all();
+    users.sort_by(|x, y| x.name.cmp(&y.name));
+    let head = users
+        .iter()
+        .find(|u| u.roles.iter().any(|r| r == "kepala_dinas"));
+    let people = crate::users::people(&hub.users_dir);
+    let doc = super::sla::SlaDoc {
+        office: sop.office.clone(),
+        office_unit: sop.office_unit.clone(),
+        period: period.to_string(),
+        a,
+        opd_names: hub
+            .inventory()
+            .opds
+            .iter()
+            .map(|(id, o)| (id.clone(), o.name.clone()))
+            .collect(),
+        signer: head.map(|u| people.signer(&u.name, crate::sop::Lang::Id)),
+    };
+    match format {
+        "xlsx" => super::sla::to_xlsx(&doc).map_err(|e| E::internal("writing the workbook", e)),
+        _ => super::pdf::render_availability(&doc).map_err(|e| E::internal("writing the PDF", e)),
     }
 }
 
@@ -207,6 +253,7 @@ pub fn availability_message(
                 ..Default::default()
             })
             .collect(),
+        document: Vec::new(),
     }
 }
 
@@ -233,7 +280,7 @@ pub mod matrix {
                 ReportsClient::new(f.as_role(role))
                     .get_availability(v1::GetAvailabilityRequest {
                         period: period.into(),
-                        opd: String::new(),
+                        ..Default::default()
                     })
                     .await
             }
@@ -269,7 +316,7 @@ pub mod matrix {
         let a = ReportsClient::new(f.as_role("kabid_aptika"))
             .get_availability(v1::GetAvailabilityRequest {
                 period: month,
-                opd: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -284,6 +331,35 @@ pub mod matrix {
         assert_eq!(counts(OTHER), Some((0, 0)), "{:?}", a.opds);
     }
 
+    /// The report as a workbook or a PDF comes in `document`; another
+    /// format is refused by name; without one there is no document.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn availability_comes_as_xlsx_or_pdf_when_asked() {
+        let f = Arc::new(Fixture::start().await);
+        let ask = |format: &'static str| {
+            let f = f.clone();
+            async move {
+                ReportsClient::new(f.as_role("kabid_aptika"))
+                    .get_availability(v1::GetAvailabilityRequest {
+                        period: "2026-11".into(),
+                        format: format.into(),
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        let xlsx = ask("xlsx").await.unwrap().into_inner();
+        assert!(xlsx.document.starts_with(b"PK"));
+        assert!(!xlsx.opds.is_empty());
+        let pdf = ask("pdf").await.unwrap().into_inner();
+        assert!(pdf.document.starts_with(b"%PDF"));
+        assert!(ask("").await.unwrap().into_inner().document.is_empty());
+        let bad = ask("docx").await.unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(bad.message().contains("format"), "{}", bad.message());
+    }
+
     /// The matrix cases of the `Reports` service.
     pub const CASES: &[Case] = &[
         Case {
@@ -295,6 +371,7 @@ pub mod matrix {
                         .get_availability(v1::GetAvailabilityRequest {
                             period: "2026-11".into(),
                             opd: opd.into(),
+                            ..Default::default()
                         })
                         .await;
                     match r {
