@@ -31,7 +31,9 @@ pub struct AvailabilityCmd {
 impl AvailabilityCmd {
     /// Asks the collector and gives the table (or the JSON).
     pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
-        let mut c = v1::reports_client::ReportsClient::new(crate::client::channel(cfg).await?);
+        // A province's month with its document is more than tonic's 4 MB default.
+        let mut c = v1::reports_client::ReportsClient::new(crate::client::channel(cfg).await?)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
         let mut a = c
             .get_availability(crate::client::request(v1::GetAvailabilityRequest {
                 period: self.period.clone(),
