@@ -19,24 +19,46 @@ pub struct AvailabilityCmd {
     /// Print the report as JSON (every figure in µs).
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as a workbook (Bahasa Indonesia) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "pdf")]
+    pub xlsx: Option<std::path::PathBuf>,
+    /// Also write the report as a PDF (Bahasa Indonesia, signed by the
+    /// Kepala Dinas) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub pdf: Option<std::path::PathBuf>,
 }
 
 impl AvailabilityCmd {
     /// Asks the collector and gives the table (or the JSON).
     pub async fn run(&self, cfg: &SiagaConfig) -> Result<String, CliError> {
-        let mut c = v1::reports_client::ReportsClient::new(crate::client::channel(cfg).await?);
-        let a = c
+        // A province's month with its document is more than tonic's 4 MB default.
+        let mut c = v1::reports_client::ReportsClient::new(crate::client::channel(cfg).await?)
+            .max_decoding_message_size(siaga_proto::MAX_MESSAGE_BYTES);
+        let mut a = c
             .get_availability(crate::client::request(v1::GetAvailabilityRequest {
                 period: self.period.clone(),
                 opd: self.opd.clone().unwrap_or_default(),
+                format: match (&self.xlsx, &self.pdf) {
+                    (Some(_), _) => "xlsx".into(),
+                    (_, Some(_)) => "pdf".into(),
+                    _ => String::new(),
+                },
             }))
             .await
             .map_err(|s| crate::client::status_error(cfg, s))?
             .into_inner();
+        let mut wrote = String::new();
+        if let Some(path) = self.xlsx.as_ref().or(self.pdf.as_ref()) {
+            std::fs::write(path, &a.document)
+                .map_err(|e| CliError::Message(format!("cannot write {}: {e}", path.display())))?;
+            wrote = format!("\nwrote {} ({} bytes)", path.display(), a.document.len());
+        }
+        // The document is in the file, not in the JSON.
+        a.document.clear();
         if self.json {
             return serde_json::to_string_pretty(&a).map_err(|e| CliError::Message(e.to_string()));
         }
-        Ok(table(&a))
+        Ok(format!("{}{wrote}", table(&a)))
     }
 }
 
@@ -101,6 +123,10 @@ pub fn table(a: &v1::Availability) -> String {
     ];
     for o in &a.opds {
         out.push(line(&o.opd, o.figures.as_ref()));
+        out.push(format!(
+            "  tickets: {} within the SOP's time standards, {} outside",
+            o.tickets_within_standard, o.tickets_outside_standard
+        ));
         let of_opd = || a.subjects.iter().filter(|r| r.opd == o.opd);
         for d in of_opd().filter(|r| r.link.is_empty()) {
             out.push(line(&format!("  {}", d.device), d.figures.as_ref()));
@@ -151,6 +177,8 @@ mod tests {
             opds: vec![v1::AvailabilityRow {
                 opd: "dinas-kesehatan-kabupaten-contoh".into(),
                 figures: figures(13_500, 3, 99.913_03),
+                tickets_within_standard: 4,
+                tickets_outside_standard: 2,
                 ..Default::default()
             }],
             subjects: vec![
@@ -165,6 +193,7 @@ mod tests {
                     device: "sw3".into(),
                     link: "uplink-ke-diskominfo-gedung-b".into(),
                     figures: figures(0, 0, 100.0),
+                    ..Default::default()
                 },
                 v1::AvailabilityRow {
                     opd: "dinas-kesehatan-kabupaten-contoh".into(),
@@ -187,6 +216,12 @@ mod tests {
             [
                 "sw3", "99.711", "2h", "05m", "1", "2h", "05m", "2h", "05m", "6h", "00m"
             ]
+        );
+        // The OPD's tickets right below its line.
+        assert_eq!(
+            t.lines().nth(3),
+            Some("  tickets: 4 within the SOP's time standards, 2 outside"),
+            "{t}"
         );
         // The link right below its device, its long name cut.
         let lines: Vec<&str> = t.lines().collect();

@@ -181,6 +181,8 @@ fn samples_tables(v: &mut impl Tables) -> Result<(), StoreError> {
     v.table(schema::META)?;
     v.table(crate::store::SAMPLES)?;
     v.table(crate::store::ROLLUPS)?;
+    v.table(crate::store::MARKS)?;
+    v.table(crate::store::DAYS)?;
     v.table(TableDefinition::<(&str, &str), &[u8]>::new("latest"))?;
     v.table(TableDefinition::<&str, &[u8]>::new("agents"))
 }

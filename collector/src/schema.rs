@@ -39,10 +39,13 @@ pub struct StoreFile {
 /// value as bytes that order as before (see `store.rs`); version 4 adds
 /// per-minute rollups, built from the samples already there, which every
 /// commit must keep up to date: a collector of version 3 would store
-/// samples without them.
+/// samples without them; version 5 adds the marks of each device's days of
+/// samples that every commit must change, and the availability days
+/// cached against them: a collector of version 4 would store samples
+/// without changing the marks, and a cached day would not see them.
 pub const SAMPLES_FILE: StoreFile = StoreFile {
     name: "collector.redb",
-    version: 4,
+    version: 5,
 };
 
 /// Tickets, their SOP state and trail, health records, events, maintenance

@@ -260,6 +260,16 @@ impl Rows {
 /// `device prefix, minute start` (as [`SampleRow::device_at`]) → a
 /// [`Minute`] ([`Minute::encode`]).
 pub(crate) const ROLLUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rollups");
+/// `device prefix, UTC day start` (as [`SampleRow::device_at`]) → how many
+/// transactions stored samples of that device and day. A replay of those
+/// days cached with the marks it saw is stale once one of them changes.
+pub(crate) const MARKS: TableDefinition<&[u8], u64> = TableDefinition::new("sample_marks");
+/// `device prefix, local day start` → the availability replay of that day
+/// (see `report::availability`), with the [`MARKS`] it was computed at.
+pub(crate) const DAYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("availability_days");
+/// A day, µs.
+pub const DAY_US: i64 = 86_400_000_000;
+
 /// While the migration to schema 4 builds [`ROLLUPS`]: `"done"` → the key
 /// of the last sample folded.
 const ROLLUPS_MIGRATING_4: TableDefinition<&str, &[u8]> =
@@ -431,6 +441,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes samples older than `before_us`, and the rollups of minutes
     /// that ended by then; returns how many samples.
     fn prune(&self, before_us: i64) -> Result<u64, StoreError>;
+    /// The marks of the samples of `device` of each UTC day that meets
+    /// `[from_us, until_us)`, oldest first: a number that changes whenever
+    /// a sample of that device and day is stored. A store without marks
+    /// gives none, and keeps no [`Store::cache_days`].
+    fn sample_marks(
+        &self,
+        _device: &str,
+        _from_us: i64,
+        _until_us: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The cached availability days of `device` that start in `[from_us,
+    /// until_us)`: (day start, bytes), oldest first.
+    fn cached_days(
+        &self,
+        _device: &str,
+        _from_us: i64,
+        _until_us: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Keeps availability days of `device`: (day start, bytes).
+    fn cache_days(&self, _device: &str, _days: &[(i64, Vec<u8>)]) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The embedded database behind this store, which `backup` copies; `None`
     /// for a store that is backed up by its own means (a shared database),
     /// or while the embedded one is being reopened after a write error.
@@ -481,8 +517,20 @@ fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
         1 => migrate_1_to_2(db, MIGRATE_CHUNK),
         2 => migrate_2_to_3(db, MIGRATE_CHUNK),
         3 => in_chunks(db, MIGRATE_CHUNK, 4, migrate_3_to_4_chunk),
+        4 => migrate_4_to_5(db),
         _ => schema::no_step(db, from),
     }
+}
+
+/// Schema 4 → 5: the tables of marks and cached days, empty: a day
+/// without a mark has mark 0, and nothing is cached yet.
+fn migrate_4_to_5(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    tx.open_table(MARKS)?;
+    tx.open_table(DAYS)?;
+    schema::stamp(&tx, 5)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Schema 1 → 2: every sample gets a receive time of `None` (unknown; not
@@ -697,6 +745,8 @@ impl RedbStore {
             let mut folded: std::collections::BTreeMap<(&str, i64), Minute> = Default::default();
             // Newest sample per (device, kind) in this transaction.
             let mut newest: HashMap<(&str, &'static str), &v1::Sample> = HashMap::new();
+            // The (device, UTC day)s this transaction stores samples of.
+            let mut marked: std::collections::BTreeSet<(&str, i64)> = Default::default();
             for b in batches {
                 let mut out = BatchOutcome::default();
                 for (s, (key, value)) in b.samples.iter().zip(b.rows.iter()) {
@@ -711,6 +761,7 @@ impl RedbStore {
                         continue;
                     }
                     out.stored += 1;
+                    marked.insert((s.device.as_str(), s.ts_us.div_euclid(DAY_US) * DAY_US));
                     if Minute::takes(s) {
                         let start = minute_of(s.ts_us);
                         folded
@@ -726,6 +777,12 @@ impl RedbStore {
                 outcomes.push(out);
             }
             merge_minutes(&mut tx.open_table(ROLLUPS)?, folded)?;
+            let mut marks = tx.open_table(MARKS)?;
+            for (device, day) in marked {
+                let key = SampleRow::device_at(device, day);
+                let old = marks.get(key.as_slice())?.map_or(0, |v| v.value());
+                marks.insert(key.as_slice(), old.wrapping_add(1))?;
+            }
             for ((device, kind), s) in newest {
                 // Replays are older than what is already there: keep the newest.
                 let older = match latest.get((device, kind))? {
@@ -762,6 +819,8 @@ impl RedbStore {
         {
             tx.open_table(SAMPLES)?;
             tx.open_table(ROLLUPS)?;
+            tx.open_table(MARKS)?;
+            tx.open_table(DAYS)?;
             tx.open_table(LATEST)?;
             tx.open_table(AGENTS)?;
         }
@@ -924,6 +983,63 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn sample_marks(
+        &self,
+        device: &str,
+        from_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let tx = self.database()?.begin_read()?;
+        let marks = tx.open_table(MARKS)?;
+        let mut out = Vec::new();
+        let mut day = from_us.div_euclid(DAY_US) * DAY_US;
+        while day < until_us {
+            let key = SampleRow::device_at(device, day);
+            out.push(marks.get(key.as_slice())?.map_or(0, |v| v.value()));
+            day += DAY_US;
+        }
+        Ok(out)
+    }
+
+    fn cached_days(
+        &self,
+        device: &str,
+        from_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let tx = self.database()?.begin_read()?;
+        let days = tx.open_table(DAYS)?;
+        let (from, to) = (
+            SampleRow::device_at(device, from_us),
+            SampleRow::device_at(device, until_us),
+        );
+        let mut out = Vec::new();
+        for row in days.range(from.as_slice()..to.as_slice())? {
+            let (k, v) = row?;
+            out.push((rollup_start(k.value())?, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn cache_days(&self, device: &str, days: &[(i64, Vec<u8>)]) -> Result<(), StoreError> {
+        if days.is_empty() {
+            return Ok(());
+        }
+        let db = self.database()?;
+        let tx = db.begin_write()?;
+        {
+            let mut t = tx.open_table(DAYS)?;
+            for (day, bytes) in days {
+                t.insert(
+                    SampleRow::device_at(device, *day).as_slice(),
+                    bytes.as_slice(),
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn redb(&self) -> Option<Arc<Database>> {
         self.database().ok()
     }
@@ -947,6 +1063,7 @@ impl Store for RedbStore {
             };
             let mut samples = tx.open_table(SAMPLES)?;
             let mut rollups = tx.open_table(ROLLUPS)?;
+            let mut days = tx.open_table(DAYS)?;
             for dev in &devices {
                 let from = SampleRow::device_prefix(dev);
                 let to = SampleRow::device_at(dev, before_us);
@@ -960,6 +1077,9 @@ impl Store for RedbStore {
                     before_us.saturating_sub(crate::rollup::MINUTE_US - 1),
                 );
                 rollups.retain_in(from.as_slice()..ended.as_slice(), |_, _| false)?;
+                // A cached day may have read the samples just removed.
+                let read = SampleRow::device_at(dev, before_us.saturating_add(DAY_US));
+                days.retain_in(from.as_slice()..read.as_slice(), |_, _| false)?;
             }
         }
         tx.commit()?;
@@ -1310,7 +1430,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         schema_1_store(dir.path(), 7);
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(5));
         let x = s.history("x", 0, 100).unwrap();
         assert_eq!(
             x.iter()
@@ -1350,7 +1470,7 @@ mod tests {
             assert_eq!(schema::version(&db).unwrap(), Some(1));
         }
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(5));
         let seqs: Vec<u64> = ["x", "y"]
             .iter()
             .flat_map(|d| s.history(d, 0, 100).unwrap())
@@ -1360,19 +1480,59 @@ mod tests {
     }
 
     #[test]
+    fn every_commit_changes_the_marks_of_the_days_it_stores_samples_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        let day = 20_000 * DAY_US;
+        let sample = |seq: u64, ts_us: i64| v1::Sample {
+            seq,
+            ts_us,
+            device: "x".into(),
+            ..Default::default()
+        };
+        let commit = |samples: Vec<v1::Sample>| {
+            s.commit(&[IngestBatch::new("a", 0, Arc::from(samples))], &[])
+                .unwrap()
+        };
+        let marks = || s.sample_marks("x", day - 1, day + 2 * DAY_US).unwrap();
+        assert_eq!(marks(), [0, 0, 0]);
+        commit(vec![sample(1, day + 5), sample(2, day + 6)]);
+        assert_eq!(marks(), [0, 1, 0]);
+        commit(vec![sample(3, day + DAY_US), sample(4, day - 1)]);
+        assert_eq!(marks(), [1, 1, 1]);
+        // A resend stores nothing and changes nothing.
+        commit(vec![sample(1, day + 5)]);
+        assert_eq!(marks(), [1, 1, 1]);
+        assert_eq!(s.sample_marks("y", day, day + 1).unwrap(), [0]);
+        // Cached days read back by their start; prune drops those that
+        // may have read a removed sample.
+        s.cache_days("x", &[(day, b"a".to_vec()), (day + DAY_US, b"b".to_vec())])
+            .unwrap();
+        assert_eq!(
+            s.cached_days("x", day, day + DAY_US).unwrap(),
+            [(day, b"a".to_vec())]
+        );
+        s.prune(day - DAY_US / 2).unwrap();
+        assert_eq!(
+            s.cached_days("x", i64::MIN, i64::MAX).unwrap(),
+            [(day + DAY_US, b"b".to_vec())]
+        );
+    }
+
+    #[test]
     fn a_store_of_a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RedbStore::open(dir.path()).unwrap();
             let db = s.database().unwrap();
             let tx = db.begin_write().unwrap();
-            schema::stamp(&tx, 5).unwrap();
+            schema::stamp(&tx, 6).unwrap();
             tx.commit().unwrap();
         }
         let err = RedbStore::open(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains(
-                "collector.redb: store schema version 5 is newer than this collector supports (4)"
+                "collector.redb: store schema version 6 is newer than this collector supports (5)"
             ),
             "{err}"
         );
@@ -1487,7 +1647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         schema_2_store(dir.path(), 9);
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(5));
         let x = s.history("x", 0, 100).unwrap();
         assert_eq!(
             x.iter()
@@ -1544,7 +1704,7 @@ mod tests {
             assert_eq!(schema::version(&db).unwrap(), Some(2));
         }
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(5));
         let seqs: Vec<u64> = ["x", "y"]
             .iter()
             .flat_map(|d| s.history(d, 0, 100).unwrap())
@@ -1636,7 +1796,7 @@ mod tests {
         let built = schema_3_store(dir.path(), minutes_of_samples());
         assert_eq!(built.len(), 5);
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(5));
         assert_eq!(s.minutes("x", i64::MIN, i64::MAX, 1_000).unwrap(), built);
     }
 
@@ -1653,7 +1813,7 @@ mod tests {
             assert_eq!(schema::version(&db).unwrap(), Some(3));
         }
         let s = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(4));
+        assert_eq!(schema::version(&s.database().unwrap()).unwrap(), Some(5));
         assert_eq!(s.minutes("x", i64::MIN, i64::MAX, 1_000).unwrap(), built);
     }
 

@@ -157,7 +157,7 @@ fn a_store_of_a_newer_schema_is_refused_with_the_file_and_both_versions() -> Res
     c.serve()?;
     ensure!(c.stop(), "the collector did not stop cleanly");
 
-    for (file, supported) in [("collector.redb", 4), ("tickets.redb", 3)] {
+    for (file, supported) in [("collector.redb", 5), ("tickets.redb", 3)] {
         let path = c.data_dir.join(file);
         stamp(&path, 9)?;
         let err = match c.serve() {

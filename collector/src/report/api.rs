@@ -64,6 +64,10 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
         let r = req.into_inner();
         limits::text("period", &r.period, 7)?;
         limits::text("opd", &r.opd, limits::len::ID)?;
+        let format = match r.format.trim() {
+            f @ ("" | "xlsx" | "pdf") => f.to_string(),
+            f => return Err(E::invalid("format", format!("{f:?} is not xlsx or pdf")).into()),
+        };
         let inv = self.hub.inventory();
         let opd = match r.opd.trim() {
             "" => caller.held_to().map(str::to_string),
@@ -75,6 +79,7 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
         let period = super::availability::Period::month(&r.period, offset)
             .map_err(|m| E::invalid("period", m))?;
         let store = self.hub.store.clone();
+        let sees = caller.clone();
         let a = crate::api::error::blocking("computing the availability", move || {
             let windows = health
                 .store
@@ -88,14 +93,38 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
                 &windows,
                 period,
                 opd.as_deref(),
+                Some(Utc::now().timestamp_micros()),
             )
             .map_err(|e| E::internal("reading the samples", e))
+            .and_then(|mut a| {
+                let sop = &health.sop_store;
+                let cal = sop.calendar();
+                let day = |us: i64| {
+                    chrono::DateTime::from_timestamp_micros(us).map(|t| cal.local_date(t))
+                };
+                let (Some(from), Some(to)) = (day(period.from_us), day(period.until_us - 1)) else {
+                    return Err(E::invalid("period", "out of range"));
+                };
+                let keep = |o: &str| sees.sees(o) && opd.as_deref().is_none_or(|w| w == o);
+                let tickets = crate::sop::api::standards_by_opd(sop, from, to, &keep, Utc::now())
+                    .map_err(|e| E::internal("reading the tickets", e))?;
+                for o in &mut a.opds {
+                    o.tickets = tickets.get(&o.opd).copied().unwrap_or_default();
+                }
+                Ok(a)
+            })
         })
         .await?;
-        Ok(tonic::Response::new(availability_message(
-            r.period.trim(),
-            &a,
-        )))
+        let mut answer = availability_message(r.period.trim(), &a);
+        if !format.is_empty() {
+            let hub = self.hub.clone();
+            let period = r.period.trim().to_string();
+            answer.document = crate::api::error::blocking("writing the document", move || {
+                sla_document(&hub, &period, &a, &format)
+            })
+            .await?;
+        }
+        Ok(tonic::Response::new(answer))
     }
 
     async fn get_report(
@@ -141,6 +170,42 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
     }
 }
 
+/// The availability report `a` of month `period` as an XLSX or PDF
+/// document, signed by the first user (by name) who holds `kepala_dinas`.
+fn sla_document(
+    hub: &std::sync::Arc<crate::hub::Hub>,
+    period: &str,
+    a: &super::availability::Availability,
+    format: &str,
+) -> Result<Vec<u8>, crate::api::ApiError> {
+    use crate::api::ApiError as E;
+    use crate::users::UserDirectory as _;
+    let sop = hub.health.sop_store.sop();
+    let mut users = crate::admin::HubUsers(hub.clone()).all();
+    users.sort_by(|x, y| x.name.cmp(&y.name));
+    let head = users
+        .iter()
+        .find(|u| u.roles.iter().any(|r| r == "kepala_dinas"));
+    let people = crate::users::people(&hub.users_dir);
+    let doc = super::sla::SlaDoc {
+        office: sop.office.clone(),
+        office_unit: sop.office_unit.clone(),
+        period: period.to_string(),
+        a,
+        opd_names: hub
+            .inventory()
+            .opds
+            .iter()
+            .map(|(id, o)| (id.clone(), o.name.clone()))
+            .collect(),
+        signer: head.map(|u| people.signer(&u.name, crate::sop::Lang::Id)),
+    };
+    match format {
+        "xlsx" => super::sla::to_xlsx(&doc).map_err(|e| E::internal("writing the workbook", e)),
+        _ => super::pdf::render_availability(&doc).map_err(|e| E::internal("writing the PDF", e)),
+    }
+}
+
 /// The proto figures of `f`.
 fn figures(f: &super::availability::Figures) -> siaga_proto::v1::AvailabilityFigures {
     siaga_proto::v1::AvailabilityFigures {
@@ -172,6 +237,8 @@ pub fn availability_message(
             .map(|o| AvailabilityRow {
                 opd: o.opd.clone(),
                 figures: Some(figures(&o.figures)),
+                tickets_within_standard: o.tickets.within,
+                tickets_outside_standard: o.tickets.outside,
                 ..Default::default()
             })
             .collect(),
@@ -183,8 +250,10 @@ pub fn availability_message(
                 device: r.subject.device_id().unwrap_or_default().to_string(),
                 link: r.subject.link_name().unwrap_or_default().to_string(),
                 figures: Some(figures(&r.figures)),
+                ..Default::default()
             })
             .collect(),
+        document: Vec::new(),
     }
 }
 
@@ -211,7 +280,7 @@ pub mod matrix {
                 ReportsClient::new(f.as_role(role))
                     .get_availability(v1::GetAvailabilityRequest {
                         period: period.into(),
-                        opd: String::new(),
+                        ..Default::default()
                     })
                     .await
             }
@@ -231,6 +300,66 @@ pub mod matrix {
         assert!(bad.message().contains("period"), "{}", bad.message());
     }
 
+    /// An OPD's row counts its tickets of the month by the SOP's time
+    /// standards: a letter just recorded is within them; an OPD without
+    /// tickets has none.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn availability_counts_the_months_tickets_by_the_time_standards() {
+        use crate::api::testing::{OTHER, OWN};
+        let f = Arc::new(Fixture::start().await);
+        f.ticket_of(OWN).await;
+        let month = chrono::Utc::now()
+            .with_timezone(&chrono_tz::Asia::Jakarta)
+            .format("%Y-%m")
+            .to_string();
+        let a = ReportsClient::new(f.as_role("kabid_aptika"))
+            .get_availability(v1::GetAvailabilityRequest {
+                period: month,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let counts = |opd: &str| {
+            a.opds
+                .iter()
+                .find(|o| o.opd == opd)
+                .map(|o| (o.tickets_within_standard, o.tickets_outside_standard))
+        };
+        assert_eq!(counts(OWN), Some((1, 0)), "{:?}", a.opds);
+        assert_eq!(counts(OTHER), Some((0, 0)), "{:?}", a.opds);
+    }
+
+    /// The report as a workbook or a PDF comes in `document`; another
+    /// format is refused by name; without one there is no document.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn availability_comes_as_xlsx_or_pdf_when_asked() {
+        let f = Arc::new(Fixture::start().await);
+        let ask = |format: &'static str| {
+            let f = f.clone();
+            async move {
+                ReportsClient::new(f.as_role("kabid_aptika"))
+                    .get_availability(v1::GetAvailabilityRequest {
+                        period: "2026-11".into(),
+                        format: format.into(),
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        let xlsx = ask("xlsx").await.unwrap().into_inner();
+        assert!(xlsx.document.starts_with(b"PK"));
+        assert!(!xlsx.opds.is_empty());
+        let pdf = ask("pdf").await.unwrap().into_inner();
+        assert!(pdf.document.starts_with(b"%PDF"));
+        assert!(ask("").await.unwrap().into_inner().document.is_empty());
+        let bad = ask("docx").await.unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(bad.message().contains("format"), "{}", bad.message());
+    }
+
     /// The matrix cases of the `Reports` service.
     pub const CASES: &[Case] = &[
         Case {
@@ -242,6 +371,7 @@ pub mod matrix {
                         .get_availability(v1::GetAvailabilityRequest {
                             period: "2026-11".into(),
                             opd: opd.into(),
+                            ..Default::default()
                         })
                         .await;
                     match r {

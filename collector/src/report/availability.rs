@@ -4,16 +4,20 @@
 //!
 //! # What counts as what
 //!
-//! Each device's samples are replayed, oldest first and range by range
-//! (never the whole period in memory), through the health engine's own state
-//! machines ([`Tracker`]) with the device alone in its topology. After every
+//! Each device's samples are replayed day by day (local days of the
+//! period), oldest first and range by range (never the whole period in
+//! memory), through the health engine's own state machines ([`Tracker`])
+//! with the device alone in its topology. After every
 //! reading of a subject (the device, or one of its links) the subject's
 //! confirmed level is its state from that reading's time until its next
 //! reading, but for at most two probe intervals: when the next reading comes
 //! later than that, the reading counts for one interval and the rest is *no
-//! data*. The last reading counts for one interval. Replay starts a few
-//! intervals before the period, so the state at its start is already
-//! confirmed. Down is the health engine's down, with its hysteresis: an
+//! data*. The last reading counts for one interval. The replay of a day
+//! starts `max(enter_cycles, leave_cycles) + 2` intervals before it, so the
+//! state at its start is already confirmed, and reads two intervals past
+//! its end, so a reading before midnight holds until the next one; what it
+//! finds is clipped to the day. Down is the health engine's down, with its
+//! hysteresis: an
 //! outage begins at the reading that confirms it and ends at the reading that
 //! confirms the recovery.
 //!
@@ -28,8 +32,12 @@
 //!   time is unreachable too.
 //! - **no data**: no reading covers it (the agent was silent, or the probe
 //!   failed to run); reported on its own, counted neither up nor down.
-//! - **down**: the subject's own confirmed down.
-//! - **up**: any other confirmed level (up or degraded).
+//! - **down**: the subject's own confirmed down; for a link also its
+//!   confirmed degraded level (utilisation or errors past their threshold,
+//!   or an oper status the rules call degraded): a link is up when its oper
+//!   status is up and it is not degraded, as the health engine judges it.
+//! - **up**: any other confirmed level (for a device: up or degraded; for a
+//!   link: up).
 //!
 //! Availability is `up / (up + down)`. An *incident* is one stretch of the
 //! subject's own confirmed down time (a stretch broken by no data is two)
@@ -42,6 +50,25 @@
 //!
 //! An OPD's figures sum those of its devices and links (times and
 //! incidents), its longest outage is the largest of theirs.
+//!
+//! # The cache of replayed days
+//!
+//! A province probed every 10 s stores 777 million samples a month;
+//! replaying them all for each request would take hours. Because each day
+//! is replayed on its own, a device's replayed day (its subjects' up and
+//! down spans, a few hundred bytes) is kept in the store once the day and
+//! the two intervals read after it are over, and read back instead of
+//! replayed. It is kept with what it depends on: a fingerprint of the
+//! rules, the interval and the device's links, and the *marks* of the UTC
+//! days of samples it read, which the store changes in the same
+//! transaction as every sample it stores. A sample that arrives late (an
+//! agent's spool after an outage) changes a mark, and the days that read
+//! that UTC day are replayed again at the next request; a prune drops the
+//! days that may have read what it removed. So the cache never says what a
+//! replay of the stored samples would not, and a month's figures are read
+//! from about 30 small rows per device. Rollups were not used: they keep
+//! neither the readings' times nor the oper status, so the health engine's
+//! hysteresis cannot be replayed from them.
 
 use std::collections::BTreeMap;
 
@@ -53,7 +80,7 @@ use crate::health::{
     HealthRules, Level, MaintenanceWindow, Subject, Topology, Tracker, TsUs,
     state::{DeviceNode, LinkNode},
 };
-use crate::store::{HistoryFrom, Store};
+use crate::store::{DAY_US, HistoryFrom, Store};
 
 /// Samples read per store range.
 const CHUNK: usize = 4096;
@@ -162,6 +189,9 @@ pub struct OpdRow {
     pub opd: String,
     /// Its figures.
     pub figures: Figures,
+    /// Its tickets of the period inside and outside the SOP's time
+    /// standards (filled by the caller, who has the tickets).
+    pub tickets: crate::sop::register::Standards,
 }
 
 /// The availability of a period.
@@ -173,6 +203,18 @@ pub struct Availability {
     pub opds: Vec<OpdRow>,
     /// Per device and link, by OPD then subject.
     pub subjects: Vec<SubjectRow>,
+    /// How the figures were read.
+    pub stats: Stats,
+}
+
+/// How many device-days were replayed from the samples and how many read
+/// from the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Replayed from the samples.
+    pub days_replayed: u64,
+    /// Read from the cache of replayed days.
+    pub days_cached: u64,
 }
 
 /// Sorted, disjoint, non-touching spans of time.
@@ -261,15 +303,18 @@ impl Spans {
 #[derive(Debug, Default)]
 struct Timeline {
     interval: i64,
+    /// Degraded counts as down (a link).
+    strict: bool,
     last: Option<(TsUs, Option<Level>)>,
     up: Spans,
     down: Spans,
 }
 
 impl Timeline {
-    fn new(interval: i64) -> Self {
+    fn new(interval: i64, strict: bool) -> Self {
         Self {
             interval,
+            strict,
             ..Self::default()
         }
     }
@@ -295,6 +340,7 @@ impl Timeline {
     fn record(&mut self, a: TsUs, b: TsUs, level: Option<Level>) {
         match level {
             Some(Level::Down) => self.down.push(a, b),
+            Some(Level::Degraded) if self.strict => self.down.push(a, b),
             Some(_) => self.up.push(a, b),
             // Not confirmed yet: no data.
             None => {}
@@ -302,82 +348,245 @@ impl Timeline {
     }
 }
 
-/// Replays the samples of `device` over `period` (plus the warm-up before
-/// it) and returns the timelines of the device and its links, clipped to
-/// the period.
+/// What a device's replay depends on besides its samples: the rules, its
+/// OPD's interval and its links. A cached day made under others is stale.
+fn fingerprint(rules: &HealthRules, interval: i64, links: &[LinkNode]) -> String {
+    use sha2::Digest;
+    let text = serde_json::to_string(&(rules, interval, links)).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16])
+}
+
+/// One device's replayed day as cached: under what it was made, the marks
+/// of the samples it read, and per subject its up and down spans.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct CachedDay {
+    fingerprint: String,
+    marks: Vec<u64>,
+    subjects: Vec<(Subject, SpanList, SpanList)>,
+}
+
+/// Spans as stored.
+type SpanList = Vec<(TsUs, TsUs)>;
+
+/// How a device is replayed: alone in its topology.
+struct Replay<'a> {
+    opd: String,
+    interval: i64,
+    alone: Topology,
+    rules: &'a HealthRules,
+    /// Intervals read before a day (the warm-up) and after it.
+    before: i64,
+    after: i64,
+}
+
+impl<'a> Replay<'a> {
+    fn new(topo: &Topology, rules: &'a HealthRules, device: &str) -> Option<Self> {
+        let node = topo.devices.get(device)?;
+        let opd = node.opd.clone();
+        let interval = topo.interval_us(&opd);
+        let alone = Topology {
+            devices: BTreeMap::from([(
+                device.to_string(),
+                DeviceNode {
+                    opd: opd.clone(),
+                    parent: None,
+                },
+            )]),
+            links: topo
+                .links
+                .iter()
+                .filter(|l| l.device == device)
+                .cloned()
+                .collect::<Vec<LinkNode>>(),
+            intervals_us: BTreeMap::from([(opd.clone(), interval)]),
+            default_interval_us: interval,
+        };
+        let cycles = i64::from(
+            rules
+                .hysteresis
+                .enter_cycles
+                .max(rules.hysteresis.leave_cycles),
+        );
+        Some(Self {
+            opd,
+            interval,
+            alone,
+            rules,
+            before: (cycles + 2).saturating_mul(interval),
+            after: 2 * interval,
+        })
+    }
+
+    /// The samples `day` reads: from the warm-up before it to two
+    /// intervals after it (a reading before its end holds until the next).
+    fn reads(&self, day: Period) -> (TsUs, TsUs) {
+        (
+            day.from_us.saturating_sub(self.before),
+            day.until_us.saturating_add(self.after),
+        )
+    }
+
+    /// Replays the samples of `device` that `day` reads and returns the
+    /// timelines of the device and its links, clipped to the day.
+    fn day(
+        &self,
+        store: &dyn Store,
+        device: &str,
+        day: Period,
+    ) -> Result<BTreeMap<Subject, Timeline>, StoreError> {
+        let mut lines: BTreeMap<Subject, Timeline> = self
+            .alone
+            .subjects_of(&self.opd)
+            .into_iter()
+            .map(|s| {
+                let strict = matches!(s, Subject::Link { .. });
+                (s, Timeline::new(self.interval, strict))
+            })
+            .collect();
+        let mut tracker = Tracker::new(self.rules.clone(), self.alone.clone());
+        let (first, end) = self.reads(day);
+        let mut from = HistoryFrom::Since(first);
+        loop {
+            let rows = store.history_range(device, &from, end, CHUNK)?;
+            for row in &rows {
+                let s = &row.sample;
+                let up = tracker.sample(&self.opd, s, s.ts_us);
+                let mut seen: Vec<&Subject> = Vec::new();
+                for subject in &up.touched {
+                    if seen.contains(&subject) {
+                        continue;
+                    }
+                    seen.push(subject);
+                    let level = tracker.machine(subject).and_then(|m| m.hard());
+                    if let Some(line) = lines.get_mut(subject) {
+                        line.reading(s.ts_us, level);
+                    }
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == CHUNK => {
+                    from =
+                        HistoryFrom::After(last.sample.ts_us, last.agent.clone(), last.sample.seq);
+                }
+                _ => break,
+            }
+        }
+        let whole = Spans(vec![(day.from_us, day.until_us)]);
+        for line in lines.values_mut() {
+            line.finish();
+            line.up = line.up.intersect(&whole);
+            line.down = line.down.intersect(&whole);
+        }
+        Ok(lines)
+    }
+}
+
+/// The local days of `period` (whole days from its start; the last may be
+/// shorter).
+fn days(period: Period) -> Vec<Period> {
+    let mut out = Vec::new();
+    let mut at = period.from_us;
+    while at < period.until_us {
+        let until = at.saturating_add(DAY_US).min(period.until_us);
+        out.push(Period {
+            from_us: at,
+            until_us: until,
+        });
+        at = until;
+    }
+    out
+}
+
+/// Replays `device` over `period` day by day and returns the timelines of
+/// the device and its links. With `now`, a day cached with the marks its
+/// samples still have is read instead of replayed, and a day replayed that
+/// has ended (with the samples read after it) by `now` is cached.
 fn replay(
     store: &dyn Store,
     topo: &Topology,
     rules: &HealthRules,
     device: &str,
     period: Period,
+    now: Option<TsUs>,
+    stats: &mut Stats,
 ) -> Result<BTreeMap<Subject, Timeline>, StoreError> {
-    let Some(node) = topo.devices.get(device) else {
+    let Some(r) = Replay::new(topo, rules, device) else {
         return Ok(BTreeMap::new());
     };
-    let opd = node.opd.clone();
-    let interval = topo.interval_us(&opd);
-    let alone = Topology {
-        devices: BTreeMap::from([(
-            device.to_string(),
-            DeviceNode {
-                opd: opd.clone(),
-                parent: None,
-            },
-        )]),
-        links: topo
-            .links
-            .iter()
-            .filter(|l| l.device == device)
-            .cloned()
-            .collect::<Vec<LinkNode>>(),
-        intervals_us: BTreeMap::from([(opd.clone(), interval)]),
-        default_interval_us: interval,
+    let mut lines: BTreeMap<Subject, Timeline> = BTreeMap::new();
+    let mut add = |day: BTreeMap<Subject, Timeline>| {
+        for (subject, l) in day {
+            let line = lines
+                .entry(subject)
+                .or_insert_with(|| Timeline::new(l.interval, l.strict));
+            line.up = line.up.union(&l.up);
+            line.down = line.down.union(&l.down);
+        }
     };
-    let mut lines: BTreeMap<Subject, Timeline> = alone
-        .subjects_of(&opd)
+    let all = days(period);
+    let Some(now) = now else {
+        for day in all {
+            add(r.day(store, device, day)?);
+            stats.days_replayed += 1;
+        }
+        return Ok(lines);
+    };
+    let print = fingerprint(rules, r.interval, &r.alone.links);
+    let (first, end) = (r.reads(period).0, r.reads(period).1);
+    // Before any replay: a sample stored meanwhile changes a mark after
+    // the one kept, and the day is replayed again next time.
+    let marks = store.sample_marks(device, first, end)?;
+    let first_utc = first.div_euclid(DAY_US) * DAY_US;
+    let marks_of = |day: Period| -> Vec<u64> {
+        let (a, b) = r.reads(day);
+        let i = usize::try_from((a.div_euclid(DAY_US) * DAY_US - first_utc) / DAY_US).unwrap_or(0);
+        let j = usize::try_from((b - 1).div_euclid(DAY_US) * DAY_US - first_utc)
+            .map_or(0, |v| v / DAY_US as usize);
+        marks.get(i..=j).map(<[u64]>::to_vec).unwrap_or_default()
+    };
+    let cached: BTreeMap<TsUs, Vec<u8>> = store
+        .cached_days(device, period.from_us, period.until_us)?
         .into_iter()
-        .map(|s| (s, Timeline::new(interval)))
         .collect();
-    let mut tracker = Tracker::new(rules.clone(), alone);
-    let cycles = i64::from(
-        rules
-            .hysteresis
-            .enter_cycles
-            .max(rules.hysteresis.leave_cycles),
-    );
-    let warm_up = (cycles + 2).saturating_mul(interval);
-    let mut from = HistoryFrom::Since(period.from_us.saturating_sub(warm_up));
-    loop {
-        let rows = store.history_range(device, &from, period.until_us, CHUNK)?;
-        for row in &rows {
-            let s = &row.sample;
-            let up = tracker.sample(&opd, s, s.ts_us);
-            let mut seen: Vec<&Subject> = Vec::new();
-            for subject in &up.touched {
-                if seen.contains(&subject) {
-                    continue;
-                }
-                seen.push(subject);
-                let level = tracker.machine(subject).and_then(|m| m.hard());
-                if let Some(line) = lines.get_mut(subject) {
-                    line.reading(s.ts_us, level);
-                }
+    let mut keep = Vec::new();
+    for day in all {
+        let want = marks_of(day);
+        let hit = cached
+            .get(&day.from_us)
+            .and_then(|b| serde_json::from_slice::<CachedDay>(b).ok())
+            .filter(|c| c.fingerprint == print && c.marks == want && !want.is_empty());
+        if let Some(c) = hit {
+            stats.days_cached += 1;
+            add(c
+                .subjects
+                .into_iter()
+                .map(|(s, up, down)| {
+                    let mut l = Timeline::new(r.interval, matches!(s, Subject::Link { .. }));
+                    l.up = Spans::from_unsorted(up);
+                    l.down = Spans::from_unsorted(down);
+                    (s, l)
+                })
+                .collect());
+            continue;
+        }
+        let lines = r.day(store, device, day)?;
+        stats.days_replayed += 1;
+        if r.reads(day).1 <= now && !want.is_empty() {
+            let c = CachedDay {
+                fingerprint: print.clone(),
+                marks: want,
+                subjects: lines
+                    .iter()
+                    .map(|(s, l)| (s.clone(), l.up.0.clone(), l.down.0.clone()))
+                    .collect(),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&c) {
+                keep.push((day.from_us, bytes));
             }
         }
-        match rows.last() {
-            Some(last) if rows.len() == CHUNK => {
-                from = HistoryFrom::After(last.sample.ts_us, last.agent.clone(), last.sample.seq);
-            }
-            _ => break,
-        }
+        add(lines);
     }
-    let whole = Spans(vec![(period.from_us, period.until_us)]);
-    for line in lines.values_mut() {
-        line.finish();
-        line.up = line.up.intersect(&whole);
-        line.down = line.down.intersect(&whole);
-    }
+    store.cache_days(device, &keep)?;
     Ok(lines)
 }
 
@@ -426,24 +635,24 @@ pub fn compute(
     windows: &[MaintenanceWindow],
     period: Period,
     opd: Option<&str>,
+    now: Option<TsUs>,
 ) -> Result<Availability, StoreError> {
     let wanted = |d: &DeviceNode| opd.is_none_or(|o| d.opd == o);
     // The devices to replay: those asked for and everything above them,
     // ancestors first.
-    let mut devices: Vec<String> = Vec::new();
+    let mut picked: std::collections::BTreeSet<String> = Default::default();
     for (id, node) in &topo.devices {
         if wanted(node) {
-            for a in topo.ancestors(id).into_iter().rev() {
-                if !devices.contains(&a) {
-                    devices.push(a);
-                }
-            }
-            if !devices.contains(id) {
-                devices.push(id.clone());
-            }
+            picked.extend(topo.ancestors(id));
+            picked.insert(id.clone());
         }
     }
-    devices.sort_by_key(|d| topo.ancestors(d).len());
+    let mut devices: Vec<(usize, String)> = picked
+        .into_iter()
+        .map(|d| (topo.ancestors(&d).len(), d))
+        .collect();
+    devices.sort();
+    let mut stats = Stats::default();
     let cycles = i64::from(
         rules
             .hysteresis
@@ -452,12 +661,12 @@ pub fn compute(
     );
     let mut own_down: BTreeMap<String, Spans> = BTreeMap::new();
     let mut subjects = Vec::new();
-    for device in &devices {
+    for (_, device) in &devices {
         let Some(node) = topo.devices.get(device) else {
             continue;
         };
         let slack = cycles.saturating_mul(topo.interval_us(&node.opd));
-        let lines = replay(store, topo, rules, device, period)?;
+        let lines = replay(store, topo, rules, device, period, now, &mut stats)?;
         let mut above = Spans::default();
         for a in topo.ancestors(device) {
             if let Some(d) = own_down.get(&a) {
@@ -501,9 +710,14 @@ pub fn compute(
         period,
         opds: opds
             .into_iter()
-            .map(|(opd, figures)| OpdRow { opd, figures })
+            .map(|(opd, figures)| OpdRow {
+                opd,
+                figures,
+                tickets: Default::default(),
+            })
             .collect(),
         subjects,
+        stats,
     })
 }
 
@@ -531,6 +745,30 @@ mod tests {
                 received: if lost { 0 } else { 4 },
                 loss_pct: if lost { 100.0 } else { 0.0 },
                 rtt_avg_us: (!lost).then_some(1500),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// One SNMP poll of `device` with its interface `ge0`: oper status
+    /// up or down, utilisation in `util` %.
+    fn snmp(seq: u64, ts_us: i64, device: &str, oper_up: bool, util: f64) -> v1::Sample {
+        v1::Sample {
+            seq,
+            ts_us,
+            device: device.into(),
+            kind: Some(v1::sample::Kind::Snmp(v1::SnmpResult {
+                status: v1::SnmpStatus::Ok as i32,
+                interfaces: vec![v1::Interface {
+                    if_index: 2,
+                    if_name: "ge0".into(),
+                    admin_status: 1,
+                    oper_status: if oper_up { 1 } else { 2 },
+                    util_in_pct: Some(util),
+                    util_out_pct: Some(util / 2.0),
+                    errors_per_s: Some(0.0),
+                    ..Default::default()
+                }],
                 ..Default::default()
             })),
         }
@@ -637,6 +875,42 @@ mod tests {
             let b = IngestBatch::new("agent", 0, Arc::from(batch));
             store.commit(&[b], &[]).unwrap();
         }
+        // The links' interface `ge0`, polled by SNMP at 10 s into each
+        // interval: (device, oper down from/until, degraded (95 %
+        // utilisation) from/until, no polls from/until).
+        type LinkPlan = (&'static str, (i64, i64), (i64, i64), (i64, i64));
+        let link_plans: [LinkPlan; 2] = [
+            // sw3's uplink: oper down 03:00..04:00 on the 3rd; 95 %
+            // utilisation 08:00..08:30 on the 25th.
+            (
+                "sw3",
+                (wib(3, 3, 0), wib(3, 4, 0)),
+                (wib(25, 8, 0), wib(25, 8, 30)),
+                (0, 0),
+            ),
+            // sw1's uplink, behind rtr: always up, but its polls do not get
+            // through while rtr is down (09:00..09:30 on the 10th).
+            ("sw1", (0, 0), (0, 0), (wib(10, 9, 0), wib(10, 9, 30))),
+        ];
+        for (device, oper_down, busy, gap) in link_plans {
+            let mut batch = Vec::new();
+            let mut t = period.from_us - 3600 * S + 10 * S;
+            while t < period.until_us {
+                if !(gap.0 <= t && t < gap.1) {
+                    seq += 1;
+                    let down = oper_down.0 <= t && t < oper_down.1;
+                    let util = if busy.0 <= t && t < busy.1 {
+                        95.0
+                    } else {
+                        20.0
+                    };
+                    batch.push(snmp(seq, t, device, !down, util));
+                }
+                t += INTERVAL;
+            }
+            let b = IngestBatch::new("agent", 0, Arc::from(batch));
+            store.commit(&[b], &[]).unwrap();
+        }
         let topo = Topology {
             devices: BTreeMap::from([
                 ("rtr".into(), node("dinkes", None)),
@@ -647,7 +921,15 @@ mod tests {
                 ("ap".into(), node("dinkes", None)),
                 ("b1".into(), node("bappeda", None)),
             ]),
-            links: Vec::new(),
+            links: ["sw3", "sw1"]
+                .into_iter()
+                .map(|d| LinkNode {
+                    device: d.into(),
+                    name: "uplink".into(),
+                    interface: Some("ge0".into()),
+                    if_index: None,
+                })
+                .collect(),
             intervals_us: BTreeMap::new(),
             default_interval_us: INTERVAL,
         };
@@ -664,7 +946,18 @@ mod tests {
             created_by: "kabid".into(),
         }];
         let rules = HealthRules::default();
-        let got = compute(&store, &topo, &rules, &windows, period, Some("dinkes")).unwrap();
+        let got = compute(
+            &store,
+            &topo,
+            &rules,
+            &windows,
+            period,
+            Some("dinkes"),
+            None,
+        )
+        .unwrap();
+        // Every day replayed from the samples: 7 devices, 30 days.
+        assert_eq!(got.stats.days_replayed, 6 * 30);
 
         let m = month / S;
         let f = |up, down, maintenance, unreachable, no_data, incidents, longest| Figures {
@@ -695,11 +988,28 @@ mod tests {
             // The reading of 23:55 counts until 00:00; nothing until the
             // reading of 06:00: 6 h = 21,600 s of no data.
             ("ap", f(m - 21_600, 0, 0, 0, 21_600, 0, 0)),
+            // A link is up when its oper status is up and it is not
+            // degraded. sw3's uplink: oper down at 03:00:10 … 03:55:10, down
+            // confirmed at 03:05:10, up again at 04:10:10 (up at 04:00:10,
+            // 04:05:10, 04:10:10): 3,900 s. Busy at 08:00:10 … 08:25:10,
+            // degraded from 08:05:10 to 08:40:10: 2,100 s, counted as down,
+            // a second incident. 6,000 s in 2 incidents, longest 3,900 s.
+            // While sw3 itself is down (10:05 … 12:10 on the 5th, 7,500 s)
+            // its link is unreachable, whatever its polls say.
+            ("sw3/uplink", f(m - 6000 - 7500, 6000, 0, 7500, 0, 2, 3900)),
+            // sw1's uplink: the poll of 08:55:10 counts until 09:00:10, the
+            // next is at 09:30:10. Unreachable while rtr (09:05:00 …
+            // 09:40:00) or sw1 itself (09:05:05 … 09:40:05) is down:
+            // 09:05:00 … 09:40:05 = 2,105 s; no data 09:00:10 … 09:05:00 =
+            // 290 s; never down itself.
+            ("sw1/uplink", f(m - 2105 - 290, 0, 0, 2105, 290, 0, 0)),
         ]);
+        let names: Vec<String> = got.subjects.iter().map(|r| r.subject.to_string()).collect();
         let rows: BTreeMap<&str, Figures> = got
             .subjects
             .iter()
-            .map(|r| (r.subject.device_id().unwrap(), r.figures))
+            .zip(&names)
+            .map(|(r, name)| (name.as_str(), r.figures))
             .collect();
         assert_eq!(rows, want);
         for r in &got.subjects {
@@ -718,23 +1028,68 @@ mod tests {
         assert_eq!(pct(&rows["ap"]), "100.0000");
         assert_eq!(rows["sw4"].mttr_us(), Some(3900 * S));
         assert_eq!(rows["ap"].mttr_us(), None);
+        // 2,578,500 / (2,592,000 - 7,500) = 2,578,500 / 2,584,500
+        assert_eq!(pct(&rows["sw3/uplink"]), "99.7678");
+        assert_eq!(rows["sw3/uplink"].mttr_us(), Some(3000 * S));
+        assert_eq!(pct(&rows["sw1/uplink"]), "100.0000");
 
-        // The OPD: up 2,589,900 + 2 × 2,589,895 + 2,584,500 + 2,584,500 +
-        // 2,570,400 = 15,509,090 s; down 2,100 + 7,500 + 3,900 = 13,500 s in
-        // 3 incidents (MTTR 4,500 s, longest 7,500 s); availability
-        // 15,509,090 / 15,522,590 = 99.9130 %.
+        // The OPD: devices up 2,589,900 + 2 × 2,589,895 + 2,584,500 +
+        // 2,584,500 + 2,570,400 = 15,509,090 s, links up 2,578,500 +
+        // 2,589,605 = 5,168,105 s: 20,677,195 s; down 2,100 + 7,500 + 3,900
+        // + 6,000 = 19,500 s in 5 incidents (MTTR 3,900 s, longest 7,500
+        // s); unreachable 2 × 2,105 + 7,500 + 2,105 = 13,815 s; no data
+        // 21,600 + 290 = 21,890 s; availability 20,677,195 / 20,696,695 =
+        // 99.9058 %.
         assert_eq!(got.opds.len(), 1);
         let o = &got.opds[0];
         assert_eq!(o.opd, "dinkes");
         assert_eq!(
             o.figures,
-            f(15_509_090, 13_500, 3600, 4210, 21_600, 3, 7500)
+            f(20_677_195, 19_500, 3600, 13_815, 21_890, 5, 7500)
         );
-        assert_eq!(o.figures.mttr_us(), Some(4500 * S));
-        assert_eq!(pct(&o.figures), "99.9130");
+        assert_eq!(o.figures.mttr_us(), Some(3900 * S));
+        assert_eq!(pct(&o.figures), "99.9058");
 
+        // The same figures from the cache of replayed days. Asked at 00:05
+        // on 1 December, the 30th is not over (with the two intervals read
+        // after it): every day is replayed, the 30th not kept. Asked a day
+        // later, the 30th is replayed and kept, the rest read from the
+        // cache; then every day comes from the cache.
+        let now = period.until_us + 86_400 * S;
+        let ask = |now| {
+            compute(
+                &store,
+                &topo,
+                &rules,
+                &windows,
+                period,
+                Some("dinkes"),
+                Some(now),
+            )
+            .unwrap()
+        };
+        let same = |a: &Availability, b: &Availability| {
+            assert_eq!((&a.opds, &a.subjects), (&b.opds, &b.subjects));
+        };
+        let stats = |days_replayed, days_cached| Stats {
+            days_replayed,
+            days_cached,
+        };
+        let early = ask(period.until_us + 5 * 60 * S);
+        same(&early, &got);
+        assert_eq!(early.stats, stats(180, 0));
+        let cold = ask(now);
+        same(&cold, &got);
+        assert_eq!(cold.stats, stats(6, 174));
+        let warm = ask(now);
+        same(&warm, &got);
+        assert_eq!(warm.stats, stats(0, 180));
+        let kept = store
+            .cached_days("sw3", period.from_us, period.until_us)
+            .unwrap();
+        assert_eq!(kept.len(), 30);
         // All OPDs: bappeda's b1 was up all month.
-        let all = compute(&store, &topo, &rules, &windows, period, None).unwrap();
+        let all = compute(&store, &topo, &rules, &windows, period, None, None).unwrap();
         let opds: Vec<(&str, String)> = all
             .opds
             .iter()
@@ -742,7 +1097,45 @@ mod tests {
             .collect();
         assert_eq!(
             opds,
-            [("bappeda", "100.0000".into()), ("dinkes", "99.9130".into())]
+            [("bappeda", "100.0000".into()), ("dinkes", "99.9058".into())]
         );
+
+        // Samples that arrive late (an agent's spool after an outage) make
+        // the days that read them stale: ap's readings of 00:00 … 06:00 on
+        // the 15th come after all, 02:00 … 02:55 bad (17:00 … 23:00 UTC on
+        // the 14th; marks are kept per UTC day, and that UTC day is read by
+        // the local 14th and 15th). Those two days of ap are replayed again
+        // and the figures are the raw replay's: no time without data, and
+        // an outage from 02:05 to 03:10 (3,900 s).
+        let mut late = Vec::new();
+        let mut t = wib(15, 0, 0);
+        while t < wib(15, 6, 0) {
+            seq += 1;
+            late.push(icmp(seq, t, "ap", wib(15, 2, 0) <= t && t < wib(15, 3, 0)));
+            t += INTERVAL;
+        }
+        store
+            .commit(&[IngestBatch::new("agent", 0, Arc::from(late))], &[])
+            .unwrap();
+        let raw = compute(
+            &store,
+            &topo,
+            &rules,
+            &windows,
+            period,
+            Some("dinkes"),
+            None,
+        )
+        .unwrap();
+        let again = ask(now);
+        same(&again, &raw);
+        assert_eq!(again.stats, stats(2, 178));
+        let ap = again
+            .subjects
+            .iter()
+            .find(|r| r.subject == Subject::device("ap"))
+            .unwrap()
+            .figures;
+        assert_eq!(ap, f(m - 3900, 3900, 0, 0, 0, 1, 3900));
     }
 }

@@ -584,29 +584,7 @@ fn compared(lay: &mut Layout, c: &Compared, d: &ReportData) {
 fn layout(d: &ReportData, fonts: Fonts) -> Layout {
     let l = d.lang;
     let mut lay = Layout::new(fonts);
-    // Letterhead.
-    for (t, size) in [
-        (d.office.to_uppercase(), 13.0),
-        (d.office_unit.clone(), 11.0),
-    ] {
-        if t.is_empty() {
-            continue;
-        }
-        let w = lay.fonts.face(size > 12.0).width(&t, size);
-        lay.y += size;
-        let y = lay.y;
-        lay.text((PAGE_W - w) / 2.0, y, size, size > 12.0, INK, &t);
-        lay.y += size * 0.4;
-    }
-    lay.y += 4.0;
-    let y = lay.y;
-    lay.ops().push(Op::Line {
-        points: vec![(LEFT, y), (RIGHT, y)],
-        color: INK,
-        width: 1.5,
-        dashed: false,
-    });
-    lay.y += 14.0;
+    letterhead(&mut lay, &d.office, &d.office_unit);
     let title = tr(l, "LAPORAN PEKERJAAN", "WORK REPORT");
     let w = lay.fonts.face(true).width(title, 15.0);
     lay.y += 15.0;
@@ -1042,13 +1020,213 @@ pub fn render(d: &ReportData) -> Result<Vec<u8>, PdfError> {
         meta = meta.creation_date(dt);
     }
     doc.set_metadata(meta);
+    let watermark = draft.then(|| tr(l, "DRAF", "DRAFT").to_string());
+    draw(doc, &mut lay, watermark.as_deref())
+}
+
+/// The monthly availability report as PDF bytes, in the work report's
+/// style: letterhead, title, the OPDs' figures, the devices and links
+/// (every one for one OPD; for several, those with an outage or without
+/// data), and the Kepala Dinas's signature.
+pub fn render_availability(d: &super::sla::SlaDoc<'_>) -> Result<Vec<u8>, PdfError> {
+    use super::sla::{pct, time};
+    let fonts = Fonts {
+        regular: Face::new(REGULAR)?,
+        bold: Face::new(BOLD)?,
+    };
+    let mut lay = Layout::new(fonts);
+    letterhead(&mut lay, &d.office, &d.office_unit);
+    let title = "LAPORAN KETERSEDIAAN JARINGAN";
+    let w = lay.fonts.face(true).width(title, 15.0);
+    lay.y += 15.0;
+    let y = lay.y;
+    lay.text((PAGE_W - w) / 2.0, y, 15.0, true, INK, title);
+    let sub = format!("Periode {}", d.month());
+    let w = lay.fonts.face(false).width(&sub, 10.0);
+    lay.y += 16.0;
+    let y = lay.y;
+    lay.text((PAGE_W - w) / 2.0, y, 10.0, false, INK, &sub);
+    lay.y += 10.0;
+    lay.heading("Ringkasan per OPD");
+    let rows: Vec<Vec<(String, CellStyle)>> =
+        d.a.opds
+            .iter()
+            .map(|o| {
+                let f = &o.figures;
+                vec![
+                    plain(d.opd_name(&o.opd)),
+                    num(pct(f)),
+                    num(time(f.down_us)),
+                    num(f.incidents.to_string()),
+                    num(f.mttr_us().map_or_else(|| "-".into(), time)),
+                    num(time(f.longest_outage_us)),
+                    num(o.tickets.within.to_string()),
+                    num(o.tickets.outside.to_string()),
+                ]
+            })
+            .collect();
+    let cols = super::sla::OPD_COLUMNS;
+    lay.table(
+        &[
+            (cols[0], 3.0),
+            (cols[1], 1.4),
+            (cols[2], 1.5),
+            (cols[3], 1.0),
+            (cols[4], 1.5),
+            (cols[5], 1.5),
+            ("Tiket sesuai standar", 1.2),
+            ("Tiket melewati standar", 1.2),
+        ],
+        &rows,
+        8.0,
+    );
+    let all = d.a.opds.len() <= 1;
+    lay.heading(if all {
+        "Perangkat dan link"
+    } else {
+        "Perangkat dan link dengan gangguan atau tanpa data"
+    });
+    let rows: Vec<Vec<(String, CellStyle)>> =
+        d.a.subjects
+            .iter()
+            .filter(|r| all || r.figures.down_us > 0 || r.figures.no_data_us > 0)
+            .map(|r| {
+                let f = &r.figures;
+                let name = match r.subject.link_name() {
+                    Some(l) => format!("{} / {l}", r.subject.device_id().unwrap_or_default()),
+                    None => r.subject.device_id().unwrap_or_default().to_string(),
+                };
+                vec![
+                    plain(d.opd_name(&r.opd)),
+                    plain(name),
+                    num(pct(f)),
+                    num(time(f.down_us)),
+                    num(f.incidents.to_string()),
+                    num(time(f.longest_outage_us)),
+                    num(time(f.no_data_us)),
+                ]
+            })
+            .collect();
+    if rows.is_empty() {
+        lay.para("Tidak ada gangguan dan tidak ada waktu tanpa data.", 9.0);
+    } else {
+        lay.table(
+            &[
+                ("OPD", 2.4),
+                ("Perangkat / link", 2.4),
+                ("Ketersediaan", 1.3),
+                ("Waktu padam", 1.4),
+                ("Insiden", 0.9),
+                ("Padam terlama", 1.4),
+                ("Tanpa data", 1.4),
+            ],
+            &rows,
+            8.0,
+        );
+    }
+    lay.para(
+        "Ketersediaan = waktu hidup / (waktu hidup + waktu padam), dihitung dari sampel yang \
+         tersimpan. Jendela pemeliharaan dan waktu tanpa data tidak dihitung; perangkat di \
+         belakang perangkat yang padam dihitung sekali, pada perangkat induknya. Tiket melewati \
+         standar waktu bila ada langkah SOP yang terlambat.",
+        8.0,
+    );
+    // The signature: one column on the right, kept on one page.
+    lay.need(132.0);
+    lay.y += 14.0;
+    let col_w = WIDTH / 3.0;
+    let cx = RIGHT - col_w / 2.0;
+    let (name, nip) = match &d.signer {
+        Some(s) => (s.name.clone(), s.nip.clone()),
+        None => (
+            "(..............................)".to_string(),
+            "NIP ..............................".to_string(),
+        ),
+    };
+    let mut y = lay.y;
+    for (text, bold, gap) in [
+        ("Mengetahui,".to_string(), false, 0.0),
+        ("Kepala Dinas".to_string(), false, 0.0),
+        (name, true, 48.0),
+        (nip, false, 0.0),
+    ] {
+        y += gap;
+        for line in lay.wrap(&text, 9.0, bold, col_w - 10.0) {
+            y += 9.0;
+            let w = lay.fonts.face(bold).width(&line, 9.0);
+            lay.text(cx - w / 2.0, y, 9.0, bold, INK, &line);
+            y += 9.0 * (LINE - 1.0);
+        }
+    }
+    lay.y = y + 16.0;
+    let n = lay.pages.len();
+    let head = format!("Laporan Ketersediaan Jaringan — {}", d.month());
+    for i in 0..n {
+        let page = format!("Halaman {} / {n}", i + 1);
+        let w = lay.fonts.face(false).width(&page, 8.0);
+        lay.pages[i].push(Op::Text {
+            x: LEFT,
+            y: 36.0,
+            size: 8.0,
+            bold: false,
+            color: GREY,
+            text: head.clone(),
+        });
+        lay.pages[i].push(Op::Text {
+            x: (PAGE_W - w) / 2.0,
+            y: PAGE_H - 30.0,
+            size: 8.0,
+            bold: false,
+            color: GREY,
+            text: page,
+        });
+    }
+    let mut doc = Document::new();
+    let mut meta = Metadata::new()
+        .title(format!("Laporan Ketersediaan Jaringan {}", d.month()))
+        .language("id".to_string())
+        .creator("Siaga".to_string())
+        .producer("Siaga".to_string())
+        .document_id(format!("siaga-availability/{}", d.period));
+    if !d.office.is_empty() {
+        meta = meta.authors(vec![d.office.clone()]);
+    }
+    doc.set_metadata(meta);
+    draw(doc, &mut lay, None)
+}
+
+/// The office's name and unit centred at the top, ruled off.
+fn letterhead(lay: &mut Layout, office: &str, unit: &str) {
+    for (t, size) in [(office.to_uppercase(), 13.0), (unit.to_string(), 11.0)] {
+        if t.is_empty() {
+            continue;
+        }
+        let w = lay.fonts.face(size > 12.0).width(&t, size);
+        lay.y += size;
+        let y = lay.y;
+        lay.text((PAGE_W - w) / 2.0, y, size, size > 12.0, INK, &t);
+        lay.y += size * 0.4;
+    }
+    lay.y += 4.0;
+    let y = lay.y;
+    lay.ops().push(Op::Line {
+        points: vec![(LEFT, y), (RIGHT, y)],
+        color: INK,
+        width: 1.5,
+        dashed: false,
+    });
+    lay.y += 14.0;
+}
+
+/// Draws the laid-out pages into `doc`, with `watermark` large and light
+/// behind each page's content, and gives the PDF's bytes.
+fn draw(mut doc: Document, lay: &mut Layout, watermark: Option<&str>) -> Result<Vec<u8>, PdfError> {
     let settings =
         PageSettings::from_wh(PAGE_W, PAGE_H).ok_or_else(|| PdfError("bad page size".into()))?;
-    let watermark = tr(l, "DRAF", "DRAFT").to_string();
     for ops in &lay.pages {
         let mut page = doc.start_page_with(settings.clone());
         let mut s = page.surface();
-        if draft {
+        if let Some(watermark) = watermark {
             // A large, light, slanted mark behind the page's content.
             let (sin, cos) = (-30f32).to_radians().sin_cos();
             s.push_transform(&Transform::from_row(
@@ -1062,12 +1240,12 @@ pub fn render(d: &ReportData) -> Result<Vec<u8>, PdfError> {
             s.set_fill(Some(fill(WATERMARK)));
             s.set_stroke(None);
             let face = lay.fonts.face(true);
-            let glyphs = face.glyphs(&watermark);
+            let glyphs = face.glyphs(watermark);
             s.draw_glyphs(
                 Point::from_xy(0.0, 0.0),
                 &glyphs,
                 face.font.clone(),
-                &watermark,
+                watermark,
                 110.0,
                 false,
             );

@@ -618,6 +618,38 @@ pub fn register_bytes(
     Ok(buf)
 }
 
+/// Per OPD that `keep` lets through, its tickets opened from `from` to `to`
+/// (included) inside and outside the SOP's time standards at `now`
+/// ([`register::standards`]).
+pub fn standards_by_opd(
+    store: &SopStore,
+    from: NaiveDate,
+    to: NaiveDate,
+    keep: &dyn Fn(&str) -> bool,
+    now: DateTime<Utc>,
+) -> Result<std::collections::BTreeMap<String, register::Standards>, ApiError> {
+    let cal = store.calendar();
+    let tickets = store.list()?;
+    let mut owned = Vec::new();
+    for t in tickets.iter().filter(|t| {
+        let d = cal.local_date(t.info.opened_at);
+        keep(&t.info.opd) && from <= d && d <= to
+    }) {
+        let sop = store.sop_by_hash(&t.info.number, &t.state.sop.hash)?;
+        owned.push((t, sop, store.events(&t.info.number)?));
+    }
+    let entries: Vec<register::Entry<'_>> = owned
+        .iter()
+        .map(|(t, sop, ev)| register::Entry {
+            info: &t.info,
+            state: &t.state,
+            events: ev,
+            sop,
+        })
+        .collect();
+    Ok(register::standards(&entries, cal, from, to, now))
+}
+
 /// What waits on the caller: open tickets whose current step the caller may take
 /// (by role or acting for one) or that were handed to them by name; most urgent first.
 pub fn inbox(
