@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
+use siaga_collector::discover::proposal::propose;
 use siaga_collector::health::{Engine, HealthRules};
 use siaga_collector::inventory::Inventory;
 use siaga_collector::ticket::service::topology;
@@ -104,6 +105,14 @@ fuzz_target!(|data: &[u8]| {
             }
             Some(Msg::MeasureResult(r)) => {
                 let _ = r.samples.len();
+            }
+            Some(Msg::DiscoverResult(r)) => {
+                // A hostile agent's discovery becomes a proposal, never a
+                // panic, and proposes no id the inventory already has.
+                let p = propose(inv, OPD, "198.18.0.0/24", &r.hosts);
+                for d in &p.new_devices {
+                    assert!(!inv.devices.contains_key(&d.id), "{} proposed again", d.id);
+                }
             }
             None => {
                 // Silence: the clock moves on past the agent's timeout.
