@@ -495,6 +495,37 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// What a commit derives from the samples it newly stores (never from the
+/// duplicates), the same for every backend: the minutes they add to, in
+/// key order; the newest sample per (device, kind); the (device, UTC day)s
+/// they fall in.
+#[derive(Default)]
+struct Stored<'a> {
+    minutes: std::collections::BTreeMap<(&'a str, i64), Minute>,
+    newest: HashMap<(&'a str, &'static str), &'a v1::Sample>,
+    days: std::collections::BTreeSet<(&'a str, i64)>,
+}
+
+impl<'a> Stored<'a> {
+    /// Counts `s`, a sample this commit stores.
+    fn add(&mut self, s: &'a v1::Sample) {
+        let device = s.device.as_str();
+        self.days
+            .insert((device, s.ts_us.div_euclid(DAY_US) * DAY_US));
+        if Minute::takes(s) {
+            let start = minute_of(s.ts_us);
+            self.minutes
+                .entry((device, start))
+                .or_insert_with(|| Minute::new(start))
+                .add(s);
+        }
+        let e = self.newest.entry((device, kind_of(s))).or_insert(s);
+        if s.ts_us >= e.ts_us {
+            *e = s;
+        }
+    }
+}
+
 fn kind_of(s: &v1::Sample) -> &'static str {
     match s.kind {
         Some(v1::sample::Kind::Icmp(_)) => "icmp",
@@ -741,12 +772,7 @@ impl RedbStore {
         {
             let mut samples = tx.open_table(SAMPLES)?;
             let mut latest = tx.open_table(LATEST)?;
-            // The minutes the newly stored samples add to, in key order.
-            let mut folded: std::collections::BTreeMap<(&str, i64), Minute> = Default::default();
-            // Newest sample per (device, kind) in this transaction.
-            let mut newest: HashMap<(&str, &'static str), &v1::Sample> = HashMap::new();
-            // The (device, UTC day)s this transaction stores samples of.
-            let mut marked: std::collections::BTreeSet<(&str, i64)> = Default::default();
+            let mut stored = Stored::default();
             for b in batches {
                 let mut out = BatchOutcome::default();
                 for (s, (key, value)) in b.samples.iter().zip(b.rows.iter()) {
@@ -761,29 +787,18 @@ impl RedbStore {
                         continue;
                     }
                     out.stored += 1;
-                    marked.insert((s.device.as_str(), s.ts_us.div_euclid(DAY_US) * DAY_US));
-                    if Minute::takes(s) {
-                        let start = minute_of(s.ts_us);
-                        folded
-                            .entry((s.device.as_str(), start))
-                            .or_insert_with(|| Minute::new(start))
-                            .add(s);
-                    }
-                    let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
-                    if s.ts_us >= e.ts_us {
-                        *e = s;
-                    }
+                    stored.add(s);
                 }
                 outcomes.push(out);
             }
-            merge_minutes(&mut tx.open_table(ROLLUPS)?, folded)?;
+            merge_minutes(&mut tx.open_table(ROLLUPS)?, stored.minutes)?;
             let mut marks = tx.open_table(MARKS)?;
-            for (device, day) in marked {
+            for (device, day) in stored.days {
                 let key = SampleRow::device_at(device, day);
                 let old = marks.get(key.as_slice())?.map_or(0, |v| v.value());
                 marks.insert(key.as_slice(), old.wrapping_add(1))?;
             }
-            for ((device, kind), s) in newest {
+            for ((device, kind), s) in stored.newest {
                 // Replays are older than what is already there: keep the newest.
                 let older = match latest.get((device, kind))? {
                     Some(old) => decode(old.value())?.ts_us <= s.ts_us,

@@ -19,7 +19,7 @@
 //!   collectors folding into one minute each add their part.
 //! - `latest (device, kind, ts_us, body)` and `agents (id, record)`.
 //!
-//! `body` is the encoded [`v1::Sample`] without the fields its key holds,
+//! `body` is the encoded [`siaga_proto::v1::Sample`] without the fields its key holds,
 //! exactly as the embedded store keeps it. Ids are `text COLLATE "C"` so a
 //! history reads in the byte order the embedded store uses; sequence
 //! numbers are stored as `bigint` (bit for bit: an agent's numbers stay far
@@ -34,19 +34,19 @@
 //! samples from arrays, no round trip per sample), one reads; both are
 //! opened again when they break.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
-use siaga_proto::v1;
+
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::{
-    AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, Store, StoredSample, decode,
-    kind_of,
+    AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, Store, Stored, StoredSample,
+    decode,
 };
 use crate::error::StoreError;
-use crate::rollup::{MINUTE_US, Minute, minute_of};
+use crate::rollup::{MINUTE_US, Minute};
 
 /// The schema version this collector reads and writes.
 pub const VERSION: i32 = 1;
@@ -400,8 +400,7 @@ impl PgStore {
         };
 
         let mut outcomes = Vec::with_capacity(batches.len());
-        let mut folded: BTreeMap<(&str, i64), Minute> = BTreeMap::new();
-        let mut newest: HashMap<(&str, &'static str), &v1::Sample> = HashMap::new();
+        let mut stored = Stored::default();
         for b in batches {
             let mut out = BatchOutcome::default();
             for s in b.samples.iter() {
@@ -413,24 +412,15 @@ impl PgStore {
                     continue;
                 }
                 out.stored += 1;
-                if Minute::takes(s) {
-                    let start = minute_of(s.ts_us);
-                    folded
-                        .entry((s.device.as_str(), start))
-                        .or_insert_with(|| Minute::new(start))
-                        .add(s);
-                }
-                let e = newest.entry((s.device.as_str(), kind_of(s))).or_insert(s);
-                if s.ts_us >= e.ts_us {
-                    *e = s;
-                }
+                stored.add(s);
             }
             outcomes.push(out);
         }
 
-        if !folded.is_empty() {
-            merge_minutes(&tx, folded).await?;
+        if !stored.minutes.is_empty() {
+            merge_minutes(&tx, stored.minutes).await?;
         }
+        let newest = stored.newest;
         if !newest.is_empty() {
             let mut d = Vec::with_capacity(newest.len());
             let mut k = Vec::with_capacity(newest.len());
