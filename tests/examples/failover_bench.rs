@@ -16,10 +16,9 @@
 //! Run through cargo it first builds the binaries of the same profile
 //! (`cargo build --workspace --bins`), unless `SIAGA_BIN_DIR` names others.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use siaga_agent::backoff::Backoff;
 use siaga_agent::uplink::{ACK_TIMEOUT, CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 use siaga_tests::harness::{
@@ -55,25 +54,6 @@ fn parse_args() -> usize {
     kills
 }
 
-/// Builds the binaries of this profile when run through cargo, so that the
-/// figures are those of the source at hand.
-fn build_binaries() -> Result<()> {
-    if std::env::var_os("SIAGA_BIN_DIR").is_some() {
-        return Ok(());
-    }
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return Ok(());
-    };
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--workspace", "--bins"]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let st = cmd.status().context("running cargo build")?;
-    ensure!(st.success(), "cargo build --workspace --bins failed");
-    Ok(())
-}
-
 /// Nearest-rank percentile.
 fn pct(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -87,7 +67,7 @@ fn pct(v: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<()> {
     let kills = parse_args();
-    build_binaries()?;
+    siaga_tests::harness::build_binaries()?;
 
     let mut inv = Inventory::new(INTERVAL).opd("a");
     for i in 1..=DEVICES {

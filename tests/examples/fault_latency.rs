@@ -22,7 +22,6 @@
 //! found by probing, at most 1 s for traps.
 
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -58,25 +57,6 @@ fn parse_args() -> usize {
         }
     }
     runs
-}
-
-/// Builds the binaries of this profile when run through cargo, so that the
-/// figures are those of the source at hand.
-fn build_binaries() -> Result<()> {
-    if std::env::var_os("SIAGA_BIN_DIR").is_some() {
-        return Ok(());
-    }
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return Ok(());
-    };
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--workspace", "--bins"]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let st = cmd.status().context("running cargo build")?;
-    ensure!(st.success(), "cargo build --workspace --bins failed");
-    Ok(())
 }
 
 /// A cheap random delay below one probe interval, so that faults land at
@@ -188,7 +168,7 @@ fn measure(
 
 fn main() -> Result<()> {
     let runs = parse_args();
-    build_binaries()?;
+    siaga_tests::harness::build_binaries()?;
     let total = Instant::now();
 
     // One switch with 2 × runs spare links (poll case, trap case) and one

@@ -33,6 +33,25 @@ pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// Builds the binaries of this profile when a benchmark example runs
+/// through cargo, so that its figures are those of the source at hand.
+pub fn build_binaries() -> Result<()> {
+    if std::env::var_os("SIAGA_BIN_DIR").is_some() {
+        return Ok(());
+    }
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--workspace", "--bins"]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().context("running cargo build")?;
+    ensure!(st.success(), "cargo build --workspace --bins failed");
+    Ok(())
+}
+
 /// Where cargo put the binaries: the test executable lives in
 /// `<target>/<profile>/deps/`, the binaries one level up. `SIAGA_BIN_DIR`
 /// overrides this (e.g. to test a release build).
