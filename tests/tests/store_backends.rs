@@ -709,3 +709,76 @@ fn validate_checks_the_store_url_and_says_what_to_do() -> Result<()> {
     ensure!(!out.contains("s3cret"), "the password is repeated: {out}");
     Ok(())
 }
+
+/// An agent naming a device or link with a NUL (or another control
+/// character) has those samples refused, counted and answered (the agent
+/// drops them), the rest of the batch stored, and its stream kept: on
+/// PostgreSQL, whose `text` holds no NUL, such a batch used to fail its
+/// commit and come back forever.
+fn ids_with_control_characters_are_refused_not_retried(url: Option<String>) -> Result<()> {
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    if let Some(url) = url {
+        set_toml(&c.config, "store.url", url.into())?;
+    }
+    let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let t = now_us() - 10_000_000;
+    let mut nul_link = snmp(2, t + 2, "a-1", 10.0);
+    if let Some(v1::sample::Kind::Snmp(r)) = &mut nul_link.kind {
+        r.interfaces[0].link_name = "up\0link".into();
+    }
+    let batch = vec![
+        icmp_sample(1, t + 1, "a-1"),
+        nul_link,
+        icmp_sample(3, t + 3, "a-1\0"),
+        icmp_sample(4, t + 4, "a-1\u{1b}[2J"),
+    ];
+    let (first, refusals, next) = runtime()?.block_on(async {
+        let mut up = Uplink::open(&tls, &cfg.id, "a").await?;
+        let (first, refusals) = up.send_with_refusals(batch).await?;
+        // The same stream still takes samples.
+        let next = up
+            .send_or_status(vec![icmp_sample(5, t + 5, "a-1")])
+            .await?;
+        anyhow::Ok((first, refusals, next))
+    })?;
+    ensure!(
+        (first.stored, first.refused) == (1, 3),
+        "{first:?} {refusals:?}"
+    );
+    let reasons: Vec<(&str, u32)> = refusals
+        .iter()
+        .map(|r| (r.reason.as_str(), r.samples))
+        .collect();
+    ensure!(
+        reasons
+            == [(
+                "samples naming a device or link with a control character (such as NUL)",
+                3
+            )],
+        "{reasons:?}"
+    );
+    let next = next.map_err(|s| anyhow::anyhow!("the stream ended: {s}"))?;
+    ensure!(next.stored == 1, "{next:?}");
+    let stored = admin.history_ts("a-1")?;
+    ensure!(stored == [t + 1, t + 5], "{stored:?}");
+    Ok(())
+}
+
+#[test]
+fn embedded_ids_with_control_characters_are_refused_not_retried() -> Result<()> {
+    ids_with_control_characters_are_refused_not_retried(None)
+}
+
+#[test]
+fn postgresql_ids_with_control_characters_are_refused_not_retried() -> Result<()> {
+    let pg = Cluster::start()?;
+    ids_with_control_characters_are_refused_not_retried(Some(pg.url()))
+}
