@@ -572,7 +572,7 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
 /// Where the collector keeps what, and for `[store] url` whether the
 /// database answers and holds a schema this collector can use.
 fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> {
-    use siaga_collector::store::{PG_SCHEMA_VERSION, PgStore};
+    use siaga_collector::store::{PG_SCHEMA_VERSION, PgStore, database_at};
     let tickets = cfg
         .data_dir
         .join(siaga_collector::schema::TICKETS_FILE.name);
@@ -589,19 +589,7 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
     // The URL may hold a password: name the database without it.
     let at = url
         .parse::<tokio_postgres::Config>()
-        .map(|c| {
-            let host = match c.get_hosts().first() {
-                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-                None => "?".into(),
-            };
-            let port = c.get_ports().first().copied().unwrap_or(5432);
-            format!(
-                "{}@{host}:{port}/{}",
-                c.get_user().unwrap_or("?"),
-                c.get_dbname().unwrap_or("?")
-            )
-        })
+        .map(|c| database_at(&c))
         .unwrap_or_else(|_| "?".into());
     let version = match PgStore::schema_version(url) {
         Ok(v) => v,
@@ -926,6 +914,13 @@ fn describe(m: &backup::Manifest) -> String {
                 .map_or(String::new(), |v| format!(" schema {v}"));
             format!("  {}{schema}: {} bytes{what}", f.name, f.bytes)
         })
+        .chain(m.samples_elsewhere.iter().map(|e| {
+            format!(
+                "  samples: not in this backup, they are in PostgreSQL at {}; back them up with \
+                 `{}` (it asks for the password)",
+                e.postgresql, e.pg_dump
+            )
+        }))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -782,3 +782,108 @@ fn postgresql_ids_with_control_characters_are_refused_not_retried() -> Result<()
     let pg = Cluster::start()?;
     ids_with_control_characters_are_refused_not_retried(Some(pg.url()))
 }
+
+/// `backup` on a collector with `[store] url`: the archive holds the data
+/// directory's tickets store as before, not the samples, and the answer
+/// (manifest and output) names the database and the `pg_dump` command for
+/// them, without the password; that command, run as shown, dumps them.
+#[test]
+fn a_backup_beside_postgres_keeps_the_tickets_and_says_how_to_dump_the_samples() -> Result<()> {
+    let pg = Cluster::start()?;
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    // The test cluster trusts loopback: the password is there only to be
+    // left out.
+    let url = format!(
+        "postgres://postgres:s3cret@127.0.0.1:{}/{}",
+        pg.port(),
+        siaga_tests::postgres::DATABASE
+    );
+    set_toml(&c.config, "store.url", url.into())?;
+    let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let t = now_us() - 10_000_000;
+    runtime()?.block_on(async {
+        let mut up = Uplink::open(&tls, &cfg.id, "a").await?;
+        up.send(
+            (1..=3)
+                .map(|i| icmp_sample(i, t + i as i64, "a-1"))
+                .collect(),
+        )
+        .await
+    })?;
+
+    let archive = c.root().join("backup.tar");
+    let o = c.cmd(&[
+        "backup",
+        "--out",
+        archive.to_str().context("path")?,
+        "--user-config",
+        admin.config.to_str().context("path")?,
+    ])?;
+    let out = text(&o);
+    ensure!(o.status.success(), "backup: {out}");
+    ensure!(!out.contains("s3cret"), "the password is repeated: {out}");
+    let dump = format!(
+        "pg_dump --host=127.0.0.1 --port={} --username=postgres --format=custom \
+         --file=siaga-samples.dump --dbname=siaga",
+        pg.port()
+    );
+    ensure!(
+        out.contains(&format!(
+            "samples: not in this backup, they are in PostgreSQL at postgres@127.0.0.1:{}/siaga; \
+             back them up with `{dump}`",
+            pg.port()
+        )),
+        "{out}"
+    );
+    ensure!(out.contains("tickets.redb"), "{out}");
+
+    let listed = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()?;
+    let members = String::from_utf8_lossy(&listed.stdout).to_string();
+    ensure!(
+        members.lines().any(|l| l == "tickets.redb")
+            && !members.lines().any(|l| l == "collector.redb"),
+        "{members}"
+    );
+    let m = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("manifest.json")
+        .output()?;
+    let manifest: serde_json::Value = serde_json::from_slice(&m.stdout)?;
+    ensure!(
+        manifest["samples_elsewhere"]["pg_dump"] == dump.as_str(),
+        "{manifest}"
+    );
+    ensure!(!manifest.to_string().contains("s3cret"), "{manifest}");
+
+    // The command as shown dumps the samples.
+    let work = tempfile::tempdir()?;
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&dump)
+        .current_dir(work.path())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()?;
+    ensure!(ran.status.success(), "{dump}: {}", text(&ran));
+    let list = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(work.path().join("siaga-samples.dump"))
+        .output()?;
+    let list = text(&list);
+    ensure!(
+        list.contains("TABLE DATA public samples_") && list.contains("TABLE DATA public agents"),
+        "{list}"
+    );
+    Ok(())
+}
