@@ -591,7 +591,7 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
         .parse::<tokio_postgres::Config>()
         .map(|c| database_at(&c))
         .unwrap_or_else(|_| "?".into());
-    let version = match PgStore::schema_version(url) {
+    let found = match PgStore::inspect(url) {
         Ok(v) => v,
         Err(e) => {
             return Err(Failure {
@@ -605,7 +605,33 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
             });
         }
     };
-    let schema = match version {
+    if found.synchronous_commit == "off" {
+        let user = url
+            .parse::<tokio_postgres::Config>()
+            .ok()
+            .and_then(|c| c.get_user().map(str::to_string))
+            .map_or_else(
+                || "USER".to_string(),
+                |u| {
+                    if u.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        u
+                    } else {
+                        format!("\"{}\"", u.replace('"', "\"\""))
+                    }
+                },
+            );
+        eprintln!(
+            "warning: {}: store.url: PostgreSQL at {at} runs the collector's sessions with \
+             synchronous_commit = off: it confirms a commit before it is on disk, so samples the \
+             collector acknowledged (and the agents then deleted) are lost if the server crashes; \
+             turn it on where it is set (postgresql.conf, `ALTER DATABASE`, `ALTER ROLE`, the \
+             URL's options), e.g. `ALTER ROLE {user} SET synchronous_commit = on`",
+            config.display()
+        );
+    }
+    let schema = match found.schema_version {
         None => {
             format!("no Siaga schema yet: the first `serve` creates version {PG_SCHEMA_VERSION}")
         }

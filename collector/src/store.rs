@@ -50,7 +50,9 @@ use crate::rollup::{Minute, minute_of};
 use crate::schema::{self, SAMPLES_FILE};
 
 mod postgres;
-pub use postgres::{PgStore, VERSION as PG_SCHEMA_VERSION, database_at};
+pub use postgres::{
+    Inspection as PgInspection, PgStore, VERSION as PG_SCHEMA_VERSION, database_at,
+};
 
 /// The key of a sample up to schema 2: `(device, ts_us, agent, seq)`.
 type SampleKey = (&'static str, i64, &'static str, u64);

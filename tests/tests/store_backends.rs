@@ -887,3 +887,46 @@ fn a_backup_beside_postgres_keeps_the_tickets_and_says_how_to_dump_the_samples()
     );
     Ok(())
 }
+
+/// `validate` warns when the collector's sessions would run with
+/// `synchronous_commit = off` (a server crash could lose acknowledged
+/// samples), and only then; a warning, not a refusal.
+#[test]
+fn validate_warns_when_synchronous_commit_is_off() -> Result<()> {
+    let pg = Cluster::start()?;
+    let c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    set_toml(&c.config, "store.url", pg.url().into())?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.success(), "{out}");
+    ensure!(!out.contains("synchronous_commit"), "{out}");
+
+    // Set for the database: new sessions there get it.
+    pg.sql("ALTER DATABASE siaga SET synchronous_commit = off")?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.success(), "a warning, not a refusal: {out}");
+    let stderr = String::from_utf8_lossy(&v.stderr);
+    ensure!(
+        stderr.contains(&format!(
+            "warning: {}: store.url: PostgreSQL at postgres@127.0.0.1:{}/siaga runs the \
+             collector's sessions with synchronous_commit = off",
+            c.config.display(),
+            pg.port()
+        )) && stderr.contains("`ALTER ROLE postgres SET synchronous_commit = on`"),
+        "{out}"
+    );
+
+    // Turned on for the role, as the warning says: no warning.
+    pg.sql("ALTER ROLE postgres SET synchronous_commit = on")?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.success(), "{out}");
+    ensure!(!out.contains("synchronous_commit"), "{out}");
+    Ok(())
+}

@@ -141,6 +141,17 @@ fn no_partition(e: &StoreError) -> bool {
         if source.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION))
 }
 
+/// What [`PgStore::inspect`] found in a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The schema version it holds (`None`: no Siaga schema yet).
+    pub schema_version: Option<i32>,
+    /// `SHOW synchronous_commit` in a session of the URL's user and
+    /// database: `off` lets a crash of the server lose commits it had
+    /// confirmed, i.e. samples the collector acknowledged.
+    pub synchronous_commit: String,
+}
+
 /// The sample store in PostgreSQL.
 pub struct PgStore {
     /// Runs the connections; taken only by `drop`.
@@ -219,8 +230,14 @@ impl PgStore {
     }
 
     /// The schema version the database holds (`None`: no Siaga schema yet),
-    /// without changing anything: what `validate` checks.
+    /// without changing anything.
     pub fn schema_version(url: &str) -> Result<Option<i32>, StoreError> {
+        Ok(Self::inspect(url)?.schema_version)
+    }
+
+    /// What `validate` checks, read without changing anything: the schema
+    /// version and the settings the collector's sessions would run with.
+    pub fn inspect(url: &str) -> Result<Inspection, StoreError> {
         let config: Config = url.parse().map_err(pg("reading the URL"))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -231,19 +248,31 @@ impl PgStore {
             let doing = "reading the schema version";
             let (client, conn) = config.connect(NoTls).await.map_err(pg("connecting"))?;
             tokio::spawn(conn);
+            // As this user in this database, with the URL's options: what
+            // the collector's own sessions get.
+            let synchronous_commit: String = client
+                .query_one("SHOW synchronous_commit", &[])
+                .await
+                .map_err(pg("reading synchronous_commit"))?
+                .get(0);
             let exists: bool = client
                 .query_one("SELECT to_regclass('siaga_schema') IS NOT NULL", &[])
                 .await
                 .map_err(pg(doing))?
                 .get(0);
-            if !exists {
-                return Ok(None);
-            }
-            let row = client
-                .query_opt("SELECT version FROM siaga_schema", &[])
-                .await
-                .map_err(pg(doing))?;
-            Ok(row.map(|r| r.get(0)))
+            let schema_version = if exists {
+                client
+                    .query_opt("SELECT version FROM siaga_schema", &[])
+                    .await
+                    .map_err(pg(doing))?
+                    .map(|r| r.get(0))
+            } else {
+                None
+            };
+            Ok(Inspection {
+                schema_version,
+                synchronous_commit,
+            })
         });
         let result = wait(asking).map_err(|e| StoreError::Runtime(std::io::Error::other(e)));
         rt.shutdown_background();
