@@ -89,6 +89,13 @@ fn control_in_ids(s: &v1::Sample) -> bool {
         }
 }
 
+/// `text` with each control character replaced by U+FFFD.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 type AckFuture = Pin<Box<dyn Future<Output = (u64, u32, Result<BatchOutcome, String>)> + Send>>;
 
 #[tonic::async_trait]
@@ -115,7 +122,7 @@ impl Uplink for UplinkService {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let mut inbound = request.into_inner();
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        let mut hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {
                 msg: Some(AgentMsg::Hello(h)),
             }))) => h,
@@ -123,6 +130,16 @@ impl Uplink for UplinkService {
             Err(_) => return Err(Status::deadline_exceeded("no Hello")),
             Ok(Ok(_)) => return Err(Status::invalid_argument("the first message must be Hello")),
         };
+        // What the agent says of itself is shown and stored as text: no
+        // control characters (PostgreSQL's jsonb holds no NUL, a terminal
+        // obeys escapes).
+        for text in [
+            &mut hello.agent_version,
+            &mut hello.hostname,
+            &mut hello.spool_error,
+        ] {
+            *text = plain(text);
+        }
         if !siaga_proto::compatible(hello.protocol_major) {
             warn!(agent = %identity, major = hello.protocol_major, "incompatible protocol");
             return Err(Status::failed_precondition(format!(
@@ -331,7 +348,7 @@ impl Session {
                     r.dropped = hb.dropped;
                     r.inventory_revision = hb.inventory_revision;
                     r.spool_condition = hb.spool_condition;
-                    r.spool_error = hb.spool_error.clone();
+                    r.spool_error = plain(&hb.spool_error);
                     r.samples_cut = hb.samples_cut;
                     r.samples_undeliverable = hb.samples_undeliverable;
                     if let Some(h) = &hb.host {
@@ -573,6 +590,16 @@ mod tests {
             detail: "line one\nline two".into(),
             ..Default::default()
         }))
+    }
+
+    #[test]
+    fn agent_text_loses_its_control_characters() {
+        assert_eq!(plain("host-1 (Debian 13)"), "host-1 (Debian 13)");
+        assert_eq!(
+            plain("ho\0st\u{1b}[2J\n"),
+            "ho\u{fffd}st\u{fffd}[2J\u{fffd}"
+        );
+        assert_eq!(plain(""), "");
     }
 
     #[test]

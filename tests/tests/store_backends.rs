@@ -930,3 +930,64 @@ fn validate_warns_when_synchronous_commit_is_off() -> Result<()> {
     ensure!(!out.contains("synchronous_commit"), "{out}");
     Ok(())
 }
+
+/// An agent whose `Hello` carries a NUL or other control characters (its
+/// host name, its version) is kept with those characters replaced: its
+/// record is stored, and on PostgreSQL (whose `jsonb` holds no NUL) the
+/// group commit that carries it, with other agents' samples, succeeds.
+fn agent_text_with_control_characters_is_stored_plain(url: Option<String>) -> Result<()> {
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    if let Some(url) = url {
+        set_toml(&c.config, "store.url", url.into())?;
+    }
+    let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let t = now_us() - 10_000_000;
+    let acks = runtime()?.block_on(async {
+        let mut up = Uplink::open_as(&tls, &cfg.id, "a", "ho\0st\u{1b}[2J").await?;
+        let mut acks = Vec::new();
+        for i in 1..=3 {
+            acks.push(
+                up.send_or_status(vec![icmp_sample(i, t + i as i64, "a-1")])
+                    .await?,
+            );
+        }
+        anyhow::Ok(acks)
+    })?;
+    for a in &acks {
+        let a = a
+            .as_ref()
+            .map_err(|s| anyhow::anyhow!("the stream ended: {s}"))?;
+        ensure!(a.stored == 1, "{a:?}");
+    }
+    let agents = admin.agents()?;
+    let hostnames: Vec<&str> = agents
+        .iter()
+        .filter_map(|a| a["hostname"].as_str())
+        .collect();
+    ensure!(hostnames == ["ho\u{fffd}st\u{fffd}[2J"], "{agents:?}");
+    Ok(())
+}
+
+#[test]
+fn embedded_agent_text_with_control_characters_is_stored_plain() -> Result<()> {
+    agent_text_with_control_characters_is_stored_plain(None)
+}
+
+#[test]
+fn postgresql_agent_text_with_control_characters_is_stored_plain() -> Result<()> {
+    let pg = Cluster::start()?;
+    agent_text_with_control_characters_is_stored_plain(Some(pg.url()))?;
+    // The record is in the database, not only in the collector's memory.
+    let stored = PgStore::open(&pg.url())?.agents()?;
+    let hostnames: Vec<&str> = stored.iter().map(|a| a.hostname.as_str()).collect();
+    ensure!(hostnames == ["ho\u{fffd}st\u{fffd}[2J"], "{stored:?}");
+    Ok(())
+}
