@@ -159,6 +159,10 @@ pub fn sample_json(s: &StoredSample) -> Value {
     Value::Object(m)
 }
 
+/// Why a backup cannot be taken right now on the embedded store.
+const REOPENING: &str =
+    "the sample store is being reopened after a write error; try the backup again shortly";
+
 #[tonic::async_trait]
 impl Admin for AdminService {
     type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<v1::BackupChunk, Status>>;
@@ -170,20 +174,27 @@ impl Admin for AdminService {
         // Admin only: the policy table says so and the gate has checked.
         let user = self.caller(&req)?;
         let health = self.hub.health.clone();
-        if self.hub.store.redb().is_none() {
-            return Err(Status::unimplemented(
-                "the samples live in a shared database: back it up with its own tools",
-            ));
+        // With `[store] url` the samples are in PostgreSQL: the backup holds
+        // the data directory's stores and says how to dump the samples.
+        let elsewhere = self.hub.store.elsewhere();
+        if elsewhere.is_none() && self.hub.store.redb().is_none() {
+            return Err(Status::unavailable(REOPENING));
         }
         let hub = self.hub.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let Some(samples) = hub.store.redb() else {
-                return;
+            let here = hub.store.redb();
+            let samples = match (&elsewhere, &here) {
+                (Some(e), _) => crate::backup::Samples::Elsewhere(e),
+                (None, Some(db)) => crate::backup::Samples::Here(db),
+                (None, None) => {
+                    let _ = tx.blocking_send(Err(Status::unavailable(REOPENING)));
+                    return;
+                }
             };
             let src = crate::backup::Sources {
-                samples: &samples,
+                samples,
                 tickets: health.store.database(),
                 data_dir: &hub.data_dir,
             };

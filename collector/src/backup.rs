@@ -55,6 +55,10 @@ pub struct Manifest {
     pub collector_version: String,
     /// The files after the manifest, in archive order.
     pub files: Vec<FileEntry>,
+    /// Set when the samples are not in this backup (`[store] url`): where
+    /// they are and how to back them up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_elsewhere: Option<crate::store::SamplesElsewhere>,
 }
 
 /// One file of a backup.
@@ -397,13 +401,24 @@ fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
 /// What [`write`] backs up: the open store files and the data directory.
 #[derive(Debug, Clone, Copy)]
 pub struct Sources<'a> {
-    /// `collector.redb`.
-    pub samples: &'a Database,
+    /// `collector.redb`, or where the samples are instead (a shared
+    /// database the backup names but does not copy).
+    pub samples: Samples<'a>,
     /// `tickets.redb`.
     pub tickets: &'a Database,
     /// The data directory (the copies are made in a temporary directory
     /// inside it, which is removed afterwards).
     pub data_dir: &'a Path,
+}
+
+/// The samples a backup copies, or names.
+#[derive(Debug, Clone, Copy)]
+pub enum Samples<'a> {
+    /// In the data directory: copied.
+    Here(&'a Database),
+    /// In a shared database: named in the manifest with the command that
+    /// backs them up.
+    Elsewhere(&'a crate::store::SamplesElsewhere),
 }
 
 fn append(
@@ -426,18 +441,21 @@ pub fn write(src: Sources<'_>, out: impl Write) -> Result<Manifest, BackupError>
         .prefix(".backup-")
         .tempdir_in(src.data_dir)
         .map_err(io(src.data_dir))?;
-    let mut files = vec![
-        copy_store(
-            src.samples,
+    let mut files = Vec::new();
+    let mut samples_elsewhere = None;
+    match src.samples {
+        Samples::Here(db) => files.push(copy_store(
+            db,
             SAMPLES_FILE,
             &tmp.path().join(SAMPLES_FILE.name),
-        )?,
-        copy_store(
-            src.tickets,
-            TICKETS_FILE,
-            &tmp.path().join(TICKETS_FILE.name),
-        )?,
-    ];
+        )?),
+        Samples::Elsewhere(e) => samples_elsewhere = Some(e.clone()),
+    }
+    files.push(copy_store(
+        src.tickets,
+        TICKETS_FILE,
+        &tmp.path().join(TICKETS_FILE.name),
+    )?);
     for name in [REVOKED, LEDGER] {
         let from = src.data_dir.join(name);
         match std::fs::copy(&from, tmp.path().join(name)) {
@@ -460,6 +478,7 @@ pub fn write(src: Sources<'_>, out: impl Write) -> Result<Manifest, BackupError>
         created_at: Utc::now(),
         collector_version: env!("CARGO_PKG_VERSION").into(),
         files,
+        samples_elsewhere,
     };
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Decode {
         what: "manifest",
@@ -861,7 +880,7 @@ mod tests {
         let samples_db = store.database().unwrap();
         let manifest = write(
             Sources {
-                samples: &samples_db,
+                samples: Samples::Here(&samples_db),
                 tickets: &tickets,
                 data_dir: &live,
             },
@@ -935,7 +954,7 @@ mod tests {
         let archive = tmp.path().join("b.tar");
         let samples_db = store.database().unwrap();
         let src = Sources {
-            samples: &samples_db,
+            samples: Samples::Here(&samples_db),
             tickets: &tickets,
             data_dir: &live,
         };
@@ -974,7 +993,7 @@ mod tests {
         let (store, tickets) = data_dir(&live);
         let samples_db = store.database().unwrap();
         let src = Sources {
-            samples: &samples_db,
+            samples: Samples::Here(&samples_db),
             tickets: &tickets,
             data_dir: &live,
         };

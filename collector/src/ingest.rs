@@ -76,6 +76,26 @@ fn same_projection(a: &v1::Inventory, b: &v1::Inventory) -> bool {
     &a == b
 }
 
+/// Whether `s` names its device, or a link, with a control character
+/// (NUL among them). Ids are keys of the store; PostgreSQL's `text` holds
+/// no NUL at all, and no inventory id has a control character.
+fn control_in_ids(s: &v1::Sample) -> bool {
+    let bad = |id: &str| id.chars().any(char::is_control);
+    bad(&s.device)
+        || match &s.kind {
+            Some(v1::sample::Kind::Snmp(r)) => r.interfaces.iter().any(|i| bad(&i.link_name)),
+            Some(v1::sample::Kind::Event(e)) => bad(&e.link),
+            Some(v1::sample::Kind::Icmp(_)) | None => false,
+        }
+}
+
+/// `text` with each control character replaced by U+FFFD.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 type AckFuture = Pin<Box<dyn Future<Output = (u64, u32, Result<BatchOutcome, String>)> + Send>>;
 
 #[tonic::async_trait]
@@ -102,7 +122,7 @@ impl Uplink for UplinkService {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let mut inbound = request.into_inner();
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        let mut hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {
                 msg: Some(AgentMsg::Hello(h)),
             }))) => h,
@@ -110,6 +130,16 @@ impl Uplink for UplinkService {
             Err(_) => return Err(Status::deadline_exceeded("no Hello")),
             Ok(Ok(_)) => return Err(Status::invalid_argument("the first message must be Hello")),
         };
+        // What the agent says of itself is shown and stored as text: no
+        // control characters (PostgreSQL's jsonb holds no NUL, a terminal
+        // obeys escapes).
+        for text in [
+            &mut hello.agent_version,
+            &mut hello.hostname,
+            &mut hello.spool_error,
+        ] {
+            *text = plain(text);
+        }
         if !siaga_proto::compatible(hello.protocol_major) {
             warn!(agent = %identity, major = hello.protocol_major, "incompatible protocol");
             return Err(Status::failed_precondition(format!(
@@ -318,7 +348,7 @@ impl Session {
                     r.dropped = hb.dropped;
                     r.inventory_revision = hb.inventory_revision;
                     r.spool_condition = hb.spool_condition;
-                    r.spool_error = hb.spool_error.clone();
+                    r.spool_error = plain(&hb.spool_error);
                     r.samples_cut = hb.samples_cut;
                     r.samples_undeliverable = hb.samples_undeliverable;
                     if let Some(h) = &hb.host {
@@ -395,10 +425,19 @@ impl Session {
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
         let mut too_large = 0u32;
+        let mut unplain = 0u32;
         let samples: Vec<v1::Sample> = batch
             .samples
             .into_iter()
             .filter(|s| {
+                // First: such an id is neither logged nor looked up. It
+                // would fail every commit to PostgreSQL (no NUL in `text`)
+                // and so be sent again forever.
+                if control_in_ids(s) {
+                    refused += 1;
+                    unplain += 1;
+                    return false;
+                }
                 let ok = own.is_some_and(|own| own.contains(&s.device));
                 if !ok {
                     refused += 1;
@@ -423,8 +462,13 @@ impl Session {
             .collect();
         for (n, reason) in [
             (
-                refused - too_large,
+                refused - too_large - unplain,
                 "samples of devices outside the agent's OPD".to_string(),
+            ),
+            (
+                unplain,
+                "samples naming a device or link with a control character (such as NUL)"
+                    .to_string(),
             ),
             (
                 too_large,
@@ -444,6 +488,9 @@ impl Session {
             }
             if too_large > 0 && n == too_large {
                 warn!(agent = %self.identity, batch_id, samples = n, "refused samples over the size limit");
+            }
+            if unplain > 0 && n == unplain {
+                warn!(agent = %self.identity, batch_id, samples = n, "refused samples naming a device or link with a control character");
             }
             let refusal = v1::Refusal {
                 reason,
@@ -509,5 +556,70 @@ impl Session {
             }
             (batch_id, refused, outcome)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(device: &str, kind: Option<v1::sample::Kind>) -> v1::Sample {
+        v1::Sample {
+            seq: 1,
+            ts_us: 1,
+            device: device.into(),
+            kind,
+        }
+    }
+
+    fn snmp(link: &str) -> Option<v1::sample::Kind> {
+        Some(v1::sample::Kind::Snmp(v1::SnmpResult {
+            interfaces: vec![v1::Interface {
+                if_descr: "free text\tmay hold anything".into(),
+                link_name: link.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }))
+    }
+
+    fn event(link: &str) -> Option<v1::sample::Kind> {
+        Some(v1::sample::Kind::Event(v1::Event {
+            kind: "link_down".into(),
+            link: link.into(),
+            detail: "line one\nline two".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn agent_text_loses_its_control_characters() {
+        assert_eq!(plain("host-1 (Debian 13)"), "host-1 (Debian 13)");
+        assert_eq!(
+            plain("ho\0st\u{1b}[2J\n"),
+            "ho\u{fffd}st\u{fffd}[2J\u{fffd}"
+        );
+        assert_eq!(plain(""), "");
+    }
+
+    #[test]
+    fn ids_with_a_control_character_are_found() {
+        let icmp = Some(v1::sample::Kind::Icmp(v1::IcmpResult::default()));
+        let cases = [
+            (sample("sw-1", icmp.clone()), false),
+            (sample("sw-1", snmp("uplink")), false),
+            (sample("sw-1", snmp("")), false),
+            (sample("sw-1", event("uplink")), false),
+            (sample("sw-1", None), false),
+            (sample("sw-1\0", icmp.clone()), true),
+            (sample("\0", None), true),
+            (sample("sw\n1", icmp), true),
+            (sample("sw-1", snmp("up\0link")), true),
+            (sample("sw-1", snmp("up\u{7f}")), true),
+            (sample("sw-1", event("up\u{1b}[31m")), true),
+        ];
+        for (s, want) in cases {
+            assert_eq!(control_in_ids(&s), want, "{s:?}");
+        }
     }
 }

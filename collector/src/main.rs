@@ -572,7 +572,7 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
 /// Where the collector keeps what, and for `[store] url` whether the
 /// database answers and holds a schema this collector can use.
 fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> {
-    use siaga_collector::store::{PG_SCHEMA_VERSION, PgStore};
+    use siaga_collector::store::{PG_SCHEMA_VERSION, PgStore, database_at};
     let tickets = cfg
         .data_dir
         .join(siaga_collector::schema::TICKETS_FILE.name);
@@ -589,21 +589,9 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
     // The URL may hold a password: name the database without it.
     let at = url
         .parse::<tokio_postgres::Config>()
-        .map(|c| {
-            let host = match c.get_hosts().first() {
-                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-                None => "?".into(),
-            };
-            let port = c.get_ports().first().copied().unwrap_or(5432);
-            format!(
-                "{}@{host}:{port}/{}",
-                c.get_user().unwrap_or("?"),
-                c.get_dbname().unwrap_or("?")
-            )
-        })
+        .map(|c| database_at(&c))
         .unwrap_or_else(|_| "?".into());
-    let version = match PgStore::schema_version(url) {
+    let found = match PgStore::inspect(url) {
         Ok(v) => v,
         Err(e) => {
             return Err(Failure {
@@ -617,7 +605,33 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
             });
         }
     };
-    let schema = match version {
+    if found.synchronous_commit == "off" {
+        let user = url
+            .parse::<tokio_postgres::Config>()
+            .ok()
+            .and_then(|c| c.get_user().map(str::to_string))
+            .map_or_else(
+                || "USER".to_string(),
+                |u| {
+                    if u.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        u
+                    } else {
+                        format!("\"{}\"", u.replace('"', "\"\""))
+                    }
+                },
+            );
+        eprintln!(
+            "warning: {}: store.url: PostgreSQL at {at} runs the collector's sessions with \
+             synchronous_commit = off: it confirms a commit before it is on disk, so samples the \
+             collector acknowledged (and the agents then deleted) are lost if the server crashes; \
+             turn it on where it is set (postgresql.conf, `ALTER DATABASE`, `ALTER ROLE`, the \
+             URL's options), e.g. `ALTER ROLE {user} SET synchronous_commit = on`",
+            config.display()
+        );
+    }
+    let schema = match found.schema_version {
         None => {
             format!("no Siaga schema yet: the first `serve` creates version {PG_SCHEMA_VERSION}")
         }
@@ -926,6 +940,13 @@ fn describe(m: &backup::Manifest) -> String {
                 .map_or(String::new(), |v| format!(" schema {v}"));
             format!("  {}{schema}: {} bytes{what}", f.name, f.bytes)
         })
+        .chain(m.samples_elsewhere.iter().map(|e| {
+            format!(
+                "  samples: not in this backup, they are in PostgreSQL at {}; back them up with \
+                 `{}` (it asks for the password)",
+                e.postgresql, e.pg_dump
+            )
+        }))
         .collect::<Vec<_>>()
         .join("\n")
 }

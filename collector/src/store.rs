@@ -50,7 +50,9 @@ use crate::rollup::{Minute, minute_of};
 use crate::schema::{self, SAMPLES_FILE};
 
 mod postgres;
-pub use postgres::{PgStore, VERSION as PG_SCHEMA_VERSION};
+pub use postgres::{
+    Inspection as PgInspection, PgStore, VERSION as PG_SCHEMA_VERSION, database_at,
+};
 
 /// The key of a sample up to schema 2: `(device, ts_us, agent, seq)`.
 type SampleKey = (&'static str, i64, &'static str, u64);
@@ -473,6 +475,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn redb(&self) -> Option<Arc<Database>> {
         None
     }
+    /// Where the samples are when not in the data directory (a shared
+    /// database), and how to back them up; `None` for the embedded store.
+    fn elsewhere(&self) -> Option<SamplesElsewhere> {
+        None
+    }
+}
+
+/// Samples that a backup of the data directory does not hold: they are in
+/// a shared database, backed up with that database's own tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesElsewhere {
+    /// The PostgreSQL database, without its password: `user@host:port/dbname`.
+    pub postgresql: String,
+    /// The command that dumps it; it asks for the password (or reads
+    /// `~/.pgpass` or `PGPASSWORD`).
+    pub pg_dump: String,
 }
 
 /// The embedded store.

@@ -1244,6 +1244,11 @@ impl Uplink {
     /// Opens the stream, says `Hello` and waits for `Welcome` (and the
     /// inventory, if the collector sends one right after).
     pub async fn open(tls: &Tls, agent_id: &str, opd: &str) -> Result<Self> {
+        Self::open_as(tls, agent_id, opd, "harness").await
+    }
+
+    /// As [`Uplink::open`], saying `hostname` (and it as the version) in `Hello`.
+    pub async fn open_as(tls: &Tls, agent_id: &str, opd: &str, hostname: &str) -> Result<Self> {
         use siaga_proto::v1::{AgentMessage, Hello, agent_message, collector_message};
         let ch = tls.channel().await?;
         let mut client = siaga_proto::v1::uplink_client::UplinkClient::new(ch)
@@ -1254,10 +1259,10 @@ impl Uplink {
             msg: Some(agent_message::Msg::Hello(Hello {
                 protocol_major: siaga_proto::PROTOCOL_MAJOR,
                 protocol_minor: siaga_proto::PROTOCOL_MINOR,
-                agent_version: "harness".into(),
+                agent_version: hostname.into(),
                 agent_id: agent_id.into(),
                 opd: opd.into(),
-                hostname: "harness".into(),
+                hostname: hostname.into(),
                 ..Default::default()
             })),
         })

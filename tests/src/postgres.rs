@@ -221,6 +221,12 @@ impl Cluster {
 
     /// The value of a server setting (`SHOW name`) through `psql`.
     pub fn show(&self, name: &str) -> Result<String> {
+        self.sql(&format!("SHOW {name}"))
+    }
+
+    /// Runs `sql` in [`DATABASE`] as `postgres` through `psql`; its output
+    /// (unaligned, tuples only).
+    pub fn sql(&self, sql: &str) -> Result<String> {
         let out = self.run(
             "psql",
             &[
@@ -234,7 +240,7 @@ impl Cluster {
                 DATABASE,
                 "-At",
                 "-c",
-                &format!("SHOW {name}"),
+                sql,
             ],
         )?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())

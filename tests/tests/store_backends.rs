@@ -709,3 +709,285 @@ fn validate_checks_the_store_url_and_says_what_to_do() -> Result<()> {
     ensure!(!out.contains("s3cret"), "the password is repeated: {out}");
     Ok(())
 }
+
+/// An agent naming a device or link with a NUL (or another control
+/// character) has those samples refused, counted and answered (the agent
+/// drops them), the rest of the batch stored, and its stream kept: on
+/// PostgreSQL, whose `text` holds no NUL, such a batch used to fail its
+/// commit and come back forever.
+fn ids_with_control_characters_are_refused_not_retried(url: Option<String>) -> Result<()> {
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    if let Some(url) = url {
+        set_toml(&c.config, "store.url", url.into())?;
+    }
+    let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let t = now_us() - 10_000_000;
+    let mut nul_link = snmp(2, t + 2, "a-1", 10.0);
+    if let Some(v1::sample::Kind::Snmp(r)) = &mut nul_link.kind {
+        r.interfaces[0].link_name = "up\0link".into();
+    }
+    let batch = vec![
+        icmp_sample(1, t + 1, "a-1"),
+        nul_link,
+        icmp_sample(3, t + 3, "a-1\0"),
+        icmp_sample(4, t + 4, "a-1\u{1b}[2J"),
+    ];
+    let (first, refusals, next) = runtime()?.block_on(async {
+        let mut up = Uplink::open(&tls, &cfg.id, "a").await?;
+        let (first, refusals) = up.send_with_refusals(batch).await?;
+        // The same stream still takes samples.
+        let next = up
+            .send_or_status(vec![icmp_sample(5, t + 5, "a-1")])
+            .await?;
+        anyhow::Ok((first, refusals, next))
+    })?;
+    ensure!(
+        (first.stored, first.refused) == (1, 3),
+        "{first:?} {refusals:?}"
+    );
+    let reasons: Vec<(&str, u32)> = refusals
+        .iter()
+        .map(|r| (r.reason.as_str(), r.samples))
+        .collect();
+    ensure!(
+        reasons
+            == [(
+                "samples naming a device or link with a control character (such as NUL)",
+                3
+            )],
+        "{reasons:?}"
+    );
+    let next = next.map_err(|s| anyhow::anyhow!("the stream ended: {s}"))?;
+    ensure!(next.stored == 1, "{next:?}");
+    let stored = admin.history_ts("a-1")?;
+    ensure!(stored == [t + 1, t + 5], "{stored:?}");
+    Ok(())
+}
+
+#[test]
+fn embedded_ids_with_control_characters_are_refused_not_retried() -> Result<()> {
+    ids_with_control_characters_are_refused_not_retried(None)
+}
+
+#[test]
+fn postgresql_ids_with_control_characters_are_refused_not_retried() -> Result<()> {
+    let pg = Cluster::start()?;
+    ids_with_control_characters_are_refused_not_retried(Some(pg.url()))
+}
+
+/// `backup` on a collector with `[store] url`: the archive holds the data
+/// directory's tickets store as before, not the samples, and the answer
+/// (manifest and output) names the database and the `pg_dump` command for
+/// them, without the password; that command, run as shown, dumps them.
+#[test]
+fn a_backup_beside_postgres_keeps_the_tickets_and_says_how_to_dump_the_samples() -> Result<()> {
+    let pg = Cluster::start()?;
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    // The test cluster trusts loopback: the password is there only to be
+    // left out.
+    let url = format!(
+        "postgres://postgres:s3cret@127.0.0.1:{}/{}",
+        pg.port(),
+        siaga_tests::postgres::DATABASE
+    );
+    set_toml(&c.config, "store.url", url.into())?;
+    let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let t = now_us() - 10_000_000;
+    runtime()?.block_on(async {
+        let mut up = Uplink::open(&tls, &cfg.id, "a").await?;
+        up.send(
+            (1..=3)
+                .map(|i| icmp_sample(i, t + i as i64, "a-1"))
+                .collect(),
+        )
+        .await
+    })?;
+
+    let archive = c.root().join("backup.tar");
+    let o = c.cmd(&[
+        "backup",
+        "--out",
+        archive.to_str().context("path")?,
+        "--user-config",
+        admin.config.to_str().context("path")?,
+    ])?;
+    let out = text(&o);
+    ensure!(o.status.success(), "backup: {out}");
+    ensure!(!out.contains("s3cret"), "the password is repeated: {out}");
+    let dump = format!(
+        "pg_dump --host=127.0.0.1 --port={} --username=postgres --format=custom \
+         --file=siaga-samples.dump --dbname=siaga",
+        pg.port()
+    );
+    ensure!(
+        out.contains(&format!(
+            "samples: not in this backup, they are in PostgreSQL at postgres@127.0.0.1:{}/siaga; \
+             back them up with `{dump}`",
+            pg.port()
+        )),
+        "{out}"
+    );
+    ensure!(out.contains("tickets.redb"), "{out}");
+
+    let listed = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()?;
+    let members = String::from_utf8_lossy(&listed.stdout).to_string();
+    ensure!(
+        members.lines().any(|l| l == "tickets.redb")
+            && !members.lines().any(|l| l == "collector.redb"),
+        "{members}"
+    );
+    let m = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("manifest.json")
+        .output()?;
+    let manifest: serde_json::Value = serde_json::from_slice(&m.stdout)?;
+    ensure!(
+        manifest["samples_elsewhere"]["pg_dump"] == dump.as_str(),
+        "{manifest}"
+    );
+    ensure!(!manifest.to_string().contains("s3cret"), "{manifest}");
+
+    // The command as shown dumps the samples.
+    let work = tempfile::tempdir()?;
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&dump)
+        .current_dir(work.path())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()?;
+    ensure!(ran.status.success(), "{dump}: {}", text(&ran));
+    let list = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(work.path().join("siaga-samples.dump"))
+        .output()?;
+    let list = text(&list);
+    ensure!(
+        list.contains("TABLE DATA public samples_") && list.contains("TABLE DATA public agents"),
+        "{list}"
+    );
+    Ok(())
+}
+
+/// `validate` warns when the collector's sessions would run with
+/// `synchronous_commit = off` (a server crash could lose acknowledged
+/// samples), and only then; a warning, not a refusal.
+#[test]
+fn validate_warns_when_synchronous_commit_is_off() -> Result<()> {
+    let pg = Cluster::start()?;
+    let c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    set_toml(&c.config, "store.url", pg.url().into())?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.success(), "{out}");
+    ensure!(!out.contains("synchronous_commit"), "{out}");
+
+    // Set for the database: new sessions there get it.
+    pg.sql("ALTER DATABASE siaga SET synchronous_commit = off")?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.success(), "a warning, not a refusal: {out}");
+    let stderr = String::from_utf8_lossy(&v.stderr);
+    ensure!(
+        stderr.contains(&format!(
+            "warning: {}: store.url: PostgreSQL at postgres@127.0.0.1:{}/siaga runs the \
+             collector's sessions with synchronous_commit = off",
+            c.config.display(),
+            pg.port()
+        )) && stderr.contains("`ALTER ROLE postgres SET synchronous_commit = on`"),
+        "{out}"
+    );
+
+    // Turned on for the role, as the warning says: no warning.
+    pg.sql("ALTER ROLE postgres SET synchronous_commit = on")?;
+    let v = c.validate()?;
+    let out = text(&v);
+    ensure!(v.status.success(), "{out}");
+    ensure!(!out.contains("synchronous_commit"), "{out}");
+    Ok(())
+}
+
+/// An agent whose `Hello` carries a NUL or other control characters (its
+/// host name, its version) is kept with those characters replaced: its
+/// record is stored, and on PostgreSQL (whose `jsonb` holds no NUL) the
+/// group commit that carries it, with other agents' samples, succeeds.
+fn agent_text_with_control_characters_is_stored_plain(url: Option<String>) -> Result<()> {
+    let mut c = Collector::init()?;
+    c.write_inventory(
+        &Inventory::new("10s")
+            .opd("a")
+            .device("a-1", "a", "127.0.0.1"),
+    )?;
+    if let Some(url) = url {
+        set_toml(&c.config, "store.url", url.into())?;
+    }
+    let admin = c.enroll_user("budi", "admin")?;
+    c.serve()?;
+    let cfg = c.enroll_agent("a")?;
+    let tls = cfg.tls()?;
+    let t = now_us() - 10_000_000;
+    let acks = runtime()?.block_on(async {
+        let mut up = Uplink::open_as(&tls, &cfg.id, "a", "ho\0st\u{1b}[2J").await?;
+        let mut acks = Vec::new();
+        for i in 1..=3 {
+            acks.push(
+                up.send_or_status(vec![icmp_sample(i, t + i as i64, "a-1")])
+                    .await?,
+            );
+        }
+        anyhow::Ok(acks)
+    })?;
+    for a in &acks {
+        let a = a
+            .as_ref()
+            .map_err(|s| anyhow::anyhow!("the stream ended: {s}"))?;
+        ensure!(a.stored == 1, "{a:?}");
+    }
+    let agents = admin.agents()?;
+    let hostnames: Vec<&str> = agents
+        .iter()
+        .filter_map(|a| a["hostname"].as_str())
+        .collect();
+    ensure!(hostnames == ["ho\u{fffd}st\u{fffd}[2J"], "{agents:?}");
+    Ok(())
+}
+
+#[test]
+fn embedded_agent_text_with_control_characters_is_stored_plain() -> Result<()> {
+    agent_text_with_control_characters_is_stored_plain(None)
+}
+
+#[test]
+fn postgresql_agent_text_with_control_characters_is_stored_plain() -> Result<()> {
+    let pg = Cluster::start()?;
+    agent_text_with_control_characters_is_stored_plain(Some(pg.url()))?;
+    // The record is in the database, not only in the collector's memory.
+    let stored = PgStore::open(&pg.url())?.agents()?;
+    let hostnames: Vec<&str> = stored.iter().map(|a| a.hostname.as_str()).collect();
+    ensure!(hostnames == ["ho\u{fffd}st\u{fffd}[2J"], "{stored:?}");
+    Ok(())
+}

@@ -71,7 +71,8 @@ pub struct Metrics {
     pub samples_stored: Counter,
     /// Samples dropped as duplicates (agent, seq).
     pub samples_duplicate: Counter,
-    /// Samples refused (device outside the agent's OPD), per agent.
+    /// Samples refused (device outside the agent's OPD, over the size
+    /// limit, an id with a control character), per agent.
     pub samples_refused: Family<AgentLabel, Counter>,
     /// Samples refused because they were stamped beyond the clock-skew
     /// tolerance in the future, per agent.
@@ -159,7 +160,7 @@ impl Metrics {
         );
         registry.register(
             "samples_refused",
-            "Samples refused because the device is not in the agent's OPD",
+            "Samples refused: the device is not in the agent's OPD, the sample is over the size limit, or an id has a control character",
             m.samples_refused.clone(),
         );
         registry.register(

@@ -38,12 +38,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
-
+use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::{
-    AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, Store, Stored, StoredSample,
-    decode,
+    AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, SamplesElsewhere, Store, Stored,
+    StoredSample, decode,
 };
 use crate::error::StoreError;
 use crate::rollup::{MINUTE_US, Minute};
@@ -140,6 +140,17 @@ fn no_partition(e: &StoreError) -> bool {
         if source.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION))
 }
 
+/// What [`PgStore::inspect`] found in a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The schema version it holds (`None`: no Siaga schema yet).
+    pub schema_version: Option<i32>,
+    /// `SHOW synchronous_commit` in a session of the URL's user and
+    /// database: `off` lets a crash of the server lose commits it had
+    /// confirmed, i.e. samples the collector acknowledged.
+    pub synchronous_commit: String,
+}
+
 /// The sample store in PostgreSQL.
 pub struct PgStore {
     /// Runs the connections; taken only by `drop`.
@@ -218,8 +229,14 @@ impl PgStore {
     }
 
     /// The schema version the database holds (`None`: no Siaga schema yet),
-    /// without changing anything: what `validate` checks.
+    /// without changing anything.
     pub fn schema_version(url: &str) -> Result<Option<i32>, StoreError> {
+        Ok(Self::inspect(url)?.schema_version)
+    }
+
+    /// What `validate` checks, read without changing anything: the schema
+    /// version and the settings the collector's sessions would run with.
+    pub fn inspect(url: &str) -> Result<Inspection, StoreError> {
         let config: Config = url.parse().map_err(pg("reading the URL"))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -230,19 +247,31 @@ impl PgStore {
             let doing = "reading the schema version";
             let (client, conn) = config.connect(NoTls).await.map_err(pg("connecting"))?;
             tokio::spawn(conn);
+            // As this user in this database, with the URL's options: what
+            // the collector's own sessions get.
+            let synchronous_commit: String = client
+                .query_one("SHOW synchronous_commit", &[])
+                .await
+                .map_err(pg("reading synchronous_commit"))?
+                .get(0);
             let exists: bool = client
                 .query_one("SELECT to_regclass('siaga_schema') IS NOT NULL", &[])
                 .await
                 .map_err(pg(doing))?
                 .get(0);
-            if !exists {
-                return Ok(None);
-            }
-            let row = client
-                .query_opt("SELECT version FROM siaga_schema", &[])
-                .await
-                .map_err(pg(doing))?;
-            Ok(row.map(|r| r.get(0)))
+            let schema_version = if exists {
+                client
+                    .query_opt("SELECT version FROM siaga_schema", &[])
+                    .await
+                    .map_err(pg(doing))?
+                    .map(|r| r.get(0))
+            } else {
+                None
+            };
+            Ok(Inspection {
+                schema_version,
+                synchronous_commit,
+            })
         });
         let result = wait(asking).map_err(|e| StoreError::Runtime(std::io::Error::other(e)));
         rt.shutdown_background();
@@ -747,7 +776,63 @@ fn limit_of(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// The database `config` names, without its password:
+/// `user@host:port/dbname` (the first host and port).
+pub fn database_at(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "?".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+/// The `pg_dump` command that dumps the database `config` names into
+/// `siaga-samples.dump` (custom format, for `pg_restore`), every host and
+/// port as libpq lists them, never the password.
+pub fn pg_dump_command(config: &Config) -> String {
+    // Each value as one shell word; a NUL cannot be in one: shown as it is.
+    let word = |v: &str| shlex::try_quote(v).map_or_else(|_| v.to_string(), |q| q.into_owned());
+    let mut args = vec!["pg_dump".to_string()];
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    if !hosts.is_empty() {
+        args.push(format!("--host={}", word(&hosts.join(","))));
+    }
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    if !ports.is_empty() {
+        args.push(format!("--port={}", ports.join(",")));
+    }
+    if let Some(user) = config.get_user() {
+        args.push(format!("--username={}", word(user)));
+    }
+    args.push("--format=custom".into());
+    args.push("--file=siaga-samples.dump".into());
+    if let Some(db) = config.get_dbname() {
+        args.push(format!("--dbname={}", word(db)));
+    }
+    args.join(" ")
+}
+
 impl Store for PgStore {
+    fn elsewhere(&self) -> Option<SamplesElsewhere> {
+        Some(SamplesElsewhere {
+            postgresql: database_at(&self.config),
+            pg_dump: pg_dump_command(&self.config),
+        })
+    }
+
     fn commit(
         &self,
         batches: &[IngestBatch],
@@ -988,5 +1073,35 @@ mod tests {
              rtt_max = GREATEST(rollups.rtt_max, EXCLUDED.rtt_max), \
              rtt_sum = rollups.rtt_sum + EXCLUDED.rtt_sum"
         );
+    }
+
+    #[test]
+    fn the_dump_command_names_the_database_but_never_the_password() {
+        for (url, at, cmd) in [
+            (
+                "postgres://siaga:s3cret@db.example:5433/siaga",
+                "siaga@db.example:5433/siaga",
+                "pg_dump --host=db.example --port=5433 --username=siaga --format=custom \
+                 --file=siaga-samples.dump --dbname=siaga",
+            ),
+            (
+                "postgresql://siaga:s3cret@db1:5432,db2:5433/siaga?sslmode=disable",
+                "siaga@db1:5432/siaga",
+                "pg_dump --host='db1,db2' --port=5432,5433 --username=siaga --format=custom \
+                 --file=siaga-samples.dump --dbname=siaga",
+            ),
+            (
+                "host=/run/postgresql user=o'brien password=s3cret dbname='my db'",
+                "o'brien@/run/postgresql:5432/my db",
+                "pg_dump --host=/run/postgresql --username=\"o'brien\" --format=custom \
+                 --file=siaga-samples.dump --dbname='my db'",
+            ),
+        ] {
+            let config: Config = url.parse().unwrap();
+            assert_eq!(database_at(&config), at, "{url}");
+            let dump = pg_dump_command(&config);
+            assert_eq!(dump, cmd, "{url}");
+            assert!(!dump.contains("s3cret"), "{dump}");
+        }
     }
 }
