@@ -33,6 +33,13 @@ mod tests {
     }
 }
 
+/// Finished device-days a request may replay itself; beyond, it answers
+/// at once that the month is being prepared (the background task of
+/// [`super::prepare`] is replaying them). One day of a province of 3,000
+/// devices: what a request just after midnight replays before the task
+/// reaches it, a few seconds at a 10 s probe interval.
+const REPLAY_LIMIT_DAYS: u64 = 3000;
+
 /// The `Reports` gRPC service (reports.proto).
 #[derive(Debug, Clone)]
 pub struct ReportsApi {
@@ -80,22 +87,25 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
             .map_err(|m| E::invalid("period", m))?;
         let store = self.hub.store.clone();
         let sees = caller.clone();
+        let spec = r.period.trim().to_string();
         let a = crate::api::error::blocking("computing the availability", move || {
             let windows = health
                 .store
                 .windows()
                 .map_err(|e| E::internal("reading the maintenance windows", e))?;
             let topo = crate::ticket::service::topology(&inv);
-            super::availability::compute(
+            super::availability::compute_prepared(
                 &*store,
                 &topo,
                 &health.rules,
                 &windows,
                 period,
                 opd.as_deref(),
-                Some(Utc::now().timestamp_micros()),
+                Utc::now().timestamp_micros(),
+                REPLAY_LIMIT_DAYS,
             )
             .map_err(|e| E::internal("reading the samples", e))
+            .and_then(|a| a.map_err(|ready| E::Unavailable(ready.preparing(&spec))))
             .and_then(|mut a| {
                 let sop = &health.sop_store;
                 let cal = sop.calendar();
