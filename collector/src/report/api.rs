@@ -33,13 +33,6 @@ mod tests {
     }
 }
 
-/// Finished device-days a request may replay itself; beyond, it answers
-/// at once that the month is being prepared (the background task of
-/// [`super::prepare`] is replaying them). One day of a province of 3,000
-/// devices: what a request just after midnight replays before the task
-/// reaches it, a few seconds at a 10 s probe interval.
-const REPLAY_LIMIT_DAYS: u64 = 3000;
-
 /// The `Reports` gRPC service (reports.proto).
 #[derive(Debug, Clone)]
 pub struct ReportsApi {
@@ -88,6 +81,7 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
         let store = self.hub.store.clone();
         let sees = caller.clone();
         let spec = r.period.trim().to_string();
+        let now = Utc::now().timestamp_micros();
         let a = crate::api::error::blocking("computing the availability", move || {
             let windows = health
                 .store
@@ -101,8 +95,8 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
                 &windows,
                 period,
                 opd.as_deref(),
-                Utc::now().timestamp_micros(),
-                REPLAY_LIMIT_DAYS,
+                now,
+                super::prepare::replay_limit(period, now, offset),
             )
             .map_err(|e| E::internal("reading the samples", e))
             .and_then(|a| a.map_err(|ready| E::Unavailable(ready.preparing(&spec))))

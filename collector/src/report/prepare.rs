@@ -45,6 +45,25 @@ pub fn next_round(now: TsUs, offset_minutes: i32, settle: i64) -> TsUs {
     if at - DAY_US > now { at - DAY_US } else { at }
 }
 
+/// Finished device-days a request may replay itself in a month the
+/// background task prepares; beyond, it answers at once that the month is
+/// being prepared. One day of a province of 3,000 devices: what a request
+/// just after midnight replays before the task reaches it, a few seconds at
+/// a 10 s probe interval.
+pub const REPLAY_LIMIT_DAYS: u64 = 3000;
+
+/// The device-days a request for `period` at `now` may replay: the bound
+/// for the months the background task prepares; none for older months,
+/// which no task prepares (they were prepared while current or previous,
+/// so they replay only what a prune or a change of rules removed).
+pub fn replay_limit(period: Period, now: TsUs, offset_minutes: i32) -> u64 {
+    if months(now, offset_minutes).contains(&period) {
+        REPLAY_LIMIT_DAYS
+    } else {
+        u64::MAX
+    }
+}
+
 /// What one round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Round {
@@ -208,6 +227,13 @@ mod tests {
         assert_eq!(months(dec.from_us - 1, WIB), [oct, nov]);
         let jan = Period::month("2027-01", WIB).unwrap();
         assert_eq!(months(jan.from_us + 3600 * S, WIB), [dec, jan]);
+        // A request may replay a bounded number of days of those months
+        // only; an older month no task prepares is replayed whatever it
+        // takes.
+        let now = dec.from_us + 3 * DAY_US;
+        assert_eq!(replay_limit(dec, now, WIB), REPLAY_LIMIT_DAYS);
+        assert_eq!(replay_limit(nov, now, WIB), REPLAY_LIMIT_DAYS);
+        assert_eq!(replay_limit(oct, now, WIB), u64::MAX);
     }
 
     /// A store with November 2026 and the first two days and a bit of
