@@ -271,6 +271,9 @@ pub async fn serve_until(
         });
     }
 
+    // The availability of finished days, prepared before anyone asks.
+    tasks.spawn(crate::report::prepare::run(hub.clone()));
+
     // A revocation reaches the streams already open without waiting for a call.
     {
         let hub = hub.clone();

@@ -1,9 +1,11 @@
 //! The availability of a province's month (60 OPDs × 50 devices, ICMP
-//! every `--interval` seconds, 300 by default, for November 2026): the time
-//! of one request the first time (every device-day replayed from the
-//! samples and kept) and again (every day read from the cache of replayed
-//! days), and the size of the answer as the `Reports/GetAvailability`
-//! message.
+//! every `--interval` seconds, 300 by default, for November 2026): the
+//! answer of a request before the collector's background task prepared the
+//! month (at once, with the progress), the time of that task's round
+//! (every device-day replayed and kept), the time of the first and the next
+//! request after it (every day read from the cache), the size of the answer
+//! as the `Reports/GetAvailability` message, and the time of the same month
+//! replayed without the cache.
 //!
 //! ```text
 //! cargo run --release -p siaga-tests --example availability_bench [-- --interval 300]
@@ -23,10 +25,13 @@ use anyhow::{Context, Result, ensure};
 use prost::Message as _;
 use siaga_collector::health::state::DeviceNode;
 use siaga_collector::health::{HealthRules, Topology};
-use siaga_collector::report::availability::{Period, compute};
-use siaga_collector::store::{IngestBatch, RedbStore, Store as _};
+use siaga_collector::metrics::Metrics;
+use siaga_collector::report::availability::{Period, compute, compute_prepared};
+use siaga_collector::report::prepare;
+use siaga_collector::store::{IngestBatch, RedbStore, Store};
 use siaga_proto::v1;
 use siaga_tests::province::{DEVICES_PER_OPD, OPDS, device, opd};
+use tokio_util::sync::CancellationToken;
 
 const S: i64 = 1_000_000;
 
@@ -119,14 +124,50 @@ fn main() -> Result<()> {
         default_interval_us: interval,
     };
     let rules = HealthRules::default();
+    // At 00:00 WIB on 2 December: November and the 1st are over.
     let now = period.until_us + 86_400 * S;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let limit = 3000;
+
+    // Before the background task: a request answers at once with the
+    // progress instead of replaying the month.
+    let started = Instant::now();
+    match compute_prepared(&*store, &topo, &rules, &[], period, None, now, limit)? {
+        Ok(_) => anyhow::bail!("a request before the background fill replayed the month"),
+        Err(ready) => println!(
+            "request before the fill: {:.3} s: {}",
+            started.elapsed().as_secs_f64(),
+            ready.preparing("2026-11")
+        ),
+    }
+
+    // The collector's background task, one round at `now`.
+    let started = Instant::now();
+    let metrics = Metrics::new();
+    let round = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(prepare::round(
+            store.clone(),
+            Arc::new(topo.clone()),
+            Arc::new(rules.clone()),
+            420,
+            now,
+            &metrics,
+            &CancellationToken::new(),
+        ));
+    println!(
+        "background fill: {:.1} s; {} device-days replayed and kept, {} devices failed",
+        started.elapsed().as_secs_f64(),
+        round.days,
+        round.failed
+    );
+
     let mut answers = Vec::new();
-    for label in [
-        "first request (replays every day, keeps them)",
-        "again (the cache)",
-    ] {
+    for label in ["first request after the fill", "next request"] {
         let started = Instant::now();
-        let a = compute(&store, &topo, &rules, &[], period, None, Some(now))?;
+        let a = compute_prepared(&*store, &topo, &rules, &[], period, None, now, limit)?
+            .map_err(|r| anyhow::anyhow!("{}", r.preparing("2026-11")))?;
         let took = started.elapsed();
         let size = siaga_collector::report::api::availability_message("2026-11", &a).encoded_len();
         println!(
@@ -138,10 +179,20 @@ fn main() -> Result<()> {
             a.subjects.len(),
             size
         );
+        ensure!(
+            a.stats.days_replayed == 0,
+            "a request after the fill replayed days"
+        );
         answers.push(a);
     }
+    let started = Instant::now();
+    let raw = compute(&*store, &topo, &rules, &[], period, None, None)?;
+    println!(
+        "the same month replayed without the cache: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     ensure!(
-        answers[0].opds == answers[1].opds && answers[0].subjects == answers[1].subjects,
+        answers[0].opds == raw.opds && answers[0].subjects == raw.subjects,
         "the cached figures differ from the replayed ones"
     );
     let incidents: u32 = answers[1].opds.iter().map(|o| o.figures.incidents).sum();

@@ -97,6 +97,10 @@ pub struct Metrics {
     pub web_logins: Family<OutcomeLabel, Counter>,
     /// Discoveries refused because one of the same OPD was running.
     pub discoveries_busy: Counter,
+    /// Availability device-days replayed and cached in the background.
+    pub availability_days_prepared: Counter,
+    /// Seconds spent preparing them.
+    pub availability_prepare_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// Label of the web console's logins: how one ended.
@@ -139,6 +143,8 @@ impl Metrics {
             tls_handshakes_refused: Family::default(),
             web_logins: Family::default(),
             discoveries_busy: Counter::default(),
+            availability_days_prepared: Counter::default(),
+            availability_prepare_seconds: Counter::default(),
             registry: Registry::default(),
             network_registry: Registry::default(),
             network: network::NetworkCollector::default(),
@@ -188,6 +194,16 @@ impl Metrics {
             "inventory_rejected",
             "Inventory reloads rejected",
             m.inventory_rejected.clone(),
+        );
+        registry.register(
+            "availability_days_prepared",
+            "Availability device-days replayed and cached in the background",
+            m.availability_days_prepared.clone(),
+        );
+        registry.register(
+            "availability_prepare_seconds",
+            "Seconds spent preparing availability days in the background",
+            m.availability_prepare_seconds.clone(),
         );
         registry.register(
             "samples_pruned",

@@ -80,22 +80,26 @@ impl siaga_proto::v1::reports_server::Reports for ReportsApi {
             .map_err(|m| E::invalid("period", m))?;
         let store = self.hub.store.clone();
         let sees = caller.clone();
+        let spec = r.period.trim().to_string();
+        let now = Utc::now().timestamp_micros();
         let a = crate::api::error::blocking("computing the availability", move || {
             let windows = health
                 .store
                 .windows()
                 .map_err(|e| E::internal("reading the maintenance windows", e))?;
             let topo = crate::ticket::service::topology(&inv);
-            super::availability::compute(
+            super::availability::compute_prepared(
                 &*store,
                 &topo,
                 &health.rules,
                 &windows,
                 period,
                 opd.as_deref(),
-                Some(Utc::now().timestamp_micros()),
+                now,
+                super::prepare::replay_limit(period, now, offset),
             )
             .map_err(|e| E::internal("reading the samples", e))
+            .and_then(|a| a.map_err(|ready| E::Unavailable(ready.preparing(&spec))))
             .and_then(|mut a| {
                 let sop = &health.sop_store;
                 let cal = sop.calendar();

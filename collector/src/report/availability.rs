@@ -497,6 +497,174 @@ fn days(period: Period) -> Vec<Period> {
     out
 }
 
+/// Each local day of `period` for `device`: the marks of the samples it
+/// reads and, when the cache holds it under the same fingerprint and marks,
+/// its cached replay. Also the fingerprint a replay is kept under.
+#[allow(clippy::type_complexity)]
+fn lookup(
+    store: &dyn Store,
+    r: &Replay<'_>,
+    device: &str,
+    period: Period,
+) -> Result<(String, Vec<(Period, Vec<u64>, Option<CachedDay>)>), StoreError> {
+    let print = fingerprint(r.rules, r.interval, &r.alone.links);
+    let (first, end) = r.reads(period);
+    // Before any replay: a sample stored meanwhile changes a mark after
+    // the one kept, and the day is replayed again next time.
+    let marks = store.sample_marks(device, first, end)?;
+    let first_utc = first.div_euclid(DAY_US) * DAY_US;
+    let marks_of = |day: Period| -> Vec<u64> {
+        let (a, b) = r.reads(day);
+        let i = usize::try_from((a.div_euclid(DAY_US) * DAY_US - first_utc) / DAY_US).unwrap_or(0);
+        let j = usize::try_from((b - 1).div_euclid(DAY_US) * DAY_US - first_utc)
+            .map_or(0, |v| v / DAY_US as usize);
+        marks.get(i..=j).map(<[u64]>::to_vec).unwrap_or_default()
+    };
+    let cached: BTreeMap<TsUs, Vec<u8>> = store
+        .cached_days(device, period.from_us, period.until_us)?
+        .into_iter()
+        .collect();
+    let looked = days(period)
+        .into_iter()
+        .map(|day| {
+            let want = marks_of(day);
+            let hit = cached
+                .get(&day.from_us)
+                .and_then(|b| serde_json::from_slice::<CachedDay>(b).ok())
+                .filter(|c| c.fingerprint == print && c.marks == want && !want.is_empty());
+            (day, want, hit)
+        })
+        .collect();
+    Ok((print, looked))
+}
+
+/// Replays and caches the days of `period` that are over at `now` (with
+/// the samples read after them) and not cached yet, for `device`: what the
+/// collector does in the background after each local midnight, so that a
+/// request for a finished month reads only the cache.
+pub fn fill(
+    store: &dyn Store,
+    topo: &Topology,
+    rules: &HealthRules,
+    device: &str,
+    period: Period,
+    now: TsUs,
+) -> Result<Stats, StoreError> {
+    let mut stats = Stats::default();
+    let Some(r) = Replay::new(topo, rules, device) else {
+        return Ok(stats);
+    };
+    let Some(last) = days(period)
+        .into_iter()
+        .take_while(|d| r.reads(*d).1 <= now)
+        .last()
+    else {
+        return Ok(stats);
+    };
+    let over = Period {
+        from_us: period.from_us,
+        until_us: last.until_us,
+    };
+    replay(store, topo, rules, device, over, Some(now), &mut stats)?;
+    Ok(stats)
+}
+
+/// How much of a request the cache can answer: device-days over at the
+/// time asked that are cached, and those that a request would replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    /// Over and cached.
+    pub ready: u64,
+    /// Over and not cached (or cached under other samples or rules).
+    pub missing: u64,
+}
+
+/// The readiness of the devices [`compute`] would read for `opd` over
+/// `period` at `now`, without replaying anything. Days the store cannot
+/// cache (a store without sample marks) count as neither.
+pub fn readiness(
+    store: &dyn Store,
+    topo: &Topology,
+    rules: &HealthRules,
+    period: Period,
+    opd: Option<&str>,
+    now: TsUs,
+) -> Result<Readiness, StoreError> {
+    let mut out = Readiness::default();
+    for (_, device) in devices_for(topo, opd) {
+        let Some(r) = Replay::new(topo, rules, &device) else {
+            continue;
+        };
+        let (_, looked) = lookup(store, &r, &device, period)?;
+        for (day, want, hit) in looked {
+            if r.reads(day).1 > now || want.is_empty() {
+                continue;
+            }
+            if hit.is_some() {
+                out.ready += 1;
+            } else {
+                out.missing += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Readiness {
+    /// What a person reads when the month is not ready: the progress and
+    /// the next step.
+    pub fn preparing(&self, period: &str) -> String {
+        let all = self.ready + self.missing;
+        let pct = (self.ready * 100).checked_div(all).unwrap_or(100);
+        format!(
+            "the availability of {period} is being prepared: {} of {all} device-days ready \
+             ({pct} %); try again in a few minutes",
+            self.ready
+        )
+    }
+}
+
+/// [`compute`] at `now`, unless more than `limit` finished device-days are
+/// not cached yet: then, without replaying anything, how far the
+/// background preparation is (`Ok(Err(readiness))`). A request then answers
+/// at once instead of replaying for minutes what the background task is
+/// replaying anyway.
+#[allow(clippy::too_many_arguments)]
+pub fn compute_prepared(
+    store: &dyn Store,
+    topo: &Topology,
+    rules: &HealthRules,
+    windows: &[MaintenanceWindow],
+    period: Period,
+    opd: Option<&str>,
+    now: TsUs,
+    limit: u64,
+) -> Result<Result<Availability, Readiness>, StoreError> {
+    let ready = readiness(store, topo, rules, period, opd, now)?;
+    if ready.missing > limit {
+        return Ok(Err(ready));
+    }
+    compute(store, topo, rules, windows, period, opd, Some(now)).map(Ok)
+}
+
+/// The devices to replay for `opd` (all when `None`): those asked for and
+/// everything above them, ancestors first.
+pub fn devices_for(topo: &Topology, opd: Option<&str>) -> Vec<(usize, String)> {
+    let mut picked: std::collections::BTreeSet<String> = Default::default();
+    for (id, node) in &topo.devices {
+        if opd.is_none_or(|o| node.opd == o) {
+            picked.extend(topo.ancestors(id));
+            picked.insert(id.clone());
+        }
+    }
+    let mut devices: Vec<(usize, String)> = picked
+        .into_iter()
+        .map(|d| (topo.ancestors(&d).len(), d))
+        .collect();
+    devices.sort();
+    devices
+}
+
 /// Replays `device` over `period` day by day and returns the timelines of
 /// the device and its links. With `now`, a day cached with the marks its
 /// samples still have is read instead of replayed, and a day replayed that
@@ -523,38 +691,16 @@ fn replay(
             line.down = line.down.union(&l.down);
         }
     };
-    let all = days(period);
     let Some(now) = now else {
-        for day in all {
+        for day in days(period) {
             add(r.day(store, device, day)?);
             stats.days_replayed += 1;
         }
         return Ok(lines);
     };
-    let print = fingerprint(rules, r.interval, &r.alone.links);
-    let (first, end) = (r.reads(period).0, r.reads(period).1);
-    // Before any replay: a sample stored meanwhile changes a mark after
-    // the one kept, and the day is replayed again next time.
-    let marks = store.sample_marks(device, first, end)?;
-    let first_utc = first.div_euclid(DAY_US) * DAY_US;
-    let marks_of = |day: Period| -> Vec<u64> {
-        let (a, b) = r.reads(day);
-        let i = usize::try_from((a.div_euclid(DAY_US) * DAY_US - first_utc) / DAY_US).unwrap_or(0);
-        let j = usize::try_from((b - 1).div_euclid(DAY_US) * DAY_US - first_utc)
-            .map_or(0, |v| v / DAY_US as usize);
-        marks.get(i..=j).map(<[u64]>::to_vec).unwrap_or_default()
-    };
-    let cached: BTreeMap<TsUs, Vec<u8>> = store
-        .cached_days(device, period.from_us, period.until_us)?
-        .into_iter()
-        .collect();
+    let (print, looked) = lookup(store, &r, device, period)?;
     let mut keep = Vec::new();
-    for day in all {
-        let want = marks_of(day);
-        let hit = cached
-            .get(&day.from_us)
-            .and_then(|b| serde_json::from_slice::<CachedDay>(b).ok())
-            .filter(|c| c.fingerprint == print && c.marks == want && !want.is_empty());
+    for (day, want, hit) in looked {
         if let Some(c) = hit {
             stats.days_cached += 1;
             add(c
@@ -638,20 +784,7 @@ pub fn compute(
     now: Option<TsUs>,
 ) -> Result<Availability, StoreError> {
     let wanted = |d: &DeviceNode| opd.is_none_or(|o| d.opd == o);
-    // The devices to replay: those asked for and everything above them,
-    // ancestors first.
-    let mut picked: std::collections::BTreeSet<String> = Default::default();
-    for (id, node) in &topo.devices {
-        if wanted(node) {
-            picked.extend(topo.ancestors(id));
-            picked.insert(id.clone());
-        }
-    }
-    let mut devices: Vec<(usize, String)> = picked
-        .into_iter()
-        .map(|d| (topo.ancestors(&d).len(), d))
-        .collect();
-    devices.sort();
+    let devices = devices_for(topo, opd);
     let mut stats = Stats::default();
     let cycles = i64::from(
         rules

@@ -19,6 +19,7 @@ pub mod chart;
 pub mod data;
 pub mod html;
 pub mod pdf;
+pub mod prepare;
 pub mod sla;
 pub mod store;
 pub mod verdict;
