@@ -2,7 +2,8 @@
 //! the protobuf decoder of `CollectorMessage` (prost, the same length cap
 //! the agent's gRPC channel enforces), then every pure step the agent takes
 //! on it: the protocol check of a welcome, the cycle, burst shapes, trap
-//! credentials and trap sources of an inventory, the plan of a measurement.
+//! credentials and trap sources of an inventory, the plan of a measurement,
+//! the addresses and rate of a discovery.
 #![no_main]
 
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use siaga_agent::probe::cycle::{polled, trap_source};
+use siaga_agent::probe::discover;
 use siaga_agent::probe::measure::{self, plan};
 use siaga_agent::probe::trap::TrapCredentials;
 use siaga_agent::scheduler::{burst_options, cycle_interval};
@@ -58,6 +60,14 @@ fuzz_target!(|data: &[u8]| {
                 if let Ok(p) = plan(last.as_ref(), &cmd) {
                     let _ = measure::burst_options(p.count, p.window);
                 }
+            }
+            Some(Msg::Discover(cmd)) => {
+                // The sweep's addresses are bounded whatever the subnet
+                // says (at most a /20: 4,096), and so is the rate.
+                if let Ok(a) = discover::addresses(&cmd.subnet) {
+                    assert!(a.len() <= 4096, "{} addresses of {:?}", a.len(), cmd.subnet);
+                }
+                assert!(discover::rate_of(cmd.rate_pps) <= 1000);
             }
             Some(Msg::Ack(_)) | Some(Msg::Refusal(_)) | None => {}
         }
