@@ -196,7 +196,8 @@ impl Metrics {
             m.inventory_rejected.clone(),
         );
         registry.register(
-            "availability_days_prepared",
+            // Not `…_days_…`: promtool reads a unit there and wants seconds.
+            "availability_prepared",
             "Availability device-days replayed and cached in the background",
             m.availability_days_prepared.clone(),
         );
