@@ -92,9 +92,12 @@ pub fn addresses(subnet: &str) -> Result<Vec<IpAddr>, String> {
     let host_bits = net.max_prefix_len() - net.prefix_len();
     if host_bits > MAX_HOST_BITS {
         let smallest = net.max_prefix_len() - MAX_HOST_BITS;
+        // ::/0 has 2^128 addresses, one more than a u128 holds.
+        let count = 1u128
+            .checked_shl(host_bits.into())
+            .map_or_else(|| format!("2^{host_bits}"), |n| n.to_string());
         return Err(format!(
-            "subnet {net} has {} addresses; discovery sweeps at most a /{smallest} ({} addresses) per run: split it",
-            1u128 << host_bits,
+            "subnet {net} has {count} addresses; discovery sweeps at most a /{smallest} ({} addresses) per run: split it",
             1u32 << MAX_HOST_BITS
         ));
     }
@@ -687,6 +690,7 @@ mod tests {
     #[test_case("198.18.0.0/20" => Ok(4094); "the largest allowed")]
     #[test_case("198.18.0.0/19" => Err("subnet 198.18.0.0/19 has 8192 addresses; discovery sweeps at most a /20 (4096 addresses) per run: split it".into()); "too large")]
     #[test_case("2001:db8::/116" => Ok(4096); "IPv6 by address count")]
+    #[test_case("::/0" => Err("subnet ::/0 has 2^128 addresses; discovery sweeps at most a /116 (4096 addresses) per run: split it".into()); "all of IPv6, found by fuzzing")]
     #[test_case("198.18.40.0" => Err("\"198.18.40.0\" is not a subnet in CIDR notation (e.g. 198.18.40.0/24)".into()); "not CIDR")]
     fn subnets(s: &str) -> Result<usize, String> {
         addresses(s).map(|a| a.len())
