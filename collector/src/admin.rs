@@ -195,7 +195,7 @@ impl Admin for AdminService {
             };
             let src = crate::backup::Sources {
                 samples,
-                tickets: health.store.database(),
+                tickets: health.store.database().redb().map(|db| &**db),
                 data_dir: &hub.data_dir,
             };
             let mut out = ChunkWriter {

@@ -404,8 +404,10 @@ pub struct Sources<'a> {
     /// `collector.redb`, or where the samples are instead (a shared
     /// database the backup names but does not copy).
     pub samples: Samples<'a>,
-    /// `tickets.redb`.
-    pub tickets: &'a Database,
+    /// `tickets.redb`; `None` when the tickets' records are in the
+    /// PostgreSQL database that [`Samples::Elsewhere`] names (its dump
+    /// holds both).
+    pub tickets: Option<&'a Database>,
     /// The data directory (the copies are made in a temporary directory
     /// inside it, which is removed afterwards).
     pub data_dir: &'a Path,
@@ -451,11 +453,13 @@ pub fn write(src: Sources<'_>, out: impl Write) -> Result<Manifest, BackupError>
         )?),
         Samples::Elsewhere(e) => samples_elsewhere = Some(e.clone()),
     }
-    files.push(copy_store(
-        src.tickets,
-        TICKETS_FILE,
-        &tmp.path().join(TICKETS_FILE.name),
-    )?);
+    if let Some(tickets) = src.tickets {
+        files.push(copy_store(
+            tickets,
+            TICKETS_FILE,
+            &tmp.path().join(TICKETS_FILE.name),
+        )?);
+    }
     for name in [REVOKED, LEDGER] {
         let from = src.data_dir.join(name);
         match std::fs::copy(&from, tmp.path().join(name)) {
@@ -806,7 +810,7 @@ pub fn audit_rollback(archive: &Path, data_dir: &Path) -> Result<Vec<AuditLoss>,
         let path = staging.path().join(TICKETS_FILE.name);
         let db = Database::open(&path)
             .map_err(|e| bad(archive, format!("{}: {e}", TICKETS_FILE.name)))?;
-        crate::sop::store::heads_in(&db)
+        crate::sop::store::heads_in(std::sync::Arc::new(db))
             .map_err(|e| bad(archive, e.to_string()))?
             .into_iter()
             .map(|(t, h)| (t, h.len))
@@ -881,7 +885,7 @@ mod tests {
         let manifest = write(
             Sources {
                 samples: Samples::Here(&samples_db),
-                tickets: &tickets,
+                tickets: Some(&tickets),
                 data_dir: &live,
             },
             std::fs::File::create(&archive).unwrap(),
@@ -955,7 +959,7 @@ mod tests {
         let samples_db = store.database().unwrap();
         let src = Sources {
             samples: Samples::Here(&samples_db),
-            tickets: &tickets,
+            tickets: Some(&tickets),
             data_dir: &live,
         };
         write(src, std::fs::File::create(&archive).unwrap()).unwrap();
@@ -994,7 +998,7 @@ mod tests {
         let samples_db = store.database().unwrap();
         let src = Sources {
             samples: Samples::Here(&samples_db),
-            tickets: &tickets,
+            tickets: Some(&tickets),
             data_dir: &live,
         };
         let archive = tmp.path().join("b.tar");

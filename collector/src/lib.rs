@@ -15,6 +15,8 @@ pub mod health;
 pub mod hub;
 pub mod ingest;
 pub mod inventory;
+pub mod kv;
+pub mod lease;
 pub mod ledger;
 pub mod listen;
 pub mod logs;

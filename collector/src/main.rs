@@ -650,10 +650,35 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
             });
         }
     };
+    if tickets.exists() {
+        // A file of tickets the collector would no longer read: `serve`
+        // refuses it too, rather than lose them from view.
+        let db = siaga_collector::schema::open_checked(&tickets).map_err(|e| Failure {
+            code: 1,
+            error: anyhow::anyhow!("{e}"),
+        })?;
+        let kv = siaga_collector::kv::Db::Redb(std::sync::Arc::new(db));
+        let n = siaga_collector::sop::store::ticket_count(&kv).map_err(|e| Failure {
+            code: 1,
+            error: anyhow::anyhow!("{}: {e}", tickets.display()),
+        })?;
+        if n > 0 {
+            return Err(Failure {
+                code: 1,
+                error: anyhow::anyhow!(
+                    "{}: store.url: the tickets are to be in PostgreSQL at {at}, but {} holds {n} \
+                     ticket(s): move them there first with `siaga-collector migrate --config {} \
+                     --to URL`, or remove [store] url",
+                    config.display(),
+                    tickets.display(),
+                    config.display()
+                ),
+            });
+        }
+    }
     Ok(format!(
-        "store: samples, rollups, newest readings and agents in PostgreSQL at {at} ({schema}); \
-         tickets, SOP trails, measurements and reports still in {}",
-        tickets.display()
+        "store: everything in PostgreSQL at {at} ({schema}): samples, rollups, newest readings, \
+         agents, tickets, SOP trails, health records, events, measurements and frozen reports"
     ))
 }
 
@@ -769,12 +794,10 @@ fn reload(config: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `verify`: every ticket's audit trail and every frozen work report, with the
-/// collector stopped (the store is opened directly). Exit 1 if any trail was
-/// tampered with or any frozen report's bytes differ from their recorded hash.
-fn verify(config: &Path) -> Result<(), Failure> {
+/// `verify`'s check of the store files in the data directory: every page
+/// of each against its checksum; the tickets' database, migrated if older.
+fn verify_files(cfg: &CollectorConfig) -> Result<siaga_collector::kv::Db, Failure> {
     use siaga_collector::schema;
-    let cfg = CollectorConfig::load(config).map_err(usage)?;
     // Every page of every store file against its checksum first.
     let mut damaged = Vec::new();
     let mut tickets_db = None;
@@ -819,11 +842,25 @@ fn verify(config: &Path) -> Result<(), Failure> {
         )));
     };
     schema::check_and_migrate(&db, &path, schema::TICKETS_FILE, &schema::migrate_tickets)?;
+    Ok(siaga_collector::kv::Db::Redb(std::sync::Arc::new(db)))
+}
+
+/// `verify`: every ticket's audit trail and every frozen work report, with the
+/// collector stopped (the store is opened directly). Exit 1 if any trail was
+/// tampered with or any frozen report's bytes differ from their recorded hash.
+fn verify(config: &Path) -> Result<(), Failure> {
+    let cfg = CollectorConfig::load(config).map_err(usage)?;
+    let db = match &cfg.store.url {
+        // The records are in PostgreSQL: no file here to check.
+        Some(url) => siaga_collector::kv::Db::Pg(std::sync::Arc::new(
+            siaga_collector::kv::postgres::PgKv::open(url).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )),
+        None => verify_files(&cfg)?,
+    };
     let text = std::fs::read_to_string(&cfg.sop)
         .map_err(|e| usage(anyhow::anyhow!("{}: cannot read: {e}", cfg.sop.display())))?;
     let calendar = siaga_collector::sop::Calendar::new(&cfg.calendar)
         .map_err(|e| usage(anyhow::anyhow!("{}: {e}", config.display())))?;
-    let db = std::sync::Arc::new(db);
     let store = siaga_collector::sop::store::SopStore::new(db.clone(), &text, &cfg.sop, calendar)
         .map_err(usage)?;
     let results = store.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -942,8 +979,8 @@ fn describe(m: &backup::Manifest) -> String {
         })
         .chain(m.samples_elsewhere.iter().map(|e| {
             format!(
-                "  samples: not in this backup, they are in PostgreSQL at {}; back them up with \
-                 `{}` (it asks for the password)",
+                "  samples, tickets, SOP trails, measurements and reports: not in this backup, \
+                 they are in PostgreSQL at {}; back them up with `{}` (it asks for the password)",
                 e.postgresql, e.pg_dump
             )
         }))
@@ -1112,7 +1149,7 @@ fn record_rollback(cfg: &CollectorConfig, losses: &[backup::AuditLoss]) -> Resul
         if path.exists() {
             let db = redb::Database::open(&path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            siaga_collector::sop::store::heads_in(&db)
+            siaga_collector::sop::store::heads_in(std::sync::Arc::new(db))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
                 .into_iter()
                 .collect()

@@ -63,6 +63,13 @@ pub fn reload_inventory(hub: &Hub, path: &Path) {
     }
 }
 
+/// This host's name, for the `leases` table (who holds an OPD).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "collector".into())
+}
+
 /// Runs the collector until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf, cfg: CollectorConfig) -> anyhow::Result<()> {
     serve_until(config_path, cfg, CancellationToken::new()).await
@@ -85,8 +92,9 @@ pub async fn serve_until(
     };
     crate::backup::remove_leftovers(&cfg.data_dir);
     let mut metrics = Metrics::new();
-    // Tickets, their SOP state and the health records share one file beside the samples.
-    let tickets_db = Arc::new(crate::schema::open_tickets(&cfg.data_dir)?);
+    // Tickets, their SOP state and the health records share one database:
+    // a file beside the samples, or the PostgreSQL database they are in.
+    let tickets_db = crate::kv::open(&cfg)?;
     let sop_text = std::fs::read_to_string(&cfg.sop)
         .with_context(|| format!("reading {}", cfg.sop.display()))?;
     let calendar =
@@ -132,13 +140,34 @@ pub async fn serve_until(
         .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?
         .with_zone(sop_store.calendar().zone()),
     );
-    let health = crate::ticket::HealthPart::start(
+    // Which OPDs this collector judges: all of them, or with several
+    // collectors on PostgreSQL those whose lease it holds (`lease.rs`).
+    let leases = match &tickets_db {
+        crate::kv::Db::Pg(kv) => crate::lease::Leases::on_postgres(
+            kv.clone(),
+            format!(
+                "{}/{}/{:08x}",
+                hostname(),
+                cfg.listen,
+                rand::random::<u32>()
+            ),
+        ),
+        crate::kv::Db::Redb(_) => crate::lease::Leases::all(),
+    };
+    let leases_held = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    metrics.registry_mut().register(
+        "opd_leases_held",
+        "OPDs whose health engine runs on this collector (several collectors on PostgreSQL: the OPD leases it holds)",
+        leases_held.clone(),
+    );
+    let health = crate::ticket::HealthPart::start_with_leases(
         &cfg,
         &inventory,
         tickets_db.clone(),
         sop_store.clone(),
         Some(metrics.registry_mut()),
         cancel.clone(),
+        leases.clone(),
     )
     .map_err(|e| anyhow::anyhow!("starting the health engine: {e}"))?;
     let reports = {
@@ -309,6 +338,51 @@ pub async fn serve_until(
                     Ok(Err(e)) => warn!(error = %e, "measurement sweep failed"),
                     Err(e) => warn!(error = %e, "measurement sweep task failed"),
                 }
+            }
+        });
+    }
+
+    // The OPD leases: renewed and taken each second; the health engine is
+    // told what changed. A clean stop gives them up for the others at once.
+    if leases.shared() {
+        let hub = hub.clone();
+        let cancel = cancel.clone();
+        let leases = leases.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(crate::lease::RENEW);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let opds: Vec<String> = hub.inventory().opds.keys().cloned().collect();
+                let streams: std::collections::HashSet<String> = hub
+                    .agents()
+                    .into_iter()
+                    .filter(|a| a.streams > 0)
+                    .map(|a| a.record.opd)
+                    .collect();
+                let l = leases.clone();
+                let changed = tokio::task::spawn_blocking(move || l.round(&opds, &streams)).await;
+                let changed = match changed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "OPD lease task failed");
+                        continue;
+                    }
+                };
+                leases_held.set(i64::try_from(leases.held().len()).unwrap_or(i64::MAX));
+                if !changed.is_empty() {
+                    info!(gained = ?changed.gained, lost = ?changed.lost, holder = ?leases.holder(), "OPD leases");
+                    hub.health.handle.leases(changed).await;
+                }
+            }
+            let l = leases.clone();
+            match tokio::task::spawn_blocking(move || l.release()).await {
+                Ok(Ok(())) => info!("OPD leases given up"),
+                Ok(Err(e)) => warn!(error = %e, "OPD leases not given up; they expire"),
+                Err(e) => warn!(error = %e, "OPD lease task failed"),
             }
         });
     }

@@ -49,7 +49,7 @@ use crate::error::StoreError;
 use crate::rollup::{Minute, minute_of};
 use crate::schema::{self, SAMPLES_FILE};
 
-mod postgres;
+pub mod postgres;
 pub use postgres::{
     Inspection as PgInspection, PgStore, VERSION as PG_SCHEMA_VERSION, database_at,
 };

@@ -580,7 +580,10 @@ fn postgres_collectors_starting_together_create_the_schema_once() -> Result<()> 
         s.commit(&[batch("a", vec![icmp(i as u64, DAY0, "x", 0.0)])], &[])?;
     }
     assert_eq!(stores[0].history("x", 0, 10)?.len(), 4);
-    assert_eq!(PgStore::schema_version(&url)?, Some(1));
+    assert_eq!(
+        PgStore::schema_version(&url)?,
+        Some(siaga_collector::store::PG_SCHEMA_VERSION)
+    );
     Ok(())
 }
 
@@ -639,12 +642,14 @@ fn a_collector_with_a_store_url_keeps_its_samples_in_postgres() -> Result<()> {
     let out = text(&v);
     ensure!(v.status.success(), "{out}");
     let at = format!(
-        "PostgreSQL at postgres@127.0.0.1:{}/siaga (schema version 1)",
+        "PostgreSQL at postgres@127.0.0.1:{}/siaga (schema version 2)",
         pg.port()
     );
     ensure!(out.contains(&at), "{out}");
     ensure!(
-        out.contains("tickets, SOP trails, measurements and reports still in"),
+        out.contains(
+            "tickets, SOP trails, health records, events, measurements and frozen reports"
+        ),
         "{out}"
     );
     Ok(())
@@ -784,11 +789,12 @@ fn postgresql_ids_with_control_characters_are_refused_not_retried() -> Result<()
 }
 
 /// `backup` on a collector with `[store] url`: the archive holds the data
-/// directory's tickets store as before, not the samples, and the answer
+/// directory's files (the revocation list, the CA's ledger) but neither the
+/// samples nor the tickets, which are in the database, and the answer
 /// (manifest and output) names the database and the `pg_dump` command for
-/// them, without the password; that command, run as shown, dumps them.
+/// them, without the password; that command, run as shown, dumps both.
 #[test]
-fn a_backup_beside_postgres_keeps_the_tickets_and_says_how_to_dump_the_samples() -> Result<()> {
+fn a_backup_beside_postgres_says_how_to_dump_the_database() -> Result<()> {
     let pg = Cluster::start()?;
     let mut c = Collector::init()?;
     c.write_inventory(
@@ -832,18 +838,17 @@ fn a_backup_beside_postgres_keeps_the_tickets_and_says_how_to_dump_the_samples()
     ensure!(!out.contains("s3cret"), "the password is repeated: {out}");
     let dump = format!(
         "pg_dump --host=127.0.0.1 --port={} --username=postgres --format=custom \
-         --file=siaga-samples.dump --dbname=siaga",
+         --file=siaga.dump --dbname=siaga",
         pg.port()
     );
     ensure!(
         out.contains(&format!(
-            "samples: not in this backup, they are in PostgreSQL at postgres@127.0.0.1:{}/siaga; \
-             back them up with `{dump}`",
+            "samples, tickets, SOP trails, measurements and reports: not in this backup, they are \
+             in PostgreSQL at postgres@127.0.0.1:{}/siaga; back them up with `{dump}`",
             pg.port()
         )),
         "{out}"
     );
-    ensure!(out.contains("tickets.redb"), "{out}");
 
     let listed = std::process::Command::new("tar")
         .arg("-tf")
@@ -851,8 +856,9 @@ fn a_backup_beside_postgres_keeps_the_tickets_and_says_how_to_dump_the_samples()
         .output()?;
     let members = String::from_utf8_lossy(&listed.stdout).to_string();
     ensure!(
-        members.lines().any(|l| l == "tickets.redb")
-            && !members.lines().any(|l| l == "collector.redb"),
+        !members
+            .lines()
+            .any(|l| l == "tickets.redb" || l == "collector.redb"),
         "{members}"
     );
     let m = std::process::Command::new("tar")
@@ -878,11 +884,13 @@ fn a_backup_beside_postgres_keeps_the_tickets_and_says_how_to_dump_the_samples()
     ensure!(ran.status.success(), "{dump}: {}", text(&ran));
     let list = std::process::Command::new("pg_restore")
         .arg("--list")
-        .arg(work.path().join("siaga-samples.dump"))
+        .arg(work.path().join("siaga.dump"))
         .output()?;
     let list = text(&list);
     ensure!(
-        list.contains("TABLE DATA public samples_") && list.contains("TABLE DATA public agents"),
+        list.contains("TABLE DATA public samples_")
+            && list.contains("TABLE DATA public agents")
+            && list.contains("TABLE DATA public kv"),
         "{list}"
     );
     Ok(())

@@ -473,6 +473,17 @@ impl IncidentBook {
         reason.text(lang, &|us| self.zone.fmt_us(us))
     }
 
+    /// The open incidents of `opd` become `incidents` (as the store has
+    /// them now: another collector judged the OPD until this one took it).
+    pub fn replace_opd(&mut self, opd: &str, incidents: impl IntoIterator<Item = Incident>) {
+        self.open.retain(|_, i| i.opd != opd);
+        for i in incidents {
+            if i.opd == opd {
+                self.open.insert(i.key.clone(), i);
+            }
+        }
+    }
+
     /// An open incident by key.
     pub fn get(&self, key: &str) -> Option<&Incident> {
         self.open.get(key)

@@ -150,6 +150,28 @@ impl Engine {
         }
     }
 
+    /// This engine judges `opd` from now on, another one did until now:
+    /// its open incidents are `incidents` (the store's), and its agent is
+    /// watched afresh from `now` (heard last at `last_heard`), with `grace_us`
+    /// for the agent to reach this collector.
+    pub fn adopt_opd(
+        &mut self,
+        opd: &str,
+        incidents: impl IntoIterator<Item = Incident>,
+        last_heard: Option<TsUs>,
+        now: TsUs,
+        grace_us: i64,
+    ) {
+        self.book.replace_opd(opd, incidents);
+        self.tracker.unwatch(opd);
+        self.tracker.watch(opd, last_heard, now, grace_us);
+    }
+
+    /// Another engine judges `opd` from now on: its agent is not watched here.
+    pub fn release_opd(&mut self, opd: &str) {
+        self.tracker.unwatch(opd);
+    }
+
     /// A heartbeat from the agent of `opd` at collector time `now`.
     pub fn heartbeat(&mut self, opd: &str, now: TsUs) -> Output {
         let up = self.tracker.heartbeat(opd, now);

@@ -941,6 +941,11 @@ impl Tracker {
         w.grace_until = now.saturating_add(grace_us.max(0));
     }
 
+    /// Stops watching the agent of `opd` (another collector judges the OPD).
+    pub fn unwatch(&mut self, opd: &str) {
+        self.agents.remove(opd);
+    }
+
     /// Whether the agent of `opd` was ever heard (by this process or before).
     pub fn ever_heard(&self, opd: &str) -> bool {
         self.agents.get(opd).is_some_and(|w| w.last_seen.is_some())

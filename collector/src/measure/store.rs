@@ -1,21 +1,19 @@
 //! Measurement records, in the database the tickets live in.
 
-use std::sync::Arc;
-
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use crate::kv::{Db, Table};
 
 use super::model::{MeasureState, Measurement};
 use crate::error::StoreError;
 
 /// id → JSON [`Measurement`].
-const MEASUREMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("measurements");
+const MEASUREMENTS: Table<String, Vec<u8>> = Table::new("measurements");
 /// `next` → last id number handed out.
-const MEASURE_COUNTER: TableDefinition<&str, u64> = TableDefinition::new("measurement_counter");
+const MEASURE_COUNTER: Table<String, u64> = Table::new("measurement_counter");
 
 /// The measurement table.
 #[derive(Clone)]
 pub struct MeasureStore {
-    db: Arc<Database>,
+    db: Db,
 }
 
 impl std::fmt::Debug for MeasureStore {
@@ -38,57 +36,45 @@ fn enc(m: &Measurement) -> Vec<u8> {
 
 impl MeasureStore {
     /// The tables in a shared database (the tickets' one).
-    pub fn new(db: Arc<Database>) -> Result<Self, StoreError> {
-        let tx = db.begin_write()?;
-        {
-            tx.open_table(MEASUREMENTS)?;
-            tx.open_table(MEASURE_COUNTER)?;
-        }
-        tx.commit()?;
+    pub fn new(db: impl Into<Db>) -> Result<Self, StoreError> {
+        let db = db.into();
+        db.create(&[MEASUREMENTS])?;
+        db.create(&[MEASURE_COUNTER])?;
         Ok(Self { db })
     }
 
     /// Stores a new measurement, giving it the next id (`M-000001`, …).
     pub fn create(&self, mut m: Measurement) -> Result<Measurement, StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut counter = tx.open_table(MEASURE_COUNTER)?;
-            let next = counter.get("next")?.map(|v| v.value()).unwrap_or(0) + 1;
-            counter.insert("next", next)?;
-            m.id = format!("M-{next:06}");
-            let mut t = tx.open_table(MEASUREMENTS)?;
-            t.insert(m.id.as_str(), enc(&m).as_slice())?;
-        }
+        let tx = self.db.write()?;
+        let next = tx.get(&MEASURE_COUNTER, "next")?.unwrap_or(0) + 1;
+        tx.insert(&MEASURE_COUNTER, "next", next)?;
+        m.id = format!("M-{next:06}");
+        tx.insert(&MEASUREMENTS, m.id.as_str(), enc(&m))?;
         tx.commit()?;
         Ok(m)
     }
 
     /// Replaces a stored measurement (same id).
     pub fn update(&self, m: &Measurement) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(MEASUREMENTS)?;
-            t.insert(m.id.as_str(), enc(m).as_slice())?;
-        }
+        let tx = self.db.write()?;
+        tx.insert(&MEASUREMENTS, m.id.as_str(), enc(m))?;
         tx.commit()?;
         Ok(())
     }
 
     /// One measurement.
     pub fn get(&self, id: &str) -> Result<Option<Measurement>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(MEASUREMENTS)?;
-        t.get(id)?.map(|v| dec(v.value())).transpose()
+        let tx = self.db.read()?;
+        tx.get(&MEASUREMENTS, id)?.map(|v| dec(&v)).transpose()
     }
 
     /// Every measurement, oldest first.
     pub fn all(&self) -> Result<Vec<Measurement>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(MEASUREMENTS)?;
+        let tx = self.db.read()?;
         let mut out = Vec::new();
-        for row in t.iter()? {
+        for row in tx.iter(&MEASUREMENTS)? {
             let (_, v) = row?;
-            out.push(dec(v.value())?);
+            out.push(dec(&v)?);
         }
         Ok(out)
     }
@@ -117,9 +103,11 @@ mod tests {
     use super::*;
     use crate::measure::model::Phase;
     use chrono::Utc;
+    use redb::Database;
     use siaga_proto::v1::{
         IcmpResult, Interface, MeasureResult, Sample, SnmpResult, SnmpStatus, sample,
     };
+    use std::sync::Arc;
 
     fn request(ticket: Option<&str>, phase: Option<Phase>) -> Measurement {
         Measurement {

@@ -31,7 +31,6 @@ mod tests;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use redb::Database;
 use tracing::{info, warn};
 
 pub use data::ReportData;
@@ -132,7 +131,7 @@ pub struct Rendered {
 
 /// The reports of the tickets in one database.
 pub struct Reports {
-    db: Arc<Database>,
+    db: crate::kv::Db,
     sop: Arc<SopStore>,
     health: Arc<TicketStore>,
     measures: MeasureStore,
@@ -152,10 +151,11 @@ impl std::fmt::Debug for Reports {
 impl Reports {
     /// Over the tickets' database (shared with the SOP, health and measurement tables).
     pub fn new(
-        db: Arc<Database>,
+        db: impl Into<crate::kv::Db>,
         sop: Arc<SopStore>,
         health: Arc<TicketStore>,
     ) -> Result<Self, ReportError> {
+        let db = db.into();
         store::init(&db)?;
         let measures = MeasureStore::new(db.clone())?;
         Ok(Reports {

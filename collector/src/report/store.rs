@@ -5,15 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use sha2::{Digest, Sha256};
 
+use crate::kv::{Db, Table, Tx};
 use crate::sop::Lang;
 use crate::sop::store::{SopStore, StoreError};
 use crate::sop::workflow::{EventKind, FrozenDocument};
 
 /// (ticket, `pdf/id`) → the document's bytes.
-const FROZEN: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("report_frozen");
+const FROZEN: Table<(String, String), Vec<u8>> = Table::new("report_frozen");
 
 /// The key of one document: `pdf/id`, `html/en`, …
 pub fn key(format: &str, lang: Lang) -> String {
@@ -26,41 +26,22 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Writes a ticket's frozen documents in `w` (the caller commits).
-pub fn put(
-    w: &redb::WriteTransaction,
-    ticket: &str,
-    docs: &[(String, Vec<u8>)],
-) -> Result<(), StoreError> {
-    let mut t = w.open_table(FROZEN)?;
+pub fn put(w: &Tx, ticket: &str, docs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
     for (k, bytes) in docs {
-        t.insert((ticket, k.as_str()), bytes.as_slice())?;
+        w.insert(&FROZEN, (ticket, k.as_str()), bytes.as_slice())?;
     }
     Ok(())
 }
 
 /// Creates the table, so reads before the first freeze find it.
-pub fn init(db: &Database) -> Result<(), StoreError> {
-    let w = db.begin_write()?;
-    w.open_table(FROZEN)?;
-    w.commit()?;
-    Ok(())
+pub fn init(db: &Db) -> Result<(), StoreError> {
+    Ok(db.create(&[FROZEN])?)
 }
 
 /// The stored bytes of one document of a ticket.
-pub fn get(
-    db: &Database,
-    ticket: &str,
-    format: &str,
-    lang: Lang,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    let r = db.begin_read()?;
-    let t = match r.open_table(FROZEN) {
-        Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(t.get((ticket, key(format, lang).as_str()))?
-        .map(|g| g.value().to_vec()))
+pub fn get(db: &Db, ticket: &str, format: &str, lang: Lang) -> Result<Option<Vec<u8>>, StoreError> {
+    let r = db.read()?;
+    Ok(r.get(&FROZEN, (ticket, key(format, lang).as_str()))?)
 }
 
 /// The documents a ticket's trail says were frozen last: key → record.
@@ -93,20 +74,13 @@ pub struct Check {
 /// Recomputes the hash of every stored frozen report and compares it with the
 /// one in its ticket's audit trail; also reports a recorded document whose
 /// bytes are gone and bytes that no record speaks for.
-pub fn verify(db: &Database, store: &SopStore) -> Result<Vec<Check>, StoreError> {
+pub fn verify(db: &Db, store: &SopStore) -> Result<Vec<Check>, StoreError> {
     let mut stored: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
     {
-        let r = db.begin_read()?;
-        match r.open_table(FROZEN) {
-            Ok(t) => {
-                for item in t.iter()? {
-                    let (k, v) = item?;
-                    let (ticket, doc) = k.value();
-                    stored.insert((ticket.to_string(), doc.to_string()), v.value().to_vec());
-                }
-            }
-            Err(TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
+        let r = db.read()?;
+        for item in r.iter(&FROZEN)? {
+            let (k, v) = item?;
+            stored.insert(k, v);
         }
     }
     let mut out = Vec::new();

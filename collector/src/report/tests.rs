@@ -482,16 +482,16 @@ fn changed_bytes_in_the_store_are_refused_and_verify_names_them() {
     o.reports
         .freeze(T, wib("2026-11-23 10:21"))
         .expect("freeze");
-    let checks = store::verify(&o.db, &o.sop).expect("verify");
+    let checks = store::verify(&o.db.clone().into(), &o.sop).expect("verify");
     assert_eq!(checks.len(), 4);
     assert!(checks.iter().all(|c| c.problem.is_none()), "{checks:?}");
     // Behind the collector's back: one byte of the stored PDF.
-    let mut bytes = store::get(&o.db, T, "pdf", Lang::Id)
+    let mut bytes = store::get(&o.db.clone().into(), T, "pdf", Lang::Id)
         .expect("get")
         .expect("stored");
     let i = bytes.len() / 2;
     bytes[i] ^= 0x20;
-    let w = o.db.begin_write().expect("w");
+    let w = crate::kv::Db::from(o.db.clone()).write().expect("w");
     store::put(&w, T, &[("pdf/id".into(), bytes)]).expect("put");
     w.commit().expect("commit");
 
@@ -500,7 +500,7 @@ fn changed_bytes_in_the_store_are_refused_and_verify_names_them() {
         .document(T, Format::Pdf, Lang::Id, wib("2026-11-24 08:00"))
         .expect_err("tampered");
     assert!(err.to_string().contains("does not match the hash"), "{err}");
-    let bad: Vec<_> = store::verify(&o.db, &o.sop)
+    let bad: Vec<_> = store::verify(&o.db.clone().into(), &o.sop)
         .expect("verify")
         .into_iter()
         .filter(|c| c.problem.is_some())

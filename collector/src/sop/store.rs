@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::kv::{Db, Table, Tx};
 use chrono::{DateTime, Datelike, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, AuditRecord, Head, Tamper};
@@ -21,11 +21,11 @@ use super::file;
 use super::model::Sop;
 use super::workflow::{Action, Actor, Event, Origin, Rejection, TicketInfo, TicketSop, Workflow};
 
-const TICKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("sop_tickets");
-const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sop_audit");
-const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("sop_heads");
-const TEXTS: TableDefinition<&str, &str> = TableDefinition::new("sop_texts");
-const NUMBERS: TableDefinition<u32, u32> = TableDefinition::new("sop_ticket_numbers");
+const TICKETS: Table<String, Vec<u8>> = Table::new("sop_tickets");
+const AUDIT: Table<(String, u64), Vec<u8>> = Table::new("sop_audit");
+const HEADS: Table<String, Vec<u8>> = Table::new("sop_heads");
+const TEXTS: Table<String, String> = Table::new("sop_texts");
+const NUMBERS: Table<u32, u32> = Table::new("sop_ticket_numbers");
 
 /// Errors of the SOP store.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,15 @@ pub enum StoreError {
     /// A ticket with that number exists.
     #[error("ticket {0} exists already")]
     Exists(String),
+    /// The incident has a ticket open already (another collector on the
+    /// same database opened it first).
+    #[error("incident {key} has ticket {ticket} open already")]
+    IncidentOpen {
+        /// Incident key.
+        key: String,
+        /// Its ticket.
+        ticket: String,
+    },
     /// The ticket's SOP text is missing or invalid.
     #[error("ticket {ticket}: its SOP version {hash} is not available: {why}")]
     Sop {
@@ -77,6 +86,12 @@ db_err!(
     redb::CommitError
 );
 
+impl From<crate::error::StoreError> for StoreError {
+    fn from(e: crate::error::StoreError) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
 /// A ticket as the SOP part keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SopTicket {
@@ -103,7 +118,7 @@ pub type Verified = (String, Result<(), Tamper>);
 
 /// The SOP store over a redb database shared with the rest of the collector.
 pub struct SopStore {
-    db: Arc<Database>,
+    db: Db,
     current: Arc<Sop>,
     current_text: String,
     calendar: Calendar,
@@ -150,7 +165,7 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 impl SopStore {
     /// Open over `db` with the current SOP (its text, as read from `sop.toml`) and calendar.
     pub fn new(
-        db: Arc<Database>,
+        db: impl Into<Db>,
         sop_text: &str,
         sop_path: &Path,
         calendar: Calendar,
@@ -159,7 +174,7 @@ impl SopStore {
         let mut cache = HashMap::new();
         cache.insert(current.hash.clone(), current.clone());
         Ok(SopStore {
-            db,
+            db: db.into(),
             current,
             current_text: sop_text.to_string(),
             calendar,
@@ -203,22 +218,14 @@ impl SopStore {
 
     /// Every ticket's head as stored.
     pub fn heads(&self) -> Result<Vec<(String, Head)>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(HEADS)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            out.push((k.value().to_string(), decode(k.value(), v.value())?));
-        }
-        Ok(out)
+        heads_of(&self.db)
     }
 
     /// A ticket's head as stored.
     pub fn head(&self, number: &str) -> Result<Option<Head>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(HEADS)?;
-        match t.get(number)? {
-            Some(g) => Ok(Some(decode(number, g.value())?)),
+        let r = self.db.read()?;
+        match r.get(&HEADS, number)? {
+            Some(g) => Ok(Some(decode(number, &g)?)),
             None => Ok(None),
         }
     }
@@ -267,13 +274,10 @@ impl SopStore {
 
     /// Create the tables (so reads before the first write find them).
     pub fn init(&self) -> Result<(), StoreError> {
-        let w = self.db.begin_write()?;
-        w.open_table(TICKETS)?;
-        w.open_table(AUDIT)?;
-        w.open_table(HEADS)?;
-        w.open_table(TEXTS)?;
-        w.open_table(NUMBERS)?;
-        w.commit()?;
+        self.db.create(&[TICKETS, HEADS])?;
+        self.db.create(&[AUDIT])?;
+        self.db.create(&[TEXTS])?;
+        self.db.create(&[NUMBERS])?;
         Ok(())
     }
 
@@ -282,16 +286,12 @@ impl SopStore {
         if let Some(s) = self.cache.lock().ok().and_then(|c| c.get(hash).cloned()) {
             return Ok(s);
         }
-        let r = self.db.begin_read()?;
-        let t = r.open_table(TEXTS)?;
-        let text = t
-            .get(hash)?
-            .map(|g| g.value().to_string())
-            .ok_or_else(|| StoreError::Sop {
-                ticket: ticket.to_string(),
-                hash: hash.to_string(),
-                why: "not stored".into(),
-            })?;
+        let r = self.db.read()?;
+        let text = r.get(&TEXTS, hash)?.ok_or_else(|| StoreError::Sop {
+            ticket: ticket.to_string(),
+            hash: hash.to_string(),
+            why: "not stored".into(),
+        })?;
         let sop =
             Arc::new(
                 file::parse(&text, Path::new("stored sop")).map_err(|e| StoreError::Sop {
@@ -330,45 +330,53 @@ impl SopStore {
         urgent: bool,
         by: &Actor,
         now: DateTime<Utc>,
-        also: impl FnOnce(&redb::WriteTransaction, &SopTicket) -> Result<(), StoreError>,
+        also: impl FnOnce(&Tx, &SopTicket) -> Result<(), StoreError>,
     ) -> Result<SopTicket, StoreError> {
         let wf = Workflow::new(&self.current, &self.calendar);
         // The trail's note on a detected ticket is in the documents' default language.
         let evidence = info.problem_text(super::Lang::Id, &self.calendar);
         let (state, events) = wf.open(info.origin.clone(), &info.opd, urgent, by, &evidence, now);
-        let w = self.db.begin_write()?;
+        let w = self.db.write()?;
         let t = {
-            let mut texts = w.open_table(TEXTS)?;
-            if texts.get(self.current.hash.as_str())?.is_none() {
-                texts.insert(self.current.hash.as_str(), self.current_text.as_str())?;
+            if !w.contains(&TEXTS, self.current.hash.as_str())? {
+                w.insert(
+                    &TEXTS,
+                    self.current.hash.as_str(),
+                    self.current_text.as_str(),
+                )?;
             }
-            let mut tickets = w.open_table(TICKETS)?;
-            let mut numbers = w.open_table(NUMBERS)?;
             if info.number.is_empty() {
                 // One sequence per year, shared with numbers given by callers: the
                 // counter, or the highest number already stored, whichever is higher.
                 let year = u32::try_from(self.calendar.local(now).year()).unwrap_or(0);
                 let head = format!("{prefix}-{year}-");
-                let mut last = numbers.get(year)?.map_or(0, |g| g.value());
-                for item in tickets.range(head.as_str()..)? {
+                // Past every number of the year: '.' follows '-'.
+                let end = format!("{prefix}-{year}.");
+                let mut last = w.get(&NUMBERS, year)?.unwrap_or(0);
+                for item in w.range(
+                    &TICKETS,
+                    std::ops::Bound::Included(head.as_str()),
+                    std::ops::Bound::Excluded(end.as_str()),
+                    false,
+                )? {
                     let (k, _) = item?;
-                    let Some(seq) = k.value().strip_prefix(head.as_str()) else {
+                    let Some(seq) = k.strip_prefix(head.as_str()) else {
                         break;
                     };
                     last = last.max(seq.parse().unwrap_or(0));
                 }
                 let n = last + 1;
-                numbers.insert(year, n)?;
+                w.insert(&NUMBERS, year, n)?;
                 info.number = format!("{head}{n:04}");
             } else if let Some((year, seq)) = split_number(&info.number) {
-                let last = numbers.get(year)?.map_or(0, |g| g.value());
-                numbers.insert(year, last.max(seq))?;
+                let last = w.get(&NUMBERS, year)?.unwrap_or(0);
+                w.insert(&NUMBERS, year, last.max(seq))?;
             }
-            if tickets.get(info.number.as_str())?.is_some() {
+            if w.contains(&TICKETS, info.number.as_str())? {
                 return Err(StoreError::Exists(info.number));
             }
             let t = SopTicket { info, state };
-            tickets.insert(t.info.number.as_str(), encode(&t)?.as_slice())?;
+            w.insert(&TICKETS, t.info.number.as_str(), encode(&t)?)?;
             t
         };
         for ev in events {
@@ -449,15 +457,14 @@ impl SopStore {
         action: Action,
         actor: &Actor,
         now: DateTime<Utc>,
-        also: impl FnOnce(&redb::WriteTransaction, &SopTicket, &Outcome) -> Result<(), StoreError>,
+        also: impl FnOnce(&Tx, &SopTicket, &Outcome) -> Result<(), StoreError>,
     ) -> Result<(SopTicket, Outcome), StoreError> {
-        let w = self.db.begin_write()?;
+        let w = self.db.write()?;
         let outcome;
         let mut t: SopTicket;
         {
-            let mut tickets = w.open_table(TICKETS)?;
-            t = match tickets.get(number)? {
-                Some(g) => decode(number, g.value())?,
+            t = match w.get(&TICKETS, number)? {
+                Some(g) => decode(number, &g)?,
                 None => return Err(StoreError::NoTicket(number.to_string())),
             };
             let sop = self.sop_by_hash(number, &t.state.sop.hash)?;
@@ -467,7 +474,7 @@ impl SopStore {
                 Ok(e) => e.clone(),
                 Err(r) => (*r.event).clone(),
             };
-            tickets.insert(number, encode(&t)?.as_slice())?;
+            w.insert(&TICKETS, number, encode(&t)?)?;
             append(&w, number, ev)?;
         }
         also(&w, &t, &outcome)?;
@@ -479,14 +486,12 @@ impl SopStore {
     /// Check every open ticket for an escalation due at `now`; each one returned is
     /// recorded (marked and audited) before this returns, so it is never sent twice.
     pub fn escalations(&self, now: DateTime<Utc>) -> Result<Vec<TicketEscalation>, StoreError> {
-        let w = self.db.begin_write()?;
+        let w = self.db.write()?;
         let mut out = Vec::new();
         {
-            let mut tickets = w.open_table(TICKETS)?;
             let mut all = Vec::new();
-            for item in tickets.iter()? {
-                let (k, v) = item?;
-                all.push((k.value().to_string(), v.value().to_vec()));
+            for item in w.iter(&TICKETS)? {
+                all.push(item?);
             }
             for (number, bytes) in all {
                 let mut t: SopTicket = decode(&number, &bytes)?;
@@ -497,7 +502,7 @@ impl SopStore {
                 let wf = Workflow::new(&sop, &self.calendar);
                 if let Some(e) = escalation::check(&wf, &t.state, now) {
                     t.state.mark_escalated(&e);
-                    tickets.insert(number.as_str(), encode(&t)?.as_slice())?;
+                    w.insert(&TICKETS, number.as_str(), encode(&t)?)?;
                     append(&w, &number, e.event(now))?;
                     out.push(TicketEscalation {
                         ticket: t,
@@ -514,22 +519,20 @@ impl SopStore {
 
     /// One ticket.
     pub fn get(&self, number: &str) -> Result<SopTicket, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(TICKETS)?;
-        match t.get(number)? {
-            Some(g) => decode(number, g.value()),
+        let r = self.db.read()?;
+        match r.get(&TICKETS, number)? {
+            Some(g) => decode(number, &g),
             None => Err(StoreError::NoTicket(number.to_string())),
         }
     }
 
     /// All tickets.
     pub fn list(&self) -> Result<Vec<SopTicket>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(TICKETS)?;
+        let r = self.db.read()?;
         let mut out = Vec::new();
-        for item in t.iter()? {
+        for item in r.iter(&TICKETS)? {
             let (k, v) = item?;
-            out.push(decode(k.value(), v.value())?);
+            out.push(decode(&k, &v)?);
         }
         Ok(out)
     }
@@ -556,16 +559,16 @@ impl SopStore {
         read: impl FnOnce(&mut dyn Iterator<Item = Result<(String, SopTicket), StoreError>>) -> T,
     ) -> Result<T, StoreError> {
         use std::ops::Bound;
-        let r = self.db.begin_read()?;
-        let t = r.open_table(TICKETS)?;
+        let r = self.db.read()?;
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut rows = t.range::<&str>((start, Bound::Unbounded))?.map(|item| {
-            self.count_row();
-            let (k, v) = item?;
-            let number = k.value().to_string();
-            let t = decode(&number, v.value())?;
-            Ok((number, t))
-        });
+        let mut rows = r
+            .range(&TICKETS, start, Bound::Unbounded, false)?
+            .map(|item| {
+                self.count_row();
+                let (number, v) = item?;
+                let t = decode(&number, &v)?;
+                Ok((number, t))
+            });
         Ok(read(&mut rows))
     }
 
@@ -583,13 +586,12 @@ impl SopStore {
                 None => return Ok(Vec::new()),
             },
         };
-        let r = self.db.begin_read()?;
-        let t = r.open_table(AUDIT)?;
+        let r = self.db.read()?;
         let mut out = Vec::new();
-        for item in t.range((number, start)..=(number, u64::MAX))?.take(n) {
+        for item in trail_range(&r, number, start)?.take(n) {
             self.count_row();
             let (_, v) = item?;
-            out.push(decode(number, v.value())?);
+            out.push(decode(number, &v)?);
         }
         Ok(out)
     }
@@ -601,14 +603,11 @@ impl SopStore {
         &self,
         number: &str,
         event: Event,
-        also: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+        also: impl FnOnce(&Tx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let w = self.db.begin_write()?;
-        {
-            let tickets = w.open_table(TICKETS)?;
-            if tickets.get(number)?.is_none() {
-                return Err(StoreError::NoTicket(number.to_string()));
-            }
+        let w = self.db.write()?;
+        if !w.contains(&TICKETS, number)? {
+            return Err(StoreError::NoTicket(number.to_string()));
         }
         also(&w)?;
         append(&w, number, event)?;
@@ -619,12 +618,11 @@ impl SopStore {
 
     /// A ticket's audit trail, in order.
     pub fn trail(&self, number: &str) -> Result<Vec<AuditRecord>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(AUDIT)?;
+        let r = self.db.read()?;
         let mut out = Vec::new();
-        for item in t.range((number, 0u64)..=(number, u64::MAX))? {
+        for item in trail_range(&r, number, 0)? {
             let (_, v) = item?;
-            out.push(decode(number, v.value())?);
+            out.push(decode(number, &v)?);
         }
         Ok(out)
     }
@@ -645,33 +643,33 @@ impl SopStore {
     /// back) is one of them too.
     pub fn verify_page(&self, after: Option<&str>, n: usize) -> Result<Vec<Verified>, StoreError> {
         use std::ops::Bound;
-        let r = self.db.begin_read()?;
-        let heads = r.open_table(HEADS)?;
-        let audit_t = r.open_table(AUDIT)?;
+        let r = self.db.read()?;
         // The first `n` numbers of the heads and the first `n` of the
         // trails: the first `n` of both together are among them.
         let mut numbers = std::collections::BTreeSet::new();
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        for item in heads.range::<&str>((start, Bound::Unbounded))?.take(n) {
+        for item in r.range(&HEADS, start, Bound::Unbounded, false)?.take(n) {
             self.count_row();
-            numbers.insert(item?.0.value().to_string());
+            numbers.insert(item?.0);
         }
         let mut trails = 0;
         let mut from = after.map(str::to_string);
         while trails < n {
             // The first record of the next trail: past every record of the last one.
             let next = match &from {
-                Some(f) => audit_t
-                    .range::<(&str, u64)>((
+                Some(f) => r
+                    .range(
+                        &AUDIT,
                         Bound::Excluded((f.as_str(), u64::MAX)),
                         Bound::Unbounded,
-                    ))?
+                        false,
+                    )?
                     .next(),
-                None => audit_t.iter()?.next(),
+                None => r.iter(&AUDIT)?.next(),
             };
             let Some(item) = next else { break };
             self.count_row();
-            let number = item?.0.value().0.to_string();
+            let number = item?.0.0;
             numbers.insert(number.clone());
             from = Some(number);
             trails += 1;
@@ -680,22 +678,22 @@ impl SopStore {
         for n in numbers.into_iter().take(n) {
             let mut trail = Vec::new();
             let mut bad = None;
-            for item in audit_t.range((n.as_str(), 0u64)..=(n.as_str(), u64::MAX))? {
+            for item in trail_range(&r, &n, 0)? {
                 self.count_row();
                 let (k, v) = item?;
-                match serde_json::from_slice::<AuditRecord>(v.value()) {
+                match serde_json::from_slice::<AuditRecord>(&v) {
                     Ok(rec) => trail.push(rec),
                     Err(e) => {
                         bad = Some(Tamper {
-                            index: k.value().1,
+                            index: k.1,
                             reason: format!("record cannot be read: {e}"),
                         });
                         break;
                     }
                 }
             }
-            let head: Option<Head> = match heads.get(n.as_str())? {
-                Some(g) => serde_json::from_slice(g.value()).ok(),
+            let head: Option<Head> = match r.get(&HEADS, n.as_str())? {
+                Some(g) => serde_json::from_slice(&g).ok(),
                 None => None,
             };
             let result = match (bad, head) {
@@ -714,19 +712,44 @@ impl SopStore {
 
 /// Every ticket's head in a tickets store opened by someone else (a backup
 /// being restored), without an SOP.
-pub fn heads_in(db: &Database) -> Result<Vec<(String, Head)>, StoreError> {
-    let r = db.begin_read()?;
-    let t = match r.open_table(HEADS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
+pub fn heads_in(db: impl Into<Db>) -> Result<Vec<(String, Head)>, StoreError> {
+    heads_of(&db.into())
+}
+
+fn heads_of(db: &Db) -> Result<Vec<(String, Head)>, StoreError> {
+    let r = db.read()?;
     let mut out = Vec::new();
-    for item in t.iter()? {
+    for item in r.iter(&HEADS)? {
         let (k, v) = item?;
-        out.push((k.value().to_string(), decode(k.value(), v.value())?));
+        out.push((k.clone(), decode(&k, &v)?));
     }
     Ok(out)
+}
+
+/// The records of `number`'s trail from index `start` on, in order.
+fn trail_range<'a>(
+    r: &'a Tx,
+    number: &'a str,
+    start: u64,
+) -> Result<crate::kv::Rows<'a, (String, u64), Vec<u8>>, StoreError> {
+    Ok(r.range(
+        &AUDIT,
+        std::ops::Bound::Included((number, start)),
+        std::ops::Bound::Included((number, u64::MAX)),
+        false,
+    )?)
+}
+
+/// How many tickets `db` holds (a file about to be left behind is checked
+/// with it).
+pub fn ticket_count(db: &Db) -> Result<usize, StoreError> {
+    let r = db.read()?;
+    let mut n = 0;
+    for item in r.iter(&TICKETS)? {
+        item?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// (year, sequence) of a number like `PJ-2026-0001`.
@@ -737,15 +760,13 @@ fn split_number(n: &str) -> Option<(u32, u32)> {
     Some((year, seq))
 }
 
-fn append(w: &redb::WriteTransaction, number: &str, ev: Event) -> Result<(), StoreError> {
-    let mut heads = w.open_table(HEADS)?;
-    let mut audit_t = w.open_table(AUDIT)?;
-    let prev: Option<AuditRecord> = match heads.get(number)? {
+fn append(w: &Tx, number: &str, ev: Event) -> Result<(), StoreError> {
+    let prev: Option<AuditRecord> = match w.get(&HEADS, number)? {
         Some(g) => {
-            let h: Head = decode(number, g.value())?;
+            let h: Head = decode(number, &g)?;
             match h.len.checked_sub(1) {
-                Some(last) => match audit_t.get((number, last))? {
-                    Some(r) => Some(decode(number, r.value())?),
+                Some(last) => match w.get(&AUDIT, (number, last))? {
+                    Some(r) => Some(decode(number, &r)?),
                     None => None,
                 },
                 None => None,
@@ -754,12 +775,12 @@ fn append(w: &redb::WriteTransaction, number: &str, ev: Event) -> Result<(), Sto
         None => None,
     };
     let rec = AuditRecord::next(prev.as_ref(), number, ev);
-    audit_t.insert((number, rec.index), encode(&rec)?.as_slice())?;
+    w.insert(&AUDIT, (number, rec.index), encode(&rec)?)?;
     let head = Head {
         len: rec.index + 1,
         hash: rec.hash.clone(),
     };
-    heads.insert(number, encode(&head)?.as_slice())?;
+    w.insert(&HEADS, number, encode(&head)?)?;
     Ok(())
 }
 
@@ -769,6 +790,7 @@ pub(crate) mod tests {
     use crate::sop::file::DEFAULT_SOP;
     use crate::sop::workflow::tests::{dispose, user_for, wib};
     use crate::sop::workflow::{EventKind, Origin, Position};
+    use redb::Database;
 
     pub(crate) fn store(dir: &Path) -> SopStore {
         let db = Arc::new(Database::create(dir.join("collector.redb")).expect("db"));
@@ -856,11 +878,10 @@ pub(crate) mod tests {
             reason: "pulih dengan sendirinya".into(),
         };
         let kadis = user_for("kepala_dinas");
-        let other: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("test_other");
+        let other: Table<String, u64> = Table::new("test_other");
         let err = s
             .act_with(&number, void(), &kadis, at, |w, _, _| {
-                let mut x = w.open_table(other)?;
-                x.insert(number.as_str(), 1)?;
+                w.insert(&other, number.as_str(), 1)?;
                 Err(StoreError::Db("health note refused".into()))
             })
             .expect_err("refused");
@@ -877,21 +898,20 @@ pub(crate) mod tests {
         let (t, outcome) = s
             .act_with(&number, void(), &kadis, at, |w, t, outcome| {
                 assert!(outcome.is_ok() && t.state.is_void());
-                let mut x = w.open_table(other)?;
-                x.insert(number.as_str(), 2)?;
+                w.insert(&other, number.as_str(), 2)?;
                 Ok(())
             })
             .expect("act");
         assert!(outcome.is_ok() && t.state.is_void());
-        let r = s.db.begin_read().expect("read");
-        let x = r
-            .open_table(other)
-            .expect("the other record went with the step");
+        let r = s.db.read().expect("read");
         assert_eq!(
-            x.get(number.as_str()).expect("get").map(|v| v.value()),
-            Some(2)
+            r.get(&other, number.as_str()).expect("get"),
+            Some(2),
+            "the other record went with the step"
         );
     }
+
+    const OTHER: Table<String, u64> = Table::new("test_other");
 
     #[test]
     fn a_ticket_whose_other_records_fail_is_not_opened_and_its_number_not_used() {
@@ -907,9 +927,7 @@ pub(crate) mod tests {
                 at,
                 |w, t| {
                     // Written in the same transaction, then the caller fails.
-                    let mut x: redb::Table<&str, u64> =
-                        w.open_table(redb::TableDefinition::new("test_other"))?;
-                    x.insert(t.info.number.as_str(), 1)?;
+                    w.insert(&OTHER, t.info.number.as_str(), 1)?;
                     Err(StoreError::Db("health record refused".into()))
                 },
             )
@@ -921,10 +939,9 @@ pub(crate) mod tests {
             .open(info("dinkes", at), "PJ", false, &Actor::system(), at)
             .expect("open");
         assert_eq!(t.info.number, "PJ-2026-0001");
-        let r = s.db.begin_read().expect("read");
+        let r = s.db.read().expect("read");
         assert!(
-            r.open_table(redb::TableDefinition::<&str, u64>::new("test_other"))
-                .is_err(),
+            r.iter(&OTHER).expect("iter").next().is_none(),
             "the other record went with the ticket"
         );
     }
@@ -1272,22 +1289,17 @@ pub(crate) mod tests {
         }
         // Behind the collector's back: rewrite who disposed step 2.
         {
-            let db = Database::open(&path).expect("db");
-            let w = db.begin_write().expect("w");
-            {
-                let mut t = w.open_table(AUDIT).expect("t");
-                let raw = t
-                    .get(("PJ-2026-0001", 2u64))
-                    .expect("get")
-                    .expect("rec")
-                    .value()
-                    .to_vec();
-                let text = String::from_utf8(raw)
-                    .expect("utf8")
-                    .replace("\"kadis\"", "\"sekdis\"");
-                t.insert(("PJ-2026-0001", 2u64), text.as_bytes())
-                    .expect("insert");
-            }
+            let db = Db::Redb(Arc::new(Database::open(&path).expect("db")));
+            let w = db.write().expect("w");
+            let raw = w
+                .get(&AUDIT, ("PJ-2026-0001", 2u64))
+                .expect("get")
+                .expect("rec");
+            let text = String::from_utf8(raw)
+                .expect("utf8")
+                .replace("\"kadis\"", "\"sekdis\"");
+            w.insert(&AUDIT, ("PJ-2026-0001", 2u64), text.as_bytes())
+                .expect("insert");
             w.commit().expect("commit");
         }
         let db = Arc::new(Database::open(&path).expect("db"));

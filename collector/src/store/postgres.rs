@@ -48,8 +48,9 @@ use super::{
 use crate::error::StoreError;
 use crate::rollup::{MINUTE_US, Minute};
 
-/// The schema version this collector reads and writes.
-pub const VERSION: i32 = 1;
+/// The schema version this collector reads and writes: 1 the samples'
+/// tables, 2 adds `kv`, the tickets' records (`crate::kv`).
+pub const VERSION: i32 = 2;
 
 /// Held (transaction-scoped) while the schema is created or migrated, so
 /// collectors starting together do it once: the others wait, then find it
@@ -105,6 +106,24 @@ CREATE TABLE latest (
 CREATE TABLE agents (
     id     text COLLATE "C" PRIMARY KEY,
     record jsonb NOT NULL
+);
+"#;
+
+/// Version 2: the tickets' records, as `crate::kv` keeps them (a table
+/// name, a key encoded to sort as the embedded store sorts it, a value),
+/// and which collector runs the health engine of each OPD (`crate::lease`).
+const SCHEMA_2: &str = r#"
+CREATE TABLE kv (
+    tbl text COLLATE "C" NOT NULL,
+    k   bytea NOT NULL,
+    v   bytea NOT NULL,
+    PRIMARY KEY (tbl, k)
+);
+CREATE TABLE leases (
+    opd        text COLLATE "C" PRIMARY KEY,
+    holder     text NOT NULL,
+    stream     boolean NOT NULL,
+    expires_us bigint NOT NULL
 );
 "#;
 
@@ -187,7 +206,7 @@ impl Drop for PgStore {
 
 /// Waits for `fut` on this thread, leaving a multi-threaded runtime's
 /// worker to its other tasks meanwhile.
-fn wait<T>(fut: impl std::future::Future<Output = T>) -> T {
+pub(crate) fn wait<T>(fut: impl std::future::Future<Output = T>) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
@@ -713,7 +732,7 @@ async fn merge_minutes(
 }
 
 /// Creates the schema, or checks the one there, under [`SCHEMA_LOCK`].
-async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let doing = "creating the schema";
     let tx = client.transaction().await.map_err(pg(doing))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -735,6 +754,7 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     match found {
         None => {
             tx.batch_execute(SCHEMA).await.map_err(pg(doing))?;
+            tx.batch_execute(SCHEMA_2).await.map_err(pg(doing))?;
             tx.execute(
                 "INSERT INTO siaga_schema (version) VALUES ($1)",
                 &[&VERSION],
@@ -752,8 +772,22 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
                 supported: VERSION,
             });
         }
-        // Versions to come migrate here, one step at a time.
-        Some(_) => {}
+        Some(v) => {
+            // One step at a time, in this transaction.
+            if v < 2 {
+                tx.batch_execute(SCHEMA_2).await.map_err(pg(doing))?;
+            }
+            if v < VERSION {
+                tx.execute("UPDATE siaga_schema SET version = $1", &[&VERSION])
+                    .await
+                    .map_err(pg(doing))?;
+                tracing::info!(
+                    from = v,
+                    to = VERSION,
+                    "migrated the store's schema in PostgreSQL"
+                );
+            }
+        }
     }
     tx.commit().await.map_err(pg(doing))
 }
@@ -793,7 +827,7 @@ pub fn database_at(config: &Config) -> String {
 }
 
 /// The `pg_dump` command that dumps the database `config` names into
-/// `siaga-samples.dump` (custom format, for `pg_restore`), every host and
+/// `siaga.dump` (custom format, for `pg_restore`), every host and
 /// port as libpq lists them, never the password.
 pub fn pg_dump_command(config: &Config) -> String {
     // Each value as one shell word; a NUL cannot be in one: shown as it is.
@@ -818,7 +852,7 @@ pub fn pg_dump_command(config: &Config) -> String {
         args.push(format!("--username={}", word(user)));
     }
     args.push("--format=custom".into());
-    args.push("--file=siaga-samples.dump".into());
+    args.push("--file=siaga.dump".into());
     if let Some(db) = config.get_dbname() {
         args.push(format!("--dbname={}", word(db)));
     }
@@ -1082,19 +1116,19 @@ mod tests {
                 "postgres://siaga:s3cret@db.example:5433/siaga",
                 "siaga@db.example:5433/siaga",
                 "pg_dump --host=db.example --port=5433 --username=siaga --format=custom \
-                 --file=siaga-samples.dump --dbname=siaga",
+                 --file=siaga.dump --dbname=siaga",
             ),
             (
                 "postgresql://siaga:s3cret@db1:5432,db2:5433/siaga?sslmode=disable",
                 "siaga@db1:5432/siaga",
                 "pg_dump --host='db1,db2' --port=5432,5433 --username=siaga --format=custom \
-                 --file=siaga-samples.dump --dbname=siaga",
+                 --file=siaga.dump --dbname=siaga",
             ),
             (
                 "host=/run/postgresql user=o'brien password=s3cret dbname='my db'",
                 "o'brien@/run/postgresql:5432/my db",
                 "pg_dump --host=/run/postgresql --username=\"o'brien\" --format=custom \
-                 --file=siaga-samples.dump --dbname='my db'",
+                 --file=siaga.dump --dbname='my db'",
             ),
         ] {
             let config: Config = url.parse().unwrap();

@@ -14,7 +14,7 @@ pub use store::{TicketHealth, TicketStore};
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use redb::Database;
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -77,13 +77,35 @@ impl HealthPart {
     pub fn start(
         cfg: &CollectorConfig,
         inv: &Inventory,
-        db: Arc<Database>,
+        db: impl Into<crate::kv::Db>,
         sop_store: Arc<SopStore>,
         registry: Option<&mut Registry>,
         cancel: CancellationToken,
     ) -> Result<Self, String> {
+        Self::start_with_leases(
+            cfg,
+            inv,
+            db,
+            sop_store,
+            registry,
+            cancel,
+            crate::lease::Leases::all(),
+        )
+    }
+
+    /// [`Self::start`] judging only the OPDs `leases` holds (several
+    /// collectors on PostgreSQL).
+    pub fn start_with_leases(
+        cfg: &CollectorConfig,
+        inv: &Inventory,
+        db: impl Into<crate::kv::Db>,
+        sop_store: Arc<SopStore>,
+        registry: Option<&mut Registry>,
+        cancel: CancellationToken,
+        leases: Arc<crate::lease::Leases>,
+    ) -> Result<Self, String> {
         cfg.health.validate().map_err(|e| e.to_string())?;
-        let store = Arc::new(TicketStore::new(db.clone()).map_err(|e| e.to_string())?);
+        let store = Arc::new(TicketStore::new(db).map_err(|e| e.to_string())?);
         let (notifier, dispatcher) = Notifier::new(&cfg.notify, cfg.web.public_url.as_deref())?;
         let core = HealthCore::new(
             cfg.health.clone(),
@@ -92,7 +114,8 @@ impl HealthPart {
             sop_store.clone(),
             Some(notifier.clone()),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_leases(leases);
         if let Some(r) = registry {
             notifier.metrics().register(r);
             r.register(
@@ -299,7 +322,7 @@ address = "198.18.1.2"
         });
         cfg.notify.retry_initial = Duration::from_millis(20);
         let inv = Inventory::parse(Path::new("inventory.toml"), INV).unwrap();
-        let db = Arc::new(Database::create(dir.path().join("tickets.redb")).unwrap());
+        let db = Arc::new(redb::Database::create(dir.path().join("tickets.redb")).unwrap());
         let sop_store = Arc::new(
             SopStore::new(
                 db.clone(),
@@ -386,7 +409,7 @@ address = "198.18.1.2"
         cfg.notify.telegram.push(telegram(&api));
         cfg.notify.retry_initial = Duration::from_millis(20);
         let inv = Inventory::parse(Path::new("inventory.toml"), INV).unwrap();
-        let db = Arc::new(Database::create(dir.path().join("tickets.redb")).unwrap());
+        let db = Arc::new(redb::Database::create(dir.path().join("tickets.redb")).unwrap());
         let sop_store = Arc::new(
             SopStore::new(
                 db.clone(),

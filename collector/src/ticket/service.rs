@@ -264,6 +264,9 @@ pub struct HealthCore {
     shared: Arc<Shared>,
     opd_names: BTreeMap<String, String>,
     last_close_check: i64,
+    /// The OPDs this engine judges (all of them, but with several
+    /// collectors on PostgreSQL: `crate::lease`).
+    leases: Arc<crate::lease::Leases>,
 }
 
 impl HealthCore {
@@ -293,7 +296,67 @@ impl HealthCore {
                 .map(|(id, o)| (id.clone(), o.name.clone()))
                 .collect(),
             last_close_check: 0,
+            leases: crate::lease::Leases::all(),
         })
+    }
+
+    /// Judges only the OPDs `leases` holds (several collectors on one
+    /// database): samples, heartbeats and decisions of the others are left
+    /// to their holders.
+    pub fn with_leases(mut self, leases: Arc<crate::lease::Leases>) -> Self {
+        self.leases = leases;
+        self
+    }
+
+    /// The leases changed: an OPD gained is taken over from the store's
+    /// state (its open incidents, its agent watched afresh), an OPD lost
+    /// is no longer watched here.
+    pub fn leases_changed(&mut self, c: &crate::lease::Changed, now_us: i64) {
+        if c.is_empty() {
+            return;
+        }
+        let incidents = match self.store.incidents() {
+            Ok(i) => i,
+            Err(e) => {
+                warn!(task = "health", error = %e, "cannot read the open incidents of the OPDs taken over");
+                Vec::new()
+            }
+        };
+        for opd in &c.gained {
+            self.engine.adopt_opd(
+                opd,
+                incidents.iter().map(|o| o.incident.clone()),
+                None,
+                now_us,
+                RECONNECT_GRACE_US,
+            );
+        }
+        for opd in &c.lost {
+            self.engine.release_opd(opd);
+        }
+        info!(task = "health", gained = ?c.gained, lost = ?c.lost, "OPD leases changed");
+    }
+
+    /// `out` without what concerns OPDs another collector judges.
+    fn held_only(&self, mut out: Output) -> Output {
+        if !self.leases.shared() {
+            return out;
+        }
+        let topo = self.engine.tracker().topology();
+        out.changes
+            .retain(|c| topo.opd_of(&c.subject).is_none_or(|o| self.leases.holds(o)));
+        let book = self.engine.book();
+        out.decisions.retain(|d| {
+            let opd = match d {
+                Decision::Open { incident, .. } => Some(incident.opd.as_str()),
+                Decision::Suppressed { opd, .. } => Some(opd.as_str()),
+                other => decision_key(other)
+                    .and_then(|k| book.get(k))
+                    .map(|i| i.opd.as_str()),
+            };
+            opd.is_none_or(|o| self.leases.holds(o))
+        });
+        out
     }
 
     /// What is shared with the admin API.
@@ -318,6 +381,9 @@ impl HealthCore {
 
     /// Samples from the agent of `opd`.
     pub fn samples(&mut self, opd: &str, samples: &[Sample], now_us: i64) {
+        if !self.leases.holds(opd) {
+            return;
+        }
         for s in samples {
             let out = self.engine.sample(opd, s, now_us);
             self.apply(out, now_us);
@@ -352,6 +418,10 @@ impl HealthCore {
     /// [`RECONNECT_GRACE_US`] of now, while agents reconnect to a collector
     /// that just started.
     pub fn watch_agents(&mut self, agents: Vec<(String, Option<i64>)>, now_us: i64) {
+        let agents: Vec<_> = agents
+            .into_iter()
+            .filter(|(opd, _)| self.leases.holds(opd))
+            .collect();
         let n = agents.len();
         self.engine.watch_agents(agents, now_us, RECONNECT_GRACE_US);
         info!(
@@ -363,6 +433,9 @@ impl HealthCore {
 
     /// A heartbeat from the agent of `opd`.
     pub fn heartbeat(&mut self, opd: &str, now_us: i64) {
+        if !self.leases.holds(opd) {
+            return;
+        }
         let out = self.engine.heartbeat(opd, now_us);
         self.apply(out, now_us);
     }
@@ -378,6 +451,7 @@ impl HealthCore {
             self.forget_closed();
         }
         let out = self.engine.tick(now_us);
+        let out = self.held_only(out);
         self.apply(out, now_us);
     }
 
@@ -524,23 +598,45 @@ impl HealthCore {
                 // The SOP ticket, its health record and the incident in one
                 // transaction: a crash leaves all of them or none, so the
                 // incident key never points nowhere and never opens twice.
-                self.sop_store
-                    .open_with(
-                        info,
-                        TICKET_PREFIX,
-                        false,
-                        &Actor::system(),
-                        utc(now_us),
-                        |w, t| {
-                            h.number = t.info.number.clone();
-                            TicketStore::create_in(w, &h, Some(&incident))
-                                .map_err(|e| crate::sop::store::StoreError::Db(e.to_string()))
-                        },
-                    )
-                    .map_err(|e| StoreError::Decode {
-                        what: "sop ticket",
-                        message: e.to_string(),
-                    })?;
+                // The incident is looked up in that transaction too: another
+                // collector on the same database may have opened it since
+                // this engine last looked (writers take turns there).
+                let opened = self.sop_store.open_with(
+                    info,
+                    TICKET_PREFIX,
+                    false,
+                    &Actor::system(),
+                    utc(now_us),
+                    |w, t| {
+                        let db = |e: StoreError| crate::sop::store::StoreError::Db(e.to_string());
+                        if let Some(open) =
+                            TicketStore::open_incident_in(w, &incident.key).map_err(db)?
+                        {
+                            return Err(crate::sop::store::StoreError::IncidentOpen {
+                                key: incident.key.clone(),
+                                ticket: open.ticket,
+                            });
+                        }
+                        h.number = t.info.number.clone();
+                        TicketStore::create_in(w, &h, Some(&incident)).map_err(db)
+                    },
+                );
+                match opened {
+                    Ok(_) => {}
+                    Err(crate::sop::store::StoreError::IncidentOpen { key, ticket }) => {
+                        // Its ticket goes on; this engine attaches to it
+                        // from now (the store maps the key to it), and the
+                        // opening was notified by whoever opened it.
+                        info!(task = "health", %ticket, incident = %key, "incident already has a ticket; not opening another");
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Decode {
+                            what: "sop ticket",
+                            message: e.to_string(),
+                        });
+                    }
+                }
                 info!(task = "health", ticket = %h.number, incident = %incident.key, problem = %incident.sentence, "ticket opened");
                 self.notify(&h, EventKind::Opened);
                 Ok(Some(HealthEvent {
@@ -837,6 +933,8 @@ pub enum Input {
     Inventory(Arc<Inventory>),
     /// Watch these OPDs' agents for silence: (OPD, when last heard).
     Watch(Vec<(String, Option<i64>)>),
+    /// The OPD leases changed.
+    Leases(crate::lease::Changed),
 }
 
 /// The handle ingest and the admin API hold.
@@ -889,9 +987,29 @@ impl HealthHandle {
         let _ = self.tx.send(Input::Watch(agents)).await;
     }
 
+    /// The OPD leases changed. Waits for room: a lost change would leave
+    /// an OPD judged twice or by nobody.
+    pub async fn leases(&self, c: crate::lease::Changed) {
+        let _ = self.tx.send(Input::Leases(c)).await;
+    }
+
     /// Shared state.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// The incident key a decision about an open incident names.
+fn decision_key(d: &Decision) -> Option<&str> {
+    match d {
+        Decision::Open { .. } | Decision::Suppressed { .. } => None,
+        Decision::Attach { key, .. }
+        | Decision::Evidence { key, .. }
+        | Decision::Affected { key, .. }
+        | Decision::Recovered { key, .. }
+        | Decision::Unconfirmed { key, .. }
+        | Decision::Close { key, .. }
+        | Decision::Flapping { key, .. } => Some(key),
     }
 }
 
@@ -934,6 +1052,7 @@ pub fn spawn(
                             Some(Input::Heartbeat { opd }) => core.heartbeat(&opd, now_us()),
                             Some(Input::Inventory(inv)) => core.set_inventory(&inv),
                             Some(Input::Watch(agents)) => core.watch_agents(agents, now_us()),
+                            Some(Input::Leases(c)) => core.leases_changed(&c, now_us()),
                         },
                     }
                 }

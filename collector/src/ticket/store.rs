@@ -13,24 +13,24 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::health::{Health, Incident, MaintenanceWindow, Reading};
+use crate::kv::{Db, Table, Tx};
 
 /// ticket number → JSON [`TicketHealth`].
-const TICKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("health_tickets");
+const TICKETS: Table<String, Vec<u8>> = Table::new("health_tickets");
 /// incident key → JSON [`OpenIncident`].
-const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("health_open_incidents");
+const INCIDENTS: Table<String, Vec<u8>> = Table::new("health_open_incidents");
 /// counter name → value ("window", "event").
-const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("health_counters");
+const COUNTERS: Table<String, u64> = Table::new("health_counters");
 /// (ts_us, seq) → JSON [`HealthEvent`].
-const EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("health_events");
+const EVENTS: Table<(i64, u64), Vec<u8>> = Table::new("health_events");
 /// window id → JSON [`MaintenanceWindow`].
-const WINDOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("health_maintenance");
+const WINDOWS: Table<u64, Vec<u8>> = Table::new("health_maintenance");
 
 /// Evidence kept per ticket; older readings beyond this are dropped.
 pub const MAX_EVIDENCE: usize = 200;
@@ -201,7 +201,7 @@ pub type EventKey = (i64, u64);
 
 /// The health part's tables.
 pub struct TicketStore {
-    db: Arc<Database>,
+    db: Db,
 }
 
 impl std::fmt::Debug for TicketStore {
@@ -222,16 +222,15 @@ fn dec<T: for<'de> Deserialize<'de>>(what: &'static str, b: &[u8]) -> Result<T, 
     })
 }
 
-fn next_counter(t: &mut redb::Table<&str, u64>, name: &str) -> Result<u64, StoreError> {
-    let cur = t.get(name)?.map(|v| v.value()).unwrap_or(0);
-    let next = cur + 1;
-    t.insert(name, next)?;
+fn next_counter(tx: &Tx, name: &str) -> Result<u64, StoreError> {
+    let next = tx.get(&COUNTERS, name)?.unwrap_or(0) + 1;
+    tx.insert(&COUNTERS, name, next)?;
     Ok(next)
 }
 
 impl TicketStore {
     /// The database these tables live in (shared with the SOP part).
-    pub fn database(&self) -> &Arc<Database> {
+    pub fn database(&self) -> &Db {
         &self.db
     }
 
@@ -245,16 +244,12 @@ impl TicketStore {
     }
 
     /// The tables in a database shared with other parts (the SOP store).
-    pub fn new(db: Arc<Database>) -> Result<Self, StoreError> {
-        let tx = db.begin_write()?;
-        {
-            tx.open_table(TICKETS)?;
-            tx.open_table(INCIDENTS)?;
-            tx.open_table(COUNTERS)?;
-            tx.open_table(EVENTS)?;
-            tx.open_table(WINDOWS)?;
-        }
-        tx.commit()?;
+    pub fn new(db: impl Into<Db>) -> Result<Self, StoreError> {
+        let db = db.into();
+        db.create(&[TICKETS, INCIDENTS])?;
+        db.create(&[COUNTERS])?;
+        db.create(&[EVENTS])?;
+        db.create(&[WINDOWS])?;
         Ok(Self { db })
     }
 
@@ -264,7 +259,7 @@ impl TicketStore {
         rec: &TicketHealth,
         incident: Option<&Incident>,
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db.write()?;
         Self::create_in(&tx, rec, incident)?;
         tx.commit()?;
         Ok(())
@@ -273,42 +268,45 @@ impl TicketStore {
     /// [`Self::create`] inside a transaction of the caller (the one that
     /// opens the SOP ticket), which commits it.
     pub fn create_in(
-        tx: &redb::WriteTransaction,
+        tx: &Tx,
         rec: &TicketHealth,
         incident: Option<&Incident>,
     ) -> Result<(), StoreError> {
-        {
-            let mut tickets = tx.open_table(TICKETS)?;
-            tickets.insert(rec.number.as_str(), enc(rec).as_slice())?;
-            if let Some(i) = incident {
-                let mut inc = tx.open_table(INCIDENTS)?;
-                let o = OpenIncident {
-                    incident: i.clone(),
-                    ticket: rec.number.clone(),
-                };
-                inc.insert(i.key.as_str(), enc(&o).as_slice())?;
-            }
+        tx.insert(&TICKETS, rec.number.as_str(), enc(rec))?;
+        if let Some(i) = incident {
+            let o = OpenIncident {
+                incident: i.clone(),
+                ticket: rec.number.clone(),
+            };
+            tx.insert(&INCIDENTS, i.key.as_str(), enc(&o))?;
         }
         Ok(())
     }
 
+    /// The ticket already open for incident `key`, read in a write
+    /// transaction: what a collector checks before opening one, so that
+    /// two collectors racing on one incident open one ticket.
+    pub fn open_incident_in(tx: &Tx, key: &str) -> Result<Option<OpenIncident>, StoreError> {
+        tx.get(&INCIDENTS, key)?
+            .map(|v| dec("incident", &v))
+            .transpose()
+    }
+
     /// The health record of one ticket (none for a ticket from a letter).
     pub fn get(&self, number: &str) -> Result<Option<TicketHealth>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(TICKETS)?;
-        t.get(number)?
-            .map(|v| dec("ticket health", v.value()))
+        let tx = self.db.read()?;
+        tx.get(&TICKETS, number)?
+            .map(|v| dec("ticket health", &v))
             .transpose()
     }
 
     /// Every health record.
     pub fn list(&self) -> Result<Vec<TicketHealth>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(TICKETS)?;
+        let tx = self.db.read()?;
         let mut out = Vec::new();
-        for row in t.iter()? {
+        for row in tx.iter(&TICKETS)? {
             let (_, v) = row?;
-            out.push(dec::<TicketHealth>("ticket health", v.value())?);
+            out.push(dec::<TicketHealth>("ticket health", &v)?);
         }
         Ok(out)
     }
@@ -320,7 +318,7 @@ impl TicketStore {
         number: &str,
         f: impl FnOnce(&mut TicketHealth),
     ) -> Result<TicketHealth, StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db.write()?;
         let rec = Self::update_in(&tx, number, f)?;
         tx.commit()?;
         Ok(rec)
@@ -329,13 +327,11 @@ impl TicketStore {
     /// [`Self::update`] inside a transaction of the caller (the one that
     /// takes the SOP step the record goes with), which commits it.
     pub fn update_in(
-        tx: &redb::WriteTransaction,
+        tx: &Tx,
         number: &str,
         f: impl FnOnce(&mut TicketHealth),
     ) -> Result<TicketHealth, StoreError> {
-        let mut t = tx.open_table(TICKETS)?;
-        let cur = t.get(number)?.map(|v| v.value().to_vec());
-        let mut rec: TicketHealth = match cur {
+        let mut rec: TicketHealth = match tx.get(&TICKETS, number)? {
             Some(bytes) => dec("ticket health", &bytes)?,
             None => TicketHealth {
                 number: number.to_string(),
@@ -343,47 +339,41 @@ impl TicketStore {
             },
         };
         f(&mut rec);
-        t.insert(number, enc(&rec).as_slice())?;
+        tx.insert(&TICKETS, number, enc(&rec))?;
         Ok(rec)
     }
 
     /// The open incidents.
     pub fn incidents(&self) -> Result<Vec<OpenIncident>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(INCIDENTS)?;
+        let tx = self.db.read()?;
         let mut out = Vec::new();
-        for row in t.iter()? {
+        for row in tx.iter(&INCIDENTS)? {
             let (_, v) = row?;
-            out.push(dec("incident", v.value())?);
+            out.push(dec("incident", &v)?);
         }
         Ok(out)
     }
 
     /// The ticket of an open incident.
     pub fn incident(&self, key: &str) -> Result<Option<OpenIncident>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(INCIDENTS)?;
-        t.get(key)?.map(|v| dec("incident", v.value())).transpose()
+        let tx = self.db.read()?;
+        tx.get(&INCIDENTS, key)?
+            .map(|v| dec("incident", &v))
+            .transpose()
     }
 
     /// Saves the engine's view of an open incident.
     pub fn put_incident(&self, rec: &OpenIncident) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(INCIDENTS)?;
-            t.insert(rec.incident.key.as_str(), enc(rec).as_slice())?;
-        }
+        let tx = self.db.write()?;
+        tx.insert(&INCIDENTS, rec.incident.key.as_str(), enc(rec))?;
         tx.commit()?;
         Ok(())
     }
 
     /// Forgets an incident (its ticket was closed).
     pub fn remove_incident(&self, key: &str) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(INCIDENTS)?;
-            t.remove(key)?;
-        }
+        let tx = self.db.write()?;
+        tx.remove(&INCIDENTS, key)?;
         tx.commit()?;
         Ok(())
     }
@@ -394,15 +384,11 @@ impl TicketStore {
             return Ok(Vec::new());
         }
         let mut keys = Vec::with_capacity(events.len());
-        let tx = self.db.begin_write()?;
-        {
-            let mut counters = tx.open_table(COUNTERS)?;
-            let mut t = tx.open_table(EVENTS)?;
-            for e in events {
-                let seq = next_counter(&mut counters, "event")?;
-                t.insert((e.ts_us, seq), enc(e).as_slice())?;
-                keys.push((e.ts_us, seq));
-            }
+        let tx = self.db.write()?;
+        for e in events {
+            let seq = next_counter(&tx, "event")?;
+            tx.insert(&EVENTS, (e.ts_us, seq), enc(e))?;
+            keys.push((e.ts_us, seq));
         }
         tx.commit()?;
         Ok(keys)
@@ -420,8 +406,7 @@ impl TicketStore {
         keep: impl Fn(&HealthEvent) -> bool,
     ) -> Result<Vec<(EventKey, HealthEvent)>, StoreError> {
         use std::ops::Bound;
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(EVENTS)?;
+        let tx = self.db.read()?;
         let start = match after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Included((since_us, 0)),
@@ -431,11 +416,11 @@ impl TicketStore {
         if limit == 0 || first >= until_us {
             return Ok(out);
         }
-        for row in t.range::<(i64, u64)>((start, Bound::Excluded((until_us, 0))))? {
+        for row in tx.range(&EVENTS, start, Bound::Excluded((until_us, 0)), false)? {
             let (k, v) = row?;
-            let e = dec::<HealthEvent>("event", v.value())?;
+            let e = dec::<HealthEvent>("event", &v)?;
             if keep(&e) {
-                out.push((k.value(), e));
+                out.push((k, e));
                 if out.len() >= limit {
                     break;
                 }
@@ -450,12 +435,17 @@ impl TicketStore {
         since_us: i64,
         limit: usize,
     ) -> Result<Vec<HealthEvent>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(EVENTS)?;
+        use std::ops::Bound;
+        let tx = self.db.read()?;
         let mut out = Vec::new();
-        for row in t.range((since_us, 0)..)?.rev() {
+        for row in tx.range(
+            &EVENTS,
+            Bound::Included((since_us, 0)),
+            Bound::Unbounded,
+            true,
+        )? {
             let (_, v) = row?;
-            out.push(dec::<HealthEvent>("event", v.value())?);
+            out.push(dec::<HealthEvent>("event", &v)?);
             if out.len() >= limit {
                 break;
             }
@@ -466,36 +456,28 @@ impl TicketStore {
 
     /// Stores a new window, giving it the next id.
     pub fn add_window(&self, mut w: MaintenanceWindow) -> Result<MaintenanceWindow, StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut counters = tx.open_table(COUNTERS)?;
-            w.id = next_counter(&mut counters, "window")?;
-            let mut t = tx.open_table(WINDOWS)?;
-            t.insert(w.id, enc(&w).as_slice())?;
-        }
+        let tx = self.db.write()?;
+        w.id = next_counter(&tx, "window")?;
+        tx.insert(&WINDOWS, w.id, enc(&w))?;
         tx.commit()?;
         Ok(w)
     }
 
     /// Every window.
     pub fn windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(WINDOWS)?;
+        let tx = self.db.read()?;
         let mut out = Vec::new();
-        for row in t.iter()? {
+        for row in tx.iter(&WINDOWS)? {
             let (_, v) = row?;
-            out.push(dec("maintenance window", v.value())?);
+            out.push(dec("maintenance window", &v)?);
         }
         Ok(out)
     }
 
     /// Removes a window; false when there was none.
     pub fn remove_window(&self, id: u64) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write()?;
-        let found = {
-            let mut t = tx.open_table(WINDOWS)?;
-            t.remove(id)?.is_some()
-        };
+        let tx = self.db.write()?;
+        let found = tx.remove(&WINDOWS, id)?;
         tx.commit()?;
         Ok(found)
     }
