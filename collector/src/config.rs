@@ -86,7 +86,7 @@ pub struct CollectorConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: keep samples,
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]`: keep samples,
     /// their per-minute rollups, the newest readings and the agents'
     /// records in PostgreSQL. Absent: the embedded store
     /// (`<data_dir>/collector.redb`). Tickets, SOP trails, measurements
@@ -107,26 +107,28 @@ impl StoreConfig {
         let Some(url) = &self.url else {
             return Ok(());
         };
-        const FORM: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
+        use crate::store::pg_connect::URL_FORM;
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(format!("not a PostgreSQL URL: write it as {FORM}"));
+            return Err(format!("not a PostgreSQL URL: write it as {URL_FORM}"));
         }
-        let cfg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            format!(
-                "not a PostgreSQL URL ({}): write it as {FORM}",
-                crate::error::pg_message(&e)
-            )
-        })?;
+        // Without the "store (PostgreSQL): " of the error's own message:
+        // the caller names file, line and key.
+        let message = |e: crate::error::StoreError| match e {
+            crate::error::StoreError::PostgresUrl(m) => m,
+            other => {
+                let m = other.to_string();
+                m.strip_prefix("store (PostgreSQL): ")
+                    .unwrap_or(&m)
+                    .to_string()
+            }
+        };
+        let cfg = crate::store::pg_config(url).map_err(message)?;
         if cfg.get_hosts().is_empty() {
-            return Err(format!("names no host: write it as {FORM}"));
+            return Err(format!("names no host: write it as {URL_FORM}"));
         }
-        if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(
-                "sslmode=require: this collector does not speak TLS to PostgreSQL \
-                 yet; reach it on this host (loopback or its unix socket) or through a tunnel"
-                    .into(),
-            );
-        }
+        // Reads the CA file: a missing one is found here, not at the first
+        // connection.
+        crate::store::PgTls::from_url(url).map_err(message)?;
         Ok(())
     }
 }
@@ -678,7 +680,25 @@ impl CollectorConfig {
         }
     }
 
-    /// The commented `collector.toml` that `init` writes.
+    /// The commented `collector.toml` that `init` writes: [`Self::example`]
+    /// with `[store] url` set when `store_url` is given.
+    pub fn example_with_store(listen: SocketAddr, store_url: Option<&str>) -> String {
+        const COMMENTED: &str =
+            "# [store]\n# url = \"postgres://siaga:PASSWORD@127.0.0.1:5432/siaga\"\n";
+        let text = Self::example(listen);
+        match store_url {
+            // `[store]` is the example's last section: uncommented, nothing
+            // after it falls into it.
+            Some(url) if text.ends_with(COMMENTED) => format!(
+                "{}[store]\nurl = {}\n",
+                &text[..text.len() - COMMENTED.len()],
+                toml::Value::String(url.to_string())
+            ),
+            _ => text,
+        }
+    }
+
+    /// The commented collector.toml `init` writes, listening on `listen`.
     pub fn example(listen: SocketAddr) -> String {
         format!(
             r#"# Siaga collector configuration.
@@ -802,6 +822,10 @@ max_clock_skew = "5m"  # samples stamped further ahead of the collector's clock 
 # records in PostgreSQL instead of data_dir/collector.redb (the schema is
 # created at the first start). Tickets, SOP trails, measurements and reports
 # stay in data_dir/tickets.redb. `validate` connects and checks the schema.
+# Over a network, encrypt and check the server: append
+# ?sslmode=verify-full&sslrootcert=/etc/siaga/pg-ca.pem (the CA that signed
+# the server's certificate; sslmode as libpq: disable, prefer, require,
+# verify-ca, verify-full).
 # [store]
 # url = "postgres://siaga:PASSWORD@127.0.0.1:5432/siaga"
 "#,
@@ -1149,6 +1173,24 @@ mod tests {
     }
 
     #[test]
+    fn init_can_write_the_store_url() {
+        let listen = "127.0.0.1:7443".parse().unwrap();
+        assert_eq!(
+            CollectorConfig::example_with_store(listen, None),
+            CollectorConfig::example(listen)
+        );
+        let url = "postgres://siaga:p\"w\\@db:5432/siaga?sslmode=require";
+        let text = CollectorConfig::example_with_store(listen, Some(url));
+        assert!(
+            text.contains("\n[store]\nurl = ") && !text.contains("# [store]"),
+            "{text}"
+        );
+        let cfg: CollectorConfig = toml::from_str(&text).unwrap();
+        assert_eq!(cfg.store.url.as_deref(), Some(url));
+        assert_eq!(cfg.listen, listen);
+    }
+
+    #[test]
     fn store_url_is_checked_with_file_line_and_key() {
         let base = "listen = \"127.0.0.1:1\"\n\n[store]\n";
         assert_eq!(check_text(base).unwrap().store.url, None);
@@ -1159,6 +1201,9 @@ mod tests {
         let good = "postgres://siaga:s3cret@db.kominfo.example:5433/siaga";
         let on = check_text(&format!("{base}url = \"{good}\"\n")).unwrap();
         assert_eq!(on.store.url.as_deref(), Some(good));
+        let tls = format!("{good}?sslmode=require");
+        let on = check_text(&format!("{base}url = \"{tls}\"\n")).unwrap();
+        assert_eq!(on.store.url.as_deref(), Some(tls.as_str()));
         for (bad, why) in [
             ("mysql://siaga@db/siaga", "not a PostgreSQL URL"),
             ("db.example/siaga", "not a PostgreSQL URL"),
@@ -1167,8 +1212,16 @@ mod tests {
                 "not a PostgreSQL URL (invalid",
             ),
             (
-                "postgres://u:s3cret@db/siaga?sslmode=require",
-                "does not speak TLS",
+                "postgres://u:s3cret@db/siaga?sslmode=verify-full",
+                "sslmode=verify-full needs sslrootcert=",
+            ),
+            (
+                "postgres://u:s3cret@db/siaga?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+                "sslrootcert /nonexistent/ca.pem: No such file",
+            ),
+            (
+                "postgres://u:s3cret@db/siaga?sslmode=allow",
+                "sslmode=allow is not supported",
             ),
         ] {
             let err = check_text(&format!("{base}# the shared store\nurl = \"{bad}\"\n"))

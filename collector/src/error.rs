@@ -131,6 +131,32 @@ pub enum StoreError {
         /// The client's error (with the server's message, if any).
         source: tokio_postgres::Error,
     },
+    /// `[store] url` cannot be used as written (the message never repeats
+    /// the URL: it may hold a password).
+    #[error("store (PostgreSQL): the URL: {0}")]
+    PostgresUrl(String),
+    /// The URL's `sslrootcert` file cannot be read or holds no CA certificate.
+    #[error(
+        "store (PostgreSQL): sslrootcert {}: {message}; name the PEM file of the CA that \
+         signed the server's certificate",
+        path.display()
+    )]
+    PostgresRootCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A connection to PostgreSQL could not be opened.
+    #[error("store (PostgreSQL): connecting with sslmode={sslmode}: {}{next}", pg_message(.source))]
+    PostgresConnect {
+        /// The URL's `sslmode`.
+        sslmode: &'static str,
+        /// The client's error.
+        source: tokio_postgres::Error,
+        /// What to do about it ("; …"), or empty when the message says it.
+        next: String,
+    },
     /// The PostgreSQL database holds a schema newer than this collector's.
     #[error(
         "store (PostgreSQL): schema version {found} is newer than this collector supports \

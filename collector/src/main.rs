@@ -47,6 +47,13 @@ enum Cmd {
         /// Host names (or addresses) clients use to reach the collector; the first is the TLS name agents verify.
         #[arg(long = "host")]
         hosts: Vec<String>,
+        /// Keep samples, rollups, newest readings and agents in PostgreSQL: `[store] url`, e.g.
+        /// postgres://siaga:PASSWORD@db:5432/siaga?sslmode=verify-full&sslrootcert=/etc/siaga/pg-ca.pem.
+        /// A malformed URL is refused (exit 64, nothing written). A database that does not
+        /// answer only warns: it is often set up after the collector, and `validate` checks it
+        /// again. With a password in it, collector.toml is readable by its owner only.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Issue a certificate and a config for an agent or a person.
     Enroll {
@@ -300,10 +307,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.cmd {
-        Cmd::Init { dir, listen, hosts } => {
-            let report = pki::init(&dir, listen, &hosts)?;
+        Cmd::Init {
+            dir,
+            listen,
+            hosts,
+            store,
+        } => {
+            let report = pki::init_with_store(&dir, listen, &hosts, store.as_deref())?;
             for f in &report.files {
                 println!("wrote {}", f.display());
+            }
+            if let Some(url) = &store {
+                init_store_check(&report.config, url);
             }
             println!(
                 "next: edit {}, then `siaga-collector enroll agent --dir {} --opd demo --out AGENT_DIR`",
@@ -569,6 +584,34 @@ fn validate(config: &Path) -> Result<CollectorConfig, Failure> {
     Ok(cfg)
 }
 
+/// `init --store`: whether the database answers already. It need not (it
+/// is often set up after the collector), so this only says what it found
+/// and what to do next.
+fn init_store_check(config: &Path, url: &str) {
+    use siaga_collector::store::{PgStore, database_at};
+    let at = siaga_collector::store::pg_config(url)
+        .map(|c| database_at(&c))
+        .unwrap_or_else(|_| "?".into());
+    match PgStore::inspect(url) {
+        Ok(found) => println!(
+            "store: PostgreSQL at {at} answers, the connection {}{}",
+            found.encryption,
+            if found.schema_version.is_none() {
+                "; the first `serve` creates the schema"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => eprintln!(
+            "warning: --store: PostgreSQL at {at} does not answer as asked yet: {e}; {} is \
+             written with this URL anyway: create the role and the database (or fix the URL in \
+             it), then `siaga-collector validate --config {}`",
+            config.display(),
+            config.display()
+        ),
+    }
+}
+
 /// Where the collector keeps what, and for `[store] url` whether the
 /// database answers and holds a schema this collector can use.
 fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> {
@@ -587,8 +630,7 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
         ));
     };
     // The URL may hold a password: name the database without it.
-    let at = url
-        .parse::<tokio_postgres::Config>()
+    let at = siaga_collector::store::pg_config(url)
         .map(|c| database_at(&c))
         .unwrap_or_else(|_| "?".into());
     let found = match PgStore::inspect(url) {
@@ -606,8 +648,7 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
         }
     };
     if found.synchronous_commit == "off" {
-        let user = url
-            .parse::<tokio_postgres::Config>()
+        let user = siaga_collector::store::pg_config(url)
             .ok()
             .and_then(|c| c.get_user().map(str::to_string))
             .map_or_else(
@@ -677,8 +718,10 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
         }
     }
     Ok(format!(
-        "store: everything in PostgreSQL at {at} ({schema}): samples, rollups, newest readings, \
-         agents, tickets, SOP trails, health records, events, measurements and frozen reports"
+        "store: everything in PostgreSQL at {at} ({schema}), the connection {}: samples, \
+         rollups, newest readings, agents, tickets, SOP trails, health records, events, \
+         measurements and frozen reports",
+        found.encryption
     ))
 }
 

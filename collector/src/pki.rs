@@ -279,6 +279,27 @@ pub struct InitReport {
 /// `siaga-collector init`: CA, server certificate, collector.toml, inventory.toml, sop.toml.
 /// Refuses to overwrite an existing CA.
 pub fn init(dir: &Path, listen: SocketAddr, hosts: &[String]) -> Result<InitReport, PkiError> {
+    init_with_store(dir, listen, hosts, None)
+}
+
+/// [`init`], with `[store] url` set to `store_url` when given (checked
+/// before anything is written). A collector.toml holding a URL with a
+/// password is readable by its owner only.
+pub fn init_with_store(
+    dir: &Path,
+    listen: SocketAddr,
+    hosts: &[String],
+    store_url: Option<&str>,
+) -> Result<InitReport, PkiError> {
+    let store = crate::config::StoreConfig {
+        url: store_url.map(str::to_string),
+    };
+    store
+        .check()
+        .map_err(|e| PkiError::InvalidName(format!("--store: {e}")))?;
+    let secret = store_url
+        .and_then(|u| crate::store::pg_config(u).ok())
+        .is_some_and(|c| c.get_password().is_some());
     mkdir(dir)?;
     let defaults = CollectorConfig::default();
     let ca_path = dir.join(&defaults.tls.ca);
@@ -312,8 +333,8 @@ pub fn init(dir: &Path, listen: SocketAddr, hosts: &[String]) -> Result<InitRepo
     put(&defaults.tls.cert, &srv, false)?;
     put(
         Path::new("collector.toml"),
-        &CollectorConfig::example(listen),
-        false,
+        &CollectorConfig::example_with_store(listen, store_url),
+        secret,
     )?;
     for (name, data) in [
         (

@@ -49,7 +49,9 @@ use crate::error::StoreError;
 use crate::rollup::{Minute, minute_of};
 use crate::schema::{self, SAMPLES_FILE};
 
+pub mod pg_connect;
 pub mod postgres;
+pub use pg_connect::{PgTls, SslMode as PgSslMode, pg_config};
 pub use postgres::{
     Inspection as PgInspection, PgStore, VERSION as PG_SCHEMA_VERSION, database_at,
 };

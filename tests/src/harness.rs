@@ -420,21 +420,21 @@ pub struct Collector {
 impl Collector {
     /// `siaga-collector init --dir <tmp>/collector --listen 127.0.0.1:<free port>`.
     pub fn init() -> Result<Self> {
+        Collector::init_with(&[])
+    }
+
+    /// [`Collector::init`] with further arguments to `init` (e.g.
+    /// `["--store", URL]`); `init` must succeed.
+    pub fn init_with(extra: &[&str]) -> Result<Self> {
         let root = tempfile::Builder::new().prefix("siaga-e2e-").tempdir()?;
         let dir = root.path().join("collector");
         let port = free_port()?;
         let listen: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let exe = bin("siaga-collector")?;
-        ok_output(
-            &exe,
-            &[
-                "init",
-                "--dir",
-                path_str(&dir)?,
-                "--listen",
-                &listen.to_string(),
-            ],
-        )?;
+        let listen_arg = listen.to_string();
+        let mut args = vec!["init", "--dir", path_str(&dir)?, "--listen", &listen_arg];
+        args.extend_from_slice(extra);
+        ok_output(&exe, &args)?;
         let config = dir.join("collector.toml");
         let t = read_toml(&config)?;
         let data_dir = resolve(

@@ -14,6 +14,10 @@
 //! let url = pg.url(); // postgres://postgres@127.0.0.1:<port>/siaga
 //! # Ok(()) }
 //! ```
+//!
+//! [`Cluster::start_tls`] starts one that speaks TLS with a server
+//! certificate of a CA the test makes ([`Cluster::ca_pem`]) and refuses
+//! plain TCP connections (pg_hba.conf: `hostssl` only).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,8 @@ pub struct Cluster {
     port: u16,
     /// `(uid, gid)` to run PostgreSQL's programs as; `None`: as ourselves.
     run_as: Option<(u32, u32)>,
+    /// The CA file of its server certificate, when it speaks TLS.
+    ca: Option<PathBuf>,
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` that has `initdb` and
@@ -102,6 +108,18 @@ fn test_user() -> Result<(u32, u32)> {
 impl Cluster {
     /// Creates and starts a cluster with the database [`DATABASE`].
     pub fn start() -> Result<Cluster> {
+        Cluster::start_with(false)
+    }
+
+    /// As [`Cluster::start`], with `ssl = on`, a server certificate for
+    /// the IP address 127.0.0.1 only (no DNS name: `localhost` does not
+    /// match it) signed by a CA of its own ([`Cluster::ca_pem`]), and TCP
+    /// connections without TLS refused by pg_hba.conf (`hostssl` only).
+    pub fn start_tls() -> Result<Cluster> {
+        Cluster::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Cluster> {
         let bin = bin_dir()?;
         let run_as = if rustix::process::geteuid().is_root() {
             Some(test_user()?)
@@ -121,6 +139,7 @@ impl Cluster {
             dir,
             port: 0,
             run_as,
+            ca: None,
         };
         c.run(
             "initdb",
@@ -135,6 +154,9 @@ impl Cluster {
                 "--no-sync",
             ],
         )?;
+        if tls {
+            c.ca = Some(c.make_tls()?);
+        }
         // A free port may be taken by someone else before the server binds
         // it: try a few.
         let mut last = None;
@@ -187,6 +209,58 @@ impl Cluster {
             ],
         )?;
         Ok(c)
+    }
+
+    /// Writes a CA (its certificate beside the data directory, returned)
+    /// and a server certificate and key in the data directory, turns TLS
+    /// on and lets TCP clients in only over TLS.
+    fn make_tls(&self) -> Result<PathBuf> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "siaga test PostgreSQL CA");
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let data = self.data();
+        let ca = self.dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem())?;
+        for (name, text, mode) in [
+            ("server.crt", cert.pem(), 0o644),
+            ("server.key", key.serialize_pem(), 0o600),
+        ] {
+            let path = data.join(name);
+            std::fs::write(&path, text)?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).context("reading postgresql.conf")?;
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).context("writing postgresql.conf")?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .context("writing pg_hba.conf")?;
+        Ok(ca)
+    }
+
+    /// The CA certificate (PEM file) that signed the server's certificate
+    /// of a cluster started with [`Cluster::start_tls`].
+    pub fn ca_pem(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// The cluster's data directory.

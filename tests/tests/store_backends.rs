@@ -646,6 +646,11 @@ fn a_collector_with_a_store_url_keeps_its_samples_in_postgres() -> Result<()> {
         pg.port()
     );
     ensure!(out.contains(&at), "{out}");
+    // No TLS from the test cluster: said, and that loopback stays here.
+    ensure!(
+        out.contains("the connection not encrypted (sslmode=prefer; it stays on this host)"),
+        "{out}"
+    );
     ensure!(
         out.contains(
             "tickets, SOP trails, health records, events, measurements and frozen reports"

@@ -15,9 +15,10 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use crate::error::StoreError;
+use crate::store::pg_connect::{PgTls, connect, pg_config};
 use crate::store::postgres::wait;
 
 /// Connections a collector opens for the records at most.
@@ -62,6 +63,7 @@ pub struct PgKv {
     rt: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     config: Config,
+    tls: PgTls,
     idle: Idle,
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -86,7 +88,8 @@ impl Drop for PgKv {
 impl PgKv {
     /// Connects to `url` and creates (or migrates, or checks) the schema.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url.parse().map_err(pg("reading the URL"))?;
+        let config = pg_config(url)?;
+        let tls = PgTls::from_url(url)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kv-postgres")
@@ -97,6 +100,7 @@ impl PgKv {
             handle: rt.handle().clone(),
             rt: Some(rt),
             config,
+            tls,
             idle: Idle::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS)),
         };
@@ -108,16 +112,9 @@ impl PgKv {
 
     async fn connect(&self) -> Result<Client, StoreError> {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         self.handle
-            .spawn(async move {
-                let (client, conn) = config.connect(NoTls).await.map_err(pg("connecting"))?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::warn!(error = %e, "PostgreSQL connection ended");
-                    }
-                });
-                Ok(client)
-            })
+            .spawn(async move { connect(&config, &tls).await })
             .await
             .map_err(|e| StoreError::Runtime(std::io::Error::other(e)))?
     }

@@ -39,8 +39,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
+use super::pg_connect::{PgTls, connect, pg_config};
 use super::{
     AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, SamplesElsewhere, Store, Stored,
     StoredSample, decode,
@@ -168,6 +169,12 @@ pub struct Inspection {
     /// database: `off` lets a crash of the server lose commits it had
     /// confirmed, i.e. samples the collector acknowledged.
     pub synchronous_commit: String,
+    /// Whether the session is encrypted, as the server sees it
+    /// (`pg_stat_ssl`; `None`: it would not say).
+    pub encrypted: Option<bool>,
+    /// The session's TLS in words: the protocol and cipher, and what was
+    /// checked of the server's certificate; or why there is none.
+    pub encryption: String,
 }
 
 /// The sample store in PostgreSQL.
@@ -177,6 +184,8 @@ pub struct PgStore {
     /// Where connections are spawned: `rt`'s.
     handle: tokio::runtime::Handle,
     config: Config,
+    /// The URL's TLS: every connection is opened with it.
+    tls: PgTls,
     /// The writing connection (commit, prune).
     writer: tokio::sync::Mutex<Option<Client>>,
     /// The reading connection, shared by concurrent readers (the client
@@ -220,7 +229,8 @@ impl PgStore {
     /// Connects to `url`, creates the schema or checks its version, and
     /// creates the partitions of today and tomorrow.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url.parse().map_err(pg("reading the URL"))?;
+        let config = pg_config(url)?;
+        let tls = PgTls::from_url(url)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("store-postgres")
@@ -231,6 +241,7 @@ impl PgStore {
             handle: rt.handle().clone(),
             rt: Some(rt),
             config,
+            tls,
             writer: tokio::sync::Mutex::new(None),
             reader: RwLock::new(None),
             days: Mutex::new(HashSet::new()),
@@ -256,7 +267,8 @@ impl PgStore {
     /// What `validate` checks, read without changing anything: the schema
     /// version and the settings the collector's sessions would run with.
     pub fn inspect(url: &str) -> Result<Inspection, StoreError> {
-        let config: Config = url.parse().map_err(pg("reading the URL"))?;
+        let config = pg_config(url)?;
+        let tls = PgTls::from_url(url)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -264,8 +276,7 @@ impl PgStore {
             .map_err(StoreError::Runtime)?;
         let asking = rt.spawn(async move {
             let doing = "reading the schema version";
-            let (client, conn) = config.connect(NoTls).await.map_err(pg("connecting"))?;
-            tokio::spawn(conn);
+            let client = connect(&config, &tls).await?;
             // As this user in this database, with the URL's options: what
             // the collector's own sessions get.
             let synchronous_commit: String = client
@@ -287,9 +298,54 @@ impl PgStore {
             } else {
                 None
             };
+            // The server's word, not the client's intent: `prefer` may
+            // have ended up plain.
+            let seen = client
+                .query_opt(
+                    "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await;
+            let (encrypted, encryption) = match seen {
+                Ok(Some(r)) if r.get::<_, bool>(0) => (
+                    Some(true),
+                    format!(
+                        "encrypted ({}, {}; {})",
+                        r.get::<_, Option<String>>(1).unwrap_or_default(),
+                        r.get::<_, Option<String>>(2).unwrap_or_default(),
+                        tls.checks()
+                    ),
+                ),
+                Ok(Some(_)) if stays_on_this_host(&config) => (
+                    Some(false),
+                    format!(
+                        "not encrypted (sslmode={}; it stays on this host)",
+                        tls.mode()
+                    ),
+                ),
+                Ok(Some(_)) => (
+                    Some(false),
+                    format!(
+                        "not encrypted (sslmode={}): a listener on the way reads the samples \
+                         and the password; set sslmode=verify-full and sslrootcert=PATH unless \
+                         it runs on this host",
+                        tls.mode()
+                    ),
+                ),
+                Ok(None) => (None, "encryption unknown (pg_stat_ssl has no row)".into()),
+                Err(e) => (
+                    None,
+                    format!(
+                        "encryption unknown (pg_stat_ssl: {})",
+                        crate::error::pg_message(&e)
+                    ),
+                ),
+            };
             Ok(Inspection {
                 schema_version,
                 synchronous_commit,
+                encrypted,
+                encryption,
             })
         });
         let result = wait(asking).map_err(|e| StoreError::Runtime(std::io::Error::other(e)));
@@ -300,16 +356,9 @@ impl PgStore {
     /// A new connection, driven on the store's runtime.
     async fn connect(&self) -> Result<Client, StoreError> {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         self.handle
-            .spawn(async move {
-                let (client, conn) = config.connect(NoTls).await.map_err(pg("connecting"))?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::warn!(error = %e, "PostgreSQL connection ended");
-                    }
-                });
-                Ok(client)
-            })
+            .spawn(async move { connect(&config, &tls).await })
             .await
             .map_err(|e| StoreError::Runtime(std::io::Error::other(e)))?
     }
@@ -808,6 +857,24 @@ const SAMPLE_COLUMNS: &str = "device, ts_us, agent, seq, received_us, body";
 
 fn limit_of(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Whether every host of `config` is this machine: a unix socket or a
+/// loopback address (`localhost` included), where a plain connection
+/// crosses no network.
+fn stays_on_this_host(config: &Config) -> bool {
+    !config.get_hosts().is_empty()
+        && config.get_hosts().iter().all(|h| match h {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
 }
 
 /// The database `config` names, without its password:
