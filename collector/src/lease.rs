@@ -154,6 +154,20 @@ impl Leases {
         c
     }
 
+    /// Whether the agent of `opd` streams to another collector now (its
+    /// lease, unexpired, held there with the stream). Blocking.
+    pub fn streams_elsewhere(&self, opd: &str) -> Result<bool, StoreError> {
+        let Some((kv, me)) = &self.pg else {
+            return Ok(false);
+        };
+        let rows = kv.query(
+            "SELECT 1 FROM leases WHERE opd = $1 AND holder <> $2 AND stream \
+             AND expires_us > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+            &[&opd, me],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
     /// Gives up every lease this collector holds (a clean stop): the
     /// others take them at their next round rather than after [`TTL`].
     pub fn release(&self) -> Result<(), StoreError> {

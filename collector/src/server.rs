@@ -35,6 +35,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
 /// How often queued measurements are checked for expiry.
 const MEASURE_SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// How often queued measurements asked on another collector are looked for.
+const MEASURE_PICKUP_EVERY: Duration = Duration::from_millis(500);
 
 /// Writes `text` to `path` atomically (readers never see half a file).
 fn write_atomic(path: &Path, text: &str) -> Result<(), crate::safe_file::WriteError> {
@@ -128,18 +130,6 @@ pub async fn serve_until(
             "signed the heads of audit trails written before the audit key"
         );
     }
-    cfg.measure
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-    let measure = Arc::new(
-        crate::measure::MeasureService::new(
-            crate::measure::MeasureStore::new(tickets_db.clone())
-                .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?,
-            cfg.measure.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?
-        .with_zone(sop_store.calendar().zone()),
-    );
     // Which OPDs this collector judges: all of them, or with several
     // collectors on PostgreSQL those whose lease it holds (`lease.rs`).
     let leases = match &tickets_db {
@@ -154,6 +144,24 @@ pub async fn serve_until(
         ),
         crate::kv::Db::Redb(_) => crate::lease::Leases::all(),
     };
+    cfg.measure
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let measure_store = crate::measure::MeasureStore::new(tickets_db.clone())
+        .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?;
+    let measure = Arc::new(
+        if leases.shared() {
+            crate::measure::MeasureService::shared(
+                measure_store,
+                cfg.measure.clone(),
+                leases.clone(),
+            )
+        } else {
+            crate::measure::MeasureService::new(measure_store, cfg.measure.clone())
+                .map_err(|e| anyhow::anyhow!("opening the measurements: {e}"))?
+        }
+        .with_zone(sop_store.calendar().zone()),
+    );
     let leases_held = prometheus_client::metrics::gauge::Gauge::<i64>::default();
     metrics.registry_mut().register(
         "opd_leases_held",
@@ -383,6 +391,23 @@ pub async fn serve_until(
                 Ok(Ok(())) => info!("OPD leases given up"),
                 Ok(Err(e)) => warn!(error = %e, "OPD leases not given up; they expire"),
                 Err(e) => warn!(error = %e, "OPD lease task failed"),
+            }
+        });
+    }
+
+    // Several collectors: measurements asked on another collector for an
+    // agent streaming here are taken from the shared store.
+    if leases.shared() {
+        let cancel = cancel.clone();
+        let measure = hub.measure.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(MEASURE_PICKUP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                measure.pickup().await;
             }
         });
     }

@@ -216,3 +216,61 @@ fn kill_9_of_the_collector_holding_an_opd_moves_its_agent_and_lease_and_loses_no
     ensure!(after_kill > 0, "nothing stored after the kill");
     Ok(())
 }
+
+/// A measurement asked on one collector for an agent whose stream is on
+/// another completes: the first stores it queued in the shared database,
+/// the second takes it (claimed in a transaction, so once), sends it to the
+/// agent and stores the figures, which the first one's caller reads.
+#[test]
+fn a_measurement_asked_on_one_collector_runs_on_the_agent_of_another() -> Result<()> {
+    let pg = Cluster::start()?;
+    let mut a = Collector::init()?;
+    a.write_inventory(&Inventory::new("1s").opd("dinkes").device(
+        "dinkes-sw1",
+        "dinkes",
+        "127.0.0.1",
+    ))?;
+    set_toml(&a.config, "store.url", pg.url().into())?;
+    let teknisi = a.enroll_user("teknisi", "tim_teknis")?;
+    let cfg = a.enroll_agent("dinkes")?;
+    let mut b = a.copy_as_another()?;
+    cfg.set("collector", b.url())?;
+    cfg.set("metrics_listen", "127.0.0.1:0")?;
+    a.serve()?;
+    b.serve()?;
+    let agent = Agent::start(cfg)?;
+    wait_until(secs(60), "the agent on the second collector", || {
+        on(&agent, &b)
+    })?;
+    wait_until(secs(30), "its lease there", || holds(&pg, &b, "dinkes"))?;
+
+    let asked = Instant::now();
+    let done = teknisi.json(&[
+        "measure",
+        "dinkes-sw1",
+        "--count",
+        "10",
+        "--window",
+        "1s",
+        "--json",
+    ])?;
+    eprintln!(
+        "measured through the other collector in {:.1} s",
+        asked.elapsed().as_secs_f64()
+    );
+    ensure!(done["state"] == "done", "{done:#}");
+    ensure!(done["agent"] == agent.id.as_str(), "{done:#}");
+    let figures = done["device_figures"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["device"] == "dinkes-sw1"))
+        .with_context(|| format!("no figures of dinkes-sw1: {done:#}"))?;
+    ensure!(
+        json_u64(&figures["sent"]) == Some(10) && json_u64(&figures["received"]) == Some(10),
+        "{figures:#}"
+    );
+    // Read back on the collector that ran it: the same record.
+    let id = done["id"].as_str().context("id")?;
+    let there = teknisi.on(&b)?.json(&["measurement", id, "--json"])?;
+    ensure!(there["state"] == "done", "{there:#}");
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //! collector, measurements that were running are marked failed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -85,7 +85,13 @@ pub struct MeasureService {
     routes: Mutex<Routes>,
     /// How messages write moments (the province's zone).
     zone: crate::sop::calendar::Zone,
+    /// With several collectors on PostgreSQL: where an OPD's agent streams.
+    leases: Arc<crate::lease::Leases>,
 }
+
+/// How long a measurement asked on one collector waits for the collector
+/// its agent streams to to take it (several collectors on PostgreSQL).
+pub const RELAY_WAIT: Duration = Duration::from_secs(5);
 
 /// The command an agent gets for a measurement.
 pub fn command(m: &Measurement) -> MeasureCommand {
@@ -137,7 +143,28 @@ impl MeasureService {
             cfg,
             routes: Mutex::new(Routes::default()),
             zone: Default::default(),
+            leases: crate::lease::Leases::all(),
         })
+    }
+
+    /// Several collectors on PostgreSQL: the service over their shared
+    /// store. Running measurements are left as they are (they run on
+    /// another collector, or time out), a measurement for an agent
+    /// streaming to another collector is relayed to it, and queued ones
+    /// are taken by whichever collector the agent streams to
+    /// ([`Self::pickup`]).
+    pub fn shared(
+        store: MeasureStore,
+        cfg: MeasureConfig,
+        leases: Arc<crate::lease::Leases>,
+    ) -> Self {
+        Self {
+            store,
+            cfg,
+            routes: Mutex::new(Routes::default()),
+            zone: Default::default(),
+            leases,
+        }
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
@@ -181,6 +208,9 @@ impl MeasureService {
         m.device_figures.clear();
         m.link_figures.clear();
         let Some((agent, conn)) = self.live(&m.opd) else {
+            if self.leases.shared() && self.streams_elsewhere(&m.opd).await {
+                return self.relay(m, queue, now).await;
+            }
             if !queue {
                 let since = match last_seen {
                     Some(t) => format!("is offline since {}", self.when(t)),
@@ -206,6 +236,110 @@ impl MeasureService {
         let m = self.create(m).await?;
         info!(id = %m.id, opd = %m.opd, %agent, by = %m.requested_by, "measurement sent to the agent");
         Ok(self.send(m, &agent, &conn).await)
+    }
+
+    async fn streams_elsewhere(&self, opd: &str) -> bool {
+        let leases = self.leases.clone();
+        let opd = opd.to_string();
+        match tokio::task::spawn_blocking(move || leases.streams_elsewhere(&opd)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot tell where the agent streams");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// `m` for an agent streaming to another collector: stored queued for
+    /// that collector to take ([`Self::pickup`]), and followed for up to
+    /// [`RELAY_WAIT`] so the caller sees it running (or done). Not taken
+    /// by then: queued as asked, or failed with what to do.
+    async fn relay(
+        &self,
+        mut m: Measurement,
+        queue: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Measurement, MeasureError> {
+        let expiry =
+            chrono::Duration::from_std(self.cfg.queue_expiry).unwrap_or(chrono::Duration::days(1));
+        m.state = MeasureState::Queued {
+            expires_at: now + expiry,
+        };
+        m.agent = None;
+        let m = self.create(m).await?;
+        info!(id = %m.id, opd = %m.opd, by = %m.requested_by, "measurement relayed to the collector the agent streams to");
+        let until = tokio::time::Instant::now() + RELAY_WAIT;
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match self.store.get(&m.id) {
+                Ok(Some(now)) if !matches!(now.state, MeasureState::Queued { .. }) => {
+                    return Ok(now);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if queue {
+            return Ok(self.store.get(&m.id)?.unwrap_or(m));
+        }
+        let error = format!(
+            "the agent of OPD {} streams to another collector, which did not take the \
+             measurement within {} s; try again, or use --queue",
+            m.opd,
+            RELAY_WAIT.as_secs()
+        );
+        Ok(self.fail(&m.id, &error).unwrap_or(m))
+    }
+
+    /// Sends the queued measurements of the OPDs whose agent streams here
+    /// (several collectors on PostgreSQL: one asked on another collector).
+    /// Each is claimed in a write transaction first, so it is sent once.
+    pub async fn pickup(&self) {
+        let live: Vec<(String, Conn)> = {
+            let r = self.routes();
+            let mut by_opd: HashMap<String, (String, Conn)> = HashMap::new();
+            for (a, c) in &r.agents {
+                let newer = by_opd.get(&c.opd).is_none_or(|(_, o)| c.since > o.since);
+                if newer {
+                    by_opd.insert(c.opd.clone(), (a.clone(), c.clone()));
+                }
+            }
+            by_opd.into_values().collect()
+        };
+        for (agent, conn) in live {
+            self.send_queued(&agent, &conn.opd.clone(), &conn).await;
+        }
+    }
+
+    /// The queued measurements of `opd`, claimed for `agent` and sent on `conn`.
+    async fn send_queued(&self, agent: &str, opd: &str, conn: &Conn) {
+        let now = Utc::now();
+        let queued = match self.store.queued(opd) {
+            Ok(q) => q,
+            Err(e) => {
+                warn!(%opd, error = %e, "cannot read the queued measurements");
+                return;
+            }
+        };
+        for m in queued {
+            let Some(m) = self.settle(m, now) else {
+                continue;
+            };
+            if !matches!(m.state, MeasureState::Queued { .. }) {
+                continue;
+            }
+            let m = match self.store.claim(&m.id, agent, now) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(id = %m.id, error = %e, "cannot start the queued measurement");
+                    continue;
+                }
+            };
+            info!(id = %m.id, %opd, %agent, "queued measurement sent to the agent");
+            self.send(m, agent, conn).await;
+        }
     }
 
     /// Stores new measurement `m` off the async workers: the commit waits
@@ -278,29 +412,7 @@ impl MeasureService {
             r.agents.insert(agent.to_string(), conn.clone());
             conn
         };
-        let queued = match self.store.queued(opd) {
-            Ok(q) => q,
-            Err(e) => {
-                warn!(%opd, error = %e, "cannot read the queued measurements");
-                Vec::new()
-            }
-        };
-        for m in queued {
-            let Some(mut m) = self.settle(m, now) else {
-                continue;
-            };
-            if !matches!(m.state, MeasureState::Queued { .. }) {
-                continue;
-            }
-            m.state = MeasureState::Running { sent_at: now };
-            m.agent = Some(agent.to_string());
-            if let Err(e) = self.store.update(&m) {
-                warn!(id = %m.id, error = %e, "cannot start the queued measurement");
-                continue;
-            }
-            info!(id = %m.id, %opd, %agent, "queued measurement sent to the reconnected agent");
-            self.send(m, agent, &conn).await;
-        }
+        self.send_queued(agent, opd, &conn).await;
         conn.session
     }
 

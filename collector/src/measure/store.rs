@@ -62,6 +62,29 @@ impl MeasureStore {
         Ok(())
     }
 
+    /// Takes queued measurement `id` for `agent` at `now`: marked running
+    /// there, in one write transaction, unless it is no longer queued
+    /// (another collector took it first, or it expired): then `None`.
+    pub fn claim(
+        &self,
+        id: &str,
+        agent: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Measurement>, StoreError> {
+        let tx = self.db.write()?;
+        let Some(mut m) = tx.get(&MEASUREMENTS, id)?.map(|v| dec(&v)).transpose()? else {
+            return Ok(None);
+        };
+        if !matches!(m.state, MeasureState::Queued { expires_at } if expires_at > now) {
+            return Ok(None);
+        }
+        m.state = MeasureState::Running { sent_at: now };
+        m.agent = Some(agent.to_string());
+        tx.insert(&MEASUREMENTS, id, enc(&m))?;
+        tx.commit()?;
+        Ok(Some(m))
+    }
+
     /// One measurement.
     pub fn get(&self, id: &str) -> Result<Option<Measurement>, StoreError> {
         let tx = self.db.read()?;
