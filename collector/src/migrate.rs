@@ -177,14 +177,16 @@ impl std::fmt::Debug for Migration {
 pub struct Phase {
     /// Its name in the output.
     pub name: &'static str,
-    /// What it moves, for the output and `--help`.
+    /// What it moves, for the output.
     pub moves: &'static str,
     /// Copies (or, in a dry run, counts) and checks.
     pub run: fn(&Migration, &mut dyn Write) -> Result<Vec<String>, MigrateError>,
 }
 
 /// The phases, in the order they run. A later phase (tickets, SOP trails,
-/// measurements and reports from `tickets.redb`) is added here.
+/// measurements and reports from `tickets.redb`) is added here, with what
+/// it opens added to [`Migration`] by [`prepare`] (which holds
+/// `collector.redb` open for the whole run: no collector starts meanwhile).
 pub const PHASES: &[Phase] = &[Phase {
     name: "samples",
     moves: "samples, per-minute rollups, newest readings and agents' records",
@@ -280,6 +282,18 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), MigrateError> {
         "{}: [store] url added: the next start of the collector runs on PostgreSQL",
         options.config.display()
     )?;
+    let password = options
+        .to
+        .parse::<tokio_postgres::Config>()
+        .is_ok_and(|c| c.get_password().is_some());
+    if password && readable_by_others(&options.config) {
+        writeln!(
+            out,
+            "warning: {} is readable by every user and now holds the database's password: \
+             `chmod o-r` it (the collector needs only its own user or group to read it)",
+            options.config.display()
+        )?;
+    }
     writeln!(
         out,
         "{} is left in place and no longer read: remove it once the collector runs on \
@@ -572,9 +586,20 @@ pub fn point_at(path: &Path, url: &str) -> Result<(), MigrateError> {
     })?;
     let cfg: CollectorConfig = crate::config::parse_toml(path, &new)?;
     cfg.check(path, &new)?;
-    // Not readable by others: the URL may hold a password.
-    safe_file::write(path, new.as_bytes(), 0o640)?;
+    // The mode it had: the service must still read it (a package installs
+    // it root:siaga 0640, a hand-made one may rely on others reading it).
+    let mode = std::fs::metadata(path).map_or(0o640, |m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    safe_file::write(path, new.as_bytes(), mode)?;
     Ok(())
+}
+
+/// Whether every user of the host may read `path`.
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
 }
 
 /// `text` with `[store] url = "<url>"`. A new `[store]` table goes at the
@@ -722,9 +747,14 @@ mod tests {
         // Written atomically and loadable as serve loads it.
         let dir = tempfile::tempdir().unwrap();
         let path = config(dir.path(), "");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         point_at(&path, url).unwrap();
         let cfg = CollectorConfig::load(&path).unwrap();
         assert_eq!(cfg.store.url.as_deref(), Some(url));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert!(!readable_by_others(&path));
     }
 
     #[test]
