@@ -217,7 +217,15 @@ fn migrate_moves_a_collectors_samples_to_postgres_and_points_its_config_there() 
     c.serve()?;
     for (d, was) in DEVICES.iter().zip(&before) {
         let now = admin.history(d)?;
-        ensure!(&now == was, "{d}: {now:?}\nbefore: {was:?}");
+        ensure!(
+            now.len() == was.len(),
+            "{d}: {} samples, {} before",
+            now.len(),
+            was.len()
+        );
+        if let Some((a, b)) = now.iter().zip(was).find(|(a, b)| a != b) {
+            anyhow::bail!("{d}: {a}\nbefore: {b}");
+        }
     }
     Ok(())
 }
