@@ -22,6 +22,7 @@ pub mod listen;
 pub mod logs;
 pub mod measure;
 pub mod metrics;
+pub mod migrate;
 pub mod notify;
 pub mod pki;
 pub mod report;

@@ -115,6 +115,21 @@ enum Cmd {
         #[arg(long)]
         user_config: Option<PathBuf>,
     },
+    /// Move the samples, their rollups, the newest readings and the agents'
+    /// records from the embedded store into PostgreSQL, check the copy, then
+    /// add `[store] url` to collector.toml (run with the collector stopped;
+    /// run again after an interruption: nothing is copied twice).
+    Migrate {
+        /// collector.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+        #[arg(long)]
+        to: String,
+        /// Check and count only: write nothing to PostgreSQL or collector.toml.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Put a backup into the data directory of collector.toml (with the
     /// collector stopped); the next `serve` runs on it.
     Restore {
@@ -423,6 +438,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Backup { out, user_config } => backup(&out, user_config),
+        Cmd::Migrate {
+            config,
+            to,
+            dry_run,
+        } => migrate(config, to, dry_run),
         Cmd::Restore {
             from,
             config,
@@ -490,6 +510,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `migrate`: exit 64 for what the command line or collector.toml must
+/// change, 69 for a database that does not answer (as `validate`).
+fn migrate(config: PathBuf, to: String, dry_run: bool) -> Result<(), Failure> {
+    use siaga_collector::migrate::{self, MigrateError, Options};
+    let options = Options {
+        config,
+        to,
+        dry_run,
+    };
+    let mut out = std::io::stdout();
+    migrate::run(&options, &mut out).map_err(|e| {
+        let code = match &e {
+            MigrateError::Config(_)
+            | MigrateError::AlreadyOnPostgres { .. }
+            | MigrateError::BadUrl { .. }
+            | MigrateError::NothingThere { .. } => EX_USAGE,
+            MigrateError::Unreachable { .. } => EX_UNAVAILABLE,
+            _ => 1,
+        };
+        Failure {
+            code,
+            error: e.into(),
+        }
+    })
 }
 
 /// Loads and checks everything the collector reads at start.

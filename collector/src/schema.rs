@@ -102,6 +102,10 @@ pub fn open(path: &Path, file: StoreFile, step: Step<'_>) -> Result<Database, St
     Ok(db)
 }
 
+/// Why [`open_checked`] refuses a file that another process holds open
+/// (`StoreError::Open`): a running collector.
+pub const IN_USE: &str = "in use by another process (is a collector running?)";
+
 /// Opens (or creates) `path` with redb's integrity check of every page.
 pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
     let opened = std::panic::catch_unwind(|| {
@@ -113,7 +117,7 @@ pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Open {
             path: path.to_path_buf(),
-            message: "in use by another process (is a collector running?)".into(),
+            message: IN_USE.into(),
         }),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) => Err(StoreError::Open {
             path: path.to_path_buf(),

@@ -230,7 +230,9 @@ struct Rows {
 }
 
 impl Rows {
-    fn encode(agent: &str, received_us: i64, samples: &[v1::Sample]) -> Self {
+    /// `received_us` is `None` only for samples stored before schema 2,
+    /// copied as they are (`migrate`).
+    fn encode(agent: &str, received_us: Option<i64>, samples: &[v1::Sample]) -> Self {
         let mut rows = Rows {
             bytes: Vec::with_capacity(samples.len() * 96),
             ends: Vec::with_capacity(samples.len()),
@@ -238,8 +240,13 @@ impl Rows {
         for s in samples {
             SampleRow::push_key(&mut rows.bytes, &s.device, s.ts_us, agent, s.seq);
             let key_end = rows.bytes.len();
-            rows.bytes.push(1);
-            rows.bytes.extend_from_slice(&received_us.to_le_bytes());
+            match received_us {
+                Some(t) => {
+                    rows.bytes.push(1);
+                    rows.bytes.extend_from_slice(&t.to_le_bytes());
+                }
+                None => rows.bytes.push(0),
+            }
             // Device, time and sequence live in the key: the body is the
             // sample without them, which is its kind alone (fields at
             // their default are not encoded).
@@ -363,11 +370,24 @@ impl IngestBatch {
     /// A batch of `agent`'s samples received at `received_us`.
     pub fn new(agent: impl Into<String>, received_us: i64, samples: Arc<[v1::Sample]>) -> Self {
         let agent = agent.into();
-        let rows = Rows::encode(&agent, received_us, &samples);
+        let rows = Rows::encode(&agent, Some(received_us), &samples);
         Self {
             agent,
             received_us,
             samples,
+            rows,
+        }
+    }
+
+    /// Samples already stored elsewhere, with the receive time they were
+    /// stored with (`None`: before schema 2, kept unknown rather than
+    /// invented; `received_us` then reads 0): what `migrate` copies.
+    pub(crate) fn stored(agent: &str, received_us: Option<i64>, samples: Vec<v1::Sample>) -> Self {
+        let rows = Rows::encode(agent, received_us, &samples);
+        Self {
+            agent: agent.to_string(),
+            received_us: received_us.unwrap_or(0),
+            samples: samples.into(),
             rows,
         }
     }
@@ -866,6 +886,56 @@ impl RedbStore {
             path,
             broken: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+}
+
+/// What `migrate` reads from the embedded store beside the [`Store`] trait.
+impl RedbStore {
+    /// How many samples the store holds.
+    pub(crate) fn sample_count(&self) -> Result<u64, StoreError> {
+        let tx = self.database()?.begin_read()?;
+        Ok(tx.open_table(SAMPLES)?.len()?)
+    }
+
+    /// Up to `limit` samples in key order (device, time, agent, sequence)
+    /// after the key `after` (from the first without), each in its own
+    /// read transaction, and the key of the last one given: where the next
+    /// call starts.
+    pub(crate) fn samples_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<StoredSample>, Option<Vec<u8>>), StoreError> {
+        use std::ops::Bound;
+        let tx = self.database()?.begin_read()?;
+        let table = tx.open_table(SAMPLES)?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        let mut last = None;
+        for row in table.range::<&[u8]>((start, Bound::Unbounded))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row?;
+            out.push(SampleRow::stored(k.value(), v.value())?);
+            last = Some(k.value().to_vec());
+        }
+        Ok((out, last))
+    }
+
+    /// Every newest reading: (device, kind, encoded [`v1::Sample`]), in
+    /// key order. It outlives the samples retention prunes, so it is read
+    /// as it is rather than derived from them.
+    pub(crate) fn latest_rows(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let tx = self.database()?.begin_read()?;
+        let table = tx.open_table(LATEST)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let (device, kind) = k.value();
+            out.push((device.to_string(), kind.to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 }
 

@@ -43,8 +43,8 @@ use tokio_postgres::{Client, Config};
 
 use super::pg_connect::{PgTls, connect, pg_config};
 use super::{
-    AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, SamplesElsewhere, Store, Stored,
-    StoredSample, decode,
+    AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, SampleRow, SamplesElsewhere,
+    Store, Stored, StoredSample, decode,
 };
 use crate::error::StoreError;
 use crate::rollup::{MINUTE_US, Minute};
@@ -464,7 +464,7 @@ impl PgStore {
         let mut ts = Vec::with_capacity(n);
         let mut agent_ids = Vec::with_capacity(n);
         let mut seqs = Vec::with_capacity(n);
-        let mut received = Vec::with_capacity(n);
+        let mut received: Vec<Option<i64>> = Vec::with_capacity(n);
         let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
         for b in batches {
             for (s, (_, value)) in b.samples.iter().zip(b.rows.iter()) {
@@ -472,9 +472,12 @@ impl PgStore {
                 ts.push(s.ts_us);
                 agent_ids.push(b.agent.as_str());
                 seqs.push(s.seq as i64);
-                received.push(b.received_us);
-                // The embedded store's value: a tag, the receive time, the body.
-                bodies.push(value.get(9..).unwrap_or_default());
+                // The embedded store's value: the receive time (unknown
+                // only in samples `migrate` copies from before schema 2),
+                // then the body.
+                let (at, body) = SampleRow::value(value)?;
+                received.push(at);
+                bodies.push(body);
             }
         }
 
@@ -617,6 +620,60 @@ impl PgStore {
             known.remove(&d);
         }
         Ok(removed)
+    }
+
+    /// Puts newest readings (device, kind, encoded [`siaga_proto::v1::Sample`]) where
+    /// none is newer: what `migrate` copies beside the samples.
+    pub(crate) fn put_latest(&self, rows: &[(String, String, Vec<u8>)]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut d = Vec::with_capacity(rows.len());
+        let mut k = Vec::with_capacity(rows.len());
+        let mut t = Vec::with_capacity(rows.len());
+        let mut body = Vec::with_capacity(rows.len());
+        for (device, kind, bytes) in rows {
+            d.push(device.as_str());
+            k.push(kind.as_str());
+            t.push(decode(bytes)?.ts_us);
+            body.push(bytes.as_slice());
+        }
+        wait(async {
+            let mut slot = self.writer.lock().await;
+            let client = self.write_client(&mut slot).await?;
+            client
+                .execute(
+                    "INSERT INTO latest (device, kind, ts_us, body) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[]) \
+                     ON CONFLICT (device, kind) DO UPDATE \
+                     SET ts_us = EXCLUDED.ts_us, body = EXCLUDED.body \
+                     WHERE latest.ts_us <= EXCLUDED.ts_us",
+                    &[&d, &k, &t, &body],
+                )
+                .await
+                .map_err(pg("storing the latest readings"))?;
+            Ok(())
+        })
+    }
+
+    /// Per device: how many samples, the first and the last time (µs), in
+    /// device order.
+    pub(crate) fn device_spans(&self) -> Result<Vec<(String, u64, i64, i64)>, StoreError> {
+        wait(async {
+            let c = self.read_client().await?;
+            let rows = c
+                .query(
+                    "SELECT device, count(*), min(ts_us), max(ts_us) FROM samples \
+                     GROUP BY device ORDER BY device",
+                    &[],
+                )
+                .await
+                .map_err(pg("counting samples"))?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get(2), r.get(3)))
+                .collect())
+        })
     }
 
     /// The names of the sample partitions, oldest first.
