@@ -213,6 +213,16 @@ impl Arg<(String, u64)> for (&str, u64) {
     }
 }
 
+impl Arg<(String, u64)> for (String, u64) {
+    fn redb(&self) -> (&str, u64) {
+        (self.0.as_str(), self.1)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_str(&self.0, out);
+        self.1.encode(out);
+    }
+}
+
 impl Codec for (String, String) {
     type Redb = (&'static str, &'static str);
     fn from_redb(v: (&str, &str)) -> Self {
@@ -230,6 +240,16 @@ impl Arg<(String, String)> for (&str, &str) {
     fn encode(&self, out: &mut Vec<u8>) {
         encode_str(self.0, out);
         encode_str(self.1, out);
+    }
+}
+
+impl Arg<(String, String)> for (String, String) {
+    fn redb(&self) -> (&str, &str) {
+        (self.0.as_str(), self.1.as_str())
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_str(&self.0, out);
+        encode_str(&self.1, out);
     }
 }
 
@@ -402,6 +422,111 @@ pub fn open(cfg: &crate::config::CollectorConfig) -> Result<Db, StoreError> {
             Ok(Db::Pg(Arc::new(postgres::PgKv::open(url)?)))
         }
     }
+}
+
+/// What [`move_records`] moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// (table, rows) of each table copied.
+    pub tables: Vec<(&'static str, u64)>,
+    /// Tickets whose trail verified in PostgreSQL after the move.
+    pub verified: usize,
+    /// Where `tickets.redb` was kept after the move (`None`: there was none).
+    pub kept_as: Option<std::path::PathBuf>,
+}
+
+/// Moves the records of the data directory's `tickets.redb` (tickets, SOP
+/// trails, health records, events, windows, measurements, frozen reports)
+/// into the PostgreSQL database at `url`, in one transaction there; then
+/// checks the result (the same tickets, every trail verifying against its
+/// head) and keeps the file as `tickets.redb.moved` so that the collector,
+/// now on PostgreSQL, does not refuse to start beside it. A database that
+/// holds tickets already is refused (another collector's: nothing is
+/// mixed). Nothing to do without the file. `dry_run` counts what would
+/// move and writes nothing anywhere.
+pub fn move_records(
+    cfg: &crate::config::CollectorConfig,
+    url: &str,
+    dry_run: bool,
+) -> Result<Moved, String> {
+    let path = cfg.data_dir.join(crate::schema::TICKETS_FILE.name);
+    if !path.exists() {
+        return Ok(Moved::default());
+    }
+    let from = Db::Redb(Arc::new(
+        crate::schema::open_tickets(&cfg.data_dir).map_err(|e| e.to_string())?,
+    ));
+    if dry_run {
+        // Counted by a copy into memory: nothing is written to PostgreSQL,
+        // not even the schema.
+        let memory = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| e.to_string())?;
+        let scratch = Db::Redb(Arc::new(memory));
+        let (r, w) = (
+            from.read().map_err(|e| e.to_string())?,
+            scratch.write().map_err(|e| e.to_string())?,
+        );
+        return Ok(Moved {
+            tables: copy_records(&r, &w).map_err(|e| e.to_string())?,
+            verified: 0,
+            kept_as: None,
+        });
+    }
+    let to = Db::Pg(Arc::new(
+        postgres::PgKv::open(url).map_err(|e| e.to_string())?,
+    ));
+    let there = crate::sop::store::ticket_count(&to).map_err(|e| e.to_string())?;
+    if there > 0 {
+        return Err(format!(
+            "the database already holds {there} ticket(s) (another collector's?): the tickets of \
+             {} are not mixed into them; use an empty database",
+            path.display()
+        ));
+    }
+    let r = from.read().map_err(|e| e.to_string())?;
+    let w = to.write().map_err(|e| e.to_string())?;
+    let tables = copy_records(&r, &w).map_err(|e| e.to_string())?;
+    drop(r);
+    w.commit().map_err(|e| e.to_string())?;
+    // The same tickets on both sides, and every trail intact there.
+    let sop_text =
+        std::fs::read_to_string(&cfg.sop).map_err(|e| format!("{}: {e}", cfg.sop.display()))?;
+    let calendar = crate::sop::Calendar::new(&cfg.calendar).map_err(|e| e.to_string())?;
+    let open = |db: &Db| {
+        crate::sop::store::SopStore::new(db.clone(), &sop_text, &cfg.sop, calendar.clone())
+            .map_err(|e| e.to_string())
+    };
+    let (before, after) = (open(&from)?, open(&to)?);
+    let (a, b) = (
+        before.list().map_err(|e| e.to_string())?,
+        after.list().map_err(|e| e.to_string())?,
+    );
+    if a != b {
+        return Err(format!(
+            "after the copy PostgreSQL lists {} ticket(s), {} {}; {} is left in place",
+            b.len(),
+            path.display(),
+            a.len(),
+            path.display()
+        ));
+    }
+    let verified = after.verify().map_err(|e| e.to_string())?;
+    if let Some((ticket, Err(t))) = verified.iter().find(|(_, r)| r.is_err()) {
+        return Err(format!(
+            "after the copy the trail of {ticket} does not verify in PostgreSQL ({t}); {} is \
+             left in place",
+            path.display()
+        ));
+    }
+    drop((before, from));
+    let kept = path.with_extension("redb.moved");
+    std::fs::rename(&path, &kept).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Moved {
+        tables,
+        verified: verified.len(),
+        kept_as: Some(kept),
+    })
 }
 
 /// A transaction on either backend.
@@ -594,6 +719,36 @@ impl Tx {
             Inner::Pg(p) => p.commit(),
         }
     }
+}
+
+/// Copies every row of `t` read in `from` into `to` (a write transaction),
+/// as it is; the rows copied (what `migrate` moves).
+pub fn copy_table<K: Codec + Arg<K>, V: Codec + Arg<V>>(
+    t: &Table<K, V>,
+    from: &Tx,
+    to: &Tx,
+) -> Result<(&'static str, u64), StoreError>
+where
+    K::Redb: redb::Key,
+{
+    let mut n = 0;
+    for row in from.iter(t)? {
+        let (k, v) = row?;
+        to.insert(t, k, v)?;
+        n += 1;
+    }
+    Ok((t.name, n))
+}
+
+/// Copies every record table (tickets, SOP trails, health records,
+/// events, windows, measurements, frozen reports) read in `from` into `to`,
+/// a write transaction the caller commits: (table, rows) of each.
+pub fn copy_records(from: &Tx, to: &Tx) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    let mut out = crate::sop::store::copy_tables(from, to)?;
+    out.extend(crate::ticket::store::copy_tables(from, to)?);
+    out.extend(crate::measure::store::copy_tables(from, to)?);
+    out.extend(crate::report::store::copy_tables(from, to)?);
+    Ok(out)
 }
 
 fn read_only(table: &'static str) -> StoreError {

@@ -115,10 +115,11 @@ enum Cmd {
         #[arg(long)]
         user_config: Option<PathBuf>,
     },
-    /// Move the samples, their rollups, the newest readings and the agents'
-    /// records from the embedded store into PostgreSQL, check the copy, then
-    /// add `[store] url` to collector.toml (run with the collector stopped;
-    /// run again after an interruption: nothing is copied twice).
+    /// Move everything the embedded stores hold (samples, rollups, newest
+    /// readings, agents; tickets, SOP trails, measurements, frozen reports)
+    /// into PostgreSQL, check the copy, then add `[store] url` to
+    /// collector.toml (run with the collector stopped; run again after an
+    /// interruption: nothing is copied twice).
     Migrate {
         /// collector.toml
         #[arg(long)]

@@ -3,10 +3,11 @@
 //! then points `collector.toml` at the database (`[store] url`).
 //!
 //! The move runs in [`PHASES`], one after another, each with what it
-//! moves; today one, [`samples`]: samples, their per-minute rollups, the
-//! newest readings and the agents' records (`collector.redb`). Tickets,
-//! SOP trails, measurements and reports stay in `tickets.redb`; moving
-//! them is a further phase in the same list.
+//! moves: [`samples`] (samples, their per-minute rollups, the newest
+//! readings and the agents' records: `collector.redb`), then [`records`]
+//! (tickets, SOP trails with their hash chains, health records, events,
+//! maintenance windows, measurements and frozen reports: `tickets.redb`,
+//! in one transaction, checked by the trails verifying there).
 //!
 //! Samples go through [`Store::commit`] of the PostgreSQL store, in
 //! batches of at most [`BATCH`], so the rollups are built there exactly as
@@ -115,6 +116,13 @@ pub enum MigrateError {
     /// Reading or writing a store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The tickets' records could not be moved or did not check out; the
+    /// file is left in place.
+    #[error("records: {message}")]
+    Records {
+        /// Why.
+        message: String,
+    },
     /// The copy does not read back as the original.
     #[error(
         "the copy in PostgreSQL at {at} differs from {}: {what}; collector.toml is unchanged: \
@@ -160,6 +168,8 @@ pub struct Migration {
     pub target: Option<PgStore>,
     /// The database, without the password, for messages.
     pub at: String,
+    /// The database's URL.
+    pub url: String,
 }
 
 impl std::fmt::Debug for Migration {
@@ -183,15 +193,46 @@ pub struct Phase {
     pub run: fn(&Migration, &mut dyn Write) -> Result<Vec<String>, MigrateError>,
 }
 
-/// The phases, in the order they run. A later phase (tickets, SOP trails,
-/// measurements and reports from `tickets.redb`) is added here, with what
-/// it opens added to [`Migration`] by [`prepare`] (which holds
-/// `collector.redb` open for the whole run: no collector starts meanwhile).
-pub const PHASES: &[Phase] = &[Phase {
-    name: "samples",
-    moves: "samples, per-minute rollups, newest readings and agents' records",
-    run: samples,
-}];
+/// The phases, in the order they run ([`prepare`] holds `collector.redb`
+/// open for the whole run: no collector starts meanwhile).
+pub const PHASES: &[Phase] = &[
+    Phase {
+        name: "samples",
+        moves: "samples, per-minute rollups, newest readings and agents' records",
+        run: samples,
+    },
+    Phase {
+        name: "records",
+        moves: "tickets, SOP trails, health records, events, maintenance windows, measurements \
+                and frozen reports",
+        run: records,
+    },
+];
+
+/// The records of `tickets.redb`, copied in one transaction (a dry run
+/// rolls it back), then checked: the same tickets, every trail verifying
+/// against its head in PostgreSQL. The file is kept as
+/// `tickets.redb.moved`. A database already holding tickets is refused.
+pub fn records(m: &Migration, _out: &mut dyn Write) -> Result<Vec<String>, MigrateError> {
+    let moved = crate::kv::move_records(&m.config, &m.url, m.target.is_none())
+        .map_err(|message| MigrateError::Records { message })?;
+    if moved.tables.is_empty() {
+        return Ok(vec!["no tickets.redb: nothing to move".into()]);
+    }
+    let mut lines: Vec<String> = moved
+        .tables
+        .iter()
+        .map(|(t, n)| format!("{t}: {n} row(s)"))
+        .collect();
+    if let Some(kept) = &moved.kept_as {
+        lines.push(format!(
+            "{} trail(s) verify in PostgreSQL; the file is kept as {}",
+            moved.verified,
+            kept.display()
+        ));
+    }
+    Ok(lines)
+}
 
 /// Checks everything that can refuse the migration, in the order an
 /// operator fixes them, and opens the stores.
@@ -244,6 +285,7 @@ pub fn prepare(options: &Options) -> Result<Migration, MigrateError> {
         samples_path,
         target,
         at,
+        url: options.to.clone(),
     })
 }
 
@@ -297,8 +339,8 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), MigrateError> {
     writeln!(
         out,
         "{} is left in place and no longer read: remove it once the collector runs on \
-         PostgreSQL; `backup` now names the pg_dump command for the samples \
-         (tickets, SOP trails, measurements and reports stay in {})",
+         PostgreSQL; `backup` now names the pg_dump command for all of it, and the records \
+         of {} are in PostgreSQL too",
         samples_path.display(),
         tickets.display()
     )?;
@@ -688,7 +730,7 @@ mod tests {
         assert!(e.to_string().contains("nothing to migrate"), "{e}");
         let path = config(dir.path(), "");
         // A malformed URL, checked as [store] url is.
-        for bad in ["mysql://x@h/d", "postgres://x@h/d?sslmode=require"] {
+        for bad in ["mysql://x@h/d", "postgres://x@h/d?sslmode=allow"] {
             let e = prepare(&options(path.clone(), bad)).unwrap_err();
             assert!(matches!(e, MigrateError::BadUrl { .. }), "{bad}: {e}");
             assert!(e.to_string().starts_with("--to: "), "{e}");

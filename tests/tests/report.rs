@@ -645,3 +645,117 @@ fn a_link_with_fifty_percent_loss_is_measured_before_and_after_and_the_report_sa
     ensure!(!text.contains("DRAF"), "the final PDF is still a draft");
     Ok(())
 }
+
+/// `siaga-collector migrate --to postgres://…`: a collector on the embedded
+/// store with a ticket walked through all ten steps, its report frozen, and
+/// a measurement, moves everything into PostgreSQL; started there, `siaga
+/// ticket show`, the measurement and the frozen PDF are the same, and
+/// `verify` passes with the same lines (trails and frozen reports intact).
+#[test]
+fn a_walked_ticket_its_frozen_report_and_a_measurement_move_to_postgres_unchanged() -> Result<()> {
+    use siaga_tests::harness::Inventory;
+    let pg = siaga_tests::postgres::Cluster::start()?;
+    let collector = Collector::init()?;
+    collector.write_inventory(&Inventory::new("10s").opd("dinkes").device(
+        "dinkes-sw1",
+        "dinkes",
+        "127.0.0.1",
+    ))?;
+    let mut o = Office::serve(collector, &OFFICE_USERS)?;
+    let id = walk_to_the_review(&o)?;
+    let (said, pdf) = report(&o, "hd", &id, "pdf", "id", &o.file("before.pdf"))?;
+    ensure!(said.contains("final"), "{said}");
+    // No agent: the measurement waits, queued, in the store.
+    let m = o.json(
+        "teknisi",
+        &[
+            "measure",
+            "dinkes-sw1",
+            "--count",
+            "10",
+            "--queue",
+            "--json",
+        ],
+    )?;
+    let mid = m["id"].as_str().context("measurement id")?.to_string();
+    let show = |o: &Office| o.json("hd", &["ticket", "show", &id, "--json"]);
+    let shown = show(&o)?;
+    let measured = o.json("teknisi", &["measurement", &mid, "--json"])?;
+    ensure!(o.collector.stop(), "the collector did not stop cleanly");
+    let (clean, before) = verify(&o.collector)?;
+    ensure!(clean, "{before}");
+
+    let config = o.collector.config.clone();
+    let migrate = |extra: &[&str]| -> Result<(bool, String)> {
+        let mut args = vec![
+            "migrate".to_string(),
+            "--config".into(),
+            config.to_string_lossy().to_string(),
+            "--to".into(),
+            pg.url(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = Command::new(bin("siaga-collector")?).args(&args).output()?;
+        Ok((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    };
+    let (ok, said) = migrate(&[])?;
+    ensure!(ok, "migrate: {said}");
+    ensure!(
+        said.contains("sop_audit")
+            && said.contains("report_frozen")
+            && said.contains("measurements"),
+        "migrate names what it moved: {said}"
+    );
+    ensure!(
+        !o.collector.data_dir.join("tickets.redb").exists(),
+        "tickets.redb still in place"
+    );
+    let toml: toml::Table = toml::from_str(&std::fs::read_to_string(&config)?)?;
+    ensure!(
+        toml.get("store")
+            .and_then(|s| s.get("url"))
+            .and_then(|u| u.as_str())
+            == Some(pg.url().as_str()),
+        "collector.toml does not name the database: {toml}"
+    );
+    let (clean, after) = verify(&o.collector)?;
+    ensure!(clean, "verify on PostgreSQL: {after}");
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.contains(": ok") || l.contains("frozen report"))
+            .filter(|l| l.starts_with("PJ-") || l.starts_with(id.as_str()))
+            .map(str::to_string)
+            .collect()
+    };
+    ensure!(
+        lines(&before) == lines(&after) && !lines(&after).is_empty(),
+        "before:\n{before}\nafter:\n{after}"
+    );
+
+    o.collector.restart()?;
+    ensure!(show(&o)? == shown, "ticket show after the move");
+    ensure!(
+        o.json("teknisi", &["measurement", &mid, "--json"])? == measured,
+        "the measurement after the move"
+    );
+    let (_, again) = report(&o, "hd", &id, "pdf", "id", &o.file("after.pdf"))?;
+    ensure!(again == pdf, "the frozen PDF is not the same bytes");
+    // Run again: refused (the config names PostgreSQL now), nothing doubled.
+    let (ok, said) = migrate(&[])?;
+    ensure!(!ok, "a second migrate: {said}");
+    ensure!(
+        o.json("hd", &["tickets", "--json"])?
+            .as_array()
+            .map(Vec::len)
+            == Some(1),
+        "after a second migrate: {said}"
+    );
+    Ok(())
+}

@@ -10,6 +10,19 @@ const MEASUREMENTS: Table<String, Vec<u8>> = Table::new("measurements");
 /// `next` → last id number handed out.
 const MEASURE_COUNTER: Table<String, u64> = Table::new("measurement_counter");
 
+/// Copies the measurement tables from `from` into `to` (a write
+/// transaction): (table, rows) of each.
+pub fn copy_tables(
+    from: &crate::kv::Tx,
+    to: &crate::kv::Tx,
+) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    use crate::kv::copy_table;
+    Ok(vec![
+        copy_table(&MEASUREMENTS, from, to)?,
+        copy_table(&MEASURE_COUNTER, from, to)?,
+    ])
+}
+
 /// The measurement table.
 #[derive(Clone)]
 pub struct MeasureStore {

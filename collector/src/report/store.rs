@@ -33,6 +33,15 @@ pub fn put(w: &Tx, ticket: &str, docs: &[(String, Vec<u8>)]) -> Result<(), Store
     Ok(())
 }
 
+/// Copies the frozen reports from `from` into `to` (a write
+/// transaction): (table, rows).
+pub fn copy_tables(
+    from: &Tx,
+    to: &Tx,
+) -> Result<Vec<(&'static str, u64)>, crate::error::StoreError> {
+    Ok(vec![crate::kv::copy_table(&FROZEN, from, to)?])
+}
+
 /// Creates the table, so reads before the first freeze find it.
 pub fn init(db: &Db) -> Result<(), StoreError> {
     Ok(db.create(&[FROZEN])?)

@@ -740,6 +740,22 @@ fn trail_range<'a>(
     )?)
 }
 
+/// Copies the SOP part's tables from `from` into `to` (a write
+/// transaction): (table, rows) of each.
+pub fn copy_tables(
+    from: &Tx,
+    to: &Tx,
+) -> Result<Vec<(&'static str, u64)>, crate::error::StoreError> {
+    use crate::kv::copy_table;
+    Ok(vec![
+        copy_table(&TICKETS, from, to)?,
+        copy_table(&AUDIT, from, to)?,
+        copy_table(&HEADS, from, to)?,
+        copy_table(&TEXTS, from, to)?,
+        copy_table(&NUMBERS, from, to)?,
+    ])
+}
+
 /// How many tickets `db` holds (a file about to be left behind is checked
 /// with it).
 pub fn ticket_count(db: &Db) -> Result<usize, StoreError> {

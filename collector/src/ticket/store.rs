@@ -228,6 +228,19 @@ fn next_counter(tx: &Tx, name: &str) -> Result<u64, StoreError> {
     Ok(next)
 }
 
+/// Copies the health part's tables from `from` into `to` (a write
+/// transaction): (table, rows) of each.
+pub fn copy_tables(from: &Tx, to: &Tx) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    use crate::kv::copy_table;
+    Ok(vec![
+        copy_table(&TICKETS, from, to)?,
+        copy_table(&INCIDENTS, from, to)?,
+        copy_table(&COUNTERS, from, to)?,
+        copy_table(&EVENTS, from, to)?,
+        copy_table(&WINDOWS, from, to)?,
+    ])
+}
+
 impl TicketStore {
     /// The database these tables live in (shared with the SOP part).
     pub fn database(&self) -> &Db {
