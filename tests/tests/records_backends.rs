@@ -416,6 +416,18 @@ fn open_letter(who: &siaga_tests::harness::Siaga, n: u32) -> Result<String> {
         .ok_or_else(|| anyhow::anyhow!("{out}"))
 }
 
+/// A collector (not serving yet) of the OPD dinkes with one device.
+fn dinkes_collector() -> Result<siaga_tests::harness::Collector> {
+    use siaga_tests::harness::{Collector, Inventory};
+    let c = Collector::init()?;
+    c.write_inventory(&Inventory::new("10s").opd("dinkes").device(
+        "dinkes-sw1",
+        "dinkes",
+        "127.0.0.1",
+    ))?;
+    Ok(c)
+}
+
 /// `[store] url`: tickets, their trails and steps live in PostgreSQL. The
 /// collector writes no `tickets.redb`; `verify` checks the trails there;
 /// after a restart, and from a second collector made as a copy of the
@@ -423,14 +435,9 @@ fn open_letter(who: &siaga_tests::harness::Siaga, n: u32) -> Result<String> {
 /// opened on the second takes the next number of the one sequence.
 #[test]
 fn tickets_on_postgres_survive_a_restart_and_read_the_same_on_another_collector() -> Result<()> {
-    use siaga_tests::harness::{Collector, Inventory, set_toml};
+    use siaga_tests::harness::set_toml;
     let pg = Cluster::start()?;
-    let mut c = Collector::init()?;
-    c.write_inventory(&Inventory::new("10s").opd("dinkes").device(
-        "dinkes-sw1",
-        "dinkes",
-        "127.0.0.1",
-    ))?;
+    let mut c = dinkes_collector()?;
     set_toml(&c.config, "store.url", pg.url().into())?;
     let root = c.enroll_user("root", "admin")?;
     let hd = c.enroll_user("hd", "helpdesk")?;
@@ -491,14 +498,9 @@ fn tickets_on_postgres_survive_a_restart_and_read_the_same_on_another_collector(
 /// the file and the `migrate` command, rather than start without them.
 #[test]
 fn a_tickets_file_with_tickets_is_not_left_behind_by_a_store_url() -> Result<()> {
-    use siaga_tests::harness::{Collector, Inventory, set_toml};
+    use siaga_tests::harness::set_toml;
     let pg = Cluster::start()?;
-    let mut c = Collector::init()?;
-    c.write_inventory(&Inventory::new("10s").opd("dinkes").device(
-        "dinkes-sw1",
-        "dinkes",
-        "127.0.0.1",
-    ))?;
+    let mut c = dinkes_collector()?;
     let hd = c.enroll_user("hd", "helpdesk")?;
     c.serve()?;
     open_letter(&hd, 1)?;

@@ -30,7 +30,8 @@ pub struct Output {
 }
 
 impl Output {
-    fn extend(&mut self, other: Output) {
+    /// `other`'s changes and decisions after these.
+    pub(crate) fn extend(&mut self, other: Output) {
         self.changes.extend(other.changes);
         self.decisions.extend(other.decisions);
     }

@@ -14,11 +14,11 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config};
 
 use crate::error::StoreError;
-use crate::store::pg_connect::{PgTls, connect, pg_config};
+use crate::store::pg_connect::PgRuntime;
 use crate::store::postgres::wait;
 
 /// Connections a collector opens for the records at most.
@@ -59,11 +59,8 @@ impl Idle {
 
 /// The records' side of a PostgreSQL store.
 pub struct PgKv {
-    /// Runs the connections; taken only by `drop`.
-    rt: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
-    config: Config,
-    tls: PgTls,
+    /// Runs the connections.
+    pg: PgRuntime,
     idle: Idle,
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -71,36 +68,17 @@ pub struct PgKv {
 impl std::fmt::Debug for PgKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgKv")
-            .field("hosts", &self.config.get_hosts())
-            .field("dbname", &self.config.get_dbname())
+            .field("hosts", &self.pg.config.get_hosts())
+            .field("dbname", &self.pg.config.get_dbname())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for PgKv {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
     }
 }
 
 impl PgKv {
     /// Connects to `url` and creates (or migrates, or checks) the schema.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config = pg_config(url)?;
-        let tls = PgTls::from_url(url)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("kv-postgres")
-            .enable_all()
-            .build()
-            .map_err(StoreError::Runtime)?;
         let kv = PgKv {
-            handle: rt.handle().clone(),
-            rt: Some(rt),
-            config,
-            tls,
+            pg: PgRuntime::new(url, "kv-postgres")?,
             idle: Idle::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS)),
         };
@@ -111,12 +89,7 @@ impl PgKv {
     }
 
     async fn connect(&self) -> Result<Client, StoreError> {
-        let config = self.config.clone();
-        let tls = self.tls.clone();
-        self.handle
-            .spawn(async move { connect(&config, &tls).await })
-            .await
-            .map_err(|e| StoreError::Runtime(std::io::Error::other(e)))?
+        self.pg.connect().await
     }
 
     /// One statement outside any transaction of this module (autocommit),

@@ -428,6 +428,67 @@ fn read_roots(path: &Path) -> Result<rustls::RootCertStore, StoreError> {
     Ok(roots)
 }
 
+/// A one-thread runtime of a store's own that runs its PostgreSQL
+/// connections, and what they connect with: a caller's runtime is never
+/// the one a connection depends on (`PgStore`, `kv::postgres::PgKv`).
+pub struct PgRuntime {
+    /// Taken only by `drop`.
+    rt: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    /// The URL's settings.
+    pub config: Config,
+    /// The URL's TLS: every connection is opened with it.
+    pub tls: PgTls,
+}
+
+impl std::fmt::Debug for PgRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgRuntime")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgRuntime {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (blocking) inside another's context.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgRuntime {
+    /// For `url`, its thread named `thread`.
+    pub fn new(url: &str, thread: &str) -> Result<Self, StoreError> {
+        let config = pg_config(url)?;
+        let tls = PgTls::from_url(url)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(thread)
+            .enable_all()
+            .build()
+            .map_err(StoreError::Runtime)?;
+        Ok(PgRuntime {
+            handle: rt.handle().clone(),
+            rt: Some(rt),
+            config,
+            tls,
+        })
+    }
+
+    /// A new connection, driven on this runtime.
+    pub async fn connect(&self) -> Result<Client, StoreError> {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        self.handle
+            .spawn(async move { connect(&config, &tls).await })
+            .await
+            .map_err(|e| StoreError::Runtime(std::io::Error::other(e)))?
+    }
+}
+
 /// Opens a connection with `config`'s settings and `tls`'s TLS, and runs
 /// it on the current runtime until the client is dropped or it breaks.
 pub(crate) async fn connect(config: &Config, tls: &PgTls) -> Result<Client, StoreError> {

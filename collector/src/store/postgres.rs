@@ -41,7 +41,7 @@ use prost::Message;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config};
 
-use super::pg_connect::{PgTls, connect, pg_config};
+use super::pg_connect::{PgRuntime, PgTls, connect, pg_config};
 use super::{
     AgentRecord, BatchOutcome, HistoryFrom, IngestBatch, Latest, SampleRow, SamplesElsewhere,
     Store, Stored, StoredSample, decode,
@@ -179,13 +179,8 @@ pub struct Inspection {
 
 /// The sample store in PostgreSQL.
 pub struct PgStore {
-    /// Runs the connections; taken only by `drop`.
-    rt: Option<tokio::runtime::Runtime>,
-    /// Where connections are spawned: `rt`'s.
-    handle: tokio::runtime::Handle,
-    config: Config,
-    /// The URL's TLS: every connection is opened with it.
-    tls: PgTls,
+    /// Runs the connections.
+    pg: PgRuntime,
     /// The writing connection (commit, prune).
     writer: tokio::sync::Mutex<Option<Client>>,
     /// The reading connection, shared by concurrent readers (the client
@@ -198,18 +193,9 @@ pub struct PgStore {
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("hosts", &self.config.get_hosts())
-            .field("dbname", &self.config.get_dbname())
+            .field("hosts", &self.pg.config.get_hosts())
+            .field("dbname", &self.pg.config.get_dbname())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for PgStore {
-    fn drop(&mut self) {
-        // A runtime may not be dropped (blocking) inside another's context.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
     }
 }
 
@@ -229,19 +215,8 @@ impl PgStore {
     /// Connects to `url`, creates the schema or checks its version, and
     /// creates the partitions of today and tomorrow.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config = pg_config(url)?;
-        let tls = PgTls::from_url(url)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("store-postgres")
-            .enable_all()
-            .build()
-            .map_err(StoreError::Runtime)?;
         let store = PgStore {
-            handle: rt.handle().clone(),
-            rt: Some(rt),
-            config,
-            tls,
+            pg: PgRuntime::new(url, "store-postgres")?,
             writer: tokio::sync::Mutex::new(None),
             reader: RwLock::new(None),
             days: Mutex::new(HashSet::new()),
@@ -355,12 +330,7 @@ impl PgStore {
 
     /// A new connection, driven on the store's runtime.
     async fn connect(&self) -> Result<Client, StoreError> {
-        let config = self.config.clone();
-        let tls = self.tls.clone();
-        self.handle
-            .spawn(async move { connect(&config, &tls).await })
-            .await
-            .map_err(|e| StoreError::Runtime(std::io::Error::other(e)))?
+        self.pg.connect().await
     }
 
     /// The writing connection, opened again if it broke.
@@ -986,8 +956,8 @@ pub fn pg_dump_command(config: &Config) -> String {
 impl Store for PgStore {
     fn elsewhere(&self) -> Option<SamplesElsewhere> {
         Some(SamplesElsewhere {
-            postgresql: database_at(&self.config),
-            pg_dump: pg_dump_command(&self.config),
+            postgresql: database_at(&self.pg.config),
+            pg_dump: pg_dump_command(&self.pg.config),
         })
     }
 

@@ -384,10 +384,14 @@ impl HealthCore {
         if !self.leases.holds(opd) {
             return;
         }
+        // One batch, one write of its events: a wave of state changes (a
+        // start, an OPD taken over) is a transaction per batch, not one per
+        // sample, which on PostgreSQL outran the samples coming in.
+        let mut out = Output::default();
         for s in samples {
-            let out = self.engine.sample(opd, s, now_us);
-            self.apply(out, now_us);
+            out.extend(self.engine.sample(opd, s, now_us));
         }
+        self.apply(out, now_us);
         self.sync_unconfirmed(opd);
     }
 
