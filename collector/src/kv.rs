@@ -400,28 +400,37 @@ pub fn open(cfg: &crate::config::CollectorConfig) -> Result<Db, StoreError> {
             &cfg.data_dir,
         )?))),
         Some(url) => {
-            let path = cfg.data_dir.join(crate::schema::TICKETS_FILE.name);
-            if path.exists() {
-                let db = Db::Redb(Arc::new(crate::schema::open_checked(&path)?));
-                let tickets =
-                    crate::sop::store::ticket_count(&db).map_err(|e| StoreError::Open {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                if tickets > 0 {
-                    return Err(StoreError::Open {
-                        path,
-                        message: format!(
-                            "holds {tickets} ticket(s), and [store] url says the tickets are in \
-                             PostgreSQL: move them there first with `siaga-collector migrate \
-                             --config collector.toml --to URL`, or remove [store] url"
-                        ),
-                    });
-                }
+            if let Some((path, tickets)) = tickets_left_in(&cfg.data_dir)? {
+                return Err(StoreError::Open {
+                    path,
+                    message: format!(
+                        "holds {tickets} ticket(s), and [store] url says the tickets are in \
+                         PostgreSQL: move them there first with `siaga-collector migrate \
+                         --config collector.toml --to URL`, or remove [store] url"
+                    ),
+                });
             }
             Ok(Db::Pg(Arc::new(postgres::PgKv::open(url)?)))
         }
     }
+}
+
+/// The data directory's `tickets.redb` and how many tickets it holds, when
+/// it holds any: what a collector on PostgreSQL would no longer read
+/// (`serve` and `validate` refuse it).
+pub fn tickets_left_in(
+    data_dir: &std::path::Path,
+) -> Result<Option<(std::path::PathBuf, usize)>, StoreError> {
+    let path = data_dir.join(crate::schema::TICKETS_FILE.name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let db = Db::Redb(Arc::new(crate::schema::open_checked(&path)?));
+    let n = crate::sop::store::ticket_count(&db).map_err(|e| StoreError::Open {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((n > 0).then_some((path, n)))
 }
 
 /// What [`move_records`] moved.

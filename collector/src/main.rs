@@ -738,31 +738,24 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
             });
         }
     };
-    if tickets.exists() {
-        // A file of tickets the collector would no longer read: `serve`
-        // refuses it too, rather than lose them from view.
-        let db = siaga_collector::schema::open_checked(&tickets).map_err(|e| Failure {
+    // A file of tickets the collector would no longer read: `serve`
+    // refuses it too, rather than lose them from view.
+    let left = siaga_collector::kv::tickets_left_in(&cfg.data_dir).map_err(|e| Failure {
+        code: 1,
+        error: anyhow::anyhow!("{e}"),
+    })?;
+    if let Some((file, n)) = left {
+        return Err(Failure {
             code: 1,
-            error: anyhow::anyhow!("{e}"),
-        })?;
-        let kv = siaga_collector::kv::Db::Redb(std::sync::Arc::new(db));
-        let n = siaga_collector::sop::store::ticket_count(&kv).map_err(|e| Failure {
-            code: 1,
-            error: anyhow::anyhow!("{}: {e}", tickets.display()),
-        })?;
-        if n > 0 {
-            return Err(Failure {
-                code: 1,
-                error: anyhow::anyhow!(
-                    "{}: store.url: the tickets are to be in PostgreSQL at {at}, but {} holds {n} \
-                     ticket(s): move them there first with `siaga-collector migrate --config {} \
-                     --to URL`, or remove [store] url",
-                    config.display(),
-                    tickets.display(),
-                    config.display()
-                ),
-            });
-        }
+            error: anyhow::anyhow!(
+                "{}: store.url: the tickets are to be in PostgreSQL at {at}, but {} holds {n} \
+                 ticket(s): move them there first with `siaga-collector migrate --config {} \
+                 --to URL`, or remove [store] url",
+                config.display(),
+                file.display(),
+                config.display()
+            ),
+        });
     }
     Ok(format!(
         "store: everything in PostgreSQL at {at} ({schema}), the connection {}: samples, \

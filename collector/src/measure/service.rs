@@ -138,13 +138,7 @@ impl MeasureService {
                 store.update(&m)?;
             }
         }
-        Ok(Self {
-            store,
-            cfg,
-            routes: Mutex::new(Routes::default()),
-            zone: Default::default(),
-            leases: crate::lease::Leases::all(),
-        })
+        Ok(Self::shared(store, cfg, crate::lease::Leases::all()))
     }
 
     /// Several collectors on PostgreSQL: the service over their shared
