@@ -176,6 +176,10 @@ pub enum UplinkError {
     /// A batch stayed unacknowledged too long.
     #[error("no acknowledgement for {0:?}; reconnecting to send again")]
     AckTimeout(std::time::Duration),
+    /// The collector did not welcome this agent: its first answer was
+    /// something else, or none came in time.
+    #[error("no Welcome from the collector ({0}); trying again")]
+    NoWelcome(String),
     /// The collector speaks an incompatible protocol version.
     #[error("collector speaks protocol {major}.{minor}, this agent speaks {ours}")]
     Version {

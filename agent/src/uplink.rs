@@ -65,6 +65,9 @@ pub const DISCOVER_UNSUPPORTED: &str = "this agent cannot discover (no ICMP sock
 
 /// Longest wait for the acknowledgement of a batch before reconnecting.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for the collector's Welcome once the stream is open (the
+/// collector stores the agent's record before it answers).
+pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for a TCP and TLS connection to a collector.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 pings on the stream, also while idle: a collector host that
@@ -560,6 +563,30 @@ impl Uplink {
             () = cancel.cancelled() => return Ok(End::Shutdown),
             r = client.stream(ReceiverStream::new(rx)) => r?.into_inner(),
         };
+        // No batch before the Welcome: a collector that refuses this agent
+        // refuses it before any sample is sent, and a stream that ends
+        // early has always told which collector welcomed it (so a move to
+        // the next one is counted as the failover it is).
+        let first = tokio::select! {
+            () = cancel.cancelled() => return Ok(End::Shutdown),
+            r = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()) => r,
+        };
+        match first {
+            Ok(Ok(Some(siaga_proto::v1::CollectorMessage {
+                msg: Some(m @ collector_message::Msg::Welcome(_)),
+            }))) => self.handle(m, &tx, inflight, &cancel.child_token()).await?,
+            Ok(Ok(Some(_))) => {
+                return Err(UplinkError::NoWelcome("another message came first".into()));
+            }
+            Ok(Ok(None)) => return Err(UplinkError::Closed),
+            Ok(Err(status)) => return Err(status.into()),
+            Err(_) => {
+                return Err(UplinkError::NoWelcome(format!(
+                    "none within {} s",
+                    WELCOME_TIMEOUT.as_secs()
+                )));
+            }
+        }
         self.metrics.stream_connected.set(1);
         // A TLS problem that comes back after this is told at once.
         self.tls_told = TlsTold::default();

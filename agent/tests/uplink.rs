@@ -38,6 +38,8 @@ struct Seen {
     heartbeats_with_host: usize,
     measure_results: Vec<MeasureResult>,
     discover_results: Vec<DiscoverResult>,
+    /// Batches that arrived before this collector sent its Welcome.
+    batches_before_welcome: usize,
 }
 
 #[derive(Clone)]
@@ -50,6 +52,9 @@ struct Fake {
     measure: Vec<MeasureCommand>,
     /// Discovery commands sent after each Hello.
     discover: Vec<DiscoverCommand>,
+    /// How long after a Hello the Welcome is sent (a collector busy
+    /// storing the agent's record).
+    welcome_after: Duration,
 }
 
 fn unsupported_probe() -> Vec<MeasureCommand> {
@@ -77,6 +82,7 @@ impl UplinkService for Fake {
         let first_session_acks = self.first_session_acks;
         let measure = self.measure.clone();
         let discover = self.discover.clone();
+        let welcome_after = self.welcome_after;
         tokio::spawn(async move {
             let mut session = 0;
             let mut acked_batches = 0;
@@ -88,6 +94,23 @@ impl UplinkService for Fake {
                             s.hellos.push(h);
                             s.hellos.len()
                         };
+                        // Batches that arrive while the Welcome is held back
+                        // are counted (and then dropped, unacknowledged).
+                        let hold = tokio::time::sleep(welcome_after);
+                        tokio::pin!(hold);
+                        while !welcome_after.is_zero() {
+                            tokio::select! {
+                                biased;
+                                () = &mut hold => break,
+                                m = inbound.message() => match m {
+                                    Ok(Some(AgentMessage {
+                                        msg: Some(agent_message::Msg::Batch(_)),
+                                    })) => seen.lock().expect("lock").batches_before_welcome += 1,
+                                    Ok(Some(_)) => {}
+                                    _ => return,
+                                },
+                            }
+                        }
                         let _ = tx
                             .send(msg(collector_message::Msg::Welcome(Welcome {
                                 protocol_major: siaga_proto::PROTOCOL_MAJOR,
@@ -249,6 +272,7 @@ async fn replays_exactly_the_unacknowledged_after_a_broken_stream() {
             first_session_acks: 2,
             measure: unsupported_probe(),
             discover: vec![],
+            welcome_after: Duration::ZERO,
         },
     )
     .await;
@@ -356,6 +380,7 @@ async fn a_certificate_from_another_ca_never_gets_a_stream() {
             first_session_acks: usize::MAX,
             measure: unsupported_probe(),
             discover: vec![],
+            welcome_after: Duration::ZERO,
         },
     )
     .await;
@@ -415,6 +440,7 @@ async fn measurements_run_beside_the_stream_and_answer() {
                 },
             ],
             discover: vec![],
+            welcome_after: Duration::ZERO,
         },
     )
     .await;
@@ -505,6 +531,7 @@ async fn discoveries_sweep_and_answer_in_parts() {
                     ..Default::default()
                 },
             ],
+            welcome_after: Duration::ZERO,
         },
     )
     .await;
@@ -576,6 +603,67 @@ async fn discoveries_sweep_and_answer_in_parts() {
 /// to the next in the list each time, replays exactly the unacknowledged
 /// samples there, stays on the collector that works, and says on its
 /// metrics where it is and how many failovers it made.
+/// A collector that takes a while to welcome the agent (it stores the
+/// agent's record first) gets no batch before its Welcome: a stream that
+/// ends early has always told which collector took it, and a collector
+/// that refuses the agent does so before any sample is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_no_sample_before_the_collectors_welcome() {
+    let pki = Pki::new(false);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (url, stop) = start_fake(
+        &pki,
+        Fake {
+            seen: seen.clone(),
+            first_session_acks: usize::MAX,
+            measure: vec![],
+            discover: vec![],
+            welcome_after: Duration::from_millis(500),
+        },
+    )
+    .await;
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(
+        spool_dir.path(),
+        &SpoolConfig::default(),
+        Metrics::default(),
+    )
+    .expect("spool");
+    let sink = spool.sink();
+    let pushed: BTreeSet<u64> =
+        futures::future::join_all((0..300).map(|i| sink.push("dev".into(), event(i))))
+            .await
+            .into_iter()
+            .map(|r| r.expect("push"))
+            .collect();
+    let (inv_tx, _inv_rx) = watch::channel(None);
+    let metrics = Metrics::default();
+    let uplink = Uplink::new(settings(&pki, url), spool.clone(), inv_tx, metrics.clone());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(uplink.run(cancel.clone()));
+
+    until("the Hello", || {
+        !seen.lock().expect("lock").hellos.is_empty()
+    })
+    .await;
+    // Past the held-back Welcome: whatever the agent sent meanwhile has
+    // arrived.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        seen.lock().expect("lock").batches_before_welcome,
+        0,
+        "batches sent before the Welcome"
+    );
+    until("the spool emptied", || spool.stats().depth == 0).await;
+    cancel.cancel();
+    task.await.expect("uplink ends on cancel");
+    stop.cancel();
+    let s = seen.lock().expect("lock");
+    assert_eq!(s.acked, pushed, "every sample acknowledged");
+    assert_eq!(s.hellos.len(), 1, "one stream: nothing went wrong");
+    assert_eq!(metrics.reconnects.get(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_over_to_the_next_collector_and_replays_only_the_unacknowledged() {
     let pki = Pki::new(false);
@@ -594,6 +682,7 @@ async fn fails_over_to_the_next_collector_and_replays_only_the_unacknowledged() 
             first_session_acks: 2,
             measure: vec![],
             discover: vec![],
+            welcome_after: Duration::ZERO,
         },
     )
     .await;
@@ -605,6 +694,7 @@ async fn fails_over_to_the_next_collector_and_replays_only_the_unacknowledged() 
             first_session_acks: usize::MAX,
             measure: vec![],
             discover: vec![],
+            welcome_after: Duration::ZERO,
         },
     )
     .await;
