@@ -14,7 +14,17 @@
 //!
 //! So an OPD follows its agent's stream; an OPD whose agent streams
 //! nowhere (dead, or never enrolled) stays with whichever collector holds
-//! it, which watches it for silence. Times are the database's clock
+//! it, which watches it for silence.
+//!
+//! A dead holder is known sooner than its leases expire: each collector
+//! holds a session advisory lock of its own ([`LIFE_LOCK`], its holder
+//! name hashed) on a connection it keeps open for its whole life. When
+//! the collector dies, `kill -9` included, the kernel closes that
+//! connection, PostgreSQL ends the session and the lock is free; the next
+//! round of another collector sees the holder's lock free in `pg_locks`
+//! and takes the lease then, not after [`TTL`]. A holder that hangs but
+//! keeps its connection still loses its leases after the TTL. Two holder
+//! names hashing alike only delay the early take (the TTL still holds). Times are the database's clock
 //! (`clock_timestamp()`), so collectors' clocks need not agree. One
 //! statement a round, the OPDs sorted so that concurrent rounds lock rows in
 //! one order. A collector that stops cleanly gives its leases up at once.
@@ -24,7 +34,7 @@
 //! it is sent once whoever finds it.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::error::StoreError;
@@ -36,7 +46,13 @@ pub const RENEW: Duration = Duration::from_secs(1);
 /// within this (plus one round).
 pub const TTL: Duration = Duration::from_secs(5);
 
-/// One round: renew, take; the OPDs held afterwards.
+/// First key of the session advisory lock each running collector holds
+/// ("SGLF"); the second is `hashtext(holder)`.
+pub const LIFE_LOCK: i32 = 0x5347_4C46;
+
+/// One round: renew, take; the OPDs held afterwards. A lease is taken when
+/// nobody holds it, it expired, its holder lacks the stream this one has,
+/// or its holder's life lock is free (the holder is gone).
 const ROUND: &str = "INSERT INTO leases (opd, holder, stream, expires_us) \
      SELECT o, $2, s, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + $4 \
      FROM unnest($1::text[], $3::bool[]) AS t(o, s) \
@@ -45,6 +61,10 @@ const ROUND: &str = "INSERT INTO leases (opd, holder, stream, expires_us) \
      WHERE leases.holder = EXCLUDED.holder \
         OR leases.expires_us < EXCLUDED.expires_us - $4 \
         OR (NOT leases.stream AND EXCLUDED.stream) \
+        OR NOT EXISTS (SELECT 1 FROM pg_locks l \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid = $5::int4::oid AND l.objid = hashtext(leases.holder)::oid) \
      RETURNING opd";
 
 /// What a round changed.
@@ -68,6 +88,8 @@ pub struct Leases {
     /// `None`: the embedded store, every OPD held.
     pg: Option<(Arc<PgKv>, String)>,
     held: RwLock<HashSet<String>>,
+    /// The connection holding this collector's [`LIFE_LOCK`], once taken.
+    life: Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl std::fmt::Debug for Leases {
@@ -84,6 +106,7 @@ impl Leases {
         Arc::new(Leases {
             pg: None,
             held: RwLock::default(),
+            life: Mutex::default(),
         })
     }
 
@@ -93,6 +116,7 @@ impl Leases {
         Arc::new(Leases {
             pg: Some((kv, me)),
             held: RwLock::default(),
+            life: Mutex::default(),
         })
     }
 
@@ -132,7 +156,15 @@ impl Leases {
         let names: Vec<&str> = sorted.iter().map(|s| s.as_str()).collect();
         let stream: Vec<bool> = sorted.iter().map(|o| streams.contains(*o)).collect();
         let ttl_us = i64::try_from(TTL.as_micros()).unwrap_or(i64::MAX);
-        match kv.query(ROUND, &[&names, me, &stream, &ttl_us]) {
+        // Without its life lock this collector looks dead to the others:
+        // they would take its leases at once. Take it again first, or
+        // give every lease up.
+        if let Err(e) = self.keep_alive(kv, me) {
+            let c = self.set(HashSet::new());
+            tracing::warn!(error = %e, given_up = ?c.lost, "cannot hold the collector's life lock");
+            return c;
+        }
+        match kv.query(ROUND, &[&names, me, &stream, &ttl_us, &LIFE_LOCK]) {
             Ok(rows) => self.set(rows.iter().map(|r| r.get::<_, String>(0)).collect()),
             Err(e) => {
                 let c = self.set(HashSet::new());
@@ -140,6 +172,35 @@ impl Leases {
                 c
             }
         }
+    }
+
+    /// Holds [`LIFE_LOCK`] for `me` on a connection of its own: taken
+    /// again on a new connection when the old one closed.
+    fn keep_alive(&self, kv: &PgKv, me: &str) -> Result<(), StoreError> {
+        let mut life = self.life.lock().unwrap_or_else(|p| p.into_inner());
+        if life.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        *life = None;
+        let client = kv.dedicated()?;
+        let row = crate::store::postgres::wait(client.query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&LIFE_LOCK, &me],
+        ))
+        .map_err(|source| StoreError::Postgres {
+            doing: "taking the collector's life lock",
+            source,
+        })?;
+        if !row.get::<_, bool>(0) {
+            // Another live holder's name hashes alike: its lock stands for
+            // both, so this collector's death is found by the TTL alone.
+            tracing::warn!(
+                holder = me,
+                "life lock held by another collector (hash clash); leases move after the TTL"
+            );
+        }
+        *life = Some(client);
+        Ok(())
     }
 
     fn set(&self, now: HashSet<String>) -> Changed {
@@ -176,6 +237,8 @@ impl Leases {
         };
         self.set(HashSet::new());
         kv.query("DELETE FROM leases WHERE holder = $1", &[me])?;
+        // The life lock goes with its connection.
+        self.life.lock().unwrap_or_else(|p| p.into_inner()).take();
         Ok(())
     }
 }

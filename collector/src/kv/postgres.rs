@@ -92,6 +92,12 @@ impl PgKv {
         self.pg.connect().await
     }
 
+    /// A connection of its own, outside the pool, for a session that must
+    /// last as long as the collector (`lease.rs` holds its life lock on it).
+    pub(crate) fn dedicated(&self) -> Result<Client, StoreError> {
+        wait(self.connect())
+    }
+
     /// One statement outside any transaction of this module (autocommit),
     /// on a connection of the pool: what `lease.rs` runs.
     pub fn query(
