@@ -29,6 +29,16 @@
 //!   to 100 % loss, and `siaga tickets --json` (as an admin, polled every
 //!   200 ms) is read until its ticket shows; p50 and max.
 //!
+//! Beside the synthetic load, `--real` real `siaga-agent` processes
+//! (default 2), each for an OPD of its own probing `--real-devices` devices
+//! of the lab (network namespaces, so the bench runs as root) over real
+//! ICMP at a 1 s interval, listing both collectors (the first agent the
+//! first collector first, the second the second). In the window each real
+//! agent's first device has its cable cut once (`ip link set down` in its
+//! namespace), timed like the synthetic faults to its ticket, and joined
+//! again: faults found by the whole path (probe, hysteresis, ticket), not
+//! only by the collector's engine.
+//!
 //! Then it prints both side by side with their ratios. It does not fail on
 //! the figures: these machines are shared (the load average is printed).
 
@@ -40,6 +50,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use siaga_tests::harness::*;
+use siaga_tests::lab::Lab;
 use siaga_tests::postgres::Cluster;
 
 /// How often `siaga tickets --json` is read while a fault waits for its ticket.
@@ -54,6 +65,8 @@ struct Args {
     agents: usize,
     devices: usize,
     faults: usize,
+    real: usize,
+    real_devices: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -63,6 +76,8 @@ fn parse_args() -> Result<Args> {
         agents: 60,
         devices: 50,
         faults: 3,
+        real: 2,
+        real_devices: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,9 +92,11 @@ fn parse_args() -> Result<Args> {
             "--agents" => a.agents = num(val()?)? as usize,
             "--devices" => a.devices = num(val()?)? as usize,
             "--faults" => a.faults = num(val()?)? as usize,
+            "--real" => a.real = num(val()?)? as usize,
+            "--real-devices" => a.real_devices = num(val()?)? as usize,
             "-h" | "--help" => {
                 println!(
-                    "collectors_bench [--minutes 10] [--warmup 30] [--agents 60] [--devices 50] [--faults 3]"
+                    "collectors_bench [--minutes 10] [--warmup 30] [--agents 60] [--devices 50] [--faults 3] [--real 2] [--real-devices 3]"
                 );
                 std::process::exit(0);
             }
@@ -91,6 +108,9 @@ fn parse_args() -> Result<Args> {
     }
     if !(2..=250).contains(&a.agents) || !(1..=250).contains(&a.devices) {
         bail!("--agents must be 2..=250 and --devices 1..=250");
+    }
+    if a.real > 8 || !(1..=8).contains(&a.real_devices) {
+        bail!("--real must be 0..=8 and --real-devices 1..=8");
     }
     if a.faults == 0 || a.faults > a.agents {
         bail!("--faults must be 1..=--agents (one device of a different agent each)");
@@ -252,6 +272,7 @@ fn measure(
     cfgs: &[AgentConfig],
     root: &Siaga,
     pg: Option<&Cluster>,
+    lab: Option<&Lab>,
 ) -> Result<Figures> {
     let rt = runtime()?;
     let shared = Arc::new(Shared {
@@ -320,23 +341,35 @@ fn measure(
     let mut tickets_s = Vec::new();
     let mut missed_tickets = 0;
     let mut next_fault = 0usize;
+    // The synthetic faults, then one cable cut per real agent.
+    let real = if lab.is_some() { a.real } else { 0 };
+    let faults = a.faults + real;
     // A fault in the middle of each of `faults` equal slices of the window.
-    let fault_at = |k: usize| window.mul_f64((k as f64 + 0.5) / a.faults as f64);
+    let fault_at = |k: usize| window.mul_f64((k as f64 + 0.5) / faults as f64);
     let mut tick = Instant::now();
     while t0.elapsed() < window {
         for (i, pid) in cpids.iter().enumerate() {
             rss[i].push(proc_kib(&format!("/proc/{pid}/status"), "VmRSS:") as f64 / 1024.0);
         }
         pss.push(read_pg(&mut pg_cpu, false));
-        if next_fault < a.faults && t0.elapsed() >= fault_at(next_fault) {
+        if next_fault < faults && t0.elapsed() >= fault_at(next_fault) {
             // Agents in turn, so that with two collectors both judge faults.
-            let device = device_id(next_fault, 0);
+            let cut = (next_fault >= a.faults).then(|| lab_name(next_fault - a.faults, 0));
+            let device = match &cut {
+                Some(_) => real_device_id(next_fault - a.faults, 0),
+                None => device_id(next_fault, 0),
+            };
             next_fault += 1;
-            shared
-                .faulty
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .insert(device.clone());
+            match (&cut, lab) {
+                (Some(name), Some(lab)) => lab.set_link_down(name, "eth0")?,
+                _ => {
+                    shared
+                        .faulty
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .insert(device.clone());
+                }
+            }
             let faulted = Instant::now();
             let mut seen = None;
             while faulted.elapsed() < TICKET_TIMEOUT {
@@ -346,14 +379,24 @@ fn measure(
                 }
                 std::thread::sleep(TICKET_POLL);
             }
-            shared
-                .faulty
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .remove(&device);
+            match (&cut, lab) {
+                (Some(name), Some(lab)) => lab.set_link_up(name, "eth0")?,
+                _ => {
+                    shared
+                        .faulty
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .remove(&device);
+                }
+            }
             match seen {
                 Some(s) => {
-                    println!("  fault on {device}: ticket shown after {s:.2} s");
+                    let how = if cut.is_some() {
+                        "cable cut, real agent"
+                    } else {
+                        "synthetic"
+                    };
+                    println!("  fault on {device} ({how}): ticket shown after {s:.2} s");
                     tickets_s.push(s);
                 }
                 None => {
@@ -406,8 +449,32 @@ fn device_id(agent: usize, device: usize) -> String {
     format!("o{agent:03}-d{device:03}")
 }
 
-fn inventory(a: &Args) -> String {
+/// The lab device `k` of real agent `j`: its name in the lab.
+fn lab_name(j: usize, k: usize) -> String {
+    format!("r{j}d{k}")
+}
+
+/// Its device id in the inventory (OPD `rl{j}`).
+fn real_device_id(j: usize, k: usize) -> String {
+    format!("rl{j}-d{k}")
+}
+
+fn inventory(a: &Args, lab: Option<&Lab>) -> Result<String> {
     let mut s = String::from("interval = \"1s\"\n");
+    if let Some(lab) = lab {
+        for j in 0..a.real {
+            s.push_str(&format!(
+                "\n[[opd]]\nid = \"rl{j}\"\nname = \"Lab OPD {j}\"\n"
+            ));
+            for k in 0..a.real_devices {
+                s.push_str(&format!(
+                    "\n[[device]]\nid = \"{}\"\nopd = \"rl{j}\"\nkind = \"switch\"\naddress = \"{}\"\n",
+                    real_device_id(j, k),
+                    lab.addr(&lab_name(j, k))?
+                ));
+            }
+        }
+    }
     for i in 0..a.agents {
         s.push_str(&format!(
             "\n[[opd]]\nid = \"o{i:03}\"\nname = \"OPD {i}\"\n"
@@ -425,14 +492,14 @@ fn inventory(a: &Args) -> String {
             ));
         }
     }
-    s
+    Ok(s)
 }
 
 /// Sets up `n` collectors (on `pg`, or one with its embedded store) and
 /// measures them.
-fn setup(a: &Args, pg: Option<&Cluster>) -> Result<Figures> {
+fn setup(a: &Args, pg: Option<&Cluster>, lab: Option<&Lab>) -> Result<Figures> {
     let mut first = Collector::init()?;
-    first.write_inventory_text(&inventory(a))?;
+    first.write_inventory_text(&inventory(a, lab)?)?;
     if let Some(pg) = pg {
         set_toml(&first.config, "store.url", pg.url().into())?;
     }
@@ -440,6 +507,12 @@ fn setup(a: &Args, pg: Option<&Cluster>) -> Result<Figures> {
     let cfgs: Vec<AgentConfig> = (0..a.agents)
         .map(|i| first.enroll_agent(&format!("o{i:03}")))
         .collect::<Result<_>>()?;
+    let real_cfgs: Vec<AgentConfig> = match lab {
+        Some(_) => (0..a.real)
+            .map(|j| first.enroll_agent(&format!("rl{j}")))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
     let mut collectors = vec![first];
     if pg.is_some() {
         let second = collectors[0].copy_as_another()?;
@@ -448,7 +521,19 @@ fn setup(a: &Args, pg: Option<&Cluster>) -> Result<Figures> {
     for c in &mut collectors {
         c.serve()?;
     }
-    measure(a, &collectors, &cfgs, &root, pg)
+    let mut real = Vec::new();
+    for (j, cfg) in real_cfgs.into_iter().enumerate() {
+        let n = collectors.len();
+        let urls: Vec<toml::Value> = (0..n)
+            .map(|i| collectors[(i + j) % n].url().into())
+            .collect();
+        cfg.set("collector", toml::Value::Array(urls))?;
+        cfg.set("interval", "1s")?;
+        real.push(Agent::start(cfg)?);
+    }
+    let figures = measure(a, &collectors, &cfgs, &root, pg, lab);
+    drop(real);
+    figures
 }
 
 fn ratio(x: f64, y: f64) -> String {
@@ -463,15 +548,28 @@ fn main() -> Result<()> {
     let a = parse_args()?;
     build_binaries()?;
     let command = format!(
-        "cargo run --release -p siaga-tests --example collectors_bench -- --minutes {} --warmup {} --agents {} --devices {} --faults {}",
-        a.minutes, a.warmup, a.agents, a.devices, a.faults
+        "cargo run --release -p siaga-tests --example collectors_bench -- --minutes {} --warmup {} --agents {} --devices {} --faults {} --real {} --real-devices {}",
+        a.minutes, a.warmup, a.agents, a.devices, a.faults, a.real, a.real_devices
     );
+    let lab = if a.real > 0 {
+        let mut b = Lab::new()?;
+        for j in 0..a.real {
+            for k in 0..a.real_devices {
+                b = b.device(&lab_name(j, k));
+            }
+        }
+        Some(b.start()?)
+    } else {
+        None
+    };
     println!(
-        "collectors_bench: {} synthetic agents × {} devices at a 1 s cycle = {} samples/s; \
-         warm-up {} s, then {} min measured per setup{}",
+        "collectors_bench: {} synthetic agents × {} devices at a 1 s cycle = {} samples/s, \
+         and {} real agents × {} lab devices; warm-up {} s, then {} min measured per setup{}",
         a.agents,
         a.devices,
         a.agents * a.devices,
+        a.real,
+        a.real_devices,
         a.warmup,
         a.minutes,
         if a.minutes < 10.0 {
@@ -483,10 +581,10 @@ fn main() -> Result<()> {
     println!("two collectors on one PostgreSQL:");
     let pg_figs = {
         let pg = Cluster::start()?;
-        setup(&a, Some(&pg))?
+        setup(&a, Some(&pg), lab.as_ref())?
     };
     println!("one collector with its embedded store:");
-    let emb = setup(&a, None)?;
+    let emb = setup(&a, None, lab.as_ref())?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     println!();
