@@ -130,7 +130,7 @@ impl MeasureService {
     /// The service over `store`. Measurements left running by a previous
     /// collector process can no longer be answered: they are marked failed.
     pub fn new(store: MeasureStore, cfg: MeasureConfig) -> Result<Self, StoreError> {
-        for mut m in store.all()? {
+        for mut m in store.open(None)? {
             if matches!(m.state, MeasureState::Running { .. }) {
                 m.state = MeasureState::Failed {
                     error: "the collector restarted while the measurement ran".into(),
@@ -500,10 +500,8 @@ impl MeasureService {
 
     /// Expires and times out what is due (run now and then).
     pub fn sweep(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for m in self.store.all()? {
-            if !m.state.is_final() {
-                self.settle(m, now);
-            }
+        for m in self.store.open(None)? {
+            self.settle(m, now);
         }
         Ok(())
     }

@@ -9,6 +9,11 @@ use crate::error::StoreError;
 const MEASUREMENTS: Table<String, Vec<u8>> = Table::new("measurements");
 /// `next` → last id number handed out.
 const MEASURE_COUNTER: Table<String, u64> = Table::new("measurement_counter");
+/// (OPD, id) → 1 for each measurement not final yet (queued or running),
+/// kept in the transaction that writes the measurement: what the pickup of
+/// queued measurements (every 500 ms on each collector sharing a database)
+/// and the sweep read, not every measurement ever taken.
+const MEASURE_OPEN: Table<(String, String), u64> = Table::new("measurements_open");
 
 /// Copies the measurement tables from `from` into `to` (a write
 /// transaction): (table, rows) of each.
@@ -20,6 +25,7 @@ pub fn copy_tables(
     Ok(vec![
         copy_table(&MEASUREMENTS, from, to)?,
         copy_table(&MEASURE_COUNTER, from, to)?,
+        copy_table(&MEASURE_OPEN, from, to)?,
     ])
 }
 
@@ -47,13 +53,82 @@ fn enc(m: &Measurement) -> Vec<u8> {
     serde_json::to_vec(m).unwrap_or_default()
 }
 
+/// Writes `m` and keeps its place in [`MEASURE_OPEN`].
+fn put(tx: &crate::kv::Tx, m: &Measurement) -> Result<(), StoreError> {
+    tx.insert(&MEASUREMENTS, m.id.as_str(), enc(m))?;
+    let key = (m.opd.as_str(), m.id.as_str());
+    if m.state.is_final() {
+        tx.remove(&MEASURE_OPEN, key)?;
+    } else {
+        tx.insert(&MEASURE_OPEN, key, 1)?;
+    }
+    Ok(())
+}
+
 impl MeasureStore {
     /// The tables in a shared database (the tickets' one).
     pub fn new(db: impl Into<Db>) -> Result<Self, StoreError> {
         let db = db.into();
         db.create(&[MEASUREMENTS])?;
         db.create(&[MEASURE_COUNTER])?;
-        Ok(Self { db })
+        db.create(&[MEASURE_OPEN])?;
+        let store = Self { db };
+        store.index_open()?;
+        Ok(store)
+    }
+
+    /// Fills [`MEASURE_OPEN`] from the measurements, for a store written
+    /// before it existed (one read at start; nothing written when it is
+    /// whole).
+    fn index_open(&self) -> Result<(), StoreError> {
+        let missing: Vec<Measurement> = {
+            let tx = self.db.read()?;
+            let mut out = Vec::new();
+            for row in tx.iter(&MEASUREMENTS)? {
+                let m = dec(&row?.1)?;
+                if !m.state.is_final()
+                    && tx
+                        .get(&MEASURE_OPEN, (m.opd.as_str(), m.id.as_str()))?
+                        .is_none()
+                {
+                    out.push(m);
+                }
+            }
+            out
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.write()?;
+        for m in &missing {
+            // Read again: another collector may have moved it on meanwhile.
+            if let Some(now) = tx.get(&MEASUREMENTS, m.id.as_str())? {
+                put(&tx, &dec(&now)?)?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// The measurements not final yet, oldest first (of `opd` only, if
+    /// given).
+    pub fn open(&self, opd: Option<&str>) -> Result<Vec<Measurement>, StoreError> {
+        let tx = self.db.read()?;
+        let from = match opd {
+            Some(o) => std::ops::Bound::Included((o, "")),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for row in tx.range(&MEASURE_OPEN, from, std::ops::Bound::Unbounded, false)? {
+            let ((o, id), _) = row?;
+            if opd.is_some_and(|want| want != o) {
+                break;
+            }
+            if let Some(v) = tx.get(&MEASUREMENTS, id.as_str())? {
+                out.push(dec(&v)?);
+            }
+        }
+        out.sort_by_key(|m| m.id.clone());
+        Ok(out)
     }
 
     /// Stores a new measurement, giving it the next id (`M-000001`, …).
@@ -62,7 +137,7 @@ impl MeasureStore {
         let next = tx.get(&MEASURE_COUNTER, "next")?.unwrap_or(0) + 1;
         tx.insert(&MEASURE_COUNTER, "next", next)?;
         m.id = format!("M-{next:06}");
-        tx.insert(&MEASUREMENTS, m.id.as_str(), enc(&m))?;
+        put(&tx, &m)?;
         tx.commit()?;
         Ok(m)
     }
@@ -70,7 +145,7 @@ impl MeasureStore {
     /// Replaces a stored measurement (same id).
     pub fn update(&self, m: &Measurement) -> Result<(), StoreError> {
         let tx = self.db.write()?;
-        tx.insert(&MEASUREMENTS, m.id.as_str(), enc(m))?;
+        put(&tx, m)?;
         tx.commit()?;
         Ok(())
     }
@@ -93,7 +168,7 @@ impl MeasureStore {
         }
         m.state = MeasureState::Running { sent_at: now };
         m.agent = Some(agent.to_string());
-        tx.insert(&MEASUREMENTS, id, enc(&m))?;
+        put(&tx, &m)?;
         tx.commit()?;
         Ok(Some(m))
     }
@@ -127,9 +202,9 @@ impl MeasureStore {
     /// Queued measurements for an OPD's agent, oldest first.
     pub fn queued(&self, opd: &str) -> Result<Vec<Measurement>, StoreError> {
         Ok(self
-            .all()?
+            .open(Some(opd))?
             .into_iter()
-            .filter(|m| m.opd == opd && matches!(m.state, MeasureState::Queued { .. }))
+            .filter(|m| matches!(m.state, MeasureState::Queued { .. }))
             .collect())
     }
 }
@@ -191,6 +266,49 @@ mod tests {
         );
         assert_eq!(s.queued("dinkes").expect("q").len(), 3);
         assert!(s.queued("bappeda").expect("q").is_empty());
+    }
+
+    /// The pickup and the sweep read only measurements not final: one
+    /// finished leaves the index in its own transaction, and a store
+    /// written before the index existed is indexed when opened.
+    #[test]
+    fn only_open_measurements_are_read_by_the_pickup_and_old_stores_are_indexed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Arc::new(Database::create(dir.path().join("t.redb")).expect("db"));
+        let s = MeasureStore::new(db.clone()).expect("s");
+        let mut a = s.create(request(None, None)).expect("a");
+        let mut other = request(None, None);
+        other.opd = "bappeda".into();
+        let b = s.create(other).expect("b");
+        let c = s.create(request(None, None)).expect("c");
+        a.state = MeasureState::Done;
+        s.update(&a).expect("done");
+        let running = s.claim(&c.id, "agent-1", Utc::now() - chrono::Duration::seconds(1));
+        assert!(running.expect("claim").is_some());
+        let ids = |v: Vec<Measurement>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.open(None).expect("open")),
+            [b.id.clone(), c.id.clone()]
+        );
+        assert_eq!(
+            ids(s.open(Some("dinkes")).expect("open")),
+            vec![c.id.clone()]
+        );
+        assert!(
+            s.queued("dinkes").expect("q").is_empty(),
+            "running, not queued"
+        );
+        assert_eq!(ids(s.queued("bappeda").expect("q")), vec![b.id.clone()]);
+
+        // An older store: the index lost (as before it existed).
+        let w = db.begin_write().expect("w");
+        w.delete_table(redb::TableDefinition::<(&str, &str), u64>::new(
+            "measurements_open",
+        ))
+        .expect("drop");
+        w.commit().expect("commit");
+        let s = MeasureStore::new(db).expect("reopen");
+        assert_eq!(ids(s.open(None).expect("open")), [b.id, c.id]);
     }
 
     #[test]
