@@ -990,6 +990,11 @@ impl Tracker {
         }
     }
 
+    /// Since when the OPD's agent is silent (`None`: it is not).
+    pub fn silent_since(&self, opd: &str) -> Option<TsUs> {
+        self.agents.get(opd).and_then(|a| a.silent_since)
+    }
+
     /// Whether the agent of `opd` was ever heard (by this process or before).
     pub fn ever_heard(&self, opd: &str) -> bool {
         self.agents.get(opd).is_some_and(|w| w.last_seen.is_some())

@@ -512,7 +512,9 @@ impl HealthCore {
         if let Ok(mut m) = self.shared.states.write() {
             m.retain(|s, _| !elsewhere(s));
             for p in published.states {
-                if elsewhere(&p.subject) {
+                // A row under another OPD than the inventory's now is from
+                // before the device moved: not its state any more.
+                if elsewhere(&p.subject) && topo.opd_of(&p.subject) == Some(p.opd.as_str()) {
                     m.insert(
                         p.subject,
                         SubjectView {
@@ -641,16 +643,29 @@ impl HealthCore {
         opds.sort_unstable();
         opds.dedup();
         for opd in opds.into_iter().filter(|o| !o.is_empty()) {
-            let silent = self.engine.tracker().silent(opd);
+            let silent = self.engine.tracker().silent_since(opd);
+            // Alive: as of the newest of these changes (the agent's return
+            // is one of them when it came back).
+            let newest = out
+                .changes
+                .iter()
+                .filter(|c| c.opd == opd)
+                .map(|c| c.at)
+                .max()
+                .unwrap_or(0);
             states.push(PublishedState {
                 subject: Subject::Opd {
                     opd: opd.to_string(),
                 },
                 opd: opd.to_string(),
-                health: if silent { Health::Unknown } else { Health::Up },
+                health: if silent.is_some() {
+                    Health::Unknown
+                } else {
+                    Health::Up
+                },
                 flapping: false,
-                since_us: out.changes.last().map_or(0, |c| c.at),
-                reason: if silent {
+                since_us: silent.unwrap_or(newest),
+                reason: if silent.is_some() {
                     "agent silent"
                 } else {
                     "agent alive"

@@ -597,3 +597,70 @@ impl TicketStore {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::health::Subject;
+
+    fn state(opd: &str, subject: Subject, health: Health, since_us: i64) -> PublishedState {
+        PublishedState {
+            subject,
+            opd: opd.into(),
+            health,
+            flapping: false,
+            since_us,
+            reason: "loss 100 % >= 50 %".into(),
+        }
+    }
+
+    fn event() -> HealthEvent {
+        HealthEvent {
+            ts_us: 1,
+            kind: HealthEventKind::State,
+            subject: "device dinkes-sw1".into(),
+            device: Some("dinkes-sw1".into()),
+            link: None,
+            opd: "dinkes".into(),
+            from: Some(Health::Up),
+            to: Some(Health::Down),
+            flapping: false,
+            reason: "loss 100 % >= 50 %".into(),
+            ticket: None,
+        }
+    }
+
+    #[test]
+    fn published_states_are_written_with_the_events_and_the_newest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TicketStore::open(dir.path()).unwrap();
+        assert_eq!(store.published().unwrap(), Published::default());
+        let sw1 = Subject::device("dinkes-sw1");
+        // A device id that would collide with a link's in a text key.
+        let odd = Subject::device("rtr/uplink");
+        let link = Subject::link("rtr", "uplink");
+        let first = Published {
+            states: vec![
+                state("dinkes", sw1.clone(), Health::Down, 1),
+                state("dinkes", odd.clone(), Health::Up, 1),
+                state("dinkes", link.clone(), Health::Down, 1),
+            ],
+            traps: vec![("dinkes".into(), "dinkes-sw1".into(), 1)],
+        };
+        let keys = store.append_events_publishing(&[event()], &first).unwrap();
+        assert_eq!(keys.len(), 1, "the event is written too");
+        let second = Published {
+            states: vec![state("dinkes", sw1.clone(), Health::Up, 2)],
+            traps: vec![("dinkes".into(), "dinkes-sw1".into(), 2)],
+        };
+        store.append_events_publishing(&[], &second).unwrap();
+        let read = store.published().unwrap();
+        assert_eq!(read.states.len(), 3, "{read:#?}");
+        let of = |s: &Subject| read.states.iter().find(|p| p.subject == *s).unwrap();
+        assert_eq!((of(&sw1).health, of(&sw1).since_us), (Health::Up, 2));
+        assert_eq!(of(&odd).health, Health::Up);
+        assert_eq!(of(&link).health, Health::Down);
+        assert_eq!(read.traps, [("dinkes".into(), "dinkes-sw1".into(), 2)]);
+    }
+}
