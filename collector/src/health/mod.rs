@@ -154,16 +154,20 @@ impl Engine {
     /// This engine judges `opd` from now on, another one did until now:
     /// its open incidents are `incidents` (the store's), and its agent is
     /// watched afresh from `now` (heard last at `last_heard`), with `grace_us`
-    /// for the agent to reach this collector.
+    /// for the agent to reach this collector. Its subjects' machines start
+    /// over from `seed`, the states the other engine published (see
+    /// [`Tracker::seed_opd`]): what they held here is older than that.
     pub fn adopt_opd(
         &mut self,
         opd: &str,
         incidents: impl IntoIterator<Item = Incident>,
+        seed: impl IntoIterator<Item = (Subject, Health, TsUs)>,
         last_heard: Option<TsUs>,
         now: TsUs,
         grace_us: i64,
     ) {
         self.book.replace_opd(opd, incidents);
+        self.tracker.seed_opd(opd, seed);
         self.tracker.unwatch(opd);
         self.tracker.watch(opd, last_heard, now, grace_us);
     }
@@ -423,6 +427,48 @@ mod tests {
         assert_eq!(
             e.book().get("device:dinkes-sw1:loss").unwrap().recovered_at,
             Some(120 * SEC)
+        );
+    }
+
+    /// Another engine judged dinkes and published sw1 down, the rest up;
+    /// this one held it long ago (sw1 up then) and takes it over.
+    #[test]
+    fn an_opd_taken_over_starts_from_the_states_published_for_it() {
+        let mut e = engine();
+        let mut all = Vec::new();
+        healthy(&mut e, 0, 3, &mut all);
+        let sw1 = Subject::device("dinkes-sw1");
+        let seed = [
+            (Subject::device("dinkes-core"), Health::Up, 50 * SEC),
+            (Subject::device("dinkes-rtr"), Health::Up, 50 * SEC),
+            (sw1.clone(), Health::Down, 60 * SEC),
+            (Subject::device("dinkes-sw2"), Health::Up, 50 * SEC),
+            // Another OPD's row is not this OPD's to seed.
+            (Subject::device("bappeda-rtr"), Health::Down, 60 * SEC),
+        ];
+        e.adopt_opd("dinkes", Vec::new(), seed, None, 100 * SEC, 0);
+        let m = e.tracker().machine(&sw1).unwrap();
+        assert_eq!((m.hard(), m.since()), (Some(Level::Down), 60 * SEC));
+        assert_eq!(e.tracker().health(&sw1), Health::Down);
+        assert_eq!(
+            e.tracker().health(&Subject::device("bappeda-rtr")),
+            Health::Unknown
+        );
+        // sw1 answers again: a change from down, as the other engine left it.
+        let mut changes = Vec::new();
+        for c in 10..14 {
+            let t = 100 * SEC + c * SEC;
+            changes.extend(e.sample("dinkes", &icmp("dinkes-sw1", t, 0.0), t).changes);
+        }
+        assert_eq!(changes.len(), 1, "{changes:#?}");
+        assert_eq!((changes[0].from, changes[0].to), (Health::Down, Health::Up));
+        // The agent goes silent: every subject seeded changes to unknown.
+        let silent: Vec<StateChange> = (200..260).flat_map(|t| e.tick(t * SEC).changes).collect();
+        assert!(
+            silent
+                .iter()
+                .any(|c| c.subject == Subject::device("dinkes-rtr") && c.from == Health::Up),
+            "{silent:#?}"
         );
     }
 

@@ -946,6 +946,55 @@ impl Tracker {
         self.agents.remove(opd);
     }
 
+    /// Starts the machines of `opd`'s subjects over from `states`, the
+    /// (subject, state, since) another collector judged them to be: the
+    /// OPD is taken over from it, and what these machines held is older
+    /// than its view. A subject confirmed up, degraded or down continues
+    /// from that confirmed level (no readings needed to show it again, and
+    /// a change from it, agent silence included, is a change); any other
+    /// starts with no reading, as after a restart. The contradicted traps
+    /// counted are kept.
+    pub fn seed_opd(
+        &mut self,
+        opd: &str,
+        states: impl IntoIterator<Item = (Subject, Health, TsUs)>,
+    ) {
+        let topo = &self.topo;
+        let of_opd = |s: &Subject| topo.opd_of(s) == Some(opd);
+        self.machines.retain(|s, _| !of_opd(s));
+        self.shown.retain(|s, _| !of_opd(s));
+        self.trap_down.retain(|s, _| !of_opd(s));
+        self.snmp
+            .retain(|d, _| topo.devices.get(d).is_none_or(|n| n.opd != opd));
+        for (s, health, since) in states {
+            if !of_opd(&s) || matches!(s, Subject::Opd { .. }) {
+                continue;
+            }
+            let hard = match health {
+                Health::Up => Some(Level::Up),
+                Health::Degraded => Some(Level::Degraded),
+                Health::Down => Some(Level::Down),
+                Health::Unreachable | Health::Unknown => None,
+            };
+            if let Some(level) = hard {
+                self.machines.insert(
+                    s.clone(),
+                    StateMachine {
+                        hard: Some(level),
+                        since,
+                        ..StateMachine::default()
+                    },
+                );
+            }
+            self.shown.insert(s, health);
+        }
+    }
+
+    /// Since when the OPD's agent is silent (`None`: it is not).
+    pub fn silent_since(&self, opd: &str) -> Option<TsUs> {
+        self.agents.get(opd).and_then(|a| a.silent_since)
+    }
+
     /// Whether the agent of `opd` was ever heard (by this process or before).
     pub fn ever_heard(&self, opd: &str) -> bool {
         self.agents.get(opd).is_some_and(|w| w.last_seen.is_some())

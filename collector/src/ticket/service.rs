@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::store::{
-    HealthEvent, HealthEventKind, OpenIncident, TicketHealth, TicketNote, TicketStore,
+    HealthEvent, HealthEventKind, OpenIncident, Published, PublishedState, TicketHealth,
+    TicketNote, TicketStore,
 };
 use crate::error::StoreError;
 use crate::health::reason::Note;
@@ -267,7 +268,13 @@ pub struct HealthCore {
     /// The OPDs this engine judges (all of them, but with several
     /// collectors on PostgreSQL: `crate::lease`).
     leases: Arc<crate::lease::Leases>,
+    /// When the states other collectors published were last read.
+    last_published_read: i64,
 }
+
+/// How often a collector sharing its store reads the states the holders of
+/// the other OPDs published.
+pub const PUBLISHED_REFRESH_US: i64 = 1_000_000;
 
 impl HealthCore {
     /// Restores open incidents and maintenance windows from the store.
@@ -297,6 +304,7 @@ impl HealthCore {
                 .collect(),
             last_close_check: 0,
             leases: crate::lease::Leases::all(),
+            last_published_read: 0,
         })
     }
 
@@ -309,8 +317,9 @@ impl HealthCore {
     }
 
     /// The leases changed: an OPD gained is taken over from the store's
-    /// state (its open incidents, its agent watched afresh), an OPD lost
-    /// is no longer watched here.
+    /// state (its open incidents, the states its previous holder published
+    /// as the machines' starting point, its agent watched afresh), an OPD
+    /// lost is no longer watched here.
     pub fn leases_changed(&mut self, c: &crate::lease::Changed, now_us: i64) {
         if c.is_empty() {
             return;
@@ -322,10 +331,25 @@ impl HealthCore {
                 Vec::new()
             }
         };
+        let published = if c.gained.is_empty() {
+            Published::default()
+        } else {
+            self.store.published().unwrap_or_else(|e| {
+                // The machines then start with no reading, as after a restart.
+                warn!(task = "health", error = %e, "cannot read the states published for the OPDs taken over");
+                Published::default()
+            })
+        };
         for opd in &c.gained {
+            let seed = published
+                .states
+                .iter()
+                .filter(|p| p.opd == *opd)
+                .map(|p| (p.subject.clone(), p.health, p.since_us));
             self.engine.adopt_opd(
                 opd,
                 incidents.iter().map(|o| o.incident.clone()),
+                seed,
                 None,
                 now_us,
                 RECONNECT_GRACE_US,
@@ -391,16 +415,17 @@ impl HealthCore {
         for s in samples {
             out.extend(self.engine.sample(opd, s, now_us));
         }
-        self.apply(out, now_us);
-        self.sync_unconfirmed(opd);
+        let traps = self.sync_unconfirmed(opd);
+        self.apply(out, now_us, traps);
     }
 
     /// Copies the engine's count of contradicted traps to what the admin
-    /// API and /metrics show.
-    fn sync_unconfirmed(&self, opd: &str) {
+    /// API and /metrics show; the counts that grew, (OPD, device, count).
+    fn sync_unconfirmed(&self, opd: &str) -> Vec<(String, String, u64)> {
         let counts = self.engine.tracker().unconfirmed_traps();
+        let mut grew = Vec::new();
         let Ok(mut shown) = self.shared.unconfirmed_traps.write() else {
-            return;
+            return grew;
         };
         for (device, &n) in counts {
             let before = shown.get(device).copied().unwrap_or(0);
@@ -413,8 +438,10 @@ impl HealthCore {
                     })
                     .inc_by(n - before);
                 shown.insert(device.clone(), n);
+                grew.push((opd.to_string(), device.clone(), n));
             }
         }
+        grew
     }
 
     /// Watches the agents of these OPDs for silence from `now_us`, each
@@ -441,7 +468,7 @@ impl HealthCore {
             return;
         }
         let out = self.engine.heartbeat(opd, now_us);
-        self.apply(out, now_us);
+        self.apply(out, now_us, Vec::new());
     }
 
     /// The clock.
@@ -456,7 +483,68 @@ impl HealthCore {
         }
         let out = self.engine.tick(now_us);
         let out = self.held_only(out);
-        self.apply(out, now_us);
+        self.apply(out, now_us, Vec::new());
+        if now_us - self.last_published_read >= PUBLISHED_REFRESH_US {
+            self.last_published_read = now_us;
+            self.show_published();
+        }
+    }
+
+    /// Several collectors on one database: shows, for every OPD another
+    /// collector judges, the states that collector published (one read
+    /// transaction, bounded), in place of what this engine holds for it
+    /// (it drops their samples, so its own view would be unknown or old).
+    /// A subject of such an OPD that nobody published is shown unknown, as
+    /// on its holder. The OPDs held here keep their engine's states.
+    fn show_published(&self) {
+        if !self.leases.shared() {
+            return;
+        }
+        let published = match self.store.published() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(task = "health", error = %e, "cannot read the states other collectors published; showing the last read");
+                return;
+            }
+        };
+        let topo = self.engine.tracker().topology();
+        let elsewhere = |s: &Subject| topo.opd_of(s).is_some_and(|o| !self.leases.holds(o));
+        if let Ok(mut m) = self.shared.states.write() {
+            m.retain(|s, _| !elsewhere(s));
+            for p in published.states {
+                // A row under another OPD than the inventory's now is from
+                // before the device moved: not its state any more.
+                if elsewhere(&p.subject) && topo.opd_of(&p.subject) == Some(p.opd.as_str()) {
+                    m.insert(
+                        p.subject,
+                        SubjectView {
+                            health: p.health,
+                            flapping: p.flapping,
+                            since_us: p.since_us,
+                        },
+                    );
+                }
+            }
+        }
+        if let Ok(mut shown) = self.shared.unconfirmed_traps.write() {
+            for (opd, device, n) in published.traps {
+                if self.leases.holds(&opd) {
+                    continue;
+                }
+                let before = shown.get(&device).copied().unwrap_or(0);
+                if n > before {
+                    // A counter only grows: it follows the holder's count.
+                    self.shared
+                        .unconfirmed_traps_metric
+                        .get_or_create(&DeviceLabel {
+                            device: device.clone(),
+                            opd,
+                        })
+                        .inc_by(n - before);
+                    shown.insert(device, n);
+                }
+            }
+        }
     }
 
     /// Incidents whose tickets people closed stop holding their key.
@@ -492,10 +580,13 @@ impl HealthCore {
         subject_event(&subject, &opd, reason, Some(t.number.clone()))
     }
 
-    fn apply(&mut self, out: Output, now_us: i64) {
-        if out.changes.is_empty() && out.decisions.is_empty() {
+    /// Records what `out` changed; `traps` are the contradicted trap
+    /// counts that grew meanwhile, (OPD, device, count).
+    fn apply(&mut self, out: Output, now_us: i64, traps: Vec<(String, String, u64)>) {
+        if out.changes.is_empty() && out.decisions.is_empty() && traps.is_empty() {
             return;
         }
+        let published = self.to_publish(&out, traps);
         let mut events: Vec<HealthEvent> = out.changes.iter().map(state_event).collect();
         if let Ok(mut m) = self.shared.states.write() {
             for c in &out.changes {
@@ -519,7 +610,7 @@ impl HealthCore {
                 Err(e) => warn!(task = "health", error = %e, "cannot record a ticket change"),
             }
         }
-        match self.store.append_events(&events) {
+        match self.store.append_events_publishing(&events, &published) {
             Ok(keys) => {
                 for (k, e) in keys.into_iter().zip(events) {
                     self.shared.feed.send(k, e);
@@ -527,6 +618,62 @@ impl HealthCore {
             }
             Err(e) => warn!(task = "health", error = %e, "cannot record health events"),
         }
+    }
+
+    /// What the other collectors on the database are to show of `out`:
+    /// each changed subject's new state, and its OPD's agent alive (up)
+    /// or silent (unknown). Nothing with the embedded store.
+    fn to_publish(&self, out: &Output, traps: Vec<(String, String, u64)>) -> Published {
+        if !self.leases.shared() {
+            return Published::default();
+        }
+        let mut states: Vec<PublishedState> = out
+            .changes
+            .iter()
+            .map(|c| PublishedState {
+                subject: c.subject.clone(),
+                opd: c.opd.clone(),
+                health: c.to,
+                flapping: c.flapping,
+                since_us: c.at,
+                reason: c.reason.clone(),
+            })
+            .collect();
+        let mut opds: Vec<&str> = out.changes.iter().map(|c| c.opd.as_str()).collect();
+        opds.sort_unstable();
+        opds.dedup();
+        for opd in opds.into_iter().filter(|o| !o.is_empty()) {
+            let silent = self.engine.tracker().silent_since(opd);
+            // Alive: as of the newest of these changes (the agent's return
+            // is one of them when it came back).
+            let newest = out
+                .changes
+                .iter()
+                .filter(|c| c.opd == opd)
+                .map(|c| c.at)
+                .max()
+                .unwrap_or(0);
+            states.push(PublishedState {
+                subject: Subject::Opd {
+                    opd: opd.to_string(),
+                },
+                opd: opd.to_string(),
+                health: if silent.is_some() {
+                    Health::Unknown
+                } else {
+                    Health::Up
+                },
+                flapping: false,
+                since_us: silent.unwrap_or(newest),
+                reason: if silent.is_some() {
+                    "agent silent"
+                } else {
+                    "agent alive"
+                }
+                .to_string(),
+            });
+        }
+        Published { states, traps }
     }
 
     fn save_incident(&self, key: &str) -> Result<Option<String>, StoreError> {

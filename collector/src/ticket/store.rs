@@ -31,6 +31,54 @@ const COUNTERS: Table<String, u64> = Table::new("health_counters");
 const EVENTS: Table<(i64, u64), Vec<u8>> = Table::new("health_events");
 /// window id → JSON [`MaintenanceWindow`].
 const WINDOWS: Table<u64, Vec<u8>> = Table::new("health_maintenance");
+/// (OPD, subject as JSON) → JSON [`PublishedState`]: the state the
+/// collector holding the OPD's lease shows, for the others to show too
+/// (several collectors on PostgreSQL; never written on the embedded store).
+/// Not copied by `migrate`: the holder writes it afresh.
+const STATES: Table<(String, String), Vec<u8>> = Table::new("health_states");
+/// (OPD, device) → linkDown traps of the device the next poll contradicted,
+/// as the OPD's holder counts them (beside [`STATES`]).
+const TRAPS: Table<(String, String), u64> = Table::new("health_traps");
+
+/// At most this many published rows are read in one refresh (of each
+/// table): far more subjects than an inventory holds, so the read stays
+/// bounded whatever the table holds.
+pub const MAX_PUBLISHED: usize = 100_000;
+
+/// The state of one subject as the collector judging its OPD shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedState {
+    /// Whose state (a device, a link, or the OPD itself: its agent alive
+    /// (up) or silent (unknown)).
+    pub subject: crate::health::Subject,
+    /// The subject's OPD.
+    pub opd: String,
+    /// Visible state.
+    pub health: Health,
+    /// Flapping.
+    pub flapping: bool,
+    /// Since when, µs.
+    pub since_us: i64,
+    /// Why, in a few words (the state change's reason).
+    pub reason: String,
+}
+
+/// What the collector judging some OPDs publishes in one write, or what a
+/// refresh read of every OPD.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    /// Subjects' states.
+    pub states: Vec<PublishedState>,
+    /// (OPD, device, linkDown traps the next poll contradicted).
+    pub traps: Vec<(String, String, u64)>,
+}
+
+impl Published {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.traps.is_empty()
+    }
+}
 
 /// Evidence kept per ticket; older readings beyond this are dropped.
 pub const MAX_EVIDENCE: usize = 200;
@@ -222,6 +270,11 @@ fn dec<T: for<'de> Deserialize<'de>>(what: &'static str, b: &[u8]) -> Result<T, 
     })
 }
 
+/// A subject as the key of [`STATES`] (JSON: unambiguous whatever the ids hold).
+fn subject_key(s: &crate::health::Subject) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
 fn next_counter(tx: &Tx, name: &str) -> Result<u64, StoreError> {
     let next = tx.get(&COUNTERS, name)?.unwrap_or(0) + 1;
     tx.insert(&COUNTERS, name, next)?;
@@ -407,6 +460,55 @@ impl TicketStore {
         Ok(keys)
     }
 
+    /// [`Self::append_events`] and, in the same transaction, the states
+    /// of `published` (several collectors on PostgreSQL: the holder of an
+    /// OPD's lease shows the others what it judges, in the one write it
+    /// makes per sample batch).
+    pub fn append_events_publishing(
+        &self,
+        events: &[HealthEvent],
+        published: &Published,
+    ) -> Result<Vec<EventKey>, StoreError> {
+        if published.is_empty() {
+            return self.append_events(events);
+        }
+        let mut keys = Vec::with_capacity(events.len());
+        let tx = self.db.write()?;
+        for e in events {
+            let seq = next_counter(&tx, "event")?;
+            tx.insert(&EVENTS, (e.ts_us, seq), enc(e))?;
+            keys.push((e.ts_us, seq));
+        }
+        for p in &published.states {
+            tx.insert(
+                &STATES,
+                (p.opd.as_str(), subject_key(&p.subject).as_str()),
+                enc(p),
+            )?;
+        }
+        for (opd, device, n) in &published.traps {
+            tx.insert(&TRAPS, (opd.as_str(), device.as_str()), *n)?;
+        }
+        tx.commit()?;
+        Ok(keys)
+    }
+
+    /// Every published state and trap count (at most [`MAX_PUBLISHED`]
+    /// of each), in one read transaction.
+    pub fn published(&self) -> Result<Published, StoreError> {
+        let tx = self.db.read()?;
+        let mut out = Published::default();
+        for row in tx.iter(&STATES)?.take(MAX_PUBLISHED) {
+            let (_, v) = row?;
+            out.states.push(dec("published state", &v)?);
+        }
+        for row in tx.iter(&TRAPS)?.take(MAX_PUBLISHED) {
+            let ((opd, device), n) = row?;
+            out.traps.push((opd, device, n));
+        }
+        Ok(out)
+    }
+
     /// Events after `after` (else from `since_us`, inclusive) with
     /// `ts < until_us` that `keep` keeps, oldest first, at most `limit`;
     /// one read transaction.
@@ -493,5 +595,72 @@ impl TicketStore {
         let found = tx.remove(&WINDOWS, id)?;
         tx.commit()?;
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::health::Subject;
+
+    fn state(opd: &str, subject: Subject, health: Health, since_us: i64) -> PublishedState {
+        PublishedState {
+            subject,
+            opd: opd.into(),
+            health,
+            flapping: false,
+            since_us,
+            reason: "loss 100 % >= 50 %".into(),
+        }
+    }
+
+    fn event() -> HealthEvent {
+        HealthEvent {
+            ts_us: 1,
+            kind: HealthEventKind::State,
+            subject: "device dinkes-sw1".into(),
+            device: Some("dinkes-sw1".into()),
+            link: None,
+            opd: "dinkes".into(),
+            from: Some(Health::Up),
+            to: Some(Health::Down),
+            flapping: false,
+            reason: "loss 100 % >= 50 %".into(),
+            ticket: None,
+        }
+    }
+
+    #[test]
+    fn published_states_are_written_with_the_events_and_the_newest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TicketStore::open(dir.path()).unwrap();
+        assert_eq!(store.published().unwrap(), Published::default());
+        let sw1 = Subject::device("dinkes-sw1");
+        // A device id that would collide with a link's in a text key.
+        let odd = Subject::device("rtr/uplink");
+        let link = Subject::link("rtr", "uplink");
+        let first = Published {
+            states: vec![
+                state("dinkes", sw1.clone(), Health::Down, 1),
+                state("dinkes", odd.clone(), Health::Up, 1),
+                state("dinkes", link.clone(), Health::Down, 1),
+            ],
+            traps: vec![("dinkes".into(), "dinkes-sw1".into(), 1)],
+        };
+        let keys = store.append_events_publishing(&[event()], &first).unwrap();
+        assert_eq!(keys.len(), 1, "the event is written too");
+        let second = Published {
+            states: vec![state("dinkes", sw1.clone(), Health::Up, 2)],
+            traps: vec![("dinkes".into(), "dinkes-sw1".into(), 2)],
+        };
+        store.append_events_publishing(&[], &second).unwrap();
+        let read = store.published().unwrap();
+        assert_eq!(read.states.len(), 3, "{read:#?}");
+        let of = |s: &Subject| read.states.iter().find(|p| p.subject == *s).unwrap();
+        assert_eq!((of(&sw1).health, of(&sw1).since_us), (Health::Up, 2));
+        assert_eq!(of(&odd).health, Health::Up);
+        assert_eq!(of(&link).health, Health::Down);
+        assert_eq!(read.traps, [("dinkes".into(), "dinkes-sw1".into(), 2)]);
     }
 }
