@@ -107,6 +107,21 @@ fn a_device_cut_off_shows_down_then_up_on_the_collector_that_does_not_judge_it()
         !holds(&pg, &b, "dinkes")?,
         "the second collector took dinkes' lease"
     );
+    // `siaga agents` says the same on both: connected (to the first),
+    // with the figures of its newest heartbeat.
+    for who in [&root, &root_b] {
+        wait_until(secs(10), "the agent listed connected", || {
+            let v = who.json(&["agents", "--json"])?;
+            Ok(v.as_array().is_some_and(|a| {
+                a.iter().any(|r| {
+                    r["opd"] == "dinkes"
+                        && r["status"] == "connected"
+                        && r["spool_depth"].is_number()
+                })
+            }))
+        })
+        .with_context(|| format!("{:?}", who.json(&["agents", "--json"])))?;
+    }
 
     // sw1's cable cut: down on the first, then within a few seconds on the
     // second, in each of its views.

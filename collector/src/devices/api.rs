@@ -274,9 +274,49 @@ fn device_info(
     })
 }
 
+/// The agents as this collector knows them, with what other collectors
+/// sharing the store wrote since: an agent streaming to another collector
+/// writes its record there at every heartbeat (each probe interval), so
+/// its row here is that one, and it counts as streaming (elsewhere) while
+/// that record is fresh by the rule that declares an agent silent
+/// ([`crate::state::SILENT_INTERVALS`] of its OPD's interval). With one
+/// collector the store holds nothing newer than what this one saw.
+fn agents_everywhere(hub: &Hub) -> Vec<crate::hub::LiveAgent> {
+    let mut live = hub.agents();
+    let stored = match hub.store.agents() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the agents' records; listing this collector's");
+            return live;
+        }
+    };
+    let inv = hub.inventory();
+    let now = now_us();
+    for r in stored {
+        let interval = inv.opds.get(&r.opd).map_or(inv.interval, |o| o.interval);
+        let horizon = i64::try_from(interval.as_micros())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(crate::state::SILENT_INTERVALS);
+        let fresh = now.saturating_sub(r.last_seen_us) <= horizon;
+        match live.iter_mut().find(|a| a.record.id == r.id) {
+            Some(a) if a.streams > 0 || a.record.last_seen_us >= r.last_seen_us => {}
+            Some(a) => {
+                a.record = r;
+                a.streams = u32::from(fresh);
+            }
+            None => live.push(crate::hub::LiveAgent {
+                record: r,
+                streams: u32::from(fresh),
+                cert_not_after_us: 0,
+            }),
+        }
+    }
+    live
+}
+
 /// Every agent row (see ListAgents), in (opd, id) order.
 fn agent_rows(hub: &Hub) -> Vec<v1::AgentInfo> {
-    let live = hub.agents();
+    let live = agents_everywhere(hub);
     let enrolled = hub.enrolled();
     let known: Vec<crate::store::AgentRecord> = live.iter().map(|a| a.record.clone()).collect();
     let mut agents: Vec<v1::AgentInfo> = live
