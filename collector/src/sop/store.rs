@@ -26,6 +26,15 @@ const AUDIT: Table<(String, u64), Vec<u8>> = Table::new("sop_audit");
 const HEADS: Table<String, Vec<u8>> = Table::new("sop_heads");
 const TEXTS: Table<String, String> = Table::new("sop_texts");
 const NUMBERS: Table<u32, u32> = Table::new("sop_ticket_numbers");
+/// Letters filed: (OPD, letter number as [`letter_key`] folds it) → the
+/// ticket opened for it last, written in the transaction that opens it,
+/// so that two collectors filing the same letter at once open one ticket.
+/// A store written before this table has none: it is built from the
+/// tickets by the first letter filed ([`letters_built`]).
+const LETTERS: Table<(String, String), String> = Table::new("sop_letters");
+/// The row of [`LETTERS`] that says the table holds every letter filed
+/// (no OPD has an empty id).
+const LETTERS_BUILT: (&str, &str) = ("", "");
 
 /// Errors of the SOP store.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +62,17 @@ pub enum StoreError {
     IncidentOpen {
         /// Incident key.
         key: String,
+        /// Its ticket.
+        ticket: String,
+    },
+    /// The letter has a ticket open already (filed before, here or on
+    /// another collector on the same database).
+    #[error("letter {letter} of {opd} is filed as ticket {ticket} already")]
+    LetterFiled {
+        /// OPD.
+        opd: String,
+        /// Letter number, as given.
+        letter: String,
         /// Its ticket.
         ticket: String,
     },
@@ -127,15 +147,7 @@ pub struct SopStore {
     anchor: std::sync::OnceLock<Arc<crate::anchor::Anchor>>,
     /// Rows the paged reads have read: what a page costs, for the tests.
     rows_read: std::sync::atomic::AtomicU64,
-    /// Letters filed: (OPD, letter number as [`letter_key`] folds it) → the
-    /// tickets opened for them. Built from the table on first use, kept
-    /// current by [`Self::open_with`]: checking a new letter for a
-    /// duplicate reads its candidates, not every ticket ever filed.
-    letters: Mutex<Option<LetterIndex>>,
 }
-
-/// (OPD, folded letter number) → the numbers of the tickets opened for it.
-type LetterIndex = HashMap<(String, String), Vec<String>>;
 
 /// A letter number as duplicates are found: spaces around it and the
 /// case of its letters do not make another letter.
@@ -181,7 +193,6 @@ impl SopStore {
             cache: Mutex::new(cache),
             anchor: std::sync::OnceLock::new(),
             rows_read: std::sync::atomic::AtomicU64::new(0),
-            letters: Mutex::new(None),
         })
     }
 
@@ -278,6 +289,7 @@ impl SopStore {
         self.db.create(&[AUDIT])?;
         self.db.create(&[TEXTS])?;
         self.db.create(&[NUMBERS])?;
+        self.db.create(&[LETTERS])?;
         Ok(())
     }
 
@@ -322,7 +334,10 @@ impl SopStore {
     /// [`Self::open`], and `also` writes other records of the new ticket
     /// (its health record, its incident) in the same transaction: after an
     /// error or a crash there is all of it or none, never a ticket without
-    /// its records nor a number used twice.
+    /// its records nor a number used twice. A letter that has a ticket
+    /// (not void) already is refused with [`StoreError::LetterFiled`],
+    /// checked in the same transaction: one ticket per letter, whichever
+    /// collector files it.
     pub fn open_with(
         &self,
         mut info: TicketInfo,
@@ -337,6 +352,22 @@ impl SopStore {
         let evidence = info.problem_text(super::Lang::Id, &self.calendar);
         let (state, events) = wf.open(info.origin.clone(), &info.opd, urgent, by, &evidence, now);
         let w = self.db.write()?;
+        let letter = match &info.origin {
+            Origin::Letter { number, .. } => Some((letter_key(&info.opd, number), number.clone())),
+            _ => None,
+        };
+        if letter.is_some() {
+            letters_built(&w)?;
+        }
+        if let Some(((opd, folded), given)) = &letter
+            && let Some(t) = filed_in(&w, opd, folded)?
+        {
+            return Err(StoreError::LetterFiled {
+                opd: opd.clone(),
+                letter: given.clone(),
+                ticket: t.info.number,
+            });
+        }
         let t = {
             if !w.contains(&TEXTS, self.current.hash.as_str())? {
                 w.insert(
@@ -379,61 +410,43 @@ impl SopStore {
             w.insert(&TICKETS, t.info.number.as_str(), encode(&t)?)?;
             t
         };
+        if let Some(((opd, folded), _)) = &letter {
+            w.insert(
+                &LETTERS,
+                (opd.as_str(), folded.as_str()),
+                t.info.number.as_str(),
+            )?;
+        }
         for ev in events {
             append(&w, &t.info.number, ev)?;
         }
         also(&w, &t)?;
         w.commit()?;
-        if let Origin::Letter { number, .. } = &t.info.origin {
-            let mut letters = self.letters.lock().unwrap_or_else(|p| p.into_inner());
-            // Not built yet: it will be from the table, this ticket with it.
-            if let Some(index) = letters.as_mut() {
-                index
-                    .entry(letter_key(&t.info.opd, number))
-                    .or_default()
-                    .push(t.info.number.clone());
-            }
-        }
         self.anchor_heads(&[&t.info.number]);
         Ok(t)
     }
 
     /// The ticket (not void) opened for letter `number` of `opd`, if one
-    /// was. The caller holds whatever makes the check and the opening one
-    /// step (the letter desk's lock).
+    /// was (what [`Self::open_with`] checks, in its transaction, before
+    /// it opens a letter's ticket).
     pub fn filed_letter(&self, opd: &str, number: &str) -> Result<Option<SopTicket>, StoreError> {
-        let candidates = {
-            let mut letters = self.letters.lock().unwrap_or_else(|p| p.into_inner());
-            let index = match letters.as_mut() {
-                Some(index) => index,
-                None => letters.insert(self.letter_index()?),
-            };
-            index
-                .get(&letter_key(opd, number))
-                .cloned()
-                .unwrap_or_default()
-        };
-        for id in candidates {
-            let t = self.get(&id)?;
-            if !t.state.is_void() {
+        let (opd, folded) = letter_key(opd, number);
+        let r = self.db.read()?;
+        if r.contains(&LETTERS, LETTERS_BUILT)? {
+            return filed_in(&r, &opd, &folded);
+        }
+        // Not built yet (a store written before the table): the tickets say.
+        for item in r.iter(&TICKETS)? {
+            let (k, v) = item?;
+            let t: SopTicket = decode(&k, &v)?;
+            if let Origin::Letter { number, .. } = &t.info.origin
+                && letter_key(&t.info.opd, number) == (opd.clone(), folded.clone())
+                && !t.state.is_void()
+            {
                 return Ok(Some(t));
             }
         }
         Ok(None)
-    }
-
-    /// Every letter filed, from the tickets table (once, at first use).
-    fn letter_index(&self) -> Result<LetterIndex, StoreError> {
-        let mut index = LetterIndex::new();
-        for t in self.list()? {
-            if let Origin::Letter { number, .. } = &t.info.origin {
-                index
-                    .entry(letter_key(&t.info.opd, number))
-                    .or_default()
-                    .push(t.info.number.clone());
-            }
-        }
-        Ok(index)
     }
 
     /// Apply an action to a ticket by `actor` at `now`; the event (or the refusal) is
@@ -740,6 +753,47 @@ fn trail_range<'a>(
     )?)
 }
 
+/// The ticket (not void) of letter (`opd`, `folded`) as `r` reads
+/// [`LETTERS`] (built: see [`letters_built`]).
+fn filed_in(r: &Tx, opd: &str, folded: &str) -> Result<Option<SopTicket>, StoreError> {
+    let Some(number) = r.get(&LETTERS, (opd, folded))? else {
+        return Ok(None);
+    };
+    let Some(v) = r.get(&TICKETS, number.as_str())? else {
+        return Ok(None);
+    };
+    let t: SopTicket = decode(&number, &v)?;
+    Ok((!t.state.is_void()).then_some(t))
+}
+
+/// In a write transaction `w`: fills [`LETTERS`] from the tickets when a
+/// store written before it has never filled it (once: then it is marked
+/// built). A letter with several tickets keeps one that is not void.
+fn letters_built(w: &Tx) -> Result<(), StoreError> {
+    if w.contains(&LETTERS, LETTERS_BUILT)? {
+        return Ok(());
+    }
+    let mut filed: HashMap<(String, String), (String, bool)> = HashMap::new();
+    for item in w.iter(&TICKETS)? {
+        let (k, v) = item?;
+        let t: SopTicket = decode(&k, &v)?;
+        if let Origin::Letter { number, .. } = &t.info.origin {
+            let void = t.state.is_void();
+            let e = filed
+                .entry(letter_key(&t.info.opd, number))
+                .or_insert_with(|| (k.clone(), void));
+            if e.1 && !void {
+                *e = (k, void);
+            }
+        }
+    }
+    for ((opd, folded), (number, _)) in &filed {
+        w.insert(&LETTERS, (opd.as_str(), folded.as_str()), number.as_str())?;
+    }
+    w.insert(&LETTERS, LETTERS_BUILT, "")?;
+    Ok(())
+}
+
 /// Copies the SOP part's tables from `from` into `to` (a write
 /// transaction): (table, rows) of each.
 pub fn copy_tables(
@@ -753,6 +807,7 @@ pub fn copy_tables(
         copy_table(&HEADS, from, to)?,
         copy_table(&TEXTS, from, to)?,
         copy_table(&NUMBERS, from, to)?,
+        copy_table(&LETTERS, from, to)?,
     ])
 }
 
@@ -844,7 +899,7 @@ pub(crate) mod tests {
             s.open(info("dinkes", at), "PJ", false, &Actor::system(), at)
                 .expect("open")
         };
-        // Opened again: the index is built from the table.
+        // Opened again: read from the table.
         let s = store(dir.path());
         let found = |opd: &str, n: &str| {
             s.filed_letter(opd, n)
@@ -879,6 +934,72 @@ pub(crate) mod tests {
             .expect("act");
         assert!(outcome.is_ok() && t.state.is_void(), "{outcome:?}");
         assert_eq!(found("dinkes", "005/dinkes/2026"), None);
+    }
+
+    #[test]
+    fn a_letter_filed_again_is_refused_in_its_transaction_also_in_a_store_without_the_letters_table()
+     {
+        let dir = tempfile::tempdir().expect("tmp");
+        let at = wib("2026-11-23 08:00");
+        let s = store(dir.path());
+        let first = s
+            .open(info("dinkes", at), "PJ", false, &Actor::system(), at)
+            .expect("open");
+        let again = |s: &SopStore| {
+            let mut i = info("dinkes", at);
+            i.origin = Origin::Letter {
+                number: " 005/DINKES/2026".into(),
+                date: at.date_naive(),
+                subject: "again".into(),
+            };
+            s.open(i, "PJ", false, &Actor::system(), at)
+        };
+        match again(&s) {
+            Err(StoreError::LetterFiled { ticket, .. }) => assert_eq!(ticket, first.info.number),
+            other => panic!("filed twice: {other:?}"),
+        }
+        // A store written before the table: its rows gone, the tickets stay.
+        {
+            let w = s.db.write().expect("w");
+            let rows: Vec<_> = w
+                .iter(&LETTERS)
+                .expect("iter")
+                .map(|r| r.expect("row").0)
+                .collect();
+            assert_eq!(rows.len(), 2, "the letter and the built mark: {rows:?}");
+            for k in rows {
+                w.remove(&LETTERS, k).expect("remove");
+            }
+            w.commit().expect("commit");
+        }
+        assert_eq!(
+            s.filed_letter("dinkes", "005/dinkes/2026")
+                .expect("filed")
+                .map(|t| t.info.number),
+            Some(first.info.number.clone())
+        );
+        match again(&s) {
+            Err(StoreError::LetterFiled { ticket, .. }) => assert_eq!(ticket, first.info.number),
+            other => panic!("filed twice in an older store: {other:?}"),
+        }
+        assert_eq!(s.list().expect("list").len(), 1);
+        // Its ticket voided, the letter may be filed again, once.
+        let (_, outcome) = s
+            .act(
+                &first.info.number,
+                Action::Void {
+                    reason: "salah OPD".into(),
+                },
+                &user_for("kepala_dinas"),
+                at,
+            )
+            .expect("act");
+        outcome.expect("voided");
+        let second = again(&s).expect("filed again");
+        match again(&s) {
+            Err(StoreError::LetterFiled { ticket, .. }) => assert_eq!(ticket, second.info.number),
+            other => panic!("filed twice: {other:?}"),
+        }
     }
 
     #[test]
