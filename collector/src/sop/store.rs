@@ -610,23 +610,33 @@ impl SopStore {
     }
 
     /// Appends an event the collector records by itself (a frozen work report)
-    /// to a ticket's trail, in one transaction with `also`, which writes what
-    /// the event records beside it.
+    /// to a ticket's trail, in one transaction with `also`, which is given
+    /// the trail as it stands in that transaction and writes what the event
+    /// records beside it; when `also` answers `false` (the trail has the
+    /// event already: another collector recorded it first) nothing is
+    /// written. Whether the event was recorded.
     pub fn record(
         &self,
         number: &str,
         event: Event,
-        also: impl FnOnce(&Tx) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+        also: impl FnOnce(&Tx, &[AuditRecord]) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
         let w = self.db.write()?;
         if !w.contains(&TICKETS, number)? {
             return Err(StoreError::NoTicket(number.to_string()));
         }
-        also(&w)?;
+        let mut trail = Vec::new();
+        for item in trail_range(&w, number, 0)? {
+            let (_, v) = item?;
+            trail.push(decode(number, &v)?);
+        }
+        if !also(&w, &trail)? {
+            return Ok(false);
+        }
         append(&w, number, event)?;
         w.commit()?;
         self.anchor_heads(&[number]);
-        Ok(())
+        Ok(true)
     }
 
     /// A ticket's audit trail, in order.
