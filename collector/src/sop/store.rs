@@ -32,6 +32,12 @@ const NUMBERS: Table<u32, u32> = Table::new("sop_ticket_numbers");
 /// A store written before this table has none: it is built from the
 /// tickets by the first letter filed ([`letters_built`]).
 const LETTERS: Table<(String, String), String> = Table::new("sop_letters");
+/// Each ticket's newest head signed with the audit key (`anchor.rs`),
+/// written in the transaction that writes the head, on a database shared
+/// by several collectors (PostgreSQL) only: each collector's log holds the
+/// heads it wrote, this table those of all of them. Never written in
+/// `tickets.redb`, whose log beside it is the only one.
+const SIGNED: Table<String, Vec<u8>> = Table::new("sop_signed_heads");
 /// The row of [`LETTERS`] that says the table holds every letter filed
 /// (no OPD has an empty id).
 const LETTERS_BUILT: (&str, &str) = ("", "");
@@ -200,23 +206,61 @@ impl SopStore {
     /// trails that were never signed (written before there was an anchor)
     /// are signed as they stand. Returns how many were.
     pub fn set_anchor(&self, anchor: Arc<crate::anchor::Anchor>) -> Result<usize, StoreError> {
+        // Signed by another collector of the same database counts.
+        let shared = self.shared_signed_heads()?;
+        let pg = matches!(self.db, Db::Pg(_));
+        // Heads to sign into the database: the first signatures, and (after
+        // a `migrate`) those only this collector's log has.
         let mut first = 0;
+        let mut share = Vec::new();
         for (ticket, head) in self.heads()? {
-            if anchor.newest(&ticket).is_none() {
-                anchor
-                    .record(&ticket, &head, Some("first signature of an existing trail"))
-                    .map_err(|e| StoreError::Db(e.to_string()))?;
-                first += 1;
-            } else if let Some(s) = anchor.newest(&ticket)
-                && s.len != head.len
+            let logged = anchor.newest(&ticket);
+            if pg
+                && !shared.contains_key(&ticket)
+                && logged
+                    .as_ref()
+                    .is_some_and(|s| s.len == head.len && s.hash == head.hash)
             {
-                tracing::warn!(
-                    ticket,
-                    signed = s.len,
-                    stored = head.len,
-                    "audit trail does not end at its newest signed head; run `siaga-collector verify`"
-                );
+                share.push((ticket.clone(), head.clone()));
             }
+            match crate::anchor::newer(logged, shared.get(&ticket).cloned()) {
+                None => {
+                    anchor
+                        .record(&ticket, &head, Some("first signature of an existing trail"))
+                        .map_err(|e| StoreError::Db(e.to_string()))?;
+                    first += 1;
+                    if pg {
+                        share.push((ticket, head));
+                    }
+                }
+                Some(s) if s.len != head.len => {
+                    tracing::warn!(
+                        ticket,
+                        signed = s.len,
+                        stored = head.len,
+                        "audit trail does not end at its newest signed head; run `siaga-collector verify`"
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if !share.is_empty() {
+            let w = self.db.write()?;
+            for (ticket, head) in &share {
+                // Unless another collector wrote and signed a newer one meanwhile.
+                let now: Option<Head> = match w.get(&HEADS, ticket.as_str())? {
+                    Some(g) => Some(decode(ticket, &g)?),
+                    None => None,
+                };
+                if now.as_ref() == Some(head) && !w.contains(&SIGNED, ticket.as_str())? {
+                    w.insert(
+                        &SIGNED,
+                        ticket.as_str(),
+                        encode(&anchor.key().seal(ticket, head))?,
+                    )?;
+                }
+            }
+            w.commit()?;
         }
         let _ = self.anchor.set(anchor);
         Ok(first)
@@ -250,6 +294,42 @@ impl SopStore {
             return Ok(None);
         };
         Ok(self.head(number)?.map(|h| anchor.sealed(number, &h)))
+    }
+
+    /// Commits `w`, in which the trails of `numbers` grew, and signs their
+    /// new heads: on a database shared by several collectors (PostgreSQL)
+    /// into [`SIGNED`] in `w` itself, so that every collector's `verify`
+    /// finds them whoever wrote them; then, after the commit, into this
+    /// collector's log ([`Self::anchor_heads`]).
+    fn commit(&self, w: Tx, numbers: &[&str]) -> Result<(), StoreError> {
+        if let (Some(anchor), Db::Pg(_)) = (self.anchor.get(), &self.db) {
+            for n in numbers {
+                if let Some(g) = w.get(&HEADS, *n)? {
+                    let h: Head = decode(n, &g)?;
+                    w.insert(&SIGNED, *n, encode(&anchor.key().seal(n, &h))?)?;
+                }
+            }
+        }
+        w.commit()?;
+        self.anchor_heads(numbers);
+        Ok(())
+    }
+
+    /// The newest signed head of each ticket in the database (on
+    /// PostgreSQL: written by every collector on it; none in
+    /// `tickets.redb`). `verify` checks the trails against these and the
+    /// log's, the newer of the two.
+    pub fn shared_signed_heads(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::anchor::SignedHead>, StoreError> {
+        let r = self.db.read()?;
+        let mut out = std::collections::BTreeMap::new();
+        for item in r.iter(&SIGNED)? {
+            let (k, v) = item?;
+            let s = decode(&k, &v)?;
+            out.insert(k, s);
+        }
+        Ok(out)
     }
 
     /// After a commit: the heads of `numbers` are signed and logged. The
@@ -421,8 +501,7 @@ impl SopStore {
             append(&w, &t.info.number, ev)?;
         }
         also(&w, &t)?;
-        w.commit()?;
-        self.anchor_heads(&[&t.info.number]);
+        self.commit(w, &[&t.info.number])?;
         Ok(t)
     }
 
@@ -491,8 +570,7 @@ impl SopStore {
             append(&w, number, ev)?;
         }
         also(&w, &t, &outcome)?;
-        w.commit()?;
-        self.anchor_heads(&[number]);
+        self.commit(w, &[number])?;
         Ok((t, outcome))
     }
 
@@ -524,9 +602,8 @@ impl SopStore {
                 }
             }
         }
-        w.commit()?;
         let numbers: Vec<&str> = out.iter().map(|e| e.ticket.info.number.as_str()).collect();
-        self.anchor_heads(&numbers);
+        self.commit(w, &numbers)?;
         Ok(out)
     }
 
@@ -634,8 +711,7 @@ impl SopStore {
             return Ok(false);
         }
         append(&w, number, event)?;
-        w.commit()?;
-        self.anchor_heads(&[number]);
+        self.commit(w, &[number])?;
         Ok(true)
     }
 
@@ -881,6 +957,11 @@ pub(crate) mod tests {
         s
     }
 
+    /// The letter number of [`info`]'s letter: one letter per OPD and minute.
+    pub(crate) fn letter_number(opd: &str, at: DateTime<Utc>) -> String {
+        format!("005/{opd}/{}/2026", at.format("%d%H%M"))
+    }
+
     /// A ticket from an OPD's letter: it starts at step 1 with the pemohon.
     pub(crate) fn info(opd: &str, at: DateTime<Utc>) -> TicketInfo {
         TicketInfo {
@@ -888,7 +969,7 @@ pub(crate) mod tests {
             opd: opd.into(),
             opd_name: None,
             origin: Origin::Letter {
-                number: format!("005/{opd}/2026"),
+                number: letter_number(opd, at),
                 date: at.date_naive(),
                 subject: "Loss 40%".into(),
             },
@@ -917,17 +998,17 @@ pub(crate) mod tests {
                 .map(|t| t.info.number)
         };
         assert_eq!(
-            found("dinkes", " 005/DINKES/2026 "),
+            found("dinkes", &format!(" {} ", letter_number("DINKES", at))),
             Some(first.info.number.clone())
         );
-        assert_eq!(found("dishub", "005/dinkes/2026"), None);
+        assert_eq!(found("dishub", &letter_number("dinkes", at)), None);
         assert_eq!(found("dinkes", "006/dinkes/2026"), None);
         // A ticket opened now is in the index at once.
         let second = s
             .open(info("dishub", at), "PJ", false, &Actor::system(), at)
             .expect("open");
         assert_eq!(
-            found("dishub", "005/dishub/2026"),
+            found("dishub", &letter_number("dishub", at)),
             Some(second.info.number.clone())
         );
         // A void ticket does not hold its letter: the letter may be filed again.
@@ -943,7 +1024,7 @@ pub(crate) mod tests {
             )
             .expect("act");
         assert!(outcome.is_ok() && t.state.is_void(), "{outcome:?}");
-        assert_eq!(found("dinkes", "005/dinkes/2026"), None);
+        assert_eq!(found("dinkes", &letter_number("dinkes", at)), None);
     }
 
     #[test]
@@ -958,7 +1039,7 @@ pub(crate) mod tests {
         let again = |s: &SopStore| {
             let mut i = info("dinkes", at);
             i.origin = Origin::Letter {
-                number: " 005/DINKES/2026".into(),
+                number: format!(" {}", letter_number("DINKES", at)),
                 date: at.date_naive(),
                 subject: "again".into(),
             };
@@ -983,7 +1064,7 @@ pub(crate) mod tests {
             w.commit().expect("commit");
         }
         assert_eq!(
-            s.filed_letter("dinkes", "005/dinkes/2026")
+            s.filed_letter("dinkes", &letter_number("dinkes", at))
                 .expect("filed")
                 .map(|t| t.info.number),
             Some(first.info.number.clone())
