@@ -10,6 +10,12 @@
 //! system print a ticket's head and its signature; `verify` checks every
 //! signature and that each trail still runs through its newest signed head;
 //! `restore` refuses a backup whose trails end before them unless forced.
+//!
+//! With several collectors on one PostgreSQL database each keeps its own
+//! log, of the heads it wrote; every signed head is also written into the
+//! database (`sop/store.rs`, table `sop_signed_heads`) in the transaction
+//! that writes the head, and `verify` checks each trail against the newer
+//! of the two ([`union`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

@@ -106,7 +106,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoTicket(_) => ApiError::NotFound(e.to_string()),
-            StoreError::Exists(_) => ApiError::BadRequest(e.to_string()),
+            StoreError::Exists(_) | StoreError::LetterFiled { .. } => {
+                ApiError::BadRequest(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
