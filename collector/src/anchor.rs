@@ -10,6 +10,12 @@
 //! system print a ticket's head and its signature; `verify` checks every
 //! signature and that each trail still runs through its newest signed head;
 //! `restore` refuses a backup whose trails end before them unless forced.
+//!
+//! With several collectors on one PostgreSQL database each keeps its own
+//! log, of the heads it wrote; every signed head is also written into the
+//! database (`sop/store.rs`, table `sop_signed_heads`) in the transaction
+//! that writes the head, and `verify` checks each trail against the newer
+//! of the two ([`union`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -225,6 +231,33 @@ pub fn read_heads(data_dir: &Path) -> Result<BTreeMap<String, SignedHead>, Ancho
         out.insert(h.ticket.clone(), h);
     }
     Ok(out)
+}
+
+/// Of two signed heads of one ticket (this collector's log's and the
+/// shared database's), the newer: the one that counts more records; the
+/// log's when they count the same. A database rolled back by a restore
+/// then still meets the log's newer head of the trails this collector
+/// wrote.
+pub fn newer(log: Option<SignedHead>, shared: Option<SignedHead>) -> Option<SignedHead> {
+    match (log, shared) {
+        (Some(l), Some(s)) => Some(if s.len > l.len { s } else { l }),
+        (l, s) => l.or(s),
+    }
+}
+
+/// [`newer`] of each ticket of the log's heads and the shared database's.
+pub fn union(
+    log: BTreeMap<String, SignedHead>,
+    shared: BTreeMap<String, SignedHead>,
+) -> BTreeMap<String, SignedHead> {
+    let mut out = log;
+    for (ticket, s) in shared {
+        let l = out.remove(&ticket);
+        if let Some(n) = newer(l, Some(s)) {
+            out.insert(ticket, n);
+        }
+    }
+    out
 }
 
 /// The running collector's anchor: its key and the log it appends to.
@@ -513,6 +546,29 @@ mod tests {
         // A head the log has not seen yet is signed.
         assert_eq!(a.sealed("T1", &head(3, "c")), newer);
         assert_eq!(a.signatures(), signed + 1);
+    }
+
+    #[test]
+    fn of_the_log_and_the_shared_heads_the_longer_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = AuditKey::create(&dir.path().join("audit.key")).unwrap();
+        let map = |heads: &[(&str, u64, &str)]| -> BTreeMap<String, SignedHead> {
+            heads
+                .iter()
+                .map(|(t, len, h)| (t.to_string(), k.seal(t, &head(*len, h))))
+                .collect()
+        };
+        let log = map(&[("T1", 2, "b"), ("T2", 5, "e"), ("T3", 1, "a")]);
+        // T1 walked on by another collector; T2 rolled back in the database.
+        let shared = map(&[
+            ("T1", 4, "d"),
+            ("T2", 3, "c"),
+            ("T3", 1, "a"),
+            ("T4", 1, "z"),
+        ]);
+        let all = union(log, shared);
+        let lens: Vec<(&str, u64)> = all.iter().map(|(t, s)| (t.as_str(), s.len)).collect();
+        assert_eq!(lens, [("T1", 4), ("T2", 5), ("T3", 1), ("T4", 1)]);
     }
 
     #[test]

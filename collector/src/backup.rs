@@ -200,6 +200,7 @@ fn tickets_tables(v: &mut impl Tables) -> Result<(), StoreError> {
     v.table(TableDefinition::<&str, &[u8]>::new("sop_heads"))?;
     v.table(TableDefinition::<&str, &str>::new("sop_texts"))?;
     v.table(TableDefinition::<u32, u32>::new("sop_ticket_numbers"))?;
+    v.table(TableDefinition::<(&str, &str), &str>::new("sop_letters"))?;
     v.table(TableDefinition::<&str, &[u8]>::new("health_tickets"))?;
     v.table(TableDefinition::<&str, &[u8]>::new("health_open_incidents"))?;
     v.table(TableDefinition::<&str, u64>::new("health_counters"))?;

@@ -1007,7 +1007,14 @@ fn verify_anchor(
     results: &[(String, Result<(), siaga_collector::sop::audit::Tamper>)],
 ) -> Result<(usize, usize), Failure> {
     use siaga_collector::anchor::{self, AuditKey};
-    let signed = anchor::read_heads(&cfg.data_dir)?;
+    // This collector's log and, on a database shared by several
+    // collectors, the heads every one of them signed there: a trail walked
+    // on by another collector is anchored by its heads; one rolled back in
+    // the database still meets the newer head of this collector's log.
+    let shared = store
+        .shared_signed_heads()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let signed = anchor::union(anchor::read_heads(&cfg.data_dir)?, shared);
     let key = match AuditKey::load(&cfg.audit_key) {
         Ok(k) => k,
         Err(e) if signed.is_empty() && !cfg.audit_key.exists() => {

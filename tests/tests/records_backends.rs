@@ -97,6 +97,7 @@ on_both!(
     a_trail_changed_behind_the_store_fails_verification,
     numbers_and_ids_stay_sequential_across_collectors,
     events_read_back_in_order_in_pages,
+    a_report_frozen_by_two_collectors_at_once_is_frozen_once,
 );
 
 /// What one collector holds over a database of records.
@@ -290,6 +291,111 @@ fn numbers_and_ids_stay_sequential_across_collectors(b: Backend) -> Result<()> {
         let m = store.create(measurement())?;
         ensure!(m.id == want, "{}: {} for {want}", b.name, m.id);
     }
+    Ok(())
+}
+
+/// A ticket walked through the chain to its review, disposed on one
+/// collector; both collectors freeze its report at the same moment: one
+/// stores it, the other stores nothing, and both give the same bytes.
+fn a_report_frozen_by_two_collectors_at_once_is_frozen_once(b: Backend) -> Result<()> {
+    use siaga_collector::report::{Format, Reports};
+    use siaga_collector::sop::Lang;
+    use siaga_collector::sop::workflow::{Action, Actor, Measurements, Origin, TicketInfo};
+    let parts = [part(&b.db)?, part(&(b.again)()?)?];
+    let at = chrono::DateTime::from_timestamp_micros(T0).unwrap_or_default();
+    let info = TicketInfo {
+        number: String::new(),
+        opd: "dinkes".into(),
+        opd_name: Some("Dinas Kesehatan".into()),
+        origin: Origin::Detected,
+        problem: "Packet loss 50 % on dinkes-rtr".into(),
+        reason: None,
+        device: Some("dinkes-rtr".into()),
+        link: None,
+        opened_at: at,
+    };
+    let t = parts[0].sop.open(info, "PJ", false, &Actor::system(), at)?;
+    let id = t.info.number;
+    let dispose = |waived: Option<&str>| Action::Dispose {
+        to: None,
+        note: None,
+        measurements: Measurements {
+            before: false,
+            after: false,
+            waived: waived.map(str::to_string),
+        },
+    };
+    let steps = [
+        ("kepala_dinas", dispose(None)),
+        ("kabid_aptika", dispose(None)),
+        ("pranata_komputer", dispose(None)),
+        ("helpdesk", dispose(None)),
+        (
+            "pemohon",
+            Action::Acknowledge {
+                by: "Andi Wijaya, Kasubag Umum".into(),
+            },
+        ),
+        ("tim_teknis", dispose(Some("perangkat mati total"))),
+        ("helpdesk", dispose(None)),
+        ("pranata_komputer", dispose(None)),
+        ("kabid_aptika", dispose(None)),
+        // The review: its report is frozen from now on.
+        ("kepala_dinas", dispose(None)),
+    ];
+    for (i, (role, action)) in steps.into_iter().enumerate() {
+        let when = at + chrono::Duration::minutes(10 * (i as i64 + 1));
+        let (_, outcome) = parts[i % 2]
+            .sop
+            .act(&id, action, &Actor::new(role, &[role]), when)?;
+        outcome.map_err(|r| anyhow::anyhow!("{}: {role}: {r}", b.name))?;
+    }
+    let reports = parts
+        .iter()
+        .map(|p| Reports::new(p.sop_db(), p.sop.clone(), p.health.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let both = std::sync::Barrier::new(2);
+    let frozen = std::thread::scope(|s| {
+        let handles: Vec<_> = reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let both = &both;
+                let id = id.as_str();
+                s.spawn(move || {
+                    both.wait();
+                    r.freeze(id, at + chrono::Duration::minutes(200 + i as i64))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    ensure!(
+        frozen.iter().filter(|f| f.is_some()).count() == 1,
+        "{}: frozen by {} collectors",
+        b.name,
+        frozen.iter().filter(|f| f.is_some()).count()
+    );
+    let records = parts[1]
+        .sop
+        .events(&id)?
+        .iter()
+        .filter(|e| serde_json::to_string(&e.kind).is_ok_and(|k| k.contains("report_frozen")))
+        .count();
+    ensure!(records == 1, "{}: {records} report_frozen records", b.name);
+    let later = at + chrono::Duration::days(1);
+    let (x, y) = (
+        reports[0].document(&id, Format::Pdf, Lang::Id, later)?,
+        reports[1].document(&id, Format::Pdf, Lang::Id, later)?,
+    );
+    ensure!(
+        x.is_final && x.bytes.starts_with(b"%PDF-") && x.bytes == y.bytes,
+        "{}: the two collectors give other bytes",
+        b.name
+    );
     Ok(())
 }
 

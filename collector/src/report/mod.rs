@@ -28,7 +28,7 @@ pub mod words;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
@@ -138,8 +138,6 @@ pub struct Reports {
     /// The people the reports name (full name, NIP, jabatan), read when a
     /// report is rendered.
     people: Box<dyn Fn() -> People + Send + Sync>,
-    /// One freeze at a time, so a ticket is frozen once per review.
-    freezing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Reports {
@@ -164,7 +162,6 @@ impl Reports {
             health,
             measures,
             people: Box::new(People::default),
-            freezing: Mutex::new(()),
         })
     }
 
@@ -216,23 +213,27 @@ impl Reports {
     /// Freezes the ticket's report if its review step was disposed and the
     /// report was not frozen for that review yet: renders both formats in
     /// both languages, stores them and records their hashes. The documents
-    /// frozen, or `None` when there was nothing to do.
+    /// frozen, or `None` when there was nothing to do. Whether it was frozen
+    /// is checked again in the transaction that stores it: of two freezes
+    /// at once (two requests, or two collectors on one database) the first
+    /// stores its documents and the other stores nothing.
     pub fn freeze(
         &self,
         ticket: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<FrozenDocument>>, ReportError> {
-        let _one = self.freezing.lock().unwrap_or_else(|p| p.into_inner());
         let t = self.sop.get(ticket)?;
         let trail = self.sop.trail(ticket)?;
         let sop = self.sop.sop_by_hash(ticket, &t.state.sop.hash)?;
         let Some(review) = data::review(&sop, &t.state, &trail) else {
             return Ok(None);
         };
-        let done = trail.iter().any(|r| {
-            matches!(r.event.kind, EventKind::ReportFrozen { review_index, .. } if review_index == review.index)
-        });
-        if done {
+        let done = |trail: &[crate::sop::audit::AuditRecord]| {
+            trail.iter().any(|r| {
+                matches!(r.event.kind, EventKind::ReportFrozen { review_index, .. } if review_index == review.index)
+            })
+        };
+        if done(&trail) {
             return Ok(None);
         }
         let review_index = review.index;
@@ -262,8 +263,18 @@ impl Reports {
                 documents: records.clone(),
             },
         };
-        self.sop
-            .record(ticket, event, |w| store::put(w, ticket, &docs))?;
+        // Rendered outside the transaction (it takes a while), checked again
+        // inside it: it may have been frozen meanwhile.
+        let frozen = self.sop.record(ticket, event, |w, trail| {
+            if done(trail) {
+                return Ok(false);
+            }
+            store::put(w, ticket, &docs)?;
+            Ok(true)
+        })?;
+        if !frozen {
+            return Ok(None);
+        }
         info!(
             ticket,
             documents = records.len(),

@@ -407,6 +407,47 @@ fn the_review_freezes_both_formats_and_languages_and_the_store_gives_them_back()
     assert!(en.contains("WORK REPORT") && !en.contains("DRAFT"));
 }
 
+/// Two collectors (two `Reports` over one database) freezing the same
+/// review at the same moment: one freezes, the other finds it frozen; both
+/// give the same bytes.
+#[test]
+fn two_freezes_of_one_review_at_once_freeze_it_once() {
+    let o = office();
+    at_review(&o, "menuju lokasi");
+    act(&o, "kepala_dinas", dispose(None), "2026-11-23 10:20");
+    let other = Reports::new(o.db.clone(), o.sop.clone(), o.health.clone())
+        .expect("reports")
+        .with_people(crate::sop::people::tests::office);
+    let both = std::sync::Barrier::new(2);
+    let freeze = |r: &'static str, reports: &Reports, now: &str| {
+        both.wait();
+        reports.freeze(T, wib(now)).expect(r)
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| freeze("first", &o.reports, "2026-11-23 10:21"));
+        let b = s.spawn(|| freeze("second", &other, "2026-11-23 10:22"));
+        (a.join().expect("first"), b.join().expect("second"))
+    });
+    assert!(
+        a.is_some() != b.is_some(),
+        "frozen by both or neither: {a:?} {b:?}"
+    );
+    let frozen = o
+        .sop
+        .trail(T)
+        .expect("trail")
+        .iter()
+        .filter(|r| matches!(r.event.kind, EventKind::ReportFrozen { .. }))
+        .count();
+    assert_eq!(frozen, 1, "report_frozen records in the trail");
+    for (format, lang) in [(Format::Pdf, Lang::Id), (Format::Html, Lang::En)] {
+        let at = wib("2026-11-24 08:00");
+        let x = o.reports.document(T, format, lang, at).expect("document");
+        let y = other.document(T, format, lang, at).expect("document");
+        assert!(x.is_final && x.bytes == y.bytes, "{format:?} {lang:?}");
+    }
+}
+
 #[test]
 fn a_final_report_renders_again_byte_for_byte_whatever_came_after() {
     let o = office();

@@ -106,7 +106,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoTicket(_) => ApiError::NotFound(e.to_string()),
-            StoreError::Exists(_) => ApiError::BadRequest(e.to_string()),
+            StoreError::Exists(_) | StoreError::LetterFiled { .. } => {
+                ApiError::BadRequest(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -454,23 +456,6 @@ pub fn new_ticket(
             )));
         }
     }
-    // One ticket per letter: the check and the opening under one lock, so
-    // two helpdesk desks filing the same letter at once open one ticket.
-    let _one_at_a_time = NEW_LETTER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(t) = store.filed_letter(&a.opd, &a.letter_number)? {
-        let event = store
-            .events(&t.info.number)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::Internal("a ticket without an event".into()))?;
-        return Ok(ActionReply {
-            ticket: view(store, &t, now)?,
-            event,
-            already_filed: true,
-        });
-    }
     let info = TicketInfo {
         number: String::new(),
         opd: a.opd,
@@ -486,7 +471,26 @@ pub fn new_ticket(
         link: a.link,
         opened_at: now,
     };
-    let t = store.open(info, TICKET_PREFIX, a.urgent, caller, now)?;
+    // One ticket per letter: the store checks for one filed before in the
+    // transaction that opens it, so two desks filing the same letter at
+    // once, on one collector or on two of one database, open one ticket.
+    let t = match store.open(info, TICKET_PREFIX, a.urgent, caller, now) {
+        Ok(t) => t,
+        Err(StoreError::LetterFiled { ticket, .. }) => {
+            let t = store.get(&ticket)?;
+            let event = store
+                .events(&t.info.number)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::Internal("a ticket without an event".into()))?;
+            return Ok(ActionReply {
+                ticket: view(store, &t, now)?,
+                event,
+                already_filed: true,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let events = store.events(&t.info.number)?;
     Ok(ActionReply {
         ticket: view(store, &t, now)?,
@@ -497,9 +501,6 @@ pub fn new_ticket(
         already_filed: false,
     })
 }
-
-/// Held while a letter is checked against the filed ones and opened.
-static NEW_LETTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A letter is dated at most one day after today (clock tolerance) and not
 /// longer ago than [`Directory::max_letter_age`]; days in the calendar's time.

@@ -26,6 +26,21 @@ const AUDIT: Table<(String, u64), Vec<u8>> = Table::new("sop_audit");
 const HEADS: Table<String, Vec<u8>> = Table::new("sop_heads");
 const TEXTS: Table<String, String> = Table::new("sop_texts");
 const NUMBERS: Table<u32, u32> = Table::new("sop_ticket_numbers");
+/// Letters filed: (OPD, letter number as [`letter_key`] folds it) → the
+/// ticket opened for it last, written in the transaction that opens it,
+/// so that two collectors filing the same letter at once open one ticket.
+/// A store written before this table has none: it is built from the
+/// tickets by the first letter filed ([`letters_built`]).
+const LETTERS: Table<(String, String), String> = Table::new("sop_letters");
+/// Each ticket's newest head signed with the audit key (`anchor.rs`),
+/// written in the transaction that writes the head, on a database shared
+/// by several collectors (PostgreSQL) only: each collector's log holds the
+/// heads it wrote, this table those of all of them. Never written in
+/// `tickets.redb`, whose log beside it is the only one.
+const SIGNED: Table<String, Vec<u8>> = Table::new("sop_signed_heads");
+/// The row of [`LETTERS`] that says the table holds every letter filed
+/// (no OPD has an empty id).
+const LETTERS_BUILT: (&str, &str) = ("", "");
 
 /// Errors of the SOP store.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +68,17 @@ pub enum StoreError {
     IncidentOpen {
         /// Incident key.
         key: String,
+        /// Its ticket.
+        ticket: String,
+    },
+    /// The letter has a ticket open already (filed before, here or on
+    /// another collector on the same database).
+    #[error("letter {letter} of {opd} is filed as ticket {ticket} already")]
+    LetterFiled {
+        /// OPD.
+        opd: String,
+        /// Letter number, as given.
+        letter: String,
         /// Its ticket.
         ticket: String,
     },
@@ -127,15 +153,7 @@ pub struct SopStore {
     anchor: std::sync::OnceLock<Arc<crate::anchor::Anchor>>,
     /// Rows the paged reads have read: what a page costs, for the tests.
     rows_read: std::sync::atomic::AtomicU64,
-    /// Letters filed: (OPD, letter number as [`letter_key`] folds it) → the
-    /// tickets opened for them. Built from the table on first use, kept
-    /// current by [`Self::open_with`]: checking a new letter for a
-    /// duplicate reads its candidates, not every ticket ever filed.
-    letters: Mutex<Option<LetterIndex>>,
 }
-
-/// (OPD, folded letter number) → the numbers of the tickets opened for it.
-type LetterIndex = HashMap<(String, String), Vec<String>>;
 
 /// A letter number as duplicates are found: spaces around it and the
 /// case of its letters do not make another letter.
@@ -181,7 +199,6 @@ impl SopStore {
             cache: Mutex::new(cache),
             anchor: std::sync::OnceLock::new(),
             rows_read: std::sync::atomic::AtomicU64::new(0),
-            letters: Mutex::new(None),
         })
     }
 
@@ -189,23 +206,61 @@ impl SopStore {
     /// trails that were never signed (written before there was an anchor)
     /// are signed as they stand. Returns how many were.
     pub fn set_anchor(&self, anchor: Arc<crate::anchor::Anchor>) -> Result<usize, StoreError> {
+        // Signed by another collector of the same database counts.
+        let shared = self.shared_signed_heads()?;
+        let pg = matches!(self.db, Db::Pg(_));
+        // Heads to sign into the database: the first signatures, and (after
+        // a `migrate`) those only this collector's log has.
         let mut first = 0;
+        let mut share = Vec::new();
         for (ticket, head) in self.heads()? {
-            if anchor.newest(&ticket).is_none() {
-                anchor
-                    .record(&ticket, &head, Some("first signature of an existing trail"))
-                    .map_err(|e| StoreError::Db(e.to_string()))?;
-                first += 1;
-            } else if let Some(s) = anchor.newest(&ticket)
-                && s.len != head.len
+            let logged = anchor.newest(&ticket);
+            if pg
+                && !shared.contains_key(&ticket)
+                && logged
+                    .as_ref()
+                    .is_some_and(|s| s.len == head.len && s.hash == head.hash)
             {
-                tracing::warn!(
-                    ticket,
-                    signed = s.len,
-                    stored = head.len,
-                    "audit trail does not end at its newest signed head; run `siaga-collector verify`"
-                );
+                share.push((ticket.clone(), head.clone()));
             }
+            match crate::anchor::newer(logged, shared.get(&ticket).cloned()) {
+                None => {
+                    anchor
+                        .record(&ticket, &head, Some("first signature of an existing trail"))
+                        .map_err(|e| StoreError::Db(e.to_string()))?;
+                    first += 1;
+                    if pg {
+                        share.push((ticket, head));
+                    }
+                }
+                Some(s) if s.len != head.len => {
+                    tracing::warn!(
+                        ticket,
+                        signed = s.len,
+                        stored = head.len,
+                        "audit trail does not end at its newest signed head; run `siaga-collector verify`"
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if !share.is_empty() {
+            let w = self.db.write()?;
+            for (ticket, head) in &share {
+                // Unless another collector wrote and signed a newer one meanwhile.
+                let now: Option<Head> = match w.get(&HEADS, ticket.as_str())? {
+                    Some(g) => Some(decode(ticket, &g)?),
+                    None => None,
+                };
+                if now.as_ref() == Some(head) && !w.contains(&SIGNED, ticket.as_str())? {
+                    w.insert(
+                        &SIGNED,
+                        ticket.as_str(),
+                        encode(&anchor.key().seal(ticket, head))?,
+                    )?;
+                }
+            }
+            w.commit()?;
         }
         let _ = self.anchor.set(anchor);
         Ok(first)
@@ -239,6 +294,42 @@ impl SopStore {
             return Ok(None);
         };
         Ok(self.head(number)?.map(|h| anchor.sealed(number, &h)))
+    }
+
+    /// Commits `w`, in which the trails of `numbers` grew, and signs their
+    /// new heads: on a database shared by several collectors (PostgreSQL)
+    /// into [`SIGNED`] in `w` itself, so that every collector's `verify`
+    /// finds them whoever wrote them; then, after the commit, into this
+    /// collector's log ([`Self::anchor_heads`]).
+    fn commit(&self, w: Tx, numbers: &[&str]) -> Result<(), StoreError> {
+        if let (Some(anchor), Db::Pg(_)) = (self.anchor.get(), &self.db) {
+            for n in numbers {
+                if let Some(g) = w.get(&HEADS, *n)? {
+                    let h: Head = decode(n, &g)?;
+                    w.insert(&SIGNED, *n, encode(&anchor.key().seal(n, &h))?)?;
+                }
+            }
+        }
+        w.commit()?;
+        self.anchor_heads(numbers);
+        Ok(())
+    }
+
+    /// The newest signed head of each ticket in the database (on
+    /// PostgreSQL: written by every collector on it; none in
+    /// `tickets.redb`). `verify` checks the trails against these and the
+    /// log's, the newer of the two.
+    pub fn shared_signed_heads(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::anchor::SignedHead>, StoreError> {
+        let r = self.db.read()?;
+        let mut out = std::collections::BTreeMap::new();
+        for item in r.iter(&SIGNED)? {
+            let (k, v) = item?;
+            let s = decode(&k, &v)?;
+            out.insert(k, s);
+        }
+        Ok(out)
     }
 
     /// After a commit: the heads of `numbers` are signed and logged. The
@@ -278,6 +369,7 @@ impl SopStore {
         self.db.create(&[AUDIT])?;
         self.db.create(&[TEXTS])?;
         self.db.create(&[NUMBERS])?;
+        self.db.create(&[LETTERS])?;
         Ok(())
     }
 
@@ -322,7 +414,10 @@ impl SopStore {
     /// [`Self::open`], and `also` writes other records of the new ticket
     /// (its health record, its incident) in the same transaction: after an
     /// error or a crash there is all of it or none, never a ticket without
-    /// its records nor a number used twice.
+    /// its records nor a number used twice. A letter that has a ticket
+    /// (not void) already is refused with [`StoreError::LetterFiled`],
+    /// checked in the same transaction: one ticket per letter, whichever
+    /// collector files it.
     pub fn open_with(
         &self,
         mut info: TicketInfo,
@@ -337,6 +432,22 @@ impl SopStore {
         let evidence = info.problem_text(super::Lang::Id, &self.calendar);
         let (state, events) = wf.open(info.origin.clone(), &info.opd, urgent, by, &evidence, now);
         let w = self.db.write()?;
+        let letter = match &info.origin {
+            Origin::Letter { number, .. } => Some((letter_key(&info.opd, number), number.clone())),
+            _ => None,
+        };
+        if letter.is_some() {
+            letters_built(&w)?;
+        }
+        if let Some(((opd, folded), given)) = &letter
+            && let Some(t) = filed_in(&w, opd, folded)?
+        {
+            return Err(StoreError::LetterFiled {
+                opd: opd.clone(),
+                letter: given.clone(),
+                ticket: t.info.number,
+            });
+        }
         let t = {
             if !w.contains(&TEXTS, self.current.hash.as_str())? {
                 w.insert(
@@ -379,61 +490,42 @@ impl SopStore {
             w.insert(&TICKETS, t.info.number.as_str(), encode(&t)?)?;
             t
         };
+        if let Some(((opd, folded), _)) = &letter {
+            w.insert(
+                &LETTERS,
+                (opd.as_str(), folded.as_str()),
+                t.info.number.as_str(),
+            )?;
+        }
         for ev in events {
             append(&w, &t.info.number, ev)?;
         }
         also(&w, &t)?;
-        w.commit()?;
-        if let Origin::Letter { number, .. } = &t.info.origin {
-            let mut letters = self.letters.lock().unwrap_or_else(|p| p.into_inner());
-            // Not built yet: it will be from the table, this ticket with it.
-            if let Some(index) = letters.as_mut() {
-                index
-                    .entry(letter_key(&t.info.opd, number))
-                    .or_default()
-                    .push(t.info.number.clone());
-            }
-        }
-        self.anchor_heads(&[&t.info.number]);
+        self.commit(w, &[&t.info.number])?;
         Ok(t)
     }
 
     /// The ticket (not void) opened for letter `number` of `opd`, if one
-    /// was. The caller holds whatever makes the check and the opening one
-    /// step (the letter desk's lock).
+    /// was (what [`Self::open_with`] checks, in its transaction, before
+    /// it opens a letter's ticket).
     pub fn filed_letter(&self, opd: &str, number: &str) -> Result<Option<SopTicket>, StoreError> {
-        let candidates = {
-            let mut letters = self.letters.lock().unwrap_or_else(|p| p.into_inner());
-            let index = match letters.as_mut() {
-                Some(index) => index,
-                None => letters.insert(self.letter_index()?),
-            };
-            index
-                .get(&letter_key(opd, number))
-                .cloned()
-                .unwrap_or_default()
-        };
-        for id in candidates {
-            let t = self.get(&id)?;
-            if !t.state.is_void() {
+        let (opd, folded) = letter_key(opd, number);
+        let r = self.db.read()?;
+        if r.contains(&LETTERS, LETTERS_BUILT)? {
+            return filed_in(&r, &opd, &folded);
+        }
+        // Not built yet (a store written before the table): the tickets say.
+        for item in r.iter(&TICKETS)? {
+            let (k, v) = item?;
+            let t: SopTicket = decode(&k, &v)?;
+            if let Origin::Letter { number, .. } = &t.info.origin
+                && letter_key(&t.info.opd, number) == (opd.clone(), folded.clone())
+                && !t.state.is_void()
+            {
                 return Ok(Some(t));
             }
         }
         Ok(None)
-    }
-
-    /// Every letter filed, from the tickets table (once, at first use).
-    fn letter_index(&self) -> Result<LetterIndex, StoreError> {
-        let mut index = LetterIndex::new();
-        for t in self.list()? {
-            if let Origin::Letter { number, .. } = &t.info.origin {
-                index
-                    .entry(letter_key(&t.info.opd, number))
-                    .or_default()
-                    .push(t.info.number.clone());
-            }
-        }
-        Ok(index)
     }
 
     /// Apply an action to a ticket by `actor` at `now`; the event (or the refusal) is
@@ -478,8 +570,7 @@ impl SopStore {
             append(&w, number, ev)?;
         }
         also(&w, &t, &outcome)?;
-        w.commit()?;
-        self.anchor_heads(&[number]);
+        self.commit(w, &[number])?;
         Ok((t, outcome))
     }
 
@@ -511,9 +602,8 @@ impl SopStore {
                 }
             }
         }
-        w.commit()?;
         let numbers: Vec<&str> = out.iter().map(|e| e.ticket.info.number.as_str()).collect();
-        self.anchor_heads(&numbers);
+        self.commit(w, &numbers)?;
         Ok(out)
     }
 
@@ -597,23 +687,32 @@ impl SopStore {
     }
 
     /// Appends an event the collector records by itself (a frozen work report)
-    /// to a ticket's trail, in one transaction with `also`, which writes what
-    /// the event records beside it.
+    /// to a ticket's trail, in one transaction with `also`, which is given
+    /// the trail as it stands in that transaction and writes what the event
+    /// records beside it; when `also` answers `false` (the trail has the
+    /// event already: another collector recorded it first) nothing is
+    /// written. Whether the event was recorded.
     pub fn record(
         &self,
         number: &str,
         event: Event,
-        also: impl FnOnce(&Tx) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+        also: impl FnOnce(&Tx, &[AuditRecord]) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
         let w = self.db.write()?;
         if !w.contains(&TICKETS, number)? {
             return Err(StoreError::NoTicket(number.to_string()));
         }
-        also(&w)?;
+        let mut trail = Vec::new();
+        for item in trail_range(&w, number, 0)? {
+            let (_, v) = item?;
+            trail.push(decode(number, &v)?);
+        }
+        if !also(&w, &trail)? {
+            return Ok(false);
+        }
         append(&w, number, event)?;
-        w.commit()?;
-        self.anchor_heads(&[number]);
-        Ok(())
+        self.commit(w, &[number])?;
+        Ok(true)
     }
 
     /// A ticket's audit trail, in order.
@@ -740,6 +839,47 @@ fn trail_range<'a>(
     )?)
 }
 
+/// The ticket (not void) of letter (`opd`, `folded`) as `r` reads
+/// [`LETTERS`] (built: see [`letters_built`]).
+fn filed_in(r: &Tx, opd: &str, folded: &str) -> Result<Option<SopTicket>, StoreError> {
+    let Some(number) = r.get(&LETTERS, (opd, folded))? else {
+        return Ok(None);
+    };
+    let Some(v) = r.get(&TICKETS, number.as_str())? else {
+        return Ok(None);
+    };
+    let t: SopTicket = decode(&number, &v)?;
+    Ok((!t.state.is_void()).then_some(t))
+}
+
+/// In a write transaction `w`: fills [`LETTERS`] from the tickets when a
+/// store written before it has never filled it (once: then it is marked
+/// built). A letter with several tickets keeps one that is not void.
+fn letters_built(w: &Tx) -> Result<(), StoreError> {
+    if w.contains(&LETTERS, LETTERS_BUILT)? {
+        return Ok(());
+    }
+    let mut filed: HashMap<(String, String), (String, bool)> = HashMap::new();
+    for item in w.iter(&TICKETS)? {
+        let (k, v) = item?;
+        let t: SopTicket = decode(&k, &v)?;
+        if let Origin::Letter { number, .. } = &t.info.origin {
+            let void = t.state.is_void();
+            let e = filed
+                .entry(letter_key(&t.info.opd, number))
+                .or_insert_with(|| (k.clone(), void));
+            if e.1 && !void {
+                *e = (k, void);
+            }
+        }
+    }
+    for ((opd, folded), (number, _)) in &filed {
+        w.insert(&LETTERS, (opd.as_str(), folded.as_str()), number.as_str())?;
+    }
+    w.insert(&LETTERS, LETTERS_BUILT, "")?;
+    Ok(())
+}
+
 /// Copies the SOP part's tables from `from` into `to` (a write
 /// transaction): (table, rows) of each.
 pub fn copy_tables(
@@ -753,6 +893,7 @@ pub fn copy_tables(
         copy_table(&HEADS, from, to)?,
         copy_table(&TEXTS, from, to)?,
         copy_table(&NUMBERS, from, to)?,
+        copy_table(&LETTERS, from, to)?,
     ])
 }
 
@@ -816,6 +957,11 @@ pub(crate) mod tests {
         s
     }
 
+    /// The letter number of [`info`]'s letter: one letter per OPD and minute.
+    pub(crate) fn letter_number(opd: &str, at: DateTime<Utc>) -> String {
+        format!("005/{opd}/{}/2026", at.format("%d%H%M"))
+    }
+
     /// A ticket from an OPD's letter: it starts at step 1 with the pemohon.
     pub(crate) fn info(opd: &str, at: DateTime<Utc>) -> TicketInfo {
         TicketInfo {
@@ -823,7 +969,7 @@ pub(crate) mod tests {
             opd: opd.into(),
             opd_name: None,
             origin: Origin::Letter {
-                number: format!("005/{opd}/2026"),
+                number: letter_number(opd, at),
                 date: at.date_naive(),
                 subject: "Loss 40%".into(),
             },
@@ -844,7 +990,7 @@ pub(crate) mod tests {
             s.open(info("dinkes", at), "PJ", false, &Actor::system(), at)
                 .expect("open")
         };
-        // Opened again: the index is built from the table.
+        // Opened again: read from the table.
         let s = store(dir.path());
         let found = |opd: &str, n: &str| {
             s.filed_letter(opd, n)
@@ -852,17 +998,17 @@ pub(crate) mod tests {
                 .map(|t| t.info.number)
         };
         assert_eq!(
-            found("dinkes", " 005/DINKES/2026 "),
+            found("dinkes", &format!(" {} ", letter_number("DINKES", at))),
             Some(first.info.number.clone())
         );
-        assert_eq!(found("dishub", "005/dinkes/2026"), None);
+        assert_eq!(found("dishub", &letter_number("dinkes", at)), None);
         assert_eq!(found("dinkes", "006/dinkes/2026"), None);
         // A ticket opened now is in the index at once.
         let second = s
             .open(info("dishub", at), "PJ", false, &Actor::system(), at)
             .expect("open");
         assert_eq!(
-            found("dishub", "005/dishub/2026"),
+            found("dishub", &letter_number("dishub", at)),
             Some(second.info.number.clone())
         );
         // A void ticket does not hold its letter: the letter may be filed again.
@@ -878,7 +1024,73 @@ pub(crate) mod tests {
             )
             .expect("act");
         assert!(outcome.is_ok() && t.state.is_void(), "{outcome:?}");
-        assert_eq!(found("dinkes", "005/dinkes/2026"), None);
+        assert_eq!(found("dinkes", &letter_number("dinkes", at)), None);
+    }
+
+    #[test]
+    fn a_letter_filed_again_is_refused_in_its_transaction_also_in_a_store_without_the_letters_table()
+     {
+        let dir = tempfile::tempdir().expect("tmp");
+        let at = wib("2026-11-23 08:00");
+        let s = store(dir.path());
+        let first = s
+            .open(info("dinkes", at), "PJ", false, &Actor::system(), at)
+            .expect("open");
+        let again = |s: &SopStore| {
+            let mut i = info("dinkes", at);
+            i.origin = Origin::Letter {
+                number: format!(" {}", letter_number("DINKES", at)),
+                date: at.date_naive(),
+                subject: "again".into(),
+            };
+            s.open(i, "PJ", false, &Actor::system(), at)
+        };
+        match again(&s) {
+            Err(StoreError::LetterFiled { ticket, .. }) => assert_eq!(ticket, first.info.number),
+            other => panic!("filed twice: {other:?}"),
+        }
+        // A store written before the table: its rows gone, the tickets stay.
+        {
+            let w = s.db.write().expect("w");
+            let rows: Vec<_> = w
+                .iter(&LETTERS)
+                .expect("iter")
+                .map(|r| r.expect("row").0)
+                .collect();
+            assert_eq!(rows.len(), 2, "the letter and the built mark: {rows:?}");
+            for k in rows {
+                w.remove(&LETTERS, k).expect("remove");
+            }
+            w.commit().expect("commit");
+        }
+        assert_eq!(
+            s.filed_letter("dinkes", &letter_number("dinkes", at))
+                .expect("filed")
+                .map(|t| t.info.number),
+            Some(first.info.number.clone())
+        );
+        match again(&s) {
+            Err(StoreError::LetterFiled { ticket, .. }) => assert_eq!(ticket, first.info.number),
+            other => panic!("filed twice in an older store: {other:?}"),
+        }
+        assert_eq!(s.list().expect("list").len(), 1);
+        // Its ticket voided, the letter may be filed again, once.
+        let (_, outcome) = s
+            .act(
+                &first.info.number,
+                Action::Void {
+                    reason: "salah OPD".into(),
+                },
+                &user_for("kepala_dinas"),
+                at,
+            )
+            .expect("act");
+        outcome.expect("voided");
+        let second = again(&s).expect("filed again");
+        match again(&s) {
+            Err(StoreError::LetterFiled { ticket, .. }) => assert_eq!(ticket, second.info.number),
+            other => panic!("filed twice: {other:?}"),
+        }
     }
 
     #[test]
