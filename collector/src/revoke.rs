@@ -254,8 +254,12 @@ impl RevocationList {
         let mine = load(self.path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
         let shared =
             |e: crate::error::StoreError| format!("the revoked certificates in the database: {e}");
-        for r in &mine {
-            crate::trust::put_revoked(&db, r).map_err(shared)?;
+        let added = crate::trust::put_all_revoked(&db, &mine).map_err(shared)?;
+        if added > 0 {
+            tracing::info!(
+                added,
+                "revoked certificates of this collector's list added to the database"
+            );
         }
         self.shared = Some(db);
         self.refresh_shared().map_err(shared)?;

@@ -186,10 +186,11 @@ pub async fn serve_until(
     };
     let reports = {
         let users = cfg.users.clone();
+        let shared = shared.clone();
         Arc::new(
             crate::report::Reports::new(tickets_db, sop_store, health.store.clone())
                 .map_err(|e| anyhow::anyhow!("opening the work reports: {e}"))?
-                .with_people(move || crate::users::people(&users)),
+                .with_people(move || crate::trust::people(&users, shared.as_ref())),
         )
     };
     let metrics = Arc::new(metrics);

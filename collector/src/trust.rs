@@ -92,21 +92,32 @@ fn rows(db: &Db, t: &Table<String, Vec<u8>>) -> Result<Vec<(String, Vec<u8>)>, S
 /// Adds `r` to the revoked certificates unless its serial is there already
 /// (the first revocation's time and reason are kept). Whether it was added.
 pub fn put_revoked(db: &Db, r: &Revoked) -> Result<bool, StoreError> {
-    let serial = crate::revoke::parse_serial(&r.serial).map_err(|e| StoreError::Decode {
-        what: REVOKED.name,
-        message: e.to_string(),
-    })?;
+    Ok(put_all_revoked(db, std::slice::from_ref(r))? == 1)
+}
+
+/// [`put_revoked`] of each of `list`, in one transaction; how many were added.
+pub fn put_all_revoked(db: &Db, list: &[Revoked]) -> Result<usize, StoreError> {
     let tx = db.write()?;
-    if tx.contains(&REVOKED, serial.as_str())? {
-        return Ok(false);
+    let mut added = 0;
+    for r in list {
+        let serial = crate::revoke::parse_serial(&r.serial).map_err(|e| StoreError::Decode {
+            what: REVOKED.name,
+            message: e.to_string(),
+        })?;
+        if tx.contains(&REVOKED, serial.as_str())? {
+            continue;
+        }
+        let entry = Revoked {
+            serial: serial.clone(),
+            ..r.clone()
+        };
+        tx.insert(&REVOKED, serial.as_str(), encode(REVOKED.name, &entry)?)?;
+        added += 1;
     }
-    let entry = Revoked {
-        serial: serial.clone(),
-        ..r.clone()
-    };
-    tx.insert(&REVOKED, serial.as_str(), encode(REVOKED.name, &entry)?)?;
-    tx.commit()?;
-    Ok(true)
+    if added > 0 {
+        tx.commit()?;
+    }
+    Ok(added)
 }
 
 /// The revoked serials (canonical form): the keys, so that a value that
@@ -157,6 +168,26 @@ pub fn users(db: &Db) -> Result<Vec<User>, StoreError> {
             })
         })
         .collect()
+}
+
+/// The people documents name: the user files of `dir` read afresh and,
+/// with a shared database, its users (which win, as everywhere); a database
+/// that cannot be read leaves the files' people, with a warning.
+pub fn people(dir: &std::path::Path, shared: Option<&Db>) -> crate::sop::People {
+    let mut out = crate::users::people(dir);
+    if let Some(db) = shared {
+        match users(db) {
+            Ok(all) => {
+                for u in all {
+                    out.insert(u.name.clone(), u.person());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the users in the database for the documents failed")
+            }
+        }
+    }
+    out
 }
 
 /// Records a certificate issued (replacing a record of the same serial).
@@ -250,7 +281,19 @@ mod tests {
         };
         put_user(&db, &changed).unwrap();
         assert_eq!(user(&db, "budi").unwrap(), Some(changed.clone()));
-        assert_eq!(users(&db).unwrap(), [changed]);
+        assert_eq!(users(&db).unwrap(), std::slice::from_ref(&changed));
+        // Documents name the database's people as well as the files'.
+        let dir = tempfile::tempdir().unwrap();
+        let named = User {
+            full_name: Some("Budi Santoso, S.Kom.".into()),
+            ..changed
+        };
+        put_user(&db, &named).unwrap();
+        assert_eq!(
+            people(dir.path(), Some(&db)).get("budi"),
+            Some(&named.person())
+        );
+        assert_eq!(people(dir.path(), None).get("budi"), None);
         let identity = crate::pki::Identity::User {
             name: "budi".into(),
         };
