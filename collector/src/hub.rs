@@ -380,7 +380,7 @@ impl Hub {
     /// Re-reads the enrolled agents (at start, on reload) and has the health
     /// engine watch every OPD with an agent; keeps the old list on error.
     pub async fn refresh_agents(&self, cfg: &crate::config::CollectorConfig) {
-        match crate::pki::enrolled_agents(cfg) {
+        match crate::pki::enrolled_agents_with(cfg, self.shared.as_ref()) {
             Ok(list) => {
                 *self.enrolled.write().unwrap_or_else(|p| p.into_inner()) = list;
             }

@@ -652,11 +652,33 @@ pub struct EnrolledAgent {
 /// in the CA's ledger with a certificate that is not revoked. The one place
 /// the collector learns which agents exist before they connect.
 pub fn enrolled_agents(cfg: &CollectorConfig) -> Result<Vec<EnrolledAgent>, ConfigError> {
-    let ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
-    let revoked: std::collections::BTreeSet<String> = crate::revoke::load(&cfg.data_dir)?
+    enrolled_agents_with(cfg, None)
+}
+
+/// [`enrolled_agents`], with the certificates issued and revoked with the
+/// other collectors' directories, as recorded in the database `shared`
+/// with them; one that cannot be read leaves this collector's files'
+/// agents, with a warning.
+pub fn enrolled_agents_with(
+    cfg: &CollectorConfig,
+    shared: Option<&crate::kv::Db>,
+) -> Result<Vec<EnrolledAgent>, ConfigError> {
+    let mut ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
+    let mut revoked: std::collections::BTreeSet<String> = crate::revoke::load(&cfg.data_dir)?
         .into_iter()
         .map(|r| crate::revoke::parse_serial(&r.serial).unwrap_or(r.serial))
         .collect();
+    if let Some(db) = shared {
+        match (crate::trust::issued(db), crate::trust::revoked_serials(db)) {
+            (Ok(issued), Ok(serials)) => {
+                ledger.absorb(issued);
+                revoked.extend(serials);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "the certificates in the database unreadable; the agents of this collector's ledger only")
+            }
+        }
+    }
     let mut out: std::collections::BTreeMap<String, String> = Default::default();
     for e in &ledger.entries {
         let serial = crate::revoke::parse_serial(&e.serial).unwrap_or_else(|_| e.serial.clone());
