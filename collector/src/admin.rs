@@ -267,7 +267,7 @@ impl crate::sop::api::Directory for HubDirectory {
     }
     fn people(&self) -> crate::sop::People {
         // Read afresh: a name added to a user file shows on the next document.
-        crate::users::people(&self.0.users_dir)
+        self.0.people()
     }
     fn measurements(&self, ticket: &str) -> (bool, bool) {
         let service = &self.0.measure;
@@ -285,13 +285,7 @@ pub struct HubUsers(pub Arc<Hub>);
 impl crate::users::UserDirectory for HubUsers {
     fn all(&self) -> Vec<User> {
         self.0.reload_users();
-        self.0
-            .users
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.0.all_users()
     }
     fn get(&self, name: &str) -> Option<User> {
         self.0.reload_users();
@@ -305,5 +299,8 @@ impl crate::users::UserDirectory for HubUsers {
     }
     fn reload(&self) {
         self.0.reload_users();
+    }
+    fn save(&self, user: &User) -> Result<(), String> {
+        self.0.save_user(user)
     }
 }

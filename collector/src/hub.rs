@@ -16,6 +16,9 @@ use crate::revoke::RevocationList;
 use crate::store::{AgentRecord, Store, Writer};
 use crate::users::{self, User};
 
+/// How often the users of the shared database are read again.
+pub const SHARED_USERS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An agent as the running collector sees it.
 #[derive(Debug, Clone, Default)]
 pub struct LiveAgent {
@@ -39,6 +42,11 @@ pub struct Hub {
     pub users: RwLock<HashMap<String, User>>,
     /// Where the user files live.
     pub users_dir: PathBuf,
+    /// Users of the database shared with the other collectors, by name:
+    /// they win over a user file of the same name (`trust.rs`).
+    shared_users: RwLock<HashMap<String, User>>,
+    /// That database (`[store] url`); `None`: the user files alone.
+    shared: Option<crate::kv::Db>,
     /// Whether they changed since a name was last looked for there.
     users_watch: users::DirWatch,
     /// The store (reads).
@@ -53,7 +61,8 @@ pub struct Hub {
     pub health: Arc<crate::ticket::HealthPart>,
     /// The tickets' work reports (drafts, and the frozen finals).
     pub reports: Arc<crate::report::Reports>,
-    /// Revoked client certificates (`<data_dir>/revoked.toml`).
+    /// Revoked client certificates (`<data_dir>/revoked.toml`, and the
+    /// database shared with the other collectors when there is one).
     pub revoked: RevocationList,
     /// Client certificates already read, per connection.
     pub peers: crate::auth::PeerCache,
@@ -175,6 +184,8 @@ impl Hub {
             agents: Mutex::new(agents),
             users: RwLock::new(users),
             users_dir,
+            shared_users: RwLock::new(HashMap::new()),
+            shared: None,
             users_watch: users::DirWatch::default(),
             store,
             writer,
@@ -193,6 +204,103 @@ impl Hub {
             ),
             calls: crate::api::gate::InFlight::new(crate::api::limits::MAX_CALLS_PER_USER),
         })
+    }
+
+    /// The hub with the users of `shared` (the database shared with the
+    /// other collectors) besides its user files; read them with
+    /// [`Hub::refresh_shared_users`].
+    pub fn with_shared_users(mut self, shared: Option<crate::kv::Db>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Whether users are shared with other collectors through the database.
+    pub fn shares_users(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The database users are shared in, if they are.
+    pub fn shared(&self) -> Option<&crate::kv::Db> {
+        self.shared.as_ref()
+    }
+
+    /// Re-reads the users of the shared database (at start, on reload and
+    /// every [`SHARED_USERS_POLL`]). A user with a role the SOP does not
+    /// know is left out, logged; the database unreadable keeps the users
+    /// read before.
+    pub fn refresh_shared_users(&self) {
+        let Some(db) = &self.shared else { return };
+        let all = match crate::trust::users(db) {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(error = %e, "users in the database unreadable; those read before stay in force");
+                return;
+            }
+        };
+        let known = self.known_roles();
+        let mut out = HashMap::new();
+        for u in all {
+            if let Some(bad) = u
+                .roles
+                .iter()
+                .find(|r| crate::role::Role::parse(r.as_str(), &known).is_err())
+            {
+                tracing::error!(user = %u.name, role = %bad, "user in the database left out: a role the SOP file does not name; add it to the SOP as a [[role]], or change the person's roles with `siaga user`");
+                continue;
+            }
+            out.insert(u.name.clone(), u);
+        }
+        let mut shared = self.shared_users.write().unwrap_or_else(|p| p.into_inner());
+        if shared.len() != out.len() {
+            tracing::info!(users = out.len(), "users in the database");
+        }
+        *shared = out;
+    }
+
+    /// Every user: those of the files, and of the shared database (which
+    /// win on a name in both).
+    pub fn all_users(&self) -> Vec<User> {
+        let mut all = self.users.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, u) in self
+            .shared_users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            all.insert(name.clone(), u.clone());
+        }
+        all.into_values().collect()
+    }
+
+    /// The people documents name: every user file read afresh (a name
+    /// added to one shows on the next document), and the shared database's
+    /// users as last read.
+    pub fn people(&self) -> crate::sop::People {
+        let mut out = users::people(&self.users_dir);
+        for (name, u) in self
+            .shared_users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            out.insert(name.clone(), u.person());
+        }
+        out
+    }
+
+    /// Writes `user` to its file and, when users are shared, to the
+    /// database (where the other collectors read it).
+    pub fn save_user(&self, user: &User) -> Result<(), String> {
+        users::write_user(&self.users_dir, user)?;
+        if let Some(db) = &self.shared {
+            crate::trust::put_user(db, user).map_err(|e| {
+                format!(
+                    "written to {}, not to the database the other collectors read: {e}",
+                    self.users_dir.join(format!("{}.toml", user.name)).display()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// The inventory in force.
@@ -230,6 +338,14 @@ impl Hub {
     /// call it off the async workers.
     pub fn user(&self, name: &str) -> Option<User> {
         if let Some(u) = self
+            .shared_users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Some(u.clone());
+        }
+        if let Some(u) = self
             .users
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -264,7 +380,7 @@ impl Hub {
     /// Re-reads the enrolled agents (at start, on reload) and has the health
     /// engine watch every OPD with an agent; keeps the old list on error.
     pub async fn refresh_agents(&self, cfg: &crate::config::CollectorConfig) {
-        match crate::pki::enrolled_agents(cfg) {
+        match crate::pki::enrolled_agents_with(cfg, self.shared.as_ref()) {
             Ok(list) => {
                 *self.enrolled.write().unwrap_or_else(|p| p.into_inner()) = list;
             }
@@ -289,8 +405,10 @@ impl Hub {
         users::roles_of(self.health.sop_store.sop())
     }
 
-    /// Re-reads the users directory (on reload); keeps the old set on error.
+    /// Re-reads the users directory and the shared database (on reload);
+    /// keeps the old set on error.
     pub fn reload_users(&self) {
+        self.refresh_shared_users();
         match users::load_users_checked(&self.users_dir, &self.known_roles()) {
             Ok(all) => {
                 tracing::info!(users = all.len(), "users reloaded");

@@ -230,6 +230,17 @@ impl Ledger {
             .collect()
     }
 
+    /// Adds the certificates of `others` (another collector's, read from
+    /// the shared database) whose serial is not recorded here yet; in
+    /// memory only (the file gets them with the next [`Ledger::record`]).
+    pub fn absorb(&mut self, others: Vec<Issued>) {
+        for e in others {
+            if self.by_serial(&e.serial).is_none() {
+                self.entries.push(e);
+            }
+        }
+    }
+
     /// Adds `entry` (replacing a seeded entry of the same serial) and writes
     /// the file. The caller holds [`crate::revoke::lock`].
     pub fn record(&mut self, entry: Issued) -> Result<(), String> {

@@ -37,6 +37,7 @@ pub mod state;
 pub mod store;
 pub mod systemd;
 pub mod ticket;
+pub mod trust;
 pub mod usage;
 pub mod users;
 pub mod web;

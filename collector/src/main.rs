@@ -669,11 +669,15 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
     let Some(url) = &cfg.store.url else {
         return Ok(format!(
             "store: everything in the data directory: samples, rollups, newest readings and \
-             agents in {}; tickets, SOP trails, measurements and reports in {}",
+             agents in {}; tickets, SOP trails, measurements and reports in {}; users in {}, \
+             revoked certificates in {}, the certificates issued in {}",
             cfg.data_dir
                 .join(siaga_collector::schema::SAMPLES_FILE.name)
                 .display(),
-            tickets.display()
+            tickets.display(),
+            cfg.users.display(),
+            cfg.data_dir.join(siaga_collector::revoke::FILE).display(),
+            cfg.data_dir.join(siaga_collector::ledger::FILE).display(),
         ));
     };
     // The URL may hold a password: name the database without it.
@@ -760,8 +764,13 @@ fn store_check(config: &Path, cfg: &CollectorConfig) -> Result<String, Failure> 
     Ok(format!(
         "store: everything in PostgreSQL at {at} ({schema}), the connection {}: samples, \
          rollups, newest readings, agents, tickets, SOP trails, health records, events, \
-         measurements and frozen reports",
-        found.encryption
+         measurements and frozen reports; users, revoked certificates and the certificates \
+         issued in PostgreSQL for every collector on it as well as in {}, {} and {} (a user's \
+         record in PostgreSQL wins over a file of the same name)",
+        found.encryption,
+        cfg.users.display(),
+        cfg.data_dir.join(siaga_collector::revoke::FILE).display(),
+        cfg.data_dir.join(siaga_collector::ledger::FILE).display(),
     ))
 }
 
@@ -1269,12 +1278,37 @@ fn revoke_cert(config: &Path, which: Revoke, reason: &str) -> Result<(), Failure
     use siaga_collector::ledger::{Issued, Kind, Ledger};
     use siaga_collector::revoke;
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    let ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
+    // With several collectors on PostgreSQL the revocation goes to the
+    // database too, where every one of them reads it.
+    let shared = siaga_collector::trust::open(&cfg).map_err(|e| {
+        anyhow::anyhow!(
+            "[store] url of {}: {e}; nothing was revoked: the other collectors would not \
+             learn of it (run again when the database answers)",
+            config.display()
+        )
+    })?;
+    let mut ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
+    if let Some(db) = &shared {
+        ledger.absorb(siaga_collector::trust::issued(db).map_err(|e| anyhow::anyhow!(e))?);
+    }
     let ledger_file = ledger.path().display().to_string();
     // (serial, identity) pairs.
     let targets: Vec<(String, String)> = match which {
         Revoke::User(n) => {
-            let all = users::load_users(&cfg.users).map_err(usage)?;
+            let mut all = users::load_users(&cfg.users).map_err(usage)?;
+            if let Some(db) = &shared
+                && let Some(there) =
+                    siaga_collector::trust::user(db, &n).map_err(|e| anyhow::anyhow!(e))?
+            {
+                // Enrolled (or given a certificate) on another collector:
+                // the serials of both records.
+                let u = all.entry(n.clone()).or_insert_with(|| there.clone());
+                for s in there.certificates {
+                    if !u.certificates.contains(&s) {
+                        u.certificates.push(s);
+                    }
+                }
+            }
             let mut serials: Vec<String> = ledger
                 .of(Kind::User, &n)
                 .iter()
@@ -1363,14 +1397,29 @@ fn revoke_cert(config: &Path, which: Revoke, reason: &str) -> Result<(), Failure
     };
     let mut entries = Vec::new();
     for (serial, identity) in &targets {
-        entries.push(
-            revoke::revoke_serial(&cfg.data_dir, serial, identity, reason)
-                .map_err(|e| anyhow::anyhow!(e))?,
-        );
+        let entry = revoke::revoke_serial(&cfg.data_dir, serial, identity, reason)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if let Some(db) = &shared {
+            siaga_collector::trust::put_revoked(db, &entry).map_err(|e| {
+                anyhow::anyhow!(
+                    "certificate {} is revoked in {} but not in the database the other \
+                     collectors read ({e}); run the same revoke-cert again when the database \
+                     answers",
+                    entry.serial,
+                    cfg.data_dir.join(revoke::FILE).display()
+                )
+            })?;
+        }
+        entries.push(entry);
     }
+    let who = if shared.is_some() {
+        "every collector on the database refuses it within seconds"
+    } else {
+        "the collector refuses it from its next call"
+    };
     for e in &entries {
         println!(
-            "revoked certificate {} {}; the collector refuses it from its next call and ends its open streams",
+            "revoked certificate {} {}; {who} and ends its open streams",
             e.serial, e.identity
         );
     }
@@ -1382,12 +1431,25 @@ fn certs(config: &Path, json: bool) -> Result<(), Failure> {
     use siaga_collector::ledger::Ledger;
     use siaga_collector::revoke;
     let cfg = CollectorConfig::load(config).map_err(usage)?;
-    let ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
-    let revoked: std::collections::HashMap<String, revoke::Revoked> = revoke::load(&cfg.data_dir)
-        .map_err(usage)?
-        .into_iter()
-        .filter_map(|r| revoke::parse_serial(&r.serial).ok().map(|s| (s, r)))
-        .collect();
+    let mut ledger = Ledger::load(&cfg.data_dir, &cfg.users).map_err(usage)?;
+    let mut revoked: std::collections::HashMap<String, revoke::Revoked> =
+        revoke::load(&cfg.data_dir)
+            .map_err(usage)?
+            .into_iter()
+            .filter_map(|r| revoke::parse_serial(&r.serial).ok().map(|s| (s, r)))
+            .collect();
+    // Several collectors on PostgreSQL: what any of them issued and revoked.
+    let shared = siaga_collector::trust::open(&cfg)
+        .map_err(|e| anyhow::anyhow!("[store] url of {}: {e}", config.display()))?;
+    if let Some(db) = &shared {
+        use siaga_collector::trust;
+        ledger.absorb(trust::issued(db).map_err(|e| anyhow::anyhow!(e))?);
+        for r in trust::revoked(db).map_err(|e| anyhow::anyhow!(e))? {
+            if let Ok(s) = revoke::parse_serial(&r.serial) {
+                revoked.entry(s).or_insert(r);
+            }
+        }
+    }
     let now = chrono::Utc::now();
     let state = |e: &siaga_collector::ledger::Issued| -> String {
         if let Some(r) = revoked.get(&e.serial) {

@@ -495,7 +495,18 @@ struct Issuing {
     cfg: CollectorConfig,
     ca: Ca,
     ledger: Ledger,
+    /// The database shared with the other collectors (`[store] url`): the
+    /// certificates and users are recorded there too (`trust.rs`).
+    shared: Option<crate::kv::Db>,
     _lock: std::fs::File,
+}
+
+/// A record the files got and the shared database did not.
+fn not_shared(what: &str, e: crate::error::StoreError) -> PkiError {
+    PkiError::InvalidName(format!(
+        "{what} written to this collector's files but not to the database the other \
+         collectors read ({e}); when the database answers, run the command again"
+    ))
 }
 
 impl Issuing {
@@ -505,11 +516,25 @@ impl Issuing {
         let lock = crate::revoke::lock(&cfg.data_dir).map_err(PkiError::InvalidName)?;
         // Reads every user file: one that does not parse stops here, naming
         // it, instead of losing the serials it holds.
-        let ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
+        let mut ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
+        let shared = crate::trust::open(&cfg).map_err(|e| {
+            PkiError::InvalidName(format!(
+                "[store] url in {}: {e}; nothing was issued",
+                dir.join("collector.toml").display()
+            ))
+        })?;
+        if let Some(db) = &shared {
+            // Certificates issued with another collector's directory: an
+            // agent id is unique across all of them.
+            let there = crate::trust::issued(db)
+                .map_err(|e| PkiError::InvalidName(format!("{e}; nothing was issued")))?;
+            ledger.absorb(there);
+        }
         Ok(Issuing {
             cfg,
             ca,
             ledger,
+            shared,
             _lock: lock,
         })
     }
@@ -550,6 +575,10 @@ impl Issuing {
         self.ledger
             .record(issued.clone())
             .map_err(PkiError::InvalidName)?;
+        if let Some(db) = &self.shared {
+            crate::trust::put_issued(db, &issued)
+                .map_err(|e| not_shared("the certificate was issued and", e))?;
+        }
         Ok(issued)
     }
 
@@ -565,7 +594,21 @@ impl Issuing {
         person: Option<&crate::sop::Person>,
     ) -> Result<(), PkiError> {
         mkdir(&self.cfg.users)?;
-        let before = crate::users::load_users(&self.cfg.users)?.remove(name);
+        let mut before = crate::users::load_users(&self.cfg.users)?.remove(name);
+        if let Some(db) = &self.shared
+            && let Some(there) = crate::trust::user(db, name)
+                .map_err(|e| PkiError::InvalidName(format!("{e}; the user was not recorded")))?
+        {
+            // The database's record is the newest (`trust.rs`); the serials
+            // of both are kept, so `revoke-cert --name` finds every one.
+            let mut there = there;
+            for s in before.map(|b| b.certificates).unwrap_or_default() {
+                if !there.certificates.contains(&s) {
+                    there.certificates.push(s);
+                }
+            }
+            before = Some(there);
+        }
         let mut certificates = before
             .as_ref()
             .map(|u| u.certificates.clone())
@@ -588,7 +631,11 @@ impl Issuing {
             totp_secret: kept.totp_secret,
             totp_last_step: kept.totp_last_step,
         };
-        crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)
+        crate::users::write_user(&self.cfg.users, &user).map_err(PkiError::InvalidName)?;
+        if let Some(db) = &self.shared {
+            crate::trust::put_user(db, &user).map_err(|e| not_shared("the user was", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -605,11 +652,33 @@ pub struct EnrolledAgent {
 /// in the CA's ledger with a certificate that is not revoked. The one place
 /// the collector learns which agents exist before they connect.
 pub fn enrolled_agents(cfg: &CollectorConfig) -> Result<Vec<EnrolledAgent>, ConfigError> {
-    let ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
-    let revoked: std::collections::BTreeSet<String> = crate::revoke::load(&cfg.data_dir)?
+    enrolled_agents_with(cfg, None)
+}
+
+/// [`enrolled_agents`], with the certificates issued and revoked with the
+/// other collectors' directories, as recorded in the database `shared`
+/// with them; one that cannot be read leaves this collector's files'
+/// agents, with a warning.
+pub fn enrolled_agents_with(
+    cfg: &CollectorConfig,
+    shared: Option<&crate::kv::Db>,
+) -> Result<Vec<EnrolledAgent>, ConfigError> {
+    let mut ledger = Ledger::load(&cfg.data_dir, &cfg.users)?;
+    let mut revoked: std::collections::BTreeSet<String> = crate::revoke::load(&cfg.data_dir)?
         .into_iter()
         .map(|r| crate::revoke::parse_serial(&r.serial).unwrap_or(r.serial))
         .collect();
+    if let Some(db) = shared {
+        match (crate::trust::issued(db), crate::trust::revoked_serials(db)) {
+            (Ok(issued), Ok(serials)) => {
+                ledger.absorb(issued);
+                revoked.extend(serials);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "the certificates in the database unreadable; the agents of this collector's ledger only")
+            }
+        }
+    }
     let mut out: std::collections::BTreeMap<String, String> = Default::default();
     for e in &ledger.entries {
         let serial = crate::revoke::parse_serial(&e.serial).unwrap_or_else(|_| e.serial.clone());

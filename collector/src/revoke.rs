@@ -3,6 +3,10 @@
 //! call on and ends the streams already open with it within a second (the
 //! list is re-read when the file changes, no restart or reload).
 //!
+//! On PostgreSQL (`[store] url`) the serial is also written to the database
+//! that every collector on it reads each second ([`crate::trust`]): a
+//! certificate revoked with one collector's directory is refused by all.
+//!
 //! Revocation is by serial, so the person can be enrolled again and get a new
 //! certificate while the lost laptop's stays refused.
 
@@ -219,6 +223,8 @@ pub struct RevocationList {
     path: PathBuf,
     seen: Mutex<Option<Stamp>>,
     serials: watch::Sender<Serials>,
+    /// The database shared with the other collectors, when there is one.
+    shared: Option<crate::kv::Db>,
 }
 
 impl RevocationList {
@@ -235,6 +241,60 @@ impl RevocationList {
             path,
             seen: Mutex::new(seen),
             serials,
+            shared: None,
+        })
+    }
+
+    /// The list of the file and of the database shared with the other
+    /// collectors ([`crate::trust::REVOKED`]). The file's serials are added
+    /// to the database first, so that one revoked on this collector alone
+    /// (before it shared a database) is refused by every collector too. A
+    /// database that cannot be read is an error, as an unreadable file is.
+    pub fn with_shared(mut self, db: crate::kv::Db) -> Result<Self, String> {
+        let mine = load(self.path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+        let shared =
+            |e: crate::error::StoreError| format!("the revoked certificates in the database: {e}");
+        let added = crate::trust::put_all_revoked(&db, &mine).map_err(shared)?;
+        if added > 0 {
+            tracing::info!(
+                added,
+                "revoked certificates of this collector's list added to the database"
+            );
+        }
+        self.shared = Some(db);
+        self.refresh_shared().map_err(shared)?;
+        Ok(self)
+    }
+
+    /// Adds the serials revoked in the shared database (no database: nothing
+    /// to do). Called each second by the server; on an error the serials
+    /// known so far stay revoked.
+    pub fn refresh_shared(&self) -> Result<(), crate::error::StoreError> {
+        let Some(db) = &self.shared else {
+            return Ok(());
+        };
+        let there = crate::trust::revoked_serials(db)?;
+        if self.add(there) {
+            tracing::info!(
+                revoked = self.serials.borrow().len(),
+                "revoked certificates changed in the database"
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds `serials` to those revoked, in one step (the file's and the
+    /// database's refreshes never undo each other); whether any was new.
+    fn add(&self, serials: impl IntoIterator<Item = String>) -> bool {
+        let serials: Vec<String> = serials.into_iter().collect();
+        self.serials.send_if_modified(|known| {
+            if serials.iter().all(|s| known.contains(s)) {
+                return false;
+            }
+            let mut set: HashSet<String> = known.iter().cloned().collect();
+            set.extend(serials);
+            *known = Arc::new(set);
+            true
         })
     }
 
@@ -250,14 +310,13 @@ impl RevocationList {
         }
         *seen = now;
         match read(&self.path) {
+            // Only added to: never un-revoke what was seen revoked while running.
             Ok(l) => {
-                let mut set: HashSet<String> =
-                    l.revoked.iter().map(|r| canonical(&r.serial)).collect();
-                // Never un-revoke what was seen revoked while running.
-                set.extend(self.serials.borrow().iter().cloned());
-                if set.len() != self.serials.borrow().len() {
-                    tracing::info!(revoked = set.len(), "revocation list changed");
-                    self.serials.send_replace(Arc::new(set));
+                if self.add(l.revoked.iter().map(|r| canonical(&r.serial))) {
+                    tracing::info!(
+                        revoked = self.serials.borrow().len(),
+                        "revocation list changed"
+                    );
                 }
             }
             Err(e) => {

@@ -178,12 +178,19 @@ pub async fn serve_until(
         leases.clone(),
     )
     .map_err(|e| anyhow::anyhow!("starting the health engine: {e}"))?;
+    // Several collectors on PostgreSQL share revocations and users there
+    // (`trust.rs`); the embedded store has only the files.
+    let shared = match &tickets_db {
+        crate::kv::Db::Pg(_) => Some(tickets_db.clone()),
+        crate::kv::Db::Redb(_) => None,
+    };
     let reports = {
         let users = cfg.users.clone();
+        let shared = shared.clone();
         Arc::new(
             crate::report::Reports::new(tickets_db, sop_store, health.store.clone())
                 .map_err(|e| anyhow::anyhow!("opening the work reports: {e}"))?
-                .with_people(move || crate::users::people(&users)),
+                .with_people(move || crate::trust::people(&users, shared.as_ref())),
         )
     };
     let metrics = Arc::new(metrics);
@@ -196,20 +203,31 @@ pub async fn serve_until(
             hook_metrics.commit_batches.observe(batches as f64);
         }),
     );
-    let hub = Arc::new(Hub::new(
-        inventory,
-        users,
-        cfg.users.clone(),
-        store.clone(),
-        writer,
-        metrics.clone(),
-        cancel.clone(),
-        crate::revoke::RevocationList::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?,
-        cfg.data_dir.clone(),
-        Arc::new(health),
-        reports,
-        measure.clone(),
-    )?);
+    let mut revoked =
+        crate::revoke::RevocationList::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(db) = &shared {
+        revoked = revoked
+            .with_shared(db.clone())
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let hub = Arc::new(
+        Hub::new(
+            inventory,
+            users,
+            cfg.users.clone(),
+            store.clone(),
+            writer,
+            metrics.clone(),
+            cancel.clone(),
+            revoked,
+            cfg.data_dir.clone(),
+            Arc::new(health),
+            reports,
+            measure.clone(),
+        )?
+        .with_shared_users(shared),
+    );
+    hub.refresh_shared_users();
     metrics.watch_network(&hub);
     hub.max_clock_skew_us.store(
         cfg.ingest.max_clock_skew_us(),
@@ -323,8 +341,36 @@ pub async fn serve_until(
                     _ = tick.tick() => {}
                 }
                 let h = hub.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || h.revoked.refresh()).await {
-                    warn!(error = %e, "revocation list check failed");
+                let checked = tokio::task::spawn_blocking(move || {
+                    h.revoked.refresh();
+                    h.revoked.refresh_shared()
+                })
+                .await;
+                match checked {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "revoked certificates in the database unreadable; those known so far stay revoked"),
+                    Err(e) => warn!(error = %e, "revocation list check failed"),
+                }
+            }
+        });
+    }
+
+    // Users enrolled or changed on another collector of the database.
+    if hub.shares_users() {
+        let hub = hub.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(crate::hub::SHARED_USERS_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let h = hub.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || h.refresh_shared_users()).await
+                {
+                    warn!(error = %e, "shared users task failed");
                 }
             }
         });

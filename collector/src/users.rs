@@ -1,7 +1,8 @@
 //! People known to the collector: one `NAME.toml` per user in the users
 //! directory, written by `siaga-collector enroll user` and read at start and
 //! on reload. The certificate says who someone is; this file says what roles
-//! they hold.
+//! they hold. With several collectors on PostgreSQL the record is also in
+//! the database, which wins over the file ([`crate::trust`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -487,7 +488,8 @@ pub fn set_password(
         hash_password(password)
             .map_err(|e| ApiError::internal("hashing the password", anyhow::anyhow!(e)))?,
     );
-    write_user(users.dir(), &user)
+    users
+        .save(&user)
         .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
     users.reload();
     audit(users.dir(), &by.name, "passwd", name, "", "done");
@@ -522,7 +524,8 @@ pub fn enroll_totp(
     user.totp_secret = Some(secret);
     // A new secret starts its own count of steps.
     user.totp_last_step = None;
-    write_user(users.dir(), &user)
+    users
+        .save(&user)
         .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
     users.reload();
     audit(users.dir(), &by.name, "totp", name, "", "done");
@@ -544,7 +547,7 @@ pub fn take_totp_step(users: &dyn UserDirectory, name: &str, step: u64) -> Resul
         return Ok(false);
     }
     user.totp_last_step = Some(step);
-    write_user(users.dir(), &user)?;
+    users.save(&user)?;
     users.reload();
     Ok(true)
 }
@@ -582,6 +585,11 @@ pub trait UserDirectory {
     fn known_roles(&self) -> Vec<Role>;
     /// Re-read the files after a change.
     fn reload(&self);
+    /// Writes a user's record where the collector reads it: the user's
+    /// file, and with several collectors on PostgreSQL the database too.
+    fn save(&self, user: &User) -> Result<(), String> {
+        write_user(self.dir(), user)
+    }
 }
 
 /// A role change: grant or revoke.
@@ -635,7 +643,8 @@ pub fn change_role(
             user.roles.retain(|r| *r != role);
         }
     }
-    write_user(users.dir(), &user)
+    users
+        .save(&user)
         .map_err(|e| ApiError::internal("writing the user's file", anyhow::anyhow!(e)))?;
     users.reload();
     audit(users.dir(), by, change.word(), name, role.as_str(), "done");

@@ -190,7 +190,7 @@ fn sla_document(
     let head = users
         .iter()
         .find(|u| u.roles.iter().any(|r| r == "kepala_dinas"));
-    let people = crate::users::people(&hub.users_dir);
+    let people = hub.people();
     let doc = super::sla::SlaDoc {
         office: sop.office.clone(),
         office_unit: sop.office_unit.clone(),
