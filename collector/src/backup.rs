@@ -208,6 +208,7 @@ fn tickets_tables(v: &mut impl Tables) -> Result<(), StoreError> {
     v.table(TableDefinition::<u64, &[u8]>::new("health_maintenance"))?;
     v.table(TableDefinition::<&str, &[u8]>::new("measurements"))?;
     v.table(TableDefinition::<&str, u64>::new("measurement_counter"))?;
+    v.table(TableDefinition::<(&str, &str), u64>::new("measurements_open"))?;
     v.table(TableDefinition::<(&str, &str), &[u8]>::new("report_frozen"))
 }
 
