@@ -1199,6 +1199,17 @@ fn restore(from: &Path, config: &Path, force: bool) -> Result<(), Failure> {
         describe(m),
         config.display()
     );
+    if let Some(e) = &m.samples_elsewhere {
+        println!(
+            "the samples, tickets and trails stay in PostgreSQL at {}: untouched by this restore. \
+             Only if that database was lost, load its dump (`pg_restore --clean --if-exists \
+             --dbname=… siaga.dump`, the dump made with `{}`), then run `siaga-collector verify \
+             --config {}` to check the trails against the signed heads",
+            e.postgresql,
+            e.pg_dump,
+            config.display()
+        );
+    }
     // The list only grows: what the backup had revoked and the list here did
     // not is added; what was revoked since the backup stays revoked.
     if restored.revocations_added.is_empty() {

@@ -901,6 +901,66 @@ fn a_backup_beside_postgres_says_how_to_dump_the_database() -> Result<()> {
     Ok(())
 }
 
+/// `restore` of a backup taken beside PostgreSQL: the tickets and their
+/// trails are in the database, not in the backup, so restoring it into the
+/// collector's directory rolls no trail back: no refusal, no recorded
+/// loss, and `verify` passes after; the output says how the database
+/// itself is restored.
+#[test]
+fn restoring_a_backup_beside_postgres_rolls_no_trail_back() -> Result<()> {
+    use siaga_tests::office::{OFFICE_USERS, Office};
+    let pg = Cluster::start()?;
+    let c = Collector::init()?;
+    c.write_inventory(&Inventory::new("10s").opd("dinkes").device(
+        "dinkes-rtr",
+        "dinkes",
+        "198.18.40.1",
+    ))?;
+    set_toml(&c.config, "store.url", pg.url().into())?;
+    let mut o = Office::serve(c, &OFFICE_USERS)?;
+    let id = o.new_letter(
+        "001/RESTORE/XII",
+        &siaga_tests::office::letter_date(),
+        "Internet putus",
+        &[],
+    )?;
+    let archive = o.collector.root().join("backup.tar");
+    let root = o.user("root")?.config.clone();
+    let b = o.collector.cmd(&[
+        "backup",
+        "--out",
+        archive.to_str().context("path")?,
+        "--user-config",
+        root.to_str().context("path")?,
+    ])?;
+    ensure!(b.status.success(), "backup: {}", text(&b));
+    o.collector.stop();
+    let config = o.collector.config.to_str().context("path")?.to_string();
+    let r = o.collector.cmd(&[
+        "restore",
+        "--from",
+        archive.to_str().context("path")?,
+        "--config",
+        &config,
+        "--force",
+    ])?;
+    let out = text(&r);
+    ensure!(r.status.success(), "restore: {out}");
+    ensure!(
+        !out.contains("would lose") && !out.contains("roll"),
+        "a restore beside PostgreSQL claimed a rollback: {out}"
+    );
+    ensure!(out.contains("pg_restore"), "{out}");
+    let v = o.collector.cmd(&["verify", "--config", &config])?;
+    ensure!(v.status.success(), "verify: {}", text(&v));
+    o.collector.serve()?;
+    ensure!(
+        o.json("hd", &["ticket", "show", &id, "--json"])?["ticket"]["id"] == id.as_str(),
+        "{id} not shown after the restore"
+    );
+    Ok(())
+}
+
 /// `validate` warns when the collector's sessions would run with
 /// `synchronous_commit = off` (a server crash could lose acknowledged
 /// samples), and only then; a warning, not a refusal.
