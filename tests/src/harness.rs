@@ -729,7 +729,8 @@ impl Collector {
     }
 }
 
-fn path_str(p: &Path) -> Result<&str> {
+/// A path as the `&str` a command line takes.
+pub fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
         .ok_or_else(|| anyhow!("non-UTF-8 path {}", p.display()))
 }
@@ -1411,6 +1412,32 @@ pub fn icmp_sample(seq: u64, ts_us: i64, device: &str) -> siaga_proto::v1::Sampl
             ..Default::default()
         })),
     }
+}
+
+/// What a command printed: its standard output, then its standard error.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The state `siaga devices --json` shows `who` for `device` (empty when
+/// the device is not listed).
+pub fn device_state(who: &Siaga, device: &str) -> Result<String> {
+    Ok(who
+        .devices()?
+        .iter()
+        .find(|d| d["id"] == device)
+        .and_then(|d| d["state"].as_str())
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Whether `siaga agents --json` shows `who` agent `id` connected.
+pub fn agent_connected(who: &Siaga, id: &str) -> Result<bool> {
+    Ok(who.agent(id)?.is_some_and(|a| a["connected"] == true))
 }
 
 #[cfg(test)]

@@ -11,15 +11,8 @@ use redb::ReadableTable;
 use serde_json::Value;
 use siaga_collector::sop::audit::{self, AuditRecord, Head};
 use siaga_tests::harness::Collector;
+use siaga_tests::harness::text;
 use siaga_tests::office::{OFFICE_USERS, Office};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn verify(c: &Collector) -> Result<Output> {
     c.cmd(&["verify", "--config", &c.config.to_string_lossy()])

@@ -6,19 +6,8 @@
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use siaga_tests::harness::{Agent, Collector, Siaga, secs, wait_until};
+use siaga_tests::harness::{Agent, Collector, device_state, secs, wait_until};
 use siaga_tests::lab::Lab;
-
-/// The state `siaga devices --json` shows for one device.
-fn state(siaga: &Siaga, device: &str) -> Result<String> {
-    Ok(siaga
-        .devices()?
-        .iter()
-        .find(|d| d["id"] == device)
-        .and_then(|d| d["state"].as_str())
-        .unwrap_or_default()
-        .to_string())
-}
 
 /// A device's row of the JSON answer: (incidents, availability %).
 fn row(a: &Value, device: &str) -> Result<(u64, f64)> {
@@ -55,17 +44,18 @@ fn a_switch_cut_off_in_the_lab_shows_its_outage_in_the_months_availability() -> 
     c.serve()?;
     let _agent = Agent::start(agent_cfg)?;
     wait_until(secs(60), "both switches up", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "up" && state(&siaga, "dinkes-sw2")? == "up")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "up"
+            && device_state(&siaga, "dinkes-sw2")? == "up")
     })?;
 
     // sw1's cable goes dead, then comes back.
     lab.set_link_down("sw1", "eth0")?;
     wait_until(secs(60), "sw1 down", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "down")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "down")
     })?;
     lab.set_link_up("sw1", "eth0")?;
     wait_until(secs(60), "sw1 up again", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "up")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "up")
     })?;
 
     // The month of the province's time zone (WIB) that holds now.

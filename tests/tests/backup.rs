@@ -5,9 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Output;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use siaga_tests::harness::*;
 
@@ -17,22 +16,10 @@ fn device(i: usize) -> String {
     format!("dinkes-d{i:02}")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))
-}
-
 /// `manifest.json` of an archive, read with the system's tar.
 fn manifest(archive: &Path) -> Result<Value> {
     let o = std::process::Command::new("tar")
-        .args(["-xOf", path(archive)?, "manifest.json"])
+        .args(["-xOf", path_str(archive)?, "manifest.json"])
         .output()
         .context("running tar")?;
     ensure!(o.status.success(), "tar: {}", text(&o));
@@ -151,11 +138,11 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
 
     // Under load: the agent keeps streaming a sample per device and second meanwhile.
     let archive = c.root().join("backup.tar");
-    let root_cfg = path(&root.config)?.to_string();
+    let root_cfg = path_str(&root.config)?.to_string();
     let o = c.cmd(&[
         "backup",
         "--out",
-        path(&archive)?,
+        path_str(&archive)?,
         "--user-config",
         &root_cfg,
     ])?;
@@ -172,9 +159,9 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
     let o = c.cmd(&[
         "backup",
         "--out",
-        path(&refused)?,
+        path_str(&refused)?,
         "--user-config",
-        path(&teknisi.config)?,
+        path_str(&teknisi.config)?,
     ])?;
     ensure!(
         !o.status.success()
@@ -184,11 +171,11 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
     );
     ensure!(!refused.exists() && !c.root().join("refused.tar.partial").exists());
     // Restore refuses a data directory a collector runs on, even with --force.
-    let config = path(&c.config)?.to_string();
+    let config = path_str(&c.config)?.to_string();
     let o = c.cmd(&[
         "restore",
         "--from",
-        path(&archive)?,
+        path_str(&archive)?,
         "--config",
         &config,
         "--force",
@@ -210,7 +197,13 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
     ensure!(c.stop(), "the collector did not stop cleanly");
 
     // Not over the old data without --force.
-    let o = c.cmd(&["restore", "--from", path(&archive)?, "--config", &config])?;
+    let o = c.cmd(&[
+        "restore",
+        "--from",
+        path_str(&archive)?,
+        "--config",
+        &config,
+    ])?;
     ensure!(
         !o.status.success() && text(&o).contains("not empty") && text(&o).contains("--force"),
         "{}",
@@ -219,7 +212,13 @@ fn a_backup_taken_under_load_restores_the_same_tickets_events_and_samples() -> R
     // Into a fresh data directory.
     set_toml(&c.config, "data_dir", "data-restored".into())?;
     c.data_dir = c.dir().join("data-restored");
-    let o = c.cmd(&["restore", "--from", path(&archive)?, "--config", &config])?;
+    let o = c.cmd(&[
+        "restore",
+        "--from",
+        path_str(&archive)?,
+        "--config",
+        &config,
+    ])?;
     ensure!(o.status.success(), "restore: {}", text(&o));
     ensure!(
         text(&o).contains(&format!("{backed_up} samples")),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::{Client, ClientBuilder, Locator};
 use siaga_tests::harness::{
-    Agent, Collector, Inventory, Siaga, free_port, runtime, secs, wait_until,
+    Agent, Collector, Inventory, device_state, free_port, runtime, secs, wait_until,
 };
 use siaga_tests::lab::Lab;
 use siaga_tests::office::{OFFICE_USERS, Office, letter_date, opened_ticket};
@@ -248,17 +248,6 @@ fn a_person_logs_in_in_chromium_sees_the_board_and_logs_out() -> Result<()> {
     ))
 }
 
-/// The device state `siaga devices --json` shows.
-fn state(siaga: &Siaga, device: &str) -> Result<String> {
-    Ok(siaga
-        .devices()?
-        .iter()
-        .find(|d| d["id"] == device)
-        .and_then(|d| d["state"].as_str())
-        .unwrap_or_default()
-        .to_string())
-}
-
 #[test]
 fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trips() -> Result<()> {
     let lab = Lab::new()?.device("sw1").start()?;
@@ -278,7 +267,7 @@ fn a_device_going_down_shows_on_the_open_board_and_its_page_draws_its_round_trip
     let out = root.run_stdin(&["user", "passwd", "hd"], "rahasia-helpdesk-1\n")?;
     ensure!(out.status.success(), "{out:?}");
     wait_until(secs(60), "dinkes-sw1 up", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "up")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "up")
     })?;
     let base = format!("https://127.0.0.1:{}", c.web_addr()?.port());
 

@@ -10,20 +10,11 @@
 //! --bins`.
 
 use std::collections::HashMap;
-use std::process::Output;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use siaga_tests::harness::*;
 use siaga_tests::office::{OFFICE_OPD, OFFICE_USERS, letter_args, letter_date};
 use siaga_tests::postgres::Cluster;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Two collectors on one database, each user's `siaga` on each.
 struct Pair {

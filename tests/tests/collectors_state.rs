@@ -19,17 +19,6 @@ use siaga_tests::postgres::Cluster;
 
 const SW1: &str = "dinkes-sw1";
 
-/// The state `siaga devices --json` shows for `device`.
-fn listed(who: &Siaga, device: &str) -> Result<String> {
-    Ok(who
-        .devices()?
-        .iter()
-        .find(|d| d["id"] == device)
-        .and_then(|d| d["state"].as_str())
-        .unwrap_or_default()
-        .to_string())
-}
-
 /// The state `siaga device DEVICE --json` shows.
 fn shown(who: &Siaga, device: &str) -> Result<String> {
     let d = who.json(&["device", device, "--json"])?;
@@ -97,12 +86,12 @@ fn a_device_cut_off_shows_down_then_up_on_the_collector_that_does_not_judge_it()
         holds(&pg, &a, "dinkes")
     })?;
     wait_until(secs(60), "sw1 up on the first collector", || {
-        Ok(listed(&root, SW1)? == "up")
+        Ok(device_state(&root, SW1)? == "up")
     })?;
     wait_until(secs(10), "sw1 up on the second collector", || {
-        Ok(listed(&root_b, SW1)? == "up")
+        Ok(device_state(&root_b, SW1)? == "up")
     })
-    .with_context(|| format!("the second shows {:?}", listed(&root_b, SW1)))?;
+    .with_context(|| format!("the second shows {:?}", device_state(&root_b, SW1)))?;
     ensure!(
         !holds(&pg, &b, "dinkes")?,
         "the second collector took dinkes' lease"
@@ -127,13 +116,13 @@ fn a_device_cut_off_shows_down_then_up_on_the_collector_that_does_not_judge_it()
     // second, in each of its views.
     lab.set_link_down("sw1", "eth0")?;
     wait_until(secs(30), "sw1 down on the first collector", || {
-        Ok(listed(&root, SW1)? == "down")
+        Ok(device_state(&root, SW1)? == "down")
     })?;
     let down_on_a = Instant::now();
     wait_until(secs(5), "sw1 down on the second collector", || {
-        Ok(listed(&root_b, SW1)? == "down")
+        Ok(device_state(&root_b, SW1)? == "down")
     })
-    .with_context(|| format!("the second shows {:?}", listed(&root_b, SW1)))?;
+    .with_context(|| format!("the second shows {:?}", device_state(&root_b, SW1)))?;
     eprintln!(
         "down on the second collector {:.1} s after the first",
         down_on_a.elapsed().as_secs_f64()
@@ -153,18 +142,18 @@ fn a_device_cut_off_shows_down_then_up_on_the_collector_that_does_not_judge_it()
         gauge(&metrics_a, SW1)?
     );
     ensure!(
-        listed(&root_b, "dinkes-sw2")? == "up",
+        device_state(&root_b, "dinkes-sw2")? == "up",
         "sw2 on the second collector: {}",
-        listed(&root_b, "dinkes-sw2")?
+        device_state(&root_b, "dinkes-sw2")?
     );
 
     // Mended: up on both.
     lab.set_link_up("sw1", "eth0")?;
     wait_until(secs(30), "sw1 up again on the first collector", || {
-        Ok(listed(&root, SW1)? == "up")
+        Ok(device_state(&root, SW1)? == "up")
     })?;
     wait_until(secs(5), "sw1 up again on the second collector", || {
-        Ok(listed(&root_b, SW1)? == "up" && shown(&root_b, SW1)? == "up")
+        Ok(device_state(&root_b, SW1)? == "up" && shown(&root_b, SW1)? == "up")
     })?;
     wait_until(secs(5), "the second collector's gauge up", || {
         Ok(gauge(&metrics_b, SW1)? == "up")

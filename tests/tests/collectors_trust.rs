@@ -10,36 +10,16 @@
 //! files know of neither: only the database can tell it. Build the
 //! binaries first: `cargo build --workspace --bins`.
 
-use std::path::Path;
-use std::process::Output;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use siaga_tests::harness::*;
 use siaga_tests::postgres::Cluster;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))
-}
-
-fn connected(who: &Siaga, id: &str) -> Result<bool> {
-    Ok(who
-        .agent(id)?
-        .is_some_and(|a| a["connected"] == Value::Bool(true)))
-}
-
 /// `siaga-collector revoke-cert --config <c's collector.toml> ARGS`, which must succeed.
 fn revoke(c: &Collector, args: &[&str]) -> Result<String> {
-    let mut all = vec!["revoke-cert", "--config", path(&c.config)?];
+    let mut all = vec!["revoke-cert", "--config", path_str(&c.config)?];
     all.extend_from_slice(args);
     let o = c.cmd(&all)?;
     ensure!(o.status.success(), "revoke-cert {args:?}: {}", text(&o));
@@ -70,7 +50,7 @@ fn a_revocation_or_an_enrolment_with_one_collectors_directory_holds_on_every_col
     wait_until(
         secs(60),
         "the agent streaming to the second collector",
-        || Ok(connected(&root_b, "dinkes-agent")? && root_b.history("dinkes-sw")?.len() >= 2),
+        || Ok(agent_connected(&root_b, "dinkes-agent")? && root_b.history("dinkes-sw")?.len() >= 2),
     )
     .with_context(|| format!("agent log:\n{}", agent.log_tail(20)))?;
 
@@ -127,7 +107,7 @@ fn a_revocation_or_an_enrolment_with_one_collectors_directory_holds_on_every_col
     })
     .with_context(|| format!("collector B's log:\n{}", b.log_tail(30)))?;
     ensure!(
-        !connected(&root_b, "dinkes-agent")?,
+        !agent_connected(&root_b, "dinkes-agent")?,
         "the revoked agent got back in"
     );
     let before = root_b.history("dinkes-sw")?.len();
@@ -159,7 +139,7 @@ fn a_revocation_or_an_enrolment_with_one_collectors_directory_holds_on_every_col
 
     // The second collector's `certs` lists budi's certificate, issued and
     // revoked with the other directory.
-    let o = b.cmd(&["certs", "--config", path(&b.config)?, "--json"])?;
+    let o = b.cmd(&["certs", "--config", path_str(&b.config)?, "--json"])?;
     ensure!(o.status.success(), "certs: {}", text(&o));
     let listed: Vec<Value> = String::from_utf8_lossy(&o.stdout)
         .lines()

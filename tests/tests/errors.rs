@@ -10,14 +10,6 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{Context, Result, anyhow, ensure};
 use siaga_tests::harness::*;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// A copy of the directory `siaga.toml` of `who` lives in, as `name`.
 fn copy_of(who: &Siaga, root: &Path, name: &str) -> Result<Siaga> {
     let from = who.config.parent().ok_or_else(|| anyhow!("no dir"))?;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use siaga_tests::harness::{
-    Agent, Collector, Siaga, json_bool, metric_value, now_us, secs, set_toml, ts_us, wait_until,
+    Agent, Collector, Siaga, device_state, json_bool, metric_value, now_us, secs, set_toml, ts_us,
+    wait_until,
 };
 use siaga_tests::lab::Lab;
 use siaga_tests::sinks::{SmtpSink, WebhookReceiver};
@@ -22,20 +23,9 @@ fn events(siaga: &Siaga) -> Result<Vec<Value>> {
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
-/// The state `siaga devices --json` shows for one device.
-fn state(siaga: &Siaga, device: &str) -> Result<String> {
-    Ok(siaga
-        .devices()?
-        .iter()
-        .find(|d| d["id"] == device)
-        .and_then(|d| d["state"].as_str())
-        .unwrap_or_default()
-        .to_string())
-}
-
 fn all_up(siaga: &Siaga, devices: &[&str]) -> Result<bool> {
     for d in devices {
-        if state(siaga, d)? != "up" {
+        if device_state(siaga, d)? != "up" {
             return Ok(false);
         }
     }
@@ -315,10 +305,13 @@ fn a_router_down_is_one_ticket_listing_the_switches_behind_it_as_unreachable() -
         },
     )?;
     wait_until(secs(60), "both switches unreachable", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "unreachable"
-            && state(&siaga, "dinkes-sw2")? == "unreachable")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "unreachable"
+            && device_state(&siaga, "dinkes-sw2")? == "unreachable")
     })?;
-    ensure!(state(&siaga, "dinkes-r1")? == "down", "the router is down");
+    ensure!(
+        device_state(&siaga, "dinkes-r1")? == "down",
+        "the router is down"
+    );
     // Let the engine see more cycles of the dead switches: still no ticket of theirs.
     wait_cycles(&siaga, "dinkes-sw1", 5)?;
     let t = tickets(&siaga)?;
@@ -332,7 +325,10 @@ fn a_router_down_is_one_ticket_listing_the_switches_behind_it_as_unreachable() -
         "exactly the switches are affected: {t:#?}"
     );
     for sw in ["dinkes-sw1", "dinkes-sw2"] {
-        ensure!(state(&siaga, sw)? == "unreachable", "{sw} unreachable");
+        ensure!(
+            device_state(&siaga, sw)? == "unreachable",
+            "{sw} unreachable"
+        );
     }
     Ok(())
 }
@@ -387,7 +383,7 @@ fn loss_inside_a_maintenance_window_opens_no_ticket_and_the_events_say_why() -> 
         }))
     })?;
     ensure!(
-        state(&siaga, "dinkes-sw1")? == "degraded",
+        device_state(&siaga, "dinkes-sw1")? == "degraded",
         "the loss is seen: the device is degraded"
     );
     wait_cycles(&siaga, "dinkes-sw1", 5)?;
@@ -421,7 +417,8 @@ fn a_killed_agent_is_one_agent_unreachable_ticket_for_its_opd() -> Result<()> {
         Ok(!tickets(&siaga)?.is_empty())
     })?;
     wait_until(secs(60), "both switches unknown", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "unknown" && state(&siaga, "dinkes-sw2")? == "unknown")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "unknown"
+            && device_state(&siaga, "dinkes-sw2")? == "unknown")
     })?;
     let t = tickets(&siaga)?;
     ensure!(
@@ -494,7 +491,7 @@ fn a_restarted_collector_keeps_its_open_ticket_and_the_incident_key() -> Result<
         // The loss goes on and reaches the new process: it stays on the
         // same ticket, no second one opens.
         wait_until(secs(60), "the loss seen again", || {
-            Ok(state(&siaga, "dinkes-sw1")? == "degraded")
+            Ok(device_state(&siaga, "dinkes-sw1")? == "degraded")
         })?;
         wait_cycles(&siaga, "dinkes-sw1", 5)?;
         let t = only_ticket(&siaga)?;
@@ -565,7 +562,7 @@ fn a_cut_lab_link_opens_one_ticket_for_that_link() -> Result<()> {
     );
     ensure!(t["origin"] == "detected", "{t:#?}");
     ensure!(
-        state(&siaga, "dinkes-sw1")? == "up",
+        device_state(&siaga, "dinkes-sw1")? == "up",
         "the device itself is fine"
     );
     Ok(())
@@ -1008,7 +1005,7 @@ fn telegram_is_told_of_a_dead_switch_once_with_the_console_link_even_across_a_re
         Ok(!tickets(&siaga)?.is_empty())
     })?;
     wait_until(secs(60), "the switch seen down again", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "down")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "down")
     })?;
     wait_cycles(&siaga, "dinkes-sw1", 5)?;
     ensure!(tickets(&siaga)?.len() == 1, "still one ticket");
@@ -1445,7 +1442,7 @@ fn a_cpu_at_97_percent_past_the_window_opens_one_cpu_ticket_and_recovers_at_10()
         "the readings are the evidence: {evidence:#?}"
     );
     ensure!(
-        state(&siaga, "dinkes-sw1")? == "up",
+        device_state(&siaga, "dinkes-sw1")? == "up",
         "the device itself stays up"
     );
     let out = siaga.run(&["device", "dinkes-sw1"])?;

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
-use siaga_tests::harness::{Agent, Collector, Siaga, json_f64, json_u64, secs, wait_until};
+use siaga_tests::harness::{
+    Agent, Collector, Siaga, agent_connected, json_f64, json_u64, secs, wait_until,
+};
 use siaga_tests::lab::Lab;
 use siaga_tests::office::{
     Office, office_users_but, opened_ticket, wait_device_up, wait_for_ticket,
@@ -64,10 +66,6 @@ fn link<'a>(m: &'a Value, name: &str) -> Result<&'a Value> {
         .flatten()
         .find(|l| l["name"] == name)
         .ok_or_else(|| anyhow!("no figures of link {name} in {m:#}"))
-}
-
-fn connected(siaga: &Siaga, agent: &str) -> Result<bool> {
-    Ok(siaga.agent(agent)?.is_some_and(|a| a["connected"] == true))
 }
 
 #[test]
@@ -197,7 +195,7 @@ fn an_offline_agent_fails_at_once_and_a_queued_measurement_runs_when_it_returns(
     wait_device_up(&teknisi, "dinkes-sw1")?;
     ensure!(agent.stop(), "the agent stops cleanly");
     wait_until(secs(30), "the agent shown disconnected", || {
-        Ok(!connected(&teknisi, &agent.id)?)
+        Ok(!agent_connected(&teknisi, &agent.id)?)
     })?;
 
     let asked = Instant::now();

@@ -6,16 +6,9 @@ use anyhow::{Context, Result, ensure};
 use siaga_collector::rollup::{Minute, minute_of};
 use siaga_collector::store::{PgStore, RedbStore, Store};
 use siaga_proto::v1;
+use siaga_tests::harness::text;
 use siaga_tests::harness::{Collector, Inventory, Uplink, icmp_sample, now_us, runtime};
 use siaga_tests::postgres::Cluster;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn snmp(seq: u64, ts_us: i64, device: &str, util_in: f64) -> v1::Sample {
     v1::Sample {

@@ -18,6 +18,7 @@ use siaga_collector::sop::file::DEFAULT_SOP;
 use siaga_collector::sop::store::SopStore;
 use siaga_collector::ticket::{HealthCore, TicketStore};
 use siaga_proto::v1;
+use siaga_tests::harness::text;
 use siaga_tests::postgres::Cluster;
 
 const SEC: i64 = 1_000_000;
@@ -474,14 +475,6 @@ fn events_read_back_in_order_in_pages(b: Backend) -> Result<()> {
 }
 
 // ---- The collector on PostgreSQL -----------------------------------------
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The tickets as `siaga tickets --json` lists them, without what depends
 /// on the moment of asking.

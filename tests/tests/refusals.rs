@@ -9,14 +9,6 @@ use std::process::{Command, Output};
 use anyhow::{Result, ensure};
 use siaga_tests::harness::*;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn the_cli_refuses_a_plaintext_collector_url_and_sends_nothing() -> Result<()> {
     let mut c = Collector::init()?;

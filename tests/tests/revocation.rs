@@ -8,31 +8,13 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use siaga_tests::harness::*;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))
-}
-
-fn connected(who: &Siaga, id: &str) -> Result<bool> {
-    Ok(who
-        .agent(id)?
-        .is_some_and(|a| a["connected"] == Value::Bool(true)))
-}
-
 /// `siaga-collector certs --json`: one object per line.
 fn certs(c: &Collector) -> Result<Vec<Value>> {
-    let o = c.cmd(&["certs", "--config", path(&c.config)?, "--json"])?;
+    let o = c.cmd(&["certs", "--config", path_str(&c.config)?, "--json"])?;
     ensure!(o.status.success(), "certs: {}", text(&o));
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -57,7 +39,7 @@ fn revoke_cert_agent_cuts_that_agents_open_stream_within_seconds() -> Result<()>
     wait_until(secs(60), "both agents streaming samples", || {
         Ok(root.history("dinkes-sw")?.len() >= 2 && root.history("bappeda-sw")?.len() >= 2)
     })?;
-    ensure!(connected(&root, "dinkes-agent")? && connected(&root, "bappeda-agent")?);
+    ensure!(agent_connected(&root, "dinkes-agent")? && agent_connected(&root, "bappeda-agent")?);
 
     // The ledger knows the agent's certificate; revoking by id needs no file.
     let listed = certs(&c)?;
@@ -71,7 +53,7 @@ fn revoke_cert_agent_cuts_that_agents_open_stream_within_seconds() -> Result<()>
     let o = c.cmd(&[
         "revoke-cert",
         "--config",
-        path(&c.config)?,
+        path_str(&c.config)?,
         "--agent",
         "dinkes-agent",
         "--reason",
@@ -91,7 +73,7 @@ fn revoke_cert_agent_cuts_that_agents_open_stream_within_seconds() -> Result<()>
     })?;
     let cut = start.elapsed();
     ensure!(
-        !connected(&root, "dinkes-agent")?,
+        !agent_connected(&root, "dinkes-agent")?,
         "siaga agents shows it gone"
     );
     println!(
@@ -106,9 +88,12 @@ fn revoke_cert_agent_cuts_that_agents_open_stream_within_seconds() -> Result<()>
     wait_until(secs(30), "the other agent stores 3 more samples", || {
         Ok(root.history("bappeda-sw")?.len() >= bappeda_before + 3)
     })?;
-    ensure!(connected(&root, "bappeda-agent")?, "the other agent stays");
     ensure!(
-        !connected(&root, "dinkes-agent")?,
+        agent_connected(&root, "bappeda-agent")?,
+        "the other agent stays"
+    );
+    ensure!(
+        !agent_connected(&root, "dinkes-agent")?,
         "the revoked agent got back in"
     );
     let dinkes_after = root.history("dinkes-sw")?.len();
@@ -150,9 +135,9 @@ fn a_person_revoked_after_a_backup_stays_revoked_after_its_restore() -> Result<(
     let o = c.cmd(&[
         "backup",
         "--out",
-        path(&archive)?,
+        path_str(&archive)?,
         "--user-config",
-        path(&root.config)?,
+        path_str(&root.config)?,
     ])?;
     ensure!(o.status.success(), "backup: {}", text(&o));
 
@@ -160,7 +145,7 @@ fn a_person_revoked_after_a_backup_stays_revoked_after_its_restore() -> Result<(
     let o = c.cmd(&[
         "revoke-cert",
         "--config",
-        path(&c.config)?,
+        path_str(&c.config)?,
         "--name",
         "budi",
         "--reason",
@@ -178,9 +163,9 @@ fn a_person_revoked_after_a_backup_stays_revoked_after_its_restore() -> Result<(
     let o = c.cmd(&[
         "restore",
         "--from",
-        path(&archive)?,
+        path_str(&archive)?,
         "--config",
-        path(&c.config)?,
+        path_str(&c.config)?,
         "--force",
     ])?;
     ensure!(o.status.success(), "restore: {}", text(&o));
@@ -204,7 +189,7 @@ fn a_person_revoked_after_a_backup_stays_revoked_after_its_restore() -> Result<(
 fn serials_only_in_the_forms_tools_print_and_known_to_the_ledger() -> Result<()> {
     let mut c = Collector::init()?;
     let budi = c.enroll_user("budi", "helpdesk")?;
-    let config = path(&c.config)?.to_string();
+    let config = path_str(&c.config)?.to_string();
     let list = c.data_dir.join("revoked.toml");
     let serial = certs(&c)?
         .into_iter()
@@ -294,13 +279,13 @@ fn agent_ids_are_unique_across_opds() -> Result<()> {
             "enroll",
             "agent",
             "--dir",
-            path(&c.dir())?,
+            path_str(&c.dir())?,
             "--opd",
             opd,
             "--id",
             "dinkes-agent",
             "--out",
-            path(&out)?,
+            path_str(&out)?,
         ])?;
         ensure!(
             o.status.code() == Some(64) && text(&o).contains("already issued"),
@@ -331,7 +316,7 @@ fn files_written_as_root_do_not_follow_a_planted_symlink() -> Result<()> {
     let o = c.cmd(&[
         "revoke-cert",
         "--config",
-        path(&c.config)?,
+        path_str(&c.config)?,
         "--name",
         "budi",
     ])?;
@@ -360,11 +345,11 @@ fn a_certificate_near_its_end_is_warned_of_and_renew_ends_the_warning() -> Resul
         let mut args = vec![
             "renew",
             "--dir",
-            path(dir)?,
+            path_str(dir)?,
             "--agent",
             "dinkes-agent",
             "--out",
-            path(out)?,
+            path_str(out)?,
         ];
         if !days.is_empty() {
             args.extend(["--days", days]);
@@ -389,7 +374,7 @@ fn a_certificate_near_its_end_is_warned_of_and_renew_ends_the_warning() -> Resul
     c.serve()?;
     let mut agent = Agent::start(cfg)?;
     wait_until(secs(60), "the agent connected", || {
-        connected(&root, "dinkes-agent")
+        agent_connected(&root, "dinkes-agent")
     })?;
     let o = root.run(&["agents"])?;
     ensure!(

@@ -8,6 +8,7 @@ use siaga_collector::store::{
     StoredSample,
 };
 use siaga_proto::v1;
+use siaga_tests::harness::text;
 use siaga_tests::harness::{
     Collector, Inventory, Uplink, free_port, icmp_sample, now_us, runtime, secs, set_toml,
     wait_until,
@@ -588,14 +589,6 @@ fn postgres_collectors_starting_together_create_the_schema_once() -> Result<()> 
 }
 
 // ---- The collector on PostgreSQL ----------------------------------------
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `[store] url`: the collector acknowledges what PostgreSQL holds, drops
 /// a resend there, serves the history from it, and writes no sample file.

@@ -5,18 +5,11 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, Result, ensure};
 use siaga_collector::store::{IngestBatch, PgStore, Store};
+use siaga_tests::harness::text;
 use siaga_tests::harness::{
     Collector, Inventory, Uplink, bin, free_port, icmp_sample, now_us, runtime,
 };
 use siaga_tests::postgres::{Cluster, DATABASE};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `postgres://postgres@HOST:PORT/siaga?QUERY`.
 fn url(host: &str, pg: &Cluster, query: &str) -> String {

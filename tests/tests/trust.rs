@@ -12,8 +12,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use siaga_tests::harness::{
-    Agent, Collector, Inventory, Siaga, Uplink, icmp_sample, now_us, runtime, secs, ts_us,
-    wait_until,
+    Agent, Collector, Inventory, Siaga, Uplink, device_state, icmp_sample, now_us, runtime, secs,
+    ts_us, wait_until,
 };
 use siaga_tests::lab::Lab;
 
@@ -34,12 +34,6 @@ fn agent_tickets(siaga: &Siaga) -> Result<Vec<Value>> {
                 .is_some_and(|p| p.contains("agent") && p.contains("unreachable"))
         })
         .collect())
-}
-
-fn state(siaga: &Siaga, device: &str) -> Result<String> {
-    Ok(device_row(siaga, device)?
-        .and_then(|d| d["state"].as_str().map(str::to_string))
-        .unwrap_or_default())
 }
 
 fn device_row(siaga: &Siaga, device: &str) -> Result<Option<Value>> {
@@ -65,7 +59,7 @@ fn one_agent_ticket(siaga: &Siaga, started_us: i64, devices: &[&str]) -> Result<
     // ticket would have opened.
     wait_until(secs(30), "the OPD's devices unknown", || {
         for d in devices {
-            if state(siaga, d)? != "unknown" {
+            if device_state(siaga, d)? != "unknown" {
                 return Ok(false);
             }
         }
@@ -110,7 +104,7 @@ fn an_agent_gone_while_the_collector_was_down_is_one_ticket_after_the_restart_an
     c.serve()?;
     let mut agent = Agent::start(agent_cfg)?;
     wait_until(secs(60), "dinkes-sw1 up", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "up")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "up")
     })?;
 
     // The collector goes down for a patch; the OPD loses power meanwhile.
@@ -130,7 +124,7 @@ fn an_agent_gone_while_the_collector_was_down_is_one_ticket_after_the_restart_an
     agent.restart()?;
     wait_recovered(&siaga, &id)?;
     wait_until(secs(60), "dinkes-sw1 up again", || {
-        Ok(state(&siaga, "dinkes-sw1")? == "up")
+        Ok(device_state(&siaga, "dinkes-sw1")? == "up")
     })?;
     let all = tickets(&siaga)?;
     ensure!(all.len() == 1, "no second ticket: {all:#?}");
@@ -338,11 +332,11 @@ fn a_device_whose_readings_stopped_is_stale_with_their_age_then_current_again() 
     // readings stop.
     wait_until(secs(30), "a-sw1 up", || {
         rt.block_on(up.heartbeat(now_us()))?;
-        Ok(state(&siaga, "a-sw1")? == "up")
+        Ok(device_state(&siaga, "a-sw1")? == "up")
     })?;
     wait_until(secs(30), "a-sw1 stale", || {
         rt.block_on(up.heartbeat(now_us()))?;
-        Ok(state(&siaga, "a-sw1")? == "stale")
+        Ok(device_state(&siaga, "a-sw1")? == "stale")
     })?;
     let d = device_row(&siaga, "a-sw1")?.context("a-sw1")?;
     let age = d["reading_age_s"].as_i64().context("age shown")?;
@@ -361,7 +355,7 @@ fn a_device_whose_readings_stopped_is_stale_with_their_age_then_current_again() 
     rt.block_on(up.send(vec![icmp_sample(seq, now_us(), "a-sw1")]))?;
     wait_until(secs(30), "a-sw1 current again", || {
         rt.block_on(up.heartbeat(now_us()))?;
-        Ok(state(&siaga, "a-sw1")? == "up")
+        Ok(device_state(&siaga, "a-sw1")? == "up")
     })?;
     Ok(())
 }
