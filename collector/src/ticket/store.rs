@@ -275,6 +275,17 @@ fn subject_key(s: &crate::health::Subject) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// Appends `events` to the log in `tx`; the key each got, in order.
+fn append_in(tx: &Tx, events: &[HealthEvent]) -> Result<Vec<EventKey>, StoreError> {
+    let mut keys = Vec::with_capacity(events.len());
+    for e in events {
+        let seq = next_counter(tx, "event")?;
+        tx.insert(&EVENTS, (e.ts_us, seq), enc(e))?;
+        keys.push((e.ts_us, seq));
+    }
+    Ok(keys)
+}
+
 fn next_counter(tx: &Tx, name: &str) -> Result<u64, StoreError> {
     let next = tx.get(&COUNTERS, name)?.unwrap_or(0) + 1;
     tx.insert(&COUNTERS, name, next)?;
@@ -449,13 +460,8 @@ impl TicketStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut keys = Vec::with_capacity(events.len());
         let tx = self.db.write()?;
-        for e in events {
-            let seq = next_counter(&tx, "event")?;
-            tx.insert(&EVENTS, (e.ts_us, seq), enc(e))?;
-            keys.push((e.ts_us, seq));
-        }
+        let keys = append_in(&tx, events)?;
         tx.commit()?;
         Ok(keys)
     }
@@ -472,13 +478,8 @@ impl TicketStore {
         if published.is_empty() {
             return self.append_events(events);
         }
-        let mut keys = Vec::with_capacity(events.len());
         let tx = self.db.write()?;
-        for e in events {
-            let seq = next_counter(&tx, "event")?;
-            tx.insert(&EVENTS, (e.ts_us, seq), enc(e))?;
-            keys.push((e.ts_us, seq));
-        }
+        let keys = append_in(&tx, events)?;
         for p in &published.states {
             tx.insert(
                 &STATES,
