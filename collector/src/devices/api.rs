@@ -280,9 +280,13 @@ fn device_info(
 /// its row here is that one, and it counts as streaming (elsewhere) while
 /// that record is fresh by the rule that declares an agent silent
 /// ([`crate::state::SILENT_INTERVALS`] of its OPD's interval). With one
-/// collector the store holds nothing newer than what this one saw.
+/// collector the store holds nothing newer than what this one saw: it is
+/// not read.
 fn agents_everywhere(hub: &Hub) -> Vec<crate::hub::LiveAgent> {
     let mut live = hub.agents();
+    if hub.shared().is_none() {
+        return live;
+    }
     let stored = match hub.store.agents() {
         Ok(s) => s,
         Err(e) => {
