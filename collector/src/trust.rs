@@ -71,14 +71,23 @@ fn decode<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, StoreE
 
 /// Every row of `t`, at most [`MAX_ROWS`].
 fn rows(db: &Db, t: &Table<String, Vec<u8>>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    rows_at_most(db, t, MAX_ROWS)
+}
+
+/// Every row of `t`; more than `max` is an error.
+fn rows_at_most(
+    db: &Db,
+    t: &Table<String, Vec<u8>>,
+    max: usize,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let tx = db.read()?;
     let mut out = Vec::new();
     for row in tx.iter(t)? {
-        if out.len() == MAX_ROWS {
+        if out.len() == max {
             return Err(StoreError::Decode {
                 what: t.name,
                 message: format!(
-                    "more than {MAX_ROWS} rows; this many is not a list of people or \
+                    "more than {max} rows; this many is not a list of people or \
                      certificates: look at the table `kv` where tbl = '{}'",
                     t.name
                 ),
@@ -233,6 +242,25 @@ mod tests {
             at: "2026-01-01T00:00:00Z".into(),
             reason: "lost".into(),
         }
+    }
+
+    /// A table over its bound is an error naming it, never a list cut
+    /// short (a revocation missing from a cut list would let its
+    /// certificate in).
+    #[test]
+    fn a_table_over_its_bound_is_an_error_not_a_shorter_list() {
+        let db = db();
+        db.create(&[REVOKED]).unwrap();
+        let r: Vec<Revoked> = (0..4)
+            .map(|i| revoked_entry(&format!("bb{i:02}")))
+            .collect();
+        assert_eq!(put_all_revoked(&db, &r).unwrap(), 4);
+        assert_eq!(rows_at_most(&db, &REVOKED, 4).unwrap().len(), 4);
+        let e = rows_at_most(&db, &REVOKED, 3).unwrap_err().to_string();
+        assert!(
+            e.contains("more than 3 rows") && e.contains("trust_revoked"),
+            "{e}"
+        );
     }
 
     #[test]
